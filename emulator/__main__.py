@@ -1,0 +1,28 @@
+"""``python -m emulator start|arm|...``: entry point of the local platform."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m emulator {start,arm} [options]   (use -h on a command for its options)"
+    if not args or args[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "start":
+        from emulator.host.cli import main as host_main
+
+        return host_main(rest)
+    if command == "arm":
+        from emulator.arm.cli import main as arm_main
+
+        return arm_main(rest)
+    print(f"unknown command {command!r}\n{usage}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

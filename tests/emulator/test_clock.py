@@ -1,0 +1,78 @@
+"""The shared virtual clock: skip jumps only when idle, scale runs faster than real time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from emulator.clock import make_clock, parse_instant
+
+pytestmark = pytest.mark.emulator
+START = parse_instant("2026-01-01T00:00:00Z")
+
+
+def test_skip_clock_jumps_to_the_earliest_sleeper_in_order() -> None:
+    clock = make_clock("skip", start=START)
+    woke: list[str] = []
+
+    async def sleeper(name: str, hours: int) -> None:
+        await clock.sleep_until(START + timedelta(hours=hours))
+        woke.append(f"{name}@{clock.now():%H}")
+
+    async def main() -> None:
+        await asyncio.gather(sleeper("b", 24), sleeper("a", 1), sleeper("c", 48))
+
+    t0 = time.monotonic()
+    asyncio.run(main())
+    assert woke == ["a@01", "b@00", "c@00"]
+    assert clock.now() == START + timedelta(hours=48)
+    assert time.monotonic() - t0 < 5
+
+
+def test_skip_clock_does_not_jump_while_busy_or_held() -> None:
+    clock = make_clock("skip", start=START)
+    done = threading.Event()
+
+    def sleeper() -> None:
+        clock.sleep_until_blocking(START + timedelta(hours=1))
+        done.set()
+
+    with clock.busy():
+        threading.Thread(target=sleeper, daemon=True).start()
+        assert not done.wait(0.2)
+        assert clock.now() == START
+    assert done.wait(2)
+    with clock.hold():
+        threading.Thread(target=sleeper, daemon=True).start()
+        assert done.wait(2)  # already past 01:00, returns at once
+
+
+def test_advance_until_steps_one_due_time_at_a_time() -> None:
+    clock = make_clock("skip", start=START)
+    hits: list[int] = []
+
+    def ticker() -> None:
+        for i in range(1, 5):
+            clock.sleep_until_blocking(START + timedelta(minutes=10 * i))
+            hits.append(i)
+
+    with clock.hold():
+        threading.Thread(target=ticker, daemon=True).start()
+        clock.advance_until(lambda: len(hits) >= 2, timeout=5)
+        assert clock.now() == START + timedelta(minutes=20)
+
+
+def test_scale_clock_moves_n_times_faster() -> None:
+    clock = make_clock("scale=600", start=START)
+    time.sleep(0.1)
+    elapsed = clock.now() - START
+    assert timedelta(seconds=50) <= elapsed <= timedelta(seconds=300)
+
+
+def test_bad_spec_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(ValueError, match="scale=N"):
+        make_clock("fast")
