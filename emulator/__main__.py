@@ -7,7 +7,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m emulator {start,arm} [options]   (use -h on a command for its options)"
+    usage = (
+        "usage: python -m emulator {start,arm,platform} [options]   (use -h on a command for its options)\n"
+        "  start     the Functions + Durable host for the app folder (like `func start`)\n"
+        "  arm       the ARM fleet simulator for a scenario\n"
+        "  platform  both in one process on a shared clock, plus Azurite"
+    )
     if not args or args[0] in ("-h", "--help"):
         print(usage)
         return 0
@@ -20,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         from emulator.arm.cli import main as arm_main
 
         return arm_main(rest)
+    if command == "platform":
+        from emulator.platform import main as platform_main
+
+        return platform_main(rest)
     print(f"unknown command {command!r}\n{usage}", file=sys.stderr)
     return 2
 

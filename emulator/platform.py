@@ -1,0 +1,264 @@
+"""The whole local platform in one process: ARM simulator + Functions host + Azurite.
+
+Why one process: the ``skip`` clock can only tell that *everything* is idle when the host's
+durable engine and the simulator's schedule engine share it, so both run on one asyncio loop
+(in a background thread, so synchronous callers such as pytest and the demo can drive it).
+Azurite runs as a child process; it keeps no time of its own that matters.
+
+Wiring (the same settings the app would get in Azure, pointed at local endpoints):
+
+1. pick the host's port and function key first, so the simulator's Event Grid subscriptions
+   can target ``${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=...``;
+2. start Azurite -> ``PATCHRINGS_LEDGER_CONNECTION``;
+3. start the simulator -> its ``client_settings`` (``PATCHRINGS_ARM_*``);
+4. start the host with those settings on top of the app's ``local.settings.json``.
+
+``python -m emulator platform --scenario FILE [--clock scale=60]`` runs it from a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from emulator.azurite import Azurite, free_port
+from emulator.clock import Clock, make_clock
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread, with a blocking ``call``."""
+
+    def __init__(self, name: str = "platform-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 120) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class HttpResult:
+    """Status, headers and decoded JSON (or text) of one HTTP call."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json: Any = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self) -> str:
+        return f"HttpResult({self.status}, {self.raw[:300]!r})"
+
+
+def http_call(
+    method: str, url: str, *, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 60
+) -> HttpResult:
+    """A small JSON HTTP client (stdlib only) that returns 4xx/5xx instead of raising."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        req.add_header(key, value)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return HttpResult(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as err:
+        return HttpResult(err.code, dict(err.headers), err.read())
+
+
+class LocalPlatform:
+    """ARM simulator + Functions host (one loop, shared clock) + Azurite."""
+
+    def __init__(
+        self,
+        scenario: dict[str, Any] | Path,
+        *,
+        app_dir: Path = REPO,
+        clock: str | Clock = "skip",
+        start: datetime | str | None = None,
+        state_dir: Path | None = None,
+        storage: str = ":memory:",
+        settings: dict[str, str] | None = None,
+        host_port: int | None = None,
+        arm_port: int = 0,
+        use_azurite: bool = True,
+    ) -> None:
+        self.scenario = scenario
+        self.app_dir = Path(app_dir)
+        self.clock = clock if isinstance(clock, Clock) else make_clock(clock, start=start)
+        self._own_state = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="patchrings-"))
+        self.storage = storage
+        self.extra_settings = dict(settings or {})
+        self.host_port = host_port or free_port()
+        self.arm_port = arm_port
+        self.function_key = secrets.token_urlsafe(24)
+        self.use_azurite = use_azurite
+        self.azurite: Azurite | None = None
+        self.loop: LoopThread | None = None
+        self.arm: Any = None
+        self.host: Any = None
+        self.settings: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalPlatform:
+        from emulator.arm.server import ArmSimulator
+        from emulator.host.server import FunctionsHost
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.use_azurite:
+                self.azurite = Azurite(self.state_dir / "azurite", in_memory=True).start()
+            self.loop = LoopThread()
+            host_url = f"http://127.0.0.1:{self.host_port}"
+            self.arm = ArmSimulator(
+                self.scenario,
+                self.clock,
+                port=self.arm_port,
+                state_dir=self.state_dir / "arm",
+                variables={"FUNCTIONS_HOST": host_url, "FUNCTIONS_KEY": self.function_key},
+            )
+            self.loop.call(self.arm.start())
+            settings = dict(self.arm.client_settings)
+            if self.azurite is not None:
+                settings["PATCHRINGS_LEDGER_CONNECTION"] = self.azurite.connection_string
+            settings.update(self.extra_settings)
+            self.settings = settings
+            self.host = FunctionsHost(
+                self.app_dir,
+                self.clock,
+                port=self.host_port,
+                storage=self.storage,
+                settings=settings,
+                function_key=self.function_key,
+            )
+            self.loop.call(self.host.start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def restart_host(self) -> None:
+        """Stop and start the Functions host on the same storage (a crash-restart drill)."""
+        from emulator.host.server import FunctionsHost
+
+        assert self.loop is not None
+        if self.host is not None:
+            self.loop.call(self.host.stop())
+        self.host = FunctionsHost(
+            self.app_dir,
+            self.clock,
+            port=self.host_port,
+            storage=self.storage,
+            settings=self.settings,
+            function_key=self.function_key,
+        )
+        self.loop.call(self.host.start())
+
+    def stop(self) -> None:
+        if self.loop is not None:
+            for component in (self.host, self.arm):
+                if component is not None:
+                    try:
+                        self.loop.call(component.stop(), timeout=30)
+                    except Exception:  # best effort: keep stopping the rest
+                        pass
+            self.loop.close()
+            self.loop = None
+        self.host = self.arm = None
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+        self.clock.close()
+        if self._own_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ driving it
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    def api(
+        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+    ) -> HttpResult:
+        """Call the app's HTTP API (``/api/...``) with the function key."""
+        all_headers = {"x-functions-key": self.function_key, **(headers or {})}
+        return http_call(method, f"{self.base_url}{path}", body=body, headers=all_headers)
+
+    def wait_for(self, predicate: Callable[[], T], *, timeout: float = 120) -> T:
+        """Advance simulated time (skip clock) or poll (real/scale) until ``predicate()`` holds."""
+        return self.clock.advance_until(predicate, timeout=timeout)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emulator platform``: run the whole local platform until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m emulator platform", description=main.__doc__)
+    parser.add_argument("--scenario", required=True, type=Path, help="simulator scenario (YAML or JSON)")
+    parser.add_argument("--app", type=Path, default=REPO, help="Function App folder (default: repo root)")
+    parser.add_argument("--clock", default="scale=60", help="real | skip | scale=N (default scale=60)")
+    parser.add_argument("--start", default=None, help="simulated start instant (ISO-8601, UTC)")
+    parser.add_argument("--port", type=int, default=7071, help="Functions host port (default 7071)")
+    parser.add_argument("--state-dir", type=Path, default=None, help="where to keep state (default .local/)")
+    args = parser.parse_args(argv)
+    state_dir = args.state_dir or (args.app / ".local" / "platform")
+    platform = LocalPlatform(
+        args.scenario,
+        app_dir=args.app,
+        clock=args.clock,
+        start=args.start,
+        state_dir=state_dir,
+        storage=str(state_dir / "durable.sqlite"),
+        host_port=args.port,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with platform:
+        print(f"Functions host : {platform.base_url}   (function key: {platform.function_key})")
+        print(f"ARM simulator  : {platform.arm.endpoint}   (CA: {platform.arm.ca_path})")
+        if platform.azurite:
+            print(f"Azurite tables : {platform.azurite.table_endpoint}")
+        print(f"Clock          : {platform.clock.spec}, now {platform.clock.now().isoformat()}")
+        print("Ctrl-C stops everything.")
+        stop.wait()
+    return 0
