@@ -1,0 +1,87 @@
+"""Shared fixtures and the test taxonomy.
+
+Tiers (markers are applied by folder, so every test is in exactly one):
+
+* ``unit``       -- tests/unit: pure code, no processes, no network;
+* ``emulator``   -- tests/emulator: the local platform itself (clock, host, ARM simulator);
+* ``functional`` -- tests/functional: the unmodified app on the local host, against the ARM
+  simulator and Azurite, asserting on recorded ARM calls and on the ledger.
+
+Run one tier with ``pytest -m unit`` (or ``make unit`` / ``make functional``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_SCENARIO = REPO / "emulator" / "arm" / "scenarios" / "sample.yaml"
+DEFAULT_PLAN = REPO / "plans" / "default.json"
+# A fixed simulated start keeps schedules (and therefore test outcomes) reproducible.
+DEFAULT_START = "2026-11-16T06:00:00Z"
+
+_TIERS = {"unit": "unit", "emulator": "emulator", "functional": "functional"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        tier = _TIERS.get(parts[0]) if parts else None
+        if tier and not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture
+def platform_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start a :class:`emulator.platform.LocalPlatform`; every one started is stopped at teardown.
+
+    ``platform_factory(scenario=dict|Path, plan=dict|Path, settings={...}, clock="skip",
+    start=ISO, storage=":memory:"|path)``. A plan given as a dict is written to a file and
+    passed as ``PATCHRINGS_PLAN_PATH``.
+    """
+    from emulator.platform import LocalPlatform
+
+    started: list[LocalPlatform] = []
+
+    def factory(
+        scenario: dict[str, Any] | Path = SAMPLE_SCENARIO,
+        *,
+        plan: dict[str, Any] | Path | None = None,
+        settings: dict[str, str] | None = None,
+        clock: str = "skip",
+        start: str = DEFAULT_START,
+        storage: str = ":memory:",
+    ) -> LocalPlatform:
+        all_settings = {"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true"}
+        if plan is not None:
+            plan_path = plan if isinstance(plan, Path) else tmp_path / f"plan-{len(started)}.json"
+            if isinstance(plan, dict):
+                plan_path.write_text(json.dumps(plan, indent=2))
+            all_settings["PATCHRINGS_PLAN_PATH"] = str(plan_path)
+        all_settings.update(settings or {})
+        state_dir = tmp_path / f"platform-{len(started)}"
+        platform = LocalPlatform(
+            scenario,
+            clock=clock,
+            start=start,
+            state_dir=state_dir,
+            storage=storage,
+            settings=all_settings,
+        )
+        started.append(platform)
+        return platform.start()
+
+    yield factory
+    for platform in reversed(started):
+        platform.stop()
+
+
+@pytest.fixture
+def platform(platform_factory: Callable[..., Any]) -> Any:
+    """The sample fleet and the default plan on a skip clock."""
+    return platform_factory()
