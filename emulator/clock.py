@@ -320,11 +320,13 @@ class Clock:
         *,
         timeout: float = 60.0,
         poll: float = 0.02,
+        pace: float = 0.0,
     ) -> Any:
         """Run until ``predicate()`` is truthy, jumping one due time at a time when idle.
 
-        In ``real``/``scale`` mode this simply polls. Returns the predicate's value; raises
-        ``TimeoutError`` after ``timeout`` real seconds.
+        In ``real``/``scale`` mode this simply polls. ``pace`` (real seconds) is slept after
+        each jump so a person can watch a skip-clock run (the demo uses it). Returns the
+        predicate's value; raises ``TimeoutError`` after ``timeout`` real seconds.
         """
         deadline = time.monotonic() + timeout
         with self.hold() if self.mode == "skip" else contextlib.nullcontext():
@@ -336,9 +338,11 @@ class Clock:
                     raise TimeoutError(f"condition not reached by simulated {self.now().isoformat()}")
                 if self.mode == "skip":
                     with self._cond:
-                        if self._settled():
-                            self._jump_locked()
-                            continue
+                        jumped = self._settled() and self._jump_locked()
+                    if jumped:
+                        if pace:
+                            time.sleep(pace)
+                        continue
                 time.sleep(poll)
 
     def close(self) -> None:
