@@ -1,0 +1,258 @@
+"""The settings model: every ``PATCHRINGS_*`` app setting, read and validated in one place.
+
+Why one model: the app runs unchanged in Azure and on the local platform, and the *only*
+difference between the two is these settings (ARM endpoint, credential kind, CA bundle, ledger
+storage). Reading them anywhere else would let a typo silently fall back to a default, so
+:meth:`Settings.from_env` refuses unknown ``PATCHRINGS_*`` keys and missing/malformed required
+ones, naming every offending key and what is allowed, all at once (one fix pass, not one per
+restart).
+
+:data:`SETTINGS_SPEC` is the machine-readable list the infra tests compare against
+``infra/app-settings.json`` and ``local.settings.sample.json``; :func:`describe` renders it for
+people.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from patchrings.errors import SettingsInvalid
+
+__all__ = ["PREFIX", "SETTINGS_SPEC", "SettingSpec", "Settings", "describe"]
+
+PREFIX = "PATCHRINGS_"
+APP_DIR = Path(__file__).resolve().parent.parent
+
+ARM_AUTH_MANAGED_IDENTITY = "managed-identity"
+ARM_AUTH_STATIC_TOKEN = "static-token"
+ARM_AUTH_KINDS = (ARM_AUTH_MANAGED_IDENTITY, ARM_AUTH_STATIC_TOKEN)
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+
+# Azure Table names: 3-63 alphanumerics starting with a letter. The longest suffix the ledger
+# appends is "Approvals"/"Rollouts"/"VmResults"/"RingRuns"/"Installs" (9 chars), so the prefix
+# may take at most 54.
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,53}$")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting: whether it must be set, its default, and its value in each environment.
+
+    ``azure_value`` / ``local_value`` are what Azure (infra) and the local platform set; ``None``
+    means "not set there". Values in angle brackets are placeholders filled at deploy/run time.
+    """
+
+    name: str
+    required: bool
+    default: str | None
+    doc: str
+    azure_value: str | None
+    local_value: str | None
+
+
+SETTINGS_SPEC: list[SettingSpec] = [
+    SettingSpec(
+        "PATCHRINGS_PLAN_PATH", False, "plans/default.json",
+        "Rollout plan file (JSON), relative to the app folder.",
+        "plans/default.json", "plans/default.json",
+    ),
+    SettingSpec(
+        "PATCHRINGS_ARM_ENDPOINT", False, PUBLIC_ARM_ENDPOINT,
+        "ARM base URL (https). The public cloud in Azure; the ARM simulator's URL locally.",
+        PUBLIC_ARM_ENDPOINT, "https://127.0.0.1:<simulator port>",
+    ),
+    SettingSpec(
+        "PATCHRINGS_ARM_AUTH", False, ARM_AUTH_MANAGED_IDENTITY,
+        "How ARM calls authenticate: 'managed-identity' (DefaultAzureCredential) or "
+        "'static-token' (PATCHRINGS_ARM_STATIC_TOKEN as the bearer token, local only).",
+        ARM_AUTH_MANAGED_IDENTITY, ARM_AUTH_STATIC_TOKEN,
+    ),
+    SettingSpec(
+        "PATCHRINGS_ARM_STATIC_TOKEN", False, None,
+        "Bearer token sent to ARM when PATCHRINGS_ARM_AUTH=static-token (the simulator's token).",
+        None, "<simulator token>",
+    ),
+    SettingSpec(
+        "PATCHRINGS_ARM_CA_BUNDLE", False, None,
+        "PEM file of extra CAs to trust for ARM calls (the simulator's local CA); relative paths "
+        "are taken from the app folder. Unset in Azure: the system trust store is used.",
+        None, "<state dir>/arm/ca.pem",
+    ),
+    SettingSpec(
+        "PATCHRINGS_LEDGER_CONNECTION", False, None,
+        "Table storage connection string for the ledger (Azurite locally). Set exactly one of "
+        "this and PATCHRINGS_LEDGER_ACCOUNT_URL.",
+        None, "<Azurite connection string>",
+    ),
+    SettingSpec(
+        "PATCHRINGS_LEDGER_ACCOUNT_URL", False, None,
+        "Table endpoint reached with the managed identity (no keys in settings), e.g. "
+        "https://<account>.table.core.windows.net. Set exactly one of this and "
+        "PATCHRINGS_LEDGER_CONNECTION.",
+        "https://<storage account>.table.core.windows.net", None,
+    ),
+    SettingSpec(
+        "PATCHRINGS_LEDGER_TABLE_PREFIX", False, "patchrings",
+        "Prefix of the ledger's table names (letters and digits, starting with a letter).",
+        "patchrings", "patchrings",
+    ),
+    SettingSpec(
+        "PATCHRINGS_APPROVER_HEADER_FALLBACK", False, "false",
+        "'true' lets the X-PatchRings-Approver header name the approver when no "
+        "X-MS-CLIENT-PRINCIPAL header is present. Local use only: never enable it in Azure.",
+        "false", "true",
+    ),
+]
+
+_SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS_SPEC}
+
+
+def describe() -> str:
+    """Human-readable list of every setting with its doc, default and per-environment values."""
+    lines = []
+    for spec in SETTINGS_SPEC:
+        need = "required" if spec.required else f"default {spec.default!r}"
+        lines.append(f"{spec.name} ({need})")
+        lines.append(f"    {spec.doc}")
+        lines.append(f"    Azure: {spec.azure_value or '-'}    local: {spec.local_value or '-'}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated app settings. Secrets are kept out of ``repr`` so logs never show them."""
+
+    plan_path: str = "plans/default.json"
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT
+    arm_auth: str = ARM_AUTH_MANAGED_IDENTITY
+    arm_static_token: str | None = field(default=None, repr=False)
+    arm_ca_bundle: str | None = None
+    ledger_connection: str | None = field(default=None, repr=False)
+    ledger_account_url: str | None = None
+    ledger_table_prefix: str = "patchrings"
+    approver_header_fallback: bool = False
+    app_dir: Path = APP_DIR
+
+    @property
+    def plan_file(self) -> Path:
+        """Absolute path of the plan file (relative paths are taken from the app folder)."""
+        path = Path(self.plan_path)
+        return path if path.is_absolute() else self.app_dir / path
+
+    @property
+    def is_public_azure(self) -> bool:
+        """True when ARM calls go to the public Azure endpoint."""
+        return self.arm_endpoint.rstrip("/").lower() == PUBLIC_ARM_ENDPOINT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, app_dir: Path | None = None) -> Settings:
+        """Read and validate the ``PATCHRINGS_*`` settings; raise :class:`SettingsInvalid` listing
+        every problem (``details`` = ``[{"setting", "message"}]``)."""
+        source = os.environ if env is None else env
+        base = app_dir or APP_DIR
+        values = {k: v.strip() for k, v in source.items() if k.upper().startswith(PREFIX)}
+        problems: list[dict[str, str]] = []
+
+        def bad(name: str, message: str) -> None:
+            problems.append({"setting": name, "message": message})
+
+        for key in sorted(values):
+            if key not in _SPEC_BY_NAME:
+                hint = _closest(key)
+                bad(key, "unknown setting" + (f" (did you mean {hint}?)" if hint else "")
+                    + "; allowed: " + ", ".join(_SPEC_BY_NAME))
+
+        def get(name: str) -> str | None:
+            value = values.get(name)
+            if value:
+                return value
+            spec = _SPEC_BY_NAME[name]
+            if spec.required:
+                bad(name, f"missing: {spec.doc}")
+            return spec.default
+
+        plan_path = get("PATCHRINGS_PLAN_PATH") or "plans/default.json"
+        plan_file = Path(plan_path) if Path(plan_path).is_absolute() else base / plan_path
+        if not plan_file.is_file():
+            bad("PATCHRINGS_PLAN_PATH", f"no plan file at {plan_file} (paths are relative to {base})")
+
+        arm_endpoint = (get("PATCHRINGS_ARM_ENDPOINT") or PUBLIC_ARM_ENDPOINT).rstrip("/")
+        parsed = urlparse(arm_endpoint)
+        if parsed.scheme != "https" or not parsed.netloc:
+            bad("PATCHRINGS_ARM_ENDPOINT",
+                f"{arm_endpoint!r} is not an https URL (bearer tokens are only sent over TLS); "
+                f"allowed: https://host[:port], e.g. {PUBLIC_ARM_ENDPOINT}")
+
+        arm_auth = (get("PATCHRINGS_ARM_AUTH") or ARM_AUTH_MANAGED_IDENTITY).lower()
+        if arm_auth not in ARM_AUTH_KINDS:
+            bad("PATCHRINGS_ARM_AUTH", f"{arm_auth!r} is not allowed; allowed: {', '.join(ARM_AUTH_KINDS)}")
+        token = get("PATCHRINGS_ARM_STATIC_TOKEN")
+        if arm_auth == ARM_AUTH_STATIC_TOKEN and not token:
+            bad("PATCHRINGS_ARM_STATIC_TOKEN", "missing: required when PATCHRINGS_ARM_AUTH=static-token")
+        if arm_auth == ARM_AUTH_MANAGED_IDENTITY and token:
+            bad("PATCHRINGS_ARM_STATIC_TOKEN",
+                "set while PATCHRINGS_ARM_AUTH=managed-identity; remove it or use static-token")
+
+        ca_bundle = get("PATCHRINGS_ARM_CA_BUNDLE")
+        if ca_bundle:
+            ca_file = Path(ca_bundle) if Path(ca_bundle).is_absolute() else base / ca_bundle
+            if not ca_file.is_file():
+                bad("PATCHRINGS_ARM_CA_BUNDLE", f"no CA file at {ca_file}")
+            ca_bundle = str(ca_file)
+
+        connection = get("PATCHRINGS_LEDGER_CONNECTION")
+        account_url = get("PATCHRINGS_LEDGER_ACCOUNT_URL")
+        if bool(connection) == bool(account_url):
+            what = "both are set" if connection else "neither is set"
+            for name in ("PATCHRINGS_LEDGER_CONNECTION", "PATCHRINGS_LEDGER_ACCOUNT_URL"):
+                bad(name, f"set exactly one of PATCHRINGS_LEDGER_CONNECTION (connection string) and "
+                          f"PATCHRINGS_LEDGER_ACCOUNT_URL (https Table endpoint): {what}")
+        if connection and "=" not in connection:
+            bad("PATCHRINGS_LEDGER_CONNECTION",
+                "not a connection string; expected 'Key=Value;...' (e.g. AccountName=...;TableEndpoint=...)")
+        if account_url and urlparse(account_url).scheme != "https":
+            bad("PATCHRINGS_LEDGER_ACCOUNT_URL",
+                f"{account_url!r} is not an https URL; expected https://<account>.table.core.windows.net")
+
+        prefix = get("PATCHRINGS_LEDGER_TABLE_PREFIX") or "patchrings"
+        if not _TABLE_PREFIX.match(prefix):
+            bad("PATCHRINGS_LEDGER_TABLE_PREFIX",
+                f"{prefix!r} is not allowed; allowed: 1-54 letters/digits starting with a letter")
+
+        fallback_text = (get("PATCHRINGS_APPROVER_HEADER_FALLBACK") or "false").lower()
+        if fallback_text not in _TRUE | _FALSE:
+            bad("PATCHRINGS_APPROVER_HEADER_FALLBACK",
+                f"{fallback_text!r} is not allowed; allowed: true, false")
+
+        if problems:
+            names = ", ".join(dict.fromkeys(p["setting"] for p in problems))
+            lines = "; ".join(f"{p['setting']}: {p['message']}" for p in problems)
+            raise SettingsInvalid(f"invalid app settings ({names}): {lines}",
+                                  field=problems[0]["setting"], details=problems)
+        return cls(
+            plan_path=plan_path,
+            arm_endpoint=arm_endpoint,
+            arm_auth=arm_auth,
+            arm_static_token=token,
+            arm_ca_bundle=ca_bundle,
+            ledger_connection=connection,
+            ledger_account_url=account_url,
+            ledger_table_prefix=prefix,
+            approver_header_fallback=fallback_text in _TRUE,
+            app_dir=base,
+        )
+
+
+def _closest(key: str) -> str | None:
+    """The known setting a mistyped key most likely meant (shared-prefix heuristic)."""
+    import difflib
+
+    match = difflib.get_close_matches(key.upper(), list(_SPEC_BY_NAME), n=1, cutoff=0.75)
+    return match[0] if match else None

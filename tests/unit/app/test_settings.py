@@ -1,0 +1,133 @@
+"""Settings model: unknown, missing and invalid keys fail with every offender named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from patchrings.errors import SettingsInvalid
+from patchrings.settings import SETTINGS_SPEC, Settings, describe
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "default.json").write_text("{}")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    return tmp_path
+
+
+def local_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "PATCHRINGS_ARM_ENDPOINT": "https://127.0.0.1:8443/",
+        "PATCHRINGS_ARM_AUTH": "static-token",
+        "PATCHRINGS_ARM_STATIC_TOKEN": "s3cr3t-bearer",
+        "PATCHRINGS_ARM_CA_BUNDLE": "ca.pem",
+        "PATCHRINGS_LEDGER_CONNECTION": "AccountName=a;AccountKey=b;TableEndpoint=http://127.0.0.1:1/a;",
+        "PATCHRINGS_APPROVER_HEADER_FALLBACK": "true",
+        "UNRELATED": "ignored",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != "<del>"}
+
+
+def problems(exc: SettingsInvalid) -> dict[str, str]:
+    return {p["setting"]: p["message"] for p in exc.details}
+
+
+def test_local_settings_parse(app_dir: Path) -> None:
+    s = Settings.from_env(local_env(), app_dir=app_dir)
+    assert s.arm_endpoint == "https://127.0.0.1:8443"
+    assert s.arm_auth == "static-token"
+    assert s.arm_static_token == "s3cr3t-bearer"
+    assert s.arm_ca_bundle == str(app_dir / "ca.pem")
+    assert s.ledger_table_prefix == "patchrings"
+    assert s.approver_header_fallback is True
+    assert s.plan_file == app_dir / "plans" / "default.json"
+    assert not s.is_public_azure
+    assert "s3cr3t-bearer" not in repr(s) and "AccountKey" not in repr(s)
+
+
+def test_azure_defaults(app_dir: Path) -> None:
+    s = Settings.from_env(
+        {"PATCHRINGS_LEDGER_ACCOUNT_URL": "https://acct.table.core.windows.net"}, app_dir=app_dir
+    )
+    assert s.arm_endpoint == "https://management.azure.com"
+    assert s.arm_auth == "managed-identity"
+    assert s.is_public_azure
+    assert s.approver_header_fallback is False
+    assert s.arm_ca_bundle is None
+
+
+def test_unknown_key_is_named_with_suggestion(app_dir: Path) -> None:
+    with pytest.raises(SettingsInvalid) as info:
+        Settings.from_env(local_env(PATCHRINGS_ARM_ENDPIONT="x"), app_dir=app_dir)
+    found = problems(info.value)
+    assert list(found) == ["PATCHRINGS_ARM_ENDPIONT"]
+    assert "did you mean PATCHRINGS_ARM_ENDPOINT" in found["PATCHRINGS_ARM_ENDPIONT"]
+    assert info.value.code == "SettingsInvalid"
+
+
+def test_every_problem_reported_at_once(app_dir: Path) -> None:
+    env = local_env(
+        PATCHRINGS_ARM_ENDPOINT="http://127.0.0.1:1",
+        PATCHRINGS_ARM_AUTH="password",
+        PATCHRINGS_LEDGER_CONNECTION="<del>",
+        PATCHRINGS_LEDGER_TABLE_PREFIX="9bad-prefix",
+        PATCHRINGS_APPROVER_HEADER_FALLBACK="maybe",
+        PATCHRINGS_ARM_CA_BUNDLE="missing.pem",
+        PATCHRINGS_PLAN_PATH="plans/nope.json",
+    )
+    with pytest.raises(SettingsInvalid) as info:
+        Settings.from_env(env, app_dir=app_dir)
+    found = problems(info.value)
+    assert set(found) == {
+        "PATCHRINGS_ARM_ENDPOINT", "PATCHRINGS_ARM_AUTH", "PATCHRINGS_LEDGER_CONNECTION",
+        "PATCHRINGS_LEDGER_ACCOUNT_URL", "PATCHRINGS_LEDGER_TABLE_PREFIX",
+        "PATCHRINGS_APPROVER_HEADER_FALLBACK", "PATCHRINGS_ARM_CA_BUNDLE", "PATCHRINGS_PLAN_PATH",
+    }
+    assert "allowed: managed-identity, static-token" in found["PATCHRINGS_ARM_AUTH"]
+    assert "neither is set" in found["PATCHRINGS_LEDGER_CONNECTION"]
+    for name in found:
+        assert name in str(info.value)
+
+
+def test_static_token_required_for_static_auth(app_dir: Path) -> None:
+    with pytest.raises(SettingsInvalid) as info:
+        Settings.from_env(local_env(PATCHRINGS_ARM_STATIC_TOKEN="<del>"), app_dir=app_dir)
+    message = problems(info.value)["PATCHRINGS_ARM_STATIC_TOKEN"]
+    assert "required when PATCHRINGS_ARM_AUTH=static-token" in message
+
+
+def test_both_ledger_targets_rejected(app_dir: Path) -> None:
+    env = local_env(PATCHRINGS_LEDGER_ACCOUNT_URL="https://a.table.core.windows.net")
+    with pytest.raises(SettingsInvalid) as info:
+        Settings.from_env(env, app_dir=app_dir)
+    assert "both are set" in problems(info.value)["PATCHRINGS_LEDGER_ACCOUNT_URL"]
+
+
+def test_spec_lists_exactly_the_documented_settings() -> None:
+    names = [s.name for s in SETTINGS_SPEC]
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    documented = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `PATCHRINGS_")}
+    assert set(names) == documented
+    text = describe()
+    for name in names:
+        assert name in text
+
+
+def test_sample_local_settings_cover_the_spec() -> None:
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())
+    assert sample["IsEncrypted"] is False
+    values = sample["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert "AzureWebJobsStorage" in values
+    sample_keys = {k for k in values if k.startswith("PATCHRINGS_")}
+    local_keys = {s.name for s in SETTINGS_SPEC if s.local_value is not None}
+    assert sample_keys == local_keys
