@@ -1,0 +1,220 @@
+"""The one place Azure SDK clients and credentials are built, from :class:`Settings`.
+
+Why one place: the app must not know whether it talks to Azure or to the local ARM simulator
+beyond its settings. Building every client here means the endpoint (``base_url``), the
+credential (managed identity vs. the simulator's static token), the CA bundle
+(``connection_verify``) and the token scope are decided once, identically for Compute,
+Maintenance, Resources (Tags API) and Table storage. Nothing else in the app constructs a
+client; activities receive an :class:`AzureClients` (or a fake with the same methods) injected.
+
+Clients are cached per (kind, subscription) and are thread-safe to share: the Python worker
+runs sync activities on a thread pool.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.rest import HttpRequest, HttpResponse
+
+from patchrings.settings import ARM_AUTH_STATIC_TOKEN, PUBLIC_ARM_ENDPOINT, Settings
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.maintenance import MaintenanceManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+__all__ = ["AzureClients", "StaticTokenCredential", "subscription_of"]
+
+# Used for calls that are not about one subscription (e.g. a cancel PUT sent by absolute path):
+# the pipeline never puts the client's subscription into such a URL.
+_ANY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+_SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([^/?#]+)", re.IGNORECASE)
+
+
+def subscription_of(resource_id: str) -> str:
+    """The subscription id in an ARM resource id or path (ValueError if there is none)."""
+    match = _SUBSCRIPTION_IN_PATH.search(resource_id)
+    if not match:
+        raise ValueError(f"no /subscriptions/<id> segment in {resource_id!r}")
+    return match.group(1)
+
+
+class StaticTokenCredential:
+    """A ``TokenCredential`` that always returns one bearer token (the simulator's).
+
+    Local only: the settings model refuses ``static-token`` without a token, and Azure uses
+    ``DefaultAzureCredential``. The token is reported as valid for an hour from each call so
+    the bearer policy never tries to refresh it early.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def close(self) -> None:
+        """Nothing to release (present so it can be closed like SDK credentials)."""
+
+
+class AzureClients:
+    """Builds and caches the SDK clients the activities use.
+
+    ``credential`` and ``transport`` may be injected (tests); otherwise they come from settings.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: TokenCredential | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._transport = transport
+        self._lock = threading.RLock()
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._tables: TableServiceClient | None = None
+
+    # ------------------------------------------------------------------ credentials
+    @property
+    def credential(self) -> TokenCredential:
+        """The ARM credential: the static token locally, DefaultAzureCredential in Azure."""
+        with self._lock:
+            if self._credential is None:
+                if self.settings.arm_auth == ARM_AUTH_STATIC_TOKEN:
+                    self._credential = StaticTokenCredential(self.settings.arm_static_token or "")
+                else:
+                    from azure.identity import DefaultAzureCredential
+
+                    self._credential = DefaultAzureCredential()
+            return self._credential
+
+    @property
+    def credential_scopes(self) -> list[str]:
+        """Token scope for ARM: the public cloud's, or ``<endpoint>/.default`` for other clouds."""
+        endpoint = self.settings.arm_endpoint.rstrip("/")
+        if self.settings.arm_auth == ARM_AUTH_STATIC_TOKEN or endpoint.lower() == PUBLIC_ARM_ENDPOINT:
+            return [f"{PUBLIC_ARM_ENDPOINT}/.default"]
+        return [f"{endpoint}/.default"]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every management client is built with (endpoint, TLS, scopes)."""
+        kwargs: dict[str, Any] = {
+            "base_url": self.settings.arm_endpoint,
+            "credential_scopes": self.credential_scopes,
+        }
+        if self.settings.arm_ca_bundle:
+            kwargs["connection_verify"] = self.settings.arm_ca_bundle
+        if self._transport is not None:
+            kwargs["transport"] = self._transport
+        return kwargs
+
+    # ------------------------------------------------------------------ ARM clients
+    def _cached(self, kind: str, subscription_id: str, build: Any) -> Any:
+        key = (kind, subscription_id.lower())
+        with self._lock:
+            client = self._cache.get(key)
+            if client is None:
+                client = build(self.credential, subscription_id, **self.client_kwargs())
+                self._cache[key] = client
+            return client
+
+    def compute(self, subscription_id: str) -> ComputeManagementClient:
+        """Compute client (virtual machines, instance views, install/assess patches)."""
+        from azure.mgmt.compute import ComputeManagementClient
+
+        return self._cached("compute", subscription_id, ComputeManagementClient)  # type: ignore[no-any-return]
+
+    def maintenance(self, subscription_id: str) -> MaintenanceManagementClient:
+        """Maintenance client (configurations, assignments, applyUpdates)."""
+        from azure.mgmt.maintenance import MaintenanceManagementClient
+
+        return self._cached(  # type: ignore[no-any-return]
+            "maintenance", subscription_id, MaintenanceManagementClient
+        )
+
+    def resources(self, subscription_id: str) -> ResourceManagementClient:
+        """Resources client; the activities use its Tags API (``tags.*_at_scope``)."""
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        return self._cached("resources", subscription_id, ResourceManagementClient)  # type: ignore[no-any-return]
+
+    def send_arm_request(
+        self,
+        method: str,
+        path_or_url: str,
+        api_version: str,
+        json: Any = None,
+    ) -> HttpResponse:
+        """Send one raw ARM request through a management client's own pipeline.
+
+        Why: some calls have no SDK operation (the applyUpdates *Cancel* PUT needs api-version
+        2023-09-01-preview or later; azure-mgmt-maintenance 2.1.0 stops at 2023-04-01). Using
+        the client's pipeline keeps auth, retries (429 + Retry-After), ``base_url`` and
+        ``connection_verify``. A relative path is resolved against the ARM endpoint. The
+        response is returned as is (no ``raise_for_status``): callers map status codes.
+        """
+        try:
+            subscription = subscription_of(path_or_url)
+        except ValueError:
+            subscription = _ANY_SUBSCRIPTION
+        pipeline = self.maintenance(subscription)._client
+        # PipelineClient.send_request does not resolve relative URLs itself (the generated
+        # client's _send_request does); format_url joins a path to base_url, keeps absolute URLs.
+        url = pipeline.format_url(path_or_url)
+        request = HttpRequest(method.upper(), url, params={"api-version": api_version}, json=json)
+        response: HttpResponse = pipeline.send_request(request)
+        response.read()
+        return response
+
+    # ------------------------------------------------------------------ Table storage
+    def table_service(self) -> TableServiceClient:
+        """The ledger's Table service: a connection string (Azurite) or account URL + identity."""
+        from azure.data.tables import TableServiceClient
+
+        with self._lock:
+            if self._tables is None:
+                extra: dict[str, Any] = {}
+                if self._transport is not None:
+                    extra["transport"] = self._transport
+                if self.settings.ledger_connection:
+                    self._tables = TableServiceClient.from_connection_string(
+                        self.settings.ledger_connection, **extra
+                    )
+                else:
+                    from azure.identity import DefaultAzureCredential
+
+                    # The ledger always uses the managed identity: the static token is an ARM
+                    # simulator credential and means nothing to Table storage.
+                    self._tables = TableServiceClient(
+                        endpoint=self.settings.ledger_account_url or "",
+                        credential=DefaultAzureCredential(),
+                        **extra,
+                    )
+            return self._tables
+
+    def close(self) -> None:
+        """Close every cached client (their HTTP sessions); safe to call twice."""
+        with self._lock:
+            clients = list(self._cache.values())
+            self._cache.clear()
+            tables, self._tables = self._tables, None
+        for client in clients:
+            client.close()
+        if tables is not None:
+            tables.close()

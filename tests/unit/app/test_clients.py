@@ -1,0 +1,131 @@
+"""AzureClients: every client is built from settings (endpoint, token, CA) without network."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest import HttpRequest
+
+from patchrings.clients import AzureClients, StaticTokenCredential, subscription_of
+from patchrings.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+SUB = "11111111-2222-3333-4444-555555555555"
+
+
+class RecordingTransport(HttpTransport):  # type: ignore[misc]
+    """A transport that answers every request with one canned JSON response and records it."""
+
+    def __init__(self, status: int = 200, body: Any = None) -> None:
+        self.status = status
+        self.body = body if body is not None else {}
+        self.requests: list[Any] = []
+
+    def __enter__(self) -> RecordingTransport:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        import requests
+        from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+        self.requests.append(request)
+        raw = requests.Response()
+        raw.status_code = self.status
+        raw._content = json.dumps(self.body).encode()
+        raw.raw = io.BytesIO(raw._content)
+        raw.headers["Content-Type"] = "application/json"
+        raw.url = request.url
+        return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+
+def local_settings(tmp_path: Path) -> Settings:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    return Settings(
+        arm_endpoint="https://127.0.0.1:8443",
+        arm_auth="static-token",
+        arm_static_token="sim-token",
+        arm_ca_bundle=str(ca),
+        ledger_connection="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;",
+    )
+
+
+def test_static_token_credential() -> None:
+    token = StaticTokenCredential("abc").get_token("https://management.azure.com/.default")
+    assert token.token == "abc"
+    assert token.expires_on > 0
+
+
+def test_clients_built_from_local_settings(tmp_path: Path) -> None:
+    clients = AzureClients(local_settings(tmp_path))
+    compute = clients.compute(SUB)
+    assert compute._config.base_url == "https://127.0.0.1:8443"
+    assert isinstance(clients.credential, StaticTokenCredential)
+    assert clients.client_kwargs()["connection_verify"] == str(tmp_path / "ca.pem")
+    # cached per subscription, case-insensitively
+    assert clients.compute(SUB.upper()) is compute
+    assert clients.maintenance(SUB)._client._base_url == "https://127.0.0.1:8443"
+    assert clients.resources(SUB)._config.base_url == "https://127.0.0.1:8443"
+    assert clients.table_service().url.startswith("http://127.0.0.1:10002/devstoreaccount1")
+    clients.close()
+
+
+def test_azure_settings_use_default_credential_and_public_scope() -> None:
+    settings = Settings(ledger_account_url="https://acct.table.core.windows.net")
+    clients = AzureClients(settings)
+    assert clients.credential_scopes == ["https://management.azure.com/.default"]
+    assert "connection_verify" not in clients.client_kwargs()
+    from azure.identity import DefaultAzureCredential
+
+    assert isinstance(clients.credential, DefaultAzureCredential)
+    assert clients.table_service().url.startswith("https://acct.table.core.windows.net")
+
+
+def test_sovereign_cloud_scope() -> None:
+    settings = Settings(arm_endpoint="https://management.usgovcloudapi.net", ledger_account_url="https://x")
+    assert AzureClients(settings).credential_scopes == ["https://management.usgovcloudapi.net/.default"]
+
+
+def test_send_arm_request_goes_through_the_pipeline(tmp_path: Path) -> None:
+    transport = RecordingTransport(200, {"properties": {"status": "Cancelled"}})
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    run = (
+        f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc"
+        "/providers/microsoft.maintenance/applyupdates/20261116060000"
+    )
+    body = {"properties": {"status": "Cancel"}}
+    response = clients.send_arm_request("put", run, "2023-09-01-preview", json=body)
+    assert response.status_code == 200
+    assert response.json()["properties"]["status"] == "Cancelled"
+    (sent,) = transport.requests
+    assert sent.method == "PUT"
+    assert sent.url == f"https://127.0.0.1:8443{run}?api-version=2023-09-01-preview"
+    assert sent.headers["Authorization"] == "Bearer sim-token"
+    assert json.loads(sent.content) == {"properties": {"status": "Cancel"}}
+
+
+def test_subscription_of() -> None:
+    assert subscription_of(f"/subscriptions/{SUB}/resourceGroups/x") == SUB
+    with pytest.raises(ValueError):
+        subscription_of("/providers/x")
+
+
+def test_request_type_is_rest() -> None:
+    assert HttpRequest("GET", "/x").method == "GET"
