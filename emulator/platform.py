@@ -114,6 +114,7 @@ class LocalPlatform:
         host_port: int | None = None,
         arm_port: int = 0,
         use_azurite: bool = True,
+        persist_ledger: bool = False,
     ) -> None:
         self.scenario = scenario
         self.app_dir = Path(app_dir)
@@ -126,6 +127,7 @@ class LocalPlatform:
         self.arm_port = arm_port
         self.function_key = secrets.token_urlsafe(24)
         self.use_azurite = use_azurite
+        self.persist_ledger = persist_ledger
         self.azurite: Azurite | None = None
         self.loop: LoopThread | None = None
         self.arm: Any = None
@@ -140,7 +142,7 @@ class LocalPlatform:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.use_azurite:
-                self.azurite = Azurite(self.state_dir / "azurite", in_memory=True).start()
+                self.azurite = Azurite(self.state_dir / "azurite", in_memory=not self.persist_ledger).start()
             self.loop = LoopThread()
             host_url = f"http://127.0.0.1:{self.host_port}"
             self.arm = ArmSimulator(
@@ -225,9 +227,9 @@ class LocalPlatform:
         all_headers = {"x-functions-key": self.function_key, **(headers or {})}
         return http_call(method, f"{self.base_url}{path}", body=body, headers=all_headers)
 
-    def wait_for(self, predicate: Callable[[], T], *, timeout: float = 120) -> T:
+    def wait_for(self, predicate: Callable[[], T], *, timeout: float = 120, pace: float = 0.0) -> T:
         """Advance simulated time (skip clock) or poll (real/scale) until ``predicate()`` holds."""
-        return self.clock.advance_until(predicate, timeout=timeout)  # type: ignore[no-any-return]
+        return self.clock.advance_until(predicate, timeout=timeout, pace=pace)  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=state_dir,
         storage=str(state_dir / "durable.sqlite"),
         host_port=args.port,
+        persist_ledger=True,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
