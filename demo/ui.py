@@ -82,7 +82,8 @@ def vms_table(view: dict[str, Any], limit: int = 40) -> Table | None:
     for vm in vms[:limit]:
         install = str(vm.get("install") or vm.get("installStatus") or vm.get("status") or "")
         health = str(vm.get("health") or "")
-        install_style = "green" if install.lower() in ("succeeded", "ok") else "red" if "fail" in install.lower() else ""
+        lowered = install.lower()
+        install_style = "green" if lowered in ("succeeded", "ok") else "red" if "fail" in lowered else ""
         health_style = "green" if health.lower() == "healthy" else "red" if health.lower() == "unhealthy" else ""
         table.add_row(
             str(vm.get("ring") or ""),
@@ -123,8 +124,9 @@ def header(view: dict[str, Any], simulated_now: str) -> Panel:
         f"simulated time {simulated_now}",
     ]
     if manifest:
-        parts.append(f"manifest {manifest.get('hash', '')} ({manifest.get('windowsCount', manifest.get('windows', ''))} KBs,"
-                     f" {manifest.get('linuxCount', manifest.get('linux', ''))} packages)")
+        kbs = manifest.get("windowsCount", manifest.get("windows", ""))
+        packages = manifest.get("linuxCount", manifest.get("linux", ""))
+        parts.append(f"manifest {manifest.get('hash', '')} ({kbs} KBs, {packages} packages)")
     if waiting:
         parts.append(f"waiting for [yellow]{waiting.get('what')}[/] until {waiting.get('until')}")
     return Panel("\n".join(parts), title="PatchRings demo")
