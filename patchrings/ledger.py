@@ -1,0 +1,280 @@
+"""The ledger: rollout history in Azure Table storage (Azurite locally).
+
+Why a ledger at all: Durable history is an implementation detail (purged, replayed) and Azure
+Resource Graph keeps install results for 30 days only. The ledger keeps what an auditor or the
+status API needs (rollouts, ring runs, per-VM results, approvals, received events, install
+tokens) for as long as the storage account lives.
+
+Design rules:
+
+* **Natural keys.** Every row is addressed by ids the caller already has (rollout id, ring,
+  run id, VM id, decision id, event id), so a retried write lands on the same row:
+  ``PartitionKey``/``RowKey`` are built from them, escaped because Table keys may not contain
+  ``/ \\ # ?`` or control characters (ARM ids are full of ``/``). VM and configuration ids are
+  lower-cased first: ARM ids compare case-insensitively.
+* **Idempotent writes.** State rows are upserted in MERGE mode (same write twice = same row);
+  approvals, events and install records are *append-only*: inserted with ``create_entity``,
+  so a duplicate (same decision/event id) collapses into the first and reports
+  ``written=False``.
+* **Small rows, JSON columns.** Nested values are stored as JSON text. A Table string property
+  holds at most 64 KiB (32 K UTF-16 characters), so JSON is split over numbered columns
+  (``<name>__j0``, ``<name>__j1``... with the count in ``<name>__jn``) and read back
+  transparently. Per-VM rows stay small: one row per VM, never one row per ring.
+* **Tables are created on first use** (``create_table_if_not_exists``), once per process.
+
+Tables (``<prefix>`` = ``PATCHRINGS_LEDGER_TABLE_PREFIX``):
+
+=====================  =============================  ==================================
+table                  PartitionKey                   RowKey
+=====================  =============================  ==================================
+``<prefix>Rollouts``   rollout id                     ``rollout``
+``<prefix>RingRuns``   rollout id                     ring ``|`` run id
+``<prefix>VmResults``  rollout id ``|`` ring          VM id (lower-case)
+``<prefix>Approvals``  rollout id                     decision id
+``<prefix>Events``     configuration id (lower-case)  event type ``|`` event id
+``<prefix>Installs``   run id                         VM id (lower-case)
+=====================  =============================  ==================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, UpdateMode
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+    from patchrings.clients import AzureClients
+
+__all__ = ["TABLES", "Ledger", "decode_entity", "encode_fields", "escape_key"]
+
+TABLES = ("Rollouts", "RingRuns", "VmResults", "Approvals", "Events", "Installs")
+
+_KEY_UNSAFE = re.compile(r"[/\\#?%|\x00-\x1f\x7f-\x9f]")
+_PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+_RESERVED = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag", "odata"})
+_CHUNK = 30_000  # characters per JSON column: < 64 KiB as UTF-16
+_MAX_CHUNKS = 30  # ~1.8 MB of UTF-16 is over the 1 MiB entity limit anyway; refuse beyond
+_BATCH_BYTES = 3_000_000  # a transaction's payload must stay under 4 MiB
+_BATCH_OPS = 100
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def escape_key(value: str) -> str:
+    """Make ``value`` safe as a PartitionKey/RowKey: percent-encode ``/ \\ # ? % |`` and controls.
+
+    ``|`` is escaped too because the ledger uses it to join the parts of composite keys, which
+    keeps every key reversible and unambiguous.
+    """
+    return _KEY_UNSAFE.sub(lambda m: f"%{ord(m.group(0)):02X}", value)
+
+
+def _id_key(resource_id: str) -> str:
+    return escape_key(resource_id.lower())
+
+
+def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a JSON-safe dict into Table properties (scalars as is, nested values as JSON columns).
+
+    ``None`` values are left out (a MERGE upsert then keeps what was there).
+    """
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if not _PROPERTY_NAME.match(name) or name in _RESERVED or "__j" in name:
+            raise ValueError(f"ledger field name {name!r} is not allowed (letters, digits, underscore)")
+        if value is None:
+            continue
+        if isinstance(value, bool | float):
+            out[name] = value
+        elif isinstance(value, int):
+            out[name] = value if _INT32[0] <= value <= _INT32[1] else EntityProperty(value, EdmType.INT64)
+        elif isinstance(value, str) and len(value) <= _CHUNK:
+            out[name] = value
+        else:
+            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+            if len(chunks) > _MAX_CHUNKS:
+                raise ValueError(f"ledger field {name!r} is too large for one row ({len(text)} characters)")
+            for index, chunk in enumerate(chunks):
+                out[f"{name}__j{index}"] = chunk
+            out[f"{name}__jn"] = len(chunks)
+    return out
+
+
+def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_fields`: drop keys/metadata, reassemble JSON columns."""
+    out: dict[str, Any] = {}
+    json_counts = {k[: -len("__jn")]: int(v) for k, v in entity.items() if k.endswith("__jn")}
+    for key, value in entity.items():
+        if key in ("PartitionKey", "RowKey") or "__j" in key:
+            continue
+        out[key] = value.value if isinstance(value, EntityProperty) else value
+    for name, count in json_counts.items():
+        text = "".join(str(entity.get(f"{name}__j{i}", "")) for i in range(count))
+        out[name] = json.loads(text) if text else None
+    return out
+
+
+def _size(entity: Mapping[str, Any]) -> int:
+    return 2 * sum(len(str(k)) + len(str(v.value if isinstance(v, EntityProperty) else v))
+                   for k, v in entity.items())
+
+
+class Ledger:
+    """Typed access to the ledger tables. Thread-safe; one instance per process is enough."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "patchrings") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableClient] = {}
+
+    @classmethod
+    def from_clients(cls, clients: AzureClients) -> Ledger:
+        """The ledger on the Table service and prefix the settings name."""
+        return cls(clients.table_service(), clients.settings.ledger_table_prefix)
+
+    def table_name(self, table: str) -> str:
+        if table not in TABLES:
+            raise ValueError(f"unknown ledger table {table!r}; known: {', '.join(TABLES)}")
+        return f"{self._prefix}{table}"
+
+    def table(self, table: str) -> TableClient:
+        """The TableClient for ``table``, creating the table on first use."""
+        name = self.table_name(table)
+        with self._lock:
+            client = self._tables.get(name)
+        if client is None:
+            client = self._service.create_table_if_not_exists(name)
+            with self._lock:
+                self._tables.setdefault(name, client)
+        return client
+
+    # ------------------------------------------------------------------ primitives
+    def _upsert(self, table: str, pk: str, rk: str, fields: Mapping[str, Any]) -> bool:
+        entity = {"PartitionKey": pk, "RowKey": rk, **encode_fields(fields)}
+        self.table(table).upsert_entity(entity, mode=UpdateMode.MERGE)
+        return True
+
+    def _append(self, table: str, pk: str, rk: str, fields: Mapping[str, Any]) -> bool:
+        entity = {"PartitionKey": pk, "RowKey": rk, **encode_fields(fields)}
+        try:
+            self.table(table).create_entity(entity)
+        except ResourceExistsError:
+            return False
+        return True
+
+    def _get(self, table: str, pk: str, rk: str) -> dict[str, Any] | None:
+        try:
+            return decode_entity(self.table(table).get_entity(pk, rk))
+        except ResourceNotFoundError:
+            return None
+
+    def _partition(self, table: str, pk: str) -> list[dict[str, Any]]:
+        entities = self.table(table).query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+        return [decode_entity(e) for e in entities]
+
+    # ------------------------------------------------------------------ rollouts
+    def record_rollout(self, rollout_id: str, fields: Mapping[str, Any]) -> bool:
+        """Upsert the rollout's row (state, plan hash, initiator, manifest...)."""
+        return self._upsert("Rollouts", escape_key(rollout_id), "rollout", {**fields, "rolloutId": rollout_id})
+
+    def rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        return self._get("Rollouts", escape_key(rollout_id), "rollout")
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        """Every rollout row (a table scan: fine for an operator listing, not for hot paths)."""
+        return [decode_entity(e) for e in self.table("Rollouts").list_entities()]
+
+    # ------------------------------------------------------------------ ring runs
+    def record_ring_run(self, rollout_id: str, ring: str | int, run_id: str, fields: Mapping[str, Any]) -> bool:
+        """Upsert one run of one ring (direct waves or a scheduled occurrence) and its gate."""
+        rk = f"{escape_key(str(ring))}|{escape_key(run_id)}"
+        row = {**fields, "rolloutId": rollout_id, "ring": str(ring), "runId": run_id}
+        return self._upsert("RingRuns", escape_key(rollout_id), rk, row)
+
+    def ring_run(self, rollout_id: str, ring: str | int, run_id: str) -> dict[str, Any] | None:
+        return self._get("RingRuns", escape_key(rollout_id), f"{escape_key(str(ring))}|{escape_key(run_id)}")
+
+    def ring_runs(self, rollout_id: str) -> list[dict[str, Any]]:
+        return self._partition("RingRuns", escape_key(rollout_id))
+
+    # ------------------------------------------------------------------ per-VM results
+    def record_vm_results(
+        self, rollout_id: str, ring: str | int, run_id: str, results: Iterable[Mapping[str, Any]]
+    ) -> int:
+        """Upsert one row per VM (``result["vm"]`` is the VM id) in size-bounded batches.
+
+        Returns the number of rows written.
+        """
+        pk = f"{escape_key(rollout_id)}|{escape_key(str(ring))}"
+        batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        size = written = 0
+        table = self.table("VmResults")
+        for result in results:
+            vm = str(result.get("vm") or result.get("id") or "")
+            if not vm:
+                raise ValueError("every VM result needs a 'vm' (resource id)")
+            fields = {**result, "vm": vm, "rolloutId": rollout_id, "ring": str(ring), "runId": run_id}
+            entity = {"PartitionKey": pk, "RowKey": _id_key(vm), **encode_fields(fields)}
+            entity_size = _size(entity)
+            if batch and (len(batch) >= _BATCH_OPS or size + entity_size > _BATCH_BYTES):
+                table.submit_transaction(batch)
+                written += len(batch)
+                batch, size = [], 0
+            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+            size += entity_size
+        if batch:
+            table.submit_transaction(batch)
+            written += len(batch)
+        return written
+
+    def vm_results(self, rollout_id: str, ring: str | int) -> list[dict[str, Any]]:
+        return self._partition("VmResults", f"{escape_key(rollout_id)}|{escape_key(str(ring))}")
+
+    # ------------------------------------------------------------------ approvals (append-only)
+    def record_approval(self, rollout_id: str, decision_id: str, fields: Mapping[str, Any]) -> bool:
+        """Append one approval decision; a second write of the same decision id is a no-op."""
+        row = {**fields, "rolloutId": rollout_id, "decisionId": decision_id}
+        return self._append("Approvals", escape_key(rollout_id), escape_key(decision_id), row)
+
+    def approvals(self, rollout_id: str) -> list[dict[str, Any]]:
+        """Decisions in the order they were made (by their ``at`` field, then id)."""
+        rows = self._partition("Approvals", escape_key(rollout_id))
+        return sorted(rows, key=lambda r: (str(r.get("at") or ""), str(r.get("decisionId"))))
+
+    # ------------------------------------------------------------------ events (append-only)
+    def record_event(
+        self, configuration_id: str, event_type: str, event_id: str, fields: Mapping[str, Any]
+    ) -> bool:
+        """Append one received event. Pre and post events share an id (the correlationId), so
+        the type is part of the key; a redelivery of the same event is a no-op."""
+        row = {**fields, "configurationId": configuration_id, "eventType": event_type, "eventId": event_id}
+        rk = f"{escape_key(event_type)}|{_id_key(event_id)}"
+        return self._append("Events", _id_key(configuration_id), rk, row)
+
+    def events(self, configuration_id: str) -> list[dict[str, Any]]:
+        rows = self._partition("Events", _id_key(configuration_id))
+        return sorted(rows, key=lambda r: (str(r.get("receivedAt") or ""), str(r.get("eventId"))))
+
+    # ------------------------------------------------------------------ install records
+    def record_install(self, run_id: str, vm_id: str, fields: Mapping[str, Any]) -> bool:
+        """Record that installPatches was sent to ``vm_id`` for ``run_id`` (create-only).
+
+        ``False`` means a record already existed: another attempt got there first.
+        """
+        row = {**fields, "runId": run_id, "vm": vm_id}
+        return self._append("Installs", escape_key(run_id), _id_key(vm_id), row)
+
+    def update_install(self, run_id: str, vm_id: str, fields: Mapping[str, Any]) -> bool:
+        """Merge more facts (final result, error) into an install record."""
+        return self._upsert("Installs", escape_key(run_id), _id_key(vm_id), {**fields, "runId": run_id})
+
+    def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
+        return self._get("Installs", escape_key(run_id), _id_key(vm_id))

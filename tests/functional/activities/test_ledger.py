@@ -1,0 +1,92 @@
+"""The Table-storage ledger against Azurite: natural keys, idempotent upserts, append-only logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from patchrings.ledger import Ledger, decode_entity, encode_fields, escape_key
+
+pytestmark = pytest.mark.functional
+
+SUB = "/subscriptions/11111111-2222-3333-4444-555555555555"
+VM = f"{SUB}/resourceGroups/RG-Web/providers/Microsoft.Compute/virtualMachines/Web-01"
+MC = f"{SUB}/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/ring1"
+
+
+def test_escape_key_removes_forbidden_characters() -> None:
+    escaped = escape_key("a/b\\c#d?e%f|g\x01")
+    for bad in "/\\#?|\x01":
+        assert bad not in escaped
+    assert escaped == "a%2Fb%5Cc%23d%3Fe%25f%7Cg%01"
+
+
+def test_encode_round_trip_with_large_json() -> None:
+    fields = {"n": 3, "big": 2**40, "ok": True, "s": "x", "nested": {"patches": ["p" * 100] * 2000}}
+    encoded = encode_fields(fields)
+    assert "nested__j0" in encoded and encoded["nested__jn"] > 1
+    assert all(len(v) <= 30_000 for k, v in encoded.items() if "__j" in k and isinstance(v, str))
+    assert decode_entity(encoded) == fields
+    with pytest.raises(ValueError):
+        encode_fields({"bad-name": 1})
+
+
+def test_rollout_upsert_is_idempotent_and_merges(ledger: Ledger) -> None:
+    assert ledger.rollout("r1") is None
+    ledger.record_rollout("r1", {"state": "running", "plan": {"hash": "abc"}})
+    ledger.record_rollout("r1", {"state": "running", "plan": {"hash": "abc"}})
+    ledger.record_rollout("r1", {"state": "halted", "haltedBy": "ops"})
+    row = ledger.rollout("r1")
+    assert row == {"rolloutId": "r1", "state": "halted", "plan": {"hash": "abc"}, "haltedBy": "ops"}
+    assert [r["rolloutId"] for r in ledger.rollouts()] == ["r1"]
+
+
+def test_ring_runs_and_vm_results(ledger: Ledger) -> None:
+    ledger.record_ring_run("r1", 0, "run/0#1", {"gate": {"decision": "pass"}})
+    ledger.record_ring_run("r1", 0, "run/0#1", {"gate": {"decision": "pass"}})
+    ledger.record_ring_run("r1", 1, "run-1", {"state": "waiting"})
+    runs = ledger.ring_runs("r1")
+    assert sorted((r["ring"], r["runId"]) for r in runs) == [("0", "run/0#1"), ("1", "run-1")]
+    assert ledger.ring_run("r1", 0, "run/0#1")["gate"] == {"decision": "pass"}
+
+    results = [{"vm": f"{VM}{i}", "status": "Succeeded", "installedPatchCount": i} for i in range(150)]
+    assert ledger.record_vm_results("r1", 0, "run/0#1", results) == 150
+    # same write again (an activity retry) -> same rows; a VM id in other casing is the same VM
+    ledger.record_vm_results("r1", 0, "run/0#1", results)
+    ledger.record_vm_results("r1", 0, "run/0#1", [{"vm": f"{VM}7".upper(), "status": "Failed"}])
+    rows = ledger.vm_results("r1", 0)
+    assert len(rows) == 150
+    seven = next(r for r in rows if r["vm"].lower() == f"{VM}7".lower())
+    assert seven["status"] == "Failed" and seven["installedPatchCount"] == 7
+    assert ledger.vm_results("r1", 1) == []
+
+
+def test_approvals_and_events_are_append_only(ledger: Ledger) -> None:
+    decision = {
+        "ring": "1", "manifestHash": "h1", "decision": "approve", "approver": "alice",
+        "at": "2026-11-16T08:00:00Z",
+    }
+    assert ledger.record_approval("r1", "d-2", decision) is True
+    assert ledger.record_approval("r1", "d-2", {**decision, "decision": "reject"}) is False
+    assert ledger.record_approval("r1", "d-1", {**decision, "at": "2026-11-16T07:00:00Z"}) is True
+    approvals = ledger.approvals("r1")
+    assert [a["decisionId"] for a in approvals] == ["d-1", "d-2"]
+    assert approvals[1]["decision"] == "approve"
+
+    run = f"{MC}/providers/microsoft.maintenance/applyupdates/20261116090000"
+    pre = "Microsoft.Maintenance.PreMaintenanceEvent"
+    post = "Microsoft.Maintenance.PostMaintenanceEvent"
+    assert ledger.record_event(MC, pre, run, {"receivedAt": "2026-11-16T08:25:00Z", "data": {"a": 1}})
+    assert not ledger.record_event(MC.upper(), pre, run, {"receivedAt": "2026-11-16T08:26:00Z"})
+    assert ledger.record_event(MC, post, run, {"receivedAt": "2026-11-16T09:30:00Z"})
+    events = ledger.events(MC.lower())
+    assert [e["eventType"] for e in events] == [pre, post]
+    assert events[0]["data"] == {"a": 1}
+
+
+def test_install_records_are_create_only(ledger: Ledger) -> None:
+    assert ledger.install("run-0", VM) is None
+    assert ledger.record_install("run-0", VM, {"token": "t1", "state": "started"}) is True
+    assert ledger.record_install("run-0", VM.lower(), {"token": "t2"}) is False
+    ledger.update_install("run-0", VM, {"state": "done"})
+    row = ledger.install("run-0", VM.upper())
+    assert row is not None and row["token"] == "t1" and row["state"] == "done"
