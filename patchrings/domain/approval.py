@@ -1,0 +1,327 @@
+"""Manual approval: who may decide, what a decision is bound to, and who the caller is.
+
+An approval is bound to ``(rolloutId, ring, manifestHash)`` (Flagger's checksum idea, made
+strict): a person approves *this* patch set for *this* ring of *this* rollout, so a decision made
+while looking at an older manifest can never promote a newer one. Rules enforced here:
+
+* only the ring's listed approvers may decide (emails/UPNs compared case-insensitively);
+* the rollout's initiator may not approve their own rollout (they may still reject it — stopping
+  a rollout is always allowed for an approver);
+* a decision for another ring or manifest, or when nothing is pending, is a conflict (409).
+
+Identity comes from App Service authentication (``X-MS-CLIENT-PRINCIPAL``, base64 JSON with
+claims, and ``X-MS-CLIENT-PRINCIPAL-NAME``). The ``X-PatchRings-Approver`` header is honoured only
+when the ``PATCHRINGS_APPROVER_HEADER_FALLBACK`` setting allows it (local use, never in Azure).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from patchrings.domain.timeutil import format_duration, format_instant, parse_duration, parse_instant
+from patchrings.errors import ApprovalConflict, ApprovalForbidden, RequestInvalid
+
+ApprovalMode = Literal["none", "manual"]
+OnTimeout = Literal["reject", "approve"]
+Verdict = Literal["approve", "reject"]
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """A ring's ``approval`` block."""
+
+    mode: ApprovalMode = "none"
+    approvers: tuple[str, ...] = ()
+    timeout: timedelta = timedelta(days=1)
+    on_timeout: OnTimeout = "reject"
+
+    @property
+    def required(self) -> bool:
+        return self.mode == "manual"
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ApprovalPolicy:
+        mode = doc.get("mode", "none")
+        if mode == "none":
+            return cls()
+        return cls(
+            mode="manual",
+            approvers=tuple(str(a) for a in doc.get("approvers", ())),
+            timeout=parse_duration(doc.get("timeout", "P1D")),
+            on_timeout=doc.get("onTimeout", "reject"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.mode == "none":
+            return {"mode": "none"}
+        return {
+            "mode": "manual",
+            "approvers": list(self.approvers),
+            "timeout": format_duration(self.timeout),
+            "onTimeout": self.on_timeout,
+        }
+
+    def is_approver(self, who: str) -> bool:
+        key = who.strip().lower()
+        return any(a.strip().lower() == key for a in self.approvers)
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What is pending: an approval for one ring of one rollout, for one manifest."""
+
+    rollout_id: str
+    ring: str
+    manifest_hash: str
+    requested_at: datetime
+    deadline: datetime
+    approvers: tuple[str, ...] = ()
+    on_timeout: OnTimeout = "reject"
+
+    @classmethod
+    def open(
+        cls, rollout_id: str, ring: str, manifest_hash: str, policy: ApprovalPolicy, now: datetime
+    ) -> ApprovalRequest:
+        now = parse_instant(now)
+        return cls(
+            rollout_id, ring, manifest_hash, now, now + policy.timeout, policy.approvers, policy.on_timeout
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rolloutId": self.rollout_id,
+            "ring": self.ring,
+            "manifestHash": self.manifest_hash,
+            "requestedAt": format_instant(self.requested_at),
+            "deadline": format_instant(self.deadline),
+            "approvers": list(self.approvers),
+            "onTimeout": self.on_timeout,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ApprovalRequest:
+        return cls(
+            rollout_id=str(doc["rolloutId"]),
+            ring=str(doc["ring"]),
+            manifest_hash=str(doc["manifestHash"]),
+            requested_at=parse_instant(doc["requestedAt"]),
+            deadline=parse_instant(doc["deadline"]),
+            approvers=tuple(doc.get("approvers", ())),
+            on_timeout=doc.get("onTimeout", "reject"),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """One person's decision, as raised to the orchestration and written to the ledger."""
+
+    approver: str
+    ring: str
+    manifest_hash: str
+    verdict: Verdict
+    comment: str = ""
+    decided_at: datetime | None = None
+    source: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.verdict == "approve"
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ApprovalDecision:
+        """Validate a decision body; raises :class:`RequestInvalid` naming the bad field."""
+        if not isinstance(doc, Mapping):
+            raise RequestInvalid("decision must be a JSON object")
+        for key in ("approver", "ring", "manifestHash"):
+            if not isinstance(doc.get(key), str) or not doc[key].strip():
+                raise RequestInvalid(f"{key} is required and must be a non-empty string", field=key)
+        verdict = doc.get("verdict")
+        if verdict not in ("approve", "reject"):
+            raise RequestInvalid("verdict must be one of: approve, reject", field="verdict")
+        comment = doc.get("comment", "")
+        if comment is None:
+            comment = ""
+        if not isinstance(comment, str):
+            raise RequestInvalid("comment must be a string", field="comment")
+        decided = doc.get("decidedAt")
+        return cls(
+            approver=doc["approver"].strip(),
+            ring=doc["ring"].strip(),
+            manifest_hash=doc["manifestHash"].strip(),
+            verdict=verdict,
+            comment=comment,
+            decided_at=parse_instant(decided) if decided else None,
+            source=doc.get("source"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "approver": self.approver,
+            "ring": self.ring,
+            "manifestHash": self.manifest_hash,
+            "verdict": self.verdict,
+            "comment": self.comment,
+        }
+        if self.decided_at is not None:
+            out["decidedAt"] = format_instant(self.decided_at)
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+def check_decision(
+    policy: ApprovalPolicy,
+    pending: ApprovalRequest | None,
+    decision: ApprovalDecision | Mapping[str, Any],
+    initiator: str | None,
+) -> ApprovalDecision:
+    """Accept a decision or raise why not.
+
+    Identity is checked before conflicts so a non-approver learns nothing about what is pending;
+    the initiator rule comes last so an initiator's stale click still reports the conflict.
+    Raises :class:`ApprovalForbidden` (403) or :class:`ApprovalConflict` (409).
+    """
+    if not isinstance(decision, ApprovalDecision):
+        decision = ApprovalDecision.from_dict(decision)
+    who = decision.approver
+    if policy.mode != "manual":
+        raise ApprovalConflict(f"ring {decision.ring!r} does not take manual approval", field="ring")
+    if not policy.is_approver(who):
+        raise ApprovalForbidden(
+            f"{who} is not an approver for ring {decision.ring!r}",
+            field="approver",
+            details={"approvers": list(policy.approvers)},
+        )
+    if pending is None:
+        raise ApprovalConflict(f"no approval is pending for ring {decision.ring!r}", field="ring")
+    if decision.ring.lower() != pending.ring.lower():
+        raise ApprovalConflict(
+            f"the pending approval is for ring {pending.ring!r}, not {decision.ring!r}",
+            field="ring",
+            details={"pendingRing": pending.ring},
+        )
+    if decision.manifest_hash.lower() != pending.manifest_hash.lower():
+        raise ApprovalConflict(
+            f"the pending approval is for manifest {pending.manifest_hash}, not {decision.manifest_hash}",
+            field="manifestHash",
+            details={"pendingManifestHash": pending.manifest_hash},
+        )
+    if decision.approved and initiator and initiator.strip().lower() == who.strip().lower():
+        raise ApprovalForbidden(
+            f"{who} started this rollout and may not approve it (another approver must)",
+            field="approver",
+        )
+    return decision
+
+
+def timeout_decision(pending: ApprovalRequest) -> ApprovalDecision:
+    """The decision the orchestration records when the approval timer wins the race."""
+    return ApprovalDecision(
+        approver="system:timeout",
+        ring=pending.ring,
+        manifest_hash=pending.manifest_hash,
+        verdict="approve" if pending.on_timeout == "approve" else "reject",
+        comment=f"no decision before {format_instant(pending.deadline)}; onTimeout={pending.on_timeout}",
+        decided_at=pending.deadline,
+        source="timeout",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# identity
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller as App Service authentication (Easy Auth) or the local fallback names them."""
+
+    name: str
+    source: Literal["x-ms-client-principal", "x-ms-client-principal-name", "fallback-header"]
+    user_id: str | None = None
+    identity_provider: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "userId": self.user_id,
+            "identityProvider": self.identity_provider,
+        }
+
+
+_NAME_CLAIMS = (
+    "preferred_username",
+    "upn",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+    "email",
+    "emails",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+)
+
+FALLBACK_HEADER = "X-PatchRings-Approver"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    key = name.lower()
+    for k, v in headers.items():
+        if k.lower() == key and v is not None and str(v).strip():
+            return str(v).strip()
+    return None
+
+
+def decode_client_principal(encoded: str) -> dict[str, Any]:
+    """Decode ``X-MS-CLIENT-PRINCIPAL`` (base64 JSON); raises :class:`RequestInvalid` if garbled."""
+    try:
+        padded = encoded + "=" * (-len(encoded) % 4)
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=False)
+        doc = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestInvalid(
+            "X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON", field="X-MS-CLIENT-PRINCIPAL"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise RequestInvalid("X-MS-CLIENT-PRINCIPAL must encode a JSON object", field="X-MS-CLIENT-PRINCIPAL")
+    return doc
+
+
+def principal_from_headers(headers: Mapping[str, str], allow_fallback: bool) -> Principal:
+    """Who is calling. Order: ``X-MS-CLIENT-PRINCIPAL`` claims (preferred_username, upn, email,
+    name), then ``X-MS-CLIENT-PRINCIPAL-NAME``, then — only if ``allow_fallback`` —
+    ``X-PatchRings-Approver``. Raises :class:`ApprovalForbidden` when nobody is identified."""
+    encoded = _header(headers, "X-MS-CLIENT-PRINCIPAL")
+    user_id = _header(headers, "X-MS-CLIENT-PRINCIPAL-ID")
+    idp = _header(headers, "X-MS-CLIENT-PRINCIPAL-IDP")
+    if encoded:
+        doc = decode_client_principal(encoded)
+        claims: dict[str, str] = {}
+        for claim in doc.get("claims") or []:
+            if isinstance(claim, dict):
+                typ = str(claim.get("typ", "")).lower()
+                if typ and claim.get("val") and typ not in claims:
+                    claims[typ] = str(claim["val"])
+        idp = idp or doc.get("auth_typ") or doc.get("identityProvider")
+        for typ in _NAME_CLAIMS:
+            if claims.get(typ):
+                return Principal(claims[typ], "x-ms-client-principal", user_id, idp)
+        if doc.get("userDetails"):  # Static Web Apps shape
+            return Principal(str(doc["userDetails"]), "x-ms-client-principal", doc.get("userId"), idp)
+    name = _header(headers, "X-MS-CLIENT-PRINCIPAL-NAME")
+    if name:
+        return Principal(name, "x-ms-client-principal-name", user_id, idp)
+    if allow_fallback:
+        fallback = _header(headers, FALLBACK_HEADER)
+        if fallback:
+            return Principal(fallback, "fallback-header")
+    hint = f" or {FALLBACK_HEADER} (local fallback enabled)" if allow_fallback else ""
+    raise ApprovalForbidden(
+        f"no authenticated caller: expected X-MS-CLIENT-PRINCIPAL from App Service authentication{hint}",
+        field="X-MS-CLIENT-PRINCIPAL",
+    )

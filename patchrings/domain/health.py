@@ -1,0 +1,412 @@
+"""Post-install health: the plan's health policy and the three-phase tracker (ADM style).
+
+Phases (Azure Deployment Manager health-check semantics, the best spec among the anchors):
+
+1. **wait** (``waitDuration``): bake time; samples are ignored.
+2. **elastic** (``elasticDuration``): poll every ``pollInterval``; unhealthy samples are ignored
+   until the first healthy one. Never becoming healthy in time ends *unhealthy*, or *unknown* if
+   no sample in the phase could be read at all.
+3. **stay healthy** (``healthyStateDuration``): the VM must stay continuously healthy. One
+   unhealthy sample ends *unhealthy* at once. An unreadable sample does not reset the clock, but
+   the outcome at the end becomes *unknown* (it cannot be proven healthy), which the gate turns
+   into "inconclusive: ask a person" rather than a pass.
+
+The tracker is a pure state machine: the orchestrator calls ``observe(at, sample)`` with the
+time it scheduled the check for (replay-safe), and sleeps until ``next_check_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from patchrings.domain.timeutil import format_duration, format_instant, parse_duration, parse_instant
+
+SignalState = Literal["healthy", "unhealthy", "unknown"]
+Outcome = Literal["healthy", "unhealthy", "unknown"]
+Phase = Literal["wait", "elastic", "stayHealthy", "done"]
+AppHealthRule = Literal["required", "ifPresent", "ignore"]
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """An HTTP check run against each VM; ``url`` may contain ``{vmName}``."""
+
+    url: str
+    expect_status: int = 200
+    body_pattern: str | None = None
+    timeout_seconds: int = 10
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> HttpProbe:
+        return cls(
+            url=str(doc["url"]),
+            expect_status=int(doc.get("expectStatus", 200)),
+            body_pattern=doc.get("bodyPattern"),
+            timeout_seconds=int(doc.get("timeoutSeconds", 10)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "expectStatus": self.expect_status}
+        if self.body_pattern is not None:
+            out["bodyPattern"] = self.body_pattern
+        out["timeoutSeconds"] = self.timeout_seconds
+        return out
+
+    def url_for(self, vm: Mapping[str, Any]) -> str:
+        """The probe URL for one VM (``{vmName}`` substituted)."""
+        return self.url.replace("{vmName}", str(vm.get("name", "")))
+
+
+@dataclass(frozen=True)
+class InstallRules:
+    """How a VM's installPatches result is judged (see ``results.classify_install``)."""
+
+    allow_warnings: bool = False
+    allow_pending: bool = False
+    allow_maintenance_window_exceeded: bool = False
+    require_reboot_completed: bool = True
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> InstallRules:
+        return cls(
+            allow_warnings=bool(doc.get("allowWarnings", False)),
+            allow_pending=bool(doc.get("allowPending", False)),
+            allow_maintenance_window_exceeded=bool(doc.get("allowMaintenanceWindowExceeded", False)),
+            require_reboot_completed=bool(doc.get("requireRebootCompleted", True)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allowWarnings": self.allow_warnings,
+            "allowPending": self.allow_pending,
+            "allowMaintenanceWindowExceeded": self.allow_maintenance_window_exceeded,
+            "requireRebootCompleted": self.require_reboot_completed,
+        }
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """A ring's ``health`` block: install rules, VM checks, probes and the three phases."""
+
+    installation: InstallRules = InstallRules()
+    power_state: bool = True
+    vm_agent: bool = True
+    application_health: AppHealthRule = "ifPresent"
+    probes: tuple[HttpProbe, ...] = ()
+    wait: timedelta = timedelta(minutes=5)
+    elastic: timedelta = timedelta(minutes=30)
+    healthy_state: timedelta = timedelta(minutes=15)
+    poll_interval: timedelta = timedelta(minutes=1)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> HealthPolicy:
+        checks = doc.get("checks", {})
+        phases = doc.get("phases", {})
+        d = cls()
+        return cls(
+            installation=InstallRules.from_dict(doc.get("installation", {})),
+            power_state=bool(checks.get("powerState", d.power_state)),
+            vm_agent=bool(checks.get("vmAgent", d.vm_agent)),
+            application_health=checks.get("applicationHealth", d.application_health),
+            probes=tuple(HttpProbe.from_dict(p) for p in doc.get("probes", [])),
+            wait=_dur(phases, "waitDuration", d.wait),
+            elastic=_dur(phases, "elasticDuration", d.elastic),
+            healthy_state=_dur(phases, "healthyStateDuration", d.healthy_state),
+            poll_interval=_dur(phases, "pollInterval", d.poll_interval),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "installation": self.installation.to_dict(),
+            "checks": {
+                "powerState": self.power_state,
+                "vmAgent": self.vm_agent,
+                "applicationHealth": self.application_health,
+            },
+            "probes": [p.to_dict() for p in self.probes],
+            "phases": {
+                "waitDuration": format_duration(self.wait),
+                "elasticDuration": format_duration(self.elastic),
+                "healthyStateDuration": format_duration(self.healthy_state),
+                "pollInterval": format_duration(self.poll_interval),
+            },
+        }
+
+
+def _dur(doc: Mapping[str, Any], key: str, default: timedelta) -> timedelta:
+    return parse_duration(doc[key]) if key in doc else default
+
+
+# --------------------------------------------------------------------------------------------
+# samples
+
+
+@dataclass(frozen=True)
+class HealthSample:
+    """One reading of a VM's health signals (the ``check_vm_health`` activity output).
+
+    Values are matched case-insensitively and tolerate Azure's status-code forms
+    (``PowerState/running``, ``ProvisioningState/succeeded``, ``Ready``, ``Not Ready``...).
+    ``app_health`` ``None`` means the Application Health extension is not installed.
+    ``read_error`` set means the signals could not be read at all.
+    """
+
+    power_state: str | None = None
+    vm_agent: str | None = None
+    app_health: str | None = None
+    probes: tuple[Mapping[str, Any], ...] = ()
+    read_error: str | None = None
+    vm: str | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> HealthSample:
+        return cls(
+            power_state=doc.get("powerState"),
+            vm_agent=doc.get("vmAgent"),
+            app_health=doc.get("appHealth"),
+            probes=tuple(doc.get("probes") or ()),
+            read_error=doc.get("readError"),
+            vm=doc.get("vm") if isinstance(doc.get("vm"), str) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vm": self.vm,
+            "powerState": self.power_state,
+            "vmAgent": self.vm_agent,
+            "appHealth": self.app_health,
+            "probes": [dict(p) for p in self.probes],
+            "readError": self.read_error,
+        }
+
+
+def _norm(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = str(value).strip().lower()
+    if "/" in v:
+        v = v.rsplit("/", 1)[1]
+    return v.replace(" ", "").replace("_", "")
+
+
+def evaluate_sample(policy: HealthPolicy, sample: HealthSample) -> tuple[SignalState, list[str]]:
+    """Fold one sample into healthy / unhealthy / unknown, with a reason per bad signal.
+
+    Unhealthy wins over unknown: a VM that is stopped is unhealthy even if a probe timed out.
+    """
+    if sample.read_error:
+        return "unknown", [f"health signals could not be read: {sample.read_error}"]
+    bad: list[str] = []
+    unknown: list[str] = []
+    if policy.power_state:
+        ps = _norm(sample.power_state)
+        if ps is None or ps == "unknown":
+            unknown.append("power state unknown")
+        elif ps != "running":
+            bad.append(f"power state is {sample.power_state}, expected running")
+    if policy.vm_agent:
+        ag = _norm(sample.vm_agent)
+        if ag is None or ag == "unknown":
+            unknown.append("VM agent status unknown")
+        elif ag not in ("ready", "succeeded"):
+            bad.append(f"VM agent is {sample.vm_agent}, expected ready")
+    if policy.application_health != "ignore":
+        ah = _norm(sample.app_health)
+        if ah is None or ah in ("notinstalled", "absent", "none"):
+            if policy.application_health == "required":
+                unknown.append("Application Health extension not reporting (required by the plan)")
+        elif ah in ("unknown", "initializing"):
+            unknown.append(f"application health is {sample.app_health}")
+        elif ah != "healthy":
+            bad.append(f"application health is {sample.app_health}, expected healthy")
+    for i, probe in enumerate(sample.probes):
+        label = probe.get("url") or f"probe[{i}]"
+        ok = probe.get("ok")
+        if ok is True:
+            continue
+        if ok is False:
+            detail = probe.get("reason") or probe.get("error") or probe.get("status")
+            bad.append(f"probe {label} failed: {detail}")
+        elif probe.get("error"):
+            unknown.append(f"probe {label} could not be read: {probe['error']}")
+        elif isinstance(probe.get("status"), int):
+            if not 200 <= probe["status"] < 300:
+                bad.append(f"probe {label} returned HTTP {probe['status']}")
+        else:
+            unknown.append(f"probe {label} gave no result")
+    if len(sample.probes) < len(policy.probes):
+        unknown.append(f"{len(policy.probes) - len(sample.probes)} configured probe(s) did not report")
+    if bad:
+        return "unhealthy", bad
+    if unknown:
+        return "unknown", unknown
+    return "healthy", []
+
+
+# --------------------------------------------------------------------------------------------
+# the tracker
+
+
+@dataclass(frozen=True)
+class HealthState:
+    """Where one VM is in the three phases; ``outcome`` is set once ``phase == "done"``."""
+
+    phase: Phase
+    outcome: Outcome | None
+    reasons: tuple[str, ...]
+    next_check_at: datetime | None
+    started_at: datetime
+    healthy_since: datetime | None = None
+    samples: int = 0
+    unknown_while_holding: int = 0
+    last_signal: SignalState | None = None
+    last_reasons: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "nextCheckAt": format_instant(self.next_check_at) if self.next_check_at else None,
+            "startedAt": format_instant(self.started_at),
+            "healthySince": format_instant(self.healthy_since) if self.healthy_since else None,
+            "samples": self.samples,
+            "unknownWhileHolding": self.unknown_while_holding,
+            "lastSignal": self.last_signal,
+            "lastReasons": list(self.last_reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> HealthState:
+        return cls(
+            phase=doc["phase"],
+            outcome=doc.get("outcome"),
+            reasons=tuple(doc.get("reasons", ())),
+            next_check_at=parse_instant(doc["nextCheckAt"]) if doc.get("nextCheckAt") else None,
+            started_at=parse_instant(doc["startedAt"]),
+            healthy_since=parse_instant(doc["healthySince"]) if doc.get("healthySince") else None,
+            samples=int(doc.get("samples", 0)),
+            unknown_while_holding=int(doc.get("unknownWhileHolding", 0)),
+            last_signal=doc.get("lastSignal"),
+            last_reasons=tuple(doc.get("lastReasons", ())),
+        )
+
+
+@dataclass
+class HealthTracker:
+    """Three-phase health evaluation for one VM (or one ring, fed aggregated samples).
+
+    ``start`` is when verification began (the install finished). Samples observed before
+    ``start + wait`` are ignored.
+    """
+
+    policy: HealthPolicy
+    start: datetime
+    state: HealthState = field(init=False)
+    _ever_read: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.start = parse_instant(self.start)
+        self.state = HealthState(
+            phase="wait" if self.policy.wait > timedelta(0) else "elastic",
+            outcome=None,
+            reasons=(),
+            next_check_at=self.start + self.policy.wait,
+            started_at=self.start,
+        )
+
+    @property
+    def elastic_deadline(self) -> datetime:
+        return self.start + self.policy.wait + self.policy.elastic
+
+    def observe(self, at: datetime, sample: HealthSample | Mapping[str, Any]) -> HealthState:
+        """Feed one sample taken at ``at``; returns the new state (also kept in ``state``)."""
+        at = parse_instant(at)
+        if isinstance(sample, Mapping):
+            sample = HealthSample.from_dict(sample)
+        st = self.state
+        if st.done:
+            return st
+        wait_end = self.start + self.policy.wait
+        if at < wait_end:
+            self.state = replace(st, phase="wait", next_check_at=wait_end)
+            return self.state
+        signal, why = evaluate_sample(self.policy, sample)
+        if signal != "unknown":
+            self._ever_read = True
+        st = replace(st, samples=st.samples + 1, last_signal=signal, last_reasons=tuple(why))
+        poll = self.policy.poll_interval
+
+        if st.phase in ("wait", "elastic"):
+            if signal == "healthy":
+                st = replace(st, phase="stayHealthy", healthy_since=at)
+                # fall through to the stay-healthy check (a zero hold completes at once)
+            elif at >= self.elastic_deadline:
+                outcome: Outcome = "unhealthy" if self._ever_read else "unknown"
+                lead = (
+                    f"did not become healthy within {format_duration(self.policy.elastic)} (elasticDuration)"
+                    if outcome == "unhealthy"
+                    else "health could not be read during the elastic phase"
+                )
+                self.state = replace(
+                    st, phase="done", outcome=outcome, reasons=(lead, *why), next_check_at=None
+                )
+                return self.state
+            else:
+                self.state = replace(st, phase="elastic", next_check_at=min(at + poll, self.elastic_deadline))
+                return self.state
+
+        # stay healthy
+        healthy_since = st.healthy_since
+        assert healthy_since is not None
+        if signal == "unhealthy":
+            self.state = replace(
+                st,
+                phase="done",
+                outcome="unhealthy",
+                reasons=("became unhealthy during healthyStateDuration", *why),
+                next_check_at=None,
+            )
+            return self.state
+        if signal == "unknown":
+            st = replace(st, unknown_while_holding=st.unknown_while_holding + 1)
+        hold_end = healthy_since + self.policy.healthy_state
+        if at >= hold_end:
+            if st.unknown_while_holding:
+                self.state = replace(
+                    st,
+                    phase="done",
+                    outcome="unknown",
+                    reasons=(
+                        f"{st.unknown_while_holding} sample(s) during healthyStateDuration could not be "
+                        "read; health is not proven",
+                        *why,
+                    ),
+                    next_check_at=None,
+                )
+            else:
+                self.state = replace(st, phase="done", outcome="healthy", reasons=(), next_check_at=None)
+            return self.state
+        self.state = replace(st, phase="stayHealthy", next_check_at=min(at + poll, hold_end))
+        return self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": format_instant(self.start),
+            "everRead": self._ever_read,
+            "state": self.state.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, policy: HealthPolicy, doc: Mapping[str, Any]) -> HealthTracker:
+        tracker = cls(policy, parse_instant(doc["start"]))
+        tracker.state = HealthState.from_dict(doc["state"])
+        tracker._ever_read = bool(doc.get("everRead", False))
+        return tracker

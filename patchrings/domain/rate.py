@@ -1,0 +1,220 @@
+"""Rate control for direct rings: how many VMs patch at once and how many may fail.
+
+Semantics follow AWS Systems Manager (``MaxConcurrency`` / ``MaxErrors``, each a count or a
+percentage) with Google VM Manager's zone awareness:
+
+* ``maxConcurrency`` percentages round **up** and never resolve below 1, so ``"10%"`` of 3 VMs is
+  1 VM per wave, not 0 (GCP rounds disruption-budget percentages up too).
+* ``maxErrors`` percentages round **down** (SSM: ``10%`` of 50 targets allows 5 errors and stops on
+  the sixth). The budget is *exceeded* when ``errors > maxErrors``; once exceeded no new install
+  starts, in-flight installs finish (SSM). ``maxErrors: 0`` therefore stops after the first failure.
+* Waves are spread across availability zones, then availability sets, round-robin, so one wave
+  never takes a whole zone or set down when others are available. Order is deterministic (sorted by
+  lower-cased id) because orchestrators replay.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ThresholdKind = Literal["concurrency", "errors"]
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A count (``3``) or a percentage (``"25%"``) of a ring's VMs."""
+
+    value: float
+    percent: bool
+    kind: ThresholdKind = "concurrency"
+
+    @classmethod
+    def parse(cls, raw: int | str | Threshold, kind: ThresholdKind = "concurrency") -> Threshold:
+        """Accept ``3``, ``"3"`` or ``"25%"``; raise ``ValueError`` with what is allowed."""
+        if isinstance(raw, Threshold):
+            return cls(raw.value, raw.percent, kind)
+        minimum = 1 if kind == "concurrency" else 0
+        allowed = f'must be a count >= {minimum} such as 3 or a percentage {minimum}-100% such as "25%"'
+        if isinstance(raw, bool):
+            raise ValueError(allowed)
+        if isinstance(raw, int):
+            if raw < minimum:
+                raise ValueError(allowed)
+            return cls(float(raw), False, kind)
+        if isinstance(raw, str):
+            m = _PERCENT.match(raw)
+            if m:
+                pct = float(m.group(1))
+                if pct < minimum or pct > 100 or (kind == "concurrency" and pct <= 0):
+                    raise ValueError(allowed)
+                return cls(pct, True, kind)
+            if raw.strip().isdigit():
+                return cls.parse(int(raw.strip()), kind)
+        raise ValueError(allowed)
+
+    def resolve(self, total: int) -> int:
+        """The absolute number for a ring of ``total`` VMs (see module docstring for rounding)."""
+        if not self.percent:
+            n = int(self.value)
+        elif self.kind == "concurrency":
+            n = math.ceil(total * self.value / 100 - 1e-9)
+        else:
+            n = math.floor(total * self.value / 100 + 1e-9)
+        if self.kind == "concurrency":
+            return max(1, n)
+        return max(0, n)
+
+    def to_json(self) -> int | str:
+        """The plan form: ``3`` or ``"25%"``."""
+        if self.percent:
+            v = int(self.value) if self.value == int(self.value) else self.value
+            return f"{v}%"
+        return int(self.value)
+
+    def __str__(self) -> str:
+        return str(self.to_json())
+
+
+@dataclass(frozen=True)
+class RateControl:
+    """A ring's ``rate`` block."""
+
+    max_concurrency: Threshold
+    max_errors: Threshold
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> RateControl:
+        return cls(
+            Threshold.parse(doc.get("maxConcurrency", 1), "concurrency"),
+            Threshold.parse(doc.get("maxErrors", 0), "errors"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"maxConcurrency": self.max_concurrency.to_json(), "maxErrors": self.max_errors.to_json()}
+
+    def concurrency(self, total: int) -> int:
+        return self.max_concurrency.resolve(total)
+
+    def error_budget(self, total: int) -> int:
+        return self.max_errors.resolve(total)
+
+
+def _domain_key(vm: Mapping[str, Any]) -> tuple[str, str]:
+    """The failure domain of a VM: its zone, else its availability set, else none."""
+    zone = vm.get("zone")
+    if zone not in (None, ""):
+        return ("zone", str(zone).lower())
+    avset = vm.get("availabilitySet")
+    if avset:
+        return ("availabilitySet", str(avset).lower())
+    return ("none", "")
+
+
+def _vm_id(vm: Mapping[str, Any] | str) -> str:
+    if isinstance(vm, str):
+        return vm
+    vid = vm.get("id") or vm.get("name")
+    if not vid:
+        raise ValueError(f"VM reference without id: {dict(vm)!r}")
+    return str(vid)
+
+
+def spread_order(vms: Iterable[Mapping[str, Any] | str]) -> list[str]:
+    """All VM ids interleaved across failure domains, round-robin, deterministically.
+
+    Domains are visited in sorted order; inside a domain VMs are sorted by lower-cased id. VMs
+    without zone or availability set form one domain of their own.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    seen: set[str] = set()
+    for vm in vms:
+        vid = _vm_id(vm)
+        if vid.lower() in seen:
+            continue
+        seen.add(vid.lower())
+        key = ("none", "") if isinstance(vm, str) else _domain_key(vm)
+        groups.setdefault(key, []).append(vid)
+    queues = [sorted(groups[k], key=str.lower) for k in sorted(groups)]
+    order: list[str] = []
+    depth = 0
+    while True:
+        added = False
+        for q in queues:
+            if depth < len(q):
+                order.append(q[depth])
+                added = True
+        if not added:
+            return order
+        depth += 1
+
+
+def plan_waves(vms: Sequence[Mapping[str, Any] | str], max_concurrency: int | Threshold) -> list[list[str]]:
+    """Split a ring into waves of at most ``max_concurrency`` VM ids, each spread across domains.
+
+    ``max_concurrency`` may be an already-resolved int or a :class:`Threshold` resolved against
+    ``len(vms)``. Duplicate ids (case-insensitive) are dropped.
+    """
+    size = max_concurrency.resolve(len(vms)) if isinstance(max_concurrency, Threshold) else max_concurrency
+    if size < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {size}")
+    order = spread_order(vms)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@dataclass
+class ErrorBudget:
+    """Counts install/health failures in a ring run and says when to stop starting new installs.
+
+    Exceeded when ``len(failed) > max_errors`` (SSM semantics: with ``maxErrors: 3`` the fourth
+    error stops the run). Recording the same VM twice counts once, so replayed or retried results
+    never double-count.
+    """
+
+    max_errors: int
+    failed: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_ring(cls, rate: RateControl, total: int) -> ErrorBudget:
+        return cls(max_errors=rate.error_budget(total))
+
+    def record(self, vm_id: str, ok: bool) -> None:
+        key = vm_id.lower()
+        if any(v.lower() == key for v in self.failed + self.succeeded):
+            return
+        (self.succeeded if ok else self.failed).append(vm_id)
+
+    @property
+    def errors(self) -> int:
+        return len(self.failed)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.errors > self.max_errors
+
+    def may_start_more(self) -> bool:
+        """False once the budget is exceeded: no new installs (in-flight ones may finish)."""
+        return not self.exceeded
+
+    @property
+    def remaining(self) -> int:
+        """How many more failures are tolerated before the budget is exceeded."""
+        return max(0, self.max_errors - self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "maxErrors": self.max_errors,
+            "failed": list(self.failed),
+            "succeeded": list(self.succeeded),
+            "exceeded": self.exceeded,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ErrorBudget:
+        return cls(int(doc["maxErrors"]), list(doc.get("failed", [])), list(doc.get("succeeded", [])))
