@@ -1,0 +1,412 @@
+// PatchRings: everything the ring-gated patch rollout app needs in Azure, in one resource group
+// deployment (`azd up`, or `az deployment group create -f infra/main.bicep`).
+//
+//   * Function App on Flex Consumption (Python 3.11), system-assigned identity, no keys:
+//     its storage (host, Durable task hub, ledger), Application Insights and, when chosen, the
+//     Durable Task Scheduler are all reached with that identity.
+//   * Each ring's maintenance configuration (created here or referenced by id), an Event Grid
+//     system topic on it and a subscription delivering exactly the pre/post maintenance events
+//     to the app's Event Grid trigger, with retry and a dead-letter container.
+//   * Least privilege: a custom role holding exactly the ARM actions the activities perform
+//     (role-actions.json), assigned at the scopes the rollout plan touches, plus a narrow role
+//     for subscription-level dynamic scopes where rings open by assignment.
+//
+// Data the tests check lives in JSON next to this file and is loaded with loadJsonContent:
+// app-settings.json, role-actions.json, event-subscriptions.json, builtin-roles.json.
+// infra/README.md explains each parameter; docs/deploy.md walks through a deployment.
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------
+// Types
+// ---------------------------------------------------------------------------------------------
+
+@description('A ring\'s dynamic scope: VMs of the subscription tagged <tagName>=<tagValue> join the ring\'s scheduled runs. Used by rings promoted with `retag` (the app moves VMs between the hold value and tagValue).')
+type dynamicScopeSpec = {
+  @description('Subscription whose VMs the scope selects; defaults to this deployment\'s subscription.')
+  subscriptionId: string?
+
+  @description('Tag name the rollout plan\'s members.tag.name uses, e.g. patchRing.')
+  tagName: string
+
+  @description('Tag value that opens the ring (members.tag.value), e.g. ring1.')
+  tagValue: string
+
+  @description('Optional resource groups to narrow the scope to.')
+  resourceGroups: string[]?
+
+  @description('Optional locations to narrow the scope to.')
+  locations: string[]?
+
+  @description('Optional OS types (Windows, Linux) to narrow the scope to.')
+  osTypes: string[]?
+}
+
+@description('One ring of the rollout plan, as far as Azure resources are concerned.')
+type ringSpec = {
+  @description('Ring name as the rollout plan names it (ring0, ring1, ...). Used in resource names.')
+  name: string
+
+  @description('Resource id of an existing maintenance configuration. Absent or empty: one is created in this resource group.')
+  existingMaintenanceConfigurationId: string?
+
+  @description('Region of the maintenance configuration (existing or created). Defaults to location.')
+  location: string?
+
+  @description('maintenanceWindow of a created configuration (startDateTime, duration, timeZone, recurEvery, expirationDateTime).')
+  maintenanceWindow: object?
+
+  @description('installPatches of a created configuration (rebootSetting, windowsParameters, linuxParameters).')
+  installPatches: object?
+
+  @description('Wire this ring\'s pre/post maintenance events to the app (default true).')
+  events: bool?
+
+  @description('Create a dynamic scope for this ring (retag promotion).')
+  dynamicScope: dynamicScopeSpec?
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name: makes resource names unique and names the custom roles.')
+param environmentName string
+
+@description('Region of the app and its resources (one that offers Flex Consumption).')
+param location string = resourceGroup().location
+
+@description('Durable Functions backend: AzureStorage (default, the app\'s storage account) or DurableTaskScheduler (managed backend for large fleets / high throughput).')
+@allowed([
+  'AzureStorage'
+  'DurableTaskScheduler'
+])
+param durableStorageProvider string = 'AzureStorage'
+
+@description('Durable Task Scheduler SKU (only with durableStorageProvider = DurableTaskScheduler).')
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+param durableTaskSchedulerSku string = 'Consumption'
+
+@description('Durable task hub name; overrides host.json extensions.durableTask.hubName in Azure.')
+@minLength(3)
+@maxLength(45)
+param taskHubName string = 'patchrings'
+
+@description('The rings that have a maintenance configuration (scheduled rings, and Ring 0 when its pre-event starts the rollout).')
+param rings ringSpec[] = [
+  {
+    name: 'ring0'
+  }
+  {
+    name: 'ring1'
+  }
+  {
+    name: 'ring2'
+  }
+]
+
+@description('Scopes the app may act on (where the ring VMs and maintenance configurations live): "/subscriptions/<id>" or "/subscriptions/<id>/resourceGroups/<name>". The PatchRings rollout role is assigned at each. Empty: no ARM access (the app starts but cannot roll anything out).')
+param rolloutScopes string[] = []
+
+@description('Subscriptions where rings open with `enableConfiguration` on a dynamic scope: the app writes subscription-level configuration assignments there, so it gets the narrow dynamic-scope role on each.')
+param dynamicScopeSubscriptionIds string[] = []
+
+@description('Create the Event Grid subscriptions. Must be false until the app code (its on_maintenance_event function) is deployed; azure.yaml\'s postdeploy hook re-provisions with true.')
+param wireEventSubscriptions bool = false
+
+@description('Client id of the Entra app registration for App Service authentication (Easy Auth). Empty: authentication is not configured (approvals then fail closed in Azure: no principal, and the header fallback is off).')
+param authClientId string = ''
+
+@description('Function App name; empty = generated.')
+param functionAppName string = ''
+
+@description('Storage account name; empty = generated.')
+param storageAccountName string = ''
+
+@description('Upper bound of Function App instances.')
+param maximumInstanceCount int = 40
+
+@description('Tags added to every resource.')
+param tags object = {}
+
+// ---------------------------------------------------------------------------------------------
+// Names and data
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+var allTags = union(tags, { 'azd-env-name': environmentName })
+var serviceName = 'patchrings'
+var appName = !empty(functionAppName) ? functionAppName : 'func-patchrings-${resourceToken}'
+var stName = !empty(storageAccountName) ? storageAccountName : 'stpr${resourceToken}'
+var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var useDurableTaskScheduler = durableStorageProvider == 'DurableTaskScheduler'
+
+var appSettingsData = loadJsonContent('app-settings.json')
+var eventsData = loadJsonContent('event-subscriptions.json')
+
+@description('Window of a created maintenance configuration when its ring gives none: monthly, the Thursday after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum).')
+var defaultMaintenanceWindow = {
+  startDateTime: '2026-01-01 22:00'
+  expirationDateTime: '9999-12-31 23:59'
+  duration: '03:55'
+  timeZone: 'UTC'
+  recurEvery: 'Month Second Tuesday Offset2'
+}
+
+var defaultInstallPatches = {
+  rebootSetting: 'IfRequired'
+  windowsParameters: {
+    classificationsToInclude: [
+      'Critical'
+      'Security'
+    ]
+  }
+  linuxParameters: {
+    classificationsToInclude: [
+      'Critical'
+      'Security'
+    ]
+  }
+}
+
+// Maintenance configuration id of every ring: the existing one, or the one created below (its id
+// is known before creation, which keeps module scopes computable at the start of the deployment).
+var ringConfigurationIds = [for ring in rings: empty(ring.?existingMaintenanceConfigurationId ?? '')
+  ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', 'mc-patchrings-${ring.name}-${resourceToken}')
+  : ring.?existingMaintenanceConfigurationId ?? '']
+
+var rolloutResourceGroupScopes = filter(rolloutScopes, scope => length(split(scope, '/')) == 5)
+var rolloutSubscriptionScopes = filter(rolloutScopes, scope => length(split(scope, '/')) == 3)
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring and storage
+// ---------------------------------------------------------------------------------------------
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'patchrings-monitoring'
+  params: {
+    location: location
+    tags: allTags
+    logAnalyticsName: 'log-patchrings-${resourceToken}'
+    applicationInsightsName: 'appi-patchrings-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'patchrings-storage'
+  params: {
+    location: location
+    tags: allTags
+    storageAccountName: stName
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: eventsData.deadLetterContainerName
+  }
+}
+
+module durableTaskScheduler 'modules/durable-task-scheduler.bicep' = if (useDurableTaskScheduler) {
+  name: 'patchrings-dts'
+  params: {
+    location: location
+    tags: allTags
+    schedulerName: 'dts-patchrings-${resourceToken}'
+    taskHubName: taskHubName
+    skuName: durableTaskSchedulerSku
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// App settings: host (identity-based storage, telemetry), Durable backend, PatchRings
+// ---------------------------------------------------------------------------------------------
+
+var hostSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  AzureFunctionsJobHost__extensions__durableTask__hubName: taskHubName
+}
+
+// host.json keeps the Azure Storage provider; these app settings override it in Azure when the
+// Durable Task Scheduler is chosen (AzureFunctionsJobHost__<path> overrides host.json <path>).
+var durableTaskSchedulerSettings = useDurableTaskScheduler ? {
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskScheduler.outputs.endpoint};Authentication=ManagedIdentity'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+} : {}
+
+// The keys here must be exactly app-settings.json's computedByBicep keys (checked by tests).
+var computedPatchRingsSettings = {
+  PATCHRINGS_LEDGER_ACCOUNT_URL: 'https://${storage.outputs.storageAccountName}.table.${environment().suffixes.storage}'
+}
+
+var appSettings = union(hostSettings, durableTaskSchedulerSettings, appSettingsData.settings, computedPatchRingsSettings)
+
+// ---------------------------------------------------------------------------------------------
+// Function App, its data-plane roles and authentication
+// ---------------------------------------------------------------------------------------------
+
+module app 'modules/function-app.bicep' = {
+  name: 'patchrings-app'
+  params: {
+    location: location
+    tags: allTags
+    functionAppName: appName
+    planName: 'plan-patchrings-${resourceToken}'
+    serviceName: serviceName
+    storageAccountName: storage.outputs.storageAccountName
+    blobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appSettings: appSettings
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+module appRoles 'modules/app-roles.bicep' = {
+  name: 'patchrings-app-roles'
+  params: {
+    principalId: app.outputs.principalId
+    storageAccountName: storage.outputs.storageAccountName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+module durableTaskRole 'modules/durable-task-role.bicep' = if (useDurableTaskScheduler) {
+  name: 'patchrings-dts-role'
+  params: {
+    schedulerName: 'dts-patchrings-${resourceToken}'
+    principalId: app.outputs.principalId
+  }
+  dependsOn: [
+    durableTaskScheduler
+  ]
+}
+
+module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
+  name: 'patchrings-app-auth'
+  params: {
+    functionAppName: app.outputs.functionAppName
+    clientId: authClientId
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rings: maintenance configurations, dynamic scopes, event wiring
+// ---------------------------------------------------------------------------------------------
+
+module ringConfigurations 'modules/maintenance-configuration.bicep' = [for ring in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
+  name: 'patchrings-mc-${ring.name}'
+  params: {
+    name: 'mc-patchrings-${ring.name}-${resourceToken}'
+    location: ring.?location ?? location
+    tags: allTags
+    maintenanceWindow: ring.?maintenanceWindow ?? defaultMaintenanceWindow
+    installPatches: ring.?installPatches ?? defaultInstallPatches
+  }
+}]
+
+module ringDynamicScopes 'modules/dynamic-scope.bicep' = [for (ring, i) in rings: if (ring.?dynamicScope != null) {
+  name: 'patchrings-scope-${ring.name}'
+  scope: subscription(ring.?dynamicScope.?subscriptionId ?? subscription().subscriptionId)
+  params: {
+    name: 'patchrings-${ring.name}-${resourceToken}'
+    maintenanceConfigurationId: ringConfigurationIds[i]
+    tagName: ring.?dynamicScope.?tagName ?? ''
+    tagValue: ring.?dynamicScope.?tagValue ?? ''
+    resourceGroups: ring.?dynamicScope.?resourceGroups ?? []
+    locations: ring.?dynamicScope.?locations ?? []
+    osTypes: ring.?dynamicScope.?osTypes ?? []
+  }
+  dependsOn: [
+    ringConfigurations
+  ]
+}]
+
+module ringEvents 'modules/ring-events.bicep' = [for (ring, i) in rings: if (ring.?events ?? true) {
+  name: 'patchrings-events-${ring.name}'
+  scope: resourceGroup(split(ringConfigurationIds[i], '/')[2], split(ringConfigurationIds[i], '/')[4])
+  params: {
+    ringName: ring.name
+    maintenanceConfigurationId: ringConfigurationIds[i]
+    location: ring.?location ?? location
+    tags: allTags
+    functionAppId: app.outputs.functionAppId
+    deadLetterStorageAccountId: storage.outputs.storageAccountId
+    deadLetterStorageResourceGroup: resourceGroup().name
+    deadLetterStorageSubscriptionId: subscription().subscriptionId
+    deadLetterStorageAccountName: storage.outputs.storageAccountName
+    wireSubscription: wireEventSubscriptions
+  }
+  dependsOn: [
+    ringConfigurations
+  ]
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Least privilege on ARM: the custom roles and their assignments
+// ---------------------------------------------------------------------------------------------
+
+module rolloutRoles 'modules/rollout-role.bicep' = {
+  name: 'patchrings-roles-${resourceToken}'
+  scope: subscription()
+  params: {
+    nameSuffix: environmentName
+    // A role definition needs at least one assignable scope; with no rolloutScopes the role is
+    // defined on this resource group only and assigned nowhere.
+    assignableScopes: empty(rolloutScopes) ? [
+      resourceGroup().id
+    ] : rolloutScopes
+    dynamicScopeSubscriptionIds: dynamicScopeSubscriptionIds
+  }
+}
+
+module rolloutRoleOnResourceGroups 'modules/role-assignment-rg.bicep' = [for scope in rolloutResourceGroupScopes: {
+  name: 'patchrings-role-${uniqueString(scope, resourceToken)}'
+  scope: resourceGroup(split(scope, '/')[2], split(scope, '/')[4])
+  params: {
+    roleGuid: rolloutRoles.outputs.rolloutRoleGuid
+    principalId: app.outputs.principalId
+    assignmentDescription: 'PatchRings (${environmentName}): ring-gated patch rollouts on this resource group.'
+  }
+}]
+
+module rolloutRoleOnSubscriptions 'modules/role-assignment-sub.bicep' = [for scope in rolloutSubscriptionScopes: {
+  name: 'patchrings-role-${uniqueString(scope, resourceToken)}'
+  scope: subscription(split(scope, '/')[2])
+  params: {
+    roleGuid: rolloutRoles.outputs.rolloutRoleGuid
+    principalId: app.outputs.principalId
+    assignmentDescription: 'PatchRings (${environmentName}): ring-gated patch rollouts on this subscription.'
+  }
+}]
+
+module dynamicScopeRoleOnSubscriptions 'modules/role-assignment-sub.bicep' = [for subscriptionId in dynamicScopeSubscriptionIds: {
+  name: 'patchrings-dsrole-${uniqueString(subscriptionId, resourceToken)}'
+  scope: subscription(subscriptionId)
+  params: {
+    roleGuid: rolloutRoles.outputs.dynamicScopeRoleGuid
+    principalId: app.outputs.principalId
+    assignmentDescription: 'PatchRings (${environmentName}): opens rings by subscription-level dynamic-scope assignments.'
+  }
+}]
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in the environment: `azd env get-values`)
+// ---------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.functionAppName
+output AZURE_FUNCTION_APP_URL string = 'https://${app.outputs.defaultHostName}'
+output AZURE_FUNCTION_APP_PRINCIPAL_ID string = app.outputs.principalId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName
+output PATCHRINGS_DURABLE_STORAGE_PROVIDER string = durableStorageProvider
+output PATCHRINGS_RING_NAMES array = [for ring in rings: ring.name]
+output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds
+output PATCHRINGS_ROLLOUT_ROLE_ID string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', rolloutRoles.outputs.rolloutRoleGuid)
+output PATCHRINGS_EVENTS_WIRED bool = wireEventSubscriptions

@@ -1,0 +1,108 @@
+// The Event Grid wiring of one ring: a system topic on the ring's maintenance configuration
+// (topic type Microsoft.Maintenance.MaintenanceConfigurations) and, once the app's code is
+// deployed, a subscription that delivers exactly PreMaintenanceEvent and PostMaintenanceEvent
+// to the app's Event Grid trigger. The subscription's shape is data (../event-subscriptions.json)
+// so tests can check the filter without compiling Bicep.
+//
+// Deployed into the configuration's own resource group: a system topic lives in the source's
+// subscription and region. Azure allows one system topic per source, so a configuration that
+// already has one (e.g. created in the portal) must have it deleted or reused by hand.
+//
+// The subscription's endpoint type is AzureFunction, which Event Grid checks at creation: the
+// function must already exist. Hence wireSubscription is false on the first provision and true
+// once `azd deploy` has published the code (azure.yaml postdeploy hook).
+
+@description('Ring name from the rollout plan (used in resource names).')
+param ringName string
+
+@description('Resource id of the ring\'s maintenance configuration.')
+param maintenanceConfigurationId string
+
+@description('Region of the maintenance configuration (the system topic must be in the same region).')
+param location string
+
+@description('Tags applied to the topic.')
+param tags object
+
+@description('Resource id of the Function App (…/providers/Microsoft.Web/sites/<name>).')
+param functionAppId string
+
+@description('Resource id of the storage account holding the dead-letter container.')
+param deadLetterStorageAccountId string
+
+@description('Subscription id of the dead-letter storage account (the app\'s).')
+param deadLetterStorageSubscriptionId string
+
+@description('Resource group of the dead-letter storage account (the app\'s).')
+param deadLetterStorageResourceGroup string
+
+@description('Name of the dead-letter storage account.')
+param deadLetterStorageAccountName string
+
+@description('Create the event subscription (the function must be deployed already).')
+param wireSubscription bool
+
+var events = loadJsonContent('../event-subscriptions.json')
+
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: take('evgt-patchrings-${ringName}-${uniqueString(maintenanceConfigurationId)}', 128)
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    source: maintenanceConfigurationId
+    topicType: events.systemTopicType
+  }
+}
+
+resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (wireSubscription) {
+  parent: topic
+  name: events.subscriptionName
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/${events.functionName}'
+        maxEventsPerBatch: events.destination.maxEventsPerBatch
+        preferredBatchSizeInKilobytes: events.destination.preferredBatchSizeInKilobytes
+      }
+    }
+    filter: {
+      includedEventTypes: events.filter.includedEventTypes
+      enableAdvancedFilteringOnArrays: events.filter.enableAdvancedFilteringOnArrays
+    }
+    eventDeliverySchema: events.eventDeliverySchema
+    retryPolicy: {
+      maxDeliveryAttempts: events.retryPolicy.maxDeliveryAttempts
+      eventTimeToLiveInMinutes: events.retryPolicy.eventTimeToLiveInMinutes
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: deadLetterStorageAccountId
+          blobContainerName: events.deadLetterContainerName
+        }
+      }
+    }
+  }
+}
+
+// The topic's identity may write into the dead-letter container (and nowhere else).
+module deadLetterWriter 'deadletter-role.bicep' = {
+  name: 'patchrings-deadletter-${ringName}'
+  scope: resourceGroup(deadLetterStorageSubscriptionId, deadLetterStorageResourceGroup)
+  params: {
+    storageAccountName: deadLetterStorageAccountName
+    containerName: events.deadLetterContainerName
+    principalId: topic.identity.principalId
+  }
+}
+
+output systemTopicId string = topic.id
+output principalId string = topic.identity.principalId
