@@ -1,0 +1,205 @@
+"""Gate decisions: may the rollout move past this ring?
+
+Per VM, the install verdict (``results.classify_install``) and the health outcome
+(``health.HealthTracker``) fold into a :class:`VmVerdict`. The ring's gate is then:
+
+* **fail** — failed VMs exceed the error budget. Without ``gate.tolerateErrors`` the budget is 0
+  (any failed or unhealthy VM fails the gate); with it, failures up to the ring's ``maxErrors``
+  (SSM floor semantics, see ``rate``) are tolerated and listed.
+* **inconclusive** — nothing failed beyond budget but some signal is missing, unreadable or
+  contradictory (Argo Rollouts: *Inconclusive → pause for a human*). Inconclusive never passes
+  by itself; the orchestrator asks a person. An empty ring is inconclusive too: nothing was proven.
+* **pass** — every VM installed cleanly and proved healthy (or failures are within a tolerated
+  budget).
+
+Every decision carries per-VM reasons so the status API and the ledger can say *why*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from patchrings.domain.health import HealthState
+from patchrings.domain.rate import RateControl
+from patchrings.domain.results import InstallOutcome, InstallVerdict, classify_install
+
+HealthOutcome = Literal["healthy", "unhealthy", "unknown", "skipped"]
+VmOutcome = Literal["pass", "fail", "inconclusive"]
+GateOutcome = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class VmVerdict:
+    """One VM's result in a ring run: install, health, and why."""
+
+    vm: str
+    install: InstallOutcome
+    health: HealthOutcome
+    reasons: tuple[str, ...] = ()
+    name: str | None = None
+
+    @property
+    def outcome(self) -> VmOutcome:
+        if self.install == "failed" or self.health == "unhealthy":
+            return "fail"
+        if self.install == "inconclusive" or self.health in ("unknown",):
+            return "inconclusive"
+        return "pass"
+
+    @property
+    def broke_health(self) -> bool:
+        return self.health == "unhealthy"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "vm": self.vm,
+            "install": self.install,
+            "health": self.health,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+        }
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> VmVerdict:
+        return cls(
+            vm=str(doc["vm"]),
+            install=doc["install"],
+            health=doc.get("health", "skipped"),
+            reasons=tuple(doc.get("reasons", ())),
+            name=doc.get("name"),
+        )
+
+
+def vm_verdict(
+    vm: str | Mapping[str, Any],
+    install: InstallVerdict | Mapping[str, Any] | None,
+    health: HealthState | Mapping[str, Any] | str | None,
+    *,
+    rules: Any = None,
+) -> VmVerdict:
+    """Fold an install result/verdict and a health state/outcome into a :class:`VmVerdict`.
+
+    ``install`` may be an :class:`InstallVerdict` or a raw ``VirtualMachineInstallPatchesResult``
+    dict (classified with ``rules``, an ``InstallRules``). ``health`` may be a final
+    :class:`HealthState`, its dict, an outcome string, or ``None`` when health was not checked
+    (install failed, so there was nothing to verify: ``skipped``).
+    """
+    vm_id = vm if isinstance(vm, str) else str(vm.get("id"))
+    name = None if isinstance(vm, str) else vm.get("name")
+    iv = install if isinstance(install, InstallVerdict) else classify_install(install, rules)
+    reasons = [f"install: {r}" for r in iv.reasons]
+    h: HealthOutcome
+    if health is None:
+        h = "skipped"
+    elif isinstance(health, str):
+        h = health  # type: ignore[assignment]
+    else:
+        state = health if isinstance(health, HealthState) else HealthState.from_dict(health)
+        if not state.done or state.outcome is None:
+            h = "unknown"
+            reasons.append(f"health: verification did not finish (phase {state.phase})")
+        else:
+            h = state.outcome
+            reasons.extend(f"health: {r}" for r in state.reasons)
+    if h == "skipped" and iv.outcome == "ok":
+        # a clean install whose health was never checked is not proven
+        h = "unknown"
+        reasons.append("health: not checked")
+    return VmVerdict(vm_id, iv.outcome, h, tuple(reasons), name)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate for one ring run: outcome, per-VM reasons, counts."""
+
+    ring: str
+    outcome: GateOutcome
+    summary: str
+    reasons: tuple[dict[str, str], ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ring": self.ring,
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "reasons": [dict(r) for r in self.reasons],
+            "counts": dict(self.counts),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> GateDecision:
+        return cls(
+            ring=str(doc["ring"]),
+            outcome=doc["outcome"],
+            summary=str(doc.get("summary", "")),
+            reasons=tuple(dict(r) for r in doc.get("reasons", ())),
+            counts=dict(doc.get("counts", {})),
+        )
+
+
+def _ring_name(ring: Any) -> str:
+    return ring if isinstance(ring, str) else str(ring.name)
+
+
+def decide_gate(
+    ring: Any,
+    verdicts: Iterable[VmVerdict | Mapping[str, Any]],
+    rate: RateControl | None = None,
+    *,
+    tolerate_errors: bool | None = None,
+    extra_reasons: Sequence[dict[str, str]] = (),
+) -> GateDecision:
+    """Decide pass / fail / inconclusive for ``ring`` (a ``Ring`` or its name).
+
+    ``rate`` and ``tolerate_errors`` default to the ring's own settings when ``ring`` is a
+    ``Ring``. ``extra_reasons`` (``{vm, reason}``) are ring-level findings the caller adds, e.g.
+    "budget exceeded: 3 VMs never started"; they force at least *inconclusive*.
+    """
+    vs = [v if isinstance(v, VmVerdict) else VmVerdict.from_dict(v) for v in verdicts]
+    name = _ring_name(ring)
+    if rate is None and not isinstance(ring, str):
+        rate = ring.rate
+    if tolerate_errors is None:
+        tolerate_errors = bool(getattr(ring, "tolerate_errors", False))
+    total = len(vs)
+    failed = [v for v in vs if v.outcome == "fail"]
+    unsure = [v for v in vs if v.outcome == "inconclusive"]
+    passed = [v for v in vs if v.outcome == "pass"]
+    budget = rate.error_budget(total) if (rate is not None and tolerate_errors) else 0
+    reasons: list[dict[str, str]] = []
+    for v in failed + unsure:
+        for r in v.reasons or (f"{v.outcome}",):
+            reasons.append({"vm": v.vm, "reason": r})
+    reasons.extend(dict(r) for r in extra_reasons)
+    counts = {
+        "total": total,
+        "passed": len(passed),
+        "failed": len(failed),
+        "inconclusive": len(unsure),
+        "errorBudget": budget,
+    }
+    if total == 0:
+        return GateDecision(name, "inconclusive", "no VMs were verified in this ring", tuple(reasons), counts)
+    if len(failed) > budget:
+        summary = f"{len(failed)} of {total} VM(s) failed"
+        summary += f" (error budget {budget})" if tolerate_errors else " (no failures tolerated)"
+        return GateDecision(name, "fail", summary, tuple(reasons), counts)
+    if unsure or extra_reasons:
+        summary = f"{len(unsure)} of {total} VM(s) could not be verified; a person must decide"
+        if not unsure:
+            summary = "ring-level signals are incomplete; a person must decide"
+        return GateDecision(name, "inconclusive", summary, tuple(reasons), counts)
+    summary = f"all {total} VM(s) installed cleanly and stayed healthy"
+    if failed:
+        summary = f"{len(passed)} of {total} VM(s) clean; {len(failed)} failure(s) within error budget {budget}"
+    return GateDecision(name, "pass", summary, tuple(reasons), counts)

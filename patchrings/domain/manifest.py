@@ -1,0 +1,279 @@
+"""The validated patch manifest: exactly what Ring 0 installed cleanly, pinned into later rings.
+
+Maintenance configurations cannot take a date cutoff, so "the same patches in every ring" means
+pinning an explicit list (update-manager-domain §6): Windows KB numbers in
+``kbNumbersToInclude`` and Linux ``name=version`` masks in ``packageNameMasksToInclude``.
+
+Built from Ring 0's ``installPatches`` results (``patches[]``, ``installationState == Installed``).
+Left out, conservatively, and listed in ``excluded`` with the reason:
+
+* a patch that **failed anywhere** in Ring 0 (``installationState == Failed`` on any VM);
+* every patch installed on a VM that **broke health** or whose install failed — we cannot tell
+  which of its patches did the damage, so none of them is promoted.
+
+``hash`` (short sha256 over the sorted Windows and Linux lists only) names the content, so two
+rollouts that validated the same patches produce the same hash, and an approval bound to it
+cannot be replayed for different content.
+
+Empty lists are dangerous: an empty ``kbNumbersToInclude`` means *no filter* to Azure, i.e.
+install everything in the classifications. :func:`Manifest.install_parameters` therefore returns
+``None`` for an OS with nothing pinned (skip those VMs), and :func:`Manifest.configuration_patch`
+pins an impossible mask instead of an empty list (see ``NOTHING_KB`` / ``NOTHING_PACKAGE``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from patchrings.domain.gates import VmVerdict
+from patchrings.domain.plan import normalize_reboot_setting, short_hash
+from patchrings.domain.results import ci_get, installed_patches
+
+WINDOWS_CLASSIFICATIONS = [
+    "Critical",
+    "Security",
+    "UpdateRollUp",
+    "FeaturePack",
+    "ServicePack",
+    "Definition",
+    "Tools",
+    "Updates",
+]
+LINUX_CLASSIFICATIONS = ["Critical", "Security", "Other"]
+
+#: pinned when an OS has no validated patches, so a maintenance configuration installs nothing
+NOTHING_KB = "0000000"
+NOTHING_PACKAGE = "patchrings-nothing-validated=0"
+
+
+def normalize_kb(kb: Any) -> str | None:
+    """``"KB5034123"`` / ``5034123`` → ``"5034123"`` (the form kbNumbersToInclude takes)."""
+    if kb in (None, ""):
+        return None
+    text = str(kb).strip()
+    if text.upper().startswith("KB"):
+        text = text[2:]
+    return text or None
+
+
+def _os_of(item: Mapping[str, Any]) -> str:
+    os_name = str(item.get("os") or item.get("osType") or "").lower()
+    if os_name.startswith("win"):
+        return "Windows"
+    if os_name.startswith("lin"):
+        return "Linux"
+    return ""
+
+
+def _linux_key(patch: Mapping[str, Any]) -> str | None:
+    name = (patch.get("name") or "").strip()
+    version = (patch.get("version") or "").strip()
+    if not name or not version:
+        return None
+    return f"{name}={version}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What later rings may install."""
+
+    windows_kbs: tuple[str, ...] = ()
+    linux_packages: tuple[str, ...] = ()
+    excluded: tuple[dict[str, str], ...] = ()
+    sources: tuple[str, ...] = ()
+    cutoff: str | None = None
+
+    @property
+    def content(self) -> dict[str, Any]:
+        return {"windows": {"kbNumbers": list(self.windows_kbs)}, "linux": {"packages": list(self.linux_packages)}}
+
+    @property
+    def hash(self) -> str:
+        return short_hash(self.content)
+
+    @property
+    def empty(self) -> bool:
+        return not self.windows_kbs and not self.linux_packages
+
+    def has(self, os_name: str) -> bool:
+        return bool(self.windows_kbs if os_name.lower().startswith("win") else self.linux_packages)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.content
+        out["hash"] = self.hash
+        out["excluded"] = [dict(e) for e in self.excluded]
+        out["sources"] = list(self.sources)
+        if self.cutoff:
+            out["cutoff"] = self.cutoff
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Manifest:
+        m = cls(
+            windows_kbs=tuple(doc.get("windows", {}).get("kbNumbers", ())),
+            linux_packages=tuple(doc.get("linux", {}).get("packages", ())),
+            excluded=tuple(dict(e) for e in doc.get("excluded", ())),
+            sources=tuple(doc.get("sources", ())),
+            cutoff=doc.get("cutoff"),
+        )
+        if doc.get("hash") and doc["hash"] != m.hash:
+            raise ValueError(f"manifest hash {doc['hash']} does not match its content ({m.hash})")
+        return m
+
+    def install_parameters(self, os_name: str, base_install: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``VirtualMachineInstallPatchesParameters`` installing exactly the manifest on one OS.
+
+        Keeps the base's ``rebootSetting`` / ``maximumDuration``; includes every classification so
+        the pin list alone decides. Returns ``None`` when nothing is pinned for that OS: the caller
+        must not install (an empty include list would install everything).
+        """
+        params: dict[str, Any] = {
+            "rebootSetting": normalize_reboot_setting(base_install.get("rebootSetting", "IfRequired")),
+        }
+        if base_install.get("maximumDuration"):
+            params["maximumDuration"] = base_install["maximumDuration"]
+        if os_name.lower().startswith("win"):
+            if not self.windows_kbs:
+                return None
+            base = base_install.get("windowsParameters", {}) or {}
+            wp: dict[str, Any] = {
+                "classificationsToInclude": list(WINDOWS_CLASSIFICATIONS),
+                "kbNumbersToInclude": list(self.windows_kbs),
+            }
+            if base.get("kbNumbersToExclude"):
+                wp["kbNumbersToExclude"] = list(base["kbNumbersToExclude"])
+            if "excludeKbsRequiringReboot" in base:
+                wp["excludeKbsRequiringReboot"] = bool(base["excludeKbsRequiringReboot"])
+            params["windowsParameters"] = wp
+        else:
+            if not self.linux_packages:
+                return None
+            base = base_install.get("linuxParameters", {}) or {}
+            lp: dict[str, Any] = {
+                "classificationsToInclude": list(LINUX_CLASSIFICATIONS),
+                "packageNameMasksToInclude": list(self.linux_packages),
+            }
+            if base.get("packageNameMasksToExclude"):
+                lp["packageNameMasksToExclude"] = list(base["packageNameMasksToExclude"])
+            params["linuxParameters"] = lp
+        return params
+
+    def configuration_patch(self, existing_install_patches: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The maintenance configuration ``installPatches`` block with the manifest pinned.
+
+        Keeps the existing reboot setting (normalised) and exclusions; replaces include lists and
+        classifications. An OS with nothing validated gets an impossible mask so it installs nothing.
+        """
+        existing = copy.deepcopy(dict(existing_install_patches or {}))
+        out: dict[str, Any] = {k: v for k, v in existing.items() if k not in ("windowsParameters", "linuxParameters")}
+        out["rebootSetting"] = normalize_reboot_setting(ci_get(existing, "rebootSetting") or "IfRequired")
+        wexist = ci_get(existing, "windowsParameters") or {}
+        lexist = ci_get(existing, "linuxParameters") or {}
+        wp: dict[str, Any] = {
+            "classificationsToInclude": list(WINDOWS_CLASSIFICATIONS),
+            "kbNumbersToInclude": list(self.windows_kbs) or [NOTHING_KB],
+            "kbNumbersToExclude": list(ci_get(wexist, "kbNumbersToExclude") or []),
+            "excludeKbsRequiringReboot": bool(ci_get(wexist, "excludeKbsRequiringReboot") or False),
+        }
+        lp: dict[str, Any] = {
+            "classificationsToInclude": list(LINUX_CLASSIFICATIONS),
+            "packageNameMasksToInclude": list(self.linux_packages) or [NOTHING_PACKAGE],
+            "packageNameMasksToExclude": list(ci_get(lexist, "packageNameMasksToExclude") or []),
+        }
+        out["windowsParameters"] = wp
+        out["linuxParameters"] = lp
+        return out
+
+    def is_pinned_in(self, install_patches: Mapping[str, Any] | None) -> bool:
+        """True when a configuration's ``installPatches`` already pins exactly this manifest."""
+        if not install_patches:
+            return False
+        wp = ci_get(install_patches, "windowsParameters") or {}
+        lp = ci_get(install_patches, "linuxParameters") or {}
+        kbs = sorted(normalize_kb(k) or "" for k in (ci_get(wp, "kbNumbersToInclude") or []))
+        pkgs = sorted(ci_get(lp, "packageNameMasksToInclude") or [])
+        return kbs == sorted(list(self.windows_kbs) or [NOTHING_KB]) and pkgs == sorted(
+            list(self.linux_packages) or [NOTHING_PACKAGE]
+        )
+
+
+@dataclass
+class _Collect:
+    kbs: set[str] = field(default_factory=set)
+    pkgs: set[str] = field(default_factory=set)
+
+
+def build_manifest(
+    install_results: Iterable[Mapping[str, Any]],
+    verdicts: Iterable[VmVerdict | Mapping[str, Any]] = (),
+    *,
+    cutoff: str | None = None,
+) -> Manifest:
+    """Build the manifest from ``[{vm, os, result}]`` (``result`` a VirtualMachineInstallPatchesResult).
+
+    ``verdicts`` (per VM) mark VMs whose install failed or that broke health: nothing they installed
+    is promoted. VMs without a verdict are judged by their result alone.
+    """
+    bad_vms: dict[str, str] = {}
+    for v in verdicts:
+        vv = v if isinstance(v, VmVerdict) else VmVerdict.from_dict(v)
+        if vv.broke_health:
+            bad_vms[vv.vm.lower()] = "broke health"
+        elif vv.install == "failed":
+            bad_vms[vv.vm.lower()] = "install failed"
+    good = _Collect()
+    suspect: dict[str, str] = {}  # key -> reason
+    sources: list[str] = []
+    for item in install_results:
+        raw_vm = item.get("vm")
+        vm = str(raw_vm.get("id")) if isinstance(raw_vm, Mapping) else str(raw_vm)
+        os_name = _os_of(item) or (_os_of(raw_vm) if isinstance(raw_vm, Mapping) else "")
+        result = item.get("result") or {}
+        patches = installed_patches(result)
+        if not os_name:
+            os_name = "Windows" if any(p.get("kbId") for p in patches) else "Linux"
+        for patch in patches:
+            key = _patch_key(os_name, patch)
+            if key is None:
+                continue
+            state = str(patch.get("installationState") or "").lower()
+            if state == "failed":
+                # Linux: a failed package is suspect in every version
+                suspect[_family(key)] = f"failed to install on {vm}"
+            elif state == "installed":
+                if vm.lower() in bad_vms:
+                    suspect.setdefault(key, f"installed on {vm}, which {bad_vms[vm.lower()]}")
+                else:
+                    (good.kbs if key.startswith("kb:") else good.pkgs).add(key)
+        if vm.lower() not in bad_vms and vm not in sources:
+            sources.append(vm)
+
+    def bad(key: str) -> bool:
+        return key in suspect or _family(key) in suspect
+
+    excluded = tuple({"patch": _display(k), "reason": r} for k, r in sorted(suspect.items()))
+    kbs = sorted((k[3:] for k in good.kbs if not bad(k)), key=lambda x: (len(x), x))
+    pkgs = sorted(k[4:] for k in good.pkgs if not bad(k))
+    return Manifest(tuple(kbs), tuple(pkgs), excluded, tuple(sorted(sources, key=str.lower)), cutoff)
+
+
+def _family(key: str) -> str:
+    """``pkg:openssl=3.0.2`` → ``pkg:openssl`` (all versions); KB keys are their own family."""
+    return key.split("=", 1)[0] if key.startswith("pkg:") else key
+
+
+def _patch_key(os_name: str, patch: Mapping[str, Any]) -> str | None:
+    if os_name == "Windows":
+        kb = normalize_kb(patch.get("kbId"))
+        return f"kb:{kb}" if kb else None
+    pkg = _linux_key(patch)
+    return f"pkg:{pkg}" if pkg else None
+
+
+def _display(key: str) -> str:
+    if key.startswith("kb:"):
+        return "KB" + key[3:]
+    return key[4:] if "=" in key else key[4:] + " (all versions)"

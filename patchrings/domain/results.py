@@ -1,0 +1,146 @@
+"""Judging one VM's installation result against the plan's installation rules.
+
+Input is a ``VirtualMachineInstallPatchesResult`` as a dict (on-demand installPatches), or the
+instance view's ``lastPatchInstallationSummary`` (scheduled runs) — same fields except
+``startTime`` vs ``startDateTime`` and no ``patches``. Keys are read case-insensitively.
+
+Rules, in order (the first *failure* wins over any *inconclusive* signal):
+
+* ``failed`` — status ``Failed``; ``failedPatchCount > 0``; ``rebootStatus == Failed``;
+  ``maintenanceWindowExceeded`` (unless ``allowMaintenanceWindowExceeded``); ``rebootStatus ==
+  Required`` when ``requireRebootCompleted`` (the patch is not active until the reboot).
+* ``inconclusive`` — no result, status ``InProgress``/``Unknown``/``NotStarted`` (still running or
+  unreadable); ``CompletedWithWarnings`` unless ``allowWarnings``; ``pendingPatchCount > 0`` with a
+  success status unless ``allowPending`` (signals disagree); an ``error`` on a success status;
+  ``rebootStatus == Started`` when a completed reboot is required. A missing or ``Unknown``
+  ``rebootStatus`` is not judged (instance-view summaries do not report it).
+* ``ok`` — otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from patchrings.domain.health import InstallRules
+
+InstallOutcome = Literal["ok", "failed", "inconclusive"]
+
+
+def ci_get(doc: Mapping[str, Any] | None, key: str, default: Any = None) -> Any:
+    """Case-insensitive key lookup (Azure payload casing varies by source)."""
+    if not doc:
+        return default
+    if key in doc:
+        return doc[key]
+    low = key.lower()
+    for k, v in doc.items():
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return default
+
+
+def _int(doc: Mapping[str, Any], key: str) -> int:
+    value = ci_get(doc, key, 0)
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _error_text(error: Any) -> str | None:
+    if not error:
+        return None
+    if isinstance(error, Mapping):
+        code = ci_get(error, "code")
+        msg = ci_get(error, "message")
+        details = ci_get(error, "details") or []
+        text = ": ".join(str(x) for x in (code, msg) if x) or "error"
+        if details and isinstance(details, list) and isinstance(details[0], Mapping):
+            inner = ci_get(details[0], "message")
+            if inner:
+                text += f" ({inner})"
+        return text
+    return str(error)
+
+
+@dataclass(frozen=True)
+class InstallVerdict:
+    outcome: InstallOutcome
+    reasons: tuple[str, ...]
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reasons": list(self.reasons), "counts": dict(self.counts)}
+
+
+def classify_install(result: Mapping[str, Any] | None, rules: InstallRules | None = None) -> InstallVerdict:
+    """Classify one VM's install result as ok / failed / inconclusive, with reasons."""
+    rules = rules or InstallRules()
+    if not result:
+        return InstallVerdict("inconclusive", ("no installation result could be read",), {})
+    status = str(ci_get(result, "status") or "Unknown")
+    st = status.lower()
+    # lastPatchInstallationSummary (scheduled runs) has no rebootStatus: absent = not judged
+    reboot = str(ci_get(result, "rebootStatus") or "NotReported")
+    rb = reboot.lower()
+    mwx = bool(ci_get(result, "maintenanceWindowExceeded", False))
+    counts = {
+        "installed": _int(result, "installedPatchCount"),
+        "failed": _int(result, "failedPatchCount"),
+        "pending": _int(result, "pendingPatchCount"),
+        "excluded": _int(result, "excludedPatchCount"),
+        "notSelected": _int(result, "notSelectedPatchCount"),
+    }
+    error = _error_text(ci_get(result, "error"))
+    failed: list[str] = []
+    unsure: list[str] = []
+
+    if st == "failed":
+        failed.append("installation status Failed" + (f": {error}" if error else ""))
+    if counts["failed"] > 0:
+        failed.append(f"{counts['failed']} patch(es) failed to install")
+    if rb == "failed":
+        failed.append("reboot failed")
+    if mwx and not rules.allow_maintenance_window_exceeded:
+        failed.append("maintenance window exceeded before all patches were installed")
+    if rules.require_reboot_completed and rb == "required":
+        failed.append("reboot required but not performed (rebootStatus Required)")
+
+    if st in ("inprogress", "notstarted"):
+        unsure.append(f"installation still {status}")
+    elif st == "unknown" or st not in ("succeeded", "failed", "completedwithwarnings"):
+        unsure.append(f"installation status {status} cannot be judged")
+    if st == "completedwithwarnings" and not rules.allow_warnings:
+        unsure.append("installation completed with warnings")
+    if st in ("succeeded", "completedwithwarnings") and counts["pending"] > 0 and not rules.allow_pending:
+        unsure.append(f"status {status} but {counts['pending']} patch(es) still pending")
+    if st in ("succeeded", "completedwithwarnings") and error:
+        unsure.append(f"status {status} but an error was reported: {error}")
+    if rules.require_reboot_completed and rb == "started" and st != "failed":
+        unsure.append(f"reboot status {reboot}: cannot confirm the reboot completed")
+
+    if failed:
+        return InstallVerdict("failed", tuple(failed + unsure), counts)
+    if unsure:
+        return InstallVerdict("inconclusive", tuple(unsure), counts)
+    return InstallVerdict("ok", (), counts)
+
+
+def installed_patches(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``patches[]`` entries of a result, with keys normalised to the documented camelCase."""
+    out: list[dict[str, Any]] = []
+    for p in ci_get(result, "patches") or []:
+        if isinstance(p, Mapping):
+            out.append(
+                {
+                    "patchId": ci_get(p, "patchId"),
+                    "name": ci_get(p, "name"),
+                    "version": ci_get(p, "version"),
+                    "kbId": ci_get(p, "kbId"),
+                    "classifications": list(ci_get(p, "classifications") or []),
+                    "installationState": ci_get(p, "installationState"),
+                }
+            )
+    return out
