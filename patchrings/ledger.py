@@ -276,5 +276,9 @@ class Ledger:
         """Merge more facts (final result, error) into an install record."""
         return self._upsert("Installs", escape_key(run_id), _id_key(vm_id), {**fields, "runId": run_id})
 
+    def delete_install(self, run_id: str, vm_id: str) -> None:
+        """Forget an install claim whose POST was definitely refused, so a retry may send it."""
+        self.table("Installs").delete_entity(escape_key(run_id), _id_key(vm_id))
+
     def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
         return self._get("Installs", escape_key(run_id), _id_key(vm_id))

@@ -1,0 +1,371 @@
+"""Compute activities: ring membership, installPatches / assessPatches, VM health.
+
+Why these are split into start + poll: installPatches runs for up to hours; an activity only
+*starts* it and returns the LRO continuation token, and ``poll_install`` performs exactly one
+status check per call between durable timers (see :mod:`patchrings.arm.lro`). No activity ever
+blocks on ``LROPoller.result()`` or leaves a polling thread behind.
+
+**installPatches is sent at most once per (run, VM)**, even when an activity re-runs after a
+crash or runs twice concurrently:
+
+1. an install record for (runId, VM) in the ledger means it was already sent (or is being
+   sent): return ``already-started`` with its token;
+2. otherwise the VM's instance view is checked: an install ``InProgress`` (someone else's, or
+   ours whose record was lost) gives ``already-started``; one finished after the run started
+   gives ``already-done``;
+3. otherwise a *claim* row is inserted (create-only, so two concurrent attempts cannot both
+   win) **before** the POST, and the token is merged into it right after. A POST that was
+   definitely refused (4xx, connection never made) deletes the claim so a later attempt may
+   send it; an ambiguous failure (5xx, connection lost mid-request) keeps it and the install is
+   followed through the instance view instead (``token: None``).
+
+``runStartedAt`` (optional input, ISO UTC) is the reference time for "finished after the run
+started"; without it the Windows ``maxPatchPublishDate`` the orchestrator pins to the rollout
+start is used.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import azure.durable_functions as df
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
+
+from activities.deps import deps
+from activities.plan import plan_ring
+from patchrings.arm.errors import error_info, status_of
+from patchrings.arm.ids import parse_resource_id, same_arm_id
+from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
+from patchrings.arm.vms import (
+    FINISHED_PATCH_STATES,
+    app_health,
+    dynamic_scope_matches,
+    install_summary,
+    parse_time,
+    power_state,
+    summary_as_result,
+    tag_value,
+    vm_agent_status,
+    vm_ref,
+)
+
+bp = df.Blueprint()
+
+__all__ = [
+    "bp",
+    "check_vm_health_core",
+    "poll_assess_core",
+    "poll_install_core",
+    "resolve_ring_members_core",
+    "start_assess_core",
+    "start_install_core",
+]
+
+PROBE_TIMEOUT_CAP = 10  # seconds: a health probe must never hold an activity for long
+REBOOT_SETTINGS = {"rebootifrequired": "IfRequired", "neverreboot": "Never", "alwaysreboot": "Always",
+                   "ifrequired": "IfRequired", "never": "Never", "always": "Always"}
+
+HttpGet = Callable[[str, float], tuple[int, str]]
+
+
+# ------------------------------------------------------------------------------ membership
+def _vm_parts(vm: Mapping[str, Any]) -> tuple[str, str, str]:
+    rid = parse_resource_id(str(vm["id"]))
+    return rid.subscription, rid.resource_group or "", rid.name or str(vm.get("name"))
+
+
+def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """VMs of a ring: its tag selector (value or hold value) and/or its configuration's members.
+
+    The configuration's members are its resource-level assignments plus the VMs its dynamic
+    scopes (subscription-level assignments with a ``filter``) select. The plan's
+    ``subscriptions``/``resourceGroups``/``locations``/``osTypes`` narrow both.
+    """
+    ring = plan_ring(payload["plan"], str(payload["ring"]))
+    members = ring.members
+    configuration_id = members.maintenance_configuration_id
+    subscriptions = list(members.subscriptions)
+    if not subscriptions and configuration_id:
+        subscriptions = [parse_resource_id(configuration_id).subscription]
+    if not subscriptions:
+        return {"vms": [], "error": {"code": "NoSubscription",
+                                     "message": f"ring {ring.name!r} names no subscription or configuration"}}
+
+    groups = {g.lower() for g in members.resource_groups}
+    locations = {loc.replace(" ", "").lower() for loc in members.locations}
+    os_types = {o.lower() for o in members.os_types}
+
+    fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (VmRef, tags)
+    for sub in subscriptions:
+        for vm in clients.compute(sub).virtual_machines.list_all(status_only="true"):
+            wire = to_wire(vm) or {}
+            ref = vm_ref(wire)
+            rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
+            if groups and rg not in groups:
+                continue
+            if locations and str(ref.get("location") or "").replace(" ", "").lower() not in locations:
+                continue
+            if os_types and str(ref.get("os") or "").lower() not in os_types:
+                continue
+            fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
+
+    selected: set[str] = set()
+    if members.tag:
+        wanted = {members.tag.value} | ({members.tag.hold_value} if members.tag.hold_value else set())
+        selected |= {key for key, (_, tags) in fleet.items() if tag_value(tags, members.tag.name) in wanted}
+    if configuration_id:
+        for sub in subscriptions:
+            for assignment in clients.maintenance(sub).configuration_assignments_within_subscription.list():
+                props = (to_wire(assignment) or {}).get("properties") or {}
+                if not same_arm_id(props.get("maintenanceConfigurationId"), configuration_id):
+                    continue
+                if props.get("filter") is not None:
+                    selected |= {key for key, (ref, tags) in fleet.items()
+                                 if dynamic_scope_matches(props["filter"], ref, tags=tags)}
+                elif props.get("resourceId") and str(props["resourceId"]).lower() in fleet:
+                    selected.add(str(props["resourceId"]).lower())
+    return {"vms": sorted((fleet[key][0] for key in selected), key=lambda v: v["id"].lower())}
+
+
+# ------------------------------------------------------------------------------ install
+def _install_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    params = dict(parameters or {})
+    reboot = str(params.get("rebootSetting") or "IfRequired")
+    params["rebootSetting"] = REBOOT_SETTINGS.get(reboot.lower(), reboot)
+    return params
+
+
+def _run_started_at(payload: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> datetime | None:
+    for source in (record or {}, payload):
+        started = parse_time(source.get("runStartedAt"))
+        if started:
+            return started
+    windows = (payload.get("parameters") or {}).get("windowsParameters") or {}
+    return parse_time(windows.get("maxPatchPublishDate"))
+
+
+def _instance_view(clients: Any, vm: Mapping[str, Any]) -> dict[str, Any]:
+    sub, rg, name = _vm_parts(vm)
+    return to_wire(clients.compute(sub).virtual_machines.instance_view(rg, name)) or {}
+
+
+def _started(state: str, token: str | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"state": state, "token": token, "error": error}
+
+
+def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Start installPatches on one VM unless it was already sent for this run (module doc)."""
+    vm = payload["vm"]
+    vm_id = str(vm["id"])
+    run_id = str(payload["runId"])
+    record = ledger.install(run_id, vm_id)
+    if record is not None:
+        return _started("already-done" if record.get("state") == "done" else "already-started",
+                        record.get("token"))
+
+    since = _run_started_at(payload)
+    try:
+        summary = install_summary(_instance_view(clients, vm))
+    except AzureError as exc:
+        return _started("refused", None, error_info(exc, code="InstanceViewUnavailable"))
+    observed = _observed_install(summary, since)
+    claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")),
+             "runStartedAt": since.isoformat() if since else None}
+    if observed:
+        ledger.record_install(run_id, vm_id, {**claim, "state": observed, "observed": summary})
+        return _started("already-done" if observed == "done" else "already-started", None)
+
+    if not ledger.record_install(run_id, vm_id, {**claim, "state": "posting"}):
+        record = ledger.install(run_id, vm_id) or {}
+        return _started("already-started", record.get("token"))
+
+    sub, rg, name = _vm_parts(vm)
+    try:
+        poller = clients.compute(sub).virtual_machines.begin_install_patches(
+            rg, name, _install_parameters(payload.get("parameters")), polling=OneShotARMPolling()
+        )
+    except ServiceRequestError as exc:  # the request never reached ARM
+        ledger.delete_install(run_id, vm_id)
+        return _started("refused", None, error_info(exc))
+    except HttpResponseError as exc:
+        status = status_of(exc)
+        if status is not None and 400 <= status < 500:  # refused: nothing was started
+            ledger.delete_install(run_id, vm_id)
+            return _started("refused", None, error_info(exc, code="Conflict" if status == 409 else None))
+        error = error_info(exc)
+        ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
+        return _started("already-started", None, error)
+    except AzureError as exc:  # sent, but the answer was lost: it may have started
+        error = error_info(exc)
+        ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
+        return _started("already-started", None, error)
+    token = poller.continuation_token()
+    poller.wait()
+    ledger.update_install(run_id, vm_id, {"state": "started", "token": token})
+    return _started("started", token)
+
+
+def _observed_install(summary: Mapping[str, Any] | None, since: datetime | None) -> str | None:
+    """``started``/``done`` when the instance view shows an install belonging to this run."""
+    if not summary:
+        return None
+    status = str(summary.get("status") or "").lower()
+    if status == "inprogress":
+        return "started"
+    started = parse_time(summary.get("startTime"))
+    if since and started and started >= since and status in FINISHED_PATCH_STATES:
+        return "done"
+    return None
+
+
+def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """One status check of a VM's install: ``{"done", "result", "error"}``.
+
+    With a token: one LRO status GET (+ the final GET of the result). Without one (the install
+    was observed, or its POST had an ambiguous outcome): the instance view's install summary,
+    accepted only when it started at or after the run started.
+    """
+    vm = payload["vm"]
+    run_id = str(payload.get("runId"))
+    token = payload.get("token")
+    record = None
+    if not token:
+        record = ledger.install(run_id, str(vm["id"]))
+        token = (record or {}).get("token")
+    sub, rg, name = _vm_parts(vm)
+    if token:
+        poller = clients.compute(sub).virtual_machines.begin_install_patches(
+            rg, name, None, continuation_token=token, polling=OneShotARMPolling()
+        )
+        step = poll_once(poller)
+        if step.done:
+            final = (step.result or {}).get("status") if step.result else "OperationFailed"
+            ledger.update_install(run_id, str(vm["id"]), {"state": "done", "final": final})
+        return {"done": step.done, "result": step.result, "error": step.error}
+
+    try:
+        summary = install_summary(_instance_view(clients, vm))
+    except AzureError as exc:
+        return {"done": False, "result": None, "error": error_info(exc)}
+    since = _run_started_at(payload, record)
+    if not summary or str(summary.get("status") or "").lower() not in FINISHED_PATCH_STATES:
+        return {"done": False, "result": None, "error": None}
+    started = parse_time(summary.get("startTime"))
+    if since and (started is None or started < since):
+        return {"done": False, "result": None,
+                "error": {"code": "InstallNotObserved", "retryable": True, "status": None,
+                          "message": "the VM's last install predates this run; waiting for this run's install"}}
+    ledger.update_install(run_id, str(vm["id"]), {"state": "done", "final": summary.get("status")})
+    return {"done": True, "result": summary_as_result(summary), "error": None}
+
+
+# ------------------------------------------------------------------------------ assess (dry run)
+def start_assess_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Start assessPatches (read-only on the VM, so no once-only bookkeeping is needed)."""
+    sub, rg, name = _vm_parts(payload["vm"])
+    try:
+        poller = clients.compute(sub).virtual_machines.begin_assess_patches(rg, name, polling=OneShotARMPolling())
+    except AzureError as exc:
+        return _started("refused", None, error_info(exc))
+    token = poller.continuation_token()
+    poller.wait()
+    return _started("started", token)
+
+
+def poll_assess_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """One status check of an assessment: ``{"done", "result", "error"}``."""
+    sub, rg, name = _vm_parts(payload["vm"])
+    poller = clients.compute(sub).virtual_machines.begin_assess_patches(
+        rg, name, continuation_token=payload["token"], polling=OneShotARMPolling()
+    )
+    step = poll_once(poller)
+    return {"done": step.done, "result": step.result, "error": step.error}
+
+
+# ------------------------------------------------------------------------------ health
+def default_http_get(url: str, timeout: float) -> tuple[int, str]:
+    """GET ``url``: (status, first 64 KiB of the body). HTTP errors are statuses, not exceptions."""
+    request = urllib.request.Request(url, headers={"User-Agent": "patchrings-health-probe"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read(65536).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read(65536).decode("utf-8", "replace") if exc.fp else ""
+
+
+def run_probe(probe: Mapping[str, Any], vm: Mapping[str, Any], http_get: HttpGet) -> dict[str, Any]:
+    """One HTTP probe: ``{url, status, ok, reason}`` or ``{url, error}`` when it can't be read."""
+    url = str(probe["url"]).replace("{vmName}", str(vm.get("name") or ""))
+    timeout = min(float(probe.get("timeoutSeconds") or PROBE_TIMEOUT_CAP), PROBE_TIMEOUT_CAP)
+    expect = int(probe.get("expectStatus") or 200)
+    try:
+        status, body = http_get(url, timeout)
+    except (OSError, ValueError) as exc:
+        return {"url": url, "ok": None, "status": None, "error": f"{type(exc).__name__}: {exc}"[:500]}
+    if status != expect:
+        return {"url": url, "ok": False, "status": status, "reason": f"HTTP {status}, expected {expect}"}
+    pattern = probe.get("bodyPattern")
+    if pattern and not re.search(str(pattern), body):
+        return {"url": url, "ok": False, "status": status, "reason": f"body does not match {pattern!r}"}
+    return {"url": url, "ok": True, "status": status}
+
+
+def check_vm_health_core(
+    clients: Any, payload: Mapping[str, Any], *, http_get: HttpGet = default_http_get
+) -> dict[str, Any]:
+    """One health sample of a VM: power state, VM agent, Application Health, HTTP probes.
+
+    A failed instance-view read is reported as ``readError`` (the gate treats it as unknown,
+    never as healthy); probes still run, since they do not depend on ARM.
+    """
+    vm = payload["vm"]
+    sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
+                              "probes": [], "readError": None}
+    try:
+        view = _instance_view(clients, vm)
+        sample.update(powerState=power_state(view), vmAgent=vm_agent_status(view), appHealth=app_health(view))
+    except AzureError as exc:
+        info = error_info(exc)
+        sample["readError"] = f"{info['code']}: {info['message']}"
+    except (ValueError, KeyError) as exc:
+        sample["readError"] = f"{type(exc).__name__}: {exc}"
+    sample["probes"] = [run_probe(p, vm, http_get) for p in payload.get("probes") or []]
+    return sample
+
+
+# ------------------------------------------------------------------------------ bindings
+@bp.activity_trigger(input_name="payload")
+def resolve_ring_members(payload: dict[str, Any]) -> dict[str, Any]:
+    return resolve_ring_members_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def start_install(payload: dict[str, Any]) -> dict[str, Any]:
+    d = deps()
+    return start_install_core(d.clients, d.ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
+    d = deps()
+    return poll_install_core(d.clients, d.ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def start_assess(payload: dict[str, Any]) -> dict[str, Any]:
+    return start_assess_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def poll_assess(payload: dict[str, Any]) -> dict[str, Any]:
+    return poll_assess_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
+    return check_vm_health_core(deps().clients, payload)
