@@ -1,0 +1,139 @@
+"""Three-phase health tracking (wait → elastic → stay healthy) and sample evaluation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, HealthTracker, evaluate_sample
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+POLICY = HealthPolicy.from_dict(
+    {"phases": {"waitDuration": "PT5M", "elasticDuration": "PT10M", "healthyStateDuration": "PT6M",
+                "pollInterval": "PT2M"}}
+)
+HEALTHY = HealthSample(power_state="PowerState/running", vm_agent="Ready", app_health="Healthy")
+SICK = HealthSample(power_state="PowerState/running", vm_agent="Ready", app_health="Unhealthy")
+STOPPED = HealthSample(power_state="PowerState/stopped", vm_agent="Not Ready")
+UNREADABLE = HealthSample(read_error="ResourceNotFound")
+
+
+def minutes(n):
+    return T0 + timedelta(minutes=n)
+
+
+def test_wait_phase_ignores_samples_and_points_to_its_end():
+    t = HealthTracker(POLICY, T0)
+    assert t.state.phase == "wait" and t.state.next_check_at == minutes(5)
+    st = t.observe(minutes(1), STOPPED)
+    assert st.phase == "wait" and st.outcome is None and st.samples == 0
+
+
+def test_healthy_path_completes_after_healthy_state_duration():
+    t = HealthTracker(POLICY, T0)
+    st = t.observe(minutes(5), SICK)  # elastic: unhealthy is ignored
+    assert st.phase == "elastic" and st.next_check_at == minutes(7)
+    st = t.observe(minutes(7), HEALTHY)
+    assert st.phase == "stayHealthy" and st.healthy_since == minutes(7) and st.next_check_at == minutes(9)
+    st = t.observe(minutes(9), HEALTHY)
+    st = t.observe(minutes(11), HEALTHY)
+    assert st.phase == "stayHealthy" and st.next_check_at == minutes(13)
+    st = t.observe(minutes(13), HEALTHY)
+    assert st.done and st.outcome == "healthy" and st.reasons == ()
+
+
+def test_never_healthy_within_elastic_is_unhealthy():
+    t = HealthTracker(POLICY, T0)
+    for m in (5, 7, 9, 11, 13):
+        st = t.observe(minutes(m), SICK)
+        assert not st.done
+    assert st.next_check_at == minutes(15)  # capped at the elastic deadline
+    st = t.observe(minutes(15), SICK)
+    assert st.done and st.outcome == "unhealthy"
+    assert "elasticDuration" in st.reasons[0]
+    assert any("application health is Unhealthy" in r for r in st.reasons)
+
+
+def test_unhealthy_during_hold_stops_at_once():
+    t = HealthTracker(POLICY, T0)
+    t.observe(minutes(5), HEALTHY)
+    st = t.observe(minutes(7), STOPPED)
+    assert st.done and st.outcome == "unhealthy"
+    assert st.reasons[0] == "became unhealthy during healthyStateDuration"
+    assert t.observe(minutes(20), HEALTHY) is st  # done is final
+
+
+def test_unreadable_throughout_elastic_is_unknown_not_unhealthy():
+    t = HealthTracker(POLICY, T0)
+    for m in (5, 7, 9, 11, 13, 15):
+        st = t.observe(minutes(m), UNREADABLE)
+    assert st.done and st.outcome == "unknown"
+    assert "could not be read" in st.reasons[0]
+
+
+def test_unreadable_sample_during_hold_makes_outcome_unknown():
+    t = HealthTracker(POLICY, T0)
+    t.observe(minutes(5), HEALTHY)
+    st = t.observe(minutes(7), UNREADABLE)
+    assert st.phase == "stayHealthy"  # clock not reset
+    st = t.observe(minutes(11), HEALTHY)
+    assert st.done and st.outcome == "unknown" and "not proven" in st.reasons[0]
+
+
+def test_zero_wait_and_zero_hold_complete_on_first_healthy_sample():
+    policy = HealthPolicy.from_dict({"phases": {"waitDuration": "PT0S", "healthyStateDuration": "PT0S"}})
+    t = HealthTracker(policy, T0)
+    assert t.state.phase == "elastic" and t.state.next_check_at == T0
+    assert t.observe(T0, HEALTHY).outcome == "healthy"
+
+
+def test_tracker_and_state_round_trip_through_dicts():
+    t = HealthTracker(POLICY, T0)
+    t.observe(minutes(5), HEALTHY)
+    doc = t.to_dict()
+    again = HealthTracker.from_dict(POLICY, doc)
+    assert again.state == t.state
+    assert HealthState.from_dict(t.state.to_dict()) == t.state
+    assert again.observe(minutes(11), HEALTHY.to_dict()).outcome == "healthy"
+
+
+@pytest.mark.parametrize(
+    ("sample", "policy", "expected"),
+    [
+        (HEALTHY, {}, "healthy"),
+        (HealthSample(power_state="running", vm_agent="ready"), {}, "healthy"),  # no app health extension
+        (HealthSample(power_state="running", vm_agent="ready"), {"checks": {"applicationHealth": "required"}},
+         "unknown"),
+        (HealthSample(power_state="deallocated", vm_agent="ready"), {}, "unhealthy"),
+        (HealthSample(power_state=None, vm_agent="ready"), {}, "unknown"),
+        (HealthSample(power_state="stopped", vm_agent=None), {"checks": {"powerState": False, "vmAgent": False}},
+         "healthy"),
+        (HealthSample(power_state="running", vm_agent="ready", app_health="Initializing"), {}, "unknown"),
+        (HealthSample(power_state="running", vm_agent="ready", app_health="unhealthy"),
+         {"checks": {"applicationHealth": "ignore"}}, "healthy"),
+        (HealthSample(power_state="running", vm_agent="ready", probes=({"url": "u", "ok": False, "status": 500},)),
+         {}, "unhealthy"),
+        (HealthSample(power_state="running", vm_agent="ready", probes=({"url": "u", "error": "timeout"},)),
+         {}, "unknown"),
+        (HealthSample(power_state="running", vm_agent="ready", probes=({"url": "u", "status": 204},)), {},
+         "healthy"),
+        (HealthSample(power_state="running", vm_agent="ready"), {"probes": [{"url": "https://{vmName}/h"}]},
+         "unknown"),
+        (HealthSample(power_state="stopped", vm_agent="ready", probes=({"url": "u", "error": "x"},)), {},
+         "unhealthy"),
+    ],
+)
+def test_evaluate_sample(sample, policy, expected):
+    state, reasons = evaluate_sample(HealthPolicy.from_dict(policy), sample)
+    assert state == expected
+    assert (reasons == []) == (expected == "healthy")
+
+
+def test_probe_url_substitutes_vm_name_and_policy_round_trips():
+    policy = HealthPolicy.from_dict({"probes": [{"url": "https://{vmName}.contoso.com/health",
+                                                 "expectStatus": 200, "bodyPattern": "ok"}]})
+    assert policy.probes[0].url_for({"name": "web01"}) == "https://web01.contoso.com/health"
+    assert HealthPolicy.from_dict(policy.to_dict()) == policy
