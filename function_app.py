@@ -1,0 +1,36 @@
+"""The PatchRings Function App: composes the blueprints, nothing else.
+
+Orchestrators (``orchestrators/``), activities (``activities/``) and the HTTP / Event Grid
+triggers (``triggers/``) each export a ``df.Blueprint`` named ``bp``; this module registers them
+on the one ``DFApp`` the Functions worker indexes. HTTP functions default to FUNCTION auth.
+"""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import compute as compute_activities
+from activities import ledger as ledger_activities
+from activities import maintenance as maintenance_activities
+from activities import plan as plan_activities
+from activities import tags as tags_activities
+from orchestrators import dry_run, guard, ring_direct, rollout, verify, wave
+from triggers import eventgrid, http_api
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for blueprint_module in (
+    rollout,
+    ring_direct,
+    wave,
+    verify,
+    guard,
+    dry_run,
+    compute_activities,
+    tags_activities,
+    maintenance_activities,
+    ledger_activities,
+    plan_activities,
+    eventgrid,
+    http_api,
+):
+    app.register_functions(blueprint_module.bp)

@@ -1,0 +1,149 @@
+"""Maintenance events as the rollout sees them: decoded, de-duplicated and matched to runs.
+
+Why a separate pure module: Event Grid delivers at least once and in any order, and the Python
+Durable SDK hands an external event over as JSON *text* when the client raised it (the payload is
+double-encoded, durable-host-protocol.md §6). The rollout must apply each (correlationId, kind)
+once, accept a post-event that overtakes its pre-event, and ignore runs it did not target. Kept
+free of Durable types so the rules are unit-tested directly; the orchestrator rebuilds an inbox
+on every replay from the same event sequence, so its state stays deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PRE = "pre"
+POST = "post"
+
+
+def decode_payload(value: Any) -> dict[str, Any] | None:
+    """An external-event payload as a dict: JSON text (Python client) or a dict (raw HTTP)."""
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+        # Some paths encode twice; unwrap once more.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+    return value if isinstance(value, dict) else None
+
+
+def same_arm_id(a: str | None, b: str | None) -> bool:
+    """ARM ids are case-insensitive and sometimes carry a trailing slash."""
+    if not a or not b:
+        return False
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """The fields of a pre/post maintenance event that the rollout acts on."""
+
+    kind: str
+    correlation_id: str
+    configuration_id: str
+    start: str | None
+    end: str | None
+    cancellation_cutoff: str | None
+    status: str | None
+    raw: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.correlation_id.lower(), self.kind)
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> RunEvent | None:
+        """Build from the trigger's payload; None when it is not a usable maintenance event."""
+        data = decode_payload(payload)
+        if not data:
+            return None
+        # The domain's MaintenanceEvent.to_dict() keys, or the short keys of to_dict() below.
+        kind = str(data.get("kind") or "").lower()
+        correlation_id = data.get("correlationId")
+        configuration_id = data.get("maintenanceConfigurationId") or data.get("configurationId")
+        if kind not in (PRE, POST) or not correlation_id or not configuration_id:
+            return None
+        return cls(
+            kind=kind,
+            correlation_id=str(correlation_id),
+            configuration_id=str(configuration_id),
+            start=data.get("startDateTime") or data.get("start"),
+            end=data.get("endDateTime") or data.get("end"),
+            cancellation_cutoff=data.get("cancellationCutOffDateTime") or data.get("cancellationCutoff"),
+            status=data.get("status"),
+            raw=data,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """In the domain's ``MaintenanceEvent.to_dict()`` key names (what the trigger raises)."""
+        return {
+            "kind": self.kind,
+            "correlationId": self.correlation_id,
+            "maintenanceConfigurationId": self.configuration_id,
+            "startDateTime": self.start,
+            "endDateTime": self.end,
+            "cancellationCutOffDateTime": self.cancellation_cutoff,
+            "status": self.status,
+        }
+
+
+class EventInbox:
+    """Remembers every distinct event once; hands out the pre/post event a wait point needs."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._pending: list[RunEvent] = []
+        self.duplicates = 0
+        self.rejected = 0
+
+    def offer(self, payload: Any) -> RunEvent | None:
+        """Accept one delivery; returns the event if it is new, None for duplicates/garbage."""
+        event = RunEvent.from_payload(payload)
+        if event is None:
+            self.rejected += 1
+            return None
+        if event.key in self._seen:
+            self.duplicates += 1
+            return None
+        self._seen.add(event.key)
+        self._pending.append(event)
+        return event
+
+    def take_pre(self, configuration_id: str, not_before: str | None = None) -> RunEvent | None:
+        """The earliest unconsumed pre-event of ``configuration_id`` for a run starting at or
+        after ``not_before`` (ISO instant); older runs are left for the fail-closed guard."""
+        for event in self._pending:
+            if event.kind != PRE or not same_arm_id(event.configuration_id, configuration_id):
+                continue
+            if not_before and event.start and _instant(event.start) < _instant(not_before):
+                continue
+            self._pending.remove(event)
+            return event
+        return None
+
+    def take_post(self, correlation_id: str) -> RunEvent | None:
+        """The post-event of one run, even if it arrived before that run's pre-event."""
+        for event in self._pending:
+            if event.kind == POST and event.correlation_id.lower() == correlation_id.lower():
+                self._pending.remove(event)
+                return event
+        return None
+
+    def mark_seen(self, event: RunEvent) -> None:
+        """Record an event handled elsewhere so a redelivery is recognised as a duplicate."""
+        self._seen.add(event.key)
+
+
+def _instant(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,44 @@
+"""Durable names that cross the orchestration boundary, in one place.
+
+Why: orchestrators call activities and sub-orchestrators by **string** name (a decorated function
+object would schedule its Python name, which differs when a decorator renames it), and the
+triggers raise events by name. A typo in any of these only shows up at run time, so every name
+lives here once and is imported by both sides.
+"""
+
+from __future__ import annotations
+
+# Orchestrators (registered by the blueprints in this package).
+ROLLOUT = "rollout_orchestrator"
+RING_DIRECT = "ring_direct_orchestrator"
+WAVE = "wave_orchestrator"
+VERIFY = "verify_orchestrator"
+GUARD = "guard_orchestrator"
+DRY_RUN_RING = "dry_run_ring_orchestrator"
+
+# Activities (docs/architecture.md "Activity contract").
+LOAD_PLAN = "load_plan"
+RESOLVE_MEMBERS = "resolve_ring_members"
+START_INSTALL = "start_install"
+POLL_INSTALL = "poll_install"
+START_ASSESS = "start_assess"
+POLL_ASSESS = "poll_assess"
+CHECK_HEALTH = "check_vm_health"
+RETAG = "retag_vms"
+SET_ASSIGNMENT = "set_ring_assignment"
+PIN_MANIFEST = "pin_manifest"
+GET_CONFIGURATION = "get_configuration"
+CANCEL_RUN = "cancel_run"
+COLLECT_RESULTS = "collect_run_results"
+LEDGER_ROLLOUT = "ledger_record_rollout"
+LEDGER_RING_RUN = "ledger_record_ring_run"
+LEDGER_VM_RESULTS = "ledger_record_vm_results"
+LEDGER_APPROVAL = "ledger_record_approval"
+LEDGER_EVENT = "ledger_record_event"
+LEDGER_READ_GATE = "ledger_read_gate"
+
+# External events raised into a rollout instance.
+EV_APPROVAL = "ApprovalDecision"
+EV_MAINTENANCE = "MaintenanceEvent"
+EV_HALT = "Halt"
+EV_RESUME = "Resume"

@@ -1,0 +1,118 @@
+"""A direct ring: the orchestration itself installs patches, wave by wave, under a failure budget.
+
+Why: Ring 0 (and any ring the plan marks ``direct``) is patched through the on-demand
+installPatches API, which is the only one that takes ``maxPatchPublishDate``; that pins Windows to
+what existed when the rollout started. Later direct rings install exactly the validated manifest.
+Waves follow the domain's ``plan_waves`` (maxConcurrency, spread across zones / availability
+sets); each wave is a sub-orchestration so history stays bounded for 5,000-VM rings; no new wave
+starts once the domain's ``ErrorBudget`` says maxErrors is exceeded (in-flight installs finish).
+
+Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, vms?}``; output
+``{vms, results, verdicts, skipped, budget, waves}`` (see :func:`ring_direct_orchestrator`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators import names, plan_view
+from orchestrators.timeutil import iso, parse_duration
+from orchestrators.verdicts import install_parameters, verdict_ok
+from patchrings.domain.rate import ErrorBudget, RateControl, plan_waves
+
+bp = df.Blueprint()
+log = logging.getLogger("patchrings.orchestrators.ring_direct")
+
+# Slack on top of maximumDuration before an install that never reports is called timed out.
+INSTALL_GRACE = timedelta(minutes=30)
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
+def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    spec: dict[str, Any] = context.get_input() or {}
+    plan: dict[str, Any] = spec["plan"]
+    ring_name: str = spec["ring"]
+
+    vms: list[dict[str, Any]] | None = spec.get("vms")
+    if vms is None:
+        members = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring_name})
+        vms = list((members or {}).get("vms") or [])
+    by_id = {vm["id"]: vm for vm in vms}
+
+    rate = RateControl.from_dict(plan_view.effective(plan, ring_name, "rate"))
+    waves = plan_waves(vms, rate.concurrency(len(vms))) if vms else []
+    budget = ErrorBudget.for_ring(rate, len(vms))
+    base_install = plan_view.effective(plan, ring_name, "install")
+    parameters = install_parameters(base_install, spec.get("startedAt"), spec.get("manifest"))
+    max_duration = parse_duration(base_install.get("maximumDuration"), timedelta(hours=2))
+    poll_seconds = int(spec.get("pollSeconds") or 120)
+
+    results: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for index, wave in enumerate(waves):
+        if not budget.may_start_more():
+            skipped.extend(wave)
+            continue
+        deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
+        outcome = yield context.call_sub_orchestrator(
+            names.WAVE,
+            {
+                "rolloutId": spec.get("rolloutId"),
+                "plan": plan,
+                "ring": ring_name,
+                "runId": spec.get("runId"),
+                "wave": index,
+                "vms": [by_id[vm_id] for vm_id in wave],
+                "parameters": parameters,
+                "pollSeconds": poll_seconds,
+                "deadline": iso(deadline),
+            },
+            f"{context.instance_id}:w{index}",
+        )
+        wave_results = (outcome or {}).get("results") or []
+        wave_verdicts = (outcome or {}).get("verdicts") or []
+        results.extend(wave_results)
+        verdicts.extend(wave_verdicts)
+        for verdict in wave_verdicts:
+            budget.record(str(verdict.get("vm")), verdict_ok(verdict))
+        yield context.call_activity(
+            names.LEDGER_VM_RESULTS,
+            {
+                "rolloutId": spec.get("rolloutId"),
+                "ring": ring_name,
+                "runId": spec.get("runId"),
+                "results": [_compact(r) for r in wave_results],
+                "verdicts": wave_verdicts,
+            },
+        )
+        if not context.is_replaying:
+            log.info(
+                "ring %s wave %d/%d done: %d errors of %d allowed",
+                ring_name,
+                index + 1,
+                len(waves),
+                budget.errors,
+                budget.max_errors,
+            )
+
+    return {
+        "vms": vms,
+        "results": results,
+        "verdicts": verdicts,
+        "skipped": skipped,
+        "budget": budget.to_dict(),
+        "waves": len(waves),
+        "parameters": parameters,
+    }
+
+
+def _compact(entry: dict[str, Any]) -> dict[str, Any]:
+    """A VM's install outcome without the per-patch list (the ledger keeps rows small)."""
+    result = entry.get("result") or {}
+    summary = {k: v for k, v in result.items() if k != "patches"} if isinstance(result, dict) else None
+    return {**entry, "result": summary}

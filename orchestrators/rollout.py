@@ -1,0 +1,699 @@
+"""The rollout: Ring 0 patched and verified, then gated promotion ring by ring.
+
+Why one long-lived orchestration per rollout: approvals, soak times and scheduled maintenance runs
+span days; Durable Functions keeps that state durable and replay-safe without a database of our
+own. The orchestrator only *decides*; every side effect is an activity called by string name, and
+every wait is a durable timer or an external event:
+
+* ``ApprovalDecision`` (raised by the approve/reject endpoints) raced against the approval timeout
+  (the losing timer is cancelled, otherwise the instance would stay Running until it fires);
+* ``MaintenanceEvent`` (raised by the Event Grid trigger) for scheduled rings' pre/post events,
+  de-duplicated by (correlationId, kind) and tolerant of a post-event overtaking its pre-event;
+* ``Halt`` / ``Resume`` from the HTTP API, raced at every wait point.
+
+Fail closed: a scheduled ring's run is authorised in the ledger only when its gate is open
+(approved, previous ring still healthy, not halted) before the decision deadline; otherwise the
+rollout cancels it, and the separate guard orchestration (``guard.py``) cancels any run nobody
+authorised, even if this rollout is dead or stuck.
+
+Custom status is the rollout state document (``status.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from datetime import datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators import names, plan_view
+from orchestrators.inbox import EventInbox, RunEvent
+from orchestrators.status import COMPLETED, DRY_RUN_DONE, HALTED, RolloutStatus, approve_url
+from orchestrators.timeutil import iso, parse_duration, parse_iso
+from orchestrators.verdicts import (
+    build_manifest_dict,
+    decision_deadline,
+    gate_for,
+    promotion_target,
+    sample_state,
+)
+from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.errors import PatchRingsError
+
+bp = df.Blueprint()
+log = logging.getLogger("patchrings.orchestrators.rollout")
+
+# How long after a run's window end the rollout collects results if no post-event came.
+POST_EVENT_GRACE = timedelta(hours=1)
+# How long a halted rollout waits for Resume before it ends as halted.
+RESUME_WINDOW = timedelta(days=14)
+# How many scheduled runs a ring may miss (cancelled / no pre-event) before the rollout halts.
+MAX_MISSED_RUNS = 3
+
+Gen = Generator[Any, Any, Any]
+
+
+class Halted(Exception):
+    """Raised inside the rollout's generators when a Halt event wins a race."""
+
+    def __init__(self, by: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.by = by
+        self.reason = reason
+
+
+class Stop(Exception):
+    """The rollout ends here (gate failed, approval rejected...) with a final state."""
+
+    def __init__(self, state: str, outcome: str) -> None:
+        super().__init__(outcome)
+        self.state = state
+        self.outcome = outcome
+
+
+class Rollout:
+    """The rollout's working state; rebuilt identically on every replay."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> None:
+        self.ctx = context
+        self.spec = spec
+        self.rollout_id = context.instance_id
+        self.started_at = context.current_utc_datetime
+        self.initiator: str | None = spec.get("initiator")
+        self.plan: dict[str, Any] = {}
+        self.status: RolloutStatus | None = None
+        self.inbox = EventInbox()
+        self.halt_task: Any = None
+        self.event_tasks: dict[str, Any] = {}
+        self.manifest: dict[str, Any] | None = None
+        self.approved: dict[str, str] = {}
+        self.opened: list[str] = []
+        self.healthy_vms: dict[str, list[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def now(self) -> datetime:
+        return self.ctx.current_utc_datetime  # type: ignore[no-any-return]
+
+    @property
+    def st(self) -> RolloutStatus:
+        assert self.status is not None
+        return self.status
+
+    def publish(self) -> None:
+        self.st.doc["updatedAt"] = iso(self.now)
+        self.ctx.set_custom_status(self.st.doc)
+
+    def info(self, text: str, *args: Any) -> None:
+        if not self.ctx.is_replaying:
+            log.info("rollout %s: " + text, self.rollout_id, *args)
+
+    def _halt(self) -> Any:
+        if self.halt_task is None:
+            self.halt_task = self.ctx.wait_for_external_event(names.EV_HALT)
+        return self.halt_task
+
+    def event_task(self, name: str) -> Any:
+        """The one outstanding wait for ``name`` (reused across waits, never left stale).
+
+        The Python SDK hands an event to the *last* open waiter of that name and buffers only one
+        event when nobody waits, so the rollout keeps exactly one waiter per name alive and
+        consumes its result at the next wait point.
+        """
+        task = self.event_tasks.get(name)
+        if task is None:
+            task = self.ctx.wait_for_external_event(name)
+            self.event_tasks[name] = task
+        return task
+
+    def consume(self, name: str) -> Any:
+        """Take the payload of a completed waiter and forget it (a new one is made on demand)."""
+        task = self.event_tasks.pop(name)
+        return task.result
+
+    def check_halt(self) -> None:
+        """Raise :class:`Halted` if a Halt event has already arrived."""
+        task = self.halt_task
+        if task is not None and task.is_completed:
+            payload = _decode(task.result)
+            self.halt_task = None
+            raise Halted(payload.get("by"), payload.get("reason") or "halted by request")
+
+    def race(self, *tasks: Any) -> Gen:
+        """``task_any`` over ``tasks`` plus the Halt event; raises :class:`Halted` if it wins."""
+        self.check_halt()
+        halt = self._halt()
+        winner = yield self.ctx.task_any([*tasks, halt])
+        if winner is halt:
+            for task in tasks:
+                if hasattr(task, "cancel") and not task.is_completed:
+                    task.cancel()
+            self.check_halt()
+        return winner
+
+    def activity(self, name: str, payload: dict[str, Any]) -> Gen:
+        result = yield self.ctx.call_activity(name, payload)
+        return result
+
+    def ledger_ring(self, ring: str, state: str, **fields: Any) -> Gen:
+        yield self.ctx.call_activity(
+            names.LEDGER_RING_RUN,
+            {
+                "rolloutId": self.rollout_id,
+                "ring": ring,
+                "runId": fields.pop("runId", f"{self.rollout_id}:{ring}"),
+                "state": state,
+                "at": iso(self.now),
+                **fields,
+            },
+        )
+
+    def ledger_rollout(self, state: str, outcome: str | None = None) -> Gen:
+        yield self.ctx.call_activity(
+            names.LEDGER_ROLLOUT,
+            {
+                "rolloutId": self.rollout_id,
+                "state": state,
+                "outcome": outcome,
+                "initiator": self.initiator,
+                "planHash": self.plan.get("hash"),
+                "planName": self.plan.get("name"),
+                "startedAt": iso(self.started_at),
+                "at": iso(self.now),
+                "dryRun": bool(self.spec.get("dryRun")),
+                "manifestHash": (self.manifest or {}).get("hash"),
+                "status": self.st.doc,
+            },
+        )
+
+    # ------------------------------------------------------------------ the flow
+    def run(self) -> Gen:
+        plan = self.spec.get("plan")
+        if not plan:
+            plan = yield from self.activity(names.LOAD_PLAN, {})
+        self.plan = plan
+        self.status = RolloutStatus.new(
+            rollout_id=self.rollout_id,
+            plan=plan,
+            initiator=self.initiator,
+            started_at=iso(self.started_at),
+            dry_run=bool(self.spec.get("dryRun")),
+            trigger=self.spec.get("trigger"),
+            reason=self.spec.get("reason"),
+        )
+        self.publish()
+        yield from self.ledger_rollout("running")
+
+        if self.spec.get("dryRun"):
+            return (yield from self.dry_run())
+
+        ring_list = plan_view.ring_names(plan)
+        index = 0
+        state, outcome = COMPLETED, "passed"
+        try:
+            while index < len(ring_list):
+                ring = ring_list[index]
+                try:
+                    yield from self.do_ring(index, ring)
+                    index += 1
+                except Halted as halt:
+                    yield from self.on_halt(ring, halt)
+                    # Resumed: redo this ring from its gate (approvals already given stay valid).
+        except Stop as stop:
+            state, outcome = stop.state, stop.outcome
+        except Halted as halt:  # halted while handling a halt (e.g. during close-down)
+            state, outcome = HALTED, halt.reason
+
+        yield from self.close_gates()
+        self.st.finish(state, iso(self.now), outcome)
+        self.publish()
+        yield from self.ledger_rollout(state, outcome)
+        self.info("finished: %s (%s)", state, outcome)
+        return {
+            "rolloutId": self.rollout_id,
+            "state": state,
+            "outcome": outcome,
+            "manifest": self.manifest,
+            "rings": [{"name": r["name"], "phase": r["phase"], "gate": r["gate"]} for r in self.st.doc["rings"]],
+        }
+
+    def do_ring(self, index: int, ring: str) -> Gen:
+        ring_doc = plan_view.ring(self.plan, ring)
+        self.check_halt()
+        if index > 0:
+            yield from self.approve(ring)
+            yield from self.promote(ring, ring_doc)
+        if plan_view.patching(ring_doc) == "scheduled":
+            gate = yield from self.scheduled_ring(index, ring, ring_doc)
+        else:
+            gate = yield from self.direct_ring(index, ring)
+        yield from self.after_gate(index, ring, gate)
+
+    # ------------------------------------------------------------------ direct rings
+    def direct_ring(self, index: int, ring: str) -> Gen:
+        run_id = f"{self.rollout_id}:{ring}"
+        self.st.set_phase(ring, "installing", iso(self.now), runId=run_id)
+        self.publish()
+        yield from self.ledger_ring(ring, "installing", runId=run_id)
+        outcome = yield self.ctx.call_sub_orchestrator(
+            names.RING_DIRECT,
+            {
+                "rolloutId": self.rollout_id,
+                "plan": self.plan,
+                "ring": ring,
+                "runId": run_id,
+                "startedAt": iso(self.started_at),
+                "manifest": self.manifest if index > 0 else None,
+            },
+            f"{self.rollout_id}:{ring}",
+        )
+        outcome = outcome or {}
+        verdicts = outcome.get("verdicts") or []
+        gate = gate_for(self.plan, ring, verdicts, skipped=outcome.get("skipped") or [])
+        self._remember_healthy(ring, outcome.get("vms") or [], verdicts)
+        if index == 0:
+            self.manifest = build_manifest_dict(outcome.get("results") or [], verdicts)
+            self.st.set_manifest(self.manifest)
+        self.st.set_counts(ring, _counts(verdicts, outcome))
+        return gate
+
+    # ------------------------------------------------------------------ scheduled rings
+    def scheduled_ring(self, index: int, ring: str, ring_doc: dict[str, Any]) -> Gen:
+        configuration_id = plan_view.configuration_of(ring_doc) or ""
+        target = self.st.ring(ring).get("target") or {}
+        not_before = target.get("runStart")
+        missed = 0
+        while True:
+            until = target.get("runStart")
+            wait_until = parse_iso(until) + timedelta(hours=1) if until else self.now + timedelta(days=8)
+            self.st.set_phase(ring, "waiting-for-run", iso(self.now))
+            self.st.wait_for(
+                "pre-maintenance event",
+                until=iso(wait_until),
+                ring=ring,
+                configurationId=configuration_id,
+                runStart=until,
+            )
+            self.publish()
+            pre = yield from self.next_event(
+                lambda since=not_before: self.inbox.take_pre(configuration_id, since), wait_until
+            )
+            self.st.stop_waiting()
+            if pre is None:
+                missed += 1
+                self.st.note(iso(self.now), f"ring {ring}: no pre-maintenance event by {iso(wait_until)}")
+                if missed >= MAX_MISSED_RUNS:
+                    raise Stop(HALTED, f"ring {ring}: no scheduled run started after {missed} attempts")
+                target = {}
+                not_before = iso(self.now)
+                continue
+            run_ok = yield from self.gate_run(index, ring, pre)
+            if not run_ok:
+                missed += 1
+                if missed >= MAX_MISSED_RUNS:
+                    raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs cancelled")
+                not_before = iso(self.now)
+                target = {}
+                continue
+            gate = yield from self.collect_run(ring, pre)
+            if gate is not None:
+                return gate
+            not_before = iso(self.now)
+            target = {}
+
+    def next_event(self, take: Any, until: datetime) -> Gen:
+        """Wait for the first inbox event ``take()`` returns, until ``until`` (None on timeout)."""
+        found = take()
+        if found is not None:
+            return found
+        timer = None
+        while True:
+            event_task = self.event_task(names.EV_MAINTENANCE)
+            if not event_task.is_completed:
+                if timer is None:
+                    timer = self.ctx.create_timer(until)
+                winner = yield from self.race(event_task, timer)
+                if winner is timer:
+                    return None
+            if self.inbox.offer(self.consume(names.EV_MAINTENANCE)) is None:
+                self.st.doc["events"]["duplicates"] += 1
+            found = take()
+            if found is not None:
+                if timer is not None:
+                    timer.cancel()
+                return found
+
+    def gate_run(self, index: int, ring: str, pre: RunEvent) -> Gen:
+        """Decide a scheduled run at its pre-event: authorise it or cancel it (fail closed)."""
+        margin = parse_duration(plan_view.promotion(self.plan).get("cancelMargin"), timedelta(minutes=2))
+        deadline = decision_deadline(pre, margin)
+        run = {"correlationId": pre.correlation_id, "start": pre.start, "decisionDeadline": iso(deadline)}
+        self.st.add_run(ring, run)
+        self.st.set_phase(ring, "gating-run", iso(self.now))
+        self.publish()
+        reasons: list[str] = []
+        if self.approved.get(ring) is None and plan_view.approval(self.plan, ring).get("mode") == "manual":
+            reasons.append("ring is not approved")
+        if self.halt_task is not None and self.halt_task.is_completed:
+            reasons.append("rollout is halted")
+        previous = plan_view.ring_names(self.plan)[index - 1] if index > 0 else None
+        if previous and not reasons:
+            unhealthy = yield from self.previous_ring_health(previous)
+            reasons.extend(unhealthy)
+        if self.now >= deadline:
+            reasons.append(f"decision deadline {iso(deadline)} passed before the gate was evaluated")
+
+        if reasons:
+            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": pre.correlation_id})
+            self.st.update_run(ring, pre.correlation_id, decision="cancelled", reasons=reasons, cancel=result)
+            self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} cancelled: {'; '.join(reasons)}")
+            self.publish()
+            yield from self.ledger_ring(
+                ring, "cancelled", runId=pre.correlation_id, authorised=False, reasons=reasons, cancel=result
+            )
+            self.check_halt()
+            return False
+        yield from self.ledger_ring(
+            ring,
+            "authorised",
+            runId=pre.correlation_id,
+            authorised=True,
+            configurationId=pre.configuration_id,
+            manifestHash=(self.manifest or {}).get("hash"),
+            decisionDeadline=iso(deadline),
+        )
+        self.st.update_run(ring, pre.correlation_id, decision="authorised")
+        self.st.set_phase(ring, "run-authorised", iso(self.now))
+        self.publish()
+        return True
+
+    def previous_ring_health(self, ring: str) -> Gen:
+        """One health sample of the previous ring's passing VMs; reasons if any is not healthy."""
+        vms = self.healthy_vms.get(ring) or []
+        if not vms:
+            return []
+        policy = plan_view.effective(self.plan, ring, "health")
+        probes = policy.get("probes") or []
+        samples = yield self.ctx.task_all(
+            [self.ctx.call_activity(names.CHECK_HEALTH, {"vm": vm, "probes": probes}) for vm in vms]
+        )
+        reasons = []
+        for vm, sample in zip(vms, samples, strict=True):
+            signal, why = sample_state(policy, sample or {"readError": "no sample"})
+            if signal != "healthy":
+                reasons.append(f"previous ring {ring}: {vm.get('name') or vm['id']} is {signal}: {'; '.join(why)}")
+        return reasons
+
+    def collect_run(self, ring: str, pre: RunEvent) -> Gen:
+        """After an authorised run: wait for its post-event, collect per-VM results, verify."""
+        end = parse_iso(pre.end) if pre.end else self.now + timedelta(hours=4)
+        until = end + POST_EVENT_GRACE
+        self.st.wait_for("post-maintenance event", until=iso(until), ring=ring, correlationId=pre.correlation_id)
+        self.publish()
+        try:
+            post = yield from self.next_event(lambda: self.inbox.take_post(pre.correlation_id), until)
+        except Halted:
+            # Halt before the run finished: revoke and try to cancel (may be too late once started).
+            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": pre.correlation_id})
+            self.st.update_run(ring, pre.correlation_id, decision="revoked", cancel=result)
+            yield from self.ledger_ring(ring, "revoked", runId=pre.correlation_id, authorised=False, cancel=result)
+            raise
+        self.st.stop_waiting()
+        status = (post.status if post else None) or "Unknown"
+        self.st.update_run(ring, pre.correlation_id, postStatus=status, postEvent=post is not None)
+        if status.lower() in ("cancelled", "canceled"):
+            self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} was cancelled")
+            self.publish()
+            return None
+        self.st.set_phase(ring, "collecting", iso(self.now))
+        self.publish()
+        members = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
+        vms = list((members or {}).get("vms") or [])
+        collected = yield from self.activity(
+            names.COLLECT_RESULTS, {"correlationId": pre.correlation_id, "vms": vms, "since": pre.start}
+        )
+        installs = [_install_entry(vms, r) for r in (collected or {}).get("results") or []]
+        seen = {i["vm"].lower() for i in installs}
+        for vm in vms:
+            if vm["id"].lower() not in seen:
+                installs.append(
+                    {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "state": "missing",
+                     "result": None, "error": {"code": "NoResult", "message": "no result for this run"}}
+                )
+        self.st.set_phase(ring, "verifying", iso(self.now))
+        self.publish()
+        verification = yield self.ctx.call_sub_orchestrator(
+            names.VERIFY,
+            {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "vms": vms,
+             "installs": installs, "decide": False},
+            f"{self.rollout_id}:{ring}:verify:{len(self.st.ring(ring)['runs'])}",
+        )
+        verdicts = (verification or {}).get("verdicts") or []
+        yield from self.activity(
+            names.LEDGER_VM_RESULTS,
+            {"rolloutId": self.rollout_id, "ring": ring, "runId": pre.correlation_id,
+             "results": installs, "verdicts": verdicts},
+        )
+        self._remember_healthy(ring, vms, verdicts)
+        self.st.set_counts(ring, _counts(verdicts, {}))
+        return gate_for(self.plan, ring, verdicts)
+
+    # ------------------------------------------------------------------ gates and approvals
+    def after_gate(self, index: int, ring: str, gate: dict[str, Any]) -> Gen:
+        self.st.set_gate(ring, gate)
+        outcome = gate.get("outcome")
+        self.st.set_phase(ring, {"pass": "passed", "fail": "failed"}.get(str(outcome), "inconclusive"), iso(self.now))
+        self.publish()
+        yield from self.ledger_ring(ring, f"gate-{outcome}", gate=gate, manifestHash=(self.manifest or {}).get("hash"))
+        self.info("ring %s gate: %s", ring, outcome)
+        if outcome == "pass":
+            return
+        if outcome == "fail":
+            raise Stop(HALTED, f"ring {ring} failed its gate")
+        # Inconclusive: never passes by itself; a person decides (the next ring's approvers).
+        names_ = plan_view.ring_names(self.plan)
+        if index + 1 >= len(names_):
+            raise Stop(HALTED, f"ring {ring} gate inconclusive (last ring): needs investigation")
+        next_ring = names_[index + 1]
+        yield from self.approve(next_ring, force=True, why=f"ring {ring} gate inconclusive")
+
+    def approve(self, ring: str, *, force: bool = False, why: str | None = None) -> Gen:
+        """Wait for a manual approval of ``ring`` bound to the manifest, raced with its timeout."""
+        manifest_hash = str((self.manifest or {}).get("hash") or "none")
+        if self.approved.get(ring) == manifest_hash:
+            return
+        block = plan_view.approval(self.plan, ring)
+        if block.get("mode") != "manual":
+            if not force:
+                return
+            block = _fallback_approval(self.plan, ring)
+            if not block.get("approvers"):
+                raise Stop(HALTED, f"{why}; no approvers are configured to decide")
+        policy = ApprovalPolicy.from_dict(block)
+        pending = ApprovalRequest.open(self.rollout_id, ring, manifest_hash, policy, self.now)
+        self.st.set_phase(ring, "awaiting-approval", iso(self.now))
+        self.st.wait_for(
+            "approval",
+            until=iso(pending.deadline),
+            ring=ring,
+            manifest_hash=manifest_hash,
+            approvers=list(policy.approvers),
+            approve_url=approve_url(self.rollout_id, ring),
+            rejectUrl=approve_url(self.rollout_id, ring, "reject"),
+            request=pending.to_dict(),
+            reason=why,
+        )
+        self.publish()
+        yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=manifest_hash)
+        timer = self.ctx.create_timer(pending.deadline)
+        while True:
+            event_task = self.event_task(names.EV_APPROVAL)
+            winner = event_task
+            if not event_task.is_completed:
+                winner = yield from self.race(event_task, timer)
+            if winner is timer:
+                decision = timeout_decision(pending)
+                accepted = decision.to_dict()
+                break
+            raw = _decode(self.consume(names.EV_APPROVAL))
+            try:
+                decision = check_decision(policy, pending, raw, self.initiator)
+            except PatchRingsError as err:
+                refused = {**_safe(raw), "accepted": False, "error": err.to_dict()["error"], "at": iso(self.now)}
+                self.st.add_approval(refused)
+                self.publish()
+                continue
+            timer.cancel()
+            accepted = decision.to_dict()
+            break
+        self.st.stop_waiting()
+        self.st.add_approval({**accepted, "accepted": True, "at": iso(self.now)})
+        self.publish()
+        yield from self.activity(
+            names.LEDGER_APPROVAL,
+            {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
+             "decision": accepted, "outcome": "accepted", "at": iso(self.now)},
+        )
+        if not decision.approved:
+            self.st.set_phase(ring, "rejected", iso(self.now))
+            raise Stop(HALTED, f"ring {ring} not approved: {decision.approver} {decision.verdict}ed"
+                       + (f" ({decision.comment})" if decision.comment else ""))
+        self.approved[ring] = manifest_hash
+
+    # ------------------------------------------------------------------ promotion and gates
+    def promote(self, ring: str, ring_doc: dict[str, Any]) -> Gen:
+        """Pin the manifest into the ring, open its gate, and say which run that targets."""
+        self.st.set_phase(ring, "promoting", iso(self.now))
+        self.publish()
+        configuration_id = plan_view.configuration_of(ring_doc)
+        scheduled = plan_view.patching(ring_doc) == "scheduled"
+        if scheduled and configuration_id and self.manifest is not None:
+            yield from self.activity(
+                names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}
+            )
+        mode = plan_view.open_mode(ring_doc)
+        if mode == "retag":
+            yield from self.retag(ring, ring_doc, open_=True)
+        elif mode == "enableConfiguration":
+            yield from self.activity(names.SET_ASSIGNMENT, {"plan": self.plan, "ring": ring, "present": True})
+        if mode != "none" and ring not in self.opened:
+            self.opened.append(ring)
+        self.st.ring(ring)["opened"] = mode != "none"
+        if scheduled and configuration_id:
+            config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
+            margin = parse_duration(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
+            target = promotion_target((config or {}).get("window") or {}, self.now, margin)
+            self.st.set_phase(ring, "promoted", iso(self.now), target=target)
+            if target and not target.get("meetsT40", True):
+                self.st.note(iso(self.now), f"ring {ring}: {target.get('reason')}")
+        else:
+            self.st.set_phase(ring, "promoted", iso(self.now))
+        self.publish()
+        yield from self.ledger_ring(ring, "promoted", manifestHash=(self.manifest or {}).get("hash"),
+                                    target=self.st.ring(ring).get("target"))
+
+    def retag(self, ring: str, ring_doc: dict[str, Any], *, open_: bool) -> Gen:
+        tag = plan_view.tag_selector(ring_doc) or {}
+        if not tag.get("name"):
+            return
+        members = yield from self.activity(
+            names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring, "includeHold": True}
+        )
+        vm_ids = [vm["id"] for vm in (members or {}).get("vms") or []]
+        value = tag.get("value") if open_ else tag.get("holdValue")
+        if not vm_ids or value is None:
+            return
+        result = yield from self.activity(names.RETAG, {"vmIds": vm_ids, "tag": tag["name"], "value": value})
+        failed = (result or {}).get("failed") or []
+        if failed:
+            self.st.note(iso(self.now), f"ring {ring}: retag to {value} failed for {len(failed)} VM(s)")
+
+    def close_gates(self) -> Gen:
+        """End of cycle (or halt): later rings closed again so the next cycle starts at Ring 0."""
+        for ring in list(reversed(self.opened)):
+            ring_doc = plan_view.ring(self.plan, ring)
+            mode = plan_view.open_mode(ring_doc)
+            if mode == "retag":
+                yield from self.retag(ring, ring_doc, open_=False)
+            elif mode == "enableConfiguration":
+                yield from self.activity(names.SET_ASSIGNMENT, {"plan": self.plan, "ring": ring, "present": False})
+            self.st.ring(ring)["opened"] = False
+            self.opened.remove(ring)
+        self.publish()
+
+    def on_halt(self, ring: str, halt: Halted) -> Gen:
+        """Close later rings, revoke authorisations, then wait for Resume (or end halted)."""
+        self.st.halt(iso(self.now), halt.by, halt.reason)
+        self.publish()
+        yield from self.close_gates()
+        yield from self.ledger_rollout("halted", halt.reason)
+        resume = self.event_task(names.EV_RESUME)
+        timer = self.ctx.create_timer(self.now + RESUME_WINDOW)
+        self.st.wait_for("resume", until=iso(self.now + RESUME_WINDOW), ring=ring)
+        self.st.doc["state"] = HALTED
+        self.publish()
+        winner = yield self.ctx.task_any([resume, timer])
+        if winner is timer:
+            raise Stop(HALTED, halt.reason)
+        timer.cancel()
+        payload = _decode(self.consume(names.EV_RESUME))
+        self.st.resume(iso(self.now), payload.get("by"))
+        self.publish()
+        yield from self.ledger_rollout("running")
+
+    # ------------------------------------------------------------------ dry run
+    def dry_run(self) -> Gen:
+        rings = plan_view.ring_names(self.plan)
+        outcomes = yield self.ctx.task_all(
+            [
+                self.ctx.call_sub_orchestrator(
+                    names.DRY_RUN_RING,
+                    {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring},
+                    f"{self.rollout_id}:{ring}:dry-run",
+                )
+                for ring in rings
+            ]
+        )
+        for ring, outcome in zip(rings, outcomes, strict=True):
+            self.st.set_phase(ring, "assessed", iso(self.now), dryRun=(outcome or {}).get("summary"))
+        self.st.finish(DRY_RUN_DONE, iso(self.now), "dry run: nothing installed")
+        self.publish()
+        yield from self.ledger_rollout(DRY_RUN_DONE, "dry run")
+        return {"rolloutId": self.rollout_id, "state": DRY_RUN_DONE, "rings": outcomes}
+
+    def _remember_healthy(self, ring: str, vms: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+        from orchestrators.verdicts import verdict_ok
+
+        ok = {str(v.get("vm")).lower() for v in verdicts if verdict_ok(v)}
+        self.healthy_vms[ring] = [vm for vm in vms if vm["id"].lower() in ok]
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.ROLLOUT)
+def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    spec = context.get_input() or {}
+    if isinstance(spec, str):
+        spec = _decode(spec)
+    result = yield from Rollout(context, spec).run()
+    return result
+
+
+# ---------------------------------------------------------------------- helpers
+def _decode(value: Any) -> dict[str, Any]:
+    from orchestrators.inbox import decode_payload
+
+    return decode_payload(value) or {}
+
+
+def _safe(raw: dict[str, Any]) -> dict[str, Any]:
+    keep = ("approver", "ring", "manifestHash", "verdict", "comment", "decisionId")
+    return {k: raw.get(k) for k in keep if k in raw}
+
+
+def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:
+    """Approvers for an inconclusive gate on a ring without manual approval: any listed approver."""
+    approvers: list[str] = []
+    timeout = "P1D"
+    for name in plan_view.ring_names(plan):
+        block = plan_view.approval(plan, name)
+        if block.get("mode") == "manual":
+            approvers.extend(a for a in block.get("approvers") or [] if a not in approvers)
+            timeout = block.get("timeout") or timeout
+    return {"mode": "manual", "approvers": approvers, "timeout": timeout, "onTimeout": "reject"}
+
+
+def _install_entry(vms: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
+    vm_id = str(result.get("vm") or result.get("id") or "")
+    vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
+    status = str(result.get("status") or "")
+    state = "done" if status and status.lower() not in ("notstarted", "unknown", "inprogress") else "missing"
+    return {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "state": state, "result": result, "error": None}
+
+
+def _counts(verdicts: list[dict[str, Any]], outcome: dict[str, Any]) -> dict[str, int]:
+    from orchestrators.status import count_verdicts
+
+    counts = count_verdicts(verdicts)
+    counts["skipped"] = len(outcome.get("skipped") or [])
+    return counts

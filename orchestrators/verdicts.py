@@ -1,0 +1,139 @@
+"""Glue between orchestrator JSON and the pure domain: verdicts, gates, manifest, deadlines.
+
+Why: orchestrators move plain dicts across the durable boundary, while the decisions (how an
+install result is judged, when a gate passes, what goes into the manifest, when a run must be
+decided) belong to :mod:`patchrings.domain`. These helpers translate between the two so the
+orchestrator modules read as the flow they implement. Pure and deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrators import plan_view
+from orchestrators.inbox import RunEvent
+from patchrings.domain import deadlines
+from patchrings.domain.events import MaintenanceEvent
+from patchrings.domain.gates import decide_gate, vm_verdict
+from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
+from patchrings.domain.manifest import Manifest, build_manifest
+from patchrings.domain.rate import RateControl
+from patchrings.domain.results import InstallVerdict
+
+# Install states (wave/collect entries) that are not a finished installPatches result.
+_FAILED_STATES = {"refused": "install could not be started", "failed": "install failed without a result"}
+_UNREADABLE_STATES = {
+    "timeout": "no install result before the deadline",
+    "missing": "no result for this VM in the maintenance run",
+}
+
+
+def install_rules(plan: dict[str, Any], ring: str) -> InstallRules:
+    return HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")).installation
+
+
+def verdicts_for(
+    plan: dict[str, Any],
+    ring: str,
+    vms: list[dict[str, Any]],
+    installs: list[dict[str, Any]],
+    health: Mapping[str, HealthState],
+) -> list[dict[str, Any]]:
+    """One ``VmVerdict`` dict per VM from its install entry and (if checked) its health state."""
+    rules = install_rules(plan, ring)
+    by_vm = {str(i.get("vm")).lower(): i for i in installs}
+    health_by_vm = {k.lower(): v for k, v in health.items()}
+    out = []
+    for vm in vms:
+        entry = by_vm.get(vm["id"].lower())
+        install: InstallVerdict | Mapping[str, Any] | None
+        if entry is None:
+            install = InstallVerdict("inconclusive", ("no install outcome recorded",), {})
+        elif entry.get("state") in _FAILED_STATES:
+            install = InstallVerdict("failed", (_describe(entry, _FAILED_STATES[entry["state"]]),), {})
+        elif entry.get("state") in _UNREADABLE_STATES:
+            install = InstallVerdict("inconclusive", (_describe(entry, _UNREADABLE_STATES[entry["state"]]),), {})
+        elif entry.get("state") == "not-needed":
+            install = InstallVerdict("ok", (), {})
+        else:
+            install = entry.get("result")
+        state = health_by_vm.get(vm["id"].lower())
+        out.append(vm_verdict(vm, install, state, rules=rules).to_dict())
+    return out
+
+
+def _describe(entry: Mapping[str, Any], text: str) -> str:
+    error = entry.get("error")
+    if isinstance(error, Mapping):
+        detail = error.get("message") or error.get("code")
+        return f"{text}: {detail}" if detail else text
+    return f"{text}: {error}" if error else text
+
+
+def verdict_ok(verdict: Mapping[str, Any]) -> bool:
+    """True unless the VM failed (inconclusive VMs do not consume the error budget)."""
+    return verdict.get("outcome") != "fail"
+
+
+def verdict_passed(verdict: Mapping[str, Any]) -> bool:
+    return verdict.get("outcome") == "pass"
+
+
+def gate_for(
+    plan: dict[str, Any], ring: str, verdicts: list[dict[str, Any]], *, skipped: list[str] | None = None
+) -> dict[str, Any]:
+    """The ring's gate decision (domain ``decide_gate``) as a dict."""
+    ring_doc = plan_view.ring(plan, ring)
+    rate = RateControl.from_dict(plan_view.effective(plan, ring, "rate"))
+    tolerate = bool((ring_doc.get("gate") or {}).get("tolerateErrors", False))
+    extra = [
+        {"vm": vm_id, "reason": "not started: the ring's error budget (maxErrors) was exceeded"}
+        for vm_id in (skipped or [])
+    ]
+    return decide_gate(ring, verdicts, rate, tolerate_errors=tolerate, extra_reasons=extra).to_dict()
+
+
+def install_parameters(
+    base: dict[str, Any], started_at: str | None, manifest: dict[str, Any] | None
+) -> dict[str, Any]:
+    """installPatches parameters per OS: Ring 0 frozen at the rollout's start (Windows
+    ``maxPatchPublishDate``); later direct rings exactly the manifest (None = nothing to install)."""
+    if manifest:
+        pinned = Manifest.from_dict(manifest)
+        return {os_name: pinned.install_parameters(os_name, base) for os_name in ("Windows", "Linux")}
+    windows = {k: v for k, v in base.items() if k != "linuxParameters"}
+    linux = {k: v for k, v in base.items() if k != "windowsParameters"}
+    if started_at:
+        windows["windowsParameters"] = {**(base.get("windowsParameters") or {}), "maxPatchPublishDate": started_at}
+    return {"Windows": windows, "Linux": linux}
+
+
+def build_manifest_dict(
+    results: list[dict[str, Any]], verdicts: list[dict[str, Any]], cutoff: str | None = None
+) -> dict[str, Any]:
+    """The validated manifest from Ring 0's install entries (``{vm, os, result}``)."""
+    items = [{"vm": r.get("vm"), "os": r.get("os"), "result": r.get("result") or {}} for r in results]
+    return build_manifest(items, verdicts, cutoff=cutoff).to_dict()
+
+
+def sample_state(policy: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Fold one ``check_vm_health`` sample with the ring's health policy: healthy/unhealthy/unknown."""
+    return evaluate_sample(HealthPolicy.from_dict(policy), HealthSample.from_dict(sample))
+
+
+def decision_deadline(event: RunEvent, margin: timedelta) -> datetime:
+    """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin."""
+    return deadlines.decision_deadline(MaintenanceEvent.from_dict(event.to_dict()), margin)
+
+
+def promotion_target(window: Mapping[str, Any], now: datetime, margin: timedelta) -> dict[str, Any]:
+    """Which run a promotion made ``now`` can still reach (domain ``promotion_target``); when the
+    next run's T-40 cannot be met it targets the following run and says so."""
+    if not window:
+        return {}
+    target = deadlines.promotion_target(window, now, margin)
+    if target is None:
+        return {"runStart": None, "meetsT40": False, "reason": "the maintenance window has no future run"}
+    return target.to_dict()

@@ -1,0 +1,145 @@
+"""One wave of a direct ring: start installPatches on each VM, poll with durable timers, verify.
+
+Why a sub-orchestration per wave: each wave gets its own history, so a 5,000-VM ring replays
+``maxConcurrency``-sized histories instead of one huge one (durable-host-protocol.md §10).
+Why start + poll: installPatches runs 30-120+ minutes, far beyond an activity's time limit, so an
+activity only *starts* it (returning an LRO continuation token) and another does one status check
+per round, between durable timers (§11). The hard deadline comes from the install's
+``maximumDuration`` plus a grace period, computed from ``context.current_utc_datetime``.
+
+Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
+pollSeconds, deadline}``; output ``{results: [VmInstall], verdicts: [VmVerdict dict]}`` where
+``VmInstall = {vm, name, os, state, result, error}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators import names
+from orchestrators.timeutil import iso, parse_iso
+
+bp = df.Blueprint()
+log = logging.getLogger("patchrings.orchestrators.wave")
+
+DEFAULT_POLL_SECONDS = 120
+
+
+def install_parameters_for(vm: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The install parameters for one VM's OS (``parameters`` is keyed by OS, any case);
+    ``None`` means there is nothing to install on that OS."""
+    os_name = str(vm.get("os") or "").lower()
+    for key, value in parameters.items():
+        if key.lower() == os_name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.WAVE)
+def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    spec: dict[str, Any] = context.get_input() or {}
+    vms: list[dict[str, Any]] = spec.get("vms") or []
+    parameters: dict[str, Any] = spec.get("parameters") or {}
+    poll = timedelta(seconds=int(spec.get("pollSeconds") or DEFAULT_POLL_SECONDS))
+    deadline = parse_iso(spec["deadline"]) if spec.get("deadline") else None
+
+    results: dict[str, dict[str, Any]] = {}
+    to_start: list[dict[str, Any]] = []
+    for vm in vms:
+        if install_parameters_for(vm, parameters) is None:
+            # The manifest pins nothing for this OS: installing with empty include lists would
+            # install everything, so this VM is deliberately left alone.
+            results[vm["id"]] = _entry(vm, "not-needed", None, None)
+        else:
+            to_start.append(vm)
+
+    starts = yield context.task_all(
+        [
+            context.call_activity(
+                names.START_INSTALL,
+                {
+                    "rolloutId": spec.get("rolloutId"),
+                    "ring": spec.get("ring"),
+                    "runId": spec.get("runId"),
+                    "vm": vm,
+                    "parameters": install_parameters_for(vm, parameters),
+                },
+            )
+            for vm in to_start
+        ]
+    )
+
+    open_tokens: dict[str, str | None] = {}
+    by_id = {vm["id"]: vm for vm in vms}
+    for vm, start in zip(to_start, starts, strict=True):
+        state = (start or {}).get("state")
+        if state in ("started", "already-started", "already-done"):
+            open_tokens[vm["id"]] = (start or {}).get("token")
+        else:
+            results[vm["id"]] = _entry(vm, "refused", None, (start or {}).get("error"))
+
+    while open_tokens:
+        polls = yield context.task_all(
+            [
+                context.call_activity(
+                    names.POLL_INSTALL, {"runId": spec.get("runId"), "vm": by_id[vm_id], "token": token}
+                )
+                for vm_id, token in open_tokens.items()
+            ]
+        )
+        for vm_id, polled in zip(list(open_tokens), polls, strict=True):
+            poll_result = polled or {}
+            if poll_result.get("done"):
+                open_tokens.pop(vm_id)
+                state = "done" if poll_result.get("result") is not None else "failed"
+                results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
+        if not open_tokens:
+            break
+        now = context.current_utc_datetime
+        if deadline is not None and now >= deadline:
+            for vm_id in list(open_tokens):
+                open_tokens.pop(vm_id)
+                results[vm_id] = _entry(
+                    by_id[vm_id],
+                    "timeout",
+                    None,
+                    {"code": "InstallDeadlineExceeded", "message": f"no result by {iso(deadline)}"},
+                )
+            break
+        next_poll = now + poll
+        if deadline is not None and next_poll > deadline:
+            next_poll = deadline
+        yield context.create_timer(next_poll)
+
+    ordered = [results[vm["id"]] for vm in vms]
+    if not context.is_replaying:
+        log.info("wave %s of %s: %d installs finished", spec.get("wave"), spec.get("ring"), len(ordered))
+
+    verification = yield context.call_sub_orchestrator(
+        names.VERIFY,
+        {
+            "rolloutId": spec.get("rolloutId"),
+            "plan": spec.get("plan"),
+            "ring": spec.get("ring"),
+            "vms": vms,
+            "installs": ordered,
+            "decide": False,
+        },
+        f"{context.instance_id}:verify",
+    )
+    return {"results": ordered, "verdicts": (verification or {}).get("verdicts", [])}
+
+
+def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str, Any]:
+    return {
+        "vm": vm["id"],
+        "name": vm.get("name"),
+        "os": vm.get("os"),
+        "state": state,
+        "result": result,
+        "error": error,
+    }
