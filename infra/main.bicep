@@ -8,8 +8,9 @@
 //     system topic on it and a subscription delivering exactly the pre/post maintenance events
 //     to the app's Event Grid trigger, with retry and a dead-letter container.
 //   * Least privilege: a custom role holding exactly the ARM actions the activities perform
-//     (role-actions.json), assigned at the scopes the rollout plan touches, plus a narrow role
-//     for subscription-level dynamic scopes where rings open by assignment.
+//     (role-actions.json), assigned at the resource groups the rollout plan touches, plus a
+//     narrow fleet-reader role on the fleet's subscriptions (subscription-level VM and
+//     assignment lists, and dynamic-scope writes for rings opened by assignment).
 //
 // Data the tests check lives in JSON next to this file and is loaded with loadJsonContent:
 // app-settings.json, role-actions.json, event-subscriptions.json, builtin-roles.json.
@@ -49,6 +50,9 @@ type ringSpec = {
 
   @description('Resource id of an existing maintenance configuration. Absent or empty: one is created in this resource group.')
   existingMaintenanceConfigurationId: string?
+
+  @description('Name of the configuration created here (when no existing id). Defaults to mc-patchrings-<ring>-<token>. The rollout plan\'s members.maintenanceConfigurationId must name the same configuration.')
+  maintenanceConfigurationName: string?
 
   @description('Region of the maintenance configuration (existing or created). Defaults to location.')
   location: string?
@@ -100,9 +104,6 @@ param taskHubName string = 'patchrings'
 @description('The rings that have a maintenance configuration (scheduled rings, and Ring 0 when its pre-event starts the rollout).')
 param rings ringSpec[] = [
   {
-    name: 'ring0'
-  }
-  {
     name: 'ring1'
   }
   {
@@ -110,11 +111,16 @@ param rings ringSpec[] = [
   }
 ]
 
-@description('Scopes the app may act on (where the ring VMs and maintenance configurations live): "/subscriptions/<id>" or "/subscriptions/<id>/resourceGroups/<name>". The PatchRings rollout role is assigned at each. Empty: no ARM access (the app starts but cannot roll anything out).')
+@description('Scopes the app acts on: the resource groups of the ring VMs and of existing maintenance configurations ("/subscriptions/<id>/resourceGroups/<name>"; a whole subscription "/subscriptions/<id>" also works but grants more). The PatchRings rollout role is assigned at each; this resource group is added when a configuration is created here.')
 param rolloutScopes string[] = []
 
-@description('Subscriptions where rings open with `enableConfiguration` on a dynamic scope: the app writes subscription-level configuration assignments there, so it gets the narrow dynamic-scope role on each.')
-param dynamicScopeSubscriptionIds string[] = []
+@description('Subscriptions of the fleet (the plan\'s members.subscriptions): the app lists VMs and maintenance assignments there at subscription level, so it gets the narrow fleet-reader role on each.')
+param fleetSubscriptionIds string[] = [
+  subscription().subscriptionId
+]
+
+@description('Let the app write subscription-level dynamic-scope assignments (rings whose open.mode is enableConfiguration). False keeps the fleet-reader role read-only.')
+param allowDynamicScopeWrites bool = true
 
 @description('Create the Event Grid subscriptions. Must be false until the app code (its on_maintenance_event function) is deployed; azure.yaml\'s postdeploy hook re-provisions with true.')
 param wireEventSubscriptions bool = false
@@ -176,12 +182,17 @@ var defaultInstallPatches = {
 
 // Maintenance configuration id of every ring: the existing one, or the one created below (its id
 // is known before creation, which keeps module scopes computable at the start of the deployment).
-var ringConfigurationIds = [for ring in rings: empty(ring.?existingMaintenanceConfigurationId ?? '')
-  ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', 'mc-patchrings-${ring.name}-${resourceToken}')
+var ringConfigurationNames = [for ring in rings: ring.?maintenanceConfigurationName ?? 'mc-patchrings-${ring.name}-${resourceToken}']
+var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '')
+  ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i])
   : ring.?existingMaintenanceConfigurationId ?? '']
 
-var rolloutResourceGroupScopes = filter(rolloutScopes, scope => length(split(scope, '/')) == 5)
-var rolloutSubscriptionScopes = filter(rolloutScopes, scope => length(split(scope, '/')) == 3)
+// Configurations created here are edited (pinned manifests) and their runs cancelled by the app,
+// so this resource group joins the rollout scopes whenever one is created.
+var createsConfigurations = length(filter(rings, ring => empty(ring.?existingMaintenanceConfigurationId ?? ''))) > 0
+var effectiveRolloutScopes = union(rolloutScopes, createsConfigurations ? [resourceGroup().id] : [])
+var rolloutResourceGroupScopes = filter(effectiveRolloutScopes, scope => length(split(scope, '/')) == 5)
+var rolloutSubscriptionScopes = filter(effectiveRolloutScopes, scope => length(split(scope, '/')) == 3)
 
 // ---------------------------------------------------------------------------------------------
 // Monitoring and storage
@@ -298,10 +309,10 @@ module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
 // Rings: maintenance configurations, dynamic scopes, event wiring
 // ---------------------------------------------------------------------------------------------
 
-module ringConfigurations 'modules/maintenance-configuration.bicep' = [for ring in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
+module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring, i) in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
   name: 'patchrings-mc-${ring.name}'
   params: {
-    name: 'mc-patchrings-${ring.name}-${resourceToken}'
+    name: ringConfigurationNames[i]
     location: ring.?location ?? location
     tags: allTags
     maintenanceWindow: ring.?maintenanceWindow ?? defaultMaintenanceWindow
@@ -355,12 +366,13 @@ module rolloutRoles 'modules/rollout-role.bicep' = {
   scope: subscription()
   params: {
     nameSuffix: environmentName
-    // A role definition needs at least one assignable scope; with no rolloutScopes the role is
+    // A role definition needs at least one assignable scope; with no rollout scopes the role is
     // defined on this resource group only and assigned nowhere.
-    assignableScopes: empty(rolloutScopes) ? [
+    assignableScopes: empty(effectiveRolloutScopes) ? [
       resourceGroup().id
-    ] : rolloutScopes
-    dynamicScopeSubscriptionIds: dynamicScopeSubscriptionIds
+    ] : effectiveRolloutScopes
+    fleetSubscriptionIds: fleetSubscriptionIds
+    allowDynamicScopeWrites: allowDynamicScopeWrites
   }
 }
 
@@ -384,13 +396,13 @@ module rolloutRoleOnSubscriptions 'modules/role-assignment-sub.bicep' = [for sco
   }
 }]
 
-module dynamicScopeRoleOnSubscriptions 'modules/role-assignment-sub.bicep' = [for subscriptionId in dynamicScopeSubscriptionIds: {
-  name: 'patchrings-dsrole-${uniqueString(subscriptionId, resourceToken)}'
+module fleetRoleOnSubscriptions 'modules/role-assignment-sub.bicep' = [for subscriptionId in fleetSubscriptionIds: {
+  name: 'patchrings-fleet-${uniqueString(subscriptionId, resourceToken)}'
   scope: subscription(subscriptionId)
   params: {
-    roleGuid: rolloutRoles.outputs.dynamicScopeRoleGuid
+    roleGuid: rolloutRoles.outputs.fleetRoleGuid
     principalId: app.outputs.principalId
-    assignmentDescription: 'PatchRings (${environmentName}): opens rings by subscription-level dynamic-scope assignments.'
+    assignmentDescription: 'PatchRings (${environmentName}): lists the fleet\'s VMs and maintenance assignments${allowDynamicScopeWrites ? ' and opens rings by dynamic-scope assignments' : ''}.'
   }
 }]
 
@@ -408,5 +420,6 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName
 output PATCHRINGS_DURABLE_STORAGE_PROVIDER string = durableStorageProvider
 output PATCHRINGS_RING_NAMES array = [for ring in rings: ring.name]
 output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds
+output PATCHRINGS_ROLLOUT_SCOPES array = effectiveRolloutScopes
 output PATCHRINGS_ROLLOUT_ROLE_ID string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', rolloutRoles.outputs.rolloutRoleGuid)
 output PATCHRINGS_EVENTS_WIRED bool = wireEventSubscriptions

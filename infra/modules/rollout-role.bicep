@@ -1,7 +1,9 @@
 // The PatchRings custom roles, defined from ../role-actions.json:
-// * the rollout role (every ARM action the activities perform), assignable at rolloutScopes;
-// * the dynamic-scope role (only subscription-level maintenance assignments), assignable at the
-//   subscriptions listed in dynamicScopeSubscriptionIds, defined only when there are any.
+// * the rollout role (every ARM action the activities perform), assignable at rolloutScopes
+//   (the resource groups holding the ring VMs and maintenance configurations);
+// * the fleet reader role (subscription-level lists of VMs and maintenance assignments, plus
+//   dynamic-scope writes when allowed), assignable at the subscriptions in fleetSubscriptionIds
+//   and defined only when there are any.
 // Role names are tenant-wide, so they carry the environment name.
 
 targetScope = 'subscription'
@@ -12,8 +14,11 @@ param nameSuffix string
 @description('Scopes the rollout role may be assigned at (subscriptions or resource groups).')
 param assignableScopes array
 
-@description('Subscription ids where the dynamic-scope role is assigned; empty = no such role.')
-param dynamicScopeSubscriptionIds array
+@description('Subscription ids where the fleet reader role is assigned; empty = no such role.')
+param fleetSubscriptionIds array
+
+@description('Include the dynamic-scope assignment writes in the fleet reader role (rings opened with enableConfiguration).')
+param allowDynamicScopeWrites bool
 
 var role = loadJsonContent('../role-actions.json')
 
@@ -35,25 +40,25 @@ resource rolloutRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
-resource dynamicScopeRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(dynamicScopeSubscriptionIds)) {
-  name: guid(tenant().tenantId, 'patchrings-dynamic-scope-role', nameSuffix)
+resource fleetRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!empty(fleetSubscriptionIds)) {
+  name: guid(tenant().tenantId, 'patchrings-fleet-role', nameSuffix)
   properties: {
     roleName: '${role.subscriptionScope.roleName} (${nameSuffix})'
     description: role.subscriptionScope.description
     type: 'CustomRole'
     permissions: [
       {
-        actions: role.subscriptionScope.actions
+        actions: concat(role.subscriptionScope.actions, allowDynamicScopeWrites ? role.subscriptionScope.dynamicScopeActions : [])
         notActions: []
         dataActions: []
         notDataActions: []
       }
     ]
-    assignableScopes: [for id in dynamicScopeSubscriptionIds: '/subscriptions/${id}']
+    assignableScopes: [for id in fleetSubscriptionIds: '/subscriptions/${id}']
   }
 }
 
 // The role definition GUIDs (resource names). Assignments rebuild the full id in their own
 // subscription with subscriptionResourceId(), which is how ARM expects custom roles referenced.
 output rolloutRoleGuid string = rolloutRole.name
-output dynamicScopeRoleGuid string = empty(dynamicScopeSubscriptionIds) ? '' : dynamicScopeRole.name
+output fleetRoleGuid string = empty(fleetSubscriptionIds) ? '' : fleetRole.name

@@ -96,17 +96,23 @@ def test_the_issue_s_required_actions_are_present() -> None:
         assert needed.lower() in lowered, needed
 
 
-def test_the_subscription_scope_role_is_a_narrow_subset() -> None:
-    sub = ROLE["subscriptionScope"]["actions"]
-    assert sub and set(sub) <= set(ACTIONS)
-    assert all(a.startswith("Microsoft.Maintenance/configurationAssignments/") for a in sub)
+def test_the_fleet_reader_role_is_a_narrow_subset() -> None:
+    fleet = ROLE["subscriptionScope"]
+    reads, writes = fleet["actions"], fleet["dynamicScopeActions"]
+    assert reads and set(reads) <= set(ACTIONS)
+    assert writes and set(writes) <= set(ACTIONS)
+    # On a whole subscription the role may only read, and write nothing but dynamic scopes.
+    assert all(a.endswith("/read") for a in reads)
+    assert all(a.startswith("Microsoft.Maintenance/configurationAssignments/") for a in writes)
+    assert set(fleet["justifications"]) == set(reads) | set(writes)
 
 
 def test_role_bicep_uses_the_json_and_grants_no_data_actions(bicep_files: dict[str, BicepFile]) -> None:
     role = bicep_files["modules/rollout-role.bicep"]
     assert role.target_scope == "subscription"
     assert "actions: role.actions" in role.text
-    assert "actions: role.subscriptionScope.actions" in role.text
+    assert ("actions: concat(role.subscriptionScope.actions, allowDynamicScopeWrites ? "
+            "role.subscriptionScope.dynamicScopeActions : [])") in role.text
     assert re.search(r"type:\s*'CustomRole'", role.text)
     assert len(re.findall(r"dataActions:\s*\[\]", role.text)) == 2
     assert "assignableScopes: assignableScopes" in role.text
@@ -118,7 +124,9 @@ def test_the_role_is_assigned_at_every_rollout_scope(bicep_files: dict[str, Bice
     assert "length(split(scope, '/')) == 3" in main  # subscription scopes
     assert re.search(r"\[for scope in rolloutResourceGroupScopes:", main)
     assert re.search(r"\[for scope in rolloutSubscriptionScopes:", main)
-    assert re.search(r"\[for subscriptionId in dynamicScopeSubscriptionIds:", main)
+    assert re.search(r"\[for subscriptionId in fleetSubscriptionIds:", main)
+    assert ("var effectiveRolloutScopes = union(rolloutScopes, createsConfigurations ? "
+            "[resourceGroup().id] : [])") in main
 
 
 def test_builtin_role_ids_are_guids_and_the_ledger_gets_table_data_contributor(
