@@ -1,0 +1,217 @@
+"""``FunctionsHost``: the local Functions + Durable host as one aiohttp server.
+
+Why one object: the local platform (``emulator/platform.py``), the CLI and the pytest
+fixtures all need the same start/stop lifecycle on an asyncio loop that may also run the
+ARM simulator (one loop, one shared :class:`~emulator.clock.Clock`, so ``skip`` time jumps
+only when both are idle).
+
+Start order mirrors ``func start``: ``local.settings.json`` ``Values`` go into
+``os.environ``, explicit ``settings`` on top, *then* the app is imported (module-level code
+may read settings), indexed, the HTTP port is bound and the durable engine recovers
+persisted instances. ``stop()`` restores the environment variables it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from emulator.clock import Clock, busy_middleware
+from emulator.host.durable_api import DurableApi, client_binding
+from emulator.host.engine import DurableEngine
+from emulator.host.indexing import AppIndex, index_app
+from emulator.host.store import Store
+from emulator.host.triggers import TriggerHandlers
+
+__all__ = ["FunctionsHost", "load_local_settings"]
+
+log = logging.getLogger("emulator.host")
+
+
+def load_local_settings(app_dir: Path) -> dict[str, str]:
+    """``Values`` of ``local.settings.json`` (empty if the file is absent)."""
+    path = app_dir / "local.settings.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    values = data.get("Values") or {}
+    return {str(k): str(v) for k, v in values.items()}
+
+
+class FunctionsHost:
+    """Runs one Python v2-model function app with Durable Functions; see the module docstring."""
+
+    def __init__(
+        self,
+        app_dir: Path | str,
+        clock: Clock,
+        *,
+        port: int = 0,
+        storage: str = ":memory:",
+        settings: dict[str, str] | None = None,
+        function_key: str | None = None,
+        host: str = "127.0.0.1",
+        max_batch_delay: float | None = 2.0,
+        activity_workers: int = 16,
+    ) -> None:
+        self.app_dir = Path(app_dir).resolve()
+        self.clock = clock
+        self.port = port
+        self.storage = storage
+        self.settings = dict(settings or {})
+        self._explicit_key = function_key
+        self.bind_host = host
+        self.max_batch_delay = max_batch_delay
+        self.activity_workers = activity_workers
+        self.function_key = ""
+        self.master_key = ""
+        self.index: AppIndex | None = None
+        self.engine: DurableEngine | None = None
+        self.triggers: TriggerHandlers | None = None
+        self.store: Store | None = None
+        self._runner: web.AppRunner | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.bind_host}:{self.port}"
+
+    def eventgrid_url(self, function_name: str) -> str:
+        return f"{self.base_url}/runtime/webhooks/eventgrid?functionName={function_name}"
+
+    def client_binding_json(self) -> str:
+        """The ``durableClient`` binding string (also handy for tests building a client)."""
+        return client_binding(self.base_url, self.function_key)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _apply_settings(self) -> None:
+        values = load_local_settings(self.app_dir)
+        values.update(self.settings)
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        self._saved_env.clear()
+
+    async def start(self) -> None:
+        self._apply_settings()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self.function_key = (self._explicit_key or os.environ.get("FUNCTIONS_KEY")
+                             or secrets.token_urlsafe(30))
+        self.master_key = os.environ.get("FUNCTIONS_MASTER_KEY") or secrets.token_urlsafe(30)
+        _reset_sdk_session()
+        self.index = index_app(self.app_dir)
+        self.triggers = TriggerHandlers(
+            self.index, self.clock,
+            client_json=self.client_binding_json,
+            function_key=lambda: self.function_key,
+            master_key=lambda: self.master_key,
+        )
+        if self.storage != ":memory:":
+            Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.storage)
+        self.engine = DurableEngine(self.index, self.clock, self.store,
+                                    activity_workers=self.activity_workers,
+                                    max_batch_delay=self.max_batch_delay)
+        app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
+        DurableApi(self.engine, lambda: self.base_url, lambda: self.function_key).add_routes(app)
+        self.triggers.add_routes(app)
+        app.router.add_get("/", self._root)
+        app.router.add_get("/admin/host/status", self._host_status)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.bind_host, self.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        await self.engine.start()
+        self.triggers.start_timers()
+        log.info("Functions host for %s listening on %s", self.app_dir, self.base_url)
+
+    async def stop(self) -> None:
+        if self.triggers is not None:
+            await self.triggers.stop_timers()
+        if self.engine is not None:
+            await self.engine.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        await _close_sdk_session()
+        self._restore_env()
+
+    async def _root(self, request: web.Request) -> web.Response:
+        return web.json_response({"state": "Running", "app": str(self.app_dir)})
+
+    async def _host_status(self, request: web.Request) -> web.Response:
+        return web.json_response({"state": "Running", "functions": sorted(
+            e.name for e in (self.index.functions.values() if self.index else []))})
+
+    # ------------------------------------------------------------------ descriptions
+    def describe_routes(self) -> list[str]:
+        """``func start``-style lines: one per function."""
+        lines: list[str] = []
+        if self.index is None or self.triggers is None:
+            return lines
+        for route in self.triggers.routes:
+            methods = ",".join(sorted(route.methods)) if route.methods else "GET,POST,PUT,DELETE,PATCH"
+            lines.append(f"{route.entry.name}: [{methods}] {self.base_url}/api/{route.template.strip('/')}")
+        for entry in self.index.functions.values():
+            if entry.trigger_type == "httpTrigger":
+                continue
+            extra = ""
+            if entry.trigger_type == "eventGridTrigger":
+                extra = f"  {self.eventgrid_url(entry.name)}"
+            elif entry.trigger_type == "timerTrigger":
+                extra = f"  schedule '{self.triggers.schedules.get(entry.name)}'"
+            elif entry.durable_name and entry.durable_name != entry.name:
+                extra = f"  (durable name '{entry.durable_name}')"
+            lines.append(f"{entry.name}: {entry.trigger_type}{extra}")
+        return lines
+
+
+def _reset_sdk_session() -> None:
+    """The SDK's client keeps a module-global aiohttp session/lock bound to one loop; start fresh."""
+    try:
+        from azure.durable_functions.models.utils import http_utils
+    except ImportError:  # pragma: no cover
+        return
+    http_utils._client_session = None
+    http_utils._session_lock = asyncio.Lock()
+
+
+async def _close_sdk_session() -> None:
+    try:
+        from azure.durable_functions.models.utils import http_utils
+    except ImportError:  # pragma: no cover
+        return
+    session: Any = getattr(http_utils, "_client_session", None)
+    if session is not None and not session.closed:
+        try:
+            await session.close()
+        except Exception:
+            pass
+    http_utils._client_session = None
