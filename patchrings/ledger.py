@@ -29,11 +29,16 @@ table                  PartitionKey                   RowKey
 =====================  =============================  ==================================
 ``<prefix>Rollouts``   rollout id                     ``rollout``
 ``<prefix>RingRuns``   rollout id                     ring ``|`` run id
+``<prefix>Runs``       run id (lower-case)            rollout id   (gate index, see below)
 ``<prefix>VmResults``  rollout id ``|`` ring          VM id (lower-case)
 ``<prefix>Approvals``  rollout id                     decision id
 ``<prefix>Events``     configuration id (lower-case)  event type ``|`` event id
 ``<prefix>Installs``   run id                         VM id (lower-case)
 =====================  =============================  ==================================
+
+``Runs`` indexes ring-run rows that carry an ``authorised`` flag by run id (a scheduled run's
+correlationId), so the fail-closed guard, which knows only the run, finds the decision of
+whichever rollout owns it with one partition query.
 """
 
 from __future__ import annotations
@@ -54,13 +59,13 @@ if TYPE_CHECKING:
 
 __all__ = ["TABLES", "Ledger", "decode_entity", "encode_fields", "escape_key"]
 
-TABLES = ("Rollouts", "RingRuns", "VmResults", "Approvals", "Events", "Installs")
+TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs")
 
 _KEY_UNSAFE = re.compile(r"[/\\#?%|\x00-\x1f\x7f-\x9f]")
 _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 _RESERVED = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag", "odata"})
 _CHUNK = 30_000  # characters per JSON column: < 64 KiB as UTF-16
-_MAX_CHUNKS = 30  # ~1.8 MB of UTF-16 is over the 1 MiB entity limit anyway; refuse beyond
+_ROW_BUDGET = 450_000  # JSON characters per row: < 1 MiB entity limit as UTF-16, with headroom
 _BATCH_BYTES = 3_000_000  # a transaction's payload must stay under 4 MiB
 _BATCH_OPS = 100
 _INT32 = (-(2**31), 2**31 - 1)
@@ -85,6 +90,7 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     ``None`` values are left out (a MERGE upsert then keeps what was there).
     """
     out: dict[str, Any] = {}
+    budget = _ROW_BUDGET
     for name, value in fields.items():
         if not _PROPERTY_NAME.match(name) or name in _RESERVED or "__j" in name:
             raise ValueError(f"ledger field name {name!r} is not allowed (letters, digits, underscore)")
@@ -98,9 +104,12 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = value
         else:
             text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            if len(text) > budget:
+                # Keep the row writable: an oversized field is replaced by a marker, never
+                # failing the write (the durable history still has the full value).
+                text = json.dumps({"truncated": True, "characters": len(text)})
+            budget -= len(text)
             chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
-            if len(chunks) > _MAX_CHUNKS:
-                raise ValueError(f"ledger field {name!r} is too large for one row ({len(text)} characters)")
             for index, chunk in enumerate(chunks):
                 out[f"{name}__j{index}"] = chunk
             out[f"{name}__jn"] = len(chunks)
@@ -197,7 +206,15 @@ class Ledger:
         """Upsert one run of one ring (direct waves or a scheduled occurrence) and its gate."""
         rk = f"{escape_key(str(ring))}|{escape_key(run_id)}"
         row = {**fields, "rolloutId": rollout_id, "ring": str(ring), "runId": run_id}
+        if "authorised" in fields:
+            index = {key: fields.get(key) for key in ("authorised", "state", "at", "configurationId", "manifestHash")}
+            self._upsert("Runs", _id_key(run_id), escape_key(rollout_id),
+                         {**index, "rolloutId": rollout_id, "ring": str(ring), "runId": run_id})
         return self._upsert("RingRuns", escape_key(rollout_id), rk, row)
+
+    def run_gates(self, run_id: str) -> list[dict[str, Any]]:
+        """The gate decisions recorded for one run (normally one rollout's), by run id."""
+        return self._partition("Runs", _id_key(run_id))
 
     def ring_run(self, rollout_id: str, ring: str | int, run_id: str) -> dict[str, Any] | None:
         return self._get("RingRuns", escape_key(rollout_id), f"{escape_key(str(ring))}|{escape_key(run_id)}")

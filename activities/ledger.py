@@ -1,0 +1,180 @@
+"""Ledger activities: small idempotent writes (and the gate read) the orchestrations make.
+
+Why activities: orchestrators may not do I/O. Every write is keyed by natural ids, so a
+replayed or retried activity lands on the same row (see :mod:`patchrings.ledger`); approvals
+and events are append-only and report ``written: False`` for a duplicate.
+
+Inputs (all JSON dicts; other keys are stored as columns, nested values as JSON):
+
+* ``ledger_record_rollout``    ``{rolloutId, ...}``
+* ``ledger_record_ring_run``   ``{rolloutId, ring, runId, ...}``
+* ``ledger_record_vm_results`` ``{rolloutId, ring, runId, results: [{vm, ...}], verdicts?: [{vm, ...}]}``
+  (one row per VM; a VM's verdict is stored in its row as ``verdict``)
+* ``ledger_record_approval``   ``{rolloutId, ring, manifestHash, decision: {...}, at, decisionId?, ...}``
+  (without ``decisionId`` the id is a hash of the payload, so a retried write collapses)
+* ``ledger_record_event``      ``{configurationId, eventType, eventId, ...}``
+* ``ledger_read_gate`` has two forms:
+
+  - the guard's ``{correlationId, ring?, configurationId?}`` →
+    ``{"authorised": bool, "reason": str, "rolloutId": str|None}``: authorised only when a
+    rollout recorded ``authorised: true`` for exactly this run (ring-run row with
+    ``runId = correlationId``) and that rollout is not halted/failed. No record = not authorised.
+  - ``{rolloutId, ring, manifestHash?}`` →
+    ``{"decision": "approved"|"rejected"|None, "approval", "rollout", "ringRuns"}``: the latest
+    approval bound to exactly (rollout, ring, manifest hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import azure.durable_functions as df
+
+from activities.deps import deps
+
+bp = df.Blueprint()
+
+__all__ = [
+    "bp",
+    "ledger_read_gate_core",
+    "ledger_record_approval_core",
+    "ledger_record_event_core",
+    "ledger_record_ring_run_core",
+    "ledger_record_rollout_core",
+    "ledger_record_vm_results_core",
+]
+
+_APPROVE = frozenset({"approve", "approved"})
+_REJECT = frozenset({"reject", "rejected"})
+_CLOSED_ROLLOUT_STATES = frozenset({"halted", "failed"})
+
+
+def _rest(payload: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k not in keys}
+
+
+def ledger_record_rollout_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {"written": ledger.record_rollout(str(payload["rolloutId"]), _rest(payload, "rolloutId"))}
+
+
+def ledger_record_ring_run_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    fields = _rest(payload, "rolloutId", "ring", "runId")
+    written = ledger.record_ring_run(str(payload["rolloutId"]), str(payload["ring"]), str(payload["runId"]), fields)
+    return {"written": written}
+
+
+def ledger_record_vm_results_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    verdicts = {str(v.get("vm") or "").lower(): v for v in payload.get("verdicts") or [] if isinstance(v, Mapping)}
+    rows: dict[str, dict[str, Any]] = {}
+    for result in payload.get("results") or []:
+        vm = str(result.get("vm") or result.get("id") or "")
+        rows[vm.lower()] = {**result, "vm": vm}
+    for key, verdict in verdicts.items():
+        rows.setdefault(key, {"vm": str(verdict.get("vm"))})["verdict"] = dict(verdict)
+    count = ledger.record_vm_results(
+        str(payload["rolloutId"]), str(payload["ring"]), str(payload.get("runId") or ""), list(rows.values())
+    )
+    return {"written": count > 0, "count": count}
+
+
+def decision_id(payload: Mapping[str, Any]) -> str:
+    """The payload's ``decisionId``, or a stable hash of the decision (same write = same id)."""
+    if payload.get("decisionId"):
+        return str(payload["decisionId"])
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def ledger_record_approval_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    fields = _rest(payload, "rolloutId", "decisionId")
+    decision = payload.get("decision")
+    if isinstance(decision, Mapping):  # the orchestrator passes ApprovalDecision.to_dict()
+        fields.setdefault("approver", decision.get("approver"))
+        fields.setdefault("verdict", decision.get("verdict"))
+    return {"written": ledger.record_approval(str(payload["rolloutId"]), decision_id(payload), fields)}
+
+
+def ledger_record_event_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    fields = _rest(payload, "configurationId", "eventType", "eventId")
+    written = ledger.record_event(
+        str(payload["configurationId"]), str(payload["eventType"]), str(payload["eventId"]), fields
+    )
+    return {"written": written}
+
+
+def run_gate(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Is this exact run authorised? Fail closed: anything but a clear yes is a no."""
+    run_id = str(payload["correlationId"])
+    ring = payload.get("ring")
+    rows = [r for r in ledger.run_gates(run_id) if ring is None or str(r.get("ring")).lower() == str(ring).lower()]
+    for row in rows:
+        if row.get("authorised") is not True:
+            continue
+        rollout = ledger.rollout(str(row["rolloutId"])) or {}
+        state = str(rollout.get("state") or "").lower()
+        if state in _CLOSED_ROLLOUT_STATES:
+            return {"authorised": False, "rolloutId": row["rolloutId"],
+                    "reason": f"rollout {row['rolloutId']} is {state}"}
+        return {"authorised": True, "rolloutId": row["rolloutId"],
+                "reason": f"authorised by rollout {row['rolloutId']} at {row.get('at')}"}
+    if rows:
+        last = rows[-1]
+        state = last.get("state") or "not authorised"
+        return {"authorised": False, "rolloutId": last.get("rolloutId"),
+                "reason": f"rollout {last.get('rolloutId')} recorded this run as {state}"}
+    return {"authorised": False, "rolloutId": None, "reason": f"no rollout authorised run {run_id}"}
+
+
+def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The guard's run gate (``correlationId``) or the approval bound to (rollout, ring, manifest)."""
+    if payload.get("correlationId"):
+        return run_gate(ledger, payload)
+    rollout_id = str(payload["rolloutId"])
+    ring = str(payload["ring"])
+    manifest_hash = payload.get("manifestHash")
+    bound = [
+        a for a in ledger.approvals(rollout_id)
+        if str(a.get("ring")) == ring and (manifest_hash is None or a.get("manifestHash") == manifest_hash)
+    ]
+    latest = bound[-1] if bound else None
+    verdict = str((latest or {}).get("verdict") or (latest or {}).get("decision") or "").lower()
+    decision = "approved" if verdict in _APPROVE else "rejected" if verdict in _REJECT else None
+    return {
+        "decision": decision,
+        "approval": latest,
+        "rollout": ledger.rollout(rollout_id),
+        "ringRuns": [r for r in ledger.ring_runs(rollout_id) if str(r.get("ring")) == ring],
+    }
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_record_rollout_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_ring_run(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_record_ring_run_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_vm_results(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_record_vm_results_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_approval(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_record_approval_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_event(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_record_event_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_read_gate(payload: dict[str, Any]) -> dict[str, Any]:
+    return ledger_read_gate_core(deps().ledger, payload)

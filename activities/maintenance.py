@@ -1,0 +1,309 @@
+"""Maintenance activities: read/pin configurations, open/close ring assignments, cancel runs,
+collect a scheduled run's per-VM results.
+
+Every write is check-before-act (read, compare, write only when different), so re-running an
+activity after a crash is a no-op and ``changed`` tells the orchestrator what really happened.
+
+Reads keep the raw REST JSON (``cls=`` hook) rather than the SDK model: azure-mgmt-maintenance
+2.1.0 speaks api-version 2023-04-01 and its models would silently drop properties a newer
+service returns; a read-modify-write through the model would then erase them.
+
+``cancel_run`` has no SDK operation (contracts §5.2): it is a PUT of
+``{"properties": {"status": "Cancel"}}`` on the run's correlationId with api-version
+2023-09-01-preview, sent through the maintenance client's own pipeline
+(:meth:`AzureClients.send_arm_request`).
+
+``collect_run_results`` reads each VM's instance view (``patchStatus.lastPatchInstallationSummary``)
+and the VM's applyUpdates record for the run. In production, Azure Resource Graph
+(``patchinstallationresources`` joined on ``maintenanceRunId`` = correlationId) is the richer
+source -- per-patch rows, and results for VMs that are gone -- but it is eventually consistent,
+keeps 30 days only and is not available on the local platform; the instance view is exact for
+the VM's *latest* install, which is the run's install when it started at or after ``since``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import azure.durable_functions as df
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+from activities.deps import deps
+from activities.plan import plan_ring
+from patchrings.arm.errors import error_info
+from patchrings.arm.ids import parse_resource_id, same_arm_id
+from patchrings.arm.lro import to_wire
+from patchrings.arm.vms import FINISHED_PATCH_STATES, install_summary, parse_time, summary_as_result
+from patchrings.domain.manifest import Manifest
+
+bp = df.Blueprint()
+
+__all__ = [
+    "CANCEL_API_VERSION",
+    "bp",
+    "cancel_run_core",
+    "collect_run_results_core",
+    "get_configuration_core",
+    "pin_manifest_core",
+    "set_ring_assignment_core",
+]
+
+CANCEL_API_VERSION = "2023-09-01-preview"
+VM_TYPE_FILTER = "Microsoft.Compute/virtualMachines"
+_READ_ONLY = ("id", "name", "type", "systemData", "etag")
+# How Azure (and the simulator) word "the cancel window has passed / the run already started".
+_TOO_LATE = re.compile(r"cut-?off|too late|already (started|running|in ?progress|completed)|"
+                       r"cannot be cancel|not allowed|past|deadline|window", re.IGNORECASE)
+_ALREADY = re.compile(r"already cancel", re.IGNORECASE)
+
+
+def _raw(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+    """``cls=`` hook: keep the REST JSON instead of the (older-api-version) SDK model."""
+    return json.loads(pipeline_response.http_response.text() or "null")
+
+
+def _body(doc: Mapping[str, Any]) -> io.BytesIO:
+    return io.BytesIO(json.dumps(doc).encode("utf-8"))
+
+
+def _configuration(clients: Any, configuration_id: str) -> dict[str, Any]:
+    rid = parse_resource_id(configuration_id)
+    ops = clients.maintenance(rid.subscription).maintenance_configurations
+    return dict(ops.get(rid.resource_group, rid.name, cls=_raw))
+
+
+# ------------------------------------------------------------------------------ configurations
+def get_configuration_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration's window and installPatches (for deadlines and pin checks)."""
+    doc = _configuration(clients, str(payload["configurationId"]))
+    props = doc.get("properties") or {}
+    window = props.get("maintenanceWindow") or {}
+    return {
+        "id": doc.get("id") or payload["configurationId"],
+        "name": doc.get("name"),
+        "maintenanceScope": props.get("maintenanceScope"),
+        "window": {key: window.get(key) for key in
+                   ("startDateTime", "duration", "timeZone", "recurEvery", "expirationDateTime")},
+        "installPatches": props.get("installPatches") or {},
+    }
+
+
+def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the manifest into the configuration's include lists unless it is already there."""
+    configuration_id = str(payload["configurationId"])
+    manifest = Manifest.from_dict(payload["manifest"])
+    doc = _configuration(clients, configuration_id)
+    props = dict(doc.get("properties") or {})
+    if manifest.is_pinned_in(props.get("installPatches")):
+        return {"changed": False}
+    props["installPatches"] = manifest.configuration_patch(props.get("installPatches"))
+    body = {k: v for k, v in doc.items() if k not in _READ_ONLY}
+    body["properties"] = props
+    rid = parse_resource_id(configuration_id)
+    clients.maintenance(rid.subscription).maintenance_configurations.create_or_update(
+        rid.resource_group, rid.name, _body(body), content_type="application/json", cls=_raw
+    )
+    return {"changed": True, "manifestHash": manifest.hash}
+
+
+# ------------------------------------------------------------------------------ assignments
+def assignment_name(ring: Any) -> str:
+    """The ring's assignment name: the plan's ``open.assignmentName`` or ``patchrings-<ring>``."""
+    return str(ring.assignment_name or f"patchrings-{ring.name}")
+
+
+def dynamic_scope_filter(ring: Any) -> dict[str, Any]:
+    """The dynamic-scope ``filter`` selecting the ring's VMs (its tag at the open value)."""
+    members = ring.members
+    filt: dict[str, Any] = {"resourceTypes": [VM_TYPE_FILTER]}
+    if members.resource_groups:
+        filt["resourceGroups"] = list(members.resource_groups)
+    if members.locations:
+        filt["locations"] = list(members.locations)
+    if members.os_types:
+        filt["osTypes"] = list(members.os_types)
+    if members.tag:
+        filt["tagSettings"] = {"tags": {members.tag.name: [members.tag.value]}, "filterOperator": "All"}
+    return filt
+
+
+def _norm_filter(filt: Mapping[str, Any] | None) -> Any:
+    """A filter in a comparable form (ARM may re-case or reorder lists)."""
+    f = dict(filt or {})
+    out: dict[str, Any] = {}
+    for key in ("resourceTypes", "resourceGroups", "locations", "osTypes"):
+        values = f.get(key) or []
+        if values:
+            out[key] = sorted(str(v).replace(" ", "").lower() for v in values)
+    tags = (f.get("tagSettings") or {}).get("tags") or {}
+    if tags:
+        out["tags"] = sorted((k.lower(), sorted(map(str, v or []))) for k, v in tags.items())
+        out["op"] = str((f.get("tagSettings") or {}).get("filterOperator") or "Any").lower()
+    return out
+
+
+def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Create (``present``) or delete the ring's configuration assignment(s), check-before-act.
+
+    A ring with a tag selector gets a subscription-level dynamic scope per subscription; a ring
+    without one gets resource-level assignments for the VMs in ``vmIds``.
+    """
+    ring = plan_ring(payload["plan"], str(payload["ring"]))
+    configuration_id = ring.configuration_id
+    if not configuration_id:
+        raise ValueError(f"ring {ring.name!r} has no maintenanceConfigurationId to assign")
+    present = bool(payload.get("present", True))
+    name = assignment_name(ring)
+    subscriptions = list(ring.members.subscriptions) or [parse_resource_id(configuration_id).subscription]
+    changed: list[str] = []
+    if ring.members.tag is not None or not payload.get("vmIds"):
+        wanted_filter = dynamic_scope_filter(ring)
+        wanted = {"properties": {"maintenanceConfigurationId": configuration_id, "filter": wanted_filter},
+                  "location": ""}
+        for sub in subscriptions:
+            ops = clients.maintenance(sub).configuration_assignments_for_subscriptions
+            current = _get_or_none(lambda ops=ops: ops.get(name, cls=_raw))
+            if present:
+                props = (current or {}).get("properties") or {}
+                if current and same_arm_id(props.get("maintenanceConfigurationId"), configuration_id) and \
+                        _norm_filter(props.get("filter")) == _norm_filter(wanted_filter):
+                    continue
+                ops.create_or_update(name, _body(wanted), content_type="application/json", cls=_raw)
+                changed.append(f"/subscriptions/{sub}/providers/Microsoft.Maintenance/configurationAssignments/{name}")
+            elif current is not None:
+                ops.delete(name, cls=_raw)
+                changed.append(f"/subscriptions/{sub}/providers/Microsoft.Maintenance/configurationAssignments/{name}")
+    else:
+        for vm_id in payload["vmIds"]:
+            rid = parse_resource_id(str(vm_id))
+            ops = clients.maintenance(rid.subscription).configuration_assignments
+            args = (rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, name)
+            current = _get_or_none(lambda ops=ops, args=args: ops.get(*args, cls=_raw))
+            if present:
+                props = (current or {}).get("properties") or {}
+                if current and same_arm_id(props.get("maintenanceConfigurationId"), configuration_id):
+                    continue
+                body = {"properties": {"maintenanceConfigurationId": configuration_id, "resourceId": vm_id}}
+                ops.create_or_update(*args, _body(body), content_type="application/json", cls=_raw)
+                changed.append(str(vm_id))
+            elif current is not None:
+                ops.delete(*args, cls=_raw)
+                changed.append(str(vm_id))
+    return {"changed": bool(changed), "assignments": changed}
+
+
+def _get_or_none(get: Any) -> dict[str, Any] | None:
+    try:
+        doc = get()
+    except ResourceNotFoundError:
+        return None
+    return dict(doc) if doc else None
+
+
+# ------------------------------------------------------------------------------ runs
+def cancel_run_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Cancel one scheduled run (fail-closed gate). Raises when the outcome is unknown
+    (throttled or server error after the SDK's retries) so the orchestrator retries it."""
+    correlation_id = str(payload["correlationId"])
+    current = clients.send_arm_request("GET", correlation_id, CANCEL_API_VERSION)
+    if current.status_code == 200:
+        status = str(((_json(current).get("properties") or {}).get("status")) or "")
+        if status.lower() == "cancelled":
+            return {"status": "AlreadyCancelled", "message": f"run {correlation_id} was already cancelled"}
+    response = clients.send_arm_request(
+        "PUT", correlation_id, CANCEL_API_VERSION, json={"properties": {"status": "Cancel"}}
+    )
+    body = _json(response)
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+    code, message = str(error.get("code") or ""), str(error.get("message") or "")
+    if response.status_code in (200, 201):
+        status = str((body.get("properties") or {}).get("status") or "")
+        if status.lower() in ("cancelled", "cancel"):
+            return {"status": "Cancelled", "message": f"run {correlation_id} cancelled"}
+        return {"status": "TooLate", "message": f"cancel answered with run status {status or 'unknown'}"}
+    if response.status_code == 404:
+        return {"status": "NotFound", "message": message or f"no run {correlation_id}"}
+    if _ALREADY.search(code) or _ALREADY.search(message):
+        return {"status": "AlreadyCancelled", "message": message}
+    if response.status_code in (400, 409, 412, 422) and (_TOO_LATE.search(code) or _TOO_LATE.search(message)):
+        return {"status": "TooLate", "message": f"{code}: {message}"}
+    raise RuntimeError(f"cancel of {correlation_id} failed: HTTP {response.status_code} {code}: {message}")
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        doc = response.json()
+    except (ValueError, AttributeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def collect_run_results_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-VM results of a scheduled run, in the wave's ``VmInstall`` shape plus ``applyUpdate``.
+
+    ``state`` is ``done`` (an install that started at/after ``since`` finished), ``running``,
+    ``missing`` (no install of this run on the VM: not in the run, cancelled, or not reported)
+    or ``unreadable``.
+    """
+    correlation_id = str(payload["correlationId"])
+    run_name = correlation_id.rstrip("/").rsplit("/", 1)[-1]
+    since = parse_time(payload.get("since"))
+    results: list[dict[str, Any]] = []
+    for vm in payload.get("vms") or []:
+        rid = parse_resource_id(str(vm["id"]))
+        entry: dict[str, Any] = {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"),
+                                 "state": "missing", "result": None, "error": None, "applyUpdate": None}
+        compute = clients.compute(rid.subscription)
+        try:
+            view = to_wire(compute.virtual_machines.instance_view(rid.resource_group, rid.name)) or {}
+        except AzureError as exc:
+            entry.update(state="unreadable", error=error_info(exc))
+            results.append(entry)
+            continue
+        summary = install_summary(view)
+        started = parse_time((summary or {}).get("startTime"))
+        if summary and (since is None or (started is not None and started >= since)):
+            finished = str(summary.get("status") or "").lower() in FINISHED_PATCH_STATES
+            entry.update(state="done" if finished else "running", result=summary_as_result(summary))
+        try:
+            record = clients.maintenance(rid.subscription).apply_updates.get(
+                rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, run_name, cls=_raw
+            )
+            props = (record or {}).get("properties") or {}
+            entry["applyUpdate"] = {"status": props.get("status"), "lastUpdateTime": props.get("lastUpdateTime")}
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            entry["applyUpdateError"] = error_info(exc)
+        results.append(entry)
+    return {"results": results}
+
+
+# ------------------------------------------------------------------------------ bindings
+@bp.activity_trigger(input_name="payload")
+def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+    return get_configuration_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def pin_manifest(payload: dict[str, Any]) -> dict[str, Any]:
+    return pin_manifest_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def set_ring_assignment(payload: dict[str, Any]) -> dict[str, Any]:
+    return set_ring_assignment_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def cancel_run(payload: dict[str, Any]) -> dict[str, Any]:
+    return cancel_run_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
+    return collect_run_results_core(deps().clients, payload)

@@ -1,0 +1,76 @@
+"""``retag_vms``: open or close a ring's dynamic scope by moving VMs between tag values.
+
+Why the Tags API (``tags/default`` at the VM's scope, operation *Merge*) and not a VM PATCH:
+Merge changes exactly one tag name and leaves the VM model untouched, needs only
+``Microsoft.Resources/tags/write``, and works for any resource type a dynamic scope selects.
+Check-before-act: each VM's tags are read first and VMs already at the value are skipped, so a
+re-run after a crash changes nothing twice and the output says what actually changed.
+
+Remember the T-40 rule: a tag change lands in a scheduled run only if it is made before T-40;
+the orchestrator decides *when* to call this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import azure.durable_functions as df
+from azure.core.exceptions import AzureError
+
+from activities.deps import deps
+from patchrings.arm.errors import error_info
+from patchrings.arm.ids import parse_resource_id
+from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
+
+bp = df.Blueprint()
+
+__all__ = ["bp", "retag_vms", "retag_vms_core"]
+
+
+def _tag_key(tags: Mapping[str, Any], name: str) -> str | None:
+    """The existing spelling of tag ``name`` (tag names are case-insensitive in Azure)."""
+    for key in tags:
+        if key.lower() == name.lower():
+            return key
+    return None
+
+
+def retag_vms_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Set tag ``tag`` to ``value`` on every VM in ``vmIds`` (Merge), skipping those already there.
+
+    Output ``{"changed": [ids], "unchanged": [ids], "failed": [{"vm", "error"}]}``; a failure
+    on one VM never stops the others.
+    """
+    tag = str(payload["tag"])
+    value = str(payload["value"])
+    out: dict[str, list[Any]] = {"changed": [], "unchanged": [], "failed": []}
+    for vm_id in payload.get("vmIds") or []:
+        scope = str(vm_id).lstrip("/")
+        try:
+            resources = clients.resources(parse_resource_id(str(vm_id)).subscription)
+            current = to_wire(resources.tags.get_at_scope(scope)) or {}
+            tags = dict((current.get("properties") or {}).get("tags") or {})
+            key = _tag_key(tags, tag)
+            if key is not None and tags[key] == value:
+                out["unchanged"].append(vm_id)
+                continue
+            poller = resources.tags.begin_update_at_scope(
+                scope,
+                {"operation": "Merge", "properties": {"tags": {key or tag: value}}},
+                polling=OneShotARMPolling(),
+            )
+            step = poll_once(poller)  # no HTTP call when the PATCH answered 200
+            if step.done and step.error:
+                out["failed"].append({"vm": vm_id, "error": step.error})
+                continue
+            # A 202 still running is accepted by ARM: the next check-before-act confirms it.
+            out["changed"].append(vm_id)
+        except (AzureError, ValueError) as exc:
+            out["failed"].append({"vm": vm_id, "error": error_info(exc)})
+    return out
+
+
+@bp.activity_trigger(input_name="payload")
+def retag_vms(payload: dict[str, Any]) -> dict[str, Any]:
+    return retag_vms_core(deps().clients, payload)
