@@ -51,6 +51,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     max_duration = parse_duration(base_install.get("maximumDuration"), timedelta(hours=2))
     poll_seconds = int(spec.get("pollSeconds") or 120)
 
+    run_started_at = iso(context.current_utc_datetime)
     results: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -70,6 +71,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 "vms": [by_id[vm_id] for vm_id in wave],
                 "parameters": parameters,
                 "pollSeconds": poll_seconds,
+                "runStartedAt": run_started_at,
                 "deadline": iso(deadline),
             },
             f"{context.instance_id}:w{index}",

@@ -438,10 +438,7 @@ class Rollout:
         seen = {i["vm"].lower() for i in installs}
         for vm in vms:
             if vm["id"].lower() not in seen:
-                installs.append(
-                    {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "state": "missing",
-                     "result": None, "error": {"code": "NoResult", "message": "no result for this run"}}
-                )
+                installs.append(_install_entry(vms, {"vm": vm["id"], "state": "missing"}))
         self.st.set_phase(ring, "verifying", iso(self.now))
         self.publish()
         verification = yield self.ctx.call_sub_orchestrator(
@@ -683,12 +680,19 @@ def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:
     return {"mode": "manual", "approvers": approvers, "timeout": timeout, "onTimeout": "reject"}
 
 
-def _install_entry(vms: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
-    vm_id = str(result.get("vm") or result.get("id") or "")
+def _install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in)."""
+    vm_id = str(entry.get("vm") or "")
     vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
-    status = str(result.get("status") or "")
-    state = "done" if status and status.lower() not in ("notstarted", "unknown", "inprogress") else "missing"
-    return {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "state": state, "result": result, "error": None}
+    return {
+        "vm": vm["id"],
+        "name": entry.get("name") or vm.get("name"),
+        "os": entry.get("os") or vm.get("os"),
+        "state": entry.get("state") or "missing",
+        "result": entry.get("result"),
+        "error": entry.get("error")
+        or ({"code": "NoResult", "message": "no result for this VM in the run"} if not entry.get("result") else None),
+    }
 
 
 def _counts(verdicts: list[dict[str, Any]], outcome: dict[str, Any]) -> dict[str, int]:

@@ -27,6 +27,8 @@ _FAILED_STATES = {"refused": "install could not be started", "failed": "install 
 _UNREADABLE_STATES = {
     "timeout": "no install result before the deadline",
     "missing": "no result for this VM in the maintenance run",
+    "running": "the install was still running when results were collected",
+    "unreadable": "the VM's install result could not be read",
 }
 
 

@@ -65,6 +65,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     "rolloutId": spec.get("rolloutId"),
                     "ring": spec.get("ring"),
                     "runId": spec.get("runId"),
+                    "runStartedAt": spec.get("runStartedAt"),
                     "vm": vm,
                     "parameters": install_parameters_for(vm, parameters),
                 },
@@ -86,7 +87,9 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         polls = yield context.task_all(
             [
                 context.call_activity(
-                    names.POLL_INSTALL, {"runId": spec.get("runId"), "vm": by_id[vm_id], "token": token}
+                    names.POLL_INSTALL,
+                    {"runId": spec.get("runId"), "runStartedAt": spec.get("runStartedAt"), "vm": by_id[vm_id],
+                     "token": token},
                 )
                 for vm_id, token in open_tokens.items()
             ]

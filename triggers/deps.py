@@ -46,6 +46,15 @@ def ledger() -> Any:
         return _cache["ledger"]
 
 
+def override(**values: Any) -> None:
+    """Inject ``settings``, ``plan`` and/or ``ledger`` (tests running the triggers with fakes)."""
+    unknown = set(values) - {"settings", "plan", "ledger"}
+    if unknown:
+        raise ValueError(f"cannot override {sorted(unknown)}; allowed: settings, plan, ledger")
+    with _lock:
+        _cache.update(values)
+
+
 def reset() -> None:
     with _lock:
         _cache.clear()

@@ -1,0 +1,309 @@
+"""In-memory fake activities (the documented names and JSON shapes) over a fleet the test owns.
+
+Every call is recorded in ``FLEET.calls`` so tests assert on what the orchestrators asked for,
+the way functional tests assert on the ARM simulator's recorder. It also stands in for the
+ledger object the triggers use (``record_event``, ``record_approval``, ``ring_runs`` ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.durable_functions as df
+
+bp = df.Blueprint()
+
+SUB = "00000000-0000-0000-0000-000000000001"
+RG = "rg-patching"
+MC = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Maintenance/maintenanceConfigurations"
+
+WINDOWS_PATCHES = [
+    {"patchId": "kb1", "name": "2026-11 Cumulative Update", "kbId": "5040001", "version": "",
+     "classifications": ["Security"], "installationState": "Installed"},
+    {"patchId": "kb2", "name": "Defender update", "kbId": "5040002", "version": "",
+     "classifications": ["Critical"], "installationState": "Installed"},
+]
+LINUX_PATCHES = [
+    {"patchId": "openssl", "name": "openssl", "kbId": None, "version": "3.0.2-1ubuntu1.20",
+     "classifications": ["Security"], "installationState": "Installed"},
+]
+WINDOW = {"startDateTime": "2026-11-16 12:00", "duration": "03:55", "timeZone": "UTC", "recurEvery": "Day"}
+
+
+@dataclass
+class Vm:
+    id: str
+    name: str
+    os: str
+    zone: str
+    tags: dict[str, str]
+    bad: bool = False  # its installs fail
+    sick: bool = False  # unhealthy once patched
+
+    def ref(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "os": self.os, "location": "westeurope", "zone": self.zone,
+                "availabilitySet": None, "powerState": "running"}
+
+
+@dataclass
+class Fleet:
+    plan: dict[str, Any] = field(default_factory=dict)
+    vms: dict[str, Vm] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    installs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    patched: set[str] = field(default_factory=set)
+    cancelled: list[str] = field(default_factory=list)
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assignments: dict[str, bool] = field(default_factory=dict)
+    ring_runs_: list[dict[str, Any]] = field(default_factory=list)
+    rollouts_: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approvals_: list[dict[str, Any]] = field(default_factory=list)
+    vm_results_: list[dict[str, Any]] = field(default_factory=list)
+    events_: list[dict[str, Any]] = field(default_factory=list)
+    fail_gate_read: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # ------------------------------------------------------------------ set-up
+    def add(self, name: str, os_name: str, zone: str, ring_tag: str, **flags: bool) -> Vm:
+        vm_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/{name}"
+        vm = Vm(vm_id, name, os_name, zone, {"patchRing": ring_tag}, **flags)
+        self.vms[vm_id.lower()] = vm
+        return vm
+
+    def record(self, name: str, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.calls.append((name, copy.deepcopy(payload)))
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [p for n, p in self.calls if n == name]
+
+    def vm(self, ref: dict[str, Any]) -> Vm:
+        return self.vms[str(ref["id"]).lower()]
+
+    # ------------------------------------------------------------------ ledger stand-in (triggers)
+    def record_event(self, configuration_id: str, kind: str, event_id: str, fields: dict[str, Any]) -> bool:
+        with self.lock:
+            self.events_.append({"configurationId": configuration_id, "kind": kind, "eventId": event_id, **fields})
+        return True
+
+    def record_approval(self, rollout_id: str, decision_id: str, fields: dict[str, Any]) -> bool:
+        with self.lock:
+            self.approvals_.append({"rolloutId": rollout_id, "decisionId": decision_id, **fields})
+        return True
+
+    def rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        return self.rollouts_.get(rollout_id)
+
+    def ring_runs(self, rollout_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.ring_runs_ if r.get("rolloutId") == rollout_id]
+
+    def approvals(self, rollout_id: str) -> list[dict[str, Any]]:
+        return [a for a in self.approvals_ if a.get("rolloutId") == rollout_id]
+
+    def vm_results(self, rollout_id: str, ring: str) -> list[dict[str, Any]]:
+        return [r for r in self.vm_results_ if r.get("rolloutId") == rollout_id and r.get("ring") == ring]
+
+
+FLEET = Fleet()
+
+
+def reset(plan: dict[str, Any]) -> Fleet:
+    global FLEET
+    FLEET = Fleet(plan=plan)
+    return FLEET
+
+
+def _ring(plan: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in plan["rings"] if r["name"] == name)
+
+
+def _result(vm: Vm, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    patches = copy.deepcopy(WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES)
+    wp = (parameters or {}).get("windowsParameters") or {}
+    lp = (parameters or {}).get("linuxParameters") or {}
+    if wp.get("kbNumbersToInclude"):
+        patches = [p for p in patches if p["kbId"] in wp["kbNumbersToInclude"]]
+    if lp.get("packageNameMasksToInclude"):
+        patches = [p for p in patches if f"{p['name']}={p['version']}" in lp["packageNameMasksToInclude"]]
+    if vm.bad:
+        for p in patches:
+            p["installationState"] = "Failed"
+        return {"status": "Failed", "installedPatchCount": 0, "failedPatchCount": len(patches),
+                "pendingPatchCount": 0, "rebootStatus": "NotNeeded", "maintenanceWindowExceeded": False,
+                "patches": patches, "startDateTime": "2026-11-16T06:00:00Z", "error": None}
+    return {"status": "Succeeded", "installedPatchCount": len(patches), "failedPatchCount": 0,
+            "pendingPatchCount": 0, "rebootStatus": "Completed", "maintenanceWindowExceeded": False,
+            "patches": patches, "startDateTime": "2026-11-16T06:00:00Z", "error": None}
+
+
+# ---------------------------------------------------------------------- activities
+@bp.activity_trigger(input_name="payload")
+def load_plan(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("load_plan", payload)
+    return FLEET.plan
+
+
+@bp.activity_trigger(input_name="payload")
+def resolve_ring_members(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("resolve_ring_members", payload)
+    tag = _ring(payload["plan"], payload["ring"])["members"]["tag"]
+    wanted = {tag["value"], tag.get("holdValue")} - {None}
+    vms = [vm.ref() for vm in FLEET.vms.values() if vm.tags.get(tag["name"]) in wanted]
+    return {"vms": sorted(vms, key=lambda v: v["id"])}
+
+
+@bp.activity_trigger(input_name="payload")
+def start_install(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("start_install", payload)
+    key = (payload["runId"], payload["vm"]["id"].lower())
+    with FLEET.lock:
+        if key in FLEET.installs:
+            return {"state": "already-started", "token": f"tok-{payload['vm']['name']}", "error": None}
+        FLEET.installs[key] = {"parameters": payload["parameters"], "polls": 0}
+    return {"state": "started", "token": f"tok-{payload['vm']['name']}", "error": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("poll_install", payload)
+    vm = FLEET.vm(payload["vm"])
+    with FLEET.lock:
+        install = FLEET.installs[(payload["runId"], vm.id.lower())]
+        install["polls"] += 1
+        if install["polls"] < 2:
+            return {"done": False, "result": None, "error": None}
+        FLEET.patched.add(vm.id.lower())
+    return {"done": True, "result": _result(vm, install["parameters"]), "error": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("check_vm_health", payload)
+    vm = FLEET.vm(payload["vm"])
+    sick = vm.sick and vm.id.lower() in FLEET.patched
+    return {"vm": vm.id, "powerState": "PowerState/stopped" if sick else "PowerState/running",
+            "vmAgent": "Ready", "appHealth": None, "probes": [], "readError": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def start_assess(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("start_assess", payload)
+    return {"state": "started", "token": "assess", "error": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def poll_assess(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("poll_assess", payload)
+    vm = FLEET.vm(payload["vm"])
+    patches = WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES
+    return {"done": True, "result": {"status": "Succeeded", "criticalAndSecurityPatchCount": len(patches),
+                                     "otherPatchCount": 0, "patches": patches}, "error": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def retag_vms(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("retag_vms", payload)
+    changed = []
+    for vm_id in payload["vmIds"]:
+        vm = FLEET.vms[vm_id.lower()]
+        if vm.tags.get(payload["tag"]) != payload["value"]:
+            vm.tags[payload["tag"]] = payload["value"]
+            changed.append(vm_id)
+    return {"changed": changed, "unchanged": [v for v in payload["vmIds"] if v not in changed], "failed": []}
+
+
+@bp.activity_trigger(input_name="payload")
+def set_ring_assignment(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("set_ring_assignment", {"ring": payload["ring"], "present": payload["present"]})
+    changed = FLEET.assignments.get(payload["ring"], False) != payload["present"]
+    FLEET.assignments[payload["ring"]] = payload["present"]
+    return {"changed": changed}
+
+
+@bp.activity_trigger(input_name="payload")
+def pin_manifest(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("pin_manifest", payload)
+    FLEET.pinned[payload["configurationId"].lower()] = payload["manifest"]
+    return {"changed": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("get_configuration", payload)
+    return {"id": payload["configurationId"], "window": WINDOW, "installPatches": {}}
+
+
+@bp.activity_trigger(input_name="payload")
+def cancel_run(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("cancel_run", payload)
+    with FLEET.lock:
+        if payload["correlationId"] in FLEET.cancelled:
+            return {"status": "AlreadyCancelled", "message": "already cancelled"}
+        FLEET.cancelled.append(payload["correlationId"])
+    return {"status": "Cancelled", "message": "cancelled"}
+
+
+@bp.activity_trigger(input_name="payload")
+def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("collect_run_results", payload)
+    config = payload["correlationId"].split("/providers/Microsoft.Maintenance/applyUpdates/")[0].lower()
+    manifest = FLEET.pinned.get(config) or {}
+    params = {"windowsParameters": {"kbNumbersToInclude": manifest.get("windows", {}).get("kbNumbers", [])},
+              "linuxParameters": {"packageNameMasksToInclude": manifest.get("linux", {}).get("packages", [])}}
+    results = []
+    for ref in payload["vms"]:
+        vm = FLEET.vm(ref)
+        if payload["correlationId"] in FLEET.cancelled:
+            results.append({"vm": vm.id, "name": vm.name, "os": vm.os, "state": "missing", "result": None,
+                            "error": None})
+            continue
+        FLEET.patched.add(vm.id.lower())
+        results.append({"vm": vm.id, "name": vm.name, "os": vm.os, "state": "done",
+                        "result": _result(vm, params), "error": None})
+    return {"results": results}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("ledger_record_rollout", {k: v for k, v in payload.items() if k != "status"})
+    with FLEET.lock:
+        FLEET.rollouts_[payload["rolloutId"]] = payload
+    return {"written": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_ring_run(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("ledger_record_ring_run", payload)
+    with FLEET.lock:
+        FLEET.ring_runs_.append(payload)
+    return {"written": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_vm_results(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("ledger_record_vm_results", payload)
+    with FLEET.lock:
+        for result in payload["results"]:
+            FLEET.vm_results_.append({"rolloutId": payload["rolloutId"], "ring": payload["ring"], **result})
+    return {"written": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_approval(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("ledger_record_approval", payload)
+    return {"written": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_read_gate(payload: dict[str, Any]) -> dict[str, Any]:
+    FLEET.record("ledger_read_gate", payload)
+    if FLEET.fail_gate_read:
+        raise RuntimeError("ledger unreachable")
+    with FLEET.lock:
+        runs = [r for r in FLEET.ring_runs_ if str(r.get("runId")).lower() == payload["correlationId"].lower()]
+    authorised = bool(runs) and bool(runs[-1].get("authorised"))
+    return {"authorised": authorised, "reason": "authorised by the rollout" if authorised else "not authorised"}
