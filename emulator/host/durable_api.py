@@ -182,6 +182,12 @@ class DurableApi:
             app.router.add_delete(p + "/instances/{instanceId}", self.purge)
             app.router.add_post(p + "/instances/{instanceId}/raiseEvent/{eventName}", self.raise_event)
             app.router.add_post(p + "/instances/{instanceId}/{operation}", self.operation)
+            app.router.add_post(p + "/orchestrators/{functionName}/{instanceId:.+}", self.start)
+            app.router.add_route("*", p + "/{tail:.*}", self.not_found)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Unknown durable API paths: 404 with an empty body (the client parses every body as JSON)."""
+        return web.Response(status=404)
 
     def _links(self, request: web.Request, instance_id: str) -> dict[str, str]:
         return management_urls(self._base_url(), quote(instance_id, safe=":"), self._key())
@@ -193,6 +199,11 @@ class DurableApi:
             input_text = _reencode(await request.text())
         except ValueError:
             return _json({"Message": "The request body is not valid JSON."}, 400)
+        if instance_id is not None and (not instance_id or any(c in instance_id for c in "/\\#?")
+                                        or any(ord(c) < 32 for c in instance_id)):
+            message = (f"Instance ID '{instance_id}' is invalid: it must not be empty nor contain "
+                       "'/', '\\', '#', '?' or control characters.")
+            return _json({"Message": message, "ExceptionMessage": message, "code": "INVALID_INSTANCE_ID"}, 400)
         try:
             inst = self.engine.start_instance(name, instance_id, input_text)
         except EngineError as exc:

@@ -265,3 +265,22 @@ def test_status_queries(basic: HostThread) -> None:
     assert "query-me-1" not in {s.instance_id for s in running}
     with_input = basic.status(iid, show_input=True)
     assert json.loads(with_input.input_) == {"names": ["Q"]}
+
+
+def test_changed_orchestrator_code_is_reported_as_non_determinism(basic: HostThread) -> None:
+    entry = basic.host.index.orchestrator("changing")
+    version = entry.user_function.orchestrator_function.__globals__["VERSION"]
+    client = basic.client()
+    try:
+        with basic.clock.hold():
+            iid = basic.call(client.start_new("changing", None, None))
+            until(lambda: len([e for e in basic.history(iid) if e["EventType"] == h.TASK_COMPLETED]) == 1
+                  and basic.run_sync(lambda: basic.host.engine.idle))
+            version["v"] = 2
+            basic.call(client.raise_event(iid, "Next", None))
+        status = basic.wait_for(iid)
+    finally:
+        version["v"] = 1
+    assert status.runtime_status.value == "Failed"
+    assert status.output.startswith("Orchestrator function 'changing' failed: Non-Deterministic workflow detected:")
+    assert "CallActivity 'hello'" in status.output and "CallActivity 'Double'" in status.output

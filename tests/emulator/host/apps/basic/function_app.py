@@ -189,3 +189,17 @@ def uses_async_activity(context: df.DurableOrchestrationContext):
 
 
 app.register_functions(bp)
+
+
+VERSION = {"v": 1}
+
+
+@app.orchestration_trigger(context_name="context")
+def changing(context: df.DurableOrchestrationContext):
+    """Deliberately non-deterministic: the test flips VERSION while an instance is waiting."""
+    if VERSION["v"] == 1:
+        yield context.call_activity("hello", "v1")
+    else:
+        yield context.call_activity("Double", 1)
+    yield context.wait_for_external_event("Next")
+    return "done"
