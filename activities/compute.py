@@ -102,7 +102,7 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
 
     fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (VmRef, tags)
     for sub in subscriptions:
-        for vm in clients.compute(sub).virtual_machines.list_all(status_only="true"):
+        for vm in clients.compute(sub).virtual_machines.list_all(expand="instanceView"):
             wire = to_wire(vm) or {}
             ref = vm_ref(wire)
             rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
