@@ -1,0 +1,148 @@
+"""Scenario-driven faults, seeded and deterministic.
+
+Why: the app's value is in how it reacts when patching goes wrong; each failure mode must be
+reproducible run after run, so every random decision is drawn from ``Random(f"{seed}/{fault}/{key}")``
+(independent of request order) and every fault may be limited with ``times`` / ``count``.
+
+SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``tags``, ``os``,
+``probability``, ``times``):
+
+* ``patchFails`` (``patch``: KB number / ``KB…`` / package name / ``pkg=ver``) -- the patch ends
+  ``Failed``, the result status is ``Failed`` with a ``PatchInstallationFailed`` error;
+* ``unhealthyAfterPatch`` (optional ``patch``) -- the install succeeds but afterwards the VM's
+  Application Health extension reports Unhealthy and its HTTP health endpoint answers 503;
+* ``rebootFails`` -- ``rebootStatus: Failed`` and status ``Failed``;
+* ``slowInstall`` (``factor``) -- every patch takes ``factor`` times longer (window overruns);
+* ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start;
+* ``httpError`` (``status`` 429/500/502/503, ``retryAfter``, ``code``) and ``dropConnection``
+  (the connection is closed without a response) -- request selectors ``action`` (glob),
+  ``method``, ``pathContains``, ``after`` (let N pass first), ``count``, ``probability``;
+* ``eventDeliveryError`` (``status``, ``count``, ``eventType``) -- the simulated Event Grid sees the
+  webhook answer ``status`` instead of delivering (exercises retries).
+
+LIMITATIONS: faults do not change over time (no "fails from 10:00 to 11:00").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.arm.fleet import Fleet, Vm
+
+__all__ = ["Faults", "RequestFault"]
+
+
+@dataclass(frozen=True)
+class RequestFault:
+    index: int
+    kind: str  # "httpError" | "dropConnection"
+    status: int
+    retry_after: int | None
+    code: str | None
+
+
+class Faults:
+    def __init__(self, faults: list[dict[str, Any]], seed: int) -> None:
+        self._faults = list(faults)
+        self._seed = seed
+        self._triggered: dict[int, int] = {}
+        self._matched: dict[int, int] = {}
+
+    # -- VM-level -------------------------------------------------------------------------------
+    def _chance(self, index: int, key: str, probability: float) -> bool:
+        if probability >= 1:
+            return True
+        return random.Random(f"{self._seed}/{index}/{key}").random() < probability
+
+    def _vm_matches(self, index: int, fault: dict[str, Any], vm: Vm) -> bool:
+        globs = fault.get("vms")
+        if globs and not any(fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in globs):
+            return False
+        for name, value in (fault.get("tags") or {}).items():
+            actual = {k.lower(): v for k, v in vm.tags.items()}.get(name.lower())
+            if actual != value:
+                return False
+        if fault.get("os") and fault["os"] != vm.os:
+            return False
+        if not self._chance(index, vm.name.lower(), float(fault.get("probability", 1.0))):
+            return False
+        times = fault.get("times")
+        return not (times is not None and self._triggered.get(index, 0) >= times)
+
+    def _take(self, kind: str, vm: Vm) -> list[dict[str, Any]]:
+        hits = []
+        for index, fault in enumerate(self._faults):
+            if fault["type"] == kind and self._vm_matches(index, fault, vm):
+                self._triggered[index] = self._triggered.get(index, 0) + 1
+                hits.append(fault)
+        return hits
+
+    def apply_initial(self, fleet: Fleet) -> None:
+        """Apply state faults (agent not ready, deallocated) to the fleet."""
+        for vm in fleet.vms.values():
+            if self._take("vmAgentNotReady", vm):
+                vm.vm_agent_ready = False
+            if self._take("deallocated", vm):
+                vm.power_state = "deallocated"
+
+    def for_install(self, vm: Vm) -> dict[str, Any]:
+        """Faults for one install on ``vm``: keyword arguments for ``plan_install``."""
+        fails = {str(f.get("patch", "")) for f in self._take("patchFails", vm) if f.get("patch")}
+        unhealthy = self._take("unhealthyAfterPatch", vm)
+        slow = 1.0
+        for fault in self._take("slowInstall", vm):
+            slow *= float(fault.get("factor", 4.0))
+        return {
+            "fails": fails,
+            "reboot_fails": bool(self._take("rebootFails", vm)),
+            "slow_factor": slow,
+            "unhealthy_patches": {str(f["patch"]).lower() for f in unhealthy if f.get("patch")},
+            "unhealthy_any": any(not f.get("patch") for f in unhealthy),
+        }
+
+    # -- request-level --------------------------------------------------------------------------
+    def for_request(self, method: str, path: str, action: str | None) -> RequestFault | None:
+        for index, fault in enumerate(self._faults):
+            if fault["type"] not in ("httpError", "dropConnection"):
+                continue
+            if fault.get("method") and fault["method"].upper() != method.upper():
+                continue
+            if fault.get("pathContains") and fault["pathContains"].lower() not in path.lower():
+                continue
+            if fault.get("action") and not fnmatch.fnmatchcase((action or "").lower(), fault["action"].lower()):
+                continue
+            seen = self._matched.get(index, 0)
+            self._matched[index] = seen + 1
+            if seen < int(fault.get("after", 0)):
+                continue
+            count = fault.get("count")
+            if count is not None and self._triggered.get(index, 0) >= count:
+                continue
+            if not self._chance(index, f"req{seen}", float(fault.get("probability", 1.0))):
+                continue
+            self._triggered[index] = self._triggered.get(index, 0) + 1
+            return RequestFault(
+                index=index,
+                kind=fault["type"],
+                status=int(fault.get("status", 0)),
+                retry_after=fault.get("retryAfter"),
+                code=fault.get("code"),
+            )
+        return None
+
+    def for_delivery(self, event_type: str) -> int | None:
+        """A status the webhook "answers" instead of the real delivery, or None."""
+        for index, fault in enumerate(self._faults):
+            if fault["type"] != "eventDeliveryError":
+                continue
+            if fault.get("eventType") and fault["eventType"].lower() not in event_type.lower():
+                continue
+            count = fault.get("count")
+            if count is not None and self._triggered.get(index, 0) >= count:
+                continue
+            self._triggered[index] = self._triggered.get(index, 0) + 1
+            return int(fault["status"])
+        return None

@@ -1,0 +1,417 @@
+"""Scenario files for the ARM fleet simulator: loading, ``${VAR}`` expansion, schema validation.
+
+Why a schema: a scenario is the whole simulated Azure (fleet, patch catalog, schedules, event
+subscriptions, faults); a typo such as ``patchRnig`` or ``os: Win`` would otherwise produce a
+quietly wrong world and a misleading test. Every document is validated against
+:data:`SCENARIO_SCHEMA` (JSON Schema 2020-12) and errors name the exact location, e.g.
+``subscriptions[0].resourceGroups[1].vms[2].os: 'Win' is not one of ['Windows', 'Linux']``.
+
+The format is documented in ``emulator/arm/SCENARIOS.md``; ``scenarios/sample.yaml`` is a
+realistic example. Strings may reference variables as ``${NAME}`` or ``${NAME:-default}``; the
+platform passes ``FUNCTIONS_HOST`` and ``FUNCTIONS_KEY``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+__all__ = ["SCENARIO_SCHEMA", "ScenarioError", "expand_variables", "load_scenario"]
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded; the message names the file and the location."""
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+_STR_LIST = {"type": "array", "items": {"type": "string"}}
+_SELECTOR = {
+    "vms": {**_STR_LIST, "description": "VM name globs (fnmatch, case-insensitive)"},
+    "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+    "os": {"enum": ["Windows", "Linux"]},
+    "probability": {"type": "number", "minimum": 0, "maximum": 1},
+    "times": {"type": "integer", "minimum": 1, "description": "trigger at most this many times"},
+}
+_REQUEST_SELECTOR = {
+    "action": {"type": "string", "description": "RBAC action glob, e.g. Microsoft.Compute/*/read"},
+    "method": {"type": "string"},
+    "pathContains": {"type": "string"},
+    "after": {"type": "integer", "minimum": 0, "description": "let this many matching requests pass first"},
+    "count": {"type": "integer", "minimum": 1, "description": "fault this many matching requests"},
+    "probability": {"type": "number", "minimum": 0, "maximum": 1},
+}
+_WINDOW = {
+    "type": "object",
+    "required": ["startDateTime", "duration", "timeZone", "recurEvery"],
+    "properties": {
+        "startDateTime": {"type": "string"},
+        "expirationDateTime": {"type": ["string", "null"]},
+        "duration": {"type": "string"},
+        "timeZone": {"type": "string"},
+        "recurEvery": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_BUCKET = {
+    "type": "object",
+    "properties": {"size": {"type": "integer", "minimum": 1}, "refillPerSecond": {"type": "number", "minimum": 0}},
+    "additionalProperties": False,
+}
+
+SCENARIO_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["subscriptions"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "seed": {"type": "integer"},
+        "tenantId": {"type": "string"},
+        "subscriptions": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "displayName": {"type": "string"},
+                    "resourceGroups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "location": {"type": "string"},
+                                "vms": {"type": "array", "items": {"$ref": "#/$defs/vm"}},
+                                "maintenanceConfigurations": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/$defs/maintenanceConfiguration"},
+                                },
+                            },
+                        },
+                    },
+                    "dynamicScopes": {"type": "array", "items": {"$ref": "#/$defs/dynamicScope"}},
+                },
+            },
+        },
+        "catalog": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "windows": {"type": "array", "items": {"$ref": "#/$defs/windowsPatch"}},
+                "linux": {"type": "array", "items": {"$ref": "#/$defs/linuxPackage"}},
+            },
+        },
+        "eventSubscriptions": {"type": "array", "items": {"$ref": "#/$defs/eventSubscription"}},
+        "events": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "freezeMinutesBefore": {"type": "number", "minimum": 0},
+                "preEventMinutesBefore": {"type": "number", "minimum": 0},
+                "cancellationCutOffMinutesBefore": {"type": "number", "minimum": 0},
+                "duplicateProbability": {"type": "number", "minimum": 0, "maximum": 1},
+                "reorderMaxDelaySeconds": {"type": "number", "minimum": 0},
+                "maxDeliveryAttempts": {"type": "integer", "minimum": 1},
+                "postEventOnCancel": {"type": "boolean"},
+            },
+        },
+        "auth": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "identities": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "token"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "token": {"type": "string", "minLength": 8},
+                            "objectId": {"type": "string"},
+                            "actions": {**_STR_LIST, "description": "allowed RBAC actions (globs); omit for all"},
+                            "default": {"type": "boolean"},
+                        },
+                    },
+                }
+            },
+        },
+        "lro": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "retryAfterSeconds": {"type": "integer", "minimum": 1},
+                "assessMinutes": {"type": "number", "minimum": 0},
+                "rebootMinutes": {"type": "number", "minimum": 0},
+            },
+        },
+        "paging": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"pageSize": {"type": "integer", "minimum": 1}},
+        },
+        "throttling": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "reads": _BUCKET,
+                "writes": _BUCKET,
+                "deletes": _BUCKET,
+            },
+        },
+        "maintenance": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"rebootSettingStyle": {"enum": ["request", "service"]}},
+        },
+        "faults": {"type": "array", "items": {"$ref": "#/$defs/fault"}},
+    },
+    "$defs": {
+        "vm": {
+            "type": "object",
+            "required": ["name", "os"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                "os": {"enum": ["Windows", "Linux"]},
+                "location": {"type": "string"},
+                "zone": {"type": ["string", "null"]},
+                "availabilitySet": {"type": "string"},
+                "size": {"type": "string"},
+                "image": {"type": "string"},
+                "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                "powerState": {"enum": ["running", "deallocated", "stopped"]},
+                "vmAgent": {"enum": ["Ready", "NotReady"]},
+                "health": {"enum": ["Healthy", "Unhealthy", "Unknown"]},
+                "applicationHealthExtension": {"type": "boolean"},
+                "patchMode": {"enum": ["AutomaticByPlatform", "AutomaticByOS", "Manual", "ImageDefault"]},
+                "bypassPlatformSafetyChecksOnUserSchedule": {"type": "boolean"},
+                "installedPatches": _STR_LIST,
+                "maintenanceConfigurations": {**_STR_LIST, "description": "resource-level assignments"},
+            },
+        },
+        "maintenanceConfiguration": {
+            "type": "object",
+            "required": ["name", "window"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "location": {"type": "string"},
+                "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                "window": _WINDOW,
+                "installPatches": {"type": "object"},
+            },
+        },
+        "dynamicScope": {
+            "type": "object",
+            "required": ["name", "maintenanceConfiguration", "filter"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "maintenanceConfiguration": {"type": "string", "description": "name or full resource id"},
+                "filter": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "resourceTypes": _STR_LIST,
+                        "resourceGroups": _STR_LIST,
+                        "osTypes": _STR_LIST,
+                        "locations": _STR_LIST,
+                        "tagSettings": {
+                            "type": "object",
+                            "properties": {
+                                "tags": {"type": "object", "additionalProperties": _STR_LIST},
+                                "filterOperator": {"enum": ["All", "Any"]},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "windowsPatch": {
+            "type": "object",
+            "required": ["kb", "name"],
+            "additionalProperties": False,
+            "properties": {
+                "kb": {"type": "string", "pattern": "^(KB)?[0-9]+$"},
+                "name": {"type": "string"},
+                "classification": {"type": "string"},
+                "classifications": _STR_LIST,
+                "published": {"type": "string"},
+                "reboot": {"enum": ["NeverReboots", "AlwaysRequiresReboot", "CanRequestReboot", "Unknown"]},
+                "minutes": {"type": "number", "minimum": 0},
+            },
+        },
+        "linuxPackage": {
+            "type": "object",
+            "required": ["package", "version"],
+            "additionalProperties": False,
+            "properties": {
+                "package": {"type": "string"},
+                "version": {"type": "string"},
+                "classification": {"enum": ["Critical", "Security", "Other"]},
+                "published": {"type": "string"},
+                "reboot": {"enum": ["NeverReboots", "AlwaysRequiresReboot", "CanRequestReboot", "Unknown"]},
+                "minutes": {"type": "number", "minimum": 0},
+            },
+        },
+        "eventSubscription": {
+            "type": "object",
+            "required": ["name", "endpoint"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "endpoint": {"type": "string", "pattern": "^https?://"},
+                "schema": {"enum": ["EventGridSchema", "CloudEventSchemaV1_0"]},
+                "dataKeyCase": {"enum": ["camel", "pascal"]},
+                "includedEventTypes": _STR_LIST,
+                "configurations": {**_STR_LIST, "description": "maintenance configuration names or ids"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "fault": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"type": "string"}},
+            "oneOf": [
+                {
+                    "properties": {
+                        "type": {"enum": ["patchFails", "unhealthyAfterPatch"]},
+                        "patch": {"type": "string"},
+                        **_SELECTOR,
+                    },
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {"type": {"enum": ["rebootFails", "vmAgentNotReady", "deallocated"]}, **_SELECTOR},
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {
+                        "type": {"const": "slowInstall"},
+                        "factor": {"type": "number", "exclusiveMinimum": 0},
+                        **_SELECTOR,
+                    },
+                    "additionalProperties": False,
+                },
+                {
+                    "required": ["status"],
+                    "properties": {
+                        "type": {"const": "httpError"},
+                        "status": {"enum": [429, 500, 502, 503]},
+                        "retryAfter": {"type": "integer", "minimum": 0},
+                        "code": {"type": "string"},
+                        **_REQUEST_SELECTOR,
+                    },
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {"type": {"const": "dropConnection"}, **_REQUEST_SELECTOR},
+                    "additionalProperties": False,
+                },
+                {
+                    "required": ["status"],
+                    "properties": {
+                        "type": {"const": "eventDeliveryError"},
+                        "status": {"type": "integer"},
+                        "count": {"type": "integer", "minimum": 1},
+                        "eventType": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+            ],
+        },
+    },
+}
+
+
+def expand_variables(value: Any, variables: dict[str, str], *, where: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of ``value`` (recursively)."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match[1], match[2]
+            if name in variables:
+                return variables[name]
+            if default is not None:
+                return default
+            raise ScenarioError(
+                f"{where or 'scenario'}: variable ${{{name}}} is not defined "
+                f"(pass it as --var {name}=VALUE or write ${{{name}:-default}})"
+            )
+
+        return _VAR_RE.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_variables(item, variables, where=f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: expand_variables(v, variables, where=f"{where}.{k}" if where else k) for k, v in value.items()}
+    return value
+
+
+def _location(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate_scenario(document: Any, *, source: str = "scenario") -> None:
+    """Raise :class:`ScenarioError` listing every schema violation with its location."""
+    validator = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    lines = []
+    for error in errors[:20]:
+        if error.validator == "oneOf" and isinstance(error.instance, dict) and "type" in error.instance:
+            # a fault: report the fields that do not fit its type instead of a wall of alternatives
+            known = [s for s in error.context or [] if s.validator not in {"enum", "const"}]
+            detail = known[0].message if known else f"unknown fault type {error.instance['type']!r}"
+            lines.append(f"{_location(error.absolute_path)}: {detail}")
+        else:
+            lines.append(f"{_location(error.absolute_path)}: {error.message}")
+    raise ScenarioError(f"{source}: invalid scenario:\n  " + "\n  ".join(lines))
+
+
+def load_scenario(scenario: dict[str, Any] | str | Path, variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """Load a scenario (dict, or a ``.yaml``/``.yml``/``.json`` file), expand variables, validate.
+
+    ``FUNCTIONS_HOST`` / ``FUNCTIONS_KEY`` fall back to the process environment when not given.
+    """
+    if isinstance(scenario, dict):
+        document: Any = copy.deepcopy(scenario)
+        source = "scenario"
+    else:
+        path = Path(scenario)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScenarioError(f"{source}: cannot read scenario: {exc.strerror}") from None
+        try:
+            document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"{source}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(document, dict):
+        raise ScenarioError(f"{source}: a scenario must be a mapping at the top level")
+    merged = {k: v for k, v in os.environ.items() if k in ("FUNCTIONS_HOST", "FUNCTIONS_KEY")}
+    merged.update(variables or {})
+    document = expand_variables(document, merged, where="")
+    validate_scenario(document, source=source)
+    return document

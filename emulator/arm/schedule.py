@@ -1,0 +1,267 @@
+"""The schedule engine: maintenance configuration runs on the shared clock.
+
+Why: the app's whole control surface is Update Manager's timeline (update-manager-domain.md
+§2.2), so the simulator reproduces it for every InGuestPatch configuration:
+
+* **T-40** (``events.freezeMinutesBefore``): the run is created (``Pending``) and its scope is
+  frozen -- resource-level assignments plus dynamic scopes evaluated *now*, so a tag change after
+  T-40 applies to the next run;
+* **T-35** (``events.preEventMinutesBefore``): ``PreMaintenanceEvent`` is published with
+  ``cancellationCutOffDateTime`` = T-10 (``events.cancellationCutOffMinutesBefore``);
+* cancel (``PUT {correlationId}`` with status ``Cancel``) is honoured until
+  ``min(cancellationCutOffDateTime, T-10)``;
+* **T0**: every VM in the frozen scope that meets the prerequisites (running, agent ready,
+  ``AutomaticByPlatform`` with the bypass flag) installs with the configuration's
+  ``installPatches`` within the window (reboot reserve 10 min Windows / 15 min Linux); VMs that do
+  not are recorded as failed runs with a reason and left untouched;
+* when the last VM finishes, the run is ``Completed``, per-VM results are visible in the instance
+  view and in the VM's ``applyUpdates/{run}``, and ``PostMaintenanceEvent`` carries the run status
+  (``Succeeded``, ``CompletedWithWarnings`` or ``Failed``). A cancelled run ends ``Cancelled`` and,
+  unless ``events.postEventOnCancel`` is false, a post event with status ``Cancelled`` is sent.
+
+A configuration created or edited less than 40 minutes before an occurrence skips that
+occurrence (the documented auto-cancellation); writes restart its schedule.
+
+LIMITATIONS: concurrent schedules on one VM are not serialized (a VM busy with another install is
+recorded as failed with ``Conflict``); availability-set update domains are not sequenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from emulator.arm.events import POST, PRE
+from emulator.arm.fleet import MaintenanceConfiguration, Vm
+from emulator.arm.patching import InstallPlan, activity_id, plan_install
+from patchrings.domain.recurrence import Occurrence, next_occurrence, run_name
+
+if TYPE_CHECKING:
+    from emulator.arm.server import ArmSimulator
+
+__all__ = ["Run", "ScheduleEngine"]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Run:
+    """One scheduled run (a maintenance configuration's ``applyUpdates/{yyyyMMddHHmmss}``)."""
+
+    config_id: str
+    config_name: str
+    name: str
+    start: datetime
+    end: datetime
+    cutoff: datetime
+    status: str = "Pending"  # Pending | InProgress | Completed | Cancelled
+    vm_ids: list[str] = field(default_factory=list)
+    plans: dict[str, InstallPlan] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # vm id -> reason
+    cancelled_at: datetime | None = None
+    result_status: str | None = None
+    last_update: datetime | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return f"{self.config_id}/providers/microsoft.maintenance/applyupdates/{self.name}"
+
+    @property
+    def cancel_deadline(self) -> datetime:
+        return min(self.cutoff, self.start - timedelta(minutes=10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "correlationId": self.correlation_id,
+            "maintenanceConfigurationId": self.config_id,
+            "name": self.name,
+            "startDateTime": _iso(self.start),
+            "endDateTime": _iso(self.end),
+            "cancellationCutOffDateTime": _iso(self.cutoff),
+            "status": self.status,
+            "resultStatus": self.result_status,
+            "vms": list(self.vm_ids),
+            "results": {vm: plan.summary() for vm, plan in self.plans.items()},
+            "skipped": dict(self.skipped),
+            "cancelledAt": _iso(self.cancelled_at) if self.cancelled_at else None,
+        }
+
+
+class ScheduleEngine:
+    def __init__(self, sim: ArmSimulator, options: dict[str, Any] | None = None) -> None:
+        options = options or {}
+        self.sim = sim
+        self.freeze = timedelta(minutes=float(options.get("freezeMinutesBefore", 40)))
+        self.pre_lead = timedelta(minutes=float(options.get("preEventMinutesBefore", 35)))
+        self.cutoff_lead = timedelta(minutes=float(options.get("cancellationCutOffMinutesBefore", 10)))
+        self.post_on_cancel = bool(options.get("postEventOnCancel", True))
+        self.runs: dict[str, Run] = {}  # lower correlation id -> run
+        self.precancelled: set[str] = set()  # lower correlation ids cancelled before T-40
+        self._loops: dict[str, asyncio.Task[None]] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start_all(self) -> None:
+        for config in list(self.sim.fleet.configurations.values()):
+            self.restart(config)
+
+    def restart(self, config: MaintenanceConfiguration) -> None:
+        """(Re)start a configuration's schedule after it was created or changed."""
+        self.stop(config.id)
+        if config.scope.lower() != "inguestpatch":
+            return
+        self._loops[config.id.lower()] = self.sim.spawn(self._loop(config.id, config.generation))
+
+    def stop(self, config_id: str) -> None:
+        task = self._loops.pop(config_id.lower(), None)
+        if task is not None:
+            task.cancel()
+
+    def run(self, correlation_id: str) -> Run | None:
+        return self.runs.get(correlation_id.lower().rstrip("/"))
+
+    def fire(self, config: MaintenanceConfiguration, start: datetime) -> str:
+        """Schedule an extra run of ``config`` at ``start`` (tests/demos); returns its correlationId."""
+        occ = Occurrence(start=start, end=start + config.window.duration)
+        self.sim.spawn(self._run(config.id, occ))
+        return f"{config.id}/providers/microsoft.maintenance/applyupdates/{run_name(start)}"
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def _loop(self, config_id: str, generation: int) -> None:
+        clock = self.sim.clock
+        after = clock.now() + self.freeze - timedelta(microseconds=1)
+        while True:
+            config = self.sim.fleet.configuration(config_id)
+            if config is None or config.generation != generation:
+                return
+            occ = next_occurrence(config.window, after)
+            if occ is None:
+                return
+            await clock.sleep_until(occ.start - self.freeze)
+            self.sim.spawn(self._run(config_id, occ))
+            after = occ.start
+
+    async def _run(self, config_id: str, occ: Occurrence) -> None:
+        clock = self.sim.clock
+        await clock.sleep_until(occ.start - self.freeze)
+        with clock.busy():
+            config = self.sim.fleet.configuration(config_id)
+            if config is None:
+                return
+            run = Run(
+                config_id=config.id,
+                config_name=config.name,
+                name=run_name(occ.start),
+                start=occ.start,
+                end=occ.end,
+                cutoff=occ.start - self.cutoff_lead,
+                last_update=clock.now(),
+            )
+            if run.correlation_id.lower() in self.runs:
+                return  # a fired run and the schedule may coincide
+            run.vm_ids = [vm.id for vm in self.sim.fleet.assigned_vms(config.id)]
+            if run.correlation_id.lower() in self.precancelled:
+                run.cancelled_at = clock.now()
+            self.runs[run.correlation_id.lower()] = run
+            for vm_id in run.vm_ids:
+                self.sim.set_vm_apply_update(vm_id, run, "Pending")
+        await clock.sleep_until(occ.start - self.pre_lead)
+        with clock.busy():
+            if run.cancelled_at is None:
+                self._publish(PRE, run, config, include_cutoff=True)
+        await clock.sleep_until(occ.start)
+        with clock.busy():
+            config = self.sim.fleet.configuration(config_id) or config
+            run.last_update = clock.now()
+            if run.cancelled_at is not None:
+                run.status = "Cancelled"
+                for vm_id in run.vm_ids:
+                    self.sim.set_vm_apply_update(vm_id, run, "Cancelled")
+                if self.post_on_cancel:
+                    self._publish(POST, run, config, status="Cancelled")
+                return
+            run.status = "InProgress"
+            parameters = config.install_patches
+            for vm_id in run.vm_ids:
+                vm = self.sim.fleet.vm(vm_id)
+                if vm is None:
+                    run.skipped[vm_id] = "ResourceNotFound: the VM no longer exists"
+                    continue
+                reason = self._prerequisite_problem(vm)
+                if reason:
+                    run.skipped[vm.id] = reason
+                    self.sim.set_vm_apply_update(vm.id, run, "Completed", error=reason)
+                    continue
+                plan = plan_install(
+                    vm,
+                    self.sim.fleet.available_patches(vm),
+                    parameters,
+                    start=clock.now(),
+                    activity_id=activity_id(vm.id, run.correlation_id),
+                    duration_limit=occ.end - clock.now(),
+                    reboot_minutes=self.sim.reboot_minutes,
+                    maintenance_run_id=run.correlation_id,
+                    **self.sim.faults.for_install(vm),
+                )
+                run.plans[vm.id] = plan
+                vm.busy_operation = run.correlation_id
+                vm.last_installation = plan.summary(in_progress=True, now=clock.now())
+                self.sim.set_vm_apply_update(vm.id, run, "InProgress")
+        for plan in sorted(run.plans.values(), key=lambda p: (p.end, p.vm_id)):
+            await clock.sleep_until(plan.end)
+            with clock.busy():
+                vm = self.sim.fleet.vm(plan.vm_id)
+                if vm is not None:
+                    self.sim.apply_install(vm, plan)
+                    self.sim.set_vm_apply_update(vm.id, run, "Completed")
+        with clock.busy():
+            run.status = "Completed"
+            run.last_update = clock.now()
+            statuses = [p.status for p in run.plans.values()]
+            if "Failed" in statuses or run.skipped:
+                run.result_status = "Failed"
+            elif "CompletedWithWarnings" in statuses:
+                run.result_status = "CompletedWithWarnings"
+            else:
+                run.result_status = "Succeeded"
+            self._publish(POST, run, config, status=run.result_status)
+
+    def _prerequisite_problem(self, vm: Vm) -> str | None:
+        if vm.power_state != "running":
+            return f"VMNotRunning: the VM is {vm.power_state}; machines must be powered on for scheduled patching"
+        if not vm.vm_agent_ready:
+            return "VMAgentStatusCommunicationError: the VM agent is not ready"
+        if vm.patch_mode != "AutomaticByPlatform" or not vm.bypass_platform_safety_checks:
+            return (
+                "PrerequisitesNotMet: scheduled patching needs patchMode AutomaticByPlatform and "
+                "bypassPlatformSafetyChecksOnUserSchedule=true"
+            )
+        if vm.busy_operation:
+            return f"Conflict: another patch operation is in progress ({vm.busy_operation})"
+        return None
+
+    def _publish(
+        self,
+        event_type: str,
+        run: Run,
+        config: MaintenanceConfiguration,
+        *,
+        include_cutoff: bool = False,
+        status: str | None = None,
+    ) -> None:
+        subscriptions = sorted({vm_id.split("/")[2] for vm_id in run.vm_ids} or {config.subscription})
+        data: dict[str, Any] = {
+            "correlationId": run.correlation_id,
+            "maintenanceConfigurationId": config.id,
+            "startDateTime": _iso(run.start),
+            "endDateTime": _iso(run.end),
+        }
+        if include_cutoff:
+            data["cancellationCutOffDateTime"] = _iso(run.cutoff)
+        data["resourceSubscriptionIds"] = subscriptions
+        if status is not None:
+            data["status"] = status
+        self.sim.events.publish(event_type, config_id=config.id, config_name=config.name, data=data)

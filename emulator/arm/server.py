@@ -1,0 +1,593 @@
+"""The ARM fleet simulator: an HTTPS Azure Resource Manager on loopback, on the shared clock.
+
+Why: the app must reach Azure only through the real SDK clients, and locally those clients need
+something that answers like Azure -- TLS, bearer auth, ARM error bodies, LROs, throttling,
+maintenance schedules and events, failures included. :class:`ArmSimulator` composes the parts:
+
+* :mod:`routes` (paths, RBAC actions), :mod:`compute`, :mod:`tags`, :mod:`maintenance` (handlers),
+* :mod:`fleet` (state), :mod:`patching` (patch world), :mod:`schedule` (runs), :mod:`events`,
+* :mod:`faults`, :mod:`throttle`, :mod:`recorder`, :mod:`tls`.
+
+Request pipeline (every request inside ``clock.busy()``): route match (case-insensitive) →
+``api-version`` required → bearer token → identity → role map (403 ``AuthorizationFailed``) →
+throttle (429 + ``Retry-After``) → injected faults → handler → record.
+
+SUPPORTED: see each handler module's docstring; ``/_sim/...`` is a control API for tests and
+demos (not ARM, no auth): ``GET /_sim/requests``, ``GET /_sim/fleet``, ``GET /_sim/runs``,
+``GET /_sim/events``, ``POST /_sim/vms/{name}`` (``health``, ``powerState``, ``vmAgent``),
+``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or ``{"inMinutes": N}``).
+Per-VM health endpoints are on a separate plain-HTTP listener: ``GET /vms/{name}/health``.
+
+LIMITATIONS: one process; state is in memory (continuation tokens resume against the same
+running simulator, from any client process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from emulator.arm import compute, maintenance, tags
+from emulator.arm.calls import Call, Reply
+from emulator.arm.errors import ArmError, error_body
+from emulator.arm.events import EventBus, EventSubscription
+from emulator.arm.faults import Faults
+from emulator.arm.fleet import Fleet, Vm, stable_uuid
+from emulator.arm.patching import InstallPlan
+from emulator.arm.recorder import Recorder
+from emulator.arm.routes import match_route
+from emulator.arm.scenario import load_scenario
+from emulator.arm.schedule import Run, ScheduleEngine
+from emulator.arm.throttle import Throttle
+from emulator.arm.tls import make_server_context
+from emulator.clock import Clock, busy_middleware, parse_instant
+
+__all__ = ["ArmSimulator"]
+
+_HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
+    **compute.HANDLERS,
+    **tags.HANDLERS,
+    **maintenance.HANDLERS,
+}
+_SERVICE_HEADERS = {
+    "x-ms-ratelimit-remaining-subscription-reads",
+    "x-ms-ratelimit-remaining-subscription-writes",
+    "x-ms-ratelimit-remaining-subscription-deletes",
+}
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class ArmSimulator:
+    """See the module docstring. Construct, ``await start()``, use ``endpoint``/``client_settings``."""
+
+    def __init__(
+        self,
+        scenario: dict[str, Any] | Path,
+        clock: Clock,
+        *,
+        port: int = 0,
+        state_dir: Path,
+        variables: dict[str, str] | None = None,
+        health_port: int = 0,
+    ) -> None:
+        self.scenario = load_scenario(scenario, variables)
+        self.clock = clock
+        self.state_dir = Path(state_dir)
+        self._port = port
+        self._health_port = health_port
+        self.seed = int(self.scenario.get("seed", 1))
+        self._ids = random.Random(f"{self.seed}/ids")
+        self.fleet = Fleet.from_scenario(self.scenario, now=clock.now())
+        self.faults = Faults(self.scenario.get("faults", []), self.seed)
+        self.faults.apply_initial(self.fleet)
+        self.throttle = Throttle(self.scenario.get("throttling"))
+        self.recorder = Recorder()
+        lro = self.scenario.get("lro") or {}
+        self.retry_after = int(lro.get("retryAfterSeconds", 1))
+        self.assess_minutes = float(lro.get("assessMinutes", 2))
+        self.reboot_minutes = float(lro.get("rebootMinutes", 5))
+        self.page_size = int((self.scenario.get("paging") or {}).get("pageSize", 50))
+        self.reboot_setting_style = (self.scenario.get("maintenance") or {}).get("rebootSettingStyle", "request")
+        self.identities = self._identities()
+        self.operations: dict[str, compute.Operation] = {}
+        self.apply_updates: dict[str, dict[str, Any]] = {}  # lower id -> ApplyUpdate body
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.events = EventBus(
+            [EventSubscription.from_scenario(s) for s in self.scenario.get("eventSubscriptions", [])],
+            clock,
+            spawn=self.spawn,
+            seed=self.seed,
+            options=self.scenario.get("events"),
+            fault=self.faults.for_delivery,
+        )
+        self.schedule = ScheduleEngine(self, self.scenario.get("events"))
+        self._runner: web.AppRunner | None = None
+        self._health_runner: web.AppRunner | None = None
+        self.endpoint = ""
+        self.health_base_url = ""
+        self.ca_path = self.state_dir / "ca.pem"
+
+    # -- identities -----------------------------------------------------------------------------
+    def _identities(self) -> dict[str, dict[str, Any]]:
+        entries = (self.scenario.get("auth") or {}).get("identities")
+        if not entries:
+            token = "sim-" + uuid.UUID(int=random.Random(f"{self.seed}/token").getrandbits(128)).hex
+            entries = [{"name": "patchrings-app", "token": token, "default": True}]
+        out = {}
+        for entry in entries:
+            out[entry["token"]] = {
+                "name": entry["name"],
+                "objectId": entry.get("objectId") or stable_uuid("principal", entry["name"]),
+                "actions": entry.get("actions"),
+                "default": entry.get("default", False),
+            }
+        return out
+
+    @property
+    def token(self) -> str:
+        """The default identity's bearer token (what ``client_settings`` hands to the app)."""
+        for token, identity in self.identities.items():
+            if identity["default"]:
+                return token
+        return next(iter(self.identities))
+
+    def token_for(self, identity_name: str) -> str:
+        for token, identity in self.identities.items():
+            if identity["name"] == identity_name:
+                return token
+        raise KeyError(f"no identity named {identity_name!r} in the scenario")
+
+    @property
+    def client_settings(self) -> dict[str, str]:
+        """Exactly the four ``PATCHRINGS_ARM_*`` app settings (docs/architecture.md)."""
+        return {
+            "PATCHRINGS_ARM_ENDPOINT": self.endpoint,
+            "PATCHRINGS_ARM_AUTH": "static-token",
+            "PATCHRINGS_ARM_STATIC_TOKEN": self.token,
+            "PATCHRINGS_ARM_CA_BUNDLE": str(self.ca_path),
+        }
+
+    @property
+    def client_config_path(self) -> Path:
+        return self.state_dir / "client-config.json"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ssl_context, self.ca_path = make_server_context(self.state_dir)
+        app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=16 * 1024 * 1024)
+        self._add_control_routes(app)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, ssl_context=ssl_context)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.endpoint = f"https://127.0.0.1:{port}"
+        health = web.Application(middlewares=[busy_middleware(self.clock)])
+        health.router.add_get("/vms/{name}/health", self._health)
+        self._health_runner = web.AppRunner(health, access_log=None, handle_signals=False)
+        await self._health_runner.setup()
+        await web.TCPSite(self._health_runner, "127.0.0.1", self._health_port).start()
+        self.health_base_url = f"http://127.0.0.1:{self._health_runner.addresses[0][1]}"
+        self.client_config_path.write_text(json.dumps(self.client_settings, indent=2) + "\n")
+        self.schedule.start_all()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except BaseException:
+                pass
+        await self.events.close()
+        for runner in (self._runner, self._health_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._health_runner = None
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run background work (LRO progress, schedules, deliveries) on the simulator's loop."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _in_loop(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` on the simulator's loop (tests call the Python API from other threads)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return fn()
+        try:
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        except RuntimeError:
+            pass
+
+        async def call() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    # -- health endpoints -----------------------------------------------------------------------
+    @property
+    def health_url_template(self) -> str:
+        return f"{self.health_base_url}/vms/{{vmName}}/health"
+
+    def health_url(self, vm_name: str) -> str:
+        return f"{self.health_base_url}/vms/{quote(vm_name)}/health"
+
+    async def _health(self, request: web.Request) -> web.Response:
+        vm = self.fleet.vm_by_name(request.match_info["name"])
+        if vm is None:
+            return web.json_response({"status": "NotFound"}, status=404)
+        if vm.power_state != "running":
+            return web.json_response({"status": "Unreachable", "powerState": vm.power_state}, status=503)
+        healthy = vm.health == "Healthy"
+        return web.json_response({"status": vm.health, "vm": vm.name}, status=200 if healthy else 503)
+
+    # -- state changes shared by LROs and the schedule engine -----------------------------------
+    def start_operation(self, op: compute.Operation) -> None:
+        self.operations[op.id.lower()] = op
+
+        async def finish() -> None:
+            await self.clock.sleep_until(op.end)
+            with self.clock.busy():
+                compute.finish_operation(self, op)
+
+        self.spawn(finish())
+
+    def apply_install(self, vm: Vm, plan: InstallPlan) -> None:
+        """An install finished: patches land, the summary updates, faults take effect."""
+        vm.installed.update(plan.installed_keys)
+        vm.last_installation = plan.summary()
+        vm.install_count += 1
+        if plan.becomes_unhealthy:
+            vm.health = "Unhealthy"
+        if vm.busy_operation in (plan.activity_id, plan.maintenance_run_id):
+            vm.busy_operation = None
+
+    def set_vm_apply_update(self, vm_id: str, run: Run, status: str, *, error: str | None = None) -> None:
+        record_id = f"{vm_id}/providers/Microsoft.Maintenance/applyUpdates/{run.name}"
+        properties: dict[str, Any] = {
+            "status": status,
+            "resourceId": vm_id,
+            "lastUpdateTime": _iso(self.clock.now()),
+            "correlationId": run.correlation_id,
+            "maintenanceConfigurationId": run.config_id,
+            "startDateTime": _iso(run.start),
+            "endDateTime": _iso(run.end),
+        }
+        if error:
+            properties["error"] = {"code": error.split(":", 1)[0], "message": error}
+        self.apply_updates[record_id.lower()] = {
+            "id": record_id,
+            "name": run.name,
+            "type": "Microsoft.Maintenance/applyUpdates",
+            "properties": properties,
+        }
+
+    # -- Python control API ---------------------------------------------------------------------
+    def vm(self, name: str) -> Vm:
+        vm = self.fleet.vm_by_name(name)
+        if vm is None:
+            raise KeyError(f"no VM named {name!r}")
+        return vm
+
+    def set_vm_state(
+        self,
+        name: str,
+        *,
+        health: str | None = None,
+        power_state: str | None = None,
+        vm_agent_ready: bool | None = None,
+    ) -> None:
+        vm = self.vm(name)
+
+        def change() -> None:
+            if health is not None:
+                if health not in ("Healthy", "Unhealthy", "Unknown"):
+                    raise ValueError("health must be Healthy, Unhealthy or Unknown")
+                vm.health = health
+            if power_state is not None:
+                if power_state not in ("running", "deallocated", "stopped"):
+                    raise ValueError("powerState must be running, deallocated or stopped")
+                vm.power_state = power_state
+            if vm_agent_ready is not None:
+                vm.vm_agent_ready = vm_agent_ready
+
+        self._in_loop(change)
+
+    def set_vm_health(self, name: str, health: str) -> None:
+        self.set_vm_state(name, health=health)
+
+    def fire_run(self, configuration: str, start: datetime | None = None) -> str:
+        """Schedule an extra run of a configuration (default: 41 min from now); returns its correlationId."""
+        config = self.fleet.configuration_by_name(configuration)
+        if config is None:
+            raise KeyError(f"no maintenance configuration {configuration!r}")
+        when = start or (self.clock.now() + timedelta(minutes=41)).replace(second=0, microsecond=0)
+        return str(self._in_loop(lambda: self.schedule.fire(config, when)))
+
+    @property
+    def runs(self) -> list[Run]:
+        return sorted(self.schedule.runs.values(), key=lambda r: (r.start, r.config_id.lower()))
+
+    def run(self, correlation_id: str) -> Run | None:
+        return self.schedule.run(correlation_id)
+
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        return list(self.events.log)
+
+    def fleet_state(self) -> dict[str, Any]:
+        return {
+            "time": _iso(self.clock.now()),
+            "vms": [
+                {
+                    "name": vm.name,
+                    "id": vm.id,
+                    "os": vm.os,
+                    "location": vm.location,
+                    "zone": vm.zone,
+                    "tags": dict(vm.tags),
+                    "powerState": vm.power_state,
+                    "vmAgentReady": vm.vm_agent_ready,
+                    "health": vm.health,
+                    "installedPatches": sorted(vm.installed),
+                    "availablePatches": [p.key for p in self.fleet.available_patches(vm)],
+                    "lastPatchInstallationSummary": vm.last_installation,
+                    "installCount": vm.install_count,
+                    "healthUrl": self.health_url(vm.name) if self.health_base_url else None,
+                }
+                for vm in sorted(self.fleet.vms.values(), key=lambda v: v.id.lower())
+            ],
+            "maintenanceConfigurations": [
+                maintenance.configuration_body(self, c) for c in self.fleet.configurations.values()
+            ],
+            "assignments": [
+                {"id": a.id, "configurationId": a.configuration_id, "scope": a.scope_id, "filter": a.filter}
+                for a in self.fleet.assignments.values()
+            ],
+        }
+
+    # -- control routes -------------------------------------------------------------------------
+    def _add_control_routes(self, app: web.Application) -> None:
+        async def requests(request: web.Request) -> web.Response:
+            q = request.query
+            found = self.recorder.find(
+                method=q.get("method"),
+                path_contains=q.get("path_contains"),
+                action=q.get("action"),
+                identity=q.get("identity"),
+            )
+            return web.json_response([r.to_dict() for r in found])
+
+        async def fleet(request: web.Request) -> web.Response:
+            return web.json_response(self.fleet_state())
+
+        async def runs(request: web.Request) -> web.Response:
+            return web.json_response([r.to_dict() for r in self.runs])
+
+        async def events(request: web.Request) -> web.Response:
+            return web.json_response({"published": self.events.published, "deliveries": self.deliveries})
+
+        async def set_vm(request: web.Request) -> web.Response:
+            body = await request.json()
+            try:
+                agent = body.get("vmAgent")
+                self.set_vm_state(
+                    request.match_info["name"],
+                    health=body.get("health"),
+                    power_state=body.get("powerState"),
+                    vm_agent_ready=None if agent is None else agent == "Ready",
+                )
+            except KeyError as exc:
+                return web.json_response(error_body("NotFound", str(exc)), status=404)
+            except ValueError as exc:
+                return web.json_response(error_body("BadRequest", str(exc)), status=400)
+            return web.json_response({"ok": True})
+
+        async def fire(request: web.Request) -> web.Response:
+            body = await request.json() if request.can_read_body else {}
+            start = None
+            if body.get("start"):
+                start = parse_instant(body["start"])
+            elif body.get("inMinutes") is not None:
+                start = self.clock.now() + timedelta(minutes=float(body["inMinutes"]))
+            try:
+                correlation = self.fire_run(request.match_info["name"], start)
+            except KeyError as exc:
+                return web.json_response(error_body("NotFound", str(exc)), status=404)
+            return web.json_response({"correlationId": correlation})
+
+        app.router.add_get("/_sim/requests", requests)
+        app.router.add_get("/_sim/fleet", fleet)
+        app.router.add_get("/_sim/runs", runs)
+        app.router.add_get("/_sim/events", events)
+        app.router.add_post("/_sim/vms/{name}", set_vm)
+        app.router.add_post("/_sim/maintenanceConfigurations/{name}/fire", fire)
+
+    # -- the ARM pipeline -----------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        now = self.clock.now()
+        path = request.path
+        query = {k: v for k, v in request.query.items()}
+        api_version = query.get("api-version") or query.get("API-VERSION") or ""
+        raw = await request.read()
+        body: Any = None
+        body_error = False
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body_error = True
+        found = match_route(request.method, path)
+        route, params = found if found else (None, {})
+        base = {
+            "time": now,
+            "method": request.method,
+            "path": path,
+            "query": query,
+            "api_version": api_version or None,
+            "body": body,
+            "action": route.action if route else None,
+            "operation": route.name if route else None,
+        }
+        identity: str | None = None
+        fault_name: str | None = None
+        headers: dict[str, str] = {
+            "x-ms-request-id": self.new_id(),
+            "x-ms-correlation-request-id": request.headers.get("x-ms-client-request-id") or self.new_id(),
+        }
+        try:
+            if route is None:
+                raise ArmError(
+                    404,
+                    "NoRegisteredProviderFound" if "/providers/" in path.lower() else "NotFound",
+                    f"The simulator does not support {request.method} {path}.",
+                )
+            if not api_version:
+                raise ArmError(
+                    400,
+                    "MissingApiVersionParameter",
+                    "The api-version query parameter (?api-version=) is required for all requests.",
+                )
+            identity = self._authenticate(request)
+            self._authorize(identity, route.action, path)
+            allowed, throttle_headers, wait = self.throttle.take(params.get("sub", ""), identity, request.method, now)
+            headers.update(throttle_headers)
+            if not allowed:
+                fault_name = "throttled"
+                raise ArmError(
+                    429,
+                    "TooManyRequests",
+                    f"Number of {(request.method.upper() == 'GET' and 'read') or 'write'} requests for "
+                    f"subscription '{params.get('sub', '')}' and principal '{identity}' exceeded the "
+                    f"limit; retry after {wait} seconds.",
+                    headers={"Retry-After": str(wait)},
+                )
+            injected = self.faults.for_request(request.method, path, route.action)
+            if injected is not None:
+                fault_name = f"{injected.kind}#{injected.index}"
+                if injected.kind == "dropConnection":
+                    self._record(base, identity=identity, status=0, error_code=None, fault=fault_name)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return web.Response(status=500)
+                raise self._injected_error(injected.status, injected.retry_after, injected.code, route.name)
+            if body_error:
+                raise ArmError.bad_request("The request content was invalid and could not be deserialized.")
+            call = Call(
+                method=request.method,
+                path=path,
+                params=params,
+                query=query,
+                body=body,
+                identity=identity,
+                api_version=api_version,
+                base_url=self.endpoint,
+            )
+            reply = _HANDLERS[route.name](self, call)
+            status, payload = reply.status, reply.body
+            headers.update(reply.headers)
+            error_code = None
+        except ArmError as exc:
+            status, payload, error_code = exc.status, exc.body(), exc.code
+            headers.update(exc.headers)
+        self._record(base, identity=identity, status=status, error_code=error_code, fault=fault_name)
+        if payload is None:
+            return web.Response(status=status, headers=headers)
+        return web.Response(status=status, headers=headers, body=json.dumps(payload), content_type="application/json")
+
+    def _injected_error(self, status: int, retry_after: int | None, code: str | None, operation: str) -> ArmError:
+        extra = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if status == 429:
+            if operation.startswith("vm.") or operation.startswith("compute."):
+                return ArmError(
+                    429,
+                    code or "OperationNotAllowed",
+                    "The server rejected the request because too many requests have been received "
+                    "for this subscription.",
+                    details=[
+                        {
+                            "code": "TooManyRequests",
+                            "target": "HighCostGet30Min",
+                            "message": '{"operationGroup":"HighCostGet30Min","startTime":"",'
+                            '"endTime":"","allowedRequestCount":900,"measuredRequestCount":901}',
+                        }
+                    ],
+                    headers=extra,
+                )
+            return ArmError(429, code or "TooManyRequests", "Too many requests; retry later.", headers=extra)
+        messages = {
+            500: ("InternalServerError", "An internal server error occurred. Please retry the request."),
+            502: ("BadGateway", "The gateway did not receive a response in time."),
+            503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry."),
+        }
+        default_code, message = messages.get(status, ("InternalServerError", "Injected failure."))
+        return ArmError(status, code or default_code, message, headers=extra)
+
+    def _authenticate(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        challenge = {
+            "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
+            'error="invalid_token", error_description="The authentication failed"'
+        }
+        if not header:
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+                headers=challenge,
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                headers=challenge,
+            )
+        identity = self.identities.get(token.strip())
+        if identity is None:
+            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.", headers=challenge)
+        return str(identity["name"])
+
+    def _authorize(self, identity: str, action: str, path: str) -> None:
+        entry = next(i for i in self.identities.values() if i["name"] == identity)
+        allowed = entry["actions"]
+        if allowed is None:
+            return
+        if any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in allowed):
+            return
+        scope = path.rstrip("/")
+        raise ArmError(
+            403,
+            "AuthorizationFailed",
+            f"The client '{identity}' with object id '{entry['objectId']}' does not have authorization "
+            f"to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was "
+            "recently granted, please refresh your credentials.",
+        )
+
+    def _record(self, base: dict[str, Any], **fields: Any) -> None:
+        self.recorder.add(**base, **fields)
