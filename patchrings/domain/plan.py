@@ -182,6 +182,13 @@ class Members:
                 out[key] = list(val)
         return out
 
+    def search_subscriptions(self) -> tuple[str, ...]:
+        """Where to look for members: ``subscriptions``, else the configuration's subscription."""
+        if self.subscriptions:
+            return self.subscriptions
+        sub = self.configuration_subscription
+        return (sub,) if sub else ()
+
     @property
     def configuration_subscription(self) -> str | None:
         """The subscription of the maintenance configuration, parsed from its id."""
@@ -462,6 +469,12 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
             err(
                 f"{p}.members.maintenanceConfigurationId",
                 "is required for a scheduled ring (its maintenance configuration's runs install the patches)",
+            )
+        if i == 0 and patching != "direct":
+            err(
+                f"{p}.patching",
+                "must be direct for the first ring: its installPatches results are what the manifest "
+                "for later rings is built from",
             )
         if open_mode == "retag":
             if not tag:

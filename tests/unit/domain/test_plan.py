@@ -253,3 +253,10 @@ def test_plan_dict_is_not_mutated_by_loading():
 @pytest.mark.parametrize("path", sorted((REPO / "plans").rglob("*.json")), ids=lambda p: p.name)
 def test_every_shipped_plan_is_valid(path):
     assert load_plan_file(path).rings
+
+
+def test_first_ring_must_be_direct():
+    doc = base()
+    doc["rings"] = doc["rings"][1:]
+    errs = errors_of(doc)
+    assert "must be direct for the first ring" in errs["rings[0].patching"]
