@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,7 +74,28 @@ class Running:
         return ResourceManagementClient(kw.pop("credential"), sub, **kw)
 
     def advance_until(self, predicate: Callable[[], Any], timeout: float = 60) -> Any:
+        """Jump the (held) skip clock one due time at a time until ``predicate()`` holds."""
         return self.clock.advance_until(predicate, timeout=timeout)
+
+    def advance_to(self, when: datetime) -> None:
+        """Let everything due up to ``when`` happen, then stop the clock exactly there."""
+
+        async def sleeper() -> None:
+            await self.clock.sleep_until(when)
+
+        future = asyncio.run_coroutine_threadsafe(sleeper(), self.loop)
+        self.clock.advance_until(future.done)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until the simulator's loop has run everything already due (no clock jump)."""
+        for _ in range(3):
+            self.call(lambda: None)
+
+    def lro(self, poller: Any) -> Any:
+        """Drive a held clock until an SDK poller finishes, then return its result."""
+        self.advance_until(poller.done)
+        return poller.result()
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -194,6 +216,7 @@ def base_scenario(**extra: Any) -> dict[str, Any]:
 def arm_factory(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     """Start simulators on a dedicated loop thread; each is stopped at teardown."""
     started: list[tuple[Running, threading.Thread]] = []
+    holds = contextlib.ExitStack()
 
     def factory(
         scenario: dict[str, Any] | Path | None = None,
@@ -201,8 +224,11 @@ def arm_factory(tmp_path: Path) -> Iterator[Callable[..., Running]]:
         clock: str = "skip",
         start: str = START,
         variables: dict[str, str] | None = None,
+        hold: bool = True,
     ) -> Running:
         the_clock = make_clock(clock, start=start)
+        if hold and clock == "skip":
+            holds.enter_context(the_clock.hold())
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, daemon=True, name="arm-sim-loop")
         thread.start()
@@ -218,6 +244,7 @@ def arm_factory(tmp_path: Path) -> Iterator[Callable[..., Running]]:
         return running
 
     yield factory
+    holds.close()
     for running, thread in reversed(started):
         asyncio.run_coroutine_threadsafe(running.sim.stop(), running.loop).result(timeout=30)
         running.loop.call_soon_threadsafe(running.loop.stop)
