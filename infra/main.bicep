@@ -155,7 +155,8 @@ var useDurableTaskScheduler = durableStorageProvider == 'DurableTaskScheduler'
 var appSettingsData = loadJsonContent('app-settings.json')
 var eventsData = loadJsonContent('event-subscriptions.json')
 
-@description('Window of a created maintenance configuration when its ring gives none: monthly, the Thursday after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum).')
+// Window of a created maintenance configuration when its ring gives none: monthly, the Thursday
+// after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum).
 var defaultMaintenanceWindow = {
   startDateTime: '2026-01-01 22:00'
   expirationDateTime: '9999-12-31 23:59'
@@ -183,9 +184,7 @@ var defaultInstallPatches = {
 // Maintenance configuration id of every ring: the existing one, or the one created below (its id
 // is known before creation, which keeps module scopes computable at the start of the deployment).
 var ringConfigurationNames = [for ring in rings: ring.?maintenanceConfigurationName ?? 'mc-patchrings-${ring.name}-${resourceToken}']
-var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '')
-  ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i])
-  : ring.?existingMaintenanceConfigurationId ?? '']
+var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i]) : ring.?existingMaintenanceConfigurationId ?? '']
 
 // Configurations created here are edited (pinned manifests) and their runs cancelled by the app,
 // so this resource group joins the rollout scopes whenever one is created.
@@ -365,7 +364,9 @@ module rolloutRoles 'modules/rollout-role.bicep' = {
   name: 'patchrings-roles-${resourceToken}'
   scope: subscription()
   params: {
-    nameSuffix: environmentName
+    // Role names and ids are tenant-wide: the token keeps two environments of the same name in
+    // different subscriptions or resource groups apart.
+    nameSuffix: '${environmentName}-${take(resourceToken, 6)}'
     // A role definition needs at least one assignable scope; with no rollout scopes the role is
     // defined on this resource group only and assigned nowhere.
     assignableScopes: empty(effectiveRolloutScopes) ? [
