@@ -284,3 +284,27 @@ def test_changed_orchestrator_code_is_reported_as_non_determinism(basic: HostThr
     assert status.runtime_status.value == "Failed"
     assert status.output.startswith("Orchestrator function 'changing' failed: Non-Deterministic workflow detected:")
     assert "CallActivity 'hello'" in status.output and "CallActivity 'Double'" in status.output
+
+
+def test_sub_orchestration_with_retry(basic: HostThread) -> None:
+    status = run(basic, "sub_retry_parent", None, "subretry-1")
+    assert status.runtime_status.value == "Completed"
+    assert status.output == "c ok after 2"
+    hist = basic.history("subretry-1")
+    execution_id = hist[1]["OrchestrationInstance"]["ExecutionId"]
+    seq = [(h.EVENT_NAMES[e["EventType"]], e["EventId"] if e["EventType"] in (7, 10) else
+            e.get("TaskScheduledId", e.get("TimerId"))) for e in hist if e["EventType"] in (7, 8, 9, 10, 11)]
+    assert seq == [("SubOrchestrationInstanceCreated", 0), ("SubOrchestrationInstanceFailed", 0),
+                   ("TimerCreated", 1), ("TimerFired", 1),
+                   ("SubOrchestrationInstanceCreated", 2), ("SubOrchestrationInstanceCompleted", 2)]
+    assert basic.status(f"{execution_id}:0").runtime_status.value == "Failed"
+    assert basic.status(f"{execution_id}:2").runtime_status.value == "Completed"
+
+
+def test_restart_with_a_new_instance_id(basic: HostThread) -> None:
+    client = basic.client()
+    iid = basic.call(client.start_new("hello_sequence", None, {"names": ["R"]}))
+    basic.wait_for(iid)
+    new_id = basic.call(client.restart(iid))
+    assert new_id != iid
+    assert basic.wait_for(new_id).output == ["Hello R"]

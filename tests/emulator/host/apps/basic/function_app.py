@@ -203,3 +203,15 @@ def changing(context: df.DurableOrchestrationContext):
         yield context.call_activity("Double", 1)
     yield context.wait_for_external_event("Next")
     return "done"
+
+
+@app.orchestration_trigger(context_name="context")
+def retry_child(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("flaky", context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def sub_retry_parent(context: df.DurableOrchestrationContext):
+    opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
+    spec = {"key": f"{context.instance_id}:c", "fail": 1}
+    return (yield context.call_sub_orchestrator_with_retry("retry_child", opts, spec))

@@ -1,0 +1,101 @@
+"""Local Azure Functions + Durable Functions host for Python v2-model apps (``func start`` stand-in).
+
+Why it exists: Core Tools cannot be installed here (its binary comes from an unreachable
+CDN), yet the app must run locally unmodified and the tests must exercise *real* Durable
+replay. This package runs ``function_app.py`` through the same SDK entry points the Functions
+host and Python worker use, following ``shared/reference/durable-host-protocol.md``.
+
+Modules: ``indexing`` (import + index the app), ``engine`` (episodes, actions, retries,
+timers, activities), ``history`` (DTFx events), ``store`` (SQLite), ``durable_api`` (the
+durable HTTP API), ``triggers`` (HTTP / Event Grid / admin / timer), ``invocation``
+(calling trigger functions), ``server`` (:class:`FunctionsHost`), ``cli``
+(``python -m emulator start``), ``testing`` (:class:`HostThread` for pytest).
+
+SUPPORTED
+---------
+* Indexing as the worker does: the single ``FunctionRegister`` (``df.DFApp`` /
+  ``func.FunctionApp``), blueprints, durable names from ``orchestration=``/``activity=`` or the
+  function name, case-insensitive. Bindings: ``httpTrigger`` (+ ``http`` output),
+  ``orchestrationTrigger``, ``activityTrigger``, ``eventGridTrigger``, ``timerTrigger``,
+  ``durableClient``; anything else is refused at start naming the function and binding
+  (error code ``HOST_INDEX``), as are sync functions with a durable client and timer schedules
+  that are not 6-field NCRONTAB.
+* ``local.settings.json`` ``Values`` loaded into ``os.environ`` before the import, explicit
+  settings on top; ``%NAME%`` references in timer schedules.
+* Orchestrators through the SDK's ``Orchestrator`` handle with the context JSON (schema V3,
+  ``maximumShortTimerDuration`` 6 d / ``longRunningTimerIntervalDuration`` 3 d as on Azure
+  Storage): activities (sync in a thread pool, async awaited), ``call_activity_with_retry`` and
+  ``call_sub_orchestrator_with_retry`` emulated host-side like DTFx ``RetryInterceptor`` (a
+  retry timer after every failed attempt, the last one included; retry-allocating events
+  delivered alone), timers incl. long timers, ``task_all``/``task_any``, external events
+  (buffered by the SDK), sub-orchestrations with explicit or default ids
+  (``<executionId>:<sequence id>``), ``continue_as_new``, custom status, failures in the real
+  text format, completion held while un-cancelled timers or in-flight tasks remain,
+  non-determinism detection (replayed action prefix compared with the previous one).
+* Batching: completions are delivered together, and an instance with activities still queued
+  or running waits for them (up to ``max_batch_delay``, 2 real seconds by default), so a
+  fan-out of N costs 2 episodes and O(N) replayed events (see ``bench/bench_replay.py``).
+* Durable HTTP API at ``/durabletask/`` (``rpcBaseUrl``) and ``/runtime/webhooks/durabletask/``:
+  start (202 + ``Location``; 400 ``ExceptionMessage`` for an unknown orchestrator or an invalid
+  instance id), raise event (202/404/410/400), status with ``showInput``/``showHistory``/
+  ``showHistoryOutput`` (200 terminal, 202 running, **404 with an empty body** when unknown),
+  list/filter, terminate, suspend/resume, restart, purge (one or by filter).
+* Triggers: HTTP under ``/api/`` (route templates with optional, constrained and catch-all
+  parameters, methods, auth levels: FUNCTION = ``code`` query or ``x-functions-key`` header
+  with the function or master key, ADMIN = master key); Event Grid at
+  ``/runtime/webhooks/eventgrid?functionName=NAME`` (Event Grid schema arrays, CloudEvents
+  single or batch, one invocation per event, SubscriptionValidation answered 200
+  ``{"validationResponse": code}``, CloudEvents ``OPTIONS`` handshake); timer triggers
+  (NCRONTAB with seconds, ``runOnStartup``, ``past_due``); ``POST /admin/functions/{name}``
+  for timer and Event Grid functions (no key locally).
+* Keys: ``function_key`` argument, else ``FUNCTIONS_KEY``, else generated; master key from
+  ``FUNCTIONS_MASTER_KEY`` or generated.
+* Persistence in SQLite (``:memory:`` for tests, ``<app>/.local/durable.sqlite`` by default):
+  history rows, inbox rows and instance metadata are committed per episode; after a SIGKILL
+  the host reloads instances, re-arms timers and re-runs activities that were in flight
+  (at-least-once, as in Azure).
+* The shared clock: every timestamp from ``clock.now()``, durable timers and timer triggers
+  wait through ``clock.sleep_until``, queued/running work holds ``clock.busy()`` from the moment
+  it is enqueued until its result is committed, HTTP requests via ``busy_middleware``.
+* Logs (logger ``emulator.host``): one line per function execution with instance id,
+  function name, duration and outcome.
+
+Reproduced surprises of the real platform
+-----------------------------------------
+* **Double-encoded payloads.** ``start_new`` and ``raise_event`` bodies are JSON-encoded twice
+  by the Python client; the host re-serialises the body like Newtonsoft, so an orchestrator
+  waiting on an event raised by the Python client receives ``json.dumps(data)`` (a ``str``),
+  while a raw JSON POST to ``sendEventPostUri`` delivers the object (DF Python issue #295).
+* **Running while an un-cancelled timer is open.** An orchestrator that returns (or raises)
+  while a timer, activity or sub-orchestration is still open stays ``Running`` until those
+  complete, then completes/fails on the replay (DTFx ``HasOpenTasks``). A forgotten 24 h
+  timeout therefore keeps an instance Running for 24 h.
+* **Failure text.** Activities fail as ``"Activity function 'X' failed: <Type>: <message>"``
+  with ``Result: Failure / Exception / Stack`` details; the orchestrator sees
+  ``"{Reason} \\n {Details}"``; a failed instance's output is
+  ``"Orchestrator function '<name>' failed: <error>"`` and a parent catching a child's failure
+  sees that text.
+* Long timers are split by the SDK: with the 6 d / 3 d settings a 10-day sleep becomes
+  timers of 3 d, 3 d and 4 d (SDK 1.7.0 ``LongTimerTask`` arithmetic; the reference's
+  "3+3+3+1" needs a 3 d short-timer limit and is not what 1.7.0 computes with 6 d).
+* Events raised while an instance is Suspended are kept and delivered after resume.
+
+LIMITATIONS
+-----------
+* No entities (``entityTrigger`` is refused; ``call_entity``/``signal_entity`` fail the
+  instance with a clear message), no ``call_http``, no rewind (501), no
+  ``createAndWait`` URL, no task hubs/connections (accepted and ignored), no
+  ``functionTimeout`` emulation, no concurrency throttles beyond the activity pool
+  (16 workers by default).
+* Only the bindings listed above; no queue/blob/table/service-bus bindings.
+* A terminated sub-orchestration does not notify its parent (the parent waits).
+* Instance purge removes any instance, running ones included (their timers are cancelled).
+* One episode runs at a time (one orchestrator thread); fine for local runs and tests.
+* ``skip`` time cannot move while an HTTP request is being served, so an HTTP function that
+  waits for an orchestration needing a timer (e.g.
+  ``wait_for_completion_or_create_check_status_response``) just times out in real time.
+* The app module is imported into the host process; two hosts in one process must not run
+  apps whose modules share names (``function_app`` itself is re-imported each start).
+* The SDK's module-global aiohttp session is reset on start and closed on stop, so a host
+  must be started and stopped on the loop that uses the client.
+"""

@@ -1,0 +1,4 @@
+import azure.functions as func
+
+app = func.FunctionApp()
+other = func.FunctionApp()
