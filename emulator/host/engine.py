@@ -34,6 +34,7 @@ import time
 import traceback
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -198,8 +199,10 @@ class DurableEngine:
         *,
         activity_workers: int = 16,
         max_batch_delay: float | None = 2.0,
+        client_json: Callable[[], str] | None = None,
     ) -> None:
         self.index = index
+        self._client_json = client_json
         self.clock = clock
         self.store = store
         self.instances: dict[str, Instance] = {}
@@ -543,6 +546,8 @@ class DurableEngine:
                 kwargs: dict[str, Any] = {entry.trigger_name: value}
                 if entry.wants_context:
                     kwargs["context"] = make_context(entry, self.index.app_dir)
+                if entry.client_name and self._client_json is not None:
+                    kwargs[entry.client_name] = self._client_json()
                 if entry.is_coroutine:
                     result = await entry.user_function(**kwargs)
                 else:

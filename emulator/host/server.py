@@ -132,7 +132,8 @@ class FunctionsHost:
         self.store = Store(self.storage)
         self.engine = DurableEngine(self.index, self.clock, self.store,
                                     activity_workers=self.activity_workers,
-                                    max_batch_delay=self.max_batch_delay)
+                                    max_batch_delay=self.max_batch_delay,
+                                    client_json=self.client_binding_json)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
         DurableApi(self.engine, lambda: self.base_url, lambda: self.function_key).add_routes(app)
         self.triggers.add_routes(app)
