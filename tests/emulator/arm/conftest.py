@@ -94,7 +94,10 @@ class Running:
 
     def lro(self, poller: Any) -> Any:
         """Drive a held clock until an SDK poller finishes, then return its result."""
-        self.advance_until(poller.done)
+        sim = self.sim
+        self.advance_until(
+            lambda: poller.done() or not any(op.status == "InProgress" for op in list(sim.operations.values()))
+        )
         return poller.result()
 
     def now(self) -> datetime:
