@@ -35,6 +35,15 @@ __all__ = ["FunctionsHost", "load_local_settings"]
 log = logging.getLogger("emulator.host")
 
 
+def load_host_json(app_dir: Path) -> dict[str, Any]:
+    """``host.json`` of the app (empty if absent); the host reads the route prefix, hub name and limits."""
+    path = app_dir / "host.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
 def load_local_settings(app_dir: Path) -> dict[str, str]:
     """``Values`` of ``local.settings.json`` (empty if the file is absent)."""
     path = app_dir / "local.settings.json"
@@ -59,7 +68,7 @@ class FunctionsHost:
         function_key: str | None = None,
         host: str = "127.0.0.1",
         max_batch_delay: float | None = 2.0,
-        activity_workers: int = 16,
+        activity_workers: int | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.clock = clock
@@ -121,17 +130,22 @@ class FunctionsHost:
         self.master_key = os.environ.get("FUNCTIONS_MASTER_KEY") or secrets.token_urlsafe(30)
         _reset_sdk_session()
         self.index = index_app(self.app_dir)
+        extensions = load_host_json(self.app_dir).get("extensions") or {}
+        route_prefix = str((extensions.get("http") or {}).get("routePrefix", "api"))
+        durable = extensions.get("durableTask") or {}
+        workers = self.activity_workers or int(durable.get("maxConcurrentActivityFunctions") or 16)
         self.triggers = TriggerHandlers(
             self.index, self.clock,
             client_json=self.client_binding_json,
             function_key=lambda: self.function_key,
             master_key=lambda: self.master_key,
+            route_prefix=route_prefix,
         )
         if self.storage != ":memory:":
             Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.storage)
         self.engine = DurableEngine(self.index, self.clock, self.store,
-                                    activity_workers=self.activity_workers,
+                                    activity_workers=workers,
                                     max_batch_delay=self.max_batch_delay,
                                     client_json=self.client_binding_json)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
@@ -139,6 +153,7 @@ class FunctionsHost:
         self.triggers.add_routes(app)
         app.router.add_get("/", self._root)
         app.router.add_get("/admin/host/status", self._host_status)
+        self.triggers.add_http_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind_host, self.port)
@@ -179,7 +194,7 @@ class FunctionsHost:
             return lines
         for route in self.triggers.routes:
             methods = ",".join(sorted(route.methods)) if route.methods else "GET,POST,PUT,DELETE,PATCH"
-            lines.append(f"{route.entry.name}: [{methods}] {self.base_url}/api/{route.template.strip('/')}")
+            lines.append(f"{route.entry.name}: [{methods}] {self.triggers.url_for(self.base_url, route)}")
         for entry in self.index.functions.values():
             if entry.trigger_type == "httpTrigger":
                 continue

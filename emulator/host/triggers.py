@@ -138,8 +138,10 @@ class TriggerHandlers:
         client_json: Callable[[], str],
         function_key: Callable[[], str],
         master_key: Callable[[], str],
+        route_prefix: str = "api",
     ) -> None:
         self.index = index
+        self.route_prefix = route_prefix.strip("/")
         self.clock = clock
         self._client_json = client_json
         self._function_key = function_key
@@ -159,10 +161,18 @@ class TriggerHandlers:
             self.schedules[entry.name] = parse_schedule(str(entry.trigger.get("schedule", "")), entry.name)
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_route("*", "/api/{tail:.*}", self.http)
         app.router.add_post("/runtime/webhooks/eventgrid", self.eventgrid)
         app.router.add_route("OPTIONS", "/runtime/webhooks/eventgrid", self.eventgrid_options)
         app.router.add_post("/admin/functions/{name}", self.admin)
+
+    def add_http_routes(self, app: web.Application) -> None:
+        """The HTTP-trigger catch-all; registered last so an empty route prefix cannot shadow the rest."""
+        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
+        app.router.add_route("*", prefix + "/{tail:.*}", self.http)
+
+    def url_for(self, base_url: str, route: HttpRoute) -> str:
+        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
+        return f"{base_url}{prefix}/{route.template.strip('/')}"
 
     def _client(self, entry: FunctionEntry) -> str | None:
         return self._client_json() if entry.client_name else None

@@ -170,3 +170,10 @@ def test_local_settings_values_are_loaded_and_restored(host_factory) -> None:
     assert os.environ["EXTRA_SETTING"] == "x"
     ht.stop()
     assert "TIMERS_APP_MARKER" not in os.environ and "EXTRA_SETTING" not in os.environ
+
+
+def test_host_json_route_prefix_is_honoured(host_factory) -> None:
+    ht = host_factory("prefixed")
+    assert http("GET", f"{ht.base_url}/v1/ping")[2] == b"pong"
+    assert http("GET", f"{ht.base_url}/api/ping")[0] == 404
+    assert ht.host.describe_routes()[0].endswith(f"] {ht.base_url}/v1/ping")
