@@ -89,9 +89,7 @@ class ApprovalRequest:
         cls, rollout_id: str, ring: str, manifest_hash: str, policy: ApprovalPolicy, now: datetime
     ) -> ApprovalRequest:
         now = parse_instant(now)
-        return cls(
-            rollout_id, ring, manifest_hash, now, now + policy.timeout, policy.approvers, policy.on_timeout
-        )
+        return cls(rollout_id, ring, manifest_hash, now, now + policy.timeout, policy.approvers, policy.on_timeout)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,15 +181,26 @@ def check_decision(
 ) -> ApprovalDecision:
     """Accept a decision or raise why not.
 
-    Identity is checked before conflicts so a non-approver learns nothing about what is pending;
-    the initiator rule comes last so an initiator's stale click still reports the conflict.
-    Raises :class:`ApprovalForbidden` (403) or :class:`ApprovalConflict` (409).
+    Order matters and is part of the contract:
+
+    1. a decision for a ring other than the pending one is a conflict (409) whoever sends it —
+       "a decision for another ring gets 409" — since approvers differ per ring;
+    2. then identity: only the ring's listed approvers (403), so a non-approver learns nothing
+       about the pending manifest;
+    3. then nothing pending / wrong manifest (409);
+    4. last, the initiator may not approve their own rollout (403; rejecting is allowed).
     """
     if not isinstance(decision, ApprovalDecision):
         decision = ApprovalDecision.from_dict(decision)
     who = decision.approver
     if policy.mode != "manual":
         raise ApprovalConflict(f"ring {decision.ring!r} does not take manual approval", field="ring")
+    if pending is not None and decision.ring.lower() != pending.ring.lower():
+        raise ApprovalConflict(
+            f"the pending approval is for ring {pending.ring!r}, not {decision.ring!r}",
+            field="ring",
+            details={"pendingRing": pending.ring},
+        )
     if not policy.is_approver(who):
         raise ApprovalForbidden(
             f"{who} is not an approver for ring {decision.ring!r}",
@@ -200,12 +209,6 @@ def check_decision(
         )
     if pending is None:
         raise ApprovalConflict(f"no approval is pending for ring {decision.ring!r}", field="ring")
-    if decision.ring.lower() != pending.ring.lower():
-        raise ApprovalConflict(
-            f"the pending approval is for ring {pending.ring!r}, not {decision.ring!r}",
-            field="ring",
-            details={"pendingRing": pending.ring},
-        )
     if decision.manifest_hash.lower() != pending.manifest_hash.lower():
         raise ApprovalConflict(
             f"the pending approval is for manifest {pending.manifest_hash}, not {decision.manifest_hash}",
@@ -284,9 +287,7 @@ def decode_client_principal(encoded: str) -> dict[str, Any]:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=False)
         doc = json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestInvalid(
-            "X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON", field="X-MS-CLIENT-PRINCIPAL"
-        ) from exc
+        raise RequestInvalid("X-MS-CLIENT-PRINCIPAL is not base64-encoded JSON", field="X-MS-CLIENT-PRINCIPAL") from exc
     if not isinstance(doc, dict):
         raise RequestInvalid("X-MS-CLIENT-PRINCIPAL must encode a JSON object", field="X-MS-CLIENT-PRINCIPAL")
     return doc

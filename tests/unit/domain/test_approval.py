@@ -65,6 +65,18 @@ def test_conflicts(pending, kw, field):
     assert exc.value.http_status == 409 and exc.value.field == field
 
 
+def test_wrong_ring_is_a_conflict_even_from_that_rings_approver():
+    # carol approves ring2 in another policy, but ring1 is what is pending: 409, not 403
+    with pytest.raises(ApprovalConflict) as exc:
+        check_decision(POLICY, PENDING, decision(approver="carol@contoso.com", ring="ring2"), initiator=None)
+    assert exc.value.field == "ring"
+
+
+def test_non_approver_with_wrong_manifest_learns_nothing():
+    with pytest.raises(ApprovalForbidden):
+        check_decision(POLICY, PENDING, decision(approver="eve@contoso.com", manifestHash="zzz"), initiator=None)
+
+
 def test_ring_without_manual_approval_conflicts():
     with pytest.raises(ApprovalConflict):
         check_decision(ApprovalPolicy(), PENDING, decision(), initiator=None)
