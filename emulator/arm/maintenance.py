@@ -4,7 +4,8 @@ SUPPORTED
 * ``maintenanceConfigurations`` GET / PUT (201 create, 200 update) / PATCH / DELETE (200, 204 if
   absent), list by subscription and resource group. ``InGuestPatch`` windows are validated with
   :mod:`patchrings.domain.recurrence` (full recurEvery grammar, Windows time zone names) and the
-  Guest limits (duration 01:30-03:55); ``rebootSetting`` accepts both spellings and is echoed as
+  Guest limits (duration 01:30-03:55; ``maintenance.enforceGuestWindowLimits: false`` lifts them, as
+  the official example uses 05:00); ``rebootSetting`` accepts both spellings and is echoed as
   sent, or in the service's ``RebootIfRequired`` form with ``maintenance.rebootSettingStyle: service``.
   Every write restarts the configuration's schedule.
 * ``configurationAssignments`` at resource level (VMs), resource-group level and subscription
@@ -82,7 +83,7 @@ def configuration_body(sim: ArmSimulator, config: MaintenanceConfiguration) -> d
     }
 
 
-def _validate_properties(properties: dict[str, Any]) -> dict[str, Any]:
+def _validate_properties(properties: dict[str, Any], *, enforce_limits: bool = True) -> dict[str, Any]:
     scope = str(properties.get("maintenanceScope") or "")
     if not scope:
         raise _bad("maintenanceScope is required.")
@@ -94,7 +95,7 @@ def _validate_properties(properties: dict[str, Any]) -> dict[str, Any]:
             parsed = parse_window(window)
         except ValueError as exc:
             raise _bad(f"Invalid maintenanceWindow: {exc}") from None
-        if not _MIN_GUEST <= parsed.duration <= _MAX_GUEST:
+        if enforce_limits and not _MIN_GUEST <= parsed.duration <= _MAX_GUEST:
             raise _bad(
                 "Invalid maintenanceWindow: duration must be between 01:30 and 03:55 for the "
                 "InGuestPatch maintenance scope."
@@ -138,7 +139,7 @@ def put_configuration(sim: ArmSimulator, call: Call) -> Reply:
     _check_rg(sim, call)
     p = call.params
     body = call.require_body()
-    properties = _validate_properties(dict(body.get("properties") or {}))
+    properties = _validate_properties(dict(body.get("properties") or {}), enforce_limits=sim.enforce_guest_limits)
     config_id = (
         f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}/providers/Microsoft.Maintenance/"
         f"maintenanceConfigurations/{p['mc']}"
@@ -176,7 +177,7 @@ def patch_configuration(sim: ArmSimulator, call: Call) -> Reply:
     body = call.require_body()
     if "properties" in body:
         merged = {**config.properties, **(body.get("properties") or {})}
-        config.properties = _validate_properties(merged)
+        config.properties = _validate_properties(merged, enforce_limits=sim.enforce_guest_limits)
         config.generation += 1
     if "tags" in body:
         config.tags = dict(body.get("tags") or {})

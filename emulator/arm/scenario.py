@@ -178,7 +178,10 @@ SCENARIO_SCHEMA: dict[str, Any] = {
         "maintenance": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"rebootSettingStyle": {"enum": ["request", "service"]}},
+            "properties": {
+                "rebootSettingStyle": {"enum": ["request", "service"]},
+                "enforceGuestWindowLimits": {"type": "boolean"},
+            },
         },
         "faults": {"type": "array", "items": {"$ref": "#/$defs/fault"}},
     },

@@ -100,7 +100,9 @@ class ArmSimulator:
         self.assess_minutes = float(lro.get("assessMinutes", 2))
         self.reboot_minutes = float(lro.get("rebootMinutes", 5))
         self.page_size = int((self.scenario.get("paging") or {}).get("pageSize", 50))
-        self.reboot_setting_style = (self.scenario.get("maintenance") or {}).get("rebootSettingStyle", "request")
+        maintenance_options = self.scenario.get("maintenance") or {}
+        self.reboot_setting_style = maintenance_options.get("rebootSettingStyle", "request")
+        self.enforce_guest_limits = bool(maintenance_options.get("enforceGuestWindowLimits", True))
         self.identities = self._identities()
         self.operations: dict[str, compute.Operation] = {}
         self.apply_updates: dict[str, dict[str, Any]] = {}  # lower id -> ApplyUpdate body

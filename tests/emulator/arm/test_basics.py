@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -29,7 +30,7 @@ def test_client_config_has_exactly_the_four_settings(arm):
     }
     assert config["PATCHRINGS_ARM_ENDPOINT"].startswith("https://127.0.0.1:")
     assert config["PATCHRINGS_ARM_AUTH"] == "static-token"
-    assert "BEGIN CERTIFICATE" in open(config["PATCHRINGS_ARM_CA_BUNDLE"]).read()
+    assert "BEGIN CERTIFICATE" in Path(config["PATCHRINGS_ARM_CA_BUNDLE"]).read_text()
 
 
 def test_tls_is_verified_against_the_generated_ca(arm):
