@@ -27,6 +27,7 @@ start is used.
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 PROBE_TIMEOUT_CAP = 10  # seconds: a health probe must never hold an activity for long
+THROTTLE_ATTEMPTS = 3  # installPatches POSTs answered 429 are retried (they were not processed)
+THROTTLE_WAIT_CAP = 10.0  # seconds per wait: activities must stay short
 REBOOT_SETTINGS = {"rebootifrequired": "IfRequired", "neverreboot": "Never", "alwaysreboot": "Always",
                    "ifrequired": "IfRequired", "never": "Never", "always": "Always"}
 
@@ -184,11 +187,8 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
         record = ledger.install(run_id, vm_id) or {}
         return _started("already-started", record.get("token"))
 
-    sub, rg, name = _vm_parts(vm)
     try:
-        poller = clients.compute(sub).virtual_machines.begin_install_patches(
-            rg, name, _install_parameters(payload.get("parameters")), polling=OneShotARMPolling()
-        )
+        poller = _post_install_once(clients, vm, _install_parameters(payload.get("parameters")))
     except ServiceRequestError as exc:  # the request never reached ARM
         ledger.delete_install(run_id, vm_id)
         return _started("refused", None, error_info(exc))
@@ -208,6 +208,35 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     poller.wait()
     ledger.update_install(run_id, vm_id, {"state": "started", "token": token})
     return _started("started", token)
+
+
+def _post_install_once(clients: Any, vm: Mapping[str, Any], parameters: dict[str, Any]) -> Any:
+    """POST installPatches with the SDK's *resending* retries turned off.
+
+    azure-core retries a POST on 500/503/504 (and on read errors) by sending it again, which
+    could start a second install. Only throttling is retried here, because a 429 means the
+    request was rejected before it was processed; every other failure surfaces to the caller.
+    """
+    sub, rg, name = _vm_parts(vm)
+    operations = clients.compute(sub).virtual_machines
+    for attempt in range(THROTTLE_ATTEMPTS):
+        try:
+            return operations.begin_install_patches(
+                rg, name, parameters, polling=OneShotARMPolling(), retry_status=0, retry_read=0
+            )
+        except HttpResponseError as exc:
+            if status_of(exc) != 429 or attempt + 1 == THROTTLE_ATTEMPTS:
+                raise
+            time.sleep(min(_retry_after(exc), THROTTLE_WAIT_CAP))
+    raise AssertionError("unreachable")
+
+
+def _retry_after(exc: HttpResponseError) -> float:
+    try:
+        headers = getattr(exc.response, "headers", None) or {}
+        return max(float(headers.get("Retry-After", 1)), 0.0)
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _observed_install(summary: Mapping[str, Any] | None, since: datetime | None) -> str | None:

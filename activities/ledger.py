@@ -135,9 +135,11 @@ def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, 
     rollout_id = str(payload["rolloutId"])
     ring = str(payload["ring"])
     manifest_hash = payload.get("manifestHash")
+    # Only decisions the rollout accepted count ("submitted"/"refused" rows are the API's log).
     bound = [
         a for a in ledger.approvals(rollout_id)
         if str(a.get("ring")) == ring and (manifest_hash is None or a.get("manifestHash") == manifest_hash)
+        and a.get("outcome") in (None, "accepted")
     ]
     latest = bound[-1] if bound else None
     verdict = str((latest or {}).get("verdict") or (latest or {}).get("decision") or "").lower()

@@ -1,0 +1,129 @@
+"""Fakes for the activity cores' unit tests: a scripted HTTP transport and an in-memory ledger."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+Responder = Callable[[Any], tuple[int, dict[str, str], Any]]
+
+
+class ScriptedTransport(HttpTransport):  # type: ignore[misc]
+    """Answers each request with the first responder whose (method, url substring) matches.
+
+    ``script`` is a list of ``(method, needle, responder_or_tuple)``; a tuple entry is used for
+    every matching request, a list of tuples is consumed one per request. Every request is kept
+    in ``requests`` so tests assert on exactly what was sent.
+    """
+
+    def __init__(self, script: list[tuple[str, str, Any]]) -> None:
+        self.script = script
+        self.requests: list[Any] = []
+
+    def __enter__(self) -> ScriptedTransport:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+    def open(self) -> None:
+        return None
+
+    def sleep(self, duration: float) -> None:
+        """Retry back-off and LRO delays cost no real time in unit tests."""
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests.append(request)
+        for method, needle, scripted in self.script:
+            if request.method == method and needle.lower() in request.url.lower():
+                answer = scripted
+                if isinstance(scripted, list):
+                    answer = scripted.pop(0) if len(scripted) > 1 else scripted[0]
+                status, headers, body = answer(request) if callable(answer) else answer
+                return _response(request, status, headers, body)
+        raise AssertionError(f"unscripted request {request.method} {request.url}")
+
+
+def _response(request: Any, status: int, headers: dict[str, str], body: Any) -> Any:
+    raw = requests.Response()
+    raw.status_code = status
+    raw._content = b"" if body is None else json.dumps(body).encode()
+    raw.raw = io.BytesIO(raw._content)
+    raw.headers["Content-Type"] = "application/json"
+    raw.headers.update(headers)
+    raw.url = request.url
+    return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+
+class FakeLedger:
+    """The subset of :class:`patchrings.ledger.Ledger` the activity cores use, in memory."""
+
+    def __init__(self) -> None:
+        self.installs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rollouts: dict[str, dict[str, Any]] = {}
+        self.runs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.approval_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.vm_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
+        row = self.installs.get((run_id, vm_id.lower()))
+        return dict(row) if row else None
+
+    def record_install(self, run_id: str, vm_id: str, fields: dict[str, Any]) -> bool:
+        key = (run_id, vm_id.lower())
+        if key in self.installs:
+            return False
+        self.installs[key] = {k: v for k, v in fields.items() if v is not None}
+        return True
+
+    def update_install(self, run_id: str, vm_id: str, fields: dict[str, Any]) -> bool:
+        self.installs.setdefault((run_id, vm_id.lower()), {}).update({k: v for k, v in fields.items() if v is not None})
+        return True
+
+    def delete_install(self, run_id: str, vm_id: str) -> None:
+        self.installs.pop((run_id, vm_id.lower()), None)
+
+    def record_rollout(self, rollout_id: str, fields: dict[str, Any]) -> bool:
+        self.rollouts.setdefault(rollout_id, {"rolloutId": rollout_id}).update(fields)
+        return True
+
+    def rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        return self.rollouts.get(rollout_id)
+
+    def record_ring_run(self, rollout_id: str, ring: str, run_id: str, fields: dict[str, Any]) -> bool:
+        row = self.runs.setdefault((rollout_id, ring, run_id), {"rolloutId": rollout_id, "ring": ring, "runId": run_id})
+        row.update(fields)
+        return True
+
+    def ring_runs(self, rollout_id: str) -> list[dict[str, Any]]:
+        return [r for (rid, _, _), r in self.runs.items() if rid == rollout_id]
+
+    def run_gates(self, run_id: str) -> list[dict[str, Any]]:
+        return [r for (_, _, run), r in self.runs.items() if run.lower() == run_id.lower() and "authorised" in r]
+
+    def record_approval(self, rollout_id: str, decision_id: str, fields: dict[str, Any]) -> bool:
+        key = (rollout_id, decision_id)
+        if key in self.approval_rows:
+            return False
+        self.approval_rows[key] = {**fields, "rolloutId": rollout_id, "decisionId": decision_id}
+        return True
+
+    def approvals(self, rollout_id: str) -> list[dict[str, Any]]:
+        rows = [r for (rid, _), r in self.approval_rows.items() if rid == rollout_id]
+        return sorted(rows, key=lambda r: (str(r.get("at") or ""), r["decisionId"]))
+
+    def record_vm_results(self, rollout_id: str, ring: str, run_id: str, results: list[dict[str, Any]]) -> int:
+        for result in results:
+            row = self.vm_rows.setdefault((rollout_id, ring, str(result["vm"]).lower()), {})
+            row.update({**result, "runId": run_id})
+        return len(results)

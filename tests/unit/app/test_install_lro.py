@@ -1,0 +1,211 @@
+"""start/poll install over a scripted transport: one POST at most, one status check per poll,
+no poller threads left behind, every refusal and ambiguity mapped."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ServiceRequestError
+
+from activities.compute import poll_install_core, start_install_core
+from patchrings.clients import AzureClients
+from patchrings.settings import Settings
+from tests.unit.app.fakes import FakeLedger, ScriptedTransport
+
+pytestmark = pytest.mark.unit
+
+SUB = "11111111-2222-3333-4444-555555555555"
+BASE = "https://127.0.0.1:8443"
+VM = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+OPS = f"{BASE}/subscriptions/{SUB}/providers/Microsoft.Compute/locations/westeurope"
+ACCEPTED = (202, {"Azure-AsyncOperation": f"{OPS}/operations/op1", "Location": f"{OPS}/operationResults/op1",
+                  "Retry-After": "1"}, None)
+RESULT = {"status": "Succeeded", "installationActivityId": "op1", "rebootStatus": "Completed",
+          "maintenanceWindowExceeded": False, "installedPatchCount": 1, "failedPatchCount": 0,
+          "pendingPatchCount": 0, "patches": [{"kbId": "5034123", "installationState": "Installed"}]}
+START = "2026-11-16T06:00:00Z"
+
+
+def view(summary: dict[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
+    body: dict[str, Any] = {"statuses": [{"code": "PowerState/running"}]}
+    if summary:
+        body["patchStatus"] = {"lastPatchInstallationSummary": summary}
+    return 200, {}, body
+
+
+def make_clients(tmp_path: Path, script: list[tuple[str, str, Any]]) -> tuple[AzureClients, ScriptedTransport]:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    settings = Settings(arm_endpoint=BASE, arm_auth="static-token", arm_static_token="t", arm_ca_bundle=str(ca),
+                        ledger_connection="AccountName=a;AccountKey=b")
+    transport = ScriptedTransport(script)
+    return AzureClients(settings, transport=transport), transport
+
+
+def payload(**extra: Any) -> dict[str, Any]:
+    return {"rolloutId": "r", "ring": "ring0", "runId": "run-1", "runStartedAt": START,
+            "vm": {"id": VM, "name": "vm1", "os": "Windows"},
+            "parameters": {"rebootSetting": "RebootIfRequired", "windowsParameters": {}}, **extra}
+
+
+def methods(transport: ScriptedTransport) -> list[str]:
+    return [f"{r.method} {r.url.split('?')[0].rsplit('/', 1)[-1]}" for r in transport.requests]
+
+
+def poller_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_start" in t.name and t.is_alive()]
+
+
+def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operations/op1", [(200, {}, {"status": "InProgress"}), (200, {}, {"status": "Succeeded"})]),
+        ("GET", "/operationResults/op1", (200, {}, RESULT)),
+    ])
+    ledger = FakeLedger()
+    started = start_install_core(clients, ledger, payload())
+    assert started["state"] == "started" and started["token"]
+    assert methods(transport) == ["GET instanceView", "POST installPatches"]
+    assert json.loads(transport.requests[1].content)["rebootSetting"] == "IfRequired"
+    assert ledger.install("run-1", VM)["token"] == started["token"]
+
+    transport.requests.clear()
+    first = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": started["token"]})
+    assert first == {"done": False, "result": None, "error": None}
+    assert methods(transport) == ["GET op1"]
+
+    transport.requests.clear()
+    second = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": started["token"]})
+    assert second["done"] is True and second["error"] is None
+    assert second["result"]["installedPatchCount"] == 1
+    assert [r.url.split("?")[0] for r in transport.requests] == [f"{OPS}/operations/op1",
+                                                                 f"{OPS}/operationResults/op1"]
+    assert ledger.install("run-1", VM)["state"] == "done"
+    assert poller_threads() == []
+
+
+def test_failed_operation_is_done_with_its_error(tmp_path: Path) -> None:
+    clients, _ = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operations/op1", (200, {}, {"status": "Failed",
+                                              "error": {"code": "PatchInstallFailed", "message": "boom"}})),
+    ])
+    ledger = FakeLedger()
+    token = start_install_core(clients, ledger, payload())["token"]
+    out = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": token})
+    assert out["done"] is True and out["result"] is None
+    assert out["error"]["code"] == "PatchInstallFailed"
+
+
+def test_failed_status_check_is_not_done(tmp_path: Path) -> None:
+    clients, _ = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operations/op1", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
+    ])
+    ledger = FakeLedger()
+    token = start_install_core(clients, ledger, payload())["token"]
+    out = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": token})
+    assert out["done"] is False
+    assert out["error"]["retryable"] is True and out["error"]["status"] == 503
+
+
+def test_existing_record_means_no_request_at_all(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [])
+    ledger = FakeLedger()
+    ledger.record_install("run-1", VM.upper(), {"state": "started", "token": "tok"})
+    assert start_install_core(clients, ledger, payload()) == {"state": "already-started", "token": "tok", "error": None}
+    assert transport.requests == []
+
+
+@pytest.mark.parametrize(
+    ("summary", "state"),
+    [
+        ({"status": "InProgress", "startTime": "2026-11-16T05:00:00Z"}, "already-started"),
+        ({"status": "Succeeded", "startTime": "2026-11-16T06:30:00.1234567Z"}, "already-done"),
+    ],
+)
+def test_instance_view_shows_an_install_of_this_run(tmp_path: Path, summary: dict[str, Any], state: str) -> None:
+    clients, transport = make_clients(tmp_path, [("GET", "/instanceView", view(summary))])
+    ledger = FakeLedger()
+    assert start_install_core(clients, ledger, payload())["state"] == state
+    assert methods(transport) == ["GET instanceView"]
+    assert ledger.install("run-1", VM) is not None
+
+
+def test_old_finished_install_does_not_block(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
+        ("POST", "/installPatches", ACCEPTED),
+    ])
+    assert start_install_core(clients, FakeLedger(), payload())["state"] == "started"
+    assert methods(transport).count("POST installPatches") == 1
+
+
+def test_conflict_is_refused_and_frees_the_claim(tmp_path: Path) -> None:
+    clients, _ = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", (409, {}, {"error": {"code": "Conflict", "message": "busy"}})),
+    ])
+    ledger = FakeLedger()
+    out = start_install_core(clients, ledger, payload())
+    assert out["state"] == "refused" and out["error"]["code"] == "Conflict"
+    assert ledger.install("run-1", VM) is None
+
+
+def test_unreachable_arm_is_refused_and_frees_the_claim(tmp_path: Path) -> None:
+    def refuse(request: Any) -> Any:
+        raise ServiceRequestError("connection refused")
+
+    clients, _ = make_clients(tmp_path, [("GET", "/instanceView", view()), ("POST", "/installPatches", refuse)])
+    ledger = FakeLedger()
+    out = start_install_core(clients, ledger, payload())
+    assert out["state"] == "refused" and out["error"]["retryable"] is True
+    assert ledger.install("run-1", VM) is None
+
+
+def test_ambiguous_failure_keeps_the_claim_and_never_reposts(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", (500, {}, {"error": {"code": "InternalError", "message": "oops"}})),
+    ])
+    ledger = FakeLedger()
+    out = start_install_core(clients, ledger, payload())
+    assert out["state"] == "already-started" and out["token"] is None
+    assert out["error"]["code"] == "InternalError"
+    assert ledger.install("run-1", VM)["state"] == "unknown"
+    # azure-core would resend a POST answered 500; the install POST must go out exactly once
+    assert methods(transport).count("POST installPatches") == 1
+    again = start_install_core(clients, ledger, payload())
+    assert again["state"] == "already-started"
+    assert methods(transport).count("POST installPatches") == 1  # the re-run sent nothing
+
+
+def test_throttled_post_is_retried(tmp_path: Path) -> None:
+    throttled = (429, {"Retry-After": "0"}, {"error": {"code": "TooManyRequests", "message": "slow down"}})
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", [throttled, ACCEPTED]),
+    ])
+    assert start_install_core(clients, FakeLedger(), payload())["state"] == "started"
+    assert methods(transport).count("POST installPatches") == 2
+
+
+def test_tokenless_poll_uses_the_instance_view_of_this_run_only(tmp_path: Path) -> None:
+    old = {"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z", "installedPatchCount": 9}
+    new = {"status": "Failed", "startTime": "2026-11-16T06:01:00Z", "installedPatchCount": 1, "failedPatchCount": 1}
+    clients, _ = make_clients(tmp_path, [("GET", "/instanceView", [view(old), view(new)])])
+    ledger = FakeLedger()
+    ledger.record_install("run-1", VM, {"state": "unknown", "runStartedAt": START})
+    vm = payload()["vm"]
+    waiting = poll_install_core(clients, ledger, {"runId": "run-1", "vm": vm, "token": None})
+    assert waiting["done"] is False and waiting["error"]["code"] == "InstallNotObserved"
+    done = poll_install_core(clients, ledger, {"runId": "run-1", "vm": vm, "token": None})
+    assert done["done"] is True
+    assert done["result"]["status"] == "Failed" and done["result"]["source"] == "instanceView"
