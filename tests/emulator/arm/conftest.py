@@ -258,3 +258,65 @@ def arm_factory(tmp_path: Path) -> Iterator[Callable[..., Running]]:
 @pytest.fixture
 def arm(arm_factory: Callable[..., Running]) -> Running:
     return arm_factory()
+
+
+class Receiver:
+    """A tiny webhook on loopback that records Event Grid deliveries and answers scripted statuses."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[dict[str, Any]] = []
+        self.statuses: list[int] = []  # answered first, in order; then 200
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="receiver-loop")
+        self.thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
+
+    async def _start(self) -> str:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.deliveries.append(
+                {"headers": dict(request.headers), "body": body, "status": status, "query": dict(request.query)}
+            )
+            return web.Response(status=status)
+
+        app = web.Application()
+        app.router.add_post("/events", handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    def events(self, event_type: str | None = None, *, accepted_only: bool = True) -> list[dict[str, Any]]:
+        out = []
+        for delivery in self.deliveries:
+            if accepted_only and delivery["status"] >= 300:
+                continue
+            for event in delivery["body"]:
+                kind = event.get("eventType") or event.get("type")
+                if event_type is None or kind.endswith(event_type):
+                    out.append(event)
+        return out
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    yield rec
+    rec.close()
+
+
+def with_events(scenario: dict[str, Any], **subscription: Any) -> dict[str, Any]:
+    """Add an event subscription pointing at the receiver (``${RECEIVER}`` variable)."""
+    entry = {"name": "patchrings", "endpoint": "${RECEIVER}/events?functionName=on_maintenance_event&code=${KEY:-}"}
+    entry.update(subscription)
+    scenario["eventSubscriptions"] = [entry]
+    return scenario
