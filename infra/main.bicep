@@ -57,7 +57,7 @@ type ringSpec = {
   @description('Region of the maintenance configuration (existing or created). Defaults to location.')
   location: string?
 
-  @description('maintenanceWindow of a created configuration (startDateTime, duration, timeZone, recurEvery, expirationDateTime).')
+  @description('maintenanceWindow of a created configuration (startDateTime, duration, timeZone, recurEvery, expirationDateTime); fields not given come from the default window (e.g. give only recurEvery).')
   maintenanceWindow: object?
 
   @description('installPatches of a created configuration (rebootSetting, windowsParameters, linuxParameters).')
@@ -140,6 +140,9 @@ param maximumInstanceCount int = 40
 @description('Tags added to every resource.')
 param tags object = {}
 
+@description('Deployment time (leave the default): a created configuration without its own window starts tomorrow, so its first occurrence is always in the future.')
+param deploymentTime string = utcNow('u')
+
 // ---------------------------------------------------------------------------------------------
 // Names and data
 // ---------------------------------------------------------------------------------------------
@@ -156,9 +159,9 @@ var appSettingsData = loadJsonContent('app-settings.json')
 var eventsData = loadJsonContent('event-subscriptions.json')
 
 // Window of a created maintenance configuration when its ring gives none: monthly, the Thursday
-// after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum).
+// after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum), starting tomorrow.
 var defaultMaintenanceWindow = {
-  startDateTime: '2026-01-01 22:00'
+  startDateTime: '${dateTimeAdd(deploymentTime, 'P1D', 'yyyy-MM-dd')} 22:00'
   expirationDateTime: '9999-12-31 23:59'
   duration: '03:55'
   timeZone: 'UTC'
@@ -314,7 +317,7 @@ module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring
     name: ringConfigurationNames[i]
     location: ring.?location ?? location
     tags: allTags
-    maintenanceWindow: ring.?maintenanceWindow ?? defaultMaintenanceWindow
+    maintenanceWindow: union(defaultMaintenanceWindow, ring.?maintenanceWindow ?? {})
     installPatches: ring.?installPatches ?? defaultInstallPatches
   }
 }]
