@@ -6,12 +6,17 @@ slow and brittle. The first activity call builds :class:`Settings` (failing fast
 ``SettingsInvalid`` naming every bad key), :class:`AzureClients` and the :class:`Ledger`, and
 every later call in the process reuses them (thread-safe: sync activities run on a pool).
 
+The cache is keyed by the ``PATCHRINGS_*`` environment: when it changes (the local host swaps
+``os.environ`` for each platform it starts in one process, and does not re-import this
+module), the next call builds fresh dependencies instead of talking to a stale endpoint.
+
 Tests either call the activity cores directly with their own dependencies or install a
-:class:`Deps` with :func:`set_deps`.
+:class:`Deps` with :func:`set_deps` (which pins it regardless of the environment).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,19 +51,34 @@ class Deps:
 
 _lock = threading.Lock()
 _current: Deps | None = None
+_current_key: tuple[tuple[str, str], ...] | None = None
+_pinned = False
+
+
+def _environment_key() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("PATCHRINGS_")))
 
 
 def deps() -> Deps:
-    """The process's dependencies, built from ``os.environ`` on first call."""
-    global _current
+    """The process's dependencies, built from ``os.environ`` (rebuilt if the settings change)."""
+    global _current, _current_key
     with _lock:
-        if _current is None:
+        if _pinned and _current is not None:
+            return _current
+        key = _environment_key()
+        if _current is None or key != _current_key:
+            stale = _current
             _current = Deps.from_settings(Settings.from_env())
+            _current_key = key
+            if stale is not None and hasattr(stale.clients, "close"):
+                stale.clients.close()
         return _current
 
 
 def set_deps(value: Deps | None) -> None:
-    """Install (or with ``None`` forget) the process's dependencies; for tests and tools."""
-    global _current
+    """Pin (or with ``None`` forget) the process's dependencies; for tests and tools."""
+    global _current, _current_key, _pinned
     with _lock:
         _current = value
+        _current_key = None
+        _pinned = value is not None
