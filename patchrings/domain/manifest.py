@@ -15,10 +15,17 @@ Left out, conservatively, and listed in ``excluded`` with the reason:
 rollouts that validated the same patches produce the same hash, and an approval bound to it
 cannot be replayed for different content.
 
-Empty lists are dangerous: an empty ``kbNumbersToInclude`` means *no filter* to Azure, i.e.
-install everything in the classifications. :func:`Manifest.install_parameters` therefore returns
-``None`` for an OS with nothing pinned (skip those VMs), and :func:`Manifest.configuration_patch`
-pins an impossible mask instead of an empty list (see ``NOTHING_KB`` / ``NOTHING_PACKAGE``).
+Selection semantics matter here. Update Manager selects a patch when it matches the
+classification list **or** an explicit include (the include lists add to the classifications;
+with neither given, everything available is selected). So a pin must carry **empty**
+``classificationsToInclude`` plus the include list — exactly what Microsoft field engineers'
+staged-patching runbook writes (helderpinto/AzureUpdateManagerTools,
+Create-StagedMaintenanceConfiguration.ps1), and what the local ARM simulator implements.
+
+Empty lists are dangerous the other way round: no classifications and no includes means
+*everything*. :func:`Manifest.install_parameters` therefore returns ``None`` for an OS with nothing
+pinned (skip those VMs), and :func:`Manifest.configuration_patch` pins an impossible include
+instead of an empty list (``NOTHING_KB`` / ``NOTHING_PACKAGE``).
 """
 
 from __future__ import annotations
@@ -31,18 +38,6 @@ from typing import Any
 from patchrings.domain.gates import VmVerdict
 from patchrings.domain.plan import normalize_reboot_setting, short_hash
 from patchrings.domain.results import ci_get, installed_patches
-
-WINDOWS_CLASSIFICATIONS = [
-    "Critical",
-    "Security",
-    "UpdateRollUp",
-    "FeaturePack",
-    "ServicePack",
-    "Definition",
-    "Tools",
-    "Updates",
-]
-LINUX_CLASSIFICATIONS = ["Critical", "Security", "Other"]
 
 #: pinned when an OS has no validated patches, so a maintenance configuration installs nothing
 NOTHING_KB = "0000000"
@@ -126,9 +121,9 @@ class Manifest:
     def install_parameters(self, os_name: str, base_install: Mapping[str, Any]) -> dict[str, Any] | None:
         """``VirtualMachineInstallPatchesParameters`` installing exactly the manifest on one OS.
 
-        Keeps the base's ``rebootSetting`` / ``maximumDuration``; includes every classification so
-        the pin list alone decides. Returns ``None`` when nothing is pinned for that OS: the caller
-        must not install (an empty include list would install everything).
+        Keeps the base's ``rebootSetting`` / ``maximumDuration`` and exclusions; classifications are
+        emptied so the pin list alone decides (see module docstring). Returns ``None`` when nothing
+        is pinned for that OS: the caller must not install (no includes would install everything).
         """
         params: dict[str, Any] = {
             "rebootSetting": normalize_reboot_setting(base_install.get("rebootSetting", "IfRequired")),
@@ -140,7 +135,7 @@ class Manifest:
                 return None
             base = base_install.get("windowsParameters", {}) or {}
             wp: dict[str, Any] = {
-                "classificationsToInclude": list(WINDOWS_CLASSIFICATIONS),
+                "classificationsToInclude": [],
                 "kbNumbersToInclude": list(self.windows_kbs),
             }
             if base.get("kbNumbersToExclude"):
@@ -153,7 +148,7 @@ class Manifest:
                 return None
             base = base_install.get("linuxParameters", {}) or {}
             lp: dict[str, Any] = {
-                "classificationsToInclude": list(LINUX_CLASSIFICATIONS),
+                "classificationsToInclude": [],
                 "packageNameMasksToInclude": list(self.linux_packages),
             }
             if base.get("packageNameMasksToExclude"):
@@ -164,8 +159,9 @@ class Manifest:
     def configuration_patch(self, existing_install_patches: Mapping[str, Any] | None) -> dict[str, Any]:
         """The maintenance configuration ``installPatches`` block with the manifest pinned.
 
-        Keeps the existing reboot setting (normalised) and exclusions; replaces include lists and
-        classifications. An OS with nothing validated gets an impossible mask so it installs nothing.
+        Keeps the existing reboot setting (normalised) and exclusions; empties classifications and
+        replaces include lists. An OS with nothing validated gets an impossible include so it
+        installs nothing.
         """
         existing = copy.deepcopy(dict(existing_install_patches or {}))
         out: dict[str, Any] = {k: v for k, v in existing.items() if k not in ("windowsParameters", "linuxParameters")}
@@ -173,13 +169,13 @@ class Manifest:
         wexist = ci_get(existing, "windowsParameters") or {}
         lexist = ci_get(existing, "linuxParameters") or {}
         wp: dict[str, Any] = {
-            "classificationsToInclude": list(WINDOWS_CLASSIFICATIONS),
+            "classificationsToInclude": [],
             "kbNumbersToInclude": list(self.windows_kbs) or [NOTHING_KB],
             "kbNumbersToExclude": list(ci_get(wexist, "kbNumbersToExclude") or []),
             "excludeKbsRequiringReboot": bool(ci_get(wexist, "excludeKbsRequiringReboot") or False),
         }
         lp: dict[str, Any] = {
-            "classificationsToInclude": list(LINUX_CLASSIFICATIONS),
+            "classificationsToInclude": [],
             "packageNameMasksToInclude": list(self.linux_packages) or [NOTHING_PACKAGE],
             "packageNameMasksToExclude": list(ci_get(lexist, "packageNameMasksToExclude") or []),
         }
@@ -195,6 +191,8 @@ class Manifest:
         lp = ci_get(install_patches, "linuxParameters") or {}
         kbs = sorted(normalize_kb(k) or "" for k in (ci_get(wp, "kbNumbersToInclude") or []))
         pkgs = sorted(ci_get(lp, "packageNameMasksToInclude") or [])
+        if ci_get(wp, "classificationsToInclude") or ci_get(lp, "classificationsToInclude"):
+            return False  # classifications would add patches beyond the pin
         return kbs == sorted(list(self.windows_kbs) or [NOTHING_KB]) and pkgs == sorted(
             list(self.linux_packages) or [NOTHING_PACKAGE]
         )

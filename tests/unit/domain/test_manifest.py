@@ -83,9 +83,7 @@ def test_install_parameters_pin_exactly_the_manifest():
             "windowsParameters": {"classificationsToInclude": ["Critical"], "kbNumbersToExclude": ["111"]}}
     w = m.install_parameters("Windows", base)
     assert w == {"rebootSetting": "IfRequired", "maximumDuration": "PT2H",
-                 "windowsParameters": {"classificationsToInclude": ["Critical", "Security", "UpdateRollUp",
-                                                                    "FeaturePack", "ServicePack", "Definition",
-                                                                    "Tools", "Updates"],
+                 "windowsParameters": {"classificationsToInclude": [],  # includes add to classifications
                                        "kbNumbersToInclude": ["5034123", "5034441"], "kbNumbersToExclude": ["111"]}}
     lin = m.install_parameters("Linux", base)
     assert lin["linuxParameters"]["packageNameMasksToInclude"] == list(m.linux_packages)
@@ -107,7 +105,12 @@ def test_configuration_patch_pins_into_installPatches_and_detects_pinned():
     assert block["linuxParameters"]["packageNameMasksToInclude"] == list(m.linux_packages)
     assert block["windowsParameters"]["kbNumbersToInclude"] == [NOTHING_KB]
     assert block["rebootSetting"] in ("IfRequired", "Never", "Always")
+    assert block["linuxParameters"]["classificationsToInclude"] == []
+    assert block["windowsParameters"]["classificationsToInclude"] == []
     assert m.is_pinned_in(block)
+    widened = json.loads(json.dumps(block))
+    widened["linuxParameters"]["classificationsToInclude"] = ["Security"]
+    assert not m.is_pinned_in(widened)  # a classification would install more than the pin
     assert not m.is_pinned_in(existing)
     assert not build_manifest([WIN1]).is_pinned_in(block)
 
