@@ -200,9 +200,11 @@ class DurableEngine:
         activity_workers: int = 16,
         max_batch_delay: float | None = 2.0,
         client_json: Callable[[], str] | None = None,
+        max_batch_size: int | None = None,
     ) -> None:
         self.index = index
         self._client_json = client_json
+        self.max_batch_size = max_batch_size  # None = unlimited; 1 = the naive one-event-per-episode host
         self.clock = clock
         self.store = store
         self.instances: dict[str, Instance] = {}
@@ -605,6 +607,9 @@ class DurableEngine:
         """The next events to deliver: retry-allocating events alone, everything else together."""
         batch: list[tuple[int, dict[str, Any]]] = []
         for row, ev in inst.inbox:
+            if self.max_batch_size is not None and len(batch) >= self.max_batch_size and (
+                    ev["EventType"] != h.EXECUTION_STARTED):
+                break
             if self._allocates_id(inst, ev):
                 if not batch:
                     batch.append((row, ev))

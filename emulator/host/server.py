@@ -69,6 +69,7 @@ class FunctionsHost:
         host: str = "127.0.0.1",
         max_batch_delay: float | None = 2.0,
         activity_workers: int | None = None,
+        max_batch_size: int | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.clock = clock
@@ -79,6 +80,7 @@ class FunctionsHost:
         self.bind_host = host
         self.max_batch_delay = max_batch_delay
         self.activity_workers = activity_workers
+        self.max_batch_size = max_batch_size
         self.function_key = ""
         self.master_key = ""
         self.index: AppIndex | None = None
@@ -147,7 +149,8 @@ class FunctionsHost:
         self.engine = DurableEngine(self.index, self.clock, self.store,
                                     activity_workers=workers,
                                     max_batch_delay=self.max_batch_delay,
-                                    client_json=self.client_binding_json)
+                                    client_json=self.client_binding_json,
+                                    max_batch_size=self.max_batch_size)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
         DurableApi(self.engine, lambda: self.base_url, lambda: self.function_key).add_routes(app)
         self.triggers.add_routes(app)

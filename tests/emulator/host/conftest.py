@@ -38,4 +38,6 @@ def basic() -> Iterator[HostThread]:
     clock = make_clock("skip", start=START)
     with HostThread(APPS / "basic", clock) as ht:
         yield ht
+        assert ht.host.engine is not None
+        assert ht.host.engine.stats["duplicate_completions"] == 0, "host/SDK sequence id mismatch"
     clock.close()

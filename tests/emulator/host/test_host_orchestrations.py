@@ -308,3 +308,16 @@ def test_restart_with_a_new_instance_id(basic: HostThread) -> None:
     new_id = basic.call(client.restart(iid))
     assert new_id != iid
     assert basic.wait_for(new_id).output == ["Hello R"]
+
+
+def test_one_log_line_per_function_execution(basic: HostThread, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="emulator.host"):
+        status = run(basic, "hello_sequence", {"names": ["L"]}, "logged-1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "emulator.host"]
+    activity = [m for m in lines if m.startswith("Executed activity 'hello' (instance=logged-1, task=0)")]
+    episodes = [m for m in lines if m.startswith("Executed orchestrator 'hello_sequence' (instance=logged-1,")]
+    assert len(activity) == 1 and activity[0].endswith(": Succeeded") and "ms" in activity[0]
+    assert len(episodes) == 2 and episodes[-1].endswith(": Completed")
+    assert status.output == ["Hello L"]
