@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["SCENARIO_SCHEMA", "ScenarioError", "expand_variables", "load_scenario"]
+__all__ = ["FAULT_TYPES", "SCENARIO_SCHEMA", "ScenarioError", "expand_variables", "load_scenario", "validate_scenario"]
 
 
 class ScenarioError(ValueError):
@@ -344,6 +344,19 @@ SCENARIO_SCHEMA: dict[str, Any] = {
 }
 
 
+FAULT_TYPES = (
+    "patchFails",
+    "unhealthyAfterPatch",
+    "rebootFails",
+    "vmAgentNotReady",
+    "deallocated",
+    "slowInstall",
+    "httpError",
+    "dropConnection",
+    "eventDeliveryError",
+)
+
+
 def expand_variables(value: Any, variables: dict[str, str], *, where: str = "") -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of ``value`` (recursively)."""
     if isinstance(value, str):
@@ -384,8 +397,12 @@ def validate_scenario(document: Any, *, source: str = "scenario") -> None:
     for error in errors[:20]:
         if error.validator == "oneOf" and isinstance(error.instance, dict) and "type" in error.instance:
             # a fault: report the fields that do not fit its type instead of a wall of alternatives
-            known = [s for s in error.context or [] if s.validator not in {"enum", "const"}]
-            detail = known[0].message if known else f"unknown fault type {error.instance['type']!r}"
+            kind = error.instance["type"]
+            if kind not in FAULT_TYPES:
+                detail = f"unknown fault type {kind!r} (known: {', '.join(FAULT_TYPES)})"
+            else:
+                known = [s for s in error.context or [] if s.validator not in {"enum", "const"}]
+                detail = known[0].message if known else f"invalid {kind} fault"
             lines.append(f"{_location(error.absolute_path)}: {detail}")
         else:
             lines.append(f"{_location(error.absolute_path)}: {error.message}")

@@ -283,7 +283,7 @@ class Receiver:
             return web.Response(status=status)
 
         app = web.Application()
-        app.router.add_post("/events", handle)
+        app.router.add_post("/{tail:.*}", handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
