@@ -72,7 +72,7 @@ def test_semantic_errors(tmp_path):
         ArmSimulator(unknown, make_clock("real"), state_dir=tmp_path)
     window = base_scenario()
     window["subscriptions"][0]["resourceGroups"][1]["maintenanceConfigurations"][0]["window"]["recurEvery"] = "Often"
-    with pytest.raises(ScenarioError, match="mc-ring0.*recurEvery"):
+    with pytest.raises(ScenarioError, match=r"mc-ring0.*recurEvery"):
         ArmSimulator(window, make_clock("real"), state_dir=tmp_path)
 
 
