@@ -598,10 +598,32 @@ class DurableEngine:
             self._ready.pop(inst.instance_id, None)
             try:
                 await self._episode(inst)
-            except Exception:
+            except Exception as exc:
                 log.exception("episode of %s crashed", inst.instance_id)
+                self._fail_on_host_error(inst, exc)
             if inst.inbox and inst.status in ACTIVE and inst.status != "Suspended":
                 self._ready[inst.instance_id] = None
+
+    def _fail_on_host_error(self, inst: Instance, exc: Exception) -> None:
+        """A bug in the host must not spin on the same batch forever: fail the instance loudly."""
+        if inst.status in TERMINAL or self.instances.get(inst.instance_id) is not inst:
+            return
+        now = self.clock.now()
+        message = (f"Orchestrator function '{inst.name}' failed: local host error "
+                   f"({type(exc).__name__}: {exc}); see the host log")
+        try:
+            with self.store.transaction():
+                self._drop_runtime(inst)
+                self._append_history(inst, [h.execution_completed(now, h.STATUS_FAILED, json.dumps(message))])
+                inst.status = "Failed"
+                inst.output = message
+                inst.updated = now
+                self.store.put_meta(inst.instance_id, inst.meta())
+                self._notify_parent(inst, "Failed", message, now)
+        except Exception:
+            log.exception("could not record the host error for %s", inst.instance_id)
+            self._drop_runtime(inst)
+            inst.status = "Failed"
 
     def _take_batch(self, inst: Instance) -> list[tuple[int, dict[str, Any]]]:
         """The next events to deliver: retry-allocating events alone, everything else together."""

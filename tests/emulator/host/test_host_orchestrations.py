@@ -321,3 +321,23 @@ def test_one_log_line_per_function_execution(basic: HostThread, caplog: pytest.L
     assert len(activity) == 1 and activity[0].endswith(": Succeeded") and "ms" in activity[0]
     assert len(episodes) == 2 and episodes[-1].endswith(": Completed")
     assert status.output == ["Hello L"]
+
+
+def test_purge_by_filters(host_factory) -> None:
+    from datetime import UTC, datetime
+
+    from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
+
+    ht = host_factory()
+    client = ht.client()
+    ids = [ht.call(client.start_new("hello_sequence", f"purge-{i}", {"names": [str(i)]})) for i in range(3)]
+    for iid in ids:
+        ht.wait_for(iid)
+    since = datetime(2020, 1, 1, tzinfo=UTC)
+    completed = [OrchestrationRuntimeStatus.Completed]
+    listed = ht.call(client.get_status_by(created_time_from=since, runtime_status=completed))
+    assert {s.instance_id for s in listed} == set(ids)
+    result = ht.call(client.purge_instance_history_by(created_time_from=since,
+                                                      runtime_status=[OrchestrationRuntimeStatus.Completed]))
+    assert result.instances_deleted == 3
+    assert ht.call(client.get_status_all()) == []

@@ -96,6 +96,10 @@ def test_sigkill_mid_rollout_resumes_without_losing_history(tmp_path: Path) -> N
         proc.wait(timeout=10)
 
     assert final["runtimeStatus"] == "Completed", out.read_text()[-3000:]
+    printed = out.read_text()
+    assert f"start: [POST] http://127.0.0.1:{port}/api/start" in printed  # routes, like func start
+    assert "Default function key:" in printed
+    assert "recovered 1 durable instance(s)" in printed
     expected = [f"patched {r}:{v}" for r in range(3) for v in range(3)]
     assert final["output"] == [*expected[:3], "approved:alice", *expected[3:]]
     # ring 0 finished before the kill: its side effects happened exactly once
