@@ -196,7 +196,7 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
         status = status_of(exc)
         if status is not None and 400 <= status < 500:  # refused: nothing was started
             ledger.delete_install(run_id, vm_id)
-            return _started("refused", None, error_info(exc, code="Conflict" if status == 409 else None))
+            return _started("refused", None, error_info(exc))
         error = error_info(exc)
         ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
         return _started("already-started", None, error)

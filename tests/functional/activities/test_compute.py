@@ -112,7 +112,7 @@ def test_refused_install_frees_the_claim(arm: SimHandle, clients: AzureClients, 
                "parameters": PARAMS, "runStartedAt": START}
     out = start_install_core(clients, arm_ledger, payload)
     assert out["state"] == "refused"
-    assert out["error"]["code"] == "Conflict" and out["error"]["status"] == 409
+    assert out["error"]["code"] == "OperationNotAllowed" and out["error"]["status"] == 409
     assert arm_ledger.install("r3:ring0", vm_id("db-01")) is None
 
 
