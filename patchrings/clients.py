@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from azure.mgmt.maintenance import MaintenanceManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-__all__ = ["AzureClients", "StaticTokenCredential", "subscription_of"]
+__all__ = ["ARM_LIMITS", "TABLE_LIMITS", "AzureClients", "StaticTokenCredential", "subscription_of"]
+
+# Bounded retries/timeouts (see AzureClients.client_kwargs). 429 + Retry-After is still honoured.
+ARM_LIMITS: dict[str, Any] = {"retry_total": 4, "retry_backoff_max": 20, "connection_timeout": 15,
+                              "read_timeout": 60}
+# The ledger is on the fail-closed guard's path: a dead Table endpoint must fail fast.
+TABLE_LIMITS: dict[str, Any] = {"retry_total": 3, "retry_backoff_max": 10, "connection_timeout": 10,
+                                "read_timeout": 30}
 
 # Used for calls that are not about one subscription (e.g. a cancel PUT sent by absolute path):
 # the pipeline never puts the client's subscription into such a URL.
@@ -113,10 +120,16 @@ class AzureClients:
         return [f"{endpoint}/.default"]
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments every management client is built with (endpoint, TLS, scopes)."""
+        """Keyword arguments every management client is built with (endpoint, TLS, scopes, limits).
+
+        Retries and timeouts are bounded (:data:`ARM_LIMITS`): azure-core's defaults (10 retries,
+        up to 120 s back-off, 300 s connect timeout) could keep an activity busy for many
+        minutes, and some calls race a deadline (a run's cancel must land before T-10).
+        """
         kwargs: dict[str, Any] = {
             "base_url": self.settings.arm_endpoint,
             "credential_scopes": self.credential_scopes,
+            **ARM_LIMITS,
         }
         if self.settings.arm_ca_bundle:
             kwargs["connection_verify"] = self.settings.arm_ca_bundle
@@ -189,7 +202,7 @@ class AzureClients:
 
         with self._lock:
             if self._tables is None:
-                extra: dict[str, Any] = {}
+                extra: dict[str, Any] = dict(TABLE_LIMITS)
                 if self._transport is not None:
                     extra["transport"] = self._transport
                 if self.settings.ledger_connection:

@@ -129,3 +129,13 @@ def test_subscription_of() -> None:
 
 def test_request_type_is_rest() -> None:
     assert HttpRequest("GET", "/x").method == "GET"
+
+
+def test_retries_and_timeouts_are_bounded(tmp_path: Path) -> None:
+    clients = AzureClients(local_settings(tmp_path))
+    compute = clients.compute(SUB)
+    assert compute._config.retry_policy.total_retries == 4
+    transport = compute._client._pipeline._transport
+    assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (15, 60)
+    tables = clients.table_service()._client._client._pipeline._transport
+    assert tables.connection_config.timeout == 10
