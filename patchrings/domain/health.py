@@ -355,9 +355,7 @@ class HealthTracker:
                     if outcome == "unhealthy"
                     else "health could not be read during the elastic phase"
                 )
-                self.state = replace(
-                    st, phase="done", outcome=outcome, reasons=(lead, *why), next_check_at=None
-                )
+                self.state = replace(st, phase="done", outcome=outcome, reasons=(lead, *why), next_check_at=None)
                 return self.state
             else:
                 self.state = replace(st, phase="elastic", next_check_at=min(at + poll, self.elastic_deadline))
