@@ -90,3 +90,32 @@ def test_install_records_are_create_only(ledger: Ledger) -> None:
     ledger.update_install("run-0", VM, {"state": "done"})
     row = ledger.install("run-0", VM.upper())
     assert row is not None and row["token"] == "t1" and row["state"] == "done"
+
+
+def test_guard_gate_and_activity_writes_on_azurite(ledger: Ledger) -> None:
+    from activities.ledger import (
+        ledger_read_gate_core,
+        ledger_record_event_core,
+        ledger_record_ring_run_core,
+        ledger_record_rollout_core,
+    )
+
+    run = f"{MC}/providers/microsoft.maintenance/applyupdates/20261117020000"
+    assert ledger_read_gate_core(ledger, {"correlationId": run, "ring": "ring1"})["authorised"] is False
+    ledger_record_rollout_core(ledger, {"rolloutId": "r9", "state": "running", "status": {"rings": []}})
+    ledger_record_ring_run_core(ledger, {"rolloutId": "r9", "ring": "ring1", "runId": run, "state": "authorised",
+                                         "authorised": True, "configurationId": MC, "at": "2026-11-17T01:25:00Z"})
+    gate = ledger_read_gate_core(ledger, {"correlationId": run.upper(), "ring": "ring1"})
+    assert gate["authorised"] is True and gate["rolloutId"] == "r9"
+    # revocation is a MERGE on the same natural keys: the gate closes
+    ledger_record_ring_run_core(ledger, {"rolloutId": "r9", "ring": "ring1", "runId": run, "state": "revoked",
+                                         "authorised": False})
+    assert ledger_read_gate_core(ledger, {"correlationId": run})["authorised"] is False
+    assert len(ledger.ring_runs("r9")) == 1
+    # a run without any authorised flag never opens the gate
+    ledger_record_ring_run_core(ledger, {"rolloutId": "r9", "ring": "ring2", "runId": "r9:ring2", "state": "x"})
+    assert ledger.run_gates("r9:ring2") == []
+
+    event = {"configurationId": MC, "eventType": "pre", "eventId": run, "receivedAt": "2026-11-17T01:25:00Z"}
+    assert ledger_record_event_core(ledger, event) == {"written": True}
+    assert ledger_record_event_core(ledger, dict(event)) == {"written": False}
