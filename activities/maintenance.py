@@ -35,6 +35,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from activities.deps import deps
 from activities.plan import plan_ring
 from patchrings.arm.errors import error_info
+from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
 from patchrings.arm.lro import to_wire
 from patchrings.arm.vms import FINISHED_PATCH_STATES, install_summary, parse_time, summary_as_result
@@ -252,35 +253,37 @@ def collect_run_results_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
     correlation_id = str(payload["correlationId"])
     run_name = correlation_id.rstrip("/").rsplit("/", 1)[-1]
     since = parse_time(payload.get("since"))
-    results: list[dict[str, Any]] = []
-    for vm in payload.get("vms") or []:
-        rid = parse_resource_id(str(vm["id"]))
-        entry: dict[str, Any] = {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"),
-                                 "state": "missing", "result": None, "error": None, "applyUpdate": None}
-        compute = clients.compute(rid.subscription)
-        try:
-            view = to_wire(compute.virtual_machines.instance_view(rid.resource_group, rid.name)) or {}
-        except AzureError as exc:
-            entry.update(state="unreadable", error=error_info(exc))
-            results.append(entry)
-            continue
-        summary = install_summary(view)
-        started = parse_time((summary or {}).get("startTime"))
-        if summary and (since is None or (started is not None and started >= since)):
-            finished = str(summary.get("status") or "").lower() in FINISHED_PATCH_STATES
-            entry.update(state="done" if finished else "running", result=summary_as_result(summary))
-        try:
-            record = clients.maintenance(rid.subscription).apply_updates.get(
-                rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, run_name, cls=_raw
-            )
-            props = (record or {}).get("properties") or {}
-            entry["applyUpdate"] = {"status": props.get("status"), "lastUpdateTime": props.get("lastUpdateTime")}
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            entry["applyUpdateError"] = error_info(exc)
-        results.append(entry)
-    return {"results": results}
+    vms = list(payload.get("vms") or [])
+    return {"results": map_bounded(lambda vm: _collect_one(clients, vm, run_name, since), vms)}
+
+
+def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any) -> dict[str, Any]:
+    """One VM's result of the run (never raises: read failures are ``unreadable``)."""
+    rid = parse_resource_id(str(vm["id"]))
+    entry: dict[str, Any] = {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"),
+                             "state": "missing", "result": None, "error": None, "applyUpdate": None}
+    try:
+        view = to_wire(clients.compute(rid.subscription).virtual_machines.instance_view(
+            rid.resource_group, rid.name)) or {}
+    except AzureError as exc:
+        entry.update(state="unreadable", error=error_info(exc))
+        return entry
+    summary = install_summary(view)
+    started = parse_time((summary or {}).get("startTime"))
+    if summary and (since is None or (started is not None and started >= since)):
+        finished = str(summary.get("status") or "").lower() in FINISHED_PATCH_STATES
+        entry.update(state="done" if finished else "running", result=summary_as_result(summary))
+    try:
+        record = clients.maintenance(rid.subscription).apply_updates.get(
+            rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, run_name, cls=_raw
+        )
+        props = (record or {}).get("properties") or {}
+        entry["applyUpdate"] = {"status": props.get("status"), "lastUpdateTime": props.get("lastUpdateTime")}
+    except ResourceNotFoundError:
+        pass
+    except AzureError as exc:
+        entry["applyUpdateError"] = error_info(exc)
+    return entry
 
 
 # ------------------------------------------------------------------------------ bindings

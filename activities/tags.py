@@ -20,6 +20,7 @@ from azure.core.exceptions import AzureError
 
 from activities.deps import deps
 from patchrings.arm.errors import error_info
+from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
 
@@ -44,31 +45,36 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     """
     tag = str(payload["tag"])
     value = str(payload["value"])
+    vm_ids = [str(v) for v in payload.get("vmIds") or []]
+    outcomes = map_bounded(lambda vm_id: _retag_one(clients, vm_id, tag, value), vm_ids)
     out: dict[str, list[Any]] = {"changed": [], "unchanged": [], "failed": []}
-    for vm_id in payload.get("vmIds") or []:
-        scope = str(vm_id).lstrip("/")
-        try:
-            resources = clients.resources(parse_resource_id(str(vm_id)).subscription)
-            current = to_wire(resources.tags.get_at_scope(scope)) or {}
-            tags = dict((current.get("properties") or {}).get("tags") or {})
-            key = _tag_key(tags, tag)
-            if key is not None and tags[key] == value:
-                out["unchanged"].append(vm_id)
-                continue
-            poller = resources.tags.begin_update_at_scope(
-                scope,
-                {"operation": "Merge", "properties": {"tags": {key or tag: value}}},
-                polling=OneShotARMPolling(),
-            )
-            step = poll_once(poller)  # no HTTP call when the PATCH answered 200
-            if step.done and step.error:
-                out["failed"].append({"vm": vm_id, "error": step.error})
-                continue
-            # A 202 still running is accepted by ARM: the next check-before-act confirms it.
-            out["changed"].append(vm_id)
-        except (AzureError, ValueError) as exc:
-            out["failed"].append({"vm": vm_id, "error": error_info(exc)})
+    for vm_id, (kind, error) in zip(vm_ids, outcomes, strict=True):
+        out[kind].append({"vm": vm_id, "error": error} if kind == "failed" else vm_id)
     return out
+
+
+def _retag_one(clients: Any, vm_id: str, tag: str, value: str) -> tuple[str, dict[str, Any] | None]:
+    """``("changed"|"unchanged"|"failed", error)`` for one VM; never raises."""
+    scope = vm_id.lstrip("/")
+    try:
+        resources = clients.resources(parse_resource_id(vm_id).subscription)
+        current = to_wire(resources.tags.get_at_scope(scope)) or {}
+        tags = dict((current.get("properties") or {}).get("tags") or {})
+        key = _tag_key(tags, tag)
+        if key is not None and tags[key] == value:
+            return "unchanged", None
+        poller = resources.tags.begin_update_at_scope(
+            scope,
+            {"operation": "Merge", "properties": {"tags": {key or tag: value}}},
+            polling=OneShotARMPolling(),
+        )
+        step = poll_once(poller)  # no HTTP call when the PATCH answered 200
+        if step.done and step.error:
+            return "failed", step.error
+        # A 202 still running is accepted by ARM: the next check-before-act confirms it.
+        return "changed", None
+    except (AzureError, ValueError) as exc:
+        return "failed", error_info(exc)
 
 
 @bp.activity_trigger(input_name="payload")

@@ -171,3 +171,25 @@ def test_parse_time_handles_azure_precision() -> None:
     parsed = parse_time("2020-04-24T21:02:04.2556154Z")
     assert parsed is not None and parsed.microsecond == 255615 and parsed.utcoffset() is not None
     assert parse_time("garbage") is None and parse_time(None) is None
+
+
+def test_map_bounded_keeps_order_and_bounds_threads() -> None:
+    import threading
+    import time
+
+    from patchrings.arm.fanout import map_bounded
+
+    active = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def work(x: int) -> int:
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        time.sleep(0.001)
+        with lock:
+            active["now"] -= 1
+        return x * 2
+
+    assert map_bounded(work, range(40), workers=3) == [x * 2 for x in range(40)]
+    assert 1 <= active["max"] <= 3
