@@ -131,6 +131,7 @@ class Rollout:
     def consume(self, name: str) -> Any:
         """Take the payload of a completed waiter and forget it (a new one is made on demand)."""
         task = self.event_tasks.pop(name)
+        forget_buffered_event(self.ctx, name)
         return task.result
 
     def check_halt(self) -> None:
@@ -139,6 +140,7 @@ class Rollout:
         if task is not None and task.is_completed:
             payload = _decode(task.result)
             self.halt_task = None
+            forget_buffered_event(self.ctx, names.EV_HALT)
             raise Halted(payload.get("by"), payload.get("reason") or "halted by request")
 
     def race(self, *tasks: Any) -> Gen:
@@ -657,6 +659,21 @@ def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
+def forget_buffered_event(context: Any, name: str) -> None:
+    """Drop the SDK's buffered copy of an external event once a waiter has consumed it.
+
+    Why: azure-functions-durable 1.7.0 buffers an event that arrives while nobody waits for its
+    name in ``context.deferred_tasks[name]`` and hands it to the next waiter, but never removes
+    it, so *every* later waiter of that name would immediately receive the same stale event
+    again (and a loop skipping duplicates would spin forever). The rollout consumes each waiter
+    right after it completes, so at that point the buffered entry is always the event just
+    consumed (or an older one); removing it is replay-safe because replay repeats it exactly.
+    """
+    deferred = getattr(context, "deferred_tasks", None)
+    if isinstance(deferred, dict):
+        deferred.pop(name, None)
+
+
 def _decode(value: Any) -> dict[str, Any]:
     from orchestrators.inbox import decode_payload
 

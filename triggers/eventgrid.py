@@ -74,6 +74,14 @@ def run_event_payload(event: Any) -> dict[str, Any]:
     return event.to_dict()  # type: ignore[no-any-return]
 
 
+def already_recorded(ledger: Any, event: Any) -> bool:
+    """True when this (correlationId, kind) was already fully handled (it is in the ledger)."""
+    for row in ledger.events(event.configuration_id):
+        if row.get("kind") == event.kind and str(row.get("correlationId", "")).lower() == event.correlation_id.lower():
+            return True
+    return False
+
+
 async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
     """Route one delivery; returns what was done (for logs and tests)."""
     try:
@@ -89,14 +97,7 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
         return {"action": "ignored", "reason": "configuration not in the plan", "event": payload}
 
     ledger = deps.ledger()
-    await asyncio.to_thread(
-        ledger.record_event,
-        event.configuration_id,
-        event.kind,
-        event.correlation_id,
-        {**payload, "ring": ring.name, "receivedAt": format_instant(datetime.now(UTC))},
-    )
-
+    seen = await asyncio.to_thread(already_recorded, ledger, event)
     actions: list[str] = []
     active = await active_rollouts(client)
     if ring.index == 0 and event.kind == "pre":
@@ -139,9 +140,21 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
             except Exception:
                 if not await exists(client, guard_id):
                     raise
-    for rollout_id in active:
+    # Only scheduled rings' runs concern a rollout (a direct ring is installed by the rollout itself);
+    # raising events nobody will wait for would only fill the SDK's one-slot event buffer.
+    for rollout_id in active if ring.scheduled and not seen else []:
         await client.raise_event(rollout_id, names.EV_MAINTENANCE, payload)
         actions.append(f"raised {names.EV_MAINTENANCE} to {rollout_id}")
+    if seen:
+        actions.append("redelivery of a recorded event: not raised again")
+    # Recorded last: a delivery that failed half-way is retried by Event Grid and routed again.
+    await asyncio.to_thread(
+        ledger.record_event,
+        event.configuration_id,
+        event.event_type,
+        event.correlation_id,
+        {**payload, "ring": ring.name, "receivedAt": format_instant(datetime.now(UTC))},
+    )
     log.info("%s event %s of %s: %s", event.kind, event.correlation_id, ring.name, "; ".join(actions) or "none")
     return {"action": "routed", "ring": ring.name, "actions": actions, "event": payload}
 

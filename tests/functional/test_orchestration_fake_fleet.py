@@ -145,3 +145,296 @@ def test_happy_path_three_rings(run: Any) -> None:
         ("ring1", "alice@contoso.com", manifest_hash),
         ("ring2", "carol@contoso.com", manifest_hash),
     ]
+
+
+def guard_status(d: Driver, configuration: str, start: str) -> Any:
+    from patchrings.domain.events import instance_id_for, parse_maintenance_event
+
+    guard_id = "guard-" + instance_id_for(parse_maintenance_event(maintenance_event("pre", configuration, start)))
+    d.until(lambda: d.runtime(guard_id) == "Completed")
+    return d.status(guard_id).output
+
+
+# ---------------------------------------------------------------------- failures in Ring 0
+def test_bad_patch_in_ring0_halts_and_later_runs_are_cancelled(run: Any) -> None:
+    d, f = run()
+    f.vms[next(k for k in f.vms if k.endswith("r0-win-1"))].bad = True
+    with d.clock.hold():
+        rid = d.start()
+        final = d.until_done(rid)
+        # Ring 1's and Ring 2's scheduled runs come anyway; nobody authorised them.
+        start = "2026-11-16T12:00:00Z"
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start),
+                         maintenance_event("pre", "mc-ring2", start)) == 202
+        guard1 = guard_status(d, "mc-ring1", start)
+        guard2 = guard_status(d, "mc-ring2", start)
+
+    assert final.output["state"] == "halted"
+    assert "ring0 failed its gate" in final.output["outcome"]
+    gate = final.output["rings"][0]["gate"]
+    assert gate["outcome"] == "fail"
+    assert any("r0-win-1" in r["vm"] for r in gate["reasons"])
+    # maxErrors=0 reached in the first wave: the second wave never started.
+    started = {p["vm"]["name"] for p in f.called("start_install")}
+    assert started == {"r0-win-1", "r0-win-2"}
+    assert any(r["vm"].endswith("r0-lnx-1") and "error budget" in r["reason"] for r in gate["reasons"])
+    # Nothing was promoted: no approval asked, no pin, no retag, no assignment.
+    assert f.called("pin_manifest") == []
+    assert f.called("retag_vms") == []
+    assert f.called("set_ring_assignment") == []
+    # Fail closed: both later rings' runs were cancelled by their guards.
+    assert guard1["decision"] == "cancelled" and guard2["decision"] == "cancelled"
+    assert f.cancelled == [correlation_id("mc-ring1", start), correlation_id("mc-ring2", start)]
+
+
+def test_guard_cancels_when_the_gate_cannot_be_read(run: Any) -> None:
+    d, f = run()
+    f.fail_gate_read = True
+    start = "2026-11-16T12:00:00Z"
+    with d.clock.hold():
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start)) == 202
+        out = guard_status(d, "mc-ring1", start)
+    assert out["decision"] == "cancelled"
+    assert "could not be read" in out["gate"]["reason"]
+    assert f.cancelled == [correlation_id("mc-ring1", start)]
+    # The guard decided at min(cutoff, start - 10 min) - cancelMargin, never later.
+    assert out["decidedAt"] <= "2026-11-16T11:48:00Z"
+
+
+# ---------------------------------------------------------------------- approvals
+def test_approval_rejected_halts_before_promotion(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        result = d.decide(rid, "ring1", "reject", doc["waitingFor"]["manifestHash"], "bob@contoso.com",
+                          comment="KB5040002 breaks our agent")
+        assert result.status == 202, result
+        final = d.until_done(rid)
+    assert final.output["state"] == "halted"
+    assert "ring ring1 not approved: bob@contoso.com rejected" in final.output["outcome"]
+    assert f.called("pin_manifest") == [] and f.called("retag_vms") == []
+    recorded = f.called("ledger_record_approval")
+    assert recorded[0]["decision"]["verdict"] == "reject"
+    assert recorded[0]["decision"]["comment"] == "KB5040002 breaks our agent"
+
+
+def test_approval_timeout_rejects_by_default(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        until = doc["waitingFor"]["until"]
+        final = d.until_done(rid)
+    assert final.output["state"] == "halted"
+    decision = f.called("ledger_record_approval")[0]["decision"]
+    assert decision["approver"] == "system:timeout" and decision["verdict"] == "reject"
+    assert decision["decidedAt"] == until
+    assert f.called("pin_manifest") == []
+
+
+def test_approval_rules_non_approver_initiator_wrong_manifest_wrong_ring(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start(who="alice@contoso.com")
+        doc = d.until_waiting(rid, "approval", "ring1")
+        good = doc["waitingFor"]["manifestHash"]
+        eve = d.decide(rid, "ring1", "approve", good, "eve@contoso.com")
+        alice = d.decide(rid, "ring1", "approve", good, "alice@contoso.com")
+        wrong_manifest = d.decide(rid, "ring1", "approve", "0000deadbeef", "bob@contoso.com")
+        wrong_ring = d.decide(rid, "ring2", "approve", good, "carol@contoso.com")
+        nobody = d.api("POST", f"/api/rollouts/{rid}/rings/ring1/approve", {"manifestHash": good})
+        missing_hash = d.decide(rid, "ring1", "approve", "", "bob@contoso.com")
+        # still waiting: none of those was accepted
+        assert d.doc(rid)["waitingFor"]["what"] == "approval"
+        ok = d.decide(rid, "ring1", "approve", good, "bob@contoso.com")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+
+    assert (eve.status, eve.json["error"]["code"], eve.json["error"]["field"]) == (403, "ApprovalForbidden", "approver")
+    assert (alice.status, alice.json["error"]["code"]) == (403, "ApprovalForbidden")
+    assert "started this rollout" in alice.json["error"]["message"]
+    assert (wrong_manifest.status, wrong_manifest.json["error"]["field"]) == (409, "manifestHash")
+    assert (wrong_ring.status, wrong_ring.json["error"]["code"]) == (409, "ApprovalConflict")
+    assert nobody.status == 403
+    assert (missing_hash.status, missing_hash.json["error"]["field"]) == (400, "manifestHash")
+    assert ok.status == 202
+    outcomes = [(a["approver"], a["outcome"]) for a in f.approvals_]
+    assert outcomes == [
+        ("eve@contoso.com", "refused"),
+        ("alice@contoso.com", "refused"),
+        ("bob@contoso.com", "refused"),
+        ("carol@contoso.com", "refused"),
+        ("bob@contoso.com", "submitted"),
+    ]
+    accepted = f.called("ledger_record_approval")
+    assert [a["decision"]["approver"] for a in accepted] == ["bob@contoso.com"]
+
+
+# ---------------------------------------------------------------------- events
+def test_duplicate_and_reordered_events_apply_once(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+        start = doc["rings"][1]["target"]["runStart"]
+        # post overtakes pre; pre comes twice (once as CloudEvents with PascalCase data keys)
+        assert d.deliver(maintenance_event("post", "mc-ring1", start)) == 202
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start, cloud=True, pascal=True)) == 202
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start)) == 202
+        d.until_waiting(rid, "approval", "ring2")
+        assert d.deliver(maintenance_event("post", "mc-ring1", start)) == 202
+        approve(d, rid, "ring2", who="carol@contoso.com")
+        scheduled_run(d, rid, "ring2", "mc-ring2")
+        final = d.until_done(rid)
+    assert final.output["outcome"] == "passed", final.output
+    assert len(f.called("collect_run_results")) == 2
+    runs = [r for r in f.ring_runs_ if r.get("state") == "authorised"]
+    assert len(runs) == 2
+    # each distinct (kind, run) is in the ledger once; redeliveries were not raised again
+    ring1_events = sorted((e["kind"], e["correlationId"]) for e in f.events_ if "mc-ring1" in e["configurationId"])
+    assert ring1_events == [("post", correlation_id("mc-ring1", start)), ("pre", correlation_id("mc-ring1", start))]
+    # and no guard cancelled the authorised run
+    assert f.cancelled == []
+
+
+def test_ring0_pre_event_starts_one_rollout_despite_duplicates(run: Any) -> None:
+    mc0 = f"{fleet.MC}/mc-ring0"
+    plan = default_plan(ring0={"members": {"tag": {"name": "patchRing", "value": "ring0"},
+                                           "maintenanceConfigurationId": mc0}})
+    d, f = run(plan)
+    start = "2026-11-16T12:00:00Z"
+    with d.clock.hold():
+        assert d.deliver(maintenance_event("pre", "mc-ring0", start),
+                         maintenance_event("pre", "mc-ring0", start, cloud=True)) == 202
+        assert d.deliver(maintenance_event("pre", "mc-ring0", start, pascal=True)) == 202
+        listed = d.api("GET", "/api/rollouts")
+        d.until(lambda: d.api("GET", "/api/rollouts").json["rollouts"][0]["waitingFor"] is not None)
+    assert listed.status == 200
+    assert len(listed.json["rollouts"]) == 1
+    assert listed.json["rollouts"][0]["id"].startswith("mw-pre-mc-ring0")
+    installs = [p["vm"]["name"] for p in f.called("start_install")]
+    assert sorted(installs) == ["r0-lnx-1", "r0-win-1", "r0-win-2"]  # one rollout: each VM once
+
+
+def test_unknown_configuration_and_malformed_events_are_acknowledged(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        assert d.deliver(maintenance_event("pre", "mc-unknown", "2026-11-16T12:00:00Z")) == 202
+        assert d.deliver({"id": "x", "eventType": "Microsoft.Maintenance.PreMaintenanceEvent", "data": {}}) == 202
+        assert d.deliver({"id": "y", "eventType": "Something.Else", "data": "text"}) == 202
+    assert f.events_ == []
+    assert f.cancelled == []
+
+
+# ---------------------------------------------------------------------- direct later ring
+def test_later_direct_ring_installs_exactly_the_manifest(run: Any) -> None:
+    plan = default_plan(ring1={"patching": "direct", "open": {"mode": "none"},
+                               "members": {"tag": {"name": "patchRing", "value": "ring1-hold"}}})
+    plan["rings"] = plan["rings"][:2]
+    d, f = run(plan)
+    with d.clock.hold():
+        rid = d.start()
+        doc = approve(d, rid, "ring1")
+        final = d.until_done(rid)
+    assert final.output["outcome"] == "passed", final.output
+    manifest = final.output["manifest"]
+    assert manifest["hash"] == doc["manifest"]["hash"]
+    ring1 = [p for p in f.called("start_install") if p["vm"]["name"].startswith("r1-")]
+    assert len(ring1) == 2
+    for p in ring1:
+        if p["vm"]["os"] == "Windows":
+            assert p["parameters"]["windowsParameters"]["kbNumbersToInclude"] == manifest["windows"]["kbNumbers"]
+            assert "maxPatchPublishDate" not in p["parameters"]["windowsParameters"]
+        else:
+            masks = p["parameters"]["linuxParameters"]["packageNameMasksToInclude"]
+            assert masks == manifest["linux"]["packages"]
+
+
+# ---------------------------------------------------------------------- halt / resume, crash
+def test_halt_closes_later_rings_and_resume_continues(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+        halted = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "incident 4711"}, who="bob@contoso.com")
+        assert halted.status == 202, halted
+        d.until(lambda: d.doc(rid).get("state") == "halted")
+        again = d.api("POST", f"/api/rollouts/{rid}/halt", {})
+        # the closed ring's run arrives while halted: cancelled (not authorised)
+        doc = d.doc(rid)
+        start = "2026-11-17T12:00:00Z"
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start)) == 202
+        guard = guard_status(d, "mc-ring1", start)
+        resumed = d.api("POST", f"/api/rollouts/{rid}/resume", {}, who="bob@contoso.com")
+        assert resumed.status == 202, resumed
+        scheduled_run(d, rid, "ring1", "mc-ring1")
+        approve(d, rid, "ring2", who="carol@contoso.com")
+        scheduled_run(d, rid, "ring2", "mc-ring2")
+        final = d.until_done(rid)
+    assert again.status == 409
+    assert doc["halted"]["reason"] == "incident 4711"
+    assert guard["decision"] == "cancelled"
+    assert final.output["outcome"] == "passed"
+    values = [p["value"] for p in f.called("retag_vms")]
+    assert values == ["ring1", "ring1-hold", "ring1", "ring1-hold"]
+
+
+def test_host_crash_mid_ring_changes_nothing(run: Any, tmp_path: Path) -> None:
+    storage = str(tmp_path / "durable.sqlite")
+    d, f = run(storage=storage)
+    clock = d.clock
+    with clock.hold():
+        rid = d.start()
+        d.until(lambda: len(f.called("poll_install")) >= 1)
+        d.ht.stop()
+        ht = HostThread(APP, clock, storage=storage).start()
+        d2 = Driver(ht)
+        try:
+            approve(d2, rid, "ring1")
+            scheduled_run(d2, rid, "ring1", "mc-ring1")
+            approve(d2, rid, "ring2", who="carol@contoso.com")
+            scheduled_run(d2, rid, "ring2", "mc-ring2")
+            final = d2.until_done(rid)
+        finally:
+            ht.stop()
+    assert final.output["outcome"] == "passed"
+    # installPatches went to each Ring 0 VM exactly once across the crash
+    assert len(f.installs) == 3
+    assert {key[1].rsplit("/", 1)[-1] for key in f.installs} == {"r0-win-1", "r0-win-2", "r0-lnx-1"}
+
+
+def test_dry_run_assesses_without_installing(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start(dryRun=True)
+        final = d.until_done(rid)
+        status = d.api("GET", f"/api/rollouts/{rid}")
+    assert final.output["state"] == "dry-run-completed"
+    assert [r["ring"] for r in final.output["rings"]] == ["ring0", "ring1", "ring2"]
+    assert final.output["rings"][0]["summary"]["vms"] == 3
+    assert f.called("start_install") == [] and f.called("retag_vms") == []
+    assert len(f.called("start_assess")) == 7
+    assert status.status == 200 and status.json["state"] == "dry-run-completed"
+
+
+def test_http_errors_are_json_and_name_the_field(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        unknown = d.api("GET", "/api/rollouts/ro-nope")
+        bad_body = d.api("POST", "/api/rollouts", {"dryRun": "yes"})
+        bad_plan = d.api("POST", "/api/plans/validate", {"version": 1, "name": "x", "rings": []})
+        good_plan = d.api("POST", "/api/plans/validate", f.plan)
+        no_key = http_call_no_key(d, "/api/rollouts")
+    assert (unknown.status, unknown.json["error"]["code"]) == (404, "NotFound")
+    assert (bad_body.status, bad_body.json["error"]["field"]) == (400, "dryRun")
+    assert bad_plan.status == 400 and bad_plan.json["error"]["code"] == "PlanInvalid"
+    assert good_plan.status == 200 and good_plan.json["valid"] is True
+    assert no_key == 401
+
+
+def http_call_no_key(d: Driver, path: str) -> int:
+    from emulator.platform import http_call
+
+    return http_call("GET", f"{d.ht.base_url}{path}").status

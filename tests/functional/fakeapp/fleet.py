@@ -86,14 +86,20 @@ class Fleet:
 
     # ------------------------------------------------------------------ ledger stand-in (triggers)
     def record_event(self, configuration_id: str, kind: str, event_id: str, fields: dict[str, Any]) -> bool:
-        with self.lock:
-            self.events_.append({"configurationId": configuration_id, "kind": kind, "eventId": event_id, **fields})
+        with self.lock:  # append-only, keyed like the real ledger: a redelivery is a no-op
+            if any(e["eventType"] == kind and e["eventId"].lower() == event_id.lower() for e in self.events_):
+                return False
+            self.events_.append({**fields, "configurationId": configuration_id, "eventType": kind, "eventId": event_id})
         return True
 
     def record_approval(self, rollout_id: str, decision_id: str, fields: dict[str, Any]) -> bool:
         with self.lock:
             self.approvals_.append({"rolloutId": rollout_id, "decisionId": decision_id, **fields})
         return True
+
+    def events(self, configuration_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events_ if e["configurationId"].lower() == configuration_id.lower()]
 
     def rollout(self, rollout_id: str) -> dict[str, Any] | None:
         return self.rollouts_.get(rollout_id)
