@@ -96,6 +96,9 @@ LIMITATIONS
   ``wait_for_completion_or_create_check_status_response``) just times out in real time.
 * The app module is imported into the host process; two hosts in one process must not run
   apps whose modules share names (``function_app`` itself is re-imported each start).
-* The SDK's module-global aiohttp session is reset on start and closed on stop, so a host
-  must be started and stopped on the loop that uses the client.
+* The SDK client's module-global aiohttp session is replaced by one session per event loop
+  (``sdk_session``), so several hosts can run in one process; a host closes its loop's
+  session on stop.
+* Event Grid webhook calls are not checked for the ``eventgrid_extension`` system key (any or
+  no ``code`` is accepted), and ``/admin`` calls need no key, as with ``func start``.
 """

@@ -13,7 +13,6 @@ persisted instances. ``stop()`` restores the environment variables it changed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.clock import Clock, busy_middleware
+from emulator.host import sdk_session
 from emulator.host.durable_api import DurableApi, client_binding
 from emulator.host.engine import DurableEngine
 from emulator.host.indexing import AppIndex, index_app
@@ -130,7 +130,7 @@ class FunctionsHost:
         self.function_key = (self._explicit_key or os.environ.get("FUNCTIONS_KEY")
                              or secrets.token_urlsafe(30))
         self.master_key = os.environ.get("FUNCTIONS_MASTER_KEY") or secrets.token_urlsafe(30)
-        _reset_sdk_session()
+        sdk_session.install()
         self.index = index_app(self.app_dir)
         extensions = load_host_json(self.app_dir).get("extensions") or {}
         route_prefix = str((extensions.get("http") or {}).get("routePrefix", "api"))
@@ -179,7 +179,7 @@ class FunctionsHost:
         if self.store is not None:
             self.store.close()
             self.store = None
-        await _close_sdk_session()
+        await sdk_session.close_loop_session()
         self._restore_env()
 
     async def _root(self, request: web.Request) -> web.Response:
@@ -210,27 +210,3 @@ class FunctionsHost:
                 extra = f"  (durable name '{entry.durable_name}')"
             lines.append(f"{entry.name}: {entry.trigger_type}{extra}")
         return lines
-
-
-def _reset_sdk_session() -> None:
-    """The SDK's client keeps a module-global aiohttp session/lock bound to one loop; start fresh."""
-    try:
-        from azure.durable_functions.models.utils import http_utils
-    except ImportError:  # pragma: no cover
-        return
-    http_utils._client_session = None
-    http_utils._session_lock = asyncio.Lock()
-
-
-async def _close_sdk_session() -> None:
-    try:
-        from azure.durable_functions.models.utils import http_utils
-    except ImportError:  # pragma: no cover
-        return
-    session: Any = getattr(http_utils, "_client_session", None)
-    if session is not None and not session.closed:
-        try:
-            await session.close()
-        except Exception:
-            pass
-    http_utils._client_session = None
