@@ -1,0 +1,177 @@
+"""Least privilege, proven on traffic: the app's ARM calls during real rollouts need exactly the
+actions of the custom roles in infra/role-actions.json.
+
+How: the ARM simulator is given one identity whose allowed actions are the roles' actions (it
+answers anything else with 403 AuthorizationFailed, as ARM does). On the local platform (host +
+simulator + Azurite, skip clock) the unmodified app runs a dry run and then a full three-ring
+rollout: Ring 0 installed directly, Ring 1 promoted by retag with the manifest pinned into its
+configuration, Ring 2 opened by a dynamic-scope assignment, runs gated on their pre-events,
+results collected on their post-events, gates closed at the end. Every recorded request is then
+mapped to its RBAC action with the simulator's route table (``operation_action``).
+
+Approvals are given by the plan's timeout (``onTimeout: approve``) rather than by a click: this
+test is about what the app does to Azure, and a timed click on a skip clock would race the timer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from emulator.arm.routes import operation_action
+from emulator.platform import LocalPlatform
+
+pytestmark = pytest.mark.functional
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = json.loads((REPO / "infra" / "role-actions.json").read_text(encoding="utf-8"))
+ROLLOUT_ACTIONS = set(ROLE["actions"])
+FLEET_ACTIONS = set(ROLE["subscriptionScope"]["actions"]) | set(ROLE["subscriptionScope"]["dynamicScopeActions"])
+GRANTED = ROLLOUT_ACTIONS | FLEET_ACTIONS
+INITIATOR = "dave@contoso.com"
+VM_GROUP = "rg-vms"
+CONFIG_GROUP = "rg-patching"
+START = "2026-11-16T06:00:00Z"
+DONE = ("Completed", "Failed", "Terminated")
+
+
+def _vm(name: str, os: str, ring: str, zone: str) -> dict[str, Any]:
+    return {"name": name, "os": os, "zone": zone, "tags": {"patchRing": ring},
+            "patchMode": "AutomaticByPlatform", "bypassPlatformSafetyChecksOnUserSchedule": True}
+
+
+def _scenario() -> dict[str, Any]:
+    """Six healthy VMs, two per ring (Ring 1 held), the sample's schedules, catalog and event wiring."""
+    sample = yaml.safe_load((REPO / "emulator" / "arm" / "scenarios" / "sample.yaml").read_text(encoding="utf-8"))
+    subscription = sample["subscriptions"][0]
+    patching = next(rg for rg in subscription["resourceGroups"] if rg["name"] == CONFIG_GROUP)
+    return {
+        "name": "least-privilege",
+        "seed": 6,
+        "subscriptions": [{
+            "id": subscription["id"],
+            "displayName": subscription.get("displayName", "prod"),
+            "resourceGroups": [
+                {"name": CONFIG_GROUP, "location": patching["location"],
+                 "maintenanceConfigurations": [copy.deepcopy(mc) for mc in patching["maintenanceConfigurations"]
+                                               if mc["name"] in ("mc-ring1", "mc-ring2")]},
+                {"name": VM_GROUP, "location": patching["location"], "vms": [
+                    _vm("r0-win-1", "Windows", "ring0", "1"), _vm("r0-lnx-1", "Linux", "ring0", "2"),
+                    _vm("r1-win-1", "Windows", "ring1-hold", "1"), _vm("r1-lnx-1", "Linux", "ring1-hold", "2"),
+                    _vm("r2-win-1", "Windows", "ring2", "1"), _vm("r2-lnx-1", "Linux", "ring2", "3"),
+                ]},
+            ],
+            # Ring 1's dynamic scope exists (retag promotion); Ring 2's is created by the app.
+            "dynamicScopes": [copy.deepcopy(d) for d in subscription["dynamicScopes"] if d["name"] == "ds-ring1"],
+        }],
+        "catalog": sample["catalog"],
+        "eventSubscriptions": sample["eventSubscriptions"],
+        "auth": {"identities": [{"name": "patchrings-app", "token": "least-privilege-token-0001",
+                                 "default": True, "actions": sorted(GRANTED)}]},
+    }
+
+
+def _plan(subscription_id: str) -> dict[str, Any]:
+    text = (REPO / "plans" / "default.json").read_text(encoding="utf-8")
+    plan = json.loads(text.replace("00000000-0000-0000-0000-000000000001", subscription_id))
+    for ring in plan["rings"]:
+        ring["members"]["resourceGroups"] = [VM_GROUP]
+        if (ring.get("approval") or {}).get("mode") == "manual":
+            ring["approval"].update(timeout="PT1H", onTimeout="approve")
+    return plan
+
+
+def _wait_done(platform: LocalPlatform, rollout_id: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        doc = platform.api("GET", f"/api/rollouts/{rollout_id}").json or {}
+        return doc if doc.get("runtimeStatus") in DONE else None
+
+    return platform.wait_for(finished, timeout=480)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Run a dry run and a full rollout; yield their final documents and the recorded requests."""
+    tmp = tmp_path_factory.mktemp("least-privilege")
+    scenario = _scenario()
+    plan_file = tmp / "plan.json"
+    plan_file.write_text(json.dumps(_plan(scenario["subscriptions"][0]["id"]), indent=2))
+    platform = LocalPlatform(
+        scenario, clock="skip", start=START, state_dir=tmp / "platform",
+        settings={"PATCHRINGS_PLAN_PATH": str(plan_file), "PATCHRINGS_APPROVER_HEADER_FALLBACK": "true"},
+    ).start()
+    try:
+        with platform.clock.hold():
+            who = {"X-PatchRings-Approver": INITIATOR}
+            dry = platform.api("POST", "/api/rollouts", {"dryRun": True}, headers=who)
+            assert dry.status == 202, dry
+            dry_doc = _wait_done(platform, dry.json["id"])
+            full = platform.api("POST", "/api/rollouts", {"reason": "least-privilege check"}, headers=who)
+            assert full.status == 202, full
+            full_doc = _wait_done(platform, full.json["id"])
+        yield {"dry": dry_doc, "full": full_doc, "records": platform.arm.recorder.records,
+               "subscription": scenario["subscriptions"][0]["id"]}
+    finally:
+        platform.stop()
+
+
+def test_the_flows_really_ran(traffic: dict[str, Any]) -> None:
+    """Coverage claims below mean something only if both flows went all the way."""
+    assert traffic["dry"]["status"]["state"] == "dry-run-completed", traffic["dry"]["status"]
+    full = traffic["full"]["status"]
+    assert full["state"] == "completed", json.dumps(full)[:2000]
+    assert [(r["name"], r["phase"]) for r in full["rings"]] == [
+        ("ring0", "passed"), ("ring1", "passed"), ("ring2", "passed")]
+    assert len(traffic["records"]) > 50
+
+
+def test_no_request_was_refused(traffic: dict[str, Any]) -> None:
+    refused = [f"{r.method} {r.path} -> {r.status} {r.error_code}" for r in traffic["records"]
+               if r.status in (401, 403) or r.error_code == "AuthorizationFailed"]
+    assert refused == [], "the roles lack actions the app needs"
+
+
+def test_every_request_maps_to_a_granted_action(traffic: dict[str, Any]) -> None:
+    unmapped, ungranted = [], []
+    for record in traffic["records"]:
+        try:
+            action = operation_action(record.method, record.path)
+        except ValueError:
+            unmapped.append(f"{record.method} {record.path}")
+            continue
+        assert action == record.action, (record.method, record.path)
+        if action not in GRANTED:
+            ungranted.append(f"{record.method} {record.path} needs {action}")
+    assert unmapped == []
+    assert ungranted == []
+
+
+def test_the_roles_hold_nothing_no_request_needed(traffic: dict[str, Any]) -> None:
+    used = {operation_action(r.method, r.path) for r in traffic["records"]}
+    assert GRANTED - used == set(), "granted but never used: remove from infra/role-actions.json"
+
+
+def test_subscription_level_requests_are_covered_by_the_fleet_reader_role(traffic: dict[str, Any]) -> None:
+    """The rollout role is assigned on resource groups only; requests whose path has no resource
+    group are authorized on the subscription, where only the fleet-reader role is assigned."""
+    outside = sorted({f"{r.method} {operation_action(r.method, r.path)}" for r in traffic["records"]
+                      if "/resourcegroups/" not in r.path.lower()
+                      and operation_action(r.method, r.path) not in FLEET_ACTIONS})
+    assert outside == []
+
+
+def test_resource_group_requests_stay_in_the_plans_resource_groups(traffic: dict[str, Any]) -> None:
+    """The rollout scopes to grant are the ring VMs' and the configurations' resource groups."""
+    groups = set()
+    for record in traffic["records"]:
+        parts = record.path.lower().split("/")
+        if "resourcegroups" in parts:
+            at = parts.index("resourcegroups")
+            groups.add((parts[at - 1], parts[at + 1]))
+    assert groups == {(traffic["subscription"].lower(), VM_GROUP), (traffic["subscription"].lower(), CONFIG_GROUP)}
