@@ -260,3 +260,22 @@ def test_first_ring_must_be_direct():
     doc["rings"] = doc["rings"][1:]
     errs = errors_of(doc)
     assert "must be direct for the first ring" in errs["rings[0].patching"]
+
+
+def test_sample_fleet_plan_matches_the_simulator_sample_scenario():
+    import yaml
+
+    scenario = REPO / "emulator" / "arm" / "scenarios" / "sample.yaml"
+    if not scenario.exists():
+        pytest.skip("simulator sample scenario not present")
+    doc = yaml.safe_load(scenario.read_text())
+    sub = doc["subscriptions"][0]
+    configs = {
+        f"/subscriptions/{sub['id']}/resourceGroups/{rg['name']}/providers/Microsoft.Maintenance/"
+        f"maintenanceConfigurations/{mc['name']}".lower()
+        for rg in sub["resourceGroups"]
+        for mc in rg.get("maintenanceConfigurations", [])
+    }
+    plan = load_plan_file(REPO / "plans" / "examples" / "sample-fleet.json")
+    for ring in plan.rings:
+        assert ring.configuration_id.lower() in configs, ring.name
