@@ -92,7 +92,8 @@ def _wait_done(platform: LocalPlatform, rollout_id: str) -> dict[str, Any]:
         doc = platform.api("GET", f"/api/rollouts/{rollout_id}").json or {}
         return doc if doc.get("runtimeStatus") in DONE else None
 
-    return platform.wait_for(finished, timeout=480)  # type: ignore[no-any-return]
+    doc: dict[str, Any] = platform.wait_for(finished, timeout=480)  # type: ignore[arg-type]
+    return doc
 
 
 @pytest.fixture(scope="module")
