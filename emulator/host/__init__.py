@@ -94,6 +94,8 @@ LIMITATIONS
 * ``skip`` time cannot move while an HTTP request is being served, so an HTTP function that
   waits for an orchestration needing a timer (e.g.
   ``wait_for_completion_or_create_check_status_response``) just times out in real time.
+* Settings are process environment variables (as in a worker process): hosts running at the
+  same time in one process share them; each host restores what it changed when it stops.
 * The app module is imported into the host process; two hosts in one process must not run
   apps whose modules share names (``function_app`` itself is re-imported each start).
 * The SDK client's module-global aiohttp session is replaced by one session per event loop
