@@ -103,9 +103,11 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     locations = {loc.replace(" ", "").lower() for loc in members.locations}
     os_types = {o.lower() for o in members.os_types}
 
+    # statusOnly=true is how list-all returns run-time status (power state); $expand=instanceView
+    # on list-all needs a $filter in Azure.
     fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (VmRef, tags)
     for sub in subscriptions:
-        for vm in clients.compute(sub).virtual_machines.list_all(expand="instanceView"):
+        for vm in clients.compute(sub).virtual_machines.list_all(status_only="true"):
             wire = to_wire(vm) or {}
             ref = vm_ref(wire)
             rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
