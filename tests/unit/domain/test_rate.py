@@ -99,3 +99,35 @@ def test_error_budget_zero_stops_on_first_failure_and_round_trips():
     assert not budget.may_start_more()
     again = ErrorBudget.from_dict(budget.to_dict())
     assert again == budget and again.to_dict()["exceeded"] is True
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_waves_properties_on_random_fleets(seed):
+    import random
+
+    rnd = random.Random(seed)
+    vms = []
+    for i in range(rnd.randint(1, 40)):
+        kind = rnd.choice(["zone", "avset", "none"])
+        vms.append(vm(i, zone=str(rnd.randint(1, 3)) if kind == "zone" else None,
+                      avset=f"as-{rnd.randint(1, 2)}" if kind == "avset" else None))
+    size = rnd.randint(1, 6)
+    waves = plan_waves(vms, size)
+    flat = [x for w in waves for x in w]
+    assert sorted(flat) == sorted(v["id"] for v in vms)  # every VM exactly once
+    assert all(1 <= len(w) <= size for w in waves)
+    assert all(len(w) == size for w in waves[:-1])
+
+    def domain(vid):
+        v = next(v for v in vms if v["id"] == vid)
+        return v["zone"] or v["availabilitySet"] or "-"
+
+    # spread: a wave repeats a failure domain only when no other domain still had VMs left
+    remaining = {d: sum(1 for v in vms if (v["zone"] or v["availabilitySet"] or "-") == d) for d in
+                 {(v["zone"] or v["availabilitySet"] or "-") for v in vms}}
+    for wave in waves:
+        doms = [domain(x) for x in wave]
+        available = sum(1 for n in remaining.values() if n > 0)
+        assert len(set(doms)) >= min(len(wave), available), (wave, remaining)
+        for d in doms:
+            remaining[d] -= 1
