@@ -122,8 +122,15 @@ def test_eventgrid_contract_examples_and_cloudevents(trig: HostThread) -> None:
         status, _, _ = http("POST", trig.host.eventgrid_url("plain_event"), body=json.dumps(payload).encode(),
                             headers={"aeg-event-type": "Notification", "Content-Type": ctype})
         assert status == 202
-    kinds = [r["kind"] for r in received]
-    assert kinds == ["Microsoft.Maintenance.PreMaintenanceEvent", "Microsoft.Maintenance.PostMaintenanceEvent"]
+    single = json.loads((EXAMPLES / "PreMaintenanceEvent.cloudevents-schema.json").read_text())
+    single = single[0] if isinstance(single, list) else single  # structured mode: one object
+    status, _, _ = http("POST", trig.host.eventgrid_url("plain_event"), body=json.dumps(single).encode(),
+                        headers={"Content-Type": "application/cloudevents+json"})
+    assert status == 202
+    kinds = [(r["kind"], r["cls"]) for r in received]
+    assert kinds == [("Microsoft.Maintenance.PreMaintenanceEvent", "EventGridEvent"),
+                     ("Microsoft.Maintenance.PostMaintenanceEvent", "CloudEvent"),
+                     ("Microsoft.Maintenance.PreMaintenanceEvent", "CloudEvent")]
     assert http("POST", trig.host.eventgrid_url("no_such_function"), body=[PRE_EVENT])[0] == 404
 
 
