@@ -161,6 +161,11 @@ def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
     name = assignment_name(ring)
     subscriptions = list(ring.members.subscriptions) or [parse_resource_id(configuration_id).subscription]
     changed: list[str] = []
+    if ring.members.tag is None and not ring.members.resource_groups and not payload.get("vmIds"):
+        # Without a tag, resource groups or explicit VMs the dynamic scope would select every VM
+        # in the subscription: never open a gate that wide by accident.
+        raise ValueError(f"ring {ring.name!r}: refusing a subscription-wide dynamic scope; give the ring a tag "
+                         "selector or resourceGroups, or pass vmIds for resource-level assignments")
     if ring.members.tag is not None or not payload.get("vmIds"):
         wanted_filter = dynamic_scope_filter(ring)
         wanted = {"properties": {"maintenanceConfigurationId": configuration_id, "filter": wanted_filter},
