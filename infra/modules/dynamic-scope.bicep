@@ -34,9 +34,10 @@ resource assignment 'Microsoft.Maintenance/configurationAssignments@2023-04-01' 
       resourceTypes: [
         'Microsoft.Compute/virtualMachines'
       ]
-      resourceGroups: resourceGroups
-      locations: locations
-      osTypes: osTypes
+      // Empty narrowing lists are left out (null): an explicit [] is not a documented "no limit".
+      resourceGroups: empty(resourceGroups) ? null : resourceGroups
+      locations: empty(locations) ? null : locations
+      osTypes: empty(osTypes) ? null : osTypes
       tagSettings: {
         filterOperator: 'All'
         tags: {

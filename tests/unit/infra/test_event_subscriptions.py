@@ -55,7 +55,8 @@ def test_delivery_settings_are_within_event_grid_limits() -> None:
     # Deliveries carry one event each (contracts §10.1); the trigger handles one at a time.
     assert DATA["destination"]["maxEventsPerBatch"] == 1
     assert 1 <= DATA["destination"]["preferredBatchSizeInKilobytes"] <= 1024
-    assert DATA["eventDeliverySchema"] in {"EventGridSchema", "CloudEventSchemaV1_0"}
+    # The trigger binds func.EventGridEvent, which is the Event Grid schema.
+    assert DATA["eventDeliverySchema"] == "EventGridSchema"
 
 
 def test_the_dead_letter_container_name_is_valid() -> None:
