@@ -341,3 +341,23 @@ def test_purge_by_filters(host_factory) -> None:
                                                       runtime_status=[OrchestrationRuntimeStatus.Completed]))
     assert result.instances_deleted == 3
     assert ht.call(client.get_status_all()) == []
+
+
+def test_unsupported_actions_fail_the_instance_clearly(basic: HostThread) -> None:
+    status = run(basic, "uses_call_http")
+    assert status.runtime_status.value == "Failed"
+    assert "CallHttp" in status.output or "actionType 8" in status.output
+    assert "not supported by the local host" in status.output
+
+
+def test_scale_clock_runs_timers_faster_than_real_time(host_factory) -> None:
+    import time
+
+    ht = host_factory(clock="scale=36000")  # 10 simulated hours per real second
+    started = time.monotonic()
+    status = run(ht, "approval", {"hours": 1})
+    assert status.output == {"decision": "timeout"}
+    assert time.monotonic() - started < 30
+    hist = ht.history(status.instance_id)
+    elapsed = h.parse_ts(hist[-1]["Timestamp"]) - h.parse_ts(hist[0]["Timestamp"])
+    assert timedelta(hours=1) <= elapsed < timedelta(hours=3)

@@ -215,3 +215,8 @@ def sub_retry_parent(context: df.DurableOrchestrationContext):
     opts = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
     spec = {"key": f"{context.instance_id}:c", "fail": 1}
     return (yield context.call_sub_orchestrator_with_retry("retry_child", opts, spec))
+
+
+@app.orchestration_trigger(context_name="context")
+def uses_call_http(context: df.DurableOrchestrationContext):
+    return (yield context.call_http("GET", "http://127.0.0.1:9/unused"))
