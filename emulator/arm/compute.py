@@ -266,7 +266,8 @@ def vm_body(sim: ArmSimulator, vm: Vm, *, expand_instance_view: bool = False) ->
 
 
 def _expand(call: Call) -> bool:
-    return "instanceview" in call.query.get("$expand", "").lower()
+    """``$expand=instanceView``, or ``statusOnly=true`` on list-all (which returns run-time status)."""
+    return "instanceview" in call.query.get("$expand", "").lower() or call.query.get("statusOnly", "") == "true"
 
 
 def get_vm(sim: ArmSimulator, call: Call) -> Reply:

@@ -127,6 +127,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "reorderMaxDelaySeconds": {"type": "number", "minimum": 0},
                 "maxDeliveryAttempts": {"type": "integer", "minimum": 1},
                 "postEventOnCancel": {"type": "boolean"},
+                "freezeInstallParameters": {"type": "boolean"},
             },
         },
         "auth": {

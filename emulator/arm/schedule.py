@@ -5,7 +5,10 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
 
 * **T-40** (``events.freezeMinutesBefore``): the run is created (``Pending``) and its scope is
   frozen -- resource-level assignments plus dynamic scopes evaluated *now*, so a tag change after
-  T-40 applies to the next run;
+  T-40 applies to the next run. The configuration's ``installPatches`` are frozen too (whether
+  Azure applies edits made between T-40 and T0 is undocumented; freezing is the conservative
+  reading, so a manifest pinned late shows up in tests). ``events.freezeInstallParameters: false``
+  reads them at T0 instead;
 * **T-35** (``events.preEventMinutesBefore``): ``PreMaintenanceEvent`` is published with
   ``cancellationCutOffDateTime`` = T-10 (``events.cancellationCutOffMinutesBefore``);
 * cancel (``PUT {correlationId}`` with status ``Cancel``) is honoured until
@@ -19,8 +22,8 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
   (``Succeeded``, ``CompletedWithWarnings`` or ``Failed``). A cancelled run ends ``Cancelled`` and,
   unless ``events.postEventOnCancel`` is false, a post event with status ``Cancelled`` is sent.
 
-A configuration created or edited less than 40 minutes before an occurrence skips that
-occurrence (the documented auto-cancellation); writes restart its schedule.
+A configuration created less than 40 minutes before an occurrence skips that occurrence (the
+documented auto-cancellation). Writes restart its schedule; a run already frozen still happens.
 
 LIMITATIONS: concurrent schedules on one VM are not serialized (a VM busy with another install is
 recorded as failed with ``Conflict``); availability-set update domains are not sequenced.
@@ -65,6 +68,7 @@ class Run:
     cancelled_at: datetime | None = None
     result_status: str | None = None
     last_update: datetime | None = None
+    parameters: dict[str, Any] | None = None  # installPatches frozen at T-40 (None: read at T0)
 
     @property
     def correlation_id(self) -> str:
@@ -99,6 +103,7 @@ class ScheduleEngine:
         self.pre_lead = timedelta(minutes=float(options.get("preEventMinutesBefore", 35)))
         self.cutoff_lead = timedelta(minutes=float(options.get("cancellationCutOffMinutesBefore", 10)))
         self.post_on_cancel = bool(options.get("postEventOnCancel", True))
+        self.freeze_parameters = bool(options.get("freezeInstallParameters", True))
         self.runs: dict[str, Run] = {}  # lower correlation id -> run
         self.precancelled: set[str] = set()  # lower correlation ids cancelled before T-40
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -163,6 +168,8 @@ class ScheduleEngine:
             if run.correlation_id.lower() in self.runs:
                 return  # a fired run and the schedule may coincide
             run.vm_ids = [vm.id for vm in self.sim.fleet.assigned_vms(config.id)]
+            if self.freeze_parameters:
+                run.parameters = config.install_patches
             if run.correlation_id.lower() in self.precancelled:
                 run.cancelled_at = clock.now()
             self.runs[run.correlation_id.lower()] = run
@@ -184,7 +191,7 @@ class ScheduleEngine:
                     self._publish(POST, run, config, status="Cancelled")
                 return
             run.status = "InProgress"
-            parameters = config.install_patches
+            parameters = run.parameters if run.parameters is not None else config.install_patches
             for vm_id in run.vm_ids:
                 vm = self.sim.fleet.vm(vm_id)
                 if vm is None:

@@ -332,16 +332,23 @@ class ArmSimulator:
 
     @property
     def runs(self) -> list[Run]:
-        return sorted(self.schedule.runs.values(), key=lambda r: (r.start, r.config_id.lower()))
+        """Every run created so far (snapshot taken on the simulator's loop; safe from any thread)."""
+        runs: list[Run] = self._in_loop(lambda: list(self.schedule.runs.values()))
+        return sorted(runs, key=lambda r: (r.start, r.config_id.lower()))
 
     def run(self, correlation_id: str) -> Run | None:
         return self.schedule.run(correlation_id)
 
     @property
     def deliveries(self) -> list[dict[str, Any]]:
-        return list(self.events.log)
+        """Event deliveries (one entry per attempt), oldest first."""
+        return list(self._in_loop(lambda: list(self.events.log)))
 
     def fleet_state(self) -> dict[str, Any]:
+        """VMs, configurations and assignments as plain JSON (what ``GET /_sim/fleet`` returns)."""
+        return dict(self._in_loop(self._fleet_state))
+
+    def _fleet_state(self) -> dict[str, Any]:
         return {
             "time": _iso(self.clock.now()),
             "vms": [

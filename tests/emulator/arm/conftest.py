@@ -78,13 +78,19 @@ class Running:
         return self.clock.advance_until(predicate, timeout=timeout)
 
     def advance_to(self, when: datetime) -> None:
-        """Let everything due up to ``when`` happen, then stop the clock exactly there."""
+        """Let everything due up to ``when`` happen, then stop the clock exactly there.
+
+        A sleeper at ``when`` guarantees a due time there; it is registered (``settle``) before
+        advancing, and the predicate reads the clock itself, which the jump sets synchronously --
+        so a loaded machine cannot make the clock run past ``when``.
+        """
 
         async def sleeper() -> None:
             await self.clock.sleep_until(when)
 
-        future = asyncio.run_coroutine_threadsafe(sleeper(), self.loop)
-        self.clock.advance_until(future.done)
+        asyncio.run_coroutine_threadsafe(sleeper(), self.loop)
+        self.settle()
+        self.clock.advance_until(lambda: self.clock.now() >= when)
         self.settle()
 
     def settle(self) -> None:

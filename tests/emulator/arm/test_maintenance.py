@@ -253,3 +253,30 @@ def test_apply_updates_for_a_run_and_a_vm(arm):
     assert listed.count("20261116070000") == 2  # win-01 and lin-01 (ring0)
     with pytest.raises(ResourceNotFoundError):
         client.apply_updates.get("rg-fleet", "Microsoft.Compute", "virtualMachines", "win-02", "20261116070000")
+
+
+def test_resource_group_level_operations(arm):
+    client = arm.maintenance()
+    assignment = client.configuration_assignments_for_resource_group.create_or_update(
+        "rg-fleet",
+        "rg-wide",
+        m.ConfigurationAssignment(
+            maintenance_configuration_id=f"{MC_ID}/mc-ring0",
+            filter=m.ConfigurationAssignmentFilterProperties(os_types=["Linux"]),
+        ),
+    )
+    assert assignment.resource_id == f"/subscriptions/{SUB}/resourceGroups/rg-fleet"
+    assert sorted(vm.name for vm in arm.sim.fleet.assigned_vms(f"{MC_ID}/mc-ring0")) == ["lin-01", "lin-02", "win-01"]
+    got = client.configuration_assignments_for_resource_group.get("rg-fleet", "rg-wide")
+    assert got.filter.os_types == ["Linux"]
+    client.configuration_assignments_for_resource_group.delete("rg-fleet", "rg-wide")
+    assert [c.name for c in client.maintenance_configurations_for_resource_group.list("rg-patching")] == ["mc-ring0"]
+    assert list(client.maintenance_configurations_for_resource_group.list("rg-fleet")) == []
+    assert list(client.apply_update_for_resource_group.list("rg-fleet")) == []
+    within = [a.name for a in client.configuration_assignments_within_subscription.list()]
+    assert within == ["ds-ring0"]
+
+
+def test_list_all_status_only(arm):
+    vms = list(arm.compute().virtual_machines.list_all(status_only="true"))
+    assert all(vm.instance_view.statuses[1].code == "PowerState/running" for vm in vms)

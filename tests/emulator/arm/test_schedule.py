@@ -266,3 +266,15 @@ def test_hourly_schedule_and_config_written_through_the_api(arm, receiver):
     arm.advance_to(datetime(2026, 11, 19, 9, 0, tzinfo=UTC))
     names = [r.name for r in arm.sim.runs if r.config_name == "mc-hourly"]
     assert names[-2:] == ["20261118080000", "20261119080000"]
+
+
+def test_install_parameters_are_frozen_at_t40(arm):
+    client = arm.maintenance()
+    arm.advance_to(at(39))
+    cfg = client.maintenance_configurations.get("rg-patching", "mc-ring0")
+    cfg.install_patches.windows_parameters.classifications_to_include = ["Definition"]
+    client.maintenance_configurations.create_or_update("rg-patching", "mc-ring0", cfg)
+    arm.advance_until(lambda: arm.sim.run(RUN).status == "Completed")
+    assert arm.sim.run(RUN).plans  # the frozen run still happened after the edit
+    assert "KB2267602" not in arm.sim.vm("win-01").installed  # the late edit did not apply
+    assert "KB5048667" in arm.sim.vm("win-01").installed
