@@ -116,3 +116,37 @@ def test_sigkill_mid_rollout_resumes_without_losing_history(tmp_path: Path) -> N
     results = [e["Result"] for e in events if e["EventType"] == "TaskCompleted"]
     assert sorted(results) == sorted(expected)
     assert kinds["TimerFired"] == 3
+
+
+def test_pending_timers_and_waits_survive_a_restart(tmp_path: Path) -> None:
+    """Write-through state: a host stopped with a timer pending re-arms it on the next start."""
+    from emulator.clock import make_clock
+    from emulator.host.testing import HostThread
+
+    basic = Path(__file__).parent / "apps" / "basic"
+    storage = str(tmp_path / "durable.sqlite")
+    clock = make_clock("skip", start="2025-01-01T00:00:00Z")
+    with clock.hold(), HostThread(basic, clock, storage=storage) as first:
+        client = first.client()
+        sleeper = first.call(client.start_new("long_sleep", "sleeper", 2))
+        waiter = first.call(client.start_new("approval", "waiter", {"hours": 48}))
+        deadline = time.monotonic() + 30
+        while not (len(first.history(sleeper)) >= 4 and len(first.history(waiter)) >= 4
+                   and first.run_sync(lambda: first.host.engine.idle)):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    clock.close()
+
+    clock = make_clock("skip", start="2025-01-01T00:00:00Z")
+    hold = clock.hold()
+    hold.__enter__()  # no time jump before the event is raised
+    try:
+        with HostThread(basic, clock, storage=storage) as second:
+            client = second.client()
+            second.call(client.raise_event(waiter, "Approval", "after restart"))
+            hold.__exit__(None, None, None)
+            assert second.wait_for(waiter).output["value"] == '"after restart"'
+            assert second.wait_for(sleeper).output == 2 * 86400.0
+            assert clock.now().isoformat() == "2025-01-03T00:00:00+00:00"
+    finally:
+        clock.close()
