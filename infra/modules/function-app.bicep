@@ -97,7 +97,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      http20Enabled: true
       appSettings: [for setting in items(appSettings): {
         name: setting.key
         value: setting.value
