@@ -38,8 +38,9 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 
 from activities.deps import deps
-from activities.plan import plan_ring
+from activities.plan import assignment_name, plan_ring
 from patchrings.arm.errors import error_info, status_of
+from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
 from patchrings.arm.vms import (
@@ -124,17 +125,64 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
         wanted = {members.tag.value} | ({members.tag.hold_value} if members.tag.hold_value else set())
         selected |= {key for key, (_, tags) in fleet.items() if tag_value(tags, members.tag.name) in wanted}
     if configuration_id:
-        for sub in subscriptions:
-            for assignment in clients.maintenance(sub).configuration_assignments_within_subscription.list():
-                props = (to_wire(assignment) or {}).get("properties") or {}
-                if not same_arm_id(props.get("maintenanceConfigurationId"), configuration_id):
-                    continue
-                if props.get("filter") is not None:
-                    selected |= {key for key, (ref, tags) in fleet.items()
-                                 if dynamic_scope_matches(props["filter"], ref, tags=tags)}
-                elif props.get("resourceId") and str(props["resourceId"]).lower() in fleet:
-                    selected.add(str(props["resourceId"]).lower())
+        selected |= _configuration_members(clients, ring, subscriptions, fleet)
     return {"vms": sorted((fleet[key][0] for key in selected), key=lambda v: v["id"].lower())}
+
+
+def _configuration_members(
+    clients: Any, ring: Any, subscriptions: list[str], fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+) -> set[str]:
+    """VMs a ring's maintenance configuration covers, using only supported ARM reads.
+
+    * dynamic scopes: the within-subscription assignment list (documented as not implemented
+      in some API versions, so failures are tolerated) plus a direct GET of the ring's own
+      assignment (``open.assignmentName`` / ``patchrings-<ring>``);
+    * resource-level assignments: the within-subscription list, and for rings without a tag
+      selector (their configuration *is* their membership) each candidate VM's own assignment
+      list, fanned out. In Azure, Resource Graph (``maintenanceresources``) answers this in one
+      query; it is not available locally.
+    """
+    configuration_id = ring.configuration_id
+    filters: list[Any] = []
+    assigned: set[str] = set()
+
+    def consider(doc: Any) -> None:
+        props = (to_wire(doc) or {}).get("properties") or {}
+        if not same_arm_id(props.get("maintenanceConfigurationId"), configuration_id):
+            return
+        if props.get("filter") is not None:
+            filters.append(props["filter"])
+        elif props.get("resourceId"):
+            assigned.add(str(props["resourceId"]).lower())
+
+    for sub in subscriptions:
+        maintenance = clients.maintenance(sub)
+        try:
+            for doc in maintenance.configuration_assignments_within_subscription.list():
+                consider(doc)
+        except HttpResponseError:
+            pass
+        try:
+            consider(maintenance.configuration_assignments_for_subscriptions.get(assignment_name(ring)))
+        except HttpResponseError:
+            pass
+    if ring.members.tag is None:
+        def vm_assignments(key: str) -> bool:
+            rid = parse_resource_id(fleet[key][0]["id"])
+            try:
+                docs = clients.maintenance(rid.subscription).configuration_assignments.list(
+                    rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name)
+                return any(same_arm_id(((to_wire(d) or {}).get("properties") or {}).get("maintenanceConfigurationId"),
+                                       configuration_id) for d in docs)
+            except HttpResponseError:
+                return False
+
+        keys = sorted(fleet)
+        assigned |= {key for key, hit in zip(keys, map_bounded(vm_assignments, keys), strict=True) if hit}
+    selected = {key for key in assigned if key in fleet}
+    for filt in filters:
+        selected |= {key for key, (ref, tags) in fleet.items() if dynamic_scope_matches(filt, ref, tags=tags)}
+    return selected
 
 
 # ------------------------------------------------------------------------------ install

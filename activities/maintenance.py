@@ -33,7 +33,7 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from activities.deps import deps
-from activities.plan import plan_ring
+from activities.plan import assignment_name, plan_ring
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
@@ -112,11 +112,6 @@ def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------ assignments
-def assignment_name(ring: Any) -> str:
-    """The ring's assignment name: the plan's ``open.assignmentName`` or ``patchrings-<ring>``."""
-    return str(ring.assignment_name or f"patchrings-{ring.name}")
-
-
 def dynamic_scope_filter(ring: Any) -> dict[str, Any]:
     """The dynamic-scope ``filter`` selecting the ring's VMs (its tag at the open value)."""
     members = ring.members

@@ -18,7 +18,7 @@ from patchrings.settings import Settings
 
 bp = df.Blueprint()
 
-__all__ = ["bp", "load_plan", "load_plan_core", "plan_ring"]
+__all__ = ["assignment_name", "bp", "load_plan", "load_plan_core", "plan_ring"]
 
 
 def load_plan_core(settings: Settings) -> dict[str, Any]:
@@ -29,6 +29,11 @@ def load_plan_core(settings: Settings) -> dict[str, Any]:
 def plan_ring(plan: Mapping[str, Any], ring: str) -> Any:
     """The resolved ``Ring`` called ``ring`` from a plan dict (as carried by orchestrations)."""
     return Plan.from_dict(plan).ring(ring)
+
+
+def assignment_name(ring: Any) -> str:
+    """A ring's configuration-assignment name: ``open.assignmentName`` or ``patchrings-<ring>``."""
+    return str(ring.assignment_name or f"patchrings-{ring.name}")
 
 
 @bp.activity_trigger(input_name="payload")

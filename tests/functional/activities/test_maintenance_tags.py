@@ -151,8 +151,6 @@ def test_resource_level_assignments_for_a_ring_without_tag(arm: SimHandle, clien
     assert writes(arm, "DELETE", "/providers/Microsoft.Maintenance/configurationAssignments/pr-only") == 2
 
 
-@pytest.mark.xfail(reason="the simulator's ConfigurationAssignmentsWithinSubscription_List returns only "
-                          "subscription-level assignments; Azure lists resource-level ones too", strict=False)
 def test_resource_level_assignments_count_as_members(arm: SimHandle, clients: AzureClients) -> None:
     from activities.compute import resolve_ring_members_core
 
