@@ -1,0 +1,109 @@
+"""The app on the local platform: Functions host + ARM simulator + Azurite, on one skip clock.
+
+Maintenance events come from the simulator's own schedules (pre-event at T-35, post-event when
+the run finishes); the tests only approve (or not) through the HTTP API and assert on the
+simulator's recorded ARM calls, the fleet's resulting state and the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.functional import platform_scenario as sc
+from tests.functional.fakeapp.driver import Driver
+from tests.functional.platform_driver import driver, installs, ledger, vm_name
+
+pytestmark = pytest.mark.functional
+
+START = "2026-11-16T06:00:00Z"
+INITIATOR = "dave@contoso.com"
+
+
+@pytest.fixture
+def held(platform_factory: Any) -> Any:
+    """``held(scenario)`` -> a started platform whose skip clock is held from before it starts.
+
+    Why: the simulator's schedules would otherwise run the clock ahead (hours of simulated time)
+    between the platform starting and the test taking the hold, making outcomes depend on timing.
+    """
+    from emulator.clock import make_clock
+
+    holds: list[Any] = []
+
+    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
+        clock = make_clock("skip", start=START)
+        hold = clock.hold()
+        hold.__enter__()
+        holds.append(hold)
+        return platform_factory(scenario=scenario, clock=clock, **kwargs)
+
+    yield start
+    for hold in holds:
+        hold.__exit__(None, None, None)
+
+
+def approve(d: Driver, rid: str, ring: str, who: str) -> dict[str, Any]:
+    doc = d.until_waiting(rid, "approval", ring)
+    result = d.decide(rid, ring, "approve", doc["waitingFor"]["manifestHash"], who)
+    assert result.status == 202, result
+    return doc
+
+
+def cancels(platform: Any) -> list[str]:
+    return [r.path for r in platform.arm.recorder.find(method="PUT")
+            if "/applyupdates/" in r.path.lower() and (r.body or {}).get("properties", {}).get("status") == "Cancel"]
+
+
+def test_three_rings_retag_and_configuration_promotion(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    doc = approve(d, rid, "ring1", "alice@contoso.com")
+    approve(d, rid, "ring2", "carol@contoso.com")
+    final = d.until_done(rid)
+    out = final.output
+    assert out["state"] == "completed" and out["outcome"] == "passed", out
+    assert [r["gate"]["outcome"] for r in out["rings"]] == ["pass", "pass", "pass"]
+
+    # Only Ring 0 was installed on demand: each VM once, Windows pinned to the rollout start.
+    posts = installs(p)
+    assert sorted(vm_name(r) for r in posts) == sorted(sc.RING0)
+    for record in posts:
+        wp = (record.body or {}).get("windowsParameters")
+        if wp:
+            assert wp["maxPatchPublishDate"] == START
+
+    # The manifest is what Ring 0 installed before the cutoff.
+    manifest = out["manifest"]
+    assert manifest["hash"] == doc["waitingFor"]["manifestHash"]
+    assert sorted(manifest["windows"]["kbNumbers"]) == sorted([sc.KB_OLD, sc.KB_CRIT])
+    assert manifest["linux"]["packages"] == [sc.OPENSSL]
+
+    # Later rings were patched by their scheduled runs with exactly the manifest (no late KB).
+    for name in sc.RING1 + sc.RING2:
+        vm = p.arm.vm(name)
+        if vm.os == "Windows":
+            assert {sc.KB_OLD, sc.KB_CRIT} <= {k.upper().removeprefix("KB") for k in vm.installed}
+            assert not any(sc.KB_LATE in k for k in vm.installed)
+        else:
+            assert sc.OPENSSL in vm.installed
+
+    # Ring 1 opened by retag and closed again; Ring 2 by its assignment, removed at the end.
+    assert p.arm.vm("r1-web-1").tags["patchRing"] == "ring1-hold"
+    tag_writes = [r for r in p.arm.recorder.find() if "/providers/Microsoft.Resources/tags/" in r.path
+                  and r.method in ("PATCH", "PUT")]
+    assert len(tag_writes) == 4  # two VMs opened, two closed
+    assignment_writes = [(r.method, r.status) for r in p.arm.recorder.find()
+                         if "/configurationassignments/" in r.path.lower() and r.method in ("PUT", "DELETE")]
+    assert [m for m, _ in assignment_writes] == ["PUT", "DELETE"]
+
+    # Ledger: the rollout, both approvals, both authorised runs.
+    lg = ledger(p)
+    assert (lg.rollout(rid) or {}).get("state") == "completed"
+    approvers = {a.get("approver") for a in lg.approvals(rid)}
+    assert {"alice@contoso.com", "carol@contoso.com"} <= approvers
+    authorised = [r for r in lg.ring_runs(rid) if r.get("state") == "authorised"]
+    assert sorted(r["ring"] for r in authorised) == ["ring1", "ring2"]
+    assert cancels(p) == [] or all("mc-ring1" not in c or "20261116120000" not in c for c in cancels(p))
