@@ -54,6 +54,9 @@ type ringSpec = {
   @description('Name of the configuration created here (when no existing id). Defaults to mc-patchrings-<ring>-<token>. The rollout plan\'s members.maintenanceConfigurationId must name the same configuration.')
   maintenanceConfigurationName: string?
 
+  @description('Existing resource group (this subscription) for a created configuration and its system topic. Defaults to this deployment\'s resource group.')
+  resourceGroupName: string?
+
   @description('Region of the maintenance configuration (existing or created). Defaults to location.')
   location: string?
 
@@ -111,7 +114,7 @@ param rings ringSpec[] = [
   }
 ]
 
-@description('Scopes the app acts on: the resource groups of the ring VMs and of existing maintenance configurations ("/subscriptions/<id>/resourceGroups/<name>"; a whole subscription "/subscriptions/<id>" also works but grants more). The PatchRings rollout role is assigned at each; this resource group is added when a configuration is created here.')
+@description('Scopes the app acts on: the resource groups of the ring VMs and of existing maintenance configurations ("/subscriptions/<id>/resourceGroups/<name>"; a whole subscription "/subscriptions/<id>" also works but grants more). The PatchRings rollout role is assigned at each; the resource groups of configurations created here are added.')
 param rolloutScopes string[] = []
 
 @description('Subscriptions of the fleet (the plan\'s members.subscriptions): the app lists VMs and maintenance assignments there at subscription level, so it gets the narrow fleet-reader role on each.')
@@ -187,12 +190,13 @@ var defaultInstallPatches = {
 // Maintenance configuration id of every ring: the existing one, or the one created below (its id
 // is known before creation, which keeps module scopes computable at the start of the deployment).
 var ringConfigurationNames = [for ring in rings: ring.?maintenanceConfigurationName ?? 'mc-patchrings-${ring.name}-${resourceToken}']
-var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') ? resourceId('Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i]) : ring.?existingMaintenanceConfigurationId ?? '']
+var ringConfigurationGroups = [for ring in rings: ring.?resourceGroupName ?? resourceGroup().name]
+var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') ? resourceId(ringConfigurationGroups[i], 'Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i]) : ring.?existingMaintenanceConfigurationId ?? '']
 
 // Configurations created here are edited (pinned manifests) and their runs cancelled by the app,
-// so this resource group joins the rollout scopes whenever one is created.
-var createsConfigurations = length(filter(rings, ring => empty(ring.?existingMaintenanceConfigurationId ?? ''))) > 0
-var effectiveRolloutScopes = union(rolloutScopes, createsConfigurations ? [resourceGroup().id] : [])
+// so their resource groups join the rollout scopes.
+var createdConfigurationScopes = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') ? '/subscriptions/${subscription().subscriptionId}/resourceGroups/${ringConfigurationGroups[i]}' : '']
+var effectiveRolloutScopes = union(rolloutScopes, filter(createdConfigurationScopes, scope => !empty(scope)))
 var rolloutResourceGroupScopes = filter(effectiveRolloutScopes, scope => length(split(scope, '/')) == 5)
 var rolloutSubscriptionScopes = filter(effectiveRolloutScopes, scope => length(split(scope, '/')) == 3)
 
@@ -312,7 +316,8 @@ module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
 // ---------------------------------------------------------------------------------------------
 
 module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring, i) in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
-  name: 'patchrings-mc-${ring.name}'
+  name: 'patchrings-mc-${ring.name}-${resourceToken}'
+  scope: resourceGroup(ringConfigurationGroups[i])
   params: {
     name: ringConfigurationNames[i]
     location: ring.?location ?? location

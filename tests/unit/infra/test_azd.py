@@ -23,8 +23,8 @@ pytestmark = pytest.mark.unit
 
 AZURE_YAML = yaml.safe_load((REPO / "azure.yaml").read_text(encoding="utf-8"))
 PARAMETERS = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-RING_KEYS = {"name", "existingMaintenanceConfigurationId", "maintenanceConfigurationName", "location",
-             "maintenanceWindow", "installPatches", "events", "dynamicScope"}
+RING_KEYS = {"name", "existingMaintenanceConfigurationId", "maintenanceConfigurationName", "resourceGroupName",
+             "location", "maintenanceWindow", "installPatches", "events", "dynamicScope"}
 
 
 def test_azure_yaml_points_at_the_bicep_and_the_function_app() -> None:
@@ -94,8 +94,9 @@ def test_the_parameter_rings_match_the_default_plan() -> None:
             continue
         assert ring["name"] in rings, f"scheduled ring {ring['name']} has no maintenance configuration entry"
         entry = rings[ring["name"]]
-        mc_name = ring["members"]["maintenanceConfigurationId"].rsplit("/", 1)[-1]
-        assert entry.get("maintenanceConfigurationName") == mc_name
+        parts = ring["members"]["maintenanceConfigurationId"].split("/")
+        assert entry.get("maintenanceConfigurationName") == parts[-1]
+        assert entry.get("resourceGroupName", "").endswith(f"={parts[4]}}}"), "default resource group differs"
         if (ring.get("open") or {}).get("mode") == "retag":
             tag = ring["members"]["tag"]
             assert entry["dynamicScope"] == {"tagName": tag["name"], "tagValue": tag["value"]}

@@ -125,8 +125,9 @@ def test_the_role_is_assigned_at_every_rollout_scope(bicep_files: dict[str, Bice
     assert re.search(r"\[for scope in rolloutResourceGroupScopes:", main)
     assert re.search(r"\[for scope in rolloutSubscriptionScopes:", main)
     assert re.search(r"\[for subscriptionId in fleetSubscriptionIds:", main)
-    assert ("var effectiveRolloutScopes = union(rolloutScopes, createsConfigurations ? "
-            "[resourceGroup().id] : [])") in main
+    # Resource groups of configurations created by the template are added to the rollout scopes.
+    assert ("var effectiveRolloutScopes = union(rolloutScopes, filter(createdConfigurationScopes, "
+            "scope => !empty(scope)))") in main
 
 
 def test_builtin_role_ids_are_guids_and_the_ledger_gets_table_data_contributor(
