@@ -316,7 +316,7 @@ module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
 // ---------------------------------------------------------------------------------------------
 
 module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring, i) in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
-  name: 'patchrings-mc-${ring.name}-${resourceToken}'
+  name: take('patchrings-mc-${ring.name}-${resourceToken}', 64)
   scope: resourceGroup(ringConfigurationGroups[i])
   params: {
     name: ringConfigurationNames[i]
@@ -328,7 +328,7 @@ module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring
 }]
 
 module ringDynamicScopes 'modules/dynamic-scope.bicep' = [for (ring, i) in rings: if (ring.?dynamicScope != null) {
-  name: 'patchrings-scope-${ring.name}'
+  name: take('patchrings-scope-${ring.name}-${resourceToken}', 64)
   scope: subscription(ring.?dynamicScope.?subscriptionId ?? subscription().subscriptionId)
   params: {
     name: 'patchrings-${ring.name}-${resourceToken}'
@@ -345,7 +345,7 @@ module ringDynamicScopes 'modules/dynamic-scope.bicep' = [for (ring, i) in rings
 }]
 
 module ringEvents 'modules/ring-events.bicep' = [for (ring, i) in rings: if (ring.?events ?? true) {
-  name: 'patchrings-events-${ring.name}'
+  name: take('patchrings-events-${ring.name}-${resourceToken}', 64)
   scope: resourceGroup(split(ringConfigurationIds[i], '/')[2], split(ringConfigurationIds[i], '/')[4])
   params: {
     ringName: ring.name

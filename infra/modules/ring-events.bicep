@@ -95,7 +95,7 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
 
 // The topic's identity may write into the dead-letter container (and nowhere else).
 module deadLetterWriter 'deadletter-role.bicep' = {
-  name: 'patchrings-deadletter-${ringName}'
+  name: take('patchrings-deadletter-${ringName}-${uniqueString(maintenanceConfigurationId)}', 64)
   scope: resourceGroup(deadLetterStorageSubscriptionId, deadLetterStorageResourceGroup)
   params: {
     storageAccountName: deadLetterStorageAccountName

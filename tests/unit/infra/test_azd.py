@@ -99,7 +99,12 @@ def test_the_parameter_rings_match_the_default_plan() -> None:
         assert entry.get("resourceGroupName", "").endswith(f"={parts[4]}}}"), "default resource group differs"
         if (ring.get("open") or {}).get("mode") == "retag":
             tag = ring["members"]["tag"]
-            assert entry["dynamicScope"] == {"tagName": tag["name"], "tagValue": tag["value"]}
+            scope = entry["dynamicScope"]
+            assert (scope["tagName"], scope["tagValue"]) == (tag["name"], tag["value"])
+            # The schedule must not pull in VMs outside the plan's resource groups.
+            groups = ring["members"].get("resourceGroups")
+            if groups:
+                assert [g.rsplit("=", 1)[-1].rstrip("}") for g in scope["resourceGroups"]] == groups
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
