@@ -14,14 +14,22 @@ SUPPORTED
 
 All waits are on the shared clock and every POST runs inside ``clock.busy()``.
 
-LIMITATIONS: no subscription-validation handshake (the local Functions host accepts deliveries
-directly), no dead-lettering (a delivery that exhausts its attempts is logged as ``dropped``).
+* the endpoint-validation handshake (``validate: true`` on a subscription): before its first
+  delivery, Event Grid schema endpoints get a ``SubscriptionValidationEvent`` and must answer 200
+  ``{"validationResponse": code}`` (or GET the ``validationUrl``, served by the simulator);
+  CloudEvents endpoints get ``OPTIONS`` with ``WebHook-Request-Origin``. Until validated, each
+  delivery attempt fails (logged as ``endpoint validation failed``) and is retried with the usual
+  back-off, re-running the handshake.
+
+LIMITATIONS: no dead-lettering (a delivery that exhausts its attempts is logged as ``dropped``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +55,8 @@ class EventSubscription:
     included_event_types: list[str] = field(default_factory=list)
     configurations: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    validate: bool = False
+    validated: bool = False
 
     @classmethod
     def from_scenario(cls, entry: dict[str, Any]) -> EventSubscription:
@@ -58,6 +68,7 @@ class EventSubscription:
             included_event_types=list(entry.get("includedEventTypes") or []),
             configurations=list(entry.get("configurations") or []),
             headers=dict(entry.get("headers") or {}),
+            validate=bool(entry.get("validate", False)),
         )
 
     def wants(self, event_type: str, config_id: str, config_name: str) -> bool:
@@ -134,6 +145,10 @@ class EventBus:
         self._session: aiohttp.ClientSession | None = None
         self.log: list[dict[str, Any]] = []
         self.published: list[dict[str, Any]] = []
+        self.validations: list[dict[str, Any]] = []
+        self.validation_url_base = ""  # the simulator's endpoint; set at start
+        self._pending_codes: dict[str, str] = {}
+        self._validation_lock = asyncio.Lock()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -168,39 +183,104 @@ class EventBus:
 
     async def _deliver(self, sub: EventSubscription, event: dict[str, Any], at: datetime, *, duplicate: bool) -> None:
         await self.clock.sleep_until(at)
-        event_type = event.get("eventType") or event.get("type") or ""
         for attempt in range(1, self.max_attempts + 1):
             with self.clock.busy():
-                status, error = await self._post(sub, event, attempt)
-                self.log.append(
-                    {
-                        "time": _iso(self.clock.now()),
-                        "subscription": sub.name,
-                        "eventType": event_type,
-                        "id": event["id"],
-                        "attempt": attempt,
-                        "status": status,
-                        "error": error,
-                        "duplicate": duplicate,
-                    }
-                )
+                if sub.validate and not sub.validated:
+                    async with self._validation_lock:
+                        if not sub.validated:
+                            await self._validate(sub)
+                if sub.validate and not sub.validated:
+                    status, error = None, "endpoint validation failed"
+                else:
+                    status, error = await self._post(sub, event, attempt)
+                self._log(sub, event, attempt=attempt, status=status, error=error, duplicate=duplicate)
             if status is not None and 200 <= status < 300:
                 return
             if status in (400, 401, 403, 413):
                 return
             wait = RETRY_SCHEDULE[min(attempt - 1, len(RETRY_SCHEDULE) - 1)]
             await self.clock.sleep_until(self.clock.now() + timedelta(seconds=wait))
+        self._log(sub, event, attempt=self.max_attempts, status=None, error="dropped", duplicate=duplicate)
+
+    def _log(self, sub: EventSubscription, event: dict[str, Any], **fields: Any) -> None:
+        event_type = event.get("eventType") or event.get("type") or ""
         self.log.append(
             {
                 "time": _iso(self.clock.now()),
                 "subscription": sub.name,
                 "eventType": event_type,
                 "id": event["id"],
-                "attempt": self.max_attempts,
-                "status": None,
-                "error": "dropped",
-                "duplicate": duplicate,
+                **fields,
             }
+        )
+
+    def confirm_validation(self, name: str, code: str) -> bool:
+        """The manual handshake: a GET of ``validationUrl`` validates the subscription."""
+        for sub in self.subscriptions:
+            if sub.name.lower() == name.lower() and self._pending_codes.get(sub.name) == code:
+                sub.validated = True
+                self.validations.append(
+                    {
+                        "time": _iso(self.clock.now()),
+                        "subscription": sub.name,
+                        "validated": True,
+                        "detail": "validationUrl GET",
+                    }
+                )
+                return True
+        return False
+
+    async def _validate(self, sub: EventSubscription) -> None:
+        """Event Grid's endpoint validation (contracts §10.4), before the first delivery."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        detail = ""
+        try:
+            if sub.schema == "CloudEventSchemaV1_0":
+                origin = "eventgrid.azure.net"
+                async with self._session.options(sub.endpoint, headers={"WebHook-Request-Origin": origin}) as resp:
+                    allowed = resp.headers.get("WebHook-Allowed-Origin", "")
+                    sub.validated = resp.status == 200 and allowed in (origin, "*")
+                    detail = f"OPTIONS -> {resp.status}, WebHook-Allowed-Origin={allowed!r}"
+            else:
+                code = self._pending_codes.get(sub.name) or str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+                self._pending_codes[sub.name] = code  # stable, so a validationUrl handed out stays valid
+                now = self.clock.now()
+                event = {
+                    "id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                    "topic": f"/subscriptions/{sub.name}",
+                    "subject": "",
+                    "data": {
+                        "validationCode": code,
+                        "validationUrl": f"{self.validation_url_base}/_sim/eventSubscriptions/{sub.name}"
+                        f"/validate?code={code}",
+                    },
+                    "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                    "eventTime": _iso(now),
+                    "metadataVersion": "1",
+                    "dataVersion": "1",
+                }
+                headers = {
+                    "Content-Type": "application/json",
+                    "aeg-event-type": "SubscriptionValidation",
+                    "aeg-subscription-name": sub.name.upper(),
+                    "aeg-delivery-count": "0",
+                    **sub.headers,
+                }
+                async with self._session.post(sub.endpoint, data=json.dumps([event]), headers=headers) as resp:
+                    text = await resp.text()
+                    try:
+                        answer = json.loads(text) if text else {}
+                    except ValueError:
+                        answer = {}
+                    sub.validated = sub.validated or (
+                        resp.status == 200 and isinstance(answer, dict) and answer.get("validationResponse") == code
+                    )
+                    detail = f"POST -> {resp.status} {text[:200]}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+        self.validations.append(
+            {"time": _iso(self.clock.now()), "subscription": sub.name, "validated": sub.validated, "detail": detail}
         )
 
     async def _post(self, sub: EventSubscription, event: dict[str, Any], attempt: int) -> tuple[int | None, str | None]:

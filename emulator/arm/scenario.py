@@ -287,6 +287,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "includedEventTypes": _STR_LIST,
                 "configurations": {**_STR_LIST, "description": "maintenance configuration names or ids"},
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "validate": {"type": "boolean", "description": "run Event Grid's endpoint validation first"},
             },
         },
         "fault": {

@@ -186,6 +186,7 @@ class ArmSimulator:
         await self._health_runner.setup()
         await web.TCPSite(self._health_runner, "127.0.0.1", self._health_port).start()
         self.health_base_url = f"http://127.0.0.1:{self._health_runner.addresses[0][1]}"
+        self.events.validation_url_base = self.endpoint
         self.client_config_path.write_text(json.dumps(self.client_settings, indent=2) + "\n")
         self.schedule.start_all()
 
@@ -398,7 +399,13 @@ class ArmSimulator:
             return web.json_response([r.to_dict() for r in self.runs])
 
         async def events(request: web.Request) -> web.Response:
-            return web.json_response({"published": self.events.published, "deliveries": self.deliveries})
+            return web.json_response(
+                {
+                    "published": self.events.published,
+                    "deliveries": self.deliveries,
+                    "validations": self.events.validations,
+                }
+            )
 
         async def set_vm(request: web.Request) -> web.Response:
             body = await request.json()
@@ -429,6 +436,11 @@ class ArmSimulator:
                 return web.json_response(error_body("NotFound", str(exc)), status=404)
             return web.json_response({"correlationId": correlation})
 
+        async def validate(request: web.Request) -> web.Response:
+            ok = self.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
+            return web.json_response({"validated": ok}, status=200 if ok else 404)
+
+        app.router.add_get("/_sim/eventSubscriptions/{name}/validate", validate)
         app.router.add_get("/_sim/requests", requests)
         app.router.add_get("/_sim/fleet", fleet)
         app.router.add_get("/_sim/runs", runs)

@@ -272,6 +272,8 @@ class Receiver:
     def __init__(self) -> None:
         self.deliveries: list[dict[str, Any]] = []
         self.statuses: list[int] = []  # answered first, in order; then 200
+        self.validation_mode = "echo"  # "echo" answers the validation code; anything else ignores it
+        self.validation_requests: list[Any] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="receiver-loop")
         self.thread.start()
@@ -282,6 +284,11 @@ class Receiver:
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.json()
+            if request.headers.get("aeg-event-type") == "SubscriptionValidation":
+                self.validation_requests.append(body)
+                if self.validation_mode == "echo":
+                    return web.json_response({"validationResponse": body[0]["data"]["validationCode"]})
+                return web.json_response({})
             status = self.statuses.pop(0) if self.statuses else 200
             self.deliveries.append(
                 {"headers": dict(request.headers), "body": body, "status": status, "query": dict(request.query)}
@@ -289,7 +296,14 @@ class Receiver:
             return web.Response(status=status)
 
         app = web.Application()
+
+        async def options(request: web.Request) -> web.Response:
+            origin = request.headers.get("WebHook-Request-Origin", "")
+            self.validation_requests.append({"options": origin})
+            return web.Response(headers={"WebHook-Allowed-Origin": origin, "Allow": "POST"})
+
         app.router.add_post("/{tail:.*}", handle)
+        app.router.add_route("OPTIONS", "/{tail:.*}", options)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

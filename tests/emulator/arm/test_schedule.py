@@ -278,3 +278,40 @@ def test_install_parameters_are_frozen_at_t40(arm):
     assert arm.sim.run(RUN).plans  # the frozen run still happened after the edit
     assert "KB2267602" not in arm.sim.vm("win-01").installed  # the late edit did not apply
     assert "KB5048667" in arm.sim.vm("win-01").installed
+
+
+@pytest.mark.parametrize("mode", ["echo", "ignore", "url"])
+def test_endpoint_validation_handshake(arm_factory, receiver, mode):
+    receiver.validation_mode = "echo" if mode == "echo" else "ignore"
+    running = arm_factory(with_events(base_scenario(), validate=True), variables={"RECEIVER": receiver.url})
+    if mode == "url":
+        # the manual alternative: GET the validationUrl (the simulator serves it)
+        running.advance_to(at(34))
+        assert receiver.events() == []
+        url = receiver.validation_requests[0][0]["data"]["validationUrl"]
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=str(running.sim.ca_path))
+        with urllib.request.urlopen(url, context=context) as response:
+            assert response.status == 200
+    running.advance_until(lambda: running.sim.run(RUN) and running.sim.run(RUN).status == "Completed")
+    running.advance_to(running.now() + timedelta(minutes=1))
+    request = receiver.validation_requests[0][0]
+    assert request["eventType"] == "Microsoft.EventGrid.SubscriptionValidationEvent"
+    assert set(request) == set(example("eventgrid/examples/SubscriptionValidationEvent.eventgrid-schema.json")[0])
+    if mode == "ignore":
+        assert receiver.events() == []
+        assert any(d["error"] == "endpoint validation failed" for d in running.sim.deliveries)
+    else:
+        assert len(receiver.events("PreMaintenanceEvent")) == 1 and len(receiver.events("PostMaintenanceEvent")) == 1
+        if mode == "echo":
+            assert len(receiver.validation_requests) == 1  # validated once, then plain deliveries
+
+
+def test_cloudevents_validation_uses_options(arm_factory, receiver):
+    scenario = with_events(base_scenario(), validate=True, schema="CloudEventSchemaV1_0")
+    running = arm_factory(scenario, variables={"RECEIVER": receiver.url})
+    running.advance_to(at(34))
+    assert receiver.validation_requests == [{"options": "eventgrid.azure.net"}]
+    assert len(receiver.events("PreMaintenanceEvent")) == 1
