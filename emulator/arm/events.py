@@ -184,6 +184,8 @@ class EventBus:
     async def _deliver(self, sub: EventSubscription, event: dict[str, Any], at: datetime, *, duplicate: bool) -> None:
         await self.clock.sleep_until(at)
         for attempt in range(1, self.max_attempts + 1):
+            status: int | None
+            error: str | None
             with self.clock.busy():
                 if sub.validate and not sub.validated:
                     async with self._validation_lock:
