@@ -19,6 +19,7 @@ __all__ = [
     "install_summary",
     "parse_time",
     "power_state",
+    "schedule_issue",
     "summary_as_result",
     "tag_value",
     "vm_agent_status",
@@ -82,8 +83,33 @@ def tag_value(tags: Mapping[str, Any] | None, name: str) -> str | None:
     return None
 
 
+def schedule_issue(vm: Mapping[str, Any]) -> str | None:
+    """Why a VM would not follow a maintenance schedule, or None when it would.
+
+    Scheduled patching needs ``patchMode = AutomaticByPlatform`` and
+    ``bypassPlatformSafetyChecksOnUserSchedule = true`` (update-manager-domain.md §3); a VM with
+    the flag false that leaves every dynamic scope falls back to *platform* autopatching, so
+    retag promotions must know. None also when the body carries no patch settings.
+    """
+    os_profile = _props(vm).get("osProfile") or {}
+    config = os_profile.get("windowsConfiguration") or os_profile.get("linuxConfiguration") or {}
+    settings = config.get("patchSettings")
+    if not isinstance(settings, Mapping):
+        return None
+    mode = settings.get("patchMode")
+    bypass = (settings.get("automaticByPlatformSettings") or {}).get("bypassPlatformSafetyChecksOnUserSchedule")
+    if mode != "AutomaticByPlatform":
+        return f"patchMode is {mode or 'unset'}, schedules need AutomaticByPlatform"
+    if bypass is not True:
+        return "bypassPlatformSafetyChecksOnUserSchedule is not true: schedules will not run on this VM"
+    return None
+
+
 def vm_ref(vm: Mapping[str, Any]) -> dict[str, Any]:
-    """The contract's ``VmRef`` from a VM's REST JSON (with or without an instance view)."""
+    """The contract's ``VmRef`` from a VM's REST JSON (with or without an instance view).
+
+    Adds ``scheduleIssue`` (see :func:`schedule_issue`) to the contract's fields.
+    """
     props = _props(vm)
     os_type = str(((props.get("storageProfile") or {}).get("osDisk") or {}).get("osType") or "")
     zones = vm.get("zones") or []
@@ -96,6 +122,7 @@ def vm_ref(vm: Mapping[str, Any]) -> dict[str, Any]:
         "zone": str(zones[0]) if zones else None,
         "availabilitySet": avset,
         "powerState": power_state(props.get("instanceView")),
+        "scheduleIssue": schedule_issue(vm),
     }
 
 

@@ -48,6 +48,8 @@ def test_resolve_ring_members_by_tag_and_hold_value(arm: SimHandle, clients: Azu
     assert next(v for v in ring0 if v["name"] == "db-01")["powerState"] == "deallocated"
     ring1 = resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring1"})["vms"]
     assert [v["name"] for v in ring1] == ["app-01", "app-02"]
+    assert ring1[0]["scheduleIssue"] is None
+    assert "bypassPlatformSafetyChecksOnUserSchedule" in ring1[1]["scheduleIssue"]
 
 
 def test_install_start_poll_end_to_end_and_idempotent(

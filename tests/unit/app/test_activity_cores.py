@@ -131,7 +131,7 @@ def test_vm_ref_and_ids() -> None:
                          "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}
     assert vm_ref(vm) == {"id": vm["id"], "name": "web-01", "os": "Windows", "location": "westeurope",
                           "zone": "2", "availabilitySet": "/subscriptions/x/availabilitySets/as1",
-                          "powerState": "deallocated"}
+                          "powerState": "deallocated", "scheduleIssue": None}
     rid = parse_resource_id(vm["id"])
     assert (rid.subscription, rid.resource_group, rid.full_type, rid.name) == (
         SUB, "RG", "Microsoft.Compute/virtualMachines", "web-01")
@@ -193,3 +193,17 @@ def test_map_bounded_keeps_order_and_bounds_threads() -> None:
 
     assert map_bounded(work, range(40), workers=3) == [x * 2 for x in range(40)]
     assert 1 <= active["max"] <= 3
+
+
+def test_schedule_issue() -> None:
+    from patchrings.arm.vms import schedule_issue
+
+    def vm(mode: str, bypass: bool) -> dict[str, Any]:
+        automatic = {"bypassPlatformSafetyChecksOnUserSchedule": bypass}
+        settings = {"patchMode": mode, "automaticByPlatformSettings": automatic}
+        return {"properties": {"osProfile": {"linuxConfiguration": {"patchSettings": settings}}}}
+
+    assert schedule_issue(vm("AutomaticByPlatform", True)) is None
+    assert "bypassPlatformSafetyChecksOnUserSchedule" in (schedule_issue(vm("AutomaticByPlatform", False)) or "")
+    assert "ImageDefault" in (schedule_issue(vm("ImageDefault", True)) or "")
+    assert schedule_issue({"properties": {}}) is None
