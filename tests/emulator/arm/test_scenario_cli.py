@@ -87,7 +87,8 @@ def test_sample_fleet_one_week(arm_factory, receiver):
         rings.setdefault(vm.tags["patchRing"], []).append(vm.name)
     assert set(rings) == {"ring0", "ring1", "ring2", "hold"}
     assert {vm.os for vm in sim.fleet.vms.values()} == {"Windows", "Linux"}
-    assert {vm.zone for vm in sim.fleet.vms.values()} == {"1", "2", "3"}
+    assert {vm.zone for vm in sim.fleet.vms.values()} == {"1", "2", "3", None}
+    assert {vm.name for vm in sim.fleet.vms.values() if vm.availability_set} == {"sql-01", "sql-02", "sql-03", "sql-04"}
     endpoint = sim.events.subscriptions[0].endpoint
     assert endpoint.endswith("/runtime/webhooks/eventgrid?functionName=on_maintenance_event&code=abc")
     running.advance_to(datetime(2026, 11, 23, 6, 0, tzinfo=UTC))
