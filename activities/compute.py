@@ -26,6 +26,7 @@ start is used.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import urllib.error
@@ -57,6 +58,7 @@ from patchrings.arm.vms import (
 )
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.compute")
 
 __all__ = [
     "bp",
@@ -246,6 +248,7 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
         status = status_of(exc)
         if status is not None and 400 <= status < 500:  # refused: nothing was started
             ledger.delete_install(run_id, vm_id)
+            log.warning("installPatches refused on %s (HTTP %s): %s", vm_id, status, exc)
             return _started("refused", None, error_info(exc))
         error = error_info(exc)
         ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
@@ -257,6 +260,7 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     token = poller.continuation_token()
     poller.wait()
     ledger.update_install(run_id, vm_id, {"state": "started", "token": token})
+    log.info("installPatches started on %s for run %s", vm_id, run_id)
     return _started("started", token)
 
 

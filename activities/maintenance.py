@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,7 @@ from patchrings.arm.vms import FINISHED_PATCH_STATES, install_summary, parse_tim
 from patchrings.domain.manifest import Manifest
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.maintenance")
 
 __all__ = [
     "CANCEL_API_VERSION",
@@ -108,6 +110,7 @@ def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any
     clients.maintenance(rid.subscription).maintenance_configurations.create_or_update(
         rid.resource_group, rid.name, _body(body), content_type="application/json", cls=_raw
     )
+    log.info("manifest %s pinned into %s", manifest.hash, configuration_id)
     return {"changed": True, "manifestHash": manifest.hash}
 
 
@@ -194,6 +197,8 @@ def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
             elif current is not None:
                 ops.delete(*args, cls=_raw)
                 changed.append(str(vm_id))
+    if changed:
+        log.info("ring %s assignment %s %s: %s", ring.name, name, "created" if present else "removed", changed)
     return {"changed": bool(changed), "assignments": changed}
 
 
@@ -221,6 +226,7 @@ def cancel_run_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     body = _json(response)
     error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     code, message = str(error.get("code") or ""), str(error.get("message") or "")
+    log.info("cancel %s: HTTP %s %s", correlation_id, response.status_code, code)
     if response.status_code in (200, 201):
         status = str((body.get("properties") or {}).get("status") or "")
         if status.lower() in ("cancelled", "cancel"):

@@ -12,6 +12,7 @@ the orchestrator decides *when* to call this.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.tags")
 
 __all__ = ["bp", "retag_vms", "retag_vms_core"]
 
@@ -50,6 +52,8 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, list[Any]] = {"changed": [], "unchanged": [], "failed": []}
     for vm_id, (kind, error) in zip(vm_ids, outcomes, strict=True):
         out[kind].append({"vm": vm_id, "error": error} if kind == "failed" else vm_id)
+    log.info("retag %s=%s: %d changed, %d unchanged, %d failed", tag, value,
+             len(out["changed"]), len(out["unchanged"]), len(out["failed"]))
     return out
 
 
