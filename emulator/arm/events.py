@@ -80,6 +80,10 @@ class EventSubscription:
         return True
 
 
+def event_type_of(event: dict[str, Any]) -> str:
+    return str(event.get("eventType") or event.get("type") or "")
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
@@ -146,6 +150,7 @@ class EventBus:
         self.log: list[dict[str, Any]] = []
         self.published: list[dict[str, Any]] = []
         self.validations: list[dict[str, Any]] = []
+        self.delivered: set[tuple[str, str]] = set()  # (event type, id) acknowledged with a 2xx
         self.validation_url_base = ""  # the simulator's endpoint; set at start
         self._pending_codes: dict[str, str] = {}
         self._validation_lock = asyncio.Lock()
@@ -154,6 +159,13 @@ class EventBus:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def was_delivered(self, event_type: str, event_id: str) -> bool:
+        """Whether any subscription acknowledged the event (2xx)."""
+        return (event_type, event_id.lower()) in self.delivered
+
+    def has_subscribers(self, event_type: str, config_id: str, config_name: str) -> bool:
+        return any(sub.wants(event_type, config_id, config_name) for sub in self.subscriptions)
 
     def publish(self, event_type: str, *, config_id: str, config_name: str, data: dict[str, Any]) -> int:
         """Queue deliveries of one event to every interested subscription; returns how many."""
@@ -197,6 +209,7 @@ class EventBus:
                     status, error = await self._post(sub, event, attempt)
                 self._log(sub, event, attempt=attempt, status=status, error=error, duplicate=duplicate)
             if status is not None and 200 <= status < 300:
+                self.delivered.add((event_type_of(event), str(event["id"]).lower()))
                 return
             if status in (400, 401, 403, 413):
                 return

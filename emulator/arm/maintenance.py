@@ -374,6 +374,7 @@ def put_apply_update(sim: ArmSimulator, call: Call) -> Reply:
             f"10 minutes before the start at {_iso(run.start)}); it is now {_iso(now)}.",
         )
     run.cancelled_at = now
+    run.cancel_reason = f"Maintenance cancelled using cancellation API at {_iso(now)}"
     run.last_update = now
     return Reply(200, _run_body(run.correlation_id, run.config_name, run.config_id, "Cancelled", now))
 

@@ -128,6 +128,8 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "maxDeliveryAttempts": {"type": "integer", "minimum": 1},
                 "postEventOnCancel": {"type": "boolean"},
                 "freezeInstallParameters": {"type": "boolean"},
+                "cancelIfPreEventUndelivered": {"type": "boolean"},
+                "preEventDeadlineMinutesBefore": {"type": "number", "minimum": 0},
             },
         },
         "auth": {

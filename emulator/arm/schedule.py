@@ -66,6 +66,7 @@ class Run:
     plans: dict[str, InstallPlan] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # vm id -> reason
     cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
     result_status: str | None = None
     last_update: datetime | None = None
     parameters: dict[str, Any] | None = None  # installPatches frozen at T-40 (None: read at T0)
@@ -92,6 +93,7 @@ class Run:
             "results": {vm: plan.summary() for vm, plan in self.plans.items()},
             "skipped": dict(self.skipped),
             "cancelledAt": _iso(self.cancelled_at) if self.cancelled_at else None,
+            "cancelReason": self.cancel_reason,
         }
 
 
@@ -104,6 +106,8 @@ class ScheduleEngine:
         self.cutoff_lead = timedelta(minutes=float(options.get("cancellationCutOffMinutesBefore", 10)))
         self.post_on_cancel = bool(options.get("postEventOnCancel", True))
         self.freeze_parameters = bool(options.get("freezeInstallParameters", True))
+        self.system_cancel = bool(options.get("cancelIfPreEventUndelivered", False))
+        self.pre_deadline = timedelta(minutes=float(options.get("preEventDeadlineMinutesBefore", 30)))
         self.runs: dict[str, Run] = {}  # lower correlation id -> run
         self.precancelled: set[str] = set()  # lower correlation ids cancelled before T-40
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -172,6 +176,7 @@ class ScheduleEngine:
                 run.parameters = config.install_patches
             if run.correlation_id.lower() in self.precancelled:
                 run.cancelled_at = clock.now()
+                run.cancel_reason = "Maintenance cancelled using cancellation API before the run was scheduled"
             self.runs[run.correlation_id.lower()] = run
             for vm_id in run.vm_ids:
                 self.sim.set_vm_apply_update(vm_id, run, "Pending")
@@ -179,6 +184,12 @@ class ScheduleEngine:
         with clock.busy():
             if run.cancelled_at is None:
                 self._publish(PRE, run, config, include_cutoff=True)
+        if self.system_cancel and self.sim.events.has_subscribers(PRE, config.id, config.name):
+            await clock.sleep_until(occ.start - self.pre_deadline)
+            with clock.busy():
+                if run.cancelled_at is None and not self.sim.events.was_delivered(PRE, run.correlation_id):
+                    run.cancelled_at = clock.now()
+                    run.cancel_reason = f"Maintenance cancelled due to internal platform failure at {_iso(clock.now())}"
         await clock.sleep_until(occ.start)
         with clock.busy():
             config = self.sim.fleet.configuration(config_id) or config

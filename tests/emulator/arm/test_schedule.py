@@ -315,3 +315,18 @@ def test_cloudevents_validation_uses_options(arm_factory, receiver):
     running.advance_to(at(34))
     assert receiver.validation_requests == [{"options": "eventgrid.azure.net"}]
     assert len(receiver.events("PreMaintenanceEvent")) == 1
+
+
+def test_system_cancellation_when_the_pre_event_cannot_be_delivered(arm_factory, receiver):
+    receiver.statuses = [500] * 10
+    scenario = with_events(base_scenario(events={"cancelIfPreEventUndelivered": True}))
+    running = arm_factory(scenario, variables={"RECEIVER": receiver.url})
+    running.advance_until(lambda: running.sim.run(RUN) and running.sim.run(RUN).status == "Cancelled")
+    run = running.sim.run(RUN)
+    assert run.cancel_reason.startswith("Maintenance cancelled due to internal platform failure at 2026-11-17T19:30")
+    assert running.sim.vm("win-01").install_count == 0
+    # when the pre-event gets through, the run goes ahead
+    receiver.statuses = []
+    nxt = RUN.replace("20261117200000", "20261124200000")
+    running.advance_until(lambda: running.sim.run(nxt) and running.sim.run(nxt).status == "Completed")
+    assert running.sim.run(nxt).cancel_reason is None
