@@ -10,7 +10,9 @@ SUPPORTED
   Every write restarts the configuration's schedule.
 * ``configurationAssignments`` at resource level (VMs), resource-group level and subscription
   level with a dynamic-scope ``filter`` (resourceTypes, resourceGroups, locations, osTypes,
-  tagSettings All/Any), evaluated at each run's T-40.
+  tagSettings All/Any), evaluated at each run's T-40. The subscription-level list
+  (``ConfigurationAssignmentsWithinSubscription_List``) returns every assignment in the
+  subscription, resource-level ones included.
 * ``applyUpdates``: GET of a run (``…/maintenanceConfigurations/{mc}/providers/Microsoft.Maintenance/
   applyUpdates/{yyyyMMddHHmmss}``) and of a VM's record of a run (``{vmId}/providers/…/applyUpdates/
   {yyyyMMddHHmmss}``, with ``correlationId`` and ``maintenanceConfigurationId`` in properties);
@@ -295,13 +297,17 @@ def delete_assignment(sim: ArmSimulator, call: Call) -> Reply:
 
 
 def list_assignments(sim: ArmSimulator, call: Call) -> Reply:
+    """A resource's assignments, or (subscription route) every assignment within the subscription."""
     scope = _scope_of(sim, call).lower()
-    items = [
-        _assignment_body(a)
-        for key, a in sorted(sim.fleet.assignments.items())
-        if key.startswith(scope + "/providers/microsoft.maintenance/configurationassignments/")
-    ]
-    return Reply(200, {"value": items})
+    if "rname" in call.params:
+        wanted = [
+            a
+            for key, a in sorted(sim.fleet.assignments.items())
+            if key.startswith(scope + "/providers/microsoft.maintenance/configurationassignments/")
+        ]
+    else:  # ConfigurationAssignmentsWithinSubscription_List: all scopes in the subscription
+        wanted = [a for key, a in sorted(sim.fleet.assignments.items()) if key.startswith(scope + "/")]
+    return Reply(200, {"value": [_assignment_body(a) for a in wanted]})
 
 
 # -- applyUpdates -------------------------------------------------------------------------------

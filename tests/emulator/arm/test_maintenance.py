@@ -275,6 +275,19 @@ def test_resource_group_level_operations(arm):
     assert list(client.apply_update_for_resource_group.list("rg-fleet")) == []
     within = [a.name for a in client.configuration_assignments_within_subscription.list()]
     assert within == ["ds-ring0"]
+    client.configuration_assignments.create_or_update(
+        "rg-fleet",
+        "Microsoft.Compute",
+        "virtualMachines",
+        "lin-02",
+        "vm-level",
+        m.ConfigurationAssignment(maintenance_configuration_id=f"{MC_ID}/mc-ring0"),
+    )
+    within = {a.name: a.resource_id for a in client.configuration_assignments_within_subscription.list()}
+    assert within == {
+        "ds-ring0": f"/subscriptions/{SUB}",
+        "vm-level": f"/subscriptions/{SUB}/resourceGroups/rg-fleet/providers/Microsoft.Compute/virtualMachines/lin-02",
+    }
 
 
 def test_list_all_status_only(arm):
