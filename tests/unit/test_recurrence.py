@@ -160,9 +160,12 @@ def test_monthly_default_day_and_two_months():
         "2025-02-15 08:00",
         "2025-03-15 08:00",
     ]
-    assert starts(
-        window("2Months day1", start="2025-01-01 08:00"), "2025-01-01 00:00", "2025-07-31 00:00"
-    ) == ["2025-01-01 08:00", "2025-03-01 08:00", "2025-05-01 08:00", "2025-07-01 08:00"]
+    assert starts(window("2Months day1", start="2025-01-01 08:00"), "2025-01-01 00:00", "2025-07-31 00:00") == [
+        "2025-01-01 08:00",
+        "2025-03-01 08:00",
+        "2025-05-01 08:00",
+        "2025-07-01 08:00",
+    ]
 
 
 def test_monthly_last_sunday():
@@ -190,9 +193,7 @@ def test_two_months_third_monday_offset():
 
 def test_dst_keeps_local_wall_clock():
     w = window("Week Sunday", start="2025-03-01 08:00", tz="Pacific Standard Time")
-    got = [
-        o.start for o in occurrences(w, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 17, tzinfo=UTC))
-    ]
+    got = [o.start for o in occurrences(w, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 17, tzinfo=UTC))]
     # PST (UTC-8) on Mar 2, PDT (UTC-7) from Mar 9
     assert [t.strftime("%m-%d %H:%M") for t in got] == ["03-02 16:00", "03-09 15:00", "03-16 15:00"]
     assert all(t.tzinfo is UTC for t in got)
@@ -200,9 +201,7 @@ def test_dst_keeps_local_wall_clock():
 
 def test_dst_gap_start_resolves_forward():
     w = window("Day", start="2025-03-08 02:30", tz="Pacific Standard Time", duration="01:00")
-    got = [
-        o.start for o in occurrences(w, datetime(2025, 3, 8, tzinfo=UTC), datetime(2025, 3, 11, tzinfo=UTC))
-    ]
+    got = [o.start for o in occurrences(w, datetime(2025, 3, 8, tzinfo=UTC), datetime(2025, 3, 11, tzinfo=UTC))]
     assert [t.strftime("%m-%d %H:%M") for t in got] == ["03-08 10:30", "03-09 10:30", "03-10 09:30"]
 
 
