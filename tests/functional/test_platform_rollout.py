@@ -107,3 +107,102 @@ def test_three_rings_retag_and_configuration_promotion(held: Any) -> None:
     authorised = [r for r in lg.ring_runs(rid) if r.get("state") == "authorised"]
     assert sorted(r["ring"] for r in authorised) == ["ring1", "ring2"]
     assert cancels(p) == [] or all("mc-ring1" not in c or "20261116120000" not in c for c in cancels(p))
+
+
+def ring_run_cancels(p: Any, configuration: str) -> list[str]:
+    return [c for c in cancels(p) if f"/maintenanceconfigurations/{configuration}/" in c.lower()]
+
+
+def test_bad_patch_in_ring0_halts_and_cancels_later_runs(held: Any) -> None:
+    fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}
+    p = held(sc.scenario(faults=[fault]))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    final = d.until_done(rid)
+    # let both later rings' next scheduled runs come (and be cancelled by their guards)
+    d.until(lambda: ring_run_cancels(p, "mc-ring1") and ring_run_cancels(p, "mc-ring2"))
+
+    out = final.output
+    assert out["state"] == "halted" and "ring0 failed its gate" in out["outcome"], out
+    gate = out["rings"][0]["gate"]
+    assert gate["outcome"] == "fail"
+    assert any(r["vm"].endswith("/r0-web-1") for r in gate["reasons"])
+    # maxErrors=0 reached in the first wave (r0-web-1 + r0-web-2): r0-app-1 never got installPatches
+    assert sorted(vm_name(r) for r in installs(p)) == ["r0-web-1", "r0-web-2"]
+    # Ring 1 and Ring 2 never got installPatches, nothing was pinned or retagged
+    assert all(vm_name(r) in sc.RING0 for r in installs(p))
+    assert not [r for r in p.arm.recorder.find() if "/providers/Microsoft.Resources/tags/" in r.path
+                and r.method in ("PATCH", "PUT")]
+    for name in sc.RING1 + sc.RING2:
+        assert p.arm.vm(name).installed == set(), name
+    # their scheduled runs were cancelled (fail closed), and the ledger says why
+    lg = ledger(p)
+    assert (lg.rollout(rid) or {}).get("state") == "halted"
+    for run in p.arm.runs:
+        if run.status.lower() in ("cancelled", "canceled"):
+            assert "mc-ring" in run.correlation_id.lower()
+
+
+def test_approval_rejected_keeps_ring1_closed(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    doc = d.until_waiting(rid, "approval", "ring1")
+    result = d.decide(rid, "ring1", "reject", doc["waitingFor"]["manifestHash"], "bob@contoso.com", "not today")
+    assert result.status == 202, result
+    final = d.until_done(rid)
+    d.until(lambda: ring_run_cancels(p, "mc-ring1"))
+    assert final.output["state"] == "halted"
+    assert "bob@contoso.com rejected" in final.output["outcome"]
+    assert p.arm.vm("r1-web-1").tags["patchRing"] == "ring1-hold"
+    assert not [r for r in p.arm.recorder.find(method="PUT") if "maintenanceconfigurations/mc-ring1" in r.path.lower()
+                and "applyupdates" not in r.path.lower()]
+    verdicts = [(a.get("approver"), a.get("verdict")) for a in ledger(p).approvals(rid)]
+    assert ("bob@contoso.com", "reject") in verdicts
+
+
+def test_approval_timeout_rejects(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    doc = d.until_waiting(rid, "approval", "ring1")
+    final = d.until_done(rid)
+    assert final.output["state"] == "halted"
+    assert "system:timeout" in final.output["outcome"]
+    assert final.output["rings"][1]["phase"] == "rejected"
+    assert not [r for r in installs(p) if vm_name(r) not in sc.RING0]
+    decisions = [a for a in ledger(p).approvals(rid) if a.get("approver") == "system:timeout"]
+    assert decisions and decisions[0]["verdict"] == "reject"
+    assert decisions[0]["decision"]["decidedAt"] == doc["waitingFor"]["until"]
+
+
+def test_duplicate_and_reordered_deliveries(held: Any) -> None:
+    p = held(sc.scenario(events={"duplicateProbability": 1.0, "reorderMaxDelaySeconds": 120}))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    approve(d, rid, "ring1", "alice@contoso.com")
+    approve(d, rid, "ring2", "carol@contoso.com")
+    final = d.until_done(rid)
+    assert final.output["outcome"] == "passed", final.output
+    lg = ledger(p)
+    authorised = [r for r in lg.ring_runs(rid) if r.get("state") == "authorised"]
+    assert sorted(r["ring"] for r in authorised) == ["ring1", "ring2"]
+    # the simulator really sent duplicates, and only one rollout exists
+    assert any(x.get("duplicate") for x in p.arm.deliveries)
+    listed = d.api("GET", "/api/rollouts").json["rollouts"]
+    assert [r["id"] for r in listed] == [rid]
+
+
+def test_host_crash_mid_ring_changes_nothing(held: Any, tmp_path: Any) -> None:
+    p = held(sc.scenario(), storage=str(tmp_path / "durable.sqlite"))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    d.until(lambda: len(installs(p)) >= 2)
+    p.restart_host()
+    d = driver(p)
+    approve(d, rid, "ring1", "alice@contoso.com")
+    approve(d, rid, "ring2", "carol@contoso.com")
+    final = d.until_done(rid)
+    assert final.output["outcome"] == "passed", final.output
+    # installPatches reached each Ring 0 VM exactly once despite the restart
+    assert sorted(vm_name(r) for r in installs(p) if r.status < 300) == sorted(sc.RING0)
