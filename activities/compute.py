@@ -218,7 +218,10 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     vm = payload["vm"]
     vm_id = str(vm["id"])
     run_id = str(payload["runId"])
-    record = ledger.install(run_id, vm_id)
+    try:
+        record = ledger.install(run_id, vm_id)
+    except AzureError as exc:  # without the ledger once-only cannot be guaranteed: do not send
+        return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
     if record is not None:
         return _started("already-done" if record.get("state") == "done" else "already-started",
                         record.get("token"))
@@ -232,36 +235,51 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")),
              "runStartedAt": since.isoformat() if since else None}
     if observed:
-        ledger.record_install(run_id, vm_id, {**claim, "state": observed, "observed": summary})
+        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, "observed": summary})
         return _started("already-done" if observed == "done" else "already-started", None)
 
-    if not ledger.record_install(run_id, vm_id, {**claim, "state": "posting"}):
-        record = ledger.install(run_id, vm_id) or {}
+    try:
+        claimed = ledger.record_install(run_id, vm_id, {**claim, "state": "posting"})
+    except AzureError as exc:
+        return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
+    if not claimed:
+        record = _best_effort(ledger.install, run_id, vm_id) or {}
         return _started("already-started", record.get("token"))
 
     try:
         poller = _post_install_once(clients, vm, _install_parameters(payload.get("parameters")))
     except ServiceRequestError as exc:  # the request never reached ARM
-        ledger.delete_install(run_id, vm_id)
+        _best_effort(ledger.delete_install, run_id, vm_id)
         return _started("refused", None, error_info(exc))
     except HttpResponseError as exc:
         status = status_of(exc)
         if status is not None and 400 <= status < 500:  # refused: nothing was started
-            ledger.delete_install(run_id, vm_id)
+            _best_effort(ledger.delete_install, run_id, vm_id)
             log.warning("installPatches refused on %s (HTTP %s): %s", vm_id, status, exc)
             return _started("refused", None, error_info(exc))
         error = error_info(exc)
-        ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
+        _best_effort(ledger.update_install, run_id, vm_id, {"state": "unknown", "error": error})
         return _started("already-started", None, error)
     except AzureError as exc:  # sent, but the answer was lost: it may have started
         error = error_info(exc)
-        ledger.update_install(run_id, vm_id, {"state": "unknown", "error": error})
+        _best_effort(ledger.update_install, run_id, vm_id, {"state": "unknown", "error": error})
         return _started("already-started", None, error)
     token = poller.continuation_token()
     poller.wait()
-    ledger.update_install(run_id, vm_id, {"state": "started", "token": token})
+    # If this write is lost the claim stays without a token: a re-run answers already-started
+    # and the install is followed through the instance view. Never fail after a POST.
+    _best_effort(ledger.update_install, run_id, vm_id, {"state": "started", "token": token})
     log.info("installPatches started on %s for run %s", vm_id, run_id)
     return _started("started", token)
+
+
+def _best_effort(fn: Callable[..., Any], *args: Any) -> Any:
+    """A ledger call whose failure must not change the outcome (logged, ``None`` returned)."""
+    try:
+        return fn(*args)
+    except AzureError as exc:
+        log.warning("ledger %s failed: %s", getattr(fn, "__name__", fn), exc)
+        return None
 
 
 def _post_install_once(clients: Any, vm: Mapping[str, Any], parameters: dict[str, Any]) -> Any:
@@ -318,7 +336,7 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
     token = payload.get("token")
     record = None
     if not token:
-        record = ledger.install(run_id, str(vm["id"]))
+        record = _best_effort(ledger.install, run_id, str(vm["id"]))
         token = (record or {}).get("token")
     sub, rg, name = _vm_parts(vm)
     if token:
@@ -328,7 +346,7 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
         step = poll_once(poller)
         if step.done:
             final = (step.result or {}).get("status") if step.result else "OperationFailed"
-            ledger.update_install(run_id, str(vm["id"]), {"state": "done", "final": final})
+            _best_effort(ledger.update_install, run_id, str(vm["id"]), {"state": "done", "final": final})
         return {"done": step.done, "result": step.result, "error": step.error}
 
     try:
@@ -343,7 +361,7 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
         return {"done": False, "result": None,
                 "error": {"code": "InstallNotObserved", "retryable": True, "status": None,
                           "message": "the VM's last install predates this run; waiting for this run's install"}}
-    ledger.update_install(run_id, str(vm["id"]), {"state": "done", "final": summary.get("status")})
+    _best_effort(ledger.update_install, run_id, str(vm["id"]), {"state": "done", "final": summary.get("status")})
     return {"done": True, "result": summary_as_result(summary), "error": None}
 
 

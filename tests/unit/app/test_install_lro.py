@@ -209,3 +209,36 @@ def test_tokenless_poll_uses_the_instance_view_of_this_run_only(tmp_path: Path) 
     done = poll_install_core(clients, ledger, {"runId": "run-1", "vm": vm, "token": None})
     assert done["done"] is True
     assert done["result"]["status"] == "Failed" and done["result"]["source"] == "instanceView"
+
+
+class BrokenLedger(FakeLedger):
+    """A ledger whose Table endpoint is down for the named operations."""
+
+    def __init__(self, *broken: str) -> None:
+        super().__init__()
+        self.broken = set(broken)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in object.__getattribute__(self, "broken"):
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                raise ServiceRequestError("table endpoint unreachable")
+            return fail
+        return super().__getattribute__(name)
+
+
+def test_unreadable_ledger_means_no_post(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [])
+    out = start_install_core(clients, BrokenLedger("install"), payload())
+    assert out["state"] == "refused" and out["error"]["code"] == "LedgerUnavailable"
+    assert transport.requests == []
+
+
+def test_lost_token_write_still_reports_the_started_install(tmp_path: Path) -> None:
+    script = [("GET", "/instanceView", view()), ("POST", "/installPatches", ACCEPTED)]
+    clients, transport = make_clients(tmp_path, script)
+    ledger = BrokenLedger("update_install")
+    out = start_install_core(clients, ledger, payload())
+    assert out["state"] == "started" and out["token"]
+    # the claim without a token still stops a re-run from posting again
+    assert start_install_core(clients, ledger, payload()) == {"state": "already-started", "token": None, "error": None}
+    assert methods(transport).count("POST installPatches") == 1
