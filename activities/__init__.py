@@ -2,10 +2,36 @@
 
 Each module exports a ``df.Blueprint`` named ``bp`` (``function_app.py`` registers them) whose
 activity functions are thin wrappers: they fetch the process-wide dependencies from
-:func:`activities.deps.deps` and call a plain function that takes those dependencies as
-arguments. Tests call the plain functions with fakes or simulator-backed clients.
+:func:`activities.deps.deps` and call a plain ``*_core`` function that takes those dependencies
+as arguments. Tests call the cores with fakes or simulator-backed clients.
 
 Activity names and JSON shapes are the contract in docs/architecture.md ("Activity contract").
+Additions to it (all optional for callers, all additive for readers):
+
+* ``VmRef`` also carries ``scheduleIssue``: why the VM would not follow a maintenance schedule
+  (``patchMode`` / ``bypassPlatformSafetyChecksOnUserSchedule``), or null.
+* ``start_install`` accepts ``runStartedAt`` (ISO UTC): the reference for "an install on the VM
+  belongs to this run" (fallback: the Windows ``maxPatchPublishDate``). ``refused`` errors carry
+  ``retryable`` (true for throttling, a down ledger or an unreachable ARM: nothing was sent).
+  ``already-started``/``already-done`` may come with ``token: null``; ``poll_install`` then
+  follows the install through the instance view (result ``source: "instanceView"``, no
+  ``patches``), answering ``done: false`` with ``error.code = InstallNotObserved`` while only an
+  older install is visible.
+* ``poll_install`` / ``poll_assess``: ``done: false`` may carry a (retryable) ``error`` when the
+  status check itself failed; ``done: true`` with ``result: null`` and ``error`` when the
+  operation failed.
+* ``retag_vms`` ``failed`` entries are ``{"vm", "error"}``.
+* ``set_ring_assignment`` accepts ``vmIds`` (resource-level assignments for rings without a
+  tag selector) and answers ``{"changed", "assignments": [ids changed]}``; it refuses to create
+  a subscription-wide dynamic scope.
+* ``pin_manifest`` answers ``manifestHash`` when it wrote.
+* ``cancel_run`` raises when the outcome is unknown (5xx / throttled after retries): call it
+  with a retry policy, the cancel is deadline-bound.
+* ``collect_run_results`` entries are the wave's ``VmInstall`` shape ``{vm, name, os, state,
+  result, error}`` with ``state`` ``done|running|missing|unreadable``, plus ``applyUpdate``.
+* ``ledger_read_gate``: ``{correlationId, ring?}`` → ``{"authorised", "reason", "rolloutId"}``
+  (the guard's fail-closed question), or ``{rolloutId, ring, manifestHash}`` → the accepted
+  approval bound to exactly that (see :mod:`activities.ledger`).
 """
 
 MODULES = ("plan", "compute", "tags", "maintenance", "ledger")
