@@ -210,14 +210,17 @@ class AzureClients:
                         self.settings.ledger_connection, **extra
                     )
                 else:
-                    from azure.identity import DefaultAzureCredential
+                    # The ledger always uses the managed identity (shared with ARM when ARM uses
+                    # it too): the static token is an ARM-simulator credential, meaningless here.
+                    credential: Any
+                    if self.settings.arm_auth == ARM_AUTH_STATIC_TOKEN:
+                        from azure.identity import DefaultAzureCredential
 
-                    # The ledger always uses the managed identity: the static token is an ARM
-                    # simulator credential and means nothing to Table storage.
+                        credential = DefaultAzureCredential()
+                    else:
+                        credential = self.credential
                     self._tables = TableServiceClient(
-                        endpoint=self.settings.ledger_account_url or "",
-                        credential=DefaultAzureCredential(),
-                        **extra,
+                        endpoint=self.settings.ledger_account_url or "", credential=credential, **extra
                     )
             return self._tables
 
