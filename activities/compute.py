@@ -56,6 +56,7 @@ from patchrings.arm.vms import (
     vm_agent_status,
     vm_ref,
 )
+from patchrings.domain.plan import normalize_reboot_setting
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.compute")
@@ -73,8 +74,6 @@ __all__ = [
 PROBE_TIMEOUT_CAP = 10  # seconds: a health probe must never hold an activity for long
 THROTTLE_ATTEMPTS = 3  # installPatches POSTs answered 429 are retried (they were not processed)
 THROTTLE_WAIT_CAP = 10.0  # seconds per wait: activities must stay short
-REBOOT_SETTINGS = {"rebootifrequired": "IfRequired", "neverreboot": "Never", "alwaysreboot": "Always",
-                   "ifrequired": "IfRequired", "never": "Never", "always": "Always"}
 
 HttpGet = Callable[[str, float], tuple[int, str]]
 
@@ -191,7 +190,10 @@ def _configuration_members(
 def _install_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     params = dict(parameters or {})
     reboot = str(params.get("rebootSetting") or "IfRequired")
-    params["rebootSetting"] = REBOOT_SETTINGS.get(reboot.lower(), reboot)
+    try:
+        params["rebootSetting"] = normalize_reboot_setting(reboot)
+    except ValueError:
+        params["rebootSetting"] = reboot  # let ARM answer 400 with its own message
     return params
 
 
