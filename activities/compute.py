@@ -349,7 +349,12 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
         if step.done:
             final = (step.result or {}).get("status") if step.result else "OperationFailed"
             _best_effort(ledger.update_install, run_id, str(vm["id"]), {"state": "done", "final": final})
-        return {"done": step.done, "result": step.result, "error": step.error}
+        if step.done or (step.error or {}).get("status") != 404:
+            return {"done": step.done, "result": step.result, "error": step.error}
+        # The operation record is gone (ARM keeps them for a limited time): the instance view
+        # still tells how this run's install ended.
+        if record is None:
+            record = _best_effort(ledger.install, run_id, str(vm["id"]))
 
     try:
         summary = install_summary(_instance_view(clients, vm))

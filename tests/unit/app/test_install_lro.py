@@ -242,3 +242,18 @@ def test_lost_token_write_still_reports_the_started_install(tmp_path: Path) -> N
     # the claim without a token still stops a re-run from posting again
     assert start_install_core(clients, ledger, payload()) == {"state": "already-started", "token": None, "error": None}
     assert methods(transport).count("POST installPatches") == 1
+
+
+def test_expired_operation_record_falls_back_to_the_instance_view(tmp_path: Path) -> None:
+    finished = {"status": "Succeeded", "startTime": "2026-11-16T06:05:00Z", "installedPatchCount": 2}
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", [view(), view(finished)]),
+        ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operations/op1", (404, {}, {"error": {"code": "NotFound", "message": "expired"}})),
+    ])
+    ledger = FakeLedger()
+    token = start_install_core(clients, ledger, payload())["token"]
+    out = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": token})
+    assert out["done"] is True and out["result"]["source"] == "instanceView"
+    assert out["result"]["installedPatchCount"] == 2
+    assert methods(transport)[-2:] == ["GET op1", "GET instanceView"]
