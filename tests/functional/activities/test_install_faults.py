@@ -4,6 +4,7 @@ a dropped connection is never resent, and a re-run never sends a second POST."""
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def make(tmp_path: Path, azurite: Any) -> Iterator[Any]:
         settings = Settings(arm_endpoint=handle.sim.endpoint, arm_auth="static-token",
                             arm_static_token=handle.sim.token, arm_ca_bundle=str(handle.sim.ca_path),
                             ledger_connection=azurite.connection_string,
-                            ledger_table_prefix="f" + tmp_path.name.replace("_", "")[-12:].lower().replace("-", ""))
+                            ledger_table_prefix="f" + uuid.uuid4().hex[:12])
         clients = AzureClients(settings)
         handles.append((handle, clients))
         return handle, clients, Ledger.from_clients(clients)
