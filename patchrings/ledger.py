@@ -18,8 +18,8 @@ Design rules:
   ``written=False``.
 * **Small rows, JSON columns.** Nested values are stored as JSON text. A Table string property
   holds at most 64 KiB (32 K UTF-16 characters), so JSON is split over numbered columns
-  (``<name>__j0``, ``<name>__j1``... with the count in ``<name>__jn``) and read back
-  transparently. Per-VM rows stay small: one row per VM, never one row per ring.
+  (``<name>__j0``, ``<name>__j1``... with the count in ``<name>__jn``; ``<name>`` itself holds a
+  marker) and read back transparently. Per-VM rows stay small: one row per VM, never one row per ring.
 * **Tables are created on first use** (``create_table_if_not_exists``), once per process.
 
 Tables (``<prefix>`` = ``PATCHRINGS_LEDGER_TABLE_PREFIX``):
@@ -69,6 +69,7 @@ _ROW_BUDGET = 450_000  # JSON characters per row: < 1 MiB entity limit as UTF-16
 _BATCH_BYTES = 3_000_000  # a transaction's payload must stay under 4 MiB
 _BATCH_OPS = 100
 _INT32 = (-(2**31), 2**31 - 1)
+_JSON_MARKER = "\u2063json"  # invisible separator + "json": never a real field value
 
 
 def escape_key(value: str) -> str:
@@ -100,7 +101,7 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = value
         elif isinstance(value, int):
             out[name] = value if _INT32[0] <= value <= _INT32[1] else EntityProperty(value, EdmType.INT64)
-        elif isinstance(value, str) and len(value) <= _CHUNK:
+        elif isinstance(value, str) and len(value.encode("utf-16-le")) <= 2 * _CHUNK:
             out[name] = value
         else:
             text = json.dumps(value, separators=(",", ":"), sort_keys=True)
@@ -113,6 +114,9 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             for index, chunk in enumerate(chunks):
                 out[f"{name}__j{index}"] = chunk
             out[f"{name}__jn"] = len(chunks)
+            # The plain column marks "the value is the JSON": with MERGE upserts a later scalar
+            # write replaces the marker and wins over the stale JSON columns.
+            out[name] = _JSON_MARKER
     return out
 
 
@@ -125,6 +129,8 @@ def decode_entity(entity: Mapping[str, Any]) -> dict[str, Any]:
             continue
         out[key] = value.value if isinstance(value, EntityProperty) else value
     for name, count in json_counts.items():
+        if count <= 0 or entity.get(name, _JSON_MARKER) != _JSON_MARKER:
+            continue
         text = "".join(str(entity.get(f"{name}__j{i}", "")) for i in range(count))
         out[name] = json.loads(text) if text else None
     return out

@@ -119,3 +119,12 @@ def test_guard_gate_and_activity_writes_on_azurite(ledger: Ledger) -> None:
     event = {"configurationId": MC, "eventType": "pre", "eventId": run, "receivedAt": "2026-11-17T01:25:00Z"}
     assert ledger_record_event_core(ledger, event) == {"written": True}
     assert ledger_record_event_core(ledger, dict(event)) == {"written": False}
+
+
+def test_a_field_may_change_between_json_and_scalar(ledger: Ledger) -> None:
+    ledger.record_rollout("r5", {"outcome": {"detail": [1, 2]}})
+    assert ledger.rollout("r5")["outcome"] == {"detail": [1, 2]}
+    ledger.record_rollout("r5", {"outcome": "passed"})
+    assert ledger.rollout("r5")["outcome"] == "passed"
+    ledger.record_rollout("r5", {"outcome": ["again"]})
+    assert ledger.rollout("r5")["outcome"] == ["again"]
