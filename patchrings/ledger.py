@@ -282,6 +282,10 @@ class Ledger:
         rk = f"{escape_key(event_type)}|{_id_key(event_id)}"
         return self._append("Events", _id_key(configuration_id), rk, row)
 
+    def event(self, configuration_id: str, event_type: str, event_id: str) -> dict[str, Any] | None:
+        """One recorded event (point read: cheaper than scanning :meth:`events`)."""
+        return self._get("Events", _id_key(configuration_id), f"{escape_key(event_type)}|{_id_key(event_id)}")
+
     def events(self, configuration_id: str) -> list[dict[str, Any]]:
         rows = self._partition("Events", _id_key(configuration_id))
         return sorted(rows, key=lambda r: (str(r.get("receivedAt") or ""), str(r.get("eventId"))))

@@ -78,6 +78,8 @@ def test_approvals_and_events_are_append_only(ledger: Ledger) -> None:
     assert ledger.record_event(MC, pre, run, {"receivedAt": "2026-11-16T08:25:00Z", "data": {"a": 1}})
     assert not ledger.record_event(MC.upper(), pre, run, {"receivedAt": "2026-11-16T08:26:00Z"})
     assert ledger.record_event(MC, post, run, {"receivedAt": "2026-11-16T09:30:00Z"})
+    assert ledger.event(MC.upper(), pre, run.upper())["receivedAt"] == "2026-11-16T08:25:00Z"
+    assert ledger.event(MC, "Microsoft.Maintenance.Other", run) is None
     events = ledger.events(MC.lower())
     assert [e["eventType"] for e in events] == [pre, post]
     assert events[0]["data"] == {"a": 1}
