@@ -140,6 +140,11 @@ class Settings:
     approver_header_fallback: bool = False
     app_dir: Path = APP_DIR
 
+    @staticmethod
+    def describe() -> str:
+        """Every setting with its doc (same as the module-level :func:`describe`)."""
+        return describe()
+
     @property
     def plan_file(self) -> Path:
         """Absolute path of the plan file (relative paths are taken from the app folder)."""

@@ -118,6 +118,7 @@ def test_spec_lists_exactly_the_documented_settings() -> None:
     documented = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `PATCHRINGS_")}
     assert set(names) == documented
     text = describe()
+    assert Settings.describe() == text
     for name in names:
         assert name in text
 
