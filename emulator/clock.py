@@ -336,14 +336,26 @@ class Clock:
                     return value
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"condition not reached by simulated {self.now().isoformat()}")
-                if self.mode == "skip":
-                    with self._cond:
-                        jumped = self._settled() and self._jump_locked()
-                    if jumped:
-                        if pace:
-                            time.sleep(pace)
-                        continue
-                time.sleep(poll)
+                if self.mode != "skip":
+                    time.sleep(poll)
+                    continue
+                with self._cond:
+                    settled = self._settled()
+                if not settled:
+                    continue
+                # The system went idle *after* the predicate was read: read it again before
+                # moving time, or a state reached while settling (say, "waiting for approval")
+                # would be jumped over (straight to its timeout).
+                value = predicate()
+                if value:
+                    return value
+                with self._cond:
+                    # Only our own (read-only) predicate ran since settling: jump if still idle.
+                    jumped = self._busy == 0 and self._jump_locked()
+                if jumped and pace:
+                    time.sleep(pace)
+                elif not jumped:
+                    time.sleep(poll)
 
     def close(self) -> None:
         with self._cond:

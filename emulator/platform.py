@@ -115,6 +115,7 @@ class LocalPlatform:
         arm_port: int = 0,
         use_azurite: bool = True,
         persist_ledger: bool = False,
+        hold_clock: bool = True,
     ) -> None:
         self.scenario = scenario
         self.app_dir = Path(app_dir)
@@ -128,6 +129,10 @@ class LocalPlatform:
         self.function_key = secrets.token_urlsafe(24)
         self.use_azurite = use_azurite
         self.persist_ledger = persist_ledger
+        # A skip clock would otherwise race ahead (days of schedules) while components start
+        # and between a test's steps; held, time moves only inside wait_for().
+        self.hold_clock = hold_clock
+        self._hold: Any = None
         self.azurite: Azurite | None = None
         self.loop: LoopThread | None = None
         self.arm: Any = None
@@ -140,6 +145,9 @@ class LocalPlatform:
         from emulator.host.server import FunctionsHost
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.hold_clock and self.clock.mode == "skip" and self._hold is None:
+            self._hold = self.clock.hold()
+            self._hold.__enter__()
         try:
             if self.use_azurite:
                 self.azurite = Azurite(self.state_dir / "azurite", in_memory=not self.persist_ledger).start()
@@ -203,6 +211,9 @@ class LocalPlatform:
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
+        if self._hold is not None:
+            self._hold.__exit__(None, None, None)
+            self._hold = None
         self.clock.close()
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -252,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         storage=str(state_dir / "durable.sqlite"),
         host_port=args.port,
         persist_ledger=True,
+        hold_clock=False,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
