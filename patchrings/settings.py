@@ -261,3 +261,26 @@ def _closest(key: str) -> str | None:
 
     match = difflib.get_close_matches(key.upper(), list(_SPEC_BY_NAME), n=1, cutoff=0.75)
     return match[0] if match else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m patchrings.settings [--check]``: print the settings, or validate the environment."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--check"]:
+        try:
+            settings = Settings.from_env()
+        except SettingsInvalid as err:
+            for problem in err.details or []:
+                print(f"{problem['setting']}: {problem['message']}", file=sys.stderr)
+            return 2
+        print(f"settings OK: ARM {settings.arm_endpoint} ({settings.arm_auth}), "
+              f"ledger {'connection string' if settings.ledger_connection else settings.ledger_account_url}")
+        return 0
+    print(describe())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -132,3 +132,16 @@ def test_sample_local_settings_cover_the_spec() -> None:
     sample_keys = {k for k in values if k.startswith("PATCHRINGS_")}
     local_keys = {s.name for s in SETTINGS_SPEC if s.local_value is not None}
     assert sample_keys == local_keys
+
+
+def test_cli_check_reports_every_problem(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from patchrings.settings import main
+
+    monkeypatch.setenv("PATCHRINGS_ARM_AUTH", "nope")
+    monkeypatch.delenv("PATCHRINGS_LEDGER_CONNECTION", raising=False)
+    monkeypatch.delenv("PATCHRINGS_LEDGER_ACCOUNT_URL", raising=False)
+    assert main(["--check"]) == 2
+    err = capsys.readouterr().err
+    assert "PATCHRINGS_ARM_AUTH" in err and "PATCHRINGS_LEDGER_CONNECTION" in err
+    assert main([]) == 0
+    assert "PATCHRINGS_PLAN_PATH" in capsys.readouterr().out
