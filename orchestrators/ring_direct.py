@@ -55,8 +55,14 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     results: list[dict[str, Any]] = []
     verdicts: list[dict[str, Any]] = []
     skipped: list[str] = []
+    halted = False
     for index, wave in enumerate(waves):
-        if not budget.may_start_more():
+        if not budget.may_start_more() or halted:
+            skipped.extend(wave)
+            continue
+        if index > 0 and (yield from _halt_requested(context, spec)):
+            # A halt stops new waves; in-flight installs of earlier waves have finished.
+            halted = True
             skipped.extend(wave)
             continue
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
@@ -110,7 +116,15 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         "budget": budget.to_dict(),
         "waves": len(waves),
         "parameters": parameters,
+        "halted": halted,
     }
+
+
+def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> Any:
+    """Has the HTTP API flagged a halt for this rollout in the ledger? (read via an activity)."""
+    gate = yield context.call_activity(names.LEDGER_READ_GATE, {"rolloutId": spec.get("rolloutId"),
+                                                                "ring": spec.get("ring")})
+    return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))
 
 
 def _compact(entry: dict[str, Any]) -> dict[str, Any]:

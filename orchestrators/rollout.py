@@ -91,6 +91,7 @@ class Rollout:
         self.approved: dict[str, str] = {}
         self.opened: list[str] = []
         self.healthy_vms: dict[str, list[dict[str, Any]]] = {}
+        self.attempts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -259,6 +260,7 @@ class Rollout:
         self.st.set_phase(ring, "installing", iso(self.now), runId=run_id)
         self.publish()
         yield from self.ledger_ring(ring, "installing", runId=run_id)
+        attempt = self.attempts[ring] = self.attempts.get(ring, 0) + 1
         outcome = yield self.ctx.call_sub_orchestrator(
             names.RING_DIRECT,
             {
@@ -269,9 +271,13 @@ class Rollout:
                 "startedAt": iso(self.started_at),
                 "manifest": self.manifest if index > 0 else None,
             },
-            f"{self.rollout_id}:{ring}",
+            f"{self.rollout_id}:{ring}" + (f":{attempt}" if attempt > 1 else ""),
         )
         outcome = outcome or {}
+        if outcome.get("halted"):
+            # The API raised Halt before flagging it in the ledger, so the event is there: take it.
+            yield self._halt()
+            self.check_halt()
         verdicts = outcome.get("verdicts") or []
         gate = gate_for(self.plan, ring, verdicts, skipped=outcome.get("skipped") or [])
         self._remember_healthy(ring, outcome.get("vms") or [], verdicts)

@@ -344,10 +344,15 @@ async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> 
             raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id")
         payload = {"by": who, "reason": reason or f"halted by {who or 'API caller'}", "at": now_iso()}
         await client.raise_event(rollout_id, names.EV_HALT, payload)
+        # Flag it in the ledger too (after the event, which the rollout then always finds): a
+        # direct ring stops starting waves, and guards cancel runs, before the rollout replays.
+        await _ledger(deps.ledger().record_rollout, rollout_id,
+                      {"haltRequested": True, "state": HALTED, "haltReason": payload["reason"], "haltedBy": who})
     else:
         if state != HALTED:
             raise RolloutConflict(f"rollout {rollout_id} is not halted (state {state})", field="id")
         payload = {"by": who, "reason": reason, "at": now_iso()}
+        await _ledger(deps.ledger().record_rollout, rollout_id, {"haltRequested": False})
         await client.raise_event(rollout_id, names.EV_RESUME, payload)
     return json_response({"id": rollout_id, "requested": "halt" if halt else "resume", **payload}, 202)
 

@@ -438,3 +438,21 @@ def http_call_no_key(d: Driver, path: str) -> int:
     from emulator.platform import http_call
 
     return http_call("GET", f"{d.ht.base_url}{path}").status
+
+
+def test_halt_mid_direct_ring_stops_new_waves_and_resume_finishes_the_ring(run: Any) -> None:
+    plan = default_plan(ring0={"rate": {"maxConcurrency": 1, "maxErrors": 0}})
+    d, f = run(plan)
+    with d.clock.hold():
+        rid = d.start()
+        d.until(lambda: len(f.called("poll_install")) >= 1)
+        halt = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "change freeze"}, who="bob@contoso.com")
+        assert halt.status == 202
+        d.until(lambda: d.doc(rid).get("state") == "halted")
+        halted_installs = sorted(p["vm"]["name"] for p in f.called("start_install"))
+        assert d.api("POST", f"/api/rollouts/{rid}/resume", {}, who="bob@contoso.com").status == 202
+        approve(d, rid, "ring1")
+    assert len(halted_installs) == 1  # waves 2 and 3 never started while halted
+    # after resume Ring 0 finished: every VM installed exactly once
+    assert len(f.installs) == 3
+    assert f.rollouts_[rid]["haltRequested"] is False

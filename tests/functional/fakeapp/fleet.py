@@ -104,6 +104,11 @@ class Fleet:
     def rollout(self, rollout_id: str) -> dict[str, Any] | None:
         return self.rollouts_.get(rollout_id)
 
+    def record_rollout(self, rollout_id: str, fields: dict[str, Any]) -> bool:
+        with self.lock:
+            self.rollouts_.setdefault(rollout_id, {}).update(fields)
+        return True
+
     def ring_runs(self, rollout_id: str) -> list[dict[str, Any]]:
         return [r for r in self.ring_runs_ if r.get("rolloutId") == rollout_id]
 
@@ -277,7 +282,7 @@ def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
 def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
     FLEET.record("ledger_record_rollout", {k: v for k, v in payload.items() if k != "status"})
     with FLEET.lock:
-        FLEET.rollouts_[payload["rolloutId"]] = payload
+        FLEET.rollouts_.setdefault(payload["rolloutId"], {}).update(payload)
     return {"written": True}
 
 
@@ -307,6 +312,8 @@ def ledger_record_approval(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def ledger_read_gate(payload: dict[str, Any]) -> dict[str, Any]:
     FLEET.record("ledger_read_gate", payload)
+    if not payload.get("correlationId"):
+        return {"decision": None, "rollout": FLEET.rollout(payload["rolloutId"]), "ringRuns": []}
     if FLEET.fail_gate_read:
         raise RuntimeError("ledger unreachable")
     with FLEET.lock:
