@@ -9,8 +9,9 @@ SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``t
 
 * ``patchFails`` (``patch``: KB number / ``KB…`` / package name / ``pkg=ver``) -- the patch ends
   ``Failed``, the result status is ``Failed`` with a ``PatchInstallationFailed`` error;
-* ``unhealthyAfterPatch`` (optional ``patch``) -- the install succeeds but afterwards the VM's
-  Application Health extension reports Unhealthy and its HTTP health endpoint answers 503;
+* ``unhealthyAfterPatch`` (optional ``patch``, ``recoverAfterMinutes``) -- the install succeeds but
+  afterwards the VM's Application Health extension reports Unhealthy and its HTTP health endpoint
+  answers 503 (until it recovers, if ``recoverAfterMinutes`` is given);
 * ``rebootFails`` -- ``rebootStatus: Failed`` and status ``Failed``;
 * ``slowInstall`` (``factor``) -- every patch takes ``factor`` times longer (window overruns);
 * ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start;
@@ -20,17 +21,22 @@ SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``t
 * ``eventDeliveryError`` (``status``, ``count``, ``eventType``) -- the simulated Event Grid sees the
   webhook answer ``status`` instead of delivering (exercises retries).
 
-LIMITATIONS: faults do not change over time (no "fails from 10:00 to 11:00").
+Install-time and request faults take an optional ``from`` / ``until`` window of simulated time
+(ISO 8601), e.g. an ARM outage from 20:05 to 20:20; ``vmAgentNotReady`` / ``deallocated`` apply at
+start (change them later through the control API).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from emulator.arm.fleet import Fleet, Vm
+from emulator.clock import parse_instant
 
 __all__ = ["Faults", "RequestFault"]
 
@@ -45,9 +51,10 @@ class RequestFault:
 
 
 class Faults:
-    def __init__(self, faults: list[dict[str, Any]], seed: int) -> None:
+    def __init__(self, faults: list[dict[str, Any]], seed: int, now: Callable[[], datetime] | None = None) -> None:
         self._faults = list(faults)
         self._seed = seed
+        self._now = now or (lambda: datetime.now(UTC))
         self._triggered: dict[int, int] = {}
         self._matched: dict[int, int] = {}
 
@@ -57,7 +64,18 @@ class Faults:
             return True
         return random.Random(f"{self._seed}/{index}/{key}").random() < probability
 
+    def _active(self, fault: dict[str, Any]) -> bool:
+        """Within the fault's optional ``from``/``until`` window of simulated time."""
+        if not fault.get("from") and not fault.get("until"):
+            return True
+        now = self._now()
+        if fault.get("from") and now < parse_instant(fault["from"]):
+            return False
+        return not (fault.get("until") and now >= parse_instant(fault["until"]))
+
     def _vm_matches(self, index: int, fault: dict[str, Any], vm: Vm) -> bool:
+        if not self._active(fault):
+            return False
         globs = fault.get("vms")
         if globs and not any(fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in globs):
             return False
@@ -95,7 +113,9 @@ class Faults:
         slow = 1.0
         for fault in self._take("slowInstall", vm):
             slow *= float(fault.get("factor", 4.0))
+        recover = [float(f["recoverAfterMinutes"]) for f in unhealthy if f.get("recoverAfterMinutes")]
         return {
+            "recover_after_minutes": min(recover) if recover else None,
             "fails": fails,
             "reboot_fails": bool(self._take("rebootFails", vm)),
             "slow_factor": slow,
@@ -107,6 +127,8 @@ class Faults:
     def for_request(self, method: str, path: str, action: str | None) -> RequestFault | None:
         for index, fault in enumerate(self._faults):
             if fault["type"] not in ("httpError", "dropConnection"):
+                continue
+            if not self._active(fault):
                 continue
             if fault.get("method") and fault["method"].upper() != method.upper():
                 continue

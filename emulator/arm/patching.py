@@ -147,6 +147,7 @@ class InstallPlan:
     status: str
     error: dict[str, Any] | None
     becomes_unhealthy: bool = False
+    recover_after_minutes: float | None = None
     maintenance_run_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -233,6 +234,7 @@ def plan_install(
     unhealthy_any: bool = False,
     reboot_minutes: float = 5.0,
     maintenance_run_id: str | None = None,
+    recover_after_minutes: float | None = None,
 ) -> InstallPlan:
     """Decide an install: which patches install, fail or stay pending, and when it ends.
 
@@ -309,6 +311,7 @@ def plan_install(
         status=status,
         error=error,
         becomes_unhealthy=becomes_unhealthy,
+        recover_after_minutes=recover_after_minutes if becomes_unhealthy else None,
         maintenance_run_id=maintenance_run_id,
         counts=counts,
     )

@@ -40,7 +40,12 @@ _SELECTOR = {
     "probability": {"type": "number", "minimum": 0, "maximum": 1},
     "times": {"type": "integer", "minimum": 1, "description": "trigger at most this many times"},
 }
+_ACTIVE = {
+    "from": {"type": "string", "description": "active from this simulated instant (ISO 8601)"},
+    "until": {"type": "string", "description": "active until this simulated instant (ISO 8601)"},
+}
 _REQUEST_SELECTOR = {
+    **_ACTIVE,
     "action": {"type": "string", "description": "RBAC action glob, e.g. Microsoft.Compute/*/read"},
     "method": {"type": "string"},
     "pathContains": {"type": "string"},
@@ -299,14 +304,29 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             "oneOf": [
                 {
                     "properties": {
-                        "type": {"enum": ["patchFails", "unhealthyAfterPatch"]},
+                        "type": {"const": "patchFails"},
                         "patch": {"type": "string"},
                         **_SELECTOR,
+                        **_ACTIVE,
                     },
                     "additionalProperties": False,
                 },
                 {
-                    "properties": {"type": {"enum": ["rebootFails", "vmAgentNotReady", "deallocated"]}, **_SELECTOR},
+                    "properties": {
+                        "type": {"const": "unhealthyAfterPatch"},
+                        "patch": {"type": "string"},
+                        "recoverAfterMinutes": {"type": "number", "exclusiveMinimum": 0},
+                        **_SELECTOR,
+                        **_ACTIVE,
+                    },
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {"type": {"const": "rebootFails"}, **_SELECTOR, **_ACTIVE},
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {"type": {"enum": ["vmAgentNotReady", "deallocated"]}, **_SELECTOR},
                     "additionalProperties": False,
                 },
                 {
@@ -314,6 +334,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                         "type": {"const": "slowInstall"},
                         "factor": {"type": "number", "exclusiveMinimum": 0},
                         **_SELECTOR,
+                        **_ACTIVE,
                     },
                     "additionalProperties": False,
                 },

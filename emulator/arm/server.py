@@ -91,7 +91,7 @@ class ArmSimulator:
         self.seed = int(self.scenario.get("seed", 1))
         self._ids = random.Random(f"{self.seed}/ids")
         self.fleet = Fleet.from_scenario(self.scenario, now=clock.now())
-        self.faults = Faults(self.scenario.get("faults", []), self.seed)
+        self.faults = Faults(self.scenario.get("faults", []), self.seed, now=clock.now)
         self.faults.apply_initial(self.fleet)
         self.throttle = Throttle(self.scenario.get("throttling"))
         self.recorder = Recorder()
@@ -206,11 +206,27 @@ class ArmSimulator:
         self._runner = self._health_runner = None
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        """Run background work (LRO progress, schedules, deliveries) on the simulator's loop."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run background work (LRO progress, schedules, deliveries) on the simulator's loop.
+
+        The clock counts the new task as busy from this call until the task has taken its first
+        step (normally registering its ``sleep_until``): otherwise a skip clock, seeing nothing
+        busy and no sleeper yet, could jump past the task's due time on a loaded machine.
+        """
+        self.clock.enter_busy()
+        inner = asyncio.ensure_future(coro)
+
+        async def first_step_then_release() -> None:
+            try:
+                await asyncio.sleep(0)  # the inner task's first step runs before this resumes
+            finally:
+                self.clock.exit_busy()
+
+        self._tasks.add(inner)
+        inner.add_done_callback(self._tasks.discard)
+        guard = asyncio.ensure_future(first_step_then_release())
+        self._tasks.add(guard)
+        guard.add_done_callback(self._tasks.discard)
+        return inner
 
     def _in_loop(self, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` on the simulator's loop (tests call the Python API from other threads)."""
@@ -266,8 +282,16 @@ class ArmSimulator:
         vm.install_count += 1
         if plan.becomes_unhealthy:
             vm.health = "Unhealthy"
+            if plan.recover_after_minutes:
+                self.spawn(self._recover(vm, self.clock.now() + timedelta(minutes=plan.recover_after_minutes)))
         if vm.busy_operation in (plan.activity_id, plan.maintenance_run_id):
             vm.busy_operation = None
+
+    async def _recover(self, vm: Vm, when: datetime) -> None:
+        await self.clock.sleep_until(when)
+        with self.clock.busy():
+            if vm.health == "Unhealthy":
+                vm.health = "Healthy"
 
     def set_vm_apply_update(self, vm_id: str, run: Run, status: str, *, error: str | None = None) -> None:
         record_id = f"{vm_id}/providers/Microsoft.Maintenance/applyUpdates/{run.name}"

@@ -74,8 +74,18 @@ class Running:
         return ResourceManagementClient(kw.pop("credential"), sub, **kw)
 
     def advance_until(self, predicate: Callable[[], Any], timeout: float = 60) -> Any:
-        """Jump the (held) skip clock one due time at a time until ``predicate()`` holds."""
-        return self.clock.advance_until(predicate, timeout=timeout)
+        """Jump the (held) skip clock one due time at a time until ``predicate()`` holds.
+
+        The predicate is evaluated only after the simulator's loop has drained (``settle``):
+        ``Clock.advance_until`` checks the predicate *before* measuring idleness, so on a loaded
+        machine work finishing in between could be missed and the clock jump one step too far.
+        """
+
+        def drained() -> Any:
+            self.settle()
+            return predicate()
+
+        return self.clock.advance_until(drained, timeout=timeout)
 
     def advance_to(self, when: datetime) -> None:
         """Let everything due up to ``when`` happen, then stop the clock exactly there.
@@ -89,8 +99,7 @@ class Running:
             await self.clock.sleep_until(when)
 
         asyncio.run_coroutine_threadsafe(sleeper(), self.loop)
-        self.settle()
-        self.clock.advance_until(lambda: self.clock.now() >= when)
+        self.advance_until(lambda: self.clock.now() >= when)
         self.settle()
 
     def settle(self) -> None:

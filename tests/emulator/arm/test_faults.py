@@ -169,3 +169,44 @@ def test_throttling_token_buckets(arm_factory):
 def test_default_buckets_are_armd_sizes(arm):
     response = arm.compute().send_request(HttpRequest("GET", f"{VM_PATH}/win-01", params={"api-version": "1"}))
     assert response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
+
+
+def test_unhealthy_then_recovers(arm_factory):
+    from datetime import timedelta
+
+    running = arm_factory(
+        base_scenario(faults=[{"type": "unhealthyAfterPatch", "vms": ["lin-01"], "recoverAfterMinutes": 30}])
+    )
+    params = {"rebootSetting": "IfRequired", "linuxParameters": {"classificationsToInclude": ["Security"]}}
+    result = install(running, "lin-01", params)
+    vm = running.sim.vm("lin-01")
+    assert (vm.health, result.installed_patch_count) == ("Unhealthy", 2)
+    unhealthy_since = running.now()
+    running.advance_until(lambda: vm.health == "Healthy")
+    assert running.now() - unhealthy_since <= timedelta(minutes=30)
+    with urllib.request.urlopen(running.sim.health_url("lin-01")) as response:
+        assert response.status == 200
+
+
+def test_faults_active_only_in_their_window(arm_factory):
+    from datetime import UTC, datetime
+
+    running = arm_factory(
+        base_scenario(
+            faults=[
+                {"type": "httpError", "status": 503, "from": "2026-11-16T07:00:00Z", "until": "2026-11-16T08:00:00Z"},
+                {"type": "patchFails", "patch": "curl", "from": "2026-11-16T07:00:00Z"},
+            ]
+        )
+    )
+    client = running.compute()
+    assert client.virtual_machines.get("rg-fleet", "win-01").name == "win-01"  # 06:00: before the outage
+    running.advance_to(datetime(2026, 11, 16, 7, 30, tzinfo=UTC))
+    response = client.send_request(
+        HttpRequest("GET", f"{VM_PATH}/win-01", params={"api-version": "2026-04-01"}), retry_total=0
+    )
+    assert response.status_code == 503
+    running.advance_to(datetime(2026, 11, 16, 8, 0, tzinfo=UTC))
+    params = {"rebootSetting": "IfRequired", "linuxParameters": {"classificationsToInclude": ["Security"]}}
+    result = install(running, "lin-02", params)  # the outage is over; the patch fault has begun
+    assert result.status == "Failed" and result.failed_patch_count == 1
