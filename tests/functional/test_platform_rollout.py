@@ -61,10 +61,23 @@ def test_three_rings_retag_and_configuration_promotion(held: Any) -> None:
     d = driver(p)
     rid = d.start(who=INITIATOR)
     doc = approve(d, rid, "ring1", "alice@contoso.com")
-    approve(d, rid, "ring2", "carol@contoso.com")
+    waiting = approve(d, rid, "ring2", "carol@contoso.com")
     final = d.until_done(rid)
+    status = d.api("GET", f"/api/rollouts/{rid}")
     out = final.output
     assert out["state"] == "completed" and out["outcome"] == "passed", out
+
+    # While waiting, the status said what for, until when, for which manifest and who may decide.
+    assert waiting["waitingFor"]["approvers"] == ["alice@contoso.com", "carol@contoso.com"]
+    assert waiting["waitingFor"]["approveUrl"] == f"/api/rollouts/{rid}/rings/ring2/approve"
+    assert waiting["rings"][1]["gate"]["outcome"] == "pass"
+    # The status API joins custom status and ledger: per-VM results with verdicts, approvals, runs.
+    assert status.status == 200 and status.json["state"] == "completed"
+    vm_rows = status.json["ledger"]["vmResults"]
+    assert sorted(r["vm"].rsplit("/", 1)[-1] for r in vm_rows["ring0"]) == sorted(sc.RING0)
+    assert sorted(r["vm"].rsplit("/", 1)[-1] for r in vm_rows["ring1"]) == sorted(sc.RING1)
+    assert all(r["verdict"]["outcome"] == "pass" for r in vm_rows["ring0"] + vm_rows["ring1"] + vm_rows["ring2"])
+    assert status.json["status"]["approvals"][0]["approver"] == "alice@contoso.com"
     assert [r["gate"]["outcome"] for r in out["rings"]] == ["pass", "pass", "pass"]
 
     # Only Ring 0 was installed on demand: each VM once, Windows pinned to the rollout start.
@@ -107,6 +120,22 @@ def test_three_rings_retag_and_configuration_promotion(held: Any) -> None:
     authorised = [r for r in lg.ring_runs(rid) if r.get("state") == "authorised"]
     assert sorted(r["ring"] for r in authorised) == ["ring1", "ring2"]
     assert cancels(p) == [] or all("mc-ring1" not in c or "20261116120000" not in c for c in cancels(p))
+
+
+def test_dry_run_resolves_members_and_assesses_without_installing(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR, dryRun=True)
+    final = d.until_done(rid)
+    out = final.output
+    assert out["state"] == "dry-run-completed", out
+    by_ring = {r["ring"]: r for r in out["rings"]}
+    assert sorted(v["name"] for v in by_ring["ring1"]["vms"]) == sorted(sc.RING1)
+    assert by_ring["ring0"]["summary"]["vms"] == 3 and by_ring["ring0"]["summary"]["availablePatches"] > 0
+    assert installs(p) == []
+    assessed = [r for r in p.arm.recorder.find(method="POST") if r.path.lower().endswith("/assesspatches")]
+    assert len(assessed) == len(sc.RING0 + sc.RING1 + sc.RING2)
+    assert all(vm.installed == set() for vm in (p.arm.vm(n) for n in sc.RING0 + sc.RING1 + sc.RING2))
 
 
 def ring_run_cancels(p: Any, configuration: str) -> list[str]:
