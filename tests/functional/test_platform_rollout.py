@@ -235,3 +235,28 @@ def test_host_crash_mid_ring_changes_nothing(held: Any, tmp_path: Any) -> None:
     assert final.output["outcome"] == "passed", final.output
     # installPatches reached each Ring 0 VM exactly once despite the restart
     assert sorted(vm_name(r) for r in installs(p) if r.status < 300) == sorted(sc.RING0)
+
+
+def test_approval_rules_are_enforced_and_every_decision_is_in_the_ledger(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who="alice@contoso.com")  # alice is a ring1 approver, but she started it
+    doc = d.until_waiting(rid, "approval", "ring1")
+    good = doc["waitingFor"]["manifestHash"]
+    eve = d.decide(rid, "ring1", "approve", good, "eve@contoso.com")
+    alice = d.decide(rid, "ring1", "approve", good, "alice@contoso.com")
+    stale = d.decide(rid, "ring1", "approve", "feedfacecafe", "bob@contoso.com")
+    bob = d.decide(rid, "ring1", "approve", good, "bob@contoso.com")
+    d.until_waiting(rid, "approval", "ring2")
+    assert (eve.status, alice.status, stale.status, bob.status) == (403, 403, 409, 202)
+    assert stale.json["error"] == {"code": "ApprovalConflict", "field": "manifestHash",
+                                   "message": stale.json["error"]["message"],
+                                   "details": {"pendingManifestHash": good}}
+    rows = ledger(p).approvals(rid)
+    api_rows = [(r.get("approver"), r.get("outcome")) for r in rows if r.get("outcome") in ("refused", "submitted")]
+    assert sorted(api_rows) == sorted([("eve@contoso.com", "refused"), ("alice@contoso.com", "refused"),
+                                       ("bob@contoso.com", "refused"), ("bob@contoso.com", "submitted")])
+    accepted = [r for r in rows if r.get("outcome") == "accepted"]
+    assert [(r["approver"], r["ring"], r["manifestHash"]) for r in accepted] == [("bob@contoso.com", "ring1", good)]
+    # Ring 1 went ahead: its VMs were retagged into the dynamic scope and patched by the run.
+    assert sc.KB_OLD in {k.upper().removeprefix("KB") for k in p.arm.vm("r1-web-1").installed}
