@@ -176,13 +176,20 @@ class RolloutStatus:
         self.doc["updatedAt"] = at
 
 
-def summarize_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Hash plus counts of a manifest dict, tolerant of the exact key names used for content."""
-    summary: dict[str, Any] = {"hash": manifest.get("hash")}
-    for key in ("windows", "linux", "kbIds", "packages"):
-        value = manifest.get(key)
-        if isinstance(value, (list, dict)):
-            summary[f"{key}Count"] = len(value)
+def summarize_manifest(manifest: dict[str, Any], limit: int = 200) -> dict[str, Any]:
+    """Hash, counts and (up to ``limit`` of) the pinned KBs / packages an approver looks at."""
+    kbs = list((manifest.get("windows") or {}).get("kbNumbers") or [])
+    packages = list((manifest.get("linux") or {}).get("packages") or [])
+    summary: dict[str, Any] = {
+        "hash": manifest.get("hash"),
+        "windowsCount": len(kbs),
+        "linuxCount": len(packages),
+        "windowsKbs": kbs[:limit],
+        "linuxPackages": packages[:limit],
+        "excludedCount": len(manifest.get("excluded") or []),
+    }
+    if manifest.get("cutoff"):
+        summary["cutoff"] = manifest["cutoff"]
     return summary
 
 

@@ -456,3 +456,17 @@ def test_halt_mid_direct_ring_stops_new_waves_and_resume_finishes_the_ring(run: 
     # after resume Ring 0 finished: every VM installed exactly once
     assert len(f.installs) == 3
     assert f.rollouts_[rid]["haltRequested"] is False
+
+
+def test_tolerated_errors_pass_the_gate_and_leave_the_failed_vm_out_of_the_manifest(run: Any) -> None:
+    plan = default_plan(ring0={"rate": {"maxConcurrency": 3, "maxErrors": 1}, "gate": {"tolerateErrors": True}})
+    d, f = run(plan)
+    f.vms[next(k for k in f.vms if k.endswith("r0-win-1"))].bad = True
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+    gate = doc["rings"][0]["gate"]
+    assert gate["outcome"] == "pass" and gate["counts"]["failed"] == 1
+    assert any(r["vm"].endswith("r0-win-1") for r in gate["reasons"])
+    # both KBs failed on r0-win-1 ("failed anywhere" = left out); Linux is unaffected
+    assert doc["manifest"]["windowsCount"] == 0 and doc["manifest"]["linuxCount"] == 1

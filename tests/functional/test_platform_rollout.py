@@ -260,3 +260,31 @@ def test_approval_rules_are_enforced_and_every_decision_is_in_the_ledger(held: A
     assert [(r["approver"], r["ring"], r["manifestHash"]) for r in accepted] == [("bob@contoso.com", "ring1", good)]
     # Ring 1 went ahead: its VMs were retagged into the dynamic scope and patched by the run.
     assert sc.KB_OLD in {k.upper().removeprefix("KB") for k in p.arm.vm("r1-web-1").installed}
+
+
+def test_unhealthy_after_patch_fails_the_gate_through_the_health_phases(held: Any) -> None:
+    fault = {"type": "unhealthyAfterPatch", "vms": ["r0-web-2"]}
+    p = held(sc.scenario(faults=[fault]))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    final = d.until_done(rid)
+    gate = final.output["rings"][0]["gate"]
+    assert final.output["state"] == "halted" and gate["outcome"] == "fail", final.output
+    reasons = [r["reason"] for r in gate["reasons"] if r["vm"].endswith("/r0-web-2")]
+    assert reasons and all(r.startswith("health:") for r in reasons)
+    # the install itself was clean; health checks polled the VM until the elastic limit
+    health_reads = [r for r in p.arm.recorder.find(method="GET") if "/r0-web-2/instanceview" in r.path.lower()]
+    assert len(health_reads) > 5
+    assert not [r for r in installs(p) if vm_name(r) not in sc.RING0]
+
+
+def test_cloudevents_schema_with_pascal_case_data(held: Any) -> None:
+    scenario = sc.scenario()
+    scenario["eventSubscriptions"][0].update({"schema": "CloudEventSchemaV1_0", "dataKeyCase": "pascal"})
+    p = held(scenario)
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    approve(d, rid, "ring1", "alice@contoso.com")
+    doc = d.until_waiting(rid, "approval", "ring2")
+    assert doc["rings"][1]["gate"]["outcome"] == "pass"
+    assert [r["decision"] for r in doc["rings"][1]["runs"]] == ["authorised"]

@@ -74,7 +74,9 @@ def test_notes_are_bounded() -> None:
 
 
 def test_manifest_summary_and_verdict_counts() -> None:
-    assert summarize_manifest({"hash": "h", "windows": {"kbNumbers": ["1"]}, "linux": {"packages": []}}) == {
-        "hash": "h", "windowsCount": 1, "linuxCount": 1}
+    summary = summarize_manifest({"hash": "h", "windows": {"kbNumbers": ["1", "2"]}, "linux": {"packages": []},
+                                  "excluded": [{"patch": "x"}]}, limit=1)
+    assert summary == {"hash": "h", "windowsCount": 2, "linuxCount": 0, "windowsKbs": ["1"], "linuxPackages": [],
+                       "excludedCount": 1}
     counts = count_verdicts([{"install": "ok", "health": "healthy"}, {"install": "failed", "health": "skipped"}])
     assert counts == {"vms": 2, "install:ok": 1, "health:healthy": 1, "install:failed": 1, "health:skipped": 1}
