@@ -12,11 +12,8 @@ Request pipeline (every request inside ``clock.busy()``): route match (case-inse
 ``api-version`` required → bearer token → identity → role map (403 ``AuthorizationFailed``) →
 throttle (429 + ``Retry-After``) → injected faults → handler → record.
 
-SUPPORTED: see each handler module's docstring; ``/_sim/...`` is a control API for tests and
-demos (not ARM, no auth): ``GET /_sim/requests``, ``GET /_sim/fleet``, ``GET /_sim/runs``,
-``GET /_sim/events``, ``POST /_sim/vms/{name}`` (``health``, ``powerState``, ``vmAgent``),
-``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or ``{"inMinutes": N}``).
-Per-VM health endpoints are on a separate plain-HTTP listener: ``GET /vms/{name}/health``.
+SUPPORTED: see each handler module's docstring; :mod:`control` serves the ``/_sim/...`` test and
+demo API and the per-VM health endpoints (a separate plain-HTTP listener).
 
 LIMITATIONS: one process; state is in memory (continuation tokens resume against the same
 running simulator, from any client process).
@@ -31,6 +28,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,7 +37,8 @@ from aiohttp import web
 
 from emulator.arm import compute, maintenance, tags
 from emulator.arm.calls import Call, Reply
-from emulator.arm.errors import ArmError, error_body
+from emulator.arm.control import add_control_routes, vm_health
+from emulator.arm.errors import ArmError
 from emulator.arm.events import EventBus, EventSubscription
 from emulator.arm.faults import Faults
 from emulator.arm.fleet import Fleet, Vm, stable_uuid
@@ -50,7 +49,7 @@ from emulator.arm.scenario import load_scenario
 from emulator.arm.schedule import Run, ScheduleEngine
 from emulator.arm.throttle import Throttle
 from emulator.arm.tls import make_server_context
-from emulator.clock import Clock, busy_middleware, parse_instant
+from emulator.clock import Clock, busy_middleware
 
 __all__ = ["ArmSimulator"]
 
@@ -58,11 +57,6 @@ _HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
     **compute.HANDLERS,
     **tags.HANDLERS,
     **maintenance.HANDLERS,
-}
-_SERVICE_HEADERS = {
-    "x-ms-ratelimit-remaining-subscription-reads",
-    "x-ms-ratelimit-remaining-subscription-writes",
-    "x-ms-ratelimit-remaining-subscription-deletes",
 }
 
 
@@ -172,7 +166,7 @@ class ArmSimulator:
         self._loop = asyncio.get_running_loop()
         ssl_context, self.ca_path = make_server_context(self.state_dir)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=16 * 1024 * 1024)
-        self._add_control_routes(app)
+        add_control_routes(app, self)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -181,7 +175,7 @@ class ArmSimulator:
         port = self._runner.addresses[0][1]
         self.endpoint = f"https://127.0.0.1:{port}"
         health = web.Application(middlewares=[busy_middleware(self.clock)])
-        health.router.add_get("/vms/{name}/health", self._health)
+        health.router.add_get("/vms/{name}/health", partial(vm_health, self))
         self._health_runner = web.AppRunner(health, access_log=None, handle_signals=False)
         await self._health_runner.setup()
         await web.TCPSite(self._health_runner, "127.0.0.1", self._health_port).start()
@@ -254,15 +248,6 @@ class ArmSimulator:
 
     def health_url(self, vm_name: str) -> str:
         return f"{self.health_base_url}/vms/{quote(vm_name)}/health"
-
-    async def _health(self, request: web.Request) -> web.Response:
-        vm = self.fleet.vm_by_name(request.match_info["name"])
-        if vm is None:
-            return web.json_response({"status": "NotFound"}, status=404)
-        if vm.power_state != "running":
-            return web.json_response({"status": "Unreachable", "powerState": vm.power_state}, status=503)
-        healthy = vm.health == "Healthy"
-        return web.json_response({"status": vm.health, "vm": vm.name}, status=200 if healthy else 503)
 
     # -- state changes shared by LROs and the schedule engine -----------------------------------
     def start_operation(self, op: compute.Operation) -> None:
@@ -405,73 +390,6 @@ class ArmSimulator:
         }
 
     # -- control routes -------------------------------------------------------------------------
-    def _add_control_routes(self, app: web.Application) -> None:
-        async def requests(request: web.Request) -> web.Response:
-            q = request.query
-            found = self.recorder.find(
-                method=q.get("method"),
-                path_contains=q.get("path_contains"),
-                action=q.get("action"),
-                identity=q.get("identity"),
-            )
-            return web.json_response([r.to_dict() for r in found])
-
-        async def fleet(request: web.Request) -> web.Response:
-            return web.json_response(self.fleet_state())
-
-        async def runs(request: web.Request) -> web.Response:
-            return web.json_response([r.to_dict() for r in self.runs])
-
-        async def events(request: web.Request) -> web.Response:
-            return web.json_response(
-                {
-                    "published": self.events.published,
-                    "deliveries": self.deliveries,
-                    "validations": self.events.validations,
-                }
-            )
-
-        async def set_vm(request: web.Request) -> web.Response:
-            body = await request.json()
-            try:
-                agent = body.get("vmAgent")
-                self.set_vm_state(
-                    request.match_info["name"],
-                    health=body.get("health"),
-                    power_state=body.get("powerState"),
-                    vm_agent_ready=None if agent is None else agent == "Ready",
-                )
-            except KeyError as exc:
-                return web.json_response(error_body("NotFound", str(exc)), status=404)
-            except ValueError as exc:
-                return web.json_response(error_body("BadRequest", str(exc)), status=400)
-            return web.json_response({"ok": True})
-
-        async def fire(request: web.Request) -> web.Response:
-            body = await request.json() if request.can_read_body else {}
-            start = None
-            if body.get("start"):
-                start = parse_instant(body["start"])
-            elif body.get("inMinutes") is not None:
-                start = self.clock.now() + timedelta(minutes=float(body["inMinutes"]))
-            try:
-                correlation = self.fire_run(request.match_info["name"], start)
-            except KeyError as exc:
-                return web.json_response(error_body("NotFound", str(exc)), status=404)
-            return web.json_response({"correlationId": correlation})
-
-        async def validate(request: web.Request) -> web.Response:
-            ok = self.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
-            return web.json_response({"validated": ok}, status=200 if ok else 404)
-
-        app.router.add_get("/_sim/eventSubscriptions/{name}/validate", validate)
-        app.router.add_get("/_sim/requests", requests)
-        app.router.add_get("/_sim/fleet", fleet)
-        app.router.add_get("/_sim/runs", runs)
-        app.router.add_get("/_sim/events", events)
-        app.router.add_post("/_sim/vms/{name}", set_vm)
-        app.router.add_post("/_sim/maintenanceConfigurations/{name}/fire", fire)
-
     # -- the ARM pipeline -----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         now = self.clock.now()

@@ -1,0 +1,111 @@
+"""The simulator's control API (``/_sim/...``) and per-VM health endpoints.
+
+Why: tests and demos need to look inside the simulated Azure (recorded requests, fleet state,
+runs, event deliveries) and to steer it (a VM turns unhealthy, a run fires early) without going
+through ARM; app-level health probes need an HTTP endpoint per VM whose answer follows the VM's
+simulated health. None of this is ARM, so it takes no auth and is never recorded.
+
+SUPPORTED: ``GET /_sim/requests?method=&path_contains=&action=&identity=``, ``GET /_sim/fleet``,
+``GET /_sim/runs``, ``GET /_sim/events``, ``POST /_sim/vms/{name}`` (``health``, ``powerState``,
+``vmAgent``), ``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or
+``{"inMinutes": N}``), ``GET /_sim/eventSubscriptions/{name}/validate?code=`` (Event Grid's
+validationUrl); on the health listener ``GET /vms/{name}/health``.
+
+LIMITATIONS: no authentication -- loopback only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from emulator.arm.errors import error_body
+from emulator.clock import parse_instant
+
+if TYPE_CHECKING:
+    from emulator.arm.server import ArmSimulator
+
+__all__ = ["add_control_routes", "vm_health"]
+
+
+def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
+    """Register the ``/_sim/...`` routes on the simulator's HTTPS app."""
+
+    async def requests(request: web.Request) -> web.Response:
+        q = request.query
+        found = sim.recorder.find(
+            method=q.get("method"),
+            path_contains=q.get("path_contains"),
+            action=q.get("action"),
+            identity=q.get("identity"),
+        )
+        return web.json_response([r.to_dict() for r in found])
+
+    async def fleet(request: web.Request) -> web.Response:
+        return web.json_response(sim.fleet_state())
+
+    async def runs(request: web.Request) -> web.Response:
+        return web.json_response([r.to_dict() for r in sim.runs])
+
+    async def events(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "published": sim.events.published,
+                "deliveries": sim.deliveries,
+                "validations": sim.events.validations,
+            }
+        )
+
+    async def set_vm(request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            agent = body.get("vmAgent")
+            sim.set_vm_state(
+                request.match_info["name"],
+                health=body.get("health"),
+                power_state=body.get("powerState"),
+                vm_agent_ready=None if agent is None else agent == "Ready",
+            )
+        except KeyError as exc:
+            return web.json_response(error_body("NotFound", str(exc)), status=404)
+        except ValueError as exc:
+            return web.json_response(error_body("BadRequest", str(exc)), status=400)
+        return web.json_response({"ok": True})
+
+    async def fire(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        start = None
+        if body.get("start"):
+            start = parse_instant(body["start"])
+        elif body.get("inMinutes") is not None:
+            start = sim.clock.now() + timedelta(minutes=float(body["inMinutes"]))
+        try:
+            correlation = sim.fire_run(request.match_info["name"], start)
+        except KeyError as exc:
+            return web.json_response(error_body("NotFound", str(exc)), status=404)
+        return web.json_response({"correlationId": correlation})
+
+    async def validate(request: web.Request) -> web.Response:
+        ok = sim.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
+        return web.json_response({"validated": ok}, status=200 if ok else 404)
+
+    app.router.add_get("/_sim/eventSubscriptions/{name}/validate", validate)
+    app.router.add_get("/_sim/requests", requests)
+    app.router.add_get("/_sim/fleet", fleet)
+    app.router.add_get("/_sim/runs", runs)
+    app.router.add_get("/_sim/events", events)
+    app.router.add_post("/_sim/vms/{name}", set_vm)
+    app.router.add_post("/_sim/maintenanceConfigurations/{name}/fire", fire)
+
+
+async def vm_health(sim: ArmSimulator, request: web.Request) -> web.Response:
+    """``GET /vms/{name}/health``: 200 while the VM is running and healthy, else 503."""
+    vm = sim.fleet.vm_by_name(request.match_info["name"])
+    if vm is None:
+        return web.json_response({"status": "NotFound"}, status=404)
+    if vm.power_state != "running":
+        return web.json_response({"status": "Unreachable", "powerState": vm.power_state}, status=503)
+    healthy = vm.health == "Healthy"
+    return web.json_response({"status": vm.health, "vm": vm.name}, status=200 if healthy else 503)
