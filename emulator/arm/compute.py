@@ -99,6 +99,8 @@ def instance_view(sim: ArmSimulator, vm: Vm) -> dict[str, Any]:
     available = sim.fleet.available_patches(vm)
     critical = sum(1 for p in available if p.critical_or_security)
     view: dict[str, Any] = {
+        "platformUpdateDomain": vm.update_domain,
+        "platformFaultDomain": vm.fault_domain,
         "computerName": vm.name,
         "osName": "Windows Server 2022 Datacenter" if windows else "ubuntu",
         "osVersion": "Microsoft Windows NT 10.0.20348.0" if windows else "22.04",

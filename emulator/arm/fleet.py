@@ -116,6 +116,8 @@ class Vm:
     last_assessment: dict[str, Any] | None = None
     busy_operation: str | None = None  # id of the install/assess operation or run in progress
     install_count: int = 0
+    update_domain: int = 0  # within its availability set (0 outside one)
+    fault_domain: int = 0
 
     @property
     def id(self) -> str:
@@ -349,6 +351,13 @@ class Fleet:
                     except ValueError as exc:
                         raise ScenarioError(f"maintenance configuration {config.name!r}: {exc}") from None
                     fleet.configurations[config.id.lower()] = config
+        sets: dict[str, list[Vm]] = {}
+        for vm in fleet.vms.values():
+            if vm.availability_set_id:
+                sets.setdefault(vm.availability_set_id.lower(), []).append(vm)
+        for members in sets.values():
+            for index, vm in enumerate(sorted(members, key=lambda v: v.name.lower())):
+                vm.update_domain, vm.fault_domain = index % 5, index % 2
         for vm, mc_name in pending_assignments:
             assigned = fleet.configuration_by_name(mc_name)
             if assigned is None:

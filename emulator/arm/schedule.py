@@ -16,7 +16,9 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
 * **T0**: every VM in the frozen scope that meets the prerequisites (running, agent ready,
   ``AutomaticByPlatform`` with the bypass flag) installs with the configuration's
   ``installPatches`` within the window (reboot reserve 10 min Windows / 15 min Linux); VMs that do
-  not are recorded as failed runs with a reason and left untouched;
+  not are recorded as failed runs with a reason and left untouched. VMs in one availability set
+  are patched one update domain after another (update-manager-domain.md §8), so a large set can
+  run out of window;
 * when the last VM finishes, the run is ``Completed``, per-VM results are visible in the instance
   view and in the VM's ``applyUpdates/{run}``, and ``PostMaintenanceEvent`` carries the run status
   (``Succeeded``, ``CompletedWithWarnings`` or ``Failed``). A cancelled run ends ``Cancelled`` and,
@@ -26,7 +28,7 @@ A configuration created less than 40 minutes before an occurrence skips that occ
 documented auto-cancellation). Writes restart its schedule; a run already frozen still happens.
 
 LIMITATIONS: concurrent schedules on one VM are not serialized (a VM busy with another install is
-recorded as failed with ``Conflict``); availability-set update domains are not sequenced.
+recorded as failed with ``Conflict``); update domains are assigned round-robin (5) by VM name.
 """
 
 from __future__ import annotations
@@ -49,6 +51,28 @@ __all__ = ["Run", "ScheduleEngine"]
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class _Wave:
+    members: list[Vm]
+    previous: list[Vm]  # VMs whose installs must finish first (the previous update domain)
+
+
+def _update_domain_waves(vms: list[Vm]) -> list[_Wave]:
+    """Install waves: VMs outside availability sets together; each set one update domain at a time."""
+    waves = [_Wave(members=[vm for vm in vms if not vm.availability_set_id], previous=[])]
+    sets: dict[str, list[Vm]] = {}
+    for vm in vms:
+        if vm.availability_set_id:
+            sets.setdefault(vm.availability_set_id.lower(), []).append(vm)
+    for members in sets.values():
+        previous: list[Vm] = []
+        for domain in sorted({vm.update_domain for vm in members}):
+            wave = [vm for vm in members if vm.update_domain == domain]
+            waves.append(_Wave(members=wave, previous=previous))
+            previous = wave
+    return waves
 
 
 @dataclass
@@ -203,6 +227,7 @@ class ScheduleEngine:
                 return
             run.status = "InProgress"
             parameters = run.parameters if run.parameters is not None else config.install_patches
+            eligible: list[Vm] = []
             for vm_id in run.vm_ids:
                 vm = self.sim.fleet.vm(vm_id)
                 if vm is None:
@@ -213,21 +238,26 @@ class ScheduleEngine:
                     run.skipped[vm.id] = reason
                     self.sim.set_vm_apply_update(vm.id, run, "Completed", error=reason)
                     continue
-                plan = plan_install(
-                    vm,
-                    self.sim.fleet.available_patches(vm),
-                    parameters,
-                    start=clock.now(),
-                    activity_id=activity_id(vm.id, run.correlation_id),
-                    duration_limit=occ.end - clock.now(),
-                    reboot_minutes=self.sim.reboot_minutes,
-                    maintenance_run_id=run.correlation_id,
-                    **self.sim.faults.for_install(vm),
-                )
-                run.plans[vm.id] = plan
-                vm.busy_operation = run.correlation_id
-                vm.last_installation = plan.summary(in_progress=True, now=clock.now())
-                self.sim.set_vm_apply_update(vm.id, run, "InProgress")
+                eligible.append(vm)
+            for group in _update_domain_waves(eligible):
+                # VMs of one availability set patch one update domain after another
+                group_start = max([clock.now()] + [run.plans[v.id].end for v in group.previous])
+                for vm in group.members:
+                    plan = plan_install(
+                        vm,
+                        self.sim.fleet.available_patches(vm),
+                        parameters,
+                        start=group_start,
+                        activity_id=activity_id(vm.id, run.correlation_id),
+                        duration_limit=occ.end - group_start,
+                        reboot_minutes=self.sim.reboot_minutes,
+                        maintenance_run_id=run.correlation_id,
+                        **self.sim.faults.for_install(vm),
+                    )
+                    run.plans[vm.id] = plan
+                    vm.busy_operation = run.correlation_id
+                    vm.last_installation = plan.summary(in_progress=True, now=clock.now())
+                    self.sim.set_vm_apply_update(vm.id, run, "InProgress")
         for plan in sorted(run.plans.values(), key=lambda p: (p.end, p.vm_id)):
             await clock.sleep_until(plan.end)
             with clock.busy():

@@ -330,3 +330,24 @@ def test_system_cancellation_when_the_pre_event_cannot_be_delivered(arm_factory,
     nxt = RUN.replace("20261117200000", "20261124200000")
     running.advance_until(lambda: running.sim.run(nxt) and running.sim.run(nxt).status == "Completed")
     assert running.sim.run(nxt).cancel_reason is None
+
+
+def test_availability_set_update_domains_patch_one_after_another(arm_factory):
+    scenario = base_scenario()
+    vms = scenario["subscriptions"][0]["resourceGroups"][0]["vms"]
+    for vm in vms:
+        if vm["os"] == "Windows":
+            vm.pop("zone")
+            vm["availabilitySet"] = "as-web"
+            vm["tags"]["patchRing"] = "ring0"
+    vms.append({"name": "win-03", "os": "Windows", "availabilitySet": "as-web", "tags": {"patchRing": "ring0"}})
+    running = arm_factory(scenario)
+    running.advance_until(lambda: running.sim.run(RUN) and running.sim.run(RUN).status == "Completed")
+    plans = {running.sim.fleet.vm(vm_id).name: plan for vm_id, plan in running.sim.run(RUN).plans.items()}
+    # 30 + 5 + 5 (reboot) = 40 minutes per Windows VM, update domain 0, 1, 2 in turn
+    assert [(plans[n].start - T0).total_seconds() / 60 for n in ("win-01", "win-02", "win-03")] == [0, 40, 80]
+    assert plans["lin-01"].start == T0  # not in the set: starts with the first domain
+    iv = running.compute().virtual_machines.instance_view("rg-fleet", "win-03")
+    assert (iv.platform_update_domain, iv.platform_fault_domain) == (2, 0)
+    # a 3-hour window minus the reboot reserve leaves no room for a fourth domain
+    assert all(not p.window_exceeded for p in plans.values())
