@@ -13,7 +13,8 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
   ``cancellationCutOffDateTime`` = T-10 (``events.cancellationCutOffMinutesBefore``);
 * cancel (``PUT {correlationId}`` with status ``Cancel``) is honoured until
   ``min(cancellationCutOffDateTime, T-10)``;
-* **T0**: every VM in the frozen scope that meets the prerequisites (running, agent ready,
+* **T0**: every VM in the frozen scope that meets the prerequisites (running, and already at T-15;
+  agent ready;
   ``AutomaticByPlatform`` with the bypass flag) installs with the configuration's
   ``installPatches`` within the window (reboot reserve 10 min Windows / 15 min Linux); VMs that do
   not are recorded as failed runs with a reason and left untouched. VMs in one availability set
@@ -94,6 +95,7 @@ class Run:
     result_status: str | None = None
     last_update: datetime | None = None
     parameters: dict[str, Any] | None = None  # installPatches frozen at T-40 (None: read at T0)
+    not_running_at_t15: set[str] = field(default_factory=set)  # lower VM ids
 
     @property
     def correlation_id(self) -> str:
@@ -214,6 +216,12 @@ class ScheduleEngine:
                 if run.cancelled_at is None and not self.sim.events.was_delivered(PRE, run.correlation_id):
                     run.cancelled_at = clock.now()
                     run.cancel_reason = f"Maintenance cancelled due to internal platform failure at {_iso(clock.now())}"
+        await clock.sleep_until(occ.start - timedelta(minutes=15))
+        with clock.busy():  # machines must be powered on at least 15 minutes before the run
+            for vm_id in run.vm_ids:
+                vm = self.sim.fleet.vm(vm_id)
+                if vm is not None and vm.power_state != "running":
+                    run.not_running_at_t15.add(vm_id.lower())
         await clock.sleep_until(occ.start)
         with clock.busy():
             config = self.sim.fleet.configuration(config_id) or config
@@ -234,6 +242,8 @@ class ScheduleEngine:
                     run.skipped[vm_id] = "ResourceNotFound: the VM no longer exists"
                     continue
                 reason = self._prerequisite_problem(vm)
+                if reason is None and vm.id.lower() in run.not_running_at_t15:
+                    reason = "VMNotRunning: the VM was not running 15 minutes before the scheduled run"
                 if reason:
                     run.skipped[vm.id] = reason
                     self.sim.set_vm_apply_update(vm.id, run, "Completed", error=reason)

@@ -351,3 +351,15 @@ def test_availability_set_update_domains_patch_one_after_another(arm_factory):
     assert (iv.platform_update_domain, iv.platform_fault_domain) == (2, 0)
     # a 3-hour window minus the reboot reserve leaves no room for a fourth domain
     assert all(not p.window_exceeded for p in plans.values())
+
+
+def test_vms_must_be_running_15_minutes_before_the_run(arm_factory):
+    running = arm_factory(base_scenario(faults=[{"type": "deallocated", "vms": ["win-01", "lin-01"]}]))
+    running.advance_to(at(20))
+    running.sim.set_vm_state("win-01", power_state="running")  # in time
+    running.advance_to(at(10))
+    running.sim.set_vm_state("lin-01", power_state="running")  # too late for this run
+    running.advance_until(lambda: running.sim.run(RUN).status == "Completed")
+    run = running.sim.run(RUN)
+    assert [running.sim.fleet.vm(v).name for v in run.plans] == ["win-01"]
+    assert "15 minutes before" in run.skipped[running.sim.vm("lin-01").id]
