@@ -13,7 +13,7 @@ from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
 from activities import plan as plan_activities
 from activities import tags as tags_activities
-from orchestrators import dry_run, guard, ring_direct, rollout, verify, wave
+from orchestrators import dry_run, guard, ring_direct, rollout, run_results, verify, wave
 from triggers import eventgrid, http_api
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -21,6 +21,7 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint_module in (
     rollout,
     ring_direct,
+    run_results,
     wave,
     verify,
     guard,

@@ -15,6 +15,7 @@ WAVE = "wave_orchestrator"
 VERIFY = "verify_orchestrator"
 GUARD = "guard_orchestrator"
 DRY_RUN_RING = "dry_run_ring_orchestrator"
+RUN_RESULTS = "run_results_orchestrator"
 
 # Activities (docs/architecture.md "Activity contract").
 LOAD_PLAN = "load_plan"

@@ -7,8 +7,10 @@ Waves follow the domain's ``plan_waves`` (maxConcurrency, spread across zones / 
 sets); each wave is a sub-orchestration so history stays bounded for 5,000-VM rings; no new wave
 starts once the domain's ``ErrorBudget`` says maxErrors is exceeded (in-flight installs finish).
 
-Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, vms?}``; output
-``{vms, results, verdicts, skipped, budget, waves}`` (see :func:`ring_direct_orchestrator`).
+Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, buildManifest?, vms?}``; output a
+small summary ``{gate, manifest, healthSample, counts, skipped, budget, halted}``: per-VM results
+and verdicts stay in this instance's history and the ledger, so the rollout's history does not
+grow with the ring's size.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, plan_view
+from orchestrators.status import count_verdicts
 from orchestrators.timeutil import iso, parse_duration
-from orchestrators.verdicts import install_parameters, verdict_ok
-from patchrings.domain.rate import ErrorBudget, RateControl, plan_waves
+from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
+from patchrings.domain.rate import ErrorBudget, RateControl, plan_waves, spread_order
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.ring_direct")
 
 # Slack on top of maximumDuration before an install that never reports is called timed out.
 INSTALL_GRACE = timedelta(minutes=30)
+# How many passing VMs the rollout re-checks before authorising the next ring's run.
+HEALTH_SAMPLE = 50
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
@@ -108,16 +113,27 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 budget.max_errors,
             )
 
+    # Decide here and hand the rollout a small summary: its history stays small however large
+    # the ring is (per-VM results and verdicts are in this instance's history and the ledger).
+    gate = gate_for(plan, ring_name, verdicts, skipped=skipped)
+    manifest = build_manifest_dict(results, verdicts) if spec.get("buildManifest") else None
+    passed = [by_id[str(v["vm"])] for v in verdicts if verdict_passed(v) and str(v["vm"]) in by_id]
     return {
-        "vms": vms,
-        "results": results,
-        "verdicts": verdicts,
-        "skipped": skipped,
-        "budget": budget.to_dict(),
-        "waves": len(waves),
-        "parameters": parameters,
+        "gate": gate,
+        "manifest": manifest,
+        "healthSample": health_sample(passed),
+        "counts": {**count_verdicts(verdicts), "skipped": len(skipped), "waves": len(waves)},
+        "skipped": len(skipped),
+        "budget": {"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
         "halted": halted,
     }
+
+
+def health_sample(vms: list[dict[str, Any]], size: int = HEALTH_SAMPLE) -> list[dict[str, Any]]:
+    """Up to ``size`` VMs spread across zones / availability sets (deterministic), used to check
+    that a ring is *still* healthy when the next ring's run is about to start."""
+    by_id = {vm["id"]: vm for vm in vms}
+    return [by_id[vm_id] for vm_id in spread_order(vms)[:size]]
 
 
 def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> Any:

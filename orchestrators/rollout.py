@@ -270,6 +270,7 @@ class Rollout:
                 "runId": run_id,
                 "startedAt": iso(self.started_at),
                 "manifest": self.manifest if index > 0 else None,
+                "buildManifest": index == 0,
             },
             f"{self.rollout_id}:{ring}" + (f":{attempt}" if attempt > 1 else ""),
         )
@@ -278,14 +279,12 @@ class Rollout:
             # The API raised Halt before flagging it in the ledger, so the event is there: take it.
             yield self._halt()
             self.check_halt()
-        verdicts = outcome.get("verdicts") or []
-        gate = gate_for(self.plan, ring, verdicts, skipped=outcome.get("skipped") or [])
-        self._remember_healthy(ring, outcome.get("vms") or [], verdicts)
+        self.healthy_vms[ring] = list(outcome.get("healthSample") or [])
         if index == 0:
-            self.manifest = build_manifest_dict(outcome.get("results") or [], verdicts)
+            self.manifest = outcome.get("manifest") or build_manifest_dict([], [])
             self.st.set_manifest(self.manifest)
-        self.st.set_counts(ring, _counts(verdicts, outcome))
-        return gate
+        self.st.set_counts(ring, outcome.get("counts") or {})
+        return outcome.get("gate") or gate_for(self.plan, ring, [])
 
     # ------------------------------------------------------------------ scheduled rings
     def scheduled_ring(self, index: int, ring: str, ring_doc: dict[str, Any]) -> Gen:
@@ -435,35 +434,18 @@ class Rollout:
             self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} was cancelled")
             self.publish()
             return None
-        self.st.set_phase(ring, "collecting", iso(self.now))
+        self.st.set_phase(ring, "collecting-and-verifying", iso(self.now))
         self.publish()
-        members = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
-        vms = list((members or {}).get("vms") or [])
-        collected = yield from self.activity(
-            names.COLLECT_RESULTS, {"correlationId": pre.correlation_id, "vms": vms, "since": pre.start}
+        summary = yield self.ctx.call_sub_orchestrator(
+            names.RUN_RESULTS,
+            {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "correlationId": pre.correlation_id,
+             "since": pre.start},
+            f"{self.rollout_id}:{ring}:run:{len(self.st.ring(ring)['runs'])}",
         )
-        installs = [_install_entry(vms, r) for r in (collected or {}).get("results") or []]
-        seen = {i["vm"].lower() for i in installs}
-        for vm in vms:
-            if vm["id"].lower() not in seen:
-                installs.append(_install_entry(vms, {"vm": vm["id"], "state": "missing"}))
-        self.st.set_phase(ring, "verifying", iso(self.now))
-        self.publish()
-        verification = yield self.ctx.call_sub_orchestrator(
-            names.VERIFY,
-            {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "vms": vms,
-             "installs": installs, "decide": False},
-            f"{self.rollout_id}:{ring}:verify:{len(self.st.ring(ring)['runs'])}",
-        )
-        verdicts = (verification or {}).get("verdicts") or []
-        yield from self.activity(
-            names.LEDGER_VM_RESULTS,
-            {"rolloutId": self.rollout_id, "ring": ring, "runId": pre.correlation_id,
-             "results": installs, "verdicts": verdicts},
-        )
-        self._remember_healthy(ring, vms, verdicts)
-        self.st.set_counts(ring, _counts(verdicts, {}))
-        return gate_for(self.plan, ring, verdicts)
+        summary = summary or {}
+        self.healthy_vms[ring] = list(summary.get("healthSample") or [])
+        self.st.set_counts(ring, summary.get("counts") or {})
+        return summary.get("gate") or gate_for(self.plan, ring, [])
 
     # ------------------------------------------------------------------ gates and approvals
     def after_gate(self, index: int, ring: str, gate: dict[str, Any]) -> Gen:
@@ -648,12 +630,6 @@ class Rollout:
         yield from self.ledger_rollout(DRY_RUN_DONE, "dry run")
         return {"rolloutId": self.rollout_id, "state": DRY_RUN_DONE, "rings": outcomes}
 
-    def _remember_healthy(self, ring: str, vms: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
-        from orchestrators.verdicts import verdict_ok
-
-        ok = {str(v.get("vm")).lower() for v in verdicts if verdict_ok(v)}
-        self.healthy_vms[ring] = [vm for vm in vms if vm["id"].lower() in ok]
-
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.ROLLOUT)
 def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
@@ -703,24 +679,3 @@ def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:
     return {"mode": "manual", "approvers": approvers, "timeout": timeout, "onTimeout": "reject"}
 
 
-def _install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
-    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in)."""
-    vm_id = str(entry.get("vm") or "")
-    vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
-    return {
-        "vm": vm["id"],
-        "name": entry.get("name") or vm.get("name"),
-        "os": entry.get("os") or vm.get("os"),
-        "state": entry.get("state") or "missing",
-        "result": entry.get("result"),
-        "error": entry.get("error")
-        or ({"code": "NoResult", "message": "no result for this VM in the run"} if not entry.get("result") else None),
-    }
-
-
-def _counts(verdicts: list[dict[str, Any]], outcome: dict[str, Any]) -> dict[str, int]:
-    from orchestrators.status import count_verdicts
-
-    counts = count_verdicts(verdicts)
-    counts["skipped"] = len(outcome.get("skipped") or [])
-    return counts

@@ -1,0 +1,69 @@
+"""Results of one scheduled maintenance run: collect per-VM outcomes, verify health, decide.
+
+Why a sub-orchestration: a scheduled ring can be thousands of VMs; their per-VM results and
+verdicts belong in this instance's history and in the ledger, not in the long-lived rollout's
+history (which every later episode replays). The rollout gets back a small summary.
+
+Input ``{rolloutId, plan, ring, correlationId, since}``; output ``{gate, healthSample, counts}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators import names
+from orchestrators.ring_direct import health_sample
+from orchestrators.status import count_verdicts
+from orchestrators.verdicts import gate_for, verdict_passed
+
+bp = df.Blueprint()
+
+
+def install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in)."""
+    vm_id = str(entry.get("vm") or "")
+    vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
+    error = entry.get("error")
+    if not error and not entry.get("result"):
+        error = {"code": "NoResult", "message": "no result for this VM in the run"}
+    return {
+        "vm": vm["id"],
+        "name": entry.get("name") or vm.get("name"),
+        "os": entry.get("os") or vm.get("os"),
+        "state": entry.get("state") or "missing",
+        "result": entry.get("result"),
+        "error": error,
+    }
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.RUN_RESULTS)
+def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    spec: dict[str, Any] = context.get_input() or {}
+    plan, ring = spec["plan"], spec["ring"]
+    members = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring})
+    vms = list((members or {}).get("vms") or [])
+    collected = yield context.call_activity(
+        names.COLLECT_RESULTS, {"correlationId": spec["correlationId"], "vms": vms, "since": spec.get("since")}
+    )
+    installs = [install_entry(vms, r) for r in (collected or {}).get("results") or []]
+    seen = {i["vm"].lower() for i in installs}
+    installs.extend(install_entry(vms, {"vm": vm["id"], "state": "missing"}) for vm in vms
+                    if vm["id"].lower() not in seen)
+    verification = yield context.call_sub_orchestrator(
+        names.VERIFY,
+        {"rolloutId": spec.get("rolloutId"), "plan": plan, "ring": ring, "vms": vms, "installs": installs,
+         "decide": False},
+        f"{context.instance_id}:verify",
+    )
+    verdicts = (verification or {}).get("verdicts") or []
+    yield context.call_activity(
+        names.LEDGER_VM_RESULTS,
+        {"rolloutId": spec.get("rolloutId"), "ring": ring, "runId": spec["correlationId"],
+         "results": installs, "verdicts": verdicts},
+    )
+    passed = [vm for vm in vms if any(verdict_passed(v) and str(v["vm"]).lower() == vm["id"].lower()
+                                      for v in verdicts)]
+    return {"gate": gate_for(plan, ring, verdicts), "healthSample": health_sample(passed),
+            "counts": count_verdicts(verdicts)}
