@@ -67,6 +67,7 @@ class DemoRun:
         self.pace = pace
         self.view: dict[str, Any] = {}
         self.rollout_id: str | None = None
+        self.ring_times: dict[str, list[Any]] = {}  # ring -> [first active, gate decided] (simulated)
 
     def now(self) -> str:
         return self.platform.clock.now().strftime("%a %Y-%m-%d %H:%M UTC")
@@ -90,7 +91,22 @@ class DemoRun:
         result = self.platform.api("GET", f"/api/rollouts/{self.rollout_id}")
         if result.status < 400 and isinstance(result.json, dict):
             self.view = result.json
+            self._track_times()
         return self.view
+
+    def _track_times(self) -> None:
+        now = self.platform.clock.now()
+        for ring in _doc(self.view).get("rings", []):
+            times = self.ring_times.setdefault(str(ring.get("name")), [None, None])
+            if times[0] is None and str(ring.get("phase", "pending")) != "pending":
+                times[0] = now
+            if times[1] is None and (ring.get("gate") or {}).get("outcome"):
+                times[1] = now
+        for ring in _doc(self.view).get("rings", []):
+            start, end = self.ring_times[str(ring.get("name"))]
+            if start and end:
+                minutes = int((end - start).total_seconds() // 60)
+                ring["duration"] = f"{minutes // 60}h{minutes % 60:02d}m"
 
     def decide(self, live: Live, auto_approve: bool) -> None:
         """Handle a pending approval: approve as the demo approver, or wait for a person."""
@@ -103,6 +119,13 @@ class DemoRun:
             live.console.print(
                 f"[green]approved[/] {ring} (manifest {manifest}) as {DEMO_APPROVER}: HTTP {result.status}"
             )
+            # The clock is held: wait (in real time) until the orchestration has taken the decision.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                pending = _waiting_for_approval(self.refresh()) or {}
+                if (pending.get("ring"), pending.get("manifestHash")) != (ring, manifest):
+                    break
+                time.sleep(0.2)
             return
         approver = (waiting.get("approvers") or [DEMO_APPROVER])[0]
         url = f"{self.platform.base_url}{path}?code={self.platform.function_key}"
@@ -148,7 +171,39 @@ class DemoRun:
         return self.view
 
 
-def explain(console: Console, platform: LocalPlatform, view: dict[str, Any]) -> None:
+def gated_configurations(plan_path: Path) -> list[str]:
+    """Names of the maintenance configurations of the rings after Ring 0 (lower case)."""
+    plan = json.loads(plan_path.read_text())
+    names = []
+    for ring in plan.get("rings", [])[1:]:
+        mc = (ring.get("members") or {}).get("maintenanceConfigurationId")
+        if mc:
+            names.append(mc.rstrip("/").rsplit("/", 1)[-1].lower())
+    return names
+
+
+def follow_later_runs(platform: LocalPlatform, console: Console, configurations: list[str], pace: float) -> list[Any]:
+    """After a halt, let simulated time run until each later ring's next run has come and gone.
+
+    Why: "halted" is only half the story; the proof of fail-closed is what happens when Ring 1's
+    and Ring 2's own maintenance schedules come up afterwards. Returns those runs.
+    """
+    halted_at = platform.clock.now()
+
+    def later_runs() -> list[Any]:
+        found: dict[str, Any] = {}
+        for run in platform.arm.runs:
+            name = run.config_name.lower()
+            finished = run.status in ("Cancelled", "Completed") or run.end <= platform.clock.now()
+            if name in configurations and run.start > halted_at and name not in found and finished:
+                found[name] = run
+        return list(found.values()) if len(found) == len(configurations) else []
+
+    console.print(f"Following the later rings' schedules ({', '.join(configurations)}) after the halt...")
+    return platform.wait_for(later_runs, timeout=120, pace=pace / 4)
+
+
+def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], later: list[Any]) -> None:
     """Say plainly how it ended, with proof from the simulator's recorded ARM calls."""
     doc = _doc(view)
     state = str(doc.get("state", view.get("runtimeStatus", "?")))
@@ -160,18 +215,24 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any]) -> 
                   f"maintenance runs cancelled: {len(cancels)}.")
     if state.lower() in ("halted", "failed"):
         halted = doc.get("halted") or {}
-        console.print(Panel(
-            f"The rollout [red]halted[/]: {halted.get('reason') or doc.get('outcome') or 'a gate failed'}.\n"
-            "Later rings were never opened; their scheduled maintenance runs were cancelled "
-            "(fail closed), so no VM outside Ring 0 received the bad patch.",
-            title="Halted", border_style="red"))
+        ring0 = {vm.rsplit("/", 1)[-1].lower() for vm in (r.path.split("/installPatches")[0] for r in installs)}
+        lines = [f"The rollout [red]halted[/]: {halted.get('reason') or doc.get('outcome') or 'a gate failed'}."]
+        for run in later:
+            how = f"[red]{run.status}[/]" if run.status == "Cancelled" else f"[yellow]{run.status}[/]"
+            lines.append(f"  {run.config_name} run at {run.start:%a %H:%M} UTC: {how}"
+                         + (f" ({run.cancel_reason})" if run.cancel_reason else "")
+                         + f"; VMs patched by it: {len(run.plans)}")
+        outside = sorted(name for name in ring0 if not name.startswith("r0-"))
+        lines.append(f"installPatches reached only Ring 0 VMs ({len(ring0)}): "
+                     + ("yes" if not outside else f"NO, also {', '.join(outside)}"))
+        console.print(Panel("\n".join(lines), title="Halted: what happened to the later rings", border_style="red"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="happy", help="happy | bad-patch | path to a scenario file")
     parser.add_argument("--auto-approve", action="store_true", help=f"approve as {DEMO_APPROVER}")
-    parser.add_argument("--pace", type=float, default=0.12, help="real seconds per simulated jump")
+    parser.add_argument("--pace", type=float, default=0.2, help="real seconds per simulated jump")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many real seconds")
     args = parser.parse_args(argv)
 
@@ -188,9 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, filename=log_file,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     plan = REPO / "demo" / "plan.json"
-    settings = {"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true"}
-    if plan.exists():
-        settings["PATCHRINGS_PLAN_PATH"] = str(plan)
+    settings = {"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true", "PATCHRINGS_PLAN_PATH": str(plan)}
 
     console = Console()
     console.print(f"Starting the local platform (scenario [bold]{scenario.stem}[/])...")
@@ -202,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"Functions host {platform.base_url} | ARM simulator {platform.arm.endpoint} | "
                           f"Azurite {platform.azurite.table_endpoint if platform.azurite else '-'}")
             view = DemoRun(platform, console, args.pace).run(args.auto_approve, args.timeout)
-            explain(console, platform, view)
+            later: list[Any] = []
+            if str(_doc(view).get("state", "")).lower() in ("halted", "failed"):
+                later = follow_later_runs(platform, console, gated_configurations(plan), args.pace)
+            explain(console, platform, view, later)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: stopping the platform.[/]")
         return 130

@@ -37,12 +37,26 @@ OUTCOME_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
 
 def _status_doc(view: dict[str, Any]) -> dict[str, Any]:
-    """The state document, whether the API returned it bare or under ``status``/``customStatus``."""
-    for key in ("status", "customStatus", "rollout"):
+    """The state document: the live custom status (kept after the end), else the final output."""
+    for key in ("status", "customStatus", "output", "rollout"):
         inner = view.get(key)
         if isinstance(inner, dict) and "rings" in inner:
             return inner
     return view
+
+
+def ring_counts(ring: dict[str, Any]) -> dict[str, Any]:
+    """Per-ring figures from the orchestrator's counts (``vms``, ``install:ok``, ``health:unhealthy``...)."""
+    counts = ring.get("counts") or {}
+    gate_counts = (ring.get("gate") or {}).get("counts") or {}
+    total = counts.get("vms", gate_counts.get("total", ""))
+    return {
+        "total": total,
+        "installed": counts.get("install:ok", ""),
+        "failed": counts.get("install:failed", ""),
+        "unhealthy": counts.get("health:unhealthy", ""),
+        "inconclusive": counts.get("install:inconclusive", 0) + counts.get("health:unknown", 0) if counts else "",
+    }
 
 
 def _style(phase: str | None) -> str:
@@ -52,34 +66,53 @@ def _style(phase: str | None) -> str:
 def rings_table(view: dict[str, Any]) -> Table:
     doc = _status_doc(view)
     table = Table(title="Rings", expand=True)
-    for col in ("ring", "patching", "phase", "VMs", "installed", "failed", "unhealthy", "pending", "gate"):
+    for col in ("ring", "patching", "phase", "VMs", "installed", "failed", "unhealthy", "unclear", "gate"):
         table.add_column(col)
     for ring in doc.get("rings", []):
-        counts = ring.get("counts") or {}
+        counts = ring_counts(ring)
         gate = ring.get("gate") or {}
         outcome = gate.get("outcome") or ""
         table.add_row(
             str(ring.get("name")),
             str(ring.get("patching") or ""),
             Text(str(ring.get("phase") or ""), style=_style(ring.get("phase"))),
-            str(counts.get("total", counts.get("vms", ""))),
-            str(counts.get("installed", counts.get("succeeded", ""))),
-            str(counts.get("failed", "")),
-            str(counts.get("unhealthy", "")),
-            str(counts.get("pending", counts.get("inProgress", ""))),
+            str(counts["total"]),
+            str(counts["installed"]),
+            str(counts["failed"]),
+            str(counts["unhealthy"]),
+            str(counts["inconclusive"]),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "white")),
         )
     return table
 
 
+def vm_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-VM rows from the ledger part of ``GET /api/rollouts/{id}``."""
+    by_ring = (view.get("ledger") or {}).get("vmResults") or {}
+    rows: list[dict[str, Any]] = []
+    for ring, entries in by_ring.items() if isinstance(by_ring, dict) else []:
+        for entry in entries or []:
+            verdict = entry.get("verdict") or {}
+            result = entry.get("result") or {}
+            rows.append({
+                "ring": ring,
+                "name": entry.get("name"),
+                "os": entry.get("os"),
+                "install": result.get("status") or entry.get("state") or "",
+                "health": verdict.get("health") or "",
+                "reasons": verdict.get("reasons") or [],
+            })
+    return rows
+
+
 def vms_table(view: dict[str, Any], limit: int = 40) -> Table | None:
-    vms = view.get("vms") or view.get("vmResults") or []
+    vms = vm_rows(view)
     if not vms:
         return None
     table = Table(title="VMs (latest state)", expand=True)
     for col in ("ring", "vm", "os", "install", "health", "detail"):
         table.add_column(col, overflow="fold")
-    for vm in vms[:limit]:
+    for vm in vms[-limit:]:
         install = str(vm.get("install") or vm.get("installStatus") or vm.get("status") or "")
         health = str(vm.get("health") or "")
         lowered = install.lower()
@@ -91,7 +124,7 @@ def vms_table(view: dict[str, Any], limit: int = 40) -> Table | None:
             str(vm.get("os") or ""),
             Text(install, style=install_style),
             Text(health, style=health_style),
-            "; ".join(str(r) for r in (vm.get("reasons") or []))[:80],
+            "; ".join(str(r.get("reason", r)) if isinstance(r, dict) else str(r) for r in vm["reasons"])[:80],
         )
     return table
 
@@ -152,7 +185,7 @@ def summary_table(view: dict[str, Any]) -> Table:
     for col in ("ring", "VMs", "installed", "failed", "unhealthy", "gate", "manifest", "approved by", "duration"):
         table.add_column(col)
     for ring in doc.get("rings", []):
-        counts = ring.get("counts") or {}
+        counts = ring_counts(ring)
         gate = (ring.get("gate") or {}).get("outcome", "")
         approval = approvals.get(ring.get("name")) or {}
         who = approval.get("approver") or approval.get("by") or ""
@@ -160,16 +193,22 @@ def summary_table(view: dict[str, Any]) -> Table:
             who = f"{who} ({approval.get('decision', approval.get('verdict'))})"
         table.add_row(
             str(ring.get("name")),
-            str(counts.get("total", "")),
-            str(counts.get("installed", counts.get("succeeded", ""))),
-            str(counts.get("failed", "")),
-            str(counts.get("unhealthy", "")),
+            str(counts["total"]),
+            str(counts["installed"]),
+            str(counts["failed"]),
+            str(counts["unhealthy"]),
             Text(gate, style=OUTCOME_STYLE.get(gate, "white")),
-            manifest if ring.get("name") != (doc.get("rings") or [{}])[0].get("name") else "(source)",
+            _manifest_cell(ring, doc, manifest),
             who,
-            str(ring.get("duration") or _duration(ring)),
+            str(ring.get("duration") or _duration(ring) or "-"),
         )
     return table
+
+
+def _manifest_cell(ring: dict[str, Any], doc: dict[str, Any], manifest: str) -> str:
+    if ring.get("name") == (doc.get("rings") or [{}])[0].get("name"):
+        return f"{manifest} (built)" if manifest else ""
+    return manifest if ring.get("gate") or ring.get("opened") else "-"
 
 
 def _duration(ring: dict[str, Any]) -> str:
