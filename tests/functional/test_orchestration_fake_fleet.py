@@ -427,11 +427,21 @@ def test_http_errors_are_json_and_name_the_field(run: Any) -> None:
         bad_plan = d.api("POST", "/api/plans/validate", {"version": 1, "name": "x", "rings": []})
         good_plan = d.api("POST", "/api/plans/validate", f.plan)
         no_key = http_call_no_key(d, "/api/rollouts")
+        first = d.start()
+        second = d.api("POST", "/api/rollouts", {}, who=INITIATOR)
+        dry = d.api("POST", "/api/rollouts", {"dryRun": True}, who=INITIATOR)
+        unknown_field = d.api("POST", "/api/rollouts", {"dryrun": True})
+        listed = d.api("GET", "/api/rollouts").json["rollouts"]
     assert (unknown.status, unknown.json["error"]["code"]) == (404, "NotFound")
     assert (bad_body.status, bad_body.json["error"]["field"]) == (400, "dryRun")
     assert bad_plan.status == 400 and bad_plan.json["error"]["code"] == "PlanInvalid"
     assert good_plan.status == 200 and good_plan.json["valid"] is True
     assert no_key == 401
+    assert (second.status, second.json["error"]["code"]) == (409, "RolloutConflict")
+    assert second.json["error"]["details"]["active"] == [first]
+    assert dry.status == 202
+    assert (unknown_field.status, unknown_field.json["error"]["field"]) == (400, "dryrun")
+    assert {r["id"] for r in listed} == {first, dry.json["id"]}
 
 
 def http_call_no_key(d: Driver, path: str) -> int:
@@ -470,3 +480,32 @@ def test_tolerated_errors_pass_the_gate_and_leave_the_failed_vm_out_of_the_manif
     assert any(r["vm"].endswith("r0-win-1") for r in gate["reasons"])
     # both KBs failed on r0-win-1 ("failed anywhere" = left out); Linux is unaffected
     assert doc["manifest"]["windowsCount"] == 0 and doc["manifest"]["linuxCount"] == 1
+
+
+def rollout_history_length(d: Driver, rid: str) -> int:
+    """History events of the instance, not counting episode markers (OrchestratorStarted 12 /
+    OrchestratorCompleted 13), whose number depends on how the host batched completions."""
+    return len([e for e in d.ht.history(rid) if e.get("EventType") not in (12, 13)])
+
+
+@pytest.mark.slow
+def test_rollout_history_does_not_grow_with_the_ring_size(run: Any) -> None:
+    """Waves are sub-orchestrations and rings report summaries: a 120-VM Ring 0 leaves the
+    rollout's own history exactly as long as a 3-VM one."""
+    lengths = {}
+    for size in (3, 120):
+        plan = default_plan(ring0={"rate": {"maxConcurrency": "25%", "maxErrors": 0}})
+        d, f = run(plan)
+        for name in [n for n in list(f.vms) if "/r0-" in n]:
+            del f.vms[name]
+        for i in range(size):
+            f.add(f"r0-vm-{i:03d}", "Windows" if i % 2 else "Linux", str(i % 3 + 1), "ring0")
+        with d.clock.hold():
+            rid = d.start()
+            doc = d.until_waiting(rid, "approval", "ring1")
+        assert doc["rings"][0]["counts"]["vms"] == size
+        assert doc["rings"][0]["counts"]["waves"] == {3: 3, 120: 4}[size]
+        assert len(f.installs) == size
+        lengths[size] = rollout_history_length(d, rid)
+        d.ht.stop()
+    assert lengths[3] == lengths[120], lengths
