@@ -291,3 +291,16 @@ def test_control_api_sets_state_and_lists_fleet(arm):
     assert lin["powerState"] == "deallocated" and lin["vmAgentReady"] is False
     iv = arm.compute().virtual_machines.instance_view("rg-fleet", "lin-02")
     assert iv.statuses[1].code == "PowerState/deallocated"
+
+
+def test_tags_on_other_scopes(arm):
+    tags = arm.resources().tags
+    mc = f"/subscriptions/{SUB}/resourcegroups/rg-patching/providers/Microsoft.Maintenance"
+    mc += "/maintenanceConfigurations/mc-ring0"
+    tags.begin_create_or_update_at_scope(mc, {"properties": {"tags": {"ring": "0"}}}).result()
+    assert arm.maintenance().maintenance_configurations.get("rg-patching", "mc-ring0").tags == {"ring": "0"}
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-fleet"
+    tags.begin_update_at_scope(rg, {"operation": "Merge", "properties": {"tags": {"owner": "ops"}}}).result()
+    assert tags.get_at_scope(rg).properties.tags == {"owner": "ops"}
+    with pytest.raises(ResourceNotFoundError):
+        tags.get_at_scope(f"/subscriptions/{SUB}/resourceGroups/rg-nope")
