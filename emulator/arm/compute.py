@@ -10,6 +10,7 @@ SUPPORTED
   ``Azure-AsyncOperation``, ``Location`` and ``Retry-After`` (≥ 1); the async-operation URL
   answers ``InProgress`` / ``Succeeded``; ``Location`` answers 202 while running and 200 + the
   result when done; records are kept after completion so continuation tokens resume anywhere.
+  An ``operationFails`` fault ends the operation ``Failed`` with an ``error`` (the poller raises).
 * Azure's refusals: 409 ``Conflict`` for a second install while one runs, 409
   ``OperationNotAllowed`` on a deallocated/stopped VM, 409 ``VMAgentStatusCommunicationError`` when
   the agent is not ready, 400 ``InvalidParameter`` for bad parameters, 404 ``ResourceNotFound``.
@@ -60,6 +61,7 @@ class Operation:
     status: str = "InProgress"
     result: dict[str, Any] | None = None
     plan: InstallPlan | None = None
+    failure: dict[str, str] | None = None  # an operationFails fault: the ApiError it ends with
 
 
 def _vm_or_404(sim: ArmSimulator, call: Call) -> Vm:
@@ -415,6 +417,7 @@ def install_patches(sim: ArmSimulator, call: Call) -> Reply:
         **sim.faults.for_install(vm),
     )
     op = Operation(
+        failure=sim.faults.operation_failure(vm, "installPatches"),
         id=op_id,
         kind="installPatches",
         vm_id=vm.id,
@@ -436,6 +439,7 @@ def assess_patches(sim: ArmSimulator, call: Call) -> Reply:
     now = sim.clock.now()
     op_id = sim.new_id()
     op = Operation(
+        failure=sim.faults.operation_failure(vm, "assessPatches"),
         id=op_id,
         kind="assessPatches",
         vm_id=vm.id,
@@ -451,6 +455,35 @@ def assess_patches(sim: ArmSimulator, call: Call) -> Reply:
 def finish_operation(sim: ArmSimulator, op: Operation) -> None:
     """Complete an LRO at its end time (called by the simulator inside ``clock.busy()``)."""
     vm = sim.fleet.vm(op.vm_id)
+    if op.failure is not None:
+        op.status = "Failed"
+        if op.kind == "installPatches" and op.plan is not None:
+            op.result = {
+                **op.plan.result(),
+                "status": "Failed",
+                "error": dict(op.failure),
+                "installedPatchCount": 0,
+                "failedPatchCount": 0,
+                "patches": [],
+            }
+            if vm is not None:
+                vm.last_installation = {
+                    **op.plan.summary(),
+                    "status": "Failed",
+                    "error": dict(op.failure),
+                    "installedPatchCount": 0,
+                    "failedPatchCount": 0,
+                }
+                if vm.busy_operation == op.id:
+                    vm.busy_operation = None
+        else:
+            op.result = {
+                "status": "Failed",
+                "assessmentActivityId": op.id,
+                "startDateTime": _iso(op.start),
+                "error": dict(op.failure),
+            }
+        return
     if op.kind == "installPatches" and op.plan is not None:
         if vm is not None:
             sim.apply_install(vm, op.plan)
@@ -475,6 +508,8 @@ def operation_status(sim: ArmSimulator, call: Call) -> Reply:
     body: dict[str, Any] = {"name": op.id, "status": op.status, "startTime": _iso(op.start)}
     if op.status != "InProgress":
         body["endTime"] = _iso(op.end)
+    if op.status == "Failed" and op.failure is not None:
+        body["error"] = dict(op.failure)
     headers = {"Retry-After": str(sim.retry_after)} if op.status == "InProgress" else {}
     return Reply(200, body, headers)
 

@@ -13,6 +13,8 @@ SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``t
   afterwards the VM's Application Health extension reports Unhealthy and its HTTP health endpoint
   answers 503 (until it recovers, if ``recoverAfterMinutes`` is given);
 * ``rebootFails`` -- ``rebootStatus: Failed`` and status ``Failed``;
+* ``operationFails`` (``operation``, ``code``, ``message``) -- the installPatches/assessPatches LRO
+  itself ends ``Failed`` (the SDK poller raises ``HttpResponseError`` with that code);
 * ``slowInstall`` (``factor``) -- every patch takes ``factor`` times longer (window overruns);
 * ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start;
 * ``httpError`` (``status`` 429/500/502/503, ``retryAfter``, ``code``) and ``dropConnection``
@@ -122,6 +124,21 @@ class Faults:
             "unhealthy_patches": {str(f["patch"]).lower() for f in unhealthy if f.get("patch")},
             "unhealthy_any": any(not f.get("patch") for f in unhealthy),
         }
+
+    def operation_failure(self, vm: Vm, operation: str) -> dict[str, str] | None:
+        """An ``operationFails`` fault for this LRO on ``vm``: the ApiError it ends with, or None."""
+        for index, fault in enumerate(self._faults):
+            if fault["type"] != "operationFails":
+                continue
+            if fault.get("operation") and fault["operation"] != operation:
+                continue
+            if self._vm_matches(index, fault, vm):
+                self._triggered[index] = self._triggered.get(index, 0) + 1
+                return {
+                    "code": fault.get("code", "InternalExecutionError"),
+                    "message": fault.get("message", f"The {operation} operation failed on VM '{vm.name}'."),
+                }
+        return None
 
     # -- request-level --------------------------------------------------------------------------
     def for_request(self, method: str, path: str, action: str | None) -> RequestFault | None:

@@ -326,6 +326,17 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                 },
                 {
+                    "properties": {
+                        "type": {"const": "operationFails"},
+                        "operation": {"enum": ["installPatches", "assessPatches"]},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        **_SELECTOR,
+                        **_ACTIVE,
+                    },
+                    "additionalProperties": False,
+                },
+                {
                     "properties": {"type": {"enum": ["vmAgentNotReady", "deallocated"]}, **_SELECTOR},
                     "additionalProperties": False,
                 },
@@ -373,6 +384,7 @@ FAULT_TYPES = (
     "patchFails",
     "unhealthyAfterPatch",
     "rebootFails",
+    "operationFails",
     "vmAgentNotReady",
     "deallocated",
     "slowInstall",

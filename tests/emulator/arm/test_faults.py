@@ -210,3 +210,28 @@ def test_faults_active_only_in_their_window(arm_factory):
     params = {"rebootSetting": "IfRequired", "linuxParameters": {"classificationsToInclude": ["Security"]}}
     result = install(running, "lin-02", params)  # the outage is over; the patch fault has begun
     assert result.status == "Failed" and result.failed_patch_count == 1
+
+
+def test_operation_fails_as_a_failed_lro(arm_factory):
+    running = arm_factory(
+        base_scenario(
+            faults=[
+                {
+                    "type": "operationFails",
+                    "operation": "installPatches",
+                    "vms": ["win-01"],
+                    "code": "InternalExecutionError",
+                    "times": 1,
+                }
+            ]
+        )
+    )
+    poller = running.compute().virtual_machines.begin_install_patches("rg-fleet", "win-01", WIN_ALL)
+    with pytest.raises(HttpResponseError) as info:
+        running.lro(poller)
+    assert "InternalExecutionError" in str(info.value)
+    summary = running.compute().virtual_machines.instance_view("rg-fleet", "win-01").patch_status
+    assert summary.last_patch_installation_summary.status == "Failed"
+    assert summary.last_patch_installation_summary.error.code == "InternalExecutionError"
+    assert running.sim.vm("win-01").installed == set()
+    assert install(running, "win-01").status == "Succeeded"  # times: 1, and the VM is free again
