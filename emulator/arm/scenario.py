@@ -192,6 +192,23 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             },
         },
         "faults": {"type": "array", "items": {"$ref": "#/$defs/fault"}},
+        "timeline": {
+            "type": "array",
+            "description": "scripted VM state changes at simulated instants",
+            "items": {
+                "type": "object",
+                "required": ["at", "vms"],
+                "additionalProperties": False,
+                "properties": {
+                    "at": {"type": "string"},
+                    "vms": {**_STR_LIST, "minItems": 1},
+                    "health": {"enum": ["Healthy", "Unhealthy", "Unknown"]},
+                    "powerState": {"enum": ["running", "deallocated", "stopped"]},
+                    "vmAgent": {"enum": ["Ready", "NotReady"]},
+                    "tags": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                },
+            },
+        },
     },
     "$defs": {
         "vm": {

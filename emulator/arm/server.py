@@ -49,7 +49,7 @@ from emulator.arm.scenario import load_scenario
 from emulator.arm.schedule import Run, ScheduleEngine
 from emulator.arm.throttle import Throttle
 from emulator.arm.tls import make_server_context
-from emulator.clock import Clock, busy_middleware
+from emulator.clock import Clock, busy_middleware, parse_instant
 
 __all__ = ["ArmSimulator"]
 
@@ -183,6 +183,8 @@ class ArmSimulator:
         self.events.validation_url_base = self.endpoint
         self.client_config_path.write_text(json.dumps(self.client_settings, indent=2) + "\n")
         self.schedule.start_all()
+        for entry in self.scenario.get("timeline", []):
+            self.spawn(self._scripted(entry))
 
     async def stop(self) -> None:
         tasks = list(self._tasks)
@@ -271,6 +273,24 @@ class ArmSimulator:
                 self.spawn(self._recover(vm, self.clock.now() + timedelta(minutes=plan.recover_after_minutes)))
         if vm.busy_operation in (plan.activity_id, plan.maintenance_run_id):
             vm.busy_operation = None
+
+    async def _scripted(self, entry: dict[str, Any]) -> None:
+        """A scenario ``timeline`` entry: change matching VMs at a simulated instant."""
+        await self.clock.sleep_until(parse_instant(entry["at"]))
+        with self.clock.busy():
+            for vm in self.fleet.vms.values():
+                if not any(fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in entry["vms"]):
+                    continue
+                if "health" in entry:
+                    vm.health = entry["health"]
+                if "powerState" in entry:
+                    vm.power_state = entry["powerState"]
+                if "vmAgent" in entry:
+                    vm.vm_agent_ready = entry["vmAgent"] == "Ready"
+                for name, value in (entry.get("tags") or {}).items():
+                    vm.tags = {k: v for k, v in vm.tags.items() if k.lower() != name.lower()}
+                    if value is not None:
+                        vm.tags[name] = value
 
     async def _recover(self, vm: Vm, when: datetime) -> None:
         await self.clock.sleep_until(when)

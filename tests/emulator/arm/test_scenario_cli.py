@@ -175,3 +175,20 @@ def test_cli_serves_until_interrupted(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def test_timeline_scripts_vm_changes(arm_factory):
+    running = arm_factory(
+        base_scenario(
+            timeline=[
+                {"at": "2026-11-16T07:00:00Z", "vms": ["win-*"], "health": "Unhealthy", "tags": {"patchRing": None}},
+                {"at": "2026-11-16T08:00:00Z", "vms": ["lin-02"], "powerState": "deallocated", "vmAgent": "NotReady"},
+            ]
+        )
+    )
+    sim = running.sim
+    running.advance_to(datetime(2026, 11, 16, 7, 30, tzinfo=UTC))
+    assert sim.vm("win-01").health == "Unhealthy" and sim.vm("win-02").tags == {}
+    assert sim.vm("lin-01").health == "Healthy" and sim.vm("lin-02").power_state == "running"
+    running.advance_to(datetime(2026, 11, 16, 8, 0, tzinfo=UTC))
+    assert sim.vm("lin-02").power_state == "deallocated" and not sim.vm("lin-02").vm_agent_ready
