@@ -541,10 +541,16 @@ class Rollout:
                 names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}
             )
         mode = plan_view.open_mode(ring_doc)
+        members: list[dict[str, Any]] | None = None
         if mode == "retag":
-            yield from self.retag(ring, ring_doc, open_=True)
+            members = yield from self.retag(ring, ring_doc, open_=True)
         elif mode == "enableConfiguration":
             yield from self.activity(names.SET_ASSIGNMENT, {"plan": self.plan, "ring": ring, "present": True})
+        if scheduled:
+            if members is None:
+                resolved = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
+                members = list((resolved or {}).get("vms") or [])
+            self.note_schedule_issues(ring, members)
         if mode != "none" and ring not in self.opened:
             self.opened.append(ring)
         self.st.ring(ring)["opened"] = mode != "none"
@@ -561,21 +567,35 @@ class Rollout:
         yield from self.ledger_ring(ring, "promoted", manifestHash=(self.manifest or {}).get("hash"),
                                     target=self.st.ring(ring).get("target"))
 
+    def note_schedule_issues(self, ring: str, members: list[dict[str, Any]]) -> None:
+        """Say which VMs a scheduled run will not patch (patch mode / bypass flag not set)."""
+        issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
+                  for vm in members if vm.get("scheduleIssue")]
+        entry = self.st.ring(ring)
+        entry["members"] = len(members)
+        entry["scheduleIssues"] = issues[:25]
+        if issues:
+            self.st.note(iso(self.now), f"ring {ring}: {len(issues)} VM(s) will not follow the schedule "
+                                        f"(e.g. {issues[0]['vm']}: {issues[0]['issue']})")
+
     def retag(self, ring: str, ring_doc: dict[str, Any], *, open_: bool) -> Gen:
+        """Move the ring's VMs to its open (or hold) tag value; returns the members it found."""
         tag = plan_view.tag_selector(ring_doc) or {}
         if not tag.get("name"):
-            return
-        members = yield from self.activity(
+            return None
+        resolved = yield from self.activity(
             names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring, "includeHold": True}
         )
-        vm_ids = [vm["id"] for vm in (members or {}).get("vms") or []]
+        members = list((resolved or {}).get("vms") or [])
+        vm_ids = [vm["id"] for vm in members]
         value = tag.get("value") if open_ else tag.get("holdValue")
         if not vm_ids or value is None:
-            return
+            return members
         result = yield from self.activity(names.RETAG, {"vmIds": vm_ids, "tag": tag["name"], "value": value})
         failed = (result or {}).get("failed") or []
         if failed:
             self.st.note(iso(self.now), f"ring {ring}: retag to {value} failed for {len(failed)} VM(s)")
+        return members
 
     def close_gates(self) -> Gen:
         """End of cycle (or halt): later rings closed again so the next cycle starts at Ring 0."""

@@ -27,6 +27,9 @@ bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.wave")
 
 DEFAULT_POLL_SECONDS = 120
+# A start refused with ``error.retryable`` sent nothing; it is retried this often, this far apart.
+START_ATTEMPTS = 3
+START_RETRY = timedelta(minutes=1)
 
 
 def install_parameters_for(vm: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any] | None:
@@ -57,31 +60,41 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         else:
             to_start.append(vm)
 
-    starts = yield context.task_all(
-        [
-            context.call_activity(
-                names.START_INSTALL,
-                {
-                    "rolloutId": spec.get("rolloutId"),
-                    "ring": spec.get("ring"),
-                    "runId": spec.get("runId"),
-                    "runStartedAt": spec.get("runStartedAt"),
-                    "vm": vm,
-                    "parameters": install_parameters_for(vm, parameters),
-                },
-            )
-            for vm in to_start
-        ]
-    )
-
     open_tokens: dict[str, str | None] = {}
     by_id = {vm["id"]: vm for vm in vms}
-    for vm, start in zip(to_start, starts, strict=True):
-        state = (start or {}).get("state")
-        if state in ("started", "already-started", "already-done"):
-            open_tokens[vm["id"]] = (start or {}).get("token")
-        else:
-            results[vm["id"]] = _entry(vm, "refused", None, (start or {}).get("error"))
+    attempts = 0
+    while to_start:
+        attempts += 1
+        starts = yield context.task_all(
+            [
+                context.call_activity(
+                    names.START_INSTALL,
+                    {
+                        "rolloutId": spec.get("rolloutId"),
+                        "ring": spec.get("ring"),
+                        "runId": spec.get("runId"),
+                        "runStartedAt": spec.get("runStartedAt"),
+                        "vm": vm,
+                        "parameters": install_parameters_for(vm, parameters),
+                    },
+                )
+                for vm in to_start
+            ]
+        )
+        retry: list[dict[str, Any]] = []
+        for vm, answer in zip(to_start, starts, strict=True):
+            start = answer or {}
+            state = start.get("state")
+            error = start.get("error") or {}
+            if state in ("started", "already-started", "already-done"):
+                open_tokens[vm["id"]] = start.get("token")
+            elif error.get("retryable") and attempts < START_ATTEMPTS:
+                retry.append(vm)  # nothing was sent (throttled, transient): try again shortly
+            else:
+                results[vm["id"]] = _entry(vm, "refused", None, error or None)
+        to_start = retry
+        if to_start:
+            yield context.create_timer(context.current_utc_datetime + START_RETRY)
 
     while open_tokens:
         polls = yield context.task_all(

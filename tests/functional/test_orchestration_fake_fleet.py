@@ -485,7 +485,13 @@ def test_tolerated_errors_pass_the_gate_and_leave_the_failed_vm_out_of_the_manif
 def rollout_history_length(d: Driver, rid: str) -> int:
     """History events of the instance, not counting episode markers (OrchestratorStarted 12 /
     OrchestratorCompleted 13), whose number depends on how the host batched completions."""
-    return len([e for e in d.ht.history(rid) if e.get("EventType") not in (12, 13)])
+    def settled() -> list[dict[str, Any]] | None:
+        events = [e for e in d.ht.history(rid) if e.get("EventType") not in (12, 13)]
+        kinds = [e.get("EventType") for e in events]
+        # every scheduled activity completed and the approval timer is set: the instance is idle
+        return events if kinds.count(4) == kinds.count(5) and 10 in kinds else None
+
+    return len(d.until(settled))
 
 
 @pytest.mark.slow
@@ -509,3 +515,14 @@ def test_rollout_history_does_not_grow_with_the_ring_size(run: Any) -> None:
         lengths[size] = rollout_history_length(d, rid)
         d.ht.stop()
     assert lengths[3] == lengths[120], lengths
+
+
+def test_a_transient_start_refusal_is_retried_not_counted_as_a_failure(run: Any) -> None:
+    d, f = run()
+    f.refuse_once.add("r0-win-2")
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+    assert doc["rings"][0]["gate"]["outcome"] == "pass"
+    starts = [p["vm"]["name"] for p in f.called("start_install")]
+    assert starts.count("r0-win-2") == 2 and len(f.installs) == 3

@@ -7,7 +7,6 @@ so an approval timeout can never fire while the test is still preparing its clic
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,37 +47,6 @@ def maintenance_event(kind: str, configuration: str, start: str, *, status: str 
                 "subject": configuration, "time": start, "data": data}
     return {"id": cid, "topic": f"{fleet.MC}/{configuration}", "subject": configuration, "eventType": event_type,
             "eventTime": start, "data": data, "dataVersion": "1.0", "metadataVersion": "1"}
-
-
-def advance_until(clock: Any, predicate: Callable[[], Any], *, timeout: float = 90) -> Any:
-    """Like ``Clock.advance_until``, but re-checks ``predicate`` once everything is idle, right
-    before each jump.
-
-    Why: ``Clock.advance_until`` checks the predicate, then waits for idleness and jumps. Work
-    that finishes in between (an episode that publishes "waiting for approval" *and* registers
-    the approval timer) gets its timer fired before the test ever sees the state it waited for.
-    The caller must hold the clock (``with clock.hold():``) so nothing else jumps.
-    """
-    if clock.mode != "skip":
-        return clock.advance_until(predicate, timeout=timeout)
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"condition not reached by simulated {clock.now().isoformat()}")
-        with clock._cond:
-            idle = clock._settled()
-        if not idle:
-            time.sleep(0.01)
-            continue
-        value = predicate()
-        if value:
-            return value
-        with clock._cond:
-            if clock._settled():
-                clock._jump_locked()
 
 
 class Driver:
@@ -124,7 +92,9 @@ class Driver:
         return getattr(status.runtime_status, "value", None) if status else None
 
     def until(self, predicate: Callable[[], Any], timeout: float = 90) -> Any:
-        return advance_until(self.clock, predicate, timeout=timeout)
+        # Clock.advance_until re-reads the predicate once idle before each jump, so a state
+        # reached while settling ("waiting for approval") is seen before its timer can fire.
+        return self.clock.advance_until(predicate, timeout=timeout)
 
     def until_waiting(self, instance_id: str, what: str, ring: str | None = None) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:

@@ -64,6 +64,7 @@ class Fleet:
     vm_results_: list[dict[str, Any]] = field(default_factory=list)
     events_: list[dict[str, Any]] = field(default_factory=list)
     fail_gate_read: bool = False
+    refuse_once: set[str] = field(default_factory=set)  # VM names whose first start is a transient refusal
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # ------------------------------------------------------------------ set-up
@@ -172,6 +173,10 @@ def start_install(payload: dict[str, Any]) -> dict[str, Any]:
     FLEET.record("start_install", payload)
     key = (payload["runId"], payload["vm"]["id"].lower())
     with FLEET.lock:
+        if payload["vm"]["name"] in FLEET.refuse_once:
+            FLEET.refuse_once.discard(payload["vm"]["name"])
+            return {"state": "refused", "token": None,
+                    "error": {"code": "TooManyRequests", "message": "throttled", "retryable": True}}
         if key in FLEET.installs:
             return {"state": "already-started", "token": f"tok-{payload['vm']['name']}", "error": None}
         FLEET.installs[key] = {"parameters": payload["parameters"], "polls": 0}
