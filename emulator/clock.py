@@ -166,8 +166,14 @@ class Clock:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        woken: list[bool] = []
 
-        def wake() -> None:
+        def wake() -> None:  # called by a jump, with the clock's lock held
+            # Count the sleeper as busy from the jump until it has resumed: otherwise the gap
+            # between "woken" and "running again" looks idle and the clock could jump twice.
+            self.enter_busy()
+            woken.append(True)
+
             def _set() -> None:
                 if not future.done():
                     future.set_result(None)
@@ -179,6 +185,9 @@ class Clock:
             await future
         finally:
             self._unregister(seq)
+            if woken:
+                # One more loop turn lets the resumed code enter its own busy() section first.
+                loop.call_soon(self.exit_busy)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep a simulated interval."""
@@ -200,7 +209,8 @@ class Clock:
         event = interrupt or threading.Event()
         reached = threading.Event()
 
-        def wake() -> None:
+        def wake() -> None:  # called by a jump, with the clock's lock held
+            self.enter_busy()  # busy until the woken thread runs again (see sleep_until)
             reached.set()
             event.set()
 
@@ -211,6 +221,8 @@ class Clock:
             event.wait()
         finally:
             self._unregister(seq)
+            if reached.is_set():
+                self.exit_busy()
         return reached.is_set() or self.now() >= when
 
     # ------------------------------------------------------------------ skip control

@@ -76,3 +76,30 @@ def test_scale_clock_moves_n_times_faster() -> None:
 def test_bad_spec_is_refused_with_a_clear_message() -> None:
     with pytest.raises(ValueError, match="scale=N"):
         make_clock("fast")
+
+
+def test_advance_until_stops_at_the_state_it_waits_for() -> None:
+    """A state reached right after a jump is seen before the next jump (no skipping past it)."""
+    clock = make_clock("skip", start=START)
+    state: list[str] = []
+    loop = asyncio.new_event_loop()
+
+    async def approval_flow() -> None:
+        await clock.sleep_until(START + timedelta(hours=1))
+        state.append("waiting-for-approval")
+        await clock.sleep_until(START + timedelta(hours=25))  # the approval timeout
+        state.append("timed-out")
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    with clock.hold():
+        flow = asyncio.run_coroutine_threadsafe(approval_flow(), loop)
+        clock.advance_until(lambda: "waiting-for-approval" in state, timeout=5)
+        assert clock.now() == START + timedelta(hours=1)
+        assert state == ["waiting-for-approval"]
+        clock.advance_until(lambda: "timed-out" in state, timeout=5)
+        assert clock.now() == START + timedelta(hours=25)
+    flow.result(timeout=5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()

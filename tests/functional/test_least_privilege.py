@@ -116,7 +116,14 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             full = platform.api("POST", "/api/rollouts", {"reason": "least-privilege check"}, headers=who)
             assert full.status == 202, full
             full_doc = _wait_done(platform, full.json["id"])
-        yield {"dry": dry_doc, "full": full_doc, "records": platform.arm.recorder.records,
+            # Fail closed: a run of a gated ring that nobody authorised is cancelled by the
+            # app's guard (applyUpdates/write). A clean rollout never needs that, so ask for it.
+            unapproved = platform.arm.fire_run("mc-ring1")
+            cancelled = platform.wait_for(
+                lambda: (run := platform.arm.run(unapproved)) is not None and run.status == "Cancelled",
+                timeout=240,
+            )
+        yield {"dry": dry_doc, "full": full_doc, "records": platform.arm.recorder.records, "cancelled": cancelled,
                "subscription": scenario["subscriptions"][0]["id"]}
     finally:
         platform.stop()
@@ -130,6 +137,10 @@ def test_the_flows_really_ran(traffic: dict[str, Any]) -> None:
     assert [(r["name"], r["phase"]) for r in full["rings"]] == [
         ("ring0", "passed"), ("ring1", "passed"), ("ring2", "passed")]
     assert len(traffic["records"]) > 50
+
+
+def test_an_unauthorised_ring_run_was_cancelled(traffic: dict[str, Any]) -> None:
+    assert traffic["cancelled"] is True
 
 
 def test_no_request_was_refused(traffic: dict[str, Any]) -> None:
