@@ -16,7 +16,20 @@ Fail closed: a scheduled ring's run is authorised in the ledger only when its ga
 rollout cancels it, and the separate guard orchestration (``guard.py``) cancels any run nobody
 authorised, even if this rollout is dead or stuck.
 
-Custom status is the rollout state document (``status.py``).
+Custom status is the rollout state document (``status.py``). History stays bounded: direct
+rings, waves, scheduled-run verification and dry runs are sub-orchestrations that return small
+summaries.
+
+LIMITATIONS (and what covers them):
+
+* azure-functions-durable 1.7.0 buffers only *one* event per name that arrives while nothing
+  waits for it. The trigger raises each recorded (correlationId, kind) once and only for scheduled
+  rings, and the rollout keeps one waiter per name, so this needs two distinct events for the
+  same rollout inside one busy stretch. If it happens anyway: a lost post-event is replaced by
+  collecting results at the window's end plus ``POST_EVENT_GRACE``; a lost pre-event means the
+  guard cancels that run (fail closed) and the rollout targets the next one.
+* A halt during a direct ring takes effect between waves (installs in flight finish).
+* "Previous ring still healthy" re-checks a sample of up to 50 passing VMs spread across zones.
 """
 
 from __future__ import annotations
