@@ -526,3 +526,20 @@ def test_a_transient_start_refusal_is_retried_not_counted_as_a_failure(run: Any)
     assert doc["rings"][0]["gate"]["outcome"] == "pass"
     starts = [p["vm"]["name"] for p in f.called("start_install")]
     assert starts.count("r0-win-2") == 2 and len(f.installs) == 3
+
+
+def test_inconclusive_gate_goes_to_a_person_even_without_manual_approval(run: Any) -> None:
+    plan = default_plan(ring1={"approval": {"mode": "none"}})
+    d, f = run(plan)
+    f.vms[next(k for k in f.vms if k.endswith("r0-lnx-1"))].unreadable = True
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        waiting = doc["waitingFor"]
+        result = d.decide(rid, "ring1", "approve", waiting["manifestHash"], "carol@contoso.com")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+    assert doc["rings"][0]["gate"]["outcome"] == "inconclusive"
+    assert waiting["reason"] == "ring ring0 gate inconclusive"
+    assert sorted(waiting["approvers"]) == ["alice@contoso.com", "carol@contoso.com"]  # every listed approver
+    assert result.status == 202
+    assert f.called("retag_vms")[0]["value"] == "ring1"  # promoted only after the person decided

@@ -42,6 +42,7 @@ class Vm:
     tags: dict[str, str]
     bad: bool = False  # its installs fail
     sick: bool = False  # unhealthy once patched
+    unreadable: bool = False  # its health signals cannot be read
 
     def ref(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "os": self.os, "location": "westeurope", "zone": self.zone,
@@ -200,6 +201,9 @@ def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
 def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
     FLEET.record("check_vm_health", payload)
     vm = FLEET.vm(payload["vm"])
+    if vm.unreadable:
+        return {"vm": vm.id, "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
+                "readError": "instance view unavailable"}
     sick = vm.sick and vm.id.lower() in FLEET.patched
     return {"vm": vm.id, "powerState": "PowerState/stopped" if sick else "PowerState/running",
             "vmAgent": "Ready", "appHealth": None, "probes": [], "readError": None}
