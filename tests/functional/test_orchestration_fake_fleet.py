@@ -543,3 +543,14 @@ def test_inconclusive_gate_goes_to_a_person_even_without_manual_approval(run: An
     assert sorted(waiting["approvers"]) == ["alice@contoso.com", "carol@contoso.com"]  # every listed approver
     assert result.status == 202
     assert f.called("retag_vms")[0]["value"] == "ring1"  # promoted only after the person decided
+
+
+def test_approval_timeout_can_approve_when_the_plan_says_so(run: Any) -> None:
+    approval = {"mode": "manual", "approvers": ["alice@contoso.com"], "timeout": "PT4H", "onTimeout": "approve"}
+    d, f = run(default_plan(ring1={"approval": approval}))
+    with d.clock.hold():
+        rid = d.start()
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+    decision = f.called("ledger_record_approval")[0]["decision"]
+    assert (decision["approver"], decision["verdict"]) == ("system:timeout", "approve")
+    assert f.called("pin_manifest")[0]["configurationId"].endswith("mc-ring1")
