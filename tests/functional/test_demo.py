@@ -1,0 +1,48 @@
+"""`make demo` end to end: the real demo command, both scenarios, judged by what it prints.
+
+Why a subprocess: the demo configures logging, owns `.local/demo/` and must leave no process
+behind; running it exactly as `make demo` does is the only honest check of that.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.functional
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_demo(*args: str) -> str:
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo", "--auto-approve", "--pace", "0", "--timeout", "400", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_happy_demo_patches_three_rings_with_approvals() -> None:
+    out = run_demo()
+    assert "Rollout ended: completed" in out
+    # Ring 0 is the only ring installed on demand: its 6 VMs, once each.
+    assert "installPatches calls sent by the app: 6;" in out
+    assert len(re.findall(r"approved ring[12] .* HTTP 202", out)) == 2
+    assert "HTTP 409" not in out
+    assert "maintenance runs cancelled: 0" in out
+
+
+def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
+    out = run_demo("--scenario", "bad-patch")
+    assert "Rollout ended: halted" in out
+    assert re.search(r"mc-ring1 run at .*: Cancelled", out), out[-2000:]
+    assert re.search(r"mc-ring2 run at .*: Cancelled", out), out[-2000:]
+    assert "VMs patched by it: 0" in out
+    assert re.search(r"installPatches reached only Ring 0 VMs \(\d+\): yes", out)
+    assert not re.search(r"approved ring\d", out)  # nothing to approve once Ring 0's gate failed
