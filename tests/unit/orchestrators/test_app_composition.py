@@ -1,0 +1,82 @@
+"""function_app.py and host.json: every durable name the orchestrators use is registered.
+
+Why: orchestrators call activities and sub-orchestrators by string name; a renamed activity
+would only fail at run time, in the middle of a rollout. This indexes the real app the way the
+Functions worker does (``app.get_functions()``) and checks the names, routes and host settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrators import names
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@functools.cache
+def _functions() -> tuple[Any, ...]:
+    """Index once: ``get_functions()`` validates names cumulatively, so a second call would fail."""
+    module = importlib.import_module("function_app")
+    return tuple(module.app.get_functions())
+
+
+def _durable_name(fn: Any) -> tuple[str, str]:
+    trigger = fn.get_trigger()
+    kind = trigger.get_binding_name()
+    if kind == "orchestrationTrigger":
+        return kind, getattr(trigger, "orchestration", None) or fn.get_function_name()
+    if kind == "activityTrigger":
+        return kind, getattr(trigger, "activity", None) or fn.get_function_name()
+    return kind, fn.get_function_name()
+
+
+def test_every_name_the_orchestrators_call_is_registered() -> None:
+    registered = {_durable_name(fn) for fn in _functions()}
+    orchestrations = {n for k, n in registered if k == "orchestrationTrigger"}
+    activities = {n for k, n in registered if k == "activityTrigger"}
+    wanted_orchestrations = {names.ROLLOUT, names.RING_DIRECT, names.WAVE, names.VERIFY, names.GUARD,
+                             names.DRY_RUN_RING, names.RUN_RESULTS}
+    wanted_activities = {value for key, value in vars(names).items()
+                         if key.isupper() and not key.startswith("EV_") and value not in wanted_orchestrations}
+    assert wanted_orchestrations <= orchestrations
+    assert wanted_activities - activities == set()
+
+
+def test_http_routes_and_event_grid_trigger() -> None:
+    routes = {}
+    triggers = {}
+    for fn in _functions():
+        trigger = fn.get_trigger()
+        triggers[fn.get_function_name()] = trigger.get_binding_name()
+        if trigger.get_binding_name() == "httpTrigger":
+            methods = sorted(str(getattr(m, "value", m)).upper() for m in trigger.methods or [])
+            routes[trigger.route] = (methods, str(getattr(trigger.auth_level, "value", trigger.auth_level)).lower())
+    assert routes == {
+        "rollouts": (["GET", "POST"], "function"),
+        "rollouts/{id}": (["GET"], "function"),
+        "rollouts/{id}/rings/{ring}/{decision}": (["POST"], "function"),
+        "rollouts/{id}/halt": (["POST"], "function"),
+        "rollouts/{id}/resume": (["POST"], "function"),
+        "plans/validate": (["POST"], "function"),
+    }
+    assert triggers["on_maintenance_event"] == "eventGridTrigger"
+
+
+def test_host_json_meets_the_app_and_infra_requirements() -> None:
+    host = json.loads((REPO / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["functionTimeout"] == "00:10:00"
+    durable = host["extensions"]["durableTask"]
+    assert durable["storageProvider"]["type"] == "AzureStorage"
+    assert durable["hubName"].isalnum() and 3 <= len(durable["hubName"]) <= 45
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    assert host["extensions"]["http"]["routePrefix"] == "api"
