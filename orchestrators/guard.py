@@ -61,8 +61,10 @@ def guard_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         decision = "allowed"
         cancel = None
     else:
-        decision = "cancelled"
         cancel = yield context.call_activity(names.CANCEL_RUN, {"correlationId": event.correlation_id})
+        status = str((cancel or {}).get("status"))
+        # NotFound: the run does not exist (any more) - nothing will patch either.
+        decision = "cancelled" if status in ("Cancelled", "AlreadyCancelled", "NotFound") else "cancel-failed"
     if not context.is_replaying:
         log.info("guard %s: run %s %s", context.instance_id, event.correlation_id, decision)
     result = {"correlationId": event.correlation_id, "ring": spec.get("ring"), "decision": decision,

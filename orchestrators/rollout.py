@@ -62,6 +62,8 @@ log = logging.getLogger("patchrings.orchestrators.rollout")
 POST_EVENT_GRACE = timedelta(hours=1)
 # How long a halted rollout waits for Resume before it ends as halted.
 RESUME_WINDOW = timedelta(days=14)
+# cancel_run answers that mean the run will not patch.
+CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
 # How many scheduled runs a ring may miss (cancelled / no pre-event) before the rollout halts.
 MAX_MISSED_RUNS = 3
 
@@ -387,11 +389,19 @@ class Rollout:
 
         if reasons:
             result = yield from self.activity(names.CANCEL_RUN, {"correlationId": pre.correlation_id})
-            self.st.update_run(ring, pre.correlation_id, decision="cancelled", reasons=reasons, cancel=result)
-            self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} cancelled: {'; '.join(reasons)}")
+            cancelled = str((result or {}).get("status")) in CANCELLED
+            decision = "cancelled" if cancelled else "cancel-failed"
+            self.st.update_run(ring, pre.correlation_id, decision=decision, reasons=reasons, cancel=result)
+            if cancelled:
+                self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} cancelled: {'; '.join(reasons)}")
+            else:
+                # AUM proceeds unless cancelled: say loudly that this run may patch ungated.
+                self.st.note(iso(self.now), f"ring {ring}: COULD NOT CANCEL run {pre.correlation_id} "
+                                            f"({(result or {}).get('status')}: {(result or {}).get('message')}); "
+                                            f"it was not authorised: {'; '.join(reasons)}")
             self.publish()
             yield from self.ledger_ring(
-                ring, "cancelled", runId=pre.correlation_id, authorised=False, reasons=reasons, cancel=result
+                ring, decision, runId=pre.correlation_id, authorised=False, reasons=reasons, cancel=result
             )
             self.check_halt()
             return False
