@@ -554,3 +554,31 @@ def test_approval_timeout_can_approve_when_the_plan_says_so(run: Any) -> None:
     decision = f.called("ledger_record_approval")[0]["decision"]
     assert (decision["approver"], decision["verdict"]) == ("system:timeout", "approve")
     assert f.called("pin_manifest")[0]["configurationId"].endswith("mc-ring1")
+
+
+def principal_header(name: str) -> str:
+    import base64
+    import json as _json
+
+    doc = {"auth_typ": "aad", "claims": [{"typ": "preferred_username", "val": name}]}
+    return base64.b64encode(_json.dumps(doc).encode()).decode()
+
+
+def test_approver_identity_comes_from_app_service_authentication(run: Any) -> None:
+    from emulator.platform import http_call
+
+    d, _ = run()
+    deps.override(settings=Settings(approver_header_fallback=False))
+    with d.clock.hold():
+        rid = d.start(who="ignored@contoso.com")  # fallback header ignored: initiator unknown
+        doc = d.until_waiting(rid, "approval", "ring1")
+        url = f"{d.ht.base_url}/api/rollouts/{rid}/rings/ring1/approve"
+        body = {"manifestHash": doc["waitingFor"]["manifestHash"]}
+        key = {"x-functions-key": d.ht.function_key}
+        spoofed = http_call("POST", url, body=body, headers={**key, "X-PatchRings-Approver": "alice@contoso.com"})
+        principal = {"X-MS-CLIENT-PRINCIPAL": principal_header("Bob@Contoso.com")}
+        real = http_call("POST", url, body=body, headers={**key, **principal})
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+    assert doc["initiator"] is None
+    assert spoofed.status == 403 and spoofed.json["error"]["code"] == "ApprovalForbidden"
+    assert real.status == 202 and real.json["decision"]["approver"] == "Bob@Contoso.com"
