@@ -3,6 +3,10 @@
 Orchestrators (``orchestrators/``), activities (``activities/``) and the HTTP / Event Grid
 triggers (``triggers/``) each export a ``df.Blueprint`` named ``bp``; this module registers them
 on the one ``DFApp`` the Functions worker indexes. HTTP functions default to FUNCTION auth.
+
+Before composing, the settings and the rollout plan are validated, so a missing, unknown or
+malformed ``PATCHRINGS_*`` setting or an invalid plan stops the app at start (the worker reports
+the error naming every offending setting / plan field) instead of failing the first request.
 """
 
 import azure.durable_functions as df
@@ -14,7 +18,10 @@ from activities import maintenance as maintenance_activities
 from activities import plan as plan_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, rollout, run_results, verify, wave
-from triggers import eventgrid, http_api
+from triggers import deps, eventgrid, http_api
+
+deps.settings()  # raises SettingsInvalid naming every bad PATCHRINGS_* setting
+deps.plan()  # raises PlanInvalid naming every bad plan field
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -10,23 +10,63 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrators import names
+from patchrings.errors import PlanInvalid, SettingsInvalid
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
 
 
+# Valid settings that need no network (the app validates settings and plan at import).
+ENV = {
+    "PATCHRINGS_LEDGER_CONNECTION": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=a2V5;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;",
+}
+
+
+def _import_app(env: dict[str, str]) -> Any:
+    """Import a fresh ``function_app`` with exactly ``env`` as its PATCHRINGS_* settings."""
+    from triggers import deps
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PATCHRINGS_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(env)
+    sys.modules.pop("function_app", None)
+    deps.reset()
+    try:
+        return importlib.import_module("function_app")
+    finally:
+        for key in [k for k in os.environ if k.startswith("PATCHRINGS_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        sys.modules.pop("function_app", None)
+        deps.reset()
+
+
 @functools.cache
 def _functions() -> tuple[Any, ...]:
     """Index once: ``get_functions()`` validates names cumulatively, so a second call would fail."""
-    module = importlib.import_module("function_app")
-    return tuple(module.app.get_functions())
+    return tuple(_import_app(ENV).app.get_functions())
+
+
+def test_bad_settings_or_plan_stop_the_app_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingsInvalid) as bad_settings:
+        _import_app({**ENV, "PATCHRINGS_LEDGER_PREFIX": "x", "PATCHRINGS_ARM_AUTH": "password"})
+    message = str(bad_settings.value)
+    assert "PATCHRINGS_LEDGER_PREFIX" in message and "PATCHRINGS_ARM_AUTH" in message
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "name": "broken", "rings": []}))
+    with pytest.raises(PlanInvalid):
+        _import_app({**ENV, "PATCHRINGS_PLAN_PATH": str(plan)})
 
 
 def _durable_name(fn: Any) -> tuple[str, str]:
