@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-CONTRACTS = Path(os.environ.get("PATCHRINGS_CONTRACTS", "/work/shared/contracts"))
+from tests.contracts import CONTRACTS as SHARED_CONTRACTS
+
+CONTRACTS = SHARED_CONTRACTS
 FRAGMENTS = {
     "compute": CONTRACTS / "compute/swagger/ComputeRP_2026-04-01_virtualMachines_patching_fragment.json",
     "maintenance": CONTRACTS / "maintenance/swagger/Maintenance_2025-11-01_fragment.json",

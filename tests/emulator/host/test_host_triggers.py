@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from emulator.host.testing import HostThread
+from tests.contracts import EVENTGRID_EXAMPLES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from host_http import http
 
 pytestmark = pytest.mark.emulator
 
-EXAMPLES = Path("/work/shared/contracts/eventgrid/examples")
+EXAMPLES = EVENTGRID_EXAMPLES
 PRE_EVENT = {
     "id": "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc/"
           "providers/microsoft.maintenance/applyupdates/20230509150000",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +15,11 @@ from patchrings.domain.deadlines import (
     t40,
 )
 from patchrings.domain.events import parse_maintenance_event
+from tests.contracts import EVENTGRID_EXAMPLES
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path("/work/shared/contracts/eventgrid/examples")
+EXAMPLES = EVENTGRID_EXAMPLES
 
 
 def pre_event(**data):

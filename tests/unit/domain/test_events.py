@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from patchrings.domain.events import MaintenanceEvent, instance_id_for, parse_maintenance_event
 from patchrings.errors import EventRejected
+from tests.contracts import EVENTGRID_EXAMPLES
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path("/work/shared/contracts/eventgrid/examples")
+EXAMPLES = EVENTGRID_EXAMPLES
 MAINT = sorted(EXAMPLES.glob("*MaintenanceEvent.*.json"))
 CORR = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/testrg/providers/"
         "Microsoft.Maintenance/maintenanceConfigurations/contosomaintenanceconfiguration/providers/"

@@ -13,11 +13,12 @@ from patchrings.domain.health import HealthPolicy, HealthTracker, InstallRules
 from patchrings.domain.plan import load_plan_file
 from patchrings.domain.rate import RateControl
 from patchrings.domain.results import classify_install
+from tests.contracts import CONTRACTS as SHARED_CONTRACTS
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
-CONTRACTS = Path("/work/shared/contracts/compute/examples")
+CONTRACTS = SHARED_CONTRACTS / "compute" / "examples"
 
 
 def result(**kw):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from patchrings.domain.gates import VmVerdict
 from patchrings.domain.manifest import NOTHING_KB, NOTHING_PACKAGE, Manifest, build_manifest
+from tests.contracts import CONTRACTS as SHARED_CONTRACTS
 
 pytestmark = pytest.mark.unit
 
-CONTRACTS = Path("/work/shared/contracts")
+CONTRACTS = SHARED_CONTRACTS
 
 
 def patch(state="Installed", kb=None, name=None, version=""):

@@ -13,8 +13,9 @@ import re
 
 import pytest
 
+from tests.contracts import EVENTGRID_EXAMPLES
 from tests.unit.infra.bicep_static import BicepFile, load_json
-from tests.unit.infra.conftest import INFRA, REPO, SHARED
+from tests.unit.infra.conftest import INFRA, REPO
 
 pytestmark = pytest.mark.unit
 
@@ -34,9 +35,7 @@ def test_the_filter_is_exactly_the_two_maintenance_events() -> None:
 
 
 def test_the_types_match_the_published_event_samples() -> None:
-    examples = SHARED / "contracts" / "eventgrid" / "examples"
-    if not examples.is_dir():
-        pytest.skip(f"shared contracts not found at {examples}")
+    examples = EVENTGRID_EXAMPLES
     published = set()
     for path in examples.glob("*MaintenanceEvent.*.json"):
         for event in json.loads(path.read_text(encoding="utf-8")):
