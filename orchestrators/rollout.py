@@ -43,7 +43,7 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view
 from orchestrators.inbox import EventInbox, RunEvent
-from orchestrators.status import COMPLETED, DRY_RUN_DONE, HALTED, RolloutStatus, approve_url
+from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, RolloutStatus, approve_url
 from orchestrators.timeutil import iso, parse_duration, parse_iso
 from orchestrators.verdicts import (
     build_manifest_dict,
@@ -210,7 +210,15 @@ class Rollout:
     def run(self) -> Gen:
         plan = self.spec.get("plan")
         if not plan:
-            plan = yield from self.activity(names.LOAD_PLAN, {})
+            try:
+                plan = yield from self.activity(names.LOAD_PLAN, {})
+            except Exception as err:  # an invalid plan file: end visibly, nothing was touched
+                self.status = RolloutStatus.new(rollout_id=self.rollout_id, plan={}, initiator=self.initiator,
+                                                started_at=iso(self.started_at), dry_run=False)
+                outcome = f"the rollout plan could not be loaded: {_first_line(err)}"
+                self.st.finish(FAILED, iso(self.now), outcome)
+                self.publish()
+                return {"rolloutId": self.rollout_id, "state": FAILED, "outcome": outcome, "rings": []}
         self.plan = plan
         self.status = RolloutStatus.new(
             rollout_id=self.rollout_id,
@@ -684,6 +692,11 @@ def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def forget_buffered_event(context: Any, name: str) -> None:
     """Drop the SDK's buffered copy of an external event once a waiter has consumed it.
 

@@ -582,3 +582,16 @@ def test_approver_identity_comes_from_app_service_authentication(run: Any) -> No
     assert doc["initiator"] is None
     assert spoofed.status == 403 and spoofed.json["error"]["code"] == "ApprovalForbidden"
     assert real.status == 202 and real.json["decision"]["approver"] == "Bob@Contoso.com"
+
+
+def test_an_unloadable_plan_ends_the_rollout_visibly_without_touching_anything(run: Any) -> None:
+    d, f = run()
+    f.fail_load_plan = True
+    with d.clock.hold():
+        rid = d.start()
+        final = d.until_done(rid)
+    assert final.runtime_status.value == "Completed"
+    assert final.output["state"] == "failed"
+    assert "rings: must have at least 1 item" in final.output["outcome"]
+    assert d.doc(rid)["state"] == "failed"
+    assert [name for name, _ in f.calls] == ["load_plan"]

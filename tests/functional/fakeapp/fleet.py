@@ -65,6 +65,7 @@ class Fleet:
     vm_results_: list[dict[str, Any]] = field(default_factory=list)
     events_: list[dict[str, Any]] = field(default_factory=list)
     fail_gate_read: bool = False
+    fail_load_plan: bool = False
     refuse_once: set[str] = field(default_factory=set)  # VM names whose first start is a transient refusal
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -157,6 +158,8 @@ def _result(vm: Vm, parameters: dict[str, Any] | None) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def load_plan(payload: dict[str, Any]) -> dict[str, Any]:
     FLEET.record("load_plan", payload)
+    if FLEET.fail_load_plan:
+        raise ValueError("rollout plan (plans/default.json) is invalid: rings: must have at least 1 item")
     return FLEET.plan
 
 
