@@ -293,3 +293,26 @@ def test_cloudevents_schema_with_pascal_case_data(held: Any) -> None:
     doc = d.until_waiting(rid, "approval", "ring2")
     assert doc["rings"][1]["gate"]["outcome"] == "pass"
     assert [r["decision"] for r in doc["rings"][1]["runs"]] == ["authorised"]
+
+
+def test_a_late_approval_targets_the_following_run_and_says_so(held: Any) -> None:
+    from datetime import UTC, datetime
+
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    doc = d.until_waiting(rid, "approval", "ring1")
+    # nobody approves before the 12:00 run's T-40 (11:20) minus the plan's 5-minute margin
+    d.until(lambda: p.clock.now() >= datetime(2026, 11, 16, 11, 21, tzinfo=UTC))
+    assert d.decide(rid, "ring1", "approve", doc["waitingFor"]["manifestHash"], "alice@contoso.com").status == 202
+    doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+    target = doc["rings"][1]["target"]
+    assert target["meetsT40"] is False
+    assert target["skippedRun"]["start"] == "2026-11-16T12:00:00Z"
+    assert target["runStart"] == "2026-11-17T12:00:00Z"
+    assert any("too late for the run at 2026-11-16T12:00:00Z" in n["text"] for n in doc["notes"])
+    doc = d.until_waiting(rid, "approval", "ring2")
+    runs = doc["rings"][1]["runs"]
+    assert [(r["correlationId"].rsplit("/", 1)[-1], r["decision"]) for r in runs] == [("20261117120000", "authorised")]
+    # the skipped run was not authorised by anyone: its guard cancelled it
+    assert ring_run_cancels(p, "mc-ring1") and all("20261116120000" in c for c in ring_run_cancels(p, "mc-ring1"))
