@@ -595,3 +595,17 @@ def test_an_unloadable_plan_ends_the_rollout_visibly_without_touching_anything(r
     assert "rings: must have at least 1 item" in final.output["outcome"]
     assert d.doc(rid)["state"] == "failed"
     assert [name for name, _ in f.calls] == ["load_plan"]
+
+
+def test_a_plan_in_the_start_request_is_validated_and_used(run: Any) -> None:
+    d, f = run()
+    custom = default_plan(ring0={"rate": {"maxConcurrency": 1, "maxErrors": 0}})
+    broken = default_plan(ring1={"approval": {"mode": "manual", "approvers": []}})
+    with d.clock.hold():
+        refused = d.api("POST", "/api/rollouts", {"plan": broken}, who=INITIATOR)
+        rid = d.start(plan=custom)
+        doc = d.until_waiting(rid, "approval", "ring1")
+    assert refused.status == 400 and refused.json["error"]["code"] == "PlanInvalid"
+    assert any("approvers" in e["field"] for e in refused.json["error"]["details"])
+    assert doc["rings"][0]["counts"]["waves"] == 3
+    assert f.called("load_plan") == []  # the request's plan travelled with the rollout
