@@ -17,7 +17,7 @@ from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
 from activities import plan as plan_activities
 from activities import tags as tags_activities
-from orchestrators import dry_run, guard, ring_direct, rollout, run_results, verify, wave
+from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from triggers import deps, eventgrid, http_api
 
 deps.settings()  # raises SettingsInvalid naming every bad PATCHRINGS_* setting
@@ -28,6 +28,7 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint_module in (
     rollout,
     ring_direct,
+    ring_gate,
     run_results,
     wave,
     verify,

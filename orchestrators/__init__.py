@@ -12,6 +12,7 @@ module             what
 ``wave``           one wave: start installPatches per VM, poll with durable timers, verify
 ``verify``         the three health phases per VM (domain ``HealthTracker``) and verdicts
 ``run_results``    a scheduled run's per-VM results, verification and gate
+``ring_gate``      open / close a ring's gate (retag or configuration assignment)
 ``guard``          fail-closed guard: cancels a gated ring's run nobody authorised
 ``dry_run``        resolve a ring's members and assess their patches, installing nothing
 =================  ===========================================================================

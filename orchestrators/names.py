@@ -16,6 +16,7 @@ VERIFY = "verify_orchestrator"
 GUARD = "guard_orchestrator"
 DRY_RUN_RING = "dry_run_ring_orchestrator"
 RUN_RESULTS = "run_results_orchestrator"
+RING_GATE = "ring_gate_orchestrator"
 
 # Activities (docs/architecture.md "Activity contract").
 LOAD_PLAN = "load_plan"

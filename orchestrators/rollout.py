@@ -572,16 +572,9 @@ class Rollout:
                 names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}
             )
         mode = plan_view.open_mode(ring_doc)
-        members: list[dict[str, Any]] | None = None
-        if mode == "retag":
-            members = yield from self.retag(ring, ring_doc, open_=True)
-        elif mode == "enableConfiguration":
-            yield from self.activity(names.SET_ASSIGNMENT, {"plan": self.plan, "ring": ring, "present": True})
-        if scheduled:
-            if members is None:
-                resolved = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
-                members = list((resolved or {}).get("vms") or [])
-            self.note_schedule_issues(ring, members)
+        if mode != "none" or scheduled:
+            opened = yield from self.gate(ring, open_=True)
+            self.note_gate(ring, opened)
         if mode != "none" and ring not in self.opened:
             self.opened.append(ring)
         self.st.ring(ring)["opened"] = mode != "none"
@@ -598,45 +591,34 @@ class Rollout:
         yield from self.ledger_ring(ring, "promoted", manifestHash=(self.manifest or {}).get("hash"),
                                     target=self.st.ring(ring).get("target"))
 
-    def note_schedule_issues(self, ring: str, members: list[dict[str, Any]]) -> None:
-        """Say which VMs a scheduled run will not patch (patch mode / bypass flag not set)."""
-        issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
-                  for vm in members if vm.get("scheduleIssue")]
-        entry = self.st.ring(ring)
-        entry["members"] = len(members)
-        entry["scheduleIssues"] = issues[:25]
-        if issues:
-            self.st.note(iso(self.now), f"ring {ring}: {len(issues)} VM(s) will not follow the schedule "
-                                        f"(e.g. {issues[0]['vm']}: {issues[0]['issue']})")
-
-    def retag(self, ring: str, ring_doc: dict[str, Any], *, open_: bool) -> Gen:
-        """Move the ring's VMs to its open (or hold) tag value; returns the members it found."""
-        tag = plan_view.tag_selector(ring_doc) or {}
-        if not tag.get("name"):
-            return None
-        resolved = yield from self.activity(
-            names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring, "includeHold": True}
+    def gate(self, ring: str, *, open_: bool) -> Gen:
+        """Open or close a ring's gate in its own sub-orchestration (``ring_gate``)."""
+        count = self.attempts[f"gate:{ring}"] = self.attempts.get(f"gate:{ring}", 0) + 1
+        result = yield self.ctx.call_sub_orchestrator(
+            names.RING_GATE,
+            {"plan": self.plan, "ring": ring, "open": open_},
+            f"{self.rollout_id}:{ring}:{'open' if open_ else 'close'}:{count}",
         )
-        members = list((resolved or {}).get("vms") or [])
-        vm_ids = [vm["id"] for vm in members]
-        value = tag.get("value") if open_ else tag.get("holdValue")
-        if not vm_ids or value is None:
-            return members
-        result = yield from self.activity(names.RETAG, {"vmIds": vm_ids, "tag": tag["name"], "value": value})
-        failed = (result or {}).get("failed") or []
-        if failed:
-            self.st.note(iso(self.now), f"ring {ring}: retag to {value} failed for {len(failed)} VM(s)")
-        return members
+        result = result or {}
+        if result.get("failed"):
+            self.st.note(iso(self.now), f"ring {ring}: retag to {result.get('value')} failed for "
+                                        f"{len(result['failed'])} VM(s)")
+        return result
+
+    def note_gate(self, ring: str, opened: dict[str, Any]) -> None:
+        """Record the ring's size and the VMs a scheduled run will not patch (patch settings)."""
+        entry = self.st.ring(ring)
+        entry["members"] = opened.get("members")
+        issues = opened.get("scheduleIssues") or []
+        entry["scheduleIssues"] = issues
+        if issues:
+            self.st.note(iso(self.now), f"ring {ring}: {opened.get('scheduleIssueCount')} VM(s) will not follow "
+                                        f"the schedule (e.g. {issues[0]['vm']}: {issues[0]['issue']})")
 
     def close_gates(self) -> Gen:
         """End of cycle (or halt): later rings closed again so the next cycle starts at Ring 0."""
         for ring in list(reversed(self.opened)):
-            ring_doc = plan_view.ring(self.plan, ring)
-            mode = plan_view.open_mode(ring_doc)
-            if mode == "retag":
-                yield from self.retag(ring, ring_doc, open_=False)
-            elif mode == "enableConfiguration":
-                yield from self.activity(names.SET_ASSIGNMENT, {"plan": self.plan, "ring": ring, "present": False})
+            yield from self.gate(ring, open_=False)
             self.st.ring(ring)["opened"] = False
             self.opened.remove(ring)
         self.publish()

@@ -7,10 +7,10 @@ host with a fleet the test controls exactly, independent of the ARM simulator an
 import azure.durable_functions as df
 import azure.functions as func
 
-from orchestrators import dry_run, guard, ring_direct, rollout, run_results, verify, wave
+from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from tests.functional.fakeapp import fleet
 from triggers import eventgrid, http_api
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-for module in (rollout, ring_direct, run_results, wave, verify, guard, dry_run, fleet, eventgrid, http_api):
+for module in (rollout, ring_direct, ring_gate, run_results, wave, verify, guard, dry_run, fleet, eventgrid, http_api):
     app.register_functions(module.bp)

@@ -84,7 +84,7 @@ def test_every_name_the_orchestrators_call_is_registered() -> None:
     orchestrations = {n for k, n in registered if k == "orchestrationTrigger"}
     activities = {n for k, n in registered if k == "activityTrigger"}
     wanted_orchestrations = {names.ROLLOUT, names.RING_DIRECT, names.WAVE, names.VERIFY, names.GUARD,
-                             names.DRY_RUN_RING, names.RUN_RESULTS}
+                             names.DRY_RUN_RING, names.RUN_RESULTS, names.RING_GATE}
     wanted_activities = {value for key, value in vars(names).items()
                          if key.isupper() and not key.startswith("EV_") and value not in wanted_orchestrations}
     assert wanted_orchestrations <= orchestrations

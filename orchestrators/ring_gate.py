@@ -1,0 +1,59 @@
+"""Open or close one ring's gate: retag its VMs, or create / remove its configuration assignment.
+
+Why a sub-orchestration: opening a ring touches every VM in it (membership look-up, one tag
+write per VM); for thousands of VMs those lists belong in this instance's history, not in the
+long-lived rollout's. The rollout gets a summary: how many members, what changed, what failed,
+and which VMs will not follow the maintenance schedule (their patch settings, ``scheduleIssue``).
+
+Input ``{plan, ring, open: bool}``; output ``{members, mode, value, changed, failed,
+scheduleIssues: [{vm, issue}] (at most 25), scheduleIssueCount}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators import names, plan_view
+
+bp = df.Blueprint()
+
+MAX_ISSUES = 25
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)
+def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    spec: dict[str, Any] = context.get_input() or {}
+    plan, ring, opening = spec["plan"], spec["ring"], bool(spec.get("open"))
+    ring_doc = plan_view.ring(plan, ring)
+    mode = plan_view.open_mode(ring_doc)
+    out: dict[str, Any] = {"mode": mode, "members": None, "value": None, "changed": 0, "failed": []}
+
+    members: list[dict[str, Any]] | None = None
+    if mode == "retag":
+        tag = plan_view.tag_selector(ring_doc) or {}
+        resolved = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring, "includeHold": True})
+        members = list((resolved or {}).get("vms") or [])
+        value = tag.get("value") if opening else tag.get("holdValue")
+        out["value"] = value
+        if tag.get("name") and value is not None and members:
+            result = yield context.call_activity(
+                names.RETAG, {"vmIds": [vm["id"] for vm in members], "tag": tag["name"], "value": value}
+            )
+            out["changed"] = len((result or {}).get("changed") or [])
+            out["failed"] = list((result or {}).get("failed") or [])[:MAX_ISSUES]
+    elif mode == "enableConfiguration":
+        result = yield context.call_activity(names.SET_ASSIGNMENT, {"plan": plan, "ring": ring, "present": opening})
+        out["changed"] = int(bool((result or {}).get("changed")))
+
+    if opening and plan_view.patching(ring_doc) == "scheduled":
+        if members is None:
+            resolved = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring})
+            members = list((resolved or {}).get("vms") or [])
+        issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
+                  for vm in members if vm.get("scheduleIssue")]
+        out["scheduleIssues"] = issues[:MAX_ISSUES]
+        out["scheduleIssueCount"] = len(issues)
+    out["members"] = len(members) if members is not None else None
+    return out
