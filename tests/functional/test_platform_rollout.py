@@ -316,3 +316,28 @@ def test_a_late_approval_targets_the_following_run_and_says_so(held: Any) -> Non
     assert [(r["correlationId"].rsplit("/", 1)[-1], r["decision"]) for r in runs] == [("20261117120000", "authorised")]
     # the skipped run was not authorised by anyone: its guard cancelled it
     assert ring_run_cancels(p, "mc-ring1") and all("20261116120000" in c for c in ring_run_cancels(p, "mc-ring1"))
+
+
+def test_halt_after_a_run_was_authorised_revokes_and_cancels_it_then_resume(held: Any) -> None:
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    approve(d, rid, "ring1", "alice@contoso.com")
+    doc = d.until_waiting(rid, "post-maintenance event", "ring1")
+    authorised = doc["waitingFor"]["correlationId"]
+    halted = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "incident 4711"}, who="bob@contoso.com")
+    assert halted.status == 202, halted
+    d.until(lambda: d.doc(rid).get("state") == "halted")
+    halted_doc = d.doc(rid)
+    assert d.api("POST", f"/api/rollouts/{rid}/resume", {}, who="bob@contoso.com").status == 202
+    approve(d, rid, "ring2", "carol@contoso.com")
+    final = d.until_done(rid)
+
+    run = p.arm.run(authorised)
+    assert run is not None and run.status == "Cancelled"  # revoked before its cutoff: nothing patched
+    revoked = [r for r in halted_doc["rings"][1]["runs"] if r["correlationId"] == authorised]
+    assert revoked and revoked[0]["decision"] == "revoked"
+    assert p.arm.vm("r1-web-1").tags["patchRing"] == "ring1-hold"  # closed again at the end
+    assert final.output["outcome"] == "passed", final.output
+    ring1_runs = [r for r in ledger(p).ring_runs(rid) if r.get("ring") == "ring1" and r.get("state") == "authorised"]
+    assert [r["runId"].rsplit("/", 1)[-1] for r in ring1_runs] == ["20261117120000"]
