@@ -136,13 +136,15 @@ class DemoRun:
         live.console.print(
             Panel(
                 f"Ring [bold]{ring}[/] waits for approval of manifest [bold]{manifest}[/] "
-                f"(until {waiting.get('until')}).\nApprovers: {', '.join(waiting.get('approvers') or [])}\n\n"
-                f"Approve from another terminal:\n[cyan]{curl}[/]\n\n"
-                f"(reject: same URL with /reject). The simulated clock is paused while you decide.",
+                f"(until {waiting.get('until')}).\nApprovers: {', '.join(waiting.get('approvers') or [])}\n"
+                f"Approve from another terminal with the command below (reject: same URL ending in /reject).\n"
+                f"The simulated clock is paused while you decide.",
                 title="Approval needed",
                 border_style="yellow",
             )
         )
+        # Outside the panel and never wrapped, so it can be copied and pasted as one command.
+        live.console.print(curl, soft_wrap=True, markup=False, highlight=False, style="cyan")
         while _waiting_for_approval(self.refresh()):
             live.update(ui.render(self.view, self.now()))
             time.sleep(1.0)

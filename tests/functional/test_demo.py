@@ -6,6 +6,7 @@ behind; running it exactly as `make demo` does is the only honest check of that.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -46,3 +47,41 @@ def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
     assert "VMs patched by it: 0" in out
     assert re.search(r"installPatches reached only Ring 0 VMs \(\d+\): yes", out)
     assert not re.search(r"approved ring\d", out)  # nothing to approve once Ring 0's gate failed
+
+
+def test_demo_waits_for_a_person_and_the_printed_command_approves() -> None:
+    """Without --auto-approve the demo prints a ready curl command; running it moves the rollout on."""
+    import shlex
+    import threading
+
+    from emulator.platform import http_call
+
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--pace", "0", "--timeout", "400"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    timer = threading.Timer(600, proc.kill)
+    timer.start()
+    lines: list[str] = []
+    approvals: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if not line.startswith("curl -X POST "):
+                continue
+            argv = shlex.split(line)  # the command exactly as a person would paste it
+            url = argv[argv.index("-X") + 2]
+            headers = dict(h.split(": ", 1) for h in (argv[i + 1] for i, a in enumerate(argv) if a == "-H"))
+            body = json.loads(argv[argv.index("-d") + 1])
+            approvals.append(http_call("POST", url, body=body, headers=headers).status)
+        assert proc.wait(timeout=60) == 0, "".join(lines)[-3000:]
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines)
+    assert approvals == [202, 202], out[-3000:]
+    assert "Rollout ended: completed" in out
+    assert "alice@contoso.com" in out.split("Rollout summary", 1)[1]
