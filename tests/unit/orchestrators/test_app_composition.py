@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -43,7 +44,14 @@ def _import_app(env: dict[str, str]) -> Any:
     sys.modules.pop("function_app", None)
     deps.reset()
     try:
-        return importlib.import_module("function_app")
+        # By path, not by name: a host started earlier in the same pytest process leaves its
+        # own app folder (e.g. tests/functional/fakeapp) on sys.path with a function_app.py.
+        spec = importlib.util.spec_from_file_location("function_app", REPO / "function_app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["function_app"] = module
+        spec.loader.exec_module(module)
+        return module
     finally:
         for key in [k for k in os.environ if k.startswith("PATCHRINGS_")]:
             del os.environ[key]
