@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from patchrings.domain.timeutil import parse_instant
+
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?"
     r"(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
@@ -12,11 +14,8 @@ _DURATION = re.compile(
 
 
 def parse_iso(text: str) -> datetime:
-    """An ISO instant as an aware UTC datetime (naive values are taken as UTC)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    """An ISO instant as an aware UTC datetime (naive values are taken as UTC): the domain's parser."""
+    return parse_instant(text)
 
 
 def iso(value: datetime) -> str:
