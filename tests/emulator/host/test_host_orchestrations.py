@@ -106,10 +106,12 @@ def test_ten_day_timer_is_split_into_long_timer_chunks(basic: HostThread) -> Non
 
 def test_external_event_is_double_encoded_by_the_python_client(basic: HostThread) -> None:
     client = basic.client()
-    iid = basic.call(client.start_new("approval", None, {"hours": 24}))
-    basic.wait_for(iid, statuses=("Running",))
-    basic.call(client.raise_event(iid, "Approval", {"ok": True}))
-    status = basic.wait_for(iid)
+    # Held: the skip clock must not fire the 24 h timeout while the test is about to raise.
+    with basic.clock.hold():
+        iid = basic.call(client.start_new("approval", None, {"hours": 24}))
+        basic.wait_for(iid, statuses=("Running",))
+        basic.call(client.raise_event(iid, "Approval", {"ok": True}))
+        status = basic.wait_for(iid)
     assert status.output == {"decision": "event", "value": '{"ok": true}', "type": "str"}
     hist = basic.history(iid)
     assert [e["Input"] for e in hist if e["EventType"] == h.EVENT_RAISED] == ['"{\\"ok\\": true}"']
@@ -118,14 +120,15 @@ def test_external_event_is_double_encoded_by_the_python_client(basic: HostThread
 def test_raw_json_event_arrives_as_an_object(basic: HostThread) -> None:
     import urllib.request
 
-    iid = basic.call(basic.client().start_new("approval", None, {"hours": 24}))
-    basic.wait_for(iid, statuses=("Running",))
-    req = urllib.request.Request(
-        f"{basic.base_url}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/Approval?code=x",
-        data=b'{"ok": true}', headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req) as resp:
-        assert resp.status == 202
-    assert basic.wait_for(iid).output == {"decision": "event", "value": {"ok": True}, "type": "dict"}
+    with basic.clock.hold():  # no timeout may fire before the event is raised
+        iid = basic.call(basic.client().start_new("approval", None, {"hours": 24}))
+        basic.wait_for(iid, statuses=("Running",))
+        req = urllib.request.Request(
+            f"{basic.base_url}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/Approval?code=x",
+            data=b'{"ok": true}', headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req) as resp:
+            assert resp.status == 202
+        assert basic.wait_for(iid).output == {"decision": "event", "value": {"ok": True}, "type": "dict"}
 
 
 def test_timeout_wins_when_no_event_arrives(basic: HostThread) -> None:
