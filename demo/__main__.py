@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -230,6 +231,10 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
         console.print(Panel("\n".join(lines), title="Halted: what happened to the later rings", border_style="red"))
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="happy", help="happy | bad-patch | path to a scenario file")
@@ -237,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace", type=float, default=0.2, help="real seconds per simulated jump")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many real seconds")
     args = parser.parse_args(argv)
+    # Ctrl-C and `kill` both end in the same clean shutdown (platform.stop() terminates Azurite,
+    # which runs in its own session). SIGINT is reset explicitly: a shell that starts the demo
+    # as a background job hands it an *ignored* SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
 
     scenario = Path(args.scenario)
     if not scenario.exists():

@@ -85,3 +85,35 @@ def test_demo_waits_for_a_person_and_the_printed_command_approves() -> None:
     assert approvals == [202, 202], out[-3000:]
     assert "Rollout ended: completed" in out
     assert "alice@contoso.com" in out.split("Rollout summary", 1)[1]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupting_the_demo_stops_everything(sig: str) -> None:
+    """Ctrl-C or `kill` while waiting for approval: exit 130 and no Azurite left listening."""
+    import signal
+    import socket
+
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--pace", "0", "--timeout", "400"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("curl -X POST "):
+                proc.send_signal(getattr(signal, sig))
+                break
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, out[-2000:]
+    assert "Interrupted: stopping the platform." in out
+    port = re.search(r"Azurite http://127\.0\.0\.1:(\d+)", out)
+    assert port, out[:2000]
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port.group(1))), timeout=2):
+        pass
