@@ -510,7 +510,7 @@ class Rollout:
             if not block.get("approvers"):
                 raise Stop(HALTED, f"{why}; no approvers are configured to decide")
         policy = ApprovalPolicy.from_dict(block)
-        pending = ApprovalRequest.open(self.rollout_id, ring, manifest_hash, policy, self.now)
+        pending = ApprovalRequest.create(self.rollout_id, ring, manifest_hash, policy, self.now)
         self.st.set_phase(ring, "awaiting-approval", iso(self.now))
         self.st.wait_for(
             "approval",

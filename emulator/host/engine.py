@@ -445,14 +445,18 @@ class DurableEngine:
         self.instances.pop(inst.instance_id, None)
         self.store.delete_instance(inst.instance_id)
 
-    def _drop_runtime(self, inst: Instance) -> None:
-        """Cancel timers, forget pending work and undelivered events of an instance."""
+    def _cancel_pending(self, inst: Instance) -> None:
+        """Cancel an instance's timers and forget its pending tasks and retry groups."""
         for seq in list(inst.pending):
             task = self._timers.pop((inst.instance_id, seq), None)
             if task is not None:
                 task.cancel()
         inst.pending.clear()
         inst.groups.clear()
+
+    def _drop_runtime(self, inst: Instance) -> None:
+        """Cancel timers, forget pending work and undelivered events of an instance."""
+        self._cancel_pending(inst)
         if inst.inbox:
             if inst.status != "Suspended":
                 self._work_done(len(inst.inbox))
@@ -931,12 +935,7 @@ class DurableEngine:
             self._append_history(inst, [h.execution_completed(
                 now, h.STATUS_FAILED, json.dumps(output),
                 {"ErrorType": "OrchestrationFailure", "ErrorMessage": output})])
-        for seq in list(inst.pending):
-            task = self._timers.pop((inst.instance_id, seq), None)
-            if task is not None:
-                task.cancel()
-        inst.pending.clear()
-        inst.groups.clear()
+        self._cancel_pending(inst)
         inst.status = status
         inst.output = output
         self._notify_parent(inst, status, output, now)

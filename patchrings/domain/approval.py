@@ -85,7 +85,7 @@ class ApprovalRequest:
     on_timeout: OnTimeout = "reject"
 
     @classmethod
-    def open(
+    def create(
         cls, rollout_id: str, ring: str, manifest_hash: str, policy: ApprovalPolicy, now: datetime
     ) -> ApprovalRequest:
         now = parse_instant(now)

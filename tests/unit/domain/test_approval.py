@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 POLICY = ApprovalPolicy.from_dict({"mode": "manual", "approvers": ["Alice@Contoso.com", "bob@contoso.com"],
                                    "timeout": "PT4H"})
-PENDING = ApprovalRequest.open("rollout-1", "ring1", "abc123", POLICY, NOW)
+PENDING = ApprovalRequest.create("rollout-1", "ring1", "abc123", POLICY, NOW)
 
 
 def decision(**kw):
@@ -100,7 +100,7 @@ def test_request_and_decision_round_trip_and_timeout():
     assert ApprovalDecision.from_dict(d.to_dict()) == d
     t = timeout_decision(PENDING)
     assert t.verdict == "reject" and t.decided_at == PENDING.deadline and t.approver == "system:timeout"
-    lenient = ApprovalRequest.open("r", "ring1", "h", ApprovalPolicy.from_dict(
+    lenient = ApprovalRequest.create("r", "ring1", "h", ApprovalPolicy.from_dict(
         {"mode": "manual", "approvers": ["a"], "onTimeout": "approve"}), NOW)
     assert timeout_decision(lenient).approved
     assert ApprovalPolicy.from_dict(POLICY.to_dict()) == POLICY
