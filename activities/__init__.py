@@ -34,4 +34,12 @@ Additions to it (all optional for callers, all additive for readers):
   approval bound to exactly that (see :mod:`activities.ledger`).
 """
 
+from typing import Any, Dict  # noqa: UP035 -- typing.Dict on purpose, see Payload
+
+# The annotation every activity entry point uses for its input. It must be ``typing.Dict``, not
+# ``dict[str, Any]``: the Python worker's ``validate_function_params`` refuses PEP 585 aliases
+# (``types.GenericAlias`` is neither a ``type`` nor a typing generic) with "invalid non-type
+# annotation", and one refused function stops the whole app from indexing in Azure.
+Payload = Dict[str, Any]  # noqa: UP006 -- the worker refuses dict[str, Any]; see above
+
 MODULES = ("plan", "compute", "tags", "maintenance", "ledger")

@@ -38,6 +38,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 
+from activities import Payload
 from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
 from patchrings.arm.errors import error_info, status_of
@@ -448,32 +449,32 @@ def check_vm_health_core(
 
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
-def resolve_ring_members(payload: dict[str, Any]) -> dict[str, Any]:
+def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     return resolve_ring_members_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def start_install(payload: dict[str, Any]) -> dict[str, Any]:
+def start_install(payload: Payload) -> dict[str, Any]:
     d = deps()
     return start_install_core(d.clients, d.ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
+def poll_install(payload: Payload) -> dict[str, Any]:
     d = deps()
     return poll_install_core(d.clients, d.ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def start_assess(payload: dict[str, Any]) -> dict[str, Any]:
+def start_assess(payload: Payload) -> dict[str, Any]:
     return start_assess_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def poll_assess(payload: dict[str, Any]) -> dict[str, Any]:
+def poll_assess(payload: Payload) -> dict[str, Any]:
     return poll_assess_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
+def check_vm_health(payload: Payload) -> dict[str, Any]:
     return check_vm_health_core(deps().clients, payload)

@@ -33,6 +33,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from activities.deps import deps
 
 bp = df.Blueprint()
@@ -153,30 +154,30 @@ def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, 
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_rollout(payload: Payload) -> dict[str, Any]:
     return ledger_record_rollout_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_ring_run(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_ring_run(payload: Payload) -> dict[str, Any]:
     return ledger_record_ring_run_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_vm_results(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_vm_results(payload: Payload) -> dict[str, Any]:
     return ledger_record_vm_results_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_approval(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_approval(payload: Payload) -> dict[str, Any]:
     return ledger_record_approval_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_event(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_event(payload: Payload) -> dict[str, Any]:
     return ledger_record_event_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_read_gate(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_read_gate(payload: Payload) -> dict[str, Any]:
     return ledger_read_gate_core(deps().ledger, payload)

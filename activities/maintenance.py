@@ -33,6 +33,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from activities import Payload
 from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
 from patchrings.arm.errors import error_info
@@ -294,25 +295,25 @@ def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any)
 
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
-def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+def get_configuration(payload: Payload) -> dict[str, Any]:
     return get_configuration_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def pin_manifest(payload: dict[str, Any]) -> dict[str, Any]:
+def pin_manifest(payload: Payload) -> dict[str, Any]:
     return pin_manifest_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def set_ring_assignment(payload: dict[str, Any]) -> dict[str, Any]:
+def set_ring_assignment(payload: Payload) -> dict[str, Any]:
     return set_ring_assignment_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def cancel_run(payload: dict[str, Any]) -> dict[str, Any]:
+def cancel_run(payload: Payload) -> dict[str, Any]:
     return cancel_run_core(deps().clients, payload)
 
 
 @bp.activity_trigger(input_name="payload")
-def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
+def collect_run_results(payload: Payload) -> dict[str, Any]:
     return collect_run_results_core(deps().clients, payload)

@@ -19,6 +19,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
+from activities import Payload
 from activities.deps import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
@@ -82,5 +83,5 @@ def _retag_one(clients: Any, vm_id: str, tag: str, value: str) -> tuple[str, dic
 
 
 @bp.activity_trigger(input_name="payload")
-def retag_vms(payload: dict[str, Any]) -> dict[str, Any]:
+def retag_vms(payload: Payload) -> dict[str, Any]:
     return retag_vms_core(deps().clients, payload)
