@@ -14,6 +14,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
+
 bp = df.Blueprint()
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -156,7 +158,7 @@ def _result(vm: Vm, parameters: dict[str, Any] | None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- activities
 @bp.activity_trigger(input_name="payload")
-def load_plan(payload: dict[str, Any]) -> dict[str, Any]:
+def load_plan(payload: Payload) -> dict[str, Any]:
     FLEET.record("load_plan", payload)
     if FLEET.fail_load_plan:
         raise ValueError("rollout plan (plans/default.json) is invalid: rings: must have at least 1 item")
@@ -164,7 +166,7 @@ def load_plan(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def resolve_ring_members(payload: dict[str, Any]) -> dict[str, Any]:
+def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("resolve_ring_members", payload)
     tag = _ring(payload["plan"], payload["ring"])["members"]["tag"]
     wanted = {tag["value"], tag.get("holdValue")} - {None}
@@ -173,7 +175,7 @@ def resolve_ring_members(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def start_install(payload: dict[str, Any]) -> dict[str, Any]:
+def start_install(payload: Payload) -> dict[str, Any]:
     FLEET.record("start_install", payload)
     key = (payload["runId"], payload["vm"]["id"].lower())
     with FLEET.lock:
@@ -188,7 +190,7 @@ def start_install(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
+def poll_install(payload: Payload) -> dict[str, Any]:
     FLEET.record("poll_install", payload)
     vm = FLEET.vm(payload["vm"])
     with FLEET.lock:
@@ -201,7 +203,7 @@ def poll_install(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
+def check_vm_health(payload: Payload) -> dict[str, Any]:
     FLEET.record("check_vm_health", payload)
     vm = FLEET.vm(payload["vm"])
     if vm.unreadable:
@@ -213,13 +215,13 @@ def check_vm_health(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def start_assess(payload: dict[str, Any]) -> dict[str, Any]:
+def start_assess(payload: Payload) -> dict[str, Any]:
     FLEET.record("start_assess", payload)
     return {"state": "started", "token": "assess", "error": None}
 
 
 @bp.activity_trigger(input_name="payload")
-def poll_assess(payload: dict[str, Any]) -> dict[str, Any]:
+def poll_assess(payload: Payload) -> dict[str, Any]:
     FLEET.record("poll_assess", payload)
     vm = FLEET.vm(payload["vm"])
     patches = WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES
@@ -228,7 +230,7 @@ def poll_assess(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def retag_vms(payload: dict[str, Any]) -> dict[str, Any]:
+def retag_vms(payload: Payload) -> dict[str, Any]:
     FLEET.record("retag_vms", payload)
     changed = []
     for vm_id in payload["vmIds"]:
@@ -240,7 +242,7 @@ def retag_vms(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def set_ring_assignment(payload: dict[str, Any]) -> dict[str, Any]:
+def set_ring_assignment(payload: Payload) -> dict[str, Any]:
     FLEET.record("set_ring_assignment", {"ring": payload["ring"], "present": payload["present"]})
     changed = FLEET.assignments.get(payload["ring"], False) != payload["present"]
     FLEET.assignments[payload["ring"]] = payload["present"]
@@ -248,20 +250,20 @@ def set_ring_assignment(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def pin_manifest(payload: dict[str, Any]) -> dict[str, Any]:
+def pin_manifest(payload: Payload) -> dict[str, Any]:
     FLEET.record("pin_manifest", payload)
     FLEET.pinned[payload["configurationId"].lower()] = payload["manifest"]
     return {"changed": True}
 
 
 @bp.activity_trigger(input_name="payload")
-def get_configuration(payload: dict[str, Any]) -> dict[str, Any]:
+def get_configuration(payload: Payload) -> dict[str, Any]:
     FLEET.record("get_configuration", payload)
     return {"id": payload["configurationId"], "window": WINDOW, "installPatches": {}}
 
 
 @bp.activity_trigger(input_name="payload")
-def cancel_run(payload: dict[str, Any]) -> dict[str, Any]:
+def cancel_run(payload: Payload) -> dict[str, Any]:
     FLEET.record("cancel_run", payload)
     with FLEET.lock:
         if payload["correlationId"] in FLEET.cancelled:
@@ -271,7 +273,7 @@ def cancel_run(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
+def collect_run_results(payload: Payload) -> dict[str, Any]:
     FLEET.record("collect_run_results", payload)
     config = payload["correlationId"].split("/providers/Microsoft.Maintenance/applyUpdates/")[0].lower()
     manifest = FLEET.pinned.get(config) or {}
@@ -291,7 +293,7 @@ def collect_run_results(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_rollout(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_record_rollout", {k: v for k, v in payload.items() if k != "status"})
     with FLEET.lock:
         FLEET.rollouts_.setdefault(payload["rolloutId"], {}).update(payload)
@@ -299,7 +301,7 @@ def ledger_record_rollout(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_ring_run(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_ring_run(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_record_ring_run", payload)
     with FLEET.lock:
         FLEET.ring_runs_.append(payload)
@@ -307,7 +309,7 @@ def ledger_record_ring_run(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_vm_results(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_vm_results(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_record_vm_results", payload)
     with FLEET.lock:
         for result in payload["results"]:
@@ -316,13 +318,13 @@ def ledger_record_vm_results(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_record_approval(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_record_approval(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_record_approval", payload)
     return {"written": True}
 
 
 @bp.activity_trigger(input_name="payload")
-def ledger_read_gate(payload: dict[str, Any]) -> dict[str, Any]:
+def ledger_read_gate(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_read_gate", payload)
     if not payload.get("correlationId"):
         return {"decision": None, "rollout": FLEET.rollout(payload["rolloutId"]), "ringRuns": []}
