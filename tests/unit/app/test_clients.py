@@ -139,3 +139,55 @@ def test_retries_and_timeouts_are_bounded(tmp_path: Path) -> None:
     assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (15, 60)
     tables = clients.table_service()._client._client._pipeline._transport
     assert tables.connection_config.timeout == 10
+
+
+# ---------------------------------------------------------------------- strict run ids (issue 13.12)
+MC_ID = f"/subscriptions/{SUB}/resourceGroups/rg-1/providers/Microsoft.Maintenance/maintenanceConfigurations/mc-ring1"
+
+
+@pytest.mark.parametrize("run_id", [
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"{MC_ID.lower()}/providers/microsoft.maintenance/applyupdates/20261116060000",
+])
+def test_parse_apply_update_id_accepts_a_schedule_run(run_id: str) -> None:
+    from patchrings.arm.ids import parse_apply_update_id, same_arm_id
+
+    config, run = parse_apply_update_id(run_id)
+    assert same_arm_id(config, MC_ID)
+    assert run == "20261116060000"
+
+
+@pytest.mark.parametrize("bad", [
+    "",
+    "https://evil.example/x" + f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"https://management.azure.com{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"//evil.example{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/2026111606000",     # 13 digits
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/202611160600001",   # 15 digits
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/default",
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000?x=1",
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000#f",
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000/",
+    f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000\n",
+    f" {MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"/subscriptions/{SUB}/resourceGroups/../providers/Microsoft.Maintenance/maintenanceConfigurations/mc"
+    "/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
+    "/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"/subscriptions/{SUB}/resourceGroups/rg%2F..%2F/providers/Microsoft.Maintenance/maintenanceConfigurations/mc"
+    "/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+    f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc@evil.example"
+    "/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+])
+def test_parse_apply_update_id_refuses_anything_else(bad: str) -> None:
+    from patchrings.arm.ids import parse_apply_update_id
+
+    with pytest.raises(ValueError, match="applyUpdates run id"):
+        parse_apply_update_id(bad)
+
+
+def test_parse_apply_update_id_refuses_non_strings() -> None:
+    from patchrings.arm.ids import parse_apply_update_id
+
+    with pytest.raises(ValueError):
+        parse_apply_update_id(None)  # type: ignore[arg-type]
