@@ -16,9 +16,18 @@ help:
 	@echo "make test                                               lint, types and the whole test suite"
 	@echo "make bench                                              benchmarks (ratios, see bench/README.md)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The Python worker's own function-loading code (azure-functions-runtime, the code the Azure
+# Python worker uses to index and validate functions): the local host runs every function
+# through its Registry.add_indexed_function so it refuses exactly what Azure refuses (a PEP 585
+# annotation makes the worker refuse the whole app). The wheel declares Requires-Python >=3.13
+# but the loader works on 3.11; --ignore-requires-python lets it install, --no-deps keeps its
+# worker-only dependencies (grpc, protobuf) out: the loader needs none of them.
+WORKER_LOADER := azure-functions-runtime==1.3.0
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python $(WORKER_LOADER)
 	touch $@
 
 node_modules/.installed: package.json

@@ -19,7 +19,11 @@ SUPPORTED
   ``orchestrationTrigger``, ``activityTrigger``, ``eventGridTrigger``, ``timerTrigger``,
   ``durableClient``; anything else is refused at start naming the function and binding
   (error code ``HOST_INDEX``), as are sync functions with a durable client and timer schedules
-  that are not 6-field NCRONTAB.
+  that are not 6-field NCRONTAB. Every function also goes through the Python worker's own loader
+  (``azure_functions_runtime.functions.Registry.add_indexed_function``, PyPI
+  ``azure-functions-runtime``): what the worker refuses (e.g. ``payload: dict[str, Any]``,
+  ``-> None`` on an HTTP function) is refused with the worker's message, and one refused function
+  refuses the whole app, as in Azure.
 * ``local.settings.json`` ``Values`` loaded into ``os.environ`` before the import, explicit
   settings on top; ``%NAME%`` references in timer schedules.
 * Orchestrators through the SDK's ``Orchestrator`` handle with the context JSON (schema V3,

@@ -6,6 +6,13 @@ are already folded in by ``register_functions``. Durable names come from the tri
 ``orchestration=`` / ``activity=`` property, else the function name, compared
 case-insensitively. Any binding this host cannot serve is refused at start, naming the
 function and the binding, instead of failing later at invocation time.
+
+Every function also goes through the Python worker's own loader,
+``azure_functions_runtime.functions.Registry.add_indexed_function`` (the ``azure-functions-runtime``
+wheel ships the worker's function-loading code), so the host refuses exactly what the worker
+refuses: a PEP 585 annotation such as ``payload: dict[str, Any]`` fails with the worker's
+``FunctionLoadError`` (``... has invalid non-type annotation ...``), and, as in Azure, one refused
+function aborts indexing of the whole app ("Worker failed to index functions"; reference §7.1).
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ import importlib.util
 import inspect
 import json
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 
-__all__ = ["AppIndex", "FunctionEntry", "IndexError_", "index_app"]
+__all__ = ["AppIndex", "FunctionEntry", "IndexError_", "index_app", "worker_validate"]
+
+WORKER_PACKAGE = "azure-functions-runtime==1.3.0"
 
 SUPPORTED_TRIGGERS = {"httpTrigger", "orchestrationTrigger", "activityTrigger", "eventGridTrigger", "timerTrigger"}
 SUPPORTED_BINDINGS = SUPPORTED_TRIGGERS | {"http", "durableClient"}
@@ -120,6 +130,7 @@ def index_app(app_dir: Path, module: str = "function_app") -> AppIndex:
         functions = register.get_functions()
     except ValueError as exc:  # the library's own validation (duplicate names, no trigger, ...)
         raise IndexError_(f"function app failed validation: {exc}") from exc
+    worker_validate(functions)
     index = AppIndex(app_dir=app_dir)
     for fn in functions:
         name = str(fn.get_function_name())
@@ -167,6 +178,41 @@ def index_app(app_dir: Path, module: str = "function_app") -> AppIndex:
             entry.durable_name = trigger.get("activity") or name
             _add_unique(index.activities, entry, "activity")
     return index
+
+
+# The worker's gRPC enums the loader compares binding directions and data types with
+# (FunctionRpc.proto: BindingInfo.Direction in=0/out=1/inout=2, DataType undefined=0/string=1/...);
+# ``azure.functions`` bindings report the same integer values.
+_PROTOS = types.SimpleNamespace(BindingInfo=types.SimpleNamespace(
+    out=1, inout=2, undefined=0, string=1, binary=2, stream=3, **{"in": 0}))
+
+
+def worker_validate(functions: list[Any]) -> None:
+    """Run every function through the worker's ``Registry.add_indexed_function``; the first refusal aborts.
+
+    Raises :class:`IndexError_` naming the function and carrying the worker's message, or naming
+    the missing package when the worker code is not installed (``make bootstrap`` installs it).
+    """
+    try:
+        from azure_functions_runtime.bindings import meta as worker_meta
+        from azure_functions_runtime.functions import Registry
+    except ImportError as exc:
+        raise IndexError_(
+            f"the Python worker's function loader is not installed ({exc}); the host validates every "
+            f"function with it, as Azure does. Install it with: pip install --no-deps "
+            f"--ignore-requires-python {WORKER_PACKAGE} (make bootstrap does)"
+        ) from exc
+    worker_meta.load_binding_registry()
+    registry = Registry()
+    for fn in functions:
+        try:
+            registry.add_indexed_function(fn, _PROTOS)
+        except Exception as exc:  # FunctionLoadError and whatever else the worker lets escape
+            raise IndexError_(
+                f"function '{fn.get_function_name()}': the Python worker refuses it: "
+                f"{type(exc).__name__}: {exc}. Worker failed to index functions: one refused function "
+                "aborts indexing of the whole app, as in Azure"
+            ) from exc
 
 
 def _add_unique(table: dict[str, FunctionEntry], entry: FunctionEntry, kind: str) -> None:

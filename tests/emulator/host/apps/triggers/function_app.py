@@ -44,7 +44,7 @@ def files(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.route(route="nothing", auth_level=func.AuthLevel.ANONYMOUS)
-def nothing(req: func.HttpRequest) -> None:
+def nothing(req: func.HttpRequest):  # "-> None" is refused by the worker (return annotation vs "http")
     return None
 
 
