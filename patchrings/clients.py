@@ -9,6 +9,17 @@ client; activities receive an :class:`AzureClients` (or a fake with the same met
 
 Clients are cached per (kind, subscription) and are thread-safe to share: the Python worker
 runs sync activities on a thread pool.
+
+The ARM bearer token only ever goes to the configured ARM endpoint (issue 13.12): every management
+client authenticates through :class:`ArmEndpointOnlyPolicy`, which refuses (raises
+:class:`ForeignHostRefused`, nothing is sent) a request whose scheme, host or port is not the
+endpoint's -- whatever built the URL, and on redirects too (the policy runs for every request the
+pipeline sends). :meth:`AzureClients.send_arm_request` additionally takes only a path (or a URL on
+the endpoint) and raises :class:`~patchrings.errors.ArmTargetRefused` for anything else.
+
+Deadline-bound calls (the guard's cancel must land before T-10) pass ``budget_seconds``: the call
+then makes exactly one attempt (no SDK retries or Retry-After sleeps: the caller retries with
+durable timers) with connect/read timeouts no longer than the budget (:func:`deadline_kwargs`).
 """
 
 from __future__ import annotations
@@ -17,10 +28,14 @@ import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from patchrings.errors import ArmTargetRefused
 from patchrings.settings import ARM_AUTH_STATIC_TOKEN, PUBLIC_ARM_ENDPOINT, Settings
 
 if TYPE_CHECKING:
@@ -29,7 +44,17 @@ if TYPE_CHECKING:
     from azure.mgmt.maintenance import MaintenanceManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-__all__ = ["ARM_LIMITS", "TABLE_LIMITS", "AzureClients", "StaticTokenCredential", "subscription_of"]
+__all__ = [
+    "ARM_LIMITS",
+    "TABLE_LIMITS",
+    "ArmEndpointOnlyPolicy",
+    "AzureClients",
+    "ForeignHostRefused",
+    "StaticTokenCredential",
+    "deadline_kwargs",
+    "origin_of",
+    "subscription_of",
+]
 
 # Bounded retries/timeouts (see AzureClients.client_kwargs). 429 + Retry-After is still honoured.
 ARM_LIMITS: dict[str, Any] = {"retry_total": 4, "retry_backoff_max": 20, "connection_timeout": 15,
@@ -42,6 +67,65 @@ TABLE_LIMITS: dict[str, Any] = {"retry_total": 3, "retry_backoff_max": 10, "conn
 # the pipeline never puts the client's subscription into such a URL.
 _ANY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 _SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([^/?#]+)", re.IGNORECASE)
+
+
+# The shortest budget a deadline-bound call is given (below it a TLS handshake cannot complete).
+MIN_BUDGET_SECONDS = 1.0
+
+
+def deadline_kwargs(budget_seconds: float) -> dict[str, Any]:
+    """Per-call pipeline options that keep one call within ``budget_seconds``.
+
+    One attempt only (``retry_total=0``: azure-core's RetryPolicy does not count its Retry-After
+    sleeps against its own ``timeout``, so its retries could carry a call past a deadline), and
+    connect/read timeouts capped by the budget and by :data:`ARM_LIMITS`. A 429/5xx answer is then
+    returned (or raised by SDK operations) at once, with its ``Retry-After`` for the caller.
+    """
+    budget = max(MIN_BUDGET_SECONDS, float(budget_seconds))
+    return {
+        "retry_total": 0,
+        "connection_timeout": min(float(ARM_LIMITS["connection_timeout"]), budget),
+        "read_timeout": min(float(ARM_LIMITS["read_timeout"]), budget),
+    }
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, lower-cased, default ports filled in (ValueError if bad)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port  # ValueError for a malformed port
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class ForeignHostRefused(ClientAuthenticationError):  # type: ignore[misc]
+    """A request to a host other than the configured ARM endpoint: refused before any token is
+    attached or any byte is sent. A ``ClientAuthenticationError`` so azure-core's RetryPolicy
+    propagates it at once instead of retrying."""
+
+
+class ArmEndpointOnlyPolicy(ARMChallengeAuthenticationPolicy):  # type: ignore[misc]
+    """ARM's bearer-token policy that only authenticates requests to the configured endpoint."""
+
+    def __init__(self, credential: TokenCredential, *scopes: str, endpoint: str, **kwargs: Any) -> None:
+        super().__init__(credential, *scopes, **kwargs)
+        self.endpoint = endpoint
+        self._origin = origin_of(endpoint)
+
+    def on_request(self, request: Any) -> None:
+        url = str(request.http_request.url)
+        try:
+            origin = origin_of(url)
+            userinfo = "@" in (urlsplit(url).netloc or "")
+        except ValueError:
+            origin, userinfo = ("", "", None), True
+        if origin != self._origin or userinfo:
+            raise ForeignHostRefused(
+                f"refused to send the ARM token to {origin[0]}://{origin[1]}:{origin[2]}: "
+                f"only the configured ARM endpoint {self.endpoint} is trusted"
+            )
+        super().on_request(request)
 
 
 def subscription_of(resource_id: str) -> str:
@@ -129,6 +213,10 @@ class AzureClients:
         kwargs: dict[str, Any] = {
             "base_url": self.settings.arm_endpoint,
             "credential_scopes": self.credential_scopes,
+            # one per client: the policy caches its token
+            "authentication_policy": ArmEndpointOnlyPolicy(
+                self.credential, *self.credential_scopes, endpoint=self.settings.arm_endpoint
+            ),
             **ARM_LIMITS,
         }
         if self.settings.arm_ca_bundle:
@@ -167,31 +255,60 @@ class AzureClients:
 
         return self._cached("resources", subscription_id, ResourceManagementClient)  # type: ignore[no-any-return]
 
+    def arm_url(self, path_or_url: str) -> str:
+        """The absolute URL for an ARM path, refusing anything that would leave the endpoint.
+
+        Accepts a path (``/subscriptions/...``) or an absolute URL on the configured endpoint's
+        origin; refuses (:class:`ArmTargetRefused`) other hosts, schemes and ports, scheme-relative
+        ``//host`` paths, user info, query strings, fragments, backslashes, whitespace and ``..``.
+        """
+        endpoint = self.settings.arm_endpoint.rstrip("/")
+        text = str(path_or_url)
+        if not text or any(c in text for c in "?#\\") or any(c.isspace() or ord(c) < 0x20 for c in text):
+            raise ArmTargetRefused(f"not an ARM path: {text[:200]!r}", field="path")
+        if "://" in text:
+            try:
+                same = origin_of(text) == origin_of(endpoint) and "@" not in urlsplit(text).netloc
+            except ValueError:
+                same = False
+            if not same:
+                raise ArmTargetRefused(f"refusing a request outside the ARM endpoint {endpoint}: {text[:200]!r}",
+                                       field="path")
+            text = urlsplit(text).path
+        if not text.startswith("/") or text.startswith("//"):
+            raise ArmTargetRefused(f"not an ARM path: {text[:200]!r}", field="path")
+        if any(seg in (".", "..") for seg in text.split("/")):
+            raise ArmTargetRefused(f"refusing a dot segment in an ARM path: {text[:200]!r}", field="path")
+        return endpoint + text
+
     def send_arm_request(
         self,
         method: str,
         path_or_url: str,
         api_version: str,
         json: Any = None,
+        *,
+        budget_seconds: float | None = None,
     ) -> HttpResponse:
         """Send one raw ARM request through a management client's own pipeline.
 
         Why: some calls have no SDK operation (the applyUpdates *Cancel* PUT needs api-version
         2023-09-01-preview or later; azure-mgmt-maintenance 2.1.0 stops at 2023-04-01). Using
         the client's pipeline keeps auth, retries (429 + Retry-After), ``base_url`` and
-        ``connection_verify``. A relative path is resolved against the ARM endpoint. The
-        response is returned as is (no ``raise_for_status``): callers map status codes.
+        ``connection_verify``. The URL is always the ARM endpoint + the path
+        (:meth:`arm_url`: anything else is refused before a request exists). With
+        ``budget_seconds`` the call is one attempt bounded by that budget (:func:`deadline_kwargs`).
+        The response is returned as is (no ``raise_for_status``): callers map status codes.
         """
+        url = self.arm_url(path_or_url)
         try:
-            subscription = subscription_of(path_or_url)
+            subscription = subscription_of(url)
         except ValueError:
             subscription = _ANY_SUBSCRIPTION
         pipeline = self.maintenance(subscription)._client
-        # PipelineClient.send_request does not resolve relative URLs itself (the generated
-        # client's _send_request does); format_url joins a path to base_url, keeps absolute URLs.
-        url = pipeline.format_url(path_or_url)
         request = HttpRequest(method.upper(), url, params={"api-version": api_version}, json=json)
-        response: HttpResponse = pipeline.send_request(request)
+        options = deadline_kwargs(budget_seconds) if budget_seconds is not None else {}
+        response: HttpResponse = pipeline.send_request(request, **options)
         response.read()
         return response
 

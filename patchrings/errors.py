@@ -120,3 +120,17 @@ __all__ = [
     "RolloutConflict",
     "SettingsInvalid",
 ]
+
+
+class ArmTargetRefused(PatchRingsError):
+    """A request would leave the configured ARM endpoint (another host, scheme or port), or a
+    run id is not ``<configuration id>/providers/Microsoft.Maintenance/applyUpdates/<14 digits>``.
+
+    Nothing is sent: the app's ARM bearer token only ever goes to the configured endpoint.
+    """
+
+    code = "ArmTargetRefused"
+    http_status = 400
+
+
+__all__ += ["ArmTargetRefused"]

@@ -191,3 +191,110 @@ def test_parse_apply_update_id_refuses_non_strings() -> None:
 
     with pytest.raises(ValueError):
         parse_apply_update_id(None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- the token stays home (13.12)
+class ScriptedTransport(RecordingTransport):
+    """Answers from a list of (status, headers, body); records requests and per-call kwargs."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], Any]]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.kwargs: list[dict[str, Any]] = []
+        self.urls: list[str] = []  # at send time (a redirect mutates the request object)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        import requests
+        from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+        self.requests.append(request)
+        self.urls.append(str(request.url))
+        self.kwargs.append(kwargs)
+        status, headers, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        raw = requests.Response()
+        raw.status_code = status
+        raw._content = json.dumps(body).encode()
+        raw.raw = io.BytesIO(raw._content)
+        raw.headers["Content-Type"] = "application/json"
+        raw.headers.update(headers)
+        raw.url = request.url
+        return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+
+RUN = f"{MC_ID}/providers/Microsoft.Maintenance/applyUpdates/20261116060000"
+
+
+@pytest.mark.parametrize("url", [
+    "https://attacker.example/x",
+    "http://127.0.0.1:8443/x",            # same host, other scheme
+    "https://127.0.0.1:9443/x",           # same host, other port
+    "https://127.0.0.1:8443@attacker.example/x",
+])
+def test_the_token_is_never_attached_for_another_host(tmp_path: Path, url: str) -> None:
+    from patchrings.clients import ForeignHostRefused
+
+    transport = RecordingTransport(200, {})
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    with pytest.raises(ForeignHostRefused):
+        clients.maintenance(SUB)._client.send_request(HttpRequest("GET", url))
+    assert transport.requests == []  # refused before anything was sent
+
+
+def test_a_redirect_to_another_host_is_refused(tmp_path: Path) -> None:
+    from patchrings.clients import ForeignHostRefused
+
+    transport = ScriptedTransport([(302, {"Location": "https://attacker.example/steal"}, {})])
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    with pytest.raises(ForeignHostRefused):
+        clients.send_arm_request("GET", RUN, "2023-09-01-preview")
+    assert [u.split("?")[0] for u in transport.urls] == [f"https://127.0.0.1:8443{RUN}"]  # nothing else sent
+
+
+def test_the_endpoint_itself_gets_the_token(tmp_path: Path) -> None:
+    transport = RecordingTransport(200, {})
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    clients.maintenance(SUB)._client.send_request(HttpRequest("GET", "https://127.0.0.1:8443/x"))
+    assert transport.requests[0].headers["Authorization"] == "Bearer sim-token"
+
+
+@pytest.mark.parametrize("target", [
+    "https://attacker.example" + RUN,
+    "//attacker.example" + RUN,
+    "attacker.example" + RUN,
+    RUN + "?x=1",
+    RUN + "#x",
+    "/subscriptions/x/../../x",
+    "/x\\y",
+    "/x y",
+])
+def test_send_arm_request_refuses_targets_off_the_endpoint(tmp_path: Path, target: str) -> None:
+    from patchrings.errors import ArmTargetRefused
+
+    transport = RecordingTransport(200, {})
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    with pytest.raises(ArmTargetRefused):
+        clients.send_arm_request("PUT", target, "2023-09-01-preview", json={})
+    assert transport.requests == []
+
+
+def test_a_budgeted_call_is_one_attempt_bounded_by_the_budget(tmp_path: Path) -> None:
+    transport = ScriptedTransport([(503, {"Retry-After": "30"}, {"error": {"code": "ServiceUnavailable"}})])
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    response = clients.send_arm_request("PUT", RUN, "2023-09-01-preview", json={}, budget_seconds=7)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert len(transport.requests) == 1  # no SDK retry (and no Retry-After sleep)
+    assert transport.kwargs[0]["connection_timeout"] == 7 and transport.kwargs[0]["read_timeout"] == 7
+
+
+def test_an_unbudgeted_call_keeps_the_sdk_retries(tmp_path: Path) -> None:
+    transport = ScriptedTransport([(503, {"Retry-After": "0"}, {}), (200, {}, {"ok": True})])
+    clients = AzureClients(local_settings(tmp_path), transport=transport)
+    response = clients.send_arm_request("GET", RUN, "2023-09-01-preview")
+    assert response.status_code == 200 and len(transport.requests) == 2
+
+
+def test_deadline_kwargs_caps_timeouts() -> None:
+    from patchrings.clients import deadline_kwargs
+
+    assert deadline_kwargs(600) == {"retry_total": 0, "connection_timeout": 15.0, "read_timeout": 60.0}
+    assert deadline_kwargs(0)["read_timeout"] == 1.0
