@@ -33,7 +33,9 @@ SUPPORTED
   retry timer after every failed attempt, the last one included; retry-allocating events
   delivered alone), timers incl. long timers, ``task_all``/``task_any``, external events
   (buffered by the SDK), sub-orchestrations with explicit or default ids
-  (``<executionId>:<sequence id>``), ``continue_as_new``, custom status, failures in the real
+  (``<executionId>:<sequence id>``), ``continue_as_new``, custom status (over 16 KB, UTF-16 bytes
+  of its JSON truncated to whole KB as the extension's ``MessagePayloadDataConverter`` does, fails
+  the orchestration with the extension's message), failures in the real
   text format, completion held while un-cancelled timers or in-flight tasks remain,
   non-determinism detection (replayed action prefix compared with the previous one).
 * Batching: completions are delivered together, and an instance with activities still queued

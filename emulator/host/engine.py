@@ -166,6 +166,29 @@ def _describe(action: dict[str, Any]) -> str:
     return f"{kind} {name!r}" if name else kind
 
 
+CUSTOM_STATUS_LIMIT_KB = 16
+
+
+def custom_status_error(value: Any) -> str | None:
+    """The extension's custom-status size check; the error text, or None when the value is accepted.
+
+    ``OutOfProcOrchestrationShim.ScheduleDurableTaskEvents`` (the protocol the Python worker uses)
+    calls ``SetCustomStatus``, which serialises the value with ``MessagePayloadDataConverter.Serialize(
+    value, maxSizeInKB: 16)``: the compact JSON's UTF-16 byte count divided by 1024 and *truncated*
+    to whole KB must not exceed 16 (so up to 17,407 bytes pass). The ``ArgumentException`` fails the
+    orchestration before any of the episode's actions is scheduled, and the status keeps its
+    previous value.
+    """
+    if value is None:
+        return None
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    size_kb = int(len(text.encode("utf-16-le")) / 1024.0)
+    if size_kb <= CUSTOM_STATUS_LIMIT_KB:
+        return None
+    return (f"The UTF-16 size of the JSON-serialized payload must not exceed {CUSTOM_STATUS_LIMIT_KB:,} KB. "
+            f"The current payload size is {size_kb:,} KB.")
+
+
 def invoke_orchestrator(handle: Any, context_json: str) -> tuple[str | None, Exception | None, int]:
     """Run one episode through the SDK handle (worker thread). Returns (state, error, duplicate warnings)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -752,8 +775,8 @@ class DurableEngine:
             added: list[dict[str, Any]] = list(new_events)
             for _, ev in batch:
                 self._bookkeep(inst, ev, now, added)
-            fatal: str | None = None
-            if failure is None:
+            fatal: str | None = custom_status_error(state.get("customStatus"))
+            if fatal is None and failure is None:
                 actions = (state.get("actions") or [[]])[0] if state.get("actions") else []
                 try:
                     self._check_determinism(inst, actions)
@@ -763,7 +786,7 @@ class DurableEngine:
                     fatal = str(exc)
                 else:
                     inst.prev_actions = actions
-            if "customStatus" in state or failure is None:
+            if fatal is None and ("customStatus" in state or failure is None):
                 inst.custom_status = state.get("customStatus")
             self._append_history(inst, added)
             inst.updated = now
