@@ -4,6 +4,11 @@ Why a sub-orchestration: a scheduled ring can be thousands of VMs; their per-VM 
 verdicts belong in this instance's history and in the ledger, not in the long-lived rollout's
 history (which every later episode replays). The rollout gets back a small summary.
 
+Retries (issue 13 item 2): membership and results are reads (``retries.READ``), the ledger write
+is an idempotent upsert (``retries.WRITE``). A call that still fails does not fail the
+orchestration: the gate turns *inconclusive* with the reason (unreadable members, unreadable
+results, results not recorded), so a person decides and nothing passes on missing evidence.
+
 Input ``{rolloutId, plan, ring, correlationId, since}``; output ``{gate, healthSample, counts}``.
 """
 
@@ -13,7 +18,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names
+from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
 from orchestrators.verdicts import gate_for, verdict_passed
@@ -42,11 +47,26 @@ def install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str,
 def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec: dict[str, Any] = context.get_input() or {}
     plan, ring = spec["plan"], spec["ring"]
-    members = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring})
+    notes: list[dict[str, str]] = []
+    try:
+        members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
+                                                         {"plan": plan, "ring": ring})
+    except Exception as exc:
+        reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
+        return {"gate": gate_for(plan, ring, [], notes=[{"vm": "", "reason": reason}]), "healthSample": [],
+                "counts": count_verdicts([])}
     vms = list((members or {}).get("vms") or [])
-    collected = yield context.call_activity(
-        names.COLLECT_RESULTS, {"correlationId": spec["correlationId"], "vms": vms, "since": spec.get("since")}
-    )
+    if (members or {}).get("error"):
+        error = members["error"]
+        notes.append({"vm": "", "reason": f"membership incomplete: {error.get('message') or error.get('code')}"})
+    try:
+        collected = yield context.call_activity_with_retry(
+            names.COLLECT_RESULTS, retries.READ,
+            {"correlationId": spec["correlationId"], "vms": vms, "since": spec.get("since")},
+        )
+    except Exception as exc:
+        error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}
+        collected = {"results": [{"vm": vm["id"], "state": "unreadable", "error": error} for vm in vms]}
     installs = [install_entry(vms, r) for r in (collected or {}).get("results") or []]
     seen = {i["vm"].lower() for i in installs}
     installs.extend(install_entry(vms, {"vm": vm["id"], "state": "missing"}) for vm in vms
@@ -58,12 +78,15 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         f"{context.instance_id}:verify",
     )
     verdicts = (verification or {}).get("verdicts") or []
-    yield context.call_activity(
-        names.LEDGER_VM_RESULTS,
-        {"rolloutId": spec.get("rolloutId"), "ring": ring, "runId": spec["correlationId"],
-         "results": installs, "verdicts": verdicts},
-    )
+    try:
+        yield context.call_activity_with_retry(
+            names.LEDGER_VM_RESULTS, retries.WRITE,
+            {"rolloutId": spec.get("rolloutId"), "ring": ring, "runId": spec["correlationId"],
+             "results": installs, "verdicts": verdicts},
+        )
+    except Exception as exc:
+        notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {str(exc)[:300]}"})
     passed = [vm for vm in vms if any(verdict_passed(v) and str(v["vm"]).lower() == vm["id"].lower()
                                       for v in verdicts)]
-    return {"gate": gate_for(plan, ring, verdicts), "healthSample": health_sample(passed),
+    return {"gate": gate_for(plan, ring, verdicts, notes=notes), "healthSample": health_sample(passed),
             "counts": count_verdicts(verdicts)}

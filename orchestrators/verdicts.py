@@ -84,16 +84,24 @@ def verdict_passed(verdict: Mapping[str, Any]) -> bool:
 
 
 def gate_for(
-    plan: dict[str, Any], ring: str, verdicts: list[dict[str, Any]], *, skipped: list[str] | None = None
+    plan: dict[str, Any],
+    ring: str,
+    verdicts: list[dict[str, Any]],
+    *,
+    skipped: list[str] | None = None,
+    notes: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The ring's gate decision (domain ``decide_gate``) as a dict."""
+    """The ring's gate decision (domain ``decide_gate``) as a dict.
+
+    ``notes`` (``{vm, reason}``) are ring-level findings (unreadable membership, results not
+    recorded...): each forces at least *inconclusive*."""
     ring_doc = plan_view.ring(plan, ring)
     rate = RateControl.from_dict(plan_view.effective(plan, ring, "rate"))
     tolerate = bool((ring_doc.get("gate") or {}).get("tolerateErrors", False))
     extra = [
         {"vm": vm_id, "reason": "not started: the ring's error budget (maxErrors) was exceeded"}
         for vm_id in (skipped or [])
-    ]
+    ] + [dict(n) for n in (notes or [])]
     return decide_gate(ring, verdicts, rate, tolerate_errors=tolerate, extra_reasons=extra).to_dict()
 
 

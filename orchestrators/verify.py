@@ -5,6 +5,9 @@ up to the elastic limit, stay healthy for healthyStateDuration); as its own inst
 caller's history short and is reused by direct waves and scheduled rings alike. The phase logic
 is the domain's pure :class:`HealthTracker`; this module only schedules the checks it asks for.
 
+Health checks are reads: they run with ``retries.READ``, and a check that still fails is an
+unreadable sample (unknown, never healthy), not a failed orchestration.
+
 Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool}``; output
 ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view
+from orchestrators import names, plan_view, retries
 from orchestrators.verdicts import gate_for, verdicts_for
 from patchrings.domain.health import HealthPolicy, HealthTracker
 
@@ -49,9 +52,13 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield context.create_timer(due)
         now = context.current_utc_datetime
         batch = [v for v in open_ids if (trackers[v].state.next_check_at or start) <= now]
-        samples = yield context.task_all(
-            [context.call_activity(names.CHECK_HEALTH, {"vm": by_id[v], "probes": probes}) for v in batch]
-        )
+        try:
+            samples = yield context.task_all(
+                [context.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": by_id[v], "probes": probes})
+                 for v in batch]
+            )
+        except Exception as exc:  # still failing after READ's attempts: unreadable, never healthy
+            samples = [{"readError": f"health check failed: {str(exc)[:300]}"} for _ in batch]
         for vm_id, sample in zip(batch, samples, strict=True):
             trackers[vm_id].observe(now, sample or {"readError": "no health sample returned"})
 

@@ -7,9 +7,22 @@ activity only *starts* it (returning an LRO continuation token) and another does
 per round, between durable timers (§11). The hard deadline comes from the install's
 ``maximumDuration`` plus a grace period, computed from ``context.current_utc_datetime``.
 
+Retries (issue 13 item 2): ``poll_install`` is a read and runs with ``retries.READ``; a poll
+round whose activity still fails is simply a round without news (the deadline decides).
+``start_install`` is **not** retried by the host: its POST keeps its once-only ledger claim, and
+the wave re-drives only what the activity says was never sent (``refused`` + ``retryable``), or a
+start whose activity failed outright (re-running it is safe: the claim makes it once-only).
+
+Uncertain starts (issue 13 item 4): a claim with no POST behind it (crash between claim and
+POST) or a POST answered 5xx leaves the install *uncertain*. ``poll_install`` (given ``now``)
+answers ``resend: true`` once :data:`~patchrings.domain.results.UNCERTAIN_START_GRACE` has passed
+since the claim and the VM shows nothing in progress and no install newer than the run's start;
+the wave then calls ``start_install`` with ``resend: true``, which re-checks all of that and sends
+the POST at most once more (a create-only resend claim in the ledger).
+
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
-pollSeconds, deadline}``; output ``{results: [VmInstall], verdicts: [VmVerdict dict]}`` where
-``VmInstall = {vm, name, os, state, result, error}``.
+pollSeconds, deadline, runStartedAt}``; output ``{results: [VmInstall], verdicts: [VmVerdict
+dict]}`` where ``VmInstall = {vm, name, os, state, result, error}``.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names
+from orchestrators import names, retries
 from orchestrators.timeutil import iso, parse_iso
 
 bp = df.Blueprint()
@@ -60,27 +73,32 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         else:
             to_start.append(vm)
 
+    def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
+        doc = {
+            "rolloutId": spec.get("rolloutId"),
+            "ring": spec.get("ring"),
+            "runId": spec.get("runId"),
+            "runStartedAt": spec.get("runStartedAt"),
+            "now": iso(context.current_utc_datetime),
+            "vm": vm,
+            "parameters": install_parameters_for(vm, parameters),
+        }
+        if resend:
+            doc["resend"] = True
+        return doc
+
     open_tokens: dict[str, str | None] = {}
     by_id = {vm["id"]: vm for vm in vms}
     attempts = 0
     while to_start:
         attempts += 1
-        starts = yield context.task_all(
-            [
-                context.call_activity(
-                    names.START_INSTALL,
-                    {
-                        "rolloutId": spec.get("rolloutId"),
-                        "ring": spec.get("ring"),
-                        "runId": spec.get("runId"),
-                        "runStartedAt": spec.get("runStartedAt"),
-                        "vm": vm,
-                        "parameters": install_parameters_for(vm, parameters),
-                    },
-                )
-                for vm in to_start
-            ]
-        )
+        try:
+            # Not retried by the host: the POST is once-only (see the module docstring).
+            starts = yield context.task_all([context.call_activity(names.START_INSTALL, start_input(vm))
+                                             for vm in to_start])
+        except Exception as exc:  # an activity failed outright; a re-run is safe (ledger claim)
+            failure = {"code": "StartActivityFailed", "message": str(exc)[:300], "retryable": True}
+            starts = [{"state": "refused", "token": None, "error": failure} for _ in to_start]
         retry: list[dict[str, Any]] = []
         for vm, answer in zip(to_start, starts, strict=True):
             start = answer or {}
@@ -97,22 +115,36 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield context.create_timer(context.current_utc_datetime + START_RETRY)
 
     while open_tokens:
-        polls = yield context.task_all(
-            [
-                context.call_activity(
-                    names.POLL_INSTALL,
-                    {"runId": spec.get("runId"), "runStartedAt": spec.get("runStartedAt"), "vm": by_id[vm_id],
-                     "token": token},
-                )
-                for vm_id, token in open_tokens.items()
-            ]
-        )
-        for vm_id, polled in zip(list(open_tokens), polls, strict=True):
+        now = context.current_utc_datetime
+        polling = list(open_tokens)
+        try:
+            polls = yield context.task_all(
+                [
+                    context.call_activity_with_retry(
+                        names.POLL_INSTALL,
+                        retries.READ,
+                        {"runId": spec.get("runId"), "runStartedAt": spec.get("runStartedAt"),
+                         "now": iso(now), "vm": by_id[vm_id], "token": open_tokens[vm_id]},
+                    )
+                    for vm_id in polling
+                ]
+            )
+        except Exception as exc:  # still failing after READ's attempts: a round without news
+            if not context.is_replaying:
+                log.warning("wave %s of %s: poll round failed: %s", spec.get("wave"), spec.get("ring"), exc)
+            polls = [{"done": False} for _ in polling]
+        resend: list[str] = []
+        for vm_id, polled in zip(polling, polls, strict=True):
             poll_result = polled or {}
             if poll_result.get("done"):
                 open_tokens.pop(vm_id)
                 state = "done" if poll_result.get("result") is not None else "failed"
                 results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
+            elif poll_result.get("resend"):
+                resend.append(vm_id)
+        if resend:
+            yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,
+                               start_input=start_input)
         if not open_tokens:
             break
         now = context.current_utc_datetime
@@ -148,6 +180,39 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         f"{context.instance_id}:verify",
     )
     return {"results": ordered, "verdicts": (verification or {}).get("verdicts", [])}
+
+
+def _resend(
+    context: df.DurableOrchestrationContext,
+    vm_ids: list[str],
+    *,
+    by_id: dict[str, dict[str, Any]],
+    open_tokens: dict[str, str | None],
+    results: dict[str, dict[str, Any]],
+    start_input: Any,
+) -> Any:
+    """Send installPatches again to VMs whose first POST provably never took effect.
+
+    The activity re-checks the instance view and takes a create-only resend claim, so this can
+    never produce a second install; a VM it refuses for good is recorded as refused.
+    """
+    try:
+        answers = yield context.task_all(
+            [context.call_activity(names.START_INSTALL, start_input(by_id[v], resend=True)) for v in vm_ids]
+        )
+    except Exception:  # nothing known: keep following; the next poll may ask again
+        return
+    for vm_id, answer in zip(vm_ids, answers, strict=True):
+        start = answer or {}
+        error = start.get("error") or {}
+        if start.get("state") in ("started", "already-started", "already-done"):
+            if start.get("token"):
+                open_tokens[vm_id] = start["token"]
+        elif not error.get("retryable"):
+            open_tokens.pop(vm_id, None)
+            results[vm_id] = _entry(by_id[vm_id], "refused", None, error or None)
+    if not context.is_replaying:
+        log.info("re-sent installPatches to %d VM(s) whose first POST never took effect", len(vm_ids))
 
 
 def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str, Any]:

@@ -117,3 +117,189 @@ def test_promotion_targets_the_following_run_when_t40_is_missed() -> None:
     assert late["meetsT40"] is False and late["runStart"] == "2026-11-17T12:00:00Z"
     assert "too late" in late["reason"]
     assert promotion_target({}, T0, timedelta(0)) == {}
+
+
+# ------------------------------------------------------------------ orchestrators on a scripted context
+# The generator functions are driven directly: every activity call is answered by a handler, so
+# a test sees exactly which activities were scheduled, with which retry policy and input.
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from orchestrators import retries  # noqa: E402
+from orchestrators import run_results as run_results_mod  # noqa: E402
+from orchestrators import verify as verify_mod  # noqa: E402
+from orchestrators import wave as wave_mod  # noqa: E402
+
+
+def raw(builder: Any) -> Callable[..., Any]:
+    """The user's generator function behind a blueprint's ``orchestration_trigger``."""
+    handle = builder._function.get_user_function()
+    for cell in handle.__closure__ or ():
+        fn = cell.cell_contents
+        if callable(fn) and getattr(fn, "__name__", "") not in ("handle",) and hasattr(fn, "__code__"):
+            return fn  # type: ignore[no-any-return]
+    raise AssertionError("no user function found")
+
+
+class Call:
+    def __init__(self, kind: str, name: str, payload: Any, retry: Any = None) -> None:
+        self.kind, self.name, self.payload, self.retry = kind, name, payload, retry
+
+
+class ScriptedContext:
+    def __init__(self, payload: Any, now: datetime = T0) -> None:
+        self.payload = payload
+        self.current_utc_datetime = now
+        self.is_replaying = False
+        self.instance_id = "inst"
+        self.calls: list[Call] = []
+
+    def get_input(self) -> Any:
+        return self.payload
+
+    def call_activity(self, name: str, payload: Any = None) -> Call:
+        return Call("activity", name, payload)
+
+    def call_activity_with_retry(self, name: str, retry: Any, payload: Any = None) -> Call:
+        return Call("activity", name, payload, retry)
+
+    def call_sub_orchestrator(self, name: str, payload: Any = None, instance_id: str | None = None) -> Call:
+        return Call("sub", name, payload)
+
+    def task_all(self, tasks: list[Call]) -> tuple[str, list[Call]]:
+        return ("all", tasks)
+
+    def create_timer(self, at: datetime) -> tuple[str, datetime]:
+        return ("timer", at)
+
+
+class ActivityFailed(Exception):
+    pass
+
+
+def drive(fn: Callable[..., Any], ctx: ScriptedContext, answer: Callable[[Call, ScriptedContext], Any]) -> Any:
+    """Run an orchestrator generator to completion; ``answer`` may raise to fail an activity."""
+    gen = fn(ctx)
+    value: Any = None
+    error: BaseException | None = None
+    for _ in range(10_000):
+        try:
+            step = gen.throw(error) if error is not None else gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        calls: list[Call]
+        if isinstance(step, tuple) and step[0] == "timer":
+            ctx.current_utc_datetime = step[1]
+            continue
+        calls = list(step[1]) if isinstance(step, tuple) else [step]
+        ctx.calls.extend(calls)
+        try:
+            results = [answer(c, ctx) for c in calls]
+        except ActivityFailed as exc:
+            error = exc
+            continue
+        value = results if isinstance(step, tuple) else results[0]
+    raise AssertionError("orchestrator did not finish")
+
+
+def named(ctx: ScriptedContext, name: str) -> list[Call]:
+    return [c for c in ctx.calls if c.name == name]
+
+
+WAVE_SPEC = {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "wave": 0,
+             "vms": [vm("a")], "parameters": {"Windows": {"rebootSetting": "IfRequired"}}, "pollSeconds": 120,
+             "runStartedAt": "2026-11-16T06:00:00Z", "deadline": "2026-11-16T08:30:00Z"}
+
+
+def test_wave_polls_with_the_read_policy_and_never_retries_the_install_start() -> None:
+    polls = iter([ActivityFailed("worker lost"), {"done": False}, {"done": True, "result": ok_result()}])
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return {"state": "started", "token": "tok", "error": None}
+        if call.name == "poll_install":
+            step = next(polls)
+            if isinstance(step, Exception):
+                raise step
+            return step
+        return {"verdicts": []}
+
+    ctx = ScriptedContext(WAVE_SPEC)
+    out = drive(raw(wave_mod.wave_orchestrator), ctx, answer)
+    assert [c.retry for c in named(ctx, "start_install")] == [None]  # once-only POST: no host retry
+    assert all(c.retry is retries.READ for c in named(ctx, "poll_install"))
+    assert len(named(ctx, "poll_install")) == 3  # a failed poll round is a round without news
+    assert out["results"][0]["state"] == "done"
+
+
+def test_wave_resends_only_when_the_poll_says_the_first_post_never_took_effect() -> None:
+    polls = iter([{"done": False, "resend": True}, {"done": True, "result": ok_result()}])
+    starts = iter([{"state": "already-started", "token": None, "uncertain": True,
+                    "error": {"code": "InternalError", "status": 500}},
+                   {"state": "started", "token": "tok2", "error": None}])
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return next(starts)
+        if call.name == "poll_install":
+            return next(polls)
+        return {"verdicts": []}
+
+    ctx = ScriptedContext(WAVE_SPEC)
+    out = drive(raw(wave_mod.wave_orchestrator), ctx, answer)
+    first, second = named(ctx, "start_install")
+    assert "resend" not in first.payload and second.payload["resend"] is True
+    assert second.payload["now"] and second.retry is None
+    assert [c.payload["token"] for c in named(ctx, "poll_install")] == [None, "tok2"]
+    assert out["results"][0]["state"] == "done"
+
+
+def test_verify_checks_health_with_the_read_policy_and_an_unreadable_check_is_never_healthy() -> None:
+    spec = {"plan": PLAN, "ring": "ring0", "vms": [vm("a")], "decide": True,
+            "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        raise ActivityFailed("instance view down")
+
+    ctx = ScriptedContext(spec)
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    assert named(ctx, "check_vm_health") and all(c.retry is retries.READ for c in named(ctx, "check_vm_health"))
+    assert out["verdicts"][0]["outcome"] == "inconclusive"
+    assert out["gate"]["outcome"] == "inconclusive"
+
+
+def run_spec() -> dict[str, Any]:
+    return {"rolloutId": "r", "plan": PLAN, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
+            "correlationId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/"
+                             "maintenanceConfigurations/mc/providers/Microsoft.Maintenance/applyUpdates/20261116060000"}
+
+
+def test_run_results_reads_with_read_and_writes_with_write_and_fails_closed() -> None:
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "resolve_ring_members":
+            return {"vms": [vm("a")]}
+        if call.name in ("collect_run_results", "ledger_record_vm_results"):
+            raise ActivityFailed(f"{call.name} down")
+        return {"verdicts": [{"vm": vm("a")["id"], "install": "inconclusive", "health": "skipped",
+                              "outcome": "inconclusive", "reasons": ["install: unreadable"]}]}
+
+    ctx = ScriptedContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    assert named(ctx, "resolve_ring_members")[0].retry is retries.READ
+    assert named(ctx, "collect_run_results")[0].retry is retries.READ
+    assert named(ctx, "ledger_record_vm_results")[0].retry is retries.WRITE
+    verify_input = named(ctx, "verify_orchestrator")[0].payload
+    assert verify_input["installs"][0]["state"] == "unreadable"
+    assert out["gate"]["outcome"] == "inconclusive"
+    assert any("could not be written to the ledger" in r["reason"] for r in out["gate"]["reasons"])
+
+
+def test_run_results_with_unresolvable_members_is_inconclusive_not_a_crash() -> None:
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        raise ActivityFailed("ARM down")
+
+    ctx = ScriptedContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    assert out["gate"]["outcome"] == "inconclusive"
+    assert "members could not be resolved" in out["gate"]["reasons"][0]["reason"]
