@@ -30,9 +30,22 @@ one component finishing and the next starting).
 Test helpers: :meth:`Clock.hold` suspends automatic jumping while a test interacts, and
 :meth:`Clock.advance_until` jumps one due time at a time until a predicate holds.
 
-LIMITATIONS: ``skip`` works within one process only (run host and simulator together, as
-``python -m emulator start --arm SCENARIO`` and the pytest fixtures do). Separate processes
-can share ``real`` or ``scale=N`` time.
+Leases (issue 14 item 11, modelled on Temporal's time-skipping test server, where skipping is
+locked while a client holds it and unlocked while a client waits for a result):
+:meth:`Clock.acquire_lease` stops *automatic* jumps while any unexpired lease is held. Leases
+expire in REAL seconds (``ttl_seconds``), so a client that crashes cannot freeze time for good.
+:meth:`Clock.lease_suspended` lets a long-poll ("wait for this instance") unlock skipping while
+it waits. Explicit moves (:meth:`Clock.advance`, :meth:`Clock.advance_until`, the HTTP
+``advance``) ignore holds and plain leases: they are the lease holder's own way to move time.
+The HTTP interface is in :mod:`emulator.clock_http`.
+
+Across processes (issue 14 item 12): one process is the time *authority* (the simulator's, in
+the local platform); another process follows it with :class:`RemoteClock`
+(``make_clock("follow=URL")``). The follower holds a *follower lease* on the authority and
+reports, over ``POST /admin/clock/lease/{id}/report``, whether it has work in flight, its next
+due time and the last instant it has seen. The authority never jumps while a follower is busy or
+has not yet seen the current instant, and it counts a follower's next due time as a sleeper. A
+follower that dies stops renewing: its lease expires after its TTL and time goes on.
 """
 
 from __future__ import annotations
@@ -41,13 +54,48 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
+import logging
+import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["Clock", "busy_middleware", "make_clock", "parse_instant"]
+__all__ = ["Clock", "ClockBusyError", "RemoteClock", "busy_middleware", "clock_exempt", "make_clock",
+           "parse_instant"]
+
+log = logging.getLogger("emulator.clock")
+MAX_LEASE_SECONDS = 24 * 3600.0
+
+
+class ClockBusyError(RuntimeError):
+    """An explicit advance could not find the platform idle within its timeout."""
+
+
+@dataclass
+class _Lease:
+    """One lease; see :meth:`Clock.acquire_lease`. Times are ``time.monotonic()`` seconds."""
+
+    lease_id: str
+    holder: str
+    ttl: float
+    expires: float
+    suspended: int = 0
+    follower: bool = False
+    busy: bool = True  # follower: work in flight (busy until its first report)
+    next_due: datetime | None = None  # follower: its earliest sleeper
+    seen: datetime | None = None  # follower: the last instant it has applied
+    seq: int = -1  # follower: the last report applied (older ones are ignored)
+
+    def blocking(self, now: datetime) -> bool:
+        if self.follower:
+            return self.busy or self.seen is None or self.seen < now
+        return self.suspended == 0
 
 
 def parse_instant(text: str) -> datetime:
@@ -98,9 +146,15 @@ class Clock:
         self._jumps = 0
         self._driver: threading.Thread | None = None
         self._closed = False
-        if mode == "skip":
+        self._leases: dict[str, _Lease] = {}
+        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        if mode == "skip" and self._drives():
             self._driver = threading.Thread(target=self._drive, name="clock-skip", daemon=True)
             self._driver.start()
+
+    def _drives(self) -> bool:
+        """Whether this clock jumps by itself (a follower takes its time from the authority)."""
+        return True
 
     # ------------------------------------------------------------------ reading time
     @property
@@ -229,28 +283,33 @@ class Clock:
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         """Mark work in flight: a skip clock never jumps while any busy section is open."""
-        with self._cond:
-            self._busy += 1
-            self._generation += 1
+        self.enter_busy()
         try:
             yield
         finally:
-            with self._cond:
-                self._busy -= 1
-                self._generation += 1
-                self._cond.notify_all()
+            self.exit_busy()
 
     def enter_busy(self) -> None:
         """Non-context-manager form of :meth:`busy` for work that spans callbacks."""
         with self._cond:
             self._busy += 1
             self._generation += 1
+            if self._busy == 1:
+                self._busy_changed_locked()
 
     def exit_busy(self) -> None:
         with self._cond:
             self._busy -= 1
             self._generation += 1
+            if self._busy == 0:
+                self._busy_changed_locked()
             self._cond.notify_all()
+
+    def _busy_changed_locked(self) -> None:
+        """Hook: the busy count went 0 -> 1 or 1 -> 0 (a follower reports it)."""
+
+    async def confirm_busy(self) -> None:
+        """Return once the time authority knows this process is busy (no-op unless following)."""
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -273,49 +332,228 @@ class Clock:
             self._cond.notify_all()
 
     def next_due(self) -> datetime | None:
-        """The earliest registered sleeper, if any."""
+        """The earliest registered sleeper (a follower's next due time counts), if any."""
         with self._cond:
-            self._prune()
-            return self._sleepers[0][0] if self._sleepers else None
+            return self._next_due_locked()
+
+    def _next_due_locked(self) -> datetime | None:
+        self._prune()
+        self._expire_locked()
+        candidates = [self._sleepers[0][0]] if self._sleepers else []
+        candidates += [lease.next_due for lease in self._leases.values() if lease.follower and lease.next_due]
+        return min(candidates) if candidates else None
 
     def _prune(self) -> None:
         while self._sleepers and self._sleepers[0][1] not in self._live:
             heapq.heappop(self._sleepers)
 
-    def _settled(self) -> bool:
+    # ------------------------------------------------------------------ leases
+    def acquire_lease(self, ttl_seconds: float, holder: str = "", *, follower: bool = False) -> str:
+        """Stop automatic jumps until the lease is released or ``ttl_seconds`` REAL seconds pass.
+
+        ``follower=True`` is the lease of a process following this clock (see
+        :class:`RemoteClock`): it blocks only while that process reports work in flight.
+        """
+        ttl = float(ttl_seconds)
+        if not 0 < ttl <= MAX_LEASE_SECONDS:
+            raise ValueError(f"ttlSeconds must be > 0 and <= {MAX_LEASE_SECONDS:g}")
+        lease_id = secrets.token_hex(8)
+        with self._cond:
+            self._leases[lease_id] = _Lease(lease_id, str(holder), ttl, time.monotonic() + ttl, follower=follower)
+            self._generation += 1
+            self._cond.notify_all()
+        return lease_id
+
+    def renew_lease(self, lease_id: str, ttl_seconds: float | None = None) -> bool:
+        """Extend a lease by its TTL (or a new one) from now; False if it is unknown or expired."""
+        with self._cond:
+            self._expire_locked()
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return False
+            if ttl_seconds is not None:
+                ttl = float(ttl_seconds)
+                if not 0 < ttl <= MAX_LEASE_SECONDS:
+                    raise ValueError(f"ttlSeconds must be > 0 and <= {MAX_LEASE_SECONDS:g}")
+                lease.ttl = ttl
+            lease.expires = time.monotonic() + lease.ttl
+            return True
+
+    def release_lease(self, lease_id: str) -> bool:
+        """Release a lease; False if it was unknown (or had already expired)."""
+        with self._cond:
+            self._expire_locked()
+            found = self._leases.pop(lease_id, None) is not None
+            self._generation += 1
+            self._cond.notify_all()
+            return found
+
+    def leases(self) -> list[dict[str, Any]]:
+        """The unexpired leases, JSON-ready."""
+        with self._cond:
+            self._expire_locked()
+            mono, wall = time.monotonic(), time.time()
+            out = []
+            for lease in self._leases.values():
+                item: dict[str, Any] = {
+                    "leaseId": lease.lease_id,
+                    "holder": lease.holder,
+                    "ttlSeconds": lease.ttl,
+                    "expiresAt": _iso(datetime.fromtimestamp(wall + lease.expires - mono, UTC)),
+                    "expiresInSeconds": round(lease.expires - mono, 3),
+                    "suspended": lease.suspended > 0,
+                    "blocking": lease.blocking(self._virtual),
+                }
+                if lease.follower:
+                    item.update(follower=True, busy=lease.busy,
+                                nextDue=_iso(lease.next_due) if lease.next_due else None,
+                                seen=_iso(lease.seen) if lease.seen else None)
+                out.append(item)
+            return out
+
+    def lease_expires_at(self, lease_id: str) -> datetime | None:
+        """Wall-clock expiry of a lease (None if unknown)."""
+        with self._cond:
+            self._expire_locked()
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return None
+            return datetime.fromtimestamp(time.time() + lease.expires - time.monotonic(), UTC)
+
+    def has_lease(self, lease_id: str) -> bool:
+        with self._cond:
+            self._expire_locked()
+            return lease_id in self._leases
+
+    @contextlib.asynccontextmanager
+    async def lease_suspended(self, lease_id: str | None) -> AsyncIterator[None]:
+        """While inside, ``lease_id`` does not stop jumps (a client waiting for a result).
+
+        Unknown, empty or expired ids are accepted and change nothing.
+        """
+        with self._cond:
+            lease = self._leases.get(lease_id or "")
+            if lease is not None:
+                lease.suspended += 1
+                self._generation += 1
+                self._cond.notify_all()
+        try:
+            yield
+        finally:
+            if lease is not None:
+                with self._cond:
+                    lease.suspended -= 1
+                    # Time may have moved while the holder waited: the lease is fresh again.
+                    lease.expires = max(lease.expires, time.monotonic() + min(lease.ttl, 5.0))
+                    self._generation += 1
+                    self._cond.notify_all()
+
+    def follower_report(
+        self, lease_id: str, *, seq: int, busy: bool, next_due: datetime | None, seen: datetime | None,
+    ) -> dict[str, Any] | None:
+        """Apply a follower's report (and renew its lease); None if the lease is unknown/expired."""
+        with self._cond:
+            self._expire_locked()
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return None
+            lease.follower = True
+            lease.expires = time.monotonic() + lease.ttl
+            if seq > lease.seq:
+                lease.seq = seq
+                lease.busy = bool(busy)
+                lease.next_due = next_due
+                lease.seen = seen
+                self._generation += 1
+                self._cond.notify_all()
+            return {"now": _iso(self._virtual), "seq": lease.seq}
+
+    def _expire_locked(self) -> None:
+        now = time.monotonic()
+        expired = [lid for lid, lease in self._leases.items() if lease.expires <= now]
+        for lid in expired:
+            lease = self._leases.pop(lid)
+            log.info("clock lease %s (%s) expired", lid, lease.holder or "anonymous")
+        if expired:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def _leases_block_locked(self, *, plain: bool) -> bool:
+        """Any unexpired lease stopping jumps (``plain``: count client leases, not only followers)."""
+        self._expire_locked()
+        return any(lease.blocking(self._virtual) for lease in self._leases.values() if plain or lease.follower)
+
+    def _lease_wait_locked(self) -> float:
+        """Real seconds until the next lease expiry (capped), for the driver's waits."""
+        if not self._leases:
+            return 0.5
+        return max(0.005, min(0.5, min(lease.expires for lease in self._leases.values()) - time.monotonic()))
+
+    def _idle_locked(self, *, plain: bool) -> bool:
+        return self._busy == 0 and not self._leases_block_locked(plain=plain)
+
+    def _settled(self, *, plain: bool = False) -> bool:
         """True when nothing has been busy for a whole settle period (lock held on entry)."""
         generation = self._generation
-        if self._busy:
+        if not self._idle_locked(plain=plain):
             return False
         self._cond.wait(self._settle)
-        return self._busy == 0 and generation == self._generation
+        return self._idle_locked(plain=plain) and generation == self._generation
 
-    def _jump_locked(self) -> bool:
-        """Advance to the earliest sleeper and wake everything due (lock held)."""
-        self._prune()
-        if not self._sleepers:
+    def _jump_locked(self, target: datetime | None = None) -> bool:
+        """Advance to the earliest sleeper (or ``target``) and wake everything due (lock held)."""
+        due = self._next_due_locked()
+        if target is None:
+            if due is None:
+                return False
+            target = due
+        elif due is not None and due < target:
+            target = due  # never step over a sleeper: wake it first
+        if target <= self._virtual and due is None:
             return False
-        target = self._sleepers[0][0]
-        self._virtual = max(self._virtual, target)
+        self._set_time_locked(target)
         self._jumps += 1
+        return True
+
+    def _set_time_locked(self, target: datetime) -> None:
+        """Move to ``target`` (never back) and wake every sleeper due by then (lock held)."""
+        self._virtual = max(self._virtual, target)
         while self._sleepers and self._sleepers[0][0] <= self._virtual:
             _, seq, wake = heapq.heappop(self._sleepers)
             if seq in self._live:
                 self._live.discard(seq)
                 wake()
         self._generation += 1
-        return True
+        self._cond.notify_all()
+        watchers, self._watchers = self._watchers, []
+        for loop, future in watchers:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+    async def wait_changed(self, after: datetime, timeout: float) -> datetime:
+        """Long-poll: return ``now()`` once it differs from ``after`` or ``timeout`` real seconds pass."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self._virtual != after or self.mode != "skip":
+                return self.now()
+            self._watchers.append((loop, future))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(future, timeout)
+        with self._cond, contextlib.suppress(ValueError):
+            self._watchers.remove((loop, future))
+        return self.now()
 
     def _drive(self) -> None:
         with self._cond:
             while not self._closed:
-                self._prune()
-                if self._holds or self._busy or not self._sleepers:
-                    self._cond.wait(0.5)
+                if self._holds or self._busy or self._next_due_locked() is None \
+                        or self._leases_block_locked(plain=True):
+                    self._cond.wait(self._lease_wait_locked())
                     continue
-                if not self._settled():
+                if not self._settled(plain=True):
                     continue
-                if self._holds or not self._sleepers:
+                if self._holds or self._next_due_locked() is None:
                     continue
                 self._jump_locked()
 
@@ -325,6 +563,64 @@ class Clock:
             raise RuntimeError("advance() needs a skip clock")
         with self._cond:
             return self._jump_locked()
+
+    # ------------------------------------------------------------------ explicit moves (HTTP)
+    def _require_skip(self) -> None:
+        if self.mode != "skip":
+            raise RuntimeError(f"a {self.spec} clock cannot be advanced: only a skip clock can")
+
+    async def until_idle(self, *, timeout: float = 60.0) -> datetime:
+        """Wait (without moving time) until no work is in flight for a settle period.
+
+        Holds and plain leases do not count (they stop *automatic* jumps, not work); busy
+        sections and busy followers do. Raises :class:`ClockBusyError` after ``timeout``.
+        """
+        self._require_skip()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                generation, idle = self._generation, self._idle_locked(plain=False)
+            if idle:
+                await asyncio.sleep(self._settle)
+                with self._cond:
+                    if self._idle_locked(plain=False) and generation == self._generation:
+                        return self._virtual
+            else:
+                await asyncio.sleep(0.005)
+            if time.monotonic() > deadline:
+                raise ClockBusyError(f"work still in flight after {timeout:g}s")
+
+    async def advance_next(self, *, timeout: float = 60.0) -> datetime | None:
+        """Wait until idle, then jump to the next due time; None if nothing is due."""
+        self._require_skip()
+        while True:
+            await self.until_idle(timeout=timeout)
+            with self._cond:
+                if not self._idle_locked(plain=False):
+                    continue
+                if not self._jump_locked():
+                    return None
+                return self._virtual
+
+    async def advance_to(self, target: datetime, *, timeout: float = 60.0) -> datetime:
+        """Move time to ``target``, waking every sleeper on the way in order, each once idle."""
+        self._require_skip()
+        target = _utc(target)
+        if target < self.now():
+            raise ValueError(f"{_iso(target)} is before now ({_iso(self.now())})")
+        while True:
+            await self.until_idle(timeout=timeout)
+            with self._cond:
+                if not self._idle_locked(plain=False):
+                    continue
+                if self._virtual >= target:
+                    return self._virtual
+                due = self._next_due_locked()
+                if due is not None and due <= target:
+                    self._jump_locked()
+                else:
+                    self._set_time_locked(target)
+                    self._jumps += 1
 
     def advance_until(
         self,
@@ -352,7 +648,7 @@ class Clock:
                     time.sleep(poll)
                     continue
                 with self._cond:
-                    settled = self._settled()
+                    settled = self._settled(plain=False)
                 if not settled:
                     continue
                 # The system went idle *after* the predicate was read: read it again before
@@ -363,7 +659,7 @@ class Clock:
                     return value
                 with self._cond:
                     # Only our own (read-only) predicate ran since settling: jump if still idle.
-                    jumped = self._busy == 0 and self._jump_locked()
+                    jumped = self._idle_locked(plain=False) and self._jump_locked()
                 if jumped and pace:
                     time.sleep(pace)
                 elif not jumped:
@@ -376,10 +672,17 @@ class Clock:
 
 
 def make_clock(spec: str = "real", *, start: datetime | str | None = None, **kwargs: Any) -> Clock:
-    """Build a clock from its ``--clock`` spelling: ``real``, ``skip`` or ``scale=N``."""
+    """Build a clock from its ``--clock`` spelling: ``real``, ``skip``, ``scale=N`` or ``follow=URL``.
+
+    ``follow=URL`` follows the time authority whose clock API is at ``URL`` (``.../admin/clock``):
+    a :class:`RemoteClock` for a skip authority, an equivalent local clock for real/scale.
+    """
     if isinstance(start, str):
         start = parse_instant(start)
-    spec = spec.strip().lower()
+    spec = spec.strip()
+    if spec.lower().startswith("follow="):
+        return follow_clock(spec.split("=", 1)[1], **kwargs)
+    spec = spec.lower()
     if spec in ("real", "skip"):
         return Clock(spec, start=start, **kwargs)
     if spec.startswith("scale="):
@@ -391,13 +694,210 @@ def make_clock(spec: str = "real", *, start: datetime | str | None = None, **kwa
     raise ValueError(f"bad clock spec {spec!r}: use real, skip or scale=N")
 
 
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+CLOCK_EXEMPT = "__clock_exempt__"
+
+
+def clock_exempt(handler: Any) -> Any:
+    """Mark an aiohttp handler as *not* in-flight work (long-polls and the clock API itself).
+
+    Why: a handler that waits for time to move (``advance``, a long-poll on an instance) must
+    not hold the clock busy while it waits, or it would wait for itself.
+    """
+    setattr(handler, CLOCK_EXEMPT, True)
+    return handler
+
+
 def busy_middleware(clock: Clock) -> Any:
-    """aiohttp middleware that marks every request as in-flight work on ``clock``."""
+    """aiohttp middleware that marks every request as in-flight work on ``clock``.
+
+    Handlers marked with :func:`clock_exempt` (and everything under ``/admin/clock``) are not.
+    Following another process's clock, a request is handled only once the authority knows this
+    process is busy (so it cannot jump while the request's work is being queued).
+    """
     from aiohttp import web
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[..., Any]) -> Any:
+        route_handler = getattr(request.match_info, "handler", None)
+        if getattr(handler, CLOCK_EXEMPT, False) or getattr(route_handler, CLOCK_EXEMPT, False) \
+                or request.path.startswith("/admin/clock"):
+            return await handler(request)
         with clock.busy():
+            await clock.confirm_busy()
             return await handler(request)
 
     return middleware
+
+
+# ====================================================================== following another process
+def _http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw) if raw else None
+        except ValueError:
+            return err.code, None
+
+
+def follow_clock(url: str, *, holder: str = "functions-host", ttl_seconds: float = 5.0, **kwargs: Any) -> Clock:
+    """A clock following the authority at ``url``: real/scale are reproduced locally, skip is followed."""
+    url = url.rstrip("/")
+    status, state = _http_json("GET", url)
+    if status != 200 or not isinstance(state, dict):
+        raise ValueError(f"no clock API at {url} (HTTP {status})")
+    mode = str(state.get("mode"))
+    if mode == "real":
+        return Clock("real", **kwargs)
+    if mode == "scale":
+        return Clock("scale", start=parse_instant(state["start"]), scale=float(state["scale"]),
+                     anchor_unix=float(state["anchorUnix"]), **kwargs)
+    return RemoteClock(url, holder=holder, ttl_seconds=ttl_seconds, now=parse_instant(state["now"]), **kwargs)
+
+
+class RemoteClock(Clock):
+    """A skip clock that follows a time authority in another process (see the module docstring).
+
+    Local waits and busy sections work as on any clock; time itself comes from the authority:
+
+    * a *watcher* thread long-polls ``GET URL?after=<now>`` and applies each new instant, waking
+      the local sleepers due (each woken sleeper counts as busy until it runs, as locally);
+    * a *reporter* thread sends ``{busy, nextDue, seen}`` on every change (busy at once, idle
+      only after a settle period) and at least every ``ttl/3`` as a heartbeat;
+    * :meth:`confirm_busy` (awaited by :func:`busy_middleware`) returns once the authority has
+      acknowledged that this process is busy.
+    """
+
+    def __init__(self, url: str, *, holder: str = "functions-host", ttl_seconds: float = 5.0,
+                 now: datetime | None = None, **kwargs: Any) -> None:
+        self.url = url.rstrip("/")
+        self.holder = holder
+        self.ttl = ttl_seconds
+        self._busy_epoch = 0
+        self._acked_epoch = 0
+        self._report_seq = 0
+        self._lease_id: str | None = None
+        super().__init__("skip", start=now, **kwargs)
+        self._acquire()
+        self._threads = [threading.Thread(target=self._watch, name="clock-follow-watch", daemon=True),
+                         threading.Thread(target=self._report, name="clock-follow-report", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _drives(self) -> bool:
+        return False
+
+    @property
+    def lease_id(self) -> str | None:
+        return self._lease_id
+
+    def _acquire(self) -> None:
+        status, body = _http_json("POST", f"{self.url}/lease",
+                                  {"ttlSeconds": self.ttl, "holder": self.holder, "follower": True})
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"time authority {self.url} refused a follower lease: HTTP {status} {body}")
+        self._lease_id = str(body["leaseId"])
+
+    def _busy_changed_locked(self) -> None:
+        if self._busy == 1:
+            self._busy_epoch += 1
+        self._cond.notify_all()
+
+    async def confirm_busy(self) -> None:
+        with self._cond:
+            epoch = self._busy_epoch
+        while not self._closed:
+            with self._cond:
+                if self._acked_epoch >= epoch:
+                    return
+            await asyncio.sleep(0.002)
+
+    def _apply(self, now_text: str | None) -> None:
+        if not now_text:
+            return
+        instant = parse_instant(now_text)
+        with self._cond:
+            if instant > self._virtual:
+                self._set_time_locked(instant)
+                self._jumps += 1
+
+    def _watch(self) -> None:
+        while not self._closed:
+            after = _iso(self.now())
+            try:
+                status, body = _http_json("GET", f"{self.url}?after={after}&timeout=5", timeout=15)
+            except (OSError, ValueError):
+                time.sleep(0.2)
+                continue
+            if status == 200 and isinstance(body, dict):
+                self._apply(body.get("now"))
+            else:
+                time.sleep(0.2)
+
+    def _state_locked(self) -> tuple[bool, datetime | None, datetime, int]:
+        self._prune()
+        due = self._sleepers[0][0] if self._sleepers else None
+        return (self._busy > 0 or self._holds > 0), due, self._virtual, self._busy_epoch
+
+    def _report(self) -> None:
+        sent: tuple[bool, datetime | None, datetime] | None = None
+        last = 0.0
+        while not self._closed:
+            with self._cond:
+                busy, due, seen, epoch = self._state_locked()
+                heartbeat = time.monotonic() - last >= self.ttl / 3
+                if sent == (busy, due, seen) and not heartbeat and not (busy and epoch > self._acked_epoch):
+                    self._cond.wait(min(self.ttl / 3, 0.5))
+                    continue
+                if not busy and sent is not None and sent[0] and not self._settled(plain=False):
+                    continue  # report idle only after a settle period with nothing busy
+                busy, due, seen, epoch = self._state_locked()
+                self._report_seq += 1
+                seq = self._report_seq
+            body = {"seq": seq, "busy": busy, "nextDue": _iso(due) if due else None, "seen": _iso(seen),
+                    "ttlSeconds": self.ttl}
+            try:
+                status, answer = _http_json("POST", f"{self.url}/lease/{self._lease_id}/report", body)
+            except (OSError, ValueError):
+                time.sleep(0.1)
+                continue
+            if status == 404:
+                log.warning("follower lease %s expired at the authority: taking a new one", self._lease_id)
+                with contextlib.suppress(Exception):
+                    self._acquire()
+                continue
+            if status != 200:
+                time.sleep(0.1)
+                continue
+            last = time.monotonic()
+            sent = (busy, due, seen)
+            with self._cond:
+                if busy:
+                    self._acked_epoch = max(self._acked_epoch, epoch)
+                self._cond.notify_all()
+            if isinstance(answer, dict):
+                self._apply(answer.get("now"))
+
+    def advance(self) -> bool:
+        raise RuntimeError("a following clock is moved by its time authority")
+
+    def close(self) -> None:
+        lease = self._lease_id
+        super().close()
+        if lease:
+            with contextlib.suppress(Exception):
+                _http_json("DELETE", f"{self.url}/lease/{lease}", timeout=2)

@@ -103,3 +103,102 @@ def test_advance_until_stops_at_the_state_it_waits_for() -> None:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
     loop.close()
+
+
+# ---------------------------------------------------------------------------- leases (issue 14.11)
+def _sleeper_thread(clock: object, when: object) -> threading.Event:
+    done = threading.Event()
+
+    def run() -> None:
+        clock.sleep_until_blocking(when)  # type: ignore[attr-defined]
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+def test_a_lease_stops_automatic_jumps_until_released() -> None:
+    clock = make_clock("skip", start=START)
+    lease = clock.acquire_lease(60, "curl")
+    done = _sleeper_thread(clock, START + timedelta(hours=1))
+    assert not done.wait(0.3)  # a lease is held: the 1 h timer must not fire
+    assert clock.now() == START
+    assert [item["holder"] for item in clock.leases()] == ["curl"]
+    assert clock.leases()[0]["blocking"] is True
+    assert clock.release_lease(lease) is True
+    assert done.wait(5)
+    assert clock.now() == START + timedelta(hours=1)
+    assert clock.release_lease(lease) is False
+    assert clock.leases() == []
+    clock.close()
+
+
+def test_an_expired_lease_lets_time_go_on() -> None:
+    """A crashed client cannot freeze time: its lease ends after its TTL in real seconds."""
+    clock = make_clock("skip", start=START)
+    lease = clock.acquire_lease(0.3, "crashed client")
+    done = _sleeper_thread(clock, START + timedelta(hours=1))
+    assert done.wait(10)
+    assert clock.now() == START + timedelta(hours=1)
+    assert not clock.has_lease(lease)
+    assert clock.renew_lease(lease) is False
+    clock.close()
+
+
+def test_lease_suspended_unlocks_skipping_while_the_holder_waits() -> None:
+    clock = make_clock("skip", start=START)
+    lease = clock.acquire_lease(60, "long-poll")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def wait_for_timer() -> str:
+        async with clock.lease_suspended(lease):
+            await clock.sleep_until(START + timedelta(hours=2))
+            return clock.now().isoformat()
+
+    woke = asyncio.run_coroutine_threadsafe(wait_for_timer(), loop).result(timeout=10)
+    assert woke.startswith("2026-01-01T02:00")
+    assert clock.has_lease(lease)  # still held after the wait: jumps are locked again
+    assert clock.leases()[0]["blocking"] is True
+    later = _sleeper_thread(clock, START + timedelta(hours=3))
+    assert not later.wait(0.3)
+    clock.release_lease(lease)
+    assert later.wait(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+    clock.close()
+
+
+def test_bad_lease_ttls_are_refused() -> None:
+    clock = make_clock("skip", start=START)
+    for ttl in (0, -1, 10**9):
+        with pytest.raises(ValueError, match="ttlSeconds"):
+            clock.acquire_lease(ttl)
+    clock.close()
+
+
+def test_a_busy_follower_blocks_jumps_and_its_next_due_counts_as_a_sleeper() -> None:
+    clock = make_clock("skip", start=START)
+    lease = clock.acquire_lease(60, "host", follower=True)
+    # a fresh follower blocks until it has reported (it may have work queued already)
+    assert clock.leases()[0]["blocking"] is True
+    clock.follower_report(lease, seq=1, busy=False, next_due=START + timedelta(minutes=30), seen=START)
+    assert clock.next_due() == START + timedelta(minutes=30)
+    assert clock.leases()[0]["blocking"] is False
+    # the authority jumps to the follower's due time, then waits for the follower to catch up
+    done = _sleeper_thread(clock, START + timedelta(hours=1))
+    deadline = time.monotonic() + 10
+    while clock.now() != START + timedelta(minutes=30):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert clock.leases()[0]["blocking"] is True  # it has not seen 00:30 yet
+    assert not done.wait(0.2)
+    clock.follower_report(lease, seq=2, busy=True, next_due=None, seen=START + timedelta(minutes=30))
+    assert not done.wait(0.2)  # busy
+    clock.follower_report(lease, seq=1, busy=False, next_due=None, seen=START)  # stale: ignored
+    assert clock.leases()[0]["busy"] is True
+    clock.follower_report(lease, seq=3, busy=False, next_due=None, seen=START + timedelta(minutes=30))
+    assert done.wait(5)
+    clock.close()
