@@ -22,6 +22,17 @@ crash or runs twice concurrently:
 ``runStartedAt`` (optional input, ISO UTC) is the reference time for "finished after the run
 started"; without it the Windows ``maxPatchPublishDate`` the orchestrator pins to the rollout
 start is used.
+
+**Uncertain starts are resolved** (issue 13 item 4). A claim with no token is *uncertain* when
+its state is ``posting`` (the activity died between the claim and the POST) or ``unknown`` (the
+POST got a 5xx or lost its answer). ``poll_install`` (given the orchestrator's ``now``) answers
+``resend: true`` once :data:`~patchrings.domain.results.UNCERTAIN_START_GRACE` has passed since
+the claim (``claimedAt``) and the instance view shows no install in progress and none that
+started at or after the run's start: the POST provably never took effect. ``start_install`` with
+``resend: true`` re-checks every one of those conditions on a fresh instance view, takes a
+second create-only claim row (``<vm id>#resend``) and only then POSTs; so there is at most one
+re-send per (run, VM), ever, and never one after an install was seen. A claim whose POST was
+applied shows that install in the instance view and is never re-sent.
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from patchrings.arm.vms import (
     vm_ref,
 )
 from patchrings.domain.plan import normalize_reboot_setting
+from patchrings.domain.results import UNCERTAIN_START_GRACE
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.compute")
@@ -216,8 +228,40 @@ def _started(state: str, token: str | None, error: dict[str, Any] | None = None)
     return {"state": state, "token": token, "error": error}
 
 
+UNCERTAIN_STATES = frozenset({"posting", "unknown"})
+RESEND_SUFFIX = "#resend"
+
+
+def _uncertain(record: Mapping[str, Any] | None) -> bool:
+    """A claim with no token whose POST may never have taken effect (module doc)."""
+    return bool(record) and not (record or {}).get("token") and str((record or {}).get("state")) in UNCERTAIN_STATES
+
+
+def _grace_over(record: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
+    """Has :data:`UNCERTAIN_START_GRACE` passed since the claim, by the orchestrator's ``now``?"""
+    now = parse_time(payload.get("now"))
+    claimed = parse_time(record.get("claimedAt")) or parse_time(record.get("runStartedAt"))
+    return now is not None and claimed is not None and now >= claimed + UNCERTAIN_START_GRACE
+
+
+def _nothing_of_this_run(summary: Mapping[str, Any] | None, since: datetime | None) -> bool:
+    """The instance view shows no install in progress and none started at/after ``since``."""
+    if since is None:
+        return False  # no reference time: cannot prove the POST never took effect
+    if not summary:
+        return True
+    if str(summary.get("status") or "").lower() not in FINISHED_PATCH_STATES:
+        return False  # InProgress / NotStarted / unknown: something may be running
+    started = parse_time(summary.get("startTime"))
+    return started is not None and started < since
+
+
 def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Start installPatches on one VM unless it was already sent for this run (module doc)."""
+    """Start installPatches on one VM unless it was already sent for this run (module doc).
+
+    ``resend: true`` (with ``now``) asks to re-send an uncertain start: done only when the POST
+    provably never took effect, and at most once per (run, VM).
+    """
     vm = payload["vm"]
     vm_id = str(vm["id"])
     run_id = str(payload["runId"])
@@ -226,8 +270,9 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     except AzureError as exc:  # without the ledger once-only cannot be guaranteed: do not send
         return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
     if record is not None:
-        return _started("already-done" if record.get("state") == "done" else "already-started",
-                        record.get("token"))
+        if payload.get("resend") and _uncertain(record):
+            return _resend_install(clients, ledger, payload, record)
+        return _answer_for(record)
 
     since = _run_started_at(payload)
     try:
@@ -236,7 +281,7 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
         return _started("refused", None, error_info(exc, code="InstanceViewUnavailable"))
     observed = _observed_install(summary, since)
     claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")),
-             "runStartedAt": since.isoformat() if since else None}
+             "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
     if observed:
         _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, "observed": summary})
         return _started("already-done" if observed == "done" else "already-started", None)
@@ -248,25 +293,82 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     if not claimed:
         record = _best_effort(ledger.install, run_id, vm_id) or {}
         return _started("already-started", record.get("token"))
+    return _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
 
+
+def _answer_for(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a re-run answers for an existing install record (``uncertain`` when it is)."""
+    out = _started("already-done" if record.get("state") == "done" else "already-started", record.get("token"))
+    if _uncertain(record):
+        out["uncertain"] = True
+    return out
+
+
+def _resend_install(clients: Any, ledger: Any, payload: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """Re-send an uncertain start whose POST provably never took effect (module doc)."""
+    vm = payload["vm"]
+    vm_id = str(vm["id"])
+    run_id = str(payload["runId"])
+    if record.get("resent") or not _grace_over(record, payload):
+        return _answer_for(record)
+    since = _run_started_at(payload, record)
+    try:
+        summary = install_summary(_instance_view(clients, vm))
+    except AzureError:
+        return _answer_for(record)  # cannot prove anything: keep following
+    if not _nothing_of_this_run(summary, since):
+        observed = _observed_install(summary, since)
+        if observed:
+            _best_effort(ledger.update_install, run_id, vm_id, {"state": observed, "observed": summary})
+            return _started("already-done" if observed == "done" else "already-started", None)
+        return _answer_for(record)
+    try:
+        claimed = ledger.record_install(run_id, vm_id + RESEND_SUFFIX,
+                                        {"state": "posting", "claimedAt": payload.get("now"),
+                                         "firstState": record.get("state")})
+    except AzureError as exc:
+        return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
+    if not claimed:  # another attempt re-sent (or is re-sending) it: never twice
+        return _answer_for({**record, "resent": True})
+    _best_effort(ledger.update_install, run_id, vm_id,
+                 {"state": "posting", "resent": True, "resentAt": payload.get("now"),
+                  "firstError": record.get("error")})
+    log.warning("installPatches on %s for run %s: first POST never took effect (%s); sending it again",
+                vm_id, run_id, record.get("state"))
+
+    def release() -> None:  # the re-send was definitely refused: it may be tried again later
+        _best_effort(ledger.update_install, run_id, vm_id, {"state": record.get("state"), "resent": False})
+        _best_effort(ledger.delete_install, run_id, vm_id + RESEND_SUFFIX)
+
+    return _send(clients, ledger, payload, release=release)
+
+
+def _send(clients: Any, ledger: Any, payload: Mapping[str, Any], *, release: Callable[[], Any]) -> dict[str, Any]:
+    """POST installPatches once for a claimed (run, VM) and record what happened.
+
+    ``release`` frees the claim when the POST was definitely refused (nothing was started).
+    """
+    vm = payload["vm"]
+    vm_id = str(vm["id"])
+    run_id = str(payload["runId"])
     try:
         poller = _post_install_once(clients, vm, _install_parameters(payload.get("parameters")))
     except ServiceRequestError as exc:  # the request never reached ARM
-        _best_effort(ledger.delete_install, run_id, vm_id)
+        release()
         return _started("refused", None, error_info(exc))
     except HttpResponseError as exc:
         status = status_of(exc)
         if status is not None and 400 <= status < 500:  # refused: nothing was started
-            _best_effort(ledger.delete_install, run_id, vm_id)
+            release()
             log.warning("installPatches refused on %s (HTTP %s): %s", vm_id, status, exc)
             return _started("refused", None, error_info(exc))
         error = error_info(exc)
         _best_effort(ledger.update_install, run_id, vm_id, {"state": "unknown", "error": error})
-        return _started("already-started", None, error)
+        return {**_started("already-started", None, error), "uncertain": True}
     except AzureError as exc:  # sent, but the answer was lost: it may have started
         error = error_info(exc)
         _best_effort(ledger.update_install, run_id, vm_id, {"state": "unknown", "error": error})
-        return _started("already-started", None, error)
+        return {**_started("already-started", None, error), "uncertain": True}
     token = poller.continuation_token()
     poller.wait()
     # If this write is lost the claim stays without a token: a re-run answers already-started
@@ -362,6 +464,12 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
     except AzureError as exc:
         return {"done": False, "result": None, "error": error_info(exc)}
     since = _run_started_at(payload, record)
+    if (_uncertain(record) and not (record or {}).get("resent") and _grace_over(record or {}, payload)
+            and _nothing_of_this_run(summary, since)):
+        return {"done": False, "result": None, "resend": True,
+                "error": {"code": "InstallNotSent", "retryable": True, "status": None,
+                          "message": f"no install of this run on the VM {UNCERTAIN_START_GRACE} after an uncertain "
+                                     f"start ({(record or {}).get('state')}): the POST never took effect"}}
     if not summary or str(summary.get("status") or "").lower() not in FINISHED_PATCH_STATES:
         return {"done": False, "result": None, "error": None}
     started = parse_time(summary.get("startTime"))

@@ -88,6 +88,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         return doc
 
     open_tokens: dict[str, str | None] = {}
+    last_error: dict[str, dict[str, Any]] = {}  # the latest poll's error per VM, for the timeout reason
     by_id = {vm["id"]: vm for vm in vms}
     attempts = 0
     while to_start:
@@ -140,8 +141,11 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 open_tokens.pop(vm_id)
                 state = "done" if poll_result.get("result") is not None else "failed"
                 results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
-            elif poll_result.get("resend"):
-                resend.append(vm_id)
+            else:
+                if poll_result.get("error"):
+                    last_error[vm_id] = poll_result["error"]
+                if poll_result.get("resend"):
+                    resend.append(vm_id)
         if resend:
             yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,
                                start_input=start_input)
@@ -155,7 +159,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     by_id[vm_id],
                     "timeout",
                     None,
-                    {"code": "InstallDeadlineExceeded", "message": f"no result by {iso(deadline)}"},
+                    {"code": "InstallDeadlineExceeded",
+                     "message": f"no result by {iso(deadline)}" + _last(last_error.get(vm_id))},
                 )
             break
         next_poll = now + poll
@@ -213,6 +218,13 @@ def _resend(
             results[vm_id] = _entry(by_id[vm_id], "refused", None, error or None)
     if not context.is_replaying:
         log.info("re-sent installPatches to %d VM(s) whose first POST never took effect", len(vm_ids))
+
+
+def _last(error: dict[str, Any] | None) -> str:
+    """The last poll's error, so a timeout says what was seen (e.g. an install never observed)."""
+    if not error:
+        return ""
+    return f"; last seen: {error.get('code')}: {error.get('message')}"
 
 
 def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str, Any]:

@@ -21,11 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from patchrings.domain.health import InstallRules
 
 InstallOutcome = Literal["ok", "failed", "inconclusive"]
+
+#: How long after an *uncertain* installPatches start (a claim with no POST behind it, or a POST
+#: answered 5xx / with its answer lost) the VM must show nothing of this run before the POST is
+#: taken as never sent and sent again (issue 13 item 4). Why 15 minutes: an accepted POST makes
+#: the platform mark the VM's patch operation InProgress when the guest agent picks up the goal
+#: state, normally within a minute or two; 15 minutes is several times that, so an applied POST
+#: is always visible by then. Waiting longer only delays a canary; re-sending too early could
+#: double-install. It is well inside the default 2 h maximumDuration + 30 min wave deadline.
+UNCERTAIN_START_GRACE = timedelta(minutes=15)
 
 
 def ci_get(doc: Mapping[str, Any] | None, key: str, default: Any = None) -> Any:

@@ -15,7 +15,7 @@ from activities.compute import poll_install_core, start_install_core
 from patchrings.clients import AzureClients
 from patchrings.ledger import Ledger
 from patchrings.settings import Settings
-from tests.functional.activities.conftest import SCENARIO, START, SimHandle, vm_id
+from tests.functional.activities.conftest import SCENARIO, START, SUB, SimHandle, vm_id
 
 pytestmark = pytest.mark.functional
 
@@ -81,3 +81,66 @@ def test_ambiguous_failures_are_never_resent(make: Any, fault: dict[str, Any]) -
     # so polling keeps answering not-done (the wave's deadline decides), never a stale success
     polled = poll_install_core(clients, ledger, {"runId": "run-x", "vm": payload("run-x")["vm"], "token": None})
     assert polled["done"] is False
+
+
+# ------------------------------------------------------------------ uncertain starts (issue 13 item 4)
+LATER = "2026-11-16T06:20:00Z"  # UNCERTAIN_START_GRACE (15 min) after the 06:00 claim
+
+
+def timed(run: str, now: str, **extra: Any) -> dict[str, Any]:
+    return {**payload(run), "now": now, **extra}
+
+
+def tokenless_poll(clients: AzureClients, ledger: Ledger, run: str, now: str) -> dict[str, Any]:
+    return poll_install_core(clients, ledger, {"runId": run, "runStartedAt": START, "now": now,
+                                               "vm": payload(run)["vm"], "token": None})
+
+
+def test_a_500_that_never_took_effect_is_sent_again_once(make: Any) -> None:
+    arm, clients, ledger = make({"type": "httpError", "status": 500, "method": "POST",
+                                 "pathContains": "installPatches", "count": 1})
+    first = start_install_core(clients, ledger, timed("run-500", START))
+    assert first["state"] == "already-started" and first["uncertain"] is True
+    asked = tokenless_poll(clients, ledger, "run-500", LATER)
+    assert asked["resend"] is True
+    resent = start_install_core(clients, ledger, timed("run-500", LATER, resend=True))
+    assert resent["state"] == "started" and resent["token"]
+    assert start_install_core(clients, ledger, timed("run-500", LATER, resend=True))["state"] == "already-started"
+    assert [p.status for p in posts(arm)] == [500, 202]
+    done = poll_install_core(clients, ledger, {"runId": "run-500", "vm": payload("run-500")["vm"],
+                                               "token": resent["token"]})
+    assert done["error"] is None
+
+
+def test_a_500_whose_install_did_start_is_never_sent_again(make: Any) -> None:
+    arm, clients, ledger = make({"type": "httpError", "status": 500, "method": "POST",
+                                 "pathContains": "installPatches", "count": 1})
+    assert start_install_core(clients, ledger, timed("run-applied", START))["uncertain"] is True
+    # The POST *was* applied after all (ARM answered 500 after accepting it): the VM's install
+    # of this run shows up in its instance view.
+    vm = payload("run-applied")["vm"]
+    rg, name = "rg-web", vm["name"]
+    clients.compute(SUB).virtual_machines.begin_install_patches(rg, name, PARAMS, polling=False)
+    polled = tokenless_poll(clients, ledger, "run-applied", LATER)
+    assert polled["done"] is False and "resend" not in polled
+    forced = start_install_core(clients, ledger, timed("run-applied", LATER, resend=True))
+    assert forced["state"] == "already-started"
+    assert [p.status for p in posts(arm)] == [500, 202]  # the failed one and the applied one: no third
+
+
+def test_a_crash_between_claim_and_post_is_resolved_by_one_post(make: Any) -> None:
+    arm, clients, ledger = make({"type": "httpError", "status": 503, "method": "GET", "pathContains": "nothing"})
+    # what a start activity leaves behind when its worker dies after the claim, before the POST
+    ledger.record_install("run-crash", vm_id("web-02"), {"state": "posting", "claimedAt": START,
+                                                         "runStartedAt": START, "ring": "ring0"})
+    rerun = start_install_core(clients, ledger, timed("run-crash", START))
+    assert rerun["state"] == "already-started" and rerun["uncertain"] is True
+    assert posts(arm) == []
+    assert "resend" not in tokenless_poll(clients, ledger, "run-crash", "2026-11-16T06:05:00Z")
+    assert tokenless_poll(clients, ledger, "run-crash", LATER)["resend"] is True
+    sent = start_install_core(clients, ledger, timed("run-crash", LATER, resend=True))
+    assert sent["state"] == "started"
+    for _ in range(3):  # every later attempt, however it is asked, sends nothing
+        start_install_core(clients, ledger, timed("run-crash", LATER, resend=True))
+        start_install_core(clients, ledger, timed("run-crash", LATER))
+    assert [p.status for p in posts(arm)] == [202]

@@ -240,7 +240,10 @@ def test_lost_token_write_still_reports_the_started_install(tmp_path: Path) -> N
     out = start_install_core(clients, ledger, payload())
     assert out["state"] == "started" and out["token"]
     # the claim without a token still stops a re-run from posting again
-    assert start_install_core(clients, ledger, payload()) == {"state": "already-started", "token": None, "error": None}
+    # (uncertain: the claim has no token; only an instance view showing nothing could ever
+    # justify a re-send, and this VM shows the install)
+    assert start_install_core(clients, ledger, payload()) == {"state": "already-started", "token": None, "error": None,
+                                                              "uncertain": True}
     assert methods(transport).count("POST installPatches") == 1
 
 
@@ -257,3 +260,94 @@ def test_expired_operation_record_falls_back_to_the_instance_view(tmp_path: Path
     assert out["done"] is True and out["result"]["source"] == "instanceView"
     assert out["result"]["installedPatchCount"] == 2
     assert methods(transport)[-2:] == ["GET op1", "GET instanceView"]
+
+
+# ----------------------------------------------------------------------------- uncertain starts
+LATER = "2026-11-16T06:20:00Z"  # past UNCERTAIN_START_GRACE (15 min) after a 06:00 claim
+SOON = "2026-11-16T06:05:00Z"  # inside it
+
+
+def tokenless_poll(clients: AzureClients, ledger: FakeLedger, now: str) -> dict[str, Any]:
+    return poll_install_core(clients, ledger, {"runId": "run-1", "runStartedAt": START, "now": now,
+                                               "vm": payload()["vm"], "token": None})
+
+
+def test_claim_without_post_is_resent_once_after_the_grace(tmp_path: Path) -> None:
+    # the activity died between its claim and its POST: a claim row, no token, nothing on the VM
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", ACCEPTED),
+    ])
+    ledger = FakeLedger()
+    ledger.record_install("run-1", VM, {"state": "posting", "claimedAt": START, "runStartedAt": START})
+    rerun = start_install_core(clients, ledger, payload(now=START))
+    assert rerun["state"] == "already-started" and rerun["uncertain"] is True
+    assert tokenless_poll(clients, ledger, SOON).get("resend") is None  # still inside the grace
+    asked = tokenless_poll(clients, ledger, LATER)
+    assert asked["resend"] is True and asked["error"]["code"] == "InstallNotSent"
+    # a resend request inside the grace is ignored by the activity itself
+    assert start_install_core(clients, ledger, payload(now=SOON, resend=True))["state"] == "already-started"
+    assert methods(transport).count("POST installPatches") == 0
+    sent = start_install_core(clients, ledger, payload(now=LATER, resend=True))
+    assert sent["state"] == "started" and sent["token"]
+    assert ledger.install("run-1", VM)["resent"] is True
+    # any further attempt, resend or not, sends nothing
+    again = start_install_core(clients, ledger, payload(now=LATER, resend=True))
+    assert again["state"] == "already-started" and again["token"] == sent["token"]
+    assert methods(transport).count("POST installPatches") == 1
+
+
+def test_a_500_that_was_applied_is_never_resent(tmp_path: Path) -> None:
+    running = {"status": "InProgress", "startTime": "2026-11-16T06:00:30Z"}
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", [view(), view(running)]),
+        ("POST", "/installPatches", (500, {}, {"error": {"code": "InternalError", "message": "oops"}})),
+    ])
+    ledger = FakeLedger()
+    out = start_install_core(clients, ledger, payload(now=START))
+    assert out["uncertain"] is True
+    polled = tokenless_poll(clients, ledger, LATER)
+    assert polled["done"] is False and "resend" not in polled  # the VM shows this run's install
+    forced = start_install_core(clients, ledger, payload(now=LATER, resend=True))
+    assert forced["state"] == "already-started"
+    assert methods(transport).count("POST installPatches") == 1
+
+
+def test_a_500_that_was_not_applied_is_resent_once(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
+        ("POST", "/installPatches", [(500, {}, {"error": {"code": "InternalError", "message": "oops"}}), ACCEPTED]),
+    ])
+    ledger = FakeLedger()
+    assert start_install_core(clients, ledger, payload(now=START))["uncertain"] is True
+    assert tokenless_poll(clients, ledger, LATER)["resend"] is True
+    assert start_install_core(clients, ledger, payload(now=LATER, resend=True))["state"] == "started"
+    assert ledger.install("run-1", VM)["token"]
+    assert start_install_core(clients, ledger, payload(now=LATER, resend=True))["state"] == "already-started"
+    assert methods(transport).count("POST installPatches") == 2
+
+
+def test_an_uncertain_resend_is_never_resent_again(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [
+        ("GET", "/instanceView", view()),
+        ("POST", "/installPatches", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
+    ])
+    ledger = FakeLedger()
+    start_install_core(clients, ledger, payload(now=START))
+    resent = start_install_core(clients, ledger, payload(now=LATER, resend=True))
+    assert resent["state"] == "already-started" and resent["uncertain"] is True
+    assert "resend" not in tokenless_poll(clients, ledger, "2026-11-16T07:00:00Z")
+    start_install_core(clients, ledger, payload(now="2026-11-16T07:00:00Z", resend=True))
+    assert methods(transport).count("POST installPatches") == 2  # the first and the one re-send
+
+
+def test_concurrent_resend_attempts_send_once(tmp_path: Path) -> None:
+    clients, transport = make_clients(tmp_path, [("GET", "/instanceView", view()),
+                                                  ("POST", "/installPatches", ACCEPTED)])
+    ledger = FakeLedger()
+    ledger.record_install("run-1", VM, {"state": "posting", "claimedAt": START, "runStartedAt": START})
+    # another attempt already holds the resend claim (it is between its claim and its POST)
+    ledger.record_install("run-1", VM + "#resend", {"state": "posting", "claimedAt": LATER})
+    out = start_install_core(clients, ledger, payload(now=LATER, resend=True))
+    assert out["state"] == "already-started"
+    assert methods(transport).count("POST installPatches") == 0
