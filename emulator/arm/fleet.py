@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from emulator.arm.recurrence import Window, parse_window
 from emulator.arm.scenario import ScenarioError
-from patchrings.domain.recurrence import MaintenanceWindow, parse_window
 
 __all__ = [
     "Assignment",
@@ -159,7 +159,7 @@ class MaintenanceConfiguration:
         )
 
     @property
-    def window(self) -> MaintenanceWindow:
+    def window(self) -> Window:
         return parse_window(self.properties.get("maintenanceWindow") or {})
 
     @property

@@ -3,10 +3,11 @@
 SUPPORTED
 * ``maintenanceConfigurations`` GET / PUT (201 create, 200 update) / PATCH / DELETE (200, 204 if
   absent), list by subscription and resource group. ``InGuestPatch`` windows are validated with
-  :mod:`patchrings.domain.recurrence` (full recurEvery grammar, Windows time zone names) and the
-  Guest limits (duration 01:30-03:55; ``maintenance.enforceGuestWindowLimits: false`` lifts them, as
-  the official example uses 05:00); ``rebootSetting`` accepts both spellings and is echoed as
-  sent, or in the service's ``RebootIfRequired`` form with ``maintenance.rebootSettingStyle: service``.
+  the simulator's own schedule oracle :mod:`emulator.arm.recurrence` (full recurEvery grammar,
+  Windows time zone names) and the Guest limits (duration 01:30-03:55;
+  ``maintenance.enforceGuestWindowLimits: false`` lifts them, as the official example uses 05:00);
+  ``rebootSetting`` accepts both spellings and is echoed as sent, or in the service's
+  ``RebootIfRequired`` form with ``maintenance.rebootSettingStyle: service``.
   Every write restarts the configuration's schedule.
 * ``configurationAssignments`` at resource level (VMs), resource-group level and subscription
   level with a dynamic-scope ``filter`` (resourceTypes, resourceGroups, locations, osTypes,
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 from emulator.arm.fleet import Assignment, MaintenanceConfiguration, normalize_reboot_setting
-from patchrings.domain.recurrence import occurrences, parse_window
+from emulator.arm.recurrence import occurrences, parse_window
 
 if TYPE_CHECKING:
     from emulator.arm.server import ArmSimulator

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.arm.events import POST, PRE
 from emulator.arm.fleet import MaintenanceConfiguration, Vm
 from emulator.arm.patching import InstallPlan, activity_id, plan_install
-from patchrings.domain.recurrence import Occurrence, next_occurrence, run_name
+from emulator.arm.recurrence import Occurrence, next_occurrence, run_name
 
 if TYPE_CHECKING:
     from emulator.arm.server import ArmSimulator

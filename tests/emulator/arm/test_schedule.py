@@ -10,7 +10,7 @@ from azure.core.rest import HttpRequest
 from azure.eventgrid import EventGridEvent
 from azure.mgmt.maintenance import models as m
 
-from patchrings.domain.recurrence import occurrences, parse_window
+from emulator.arm.recurrence import occurrences, parse_window
 from tests.emulator.arm.conftest import SUB, base_scenario, with_events
 from tests.emulator.arm.swagger import example, validate
 
