@@ -11,7 +11,14 @@ service returns; a read-modify-write through the model would then erase them.
 ``cancel_run`` has no SDK operation (contracts §5.2): it is a PUT of
 ``{"properties": {"status": "Cancel"}}`` on the run's correlationId with api-version
 2023-09-01-preview, sent through the maintenance client's own pipeline
-(:meth:`AzureClients.send_arm_request`).
+(:meth:`AzureClients.send_arm_request`). The correlationId is parsed strictly
+(:func:`~patchrings.arm.ids.parse_apply_update_id`) and the request goes to the configured ARM
+endpoint + the canonical run path, never to a URL taken from event data. The PUT is sent at once
+(no GET first: the cancel is idempotent, a cancelled run answers 200 ``Cancelled`` again). With
+``budgetSeconds`` it is one attempt bounded by that budget, and with ``report: true`` a transient
+failure (429, 5xx, 403, dropped connection, timeout) is *returned* as ``{"status": "Failed",
+"retryable", "retryAfter", "httpStatus", "code"}`` so the guard can retry with durable timers until
+its deadline; without ``report`` it raises, as the rollout expects.
 
 ``collect_run_results`` reads each VM's instance view (``patchStatus.lastPatchInstallationSummary``)
 and the VM's applyUpdates record for the run. In production, Azure Resource Graph
@@ -31,17 +38,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import azure.durable_functions as df
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
 from activities import Payload
 from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
-from patchrings.arm.errors import error_info
+from patchrings.arm.errors import error_info, retry_after_seconds
 from patchrings.arm.fanout import map_bounded
-from patchrings.arm.ids import parse_resource_id, same_arm_id
+from patchrings.arm.ids import parse_apply_update_id, parse_resource_id, same_arm_id
 from patchrings.arm.lro import to_wire
 from patchrings.arm.vms import FINISHED_PATCH_STATES, install_summary, parse_time, summary_as_result
+from patchrings.clients import ForeignHostRefused
 from patchrings.domain.manifest import Manifest
+from patchrings.errors import ArmTargetRefused, PatchRingsError
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.maintenance")
@@ -213,33 +222,70 @@ def _get_or_none(get: Any) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------ runs
 def cancel_run_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Cancel one scheduled run (fail-closed gate). Raises when the outcome is unknown
-    (throttled or server error after the SDK's retries) so the orchestrator retries it."""
-    correlation_id = str(payload["correlationId"])
-    current = clients.send_arm_request("GET", correlation_id, CANCEL_API_VERSION)
-    if current.status_code == 200:
-        status = str(((_json(current).get("properties") or {}).get("status")) or "")
-        if status.lower() == "cancelled":
-            return {"status": "AlreadyCancelled", "message": f"run {correlation_id} was already cancelled"}
-    response = clients.send_arm_request(
-        "PUT", correlation_id, CANCEL_API_VERSION, json={"properties": {"status": "Cancel"}}
-    )
+    """Cancel one scheduled run (fail-closed gate): one PUT, straight away.
+
+    Statuses: ``Cancelled`` / ``AlreadyCancelled`` / ``NotFound`` (nothing will patch), ``TooLate``
+    (the run is past its cutoff, running or completed), ``Refused`` (not a run id: nothing sent),
+    and with ``report`` ``Failed`` (outcome unknown; ``retryable`` says whether trying again can
+    help, ``retryAfter`` is the server's Retry-After in seconds when it sent one).
+    """
+    raw_id = payload.get("correlationId")
+    report = bool(payload.get("report"))
+    budget = payload.get("budgetSeconds")
+    try:
+        parse_apply_update_id(str(raw_id) if raw_id is not None else "")
+    except ValueError as exc:
+        refused = ArmTargetRefused(str(exc), field="correlationId")
+        if report:
+            return {"status": "Refused", "retryable": False, "code": refused.code, "message": refused.message}
+        raise refused from None
+    # The id matched the strict pattern in full, so it is exactly an ARM path: send it as is (as
+    # Azure wrote it) to the configured endpoint.
+    path = str(raw_id)
+    try:
+        response = clients.send_arm_request(
+            "PUT", path, CANCEL_API_VERSION, json={"properties": {"status": "Cancel"}},
+            **({"budget_seconds": float(budget)} if budget is not None else {}),
+        )
+    except PatchRingsError as exc:  # ArmTargetRefused: nothing was sent
+        if report:
+            return {"status": "Refused", "retryable": False, "code": exc.code, "message": exc.message}
+        raise
+    except AzureError as exc:  # dropped connection, timeout, token or host refused
+        info = error_info(exc)
+        log.warning("cancel %s: %s %s", path, info["code"], info["message"])
+        if report:
+            return {"status": "Failed", "retryable": bool(info["retryable"]) or _auth_error(exc),
+                    "retryAfter": None, "httpStatus": info["status"], "code": info["code"],
+                    "message": f"cancel of {path} failed: {info['code']}: {info['message']}"}
+        raise
     body = _json(response)
     error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     code, message = str(error.get("code") or ""), str(error.get("message") or "")
-    log.info("cancel %s: HTTP %s %s", correlation_id, response.status_code, code)
-    if response.status_code in (200, 201):
+    status_code = int(response.status_code)
+    log.info("cancel %s: HTTP %s %s", path, status_code, code)
+    if status_code in (200, 201):
         status = str((body.get("properties") or {}).get("status") or "")
-        if status.lower() in ("cancelled", "cancel"):
-            return {"status": "Cancelled", "message": f"run {correlation_id} cancelled"}
+        if status.lower() in ("cancelled", "cancel", "canceled"):
+            return {"status": "Cancelled", "message": f"run {path} cancelled"}
         return {"status": "TooLate", "message": f"cancel answered with run status {status or 'unknown'}"}
-    if response.status_code == 404:
-        return {"status": "NotFound", "message": message or f"no run {correlation_id}"}
+    if status_code == 404:
+        return {"status": "NotFound", "message": message or f"no run {path}"}
     if _ALREADY.search(code) or _ALREADY.search(message):
         return {"status": "AlreadyCancelled", "message": message}
-    if response.status_code in (400, 409, 412, 422) and (_TOO_LATE.search(code) or _TOO_LATE.search(message)):
+    if status_code in (400, 409, 412, 422) and (_TOO_LATE.search(code) or _TOO_LATE.search(message)):
         return {"status": "TooLate", "message": f"{code}: {message}"}
-    raise RuntimeError(f"cancel of {correlation_id} failed: HTTP {response.status_code} {code}: {message}")
+    text = f"cancel of {path} failed: HTTP {status_code} {code}: {message}"
+    if report:
+        retryable = status_code in (401, 403, 408, 429) or status_code >= 500
+        return {"status": "Failed", "retryable": retryable, "retryAfter": retry_after_seconds(response.headers),
+                "httpStatus": status_code, "code": code or f"HTTP{status_code}", "message": text}
+    raise RuntimeError(text)
+
+
+def _auth_error(exc: BaseException) -> bool:
+    """A token that could not be obtained may come later (identity endpoint hiccup): retry."""
+    return isinstance(exc, ClientAuthenticationError) and not isinstance(exc, ForeignHostRefused)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -6,11 +6,12 @@ Why: activity outputs cross the durable boundary as JSON, and the orchestrator d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 
-__all__ = ["error_info", "is_transient", "status_of"]
+__all__ = ["error_info", "is_transient", "retry_after_seconds", "status_of"]
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -51,3 +52,26 @@ def error_info(exc: BaseException, *, code: str | None = None) -> dict[str, Any]
         "status": status,
         "retryable": is_transient(exc),
     }
+
+
+# The longest Retry-After honoured (a broken header must not park a caller for hours).
+MAX_RETRY_AFTER_SECONDS = 600
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a 429/503 asks the caller to wait: ``retry-after-ms`` / ``x-ms-retry-after-ms`` or
+    ``Retry-After`` (delta-seconds; an HTTP date is ignored), capped; None when absent or bad."""
+    if not headers:
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value.strip()) / scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return min(seconds, float(MAX_RETRY_AFTER_SECONDS))
+    return None
