@@ -48,8 +48,11 @@ type ringSpec = {
   @description('Ring name as the rollout plan names it (ring0, ring1, ...). Used in resource names.')
   name: string
 
-  @description('Resource id of an existing maintenance configuration. Absent or empty: one is created in this resource group.')
+  @description('Resource id of an existing maintenance configuration. Absent or empty: the configuration is the one named by maintenanceConfigurationName / resourceGroupName, created by this template only when createMaintenanceConfigurations (or createConfiguration) is true.')
   existingMaintenanceConfigurationId: string?
+
+  @description('Create this ring\'s configuration in this deployment whatever createMaintenanceConfigurations says (adding a ring after the first deployment). Remove it again once the configuration exists: every deployment that creates a configuration PUTs it whole.')
+  createConfiguration: bool?
 
   @description('Name of the configuration created here (when no existing id). Defaults to mc-patchrings-<ring>-<token>. The rollout plan\'s members.maintenanceConfigurationId must name the same configuration.')
   maintenanceConfigurationName: string?
@@ -60,7 +63,7 @@ type ringSpec = {
   @description('Region of the maintenance configuration (existing or created). Defaults to location.')
   location: string?
 
-  @description('maintenanceWindow of a created configuration (startDateTime, duration, timeZone, recurEvery, expirationDateTime); fields not given come from the default window (e.g. give only recurEvery).')
+  @description('maintenanceWindow of a created configuration (startDateTime, duration, timeZone, recurEvery, expirationDateTime); fields not given come from the default window and startDateTime from maintenanceStartDateTime (e.g. give only recurEvery).')
   maintenanceWindow: object?
 
   @description('installPatches of a created configuration (rebootSetting, windowsParameters, linuxParameters).')
@@ -143,8 +146,11 @@ param maximumInstanceCount int = 40
 @description('Tags added to every resource.')
 param tags object = {}
 
-@description('Deployment time (leave the default): a created configuration without its own window starts tomorrow, so its first occurrence is always in the future.')
-param deploymentTime string = utcNow('u')
+@description('Create the maintenance configurations of rings without existingMaintenanceConfigurationId. True only for the deployment that first creates them: a deployment that declares a configuration PUTs it whole, which would wipe the include lists the app pins on promotion (kbNumbersToInclude / packageNameMasksToInclude) and reset its window. With false (the default) every ring references its configuration by id and no configuration is sent. azd: PATCHRINGS_CREATE_CONFIGURATIONS (default true), which the postprovision hook sets to false after the first successful provision.')
+param createMaintenanceConfigurations bool = false
+
+@description('First start of the created configurations, "yyyy-MM-dd HH:mm" in their time zone (UTC unless the ring says otherwise); Azure accepts today or a later date when the configuration is created. A fixed value, never the deployment time: required when a configuration is created without its own maintenanceWindow.startDateTime. azd: PATCHRINGS_MAINTENANCE_START.')
+param maintenanceStartDateTime string = ''
 
 // ---------------------------------------------------------------------------------------------
 // Names and data
@@ -162,9 +168,9 @@ var appSettingsData = loadJsonContent('app-settings.json')
 var eventsData = loadJsonContent('event-subscriptions.json')
 
 // Window of a created maintenance configuration when its ring gives none: monthly, the Thursday
-// after Patch Tuesday, 22:00 UTC, 3 h 55 min (the Guest-scope maximum), starting tomorrow.
+// after Patch Tuesday, 3 h 55 min (the Guest-scope maximum), from maintenanceStartDateTime. No
+// utcNow(): a start computed from the deployment time would move on every deployment.
 var defaultMaintenanceWindow = {
-  startDateTime: '${dateTimeAdd(deploymentTime, 'P1D', 'yyyy-MM-dd')} 22:00'
   expirationDateTime: '9999-12-31 23:59'
   duration: '03:55'
   timeZone: 'UTC'
@@ -191,6 +197,14 @@ var defaultInstallPatches = {
 // is known before creation, which keeps module scopes computable at the start of the deployment).
 var ringConfigurationNames = [for ring in rings: ring.?maintenanceConfigurationName ?? 'mc-patchrings-${ring.name}-${resourceToken}']
 var ringConfigurationGroups = [for ring in rings: ring.?resourceGroupName ?? resourceGroup().name]
+// Which configurations this deployment creates (declares and so PUTs whole). See
+// createMaintenanceConfigurations: after the first deployment this is false for every ring.
+var ringCreatesConfiguration = [for ring in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') && (ring.?createConfiguration ?? createMaintenanceConfigurations)]
+// The window each created configuration gets. Only rings that create one are computed (ARM
+// evaluates variables eagerly, and fail() must not fire for a ring that creates nothing).
+var ringMaintenanceWindows = [for (ring, i) in rings: ringCreatesConfiguration[i] ? union(defaultMaintenanceWindow, ring.?maintenanceWindow ?? {}, {
+  startDateTime: ring.?maintenanceWindow.?startDateTime ?? (empty(maintenanceStartDateTime) ? fail('maintenanceStartDateTime is required to create ring ${ring.name}\'s maintenance configuration: a fixed "yyyy-MM-dd HH:mm", today or later (azd: PATCHRINGS_MAINTENANCE_START). Or give the ring maintenanceWindow.startDateTime, or reference its existing configuration.') : maintenanceStartDateTime)
+}) : {}]
 var ringConfigurationIds = [for (ring, i) in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') ? resourceId(ringConfigurationGroups[i], 'Microsoft.Maintenance/maintenanceConfigurations', ringConfigurationNames[i]) : ring.?existingMaintenanceConfigurationId ?? '']
 
 // Configurations created here are edited (pinned manifests) and their runs cancelled by the app,
@@ -315,14 +329,14 @@ module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
 // Rings: maintenance configurations, dynamic scopes, event wiring
 // ---------------------------------------------------------------------------------------------
 
-module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring, i) in rings: if (empty(ring.?existingMaintenanceConfigurationId ?? '')) {
+module ringConfigurations 'modules/maintenance-configuration.bicep' = [for (ring, i) in rings: if (ringCreatesConfiguration[i]) {
   name: take('patchrings-mc-${ring.name}-${resourceToken}', 64)
   scope: resourceGroup(ringConfigurationGroups[i])
   params: {
     name: ringConfigurationNames[i]
     location: ring.?location ?? location
     tags: allTags
-    maintenanceWindow: union(defaultMaintenanceWindow, ring.?maintenanceWindow ?? {})
+    maintenanceWindow: ringMaintenanceWindows[i]
     installPatches: ring.?installPatches ?? defaultInstallPatches
   }
 }]
@@ -432,3 +446,4 @@ output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds
 output PATCHRINGS_ROLLOUT_SCOPES array = effectiveRolloutScopes
 output PATCHRINGS_ROLLOUT_ROLE_ID string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', rolloutRoles.outputs.rolloutRoleGuid)
 output PATCHRINGS_EVENTS_WIRED bool = wireEventSubscriptions
+output PATCHRINGS_CONFIGURATIONS_CREATED bool = contains(ringCreatesConfiguration, true)

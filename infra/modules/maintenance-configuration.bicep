@@ -1,10 +1,16 @@
-// One ring's maintenance configuration (Guest OS patching, customer-managed schedule), created
-// when the ring does not reference an existing one.
+// One ring's maintenance configuration (Guest OS patching, customer-managed schedule).
 //
-// Re-provisioning PUTs the whole configuration again, which would reset the include lists the
-// app pins into it (kbNumbersToInclude / packageNameMasksToInclude) on promotion. After the
-// first deployment, reference the created ids as existingMaintenanceConfigurationId instead
-// (docs/deploy.md, "Pointing at existing maintenance configurations").
+// Deployed ONLY by the deployment that creates it (main.bicep: createMaintenanceConfigurations /
+// the ring's createConfiguration). A deployment PUTs a declared resource whole, so declaring it
+// again would wipe the include lists the app pins on promotion (kbNumbersToInclude /
+// packageNameMasksToInclude: the next ring would install every Critical and Security patch
+// instead of the validated manifest) and reset the window. After that first deployment the ring
+// references the configuration by id and this module is not deployed at all
+// (tests/unit/infra/test_configurations_once.py).
+//
+// maintenanceWindow.startDateTime is a fixed value (main.bicep maintenanceStartDateTime), never
+// derived from utcNow(): the maintenance API accepts "the current date or a future date" at
+// creation (MaintenanceWindow.startDateTime, Microsoft.Maintenance 2023-04-01).
 
 @description('Maintenance configuration name.')
 param name string

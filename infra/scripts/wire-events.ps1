@@ -8,5 +8,7 @@ if ($wired -eq 'true') {
 }
 
 Write-Host 'patchrings: app deployed; wiring the rings'' Event Grid subscriptions (azd provision)'
+# Never re-send the maintenance configurations from this provision (see after-provision.sh).
+azd env set PATCHRINGS_CREATE_CONFIGURATIONS false
 azd env set PATCHRINGS_WIRE_EVENTS true
 azd provision --no-prompt

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.unit
 
 AZURE_YAML = yaml.safe_load((REPO / "azure.yaml").read_text(encoding="utf-8"))
 PARAMETERS = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-RING_KEYS = {"name", "existingMaintenanceConfigurationId", "maintenanceConfigurationName", "resourceGroupName",
+RING_KEYS = {"name", "existingMaintenanceConfigurationId", "createConfiguration", "maintenanceConfigurationName",
+             "resourceGroupName",
              "location", "maintenanceWindow", "installPatches", "events", "dynamicScope"}
 
 
