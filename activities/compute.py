@@ -538,7 +538,10 @@ def check_vm_health_core(
     """One health sample of a VM: power state, VM agent, Application Health, HTTP probes.
 
     A failed instance-view read is reported as ``readError`` (the gate treats it as unknown,
-    never as healthy); probes still run, since they do not depend on ARM.
+    never as healthy); probes still run, since they do not depend on ARM. A VM that no longer
+    exists (404 on its instance view) is marked ``deleted: true`` as well (additive field), so a
+    deleted canary can leave the previous ring's health sample instead of blocking every
+    later ring (issue 13 item 5).
     """
     vm = payload["vm"]
     sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
@@ -549,6 +552,8 @@ def check_vm_health_core(
     except AzureError as exc:
         info = error_info(exc)
         sample["readError"] = f"{info['code']}: {info['message']}"
+        if info.get("status") == 404:
+            sample["deleted"] = True
     except (ValueError, KeyError) as exc:
         sample["readError"] = f"{type(exc).__name__}: {exc}"
     sample["probes"] = [run_probe(p, vm, http_get) for p in payload.get("probes") or []]

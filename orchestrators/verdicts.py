@@ -133,6 +133,84 @@ def sample_state(policy: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[
     return evaluate_sample(HealthPolicy.from_dict(policy), HealthSample.from_dict(sample))
 
 
+def previous_ring_check(
+    policy: Mapping[str, Any],
+    ring: str,
+    vms: list[dict[str, Any]],
+    samples: list[Mapping[str, Any] | None],
+    *,
+    accepted: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Is the previous ring *still* healthy? One sample per VM of its health sample (issue 13.5).
+
+    Before a later ring's run is authorised the rollout re-checks the previous ring's passing
+    VMs. One VM that can no longer be observed must not block every later ring forever:
+
+    * **deleted** (``check_vm_health`` answered ``deleted``: 404 on the VM) -- the VM leaves the
+      sample with a note (``removed``: the caller drops it from the sample it keeps);
+    * **unreadable** -- the instance view could not be read (403, 5xx after retries...), the VM
+      is deallocated / stopped (its probes cannot answer either), or its agent is not ready (the
+      Application Health extension reports through it): nothing says the *patch* broke it,
+      but nothing proves it healthy either. ``inconclusive`` lists these VMs; the outcome is
+      ``inconclusive`` (a person decides) unless every one of them is in ``accepted`` (VM ids an
+      approver accepted explicitly; the approval records them), in which case it is a note;
+    * **unhealthy** -- a workload signal is bad (Application Health, an HTTP probe) on a VM that
+      is running and reporting: the outcome is ``unhealthy`` and nothing can accept it.
+
+    Returns ``{outcome: healthy|inconclusive|unhealthy, reasons, notes, removed, inconclusive}``
+    where ``reasons`` block the run (empty when healthy) and ``notes`` are informational.
+    """
+    full = HealthPolicy.from_dict(policy)
+    workload_only = HealthPolicy.from_dict(
+        {**policy, "checks": {**(policy.get("checks") or {}), "powerState": False, "vmAgent": False}}
+    )
+    agent_blind = HealthPolicy.from_dict(
+        {**policy, "checks": {**(policy.get("checks") or {}), "powerState": False, "vmAgent": False,
+                              "applicationHealth": "ignore"}}
+    )
+    ok_ids = {str(a).lower() for a in accepted}
+    reasons: list[str] = []
+    notes: list[str] = []
+    removed: list[str] = []
+    unsure: list[str] = []
+    unhealthy = False
+    for vm, raw in zip(vms, samples, strict=True):
+        sample = raw or {"readError": "no health sample returned"}
+        label = f"previous ring {ring}: {vm.get('name') or vm['id']}"
+        if sample.get("deleted"):
+            removed.append(vm["id"])
+            notes.append(f"{label} no longer exists (404 on its GET): it leaves the health sample")
+            continue
+        parsed = HealthSample.from_dict(sample)
+        signal, why = evaluate_sample(full, parsed)
+        if signal == "healthy":
+            continue
+        power = str(parsed.power_state or "").lower().rsplit("/", 1)[-1]
+        agent = str(parsed.vm_agent or "").lower().replace(" ", "")
+        if not parsed.read_error and power in ("running", ""):
+            # Running: a bad workload signal is real. With the agent not ready, the Application
+            # Health extension (reported through the agent) says nothing; probes still count.
+            judge = workload_only if agent in ("ready", "succeeded", "") else agent_blind
+            workload, workload_why = evaluate_sample(judge, parsed)
+            if workload == "unhealthy":
+                unhealthy = True
+                reasons.append(f"{label} is unhealthy: {'; '.join(workload_why)}")
+                continue
+        text = f"{label} cannot be observed ({'; '.join(why)})"
+        unsure.append(vm["id"])
+        if vm["id"].lower() in ok_ids:
+            notes.append(f"{text}: accepted as inconclusive by the approver")
+        else:
+            reasons.append(f"{text}: inconclusive, an approver may accept it explicitly")
+    if removed and len(removed) == len(vms):
+        unsure.extend(removed)
+        if not all(v.lower() in ok_ids for v in removed):
+            reasons.append(f"previous ring {ring}: every VM of its health sample was deleted; nothing is left "
+                           "to prove it healthy: inconclusive, an approver may accept it explicitly")
+    outcome = "unhealthy" if unhealthy else "inconclusive" if reasons else "healthy"
+    return {"outcome": outcome, "reasons": reasons, "notes": notes, "removed": removed, "inconclusive": unsure}
+
+
 def decision_deadline(event: RunEvent, margin: timedelta) -> datetime:
     """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin."""
     return deadlines.decision_deadline(MaintenanceEvent.from_dict(event.to_dict()), margin)

@@ -207,3 +207,25 @@ def test_schedule_issue() -> None:
     assert "bypassPlatformSafetyChecksOnUserSchedule" in (schedule_issue(vm("AutomaticByPlatform", False)) or "")
     assert "ImageDefault" in (schedule_issue(vm("ImageDefault", True)) or "")
     assert schedule_issue({"properties": {}}) is None
+
+
+# ----------------------------------------------------------------------------- check_vm_health
+VM_ID = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "deleted"),
+    [
+        ((404, {}, {"error": {"code": "ResourceNotFound", "message": "gone"}}), True),
+        ((403, {}, {"error": {"code": "AuthorizationFailed", "message": "no"}}), False),
+    ],
+)
+def test_health_marks_a_deleted_vm_and_keeps_other_read_errors_unreadable(
+    tmp_path: Path, answer: Any, deleted: bool
+) -> None:
+    from activities.compute import check_vm_health_core
+
+    clients, _ = clients_for(tmp_path, [("GET", "/instanceView", answer)])
+    sample = check_vm_health_core(clients, {"vm": {"id": VM_ID, "name": "vm1"}, "probes": []})
+    assert sample["readError"]
+    assert bool(sample.get("deleted")) is deleted

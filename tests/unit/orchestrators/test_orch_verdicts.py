@@ -303,3 +303,54 @@ def test_run_results_with_unresolvable_members_is_inconclusive_not_a_crash() -> 
     out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
     assert out["gate"]["outcome"] == "inconclusive"
     assert "members could not be resolved" in out["gate"]["reasons"][0]["reason"]
+
+
+# ------------------------------------------------------------------ previous ring re-check (issue 13.5)
+from orchestrators.verdicts import previous_ring_check  # noqa: E402
+
+HEALTHY = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
+POLICY = plan_view.effective(PLAN, "ring0", "health")
+
+
+def test_a_deleted_canary_leaves_the_sample_with_a_note() -> None:
+    a, b = vm("a"), vm("b")
+    out = previous_ring_check(POLICY, "ring0", [a, b], [{"readError": "ResourceNotFound: gone", "deleted": True},
+                                                       HEALTHY])
+    assert out["outcome"] == "healthy" and out["reasons"] == []
+    assert out["removed"] == [a["id"]] and "no longer exists" in out["notes"][0]
+
+
+@pytest.mark.parametrize("sample", [
+    {"powerState": "deallocated", "vmAgent": None, "appHealth": "Unknown",
+     "probes": [{"url": "http://a/health", "ok": False, "reason": "connection refused"}], "readError": None},
+    {"powerState": "running", "vmAgent": "Not Ready", "appHealth": "Unknown", "probes": [], "readError": None},
+    {"readError": "AuthorizationFailed: no access"},
+])
+def test_an_unreadable_canary_is_inconclusive_and_an_approver_may_accept_it(sample: dict) -> None:
+    a, b = vm("a"), vm("b")
+    out = previous_ring_check(POLICY, "ring0", [a, b], [sample, HEALTHY])
+    assert out["outcome"] == "inconclusive" and out["inconclusive"] == [a["id"]]
+    assert "cannot be observed" in out["reasons"][0] and "approver may accept" in out["reasons"][0]
+    accepted = previous_ring_check(POLICY, "ring0", [a, b], [sample, HEALTHY], accepted=[a["id"].upper()])
+    assert accepted["outcome"] == "healthy" and accepted["reasons"] == []
+    assert "accepted as inconclusive by the approver" in accepted["notes"][0]
+    # accepting one VM never accepts another
+    other = previous_ring_check(POLICY, "ring0", [a, b], [sample, sample], accepted=[a["id"]])
+    assert other["outcome"] == "inconclusive" and len(other["reasons"]) == 1
+
+
+def test_a_running_canary_with_a_bad_workload_signal_is_unhealthy_and_cannot_be_accepted() -> None:
+    a = vm("a")
+    bad = {**HEALTHY, "appHealth": "Unhealthy"}
+    out = previous_ring_check(POLICY, "ring0", [a], [bad], accepted=[a["id"]])
+    assert out["outcome"] == "unhealthy" and "is unhealthy" in out["reasons"][0]
+    probe = {**HEALTHY, "vmAgent": "Not Ready", "probes": [{"url": "http://a", "ok": False, "reason": "HTTP 503"}]}
+    assert previous_ring_check(POLICY, "ring0", [a], [probe])["outcome"] == "unhealthy"
+
+
+def test_a_sample_whose_every_vm_was_deleted_is_inconclusive() -> None:
+    a = vm("a")
+    out = previous_ring_check(POLICY, "ring0", [a], [{"readError": "gone", "deleted": True}])
+    assert out["outcome"] == "inconclusive" and out["inconclusive"] == [a["id"]]
+    assert previous_ring_check(POLICY, "ring0", [a], [{"readError": "gone", "deleted": True}],
+                               accepted=[a["id"]])["outcome"] == "healthy"
