@@ -14,6 +14,15 @@ Wiring (the same settings the app would get in Azure, pointed at local endpoints
 4. start the host with those settings on top of the app's ``local.settings.json``.
 
 ``python -m emulator platform --scenario FILE [--clock scale=60]`` runs it from a shell.
+
+The clock's HTTP interface (:mod:`emulator.clock_http`) is served by the platform's own clock
+server (``platform.clock_url``): the demo, the functional tests' driver and a person with curl
+all take leases and advance time through it.
+
+``host_process=True`` runs the Functions host as a separate process (``python -m emulator start
+--clock follow=<clock_url>``) on a SQLite durable store: the simulator's process stays the time
+authority, and :meth:`LocalPlatform.kill_host` / :meth:`LocalPlatform.start_host` SIGKILL and
+restart the host alone while the simulated Azure (ARM simulator, Azurite) keeps running.
 """
 
 from __future__ import annotations
@@ -21,11 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
@@ -37,6 +51,7 @@ from typing import Any, TypeVar
 
 from emulator.azurite import Azurite, free_port
 from emulator.clock import Clock, make_clock
+from emulator.clock_http import ClockClient, ClockServer
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -116,6 +131,8 @@ class LocalPlatform:
         use_azurite: bool = True,
         persist_ledger: bool = False,
         hold_clock: bool = True,
+        host_process: bool = False,
+        clock_port: int = 0,
     ) -> None:
         self.scenario = scenario
         self.app_dir = Path(app_dir)
@@ -138,6 +155,16 @@ class LocalPlatform:
         self.arm: Any = None
         self.host: Any = None
         self.settings: dict[str, str] = {}
+        self.clock_port = clock_port
+        self.clock_server: ClockServer | None = None
+        # Host as a separate process (crash drills): see the module docstring.
+        self.host_process = host_process
+        if host_process and storage == ":memory:":
+            self.storage = str(self.state_dir / "durable.sqlite")
+        self.host_proc: subprocess.Popen[bytes] | None = None
+        self.host_output: str | None = "log"  # None: the host process writes to our stdout
+        self.host_starts = 0
+        self._host_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalPlatform:
@@ -152,6 +179,8 @@ class LocalPlatform:
             if self.use_azurite:
                 self.azurite = Azurite(self.state_dir / "azurite", in_memory=not self.persist_ledger).start()
             self.loop = LoopThread()
+            self.clock_server = ClockServer(self.clock, port=self.clock_port)
+            self.loop.call(self.clock_server.start())
             host_url = f"http://127.0.0.1:{self.host_port}"
             self.arm = ArmSimulator(
                 self.scenario,
@@ -166,6 +195,9 @@ class LocalPlatform:
                 settings["PATCHRINGS_LEDGER_CONNECTION"] = self.azurite.connection_string
             settings.update(self.extra_settings)
             self.settings = settings
+            if self.host_process:
+                self.start_host()
+                return self
             self.host = FunctionsHost(
                 self.app_dir,
                 self.clock,
@@ -180,10 +212,82 @@ class LocalPlatform:
             raise
         return self
 
+    def release_hold(self) -> None:
+        """Let go of the start-up hold (a caller that holds a lease of its own takes over)."""
+        if self._hold is not None:
+            self._hold.__exit__(None, None, None)
+            self._hold = None
+            self.hold_clock = False
+
+    # ------------------------------------------------------------------ the host as a process
+    def start_host(self, *, timeout: float = 120) -> None:
+        """Start the Functions host as its own process, following the platform's clock."""
+        assert self.clock_server is not None and self.host_process
+        if self.host_proc is not None and self.host_proc.poll() is None:
+            raise RuntimeError("the host process is already running")
+        ready = self.state_dir / "host-ready.json"
+        ready.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "emulator", "start", "--app", str(self.app_dir),
+                "--port", str(self.host_port), "--storage", self.storage,
+                "--function-key", self.function_key, "--clock", f"follow={self.clock_server.url}",
+                "--ready-file", str(ready)]
+        for name, value in self.settings.items():
+            argv += ["--setting", f"{name}={value}"]
+        self.host_starts += 1
+        log_path = self.state_dir / "host.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.host_output is None:
+            self.host_proc = subprocess.Popen(argv, cwd=self.app_dir, env=env)
+        else:
+            with log_path.open("ab") as log_file:
+                log_file.write(f"\n===== host start #{self.host_starts}\n".encode())
+                log_file.flush()
+                self.host_proc = subprocess.Popen(argv, cwd=self.app_dir, stdout=log_file,
+                                                  stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while not ready.is_file():
+            if self.host_proc.poll() is not None:
+                raise RuntimeError(f"the host process exited with {self.host_proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                self.kill_host()
+                raise TimeoutError(f"the host process did not start in {timeout:g}s; see {log_path}")
+            time.sleep(0.05)
+        self._host_info = json.loads(ready.read_text())
+
+    def kill_host(self) -> None:
+        """SIGKILL the host process (no cleanup of any kind) and reap it."""
+        proc = self.host_proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.host_proc = None
+
+    def client_binding_json(self) -> str:
+        """The ``durableClient`` binding string for the running host (in-process or not)."""
+        if self.host is not None:
+            return str(self.host.client_binding_json())
+        return str(self._host_info["clientBinding"])
+
+    @property
+    def clock_url(self) -> str:
+        """The clock API (``http://127.0.0.1:PORT/admin/clock``) of the time authority."""
+        assert self.clock_server is not None, "the platform is not started"
+        return self.clock_server.url
+
+    def clock_client(self) -> ClockClient:
+        """A client of the clock API: the calls a person makes with curl."""
+        return ClockClient(self.clock_url)
+
     def restart_host(self) -> None:
         """Stop and start the Functions host on the same storage (a crash-restart drill)."""
         from emulator.host.server import FunctionsHost
 
+        if self.host_process:
+            self.kill_host()
+            self.start_host()
+            return
         assert self.loop is not None
         if self.host is not None:
             self.loop.call(self.host.stop())
@@ -198,8 +302,18 @@ class LocalPlatform:
         self.loop.call(self.host.start())
 
     def stop(self) -> None:
+        if self.host_proc is not None:
+            proc = self.host_proc
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=15)
+            self.host_proc = None
         if self.loop is not None:
-            for component in (self.host, self.arm):
+            for component in (self.host, self.arm, self.clock_server):
                 if component is not None:
                     try:
                         self.loop.call(component.stop(), timeout=30)
@@ -207,7 +321,7 @@ class LocalPlatform:
                         pass
             self.loop.close()
             self.loop = None
-        self.host = self.arm = None
+        self.host = self.arm = self.clock_server = None
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
@@ -243,16 +357,69 @@ class LocalPlatform:
         return self.clock.advance_until(predicate, timeout=timeout, pace=pace)  # type: ignore[no-any-return]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m emulator platform``: run the whole local platform until Ctrl-C."""
+class FunctionRunFormatter(logging.Formatter):
+    """``func start``-style lines: ``[time] Executed 'name' (...) in 12.3ms: Succeeded``."""
+
+    def __init__(self) -> None:
+        super().__init__("[%(asctime)s] %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+
+
+def stream_function_runs(verbose: bool = False, stream: Any = None) -> logging.Handler:
+    """Print the host's function executions (logger ``emulator.host``) as ``func start`` does.
+
+    With ``verbose`` every component's log (host, simulator, clock, app) is printed at DEBUG.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(FunctionRunFormatter())
+    if verbose:
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.DEBUG)
+    else:
+        for name in ("emulator.host", "emulator.clock"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+    return handler
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs (``--setting``) as a dict; raises ValueError naming a bad one."""
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--setting {pair!r}: use NAME=VALUE")
+        settings[name.strip()] = value
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m emulator platform", description=main.__doc__)
     parser.add_argument("--scenario", required=True, type=Path, help="simulator scenario (YAML or JSON)")
     parser.add_argument("--app", type=Path, default=REPO, help="Function App folder (default: repo root)")
+    parser.add_argument("--plan", type=Path, default=None,
+                        help="rollout plan file (sets PATCHRINGS_PLAN_PATH; default: the app's setting)")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an app setting for the host (repeatable; wins over local.settings.json)")
     parser.add_argument("--clock", default="scale=60", help="real | skip | scale=N (default scale=60)")
     parser.add_argument("--start", default=None, help="simulated start instant (ISO-8601, UTC)")
-    parser.add_argument("--port", type=int, default=7071, help="Functions host port (default 7071)")
+    parser.add_argument("--port", type=int, default=7071, help="Functions host port (default 7071; 0: any)")
+    parser.add_argument("--clock-port", type=int, default=0, help="clock API port (default: any free port)")
     parser.add_argument("--state-dir", type=Path, default=None, help="where to keep state (default .local/)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--host-process", action="store_true",
+                        help="run the Functions host as its own process, following the platform's clock")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging from every component")
+    return parser
+
+
+def platform_from_args(args: argparse.Namespace) -> LocalPlatform:
+    """The :class:`LocalPlatform` a ``python -m emulator platform`` command line describes."""
+    settings = parse_settings(args.setting)
+    if args.plan is not None:
+        plan = Path(args.plan).resolve()
+        if not plan.is_file():
+            raise ValueError(f"--plan {args.plan}: no such file")
+        settings["PATCHRINGS_PLAN_PATH"] = str(plan)
     state_dir = args.state_dir or (args.app / ".local" / "platform")
     platform = LocalPlatform(
         args.scenario,
@@ -261,19 +428,44 @@ def main(argv: list[str] | None = None) -> int:
         start=args.start,
         state_dir=state_dir,
         storage=str(state_dir / "durable.sqlite"),
-        host_port=args.port,
+        settings=settings,
+        host_port=args.port or None,
         persist_ledger=True,
         hold_clock=False,
+        host_process=args.host_process,
+        clock_port=args.clock_port,
     )
+    platform.host_output = None
+    return platform
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emulator platform``: run the whole local platform until Ctrl-C."""
+    args = build_parser().parse_args(argv)
+    try:
+        platform = platform_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stream_function_runs(args.verbose)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with platform:
-        print(f"Functions host : {platform.base_url}   (function key: {platform.function_key})")
+        key = platform.function_key
+        print(f"Functions host : {platform.base_url}   (function key: {key})"
+              + ("   [separate process]" if platform.host_process else ""))
+        if platform.host is not None:
+            for line in platform.host.describe_routes():
+                print(f"                 {line}")
         print(f"ARM simulator  : {platform.arm.endpoint}   (CA: {platform.arm.ca_path})")
         if platform.azurite:
             print(f"Azurite tables : {platform.azurite.table_endpoint}")
         print(f"Clock          : {platform.clock.spec}, now {platform.clock.now().isoformat()}")
-        print("Ctrl-C stops everything.")
+        print(f"Clock API      : {platform.clock_url}   (GET it; POST .../lease, .../advance: see "
+              "docs/local-platform.md)")
+        for name in sorted(platform.extra_settings):
+            print(f"Setting        : {name}={platform.extra_settings[name]}")
+        print("Ctrl-C stops everything.", flush=True)
         stop.wait()
     return 0

@@ -3,6 +3,9 @@
 Why: the same driving vocabulary (start, approve, wait for a state with a safe skip-clock
 advance) works against the full platform (host + ARM simulator + Azurite), where maintenance
 events come from the simulator's own schedules instead of the test.
+
+Time moves through the platform's clock API (``platform.clock_url``, :class:`ClockClient`):
+the same ``POST /admin/clock/advance`` calls the demo and a person with curl make.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class PlatformHost:
 
     def __init__(self, platform: Any) -> None:
         self.platform = platform
-        self.clock = platform.clock
+        self.clock = platform.clock_client()
 
     @property
     def base_url(self) -> str:
@@ -33,7 +36,7 @@ class PlatformHost:
     def client(self) -> Any:
         from azure.durable_functions import DurableOrchestrationClient
 
-        return DurableOrchestrationClient(self.platform.host.client_binding_json())
+        return DurableOrchestrationClient(self.platform.client_binding_json())
 
     def status(self, instance_id: str) -> Any:
         return self.platform.loop.call(self.client().get_status(instance_id))
