@@ -29,8 +29,10 @@ SUPPORTED
 * Orchestrators through the SDK's ``Orchestrator`` handle with the context JSON (schema V3,
   ``maximumShortTimerDuration`` 6 d / ``longRunningTimerIntervalDuration`` 3 d as on Azure
   Storage): activities (sync in a thread pool, async awaited), ``call_activity_with_retry`` and
-  ``call_sub_orchestrator_with_retry`` emulated host-side like DTFx ``RetryInterceptor`` (a
-  retry timer after every failed attempt, the last one included; retry-allocating events
+  ``call_sub_orchestrator_with_retry`` emulated host-side like the current DTFx
+  ``RetryInterceptor`` (Azure/durabletask PR #661: a retry timer after every failed attempt but
+  the last; after the last one a "dummy timer for back-compat" at the current time, so the task
+  fails at once; the SDK's ``RetryAbleTask`` waits for that timer; retry-allocating events
   delivered alone), timers incl. long timers, ``task_all``/``task_any``, external events
   (buffered by the SDK), sub-orchestrations with explicit or default ids
   (``<executionId>:<sequence id>``), ``continue_as_new``, custom status (over 16 KB, UTF-16 bytes
@@ -42,10 +44,14 @@ SUPPORTED
   or running waits for them (up to ``max_batch_delay``, 2 real seconds by default), so a
   fan-out of N costs 2 episodes and O(N) replayed events (see ``bench/bench_replay.py``).
 * Durable HTTP API at ``/durabletask/`` (``rpcBaseUrl``) and ``/runtime/webhooks/durabletask/``:
-  start (202 + ``Location``; 400 ``ExceptionMessage`` for an unknown orchestrator or an invalid
-  instance id), raise event (202/404/410/400), status with ``showInput``/``showHistory``/
+  start (202 + ``Location``; 400 ``ExceptionMessage`` for an unknown orchestrator or an instance
+  id the extension's ``DurableClient.StartNewAsync`` refuses: starting with ``@``, containing
+  ``/ \\ # ?`` or control characters, longer than 256 characters, with the extension's texts),
+  raise event (202/404/410/400), status with ``showInput``/``showHistory``/
   ``showHistoryOutput`` (200 terminal, 202 running, **404 with an empty body** when unknown),
-  list/filter, terminate, suspend/resume, restart, purge (one or by filter).
+  list/filter, terminate (asynchronous as in DTFx: an ``ExecutionTerminated`` message the
+  scheduler processes, so a status read right after the call may still show Running),
+  suspend/resume, restart, purge (one or by filter).
 * Triggers: HTTP under ``/api/`` (route templates with optional, constrained and catch-all
   parameters, methods, auth levels: FUNCTION = ``code`` query or ``x-functions-key`` header
   with the function or master key, ADMIN = master key); Event Grid at

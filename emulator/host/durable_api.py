@@ -64,6 +64,35 @@ def client_binding(base_url: str, key: str) -> str:
     })
 
 
+MAX_INSTANCE_ID_LENGTH = 256
+ARGUMENTS_INCORRECT = "One or more of the arguments submitted is incorrect"
+
+
+def _argument_exception(param: str, text: str) -> str:
+    """``new ArgumentException(nameof(instanceId), text)``: the extension passes the name as the
+    *message* and the text as the parameter name, so .NET renders ``instanceId (Parameter 'text')``."""
+    return f"{param} (Parameter '{text}')"
+
+
+def instance_id_error(instance_id: str | None) -> str | None:
+    """The extension's ``DurableClient.StartNewAsync`` checks, in its order; None when accepted.
+
+    An empty id is replaced by a new GUID; ids starting with ``@`` (reserved for entities), with
+    ``/ \\ # ?`` or control characters, or longer than 256 characters throw ``ArgumentException``,
+    which ``HttpApiHandler`` answers with 400 "One or more of the arguments submitted is incorrect".
+    """
+    if not instance_id:
+        return None
+    if instance_id.startswith("@"):
+        return _argument_exception("instanceId", "Orchestration instance ids must not start with @.")
+    if any(c in "/\\#?" or ord(c) < 32 or 127 <= ord(c) < 160 for c in instance_id):
+        return _argument_exception(
+            "instanceId", "Orchestration instance ids must not contain /, \\, #, ?, or control characters.")
+    if len(instance_id.encode("utf-16-le")) // 2 > MAX_INSTANCE_ID_LENGTH:  # .NET Length: UTF-16 units
+        return f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters."
+    return None
+
+
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=json.dumps(payload), content_type="application/json",
                         headers=headers)
@@ -199,11 +228,10 @@ class DurableApi:
             input_text = _reencode(await request.text())
         except ValueError:
             return _json({"Message": "The request body is not valid JSON."}, 400)
-        if instance_id is not None and (not instance_id or any(c in instance_id for c in "/\\#?")
-                                        or any(ord(c) < 32 for c in instance_id)):
-            message = (f"Instance ID '{instance_id}' is invalid: it must not be empty nor contain "
-                       "'/', '\\', '#', '?' or control characters.")
-            return _json({"Message": message, "ExceptionMessage": message, "code": "INVALID_INSTANCE_ID"}, 400)
+        problem = instance_id_error(instance_id)
+        if problem is not None:
+            return _json({"Message": ARGUMENTS_INCORRECT, "ExceptionMessage": problem,
+                          "ExceptionType": "System.ArgumentException", "code": "INVALID_INSTANCE_ID"}, 400)
         try:
             inst = self.engine.start_instance(name, instance_id, input_text)
         except EngineError as exc:

@@ -6,7 +6,8 @@ Why it is built this way (protocol reference §4 and §8):
   JSON, exactly as the Functions host drives the Python worker; the engine never steps a
   generator itself, so replay behaviour (ids, buffering, ``is_replaying``) is the SDK's.
 * The host mirrors DTFx bookkeeping: append-only action list, depth-first sequence ids,
-  retries emulated host-side (a timer after *every* failed attempt, the last one included),
+  retries emulated host-side (a retry timer after every failed attempt; after the last one the
+  current DTFx ``RetryInterceptor`` creates a back-compat timer that fires at once),
   completion held while un-cancelled timers or in-flight tasks remain, non-determinism
   detected by comparing the replayed action prefix.
 * Batching: events that make the SDK's retry logic allocate an id are delivered alone;
@@ -300,6 +301,8 @@ class DurableEngine:
                 inst.inbox_since = time.monotonic()
                 if inst.status != "Suspended":
                     self._work_add(len(inst.inbox))
+                elif self._terminate_request(inst) is not None:
+                    self._work_add(1)  # as terminate() does for a suspended instance
                 self._mark_ready(inst)
         if self.instances:
             log.info("recovered %d durable instance(s) from %s", len(self.instances), self.store.path)
@@ -398,19 +401,41 @@ class DurableEngine:
             self._enqueue(inst, h.event_raised(self.clock.now(), name, input_text))
 
     def terminate(self, instance_id: str, reason: str | None) -> None:
+        """Queue a terminate message; the status changes only when the scheduler processes it.
+
+        As in DTFx (``TaskHubClient.TerminateInstanceAsync`` sends an ``ExecutionTerminated``
+        message to the instance's queue): the call returns at once and a status read right after
+        it still shows the old status. A suspended instance processes the message too.
+        """
         inst = self._require(instance_id)
         if inst.status in TERMINAL:
             raise EngineError("INSTANCE_GONE", f"Instance {instance_id} is already {inst.status}", 410)
-        now = self.clock.now()
         with self.store.transaction():
-            added = [h.execution_terminated(now, reason), h.execution_completed(now, h.STATUS_TERMINATED, None)]
+            self._enqueue(inst, h.execution_terminated(self.clock.now(), reason))
+        if inst.status == "Suspended":
+            self._work_add(1)
+            self._mark_ready(inst)
+
+    @staticmethod
+    def _terminate_request(inst: Instance) -> dict[str, Any] | None:
+        return next((ev for _, ev in inst.inbox if ev["EventType"] == h.EXECUTION_TERMINATED), None)
+
+    def _apply_terminate(self, inst: Instance, request: dict[str, Any]) -> None:
+        """Process a queued terminate message: no user code runs, the instance ends Terminated."""
+        now = self.clock.now()
+        reason = request.get("Input")
+        with self.store.transaction():
+            if inst.status == "Suspended":
+                self._work_done(1)  # the unit terminate() added for a suspended instance
+            # the message's own event goes into the history, as DTFx does
+            added = [dict(request), h.execution_completed(now, h.STATUS_TERMINATED, None)]
             self._append_history(inst, added)
             self._drop_runtime(inst)
             inst.status = "Terminated"
             inst.output = reason
             inst.updated = now
             self.store.put_meta(inst.instance_id, inst.meta())
-        log.info("Terminated orchestrator '%s' (instance=%s): %s", inst.name, instance_id, reason)
+        log.info("Terminated orchestrator '%s' (instance=%s): %s", inst.name, inst.instance_id, reason)
 
     def suspend(self, instance_id: str, reason: str | None) -> None:
         inst = self._require(instance_id)
@@ -612,7 +637,13 @@ class DurableEngine:
             now_mono = time.monotonic()
             for iid in list(self._ready):
                 cand = self.instances.get(iid)
-                if cand is None or not cand.inbox or cand.status not in ACTIVE or cand.status == "Suspended":
+                if cand is None or not cand.inbox or cand.status not in ACTIVE:
+                    self._ready.pop(iid, None)
+                    continue
+                if self._terminate_request(cand) is not None:
+                    inst = cand  # a terminate message is processed at once, suspended or not
+                    break
+                if cand.status == "Suspended":
                     self._ready.pop(iid, None)
                     continue
                 if self._inflight.get(iid) and self.max_batch_delay is not None:
@@ -703,6 +734,10 @@ class DurableEngine:
         })
 
     async def _episode(self, inst: Instance) -> None:
+        terminate = self._terminate_request(inst)
+        if terminate is not None:
+            self._apply_terminate(inst, terminate)
+            return
         batch = self._take_batch(inst)
         if not batch:
             return
@@ -815,7 +850,11 @@ class DurableEngine:
                 group = inst.groups[p["group"]]
                 seq = inst.next_id
                 inst.next_id += 1
-                fire_at = now + timedelta(milliseconds=group["intervalMs"])
+                # DTFx RetryInterceptor since PR #661: after the *last* attempt a back-compat dummy
+                # timer at CurrentUtcDateTime (fires at once), so the task fails without a delay;
+                # the SDK's RetryAbleTask still waits for that TimerFired.
+                last = group["attempt"] >= group["max"]
+                fire_at = now if last else now + timedelta(milliseconds=group["intervalMs"])
                 added.append(h.timer_created(now, seq, fire_at))
                 inst.pending[seq] = {"kind": "retry-timer", "group": p["group"], "fireAt": h.fmt_ts(fire_at)}
                 self._arm_timer(inst, seq, fire_at)

@@ -59,3 +59,86 @@ def test_custom_status_just_over_the_limit_fails_the_orchestration(parity: HostT
     assert status.custom_status == "small"  # the oversized value was never stored
     history = parity.history(status.instance_id)
     assert sum(1 for e in history if e["EventType"] == 4) == 1  # the second activity was never scheduled
+
+
+# ---------------------------------------------------------------- 14.3 retries
+# Azure/durabletask src/DurableTask.Core/RetryInterceptor.cs (PR #661, "Fixed retry interceptor
+# regression"): after the last failed attempt, CreateTimer(CurrentUtcDateTime, "Dummy timer for
+# back-compat") -- a timer that fires at once -- then the last exception is thrown. The reference's
+# "no extra timer" is not what DTFx does; the SDK 1.7 RetryAbleTask also waits for that timer.
+
+def test_a_retried_task_fails_as_soon_as_the_last_attempt_fails(parity: HostThread) -> None:
+    status = run(parity, "retry_twice")  # 2 attempts, 1 h apart
+    assert status.runtime_status.value == "Completed"
+    assert status.output["error"].startswith("Activity function 'always_fails' failed: RuntimeError")
+    assert status.output["failedAt"].startswith("2025-01-01T13:00:00")  # not 14:00: no second interval
+    hist = parity.history(status.instance_id)
+    timers = [(e["EventId"], e["Timestamp"], e["FireAt"]) for e in hist if e["EventType"] == 10]
+    assert [e["EventType"] for e in hist if e["EventType"] in (4, 6, 10, 11)] == [4, 6, 10, 11, 4, 6, 10, 11]
+    assert timers[0] == (1, "2025-01-01T12:00:00.000000Z", "2025-01-01T13:00:00.000000Z")  # retry interval
+    assert timers[1] == (3, "2025-01-01T13:00:00.000000Z", "2025-01-01T13:00:00.000000Z")  # fires at once
+
+
+# ---------------------------------------------------------------- 14.3 terminate is asynchronous
+# Azure/azure-functions-durable-extension DurableClient.TerminateAsync -> DTFx
+# TaskHubClient.TerminateInstanceAsync: an ExecutionTerminated *message* is sent to the instance's
+# queue; the status changes when the orchestration dispatcher processes it.
+
+def test_terminate_returns_before_the_status_changes(parity: HostThread) -> None:
+    client = parity.client()
+    iid = parity.call(client.start_new("waits", None, None))
+    parity.wait_for(iid, statuses=("Running",))
+    engine = parity.host.engine
+    assert engine is not None
+
+    def terminate_and_read() -> str:  # one loop turn: the scheduler cannot run in between
+        engine.terminate(iid, "enough")
+        inst = engine.get(iid)
+        assert inst is not None
+        return inst.status
+
+    assert parity.run_sync(terminate_and_read) == "Running"  # code relying on an immediate change sees this
+    status = parity.wait_for(iid, show_history=True)
+    assert status.runtime_status.value == "Terminated" and status.output == "enough"
+    assert [e["EventType"] for e in status.historyEvents][-2:] == ["ExecutionTerminated", "ExecutionCompleted"]
+
+
+def test_terminate_of_a_suspended_instance_is_processed(parity: HostThread) -> None:
+    client = parity.client()
+    iid = parity.call(client.start_new("waits", None, None))
+    parity.wait_for(iid, statuses=("Running",))
+    parity.call(client.suspend(iid, "pause"))
+    parity.call(client.terminate(iid, "stop"))
+    status = parity.wait_for(iid)
+    assert status.runtime_status.value == "Terminated" and status.output == "stop"
+    engine = parity.host.engine
+    assert engine is not None and parity.run_sync(lambda: engine.idle)
+
+
+# ---------------------------------------------------------------- 14.3 instance ids
+# Azure/azure-functions-durable-extension DurableClient.StartNewAsync (MaxInstanceIdLength = 256,
+# "must not start with @") -> HttpApiHandler: ArgumentException -> 400 "One or more of the
+# arguments submitted is incorrect" with the exception's message.
+
+@pytest.mark.parametrize(
+    ("instance_id", "message"),
+    [
+        ("@entity", "instanceId (Parameter 'Orchestration instance ids must not start with @.')"),
+        ("x" * 257, "Instance ID lengths must not exceed 256 characters."),
+        ("a\x7fb", "instanceId (Parameter 'Orchestration instance ids must not contain /, \\, #, ?, "
+                   "or control characters.')"),
+    ],
+)
+def test_invalid_instance_ids_are_refused_by_the_client_api(parity: HostThread, instance_id: str,
+                                                            message: str) -> None:
+    with pytest.raises(Exception) as err:  # the SDK raises Exception(ExceptionMessage) on a 400
+        parity.call(parity.client().start_new("waits", instance_id, None))
+    assert str(err.value) == message
+    assert parity.host.engine is not None and parity.host.engine.get(instance_id) is None
+
+
+def test_an_instance_id_of_256_characters_is_accepted(parity: HostThread) -> None:
+    iid = parity.call(parity.client().start_new("waits", "y" * 256, None))
+    assert iid == "y" * 256
+    parity.call(parity.client().terminate(iid, "done"))
+    assert parity.wait_for(iid).runtime_status.value == "Terminated"
