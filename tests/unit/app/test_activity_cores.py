@@ -25,7 +25,7 @@ pytestmark = pytest.mark.unit
 SUB = "11111111-2222-3333-4444-555555555555"
 RUN = (f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc"
        "/providers/microsoft.maintenance/applyupdates/20261116090000")
-NOT_FOUND = (404, {}, {"error": {"code": "NotFound", "message": "no such run"}})
+NOT_FOUND: tuple[int, dict[str, str], Any] = (404, {}, {"error": {"code": "NotFound", "message": "no such run"}})
 
 
 def clients_for(tmp_path: Path, script: list[tuple[str, str, Any]]) -> tuple[AzureClients, ScriptedTransport]:
@@ -132,10 +132,11 @@ def test_vm_ref_and_ids() -> None:
     assert vm_ref(vm) == {"id": vm["id"], "name": "web-01", "os": "Windows", "location": "westeurope",
                           "zone": "2", "availabilitySet": "/subscriptions/x/availabilitySets/as1",
                           "powerState": "deallocated", "scheduleIssue": None}
-    rid = parse_resource_id(vm["id"])
+    vm_id = str(vm["id"])
+    rid = parse_resource_id(vm_id)
     assert (rid.subscription, rid.resource_group, rid.full_type, rid.name) == (
         SUB, "RG", "Microsoft.Compute/virtualMachines", "web-01")
-    assert same_arm_id(vm["id"].upper(), vm["id"] + "/")
+    assert same_arm_id(vm_id.upper(), vm_id + "/")
     with pytest.raises(ValueError):
         parse_resource_id("not-an-id")
 

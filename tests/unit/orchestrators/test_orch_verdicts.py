@@ -308,7 +308,8 @@ def test_run_results_with_unresolvable_members_is_inconclusive_not_a_crash() -> 
 # ------------------------------------------------------------------ previous ring re-check (issue 13.5)
 from orchestrators.verdicts import previous_ring_check  # noqa: E402
 
-HEALTHY = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
+HEALTHY: dict[str, Any] = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [],
+                           "readError": None}
 POLICY = plan_view.effective(PLAN, "ring0", "health")
 
 
