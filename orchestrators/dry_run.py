@@ -14,7 +14,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names
+from orchestrators import names, retries
 
 bp = df.Blueprint()
 
@@ -25,12 +25,14 @@ ASSESS_DEADLINE = timedelta(hours=1)
 @bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)
 def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec: dict[str, Any] = context.get_input() or {}
-    members = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": spec["plan"], "ring": spec["ring"]})
+    members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
+                                                     {"plan": spec["plan"], "ring": spec["ring"]})
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
     run_id = f"{spec.get('rolloutId')}:{spec['ring']}:assess"
     starts = yield context.task_all(
-        [context.call_activity(names.START_ASSESS, {"rolloutId": spec.get("rolloutId"), "ring": spec["ring"],
-                                                    "runId": run_id, "vm": vm}) for vm in vms]
+        [context.call_activity_with_retry(names.START_ASSESS, retries.WRITE,
+                                          {"rolloutId": spec.get("rolloutId"), "ring": spec["ring"],
+                                           "runId": run_id, "vm": vm}) for vm in vms]
     )
     tokens = {vm["id"]: (s or {}).get("token") for vm, s in zip(vms, starts, strict=True)
               if (s or {}).get("state") in ("started", "already-started", "already-done")}
@@ -39,8 +41,9 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     deadline = context.current_utc_datetime + ASSESS_DEADLINE
     while tokens:
         polls = yield context.task_all(
-            [context.call_activity(names.POLL_ASSESS, {"runId": run_id, "vm": next(v for v in vms if v["id"] == vm_id),
-                                                       "token": token}) for vm_id, token in tokens.items()]
+            [context.call_activity_with_retry(names.POLL_ASSESS, retries.READ,
+                                              {"runId": run_id, "vm": next(v for v in vms if v["id"] == vm_id),
+                                               "token": token}) for vm_id, token in tokens.items()]
         )
         for vm_id, poll in zip(list(tokens), polls, strict=True):
             if (poll or {}).get("done"):

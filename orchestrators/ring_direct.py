@@ -21,7 +21,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view
+from orchestrators import names, plan_view, retries
 from orchestrators.status import count_verdicts
 from orchestrators.timeutil import iso, parse_duration
 from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
@@ -44,7 +44,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
     vms: list[dict[str, Any]] | None = spec.get("vms")
     if vms is None:
-        members = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring_name})
+        members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
+                                                         {"plan": plan, "ring": ring_name})
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}
 
@@ -93,8 +94,9 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         verdicts.extend(wave_verdicts)
         for verdict in wave_verdicts:
             budget.record(str(verdict.get("vm")), verdict_ok(verdict))
-        yield context.call_activity(
+        yield context.call_activity_with_retry(
             names.LEDGER_VM_RESULTS,
+            retries.WRITE,
             {
                 "rolloutId": spec.get("rolloutId"),
                 "ring": ring_name,
@@ -138,8 +140,8 @@ def health_sample(vms: list[dict[str, Any]], size: int = HEALTH_SAMPLE) -> list[
 
 def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> Any:
     """Has the HTTP API flagged a halt for this rollout in the ledger? (read via an activity)."""
-    gate = yield context.call_activity(names.LEDGER_READ_GATE, {"rolloutId": spec.get("rolloutId"),
-                                                                "ring": spec.get("ring")})
+    gate = yield context.call_activity_with_retry(names.LEDGER_READ_GATE, retries.READ,
+                                                  {"rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")})
     return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))
 
 

@@ -5,6 +5,9 @@ write per VM); for thousands of VMs those lists belong in this instance's histor
 long-lived rollout's. The rollout gets a summary: how many members, what changed, what failed,
 and which VMs will not follow the maintenance schedule (their patch settings, ``scheduleIssue``).
 
+Every call retries (``orchestrators.retries``): reads ``READ``; writes ``WRITE`` when opening and
+``CLOSE`` when closing (a failing rollout must never leave a gate open).
+
 Input ``{plan, ring, open: bool}``; output ``{members, mode, value, changed, failed,
 scheduleIssues: [{vm, issue}] (at most 25), scheduleIssueCount}``.
 """
@@ -15,7 +18,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view
+from orchestrators import names, plan_view, retries
 
 bp = df.Blueprint()
 
@@ -28,28 +31,33 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     plan, ring, opening = spec["plan"], spec["ring"], bool(spec.get("open"))
     ring_doc = plan_view.ring(plan, ring)
     mode = plan_view.open_mode(ring_doc)
+    write = retries.WRITE if opening else retries.CLOSE
     out: dict[str, Any] = {"mode": mode, "members": None, "value": None, "changed": 0, "failed": []}
 
     members: list[dict[str, Any]] | None = None
     if mode == "retag":
         tag = plan_view.tag_selector(ring_doc) or {}
-        resolved = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring, "includeHold": True})
+        resolved = yield context.call_activity_with_retry(
+            names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
+            {"plan": plan, "ring": ring, "includeHold": True})
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
         if tag.get("name") and value is not None and members:
-            result = yield context.call_activity(
-                names.RETAG, {"vmIds": [vm["id"] for vm in members], "tag": tag["name"], "value": value}
+            result = yield context.call_activity_with_retry(
+                names.RETAG, write, {"vmIds": [vm["id"] for vm in members], "tag": tag["name"], "value": value}
             )
             out["changed"] = len((result or {}).get("changed") or [])
             out["failed"] = list((result or {}).get("failed") or [])[:MAX_ISSUES]
     elif mode == "enableConfiguration":
-        result = yield context.call_activity(names.SET_ASSIGNMENT, {"plan": plan, "ring": ring, "present": opening})
+        result = yield context.call_activity_with_retry(
+            names.SET_ASSIGNMENT, write, {"plan": plan, "ring": ring, "present": opening})
         out["changed"] = int(bool((result or {}).get("changed")))
 
     if opening and plan_view.patching(ring_doc) == "scheduled":
         if members is None:
-            resolved = yield context.call_activity(names.RESOLVE_MEMBERS, {"plan": plan, "ring": ring})
+            resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
+                                                              {"plan": plan, "ring": ring})
             members = list((resolved or {}).get("vms") or [])
         issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
                   for vm in members if vm.get("scheduleIssue")]

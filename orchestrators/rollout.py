@@ -41,7 +41,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view
+from orchestrators import names, plan_view, retries
 from orchestrators.inbox import EventInbox, RunEvent
 from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, RolloutStatus, approve_url
 from orchestrators.timeutil import iso, parse_duration, parse_iso
@@ -66,6 +66,9 @@ RESUME_WINDOW = timedelta(days=14)
 CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
 # How many scheduled runs a ring may miss (cancelled / no pre-event) before the rollout halts.
 MAX_MISSED_RUNS = 3
+# Whole attempts at closing one ring's gate (each with CLOSE retries inside), and the pause between.
+CLOSE_ATTEMPTS = 3
+CLOSE_PAUSE = timedelta(minutes=5)
 
 Gen = Generator[Any, Any, Any]
 
@@ -171,13 +174,24 @@ class Rollout:
             self.check_halt()
         return winner
 
-    def activity(self, name: str, payload: dict[str, Any]) -> Gen:
-        result = yield self.ctx.call_activity(name, payload)
+    def activity(self, name: str, payload: dict[str, Any], policy: Any = retries.READ) -> Gen:
+        """One activity call with the host retrying it under ``policy`` (``orchestrators.retries``)."""
+        result = yield self.ctx.call_activity_with_retry(name, policy, payload)
+        return result
+
+    def cancel(self, correlation_id: str) -> Gen:
+        """Cancel a scheduled run (``WRITE`` retries); a cancel that cannot land is an answer, not a
+        crash: ``{"status": "Failed", "message"}``, which callers report loudly (the guard keeps trying)."""
+        try:
+            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": correlation_id}, retries.WRITE)
+        except Exception as err:
+            result = {"status": "Failed", "message": _first_line(err)}
         return result
 
     def ledger_ring(self, ring: str, state: str, **fields: Any) -> Gen:
-        yield self.ctx.call_activity(
+        yield self.ctx.call_activity_with_retry(
             names.LEDGER_RING_RUN,
+            retries.WRITE,
             {
                 "rolloutId": self.rollout_id,
                 "ring": ring,
@@ -188,9 +202,10 @@ class Rollout:
             },
         )
 
-    def ledger_rollout(self, state: str, outcome: str | None = None) -> Gen:
-        yield self.ctx.call_activity(
+    def ledger_rollout(self, state: str, outcome: str | None = None, policy: Any = retries.WRITE) -> Gen:
+        yield self.ctx.call_activity_with_retry(
             names.LEDGER_ROLLOUT,
+            policy,
             {
                 "rolloutId": self.rollout_id,
                 "state": state,
@@ -210,8 +225,8 @@ class Rollout:
     def run(self) -> Gen:
         plan = self.spec.get("plan")
         if not plan:
-            try:
-                plan = yield from self.activity(names.LOAD_PLAN, {})
+            try:  # a plan file: not an Azure call, and an invalid file stays invalid (no retry)
+                plan = yield self.ctx.call_activity(names.LOAD_PLAN, {})
             except Exception as err:  # an invalid plan file: end visibly, nothing was touched
                 self.status = RolloutStatus.new(rollout_id=self.rollout_id, plan={}, initiator=self.initiator,
                                                 started_at=iso(self.started_at), dry_run=False)
@@ -238,6 +253,10 @@ class Rollout:
         ring_list = plan_view.ring_names(plan)
         index = 0
         state, outcome = COMPLETED, "passed"
+        # The close-down below runs on every way out (the "finally" path). It is not a Python
+        # ``finally``: the SDK closes a suspended generator with GeneratorExit, and a yield in a
+        # ``finally`` block would swallow it; every *orchestration* failure arrives as an
+        # Exception thrown into the generator, which the last clause catches.
         try:
             while index < len(ring_list):
                 ring = ring_list[index]
@@ -251,16 +270,18 @@ class Rollout:
             state, outcome = stop.state, stop.outcome
         except Halted as halt:  # halted while handling a halt (e.g. during close-down)
             state, outcome = HALTED, halt.reason
+        except Exception as err:  # an activity or sub-orchestration failed after its retries
+            state, outcome = FAILED, f"rollout failed: {_first_line(err)}"
+            self.st.note(iso(self.now), outcome)
+            if not self.ctx.is_replaying:
+                log.error("rollout %s failed: %s", self.rollout_id, _first_line(err))
 
-        yield from self.close_gates()
-        self.st.finish(state, iso(self.now), outcome)
-        self.publish()
-        yield from self.ledger_rollout(state, outcome)
-        self.info("finished: %s (%s)", state, outcome)
+        yield from self.close_down(state, outcome)
+        self.info("finished: %s (%s)", self.st.doc["state"], self.st.doc["outcome"])
         return {
             "rolloutId": self.rollout_id,
-            "state": state,
-            "outcome": outcome,
+            "state": self.st.doc["state"],
+            "outcome": self.st.doc["outcome"],
             "manifest": self.manifest,
             "rings": [{"name": r["name"], "phase": r["phase"], "gate": r["gate"]} for r in self.st.doc["rings"]],
         }
@@ -396,7 +417,7 @@ class Rollout:
             reasons.append(f"decision deadline {iso(deadline)} passed before the gate was evaluated")
 
         if reasons:
-            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": pre.correlation_id})
+            result = yield from self.cancel(pre.correlation_id)
             cancelled = str((result or {}).get("status")) in CANCELLED
             decision = "cancelled" if cancelled else "cancel-failed"
             self.st.update_run(ring, pre.correlation_id, decision=decision, reasons=reasons, cancel=result)
@@ -434,9 +455,13 @@ class Rollout:
             return []
         policy = plan_view.effective(self.plan, ring, "health")
         probes = policy.get("probes") or []
-        samples = yield self.ctx.task_all(
-            [self.ctx.call_activity(names.CHECK_HEALTH, {"vm": vm, "probes": probes}) for vm in vms]
-        )
+        try:
+            samples = yield self.ctx.task_all(
+                [self.ctx.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": vm, "probes": probes})
+                 for vm in vms]
+            )
+        except Exception as err:  # unreadable after retries: unknown, so the run is not authorised
+            return [f"previous ring {ring}: health could not be read: {_first_line(err)}"]
         reasons = []
         for vm, sample in zip(vms, samples, strict=True):
             signal, why = sample_state(policy, sample or {"readError": "no sample"})
@@ -454,8 +479,11 @@ class Rollout:
             post = yield from self.next_event(lambda: self.inbox.take_post(pre.correlation_id), until)
         except Halted:
             # Halt before the run finished: revoke and try to cancel (may be too late once started).
-            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": pre.correlation_id})
+            result = yield from self.cancel(pre.correlation_id)
             self.st.update_run(ring, pre.correlation_id, decision="revoked", cancel=result)
+            if str((result or {}).get("status")) not in CANCELLED:
+                self.st.note(iso(self.now), f"ring {ring}: COULD NOT CANCEL revoked run {pre.correlation_id} "
+                                            f"({(result or {}).get('status')}: {(result or {}).get('message')})")
             yield from self.ledger_ring(ring, "revoked", runId=pre.correlation_id, authorised=False, cancel=result)
             raise
         self.st.stop_waiting()
@@ -553,6 +581,7 @@ class Rollout:
             names.LEDGER_APPROVAL,
             {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
              "decision": accepted, "outcome": "accepted", "at": iso(self.now)},
+            retries.WRITE,
         )
         if not decision.approved:
             self.st.set_phase(ring, "rejected", iso(self.now))
@@ -569,7 +598,7 @@ class Rollout:
         scheduled = plan_view.patching(ring_doc) == "scheduled"
         if scheduled and configuration_id and self.manifest is not None:
             yield from self.activity(
-                names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}
+                names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}, retries.WRITE
             )
         mode = plan_view.open_mode(ring_doc)
         if mode != "none" or scheduled:
@@ -616,12 +645,56 @@ class Rollout:
                                         f"the schedule (e.g. {issues[0]['vm']}: {issues[0]['issue']})")
 
     def close_gates(self) -> Gen:
-        """End of cycle (or halt): later rings closed again so the next cycle starts at Ring 0."""
+        """End of cycle (or halt): later rings closed again so the next cycle starts at Ring 0.
+
+        Never raises for a failed close: every ring is tried (``CLOSE`` retries inside the gate
+        sub-orchestration, then ``CLOSE_ATTEMPTS`` whole attempts); a ring that stays open is
+        named loudly in the status and the ledger, and the method returns the rings left open.
+        """
+        left_open: list[str] = []
         for ring in list(reversed(self.opened)):
-            yield from self.gate(ring, open_=False)
-            self.st.ring(ring)["opened"] = False
-            self.opened.remove(ring)
+            error = None
+            for attempt in range(CLOSE_ATTEMPTS):
+                try:
+                    yield from self.gate(ring, open_=False)
+                    error = None
+                    break
+                except Exception as err:  # the close failed after its retries
+                    error = _first_line(err)
+                    if attempt + 1 < CLOSE_ATTEMPTS:
+                        yield self.ctx.create_timer(self.now + CLOSE_PAUSE)
+            if error is None:
+                self.st.ring(ring)["opened"] = False
+                self.opened.remove(ring)
+                continue
+            left_open.append(ring)
+            self.st.ring(ring)["opened"] = True
+            self.st.note(iso(self.now), f"ring {ring}: GATE COULD NOT BE CLOSED: {error}")
+            if not self.ctx.is_replaying:
+                log.error("rollout %s: ring %s gate could not be closed: %s", self.rollout_id, ring, error)
+            try:
+                yield from self.ledger_ring(ring, "close-failed", error=error)
+            except Exception:  # the ledger is down too: the status and the log say it
+                pass
         self.publish()
+        return left_open
+
+    def close_down(self, state: str, outcome: str) -> Gen:
+        """The rollout's last step on every path: close open gates, then write the final state."""
+        left_open = yield from self.close_gates()
+        if left_open:
+            outcome = f"{outcome}; GATES LEFT OPEN: {', '.join(left_open)}"
+            if state == COMPLETED:
+                state = FAILED
+        self.st.finish(state, iso(self.now), outcome)
+        self.publish()
+        try:
+            yield from self.ledger_rollout(state, outcome, policy=retries.CLOSE)
+        except Exception as err:  # the status still says it; nothing else can be done here
+            self.st.note(iso(self.now), f"final state could not be written to the ledger: {_first_line(err)}")
+            self.publish()
+            if not self.ctx.is_replaying:
+                log.error("rollout %s: final state %s not in the ledger: %s", self.rollout_id, state, err)
 
     def on_halt(self, ring: str, halt: Halted) -> Gen:
         """Close later rings, revoke authorisations, then wait for Resume (or end halted)."""
