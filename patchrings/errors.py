@@ -134,3 +134,15 @@ class ArmTargetRefused(PatchRingsError):
 
 
 __all__ += ["ArmTargetRefused"]
+
+
+class PlanForbidden(PatchRingsError):
+    """A plan sent with a request is not allowed: inline plans are off, or it would weaken the
+    deployed plan (approvals, approvers, health, membership...); ``details`` lists every
+    ``{field, message}``."""
+
+    code = "PlanForbidden"
+    http_status = 403
+
+
+__all__ += ["PlanForbidden"]

@@ -11,7 +11,9 @@ Design rules:
   run id, VM id, decision id, event id), so a retried write lands on the same row:
   ``PartitionKey``/``RowKey`` are built from them, escaped because Table keys may not contain
   ``/ \\ # ?`` or control characters (ARM ids are full of ``/``). VM and configuration ids are
-  lower-cased first: ARM ids compare case-insensitively.
+  lower-cased first: ARM ids compare case-insensitively. A key may hold at most 1 KiB (Azurite
+  refuses more than 512 characters), so a longer one keeps its first characters plus a sha256 of
+  the whole (:func:`bound_key`): a hostile 2 KiB event id still lands on one row, never a 500.
 * **Idempotent writes.** State rows are upserted in MERGE mode (same write twice = same row);
   approvals, events and install records are *append-only*: inserted with ``create_entity``,
   so a duplicate (same decision/event id) collapses into the first and reports
@@ -43,6 +45,7 @@ whichever rollout owns it with one partition query.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
 
     from patchrings.clients import AzureClients
 
-__all__ = ["TABLES", "Ledger", "decode_entity", "encode_fields", "escape_key"]
+__all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key"]
 
 TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs")
 
@@ -79,6 +82,17 @@ def escape_key(value: str) -> str:
     keeps every key reversible and unambiguous.
     """
     return _KEY_UNSAFE.sub(lambda m: f"%{ord(m.group(0)):02X}", value)
+
+
+MAX_KEY = 500  # characters; Azure Table keys hold 1 KiB, Azurite refuses more than 512 characters
+
+
+def bound_key(key: str) -> str:
+    """``key`` if it fits a Table key, else its first characters + ``~`` + its sha256 (stable)."""
+    if len(key) <= MAX_KEY:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"{key[: MAX_KEY - len(digest) - 1]}~{digest}"
 
 
 def _id_key(resource_id: str) -> str:
@@ -173,12 +187,12 @@ class Ledger:
 
     # ------------------------------------------------------------------ primitives
     def _upsert(self, table: str, pk: str, rk: str, fields: Mapping[str, Any]) -> bool:
-        entity = {"PartitionKey": pk, "RowKey": rk, **encode_fields(fields)}
+        entity = {"PartitionKey": bound_key(pk), "RowKey": bound_key(rk), **encode_fields(fields)}
         self.table(table).upsert_entity(entity, mode=UpdateMode.MERGE)
         return True
 
     def _append(self, table: str, pk: str, rk: str, fields: Mapping[str, Any]) -> bool:
-        entity = {"PartitionKey": pk, "RowKey": rk, **encode_fields(fields)}
+        entity = {"PartitionKey": bound_key(pk), "RowKey": bound_key(rk), **encode_fields(fields)}
         try:
             self.table(table).create_entity(entity)
         except ResourceExistsError:
@@ -187,12 +201,12 @@ class Ledger:
 
     def _get(self, table: str, pk: str, rk: str) -> dict[str, Any] | None:
         try:
-            return decode_entity(self.table(table).get_entity(pk, rk))
+            return decode_entity(self.table(table).get_entity(bound_key(pk), bound_key(rk)))
         except ResourceNotFoundError:
             return None
 
     def _partition(self, table: str, pk: str) -> list[dict[str, Any]]:
-        entities = self.table(table).query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+        entities = self.table(table).query_entities("PartitionKey eq @pk", parameters={"pk": bound_key(pk)})
         return [decode_entity(e) for e in entities]
 
     # ------------------------------------------------------------------ rollouts
@@ -236,7 +250,7 @@ class Ledger:
 
         Returns the number of rows written.
         """
-        pk = f"{escape_key(rollout_id)}|{escape_key(str(ring))}"
+        pk = bound_key(f"{escape_key(rollout_id)}|{escape_key(str(ring))}")
         batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         size = written = 0
         table = self.table("VmResults")
@@ -245,7 +259,7 @@ class Ledger:
             if not vm:
                 raise ValueError("every VM result needs a 'vm' (resource id)")
             fields = {**result, "vm": vm, "rolloutId": rollout_id, "ring": str(ring), "runId": run_id}
-            entity = {"PartitionKey": pk, "RowKey": _id_key(vm), **encode_fields(fields)}
+            entity = {"PartitionKey": pk, "RowKey": bound_key(_id_key(vm)), **encode_fields(fields)}
             entity_size = _size(entity)
             if batch and (len(batch) >= _BATCH_OPS or size + entity_size > _BATCH_BYTES):
                 table.submit_transaction(batch)
@@ -305,7 +319,7 @@ class Ledger:
 
     def delete_install(self, run_id: str, vm_id: str) -> None:
         """Forget an install claim whose POST was definitely refused, so a retry may send it."""
-        self.table("Installs").delete_entity(escape_key(run_id), _id_key(vm_id))
+        self.table("Installs").delete_entity(bound_key(escape_key(run_id)), bound_key(_id_key(vm_id)))
 
     def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
         return self._get("Installs", escape_key(run_id), _id_key(vm_id))

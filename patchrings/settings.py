@@ -109,6 +109,13 @@ SETTINGS_SPEC: list[SettingSpec] = [
         "X-MS-CLIENT-PRINCIPAL header is present. Local use only: never enable it in Azure.",
         "false", "true",
     ),
+    SettingSpec(
+        "PATCHRINGS_INLINE_PLANS", False, "false",
+        "'true' lets POST /api/rollouts carry its own plan, which may then only restrict the "
+        "deployed plan (same rings in order, members, patching, approvals, health, promotion; "
+        "approvers a subset). Off by default; never enable it in Azure.",
+        None, None,
+    ),
 ]
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS_SPEC}
@@ -138,6 +145,14 @@ class Settings:
     ledger_account_url: str | None = None
     ledger_table_prefix: str = "patchrings"
     approver_header_fallback: bool = False
+    inline_plans: bool = False
+    #: App Service authentication (Easy Auth) is on: App Service sets ``WEBSITE_AUTH_ENABLED=True``
+    #: and then strips/replaces client-sent ``X-MS-CLIENT-PRINCIPAL*`` headers. Only then are they
+    #: trusted (Microsoft.Identity.Web ``AppServicesAuthenticationInformation``).
+    platform_auth_enabled: bool = False
+    #: Running on App Service / Functions in Azure (``WEBSITE_INSTANCE_ID`` or ``WEBSITE_SITE_NAME``
+    #: set): the local approver header fallback is then ignored whatever its setting says.
+    hosted_in_azure: bool = False
     app_dir: Path = APP_DIR
 
     @staticmethod
@@ -150,6 +165,11 @@ class Settings:
         """Absolute path of the plan file (relative paths are taken from the app folder)."""
         path = Path(self.plan_path)
         return path if path.is_absolute() else self.app_dir / path
+
+    @property
+    def header_fallback_allowed(self) -> bool:
+        """The local ``X-PatchRings-Approver`` fallback counts: enabled, local and no Easy Auth."""
+        return self.approver_header_fallback and not self.hosted_in_azure and not self.platform_auth_enabled
 
     @property
     def is_public_azure(self) -> bool:
@@ -236,6 +256,10 @@ class Settings:
             bad("PATCHRINGS_APPROVER_HEADER_FALLBACK",
                 f"{fallback_text!r} is not allowed; allowed: true, false")
 
+        inline_text = (get("PATCHRINGS_INLINE_PLANS") or "false").lower()
+        if inline_text not in _TRUE | _FALSE:
+            bad("PATCHRINGS_INLINE_PLANS", f"{inline_text!r} is not allowed; allowed: true, false")
+
         if problems:
             names = ", ".join(dict.fromkeys(p["setting"] for p in problems))
             lines = "; ".join(f"{p['setting']}: {p['message']}" for p in problems)
@@ -251,8 +275,25 @@ class Settings:
             ledger_account_url=account_url,
             ledger_table_prefix=prefix,
             approver_header_fallback=fallback_text in _TRUE,
+            inline_plans=inline_text in _TRUE,
+            platform_auth_enabled=platform_auth_enabled(source),
+            hosted_in_azure=hosted_in_azure(source),
             app_dir=base,
         )
+
+
+#: Environment variables App Service sets; read with the PATCHRINGS_* ones (not app settings of ours).
+PLATFORM_VARIABLES = ("WEBSITE_AUTH_ENABLED", "WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+
+
+def platform_auth_enabled(env: Mapping[str, str]) -> bool:
+    """``WEBSITE_AUTH_ENABLED`` equals ``True`` (case-insensitive), as App Service sets it when
+    authentication is on (the check Microsoft.Identity.Web makes)."""
+    return str(env.get("WEBSITE_AUTH_ENABLED", "")).strip().lower() == "true"
+
+
+def hosted_in_azure(env: Mapping[str, str]) -> bool:
+    return any(str(env.get(name, "")).strip() for name in ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME"))
 
 
 def _closest(key: str) -> str | None:

@@ -3,7 +3,8 @@
 Why lazily: the Functions worker imports ``function_app.py`` to index functions before any
 request; building clients at import time would make indexing depend on the network and on
 settings that only matter when a request arrives. Why cached: one Table client pool and one
-parsed plan per worker process. The cache is keyed by the ``PATCHRINGS_*`` environment, so a
+parsed plan per worker process. The cache is keyed by the ``PATCHRINGS_*`` environment (and the
+App Service variables the settings read, e.g. ``WEBSITE_AUTH_ENABLED``), so a
 process that runs several local hosts one after another (tests) never uses a stale ledger;
 :func:`override` pins values regardless of the environment (tests with fakes).
 """
@@ -15,7 +16,7 @@ import threading
 from typing import Any
 
 from patchrings.domain.plan import Plan, load_plan_file
-from patchrings.settings import Settings
+from patchrings.settings import PLATFORM_VARIABLES, Settings
 
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
@@ -24,7 +25,8 @@ _key: tuple[tuple[str, str], ...] | None = None
 
 
 def _environment_key() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("PATCHRINGS_")))
+    return tuple(sorted((k, v) for k, v in os.environ.items()
+                        if k.upper().startswith("PATCHRINGS_") or k.upper() in PLATFORM_VARIABLES))
 
 
 def _get(name: str, build: Any) -> Any:

@@ -6,14 +6,21 @@ records the event in the ledger, and only *routes*:
 
 * Ring 0's pre-event starts the rollout, with an instance id derived from the correlationId, so
   a redelivery finds the existing instance and starts nothing;
-* a gated (scheduled, later) ring's pre-event starts the fail-closed guard for that run (again
-  with a correlationId-derived id);
+* every pre-event of every configuration the plan names starts the fail-closed guard for that
+  run (again with a correlationId-derived id), whatever the ring's patching mode: a scheduled
+  ring's run goes ahead only if the rollout authorised it, and a *direct* ring whose members come
+  from a maintenance configuration has that configuration's own runs cancelled (the rollout
+  installs a direct ring itself and never authorises its configuration's schedule);
 * every event of a planned ring is raised into the active rollout as ``MaintenanceEvent``; the
   orchestrator de-duplicates by (correlationId, kind) and tolerates reordering.
 
 Events for configurations no plan knows are logged and acknowledged. Malformed events are
-logged and acknowledged too (Event Grid would retry them forever otherwise); transient failures
-(ledger or durable API unreachable) raise, so Event Grid retries the delivery.
+logged and acknowledged too (Event Grid would retry them for 24 hours otherwise), and so is an
+event whose ``correlationId`` is not exactly ``<configuration id>/providers/Microsoft.Maintenance/
+applyUpdates/<14 digits>`` of the configuration the event names (``patchrings.arm.ids.
+parse_apply_update_id``): the run id later becomes part of an ARM request URL, so nothing else
+may start anything. Transient failures (ledger or durable API unreachable) raise, so Event Grid
+retries the delivery.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import names
+from patchrings.arm.ids import parse_apply_update_id, same_arm_id
 from patchrings.domain.events import instance_id_for, parse_maintenance_event
 from patchrings.domain.timeutil import format_duration, format_instant
 from patchrings.errors import EventRejected
@@ -37,6 +45,22 @@ bp = df.Blueprint()
 log = logging.getLogger("patchrings.triggers.eventgrid")
 
 GUARD_PREFIX = "guard-"
+MAX_CORRELATION_ID = 512
+
+
+def run_id_problem(event: Any) -> str | None:
+    """Why an event's correlationId is not a run of the configuration it names, or None."""
+    correlation_id = event.correlation_id
+    if len(correlation_id) > MAX_CORRELATION_ID:
+        return f"data.correlationId is longer than {MAX_CORRELATION_ID} characters"
+    try:
+        configuration_id, _ = parse_apply_update_id(correlation_id)
+    except ValueError:
+        return ("data.correlationId is not <configuration id>/providers/Microsoft.Maintenance/applyUpdates/"
+                "<yyyyMMddHHmmss>")
+    if not same_arm_id(configuration_id, event.configuration_id):
+        return "data.correlationId is a run of another configuration than data.maintenanceConfigurationId"
+    return None
 
 
 def envelope_of(event: Any) -> dict[str, Any]:
@@ -89,6 +113,11 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
     except EventRejected as err:
         log.warning("maintenance event rejected and acknowledged: %s", err.message)
         return {"action": "rejected", "error": err.to_dict()["error"]}
+    problem = run_id_problem(event)
+    if problem is not None:
+        log.warning("maintenance event rejected and acknowledged: %s: %r", problem, event.correlation_id[:200])
+        return {"action": "rejected", "error": {"code": "EventRejected", "message": problem,
+                                                "field": "data.correlationId"}}
     plan = deps.plan()
     ring = plan.ring_for_configuration(event.configuration_id)
     payload = run_event_payload(event)
@@ -123,7 +152,7 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
                 if not await exists(client, instance_id):
                     raise
                 actions.append(f"duplicate: rollout {instance_id} started concurrently")
-    if ring.index > 0 and ring.scheduled and event.kind == "pre":
+    if event.kind == "pre":
         guard_id = GUARD_PREFIX + instance_id_for(event)
         if not await exists(client, guard_id):
             try:

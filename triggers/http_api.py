@@ -3,18 +3,28 @@
 Why these rules: the API is how people steer a rollout, so every answer is JSON, every error is
 a :class:`PatchRingsError` body ``{"error": {code, message, field?, details?}}`` with the status
 its class names (400 bad field, 403 not allowed, 404 unknown, 409 wrong state), and every
-approval decision (accepted or refused) is appended to the ledger before anything else happens.
-Identity comes from App Service authentication (``X-MS-CLIENT-PRINCIPAL``); the
-``X-PatchRings-Approver`` header counts only when ``PATCHRINGS_APPROVER_HEADER_FALLBACK=true``
-(local use). The orchestrator re-validates every decision it receives, so a decision raised
-around this API still cannot approve the wrong ring or manifest.
+approval decision, resume and halt (accepted or refused, including a request with no
+authenticated caller) is appended to the ledger's Approvals table before anything is raised.
+Identity (``triggers/identity.py``) comes from App Service authentication (``X-MS-CLIENT-PRINCIPAL``,
+trusted only when ``WEBSITE_AUTH_ENABLED=True``), matched to plan approvers by UPN, object id or
+``tid/oid``; the ``X-PatchRings-Approver`` header counts only locally
+(``PATCHRINGS_APPROVER_HEADER_FALLBACK=true``, no Easy Auth, not hosted in Azure). The
+orchestrator accepts a raised decision or resume only when it matches the ``submitted`` row this
+API wrote (same id, approver, ring, manifest, verdict), so events raised around this API through
+the Durable webhooks are refused.
+
+Hostile input gets 4xx, never 500: route ids are checked (strict charset, at most 256
+characters, no leading ``@``) before they reach the durable client's URLs; bodies are bounded in
+size (1 MiB) and nesting depth (64); inline plans are refused unless enabled, and then may not
+weaken the deployed plan (``triggers/inline_plans.py``).
 
 Routes (all under ``/api``, FUNCTION auth level):
 
 * ``POST rollouts`` — start (``{"dryRun"?, "plan"?, "reason"?}``), 202;
 * ``GET rollouts`` — list; ``GET rollouts/{id}`` — status from custom status + ledger;
 * ``POST rollouts/{id}/rings/{ring}/approve`` and ``.../reject`` — ``{"manifestHash", "comment"?}``;
-* ``POST rollouts/{id}/halt`` (``{"reason"?}``) and ``POST rollouts/{id}/resume``;
+* ``POST rollouts/{id}/halt`` (``{"reason"?}``, any authenticated caller) and
+  ``POST rollouts/{id}/resume`` (``{"reason"?}``, an approver of the ring it resumes at);
 * ``POST plans/validate`` — a plan document, or ``{"plan": {...}}``.
 """
 
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,7 +48,6 @@ from patchrings.domain.approval import (
     ApprovalPolicy,
     ApprovalRequest,
     check_decision,
-    principal_from_headers,
 )
 from patchrings.domain.plan import load_plan
 from patchrings.domain.timeutil import format_instant
@@ -50,6 +60,8 @@ from patchrings.errors import (
     RolloutConflict,
 )
 from triggers import deps
+from triggers.identity import FALLBACK_HEADER, Caller, caller_from_headers
+from triggers.inline_plans import check_inline_plan
 from triggers.rollouts import (
     active_rollouts,
     custom_status,
@@ -88,30 +100,96 @@ async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
         return json_response({"error": {"code": "InternalError", "message": f"{type(err).__name__}: {err}"}}, 500)
 
 
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_ID = 256
+# Instance ids the API accepts in a route: what the app itself creates (``ro-<hex>``,
+# ``mw-pre-...``) and a little more; never ``@`` (entity ids), ``/``, ``?``, ``#``, ``%`` or
+# spaces, which would change the durable client's request URL.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$")
+_RING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """True when JSON ``value`` nests deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def json_body(req: func.HttpRequest, *, required: bool = False) -> dict[str, Any]:
     raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestInvalid(f"the body is larger than {MAX_BODY_BYTES} bytes", field="body")
     if not raw.strip():
         if required:
             raise RequestInvalid("a JSON object body is required", field="body")
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError as err:
+        raise RequestInvalid(f"the body nests deeper than {MAX_DEPTH} levels", field="body") from err
     except ValueError as err:
         raise RequestInvalid(f"the body is not valid JSON: {err}", field="body") from err
     if not isinstance(body, dict):
         raise RequestInvalid("the body must be a JSON object", field="body")
+    if depth_exceeds(body, MAX_DEPTH):
+        raise RequestInvalid(f"the body nests deeper than {MAX_DEPTH} levels", field="body")
     return body
 
 
-def caller(req: func.HttpRequest, *, required: bool) -> str | None:
-    """The calling person's name (App Service principal, or the local fallback header)."""
-    allow = deps.settings().approver_header_fallback
+def route_id(req: func.HttpRequest, name: str = "id") -> str:
+    """A route's instance id, checked before it reaches any durable URL (400 naming it)."""
+    value = req.route_params.get(name, "")
+    if not isinstance(value, str) or not _ID.match(value):
+        raise RequestInvalid(
+            f"{name} must be 1-{MAX_ID} letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+            field=name,
+        )
+    return value
+
+
+def route_ring(req: func.HttpRequest) -> str:
+    value = req.route_params.get("ring", "")
+    if not isinstance(value, str) or not _RING.match(value):
+        raise RequestInvalid("ring must be a ring name (1-63 letters, digits, '-' or '_')", field="ring")
+    return value
+
+
+def optional_text(body: dict[str, Any], name: str, limit: int = 4096) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestInvalid(f"{name} must be a string", field=name)
+    if len(value) > limit:
+        raise RequestInvalid(f"{name} is longer than {limit} characters", field=name)
+    return value
+
+
+def caller(req: func.HttpRequest, *, required: bool) -> Caller | None:
+    """The authenticated caller (``triggers/identity.py``), or None when not required."""
     try:
-        return principal_from_headers(dict(req.headers), allow).name
+        return caller_from_headers(dict(req.headers), deps.settings())
     except ApprovalForbidden:
         if required:
             raise
         return None
+
+
+def claimed_name(req: func.HttpRequest) -> str | None:
+    """What an unauthenticated request *claimed* to be (recorded on refusals, never trusted)."""
+    for header in ("X-MS-CLIENT-PRINCIPAL-NAME", FALLBACK_HEADER):
+        value = req.headers.get(header)
+        if value:
+            return str(value)[:256]
+    return None
 
 
 def now_iso() -> str:
@@ -163,16 +241,15 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise RequestInvalid("dryRun must be true or false", field="dryRun")
-    reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise RequestInvalid("reason must be a string", field="reason")
+    reason = optional_text(body, "reason")
     plan = None
+    deployed = deps.plan()  # fail now, with the plan's errors, rather than inside the orchestration
     if "plan" in body:
         if not isinstance(body["plan"], dict):
             raise RequestInvalid("plan must be a rollout plan object", field="plan")
-        plan = load_plan(body["plan"], source="request").to_dict()
-    else:
-        deps.plan()  # fail now, with the plan's errors, rather than inside the orchestration
+        inline = load_plan(body["plan"], source="request")
+        check_inline_plan(inline, deployed, enabled=deps.settings().inline_plans)
+        plan = inline.to_dict()
     if not dry_run:
         active = await active_rollouts(client)
         if active:
@@ -181,7 +258,8 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                 field="dryRun",
                 details={"active": active},
             )
-    initiator = caller(req, required=False)
+    who = caller(req, required=False)
+    initiator = who.name if who else None
     rollout_id = f"ro-{uuid.uuid4().hex[:12]}"
     await client.start_new(
         names.ROLLOUT,
@@ -202,7 +280,7 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def rollout_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Rings, per-VM results, gate decisions with reasons, manifest, approvals, what it waits for."""
-    return await guarded(lambda: _status(req.route_params.get("id", ""), client))
+    return await guarded(lambda: _status(route_id(req), client))
 
 
 async def _status(rollout_id: str, client: Any) -> func.HttpResponse:
@@ -249,33 +327,35 @@ async def decide_ring(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 
 async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
-    rollout_id = req.route_params.get("id", "")
-    ring = req.route_params.get("ring", "")
+    rollout_id = route_id(req)
+    ring = route_ring(req)
     verdict = str(req.route_params.get("decision", "")).lower()
     if verdict not in ("approve", "reject"):
-        raise NotFound(f"unknown decision {verdict!r}; use approve or reject", field="decision")
-    body = json_body(req, required=True)
-    manifest_hash = body.get("manifestHash")
-    if not isinstance(manifest_hash, str) or not manifest_hash.strip():
-        raise RequestInvalid("manifestHash is required (the hash shown in the rollout's status)", field="manifestHash")
-    comment = body.get("comment", "")
-    if comment is not None and not isinstance(comment, str):
-        raise RequestInvalid("comment must be a string", field="comment")
-    approver = caller(req, required=True)
-    status = await _require(client, rollout_id)
-    doc = custom_status(status)
-    waiting = doc.get("waitingFor") or {}
-    decision = {
+        raise NotFound(f"unknown decision {verdict[:40]!r}; use approve or reject", field="decision")
+    decision: dict[str, Any] = {
         "decisionId": uuid.uuid4().hex,
-        "approver": approver,
+        "approver": None,
         "ring": ring,
-        "manifestHash": manifest_hash.strip(),
+        "manifestHash": None,
         "verdict": verdict,
-        "comment": comment or "",
+        "comment": "",
         "decidedAt": now_iso(),
     }
-    ledger = deps.ledger()
     try:
+        body = json_body(req, required=True)
+        manifest_hash = body.get("manifestHash")
+        if not isinstance(manifest_hash, str) or not manifest_hash.strip() or len(manifest_hash) > 256:
+            raise RequestInvalid("manifestHash is required (the hash shown in the rollout's status)",
+                                 field="manifestHash")
+        decision["manifestHash"] = manifest_hash.strip()
+        decision["comment"] = optional_text(body, "comment") or ""
+        who = caller(req, required=True)
+        assert who is not None
+        decision["approver"] = who.name
+        decision["principal"] = who.to_dict()
+        status = await _require(client, rollout_id)
+        doc = custom_status(status)
+        waiting = doc.get("waitingFor") or {}
         if not is_active(status):
             raise ApprovalConflict(f"rollout {rollout_id} is {runtime_status(status)}; nothing is pending", field="id")
         pending = None
@@ -285,23 +365,41 @@ async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         else:
             # Nothing pending: identity is still checked first against the ring's plan approvers.
             policy = _plan_policy(ring) or policy
-        check_decision(policy, pending, decision, doc.get("initiator"))
+        # The decision carries the plan's own approver entry (UPN, oid or tid/oid) the caller matched.
+        decision["approver"] = who.matching_entry(policy.approvers) or who.name
+        initiator = doc.get("initiator")
+        check_decision(policy, pending, _decision_fields(decision), initiator)
+        if verdict == "approve" and initiator and who.matches(str(initiator)):
+            raise ApprovalForbidden(f"{who.name} started this rollout and may not approve it (another approver must)",
+                                    field="approver")
     except PatchRingsError as err:
-        await _ledger(
-            ledger.record_approval,
-            rollout_id,
-            decision["decisionId"],
-            {**decision, "outcome": "refused", "error": err.to_dict()["error"], "at": decision["decidedAt"]},
-        )
+        await _record_refusal(req, rollout_id, decision, err)
         raise
     await _ledger(
-        ledger.record_approval,
+        deps.ledger().record_approval,
         rollout_id,
         decision["decisionId"],
         {**decision, "outcome": "submitted", "at": decision["decidedAt"]},
     )
     await client.raise_event(rollout_id, names.EV_APPROVAL, decision)
     return json_response({"accepted": True, "decision": decision}, 202)
+
+
+def _decision_fields(decision: dict[str, Any]) -> dict[str, Any]:
+    keys = ("approver", "ring", "manifestHash", "verdict", "comment", "decidedAt")
+    return {k: decision[k] for k in keys if decision.get(k) is not None}
+
+
+async def _record_refusal(req: func.HttpRequest, rollout_id: str, row: dict[str, Any], err: PatchRingsError) -> None:
+    """Append a refused request to the Approvals table (best effort: the refusal still answers)."""
+    fields = {**row, "outcome": "refused", "error": err.to_dict()["error"], "at": row.get("decidedAt") or now_iso()}
+    if not row.get("principal"):
+        fields["authenticated"] = False
+        fields["claimedBy"] = claimed_name(req)
+    try:
+        await _ledger(deps.ledger().record_approval, rollout_id, str(row["decisionId"]), fields)
+    except Exception:
+        log.exception("could not record the refused %s of %s in the ledger", row.get("verdict"), rollout_id)
 
 
 def _plan_policy(ring: str) -> ApprovalPolicy | None:
@@ -329,32 +427,76 @@ async def resume_rollout(req: func.HttpRequest, client: df.DurableOrchestrationC
 
 
 async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> func.HttpResponse:
-    rollout_id = req.route_params.get("id", "")
-    body = json_body(req)
-    reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise RequestInvalid("reason must be a string", field="reason")
-    status = await _require(client, rollout_id)
-    if not is_active(status):
-        raise RolloutConflict(f"rollout {rollout_id} is {runtime_status(status)}", field="id")
-    state = custom_status(status).get("state")
-    who = caller(req, required=False)
+    rollout_id = route_id(req)
+    action_id = uuid.uuid4().hex
+    row: dict[str, Any] = {"decisionId": action_id, "verdict": "halt" if halt else "resume",
+                           "approver": None, "ring": None, "decidedAt": now_iso()}
+    try:
+        body = json_body(req)
+        reason = optional_text(body, "reason")
+        row["reason"] = reason
+        who = caller(req, required=True)
+        assert who is not None
+        row.update({"approver": who.name, "by": who.name, "principal": who.to_dict()})
+        status = await _require(client, rollout_id)
+        if not is_active(status):
+            raise RolloutConflict(f"rollout {rollout_id} is {runtime_status(status)}", field="id")
+        doc = custom_status(status)
+        state = doc.get("state")
+        if halt:
+            if state == HALTED:
+                raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id")
+            row["ring"] = doc.get("currentRing")
+        else:
+            if state != HALTED:
+                raise RolloutConflict(f"rollout {rollout_id} is not halted (state {state})", field="id")
+            ring = (doc.get("waitingFor") or {}).get("ring") or doc.get("currentRing")
+            row["ring"] = ring
+            approvers = _resume_approvers(ring)
+            if approvers:
+                entry = who.matching_entry(approvers)
+                if entry is None:
+                    raise ApprovalForbidden(
+                        f"{who.name} may not resume: only an approver of ring {ring!r} may",
+                        field="approver", details={"approvers": approvers},
+                    )
+                row["approver"] = entry
+    except PatchRingsError as err:
+        await _record_refusal(req, rollout_id, row, err)
+        raise
+    at = str(row["decidedAt"])
+    ledger = deps.ledger()
+    # The request is recorded (with its id) before the event is raised: the rollout accepts a
+    # Resume only when it matches this submitted row.
+    await _ledger(ledger.record_approval, rollout_id, action_id, {**row, "outcome": "submitted", "at": at})
     if halt:
-        if state == HALTED:
-            raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id")
-        payload = {"by": who, "reason": reason or f"halted by {who or 'API caller'}", "at": now_iso()}
+        payload: dict[str, Any] = {"haltId": action_id, "by": who.name,
+                                   "reason": reason or f"halted by {who.name}", "at": at}
         await client.raise_event(rollout_id, names.EV_HALT, payload)
         # Flag it in the ledger too (after the event, which the rollout then always finds): a
         # direct ring stops starting waves, and guards cancel runs, before the rollout replays.
-        await _ledger(deps.ledger().record_rollout, rollout_id,
-                      {"haltRequested": True, "state": HALTED, "haltReason": payload["reason"], "haltedBy": who})
+        await _ledger(ledger.record_rollout, rollout_id,
+                      {"haltRequested": True, "state": HALTED, "haltReason": payload["reason"], "haltedBy": who.name})
     else:
-        if state != HALTED:
-            raise RolloutConflict(f"rollout {rollout_id} is not halted (state {state})", field="id")
-        payload = {"by": who, "reason": reason, "at": now_iso()}
-        await _ledger(deps.ledger().record_rollout, rollout_id, {"haltRequested": False})
+        payload = {"resumeId": action_id, "decisionId": action_id, "by": who.name, "approver": row["approver"],
+                   "ring": row["ring"], "reason": reason, "at": at}
+        await _ledger(ledger.record_rollout, rollout_id, {"haltRequested": False})
         await client.raise_event(rollout_id, names.EV_RESUME, payload)
     return json_response({"id": rollout_id, "requested": "halt" if halt else "resume", **payload}, 202)
+
+
+def _resume_approvers(ring: Any) -> list[str]:
+    """Who may resume at ``ring``: its approvers, else those of the first later manual ring
+    (deployed plan); ``[]`` when no ring from there on takes manual approval."""
+    plan = deps.plan()
+    try:
+        start = plan.ring(str(ring)).index if ring else 0
+    except PatchRingsError:
+        start = 0
+    for candidate in plan.rings[start:]:
+        if candidate.approval.required:
+            return list(candidate.approval.approvers)
+    return []
 
 
 # ---------------------------------------------------------------------- plans

@@ -30,14 +30,24 @@ EventSchema = Literal["eventgrid", "cloudevents"]
 PRE_EVENT = "Microsoft.Maintenance.PreMaintenanceEvent"
 POST_EVENT = "Microsoft.Maintenance.PostMaintenanceEvent"
 _KINDS: dict[str, EventKind] = {PRE_EVENT.lower(): "pre", POST_EVENT.lower(): "post"}
+#: Longest correlation / configuration id accepted: ARM ids are far shorter, and the ledger keys
+#: and durable instance ids built from them must stay well inside Azure Table's 1 KiB key limit.
+MAX_ID_LENGTH = 512
 
 
-def lower_keys(value: Any) -> Any:
-    """Recursively lower-case every mapping key (values untouched)."""
+#: How deep :func:`lower_keys` goes; an event's fields sit at depth 2 (``data.x``). Deeper values
+#: are kept as delivered, so a hostile, deeply nested delivery can never exhaust the stack.
+MAX_KEY_DEPTH = 8
+
+
+def lower_keys(value: Any, _depth: int = 0) -> Any:
+    """Lower-case every mapping key down to :data:`MAX_KEY_DEPTH` levels (values untouched)."""
+    if _depth >= MAX_KEY_DEPTH:
+        return value
     if isinstance(value, Mapping):
-        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
+        return {str(k).lower(): lower_keys(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [lower_keys(v) for v in value]
+        return [lower_keys(v, _depth + 1) for v in value]
     return value
 
 
@@ -130,7 +140,7 @@ def _time(data: Mapping[str, Any], key: str, label: str, *, required: bool) -> d
         return None
     try:
         return parse_instant(raw)
-    except (ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError, TypeError) as exc:
         raise EventRejected(f"data.{label} is not an ISO-8601 timestamp: {raw!r}", field=f"data.{label}") from exc
 
 
@@ -168,9 +178,15 @@ def parse_maintenance_event(raw: Any) -> MaintenanceEvent:
     correlation_id = data.get("correlationid") or env.get("id")
     if not isinstance(correlation_id, str) or not correlation_id.strip():
         raise EventRejected("data.correlationId is required", field="data.correlationId")
+    if len(correlation_id) > MAX_ID_LENGTH:
+        raise EventRejected(f"data.correlationId is longer than {MAX_ID_LENGTH} characters",
+                            field="data.correlationId")
     configuration_id = data.get("maintenanceconfigurationid") or source
     if not isinstance(configuration_id, str) or not configuration_id.strip():
         raise EventRejected("data.maintenanceConfigurationId is required", field="data.maintenanceConfigurationId")
+    if len(configuration_id) > MAX_ID_LENGTH:
+        raise EventRejected(f"data.maintenanceConfigurationId is longer than {MAX_ID_LENGTH} characters",
+                            field="data.maintenanceConfigurationId")
     if "/maintenanceconfigurations/" not in configuration_id.lower():
         raise EventRejected(
             f"data.maintenanceConfigurationId is not a maintenance configuration id: {configuration_id}",
@@ -189,7 +205,7 @@ def parse_maintenance_event(raw: Any) -> MaintenanceEvent:
     if event_time_raw:
         try:
             event_time = parse_instant(event_time_raw)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, TypeError):
             event_time = None
     status = data.get("status")
     return MaintenanceEvent(
@@ -201,11 +217,11 @@ def parse_maintenance_event(raw: Any) -> MaintenanceEvent:
         cancellation_cutoff=_time(data, "cancellationcutoffdatetime", "cancellationCutOffDateTime", required=False)
         if kind == "pre"
         else None,
-        status=str(status) if status is not None else None,
-        resource_subscription_ids=sub_ids,
-        event_id=str(env.get("id") or correlation_id),
+        status=str(status)[:100] if status is not None else None,
+        resource_subscription_ids=sub_ids[:100],
+        event_id=str(env.get("id") or correlation_id)[:MAX_ID_LENGTH],
         event_time=event_time,
-        subject=env.get("subject"),
+        subject=str(env["subject"])[:MAX_ID_LENGTH] if env.get("subject") is not None else None,
         schema=schema,
     )
 
