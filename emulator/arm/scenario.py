@@ -127,6 +127,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             "properties": {
                 "freezeMinutesBefore": {"type": "number", "minimum": 0},
                 "preEventMinutesBefore": {"type": "number", "minimum": 0},
+                "preEventLeadMinutes": {"type": "number", "minimum": 0},
                 "cancellationCutOffMinutesBefore": {"type": "number", "minimum": 0},
                 "duplicateProbability": {"type": "number", "minimum": 0, "maximum": 1},
                 "reorderMaxDelaySeconds": {"type": "number", "minimum": 0},

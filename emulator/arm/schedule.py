@@ -9,8 +9,13 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
   Azure applies edits made between T-40 and T0 is undocumented; freezing is the conservative
   reading, so a manifest pinned late shows up in tests). ``events.freezeInstallParameters: false``
   reads them at T0 instead;
-* **T-35** (``events.preEventMinutesBefore``): ``PreMaintenanceEvent`` is published with
-  ``cancellationCutOffDateTime`` = T-10 (``events.cancellationCutOffMinutesBefore``);
+* **T-40…T-30**: ``PreMaintenanceEvent`` is published with ``cancellationCutOffDateTime`` = T-10
+  (``events.cancellationCutOffMinutesBefore``). AUM triggers it "at least 30 mins prior" and the
+  cancellation flow "is honored from T-40 when the premaintenance event is triggered until T-10"
+  (update-manager-domain.md §2.2), so its time varies: each run draws its lead time uniformly in
+  [30, 40] minutes (whole seconds) from ``Random(f"{seed}/pre-event/{correlationId}")`` --
+  reproducible for a seed. ``events.preEventLeadMinutes`` pins it for every run (30 is the worst
+  case: 20 minutes until the T-10 cutoff); ``preEventMinutesBefore`` is the older name of the pin;
 * cancel (``PUT {correlationId}`` with status ``Cancel``) is honoured until
   ``min(cancellationCutOffDateTime, T-10)``;
 * **T0**: every VM in the frozen scope that meets the prerequisites (running, and already at T-15;
@@ -35,6 +40,7 @@ recorded as failed with ``Conflict``); update domains are assigned round-robin (
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -128,7 +134,8 @@ class ScheduleEngine:
         options = options or {}
         self.sim = sim
         self.freeze = timedelta(minutes=float(options.get("freezeMinutesBefore", 40)))
-        self.pre_lead = timedelta(minutes=float(options.get("preEventMinutesBefore", 35)))
+        pinned = options.get("preEventLeadMinutes", options.get("preEventMinutesBefore"))
+        self.pre_lead: timedelta | None = None if pinned is None else timedelta(minutes=float(pinned))
         self.cutoff_lead = timedelta(minutes=float(options.get("cancellationCutOffMinutesBefore", 10)))
         self.post_on_cancel = bool(options.get("postEventOnCancel", True))
         self.freeze_parameters = bool(options.get("freezeInstallParameters", True))
@@ -154,6 +161,13 @@ class ScheduleEngine:
         task = self._loops.pop(config_id.lower(), None)
         if task is not None:
             task.cancel()
+
+    def pre_event_lead(self, correlation_id: str) -> timedelta:
+        """How long before its start a run's pre-event is published (pinned, or seeded in 30..40 min)."""
+        if self.pre_lead is not None:
+            return self.pre_lead
+        rng = random.Random(f"{self.sim.seed}/pre-event/{correlation_id.lower()}")
+        return timedelta(seconds=30 * 60 + round(rng.random() * 600))
 
     def run(self, correlation_id: str) -> Run | None:
         return self.runs.get(correlation_id.lower().rstrip("/"))
@@ -206,11 +220,17 @@ class ScheduleEngine:
             self.runs[run.correlation_id.lower()] = run
             for vm_id in run.vm_ids:
                 self.sim.set_vm_apply_update(vm_id, run, "Pending")
-        await clock.sleep_until(occ.start - self.pre_lead)
+        pre_lead = self.pre_event_lead(run.correlation_id)
+        await clock.sleep_until(occ.start - pre_lead)
         with clock.busy():
             if run.cancelled_at is None:
                 self._publish(PRE, run, config, include_cutoff=True)
-        if self.system_cancel and self.sim.events.has_subscribers(PRE, config.id, config.name):
+        # system cancellation: the pre-event could not be sent by T-30 (one sent at T-30 was sent)
+        if (
+            self.system_cancel
+            and pre_lead > self.pre_deadline
+            and self.sim.events.has_subscribers(PRE, config.id, config.name)
+        ):
             await clock.sleep_until(occ.start - self.pre_deadline)
             with clock.busy():
                 if run.cancelled_at is None and not self.sim.events.was_delivered(PRE, run.correlation_id):

@@ -38,7 +38,9 @@ def cancel(arm, correlation_id: str):
 
 
 def test_t40_freeze_pre_and_post_events(arm_factory, receiver):
-    running = arm_factory(with_events(base_scenario()), variables={"RECEIVER": receiver.url, "KEY": "k1"})
+    # pinned at T-35 as in the docs' example timeline (14:25 for a 15:00 run)
+    scenario = with_events(base_scenario(events={"preEventLeadMinutes": 35}))
+    running = arm_factory(scenario, variables={"RECEIVER": receiver.url, "KEY": "k1"})
     tags = running.resources().tags
     vm = f"/subscriptions/{SUB}/resourceGroups/rg-fleet/providers/Microsoft.Compute/virtualMachines"
     running.advance_to(at(41))
@@ -90,7 +92,7 @@ def test_t40_freeze_pre_and_post_events(arm_factory, receiver):
 
 def test_cancel_before_the_cutoff(arm_factory, receiver):
     running = arm_factory(with_events(base_scenario()), variables={"RECEIVER": receiver.url})
-    running.advance_to(at(34))
+    running.advance_to(at(30))  # the pre-event is out by T-30 whatever its seeded lead
     response = cancel(running, receiver.events("PreMaintenanceEvent")[0]["data"]["correlationId"])
     assert response.status_code == 200
     body = response.json()
@@ -286,7 +288,7 @@ def test_endpoint_validation_handshake(arm_factory, receiver, mode):
     running = arm_factory(with_events(base_scenario(), validate=True), variables={"RECEIVER": receiver.url})
     if mode == "url":
         # the manual alternative: GET the validationUrl (the simulator serves it)
-        running.advance_to(at(34))
+        running.advance_to(at(30))
         assert receiver.events() == []
         url = receiver.validation_requests[0][0]["data"]["validationUrl"]
         import ssl
@@ -312,9 +314,43 @@ def test_endpoint_validation_handshake(arm_factory, receiver, mode):
 def test_cloudevents_validation_uses_options(arm_factory, receiver):
     scenario = with_events(base_scenario(), validate=True, schema="CloudEventSchemaV1_0")
     running = arm_factory(scenario, variables={"RECEIVER": receiver.url})
-    running.advance_to(at(34))
+    running.advance_to(at(30))
     assert receiver.validation_requests == [{"options": "eventgrid.azure.net"}]
     assert len(receiver.events("PreMaintenanceEvent")) == 1
+
+
+def test_pre_event_lead_is_seeded_in_t40_to_t30(arm_factory, receiver):
+    """AUM sends the pre-event "at least 30 mins prior", from T-40 (update-manager-domain.md §2.2)."""
+    running = arm_factory(with_events(base_scenario()), variables={"RECEIVER": receiver.url})
+    running.advance_until(lambda: len(receiver.events("PreMaintenanceEvent")) >= 4, timeout=120)
+    leads = []
+    for event in receiver.events("PreMaintenanceEvent")[:4]:
+        start = datetime.fromisoformat(event["data"]["startDateTime"].replace("Z", "+00:00"))
+        lead = start - datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
+        assert timedelta(minutes=30) <= lead <= timedelta(minutes=40)
+        assert lead == running.sim.schedule.pre_event_lead(event["data"]["correlationId"])
+        leads.append(lead)
+    assert len(set(leads)) > 1  # not a fixed lead
+    # the same seed gives the same draw; another seed another one
+    again = arm_factory(with_events(base_scenario()), variables={"RECEIVER": receiver.url})
+    assert again.sim.schedule.pre_event_lead(RUN) == running.sim.schedule.pre_event_lead(RUN)
+    other = arm_factory(with_events(base_scenario(seed=8)), variables={"RECEIVER": receiver.url})
+    assert other.sim.schedule.pre_event_lead(RUN) != running.sim.schedule.pre_event_lead(RUN)
+
+
+def test_pinned_worst_case_pre_event_at_t30_leaves_20_minutes_to_cancel(arm_factory, receiver):
+    scenario = with_events(base_scenario(events={"preEventLeadMinutes": 30}))
+    running = arm_factory(scenario, variables={"RECEIVER": receiver.url})
+    running.advance_to(at(30) - timedelta(seconds=1))
+    assert receiver.events("PreMaintenanceEvent") == []
+    running.advance_to(at(30))
+    (pre,) = receiver.events("PreMaintenanceEvent")
+    assert pre["eventTime"] == "2026-11-17T19:30:00Z"
+    assert pre["data"]["cancellationCutOffDateTime"] == "2026-11-17T19:50:00Z"
+    running.advance_to(at(10))  # the last moment: 20 minutes after the pre-event
+    assert cancel(running, RUN).status_code == 200
+    running.advance_until(lambda: running.sim.run(RUN).status == "Cancelled")
+    assert running.sim.vm("win-01").install_count == 0
 
 
 def test_system_cancellation_when_the_pre_event_cannot_be_delivered(arm_factory, receiver):
