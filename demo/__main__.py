@@ -14,8 +14,12 @@ What it shows, through the real path only:
 
 Time: the platform runs on a *paced skip clock*: simulated time jumps over idle stretches
 (hours of maintenance schedule in a fraction of a second) but each jump is followed by a short
-real pause so the progress is watchable; the clock stands still while it waits for your
-approval. The whole run takes about two minutes of wall time.
+real pause so the progress is watchable. The demo drives time through the platform's clock
+API (``/admin/clock``, the same calls a person makes with curl): it holds a clock *lease* for
+the whole run (renewed every few seconds; if the demo dies the lease expires and time goes on)
+and moves time with ``POST /admin/clock/advance``. While it waits for your approval it only
+holds the lease, so the clock stands still and your curl approval wins the race against the
+approval timeout. The whole run takes about two minutes of wall time.
 """
 
 from __future__ import annotations
@@ -26,22 +30,58 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 
 from demo import ui
+from emulator.clock_http import ClockClient
 from emulator.platform import LocalPlatform
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "demo" / "scenarios"
 DEMO_START = "2026-11-16T06:00:00Z"
 TERMINAL = {"completed", "failed", "halted", "dry-run-completed", "terminated"}
 DEMO_APPROVER = "demo-approver@contoso.com"
+
+
+class ClockLease:
+    """A lease on the platform's clock API, renewed in the background until released.
+
+    Why renewed: leases expire in real seconds so a crashed holder cannot freeze time; a short
+    TTL kept alive by a heartbeat gives both (the demo's time stands still while it lives).
+    """
+
+    def __init__(self, clock: ClockClient, holder: str, ttl: float = 30.0) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.lease_id = clock.lease(ttl, holder)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="demo-clock-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.clock.renew(self.lease_id):
+                    self.lease_id = self.clock.lease(self.ttl, "demo (renewed after expiry)")
+            except OSError:
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        try:
+            self.clock.release(self.lease_id)
+        except OSError:
+            pass
 
 
 def _doc(view: dict[str, Any]) -> dict[str, Any]:
@@ -62,10 +102,13 @@ def _is_terminal(view: dict[str, Any]) -> bool:
 class DemoRun:
     """Drives one demo rollout and keeps the latest status view for rendering."""
 
-    def __init__(self, platform: LocalPlatform, console: Console, pace: float) -> None:
+    def __init__(self, platform: LocalPlatform, console: Console, pace: float,
+                 lease: ClockLease | None = None) -> None:
         self.platform = platform
         self.console = console
         self.pace = pace
+        self.clock = platform.clock_client()
+        self.lease = lease
         self.view: dict[str, Any] = {}
         self.rollout_id: str | None = None
         self.ring_times: dict[str, list[Any]] = {}  # ring -> [first active, gate decided] (simulated)
@@ -120,13 +163,12 @@ class DemoRun:
             live.console.print(
                 f"[green]approved[/] {ring} (manifest {manifest}) as {DEMO_APPROVER}: HTTP {result.status}"
             )
-            # The clock is held: wait (in real time) until the orchestration has taken the decision.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+            # Time stands still (our lease): let the work the decision started finish, then look.
+            for _ in range(50):
+                self.clock.advance(untilIdle=True)
                 pending = _waiting_for_approval(self.refresh()) or {}
                 if (pending.get("ring"), pending.get("manifestHash")) != (ring, manifest):
                     break
-                time.sleep(0.2)
             return
         approver = (waiting.get("approvers") or [DEMO_APPROVER])[0]
         url = f"{self.platform.base_url}{path}?code={self.platform.function_key}"
@@ -139,7 +181,8 @@ class DemoRun:
                 f"Ring [bold]{ring}[/] waits for approval of manifest [bold]{manifest}[/] "
                 f"(until {waiting.get('until')}).\nApprovers: {', '.join(waiting.get('approvers') or [])}\n"
                 f"Approve from another terminal with the command below (reject: same URL ending in /reject).\n"
-                f"The simulated clock is paused while you decide.",
+                f"The simulated clock stands still while you decide: the demo holds clock lease "
+                f"{self.lease.lease_id if self.lease else '-'} (see GET {self.platform.clock_url}).",
                 title="Approval needed",
                 border_style="yellow",
             )
@@ -166,7 +209,7 @@ class DemoRun:
                 return _is_terminal(self.view) or _waiting_for_approval(self.view) is not None
 
             while time.monotonic() < deadline:
-                self.platform.wait_for(show_and_check, timeout=deadline - time.monotonic(), pace=self.pace)
+                self.clock.advance_until(show_and_check, timeout=deadline - time.monotonic(), pace=self.pace)
                 if _is_terminal(self.view):
                     break
                 self.decide(live, auto_approve)
@@ -203,7 +246,12 @@ def follow_later_runs(platform: LocalPlatform, console: Console, configurations:
         return list(found.values()) if len(found) == len(configurations) else []
 
     console.print(f"Following the later rings' schedules ({', '.join(configurations)}) after the halt...")
-    return platform.wait_for(later_runs, timeout=120, pace=pace / 4)
+    return _advance_until(platform, later_runs, timeout=120, pace=pace / 4)
+
+
+def _advance_until(platform: LocalPlatform, predicate: Callable[[], T], *, timeout: float, pace: float) -> T:
+    """Move time through the clock API until ``predicate()`` holds."""
+    return platform.clock_client().advance_until(predicate, timeout=timeout, pace=pace)  # type: ignore[no-any-return]
 
 
 def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], later: list[Any]) -> None:
@@ -268,15 +316,22 @@ def main(argv: list[str] | None = None) -> int:
     platform = LocalPlatform(scenario, clock="skip", start=DEMO_START, state_dir=state_dir,
                              storage=str(state_dir / "durable.sqlite"), settings=settings, persist_ledger=True)
     started = time.monotonic()
+    lease: ClockLease | None = None
     try:
-        with platform, platform.clock.hold():
+        with platform:
+            # The platform holds the clock while it starts; from here on the demo's lease on the
+            # clock API keeps it still, and the demo (or you) move it explicitly.
+            lease = ClockLease(platform.clock_client(), "demo")
+            platform.release_hold()
             console.print(f"Functions host {platform.base_url} | ARM simulator {platform.arm.endpoint} | "
-                          f"Azurite {platform.azurite.table_endpoint if platform.azurite else '-'}")
-            view = DemoRun(platform, console, args.pace).run(args.auto_approve, args.timeout)
+                          f"Azurite {platform.azurite.table_endpoint if platform.azurite else '-'} | "
+                          f"clock API {platform.clock_url}")
+            view = DemoRun(platform, console, args.pace, lease).run(args.auto_approve, args.timeout)
             later: list[Any] = []
             if str(_doc(view).get("state", "")).lower() in ("halted", "failed"):
                 later = follow_later_runs(platform, console, gated_configurations(plan), args.pace)
             explain(console, platform, view, later)
+            lease.release()
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: stopping the platform.[/]")
         return 130
