@@ -24,8 +24,18 @@ SUPPORTED
   ``azure-functions-runtime``): what the worker refuses (e.g. ``payload: dict[str, Any]``,
   ``-> None`` on an HTTP function) is refused with the worker's message, and one refused function
   refuses the whole app, as in Azure.
+* ``host.json`` read first and checked as the Functions host's ``HostJsonFileConfigurationSource``
+  does: no file or ``{}`` means ``{"version": "2.0"}``; comments are allowed; text that does not
+  parse is refused with "Unable to parse host configuration file '<path>'."; a missing ``version``
+  or one other than ``"2.0"`` is refused with the host's messages (error code ``HOST_CONFIG``).
+  ``extensions.http.routePrefix`` and ``extensions.durableTask.maxConcurrentActivityFunctions`` /
+  ``defaultVersion`` are honoured.
 * ``local.settings.json`` ``Values`` loaded into ``os.environ`` before the import, explicit
   settings on top; ``%NAME%`` references in timer schedules.
+* Orchestration versioning: ``version`` on start (``?version=``, SDK ``start_new(..., version=)``)
+  and on sub-orchestrations (the action's ``version``), ``defaultVersion`` from host.json for
+  both when none is given; the version is the ``ExecutionStarted`` / ``SubOrchestrationInstance
+  Created`` ``Version``, so ``context.version`` is right; kept across ``continue_as_new``.
 * Orchestrators through the SDK's ``Orchestrator`` handle with the context JSON (schema V3,
   ``maximumShortTimerDuration`` 6 d / ``longRunningTimerIntervalDuration`` 3 d as on Azure
   Storage): activities (sync in a thread pool, async awaited), ``call_activity_with_retry`` and
@@ -52,7 +62,8 @@ SUPPORTED
   list/filter, terminate (asynchronous as in DTFx: an ``ExecutionTerminated`` message the
   scheduler processes, so a status read right after the call may still show Running),
   suspend/resume, restart, purge (one or by filter).
-* Triggers: HTTP under ``/api/`` (route templates with optional, constrained and catch-all
+* Triggers: HTTP under ``/api/`` (prefix and literal segments matched ignoring case, as ASP.NET
+  routing does: ``/API/HttpTrigger`` works; route templates with optional, constrained and catch-all
   parameters, methods, auth levels: FUNCTION = ``code`` query or ``x-functions-key`` header
   with the function or master key, ADMIN = master key); Event Grid at
   ``/runtime/webhooks/eventgrid?functionName=NAME`` (Event Grid schema arrays, CloudEvents
@@ -100,6 +111,11 @@ LIMITATIONS
   ``functionTimeout`` emulation, no concurrency throttles beyond the activity pool
   (16 workers by default).
 * Only the bindings listed above; no queue/blob/table/service-bus bindings.
+* Versioning stops at assigning versions: ``versionMatchStrategy`` / ``versionFailureStrategy``
+  (which versions a worker may run, and what happens to others) are not emulated; an instance of
+  any version runs. The Durable HTTP API paths themselves are matched case-sensitively.
+* Other host.json settings (``functionTimeout``, logging, hub name, storage provider, ...) are
+  read but not applied.
 * A terminated sub-orchestration does not notify its parent (the parent waits).
 * Instance purge removes any instance, running ones included (their timers are cancelled).
 * One episode runs at a time (one orchestrator thread); fine for local runs and tests.

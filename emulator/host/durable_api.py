@@ -233,7 +233,8 @@ class DurableApi:
             return _json({"Message": ARGUMENTS_INCORRECT, "ExceptionMessage": problem,
                           "ExceptionType": "System.ArgumentException", "code": "INVALID_INSTANCE_ID"}, 400)
         try:
-            inst = self.engine.start_instance(name, instance_id, input_text)
+            inst = self.engine.start_instance(name, instance_id, input_text,
+                                              version=request.query.get("version"))
         except EngineError as exc:
             return _error(exc)
         links = self._links(request, inst.instance_id)

@@ -96,10 +96,12 @@ class Instance:
     history: list[dict[str, Any]] = field(default_factory=list)
     inbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     inbox_since: float = 0.0
+    version: str = ""
 
     def meta(self) -> dict[str, Any]:
         return {
             "instanceId": self.instance_id,
+            "version": self.version,
             "name": self.name,
             "executionId": self.execution_id,
             "status": self.status,
@@ -134,6 +136,7 @@ class Instance:
             pending={int(k): v for k, v in (m.get("pending") or {}).items()},
             groups={int(k): v for k, v in (m.get("groups") or {}).items()},
             episodes=m.get("episodes", 0),
+            version=m.get("version") or "",
         )
 
 
@@ -234,8 +237,12 @@ class DurableEngine:
         max_batch_delay: float | None = 2.0,
         client_json: Callable[[], str] | None = None,
         max_batch_size: int | None = None,
+        default_version: str = "",
     ) -> None:
         self.index = index
+        # host.json extensions.durableTask.defaultVersion: the version of instances and
+        # sub-orchestrations started without one
+        self.default_version = default_version
         self._client_json = client_json
         self.max_batch_size = max_batch_size  # None = unlimited; 1 = the naive one-event-per-episode host
         self.clock = clock
@@ -338,6 +345,7 @@ class DurableEngine:
         input_text: str | None,
         *,
         parent: dict[str, Any] | None = None,
+        version: str | None = None,
     ) -> Instance:
         entry = self.index.orchestrator(name)
         if entry is None:
@@ -367,6 +375,7 @@ class DurableEngine:
             created=now,
             updated=now,
             parent=parent,
+            version=self.default_version if version is None else version,
         )
         with self.store.transaction():
             if existing is not None:
@@ -381,7 +390,7 @@ class DurableEngine:
         if inst.parent:
             parent = {
                 "Name": inst.parent.get("name"),
-                "Version": "",
+                "Version": inst.parent.get("version") or "",
                 "TaskScheduleId": inst.parent["taskScheduledId"],
                 "OrchestrationInstance": {
                     "InstanceId": inst.parent["instanceId"],
@@ -390,7 +399,7 @@ class DurableEngine:
             }
         return h.execution_started(
             now, name=inst.name, instance_id=inst.instance_id, execution_id=inst.execution_id,
-            input_text=inst.input_text, parent=parent,
+            input_text=inst.input_text, parent=parent, version=inst.version,
         )
 
     def raise_event(self, instance_id: str, name: str, input_text: str | None) -> None:
@@ -868,7 +877,7 @@ class DurableEngine:
                     inst.next_id += 1
                     self._schedule_task(inst, seq, group["kind"], name=group["name"], input_text=group["input"],
                                         child_id=group.get("instanceId"), group=p["group"], now=now,
-                                        added=added)
+                                        added=added, version=group.get("version"))
                 else:
                     inst.groups.pop(p["group"], None)
 
@@ -928,16 +937,18 @@ class DurableEngine:
                 "name": action["functionName"],
                 "input": action.get("input"),
                 "instanceId": action.get("instanceId"),
+                "version": action.get("version"),
                 "max": int(opts.get("maxNumberOfAttempts") or 1),
                 "intervalMs": int(opts.get("firstRetryIntervalInMilliseconds") or 0),
                 "attempt": 1,
             }
         self._schedule_task(inst, seq, task_kind, name=action["functionName"], input_text=action.get("input"),
-                            child_id=action.get("instanceId"), group=group, now=now, added=added)
+                            child_id=action.get("instanceId"), group=group, now=now, added=added,
+                            version=action.get("version"))
 
     def _schedule_task(self, inst: Instance, seq: int, kind: str, *, name: str, input_text: str | None,
                        child_id: str | None, group: int | None, now: datetime,
-                       added: list[dict[str, Any]]) -> None:
+                       added: list[dict[str, Any]], version: str | None = None) -> None:
         """TaskScheduled + work item, or SubOrchestrationInstanceCreated + child instance."""
         if kind == "activity":
             added.append(h.task_scheduled(now, seq, name, input_text))
@@ -945,14 +956,16 @@ class DurableEngine:
             self._enqueue_activity(inst, seq)
             return
         child_id = child_id or f"{inst.execution_id}:{seq}"
-        added.append(h.sub_created(now, seq, name, child_id, input_text))
+        # the SDK sends "version" in CallSubOrchestrator actions; none means host.json's defaultVersion
+        child_version = self.default_version if version is None else version
+        added.append(h.sub_created(now, seq, name, child_id, input_text, version=child_version))
         inst.pending[seq] = {"kind": "suborch", "name": name, "child": child_id, "group": group}
         parent = {"instanceId": inst.instance_id, "executionId": inst.execution_id,
-                  "taskScheduledId": seq, "name": inst.name}
+                  "taskScheduledId": seq, "name": inst.name, "version": inst.version}
         try:
             # DTFx serialises the action's input (JSON text) again, as for continue-as-new
             child_input = json.dumps(input_text) if input_text is not None else None
-            self.start_instance(name, child_id, child_input, parent=parent)
+            self.start_instance(name, child_id, child_input, parent=parent, version=child_version)
         except EngineError as exc:
             self._enqueue(inst, h.sub_failed(
                 now, seq, f"Orchestrator function '{name}' failed: {exc}", ""))

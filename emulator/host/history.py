@@ -103,12 +103,13 @@ def execution_started(
     execution_id: str,
     input_text: str | None,
     parent: dict[str, Any] | None = None,
+    version: str = "",
 ) -> Event:
     return event(
         EXECUTION_STARTED,
         now,
         Name=name,
-        Version="",
+        Version=version,
         Input=input_text,
         OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
         ParentInstance=parent,
@@ -141,9 +142,10 @@ def task_failed(now: datetime, seq: int, reason: str, details: str | None) -> Ev
     )
 
 
-def sub_created(now: datetime, seq: int, name: str, instance_id: str, input_text: str | None) -> Event:
+def sub_created(now: datetime, seq: int, name: str, instance_id: str, input_text: str | None, *,
+                version: str = "") -> Event:
     return event(
-        SUB_ORCHESTRATION_CREATED, now, event_id=seq, Name=name, Version="", InstanceId=instance_id,
+        SUB_ORCHESTRATION_CREATED, now, event_id=seq, Name=name, Version=version, InstanceId=instance_id,
         Input=input_text,
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -26,22 +27,66 @@ from emulator.clock import Clock, busy_middleware
 from emulator.host import sdk_session
 from emulator.host.durable_api import DurableApi, client_binding
 from emulator.host.engine import DurableEngine
-from emulator.host.indexing import AppIndex, index_app
+from emulator.host.indexing import AppIndex, IndexError_, index_app
 from emulator.host.store import Store
 from emulator.host.triggers import TriggerHandlers
 
-__all__ = ["FunctionsHost", "load_local_settings"]
+__all__ = ["FunctionsHost", "HostConfigError", "load_host_json", "load_local_settings"]
 
 log = logging.getLogger("emulator.host")
 
 
+HOSTJSON_HELP = "See https://aka.ms/functions-hostjson"
+_JSON_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
+
+
+class HostConfigError(IndexError_):
+    """host.json cannot be used; the message is the Functions host's own (code HOST_CONFIG)."""
+
+    code = "HOST_CONFIG"
+
+
+def _strip_comments(text: str) -> str:
+    """Newtonsoft's ``JObject.Parse`` ignores ``//`` and ``/* */`` comments; strings are kept."""
+    return _JSON_TOKENS.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
+
+
 def load_host_json(app_dir: Path) -> dict[str, Any]:
-    """``host.json`` of the app (empty if absent); the host reads the route prefix, hub name and limits."""
+    """``host.json`` of the app, checked as the Functions host does (``HostJsonFileConfigurationSource``).
+
+    No file or an empty object means ``{"version": "2.0"}``; text that does not parse as a JSON
+    object is "Unable to parse host configuration file '<path>'."; a missing/empty ``version`` or
+    one other than ``"2.0"`` is refused with the host's messages. Raises :class:`HostConfigError`.
+    """
     path = app_dir / "host.json"
     if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+        return {"version": "2.0"}
+    try:
+        data = json.loads(_strip_comments(path.read_text(encoding="utf-8-sig")))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HostConfigError(f"Unable to parse host configuration file '{path}'. ({exc})") from exc
+    if not isinstance(data, dict):
+        raise HostConfigError(f"Unable to parse host configuration file '{path}'. "
+                              f"(the top-level value is a JSON {type(data).__name__}, not an object)")
+    if not data:
+        return {"version": "2.0"}
+    version = data.get("version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # Newtonsoft Value<string>() of 2.0 is "2"
+    text = "" if version is None else (json.dumps(version) if isinstance(version, bool | dict | list)
+                                       else str(version))
+    if not text:
+        raise HostConfigError(f"The host.json file is missing the required 'version' property. "
+                              f"{HOSTJSON_HELP} for steps to migrate the configuration file. ({path})")
+    if text != "2.0":
+        message = (f"'{text}' is an invalid value for host.json 'version' property. "
+                   "We recommend you set the 'version' property to '2.0'. ")
+        if text.startswith("3"):
+            message += ("This does not correspond to the function runtime version, only to the schema "
+                        "version of the host.json file. ")
+        raise HostConfigError(f"{message}{HOSTJSON_HELP} for more information on this configuration file. "
+                              f"({path})")
+    return data
 
 
 def load_local_settings(app_dir: Path) -> dict[str, str]:
@@ -130,9 +175,10 @@ class FunctionsHost:
         self.function_key = (self._explicit_key or os.environ.get("FUNCTIONS_KEY")
                              or secrets.token_urlsafe(30))
         self.master_key = os.environ.get("FUNCTIONS_MASTER_KEY") or secrets.token_urlsafe(30)
+        host_json = load_host_json(self.app_dir)  # read first, as the Functions host does
         sdk_session.install()
         self.index = index_app(self.app_dir)
-        extensions = load_host_json(self.app_dir).get("extensions") or {}
+        extensions = host_json.get("extensions") or {}
         route_prefix = str((extensions.get("http") or {}).get("routePrefix", "api"))
         durable = extensions.get("durableTask") or {}
         workers = self.activity_workers or int(durable.get("maxConcurrentActivityFunctions") or 16)
@@ -150,7 +196,8 @@ class FunctionsHost:
                                     activity_workers=workers,
                                     max_batch_delay=self.max_batch_delay,
                                     client_json=self.client_binding_json,
-                                    max_batch_size=self.max_batch_size)
+                                    max_batch_size=self.max_batch_size,
+                                    default_version=str(durable.get("defaultVersion") or ""))
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
         DurableApi(self.engine, lambda: self.base_url, lambda: self.function_key).add_routes(app)
         self.triggers.add_routes(app)

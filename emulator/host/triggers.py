@@ -166,9 +166,23 @@ class TriggerHandlers:
         app.router.add_post("/admin/functions/{name}", self.admin)
 
     def add_http_routes(self, app: web.Application) -> None:
-        """The HTTP-trigger catch-all; registered last so an empty route prefix cannot shadow the rest."""
-        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
-        app.router.add_route("*", prefix + "/{tail:.*}", self.http)
+        """The HTTP-trigger catch-all; registered last so an empty route prefix cannot shadow the rest.
+
+        The route prefix is matched case-insensitively (ASP.NET routing: ``/API/HttpTrigger`` works
+        in Azure), so the catch-all takes every path and :meth:`http` strips the prefix itself.
+        """
+        app.router.add_route("*", "/{tail:.*}", self.http)
+
+    def _strip_prefix(self, tail: str) -> str | None:
+        """The path after the route prefix (compared ignoring case), or None when it is not under it."""
+        if not self.route_prefix:
+            return "/" + tail
+        prefix = self.route_prefix.lower()
+        if tail.lower() == prefix:
+            return "/"
+        if tail.lower().startswith(prefix + "/"):
+            return tail[len(prefix):]
+        return None
 
     def url_for(self, base_url: str, route: HttpRoute) -> str:
         prefix = f"/{self.route_prefix}" if self.route_prefix else ""
@@ -187,7 +201,10 @@ class TriggerHandlers:
         return given in (self._function_key(), self._master_key())
 
     async def http(self, request: web.Request) -> web.StreamResponse:
-        path = "/" + request.match_info["tail"]
+        stripped = self._strip_prefix(request.match_info["tail"])
+        if stripped is None:
+            return web.Response(status=404)
+        path = stripped
         allowed: set[str] = set()
         for route in self.routes:
             m = route.pattern.match(path)

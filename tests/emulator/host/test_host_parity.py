@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from host_http import http
 
 from emulator.clock import make_clock
 from emulator.host.testing import HostThread
@@ -142,3 +143,101 @@ def test_an_instance_id_of_256_characters_is_accepted(parity: HostThread) -> Non
     assert iid == "y" * 256
     parity.call(parity.client().terminate(iid, "done"))
     assert parity.wait_for(iid).runtime_status.value == "Terminated"
+
+
+# ---------------------------------------------------------------- 14.5 orchestration versioning
+# SDK 1.7: start_new(..., version=) sends ?version= on the start URL; call_sub_orchestrator(...,
+# version=) puts "version" in the CallSubOrchestrator action; context.version reads
+# ExecutionStarted.Version. host.json extensions.durableTask.defaultVersion applies to instances
+# and sub-orchestrations started without one (Microsoft Learn "Orchestration versioning in Durable
+# Functions"; microsoft/durabletask-java#240 for sub-orchestrations).
+
+def _start(ht: HostThread, name: str, value: Any = None, version: str | None = None) -> Any:
+    iid = ht.call(ht.client().start_new(name, None, value, version=version))
+    return ht.wait_for(iid)
+
+
+def test_version_on_start_and_on_sub_orchestrations(parity: HostThread) -> None:
+    assert _start(parity, "versioned", None, "2.0").output == {"version": "2.0"}
+    status = _start(parity, "versioned", {"child": True, "childVersion": "3.1"}, "1.0")
+    assert status.output == {"version": "1.0", "child": {"version": "3.1"}}
+    hist = parity.history(status.instance_id)
+    started = next(e for e in hist if e["EventType"] == 0)
+    created = next(e for e in hist if e["EventType"] == 7)
+    assert started["Version"] == "1.0" and created["Version"] == "3.1"
+    assert _start(parity, "versioned").output == {"version": ""}  # no defaultVersion: empty, as in Azure
+
+
+def _app_copy(tmp_path: Path, host_json: str | None) -> Path:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "function_app.py").write_text((APPS / "parity" / "function_app.py").read_text())
+    if host_json is not None:
+        (app / "host.json").write_text(host_json)
+    return app
+
+
+def test_default_version_from_host_json(tmp_path: Path, host_factory: Any) -> None:
+    app = _app_copy(tmp_path, '{"version": "2.0", "extensions": {"durableTask": {"defaultVersion": "1.5"}}}')
+    ht = host_factory(app)
+    assert _start(ht, "versioned").output == {"version": "1.5"}
+    status = _start(ht, "versioned", {"child": True}, "2.0")
+    assert status.output == {"version": "2.0", "child": {"version": "1.5"}}
+
+
+# ---------------------------------------------------------------- 14.5 host.json
+# Azure/azure-functions-host HostJsonFileConfigurationSource: LoadHostConfig ("Unable to parse host
+# configuration file '<path>'.") and InitializeHostConfig (required "version": "2.0").
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"version": "2.0", ', "Unable to parse host configuration file '{path}'."),
+        ("[]", "Unable to parse host configuration file '{path}'."),
+        ('{"extensions": {}}', "The host.json file is missing the required 'version' property. "
+                               "See https://aka.ms/functions-hostjson for steps to migrate the configuration file."),
+        ('{"version": "3.0"}', "'3.0' is an invalid value for host.json 'version' property. We recommend you set "
+                               "the 'version' property to '2.0'. This does not correspond to the function runtime "
+                               "version, only to the schema version of the host.json file. See "
+                               "https://aka.ms/functions-hostjson for more information on this configuration file."),
+    ],
+)
+def test_a_bad_host_json_is_refused_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    from emulator.host.server import HostConfigError
+
+    app = _app_copy(tmp_path, text)
+    clock = make_clock("skip")
+    try:
+        with pytest.raises(HostConfigError) as err, HostThread(app, clock):
+            pass
+    finally:
+        clock.close()
+    assert str(err.value).startswith(message.format(path=app / "host.json"))
+    assert str(app / "host.json") in str(err.value)
+    assert err.value.code == "HOST_CONFIG"
+
+
+def test_host_json_with_comments_or_empty_is_accepted(tmp_path: Path) -> None:
+    from emulator.host.server import load_host_json
+
+    app = _app_copy(tmp_path, '{\n  // a comment\n  "version": "2.0" /* and "another" */\n}')
+    assert load_host_json(app) == {"version": "2.0"}
+    (app / "host.json").write_text("{}")
+    assert load_host_json(app) == {"version": "2.0"}
+
+
+# ---------------------------------------------------------------- 14.5 route matching ignores case
+# ASP.NET Core routing compares literal segments (the route prefix included) case-insensitively.
+
+def test_route_prefix_and_routes_match_case_insensitively(parity: HostThread) -> None:
+    for path in ("/api/HttpTrigger", "/API/HttpTrigger", "/Api/httptrigger"):
+        status, _, body = http("GET", f"{parity.base_url}{path}")
+        assert (status, body) == (200, b"hello"), path
+    assert http("GET", f"{parity.base_url}/apix/HttpTrigger")[0] == 404
+
+
+def test_a_custom_route_prefix_is_honoured_ignoring_case(tmp_path: Path, host_factory: Any) -> None:
+    app = _app_copy(tmp_path, '{"version": "2.0", "extensions": {"http": {"routePrefix": "Fn"}}}')
+    ht = host_factory(app)
+    assert http("GET", f"{ht.base_url}/fn/HttpTrigger")[0] == 200
+    assert http("GET", f"{ht.base_url}/api/HttpTrigger")[0] == 404

@@ -71,7 +71,7 @@ def test_the_real_app_indexes_with_the_worker_code_and_the_host_serves_the_same_
         app_settings: None) -> None:
     worker = _worker_index(REPO / "function_app.py")
     host = index_app(REPO)
-    assert len(worker) == 34
+    assert len(worker) >= 34  # 34 when issue 14 was filed; others may add functions
     assert sorted(worker) == sorted(e.name for e in host.functions.values())
 
 

@@ -44,10 +44,10 @@ def waits(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def versioned(context: df.DurableOrchestrationContext):
-    """Returns its own version and, when asked, the version of a sub-orchestration started with one."""
-    child_version = context.get_input()
-    if child_version:
-        child = yield context.call_sub_orchestrator("versioned", None, version=child_version)
+    """Returns its own version and, when asked (input {"child": true, "childVersion": ...}), its child's."""
+    spec = context.get_input() or {}
+    if spec.get("child"):
+        child = yield context.call_sub_orchestrator("versioned", None, version=spec.get("childVersion"))
         return {"version": context.version, "child": child}
     return {"version": context.version}
 
