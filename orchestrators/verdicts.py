@@ -18,7 +18,7 @@ from patchrings.domain import deadlines
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.gates import decide_gate, vm_verdict
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
-from patchrings.domain.manifest import Manifest, build_manifest
+from patchrings.domain.manifest import Manifest, build_manifest, uncovered_vms
 from patchrings.domain.rate import RateControl
 from patchrings.domain.results import InstallVerdict
 
@@ -123,9 +123,24 @@ def install_parameters(
 def build_manifest_dict(
     results: list[dict[str, Any]], verdicts: list[dict[str, Any]], cutoff: str | None = None
 ) -> dict[str, Any]:
-    """The validated manifest from Ring 0's install entries (``{vm, os, result}``)."""
-    items = [{"vm": r.get("vm"), "os": r.get("os"), "result": r.get("result") or {}} for r in results]
+    """The validated manifest from Ring 0's install entries (``{vm, os, image, result}``): only
+    VMs whose verdict passed contribute patches and coverage (domain ``build_manifest``)."""
+    items = [{"vm": r.get("vm"), "os": r.get("os"), "image": r.get("image"), "result": r.get("result") or {}}
+             for r in results]
     return build_manifest(items, verdicts, cutoff=cutoff).to_dict()
+
+
+def coverage_refusal(
+    plan: dict[str, Any], ring: str, manifest: Mapping[str, Any] | None, vms: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """Why ``ring`` may not be promoted: its VMs whose OS / image family Ring 0 did not cover
+    (``{vm, family, reason}``; empty = promote). Refused by default; a plan may opt out with the
+    ring's (or defaults') ``gate.allowUncoveredOs: true`` (field pending in the plan schema)."""
+    ring_gate = plan_view.ring(plan, ring).get("gate") or {}
+    default_gate = (plan.get("defaults") or {}).get("gate") or {}
+    if bool(ring_gate.get("allowUncoveredOs", default_gate.get("allowUncoveredOs", False))):
+        return []
+    return uncovered_vms(manifest or {}, vms)
 
 
 def sample_state(policy: Mapping[str, Any], sample: Mapping[str, Any]) -> tuple[str, list[str]]:

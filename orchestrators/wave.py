@@ -22,7 +22,8 @@ the POST at most once more (a create-only resend claim in the ledger).
 
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
 pollSeconds, deadline, runStartedAt}``; output ``{results: [VmInstall], verdicts: [VmVerdict
-dict]}`` where ``VmInstall = {vm, name, os, state, result, error}``.
+dict]}`` where ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image
+family, for Ring 0's coverage in the manifest).
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str,
         "vm": vm["id"],
         "name": vm.get("name"),
         "os": vm.get("os"),
+        "image": vm.get("image"),
         "state": state,
         "result": result,
         "error": error,

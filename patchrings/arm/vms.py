@@ -16,6 +16,7 @@ from patchrings.arm.ids import parse_resource_id
 __all__ = [
     "app_health",
     "dynamic_scope_matches",
+    "image_family",
     "install_summary",
     "parse_time",
     "power_state",
@@ -105,10 +106,30 @@ def schedule_issue(vm: Mapping[str, Any]) -> str | None:
     return None
 
 
+def image_family(vm: Mapping[str, Any]) -> str | None:
+    """The VM's image family without its version: ``publisher:offer:sku`` for a marketplace
+    image, the image definition id (``…/images/<name>``, no ``/versions/…``) for a gallery or
+    managed image; None when the body does not say."""
+    image = (_props(vm).get("storageProfile") or {}).get("imageReference") or {}
+    if not isinstance(image, Mapping):
+        return None
+    parts = [str(image.get(k) or "") for k in ("publisher", "offer", "sku")]
+    if all(parts):
+        return ":".join(parts)
+    ref = image.get("id") or image.get("sharedGalleryImageId") or image.get("communityGalleryImageId")
+    if ref:
+        text = str(ref)
+        cut = text.lower().find("/versions/")
+        return text[:cut] if cut >= 0 else text
+    return None
+
+
 def vm_ref(vm: Mapping[str, Any]) -> dict[str, Any]:
     """The contract's ``VmRef`` from a VM's REST JSON (with or without an instance view).
 
-    Adds ``scheduleIssue`` (see :func:`schedule_issue`) to the contract's fields.
+    Adds ``scheduleIssue`` (see :func:`schedule_issue`) and ``image`` (see :func:`image_family`:
+    Ring 0's coverage of OS / image families is checked before a later ring is promoted) to the
+    contract's fields.
     """
     props = _props(vm)
     os_type = str(((props.get("storageProfile") or {}).get("osDisk") or {}).get("osType") or "")
@@ -123,6 +144,7 @@ def vm_ref(vm: Mapping[str, Any]) -> dict[str, Any]:
         "availabilitySet": avset,
         "powerState": power_state(props.get("instanceView")),
         "scheduleIssue": schedule_issue(vm),
+        "image": image_family(vm),
     }
 
 
@@ -190,8 +212,11 @@ def summary_as_result(summary: Mapping[str, Any]) -> dict[str, Any]:
     """An instance-view install summary in ``VirtualMachineInstallPatchesResult`` shape.
 
     Used when an install can only be observed through the instance view (its token was lost
-    or it was not started by this app). The summary has no ``patches`` list and no
-    ``rebootStatus``; ``source`` says where the data came from.
+    or it was not started by this app, or a scheduled run's result). The summary has no
+    ``patches`` list and no ``rebootStatus``; ``source`` says where the data came from, and the
+    domain judges such a result *inconclusive*, never a pass (issue 13 item 7): it cannot say what
+    was installed. Per-patch results of scheduled runs are in Resource Graph
+    (``patchinstallationresources``), which is not read yet.
     """
     return {
         "status": summary.get("status"),

@@ -5,11 +5,21 @@ pinning an explicit list (update-manager-domain §6): Windows KB numbers in
 ``kbNumbersToInclude`` and Linux ``name=version`` masks in ``packageNameMasksToInclude``.
 
 Built from Ring 0's ``installPatches`` results (``patches[]``, ``installationState == Installed``).
-Left out, conservatively, and listed in ``excluded`` with the reason:
+**Only VMs whose verdict is ``pass``** (installed cleanly *and* proved healthy) contribute
+patches (issue 13 item 8); a VM with no verdict contributes nothing. Left out, conservatively,
+and listed in ``excluded`` with the reason:
 
 * a patch that **failed anywhere** in Ring 0 (``installationState == Failed`` on any VM);
 * every patch installed on a VM that **broke health** or whose install failed — we cannot tell
-  which of its patches did the damage, so none of them is promoted.
+  which of its patches did the damage, so none of them is promoted, even where it installed
+  cleanly on another VM;
+* a patch installed only on VMs that were **inconclusive** (or have no verdict): nothing proves
+  it; it is not held against the patch when a passing VM installed it too.
+
+``coverage`` lists the OS / image families of the passing VMs (:func:`vm_family`): a later
+ring holding a family Ring 0 did not cover would be pinned to nothing (or to patches never
+validated on it), so promotion refuses it unless the plan says otherwise
+(:func:`uncovered_vms`).
 
 ``hash`` (short sha256 over the sorted Windows and Linux lists only) names the content, so two
 rollouts that validated the same patches produce the same hash, and an approval bound to it
@@ -80,6 +90,7 @@ class Manifest:
     excluded: tuple[dict[str, str], ...] = ()
     sources: tuple[str, ...] = ()
     cutoff: str | None = None
+    coverage: tuple[str, ...] = ()
 
     @property
     def content(self) -> dict[str, Any]:
@@ -103,6 +114,7 @@ class Manifest:
         out["sources"] = list(self.sources)
         if self.cutoff:
             out["cutoff"] = self.cutoff
+        out["coverage"] = list(self.coverage)
         return out
 
     @classmethod
@@ -113,6 +125,7 @@ class Manifest:
             excluded=tuple(dict(e) for e in doc.get("excluded", ())),
             sources=tuple(doc.get("sources", ())),
             cutoff=doc.get("cutoff"),
+            coverage=tuple(doc.get("coverage", ())),
         )
         if doc.get("hash") and doc["hash"] != m.hash:
             raise ValueError(f"manifest hash {doc['hash']} does not match its content ({m.hash})")
@@ -204,27 +217,34 @@ class _Collect:
     pkgs: set[str] = field(default_factory=set)
 
 
+def vm_family(os_name: Any, image: Any = None) -> str:
+    """A VM's OS / image family: ``Windows`` or ``Linux``, plus ``/publisher:offer:sku`` when the
+    image is known (``image`` is that string, as in ``VmRef.image``), compared case-insensitively."""
+    family = _os_of({"os": os_name}) or str(os_name or "unknown OS")
+    return f"{family}/{str(image).lower()}" if image else family
+
+
 def build_manifest(
     install_results: Iterable[Mapping[str, Any]],
-    verdicts: Iterable[VmVerdict | Mapping[str, Any]] = (),
+    verdicts: Iterable[VmVerdict | Mapping[str, Any]],
     *,
     cutoff: str | None = None,
 ) -> Manifest:
-    """Build the manifest from ``[{vm, os, result}]`` (``result`` a VirtualMachineInstallPatchesResult).
+    """Build the manifest from ``[{vm, os, image?, result}]`` (``result`` a VirtualMachineInstallPatchesResult).
 
-    ``verdicts`` (per VM) mark VMs whose install failed or that broke health: nothing they installed
-    is promoted. VMs without a verdict are judged by their result alone.
+    ``verdicts`` (per VM) decide whose patches count: only VMs whose verdict is ``pass``. A VM
+    that broke health or whose install failed poisons every patch it installed; an inconclusive
+    VM (or one with no verdict) just does not count. A patch that failed on any VM is excluded.
     """
-    bad_vms: dict[str, str] = {}
+    by_vm: dict[str, VmVerdict] = {}
     for v in verdicts:
         vv = v if isinstance(v, VmVerdict) else VmVerdict.from_dict(v)
-        if vv.broke_health:
-            bad_vms[vv.vm.lower()] = "broke health"
-        elif vv.install == "failed":
-            bad_vms[vv.vm.lower()] = "install failed"
+        by_vm[vv.vm.lower()] = vv
     good = _Collect()
-    suspect: dict[str, str] = {}  # key -> reason
+    suspect: dict[str, str] = {}  # key -> reason (excluded whatever other VMs say)
+    unproven: dict[str, str] = {}  # key -> reason (excluded unless a passing VM installed it)
     sources: list[str] = []
+    coverage: set[str] = set()
     for item in install_results:
         raw_vm = item.get("vm")
         vm = str(raw_vm.get("id")) if isinstance(raw_vm, Mapping) else str(raw_vm)
@@ -233,6 +253,9 @@ def build_manifest(
         patches = installed_patches(result)
         if not os_name:
             os_name = "Windows" if any(p.get("kbId") for p in patches) else "Linux"
+        verdict = by_vm.get(vm.lower())
+        poisoned = _poison(verdict)
+        counts = verdict is not None and verdict.outcome == "pass"
         for patch in patches:
             key = _patch_key(os_name, patch)
             if key is None:
@@ -242,20 +265,65 @@ def build_manifest(
                 # Linux: a failed package is suspect in every version
                 suspect[_family(key)] = f"failed to install on {vm}"
             elif state == "installed":
-                if vm.lower() in bad_vms:
-                    suspect.setdefault(key, f"installed on {vm}, which {bad_vms[vm.lower()]}")
-                else:
+                if poisoned:
+                    suspect.setdefault(key, f"installed on {vm}, which {poisoned}")
+                elif counts:
                     (good.kbs if key.startswith("kb:") else good.pkgs).add(key)
-        if vm.lower() not in bad_vms and vm not in sources:
+                else:
+                    unproven.setdefault(key, f"installed only on {vm}, which {_unproven(verdict)}")
+        if counts and vm not in sources:
             sources.append(vm)
+            coverage.add(vm_family(os_name, item.get("image")))
 
     def bad(key: str) -> bool:
         return key in suspect or _family(key) in suspect
 
-    excluded = tuple({"patch": _display(k), "reason": r} for k, r in sorted(suspect.items()))
+    reasons = dict(suspect)
+    for key, reason in unproven.items():
+        if key not in good.kbs | good.pkgs and not bad(key):
+            reasons[key] = reason
+    excluded = tuple({"patch": _display(k), "reason": r} for k, r in sorted(reasons.items()))
     kbs = sorted((k[3:] for k in good.kbs if not bad(k)), key=lambda x: (len(x), x))
     pkgs = sorted(k[4:] for k in good.pkgs if not bad(k))
-    return Manifest(tuple(kbs), tuple(pkgs), excluded, tuple(sorted(sources, key=str.lower)), cutoff)
+    return Manifest(tuple(kbs), tuple(pkgs), excluded, tuple(sorted(sources, key=str.lower)), cutoff,
+                    tuple(sorted(coverage)))
+
+
+def _poison(verdict: VmVerdict | None) -> str | None:
+    """Why nothing this VM installed may be promoted (it broke health / its install failed)."""
+    if verdict is None:
+        return None
+    if verdict.broke_health:
+        return "broke health"
+    if verdict.install == "failed":
+        return "install failed"
+    return None
+
+
+def _unproven(verdict: VmVerdict | None) -> str:
+    if verdict is None:
+        return "has no verdict"
+    first = verdict.reasons[0] if verdict.reasons else verdict.outcome
+    return f"was {verdict.outcome} ({first})"
+
+
+def uncovered_vms(manifest: Mapping[str, Any] | Manifest, vms: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """VMs of a ring whose OS / image family Ring 0 did not cover (``{vm, family, reason}``).
+
+    A ring holding such a VM must not be promoted unless the plan allows it: the manifest would
+    pin it to nothing, or to patches never validated on that family (issue 13 item 7).
+    """
+    doc = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+    covered = {str(c).lower() for c in doc.get("coverage") or ()}
+    out: list[dict[str, str]] = []
+    for vm in vms:
+        family = vm_family(vm.get("os"), vm.get("image"))
+        if family.lower() in covered:
+            continue
+        out.append({"vm": str(vm.get("id")), "family": family,
+                    "reason": f"{vm.get('name') or vm.get('id')} is {family}, which no VM that passed Ring 0 "
+                              "covered: the manifest was never validated on it"})
+    return out
 
 
 def _family(key: str) -> str:

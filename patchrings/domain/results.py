@@ -12,9 +12,15 @@ Rules, in order (the first *failure* wins over any *inconclusive* signal):
 * ``inconclusive`` — no result, status ``InProgress``/``Unknown``/``NotStarted`` (still running or
   unreadable); ``CompletedWithWarnings`` unless ``allowWarnings``; ``pendingPatchCount > 0`` with a
   success status unless ``allowPending`` (signals disagree); an ``error`` on a success status;
-  ``rebootStatus == Started`` when a completed reboot is required. A missing or ``Unknown``
-  ``rebootStatus`` is not judged (instance-view summaries do not report it).
+  ``rebootStatus == Started`` when a completed reboot is required; **no patch detail** (issue 13
+  item 7): a result without a ``patches`` list (the instance view's summary, marked ``source:
+  instanceView``) cannot say what was installed, so it never passes; **no reboot state**
+  (``rebootStatus`` missing or ``Unknown``) when ``requireRebootCompleted``.
 * ``ok`` — otherwise.
+
+Known gap: scheduled runs are read from instance views, which carry neither patches nor the
+reboot state, so every VM of a scheduled ring is inconclusive until per-patch results are read
+from Resource Graph (``patchinstallationresources``, a later issue); the reason says so.
 """
 
 from __future__ import annotations
@@ -130,12 +136,43 @@ def classify_install(result: Mapping[str, Any] | None, rules: InstallRules | Non
         unsure.append(f"status {status} but an error was reported: {error}")
     if rules.require_reboot_completed and rb == "started" and st != "failed":
         unsure.append(f"reboot status {reboot}: cannot confirm the reboot completed")
+    if st in ("succeeded", "completedwithwarnings"):
+        unsure.extend(_detail_gaps(result, rb, rules))
 
     if failed:
         return InstallVerdict("failed", tuple(failed + unsure), counts)
     if unsure:
         return InstallVerdict("inconclusive", tuple(unsure), counts)
     return InstallVerdict("ok", (), counts)
+
+
+NO_PATCH_DETAIL = (
+    "no per-patch detail: the result was read from the VM's instance view (lastPatchInstallationSummary), "
+    "which lists neither the patches installed nor the reboot state; per-patch results of scheduled runs "
+    "are in Resource Graph (patchinstallationresources), which PatchRings does not read yet"
+)
+
+
+def has_patch_detail(result: Mapping[str, Any] | None) -> bool:
+    """Does a result say *what* was installed (a ``patches`` list, not an instance-view summary)?"""
+    if not result or str(ci_get(result, "source") or "").lower() == "instanceview":
+        return False
+    return isinstance(ci_get(result, "patches"), list)
+
+
+def _detail_gaps(result: Mapping[str, Any], reboot: str, rules: InstallRules) -> list[str]:
+    """Why a successful-looking result still cannot be judged: missing patch / reboot detail.
+
+    The ``patches`` count is deliberately not checked against ``installedPatchCount``: the
+    Compute spec's own example (VirtualMachine_InstallPatches.json, 2025-11-01) reports 3
+    installed and lists one, so a mismatch is not evidence of anything.
+    """
+    gaps: list[str] = []
+    if not has_patch_detail(result):
+        gaps.append(NO_PATCH_DETAIL)
+    if rules.require_reboot_completed and reboot in ("notreported", "unknown", ""):
+        gaps.append("reboot state not reported: requireRebootCompleted cannot be confirmed")
+    return gaps
 
 
 def installed_patches(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:

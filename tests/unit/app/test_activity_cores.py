@@ -131,7 +131,7 @@ def test_vm_ref_and_ids() -> None:
                          "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}
     assert vm_ref(vm) == {"id": vm["id"], "name": "web-01", "os": "Windows", "location": "westeurope",
                           "zone": "2", "availabilitySet": "/subscriptions/x/availabilitySets/as1",
-                          "powerState": "deallocated", "scheduleIssue": None}
+                          "powerState": "deallocated", "scheduleIssue": None, "image": None}
     vm_id = str(vm["id"])
     rid = parse_resource_id(vm_id)
     assert (rid.subscription, rid.resource_group, rid.full_type, rid.name) == (
@@ -230,3 +230,16 @@ def test_health_marks_a_deleted_vm_and_keeps_other_read_errors_unreadable(
     sample = check_vm_health_core(clients, {"vm": {"id": VM_ID, "name": "vm1"}, "probes": []})
     assert sample["readError"]
     assert bool(sample.get("deleted")) is deleted
+
+
+def test_image_family_drops_the_version() -> None:
+    from patchrings.arm.vms import image_family
+
+    market = {"properties": {"storageProfile": {"imageReference": {
+        "publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2",
+        "version": "latest"}}}}
+    assert image_family(market) == "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2"
+    definition = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/web"
+    gallery = {"properties": {"storageProfile": {"imageReference": {"id": f"{definition}/versions/1.2.3"}}}}
+    assert image_family(gallery) == definition
+    assert image_family({"properties": {}}) is None

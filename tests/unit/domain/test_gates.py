@@ -23,7 +23,8 @@ CONTRACTS = SHARED_CONTRACTS / "compute" / "examples"
 
 def result(**kw):
     base = {"status": "Succeeded", "rebootStatus": "Completed", "maintenanceWindowExceeded": False,
-            "installedPatchCount": 3, "failedPatchCount": 0, "pendingPatchCount": 0, "error": None}
+            "installedPatchCount": 3, "failedPatchCount": 0, "pendingPatchCount": 0, "error": None,
+            "patches": [{"kbId": str(5034120 + i), "installationState": "Installed"} for i in range(3)]}
     base.update(kw)
     return base
 
@@ -50,8 +51,14 @@ def result(**kw):
         (result(pendingPatchCount=2), {"allowPending": True}, "ok", None),
         (result(error={"code": "X", "message": "odd"}), {}, "inconclusive", "an error was reported"),
         (None, {}, "inconclusive", "no installation result"),
-        ({"Status": "succeeded", "RebootStatus": "completed"}, {}, "ok", None),  # casing tolerated
-        ({"status": "Succeeded", "maintenanceWindowExceeded": False}, {}, "ok", None),  # summary: no reboot field
+        ({"Status": "succeeded", "RebootStatus": "completed", "Patches": []}, {}, "ok", None),  # casing tolerated
+        # issue 13.7: an instance-view summary (no patches, no reboot state) never passes
+        ({"status": "Succeeded", "maintenanceWindowExceeded": False}, {}, "inconclusive", "no per-patch detail"),
+        ({"status": "Succeeded", "maintenanceWindowExceeded": False}, {}, "inconclusive", "reboot state not reported"),
+        (result(source="instanceView", patches=[]), {}, "inconclusive", "Resource Graph"),
+        (result(rebootStatus="Unknown"), {}, "inconclusive", "requireRebootCompleted cannot be confirmed"),
+        (result(rebootStatus="Unknown"), {"requireRebootCompleted": False}, "ok", None),
+        (result(patches=[], installedPatchCount=0), {}, "ok", None),  # nothing applicable: a real, empty list
     ],
 )
 def test_classify_install(res, rules, outcome, fragment):

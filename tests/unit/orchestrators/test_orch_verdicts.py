@@ -87,12 +87,13 @@ def test_later_rings_install_exactly_the_manifest() -> None:
                {"vm": vm("l", "Linux")["id"], "os": "Linux",
                 "result": {**ok_result(), "patches": [{"name": "openssl", "version": "3.0.2", "kbId": None,
                                                        "installationState": "Installed"}]}}]
-    manifest = build_manifest_dict(results, [])
+    passed = [{"vm": r["vm"], "install": "ok", "health": "healthy"} for r in results]
+    manifest = build_manifest_dict(results, passed)
     params = install_parameters(plan_view.effective(PLAN, "ring1", "install"), "2026-11-16T06:00:00Z", manifest)
     assert params["Windows"]["windowsParameters"]["kbNumbersToInclude"] == ["5048667"]
     assert "maxPatchPublishDate" not in params["Windows"]["windowsParameters"]
     assert params["Linux"]["linuxParameters"]["packageNameMasksToInclude"] == ["openssl=3.0.2"]
-    windows_only = build_manifest_dict(results[:1], [])
+    windows_only = build_manifest_dict(results[:1], passed)
     assert install_parameters({}, None, windows_only)["Linux"] is None  # nothing pinned: install nothing
 
 
@@ -355,3 +356,40 @@ def test_a_sample_whose_every_vm_was_deleted_is_inconclusive() -> None:
     assert out["outcome"] == "inconclusive" and out["inconclusive"] == [a["id"]]
     assert previous_ring_check(POLICY, "ring0", [a], [{"readError": "gone", "deleted": True}],
                                accepted=[a["id"]])["outcome"] == "healthy"
+
+
+# ------------------------------------------------------------------ results integrity (issue 13.7 / 13.8)
+from orchestrators.run_results import install_entry  # noqa: E402
+from orchestrators.verdicts import coverage_refusal  # noqa: E402
+from patchrings.arm.vms import summary_as_result  # noqa: E402
+
+
+def test_a_scheduled_run_result_read_from_the_instance_view_is_inconclusive_not_pass() -> None:
+    a = vm("a")
+    summary = {"status": "Succeeded", "startTime": "2026-11-17T02:05:00Z", "installedPatchCount": 0,
+               "failedPatchCount": 0, "pendingPatchCount": 0, "maintenanceWindowExceeded": False}
+    entry = install_entry([a], {"vm": a["id"], "state": "done", "result": summary_as_result(summary)})
+    verdicts = verdicts_for(PLAN, "ring1", [a], [entry], {a["id"]: healthy()})
+    assert verdicts[0]["outcome"] == "inconclusive"
+    assert any("Resource Graph" in r for r in verdicts[0]["reasons"])
+    assert any("reboot state not reported" in r for r in verdicts[0]["reasons"])
+    gate = gate_for(PLAN, "ring1", verdicts)
+    assert gate["outcome"] == "inconclusive"
+
+
+def test_ring0_manifest_counts_only_passing_vms_and_promotion_refuses_uncovered_families() -> None:
+    a, b = {**vm("a"), "image": "P:O:S"}, {**vm("b"), "image": "P:O:S"}
+    results = [{"vm": a["id"], "os": "Windows", "image": a["image"], "result": ok_result("5048667")},
+               {"vm": b["id"], "os": "Windows", "image": b["image"], "result": ok_result("5049999")}]
+    verdicts = verdicts_for(PLAN, "ring0", [a, b], [{**r, "state": "done"} for r in results],
+                            {a["id"]: healthy()})  # b's health never finished: inconclusive
+    assert [v["outcome"] for v in verdicts] == ["pass", "inconclusive"]
+    manifest = build_manifest_dict(results, verdicts)
+    assert manifest["windows"]["kbNumbers"] == ["5048667"]
+    assert manifest["coverage"] == ["Windows/p:o:s"]
+    ring1 = [{**vm("c"), "image": "p:o:s"}, {**vm("l", "Linux"), "image": "Canonical:x:y"}]
+    refused = coverage_refusal(PLAN, "ring1", manifest, ring1)
+    assert [r["vm"] for r in refused] == [ring1[1]["id"]]
+    lenient = {**PLAN, "rings": [dict(r, gate={**(r.get("gate") or {}), "allowUncoveredOs": True})
+                                 if r["name"] == "ring1" else r for r in PLAN["rings"]]}
+    assert coverage_refusal(lenient, "ring1", manifest, ring1) == []
