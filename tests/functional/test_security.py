@@ -381,3 +381,25 @@ def test_malformed_requests_get_4xx_naming_the_field(secure: Any, method: str, p
     assert 400 <= result.status < 500, result
     assert result.json["error"]["field"] == field, result
     assert s.instances() == []
+
+
+def test_hostile_correlation_ids_on_the_platform_reach_no_other_host(platform: Any) -> None:
+    """The real app (real activities, ARM simulator, Azurite): hostile correlationIds are
+    acknowledged, start nothing, and no request reaches the attacker or mentions it in ARM."""
+    from tests.functional.platform_driver import driver
+
+    d = driver(platform)
+    attacker = Attacker()
+    url = f"{platform.base_url}/runtime/webhooks/eventgrid?functionName=on_maintenance_event"
+    try:
+        statuses = [http_call("POST", url, body=[event], headers={"aeg-event-type": "Notification"}).status
+                    for event in hostile_events(attacker.url)]
+        instances = platform.loop.call(d.ht.client().get_status_all())
+    finally:
+        attacker.close()
+    assert all(200 <= status < 300 for status in statuses), statuses
+    assert [i.instance_id for i in instances] == []
+    assert attacker.hits == []
+    port = attacker.url.rsplit(":", 1)[1]
+    assert platform.arm.recorder.find(path_contains=port) == []
+    assert platform.arm.recorder.find(path_contains="applyUpdates") == []
