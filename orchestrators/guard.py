@@ -4,30 +4,284 @@ Why a separate orchestration: AUM patches a run unless someone cancels it by T-1
 silent pre-event handler does *not* stop it, update-manager-domain.md §2.3). The rollout decides
 and authorises runs, but a rollout that is dead, stuck, halted or never started must not let an
 unapproved ring patch. The Event Grid trigger therefore starts this guard for every pre-event of
-a gated ring (instance id derived from the correlationId, so redeliveries never start two). It
-sleeps until the decision deadline ``min(cancellationCutOff, start - 10 min) - margin``, reads
-the ledger's gate for this exact run (``ledger_read_gate``) and cancels the run (``cancel_run``)
-unless the rollout authorised it. Reading the ledger failing also cancels: fail closed.
+a gated ring (instance id derived from the correlationId, so redeliveries never start two).
 
-Input ``{event: RunEvent dict, ring, cancelMargin}``; output ``{correlationId, decision, gate,
-cancel}``.
+Timeline (``cancel_by`` = ``min(cancellationCutOff, start - 10 min)``; see
+:mod:`patchrings.domain.deadlines`):
+
+1. sleep until ``decide_at = cancel_by - max(cancelMargin, GUARD_LEAD)`` (8 min): a pre-event at
+   the worst case T-30 still gives the rollout 12 minutes to authorise the run;
+2. read the ledger's gate for this exact run (``ledger_read_gate``, READ retries) raced against
+   its own short deadline (``GUARD_READ_BUDGET``): no answer in time, or an error = not
+   authorised;
+3. if authorised, re-read the ring's maintenance configuration (``get_configuration``, READ,
+   same short deadline) and refuse the run if its install parameters no longer pin what the
+   rollout validated (a redeploy that re-sent classifications, or include lists / reboot setting
+   that differ from the pins the gate carries) -- fail closed, reason recorded (issue 13.16);
+4. otherwise cancel: ``cancel_run`` with ``report: true`` and a per-attempt ``budgetSeconds``
+   (one bounded HTTP attempt, no SDK retries), straight to the PUT, again after durable-timer
+   waits (back-off, or the server's Retry-After if longer) until ``cancel_by``. ``Cancelled`` /
+   ``AlreadyCancelled`` / ``NotFound`` end it (nothing will patch); ``TooLate`` / ``Refused`` /
+   a non-retryable failure end it as ``cancel-failed``;
+5. when the cancel could not land: custom status ``alert``, a ledger event row, an error log
+   with the run id (not while replaying) and the ``notify`` activity (best effort).
+
+Every decision is also written to the ledger as an event (``guard:<decision>``).
+
+Input ``{event: RunEvent dict, ring, cancelMargin, decisionLead?}``; output ``{correlationId, ring,
+decision, gate, cancel, attempts, configuration?, decidedAt, cancelBy, reason}`` with decision
+``allowed`` | ``cancelled`` | ``cancel-failed`` | ``ignored``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Generator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names
+from orchestrators import names, retries
 from orchestrators.inbox import RunEvent
 from orchestrators.timeutil import iso, parse_duration
-from orchestrators.verdicts import decision_deadline
+from patchrings.domain import deadlines
+from patchrings.domain.events import MaintenanceEvent
+from patchrings.domain.manifest import Manifest
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.guard")
+
+Gen = Generator[Any, Any, Any]
+
+# The run will not patch after any of these.
+CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
+ALERT_EVENT = "guard:cancel-failed"
+
+
+def _failed(task: Any) -> BaseException | None:
+    result = getattr(task, "result", None)
+    return result if isinstance(result, BaseException) else None
+
+
+def _ci(doc: Mapping[str, Any] | None, key: str) -> Any:
+    for k, v in (doc or {}).items():
+        if str(k).lower() == key.lower():
+            return v
+    return None
+
+
+def install_drift(install_patches: Mapping[str, Any] | None, gate: Mapping[str, Any]) -> list[str]:
+    """Why a configuration's ``installPatches`` no longer pins what the rollout authorised (pure).
+
+    Always checked: no classifications may be included (a pinned configuration has none; a
+    redeploy that re-sends the Bicep's Critical/Security brings them back and would install every
+    such patch). When the gate carries the pinned ``manifest`` (and its ``manifestHash``) the
+    include lists must be exactly its pins; when it carries ``rebootSetting`` that must match.
+    """
+    reasons: list[str] = []
+    patches = install_patches or {}
+    for os_key in ("windowsParameters", "linuxParameters"):
+        classes = _ci(_ci(patches, os_key) or {}, "classificationsToInclude") or []
+        if classes:
+            reasons.append(f"{os_key}.classificationsToInclude is {sorted(map(str, classes))}: the configuration "
+                           "installs by classification, not the pinned manifest (redeployed or edited?)")
+    manifest_doc = gate.get("manifest")
+    if isinstance(manifest_doc, Mapping) and manifest_doc:
+        try:
+            manifest = Manifest.from_dict(manifest_doc)
+        except (ValueError, TypeError, KeyError) as err:
+            reasons.append(f"the gate's manifest is unusable: {err}")
+        else:
+            want = gate.get("manifestHash")
+            if want and want != manifest.hash:
+                reasons.append(f"the gate's manifest hash {manifest.hash} is not the authorised {want}")
+            elif not manifest.is_pinned_in(patches):
+                reasons.append(f"the configuration's include lists are not the pinned manifest {manifest.hash}")
+    want_reboot = gate.get("rebootSetting")
+    have_reboot = _ci(patches, "rebootSetting")
+    if want_reboot and str(have_reboot or "").lower() != str(want_reboot).lower():
+        reasons.append(f"rebootSetting is {have_reboot!r}, the pinned setting is {want_reboot!r}")
+    return reasons
+
+
+class Guard:
+    """One guard run (a class so the steps read in order; all state is orchestration-local)."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, spec: Mapping[str, Any], event: RunEvent) -> None:
+        self.ctx = context
+        self.spec = spec
+        self.event = event
+        self.ring = spec.get("ring")
+        self.status: dict[str, Any] = {"correlationId": event.correlation_id, "ring": self.ring, "decision": None}
+        self.attempts: list[dict[str, Any]] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.ctx.current_utc_datetime
+
+    def publish(self, **fields: Any) -> None:
+        self.status.update(fields)
+        self.ctx.set_custom_status(dict(self.status))
+
+    # -------------------------------------------------------------- bounded reads
+    def bounded(self, name: str, payload: dict[str, Any], until: datetime) -> Gen:
+        """``(result, error)`` of an activity (READ retries) that must answer by ``until``."""
+        task = self.ctx.call_activity_with_retry(name, retries.READ, payload)
+        if until <= self.now:
+            until = self.now + timedelta(seconds=1)
+        timer = self.ctx.create_timer(until)
+        winner = yield self.ctx.task_any([task, timer])
+        if winner is timer:
+            return None, f"no answer by {iso(until)}"
+        timer.cancel()
+        error = _failed(task)
+        if error is not None:
+            return None, str(error).splitlines()[0][:500] if str(error) else type(error).__name__
+        return task.result, None
+
+    # -------------------------------------------------------------- steps
+    def read_gate(self, cancel_by: datetime) -> Gen:
+        until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
+        gate, error = yield from self.bounded(
+            names.LEDGER_READ_GATE,
+            {"correlationId": self.event.correlation_id, "configurationId": self.event.configuration_id,
+             "ring": self.ring},
+            until,
+        )
+        if error is not None:
+            return {"authorised": False, "reason": f"gate could not be read: {error}"}
+        return dict(gate or {})
+
+    def check_configuration(self, gate: Mapping[str, Any], cancel_by: datetime) -> Gen:
+        """Reasons to refuse an authorised run because its configuration drifted (empty = fine)."""
+        until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
+        config, error = yield from self.bounded(
+            names.GET_CONFIGURATION, {"configurationId": self.event.configuration_id}, until
+        )
+        if error is not None:
+            return [f"the ring's maintenance configuration could not be read to verify its pins: {error}"], None
+        patches = (config or {}).get("installPatches") or {}
+        return install_drift(patches, gate), patches
+
+    def cancel(self, cancel_by: datetime) -> Gen:
+        """Keep trying the cancel PUT until ``cancel_by``; the last answer (or a synthetic one)."""
+        last: dict[str, Any] = {"status": "Failed", "message": "no cancel attempt fitted before the deadline"}
+        failures = 0
+        while True:
+            budget = deadlines.cancel_attempt_budget(self.now, cancel_by)
+            if budget is None:
+                break
+            started = self.now
+            task = self.ctx.call_activity(
+                names.CANCEL_RUN,
+                {"correlationId": self.event.correlation_id, "report": True, "budgetSeconds": budget},
+            )
+            timer = self.ctx.create_timer(cancel_by)
+            winner = yield self.ctx.task_any([task, timer])
+            if winner is timer:
+                last = {"status": "Failed", "retryable": False,
+                        "message": f"the cancel attempt started at {iso(started)} had not answered by {iso(cancel_by)}"}
+                self.attempts.append({"at": iso(started), "status": "Timeout"})
+                break
+            timer.cancel()
+            error = _failed(task)
+            if error is not None:  # the activity itself failed (worker crash, old activity raising)
+                last = {"status": "Failed", "retryable": True, "message": str(error).splitlines()[0][:500]}
+            else:
+                last = dict(task.result or {})
+            status = str(last.get("status"))
+            self.attempts.append({"at": iso(started), "status": status, "httpStatus": last.get("httpStatus"),
+                                  "code": last.get("code"), "retryAfter": last.get("retryAfter")})
+            self.publish(phase="cancelling", attempts=len(self.attempts), lastCancel=last)
+            if status in CANCELLED or status in ("TooLate", "Refused") or not last.get("retryable", False):
+                break
+            failures += 1
+            retry_after = last.get("retryAfter")
+            at = deadlines.next_cancel_attempt(
+                self.now, cancel_by, failures, float(retry_after) if isinstance(retry_after, int | float) else None
+            )
+            if at is None:
+                break
+            yield self.ctx.create_timer(at)
+        return last
+
+    def record(self, decision: str, reason: str, result: Mapping[str, Any]) -> Gen:
+        """The decision as a ledger event row (append-only; a failure here is logged in the status)."""
+        try:
+            yield self.ctx.call_activity_with_retry(
+                names.LEDGER_EVENT,
+                retries.WRITE,
+                {"configurationId": self.event.configuration_id, "eventType": f"guard:{decision}",
+                 "eventId": self.event.correlation_id, "correlationId": self.event.correlation_id,
+                 "ring": self.ring, "decision": decision, "reason": reason, "guard": self.ctx.instance_id,
+                 "at": iso(self.now), "cancel": result.get("cancel"), "attempts": self.attempts,
+                 "rolloutId": (result.get("gate") or {}).get("rolloutId")},
+            )
+        except Exception as err:
+            self.publish(ledgerError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
+
+    def alarm(self, reason: str, result: Mapping[str, Any]) -> Gen:
+        """The cancel could not land: the run may patch ungated. Say so everywhere."""
+        message = (f"COULD NOT CANCEL run {self.event.correlation_id} of ring {self.ring}: it was not "
+                   f"authorised ({reason}) and may patch ungated; last cancel answer: "
+                   f"{(result.get('cancel') or {}).get('status')}: {(result.get('cancel') or {}).get('message')}")
+        self.publish(alert=message)
+        if not self.ctx.is_replaying:
+            log.error("guard %s: %s", self.ctx.instance_id, message)
+        try:
+            yield self.ctx.call_activity(
+                names.NOTIFY,
+                {"kind": "guard-cancel-failed", "severity": "error", "message": message,
+                 "correlationId": self.event.correlation_id, "configurationId": self.event.configuration_id,
+                 "ring": self.ring, "guard": self.ctx.instance_id, "attempts": self.attempts},
+            )
+        except Exception as err:  # best effort: an unregistered or failing notify must not hide the rest
+            self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
+
+    def run(self) -> Gen:
+        margin = parse_duration(self.spec.get("cancelMargin"), timedelta(minutes=2))
+        lead = parse_duration(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
+        try:
+            cancel_by = deadlines.cancel_deadline(MaintenanceEvent.from_dict(self.event.to_dict()))
+        except Exception as err:  # no usable start: nothing to wait for, cancel at once (fail closed)
+            cancel_by = self.now + lead
+            self.publish(deadlineError=str(err)[:300])
+        decide_at = deadlines.guard_decide_at(cancel_by, margin, lead)
+        self.publish(phase="waiting", decideAt=iso(decide_at), cancelBy=iso(cancel_by))
+        if self.now < decide_at:
+            yield self.ctx.create_timer(decide_at)
+
+        self.publish(phase="reading-gate")
+        gate = yield from self.read_gate(cancel_by)
+        configuration: dict[str, Any] | None = None
+        reasons: list[str] = []
+        if gate.get("authorised"):
+            self.publish(phase="checking-configuration")
+            reasons, patches = yield from self.check_configuration(gate, cancel_by)
+            configuration = {"installPatches": patches, "drift": reasons}
+        else:
+            reasons = [str(gate.get("reason") or "not authorised")]
+
+        cancel: dict[str, Any] | None = None
+        if not reasons:
+            decision = "allowed"
+        else:
+            self.publish(phase="cancelling", reasons=reasons)
+            cancel = yield from self.cancel(cancel_by)
+            decision = "cancelled" if str(cancel.get("status")) in CANCELLED else "cancel-failed"
+        reason = "; ".join(reasons) if reasons else str(gate.get("reason") or "authorised")
+        result = {"correlationId": self.event.correlation_id, "ring": self.ring, "decision": decision,
+                  "reason": reason, "gate": gate, "cancel": cancel, "attempts": self.attempts,
+                  "configuration": configuration, "decidedAt": iso(self.now), "cancelBy": iso(cancel_by)}
+        if not self.ctx.is_replaying:
+            log.info("guard %s: run %s %s (%s)", self.ctx.instance_id, self.event.correlation_id, decision, reason)
+        if decision == "cancel-failed":
+            yield from self.alarm(reason, result)
+        yield from self.record(decision, reason, result)
+        self.status.pop("phase", None)
+        self.publish(**result)
+        return {**result, **({"alert": self.status["alert"]} if "alert" in self.status else {})}
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.GUARD)
@@ -36,38 +290,5 @@ def guard_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     event = RunEvent.from_payload(spec.get("event"))
     if event is None:
         return {"decision": "ignored", "reason": "not a usable pre-maintenance event"}
-    margin = parse_duration(spec.get("cancelMargin"), timedelta(minutes=2))
-    deadline = decision_deadline(event, margin)
-    context.set_custom_status({"correlationId": event.correlation_id, "ring": spec.get("ring"),
-                               "decideAt": iso(deadline), "decision": None})
-    if context.current_utc_datetime < deadline:
-        yield context.create_timer(deadline)
-
-    gate: dict[str, Any] = {}
-    try:
-        gate = yield context.call_activity(
-            names.LEDGER_READ_GATE,
-            {
-                "correlationId": event.correlation_id,
-                "configurationId": event.configuration_id,
-                "ring": spec.get("ring"),
-            },
-        )
-        gate = gate or {}
-    except Exception as err:  # the ledger could not be read: fail closed
-        gate = {"authorised": False, "reason": f"gate could not be read: {err}"}
-
-    if gate.get("authorised"):
-        decision = "allowed"
-        cancel = None
-    else:
-        cancel = yield context.call_activity(names.CANCEL_RUN, {"correlationId": event.correlation_id})
-        status = str((cancel or {}).get("status"))
-        # NotFound: the run does not exist (any more) - nothing will patch either.
-        decision = "cancelled" if status in ("Cancelled", "AlreadyCancelled", "NotFound") else "cancel-failed"
-    if not context.is_replaying:
-        log.info("guard %s: run %s %s", context.instance_id, event.correlation_id, decision)
-    result = {"correlationId": event.correlation_id, "ring": spec.get("ring"), "decision": decision,
-              "gate": gate, "cancel": cancel, "decidedAt": iso(context.current_utc_datetime)}
-    context.set_custom_status(result)
+    result = yield from Guard(context, spec, event).run()
     return result

@@ -132,3 +132,52 @@ def promotion_target(
         f"{format_instant(land_by)}); targeting the following run at {format_instant(target.start)}"
     )
     return PromotionTarget(target, target.t40 - margin, False, nxt, nxt, reason)
+
+
+# ------------------------------------------------------------------------------ the guard's timing
+# The fail-closed guard (orchestrators/guard.py) decides ``GUARD_LEAD`` before the cancel deadline
+# at the latest: the gate read (its own ``GUARD_READ_BUDGET``), the configuration check (another)
+# and then a cancel loop that keeps trying until the deadline. Pre-events arrive T-40..T-30 (at
+# worst 20 minutes before T-10), so T-30 still leaves the rollout 12 minutes to authorise the run.
+GUARD_LEAD = timedelta(minutes=8)
+GUARD_READ_BUDGET = timedelta(minutes=1)
+# One cancel attempt's budget at most, and the least worth starting one for.
+CANCEL_ATTEMPT_CAP = timedelta(seconds=60)
+CANCEL_ATTEMPT_MIN = timedelta(seconds=5)
+# Waits between failed cancel attempts (the last one repeats); Retry-After lengthens a wait.
+CANCEL_BACKOFF = (timedelta(seconds=5), timedelta(seconds=10), timedelta(seconds=20), timedelta(seconds=30))
+# A wait never eats the end of the window: the last attempt starts this long before the deadline.
+CANCEL_LAST_TRY = timedelta(seconds=20)
+
+
+def guard_decide_at(cancel_by: datetime, margin: timedelta, lead: timedelta = GUARD_LEAD) -> datetime:
+    """When the guard reads the gate: ``cancel_by - max(margin, lead)`` (never later than the
+    plan's cancelMargin asks, never so late that a slow ledger and a flaky cancel miss T-10)."""
+    return parse_instant(cancel_by) - max(margin, lead)
+
+
+def cancel_attempt_budget(now: datetime, cancel_by: datetime) -> float | None:
+    """Seconds one cancel attempt may take (capped), or None when no attempt fits any more."""
+    remaining = parse_instant(cancel_by) - parse_instant(now)
+    if remaining < CANCEL_ATTEMPT_MIN:
+        return None
+    return min(remaining, CANCEL_ATTEMPT_CAP).total_seconds()
+
+
+def next_cancel_attempt(
+    now: datetime, cancel_by: datetime, failures: int, retry_after: float | None = None
+) -> datetime | None:
+    """When to try the cancel again after ``failures`` failed attempts, or None if it is too late.
+
+    The wait is the back-off step (or the server's Retry-After if longer), but never past
+    ``cancel_by - CANCEL_LAST_TRY``: one more attempt before the deadline beats honouring a long
+    Retry-After and letting the run patch. None when even that moment has passed.
+    """
+    now = parse_instant(now)
+    step = CANCEL_BACKOFF[min(max(failures, 1), len(CANCEL_BACKOFF)) - 1]
+    if retry_after is not None and retry_after > 0:
+        step = max(step, timedelta(seconds=float(retry_after)))
+    at = min(now + step, parse_instant(cancel_by) - CANCEL_LAST_TRY)
+    if at <= now:
+        return None
+    return at

@@ -327,10 +327,37 @@ def ledger_record_approval(payload: Payload) -> dict[str, Any]:
 def ledger_read_gate(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_read_gate", payload)
     if not payload.get("correlationId"):
-        return {"decision": None, "rollout": FLEET.rollout(payload["rolloutId"]), "ringRuns": []}
+        accepted = [a for a in FLEET.called("ledger_record_approval")
+                    if a.get("rolloutId") == payload["rolloutId"] and a.get("ring") == payload.get("ring")
+                    and a.get("outcome") == "accepted"
+                    and (payload.get("manifestHash") is None or a.get("manifestHash") == payload["manifestHash"])]
+        verdict = ((accepted[-1].get("decision") or {}).get("verdict") if accepted else None) or ""
+        decision = {"approve": "approved", "reject": "rejected"}.get(verdict)
+        return {"decision": decision, "rollout": FLEET.rollout(payload["rolloutId"]), "ringRuns": []}
     if FLEET.fail_gate_read:
         raise RuntimeError("ledger unreachable")
     with FLEET.lock:
         runs = [r for r in FLEET.ring_runs_ if str(r.get("runId")).lower() == payload["correlationId"].lower()]
     authorised = bool(runs) and bool(runs[-1].get("authorised"))
     return {"authorised": authorised, "reason": "authorised by the rollout" if authorised else "not authorised"}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_event(payload: Payload) -> dict[str, Any]:
+    FLEET.record("ledger_record_event", payload)
+    return {"written": True}
+
+
+@bp.activity_trigger(input_name="payload")
+def notify(payload: Payload) -> dict[str, Any]:
+    FLEET.record("notify", payload)
+    return {"logged": True, "posted": False}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_check_decision(payload: Payload) -> dict[str, Any]:
+    """The real check (activities.ledger) over this fleet's approvals, which the API wrote."""
+    from activities.ledger import ledger_check_decision_core
+
+    FLEET.record("ledger_check_decision", payload)
+    return ledger_check_decision_core(FLEET, payload)
