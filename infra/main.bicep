@@ -131,8 +131,22 @@ param allowDynamicScopeWrites bool = true
 @description('Create the Event Grid subscriptions. Must be false until the app code (its on_maintenance_event function) is deployed; azure.yaml\'s postdeploy hook re-provisions with true.')
 param wireEventSubscriptions bool = false
 
-@description('Client id of the Entra app registration for App Service authentication (Easy Auth). Empty: authentication is not configured (approvals then fail closed in Azure: no principal, and the header fallback is off).')
+@description('Client id of the Entra app registration for App Service authentication (Easy Auth). Required when any ring of the deployed plan (plans/default.json) has manual approval: the app trusts the caller\'s principal only with authentication on, so without it nobody could approve. The deployment fails with a message naming those rings otherwise.')
 param authClientId string = ''
+
+@description('With authentication on: comma-separated object ids (oid) of the users and service principals allowed to call the API (approvers, operators). This or authAllowedGroupIds must name someone, otherwise every principal of the tenant could call the API (the deployment fails). azd: PATCHRINGS_AUTH_ALLOWED_PRINCIPAL_IDS.')
+param authAllowedPrincipalIds string = ''
+
+@description('With authentication on: comma-separated object ids of Entra groups whose members may call the API (tokens must carry the groups claim). azd: PATCHRINGS_AUTH_ALLOWED_GROUP_IDS.')
+param authAllowedGroupIds string = ''
+
+@description('With authentication on: client (application) ids whose tokens are accepted (appid / azp claim). Default: the Azure CLI. Event Grid\'s application is added when rings deliver events.')
+param authAllowedClientApplications array = [
+  '04b07795-8ddb-461a-bbee-02f9e1bf7b46'
+]
+
+@description('With authentication on and ring events: object id of the "Azure Event Grid" service principal in this tenant (az ad sp show --id 4962773b-9cdb-44cf-a8bf-237846a00ab7 --query id -o tsv); the authorization policy lets it deliver events.')
+param eventGridPrincipalId string = ''
 
 @description('Function App name; empty = generated.')
 param functionAppName string = ''
@@ -166,6 +180,37 @@ var useDurableTaskScheduler = durableStorageProvider == 'DurableTaskScheduler'
 
 var appSettingsData = loadJsonContent('app-settings.json')
 var eventsData = loadJsonContent('event-subscriptions.json')
+
+// The rollout plan the app loads: app-settings.json sets PATCHRINGS_PLAN_PATH to plans/default.json
+// (checked by tests/unit/infra/test_auth_required.py), the package ships that file, and this
+// template reads the same file at build time to derive what the deployment must enforce.
+var deployedPlan = loadJsonContent('../plans/default.json')
+
+// Rings whose approval is manual, resolved as the plan loader does: a ring's own approval block
+// replaces defaults.approval, which replaces the built-in {mode: none}.
+var manualApprovalRings = map(filter(deployedPlan.rings, planRing => (contains(planRing, 'approval') ? (planRing.approval.?mode ?? 'none') : (deployedPlan.?defaults.?approval.?mode ?? 'none')) == 'manual'), planRing => planRing.name)
+
+var manualApprovalRingList = join(manualApprovalRings, ', ')
+
+// App Service authentication: on with authClientId; required whenever a ring's approval is manual
+// (issue 13 item 10): the app trusts X-MS-CLIENT-PRINCIPAL only when App Service authentication is
+// enabled (WEBSITE_AUTH_ENABLED), so a plan with manual approvals cannot run without it.
+var authEnabled = !empty(authClientId) ? true : (empty(manualApprovalRings) ? false : fail('App Service authentication is required: plans/default.json has manual approval on ring(s) ${manualApprovalRingList}, and approvers are identified only by the principal App Service authentication forwards. Set authClientId (azd: PATCHRINGS_AUTH_CLIENT_ID) to the Entra app registration of the API (docs/deploy.md section 7).'))
+
+// Rings that deliver events to the app (with authentication on, through Entra-authenticated webhooks).
+var ringsWithEvents = filter(rings, ring => ring.?events ?? true)
+var authenticatedEvents = authEnabled && !empty(ringsWithEvents)
+
+// Authorization policy (defaultAuthorizationPolicy): not every principal of the tenant may call.
+var allowedPrincipalList = filter(map(split(authAllowedPrincipalIds, ','), id => trim(id)), id => !empty(id))
+var allowedGroupList = filter(map(split(authAllowedGroupIds, ','), id => trim(id)), id => !empty(id))
+var authPrincipalIds = !authEnabled ? [] : union(allowedPrincipalList, authenticatedEvents ? [
+  empty(eventGridPrincipalId) ? fail('eventGridPrincipalId is required: with App Service authentication on, Event Grid delivers ring events with an Entra token and the authorization policy must allow its service principal (az ad sp show --id ${eventsData.authenticatedDelivery.eventGridApplicationId} --query id -o tsv; azd: PATCHRINGS_EVENTGRID_PRINCIPAL_ID).') : eventGridPrincipalId
+] : [])
+var authPolicyHasCallers = !authEnabled || !empty(allowedPrincipalList) || !empty(allowedGroupList) ? true : fail('With App Service authentication on, authAllowedPrincipalIds or authAllowedGroupIds must name who may call the API (azd: PATCHRINGS_AUTH_ALLOWED_PRINCIPAL_IDS): otherwise every principal of the tenant could.')
+var authClientApplications = !authEnabled ? [] : union(authAllowedClientApplications, authenticatedEvents ? [
+  eventsData.authenticatedDelivery.eventGridApplicationId
+] : [])
 
 // Window of a created maintenance configuration when its ring gives none: monthly, the Thursday
 // after Patch Tuesday, 3 h 55 min (the Guest-scope maximum), from maintenanceStartDateTime. No
@@ -317,13 +362,24 @@ module durableTaskRole 'modules/durable-task-role.bicep' = if (useDurableTaskSch
   ]
 }
 
-module appAuth 'modules/app-auth.bicep' = if (!empty(authClientId)) {
+module appAuth 'modules/app-auth.bicep' = if (authEnabled && authPolicyHasCallers) {
   name: 'patchrings-app-auth'
   params: {
     functionAppName: app.outputs.functionAppName
     clientId: authClientId
+    allowedPrincipalIds: authPrincipalIds
+    allowedGroupIds: allowedGroupList
+    allowedApplications: authClientApplications
   }
 }
+
+// How Event Grid reaches the app: with authentication on, an Entra-authenticated WebHook to the
+// app's HTTP endpoint (ring-events.bicep); otherwise the AzureFunction destination.
+var entraDelivery = authenticatedEvents ? {
+  applicationIdOrUri: 'api://${authClientId}'
+  tenantId: tenant().tenantId
+  hostName: app.outputs.defaultHostName
+} : {}
 
 // ---------------------------------------------------------------------------------------------
 // Rings: maintenance configurations, dynamic scopes, event wiring
@@ -372,9 +428,12 @@ module ringEvents 'modules/ring-events.bicep' = [for (ring, i) in rings: if (rin
     deadLetterStorageSubscriptionId: subscription().subscriptionId
     deadLetterStorageAccountName: storage.outputs.storageAccountName
     wireSubscription: wireEventSubscriptions
+    entraDelivery: entraDelivery
   }
   dependsOn: [
     ringConfigurations
+    // With authentication on, the policy must allow Event Grid before it validates the webhook.
+    appAuth
   ]
 }]
 
@@ -446,4 +505,6 @@ output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds
 output PATCHRINGS_ROLLOUT_SCOPES array = effectiveRolloutScopes
 output PATCHRINGS_ROLLOUT_ROLE_ID string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', rolloutRoles.outputs.rolloutRoleGuid)
 output PATCHRINGS_EVENTS_WIRED bool = wireEventSubscriptions
+output PATCHRINGS_AUTH_ENABLED bool = authEnabled
+output PATCHRINGS_MANUAL_APPROVAL_RINGS array = manualApprovalRings
 output PATCHRINGS_CONFIGURATIONS_CREATED bool = contains(ringCreatesConfiguration, true)

@@ -6,9 +6,18 @@
 // platform strips these headers from incoming requests, so a caller cannot forge them; the app
 // therefore trusts them and keeps PATCHRINGS_APPROVER_HEADER_FALLBACK = false in Azure.
 //
-// Only Event Grid's webhook is excluded: Event Grid delivers with the extension's system key,
-// not an Entra token. Every other path (the /api routes, Durable webhooks) needs a token *and*
-// the function key.
+// No path is excluded: every request (the /api routes, the Durable and Event Grid runtime
+// webhooks) needs a valid Entra token for this app registration, and the /api routes a function
+// key as well. Event Grid delivers ring events with its own Entra token as a WebHook to
+// /api/events (ring-events.bicep), so it needs no exclusion either.
+//
+// Authorization (defaultAuthorizationPolicy, learn.microsoft.com/azure/app-service/
+// configure-authentication-provider-aad#use-a-built-in-authorization-policy): a valid token is not
+// enough, or every principal of the tenant could call the API. allowedApplications checks the
+// token's appid/azp claim (the Azure CLI for people, Event Grid's application for deliveries);
+// allowedPrincipals passes when the token's oid is one of the identities OR one of its groups is
+// allowed; both checks must pass (logical AND). Requests that fail get 403. main.bicep refuses to
+// deploy authentication with no allowed principals.
 
 @description('Name of the existing Function App.')
 param functionAppName string
@@ -19,10 +28,15 @@ param clientId string
 @description('Audiences accepted in tokens; defaults to api://<clientId> and the bare client id.')
 param allowedAudiences array = []
 
-@description('Paths served without an Entra token (still protected by keys).')
-param excludedPaths array = [
-  '/runtime/webhooks/eventgrid'
-]
+@description('Object ids (oid claim) of the users and service principals allowed to call the app.')
+param allowedPrincipalIds array = []
+
+@description('Object ids of the groups whose members may call the app (groups claim).')
+param allowedGroupIds array = []
+
+@description('Client ids (appid / azp claim) of the applications whose tokens are accepted.')
+@minLength(1)
+param allowedApplications array
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
@@ -39,7 +53,6 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
-      excludedPaths: excludedPaths
     }
     identityProviders: {
       azureActiveDirectory: {
@@ -53,6 +66,13 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
             'api://${clientId}'
             clientId
           ] : allowedAudiences
+          defaultAuthorizationPolicy: {
+            allowedApplications: allowedApplications
+            allowedPrincipals: {
+              identities: empty(allowedPrincipalIds) ? null : allowedPrincipalIds
+              groups: empty(allowedGroupIds) ? null : allowedGroupIds
+            }
+          }
         }
       }
     }

@@ -8,9 +8,27 @@
 // subscription and region. Azure allows one system topic per source, so a configuration that
 // already has one (e.g. created in the portal) must have it deleted or reused by hand.
 //
-// The subscription's endpoint type is AzureFunction, which Event Grid checks at creation: the
-// function must already exist. Hence wireSubscription is false on the first provision and true
-// once `azd deploy` has published the code (azure.yaml postdeploy hook).
+// Delivery, two shapes (issue 13 item 17):
+//   * App Service authentication off: endpoint type AzureFunction, the app's Event Grid trigger
+//     (Event Grid calls the trigger's webhook with the extension's system key).
+//   * authentication on: an AzureFunction destination cannot pass App Service authentication
+//     (Event Grid authenticates AzureFunction deliveries with a key only). Microsoft's docs
+//     ("Authenticate event delivery to event handlers", learn.microsoft.com/azure/event-grid/
+//     security-authentication: "If you're using an Azure function protected by a Microsoft Entra
+//     app, you need to use the generic webhook approach using the HTTP trigger") prescribe a
+//     WebHook destination with azureActiveDirectoryApplicationIdOrUri / azureActiveDirectoryTenantId:
+//     Event Grid then sends a bearer token for that app with every delivery, which Easy Auth
+//     validates (audience = the app registration; authorization policy: Event Grid's application
+//     id and service principal are allowed, see app-auth.bicep). The endpoint is the app's
+//     HTTP-triggered POST /api/events (function level, so the URL carries a function key read with
+//     listKeys at deployment; ARM returns only endpointBaseUrl afterwards). That endpoint answers
+//     Event Grid's SubscriptionValidation handshake and takes the Event Grid schema.
+// Both shapes are checked against the Microsoft.EventGrid 2022-06-15 ARM schema
+// (tests/unit/infra/test_event_delivery.py, tests/unit/infra/schemas/arm-types.json).
+//
+// Either way Event Grid checks the endpoint when the subscription is created (the AzureFunction
+// must exist; a WebHook must answer the validation handshake), so wireSubscription is false on
+// the first provision and true once `azd deploy` has published the code (postdeploy hook).
 
 @description('Ring name from the rollout plan (used in resource names).')
 param ringName string
@@ -42,6 +60,9 @@ param deadLetterStorageAccountName string
 @description('Create the event subscription (the function must be deployed already).')
 param wireSubscription bool
 
+@description('Authenticated delivery when App Service authentication is on: {applicationIdOrUri, tenantId, hostName} (the Entra app Event Grid gets a token for, its tenant, the app\'s host name). Empty: AzureFunction delivery (authentication off).')
+param entraDelivery object = {}
+
 var events = loadJsonContent('../event-subscriptions.json')
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
@@ -57,11 +78,23 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+var authenticated = !empty(entraDelivery)
+
 resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (wireSubscription) {
   parent: topic
   name: events.subscriptionName
   properties: {
-    destination: {
+    destination: authenticated ? {
+      endpointType: 'WebHook'
+      properties: {
+        // listKeys is evaluated only when this (conditional) subscription is deployed.
+        endpointUrl: 'https://${entraDelivery.?hostName ?? ''}/${events.authenticatedDelivery.route}?code=${listKeys('${functionAppId}/host/default', '2024-04-01').functionKeys.default}'
+        azureActiveDirectoryApplicationIdOrUri: entraDelivery.?applicationIdOrUri ?? ''
+        azureActiveDirectoryTenantId: entraDelivery.?tenantId ?? ''
+        maxEventsPerBatch: events.destination.maxEventsPerBatch
+        preferredBatchSizeInKilobytes: events.destination.preferredBatchSizeInKilobytes
+      }
+    } : {
       endpointType: 'AzureFunction'
       properties: {
         resourceId: '${functionAppId}/functions/${events.functionName}'

@@ -325,8 +325,13 @@ def _contains(container: Any, item: Any) -> bool:
 class Evaluator:
     """Evaluates the ``var``s of one Bicep file for given parameter values."""
 
-    def __init__(self, path: Path, params: Mapping[str, Any] | None = None):
+    def __init__(self, path: Path, params: Mapping[str, Any] | None = None, *,
+                 modules: Mapping[str, Any] | None = None, files: Mapping[str, Any] | None = None):
+        """``modules``: symbol -> ``{"outputs": {...}}`` for module references; ``files``: a
+        ``loadJsonContent`` path -> the data to return instead of reading the file."""
         self.path = path
+        self.modules = dict(modules or {})
+        self.files = dict(files or {})
         text = path.read_text(encoding="utf-8")
         self.decls: dict[str, Any] = {}
         self.param_defaults: dict[str, Any] = {}
@@ -363,6 +368,8 @@ class Evaluator:
                 return self.var(name)
             if name in self.param_defaults:
                 return self.param(name)
+            if name in self.modules:
+                return self.modules[name]
             raise NameError(name)
         if kind == "object":
             return {key: self.eval(value, scope) for key, value in node[1]}
@@ -436,6 +443,8 @@ class Evaluator:
             raise BicepFail(self.eval(args[0], scope))
         values = [self.eval(a, scope) for a in args]
         if name == "loadJsonContent":
+            if values[0] in self.files:
+                return self.files[values[0]]
             return json.loads((self.path.parent / values[0]).read_text(encoding="utf-8"))
         if name == "empty":
             return values[0] is None or len(values[0]) == 0
@@ -455,6 +464,8 @@ class Evaluator:
             return {self.apply(values[1], x): (self.apply(values[2], x) if len(values) > 2 else x) for x in values[0]}
         if name == "first":
             return values[0][0] if values[0] else None
+        if name == "trim":
+            return str(values[0]).strip()
         if name == "toLower":
             return str(values[0]).lower()
         if name == "split":
