@@ -2,9 +2,12 @@
 //
 // Why: the approval endpoints must know *who* approves. Easy Auth validates the caller's Entra
 // token before the request reaches the app and passes the caller on as the X-MS-CLIENT-PRINCIPAL
-// header (base64 JSON of the token's claims) plus X-MS-CLIENT-PRINCIPAL-ID / -NAME / -IDP. The
-// platform strips these headers from incoming requests, so a caller cannot forge them; the app
-// therefore trusts them and keeps PATCHRINGS_APPROVER_HEADER_FALLBACK = false in Azure.
+// header (base64 JSON of the token's claims) plus X-MS-CLIENT-PRINCIPAL-ID / -NAME / -IDP. Only
+// while authentication is enabled does the platform replace whatever a client sent under these
+// names, so the app trusts them only when App Service reports authentication on
+// (WEBSITE_AUTH_ENABLED=True, triggers/identity.py), and identifies approvers by oid/tid or UPN.
+// main.bicep therefore requires this module whenever a ring of the deployed plan has manual
+// approval; the local approver header fallback is off in Azure (app-settings.json).
 //
 // No path is excluded: every request (the /api routes, the Durable and Event Grid runtime
 // webhooks) needs a valid Entra token for this app registration, and the /api routes a function
