@@ -72,7 +72,15 @@ SUPPORTED
   (NCRONTAB with seconds, ``runOnStartup``, ``past_due``); ``POST /admin/functions/{name}``
   for timer and Event Grid functions (no key locally).
 * Keys: ``function_key`` argument, else ``FUNCTIONS_KEY``, else generated; master key from
-  ``FUNCTIONS_MASTER_KEY`` or generated.
+  ``FUNCTIONS_MASTER_KEY`` or generated; system keys ``durabletask_extension`` and
+  ``eventgrid_extension`` from ``FUNCTIONS_SYSTEM_KEY_<NAME>`` (e.g.
+  ``FUNCTIONS_SYSTEM_KEY_EVENTGRID_EXTENSION``), else derived from the function key
+  (``server.system_key(function_key, name)``, so the platform can rebuild webhook URLs across host
+  restarts). As on Azure, ``/runtime/webhooks/durabletask/...`` and
+  ``/runtime/webhooks/eventgrid`` are system-level: the extension's system key or the master key
+  as ``code=`` or ``x-functions-key``, else 401 (a function key is refused). The client binding,
+  check-status links and ``eventgrid_url()`` carry the right key. ``/durabletask/`` (the SDK's
+  ``rpcBaseUrl``, localhost-only on Azure) takes no key.
 * Persistence in SQLite (``:memory:`` for tests, ``<app>/.local/durable.sqlite`` by default):
   history rows, inbox rows and instance metadata are committed per episode; after a SIGKILL
   the host reloads instances, re-arms timers and re-runs activities that were in flight
@@ -129,6 +137,7 @@ LIMITATIONS
 * The SDK client's module-global aiohttp session is replaced by one session per event loop
   (``sdk_session``), so several hosts can run in one process; a host closes its loop's
   session on stop.
-* Event Grid webhook calls are not checked for the ``eventgrid_extension`` system key (any or
-  no ``code`` is accepted), and ``/admin`` calls need no key, as with ``func start``.
+* ``/admin`` calls need no key, as with ``func start`` (on Azure they need the master key).
+* ``/durabletask/`` (the rpc endpoint) answers anyone who can reach 127.0.0.1, where on Azure it
+  is reachable from inside the app's sandbox only.
 """

@@ -5,14 +5,20 @@ response with ``response.json(content_type=None)``, so status codes, empty bodie
 unknown instance is 404 with *no* body) and the double-encoded start/raise bodies must be
 exactly what the extension's ``HttpApiHandler`` produces. The same handlers are mounted at
 ``/durabletask/`` (the rpc base URL) and ``/runtime/webhooks/durabletask/`` (the public
-URLs in ``create_check_status_response``); ``code``/``taskHub``/``connection`` query
-parameters are accepted and ignored.
+URLs in ``create_check_status_response``); ``taskHub``/``connection`` query parameters are
+accepted and ignored.
+
+Keys, as on Azure: ``/runtime/webhooks/durabletask/...`` is a system-level webhook and needs the
+``durabletask_extension`` system key (or the master key) as ``code=`` or ``x-functions-key``,
+else 401; every URL the host hands out (client binding, check-status links) carries that key.
+``/durabletask/`` is the rpc endpoint the SDK client uses (``rpcBaseUrl``); on Azure it listens
+on localhost inside the app's sandbox only and takes no key, so it takes none here either.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +31,9 @@ from emulator.host.engine import TERMINAL, DurableEngine, EngineError, Instance
 __all__ = ["TASK_HUB", "DurableApi", "client_binding", "management_urls"]
 
 TASK_HUB = "TestHubName"
-PREFIXES = ("/durabletask", "/runtime/webhooks/durabletask")
+RPC_PREFIX = "/durabletask"
+WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
+PREFIXES = (RPC_PREFIX, WEBHOOK_PREFIX)
 
 
 def management_urls(base_url: str, instance_id: str, key: str) -> dict[str, str]:
@@ -191,28 +199,58 @@ def status_payload(inst: Instance, *, show_input: bool = True, show_history: boo
     return payload
 
 
-class DurableApi:
-    """aiohttp handlers for the durable HTTP API; ``base_url``/``key`` are read lazily (port 0)."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-    def __init__(self, engine: DurableEngine, base_url: Callable[[], str], key: Callable[[], str]) -> None:
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a request presents: ``code`` query parameter, else the ``x-functions-key`` header."""
+    return request.query.get("code") or request.headers.get("x-functions-key")
+
+
+class DurableApi:
+    """aiohttp handlers for the durable HTTP API; ``base_url``/keys are read lazily (port 0).
+
+    ``key`` is the ``durabletask_extension`` system key (put in every URL handed out and required
+    on the webhook prefix); ``master_key`` is accepted there too.
+    """
+
+    def __init__(self, engine: DurableEngine, base_url: Callable[[], str], key: Callable[[], str],
+                 master_key: Callable[[], str] | None = None) -> None:
         self.engine = engine
         self._base_url = base_url
         self._key = key
+        self._master_key = master_key
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = presented_key(request)
+        accepted = {self._key(), self._master_key() if self._master_key else ""} - {""}
+        return given is not None and given in accepted
+
+    def _system_level(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return web.Response(status=401)
+            return await handler(request)
+
+        return guarded
 
     def add_routes(self, app: web.Application) -> None:
         for p in PREFIXES:
-            app.router.add_post(p + "/orchestrators/{functionName}", self.start)
-            app.router.add_post(p + "/orchestrators/{functionName}/{instanceId}", self.start)
-            app.router.add_get(p + "/instances", self.list_instances)
-            app.router.add_get(p + "/instances/", self.list_instances)
-            app.router.add_delete(p + "/instances", self.purge_by)
-            app.router.add_delete(p + "/instances/", self.purge_by)
-            app.router.add_get(p + "/instances/{instanceId}", self.get_status)
-            app.router.add_delete(p + "/instances/{instanceId}", self.purge)
-            app.router.add_post(p + "/instances/{instanceId}/raiseEvent/{eventName}", self.raise_event)
-            app.router.add_post(p + "/instances/{instanceId}/{operation}", self.operation)
-            app.router.add_post(p + "/orchestrators/{functionName}/{instanceId:.+}", self.start)
-            app.router.add_route("*", p + "/{tail:.*}", self.not_found)
+            def route(h: Handler, p: str = p) -> Handler:
+                return self._system_level(h) if p == WEBHOOK_PREFIX else h
+
+            app.router.add_post(p + "/orchestrators/{functionName}", route(self.start))
+            app.router.add_post(p + "/orchestrators/{functionName}/{instanceId}", route(self.start))
+            app.router.add_get(p + "/instances", route(self.list_instances))
+            app.router.add_get(p + "/instances/", route(self.list_instances))
+            app.router.add_delete(p + "/instances", route(self.purge_by))
+            app.router.add_delete(p + "/instances/", route(self.purge_by))
+            app.router.add_get(p + "/instances/{instanceId}", route(self.get_status))
+            app.router.add_delete(p + "/instances/{instanceId}", route(self.purge))
+            app.router.add_post(p + "/instances/{instanceId}/raiseEvent/{eventName}", route(self.raise_event))
+            app.router.add_post(p + "/instances/{instanceId}/{operation}", route(self.operation))
+            app.router.add_post(p + "/orchestrators/{functionName}/{instanceId:.+}", route(self.start))
+            app.router.add_route("*", p + "/{tail:.*}", route(self.not_found))
 
     async def not_found(self, request: web.Request) -> web.Response:
         """Unknown durable API paths: 404 with an empty body (the client parses every body as JSON)."""

@@ -13,6 +13,9 @@ persisted instances. ``stop()`` restores the environment variables it changed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -31,12 +34,33 @@ from emulator.host.indexing import AppIndex, IndexError_, index_app
 from emulator.host.store import Store
 from emulator.host.triggers import TriggerHandlers
 
-__all__ = ["FunctionsHost", "HostConfigError", "load_host_json", "load_local_settings"]
+__all__ = ["FunctionsHost", "HostConfigError", "load_host_json", "load_local_settings", "system_key",
+           "system_key_setting"]
 
 log = logging.getLogger("emulator.host")
 
 
 HOSTJSON_HELP = "See https://aka.ms/functions-hostjson"
+DURABLETASK_KEY = "durabletask_extension"
+EVENTGRID_KEY = "eventgrid_extension"
+SYSTEM_KEY_NAMES = (DURABLETASK_KEY, EVENTGRID_KEY)
+
+
+def system_key_setting(name: str) -> str:
+    """The app setting / environment variable that sets a system key, e.g.
+    ``FUNCTIONS_SYSTEM_KEY_EVENTGRID_EXTENSION``."""
+    return f"FUNCTIONS_SYSTEM_KEY_{name.upper()}"
+
+
+def system_key(function_key: str, name: str) -> str:
+    """The default local system key ``name``: derived from the default function key.
+
+    Deterministic, so a component that knows the function key (the platform, a process that
+    restarts the host) can build the same webhook URLs without asking the host; a caller that
+    only *presents* the function key is still refused. Override with :func:`system_key_setting`.
+    """
+    digest = hmac.new(function_key.encode(), f"system-key:{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 _JSON_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
@@ -128,6 +152,7 @@ class FunctionsHost:
         self.max_batch_size = max_batch_size
         self.function_key = ""
         self.master_key = ""
+        self.system_keys: dict[str, str] = {}  # durabletask_extension, eventgrid_extension
         self.index: AppIndex | None = None
         self.engine: DurableEngine | None = None
         self.triggers: TriggerHandlers | None = None
@@ -141,11 +166,14 @@ class FunctionsHost:
         return f"http://{self.bind_host}:{self.port}"
 
     def eventgrid_url(self, function_name: str) -> str:
-        return f"{self.base_url}/runtime/webhooks/eventgrid?functionName={function_name}"
+        """The Event Grid webhook of a function, with the ``eventgrid_extension`` system key."""
+        return (f"{self.base_url}/runtime/webhooks/eventgrid?functionName={function_name}"
+                f"&code={self.system_keys.get(EVENTGRID_KEY, '')}")
 
     def client_binding_json(self) -> str:
-        """The ``durableClient`` binding string (also handy for tests building a client)."""
-        return client_binding(self.base_url, self.function_key)
+        """The ``durableClient`` binding string (also handy for tests building a client); its
+        webhook URLs carry the ``durabletask_extension`` system key, as on Azure."""
+        return client_binding(self.base_url, self.system_keys.get(DURABLETASK_KEY, ""))
 
     # ------------------------------------------------------------------ lifecycle
     def _apply_settings(self) -> None:
@@ -175,6 +203,8 @@ class FunctionsHost:
         self.function_key = (self._explicit_key or os.environ.get("FUNCTIONS_KEY")
                              or secrets.token_urlsafe(30))
         self.master_key = os.environ.get("FUNCTIONS_MASTER_KEY") or secrets.token_urlsafe(30)
+        self.system_keys = {name: os.environ.get(system_key_setting(name)) or system_key(self.function_key, name)
+                            for name in SYSTEM_KEY_NAMES}
         host_json = load_host_json(self.app_dir)  # read first, as the Functions host does
         sdk_session.install()
         self.index = index_app(self.app_dir)
@@ -187,6 +217,7 @@ class FunctionsHost:
             client_json=self.client_binding_json,
             function_key=lambda: self.function_key,
             master_key=lambda: self.master_key,
+            eventgrid_key=lambda: self.system_keys[EVENTGRID_KEY],
             route_prefix=route_prefix,
         )
         if self.storage != ":memory:":
@@ -199,7 +230,8 @@ class FunctionsHost:
                                     max_batch_size=self.max_batch_size,
                                     default_version=str(durable.get("defaultVersion") or ""))
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
-        DurableApi(self.engine, lambda: self.base_url, lambda: self.function_key).add_routes(app)
+        DurableApi(self.engine, lambda: self.base_url, lambda: self.system_keys[DURABLETASK_KEY],
+                   lambda: self.master_key).add_routes(app)
         self.triggers.add_routes(app)
         app.router.add_get("/", self._root)
         app.router.add_get("/admin/host/status", self._host_status)

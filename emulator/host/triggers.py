@@ -138,6 +138,7 @@ class TriggerHandlers:
         client_json: Callable[[], str],
         function_key: Callable[[], str],
         master_key: Callable[[], str],
+        eventgrid_key: Callable[[], str] | None = None,
         route_prefix: str = "api",
     ) -> None:
         self.index = index
@@ -146,6 +147,7 @@ class TriggerHandlers:
         self._client_json = client_json
         self._function_key = function_key
         self._master_key = master_key
+        self._eventgrid_key = eventgrid_key
         self.routes: list[HttpRoute] = []
         self.schedules: dict[str, str] = {}
         self._timer_tasks: list[asyncio.Task[None]] = []
@@ -249,14 +251,25 @@ class TriggerHandlers:
             return None
         return entry
 
+    def _eventgrid_authorized(self, request: web.Request) -> bool:
+        """System level, as on Azure: the ``eventgrid_extension`` system key or the master key."""
+        if self._eventgrid_key is None:
+            return True
+        given = request.query.get("code") or request.headers.get("x-functions-key")
+        return given is not None and given in (self._eventgrid_key(), self._master_key())
+
     async def eventgrid_options(self, request: web.Request) -> web.Response:
         """CloudEvents abuse-protection handshake."""
+        if not self._eventgrid_authorized(request):
+            return web.Response(status=401)
         origin = request.headers.get("WebHook-Request-Origin", "*")
         return web.Response(status=200, headers={
             "WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST",
         })
 
     async def eventgrid(self, request: web.Request) -> web.Response:
+        if not self._eventgrid_authorized(request):
+            return web.Response(status=401)
         entry = self._eventgrid_entry(request)
         if entry is None:
             name = request.query.get("functionName", "")

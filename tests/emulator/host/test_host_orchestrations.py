@@ -124,7 +124,8 @@ def test_raw_json_event_arrives_as_an_object(basic: HostThread) -> None:
         iid = basic.call(basic.client().start_new("approval", None, {"hours": 24}))
         basic.wait_for(iid, statuses=("Running",))
         req = urllib.request.Request(
-            f"{basic.base_url}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/Approval?code=x",
+            f"{basic.base_url}/runtime/webhooks/durabletask/instances/{iid}/raiseEvent/Approval"
+            f"?code={basic.host.system_keys['durabletask_extension']}",
             data=b'{"ok": true}', headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req) as resp:
             assert resp.status == 202

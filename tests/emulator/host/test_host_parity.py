@@ -241,3 +241,68 @@ def test_a_custom_route_prefix_is_honoured_ignoring_case(tmp_path: Path, host_fa
     ht = host_factory(app)
     assert http("GET", f"{ht.base_url}/fn/HttpTrigger")[0] == 200
     assert http("GET", f"{ht.base_url}/api/HttpTrigger")[0] == 404
+
+
+# ---------------------------------------------------------------- 14.10 keys
+# Azure: /runtime/webhooks/{extension} is authorised at system level: the extension's system key
+# (durabletask_extension, eventgrid_extension) or the master key, as code= or x-functions-key;
+# 401 otherwise. The durable client binding's URLs carry the durabletask_extension key. The rpc
+# endpoint (rpcBaseUrl, /durabletask/) is local to the worker on Azure and takes no key.
+
+EVENT = {"id": "e1", "eventType": "Custom.Event", "subject": "s", "eventTime": "2025-01-01T12:00:00Z",
+         "data": {}, "dataVersion": "1"}
+
+
+def test_durable_webhooks_need_the_durabletask_system_key(parity: HostThread) -> None:
+    iid = parity.call(parity.client().start_new("waits", None, None))
+    base = f"{parity.base_url}/runtime/webhooks/durabletask/instances/{iid}"
+    durable_key = parity.host.system_keys["durabletask_extension"]
+    assert http("GET", base)[0] == 401
+    assert http("GET", f"{base}?code={parity.function_key}")[0] == 401  # a function key is not enough
+    assert http("GET", f"{base}?code=wrong")[0] == 401
+    assert http("POST", f"{base}/raiseEvent/Go", body=1)[0] == 401
+    assert http("GET", f"{parity.base_url}/runtime/webhooks/durabletask/instances")[0] == 401
+    assert http("GET", f"{base}?code={durable_key}")[0] == 202
+    assert http("GET", base, headers={"x-functions-key": durable_key})[0] == 202
+    assert http("GET", f"{base}?code={parity.host.master_key}")[0] == 202
+    assert http("GET", f"{parity.base_url}/durabletask/instances/{iid}")[0] == 202  # rpc: no key
+    assert http("POST", f"{base}/raiseEvent/Go?code={durable_key}", body=1)[0] == 202
+    assert parity.wait_for(iid).output == 1
+
+
+def test_urls_handed_out_carry_the_system_key(parity: HostThread) -> None:
+    import json
+
+    binding = json.loads(parity.host.client_binding_json())
+    durable_key = parity.host.system_keys["durabletask_extension"]
+    assert binding["requiredQueryStringParameters"] == f"code={durable_key}"
+    status, _, body = http("POST", f"{parity.base_url}/api/start/waits")
+    assert status == 202
+    links = json.loads(body)
+    assert f"code={durable_key}" in links["statusQueryGetUri"]
+    assert http("GET", links["statusQueryGetUri"])[0] == 202
+    raise_url = links["sendEventPostUri"].replace("{eventName}", "Go")
+    assert http("POST", raise_url, body="done")[0] == 202
+    assert parity.wait_for(links["id"]).output == "done"
+
+
+def test_eventgrid_webhook_needs_the_eventgrid_system_key(parity: HostThread) -> None:
+    url = f"{parity.base_url}/runtime/webhooks/eventgrid?functionName=on_event"
+    headers = {"aeg-event-type": "Notification"}
+    assert http("POST", url, body=[EVENT], headers=headers)[0] == 401
+    assert http("POST", f"{url}&code={parity.function_key}", body=[EVENT], headers=headers)[0] == 401
+    assert http("OPTIONS", url, headers={"WebHook-Request-Origin": "eventgrid.azure.net"})[0] == 401
+    assert parity.host.eventgrid_url("on_event") == f"{url}&code={parity.host.system_keys['eventgrid_extension']}"
+    assert http("POST", parity.host.eventgrid_url("on_event"), body=[EVENT], headers=headers)[0] == 202
+    assert http("POST", f"{url}&code={parity.host.master_key}", body=[EVENT], headers=headers)[0] == 202
+
+
+def test_system_keys_can_be_set_and_default_from_the_function_key(host_factory: Any) -> None:
+    from emulator.host.server import system_key
+
+    ht = host_factory("parity", function_key="fk", settings={
+        "FUNCTIONS_SYSTEM_KEY_EVENTGRID_EXTENSION": "eg-key"})
+    assert ht.host.system_keys == {"eventgrid_extension": "eg-key",
+                                   "durabletask_extension": system_key("fk", "durabletask_extension")}
+    assert ht.host.eventgrid_url("on_event").endswith("&code=eg-key")
+    assert system_key("fk", "durabletask_extension") != "fk"

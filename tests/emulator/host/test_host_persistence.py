@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[3]
 APP = Path(__file__).parent / "apps" / "rollout"
 
 
+DURABLE_KEY = "persistence-test-durabletask-key"  # the durabletask_extension system key
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,7 +37,8 @@ def free_port() -> int:
 
 
 def launch(port: int, storage: Path, log: Path, out: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, ROLLOUT_LOG=str(log), PATCH_SECONDS="0.3", PYTHONPATH=str(REPO))
+    env = dict(os.environ, ROLLOUT_LOG=str(log), PATCH_SECONDS="0.3", PYTHONPATH=str(REPO),
+               FUNCTIONS_SYSTEM_KEY_DURABLETASK_EXTENSION=DURABLE_KEY)
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulator", "start", "--app", str(APP), "--port", str(port),
          "--clock", "skip", "--start", "2025-03-01T00:00:00Z", "--storage", str(storage)],
@@ -56,7 +60,8 @@ def launch(port: int, storage: Path, log: Path, out: Path) -> subprocess.Popen[b
 
 def status(port: int, iid: str, history: bool = False) -> dict[str, Any]:
     q = "?showHistory=true&showHistoryOutput=true" if history else ""
-    code, _, body = http("GET", f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/{iid}{q}")
+    code, _, body = http("GET", f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/{iid}"
+                         f"{q or '?'}&code={DURABLE_KEY}")
     assert code in (200, 202), code
     return json.loads(body)
 
@@ -81,7 +86,7 @@ def test_sigkill_mid_rollout_resumes_without_losing_history(tmp_path: Path) -> N
         iid = json.loads(body)["id"]
         poll(port, iid, lambda s: (s.get("customStatus") or {}).get("stage") == "approval")
         code, _, _ = http("POST", f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/{iid}"
-                                  "/raiseEvent/Approve", body="alice")
+                                  f"/raiseEvent/Approve?code={DURABLE_KEY}", body="alice")
         assert code == 202
         poll(port, iid, lambda s: s.get("customStatus") == {"ring": 1, "stage": "patching"})
         proc.send_signal(signal.SIGKILL)
