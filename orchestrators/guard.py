@@ -284,11 +284,17 @@ class Guard:
         return {**result, **({"alert": self.status["alert"]} if "alert" in self.status else {})}
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.GUARD)
-def guard_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+def run_guard(context: df.DurableOrchestrationContext) -> Gen:
+    """The guard's generator (undecorated, so tests can drive it with a fake context)."""
     spec: dict[str, Any] = context.get_input() or {}
     event = RunEvent.from_payload(spec.get("event"))
     if event is None:
         return {"decision": "ignored", "reason": "not a usable pre-maintenance event"}
     result = yield from Guard(context, spec, event).run()
+    return result
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.GUARD)
+def guard_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    result = yield from run_guard(context)
     return result

@@ -86,3 +86,36 @@ def test_promotion_in_a_windows_time_zone():
 def test_expired_schedule_has_no_target():
     window = dict(DAILY, expirationDateTime="2023-05-09 16:00")
     assert promotion_target(window, at(14, 30), timedelta(minutes=5)) is None
+
+
+# ---------------------------------------------------------------------- the guard's timing
+def test_guard_decides_eight_minutes_before_the_cancel_deadline_at_the_latest() -> None:
+    from patchrings.domain.deadlines import GUARD_LEAD, guard_decide_at
+
+    by = datetime(2026, 11, 17, 11, 50, tzinfo=UTC)
+    assert guard_decide_at(by, timedelta(minutes=2)) == by - GUARD_LEAD
+    assert guard_decide_at(by, timedelta(minutes=12)) == by - timedelta(minutes=12)
+    # the worst pre-event (T-30 = 20 min before T-10) leaves the rollout 12 minutes
+    assert (guard_decide_at(by, timedelta(minutes=2)) - (by - timedelta(minutes=20))) == timedelta(minutes=12)
+
+
+def test_cancel_attempt_budget_is_capped_and_stops_near_the_deadline() -> None:
+    from patchrings.domain.deadlines import cancel_attempt_budget
+
+    by = datetime(2026, 11, 17, 11, 50, tzinfo=UTC)
+    assert cancel_attempt_budget(by - timedelta(minutes=5), by) == 60
+    assert cancel_attempt_budget(by - timedelta(seconds=12), by) == 12
+    assert cancel_attempt_budget(by - timedelta(seconds=4), by) is None
+    assert cancel_attempt_budget(by + timedelta(seconds=1), by) is None
+
+
+def test_next_cancel_attempt_backs_off_honours_retry_after_and_keeps_a_last_try() -> None:
+    from patchrings.domain.deadlines import next_cancel_attempt
+
+    by = datetime(2026, 11, 17, 11, 50, tzinfo=UTC)
+    now = by - timedelta(minutes=6)
+    assert [next_cancel_attempt(now, by, n) for n in (1, 2, 3, 4, 9)] == [
+        now + timedelta(seconds=s) for s in (5, 10, 20, 30, 30)]
+    assert next_cancel_attempt(now, by, 1, retry_after=90) == now + timedelta(seconds=90)
+    assert next_cancel_attempt(now, by, 1, retry_after=3600) == by - timedelta(seconds=20)
+    assert next_cancel_attempt(by - timedelta(seconds=20), by, 1) is None
