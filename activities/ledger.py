@@ -22,6 +22,13 @@ Inputs (all JSON dicts; other keys are stored as columns, nested values as JSON)
   - ``{rolloutId, ring, manifestHash?}`` →
     ``{"decision": "approved"|"rejected"|None, "approval", "rollout", "ringRuns"}``: the latest
     approval bound to exactly (rollout, ring, manifest hash).
+
+* ``ledger_check_decision`` ``{rolloutId, kind: "approval"|"resume", event: {...}, at}`` →
+  ``{"accepted": bool, "reason": str, "decisionId": str|None}``: does a raised
+  ``ApprovalDecision`` / ``Resume`` event match an Approvals row the HTTP API recorded as
+  ``submitted`` (domain ``match_recorded``)? When it does not, a refusal row (``outcome:
+  "refused"``, ``reason``, the event's fields) is appended, keyed by a hash of the input so a
+  retried activity writes it once. The orchestrator accepts only matching events (issue 13.13).
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ import azure.durable_functions as df
 
 from activities import Payload
 from activities.deps import deps
+from patchrings.domain.approval import match_recorded
 
 bp = df.Blueprint()
 
 __all__ = [
     "bp",
+    "ledger_check_decision_core",
     "ledger_read_gate_core",
     "ledger_record_approval_core",
     "ledger_record_event_core",
@@ -151,6 +160,38 @@ def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, 
         "rollout": ledger.rollout(rollout_id),
         "ringRuns": [r for r in ledger.ring_runs(rollout_id) if str(r.get("ring")) == ring],
     }
+
+
+# Event fields copied into a refusal row (anything else a caller put in the event is dropped).
+_EVENT_FIELDS = ("decisionId", "resumeId", "approver", "by", "ring", "manifestHash", "verdict", "comment",
+                 "decidedAt", "reason")
+
+
+def ledger_check_decision_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept a raised decision only if the API recorded it as submitted; log a refusal otherwise."""
+    rollout_id = str(payload["rolloutId"])
+    kind = str(payload.get("kind") or "approval")
+    event = payload.get("event") if isinstance(payload.get("event"), Mapping) else {}
+    assert isinstance(event, Mapping)
+    row, reason = match_recorded(kind, event, ledger.approvals(rollout_id))
+    if row is not None:
+        return {"accepted": True, "reason": "", "decisionId": row.get("decisionId")}
+    fields: dict[str, Any] = {}
+    for key in _EVENT_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str | int | float | bool):
+            fields[f"event_{key}" if key == "reason" else key] = str(value)[:512]
+    refusal_id = "refused-" + decision_id({"kind": kind, "event": dict(event), "rolloutId": rollout_id})
+    ledger.record_approval(rollout_id, refusal_id, {
+        **fields, "kind": kind, "outcome": "refused", "reason": reason, "source": "orchestrator",
+        "at": payload.get("at"),
+    })
+    return {"accepted": False, "reason": reason, "decisionId": event.get("decisionId") or event.get("resumeId")}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_check_decision(payload: Payload) -> dict[str, Any]:
+    return ledger_check_decision_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")

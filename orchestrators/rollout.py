@@ -179,6 +179,23 @@ class Rollout:
         result = yield self.ctx.call_activity_with_retry(name, policy, payload)
         return result
 
+    def recorded(self, kind: str, raw: dict[str, Any]) -> Gen:
+        """Does a raised ApprovalDecision / Resume match what the HTTP API recorded as submitted?
+
+        Anyone with the system key can raise events through the Durable webhooks; only an
+        event whose id and content match an Approvals row written by the API counts (the
+        activity records a refusal row otherwise). An unreadable ledger refuses (fail closed).
+        """
+        try:
+            result = yield from self.activity(
+                names.LEDGER_CHECK_DECISION,
+                {"rolloutId": self.rollout_id, "kind": kind, "event": _safe(raw), "at": iso(self.now)},
+                retries.WRITE,
+            )
+        except Exception as err:
+            result = {"accepted": False, "reason": f"the ledger could not be read: {_first_line(err)}"}
+        return result or {"accepted": False, "reason": "no answer"}
+
     def cancel(self, correlation_id: str) -> Gen:
         """Cancel a scheduled run (``WRITE`` retries); a cancel that cannot land is an answer, not a
         crash: ``{"status": "Failed", "message"}``, which callers report loudly (the guard keeps trying)."""
@@ -564,6 +581,14 @@ class Rollout:
                 accepted = decision.to_dict()
                 break
             raw = _decode(self.consume(names.EV_APPROVAL))
+            recorded = yield from self.recorded("approval", raw)
+            if not recorded.get("accepted"):
+                refused = {**_safe(raw), "accepted": False, "at": iso(self.now),
+                           "error": {"code": "DecisionNotSubmitted", "message": recorded.get("reason")}}
+                self.st.add_approval(refused)
+                self.st.note(iso(self.now), f"ring {ring}: refused an ApprovalDecision event: {recorded.get('reason')}")
+                self.publish()
+                continue
             try:
                 decision = check_decision(policy, pending, raw, self.initiator)
             except PatchRingsError as err:
@@ -707,14 +732,66 @@ class Rollout:
         self.st.wait_for("resume", until=iso(self.now + RESUME_WINDOW), ring=ring)
         self.st.doc["state"] = HALTED
         self.publish()
-        winner = yield self.ctx.task_any([resume, timer])
-        if winner is timer:
-            raise Stop(HALTED, halt.reason)
+        while True:
+            resume = self.event_task(names.EV_RESUME)
+            winner = resume if resume.is_completed else (yield self.ctx.task_any([resume, timer]))
+            if winner is timer:
+                raise Stop(HALTED, halt.reason)
+            payload = _decode(self.consume(names.EV_RESUME))
+            refused = yield from self.check_resume(ring, payload)
+            if refused is None:
+                break
+            self.st.note(iso(self.now), f"refused a Resume by {payload.get('by') or 'unknown'}: {refused}")
+            self.publish()
         timer.cancel()
-        payload = _decode(self.consume(names.EV_RESUME))
         self.st.resume(iso(self.now), payload.get("by"))
         self.publish()
         yield from self.ledger_rollout("running")
+        yield from self.revalidate(ring)
+
+    def check_resume(self, ring: str, payload: dict[str, Any]) -> Gen:
+        """None if a Resume may be accepted, else why not: it must match a resume the API recorded
+        (by id, same person), and that person must be an approver of the ring that re-opens."""
+        recorded = yield from self.recorded("resume", payload)
+        if not recorded.get("accepted"):
+            return str(recorded.get("reason"))
+        block = plan_view.approval(self.plan, ring)
+        allowed = list(block.get("approvers") or []) if block.get("mode") == "manual" else []
+        allowed = allowed or list(_fallback_approval(self.plan, ring).get("approvers") or [])
+        who = str(payload.get("by") or payload.get("approver") or "")
+        if allowed and who.lower() not in {a.lower() for a in allowed}:
+            reason = f"{who or 'an unknown caller'} is not an approver of ring {ring}"
+            yield from self.activity(
+                names.LEDGER_APPROVAL,
+                {"rolloutId": self.rollout_id, "ring": ring, "kind": "resume", "by": who, "outcome": "refused",
+                 "reason": reason, "resumeId": payload.get("resumeId") or payload.get("decisionId"),
+                 "at": iso(self.now)},
+                retries.WRITE,
+            )
+            return reason
+        return None
+
+    def revalidate(self, ring: str) -> Gen:
+        """After a resume, the ring's approval must still be in the ledger for this manifest.
+
+        The rollout re-does the ring from its gate; an approval given before the halt is reused only
+        if the ledger still binds it to (rollout, ring, manifest hash); otherwise a new one is asked.
+        """
+        manifest_hash = str((self.manifest or {}).get("hash") or "none")
+        if self.approved.get(ring) is None:
+            return
+        try:
+            gate = yield from self.activity(
+                names.LEDGER_READ_GATE, {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash}
+            )
+        except Exception as err:
+            gate = {"decision": None, "error": _first_line(err)}
+        if self.approved.get(ring) != manifest_hash or (gate or {}).get("decision") != "approved":
+            self.approved.pop(ring, None)
+            why = (gate or {}).get("error") or "no approval of this manifest in the ledger"
+            self.st.note(iso(self.now), f"ring {ring}: its approval could not be re-validated after the resume "
+                                        f"({why}); a new approval is needed")
+            self.publish()
 
     # ------------------------------------------------------------------ dry run
     def dry_run(self) -> Gen:
@@ -774,7 +851,7 @@ def _decode(value: Any) -> dict[str, Any]:
 
 
 def _safe(raw: dict[str, Any]) -> dict[str, Any]:
-    keep = ("approver", "ring", "manifestHash", "verdict", "comment", "decisionId")
+    keep = ("approver", "ring", "manifestHash", "verdict", "comment", "decisionId", "resumeId", "by", "decidedAt")
     return {k: raw.get(k) for k in keep if k in raw}
 
 

@@ -326,3 +326,53 @@ def principal_from_headers(headers: Mapping[str, str], allow_fallback: bool) -> 
         f"no authenticated caller: expected X-MS-CLIENT-PRINCIPAL from App Service authentication{hint}",
         field="X-MS-CLIENT-PRINCIPAL",
     )
+
+
+# ---------------------------------------------------------------------- recorded decisions
+RESUME = "resume"
+SUBMITTED = "submitted"
+
+
+def _same(a: Any, b: Any, *, fold: bool = False) -> bool:
+    left, right = str(a or "").strip(), str(b or "").strip()
+    return bool(left) and (left.lower() == right.lower() if fold else left == right)
+
+
+def match_recorded(kind: str, event: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> tuple[
+        Mapping[str, Any] | None, str]:
+    """Find the ledger row the HTTP API wrote for a raised ``ApprovalDecision`` / ``Resume`` event.
+
+    Why: the Durable webhooks let anyone holding the system key raise an event with any
+    approver in it (issue 13.13). The API records every decision it lets through as an
+    Approvals row with ``outcome: "submitted"`` *before* raising the event, keyed by the
+    decision's id; an event counts only if such a row exists and says the same thing:
+
+    * ``kind="approval"``: same ``decisionId``, ``approver`` (case-insensitive), ``ring``,
+      ``manifestHash`` and ``verdict``;
+    * ``kind="resume"``: a row with ``verdict: "resume"`` and the event's id (``resumeId`` or
+      ``decisionId``), the same person (``by``/``approver``) and, when the event names one, ring.
+
+    Returns ``(row, "")`` on a match, else ``(None, reason)``. Pure.
+    """
+    event_id = event.get("resumeId") or event.get("decisionId") if kind == RESUME else event.get("decisionId")
+    if not isinstance(event_id, str) or not event_id.strip():
+        return None, f"the {kind} event carries no decision id: it was not submitted through the API"
+    candidates = [r for r in rows if _same(r.get("decisionId"), event_id) and r.get("outcome") == SUBMITTED]
+    if not candidates:
+        return None, f"no {kind} {event_id!r} was submitted through the API"
+    row = candidates[0]
+    if kind == RESUME:
+        who = event.get("by") or event.get("approver")
+        recorded = row.get("by") or row.get("approver")
+        if str(row.get("verdict") or "").lower() != RESUME:
+            return None, f"decision {event_id!r} is not a resume"
+        if not _same(who, recorded, fold=True):
+            return None, f"resume {event_id!r} was submitted by {recorded!r}, not {who!r}"
+        if event.get("ring") and row.get("ring") and not _same(event.get("ring"), row.get("ring")):
+            return None, f"resume {event_id!r} was submitted for ring {row.get('ring')!r}, not {event.get('ring')!r}"
+        return row, ""
+    for key, fold in (("approver", True), ("ring", False), ("manifestHash", False), ("verdict", True)):
+        if not _same(event.get(key), row.get(key), fold=fold):
+            return None, (f"decision {event_id!r} does not match what was submitted: {key} is "
+                          f"{event.get(key)!r}, the API recorded {row.get(key)!r}")
+    return row, ""

@@ -362,7 +362,7 @@ def test_halt_closes_later_rings_and_resume_continues(run: Any) -> None:
         halted = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "incident 4711"}, who="bob@contoso.com")
         assert halted.status == 202, halted
         d.until(lambda: d.doc(rid).get("state") == "halted")
-        again = d.api("POST", f"/api/rollouts/{rid}/halt", {})
+        again = d.api("POST", f"/api/rollouts/{rid}/halt", {}, who="bob@contoso.com")
         # the closed ring's run arrives while halted: cancelled (not authorised)
         doc = d.doc(rid)
         start = "2026-11-17T12:00:00Z"
@@ -610,3 +610,68 @@ def test_a_plan_in_the_start_request_is_validated_and_used(run: Any) -> None:
     assert any("approvers" in e["field"] for e in refused.json["error"]["details"])
     assert doc["rings"][0]["counts"]["waves"] == 3
     assert f.called("load_plan") == []  # the request's plan travelled with the rollout
+
+
+# ---------------------------------------------------------------------- 13.13 / 13.11: only recorded decisions
+def raise_event(d: Driver, rid: str, name: str, data: dict[str, Any]) -> None:
+    """Raise an event the way the Durable webhook does (system key, no API in between)."""
+    d.ht.call(d.ht.client().raise_event(rid, name, data))
+
+
+def test_a_decision_raised_around_the_api_is_refused_and_recorded(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        good = doc["waitingFor"]["manifestHash"]
+        forged = {"decisionId": "forged-1", "approver": "bob@contoso.com", "ring": "ring1", "manifestHash": good,
+                  "verdict": "approve", "comment": ""}
+        raise_event(d, rid, "ApprovalDecision", forged)
+        d.until(lambda: len(d.doc(rid)["approvals"]) >= 1)
+        # the API recorded bob's *reject*; an event saying approve under that id is tampered
+        f.record_approval(rid, "real-2", {**forged, "decisionId": "real-2", "verdict": "reject",
+                                          "outcome": "submitted", "at": "2026-11-16T07:00:00Z"})
+        raise_event(d, rid, "ApprovalDecision", {**forged, "decisionId": "real-2"})
+        d.until(lambda: len(d.doc(rid)["approvals"]) >= 2)
+        waiting = d.doc(rid)
+        ok = d.decide(rid, "ring1", "approve", good, "bob@contoso.com")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+    assert waiting["waitingFor"]["what"] == "approval"  # neither event approved anything
+    assert [a["accepted"] for a in waiting["approvals"]] == [False, False]
+    assert waiting["approvals"][0]["error"]["code"] == "DecisionNotSubmitted"
+    refusals = [a for a in f.approvals_ if a.get("outcome") == "refused" and a.get("source") == "orchestrator"]
+    assert len(refusals) == 2 and "no approval 'forged-1' was submitted" in refusals[0]["reason"]
+    assert "verdict" in refusals[1]["reason"]
+    assert ok.status == 202
+    accepted = f.called("ledger_record_approval")
+    assert [a["decision"]["approver"] for a in accepted] == ["bob@contoso.com"]
+
+
+def test_resume_needs_a_recorded_resume_by_an_approver_and_keeps_a_valid_approval(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+        assert d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "x"}, who="bob@contoso.com").status == 202
+        d.until(lambda: d.doc(rid).get("state") == "halted")
+        raise_event(d, rid, "Resume", {"by": "bob@contoso.com"})  # webhook, no recorded resume
+        d.until(lambda: any("refused a Resume" in n["text"] for n in d.doc(rid)["notes"]))
+        f.record_approval(rid, "res-eve", {"decisionId": "res-eve", "verdict": "resume", "by": "eve@contoso.com",
+                                           "ring": "ring1", "outcome": "submitted", "at": "2026-11-16T08:00:00Z"})
+        raise_event(d, rid, "Resume", {"resumeId": "res-eve", "by": "eve@contoso.com"})
+        d.until(lambda: sum("refused a Resume" in n["text"] for n in d.doc(rid)["notes"]) >= 2)
+        still = d.doc(rid)
+        f.record_approval(rid, "res-bob", {"decisionId": "res-bob", "verdict": "resume", "by": "bob@contoso.com",
+                                           "ring": "ring1", "outcome": "submitted", "at": "2026-11-16T08:01:00Z"})
+        raise_event(d, rid, "Resume", {"resumeId": "res-bob", "by": "bob@contoso.com"})
+        # the approval given before the halt is still bound to this manifest: no new approval
+        resumed = d.until_waiting(rid, "pre-maintenance event", "ring1")
+    assert still["state"] == "halted"
+    notes = [n["text"] for n in still["notes"] if "refused a Resume" in n["text"]]
+    assert "not submitted through the API" in notes[0] and "not an approver of ring ring1" in notes[1]
+    assert resumed["state"] == "waiting" and resumed["halted"] is None
+    assert [c["ring"] for c in f.called("ledger_read_gate") if not c.get("correlationId")][-1] == "ring1"
+    refused = [a for a in f.approvals_ if a.get("outcome") == "refused"]
+    assert len(refused) == 1  # the id-less webhook resume (eve's went through ledger_record_approval)
+    assert next(a for a in f.called("ledger_record_approval") if a.get("kind") == "resume")["by"] == "eve@contoso.com"

@@ -130,3 +130,32 @@ def test_a_field_may_change_between_json_and_scalar(ledger: Ledger) -> None:
     assert ledger.rollout("r5")["outcome"] == "passed"
     ledger.record_rollout("r5", {"outcome": ["again"]})
     assert ledger.rollout("r5")["outcome"] == ["again"]
+
+
+def test_check_decision_accepts_only_what_the_api_recorded_and_logs_refusals(ledger: Ledger) -> None:
+    from activities.ledger import ledger_check_decision_core
+
+    submitted = {"decisionId": "d1", "approver": "Bob@Contoso.com", "ring": "ring1", "manifestHash": "h1",
+                 "verdict": "approve", "comment": "", "outcome": "submitted", "at": "2026-11-16T07:00:00Z"}
+    ledger.record_approval("r9", "d1", submitted)
+    ledger.record_approval("r9", "res1", {"decisionId": "res1", "verdict": "resume", "by": "bob@contoso.com",
+                                          "ring": "ring1", "outcome": "submitted", "at": "2026-11-16T08:00:00Z"})
+    event = {"decisionId": "d1", "approver": "bob@contoso.com", "ring": "ring1", "manifestHash": "h1",
+             "verdict": "approve"}
+    ok = ledger_check_decision_core(ledger, {"rolloutId": "r9", "kind": "approval", "event": event, "at": "t1"})
+    assert ok == {"accepted": True, "reason": "", "decisionId": "d1"}
+    forged = {**event, "decisionId": "nope"}
+    tampered = {**event, "manifestHash": "h2"}
+    payloads = [{"rolloutId": "r9", "kind": "approval", "event": forged, "at": "t2"},
+                {"rolloutId": "r9", "kind": "approval", "event": tampered, "at": "t3"}]
+    answers = [ledger_check_decision_core(ledger, p) for p in payloads + payloads]  # retried activities
+    assert [a["accepted"] for a in answers] == [False] * 4
+    assert "manifestHash" in answers[1]["reason"]
+    resume = {"rolloutId": "r9", "kind": "resume", "event": {"resumeId": "res1", "by": "bob@contoso.com"}}
+    assert ledger_check_decision_core(ledger, resume)["accepted"] is True
+    as_eve = {"rolloutId": "r9", "kind": "resume", "event": {"resumeId": "res1", "by": "eve@contoso.com"}}
+    assert ledger_check_decision_core(ledger, as_eve)["accepted"] is False
+    refused = [r for r in ledger.approvals("r9") if r.get("outcome") == "refused"]
+    assert len(refused) == 3  # one row per distinct refused event, however often it was retried
+    assert {r["kind"] for r in refused} == {"approval", "resume"}
+    assert all(r["reason"] and r["decisionId"].startswith("refused-") for r in refused)

@@ -142,3 +142,31 @@ def test_fallback_header_only_when_allowed():
 def test_garbled_principal_is_request_invalid():
     with pytest.raises(RequestInvalid):
         principal_from_headers({"X-MS-CLIENT-PRINCIPAL": "!!!notbase64"}, allow_fallback=True)
+
+
+# ---------------------------------------------------------------------- recorded decisions (13.13, 13.11)
+def test_match_recorded_approval_and_resume() -> None:
+    from patchrings.domain.approval import match_recorded
+
+    rows = [
+        {"decisionId": "d1", "approver": "Alice@Contoso.com", "ring": "ring1", "manifestHash": "abc",
+         "verdict": "approve", "outcome": "submitted"},
+        {"decisionId": "d2", "approver": "bob@contoso.com", "ring": "ring1", "manifestHash": "abc",
+         "verdict": "approve", "outcome": "refused"},
+        {"decisionId": "r1", "verdict": "resume", "by": "bob@contoso.com", "ring": "ring1", "outcome": "submitted"},
+    ]
+    event = {"decisionId": "d1", "approver": "alice@contoso.com", "ring": "ring1", "manifestHash": "abc",
+             "verdict": "approve"}
+    assert match_recorded("approval", event, rows)[0] is rows[0]
+    for change, word in (({"decisionId": None}, "no decision id"), ({"decisionId": "zz"}, "was submitted"),
+                         ({"decisionId": "d2", "approver": "bob@contoso.com"}, "was submitted"),
+                         ({"approver": "bob@contoso.com"}, "approver"), ({"ring": "ring2"}, "ring"),
+                         ({"manifestHash": "def"}, "manifestHash"), ({"verdict": "reject"}, "verdict")):
+        row, reason = match_recorded("approval", {**event, **change}, rows)
+        assert row is None and word in reason, (change, reason)
+    assert match_recorded("resume", {"resumeId": "r1", "by": "BOB@contoso.com"}, rows)[0] is rows[2]
+    assert match_recorded("resume", {"decisionId": "r1", "by": "bob@contoso.com", "ring": "ring1"}, rows)[0]
+    assert match_recorded("resume", {"resumeId": "r1", "by": "eve@contoso.com"}, rows)[0] is None
+    assert match_recorded("resume", {"resumeId": "r1", "by": "bob@contoso.com", "ring": "ring2"}, rows)[0] is None
+    assert match_recorded("resume", {"resumeId": "d1", "by": "alice@contoso.com"}, rows)[0] is None
+    assert match_recorded("resume", {"by": "bob@contoso.com"}, rows)[0] is None
