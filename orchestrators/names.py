@@ -39,7 +39,6 @@ LEDGER_APPROVAL = "ledger_record_approval"
 LEDGER_EVENT = "ledger_record_event"
 LEDGER_READ_GATE = "ledger_read_gate"
 LEDGER_CHECK_DECISION = "ledger_check_decision"
-LEDGER_CHECK_DECISION = "ledger_check_decision"
 NOTIFY = "notify"
 
 # External events raised into a rollout instance.
