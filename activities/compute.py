@@ -103,6 +103,10 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     The configuration's members are its resource-level assignments plus the VMs its dynamic
     scopes (subscription-level assignments with a ``filter``) select. The plan's
     ``subscriptions``/``resourceGroups``/``locations``/``osTypes`` narrow both.
+
+    Any read that fails (403, throttled or 5xx after the SDK's retries, connection lost) raises:
+    a partial member list would verify or patch a ring with VMs silently missing. Callers run
+    this activity with ``retries.READ`` and treat a final failure as inconclusive.
     """
     ring = plan_ring(payload["plan"], str(payload["ring"]))
     members = ring.members
@@ -174,12 +178,12 @@ def _configuration_members(
         try:
             for doc in maintenance.configuration_assignments_within_subscription.list():
                 consider(doc)
-        except HttpResponseError:
-            pass
+        except HttpResponseError as exc:
+            _tolerate_absent(exc)
         try:
             consider(maintenance.configuration_assignments_for_subscriptions.get(assignment_name(ring)))
-        except HttpResponseError:
-            pass
+        except HttpResponseError as exc:
+            _tolerate_absent(exc)
     if ring.members.tag is None:
         def vm_assignments(key: str) -> bool:
             rid = parse_resource_id(fleet[key][0]["id"])
@@ -188,7 +192,8 @@ def _configuration_members(
                     rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name)
                 return any(same_arm_id(((to_wire(d) or {}).get("properties") or {}).get("maintenanceConfigurationId"),
                                        configuration_id) for d in docs)
-            except HttpResponseError:
+            except HttpResponseError as exc:
+                _tolerate_absent(exc)
                 return False
 
         keys = sorted(fleet)
@@ -197,6 +202,14 @@ def _configuration_members(
     for filt in filters:
         selected |= {key for key, (ref, tags) in fleet.items() if dynamic_scope_matches(filt, ref, tags=tags)}
     return selected
+
+
+def _tolerate_absent(exc: HttpResponseError) -> None:
+    """Swallow an answer that means *nothing there* (404, or a list the API version does not
+    implement: 400/405/501); re-raise anything else (403, 429, 5xx...), so the activity fails
+    and is retried instead of silently resolving a ring with members missing (fail closed)."""
+    if status_of(exc) not in (400, 404, 405, 501):
+        raise exc
 
 
 # ------------------------------------------------------------------------------ install

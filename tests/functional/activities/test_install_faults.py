@@ -1,5 +1,11 @@
-"""installPatches under injected ARM faults: throttling is retried, a 500 is never resent,
-a dropped connection is never resent, and a re-run never sends a second POST."""
+"""The compute activities under every fault the ARM simulator injects (issue 13 item 6).
+
+Faults: 429 with Retry-After, 500, 503, a dropped connection, 403 (``slowAnswer`` is not in the
+simulator yet). Targets: ``start_install`` (its instance-view read and its POST),
+``poll_install`` (the async-operation status), ``check_vm_health``, ``resolve_ring_members`` and
+``collect_run_results``. After each: no double install, and the right refused / inconclusive
+state (never a silent pass, never a silently shorter member list).
+"""
 
 from __future__ import annotations
 
@@ -23,17 +29,22 @@ PARAMS = {"rebootSetting": "IfRequired", "linuxParameters": {"classificationsToI
           "windowsParameters": {"classificationsToInclude": ["Security"]}}
 
 
-def faulted(tmp_path: Path, fault: dict[str, Any]) -> SimHandle:
+def faulted(tmp_path: Path, fault: dict[str, Any] | list[dict[str, Any]]) -> SimHandle:
     scenario = copy.deepcopy(SCENARIO)
-    scenario["faults"] = [fault]
-    return SimHandle(tmp_path / "arm", scenario)
+    if "actions" in fault:  # a role map that lacks one action: every such request gets 403
+        scenario["auth"] = {"identities": [{"name": "patchrings-app", "token": "fault-token", "default": True,
+                                            "actions": list(fault["actions"])}]}  # type: ignore[call-overload]
+        scenario["faults"] = []
+    else:
+        scenario["faults"] = fault if isinstance(fault, list) else [fault]
+    return SimHandle(tmp_path / f"arm-{uuid.uuid4().hex[:6]}", scenario)
 
 
 @pytest.fixture
 def make(tmp_path: Path, azurite: Any) -> Iterator[Any]:
     handles: list[tuple[SimHandle, AzureClients]] = []
 
-    def build(fault: dict[str, Any]) -> tuple[SimHandle, AzureClients, Ledger]:
+    def build(fault: dict[str, Any] | list[dict[str, Any]]) -> tuple[SimHandle, AzureClients, Ledger]:
         handle = faulted(tmp_path, fault)
         settings = Settings(arm_endpoint=handle.sim.endpoint, arm_auth="static-token",
                             arm_static_token=handle.sim.token, arm_ca_bundle=str(handle.sim.ca_path),
@@ -144,3 +155,178 @@ def test_a_crash_between_claim_and_post_is_resolved_by_one_post(make: Any) -> No
         start_install_core(clients, ledger, timed("run-crash", LATER, resend=True))
         start_install_core(clients, ledger, timed("run-crash", LATER))
     assert [p.status for p in posts(arm)] == [202]
+
+
+
+# ------------------------------------------------------------------ the fault matrix (issue 13 item 6)
+def fault(kind: str, *, method: str = "GET", path: str, count: int | None = 1) -> dict[str, Any]:
+    """One request fault: ``429`` (Retry-After 1), ``500``, ``503`` or ``drop``."""
+    doc: dict[str, Any] = {"method": method, "pathContains": path}
+    if count is not None:
+        doc["count"] = count
+    if kind == "drop":
+        return {**doc, "type": "dropConnection"}
+    doc.update(type="httpError", status=int(kind))
+    if kind == "429":
+        doc["retryAfter"] = 1
+    return doc
+
+
+class Forbidden(dict):  # type: ignore[type-arg]
+    """A 403: the simulator's role map without one RBAC action (its real AuthorizationFailed path;
+    ``httpError`` faults only inject 429/5xx)."""
+
+    def __init__(self, action: str) -> None:
+        from emulator.arm.routes import ROUTES
+
+        super().__init__(action=action, actions=sorted({r.action for r in ROUTES} - {action}))
+
+
+def forbidden(action: str) -> Forbidden:
+    return Forbidden(action)
+
+
+TRANSIENT = ["429", "500", "503", "drop"]
+
+
+def installs_on(arm: SimHandle, name: str) -> list[Any]:
+    return [p for p in posts(arm) if f"/virtualMachines/{name}/" in p.path]
+
+
+def accepted(arm: SimHandle) -> int:
+    return sum(1 for p in posts(arm) if p.status == 202)
+
+
+@pytest.mark.parametrize("kind", ["503"])
+def test_start_post_5xx_is_uncertain_and_sent_once(make: Any, kind: str) -> None:
+    arm, clients, ledger = make(fault(kind, method="POST", path="installPatches"))
+    out = start_install_core(clients, ledger, timed("run-p", START))
+    assert out["state"] == "already-started" and out["uncertain"] is True and out["error"]["retryable"] is True
+    assert start_install_core(clients, ledger, timed("run-p", START))["state"] == "already-started"
+    assert len(posts(arm)) == 1
+
+
+def test_start_post_throttled_throughout_is_refused_retryable_and_nothing_installs(make: Any) -> None:
+    arm, clients, ledger = make(fault("429", method="POST", path="installPatches", count=None))
+    out = start_install_core(clients, ledger, timed("run-t", START))
+    assert out["state"] == "refused" and out["error"]["retryable"] is True and out["error"]["status"] == 429
+    assert ledger.install("run-t", vm_id("web-02")) is None  # the claim was freed: nothing was sent
+    assert [p.status for p in posts(arm)] == [429, 429, 429] and accepted(arm) == 0
+
+
+def test_start_post_forbidden_is_refused_for_good(make: Any) -> None:
+    arm, clients, ledger = make(forbidden("Microsoft.Compute/virtualMachines/installPatches/action"))
+    out = start_install_core(clients, ledger, timed("run-f", START))
+    assert out["state"] == "refused" and out["error"]["retryable"] is False
+    assert out["error"]["code"] == "AuthorizationFailed"
+    assert ledger.install("run-f", vm_id("web-02")) is None
+    assert [p.status for p in posts(arm)] == [403] and accepted(arm) == 0
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+def test_start_survives_a_transient_instance_view_fault_and_posts_once(make: Any, kind: str) -> None:
+    arm, clients, ledger = make(fault(kind, path="instanceView"))
+    out = start_install_core(clients, ledger, timed("run-iv", START))
+    assert out["state"] == "started" and out["token"]
+    assert len(posts(arm)) == 1 and accepted(arm) == 1
+
+
+def test_start_with_a_forbidden_instance_view_sends_nothing(make: Any) -> None:
+    arm, clients, ledger = make(forbidden("Microsoft.Compute/virtualMachines/instanceView/read"))
+    out = start_install_core(clients, ledger, timed("run-iv403", START))
+    assert out["state"] == "refused" and out["error"]["code"] == "InstanceViewUnavailable"
+    assert posts(arm) == [] and ledger.install("run-iv403", vm_id("web-02")) is None
+
+
+@pytest.mark.parametrize("kind", [*TRANSIENT, "403", "429-throughout"])
+def test_poll_faults_never_finish_an_install_or_post_again(make: Any, kind: str) -> None:
+    persistent = kind in ("403", "429-throughout")
+    status = kind.split("-", maxsplit=1)[0]
+    arm, clients, ledger = make(forbidden("Microsoft.Compute/locations/operations/read") if kind == "403"
+                                else fault(status, path="/operations/", count=None if persistent else 1))
+    with arm.clock.hold():
+        started = start_install_core(clients, ledger, timed("run-poll", START))
+        out = poll_install_core(clients, ledger, {"runId": "run-poll", "vm": payload("run-poll")["vm"],
+                                                  "token": started["token"], "now": START})
+    assert out["done"] is False and out.get("result") is None
+    if persistent:
+        assert out["error"]["status"] == int(status)
+        assert out["error"]["retryable"] is (kind != "403")
+    else:
+        assert out["error"] is None  # the SDK's read retries absorbed it
+    assert len(posts(arm)) == 1
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+def test_health_survives_a_transient_fault(make: Any, kind: str) -> None:
+    from activities.compute import check_vm_health_core
+
+    _, clients, _ = make(fault(kind, path="instanceView"))
+    sample = check_vm_health_core(clients, {"vm": payload("x")["vm"], "probes": []})
+    assert sample["readError"] is None and sample["powerState"] == "running"
+
+
+@pytest.mark.parametrize("kind", ["403", "429"])
+def test_health_that_cannot_be_read_is_unknown_never_healthy(make: Any, kind: str) -> None:
+    from activities.compute import check_vm_health_core
+    from orchestrators.verdicts import sample_state
+
+    _, clients, _ = make(forbidden("Microsoft.Compute/virtualMachines/instanceView/read") if kind == "403"
+                         else fault(kind, path="instanceView", count=None))
+    sample = check_vm_health_core(clients, {"vm": payload("x")["vm"], "probes": []})
+    assert sample["readError"] and not sample.get("deleted")
+    assert sample_state({}, sample)[0] == "unknown"
+
+
+def test_health_of_a_vm_that_does_not_exist_marks_it_deleted(make: Any) -> None:
+    from activities.compute import check_vm_health_core
+
+    _, clients, _ = make([])
+    ghost = {"id": vm_id("gone-01"), "name": "gone-01", "os": "Linux"}
+    sample = check_vm_health_core(clients, {"vm": ghost, "probes": []})
+    assert sample["deleted"] is True and sample["readError"]
+
+
+RING0_NAMES = ["db-01", "web-01", "web-02"]
+RING1_NAMES = ["app-01", "app-02"]
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+def test_members_survive_a_transient_fault(make: Any, kind: str) -> None:
+    from activities.compute import resolve_ring_members_core
+    from tests.functional.activities.conftest import PLAN
+
+    _, clients, _ = make(fault(kind, path="/providers/Microsoft.Compute/virtualMachines"))
+    vms = resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})["vms"]
+    assert [v["name"] for v in vms] == RING0_NAMES
+
+
+@pytest.mark.parametrize("action", ["Microsoft.Compute/virtualMachines/read",
+                                    "Microsoft.Maintenance/configurationAssignments/read"])
+def test_members_that_cannot_be_read_fail_the_activity_instead_of_shrinking_the_ring(make: Any, action: str) -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    from activities.compute import resolve_ring_members_core
+    from tests.functional.activities.conftest import PLAN
+
+    _, clients, _ = make(forbidden(action))
+    with pytest.raises(HttpResponseError):
+        resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring1"})
+
+
+@pytest.mark.parametrize("kind", ["403", "429"])
+def test_results_that_cannot_be_read_are_unreadable_and_inconclusive(make: Any, kind: str) -> None:
+    from activities.maintenance import collect_run_results_core
+    from orchestrators.verdicts import gate_for, verdicts_for
+    from tests.functional.activities.conftest import MC_RING1, PLAN
+
+    _, clients, _ = make(forbidden("Microsoft.Compute/virtualMachines/instanceView/read") if kind == "403"
+                         else fault(kind, path="instanceView", count=None))
+    vm = payload("x")["vm"]
+    out = collect_run_results_core(clients, {"correlationId": f"{MC_RING1}/providers/Microsoft.Maintenance"
+                                                              "/applyUpdates/20261117020000",
+                                             "vms": [vm], "since": START})["results"]
+    assert out[0]["state"] == "unreadable"
+    verdicts = verdicts_for(PLAN, "ring1", [vm], out, {})
+    assert verdicts[0]["outcome"] == "inconclusive"
+    assert gate_for(PLAN, "ring1", verdicts)["outcome"] == "inconclusive"
