@@ -88,6 +88,13 @@ SUPPORTED
 * The shared clock: every timestamp from ``clock.now()``, durable timers and timer triggers
   wait through ``clock.sleep_until``, queued/running work holds ``clock.busy()`` from the moment
   it is enqueued until its result is committed, HTTP requests via ``busy_middleware``.
+* Clock control over HTTP: the shared clock's routes (``emulator.clock_http``: ``GET
+  /admin/clock``, leases, ``advance``) are mounted on the host, and ``GET
+  /admin/instances/{id}/wait?after=<lastUpdatedTime>&lease=<leaseId>&timeout=<s, max 60>``
+  long-polls an instance: it answers with the durable status body once ``lastUpdatedTime`` is
+  later than ``after`` (second precision; pass the ``X-Last-Updated`` header back for
+  microseconds), the instance is terminal, or the timeout passes, and while it waits the
+  caller's lease is suspended so a ``skip`` clock may jump (Temporal's time-skipping model).
 * Logs (logger ``emulator.host``): one line per function execution with instance id,
   function name, duration and outcome.
 
@@ -138,6 +145,9 @@ LIMITATIONS
   (``sdk_session``), so several hosts can run in one process; a host closes its loop's
   session on stop.
 * ``/admin`` calls need no key, as with ``func start`` (on Azure they need the master key).
+* A host following another process's clock (``RemoteClock``) mounts that follower's clock: a lease
+  taken there, or suspended by the long-poll there, does not reach the time authority; hold and
+  suspend leases on the authority (the platform's clock server) instead.
 * ``/durabletask/`` (the rpc endpoint) answers anyone who can reach 127.0.0.1, where on Azure it
   is reachable from inside the app's sandbox only.
 """

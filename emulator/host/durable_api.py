@@ -17,6 +17,7 @@ on localhost inside the app's sandbox only and takes no key, so it takes none he
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,6 +26,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from emulator.clock import clock_exempt
 from emulator.host import history as h
 from emulator.host.engine import TERMINAL, DurableEngine, EngineError, Instance
 
@@ -99,6 +101,21 @@ def instance_id_error(instance_id: str | None) -> str | None:
     if len(instance_id.encode("utf-16-le")) // 2 > MAX_INSTANCE_ID_LENGTH:  # .NET Length: UTF-16 units
         return f"Instance ID lengths must not exceed {MAX_INSTANCE_ID_LENGTH} characters."
     return None
+
+
+WAIT_DEFAULT_SECONDS = 30
+WAIT_MAX_SECONDS = 60
+
+
+def _wait_error(status: int, field: str, message: str, *, code: str = "InvalidWaitRequest") -> web.Response:
+    return web.json_response({"error": {"code": code, "field": field, "message": message}}, status=status)
+
+
+def _updated_after(updated: datetime, after: datetime) -> bool:
+    """Later than ``after`` at ``after``'s precision: whole seconds unless it carries a fraction."""
+    if after.microsecond == 0:
+        return updated.replace(microsecond=0) > after
+    return updated > after
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -251,6 +268,59 @@ class DurableApi:
             app.router.add_post(p + "/instances/{instanceId}/{operation}", route(self.operation))
             app.router.add_post(p + "/orchestrators/{functionName}/{instanceId:.+}", route(self.start))
             app.router.add_route("*", p + "/{tail:.*}", route(self.not_found))
+
+    def add_admin_routes(self, app: web.Application) -> None:
+        """``GET /admin/instances/{instanceId}/wait``: the long-poll on instance status (issue 14.11)."""
+        async def wait(request: web.Request) -> web.Response:
+            return await self.wait_instance(request)
+
+        app.router.add_get("/admin/instances/{instanceId}/wait", clock_exempt(wait))
+
+    async def wait_instance(self, request: web.Request) -> web.Response:
+        """Long-poll: the status once ``lastUpdatedTime`` is later than ``after``, or terminal, or at timeout.
+
+        ``?after=<lastUpdatedTime>`` (RFC 3339; omitted: answer at once), ``&timeout=<real seconds,
+        0..60, default 30>``, ``&lease=<clock lease id>``: while the request waits, that lease of
+        the shared clock is suspended, so a ``skip`` clock may jump (Temporal's time-skipping
+        model: skipping is unlocked while the client waits for a result); it blocks again once the
+        answer is sent. The body is the durable status endpoint's (200 terminal, 202 otherwise).
+        ``lastUpdatedTime`` has whole seconds; the ``X-Last-Updated`` header has microseconds and,
+        passed back as ``after``, detects updates within the same second. The handler is exempt
+        from the clock's busy accounting (it waits for time to move, it is not work).
+        """
+        instance_id = request.match_info["instanceId"]
+        query = request.query
+        after: datetime | None = None
+        if query.get("after"):
+            try:
+                after = h.parse_ts(query["after"])
+            except ValueError:
+                return _wait_error(400, "after", "after must be an RFC 3339 instant, e.g. a lastUpdatedTime")
+        try:
+            timeout = float(query.get("timeout", str(WAIT_DEFAULT_SECONDS)))
+        except ValueError:
+            return _wait_error(400, "timeout", "timeout must be a number of seconds")
+        if not 0 <= timeout <= WAIT_MAX_SECONDS:
+            return _wait_error(400, "timeout", f"timeout must be between 0 and {WAIT_MAX_SECONDS} seconds")
+        lease = query.get("lease") or None
+        if self.engine.get(instance_id) is None:
+            return _wait_error(404, "instanceId", f"no instance with ID '{instance_id}'", code="InstanceNotFound")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self.engine.clock.lease_suspended(lease):
+            while True:
+                inst = self.engine.get(instance_id)
+                if inst is None:
+                    return _wait_error(404, "instanceId", f"instance '{instance_id}' was purged",
+                                       code="InstanceNotFound")
+                if after is None or inst.status in TERMINAL or _updated_after(inst.updated, after):
+                    break
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await self.engine.wait_changed(instance_id, remaining)
+        headers = {"X-Last-Updated": h.fmt_ts(inst.updated)}
+        return _json(status_payload(inst), 200 if inst.status in TERMINAL else 202, headers=headers)
 
     async def not_found(self, request: web.Request) -> web.Response:
         """Unknown durable API paths: 404 with an empty body (the client parses every body as JSON)."""

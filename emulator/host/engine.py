@@ -263,6 +263,7 @@ class DurableEngine:
         self._work = 0
         self._running = False
         self._activity_codec = func.get_binding_registry().get("activityTrigger")
+        self._watchers: dict[str, list[asyncio.Future[None]]] = {}
 
     # ================================================================== lifecycle
     async def start(self) -> None:
@@ -313,6 +314,32 @@ class DurableEngine:
                 self._mark_ready(inst)
         if self.instances:
             log.info("recovered %d durable instance(s) from %s", len(self.instances), self.store.path)
+
+    # ================================================================== change notification
+    def _save_meta(self, inst: Instance) -> None:
+        """Persist an instance's metadata (inside the caller's transaction) and wake its watchers."""
+        self.store.put_meta(inst.instance_id, inst.meta())
+        self._notify_watchers(inst.instance_id)
+
+    def _notify_watchers(self, instance_id: str) -> None:
+        for future in self._watchers.pop(instance_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_changed(self, instance_id: str, timeout: float) -> None:
+        """Return when the instance's metadata is next saved (or purged), or after ``timeout`` real seconds."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(instance_id, []).append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = self._watchers.get(instance_id)
+            if waiting and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    self._watchers.pop(instance_id, None)
 
     # ================================================================== busy accounting
     def _work_add(self, n: int) -> None:
@@ -381,7 +408,7 @@ class DurableEngine:
             if existing is not None:
                 self._forget(existing)
             self.instances[instance_id] = inst
-            self.store.put_meta(instance_id, inst.meta())
+            self._save_meta(inst)
             self._enqueue(inst, self._execution_started(inst, now))
         return inst
 
@@ -443,7 +470,7 @@ class DurableEngine:
             inst.status = "Terminated"
             inst.output = reason
             inst.updated = now
-            self.store.put_meta(inst.instance_id, inst.meta())
+            self._save_meta(inst)
         log.info("Terminated orchestrator '%s' (instance=%s): %s", inst.name, inst.instance_id, reason)
 
     def suspend(self, instance_id: str, reason: str | None) -> None:
@@ -457,7 +484,7 @@ class DurableEngine:
             inst.status = "Suspended"
             inst.updated = self.clock.now()
             self._work_done(len(inst.inbox))
-            self.store.put_meta(inst.instance_id, inst.meta())
+            self._save_meta(inst)
 
     def resume(self, instance_id: str, reason: str | None) -> None:
         inst = self._require(instance_id)
@@ -470,7 +497,7 @@ class DurableEngine:
             inst.status = "Running" if inst.episodes else "Pending"
             inst.updated = self.clock.now()
             self._work_add(len(inst.inbox))
-            self.store.put_meta(inst.instance_id, inst.meta())
+            self._save_meta(inst)
         if inst.inbox:
             self._mark_ready(inst)
 
@@ -501,6 +528,7 @@ class DurableEngine:
         self._drop_runtime(inst)
         self.instances.pop(inst.instance_id, None)
         self.store.delete_instance(inst.instance_id)
+        self._notify_watchers(inst.instance_id)
 
     def _cancel_pending(self, inst: Instance) -> None:
         """Cancel an instance's timers and forget its pending tasks and retry groups."""
@@ -694,7 +722,7 @@ class DurableEngine:
                 inst.status = "Failed"
                 inst.output = message
                 inst.updated = now
-                self.store.put_meta(inst.instance_id, inst.meta())
+                self._save_meta(inst)
                 self._notify_parent(inst, "Failed", message, now)
         except Exception:
             log.exception("could not record the host error for %s", inst.instance_id)
@@ -837,7 +865,7 @@ class DurableEngine:
             outcome = self._decide(inst, state, failure, fatal, now)
             if outcome != "ContinuedAsNew":
                 self._append_history(inst, [h.orchestrator_completed(now)])
-            self.store.put_meta(inst.instance_id, inst.meta())
+            self._save_meta(inst)
         return outcome
 
     def _append_history(self, inst: Instance, events: list[dict[str, Any]]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.clock import Clock, busy_middleware
+from emulator.clock_http import add_clock_routes
 from emulator.host import sdk_session
 from emulator.host.durable_api import DurableApi, client_binding
 from emulator.host.engine import DurableEngine
@@ -230,8 +231,11 @@ class FunctionsHost:
                                     max_batch_size=self.max_batch_size,
                                     default_version=str(durable.get("defaultVersion") or ""))
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=64 * 1024 * 1024)
-        DurableApi(self.engine, lambda: self.base_url, lambda: self.system_keys[DURABLETASK_KEY],
-                   lambda: self.master_key).add_routes(app)
+        durable_api = DurableApi(self.engine, lambda: self.base_url, lambda: self.system_keys[DURABLETASK_KEY],
+                                 lambda: self.master_key)
+        durable_api.add_routes(app)
+        durable_api.add_admin_routes(app)
+        add_clock_routes(app, self.clock)  # /admin/clock: state, leases, advance (emulator.clock_http)
         self.triggers.add_routes(app)
         app.router.add_get("/", self._root)
         app.router.add_get("/admin/host/status", self._host_status)

@@ -306,3 +306,79 @@ def test_system_keys_can_be_set_and_default_from_the_function_key(host_factory: 
                                    "durabletask_extension": system_key("fk", "durabletask_extension")}
     assert ht.host.eventgrid_url("on_event").endswith("&code=eg-key")
     assert system_key("fk", "durabletask_extension") != "fk"
+
+
+# ---------------------------------------------------------------- 14.11 clock routes + long-poll
+# The shared clock's HTTP interface (emulator.clock_http) on the host, and a long-poll on instance
+# status that suspends the caller's clock lease while it waits (Temporal's time-skipping server:
+# skipping is locked by default and unlocked while a client waits for a result).
+
+def _get_json(url: str) -> tuple[int, Any, dict[str, str]]:
+    import json
+
+    status, headers, body = http("GET", url)
+    return status, json.loads(body) if body else None, headers
+
+
+def test_the_clock_api_is_mounted_on_the_host(host_factory: Any) -> None:
+    ht = host_factory("parity")
+    status, state, _ = _get_json(f"{ht.base_url}/admin/clock")
+    assert status == 200 and state["mode"] == "skip" and state["now"].startswith("2025-01-01T12:00:00")
+
+
+def test_long_poll_lets_time_skip_only_while_the_lease_holder_waits(host_factory: Any) -> None:
+    import json
+
+    ht = host_factory("parity")
+    status, _, body = http("POST", f"{ht.base_url}/admin/clock/lease", body={"ttlSeconds": 120, "holder": "test"})
+    assert status == 200
+    lease = json.loads(body)["leaseId"]
+    iid = ht.call(ht.client().start_new("sleeps", None, None))
+    first = ht.wait_for(iid, statuses=("Running",))
+    after = first.last_updated_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # holding the lease without handing it to the long-poll: time stands still, the wait times out
+    code, held, _ = _get_json(f"{ht.base_url}/admin/instances/{iid}/wait?after={after}&timeout=0.5")
+    assert code == 202 and held["runtimeStatus"] == "Running"
+    assert ht.clock.now().isoformat().startswith("2025-01-01T12:00:00")
+    # handing the lease to the long-poll: the clock jumps to the timer while it waits
+    code, done, _ = _get_json(f"{ht.base_url}/admin/instances/{iid}/wait?after={after}&lease={lease}&timeout=60")
+    assert code == 200 and done["runtimeStatus"] == "Completed" and done["output"] == "woke"
+    assert done["lastUpdatedTime"] == "2025-01-01T13:00:00Z"
+    assert set(done) >= {"name", "instanceId", "runtimeStatus", "input", "customStatus", "output",
+                         "createdTime", "lastUpdatedTime"}
+    # after the answer the lease blocks jumps again
+    _, state, _ = _get_json(f"{ht.base_url}/admin/clock")
+    mine = next(item for item in state["leases"] if item["leaseId"] == lease)
+    assert mine["suspended"] is False and mine["blocking"] is True
+
+
+def test_long_poll_answers_on_the_next_update(parity: HostThread) -> None:
+    import concurrent.futures
+
+    iid = parity.call(parity.client().start_new("waits", None, None))
+    parity.wait_for(iid, statuses=("Running",))
+    code, _, headers = _get_json(f"{parity.base_url}/admin/instances/{iid}/wait")  # no after: at once
+    assert code == 202
+    precise = headers["X-Last-Updated"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_get_json, f"{parity.base_url}/admin/instances/{iid}/wait?after={precise}&timeout=60")
+        parity.call(parity.client().raise_event(iid, "Go", "now"))
+        code, body, _ = waiting.result(timeout=90)
+    assert body["runtimeStatus"] in ("Running", "Completed")  # the first update after `after`
+    assert parity.wait_for(iid).output == '"now"'  # the Python client double-encodes event data
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [("timeout=61", 400, "timeout"), ("timeout=x", 400, "timeout"), ("after=yesterday", 400, "after")],
+)
+def test_long_poll_refuses_bad_input_naming_the_field(parity: HostThread, query: str, status: int,
+                                                      field: str) -> None:
+    iid = parity.call(parity.client().start_new("waits", None, None))
+    code, body, _ = _get_json(f"{parity.base_url}/admin/instances/{iid}/wait?{query}")
+    assert code == status and body["error"]["field"] == field
+
+
+def test_long_poll_of_an_unknown_instance_is_404(parity: HostThread) -> None:
+    code, body, _ = _get_json(f"{parity.base_url}/admin/instances/nope/wait?timeout=1")
+    assert code == 404 and body["error"]["code"] == "InstanceNotFound"

@@ -67,3 +67,12 @@ async def http_start(req: func.HttpRequest, client) -> func.HttpResponse:
 @app.event_grid_trigger(arg_name="event")
 def on_event(event: func.EventGridEvent) -> None:
     return None
+
+
+@app.orchestration_trigger(context_name="context")
+def sleeps(context: df.DurableOrchestrationContext):
+    """One durable timer an hour ahead."""
+    from datetime import timedelta
+
+    yield context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+    return "woke"
