@@ -187,7 +187,7 @@ class LocalPlatform:
                 self.clock,
                 port=self.arm_port,
                 state_dir=self.state_dir / "arm",
-                variables={"FUNCTIONS_HOST": host_url, "FUNCTIONS_KEY": self.function_key},
+                variables=self.scenario_variables(host_url),
             )
             self.loop.call(self.arm.start())
             settings = dict(self.arm.client_settings)
@@ -211,6 +211,19 @@ class LocalPlatform:
             self.stop()
             raise
         return self
+
+    def scenario_variables(self, host_url: str) -> dict[str, str]:
+        """``${NAME}`` values for the simulator's scenario: the host URL and its keys.
+
+        ``EVENTGRID_KEY`` is the host's ``eventgrid_extension`` system key (the Event Grid
+        webhook refuses the function key, as on Azure): scenarios point their subscriptions at
+        ``${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=...&code=${EVENTGRID_KEY}``.
+        """
+        from emulator.host.server import EVENTGRID_KEY, system_key, system_key_setting
+
+        eventgrid = self.extra_settings.get(system_key_setting(EVENTGRID_KEY)) \
+            or system_key(self.function_key, EVENTGRID_KEY)
+        return {"FUNCTIONS_HOST": host_url, "FUNCTIONS_KEY": self.function_key, "EVENTGRID_KEY": eventgrid}
 
     def release_hold(self) -> None:
         """Let go of the start-up hold (a caller that holds a lease of its own takes over)."""

@@ -91,7 +91,8 @@ def scenario(*, faults: list[dict[str, Any]] | None = None, events: dict[str, An
         },
         "eventSubscriptions": [
             {"name": "patchrings",
-             "endpoint": "${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=on_maintenance_event",
+             "endpoint": "${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=on_maintenance_event"
+                         "&code=${EVENTGRID_KEY}",
              "schema": "EventGridSchema",
              "includedEventTypes": ["Microsoft.Maintenance.PreMaintenanceEvent",
                                     "Microsoft.Maintenance.PostMaintenanceEvent"]},
