@@ -8,7 +8,8 @@ SUPPORTED
   ``maintenance.enforceGuestWindowLimits: false`` lifts them, as the official example uses 05:00);
   ``rebootSetting`` accepts both spellings and is echoed as sent, or in the service's
   ``RebootIfRequired`` form with ``maintenance.rebootSettingStyle: service``.
-  Every write restarts the configuration's schedule.
+  Every write restarts the configuration's schedule; an edit of an existing configuration less
+  than 40 minutes before its next run auto-cancels that run (see ``schedule.py``).
 * ``configurationAssignments`` at resource level (VMs), resource-group level and subscription
   level with a dynamic-scope ``filter`` (resourceTypes, resourceGroups, locations, osTypes,
   tagSettings All/Any), evaluated at each run's T-40. The subscription-level list
@@ -171,6 +172,7 @@ def put_configuration(sim: ArmSimulator, call: Call) -> Reply:
             config.tags = dict(body.get("tags") or {})
         config.generation += 1
         status = 200
+        sim.schedule.configuration_edited(config)  # an edit after T-40 auto-cancels that run
     sim.schedule.restart(config)
     return Reply(status, configuration_body(sim, config))
 
@@ -184,6 +186,7 @@ def patch_configuration(sim: ArmSimulator, call: Call) -> Reply:
         config.generation += 1
     if "tags" in body:
         config.tags = dict(body.get("tags") or {})
+    sim.schedule.configuration_edited(config)  # an edit after T-40 auto-cancels that run
     sim.schedule.restart(config)
     return Reply(200, configuration_body(sim, config))
 
@@ -380,9 +383,7 @@ def put_apply_update(sim: ArmSimulator, call: Call) -> Reply:
             f"cancellation is honoured until {_iso(deadline)} (min of cancellationCutOffDateTime and "
             f"10 minutes before the start at {_iso(run.start)}); it is now {_iso(now)}.",
         )
-    run.cancelled_at = now
-    run.cancel_reason = f"Maintenance cancelled using cancellation API at {_iso(now)}"
-    run.last_update = now
+    sim.schedule.mark_cancelled(run, f"Maintenance cancelled using cancellation API at {_iso(now)}")
     return Reply(200, _run_body(run.correlation_id, run.config_name, run.config_id, "Cancelled", now))
 
 

@@ -135,6 +135,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "postEventOnCancel": {"type": "boolean"},
                 "freezeInstallParameters": {"type": "boolean"},
                 "cancelIfPreEventUndelivered": {"type": "boolean"},
+                "cancelRunOnLateEdit": {"type": "boolean"},
                 "preEventDeadlineMinutesBefore": {"type": "number", "minimum": 0},
             },
         },

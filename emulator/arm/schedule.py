@@ -30,8 +30,19 @@ Why: the app's whole control surface is Update Manager's timeline (update-manage
   (``Succeeded``, ``CompletedWithWarnings`` or ``Failed``). A cancelled run ends ``Cancelled`` and,
   unless ``events.postEventOnCancel`` is false, a post event with status ``Cancelled`` is sent.
 
-A configuration created less than 40 minutes before an occurrence skips that occurrence (the
-documented auto-cancellation). Writes restart its schedule; a run already frozen still happens.
+**Late edits auto-cancel.** An edit (PUT or PATCH) of an existing configuration less than 40
+minutes before its next run -- i.e. after that run was created at T-40 -- cancels that run: "If
+you're creating a new schedule or editing an existing schedule with a pre event, you need at least
+40 minutes prior to the maintenance window for the pre event to run" (learn.microsoft.com
+azure/update-manager/manage-pre-post-events, timeline note), "otherwise it will lead to
+auto-cancellation of the current scheduled run" (pre-post-scripts-overview.md, quoted in
+update-manager-domain.md §2.2 and §6). The run's applyUpdates record (and each VM's) turns
+``Cancelled`` at once, no VM is patched by it, the post event says ``Cancelled``, and the
+restarted schedule creates the next occurrence as usual with the new parameters. Any PUT/PATCH
+counts, even one that changes nothing (the docs do not distinguish; the conservative reading).
+``events.cancelRunOnLateEdit: false`` turns this off (the run then goes ahead with the parameters
+frozen at T-40). A configuration *created* less than 40 minutes before an occurrence skips that
+occurrence (no run record).
 
 LIMITATIONS: concurrent schedules on one VM are not serialized (a VM busy with another install is
 recorded as failed with ``Conflict``); update domains are assigned round-robin (5) by VM name.
@@ -140,6 +151,7 @@ class ScheduleEngine:
         self.post_on_cancel = bool(options.get("postEventOnCancel", True))
         self.freeze_parameters = bool(options.get("freezeInstallParameters", True))
         self.system_cancel = bool(options.get("cancelIfPreEventUndelivered", False))
+        self.cancel_on_late_edit = bool(options.get("cancelRunOnLateEdit", True))
         self.pre_deadline = timedelta(minutes=float(options.get("preEventDeadlineMinutesBefore", 30)))
         self.runs: dict[str, Run] = {}  # lower correlation id -> run
         self.precancelled: set[str] = set()  # lower correlation ids cancelled before T-40
@@ -156,6 +168,35 @@ class ScheduleEngine:
         if config.scope.lower() != "inguestpatch":
             return
         self._loops[config.id.lower()] = self.sim.spawn(self._loop(config.id, config.generation))
+
+    def configuration_edited(self, config: MaintenanceConfiguration) -> list[Run]:
+        """Auto-cancel the configuration's created, not yet started runs (an edit after their T-40)."""
+        if not self.cancel_on_late_edit:
+            return []
+        now = self.sim.clock.now()
+        cancelled = []
+        for run in self.runs.values():
+            if run.config_id.lower() != config.id.lower() or run.status != "Pending" or run.cancelled_at is not None:
+                continue
+            if not now < run.start <= now + self.freeze:
+                continue
+            self.mark_cancelled(
+                run,
+                f"Maintenance cancelled automatically at {_iso(now)}: the maintenance configuration was "
+                f"edited less than 40 minutes before the scheduled run at {_iso(run.start)}",
+            )
+            cancelled.append(run)
+        return cancelled
+
+    def mark_cancelled(self, run: Run, reason: str) -> None:
+        """Cancel a pending run now: its records read ``Cancelled`` at once; at T0 nothing installs."""
+        now = self.sim.clock.now()
+        run.cancelled_at = now
+        run.cancel_reason = reason
+        run.status = "Cancelled"
+        run.last_update = now
+        for vm_id in run.vm_ids:
+            self.sim.set_vm_apply_update(vm_id, run, "Cancelled")
 
     def stop(self, config_id: str) -> None:
         task = self._loops.pop(config_id.lower(), None)
@@ -214,12 +255,11 @@ class ScheduleEngine:
             run.vm_ids = [vm.id for vm in self.sim.fleet.assigned_vms(config.id)]
             if self.freeze_parameters:
                 run.parameters = config.install_patches
-            if run.correlation_id.lower() in self.precancelled:
-                run.cancelled_at = clock.now()
-                run.cancel_reason = "Maintenance cancelled using cancellation API before the run was scheduled"
             self.runs[run.correlation_id.lower()] = run
             for vm_id in run.vm_ids:
                 self.sim.set_vm_apply_update(vm_id, run, "Pending")
+            if run.correlation_id.lower() in self.precancelled:
+                self.mark_cancelled(run, "Maintenance cancelled using cancellation API before the run was scheduled")
         pre_lead = self.pre_event_lead(run.correlation_id)
         await clock.sleep_until(occ.start - pre_lead)
         with clock.busy():
@@ -234,8 +274,8 @@ class ScheduleEngine:
             await clock.sleep_until(occ.start - self.pre_deadline)
             with clock.busy():
                 if run.cancelled_at is None and not self.sim.events.was_delivered(PRE, run.correlation_id):
-                    run.cancelled_at = clock.now()
-                    run.cancel_reason = f"Maintenance cancelled due to internal platform failure at {_iso(clock.now())}"
+                    failure = f"Maintenance cancelled due to internal platform failure at {_iso(clock.now())}"
+                    self.mark_cancelled(run, failure)
         await clock.sleep_until(occ.start - timedelta(minutes=15))
         with clock.busy():  # machines must be powered on at least 15 minutes before the run
             for vm_id in run.vm_ids:

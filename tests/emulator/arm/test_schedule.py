@@ -270,16 +270,78 @@ def test_hourly_schedule_and_config_written_through_the_api(arm, receiver):
     assert names[-2:] == ["20261118080000", "20261119080000"]
 
 
-def test_install_parameters_are_frozen_at_t40(arm):
+def _edit_classifications(arm, classes):
     client = arm.maintenance()
-    arm.advance_to(at(39))
     cfg = client.maintenance_configurations.get("rg-patching", "mc-ring0")
-    cfg.install_patches.windows_parameters.classifications_to_include = ["Definition"]
+    cfg.install_patches.windows_parameters.classifications_to_include = classes
     client.maintenance_configurations.create_or_update("rg-patching", "mc-ring0", cfg)
+
+
+def _vm_record(arm, vm: str, run: str):
+    return arm.maintenance().apply_updates.get(
+        "rg-fleet", "Microsoft.Compute", "virtualMachines", vm, run
+    )
+
+
+def test_an_edit_after_t40_auto_cancels_that_run_and_not_the_next(arm):
+    """AUM: editing a schedule with a pre-event needs 40 minutes' lead, "otherwise it will lead to
+    auto-cancellation of the current scheduled run" (update-manager-domain.md §2.2, §6)."""
+    arm.advance_to(at(39))
+    assert arm.sim.run(RUN).status == "Pending"
+    assert _vm_record(arm, "win-01", "20261117200000").status == "Pending"
+    _edit_classifications(arm, ["Definition"])
+    # the run and every VM's record show the cancellation at once
+    got = arm.maintenance().apply_updates.get(
+        "rg-patching", "Microsoft.Maintenance", "maintenanceConfigurations", "mc-ring0", "20261117200000"
+    )
+    assert got.status == "Cancelled"
+    assert _vm_record(arm, "win-01", "20261117200000").status == "Cancelled"
+    assert "edited less than 40 minutes before" in arm.sim.run(RUN).cancel_reason
+    arm.advance_to(T0 + timedelta(hours=4))
+    assert arm.sim.run(RUN).status == "Cancelled" and not arm.sim.run(RUN).plans
+    assert all(vm.install_count == 0 for vm in arm.sim.fleet.vms.values())
+    # the next occurrence is created at its own T-40 and runs with the edited parameters
+    nxt = RUN.replace("20261117200000", "20261124200000")
+    arm.advance_until(lambda: arm.sim.run(nxt) is not None and arm.sim.run(nxt).status == "Completed")
+    assert arm.sim.run(nxt).cancelled_at is None
+    assert "KB2267602" in arm.sim.vm("win-01").installed and "KB5048667" not in arm.sim.vm("win-01").installed
+
+
+def test_a_patch_after_t40_also_cancels_and_one_before_t40_applies(arm):
+    arm.advance_to(at(41))
+    _edit_classifications(arm, ["Definition"])  # 41 minutes ahead: in time for this run
+    arm.advance_to(at(20))
+    assert arm.sim.run(RUN).status == "Pending" and arm.sim.run(RUN).cancelled_at is None
+    response = arm.maintenance()._send_request(
+        HttpRequest("PATCH", f"{MC}/mc-ring0", params={"api-version": "2023-04-01"}, json={"tags": {"x": "1"}})
+    )
+    assert response.status_code == 200
+    assert arm.sim.run(RUN).status == "Cancelled"
+
+
+def test_late_edit_cancellation_can_be_turned_off(arm_factory):
+    arm = arm_factory(base_scenario(events={"cancelRunOnLateEdit": False}))
+    arm.advance_to(at(39))
+    _edit_classifications(arm, ["Definition"])
     arm.advance_until(lambda: arm.sim.run(RUN).status == "Completed")
     assert arm.sim.run(RUN).plans  # the frozen run still happened after the edit
     assert "KB2267602" not in arm.sim.vm("win-01").installed  # the late edit did not apply
     assert "KB5048667" in arm.sim.vm("win-01").installed
+
+
+def test_a_cancel_reads_cancelled_at_once(arm):
+    arm.advance_to(at(30))
+    assert cancel(arm, RUN).status_code == 200
+    got = arm.maintenance().apply_updates.get(
+        "rg-patching", "Microsoft.Maintenance", "maintenanceConfigurations", "mc-ring0", "20261117200000"
+    )
+    assert got.status == "Cancelled"  # not Pending until T0
+    assert _vm_record(arm, "win-01", "20261117200000").status == "Cancelled"
+    # a run cancelled before it existed reads Cancelled from its T-40
+    nxt = RUN.replace("20261117200000", "20261124200000")
+    assert cancel(arm, nxt).status_code == 200
+    arm.advance_to(T0 + timedelta(days=7) - timedelta(minutes=39))
+    assert arm.sim.run(nxt).status == "Cancelled"
 
 
 @pytest.mark.parametrize("mode", ["echo", "ignore", "url"])
