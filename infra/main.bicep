@@ -22,7 +22,7 @@ targetScope = 'resourceGroup'
 // Types
 // ---------------------------------------------------------------------------------------------
 
-@description('A ring\'s dynamic scope: VMs of the subscription tagged <tagName>=<tagValue> join the ring\'s scheduled runs. Used by rings promoted with `retag` (the app moves VMs between the hold value and tagValue).')
+@description('A ring\'s dynamic scope: VMs of the subscription tagged <tagName>=<tagValue> join the ring\'s scheduled runs. Only for rings promoted with `retag` (the app moves VMs between the hold value and tagValue); tagName/tagValue must be the plan ring\'s members.tag name/value.')
 type dynamicScopeSpec = {
   @description('Subscription whose VMs the scope selects; defaults to this deployment\'s subscription.')
   subscriptionId: string?
@@ -72,7 +72,7 @@ type ringSpec = {
   @description('Wire this ring\'s pre/post maintenance events to the app (default true).')
   events: bool?
 
-  @description('Create a dynamic scope for this ring (retag promotion).')
+  @description('Create a dynamic scope for this ring. Only for a ring whose plan open.mode is retag (the deployment fails otherwise: on an enableConfiguration ring the app creates and removes the assignment itself, and a standing one would leave the ring open for good). Named as the app looks it up: the plan\'s open.assignmentName, or patchrings-<ring>.')
   dynamicScope: dynamicScopeSpec?
 }
 
@@ -154,7 +154,15 @@ param functionAppName string = ''
 @description('Storage account name; empty = generated.')
 param storageAccountName string = ''
 
-@description('Upper bound of Function App instances.')
+// Flex Consumption's bounds for maximumInstanceCount, from Microsoft's "Event-driven scaling in
+// Azure Functions" (articles/azure-functions/event-driven-scaling.md, ms.date 08/03/2026, Limit
+// scale-out): "Currently the lowest maximum instance count value is 1, and the highest supported
+// maximum instance count value is 1000". (The preview-era page, ms.date 05/12/2024, said 40; the
+// current page wins. Validated here as well as in the module, so a bad value fails before any
+// resource is touched.)
+@description('Upper bound of Function App instances (Flex Consumption: 1-1000). Rollout work is I/O-bound and small; a low cap also bounds ARM call rates.')
+@minValue(1)
+@maxValue(1000)
 param maximumInstanceCount int = 40
 
 @description('Tags added to every resource.')
@@ -242,6 +250,17 @@ var defaultInstallPatches = {
 // is known before creation, which keeps module scopes computable at the start of the deployment).
 var ringConfigurationNames = [for ring in rings: ring.?maintenanceConfigurationName ?? 'mc-patchrings-${ring.name}-${resourceToken}']
 var ringConfigurationGroups = [for ring in rings: ring.?resourceGroupName ?? resourceGroup().name]
+// The deployed plan's rings by name, to check ring specs against the plan the app runs.
+var planRingsByName = toObject(deployedPlan.rings, planRing => planRing.name)
+
+// The dynamic scope a ring spec declares, checked against the plan (issue 13 item 17): only a
+// retag ring may have one (an enableConfiguration ring's assignment is the app's gate: the app
+// creates it to open the ring and deletes it to close it, so a standing one declared here would
+// keep the ring open for good), it selects the plan's open tag value, and it carries the name the
+// app looks up (activities/plan.py assignment_name: open.assignmentName or patchrings-<ring>).
+var ringDynamicScopeErrors = [for ring in rings: ring.?dynamicScope == null ? '' : !contains(planRingsByName, ring.name) ? 'Ring ${ring.name} declares a dynamicScope but plans/default.json has no ring ${ring.name}.' : (planRingsByName[ring.name].?open.?mode ?? 'none') != 'retag' ? 'Ring ${ring.name} declares a dynamicScope, but its open.mode in plans/default.json is not retag: the app opens and closes such a ring by creating and deleting the assignment itself, and a standing dynamic scope would leave it open for good. Remove dynamicScope from the ring.' : (ring.?dynamicScope.?tagName ?? '') != (planRingsByName[ring.name].?members.?tag.?name ?? '') || (ring.?dynamicScope.?tagValue ?? '') != (planRingsByName[ring.name].?members.?tag.?value ?? '') ? 'Ring ${ring.name}: dynamicScope must select the plan ring\'s members.tag name and (open) value.' : '']
+var ringDynamicScopeNames = [for (ring, i) in rings: ring.?dynamicScope == null ? '' : !empty(ringDynamicScopeErrors[i]) ? fail(ringDynamicScopeErrors[i]) : planRingsByName[ring.name].?open.?assignmentName ?? 'patchrings-${ring.name}']
+
 // Which configurations this deployment creates (declares and so PUTs whole). See
 // createMaintenanceConfigurations: after the first deployment this is false for every ring.
 var ringCreatesConfiguration = [for ring in rings: empty(ring.?existingMaintenanceConfigurationId ?? '') && (ring.?createConfiguration ?? createMaintenanceConfigurations)]
@@ -401,7 +420,7 @@ module ringDynamicScopes 'modules/dynamic-scope.bicep' = [for (ring, i) in rings
   name: take('patchrings-scope-${ring.name}-${resourceToken}', 64)
   scope: subscription(ring.?dynamicScope.?subscriptionId ?? subscription().subscriptionId)
   params: {
-    name: 'patchrings-${ring.name}-${resourceToken}'
+    name: ringDynamicScopeNames[i]
     maintenanceConfigurationId: ringConfigurationIds[i]
     tagName: ring.?dynamicScope.?tagName ?? ''
     tagValue: ring.?dynamicScope.?tagValue ?? ''
@@ -504,6 +523,8 @@ output PATCHRINGS_RING_NAMES array = [for ring in rings: ring.name]
 output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds
 output PATCHRINGS_ROLLOUT_SCOPES array = effectiveRolloutScopes
 output PATCHRINGS_ROLLOUT_ROLE_ID string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', rolloutRoles.outputs.rolloutRoleGuid)
+output PATCHRINGS_FLEET_ROLE_GUID string = rolloutRoles.outputs.fleetRoleGuid
+output PATCHRINGS_DYNAMIC_SCOPE_NAMES array = filter(ringDynamicScopeNames, scopeName => !empty(scopeName))
 output PATCHRINGS_EVENTS_WIRED bool = wireEventSubscriptions
 output PATCHRINGS_AUTH_ENABLED bool = authEnabled
 output PATCHRINGS_MANUAL_APPROVAL_RINGS array = manualApprovalRings

@@ -124,6 +124,11 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       }
     }
   }
+  // Event Grid dead-letters with the topic identity: that identity's role on the container
+  // must exist before the subscription can dead-letter anything (issue 13 item 17).
+  dependsOn: [
+    deadLetterWriter
+  ]
 }
 
 // The topic's identity may write into the dead-letter container (and nowhere else).

@@ -1,4 +1,4 @@
-"""Runs the azd hook scripts against a fake ``azd`` and resolves main.parameters.json like azd.
+"""Runs the azd hook scripts against a fake ``azd`` (and ``az``) and resolves main.parameters.json like azd.
 
 Why: what a provision sends depends on the azd environment at the moment ``azd provision`` runs
 (``${NAME=default}`` in main.parameters.json), which the hook scripts change. Running the real
@@ -22,16 +22,18 @@ from tests.unit.infra.conftest import INFRA, REPO
 __all__ = ["FakeAzd", "resolve_parameters"]
 
 _FAKE = r"""#!/bin/sh
-# fake azd: env get-value / env set / provision, state in $FAKE_AZD_STATE (JSON via python)
-exec "$FAKE_AZD_PYTHON" "$FAKE_AZD_IMPL" "$@"
+# fake {prog}: state in $FAKE_AZD_STATE (JSON, written by impl.py)
+exec "$FAKE_AZD_PYTHON" "$FAKE_AZD_IMPL" {prog} "$@"
 """
 
 _IMPL = r"""
 import json, os, sys
 path = os.environ["FAKE_AZD_STATE"]
 state = json.load(open(path))
-args = sys.argv[1:]
-if args[:2] == ["env", "get-value"]:
+prog, args = sys.argv[1], sys.argv[2:]
+if prog == "az":
+    state["calls"].append(["az", args])
+elif args[:2] == ["env", "get-value"]:
     value = state["env"].get(args[2])
     if value is None:
         sys.stderr.write("ERROR: key not found\n")
@@ -57,21 +59,26 @@ class FakeAzd:
         self.state = tmp / "state.json"
         self.state.write_text(json.dumps({"env": dict(env or {}), "calls": []}), encoding="utf-8")
         (tmp / "impl.py").write_text(_IMPL, encoding="utf-8")
-        fake = tmp / "azd"
-        fake.write_text(_FAKE, encoding="utf-8")
-        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+        for prog in ("azd", "az"):
+            fake = tmp / prog
+            fake.write_text(_FAKE.replace("{prog}", prog), encoding="utf-8")
+            fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
 
-    def run_hook(self, script: str) -> subprocess.CompletedProcess[str]:
+    def run_hook(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
         shell = shutil.which("sh") or "/bin/sh"
         env = {**os.environ, "PATH": f"{self.dir}{os.pathsep}{os.environ.get('PATH', '')}",
                "FAKE_AZD_STATE": str(self.state), "FAKE_AZD_IMPL": str(self.dir / "impl.py"),
                "FAKE_AZD_PYTHON": shutil.which("python3") or "python3"}
-        return subprocess.run([shell, str(REPO / script)], cwd=REPO, env=env, capture_output=True, text=True,
+        return subprocess.run([shell, str(REPO / script), *args], cwd=REPO, env=env, capture_output=True, text=True,
                               check=True, timeout=60)
 
     @property
     def env(self) -> dict[str, str]:
         return dict(json.loads(self.state.read_text(encoding="utf-8"))["env"])
+
+    @property
+    def calls(self) -> list[list[Any]]:
+        return list(json.loads(self.state.read_text(encoding="utf-8"))["calls"])
 
     @property
     def provisions(self) -> list[dict[str, str]]:

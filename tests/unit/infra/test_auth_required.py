@@ -33,7 +33,7 @@ AUTH = {"authClientId": "a0a0a0a0-0000-0000-0000-00000000000a",
         "eventGridPrincipalId": "e9e9e9e9-0000-0000-0000-00000000000e"}
 
 
-def main(plan: dict[str, Any] | None = None, **params: Any) -> Evaluator:
+def main(plan: Any = None, **params: Any) -> Evaluator:
     files = {} if plan is None else {PLAN_FILE: plan}
     return Evaluator(MAIN, {"environmentName": "prod", **params}, modules=APP, files=files)
 
