@@ -58,3 +58,34 @@ def test_the_infra_readme_names_the_host_json_requirements_per_provider() -> Non
     for needed in ("storageProvider", "hubName", "extensionBundle", "azureManaged",
                    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING", "AzureFunctionsJobHost__extensions__durableTask"):
         assert needed in INFRA_README, needed
+
+
+def test_the_deploy_guide_does_not_claim_approvals_fail_closed_without_authentication() -> None:
+    """Without App Service authentication nothing strips X-MS-CLIENT-PRINCIPAL; the app refuses
+    the header unless WEBSITE_AUTH_ENABLED is set, and the template requires authentication for
+    manual approvals. The guide must say that, not that a missing principal fails closed."""
+    assert not re.search(r"fail(s)? closed", DEPLOY)
+    assert "WEBSITE_AUTH_ENABLED" in DEPLOY
+    assert "App Service authentication is required" in DEPLOY
+    identity = DEPLOY[DEPLOY.index("**How the identity reaches the app.**"):DEPLOY.index("**Who may call at all")]
+    assert "never by `name`" in identity and "`preferred_username`" in identity
+    assert "only while authentication is\nenabled" in identity or "only while authentication is enabled" in identity
+
+
+@pytest.mark.parametrize("topic", [
+    "PATCHRINGS_CREATE_CONFIGURATIONS",
+    "PATCHRINGS_MAINTENANCE_START",
+    "after-provision.sh",
+    "defaultAuthorizationPolicy",
+    "azureActiveDirectoryApplicationIdOrUri",
+    "AzureEventGridSecureWebhookSubscriber",
+    "remove-scope.sh",
+    "PATCHRINGS_INLINE_PLANS",
+])
+def test_the_deploy_guide_covers_the_deployment_edges(topic: str) -> None:
+    assert topic in DEPLOY
+
+
+def test_the_scope_removal_order_is_documented() -> None:
+    section = DEPLOY[DEPLOY.index("* **Removing a scope**"):]
+    assert section.index("remove-scope.sh") < section.index("main.parameters.json") < section.index("azd provision")
