@@ -75,6 +75,11 @@ class Secure:
     def instances(self) -> list[Any]:
         return list(self.ht.call(self.ht.client().get_status_all()))
 
+    def deliver(self, *events: dict[str, Any]) -> int:
+        """An Event Grid delivery to the webhook with its system key, as Event Grid sends it."""
+        url = self.ht.host.eventgrid_url("on_maintenance_event")
+        return http_call("POST", url, body=list(events), headers={"aeg-event-type": "Notification"}).status
+
     def rollouts(self) -> list[str]:
         return [s.instance_id for s in self.instances() if s.name == "rollout_orchestrator"]
 
@@ -315,9 +320,9 @@ def test_hostile_correlation_ids_are_acknowledged_and_start_nothing(secure: Any)
     attacker = Attacker()
     try:
         with s.d.clock.hold():
-            statuses = [s.d.deliver(event) for event in hostile_events(attacker.url)]
+            statuses = [s.deliver(event) for event in hostile_events(attacker.url)]
             # a well-formed run of a planned configuration still starts its guard
-            assert s.d.deliver(maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")) == 202
+            assert s.deliver(maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")) == 202
             s.d.until(lambda: any(i.name == "guard_orchestrator" and i.runtime_status.value == "Completed"
                                   for i in s.instances()))
     finally:
@@ -337,7 +342,7 @@ def test_a_direct_ring_from_a_configuration_has_its_own_runs_guarded(secure: Any
                                            "subscriptions": [fleet.SUB]}})
     s = secure(LOCAL, plan)
     with s.d.clock.hold():
-        assert s.d.deliver(maintenance_event("pre", "mc-ring0", "2026-11-17T12:00:00Z")) == 202
+        assert s.deliver(maintenance_event("pre", "mc-ring0", "2026-11-17T12:00:00Z")) == 202
         s.d.until(lambda: any(i.name == "guard_orchestrator" and i.runtime_status.value == "Completed"
                               for i in s.instances()))
     guard = next(i for i in s.instances() if i.name == "guard_orchestrator")
@@ -390,7 +395,7 @@ def test_hostile_correlation_ids_on_the_platform_reach_no_other_host(platform: A
 
     d = driver(platform)
     attacker = Attacker()
-    url = f"{platform.base_url}/runtime/webhooks/eventgrid?functionName=on_maintenance_event"
+    url = platform.host.eventgrid_url("on_maintenance_event")
     try:
         statuses = [http_call("POST", url, body=[event], headers={"aeg-event-type": "Notification"}).status
                     for event in hostile_events(attacker.url)]
