@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -196,6 +197,9 @@ class LocalPlatform:
             settings.update(self.extra_settings)
             self.settings = settings
             if self.host_process:
+                from emulator.host import sdk_session
+
+                sdk_session.install()  # durable clients built here run on this platform's loop
                 self.start_host()
                 return self
             self.host = FunctionsHost(
@@ -332,6 +336,11 @@ class LocalPlatform:
                         self.loop.call(component.stop(), timeout=30)
                     except Exception:  # best effort: keep stopping the rest
                         pass
+            if self.host_process:
+                from emulator.host import sdk_session
+
+                with contextlib.suppress(Exception):
+                    self.loop.call(sdk_session.close_loop_session(), timeout=10)
             self.loop.close()
             self.loop = None
         self.host = self.arm = self.clock_server = None
