@@ -9,11 +9,17 @@ restart).
 
 :data:`SETTINGS_SPEC` is the machine-readable list the infra tests compare against
 ``infra/app-settings.json`` and ``local.settings.sample.json``; :func:`describe` renders it for
-people.
+people. ``python -m patchrings.settings --check`` validates ``local.settings.json`` (what
+``func start`` reads) with the same rules, exit status 0 or 1.
+
+Two App Service variables are read too (never set by us): ``WEBSITE_AUTH_ENABLED`` (App Service
+authentication is on, so ``X-MS-CLIENT-PRINCIPAL`` can be trusted) and ``WEBSITE_INSTANCE_ID`` /
+``WEBSITE_SITE_NAME`` (hosted in Azure, so the local approver header fallback is ignored).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -304,22 +310,87 @@ def _closest(key: str) -> str | None:
     return match[0] if match else None
 
 
+LOCAL_SETTINGS = "local.settings.json"
+
+
+def check_local_settings(path: Path) -> list[str]:
+    """Every problem of a ``local.settings.json`` (Core Tools' format), as readable lines.
+
+    Reads ``Values`` and validates the ``PATCHRINGS_*`` keys with :meth:`Settings.from_env`
+    (relative paths taken from the file's folder, as ``func start`` runs there), plus what Core
+    Tools itself needs to run a Python app: ``IsEncrypted: false``, string values,
+    ``FUNCTIONS_WORKER_RUNTIME=python`` and an ``AzureWebJobsStorage`` connection.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{path}: not found (copy local.settings.sample.json to {LOCAL_SETTINGS})"]
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        return [f"{path}: not readable JSON: {err}"]
+    if not isinstance(doc, dict):
+        return [f"{path}: must be a JSON object with a Values object"]
+    problems: list[str] = []
+    if doc.get("IsEncrypted") not in (False, None):
+        problems.append("IsEncrypted: must be false (encrypted values cannot be checked or used by the app)")
+    values = doc.get("Values")
+    if not isinstance(values, dict):
+        return [*problems, "Values: missing or not an object"]
+    strings: dict[str, str] = {}
+    for key, value in values.items():
+        if not isinstance(value, str):
+            problems.append(f"Values.{key}: must be a string (got {type(value).__name__})")
+        else:
+            strings[str(key)] = value
+    if strings.get("FUNCTIONS_WORKER_RUNTIME", "").strip().lower() != "python":
+        problems.append("Values.FUNCTIONS_WORKER_RUNTIME: must be 'python'")
+    if not strings.get("AzureWebJobsStorage", "").strip():
+        problems.append("Values.AzureWebJobsStorage: missing (Durable Functions needs storage: "
+                        "'UseDevelopmentStorage=true' with Azurite)")
+    try:
+        Settings.from_env(strings, app_dir=path.resolve().parent)
+    except SettingsInvalid as err:
+        problems.extend(f"Values.{p['setting']}: {p['message']}" for p in err.details or [])
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m patchrings.settings [--check]``: print the settings, or validate the environment."""
+    """``python -m patchrings.settings [--check [FILE] | --check --env]``.
+
+    No option: print every setting. ``--check``: validate ``local.settings.json`` (or FILE);
+    ``--check --env``: validate the process environment (what the app reads at run time).
+    Exit status 0 when valid, 1 with one readable line per problem on stderr.
+    """
     import sys
 
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--check"]:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] != ["--check"]:
+        if args:
+            print("usage: python -m patchrings.settings [--check [FILE] | --check --env]", file=sys.stderr)
+            return 1
+        print(describe())
+        return 0
+    rest = args[1:]
+    if rest == ["--env"]:
         try:
             settings = Settings.from_env()
         except SettingsInvalid as err:
             for problem in err.details or []:
                 print(f"{problem['setting']}: {problem['message']}", file=sys.stderr)
-            return 2
+            return 1
         print(f"settings OK: ARM {settings.arm_endpoint} ({settings.arm_auth}), "
               f"ledger {'connection string' if settings.ledger_connection else settings.ledger_account_url}")
         return 0
-    print(describe())
+    if len(rest) > 1 or (rest and rest[0].startswith("-")):
+        print("usage: python -m patchrings.settings --check [FILE] | --check --env", file=sys.stderr)
+        return 1
+    path = Path(rest[0]) if rest else Path.cwd() / LOCAL_SETTINGS
+    problems = check_local_settings(path)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
     return 0
 
 

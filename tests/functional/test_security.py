@@ -408,3 +408,18 @@ def test_hostile_correlation_ids_on_the_platform_reach_no_other_host(platform: A
     port = attacker.url.rsplit(":", 1)[1]
     assert platform.arm.recorder.find(path_contains=port) == []
     assert platform.arm.recorder.find(path_contains="applyUpdates") == []
+
+    # The ledger itself holds an over-long key (a 2 KiB id) on one row instead of failing every
+    # redelivery: Azure Table keys hold 1 KiB, Azurite refuses more than 512 characters.
+    from tests.functional.platform_driver import ledger
+
+    book = ledger(platform)
+    huge = correlation_id("mc-ring1", "2026-11-17T12:00:00Z") + "/" + "%2F?#" * 400
+    config = f"{fleet.MC}/mc-ring1" + "/x" * 300
+    assert book.record_event(config, "Microsoft.Maintenance.PreMaintenanceEvent", huge, {"kind": "pre"}) is True
+    assert book.record_event(config, "Microsoft.Maintenance.PreMaintenanceEvent", huge, {"kind": "pre"}) is False
+    row = book.event(config, "Microsoft.Maintenance.PreMaintenanceEvent", huge)
+    assert row is not None and row["eventId"] == huge
+    assert [r["eventId"] for r in book.events(config)] == [huge]
+    assert book.record_approval("ro-" + "x" * 600, "d" * 600, {"outcome": "refused"}) is True
+    assert [r["decisionId"] for r in book.approvals("ro-" + "x" * 600)] == ["d" * 600]

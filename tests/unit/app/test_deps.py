@@ -53,3 +53,18 @@ def test_pinned_deps_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PATCHRINGS_ARM_ENDPOINT", "https://127.0.0.1:3333")
     assert deps() is pinned
     assert deps_module._pinned is True
+
+
+def test_trigger_settings_follow_the_app_service_authentication_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """triggers.deps rebuilds its settings when WEBSITE_AUTH_ENABLED changes (not only PATCHRINGS_*),
+    so a host started with authentication on never answers from settings cached with it off."""
+    from triggers import deps as trigger_deps
+
+    trigger_deps.reset()
+    monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
+    try:
+        assert trigger_deps.settings().platform_auth_enabled is False
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+        assert trigger_deps.settings().platform_auth_enabled is True
+    finally:
+        trigger_deps.reset()

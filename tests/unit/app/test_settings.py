@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,14 +135,78 @@ def test_sample_local_settings_cover_the_spec() -> None:
     assert sample_keys == local_keys
 
 
-def test_cli_check_reports_every_problem(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_env_reports_every_problem(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     from patchrings.settings import main
 
     monkeypatch.setenv("PATCHRINGS_ARM_AUTH", "nope")
     monkeypatch.delenv("PATCHRINGS_LEDGER_CONNECTION", raising=False)
     monkeypatch.delenv("PATCHRINGS_LEDGER_ACCOUNT_URL", raising=False)
-    assert main(["--check"]) == 2
+    assert main(["--check", "--env"]) == 1
     err = capsys.readouterr().err
     assert "PATCHRINGS_ARM_AUTH" in err and "PATCHRINGS_LEDGER_CONNECTION" in err
     assert main([]) == 0
     assert "PATCHRINGS_PLAN_PATH" in capsys.readouterr().out
+
+
+def local_settings(tmp_path: Path, **values: Any) -> Path:
+    """The sample local.settings.json in an app folder of its own (plan and CA file present)."""
+    (tmp_path / "plans").mkdir(exist_ok=True)
+    (tmp_path / "plans" / "default.json").write_text("{}")
+    (tmp_path / ".local" / "arm").mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".local" / "arm" / "ca.pem").write_text("pem")
+    doc = json.loads((REPO / "local.settings.sample.json").read_text())
+    doc["Values"].update(values)
+    doc["Values"] = {k: v for k, v in doc["Values"].items() if v != "<del>"}
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_check_reads_local_settings_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from patchrings.settings import main
+
+    path = local_settings(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATCHRINGS_ARM_AUTH", "nope")  # the environment is not what --check reads
+    assert main(["--check"]) == 0
+    assert "local.settings.json: OK" in capsys.readouterr().out
+    assert main(["--check", str(path)]) == 0
+
+
+def test_check_names_every_problem_of_local_settings_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from patchrings.settings import main
+
+    path = local_settings(tmp_path, PATCHRINGS_ARM_ENDPOINT="http://127.0.0.1:8443",
+                          PATCHRINGS_ARM_CA_BUNDLE="nope.pem", PATCHRINGS_INLINE_PLANS="sometimes",
+                          PATCHRINGS_TYPO="1", FUNCTIONS_WORKER_RUNTIME="node",
+                          AzureWebJobsStorage="<del>", PATCHRINGS_LEDGER_TABLE_PREFIX=5)
+    assert main(["--check", str(path)]) == 1
+    err = capsys.readouterr().err
+    for name in ("PATCHRINGS_ARM_ENDPOINT", "PATCHRINGS_ARM_CA_BUNDLE", "PATCHRINGS_INLINE_PLANS", "PATCHRINGS_TYPO",
+                 "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "PATCHRINGS_LEDGER_TABLE_PREFIX: must be a string"):
+        assert f"Values.{name}" in err, (name, err)
+    assert "unknown setting" in err
+
+
+def test_check_of_a_missing_or_broken_file_fails_readably(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from patchrings.settings import main
+
+    assert main(["--check", str(tmp_path / "local.settings.json")]) == 1
+    assert "not found (copy local.settings.sample.json" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"Values": ')
+    assert main(["--check", str(broken)]) == 1
+    assert "not readable JSON" in capsys.readouterr().err
+    assert main(["--check", "a", "b"]) == 1
+
+
+def test_inline_plans_and_app_service_variables(app_dir: Path) -> None:
+    s = Settings.from_env(local_env(PATCHRINGS_INLINE_PLANS="true", WEBSITE_AUTH_ENABLED="True"), app_dir=app_dir)
+    assert s.inline_plans and s.platform_auth_enabled and not s.hosted_in_azure
+    assert not s.header_fallback_allowed  # Easy Auth on: the principal, never the fallback header
+    assert Settings.from_env(local_env(), app_dir=app_dir).header_fallback_allowed
+    assert not Settings.from_env(local_env(), app_dir=app_dir).inline_plans
+    hosted = Settings.from_env(local_env(WEBSITE_INSTANCE_ID="abc"), app_dir=app_dir)
+    assert hosted.hosted_in_azure and not hosted.header_fallback_allowed

@@ -87,6 +87,12 @@ def test_upper_case_keys_and_single_object_and_string_subscription_ids():
         (lambda e: (e["data"].pop("maintenanceConfigurationId"), e.pop("topic")), "maintenanceConfigurationId"),
         (lambda e: e["data"].update(maintenanceConfigurationId="/subscriptions/x/resourceGroups/y"),
          "not a maintenance configuration id"),
+        # hostile input (issue 13.15): rejected (acknowledged by the trigger), never a crash
+        (lambda e: e["data"].update(correlationId=CORR + "/" + "a" * 1100), "longer than 512"),
+        (lambda e: e["data"].update(maintenanceConfigurationId="/maintenanceConfigurations/" + "m" * 600),
+         "longer than 512"),
+        (lambda e: e["data"].update(startDateTime=["2026-11-17T12:00:00Z"]), "not an ISO-8601 timestamp"),
+        (lambda e: e["data"].update(startDateTime={"at": 1}), "not an ISO-8601 timestamp"),
     ],
 )
 def test_malformed_events_are_rejected_with_a_reason(mutate, fragment):
@@ -122,3 +128,18 @@ def test_instance_ids_are_deterministic_case_insensitive_and_slash_free():
     assert instance_id_for(other, "pre") != iid
     with pytest.raises(ValueError):
         instance_id_for(CORR)
+
+
+def test_deeply_nested_or_oddly_typed_fields_never_crash_the_parser():
+    raw = load("PreMaintenanceEvent.eventgrid-schema.json")[0]
+    nested: object = "x"
+    for _ in range(5000):
+        nested = {"k": [nested]}
+    raw["data"]["extra"] = nested
+    raw["subject"] = {"not": "a string"}
+    raw["eventTime"] = ["garbage"]
+    raw["data"]["status"] = "S" * 1000
+    raw["data"]["endDateTime"] = None
+    ev = parse_maintenance_event(raw)
+    assert ev.kind == "pre" and ev.event_time is None
+    assert ev.subject == "{'not': 'a string'}" and len(ev.status or "") == 100
