@@ -117,3 +117,76 @@ def test_interrupting_the_demo_stops_everything(sig: str) -> None:
     assert port, out[:2000]
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(port.group(1))), timeout=2):
         pass
+
+
+def test_local_settings_sample_matches_the_simulator_defaults(tmp_path: Path) -> None:
+    """local.settings.sample.json works with the simulator as docs/local-platform.md starts it."""
+    import shutil
+
+    from emulator.arm.server import ArmSimulator
+    from emulator.azurite import ACCOUNT_KEY
+    from emulator.clock import make_clock
+    from emulator.platform import LoopThread
+
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
+    docs = (REPO / "docs" / "local-platform.md").read_text()
+    assert "--port 8443" in docs and "--state-dir .local/arm" in docs
+    assert sample["PATCHRINGS_ARM_ENDPOINT"] == "https://127.0.0.1:8443"
+    assert sample["PATCHRINGS_ARM_CA_BUNDLE"] == ".local/arm/ca.pem"
+    assert sample["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1" in sample["PATCHRINGS_LEDGER_CONNECTION"]
+    assert f"AccountKey={ACCOUNT_KEY}" in sample["PATCHRINGS_LEDGER_CONNECTION"]
+    # the simulator started as the docs say (port aside: 8443 may be taken here) writes the same
+    clock = make_clock("real")
+    loop = LoopThread("settings-check")
+    sim = ArmSimulator(REPO / "emulator" / "arm" / "scenarios" / "sample.yaml", clock,
+                       state_dir=tmp_path / ".local" / "arm", variables={"FUNCTIONS_HOST": "http://127.0.0.1:7071"})
+    try:
+        loop.call(sim.start())
+        settings = sim.client_settings
+        assert settings["PATCHRINGS_ARM_STATIC_TOKEN"] == sample["PATCHRINGS_ARM_STATIC_TOKEN"]
+        assert settings["PATCHRINGS_ARM_AUTH"] == sample["PATCHRINGS_ARM_AUTH"]
+        assert Path(settings["PATCHRINGS_ARM_CA_BUNDLE"]) == tmp_path / sample["PATCHRINGS_ARM_CA_BUNDLE"]
+    finally:
+        loop.call(sim.stop())
+        loop.close()
+        clock.close()
+    shutil.copy(REPO / "local.settings.sample.json", tmp_path / "local.settings.json")
+    shutil.copytree(REPO / "plans", tmp_path / "plans")  # the app folder as func start sees it
+    check = subprocess.run([sys.executable, "-m", "patchrings.settings", "--check"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(REPO)},
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_platform_cli_passes_plan_and_settings_and_streams_function_runs(tmp_path: Path) -> None:
+    """`python -m emulator platform --plan --setting`: the app gets them; runs stream like func start."""
+    import signal
+
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "platform", "--scenario", str(REPO / "demo/scenarios/happy.yaml"),
+         "--clock", "skip", "--start", "2026-11-16T06:00:00Z", "--plan", str(REPO / "demo/plan.json"),
+         "--setting", "PATCHRINGS_APPROVER_HEADER_FALLBACK=true", "--port", "0",
+         "--state-dir", str(tmp_path / "state")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            # the Ring 0 pre-event reaches the app, which starts the rollout from the demo plan
+            if re.search(r"Executed eventGridTrigger 'on_maintenance_event' .*: Succeeded", line):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines) + rest
+    assert "Setting        : PATCHRINGS_PLAN_PATH=" + str(REPO / "demo/plan.json") in out, out[-3000:]
+    assert "Setting        : PATCHRINGS_APPROVER_HEADER_FALLBACK=true" in out
+    assert "Clock API      : http://127.0.0.1:" in out
+    assert re.search(r"^\[\d{4}-\d\d-\d\dT[\d:]+\] Executed eventGridTrigger 'on_maintenance_event'", out, re.M), out
+    assert re.search(r"Executed orchestrator 'rollout_orchestrator' \(instance=", out), out[-3000:]
