@@ -23,6 +23,9 @@ __all__ = [
     "Patch",
     "Vm",
     "normalize_reboot_setting",
+    "windows_category_name",
+    "windows_classification_key",
+    "windows_filter_name",
 ]
 
 _NS = uuid.UUID("6f0e3c1e-6b1a-4a43-9a53-0d2b5b3f1c11")
@@ -45,6 +48,43 @@ def normalize_reboot_setting(value: object, *, style: str = "request") -> str | 
     if canonical is None:
         raise ValueError(f"rebootSetting: {value!r} is not one of IfRequired, Never, Always")
     return _SERVICE_REBOOT[canonical] if style == "service" else canonical
+
+
+# Windows classifications have two spellings (Compute 2026-04-01 / Maintenance 2025-11-01 swagger and
+# the official VirtualMachine_AssessPatches / _InstallPatches examples): the *filters*
+# (classificationsToInclude: VMGuestPatchClassificationWindows = Critical, Security, UpdateRollUp,
+# FeaturePack, ServicePack, Definition, Tools, Updates; the Maintenance spec spells UpdateRollup)
+# and the Windows Update category names the *results* carry ("Security Updates", "Update Rollups",
+# "Definition Updates", ...). The catalog stores the filter spelling; results show the category.
+_WINDOWS_CATEGORY = {
+    "critical": ("Critical", "Critical Updates"),
+    "security": ("Security", "Security Updates"),
+    "updaterollup": ("UpdateRollUp", "Update Rollups"),
+    "featurepack": ("FeaturePack", "Feature Packs"),
+    "servicepack": ("ServicePack", "Service Packs"),
+    "definition": ("Definition", "Definition Updates"),
+    "tools": ("Tools", "Tools"),
+    "updates": ("Updates", "Updates"),
+}
+_WINDOWS_BY_CATEGORY = {category.lower(): key for key, (_, category) in _WINDOWS_CATEGORY.items()}
+
+
+def windows_classification_key(name: str) -> str:
+    """Either spelling (``Security`` / ``Security Updates`` / ``UpdateRollup``) → the filter key, lower case."""
+    lowered = str(name).strip().lower()
+    return _WINDOWS_BY_CATEGORY.get(lowered, lowered)
+
+
+def windows_filter_name(name: str) -> str:
+    """The ``classificationsToInclude`` spelling of a Windows classification (unknown names unchanged)."""
+    entry = _WINDOWS_CATEGORY.get(windows_classification_key(name))
+    return entry[0] if entry else str(name)
+
+
+def windows_category_name(name: str) -> str:
+    """The Windows Update category a result shows (``Security`` → ``Security Updates``)."""
+    entry = _WINDOWS_CATEGORY.get(windows_classification_key(name))
+    return entry[1] if entry else str(name)
 
 
 def stable_uuid(*parts: str) -> str:
@@ -264,7 +304,8 @@ class Fleet:
         fleet = cls()
         for entry in scenario.get("catalog", {}).get("windows", []):
             kb = str(entry["kb"]).upper().removeprefix("KB")
-            classes = entry.get("classifications") or [entry.get("classification", "Security")]
+            given = entry.get("classifications") or [entry.get("classification", "Security")]
+            classes = [windows_filter_name(c) for c in given]
             fleet.catalog.append(
                 Patch(
                     os="Windows",

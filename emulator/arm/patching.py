@@ -7,7 +7,11 @@ the way Update Manager does, and results must be shaped exactly like the Compute
 SUPPORTED
 * Windows: ``classificationsToInclude``, ``kbNumbersToInclude`` / ``kbNumbersToExclude``,
   ``excludeKbsRequiringReboot``, ``maxPatchPublishDate``, ``patchNameMasksToInclude`` /
-  ``patchNameMasksToExclude`` (fnmatch globs on the patch title).
+  ``patchNameMasksToExclude`` (fnmatch globs on the patch title). Filters use the swagger's
+  ``classificationsToInclude`` values (``Critical``, ``Security``, ``UpdateRollUp``/``UpdateRollup``,
+  ``FeaturePack``, ``ServicePack``, ``Definition``, ``Tools``, ``Updates``); results carry the
+  Windows Update category names as in the official examples (``Security Updates``,
+  ``Critical Updates``, ``Update Rollups``, ``Definition Updates``, ...).
 * Linux: ``classificationsToInclude``, ``packageNameMasksToInclude`` / ``packageNameMasksToExclude``
   with ``name=version`` pinning (globs allowed in both parts).
 * ``rebootSetting`` (``IfRequired``/``Never``/``Always`` and the service spellings),
@@ -38,7 +42,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from emulator.arm.fleet import Patch, Vm, normalize_reboot_setting, stable_uuid
+from emulator.arm.fleet import (
+    Patch,
+    Vm,
+    normalize_reboot_setting,
+    stable_uuid,
+    windows_category_name,
+    windows_classification_key,
+)
 
 __all__ = ["InstallPlan", "assessment_result", "parse_iso_duration", "plan_install", "select_patches"]
 
@@ -83,7 +94,7 @@ def select_patches(vm: Vm, available: list[Patch], parameters: dict[str, Any]) -
     out: list[tuple[Patch, str]] = []
     if vm.os == "Windows":
         p = parameters.get("windowsParameters") or {}
-        classes = {c.lower() for c in p.get("classificationsToInclude") or []}
+        classes = {windows_classification_key(c) for c in p.get("classificationsToInclude") or []}
         kb_in = {_kb(k) for k in p.get("kbNumbersToInclude") or []}
         kb_out = {_kb(k) for k in p.get("kbNumbersToExclude") or []}
         max_date = p.get("maxPatchPublishDate")
@@ -99,7 +110,7 @@ def select_patches(vm: Vm, available: list[Patch], parameters: dict[str, Any]) -
             if p.get("excludeKbsRequiringReboot") and patch.reboot_behavior == "AlwaysRequiresReboot":
                 out.append((patch, "Excluded"))
                 continue
-            by_class = bool(classes) and any(c.lower() in classes for c in patch.classifications)
+            by_class = bool(classes) and any(windows_classification_key(c) in classes for c in patch.classifications)
             candidate = by_class or patch.kb_id in kb_in or (not classes and not kb_in)
             if name_in and not _globs_match(name_in, patch.name):
                 candidate = False
@@ -207,6 +218,13 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _result_classifications(patch: Patch) -> list[str]:
+    """Results name Windows Update categories (``Security Updates``); Linux keeps its own names."""
+    if patch.os == "Windows":
+        return [windows_category_name(c) for c in patch.classifications]
+    return list(patch.classifications)
+
+
 def _detail(patch: Patch, state: str) -> dict[str, Any]:
     """``PatchInstallationDetail``."""
     return {
@@ -214,7 +232,7 @@ def _detail(patch: Patch, state: str) -> dict[str, Any]:
         "name": patch.name if patch.os == "Linux" else f"{patch.name} (KB{patch.kb_id})",
         "version": patch.version,
         "kbId": patch.kb_id,
-        "classifications": list(patch.classifications),
+        "classifications": _result_classifications(patch),
         "installationState": state,
     }
 
@@ -333,7 +351,7 @@ def assessment_result(vm: Vm, available: list[Patch], *, start: datetime, activi
                 "name": p.name if p.os == "Linux" else f"{p.name} (KB{p.kb_id})",
                 "version": p.version,
                 "kbId": p.kb_id,
-                "classifications": list(p.classifications),
+                "classifications": _result_classifications(p),
                 "rebootBehavior": p.reboot_behavior,
                 "activityId": activity_id,
                 "publishedDate": _iso(p.published),

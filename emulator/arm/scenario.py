@@ -185,6 +185,11 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "deletes": _BUCKET,
             },
         },
+        "apiVersions": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enforce": {"type": "boolean"}},
+        },
         "maintenance": {
             "type": "object",
             "additionalProperties": False,

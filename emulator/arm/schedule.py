@@ -306,7 +306,7 @@ class ScheduleEngine:
                     reason = "VMNotRunning: the VM was not running 15 minutes before the scheduled run"
                 if reason:
                     run.skipped[vm.id] = reason
-                    self.sim.set_vm_apply_update(vm.id, run, "Completed", error=reason)
+                    self.sim.set_vm_apply_update(vm.id, run, "Completed")
                     continue
                 eligible.append(vm)
             for group in _update_domain_waves(eligible):

@@ -9,7 +9,8 @@ maintenance schedules and events, failures included. :class:`ArmSimulator` compo
 * :mod:`faults`, :mod:`throttle`, :mod:`recorder`, :mod:`tls`.
 
 Request pipeline (every request inside ``clock.busy()``): route match (case-insensitive) →
-``api-version`` required → bearer token → identity → role map (403 ``AuthorizationFailed``) →
+``api-version`` required → bearer token → identity → api-version registered for the provider (400
+``NoRegisteredProviderFound``, :mod:`apiversions`) → role map (403 ``AuthorizationFailed``) →
 throttle (429 + ``Retry-After``) → injected faults → handler → record.
 
 SUPPORTED: see each handler module's docstring; :mod:`control` serves the ``/_sim/...`` test and
@@ -36,6 +37,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from emulator.arm import compute, maintenance, tags
+from emulator.arm.apiversions import check_api_version
 from emulator.arm.calls import Call, Reply
 from emulator.arm.control import add_control_routes, vm_health
 from emulator.arm.errors import ArmError
@@ -97,6 +99,8 @@ class ArmSimulator:
         maintenance_options = self.scenario.get("maintenance") or {}
         self.reboot_setting_style = maintenance_options.get("rebootSettingStyle", "request")
         self.enforce_guest_limits = bool(maintenance_options.get("enforceGuestWindowLimits", True))
+        # ARM refuses api-versions a provider does not register (apiversions.py); scenarios may opt out
+        self.check_api_versions = bool((self.scenario.get("apiVersions") or {}).get("enforce", True))
         self.identities = self._identities()
         self.operations: dict[str, compute.Operation] = {}
         self.apply_updates: dict[str, dict[str, Any]] = {}  # lower id -> ApplyUpdate body
@@ -298,24 +302,16 @@ class ArmSimulator:
             if vm.health == "Unhealthy":
                 vm.health = "Healthy"
 
-    def set_vm_apply_update(self, vm_id: str, run: Run, status: str, *, error: str | None = None) -> None:
+    def set_vm_apply_update(self, vm_id: str, run: Run, status: str) -> None:
+        """A VM's ``applyUpdates/{run}`` record, with only the swagger's fields (``ApplyUpdate``:
+        id, name, type, properties.status / resourceId / lastUpdateTime). Why a VM was skipped is
+        kept on the run (``Run.skipped``, control API), not in the ARM record."""
         record_id = f"{vm_id}/providers/Microsoft.Maintenance/applyUpdates/{run.name}"
-        properties: dict[str, Any] = {
-            "status": status,
-            "resourceId": vm_id,
-            "lastUpdateTime": _iso(self.clock.now()),
-            "correlationId": run.correlation_id,
-            "maintenanceConfigurationId": run.config_id,
-            "startDateTime": _iso(run.start),
-            "endDateTime": _iso(run.end),
-        }
-        if error:
-            properties["error"] = {"code": error.split(":", 1)[0], "message": error}
         self.apply_updates[record_id.lower()] = {
             "id": record_id,
             "name": run.name,
             "type": "Microsoft.Maintenance/applyUpdates",
-            "properties": properties,
+            "properties": {"status": status, "resourceId": vm_id, "lastUpdateTime": _iso(self.clock.now())},
         }
 
     # -- Python control API ---------------------------------------------------------------------
@@ -409,6 +405,27 @@ class ArmSimulator:
             ],
         }
 
+    def _locations(self) -> list[str]:
+        found = {vm.location for vm in self.fleet.vms.values()} | {
+            c.location for c in self.fleet.configurations.values()
+        }
+        return sorted(loc for loc in found if loc)
+
+    def _location_of(self, params: dict[str, str]) -> str:
+        """The location ARM names in an api-version refusal: the resource's, else the fleet's first."""
+        if params.get("location"):
+            return params["location"]
+        if params.get("vm"):
+            vm = self.fleet.vm_by_name(params["vm"])
+            if vm is not None:
+                return vm.location
+        if params.get("mc"):
+            for config in self.fleet.configurations.values():
+                if config.name.lower() == params["mc"].lower():
+                    return config.location
+        locations = self._locations()
+        return locations[0] if locations else "global"
+
     # -- control routes -------------------------------------------------------------------------
     # -- the ARM pipeline -----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -456,6 +473,10 @@ class ArmSimulator:
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
             identity = self._authenticate(request)
+            if self.check_api_versions:
+                check_api_version(
+                    route.name, api_version, location=self._location_of(params), locations=self._locations()
+                )
             self._authorize(identity, route.action, path)
             allowed, throttle_headers, wait = self.throttle.take(params.get("sub", ""), identity, request.method, now)
             headers.update(throttle_headers)

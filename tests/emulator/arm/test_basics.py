@@ -96,12 +96,15 @@ def test_not_found_errors_have_arm_codes(arm):
     assert info.value.error.code == "ResourceGroupNotFound"
 
 
-def test_api_version_is_required_and_any_value_accepted(arm):
+def test_api_version_is_required_and_must_be_registered(arm):
     client = arm.compute()
     missing = client.send_request(HttpRequest("GET", VM_PATH))
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "MissingApiVersionParameter"
-    assert client.send_request(HttpRequest("GET", VM_PATH + "?api-version=2099-01-01")).status_code == 200
+    unknown = client.send_request(HttpRequest("GET", VM_PATH + "?api-version=2099-01-01"))
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "NoRegisteredProviderFound"
+    assert client.send_request(HttpRequest("GET", VM_PATH + "?api-version=2026-04-01")).status_code == 200
 
 
 def test_bearer_token_required(arm):

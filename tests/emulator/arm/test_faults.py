@@ -167,7 +167,7 @@ def test_throttling_token_buckets(arm_factory):
 
 
 def test_default_buckets_are_armd_sizes(arm):
-    response = arm.compute().send_request(HttpRequest("GET", f"{VM_PATH}/win-01", params={"api-version": "1"}))
+    response = arm.compute().send_request(HttpRequest("GET", f"{VM_PATH}/win-01", params={"api-version": "2026-04-01"}))
     assert response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
 
 

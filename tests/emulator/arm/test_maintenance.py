@@ -248,7 +248,10 @@ def test_apply_updates_for_a_run_and_a_vm(arm):
     )
     body = response.json()
     validate("maintenance", "ApplyUpdate", body)
-    assert body["properties"]["correlationId"] == correlation
+    # only the swagger's ApplyUpdate fields (no correlationId, dates or error: AUM's record has none)
+    assert set(body) == {"id", "name", "type", "properties"}
+    assert set(body["properties"]) == {"status", "resourceId", "lastUpdateTime"}
+    assert body["properties"]["resourceId"].lower().endswith("/virtualmachines/win-01")
     listed = [u.name for u in client.apply_updates.list()]
     assert listed.count("20261116070000") == 2  # win-01 and lin-01 (ring0)
     with pytest.raises(ResourceNotFoundError):

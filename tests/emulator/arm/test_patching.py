@@ -297,3 +297,34 @@ def test_deallocated_and_agent_not_ready_are_refused(arm_factory):
     assert iv.extensions[0].substatuses[0].code == "ComponentStatus/ApplicationHealthState/unknown"
     iv = client.virtual_machines.instance_view("rg-fleet", "win-02")
     assert iv.statuses[1].code == "PowerState/deallocated" and iv.vm_agent is None
+
+
+def test_windows_results_name_update_categories_while_filters_use_the_enum(arm_factory):
+    """Results carry Windows Update categories ("Security Updates", "Update Rollups", "Definition
+    Updates") as in the official VirtualMachine_AssessPatches / _InstallPatches examples, while
+    classificationsToInclude takes the swagger enum (Critical, Security, UpdateRollUp, Definition...)."""
+    scenario = base_scenario()
+    scenario["catalog"]["windows"].append(
+        {"kb": "890830", "name": "Windows Malicious Software Removal Tool x64", "classification": "Update Rollups",
+         "published": "2026-11-10T17:00:00Z", "reboot": "CanRequestReboot", "minutes": 3}
+    )
+    arm = arm_factory(scenario)
+    assessed = arm.lro(arm.compute().virtual_machines.begin_assess_patches("rg-fleet", "win-01"))
+    by_kb = {p.kb_id: p.classifications for p in assessed.available_patches}
+    assert by_kb["5048667"] == ["Security Updates"]
+    assert by_kb["5048654"] == ["Critical Updates"]
+    assert by_kb["2267602"] == ["Definition Updates"]
+    assert by_kb["890830"] == ["Update Rollups"]
+    # the Maintenance spec spells the filter UpdateRollup, Compute UpdateRollUp: both select rollups
+    for vm, spelling in (("win-01", "UpdateRollup"), ("win-02", "UpdateRollUp")):
+        params = {"rebootSetting": "Never", "windowsParameters": {"classificationsToInclude": [spelling]}}
+        result = install(arm, vm, params)
+        states = {p.kb_id: p.installation_state for p in result.patches}
+        assert states["890830"] == "Installed" and states["5048667"] == "NotSelected"
+    installed = next(p for p in result.patches if p.kb_id == "890830")
+    assert installed.classifications == ["Update Rollups"]
+    assert all(
+        c in {"Critical Updates", "Security Updates", "Update Rollups", "Definition Updates"}
+        for p in result.patches for c in p.classifications
+    )
+    validate("compute", "VirtualMachineInstallPatchesResult", raw_result(arm, "win-02"))

@@ -1,0 +1,83 @@
+"""ARM refuses api-versions a provider does not register; the pinned SDKs' own versions all pass.
+
+Source: azure-arm-contracts.md §1 (corrected: "A faithful simulator keeps a list of the versions
+each provider registers ... and refuses the rest the same way"); message shape as ARM sends it
+(Azure/azure-cli#28496: "No registered resource provider found for location 'eastus' and API
+version '2023-11-01' for type 'networkInterfaces'. The supported api-versions are '...'. The
+supported locations are '...'.").
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from azure.core.rest import HttpRequest
+
+from emulator.arm.apiversions import REGISTERED
+from tests.emulator.arm.conftest import SUB, base_scenario
+
+pytestmark = pytest.mark.emulator
+
+VM = f"/subscriptions/{SUB}/resourceGroups/rg-fleet/providers/Microsoft.Compute/virtualMachines/win-01"
+MC = f"/subscriptions/{SUB}/resourcegroups/rg-patching/providers/Microsoft.Maintenance/maintenanceConfigurations/mc-ring0"  # noqa: E501
+_SHAPE = re.compile(
+    r"^No registered resource provider found for location '(?P<loc>[^']+)' and API version '(?P<v>[^']+)' "
+    r"for type '(?P<type>[^']+)'\. The supported api-versions are '(?P<versions>[^']+)'\. "
+    r"The supported locations are '(?P<locs>[^']+)'\.$"
+)
+
+
+def test_every_sdk_in_requirements_speaks_a_registered_version(arm):
+    """Each pinned SDK's default api-version, used through the SDK, is accepted and recorded."""
+    arm.compute().virtual_machines.get("rg-fleet", "win-01")
+    arm.compute().virtual_machines.instance_view("rg-fleet", "win-01")
+    arm.maintenance().maintenance_configurations.get("rg-patching", "mc-ring0")
+    list(arm.maintenance().configuration_assignments_within_subscription.list())
+    arm.lro(arm.resources().tags.begin_update_at_scope(VM, {"operation": "Merge", "properties": {"tags": {"a": "b"}}}))
+    arm.lro(arm.compute().virtual_machines.begin_assess_patches("rg-fleet", "win-01"))
+    used = {(r.action.split("/")[0], r.api_version) for r in arm.sim.recorder.find() if r.action}
+    assert {"2026-04-01", "2023-04-01", "2025-04-01"} <= {v for _, v in used}
+    for provider, version in used:
+        assert version in REGISTERED[provider], (provider, version)
+    assert all(r.status < 400 for r in arm.sim.recorder.find())
+    # the app's raw cancel PUT and the contract examples' versions
+    assert "2023-09-01-preview" in REGISTERED["Microsoft.Maintenance"]
+    assert {"2024-11-01", "2025-11-01", "2026-04-01"} <= set(REGISTERED["Microsoft.Compute"])
+    assert "2025-11-01" in REGISTERED["Microsoft.Maintenance"]
+
+
+@pytest.mark.parametrize(
+    ("path", "version", "rtype"),
+    [
+        (VM, "2099-01-01", "virtualMachines"),
+        (VM + "/instanceView", "2026-04-01-preview", "virtualMachines"),
+        (MC, "2023-04-01-preview", "maintenanceConfigurations"),
+        (MC + "/providers/Microsoft.Maintenance/applyUpdates/20261117200000", "2019-01-01", "applyUpdates"),
+    ],
+)
+def test_an_unregistered_version_gets_no_registered_provider_found(arm, path, version, rtype):
+    response = arm.compute().send_request(HttpRequest("GET", path, params={"api-version": version}))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "NoRegisteredProviderFound"
+    match = _SHAPE.match(error["message"])
+    assert match, error["message"]
+    assert match["v"] == version and match["type"] == rtype and match["loc"] == "westeurope"
+    assert version not in match["versions"].split(", ")
+    assert arm.sim.recorder.find()[-1].error_code == "NoRegisteredProviderFound"
+
+
+def test_tags_answer_invalid_api_version_parameter(arm):
+    response = arm.compute().send_request(
+        HttpRequest("GET", VM + "/providers/Microsoft.Resources/tags/default", params={"api-version": "2099-01-01"})
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "InvalidApiVersionParameter"
+    assert error["message"].startswith("The api-version '2099-01-01' is invalid. The supported versions are '")
+
+
+def test_enforcement_can_be_turned_off(arm_factory):
+    arm = arm_factory(base_scenario(apiVersions={"enforce": False}))
+    assert arm.compute().send_request(HttpRequest("GET", VM, params={"api-version": "2099-01-01"})).status_code == 200
