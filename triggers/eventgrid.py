@@ -14,6 +14,16 @@ records the event in the ledger, and only *routes*:
 * every event of a planned ring is raised into the active rollout as ``MaintenanceEvent``; the
   orchestrator de-duplicates by (correlationId, kind) and tolerates reordering.
 
+Two entry points share :func:`handle_event`: the Event Grid trigger (``on_maintenance_event``,
+delivered by an ``AzureFunction`` destination to ``/runtime/webhooks/eventgrid``, system key) and
+``POST /api/events`` (``maintenance_events``, an HTTP trigger at function level), which a WebHook
+destination with Entra ID delivery (``azureActiveDirectoryApplicationIdOrUri``) reaches when App
+Service authentication protects the app: an ``AzureFunction`` destination cannot pass Easy Auth
+(infra/event-subscriptions.json). The HTTP endpoint answers the subscription-validation handshake
+itself (``aeg-event-type: SubscriptionValidation`` -> 200 ``{"validationResponse": code}``; the
+``validationUrl`` is never fetched: the app calls no URL an event names) and the CloudEvents
+``OPTIONS`` handshake, and parses the raw body itself, so no envelope can fail in a binding.
+
 Events for configurations no plan knows are logged and acknowledged. Malformed events are
 logged and acknowledged too (Event Grid would retry them for 24 hours otherwise), and so is an
 event whose ``correlationId`` is not exactly ``<configuration id>/providers/Microsoft.Maintenance/
@@ -26,7 +36,9 @@ retries the delivery.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -199,3 +211,69 @@ async def on_maintenance_event(event: func.EventGridEvent, client: df.DurableOrc
         log.warning("unreadable Event Grid delivery acknowledged: %s", err)
         return
     await handle_event(raw, client)
+
+
+# ---------------------------------------------------------------------- POST /api/events
+VALIDATION_EVENT = "microsoft.eventgrid.subscriptionvalidationevent"
+MAX_DELIVERY_BYTES = 1024 * 1024  # Event Grid delivers at most 1 MB per event / batch
+MAX_BATCH = 5000
+_VALIDATION_CODE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+
+
+def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json",
+                             headers=headers)
+
+
+def _refuse(message: str, field: str = "body") -> func.HttpResponse:
+    return _json({"error": {"code": "EventRejected", "message": message, "field": field}}, 400)
+
+
+def validation_response(events: list[Any]) -> func.HttpResponse:
+    """Echo the validation code of a SubscriptionValidation delivery (never fetch validationUrl)."""
+    for event in events:
+        if isinstance(event, dict) and str(event.get("eventType", "")).lower() == VALIDATION_EVENT:
+            data = event.get("data")
+            code = data.get("validationCode") if isinstance(data, dict) else None
+            if isinstance(code, str) and _VALIDATION_CODE.match(code):
+                log.info("Event Grid subscription validation answered")
+                return _json({"validationResponse": code}, 200)
+            return _refuse("data.validationCode is missing or malformed", "data.validationCode")
+    return _refuse("a SubscriptionValidation delivery carries a Microsoft.EventGrid.SubscriptionValidationEvent",
+                   "eventType")
+
+
+@bp.function_name(name="maintenance_events")
+@bp.route(route="events", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def maintenance_events(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Event Grid WebHook delivery (Event Grid schema arrays or CloudEvents), with handshakes."""
+    if req.method.upper() == "OPTIONS":  # CloudEvents abuse protection
+        origin = str(req.headers.get("WebHook-Request-Origin") or "")[:256]
+        if not origin:
+            return _refuse("WebHook-Request-Origin header is required", "WebHook-Request-Origin")
+        return func.HttpResponse(status_code=200, headers={"WebHook-Allowed-Origin": origin, "Allow": "POST"})
+    raw = req.get_body() or b""
+    if len(raw) > MAX_DELIVERY_BYTES:
+        return _json({"error": {"code": "EventRejected", "message": "delivery larger than 1 MB", "field": "body"}},
+                     413)
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, RecursionError):
+        log.warning("Event Grid delivery that is not JSON refused (400: Event Grid does not retry it)")
+        return _refuse("the body is not valid JSON")
+    events = body if isinstance(body, list) else [body]
+    if not events or len(events) > MAX_BATCH:
+        return _refuse(f"expected 1-{MAX_BATCH} events")
+    if str(req.headers.get("aeg-event-type") or "").lower() == "subscriptionvalidation":
+        return validation_response(events)
+    results = []
+    for event in events:
+        if not isinstance(event, dict):
+            log.warning("Event Grid delivery item that is not an object acknowledged")
+            results.append({"action": "rejected", "error": {"code": "EventRejected", "message": "not an object"}})
+            continue
+        # Transient failures (ledger, durable API) raise: a 500 makes Event Grid retry the batch,
+        # and handle_event is idempotent per (correlationId, kind).
+        results.append(await handle_event(event, client))
+    return _json({"received": len(events), "results": [r.get("action") for r in results]}, 200)

@@ -423,3 +423,43 @@ def test_hostile_correlation_ids_on_the_platform_reach_no_other_host(platform: A
     assert [r["eventId"] for r in book.events(config)] == [huge]
     assert book.record_approval("ro-" + "x" * 600, "d" * 600, {"outcome": "refused"}) is True
     assert [r["decisionId"] for r in book.approvals("ro-" + "x" * 600)] == ["d" * 600]
+
+
+# ---------------------------------------------------------------------- POST /api/events (WebHook + Entra)
+def test_events_endpoint_handshakes_and_routes_like_the_trigger(secure: Any) -> None:
+    """The HTTP endpoint a WebHook destination reaches when App Service authentication is on."""
+    s = secure()
+    from tests.contracts import EVENTGRID_EXAMPLES
+
+    validation = json.loads((EVENTGRID_EXAMPLES / "SubscriptionValidationEvent.eventgrid-schema.json").read_text())
+    run = correlation_id("mc-ring1", "2026-11-17T12:00:00Z")
+    attacker = Attacker()
+    try:
+        with s.d.clock.hold():
+            no_key = s.call("POST", "/api/events", validation, {"aeg-event-type": "SubscriptionValidation"}, key=False)
+            shake = s.call("POST", "/api/events", validation, {"aeg-event-type": "SubscriptionValidation"})
+            forged = [{**validation[0], "data": {"validationCode": "x\r\nSet-Cookie: a=b",
+                                                "validationUrl": attacker.url}}]
+            bad_shake = s.call("POST", "/api/events", forged, {"aeg-event-type": "SubscriptionValidation"})
+            options = http_call("OPTIONS", f"{s.ht.base_url}/api/events",
+                                headers={**s.key, "WebHook-Request-Origin": "eventgrid.azure.net"})
+            junk = [s.call("POST", "/api/events", body, {"aeg-event-type": "Notification"})
+                    for body in ([1, "x", None], {"eventType": "Microsoft.Storage.BlobCreated", "data": {}},
+                                 hostile_events(attacker.url))]
+            not_json = raw_call("POST", f"{s.ht.base_url}/api/events", b"{" * 4000, s.key)
+            good = s.call("POST", "/api/events", [maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")] * 2,
+                          {"aeg-event-type": "Notification"})
+            s.d.until(lambda: any(i.name == "guard_orchestrator" and i.runtime_status.value == "Completed"
+                                  for i in s.instances()))
+    finally:
+        attacker.close()
+    assert no_key.status == 401
+    assert (shake.status, shake.json) == (200, {"validationResponse": validation[0]["data"]["validationCode"]})
+    assert bad_shake.status == 400 and attacker.hits == []  # the validationUrl is never fetched
+    assert options.status == 200 and options.headers.get("WebHook-Allowed-Origin") == "eventgrid.azure.net"
+    assert [r.status for r in junk] == [200, 200, 200], junk
+    assert not_json.status == 400
+    assert good.status == 200 and good.json["results"] == ["routed", "routed"]
+    assert [i.instance_id.split("-mc-")[0] for i in s.instances()] == ["guard-mw-pre"]
+    assert [p["correlationId"] for p in s.fleet.called("cancel_run")] == [run]
+    assert [e["correlationId"] for e in s.fleet.events_] == [run]
