@@ -258,6 +258,9 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
     """Say plainly how it ended, with proof from the simulator's recorded ARM calls."""
     doc = _doc(view)
     state = str(doc.get("state", view.get("runtimeStatus", "?")))
+    if str(view.get("runtimeStatus", "")).lower() in ("failed", "terminated"):
+        # the orchestration itself ended abnormally: say so, whatever its last status document said
+        state = f"{str(view['runtimeStatus']).lower()} ({str(view.get('output') or '')[:300]})"
     recorder = platform.arm.recorder
     installs = recorder.find(method="POST", path_contains="/installpatches")
     cancels = recorder.find(method="PUT", path_contains="/applyupdates/")
