@@ -1,0 +1,309 @@
+"""Fault injection for the fail-closed guard on the local platform (issue 13.1, 13.12; 14.7).
+
+The app runs unmodified on the local host against the ARM simulator and Azurite. No rollout is
+started, so nobody authorises Ring 1's 12:00 run: its pre-event starts the guard, which must
+cancel it. Ring 1's VMs carry the *open* tag (as a rollout that died mid-ring would leave them),
+so a run that is not cancelled really patches them -- the test can see it.
+
+Faults are injected at the cancel PUT (simulator request faults: 429 + Retry-After, 500, 503,
+dropped connection, 403, slow answer when the simulator offers them) alone and as bursts that
+outlast several attempts, and at the gate read (a small fault proxy in front of the ledger's
+Table endpoint: dropped connections, 500/503 answers). After each: the unauthorised run patched no
+VM. When the cancel cannot land at all (the PUT fails until past T-10), the guard's status, the
+ledger and the error log say so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from patchrings.domain.events import instance_id_for
+from tests.functional import platform_scenario as sc
+from tests.functional.platform_driver import driver, ledger
+
+pytestmark = pytest.mark.functional
+
+START = "2026-11-16T06:00:00Z"
+RUN = f"{sc.MC}/mc-ring1/providers/Microsoft.Maintenance/applyUpdates/20261116120000"
+GUARD = "guard-" + instance_id_for(RUN, "pre")
+CANCEL_BY = datetime(2026, 11, 16, 11, 50, tzinfo=UTC)  # T-10 of the 12:00 run
+PUT = {"method": "PUT", "pathContains": "/applyUpdates/"}
+
+
+# ---------------------------------------------------------------------- helpers
+def open_ring1(faults: list[dict[str, Any]] | None = None, events: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The platform scenario with Ring 1's VMs left in the open dynamic scope."""
+    doc = sc.scenario(faults=faults, events=events)
+    for rg in doc["subscriptions"][0]["resourceGroups"]:
+        for vm in rg.get("vms", []):
+            if vm["tags"].get("patchRing") == "ring1-hold":
+                vm["tags"]["patchRing"] = "ring1"
+    return doc
+
+
+def offered(fault: dict[str, Any]) -> bool:
+    """Whether this simulator's scenario schema accepts the fault (403 / slowAnswer are landing)."""
+    from emulator.arm.scenario import ScenarioError, validate_scenario
+
+    try:
+        validate_scenario(open_ring1([fault]))
+    except ScenarioError:
+        return False
+    return True
+
+
+@pytest.fixture
+def held(platform_factory: Any) -> Iterator[Any]:
+    """``held(scenario, **kw)`` -> a started platform whose skip clock is held from before it starts."""
+    from emulator.clock import make_clock
+
+    holds: list[Any] = []
+
+    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
+        clock = make_clock("skip", start=START)
+        hold = clock.hold()
+        hold.__enter__()
+        holds.append(hold)
+        return platform_factory(scenario=scenario, clock=clock, **kwargs)
+
+    yield start
+    for hold in holds:
+        hold.__exit__(None, None, None)
+
+
+def guard_outcome(p: Any) -> dict[str, Any]:
+    """Run the clock until the guard finished; its output."""
+    d = driver(p)
+    d.until(lambda: d.runtime(GUARD) in ("Completed", "Failed"), timeout=60)
+    status = d.status(GUARD)
+    assert d.runtime(GUARD) == "Completed", getattr(status, "output", None)
+    return status.output  # type: ignore[no-any-return]
+
+
+def settle(p: Any) -> Any:
+    """Run the clock until the 12:00 run is over (cancelled or finished)."""
+    d = driver(p)
+    d.until(lambda: (p.arm.run(RUN) is not None and p.arm.run(RUN).status in ("Cancelled", "Completed")),
+            timeout=60)
+    return p.arm.run(RUN)
+
+
+def cancel_puts(p: Any) -> list[Any]:
+    return [r for r in p.arm.recorder.find(method="PUT", path_contains="/applyUpdates/")
+            if (r.body or {}).get("properties", {}).get("status") == "Cancel"]
+
+
+def ring1_patched(p: Any) -> dict[str, set[str]]:
+    return {name: set(p.arm.vm(name).installed) for name in sc.RING1 if p.arm.vm(name).installed}
+
+
+def guard_events(p: Any) -> list[dict[str, Any]]:
+    return [r for r in ledger(p).events(f"{sc.MC}/mc-ring1") if str(r.get("eventType", "")).startswith("guard:")]
+
+
+def assert_cancelled_nothing_patched(p: Any, out: dict[str, Any]) -> None:
+    run = settle(p)
+    assert out["decision"] == "cancelled", out
+    assert run.status == "Cancelled", run
+    assert ring1_patched(p) == {}
+    puts = cancel_puts(p)
+    assert puts and all(parse(r.time) < CANCEL_BY for r in puts), puts
+    # no GET before the PUT: the cancel goes straight out
+    assert not p.arm.recorder.find(method="GET", path_contains="/applyUpdates/")
+    assert [e["decision"] for e in guard_events(p)] == ["cancelled"]
+
+
+def parse(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------------- baseline
+def test_unauthorised_run_is_cancelled_without_faults(held: Any) -> None:
+    p = held(open_ring1())
+    out = guard_outcome(p)
+    assert_cancelled_nothing_patched(p, out)
+    assert len(cancel_puts(p)) == 1
+
+
+def test_pre_event_at_t30_still_gets_the_run_cancelled(held: Any) -> None:
+    p = held(open_ring1(events={"preEventLeadMinutes": 30},
+                        faults=[{"type": "httpError", "status": 503, **PUT, "count": 4}]))
+    out = guard_outcome(p)
+    assert_cancelled_nothing_patched(p, out)
+    assert out["decidedAt"] < "2026-11-16T11:50:00Z"
+    assert len(cancel_puts(p)) == 5
+
+
+# ---------------------------------------------------------------------- the cancel PUT, one fault at a time
+FORBIDDEN = {"type": "httpError", "status": 403, "code": "AuthorizationFailed"}
+SLOW = {"type": "slowAnswer", "seconds": 90}
+SINGLE = [
+    pytest.param({"type": "httpError", "status": 429, "retryAfter": 30}, id="429-retry-after"),
+    pytest.param({"type": "httpError", "status": 500}, id="500"),
+    pytest.param({"type": "httpError", "status": 503}, id="503"),
+    pytest.param({"type": "dropConnection"}, id="drop-connection"),
+    pytest.param(FORBIDDEN, id="403", marks=pytest.mark.skipif(not offered({**FORBIDDEN, **PUT}),
+                                                               reason="simulator has no 403 fault yet")),
+    pytest.param(SLOW, id="slow-answer", marks=pytest.mark.skipif(not offered({**SLOW, **PUT}),
+                                                                  reason="simulator has no slowAnswer fault yet")),
+]
+
+
+@pytest.mark.parametrize("fault", SINGLE)
+def test_one_failed_cancel_is_retried(held: Any, fault: dict[str, Any]) -> None:
+    p = held(open_ring1(faults=[{**fault, **PUT, "count": 1}]))
+    out = guard_outcome(p)
+    assert_cancelled_nothing_patched(p, out)
+    assert out["attempts"][0]["status"] == "Failed" and out["attempts"][-1]["status"] == "Cancelled"
+
+
+@pytest.mark.parametrize("fault", SINGLE)
+def test_a_burst_that_outlasts_several_attempts(held: Any, fault: dict[str, Any]) -> None:
+    # failing from before the pre-event until 11:47 (3 minutes before T-10): many attempts fail
+    window = {"from": "2026-11-16T11:00:00Z", "until": "2026-11-16T11:47:00Z"}
+    p = held(open_ring1(faults=[{**fault, **PUT, **window}]))
+    out = guard_outcome(p)
+    assert_cancelled_nothing_patched(p, out)
+    failed = [a for a in out["attempts"] if a["status"] != "Cancelled"]
+    assert len(failed) >= 4, out["attempts"]
+    if fault.get("retryAfter"):
+        # waits were at least the server's Retry-After (but the last try is kept before the deadline)
+        times = [parse(a["at"]) for a in out["attempts"]]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        assert all(g >= 30 for g in gaps), gaps
+
+
+@pytest.mark.parametrize("fault", SINGLE[:4])
+def test_a_cancel_that_cannot_land_says_so_everywhere(held: Any, fault: dict[str, Any],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="patchrings")
+    window = {"from": "2026-11-16T11:00:00Z", "until": "2026-11-16T13:00:00Z"}
+    p = held(open_ring1(faults=[{**fault, **PUT, **window}]))
+    out = guard_outcome(p)
+    assert out["decision"] == "cancel-failed", out
+    assert "COULD NOT CANCEL" in out["alert"] and RUN.lower() in out["alert"].lower()
+    # the guard kept trying until the deadline, and never past it
+    attempts = [parse(a["at"]) for a in out["attempts"]]
+    assert len(attempts) >= 8 and max(attempts) < CANCEL_BY
+    assert max(attempts) >= parse("2026-11-16T11:49:00Z")
+    # status, ledger and log
+    d = driver(p)
+    assert "COULD NOT CANCEL" in d.doc(GUARD)["alert"]
+    events = guard_events(p)
+    assert [e["decision"] for e in events] == ["cancel-failed"]
+    assert str(events[0]["correlationId"]).lower() == RUN.lower()
+    assert any(r.levelno >= logging.ERROR and "COULD NOT CANCEL" in r.getMessage()
+               and RUN.lower() in r.getMessage().lower() for r in caplog.records)
+    # (what the fail-closed guard exists to prevent then happens: the run patches Ring 1)
+    run = settle(p)
+    assert run.status == "Completed"
+
+
+# ---------------------------------------------------------------------- the gate read
+class FaultProxy:
+    """A TCP proxy in front of Azurite whose new connections can be dropped or answered 5xx.
+
+    ``mode`` is read for every new connection: ``pass`` forwards, ``drop`` closes at once,
+    ``500`` / ``503`` answer one canned HTTP response and close.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.mode = "pass"
+        self.faulted = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True, name="fault-proxy").start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        mode = self.mode
+        if mode != "pass":
+            self.faulted += 1
+            try:
+                if mode in ("500", "503"):
+                    conn.recv(65536)
+                    body = b'{"odata.error":{"code":"ServerBusy","message":{"value":"injected"}}}'
+                    head = (f"HTTP/1.1 {mode} Injected\r\nContent-Type: application/json\r\n"
+                            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+                    conn.sendall(head.encode() + body)
+            finally:
+                conn.close()
+            return
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            conn.close()
+            return
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(conn, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+
+
+@pytest.fixture
+def proxied_ledger(tmp_path: Any) -> Iterator[tuple[FaultProxy, str]]:
+    from emulator.azurite import Azurite
+
+    azurite = Azurite(tmp_path / "azurite-proxied", in_memory=True).start()
+    conn = azurite.connection_string
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    endpoint = parts["TableEndpoint"]
+    host_port = endpoint.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    proxy = FaultProxy(host, int(port))
+    proxied = conn.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
+    yield proxy, proxied
+    proxy.close()
+    azurite.stop()
+
+
+@pytest.mark.parametrize("mode", ["drop", "500", "503"])
+def test_an_unreadable_gate_means_cancel(held: Any, proxied_ledger: tuple[FaultProxy, str], mode: str) -> None:
+    proxy, connection = proxied_ledger
+    p = held(open_ring1(), settings={"PATCHRINGS_LEDGER_CONNECTION": connection})
+    d = driver(p)
+    d.until(lambda: d.runtime(GUARD) is not None, timeout=60)  # pre-event handled (the trigger reads the ledger)
+    proxy.mode = mode  # from now on the ledger is unreachable / failing
+    d.until(lambda: d.runtime(GUARD) in ("Completed", "Failed"), timeout=60)
+    out = d.status(GUARD).output
+    proxy.mode = "pass"
+    assert out["decision"] == "cancelled", out
+    assert "gate could not be read" in out["gate"]["reason"]
+    assert proxy.faulted > 0
+    run = settle(p)
+    assert run.status == "Cancelled" and ring1_patched(p) == {}
