@@ -304,7 +304,10 @@ def collect_run_results_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
     or ``unreadable``.
     """
     correlation_id = str(payload["correlationId"])
-    run_name = correlation_id.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        _, run_name = parse_apply_update_id(correlation_id)
+    except ValueError as exc:  # never build a request from an id that is not a schedule run's
+        raise ArmTargetRefused(str(exc), field="correlationId") from None
     since = parse_time(payload.get("since"))
     vms = list(payload.get("vms") or [])
     return {"results": map_bounded(lambda vm: _collect_one(clients, vm, run_name, since), vms)}

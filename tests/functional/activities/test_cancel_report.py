@@ -145,3 +145,15 @@ def test_a_hostile_correlation_id_sends_nothing(make: Any, target: str) -> None:
     with pytest.raises(ArmTargetRefused):
         cancel_run_core(clients, {"correlationId": target})
     assert len(arm.sim.recorder) == before
+
+
+@pytest.mark.parametrize("target", HOSTILE)
+def test_collect_run_results_refuses_a_hostile_correlation_id(make: Any, target: str) -> None:
+    from activities.maintenance import collect_run_results_core
+    from tests.functional.activities.conftest import vm_id
+
+    arm, clients, _ = make([])
+    before = len(arm.sim.recorder)
+    with pytest.raises(ArmTargetRefused):
+        collect_run_results_core(clients, {"correlationId": target, "vms": [{"id": vm_id("web-01")}]})
+    assert len(arm.sim.recorder) == before
