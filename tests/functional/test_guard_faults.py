@@ -307,3 +307,55 @@ def test_an_unreadable_gate_means_cancel(held: Any, proxied_ledger: tuple[FaultP
     assert proxy.faulted > 0
     run = settle(p)
     assert run.status == "Cancelled" and ring1_patched(p) == {}
+
+
+# ---------------------------------------------------------------------- redeploy drift (13.16, app side)
+def authorise(p: Any, rollout_id: str = "ro-drift") -> None:
+    """What a rollout writes when it authorises Ring 1's 12:00 run."""
+    lg = ledger(p)
+    lg.record_rollout(rollout_id, {"state": "running"})
+    lg.record_ring_run(rollout_id, "ring1", RUN.lower(), {"state": "authorised", "authorised": True,
+                                                          "configurationId": f"{sc.MC}/mc-ring1"})
+
+
+def arm_clients(p: Any) -> Any:
+    from patchrings.clients import AzureClients
+    from patchrings.settings import Settings
+
+    return AzureClients(Settings(arm_endpoint=p.arm.endpoint, arm_auth="static-token", arm_static_token=p.arm.token,
+                                 arm_ca_bundle=str(p.arm.ca_path),
+                                 ledger_connection=p.settings["PATCHRINGS_LEDGER_CONNECTION"]))
+
+
+def test_an_authorised_run_whose_configuration_lost_its_pins_is_cancelled(held: Any) -> None:
+    # the configuration installs by classification (what a redeploy of the Bicep re-sends)
+    p = held(open_ring1())
+    authorise(p)
+    out = guard_outcome(p)
+    assert out["gate"]["authorised"] is True
+    assert out["decision"] == "cancelled" and "classificationsToInclude" in out["reason"], out
+    run = settle(p)
+    assert run.status == "Cancelled" and ring1_patched(p) == {}
+    (event,) = guard_events(p)
+    assert event["decision"] == "cancelled" and "classificationsToInclude" in event["reason"]
+
+
+def test_an_authorised_run_with_its_pins_in_place_goes_ahead(held: Any) -> None:
+    from activities.maintenance import pin_manifest_core
+
+    p = held(open_ring1())
+    clients = arm_clients(p)
+    try:
+        pinned = pin_manifest_core(clients, {"configurationId": f"{sc.MC}/mc-ring1", "manifest": {
+            "windows": {"kbNumbers": [sc.KB_OLD]}, "linux": {"packages": [sc.OPENSSL]}}})
+    finally:
+        clients.close()
+    assert pinned["changed"] is True
+    authorise(p)
+    out = guard_outcome(p)
+    assert out["decision"] == "allowed", out
+    assert cancel_puts(p) == []
+    run = settle(p)
+    assert run.status == "Completed"
+    assert sc.KB_OLD in {k.upper().removeprefix("KB") for k in p.arm.vm("r1-web-1").installed}
+    assert sc.KB_LATE not in {k.upper().removeprefix("KB") for k in p.arm.vm("r1-web-1").installed}
