@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PRE = "pre"
@@ -56,8 +56,22 @@ class RunEvent:
     raw: dict[str, Any] | None = None
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.correlation_id.lower(), self.kind)
+    def key(self) -> tuple[str, str, str]:
+        """De-duplication key: (correlationId, kind), plus the start for a pre-event, so a forged
+        pre-event that reuses a real run's correlationId with another start cannot make the real
+        one look like a duplicate."""
+        start = ""
+        if self.kind == PRE and self.start:
+            try:
+                start = _instant(self.start).strftime("%Y%m%d%H%M%S")
+            except ValueError:
+                start = str(self.start)
+        return (self.correlation_id.lower(), self.kind, start)
+
+    @property
+    def run_name(self) -> str:
+        """The run name at the end of the correlationId (``.../applyUpdates/<yyyyMMddHHmmss>``)."""
+        return self.correlation_id.rstrip("/").rsplit("/", 1)[-1]
 
     @classmethod
     def from_payload(cls, payload: Any) -> RunEvent | None:
@@ -99,7 +113,7 @@ class EventInbox:
     """Remembers every distinct event once; hands out the pre/post event a wait point needs."""
 
     def __init__(self) -> None:
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: set[tuple[str, str, str]] = set()
         self._pending: list[RunEvent] = []
         self.duplicates = 0
         self.rejected = 0
@@ -129,6 +143,51 @@ class EventInbox:
             return event
         return None
 
+    def take_pre_for(
+        self,
+        configuration_id: str,
+        run_start: datetime,
+        *,
+        tolerance: timedelta = timedelta(minutes=5),
+        keep_start: datetime | None = None,
+    ) -> tuple[RunEvent | None, list[tuple[RunEvent, str]]]:
+        """The pre-event of exactly the run the rollout computed (issue 13.14), and the refused ones.
+
+        A pre-event of ``configuration_id`` matches when its correlationId is
+        ``<configuration>/providers/Microsoft.Maintenance/applyUpdates/<name>`` with ``<name>`` the
+        ``yyyyMMddHHmmss`` of the computed ``run_start``, and its own start is within ``tolerance``
+        of that instant. Every other pending pre-event of the configuration is removed and returned
+        with the reason it was refused, except one for ``keep_start`` (the next computed run, which
+        may legitimately arrive early for short recurrences), which stays pending.
+        """
+        prefix = configuration_id.rstrip("/").lower() + "/providers/microsoft.maintenance/applyupdates/"
+        wanted = run_start.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+        match: RunEvent | None = None
+        refused: list[tuple[RunEvent, str]] = []
+        for event in list(self._pending):
+            if event.kind != PRE or not same_arm_id(event.configuration_id, configuration_id):
+                continue
+            start = _maybe_instant(event.start)
+            reason = None
+            if not event.correlation_id.lower().startswith(prefix) or "/" in event.run_name:
+                reason = "its correlationId is not a run of this maintenance configuration"
+            elif start is None:
+                reason = "it has no valid startDateTime"
+            elif event.run_name != start.strftime("%Y%m%d%H%M%S"):
+                reason = f"its run name {event.run_name} is not the start it claims ({_fmt(start)})"
+            elif keep_start is not None and abs(start - keep_start) <= tolerance and event.run_name != wanted:
+                continue  # the next computed run: left for the next wait
+            elif event.run_name != wanted or abs(start - run_start) > tolerance:
+                reason = f"run {event.run_name} is not the run the rollout computed ({wanted}, {_fmt(run_start)})"
+            elif match is not None:
+                reason = "a pre-event for this run was already taken"
+            self._pending.remove(event)
+            if reason is None:
+                match = event
+            else:
+                refused.append((event, reason))
+        return match, refused
+
     def take_post(self, correlation_id: str) -> RunEvent | None:
         """The post-event of one run, even if it arrived before that run's pre-event."""
         for event in self._pending:
@@ -142,8 +201,21 @@ class EventInbox:
         self._seen.add(event.key)
 
 
+def _maybe_instant(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return _instant(str(text))
+    except ValueError:
+        return None
+
+
+def _fmt(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value
+    return value.astimezone(UTC)

@@ -53,6 +53,7 @@ from orchestrators.verdicts import (
     sample_state,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
@@ -60,6 +61,10 @@ log = logging.getLogger("patchrings.orchestrators.rollout")
 
 # How long after a run's window end the rollout collects results if no post-event came.
 POST_EVENT_GRACE = timedelta(hours=1)
+# How long after a targeted run's start the rollout waits for its pre-event before re-targeting.
+PRE_EVENT_GRACE = timedelta(hours=1)
+# How far a pre-event's start may be from the computed run start and still be that run.
+RUN_TOLERANCE = timedelta(minutes=5)
 # How long a halted rollout waits for Resume before it ends as halted.
 RESUME_WINDOW = timedelta(days=14)
 # cancel_run answers that mean the run will not patch.
@@ -110,6 +115,8 @@ class Rollout:
         self.opened: list[str] = []
         self.healthy_vms: dict[str, list[dict[str, Any]]] = {}
         self.attempts: dict[str, int] = {}
+        self.windows: dict[str, dict[str, Any]] = {}
+        self.refused_events: list[tuple[str, RunEvent, str]] = []
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -349,51 +356,105 @@ class Rollout:
 
     # ------------------------------------------------------------------ scheduled rings
     def scheduled_ring(self, index: int, ring: str, ring_doc: dict[str, Any]) -> Gen:
+        """Wait for the ring's targeted run, gate it, collect it; after any miss, re-target.
+
+        The target is always a run computed from the configuration's schedule (issue 13.6): after
+        a run is missed (no pre-event), cancelled by its gate or cancelled by AUM, the rollout
+        re-reads the configuration and targets its next occurrence (any recurrence AUM supports,
+        ``patchrings.domain.recurrence``); it never waits blind. Only the pre-event of exactly
+        that run is accepted (issue 13.14); others are refused and recorded.
+        """
         configuration_id = plan_view.configuration_of(ring_doc) or ""
-        target = self.st.ring(ring).get("target") or {}
-        not_before = target.get("runStart")
+        target = dict(self.st.ring(ring).get("target") or {})
         missed = 0
         while True:
-            until = target.get("runStart")
-            wait_until = parse_iso(until) + timedelta(hours=1) if until else self.now + timedelta(days=8)
+            if not target.get("runStart"):
+                target = yield from self.retarget(ring, configuration_id, self.now, None)
+            run_start = parse_iso(target["runStart"])
+            window = self.windows.get(ring)
+            following = next_run(window, run_start) if window else None
+            keep = parse_iso(following["runStart"]) if following else None
+            wait_until = max(run_start + PRE_EVENT_GRACE, self.now)
             self.st.set_phase(ring, "waiting-for-run", iso(self.now))
             self.st.wait_for(
                 "pre-maintenance event",
                 until=iso(wait_until),
                 ring=ring,
                 configurationId=configuration_id,
-                runStart=until,
+                runStart=target["runStart"],
             )
             self.publish()
             pre = yield from self.next_event(
-                lambda since=not_before: self.inbox.take_pre(configuration_id, since), wait_until
+                lambda start=run_start, keep=keep: self.take_pre(ring, configuration_id, start, keep), wait_until
             )
             self.st.stop_waiting()
+            after = max(run_start, self.now - PRE_EVENT_GRACE)
             if pre is None:
                 missed += 1
-                self.st.note(iso(self.now), f"ring {ring}: no pre-maintenance event by {iso(wait_until)}")
+                why = f"no pre-maintenance event for the run at {target['runStart']} by {iso(wait_until)}"
+                self.st.note(iso(self.now), f"ring {ring}: {why}")
                 if missed >= MAX_MISSED_RUNS:
-                    raise Stop(HALTED, f"ring {ring}: no scheduled run started after {missed} attempts")
-                target = {}
-                not_before = iso(self.now)
+                    raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs missed or cancelled (last: {why})")
+                target = yield from self.retarget(ring, configuration_id, after, why)
                 continue
             run_ok = yield from self.gate_run(index, ring, pre)
             if not run_ok:
                 missed += 1
                 if missed >= MAX_MISSED_RUNS:
-                    raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs cancelled")
-                not_before = iso(self.now)
-                target = {}
+                    raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs missed or cancelled")
+                target = yield from self.retarget(ring, configuration_id, after,
+                                                  f"the run at {target['runStart']} was not authorised")
                 continue
-            gate = yield from self.collect_run(ring, pre)
+            gate = yield from self.collect_run(ring, pre, target.get("runEnd"))
             if gate is not None:
                 return gate
-            not_before = iso(self.now)
-            target = {}
+            target = yield from self.retarget(ring, configuration_id, after,
+                                              f"the run at {target['runStart']} was cancelled")
+
+    def retarget(self, ring: str, configuration_id: str, after: datetime, why: str | None) -> Gen:
+        """The ring's next run after ``after``, computed from its configuration as it is now."""
+        config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
+        window = (config or {}).get("window") or {}
+        self.windows[ring] = window
+        target = next_run(window, after) if window else None
+        if target is None:
+            raise Stop(HALTED, f"ring {ring}: maintenance configuration {configuration_id} has no future run")
+        if why:
+            target["reason"] = f"{why}; targeting the next run at {target['runStart']}"
+            self.st.note(iso(self.now), f"ring {ring}: {target['reason']}")
+        self.st.ring(ring)["target"] = target
+        self.publish()
+        yield from self.ledger_ring(ring, "retargeted", target=target)
+        return target
+
+    def take_pre(self, ring: str, configuration_id: str, start: datetime, keep: datetime | None) -> Any:
+        """The targeted run's pre-event from the inbox; refused ones are queued for the ledger."""
+        match, refused = self.inbox.take_pre_for(configuration_id, start, tolerance=RUN_TOLERANCE, keep_start=keep)
+        for event, reason in refused:
+            self.refused_events.append((ring, event, reason))
+        return match
+
+    def flush_refused(self) -> Gen:
+        """Record refused pre-events: a note and a count in the status, a row in the ledger."""
+        while self.refused_events:
+            ring, event, reason = self.refused_events.pop(0)
+            self.st.doc["events"]["refused"] = self.st.doc["events"].get("refused", 0) + 1
+            self.st.note(iso(self.now), f"ring {ring}: refused pre-event {event.run_name} "
+                                        f"(start {event.start}): {reason}")
+            self.publish()
+            yield from self.activity(
+                names.LEDGER_EVENT,
+                {"configurationId": event.configuration_id, "eventType": "PreMaintenanceEventRefused",
+                 "eventId": f"{event.correlation_id}@{event.start}", "rolloutId": self.rollout_id, "ring": ring,
+                 "correlationId": event.correlation_id, "startDateTime": event.start, "outcome": "refused",
+                 "reason": reason, "at": iso(self.now)},
+                retries.WRITE,
+            )
 
     def next_event(self, take: Any, until: datetime) -> Gen:
         """Wait for the first inbox event ``take()`` returns, until ``until`` (None on timeout)."""
         found = take()
+        yield from self.flush_refused()
         if found is not None:
             return found
         timer = None
@@ -408,6 +469,7 @@ class Rollout:
             if self.inbox.offer(self.consume(names.EV_MAINTENANCE)) is None:
                 self.st.doc["events"]["duplicates"] += 1
             found = take()
+            yield from self.flush_refused()
             if found is not None:
                 if timer is not None:
                     timer.cancel()
@@ -486,9 +548,13 @@ class Rollout:
                 reasons.append(f"previous ring {ring}: {vm.get('name') or vm['id']} is {signal}: {'; '.join(why)}")
         return reasons
 
-    def collect_run(self, ring: str, pre: RunEvent) -> Gen:
-        """After an authorised run: wait for its post-event, collect per-VM results, verify."""
-        end = parse_iso(pre.end) if pre.end else self.now + timedelta(hours=4)
+    def collect_run(self, ring: str, pre: RunEvent, run_end: str | None = None) -> Gen:
+        """After an authorised run: wait for its post-event, collect per-VM results, verify.
+
+        The window's end is the one computed from the configuration (``run_end``), not what the
+        event claims.
+        """
+        end = parse_iso(run_end) if run_end else parse_iso(pre.end) if pre.end else self.now + timedelta(hours=4)
         until = end + POST_EVENT_GRACE
         self.st.wait_for("post-maintenance event", until=iso(until), ring=ring, correlationId=pre.correlation_id)
         self.publish()
@@ -634,6 +700,7 @@ class Rollout:
         self.st.ring(ring)["opened"] = mode != "none"
         if scheduled and configuration_id:
             config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
+            self.windows[ring] = (config or {}).get("window") or {}
             margin = parse_duration(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
             target = promotion_target((config or {}).get("window") or {}, self.now, margin)
             self.st.set_phase(ring, "promoted", iso(self.now), target=target)
@@ -824,6 +891,20 @@ def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
+def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
+    """The first run of a configuration's ``maintenanceWindow`` starting strictly after ``after``
+    (every recurrence AUM supports, ``patchrings.domain.recurrence``); None if it expired or the
+    window cannot be read."""
+    try:
+        occurrence = next_occurrence(parse_window(dict(window)), after)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if occurrence is None:
+        return None
+    return {"runStart": iso(occurrence.start), "runEnd": iso(occurrence.end), "runName": occurrence.name,
+            "t40": iso(occurrence.start - timedelta(minutes=40)), "meetsT40": True}
+
+
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

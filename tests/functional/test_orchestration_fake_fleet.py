@@ -675,3 +675,61 @@ def test_resume_needs_a_recorded_resume_by_an_approver_and_keeps_a_valid_approva
     refused = [a for a in f.approvals_ if a.get("outcome") == "refused"]
     assert len(refused) == 1  # the id-less webhook resume (eve's went through ledger_record_approval)
     assert next(a for a in f.called("ledger_record_approval") if a.get("kind") == "resume")["by"] == "eve@contoso.com"
+
+
+# ---------------------------------------------------------------------- 13.14: only the computed run
+def test_a_forged_pre_event_is_refused_recorded_and_the_real_run_is_taken(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+        start = doc["rings"][1]["target"]["runStart"]
+        forged_2099 = maintenance_event("pre", "mc-ring1", "2099-01-06T12:00:00Z")
+        assert d.deliver(forged_2099) == 202
+        # the real run's correlationId with another start, raised straight into the instance
+        reused_id = {"kind": "pre", **maintenance_event("pre", "mc-ring1", "2099-01-06T12:00:00Z")["data"],
+                     "correlationId": correlation_id("mc-ring1", start)}
+        raise_event(d, rid, "MaintenanceEvent", reused_id)
+        d.until(lambda: d.doc(rid)["events"].get("refused", 0) >= 2)
+        still = d.doc(rid)
+        real = scheduled_run(d, rid, "ring1", "mc-ring1")
+        d.until_waiting(rid, "approval", "ring2")
+    assert still["waitingFor"]["what"] == "pre-maintenance event" and still["waitingFor"]["runStart"] == start
+    refused = [e for e in f.called("ledger_record_event") if e.get("outcome") == "refused"]
+    assert sorted(e["startDateTime"] for e in refused) == ["2099-01-06T12:00:00Z"] * 2
+    assert any("not the run the rollout computed" in e["reason"] for e in refused)
+    assert any("is not the start it claims" in e["reason"] for e in refused)
+    authorised = [r["runId"] for r in f.ring_runs_ if r.get("state") == "authorised"]
+    assert authorised == [real]
+
+
+# ---------------------------------------------------------------------- 13.6: re-target after a miss
+@pytest.mark.parametrize(
+    ("recur", "first", "after_miss"),
+    [
+        ("Month Second Tuesday", "2026-12-08T12:00:00Z", "2027-01-12T12:00:00Z"),
+        ("Month day31", "2026-12-31T12:00:00Z", "2027-01-31T12:00:00Z"),
+        ("Week Saturday,Sunday", "2026-11-21T12:00:00Z", "2026-11-22T12:00:00Z"),
+    ],
+)
+def test_after_a_missed_run_the_next_one_is_computed_from_the_schedule(
+        run: Any, recur: str, first: str, after_miss: str) -> None:
+    d, f = run()
+    f.window = {"startDateTime": "2026-11-01 12:00", "duration": "03:55", "timeZone": "UTC", "recurEvery": recur}
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        before = d.until_waiting(rid, "pre-maintenance event", "ring1")
+        # nobody delivers that run's pre-event (AUM skipped it): the rollout re-targets
+        d.until(lambda: (d.doc(rid).get("waitingFor") or {}).get("runStart") == after_miss)
+        missed = d.doc(rid)
+        assert d.deliver(maintenance_event("pre", "mc-ring1", after_miss)) == 202
+        d.until_waiting(rid, "post-maintenance event", "ring1")
+    assert before["waitingFor"]["runStart"] == first
+    assert missed["rings"][1]["target"]["runStart"] == after_miss
+    assert any(f"no pre-maintenance event for the run at {first}" in n["text"] for n in missed["notes"])
+    retargeted = [r for r in f.ring_runs_ if r.get("state") == "retargeted"]
+    assert [r["target"]["runStart"] for r in retargeted] == [after_miss]
+    assert [r["runId"].rsplit("/", 1)[-1] for r in f.ring_runs_ if r.get("state") == "authorised"] == [
+        after_miss.replace("-", "").replace(":", "").replace("T", "")[:14]]

@@ -72,8 +72,10 @@ class Driver:
                         {"manifestHash": manifest_hash, "comment": comment}, who=who)
 
     def deliver(self, *events: dict[str, Any]) -> int:
-        result = http_call("POST", f"{self.ht.base_url}/runtime/webhooks/eventgrid?functionName=on_maintenance_event",
-                           body=list(events), headers={"aeg-event-type": "Notification"})
+        host = getattr(self.ht, "host", None) or getattr(getattr(self.ht, "platform", None), "host", None)
+        url = (host.eventgrid_url("on_maintenance_event") if host is not None and hasattr(host, "eventgrid_url")
+               else f"{self.ht.base_url}/runtime/webhooks/eventgrid?functionName=on_maintenance_event")
+        result = http_call("POST", url, body=list(events), headers={"aeg-event-type": "Notification"})
         return result.status
 
     # ------------------------------------------------------------------ state

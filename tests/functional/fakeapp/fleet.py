@@ -66,6 +66,7 @@ class Fleet:
     approvals_: list[dict[str, Any]] = field(default_factory=list)
     vm_results_: list[dict[str, Any]] = field(default_factory=list)
     events_: list[dict[str, Any]] = field(default_factory=list)
+    window: dict[str, Any] = field(default_factory=lambda: dict(WINDOW))  # every configuration's schedule
     fail_gate_read: bool = False
     fail_load_plan: bool = False
     refuse_once: set[str] = field(default_factory=set)  # VM names whose first start is a transient refusal
@@ -259,7 +260,7 @@ def pin_manifest(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def get_configuration(payload: Payload) -> dict[str, Any]:
     FLEET.record("get_configuration", payload)
-    return {"id": payload["configurationId"], "window": WINDOW, "installPatches": {}}
+    return {"id": payload["configurationId"], "window": dict(FLEET.window), "installPatches": {}}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -96,3 +96,53 @@ def test_same_arm_id() -> None:
     assert same_arm_id("/A/b/", "/a/B")
     assert not same_arm_id(None, "/a")
     assert not same_arm_id("/a", "/b")
+
+
+def test_take_pre_for_accepts_only_the_computed_run_and_refuses_the_rest() -> None:
+    from datetime import UTC, datetime
+
+    inbox = EventInbox()
+    target = datetime(2026, 11, 17, 12, 0, tzinfo=UTC)
+    following = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
+    offered = [
+        event("pre", "20990106120000", "2099-01-06T12:00:00Z"),  # plausible but not the computed run
+        event("pre", "20261117120000", "2099-01-06T12:00:00Z"),  # real id, forged start
+        event("pre", "20261116120000", "2026-11-16T12:00:00Z"),  # an older run: left for the guard
+        event("pre", "20261118120000", "2026-11-18T12:00:00Z"),  # the next computed run: kept
+        {**event("pre", "20261117120000", "2026-11-17T12:00:00Z"),
+         "correlationId": "https://attacker.example/applyUpdates/20261117120000"},
+        event("pre", "20261117120000", "2026-11-17T12:00:00Z"),  # the one
+    ]
+    assert all(inbox.offer(e) is not None for e in offered)  # forged start != duplicate of the real one
+    match, refused = inbox.take_pre_for(MC, target, keep_start=following)
+    assert match is not None and match.start == "2026-11-17T12:00:00Z"
+    reasons = {e.run_name + "@" + str(e.start): why for e, why in refused}
+    assert len(refused) == 4
+    assert "not the run the rollout computed" in reasons["20990106120000@2099-01-06T12:00:00Z"]
+    assert "is not the start it claims" in reasons["20261117120000@2099-01-06T12:00:00Z"]
+    assert "not a run of this maintenance configuration" in reasons["20261117120000@2026-11-17T12:00:00Z"]
+    later, refused_later = inbox.take_pre_for(MC, following)
+    assert later is not None and later.run_name == "20261118120000" and refused_later == []
+
+
+def test_next_run_every_recurrence_form() -> None:
+    from datetime import UTC, datetime
+
+    from orchestrators.rollout import next_run
+
+    after = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+    base = {"startDateTime": "2026-11-01 12:00", "duration": "03:55", "timeZone": "UTC"}
+    cases = {
+        "6Hours": "2026-11-16T12:00:00Z",
+        "Day": "2026-11-16T12:00:00Z",
+        "2Weeks Friday": "2026-11-27T12:00:00Z",
+        "Month day-1": "2026-11-30T12:00:00Z",
+        "Month Second Tuesday Offset2": "2026-12-10T12:00:00Z",
+    }
+    for recur, expected in cases.items():
+        got = next_run({**base, "recurEvery": recur}, after)
+        assert got is not None and got["runStart"] == expected, (recur, got)
+    pacific = next_run({**base, "timeZone": "Pacific Standard Time", "recurEvery": "Day"}, after)
+    assert pacific is not None and pacific["runStart"] == "2026-11-16T20:00:00Z"
+    assert next_run({**base, "recurEvery": "Day", "expirationDateTime": "2026-11-02 00:00"}, after) is None
+    assert next_run({"recurEvery": "Day"}, after) is None
