@@ -139,7 +139,7 @@ def _ring(plan: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _result(vm: Vm, parameters: dict[str, Any] | None) -> dict[str, Any]:
-    patches = copy.deepcopy(WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES)
+    patches: list[dict[str, Any]] = copy.deepcopy(WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES)
     wp = (parameters or {}).get("windowsParameters") or {}
     lp = (parameters or {}).get("linuxParameters") or {}
     if wp.get("kbNumbersToInclude"):
@@ -280,7 +280,7 @@ def collect_run_results(payload: Payload) -> dict[str, Any]:
     manifest = FLEET.pinned.get(config) or {}
     params = {"windowsParameters": {"kbNumbersToInclude": manifest.get("windows", {}).get("kbNumbers", [])},
               "linuxParameters": {"packageNameMasksToInclude": manifest.get("linux", {}).get("packages", [])}}
-    results = []
+    results: list[dict[str, Any]] = []
     for ref in payload["vms"]:
         vm = FLEET.vm(ref)
         if payload["correlationId"] in FLEET.cancelled:
