@@ -43,7 +43,7 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
 from orchestrators.inbox import EventInbox, RunEvent
-from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, RolloutStatus, approve_url
+from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, RolloutStatus, approve_url, bounded
 from orchestrators.timeutil import iso, parse_duration, parse_iso
 from orchestrators.verdicts import (
     build_manifest_dict,
@@ -129,8 +129,9 @@ class Rollout:
         return self.status
 
     def publish(self) -> None:
+        """Publish the status document, bounded far below the 16 KB custom status limit."""
         self.st.doc["updatedAt"] = iso(self.now)
-        self.ctx.set_custom_status(self.st.doc)
+        self.ctx.set_custom_status(bounded(self.st.doc))
 
     def info(self, text: str, *args: Any) -> None:
         if not self.ctx.is_replaying:

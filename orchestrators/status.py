@@ -5,14 +5,24 @@ ring and manifest) and the demo UI all read one document, so the orchestrator ke
 and small (custom status travels with every status query; Azure Storage moves payloads over
 64 KB to blobs). Per-VM detail lives in the ledger; this document carries counts and at most
 ``MAX_REASONS`` reasons per gate. Pure: times are passed in by the orchestrator.
+
+Size bound (issue 14.2): the Durable extension fails an orchestration whose custom status is over
+16 KB (UTF-16 bytes of its JSON). The orchestrator publishes :func:`bounded` of the document, which
+keeps the newest few approvals / notes / runs, a manifest *summary* (hash, counts, a few KBs and
+packages: the full manifest is in the ledger and the output) and short texts, then trims further in
+stages until the UTF-16 size is at most ``STATUS_BUDGET`` (8 KB, half the limit) whatever the fleet,
+manifest or plan size.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 MAX_REASONS = 25
+# Custom status budget in UTF-16 bytes of its JSON (the extension's limit is 16 KB).
+STATUS_BUDGET = 8 * 1024
 
 # Rollout states.
 RUNNING = "running"
@@ -174,6 +184,128 @@ class RolloutStatus:
         self.doc["outcome"] = outcome
         self.doc["waitingFor"] = None
         self.doc["updatedAt"] = at
+
+
+def status_size(doc: Any) -> int:
+    """Size as the Durable extension measures custom status: UTF-16 bytes of its JSON."""
+    return len(json.dumps(doc, default=str).encode("utf-16-le"))
+
+
+def _short(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "\u2026"
+    return value
+
+
+def _tail(items: Any, keep: int) -> list[Any]:
+    items = list(items or [])
+    return items[-keep:] if keep > 0 else []
+
+
+# Trimming stages: (approvals, notes, runs per ring, reasons per gate, manifest items, text length).
+_STAGES = ((10, 15, 5, 10, 10, 240), (5, 8, 3, 5, 5, 160), (2, 4, 2, 3, 3, 100), (1, 2, 1, 1, 0, 80),
+           (0, 1, 0, 0, 0, 60))
+
+
+def bounded(doc: dict[str, Any], budget: int = STATUS_BUDGET) -> dict[str, Any]:
+    """A copy of the status document whose UTF-16 JSON size is at most ``budget`` bytes.
+
+    Lists keep their newest entries and say how many were left out (``...Omitted``); long texts
+    are cut. Everything dropped here is in the ledger (approvals, ring runs, per-VM results) or
+    in the orchestration's output (the manifest).
+    """
+    out: dict[str, Any] = {}
+    for stage in _STAGES:
+        out = _trim(doc, stage)
+        if status_size(out) <= budget:
+            return out
+    # Pathological plans (hundreds of rings): keep the rollout-level facts and the current ring.
+    current = doc.get("currentRing")
+    out["rings"] = [_ring_min(r) for r in doc.get("rings") or [] if r.get("name") == current]
+    out["ringsOmitted"] = len(doc.get("rings") or []) - len(out["rings"])
+    return out
+
+
+def _ring_min(ring: dict[str, Any]) -> dict[str, Any]:
+    gate = ring.get("gate") or None
+    return {"name": _short(ring.get("name"), 60), "phase": ring.get("phase"),
+            "gate": {"outcome": gate.get("outcome")} if isinstance(gate, dict) else None}
+
+
+def _trim(doc: dict[str, Any], stage: tuple[int, ...]) -> dict[str, Any]:
+    approvals, notes, runs, reasons, items, text = stage
+    out = dict(doc)
+    all_approvals = list(doc.get("approvals") or [])
+    out["approvals"] = [{k: _short(v, text) if not isinstance(v, dict) else _short_dict(v, text)
+                         for k, v in a.items()} for a in _tail(all_approvals, approvals)]
+    if len(all_approvals) > approvals:
+        out["approvalsOmitted"] = len(all_approvals) - approvals
+    all_notes = list(doc.get("notes") or [])
+    out["notes"] = [{"at": n.get("at"), "text": _short(n.get("text"), text)} for n in _tail(all_notes, notes)]
+    if len(all_notes) > notes:
+        out["notesOmitted"] = len(all_notes) - notes
+    manifest = doc.get("manifest")
+    if isinstance(manifest, dict):
+        packages = list(manifest.get("linuxPackages") or [])[:items]
+        out["manifest"] = {**manifest, "windowsKbs": list(manifest.get("windowsKbs") or [])[:items],
+                           "linuxPackages": [_short(p, text) for p in packages]}
+    waiting = doc.get("waitingFor")
+    if isinstance(waiting, dict):
+        # Kept whole: the approval endpoint reads the pending request and its approvers from here
+        # (bounded by the plan schema: at most 25 approvers per ring); only free texts are cut.
+        out["waitingFor"] = {k: _short(v, max(text, 200)) if k == "reason" else v for k, v in waiting.items()}
+    halted = doc.get("halted")
+    if isinstance(halted, dict):
+        out["halted"] = _short_dict(halted, text)
+    out["outcome"] = _short(doc.get("outcome"), max(text, 200))
+    out["reason"] = _short(doc.get("reason"), text)
+    out["rings"] = [_trim_ring(r, runs, reasons, text, items) for r in doc.get("rings") or []]
+    return out
+
+
+def _short_dict(value: dict[str, Any], text: int, list_items: int = 5) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, str):
+            out[key] = _short(item, text)
+        elif isinstance(item, list):
+            out[key] = [_short(i, text) if not isinstance(i, dict) else _short_dict(i, text, list_items)
+                        for i in item[:list_items]]
+            if len(item) > list_items:
+                out[f"{key}Omitted"] = len(item) - list_items
+        elif isinstance(item, dict):
+            out[key] = _short_dict(item, text, list_items)
+        else:
+            out[key] = item
+    return out
+
+
+def _trim_ring(ring: dict[str, Any], runs: int, reasons: int, text: int, items: int) -> dict[str, Any]:
+    out = dict(ring)
+    out["name"] = _short(ring.get("name"), 60)
+    all_runs = list(ring.get("runs") or [])
+    out["runs"] = [_short_dict(r, text, 3) for r in _tail(all_runs, runs)]
+    if len(all_runs) > runs:
+        out["runsOmitted"] = len(all_runs) - runs
+    gate = ring.get("gate")
+    if isinstance(gate, dict):
+        all_reasons = list(gate.get("reasons") or [])
+        trimmed = {k: v for k, v in gate.items() if k != "reasons"}
+        trimmed["reasons"] = [_short_dict(r, text) if isinstance(r, dict) else _short(r, text)
+                              for r in all_reasons[:reasons]]
+        if len(all_reasons) > reasons:
+            trimmed["reasonsOmitted"] = int(gate.get("reasonsOmitted") or 0) + len(all_reasons) - reasons
+        out["gate"] = _short_dict(trimmed, text, max(reasons, 1))
+    issues = list(ring.get("scheduleIssues") or [])
+    if "scheduleIssues" in ring:
+        out["scheduleIssues"] = [_short_dict(i, text) for i in issues[:items]]
+    target = ring.get("target")
+    if isinstance(target, dict):
+        out["target"] = _short_dict(target, text)
+    for key in ("dryRun",):
+        if isinstance(ring.get(key), dict):
+            out[key] = _short_dict(ring[key], text, items)
+    return out
 
 
 def summarize_manifest(manifest: dict[str, Any], limit: int = 200) -> dict[str, Any]:

@@ -80,3 +80,63 @@ def test_manifest_summary_and_verdict_counts() -> None:
                        "excludedCount": 1}
     counts = count_verdicts([{"install": "ok", "health": "healthy"}, {"install": "failed", "health": "skipped"}])
     assert counts == {"vms": 2, "install:ok": 1, "health:healthy": 1, "install:failed": 1, "health:skipped": 1}
+
+
+def test_custom_status_stays_far_below_16_kb_at_the_caps() -> None:
+    """Issue 14.2: 20 KBs/80 packages made 15.8 KB and the summary caps ~29 KB; now <= 8 KB always."""
+    from orchestrators.status import STATUS_BUDGET, bounded, status_size
+
+    rings = [{"name": f"ring{i}", "patching": "scheduled"} for i in range(12)]
+    st = RolloutStatus.new(rollout_id="ro-1", plan={**PLAN, "rings": rings}, initiator="d" * 200,
+                           started_at="2026-11-16T06:00:00Z", dry_run=False, reason="r" * 2000)
+    kbs = [f"50{i:05d}" for i in range(500)]
+    packages = [f"package-{i}-with-a-long-name=1.2.3-0ubuntu{i}.20.04.1+esm1" for i in range(500)]
+    st.set_manifest({"hash": "h" * 16, "windows": {"kbNumbers": kbs}, "linux": {"packages": packages},
+                     "excluded": [{"vm": "x"}] * 100, "cutoff": "2026-11-16T06:00:00Z"})
+    vm = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Compute/" \
+         "virtualMachines/"
+    for ring in rings:
+        name = ring["name"]
+        st.set_gate(name, {"outcome": "fail", "reasons": [{"vm": f"{vm}vm-{i}", "reason": "health: " + "x" * 400}
+                                                         for i in range(200)]})
+        st.set_counts(name, {"vms": 5000, "install:ok": 4000, "install:failed": 1000})
+        for run in range(40):
+            st.add_run(name, {"correlationId": f"{vm}{name}/providers/Microsoft.Maintenance/applyUpdates/{run}",
+                              "decision": "cancelled", "reasons": ["y" * 300] * 5, "cancel": {"message": "z" * 300}})
+        st.ring(name)["scheduleIssues"] = [{"vm": f"{vm}vm-{i}", "issue": "q" * 200} for i in range(25)]
+        st.ring(name)["target"] = {"runStart": "2026-11-17T12:00:00Z", "reason": "t" * 500}
+    for i in range(300):
+        st.add_approval({"approver": f"user{i}@contoso.com", "comment": "c" * 1000, "accepted": False,
+                         "error": {"code": "DecisionNotSubmitted", "message": "m" * 500}})
+        st.note("2026-11-16T06:00:00Z", "n" * 2000)
+    st.wait_for("approval", until="2026-11-17T06:00:00Z", ring="ring1", manifest_hash="h" * 16,
+                approvers=[f"approver{i}@contoso.com" for i in range(25)], approve_url=approve_url("ro-1", "ring1"),
+                request={"approvers": [f"approver{i}@contoso.com" for i in range(25)]}, reason="w" * 3000)
+    assert status_size(st.doc) > 16 * 1024  # the raw document is far over the limit
+    out = bounded(st.doc)
+    assert status_size(out) <= STATUS_BUDGET <= 8 * 1024
+    # what an approver and the API need survives: the pending request, its approvers, the hash
+    assert out["waitingFor"]["approvers"] == st.doc["waitingFor"]["approvers"]
+    assert out["waitingFor"]["request"] == st.doc["waitingFor"]["request"]
+    assert out["manifest"]["hash"] == "h" * 16 and out["manifest"]["windowsCount"] == 500
+    assert out["state"] == st.doc["state"]
+    # and the full document is untouched (it goes to the ledger)
+    assert len(st.doc["approvals"]) == 300
+
+
+def test_bounded_keeps_a_normal_document_whole() -> None:
+    from orchestrators.status import bounded
+
+    st = new()
+    st.set_manifest({"hash": "h", "windows": {"kbNumbers": ["1", "2"]}, "linux": {"packages": ["a=1"]}})
+    st.note("2026-11-16T06:00:00Z", "hello")
+    assert bounded(st.doc) == st.doc
+
+
+def test_realistic_manifest_status_is_small() -> None:
+    from orchestrators.status import bounded, status_size
+
+    st = new()
+    st.set_manifest({"hash": "h" * 16, "windows": {"kbNumbers": [f"50{i:05d}" for i in range(20)]},
+                     "linux": {"packages": [f"pkg{i}=1.0.{i}-0ubuntu1" for i in range(80)]}})
+    assert status_size(bounded(st.doc)) < 4 * 1024
