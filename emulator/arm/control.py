@@ -9,7 +9,10 @@ SUPPORTED: ``GET /_sim/requests?method=&path_contains=&action=&identity=``, ``GE
 ``GET /_sim/runs``, ``GET /_sim/events``, ``POST /_sim/vms/{name}`` (``health``, ``powerState``,
 ``vmAgent``), ``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or
 ``{"inMinutes": N}``), ``GET /_sim/eventSubscriptions/{name}/validate?code=`` (Event Grid's
-validationUrl); on the health listener ``GET /vms/{name}/health``.
+validationUrl), and faults at run time: ``GET /_sim/faults``, ``POST /_sim/faults`` (one fault
+object as in a scenario's ``faults:``; 201 ``{"index", "fault"}``, 400 naming the bad field),
+``DELETE /_sim/faults/{index}``, ``DELETE /_sim/faults`` (all); see ``faults.py``. On the health
+listener ``GET /vms/{name}/health``.
 
 LIMITATIONS: no authentication -- loopback only.
 """
@@ -91,6 +94,36 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
         ok = sim.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
         return web.json_response({"validated": ok}, status=200 if ok else 404)
 
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response(sim.fault_list())
+
+    async def add_fault(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response(error_body("BadRequest", "the body must be one fault object (JSON)"), status=400)
+        try:
+            index = sim.add_fault(body)
+        except ValueError as exc:
+            return web.json_response(error_body("BadRequest", str(exc)), status=400)
+        return web.json_response({"index": index, "fault": body}, status=201)
+
+    async def remove_fault(request: web.Request) -> web.Response:
+        try:
+            index = int(request.match_info["index"])
+        except ValueError:
+            return web.json_response(error_body("BadRequest", "the fault index must be an integer"), status=400)
+        if not sim.remove_fault(index):
+            return web.json_response(error_body("NotFound", f"no fault with index {index}"), status=404)
+        return web.json_response({"removed": index})
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        return web.json_response({"removed": sim.clear_faults()})
+
+    app.router.add_get("/_sim/faults", list_faults)
+    app.router.add_post("/_sim/faults", add_fault)
+    app.router.add_delete("/_sim/faults/{index}", remove_fault)
+    app.router.add_delete("/_sim/faults", clear_faults)
     app.router.add_get("/_sim/eventSubscriptions/{name}/validate", validate)
     app.router.add_get("/_sim/requests", requests)
     app.router.add_get("/_sim/fleet", fleet)

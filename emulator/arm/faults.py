@@ -17,15 +17,45 @@ SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``t
   itself ends ``Failed`` (the SDK poller raises ``HttpResponseError`` with that code);
 * ``slowInstall`` (``factor``) -- every patch takes ``factor`` times longer (window overruns);
 * ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start;
-* ``httpError`` (``status`` 429/500/502/503, ``retryAfter``, ``code``) and ``dropConnection``
-  (the connection is closed without a response) -- request selectors ``action`` (glob),
-  ``method``, ``pathContains``, ``after`` (let N pass first), ``count``, ``probability``;
+* request faults, with the selectors ``action`` (RBAC action glob, e.g.
+  ``Microsoft.Maintenance/applyUpdates/write``), ``method``, ``pathContains``, ``after`` (let N
+  matching requests pass first), ``count``, ``probability``, ``from`` / ``until``:
+
+  * ``httpError`` (``status``, ``retryAfter``, ``code``, ``message``) -- the request is refused with
+    that status and ARM's body for it: **429** (``Retry-After``; Compute's ``OperationNotAllowed`` +
+    ``TooManyRequests`` detail on Compute routes, ``TooManyRequests`` elsewhere), **500**
+    ``InternalServerError``, **502** ``BadGateway``, **503** ``ServiceUnavailable``, **403**
+    ``AuthorizationFailed`` with ARM's message naming the calling identity, its object id, the
+    action and the scope (as when a role assignment is removed mid-run), **404**
+    ``ResourceNotFound`` (``NotFound`` on Maintenance routes; meaningful for GET/PUT/POST on one
+    resource, e.g. a VM deleted mid-run), **409** ``Conflict`` (meaningful on writes: a concurrent
+    operation on the resource). Nothing behind the refusal happens;
+  * ``dropConnection`` -- the connection is closed without a response; nothing happens;
+  * ``slowAnswer`` (``seconds``, ``simulatedSeconds``, ``processFirst``) -- the answer is late.
+    ``seconds`` (default 5 when neither is given, at most 120) are **real** seconds: the request
+    is held, inside the clock's busy section, so under the ``skip`` clock simulated time does not
+    move meanwhile while an app-side client timeout (azure-core ``read_timeout``, an activity's
+    own budget -- both measured in real seconds) trips exactly as it would in Azure. Holding the
+    clock is deliberate: a delay in simulated time alone is skipped instantly under ``skip`` and
+    could never trip a real-seconds timeout. ``simulatedSeconds`` additionally moves simulated time
+    on before the answer (the request leaves the busy section while it waits on the clock), for
+    logic that reads the clock (deadlines). ``processFirst`` (default true) applies the request
+    first and delays only the answer -- the dangerous case, where a client that timed out does not
+    know its write landed; false delays before processing (a client that gave up caused nothing,
+    provided it does not retry);
 * ``eventDeliveryError`` (``status``, ``count``, ``eventType``) -- the simulated Event Grid sees the
   webhook answer ``status`` instead of delivering (exercises retries).
 
 Install-time and request faults take an optional ``from`` / ``until`` window of simulated time
 (ISO 8601), e.g. an ARM outage from 20:05 to 20:20; ``vmAgentNotReady`` / ``deallocated`` apply at
 start (change them later through the control API).
+
+Faults can be added and removed while the simulator runs, so a test can inject one at a precise
+point: ``POST /_sim/faults`` (a fault object, validated like the scenario's; answers its ``index``),
+``GET /_sim/faults`` (each with ``matched`` / ``triggered`` counts), ``DELETE /_sim/faults/{index}``
+and ``DELETE /_sim/faults``; in process ``ArmSimulator.add_fault`` / ``remove_fault`` /
+``clear_faults``. Indices are stable (a removed fault's index is never reused), so seeded
+decisions of the remaining faults do not change.
 """
 
 from __future__ import annotations
@@ -40,25 +70,61 @@ from typing import Any
 from emulator.arm.fleet import Fleet, Vm
 from emulator.clock import parse_instant
 
-__all__ = ["Faults", "RequestFault"]
+__all__ = ["MAX_SLOW_SECONDS", "REQUEST_KINDS", "Faults", "RequestFault"]
+
+
+REQUEST_KINDS = ("httpError", "dropConnection", "slowAnswer")
+MAX_SLOW_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
 class RequestFault:
     index: int
-    kind: str  # "httpError" | "dropConnection"
+    kind: str  # "httpError" | "dropConnection" | "slowAnswer"
     status: int
     retry_after: int | None
     code: str | None
+    message: str | None = None
+    seconds: float = 0.0  # slowAnswer: real seconds
+    simulated_seconds: float = 0.0  # slowAnswer: simulated seconds
+    process_first: bool = True  # slowAnswer: handle the request, then delay the answer
 
 
 class Faults:
     def __init__(self, faults: list[dict[str, Any]], seed: int, now: Callable[[], datetime] | None = None) -> None:
-        self._faults = list(faults)
+        self._faults: dict[int, dict[str, Any]] = dict(enumerate(faults))
+        self._next = len(self._faults)
         self._seed = seed
         self._now = now or (lambda: datetime.now(UTC))
         self._triggered: dict[int, int] = {}
         self._matched: dict[int, int] = {}
+
+    # -- run-time changes -----------------------------------------------------------------------
+    def add(self, fault: dict[str, Any]) -> int:
+        """Add a (validated) fault; returns its stable index."""
+        index = self._next
+        self._next += 1
+        self._faults[index] = dict(fault)
+        return index
+
+    def remove(self, index: int) -> bool:
+        return self._faults.pop(index, None) is not None
+
+    def clear(self) -> int:
+        removed = len(self._faults)
+        self._faults.clear()
+        return removed
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": index,
+                "fault": dict(fault),
+                "matched": self._matched.get(index, 0),
+                "triggered": self._triggered.get(index, 0),
+            }
+            for index, fault in sorted(self._faults.items())
+        ]
 
     # -- VM-level -------------------------------------------------------------------------------
     def _chance(self, index: int, key: str, probability: float) -> bool:
@@ -94,7 +160,7 @@ class Faults:
 
     def _take(self, kind: str, vm: Vm) -> list[dict[str, Any]]:
         hits = []
-        for index, fault in enumerate(self._faults):
+        for index, fault in list(self._faults.items()):
             if fault["type"] == kind and self._vm_matches(index, fault, vm):
                 self._triggered[index] = self._triggered.get(index, 0) + 1
                 hits.append(fault)
@@ -127,7 +193,7 @@ class Faults:
 
     def operation_failure(self, vm: Vm, operation: str) -> dict[str, str] | None:
         """An ``operationFails`` fault for this LRO on ``vm``: the ApiError it ends with, or None."""
-        for index, fault in enumerate(self._faults):
+        for index, fault in list(self._faults.items()):
             if fault["type"] != "operationFails":
                 continue
             if fault.get("operation") and fault["operation"] != operation:
@@ -142,8 +208,8 @@ class Faults:
 
     # -- request-level --------------------------------------------------------------------------
     def for_request(self, method: str, path: str, action: str | None) -> RequestFault | None:
-        for index, fault in enumerate(self._faults):
-            if fault["type"] not in ("httpError", "dropConnection"):
+        for index, fault in list(self._faults.items()):
+            if fault["type"] not in REQUEST_KINDS:
                 continue
             if not self._active(fault):
                 continue
@@ -163,18 +229,26 @@ class Faults:
             if not self._chance(index, f"req{seen}", float(fault.get("probability", 1.0))):
                 continue
             self._triggered[index] = self._triggered.get(index, 0) + 1
+            seconds = fault.get("seconds")
+            simulated = float(fault.get("simulatedSeconds", 0) or 0)
+            if seconds is None:
+                seconds = 0.0 if simulated else 5.0
             return RequestFault(
                 index=index,
                 kind=fault["type"],
                 status=int(fault.get("status", 0)),
                 retry_after=fault.get("retryAfter"),
                 code=fault.get("code"),
+                message=fault.get("message"),
+                seconds=min(float(seconds), MAX_SLOW_SECONDS),
+                simulated_seconds=simulated,
+                process_first=bool(fault.get("processFirst", True)),
             )
         return None
 
     def for_delivery(self, event_type: str) -> int | None:
         """A status the webhook "answers" instead of the real delivery, or None."""
-        for index, fault in enumerate(self._faults):
+        for index, fault in list(self._faults.items()):
             if fault["type"] != "eventDeliveryError":
                 continue
             if fault.get("eventType") and fault["eventType"].lower() not in event_type.lower():

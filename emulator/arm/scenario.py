@@ -23,7 +23,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["FAULT_TYPES", "SCENARIO_SCHEMA", "ScenarioError", "expand_variables", "load_scenario", "validate_scenario"]
+__all__ = [
+    "FAULT_TYPES",
+    "SCENARIO_SCHEMA",
+    "ScenarioError",
+    "expand_variables",
+    "load_scenario",
+    "validate_fault",
+    "validate_scenario",
+]
 
 
 class ScenarioError(ValueError):
@@ -377,15 +385,26 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                     "required": ["status"],
                     "properties": {
                         "type": {"const": "httpError"},
-                        "status": {"enum": [429, 500, 502, 503]},
+                        "status": {"enum": [403, 404, 409, 429, 500, 502, 503]},
                         "retryAfter": {"type": "integer", "minimum": 0},
                         "code": {"type": "string"},
+                        "message": {"type": "string"},
                         **_REQUEST_SELECTOR,
                     },
                     "additionalProperties": False,
                 },
                 {
                     "properties": {"type": {"const": "dropConnection"}, **_REQUEST_SELECTOR},
+                    "additionalProperties": False,
+                },
+                {
+                    "properties": {
+                        "type": {"const": "slowAnswer"},
+                        "seconds": {"type": "number", "minimum": 0, "maximum": 120},
+                        "simulatedSeconds": {"type": "number", "minimum": 0, "maximum": 86400},
+                        "processFirst": {"type": "boolean"},
+                        **_REQUEST_SELECTOR,
+                    },
                     "additionalProperties": False,
                 },
                 {
@@ -414,6 +433,7 @@ FAULT_TYPES = (
     "slowInstall",
     "httpError",
     "dropConnection",
+    "slowAnswer",
     "eventDeliveryError",
 )
 
@@ -448,6 +468,20 @@ def _location(path: Any) -> str:
     return out or "(top level)"
 
 
+def _fault_branch(kind: str) -> int | None:
+    """Index of the ``oneOf`` branch of the fault schema for fault type ``kind``."""
+    for index, branch in enumerate(SCENARIO_SCHEMA["$defs"]["fault"]["oneOf"]):
+        spec = branch["properties"]["type"]
+        if spec.get("const") == kind or kind in spec.get("enum", []):
+            return index
+    return None
+
+
+def validate_fault(fault: Any) -> None:
+    """Validate one fault (as added at run time through the control API); ``ScenarioError`` names the field."""
+    validate_scenario({"subscriptions": [{"id": "x"}], "faults": [fault]}, source="fault")
+
+
 def validate_scenario(document: Any, *, source: str = "scenario") -> None:
     """Raise :class:`ScenarioError` listing every schema violation with its location."""
     validator = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
@@ -459,12 +493,18 @@ def validate_scenario(document: Any, *, source: str = "scenario") -> None:
         if error.validator == "oneOf" and isinstance(error.instance, dict) and "type" in error.instance:
             # a fault: report the fields that do not fit its type instead of a wall of alternatives
             kind = error.instance["type"]
+            where = _location(error.absolute_path)
             if kind not in FAULT_TYPES:
                 detail = f"unknown fault type {kind!r} (known: {', '.join(FAULT_TYPES)})"
             else:
-                known = [s for s in error.context or [] if s.validator not in {"enum", "const"}]
+                branch = _fault_branch(kind)
+                context = error.context or []
+                mine = [e for e in context if e.relative_schema_path and e.relative_schema_path[0] == branch]
+                known = mine or [e for e in context if e.validator not in {"enum", "const"}]
                 detail = known[0].message if known else f"invalid {kind} fault"
-            lines.append(f"{_location(error.absolute_path)}: {detail}")
+                if known and known[0].path:
+                    where = f"{where}.{'.'.join(map(str, known[0].path))}"
+            lines.append(f"{where}: {detail}")
         else:
             lines.append(f"{_location(error.absolute_path)}: {error.message}")
     raise ScenarioError(f"{source}: invalid scenario:\n  " + "\n  ".join(lines))

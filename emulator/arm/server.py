@@ -42,16 +42,21 @@ from emulator.arm.calls import Call, Reply
 from emulator.arm.control import add_control_routes, vm_health
 from emulator.arm.errors import ArmError
 from emulator.arm.events import EventBus, EventSubscription
-from emulator.arm.faults import Faults
+from emulator.arm.faults import Faults, RequestFault
 from emulator.arm.fleet import Fleet, Vm, stable_uuid
 from emulator.arm.patching import InstallPlan
 from emulator.arm.recorder import Recorder
-from emulator.arm.routes import match_route
-from emulator.arm.scenario import load_scenario
+from emulator.arm.routes import ROUTES, Route, match_route
+from emulator.arm.scenario import ScenarioError, load_scenario, validate_fault
 from emulator.arm.schedule import Run, ScheduleEngine
 from emulator.arm.throttle import Throttle
 from emulator.arm.tls import make_server_context
 from emulator.clock import Clock, busy_middleware, parse_instant
+
+
+def _routes_named(name: str) -> list[Route]:
+    return [r for r in ROUTES if r.name == name]
+
 
 __all__ = ["ArmSimulator"]
 
@@ -356,6 +361,29 @@ class ArmSimulator:
         when = start or (self.clock.now() + timedelta(minutes=41)).replace(second=0, microsecond=0)
         return str(self._in_loop(lambda: self.schedule.fire(config, when)))
 
+    # -- faults at run time ----------------------------------------------------------------------
+    def add_fault(self, fault: dict[str, Any]) -> int:
+        """Inject a fault now (validated like a scenario's); returns its index for :meth:`remove_fault`."""
+        try:
+            validate_fault(fault)
+        except ScenarioError as exc:
+            raise ValueError(str(exc).replace("fault: invalid scenario:\n  faults[0]", "fault")) from None
+        if fault["type"] in ("vmAgentNotReady", "deallocated"):
+            raise ValueError(
+                f"fault: {fault['type']} applies at start only; change a running VM with POST /_sim/vms/{{name}}"
+            )
+        return int(self._in_loop(lambda: self.faults.add(fault)))
+
+    def remove_fault(self, index: int) -> bool:
+        return bool(self._in_loop(lambda: self.faults.remove(index)))
+
+    def clear_faults(self) -> int:
+        return int(self._in_loop(self.faults.clear))
+
+    def fault_list(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._in_loop(self.faults.describe)
+        return result
+
     @property
     def runs(self) -> list[Run]:
         """Every run created so far (snapshot taken on the simulator's loop; safe from any thread)."""
@@ -455,6 +483,7 @@ class ArmSimulator:
         }
         identity: str | None = None
         fault_name: str | None = None
+        slow: RequestFault | None = None
         headers: dict[str, str] = {
             "x-ms-request-id": self.new_id(),
             "x-ms-correlation-request-id": request.headers.get("x-ms-client-request-id") or self.new_id(),
@@ -498,7 +527,17 @@ class ArmSimulator:
                     if request.transport is not None:
                         request.transport.abort()
                     return web.Response(status=500)
-                raise self._injected_error(injected.status, injected.retry_after, injected.code, route.name)
+                if injected.kind == "slowAnswer":
+                    slow = injected
+                    if not slow.process_first:
+                        await self._slow_answer(slow)
+                        if request.transport is None or request.transport.is_closing():
+                            # the client gave up during the delay: the request is never processed
+                            self._record(base, identity=identity, status=0, error_code="ClientClosedRequest",
+                                         fault=fault_name)
+                            return web.Response(status=499)
+                else:
+                    raise self._injected_error(injected, route.name, identity=identity, path=path, params=params)
             if body_error:
                 raise ArmError.bad_request("The request content was invalid and could not be deserialized.")
             call = Call(
@@ -518,19 +557,44 @@ class ArmSimulator:
         except ArmError as exc:
             status, payload, error_code = exc.status, exc.body(), exc.code
             headers.update(exc.headers)
+        if slow is not None and slow.process_first:
+            try:
+                await self._slow_answer(slow)  # the request took effect; only its answer is late
+            except asyncio.CancelledError:
+                self._record(base, identity=identity, status=status, error_code=error_code, fault=fault_name)
+                raise
         self._record(base, identity=identity, status=status, error_code=error_code, fault=fault_name)
         if payload is None:
             return web.Response(status=status, headers=headers)
         return web.Response(status=status, headers=headers, body=json.dumps(payload), content_type="application/json")
 
-    def _injected_error(self, status: int, retry_after: int | None, code: str | None, operation: str) -> ArmError:
-        extra = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    async def _slow_answer(self, fault: RequestFault) -> None:
+        """Hold a request (``slowAnswer``): real seconds with the clock held, then simulated seconds."""
+        if fault.seconds > 0:
+            # deliberately real time: the request stays in the clock's busy section, so a skip
+            # clock cannot jump past it while the app's real-seconds client timeout runs
+            await asyncio.sleep(fault.seconds)
+        if fault.simulated_seconds > 0:
+            until = self.clock.now() + timedelta(seconds=fault.simulated_seconds)
+            self.clock.exit_busy()  # let simulated time move on to the answer
+            try:
+                await self.clock.sleep_until(until)
+            finally:
+                self.clock.enter_busy()
+
+    def _injected_error(
+        self, fault: RequestFault, operation: str, *, identity: str, path: str, params: dict[str, str]
+    ) -> ArmError:
+        """ARM's answer for an injected ``httpError`` (bodies as each provider sends them)."""
+        status, code, custom = fault.status, fault.code, fault.message
+        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        compute_route = operation.startswith("vm.") or operation.startswith("compute.")
         if status == 429:
-            if operation.startswith("vm.") or operation.startswith("compute."):
+            if compute_route:
                 return ArmError(
                     429,
                     code or "OperationNotAllowed",
-                    "The server rejected the request because too many requests have been received "
+                    custom or "The server rejected the request because too many requests have been received "
                     "for this subscription.",
                     details=[
                         {
@@ -542,14 +606,49 @@ class ArmSimulator:
                     ],
                     headers=extra,
                 )
-            return ArmError(429, code or "TooManyRequests", "Too many requests; retry later.", headers=extra)
+            return ArmError(429, code or "TooManyRequests", custom or "Too many requests; retry later.", headers=extra)
+        if status == 403:
+            entry = next((i for i in self.identities.values() if i["name"] == identity), {"objectId": ""})
+            action = next((r.action for r in _routes_named(operation)), operation)
+            return ArmError(
+                403,
+                code or "AuthorizationFailed",
+                custom
+                or f"The client '{identity}' with object id '{entry['objectId']}' does not have authorization "
+                f"to perform action '{action}' over scope '{path.rstrip('/')}' or the scope is invalid. If access "
+                "was recently granted, please refresh your credentials.",
+                headers=extra,
+            )
+        if status == 404:
+            if operation.startswith(("mc.", "ca.", "au.")):
+                name = path.rstrip("/").rsplit("/", 1)[-1]
+                message = custom or f"The resource '{name}' was not found."
+                return ArmError(404, code or "NotFound", message, headers=extra)
+            if "vm" in params and "rg" in params:
+                error = ArmError.not_found("Microsoft.Compute/virtualMachines", params["vm"], params["rg"])
+                return ArmError(404, code or error.code, custom or error.message, headers=extra)
+            return ArmError(
+                404,
+                code or "ResourceNotFound",
+                custom or f"The Resource '{path.rstrip('/')}' was not found. "
+                "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+                headers=extra,
+            )
+        if status == 409:
+            return ArmError(
+                409,
+                code or ("OperationNotAllowed" if compute_route else "Conflict"),
+                custom or "The operation could not be completed because another operation is in progress on the "
+                "resource. Retry after it completes.",
+                headers=extra,
+            )
         messages = {
             500: ("InternalServerError", "An internal server error occurred. Please retry the request."),
             502: ("BadGateway", "The gateway did not receive a response in time."),
             503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry."),
         }
         default_code, message = messages.get(status, ("InternalServerError", "Injected failure."))
-        return ArmError(status, code or default_code, message, headers=extra)
+        return ArmError(status, code or default_code, custom or message, headers=extra)
 
     def _authenticate(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")

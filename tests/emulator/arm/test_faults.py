@@ -235,3 +235,159 @@ def test_operation_fails_as_a_failed_lro(arm_factory):
     assert summary.last_patch_installation_summary.error.code == "InternalExecutionError"
     assert running.sim.vm("win-01").installed == set()
     assert install(running, "win-01").status == "Succeeded"  # times: 1, and the VM is free again
+
+
+# -- faults for the safety work (issue 13): 403/404/409, slow answers, faults added at run time ----
+MC_PATH = f"/subscriptions/{SUB}/resourcegroups/rg-patching/providers/Microsoft.Maintenance/maintenanceConfigurations"
+RUN = f"{MC_PATH}/mc-ring0/providers/microsoft.maintenance/applyupdates/20261117200000"
+
+
+def _wait_for(predicate, timeout=60.0):
+    """Wait on state (polling), never asserting on elapsed time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("state not reached")
+        time.sleep(0.05)
+
+
+def _cancel(running, **kwargs):
+    return running.maintenance()._send_request(
+        HttpRequest("PUT", RUN, params={"api-version": "2023-09-01-preview"},
+                    json={"properties": {"status": "Cancel"}}),
+        **kwargs,
+    )
+
+
+def test_http_403_is_arms_authorization_failed_and_nothing_happens(arm_factory):
+    fault = {"type": "httpError", "status": 403, "action": "Microsoft.Maintenance/applyUpdates/write"}
+    running = arm_factory(base_scenario(faults=[fault]))
+    response = _cancel(running)
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "AuthorizationFailed"
+    assert error["message"].startswith("The client 'patchrings-app' with object id '")
+    assert "does not have authorization to perform action 'Microsoft.Maintenance/applyUpdates/write' over scope" in (
+        error["message"]
+    )
+    assert RUN.lower() in error["message"].lower()
+    running.advance_until(lambda: running.sim.run(RUN) is not None)
+    assert running.sim.run(RUN).cancelled_at is None  # the refused cancel did nothing
+    assert running.sim.recorder.find(method="PUT")[0].fault.startswith("httpError")
+
+
+def test_http_404_and_409_as_each_provider_sends_them(arm_factory):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    faults = [
+        {"type": "httpError", "status": 404, "method": "GET", "pathContains": "/win-02", "count": 1},
+        {"type": "httpError", "status": 409, "method": "POST", "action": "*/installPatches/action", "count": 1},
+        {"type": "httpError", "status": 409, "method": "PUT", "pathContains": "maintenanceConfigurations/", "count": 1,
+         "message": "Another write to this configuration is in progress."},
+    ]
+    running = arm_factory(base_scenario(faults=faults))
+    with pytest.raises(ResourceNotFoundError) as missing:
+        running.compute().virtual_machines.get("rg-fleet", "win-02")
+    assert missing.value.error.code == "ResourceNotFound" and "virtualMachines/win-02" in missing.value.error.message
+    with pytest.raises(HttpResponseError) as conflict:
+        running.compute().virtual_machines.begin_install_patches("rg-fleet", "win-01", WIN_ALL, polling=False)
+    assert conflict.value.status_code == 409 and conflict.value.error.code == "OperationNotAllowed"
+    assert running.sim.vm("win-01").install_count == 0
+    client = running.maintenance()
+    cfg = client.maintenance_configurations.get("rg-patching", "mc-ring0")
+    with pytest.raises(HttpResponseError) as busy:
+        client.maintenance_configurations.create_or_update("rg-patching", "mc-ring0", cfg)
+    assert busy.value.status_code == 409 and busy.value.error.code == "Conflict"
+    assert busy.value.error.message == "Another write to this configuration is in progress."
+
+
+def test_slow_answer_trips_a_real_client_timeout_but_the_write_landed(arm_factory):
+    """processFirst (default): the cancel takes effect, only its answer is late (real seconds)."""
+    from azure.core.exceptions import ServiceResponseError
+
+    running = arm_factory(base_scenario(faults=[{"type": "slowAnswer", "seconds": 3, "method": "PUT", "count": 1}]))
+    with pytest.raises(ServiceResponseError):
+        _cancel(running, read_timeout=0.5, retry_total=0)
+    _wait_for(lambda: running.sim.recorder.find(method="PUT"))
+    (record,) = running.sim.recorder.find(method="PUT")
+    assert record.status == 200 and record.fault.startswith("slowAnswer")
+    assert _cancel(running).json()["properties"]["status"] == "Cancelled"  # the first one had landed
+
+
+def test_slow_answer_before_processing_does_nothing_once_the_client_left(arm_factory):
+    from azure.core.exceptions import ServiceResponseError
+
+    fault = {"type": "slowAnswer", "seconds": 3, "method": "PUT", "processFirst": False, "count": 1}
+    running = arm_factory(base_scenario(faults=[fault]))
+    with pytest.raises(ServiceResponseError):
+        _cancel(running, read_timeout=0.5, retry_total=0)
+    _wait_for(lambda: running.sim.recorder.find(method="PUT"))
+    (record,) = running.sim.recorder.find(method="PUT")
+    assert record.status == 0 and record.error_code == "ClientClosedRequest"
+    running.advance_until(lambda: running.sim.run(RUN) is not None)
+    assert running.sim.run(RUN).cancelled_at is None
+
+
+def test_slow_answer_in_simulated_time_moves_the_clock(arm_factory):
+    import threading
+    from datetime import timedelta
+
+    fault = {"type": "slowAnswer", "simulatedSeconds": 600, "method": "GET", "pathContains": "/lin-02", "count": 1}
+    running = arm_factory(base_scenario(faults=[fault]))
+    start = running.now()
+    answers = []
+    client = running.compute()
+    thread = threading.Thread(target=lambda: answers.append(client.virtual_machines.get("rg-fleet", "lin-02")))
+    thread.start()
+    # the held request waits on the clock: its answer is the next thing due, 10 simulated minutes on
+    _wait_for(lambda: running.sim.clock.next_due() == start + timedelta(seconds=600))
+    assert answers == []
+    # the simulator records the request when it answers it: exactly 10 simulated minutes on
+    running.advance_until(lambda: running.sim.recorder.find(path_contains="/lin-02"))
+    assert running.now() == start + timedelta(seconds=600)
+    thread.join()
+    assert answers[0].name == "lin-02"
+
+
+def test_faults_are_added_and_removed_at_run_time_through_the_control_api(arm):
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(arm.sim.ca_path))
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(
+            arm.sim.endpoint + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, context=context) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def get_vm():
+        return arm.compute().send_request(
+            HttpRequest("GET", f"{VM_PATH}/win-01", params={"api-version": "2026-04-01"}), retry_total=0
+        ).status_code
+
+    assert get_vm() == 200
+    status, added = call("POST", "/_sim/faults", {"type": "httpError", "status": 503, "pathContains": "/win-01"})
+    assert status == 201
+    assert get_vm() == 503
+    status, listed = call("GET", "/_sim/faults")
+    assert [(f["index"], f["triggered"]) for f in listed] == [(added["index"], 1)]
+    assert call("DELETE", f"/_sim/faults/{added['index']}")[0] == 200
+    assert get_vm() == 200
+    assert call("DELETE", f"/_sim/faults/{added['index']}")[0] == 404
+    status, bad = call("POST", "/_sim/faults", {"type": "httpError", "status": 418})
+    assert status == 400 and "status" in bad["error"]["message"]
+    status, bad = call("POST", "/_sim/faults", {"type": "deallocated"})
+    assert status == 400 and "/_sim/vms/" in bad["error"]["message"]
+    # the in-process API does the same
+    index = arm.sim.add_fault({"type": "dropConnection", "pathContains": "/win-01", "count": 1})
+    assert index > added["index"]  # indices are never reused
+    with pytest.raises(ServiceResponseError):
+        arm.compute().virtual_machines.get("rg-fleet", "win-01", retry_total=0)
+    assert arm.sim.clear_faults() == 1 and arm.sim.fault_list() == []
