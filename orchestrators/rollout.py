@@ -71,6 +71,8 @@ RESUME_WINDOW = timedelta(days=14)
 CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
 # How many scheduled runs a ring may miss (cancelled / no pre-event) before the rollout halts.
 MAX_MISSED_RUNS = 3
+# Longest single durable timer (below the SDK's 6-day maximum short timer; see Rollout.timer).
+MAX_TIMER = timedelta(days=5)
 # Whole attempts at closing one ring's gate (each with CLOSE retries inside), and the pause between.
 CLOSE_ATTEMPTS = 3
 CLOSE_PAUSE = timedelta(minutes=5)
@@ -141,6 +143,18 @@ class Rollout:
         if self.halt_task is None:
             self.halt_task = self.ctx.wait_for_external_event(names.EV_HALT)
         return self.halt_task
+
+    def timer(self, until: datetime) -> Any:
+        """A durable timer for ``until``, or for ``MAX_TIMER`` from now if that is sooner.
+
+        Why (issue 14.4): azure-functions-durable 1.7.0 splits a timer longer than its maximum
+        short timer (6 days) into pieces and ``cancel()`` does not cancel the pending piece, so an
+        instance that finishes while such a timer runs stays Running (and blocks the next rollout)
+        until the piece fires. Every wait of the rollout (approval timeout, resume window, waits
+        for a monthly run's events) is a loop of timers of at most 5 days that re-checks its
+        deadline; a cancelled piece is an ordinary short timer.
+        """
+        return self.ctx.create_timer(min(until, self.now + MAX_TIMER))
 
     def event_task(self, name: str) -> Any:
         """The one outstanding wait for ``name`` (reused across waits, never left stale).
@@ -463,10 +477,13 @@ class Rollout:
             event_task = self.event_task(names.EV_MAINTENANCE)
             if not event_task.is_completed:
                 if timer is None:
-                    timer = self.ctx.create_timer(until)
+                    timer = self.timer(until)
                 winner = yield from self.race(event_task, timer)
                 if winner is timer:
-                    return None
+                    if self.now >= until:
+                        return None
+                    timer = None  # one piece of a long wait elapsed: the next piece
+                    continue
             if self.inbox.offer(self.consume(names.EV_MAINTENANCE)) is None:
                 self.st.doc["events"]["duplicates"] += 1
             found = take()
@@ -637,12 +654,15 @@ class Rollout:
         )
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=manifest_hash)
-        timer = self.ctx.create_timer(pending.deadline)
+        timer = self.timer(pending.deadline)
         while True:
             event_task = self.event_task(names.EV_APPROVAL)
             winner = event_task
             if not event_task.is_completed:
                 winner = yield from self.race(event_task, timer)
+            if winner is timer and self.now < pending.deadline:
+                timer = self.timer(pending.deadline)  # one piece of a long wait elapsed
+                continue
             if winner is timer:
                 decision = timeout_decision(pending)
                 accepted = decision.to_dict()
@@ -796,13 +816,17 @@ class Rollout:
         yield from self.close_gates()
         yield from self.ledger_rollout("halted", halt.reason)
         resume = self.event_task(names.EV_RESUME)
-        timer = self.ctx.create_timer(self.now + RESUME_WINDOW)
-        self.st.wait_for("resume", until=iso(self.now + RESUME_WINDOW), ring=ring)
+        resume_by = self.now + RESUME_WINDOW
+        timer = self.timer(resume_by)
+        self.st.wait_for("resume", until=iso(resume_by), ring=ring)
         self.st.doc["state"] = HALTED
         self.publish()
         while True:
             resume = self.event_task(names.EV_RESUME)
             winner = resume if resume.is_completed else (yield self.ctx.task_any([resume, timer]))
+            if winner is timer and self.now < resume_by:
+                timer = self.timer(resume_by)  # one piece of the resume window elapsed
+                continue
             if winner is timer:
                 raise Stop(HALTED, halt.reason)
             payload = _decode(self.consume(names.EV_RESUME))

@@ -733,3 +733,47 @@ def test_after_a_missed_run_the_next_one_is_computed_from_the_schedule(
     assert [r["target"]["runStart"] for r in retargeted] == [after_miss]
     assert [r["runId"].rsplit("/", 1)[-1] for r in f.ring_runs_ if r.get("state") == "authorised"] == [
         after_miss.replace("-", "").replace(":", "").replace("T", "")[:14]]
+
+
+# ---------------------------------------------------------------------- 14.4: no long timer outlives the rollout
+def _finished_at(d: Driver, rid: str) -> Any:
+    from datetime import UTC, datetime
+
+    d.until(lambda: d.runtime(rid) in ("Completed", "Failed", "Terminated"))
+    return d.clock.now(), datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+
+
+def test_a_long_approval_timeout_does_not_keep_a_finished_rollout_running(run: Any) -> None:
+    from datetime import timedelta
+
+    plan = default_plan(ring1={"approval": {"mode": "manual", "approvers": ["alice@contoso.com", "bob@contoso.com"],
+                                            "timeout": "P8D", "onTimeout": "reject"}})
+    d, _f = run(plan)
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        assert d.decide(rid, "ring1", "reject", doc["waitingFor"]["manifestHash"], "bob@contoso.com").status == 202
+        done, start = _finished_at(d, rid)
+        again = d.api("POST", "/api/rollouts", {}, who="dave@contoso.com")
+    assert d.status(rid).output["state"] == "halted"
+    assert done - start < timedelta(days=1)  # not held Running until an 8-day timer's piece fires
+    assert again.status == 202  # the finished rollout does not block the next one
+
+
+def test_a_resume_inside_the_14_day_window_leaves_no_timer_behind(run: Any) -> None:
+    from datetime import timedelta
+
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        doc = d.until_waiting(rid, "approval", "ring1")
+        assert d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "x"}, who="bob@contoso.com").status == 202
+        d.until(lambda: d.doc(rid).get("state") == "halted")
+        f.record_approval(rid, "res-1", {"decisionId": "res-1", "verdict": "resume", "by": "bob@contoso.com",
+                                         "ring": "ring1", "outcome": "submitted", "at": "2026-11-16T08:00:00Z"})
+        raise_event(d, rid, "Resume", {"resumeId": "res-1", "by": "bob@contoso.com"})
+        doc = d.until_waiting(rid, "approval", "ring1")
+        assert d.decide(rid, "ring1", "reject", doc["waitingFor"]["manifestHash"], "bob@contoso.com").status == 202
+        done, start = _finished_at(d, rid)
+    assert d.status(rid).output["state"] == "halted"
+    assert done - start < timedelta(days=2)  # the resume window's 14-day wait left nothing pending
