@@ -777,3 +777,32 @@ def test_a_resume_inside_the_14_day_window_leaves_no_timer_behind(run: Any) -> N
         done, start = _finished_at(d, rid)
     assert d.status(rid).output["state"] == "halted"
     assert done - start < timedelta(days=2)  # the resume window's 14-day wait left nothing pending
+
+
+def test_every_long_wait_is_made_of_timers_of_at_most_five_days(run: Any) -> None:
+    """The approval timeout (8 d), a monthly run's pre-event wait (22 d) and the resume window
+    (14 d): the instance's history holds no durable timer longer than 5 days, and the rollout
+    is Completed the moment its resume window ends."""
+    from datetime import timedelta
+
+    from emulator.host.history import parse_ts
+
+    plan = default_plan(ring1={"approval": {"mode": "manual", "approvers": ["alice@contoso.com", "bob@contoso.com"],
+                                            "timeout": "P8D", "onTimeout": "reject"}})
+    d, f = run(plan)
+    f.window = {"startDateTime": "2026-11-01 12:00", "duration": "03:55", "timeZone": "UTC",
+                "recurEvery": "Month Second Tuesday"}
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        waiting = d.until_waiting(rid, "pre-maintenance event", "ring1")
+        assert d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "x"}, who="bob@contoso.com").status == 202
+        halted = d.until_waiting(rid, "resume")
+        done, _ = _finished_at(d, rid)
+    assert waiting["waitingFor"]["runStart"] == "2026-12-08T12:00:00Z"
+    resume_by = parse_ts(halted["waitingFor"]["until"])
+    assert resume_by <= done < resume_by + timedelta(hours=1)
+    timers = [e for e in d.ht.history(rid) if e.get("EventType") == 10]
+    assert timers
+    longest = max(parse_ts(e["FireAt"]) - parse_ts(e["Timestamp"]) for e in timers)
+    assert longest <= timedelta(days=5), longest
