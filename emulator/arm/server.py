@@ -14,7 +14,8 @@ Request pipeline (every request inside ``clock.busy()``): route match (case-inse
 throttle (429 + ``Retry-After``) → injected faults → handler → record.
 
 SUPPORTED: see each handler module's docstring; :mod:`control` serves the ``/_sim/...`` test and
-demo API and the per-VM health endpoints (a separate plain-HTTP listener).
+demo API and the per-VM health endpoints (a separate plain-HTTP listener); the shared clock's
+HTTP interface (``/admin/clock``, :mod:`emulator.clock_http`) is mounted on the same HTTPS app.
 
 LIMITATIONS: one process; state is in memory (continuation tokens resume against the same
 running simulator, from any client process).
@@ -52,6 +53,7 @@ from emulator.arm.schedule import Run, ScheduleEngine
 from emulator.arm.throttle import Throttle
 from emulator.arm.tls import make_server_context
 from emulator.clock import Clock, busy_middleware, parse_instant
+from emulator.clock_http import add_clock_routes
 
 
 def _routes_named(name: str) -> list[Route]:
@@ -176,6 +178,7 @@ class ArmSimulator:
         ssl_context, self.ca_path = make_server_context(self.state_dir)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=16 * 1024 * 1024)
         add_control_routes(app, self)
+        add_clock_routes(app, self.clock)  # /admin/clock: the shared clock over HTTP (issue 14.11)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()

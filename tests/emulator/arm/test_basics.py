@@ -307,3 +307,30 @@ def test_tags_on_other_scopes(arm):
     assert tags.get_at_scope(rg).properties.tags == {"owner": "ops"}
     with pytest.raises(ResourceNotFoundError):
         tags.get_at_scope(f"/subscriptions/{SUB}/resourceGroups/rg-nope")
+
+
+def test_the_shared_clock_is_mounted_at_admin_clock(arm):
+    """issue 14.11: the simulator serves the clock's HTTP interface (emulator.clock_http)."""
+    import json
+    import ssl
+    import urllib.request
+
+    from emulator.clock import parse_instant
+
+    context = ssl.create_default_context(cafile=str(arm.sim.ca_path))
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(
+            arm.sim.endpoint + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, context=context) as response:
+            return response.status, json.loads(response.read() or b"null")
+
+    status, state = call("GET", "/admin/clock")
+    assert status == 200 and parse_instant(state["now"]) == arm.now()
+    status, lease = call("POST", "/admin/clock/lease", {"ttlSeconds": 30, "holder": "test"})
+    assert status in (200, 201) and lease["leaseId"]
+    assert call("GET", "/admin/clock")[1]["leases"]
+    assert call("DELETE", f"/admin/clock/lease/{lease['leaseId']}")[0] in (200, 204)
+    assert arm.sim.recorder.find(path_contains="/admin/clock") == []  # not ARM: never recorded
