@@ -9,8 +9,11 @@ configuration, Ring 2 opened by a dynamic-scope assignment, runs gated on their 
 results collected on their post-events, gates closed at the end. Every recorded request is then
 mapped to its RBAC action with the simulator's route table (``operation_action``).
 
-Approvals are given by the plan's timeout (``onTimeout: approve``) rather than by a click: this
-test is about what the app does to Azure, and a timed click on a skip clock would race the timer.
+Approvals are clicks, given on state: time moves only through the clock API
+(``platform.clock_client().advance_until``), which re-reads the rollout's status once the platform
+is idle and before every jump, so the test sees "waiting for approval of ring N" before the
+approval timer can fire and approves as the plan's first approver. Nothing waits on wall time
+(the earlier version approved by the plan's timeout and raced under load).
 """
 
 from __future__ import annotations
@@ -71,7 +74,12 @@ def _scenario() -> dict[str, Any]:
             "dynamicScopes": [copy.deepcopy(d) for d in subscription["dynamicScopes"] if d["name"] == "ds-ring1"],
         }],
         "catalog": sample["catalog"],
-        "eventSubscriptions": sample["eventSubscriptions"],
+        # The sample's wiring, delivered with the host's Event Grid system key (as on Azure, the
+        # webhook refuses the function key).
+        "eventSubscriptions": [
+            {**sub, "endpoint": str(sub["endpoint"]).replace("${FUNCTIONS_KEY:-}", "${EVENTGRID_KEY}")
+                                                    .replace("${FUNCTIONS_KEY}", "${EVENTGRID_KEY}")}
+            for sub in sample["eventSubscriptions"]],
         "auth": {"identities": [{"name": "patchrings-app", "token": "least-privilege-token-0001",
                                  "default": True, "actions": sorted(GRANTED)}]},
     }
@@ -82,18 +90,34 @@ def _plan(subscription_id: str) -> dict[str, Any]:
     plan = json.loads(text.replace("00000000-0000-0000-0000-000000000001", subscription_id))
     for ring in plan["rings"]:
         ring["members"]["resourceGroups"] = [VM_GROUP]
-        if (ring.get("approval") or {}).get("mode") == "manual":
-            ring["approval"].update(timeout="PT1H", onTimeout="approve")
     return plan
 
 
 def _wait_done(platform: LocalPlatform, rollout_id: str) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        doc = platform.api("GET", f"/api/rollouts/{rollout_id}").json or {}
-        return doc if doc.get("runtimeStatus") in DONE else None
+    """Move time (clock API) until the rollout is done, approving each ring when it asks."""
+    clock = platform.clock_client()
+    approved: set[str] = set()
 
-    doc: dict[str, Any] = platform.wait_for(finished, timeout=480)  # type: ignore[arg-type]
-    return doc
+    def next_state() -> dict[str, Any] | None:
+        doc = platform.api("GET", f"/api/rollouts/{rollout_id}").json or {}
+        if doc.get("runtimeStatus") in DONE:
+            return doc
+        waiting = (doc.get("status") or {}).get("waitingFor") or {}
+        if str(waiting.get("what", "")).startswith("approval") and waiting.get("ring") not in approved:
+            return doc
+        return None
+
+    while True:
+        doc: dict[str, Any] = clock.advance_until(next_state, timeout=480)
+        if doc.get("runtimeStatus") in DONE:
+            return doc
+        waiting = doc["status"]["waitingFor"]
+        ring = str(waiting["ring"])
+        result = platform.api("POST", f"/api/rollouts/{rollout_id}/rings/{ring}/approve",
+                              {"manifestHash": waiting["manifestHash"], "comment": "least-privilege check"},
+                              headers={"X-PatchRings-Approver": str(waiting["approvers"][0])})
+        assert result.status == 202, result
+        approved.add(ring)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +143,7 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             # Fail closed: a run of a gated ring that nobody authorised is cancelled by the
             # app's guard (applyUpdates/write). A clean rollout never needs that, so ask for it.
             unapproved = platform.arm.fire_run("mc-ring1")
-            cancelled = platform.wait_for(
+            cancelled = platform.clock_client().advance_until(
                 lambda: (run := platform.arm.run(unapproved)) is not None and run.status == "Cancelled",
                 timeout=240,
             )
