@@ -5,8 +5,10 @@ something that answers like Azure -- TLS, bearer auth, ARM error bodies, LROs, t
 maintenance schedules and events, failures included. :class:`ArmSimulator` composes the parts:
 
 * :mod:`routes` (paths, RBAC actions), :mod:`compute`, :mod:`tags`, :mod:`maintenance` (handlers),
-* :mod:`fleet` (state), :mod:`patching` (patch world), :mod:`schedule` (runs), :mod:`events`,
-* :mod:`faults`, :mod:`throttle`, :mod:`recorder`, :mod:`tls`.
+* :mod:`fleet` (state), :mod:`patching` (patch world), :mod:`schedule` (runs) with its own
+  schedule oracle :mod:`recurrence` (never the app's), :mod:`events`,
+* :mod:`apiversions` (registered api-versions), :mod:`faults`, :mod:`throttle`, :mod:`recorder`,
+  :mod:`tls`.
 
 Request pipeline (every request inside ``clock.busy()``): route match (case-insensitive) →
 ``api-version`` required → bearer token → identity → api-version registered for the provider (400
