@@ -431,22 +431,36 @@ class Clock:
 
         Unknown, empty or expired ids are accepted and change nothing.
         """
-        with self._cond:
-            lease = self._leases.get(lease_id or "")
-            if lease is not None:
-                lease.suspended += 1
-                self._generation += 1
-                self._cond.notify_all()
+        suspended = bool(lease_id) and self.suspend_lease(str(lease_id))
         try:
             yield
         finally:
-            if lease is not None:
-                with self._cond:
-                    lease.suspended -= 1
-                    # Time may have moved while the holder waited: the lease is fresh again.
-                    lease.expires = max(lease.expires, time.monotonic() + min(lease.ttl, 5.0))
-                    self._generation += 1
-                    self._cond.notify_all()
+            if suspended:
+                self.resume_lease(str(lease_id))
+
+    def suspend_lease(self, lease_id: str) -> bool:
+        """Stop ``lease_id`` from blocking jumps until :meth:`resume_lease` (nested; False if unknown)."""
+        with self._cond:
+            self._expire_locked()
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return False
+            lease.suspended += 1
+            self._generation += 1
+            self._cond.notify_all()
+            return True
+
+    def resume_lease(self, lease_id: str) -> bool:
+        """Undo one :meth:`suspend_lease`; the lease is renewed (time may have moved meanwhile)."""
+        with self._cond:
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                return False
+            lease.suspended = max(lease.suspended - 1, 0)
+            lease.expires = max(lease.expires, time.monotonic() + min(lease.ttl, 5.0))
+            self._generation += 1
+            self._cond.notify_all()
+            return True
 
     def follower_report(
         self, lease_id: str, *, seq: int, busy: bool, next_due: datetime | None, seen: datetime | None,
@@ -891,6 +905,78 @@ class RemoteClock(Clock):
                 self._cond.notify_all()
             if isinstance(answer, dict):
                 self._apply(answer.get("now"))
+
+    # -- leases and explicit moves are the authority's: forwarded over its clock API ----------
+    def _forward(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        return _http_json(method, f"{self.url}{path}", body, timeout=timeout)
+
+    def acquire_lease(self, ttl_seconds: float, holder: str = "", *, follower: bool = False) -> str:
+        status, body = self._forward("POST", "/lease", {"ttlSeconds": ttl_seconds, "holder": holder,
+                                                        "follower": follower})
+        if status == 400:
+            raise ValueError(str(((body or {}).get("error") or {}).get("message", body)))
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"time authority {self.url}: HTTP {status} {body}")
+        return str(body["leaseId"])
+
+    def renew_lease(self, lease_id: str, ttl_seconds: float | None = None) -> bool:
+        status, body = self._forward("POST", f"/lease/{lease_id}", {} if ttl_seconds is None
+                                     else {"ttlSeconds": ttl_seconds})
+        if status == 400:
+            raise ValueError(str(((body or {}).get("error") or {}).get("message", body)))
+        return status == 200
+
+    def release_lease(self, lease_id: str) -> bool:
+        return self._forward("DELETE", f"/lease/{lease_id}")[0] == 200
+
+    def leases(self) -> list[dict[str, Any]]:
+        status, body = self._forward("GET", "")
+        return list(body.get("leases", [])) if status == 200 and isinstance(body, dict) else []
+
+    def lease_expires_at(self, lease_id: str) -> datetime | None:
+        for item in self.leases():
+            if item.get("leaseId") == lease_id:
+                return parse_instant(str(item["expiresAt"]))
+        return None
+
+    def has_lease(self, lease_id: str) -> bool:
+        return any(item.get("leaseId") == lease_id for item in self.leases())
+
+    def suspend_lease(self, lease_id: str) -> bool:
+        return self._forward("POST", f"/lease/{lease_id}/suspend", {})[0] == 200
+
+    def resume_lease(self, lease_id: str) -> bool:
+        return self._forward("POST", f"/lease/{lease_id}/resume", {})[0] == 200
+
+    def follower_report(self, lease_id: str, **_: Any) -> dict[str, Any] | None:
+        return None  # a follower is not an authority
+
+    async def _advance_remote(self, body: dict[str, Any], timeout: float) -> datetime | None:
+        loop = asyncio.get_running_loop()
+        status, answer = await loop.run_in_executor(
+            None, lambda: self._forward("POST", "/advance", {**body, "timeoutSeconds": timeout}, timeout + 30))
+        code = ((answer or {}).get("error") or {}).get("code") if isinstance(answer, dict) else None
+        if status == 200 and isinstance(answer, dict):
+            self._apply(answer.get("now"))
+            return self.now()
+        if code == "NothingDue":
+            return None
+        if code == "ClockBusy":
+            raise ClockBusyError(str(answer))
+        if code == "InstantInPast":
+            raise ValueError(str(answer))
+        raise RuntimeError(f"time authority {self.url}: HTTP {status} {answer}")
+
+    async def until_idle(self, *, timeout: float = 60.0) -> datetime:
+        moved = await self._advance_remote({"untilIdle": True}, timeout)
+        return moved or self.now()
+
+    async def advance_next(self, *, timeout: float = 60.0) -> datetime | None:
+        return await self._advance_remote({"next": True}, timeout)
+
+    async def advance_to(self, target: datetime, *, timeout: float = 60.0) -> datetime:
+        moved = await self._advance_remote({"to": _iso(_utc(target))}, timeout)
+        return moved or self.now()
 
     def advance(self) -> bool:
         raise RuntimeError("a following clock is moved by its time authority")

@@ -21,7 +21,12 @@ skipping is locked while a client holds it and unlocked while the client waits f
                                       ``timeoutSeconds`` (default 60) bounds the wait for idle.
                                       Explicit moves ignore leases (they are the holder's own way
                                       to move time) but never jump while work is in flight.
-``POST /admin/clock/lease/{id}/report`` the follower protocol of :class:`emulator.clock.RemoteClock`.
+``POST /admin/clock/lease/{id}/report`` the follower protocol of :class:`emulator.clock.RemoteClock`;
+``POST /admin/clock/lease/{id}/suspend|resume`` what ``Clock.lease_suspended`` does, for a host
+                                      that follows another process's clock (its long-poll).
+
+On a host that follows another process's clock (``--clock follow=URL``) the same routes act on
+the authority's clock: leases and advances are forwarded (:class:`emulator.clock.RemoteClock`).
 
 Errors: 400 ``{"error": {"code": "InvalidClockRequest", "field", "message"}}`` naming the field;
 409 ``ClockNotSkippable`` (advancing a real/scale clock), ``InstantInPast`` (``to`` before now);
@@ -197,6 +202,18 @@ def add_clock_routes(app: web.Application, clock: Clock, *, prefix: str = "/admi
             return _error(404, "LeaseNotFound", f"no lease {lease_id!r} (released or expired)")
         return web.json_response({"leaseId": lease_id, "released": True, "now": _iso(clock.now())})
 
+    async def suspend(request: web.Request) -> web.Response:
+        lease_id = request.match_info["lease"]
+        if not clock.suspend_lease(lease_id):
+            return _error(404, "LeaseNotFound", f"no lease {lease_id!r} (released or expired)")
+        return web.json_response({"leaseId": lease_id, "suspended": True})
+
+    async def resume(request: web.Request) -> web.Response:
+        lease_id = request.match_info["lease"]
+        if not clock.resume_lease(lease_id):
+            return _error(404, "LeaseNotFound", f"no lease {lease_id!r} (released or expired)")
+        return web.json_response({"leaseId": lease_id, "suspended": False})
+
     async def report(request: web.Request) -> web.Response:
         lease_id = request.match_info["lease"]
         body = await _json_object(request)
@@ -270,6 +287,8 @@ def add_clock_routes(app: web.Application, clock: Clock, *, prefix: str = "/admi
     app.router.add_post(f"{prefix}/lease/{{lease}}", guarded(renew_lease))
     app.router.add_delete(f"{prefix}/lease/{{lease}}", guarded(drop_lease))
     app.router.add_post(f"{prefix}/lease/{{lease}}/report", guarded(report))
+    app.router.add_post(f"{prefix}/lease/{{lease}}/suspend", guarded(suspend))
+    app.router.add_post(f"{prefix}/lease/{{lease}}/resume", guarded(resume))
     app.router.add_post(f"{prefix}/advance", guarded(advance))
 
 

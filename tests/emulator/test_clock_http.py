@@ -243,3 +243,34 @@ def test_a_dead_follower_cannot_freeze_time(authority: Authority) -> None:
     future.result(timeout=10)
     assert woke == ["timer@07:00"]
     assert not authority.clock.has_lease(lease)
+
+
+def test_the_clock_api_of_a_follower_acts_on_the_authority(authority: Authority) -> None:
+    """A host following another process's clock serves /admin/clock too: leases, suspensions
+    (its long-poll) and advances land on the authority, whose time is the one that counts."""
+    follower = make_clock(f"follow={authority.server.url}")
+    loop = LoopThread("follower-api")
+    server = ClockServer(follower)
+    loop.call(server.start())
+    via_host = ClockClient(server.url, timeout=30)
+    woke: list[str] = []
+    try:
+        lease = via_host.lease(60, "curl via the host")
+        assert [item["leaseId"] for item in authority.client.state()["leases"] if not item.get("follower")] == [lease]
+        future = authority.sleeper(START + timedelta(hours=1), woke, "timer")
+        while authority.client.state()["nextDue"] is None:
+            pass
+        with pytest.raises(TimeoutError):
+            future.result(timeout=0.3)  # the lease taken through the host holds the authority
+        assert follower.suspend_lease(lease)  # what the host's long-poll does while it waits
+        future.result(timeout=10)
+        assert woke == ["timer@07:00"]
+        assert follower.resume_lease(lease)
+        status, answer = via_host.advance(by="PT2H")
+        assert (status, answer["now"]) == (200, "2026-11-16T09:00:00Z")
+        assert authority.clock.now() == START + timedelta(hours=3)
+        assert via_host.release(lease) and not via_host.release(lease)
+    finally:
+        loop.call(server.stop())
+        loop.close()
+        follower.close()
