@@ -7,10 +7,14 @@ records the event in the ledger, and only *routes*:
 * Ring 0's pre-event starts the rollout, with an instance id derived from the correlationId, so
   a redelivery finds the existing instance and starts nothing;
 * every pre-event of every configuration the plan names starts the fail-closed guard for that
-  run (again with a correlationId-derived id), whatever the ring's patching mode: a scheduled
-  ring's run goes ahead only if the rollout authorised it, and a *direct* ring whose members come
-  from a maintenance configuration has that configuration's own runs cancelled (the rollout
-  installs a direct ring itself and never authorises its configuration's schedule);
+  run (again with a correlationId-derived id), whatever the ring's patching mode: a gated
+  scheduled ring's run goes ahead only if the rollout authorised it, and a *direct* ring whose
+  members come from a maintenance configuration has that configuration's own runs cancelled (the
+  rollout installs a direct ring itself and never authorises its configuration's schedule; issue
+  13.3 — guarded rather than refused at plan validation, because selecting a direct ring's members
+  through a configuration's assignments is a legitimate shape, it is only the configuration's own
+  schedule that must not patch). Ring 0 is always direct (a plan rule), so its configuration's
+  pre-event both starts the rollout and guards that configuration's own run;
 * every event of a planned ring is raised into the active rollout as ``MaintenanceEvent``; the
   orchestrator de-duplicates by (correlationId, kind) and tolerates reordering.
 

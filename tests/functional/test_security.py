@@ -463,3 +463,23 @@ def test_events_endpoint_handshakes_and_routes_like_the_trigger(secure: Any) -> 
     assert [i.instance_id.split("-mc-")[0] for i in s.instances()] == ["guard-mw-pre"]
     assert [p["correlationId"] for p in s.fleet.called("cancel_run")] == [run]
     assert [e["correlationId"] for e in s.fleet.events_] == [run]
+
+
+def test_guards_follow_the_ring_shape(secure: Any) -> None:
+    """Every pre-event of every planned configuration gets a guard: Ring 0's (direct: its
+    pre-event also starts the rollout), a later direct ring's, and a gated scheduled ring's."""
+    plan = default_plan(
+        ring0={"members": {"tag": {"name": "patchRing", "value": "ring0"},
+                           "maintenanceConfigurationId": f"{fleet.MC}/mc-ring0", "subscriptions": [fleet.SUB]}},
+        ring1={"patching": "direct", "open": {"mode": "none"},
+               "members": {"tag": {"name": "patchRing", "value": "ring1"},
+                           "maintenanceConfigurationId": f"{fleet.MC}/mc-ring1", "subscriptions": [fleet.SUB]}})
+    s = secure(LOCAL, plan)
+    when = "2026-11-20T12:00:00Z"
+    with s.d.clock.hold():
+        for configuration in ("mc-ring0", "mc-ring1", "mc-ring2"):
+            assert s.deliver(maintenance_event("pre", configuration, when)) == 202
+        guards = sorted(i.instance_id.split("-2026")[0] for i in s.instances() if i.name == "guard_orchestrator")
+        rollouts = [i.instance_id for i in s.instances() if i.name == "rollout_orchestrator"]
+    assert guards == ["guard-mw-pre-mc-ring0", "guard-mw-pre-mc-ring1", "guard-mw-pre-mc-ring2"], guards
+    assert len(rollouts) == 1 and rollouts[0].startswith("mw-pre-mc-ring0-")
