@@ -708,10 +708,13 @@ class Rollout:
         self.publish()
         configuration_id = plan_view.configuration_of(ring_doc)
         scheduled = plan_view.patching(ring_doc) == "scheduled"
+        pinned_at = None
         if scheduled and configuration_id and self.manifest is not None:
-            yield from self.activity(
+            pinned = yield from self.activity(
                 names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}, retries.WRITE
             )
+            if (pinned or {}).get("changed", True):
+                pinned_at = self.now  # the configuration write has landed by now
         mode = plan_view.open_mode(ring_doc)
         if mode != "none" or scheduled:
             opened = yield from self.gate(ring, open_=True)
@@ -723,7 +726,15 @@ class Rollout:
             config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
             self.windows[ring] = (config or {}).get("window") or {}
             margin = parse_duration(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
+            # Every write of the promotion (pin, retag / assignment) has landed by now, so the run
+            # targeted is the first whose T-40 (minus the margin) is still ahead (issue 14.8).
             target = promotion_target((config or {}).get("window") or {}, self.now, margin)
+            skipped = (target or {}).get("skippedRun") or {}
+            if pinned_at is not None and skipped.get("t40") and pinned_at > parse_iso(skipped["t40"]):
+                # AUM cancels a run whose configuration is edited less than 40 minutes before it.
+                target["skippedRunCancelledByEdit"] = True
+                target["reason"] = (f"{target.get('reason')}; the manifest pin at {iso(pinned_at)} landed after that "
+                                    f"run's T-40 ({skipped['t40']}), so AUM cancels it")
             self.st.set_phase(ring, "promoted", iso(self.now), target=target)
             if target and not target.get("meetsT40", True):
                 self.st.note(iso(self.now), f"ring {ring}: {target.get('reason')}")

@@ -10,7 +10,7 @@ Size bound (issue 14.2): the Durable extension fails an orchestration whose cust
 16 KB (UTF-16 bytes of its JSON). The orchestrator publishes :func:`bounded` of the document, which
 keeps the newest few approvals / notes / runs, a manifest *summary* (hash, counts, a few KBs and
 packages: the full manifest is in the ledger and the output) and short texts, then trims further in
-stages until the UTF-16 size is at most ``STATUS_BUDGET`` (8 KB, half the limit) whatever the fleet,
+stages until the UTF-16 size is at most ``STATUS_BUDGET`` (10 KB; the limit is 16 KB) whatever the fleet,
 manifest or plan size.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 MAX_REASONS = 25
 # Custom status budget in UTF-16 bytes of its JSON (the extension's limit is 16 KB).
-STATUS_BUDGET = 8 * 1024
+STATUS_BUDGET = 10 * 1024
 
 # Rollout states.
 RUNNING = "running"
@@ -203,7 +203,7 @@ def _tail(items: Any, keep: int) -> list[Any]:
 
 
 # Trimming stages: (approvals, notes, runs per ring, reasons per gate, manifest items, text length).
-_STAGES = ((10, 15, 5, 10, 10, 240), (5, 8, 3, 5, 5, 160), (2, 4, 2, 3, 3, 100), (1, 2, 1, 1, 0, 80),
+_STAGES = ((10, 15, 5, 10, 10, 300), (5, 8, 3, 5, 5, 200), (2, 4, 2, 3, 3, 100), (1, 2, 1, 1, 0, 80),
            (0, 1, 0, 0, 0, 60))
 
 
@@ -263,11 +263,17 @@ def _trim(doc: dict[str, Any], stage: tuple[int, ...]) -> dict[str, Any]:
     return out
 
 
+def _keeps_whole(key: str) -> bool:
+    """Identifiers, instants and URLs are never cut (an id cut short is a wrong id)."""
+    return key in ("vm", "id", "hash") or key.endswith(("Id", "Url", "At", "Start", "End", "Hash")) or key in (
+        "until", "start", "end", "t40", "landBy", "at")
+
+
 def _short_dict(value: dict[str, Any], text: int, list_items: int = 5) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         if isinstance(item, str):
-            out[key] = _short(item, text)
+            out[key] = item if _keeps_whole(key) else _short(item, text)
         elif isinstance(item, list):
             out[key] = [_short(i, text) if not isinstance(i, dict) else _short_dict(i, text, list_items)
                         for i in item[:list_items]]

@@ -311,7 +311,15 @@ def test_a_late_approval_targets_the_following_run_and_says_so(held: Any) -> Non
     assert target["skippedRun"]["start"] == "2026-11-16T12:00:00Z"
     assert target["runStart"] == "2026-11-17T12:00:00Z"
     assert any("too late for the run at 2026-11-16T12:00:00Z" in n["text"] for n in doc["notes"])
+    # the pin landed after 11:20, the skipped run's T-40: AUM cancels that run (issue 14.8), and the
+    # status and the ledger say so
+    assert target["skippedRunCancelledByEdit"] is True
+    assert any("so AUM cancels it" in n["text"] for n in doc["notes"])
+    promoted = [r for r in ledger(p).ring_runs(rid) if r.get("ring") == "ring1" and r.get("state") == "promoted"]
+    assert promoted and promoted[-1]["target"]["skippedRunCancelledByEdit"] is True
+    skipped = p.arm.run(f"{sc.MC}/mc-ring1/providers/Microsoft.Maintenance/applyUpdates/20261116120000")
     doc = d.until_waiting(rid, "approval", "ring2")
+    assert skipped is not None and skipped.status == "Cancelled"
     runs = doc["rings"][1]["runs"]
     assert [(r["correlationId"].rsplit("/", 1)[-1], r["decision"]) for r in runs] == [("20261117120000", "authorised")]
     # the skipped run was not authorised by anyone: its guard cancelled it
