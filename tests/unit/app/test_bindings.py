@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from activities import compute, ledger, maintenance, plan, tags
+from activities import compute, ledger, maintenance, notify, plan, tags
 from activities.deps import Deps, set_deps
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
@@ -19,6 +19,8 @@ CONTRACT = {
     "check_vm_health", "retag_vms", "set_ring_assignment", "pin_manifest", "get_configuration", "cancel_run",
     "collect_run_results", "ledger_record_rollout", "ledger_record_ring_run", "ledger_record_vm_results",
     "ledger_record_approval", "ledger_record_event", "ledger_read_gate",
+    # issue 13 additions: decisions checked against the ledger (13.13), loud cancel failures (13.1)
+    "ledger_check_decision", "notify",
 }
 
 
@@ -41,7 +43,7 @@ def functions(module: Any) -> list[Any]:
 
 def test_every_contract_activity_is_registered_once() -> None:
     names: list[str] = []
-    for module in (compute, ledger, maintenance, plan, tags):
+    for module in (compute, ledger, maintenance, notify, plan, tags):
         for fn in functions(module):
             bindings = [b for b in fn.get_bindings() if b.type == "activityTrigger"]
             assert len(bindings) == 1, fn.get_function_name()
