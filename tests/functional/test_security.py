@@ -125,6 +125,32 @@ def test_every_route_without_a_key_is_401(secure: Any) -> None:
     assert s.instances() == [] and s.fleet.approvals_ == []
 
 
+def test_extension_webhooks_need_their_system_key_not_a_function_key(secure: Any) -> None:
+    """Azure: the Durable Task API and the Event Grid webhook take their extension's system key
+    (or the master key); a function key is not enough (learn.microsoft.com function-keys-how-to)."""
+    s = secure()
+    base = s.ht.base_url
+    for method, path in (("GET", "/runtime/webhooks/durabletask/instances"),
+                         ("POST", "/runtime/webhooks/durabletask/instances/ro-x/raiseEvent/ApprovalDecision"),
+                         ("POST", "/runtime/webhooks/durabletask/orchestrators/rollout_orchestrator"),
+                         ("POST", "/runtime/webhooks/eventgrid?functionName=on_maintenance_event")):
+        joiner = "&" if "?" in path else "?"
+        for url in (f"{base}{path}", f"{base}{path}{joiner}code={s.ht.function_key}"):
+            assert http_call(method, url, body={}).status == 401, (method, url)
+    assert s.instances() == []
+
+
+@pytest.mark.xfail(strict=True, reason="local host: POST /admin/functions/{name} takes no key at all; Azure requires "
+                                        "the master key for admin endpoints (emulator/host/triggers.py, engineer A)")
+def test_admin_invocation_needs_the_master_key(secure: Any) -> None:
+    s = secure()
+    event = json.dumps([maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")])
+    result = http_call("POST", f"{s.ht.base_url}/admin/functions/on_maintenance_event", body={"input": event},
+                       headers={"x-functions-key": s.ht.function_key})
+    assert result.status == 401
+    assert s.instances() == []
+
+
 # ---------------------------------------------------------------------- identity
 def test_forged_principal_is_not_trusted_without_app_service_authentication(secure: Any) -> None:
     s = secure(Settings())  # the default Azure deployment: authentication off, no fallback
