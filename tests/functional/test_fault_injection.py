@@ -97,3 +97,117 @@ def test_a_rollout_that_fails_closes_the_gate_and_records_failed(held: Any) -> N
     assert out["rings"][1]["gate"] is None
     # nothing outside Ring 0 was installed on demand
     assert all(vm_name(r) in sc.RING0 for r in installs(p))
+
+
+# ---------------------------------------------------------------------- the main matrix
+FINAL = ("Completed", "Failed", "Terminated")
+APPROVERS = {"ring1": "alice@contoso.com", "ring2": "carol@contoso.com"}
+
+# Every ARM call the rollout (and the guard and triggers on its path) makes, by RBAC action.
+ACTIVITIES = {
+    "resolve_ring_members": "Microsoft.Compute/virtualMachines/read",
+    "start_install": "Microsoft.Compute/virtualMachines/installPatches/action",
+    "poll_install": "Microsoft.Compute/locations/operations/read",
+    "health_and_results": "Microsoft.Compute/virtualMachines/instanceView/read",
+    "retag_vms": "Microsoft.Resources/tags/*",
+    "pin_manifest": "Microsoft.Maintenance/maintenanceConfigurations/write",
+    "get_configuration": "Microsoft.Maintenance/maintenanceConfigurations/read",
+    "set_ring_assignment": "Microsoft.Maintenance/configurationAssignments/*",
+    "apply_updates": "Microsoft.Maintenance/applyUpdates/*",
+}
+# Each fault the simulator offers, as a burst of three at that call (retries must absorb it, or
+# the rollout must end visibly with every gate closed).
+FAULTS = {
+    "429": {"type": "httpError", "status": 429, "retryAfter": 1},
+    "5xx": {"type": "httpError", "status": 503, "retryAfter": 1},
+    "drop": {"type": "dropConnection"},
+    "403": {"type": "httpError", "status": 403},
+    "slow": {"type": "slowAnswer", "seconds": 2},
+}
+
+
+def drive(d: Driver, rid: str) -> Any:
+    """Approve whatever the rollout asks for (as a listed approver) until it ends."""
+    decided: set[tuple[str, str]] = set()
+    while True:
+        def next_step() -> Any:
+            if d.runtime(rid) in FINAL:
+                return "done"
+            doc = d.doc(rid)
+            waiting = doc.get("waitingFor") or {}
+            key = (str(waiting.get("ring")), str(waiting.get("manifestHash")))
+            if waiting.get("what") == "approval" and key not in decided:
+                return doc
+            return None
+
+        step = d.until(next_step, timeout=240)
+        if step == "done":
+            return d.status(rid)
+        waiting = step["waitingFor"]
+        ring = waiting["ring"]
+        who = APPROVERS.get(ring) or next(a for a in waiting["approvers"] if a != INITIATOR)
+        decided.add((str(ring), str(waiting["manifestHash"])))
+        result = d.decide(rid, ring, "approve", waiting["manifestHash"], who)
+        assert result.status in (202, 409), result
+
+
+def assert_promise(p: Any, rid: str, final: Any) -> dict[str, Any]:
+    """The safety promise, from the simulator's records, the fleet and the ledger."""
+    out = final.output or {}
+    lg = ledger(p)
+    # 1. installPatches only reached Ring 0 (the direct ring); never a later ring's VM
+    assert all(vm_name(r) in sc.RING0 for r in installs(p)), [vm_name(r) for r in installs(p)]
+    # 2. every maintenance run that patched anything was authorised by the rollout (gate open)
+    for run in p.arm.runs:
+        if run.plans:
+            gates = lg.run_gates(run.correlation_id)
+            assert any(g.get("authorised") is True for g in gates), (run.correlation_id, gates)
+    # 3. no gate left open, whatever the outcome: Ring 1 back on hold, Ring 2's assignment removed
+    for name in sc.RING1:
+        assert p.arm.vm(name).tags["patchRing"] == "ring1-hold", name
+    writes = [r for r in p.arm.recorder.find() if "/configurationassignments/patchrings-ring2" in r.path.lower()
+              and r.method in ("PUT", "DELETE") and r.status < 300]
+    assert not writes or writes[-1].method == "DELETE", [(w.method, w.status) for w in writes]
+    # 4. the outcome is visible in the status and the ledger alike (never "running")
+    row = lg.rollout(rid) or {}
+    status = final.custom_status if isinstance(final.custom_status, dict) else {}
+    assert out.get("state") in ("completed", "halted", "failed"), out
+    assert row.get("state") == out["state"] == status.get("state"), (row.get("state"), out.get("state"))
+    if out["state"] != "completed":
+        assert out.get("outcome") and row.get("outcome") and status.get("outcome"), (out, row)
+    # 5. every Ring 0 VM that was attempted has its verdict in the ledger
+    attempted = {vm_name(r) for r in installs(p)}
+    recorded = {r["vm"].rsplit("/", 1)[-1] for r in lg.vm_results(rid, "ring0") if r.get("verdict")}
+    assert attempted <= recorded, (attempted, recorded)
+    return out
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("activity", sorted(ACTIVITIES))
+def test_each_fault_at_each_call_keeps_the_promise(held: Any, activity: str, fault: str) -> None:
+    spec = {**FAULTS[fault], "action": ACTIVITIES[activity], "count": 3}
+    p = held(sc.scenario(faults=[spec]))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    final = drive(d, rid)
+    out = assert_promise(p, rid, final)
+    triggered = p.arm.faults_state()[0]["triggered"] if hasattr(p.arm, "faults_state") else None
+    print(f"MATRIX {activity} {fault}: {out['state']} ({str(out.get('outcome'))[:100]}) triggered={triggered}")
+
+
+def test_ten_percent_faults_across_the_whole_run_keep_the_promise(held: Any) -> None:
+    faults = [
+        {"type": "httpError", "status": 503, "retryAfter": 1, "probability": 0.04},
+        {"type": "httpError", "status": 500, "retryAfter": 1, "probability": 0.02},
+        {"type": "httpError", "status": 429, "retryAfter": 1, "probability": 0.02},
+        {"type": "dropConnection", "probability": 0.02},
+    ]
+    p = held(sc.scenario(faults=faults))
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    final = drive(d, rid)
+    out = assert_promise(p, rid, final)
+    hit = [r for r in p.arm.recorder.find() if r.status in (429, 500, 503) or r.status == 0]
+    print(f"MATRIX 10%: {out['state']} ({str(out.get('outcome'))[:100]}); {len(hit)} faulted of "
+          f"{len(p.arm.recorder.find())} requests")
+    assert hit  # faults really happened
