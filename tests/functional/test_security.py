@@ -509,3 +509,24 @@ def test_guards_follow_the_ring_shape(secure: Any) -> None:
         rollouts = [i.instance_id for i in s.instances() if i.name == "rollout_orchestrator"]
     assert guards == ["guard-mw-pre-mc-ring0", "guard-mw-pre-mc-ring1", "guard-mw-pre-mc-ring2"], guards
     assert len(rollouts) == 1 and rollouts[0].startswith("mw-pre-mc-ring0-")
+
+
+def test_easy_auth_setting_reaches_the_app_on_the_platform(platform_factory: Any) -> None:
+    """WEBSITE_AUTH_ENABLED=True set as App Service sets it (an environment variable of the host):
+    the principal header identifies the caller, the local fallback header no longer does."""
+    p = platform_factory(settings={"WEBSITE_AUTH_ENABLED": "True"})
+    started = p.api("POST", "/api/rollouts", {"dryRun": True}, headers=principal(upn="dave@contoso.com"))
+    assert started.status == 202 and started.json["initiator"] == "dave@contoso.com", started
+    rid = started.json["id"]
+    url = f"/api/rollouts/{rid}/rings/ring1/approve"
+    body = {"manifestHash": "0000"}
+    fallback = p.api("POST", url, body, headers={"X-PatchRings-Approver": "bob@contoso.com"})
+    outsider = p.api("POST", url, body, headers=principal(upn="mallory@contoso.com"))
+    bob = p.api("POST", url, body, headers=principal(upn="bob@contoso.com"))
+    assert (fallback.status, fallback.json["error"]["field"]) == (403, "X-MS-CLIENT-PRINCIPAL")
+    assert (outsider.status, outsider.json["error"]["field"]) == (403, "approver")
+    assert bob.status == 409, bob  # identified and an approver; nothing is pending in a dry run
+    from tests.functional.platform_driver import ledger
+
+    rows = ledger(p).approvals(rid)
+    assert sorted(r["outcome"] for r in rows) == ["refused"] * 3
