@@ -330,3 +330,50 @@ def test_results_that_cannot_be_read_are_unreadable_and_inconclusive(make: Any, 
     verdicts = verdicts_for(PLAN, "ring1", [vm], out, {})
     assert verdicts[0]["outcome"] == "inconclusive"
     assert gate_for(PLAN, "ring1", verdicts)["outcome"] == "inconclusive"
+
+
+# ------------------------------------------------------------------ slow answers (a client timeout)
+@pytest.fixture
+def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARM clients built after this give up reading an answer after 2 real seconds."""
+    from patchrings import clients as clients_module
+
+    monkeypatch.setitem(clients_module.ARM_LIMITS, "read_timeout", 2)
+
+
+def slow(path: str, *, method: str = "POST", process_first: bool) -> dict[str, Any]:
+    return {"type": "slowAnswer", "seconds": 4, "processFirst": process_first, "method": method,
+            "pathContains": path, "count": 1}
+
+
+@pytest.mark.usefixtures("short_timeout")
+def test_a_post_applied_but_answered_too_late_is_never_sent_again(make: Any) -> None:
+    arm, clients, ledger = make(slow("installPatches", process_first=True))
+    out = start_install_core(clients, ledger, timed("run-slow", START))
+    assert out["state"] == "already-started" and out["uncertain"] is True  # the answer never came
+    polled = tokenless_poll(clients, ledger, "run-slow", LATER)
+    assert polled["done"] is False and "resend" not in polled  # the VM shows this run's install
+    assert start_install_core(clients, ledger, timed("run-slow", LATER, resend=True))["state"] == "already-started"
+    # the simulator records the held request once its late answer is out
+    recorded = arm.clock.advance_until(lambda: posts(arm) or None, timeout=30)
+    assert len(recorded) == 1
+
+
+@pytest.mark.usefixtures("short_timeout")
+def test_a_post_the_client_gave_up_on_before_it_landed_is_sent_once_more(make: Any) -> None:
+    arm, clients, ledger = make(slow("installPatches", process_first=False))
+    out = start_install_core(clients, ledger, timed("run-gone", START))
+    assert out["state"] == "already-started" and out["uncertain"] is True
+    assert tokenless_poll(clients, ledger, "run-gone", LATER)["resend"] is True
+    assert start_install_core(clients, ledger, timed("run-gone", LATER, resend=True))["state"] == "started"
+    assert start_install_core(clients, ledger, timed("run-gone", LATER, resend=True))["state"] == "already-started"
+    assert accepted(arm) == 1
+
+
+@pytest.mark.usefixtures("short_timeout")
+def test_a_slow_health_read_is_retried_by_the_sdk(make: Any) -> None:
+    from activities.compute import check_vm_health_core
+
+    _, clients, _ = make(slow("instanceView", method="GET", process_first=True))
+    sample = check_vm_health_core(clients, {"vm": payload("x")["vm"], "probes": []})
+    assert sample["readError"] is None and sample["powerState"] == "running"
