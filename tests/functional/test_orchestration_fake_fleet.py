@@ -561,7 +561,8 @@ def principal_header(name: str) -> str:
     import base64
     import json as _json
 
-    doc = {"auth_typ": "aad", "claims": [{"typ": "preferred_username", "val": name}]}
+    upn = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+    doc = {"auth_typ": "aad", "claims": [{"typ": upn, "val": name}, {"typ": "preferred_username", "val": name}]}
     return base64.b64encode(_json.dumps(doc).encode()).decode()
 
 
@@ -569,7 +570,8 @@ def test_approver_identity_comes_from_app_service_authentication(run: Any) -> No
     from emulator.platform import http_call
 
     d, _ = run()
-    deps.override(settings=Settings(approver_header_fallback=False))
+    # App Service authentication on (WEBSITE_AUTH_ENABLED): only then is the principal trusted
+    deps.override(settings=Settings(approver_header_fallback=False, platform_auth_enabled=True))
     with d.clock.hold():
         rid = d.start(who="ignored@contoso.com")  # fallback header ignored: initiator unknown
         doc = d.until_waiting(rid, "approval", "ring1")
@@ -579,10 +581,13 @@ def test_approver_identity_comes_from_app_service_authentication(run: Any) -> No
         spoofed = http_call("POST", url, body=body, headers={**key, "X-PatchRings-Approver": "alice@contoso.com"})
         principal = {"X-MS-CLIENT-PRINCIPAL": principal_header("Bob@Contoso.com")}
         real = http_call("POST", url, body=body, headers={**key, **principal})
+        assert real.status == 202, real
         d.until_waiting(rid, "pre-maintenance event", "ring1")
     assert doc["initiator"] is None
     assert spoofed.status == 403 and spoofed.json["error"]["code"] == "ApprovalForbidden"
-    assert real.status == 202 and real.json["decision"]["approver"] == "Bob@Contoso.com"
+    # the decision names the plan's approver entry the principal matched; the principal is kept
+    assert real.status == 202 and real.json["decision"]["approver"] == "bob@contoso.com"
+    assert real.json["decision"]["principal"]["name"] == "Bob@Contoso.com"
 
 
 def test_an_unloadable_plan_ends_the_rollout_visibly_without_touching_anything(run: Any) -> None:
@@ -600,6 +605,7 @@ def test_an_unloadable_plan_ends_the_rollout_visibly_without_touching_anything(r
 
 def test_a_plan_in_the_start_request_is_validated_and_used(run: Any) -> None:
     d, f = run()
+    deps.override(settings=Settings(approver_header_fallback=True, inline_plans=True))  # off by default
     custom = default_plan(ring0={"rate": {"maxConcurrency": 1, "maxErrors": 0}})
     broken = default_plan(ring1={"approval": {"mode": "manual", "approvers": []}})
     with d.clock.hold():
