@@ -861,7 +861,8 @@ class Rollout:
         block = plan_view.approval(self.plan, ring)
         allowed = list(block.get("approvers") or []) if block.get("mode") == "manual" else []
         allowed = allowed or list(_fallback_approval(self.plan, ring).get("approvers") or [])
-        who = str(payload.get("by") or payload.get("approver") or "")
+        # the plan entry (UPN or object id) the API matched, recorded in the same ledger row
+        who = str(payload.get("approver") or payload.get("by") or "")
         if allowed and who.lower() not in {a.lower() for a in allowed}:
             reason = f"{who or 'an unknown caller'} is not an approver of ring {ring}"
             yield from self.activity(

@@ -368,6 +368,9 @@ def match_recorded(kind: str, event: Mapping[str, Any], rows: list[Mapping[str, 
             return None, f"decision {event_id!r} is not a resume"
         if not _same(who, recorded, fold=True):
             return None, f"resume {event_id!r} was submitted by {recorded!r}, not {who!r}"
+        if event.get("approver") and not _same(event.get("approver"), row.get("approver"), fold=True):
+            return None, f"resume {event_id!r} was submitted as approver {row.get('approver')!r}, not " \
+                         f"{event.get('approver')!r}"
         if event.get("ring") and row.get("ring") and not _same(event.get("ring"), row.get("ring")):
             return None, f"resume {event_id!r} was submitted for ring {row.get('ring')!r}, not {event.get('ring')!r}"
         return row, ""

@@ -170,3 +170,7 @@ def test_match_recorded_approval_and_resume() -> None:
     assert match_recorded("resume", {"resumeId": "r1", "by": "bob@contoso.com", "ring": "ring2"}, rows)[0] is None
     assert match_recorded("resume", {"resumeId": "d1", "by": "alice@contoso.com"}, rows)[0] is None
     assert match_recorded("resume", {"by": "bob@contoso.com"}, rows)[0] is None
+    with_entry = [*rows, {"decisionId": "r2", "verdict": "resume", "by": "Bob", "approver": "oid-1",
+                          "outcome": "submitted"}]
+    assert match_recorded("resume", {"resumeId": "r2", "by": "Bob", "approver": "oid-1"}, with_entry)[0]
+    assert match_recorded("resume", {"resumeId": "r2", "by": "Bob", "approver": "oid-2"}, with_entry)[0] is None
