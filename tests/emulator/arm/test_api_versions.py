@@ -81,3 +81,46 @@ def test_tags_answer_invalid_api_version_parameter(arm):
 def test_enforcement_can_be_turned_off(arm_factory):
     arm = arm_factory(base_scenario(apiVersions={"enforce": False}))
     assert arm.compute().send_request(HttpRequest("GET", VM, params={"api-version": "2099-01-01"})).status_code == 200
+
+
+def _builder_defaults(package: str, name_prefixes: tuple[str, ...]) -> dict[str, str]:
+    """Request builders of the routed operation groups (``build_<group>_<op>_request``, or every
+    builder of ``_<group>_operations.py``) → the api-version literal each sends, from the installed SDK."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(importlib.import_module(package).__file__).parent / "operations"
+    found: dict[str, str] = {}
+    for source in sorted(root.glob("*.py")):
+        group_file = source.stem.lstrip("_").startswith(name_prefixes)  # one file per group (Maintenance)
+        for chunk in source.read_text().split("\ndef ")[1:]:
+            name = chunk.split("(", 1)[0]
+            if not name.startswith("build_"):
+                continue
+            if not group_file and not name.startswith(tuple(f"build_{p}" for p in name_prefixes)):
+                continue
+            literal = re.search(r'_params\.pop\("api-version", "([0-9a-z-]+)"\)', chunk)
+            if literal:
+                found[name] = literal[1]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "prefixes", "provider"),
+    [
+        ("azure.mgmt.compute", ("virtual_machines_",), "Microsoft.Compute"),
+        (
+            "azure.mgmt.maintenance",
+            ("maintenance_configurations", "configuration_assignments", "apply_update"),
+            "Microsoft.Maintenance",
+        ),
+        ("azure.mgmt.resource.resources", ("tags_",), "Microsoft.Resources"),
+    ],
+)
+def test_every_routed_sdk_operation_defaults_to_a_registered_version(package, prefixes, provider):
+    """Statically, from the SDK wheels pinned in requirements.txt: an SDK bump that moves to a
+    version the registry lacks fails here, not in Azure."""
+    defaults = _builder_defaults(package, prefixes)
+    assert defaults, f"no request builders found in {package}"
+    unregistered = {name: v for name, v in defaults.items() if v not in REGISTERED[provider]}
+    assert unregistered == {}
