@@ -16,6 +16,7 @@ from activities import compute as compute_activities
 from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
 from activities import plan as plan_activities
+from activities import resource_graph as resource_graph_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from triggers import deps, eventgrid, http_api
@@ -39,6 +40,7 @@ for blueprint_module in (
     maintenance_activities,
     ledger_activities,
     plan_activities,
+    resource_graph_activities,
     eventgrid,
     http_api,
 ):

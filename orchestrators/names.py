@@ -32,6 +32,7 @@ PIN_MANIFEST = "pin_manifest"
 GET_CONFIGURATION = "get_configuration"
 CANCEL_RUN = "cancel_run"
 COLLECT_RESULTS = "collect_run_results"
+COLLECT_RESULTS_ARG = "collect_run_results_arg"  # Resource Graph (activities/resource_graph.py)
 LEDGER_ROLLOUT = "ledger_record_rollout"
 LEDGER_RING_RUN = "ledger_record_ring_run"
 LEDGER_VM_RESULTS = "ledger_record_vm_results"

@@ -9,11 +9,23 @@ is an idempotent upsert (``retries.WRITE``). A call that still fails does not fa
 orchestration: the gate turns *inconclusive* with the reason (unreadable members, unreadable
 results, results not recorded), so a person decides and nothing passes on missing evidence.
 
+Where the results come from (issue 12): Azure Resource Graph (``collect_run_results_arg``: the
+run's ``patchinstallationresources`` summary rows with their per-patch rows and reboot state, one
+query per 1,000 rows, not one read per VM). Resource Graph lags behind the run's end, so machines
+without a finished row are re-queried after durable timers (:data:`ARG_REQUERY_DELAYS`, about
+half an hour in all). Machines still without one -- or all of them when Resource Graph cannot be
+read -- fall back to ``collect_run_results`` (instance views). That fallback's gap is stated in
+the gate: an instance view carries neither the patch list nor the reboot state, so those machines
+are *inconclusive*, never passed (``patchrings.domain.results``); a machine with no result at all
+is inconclusive too.
+
 Input ``{rolloutId, plan, ring, correlationId, since}``; output ``{gate, healthSample, counts}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -24,6 +36,11 @@ from orchestrators.status import count_verdicts
 from orchestrators.verdicts import gate_for, verdict_passed
 
 bp = df.Blueprint()
+
+#: Waits before re-querying Resource Graph for machines whose rows of the run are not there yet
+#: (ARG's propagation delay is undocumented, arc-and-resource-graph.md §5.8: never gate on the
+#: first empty answer). 2 + 5 + 10 + 15 = 32 minutes after the first query, then the fallback.
+ARG_REQUERY_DELAYS = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=15))
 
 
 def install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
@@ -59,15 +76,8 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     if (members or {}).get("error"):
         error = members["error"]
         notes.append({"vm": "", "reason": f"membership incomplete: {error.get('message') or error.get('code')}"})
-    try:
-        collected = yield context.call_activity_with_retry(
-            names.COLLECT_RESULTS, retries.READ,
-            {"correlationId": spec["correlationId"], "vms": vms, "since": spec.get("since")},
-        )
-    except Exception as exc:
-        error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}
-        collected = {"results": [{"vm": vm["id"], "state": "unreadable", "error": error} for vm in vms]}
-    installs = [install_entry(vms, r) for r in (collected or {}).get("results") or []]
+    collected = yield from collect_results(context, spec, vms, notes)
+    installs = [install_entry(vms, r) for r in collected]
     seen = {i["vm"].lower() for i in installs}
     installs.extend(install_entry(vms, {"vm": vm["id"], "state": "missing"}) for vm in vms
                     if vm["id"].lower() not in seen)
@@ -90,3 +100,49 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                       for v in verdicts)]
     return {"gate": gate_for(plan, ring, verdicts, notes=notes), "healthSample": health_sample(passed),
             "counts": count_verdicts(verdicts)}
+
+
+def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
+                    notes: list[dict[str, str]]) -> Generator[Any, Any, list[dict[str, Any]]]:
+    """Per-VM entries: Resource Graph first (re-queried while rows are late), instance views for the rest."""
+    done: dict[str, dict[str, Any]] = {}
+    pending = list(vms)
+    arg_error: str | None = None
+    attempt = 0
+    while pending:
+        try:
+            answer = yield context.call_activity_with_retry(
+                names.COLLECT_RESULTS_ARG, retries.READ,
+                {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since")},
+            )
+        except Exception as exc:
+            arg_error = str(exc)[:300]
+            break
+        for entry in (answer or {}).get("results") or []:
+            if entry.get("state") == "done" and entry.get("result"):
+                done[str(entry.get("vm") or "").lower()] = entry
+        pending = [vm for vm in vms if vm["id"].lower() not in done]
+        if not pending or attempt >= len(ARG_REQUERY_DELAYS):
+            break
+        yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[attempt])
+        attempt += 1
+    out = [done[vm["id"].lower()] for vm in vms if vm["id"].lower() in done]
+    if not pending:
+        return out
+    if arg_error is not None:
+        notes.append({"vm": "", "reason": f"Resource Graph could not be read ({arg_error}); per-VM results fall back "
+                                          "to instance views, which list neither patches nor the reboot state"})
+    else:
+        notes.append({"vm": "", "reason": f"Resource Graph has no finished result of this run for {len(pending)} VM(s) "
+                                          f"after {attempt + 1} queries; their results fall back to instance views, "
+                                          "which list neither patches nor the reboot state (never a pass)"})
+    try:
+        collected = yield context.call_activity_with_retry(
+            names.COLLECT_RESULTS, retries.READ,
+            {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since")},
+        )
+    except Exception as exc:
+        error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}
+        collected = {"results": [{"vm": vm["id"], "state": "unreadable", "error": error} for vm in pending]}
+    out.extend((collected or {}).get("results") or [])
+    return out

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.maintenance import MaintenanceManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.resourcegraph import ResourceGraphClient
 
 __all__ = [
     "ARM_LIMITS",
@@ -254,6 +255,16 @@ class AzureClients:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
         return self._cached("resources", subscription_id, ResourceManagementClient)  # type: ignore[no-any-return]
+
+    def resource_graph(self) -> ResourceGraphClient:
+        """Azure Resource Graph client (scheduled runs' per-machine results). Tenant-level: no
+        subscription in its URL; same endpoint, credential, CA bundle and limits as the others."""
+        from azure.mgmt.resourcegraph import ResourceGraphClient
+
+        def build(credential: TokenCredential, _subscription: str, **kwargs: Any) -> ResourceGraphClient:
+            return ResourceGraphClient(credential, **kwargs)
+
+        return self._cached("resourcegraph", "", build)  # type: ignore[no-any-return]
 
     def arm_url(self, path_or_url: str) -> str:
         """The absolute URL for an ARM path, refusing anything that would leave the endpoint.

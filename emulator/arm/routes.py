@@ -185,6 +185,9 @@ ROUTES: list[Route] = [
     _r("GET", _RG + _MNT + r"/applyupdates", "au.list_rg", f"{_M}/applyUpdates/read"),
     _r("GET", _RES + _MNT + r"/applyupdates/(?P<au>[^/]+)", "au.get", f"{_M}/applyUpdates/read"),
     _r("PUT", _RES + _MNT + r"/applyupdates/(?P<au>[^/]+)", "au.put", f"{_M}/applyUpdates/write"),
+    # Azure Resource Graph query (emulator/arm/resourcegraph.py)
+    _r("POST", r"/providers/microsoft\.resourcegraph/resources", "arg.resources",
+       "Microsoft.ResourceGraph/resources/read"),
 ]
 
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from emulator.arm import compute, maintenance, tags
+from emulator.arm import compute, maintenance, resourcegraph, tags
 from emulator.arm.apiversions import check_api_version
 from emulator.arm.calls import Call, Reply
 from emulator.arm.control import add_control_routes, vm_health
@@ -68,6 +68,7 @@ _HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
     **compute.HANDLERS,
     **tags.HANDLERS,
     **maintenance.HANDLERS,
+    **resourcegraph.HANDLERS,
 }
 
 
