@@ -50,13 +50,15 @@ def query(arm: Running, text: str, **options: Any) -> dict[str, Any]:
 
 def finished_run(arm: Running) -> str:
     run = arm.sim.fire_run("mc-ring0")
-    arm.advance_until(lambda: arm.sim.run(run) is not None and arm.sim.run(run).status == "Completed")
+    arm.advance_until(lambda: getattr(arm.sim.run(run), "status", None) == "Completed")
     return run
 
 
 def visible(arm: Running, run: str) -> None:
     """Move the clock past the propagation delay of the run's last install."""
-    last = max(p.end for p in arm.sim.run(run).plans.values())
+    found = arm.sim.run(run)
+    assert found is not None
+    last = max(p.end for p in found.plans.values())
     arm.advance_to(last + resourcegraph.options_for(arm.sim).propagation)
 
 
@@ -133,8 +135,9 @@ def test_paging_with_skip_token_and_take(arm: Running) -> None:
 def test_anything_outside_the_subset_is_arg_s_400(arm: Running, text: str, code: str, token: str) -> None:
     with pytest.raises(HttpResponseError) as caught:
         query(arm, text)
-    assert caught.value.status_code == 400 and caught.value.error.code == "BadRequest"
-    body = caught.value.response.json()["error"]
+    error: Any = caught.value
+    assert error.status_code == 400 and error.error.code == "BadRequest"
+    body = error.response.json()["error"]
     assert body["message"].startswith("Please provide below info when asking for support")
     assert body["details"][0]["code"] == "InvalidQuery"
     assert body["details"][1]["code"] == code and body["details"][1]["token"] == token
@@ -171,6 +174,7 @@ def test_quota_headers_and_rate_limiting(arm: Running) -> None:
     query(arm, "patchinstallationresources | project id")
     with pytest.raises(HttpResponseError) as caught:  # no Retry-After: azure-core does not retry (§4.5)
         query(arm, "patchinstallationresources | project id")
-    assert caught.value.status_code == 429 and caught.value.error.code == "RateLimiting"
+    throttled: Any = caught.value
+    assert throttled.status_code == 429 and throttled.error.code == "RateLimiting"
     recorded = [r for r in arm.sim.recorder.find(method="POST") if r.status == 429]
     assert len(recorded) == 1 and recorded[0].action == "Microsoft.ResourceGraph/resources/read"
