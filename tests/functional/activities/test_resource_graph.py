@@ -1,0 +1,226 @@
+"""``collect_run_results_arg`` against the ARM simulator's Resource Graph, and the run-results
+orchestrator's use of it (late rows re-queried on durable timers, instance views only as a
+stated fallback that never passes).
+
+Sources: arc-and-resource-graph.md §5.2/§5.3/§5.6/§7(b) (tables, join on maintenanceRunId, two
+queries, no join), §4.4 (pages of 1,000 with ``$skipToken``), §5.8 (lag: never gate on the first
+empty answer). The simulator's run is a real scheduled run of the ``ring1`` configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activities.resource_graph import collect_run_results_arg_core
+from emulator.arm import resourcegraph
+from orchestrators.verdicts import gate_for, verdicts_for
+from patchrings.clients import AzureClients
+from patchrings.domain.results import NO_PATCH_DETAIL, classify_install
+from patchrings.errors import ArmTargetRefused
+from patchrings.settings import Settings
+from tests.functional.activities.conftest import PLAN, SCENARIO, SUB, SimHandle, vm_id
+
+pytestmark = pytest.mark.functional
+
+RING0 = ["web-01", "web-02", "db-01"]  # db-01 is deallocated: the run skips it, it gets no row
+
+
+def _scenario() -> dict[str, Any]:
+    scenario = copy.deepcopy(SCENARIO)
+    scenario["subscriptions"][0]["dynamicScopes"] = [{  # type: ignore[index]
+        "name": "ds-ring1", "maintenanceConfiguration": "ring1",
+        "filter": {"tagSettings": {"tags": {"ring": ["ring0"]}, "filterOperator": "All"}}}]
+    return scenario
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimHandle]:
+    handle = SimHandle(tmp_path / "arm", _scenario())
+    with handle.clock.hold():
+        yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def arg_clients(sim: SimHandle) -> Iterator[AzureClients]:
+    settings = Settings(arm_endpoint=sim.sim.endpoint, arm_auth="static-token", arm_static_token=sim.sim.token,
+                        arm_ca_bundle=str(sim.sim.ca_path), ledger_account_url="https://unused")
+    built = AzureClients(settings)
+    yield built
+    built.close()
+
+
+def refs() -> list[dict[str, Any]]:
+    return [{"id": vm_id(n), "name": n, "os": "Windows" if n == "web-01" else "Linux"} for n in RING0]
+
+
+def settle(sim: SimHandle) -> None:
+    for _ in range(3):
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), sim.loop).result(timeout=30)
+
+
+def advance_to(sim: SimHandle, when: datetime) -> None:
+    asyncio.run_coroutine_threadsafe(sim.clock.sleep_until(when), sim.loop)
+    settle(sim)
+    sim.clock.advance_until(lambda: sim.clock.now() >= when, timeout=60)
+    settle(sim)
+
+
+def finished_run(sim: SimHandle) -> str:
+    run = sim.sim.fire_run("ring1")
+
+    def done() -> bool:
+        settle(sim)
+        return getattr(sim.sim.run(run), "status", None) == "Completed"
+
+    sim.clock.advance_until(done, timeout=60)
+    return run
+
+
+def arg_posts(sim: SimHandle) -> list[Any]:
+    return sim.sim.recorder.find(method="POST", path_contains="/providers/Microsoft.ResourceGraph/resources")
+
+
+def test_results_with_patches_after_the_lag_in_two_queries(sim: SimHandle, arg_clients: AzureClients) -> None:
+    run = finished_run(sim)
+    early = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
+    by_name = {r["name"]: r for r in early["results"]}
+    assert by_name["web-01"]["state"] == "missing"  # finished last: its rows have not propagated yet
+    assert by_name["web-01"]["error"]["code"] == "NoResourceGraphRow"
+    found = sim.sim.run(run)
+    assert found is not None
+    advance_to(sim, max(p.end for p in found.plans.values()) + resourcegraph.options_for(sim.sim).propagation)
+    before = len(arg_posts(sim))
+    out = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
+    assert (out["queries"], out["pages"], out["source"]) == (2, 2, "resourceGraph")
+    assert len(arg_posts(sim)) - before == 2  # one summary query + one per-patch query, not one per VM
+    by_name = {r["name"]: r for r in out["results"]}
+    assert [by_name[n]["state"] for n in RING0] == ["done", "done", "missing"]
+    web1 = by_name["web-01"]["result"]
+    assert web1["source"] == "resourceGraph" and web1["maintenanceRunId"] == run
+    assert web1["status"] == "Succeeded" and web1["rebootStatus"] in ("Completed", "NotNeeded")
+    assert [(p["kbId"], p["installationState"]) for p in web1["patches"]] == [("5034123", "Installed")]
+    web2 = by_name["web-02"]["result"]
+    assert [(p["name"], p["version"], p["installationState"]) for p in web2["patches"]] == [
+        ("openssl", "3.0.13", "Installed")]
+    # the strict rule (issue 13 item 7) is satisfied: patch list and reboot state are there
+    assert classify_install(web1).outcome == "ok" and classify_install(web2).outcome == "ok"
+    verdicts = verdicts_for(PLAN, "ring1", refs(), out["results"], {})
+    assert {v["vm"].rsplit("/", 1)[-1]: v["install"] for v in verdicts}["db-01"] == "inconclusive"
+
+
+def test_pages_are_followed(sim: SimHandle, arg_clients: AzureClients, monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchrings.arm import resource_graph as rg
+
+    run = finished_run(sim)
+    advance_to(sim, sim.clock.now() + timedelta(hours=1))
+    whole = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
+    monkeypatch.setattr(rg, "MAX_PAGE", 1)
+    paged = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
+    assert paged["results"] == whole["results"]
+    assert paged["queries"] == 2 and paged["pages"] == 4  # 2 summary rows + 2 per-patch rows, one a page
+
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example/x/providers/Microsoft.Maintenance/applyUpdates/20261117020000",
+    f"/subscriptions/{SUB}/resourceGroups/rg-maint/providers/Microsoft.Maintenance/maintenanceConfigurations/"
+    "ring1/providers/Microsoft.Maintenance/applyUpdates/2026' or 1==1 or '",
+])
+def test_a_hostile_correlation_id_never_reaches_a_query(sim: SimHandle, arg_clients: AzureClients,
+                                                         target: str) -> None:
+    with pytest.raises(ArmTargetRefused):
+        collect_run_results_arg_core(arg_clients, {"correlationId": target, "vms": refs()})
+    assert arg_posts(sim) == []
+
+
+# ------------------------------------------------------------------ the orchestrator's use of it
+def _orchestrator_helpers() -> Any:
+    from tests.unit.orchestrators import test_orch_verdicts as helpers
+
+    return helpers
+
+
+RUN = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc/providers/"
+       "Microsoft.Maintenance/applyUpdates/20261116060000")
+
+
+def _done(vm: dict[str, Any]) -> dict[str, Any]:
+    return {"vm": vm["id"], "name": vm["name"], "os": vm["os"], "state": "done", "error": None,
+            "result": {"status": "Succeeded", "rebootStatus": "NotNeeded", "installedPatchCount": 1,
+                       "patches": [{"kbId": "5048667", "installationState": "Installed"}],
+                       "source": "resourceGraph"}}
+
+
+def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() -> None:
+    h = _orchestrator_helpers()
+    from orchestrators import run_results as run_results_mod
+
+    a, b = h.vm("a"), h.vm("b")
+    arg_answers: list[list[str]] = []
+
+    def answer(call: Any, ctx: Any) -> Any:
+        if call.name == "resolve_ring_members":
+            return {"vms": [a, b]}
+        if call.name == "collect_run_results_arg":
+            arg_answers.append([v["name"] for v in call.payload["vms"]])
+            # a's rows arrive on the second query; b never gets a row
+            ready = [v for v in call.payload["vms"] if v["name"] == "a" and len(arg_answers) >= 2]
+            return {"results": [_done(v) for v in ready] + [
+                {"vm": v["id"], "state": "missing", "error": {"code": "NoResourceGraphRow"}}
+                for v in call.payload["vms"] if v not in ready]}
+        if call.name == "collect_run_results":
+            summary = {"status": "Succeeded", "source": "instanceView", "patches": []}
+            return {"results": [{"vm": v["id"], "state": "done", "result": summary} for v in call.payload["vms"]]}
+        if call.name == "verify_orchestrator":
+            p = call.payload
+            return {"verdicts": verdicts_for(p["plan"], p["ring"], p["vms"], p["installs"], {})}
+        return {"written": True}
+
+    ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
+                             "correlationId": RUN})
+    start = ctx.current_utc_datetime
+    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    delays = run_results_mod.ARG_REQUERY_DELAYS
+    assert arg_answers == [["a", "b"], ["a", "b"]] + [["b"]] * (len(delays) - 1)
+    assert ctx.current_utc_datetime == start + sum(delays, timedelta())  # waited on durable timers
+    assert [c.retry for c in h.named(ctx, "collect_run_results_arg")] == [h.retries.READ] * (len(delays) + 1)
+    fallback = h.named(ctx, "collect_run_results")
+    assert len(fallback) == 1 and [v["name"] for v in fallback[0].payload["vms"]] == ["b"]
+    installs = {i["vm"]: i for i in h.named(ctx, "verify_orchestrator")[0].payload["installs"]}
+    assert installs[a["id"]]["result"]["source"] == "resourceGraph"
+    assert installs[b["id"]]["result"]["source"] == "instanceView"
+    assert out["gate"]["outcome"] == "inconclusive"  # b's instance-view result never passes
+    reasons = " ".join(r["reason"] for r in out["gate"]["reasons"])
+    assert "fall back to instance views" in reasons and NO_PATCH_DETAIL[:40] in reasons
+
+
+def test_all_rows_present_pass_without_timers_or_fallback() -> None:
+    h = _orchestrator_helpers()
+    from orchestrators import run_results as run_results_mod
+
+    a, b = h.vm("a"), h.vm("b")
+
+    def answer(call: Any, ctx: Any) -> Any:
+        if call.name == "resolve_ring_members":
+            return {"vms": [a, b]}
+        if call.name == "collect_run_results_arg":
+            return {"results": [_done(v) for v in call.payload["vms"]]}
+        if call.name == "verify_orchestrator":
+            p = call.payload
+            return {"verdicts": [{**v, "health": "healthy", "outcome": v["install"]} for v in
+                                 verdicts_for(p["plan"], p["ring"], p["vms"], p["installs"], {})]}
+        return {"written": True}
+
+    ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "correlationId": RUN})
+    start = ctx.current_utc_datetime
+    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    assert ctx.current_utc_datetime == start and h.named(ctx, "collect_run_results") == []
+    assert out["gate"]["outcome"] == "pass", out["gate"]
+    assert gate_for(h.PLAN, "ring1", [])["outcome"] != "pass"  # an empty ring is never a pass either
