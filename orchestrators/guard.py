@@ -57,6 +57,8 @@ Gen = Generator[Any, Any, Any]
 # The run will not patch after any of these.
 CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
 ALERT_EVENT = "guard:cancel-failed"
+# How long past its own budget an attempt may take before the next one goes out.
+ATTEMPT_GRACE = timedelta(seconds=5)
 
 
 def _failed(task: Any) -> BaseException | None:
@@ -165,36 +167,36 @@ class Guard:
         return install_drift(patches, gate), patches
 
     def cancel(self, cancel_by: datetime) -> Gen:
-        """Keep trying the cancel PUT until ``cancel_by``; the last answer (or a synthetic one)."""
+        """Keep trying the cancel PUT until ``cancel_by``; the last answer (or a synthetic one).
+
+        Each attempt is one bounded call (``budgetSeconds``). An attempt that has not answered
+        within its budget (plus a little grace) is abandoned -- not cancelled: it may still land,
+        and its answer still counts if it comes -- and the next one goes out at once. Between
+        failed attempts the guard waits (back-off or Retry-After, :func:`next_cancel_attempt`).
+        """
         last: dict[str, Any] = {"status": "Failed", "message": "no cancel attempt fitted before the deadline"}
         failures = 0
+        pending: list[tuple[Any, datetime]] = []
         while True:
             budget = deadlines.cancel_attempt_budget(self.now, cancel_by)
             if budget is None:
                 break
             started = self.now
-            task = self.ctx.call_activity(
+            pending.append((self.ctx.call_activity(
                 names.CANCEL_RUN,
                 {"correlationId": self.event.correlation_id, "report": True, "budgetSeconds": budget},
-            )
-            timer = self.ctx.create_timer(cancel_by)
-            winner = yield self.ctx.task_any([task, timer])
-            if winner is timer:
-                last = {"status": "Failed", "retryable": False,
-                        "message": f"the cancel attempt started at {iso(started)} had not answered by {iso(cancel_by)}"}
+            ), started))
+            limit = min(cancel_by, started + timedelta(seconds=budget) + ATTEMPT_GRACE)
+            done = yield from self.first_answer(pending, limit)
+            if done is None:
+                last = {"status": "Failed", "retryable": True,
+                        "message": f"the cancel attempt started at {iso(started)} had not answered by {iso(self.now)}"}
                 self.attempts.append({"at": iso(started), "status": "Timeout"})
-                break
-            timer.cancel()
-            error = _failed(task)
-            if error is not None:  # the activity itself failed (worker crash, old activity raising)
-                last = {"status": "Failed", "retryable": True, "message": str(error).splitlines()[0][:500]}
-            else:
-                last = dict(task.result or {})
-            status = str(last.get("status"))
-            self.attempts.append({"at": iso(started), "status": status, "httpStatus": last.get("httpStatus"),
-                                  "code": last.get("code"), "retryAfter": last.get("retryAfter")})
-            self.publish(phase="cancelling", attempts=len(self.attempts), lastCancel=last)
-            if status in CANCELLED or status in ("TooLate", "Refused") or not last.get("retryable", False):
+                self.publish(phase="cancelling", attempts=len(self.attempts), lastCancel=last)
+                failures += 1
+                continue  # slow, not refusing: try again at once (the budget check ends it at the deadline)
+            last, final = self.settle(*done)
+            if final:
                 break
             failures += 1
             retry_after = last.get("retryAfter")
@@ -203,8 +205,43 @@ class Guard:
             )
             if at is None:
                 break
-            yield self.ctx.create_timer(at)
+            # wait for the next attempt; an abandoned attempt answering meanwhile still counts
+            final = False
+            while not final and (done := (yield from self.first_answer(pending, at))) is not None:
+                last, final = self.settle(*done)
+            if final:
+                break
         return last
+
+    def first_answer(self, pending: list[tuple[Any, datetime]], until: datetime) -> Gen:
+        """The first of the in-flight attempts to answer by ``until`` (removed from ``pending``), or None."""
+        timer = self.ctx.create_timer(until)
+        if not pending:
+            yield timer
+            return None
+        winner = yield self.ctx.task_any([task for task, _ in pending] + [timer])
+        if winner is timer:
+            return None
+        timer.cancel()
+        for index, (task, started) in enumerate(pending):
+            if task is winner:
+                del pending[index]
+                return task, started
+        return None
+
+    def settle(self, task: Any, started: datetime) -> tuple[dict[str, Any], bool]:
+        """One attempt's answer, recorded; and whether it ends the loop."""
+        error = _failed(task)
+        if error is not None:  # the activity itself failed (worker crash, old activity raising)
+            last = {"status": "Failed", "retryable": True, "message": str(error).splitlines()[0][:500]}
+        else:
+            last = dict(task.result or {})
+        status = str(last.get("status"))
+        self.attempts.append({"at": iso(started), "status": status, "httpStatus": last.get("httpStatus"),
+                              "code": last.get("code"), "retryAfter": last.get("retryAfter")})
+        self.publish(phase="cancelling", attempts=len(self.attempts), lastCancel=last)
+        final = status in CANCELLED or status in ("TooLate", "Refused") or not last.get("retryable", False)
+        return last, final
 
     def record(self, decision: str, reason: str, result: Mapping[str, Any]) -> Gen:
         """The decision as a ledger event row (append-only; a failure here is logged in the status)."""

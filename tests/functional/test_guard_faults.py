@@ -53,8 +53,10 @@ def offered(fault: dict[str, Any]) -> bool:
     """Whether this simulator's scenario schema accepts the fault (403 / slowAnswer are landing)."""
     from emulator.arm.scenario import ScenarioError, validate_scenario
 
+    doc = open_ring1([fault])
+    doc.pop("eventSubscriptions")  # its ${VARIABLES} are expanded only when a simulator loads it
     try:
-        validate_scenario(open_ring1([fault]))
+        validate_scenario(doc)
     except ScenarioError:
         return False
     return True
@@ -82,7 +84,7 @@ def held(platform_factory: Any) -> Iterator[Any]:
 def guard_outcome(p: Any) -> dict[str, Any]:
     """Run the clock until the guard finished; its output."""
     d = driver(p)
-    d.until(lambda: d.runtime(GUARD) in ("Completed", "Failed"), timeout=60)
+    d.until(lambda: d.runtime(GUARD) in ("Completed", "Failed"), timeout=240)
     status = d.status(GUARD)
     assert d.runtime(GUARD) == "Completed", getattr(status, "output", None)
     return status.output  # type: ignore[no-any-return]
@@ -146,7 +148,11 @@ def test_pre_event_at_t30_still_gets_the_run_cancelled(held: Any) -> None:
 
 # ---------------------------------------------------------------------- the cancel PUT, one fault at a time
 FORBIDDEN = {"type": "httpError", "status": 403, "code": "AuthorizationFailed"}
-SLOW = {"type": "slowAnswer", "seconds": 90}
+# The PUT is processed (the run is cancelled) but the answer comes 70 real seconds later: past the
+# attempt's read timeout (60 s), so the activity reports a failure and the guard tries again -- the
+# dangerous case where the client does not know its write landed. Real seconds, because the skip
+# clock holds still while a request is in flight (faults.py); so only the single-fault case uses it.
+SLOW = {"type": "slowAnswer", "seconds": 70, "processFirst": True}
 SINGLE = [
     pytest.param({"type": "httpError", "status": 429, "retryAfter": 30}, id="429-retry-after"),
     pytest.param({"type": "httpError", "status": 500}, id="500"),
@@ -164,10 +170,10 @@ def test_one_failed_cancel_is_retried(held: Any, fault: dict[str, Any]) -> None:
     p = held(open_ring1(faults=[{**fault, **PUT, "count": 1}]))
     out = guard_outcome(p)
     assert_cancelled_nothing_patched(p, out)
-    assert out["attempts"][0]["status"] == "Failed" and out["attempts"][-1]["status"] == "Cancelled"
+    assert out["attempts"][0]["status"] in ("Failed", "Timeout") and out["attempts"][-1]["status"] == "Cancelled"
 
 
-@pytest.mark.parametrize("fault", SINGLE)
+@pytest.mark.parametrize("fault", SINGLE[:5])
 def test_a_burst_that_outlasts_several_attempts(held: Any, fault: dict[str, Any]) -> None:
     # failing from before the pre-event until 11:47 (3 minutes before T-10): many attempts fail
     window = {"from": "2026-11-16T11:00:00Z", "until": "2026-11-16T11:47:00Z"}
@@ -183,7 +189,7 @@ def test_a_burst_that_outlasts_several_attempts(held: Any, fault: dict[str, Any]
         assert all(g >= 30 for g in gaps), gaps
 
 
-@pytest.mark.parametrize("fault", SINGLE[:4])
+@pytest.mark.parametrize("fault", SINGLE[:5])
 def test_a_cancel_that_cannot_land_says_so_everywhere(held: Any, fault: dict[str, Any],
                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="patchrings")

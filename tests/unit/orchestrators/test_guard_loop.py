@@ -86,11 +86,14 @@ class FakeContext:
         if task.kind == "timer":
             assert task.at is not None
             return max(task.at, self.current_utc_datetime), None, False
-        self.calls.append((self.current_utc_datetime, task.name, task.payload))
-        seconds, result = self.handler(task.name, task.payload, self.current_utc_datetime)
-        if seconds == NEVER:
-            return datetime.max.replace(tzinfo=UTC), None, False
-        return self.current_utc_datetime + timedelta(seconds=seconds), result, isinstance(result, BaseException)
+        cached = getattr(task, "done", None)
+        if cached is None:  # first seen = scheduled now: its answer time is fixed from here
+            self.calls.append((self.current_utc_datetime, task.name, task.payload))
+            seconds, result = self.handler(task.name, task.payload, self.current_utc_datetime)
+            at = (datetime.max.replace(tzinfo=UTC) if seconds == NEVER
+                  else self.current_utc_datetime + timedelta(seconds=seconds))
+            cached = task.done = (at, result, isinstance(result, BaseException))  # type: ignore[attr-defined]
+        return cached  # type: ignore[no-any-return]
 
     def run(self) -> Any:
         gen = run_guard(self)  # type: ignore[arg-type]
@@ -267,10 +270,42 @@ def test_too_late_is_reported_as_a_failed_cancel_at_once() -> None:
     assert ctx.called(names.NOTIFY)
 
 
-def test_a_hung_cancel_attempt_is_abandoned_at_the_deadline() -> None:
-    _ctx, out = guard(fleet(cancel_seconds=NEVER))
+def test_hung_cancel_attempts_are_abandoned_and_retried_until_the_deadline() -> None:
+    ctx, out = guard(fleet(cancel_seconds=NEVER))
     assert out["decision"] == "cancel-failed"
-    assert out["attempts"][-1]["status"] == "Timeout"
+    attempts = ctx.called(names.CANCEL_RUN)
+    assert len(attempts) >= 5 and all(at < CANCEL_BY for at, _ in attempts)
+    assert {a["status"] for a in out["attempts"]} == {"Timeout"}
+
+
+def test_a_slow_attempt_is_overtaken_by_the_next_one() -> None:
+    durations = iter([180.0, 2.0])
+
+    def handler(name: str, payload: dict[str, Any], now: datetime) -> tuple[float, Any]:
+        if name == names.CANCEL_RUN:
+            return next(durations), {"status": "Cancelled"}
+        return fleet()(name, payload, now)
+
+    ctx = FakeContext(spec(), START - timedelta(minutes=40), handler)
+    out = ctx.run()
+    assert out["decision"] == "cancelled"
+    (first, p1), (second, _) = ctx.called(names.CANCEL_RUN)
+    assert (second - first).total_seconds() == p1["budgetSeconds"] + 5
+    assert [a["status"] for a in out["attempts"]] == ["Timeout", "Cancelled"]
+
+
+def test_an_abandoned_attempt_that_lands_during_the_back_off_counts() -> None:
+    answers = iter([(68.0, {"status": "Cancelled"}), (1.0, FAIL_503)])  # 60 s budget + 5 s grace
+
+    def handler(name: str, payload: dict[str, Any], now: datetime) -> tuple[float, Any]:
+        if name == names.CANCEL_RUN:
+            return next(answers)
+        return fleet()(name, payload, now)
+
+    ctx = FakeContext(spec(), START - timedelta(minutes=40), handler)
+    out = ctx.run()
+    assert out["decision"] == "cancelled"
+    assert len(ctx.called(names.CANCEL_RUN)) == 2  # no third attempt: the first one's late answer ended it
 
 
 def test_a_crashing_cancel_activity_is_retried() -> None:
