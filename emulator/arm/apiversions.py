@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from emulator.arm.errors import ArmError
 
-__all__ = ["REGISTERED", "check_api_version", "resource_type_of"]
+__all__ = ["REGISTERED", "check_api_version", "register_provider", "resource_type_of"]
 
 _COMPUTE = [
     "2015-05-01-preview", "2015-06-15", "2016-03-30", "2016-04-30-preview", "2017-03-30", "2017-12-01",
@@ -61,14 +61,23 @@ _TYPES = {
 }
 
 
-def resource_type_of(route_name: str) -> tuple[str, str]:
-    """``vm.get`` → ("Microsoft.Compute", "virtualMachines")."""
-    return _TYPES[route_name.split(".", 1)[0]]
+def register_provider(route_prefix: str, provider: str, resource_type: str, versions: list[str]) -> None:
+    """Register the api-versions of the routes named ``<route_prefix>.*`` (a handler module's own provider)."""
+    REGISTERED.setdefault(provider, list(versions))
+    _TYPES[route_prefix] = (provider, resource_type)
+
+
+def resource_type_of(route_name: str) -> tuple[str, str] | None:
+    """``vm.get`` → ("Microsoft.Compute", "virtualMachines"); None for a route nobody registered."""
+    return _TYPES.get(route_name.split(".", 1)[0])
 
 
 def check_api_version(route_name: str, api_version: str, *, location: str, locations: list[str]) -> None:
     """Raise ARM's 400 when ``api_version`` is not registered for the route's provider."""
-    provider, rtype = resource_type_of(route_name)
+    found = resource_type_of(route_name)
+    if found is None or found[0] not in REGISTERED:
+        return  # a route added without registering its provider: not checked rather than a 500
+    provider, rtype = found
     versions = REGISTERED[provider]
     if api_version in versions:  # ARM compares exactly (a version is a case-sensitive token)
         return

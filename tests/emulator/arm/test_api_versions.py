@@ -124,3 +124,19 @@ def test_every_routed_sdk_operation_defaults_to_a_registered_version(package, pr
     assert defaults, f"no request builders found in {package}"
     unregistered = {name: v for name, v in defaults.items() if v not in REGISTERED[provider]}
     assert unregistered == {}
+
+
+def test_a_handler_module_registers_its_own_provider():
+    from emulator.arm import apiversions
+    from emulator.arm.errors import ArmError
+
+    apiversions.check_api_version("zzunregistered.get", "2099-01-01", location="westeurope", locations=[])  # no 500
+    apiversions.register_provider("zztest", "Microsoft.ZzTest", "things", ["2024-01-01"])
+    try:
+        apiversions.check_api_version("zztest.get", "2024-01-01", location="westeurope", locations=["westeurope"])
+        with pytest.raises(ArmError) as refused:
+            apiversions.check_api_version("zztest.get", "2025-01-01", location="westeurope", locations=["westeurope"])
+        assert refused.value.code == "NoRegisteredProviderFound" and "for type 'things'" in refused.value.message
+    finally:
+        apiversions.REGISTERED.pop("Microsoft.ZzTest", None)
+        apiversions._TYPES.pop("zztest", None)
