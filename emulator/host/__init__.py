@@ -70,7 +70,7 @@ SUPPORTED
   single or batch, one invocation per event, SubscriptionValidation answered 200
   ``{"validationResponse": code}``, CloudEvents ``OPTIONS`` handshake); timer triggers
   (NCRONTAB with seconds, ``runOnStartup``, ``past_due``); ``POST /admin/functions/{name}``
-  for timer and Event Grid functions (no key locally).
+  for timer and Event Grid functions (master key only, 401 otherwise, as on Azure).
 * Keys: ``function_key`` argument, else ``FUNCTIONS_KEY``, else generated; master key from
   ``FUNCTIONS_MASTER_KEY`` or generated; system keys ``durabletask_extension`` and
   ``eventgrid_extension`` from ``FUNCTIONS_SYSTEM_KEY_<NAME>`` (e.g.

@@ -310,6 +310,11 @@ class TriggerHandlers:
 
     # ------------------------------------------------------------------ admin
     async def admin(self, request: web.Request) -> web.Response:
+        # Azure's admin API takes only the master key (``x-functions-key`` or ``code``): a function
+        # key or a system key gets 401, so a key holder cannot inject events or fire timers here.
+        given = request.query.get("code") or request.headers.get("x-functions-key")
+        if not given or given != self._master_key():
+            return web.Response(status=401)
         name = request.match_info["name"]
         entry = self.index.function(name)
         if entry is None:

@@ -140,8 +140,6 @@ def test_extension_webhooks_need_their_system_key_not_a_function_key(secure: Any
     assert s.instances() == []
 
 
-@pytest.mark.xfail(strict=True, reason="local host: POST /admin/functions/{name} takes no key at all; Azure requires "
-                                        "the master key for admin endpoints (emulator/host/triggers.py, engineer A)")
 def test_admin_invocation_needs_the_master_key(secure: Any) -> None:
     s = secure()
     event = json.dumps([maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")])

@@ -137,10 +137,15 @@ def test_eventgrid_contract_examples_and_cloudevents(trig: HostThread) -> None:
 
 def test_admin_invokes_an_eventgrid_function(trig: HostThread) -> None:
     event = dict(PRE_EVENT, id="admin-event-1")
-    status, _, _ = http("POST", f"{trig.base_url}/admin/functions/on_event", body={"input": json.dumps(event)})
+    url = f"{trig.base_url}/admin/functions/on_event"
+    assert http("POST", url, body={"input": json.dumps(event)})[0] == 401  # no key
+    assert http("POST", url, body={"input": json.dumps(event)},
+                headers={"x-functions-key": trig.host.function_key})[0] == 401  # a function key is not enough
+    master = {"x-functions-key": trig.host.master_key}
+    status, _, _ = http("POST", url, body={"input": json.dumps(event)}, headers=master)
     assert status == 202
     assert trig.wait_for("admin-event-1").output["id"] == "admin-event-1"
-    assert http("POST", f"{trig.base_url}/admin/functions/hello", body={"input": ""})[0] == 400
+    assert http("POST", f"{trig.base_url}/admin/functions/hello", body={"input": ""}, headers=master)[0] == 400
 
 
 def test_timer_triggers_follow_the_skip_clock(host_factory) -> None:
@@ -162,7 +167,8 @@ def test_timer_triggers_follow_the_skip_clock(host_factory) -> None:
 def test_admin_runs_a_timer_function(host_factory) -> None:
     ht = host_factory("timers", start="2025-01-01T00:00:00Z")
     with ht.clock.hold():
-        assert http("POST", f"{ht.base_url}/admin/functions/every_ten_minutes", body={})[0] == 202
+        assert http("POST", f"{ht.base_url}/admin/functions/every_ten_minutes", body={},
+                    headers={"x-functions-key": ht.host.master_key})[0] == 202
         ht.clock.advance_until(lambda: any(s.runtime_status.value == "Completed"
                                            for s in ht.call(ht.client().get_status_all())), timeout=30)
         (first,) = [s for s in ht.call(ht.client().get_status_all()) if s.output]
