@@ -134,8 +134,9 @@ def test_twenty_host_kills_change_nothing(tmp_path: Path) -> None:
     assert starts == RANDOM_KILLS + 3, starts  # the first start and one restart per kill
     assert "Traceback" not in host_log or "Failed" not in crashed["runtime"], host_log[-3000:]
     # same outcome as the uncrashed run
+    summary = {k: (crashed[k], reference[k]) for k in ("state", "outcome", "gates", "killed")}
     for key in ("runtime", "state", "outcome", "gates", "manifest", "installed", "runs"):
-        assert crashed[key] == reference[key], (key, crashed[key], reference[key])
+        assert crashed[key] == reference[key], (key, "crashed vs reference:", summary)
     # 0 duplicate installPatches per VM per ring run: Ring 0 is the only ring installed on demand
     assert crashed["installPosts"] == sorted(sc.RING0), crashed["installPosts"]
     # 0 lost approvals: both accepted, both recorded, both gates opened by them
