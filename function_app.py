@@ -15,6 +15,7 @@ import azure.functions as func
 from activities import compute as compute_activities
 from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
+from activities import notify as notify_activities
 from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
 from activities import tags as tags_activities
@@ -41,6 +42,7 @@ for blueprint_module in (
     ledger_activities,
     plan_activities,
     resource_graph_activities,
+    notify_activities,
     eventgrid,
     http_api,
 ):

@@ -115,6 +115,7 @@ def test_http_routes_and_event_grid_trigger() -> None:
         "rollouts/{id}/halt": (["POST"], "function"),
         "rollouts/{id}/resume": (["POST"], "function"),
         "plans/validate": (["POST"], "function"),
+        "events": (["OPTIONS", "POST"], "function"),  # Event Grid WebHook delivery when App Service auth is on
     }
     assert triggers["on_maintenance_event"] == "eventGridTrigger"
 
