@@ -8,7 +8,7 @@ quietly wrong world and a misleading test. Every document is validated against
 
 The format is documented in ``emulator/arm/SCENARIOS.md``; ``scenarios/sample.yaml`` is a
 realistic example. Strings may reference variables as ``${NAME}`` or ``${NAME:-default}``; the
-platform passes ``FUNCTIONS_HOST`` and ``FUNCTIONS_KEY``.
+platform passes ``FUNCTIONS_HOST`` and ``EVENTGRID_KEY``.
 """
 
 from __future__ import annotations
@@ -513,7 +513,7 @@ def validate_scenario(document: Any, *, source: str = "scenario") -> None:
 def load_scenario(scenario: dict[str, Any] | str | Path, variables: dict[str, str] | None = None) -> dict[str, Any]:
     """Load a scenario (dict, or a ``.yaml``/``.yml``/``.json`` file), expand variables, validate.
 
-    ``FUNCTIONS_HOST`` / ``FUNCTIONS_KEY`` fall back to the process environment when not given.
+    ``FUNCTIONS_HOST`` / ``EVENTGRID_KEY`` fall back to the process environment when not given.
     """
     if isinstance(scenario, dict):
         document: Any = copy.deepcopy(scenario)
@@ -531,7 +531,7 @@ def load_scenario(scenario: dict[str, Any] | str | Path, variables: dict[str, st
             raise ScenarioError(f"{source}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     if not isinstance(document, dict):
         raise ScenarioError(f"{source}: a scenario must be a mapping at the top level")
-    merged = {k: v for k, v in os.environ.items() if k in ("FUNCTIONS_HOST", "FUNCTIONS_KEY")}
+    merged = {k: v for k, v in os.environ.items() if k in ("FUNCTIONS_HOST", "FUNCTIONS_KEY", "EVENTGRID_KEY")}
     merged.update(variables or {})
     document = expand_variables(document, merged, where="")
     validate_scenario(document, source=source)
