@@ -78,7 +78,7 @@ def test_semantic_errors(tmp_path):
 
 def test_sample_fleet_one_week(arm_factory, receiver):
     running = arm_factory(
-        SAMPLE, variables={"FUNCTIONS_HOST": receiver.url.replace("/events", ""), "FUNCTIONS_KEY": "abc"}
+        SAMPLE, variables={"FUNCTIONS_HOST": receiver.url.replace("/events", ""), "EVENTGRID_KEY": "abc"}
     )
     sim = running.sim
     assert len(sim.fleet.vms) == 29
