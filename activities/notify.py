@@ -54,7 +54,7 @@ def notify_core(
     except Exception as exc:
         doc, line = {"source": "patchrings", "unserialisable": str(exc)}, repr(payload)
     log.error("PATCHRINGS ALERT %s", line)
-    url = (webhook if webhook is not None else os.environ.get(NOTIFY_WEBHOOK_SETTING, "")).strip()
+    url = (webhook if webhook is not None else _configured_webhook()).strip()
     if not url:
         return {"logged": True, "posted": False}
     if urlsplit(url).scheme.lower() not in ("http", "https"):
@@ -66,6 +66,16 @@ def notify_core(
         log.warning("notify: webhook POST failed: %s", type(exc).__name__)
         return {"logged": True, "posted": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
     return {"logged": True, "posted": 200 <= status < 300, "status": status}
+
+
+def _configured_webhook() -> str:
+    """The validated ``PATCHRINGS_NOTIFY_WEBHOOK`` setting; empty when unset or unreadable."""
+    try:
+        from activities.deps import deps
+
+        return deps().settings.notify_webhook or ""
+    except Exception:  # an alert must never fail for want of settings
+        return os.environ.get(NOTIFY_WEBHOOK_SETTING, "")
 
 
 @bp.activity_trigger(input_name="payload")

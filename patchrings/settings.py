@@ -122,6 +122,13 @@ SETTINGS_SPEC: list[SettingSpec] = [
         "approvers a subset). Off by default; never enable it in Azure.",
         None, None,
     ),
+    SettingSpec(
+        "PATCHRINGS_NOTIFY_WEBHOOK", False, None,
+        "Optional http(s) URL (Teams/Slack incoming webhook, Logic App, ...) the notify activity "
+        "POSTs alerts to (a cancel that could not land, ...); best effort, never blocks a rollout. "
+        "Alerts are always logged at error level.",
+        None, None,
+    ),
 ]
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS_SPEC}
@@ -152,6 +159,7 @@ class Settings:
     ledger_table_prefix: str = "patchrings"
     approver_header_fallback: bool = False
     inline_plans: bool = False
+    notify_webhook: str | None = field(default=None, repr=False)  # may carry a secret in its query
     #: App Service authentication (Easy Auth) is on: App Service sets ``WEBSITE_AUTH_ENABLED=True``
     #: and then strips/replaces client-sent ``X-MS-CLIENT-PRINCIPAL*`` headers. Only then are they
     #: trusted (Microsoft.Identity.Web ``AppServicesAuthenticationInformation``).
@@ -266,6 +274,11 @@ class Settings:
         if inline_text not in _TRUE | _FALSE:
             bad("PATCHRINGS_INLINE_PLANS", f"{inline_text!r} is not allowed; allowed: true, false")
 
+        notify_webhook = get("PATCHRINGS_NOTIFY_WEBHOOK")
+        if notify_webhook and (urlparse(notify_webhook).scheme not in ("http", "https")
+                               or not urlparse(notify_webhook).netloc):
+            bad("PATCHRINGS_NOTIFY_WEBHOOK", "not an http(s) URL; expected e.g. https://example.webhook.office.com/...")
+
         if problems:
             names = ", ".join(dict.fromkeys(p["setting"] for p in problems))
             lines = "; ".join(f"{p['setting']}: {p['message']}" for p in problems)
@@ -282,6 +295,7 @@ class Settings:
             ledger_table_prefix=prefix,
             approver_header_fallback=fallback_text in _TRUE,
             inline_plans=inline_text in _TRUE,
+            notify_webhook=notify_webhook or None,
             platform_auth_enabled=platform_auth_enabled(source),
             hosted_in_azure=hosted_in_azure(source),
             app_dir=base,

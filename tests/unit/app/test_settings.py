@@ -210,3 +210,13 @@ def test_inline_plans_and_app_service_variables(app_dir: Path) -> None:
     assert not Settings.from_env(local_env(), app_dir=app_dir).inline_plans
     hosted = Settings.from_env(local_env(WEBSITE_INSTANCE_ID="abc"), app_dir=app_dir)
     assert hosted.hosted_in_azure and not hosted.header_fallback_allowed
+
+
+def test_notify_webhook_is_a_validated_optional_setting(app_dir: Path) -> None:
+    assert Settings.from_env(local_env(), app_dir=app_dir).notify_webhook is None
+    s = Settings.from_env(local_env(PATCHRINGS_NOTIFY_WEBHOOK="https://hooks.example/abc?sig=x"), app_dir=app_dir)
+    assert s.notify_webhook == "https://hooks.example/abc?sig=x"
+    assert "sig=x" not in repr(s)  # a webhook URL may carry a secret
+    with pytest.raises(SettingsInvalid) as err:
+        Settings.from_env(local_env(PATCHRINGS_NOTIFY_WEBHOOK="file:///etc/passwd"), app_dir=app_dir)
+    assert err.value.field == "PATCHRINGS_NOTIFY_WEBHOOK"

@@ -25,6 +25,7 @@ DATA = load_json(INFRA / "app-settings.json")
 STATIC: dict[str, str] = DATA["settings"]
 COMPUTED: dict[str, str] = DATA["computedByBicep"]
 LOCAL_ONLY: list[str] = DATA["localOnly"]
+OPTIONAL: list[str] = DATA.get("optional", [])  # not set by infra; an operator may add them
 
 # Settings the Flex Consumption plan rejects or ignores (the runtime comes from functionAppConfig).
 FLEX_FORBIDDEN = (
@@ -48,13 +49,13 @@ def _bicep_object_keys(bicep: BicepFile, var: str) -> list[str]:
 
 
 def test_every_model_setting_is_accounted_for_exactly_once() -> None:
-    groups = [set(STATIC), set(COMPUTED), set(LOCAL_ONLY)]
+    groups = [set(STATIC), set(COMPUTED), set(LOCAL_ONLY), set(OPTIONAL)]
     assert set().union(*groups) == set(SPEC), "infra/app-settings.json and SETTINGS_SPEC name different settings"
     assert sum(len(g) for g in groups) == len(set().union(*groups)), "a setting is in two groups"
 
 
 def test_only_patchrings_settings_live_in_the_json() -> None:
-    for key in [*STATIC, *COMPUTED, *LOCAL_ONLY]:
+    for key in [*STATIC, *COMPUTED, *LOCAL_ONLY, *OPTIONAL]:
         assert key.startswith(PREFIX), key
 
 
