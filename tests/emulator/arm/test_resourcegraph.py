@@ -178,3 +178,17 @@ def test_quota_headers_and_rate_limiting(arm: Running) -> None:
     assert throttled.status_code == 429 and throttled.error.code == "RateLimiting"
     recorded = [r for r in arm.sim.recorder.find(method="POST") if r.status == 429]
     assert len(recorded) == 1 and recorded[0].action == "Microsoft.ResourceGraph/resources/read"
+
+
+def test_the_sdk_deserialises_the_answer(arm: Running) -> None:
+    """The answer fits azure-mgmt-resourcegraph 8.0.1's ``QueryResponse`` model (no ``cls`` hook)."""
+    from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+    run = finished_run(arm)
+    visible(arm, run)
+    answer = client(arm).resources(QueryRequest(
+        query="patchinstallationresources | project id, properties | order by id asc", subscriptions=[SUB],
+        options=QueryRequestOptions(top=1)))
+    assert answer.count == 1 and answer.total_records > 1 and answer.result_truncated == "false"
+    assert answer.skip_token and isinstance(answer.data, list) and answer.facets == []
+    assert isinstance(answer.data[0]["properties"], dict)
