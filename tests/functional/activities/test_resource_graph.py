@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -224,3 +225,36 @@ def test_all_rows_present_pass_without_timers_or_fallback() -> None:
     assert ctx.current_utc_datetime == start and h.named(ctx, "collect_run_results") == []
     assert out["gate"]["outcome"] == "pass", out["gate"]
     assert gate_for(h.PLAN, "ring1", [])["outcome"] != "pass"  # an empty ring is never a pass either
+
+
+# ------------------------------------------------------------------ on the local platform
+def test_rows_later_than_every_requery_leave_the_ring_inconclusive_on_the_platform(platform_factory: Any) -> None:
+    """Resource Graph lags more than the re-queries cover: the fallback reads instance views, the
+    gate says why and is inconclusive (the rollout asks a person), nothing passes on missing rows."""
+    from emulator.clock import make_clock
+    from orchestrators.run_results import ARG_REQUERY_DELAYS
+    from tests.functional import platform_scenario as sc
+    from tests.functional.platform_driver import driver
+
+    clock = make_clock("skip", start="2026-11-16T06:00:00Z")
+    with clock.hold():
+        p = platform_factory(scenario=sc.scenario(), clock=clock)
+        resourcegraph.configure(p.arm, propagation=timedelta(days=1))
+        d = driver(p)
+        rid = d.start(who="dave@contoso.com")
+        doc = d.until_waiting(rid, "approval", "ring1")
+        assert d.decide(rid, "ring1", "approve", doc["waitingFor"]["manifestHash"], "alice@contoso.com").status == 202
+        waiting = d.until_waiting(rid, "approval", "ring2")
+        gate = waiting["rings"][1]["gate"]
+        assert gate["outcome"] == "inconclusive", gate
+        reasons = " ".join(str(r.get("reason")) for r in gate["reasons"])
+        assert "Resource Graph has no finished result" in reasons and "fall back to instance views" in reasons
+        ring1_queries = [r for r in p.arm.recorder.find(method="POST", path_contains="/Microsoft.ResourceGraph/")
+                         if "mc-ring1" in json.dumps(r.body)]
+        assert len(ring1_queries) == len(ARG_REQUERY_DELAYS) + 1  # per attempt one query, not one per VM
+        views = p.arm.recorder.find(method="GET", path_contains="/instanceView")
+        assert {vm_name_of(r.path) for r in views} >= set(sc.RING1)  # the stated fallback was read
+
+
+def vm_name_of(path: str) -> str:
+    return path.split("/virtualMachines/", 1)[-1].split("/", 1)[0] if "/virtualMachines/" in path else ""
