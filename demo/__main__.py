@@ -265,8 +265,11 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
     installs = recorder.find(method="POST", path_contains="/installpatches")
     cancels = recorder.find(method="PUT", path_contains="/applyupdates/")
     console.print(ui.summary_table(view))
+    cancelled = sorted({r.path.lower().split("/maintenanceconfigurations/", 1)[-1].split("/", 1)[0]
+                        for r in cancels})
     console.print(f"Rollout ended: [bold]{state}[/]. installPatches calls sent by the app: {len(installs)}; "
-                  f"maintenance runs cancelled: {len(cancels)}.")
+                  f"maintenance runs cancelled: {len(cancels)}"
+                  + (f" (of {', '.join(cancelled)})" if cancelled else "") + ".")
     if state.lower() in ("halted", "failed"):
         halted = doc.get("halted") or {}
         ring0 = {vm.rsplit("/", 1)[-1].lower() for vm in (r.path.split("/installPatches")[0] for r in installs)}
