@@ -258,3 +258,30 @@ def test_rows_later_than_every_requery_leave_the_ring_inconclusive_on_the_platfo
 
 def vm_name_of(path: str) -> str:
     return path.split("/virtualMachines/", 1)[-1].split("/", 1)[0] if "/virtualMachines/" in path else ""
+
+
+def test_a_patch_failing_in_a_scheduled_ring_fails_its_gate_from_the_resource_graph_rows(
+        platform_factory: Any) -> None:
+    """Ring 1's scheduled run fails KB5048667 on r1-web-1: the per-patch row says so, the gate
+    *fails* (not merely inconclusive) and the rollout halts before Ring 2."""
+    from emulator.clock import make_clock
+    from tests.functional import platform_scenario as sc
+    from tests.functional.platform_driver import driver
+
+    clock = make_clock("skip", start="2026-11-16T06:00:00Z")
+    with clock.hold():
+        p = platform_factory(scenario=sc.scenario(faults=[{"type": "patchFails", "patch": sc.KB_OLD,
+                                                          "vms": ["r1-web-1"]}]), clock=clock)
+        d = driver(p)
+        rid = d.start(who="dave@contoso.com")
+        doc = d.until_waiting(rid, "approval", "ring1")
+        assert d.decide(rid, "ring1", "approve", doc["waitingFor"]["manifestHash"], "alice@contoso.com").status == 202
+        final = d.until_done(rid)
+    out = final.output
+    assert out["state"] == "halted", out
+    gate = out["rings"][1]["gate"]
+    assert gate["outcome"] == "fail", gate
+    failed = [r for r in gate["reasons"] if str(r.get("vm", "")).endswith("/r1-web-1")]
+    assert failed and "failed to install" in " ".join(str(r.get("reason")) for r in failed)
+    assert not any(str(r.get("vm", "")).endswith("/r1-app-1") for r in gate["reasons"])  # judged ok from ARG
+    assert p.arm.vm("r2-web-1").installed == set()  # Ring 2 never patched
