@@ -21,6 +21,7 @@ from activities import resource_graph as resource_graph_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from triggers import deps, eventgrid, http_api
+from triggers import openapi as openapi_document
 
 deps.settings()  # raises SettingsInvalid naming every bad PATCHRINGS_* setting
 deps.plan()  # raises PlanInvalid naming every bad plan field
@@ -47,3 +48,4 @@ for blueprint_module in (
     http_api,
 ):
     app.register_functions(blueprint_module.bp)
+app.register_functions(openapi_document.bp)  # GET /api/openapi.json

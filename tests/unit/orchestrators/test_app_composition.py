@@ -116,6 +116,7 @@ def test_http_routes_and_event_grid_trigger() -> None:
         "rollouts/{id}/resume": (["POST"], "function"),
         "plans/validate": (["POST"], "function"),
         "events": (["OPTIONS", "POST"], "function"),  # Event Grid WebHook delivery when App Service auth is on
+        "openapi.json": (["GET"], "function"),  # the OpenAPI 3.1 document (triggers/openapi.py)
     }
     assert triggers["on_maintenance_event"] == "eventGridTrigger"
 
