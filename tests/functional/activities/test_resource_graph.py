@@ -285,3 +285,5 @@ def test_a_patch_failing_in_a_scheduled_ring_fails_its_gate_from_the_resource_gr
     assert failed and "failed to install" in " ".join(str(r.get("reason")) for r in failed)
     assert not any(str(r.get("vm", "")).endswith("/r1-app-1") for r in gate["reasons"])  # judged ok from ARG
     assert p.arm.vm("r2-web-1").installed == set()  # Ring 2 never patched
+    # judged from Resource Graph: the instance-view fallback (which reads each VM's applyUpdates) never ran
+    assert not p.arm.recorder.find(method="GET", path_contains="/providers/Microsoft.Maintenance/applyUpdates/")
