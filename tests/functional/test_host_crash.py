@@ -142,3 +142,58 @@ def test_twenty_host_kills_change_nothing(tmp_path: Path) -> None:
     # 0 lost approvals: both accepted, both recorded, both gates opened by them
     assert [ring for ring, _ in crashed["approvals"]] == ["ring1", "ring2"]
     assert crashed["recordedApprovals"] == sorted(APPROVERS.items()), crashed["recordedApprovals"]
+
+
+def test_a_person_with_curl_wins_the_approval_race_on_a_separate_host(tmp_path: Path) -> None:
+    """Issue 14.11 across processes: a person holds a lease through the HOST's clock API (forwarded
+    to the simulator's process, the time authority), waits with the host's long-poll (which lets
+    time skip only while it waits) and approves each ring before its approval timeout can fire."""
+    from urllib.parse import quote
+
+    from emulator.clock_http import ClockClient
+    from emulator.platform import http_call
+
+    platform = _platform(tmp_path, "curl")
+    with platform:
+        host_clock = ClockClient(f"{platform.base_url}/admin/clock")
+        lease = host_clock.lease(120, "a person with curl")
+        assert any(item["leaseId"] == lease for item in platform.clock_client().state()["leases"])
+        platform.release_hold()  # from here only the person's lease keeps time still
+        who = {"x-functions-key": platform.function_key}
+        started = http_call("POST", f"{platform.base_url}/api/rollouts", body={},
+                            headers={**who, "X-PatchRings-Approver": INITIATOR})
+        assert started.status == 202, started
+        rid = str(started.json["id"])
+        after = ""
+
+        def long_poll_until(predicate: Any) -> dict[str, Any]:
+            nonlocal after
+            for _ in range(500):
+                assert host_clock.renew(lease)
+                url = (f"{platform.base_url}/admin/instances/{quote(rid, safe='')}/wait?lease={lease}&timeout=30"
+                       + (f"&after={quote(after)}" if after else ""))
+                answer = http_call("GET", url)
+                assert answer.status in (200, 202), answer
+                after = answer.headers.get("X-Last-Updated", after)
+                body = answer.json
+                custom = body.get("customStatus") or {}
+                if isinstance(custom, str):
+                    custom = json.loads(custom)
+                if predicate(body, custom):
+                    return dict(custom)
+            raise AssertionError("the rollout never reached the awaited state")
+
+        for ring in ("ring1", "ring2"):
+            doc = long_poll_until(lambda body, custom, ring=ring: (custom.get("waitingFor") or {}).get("ring") == ring
+                                  or body.get("runtimeStatus") in TERMINAL)
+            waiting = doc["waitingFor"]
+            assert waiting["what"].startswith("approval"), doc
+            before = platform.clock.now()
+            result = http_call("POST", f"{platform.base_url}/api/rollouts/{rid}/rings/{ring}/approve",
+                               body={"manifestHash": waiting["manifestHash"]},
+                               headers={**who, "X-PatchRings-Approver": APPROVERS[ring]})
+            assert result.status == 202, result  # not 410: the approval timer has not fired
+            assert platform.clock.now() == before  # the lease kept time still while the person acted
+        final = long_poll_until(lambda body, custom: body.get("runtimeStatus") in TERMINAL)
+        assert host_clock.release(lease)
+    assert final.get("state") == "completed", json.dumps(final)[:2000]
