@@ -9,9 +9,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     usage = (
         "usage: python -m emulator {start,arm,platform} [options]   (use -h on a command for its options)\n"
-        "  start     the Functions + Durable host for the app folder (like `func start`)\n"
+        "  start     the Functions + Durable host for the app folder (like `func start`);\n"
+        "            --clock follow=URL runs it on another process's clock API\n"
         "  arm       the ARM fleet simulator for a scenario\n"
-        "  platform  both in one process on a shared clock, plus Azurite"
+        "  platform  both on a shared clock, plus Azurite and the clock API (/admin/clock);\n"
+        "            --plan, --setting NAME=VALUE, --verbose, --host-process (see docs/local-platform.md)"
     )
     if not args or args[0] in ("-h", "--help"):
         print(usage)
