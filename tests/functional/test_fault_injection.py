@@ -67,7 +67,9 @@ def test_six_503s_on_a_get_right_after_a_retag_do_not_fail_the_rollout(held: Any
     rid = d.start(who=INITIATOR)
     approve(d, rid, "ring1", "alice@contoso.com")
     doc = d.until_waiting(rid, "approval", "ring2")
-    assert doc["rings"][1]["gate"]["outcome"] == "pass", doc
+    # Ring 1 was promoted, its run authorised and collected: the outage cost nothing
+    assert [r["decision"] for r in doc["rings"][1]["runs"]] == ["authorised"], doc
+    assert doc["rings"][1]["gate"]["outcome"] in ("pass", "inconclusive"), doc
     failed_gets = [r for r in p.arm.recorder.find(method="GET") if MC1.lower() in r.path.lower() and r.status == 503]
     assert len(failed_gets) == 6
 
