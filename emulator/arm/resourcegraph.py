@@ -71,9 +71,8 @@ if TYPE_CHECKING:
 __all__ = ["API_VERSIONS", "COLUMNS", "HANDLERS", "ResourceGraphOptions", "configure", "options_for", "table_rows"]
 
 API_VERSIONS = ["2019-04-01", "2020-04-01-preview", "2021-03-01", "2021-06-01-preview", "2022-10-01", "2024-04-01"]
-# Register the provider with the api-version check (route names "arg.*").
-apiversions.REGISTERED.setdefault("Microsoft.ResourceGraph", API_VERSIONS)
-apiversions._TYPES.setdefault("arg", ("Microsoft.ResourceGraph", "resources"))
+# The api-version check for the routes named "arg.*" (ARM's 400 for any other version).
+apiversions.register_provider("arg", "Microsoft.ResourceGraph", "resources", API_VERSIONS)
 
 COLUMNS = ["id", "name", "type", "tenantId", "kind", "location", "resourceGroup", "subscriptionId", "managedBy",
            "sku", "plan", "properties", "tags", "identity", "zones", "extendedLocation"]

@@ -192,3 +192,16 @@ def test_the_sdk_deserialises_the_answer(arm: Running) -> None:
     assert answer.count == 1 and answer.total_records > 1 and answer.result_truncated == "false"
     assert answer.skip_token and isinstance(answer.data, list) and answer.facets == []
     assert isinstance(answer.data[0]["properties"], dict)
+
+
+def test_an_unregistered_api_version_is_refused(arm: Running) -> None:
+    from azure.mgmt.resourcegraph import ResourceGraphClient
+    from azure.mgmt.resourcegraph.models import QueryRequest
+
+    kw = arm.kwargs()
+    old = ResourceGraphClient(kw.pop("credential"), api_version="2018-09-01-preview", **kw)
+    with pytest.raises(HttpResponseError) as caught:
+        old.resources(QueryRequest(query="patchinstallationresources | project id", subscriptions=[SUB]))
+    refused: Any = caught.value
+    assert refused.status_code == 400 and refused.error.code == "NoRegisteredProviderFound"
+    assert "2021-03-01" in refused.error.message  # the SDK's default is registered
