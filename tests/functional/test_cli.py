@@ -2,7 +2,7 @@
 
 ``python -m patchrings rollouts`` starts a rollout, shows it, is refused (wrong manifest, not an
 approver: exit 1 with the API's code), approves Ring 1 as a plan approver with ``--as`` (the local
-``X-PatchRings-Approver`` fallback the platform enables), halts, and lists — and the rollout moves
+``X-PatchRings-Approver`` fallback the platform enables), halts, resumes, halts again, and lists — and the rollout moves
 on because of it (it then waits for Ring 2's approval). Time moves only through the platform's
 clock while the test waits on the rollout's state; the CLI's JSON answers are checked against the
 OpenAPI document too.
@@ -102,6 +102,18 @@ def test_cli_starts_shows_approves_and_halts_a_rollout(held: Any) -> None:
 
     code, out, err = cli(p, "halt", rid, "--reason", "alerts in ring 1", "--as", "carol@contoso.com")
     assert code == 0 and out.startswith(f"halt of {rid} requested by carol@contoso.com"), (out, err)
+    d.until(lambda: d.doc(rid).get("state") == "halted")
+    code, out, err = cli(p, "halt", rid, "--as", "carol@contoso.com")
+    assert code == 1 and "RolloutConflict" in err and "already halted" in err
+    code, _, err = cli(p, "resume", rid, "--as", "dave@contoso.com")  # not an approver of ring2
+    assert code == 1 and "HTTP 403 ApprovalForbidden" in err
+    code, out, err = cli(p, "resume", rid, "--reason", "false alarm", "--as", "carol@contoso.com", "--json")
+    assert code == 0, err
+    documented("ResumeAccepted", json.loads(out))
+    d.until(lambda: d.doc(rid).get("state") != "halted")
+    code, out, err = cli(p, "halt", rid, "--reason", "for good", "--as", "carol@contoso.com", "--json")
+    assert code == 0, err
+    documented("HaltAccepted", json.loads(out))
     d.until(lambda: d.doc(rid).get("state") == "halted")
 
     # The module entry point, configured from the environment as an operator would.

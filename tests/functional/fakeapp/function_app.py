@@ -10,7 +10,9 @@ import azure.functions as func
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from tests.functional.fakeapp import fleet
 from triggers import eventgrid, http_api
+from triggers import openapi as openapi_document
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for module in (rollout, ring_direct, ring_gate, run_results, wave, verify, guard, dry_run, fleet, eventgrid, http_api):
     app.register_functions(module.bp)
+app.register_functions(openapi_document.bp)  # GET /api/openapi.json (every route needs a key)
