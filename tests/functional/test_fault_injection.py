@@ -119,7 +119,7 @@ ACTIVITIES = {
 }
 # Each fault the simulator offers, as a burst of three at that call (retries must absorb it, or
 # the rollout must end visibly with every gate closed).
-FAULTS = {
+FAULTS: dict[str, dict[str, Any]] = {
     "429": {"type": "httpError", "status": 429, "retryAfter": 1},
     "5xx": {"type": "httpError", "status": 503, "retryAfter": 1},
     "drop": {"type": "dropConnection"},
