@@ -25,8 +25,13 @@ Additions to it (all optional for callers, all additive for readers):
   tag selector) and answers ``{"changed", "assignments": [ids changed]}``; it refuses to create
   a subscription-wide dynamic scope.
 * ``pin_manifest`` answers ``manifestHash`` when it wrote.
-* ``cancel_run`` raises when the outcome is unknown (5xx / throttled after retries): call it
-  with a retry policy, the cancel is deadline-bound.
+* ``cancel_run`` PUTs the cancel straight away (no read first). Given ``budgetSeconds`` it makes
+  one attempt bounded by that budget; with ``report: true`` a transient failure is returned as
+  ``{"status": "Failed", "retryable", "retryAfter", "httpStatus", "code"}`` (the guard retries with
+  durable timers until its deadline); an id that is not a schedule run id is ``Refused`` and
+  nothing is sent. Without ``report`` an unknown outcome raises.
+* ``collect_run_results_arg`` (``activities/resource_graph.py``): a scheduled run's per-VM results
+  from Resource Graph, with patches and reboot state; ``collect_run_results`` is the fallback.
 * ``collect_run_results`` entries are the wave's ``VmInstall`` shape ``{vm, name, os, state,
   result, error}`` with ``state`` ``done|running|missing|unreadable``, plus ``applyUpdate``.
 * ``ledger_read_gate``: ``{correlationId, ring?}`` → ``{"authorised", "reason", "rolloutId"}``

@@ -20,12 +20,12 @@ failure (429, 5xx, 403, dropped connection, timeout) is *returned* as ``{"status
 "retryable", "retryAfter", "httpStatus", "code"}`` so the guard can retry with durable timers until
 its deadline; without ``report`` it raises, as the rollout expects.
 
-``collect_run_results`` reads each VM's instance view (``patchStatus.lastPatchInstallationSummary``)
-and the VM's applyUpdates record for the run. In production, Azure Resource Graph
-(``patchinstallationresources`` joined on ``maintenanceRunId`` = correlationId) is the richer
-source -- per-patch rows, and results for VMs that are gone -- but it is eventually consistent,
-keeps 30 days only and is not available on the local platform; the instance view is exact for
-the VM's *latest* install, which is the run's install when it started at or after ``since``.
+``collect_run_results`` is the *fallback* for a scheduled run's per-VM results: it reads each VM's
+instance view (``patchStatus.lastPatchInstallationSummary``) and the VM's applyUpdates record. The
+primary source is Resource Graph (``patchinstallationresources`` joined on ``maintenanceRunId`` =
+correlationId; ``activities/resource_graph.py``), which has per-patch rows and the reboot state but
+is eventually consistent; ``orchestrators/run_results`` falls back here only for machines whose rows
+are still missing after its re-queries, and such results never pass (no patch detail).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ SUPPORTED
 
 Configuration: the scenario's ``resourceGraph`` object (``propagationMinutes``,
 ``retentionDays``, ``assessmentRetentionDays``, ``quota``, ``quotaWindowSeconds``,
-``enforceQuota``, ``retryAfterOn429``) when the scenario schema accepts it, or at run time with
+``enforceQuota``, ``retryAfterOn429``; validated by the scenario schema), or at run time with
 :func:`configure` (tests).
 
 LIMITATIONS: no ``resources`` / ``maintenanceresources`` tables (a query on them is a 400, never

@@ -129,6 +129,19 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             },
         },
         "eventSubscriptions": {"type": "array", "items": {"$ref": "#/$defs/eventSubscription"}},
+        "resourceGraph": {  # emulator/arm/resourcegraph.py: propagation, retention, quota
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "propagationMinutes": {"type": "number", "minimum": 0},
+                "retentionDays": {"type": "number", "minimum": 0},
+                "assessmentRetentionDays": {"type": "number", "minimum": 0},
+                "quota": {"type": "integer", "minimum": 1},
+                "quotaWindowSeconds": {"type": "number", "minimum": 0},
+                "enforceQuota": {"type": "boolean"},
+                "retryAfterOn429": {"type": "boolean"},
+            },
+        },
         "events": {
             "type": "object",
             "additionalProperties": False,

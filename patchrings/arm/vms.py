@@ -215,8 +215,8 @@ def summary_as_result(summary: Mapping[str, Any]) -> dict[str, Any]:
     or it was not started by this app, or a scheduled run's result). The summary has no
     ``patches`` list and no ``rebootStatus``; ``source`` says where the data came from, and the
     domain judges such a result *inconclusive*, never a pass (issue 13 item 7): it cannot say what
-    was installed. Per-patch results of scheduled runs are in Resource Graph
-    (``patchinstallationresources``), which is not read yet.
+    was installed. Per-patch results of scheduled runs are read from Resource Graph
+    (``patchinstallationresources``, ``activities/resource_graph.py``); this summary is the fallback.
     """
     return {
         "status": summary.get("status"),

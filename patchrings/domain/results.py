@@ -18,9 +18,10 @@ Rules, in order (the first *failure* wins over any *inconclusive* signal):
   (``rebootStatus`` missing or ``Unknown``) when ``requireRebootCompleted``.
 * ``ok`` — otherwise.
 
-Known gap: scheduled runs are read from instance views, which carry neither patches nor the
-reboot state, so every VM of a scheduled ring is inconclusive until per-patch results are read
-from Resource Graph (``patchinstallationresources``, a later issue); the reason says so.
+Scheduled runs' per-VM results come from Resource Graph (``patchinstallationresources``,
+``activities/resource_graph.py``), which carries the patches and the reboot state. Only when a
+machine's rows are still missing after the re-queries does ``orchestrators/run_results`` fall back
+to the instance view; such a result is inconclusive (never a pass) and the reason says why.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def classify_install(result: Mapping[str, Any] | None, rules: InstallRules | Non
 NO_PATCH_DETAIL = (
     "no per-patch detail: the result was read from the VM's instance view (lastPatchInstallationSummary), "
     "which lists neither the patches installed nor the reboot state; per-patch results of scheduled runs "
-    "are in Resource Graph (patchinstallationresources), which PatchRings does not read yet"
+    "are in Resource Graph (patchinstallationresources), whose rows for this machine had not appeared "
+    "after the re-queries"
 )
 
 

@@ -205,3 +205,12 @@ def test_an_unregistered_api_version_is_refused(arm: Running) -> None:
     refused: Any = caught.value
     assert refused.status_code == 400 and refused.error.code == "NoRegisteredProviderFound"
     assert "2021-03-01" in refused.error.message  # the SDK's default is registered
+
+
+def test_scenario_schema_accepts_resource_graph_options_and_names_bad_ones() -> None:
+    from emulator.arm.scenario import ScenarioError, validate_scenario
+
+    base = {"subscriptions": [{"id": "00000000-0000-0000-0000-000000000001"}]}
+    validate_scenario({**base, "resourceGraph": {"propagationMinutes": 10, "enforceQuota": True}}, source="s")
+    with pytest.raises(ScenarioError, match="resourceGraph"):
+        validate_scenario({**base, "resourceGraph": {"propagationMinuts": 10}}, source="s")

@@ -56,6 +56,8 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     # The raw requests are the cancel of a run, sent to its correlationId (no SDK operation).
     ("send_arm_request", "GET"): {f"{_AU}/read"},
     ("send_arm_request", "PUT"): {f"{_AU}/write"},
+    # Resource Graph: scheduled runs' per-VM results (patchinstallationresources), one POST per page.
+    ("resource_graph", "resources"): {"Microsoft.ResourceGraph/resources/read"},
 }
 for _group in (
     "configuration_assignments",
@@ -84,6 +86,7 @@ SUBSCRIPTION_LEVEL = {
     ("configuration_assignments_for_subscriptions", "create_or_update"),
     ("configuration_assignments_for_subscriptions", "update"),
     ("configuration_assignments_for_subscriptions", "delete"),
+    ("resource_graph", "resources"),  # POST /providers/Microsoft.ResourceGraph/resources: no resource group
 }
 
 SOURCE_DIRS = ("activities", "triggers", "orchestrators", "patchrings")
@@ -99,10 +102,13 @@ def _calls_in(tree: ast.AST) -> set[tuple[str, str]]:
         for node in ast.walk(scope):
             if scope is tree:
                 break
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute) and node.value.attr in GROUPS:
+            value = node.value if isinstance(node, ast.Assign) else None
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+                value = value.func  # a client built by a call, e.g. ``client = clients.resource_graph()``
+            if isinstance(node, ast.Assign) and isinstance(value, ast.Attribute) and value.attr in GROUPS:
                 for target in node.targets:
                     if isinstance(target, ast.Name):
-                        bound.setdefault(target.id, set()).add(node.value.attr)
+                        bound.setdefault(target.id, set()).add(value.attr)
         for node in ast.walk(scope):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
