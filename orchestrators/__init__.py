@@ -17,6 +17,12 @@ module             what
 ``dry_run``        resolve a ring's members and assess their patches, installing nothing
 =================  ===========================================================================
 
+Rules every orchestrator here follows: ARM and ledger activities are called with a retry policy
+from ``retries`` (READ / WRITE / CLOSE; installPatches keeps its once-only claim); the rollout
+closes its gates and writes its final state on every way out; no durable timer is longer than
+5 days (``Rollout.timer``: SDK 1.7 splits longer ones and cannot cancel the pieces); custom status
+is published through ``status.bounded`` (at most 10 KB as UTF-16).
+
 Pure helpers (unit-tested without Durable): ``inbox`` (event de-duplication and matching),
 ``status`` (the rollout state document), ``verdicts`` (domain glue), ``plan_view``,
 ``timeutil``, ``names``.
