@@ -213,3 +213,28 @@ def test_ten_percent_faults_across_the_whole_run_keep_the_promise(held: Any) -> 
     print(f"MATRIX 10%: {out['state']} ({str(out.get('outcome'))[:100]}); {len(hit)} faulted of "
           f"{len(p.arm.recorder.find())} requests")
     assert hit  # faults really happened
+
+
+# ---------------------------------------------------------------------- 13.14 on the platform
+def test_a_forged_pre_event_does_not_hijack_the_ring_run(held: Any) -> None:
+    from tests.functional.fakeapp.driver import maintenance_event
+
+    p = held(sc.scenario())
+    d = driver(p)
+    rid = d.start(who=INITIATOR)
+    approve(d, rid, "ring1", "alice@contoso.com")
+    doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+    real_start = doc["waitingFor"]["runStart"]
+    # a plausible PreMaintenanceEvent for mc-ring1 (well-formed correlationId) with a start in 2099
+    forged = maintenance_event("pre", "mc-ring1", "2099-01-06T12:00:00Z")
+    assert d.deliver(forged) in (200, 202)
+    doc = d.until_waiting(rid, "approval", "ring2")
+    runs = doc["rings"][1]["runs"]
+    assert [r["correlationId"].rsplit("/", 1)[-1] for r in runs] == [real_start.replace("-", "").replace(":", "")
+                                                                       .replace("T", "").rstrip("Z")]
+    assert runs[0]["decision"] == "authorised"
+    real = p.arm.run(runs[0]["correlationId"])
+    assert real is not None and real.status == "Completed"  # the guard let the real run through
+    refused = [e for e in ledger(p).events(f"{sc.MC}/mc-ring1") if e.get("outcome") == "refused"]
+    assert refused and "2099" in refused[0]["startDateTime"]
+    assert doc["events"]["refused"] >= 1
