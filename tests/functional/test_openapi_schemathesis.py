@@ -20,6 +20,7 @@ does not exist is rightly a 404, and a body the document cannot constrain (a pla
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,15 @@ from schemathesis.specs.openapi.checks import (
 from emulator.platform import LocalPlatform, http_call
 from tests.conftest import DEFAULT_START, SAMPLE_SCENARIO
 
-pytestmark = pytest.mark.functional
+# schemathesis 4.32's own strategies draw from `random` (a HypothesisDeprecationWarning, not ours).
+pytestmark = [pytest.mark.functional,
+              pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENT = json.loads((REPO / "triggers" / "openapi.json").read_text())
-EXAMPLES = 50  # per operation and generation mode; ten operations
+EXAMPLES = 50
+APPROVER = "X-PatchRings-Approver"
+INITIATOR = "dave@contoso.com"  # per operation and generation mode; ten operations
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 
@@ -72,10 +77,35 @@ def test_the_served_document_is_the_shipped_one(app: LocalPlatform) -> None:
     assert http_call("GET", f"{app.base_url}/api/openapi.json").status == 401
 
 
+@pytest.fixture(scope="module")
+def live(app: LocalPlatform) -> str:
+    """A running rollout (not a dry run): a share of the generated requests target it."""
+    started = app.api("POST", "/api/rollouts", {"reason": "schemathesis"}, headers={APPROVER: INITIATOR})
+    assert started.status == 202, started
+    return str(started.json["id"])
+
+
+def aim_at_live_rollout(case: Any, live_id: str) -> None:
+    """Every third request with an ``id`` targets the live rollout, as a plan approver, the initiator or
+    nobody in turn, so halt / resume / decide reach their 202 and 409 answers, not only 400 and 404.
+    Deterministic: chosen by a hash of what was generated."""
+    params = case.path_parameters or {}
+    if "id" not in params:
+        return
+    pick = zlib.crc32(json.dumps([case.method, params, case.body], default=str, sort_keys=True).encode())
+    if pick % 3:
+        return
+    case.path_parameters = {**params, "id": live_id}
+    who = (None, INITIATOR, "alice@contoso.com", "carol@contoso.com")[(pick // 3) % 4]
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != APPROVER.lower()}
+    case.headers = {**headers, APPROVER: who} if who else headers
+
+
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
           suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_as_documented(case: Any, app: LocalPlatform) -> None:
+def test_every_operation_answers_as_documented(case: Any, app: LocalPlatform, live: str) -> None:
+    aim_at_live_rollout(case, live)
     response = case.call_and_validate(base_url=app.base_url, headers={"x-functions-key": app.function_key},
                                       checks=CHECKS, timeout=60)
     SEEN[f"{case.method.upper()} {case.path}"][response.status_code] += 1
@@ -91,8 +121,11 @@ def test_every_operation_was_exercised_with_answers_of_each_kind() -> None:
         for method in item:
             if method in ("get", "post", "options"):
                 assert sum(SEEN[f"{method.upper()} {path}"].values()) >= EXAMPLES, (method, path, SEEN)
+    for operation, counts in sorted(SEEN.items()):  # shown with -s / on failure
+        print(f"{operation}: {dict(sorted(counts.items()))}")
     statuses = Counter[int]()
     for counts in SEEN.values():
         statuses.update(counts)
     assert {200, 202, 400, 401, 403, 404, 409} <= set(statuses), statuses
     assert SEEN["POST /api/plans/validate"][200] >= 1 and SEEN["POST /api/rollouts"][202] >= 1, SEEN
+    assert SEEN["POST /api/rollouts/{id}/halt"][202] >= 1 and SEEN["GET /api/rollouts/{id}"][200] >= 1, SEEN
