@@ -188,9 +188,17 @@ def test_every_request_maps_to_a_granted_action(traffic: dict[str, Any]) -> None
     assert ungranted == []
 
 
+# Actions only the fallback paths need, which a healthy run never takes: a scheduled run's per-VM
+# results come from Resource Graph, and only machines whose rows are still missing after the
+# re-queries are read from the instance view and their applyUpdates record. The static scan
+# (tests/unit/infra/test_role_matches_activities.py) proves the code still calls them.
+FALLBACK_ONLY = {"Microsoft.Maintenance/applyUpdates/read"}
+
+
 def test_the_roles_hold_nothing_no_request_needed(traffic: dict[str, Any]) -> None:
     used = {operation_action(r.method, r.path) for r in traffic["records"]}
-    assert GRANTED - used == set(), "granted but never used: remove from infra/role-actions.json"
+    assert GRANTED - used - FALLBACK_ONLY == set(), "granted but never used: remove from infra/role-actions.json"
+    assert FALLBACK_ONLY <= GRANTED
 
 
 def test_subscription_level_requests_are_covered_by_the_fleet_reader_role(traffic: dict[str, Any]) -> None:
