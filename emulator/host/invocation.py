@@ -113,6 +113,9 @@ async def invoke_function(
         kwargs[entry.client_name] = client_json
     if entry.wants_context:
         kwargs["context"] = make_context(entry, app_dir)
+    invocation_id = str(uuid.uuid4())
+    log.info("Executing %s '%s'%s (Id=%s)", entry.trigger_type, entry.name, f" ({label})" if label else "",
+             invocation_id)
     started = time.perf_counter()
     outcome = "Succeeded"
     try:
@@ -130,7 +133,7 @@ async def invoke_function(
         raise
     finally:
         log.info(
-            "Executed %s '%s'%s in %.1fms: %s",
-            entry.trigger_type, entry.name, f" ({label})" if label else "",
+            "Executed %s '%s'%s (Id=%s) in %.1fms: %s",
+            entry.trigger_type, entry.name, f" ({label})" if label else "", invocation_id,
             (time.perf_counter() - started) * 1000, outcome,
         )
