@@ -235,11 +235,38 @@ def _render_show(args: argparse.Namespace, answer: Any, out: TextIO) -> None:
     manifest = doc.get("manifest")
     if isinstance(manifest, dict):
         print_fields("manifest", [(k, v) for k, v in manifest.items() if not isinstance(v, dict)], stream=out)
+    _render_vms(body.get("ledger"), out)
     approvals = doc.get("approvals") or []
     if approvals:
         rows = [(a.get("decidedAt") or a.get("at"), a.get("ring"), a.get("verdict") or a.get("outcome"),
                  a.get("approver"), a.get("comment")) for a in approvals if isinstance(a, dict)]
         print_table("approvals", ("AT", "RING", "DECISION", "BY", "COMMENT"), rows, stream=out)
+
+
+def _short_text(value: Any, limit: int = 80) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _render_vms(ledger_doc: Any, out: TextIO) -> None:
+    """Per-VM rows from the ledger: short VM name (the full id is in --json), verdict, first reason."""
+    results = ledger_doc.get("vmResults") if isinstance(ledger_doc, dict) else None
+    if not isinstance(results, dict):
+        return
+    rows: list[tuple[Any, ...]] = []
+    for ring, items in results.items():
+        for row in items if isinstance(items, list) else []:
+            if not isinstance(row, dict):
+                continue
+            verdict: dict[str, Any] = row["verdict"] if isinstance(row.get("verdict"), dict) else {}
+            reasons = verdict.get("reasons") or []
+            rows.append((ring, str(row.get("vm") or "").rstrip("/").rsplit("/", 1)[-1] or None,
+                         verdict.get("outcome") or row.get("status") or row.get("state"),
+                         _short_text(reasons[0] if isinstance(reasons, list) and reasons else None)))
+    if rows:
+        print_table("virtual machines", ("RING", "VM", "VERDICT", "REASON"), rows, stream=out)
 
 
 def _render_start(args: argparse.Namespace, answer: Any, out: TextIO) -> None:

@@ -204,12 +204,17 @@ def test_human_output_tables_and_the_next_step(monkeypatch: pytest.MonkeyPatch) 
                                    {"name": "ring1", "patching": "scheduled", "phase": "waiting", "counts": {}}],
                          "manifest": {"hash": "0545a0c2", "kbCount": 2},
                          "approvals": [{"decidedAt": "2026-11-16T07:00:00Z", "ring": "ring1", "verdict": "reject",
-                                        "approver": "carol@contoso.com", "comment": "not yet"}]}}
+                                        "approver": "carol@contoso.com", "comment": "not yet"}]},
+              "ledger": {"vmResults": {"ring0": [
+                  {"vm": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/r0-web-1",
+                   "verdict": {"outcome": "fail", "reasons": ["installation Failed: KB5048667 " + "x" * 200]}}]}}}
     code, out, _ = run(["rollouts", "show", "ro-1"], FakeApi(status), monkeypatch=monkeypatch)
     assert code == 0
     assert "python -m patchrings rollouts approve ro-1 ring1 --manifest 0545a0c2" in out
     assert any(line.split()[:5] == ["ring0", "direct", "promoted", "succeeded=3", "pass"] for line in out.splitlines())
     assert "carol@contoso.com" in out and "default 458367ff" in out
+    [vm_row] = [line for line in out.splitlines() if line.startswith("ring0  r0-web-1")]
+    assert vm_row.split()[2:5] == ["fail", "installation", "Failed:"] and len(vm_row) < 120
     code, out, _ = run(["rollouts", "show", "ro-1"], FakeApi({"id": "ro-1"}), monkeypatch=monkeypatch)
     assert code == 0 and "rollout ro-1" in out  # a sparse answer still renders
 
