@@ -13,11 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from patchrings.cli import add_rollouts_parser, run_rollouts
-from patchrings.domain.plan import load_plan_file
-from patchrings.errors import PlanInvalid
 
 
 def _validate_plan(path: str) -> int:
+    # Imported here: ``rollouts`` needs only the standard library on an operator's machine.
+    from patchrings.domain.plan import load_plan_file
+    from patchrings.errors import PlanInvalid
+
     try:
         plan = load_plan_file(path)
     except PlanInvalid as exc:

@@ -127,3 +127,17 @@ def test_cli_starts_shows_approves_and_halts_a_rollout(held: Any) -> None:
     refused = subprocess.run([sys.executable, "-m", "patchrings", "rollouts", "show", rid], check=False, cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr, refused
+
+
+def test_rollouts_commands_need_only_the_standard_library() -> None:
+    """On an operator's machine ``python -m patchrings rollouts`` imports nothing outside the
+    standard library (azure-identity only with --entra-scope, rich only on a terminal)."""
+    probe = ("import sys\nfrom patchrings.__main__ import main\n"
+             "code = main(['rollouts', 'list', '--url', 'http://127.0.0.1:9'])\n"
+             "third = sorted({m.split('.')[0] for m in sys.modules} & {'jsonschema', 'dateutil', 'azure', 'rich',"
+             " 'tzlocal', 'aiohttp', 'requests'})\n"
+             "print(code, third)")
+    done = subprocess.run([sys.executable, "-c", probe], check=False, cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "1 []", (done.stdout, done.stderr)
+    assert "cannot reach http://127.0.0.1:9" in done.stderr
