@@ -1,33 +1,176 @@
-"""Ring scale: history per instance stays bounded as a direct ring grows (5 -> 50 -> 500 VMs).
+"""Ring scale: ARM calls per VM per ring (simulator recorder), throttling, history per instance.
 
-The real orchestrators run on the local host (real azure-functions-durable replay) with the
-in-memory fake activities of ``tests/functional/fakeapp``, so only orchestration work is
-measured. A one-ring plan patches N VMs in waves of ``WAVE`` (maxConcurrency); each wave is a
-sub-orchestration, so:
+Two measurements, both reported as counts and ratios taken in one run (issue 11):
 
-* the largest history of any instance should stay flat (bounded by the wave size), and
-* the parent's history should grow with the number of waves only (a few events per wave),
+1. **ARM calls per VM per ring** -- the real app (``function_app.py``) on the local platform
+   (Functions host + ARM simulator + Azurite, skip clock) runs the default plan's three rings over
+   a generated fleet: a direct Ring 0 (installPatches + health checks), Ring 1 (scheduled, opened
+   by retag) and Ring 2 (scheduled, opened by its configuration assignment). The simulator's
+   recorder says which request belongs to which ring: each request is attributed to the ring
+   phase it was made in (start -> Ring 1's approval request -> Ring 2's approval request -> end),
+   and the VM-addressed ones also to their VM (by path; compute async-operation polls through the
+   simulator's operation table). Reported per ring: calls per VM (all calls of the phase / the
+   ring's VMs), calls per VM by operation, VM-addressed calls per Windows / Linux VM, and
+   throttled requests (429) in the whole run. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes,
+   ``BENCH_ARM_CONCURRENCY`` Ring 0's maxConcurrency (default: the plan's, 2).
+2. **History per instance** -- the real orchestrators with the in-memory fake activities of
+   ``tests/functional/fakeapp`` on a one-ring plan of N VMs in waves of 50: the largest history of
+   any instance stays flat and the parent grows with the number of waves only.
+   ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it).
 
-instead of one instance carrying ~10 events per VM. Reported as ratios to the smallest ring.
-Sizes can be overridden: ``BENCH_RING_SIZES=5,500,5000 python -m bench bench_ring_scale`` (5,000 VMs
-takes about 20 minutes on 2 cores; 500 VMs gave 22 instances, parent history 28 events -- the same
-as 5 VMs -- and a largest child history of 1,700 events, the same as 100 VMs).
+Results: ``bench/results/ring_scale.json`` (this module's own file, also when run through
+``python -m bench``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "tests" / "functional" / "fakeapp"
+RESULTS = Path(__file__).resolve().parent / "results"
 START = "2026-11-16T06:00:00Z"
 WAVE = 50
+APPROVERS = {"ring1": "alice@contoso.com", "ring2": "carol@contoso.com"}
 
 
-def _plan() -> dict[str, Any]:
+# ----------------------------------------------------------------------------- ARM calls per VM
+def _arm_fleet(sizes: tuple[int, int, int]) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+    """The functional scenario with ``sizes`` VMs per ring (half Windows, half Linux)."""
+    from tests.functional import platform_scenario as sc
+
+    scenario = sc.scenario()
+    group = scenario["subscriptions"][0]["resourceGroups"][0]
+    members: dict[str, list[tuple[str, str]]] = {}
+    vms = []
+    for ring, tag, count in zip(("ring0", "ring1", "ring2"), ("ring0", "ring1-hold", "ring2"), sizes, strict=True):
+        members[ring] = []
+        for i in range(count):
+            os_name = "Windows" if i % 2 == 0 else "Linux"
+            name = f"{ring[0]}{ring[-1]}-vm-{i:04d}"
+            members[ring].append((name, os_name))
+            vms.append({"name": name, "os": os_name, "zone": str(i % 3 + 1), "tags": {"patchRing": tag}})
+    group["vms"] = vms
+    return scenario, members
+
+
+def _plan(concurrency: int | None) -> dict[str, Any]:
+    plan = json.loads((REPO / "plans" / "default.json").read_text())
+    if concurrency:
+        plan["rings"][0]["rate"] = {**plan["rings"][0].get("rate", {}), "maxConcurrency": concurrency}
+    return plan
+
+
+def _vm_of(record: Any, operations: dict[str, Any]) -> str | None:
+    """The VM name a request addresses (path, or the compute operation it polls)."""
+    parts = record.path.split("/")
+    lower = [p.lower() for p in parts]
+    if "virtualmachines" in lower:
+        i = lower.index("virtualmachines")
+        if i + 1 < len(parts):
+            return parts[i + 1].lower()
+    if "operations" in lower or "operationresults" in lower:
+        op = operations.get(parts[-1])
+        if op is not None:
+            return str(op.vm_id).rsplit("/", 1)[-1].lower()
+    return None
+
+
+def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> dict[str, Any]:
+    from emulator.clock import make_clock
+    from emulator.platform import LocalPlatform
+    from tests.functional.platform_driver import driver
+
+    scenario, members = _arm_fleet(sizes)
+    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ring-scale-{os.getpid()}"
+    plan_path = state / "plan.json"
+    state.mkdir(parents=True, exist_ok=True)
+    plan_path.write_text(json.dumps(_plan(concurrency)))
+    clock = make_clock("skip", start=START)
+    platform = LocalPlatform(scenario, clock=clock, state_dir=state / "platform",
+                             settings={"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true",
+                                       "PATCHRINGS_PLAN_PATH": str(plan_path)})
+    platform.start()
+    try:
+        d = driver(platform)
+        recorder = platform.arm.recorder
+        started = time.perf_counter()
+        marks = [0]
+        rid = d.start(who="bench@contoso.com")
+        for ring in ("ring1", "ring2"):
+            doc = d.until_waiting(rid, "approval", ring)
+            marks.append(len(recorder))
+            result = d.decide(rid, ring, "approve", doc["waitingFor"]["manifestHash"], APPROVERS[ring])
+            assert result.status == 202, result
+        final = d.until_done(rid)
+        marks.append(len(recorder))
+        wall = time.perf_counter() - started
+        out = final.output or {}
+        records = recorder.records
+        operations = dict(platform.arm.operations)
+    finally:
+        platform.stop()
+    return _tally(records, operations, marks, members, out, wall, sizes, concurrency)
+
+
+def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
+           members: dict[str, list[tuple[str, str]]], out: dict[str, Any], wall: float,
+           sizes: tuple[int, int, int], concurrency: int | None) -> dict[str, Any]:
+    os_of = {name.lower(): os_name for ring in members.values() for name, os_name in ring}
+    rings: dict[str, Any] = {}
+    for index, ring in enumerate(("ring0", "ring1", "ring2")):
+        phase = records[marks[index]:marks[index + 1]]
+        vms = max(len(members[ring]), 1)
+        ring_vms = {name.lower() for name, _ in members[ring]}
+        by_op = Counter(r.operation or f"{r.method} ?" for r in phase)
+        per_os: dict[str, Counter[str]] = {"Windows": Counter(), "Linux": Counter()}
+        for r in phase:
+            vm = _vm_of(r, operations)
+            if vm in ring_vms:
+                per_os[os_of[vm]][r.operation or r.method] += 1
+        count_os = Counter(os_name for _, os_name in members[ring])
+        rings[ring] = {
+            "vms": len(members[ring]),
+            "calls": len(phase),
+            "callsPerVm": round(len(phase) / vms, 2),
+            "byOperationPerVm": {op: round(n / vms, 2) for op, n in sorted(by_op.items())},
+            "vmAddressedPerVm": {
+                os_name: {"total": round(sum(c.values()) / max(count_os[os_name], 1), 2),
+                          **{op: round(n / max(count_os[os_name], 1), 2) for op, n in sorted(c.items())}}
+                for os_name, c in per_os.items() if count_os[os_name]
+            },
+            "throttled": sum(1 for r in phase if r.status == 429),
+        }
+    return {
+        "sizes": list(sizes),
+        "ring0MaxConcurrency": concurrency or 2,
+        "outcome": f"{out.get('state')}/{out.get('outcome')}",
+        "totalCalls": len(records),
+        "throttled": sum(1 for r in records if r.status == 429),
+        "rings": rings,
+        "wallSeconds": round(wall, 1),
+    }
+
+
+def _print_arm(row: dict[str, Any]) -> None:
+    print(f"   ARM calls per VM per ring (ring sizes {row['sizes']}, Ring 0 maxConcurrency "
+          f"{row['ring0MaxConcurrency']}; outcome {row['outcome']}; throttled (429) {row['throttled']})")
+    print(f"   {'ring':>5} {'VMs':>4} {'calls/VM':>8} {'Windows VM':>10} {'Linux VM':>8}  top operations per VM")
+    for ring, r in row["rings"].items():
+        top = sorted(r["byOperationPerVm"].items(), key=lambda kv: -kv[1])[:5]
+        win = r["vmAddressedPerVm"].get("Windows", {}).get("total", 0)
+        lin = r["vmAddressedPerVm"].get("Linux", {}).get("total", 0)
+        print(f"   {ring:>5} {r['vms']:>4} {r['callsPerVm']:>8} {win:>10} {lin:>8}  "
+              + ", ".join(f"{op} {n}" for op, n in top))
+
+
+# ----------------------------------------------------------------------------- history per instance
+def _history_plan() -> dict[str, Any]:
     from patchrings.domain.plan import load_plan_file
 
     plan = load_plan_file(REPO / "plans" / "default.json").to_dict()
@@ -39,7 +182,7 @@ def _plan() -> dict[str, Any]:
     return plan
 
 
-def measure(size: int) -> dict[str, Any]:
+def measure_history(size: int) -> dict[str, Any]:
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
     from patchrings.domain.plan import load_plan
@@ -48,7 +191,7 @@ def measure(size: int) -> dict[str, Any]:
     from tests.functional.fakeapp.driver import Driver
     from triggers import deps
 
-    plan = _plan()
+    plan = _history_plan()
     f = fleet.reset(load_plan(plan).to_dict())
     for i in range(size):
         f.add(f"r0-vm-{i:05d}", "Windows" if i % 2 else "Linux", str(i % 3 + 1), "ring0")
@@ -70,10 +213,9 @@ def measure(size: int) -> dict[str, Any]:
             return {iid: len(inst.history) for iid, inst in ht.host.engine.instances.items()}
 
         histories: dict[str, int] = ht.run_sync(sizes)
-        installs = len(f.called("start_install"))
         return {
             "vms": size,
-            "installs": installs,
+            "installs": len(f.called("start_install")),
             "instances": len(histories),
             "parentHistory": histories.get(rid, 0),
             "maxHistory": max(histories.values()),
@@ -86,9 +228,10 @@ def measure(size: int) -> dict[str, Any]:
         deps.reset()
 
 
-def run() -> list[dict[str, Any]]:
-    sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50,500").split(",")]
-    rows = [measure(size) for size in sizes]
+def _history(sizes: list[int]) -> list[dict[str, Any]]:
+    rows = [measure_history(size) for size in sizes]
+    if not rows:
+        return rows
     base = rows[0]
     print(f"   {'VMs':>6} {'instances':>9} {'parent hist':>11} {'max child hist':>14} "
           f"{'events/VM (parent)':>18} {'wall s':>7} {'wall/VM vs smallest':>19}")
@@ -99,6 +242,20 @@ def run() -> list[dict[str, Any]]:
         print(f"   {row['vms']:>6} {row['instances']:>9} {row['parentHistory']:>11} {row['maxChildHistory']:>14} "
               f"{per_vm:>18.3f} {row['wallSeconds']:>7} {row['wallPerVmRatio']:>19}")
     return rows
+
+
+def run() -> dict[str, Any]:
+    ring_sizes = tuple(int(s) for s in os.environ.get("BENCH_ARM_RINGS", "6,10,10").split(","))
+    assert len(ring_sizes) == 3, "BENCH_ARM_RINGS needs three sizes"
+    concurrency = int(os.environ["BENCH_ARM_CONCURRENCY"]) if os.environ.get("BENCH_ARM_CONCURRENCY") else None
+    arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
+    _print_arm(arm)
+    history_sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50").split(",") if s.strip()]
+    result = {"armCalls": arm, "history": _history(history_sizes)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ring_scale.json").write_text(json.dumps(result, indent=2, default=str))
+    print("   saved bench/results/ring_scale.json")
+    return result
 
 
 if __name__ == "__main__":
