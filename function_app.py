@@ -49,3 +49,7 @@ for blueprint_module in (
 ):
     app.register_functions(blueprint_module.bp)
 app.register_functions(openapi_document.bp)  # GET /api/openapi.json
+
+from activities import health as health_activities  # noqa: E402  (issue 11: health samples in bulk)
+
+app.register_functions(health_activities.bp)

@@ -604,3 +604,4 @@ def poll_assess(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def check_vm_health(payload: Payload) -> dict[str, Any]:
     return check_vm_health_core(deps().clients, payload)
+

@@ -47,3 +47,4 @@ EV_APPROVAL = "ApprovalDecision"
 EV_MAINTENANCE = "MaintenanceEvent"
 EV_HALT = "Halt"
 EV_RESUME = "Resume"
+CHECK_HEALTH_BATCH = "check_vm_health_batch"  # many VMs per call, full or cheap samples (issue 11)

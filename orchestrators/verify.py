@@ -8,8 +8,17 @@ is the domain's pure :class:`HealthTracker`; this module only schedules the chec
 Health checks are reads: they run with ``retries.READ``, and a check that still fails is an
 unreadable sample (unknown, never healthy), not a failed orchestration.
 
-Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool}``; output
-``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
+Fewer ARM calls (issue 11): each round is **one** ``check_vm_health_batch`` activity for every VM
+due, not one activity (and one instance-view GET) per VM. The tracker says which VMs need a full
+sample (the end of the wait phase, the elastic phase, the end of the stay-healthy phase) and which
+a cheap one (in between: one paged ``statusOnly`` VM list per subscription plus the probes).
+
+Fail fast (issue 11): ``baselines`` (optional, ``{vm id: health sample}``, taken by
+``start_install`` from the instance view it reads anyway before the POST) marks the VMs that were
+healthy before patching; those fail at once after two consecutive unhealthy samples.
+
+Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?}``;
+output ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
 from orchestrators.verdicts import gate_for, verdicts_for
-from patchrings.domain.health import HealthPolicy, HealthTracker
+from patchrings.domain.health import HealthPolicy, HealthSample, HealthTracker, evaluate_sample
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.verify")
@@ -40,7 +49,13 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     installed = {i["vm"].lower() for i in installs if i.get("state") in ("done", "not-needed")}
     checked = [vm for vm in vms if vm["id"].lower() in installed]
     start = context.current_utc_datetime
-    trackers = {vm["id"]: HealthTracker(policy, start) for vm in checked}
+    baselines = {str(k).lower(): v for k, v in (spec.get("baselines") or {}).items() if isinstance(v, dict)}
+
+    def healthy_before(vm_id: str) -> bool:
+        sample = baselines.get(vm_id.lower())
+        return sample is not None and evaluate_sample(policy, HealthSample.from_dict(sample))[0] == "healthy"
+
+    trackers = {vm["id"]: HealthTracker(policy, start, healthy_before(vm["id"])) for vm in checked}
     by_id = {vm["id"]: vm for vm in checked}
 
     while True:
@@ -52,11 +67,13 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield context.create_timer(due)
         now = context.current_utc_datetime
         batch = [v for v in open_ids if (trackers[v].state.next_check_at or start) <= now]
+        checks = [{"vm": by_id[v], "full": trackers[v].wants_full} for v in batch]
         try:
-            samples = yield context.task_all(
-                [context.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": by_id[v], "probes": probes})
-                 for v in batch]
-            )
+            answer = yield context.call_activity_with_retry(
+                names.CHECK_HEALTH_BATCH, retries.READ, {"checks": checks, "probes": probes})
+            samples = list((answer or {}).get("samples") or [])
+            if len(samples) != len(batch):
+                raise ValueError(f"{len(samples)} health samples for {len(batch)} VMs")
         except Exception as exc:  # still failing after READ's attempts: unreadable, never healthy
             samples = [{"readError": f"health check failed: {str(exc)[:300]}"} for _ in batch]
         for vm_id, sample in zip(batch, samples, strict=True):

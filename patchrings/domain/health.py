@@ -13,6 +13,20 @@ Phases (Azure Deployment Manager health-check semantics, the best spec among the
 
 The tracker is a pure state machine: the orchestrator calls ``observe(at, sample)`` with the
 time it scheduled the check for (replay-safe), and sleeps until ``next_check_at``.
+
+Fewer reads, faster detection (issue 11):
+
+* **Samples.** A *full* sample (instance view per VM: power state, VM agent, Application Health,
+  plus the HTTP probes) is needed to enter the stay-healthy phase and to end it; between, during
+  the stay-healthy phase, a *cheap* sample (:attr:`HealthSample.partial`: the power state from one
+  bulk list per subscription, plus the probes) is enough to catch a VM that goes down.
+  :attr:`HealthTracker.wants_full` tells the orchestrator which one the next check needs. The
+  stay-healthy phase is sampled :data:`HOLD_CHECKS` times (every ``healthyStateDuration /
+  HOLD_CHECKS``, never more often than ``pollInterval``), not every ``pollInterval``.
+* **Fail fast.** A VM that was healthy *before* patching (``healthy_before``: the sample its
+  install start took) and is unhealthy after it in :data:`FAIL_FAST_SAMPLES` consecutive samples
+  fails at once: the elastic phase is for VMs that were not yet healthy, not for ones the patch
+  broke. An unreadable sample neither extends nor breaks the streak; a healthy one breaks it.
 """
 
 from __future__ import annotations
@@ -28,6 +42,11 @@ SignalState = Literal["healthy", "unhealthy", "unknown"]
 Outcome = Literal["healthy", "unhealthy", "unknown"]
 Phase = Literal["wait", "elastic", "stayHealthy", "done"]
 AppHealthRule = Literal["required", "ifPresent", "ignore"]
+
+#: How many samples the stay-healthy phase takes (its last one full, the others may be cheap).
+HOLD_CHECKS = 3
+#: Consecutive unhealthy samples after patching that fail a VM which was healthy before it.
+FAIL_FAST_SAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,10 @@ class HealthSample:
     (``PowerState/running``, ``ProvisioningState/succeeded``, ``Ready``, ``Not Ready``...).
     ``app_health`` ``None`` means the Application Health extension is not installed.
     ``read_error`` set means the signals could not be read at all.
+    ``partial`` marks a *cheap* sample (issue 11): a bulk read that carries the power state and
+    the HTTP probes but not the VM agent or Application Health (the subscription's VM list with
+    ``statusOnly=true``); those two signals are then not judged, and such a sample never proves a
+    VM healthy on its own (see :attr:`HealthTracker.wants_full`).
     """
 
     power_state: str | None = None
@@ -160,6 +183,7 @@ class HealthSample:
     probes: tuple[Mapping[str, Any], ...] = ()
     read_error: str | None = None
     vm: str | None = None
+    partial: bool = False
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> HealthSample:
@@ -170,10 +194,11 @@ class HealthSample:
             probes=tuple(doc.get("probes") or ()),
             read_error=doc.get("readError"),
             vm=doc.get("vm") if isinstance(doc.get("vm"), str) else None,
+            partial=bool(doc.get("partial", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "vm": self.vm,
             "powerState": self.power_state,
             "vmAgent": self.vm_agent,
@@ -181,6 +206,9 @@ class HealthSample:
             "probes": [dict(p) for p in self.probes],
             "readError": self.read_error,
         }
+        if self.partial:
+            out["partial"] = True
+        return out
 
 
 def _norm(value: str | None) -> str | None:
@@ -207,13 +235,13 @@ def evaluate_sample(policy: HealthPolicy, sample: HealthSample) -> tuple[SignalS
             unknown.append("power state unknown")
         elif ps != "running":
             bad.append(f"power state is {sample.power_state}, expected running")
-    if policy.vm_agent:
+    if policy.vm_agent and not sample.partial:
         ag = _norm(sample.vm_agent)
         if ag is None or ag == "unknown":
             unknown.append("VM agent status unknown")
         elif ag not in ("ready", "succeeded"):
             bad.append(f"VM agent is {sample.vm_agent}, expected ready")
-    if policy.application_health != "ignore":
+    if policy.application_health != "ignore" and not sample.partial:
         ah = _norm(sample.app_health)
         if ah is None or ah in ("notinstalled", "absent", "none"):
             if policy.application_health == "required":
@@ -264,6 +292,7 @@ class HealthState:
     unknown_while_holding: int = 0
     last_signal: SignalState | None = None
     last_reasons: tuple[str, ...] = ()
+    unhealthy_streak: int = 0
 
     @property
     def done(self) -> bool:
@@ -281,6 +310,7 @@ class HealthState:
             "unknownWhileHolding": self.unknown_while_holding,
             "lastSignal": self.last_signal,
             "lastReasons": list(self.last_reasons),
+            "unhealthyStreak": self.unhealthy_streak,
         }
 
     @classmethod
@@ -296,6 +326,7 @@ class HealthState:
             unknown_while_holding=int(doc.get("unknownWhileHolding", 0)),
             last_signal=doc.get("lastSignal"),
             last_reasons=tuple(doc.get("lastReasons", ())),
+            unhealthy_streak=int(doc.get("unhealthyStreak", 0)),
         )
 
 
@@ -304,11 +335,13 @@ class HealthTracker:
     """Three-phase health evaluation for one VM (or one ring, fed aggregated samples).
 
     ``start`` is when verification began (the install finished). Samples observed before
-    ``start + wait`` are ignored.
+    ``start + wait`` are ignored. ``healthy_before``: the VM was healthy before it was patched
+    (fail fast, module doc).
     """
 
     policy: HealthPolicy
     start: datetime
+    healthy_before: bool = False
     state: HealthState = field(init=False)
     _ever_read: bool = field(default=False, init=False)
 
@@ -325,6 +358,19 @@ class HealthTracker:
     @property
     def elastic_deadline(self) -> datetime:
         return self.start + self.policy.wait + self.policy.elastic
+
+    @property
+    def hold_interval(self) -> timedelta:
+        """How far apart the stay-healthy phase's samples are (module doc)."""
+        return max(self.policy.poll_interval, self.policy.healthy_state / HOLD_CHECKS)
+
+    @property
+    def wants_full(self) -> bool:
+        """Does the next check need a full sample? Only stay-healthy checks before its end don't."""
+        st = self.state
+        if st.phase != "stayHealthy" or st.healthy_since is None or st.next_check_at is None:
+            return True
+        return st.next_check_at >= st.healthy_since + self.policy.healthy_state
 
     def observe(self, at: datetime, sample: HealthSample | Mapping[str, Any]) -> HealthState:
         """Feed one sample taken at ``at``; returns the new state (also kept in ``state``)."""
@@ -345,9 +391,16 @@ class HealthTracker:
         poll = self.policy.poll_interval
 
         if st.phase in ("wait", "elastic"):
-            if signal == "healthy":
-                st = replace(st, phase="stayHealthy", healthy_since=at)
+            if signal == "healthy" and not sample.partial:
+                st = replace(st, phase="stayHealthy", healthy_since=at, unhealthy_streak=0)
                 # fall through to the stay-healthy check (a zero hold completes at once)
+            elif (streak := self._streak(st, signal)) >= FAIL_FAST_SAMPLES and self.healthy_before:
+                self.state = replace(
+                    st, phase="done", outcome="unhealthy", unhealthy_streak=streak, next_check_at=None,
+                    reasons=(f"healthy before patching, unhealthy in {streak} consecutive samples after it "
+                             "(failed fast, without waiting for elasticDuration)", *why),
+                )
+                return self.state
             elif at >= self.elastic_deadline:
                 outcome: Outcome = "unhealthy" if self._ever_read else "unknown"
                 lead = (
@@ -358,7 +411,8 @@ class HealthTracker:
                 self.state = replace(st, phase="done", outcome=outcome, reasons=(lead, *why), next_check_at=None)
                 return self.state
             else:
-                self.state = replace(st, phase="elastic", next_check_at=min(at + poll, self.elastic_deadline))
+                self.state = replace(st, phase="elastic", unhealthy_streak=streak,
+                                     next_check_at=min(at + poll, self.elastic_deadline))
                 return self.state
 
         # stay healthy
@@ -376,6 +430,9 @@ class HealthTracker:
         if signal == "unknown":
             st = replace(st, unknown_while_holding=st.unknown_while_holding + 1)
         hold_end = healthy_since + self.policy.healthy_state
+        if at >= hold_end and sample.partial:  # the last sample of the hold must be a full one
+            self.state = replace(st, phase="stayHealthy", next_check_at=at)
+            return self.state
         if at >= hold_end:
             if st.unknown_while_holding:
                 self.state = replace(
@@ -392,19 +449,27 @@ class HealthTracker:
             else:
                 self.state = replace(st, phase="done", outcome="healthy", reasons=(), next_check_at=None)
             return self.state
-        self.state = replace(st, phase="stayHealthy", next_check_at=min(at + poll, hold_end))
+        self.state = replace(st, phase="stayHealthy", next_check_at=min(at + self.hold_interval, hold_end))
         return self.state
+
+    @staticmethod
+    def _streak(st: HealthState, signal: SignalState) -> int:
+        """Consecutive unhealthy samples including this one (unknown keeps, healthy resets)."""
+        if signal == "unhealthy":
+            return st.unhealthy_streak + 1
+        return 0 if signal == "healthy" else st.unhealthy_streak
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "start": format_instant(self.start),
+            "healthyBefore": self.healthy_before,
             "everRead": self._ever_read,
             "state": self.state.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, policy: HealthPolicy, doc: Mapping[str, Any]) -> HealthTracker:
-        tracker = cls(policy, parse_instant(doc["start"]))
+        tracker = cls(policy, parse_instant(doc["start"]), bool(doc.get("healthyBefore", False)))
         tracker.state = HealthState.from_dict(doc["state"])
         tracker._ever_read = bool(doc.get("everRead", False))
         return tracker

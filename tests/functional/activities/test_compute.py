@@ -14,6 +14,7 @@ from activities.compute import (
     start_assess_core,
     start_install_core,
 )
+from activities.health import _LIST_PAGES, check_vm_health_batch_core
 from activities.plan import Plan
 from patchrings.clients import AzureClients
 from patchrings.ledger import Ledger
@@ -151,3 +152,40 @@ def test_health_healthy_unhealthy_and_unreadable(arm: SimHandle, clients: AzureC
     missing = check_vm_health_core(clients, {"vm": vmref("nope-01"), "probes": probes})
     assert missing["readError"] and "ResourceNotFound" in missing["readError"]
     assert missing["powerState"] is None
+
+
+def test_health_batch_reads_cheap_samples_in_one_list_and_full_ones_per_vm(arm: SimHandle,
+                                                                          clients: AzureClients) -> None:
+    """Issue 11: cheap samples of a whole wave cost one paged statusOnly list per subscription (not
+    one instance view per VM); full ones read each VM's instance view; probes stay per VM."""
+    _LIST_PAGES.clear()
+    probes = [{"url": arm.sim.health_url_template, "expectStatus": 200, "timeoutSeconds": 5}]
+    arm.sim.recorder.clear()
+    cheap = check_vm_health_batch_core(clients, {"probes": probes, "checks": [
+        {"vm": vmref("web-01"), "full": False}, {"vm": vmref("db-01", "Linux"), "full": False},
+        {"vm": vmref("nope-01"), "full": False}]})
+    ops = [r.operation for r in arm.sim.recorder.records]
+    assert ops.count("vm.list_all") >= 1 and "vm.instance_view" not in ops
+    web, db, ghost = cheap["samples"]
+    assert web["partial"] and web["powerState"] == "running" and web["probes"][0]["ok"] is True
+    assert web["vmAgent"] is None and web["readError"] is None
+    assert db["powerState"] == "deallocated"
+    assert ghost["deleted"] and ghost["readError"]
+
+    arm.sim.recorder.clear()
+    full = check_vm_health_batch_core(clients, {"probes": [], "checks": [
+        {"vm": vmref("web-01"), "full": True}, {"vm": vmref("db-01", "Linux"), "full": True}]})
+    assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"] * 2
+    assert [s.get("partial") for s in full["samples"]] == [None, None]
+    assert full["samples"][0]["vmAgent"] == "Ready"
+
+
+def test_health_batch_reads_one_by_one_when_the_list_would_cost_more_pages(arm: SimHandle,
+                                                                           clients: AzureClients) -> None:
+    _LIST_PAGES.clear()
+    _LIST_PAGES[vm_id("web-01").split("/")[2].lower()] = 40  # a subscription of thousands of VMs
+    arm.sim.recorder.clear()
+    out = check_vm_health_batch_core(clients, {"probes": [], "checks": [{"vm": vmref("web-01"), "full": False}]})
+    assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"]
+    assert out["samples"][0]["powerState"] == "running"
+    _LIST_PAGES.clear()

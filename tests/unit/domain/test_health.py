@@ -137,3 +137,80 @@ def test_probe_url_substitutes_vm_name_and_policy_round_trips():
                                                  "expectStatus": 200, "bodyPattern": "ok"}]})
     assert policy.probes[0].url_for({"name": "web01"}) == "https://web01.contoso.com/health"
     assert HealthPolicy.from_dict(policy.to_dict()) == policy
+
+
+# ------------------------------------------------------------------ issue 11: cheap samples, fail fast
+CHEAP_UP = HealthSample(power_state="running", partial=True)
+CHEAP_DOWN = HealthSample(power_state="stopped", partial=True)
+LONG_HOLD = HealthPolicy.from_dict(
+    {"phases": {"waitDuration": "PT5M", "elasticDuration": "PT30M", "healthyStateDuration": "PT15M",
+                "pollInterval": "PT1M"}}
+)
+
+
+def test_a_cheap_sample_judges_power_and_probes_only():
+    assert evaluate_sample(POLICY, CHEAP_UP) == ("healthy", [])
+    assert evaluate_sample(POLICY, CHEAP_DOWN)[0] == "unhealthy"
+    probe_down = HealthSample(power_state="running", partial=True, probes=({"url": "u", "ok": False},))
+    assert evaluate_sample(POLICY, probe_down)[0] == "unhealthy"
+    assert HealthSample.from_dict(CHEAP_UP.to_dict()) == CHEAP_UP
+
+
+def test_the_hold_is_sampled_three_times_cheap_between_full_at_its_end():
+    t = HealthTracker(LONG_HOLD, T0)
+    assert t.wants_full  # the end of the wait phase needs a full sample
+    st = t.observe(minutes(5), HEALTHY)
+    assert st.phase == "stayHealthy" and st.next_check_at == minutes(10) and not t.wants_full
+    st = t.observe(minutes(10), CHEAP_UP)
+    assert st.next_check_at == minutes(15) and not t.wants_full
+    st = t.observe(minutes(15), CHEAP_UP)
+    assert st.next_check_at == minutes(20) and t.wants_full
+    st = t.observe(minutes(20), CHEAP_UP)  # a cheap sample cannot end the hold: a full one now
+    assert st.phase == "stayHealthy" and st.next_check_at == minutes(20) and t.wants_full
+    st = t.observe(minutes(20), HEALTHY)
+    assert st.outcome == "healthy" and st.samples == 5
+
+
+def test_a_cheap_sample_that_sees_a_vm_down_ends_the_hold_unhealthy():
+    t = HealthTracker(LONG_HOLD, T0)
+    t.observe(minutes(5), HEALTHY)
+    st = t.observe(minutes(10), CHEAP_DOWN)
+    assert st.outcome == "unhealthy" and "became unhealthy" in st.reasons[0]
+
+
+def test_a_cheap_healthy_sample_never_proves_a_vm_healthy_in_the_elastic_phase():
+    t = HealthTracker(LONG_HOLD, T0)
+    st = t.observe(minutes(5), CHEAP_UP)
+    assert st.phase == "elastic" and t.wants_full
+
+
+def test_fail_fast_a_vm_healthy_before_patching_fails_on_its_second_unhealthy_sample():
+    t = HealthTracker(LONG_HOLD, T0, healthy_before=True)
+    st = t.observe(minutes(5), SICK)
+    assert st.phase == "elastic" and st.unhealthy_streak == 1
+    st = t.observe(minutes(6), UNREADABLE)  # unknown neither extends nor breaks the streak
+    assert st.phase == "elastic" and st.unhealthy_streak == 1
+    st = t.observe(minutes(7), STOPPED)
+    assert st.outcome == "unhealthy" and st.next_check_at is None
+    assert "failed fast" in st.reasons[0]
+    # detection latency: 7 simulated minutes after the install, not 35 (wait + elasticDuration)
+    restored = HealthTracker.from_dict(LONG_HOLD, t.to_dict())
+    assert restored.healthy_before and restored.state == st
+
+
+def test_fail_fast_a_healthy_sample_breaks_the_streak():
+    t = HealthTracker(LONG_HOLD, T0, healthy_before=True)
+    t.observe(minutes(5), SICK)
+    st = t.observe(minutes(6), CHEAP_UP)  # healthy power/probes: the streak ends (not promoted)
+    assert st.unhealthy_streak == 0 and st.phase == "elastic"
+    st = t.observe(minutes(7), SICK)
+    assert st.phase == "elastic" and st.unhealthy_streak == 1
+
+
+def test_without_a_healthy_baseline_the_elastic_phase_runs_its_course():
+    t = HealthTracker(LONG_HOLD, T0)
+    for m in range(5, 35):
+        st = t.observe(minutes(m), SICK)
+        assert st.phase == "elastic", m
+    st = t.observe(minutes(35), SICK)
+    assert st.outcome == "unhealthy" and "elasticDuration" in st.reasons[0]

@@ -265,9 +265,61 @@ def test_verify_checks_health_with_the_read_policy_and_an_unreadable_check_is_ne
 
     ctx = ScriptedContext(spec)
     out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
-    assert named(ctx, "check_vm_health") and all(c.retry is retries.READ for c in named(ctx, "check_vm_health"))
+    batches = named(ctx, "check_vm_health_batch")
+    assert batches and all(c.retry is retries.READ for c in batches)
     assert out["verdicts"][0]["outcome"] == "inconclusive"
     assert out["gate"]["outcome"] == "inconclusive"
+
+
+def _healthy(vm_id: str, *, partial: bool = False, power: str = "running") -> dict[str, Any]:
+    doc: dict[str, Any] = {"vm": vm_id, "powerState": power, "vmAgent": "Ready", "appHealth": None,
+                           "probes": [], "readError": None}
+    if partial:
+        doc.update(vmAgent=None, partial=True)
+    return doc
+
+
+def test_verify_reads_a_whole_round_in_one_activity_with_full_samples_only_at_the_ends_of_the_phases() -> None:
+    """Issue 11: one batch activity per round (not one per VM); cheap samples between the full
+    ones at the end of the wait phase and at the end of the stay-healthy phase; 4 rounds, not 16."""
+    vms = [vm("a"), vm("b"), vm("c")]
+    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+            "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        return {"samples": [_healthy(c["vm"]["id"], partial=not c["full"]) for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    rounds = named(ctx, "check_vm_health_batch")
+    assert not named(ctx, "check_vm_health")
+    assert [[c["full"] for c in r.payload["checks"]] for r in rounds] == [[True] * 3, [False] * 3, [False] * 3,
+                                                                           [True] * 3]
+    assert [v["outcome"] for v in out["verdicts"]] == ["pass"] * 3
+
+
+def test_verify_fails_a_vm_healthy_before_patching_after_two_unhealthy_samples() -> None:
+    """Issue 11 fail fast: a VM whose pre-install sample was healthy fails on the second unhealthy
+    sample (one pollInterval after the end of the wait phase), not after elasticDuration; a VM
+    with no baseline keeps the elastic phase."""
+    vms = [vm("a"), vm("b")]
+    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+            "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms],
+            "baselines": {vm("a")["id"]: _healthy(vm("a")["id"])}}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        return {"samples": [_healthy(c["vm"]["id"], power="stopped") for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    rounds = named(ctx, "check_vm_health_batch")
+    with_a = [r for r in rounds if any(c["vm"]["id"] == vm("a")["id"] for c in r.payload["checks"])]
+    assert len(with_a) == 2  # failed on its second sample
+    by_vm = {v["vm"]: v for v in out["verdicts"]}
+    assert by_vm[vm("a")["id"]]["outcome"] == "fail"
+    assert any("failed fast" in r for r in by_vm[vm("a")["id"]]["reasons"])
+    assert by_vm[vm("b")["id"]]["outcome"] == "fail"
+    assert len(rounds) > 20  # b (no baseline) was followed through the whole elastic phase
 
 
 def run_spec() -> dict[str, Any]:
