@@ -78,8 +78,9 @@ def test_cli_starts_shows_approves_and_halts_a_rollout(held: Any) -> None:
     manifest = shown["waitingFor"]["manifestHash"]
     code, human, _ = cli(p, "show", rid)
     assert code == 0 and f"rollouts approve {rid} ring1 --manifest {manifest}" in human
-    assert any(line.split()[:3] == ["ring0", "direct", shown["status"]["rings"][0]["phase"]]
-               for line in human.splitlines()), human
+    # (the phase is not compared: the rollout may still be settling Ring 0 between the two reads)
+    assert any(line.split()[:2] == ["ring0", "direct"] for line in human.splitlines()), human
+    assert any(line.split()[:2] == ["ring0", "r0-web-1"] for line in human.splitlines()), human  # per-VM rows
 
     # Refusals: exit 1 with the API's code and message; nothing approved.
     code, out, err = cli(p, "approve", rid, "ring1", "--manifest", "0" * 16, "--as", "alice@contoso.com")
@@ -98,7 +99,8 @@ def test_cli_starts_shows_approves_and_halts_a_rollout(held: Any) -> None:
     assert decision["decision"]["manifestHash"] == manifest
     d.until_waiting(rid, "approval", "ring2")  # the approval opened Ring 1 and the rollout moved on
     submitted = [a for a in ledger(p).approvals(rid) if a.get("outcome") == "submitted"]
-    assert [(a["approver"], a["verdict"], a["ring"]) for a in submitted] == [("alice@contoso.com", "approve", "ring1")]
+    assert [(a["approver"], a["verdict"], a["ring"]) for a in submitted] == [
+        ("alice@contoso.com", "approve", "ring1")], submitted
 
     code, out, err = cli(p, "halt", rid, "--reason", "alerts in ring 1", "--as", "carol@contoso.com")
     assert code == 0 and out.startswith(f"halt of {rid} requested by carol@contoso.com"), (out, err)
