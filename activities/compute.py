@@ -19,6 +19,10 @@ crash or runs twice concurrently:
    send it; an ambiguous failure (5xx, connection lost mid-request) keeps it and the install is
    followed through the instance view instead (``token: None``).
 
+A ``started`` answer carries ``baseline`` (additive): the VM's health sample taken from the
+instance view read in step 2, plus the HTTP probes given as ``probes`` (optional input): the
+verify orchestrator fails a VM that was healthy before patching fast (issue 11).
+
 ``runStartedAt`` (optional input, ISO UTC) is the reference time for "finished after the run
 started"; without it the Windows ``maxPatchPublishDate`` the orchestrator pins to the rollout
 start is used.
@@ -289,9 +293,10 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
 
     since = _run_started_at(payload)
     try:
-        summary = install_summary(_instance_view(clients, vm))
+        view = _instance_view(clients, vm)
     except AzureError as exc:
         return _started("refused", None, error_info(exc, code="InstanceViewUnavailable"))
+    summary = install_summary(view)
     observed = _observed_install(summary, since)
     claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")),
              "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
@@ -306,7 +311,18 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     if not claimed:
         record = _best_effort(ledger.install, run_id, vm_id) or {}
         return _started("already-started", record.get("token"))
-    return _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
+    out = _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
+    if out.get("state") == "started":
+        out["baseline"] = _baseline(view, vm, payload.get("probes") or [])
+    return out
+
+
+def _baseline(view: Mapping[str, Any], vm: Mapping[str, Any], probes: list[Any]) -> dict[str, Any]:
+    """The VM's health just before its install, from the instance view already read for the
+    once-only check (no extra ARM call) plus the probes: the fail-fast baseline (issue 11)."""
+    return {"vm": vm["id"], "powerState": power_state(view), "vmAgent": vm_agent_status(view),
+            "appHealth": app_health(view), "probes": [run_probe(p, vm, default_http_get) for p in probes],
+            "readError": None}
 
 
 def _answer_for(record: Mapping[str, Any]) -> dict[str, Any]:

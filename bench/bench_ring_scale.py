@@ -13,7 +13,10 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
    ring's VMs), calls per VM by operation, VM-addressed calls per Windows / Linux VM, and
    throttled requests (429) in the whole run. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes,
    ``BENCH_ARM_CONCURRENCY`` Ring 0's maxConcurrency (default: the plan's, 2).
-2. **History per instance** -- the real orchestrators with the in-memory fake activities of
+2. **Detection latency** -- one Ring 0 VM turns unhealthy after its install (the simulator's
+   ``unhealthyAfterPatch`` fault): simulated minutes from the end of its install to the app's
+   last health read of it (its verdict), from the durable histories.
+3. **History per instance** -- the real orchestrators with the in-memory fake activities of
    ``tests/functional/fakeapp`` on a one-ring plan of N VMs in waves of 50: the largest history of
    any instance stays flat and the parent grows with the number of waves only.
    ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it).
@@ -169,6 +172,58 @@ def _print_arm(row: dict[str, Any]) -> None:
               + ", ".join(f"{op} {n}" for op, n in top))
 
 
+# ----------------------------------------------------------------------------- detection latency
+SICK_VM = "r0-vm-0000"
+
+
+def measure_detection(sizes: tuple[int, int, int] = (4, 2, 2), concurrency: int = 2) -> dict[str, Any]:
+    """Simulated minutes from the end of a bad install to the app's last health read of that VM
+    (its verdict): Ring 0's first VM turns unhealthy after patching (``unhealthyAfterPatch``).
+
+    Read from the durable histories: the last health-check activity scheduled for the VM by its
+    wave's verify instance, against the end of its installPatches operation in the simulator."""
+    from emulator.clock import make_clock
+    from emulator.host import history as h
+    from emulator.platform import LocalPlatform
+    from tests.functional.platform_driver import driver
+
+    scenario, _ = _arm_fleet(sizes)
+    scenario["faults"] = [{"type": "unhealthyAfterPatch", "vms": [SICK_VM]}]
+    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-detection-{os.getpid()}"
+    state.mkdir(parents=True, exist_ok=True)
+    plan_path = state / "plan.json"
+    plan_path.write_text(json.dumps(_plan(concurrency)))
+    platform = LocalPlatform(scenario, clock=make_clock("skip", start=START), state_dir=state / "platform",
+                             settings={"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true",
+                                       "PATCHRINGS_PLAN_PATH": str(plan_path)})
+    platform.start()
+    try:
+        d = driver(platform)
+        rid = d.start(who="bench@contoso.com")
+        final = d.until_done(rid)
+
+        async def histories() -> dict[str, list[dict[str, Any]]]:
+            return {iid: list(inst.history) for iid, inst in platform.host.engine.instances.items()}
+
+        assert platform.loop is not None
+        hist = platform.loop.call(histories())
+        install_end = max(op.end for op in platform.arm.operations.values()
+                          if op.kind == "installPatches" and op.vm_id.lower().endswith("/" + SICK_VM))
+    finally:
+        platform.stop()
+    reads = [ev for iid, events in hist.items() if iid.endswith(":verify") for ev in events
+             if ev.get("EventType") == h.TASK_SCHEDULED and str(ev.get("Name", "")).startswith("check_vm_health")
+             and SICK_VM in str(ev.get("Input") or "")]
+    last = max(ev["Timestamp"] for ev in reads)
+    from patchrings.arm.vms import parse_time
+
+    latency = (parse_time(last) - install_end).total_seconds() / 60  # type: ignore[operator,unused-ignore]
+    out = final.output or {}
+    return {"sizes": list(sizes), "ring0MaxConcurrency": concurrency, "sickVm": SICK_VM,
+            "outcome": f"{out.get('state')}/{out.get('outcome')}", "healthReadsOfSickVm": len(reads),
+            "detectionMinutesAfterInstall": round(latency, 1)}
+
+
 # ----------------------------------------------------------------------------- history per instance
 def _history_plan() -> dict[str, Any]:
     from patchrings.domain.plan import load_plan_file
@@ -250,8 +305,11 @@ def run() -> dict[str, Any]:
     concurrency = int(os.environ["BENCH_ARM_CONCURRENCY"]) if os.environ.get("BENCH_ARM_CONCURRENCY") else None
     arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
     _print_arm(arm)
+    detection = measure_detection()
+    print(f"   detection latency: {detection['detectionMinutesAfterInstall']} simulated minutes after the bad install "
+          f"({detection['healthReadsOfSickVm']} health reads of the sick VM; outcome {detection['outcome']})")
     history_sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50").split(",") if s.strip()]
-    result = {"armCalls": arm, "history": _history(history_sizes)}
+    result = {"armCalls": arm, "detection": detection, "history": _history(history_sizes)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ring_scale.json").write_text(json.dumps(result, indent=2, default=str))
     print("   saved bench/results/ring_scale.json")

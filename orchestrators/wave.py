@@ -20,6 +20,10 @@ since the claim and the VM shows nothing in progress and no install newer than t
 the wave then calls ``start_install`` with ``resend: true``, which re-checks all of that and sends
 the POST at most once more (a create-only resend claim in the ledger).
 
+Fail fast (issue 11): ``start_install`` answers a started install with ``baseline``, the VM's
+health sample from the instance view it read before the POST (and the ring's probes); the wave
+hands these to verify, which fails a VM healthy before patching after two unhealthy samples.
+
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
 pollSeconds, deadline, runStartedAt}``; output ``{results: [VmInstall], verdicts: [VmVerdict
 dict]}`` where ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image
@@ -34,8 +38,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, retries
+from orchestrators import names, plan_view, retries
 from orchestrators.timeutil import iso, parse_iso
+from patchrings.domain.health import HealthPolicy
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.wave")
@@ -74,6 +79,12 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         else:
             to_start.append(vm)
 
+    ring_name = str(spec.get("ring") or "")
+    plan = spec.get("plan")
+    policy = HealthPolicy.from_dict(plan_view.effective(plan, ring_name, "health")) if plan else None
+    probes = [p.to_dict() for p in policy.probes] if policy else []
+    baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)
+
     def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
         doc = {
             "rolloutId": spec.get("rolloutId"),
@@ -83,6 +94,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             "now": iso(context.current_utc_datetime),
             "vm": vm,
             "parameters": install_parameters_for(vm, parameters),
+            "probes": probes,
         }
         if resend:
             doc["resend"] = True
@@ -108,6 +120,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             error = start.get("error") or {}
             if state in ("started", "already-started", "already-done"):
                 open_tokens[vm["id"]] = start.get("token")
+                if isinstance(start.get("baseline"), dict):
+                    baselines[vm["id"]] = start["baseline"]
             elif error.get("retryable") and attempts < START_ATTEMPTS:
                 retry.append(vm)  # nothing was sent (throttled, transient): try again shortly
             else:
@@ -182,6 +196,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             "vms": vms,
             "installs": ordered,
             "decide": False,
+            "baselines": baselines,
         },
         f"{context.instance_id}:verify",
     )

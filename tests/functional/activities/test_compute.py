@@ -189,3 +189,21 @@ def test_health_batch_reads_one_by_one_when_the_list_would_cost_more_pages(arm: 
     assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"]
     assert out["samples"][0]["powerState"] == "running"
     _LIST_PAGES.clear()
+
+
+def test_a_started_install_carries_the_health_before_it_from_the_same_instance_view(
+    arm: SimHandle, clients: AzureClients, arm_ledger: Ledger
+) -> None:
+    """Issue 11 fail fast: the baseline costs no ARM call (the once-only check reads the view)."""
+    probes = [{"url": arm.sim.health_url_template, "expectStatus": 200, "timeoutSeconds": 5}]
+    payload = {"rolloutId": "r1", "ring": "ring0", "runId": "r1:ring0", "vm": vmref("web-02"),
+               "parameters": PARAMS, "runStartedAt": START, "probes": probes}
+    arm.sim.recorder.clear()
+    with arm.clock.hold():
+        started = start_install_core(clients, arm_ledger, payload)
+    assert started["state"] == "started"
+    base = started["baseline"]
+    assert (base["powerState"], base["vmAgent"], base["readError"]) == ("running", "Ready", None)
+    assert base["probes"][0]["ok"] is True
+    ops = [r.operation for r in arm.sim.recorder.records]
+    assert ops.count("vm.instance_view") == 1 and ops.count("vm.install_patches") == 1

@@ -234,6 +234,23 @@ def test_wave_polls_with_the_read_policy_and_never_retries_the_install_start() -
     assert out["results"][0]["state"] == "done"
 
 
+def test_wave_hands_the_health_before_each_install_to_verify_for_fail_fast() -> None:
+    baseline = {"vm": vm("a")["id"], "powerState": "running", "vmAgent": "Ready", "appHealth": None,
+                "probes": [], "readError": None}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return {"state": "started", "token": "tok", "error": None, "baseline": baseline}
+        if call.name == "poll_install":
+            return {"done": True, "result": ok_result()}
+        return {"verdicts": []}
+
+    ctx = ScriptedContext(WAVE_SPEC)
+    drive(raw(wave_mod.wave_orchestrator), ctx, answer)
+    assert named(ctx, "start_install")[0].payload["probes"] == []
+    assert named(ctx, "verify_orchestrator")[0].payload["baselines"] == {vm("a")["id"]: baseline}
+
+
 def test_wave_resends_only_when_the_poll_says_the_first_post_never_took_effect() -> None:
     polls = iter([{"done": False, "resend": True}, {"done": True, "result": ok_result()}])
     starts = iter([{"state": "already-started", "token": None, "uncertain": True,
