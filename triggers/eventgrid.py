@@ -266,6 +266,8 @@ async def maintenance_events(req: func.HttpRequest, client: df.DurableOrchestrat
     except (ValueError, RecursionError):
         log.warning("Event Grid delivery that is not JSON refused (400: Event Grid does not retry it)")
         return _refuse("the body is not valid JSON")
+    if body is None:
+        return _refuse("the body is empty; expected an event or an array of events", "body")
     events = body if isinstance(body, list) else [body]
     if not events or len(events) > MAX_BATCH:
         return _refuse(f"expected 1-{MAX_BATCH} events")

@@ -211,6 +211,16 @@ async def rollouts(req: func.HttpRequest, client: df.DurableOrchestrationClient)
     return await guarded(lambda: _start(req, client))
 
 
+def _instant(value: Any) -> str | None:
+    """The durable client's times as RFC 3339 UTC (``...Z``), the API's one time format."""
+    if value in (None, ""):
+        return None
+    try:
+        return format_instant(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 async def _list(client: Any) -> func.HttpResponse:
     items = []
     for status in await list_rollouts(client):
@@ -219,8 +229,8 @@ async def _list(client: Any) -> func.HttpResponse:
             {
                 "id": status.instance_id,
                 "runtimeStatus": runtime_status(status),
-                "createdTime": status.created_time,
-                "lastUpdatedTime": status.last_updated_time,
+                "createdTime": _instant(status.created_time),
+                "lastUpdatedTime": _instant(status.last_updated_time),
                 "state": doc.get("state"),
                 "currentRing": doc.get("currentRing"),
                 "dryRun": doc.get("dryRun"),
@@ -289,8 +299,8 @@ async def _status(rollout_id: str, client: Any) -> func.HttpResponse:
     body: dict[str, Any] = {
         "id": rollout_id,
         "runtimeStatus": runtime_status(status),
-        "createdTime": status.created_time,
-        "lastUpdatedTime": status.last_updated_time,
+        "createdTime": _instant(status.created_time),
+        "lastUpdatedTime": _instant(status.last_updated_time),
         "state": doc.get("state"),
         "waitingFor": doc.get("waitingFor"),
         "status": doc,
