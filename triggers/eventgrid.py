@@ -43,7 +43,7 @@ import asyncio
 import json
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -76,7 +76,34 @@ def run_id_problem(event: Any) -> str | None:
                 "<yyyyMMddHHmmss>")
     if not same_arm_id(configuration_id, event.configuration_id):
         return "data.correlationId is a run of another configuration than data.maintenanceConfigurationId"
+    named = run_name_instant(correlation_id)
+    if named is not None and abs(event.start - named) > RUN_NAME_SLACK:
+        # The run name is the run's start as yyyyMMddHHmmss (observed, not a documented contract:
+        # update-manager-domain.md 2.1), so only a start far from it is refused -- e.g. a forged
+        # pre-event for a real run with its start in 2099, which would otherwise hold that run's
+        # guard and delivery slots until then.
+        return (f"data.startDateTime {format_instant(event.start)} is not the run named by data.correlationId "
+                f"({format_instant(named)})")
     return None
+
+
+#: How far an event's start may be from the instant its run name spells (time zone offsets are at
+#: most 14 h: the name may be local time rather than UTC).
+RUN_NAME_SLACK = timedelta(hours=14)
+
+
+def run_name_instant(correlation_id: str) -> datetime | None:
+    """The instant a run name ``.../applyUpdates/yyyyMMddHHmmss`` spells (None when it spells none)."""
+    try:
+        return datetime.strptime(correlation_id.rstrip("/").rsplit("/", 1)[-1], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def guard_id_for(event: Any) -> str:
+    """One guard per (run, announced start): a forged pre-event for a real run with another start
+    cannot take the real pre-event's guard (it gets a guard of its own, which can only cancel)."""
+    return f"{GUARD_PREFIX}{instance_id_for(event)}-{event.start.strftime('%Y%m%d%H%M%S')}"
 
 
 def envelope_of(event: Any) -> dict[str, Any]:
@@ -115,9 +142,15 @@ def run_event_payload(event: Any) -> dict[str, Any]:
 
 
 def already_recorded(ledger: Any, event: Any) -> bool:
-    """True when this (correlationId, kind) was already fully handled (it is in the ledger)."""
+    """True when this (correlationId, kind, start) was already fully handled (it is in the ledger).
+
+    The start is part of it: a forged event for a real run with another start, recorded first,
+    must not make the real event look like a redelivery (it would never reach the rollout)."""
+    start = format_instant(event.start)
     for row in ledger.events(event.configuration_id):
-        if row.get("kind") == event.kind and str(row.get("correlationId", "")).lower() == event.correlation_id.lower():
+        if (row.get("kind") == event.kind
+                and str(row.get("correlationId", "")).lower() == event.correlation_id.lower()
+                and str(row.get("startDateTime") or start) == start):
             return True
     return False
 
@@ -169,7 +202,7 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
                     raise
                 actions.append(f"duplicate: rollout {instance_id} started concurrently")
     if event.kind == "pre":
-        guard_id = GUARD_PREFIX + instance_id_for(event)
+        guard_id = guard_id_for(event)
         if not await exists(client, guard_id):
             try:
                 await client.start_new(
@@ -197,7 +230,7 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
         ledger.record_event,
         event.configuration_id,
         event.event_type,
-        event.correlation_id,
+        f"{event.correlation_id}@{format_instant(event.start)}",  # one row per (run, announced start)
         {**payload, "ring": ring.name, "receivedAt": format_instant(datetime.now(UTC))},
     )
     log.info("%s event %s of %s: %s", event.kind, event.correlation_id, ring.name, "; ".join(actions) or "none")

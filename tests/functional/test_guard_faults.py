@@ -33,7 +33,7 @@ pytestmark = pytest.mark.functional
 
 START = "2026-11-16T06:00:00Z"
 RUN = f"{sc.MC}/mc-ring1/providers/Microsoft.Maintenance/applyUpdates/20261116120000"
-GUARD = "guard-" + instance_id_for(RUN, "pre")
+GUARD = "guard-" + instance_id_for(RUN, "pre") + "-" + RUN.rsplit("/", 1)[-1]  # one guard per (run, start)
 CANCEL_BY = datetime(2026, 11, 16, 11, 50, tzinfo=UTC)  # T-10 of the 12:00 run
 PUT = {"method": "PUT", "pathContains": "/applyUpdates/"}
 

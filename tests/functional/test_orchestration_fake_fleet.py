@@ -148,9 +148,10 @@ def test_happy_path_three_rings(run: Any) -> None:
 
 
 def guard_status(d: Driver, configuration: str, start: str) -> Any:
-    from patchrings.domain.events import instance_id_for, parse_maintenance_event
+    from patchrings.domain.events import parse_maintenance_event
+    from triggers.eventgrid import guard_id_for
 
-    guard_id = "guard-" + instance_id_for(parse_maintenance_event(maintenance_event("pre", configuration, start)))
+    guard_id = guard_id_for(parse_maintenance_event(maintenance_event("pre", configuration, start)))
     d.until(lambda: d.runtime(guard_id) == "Completed")
     return d.status(guard_id).output
 

@@ -528,3 +528,25 @@ def test_easy_auth_setting_reaches_the_app_on_the_platform(platform_factory: Any
 
     rows = ledger(p).approvals(rid)
     assert sorted(r["outcome"] for r in rows) == ["refused"] * 3
+
+
+def test_a_forged_pre_event_for_a_real_run_takes_neither_its_guard_nor_its_delivery(secure: Any) -> None:
+    """A pre-event with a real run's correlationId but another start (issue 13 item 14): far from
+    the run name it is refused outright; near it, it gets a guard of its own (which can only
+    cancel), and the real pre-event still starts the real run's guard and is recorded."""
+    s = secure()
+    real = maintenance_event("pre", "mc-ring1", "2026-11-17T12:00:00Z")
+    far = json.loads(json.dumps(real))
+    far["data"]["startDateTime"] = "2099-01-01T12:00:00Z"
+    near = json.loads(json.dumps(real))
+    near["data"]["startDateTime"] = "2026-11-17T15:00:00Z"
+    with s.d.clock.hold():
+        assert s.deliver(far) == 202
+        assert [i.instance_id for i in s.instances()] == []  # refused: no guard waits until 2099
+        assert s.deliver(near) == 202
+        assert s.deliver(real) == 202
+        s.d.until(lambda: len([i for i in s.instances() if i.name == "guard_orchestrator"]) == 2)
+    guards = sorted(i.instance_id for i in s.instances() if i.name == "guard_orchestrator")
+    assert [g.rsplit("-", 1)[-1] for g in guards] == ["20261117120000", "20261117150000"], guards
+    starts = sorted(e["startDateTime"] for e in s.fleet.events_)
+    assert starts == ["2026-11-17T12:00:00Z", "2026-11-17T15:00:00Z"]  # the real one was not taken as seen
