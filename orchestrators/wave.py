@@ -24,8 +24,14 @@ Fail fast (issue 11): ``start_install`` answers a started install with ``baselin
 health sample from the instance view it read before the POST (and the ring's probes); the wave
 hands these to verify, which fails a VM healthy before patching after two unhealthy samples.
 
+Install polling (issue 11): installs are polled on the schedule of
+:func:`~patchrings.domain.results.next_install_poll` -- one look 5 minutes in, then at the
+expected duration (``expectedInstallSeconds`` when the caller learned one, else a quarter of
+``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds`` doubling up to 8
+minutes -- instead of every ``pollSeconds`` from the start.
+
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
-pollSeconds, deadline, runStartedAt}``; output ``{results: [VmInstall], verdicts: [VmVerdict
+pollSeconds, deadline, runStartedAt, expectedInstallSeconds?}``; output ``{results: [VmInstall], verdicts: [VmVerdict
 dict]}`` where ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image
 family, for Ring 0's coverage in the manifest).
 """
@@ -41,6 +47,8 @@ import azure.durable_functions as df
 from orchestrators import names, plan_view, retries
 from orchestrators.timeutil import iso, parse_iso
 from patchrings.domain.health import HealthPolicy
+from patchrings.domain.results import expected_install_duration, next_install_poll
+from patchrings.domain.timeutil import parse_duration
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.wave")
@@ -130,6 +138,13 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         if to_start:
             yield context.create_timer(context.current_utc_datetime + START_RETRY)
 
+    installs_started = context.current_utc_datetime
+    expected = _expected(spec, parameters)
+    if open_tokens:  # the first look (see next_install_poll), not a status check at once
+        first = next_install_poll(installs_started, installs_started, expected, poll)
+        if deadline is not None and first > deadline:
+            first = deadline
+        yield context.create_timer(first)
     while open_tokens:
         now = context.current_utc_datetime
         polling = list(open_tokens)
@@ -178,7 +193,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                      "message": f"no result by {iso(deadline)}" + _last(last_error.get(vm_id))},
                 )
             break
-        next_poll = now + poll
+        next_poll = next_install_poll(installs_started, now, expected, poll)
         if deadline is not None and next_poll > deadline:
             next_poll = deadline
         yield context.create_timer(next_poll)
@@ -201,6 +216,19 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         f"{context.instance_id}:verify",
     )
     return {"results": ordered, "verdicts": (verification or {}).get("verdicts", [])}
+
+
+def _expected(spec: dict[str, Any], parameters: dict[str, Any]) -> timedelta:
+    """The wave's expected install duration: ``expectedInstallSeconds`` (learned by the caller,
+    optional) or from the longest ``maximumDuration`` of its parameters (domain rule)."""
+    maxima = []
+    for params in parameters.values():
+        try:
+            maxima.append(parse_duration(params["maximumDuration"]))
+        except (TypeError, KeyError, ValueError):
+            continue  # no (valid) maximumDuration for this OS: the domain default applies
+    learned = timedelta(seconds=float(spec["expectedInstallSeconds"])) if spec.get("expectedInstallSeconds") else None
+    return expected_install_duration(max(maxima) if maxima else None, learned)
 
 
 def _resend(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from patchrings.domain.health import InstallRules
@@ -43,6 +43,46 @@ InstallOutcome = Literal["ok", "failed", "inconclusive"]
 #: is always visible by then. Waiting longer only delays a canary; re-sending too early could
 #: double-install. It is well inside the default 2 h maximumDuration + 30 min wave deadline.
 UNCERTAIN_START_GRACE = timedelta(minutes=15)
+
+
+#: Install polling (issue 11). An install is looked at once shortly after its start (a quick or
+#: no-op install, an early failure), then at its *expected* duration, then with backing-off gaps
+#: (``base``, 2 x base, 4 x base ... each at most :data:`INSTALL_POLL_CAP`: an install that ends between
+#: two polls is seen at most 8 minutes late), instead of every
+#: ``base`` from the start: a 60-minute install costs 7 status checks, not 31.
+INSTALL_FIRST_LOOK = timedelta(minutes=5)
+INSTALL_POLL_CAP = timedelta(minutes=8)
+#: The expected duration when nothing was learned: a quarter of ``maximumDuration``, at most this.
+DEFAULT_EXPECTED_INSTALL = timedelta(minutes=30)
+
+
+def expected_install_duration(maximum: timedelta | None, learned: timedelta | None = None) -> timedelta:
+    """How long an install is expected to take: a learned figure (e.g. the median of earlier
+    waves' installs) when there is one, else ``min(maximumDuration / 4, 30 min)``; never more than
+    ``maximumDuration``."""
+    if learned is not None and learned > timedelta(0):
+        return min(learned, maximum) if maximum else learned
+    if maximum is not None and maximum > timedelta(0):
+        return min(maximum / 4, DEFAULT_EXPECTED_INSTALL)
+    return DEFAULT_EXPECTED_INSTALL
+
+
+def next_install_poll(started: datetime, now: datetime, expected: timedelta,
+                      base: timedelta = timedelta(minutes=2)) -> datetime:
+    """The first instant of the install's poll schedule after ``now`` (pure: replay-safe).
+
+    Schedule, as offsets from ``started``: :data:`INSTALL_FIRST_LOOK` (when before ``expected``),
+    ``expected``, then ``expected + base``, ``+ 2 base``, ``+ 4 base`` ..., gaps capped at
+    :data:`INSTALL_POLL_CAP`."""
+    base = max(base, timedelta(seconds=1))
+    if expected > INSTALL_FIRST_LOOK and now < started + INSTALL_FIRST_LOOK:
+        return started + INSTALL_FIRST_LOOK
+    at = started + expected
+    gap = base
+    while at <= now:
+        at += gap
+        gap = min(gap * 2, INSTALL_POLL_CAP)
+    return at
 
 
 def ci_get(doc: Mapping[str, Any] | None, key: str, default: Any = None) -> Any:

@@ -234,6 +234,42 @@ def test_wave_polls_with_the_read_policy_and_never_retries_the_install_start() -
     assert out["results"][0]["state"] == "done"
 
 
+def test_wave_polls_a_60_minute_install_7_times_first_at_its_expected_duration() -> None:
+    """Issue 11: 5 min, the expected duration (PT2H / 4 = 30 min), then backing off; not every 2 min."""
+    spec = {**WAVE_SPEC, "parameters": {"Windows": {"rebootSetting": "IfRequired", "maximumDuration": "PT2H"}}}
+    done_at = T0 + timedelta(minutes=60)
+    seen: list[int] = []
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return {"state": "started", "token": "tok", "error": None}
+        if call.name == "poll_install":
+            seen.append(round((ctx.current_utc_datetime - T0).total_seconds() / 60))
+            return {"done": True, "result": ok_result()} if ctx.current_utc_datetime >= done_at else {"done": False}
+        return {"verdicts": []}
+
+    out = drive(raw(wave_mod.wave_orchestrator), ScriptedContext(spec), answer)
+    assert seen == [5, 30, 32, 36, 44, 52, 60]
+    assert out["results"][0]["state"] == "done"
+
+
+def test_wave_uses_a_learned_expected_duration_and_never_polls_past_the_deadline() -> None:
+    spec = {**WAVE_SPEC, "expectedInstallSeconds": 50 * 60, "deadline": "2026-11-16T07:00:00Z"}
+    seen: list[int] = []
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return {"state": "started", "token": "tok", "error": None}
+        if call.name == "poll_install":
+            seen.append(round((ctx.current_utc_datetime - T0).total_seconds() / 60))
+            return {"done": False}
+        return {"verdicts": []}
+
+    out = drive(raw(wave_mod.wave_orchestrator), ScriptedContext(spec), answer)
+    assert seen == [5, 50, 52, 56, 60]
+    assert out["results"][0]["state"] == "timeout"
+
+
 def test_wave_hands_the_health_before_each_install_to_verify_for_fail_fast() -> None:
     baseline = {"vm": vm("a")["id"], "powerState": "running", "vmAgent": "Ready", "appHealth": None,
                 "probes": [], "readError": None}
