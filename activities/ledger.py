@@ -24,7 +24,8 @@ Inputs (all JSON dicts; other keys are stored as columns, nested values as JSON)
     approval bound to exactly (rollout, ring, manifest hash).
 
 * ``ledger_check_decision`` ``{rolloutId, kind: "approval"|"resume", event: {...}, at}`` →
-  ``{"accepted": bool, "reason": str, "decisionId": str|None}``: does a raised
+  ``{"accepted": bool, "reason": str, "decisionId": str|None, "acceptInconclusive"?: [str]}``
+  (the last: the VMs the approver accepted as inconclusive, from the *recorded* row): does a raised
   ``ApprovalDecision`` / ``Resume`` event match an Approvals row the HTTP API recorded as
   ``submitted`` (domain ``match_recorded``)? When it does not, a refusal row (``outcome:
   "refused"``, ``reason``, the event's fields) is appended, keyed by a hash of the input so a
@@ -175,7 +176,11 @@ def ledger_check_decision_core(ledger: Any, payload: Mapping[str, Any]) -> dict[
     assert isinstance(event, Mapping)
     row, reason = match_recorded(kind, event, ledger.approvals(rollout_id))
     if row is not None:
-        return {"accepted": True, "reason": "", "decisionId": row.get("decisionId")}
+        out: dict[str, Any] = {"accepted": True, "reason": "", "decisionId": row.get("decisionId")}
+        accepted = _string_list(row.get("acceptInconclusive"))
+        if accepted:  # what the API validated and recorded, never what the raised event claims
+            out["acceptInconclusive"] = accepted
+        return out
     fields: dict[str, Any] = {}
     for key in _EVENT_FIELDS:
         value = event.get(key)
@@ -187,6 +192,18 @@ def ledger_check_decision_core(ledger: Any, payload: Mapping[str, Any]) -> dict[
         "at": payload.get("at"),
     })
     return {"accepted": False, "reason": reason, "decisionId": event.get("decisionId") or event.get("resumeId")}
+
+
+def _string_list(value: Any) -> list[str]:
+    """A list of strings stored in a row (a list, or its JSON text in older rows)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    if not isinstance(value, list):
+        return []
+    return [str(v) for v in value if isinstance(v, str)][:1000]
 
 
 @bp.activity_trigger(input_name="payload")

@@ -49,8 +49,8 @@ from orchestrators.verdicts import (
     build_manifest_dict,
     decision_deadline,
     gate_for,
+    previous_ring_check,
     promotion_target,
-    sample_state,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
 from patchrings.domain.recurrence import next_occurrence, parse_window
@@ -119,6 +119,9 @@ class Rollout:
         self.attempts: dict[str, int] = {}
         self.windows: dict[str, dict[str, Any]] = {}
         self.refused_events: list[tuple[str, RunEvent, str]] = []
+        # ring -> VM ids / names of the previous ring an approver of ``ring`` accepted as
+        # inconclusive (issue 13.5; from the Approvals row the API recorded, never the raw event)
+        self.accepted: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -414,6 +417,8 @@ class Rollout:
                 continue
             run_ok = yield from self.gate_run(index, ring, pre)
             if not run_ok:
+                # gate_run may have waited for a person (issue 13.5): target a run still ahead
+                after = max(after, self.now - PRE_EVENT_GRACE)
                 missed += 1
                 if missed >= MAX_MISSED_RUNS:
                     raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs missed or cancelled")
@@ -507,9 +512,11 @@ class Rollout:
         if self.halt_task is not None and self.halt_task.is_completed:
             reasons.append("rollout is halted")
         previous = plan_view.ring_names(self.plan)[index - 1] if index > 0 else None
+        check: dict[str, Any] = {}
         if previous and not reasons:
-            unhealthy = yield from self.previous_ring_health(previous)
-            reasons.extend(unhealthy)
+            check = yield from self.previous_ring_health(previous, ring)
+            reasons.extend(check.get("reasons") or [])
+        sample_note = _previous_note(previous, check)
         if self.now >= deadline:
             reasons.append(f"decision deadline {iso(deadline)} passed before the gate was evaluated")
 
@@ -527,9 +534,17 @@ class Rollout:
                                             f"it was not authorised: {'; '.join(reasons)}")
             self.publish()
             yield from self.ledger_ring(
-                ring, decision, runId=pre.correlation_id, authorised=False, reasons=reasons, cancel=result
+                ring, decision, runId=pre.correlation_id, authorised=False, reasons=reasons, cancel=result,
+                **sample_note,
             )
             self.check_halt()
+            if check.get("outcome") == "inconclusive" and previous:
+                # Unobservable VMs in the previous ring: a person decides, and must name them.
+                unsure = [vm for vm in self.healthy_vms.get(previous) or []
+                          if vm["id"] in set(check.get("inconclusive") or [])]
+                yield from self.approve(ring, force=True, need_accept=unsure,
+                                        why=f"previous ring {previous}: {len(unsure)} VM(s) of its health sample "
+                                            "cannot be observed; approve with acceptInconclusive naming them")
             return False
         yield from self.ledger_ring(
             ring,
@@ -539,17 +554,25 @@ class Rollout:
             configurationId=pre.configuration_id,
             manifestHash=(self.manifest or {}).get("hash"),
             decisionDeadline=iso(deadline),
+            **sample_note,
         )
         self.st.update_run(ring, pre.correlation_id, decision="authorised")
         self.st.set_phase(ring, "run-authorised", iso(self.now))
         self.publish()
         return True
 
-    def previous_ring_health(self, ring: str) -> Gen:
-        """One health sample of the previous ring's passing VMs; reasons if any is not healthy."""
+    def previous_ring_health(self, ring: str, gated: str) -> Gen:
+        """One health sample of the previous ring's passing VMs (``verdicts.previous_ring_check``).
+
+        Issue 13.5: a deleted VM (404) leaves the sample for good, with a note in the status (and,
+        through the caller, the ledger row of the run); an unobservable one (unreadable,
+        deallocated, agent not ready) makes the check inconclusive unless an approver of ``gated``
+        accepted it explicitly (``acceptInconclusive``); a bad workload signal is unhealthy.
+        Returns ``previous_ring_check``'s dict plus ``accepted`` (the accepted VMs it used).
+        """
         vms = self.healthy_vms.get(ring) or []
         if not vms:
-            return []
+            return {"outcome": "healthy", "reasons": [], "notes": [], "removed": [], "inconclusive": []}
         policy = plan_view.effective(self.plan, ring, "health")
         probes = policy.get("probes") or []
         try:
@@ -558,13 +581,21 @@ class Rollout:
                  for vm in vms]
             )
         except Exception as err:  # unreadable after retries: unknown, so the run is not authorised
-            return [f"previous ring {ring}: health could not be read: {_first_line(err)}"]
-        reasons = []
-        for vm, sample in zip(vms, samples, strict=True):
-            signal, why = sample_state(policy, sample or {"readError": "no sample"})
-            if signal != "healthy":
-                reasons.append(f"previous ring {ring}: {vm.get('name') or vm['id']} is {signal}: {'; '.join(why)}")
-        return reasons
+            return {"outcome": "error", "reasons": [f"previous ring {ring}: health could not be read: "
+                                                    f"{_first_line(err)}"], "notes": [], "removed": [],
+                    "inconclusive": []}
+        wanted = {str(a).lower() for a in self.accepted.get(gated) or []}
+        accepted = [vm["id"] for vm in vms if vm["id"].lower() in wanted or str(vm.get("name") or "").lower() in wanted]
+        check = previous_ring_check(policy, ring, vms, list(samples), accepted=accepted)
+        removed = {str(v).lower() for v in check.get("removed") or []}
+        if removed and len(removed) < len(vms):
+            self.healthy_vms[ring] = [vm for vm in vms if vm["id"].lower() not in removed]
+        for text in check.get("notes") or []:
+            self.st.note(iso(self.now), text)
+        if check.get("notes"):
+            self.publish()
+        used = [a for a in accepted if a in set(check.get("inconclusive") or [])]
+        return {**check, "accepted": used}
 
     def collect_run(self, ring: str, pre: RunEvent, run_end: str | None = None) -> Gen:
         """After an authorised run: wait for its post-event, collect per-VM results, verify.
@@ -626,10 +657,16 @@ class Rollout:
         next_ring = names_[index + 1]
         yield from self.approve(next_ring, force=True, why=f"ring {ring} gate inconclusive")
 
-    def approve(self, ring: str, *, force: bool = False, why: str | None = None) -> Gen:
-        """Wait for a manual approval of ``ring`` bound to the manifest, raced with its timeout."""
+    def approve(self, ring: str, *, force: bool = False, why: str | None = None,
+                need_accept: list[dict[str, Any]] | None = None) -> Gen:
+        """Wait for a manual approval of ``ring`` bound to the manifest, raced with its timeout.
+
+        ``need_accept``: VMs of the previous ring that cannot be observed (issue 13.5); only an
+        approval whose recorded ``acceptInconclusive`` names every one of them (id or name) is
+        taken, and the VMs it accepted are kept for the next health check of the previous ring.
+        """
         manifest_hash = str((self.manifest or {}).get("hash") or "none")
-        if self.approved.get(ring) == manifest_hash:
+        if self.approved.get(ring) == manifest_hash and not need_accept:
             return
         block = plan_view.approval(self.plan, ring)
         if block.get("mode") != "manual":
@@ -651,6 +688,8 @@ class Rollout:
             rejectUrl=approve_url(self.rollout_id, ring, "reject"),
             request=pending.to_dict(),
             reason=why,
+            **({"inconclusive": [{"id": vm["id"], "name": vm.get("name")} for vm in need_accept[:50]]}
+               if need_accept else {}),
         )
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=manifest_hash)
@@ -683,16 +722,42 @@ class Rollout:
                 self.st.add_approval(refused)
                 self.publish()
                 continue
+            accept_list = [str(a) for a in recorded.get("acceptInconclusive") or []]
+            missing = _not_accepted(need_accept or [], accept_list)
+            if decision.approved and missing:
+                reason = (f"{len(missing)} VM(s) of the previous ring cannot be observed and were not accepted "
+                          f"explicitly (acceptInconclusive): {', '.join(missing[:10])}")
+                self.st.add_approval({**_safe(raw), "accepted": False, "at": iso(self.now),
+                                      "error": {"code": "AcceptanceRequired", "message": reason}})
+                self.st.note(iso(self.now), f"ring {ring}: refused an approval: {reason}")
+                self.publish()
+                yield from self.activity(
+                    names.LEDGER_APPROVAL,
+                    {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
+                     "decisionId": f"{raw.get('decisionId')}:refused", "decision": decision.to_dict(),
+                     "outcome": "refused", "reason": reason, "at": iso(self.now)},
+                    retries.WRITE,
+                )
+                continue
             timer.cancel()
             accepted = decision.to_dict()
+            if accept_list and decision.approved:
+                accepted["acceptInconclusive"] = accept_list
             break
         self.st.stop_waiting()
         self.st.add_approval({**accepted, "accepted": True, "at": iso(self.now)})
+        accept_list = list(accepted.get("acceptInconclusive") or [])
+        if accept_list:
+            self.accepted[ring] = accept_list
+            self.st.note(iso(self.now), f"ring {ring}: {accepted.get('approver')} accepted {len(accept_list)} "
+                                        f"unobservable VM(s) of the previous ring as inconclusive: "
+                                        f"{', '.join(accept_list[:10])}")
         self.publish()
         yield from self.activity(
             names.LEDGER_APPROVAL,
             {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
-             "decision": accepted, "outcome": "accepted", "at": iso(self.now)},
+             "decision": accepted, "outcome": "accepted", "at": iso(self.now),
+             **({"acceptInconclusive": accept_list} if accept_list else {})},
             retries.WRITE,
         )
         if not decision.approved:
@@ -971,6 +1036,24 @@ def _decode(value: Any) -> dict[str, Any]:
 def _safe(raw: dict[str, Any]) -> dict[str, Any]:
     keep = ("approver", "ring", "manifestHash", "verdict", "comment", "decisionId", "resumeId", "by", "decidedAt")
     return {k: raw.get(k) for k in keep if k in raw}
+
+
+def _previous_note(previous: str | None, check: dict[str, Any]) -> dict[str, Any]:
+    """The previous ring's health check, as recorded on the run's ledger row (issue 13.5)."""
+    if not previous or not check or not (check.get("notes") or check.get("removed") or check.get("inconclusive")):
+        return {}
+    return {"previousRing": {"ring": previous, "outcome": check.get("outcome"),
+                             "removed": list(check.get("removed") or [])[:50],
+                             "inconclusive": list(check.get("inconclusive") or [])[:50],
+                             "acceptedInconclusive": list(check.get("accepted") or [])[:50],
+                             "notes": [str(n)[:300] for n in (check.get("notes") or [])[:20]]}}
+
+
+def _not_accepted(vms: list[dict[str, Any]], accepted: list[str]) -> list[str]:
+    """Names (or ids) of ``vms`` that ``accepted`` names neither by id nor by name (case-insensitive)."""
+    ok = {a.lower() for a in accepted}
+    return [str(vm.get("name") or vm["id"]) for vm in vms
+            if vm["id"].lower() not in ok and str(vm.get("name") or "").lower() not in ok]
 
 
 def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:

@@ -359,6 +359,9 @@ async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                                  field="manifestHash")
         decision["manifestHash"] = manifest_hash.strip()
         decision["comment"] = optional_text(body, "comment") or ""
+        accept = accept_inconclusive(body)
+        if accept is not None:
+            decision["acceptInconclusive"] = accept
         who = caller(req, required=True)
         assert who is not None
         decision["approver"] = who.name
@@ -393,6 +396,32 @@ async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     )
     await client.raise_event(rollout_id, names.EV_APPROVAL, decision)
     return json_response({"accepted": True, "decision": decision}, 202)
+
+
+# Most VMs an approver can accept as inconclusive in one decision (issue 13.5).
+MAX_ACCEPT_INCONCLUSIVE = 1000
+
+
+def accept_inconclusive(body: dict[str, Any]) -> list[str] | None:
+    """The optional ``acceptInconclusive`` list of an approve body: VM ids or names (at most
+    1000 strings of 1-1024 characters) the approver explicitly accepts as unobservable when the
+    previous ring's health check cannot read them (issue 13.5); None when absent."""
+    value = body.get("acceptInconclusive")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RequestInvalid("acceptInconclusive must be a list of VM ids or names", field="acceptInconclusive")
+    if len(value) > MAX_ACCEPT_INCONCLUSIVE:
+        raise RequestInvalid(f"acceptInconclusive lists more than {MAX_ACCEPT_INCONCLUSIVE} VMs",
+                             field="acceptInconclusive")
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > 1024:
+            raise RequestInvalid("acceptInconclusive items must be non-empty strings of at most 1024 characters",
+                                 field="acceptInconclusive")
+        if item.strip() not in out:
+            out.append(item.strip())
+    return out
 
 
 def _decision_fields(decision: dict[str, Any]) -> dict[str, Any]:

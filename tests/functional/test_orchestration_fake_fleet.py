@@ -814,3 +814,76 @@ def test_every_long_wait_is_made_of_timers_of_at_most_five_days(run: Any) -> Non
     assert timers
     longest = max(parse_ts(e["FireAt"]) - parse_ts(e["Timestamp"]) for e in timers)
     assert longest <= timedelta(days=5), longest
+
+
+# ---------------------------------------------------------------------- previous ring (issue 13.5)
+def _vm_key(f: fleet.Fleet, name: str) -> str:
+    return next(k for k in f.vms if k.endswith(f"/{name}"))
+
+
+def test_a_deleted_canary_leaves_the_sample_with_a_note_and_later_rings_proceed(run: Any) -> None:
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        f.vms[_vm_key(f, "r0-win-1")].deleted = True  # deleted after Ring 0 passed
+        ring1_run = scheduled_run(d, rid, "ring1", "mc-ring1")
+        approve(d, rid, "ring2", who="carol@contoso.com")
+        scheduled_run(d, rid, "ring2", "mc-ring2")
+        final = d.until_done(rid)
+    assert final.output["state"] == "completed", final.output
+    assert f.cancelled == []
+    doc = d.doc(rid)
+    assert any("r0-win-1 no longer exists" in n["text"] for n in doc["notes"]), doc["notes"]
+    row = next(r for r in f.ring_runs_ if r.get("runId") == ring1_run and r.get("state") == "authorised")
+    assert row["previousRing"]["removed"] == [f.vms[_vm_key(f, "r0-win-1")].id]
+    assert "no longer exists" in row["previousRing"]["notes"][0]
+
+
+def test_an_unreadable_canary_blocks_until_an_approver_accepts_it_explicitly(run: Any) -> None:
+    d, f = run()
+    unreadable = f.vms[_vm_key(f, "r0-win-1")]
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        unreadable.unreadable = True  # after Ring 0 passed: deallocated / its instance view unreadable
+        doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+        start = doc["rings"][1]["target"]["runStart"]
+        assert d.deliver(maintenance_event("pre", "mc-ring1", start)) == 202
+        doc = d.until_waiting(rid, "approval", "ring1")
+        waiting = doc["waitingFor"]
+        assert [vm["name"] for vm in waiting["inconclusive"]] == ["r0-win-1"]
+        assert f.cancelled == [correlation_id("mc-ring1", start)]  # fail closed first
+        # an approval that does not name the VM is refused by the rollout (the API took it)
+        plain = d.decide(rid, "ring1", "approve", waiting["manifestHash"], "alice@contoso.com")
+        assert plain.status == 202
+        d.until(lambda: any((a.get("error") or {}).get("code") == "AcceptanceRequired"
+                            for a in d.doc(rid).get("approvals") or []))
+        assert d.doc(rid)["waitingFor"]["what"] == "approval"
+        bad = d.api("POST", f"/api/rollouts/{rid}/rings/ring1/approve",
+                    {"manifestHash": waiting["manifestHash"], "acceptInconclusive": "r0-win-1"},
+                    who="alice@contoso.com")
+        assert bad.status == 400 and bad.json["error"]["field"] == "acceptInconclusive"
+        too_many = d.api("POST", f"/api/rollouts/{rid}/rings/ring1/approve",
+                         {"manifestHash": waiting["manifestHash"], "acceptInconclusive": ["x"] * 1001},
+                         who="alice@contoso.com")
+        assert too_many.status == 400 and too_many.json["error"]["field"] == "acceptInconclusive"
+        ok = d.api("POST", f"/api/rollouts/{rid}/rings/ring1/approve",
+                   {"manifestHash": waiting["manifestHash"], "acceptInconclusive": ["r0-win-1"]},
+                   who="alice@contoso.com")
+        assert ok.status == 202, ok
+        ring1_run = scheduled_run(d, rid, "ring1", "mc-ring1")
+        approve(d, rid, "ring2", who="carol@contoso.com")
+        scheduled_run(d, rid, "ring2", "mc-ring2")
+        final = d.until_done(rid)
+    assert final.output["state"] == "completed", final.output
+    assert ring1_run != correlation_id("mc-ring1", start)
+    # the API recorded the acceptance with the submitted decision; the rollout with the accepted one
+    submitted = [a for a in f.approvals_ if a.get("outcome") == "submitted" and a.get("acceptInconclusive")]
+    assert [a["acceptInconclusive"] for a in submitted] == [["r0-win-1"]]
+    accepted = [a for a in f.called("ledger_record_approval") if a.get("acceptInconclusive")]
+    assert accepted and accepted[-1]["acceptInconclusive"] == ["r0-win-1"] and accepted[-1]["outcome"] == "accepted"
+    refused = [a for a in f.called("ledger_record_approval") if a.get("outcome") == "refused"]
+    assert refused and "acceptInconclusive" in refused[0]["reason"]
+    row = next(r for r in f.ring_runs_ if r.get("runId") == ring1_run and r.get("state") == "authorised")
+    assert row["previousRing"]["acceptedInconclusive"] == [unreadable.id]

@@ -45,6 +45,7 @@ class Vm:
     bad: bool = False  # its installs fail
     sick: bool = False  # unhealthy once patched
     unreadable: bool = False  # its health signals cannot be read
+    deleted: bool = False  # gone: its GET answers 404
 
     def ref(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "os": self.os, "location": "westeurope", "zone": self.zone,
@@ -207,6 +208,9 @@ def poll_install(payload: Payload) -> dict[str, Any]:
 def check_vm_health(payload: Payload) -> dict[str, Any]:
     FLEET.record("check_vm_health", payload)
     vm = FLEET.vm(payload["vm"])
+    if vm.deleted:
+        return {"vm": vm.id, "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
+                "readError": "ResourceNotFound: the VM no longer exists", "deleted": True}
     if vm.unreadable:
         return {"vm": vm.id, "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
                 "readError": "instance view unavailable"}
