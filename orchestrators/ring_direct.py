@@ -145,8 +145,39 @@ def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any
     return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))
 
 
+# Most installed patches named in a VM's ledger row (the rest are counted in ``installedMore``).
+INSTALLED_IN_ROW = 30
+
+
 def _compact(entry: dict[str, Any]) -> dict[str, Any]:
-    """A VM's install outcome without the per-patch list (the ledger keeps rows small)."""
+    """A VM's install outcome without the full per-patch list (the ledger keeps rows small), but
+    with a short list of what was installed (issue 13.7): ``KB<n>`` for Windows, ``name=version``
+    for Linux, at most ``INSTALLED_IN_ROW`` of them, plus ``installedMore`` when there are more."""
     result = entry.get("result") or {}
-    summary = {k: v for k, v in result.items() if k != "patches"} if isinstance(result, dict) else None
+    if not isinstance(result, dict):
+        return {**entry, "result": None}
+    summary = {k: v for k, v in result.items() if k != "patches"}
+    patches = result.get("patches")
+    if isinstance(patches, list):
+        installed = _installed(patches)
+        summary["installed"] = installed[:INSTALLED_IN_ROW]
+        if len(installed) > INSTALLED_IN_ROW:
+            summary["installedMore"] = len(installed) - INSTALLED_IN_ROW
     return {**entry, "result": summary}
+
+
+def _installed(patches: list[Any]) -> list[str]:
+    """``KB<n>`` / ``name=version`` of the patches whose installationState is Installed (sorted)."""
+    out: set[str] = set()
+    for patch in patches:
+        if not isinstance(patch, dict) or str(patch.get("installationState") or "").lower() != "installed":
+            continue
+        kb = str(patch.get("kbId") or "").strip()
+        if kb:
+            out.add(kb if kb.upper().startswith("KB") else f"KB{kb}")
+            continue
+        name = str(patch.get("name") or "").strip()
+        version = str(patch.get("version") or "").strip()
+        if name:
+            out.add(f"{name}={version}" if version else name)
+    return sorted(out)

@@ -47,6 +47,7 @@ from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, Rollou
 from orchestrators.timeutil import iso, parse_duration, parse_iso
 from orchestrators.verdicts import (
     build_manifest_dict,
+    coverage_refusal,
     decision_deadline,
     gate_for,
     previous_ring_check,
@@ -771,6 +772,7 @@ class Rollout:
         """Pin the manifest into the ring, open its gate, and say which run that targets."""
         self.st.set_phase(ring, "promoting", iso(self.now))
         self.publish()
+        yield from self.check_coverage(ring)
         configuration_id = plan_view.configuration_of(ring_doc)
         scheduled = plan_view.patching(ring_doc) == "scheduled"
         pinned_at = None
@@ -808,6 +810,27 @@ class Rollout:
         self.publish()
         yield from self.ledger_ring(ring, "promoted", manifestHash=(self.manifest or {}).get("hash"),
                                     target=self.st.ring(ring).get("target"))
+
+    def check_coverage(self, ring: str) -> Gen:
+        """Halt before opening ``ring`` if it holds an OS / image family Ring 0 did not cover
+        (issue 13.7: the manifest was never validated there and would pin it to nothing), unless
+        the plan's ``gate.allowUncoveredOs`` says otherwise (``verdicts.coverage_refusal``)."""
+        members = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
+        vms = list((members or {}).get("vms") or [])
+        refused = coverage_refusal(self.plan, ring, self.manifest, vms)
+        if not refused:
+            return
+        families = sorted({str(r.get("family")) for r in refused})
+        covered = list((self.manifest or {}).get("coverage") or [])
+        outcome = (f"ring {ring} not opened: {len(refused)} VM(s) of OS / image families Ring 0 did not cover "
+                   f"({', '.join(families[:10])}; Ring 0 covered {', '.join(covered[:10]) or 'nothing'}), e.g. "
+                   f"{refused[0].get('reason')}; set the ring's gate.allowUncoveredOs to promote anyway")
+        self.st.set_phase(ring, "coverage-refused", iso(self.now), uncovered=len(refused))
+        self.st.note(iso(self.now), outcome)
+        self.publish()
+        yield from self.ledger_ring(ring, "coverage-refused", reason=outcome, families=families, covered=covered,
+                                    uncovered=refused[:100], manifestHash=(self.manifest or {}).get("hash"))
+        raise Stop(HALTED, outcome)
 
     def gate(self, ring: str, *, open_: bool) -> Gen:
         """Open or close a ring's gate in its own sub-orchestration (``ring_gate``)."""

@@ -212,6 +212,9 @@ class Ring:
     approval: ApprovalPolicy
     install: dict[str, Any]
     tolerate_errors: bool = False
+    #: promote this ring even if it holds an OS / image family no VM that passed Ring 0 covered
+    #: (issue 13.7; default false: the rollout halts before opening such a ring)
+    allow_uncovered_os: bool = False
     description: str | None = None
     assignment_name: str | None = None
 
@@ -243,7 +246,9 @@ class Ring:
                 "health": self.health.to_dict(),
                 "approval": self.approval.to_dict(),
                 "install": copy.deepcopy(self.install),
-                "gate": {"tolerateErrors": self.tolerate_errors},
+                "gate": {"tolerateErrors": self.tolerate_errors,
+                         # only when set, so plans without it keep their hash
+                         **({"allowUncoveredOs": True} if self.allow_uncovered_os else {})},
             }
         )
         return out
@@ -598,6 +603,7 @@ def load_plan(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
                 approval=ApprovalPolicy.from_dict(_ring_section(defaults, raw, "approval")),
                 install=_normalize_install(_ring_section(defaults, raw, "install")),
                 tolerate_errors=bool(_ring_section(defaults, raw, "gate").get("tolerateErrors", False)),
+                allow_uncovered_os=bool(_ring_section(defaults, raw, "gate").get("allowUncoveredOs", False)),
                 description=raw.get("description"),
                 assignment_name=open_doc.get("assignmentName"),
             )

@@ -887,3 +887,37 @@ def test_an_unreadable_canary_blocks_until_an_approver_accepts_it_explicitly(run
     assert refused and "acceptInconclusive" in refused[0]["reason"]
     row = next(r for r in f.ring_runs_ if r.get("runId") == ring1_run and r.get("state") == "authorised")
     assert row["previousRing"]["acceptedInconclusive"] == [unreadable.id]
+
+
+# ---------------------------------------------------------------------- OS coverage (issue 13.7)
+def test_a_ring_with_an_os_ring0_did_not_cover_is_not_opened(run: Any) -> None:
+    d, f = run()
+    del f.vms[_vm_key(f, "r0-lnx-1")]  # Ring 0 is Windows only; Ring 1 holds a Linux VM
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        final = d.until_done(rid)
+    assert final.output["state"] == "halted", final.output
+    assert "Linux" in final.output["outcome"] and "allowUncoveredOs" in final.output["outcome"]
+    assert f.called("pin_manifest") == [] and f.called("retag_vms") == []  # nothing opened
+    row = next(r for r in f.ring_runs_ if r.get("state") == "coverage-refused")
+    assert row["ring"] == "ring1" and row["families"] == ["Linux"]
+    assert row["uncovered"][0]["vm"] == f.vms[_vm_key(f, "r1-lnx-1")].id
+    assert d.doc(rid)["rings"][1]["phase"] == "coverage-refused"
+    # each VM's ledger row keeps a short list of what it installed
+    rows = {r["vm"].rsplit("/", 1)[-1]: r for r in f.vm_results_ if r["ring"] == "ring0"}
+    assert rows["r0-win-1"]["result"]["installed"] == ["KB5040001", "KB5040002"]
+    assert "patches" not in rows["r0-win-1"]["result"]
+
+
+def test_allow_uncovered_os_lets_the_plan_promote_anyway(run: Any) -> None:
+    d, f = run(default_plan(ring1={"gate": {"allowUncoveredOs": True}}))
+    del f.vms[_vm_key(f, "r0-lnx-1")]
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        d.until_waiting(rid, "pre-maintenance event", "ring1")
+    assert f.called("pin_manifest")[0]["configurationId"].endswith("mc-ring1")
+    assert not [r for r in f.ring_runs_ if r.get("state") == "coverage-refused"]
+    rows = {r["vm"].rsplit("/", 1)[-1]: r for r in f.vm_results_ if r["ring"] == "ring0"}
+    assert rows["r0-win-2"]["result"]["installed"] == ["KB5040001", "KB5040002"]

@@ -279,3 +279,18 @@ def test_sample_fleet_plan_matches_the_simulator_sample_scenario():
     plan = load_plan_file(REPO / "plans" / "examples" / "sample-fleet.json")
     for ring in plan.rings:
         assert ring.configuration_id.lower() in configs, ring.name
+
+
+def test_allow_uncovered_os_defaults_false_and_round_trips_without_changing_other_hashes() -> None:
+    raw = json.loads(DEFAULT.read_text())
+    plain = load_plan(copy.deepcopy(raw))
+    assert all(not r.allow_uncovered_os for r in plain.rings)
+    assert all("allowUncoveredOs" not in r.to_dict()["gate"] for r in plain.rings)
+    allowed = copy.deepcopy(raw)
+    allowed["rings"][1]["gate"] = {"allowUncoveredOs": True}
+    plan = load_plan(allowed)
+    assert plan.rings[1].allow_uncovered_os and plan.rings[1].to_dict()["gate"]["allowUncoveredOs"] is True
+    assert load_plan(plan.to_dict()) == plan and plan.hash != plain.hash
+    bad = copy.deepcopy(raw)
+    bad["rings"][1]["gate"] = {"allowUncoveredOs": "yes"}
+    assert any("allowUncoveredOs" in e["field"] for e in validate_plan(bad))
