@@ -3,6 +3,13 @@
 Why an activity: orchestrators may not do I/O, and the plan must be validated by the same
 domain loader everywhere (startup check, validate command, here). The result is
 ``Plan.to_dict()`` -- fully resolved, with its ``hash`` -- which the orchestration carries.
+
+Input ``{}`` (the deployed plan) or ``{"plan": {...}}``: a plan carried in the rollout's input.
+Anyone holding the durabletask system key or the master key can start ``rollout_orchestrator``
+directly, around ``POST /api/rollouts`` (issue 13.9), so such a plan gets the very check the API
+makes (domain ``check_inline_plan``: refused unless ``PATCHRINGS_INLINE_PLANS`` is on, and then
+only if it weakens nothing in the deployed plan); a refused plan raises ``PlanForbidden`` and the
+rollout ends failed with the reason before touching anything.
 """
 
 from __future__ import annotations
@@ -13,17 +20,37 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities.deps import deps
-from patchrings.domain.plan import Plan, load_plan_file
+from patchrings.domain.plan import Plan, check_inline_plan, load_plan_file
+from patchrings.domain.plan import load_plan as load_plan_doc
+from patchrings.errors import PatchRingsError, PlanForbidden
 from patchrings.settings import Settings
 
 bp = df.Blueprint()
 
-__all__ = ["assignment_name", "bp", "load_plan", "load_plan_core", "plan_ring"]
+__all__ = ["assignment_name", "bp", "checked_input_plan", "load_plan", "load_plan_core", "plan_ring"]
 
 
-def load_plan_core(settings: Settings) -> dict[str, Any]:
-    """The validated plan at ``PATCHRINGS_PLAN_PATH`` as a dict (raises ``PlanInvalid``)."""
-    return load_plan_file(settings.plan_file).to_dict()
+def load_plan_core(settings: Settings, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The validated plan at ``PATCHRINGS_PLAN_PATH`` as a dict (raises ``PlanInvalid``), or the
+    plan in ``payload["plan"]`` if it passes the inline-plan check against it (``PlanForbidden``)."""
+    deployed = load_plan_file(settings.plan_file)
+    doc = (payload or {}).get("plan")
+    if doc is None:
+        return deployed.to_dict()
+    return checked_input_plan(doc, deployed, enabled=settings.inline_plans)
+
+
+def checked_input_plan(doc: Any, deployed: Plan, *, enabled: bool) -> dict[str, Any]:
+    """A plan from an orchestration's input, validated and checked like an API start's plan."""
+    try:
+        if not isinstance(doc, Mapping):
+            raise PlanForbidden("the plan must be a rollout plan object", field="plan")
+        inline = load_plan_doc(doc, source="orchestration input")
+        check_inline_plan(inline, deployed, enabled=enabled)
+    except PatchRingsError as err:
+        raise PlanForbidden(f"the plan in the rollout's input is refused: {err.message}", field=err.field or "plan",
+                            details=err.details) from err
+    return inline.to_dict()
 
 
 def plan_ring(plan: Mapping[str, Any], ring: str) -> Any:
@@ -38,4 +65,4 @@ def assignment_name(ring: Any) -> str:
 
 @bp.activity_trigger(input_name="payload")
 def load_plan(payload: Any) -> dict[str, Any]:
-    return load_plan_core(deps().settings)
+    return load_plan_core(deps().settings, payload if isinstance(payload, Mapping) else None)

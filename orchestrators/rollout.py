@@ -266,17 +266,22 @@ class Rollout:
 
     # ------------------------------------------------------------------ the flow
     def run(self) -> Gen:
-        plan = self.spec.get("plan")
-        if not plan:
-            try:  # a plan file: not an Azure call, and an invalid file stays invalid (no retry)
-                plan = yield self.ctx.call_activity(names.LOAD_PLAN, {})
-            except Exception as err:  # an invalid plan file: end visibly, nothing was touched
-                self.status = RolloutStatus.new(rollout_id=self.rollout_id, plan={}, initiator=self.initiator,
-                                                started_at=iso(self.started_at), dry_run=False)
-                outcome = f"the rollout plan could not be loaded: {_first_line(err)}"
-                self.st.finish(FAILED, iso(self.now), outcome)
-                self.publish()
-                return {"rolloutId": self.rollout_id, "state": FAILED, "outcome": outcome, "rings": []}
+        carried = self.spec.get("plan")
+        try:
+            # The deployed plan file, or the plan carried in the input checked against it exactly as
+            # the API checks it: a direct start through the Durable client (system / master key)
+            # must not bypass the inline-plan rules (issue 13.9). Not an Azure call, and an invalid
+            # or refused plan stays so: no retry.
+            plan = yield self.ctx.call_activity(names.LOAD_PLAN, {"plan": carried} if carried else {})
+        except Exception as err:  # an invalid or refused plan: end visibly, nothing was touched
+            self.status = RolloutStatus.new(rollout_id=self.rollout_id, plan={}, initiator=self.initiator,
+                                            started_at=iso(self.started_at), dry_run=False)
+            outcome = f"the rollout plan could not be loaded: {_first_line(err)}"
+            self.st.finish(FAILED, iso(self.now), outcome)
+            self.publish()
+            if not self.ctx.is_replaying:
+                log.error("rollout %s: %s", self.rollout_id, outcome)
+            return {"rolloutId": self.rollout_id, "state": FAILED, "outcome": outcome, "rings": []}
         self.plan = plan
         self.status = RolloutStatus.new(
             rollout_id=self.rollout_id,

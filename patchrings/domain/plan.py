@@ -37,7 +37,7 @@ from patchrings.domain.approval import ApprovalPolicy
 from patchrings.domain.health import HealthPolicy
 from patchrings.domain.rate import RateControl
 from patchrings.domain.timeutil import DurationError, format_duration, parse_duration
-from patchrings.errors import NotFound, PlanInvalid
+from patchrings.errors import NotFound, PlanForbidden, PlanInvalid
 
 PatchingMode = Literal["direct", "scheduled"]
 OpenMode = Literal["none", "retag", "enableConfiguration"]
@@ -637,3 +637,89 @@ def load_plan_file(path: str | Path) -> Plan:
             source=str(p),
         ) from exc
     return load_plan(doc, source=str(p))
+
+
+# --------------------------------------------------------------------------------------------
+# inline plans (issue 13.9): a plan that comes with a start request or in the orchestration's
+# input may only restrict the deployed plan. Pure; the HTTP API (``triggers/inline_plans.py``)
+# and the ``load_plan`` activity (a direct start through the Durable client) both call these.
+
+def _inline_approvers(ring: Ring) -> set[str]:
+    return {a.strip().lower() for a in ring.approval.approvers}
+
+
+def _ring_weakenings(i: int, mine: Ring, theirs: Ring) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    at = f"plan.rings[{i}]"
+
+    def bad(field: str, message: str) -> None:
+        out.append({"field": f"{at}.{field}", "message": message})
+
+    if mine.members.to_dict() != theirs.members.to_dict():
+        bad("members", f"must be the deployed plan's members of ring {theirs.name!r}")
+    if mine.patching != theirs.patching:
+        bad("patching", f"must be {theirs.patching!r} as in the deployed plan")
+    if (mine.open_mode, mine.assignment_name) != (theirs.open_mode, theirs.assignment_name):
+        bad("open", "must be the deployed plan's open mode")
+    if mine.health.to_dict() != theirs.health.to_dict():
+        bad("health", f"must be the deployed plan's health policy of ring {theirs.name!r}")
+    if mine.tolerate_errors and not theirs.tolerate_errors:
+        bad("gate.tolerateErrors", "may not be turned on: the deployed plan does not tolerate errors")
+    if mine.allow_uncovered_os and not theirs.allow_uncovered_os:
+        bad("gate.allowUncoveredOs", "may not be turned on: the deployed plan refuses OS families Ring 0 did not cover")
+    max_errors = mine.rate.max_errors.to_json()
+    if max_errors not in (theirs.rate.max_errors.to_json(), 0):
+        bad("rate.maxErrors", f"must be {theirs.rate.max_errors.to_json()!r} (the deployed value) or 0")
+    if theirs.approval.required:
+        if not mine.approval.required:
+            bad("approval.mode", f"must be 'manual': ring {theirs.name!r} needs a person's approval")
+        else:
+            extra = sorted(a for a in mine.approval.approvers if a.strip().lower() not in _inline_approvers(theirs))
+            if extra:
+                bad("approval.approvers", f"{', '.join(extra)} may not approve ring {theirs.name!r} "
+                                          "(not an approver in the deployed plan)")
+            if mine.approval.on_timeout == "approve":
+                if theirs.approval.on_timeout != "approve":
+                    bad("approval.onTimeout", "must be 'reject' as in the deployed plan")
+                elif mine.approval.timeout < theirs.approval.timeout:
+                    bad("approval.timeout", "may not be shorter than the deployed timeout when onTimeout is 'approve'")
+    return out
+
+
+def plan_weakenings(inline: Plan, deployed: Plan) -> list[dict[str, str]]:
+    """Every way ``inline`` is weaker than ``deployed`` (``[]`` = acceptable)."""
+    problems: list[dict[str, str]] = []
+    names = [r.name for r in inline.rings]
+    expected = [r.name for r in deployed.rings][: len(names)]
+    if [n.lower() for n in names] != [n.lower() for n in expected]:
+        problems.append({
+            "field": "plan.rings",
+            "message": f"rings must be the deployed plan's rings in order (a prefix of "
+                       f"{', '.join(r.name for r in deployed.rings)}); got {', '.join(names)}",
+        })
+        return problems
+    for i, (mine, theirs) in enumerate(zip(inline.rings, deployed.rings, strict=False)):
+        problems.extend(_ring_weakenings(i, mine, theirs))
+    if inline.promotion.to_dict() != deployed.promotion.to_dict():
+        problems.append({"field": "plan.promotion", "message": "must be the deployed plan's promotion margins"})
+    return problems
+
+
+def check_inline_plan(inline: Plan, deployed: Plan, *, enabled: bool) -> None:
+    """Raise :class:`PlanForbidden` unless inline plans are enabled and ``inline`` weakens nothing."""
+    if not enabled:
+        raise PlanForbidden(
+            "a plan in the start request is not accepted: the deployed plan is used "
+            "(inline plans are off; PATCHRINGS_INLINE_PLANS enables restricting ones, locally)",
+            field="plan",
+        )
+    problems = plan_weakenings(inline, deployed)
+    if problems:
+        first = problems[0]
+        raise PlanForbidden(
+            f"the plan in the request weakens the deployed plan: {len(problems)} problem(s); first: "
+            f"{first['field']}: {first['message']}",
+            field=first["field"],
+            details=problems,
+        )
+

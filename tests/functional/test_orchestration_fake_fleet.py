@@ -618,7 +618,8 @@ def test_a_plan_in_the_start_request_is_validated_and_used(run: Any) -> None:
     assert refused.status == 400 and refused.json["error"]["code"] == "PlanInvalid"
     assert any("approvers" in e["field"] for e in refused.json["error"]["details"])
     assert doc["rings"][0]["counts"]["waves"] == 3
-    assert f.called("load_plan") == []  # the request's plan travelled with the rollout
+    # the request's plan travelled with the rollout, and load_plan checked it again (issue 13.9 hole)
+    assert [p["plan"]["rings"][0]["rate"]["maxConcurrency"] for p in f.called("load_plan")] == [1]
 
 
 # ---------------------------------------------------------------------- 13.13 / 13.11: only recorded decisions
@@ -922,3 +923,43 @@ def test_allow_uncovered_os_lets_the_plan_promote_anyway(run: Any) -> None:
     assert not [r for r in f.ring_runs_ if r.get("state") == "coverage-refused"]
     rows = {r["vm"].rsplit("/", 1)[-1]: r for r in f.vm_results_ if r["ring"] == "ring0"}
     assert rows["r0-win-2"]["result"]["installed"] == ["KB5040001", "KB5040002"]
+
+
+# ---------------------------------------------------------------------- direct starts (issue 13.9 hole)
+@pytest.mark.parametrize("inline_plans", [False, True])
+def test_a_direct_start_with_a_weakened_plan_touches_nothing_and_fails_with_the_reason(
+        run: Any, inline_plans: bool) -> None:
+    d, f = run()
+    deps.override(settings=Settings(approver_header_fallback=True, inline_plans=inline_plans))
+    weak = default_plan(ring1={"approval": {"mode": "none"}},
+                        ring0={"members": {"tag": {"name": "patchRing", "value": "ring2"}}})
+    spec = {"initiator": "mallory@contoso.com", "dryRun": False, "plan": weak,
+            "trigger": {"kind": "manual", "requestedAt": START}}
+    with d.clock.hold():
+        d.ht.call(d.ht.client().start_new("rollout_orchestrator", "ro-direct-start", spec))
+        final = d.until_done("ro-direct-start")
+    assert final.runtime_status.value == "Completed"
+    assert final.output["state"] == "failed", final.output
+    outcome = final.output["outcome"]
+    assert "PlanForbidden" in outcome or "refused" in outcome, outcome
+    if inline_plans:
+        assert "weakens the deployed plan" in outcome and "members" in outcome, outcome
+    else:
+        assert "inline plans are off" in outcome, outcome
+    assert d.doc("ro-direct-start")["outcome"] == outcome
+    touched = [name for name, _ in f.calls if name != "load_plan"]
+    assert touched == [], touched  # no ARM call, no ledger row, nothing installed
+
+
+def test_a_direct_start_with_a_restricting_plan_runs_when_inline_plans_are_on(run: Any) -> None:
+    d, f = run()
+    assert f.called("load_plan") == []
+    deps.override(settings=Settings(approver_header_fallback=True, inline_plans=True))
+    narrower = default_plan()
+    narrower["rings"] = narrower["rings"][:1]  # Ring 0 only: patches less, weakens nothing
+    spec = {"initiator": INITIATOR, "dryRun": False, "plan": narrower}
+    with d.clock.hold():
+        d.ht.call(d.ht.client().start_new("rollout_orchestrator", "ro-narrow", spec))
+        final = d.until_done("ro-narrow")
+    assert final.output["state"] == "completed", final.output
+    assert [r["name"] for r in final.output["rings"]] == ["ring0"]

@@ -164,6 +164,13 @@ def load_plan(payload: Payload) -> dict[str, Any]:
     FLEET.record("load_plan", payload)
     if FLEET.fail_load_plan:
         raise ValueError("rollout plan (plans/default.json) is invalid: rings: must have at least 1 item")
+    if payload.get("plan"):
+        # the real check (activities.plan) of a plan carried in the rollout's input (issue 13.9)
+        from activities.plan import checked_input_plan
+        from patchrings.domain.plan import Plan
+        from triggers import deps
+
+        return checked_input_plan(payload["plan"], Plan.from_dict(FLEET.plan), enabled=deps.settings().inline_plans)
     return FLEET.plan
 
 
