@@ -19,6 +19,10 @@ Inputs (all JSON dicts; other keys are stored as columns, nested values as JSON)
     ``{"authorised": bool, "reason": str, "rolloutId": str|None}``: authorised only when a
     rollout recorded ``authorised: true`` for exactly this run (ring-run row with
     ``runId = correlationId``) and that rollout is not halted/failed. No record = not authorised.
+    When authorised it also carries what ``guard.install_drift`` compares the configuration
+    with (issue 13.16): ``manifestHash`` (the run's), ``manifest`` (the rollout row's pinned
+    manifest, only when its hash is that one) and ``rebootSetting`` (the run row's: the
+    configuration's setting right after the pin).
   - ``{rolloutId, ring, manifestHash?}`` →
     ``{"decision": "approved"|"rejected"|None, "approval", "rollout", "ringRuns"}``: the latest
     approval bound to exactly (rollout, ring, manifest hash).
@@ -129,14 +133,43 @@ def run_gate(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
         if state in _CLOSED_ROLLOUT_STATES:
             return {"authorised": False, "rolloutId": row["rolloutId"],
                     "reason": f"rollout {row['rolloutId']} is {state}"}
-        return {"authorised": True, "rolloutId": row["rolloutId"],
-                "reason": f"authorised by rollout {row['rolloutId']} at {row.get('at')}"}
+        out: dict[str, Any] = {"authorised": True, "rolloutId": row["rolloutId"],
+                               "reason": f"authorised by rollout {row['rolloutId']} at {row.get('at')}"}
+        out.update(_pinned(ledger, row, rollout))
+        return out
     if rows:
         last = rows[-1]
         state = last.get("state") or "not authorised"
         return {"authorised": False, "rolloutId": last.get("rolloutId"),
                 "reason": f"rollout {last.get('rolloutId')} recorded this run as {state}"}
     return {"authorised": False, "rolloutId": None, "reason": f"no rollout authorised run {run_id}"}
+
+
+def _pinned(ledger: Any, row: Mapping[str, Any], rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """What the guard compares the configuration's install parameters with (issue 13.16).
+
+    ``manifestHash`` of the authorised run; the rollout's pinned ``manifest`` (its KBs / package
+    masks) only when its hash is that one (a newer or older manifest says nothing about this run);
+    ``rebootSetting`` as the configuration had it right after the pin (from the run's ring row)."""
+    out: dict[str, Any] = {}
+    want = row.get("manifestHash")
+    if want:
+        out["manifestHash"] = want
+        manifest = rollout.get("manifest")
+        if isinstance(manifest, Mapping) and manifest.get("hash") == want:
+            out["manifest"] = dict(manifest)
+    run_id = str(row.get("runId") or "").lower()
+    ring = str(row.get("ring") or "").lower()
+    full: Mapping[str, Any] = next((r for r in ledger.ring_runs(str(row["rolloutId"]))
+                 if str(r.get("runId") or "").lower() == run_id and str(r.get("ring") or "").lower() == ring), {})
+    for key in ("rebootSetting", "manifestHash"):
+        if full.get(key) and key not in out:
+            out[key] = full[key]
+    if "manifest" not in out and out.get("manifestHash"):
+        manifest = full.get("manifest")
+        if isinstance(manifest, Mapping) and manifest.get("hash") == out["manifestHash"]:
+            out["manifest"] = dict(manifest)
+    return out
 
 
 def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:

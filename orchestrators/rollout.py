@@ -123,6 +123,8 @@ class Rollout:
         # ring -> VM ids / names of the previous ring an approver of ``ring`` accepted as
         # inconclusive (issue 13.5; from the Approvals row the API recorded, never the raw event)
         self.accepted: dict[str, list[str]] = {}
+        # ring -> the configuration's rebootSetting read right after the manifest pin (issue 13.16)
+        self.pinned_reboot: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -260,6 +262,8 @@ class Rollout:
                 "at": iso(self.now),
                 "dryRun": bool(self.spec.get("dryRun")),
                 "manifestHash": (self.manifest or {}).get("hash"),
+                # the full pinned manifest: the guard compares configurations with it (issue 13.16)
+                **({"manifest": self.manifest} if self.manifest else {}),
                 "status": self.st.doc,
             },
         )
@@ -560,6 +564,7 @@ class Rollout:
             configurationId=pre.configuration_id,
             manifestHash=(self.manifest or {}).get("hash"),
             decisionDeadline=iso(deadline),
+            **({"rebootSetting": self.pinned_reboot[ring]} if self.pinned_reboot.get(ring) else {}),
             **sample_note,
         )
         self.st.update_run(ring, pre.correlation_id, decision="authorised")
@@ -797,6 +802,9 @@ class Rollout:
         if scheduled and configuration_id:
             config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
             self.windows[ring] = (config or {}).get("window") or {}
+            reboot = _reboot_setting((config or {}).get("installPatches"))
+            if reboot:
+                self.pinned_reboot[ring] = reboot
             margin = parse_duration(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
             # Every write of the promotion (pin, retag / assignment) has landed by now, so the run
             # targeted is the first whose T-40 (minus the margin) is still ahead (issue 14.8).
@@ -1064,6 +1072,16 @@ def _decode(value: Any) -> dict[str, Any]:
 def _safe(raw: dict[str, Any]) -> dict[str, Any]:
     keep = ("approver", "ring", "manifestHash", "verdict", "comment", "decisionId", "resumeId", "by", "decidedAt")
     return {k: raw.get(k) for k in keep if k in raw}
+
+
+def _reboot_setting(install_patches: Any) -> str | None:
+    """``installPatches.rebootSetting`` of a configuration (keys compared case-insensitively)."""
+    if not isinstance(install_patches, dict):
+        return None
+    for key, value in install_patches.items():
+        if str(key).lower() == "rebootsetting" and value:
+            return str(value)
+    return None
 
 
 def _previous_note(previous: str | None, check: dict[str, Any]) -> dict[str, Any]:

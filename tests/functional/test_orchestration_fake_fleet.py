@@ -963,3 +963,34 @@ def test_a_direct_start_with_a_restricting_plan_runs_when_inline_plans_are_on(ru
         final = d.until_done("ro-narrow")
     assert final.output["state"] == "completed", final.output
     assert [r["name"] for r in final.output["rings"]] == ["ring0"]
+
+
+# ---------------------------------------------------------------------- what the guard compares (issue 13.16)
+def test_the_ledger_holds_the_pinned_manifest_and_reboot_setting_of_each_authorised_run(run: Any) -> None:
+    from activities.ledger import ledger_read_gate_core
+    from orchestrators.guard import install_drift
+    from tests.unit.app.fakes import FakeLedger
+
+    d, f = run()
+    with d.clock.hold():
+        rid = d.start()
+        approve(d, rid, "ring1")
+        ring1_run = scheduled_run(d, rid, "ring1", "mc-ring1")
+        d.until_done(rid)  # ring2 is never approved: the rollout ends halted, its last row written
+    manifest = f.rollouts_[rid]["manifest"]
+    row = next(r for r in f.ring_runs_ if r.get("runId") == ring1_run and r.get("state") == "authorised")
+    assert row["rebootSetting"] == "IfRequired" and row["manifestHash"] == manifest["hash"]
+    # the real gate read over these rows hands the guard what install_drift needs
+    ledger = FakeLedger()
+    # the rollout row as it was while ring1's run was authorised (running, manifest pinned)
+    ledger.record_rollout(rid, {**{k: v for k, v in f.rollouts_[rid].items() if k != "status"}, "state": "running"})
+    ledger.record_ring_run(rid, "ring1", ring1_run, {k: v for k, v in row.items()
+                                                      if k not in ("rolloutId", "ring", "runId")})
+    gate = ledger_read_gate_core(ledger, {"correlationId": ring1_run, "ring": "ring1"})
+    assert gate["manifest"]["hash"] == gate["manifestHash"] == manifest["hash"]
+    configuration = next(iter(f.pinned.values()))
+    from patchrings.domain.manifest import Manifest
+
+    assert install_drift(Manifest.from_dict(configuration).configuration_patch({"rebootSetting": "IfRequired"}),
+                         gate) == []
+    assert install_drift({"rebootSetting": "IfRequired"}, gate)  # include lists gone: drift

@@ -159,3 +159,37 @@ def test_check_decision_accepts_only_what_the_api_recorded_and_logs_refusals(led
     assert len(refused) == 3  # one row per distinct refused event, however often it was retried
     assert {r["kind"] for r in refused} == {"approval", "resume"}
     assert all(r["reason"] and r["decisionId"].startswith("refused-") for r in refused)
+
+
+def test_an_authorised_gate_carries_the_pinned_manifest_and_reboot_setting(ledger: Ledger) -> None:
+    """Issue 13.16: the guard compares the configuration's install parameters with what was pinned."""
+    from activities.ledger import ledger_read_gate_core, ledger_record_ring_run_core, ledger_record_rollout_core
+    from orchestrators.guard import install_drift
+    from patchrings.domain.manifest import Manifest
+
+    manifest = Manifest(windows_kbs=("5040001", "5040002"), linux_packages=("openssl=3.0.2-1ubuntu1.20",),
+                        coverage=("Linux", "Windows")).to_dict()
+    run = f"{MC}/providers/microsoft.maintenance/applyupdates/20261118020000"
+    ledger_record_rollout_core(ledger, {"rolloutId": "r7", "state": "running", "manifestHash": manifest["hash"],
+                                        "manifest": manifest})
+    ledger_record_ring_run_core(ledger, {"rolloutId": "r7", "ring": "ring1", "runId": run, "state": "authorised",
+                                         "authorised": True, "manifestHash": manifest["hash"],
+                                         "rebootSetting": "IfRequired", "at": "2026-11-18T01:25:00Z"})
+    gate = ledger_read_gate_core(ledger, {"correlationId": run, "ring": "ring1"})
+    assert gate["authorised"] is True
+    assert gate["manifestHash"] == manifest["hash"] and gate["manifest"] == manifest
+    assert gate["rebootSetting"] == "IfRequired"
+
+    pinned = Manifest.from_dict(manifest).configuration_patch({"rebootSetting": "IfRequired"})
+    assert install_drift(pinned, gate) == []
+    other_kbs = {**pinned, "windowsParameters": {**pinned["windowsParameters"], "kbNumbersToInclude": ["5049999"]}}
+    assert any("not the pinned manifest" in r for r in install_drift(other_kbs, gate))
+    assert any("rebootSetting" in r for r in install_drift({**pinned, "rebootSetting": "Always"}, gate))
+    redeployed = {"rebootSetting": "IfRequired",
+                  "windowsParameters": {"classificationsToInclude": ["Critical", "Security"]}}
+    assert len(install_drift(redeployed, gate)) >= 2  # classifications and not the pinned include lists
+
+    # a rollout whose manifest is another one: the gate names the run's hash but carries no manifest
+    ledger_record_rollout_core(ledger, {"rolloutId": "r7", "manifest": {**manifest, "hash": "0000000000000000"}})
+    gate = ledger_read_gate_core(ledger, {"correlationId": run})
+    assert gate["authorised"] is True and gate["manifestHash"] == manifest["hash"] and "manifest" not in gate

@@ -271,7 +271,13 @@ def pin_manifest(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def get_configuration(payload: Payload) -> dict[str, Any]:
     FLEET.record("get_configuration", payload)
-    return {"id": payload["configurationId"], "window": dict(FLEET.window), "installPatches": {}}
+    pinned = FLEET.pinned.get(payload["configurationId"].lower())
+    install: dict[str, Any] = {}
+    if pinned:  # as pin_manifest_core leaves it: the manifest's include lists, the reboot setting kept
+        from patchrings.domain.manifest import Manifest
+
+        install = Manifest.from_dict(pinned).configuration_patch({"rebootSetting": "IfRequired"})
+    return {"id": payload["configurationId"], "window": dict(FLEET.window), "installPatches": install}
 
 
 @bp.activity_trigger(input_name="payload")
