@@ -94,6 +94,11 @@ THROTTLE_WAIT_CAP = 10.0  # seconds per wait: activities must stay short
 
 HttpGet = Callable[[str, float], tuple[int, str]]
 
+#: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
+#: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
+#: subscription of thousands of VMs reads them one by one instead of listing (issue 11).
+_LIST_PAGES: dict[str, int] = {}
+
 
 # ------------------------------------------------------------------------------ membership
 def _vm_parts(vm: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -130,17 +135,12 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     # on list-all needs a $filter in Azure.
     fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (VmRef, tags)
     for sub in subscriptions:
-        for vm in clients.compute(sub).virtual_machines.list_all(status_only="true"):
-            wire = to_wire(vm) or {}
-            ref = vm_ref(wire)
-            rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
-            if groups and rg not in groups:
-                continue
-            if locations and str(ref.get("location") or "").replace(" ", "").lower() not in locations:
-                continue
-            if os_types and str(ref.get("os") or "").lower() not in os_types:
-                continue
-            fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
+        pages = 0
+        for page in clients.compute(sub).virtual_machines.list_all(status_only="true").by_page():
+            pages += 1
+            for vm in page:
+                _consider(vm, fleet, groups=groups, locations=locations, os_types=os_types)
+        _LIST_PAGES[sub.lower()] = max(pages, 1)
 
     selected: set[str] = set()
     if members.tag:
@@ -149,6 +149,21 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     if configuration_id:
         selected |= _configuration_members(clients, ring, subscriptions, fleet)
     return {"vms": sorted((fleet[key][0] for key in selected), key=lambda v: v["id"].lower())}
+
+
+def _consider(vm: Any, fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]], *, groups: set[str],
+              locations: set[str], os_types: set[str]) -> None:
+    """Add one listed VM to ``fleet`` when the plan's resource groups / locations / OS types allow."""
+    wire = to_wire(vm) or {}
+    ref = vm_ref(wire)
+    rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
+    if groups and rg not in groups:
+        return
+    if locations and str(ref.get("location") or "").replace(" ", "").lower() not in locations:
+        return
+    if os_types and str(ref.get("os") or "").lower() not in os_types:
+        return
+    fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
 
 
 def _configuration_members(

@@ -18,7 +18,7 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
 from activities import Payload
-from activities.compute import HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
+from activities.compute import _LIST_PAGES, HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
 from activities.deps import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
@@ -30,9 +30,6 @@ bp = df.Blueprint()
 __all__ = ["bp", "check_vm_health_batch_core"]
 
 
-#: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process: a
-#: wave of a few canaries in a subscription of thousands of VMs reads them one by one instead).
-_LIST_PAGES: dict[str, int] = {}
 
 
 def _status_only_power(clients: Any, subscription: str) -> dict[str, str | None]:

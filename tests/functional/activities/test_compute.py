@@ -207,3 +207,18 @@ def test_a_started_install_carries_the_health_before_it_from_the_same_instance_v
     assert base["probes"][0]["ok"] is True
     ops = [r.operation for r in arm.sim.recorder.records]
     assert ops.count("vm.instance_view") == 1 and ops.count("vm.install_patches") == 1
+
+
+def test_membership_listing_teaches_the_health_batch_what_a_list_costs(arm: SimHandle, clients: AzureClients) -> None:
+    """A subscription whose statusOnly list takes more pages than a wave has VMs is not listed
+    for cheap samples: resolve_ring_members records the page count it saw."""
+    _LIST_PAGES.clear()
+    arm.sim.page_size = 1  # every VM a page of its own
+    ring0 = resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring0"})["vms"]
+    sub = vm_id("web-01").split("/")[2].lower()
+    assert _LIST_PAGES[sub] == len(arm.sim.fleet.vms) > 2
+    arm.sim.recorder.clear()
+    out = check_vm_health_batch_core(clients, {"probes": [], "checks": [{"vm": v, "full": False} for v in ring0[:2]]})
+    assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"] * 2
+    assert [s["powerState"] for s in out["samples"]] == [v["powerState"] for v in ring0[:2]]
+    _LIST_PAGES.clear()
