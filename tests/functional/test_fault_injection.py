@@ -17,12 +17,15 @@ is faulted in test_guard_faults.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.functional import platform_scenario as sc
 from tests.functional.fakeapp.driver import Driver
+from tests.functional.fault_platform import held_platforms, shared_azurite
 from tests.functional.platform_driver import driver, installs, ledger, vm_name
 
 pytestmark = pytest.mark.functional
@@ -32,23 +35,16 @@ INITIATOR = "dave@contoso.com"
 MC1 = "/maintenanceConfigurations/mc-ring1"
 
 
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Azurite for the module; each platform gets its own ledger tables (fault_platform)."""
+    yield from shared_azurite(tmp_path_factory)
+
+
 @pytest.fixture
-def held(platform_factory: Any) -> Any:
-    """``held(scenario)`` -> a started platform whose skip clock is held from before it starts."""
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock, **kwargs)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
+def held(azurite: str, tmp_path: Path) -> Iterator[Any]:
+    """``held(scenario, settings=...)`` -> a started platform whose skip clock is held from before it starts."""
+    yield from held_platforms(azurite, tmp_path, START)
 
 
 def approve(d: Driver, rid: str, ring: str, who: str) -> dict[str, Any]:

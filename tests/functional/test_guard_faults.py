@@ -26,12 +26,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from patchrings.domain.events import instance_id_for
 from tests.functional import platform_scenario as sc
+from tests.functional.fault_platform import held_platforms, shared_azurite
 from tests.functional.platform_driver import driver, ledger
 
 pytestmark = pytest.mark.functional
@@ -54,23 +56,16 @@ def open_ring1(faults: list[dict[str, Any]] | None = None, events: dict[str, Any
     return doc
 
 
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Azurite for the module; each platform gets its own ledger tables (fault_platform)."""
+    yield from shared_azurite(tmp_path_factory)
+
+
 @pytest.fixture
-def held(platform_factory: Any) -> Iterator[Any]:
-    """``held(scenario, **kw)`` -> a started platform whose skip clock is held from before it starts."""
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock, **kwargs)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
+def held(azurite: str, tmp_path: Path) -> Iterator[Any]:
+    """``held(scenario, settings=...)`` -> a started platform whose skip clock is held from before it starts."""
+    yield from held_platforms(azurite, tmp_path, START)
 
 
 def guard_outcome(p: Any) -> dict[str, Any]:
@@ -293,11 +288,9 @@ class FaultProxy:
 
 
 @pytest.fixture
-def proxied_ledger(tmp_path: Any) -> Iterator[tuple[FaultProxy, str]]:
-    from emulator.azurite import Azurite
-
-    azurite = Azurite(tmp_path / "azurite-proxied", in_memory=True).start()
-    conn = azurite.connection_string
+def proxied_ledger(azurite: str) -> Iterator[tuple[FaultProxy, str]]:
+    """The module's Azurite behind a :class:`FaultProxy` (the platform's own tables keep it apart)."""
+    conn = azurite
     parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
     endpoint = parts["TableEndpoint"]
     host_port = endpoint.split("//", 1)[1].split("/", 1)[0]
@@ -306,7 +299,6 @@ def proxied_ledger(tmp_path: Any) -> Iterator[tuple[FaultProxy, str]]:
     proxied = conn.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
     yield proxy, proxied
     proxy.close()
-    azurite.stop()
 
 
 @pytest.mark.parametrize("mode", ["drop", "500", "503"])
