@@ -6,7 +6,10 @@ long-lived rollout's. The rollout gets a summary: how many members, what changed
 and which VMs will not follow the maintenance schedule (their patch settings, ``scheduleIssue``).
 
 Every call retries (``orchestrators.retries``): reads ``READ``; writes ``WRITE`` when opening and
-``CLOSE`` when closing (a failing rollout must never leave a gate open).
+``CLOSE`` when closing (a failing rollout must never leave a gate open). ``retag_vms`` reports
+per-VM failures instead of raising, so those VMs are retagged again in later rounds; VMs still
+failed after the last round make this orchestration *fail* (the rollout's close-down path then
+retries the close and names a gate left open) rather than report a half-open or half-closed gate.
 
 Input ``{plan, ring, open: bool}``; output ``{members, mode, value, changed, failed,
 scheduleIssues: [{vm, issue}] (at most 25), scheduleIssueCount}``.
@@ -14,6 +17,7 @@ scheduleIssues: [{vm, issue}] (at most 25), scheduleIssueCount}``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -23,6 +27,8 @@ from orchestrators import names, plan_view, retries
 bp = df.Blueprint()
 
 MAX_ISSUES = 25
+RETAG_ROUNDS = 4  # per-VM retag failures are retried this many rounds in all ...
+RETAG_PAUSE = timedelta(seconds=30)  # ... 30 s, 60 s, 90 s apart
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)
@@ -44,11 +50,27 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
         if tag.get("name") and value is not None and members:
-            result = yield context.call_activity_with_retry(
-                names.RETAG, write, {"vmIds": [vm["id"] for vm in members], "tag": tag["name"], "value": value}
-            )
-            out["changed"] = len((result or {}).get("changed") or [])
-            out["failed"] = list((result or {}).get("failed") or [])[:MAX_ISSUES]
+            pending = [vm["id"] for vm in members]
+            failed: list[dict[str, Any]] = []
+            for round_ in range(RETAG_ROUNDS):
+                if round_:  # a per-VM failure comes back in ``failed``, not as an exception: retry it here
+                    yield context.create_timer(context.current_utc_datetime + RETAG_PAUSE * round_)
+                result = yield context.call_activity_with_retry(
+                    names.RETAG, write, {"vmIds": pending, "tag": tag["name"], "value": value})
+                out["changed"] += len((result or {}).get("changed") or [])
+                failed = list((result or {}).get("failed") or [])
+                pending = [str(f.get("vm")) for f in failed]
+                if not pending:
+                    break
+            out["failed"] = failed[:MAX_ISSUES]
+            if failed:
+                # Never report a gate as opened or closed while VMs are on the wrong side of it: the
+                # rollout's close-down path retries a failed close and names a gate left open.
+                first = failed[0].get("error") or {}
+                raise RuntimeError(
+                    f"ring {ring}: retag {tag['name']}={value} failed for {len(failed)} VM(s) after "
+                    f"{RETAG_ROUNDS} rounds, e.g. {failed[0].get('vm')}: "
+                    f"{first.get('code') if isinstance(first, dict) else first}")
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
             names.SET_ASSIGNMENT, write, {"plan": plan, "ring": ring, "present": opening})

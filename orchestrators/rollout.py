@@ -793,11 +793,13 @@ class Rollout:
             if (pinned or {}).get("changed", True):
                 pinned_at = self.now  # the configuration write has landed by now
         mode = plan_view.open_mode(ring_doc)
+        if mode != "none" and ring not in self.opened:
+            # Counted as open *before* the write: an open that fails half-way (some VMs retagged)
+            # must still be closed by the close-down path.
+            self.opened.append(ring)
         if mode != "none" or scheduled:
             opened = yield from self.gate(ring, open_=True)
             self.note_gate(ring, opened)
-        if mode != "none" and ring not in self.opened:
-            self.opened.append(ring)
         self.st.ring(ring)["opened"] = mode != "none"
         if scheduled and configuration_id:
             config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})

@@ -118,6 +118,9 @@ ACTIVITIES = {
     "health_and_results": "Microsoft.Compute/virtualMachines/instanceView/read",
     "collect_run_results_arg": "Microsoft.ResourceGraph/resources/read",
     "retag_vms": "Microsoft.Resources/tags/*",
+    # the tag writes alone: a per-VM failure comes back in retag_vms' ``failed`` (no exception), so
+    # the gate must retry those VMs and fail loudly rather than report a half-open/half-closed gate
+    "retag_writes": "Microsoft.Resources/tags/write",
     "pin_manifest": "Microsoft.Maintenance/maintenanceConfigurations/write",
     "get_configuration": "Microsoft.Maintenance/maintenanceConfigurations/read",
     # the gate of a dynamic-scope ring: the assignment's PUT (open) and DELETE (close) ...
