@@ -167,6 +167,8 @@ def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
                 for os_name, c in per_os.items() if count_os[os_name]
             },
             "throttled": sum(1 for r in phase if r.status == 429),
+            "throttledByOperation": dict(sorted(Counter(r.operation or r.method for r in phase
+                                                        if r.status == 429).items())),
         }
     return {
         "sizes": list(sizes),
