@@ -13,6 +13,9 @@ due, not one activity (and one instance-view GET) per VM. The tracker says which
 sample (the end of the wait phase, the elastic phase, the end of the stay-healthy phase) and which
 a cheap one (in between: one paged ``statusOnly`` VM list per subscription plus the probes).
 
+Rounds of more than :data:`READ_BURST` VMs are read in chunks, one after the other, with a short
+durable timer between them, so a 700-VM ring does not empty ARM's read bucket in one burst.
+
 Fail fast (issue 11): ``baselines`` (optional, ``{vm id: health sample}``, taken by
 ``start_install`` from the instance view it reads anyway before the POST) marks the VMs that were
 healthy before patching; those fail at once after two consecutive unhealthy samples.
@@ -24,6 +27,7 @@ output ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -34,6 +38,12 @@ from patchrings.domain.health import HealthPolicy, HealthSample, HealthTracker, 
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.verify")
+
+#: At most this many VMs per health activity, one activity at a time, BURST_PAUSE apart: a round
+#: of full samples is one instance-view GET per VM, and ARM's per-subscription read bucket holds
+#: 250 and refills 25/s (azure-arm-contracts.md §7); 200 reads, then 10 s, never empty it.
+READ_BURST = 200
+BURST_PAUSE = timedelta(seconds=10)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.VERIFY)
@@ -67,15 +77,21 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield context.create_timer(due)
         now = context.current_utc_datetime
         batch = [v for v in open_ids if (trackers[v].state.next_check_at or start) <= now]
-        checks = [{"vm": by_id[v], "full": trackers[v].wants_full} for v in batch]
-        try:
-            answer = yield context.call_activity_with_retry(
-                names.CHECK_HEALTH_BATCH, retries.READ, {"checks": checks, "probes": probes})
-            samples = list((answer or {}).get("samples") or [])
-            if len(samples) != len(batch):
-                raise ValueError(f"{len(samples)} health samples for {len(batch)} VMs")
-        except Exception as exc:  # still failing after READ's attempts: unreadable, never healthy
-            samples = [{"readError": f"health check failed: {str(exc)[:300]}"} for _ in batch]
+        samples = []
+        for first in range(0, len(batch), READ_BURST):
+            if first:  # let ARM's per-subscription read bucket refill before the next burst
+                yield context.create_timer(context.current_utc_datetime + BURST_PAUSE)
+            chunk = batch[first:first + READ_BURST]
+            checks = [{"vm": by_id[v], "full": trackers[v].wants_full} for v in chunk]
+            try:
+                answer = yield context.call_activity_with_retry(
+                    names.CHECK_HEALTH_BATCH, retries.READ, {"checks": checks, "probes": probes})
+                got = list((answer or {}).get("samples") or [])
+                if len(got) != len(chunk):
+                    raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")
+            except Exception as exc:  # still failing after READ's attempts: unreadable, never healthy
+                got = [{"readError": f"health check failed: {str(exc)[:300]}"} for _ in chunk]
+            samples.extend(got)
         for vm_id, sample in zip(batch, samples, strict=True):
             trackers[vm_id].observe(now, sample or {"readError": "no health sample returned"})
 

@@ -351,6 +351,24 @@ def test_verify_reads_a_whole_round_in_one_activity_with_full_samples_only_at_th
     assert [v["outcome"] for v in out["verdicts"]] == ["pass"] * 3
 
 
+def test_verify_reads_a_large_round_in_bursts_of_200_with_a_pause_between() -> None:
+    vms = [vm(f"v{i:03d}") for i in range(450)]
+    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+            "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
+    times: list[datetime] = []
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        times.append(ctx.current_utc_datetime)
+        return {"samples": [_healthy(c["vm"]["id"], partial=not c["full"]) for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    rounds = named(ctx, "check_vm_health_batch")
+    assert [len(r.payload["checks"]) for r in rounds[:3]] == [200, 200, 50]
+    assert times[1] - times[0] == verify_mod.BURST_PAUSE and times[2] - times[1] == verify_mod.BURST_PAUSE
+    assert [v["outcome"] for v in out["verdicts"]] == ["pass"] * 450
+
+
 def test_verify_fails_a_vm_healthy_before_patching_after_two_unhealthy_samples() -> None:
     """Issue 11 fail fast: a VM whose pre-install sample was healthy fails on the second unhealthy
     sample (one pollInterval after the end of the wait phase), not after elasticDuration; a VM
