@@ -13,6 +13,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import compute as compute_activities
+from activities import health as health_activities
 from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
 from activities import notify as notify_activities
@@ -38,6 +39,7 @@ for blueprint_module in (
     guard,
     dry_run,
     compute_activities,
+    health_activities,
     tags_activities,
     maintenance_activities,
     ledger_activities,
@@ -46,10 +48,6 @@ for blueprint_module in (
     notify_activities,
     eventgrid,
     http_api,
+    openapi_document,
 ):
     app.register_functions(blueprint_module.bp)
-app.register_functions(openapi_document.bp)  # GET /api/openapi.json
-
-from activities import health as health_activities  # noqa: E402  (issue 11: health samples in bulk)
-
-app.register_functions(health_activities.bp)

@@ -30,6 +30,11 @@ Additions to it (all optional for callers, all additive for readers):
   ``{"status": "Failed", "retryable", "retryAfter", "httpStatus", "code"}`` (the guard retries with
   durable timers until its deadline); an id that is not a schedule run id is ``Refused`` and
   nothing is sent. Without ``report`` an unknown outcome raises.
+* ``start_install`` accepts optional ``probes`` and answers ``baseline`` (the VM's health before the
+  install, from the instance view it reads anyway) on ``started``; ``verify`` takes ``baselines``
+  so a VM healthy before patching and unhealthy in two samples after fails at once.
+* ``check_vm_health_batch`` (``activities/health.py``): ``{checks: [{vm, full}], probes}`` →
+  ``{samples}``; cheap samples (``partial: true``) come from one statusOnly list per subscription.
 * ``collect_run_results_arg`` (``activities/resource_graph.py``): a scheduled run's per-VM results
   from Resource Graph, with patches and reboot state; ``collect_run_results`` is the fallback.
 * ``collect_run_results`` entries are the wave's ``VmInstall`` shape ``{vm, name, os, state,
