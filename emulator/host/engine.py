@@ -53,6 +53,7 @@ from emulator.host.store import Store
 __all__ = ["ACTIVE", "TERMINAL", "DurableEngine", "EngineError", "Instance"]
 
 log = logging.getLogger("emulator.host")
+STOP_WAIT_SECONDS = 5.0  # how long stop() waits for cancelled tasks to end
 
 ACTIVE = ("Pending", "Running", "Suspended")
 TERMINAL = ("Completed", "Failed", "Terminated", "Canceled")
@@ -275,11 +276,15 @@ class DurableEngine:
 
     async def stop(self) -> None:
         self._running = False
-        for task in [*self._tasks, *self._timers.values()]:
+        tasks = [*self._tasks, *self._timers.values()]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._timers.values()]:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            # Bounded: a task stuck in a clock wait or an executor hand-off must not keep a
+            # stopping (crashing) host alive for ever; what has not ended by then is abandoned.
+            _, pending = await asyncio.wait(tasks, timeout=STOP_WAIT_SECONDS)
+            if pending:
+                log.warning("%d task(s) had not stopped after %.0f s; abandoned", len(pending), STOP_WAIT_SECONDS)
         self._tasks.clear()
         self._timers.clear()
         if self._work:

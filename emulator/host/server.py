@@ -39,6 +39,7 @@ __all__ = ["FunctionsHost", "HostConfigError", "load_host_json", "load_local_set
            "system_key_setting"]
 
 log = logging.getLogger("emulator.host")
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
 HOSTJSON_HELP = "See https://aka.ms/functions-hostjson"
@@ -240,7 +241,9 @@ class FunctionsHost:
         app.router.add_get("/", self._root)
         app.router.add_get("/admin/host/status", self._host_status)
         self.triggers.add_http_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A stopping host does not wait 60 s (aiohttp's default) for in-flight requests: a host
+        # that stops is a host that crashed or is being restarted, and the tests restart it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind_host, self.port)
         await site.start()

@@ -66,7 +66,7 @@ class HostThread:
     def stop(self) -> None:
         if self._thread.is_alive():
             if self._started:
-                self.call(self.host.stop(), timeout=60)
+                self.call(self.host.stop(), timeout=120)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
         if not self.loop.is_closed() and not self._thread.is_alive():

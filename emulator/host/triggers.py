@@ -357,11 +357,8 @@ class TriggerHandlers:
     async def stop_timers(self) -> None:
         for task in self._timer_tasks:
             task.cancel()
-        for task in self._timer_tasks:
-            try:
-                await task
-            except BaseException:
-                pass
+        if self._timer_tasks:
+            await asyncio.wait(self._timer_tasks, timeout=5.0)  # bounded, like the engine's stop
         self._timer_tasks.clear()
 
     async def _timer_loop(self, entry: FunctionEntry) -> None:
