@@ -634,7 +634,8 @@ class _Parser:
         self.columns = [name for name, _ in items]
         return lambda rows, e: [{name: fn(r, e) for name, fn in items} for r in rows]
 
-    def op_project_away(self) -> Callable[[list[Row], Env], list[Row]]:
+    def _known_columns(self) -> list[str]:
+        """``a, b, c``: column names, each of which must exist (ARG's InvalidQuery otherwise)."""
         names = [self.ident()]
         while self.is_op(","):
             self.next()
@@ -642,18 +643,16 @@ class _Parser:
         for n in names:
             if n not in self.columns:
                 raise KqlError(f"Failed to resolve column '{n}'", code="InvalidQuery", token=n)
+        return names
+
+    def op_project_away(self) -> Callable[[list[Row], Env], list[Row]]:
+        names = self._known_columns()
         self.columns = [c for c in self.columns if c not in names]
         keep = list(self.columns)
         return lambda rows, e: [{c: r.get(c) for c in keep} for r in rows]
 
     def op_distinct(self) -> Callable[[list[Row], Env], list[Row]]:
-        names = [self.ident()]
-        while self.is_op(","):
-            self.next()
-            names.append(self.ident())
-        for n in names:
-            if n not in self.columns:
-                raise KqlError(f"Failed to resolve column '{n}'", code="InvalidQuery", token=n)
+        names = self._known_columns()
         self.columns = names
 
         def run(rows: list[Row], e: Env) -> list[Row]:
