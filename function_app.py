@@ -21,9 +21,11 @@ from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
-from triggers import deps, eventgrid, http_api
+from patchrings import telemetry
+from triggers import compliance, deps, eventgrid, http_api, ui
 from triggers import openapi as openapi_document
 
+telemetry.configure()  # structured logs; Application Insights when a connection string is set
 deps.settings()  # raises SettingsInvalid naming every bad PATCHRINGS_* setting
 deps.plan()  # raises PlanInvalid naming every bad plan field
 
@@ -49,5 +51,7 @@ for blueprint_module in (
     eventgrid,
     http_api,
     openapi_document,
+    ui,
+    compliance,
 ):
     app.register_functions(blueprint_module.bp)
