@@ -16,6 +16,7 @@ from activities import compute as compute_activities
 from activities import health as health_activities
 from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
+from activities import manifest_diff as manifest_diff_activities
 from activities import notify as notify_activities
 from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
@@ -48,6 +49,7 @@ for blueprint_module in (
     plan_activities,
     resource_graph_activities,
     notify_activities,
+    manifest_diff_activities,
     eventgrid,
     http_api,
     openapi_document,

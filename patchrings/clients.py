@@ -41,6 +41,7 @@ from patchrings.settings import ARM_AUTH_STATIC_TOKEN, PUBLIC_ARM_ENDPOINT, Sett
 if TYPE_CHECKING:
     from azure.data.tables import TableServiceClient
     from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.hybridcompute import HybridComputeManagementClient
     from azure.mgmt.maintenance import MaintenanceManagementClient
     from azure.mgmt.resource.resources import ResourceManagementClient
     from azure.mgmt.resourcegraph import ResourceGraphClient
@@ -255,6 +256,14 @@ class AzureClients:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
         return self._cached("resources", subscription_id, ResourceManagementClient)  # type: ignore[no-any-return]
+
+    def hybrid_compute(self, subscription_id: str) -> HybridComputeManagementClient:
+        """HybridCompute client (Arc-enabled servers: machines, agent status, install/assess patches)."""
+        from azure.mgmt.hybridcompute import HybridComputeManagementClient
+
+        return self._cached(  # type: ignore[no-any-return]
+            "hybridcompute", subscription_id, HybridComputeManagementClient
+        )
 
     def resource_graph(self) -> ResourceGraphClient:
         """Azure Resource Graph client (scheduled runs' per-machine results). Tenant-level: no
