@@ -1,0 +1,247 @@
+"""Which of a machine's available patches an install WOULD install (issue 9): one rule set.
+
+Why: the dry run, the manifest diff and the operator page all have to say what a ring is about to
+install. Azure decides that on the machine from the ``installPatches`` parameters the app sends
+(``orchestrators.verdicts.install_parameters``: Ring 0 = the ring's classifications, includes and
+excludes plus the Windows ``maxPatchPublishDate`` frozen at the rollout's start; later rings =
+``Manifest.install_parameters``: empty classifications plus the pinned KBs / ``name=version``
+masks). This module applies those same parameters to an assessment's ``availablePatches`` (or
+Resource Graph ``patchassessmentresources`` rows), so the listing is what the install would do.
+
+Rules (Compute ``VirtualMachineInstallPatchesParameters``, ``WindowsParameters`` /
+``LinuxParameters`` in the 2026-04-01 swagger; Update Manager's "classifications or includes"
+semantics as in update-manager-domain.md §6 and the staged-patching runbook the manifest follows):
+
+* **Excludes win**: Windows ``kbNumbersToExclude``, ``patchNameMasksToExclude`` (globs on the
+  title) and ``excludeKbsRequiringReboot`` (``rebootBehavior == AlwaysRequiresReboot``); Linux
+  ``packageNameMasksToExclude`` (``name`` or ``name=version`` globs).
+* A patch is a **candidate** when its classification is in ``classificationsToInclude`` **or** an
+  include names it (``kbNumbersToInclude`` / ``packageNameMasksToInclude``); with neither list
+  given, every available patch is a candidate. Windows ``patchNameMasksToInclude`` narrows.
+* Windows ``maxPatchPublishDate``: a patch published after it is not installed.
+* Linux: one version per package, the newest candidate.
+* Parameters ``None`` for an OS (the manifest pins nothing for it) install nothing.
+
+Windows classifications come in two spellings: filters (``Security``, ``UpdateRollUp``) and the
+Windows Update categories results carry (``Security Updates``, ``Update Rollups``); both match.
+
+Pure: no azure imports, no I/O.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "FILTER_REASONS",
+    "Selection",
+    "normalize_patch",
+    "patch_key",
+    "patch_label",
+    "select_patches",
+]
+
+#: why a patch is not installed (stable codes)
+FILTER_REASONS = {
+    "excluded": "excluded by kbNumbersToExclude / packageNameMasksToExclude / patchNameMasksToExclude",
+    "requiresReboot": "requires a reboot and excludeKbsRequiringReboot is set",
+    "classification": "its classification is not in classificationsToInclude and no include names it",
+    "notIncluded": "not in the include list (patchNameMasksToInclude / the pinned manifest)",
+    "publishedAfterCutoff": "published after maxPatchPublishDate (the rollout's start)",
+    "olderVersion": "a newer selected version of the same package installs instead",
+    "nothingPinned": "the manifest pins nothing for this OS, so this machine is not patched",
+}
+
+_WINDOWS_CLASSES = {
+    "critical": "critical", "critical updates": "critical",
+    "security": "security", "security updates": "security",
+    "updaterollup": "updaterollup", "update rollups": "updaterollup", "update rollup": "updaterollup",
+    "featurepack": "featurepack", "feature packs": "featurepack", "feature pack": "featurepack",
+    "servicepack": "servicepack", "service packs": "servicepack", "service pack": "servicepack",
+    "definition": "definition", "definition updates": "definition",
+    "tools": "tools", "updates": "updates",
+}
+_KB_IN_NAME = re.compile(r"\s*\(KB\d+\)\s*$", re.IGNORECASE)
+
+
+def _class_key(os_name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if os_name == "Windows":
+        return _WINDOWS_CLASSES.get(text, text.replace(" ", ""))
+    return text
+
+
+def _os(os_name: Any) -> str:
+    text = str(os_name or "").lower()
+    return "Windows" if text.startswith("win") else "Linux"
+
+
+def _kb(value: Any) -> str:
+    return str(value or "").strip().upper().removeprefix("KB")
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def normalize_patch(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One available patch from assessPatches (``VirtualMachineSoftwarePatchProperties``) or a
+    Resource Graph ``patchassessmentresources`` softwarepatches row (its ``properties``) →
+    ``{name, kbId, version, classifications, rebootBehavior, publishedDate}``."""
+    props = doc.get("properties") if isinstance(doc.get("properties"), Mapping) else doc
+    assert isinstance(props, Mapping)
+    return {
+        "name": props.get("name") or props.get("patchName"),
+        "kbId": _kb(props.get("kbId")) or None,
+        "version": props.get("version") or None,
+        "classifications": [str(c) for c in props.get("classifications") or []],
+        "rebootBehavior": props.get("rebootBehavior"),
+        "publishedDate": props.get("publishedDate") or props.get("publishedDateTime"),
+    }
+
+
+def patch_key(os_name: str, patch: Mapping[str, Any]) -> str | None:
+    """The manifest's identity of a patch: Windows KB number, Linux ``name=version``."""
+    if _os(os_name) == "Windows":
+        return _kb(patch.get("kbId")) or None
+    name = str(patch.get("name") or "").strip()
+    version = str(patch.get("version") or "").strip()
+    return f"{name}={version}" if name and version else None
+
+
+def patch_label(os_name: str, patch: Mapping[str, Any]) -> str:
+    """Short display: ``KB5048667 2026-11 Cumulative Update`` / ``openssl=3.0.2``."""
+    if _os(os_name) == "Windows":
+        kb = _kb(patch.get("kbId"))
+        title = _KB_IN_NAME.sub("", str(patch.get("name") or "")).strip()
+        return f"KB{kb} {title}".strip() if kb else title
+    return patch_key(os_name, patch) or str(patch.get("name") or "")
+
+
+@dataclass
+class Selection:
+    """The outcome for one machine: what would install, what is filtered and why."""
+
+    os: str
+    would_install: list[dict[str, Any]] = field(default_factory=list)
+    filtered: list[dict[str, Any]] = field(default_factory=list)  # patch + "reason" (code)
+
+    @property
+    def available(self) -> int:
+        return len(self.would_install) + len(self.filtered)
+
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.filtered:
+            out[f["reason"]] = out.get(f["reason"], 0) + 1
+        return dict(sorted(out.items()))
+
+    def keys(self) -> list[str]:
+        return [k for k in (patch_key(self.os, p) for p in self.would_install) if k]
+
+
+def _globs(masks: Iterable[str], text: str) -> bool:
+    return any(fnmatch.fnmatchcase(text.lower(), str(m).strip().lower()) for m in masks)
+
+
+def _title_match(masks: list[str], name: str) -> bool:
+    return _globs(masks, name) or _globs(masks, _KB_IN_NAME.sub("", name))
+
+
+def _package_match(masks: Iterable[str], name: str, version: str) -> bool:
+    for mask in masks:
+        name_mask, has_version, version_mask = str(mask).partition("=")
+        if not fnmatch.fnmatchcase(name.lower(), name_mask.strip().lower()):
+            continue
+        if has_version and not fnmatch.fnmatchcase(version.lower(), version_mask.strip().lower()):
+            continue
+        return True
+    return False
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[A-Za-z]+", version))
+
+
+def select_patches(os_name: Any, available: Iterable[Mapping[str, Any]],
+                   parameters: Mapping[str, Any] | None) -> Selection:
+    """Apply ``installPatches`` ``parameters`` (the whole body; its ``windowsParameters`` or
+    ``linuxParameters`` is used) to a machine's available patches."""
+    os_ = _os(os_name)
+    patches = [normalize_patch(p) for p in available]
+    sel = Selection(os_)
+    if parameters is None:
+        sel.filtered = [{**p, "reason": "nothingPinned"} for p in patches]
+        return sel
+    if os_ == "Windows":
+        _select_windows(sel, patches, dict(parameters.get("windowsParameters") or {}))
+    else:
+        _select_linux(sel, patches, dict(parameters.get("linuxParameters") or {}))
+    return sel
+
+
+def _select_windows(sel: Selection, patches: list[dict[str, Any]], p: dict[str, Any]) -> None:
+    classes = {_class_key("Windows", c) for c in p.get("classificationsToInclude") or []}
+    kb_in = {_kb(k) for k in p.get("kbNumbersToInclude") or []}
+    kb_out = {_kb(k) for k in p.get("kbNumbersToExclude") or []}
+    name_in = [str(m) for m in p.get("patchNameMasksToInclude") or []]
+    name_out = [str(m) for m in p.get("patchNameMasksToExclude") or []]
+    cutoff = _time(p.get("maxPatchPublishDate"))
+    for patch in patches:
+        kb = patch.get("kbId") or ""
+        name = str(patch.get("name") or "")
+        reason: str | None = None
+        if kb in kb_out or (name_out and _title_match(name_out, name)):
+            reason = "excluded"
+        elif p.get("excludeKbsRequiringReboot") and patch.get("rebootBehavior") == "AlwaysRequiresReboot":
+            reason = "requiresReboot"
+        else:
+            by_class = any(_class_key("Windows", c) in classes for c in patch["classifications"])
+            if not (by_class or kb in kb_in or (not classes and not kb_in)):
+                reason = "classification" if classes else "notIncluded"
+            elif name_in and not _title_match(name_in, name):
+                reason = "notIncluded"
+            elif cutoff is not None and (published := _time(patch.get("publishedDate"))) and published > cutoff:
+                reason = "publishedAfterCutoff"
+        if reason:
+            sel.filtered.append({**patch, "reason": reason})
+        else:
+            sel.would_install.append(patch)
+
+
+def _select_linux(sel: Selection, patches: list[dict[str, Any]], p: dict[str, Any]) -> None:
+    classes = {_class_key("Linux", c) for c in p.get("classificationsToInclude") or []}
+    pkg_in = [str(m) for m in p.get("packageNameMasksToInclude") or []]
+    pkg_out = [str(m) for m in p.get("packageNameMasksToExclude") or []]
+    candidates: list[dict[str, Any]] = []
+    for patch in patches:
+        name, version = str(patch.get("name") or ""), str(patch.get("version") or "")
+        if _package_match(pkg_out, name, version):
+            sel.filtered.append({**patch, "reason": "excluded"})
+            continue
+        by_class = any(_class_key("Linux", c) in classes for c in patch["classifications"])
+        if by_class or _package_match(pkg_in, name, version) or (not classes and not pkg_in):
+            candidates.append(patch)
+        else:
+            sel.filtered.append({**patch, "reason": "classification" if classes else "notIncluded"})
+    newest: dict[str, dict[str, Any]] = {}
+    for patch in candidates:
+        best = newest.get(str(patch.get("name")))
+        if best is None or _version_key(str(patch.get("version") or "")) > _version_key(str(best.get("version") or "")):
+            newest[str(patch.get("name"))] = patch
+    for patch in candidates:
+        if newest.get(str(patch.get("name"))) is patch:
+            sel.would_install.append(patch)
+        else:
+            sel.filtered.append({**patch, "reason": "olderVersion"})

@@ -1,0 +1,107 @@
+"""What an install would select from a machine's available patches (issue 9): a table of cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from patchrings.domain.manifest import Manifest
+from patchrings.domain.selection import normalize_patch, patch_key, patch_label, select_patches
+
+pytestmark = pytest.mark.unit
+
+
+def win(kb: str, cls: str = "Security Updates", published: str = "2026-11-10T17:00:00Z",
+        reboot: str = "NeverReboots", name: str | None = None) -> dict[str, Any]:
+    return {"patchId": f"p{kb}", "name": f"{name or 'Update'} (KB{kb})", "kbId": kb, "classifications": [cls],
+            "rebootBehavior": reboot, "publishedDate": published, "assessmentState": "Available"}
+
+
+def lin(name: str, version: str, cls: str = "Security") -> dict[str, Any]:
+    return {"patchId": f"{name}_{version}", "name": name, "version": version, "classifications": [cls]}
+
+
+WIN = [win("1", "Security Updates"), win("2", "Critical Updates"), win("3", "Definition Updates"),
+       win("4", "Security Updates", published="2026-11-16T09:00:00Z"),
+       win("5", "Update Rollups", reboot="AlwaysRequiresReboot", name="Monthly Rollup")]
+LIN = [lin("openssl", "3.0.2-0ubuntu1.19"), lin("openssl", "3.0.2-0ubuntu1.9"), lin("curl", "7.81.0", "Other"),
+       lin("libc6", "2.35", "Critical")]
+CS = ["Critical", "Security"]
+
+
+@pytest.mark.parametrize(
+    ("label", "os_name", "available", "params", "installs", "reasons"),
+    [
+        ("win: classifications", "Windows", WIN, {"windowsParameters": {"classificationsToInclude": CS}},
+         ["1", "2", "4"], {"classification": 2}),
+        ("win: publish cutoff", "Windows", WIN,
+         {"windowsParameters": {"classificationsToInclude": CS, "maxPatchPublishDate": "2026-11-16T06:00:00Z"}},
+         ["1", "2"], {"classification": 2, "publishedAfterCutoff": 1}),
+        ("win: include adds to classifications", "Windows", WIN,
+         {"windowsParameters": {"classificationsToInclude": ["Security"], "kbNumbersToInclude": ["KB3"]}},
+         ["1", "3", "4"], {"classification": 2}),
+        ("win: exclude wins over include", "Windows", WIN,
+         {"windowsParameters": {"classificationsToInclude": CS, "kbNumbersToInclude": ["2"],
+                                "kbNumbersToExclude": ["KB2", "4"]}},
+         ["1"], {"classification": 2, "excluded": 2}),
+        ("win: pin only (manifest)", "Windows", WIN,
+         {"windowsParameters": {"classificationsToInclude": [], "kbNumbersToInclude": ["1", "5"]}},
+         ["1", "5"], {"notIncluded": 3}),
+        ("win: reboot exclusion", "Windows", WIN,
+         {"windowsParameters": {"classificationsToInclude": ["UpdateRollUp"], "excludeKbsRequiringReboot": True}},
+         [], {"classification": 4, "requiresReboot": 1}),
+        ("win: nothing given = everything", "Windows", WIN, {"windowsParameters": {}},
+         ["1", "2", "3", "4", "5"], {}),
+        ("win: name masks", "Windows", WIN,
+         {"windowsParameters": {"patchNameMasksToInclude": ["Monthly*"], "patchNameMasksToExclude": ["*KB4*"]}},
+         ["5"], {"excluded": 1, "notIncluded": 3}),
+        ("win: both classification spellings", "Windows", [win("7", "Update Rollups"), win("8", "UpdateRollUp")],
+         {"windowsParameters": {"classificationsToInclude": ["UpdateRollup"]}}, ["7", "8"], {}),
+        ("win: nothing pinned", "Windows", WIN, None, [], {"nothingPinned": 5}),
+        ("lin: classifications, newest version", "Linux", LIN,
+         {"linuxParameters": {"classificationsToInclude": CS}},
+         ["openssl=3.0.2-0ubuntu1.19", "libc6=2.35"], {"classification": 1, "olderVersion": 1}),
+        ("lin: pinned name=version (older)", "Linux", LIN,
+         {"linuxParameters": {"classificationsToInclude": [],
+                              "packageNameMasksToInclude": ["openssl=3.0.2-0ubuntu1.9"]}},
+         ["openssl=3.0.2-0ubuntu1.9"], {"notIncluded": 3}),
+        ("lin: exclude by name glob", "Linux", LIN,
+         {"linuxParameters": {"classificationsToInclude": CS, "packageNameMasksToExclude": ["open*"]}},
+         ["libc6=2.35"], {"classification": 1, "excluded": 2}),
+        ("lin: include by mask besides classes", "Linux", LIN,
+         {"linuxParameters": {"classificationsToInclude": ["Critical"], "packageNameMasksToInclude": ["curl"]}},
+         ["curl=7.81.0", "libc6=2.35"], {"classification": 2}),
+        ("lin: no publish cutoff on Linux", "Linux", [lin("zlib", "1.3")],
+         {"linuxParameters": {"classificationsToInclude": CS},
+          "windowsParameters": {"maxPatchPublishDate": "2000-01-01T00:00:00Z"}}, ["zlib=1.3"], {}),
+    ],
+)
+def test_selection_table(label: str, os_name: str, available: list[dict[str, Any]], params: Any,
+                         installs: list[str], reasons: dict[str, int]) -> None:
+    sel = select_patches(os_name, available, params)
+    assert sorted(sel.keys()) == sorted(installs), label
+    assert sel.reasons() == reasons, label
+    assert sel.available == len(available)
+
+
+def test_manifest_install_parameters_select_exactly_the_manifest() -> None:
+    """The pin the later rings get (Manifest.install_parameters) selects the manifest and nothing else."""
+    m = Manifest(windows_kbs=("1", "2"), linux_packages=("openssl=3.0.2-0ubuntu1.19",))
+    base = {"windowsParameters": {"classificationsToInclude": CS, "kbNumbersToExclude": ["2"]},
+            "linuxParameters": {"classificationsToInclude": CS}}
+    assert select_patches("Windows", WIN, m.install_parameters("Windows", base)).keys() == ["1"]
+    assert select_patches("Linux", LIN, m.install_parameters("Linux", base)).keys() == ["openssl=3.0.2-0ubuntu1.19"]
+    assert select_patches("Linux", LIN, Manifest(windows_kbs=("1",)).install_parameters("Linux", base)).keys() == []
+
+
+def test_resource_graph_rows_normalize_like_assessment_results() -> None:
+    row = {"id": "x/softwarePatches/p1", "properties": {
+        "patchName": "2026-11 Cumulative Update (KB5048667)", "kbId": "5048667",
+        "classifications": ["Security Updates"], "publishedDateTime": "2026-11-10T17:00:00Z",
+        "rebootBehavior": "AlwaysRequiresReboot"}}
+    p = normalize_patch(row)
+    assert p["kbId"] == "5048667" and p["publishedDate"] == "2026-11-10T17:00:00Z"
+    assert patch_key("Windows", p) == "5048667"
+    assert patch_label("Windows", p) == "KB5048667 2026-11 Cumulative Update"
+    assert patch_label("Linux", lin("openssl", "3.0.2")) == "openssl=3.0.2"
