@@ -1,10 +1,24 @@
 """Dry run of one ring: resolve its members and assess their patches, installing nothing.
 
 Why: before anyone approves, an operator should see exactly which VMs each ring's selector
-resolves to *now* and what assessPatches says they would get (update-manager-domain.md §14.8).
-Assessments are long-running like installs, so they are started and polled with durable timers.
+resolves to *now* and which patches the plan **would** install on each (issue 9;
+update-manager-domain.md §14.8). Assessments are long-running like installs, so they are started
+and polled with durable timers.
 
-Input ``{rolloutId, plan, ring}``; output ``{ring, vms: [...], summary: {...}}``.
+What "would install" means: assessPatches answers ``availablePatches`` (every patch the machine
+lacks); the ring's installPatches parameters are built exactly as the install builds them
+(:func:`orchestrators.verdicts.install_parameters`: the ring's classifications / includes /
+excludes, the Windows ``maxPatchPublishDate`` frozen at the rollout's start, or the pinned
+manifest when one is given) and applied by :func:`patchrings.domain.selection.machine_listing`.
+Without a manifest a later ring is listed under its own rules with the cutoff: an upper bound,
+since it will install only the manifest Ring 0 validates (``basis`` says which).
+
+Input ``{rolloutId, plan, ring, startedAt?, manifest?}`` (``startedAt`` defaults to the
+orchestration's start). Output ``{ring, patching, basis, vms: [...], summary: {...}, warnings: [...]}``;
+each VM ``{vm, name, os, zone, assessed, status, error, availablePatchCount, wouldInstallCount,
+filteredCount, filteredByReason, wouldInstall: [{patch, key, classifications, publishedDate?}],
+filtered: [{patch, reason}] (first 20)}``; ``summary`` adds up the ring
+(:func:`patchrings.domain.selection.ring_listing_summary`).
 """
 
 from __future__ import annotations
@@ -14,7 +28,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, retries
+from orchestrators import names, plan_view, retries
+from orchestrators.timeutil import iso
+from orchestrators.verdicts import install_parameters
+from orchestrators.wave import install_parameters_for
+from patchrings.domain.selection import available_of, machine_listing, ring_listing_summary
 
 bp = df.Blueprint()
 
@@ -25,6 +43,7 @@ ASSESS_DEADLINE = timedelta(hours=1)
 @bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)
 def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec: dict[str, Any] = context.get_input() or {}
+    started_at = spec.get("startedAt") or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                      {"plan": spec["plan"], "ring": spec["ring"]})
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
@@ -55,18 +74,21 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     for vm_id in tokens:
         results[vm_id] = {"error": {"code": "AssessDeadlineExceeded", "message": "no assessment result in time"}}
 
+    manifest = spec.get("manifest") or None
+    base_install = plan_view.effective(spec["plan"], spec["ring"], "install")
+    parameters = install_parameters(base_install, None if manifest else started_at, manifest)
+    first = plan_view.ring_names(spec["plan"])[:1] == [spec["ring"]]
+    basis = ("manifest" if manifest else "ring rules" if first else
+             "ring rules (upper bound: this ring installs only the manifest Ring 0 validates)")
     out = []
-    available = 0
     for vm in vms:
         entry = results.get(vm["id"]) or {}
         result = entry.get("result") or {}
-        count = int(result.get("criticalAndSecurityPatchCount") or 0) + int(result.get("otherPatchCount") or 0)
-        available += count
+        assessed = bool(result) and not entry.get("error") and str(result.get("status") or "").lower() != "failed"
+        listing = machine_listing(vm.get("os"), available_of(result), install_parameters_for(vm, parameters))
         out.append({"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "zone": vm.get("zone"),
-                    "availablePatchCount": count, "status": result.get("status"),
-                    "patches": [{"name": p.get("name"), "kbId": p.get("kbId"), "version": p.get("version"),
-                                 "classifications": p.get("classifications")} for p in result.get("patches") or []],
-                    "error": entry.get("error")})
-    return {"ring": spec["ring"], "vms": out,
-            "summary": {"vms": len(vms), "availablePatches": available,
-                        "errors": sum(1 for o in out if o["error"])}}
+                    "assessed": assessed, "status": result.get("status"), **listing,
+                    "error": entry.get("error") or result.get("error")})
+    return {"ring": spec["ring"], "patching": plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])),
+            "basis": basis, "cutoff": None if manifest else started_at, "vms": out,
+            "summary": ring_listing_summary(out), "warnings": []}

@@ -39,10 +39,14 @@ from typing import Any
 
 __all__ = [
     "FILTER_REASONS",
+    "MAX_LISTED",
     "Selection",
+    "available_of",
+    "machine_listing",
     "normalize_patch",
     "patch_key",
     "patch_label",
+    "ring_listing_summary",
     "select_patches",
 ]
 
@@ -245,3 +249,64 @@ def _select_linux(sel: Selection, patches: list[dict[str, Any]], p: dict[str, An
             sel.would_install.append(patch)
         else:
             sel.filtered.append({**patch, "reason": "olderVersion"})
+
+
+#: per-machine list caps in dry-run / diff outputs (orchestration payloads stay bounded)
+MAX_LISTED = 20
+
+
+def _shown(os_name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = {"patch": patch_label(os_name, patch), "key": patch_key(os_name, patch),
+           "classifications": list(patch.get("classifications") or [])}
+    if patch.get("publishedDate"):
+        out["publishedDate"] = patch["publishedDate"]
+    return out
+
+
+def available_of(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """``availablePatches`` of a ``VirtualMachineAssessPatchesResult`` (an old caller's ``patches``)."""
+    doc = result or {}
+    items = doc.get("availablePatches")
+    if items is None:
+        items = doc.get("patches")
+    return [dict(p) for p in items or [] if isinstance(p, Mapping)]
+
+
+def machine_listing(os_name: Any, available: Iterable[Mapping[str, Any]],
+                    parameters: Mapping[str, Any] | None, *, max_filtered: int = MAX_LISTED) -> dict[str, Any]:
+    """One machine's dry-run entry: what would install (all of it), what is filtered (first
+    ``max_filtered``, each with its reason code) and the counts."""
+    sel = select_patches(os_name, available, parameters)
+    return {
+        "availablePatchCount": sel.available,
+        "wouldInstallCount": len(sel.would_install),
+        "filteredCount": len(sel.filtered),
+        "filteredByReason": sel.reasons(),
+        "wouldInstall": [_shown(sel.os, p) for p in sel.would_install],
+        "filtered": [{"patch": patch_label(sel.os, p), "reason": p["reason"]} for p in sel.filtered[:max_filtered]],
+    }
+
+
+def ring_listing_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Totals of a ring's machine entries (:func:`machine_listing` plus ``assessed``/``error``) and
+    the distinct patches the ring would install, each with how many machines would get it."""
+    rows = list(entries)
+    reasons: dict[str, int] = {}
+    patches: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for code, n in (row.get("filteredByReason") or {}).items():
+            reasons[code] = reasons.get(code, 0) + int(n)
+        for p in row.get("wouldInstall") or []:
+            key = str(p.get("key") or p.get("patch"))
+            entry = patches.setdefault(key, {**p, "vms": 0})
+            entry["vms"] += 1
+    return {
+        "vms": len(rows),
+        "assessed": sum(1 for r in rows if r.get("assessed")),
+        "availablePatches": sum(int(r.get("availablePatchCount") or 0) for r in rows),
+        "wouldInstall": sum(int(r.get("wouldInstallCount") or 0) for r in rows),
+        "filtered": sum(int(r.get("filteredCount") or 0) for r in rows),
+        "filteredByReason": dict(sorted(reasons.items())),
+        "errors": sum(1 for r in rows if r.get("error")),
+        "patches": sorted(patches.values(), key=lambda p: str(p["patch"]).lower()),
+    }
