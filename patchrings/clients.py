@@ -17,6 +17,12 @@ endpoint's -- whatever built the URL, and on redirects too (the policy runs for 
 pipeline sends). :meth:`AzureClients.send_arm_request` additionally takes only a path (or a URL on
 the endpoint) and raises :class:`~patchrings.errors.ArmTargetRefused` for anything else.
 
+Notifications go to an Event Grid topic through azure-eventgrid's ``EventGridPublisherClient``
+(:meth:`AzureClients.event_grid_publisher`): the same credential (managed identity in Azure, the
+static token locally, where the topic emulator accepts it) with Event Grid's data-plane scope
+``https://eventgrid.azure.net/.default`` (the SDK's), the topic's CA bundle, and short bounded
+retries/timeouts (:data:`NOTIFY_LIMITS`): a notification must never hold an activity for long.
+
 Deadline-bound calls (the guard's cancel must land before T-10) pass ``budget_seconds``: the call
 then makes exactly one attempt (no SDK retries or Retry-After sleeps: the caller retries with
 durable timers) with connect/read timeouts no longer than the budget (:func:`deadline_kwargs`).
@@ -40,6 +46,7 @@ from patchrings.settings import ARM_AUTH_STATIC_TOKEN, PUBLIC_ARM_ENDPOINT, Sett
 
 if TYPE_CHECKING:
     from azure.data.tables import TableServiceClient
+    from azure.eventgrid._legacy import EventGridPublisherClient
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.hybridcompute import HybridComputeManagementClient
     from azure.mgmt.maintenance import MaintenanceManagementClient
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM_LIMITS",
+    "NOTIFY_LIMITS",
     "TABLE_LIMITS",
     "ArmEndpointOnlyPolicy",
     "AzureClients",
@@ -61,6 +69,10 @@ __all__ = [
 # Bounded retries/timeouts (see AzureClients.client_kwargs). 429 + Retry-After is still honoured.
 ARM_LIMITS: dict[str, Any] = {"retry_total": 4, "retry_backoff_max": 20, "connection_timeout": 15,
                               "read_timeout": 60}
+# Notifications are best effort and must return within seconds (activities.notify also bounds
+# the whole publish by a wall-clock budget): one retry, short back-off, short timeouts.
+NOTIFY_LIMITS: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.5, "retry_backoff_max": 2,
+                                 "connection_timeout": 5, "read_timeout": 5}
 # The ledger is on the fail-closed guard's path: a dead Table endpoint must fail fast.
 TABLE_LIMITS: dict[str, Any] = {"retry_total": 3, "retry_backoff_max": 10, "connection_timeout": 10,
                                 "read_timeout": 30}
@@ -331,6 +343,40 @@ class AzureClients:
         response: HttpResponse = pipeline.send_request(request, **options)
         response.read()
         return response
+
+    # ------------------------------------------------------------------ Event Grid (notifications)
+    def event_grid_publisher(self) -> EventGridPublisherClient | None:
+        """The Event Grid publisher for ``PATCHRINGS_NOTIFY_TOPIC_ENDPOINT`` (``None`` when unset).
+
+        Basic (custom) topic, api-version 2018-01-01, CloudEvents sent as
+        ``application/cloudevents-batch+json``. Credential: :attr:`credential` (the managed
+        identity's DefaultAzureCredential in Azure, which gets a token for
+        ``https://eventgrid.azure.net/.default``; the simulator's static token locally).
+
+        Built from ``azure.eventgrid._legacy.EventGridPublisherClient``, the class the public
+        ``azure.eventgrid.EventGridPublisherClient`` delegates to for basic topics: in
+        azure-eventgrid 4.22.1 the public class constructs it *without* the caller's keyword
+        arguments (``_patch.py``: ``LegacyEventGridPublisherClient(endpoint, credential,
+        api_version=...)``), so ``connection_verify`` (the emulator's CA), ``transport`` and the
+        bounded timeouts/retries would be silently dropped. Same ``send`` API.
+        """
+        endpoint = self.settings.notify_topic_endpoint
+        if not endpoint:
+            return None
+        from azure.eventgrid._legacy import EventGridPublisherClient
+
+        kwargs: dict[str, Any] = {"api_version": "2018-01-01", **NOTIFY_LIMITS}
+        if self.settings.notify_topic_ca_bundle:
+            kwargs["connection_verify"] = self.settings.notify_topic_ca_bundle
+        if self._transport is not None:
+            kwargs["transport"] = self._transport
+        key = ("eventgrid", endpoint.lower())
+        with self._lock:
+            client = self._cache.get(key)
+            if client is None:
+                client = EventGridPublisherClient(endpoint, self.credential, **kwargs)
+                self._cache[key] = client
+            return client  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ Table storage
     def table_service(self) -> TableServiceClient:

@@ -14,7 +14,9 @@ people. ``python -m patchrings.settings --check`` validates ``local.settings.jso
 
 Two App Service variables are read too (never set by us): ``WEBSITE_AUTH_ENABLED`` (App Service
 authentication is on, so ``X-MS-CLIENT-PRINCIPAL`` can be trusted) and ``WEBSITE_INSTANCE_ID`` /
-``WEBSITE_SITE_NAME`` (hosted in Azure, so the local approver header fallback is ignored).
+``WEBSITE_SITE_NAME`` (hosted in Azure, so the local approver header fallback is ignored), and
+``WEBSITE_HOSTNAME`` (the app's host name: the base of absolute links when
+``PATCHRINGS_PUBLIC_BASE_URL`` is unset).
 """
 
 from __future__ import annotations
@@ -129,6 +131,29 @@ SETTINGS_SPEC: list[SettingSpec] = [
         "Alerts are always logged at error level.",
         None, None,
     ),
+    SettingSpec(
+        "PATCHRINGS_NOTIFY_TOPIC_ENDPOINT", False, None,
+        "Optional https endpoint of the Event Grid custom topic (CloudEvents 1.0 input schema) the "
+        "notify activity publishes to, e.g. https://<topic>.<region>-1.eventgrid.azure.net/api/events; "
+        "the app's managed identity needs 'EventGrid Data Sender' on it. Unset: notifications are "
+        "only logged (and posted to PATCHRINGS_NOTIFY_WEBHOOK if set). Not in "
+        "local.settings.sample.json: the local platform sets it to its topic emulator.",
+        "https://<topic>.<region>-1.eventgrid.azure.net/api/events", None,
+    ),
+    SettingSpec(
+        "PATCHRINGS_NOTIFY_TOPIC_CA_BUNDLE", False, None,
+        "PEM file of extra CAs to trust for the Event Grid topic (the local topic emulator's CA); "
+        "relative paths are taken from the app folder. Local only: the local platform sets it; "
+        "unset in Azure (the system trust store is used).",
+        None, None,
+    ),
+    SettingSpec(
+        "PATCHRINGS_PUBLIC_BASE_URL", False, None,
+        "Optional http(s) base URL of the app as people reach it, for absolute links (the operator "
+        "page link in notifications). Unset in Azure: https://$WEBSITE_HOSTNAME is used. The local "
+        "platform sets it to the host's URL.",
+        None, None,
+    ),
 ]
 
 _SPEC_BY_NAME = {spec.name: spec for spec in SETTINGS_SPEC}
@@ -160,6 +185,12 @@ class Settings:
     approver_header_fallback: bool = False
     inline_plans: bool = False
     notify_webhook: str | None = field(default=None, repr=False)  # may carry a secret in its query
+    notify_topic_endpoint: str | None = None
+    notify_topic_ca_bundle: str | None = None
+    public_base_url: str | None = None
+    #: ``WEBSITE_HOSTNAME`` (App Service sets it to the app's default host name): the base of
+    #: absolute links when ``PATCHRINGS_PUBLIC_BASE_URL`` is unset.
+    website_hostname: str | None = None
     #: App Service authentication (Easy Auth) is on: App Service sets ``WEBSITE_AUTH_ENABLED=True``
     #: and then strips/replaces client-sent ``X-MS-CLIENT-PRINCIPAL*`` headers. Only then are they
     #: trusted (Microsoft.Identity.Web ``AppServicesAuthenticationInformation``).
@@ -184,6 +215,16 @@ class Settings:
     def header_fallback_allowed(self) -> bool:
         """The local ``X-PatchRings-Approver`` fallback counts: enabled, local and no Easy Auth."""
         return self.approver_header_fallback and not self.hosted_in_azure and not self.platform_auth_enabled
+
+    @property
+    def link_base_url(self) -> str | None:
+        """Base URL of absolute links to the app (no trailing slash): ``PATCHRINGS_PUBLIC_BASE_URL``,
+        else ``https://$WEBSITE_HOSTNAME`` in Azure, else ``None`` (links stay relative)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        if self.website_hostname:
+            return f"https://{self.website_hostname.strip().rstrip('/')}"
+        return None
 
     @property
     def is_public_azure(self) -> bool:
@@ -279,6 +320,30 @@ class Settings:
                                or not urlparse(notify_webhook).netloc):
             bad("PATCHRINGS_NOTIFY_WEBHOOK", "not an http(s) URL; expected e.g. https://example.webhook.office.com/...")
 
+        topic = get("PATCHRINGS_NOTIFY_TOPIC_ENDPOINT")
+        if topic:
+            parts = urlparse(topic)
+            if parts.scheme != "https" or not parts.netloc or "@" in parts.netloc \
+                    or parts.query or parts.fragment:
+                bad("PATCHRINGS_NOTIFY_TOPIC_ENDPOINT",
+                    f"{topic!r} is not an https URL without user info, query or fragment (bearer tokens "
+                    "are only sent over TLS); expected https://<topic>.<region>-1.eventgrid.azure.net/api/events")
+
+        topic_ca = get("PATCHRINGS_NOTIFY_TOPIC_CA_BUNDLE")
+        if topic_ca:
+            topic_ca_file = Path(topic_ca) if Path(topic_ca).is_absolute() else base / topic_ca
+            if not topic_ca_file.is_file():
+                bad("PATCHRINGS_NOTIFY_TOPIC_CA_BUNDLE", f"no CA file at {topic_ca_file}")
+            topic_ca = str(topic_ca_file)
+
+        public_base = get("PATCHRINGS_PUBLIC_BASE_URL")
+        if public_base:
+            parts = urlparse(public_base)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment \
+                    or "@" in parts.netloc:
+                bad("PATCHRINGS_PUBLIC_BASE_URL",
+                    f"{public_base!r} is not an http(s) base URL; expected e.g. https://<app>.azurewebsites.net")
+
         if problems:
             names = ", ".join(dict.fromkeys(p["setting"] for p in problems))
             lines = "; ".join(f"{p['setting']}: {p['message']}" for p in problems)
@@ -296,6 +361,10 @@ class Settings:
             approver_header_fallback=fallback_text in _TRUE,
             inline_plans=inline_text in _TRUE,
             notify_webhook=notify_webhook or None,
+            notify_topic_endpoint=topic or None,
+            notify_topic_ca_bundle=topic_ca or None,
+            public_base_url=(public_base or "").rstrip("/") or None,
+            website_hostname=str(source.get("WEBSITE_HOSTNAME", "")).strip() or None,
             platform_auth_enabled=platform_auth_enabled(source),
             hosted_in_azure=hosted_in_azure(source),
             app_dir=base,
@@ -303,7 +372,7 @@ class Settings:
 
 
 #: Environment variables App Service sets; read with the PATCHRINGS_* ones (not app settings of ours).
-PLATFORM_VARIABLES = ("WEBSITE_AUTH_ENABLED", "WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+PLATFORM_VARIABLES = ("WEBSITE_AUTH_ENABLED", "WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME", "WEBSITE_HOSTNAME")
 
 
 def platform_auth_enabled(env: Mapping[str, str]) -> bool:

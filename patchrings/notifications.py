@@ -1,0 +1,203 @@
+"""Notifications as data: the CloudEvent and the chat-webhook body built from a ``notify`` input.
+
+Pure (no I/O, no azure imports): :mod:`activities.notify` publishes what this module builds.
+
+The input (contract NOTIFY, docs/architecture.md)::
+
+    {"kind": K, "id": str(context.new_uuid()), "rolloutId": str, "ring": str | None,
+     "severity": "info" | "warning" | "error", "message": str, "data": {...}, "time"?: RFC 3339}
+
+with K one of :data:`KINDS`. Older callers send ``{kind, severity, message, ...}`` without
+``id``/``data``: their other top-level fields become the event's data and the id is derived from
+the whole input (same input, same id), so a retried activity still publishes the same event.
+
+The CloudEvent (CloudEvents 1.0, what Event Grid's CloudEvents input schema takes)::
+
+    {"specversion": "1.0",
+     "id": <input id>,                       # deterministic: receivers dedupe on (source, id)
+     "source": "/patchrings/rollouts/{rolloutId}"   (or "/patchrings" without a rollout),
+     "type": "PatchRings.<CamelCaseKind>",   # e.g. PatchRings.ApprovalWaiting
+     "subject": "rings/{ring}" | "rollout",
+     "time": <input time, else the publish time>,
+     "datacontenttype": "application/json",
+     "data": {"kind", "severity", "message", "rolloutId", "ring", ...input data,
+              "pageUrl"?, "approveUrl"? (absolute, when a base URL is known)}}
+
+Delivery is at least once: the activity may run again after a crash or retry and publish the same
+event again; the id stays the same, so an Event Grid subscriber (or anything downstream) drops the
+repeat by ``(source, id)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "SEVERITIES",
+    "build_cloud_event",
+    "event_id",
+    "event_type",
+    "normalise",
+    "webhook_body",
+]
+
+#: The kinds the orchestrators send (contract NOTIFY). Others are published too (never drop an
+#: alert), with a type built the same way.
+KINDS = (
+    "approval-waiting",
+    "gate-failed",
+    "gate-inconclusive",
+    "rollout-halted",
+    "cancel-failed",
+    "rollout-completed",
+)
+#: Older names still accepted, published under the contract's kind.
+ALIASES = {"guard-cancel-failed": "cancel-failed"}
+SEVERITIES = ("info", "warning", "error")
+TYPE_PREFIX = "PatchRings."
+SOURCE_ROOT = "/patchrings"
+MAX_MESSAGE = 2000
+MAX_REASONS = 10
+#: Event Grid takes events up to 1 MB (64 KB under the GA SLA); ours stay well under 64 KB.
+MAX_EVENT_BYTES = 60_000
+# The fields of the contract; anything else at the top level of an older input goes into data.
+_ENVELOPE = ("kind", "id", "rolloutId", "ring", "severity", "message", "data", "time")
+_NAMESPACE = uuid.UUID("6f1c5d7e-2b1a-4e38-9a53-70b0a2f1c9d4")
+_SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._~:@!$&'()*+,;=-]")
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    return ("" if value is None else str(value)).strip()[:limit]
+
+
+def normalise(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The input in the contract's shape: kind (aliases resolved), id, rolloutId, ring, severity,
+    message, data (with an older input's extra fields folded in) and time (or ``None``)."""
+    raw = dict(payload or {})
+    kind = _text(raw.get("kind"), 100).lower() or "notification"
+    kind = ALIASES.get(kind, kind)
+    severity = _text(raw.get("severity"), 20).lower()
+    if severity not in SEVERITIES:
+        severity = "error" if "fail" in kind or "halt" in kind else "info"
+    data = raw.get("data")
+    data = dict(data) if isinstance(data, Mapping) else ({} if data is None else {"value": data})
+    for key, value in raw.items():
+        if key not in _ENVELOPE and key not in data:
+            data[key] = value
+    reasons = data.get("reasons")
+    if isinstance(reasons, list) and len(reasons) > MAX_REASONS:
+        data["reasons"] = reasons[:MAX_REASONS]
+        data["reasonsOmitted"] = len(reasons) - MAX_REASONS
+    rollout = _text(raw.get("rolloutId") or data.get("rolloutId"), 200) or None
+    ring = raw.get("ring") if raw.get("ring") is not None else data.get("ring")
+    out = {
+        "kind": kind,
+        "rolloutId": rollout,
+        "ring": _text(ring, 200) or None,
+        "severity": severity,
+        "message": _text(raw.get("message"), MAX_MESSAGE),
+        "data": data,
+        "time": _text(raw.get("time"), 64) or None,
+    }
+    out["id"] = _text(raw.get("id"), 200) or event_id(raw)
+    return out
+
+
+def event_id(payload: Mapping[str, Any]) -> str:
+    """A deterministic id for an input that carries none: a UUID over its canonical JSON."""
+    canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return str(uuid.uuid5(_NAMESPACE, hashlib.sha256(canonical.encode("utf-8")).hexdigest()))
+
+
+def event_type(kind: str) -> str:
+    """``approval-waiting`` -> ``PatchRings.ApprovalWaiting`` (any non-alphanumeric splits words)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", kind or "") if w]
+    return TYPE_PREFIX + ("".join(w[:1].upper() + w[1:] for w in words) or "Notification")
+
+
+def _segment(value: str) -> str:
+    return _SAFE_SEGMENT.sub(lambda m: f"%{ord(m.group(0)):02X}" if ord(m.group(0)) < 128
+                             else m.group(0), value)
+
+
+def _absolute(base: str | None, path: Any) -> str | None:
+    if not base or not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+        return None
+    return base.rstrip("/") + path
+
+
+def build_cloud_event(
+    payload: Mapping[str, Any], *, link_base: str | None = None, now: str | None = None
+) -> dict[str, Any]:
+    """The CloudEvent (JSON form) for a ``notify`` input; see the module docstring.
+
+    ``link_base`` makes ``data.pagePath``/``data.approvePath`` absolute (``pageUrl``/``approveUrl``);
+    ``now`` (RFC 3339) is the time used when the input carries none.
+    """
+    n = normalise(payload)
+    data: dict[str, Any] = {
+        "kind": n["kind"],
+        "severity": n["severity"],
+        "message": n["message"],
+        "rolloutId": n["rolloutId"],
+        "ring": n["ring"],
+        **{k: v for k, v in n["data"].items() if k not in ("kind", "severity", "message", "rolloutId", "ring")},
+    }
+    for path_key, url_key in (("pagePath", "pageUrl"), ("approvePath", "approveUrl")):
+        url = _absolute(link_base, data.get(path_key))
+        if url and url_key not in data:
+            data[url_key] = url
+    source = f"{SOURCE_ROOT}/rollouts/{_segment(n['rolloutId'])}" if n["rolloutId"] else SOURCE_ROOT
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": n["id"],
+        "source": source,
+        "type": event_type(n["kind"]),
+        "subject": f"rings/{_segment(n['ring'])}" if n["ring"] else "rollout",
+        "datacontenttype": "application/json",
+        "data": json.loads(json.dumps(data, default=str)),
+    }
+    if n["time"] or now:
+        event["time"] = n["time"] or now
+    if len(json.dumps(event, default=str).encode("utf-8")) > MAX_EVENT_BYTES:
+        keep = {k: data.get(k) for k in ("kind", "severity", "rolloutId", "ring", "pageUrl", "approveUrl")}
+        event["data"] = {**keep, "message": n["message"][:500], "truncated": True}
+    return event
+
+
+def webhook_body(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``{"text": ...}`` body for a Teams or Slack incoming webhook (both accept it): one title
+    line, the message, the deadline when there is one, and the page link (absolute) when known."""
+    data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+    assert isinstance(data, Mapping)
+    severity = str(data.get("severity") or "info")
+    kind = str(data.get("kind") or "")
+    title = kind.replace("-", " ").capitalize() or "Notification"
+    where = []
+    if data.get("rolloutId"):
+        where.append(f"rollout {data['rolloutId']}")
+    if data.get("ring"):
+        where.append(f"ring {data['ring']}")
+    lines = [f"PatchRings {severity.upper()}: {title}" + (f" ({', '.join(where)})" if where else "")]
+    if data.get("message"):
+        lines.append(str(data["message"]))
+    else:
+        extra = {k: v for k, v in data.items() if k not in ("kind", "severity", "message", "rolloutId", "ring")}
+        if extra:
+            lines.append(json.dumps(extra, sort_keys=True, default=str)[:MAX_MESSAGE])
+    if data.get("deadline"):
+        lines.append(f"Deadline: {data['deadline']}")
+    reasons = data.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        lines.extend(f"- {str(r)[:300]}" for r in reasons[:MAX_REASONS])
+    link = data.get("pageUrl") or data.get("pagePath")
+    if link:
+        lines.append(f"Open: {link}")
+    # Two line breaks: Teams renders a single "\n" inside text as a space.
+    return {"text": "\n\n".join(lines)}
