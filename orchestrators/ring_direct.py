@@ -22,7 +22,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
-from orchestrators.status import count_verdicts
+from orchestrators.status import count_verdicts, manifest_details
 from orchestrators.timeutil import iso, parse_duration
 from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
 from patchrings.domain.rate import ErrorBudget, RateControl, plan_waves, spread_order
@@ -62,6 +62,19 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     verdicts: list[dict[str, Any]] = []
     skipped: list[str] = []
     halted = False
+
+    def progress(index: int, step: str) -> None:
+        # What the API shows while the ring runs (read by this instance's deterministic id):
+        # small and fixed-size whatever the ring's size.
+        context.set_custom_status({
+            "ring": ring_name, "step": step, "wave": index + 1, "waves": len(waves), "vms": len(vms),
+            "finished": len(verdicts), "skipped": len(skipped),
+            "inFlight": len(waves[index]) if step == "installing" and index < len(waves) else 0,
+            "waveInstance": f"{context.instance_id}:w{index}" if step == "installing" else None,
+            "counts": count_verdicts(verdicts),
+        })
+
+    progress(0, "resolving" if not waves else "installing")
     for index, wave in enumerate(waves):
         if not budget.may_start_more() or halted:
             skipped.extend(wave)
@@ -71,6 +84,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             halted = True
             skipped.extend(wave)
             continue
+        progress(index, "installing")
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
         outcome = yield context.call_sub_orchestrator(
             names.WAVE,
@@ -119,6 +133,10 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # the ring is (per-VM results and verdicts are in this instance's history and the ledger).
     gate = gate_for(plan, ring_name, verdicts, skipped=skipped)
     manifest = build_manifest_dict(results, verdicts) if spec.get("buildManifest") else None
+    if manifest is not None:
+        # titles and classifications of what it pins, for the people who approve it (issue 9)
+        manifest["details"] = manifest_details(results, manifest)
+    progress(max(len(waves) - 1, 0), "done")
     passed = [by_id[str(v["vm"])] for v in verdicts if verdict_passed(v) and str(v["vm"]) in by_id]
     return {
         "gate": gate,

@@ -353,10 +353,11 @@ class Rollout:
     # ------------------------------------------------------------------ direct rings
     def direct_ring(self, index: int, ring: str) -> Gen:
         run_id = f"{self.rollout_id}:{ring}"
-        self.st.set_phase(ring, "installing", iso(self.now), runId=run_id)
+        attempt = self.attempts[ring] = self.attempts.get(ring, 0) + 1
+        child = f"{self.rollout_id}:{ring}" + (f":{attempt}" if attempt > 1 else "")
+        self.st.set_phase(ring, "installing", iso(self.now), runId=run_id, instance=child)
         self.publish()
         yield from self.ledger_ring(ring, "installing", runId=run_id)
-        attempt = self.attempts[ring] = self.attempts.get(ring, 0) + 1
         outcome = yield self.ctx.call_sub_orchestrator(
             names.RING_DIRECT,
             {
@@ -368,7 +369,7 @@ class Rollout:
                 "manifest": self.manifest if index > 0 else None,
                 "buildManifest": index == 0,
             },
-            f"{self.rollout_id}:{ring}" + (f":{attempt}" if attempt > 1 else ""),
+            child,
         )
         outcome = outcome or {}
         if outcome.get("halted"):
@@ -403,7 +404,7 @@ class Rollout:
             following = next_run(window, run_start) if window else None
             keep = parse_iso(following["runStart"]) if following else None
             wait_until = max(run_start + PRE_EVENT_GRACE, self.now)
-            self.st.set_phase(ring, "waiting-for-run", iso(self.now))
+            self.st.set_phase(ring, "waiting-for-run", iso(self.now), until=iso(wait_until))
             self.st.wait_for(
                 "pre-maintenance event",
                 until=iso(wait_until),
@@ -636,13 +637,14 @@ class Rollout:
             self.st.note(iso(self.now), f"ring {ring}: run {pre.correlation_id} was cancelled")
             self.publish()
             return None
-        self.st.set_phase(ring, "collecting-and-verifying", iso(self.now))
+        child = f"{self.rollout_id}:{ring}:run:{len(self.st.ring(ring)['runs'])}"
+        self.st.set_phase(ring, "collecting-and-verifying", iso(self.now), instance=child)
         self.publish()
         summary = yield self.ctx.call_sub_orchestrator(
             names.RUN_RESULTS,
             {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "correlationId": pre.correlation_id,
              "since": pre.start},
-            f"{self.rollout_id}:{ring}:run:{len(self.st.ring(ring)['runs'])}",
+            child,
         )
         summary = summary or {}
         self.healthy_vms[ring] = list(summary.get("healthSample") or [])
@@ -688,7 +690,7 @@ class Rollout:
                 raise Stop(HALTED, f"{why}; no approvers are configured to decide")
         policy = ApprovalPolicy.from_dict(block)
         pending = ApprovalRequest.create(self.rollout_id, ring, manifest_hash, policy, self.now)
-        self.st.set_phase(ring, "awaiting-approval", iso(self.now))
+        self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
         self.st.wait_for(
             "approval",
             until=iso(pending.deadline),
@@ -752,6 +754,9 @@ class Rollout:
                 continue
             timer.cancel()
             accepted = decision.to_dict()
+            # The platform's time (issue 9): the decision counts when the rollout takes it; the
+            # HTTP trigger cannot read the orchestration's clock, so it stamps no time of its own.
+            accepted["decidedAt"] = iso(self.now)
             if accept_list and decision.approved:
                 accepted["acceptInconclusive"] = accept_list
             break

@@ -76,11 +76,14 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     if (members or {}).get("error"):
         error = members["error"]
         notes.append({"vm": "", "reason": f"membership incomplete: {error.get('message') or error.get('code')}"})
+    # Read by the status API through this instance's id (issue 9): what the ring is doing now.
+    context.set_custom_status({"step": "collecting", "vms": len(vms)})
     collected = yield from collect_results(context, spec, vms, notes)
     installs = [install_entry(vms, r) for r in collected]
     seen = {i["vm"].lower() for i in installs}
     installs.extend(install_entry(vms, {"vm": vm["id"], "state": "missing"}) for vm in vms
                     if vm["id"].lower() not in seen)
+    context.set_custom_status({"step": "verifying", "vms": len(vms), "verifyInstance": f"{context.instance_id}:verify"})
     verification = yield context.call_sub_orchestrator(
         names.VERIFY,
         {"rolloutId": spec.get("rolloutId"), "plan": plan, "ring": ring, "vms": vms, "installs": installs,

@@ -100,9 +100,14 @@ class RolloutStatus:
         raise KeyError(name)
 
     def set_phase(self, ring: str, phase: str, at: str, **extra: Any) -> None:
+        """``extra`` may carry ``until`` (when this phase ends) and ``instance`` (the child
+        orchestration doing the work, whose own status the API reads); both belong to this phase
+        only and are cleared by the next one."""
         entry = self.ring(ring)
         entry["phase"] = phase
-        entry.update(extra)
+        entry.pop("until", None)
+        entry.pop("instance", None)
+        entry.update({k: v for k, v in extra.items() if not (k in ("until", "instance") and v is None)})
         self.doc["currentRing"] = ring
         self.doc["updatedAt"] = at
 
@@ -343,3 +348,220 @@ def count_verdicts(verdicts: list[dict[str, Any]]) -> dict[str, int]:
                 key = f"{facet}:{value}"
                 counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+# ---------------------------------------------------------------------- progress and the API's view
+# Children (ring_direct, wave, verify) publish a small custom status of their own; the HTTP API
+# reads them by their deterministic instance ids while a ring runs, so the counts move without
+# the rollout's history or custom status growing (issue 9).
+
+#: Most per-VM rows a ring's view carries (the ledger has them all).
+MAX_VM_ROWS = 500
+
+# What each ring phase means to a person (``phaseText``); ``{until}`` is filled in when known.
+PHASE_TEXT = {
+    "pending": "not started",
+    "installing": "installing",
+    "waiting-for-run": "waiting for its scheduled run",
+    "gating-run": "deciding whether its scheduled run may go ahead",
+    "run-authorised": "scheduled run authorised, waiting for it to finish",
+    "collecting-and-verifying": "collecting results and verifying health",
+    "passed": "passed its gate",
+    "failed": "failed its gate",
+    "inconclusive": "gate inconclusive: a person decides",
+    "awaiting-approval": "waiting for approval",
+    "promoting": "promoting",
+    "promoted": "promoted",
+    "coverage-refused": "not opened: OS families Ring 0 did not cover",
+    "rejected": "rejected",
+    "assessed": "assessed (dry run)",
+    "halted": "halted",
+    "cancelled": "cancelled",
+}
+
+HEALTH_PHASE_TEXT = {"wait": "waiting before the first health check", "elastic": "polling health",
+                     "stayHealthy": "stay-healthy"}
+
+
+def short_name(vm_id: Any) -> str:
+    """The last segment of an ARM id (``.../virtualMachines/web-1`` -> ``web-1``)."""
+    text = str(vm_id or "")
+    return text.rstrip("/").rsplit("/", 1)[-1] if text else ""
+
+
+def vm_kind(vm_id: Any, kind: Any = None) -> str:
+    """``arc`` for Azure Arc machines (Microsoft.HybridCompute), else ``vm``."""
+    if kind in ("vm", "arc"):
+        return str(kind)
+    return "arc" if "/microsoft.hybridcompute/" in str(vm_id or "").lower() else "vm"
+
+
+def vm_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One VM's line for the API from its ledger row: short name first, the full id one field away."""
+    vm_id = str(row.get("vm") or row.get("id") or "")
+    verdict: dict[str, Any] = row["verdict"] if isinstance(row.get("verdict"), dict) else {}
+    result: dict[str, Any] = row["result"] if isinstance(row.get("result"), dict) else {}
+    error = row.get("error") if isinstance(row.get("error"), dict) else None
+    reasons = [str(r) for r in (verdict.get("reasons") or [])][:10]
+    if not reasons and error:
+        reasons = [f"{error.get('code')}: {error.get('message')}"[:300]]
+    out: dict[str, Any] = {
+        "name": str(row.get("name") or short_name(vm_id)),
+        "id": vm_id,
+        "kind": vm_kind(vm_id, row.get("kind")),
+        "os": row.get("os"),
+        "install": verdict.get("install") or row.get("state"),
+        "installStatus": result.get("status"),
+        "health": verdict.get("health"),
+        "outcome": verdict.get("outcome") or ("pending" if not verdict else None),
+        "reasons": reasons,
+        "runId": row.get("runId"),
+    }
+    installed = result.get("installed")
+    if isinstance(installed, list):
+        out["installed"] = [str(i) for i in installed[:30]]
+    return out
+
+
+def phase_text(ring: dict[str, Any], progress: dict[str, Any] | None = None) -> str:
+    """``installing wave 2 of 3``, ``stay-healthy until T``, ``waiting for approval until T``..."""
+    phase = str(ring.get("phase") or "pending")
+    text = PHASE_TEXT.get(phase, phase)
+    progress = progress or {}
+    if phase == "installing" and progress.get("waves"):
+        text = f"installing wave {progress.get('wave') or 1} of {progress['waves']}"
+        step = progress.get("step")
+        if step == "verifying" and progress.get("healthPhase") in HEALTH_PHASE_TEXT:
+            text += f": {HEALTH_PHASE_TEXT[progress['healthPhase']]}"
+        elif step:
+            text += f": {step}"
+    elif phase == "collecting-and-verifying" and progress.get("healthPhase") in HEALTH_PHASE_TEXT:
+        text = f"verifying: {HEALTH_PHASE_TEXT[progress['healthPhase']]}"
+    until = ring_until(ring, progress)
+    if until:
+        text += f" until {until}"
+    return text
+
+
+def ring_until(ring: dict[str, Any], progress: dict[str, Any] | None = None) -> str | None:
+    """Until when the ring's current step lasts, when known."""
+    if progress and progress.get("until"):
+        return str(progress["until"])
+    return str(ring["until"]) if ring.get("until") else None
+
+
+def ring_counts(total: int | None, rows: list[dict[str, Any]], progress: dict[str, Any] | None) -> dict[str, int]:
+    """Counts that include VMs not started: finished VMs by outcome (ledger rows), those in flight
+    (the running wave's own status), and the rest as ``notStarted``."""
+    counts: dict[str, int] = {"passed": 0, "failed": 0, "inconclusive": 0}
+    for row in rows:
+        outcome = row.get("outcome")
+        key = {"pass": "passed", "fail": "failed"}.get(str(outcome), "inconclusive")
+        counts[key] += 1
+    finished = len(rows)
+    progress = progress or {}
+    in_flight = int(progress.get("inFlight") or 0)
+    counts["installing"] = int(progress.get("installing") or 0)
+    counts["verifying"] = int(progress.get("verifying") or 0)
+    counts["skipped"] = int(progress.get("skipped") or 0)
+    known = int(total) if total is not None else finished + in_flight
+    counts["vms"] = max(known, finished + in_flight)
+    counts["finished"] = finished
+    counts["notStarted"] = max(0, counts["vms"] - finished - in_flight - counts["skipped"])
+    return counts
+
+
+def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[str, Any] | None = None,
+              *, halted: bool = False, current: bool = False) -> dict[str, Any]:
+    """One ring as the API shows it: phase (+ text and until), moving counts, per-VM rows, gate."""
+    vms = [vm_row(r) for r in rows]
+    vms.sort(key=lambda v: (v["outcome"] == "pass", v["name"].lower()))
+    counts_doc = ring.get("counts") or {}
+    total = progress.get("vms") if progress and progress.get("vms") is not None else (
+        counts_doc.get("vms") if counts_doc.get("vms") else ring.get("members"))
+    if isinstance(total, dict):
+        total = total.get("count")
+    if not isinstance(total, int):
+        total = None
+    gate = ring.get("gate") if isinstance(ring.get("gate"), dict) else None
+    phase = str(ring.get("phase") or "pending")
+    if halted and current and phase not in ("passed", "failed", "inconclusive", "rejected"):
+        phase_out = "halted"
+    else:
+        phase_out = phase
+    view = {
+        "name": ring.get("name"),
+        "patching": ring.get("patching"),
+        "phase": phase_out,
+        "phaseText": phase_text({**ring, "phase": phase_out}, progress),
+        "until": ring_until(ring, progress),
+        "current": current,
+        "progress": progress or None,
+        "counts": ring_counts(total, [v for v in vms if v["outcome"] != "pending"], progress),
+        "gate": gate,
+        "gateReasons": [r for r in (gate or {}).get("reasons") or []][:MAX_REASONS],
+        "target": ring.get("target"),
+        "opened": ring.get("opened"),
+        "vms": vms[:MAX_VM_ROWS],
+    }
+    if len(vms) > MAX_VM_ROWS:
+        view["vmsOmitted"] = len(vms) - MAX_VM_ROWS
+    return view
+
+
+def manifest_view(manifest: dict[str, Any] | None, summary: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The manifest's contents for a person: KBs with their titles and classifications (from
+    Ring 0's install results, ``details``) and ``name=version`` packages; from the ledger's full
+    manifest, else the status document's summary."""
+    if not isinstance(manifest, dict):
+        if not isinstance(summary, dict):
+            return None
+        kbs_raw = summary.get("windowsKbs") or []
+        packages = summary.get("linuxPackages") or []
+        out_summary: dict[str, Any] = {"hash": summary.get("hash"), "cutoff": summary.get("cutoff"),
+                                       "windows": [{"kb": _kb(k)} for k in kbs_raw],
+                                       "linux": [{"package": str(p)} for p in packages],
+                                       "excluded": [], "coverage": []}
+        return out_summary
+    details: dict[str, Any] = manifest["details"] if isinstance(manifest.get("details"), dict) else {}
+    kbs = [str(k) for k in (manifest.get("windows") or {}).get("kbNumbers") or []]
+    windows = []
+    for kb in kbs:
+        info = details.get(_kb(kb)) or details.get(kb) or {}
+        windows.append({"kb": _kb(kb), "title": info.get("title"),
+                        "classifications": list(info.get("classifications") or [])})
+    linux = []
+    for package in [str(p) for p in (manifest.get("linux") or {}).get("packages") or []]:
+        info = details.get(package) or {}
+        linux.append({"package": package, "classifications": list(info.get("classifications") or [])})
+    return {"hash": manifest.get("hash"), "cutoff": manifest.get("cutoff"), "windows": windows, "linux": linux,
+            "excluded": list(manifest.get("excluded") or [])[:100], "coverage": list(manifest.get("coverage") or []),
+            "sources": [short_name(s) for s in manifest.get("sources") or []][:100]}
+
+
+def _kb(value: Any) -> str:
+    text = str(value or "").strip()
+    return text if text.upper().startswith("KB") else f"KB{text}"
+
+
+def manifest_details(results: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Title and classifications of each manifest entry, from Ring 0's install results
+    (``PatchInstallationDetail``: ``kbId``, ``name``, ``version``, ``classifications``); keyed
+    ``KB<n>`` for Windows and ``name=version`` for Linux."""
+    wanted_kbs = {_kb(k).upper() for k in (manifest.get("windows") or {}).get("kbNumbers") or []}
+    wanted_pkgs = {str(p) for p in (manifest.get("linux") or {}).get("packages") or []}
+    out: dict[str, dict[str, Any]] = {}
+    for entry in results:
+        result: dict[str, Any] = entry["result"] if isinstance(entry.get("result"), dict) else {}
+        for patch in result.get("patches") or []:
+            if not isinstance(patch, dict):
+                continue
+            classes = [str(c) for c in patch.get("classifications") or []][:5]
+            kb = str(patch.get("kbId") or "").strip()
+            if kb and _kb(kb).upper() in wanted_kbs and _kb(kb) not in out:
+                out[_kb(kb)] = {"title": _short(str(patch.get("name") or ""), 200) or None, "classifications": classes}
+                continue
+            key = f"{patch.get('name')}={patch.get('version')}"
+            if key in wanted_pkgs and key not in out:
+                out[key] = {"classifications": classes}
+    return out

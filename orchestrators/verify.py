@@ -33,6 +33,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
+from orchestrators.timeutil import iso
 from orchestrators.verdicts import gate_for, verdicts_for
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthTracker, evaluate_sample
 
@@ -73,6 +74,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         if not open_ids:
             break
         due = min(trackers[v].state.next_check_at or start for v in open_ids)
+        _progress(context, trackers, len(vms))
         if due > context.current_utc_datetime:
             yield context.create_timer(due)
         now = context.current_utc_datetime
@@ -95,9 +97,32 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         for vm_id, sample in zip(batch, samples, strict=True):
             trackers[vm_id].observe(now, sample or {"readError": "no health sample returned"})
 
+    _progress(context, trackers, len(vms))
     health = {vm_id: t.state for vm_id, t in trackers.items()}
     verdicts = verdicts_for(plan, ring_name, vms, installs, health)
     gate = gate_for(plan, ring_name, verdicts) if spec.get("decide") else None
     if not context.is_replaying:
         log.info("verified %d VMs of ring %s", len(verdicts), ring_name)
     return {"verdicts": verdicts, "gate": gate}
+
+
+def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:
+    """This instance's custom status, read by the status API (issue 9): how many VMs are in each
+    health phase, the phase most VMs are in, and until when it lasts (the latest next check of
+    the VMs in that phase: for stay-healthy, when they have held for healthyStateDuration)."""
+    phases: dict[str, int] = {}
+    for tracker in trackers.values():
+        phases[tracker.state.phase] = phases.get(tracker.state.phase, 0) + 1
+    open_phases = {k: v for k, v in phases.items() if k != "done"}
+    current = max(open_phases, key=lambda k: (open_phases[k], k)) if open_phases else "done"
+    ends = []
+    for tracker in trackers.values():
+        state = tracker.state
+        if state.phase != current:
+            continue
+        if current == "stayHealthy" and state.healthy_since is not None:
+            ends.append(state.healthy_since + tracker.policy.healthy_state)
+        elif state.next_check_at is not None:
+            ends.append(state.next_check_at)
+    context.set_custom_status({"step": "verifying", "vms": vms, "checked": len(trackers), "healthPhases": phases,
+                               "healthPhase": current, "until": iso(max(ends)) if ends else None})

@@ -109,9 +109,20 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         return doc
 
     open_tokens: dict[str, str | None] = {}
+
+    def progress(step: str, next_at: Any = None) -> None:
+        # Read by the status API through this instance's deterministic id (issue 9): how many of
+        # the wave's VMs are still installing, finished, refused; small whatever the wave's size.
+        states: dict[str, int] = {}
+        for entry in results.values():
+            states[entry["state"]] = states.get(entry["state"], 0) + 1
+        context.set_custom_status({"step": step, "vms": len(vms), "installing": len(open_tokens) + len(to_start),
+                                   "states": states, "nextPollAt": iso(next_at) if next_at else None})
+
     last_error: dict[str, dict[str, Any]] = {}  # the latest poll's error per VM, for the timeout reason
     by_id = {vm["id"]: vm for vm in vms}
     attempts = 0
+    progress("starting")
     while to_start:
         attempts += 1
         try:
@@ -144,6 +155,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         first = next_install_poll(installs_started, installs_started, expected, poll)
         if deadline is not None and first > deadline:
             first = deadline
+        progress("polling", first)
         yield context.create_timer(first)
     while open_tokens:
         now = context.current_utc_datetime
@@ -196,9 +208,11 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         next_poll = next_install_poll(installs_started, now, expected, poll)
         if deadline is not None and next_poll > deadline:
             next_poll = deadline
+        progress("polling", next_poll)
         yield context.create_timer(next_poll)
 
     ordered = [results[vm["id"]] for vm in vms]
+    progress("verifying")
     if not context.is_replaying:
         log.info("wave %s of %s: %d installs finished", spec.get("wave"), spec.get("ring"), len(ordered))
 

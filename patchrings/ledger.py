@@ -282,9 +282,21 @@ class Ledger:
         return self._append("Approvals", escape_key(rollout_id), escape_key(decision_id), row)
 
     def approvals(self, rollout_id: str) -> list[dict[str, Any]]:
-        """Decisions in the order they were made (by their ``at`` field, then id)."""
-        rows = self._partition("Approvals", escape_key(rollout_id))
-        return sorted(rows, key=lambda r: (str(r.get("at") or ""), str(r.get("decisionId"))))
+        """Decisions in the order they were recorded (the rows are append-only, so the storage
+        ``Timestamp`` of each is its insertion time), then by id.
+
+        Why not the rows' own ``at``: the HTTP API records a request before the rollout sees it
+        and cannot read the platform's (orchestration's) clock, so its rows carry no time; the
+        rollout stamps ``at`` / ``decidedAt`` when it takes a decision (issue 9)."""
+        entities = self.table("Approvals").query_entities(
+            "PartitionKey eq @pk", parameters={"pk": bound_key(escape_key(rollout_id))})
+        keyed = []
+        for entity in entities:
+            stamp = getattr(entity, "metadata", {}).get("timestamp")
+            seconds = float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else 0.0
+            keyed.append((seconds, decode_entity(entity)))
+        keyed.sort(key=lambda pair: (pair[0], str(pair[1].get("decisionId"))))
+        return [row for _, row in keyed]
 
     # ------------------------------------------------------------------ events (append-only)
     def record_event(

@@ -36,14 +36,14 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import names
-from orchestrators.status import HALTED
+from orchestrators.status import HALTED, manifest_view, ring_view
 from patchrings.domain.approval import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -192,10 +192,6 @@ def claimed_name(req: func.HttpRequest) -> str | None:
     return None
 
 
-def now_iso() -> str:
-    return format_instant(datetime.now(UTC))
-
-
 async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(call, *args)
 
@@ -275,7 +271,7 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         names.ROLLOUT,
         rollout_id,
         {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
-         "trigger": {"kind": "manual", "requestedAt": now_iso()}},
+         "trigger": {"kind": "manual"}},
     )
     location = f"/api/rollouts/{rollout_id}"
     return json_response(
@@ -290,34 +286,149 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def rollout_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Rings, per-VM results, gate decisions with reasons, manifest, approvals, what it waits for."""
-    return await guarded(lambda: _status(route_id(req), client))
+    return await guarded(lambda: _status(req, route_id(req), client))
 
 
-async def _status(rollout_id: str, client: Any) -> func.HttpResponse:
+async def _status(req: func.HttpRequest, rollout_id: str, client: Any) -> func.HttpResponse:
+    """The rollout at a glance (issue 9): each ring's phase with what it does now and until when,
+    counts that move while a ring runs (read from the ring's child orchestrations by their
+    deterministic ids) and include VMs not started, per-VM rows (short ``name``, full ``id``) with
+    their gate reasons, the manifest's contents, approvals, and what the rollout waits for; all
+    times RFC 3339 UTC ``Z``, all links absolute. The raw custom status (``status``) and ledger
+    rows (``ledger``) stay for scripts; the ledger's copy of the state document is not shown
+    (it is a snapshot of an earlier moment)."""
     status = await _require(client, rollout_id)
     doc = custom_status(status)
+    base = base_url(req)
+    waiting = absolute_links(doc.get("waitingFor"), base)
     body: dict[str, Any] = {
         "id": rollout_id,
         "runtimeStatus": runtime_status(status),
         "createdTime": _instant(status.created_time),
         "lastUpdatedTime": _instant(status.last_updated_time),
         "state": doc.get("state"),
-        "waitingFor": doc.get("waitingFor"),
-        "status": doc,
+        "currentRing": doc.get("currentRing"),
+        "outcome": doc.get("outcome"),
+        "halted": doc.get("halted"),
+        "waitingFor": waiting,
+        "links": {"self": f"{base}/api/rollouts/{rollout_id}", "page": f"{base}/api/ui/rollouts/{rollout_id}"},
+        "status": {**doc, "waitingFor": waiting} if doc else doc,
         "output": status.output,
     }
+    ring_names = [str(r.get("name")) for r in doc.get("rings") or [] if r.get("name")]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    rollout_row: dict[str, Any] | None = None
     try:
         ledger = deps.ledger()
-        ring_names = [r.get("name") for r in doc.get("rings") or []]
+        rollout_row = await _ledger(ledger.rollout, rollout_id)
+        if isinstance(rollout_row, dict):
+            # no stale copy: the row's state document is a snapshot; the live one is ``status``
+            rollout_row = {k: v for k, v in rollout_row.items() if k != "status"}
+            if doc.get("state"):
+                rollout_row["state"] = doc["state"]
+        rows = {ring: await _ledger(ledger.vm_results, rollout_id, ring) for ring in ring_names}
+        approvals = await _ledger(ledger.approvals, rollout_id)
         body["ledger"] = {
-            "rollout": await _ledger(ledger.rollout, rollout_id),
+            "rollout": rollout_row,
             "ringRuns": await _ledger(ledger.ring_runs, rollout_id),
-            "approvals": await _ledger(ledger.approvals, rollout_id),
-            "vmResults": {ring: await _ledger(ledger.vm_results, rollout_id, ring) for ring in ring_names if ring},
+            "approvals": approvals,
+            "vmResults": rows,
         }
+        body["approvals"] = approvals_view(approvals)
     except Exception as err:  # the durable status alone is still useful
         body["ledger"] = {"error": f"{type(err).__name__}: {err}"}
+        body["approvals"] = [a for a in doc.get("approvals") or [] if isinstance(a, dict)]
+    active = is_active(status)
+    halted = doc.get("state") == HALTED
+    views = []
+    for ring in doc.get("rings") or []:
+        progress = await ring_progress(client, ring) if active else None
+        views.append(ring_view(ring, rows.get(str(ring.get("name")), []), progress, halted=halted,
+                               current=ring.get("name") == doc.get("currentRing")))
+    body["rings"] = views
+    body["manifest"] = manifest_view((rollout_row or {}).get("manifest"), doc.get("manifest"))
     return json_response(body)
+
+
+def base_url(req: func.HttpRequest) -> str:
+    """``scheme://host[:port]`` of the request, for absolute links (the orchestrator keeps paths)."""
+    parts = urlsplit(str(req.url or ""))
+    forwarded = req.headers.get("X-Forwarded-Host") if req.headers else None
+    host = str(forwarded or parts.netloc or "localhost").split(",")[0].strip()
+    proto = req.headers.get("X-Forwarded-Proto") if req.headers else None
+    scheme = str(proto or parts.scheme or "https").split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+def absolute_links(waiting: Any, base: str) -> Any:
+    """``waitingFor`` with its ``...Url`` paths made absolute."""
+    if not isinstance(waiting, dict):
+        return waiting
+    out = dict(waiting)
+    for key, value in waiting.items():
+        if key.endswith(("Url", "Path")) and isinstance(value, str) and value.startswith("/"):
+            out[key[:-4] + "Url" if key.endswith("Path") else key] = base + value
+    return out
+
+
+def approvals_view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every decision, resume and halt the ledger holds, oldest first, in one flat shape."""
+    out = []
+    for row in rows:
+        decision: dict[str, Any] = row["decision"] if isinstance(row.get("decision"), dict) else {}
+        out.append({
+            "id": row.get("decisionId"),
+            "ring": row.get("ring") or decision.get("ring"),
+            "verdict": decision.get("verdict") or row.get("verdict") or row.get("kind"),
+            "approver": decision.get("approver") or row.get("approver") or row.get("by"),
+            "outcome": row.get("outcome"),
+            "manifestHash": decision.get("manifestHash") or row.get("manifestHash"),
+            "comment": decision.get("comment") or row.get("comment") or row.get("reason"),
+            "decidedAt": decision.get("decidedAt") or row.get("decidedAt"),
+            "at": row.get("at"),
+        })
+    return out
+
+
+async def _child_status(client: Any, instance_id: Any) -> dict[str, Any]:
+    if not isinstance(instance_id, str) or not instance_id:
+        return {}
+    try:
+        return custom_status(await client.get_status(instance_id))
+    except Exception:  # a child not started yet (or purged): no progress to show
+        return {}
+
+
+async def ring_progress(client: Any, ring: dict[str, Any]) -> dict[str, Any] | None:
+    """What a running ring's child orchestrations say now (their deterministic instance ids are
+    in the ring's status entry): wave n of m, VMs installing / verifying, the health phase and
+    until when; None when the ring is not running a child."""
+    phase = ring.get("phase")
+    instance = ring.get("instance")
+    if phase not in ("installing", "collecting-and-verifying") or not instance:
+        return None
+    top = await _child_status(client, instance)
+    if not top:
+        return None
+    progress: dict[str, Any] = {k: top[k] for k in ("wave", "waves", "vms", "skipped", "step") if k in top}
+    if phase == "installing":
+        wave = await _child_status(client, top.get("waveInstance"))
+        if wave:
+            progress["inFlight"] = int(wave.get("vms") or 0)
+            if wave.get("step") == "verifying":
+                health = await _child_status(client, f"{top.get('waveInstance')}:verify")
+                progress.update(step="verifying", verifying=int(wave.get("vms") or 0),
+                                healthPhase=health.get("healthPhase"), until=health.get("until"))
+            else:
+                progress.update(step=wave.get("step") or "installing", installing=int(wave.get("installing") or 0),
+                                nextPollAt=wave.get("nextPollAt"))
+                states = wave.get("states") or {}
+                progress["verifying"] = sum(int(v) for k, v in states.items() if k in ("done", "not-needed"))
+    elif top.get("step") == "verifying":
+        health = await _child_status(client, top.get("verifyInstance"))
+        progress.update(verifying=int(top.get("vms") or 0), inFlight=int(top.get("vms") or 0),
+                        healthPhase=health.get("healthPhase"), until=health.get("until"))
+    return progress
 
 
 async def _require(client: Any, rollout_id: str) -> Any:
@@ -349,7 +460,6 @@ async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         "manifestHash": None,
         "verdict": verdict,
         "comment": "",
-        "decidedAt": now_iso(),
     }
     try:
         body = json_body(req, required=True)
@@ -392,7 +502,7 @@ async def _decide(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         deps.ledger().record_approval,
         rollout_id,
         decision["decisionId"],
-        {**decision, "outcome": "submitted", "at": decision["decidedAt"]},
+        {**decision, "outcome": "submitted"},
     )
     await client.raise_event(rollout_id, names.EV_APPROVAL, decision)
     return json_response({"accepted": True, "decision": decision}, 202)
@@ -431,7 +541,7 @@ def _decision_fields(decision: dict[str, Any]) -> dict[str, Any]:
 
 async def _record_refusal(req: func.HttpRequest, rollout_id: str, row: dict[str, Any], err: PatchRingsError) -> None:
     """Append a refused request to the Approvals table (best effort: the refusal still answers)."""
-    fields = {**row, "outcome": "refused", "error": err.to_dict()["error"], "at": row.get("decidedAt") or now_iso()}
+    fields = {**row, "outcome": "refused", "error": err.to_dict()["error"]}
     if not row.get("principal"):
         fields["authenticated"] = False
         fields["claimedBy"] = claimed_name(req)
@@ -469,7 +579,7 @@ async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> 
     rollout_id = route_id(req)
     action_id = uuid.uuid4().hex
     row: dict[str, Any] = {"decisionId": action_id, "verdict": "halt" if halt else "resume",
-                           "approver": None, "ring": None, "decidedAt": now_iso()}
+                           "approver": None, "ring": None}
     try:
         body = json_body(req)
         reason = optional_text(body, "reason")
@@ -503,14 +613,15 @@ async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> 
     except PatchRingsError as err:
         await _record_refusal(req, rollout_id, row, err)
         raise
-    at = str(row["decidedAt"])
+    # No time of its own: the HTTP trigger cannot read the orchestration's clock (the platform's
+    # time); the rollout stamps when it takes the halt / resume (status ``halted.at``, notes, ledger).
     ledger = deps.ledger()
     # The request is recorded (with its id) before the event is raised: the rollout accepts a
     # Resume only when it matches this submitted row.
-    await _ledger(ledger.record_approval, rollout_id, action_id, {**row, "outcome": "submitted", "at": at})
+    await _ledger(ledger.record_approval, rollout_id, action_id, {**row, "outcome": "submitted"})
     if halt:
         payload: dict[str, Any] = {"haltId": action_id, "by": who.name,
-                                   "reason": reason or f"halted by {who.name}", "at": at}
+                                   "reason": reason or f"halted by {who.name}"}
         await client.raise_event(rollout_id, names.EV_HALT, payload)
         # Flag it in the ledger too (after the event, which the rollout then always finds): a
         # direct ring stops starting waves, and guards cancel runs, before the rollout replays.
@@ -518,7 +629,7 @@ async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> 
                       {"haltRequested": True, "state": HALTED, "haltReason": payload["reason"], "haltedBy": who.name})
     else:
         payload = {"resumeId": action_id, "decisionId": action_id, "by": who.name, "approver": row["approver"],
-                   "ring": row["ring"], "reason": reason, "at": at}
+                   "ring": row["ring"], "reason": reason}
         await _ledger(ledger.record_rollout, rollout_id, {"haltRequested": False})
         await client.raise_event(rollout_id, names.EV_RESUME, payload)
     return json_response({"id": rollout_id, "requested": "halt" if halt else "resume", **payload}, 202)

@@ -154,9 +154,13 @@ class ScriptedContext:
         self.is_replaying = False
         self.instance_id = "inst"
         self.calls: list[Call] = []
+        self.statuses: list[Any] = []
 
     def get_input(self) -> Any:
         return self.payload
+
+    def set_custom_status(self, status: Any) -> None:
+        self.statuses.append(status)
 
     def call_activity(self, name: str, payload: Any = None) -> Call:
         return Call("activity", name, payload)
