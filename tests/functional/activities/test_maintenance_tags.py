@@ -1,5 +1,5 @@
-"""Tags and Maintenance activities against the ARM simulator: check-before-act writes,
-assignments, manifest pinning, cancellation before/after the cutoff, run results."""
+"""Maintenance activities against the ARM simulator: check-before-act writes, assignments,
+manifest pinning, cancellation before/after the cutoff, run results (retag: test_tags.py)."""
 
 from __future__ import annotations
 
@@ -29,21 +29,6 @@ def plan() -> dict[str, Any]:
 
 def writes(arm: SimHandle, method: str, needle: str) -> int:
     return len(arm.sim.recorder.find(method=method, path_contains=needle))
-
-
-def test_retag_is_check_before_act(arm: SimHandle, clients: AzureClients) -> None:
-    ids = [vm_id("app-01"), vm_id("app-02"), vm_id("ghost-01")]
-    out = retag_vms_core(clients, {"vmIds": ids, "tag": "ring", "value": "ring1"})
-    assert out["changed"] == ids[:2]
-    assert out["unchanged"] == []
-    assert [f["vm"] for f in out["failed"]] == [ids[2]]
-    assert arm.sim.vm("app-01").tags["ring"] == "ring1"
-    again = retag_vms_core(clients, {"vmIds": ids[:2], "tag": "Ring", "value": "ring1"})
-    assert again == {"changed": [], "unchanged": ids[:2], "failed": []}
-    assert writes(arm, "PATCH", "/providers/Microsoft.Resources/tags/default") == 2
-    patch = arm.sim.recorder.find(method="PATCH", path_contains="app-01/providers/Microsoft.Resources/tags")[0]
-    assert patch.body == {"operation": "Merge", "properties": {"tags": {"ring": "ring1"}}}
-    assert arm.sim.vm("app-01").tags == {"ring": "ring1"}
 
 
 def test_ring_assignment_create_and_delete(arm: SimHandle, clients: AzureClients) -> None:
