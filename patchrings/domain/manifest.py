@@ -25,6 +25,15 @@ validated on it), so promotion refuses it unless the plan says otherwise
 rollouts that validated the same patches produce the same hash, and an approval bound to it
 cannot be replayed for different content.
 
+``details`` (issue 9) says what each entry is, so an approver reads more than a hash: keyed
+``KB<n>`` for a Windows KB (``{"title", "classifications"}``, the title as the install result
+names it) and ``name=version`` for a Linux package (``{"name", "version", "classifications"}``),
+taken from the install results of the VMs that passed. :func:`manifest_lines` renders them.
+The hash deliberately does **not** cover ``details`` (nor ``excluded``, ``sources``, ``cutoff``,
+``coverage``): what gets pinned and installed is the KB and ``name=version`` lists alone, and
+titles are Azure's descriptions of those; so a manifest's hash is the same whether or not its
+details are known (older manifests, a re-read pin) and did not change with this addition.
+
 Selection semantics matter here. Update Manager selects a patch when it matches the
 classification list **or** an explicit include (the include lists add to the classifications;
 with neither given, everything available is selected). So a pin must carry **empty**
@@ -91,6 +100,8 @@ class Manifest:
     sources: tuple[str, ...] = ()
     cutoff: str | None = None
     coverage: tuple[str, ...] = ()
+    #: ``KB<n>`` / ``name=version`` -> ``{title?, name?, version?, classifications}`` (not hashed)
+    details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def content(self) -> dict[str, Any]:
@@ -115,6 +126,7 @@ class Manifest:
         if self.cutoff:
             out["cutoff"] = self.cutoff
         out["coverage"] = list(self.coverage)
+        out["details"] = {k: copy.deepcopy(dict(v)) for k, v in self.details.items()}
         return out
 
     @classmethod
@@ -126,6 +138,8 @@ class Manifest:
             sources=tuple(doc.get("sources", ())),
             cutoff=doc.get("cutoff"),
             coverage=tuple(doc.get("coverage", ())),
+            details={str(k): dict(v) for k, v in (doc.get("details") or {}).items() if isinstance(v, Mapping)}
+            if isinstance(doc.get("details"), Mapping) else {},
         )
         if doc.get("hash") and doc["hash"] != m.hash:
             raise ValueError(f"manifest hash {doc['hash']} does not match its content ({m.hash})")
@@ -241,6 +255,7 @@ def build_manifest(
         vv = v if isinstance(v, VmVerdict) else VmVerdict.from_dict(v)
         by_vm[vv.vm.lower()] = vv
     good = _Collect()
+    described: dict[str, dict[str, Any]] = {}  # key -> details, from passing VMs' installed patches
     suspect: dict[str, str] = {}  # key -> reason (excluded whatever other VMs say)
     unproven: dict[str, str] = {}  # key -> reason (excluded unless a passing VM installed it)
     sources: list[str] = []
@@ -269,6 +284,7 @@ def build_manifest(
                     suspect.setdefault(key, f"installed on {vm}, which {poisoned}")
                 elif counts:
                     (good.kbs if key.startswith("kb:") else good.pkgs).add(key)
+                    described.setdefault(key, _details(key, patch))
                 else:
                     unproven.setdefault(key, f"installed only on {vm}, which {_unproven(verdict)}")
         if counts and vm not in sources:
@@ -285,8 +301,41 @@ def build_manifest(
     excluded = tuple({"patch": _display(k), "reason": r} for k, r in sorted(reasons.items()))
     kbs = sorted((k[3:] for k in good.kbs if not bad(k)), key=lambda x: (len(x), x))
     pkgs = sorted(k[4:] for k in good.pkgs if not bad(k))
+    details = {_detail_key(k): described[k] for k in sorted(described)
+               if (k[3:] in kbs if k.startswith("kb:") else k[4:] in pkgs)}
     return Manifest(tuple(kbs), tuple(pkgs), excluded, tuple(sorted(sources, key=str.lower)), cutoff,
-                    tuple(sorted(coverage)))
+                    tuple(sorted(coverage)), details)
+
+
+def _detail_key(key: str) -> str:
+    return "KB" + key[3:] if key.startswith("kb:") else key[4:]
+
+
+def _details(key: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    classes = [str(c) for c in patch.get("classifications") or []][:5]
+    if key.startswith("kb:"):
+        title = str(patch.get("name") or "").strip()[:200]
+        return {"title": title or None, "classifications": classes}
+    return {"name": str(patch.get("name") or "").strip(), "version": str(patch.get("version") or "").strip(),
+            "classifications": classes}
+
+
+def manifest_lines(manifest: Mapping[str, Any] | Manifest) -> list[str]:
+    """One line per entry for prompts and pages: ``KB5048667 2026-11 Cumulative Update (KB5048667)
+    [Security Updates]`` / ``openssl=3.0.2-0ubuntu1.19 [Security]`` (details when known)."""
+    doc = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+    details = doc.get("details") if isinstance(doc.get("details"), Mapping) else {}
+    assert isinstance(details, Mapping)
+    lines = []
+    for kb in (doc.get("windows") or {}).get("kbNumbers") or []:
+        info = details.get(f"KB{normalize_kb(kb)}") or {}
+        text = " ".join(x for x in (f"KB{normalize_kb(kb)}", info.get("title") or "") if x)
+        classes = ", ".join(info.get("classifications") or [])
+        lines.append(f"{text} [{classes}]" if classes else text)
+    for package in (doc.get("linux") or {}).get("packages") or []:
+        classes = ", ".join((details.get(str(package)) or {}).get("classifications") or [])
+        lines.append(f"{package} [{classes}]" if classes else str(package))
+    return lines
 
 
 def _poison(verdict: VmVerdict | None) -> str | None:

@@ -186,3 +186,24 @@ def test_coverage_names_the_families_ring0_validated_and_later_rings_outside_it_
     assert [g["vm"] for g in uncovered_vms(windows_only, ring1)] == ["r", "n"]
     linux_vm = {"id": "l", "os": "Linux", "image": lin["image"]}
     assert uncovered_vms(windows_only, [linux_vm])[0]["family"].startswith("Linux")
+
+
+def test_manifest_describes_each_entry_and_the_hash_ignores_descriptions():
+    """Issue 9: titles and classifications per KB, name=version per package; same hash as without them."""
+    from patchrings.domain.manifest import manifest_lines
+
+    m = build([WIN1, LIN1, {**WIN2, "vm": "vmW3"}])  # vmW3 failed: none of its KBs is described
+    d = m.to_dict()
+    assert m.windows_kbs == () and m.linux_packages == ("libc6=2.35-0ubuntu3.6", "openssl=3.0.2-0ubuntu1.15")
+    assert d["details"] == {
+        "libc6=2.35-0ubuntu3.6": {"name": "libc6", "version": "2.35-0ubuntu3.6", "classifications": ["Security"]},
+        "openssl=3.0.2-0ubuntu1.15": {"name": "openssl", "version": "3.0.2-0ubuntu1.15",
+                                      "classifications": ["Security"]},
+    }
+    bare = Manifest(m.windows_kbs, m.linux_packages)
+    assert bare.hash == m.hash  # details are not hashed: the pinned lists alone name the content
+    assert Manifest.from_dict(d) == m and Manifest.from_dict(d).details == d["details"]
+    assert manifest_lines(bare) == ["libc6=2.35-0ubuntu3.6", "openssl=3.0.2-0ubuntu1.15"]
+    w = build([WIN1]).to_dict()
+    assert w["details"]["KB5034441"] == {"title": "Update KBKB5034441", "classifications": ["Security"]}
+    assert manifest_lines(w) == ["KB5034123 Update KB5034123 [Security]", "KB5034441 Update KBKB5034441 [Security]"]
