@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -174,8 +175,8 @@ def test_coverage_names_the_families_ring0_validated_and_later_rings_outside_it_
     m = build([win, lin])
     assert m.coverage == (vm_family("Linux", lin["image"]), vm_family("Windows", win["image"]))
     assert Manifest.from_dict(m.to_dict()) == m and m.to_dict()["coverage"]
-    ring1 = [
-        {"id": "w", "name": "w", "os": "Windows", "image": win["image"].upper()},  # same family, any case
+    ring1: list[dict[str, Any]] = [
+        {"id": "w", "name": "w", "os": "Windows", "image": str(win["image"]).upper()},  # same family, any case
         {"id": "r", "name": "r", "os": "Linux", "image": "RedHat:RHEL:9-lvm-gen2"},  # never validated
         {"id": "n", "name": "n", "os": "Linux", "image": None},  # unknown image: not proven covered
     ]
