@@ -1,0 +1,630 @@
+/* PatchRings operator page: vanilla JS over the app's JSON routes (/api/ui/api/...).
+ *
+ * No framework and no build step. Every value from the API is put in the page with textContent
+ * (never innerHTML), so data cannot inject markup; the Content-Security-Policy allows this one
+ * script only. The page refreshes every few seconds; sections are redrawn only when their data
+ * changed, so focus, typed comments and the filter box survive a refresh.
+ */
+(function () {
+  "use strict";
+
+  var BASE = (document.querySelector('meta[name="patchrings-base"]') || {}).content || "/api/ui";
+  var REFRESH_MS = 3000;
+  var LOCAL_KEY = "patchrings.as";
+  var state = { me: null, meError: null, view: null, rolloutId: null, timer: null, busy: false };
+
+  // ------------------------------------------------------------------ DOM helpers
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === null || v === undefined || v === false) return;
+        if (k === "class") el.className = v;
+        else if (k === "text") el.textContent = String(v);
+        else if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
+        else el.setAttribute(k, v === true ? "" : String(v));
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) append(el, arguments[i]);
+    return el;
+  }
+  function append(el, child) {
+    if (child === null || child === undefined || child === false) return;
+    if (Array.isArray(child)) { child.forEach(function (c) { append(el, c); }); return; }
+    el.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  function arr(v) { return Array.isArray(v) ? v : []; }
+  function obj(v) { return v && typeof v === "object" && !Array.isArray(v) ? v : {}; }
+  function str(v) { return v === null || v === undefined ? "" : String(v); }
+  function time(v) { return v ? h("time", { datetime: str(v), text: str(v) }) : h("span", { class: "muted", text: "-" }); }
+  function shortName(id) { var s = str(id).replace(/\/+$/, ""); return s.slice(s.lastIndexOf("/") + 1) || s; }
+  function shortHash(v) { return str(v); }
+
+  // Redraw a section only when the data it shows changed (keeps focus and input state).
+  function renderIf(section, key, draw) {
+    var k = JSON.stringify(key === undefined ? null : key);
+    if (section.dataset.key === k) return;
+    section.dataset.key = k;
+    clear(section);
+    draw(section);
+  }
+
+  var TONES = {
+    ok: ["passed", "pass", "promoted", "completed", "succeeded", "healthy", "ok", "done", "approved", "accepted", "assessed"],
+    bad: ["failed", "fail", "rejected", "halted", "terminated", "unhealthy", "error", "refused", "coverage-refused", "cancelled", "canceled"],
+    warn: ["awaiting-approval", "waiting", "inconclusive", "pending-approval", "warning", "unreadable", "missing", "timeout"],
+    info: ["installing", "running", "waiting-for-run", "gating-run", "run-authorised", "collecting-and-verifying",
+      "promoting", "polling", "verifying", "collecting", "stay-healthy", "submitted", "in-progress"]
+  };
+  var PHASES = {
+    "pending": "not started",
+    "installing": "installing",
+    "waiting-for-run": "waiting for its maintenance run",
+    "gating-run": "checking its maintenance run",
+    "run-authorised": "run authorised",
+    "collecting-and-verifying": "collecting results and verifying health",
+    "awaiting-approval": "waiting for approval",
+    "promoting": "promoting",
+    "promoted": "promoted",
+    "coverage-refused": "refused: machines not covered"
+  };
+  function tone(value) {
+    var v = str(value).toLowerCase();
+    for (var t in TONES) if (TONES[t].indexOf(v) >= 0) return t;
+    return "idle";
+  }
+  function badge(value, label) {
+    return h("span", { class: "badge tone-" + tone(value), text: label || PHASES[str(value)] || str(value) || "-" });
+  }
+
+  // ------------------------------------------------------------------ identity and HTTP
+  function localName() {
+    try {
+      var fromUrl = new URLSearchParams(location.search).get("as");
+      if (fromUrl) sessionStorage.setItem(LOCAL_KEY, fromUrl);
+      return sessionStorage.getItem(LOCAL_KEY) || "";
+    } catch (e) { return ""; }
+  }
+  function headers(extra) {
+    var out = { "Accept": "application/json", "X-PatchRings-CSRF": "1" };
+    var name = localName();
+    if (name) out["X-PatchRings-Approver"] = name;
+    Object.keys(extra || {}).forEach(function (k) { out[k] = extra[k]; });
+    return out;
+  }
+  function call(method, path, body) {
+    var init = { method: method, credentials: "same-origin", cache: "no-store",
+      headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }) };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    return fetch(BASE + path, init).then(function (resp) {
+      return resp.text().then(function (text) {
+        var json = null;
+        try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
+        return { status: resp.status, ok: resp.ok, body: json };
+      });
+    });
+  }
+  function errorText(result) {
+    var err = obj(obj(result.body).error);
+    return (err.message || ("HTTP " + result.status)) + (err.code ? " (" + err.code + ")" : "");
+  }
+
+  function drawMe() {
+    var box = clear(document.getElementById("me"));
+    var me = state.me;
+    if (me) {
+      var local = me.mode !== "app-service-authentication";
+      append(box, [
+        local ? "Acting as " : "Signed in as ",
+        h("span", { class: "who", id: "me-name", text: me.name }),
+        local ? h("span", { class: "muted", text: " (local platform, not authenticated)" })
+          : h("span", { class: "muted", text: " (Entra ID)" }),
+        " · ",
+        arr(me.approverOf).length ? "approver of " + arr(me.approverOf).join(", ") : "not an approver of any ring",
+        me.signOut ? [" · ", h("a", { href: me.signOut, text: "Sign out" })] : null
+      ]);
+      if (local) append(box, [" ", localForm(me.name)]);
+      return;
+    }
+    var err = obj(obj(state.meError).error);
+    if (err.field === "X-PatchRings-Approver") {
+      append(box, [h("span", { class: "error", text: "Local platform: say who you are. " }), localForm("")]);
+    } else if (obj(err.details).signIn) {
+      append(box, [h("span", { class: "error", text: "Not signed in. " }), h("a", { href: err.details.signIn, text: "Sign in" })]);
+    } else {
+      append(box, h("span", { class: "error", text: err.message || "Could not tell who you are." }));
+    }
+  }
+  function localForm(current) {
+    var input = h("input", { type: "text", id: "as-name", name: "as", value: current, autocomplete: "username",
+      placeholder: "you@contoso.com", size: 22 });
+    return h("form", { class: "as-form", onsubmit: function (ev) {
+      ev.preventDefault();
+      try { sessionStorage.setItem(LOCAL_KEY, input.value.trim()); } catch (e) { /* private mode */ }
+      var url = new URL(location.href);
+      url.searchParams.set("as", input.value.trim());
+      history.replaceState(null, "", url.toString());
+      start();
+    } }, h("label", { for: "as-name", text: "Act as" }), input, h("button", { type: "submit", text: "Use" }));
+  }
+
+  // ------------------------------------------------------------------ list page
+  function listPage(main) {
+    document.title = "Rollouts - PatchRings";
+    var section = h("section", { "aria-labelledby": "list-title" });
+    var status = h("p", { class: "muted", role: "status", id: "list-status" });
+    clear(main);
+    append(main, [h("h1", { id: "list-title", text: "Rollouts" }), status, section]);
+    function load() {
+      call("GET", "/api/rollouts").then(function (res) {
+        if (!res.ok) { status.textContent = errorText(res); return; }
+        var items = arr(obj(res.body).rollouts);
+        status.textContent = items.length + " rollout(s); refreshed every " + REFRESH_MS / 1000 + " s.";
+        renderIf(section, items, function (el) { append(el, rolloutTable(items)); });
+      }).catch(function (e) { status.textContent = "Could not load rollouts: " + e; })
+        .then(function () { schedule(load); });
+    }
+    load();
+  }
+  function rolloutTable(items) {
+    if (!items.length) return h("p", { text: "No rollouts yet." });
+    var rows = items.map(function (it) {
+      var w = obj(it.waitingFor);
+      var waiting = w.what ? [str(w.what), w.ring ? " " + w.ring : "", w.until ? " until " : "", w.until ? time(w.until) : null] : "-";
+      var href = it.pagePath || (BASE + "/rollouts/" + encodeURIComponent(it.id));
+      return h("tr", null,
+        h("th", { scope: "row" }, h("a", { href: href, text: it.id })),
+        h("td", null, badge(it.state || it.runtimeStatus)),
+        h("td", null, str(it.runtimeStatus)),
+        h("td", null, str(it.currentRing || "-")),
+        h("td", null, waiting),
+        h("td", null, it.dryRun ? "dry run" : "rollout"),
+        h("td", null, str(it.initiator || "-")),
+        h("td", null, time(it.createdTime)),
+        h("td", null, time(it.lastUpdatedTime)),
+        h("td", null, str(typeof it.outcome === "object" && it.outcome ? (it.outcome.outcome || it.outcome.state || JSON.stringify(it.outcome)) : (it.outcome || "-"))));
+    });
+    return h("div", { class: "table-wrap" }, h("table", { id: "rollouts" },
+      h("caption", { text: "Newest first. Open a rollout to see its rings, VMs and decisions." }),
+      h("thead", null, h("tr", null, ["Rollout", "State", "Runtime", "Current ring", "Waiting for", "Kind",
+        "Started by", "Created", "Updated", "Outcome"].map(function (t) { return h("th", { scope: "col", text: t }); }))),
+      h("tbody", null, rows)));
+  }
+
+  // ------------------------------------------------------------------ rollout page
+  function rolloutPage(main, id) {
+    state.rolloutId = id;
+    document.title = id + " - PatchRings";
+    var S = {};
+    ["summary", "decision", "controls", "timeline", "vms", "manifest", "decisions"].forEach(function (k) {
+      S[k] = h("section", { id: "section-" + k, "aria-labelledby": k + "-title" });
+    });
+    var message = h("div", { id: "action-message", class: "message", role: "status", "aria-live": "polite" });
+    var updated = h("p", { class: "muted", id: "updated", role: "status" });
+    // VM section: the filter survives refreshes; only the table body is redrawn.
+    var filter = h("input", { type: "search", id: "vm-filter", name: "vm-filter", placeholder: "name, ring, state, reason…",
+      "aria-controls": "vm-table", oninput: function () { applyFilter(); } });
+    var showIds = h("input", { type: "checkbox", id: "vm-ids", onchange: function () {
+      vmTable.classList.toggle("show-ids", showIds.checked); } });
+    var vmCount = h("p", { id: "vm-count", class: "muted", "aria-live": "polite" });
+    var vmBody = h("tbody");
+    var vmTable = h("table", { id: "vm-table" },
+      h("caption", { text: "Machines of every ring: results from the ledger. Names are short; tick \u201cshow full ids\u201d for the ARM ids." }),
+      h("thead", null, h("tr", null, ["VM", "Ring", "Kind", "OS", "Install", "Install status", "Patches", "Reboot", "Health", "Verdict", "Reasons"]
+        .map(function (t) { return h("th", { scope: "col", text: t }); }))),
+      vmBody);
+    append(S.vms, [h("h2", { id: "vms-title", text: "Machines" }),
+      h("div", { class: "filters" },
+        h("span", null, h("label", { for: "vm-filter", text: "Filter machines " }), filter),
+        h("span", null, showIds, h("label", { for: "vm-ids", class: "check", text: " show full ids" }))),
+      vmCount, h("div", { class: "table-wrap" }, vmTable)]);
+
+    function applyFilter() {
+      var q = filter.value.trim().toLowerCase();
+      var rows = vmBody.rows, shown = 0;
+      for (var i = 0; i < rows.length; i++) {
+        var match = !q || rows[i].textContent.toLowerCase().indexOf(q) >= 0;
+        rows[i].hidden = !match;
+        if (match) shown++;
+      }
+      vmCount.textContent = rows.length ? (q ? shown + " of " + rows.length + " machines match" : rows.length + " machines")
+        : "No machine results yet.";
+    }
+
+    clear(main);
+    append(main, [h("h1", { id: "summary-title", text: "Rollout " + id }), updated, message,
+      S.summary, S.decision, S.controls, S.timeline, S.vms, S.manifest, S.decisions]);
+
+    function say(text, ok) {
+      message.className = "message " + (ok ? "ok" : "error");
+      message.setAttribute("role", ok ? "status" : "alert");
+      message.textContent = text;
+    }
+    function act(button, path, body, done) {
+      if (state.busy) return;
+      state.busy = true;
+      button.disabled = true;
+      call("POST", path, body).then(function (res) {
+        if (res.status === 202 || res.ok) say(done, true);
+        else say(errorText(res), false);
+      }).catch(function (e) { say("Request failed: " + e, false); })
+        .then(function () { state.busy = false; button.disabled = false; load(true); });
+    }
+
+    function load(now) {
+      if (state.timer) { clearTimeout(state.timer); state.timer = null; }
+      call("GET", "/api/rollouts/" + encodeURIComponent(id)).then(function (res) {
+        if (!res.ok) { updated.textContent = errorText(res); return; }
+        var doc = obj(res.body);
+        state.view = doc;
+        draw(doc);
+        updated.textContent = "Updated " + (doc.lastUpdatedTime || "") + " (rollout time); this page refreshes every " +
+          REFRESH_MS / 1000 + " s.";
+      }).catch(function (e) { updated.textContent = "Could not load the rollout: " + e; })
+        .then(function () { if (!now || !state.timer) schedule(load); });
+    }
+
+    function draw(doc) {
+      var st = obj(doc.status);
+      var waiting = obj(doc.waitingFor || st.waitingFor);
+      var viewer = obj(doc.viewer);
+      drawSummary(S.summary, doc, st, waiting);
+      drawDecision(S.decision, doc, waiting, viewer);
+      drawControls(S.controls, doc, st, viewer);
+      drawTimeline(S.timeline, doc, st);
+      drawVms(doc, st);
+      drawManifest(S.manifest, doc, st);
+      drawDecisions(S.decisions, doc, st);
+    }
+
+    function drawSummary(el, doc, st, waiting) {
+      var plan = obj(st.plan);
+      var key = [doc.state, doc.runtimeStatus, st.currentRing, waiting, doc.outcome, st.outcome, doc.halted, st.halted, plan, st.initiator, st.reason];
+      renderIf(el, key, function () {
+        var facts = [
+          ["State", [badge(doc.state || st.state), " ", h("span", { class: "muted", text: "(" + str(doc.runtimeStatus) + ")" })]],
+          ["Current ring", str(st.currentRing || doc.currentRing || "-")],
+          ["Waiting for", waiting.what ? [str(waiting.what), waiting.ring ? " of " + waiting.ring : "",
+            waiting.until ? [" until ", time(waiting.until)] : "", waiting.reason ? " (" + waiting.reason + ")" : ""] : "-"],
+          ["Plan", [str(plan.name || "-"), plan.hash ? [" ", h("code", { text: plan.hash })] : ""]],
+          ["Started by", str(st.initiator || "-") + (st.reason ? " - " + st.reason : "")],
+          ["Started", time(st.startedAt || doc.createdTime)],
+          ["Kind", st.dryRun ? "dry run" : "rollout"]
+        ];
+        if (doc.halted || st.halted) facts.push(["Halted", describe(doc.halted || st.halted)]);
+        if (doc.outcome || st.outcome) facts.push(["Outcome", describe(doc.outcome || st.outcome)]);
+        if (doc.output && typeof doc.output === "object" && doc.output.outcome) facts.push(["Result", describe(doc.output.outcome)]);
+        append(el, [h("h2", { class: "sr-only", id: "summary-facts", text: "Summary" }), factList(facts)]);
+      });
+    }
+
+    function drawDecision(el, doc, waiting, viewer) {
+      var pending = waiting.what === "approval";
+      var key = pending ? [waiting.ring, waiting.manifestHash, viewer.mayApprove, viewer.mayReject, viewer.decideReason] : null;
+      renderIf(el, key, function () {
+        if (!pending) return;
+        // The hash the page SHOWS is the hash the decision is bound to: captured here, sent as is.
+        var shownHash = str(waiting.manifestHash);
+        var ring = str(waiting.ring);
+        var comment = h("textarea", { id: "decision-comment", name: "comment", rows: 2, maxlength: 4096,
+          "aria-describedby": "decision-help" });
+        var approve = h("button", { type: "button", class: "primary", id: "approve", disabled: !viewer.mayApprove,
+          text: "Approve " + ring, onclick: function () {
+            act(approve, "/api/rollouts/" + encodeURIComponent(id) + "/rings/" + encodeURIComponent(ring) + "/approve",
+              { manifestHash: shownHash, comment: comment.value }, "Approved " + ring + " (manifest " + shownHash + "): submitted.");
+          } });
+        var reject = h("button", { type: "button", class: "danger", id: "reject", disabled: !viewer.mayReject,
+          text: "Reject " + ring, onclick: function () {
+            act(reject, "/api/rollouts/" + encodeURIComponent(id) + "/rings/" + encodeURIComponent(ring) + "/reject",
+              { manifestHash: shownHash, comment: comment.value }, "Rejected " + ring + " (manifest " + shownHash + "): submitted.");
+          } });
+        var may = viewer.mayApprove ? "You may approve or reject." : (viewer.mayReject ? "You may reject; " : "You may not decide: ") +
+          (viewer.decideReason || "");
+        append(el, h("div", { class: "panel attention" },
+          h("h2", { id: "decision-title", text: "Approval needed: " + ring }),
+          h("p", null, "Promote ", h("strong", { text: ring }), " with manifest ", h("code", { id: "shown-hash", text: shownHash }),
+            waiting.until ? [" before ", time(waiting.until)] : "", ". Approvers: " + arr(waiting.approvers).join(", ") + "."),
+          h("p", { id: "may-decide", text: may }),
+          h("form", { onsubmit: function (ev) { ev.preventDefault(); } },
+            h("label", { for: "decision-comment", text: "Comment (recorded with your decision)" }), comment,
+            h("p", { id: "decision-help", class: "muted", text: "The decision is bound to manifest " + shownHash +
+              " as shown; if the rollout's pending manifest has changed the API refuses it." }),
+            h("div", { class: "buttons" }, approve, reject))));
+      });
+    }
+
+    function drawControls(el, doc, st, viewer) {
+      var key = [viewer.mayHalt, viewer.mayResume, viewer.resumeReason, doc.state];
+      renderIf(el, key, function () {
+        if (!viewer.mayHalt && !viewer.mayResume && !viewer.resumeReason) return;
+        var reason = h("input", { type: "text", id: "control-reason", name: "reason", maxlength: 4096, size: 40 });
+        var buttons = [];
+        if (viewer.mayHalt) {
+          var halt = h("button", { type: "button", class: "danger", id: "halt", text: "Halt rollout", onclick: function () {
+            act(halt, "/api/rollouts/" + encodeURIComponent(id) + "/halt", { reason: reason.value || null },
+              "Halt requested: later rings stay closed until resumed.");
+          } });
+          buttons.push(halt);
+        }
+        if (viewer.mayResume || viewer.resumeReason) {
+          var resume = h("button", { type: "button", id: "resume", text: "Resume rollout", disabled: !viewer.mayResume, onclick: function () {
+            act(resume, "/api/rollouts/" + encodeURIComponent(id) + "/resume", { reason: reason.value || null },
+              "Resume requested.");
+          } });
+          buttons.push(resume);
+        }
+        append(el, h("div", { class: "panel" },
+          h("h2", { id: "controls-title", text: "Halt or resume" }),
+          viewer.resumeReason ? h("p", { text: viewer.resumeReason }) : null,
+          h("form", { onsubmit: function (ev) { ev.preventDefault(); } },
+            h("label", { for: "control-reason", text: "Reason (recorded)" }), reason,
+            h("div", { class: "buttons" }, buttons))));
+      });
+    }
+
+    function drawTimeline(el, doc, st) {
+      var rings = arr(doc.rings).length ? arr(doc.rings) : arr(st.rings);
+      var currentRing = st.currentRing || doc.currentRing;
+      renderIf(el, [rings.map(function (r) { var c = Object.assign({}, obj(r)); delete c.vms; return c; }), currentRing], function () {
+        append(el, h("h2", { id: "timeline-title", text: "Rings" }));
+        if (!rings.length) { append(el, h("p", { text: "No rings yet." })); return; }
+        append(el, h("ol", { class: "timeline", id: "timeline" }, rings.map(function (r, i) {
+          var gate = obj(r.gate);
+          var current = r.current === true || r.name === currentRing;
+          var counts = Object.keys(obj(r.counts)).map(function (k) { return h("li", null, h("span", { class: "muted", text: k + " " }), str(r.counts[k])); });
+          var reasons = arr(r.gateReasons).length ? arr(r.gateReasons) : arr(gate.reasons);
+          var progress = obj(r.progress);
+          var edge = tone(gate.outcome || r.phase);
+          return h("li", { id: "ring-" + r.name, class: (current ? "current " : "") + (edge !== "idle" ? "tone-" + edge + "-edge" : ""),
+            "aria-current": current ? "step" : null },
+            h("div", { class: "ring-head" }, h("h3", { text: "Ring " + i + ": " + str(r.name) }),
+              h("span", { class: "phase", "data-phase": str(r.phase) }, badge(r.phase))),
+            h("p", { class: "phase-text", text: str(r.phaseText || PHASES[str(r.phase)] || r.phase || "") }),
+            h("p", { class: "muted" }, str(r.patching || "") + (r.patching ? " patching" : ""),
+              progress.waves ? " · wave " + str(progress.wave || 1) + " of " + str(progress.waves) : "",
+              progress.step ? " · " + str(progress.step) : "",
+              r.until ? [" · until ", time(r.until)] : "", r.opened ? " · opened" : ""),
+            counts.length ? h("ul", { class: "counts", "aria-label": "counts of " + r.name }, counts) : null,
+            waves(r),
+            runs(r),
+            r.target ? h("p", null, "Target run: ", describe(r.target)) : null,
+            gate.outcome ? h("p", null, "Gate: ", badge(gate.outcome), " ", str(gate.summary || "")) : null,
+            r.vmsOmitted ? h("p", { class: "muted", text: r.vmsOmitted + " more machines not listed" }) : null,
+            reasons.length ? h("div", null, h("p", { class: "muted", text: "Gate reasons" + (reasons.length > 10 ? " (first 10 of " + reasons.length + ")" : "") }),
+              h("ul", { class: "reasons" }, reasons.slice(0, 10).map(function (x) { return h("li", null, reasonText(x)); }))) : null);
+        })));
+      });
+    }
+    function waves(r) {
+      var list = arr(r.waves);
+      if (!list.length) return null;
+      return h("ol", { class: "waves", "aria-label": "waves of " + r.name }, list.map(function (w, i) {
+        w = obj(w);
+        var vms = arr(w.vms).map(function (v) { return typeof v === "string" ? shortName(v) : str(obj(v).name || shortName(obj(v).id)); });
+        return h("li", null, "Wave " + (w.index !== undefined ? w.index : i + 1) + (list.length ? " of " + list.length : "") + ": ",
+          badge(w.phase || w.state || "pending"), vms.length ? " " + vms.join(", ") : "",
+          w.counts ? " " + Object.keys(obj(w.counts)).map(function (k) { return k + " " + w.counts[k]; }).join(", ") : "");
+      }));
+    }
+    function runs(r) {
+      var list = arr(r.runs);
+      if (!list.length) return null;
+      return h("ul", { class: "plain", "aria-label": "maintenance runs of " + r.name }, list.map(function (x) {
+        x = obj(x);
+        return h("li", null, "Run ", h("code", { text: shortName(x.correlationId || x.runId || x.id || "") }), " ",
+          badge(x.status || x.state || x.outcome || "-"), x.startDateTime ? [" at ", time(x.startDateTime)] : "");
+      }));
+    }
+
+    function drawVms(doc, st) {
+      var rows = vmRows(doc, st);
+      var key = rows;
+      if (vmBody.dataset.key === JSON.stringify(key)) return;
+      vmBody.dataset.key = JSON.stringify(key);
+      clear(vmBody);
+      rows.forEach(function (r) {
+        append(vmBody, h("tr", { "data-ring": r.ring, "data-vm": r.name },
+          h("th", { scope: "row" }, h("span", { class: "vmname", title: r.id, text: r.name }), h("span", { class: "fullid", text: r.id })),
+          h("td", { text: r.ring }), h("td", { text: r.kind }), h("td", { text: r.os }),
+          h("td", null, badge(r.state)), h("td", null, r.install ? badge(r.install) : "-"),
+          h("td", { text: r.patches }), h("td", { text: r.reboot }),
+          h("td", null, r.health ? badge(r.health) : "-"), h("td", null, r.outcome ? badge(r.outcome) : "-"),
+          h("td", null, r.reasons.length ? h("ul", { class: "reasons" }, r.reasons.map(function (x) { return h("li", null, reasonText(x)); })) : "")));
+      });
+      applyFilter();
+    }
+
+    function drawManifest(el, doc, st) {
+      var m = obj(doc.manifest || st.manifest);
+      var diff = m.diff || doc.manifestDiff || st.manifestDiff || doc.diff || (arr(m.coverage).length ? m.coverage : null);
+      renderIf(el, [m, diff], function () {
+        append(el, h("h2", { id: "manifest-title", text: "Manifest" }));
+        if (!Object.keys(m).length) { append(el, h("p", { text: "No manifest yet: it is built from Ring 0's results." })); return; }
+        var kbs = Array.isArray(m.windows) ? m.windows : arr(m.windowsKbs || m.kbs || obj(m.windows).kbNumbers);
+        var pkgs = Array.isArray(m.linux) ? m.linux : arr(m.linuxPackages || m.packages || obj(m.linux).packages);
+        var excluded = Array.isArray(m.excluded) ? m.excluded.length : (m.excludedCount || 0);
+        append(el, [
+          h("p", null, "Hash ", h("code", { id: "manifest-hash", text: str(m.hash) }),
+            " · " + kbs.length + " Windows KB(s)" + (m.windowsCount !== undefined && m.windowsCount !== kbs.length ? " (of " + m.windowsCount + ")" : "") +
+            ", " + pkgs.length + " Linux package(s)" + (m.linuxCount !== undefined && m.linuxCount !== pkgs.length ? " (of " + m.linuxCount + ")" : "") +
+            (excluded ? ", " + excluded + " excluded" : "") + (m.cutoff ? ", published before " + m.cutoff : "")),
+          h("div", { class: "cols" },
+            h("div", null, h("h3", { text: "Windows KBs" }), kbTable(kbs)),
+            h("div", null, h("h3", { text: "Linux packages" }), pkgTable(pkgs)))
+        ]);
+        if (diff) append(el, [h("h3", { id: "diff-title", text: "Difference per ring" }), diffView(diff)]);
+      });
+    }
+
+    function drawDecisions(el, doc, st) {
+      var ledger = obj(doc.ledger);
+      var taken = arr(st.approvals);
+      var recorded = Array.isArray(doc.approvals) ? doc.approvals : arr(ledger.approvals);
+      renderIf(el, [taken, recorded, ledger.error], function () {
+        append(el, h("h2", { id: "decisions-title", text: "Decisions and approvals" }));
+        if (ledger.error) append(el, h("p", { class: "error", text: "Ledger unavailable: " + ledger.error }));
+        if (taken.length) append(el, decisionTable("decisions-taken", "Decisions the rollout acted on", taken));
+        if (recorded.length) {
+          var rows = recorded.slice().sort(function (a, b) { return str(obj(a).at || obj(a).decidedAt) < str(obj(b).at || obj(b).decidedAt) ? -1 : 1; });
+          append(el, decisionTable("decisions-ledger", "Every request recorded in the ledger (accepted or refused)", rows));
+        }
+        if (!taken.length && !recorded.length) append(el, h("p", { text: "No decisions yet." }));
+      });
+    }
+
+    load();
+  }
+
+  // ------------------------------------------------------------------ pieces
+  function factList(facts) {
+    return h("dl", { class: "facts" }, facts.map(function (f) { return [h("dt", { text: f[0] }), h("dd", null, f[1])]; }));
+  }
+  function describe(v) {
+    if (v === null || v === undefined) return "-";
+    if (typeof v !== "object") return str(v);
+    var o = obj(v);
+    var parts = [];
+    ["outcome", "state", "status", "reason", "summary", "by", "ring", "at", "startDateTime"].forEach(function (k) {
+      if (o[k] !== undefined && o[k] !== null && typeof o[k] !== "object") parts.push(k === "at" || k === "startDateTime" ? "at " + o[k] : (k === "by" ? "by " + o[k] : str(o[k])));
+    });
+    return parts.length ? parts.join(" · ") : JSON.stringify(v);
+  }
+  function reasonText(x) {
+    if (typeof x !== "object" || x === null) return str(x);
+    var o = obj(x);
+    var who = o.name || (o.vm ? shortName(o.vm) : "");
+    return (who ? who + ": " : "") + str(o.reason || o.message || o.detail || o.code || JSON.stringify(o));
+  }
+  function vmRows(doc, st) {
+    var out = [], seen = {};
+    function add(ring, r) {
+      r = obj(r);
+      var result = obj(r.result), verdict = obj(r.verdict);
+      var id = str(r.id || r.vmId || r.vm || verdict.vm || r.name);
+      var name = str(r.shortName || r.name || verdict.name || shortName(id));
+      ring = str(ring || r.ring);
+      var k = ring + "|" + id.toLowerCase();
+      if (seen[k]) return;
+      seen[k] = true;
+      var installed = result.installedPatchCount !== undefined ? result.installedPatchCount
+        : (Array.isArray(r.installed) ? r.installed.length : r.installedPatchCount);
+      var failed = result.failedPatchCount !== undefined ? result.failedPatchCount : r.failedPatchCount;
+      var patches = installed === undefined && failed === undefined ? "-" :
+        str(installed === undefined ? 0 : installed) + " installed" + (failed ? ", " + failed + " failed" : "");
+      out.push({
+        id: id, name: name, ring: ring,
+        kind: str(r.kind || (/microsoft\.hybridcompute/i.test(id) ? "arc" : "vm")),
+        os: str(r.os || "-"), state: str(r.install || r.state || r.status || "-"),
+        install: str(result.status || r.installStatus || verdict.install || ""),
+        patches: patches, reboot: str(result.rebootStatus || r.rebootStatus || "-"),
+        health: str(verdict.health || r.health || ""), outcome: str(verdict.outcome || r.outcome || r.verdictOutcome || ""),
+        reasons: arr(verdict.reasons).concat(arr(r.reasons)).concat(result.error ? [obj(result.error).message || result.error] : [])
+      });
+    }
+    arr(doc.vms).forEach(function (r) { add(obj(r).ring, r); });
+    arr(doc.rings).forEach(function (ring) { arr(obj(ring).vms).forEach(function (r) { add(ring.name, r); }); });
+    arr(st.rings).forEach(function (ring) { arr(obj(ring).vms).forEach(function (r) { add(ring.name, r); }); });
+    var results = obj(obj(doc.ledger).vmResults);
+    Object.keys(results).forEach(function (ring) { arr(results[ring]).forEach(function (r) { add(ring, r); }); });
+    return out;
+  }
+  function kbTable(kbs) {
+    if (!kbs.length) return h("p", { class: "muted", text: "None." });
+    return h("table", { id: "manifest-kbs" }, h("caption", { class: "sr-only", text: "Windows KBs in the manifest" }),
+      h("thead", null, h("tr", null, ["KB", "Title", "Classification"].map(function (t) { return h("th", { scope: "col", text: t }); }))),
+      h("tbody", null, kbs.map(function (k) {
+        if (typeof k !== "object" || k === null) return h("tr", null, h("td", { text: "KB" + str(k).replace(/^KB/i, "") }), h("td", { text: "-" }), h("td", { text: "-" }));
+        var o = obj(k);
+        var kb = str(o.kbId || o.kb || o.id || o.name).replace(/^KB/i, "");
+        var cls = o.classifications || o.classification;
+        return h("tr", null, h("td", { text: "KB" + kb }), h("td", { text: str(o.title || o.patchName || "-") }),
+          h("td", { text: Array.isArray(cls) ? cls.join(", ") : str(cls || "-") }));
+      })));
+  }
+  function pkgTable(pkgs) {
+    if (!pkgs.length) return h("p", { class: "muted", text: "None." });
+    return h("table", { id: "manifest-packages" }, h("caption", { class: "sr-only", text: "Linux packages in the manifest" }),
+      h("thead", null, h("tr", null, ["Package", "Version", "Classification"].map(function (t) { return h("th", { scope: "col", text: t }); }))),
+      h("tbody", null, pkgs.map(function (p) {
+        var name, version, cls;
+        var text = typeof p === "object" && p !== null ? str(p.package || "") : str(p);
+        if (typeof p === "object" && p !== null) { name = p.name; version = p.version; cls = p.classifications || p.classification; }
+        if (!name && text) { var i = text.indexOf("="); name = i > 0 ? text.slice(0, i) : text; version = i > 0 ? text.slice(i + 1) : ""; }
+        return h("tr", null, h("td", { class: "mono", text: str(name) }), h("td", { class: "mono", text: str(version || "-") }),
+          h("td", { text: Array.isArray(cls) ? cls.join(", ") : str(cls || "-") }));
+      })));
+  }
+  function diffView(diff) {
+    // Generic: {ring: {added: [...], removed: [...], ...}} or a list of {ring, ...}, or anything else.
+    if (Array.isArray(diff)) {
+      return h("ul", { class: "plain", id: "manifest-diff" }, diff.map(function (d) { return h("li", null, valueView(d)); }));
+    }
+    return h("div", { id: "manifest-diff" }, valueView(diff));
+  }
+  function valueView(v) {
+    if (Array.isArray(v)) {
+      if (!v.length) return h("span", { class: "muted", text: "none" });
+      return h("ul", { class: "plain" }, v.map(function (x) { return h("li", null, typeof x === "object" && x !== null ? valueView(x) : str(x)); }));
+    }
+    if (v && typeof v === "object") {
+      return h("dl", { class: "facts" }, Object.keys(v).map(function (k) { return [h("dt", { text: k }), h("dd", null, valueView(v[k]))]; }));
+    }
+    return h("span", { text: str(v) });
+  }
+  function decisionTable(id, caption, rows) {
+    return h("div", { class: "table-wrap" }, h("table", { id: id }, h("caption", { text: caption }),
+      h("thead", null, h("tr", null, ["When", "Ring", "Action", "By", "Outcome", "Manifest", "Comment / reason"]
+        .map(function (t) { return h("th", { scope: "col", text: t }); }))),
+      h("tbody", null, rows.map(function (r) {
+        r = obj(r);
+        var d = obj(r.decision);
+        var pick = function (k) { return r[k] !== undefined && r[k] !== null ? r[k] : d[k]; };
+        var err = obj(r.error);
+        return h("tr", null,
+          h("td", null, time(pick("at") || pick("decidedAt"))),
+          h("td", { text: str(pick("ring") || "-") }),
+          h("td", null, badge(pick("verdict") || pick("kind") || "-")),
+          h("td", { text: str(pick("approver") || pick("by") || r.claimedBy || "-") }),
+          h("td", null, pick("outcome") ? badge(pick("outcome")) : (r.accepted === false ? badge("refused") : "-"),
+            err.message ? h("span", { class: "muted", text: " " + err.message }) : ""),
+          h("td", null, pick("manifestHash") ? h("code", { text: str(pick("manifestHash")) }) : "-"),
+          h("td", { text: str(pick("comment") || pick("reason") || "") }));
+      }))));
+  }
+
+  // ------------------------------------------------------------------ start
+  function schedule(fn) {
+    if (state.timer) clearTimeout(state.timer);
+    state.timer = setTimeout(function tick() {
+      if (document.hidden) { state.timer = setTimeout(tick, REFRESH_MS); return; }
+      state.timer = null;
+      fn();
+    }, REFRESH_MS);
+  }
+
+  function start() {
+    if (state.timer) { clearTimeout(state.timer); state.timer = null; }
+    var main = document.getElementById("main");
+    call("GET", "/me").then(function (res) {
+      state.me = res.ok ? res.body : null;
+      state.meError = res.ok ? null : res.body;
+      drawMe();
+      if (!res.ok) {
+        clear(main);
+        append(main, [h("h1", { text: "Who are you?" }), h("p", { class: "error", role: "alert", text: errorText(res) })]);
+        return;
+      }
+      var path = location.pathname;
+      var m = path.match(/\/ui\/rollouts\/([^/]+)\/?$/i);
+      if (m) rolloutPage(main, decodeURIComponent(m[1]));
+      else listPage(main);
+    }).catch(function (e) {
+      clear(main);
+      append(main, h("p", { class: "error", role: "alert", text: "Could not reach the app: " + e }));
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
