@@ -273,9 +273,10 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
          "trigger": {"kind": "manual"}},
     )
-    location = f"/api/rollouts/{rollout_id}"
+    location = f"{base_url(req)}/api/rollouts/{rollout_id}"
     return json_response(
-        {"id": rollout_id, "dryRun": dry_run, "initiator": initiator, "statusUrl": location},
+        {"id": rollout_id, "dryRun": dry_run, "initiator": initiator, "statusUrl": location,
+         "pageUrl": f"{base_url(req)}/api/ui/rollouts/{rollout_id}"},
         202,
         headers={"Location": location},
     )

@@ -222,6 +222,44 @@ def _render_show(args: argparse.Namespace, answer: Any, out: TextIO) -> None:
         if waiting.get("what") == "approval" and waiting.get("ring") and waiting.get("manifestHash"):
             print(f"  to decide: python -m patchrings rollouts approve {body.get('id')} {waiting['ring']} "
                   f"--manifest {waiting['manifestHash']}   (or: reject)\n", file=out)
+    views = [r for r in body.get("rings") or [] if isinstance(r, dict)]
+    if views:
+        _render_ring_views(views, out)
+    else:
+        _render_doc_rings(doc, out)
+    _render_manifest(body.get("manifest"), doc.get("manifest"), out)
+    if views:
+        rows = [(r.get("name"), v.get("name"), v.get("outcome") or v.get("install"), v.get("health"),
+                 _short_text((v.get("reasons") or [None])[0]))
+                for r in views for v in r.get("vms") or [] if isinstance(v, dict)]
+        if rows:
+            print_table("virtual machines", ("RING", "VM", "VERDICT", "HEALTH", "REASON"), rows, stream=out)
+    else:
+        _render_vms(body.get("ledger"), out)
+    approvals: list[Any] = body["approvals"] if isinstance(body.get("approvals"), list) else doc.get("approvals") or []
+    decisions: list[tuple[Any, ...]] = [
+        (a.get("decidedAt") or a.get("at"), a.get("ring"), a.get("verdict") or a.get("outcome"),
+         a.get("outcome") if a.get("verdict") else None, a.get("approver"), _short_text(a.get("comment"), 40))
+        for a in approvals if isinstance(a, dict)]
+    if decisions:
+        print_table("approvals", ("AT", "RING", "DECISION", "STATE", "BY", "COMMENT"), decisions, stream=out)
+
+
+def _render_ring_views(views: list[dict[str, Any]], out: TextIO) -> None:
+    """The API's ring views (issue 9): what each ring does now and counts including VMs not started."""
+    rows: list[tuple[Any, ...]] = []
+    for ring in views:
+        counts: dict[str, Any] = ring["counts"] if isinstance(ring.get("counts"), dict) else {}
+        gate: dict[str, Any] = ring["gate"] if isinstance(ring.get("gate"), dict) else {}
+        in_flight = (counts.get("installing") or 0) + (counts.get("verifying") or 0)
+        rows.append((ring.get("name"), ring.get("phaseText") or ring.get("phase"), counts.get("vms"),
+                     counts.get("passed"), counts.get("failed"), counts.get("inconclusive"), in_flight,
+                     counts.get("notStarted"), gate.get("outcome")))
+    print_table("rings", ("RING", "NOW", "VMS", "PASS", "FAIL", "INCONCL", "RUNNING", "NOT STARTED", "GATE"), rows,
+                stream=out)
+
+
+def _render_doc_rings(doc: dict[str, Any], out: TextIO) -> None:
     rings = doc.get("rings") or []
     if rings:
         rows: list[tuple[Any, ...]] = []
@@ -232,15 +270,22 @@ def _render_show(args: argparse.Namespace, answer: Any, out: TextIO) -> None:
                          " ".join(f"{k}={v}" for k, v in counts.items()) or None,
                          gate.get("outcome"), ring.get("opened")))
         print_table("rings", ("RING", "PATCHING", "PHASE", "COUNTS", "GATE", "OPENED"), rows, stream=out)
-    manifest = doc.get("manifest")
-    if isinstance(manifest, dict):
-        print_fields("manifest", [(k, v) for k, v in manifest.items() if not isinstance(v, dict)], stream=out)
-    _render_vms(body.get("ledger"), out)
-    approvals = doc.get("approvals") or []
-    if approvals:
-        rows = [(a.get("decidedAt") or a.get("at"), a.get("ring"), a.get("verdict") or a.get("outcome"),
-                 a.get("approver"), a.get("comment")) for a in approvals if isinstance(a, dict)]
-        print_table("approvals", ("AT", "RING", "DECISION", "BY", "COMMENT"), rows, stream=out)
+
+
+def _render_manifest(view: Any, summary: Any, out: TextIO) -> None:
+    """The manifest's contents: KBs with titles and classifications, ``name=version`` packages."""
+    if isinstance(view, dict):
+        print_fields("manifest", [("hash", view.get("hash")), ("cutoff", view.get("cutoff")),
+                                  ("KBs", len(view.get("windows") or [])), ("packages", len(view.get("linux") or []))],
+                     stream=out)
+        rows = [(w.get("kb"), _short_text(w.get("title"), 60), w.get("classifications"))
+                for w in view.get("windows") or [] if isinstance(w, dict)]
+        rows += [(p.get("package"), None, p.get("classifications")) for p in view.get("linux") or []
+                 if isinstance(p, dict)]
+        if rows:
+            print_table(None, ("PATCH", "TITLE", "CLASSIFICATIONS"), rows, stream=out)
+    elif isinstance(summary, dict):
+        print_fields("manifest", [(k, v) for k, v in summary.items() if not isinstance(v, dict)], stream=out)
 
 
 def _short_text(value: Any, limit: int = 80) -> str | None:

@@ -219,6 +219,31 @@ def test_human_output_tables_and_the_next_step(monkeypatch: pytest.MonkeyPatch) 
     assert code == 0 and "rollout ro-1" in out  # a sparse answer still renders
 
 
+def test_show_renders_the_ring_views_manifest_and_approvals_of_the_api(monkeypatch: Any) -> None:
+    vm_id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/r0-web-1"
+    status = {"id": "ro-1", "state": "running", "runtimeStatus": "Running", "status": {},
+              "rings": [{"name": "ring0", "phase": "installing", "phaseText": "installing wave 2 of 3: polling",
+                         "counts": {"vms": 9, "passed": 3, "failed": 0, "inconclusive": 0, "installing": 3,
+                                    "verifying": 0, "notStarted": 3}, "gate": None,
+                         "vms": [{"name": "r0-web-1", "id": vm_id, "outcome": "pass", "health": "healthy",
+                                  "reasons": []}]}],
+              "manifest": {"hash": "0545a0c2", "windows": [{"kb": "KB5044284", "title": "2026-11 Cumulative Update",
+                                                            "classifications": ["Security"]}],
+                           "linux": [{"package": "openssl=3.0.13-1", "classifications": []}]},
+              "approvals": [{"decidedAt": "2026-11-16T07:00:00Z", "ring": "ring1", "verdict": "approve",
+                             "outcome": "accepted", "approver": "alice@contoso.com"}]}
+    code, out, _ = run(["rollouts", "show", "ro-1"], FakeApi(status), monkeypatch=monkeypatch)
+    lines = out.splitlines()
+    assert code == 0
+    [ring] = [line for line in lines if line.startswith("ring0  installing wave 2 of 3")]
+    assert ring.split()[-7:] == ["9", "3", "0", "0", "3", "3", "-"]
+    assert any(line.split()[:3] == ["KB5044284", "2026-11", "Cumulative"] and "Security" in line for line in lines)
+    assert any(line.startswith("openssl=3.0.13-1") for line in lines)
+    assert any(line.split()[:3] == ["ring0", "r0-web-1", "pass"] for line in lines)
+    assert any(line.split()[:5] == ["2026-11-16T07:00:00Z", "ring1", "approve", "accepted", "alice@contoso.com"]
+               for line in lines)
+
+
 def test_plain_table_aligns_columns() -> None:
     assert plain_table(("A", "LONGER"), [("xyz", None), (True, ["p", "q"])]).splitlines() == [
         "A    LONGER", "---  ------", "xyz  -", "yes  p, q"]
