@@ -7,12 +7,17 @@ simulated health. None of this is ARM, so it takes no auth and is never recorded
 
 SUPPORTED: ``GET /_sim/requests?method=&path_contains=&action=&identity=``, ``GET /_sim/fleet``,
 ``GET /_sim/runs``, ``GET /_sim/events``, ``POST /_sim/vms/{name}`` (``health``, ``powerState``,
-``vmAgent``), ``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or
+``vmAgent``; for an Arc-enabled server ``health`` and ``agentStatus``: ``Connected`` /
+``Disconnected`` / ``Expired`` / ``Error`` / ``AwaitingConnection``),
+``POST /_sim/maintenanceConfigurations/{name}/fire`` (``{"start": ISO}`` or
 ``{"inMinutes": N}``), ``GET /_sim/eventSubscriptions/{name}/validate?code=`` (Event Grid's
 validationUrl), and faults at run time: ``GET /_sim/faults``, ``POST /_sim/faults`` (one fault
 object as in a scenario's ``faults:``; 201 ``{"index", "fault"}``, 400 naming the bad field),
 ``DELETE /_sim/faults/{index}``, ``DELETE /_sim/faults`` (all); see ``faults.py``. On the health
 listener ``GET /vms/{name}/health``.
+
+Arc-enabled servers have health endpoints too (``/vms/{name}/health``: the app's own probe, which
+does not depend on the Arc agent).
 
 LIMITATIONS: no authentication -- loopback only.
 """
@@ -70,6 +75,7 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
                 health=body.get("health"),
                 power_state=body.get("powerState"),
                 vm_agent_ready=None if agent is None else agent == "Ready",
+                agent_status=body.get("agentStatus"),
             )
         except KeyError as exc:
             return web.json_response(error_body("NotFound", str(exc)), status=404)

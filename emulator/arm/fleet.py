@@ -4,6 +4,15 @@ Why a separate model: the REST handlers, the schedule engine, the control API an
 listener all read and change the same world; keeping it in plain dataclasses (no HTTP, no clock)
 makes each of those small and lets tests inspect state directly. Resource ids are stored with the
 casing they were created with and looked up case-insensitively (contracts §9).
+
+Azure Arc-enabled servers (``Microsoft.HybridCompute/machines``, issue 12) are :class:`Vm` objects
+with ``kind == "arc"``: they share the patch world, faults, health endpoints, tags, configuration
+assignments and scheduled runs with VMs, and differ in their id, their agent ``status``
+(``Connected`` / ``Disconnected`` / ``Expired`` / ``Error`` / ``AwaitingConnection``) instead of a
+power state and VM agent, and in having no patch-orchestration prerequisite for schedules
+(arc-and-resource-graph.md §3.2). They live in :attr:`Fleet.machines`, not :attr:`Fleet.vms`, so
+Compute handlers and VM-only code never see them; :meth:`Fleet.vm` (by id), :meth:`Fleet.vm_by_name`
+and :meth:`Fleet.assigned_vms` cover both.
 """
 
 from __future__ import annotations
@@ -158,13 +167,45 @@ class Vm:
     install_count: int = 0
     update_domain: int = 0  # within its availability set (0 outside one)
     fault_domain: int = 0
+    kind: str = "vm"  # "vm" (Microsoft.Compute/virtualMachines) | "arc" (Microsoft.HybridCompute/machines)
+    # Arc-enabled servers only (arc-and-resource-graph.md §2.3)
+    agent_status: str = "Connected"  # Connected | Disconnected | Expired | Error | AwaitingConnection
+    last_status_change: datetime | None = None
+    os_name: str = ""
+    os_sku: str = ""
+    os_version: str = ""
+    agent_version: str = "1.50.02869.2000"
+    arc_kind: str | None = None  # the resource's ARM ``kind`` (AWS, GCP, VMware, ...), if any
+    # extra simulated minutes before this machine's Resource Graph rows appear (late rows)
+    resource_graph_lag_minutes: float = 0.0
+
+    @property
+    def is_arc(self) -> bool:
+        return self.kind == "arc"
+
+    @property
+    def resource_type(self) -> str:
+        return "Microsoft.HybridCompute/machines" if self.is_arc else "Microsoft.Compute/virtualMachines"
 
     @property
     def id(self) -> str:
         return (
             f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Compute/virtualMachines/{self.name}"
+            f"/providers/{self.resource_type}/{self.name}"
         )
+
+    @property
+    def patchable(self) -> bool:
+        """Can an install reach the machine now (VM running with a ready agent / Arc agent Connected)?"""
+        if self.is_arc:
+            return self.agent_status == "Connected"
+        return self.power_state == "running" and self.vm_agent_ready
+
+    def set_agent_status(self, status: str, now: datetime) -> None:
+        """An Arc agent's status changes; ``lastStatusChange`` moves only on a real transition."""
+        if status != self.agent_status:
+            self.agent_status = status
+            self.last_status_change = now
 
     @property
     def vm_id(self) -> str:
@@ -233,7 +274,8 @@ class Fleet:
     def __init__(self) -> None:
         self.subscriptions: list[str] = []
         self.resource_groups: dict[str, tuple[str, str, str]] = {}  # lower id -> (sub, name, location)
-        self.vms: dict[str, Vm] = {}  # lower id -> Vm
+        self.vms: dict[str, Vm] = {}  # lower id -> Vm (Microsoft.Compute/virtualMachines only)
+        self.machines: dict[str, Vm] = {}  # lower id -> Arc-enabled server (kind "arc")
         self.catalog: list[Patch] = []
         self.configurations: dict[str, MaintenanceConfiguration] = {}  # lower id -> config
         self.assignments: dict[str, Assignment] = {}  # lower id -> assignment
@@ -241,10 +283,23 @@ class Fleet:
 
     # -- lookups -------------------------------------------------------------------------------
     def vm(self, vm_id: str) -> Vm | None:
-        return self.vms.get(vm_id.lower())
+        """A VM or an Arc machine by resource id (case-insensitive)."""
+        key = vm_id.lower().rstrip("/")
+        return self.vms.get(key) or self.machines.get(key)
+
+    def all_machines(self) -> list[Vm]:
+        """VMs and Arc machines together."""
+        return [*self.vms.values(), *self.machines.values()]
+
+    def find_machine(self, sub: str, rg: str, name: str) -> Vm | None:
+        """An Arc-enabled server by subscription, resource group and name."""
+        return self.machines.get(
+            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.hybridcompute/machines/{name}".lower()
+        )
 
     def vm_by_name(self, name: str) -> Vm | None:
-        for vm in self.vms.values():
+        """A VM or an Arc machine by name (names are unique across both)."""
+        for vm in self.all_machines():
             if vm.name.lower() == name.lower():
                 return vm
         return None
@@ -281,19 +336,20 @@ class Fleet:
 
     # -- scope evaluation ----------------------------------------------------------------------
     def assigned_vms(self, config_id: str) -> list[Vm]:
-        """VMs in the configuration's scope now: resource-level assignments plus dynamic scopes."""
+        """VMs and Arc machines in the configuration's scope now: resource-level assignments plus dynamic scopes."""
         wanted = config_id.lower()
         chosen: dict[str, Vm] = {}
+        everything = {**self.vms, **self.machines}
         for assignment in self.assignments.values():
             if assignment.configuration_id.lower() != wanted:
                 continue
             if assignment.is_dynamic:
-                for vm in self.vms.values():
+                for vm in everything.values():
                     if _in_dynamic_scope(vm, assignment):
                         chosen[vm.id.lower()] = vm
             else:
                 scope = assignment.scope_id.lower()
-                for vm_key, vm in self.vms.items():
+                for vm_key, vm in everything.items():
                     if vm_key == scope or vm_key.startswith(scope + "/providers/"):
                         chosen[vm_key] = vm
         return sorted(chosen.values(), key=lambda v: v.id.lower())
@@ -366,8 +422,20 @@ class Fleet:
                         bypass_platform_safety_checks=vm_entry.get("bypassPlatformSafetyChecksOnUserSchedule", True),
                         installed={_patch_key(k) for k in vm_entry.get("installedPatches", [])},
                     )
+                    vm.resource_graph_lag_minutes = float(vm_entry.get("resourceGraphLagMinutes", 0))
                     fleet.vms[vm.id.lower()] = vm
                     pending_assignments += [(vm, mc) for mc in vm_entry.get("maintenanceConfigurations", [])]
+                for arc_entry in rg_entry.get("arcMachines", []):
+                    name = arc_entry["name"]
+                    if name.lower() in seen_names:
+                        raise ScenarioError(
+                            f"machine name {name!r} is used twice ({seen_names[name.lower()]} and {sub}/{rg}); "
+                            "VM and Arc machine names must be unique so health URLs and selectors are unambiguous"
+                        )
+                    seen_names[name.lower()] = f"{sub}/{rg}"
+                    machine = _arc_machine(arc_entry, sub, rg, rg_location, now)
+                    fleet.machines[machine.id.lower()] = machine
+                    pending_assignments += [(machine, mc) for mc in arc_entry.get("maintenanceConfigurations", [])]
                 for mc_entry in rg_entry.get("maintenanceConfigurations", []):
                     properties: dict[str, Any] = {
                         "namespace": "Microsoft.Maintenance",
@@ -436,13 +504,51 @@ def _patch_key(text: str) -> str:
     return text
 
 
+_ARC_OS = {
+    "Windows": ("windows", "10.0.20348.2849", "Windows Server 2022 Datacenter"),
+    "Linux": ("linux", "5.15.0-1075-azure", "Ubuntu 22.04.5 LTS"),
+}
+
+
+def _arc_machine(entry: dict[str, Any], sub: str, rg: str, rg_location: str, now: datetime) -> Vm:
+    """An Arc-enabled server from a scenario's ``arcMachines`` entry (SCENARIOS.md)."""
+    os_type = entry["os"]
+    default_name, default_version, default_sku = _ARC_OS[os_type]
+    changed = entry.get("lastStatusChange")
+    return Vm(
+        subscription=sub,
+        resource_group=rg,
+        name=entry["name"],
+        os=os_type,
+        location=entry.get("location", rg_location),
+        tags=dict(entry.get("tags", {})),
+        health=entry.get("health", "Healthy"),
+        app_health_extension=False,
+        patch_mode=entry.get("patchMode", "AutomaticByPlatform"),
+        installed={_patch_key(k) for k in entry.get("installedPatches", [])},
+        kind="arc",
+        agent_status=entry.get("status", "Connected"),
+        last_status_change=_parse_date(changed) if changed else now,
+        os_name=entry.get("osName", default_name),
+        os_sku=entry.get("osSku", default_sku),
+        os_version=entry.get("osVersion", default_version),
+        agent_version=entry.get("agentVersion", "1.50.02869.2000"),
+        arc_kind=entry.get("kind"),
+        resource_graph_lag_minutes=float(entry.get("resourceGraphLagMinutes", 0)),
+    )
+
+
 def _in_dynamic_scope(vm: Vm, assignment: Assignment) -> bool:
-    """Evaluate a subscription-level dynamic scope filter against a VM (all criteria AND-ed)."""
+    """Evaluate a subscription-level dynamic scope filter against a VM or Arc machine (all criteria AND-ed).
+
+    ``resourceTypes`` selects VMs with ``Microsoft.Compute/virtualMachines`` and Arc machines with
+    ``Microsoft.HybridCompute/machines`` (arc-and-resource-graph.md §3.3); without it, both.
+    """
     flt = assignment.filter or {}
     if not vm.id.lower().startswith(assignment.scope_id.lower() + "/"):
         return False
     types = [t.lower() for t in flt.get("resourceTypes") or []]
-    if types and "microsoft.compute/virtualmachines" not in types:
+    if types and vm.resource_type.lower() not in types:
         return False
     groups = [g.lower() for g in flt.get("resourceGroups") or []]
     if groups and vm.resource_group.lower() not in groups:

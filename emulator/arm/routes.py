@@ -20,6 +20,8 @@ _VM = _VMS + r"/(?P<vm>[^/]+)"
 _OPS = _SUB + r"/providers/microsoft\.compute/locations/(?P<location>[^/]+)"
 _MNT = r"/providers/microsoft\.maintenance"
 _RES = _RG + r"/providers/(?P<provider>[^/]+)/(?P<rtype>[^/]+)/(?P<rname>[^/]+)"
+_ARCS = _RG + r"/providers/microsoft\.hybridcompute/machines"
+_ARC = _ARCS + r"/(?P<machine>[^/]+)"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ def _r(method: str, pattern: str, name: str, action: str) -> Route:
 
 _C = "Microsoft.Compute/virtualMachines"
 _M = "Microsoft.Maintenance"
+_H = "Microsoft.HybridCompute"
 ROUTES: list[Route] = [
     # Compute
     _r("GET", _VMS, "vm.list", f"{_C}/read"),
@@ -58,6 +61,21 @@ ROUTES: list[Route] = [
         _OPS + r"/operationresults/(?P<op>[^/]+)",
         "compute.operation_result",
         "Microsoft.Compute/locations/operations/read",
+    ),
+    # HybridCompute: Azure Arc-enabled servers (emulator/arm/hybridcompute.py)
+    _r("GET", _ARCS, "hc.list", f"{_H}/machines/read"),
+    _r("GET", _SUB + r"/providers/microsoft\.hybridcompute/machines", "hc.list_all", f"{_H}/machines/read"),
+    _r("GET", _ARC, "hc.get", f"{_H}/machines/read"),
+    _r("PATCH", _ARC, "hc.update", f"{_H}/machines/write"),
+    _r("GET", _ARC + r"/extensions", "hc.extensions", f"{_H}/machines/extensions/read"),
+    _r("POST", _ARC + r"/installpatches", "hc.install_patches", f"{_H}/machines/installPatches/action"),
+    _r("POST", _ARC + r"/assesspatches", "hc.assess_patches", f"{_H}/machines/assessPatches/action"),
+    _r(
+        "GET",
+        _SUB + r"/providers/microsoft\.hybridcompute/locations/(?P<location>[^/]+)"
+        r"/updatecenteroperationresults/(?P<op>[^/]+)",
+        "hc.operation_result",
+        f"{_H}/locations/updateCenterOperationResults/read",
     ),
     # Tags at any scope
     _r(

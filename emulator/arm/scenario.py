@@ -41,6 +41,8 @@ class ScenarioError(ValueError):
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 _STR_LIST = {"type": "array", "items": {"type": "string"}}
+# Arc agent status: the spec's StatusTypes plus Expired (community ARG queries; arc-and-resource-graph.md §2.3)
+_ARC_STATUSES = ["Connected", "Disconnected", "Expired", "Error", "AwaitingConnection"]
 _SELECTOR = {
     "vms": {**_STR_LIST, "description": "VM name globs (fnmatch, case-insensitive)"},
     "tags": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -109,6 +111,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                                 "name": {"type": "string", "minLength": 1},
                                 "location": {"type": "string"},
                                 "vms": {"type": "array", "items": {"$ref": "#/$defs/vm"}},
+                                "arcMachines": {"type": "array", "items": {"$ref": "#/$defs/arcMachine"}},
                                 "maintenanceConfigurations": {
                                     "type": "array",
                                     "items": {"$ref": "#/$defs/maintenanceConfiguration"},
@@ -191,6 +194,17 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "rebootMinutes": {"type": "number", "minimum": 0},
             },
         },
+        "arc": {  # emulator/arm/hybridcompute.py
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "disconnectedOperationMinutes": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "an install/assess on a machine that is not Connected fails after this long",
+                },
+            },
+        },
         "paging": {
             "type": "object",
             "additionalProperties": False,
@@ -233,6 +247,7 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                     "health": {"enum": ["Healthy", "Unhealthy", "Unknown"]},
                     "powerState": {"enum": ["running", "deallocated", "stopped"]},
                     "vmAgent": {"enum": ["Ready", "NotReady"]},
+                    "agentStatus": {"enum": _ARC_STATUSES, "description": "Arc machines' agent status"},
                     "tags": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 },
             },
@@ -260,6 +275,31 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "bypassPlatformSafetyChecksOnUserSchedule": {"type": "boolean"},
                 "installedPatches": _STR_LIST,
                 "maintenanceConfigurations": {**_STR_LIST, "description": "resource-level assignments"},
+                "resourceGraphLagMinutes": {"type": "number", "minimum": 0},
+            },
+        },
+        "arcMachine": {
+            "type": "object",
+            "required": ["name", "os"],
+            "additionalProperties": False,
+            "properties": {
+                # Microsoft.HybridCompute machineName: ^[a-zA-Z0-9-_\.]{1,54}$ (arc-and-resource-graph.md §2.2)
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,54}$"},
+                "os": {"enum": ["Windows", "Linux"]},
+                "osName": {"type": "string"},
+                "osSku": {"type": "string"},
+                "osVersion": {"type": "string"},
+                "agentVersion": {"type": "string"},
+                "kind": {"enum": ["AVS", "HCI", "SCVMM", "VMware", "EPS", "GCP", "AWS"]},
+                "location": {"type": "string"},
+                "status": {"enum": _ARC_STATUSES},
+                "lastStatusChange": {"type": "string"},
+                "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                "health": {"enum": ["Healthy", "Unhealthy", "Unknown"]},
+                "patchMode": {"enum": ["AutomaticByPlatform", "AutomaticByOS", "Manual", "ImageDefault"]},
+                "installedPatches": _STR_LIST,
+                "maintenanceConfigurations": {**_STR_LIST, "description": "resource-level assignments"},
+                "resourceGraphLagMinutes": {"type": "number", "minimum": 0},
             },
         },
         "maintenanceConfiguration": {

@@ -44,6 +44,11 @@ counts, even one that changes nothing (the docs do not distinguish; the conserva
 frozen at T-40). A configuration *created* less than 40 minutes before an occurrence skips that
 occurrence (no run record).
 
+Arc-enabled servers (``Microsoft.HybridCompute/machines``) in a configuration's scope (resource
+assignments on the machine, or dynamic scopes whose ``resourceTypes`` include them) take part in
+runs exactly like VMs, with the same pre/post events; their prerequisite is a ``Connected`` agent
+(frozen scope at T-40, checked at T0), with no patch-mode or bypass-flag requirement.
+
 LIMITATIONS: concurrent schedules on one VM are not serialized (a VM busy with another install is
 recorded as failed with ``Conflict``); update domains are assigned round-robin (5) by VM name.
 """
@@ -348,6 +353,16 @@ class ScheduleEngine:
             self._publish(POST, run, config, status=run.result_status)
 
     def _prerequisite_problem(self, vm: Vm) -> str | None:
+        if vm.is_arc:
+            # Arc: a Connected agent, no patch-orchestration prerequisite (arc-and-resource-graph.md §3.2)
+            if vm.agent_status != "Connected":
+                return (
+                    f"MachineNotConnected: the Azure Connected Machine agent is {vm.agent_status}; "
+                    "Arc-enabled servers patch only while Connected"
+                )
+            if vm.busy_operation:
+                return f"Conflict: another patch operation is in progress ({vm.busy_operation})"
+            return None
         if vm.power_state != "running":
             return f"VMNotRunning: the VM is {vm.power_state}; machines must be powered on for scheduled patching"
         if not vm.vm_agent_ready:

@@ -4,7 +4,8 @@ Why: the app must reach Azure only through the real SDK clients, and locally tho
 something that answers like Azure -- TLS, bearer auth, ARM error bodies, LROs, throttling,
 maintenance schedules and events, failures included. :class:`ArmSimulator` composes the parts:
 
-* :mod:`routes` (paths, RBAC actions), :mod:`compute`, :mod:`tags`, :mod:`maintenance` (handlers),
+* :mod:`routes` (paths, RBAC actions), :mod:`compute`, :mod:`hybridcompute` (Arc-enabled servers),
+  :mod:`tags`, :mod:`maintenance`, :mod:`resourcegraph` (handlers),
 * :mod:`fleet` (state), :mod:`patching` (patch world), :mod:`schedule` (runs) with its own
   schedule oracle :mod:`recurrence` (never the app's), :mod:`events`,
 * :mod:`apiversions` (registered api-versions), :mod:`faults`, :mod:`throttle`, :mod:`recorder`,
@@ -39,7 +40,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from emulator.arm import compute, maintenance, resourcegraph, tags
+from emulator.arm import compute, hybridcompute, maintenance, resourcegraph, tags
 from emulator.arm.apiversions import check_api_version
 from emulator.arm.calls import Call, Reply
 from emulator.arm.control import add_control_routes, vm_health
@@ -66,6 +67,7 @@ __all__ = ["ArmSimulator"]
 
 _HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
     **compute.HANDLERS,
+    **hybridcompute.HANDLERS,
     **tags.HANDLERS,
     **maintenance.HANDLERS,
     **resourcegraph.HANDLERS,
@@ -99,6 +101,7 @@ class ArmSimulator:
         self.fleet = Fleet.from_scenario(self.scenario, now=clock.now())
         self.faults = Faults(self.scenario.get("faults", []), self.seed, now=clock.now)
         self.faults.apply_initial(self.fleet)
+        self._apply_initial_arc_faults()
         self.throttle = Throttle(self.scenario.get("throttling"))
         self.recorder = Recorder()
         lro = self.scenario.get("lro") or {}
@@ -113,6 +116,7 @@ class ArmSimulator:
         self.check_api_versions = bool((self.scenario.get("apiVersions") or {}).get("enforce", True))
         self.identities = self._identities()
         self.operations: dict[str, compute.Operation] = {}
+        self.arc_operations: dict[str, hybridcompute.ArcOperation] = {}  # lower id -> Arc LRO
         self.apply_updates: dict[str, dict[str, Any]] = {}  # lower id -> ApplyUpdate body
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -277,6 +281,24 @@ class ArmSimulator:
 
         self.spawn(finish())
 
+    def start_arc_operation(self, op: hybridcompute.ArcOperation) -> None:
+        self.arc_operations[op.id.lower()] = op
+
+        async def finish() -> None:
+            await self.clock.sleep_until(op.end)
+            with self.clock.busy():
+                hybridcompute.finish_operation(self, op)
+
+        self.spawn(finish())
+
+    def _apply_initial_arc_faults(self) -> None:
+        """``vmAgentNotReady`` / ``deallocated`` on an Arc machine: its agent is Disconnected at start."""
+        now = self.clock.now()
+        for machine in self.fleet.machines.values():
+            hit = self.faults._take("vmAgentNotReady", machine) + self.faults._take("deallocated", machine)
+            if hit:
+                machine.set_agent_status("Disconnected", now)
+
     def apply_install(self, vm: Vm, plan: InstallPlan) -> None:
         """An install finished: patches land, the summary updates, faults take effect."""
         vm.installed.update(plan.installed_keys)
@@ -293,9 +315,13 @@ class ArmSimulator:
         """A scenario ``timeline`` entry: change matching VMs at a simulated instant."""
         await self.clock.sleep_until(parse_instant(entry["at"]))
         with self.clock.busy():
-            for vm in self.fleet.vms.values():
+            for vm in self.fleet.all_machines():
                 if not any(fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in entry["vms"]):
                     continue
+                if "agentStatus" in entry and vm.is_arc:
+                    vm.set_agent_status(entry["agentStatus"], self.clock.now())
+                if vm.is_arc and ("powerState" in entry or "vmAgent" in entry):
+                    continue  # Arc machines have an agent status instead
                 if "health" in entry:
                     vm.health = entry["health"]
                 if "powerState" in entry:
@@ -339,10 +365,21 @@ class ArmSimulator:
         health: str | None = None,
         power_state: str | None = None,
         vm_agent_ready: bool | None = None,
+        agent_status: str | None = None,
     ) -> None:
         vm = self.vm(name)
+        if agent_status is not None and not vm.is_arc:
+            raise ValueError(f"agentStatus: {name!r} is an Azure VM; use powerState / vmAgent")
+        if vm.is_arc and (power_state is not None or vm_agent_ready is not None):
+            raise ValueError(f"powerState/vmAgent: {name!r} is an Arc-enabled server; use agentStatus")
 
         def change() -> None:
+            if agent_status is not None:
+                if agent_status not in ("Connected", "Disconnected", "Expired", "Error", "AwaitingConnection"):
+                    raise ValueError(
+                        "agentStatus must be Connected, Disconnected, Expired, Error or AwaitingConnection"
+                    )
+                vm.set_agent_status(agent_status, self.clock.now())
             if health is not None:
                 if health not in ("Healthy", "Unhealthy", "Unknown"):
                     raise ValueError("health must be Healthy, Unhealthy or Unknown")
@@ -430,6 +467,27 @@ class ArmSimulator:
                 }
                 for vm in sorted(self.fleet.vms.values(), key=lambda v: v.id.lower())
             ],
+            "arcMachines": [
+                {
+                    "name": m.name,
+                    "id": m.id,
+                    "kind": "arc",
+                    "os": m.os,
+                    "osName": m.os_name,
+                    "osSku": m.os_sku,
+                    "location": m.location,
+                    "tags": dict(m.tags),
+                    "status": m.agent_status,
+                    "lastStatusChange": _iso(m.last_status_change) if m.last_status_change else None,
+                    "health": m.health,
+                    "installedPatches": sorted(m.installed),
+                    "availablePatches": [p.key for p in self.fleet.available_patches(m)],
+                    "lastPatchInstallationSummary": m.last_installation,
+                    "installCount": m.install_count,
+                    "healthUrl": self.health_url(m.name) if self.health_base_url else None,
+                }
+                for m in sorted(self.fleet.machines.values(), key=lambda v: v.id.lower())
+            ],
             "maintenanceConfigurations": [
                 maintenance.configuration_body(self, c) for c in self.fleet.configurations.values()
             ],
@@ -440,7 +498,7 @@ class ArmSimulator:
         }
 
     def _locations(self) -> list[str]:
-        found = {vm.location for vm in self.fleet.vms.values()} | {
+        found = {vm.location for vm in self.fleet.all_machines()} | {
             c.location for c in self.fleet.configurations.values()
         }
         return sorted(loc for loc in found if loc)
@@ -449,8 +507,8 @@ class ArmSimulator:
         """The location ARM names in an api-version refusal: the resource's, else the fleet's first."""
         if params.get("location"):
             return params["location"]
-        if params.get("vm"):
-            vm = self.fleet.vm_by_name(params["vm"])
+        if params.get("vm") or params.get("machine"):
+            vm = self.fleet.vm_by_name(params.get("vm") or params["machine"])
             if vm is not None:
                 return vm.location
         if params.get("mc"):

@@ -1,0 +1,227 @@
+"""Contract tests: the real azure-mgmt-hybridcompute 10.0.0 client against the simulator's Arc provider.
+
+Shapes from /work/shared/reference/arc-and-resource-graph.md: machine §2.3 (checked against the
+SDK's ``Machine`` model; the spec example ``Machines_Get.json`` itself is not in this repository,
+so field names are checked through the SDK's deserialisation, not byte for byte), results §2.6
+(the spec examples quoted there: key sets compared exactly), LRO §2.7 (202 with only ``Location``
++ ``Retry-After``; the real poll URL is undocumented, so only its being absolute and followed by
+the SDK is checked), RBAC actions §2.9. Time moves only through the held skip clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+from tests.emulator.arm.conftest import SUB, Running, base_scenario
+
+pytestmark = pytest.mark.emulator
+
+MC_ID = f"/subscriptions/{SUB}/resourcegroups/rg-patching/providers/Microsoft.Maintenance/maintenanceConfigurations"
+ARC_IDS = f"/subscriptions/{SUB}/resourceGroups/rg-arc/providers/Microsoft.HybridCompute/machines"
+
+# The spec examples' keys (§2.6, Machine_InstallPatches.json / Machine_AssessPatches.json @a2fab2a)
+INSTALL_KEYS = {"errorDetails", "excludedPatchCount", "failedPatchCount", "installationActivityId",
+                "installedPatchCount", "lastModifiedDateTime", "maintenanceWindowExceeded", "notSelectedPatchCount",
+                "osType", "pendingPatchCount", "rebootStatus", "startDateTime", "startedBy", "status"}
+# the example omits patchServiceUsed, which the spec's MachineInstallPatchesResult defines
+INSTALL_EXTRA = {"patchServiceUsed"}
+ASSESS_KEYS = {"assessmentActivityId", "availablePatchCountByClassification", "errorDetails",
+               "lastModifiedDateTime", "osType", "rebootPending", "startDateTime", "startedBy", "status"}
+
+
+def arc_scenario(**extra: Any) -> dict[str, Any]:
+    scenario = base_scenario(**extra)
+    scenario["subscriptions"][0]["resourceGroups"].append({
+        "name": "rg-arc",
+        "location": "westeurope",
+        "arcMachines": [
+            {"name": "arc-win-01", "os": "Windows", "kind": "AWS", "tags": {"patchRing": "ring0"}},
+            {"name": "arc-lin-01", "os": "Linux", "tags": {"patchRing": "ring1"}, "osSku": "Ubuntu 24.04 LTS"},
+            {"name": "arc-off-01", "os": "Windows", "status": "Disconnected",
+             "lastStatusChange": "2026-11-15T22:00:00Z", "tags": {"patchRing": "ring0"}},
+        ],
+    })
+    return scenario
+
+
+def hc(arm: Running) -> Any:
+    from azure.mgmt.hybridcompute import HybridComputeManagementClient
+
+    kw = arm.kwargs()
+    return HybridComputeManagementClient(kw.pop("credential"), SUB, **kw)
+
+
+def lro(arm: Running, poller: Any) -> Any:
+    ops = arm.sim.arc_operations
+    arm.advance_until(lambda: poller.done() or not any(o.status == "InProgress" for o in list(ops.values())))
+    return poller.result()
+
+
+class Responses:
+    """``raw_response_hook``: every HTTP response the SDK saw, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def __call__(self, pipeline_response: Any) -> None:
+        self.seen.append(pipeline_response.http_response)
+
+
+def test_get_and_list_machines_with_agent_status_os_and_tags(arm_factory):
+    arm = arm_factory(arc_scenario(paging={"pageSize": 2}))
+    client = hc(arm)
+    machine = client.machines.get("rg-arc", "arc-win-01")
+    assert machine.id == f"{ARC_IDS}/arc-win-01"
+    assert machine.type == "Microsoft.HybridCompute/machines"
+    assert machine.kind == "AWS"
+    assert machine.tags == {"patchRing": "ring0"}
+    assert machine.properties.status == "Connected"
+    assert machine.properties.os_type == "windows"
+    assert machine.properties.os_name == "windows"
+    assert machine.properties.os_sku == "Windows Server 2022 Datacenter"
+    assert machine.properties.agent_version
+    assert machine.properties.last_status_change is not None
+    assert machine.properties.os_profile.windows_configuration.patch_settings.assessment_mode == "AutomaticByPlatform"
+    off = client.machines.get("rg-arc", "arc-off-01", expand="instanceView")
+    assert off.properties.status == "Disconnected"
+    assert off.properties.last_status_change.isoformat().startswith("2026-11-15T22:00:00")
+    # paged lists follow nextLink (page size 2, three machines)
+    assert sorted(m.name for m in client.machines.list_by_resource_group("rg-arc")) == [
+        "arc-lin-01", "arc-off-01", "arc-win-01"]
+    assert len(list(client.machines.list_by_subscription())) == 3
+    # the Compute API does not see Arc machines, and the HybridCompute API does not see VMs
+    assert sorted(vm.name for vm in arm.compute().virtual_machines.list_all()) == [
+        "lin-01", "lin-02", "win-01", "win-02"]
+    with pytest.raises(ResourceNotFoundError):
+        client.machines.get("rg-fleet", "win-01")
+    with pytest.raises(ResourceNotFoundError):
+        arm.compute().virtual_machines.get("rg-arc", "arc-win-01")
+    extensions = {e.name for e in client.machine_extensions.list("rg-arc", "arc-win-01")}
+    assert extensions == {"WindowsPatchExtension", "WindowsOsUpdateExtension"}
+    # the agent status moves at run time, with lastStatusChange
+    arm.advance_to(arm.now() + timedelta(minutes=5))
+    arm.sim.set_vm_state("arc-win-01", agent_status="Expired")
+    again = client.machines.get("rg-arc", "arc-win-01")
+    assert again.properties.status == "Expired"
+    assert again.properties.last_status_change == arm.now()
+    with pytest.raises(ValueError, match="agentStatus"):
+        arm.sim.set_vm_state("win-01", agent_status="Disconnected")
+    # PATCH tags (Microsoft.HybridCompute/machines/write) and tags at scope both work on machines
+    client.machines.update("rg-arc", "arc-lin-01", {"tags": {"patchRing": "ring2"}})
+    assert arm.sim.vm("arc-lin-01").tags == {"patchRing": "ring2"}
+    from azure.mgmt.resource.resources.models import Tags, TagsPatchResource
+
+    arm.resources().tags.begin_update_at_scope(
+        f"{ARC_IDS}/arc-lin-01", TagsPatchResource(operation="Merge", properties=Tags(tags={"owner": "ops"}))
+    ).result()
+    assert client.machines.get("rg-arc", "arc-lin-01").tags == {"patchRing": "ring2", "owner": "ops"}
+    actions = {r.action for r in arm.sim.recorder.records}
+    assert {"Microsoft.HybridCompute/machines/read", "Microsoft.HybridCompute/machines/write",
+            "Microsoft.HybridCompute/machines/extensions/read", "Microsoft.Resources/tags/write"} <= actions
+
+
+def test_install_patches_lro_arc_shapes_once_only_and_actions(arm_factory):
+    arm = arm_factory(arc_scenario())
+    client = hc(arm)
+    seen = Responses()
+    poller = client.machines.begin_install_patches(
+        "rg-arc", "arc-win-01",
+        {"maximumDuration": "PT02H00M00S", "rebootSetting": "IfRequired",
+         "windowsParameters": {"classificationsToInclude": ["Critical", "Security"]}},
+        raw_response_hook=seen,
+    )
+    first = seen.seen[0]
+    assert first.status_code == 202
+    assert first.headers["Location"].startswith(arm.sim.endpoint + f"/subscriptions/{SUB}/providers/"
+                                                "Microsoft.HybridCompute/locations/westeurope/"
+                                                "updateCenterOperationResults/")
+    assert first.headers["Retry-After"] == "1"
+    assert "Azure-AsyncOperation" not in first.headers
+    # once-only: a second install while the first runs is refused (409 -> ResourceExistsError)
+    with pytest.raises(ResourceExistsError):
+        client.machines.begin_install_patches("rg-arc", "arc-win-01",
+                                              {"maximumDuration": "PT2H", "rebootSetting": "IfRequired"})
+    result = lro(arm, poller)
+    assert result.status == "Succeeded"
+    assert result.installed_patch_count == 2 and result.failed_patch_count == 0
+    assert result.not_selected_patch_count == 1
+    assert result.reboot_status == "Completed"
+    assert result.started_by == "User" and result.os_type == "Windows" and result.patch_service_used == "WU"
+    assert result.error_details is None
+    raw = result.as_dict()
+    assert set(raw) == INSTALL_KEYS | INSTALL_EXTRA  # exactly the spec's fields: no patches[], no error
+    assert arm.sim.vm("arc-win-01").installed == {"KB5048667", "KB5048654"}
+    assert arm.sim.vm("arc-win-01").install_count == 1
+    # the poll answered 202 while running, then 200 with the body
+    polls = [r for r in arm.sim.recorder.records if r.operation == "hc.operation_result"]
+    assert [p.status for p in polls][-1] == 200 and all(p.status in (200, 202) for p in polls)
+    actions = {r.action for r in arm.sim.recorder.records if r.status < 400}
+    assert {"Microsoft.HybridCompute/machines/installPatches/action",
+            "Microsoft.HybridCompute/locations/updateCenterOperationResults/read"} <= actions
+    # a continuation token resumes against the finished record
+    token = client.machines.begin_install_patches("rg-arc", "arc-win-01", {
+        "maximumDuration": "PT1H", "rebootSetting": "Never",
+        "windowsParameters": {"classificationsToInclude": ["Definition"]}}).continuation_token()
+    resumed = client.machines.begin_install_patches("rg-arc", "arc-win-01", None, continuation_token=token)
+    assert lro(arm, resumed).installed_patch_count == 1
+
+
+def test_install_errors_failures_and_disconnected_agent(arm_factory):
+    arm = arm_factory(arc_scenario(faults=[{"type": "patchFails", "patch": "KB5048667", "vms": ["arc-win-01"]}]))
+    client = hc(arm)
+    # validation: both parameters required, the spec's reboot values only
+    with pytest.raises(HttpResponseError) as missing:
+        client.machines.begin_install_patches("rg-arc", "arc-win-01", {"rebootSetting": "IfRequired"})
+    assert missing.value.status_code == 400 and missing.value.error.target == "maximumDuration"
+    with pytest.raises(HttpResponseError) as doc_spelling:
+        client.machines.begin_install_patches("rg-arc", "arc-win-01",
+                                              {"maximumDuration": "PT120M", "rebootSetting": "NeverReboot"})
+    assert doc_spelling.value.error.target == "rebootSetting"
+    with pytest.raises(ResourceNotFoundError):
+        client.machines.begin_install_patches("rg-arc", "nope", {"maximumDuration": "PT2H", "rebootSetting": "Never"})
+    # an injected patch failure: status Failed, errorDetails (not error), counts
+    failed = lro(arm, client.machines.begin_install_patches(
+        "rg-arc", "arc-win-01", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired"}))
+    assert failed.status == "Failed" and failed.failed_patch_count == 1 and failed.installed_patch_count == 2
+    assert failed.error_details.code == "PatchInstallationFailed"
+    assert failed.error_details.details[0].target == "KB5048667"
+    assert "error" not in failed.as_dict()
+    # a Disconnected agent: accepted, then a terminal Failed result after the queue timeout; nothing installs
+    offline = lro(arm, client.machines.begin_install_patches(
+        "rg-arc", "arc-off-01", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired"}))
+    assert offline.status == "Failed" and offline.installed_patch_count == 0
+    assert offline.error_details.code == "MachineNotConnected"
+    assert arm.sim.vm("arc-off-01").installed == set()
+    assessed = lro(arm, client.machines.begin_assess_patches("rg-arc", "arc-off-01"))
+    assert assessed.status == "Failed" and assessed.error_details.code == "MachineNotConnected"
+    # an operationFails fault ends the operation with a terminal Failed result carrying its code
+    arm.sim.add_fault({"type": "operationFails", "operation": "assessPatches", "code": "ExtensionFailed",
+                       "vms": ["arc-lin-01"]})
+    broken = lro(arm, client.machines.begin_assess_patches("rg-arc", "arc-lin-01"))
+    assert broken.status == "Failed" and broken.error_details.code == "ExtensionFailed"
+    # request faults and throttling go through the existing machinery, by RBAC action
+    arm.sim.add_fault({"type": "httpError", "status": 429, "retryAfter": 0, "count": 1,
+                       "action": "Microsoft.HybridCompute/machines/read"})
+    assert client.machines.get("rg-arc", "arc-lin-01").name == "arc-lin-01"  # azure-core retried the 429
+    throttled = [r for r in arm.sim.recorder.records if r.status == 429]
+    assert throttled and throttled[-1].action == "Microsoft.HybridCompute/machines/read"
+
+
+def test_assess_patches_lro_without_body(arm_factory):
+    arm = arm_factory(arc_scenario())
+    client = hc(arm)
+    result = lro(arm, client.machines.begin_assess_patches("rg-arc", "arc-lin-01"))
+    assert result.status == "Succeeded"
+    raw = result.as_dict()
+    assert set(raw) == ASSESS_KEYS | {"patchServiceUsed"}
+    counts = raw["availablePatchCountByClassification"]
+    # Linux catalog: openssl x2 + curl (Security), tzdata (Other)
+    assert counts["security"] == 3 and counts["other"] == 1 and counts["critical"] == 0
+    assert result.os_type == "Linux" and result.patch_service_used == "APT"
+    post = next(r for r in arm.sim.recorder.records if r.operation == "hc.assess_patches")
+    assert post.body is None  # the SDK sends no body (the docs send {}; both are accepted)
+    assert post.action == "Microsoft.HybridCompute/machines/assessPatches/action"
