@@ -54,12 +54,14 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 
 from activities import Payload
+from activities import arc as arc_ops
 from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
 from patchrings.arm.errors import error_info, status_of
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
+from patchrings.arm.machines import arc_ref, is_arc
 from patchrings.arm.vms import (
     FINISHED_PATCH_STATES,
     app_health,
@@ -106,8 +108,14 @@ def _vm_parts(vm: Mapping[str, Any]) -> tuple[str, str, str]:
     return rid.subscription, rid.resource_group or "", rid.name or str(vm.get("name"))
 
 
-def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """VMs of a ring: its tag selector (value or hold value) and/or its configuration's members.
+def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any], *,
+                              listed: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Members of a ring: its tag selector (value or hold value) and/or its configuration's members.
+
+    Members are Azure VMs and Arc-enabled servers (issue 12): each record carries ``kind``
+    (``vm``/``arc``) besides ``id``; Arc records add ``agentStatus`` and ``lastStatusChange``.
+    ``listed`` (optional) caches each subscription's listing across calls (the compliance view
+    resolves every ring of a plan from one listing per subscription).
 
     The configuration's members are its resource-level assignments plus the VMs its dynamic
     scopes (subscription-level assignments with a ``filter``) select. The plan's
@@ -131,16 +139,14 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     locations = {loc.replace(" ", "").lower() for loc in members.locations}
     os_types = {o.lower() for o in members.os_types}
 
-    # statusOnly=true is how list-all returns run-time status (power state); $expand=instanceView
-    # on list-all needs a $filter in Azure.
-    fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (VmRef, tags)
+    fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # id -> (member record, tags)
     for sub in subscriptions:
-        pages = 0
-        for page in clients.compute(sub).virtual_machines.list_all(status_only="true").by_page():
-            pages += 1
-            for vm in page:
-                _consider(vm, fleet, groups=groups, locations=locations, os_types=os_types)
-        _LIST_PAGES[sub.lower()] = max(pages, 1)
+        key = sub.lower()
+        wires = listed[key] if listed is not None and key in listed else subscription_fleet(clients, sub)
+        if listed is not None:
+            listed[key] = wires
+        for wire in wires:
+            _consider(wire, fleet, groups=groups, locations=locations, os_types=os_types)
 
     selected: set[str] = set()
     if members.tag:
@@ -151,11 +157,35 @@ def resolve_ring_members_core(clients: Any, payload: Mapping[str, Any]) -> dict[
     return {"vms": sorted((fleet[key][0] for key in selected), key=lambda v: v["id"].lower())}
 
 
+def subscription_fleet(clients: Any, subscription: str) -> list[dict[str, Any]]:
+    """Every VM and Arc-enabled server of a subscription, as REST JSON (two paged lists).
+
+    VMs come from ``list_all(statusOnly=true)`` (how list-all returns the power state;
+    ``$expand=instanceView`` on list-all needs a ``$filter`` in Azure), Arc machines from
+    HybridCompute's ``list_by_subscription`` (:func:`activities.arc.list_machines`: a subscription
+    without the HybridCompute provider registered simply has none).
+    """
+    out: list[dict[str, Any]] = []
+    pages = 0
+    for page in clients.compute(subscription).virtual_machines.list_all(status_only="true").by_page():
+        pages += 1
+        out.extend(to_wire(vm) or {} for vm in page)
+    _LIST_PAGES[subscription.lower()] = max(pages, 1)
+    machines, _ = arc_ops.list_machines(clients, subscription)
+    return out + machines
+
+
+def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """The member record of a listed resource: :func:`vm_ref` or, for Arc, :func:`arc_ref`."""
+    return arc_ref(wire) if is_arc(str(wire.get("id") or "")) else vm_ref(wire)
+
+
 def _consider(vm: Any, fleet: dict[str, tuple[dict[str, Any], dict[str, Any]]], *, groups: set[str],
               locations: set[str], os_types: set[str]) -> None:
-    """Add one listed VM to ``fleet`` when the plan's resource groups / locations / OS types allow."""
+    """Add one listed VM or Arc machine to ``fleet`` when the plan's resource groups / locations /
+    OS types allow."""
     wire = to_wire(vm) or {}
-    ref = vm_ref(wire)
+    ref = member_ref(wire)
     rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
     if groups and rg not in groups:
         return
@@ -206,9 +236,11 @@ def _configuration_members(
     if ring.members.tag is None:
         def vm_assignments(key: str) -> bool:
             rid = parse_resource_id(fleet[key][0]["id"])
+            provider, kind = (("Microsoft.HybridCompute", "machines") if is_arc(fleet[key][0])
+                              else ("Microsoft.Compute", "virtualMachines"))
             try:
                 docs = clients.maintenance(rid.subscription).configuration_assignments.list(
-                    rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name)
+                    rid.resource_group, provider, kind, rid.name)
                 return any(same_arm_id(((to_wire(d) or {}).get("properties") or {}).get("maintenanceConfigurationId"),
                                        configuration_id) for d in docs)
             except HttpResponseError as exc:
@@ -302,11 +334,13 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     except AzureError as exc:  # without the ledger once-only cannot be guaranteed: do not send
         return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
     if record is not None:
-        if payload.get("resend") and _uncertain(record):
+        if payload.get("resend") and _uncertain(record) and not is_arc(vm):  # Arc: never re-sent (activities/arc.py)
             return _resend_install(clients, ledger, payload, record)
         return _answer_for(record)
 
     since = _run_started_at(payload)
+    if is_arc(vm):
+        return _start_install_arc(clients, ledger, payload, since)
     try:
         view = _instance_view(clients, vm)
     except AzureError as exc:
@@ -329,6 +363,34 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     out = _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
     if out.get("state") == "started":
         out["baseline"] = _baseline(view, vm, payload.get("probes") or [])
+    return out
+
+
+def _start_install_arc(clients: Any, ledger: Any, payload: Mapping[str, Any], since: datetime | None) -> dict[str, Any]:
+    """:func:`start_install_core` for an Arc-enabled server (see :mod:`activities.arc`): the
+    machine's agent must be Connected; Resource Graph stands in for the instance view."""
+    vm = payload["vm"]
+    vm_id = str(vm["id"])
+    run_id = str(payload["runId"])
+    observed, machine, refusal = arc_ops.precheck_install_arc(clients, vm, since)
+    if refusal is not None:
+        return _started("refused", None, refusal)
+    claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")), "kind": "arc",
+             "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
+    if observed:
+        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed})
+        return _started("already-done" if observed == "done" else "already-started", None)
+    try:
+        claimed = ledger.record_install(run_id, vm_id, {**claim, "state": "posting"})
+    except AzureError as exc:
+        return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
+    if not claimed:
+        record = _best_effort(ledger.install, run_id, vm_id) or {}
+        return _started("already-started", record.get("token"))
+    out = _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
+    if out.get("state") == "started":
+        out["baseline"] = arc_ops.arc_health_sample(machine, vm, list(payload.get("probes") or []),
+                                                    default_http_get, run_probe)
     return out
 
 
@@ -442,6 +504,9 @@ def _post_install_once(clients: Any, vm: Mapping[str, Any], parameters: dict[str
     operations = clients.compute(sub).virtual_machines
     for attempt in range(THROTTLE_ATTEMPTS):
         try:
+            if is_arc(vm):
+                return arc_ops.post_install_arc(clients, vm, parameters, polling=OneShotARMPolling(),
+                                                retry_status=0, retry_read=0)
             return operations.begin_install_patches(
                 rg, name, parameters, polling=OneShotARMPolling(), retry_status=0, retry_read=0
             )
@@ -481,6 +546,8 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
     accepted only when it started at or after the run started.
     """
     vm = payload["vm"]
+    if is_arc(vm):
+        return arc_ops.poll_install_arc(clients, ledger, payload, best_effort=_best_effort)
     run_id = str(payload.get("runId"))
     token = payload.get("token")
     record = None
@@ -527,10 +594,14 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
 
 # ------------------------------------------------------------------------------ assess (dry run)
 def start_assess_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Start assessPatches (read-only on the VM, so no once-only bookkeeping is needed)."""
+    """Start assessPatches (read-only on the VM, so no once-only bookkeeping is needed); on an Arc
+    machine through HybridCompute."""
     sub, rg, name = _vm_parts(payload["vm"])
     try:
-        poller = clients.compute(sub).virtual_machines.begin_assess_patches(rg, name, polling=OneShotARMPolling())
+        if is_arc(payload["vm"]):
+            poller = arc_ops.start_assess_arc(clients, payload["vm"])
+        else:
+            poller = clients.compute(sub).virtual_machines.begin_assess_patches(rg, name, polling=OneShotARMPolling())
     except AzureError as exc:
         return _started("refused", None, error_info(exc))
     token = poller.continuation_token()
@@ -540,6 +611,8 @@ def start_assess_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any
 
 def poll_assess_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     """One status check of an assessment: ``{"done", "result", "error"}``."""
+    if is_arc(payload["vm"]):
+        return arc_ops.poll_assess_arc(clients, payload["vm"], str(payload["token"]))
     sub, rg, name = _vm_parts(payload["vm"])
     poller = clients.compute(sub).virtual_machines.begin_assess_patches(
         rg, name, continuation_token=payload["token"], polling=OneShotARMPolling()
@@ -588,6 +661,9 @@ def check_vm_health_core(
     later ring (issue 13 item 5).
     """
     vm = payload["vm"]
+    if is_arc(vm):
+        return arc_ops.arc_health_samples(clients, [vm], list(payload.get("probes") or []), http_get,
+                                          run_probe)[str(vm["id"]).lower()]
     sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
                               "probes": [], "readError": None}
     try:

@@ -7,6 +7,10 @@ round and answers in one activity: *full* samples read each VM's instance view (
 ``statusOnly`` VM list per subscription. HTTP probes stay per VM (the app's own endpoints, not
 ARM). Contract: ``{checks: [{vm: VmRef, full: bool}], probes}`` -> ``{samples: [sample]}`` in the
 order of ``checks``; a cheap sample carries ``partial: true``.
+
+Arc-enabled servers (issue 12) are sampled from one paged HybridCompute machine list per
+subscription (agent status, last status change, OS; :func:`activities.arc.arc_health_samples`):
+the list carries everything an Arc sample has, so every Arc sample is a full one.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
 from activities import Payload
+from activities import arc as arc_ops
 from activities.compute import _LIST_PAGES, HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
 from activities.deps import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.lro import to_wire
+from patchrings.arm.machines import is_arc
 from patchrings.arm.vms import power_state
 
 bp = df.Blueprint()
@@ -66,8 +72,13 @@ def check_vm_health_batch_core(
     """
     checks = list(payload.get("checks") or [])
     probes = payload.get("probes") or []
+    arc_members = [c["vm"] for c in checks if is_arc(c["vm"])]
+    arc_samples = (arc_ops.arc_health_samples(clients, arc_members, list(probes), http_get, run_probe,
+                                              map_many=map_bounded) if arc_members else {})
     cheap_by_sub: dict[str, list[Mapping[str, Any]]] = {}
     for check in checks:
+        if is_arc(check["vm"]):
+            continue
         if not check.get("full", True):
             sub = _vm_parts(check["vm"])[0].lower()
             cheap_by_sub.setdefault(sub, []).append(check["vm"])
@@ -86,6 +97,8 @@ def check_vm_health_batch_core(
 
     def one(check: Mapping[str, Any]) -> dict[str, Any]:
         vm = check["vm"]
+        if is_arc(vm):
+            return arc_samples[str(vm["id"]).lower()]
         sub = _vm_parts(vm)[0].lower()
         if check.get("full", True) or (sub not in listed and sub not in failed):
             return check_vm_health_core(clients, {"vm": vm, "probes": probes}, http_get=http_get)

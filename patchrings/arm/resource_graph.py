@@ -28,8 +28,10 @@ from typing import Any
 __all__ = [
     "MAX_PAGE",
     "RUN_BATCH",
+    "assessment_query",
     "install_result",
     "kql_string",
+    "machine_installs_query",
     "machine_of",
     "patch_rows_query",
     "query_all",
@@ -80,9 +82,53 @@ def patch_rows_query(run_ids: Sequence[str]) -> str:
     )
 
 
+MACHINE_BATCH = 100  # machine ids per ``in~`` list (§4.5: group ids into one query, not one per machine)
+_MACHINE_ID = re.compile(
+    r"^/subscriptions/[0-9A-Za-z-]{1,64}/resourcegroups/[A-Za-z0-9._()\-]{1,90}/providers/"
+    r"(microsoft\.compute/virtualmachines|microsoft\.hybridcompute/machines)/[A-Za-z0-9._\-]{1,80}$",
+    re.IGNORECASE,
+)
+
+
+def _machine_literals(machine_ids: Sequence[str]) -> str:
+    if not machine_ids or len(machine_ids) > MACHINE_BATCH:
+        raise ValueError(f"1..{MACHINE_BATCH} machine ids per query, got {len(machine_ids)}")
+    for machine in machine_ids:
+        if not _MACHINE_ID.match(str(machine)):
+            raise ValueError(f"not a VM or Arc machine id: {str(machine)[:120]!r}")
+    return ", ".join(kql_string(str(m).lower()) for m in machine_ids)
+
+
+def machine_installs_query(machine_ids: Sequence[str]) -> str:
+    """Every install summary row (any run, VMs or Arc) of the given machines (at most
+    :data:`MACHINE_BATCH`): how an Arc machine's on-demand install is found in Resource Graph
+    (its LRO result has no patch list; §2.6, §5.2). Rows are kept 30 days, so a machine has few."""
+    return (
+        "patchinstallationresources\n"
+        "| where type endswith '/patchinstallationresults'\n"
+        "| extend machineId = tostring(split(tolower(id), '/patchinstallationresults/')[0])\n"
+        f"| where machineId in~ ({_machine_literals(machine_ids)})\n"
+        "| project id, machineId, run = name, properties\n"
+        "| order by id asc"
+    )
+
+
+def assessment_query() -> str:
+    """The latest assessment summary of every machine (VMs and Arc) in the queried subscriptions
+    (§7(c)): missing Critical / Security counts and when the machine was last assessed."""
+    return (
+        "patchassessmentresources\n"
+        "| where type endswith '/patchassessmentresults'\n"
+        "| extend machineId = tostring(split(tolower(id), '/patchassessmentresults/')[0])\n"
+        "| project id, machineId, properties\n"
+        "| order by id asc"
+    )
+
+
 def machine_of(row_id: str) -> str:
     """The machine id (lower-case) of a summary or per-patch row id."""
-    return str(row_id).lower().split("/patchinstallationresults/")[0]
+    low = str(row_id).lower()
+    return low.split("/patchinstallationresults/")[0].split("/patchassessmentresults/")[0]
 
 
 def run_of_patch_row(row_id: str) -> str:

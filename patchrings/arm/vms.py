@@ -29,6 +29,7 @@ __all__ = [
 
 FINISHED_PATCH_STATES = frozenset({"succeeded", "failed", "completedwithwarnings"})
 VM_TYPE = "microsoft.compute/virtualmachines"
+ARC_TYPE = "microsoft.hybridcompute/machines"
 
 
 def _props(vm: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -145,6 +146,7 @@ def vm_ref(vm: Mapping[str, Any]) -> dict[str, Any]:
         "powerState": power_state(props.get("instanceView")),
         "scheduleIssue": schedule_issue(vm),
         "image": image_family(vm),
+        "kind": "vm",
     }
 
 
@@ -157,11 +159,15 @@ def dynamic_scope_matches(
 ) -> bool:
     """Does a dynamic scope's ``filter`` (contracts §5.5) select this VM?
 
-    ``vm`` is a VmRef; ``tags`` the VM's tags. Empty criteria match everything, as in Azure.
+    ``vm`` is a member record (a VmRef, or an Arc machine's with ``kind: arc``); ``tags`` its tags.
+    ``resourceTypes`` selects by the member's type (``Microsoft.Compute/virtualMachines`` /
+    ``Microsoft.HybridCompute/machines``). Empty criteria match everything, as in Azure.
     """
     f = filt or {}
     types = [t.lower() for t in f.get("resourceTypes") or []]
-    if types and VM_TYPE not in types:
+    kind = str(vm.get("kind") or "").lower()
+    member_type = ARC_TYPE if kind == "arc" or (not kind and ARC_TYPE in str(vm["id"]).lower()) else VM_TYPE
+    if types and member_type not in types:
         return False
     groups = [g.lower() for g in f.get("resourceGroups") or []]
     rg = (parse_resource_id(str(vm["id"])).resource_group or "").lower()

@@ -14,6 +14,10 @@ Phases (Azure Deployment Manager health-check semantics, the best spec among the
 The tracker is a pure state machine: the orchestrator calls ``observe(at, sample)`` with the
 time it scheduled the check for (replay-safe), and sleeps until ``next_check_at``.
 
+Arc-enabled servers (issue 12): a sample with ``kind: arc`` has no power state or VM agent; its
+agent status takes their place (``Connected`` healthy; ``Disconnected`` / ``Expired`` / anything
+else *unknown*, never healthy), with the same Application Health rule and HTTP probes.
+
 Fewer reads, faster detection (issue 11):
 
 * **Samples.** A *full* sample (instance view per VM: power state, VM agent, Application Health,
@@ -184,6 +188,10 @@ class HealthSample:
     read_error: str | None = None
     vm: str | None = None
     partial: bool = False
+    kind: str | None = None
+    agent_status: str | None = None
+    last_status_change: str | None = None
+    os: str | None = None
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> HealthSample:
@@ -195,7 +203,15 @@ class HealthSample:
             read_error=doc.get("readError"),
             vm=doc.get("vm") if isinstance(doc.get("vm"), str) else None,
             partial=bool(doc.get("partial", False)),
+            kind=doc.get("kind") if isinstance(doc.get("kind"), str) else None,
+            agent_status=doc.get("agentStatus"),
+            last_status_change=doc.get("lastStatusChange"),
+            os=doc.get("os"),
         )
+
+    @property
+    def is_arc(self) -> bool:
+        return str(self.kind or "").lower() == "arc"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -208,6 +224,9 @@ class HealthSample:
         }
         if self.partial:
             out["partial"] = True
+        if self.is_arc:
+            out.update(kind="arc", agentStatus=self.agent_status, lastStatusChange=self.last_status_change,
+                       os=self.os)
         return out
 
 
@@ -220,6 +239,20 @@ def _norm(value: str | None) -> str | None:
     return v.replace(" ", "").replace("_", "")
 
 
+def _arc_agent(sample: HealthSample, unknown: list[str]) -> None:
+    """An Arc-enabled server's signal in place of power state and VM agent: its Connected
+    Machine agent. ``Connected`` is the only healthy value; ``Disconnected`` / ``Expired`` /
+    ``Error`` / ``AwaitingConnection`` / unknown say nothing about the machine's health (it may
+    be up with its agent cut off, or down): *unknown*, never healthy, so a gate holding one is
+    inconclusive (arc-and-resource-graph.md §2.4, §7 pitfalls)."""
+    status = _norm(sample.agent_status)
+    if status == "connected":
+        return
+    since = f" since {sample.last_status_change}" if sample.last_status_change else ""
+    unknown.append(f"Arc agent is {sample.agent_status or 'not reporting'}{since}: the machine cannot be "
+                   "judged healthy")
+
+
 def evaluate_sample(policy: HealthPolicy, sample: HealthSample) -> tuple[SignalState, list[str]]:
     """Fold one sample into healthy / unhealthy / unknown, with a reason per bad signal.
 
@@ -229,13 +262,15 @@ def evaluate_sample(policy: HealthPolicy, sample: HealthSample) -> tuple[SignalS
         return "unknown", [f"health signals could not be read: {sample.read_error}"]
     bad: list[str] = []
     unknown: list[str] = []
-    if policy.power_state:
+    if sample.is_arc:
+        _arc_agent(sample, unknown)
+    if policy.power_state and not sample.is_arc:
         ps = _norm(sample.power_state)
         if ps is None or ps == "unknown":
             unknown.append("power state unknown")
         elif ps != "running":
             bad.append(f"power state is {sample.power_state}, expected running")
-    if policy.vm_agent and not sample.partial:
+    if policy.vm_agent and not sample.partial and not sample.is_arc:
         ag = _norm(sample.vm_agent)
         if ag is None or ag == "unknown":
             unknown.append("VM agent status unknown")

@@ -135,7 +135,7 @@ def test_vm_ref_and_ids() -> None:
                          "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}
     assert vm_ref(vm) == {"id": vm["id"], "name": "web-01", "os": "Windows", "location": "westeurope",
                           "zone": "2", "availabilitySet": "/subscriptions/x/availabilitySets/as1",
-                          "powerState": "deallocated", "scheduleIssue": None, "image": None}
+                          "powerState": "deallocated", "scheduleIssue": None, "image": None, "kind": "vm"}
     vm_id = str(vm["id"])
     rid = parse_resource_id(vm_id)
     assert (rid.subscription, rid.resource_group, rid.full_type, rid.name) == (
