@@ -225,3 +225,66 @@ def test_assess_patches_lro_without_body(arm_factory):
     post = next(r for r in arm.sim.recorder.records if r.operation == "hc.assess_patches")
     assert post.body is None  # the SDK sends no body (the docs send {}; both are accepted)
     assert post.action == "Microsoft.HybridCompute/machines/assessPatches/action"
+
+
+def test_assignments_dynamic_scopes_and_scheduled_runs_patch_arc_machines(arm_factory):
+    """Item 2: a configuration assignment on a machine and a dynamic scope over HybridCompute select
+    Arc machines; a scheduled run patches them with the same pre/post events, skipping a
+    disconnected one (MachineNotConnected) without any patch-mode prerequisite."""
+    from azure.mgmt.maintenance import models as m
+
+    scenario = arc_scenario()
+    # the base scenario's ds-ring0 (patchRing=ring0, no resourceTypes) already spans both kinds;
+    # narrow it to VMs so the assignments below are what brings the Arc machines in
+    scenario["subscriptions"][0]["dynamicScopes"][0]["filter"]["resourceTypes"] = ["Microsoft.Compute/virtualMachines"]
+    arm = arm_factory(scenario)
+    client = arm.maintenance()
+    ring0 = f"{MC_ID}/mc-ring0"
+    assert [v.name for v in arm.sim.fleet.assigned_vms(ring0)] == ["lin-01", "win-01"]
+    # a static assignment on an Arc machine: the SDK's provider/resource-type form
+    created = client.configuration_assignments.create_or_update(
+        "rg-arc", "Microsoft.HybridCompute", "machines", "arc-lin-01", "mc-ring0",
+        m.ConfigurationAssignment(maintenance_configuration_id=ring0, location="westeurope"),
+    )
+    assert created.resource_id.lower() == f"{ARC_IDS}/arc-lin-01".lower()
+    got = client.configuration_assignments.get("rg-arc", "Microsoft.HybridCompute", "machines", "arc-lin-01",
+                                               "mc-ring0")
+    assert got.maintenance_configuration_id.lower() == ring0.lower()
+    # a dynamic scope whose resourceTypes name HybridCompute selects Arc machines only
+    client.configuration_assignments_for_subscriptions.create_or_update(
+        "ds-arc-ring0",
+        m.ConfigurationAssignment(
+            maintenance_configuration_id=ring0,
+            filter=m.ConfigurationAssignmentFilterProperties.from_dict(
+                {"resourceTypes": ["Microsoft.HybridCompute/machines"],
+                 "tagSettings": {"tags": {"patchRing": ["ring0"]}, "filterOperator": "All"}}),
+        ),
+    )
+    members = [v.name for v in arm.sim.fleet.assigned_vms(ring0)]
+    assert sorted(members) == ["arc-lin-01", "arc-off-01", "arc-win-01", "lin-01", "win-01"]
+    assigned_actions = {r.action for r in arm.sim.recorder.records if r.status < 400}
+    assert "Microsoft.Maintenance/configurationAssignments/write" in assigned_actions
+    # a scheduled run patches them, with the usual pre and post events
+    correlation = arm.sim.fire_run("mc-ring0")
+    arm.advance_until(lambda: getattr(arm.sim.run(correlation), "status", None) == "Completed")
+    run = arm.sim.run(correlation)
+    assert run is not None
+    patched = {arm.sim.fleet.vm(vm_id).name: plan for vm_id, plan in run.plans.items()}
+    assert {"arc-win-01", "arc-lin-01", "win-01", "lin-01"} == set(patched)
+    assert patched["arc-win-01"].status == "Succeeded" and patched["arc-win-01"].maintenance_run_id == correlation
+    assert arm.sim.vm("arc-win-01").installed == {"KB5048667", "KB5048654"}
+    assert arm.sim.vm("arc-lin-01").installed == {"openssl=3.0.2-0ubuntu1.19", "curl=7.81.0-1ubuntu1.19"}
+    off_id = next(v for v in run.vm_ids if v.endswith("arc-off-01"))
+    assert run.skipped[off_id].startswith("MachineNotConnected")
+    assert run.result_status == "Failed"  # a member that could not patch fails the run, as for VMs
+    events = [e for e in arm.sim.events.published if e["data"]["correlationId"] == correlation]
+    assert [e["eventType"] for e in events] == ["Microsoft.Maintenance.PreMaintenanceEvent",
+                                                "Microsoft.Maintenance.PostMaintenanceEvent"]
+    # per-machine applyUpdates records under the machine, as for VMs
+    record = arm.sim.apply_updates[f"{ARC_IDS}/arc-win-01/providers/Microsoft.Maintenance/applyUpdates/"
+                                   f"{run.name}".lower()]
+    assert record["properties"]["status"] == "Completed"
+    # the scheduled install made the machine busy only while it ran: a direct install works after it
+    after = lro(arm, hc(arm).machines.begin_install_patches(
+        "rg-arc", "arc-win-01", {"maximumDuration": "PT1H", "rebootSetting": "IfRequired"}))
+    assert after.status == "Succeeded" and after.installed_patch_count == 1
