@@ -23,7 +23,8 @@ same event id again and receivers dedupe on ``(source, id)``.
 Input: contract NOTIFY ``{kind, id, rolloutId, ring, severity, message, data, time?}``; older
 ``{kind, severity?, message, ...any JSON}`` inputs are accepted. Output ``{"logged": true,
 "posted": bool, "status"?: int, "error"?: str}`` plus, when a topic is configured,
-``{"published": bool, "eventId": str, "eventType": str, "publishError"?: str}``.
+``{"published": bool, "eventId": str, "eventType": str, "attempts"?: int, "publishError"?: str}``
+(one resend when the connection failed or the answer was lost: same id).
 """
 
 from __future__ import annotations
@@ -119,6 +120,21 @@ def publish_cloud_event(client: Any, event: Mapping[str, Any]) -> None:
     client.send([cloud_event])
 
 
+def _publish_with_one_resend(publish: Publisher, event: dict[str, Any]) -> int:
+    """Publish; once more when the connection failed or the answer was lost (azure-core's
+    RetryPolicy does not retry a POST whose answer never came, and the topic may have the event
+    already: the resend carries the same id, receivers dedupe). Returns the attempts made."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    try:
+        publish(event)
+        return 1
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        log.info("notify: resending %s after %s", event.get("id"), type(exc).__name__)
+    publish(event)
+    return 2
+
+
 def _rfc3339_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -170,7 +186,7 @@ def notify_core(
         else:
             result.update(eventId=event["id"], eventType=event["type"])
             try:
-                _bounded(lambda: publish(event), publish_budget)
+                result["attempts"] = _bounded(lambda: _publish_with_one_resend(publish, event), publish_budget)
                 result["published"] = True
             except Exception as exc:
                 log.warning("notify: Event Grid publish of %s failed: %s", event["id"], _error_text(exc))

@@ -11,7 +11,11 @@ Wiring (the same settings the app would get in Azure, pointed at local endpoints
    can target ``${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=...``;
 2. start Azurite -> ``PATCHRINGS_LEDGER_CONNECTION``;
 3. start the simulator -> its ``client_settings`` (``PATCHRINGS_ARM_*``);
-4. start the host with those settings on top of the app's ``local.settings.json``.
+4. start the local Event Grid topic (:mod:`emulator.eventgrid`; it accepts the simulator's token)
+   -> ``PATCHRINGS_NOTIFY_TOPIC_ENDPOINT`` / ``PATCHRINGS_NOTIFY_TOPIC_CA_BUNDLE``, and
+   ``PATCHRINGS_PUBLIC_BASE_URL`` = the host's URL (absolute page links in notifications);
+   what the app publishes is at ``GET {platform.eventgrid_url}/_sim/events``;
+5. start the host with those settings on top of the app's ``local.settings.json``.
 
 ``python -m emulator platform --scenario FILE [--clock scale=60]`` runs it from a shell.
 
@@ -154,6 +158,7 @@ class LocalPlatform:
         self.azurite: Azurite | None = None
         self.loop: LoopThread | None = None
         self.arm: Any = None
+        self.eventgrid: Any = None  # emulator.eventgrid.EventGridTopic once started
         self.host: Any = None
         self.settings: dict[str, str] = {}
         self.clock_port = clock_port
@@ -194,6 +199,14 @@ class LocalPlatform:
             settings = dict(self.arm.client_settings)
             if self.azurite is not None:
                 settings["PATCHRINGS_LEDGER_CONNECTION"] = self.azurite.connection_string
+            from emulator.eventgrid import EventGridTopic
+
+            self.eventgrid = EventGridTopic(state_dir=self.state_dir / "eventgrid",
+                                            tokens=[settings.get("PATCHRINGS_ARM_STATIC_TOKEN", "")])
+            self.loop.call(self.eventgrid.start())
+            settings["PATCHRINGS_NOTIFY_TOPIC_ENDPOINT"] = self.eventgrid.endpoint
+            settings["PATCHRINGS_NOTIFY_TOPIC_CA_BUNDLE"] = str(self.eventgrid.ca_path)
+            settings["PATCHRINGS_PUBLIC_BASE_URL"] = host_url
             settings.update(self.extra_settings)
             self.settings = settings
             if self.host_process:
@@ -288,6 +301,31 @@ class LocalPlatform:
         return str(self._host_info["clientBinding"])
 
     @property
+    def eventgrid_url(self) -> str:
+        """Base URL (https) of the local Event Grid topic: ``GET {eventgrid_url}/_sim/events`` lists
+        what the app published (CA: ``eventgrid_ca_path``)."""
+        assert self.eventgrid is not None, "the platform is not started"
+        return str(self.eventgrid.url)
+
+    @property
+    def eventgrid_ca_path(self) -> Path:
+        """The CA file that issued the topic's certificate (``curl --cacert``, ``ssl`` contexts)."""
+        assert self.eventgrid is not None, "the platform is not started"
+        return Path(self.eventgrid.ca_path)
+
+    def published_events(self, *, dedupe: bool = False, type: str | None = None) -> list[dict[str, Any]]:
+        """The CloudEvents the app published to the local topic, in publish order (``dedupe``: the
+        first of each ``(source, id)``, as a receiver that dedupes sees them)."""
+        import ssl
+        from urllib.parse import urlencode
+
+        query = {k: v for k, v in (("dedupe", "true" if dedupe else ""), ("type", type or "")) if v}
+        url = f"{self.eventgrid_url}/_sim/events" + (f"?{urlencode(query)}" if query else "")
+        context = ssl.create_default_context(cafile=str(self.eventgrid_ca_path))
+        with urllib.request.urlopen(url, context=context, timeout=30) as resp:
+            return list(json.loads(resp.read())["events"])
+
+    @property
     def clock_url(self) -> str:
         """The clock API (``http://127.0.0.1:PORT/admin/clock``) of the time authority."""
         assert self.clock_server is not None, "the platform is not started"
@@ -330,7 +368,7 @@ class LocalPlatform:
                     proc.wait(timeout=15)
             self.host_proc = None
         if self.loop is not None:
-            for component in (self.host, self.arm, self.clock_server):
+            for component in (self.host, self.arm, self.eventgrid, self.clock_server):
                 if component is not None:
                     try:
                         self.loop.call(component.stop(), timeout=30)
@@ -343,7 +381,7 @@ class LocalPlatform:
                     self.loop.call(sdk_session.close_loop_session(), timeout=10)
             self.loop.close()
             self.loop = None
-        self.host = self.arm = self.clock_server = None
+        self.host = self.arm = self.eventgrid = self.clock_server = None
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
@@ -481,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
             for line in platform.host.describe_routes():
                 print(f"                 {line}")
         print(f"ARM simulator  : {platform.arm.endpoint}   (CA: {platform.arm.ca_path})")
+        print(f"Event Grid     : {platform.eventgrid.endpoint}   (published events: GET "
+              f"{platform.eventgrid_url}/_sim/events, CA: {platform.eventgrid_ca_path})")
         if platform.azurite:
             print(f"Azurite tables : {platform.azurite.table_endpoint}")
         print(f"Clock          : {platform.clock.spec}, now {platform.clock.now().isoformat()}")

@@ -98,7 +98,7 @@ def test_publishes_through_event_grid_publisher_client(tmp_path: Path) -> None:
     out = notify_core(APPROVAL, webhook="", publish=lambda e: publish_cloud_event(publisher, e),
                       link_base="https://app.example.net")
     assert out == {"logged": True, "posted": False, "published": True, "eventId": APPROVAL["id"],
-                   "eventType": "PatchRings.ApprovalWaiting"}
+                   "eventType": "PatchRings.ApprovalWaiting", "attempts": 1}
     (request,) = transport.requests
     assert request.url == TOPIC + "?api-version=2018-01-01"
     assert request.headers["Content-Type"] == "application/cloudevents-batch+json; charset=utf-8"
