@@ -667,6 +667,8 @@ def _ring_weakenings(i: int, mine: Ring, theirs: Ring) -> list[dict[str, str]]:
         bad("gate.tolerateErrors", "may not be turned on: the deployed plan does not tolerate errors")
     if mine.allow_uncovered_os and not theirs.allow_uncovered_os:
         bad("gate.allowUncoveredOs", "may not be turned on: the deployed plan refuses OS families Ring 0 did not cover")
+    if theirs.rate.wave_schedule == "geometric" and mine.rate.wave_schedule != "geometric":
+        bad("rate.waveSchedule", "must be 'geometric' as in the deployed plan (smaller first waves)")
     max_errors = mine.rate.max_errors.to_json()
     if max_errors not in (theirs.rate.max_errors.to_json(), 0):
         bad("rate.maxErrors", f"must be {theirs.rate.max_errors.to_json()!r} (the deployed value) or 0")

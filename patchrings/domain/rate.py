@@ -11,6 +11,12 @@ percentage) with Google VM Manager's zone awareness:
 * Waves are spread across availability zones, then availability sets, round-robin, so one wave
   never takes a whole zone or set down when others are available. Order is deterministic (sorted by
   lower-cased id) because orchestrators replay.
+* ``waveSchedule`` (optional, default ``"equal"``): ``"equal"`` waves are all ``maxConcurrency``
+  VMs (the last one what is left); ``"geometric"`` waves grow 1, 2, 4, 8, ... up to
+  ``maxConcurrency`` and stay there -- a bad patch meets one VM first (the blast radius of the
+  first wave is 1), while a healthy ring still reaches full speed after log2(maxConcurrency)
+  waves: a 40-VM ring at 5 takes 10 waves (1, 2, 4, 5, ...) instead of 8. Spreading is over the
+  whole ring's order, so each wave still takes the next VMs of every failure domain in turn.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ThresholdKind = Literal["concurrency", "errors"]
+WaveSchedule = Literal["equal", "geometric"]
+WAVE_SCHEDULES: tuple[WaveSchedule, ...] = ("equal", "geometric")
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -87,16 +95,29 @@ class RateControl:
 
     max_concurrency: Threshold
     max_errors: Threshold
+    wave_schedule: WaveSchedule = "equal"
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> RateControl:
+        schedule = doc.get("waveSchedule", "equal")
+        if schedule not in WAVE_SCHEDULES:
+            raise ValueError(f"waveSchedule must be one of {', '.join(WAVE_SCHEDULES)}, got {schedule!r}")
         return cls(
             Threshold.parse(doc.get("maxConcurrency", 1), "concurrency"),
             Threshold.parse(doc.get("maxErrors", 0), "errors"),
+            schedule,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"maxConcurrency": self.max_concurrency.to_json(), "maxErrors": self.max_errors.to_json()}
+        out: dict[str, Any] = {"maxConcurrency": self.max_concurrency.to_json(),
+                               "maxErrors": self.max_errors.to_json()}
+        if self.wave_schedule != "equal":  # only when set, so plans without it keep their hash
+            out["waveSchedule"] = self.wave_schedule
+        return out
+
+    def waves(self, vms: Sequence[Mapping[str, Any] | str]) -> list[list[str]]:
+        """The ring's waves under this rate control (:func:`plan_waves`)."""
+        return plan_waves(vms, self.concurrency(len(vms)), self.wave_schedule) if vms else []
 
     def concurrency(self, total: int) -> int:
         return self.max_concurrency.resolve(total)
@@ -154,17 +175,43 @@ def spread_order(vms: Iterable[Mapping[str, Any] | str]) -> list[str]:
         depth += 1
 
 
-def plan_waves(vms: Sequence[Mapping[str, Any] | str], max_concurrency: int | Threshold) -> list[list[str]]:
+def wave_sizes(total: int, max_concurrency: int, schedule: WaveSchedule = "equal") -> list[int]:
+    """The sizes of the waves that cover ``total`` VMs (sum == total).
+
+    ``equal``: ``max_concurrency`` each, the last one the rest. ``geometric``: 1, 2, 4, ... capped
+    at ``max_concurrency``, the last one the rest.
+    """
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    if schedule not in WAVE_SCHEDULES:
+        raise ValueError(f"wave schedule must be one of {', '.join(WAVE_SCHEDULES)}, got {schedule!r}")
+    sizes: list[int] = []
+    left = max(total, 0)
+    size = 1 if schedule == "geometric" else max_concurrency
+    while left > 0:
+        take = min(size, left)
+        sizes.append(take)
+        left -= take
+        size = min(size * 2, max_concurrency)
+    return sizes
+
+
+def plan_waves(vms: Sequence[Mapping[str, Any] | str], max_concurrency: int | Threshold,
+               schedule: WaveSchedule = "equal") -> list[list[str]]:
     """Split a ring into waves of at most ``max_concurrency`` VM ids, each spread across domains.
 
     ``max_concurrency`` may be an already-resolved int or a :class:`Threshold` resolved against
-    ``len(vms)``. Duplicate ids (case-insensitive) are dropped.
+    ``len(vms)``; ``schedule`` sets the wave sizes (:func:`wave_sizes`). Duplicate ids
+    (case-insensitive) are dropped.
     """
     size = max_concurrency.resolve(len(vms)) if isinstance(max_concurrency, Threshold) else max_concurrency
-    if size < 1:
-        raise ValueError(f"max_concurrency must be at least 1, got {size}")
     order = spread_order(vms)
-    return [order[i : i + size] for i in range(0, len(order), size)]
+    waves: list[list[str]] = []
+    start = 0
+    for n in wave_sizes(len(order), size, schedule):
+        waves.append(order[start : start + n])
+        start += n
+    return waves
 
 
 @dataclass
