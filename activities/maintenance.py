@@ -67,6 +67,7 @@ __all__ = [
 
 CANCEL_API_VERSION = "2023-09-01-preview"
 VM_TYPE_FILTER = "Microsoft.Compute/virtualMachines"
+ARC_TYPE_FILTER = "Microsoft.HybridCompute/machines"
 _READ_ONLY = ("id", "name", "type", "systemData", "etag")
 # How Azure (and the simulator) word "the cancel window has passed / the run already started".
 _TOO_LATE = re.compile(r"cut-?off|too late|already (started|running|in ?progress|completed)|"
@@ -126,9 +127,10 @@ def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any
 
 # ------------------------------------------------------------------------------ assignments
 def dynamic_scope_filter(ring: Any) -> dict[str, Any]:
-    """The dynamic-scope ``filter`` selecting the ring's VMs (its tag at the open value)."""
+    """The dynamic-scope ``filter`` selecting the ring's members (its tag at the open value): Azure
+    VMs and Arc-enabled servers, both of which dynamic scopes take (arc-and-resource-graph.md §3.3)."""
     members = ring.members
-    filt: dict[str, Any] = {"resourceTypes": [VM_TYPE_FILTER]}
+    filt: dict[str, Any] = {"resourceTypes": [VM_TYPE_FILTER, ARC_TYPE_FILTER]}
     if members.resource_groups:
         filt["resourceGroups"] = list(members.resource_groups)
     if members.locations:
@@ -195,7 +197,7 @@ def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
         for vm_id in payload["vmIds"]:
             rid = parse_resource_id(str(vm_id))
             ops = clients.maintenance(rid.subscription).configuration_assignments
-            args = (rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, name)
+            args = (rid.resource_group, *_provider_of(rid), rid.name, name)
             current = _get_or_none(lambda ops=ops, args=args: ops.get(*args, cls=_raw))
             if present:
                 props = (current or {}).get("properties") or {}
@@ -210,6 +212,14 @@ def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
     if changed:
         log.info("ring %s assignment %s %s: %s", ring.name, name, "created" if present else "removed", changed)
     return {"changed": bool(changed), "assignments": changed}
+
+
+def _provider_of(rid: Any) -> tuple[str, str]:
+    """``(provider, resource type)`` for the Maintenance RP's resource-scoped paths: an Arc
+    machine's assignments and runs live under ``Microsoft.HybridCompute/machines/{name}``."""
+    if (rid.full_type or "").lower() == ARC_TYPE_FILTER.lower():
+        return "Microsoft.HybridCompute", "machines"
+    return "Microsoft.Compute", "virtualMachines"
 
 
 def _get_or_none(get: Any) -> dict[str, Any] | None:
@@ -318,6 +328,14 @@ def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any)
     rid = parse_resource_id(str(vm["id"]))
     entry: dict[str, Any] = {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"),
                              "state": "missing", "result": None, "error": None, "applyUpdate": None}
+    if _provider_of(rid)[0] == "Microsoft.HybridCompute":
+        # An Arc machine has no instance view: its results exist only in Resource Graph. Say so,
+        # and still read its applyUpdates record of the run (no patch detail: never a pass).
+        entry["error"] = {"code": "NoInstanceView",
+                          "message": "Arc-enabled servers have no instance view; their results of this run are "
+                                     "only in Resource Graph, whose rows had not appeared"}
+        _apply_update(clients, rid, run_name, entry)
+        return entry
     try:
         view = to_wire(clients.compute(rid.subscription).virtual_machines.instance_view(
             rid.resource_group, rid.name)) or {}
@@ -329,9 +347,15 @@ def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any)
     if summary and (since is None or (started is not None and started >= since)):
         finished = str(summary.get("status") or "").lower() in FINISHED_PATCH_STATES
         entry.update(state="done" if finished else "running", result=summary_as_result(summary))
+    _apply_update(clients, rid, run_name, entry)
+    return entry
+
+
+def _apply_update(clients: Any, rid: Any, run_name: str, entry: dict[str, Any]) -> None:
+    """The machine's applyUpdates record of the run into ``entry`` (never raises)."""
     try:
         record = clients.maintenance(rid.subscription).apply_updates.get(
-            rid.resource_group, "Microsoft.Compute", "virtualMachines", rid.name, run_name, cls=_raw
+            rid.resource_group, *_provider_of(rid), rid.name, run_name, cls=_raw
         )
         props = (record or {}).get("properties") or {}
         entry["applyUpdate"] = {"status": props.get("status"), "lastUpdateTime": props.get("lastUpdateTime")}
@@ -339,7 +363,6 @@ def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any)
         pass
     except AzureError as exc:
         entry["applyUpdateError"] = error_info(exc)
-    return entry
 
 
 # ------------------------------------------------------------------------------ bindings

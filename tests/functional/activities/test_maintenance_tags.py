@@ -41,7 +41,7 @@ def test_ring_assignment_create_and_delete(arm: SimHandle, clients: AzureClients
     body = put[0].body["properties"]
     assert body["maintenanceConfigurationId"] == MC_RING1
     assert body["filter"]["tagSettings"] == {"tags": {"ring": ["ring1"]}, "filterOperator": "All"}
-    assert body["filter"]["resourceTypes"] == ["Microsoft.Compute/virtualMachines"]
+    assert body["filter"]["resourceTypes"] == ["Microsoft.Compute/virtualMachines", "Microsoft.HybridCompute/machines"]
 
     # the dynamic scope now counts in membership: retag a VM to the open value and resolve
     from activities.compute import resolve_ring_members_core
