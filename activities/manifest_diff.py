@@ -1,5 +1,125 @@
-"""``manifest_diff`` (issue 9): what each later ring's machines would install vs the manifest. Being built."""
+"""``manifest_diff`` (issue 9): what each later ring's machines would install vs the manifest.
+
+Contract (the rollout calls it once Ring 0's manifest is built, e.g. for the approval prompt):
+
+input ``{"rolloutId", "plan": <resolved plan dict>, "manifest": <manifest dict>, "fromRing": <ring>,
+"now"?: ISO UTC, "maxAgeHours"?: number}``;
+output ``{"rings": [{"ring", "machines", "assessed", "notAssessed", "notAssessedMachines": [...],
+"wouldInstall", "wouldInstallPatches", "notInManifest": [{"patch", "machines"}],
+"notInManifestCount", "inManifestNotApplicable": [{"patch", "reason"}],
+"inManifestNotApplicableCount", "queries", "pages"} | {"ring", "error"}], "maxAgeHours",
+"recencyChecked"}`` (lists at most 20 entries), or ``{"error": {...}}`` when the input is unusable.
+
+For each ring after ``fromRing``: its members, resolved exactly as the rollout resolves them
+(:func:`activities.compute.resolve_ring_members_core`); their latest assessments from Resource
+Graph ``patchassessmentresources`` in **one paged query per ring** (:mod:`patchrings.arm.assessments`),
+never a call per machine; then the pure diff (:func:`patchrings.domain.manifest_diff.ring_diff`)
+with the same selection rules as the dry run. A machine with no assessment row, an assessment
+with errors, or one older than ``maxAgeHours`` (default 24) before ``now`` is *not assessed*.
+``now`` is the orchestrator's time (activities never read the clock for decisions); without it
+only the table's own 7-day retention bounds the age (``recencyChecked: false``).
+
+Never raises for ARM errors (403, throttling after the SDK's retries, 5xx, refused queries): the
+ring's entry carries ``{"error": {code, message, ...}}`` and the others are still answered, so a
+rollout never fails on this read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import azure.durable_functions as df
+from azure.core.exceptions import AzureError
+
+from activities import Payload
+from activities.compute import resolve_ring_members_core
+from activities.deps import deps
+from activities.plan import plan_ring
+from activities.resource_graph import _respect_quota, _sender
+from patchrings.arm import resource_graph as rg
+from patchrings.arm.assessments import assessment_query, assessments_by_machine
+from patchrings.arm.errors import error_info
+from patchrings.arm.ids import parse_resource_id
+from patchrings.domain.manifest_diff import ring_diff
+from patchrings.domain.plan import Plan
+from patchrings.domain.selection import normalize_patch
+from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.manifest_diff")
+
+__all__ = ["bp", "manifest_diff", "manifest_diff_core"]
+
+DEFAULT_MAX_AGE_HOURS = 24.0
+
+
+def _now(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def manifest_diff_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The diff for every ring after ``fromRing`` (see the module docstring)."""
+    try:
+        plan = Plan.from_dict(payload["plan"])
+        names = plan.ring_names
+        start = [n.lower() for n in names].index(str(payload["fromRing"]).lower()) + 1
+        manifest = dict(payload["manifest"])
+        max_age = timedelta(hours=float(payload.get("maxAgeHours") or DEFAULT_MAX_AGE_HOURS))
+    except (KeyError, ValueError, TypeError, PatchRingsError) as exc:
+        return {"error": {"code": "BadInput", "message": f"manifest_diff input: {exc}"}}
+    now = _now(payload.get("now"))
+    rings = []
+    send = None
+    for name in names[start:]:
+        try:
+            if send is None:
+                send = _sender(clients)
+            rings.append(_ring(clients, send, payload["plan"], name, manifest=manifest, now=now,
+                               max_age=max_age))
+        except (AzureError, PatchRingsError, RuntimeError, ValueError, OSError) as exc:
+            log.warning("manifest_diff: ring %s unreadable: %s", name, exc,
+                        extra={"rolloutId": payload.get("rolloutId")})
+            rings.append({"ring": name, "error": error_info(exc)})
+    return {"rings": rings, "maxAgeHours": max_age.total_seconds() / 3600, "recencyChecked": now is not None}
+
+
+def _ring(clients: Any, send: Any, plan: Mapping[str, Any], name: str, *, manifest: dict[str, Any],
+          now: datetime | None, max_age: timedelta) -> dict[str, Any]:
+    members = resolve_ring_members_core(clients, {"plan": plan, "ring": name})
+    if members.get("error"):
+        return {"ring": name, "error": members["error"]}
+    vms = list(members.get("vms") or [])
+    ring = plan_ring(plan, name)
+    queries = pages = 0
+    found = {}
+    if vms:
+        subscriptions = sorted({parse_resource_id(str(vm["id"])).subscription.lower() for vm in vms})
+        groups = {parse_resource_id(str(vm["id"])).resource_group or "" for vm in vms}
+        rows, pages = rg.query_all(send, assessment_query(groups), subscriptions, on_quota=_respect_quota)
+        queries = 1
+        found = assessments_by_machine(rows)
+    assessments = {}
+    for vm in vms:
+        key = str(vm["id"]).lower()
+        seen = found.get(key)
+        if seen is None:
+            continue
+        assessments[key] = {"assessed": seen.recent(now, max_age), "os": seen.os,
+                            "available": [normalize_patch(p) for p in seen.patches]}
+    out = ring_diff(name, vms, assessments, manifest, ring.install)
+    out.update(queries=queries, pages=pages)
+    return out
+
+
+@bp.activity_trigger(input_name="payload")
+def manifest_diff(payload: Payload) -> dict[str, Any]:
+    return manifest_diff_core(deps().clients, payload)

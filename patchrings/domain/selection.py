@@ -30,6 +30,7 @@ Pure: no azure imports, no I/O.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_LISTED",
     "Selection",
     "available_of",
+    "install_parameters_by_os",
     "machine_listing",
     "normalize_patch",
     "patch_key",
@@ -151,7 +153,7 @@ class Selection:
             out[f["reason"]] = out.get(f["reason"], 0) + 1
         return dict(sorted(out.items()))
 
-    def keys(self) -> list[str]:
+    def would_install_keys(self) -> list[str]:
         return [k for k in (patch_key(self.os, p) for p in self.would_install) if k]
 
 
@@ -310,3 +312,21 @@ def ring_listing_summary(entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]
         "errors": sum(1 for r in rows if r.get("error")),
         "patches": sorted(patches.values(), key=lambda p: str(p["patch"]).lower()),
     }
+
+
+def install_parameters_by_os(base_install: Mapping[str, Any], *, cutoff: str | None = None,
+                             manifest: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any] | None]:
+    """installPatches parameters per OS, built as the rollout builds them
+    (``orchestrators.verdicts.install_parameters``): with a ``manifest``, exactly its pin
+    (``Manifest.install_parameters``: the ring's excludes kept, ``None`` = nothing pinned for
+    that OS); otherwise the ring's own block, Windows frozen at ``cutoff`` (maxPatchPublishDate)."""
+    from patchrings.domain.manifest import Manifest
+
+    if manifest:
+        pinned = Manifest.from_dict(manifest)
+        return {os_name: pinned.install_parameters(os_name, base_install) for os_name in ("Windows", "Linux")}
+    windows = {k: copy.deepcopy(v) for k, v in base_install.items() if k != "linuxParameters"}
+    linux = {k: copy.deepcopy(v) for k, v in base_install.items() if k != "windowsParameters"}
+    if cutoff:
+        windows["windowsParameters"] = {**(base_install.get("windowsParameters") or {}), "maxPatchPublishDate": cutoff}
+    return {"Windows": windows, "Linux": linux}

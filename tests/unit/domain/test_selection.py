@@ -80,7 +80,7 @@ CS = ["Critical", "Security"]
 def test_selection_table(label: str, os_name: str, available: list[dict[str, Any]], params: Any,
                          installs: list[str], reasons: dict[str, int]) -> None:
     sel = select_patches(os_name, available, params)
-    assert sorted(sel.keys()) == sorted(installs), label
+    assert sorted(sel.would_install_keys()) == sorted(installs), label
     assert sel.reasons() == reasons, label
     assert sel.available == len(available)
 
@@ -90,9 +90,12 @@ def test_manifest_install_parameters_select_exactly_the_manifest() -> None:
     m = Manifest(windows_kbs=("1", "2"), linux_packages=("openssl=3.0.2-0ubuntu1.19",))
     base = {"windowsParameters": {"classificationsToInclude": CS, "kbNumbersToExclude": ["2"]},
             "linuxParameters": {"classificationsToInclude": CS}}
-    assert select_patches("Windows", WIN, m.install_parameters("Windows", base)).keys() == ["1"]
-    assert select_patches("Linux", LIN, m.install_parameters("Linux", base)).keys() == ["openssl=3.0.2-0ubuntu1.19"]
-    assert select_patches("Linux", LIN, Manifest(windows_kbs=("1",)).install_parameters("Linux", base)).keys() == []
+    def keys(os_name: str, available: list[dict[str, Any]], params: Any) -> list[str]:
+        return select_patches(os_name, available, params).would_install_keys()
+
+    assert keys("Windows", WIN, m.install_parameters("Windows", base)) == ["1"]
+    assert keys("Linux", LIN, m.install_parameters("Linux", base)) == ["openssl=3.0.2-0ubuntu1.19"]
+    assert keys("Linux", LIN, Manifest(windows_kbs=("1",)).install_parameters("Linux", base)) == []
 
 
 def test_resource_graph_rows_normalize_like_assessment_results() -> None:
