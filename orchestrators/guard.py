@@ -267,11 +267,17 @@ class Guard:
         if not self.ctx.is_replaying:
             log.error("guard %s: %s", self.ctx.instance_id, message)
         try:
+            # contract NOTIFY: a deterministic id (a retry or replay publishes the same event)
             yield self.ctx.call_activity(
                 names.NOTIFY,
-                {"kind": "guard-cancel-failed", "severity": "error", "message": message,
-                 "correlationId": self.event.correlation_id, "configurationId": self.event.configuration_id,
-                 "ring": self.ring, "guard": self.ctx.instance_id, "attempts": self.attempts},
+                {"kind": "cancel-failed", "id": str(self.ctx.new_uuid()),
+                 "rolloutId": str((result.get("gate") or {}).get("rolloutId") or ""), "ring": self.ring,
+                 "severity": "error", "message": message, "time": iso(self.now),
+                 "data": {"correlationId": self.event.correlation_id,
+                          "configurationId": self.event.configuration_id, "guard": self.ctx.instance_id,
+                          "attempts": self.attempts, "reason": reason[:500],
+                          "cancel": {"status": (result.get("cancel") or {}).get("status"),
+                                     "message": str((result.get("cancel") or {}).get("message") or "")[:300]}}},
             )
         except Exception as err:  # best effort: an unregistered or failing notify must not hide the rest
             self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)

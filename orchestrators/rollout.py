@@ -125,6 +125,8 @@ class Rollout:
         self.accepted: dict[str, list[str]] = {}
         # ring -> the configuration's rebootSetting read right after the manifest pin (issue 13.16)
         self.pinned_reboot: dict[str, str] = {}
+        # a rollout-halted notification went out for the current halt (cleared by a resume)
+        self.halt_notified = False
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -232,6 +234,21 @@ class Rollout:
         except Exception as err:
             result = {"status": "Failed", "message": _first_line(err)}
         return result
+
+    def notify(self, kind: str, ring: str | None, severity: str, message: str, **data: Any) -> Gen:
+        """Tell people (contract NOTIFY: a CloudEvent on the Event Grid topic, optionally a webhook).
+
+        The id is deterministic (``context.new_uuid()``), so a replay or retry publishes the same
+        event and receivers dedupe. No retry and never fatal: the activity does not raise, and if
+        it fails anyway the rollout notes it and goes on (it never waits on anyone's inbox).
+        """
+        payload = {"kind": kind, "id": str(self.ctx.new_uuid()), "rolloutId": self.rollout_id, "ring": ring,
+                   "severity": severity, "message": message[:1000], "data": data, "time": iso(self.now)}
+        try:
+            yield self.ctx.call_activity(names.NOTIFY, payload)
+        except Exception as err:
+            self.st.note(iso(self.now), f"notification {kind} could not be sent: {_first_line(err)}")
+            self.publish()
 
     def ledger_ring(self, ring: str, state: str, **fields: Any) -> Gen:
         yield self.ctx.call_activity_with_retry(
@@ -661,6 +678,14 @@ class Rollout:
         self.info("ring %s gate: %s", ring, outcome)
         if outcome == "pass":
             return
+        reasons = [_reason_text(r) for r in (gate.get("reasons") or [])[:10]]
+        yield from self.notify(
+            "gate-failed" if outcome == "fail" else "gate-inconclusive", ring,
+            "error" if outcome == "fail" else "warning",
+            f"ring {ring} of rollout {self.rollout_id}: gate {outcome}"
+            + (f": {reasons[0]}" if reasons else ""),
+            outcome=outcome, reasons=reasons, counts=gate.get("counts"),
+            pagePath=f"/api/ui/rollouts/{self.rollout_id}")
         if outcome == "fail":
             raise Stop(HALTED, f"ring {ring} failed its gate")
         # Inconclusive: never passes by itself; a person decides (the next ring's approvers).
@@ -706,6 +731,13 @@ class Rollout:
         )
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=manifest_hash)
+        yield from self.notify(
+            "approval-waiting", ring, "warning",
+            f"ring {ring} of rollout {self.rollout_id} waits for approval of manifest {manifest_hash} "
+            f"until {iso(pending.deadline)}" + (f" ({why})" if why else ""),
+            deadline=iso(pending.deadline), manifestHash=manifest_hash, approvers=list(policy.approvers)[:25],
+            approvePath=approve_url(self.rollout_id, ring), pagePath=f"/api/ui/rollouts/{self.rollout_id}",
+            **({"reason": why} if why else {}))
         timer = self.timer(pending.deadline)
         while True:
             event_task = self.event_task(names.EV_APPROVAL)
@@ -920,6 +952,15 @@ class Rollout:
                 state = FAILED
         self.st.finish(state, iso(self.now), outcome)
         self.publish()
+        if state == HALTED and not self.halt_notified:
+            # ended halted without a Halt request (gate failed, approval rejected, runs missed...)
+            yield from self.notify("rollout-halted", self.st.doc.get("currentRing"), "error",
+                                   f"rollout {self.rollout_id} halted: {outcome}", reason=outcome, state=state,
+                                   pagePath=f"/api/ui/rollouts/{self.rollout_id}")
+        else:
+            yield from self.notify("rollout-completed", None, "info" if state == COMPLETED else "error",
+                                   f"rollout {self.rollout_id} ended {state}: {outcome}", outcome=outcome,
+                                   state=state, pagePath=f"/api/ui/rollouts/{self.rollout_id}")
         try:
             yield from self.ledger_rollout(state, outcome, policy=retries.CLOSE)
         except Exception as err:  # the status still says it; nothing else can be done here
@@ -934,6 +975,11 @@ class Rollout:
         self.publish()
         yield from self.close_gates()
         yield from self.ledger_rollout("halted", halt.reason)
+        yield from self.notify("rollout-halted", ring, "error",
+                               f"rollout {self.rollout_id} halted at ring {ring} by {halt.by or 'unknown'}: "
+                               f"{halt.reason}", by=halt.by, reason=halt.reason, resumeBy=iso(self.now + RESUME_WINDOW),
+                               pagePath=f"/api/ui/rollouts/{self.rollout_id}")
+        self.halt_notified = True
         resume = self.event_task(names.EV_RESUME)
         resume_by = self.now + RESUME_WINDOW
         timer = self.timer(resume_by)
@@ -956,6 +1002,7 @@ class Rollout:
             self.publish()
         timer.cancel()
         self.st.resume(iso(self.now), payload.get("by"))
+        self.halt_notified = False
         self.publish()
         yield from self.ledger_rollout("running")
         yield from self.revalidate(ring)
@@ -1048,6 +1095,15 @@ def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
         return None
     return {"runStart": iso(occurrence.start), "runEnd": iso(occurrence.end), "runName": occurrence.name,
             "t40": iso(occurrence.start - timedelta(minutes=40)), "meetsT40": True}
+
+
+def _reason_text(reason: Any) -> str:
+    """A gate reason (``{vm, reason}``) as one short line with the VM's short name."""
+    if isinstance(reason, dict):
+        vm = str(reason.get("vm") or "").rstrip("/").rsplit("/", 1)[-1]
+        text = str(reason.get("reason") or "")
+        return (f"{vm}: {text}" if vm else text)[:300]
+    return str(reason)[:300]
 
 
 def _first_line(err: Exception) -> str:

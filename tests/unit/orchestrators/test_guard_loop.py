@@ -62,6 +62,10 @@ class FakeContext:
     def get_input(self) -> Any:
         return self.spec
 
+    def new_uuid(self) -> str:
+        self.uuids = getattr(self, "uuids", 0) + 1
+        return f"00000000-0000-5000-8000-{self.uuids:012d}"
+
     def set_custom_status(self, status: Any) -> None:
         self.statuses.append(status)
 
@@ -260,7 +264,10 @@ def test_a_cancel_that_never_lands_is_loud(caplog: pytest.LogCaptureFixture) -> 
     (_, event), = ctx.called(names.LEDGER_EVENT)
     assert event["eventType"] == "guard:cancel-failed" and event["eventId"] == RUN
     (_, note), = ctx.called(names.NOTIFY)
-    assert note["correlationId"] == RUN and note["severity"] == "error"
+    # contract NOTIFY: kind cancel-failed, a deterministic id, the rollout, the details in data
+    assert note["kind"] == "cancel-failed" and note["severity"] == "error" and note["ring"]
+    assert note["id"] == "00000000-0000-5000-8000-000000000001" and "rolloutId" in note
+    assert note["data"]["correlationId"] == RUN and note["data"]["cancel"]["status"]
     assert any(RUN in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
 
 
