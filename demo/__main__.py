@@ -29,9 +29,12 @@ import json
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,6 +102,45 @@ def _is_terminal(view: dict[str, Any]) -> bool:
     return str(doc.get("state", "")).lower() in TERMINAL or runtime in ("completed", "failed", "terminated")
 
 
+def page_url(platform: LocalPlatform, rollout_id: str) -> str:
+    """The operator page of a rollout, served by the app itself (``triggers/ui.py``)."""
+    return f"{platform.base_url}/api/ui/rollouts/{urllib.parse.quote(rollout_id, safe='')}"
+
+
+def api_path(url: str) -> str:
+    """``/api/...`` from an approval URL the API gives, relative (older apps) or absolute."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "") if parts.scheme else url
+
+
+def fetch_events(platform: LocalPlatform) -> list[dict[str, Any]] | None:
+    """The CloudEvents the app published to the local Event Grid topic, in publish order.
+
+    ``GET {platform.eventgrid_url}/_sim/events`` -> ``{"events": [...]}``. None when the platform
+    has no topic emulator or it does not answer: the demo shows what it can and goes on.
+    """
+    base = getattr(platform, "eventgrid_url", None)
+    if not base:
+        return None
+    url = f"{str(base).rstrip('/')}/_sim/events"
+    context: ssl.SSLContext | None = None
+    if url.startswith("https:"):
+        ca = next((str(c) for c in (getattr(platform, "eventgrid_ca", None),
+                                    getattr(getattr(platform, "eventgrid", None), "ca_path", None)) if c), None)
+        context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+        if not ca and urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            # the local emulator's own certificate; the demo only reads what it recorded
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as resp:
+            body = json.loads(resp.read() or b"{}")
+    except (OSError, ValueError):
+        return None
+    events = body.get("events") if isinstance(body, dict) else None
+    return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else None
+
+
 class DemoRun:
     """Drives one demo rollout and keeps the latest status view for rendering."""
 
@@ -112,6 +154,16 @@ class DemoRun:
         self.view: dict[str, Any] = {}
         self.rollout_id: str | None = None
         self.ring_times: dict[str, list[Any]] = {}  # ring -> [first active, gate decided] (simulated)
+        self.events: list[dict[str, Any]] | None = None
+
+    def render(self, full: bool = False) -> Any:
+        """The live view at the console's size; ``full``: every VM row (the last frame, kept on screen)."""
+        width = self.console.width
+        height = None if full or not self.console.is_terminal else self.console.height
+        url = page_url(self.platform, self.rollout_id) if self.rollout_id else None
+        # the last frame leaves the notifications to the section printed after the summary
+        events = None if full else self.events
+        return ui.render(self.view, self.now(), width=width, height=height, events=events, page_url=url)
 
     def now(self) -> str:
         return self.platform.clock.now().strftime("%a %Y-%m-%d %H:%M UTC")
@@ -136,6 +188,7 @@ class DemoRun:
         if result.status < 400 and isinstance(result.json, dict):
             self.view = result.json
             self._track_times()
+        self.events = fetch_events(self.platform)
         return self.view
 
     def _track_times(self) -> None:
@@ -156,12 +209,13 @@ class DemoRun:
         """Handle a pending approval: approve as the demo approver, or wait for a person."""
         waiting = _waiting_for_approval(self.view) or {}
         ring, manifest = waiting.get("ring"), waiting.get("manifestHash")
-        path = waiting.get("approveUrl") or f"/api/rollouts/{self.rollout_id}/rings/{ring}/approve"
+        path = api_path(str(waiting.get("approveUrl") or f"/api/rollouts/{self.rollout_id}/rings/{ring}/approve"))
         body = {"manifestHash": manifest, "comment": "approved from the demo"}
         if auto_approve:
             result = self.platform.api("POST", path, body, headers={"X-PatchRings-Approver": DEMO_APPROVER})
             live.console.print(
-                f"[green]approved[/] {ring} (manifest {manifest}) as {DEMO_APPROVER}: HTTP {result.status}"
+                f"[green]approved[/] {ring} (manifest {manifest}) as {DEMO_APPROVER}: HTTP {result.status}",
+                soft_wrap=True,
             )
             # Time stands still (our lease): let the work the decision started finish, then look.
             for _ in range(50):
@@ -180,7 +234,8 @@ class DemoRun:
             Panel(
                 f"Ring [bold]{ring}[/] waits for approval of manifest [bold]{manifest}[/] "
                 f"(until {waiting.get('until')}).\nApprovers: {', '.join(waiting.get('approvers') or [])}\n"
-                f"Approve from another terminal with the command below (reject: same URL ending in /reject).\n"
+                f"Approve or reject on the operator page {page_url(self.platform, str(self.rollout_id))}\n"
+                f"or from another terminal with the command below (reject: same URL ending in /reject).\n"
                 f"The simulated clock stands still while you decide: the demo holds clock lease "
                 f"{self.lease.lease_id if self.lease else '-'} (see GET {self.platform.clock_url}).",
                 title="Approval needed",
@@ -190,12 +245,12 @@ class DemoRun:
         # Outside the panel and never wrapped, so it can be copied and pasted as one command.
         live.console.print(curl, soft_wrap=True, markup=False, highlight=False, style="cyan")
         while _waiting_for_approval(self.refresh()):
-            live.update(ui.render(self.view, self.now()))
+            live.update(self.render())
             time.sleep(1.0)
 
     def run(self, auto_approve: bool, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        with Live(ui.render({}, self.now()), console=self.console, refresh_per_second=4) as live:
+        with Live(self.render(), console=self.console, refresh_per_second=4) as live:
 
             def show_and_check() -> bool:
                 if self.rollout_id is None:
@@ -204,8 +259,11 @@ class DemoRun:
                         live.update(Panel(f"simulated time {self.now()}: waiting for Ring 0's maintenance "
                                           "pre-event to start the rollout...", title="PatchRings demo"))
                         return False
+                    live.console.print(f"Rollout {self.rollout_id} started. Operator page (look, approve, "
+                                       f"reject): {page_url(self.platform, self.rollout_id)}",
+                                       soft_wrap=True, highlight=False)
                 self.refresh()
-                live.update(ui.render(self.view, self.now()))
+                live.update(self.render())
                 return _is_terminal(self.view) or _waiting_for_approval(self.view) is not None
 
             while time.monotonic() < deadline:
@@ -213,7 +271,10 @@ class DemoRun:
                 if _is_terminal(self.view):
                     break
                 self.decide(live, auto_approve)
-            live.update(ui.render(self.refresh(), self.now()))
+            self.refresh()
+            live.update(self.render(full=True))
+        if not self.console.is_terminal:
+            self.console.line()  # rich's Live ends a non-terminal frame without a newline
         return self.view
 
 
@@ -264,12 +325,12 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
     recorder = platform.arm.recorder
     installs = recorder.find(method="POST", path_contains="/installpatches")
     cancels = recorder.find(method="PUT", path_contains="/applyupdates/")
-    console.print(ui.summary_table(view))
+    console.print(ui.summary_table(view, width=console.width))
     cancelled = sorted({r.path.lower().split("/maintenanceconfigurations/", 1)[-1].split("/", 1)[0]
                         for r in cancels})
     console.print(f"Rollout ended: [bold]{state}[/]. installPatches calls sent by the app: {len(installs)}; "
                   f"maintenance runs cancelled: {len(cancels)}"
-                  + (f" (of {', '.join(cancelled)})" if cancelled else "") + ".")
+                  + (f" (of {', '.join(cancelled)})" if cancelled else "") + ".", soft_wrap=True)
     if state.lower() in ("halted", "failed"):
         halted = doc.get("halted") or {}
         ring0 = {vm.rsplit("/", 1)[-1].lower() for vm in (r.path.split("/installPatches")[0] for r in installs)}
@@ -283,6 +344,21 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
         lines.append(f"installPatches reached only Ring 0 VMs ({len(ring0)}): "
                      + ("yes" if not outside else f"NO, also {', '.join(outside)}"))
         console.print(Panel("\n".join(lines), title="Halted: what happened to the later rings", border_style="red"))
+
+
+def show_notifications(console: Console, platform: LocalPlatform) -> None:
+    """The "Notifications" section: what the app published to the (local) Event Grid topic."""
+    events = fetch_events(platform)
+    if events is None:
+        console.print("Notifications: this platform has no local Event Grid topic to read them from.")
+        return
+    table = ui.notifications_table(events, width=console.width, limit=20)
+    if table is None:
+        console.print("Notifications: none were published.")
+        return
+    console.print(table)
+    console.print(f"({len(events)} CloudEvent(s) recorded by the local Event Grid topic: "
+                  f"GET {str(getattr(platform, 'eventgrid_url', '')).rstrip('/')}/_sim/events)", soft_wrap=True)
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -337,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             if str(_doc(view).get("state", "")).lower() in ("halted", "failed"):
                 later = follow_later_runs(platform, console, gated_configurations(plan), args.pace)
             explain(console, platform, view, later)
+            show_notifications(console, platform)
             lease.release()
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: stopping the platform.[/]")

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.functional
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_demo(*args: str) -> str:
-    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+def run_demo(*args: str, columns: int = 200) -> str:
+    env = {**os.environ, "COLUMNS": str(columns), "TERM": "dumb"}
     proc = subprocess.run(
         [sys.executable, "-m", "demo", "--auto-approve", "--pace", "0", "--timeout", "400", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
@@ -41,11 +41,29 @@ def test_happy_demo_patches_three_rings_with_approvals() -> None:
     cancelled = re.search(r"maintenance runs cancelled: (\d+)(?: \(of ([^)]*)\))?", out)
     assert cancelled, out[-2000:]
     assert "mc-ring1" not in (cancelled.group(2) or "") and "mc-ring2" not in (cancelled.group(2) or ""), out[-2000:]
+    # the operator page is announced as soon as the rollout exists; tables end with a newline
+    assert re.search(r"^Rollout \S+ started\. Operator page \(look, approve, reject\): "
+                     r"http://127\.0\.0\.1:\d+/api/ui/rollouts/\S+$", out, re.M), out[:3000]
+    assert re.search(r"^Rollout summary", out, re.M), out[-3000:]
+    assert re.search(r"^manifest [0-9a-f]+: from ring0, pinned to ring1, ring2$", out, re.M), out[-3000:]
+    # the Notifications section: what the app published to the local Event Grid topic, one line each
+    assert re.search(r"^Notifications", out, re.M), out[-3000:]
+    if "PatchRings.ApprovalWaiting" in out:
+        waiting = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\dZ\s+PatchRings\.ApprovalWaiting\s+(ring\d)\s", out, re.M)
+        assert waiting == ["ring1", "ring2"], out[-3000:]
 
 
 def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
-    out = run_demo("--scenario", "bad-patch")
+    out = run_demo("--scenario", "bad-patch", columns=80)
     assert "Rollout ended: halted" in out
+    # at 80 columns: whole headers, short VM names, Ring 0's 6 VMs counted (2 never started), no "(built)"
+    summary = out.split("Rollout summary", 1)[1].split("\nRollout ended", 1)[0]
+    assert max(len(line) for line in summary.splitlines()) <= 80, summary
+    assert re.search(r"^ring\s+VMs\s+patched\s+failed\s+unhealthy\s+gate\s+approved by\s+took\s*$", summary, re.M)
+    assert re.search(r"^ring0\s+6\s+4\s+0\s+1\s+fail\s", summary, re.M), summary
+    assert "(built)" not in out and "never pinned (its gate did not pass)" in summary
+    assert re.search(r"^ring0\s+r0-web-02\s+not started", out, re.M), out[-4000:]
+    assert "/subscriptions/" not in out.split("Rollout summary", 1)[0].rsplit("PatchRings demo", 1)[-1]
     assert re.search(r"mc-ring1 run at .*: Cancelled", out), out[-2000:]
     assert re.search(r"mc-ring2 run at .*: Cancelled", out), out[-2000:]
     assert "VMs patched by it: 0" in out
