@@ -221,11 +221,20 @@ class ErrorBudget:
     Exceeded when ``len(failed) > max_errors`` (SSM semantics: with ``maxErrors: 3`` the fourth
     error stops the run). Recording the same VM twice counts once, so replayed or retried results
     never double-count.
+
+    :meth:`record` is O(1): the lower-cased ids already recorded are kept in a set next to the two
+    lists (it used to scan both lists on every call, which inside a replayed orchestrator made a
+    ring of n VMs cost O(n^2) on every replay). The serialised form is unchanged; change the lists
+    only through :meth:`record` (the set is built from them once, when the budget is created).
     """
 
     max_errors: int
     failed: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._seen = {v.lower() for v in self.failed} | {v.lower() for v in self.succeeded}
 
     @classmethod
     def for_ring(cls, rate: RateControl, total: int) -> ErrorBudget:
@@ -233,8 +242,9 @@ class ErrorBudget:
 
     def record(self, vm_id: str, ok: bool) -> None:
         key = vm_id.lower()
-        if any(v.lower() == key for v in self.failed + self.succeeded):
+        if key in self._seen:
             return
+        self._seen.add(key)
         (self.succeeded if ok else self.failed).append(vm_id)
 
     @property
