@@ -25,14 +25,25 @@ SUPPORTED
   ``…/patchinstallationresults/softwarepatches`` with ``id = <summary id>/softwarePatches/<patchId>``,
   so segment 10 of ``split(id, '/')`` is the run GUID as in the documented samples) and
   ``patchassessmentresources`` (``…/patchAssessmentResults/latest`` and its ``softwarePatches`` from
-  each VM's last assessPatches). Standard columns ``id, name, type, tenantId, kind, location,
+  each VM's last assessPatches). Arc-enabled servers' rows have the same shapes under
+  ``microsoft.hybridcompute/machines/patchinstallationresults[/softwarepatches]`` and
+  ``…/patchassessmentresults[/softwarepatches]`` (§5.1), so ``type endswith
+  '/patchinstallationresults'`` returns VMs and Arc machines together. Rows come from scheduled
+  runs (``startedBy: Platform``, ``maintenanceRunId`` = the run) **and from direct installs**
+  (``installPatches`` on a VM or an Arc machine: ``startedBy: User``, ``maintenanceRunId`` null;
+  the ``startedBy`` enum of §5.2 implies user-started installs are reported). An Arc machine's
+  per-patch data exists only here (its LRO result has no list, §2.6). An operation that failed as
+  a whole (``operationFails``, an Arc agent not Connected) installed nothing and writes no row.
+  Standard columns ``id, name, type, tenantId, kind, location,
   resourceGroup, subscriptionId, managedBy, sku, plan, properties, tags, identity, zones,
   extendedLocation``; ``type`` and ``resourceGroup`` lower-case, ``id`` in its original casing;
   ``properties.maintenanceRunId`` = the run's correlationId (the community-observed join key, §5.6).
 * The KQL subset of :mod:`emulator.arm.kql`; anything else → 400 ``BadRequest`` with details
   ``InvalidQuery`` + ``ParserFailure`` / ``UnknownFunction`` (§4.6).
 * **Propagation delay**: a machine's rows appear ``propagationMinutes`` (default 3) simulated
-  minutes after its install ends; **retention** 30 days (installations) / 7 days (assessments).
+  minutes after its install or assessment ends, plus the machine's own ``resourceGraphLagMinutes``
+  (scenario, VMs and Arc machines: "late rows" for one machine); **retention** 30 days
+  (installations) / 7 days (assessments).
 * Quota headers ``x-ms-user-quota-remaining`` / ``x-ms-user-quota-resets-after`` on every answer,
   per principal (15 per 5 s by default); only with ``enforceQuota`` does a spent quota answer 429
   ``RateLimiting`` (with ``Retry-After`` unless ``retryAfterOn429`` is false, §4.5).
@@ -43,7 +54,7 @@ Configuration: the scenario's ``resourceGraph`` object (``propagationMinutes``,
 :func:`configure` (tests).
 
 LIMITATIONS: no ``resources`` / ``maintenanceresources`` tables (a query on them is a 400, never
-an empty answer); on-demand (direct) installs write no rows; Arc machines are not modelled; rows
+an empty answer); no ``InProgress`` rows while an install runs; rows
 are computed at query time from the run records, so a ``$skipToken`` resumes against the current
 data (as in Azure, changes between pages can shift rows); no facets, no management-group
 hierarchy.
@@ -82,6 +93,7 @@ DEFAULT_TOP = 100
 _INVALID = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix the "
             "error before retrying.")
 _VM_TYPE = "microsoft.compute/virtualmachines"
+_ARC_TYPE = "microsoft.hybridcompute/machines"
 
 
 @dataclass
@@ -147,12 +159,26 @@ def _service(os_name: str) -> str:
     return "WU-WSUS" if os_name == "Windows" else "APT"
 
 
-def _installation_rows(sim: ArmSimulator, run: Run, plan: InstallPlan) -> list[dict[str, Any]]:
+def _type_prefix(vm: Any) -> str:
+    """``microsoft.compute/virtualmachines`` or, for an Arc machine, ``microsoft.hybridcompute/machines``."""
+    return _ARC_TYPE if vm is not None and vm.is_arc else _VM_TYPE
+
+
+def _lag(sim: ArmSimulator, vm_id: str, opts: ResourceGraphOptions) -> timedelta:
+    """The propagation delay of one machine's rows: the scenario's plus the machine's own lag."""
+    vm = sim.fleet.vm(vm_id)
+    extra = float(getattr(vm, "resource_graph_lag_minutes", 0) or 0) if vm is not None else 0.0
+    return opts.propagation + timedelta(minutes=extra)
+
+
+def _installation_rows(sim: ArmSimulator, run: Run | None, plan: InstallPlan) -> list[dict[str, Any]]:
+    """Summary + per-patch rows of one install: a scheduled run's (``run``) or a direct one (``None``)."""
     vm = sim.fleet.vm(plan.vm_id)
     os_name = vm.os if vm else "Windows"
     location = vm.location if vm else ""
+    prefix = _type_prefix(vm)
     summary_id = f"{plan.vm_id}/patchInstallationResults/{plan.activity_id}"
-    summary = _base_row(sim, summary_id, plan.activity_id, f"{_VM_TYPE}/patchinstallationresults",
+    summary = _base_row(sim, summary_id, plan.activity_id, f"{prefix}/patchinstallationresults",
                         vm_id=plan.vm_id, location=location)
     details = list((plan.error or {}).get("details") or [])[:5]
     summary["properties"] = {
@@ -168,15 +194,15 @@ def _installation_rows(sim: ArmSimulator, run: Run, plan: InstallPlan) -> list[d
         "patchServiceUsed": _service(os_name),
         "startDateTime": _iso(plan.start),
         "rebootStatus": plan.reboot_status,
-        "startedBy": "Platform",
+        "startedBy": "Platform" if run is not None else "User",
         "osType": os_name,
         "errorDetails": [{"code": d.get("code"), "message": d.get("message")} for d in details] or None,
-        "maintenanceRunId": run.correlation_id,
+        "maintenanceRunId": run.correlation_id if run is not None else None,
     }
     rows = [summary]
     for patch, state in plan.patches:
         row = _base_row(sim, f"{summary_id}/softwarePatches/{patch.patch_id}", patch.patch_id,
-                        f"{_VM_TYPE}/patchinstallationresults/softwarepatches", vm_id=plan.vm_id, location=location)
+                        f"{prefix}/patchinstallationresults/softwarepatches", vm_id=plan.vm_id, location=location)
         props: dict[str, Any] = {
             "installationState": state,
             "lastModifiedDateTime": _iso(plan.end),
@@ -203,7 +229,7 @@ def _classifications(patch: Any) -> list[str]:
 
 def _assessment_rows(sim: ArmSimulator, now: datetime, opts: ResourceGraphOptions) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for vm in sim.fleet.vms.values():
+    for vm in sim.fleet.all_machines():
         result = vm.last_assessment
         if not isinstance(result, dict) or not result.get("startDateTime"):
             continue
@@ -211,10 +237,11 @@ def _assessment_rows(sim: ArmSimulator, now: datetime, opts: ResourceGraphOption
             at = datetime.fromisoformat(str(result["startDateTime"]).replace("Z", "+00:00"))
         except ValueError:
             continue
-        if not at + opts.propagation <= now < at + opts.assessment_retention:
+        if not at + _lag(sim, vm.id, opts) <= now < at + opts.assessment_retention:
             continue
+        prefix = _type_prefix(vm)
         summary_id = f"{vm.id}/patchAssessmentResults/latest"
-        summary = _base_row(sim, summary_id, "latest", f"{_VM_TYPE}/patchassessmentresults", vm_id=vm.id,
+        summary = _base_row(sim, summary_id, "latest", f"{prefix}/patchassessmentresults", vm_id=vm.id,
                             location=vm.location)
         counts = {k: 0 for k in ("security", "critical", "updateRollup", "featurePack", "servicePack",
                                  "definition", "tools", "updates", "other")}
@@ -232,7 +259,7 @@ def _assessment_rows(sim: ArmSimulator, now: datetime, opts: ResourceGraphOption
         rows.append(summary)
         for p in patches:
             row = _base_row(sim, f"{summary_id}/softwarePatches/{p.get('patchId')}", str(p.get("patchId")),
-                            f"{_VM_TYPE}/patchassessmentresults/softwarepatches", vm_id=vm.id,
+                            f"{prefix}/patchassessmentresults/softwarepatches", vm_id=vm.id,
                             location=vm.location)
             props = {"patchName": p.get("name"), "classifications": p.get("classifications") or [],
                      "rebootBehavior": p.get("rebootBehavior"), "lastModifiedDateTime": p.get("lastModifiedDateTime"),
@@ -254,9 +281,24 @@ def table_rows(sim: ArmSimulator, table: str, now: datetime) -> list[dict[str, A
     rows: list[dict[str, Any]] = []
     for run in list(sim.schedule.runs.values()):
         for plan in list(run.plans.values()):
-            if plan.end + opts.propagation <= now < plan.end + opts.retention:
+            if plan.end + _lag(sim, plan.vm_id, opts) <= now < plan.end + opts.retention:
                 rows.extend(_installation_rows(sim, run, plan))
+    for plan in _direct_installs(sim):
+        if plan.end + _lag(sim, plan.vm_id, opts) <= now < plan.end + opts.retention:
+            rows.extend(_installation_rows(sim, None, plan))
     return rows
+
+
+def _direct_installs(sim: ArmSimulator) -> list[InstallPlan]:
+    """Finished on-demand installPatches (Compute VMs and Arc machines) whose install ran.
+
+    An operation that failed as a whole (``operationFails``, an Arc agent not Connected) installed
+    nothing and leaves no row."""
+    plans: list[InstallPlan] = []
+    for op in list(sim.operations.values()) + list(getattr(sim, "arc_operations", {}).values()):
+        if op.kind == "installPatches" and op.plan is not None and op.status == "Succeeded" and op.failure is None:
+            plans.append(op.plan)
+    return plans
 
 
 # ----------------------------------------------------------------------------------- endpoint

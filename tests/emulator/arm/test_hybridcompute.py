@@ -288,3 +288,95 @@ def test_assignments_dynamic_scopes_and_scheduled_runs_patch_arc_machines(arm_fa
     after = lro(arm, hc(arm).machines.begin_install_patches(
         "rg-arc", "arc-win-01", {"maximumDuration": "PT1H", "rebootSetting": "IfRequired"}))
     assert after.status == "Succeeded" and after.installed_patch_count == 1
+
+
+def _arg(arm: Running, text: str) -> list[dict[str, Any]]:
+    """Every row of a query (follows ``$skipToken``), through azure-mgmt-resourcegraph."""
+    from azure.mgmt.resourcegraph import ResourceGraphClient
+    from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+    kw = arm.kwargs()
+    client = ResourceGraphClient(kw.pop("credential"), **kw)
+    rows: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.resources(QueryRequest(query=text, subscriptions=[SUB],
+                                             options=QueryRequestOptions(top=1000, skip_token=token)))
+        rows.extend(page.data)
+        token = page.skip_token
+        if not token:
+            return rows
+
+
+SUMMARIES = ("patchinstallationresources | where type endswith '/patchinstallationresults' "
+             "| extend machineId = tostring(split(tolower(id), '/patchinstallationresults/')[0]) "
+             "| project id, machineId, type, run = name, status = tostring(properties.status), "
+             "startedBy = tostring(properties.startedBy), runId = tostring(properties.maintenanceRunId), "
+             "installed = toint(properties.installedPatchCount) | order by id asc")
+PATCHES = ("patchinstallationresources | where type endswith '/patchinstallationresults/softwarepatches' "
+           "| extend run = tostring(split(tolower(id), '/')[10]) "
+           "| project id, type, run, kbId = tostring(properties.kbId), version = tostring(properties.version), "
+           "patchName = tostring(properties.patchName), state = tostring(properties.installationState) "
+           "| order by id asc")
+
+
+def test_resource_graph_rows_for_arc_direct_and_scheduled_installs_with_lag_and_retention(arm_factory):
+    """Item 3: Arc rows under microsoft.hybridcompute/machines/… (summary + per-patch, §5.1-§5.4), for
+    DIRECT installs too (the LRO result has no per-patch list) and for direct VM installs
+    (``startedBy: User``); a per-machine lag makes one machine's rows late; 30-day retention."""
+    scenario = arc_scenario(resourceGraph={"propagationMinutes": 5})
+    scenario["subscriptions"][0]["resourceGroups"][2]["arcMachines"][1]["resourceGraphLagMinutes"] = 20
+    arm = arm_factory(scenario)
+    client = hc(arm)
+    win = lro(arm, client.machines.begin_install_patches(
+        "rg-arc", "arc-win-01", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired",
+                                 "windowsParameters": {"classificationsToInclude": ["Critical", "Security"]}}))
+    lin = lro(arm, client.machines.begin_install_patches(
+        "rg-arc", "arc-lin-01", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired",
+                                 "linuxParameters": {"classificationsToInclude": ["Security"]}}))
+    vm_poller = arm.compute().virtual_machines.begin_install_patches(
+        "rg-fleet", "win-02", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired",
+                               "windowsParameters": {"classificationsToInclude": ["Definition"]}})
+    arm.lro(vm_poller)
+    finished = arm.now()
+    assert _arg(arm, SUMMARIES) == []  # nothing until the propagation delay has passed
+    arm.advance_to(finished + timedelta(minutes=5))
+    rows = {r["machineId"].rsplit("/", 1)[-1]: r for r in _arg(arm, SUMMARIES)}
+    assert set(rows) == {"arc-win-01", "win-02"}  # arc-lin-01's rows are 20 minutes later still
+    arc = rows["arc-win-01"]
+    assert arc["type"] == "microsoft.hybridcompute/machines/patchinstallationresults"
+    assert arc["id"] == f"{ARC_IDS}/arc-win-01/patchInstallationResults/{win.installation_activity_id}"
+    assert arc["run"] == win.installation_activity_id
+    assert (arc["status"], arc["startedBy"], arc["runId"], arc["installed"]) == ("Succeeded", "User", "", 2)
+    assert rows["win-02"]["type"] == "microsoft.compute/virtualmachines/patchinstallationresults"
+    patches = [p for p in _arg(arm, PATCHES) if p["run"] == win.installation_activity_id.lower()]
+    assert {p["type"] for p in patches} == {"microsoft.hybridcompute/machines/patchinstallationresults/softwarepatches"}
+    assert {(p["kbId"], p["state"]) for p in patches if p["state"] == "Installed"} == {
+        ("5048667", "Installed"), ("5048654", "Installed")}
+    assert any(p["state"] == "NotSelected" for p in patches)
+    arm.advance_to(finished + timedelta(minutes=25))
+    late = [p for p in _arg(arm, PATCHES) if p["run"] == lin.installation_activity_id.lower()]
+    assert {(p["patchName"], p["version"]) for p in late if p["state"] == "Installed"} == {
+        ("openssl", "3.0.2-0ubuntu1.19"), ("curl", "7.81.0-1ubuntu1.19")}
+    # an assessment on an Arc machine replaces its …/patchAssessmentResults/latest rows
+    lro(arm, client.machines.begin_assess_patches("rg-arc", "arc-win-01"))
+    arm.advance_to(arm.now() + timedelta(minutes=5))
+    assessed = _arg(arm, "patchassessmentresources | where type endswith '/patchassessmentresults' "
+                         "| extend counts = properties.availablePatchCountByClassification "
+                         "| project id, type, critical = toint(counts.critical), definition = toint(counts.definition) "
+                         "| order by id asc")
+    assert assessed == [{"id": f"{ARC_IDS}/arc-win-01/patchAssessmentResults/latest",
+                         "type": "microsoft.hybridcompute/machines/patchassessmentresults",
+                         "critical": 0, "definition": 1}]
+    # a scheduled run's Arc rows carry the run's correlationId; VMs and Arc come back together
+    correlation = arm.sim.fire_run("mc-ring0")
+    arm.advance_until(lambda: getattr(arm.sim.run(correlation), "status", None) == "Completed")
+    arm.advance_to(arm.now() + timedelta(minutes=5))
+    in_run = [r for r in _arg(arm, SUMMARIES) if r["runId"] == correlation]
+    assert {r["machineId"].rsplit("/", 1)[-1] for r in in_run} == {"win-01", "lin-01", "arc-win-01"}
+    assert {r["startedBy"] for r in in_run} == {"Platform"}
+    # installation rows are kept 30 days
+    arm.advance_to(finished + timedelta(days=29, hours=23))
+    assert any(r["run"] == win.installation_activity_id for r in _arg(arm, SUMMARIES))
+    arm.advance_to(finished + timedelta(days=30, minutes=10))
+    assert not any(r["run"] == win.installation_activity_id for r in _arg(arm, SUMMARIES))
