@@ -302,7 +302,8 @@ def _arg(arm: Running, text: str) -> list[dict[str, Any]]:
     while True:
         page = client.resources(QueryRequest(query=text, subscriptions=[SUB],
                                              options=QueryRequestOptions(top=1000, skip_token=token)))
-        rows.extend(page.data)
+        data: Any = page.data
+        rows.extend(data)
         token = page.skip_token
         if not token:
             return rows
