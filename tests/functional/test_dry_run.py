@@ -33,6 +33,7 @@ def scenario() -> dict[str, Any]:
         {"package": "vim", "version": "2:8.2.3995-1ubuntu2.21", "classification": "Other",
          "published": "2026-11-01T10:00:00Z", "reboot": "NeverReboots", "minutes": 1},
     ]
+    doc["resourceGraph"] = {"propagationMinutes": 0}  # the dry run's assessments are in ARG at once
     return doc
 
 
@@ -83,3 +84,47 @@ def test_dry_run_lists_what_each_ring_would_install(platform: Any) -> None:
     # the status shows the summaries too (what the rollout records per ring)
     status = d.api("GET", f"/api/rollouts/{rid}")
     assert status.status == 200 and status.json["state"] == "dry-run-completed"
+
+    check_manifest_diff(p, out)
+
+
+def check_manifest_diff(p: Any, dry_run: dict[str, Any]) -> None:
+    """manifest_diff over the same fleet: the dry run's assessments, read back from Resource Graph
+    (one query per later ring), against a manifest that pins KB_OLD and the OLD openssl only."""
+    from activities.manifest_diff import manifest_diff_core
+    from patchrings.clients import AzureClients
+    from patchrings.domain.manifest import Manifest
+    from patchrings.domain.plan import load_plan_file
+    from patchrings.settings import Settings
+
+    plan = load_plan_file(p.settings.get("PATCHRINGS_PLAN_PATH") or "plans/default.json").to_dict()
+    manifest = Manifest(windows_kbs=(sc.KB_OLD,), linux_packages=(OLD_OPENSSL,), cutoff=START).to_dict()
+    before = len(graph_queries(p))
+    clients = AzureClients(Settings(arm_endpoint=p.arm.endpoint, arm_auth="static-token",
+                                    arm_static_token=p.arm.token, arm_ca_bundle=str(p.arm.ca_path),
+                                    ledger_account_url="https://unused"))
+    try:
+        now = p.clock.now().isoformat().replace("+00:00", "Z")
+        out = manifest_diff_core(clients, {"rolloutId": "ro-diff", "plan": plan, "manifest": manifest,
+                                           "fromRing": "ring0", "now": now})
+    finally:
+        clients.close()
+    assert [r["ring"] for r in out["rings"]] == ["ring1", "ring2"], out
+    for ring in out["rings"]:
+        assert "error" not in ring, ring
+        assert (ring["machines"], ring["assessed"], ring["notAssessed"]) == (2, 2, 0), ring
+        # each Windows VM gets KB_OLD, each Linux VM the pinned old openssl (available, though not the newest)
+        assert (ring["wouldInstall"], ring["wouldInstallPatches"]) == (2, 2), ring
+        # what the ring's own rules would take but Ring 0 did not prove: KB_CRIT and the newest openssl
+        # (KB_LATE is past the cutoff, the Definition update and vim are outside the classifications)
+        assert {e["patch"].split(" ")[0]: e["machines"] for e in ring["notInManifest"]} == {
+            f"KB{sc.KB_CRIT}": 1, sc.OPENSSL: 1}, ring
+        assert ring["inManifestNotApplicable"] == [] and ring["queries"] == 1, ring
+    assert len(graph_queries(p)) - before == 2  # one query (one page) per later ring, not one per VM
+    # the dry run listed KB_CRIT for those rings too: the same rules
+    ring1 = {r["ring"]: r for r in dry_run["rings"]}["ring1"]
+    assert sc.KB_CRIT in {x["key"] for x in ring1["summary"]["patches"]}
+
+
+def graph_queries(p: Any) -> list[Any]:
+    return [r for r in p.arm.recorder.find(method="POST") if "/providers/microsoft.resourcegraph/" in r.path.lower()]
