@@ -381,3 +381,19 @@ def test_resource_graph_rows_for_arc_direct_and_scheduled_installs_with_lag_and_
     assert any(r["run"] == win.installation_activity_id for r in _arg(arm, SUMMARIES))
     arm.advance_to(finished + timedelta(days=30, minutes=10))
     assert not any(r["run"] == win.installation_activity_id for r in _arg(arm, SUMMARIES))
+
+
+def test_api_versions_the_sdk_default_passes_others_are_refused(arm_factory):
+    from azure.core.rest import HttpRequest
+
+    arm = arm_factory(arc_scenario())
+    client = hc(arm)
+    client.machines.get("rg-arc", "arc-win-01")
+    assert {r.api_version for r in arm.sim.recorder.records} == {"2026-07-15"}  # azure-mgmt-hybridcompute 10.0.0
+    refused = client.send_request(HttpRequest("GET", f"{ARC_IDS}/arc-win-01", params={"api-version": "2099-01-01"}))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "NoRegisteredProviderFound"
+    assert "for type 'machines'" in refused.json()["error"]["message"]
+    for version in ("2020-08-15-preview", "2022-12-27", "2024-07-10", "2025-01-13", "2026-09-01"):
+        ok = client.send_request(HttpRequest("GET", f"{ARC_IDS}/arc-win-01", params={"api-version": version}))
+        assert ok.status_code == 200, version
