@@ -1,0 +1,231 @@
+"""The operator page in a real browser: Debian's headless Chromium driven by Playwright.
+
+One scenario, the demo's (``demo/plan.json``, ``demo/scenarios/happy.yaml``), on the local
+platform with App Service authentication emulated the way Azure does it: the host runs with
+``WEBSITE_AUTH_ENABLED=True`` and the browser's requests carry ``X-MS-CLIENT-PRINCIPAL`` (what
+Easy Auth injects after an Entra sign-in; Playwright adds it to every request). No function key
+is given to the browser. The test opens the rollout list, then the rollout page: Ring 0's
+results, the VM filter, the manifest; checks the page's security headers and that the UI's
+decision routes refuse a forged cross-site POST and a stale manifest hash; approves Ring 1 from
+the page with a comment, and watches Ring 1 promote: opened, patched by its maintenance run,
+its gate passed, Ring 2 next (waiting on state: Playwright's ``expect``
+and the platform's ``wait_for``, never sleeps).
+
+Screenshots of the key pages (``docs/screenshots/ui-*.png``) are written when
+``UI_SCREENSHOTS=<folder>`` is set:
+``UI_SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest -q tests/functional/test_ui_browser.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.platform import http_call
+
+pytestmark = pytest.mark.functional
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DEMO_START = "2026-11-16T06:00:00Z"
+APPROVER = "alice@contoso.com"
+TIMEOUT_MS = 60_000
+
+
+def principal(upn: str, oid: str = "6f0f3b1e-34a5-4c55-9a6e-0b7d2f1c9a01",
+              tid: str = "72f988bf-86f1-41af-91ab-2d7cd011db47") -> str:
+    """``X-MS-CLIENT-PRINCIPAL`` as App Service authentication injects it (base64 JSON claims)."""
+    doc = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": oid},
+        {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": tid},
+        {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "val": upn},
+        {"typ": "name", "val": upn.split("@", maxsplit=1)[0].title()},
+    ]}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def no_redirect_get(url: str) -> tuple[int, str | None]:
+    """Status and Location of a GET, without following a redirect."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=60)
+    try:
+        conn.request("GET", parts.path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("Location")
+    finally:
+        conn.close()
+
+
+def chromium_path() -> str:
+    if CHROMIUM.exists():
+        return str(CHROMIUM)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        pytest.fail("Debian's chromium is missing at /usr/bin/chromium: run `make bootstrap` (it installs "
+                    "chromium and chromium-driver with apt-get when running as root)")
+    pytest.skip("Debian's chromium is not installed (/usr/bin/chromium) and we are not root to install it: "
+                "`sudo apt-get install -y chromium chromium-driver`, then run again")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium with a fresh, empty profile (removed afterwards)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    profile = tempfile.mkdtemp(prefix="patchrings-chromium-")
+    try:
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=executable, args=LAUNCH_ARGS, headless=True,
+                viewport={"width": 1360, "height": 900},
+                extra_http_headers={"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)},
+            )
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(page: Any, name: str) -> None:
+    folder = os.environ.get("UI_SCREENSHOTS")
+    if folder:
+        target = Path(folder) if Path(folder).is_absolute() else REPO / folder
+        target.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target / f"ui-{name}.png"), full_page=True)
+
+
+def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    p = platform_factory(scenario=REPO / "demo" / "scenarios" / "happy.yaml", plan=REPO / "demo" / "plan.json",
+                         start=DEMO_START, settings={"WEBSITE_AUTH_ENABLED": "True"})
+    found: dict[str, Any] = {}
+
+    def waiting_for_ring1() -> bool:
+        items = p.api("GET", "/api/rollouts").json.get("rollouts") or []
+        if not items:
+            return False
+        found["id"] = items[0]["id"]
+        doc = p.api("GET", f"/api/rollouts/{found['id']}").json
+        found["doc"] = doc
+        waiting = doc.get("waitingFor") or {}
+        return waiting.get("what") == "approval" and waiting.get("ring") == "ring1"
+
+    p.wait_for(waiting_for_ring1, timeout=300)
+    rid, shown_hash = found["id"], found["doc"]["waitingFor"]["manifestHash"]
+    ui = f"{p.base_url}/api/ui"
+
+    # Fail closed: no principal, no page and no data (the key-holding JSON API is separate).
+    anonymous = http_call("GET", f"{ui}/api/rollouts/{rid}")
+    assert anonymous.status == 403 and anonymous.json["error"]["field"] == "X-MS-CLIENT-PRINCIPAL"
+    page_status, location = no_redirect_get(f"{ui}/rollouts/{rid}")
+    assert (page_status, location) == (302, f"/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/{rid}")
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    # The list: who I am, the rollout waiting for ring1.
+    response = page.goto(ui)
+    assert response is not None and response.status == 200
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp
+    assert response.headers["cache-control"] == "no-store"
+    expect(page.locator("#me-name")).to_have_text(APPROVER)
+    expect(page.locator("#me")).to_contain_text("approver of ring1")
+    row = page.locator("#rollouts tbody tr", has_text=rid)
+    expect(row).to_contain_text("ring1")
+    shot(page, "rollout-list")
+
+    # The rollout page: Ring 0's results, the filter, the manifest, the pending approval.
+    with page.expect_navigation():
+        row.get_by_role("link", name=rid).click()
+    assert page.url.endswith(f"/api/ui/rollouts/{rid}")
+    expect(page.locator("#ring-ring0 .phase")).to_have_attribute("data-phase", "passed")
+    expect(page.locator("#ring-ring0")).to_contain_text("Gate:")
+    expect(page.locator("#ring-ring1 .phase")).to_have_attribute("data-phase", "awaiting-approval")
+    vm_rows = page.locator("#vm-table tbody tr")
+    expect(vm_rows).to_have_count(6)
+    expect(page.locator("#vm-table tbody tr[data-ring=ring0]")).to_have_count(6)
+    page.get_by_label("Filter machines").fill("r0-web")
+    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(3)
+    expect(page.locator("#vm-count")).to_have_text("3 of 6 machines match")
+    page.get_by_label("Filter machines").fill("")
+    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(6)
+    expect(page.locator("#manifest-hash")).to_have_text(shown_hash)
+    expect(page.locator("#manifest-kbs")).to_contain_text("KB5048667")
+    expect(page.locator("#manifest-packages")).to_contain_text("openssl")
+    expect(page.locator("#shown-hash")).to_have_text(shown_hash)
+    expect(page.locator("#may-decide")).to_have_text("You may approve or reject.")
+    approve = page.get_by_role("button", name="Approve ring1")
+    expect(approve).to_be_enabled()
+
+    # The assets the page loaded: versioned, immutable, right types.
+    js = http_call("GET", f"{ui}/assets/app.js?v=0", headers={"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)})
+    assert js.status == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    assert js.headers["Cache-Control"] == "no-cache"  # not the shell's version: revalidate
+    version = page.locator("script[src*='app.js']").get_attribute("src").split("v=")[1]
+    js = http_call("GET", f"{ui}/assets/app.js?v={version}", headers={"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)})
+    assert js.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+
+    # A cross-site page cannot decide: no CSRF header, or a foreign Origin, is refused before
+    # anything is recorded; a stale manifest hash is refused by the API (409) and recorded.
+    decide_url = f"{ui}/api/rollouts/{rid}/rings/ring1/approve"
+    who = {"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)}
+    forged = http_call("POST", decide_url, body={"manifestHash": shown_hash}, headers=who)
+    assert (forged.status, forged.json["error"]["field"]) == (403, "X-PatchRings-CSRF")
+    foreign = http_call("POST", decide_url, body={"manifestHash": shown_hash},
+                        headers={**who, "X-PatchRings-CSRF": "1", "Origin": "https://evil.example"})
+    assert (foreign.status, foreign.json["error"]["field"]) == (403, "Origin")
+    stale = http_call("POST", decide_url, body={"manifestHash": "0000000000000000"},
+                      headers={**who, "X-PatchRings-CSRF": "1"})
+    assert (stale.status, stale.json["error"]["field"]) == (409, "manifestHash")
+    expect(page.locator("#decisions-ledger")).to_contain_text("refused")
+    shot(page, "rollout-waiting-for-approval")
+
+    # Approve from the page, with a comment; the decision carries the hash the page showed.
+    page.get_by_label("Comment (recorded with your decision)").fill("Ring 0 clean; go")
+    approve.click()
+    expect(page.locator("#action-message")).to_contain_text(f"Approved ring1 (manifest {shown_hash}): submitted")
+
+    # Ring 1 opens, its maintenance run patches it, its gate passes; Ring 2 then waits for approval.
+    def ring2_waiting() -> bool:
+        waiting = p.api("GET", f"/api/rollouts/{rid}").json.get("waitingFor") or {}
+        return waiting.get("what") == "approval" and waiting.get("ring") == "ring2"
+
+    p.wait_for(ring2_waiting, timeout=300)
+    expect(page.locator("#ring-ring1 .phase")).to_have_attribute("data-phase", "passed")
+    expect(page.locator("#ring-ring1")).to_contain_text("opened")
+    expect(page.locator("#ring-ring2 .phase")).to_have_attribute("data-phase", "awaiting-approval")
+    expect(page.locator("#vm-table tbody tr[data-ring=ring1]").first).to_be_attached()
+    expect(page.get_by_role("button", name="Approve ring2")).to_be_enabled()
+    mine = page.locator("#decisions-ledger tbody tr", has_text="Ring 0 clean; go")
+    expect(mine).to_have_count(2)  # the request the API recorded (submitted), then the rollout's acceptance
+    accepted = mine.filter(has_text="accepted")
+    expect(accepted).to_contain_text(APPROVER)
+    expect(accepted).to_contain_text(shown_hash)
+    shot(page, "rollout-after-promotion")
+
+    approvals = p.api("GET", f"/api/rollouts/{rid}").json["approvals"]
+    recorded = [a for a in approvals if a.get("comment") == "Ring 0 clean; go"]
+    assert {(a["verdict"], a["approver"], a["manifestHash"]) for a in recorded} == {("approve", APPROVER, shown_hash)}
+    assert sorted(a["outcome"] for a in recorded) == ["accepted", "submitted"]
+    assert errors == []
