@@ -314,6 +314,17 @@ module durableTaskScheduler 'modules/durable-task-scheduler.bicep' = if (useDura
   }
 }
 
+// Notifications: the Event Grid custom topic the notify activity publishes CloudEvents to
+// (Entra only; the app gets EventGrid Data Sender on it in app-roles.bicep).
+module notifications 'modules/notifications.bicep' = {
+  name: 'patchrings-notifications'
+  params: {
+    location: location
+    tags: allTags
+    topicName: 'evgt-patchrings-${resourceToken}'
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // App settings: host (identity-based storage, telemetry), Durable backend, PatchRings
 // ---------------------------------------------------------------------------------------------
@@ -337,6 +348,7 @@ var durableTaskSchedulerSettings = useDurableTaskScheduler ? {
 // The keys here must be exactly app-settings.json's computedByBicep keys (checked by tests).
 var computedPatchRingsSettings = {
   PATCHRINGS_LEDGER_ACCOUNT_URL: 'https://${storage.outputs.storageAccountName}.table.${environment().suffixes.storage}'
+  PATCHRINGS_NOTIFY_TOPIC_ENDPOINT: notifications.outputs.endpoint
 }
 
 var appSettings = union(hostSettings, durableTaskSchedulerSettings, appSettingsData.settings, computedPatchRingsSettings)
@@ -367,6 +379,7 @@ module appRoles 'modules/app-roles.bicep' = {
     principalId: app.outputs.principalId
     storageAccountName: storage.outputs.storageAccountName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    notifyTopicName: notifications.outputs.topicName
   }
 }
 
@@ -518,6 +531,8 @@ output AZURE_FUNCTION_APP_NAME string = app.outputs.functionAppName
 output AZURE_FUNCTION_APP_URL string = 'https://${app.outputs.defaultHostName}'
 output AZURE_FUNCTION_APP_PRINCIPAL_ID string = app.outputs.principalId
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.storageAccountName
+output PATCHRINGS_NOTIFY_TOPIC_ID string = notifications.outputs.topicId
+output PATCHRINGS_NOTIFY_TOPIC_ENDPOINT string = notifications.outputs.endpoint
 output PATCHRINGS_DURABLE_STORAGE_PROVIDER string = durableStorageProvider
 output PATCHRINGS_RING_NAMES array = [for ring in rings: ring.name]
 output PATCHRINGS_RING_CONFIGURATION_IDS array = ringConfigurationIds

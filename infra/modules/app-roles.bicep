@@ -1,6 +1,7 @@
 // Data-plane role assignments the Function App's identity needs on its own resources:
-// the storage account (Functions host, Durable Azure Storage task hub, PatchRings ledger) and
-// Application Insights (Entra-authenticated telemetry). Scoped to those resources, never wider.
+// the storage account (Functions host, Durable Azure Storage task hub, PatchRings ledger),
+// Application Insights (Entra-authenticated telemetry) and the notifications topic (EventGrid
+// Data Sender: publish only). Scoped to those resources, never wider.
 
 @description('principalId of the Function App system-assigned identity.')
 param principalId string
@@ -11,6 +12,9 @@ param storageAccountName string
 @description('Application Insights component name.')
 param applicationInsightsName string
 
+@description('Name of the Event Grid custom topic the notify activity publishes to.')
+param notifyTopicName string
+
 var roles = loadJsonContent('../builtin-roles.json')
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -19,6 +23,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource notifyTopic 'Microsoft.EventGrid/topics@2022-06-15' existing = {
+  name: notifyTopicName
 }
 
 // Host: blob leases, host keys, and the Flex Consumption deployment package.
@@ -60,6 +68,17 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   scope: appInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher.id)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The notify activity publishes CloudEvents to the topic (local auth is disabled on it: Entra only).
+resource notifyTopicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(notifyTopic.id, principalId, roles.eventGridDataSender.id)
+  scope: notifyTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender.id)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -22,6 +22,7 @@ from typing import Any
 # type@api -> bicep-types-az generated/<folder>/types.json
 RESOURCES = {
     "Microsoft.EventGrid/systemTopics@2022-06-15": "eventgrid/microsoft.eventgrid/2022-06-15",
+    "Microsoft.EventGrid/topics@2022-06-15": "eventgrid/microsoft.eventgrid/2022-06-15",
     "Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15": "eventgrid/microsoft.eventgrid/2022-06-15",
     "Microsoft.Web/sites@2024-04-01": "web/microsoft.web/2024-04-01",
     "Microsoft.Web/sites/config@2024-04-01": "web/microsoft.web/2024-04-01",
