@@ -264,7 +264,10 @@ class Rollout:
             },
         )
 
-    def ledger_rollout(self, state: str, outcome: str | None = None, policy: Any = retries.WRITE) -> Gen:
+    def ledger_rollout(self, state: str, outcome: str | None = None, policy: Any = retries.WRITE,
+                       final: bool = False) -> Gen:
+        """The rollout's ledger row. The state document goes in only with the final state (a copy
+        written earlier would go stale while the rollout runs; the live one is the custom status)."""
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_ROLLOUT,
             policy,
@@ -281,7 +284,7 @@ class Rollout:
                 "manifestHash": (self.manifest or {}).get("hash"),
                 # the full pinned manifest: the guard compares configurations with it (issue 13.16)
                 **({"manifest": self.manifest} if self.manifest else {}),
-                "status": self.st.doc,
+                **({"status": self.st.doc} if final else {}),
             },
         )
 
@@ -397,6 +400,8 @@ class Rollout:
         if index == 0:
             self.manifest = outcome.get("manifest") or build_manifest_dict([], [])
             self.st.set_manifest(self.manifest)
+            # the full manifest (with titles) in the ledger now: the API shows it to approvers
+            yield from self.ledger_rollout("running")
         self.st.set_counts(ring, outcome.get("counts") or {})
         return outcome.get("gate") or gate_for(self.plan, ring, [])
 
@@ -962,7 +967,7 @@ class Rollout:
                                    f"rollout {self.rollout_id} ended {state}: {outcome}", outcome=outcome,
                                    state=state, pagePath=f"/api/ui/rollouts/{self.rollout_id}")
         try:
-            yield from self.ledger_rollout(state, outcome, policy=retries.CLOSE)
+            yield from self.ledger_rollout(state, outcome, policy=retries.CLOSE, final=True)
         except Exception as err:  # the status still says it; nothing else can be done here
             self.st.note(iso(self.now), f"final state could not be written to the ledger: {_first_line(err)}")
             self.publish()
@@ -1069,7 +1074,7 @@ class Rollout:
             self.st.set_phase(ring, "assessed", iso(self.now), dryRun=(outcome or {}).get("summary"))
         self.st.finish(DRY_RUN_DONE, iso(self.now), "dry run: nothing installed")
         self.publish()
-        yield from self.ledger_rollout(DRY_RUN_DONE, "dry run")
+        yield from self.ledger_rollout(DRY_RUN_DONE, "dry run", final=True)
         return {"rolloutId": self.rollout_id, "state": DRY_RUN_DONE, "rings": outcomes}
 
 

@@ -589,17 +589,24 @@ async def _halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> 
         assert who is not None
         row.update({"approver": who.name, "by": who.name, "principal": who.to_dict()})
         status = await _require(client, rollout_id)
-        if not is_active(status):
-            raise RolloutConflict(f"rollout {rollout_id} is {runtime_status(status)}", field="id")
         doc = custom_status(status)
         state = doc.get("state")
+        if not is_active(status):
+            # finished (completed, failed, halted for good...): nothing to halt or resume; the
+            # error names the state so a repeated halt is told, not answered 202 again
+            final = state or str(runtime_status(status) or "").lower()
+            raise RolloutConflict(f"rollout {rollout_id} has ended ({final}); there is nothing to "
+                                  f"{'halt' if halt else 'resume'}", field="id",
+                                  details={"state": final, "runtimeStatus": runtime_status(status)})
         if halt:
             if state == HALTED:
-                raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id")
+                raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id",
+                                      details={"state": state, "runtimeStatus": runtime_status(status)})
             row["ring"] = doc.get("currentRing")
         else:
             if state != HALTED:
-                raise RolloutConflict(f"rollout {rollout_id} is not halted (state {state})", field="id")
+                raise RolloutConflict(f"rollout {rollout_id} is not halted (state {state})", field="id",
+                                      details={"state": state, "runtimeStatus": runtime_status(status)})
             ring = (doc.get("waitingFor") or {}).get("ring") or doc.get("currentRing")
             row["ring"] = ring
             approvers = _resume_approvers(ring)
