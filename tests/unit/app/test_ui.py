@@ -1,0 +1,217 @@
+"""The operator page's server side (triggers/ui.py): who gets in, CSRF, assets, what the viewer may do.
+
+The browser test (tests/functional/test_ui_browser.py) runs the page end to end with App Service
+authentication emulated; these cover every access mode and refusal without a platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from patchrings.domain.plan import load_plan_file
+from patchrings.errors import ApprovalForbidden
+from patchrings.settings import Settings
+from triggers import deps, http_api, ui
+from triggers.identity import Caller
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[3]
+HOST = "http://127.0.0.1:7071"
+OID = "0b7d6c4e-1111-4222-8333-944455556666"
+AUTH_ON = Settings(platform_auth_enabled=True)
+LOCAL = Settings(approver_header_fallback=True)
+OFF = Settings()
+IN_AZURE_WITH_FALLBACK = Settings(approver_header_fallback=True, hosted_in_azure=True)
+
+
+def principal(upn: str) -> str:
+    doc = {"auth_typ": "aad", "claims": [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": OID},
+        {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "val": upn}]}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+@pytest.fixture(autouse=True)
+def demo_plan() -> Iterator[None]:
+    deps.reset()
+    deps.override(plan=load_plan_file(REPO / "demo" / "plan.json"), settings=LOCAL)
+    yield
+    deps.reset()
+
+
+def use(settings: Settings) -> None:
+    deps.override(settings=settings)
+
+
+def request(path: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: Any = None,
+            params: dict[str, str] | None = None, route: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest(method=method, url=f"{HOST}{path}", headers=headers or {}, params=params or {},
+                            route_params=route or {}, body=json.dumps(body).encode() if body is not None else b"")
+
+
+def call(function: Any, req: func.HttpRequest, client: Any = None) -> func.HttpResponse:
+    user = function._function.get_user_function()
+    handler = getattr(user, "__wrapped__", user)
+    result = handler(req, client) if "client" in handler.__code__.co_varnames else handler(req)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    assert isinstance(result, func.HttpResponse)
+    return result
+
+
+def body(resp: func.HttpResponse) -> Any:
+    return json.loads(resp.get_body())
+
+
+# ---------------------------------------------------------------------- who gets in
+@pytest.mark.parametrize("settings", [OFF, IN_AZURE_WITH_FALLBACK], ids=["auth-off", "fallback-in-azure"])
+def test_with_authentication_off_nothing_is_served(settings: Settings) -> None:
+    use(settings)
+    claims = {"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com"), "X-PatchRings-Approver": "alice@contoso.com"}
+    page = call(ui.ui_home, request("/api/ui", headers=claims))
+    assert page.status_code == 403 and b"App Service authentication is off" in page.get_body()
+    assert page.headers["Content-Security-Policy"] == ui.CSP
+    asset = call(ui.ui_asset, request("/api/ui/assets/app.js", headers=claims, route={"name": "app.js"}))
+    assert asset.status_code == 403
+    me = call(ui.ui_me, request("/api/ui/me", headers=claims))
+    assert me.status_code == 403 and body(me)["error"]["field"] == "X-MS-CLIENT-PRINCIPAL"
+    data = call(ui.ui_rollouts, request("/api/ui/api/rollouts", headers=claims))
+    assert data.status_code == 403
+
+
+def test_with_app_service_authentication_a_signed_in_person_is_named_and_others_sent_to_sign_in() -> None:
+    use(AUTH_ON)
+    anonymous = call(ui.ui_rollout_page, request("/api/ui/rollouts/ro-1", route={"id": "ro-1"}))
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"] == "/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/ro-1"
+    # the local header means nothing once authentication is on
+    claimed = call(ui.ui_me, request("/api/ui/me", headers={"X-PatchRings-Approver": "alice@contoso.com"}))
+    assert claimed.status_code == 403
+    assert body(claimed)["error"]["details"]["signIn"].startswith("/.auth/login/aad?post_login_redirect_uri=/api/ui")
+    me = body(call(ui.ui_me, request("/api/ui/me", headers={"X-MS-CLIENT-PRINCIPAL": principal("carol@contoso.com")})))
+    assert (me["name"], me["mode"], me["authenticated"]) == ("carol@contoso.com", ui.MODE_AUTH, True)
+    assert me["approverOf"] == ["ring2"]
+    assert me["signOut"] == "/.auth/logout?post_logout_redirect_uri=/api/ui"
+    page = call(ui.ui_home, request("/api/ui", headers={"X-MS-CLIENT-PRINCIPAL": principal("carol@contoso.com")}))
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+def test_locally_the_page_is_served_and_data_needs_a_name() -> None:
+    use(LOCAL)
+    page = call(ui.ui_home, request("/api/ui"))
+    assert page.status_code == 200
+    nameless = call(ui.ui_rollouts, request("/api/ui/api/rollouts"))
+    assert nameless.status_code == 403 and body(nameless)["error"]["field"] == "X-PatchRings-Approver"
+    me = body(call(ui.ui_me, request("/api/ui/me", headers={"X-PatchRings-Approver": "bob@contoso.com"})))
+    assert (me["name"], me["mode"], me["authenticated"]) == ("bob@contoso.com", ui.MODE_LOCAL, False)
+    assert me["approverOf"] == ["ring1"] and "not authenticated" in me["note"]
+
+
+# ---------------------------------------------------------------------- CSRF
+def decide_request(headers: dict[str, str]) -> func.HttpRequest:
+    return request("/api/ui/api/rollouts/ro-1/rings/ring1/approve", method="POST",
+                   headers={"X-PatchRings-Approver": "alice@contoso.com", **headers},
+                   body={"manifestHash": "abc"}, route={"id": "ro-1", "ring": "ring1", "decision": "approve"})
+
+
+@pytest.mark.parametrize(("headers", "field"), [
+    ({"Content-Type": "application/json"}, "X-PatchRings-CSRF"),
+    ({"Content-Type": "application/json", "X-PatchRings-CSRF": "yes"}, "X-PatchRings-CSRF"),
+    ({"Content-Type": "text/plain", "X-PatchRings-CSRF": "1"}, "Content-Type"),
+    ({"Content-Type": "application/json", "X-PatchRings-CSRF": "1", "Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),
+    ({"Content-Type": "application/json", "X-PatchRings-CSRF": "1", "Sec-Fetch-Site": "same-site"}, "Sec-Fetch-Site"),
+    ({"Content-Type": "application/json", "X-PatchRings-CSRF": "1", "Origin": "https://evil.example"}, "Origin"),
+    ({"Content-Type": "application/json", "X-PatchRings-CSRF": "1", "Origin": "null"}, "Origin"),
+])
+def test_state_changing_routes_refuse_what_another_site_could_send(headers: dict[str, str], field: str) -> None:
+    for function in (ui.ui_decide, ui.ui_halt, ui.ui_resume):
+        resp = call(function, decide_request(headers), client=None)  # refused before the client is touched
+        assert resp.status_code == 403, function
+        assert body(resp)["error"]["field"] == field
+
+
+def test_a_same_origin_request_from_the_page_passes_the_csrf_check() -> None:
+    ui.check_csrf(decide_request({"Content-Type": "application/json; charset=utf-8", "X-PatchRings-CSRF": "1",
+                                  "Origin": HOST, "Host": "127.0.0.1:7071", "Sec-Fetch-Site": "same-origin"}))
+    # behind a proxy the public host name arrives in Host / X-Forwarded-Host
+    ui.check_csrf(decide_request({"Content-Type": "application/json", "X-PatchRings-CSRF": "1",
+                                  "Origin": "https://patchrings.azurewebsites.net",
+                                  "X-Forwarded-Host": "patchrings.azurewebsites.net"}))
+
+
+# ---------------------------------------------------------------------- assets
+def test_assets_have_their_types_versions_and_security_headers() -> None:
+    use(LOCAL)
+    shell = call(ui.ui_rollout_page, request("/api/ui/rollouts/ro-1", route={"id": "ro-1"})).get_body().decode()
+    types = (("app.js", "text/javascript"), ("app.css", "text/css"), ("favicon.svg", "image/svg+xml"))
+    for name, content_type in types:
+        version = ui.asset(name).version  # type: ignore[union-attr]
+        assert f"/api/ui/assets/{name}?v={version}" in shell
+        fresh = call(ui.ui_asset, request(f"/api/ui/assets/{name}", params={"v": version}, route={"name": name}))
+        assert fresh.status_code == 200 and fresh.headers["Content-Type"].startswith(content_type)
+        assert fresh.headers["Cache-Control"] == ui.IMMUTABLE
+        assert fresh.headers["X-Content-Type-Options"] == "nosniff"
+        old = call(ui.ui_asset, request(f"/api/ui/assets/{name}", params={"v": "old"}, route={"name": name}))
+        assert old.headers["Cache-Control"] == "no-cache"
+        same = call(ui.ui_asset, request(f"/api/ui/assets/{name}", headers={"If-None-Match": old.headers["ETag"]},
+                                         route={"name": name}))
+        assert same.status_code == 304 and not same.get_body()
+    for name in ("index.html", "../ui.py", "..%2Fui.py", "APP.JS", "missing.js", ".app.js"):
+        assert call(ui.ui_asset, request(f"/api/ui/assets/{name}", route={"name": name})).status_code == 404, name
+
+
+def test_the_shell_follows_the_route_prefix_and_has_no_inline_script_or_style() -> None:
+    text = ui.shell("https://x.example/custom/ui/rollouts/ro-1")
+    assert 'content="/custom/ui"' in text and "/custom/ui/assets/app.js?v=" in text
+    assert "<script>" not in text and "style=" not in text and "<style" not in text
+    assert "{{" not in text
+
+
+# ---------------------------------------------------------------------- what the viewer may do
+def status_doc(*, initiator: str = "dave@contoso.com", what: str = "approval", state: str = "waiting",
+               runtime: str = "Running", ring: str = "ring1") -> dict[str, Any]:
+    waiting = {"what": what, "ring": ring, "manifestHash": "abc",
+               "approvers": ["alice@contoso.com", "bob@contoso.com", "demo-approver@contoso.com"]}
+    return {"runtimeStatus": runtime, "state": state, "waitingFor": waiting,
+            "status": {"initiator": initiator, "currentRing": ring, "waitingFor": waiting}}
+
+
+def test_viewer_says_who_may_decide_and_why_not() -> None:
+    alice = Caller("fallback-header", upn="alice@contoso.com")
+    carol = Caller("fallback-header", upn="carol@contoso.com")
+    seen = ui.viewer(alice, status_doc())
+    assert (seen["mayApprove"], seen["mayReject"], seen["mayHalt"], seen["mayResume"]) == (True, True, True, False)
+    own = ui.viewer(alice, status_doc(initiator="alice@contoso.com"))
+    assert (own["mayApprove"], own["mayReject"]) == (False, True) and "another approver" in own["decideReason"]
+    other = ui.viewer(carol, status_doc())
+    assert (other["mayApprove"], other["mayReject"]) == (False, False) and "not an approver" in other["decideReason"]
+    halted = status_doc(what="resume", state="halted")
+    assert ui.viewer(alice, halted)["mayResume"] is True and ui.viewer(alice, halted)["mayHalt"] is False
+    refused = ui.viewer(carol, halted)
+    assert refused["mayResume"] is False and "only an approver" in refused["resumeReason"]
+    done = ui.viewer(alice, status_doc(what="", runtime="Completed", state="completed"))
+    assert not any(done[k] for k in ("mayApprove", "mayReject", "mayHalt", "mayResume"))
+
+
+def test_the_ui_routes_reach_the_apis_own_handlers() -> None:
+    """The UI hands reads and decisions to the API's entry points (same rules, one place)."""
+    for function in (http_api.rollouts, http_api.rollout_status, http_api.decide_ring,
+                     http_api.halt_rollout, http_api.resume_rollout):
+        handler = ui.api_handler(function)
+        assert asyncio.iscoroutinefunction(handler)
+        assert list(handler.__code__.co_varnames[:2]) == ["req", "client"]
+
+
+def test_a_refusal_is_json_naming_the_field() -> None:
+    resp = ui.error_response(ApprovalForbidden("no", field="X"))
+    assert resp.status_code == 403 and body(resp)["error"]["field"] == "X"
+    assert resp.headers["Cache-Control"] == "no-store"
