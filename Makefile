@@ -9,7 +9,7 @@ SCENARIO ?= happy
 AUTO_APPROVE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap test lint typecheck unit functional demo bench clean
+.PHONY: help bootstrap chromium test lint typecheck unit functional demo bench clean
 
 help:
 	@echo "make demo [SCENARIO=happy|bad-patch] [AUTO_APPROVE=1]   run a complete three-ring rollout locally"
@@ -34,7 +34,20 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-bootstrap: $(VENV)/.installed node_modules/.installed
+bootstrap: $(VENV)/.installed node_modules/.installed chromium
+
+# The operator page's browser test (tests/functional/test_ui_browser.py) drives Debian's headless
+# Chromium through Playwright. Installed from Debian's packages when missing and we are root (CI
+# runs as root on a fresh machine); otherwise say how, and the test skips with the same hint.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver (browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+	  echo "note: /usr/bin/chromium is missing and this is not root: the browser test will be skipped;"; \
+	  echo "      install it with: sudo apt-get install -y chromium chromium-driver"; \
+	fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
