@@ -110,3 +110,46 @@ def test_notify_through_the_host_lands_in_the_topic_once_per_receiver(probe_plat
     deduped = p.published_events(dedupe=True)
     assert [e["id"] for e in deduped] == [approval["id"], events[2]["id"]]
     assert [e["id"] for e in p.published_events(type="PatchRings.CancelFailed")] == [events[2]["id"]]
+
+
+@pytest.fixture
+def held(platform_factory: Any) -> Iterator[Any]:
+    """A platform whose skip clock is held from before it starts (as in test_platform_rollout)."""
+    from emulator.clock import make_clock
+
+    holds: list[Any] = []
+
+    def start(scenario: dict[str, Any]) -> Any:
+        clock = make_clock("skip", start="2026-11-16T06:00:00Z")
+        hold = clock.hold()
+        hold.__enter__()
+        holds.append(hold)
+        return platform_factory(scenario=scenario, clock=clock)
+
+    yield start
+    for hold in holds:
+        hold.__exit__(None, None, None)
+
+
+def test_a_rollout_that_halts_on_a_failed_gate_publishes_gate_failed_and_rollout_halted(held: Any) -> None:
+    """The real rollout on the full platform: Ring 0's gate fails, the rollout halts, and the
+    topic has PatchRings.GateFailed and PatchRings.RolloutHalted for it (engineer H1's call sites)."""
+    from tests.functional import platform_scenario as sc
+    from tests.functional.platform_driver import driver
+
+    p = held(sc.scenario(faults=[{"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}]))
+    d = driver(p)
+    rid = d.start(who="dave@contoso.com")
+    final = d.until_done(rid)
+    assert final.output["state"] == "halted", final.output
+    source = f"/patchrings/rollouts/{rid}"
+    events = [e for e in p.published_events(dedupe=True) if e["source"] == source]
+    types = [e["type"] for e in events]
+    assert "PatchRings.GateFailed" in types and types[-1] == "PatchRings.RolloutHalted", types
+    gate = next(e for e in events if e["type"] == "PatchRings.GateFailed")
+    assert gate["subject"] == "rings/ring0" and gate["data"]["severity"] == "error"
+    assert 1 <= len(gate["data"]["reasons"]) <= 10
+    halted = events[-1]
+    assert halted["data"]["rolloutId"] == rid and halted["data"]["severity"] == "error"
+    assert halted["data"]["pageUrl"] == f"{p.base_url}/api/ui/rollouts/{rid}"
+    assert halted["time"].startswith("2026-11-")  # the orchestration's (simulated) time
