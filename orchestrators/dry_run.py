@@ -32,7 +32,13 @@ from orchestrators import names, plan_view, retries
 from orchestrators.timeutil import iso
 from orchestrators.verdicts import install_parameters
 from orchestrators.wave import install_parameters_for
+from patchrings.domain.health import HealthPolicy
+from patchrings.domain.planner import estimate_ring
+from patchrings.domain.rate import RateControl
+from patchrings.domain.recurrence import next_occurrence, parse_window
+from patchrings.domain.results import expected_install_duration
 from patchrings.domain.selection import available_of, machine_listing, ring_listing_summary
+from patchrings.domain.timeutil import parse_duration, parse_instant
 
 bp = df.Blueprint()
 
@@ -89,6 +95,48 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         out.append({"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "zone": vm.get("zone"),
                     "assessed": assessed, "status": result.get("status"), **listing,
                     "error": entry.get("error") or result.get("error")})
+    planner: dict[str, Any] | None = None
+    if first and plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])) == "direct":
+        planner = yield from _plan_first_ring(context, spec, len(vms), started_at)
+    summary = ring_listing_summary(out)
+    warnings = list((planner or {}).get("warnings") or [])
+    summary["warnings"] = warnings  # the rollout records the summary in its status: the warnings show there
     return {"ring": spec["ring"], "patching": plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])),
             "basis": basis, "cutoff": None if manifest else started_at, "vms": out,
-            "summary": ring_listing_summary(out), "warnings": []}
+            "summary": summary, "planner": planner, "warnings": warnings}
+
+
+def _plan_first_ring(context: df.DurableOrchestrationContext, spec: dict[str, Any], vm_count: int,
+                     started_at: str) -> Any:
+    """Issue 11's planner for Ring 0: can it finish before the next ring's T-40 (less the margin)?
+    The next ring's next run comes from its maintenance configuration's window."""
+    plan = spec["plan"]
+    ring = spec["ring"]
+    names_ = plan_view.ring_names(plan)
+    next_ring = names_[names_.index(ring) + 1] if names_.index(ring) + 1 < len(names_) else None
+    start = parse_instant(started_at)
+    next_run = None
+    warnings: list[str] = []
+    configuration = plan_view.configuration_of(plan_view.ring(plan, next_ring)) if next_ring else None
+    if next_ring and configuration and plan_view.patching(plan_view.ring(plan, next_ring)) == "scheduled":
+        try:
+            config = yield context.call_activity_with_retry(names.GET_CONFIGURATION, retries.READ,
+                                                            {"configurationId": configuration})
+            occurrence = next_occurrence(parse_window(dict((config or {}).get("window") or {})), start)
+            next_run = occurrence.start if occurrence else None
+        except Exception as exc:  # a dry run reports, it never fails on this read
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            warnings.append(f"{next_ring}'s schedule could not be read ({why}): "
+                            f"whether {ring} finishes before its T-40 is unknown")
+    install = plan_view.effective(plan, ring, "install")
+    margin = plan_view.promotion(plan).get("t40Margin") or "PT5M"
+    estimate = estimate_ring(
+        ring, vm_count,
+        rate=RateControl.from_dict(plan_view.effective(plan, ring, "rate")),
+        health=HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")),
+        install_expected=expected_install_duration(parse_duration(install.get("maximumDuration") or "PT2H")),
+        start=start, next_ring=next_ring, next_run_start=next_run, t40_margin=parse_duration(margin),
+        approval_needed=bool(next_ring) and plan_view.approval(plan, str(next_ring)).get("mode", "none") != "none",
+    ).to_dict()
+    estimate["warnings"] = warnings + estimate["warnings"]
+    return estimate

@@ -77,6 +77,13 @@ def test_dry_run_lists_what_each_ring_would_install(platform: Any) -> None:
     assert (summary["vms"], summary["assessed"], summary["errors"]) == (3, 3, 0)
     assert (summary["availablePatches"], summary["wouldInstall"], summary["filtered"]) == (11, 5, 6)
     assert {p["key"]: p["vms"] for p in summary["patches"]} == {sc.KB_OLD: 2, sc.KB_CRIT: 2, sc.OPENSSL: 1}
+    # issue 11's planner: Ring 0's 3 VMs in waves of 2 and 1 land well before ring1's 12:00 run's T-40
+    planner = ring0["planner"]
+    assert (planner["waves"], planner["nextRing"], planner["nextRunStart"]) == ([2, 1], "ring1", "2026-11-16T12:00:00Z")
+    assert planner["fits"] is True and planner["landBy"] == "2026-11-16T11:15:00Z" and planner["needs"] == "PT1H40M"
+    assert ring0["warnings"] == summary["warnings"] == planner["warnings"]
+    assert any("ring1 needs an approval" in w for w in ring0["warnings"])
+    assert rings["ring1"]["planner"] is None and rings["ring1"]["warnings"] == []
     # later rings: the same rules, marked as an upper bound of what the manifest will pin
     assert rings["ring1"]["basis"].startswith("ring rules (upper bound")
     assert rings["ring1"]["summary"]["wouldInstall"] == 3
