@@ -33,6 +33,8 @@ _CA = "Microsoft.Maintenance/configurationAssignments"
 _MC = "Microsoft.Maintenance/maintenanceConfigurations"
 _AU = "Microsoft.Maintenance/applyUpdates"
 _TAGS = "Microsoft.Resources/tags"
+_ARC = "Microsoft.HybridCompute/machines"
+_ARC_OPS = "Microsoft.HybridCompute/locations/updateCenterOperationResults/read"  # Arc LRO Location polling
 
 # (operation group, method) -> RBAC actions the call needs.
 CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
@@ -42,6 +44,12 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("virtual_machines", "instance_view"): {f"{_VM}/instanceView/read"},
     ("virtual_machines", "begin_install_patches"): {f"{_VM}/installPatches/action", _OPS},
     ("virtual_machines", "begin_assess_patches"): {f"{_VM}/assessPatches/action", _OPS},
+    # Azure Arc-enabled servers (azure-mgmt-hybridcompute ``machines``), issue 12.
+    ("machines", "get"): {f"{_ARC}/read"},
+    ("machines", "list_by_subscription"): {f"{_ARC}/read"},
+    ("machines", "list_by_resource_group"): {f"{_ARC}/read"},
+    ("machines", "begin_install_patches"): {f"{_ARC}/installPatches/action", _ARC_OPS},
+    ("machines", "begin_assess_patches"): {f"{_ARC}/assessPatches/action", _ARC_OPS},
     ("tags", "get_at_scope"): {f"{_TAGS}/read"},
     ("tags", "begin_update_at_scope"): {f"{_TAGS}/write"},
     ("tags", "begin_create_or_update_at_scope"): {f"{_TAGS}/write"},
@@ -80,6 +88,7 @@ GROUPS = {group for group, _ in CALL_ACTIONS} - {"send_arm_request"}
 # must be in the fleet-reader role, which is the one assigned on subscriptions.
 SUBSCRIPTION_LEVEL = {
     ("virtual_machines", "list_all"),
+    ("machines", "list_by_subscription"),
     ("configuration_assignments_within_subscription", "list"),
     ("configuration_assignments_for_subscriptions", "get"),
     ("configuration_assignments_for_subscriptions", "list"),
@@ -137,6 +146,7 @@ CALLS = _app_calls()
 
 def test_the_scan_finds_the_app_s_azure_calls() -> None:
     assert ("virtual_machines", "begin_install_patches") in CALLS, "the scan found no installPatches call"
+    assert ("machines", "begin_install_patches") in CALLS, "the scan found no Arc installPatches call"
     assert len(CALLS) >= 5, CALLS
 
 
@@ -166,7 +176,7 @@ def test_subscription_level_calls_are_covered_by_the_fleet_reader_role() -> None
     }
     assert problems == set()
     needed = {a for call in CALLS if call in SUBSCRIPTION_LEVEL for a in CALL_ACTIONS[call]}
-    needed |= {_OPS} if any(_OPS in CALL_ACTIONS.get(c, set()) for c in CALLS) else set()
+    needed |= {ops for ops in (_OPS, _ARC_OPS) if any(ops in CALL_ACTIONS.get(c, set()) for c in CALLS)}
     unused = fleet - needed
     assert unused == set(), f"fleet-reader actions no subscription-level call needs: {sorted(unused)}"
 
