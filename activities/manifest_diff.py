@@ -22,6 +22,13 @@ only the table's own 7-day retention bounds the age (``recencyChecked: false``).
 Never raises for ARM errors (403, throttling after the SDK's retries, 5xx, refused queries): the
 ring's entry carries ``{"error": {code, message, ...}}`` and the others are still answered, so a
 rollout never fails on this read.
+
+``read_assessments`` (same blueprint; the dry run calls it for machines whose assessPatches
+answer has no patch list -- Arc-enabled servers: ``MachineAssessPatchesResult`` only counts by
+classification, arc-and-resource-graph.md §2.6 / §7): input ``{"vms": [VmRef], "since"?: ISO}``,
+output ``{"machines": {<lower-case id>: {"at", "os", "available": [patch]}}, "queries", "pages"}``
+holding only machines whose assessment row exists, has no errors and is not older than ``since``
+(one paged query for all of them), or ``{"error": {...}}``.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from patchrings.errors import PatchRingsError
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.manifest_diff")
 
-__all__ = ["bp", "manifest_diff", "manifest_diff_core"]
+__all__ = ["bp", "manifest_diff", "manifest_diff_core", "read_assessments", "read_assessments_core"]
 
 DEFAULT_MAX_AGE_HOURS = 24.0
 
@@ -120,6 +127,35 @@ def _ring(clients: Any, send: Any, plan: Mapping[str, Any], name: str, *, manife
     return out
 
 
+def read_assessments_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Latest assessments of ``vms`` from Resource Graph (see the module docstring)."""
+    vms = [vm for vm in payload.get("vms") or [] if isinstance(vm, Mapping) and vm.get("id")]
+    if not vms:
+        return {"machines": {}, "queries": 0, "pages": 0}
+    since = _now(payload.get("since"))
+    try:
+        subscriptions = sorted({parse_resource_id(str(vm["id"])).subscription.lower() for vm in vms})
+        groups = {parse_resource_id(str(vm["id"])).resource_group or "" for vm in vms}
+        rows, pages = rg.query_all(_sender(clients), assessment_query(groups), subscriptions, on_quota=_respect_quota)
+    except (AzureError, PatchRingsError, RuntimeError, ValueError, OSError) as exc:
+        log.warning("read_assessments: unreadable: %s", exc)
+        return {"error": error_info(exc)}
+    found = assessments_by_machine(rows)
+    out: dict[str, Any] = {}
+    for vm in vms:
+        seen = found.get(str(vm["id"]).lower())
+        if seen is None or not seen.has_summary or seen.error or (since and (seen.at is None or seen.at < since)):
+            continue
+        out[seen.machine] = {"at": seen.at.isoformat().replace("+00:00", "Z") if seen.at else None, "os": seen.os,
+                             "available": [normalize_patch(p) for p in seen.patches]}
+    return {"machines": out, "queries": 1, "pages": pages}
+
+
 @bp.activity_trigger(input_name="payload")
 def manifest_diff(payload: Payload) -> dict[str, Any]:
     return manifest_diff_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def read_assessments(payload: Payload) -> dict[str, Any]:
+    return read_assessments_core(deps().clients, payload)

@@ -44,6 +44,11 @@ bp = df.Blueprint()
 
 POLL = timedelta(minutes=1)
 ASSESS_DEADLINE = timedelta(hours=1)
+#: the activity (activities/manifest_diff.py) reading machines' latest assessments from Resource Graph
+READ_ASSESSMENTS = getattr(names, "READ_ASSESSMENTS", "read_assessments")
+#: how long to wait for Resource Graph rows of assessments that came without a patch list (Arc)
+ROWS_DEADLINE = timedelta(minutes=20)
+ROWS_POLL = timedelta(minutes=2)
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)
@@ -79,6 +84,7 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         yield context.create_timer(context.current_utc_datetime + POLL)
     for vm_id in tokens:
         results[vm_id] = {"error": {"code": "AssessDeadlineExceeded", "message": "no assessment result in time"}}
+    notes = yield from _patch_lists_from_resource_graph(context, vms, results, started_at)
 
     manifest = spec.get("manifest") or None
     base_install = plan_view.effective(spec["plan"], spec["ring"], "install")
@@ -92,18 +98,65 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         result = entry.get("result") or {}
         assessed = bool(result) and not entry.get("error") and str(result.get("status") or "").lower() != "failed"
         listing = machine_listing(vm.get("os"), available_of(result), install_parameters_for(vm, parameters))
+        detail = not assessed or _has_patch_list(result)
         out.append({"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"), "zone": vm.get("zone"),
-                    "assessed": assessed, "status": result.get("status"), **listing,
+                    "kind": vm.get("kind") or "vm", "assessed": assessed, "status": result.get("status"),
+                    "patchDetail": detail, "patchSource": result.get("patchSource") or "assessPatches", **listing,
                     "error": entry.get("error") or result.get("error")})
     planner: dict[str, Any] | None = None
     if first and plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])) == "direct":
         planner = yield from _plan_first_ring(context, spec, len(vms), started_at)
     summary = ring_listing_summary(out)
-    warnings = list((planner or {}).get("warnings") or [])
+    summary["withoutPatchDetail"] = sum(1 for o in out if not o["patchDetail"])
+    warnings = notes + list((planner or {}).get("warnings") or [])
     summary["warnings"] = warnings  # the rollout records the summary in its status: the warnings show there
     return {"ring": spec["ring"], "patching": plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])),
             "basis": basis, "cutoff": None if manifest else started_at, "vms": out,
             "summary": summary, "planner": planner, "warnings": warnings}
+
+
+def _has_patch_list(result: dict[str, Any]) -> bool:
+    return isinstance(result.get("availablePatches"), list) or isinstance(result.get("patches"), list)
+
+
+def _patch_lists_from_resource_graph(context: df.DurableOrchestrationContext, vms: list[dict[str, Any]],
+                                     results: dict[str, Any], since: str) -> Any:
+    """Arc-enabled servers' assessPatches answers only count by classification: their patch
+    lists come from Resource Graph (``patchassessmentresources``), which shows them after a lag,
+    so read them for all such machines at once, again every :data:`ROWS_POLL` until
+    :data:`ROWS_DEADLINE`. Returns notes for the ring's warnings."""
+    def waiting() -> list[dict[str, Any]]:
+        out = []
+        for vm in vms:
+            entry = results.get(vm["id"]) or {}
+            result = entry.get("result") or {}
+            if result and not entry.get("error") and not _has_patch_list(result):
+                out.append(vm)
+        return out
+
+    pending = waiting()
+    deadline = context.current_utc_datetime + ROWS_DEADLINE
+    while pending:
+        read = yield context.call_activity_with_retry(READ_ASSESSMENTS, retries.READ, {"vms": pending, "since": since})
+        if (read or {}).get("error"):
+            return [f"patch lists of {len(pending)} machine(s) could not be read from Resource Graph "
+                    f"({str(read['error'].get('message') or read['error'].get('code'))[:200]})"]
+        machines = (read or {}).get("machines") or {}
+        for vm in pending:
+            row = machines.get(str(vm["id"]).lower())
+            if row is not None:
+                entry = results[vm["id"]]
+                entry["result"] = {**entry["result"], "availablePatches": row.get("available") or [],
+                                   "patchSource": "resourceGraph"}
+        pending = waiting()
+        if not pending or context.current_utc_datetime >= deadline:
+            break
+        yield context.create_timer(context.current_utc_datetime + ROWS_POLL)
+    if pending:
+        names_ = ", ".join(sorted(str(vm.get("name")) for vm in pending)[:10])
+        return [f"no patch list in Resource Graph for {len(pending)} assessed machine(s) ({names_}): what they "
+                "would install is unknown"]
+    return []
 
 
 def _plan_first_ring(context: df.DurableOrchestrationContext, spec: dict[str, Any], vm_count: int,

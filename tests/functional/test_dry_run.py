@@ -34,6 +34,11 @@ def scenario() -> dict[str, Any]:
          "published": "2026-11-01T10:00:00Z", "reboot": "NeverReboots", "minutes": 1},
     ]
     doc["resourceGraph"] = {"propagationMinutes": 0}  # the dry run's assessments are in ARG at once
+    # an Arc-enabled server in Ring 0: its assessPatches answer only counts; its patch list comes from
+    # Resource Graph, 5 simulated minutes late
+    doc["subscriptions"][0]["resourceGroups"][0]["arcMachines"] = [
+        {"name": "r0-arc-1", "os": "Linux", "status": "Connected", "tags": {"patchRing": "ring0"},
+         "resourceGraphLagMinutes": 5}]
     return doc
 
 
@@ -57,7 +62,7 @@ def test_dry_run_lists_what_each_ring_would_install(platform: Any) -> None:
     ring0 = rings["ring0"]
     assert ring0["basis"] == "ring rules" and ring0["cutoff"] == START
     vms = {v["name"]: v for v in ring0["vms"]}
-    assert sorted(vms) == sorted(sc.RING0)
+    assert sorted(vms) == sorted([*sc.RING0, "r0-arc-1"])
 
     win = vms["r0-web-1"]
     assert win["assessed"] and win["error"] is None
@@ -73,13 +78,18 @@ def test_dry_run_lists_what_each_ring_would_install(platform: Any) -> None:
     assert lin["filteredByReason"] == {"classification": 1, "olderVersion": 1}
     assert {f["patch"] for f in lin["filtered"]} == {OLD_OPENSSL, "vim=2:8.2.3995-1ubuntu2.21"}
 
+    arc = vms["r0-arc-1"]
+    assert (arc["kind"], arc["patchDetail"], arc["patchSource"]) == ("arc", True, "resourceGraph"), arc
+    assert [p["key"] for p in arc["wouldInstall"]] == [sc.OPENSSL] and arc["filteredCount"] == 2
+    assert lin["patchSource"] == "assessPatches"
+
     summary = ring0["summary"]
-    assert (summary["vms"], summary["assessed"], summary["errors"]) == (3, 3, 0)
-    assert (summary["availablePatches"], summary["wouldInstall"], summary["filtered"]) == (11, 5, 6)
-    assert {p["key"]: p["vms"] for p in summary["patches"]} == {sc.KB_OLD: 2, sc.KB_CRIT: 2, sc.OPENSSL: 1}
-    # issue 11's planner: Ring 0's 3 VMs in waves of 2 and 1 land well before ring1's 12:00 run's T-40
+    assert (summary["vms"], summary["assessed"], summary["errors"], summary["withoutPatchDetail"]) == (4, 4, 0, 0)
+    assert (summary["availablePatches"], summary["wouldInstall"], summary["filtered"]) == (14, 6, 8)
+    assert {p["key"]: p["vms"] for p in summary["patches"]} == {sc.KB_OLD: 2, sc.KB_CRIT: 2, sc.OPENSSL: 2}
+    # issue 11's planner: Ring 0's 4 machines in waves of 2 land well before ring1's 12:00 run's T-40
     planner = ring0["planner"]
-    assert (planner["waves"], planner["nextRing"], planner["nextRunStart"]) == ([2, 1], "ring1", "2026-11-16T12:00:00Z")
+    assert (planner["waves"], planner["nextRing"], planner["nextRunStart"]) == ([2, 2], "ring1", "2026-11-16T12:00:00Z")
     assert planner["fits"] is True and planner["landBy"] == "2026-11-16T11:15:00Z" and planner["needs"] == "PT1H40M"
     assert ring0["warnings"] == summary["warnings"] == planner["warnings"]
     assert any("ring1 needs an approval" in w for w in ring0["warnings"])

@@ -194,3 +194,19 @@ def test_ring_diff_without_assessments_never_assumes_clean() -> None:
     out = ring_diff("ring1", [{"id": "a", "name": "a", "os": "Linux"}], {}, MANIFEST, {})
     assert (out["machines"], out["assessed"], out["notAssessed"], out["wouldInstall"]) == (1, 0, 1, 0)
     assert out["inManifestNotApplicableCount"] == 3
+
+
+def test_read_assessments_returns_fresh_rows_in_one_query_and_errors_as_values() -> None:
+    from activities.manifest_diff import read_assessments_core
+
+    rows = (rows_for(f"{ARC}/a1", "Linux", "2026-11-16T06:01:00Z", [lin("openssl", "3.0.2-0ubuntu1.19")])
+            + rows_for(f"{ARC}/a2", "Linux", "2026-11-15T06:01:00Z", [lin("curl", "8")]))  # before `since`
+    fleet = Fleet([], [], rows)
+    refs = [{"id": f"{ARC}/a1", "kind": "arc"}, {"id": f"{ARC}/a2", "kind": "arc"}, {"id": f"{ARC}/a3"}]
+    out = read_assessments_core(fleet, {"vms": refs, "since": "2026-11-16T06:00:00Z"})
+    assert list(out["machines"]) == [f"{ARC}/a1".lower()] and out["queries"] == 1
+    assert out["machines"][f"{ARC}/a1".lower()]["available"][0]["name"] == "openssl"
+    assert len([q for q in fleet.queries if q[2] is None]) == 1
+    failing = read_assessments_core(Fleet([], [], [], fail_graph=True), {"vms": refs})
+    assert failing["error"]["message"]
+    assert read_assessments_core(fleet, {"vms": []}) == {"machines": {}, "queries": 0, "pages": 0}
