@@ -6,8 +6,8 @@ What it shows, through the real path only:
    trigger, which starts the rollout;
 2. Ring 0 is patched directly (installPatches in waves) and verified (install results + health
    phases), and a manifest is built from what it installed cleanly;
-3. the gate waits for a person: the demo prints the approval URL and a ready curl command, or
-   approves itself as a named demo approver with ``--auto-approve``;
+3. the gate waits for a person (twice: Ring 1 and Ring 2): the demo prints the operator page's URL
+   and a ready curl command, or approves itself as a named demo approver with ``--auto-approve``;
 4. Ring 1 and Ring 2 are promoted (manifest pinned, gate opened) and patched by their own
    scheduled maintenance runs;
 5. a summary table, and where the ledger and the logs are.
@@ -227,22 +227,26 @@ class DemoRun:
         approver = (waiting.get("approvers") or [DEMO_APPROVER])[0]
         url = f"{self.platform.base_url}{path}?code={self.platform.function_key}"
         curl = (
-            f"curl -X POST '{url}' -H 'Content-Type: application/json' "
+            f"curl -sS -X POST '{url}' -H 'Content-Type: application/json' "
             f"-H 'X-PatchRings-Approver: {approver}' -d '{json.dumps(body)}'"
         )
+        page = f"{page_url(self.platform, str(self.rollout_id))}?as={urllib.parse.quote(str(approver))}"
         live.console.print(
             Panel(
                 f"Ring [bold]{ring}[/] waits for approval of manifest [bold]{manifest}[/] "
-                f"(until {waiting.get('until')}).\nApprovers: {', '.join(waiting.get('approvers') or [])}\n"
-                f"Approve or reject on the operator page {page_url(self.platform, str(self.rollout_id))}\n"
-                f"or from another terminal with the command below (reject: same URL ending in /reject).\n"
+                f"(until {ui.short_time(waiting.get('until'))}).\n"
+                f"Approvers: {', '.join(waiting.get('approvers') or [])}\n"
+                f"Decide on the operator page (first line below; locally ?as= names the approver you act "
+                f"as) or from another terminal with the curl command (second line; reject: same URL "
+                f"ending in /reject).\n"
                 f"The simulated clock stands still while you decide: the demo holds clock lease "
                 f"{self.lease.lease_id if self.lease else '-'} (see GET {self.platform.clock_url}).",
                 title="Approval needed",
                 border_style="yellow",
             )
         )
-        # Outside the panel and never wrapped, so it can be copied and pasted as one command.
+        # Outside the panel and never wrapped, so they can be clicked, copied and pasted whole.
+        live.console.print(page, soft_wrap=True, markup=False, highlight=False, style="cyan")
         live.console.print(curl, soft_wrap=True, markup=False, highlight=False, style="cyan")
         while _waiting_for_approval(self.refresh()):
             live.update(self.render())

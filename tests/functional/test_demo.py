@@ -87,11 +87,14 @@ def test_demo_waits_for_a_person_and_the_printed_command_approves() -> None:
     timer.start()
     lines: list[str] = []
     approvals: list[int] = []
+    pages: list[int] = []
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if not line.startswith("curl -X POST "):
+            if re.match(r"http://127\.0\.0\.1:\d+/api/ui/rollouts/\S+\?as=alice%40contoso\.com$", line.strip()):
+                pages.append(http_call("GET", line.strip()).status)  # the printed page link answers
+            if not line.startswith("curl -sS -X POST "):
                 continue
             argv = shlex.split(line)  # the command exactly as a person would paste it
             url = argv[argv.index("-X") + 2]
@@ -105,6 +108,7 @@ def test_demo_waits_for_a_person_and_the_printed_command_approves() -> None:
             proc.kill()
     out = "".join(lines)
     assert approvals == [202, 202], out[-3000:]
+    assert pages == [200, 200], out[-3000:]  # the operator page, printed for each of the two approvals
     assert "Rollout ended: completed" in out
     assert "alice@contoso.com" in out.split("Rollout summary", 1)[1]
 
@@ -125,7 +129,7 @@ def test_interrupting_the_demo_stops_everything(sig: str) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("curl -X POST "):
+            if line.startswith("curl -sS -X POST "):
                 proc.send_signal(getattr(signal, sig))
                 break
         rest, _ = proc.communicate(timeout=60)
