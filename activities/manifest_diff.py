@@ -50,6 +50,7 @@ from patchrings.arm import resource_graph as rg
 from patchrings.arm.assessments import assessment_query, assessments_by_machine
 from patchrings.arm.errors import error_info
 from patchrings.arm.ids import parse_resource_id
+from patchrings.domain.manifest import Manifest
 from patchrings.domain.manifest_diff import ring_diff
 from patchrings.domain.plan import Plan
 from patchrings.domain.selection import normalize_patch
@@ -75,14 +76,18 @@ def _now(value: Any) -> datetime | None:
 
 def manifest_diff_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The diff for every ring after ``fromRing`` (see the module docstring)."""
+    field = "plan"
     try:
         plan = Plan.from_dict(payload["plan"])
         names = plan.ring_names
+        field = "fromRing"
         start = [n.lower() for n in names].index(str(payload["fromRing"]).lower()) + 1
-        manifest = dict(payload["manifest"])
+        field = "manifest"
+        manifest = Manifest.from_dict(payload["manifest"]).to_dict()
+        field = "maxAgeHours"
         max_age = timedelta(hours=float(payload.get("maxAgeHours") or DEFAULT_MAX_AGE_HOURS))
-    except (KeyError, ValueError, TypeError, PatchRingsError) as exc:
-        return {"error": {"code": "BadInput", "message": f"manifest_diff input: {exc}"}}
+    except (KeyError, ValueError, TypeError, AttributeError, PatchRingsError) as exc:
+        return {"error": {"code": "RequestInvalid", "field": field, "message": f"manifest_diff input {field}: {exc}"}}
     now = _now(payload.get("now"))
     rings = []
     send = None

@@ -176,7 +176,10 @@ def test_arm_errors_are_returned_per_ring_never_raised() -> None:
     assert out["rings"][0]["ring"] == "ring1" and out["rings"][0]["error"]["message"]
     assert out["recencyChecked"] is False
     bad = manifest_diff_core(fleet, {"plan": PLAN, "manifest": MANIFEST, "fromRing": "nope"})
-    assert bad["error"]["code"] == "BadInput"
+    assert (bad["error"]["code"], bad["error"]["field"]) == ("RequestInvalid", "fromRing")
+    tampered = {**MANIFEST, "hash": "0" * 16}
+    bad = manifest_diff_core(fleet, {"plan": PLAN, "manifest": tampered, "fromRing": "ring0"})
+    assert (bad["error"]["code"], bad["error"]["field"]) == ("RequestInvalid", "manifest")
 
 
 def test_query_and_grouping() -> None:
