@@ -255,6 +255,7 @@ def _select_linux(sel: Selection, patches: list[dict[str, Any]], p: dict[str, An
 
 #: per-machine list caps in dry-run / diff outputs (orchestration payloads stay bounded)
 MAX_LISTED = 20
+MAX_WOULD_INSTALL = 50
 
 
 def _shown(os_name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -275,16 +276,18 @@ def available_of(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def machine_listing(os_name: Any, available: Iterable[Mapping[str, Any]],
-                    parameters: Mapping[str, Any] | None, *, max_filtered: int = MAX_LISTED) -> dict[str, Any]:
-    """One machine's dry-run entry: what would install (all of it), what is filtered (first
-    ``max_filtered``, each with its reason code) and the counts."""
+                    parameters: Mapping[str, Any] | None, *, max_filtered: int = MAX_LISTED,
+                    max_install: int = MAX_WOULD_INSTALL) -> dict[str, Any]:
+    """One machine's dry-run entry: what would install (the first ``max_install``; a machine
+    rarely needs more), what is filtered (first ``max_filtered``, each with its reason code) and
+    the full counts."""
     sel = select_patches(os_name, available, parameters)
     return {
         "availablePatchCount": sel.available,
         "wouldInstallCount": len(sel.would_install),
         "filteredCount": len(sel.filtered),
         "filteredByReason": sel.reasons(),
-        "wouldInstall": [_shown(sel.os, p) for p in sel.would_install],
+        "wouldInstall": [_shown(sel.os, p) for p in sel.would_install[:max_install]],
         "filtered": [{"patch": patch_label(sel.os, p), "reason": p["reason"]} for p in sel.filtered[:max_filtered]],
     }
 

@@ -108,3 +108,15 @@ def test_resource_graph_rows_normalize_like_assessment_results() -> None:
     assert patch_key("Windows", p) == "5048667"
     assert patch_label("Windows", p) == "KB5048667 2026-11 Cumulative Update"
     assert patch_label("Linux", lin("openssl", "3.0.2")) == "openssl=3.0.2"
+
+
+def test_machine_listing_counts_everything_and_lists_a_bounded_part() -> None:
+    from patchrings.domain.selection import machine_listing, ring_listing_summary
+
+    many = [win(str(1000 + i)) for i in range(60)] + [win(str(2000 + i), "Definition Updates") for i in range(30)]
+    row = machine_listing("Windows", many, {"windowsParameters": {"classificationsToInclude": CS}})
+    assert (row["availablePatchCount"], row["wouldInstallCount"], row["filteredCount"]) == (90, 60, 30)
+    assert len(row["wouldInstall"]) == 50 and len(row["filtered"]) == 20
+    assert row["filtered"][0] == {"patch": "KB2000 Update", "reason": "classification"}
+    total = ring_listing_summary([{**row, "assessed": True}, {"assessed": False, "error": {"code": "X"}}])
+    assert (total["vms"], total["assessed"], total["errors"], total["wouldInstall"]) == (2, 1, 1, 60)
