@@ -54,6 +54,13 @@ def principal(upn: str, oid: str = "6f0f3b1e-34a5-4c55-9a6e-0b7d2f1c9a01",
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
+# Every form control has a label (or is a button with text); every table header cell has a scope.
+UNLABELLED = """() => [...document.querySelectorAll('input, textarea, select, button')]
+  .filter(e => !(e.labels && e.labels.length) && !e.textContent.trim() && !e.getAttribute('aria-label'))
+  .map(e => e.outerHTML)"""
+HEADERS_WITHOUT_SCOPE = "() => document.querySelectorAll('th:not([scope])').length"
+
+
 def no_redirect_get(url: str) -> tuple[int, str | None]:
     """Status and Location of a GET, without following a redirect."""
     import http.client
@@ -92,7 +99,6 @@ def browser() -> Iterator[Any]:
             context = pw.chromium.launch_persistent_context(
                 profile, executable_path=executable, args=LAUNCH_ARGS, headless=True,
                 viewport={"width": 1360, "height": 900},
-                extra_http_headers={"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)},
             )
             try:
                 yield context
@@ -139,6 +145,8 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     assert (page_status, location) == (302, f"/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/{rid}")
 
     page = browser.new_page()
+    # What App Service authentication adds to every request of a signed-in browser.
+    page.set_extra_http_headers({"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -162,14 +170,21 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     expect(page.locator("#ring-ring0 .phase")).to_have_attribute("data-phase", "passed")
     expect(page.locator("#ring-ring0")).to_contain_text("Gate:")
     expect(page.locator("#ring-ring1 .phase")).to_have_attribute("data-phase", "awaiting-approval")
-    vm_rows = page.locator("#vm-table tbody tr")
-    expect(vm_rows).to_have_count(6)
-    expect(page.locator("#vm-table tbody tr[data-ring=ring0]")).to_have_count(6)
+    ring0 = next(r for r in found["doc"]["rings"] if r["name"] == "ring0")
+    names = [vm["name"] for vm in ring0["vms"]]
+    web = [name for name in names if name.startswith("r0-web")]
+    assert names and web
+    expect(page.locator("#vm-table tbody tr")).to_have_count(len(names))
+    expect(page.locator("#vm-table tbody tr[data-ring=ring0]")).to_have_count(len(names))
+    for vm in ring0["vms"]:  # short names, the kind (vm / arc) and the full id one click away
+        row = page.locator(f"#vm-table tbody tr[data-vm='{vm['name']}']")
+        expect(row.locator("th .vmname")).to_have_attribute("title", vm["id"])
+        expect(row.locator("td").nth(1)).to_have_text(vm.get("kind") or "vm")
     page.get_by_label("Filter machines").fill("r0-web")
-    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(3)
-    expect(page.locator("#vm-count")).to_have_text("3 of 6 machines match")
+    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(len(web))
+    expect(page.locator("#vm-count")).to_have_text(f"{len(web)} of {len(names)} machines match")
     page.get_by_label("Filter machines").fill("")
-    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(6)
+    expect(page.locator("#vm-table tbody tr:visible")).to_have_count(len(names))
     expect(page.locator("#manifest-hash")).to_have_text(shown_hash)
     expect(page.locator("#manifest-kbs")).to_contain_text("KB5048667")
     expect(page.locator("#manifest-packages")).to_contain_text("openssl")
@@ -177,6 +192,7 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     expect(page.locator("#may-decide")).to_have_text("You may approve or reject.")
     approve = page.get_by_role("button", name="Approve ring1")
     expect(approve).to_be_enabled()
+    assert page.evaluate(UNLABELLED) == [] and page.evaluate(HEADERS_WITHOUT_SCOPE) == 0
 
     # The assets the page loaded: versioned, immutable, right types.
     js = http_call("GET", f"{ui}/assets/app.js?v=0", headers={"X-MS-CLIENT-PRINCIPAL": principal(APPROVER)})
@@ -202,8 +218,11 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     shot(page, "rollout-waiting-for-approval")
 
     # Approve from the page, with a comment; the decision carries the hash the page showed.
-    page.get_by_label("Comment (recorded with your decision)").fill("Ring 0 clean; go")
-    approve.click()
+    comment = page.get_by_label("Comment (recorded with your decision)")
+    comment.fill("Ring 0 clean; go")
+    comment.press("Tab")  # keyboard only: the next stop is the approve button
+    expect(approve).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator("#action-message")).to_contain_text(f"Approved ring1 (manifest {shown_hash}): submitted")
 
     # Ring 1 opens, its maintenance run patches it, its gate passes; Ring 2 then waits for approval.
@@ -229,3 +248,25 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     assert {(a["verdict"], a["approver"], a["manifestHash"]) for a in recorded} == {("approve", APPROVER, shown_hash)}
     assert sorted(a["outcome"] for a in recorded) == ["accepted", "submitted"]
     assert errors == []
+
+
+def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory: Any, browser: Any) -> None:
+    """The local platform (``make demo``): no App Service authentication, the page sends the name
+    from ``?as=`` (or its "act as" form) as ``X-PatchRings-Approver`` and says it is not authenticated."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    p = platform_factory(scenario=REPO / "demo" / "scenarios" / "happy.yaml", plan=REPO / "demo" / "plan.json",
+                         start=DEMO_START)
+    page = browser.new_page()
+    ui = f"{p.base_url}/api/ui"
+    page.goto(f"{ui}?as=bob@contoso.com")
+    expect(page.locator("#me-name")).to_have_text("bob@contoso.com")
+    expect(page.locator("#me")).to_contain_text("local platform, not authenticated")
+    expect(page.locator("#me")).to_contain_text("approver of ring1")
+    expect(page.locator("#section-list")).to_contain_text("No rollouts yet.")
+    page.get_by_label("Act as").fill("carol@contoso.com")
+    page.get_by_role("button", name="Use").click()
+    expect(page.locator("#me-name")).to_have_text("carol@contoso.com")
+    expect(page.locator("#me")).to_contain_text("approver of ring2")
+    assert "as=carol%40contoso.com" in page.url or "as=carol@contoso.com" in page.url

@@ -153,7 +153,7 @@
   // ------------------------------------------------------------------ list page
   function listPage(main) {
     document.title = "Rollouts - PatchRings";
-    var section = h("section", { "aria-labelledby": "list-title" });
+    var section = h("section", { id: "section-list" });
     var status = h("p", { class: "muted", role: "status", id: "list-status" });
     clear(main);
     append(main, [h("h1", { id: "list-title", text: "Rollouts" }), status, section]);
@@ -199,7 +199,7 @@
     document.title = id + " - PatchRings";
     var S = {};
     ["summary", "decision", "controls", "timeline", "vms", "manifest", "decisions"].forEach(function (k) {
-      S[k] = h("section", { id: "section-" + k, "aria-labelledby": k + "-title" });
+      S[k] = h("section", { id: "section-" + k });
     });
     var message = h("div", { id: "action-message", class: "message", role: "status", "aria-live": "polite" });
     var updated = h("p", { class: "muted", id: "updated", role: "status" });
@@ -438,7 +438,7 @@
 
     function drawManifest(el, doc, st) {
       var m = obj(doc.manifest || st.manifest);
-      var diff = m.diff || doc.manifestDiff || st.manifestDiff || doc.diff || (arr(m.coverage).length ? m.coverage : null);
+      var diff = m.diff || doc.manifestDiff || st.manifestDiff || doc.diff || ringDiffs(doc) || null;
       renderIf(el, [m, diff], function () {
         append(el, h("h2", { id: "manifest-title", text: "Manifest" }));
         if (!Object.keys(m).length) { append(el, h("p", { text: "No manifest yet: it is built from Ring 0's results." })); return; }
@@ -454,7 +454,10 @@
             h("div", null, h("h3", { text: "Windows KBs" }), kbTable(kbs)),
             h("div", null, h("h3", { text: "Linux packages" }), pkgTable(pkgs)))
         ]);
-        if (diff) append(el, [h("h3", { id: "diff-title", text: "Difference per ring" }), diffView(diff)]);
+        if (arr(m.coverage).length) append(el, [h("h3", { text: "Built from (images covered by Ring 0)" }), valueView(m.coverage)]);
+        if (arr(m.sources).length) append(el, h("p", { class: "muted", text: "Sources: " + m.sources.join(", ") }));
+        append(el, h("h3", { id: "diff-title", text: "What later rings' machines would install, compared with the manifest" }));
+        append(el, diff ? diffView(diff) : h("p", { class: "muted", text: "No comparison yet." }));
       });
     }
 
@@ -555,6 +558,15 @@
         return h("tr", null, h("td", { class: "mono", text: str(name) }), h("td", { class: "mono", text: str(version || "-") }),
           h("td", { text: Array.isArray(cls) ? cls.join(", ") : str(cls || "-") }));
       })));
+  }
+  function ringDiffs(doc) {
+    // a per-ring diff on the ring views ({ring: diff}), when the API puts it there
+    var out = {}, any = false;
+    arr(doc.rings).forEach(function (r) {
+      var d = obj(r).manifestDiff || obj(r).diff;
+      if (d) { out[r.name] = d; any = true; }
+    });
+    return any ? out : null;
   }
   function diffView(diff) {
     // Generic: {ring: {added: [...], removed: [...], ...}} or a list of {ring, ...}, or anything else.
