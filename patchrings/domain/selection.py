@@ -13,7 +13,9 @@ Rules (Compute ``VirtualMachineInstallPatchesParameters``, ``WindowsParameters``
 semantics as in update-manager-domain.md §6 and the staged-patching runbook the manifest follows):
 
 * **Excludes win**: Windows ``kbNumbersToExclude``, ``patchNameMasksToExclude`` (globs on the
-  title) and ``excludeKbsRequiringReboot`` (``rebootBehavior == AlwaysRequiresReboot``); Linux
+  title) and ``excludeKbsRequiringReboot`` (the swagger: "Filters out Kbs that don't have an
+  InstallationRebootBehavior of 'NeverReboots'", so ``CanRequestReboot`` and an unknown behaviour
+  are filtered too; the local simulator filters only ``AlwaysRequiresReboot``); Linux
   ``packageNameMasksToExclude`` (``name`` or ``name=version`` globs).
 * A patch is a **candidate** when its classification is in ``classificationsToInclude`` **or** an
   include names it (``kbNumbersToInclude`` / ``packageNameMasksToInclude``); with neither list
@@ -210,7 +212,7 @@ def _select_windows(sel: Selection, patches: list[dict[str, Any]], p: dict[str, 
         reason: str | None = None
         if kb in kb_out or (name_out and _title_match(name_out, name)):
             reason = "excluded"
-        elif p.get("excludeKbsRequiringReboot") and patch.get("rebootBehavior") == "AlwaysRequiresReboot":
+        elif p.get("excludeKbsRequiringReboot") and str(patch.get("rebootBehavior") or "").lower() != "neverreboots":
             reason = "requiresReboot"
         else:
             by_class = any(_class_key("Windows", c) in classes for c in patch["classifications"])
