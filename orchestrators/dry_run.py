@@ -11,7 +11,10 @@ lacks); the ring's installPatches parameters are built exactly as the install bu
 excludes, the Windows ``maxPatchPublishDate`` frozen at the rollout's start, or the pinned
 manifest when one is given) and applied by :func:`patchrings.domain.selection.machine_listing`.
 Without a manifest a later ring is listed under its own rules with the cutoff: an upper bound,
-since it will install only the manifest Ring 0 validates (``basis`` says which).
+since it will install only the manifest Ring 0 validates (``basis`` says which). A caller that runs
+Ring 0's dry run first can pass later rings
+``manifest = patchrings.domain.selection.projected_manifest(ring0_output)``: they then list exactly
+what that pin would install on them.
 
 Input ``{rolloutId, plan, ring, startedAt?, manifest?}`` (``startedAt`` defaults to the
 orchestration's start). Output ``{ring, patching, basis, vms: [...], summary: {...}, warnings: [...]}``;

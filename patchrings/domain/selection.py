@@ -50,6 +50,7 @@ __all__ = [
     "normalize_patch",
     "patch_key",
     "patch_label",
+    "projected_manifest",
     "ring_listing_summary",
     "select_patches",
 ]
@@ -335,3 +336,29 @@ def install_parameters_by_os(base_install: Mapping[str, Any], *, cutoff: str | N
     if cutoff:
         windows["windowsParameters"] = {**(base_install.get("windowsParameters") or {}), "maxPatchPublishDate": cutoff}
     return {"Windows": windows, "Linux": linux}
+
+
+def projected_manifest(first_ring: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest Ring 0 would produce if every machine installed cleanly what its dry run
+    lists (an upper bound), as a manifest dict: a dry run of a later ring given it as ``manifest``
+    lists exactly what that pin would install there. ``cutoff`` is the dry run's."""
+    from patchrings.domain.manifest import Manifest
+
+    kbs: set[str] = set()
+    packages: set[str] = set()
+    details: dict[str, dict[str, Any]] = {}
+    for vm in first_ring.get("vms") or []:
+        os_name = _os(vm.get("os"))
+        for p in vm.get("wouldInstall") or []:
+            key = p.get("key")
+            if not key:
+                continue
+            if os_name == "Windows":
+                kbs.add(str(key))
+                details.setdefault(f"KB{key}", {"title": str(p.get("patch") or ""),
+                                                "classifications": list(p.get("classifications") or [])})
+            else:
+                packages.add(str(key))
+                details.setdefault(str(key), {"classifications": list(p.get("classifications") or [])})
+    return Manifest(tuple(sorted(kbs, key=lambda k: (len(k), k))), tuple(sorted(packages)),
+                    cutoff=first_ring.get("cutoff"), details=details).to_dict()

@@ -123,3 +123,20 @@ def test_machine_listing_counts_everything_and_lists_a_bounded_part() -> None:
     assert row["filtered"][0] == {"patch": "KB2000 Update", "reason": "classification"}
     total = ring_listing_summary([{**row, "assessed": True}, {"assessed": False, "error": {"code": "X"}}])
     assert (total["vms"], total["assessed"], total["errors"], total["wouldInstall"]) == (2, 1, 1, 60)
+
+
+def test_projected_manifest_from_ring0_dry_run_pins_what_ring0_would_install() -> None:
+    from patchrings.domain.selection import install_parameters_by_os, machine_listing, projected_manifest
+
+    params = install_parameters_by_os({"windowsParameters": {"classificationsToInclude": CS},
+                                       "linuxParameters": {"classificationsToInclude": CS}},
+                                      cutoff="2026-11-16T06:00:00Z")
+    ring0 = {"cutoff": "2026-11-16T06:00:00Z", "vms": [
+        {"os": "Windows", **machine_listing("Windows", WIN, params["Windows"])},
+        {"os": "Linux", **machine_listing("Linux", LIN, params["Linux"])}]}
+    m = projected_manifest(ring0)
+    assert m["windows"]["kbNumbers"] == ["1", "2"] and m["cutoff"] == "2026-11-16T06:00:00Z"
+    assert m["linux"]["packages"] == ["libc6=2.35", "openssl=3.0.2-0ubuntu1.19"]
+    assert m["details"]["KB1"]["title"] == "KB1 Update" and Manifest.from_dict(m).hash == m["hash"]
+    pinned = install_parameters_by_os({}, manifest=m)
+    assert select_patches("Windows", WIN, pinned["Windows"]).would_install_keys() == ["1", "2"]
