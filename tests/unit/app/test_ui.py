@@ -215,3 +215,50 @@ def test_a_refusal_is_json_naming_the_field() -> None:
     resp = ui.error_response(ApprovalForbidden("no", field="X"))
     assert resp.status_code == 403 and body(resp)["error"]["field"] == "X"
     assert resp.headers["Cache-Control"] == "no-store"
+
+
+def ui_functions() -> list[Any]:
+    import azure.durable_functions as df
+
+    app = df.DFApp()
+    app.register_functions(ui.bp)
+    return list(app.get_functions())
+
+
+def test_every_ui_route_is_anonymous_at_the_functions_level_and_fails_closed_itself() -> None:
+    """No function key in the browser: the routes are ANONYMOUS, so each must refuse on its own
+    when App Service authentication is off, whatever the request claims (a new route that forgot
+    the gate fails here)."""
+    use(OFF)
+    routes = {}
+    for fn in ui_functions():
+        trigger = fn.get_trigger()
+        assert trigger.get_binding_name() == "httpTrigger"
+        methods = sorted(str(getattr(m, "value", m)).upper() for m in trigger.methods or [])
+        routes[trigger.route] = (methods, str(getattr(trigger.auth_level, "value", trigger.auth_level)).lower())
+        params = {name: "x" for name in ("id", "ring", "decision", "name") if "{" + name + "}" in trigger.route}
+        params["name"] = "app.js" if "name" in params else ""
+        user = fn.get_user_function()
+        handler = getattr(user, "__wrapped__", user)
+        for method in methods:
+            req = request("/api/" + trigger.route, method=method, route={k: v for k, v in params.items() if v},
+                          body={"manifestHash": "abc"} if method == "POST" else None,
+                          headers={"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com"),
+                                   "X-PatchRings-Approver": "alice@contoso.com", "X-PatchRings-CSRF": "1",
+                                   "Content-Type": "application/json"})
+            result = handler(req, None) if "client" in handler.__code__.co_varnames else handler(req)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+            assert result.status_code == 403, (trigger.route, method)
+            assert result.headers["Content-Security-Policy"] == ui.CSP
+    assert routes == {
+        "ui": (["GET"], "anonymous"),
+        "ui/rollouts/{id}": (["GET"], "anonymous"),
+        "ui/assets/{name}": (["GET"], "anonymous"),
+        "ui/me": (["GET"], "anonymous"),
+        "ui/api/rollouts": (["GET"], "anonymous"),
+        "ui/api/rollouts/{id}": (["GET"], "anonymous"),
+        "ui/api/rollouts/{id}/rings/{ring}/{decision}": (["POST"], "anonymous"),
+        "ui/api/rollouts/{id}/halt": (["POST"], "anonymous"),
+        "ui/api/rollouts/{id}/resume": (["POST"], "anonymous"),
+    }
