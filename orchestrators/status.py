@@ -450,24 +450,31 @@ def ring_until(ring: dict[str, Any], progress: dict[str, Any] | None = None) -> 
     return str(ring["until"]) if ring.get("until") else None
 
 
-def ring_counts(total: int | None, rows: list[dict[str, Any]], progress: dict[str, Any] | None) -> dict[str, int]:
+def ring_counts(total: int | None, rows: list[dict[str, Any]],
+                progress: dict[str, Any] | None) -> dict[str, int | None]:
     """Counts that include VMs not started: finished VMs by outcome (ledger rows), those in flight
     (the running wave's own status), and the rest as ``notStarted``."""
-    counts: dict[str, int] = {"passed": 0, "failed": 0, "inconclusive": 0}
+    counts: dict[str, int | None] = {"passed": 0, "failed": 0, "inconclusive": 0}
+    tally = {"passed": 0, "failed": 0, "inconclusive": 0}
     for row in rows:
         outcome = row.get("outcome")
-        key = {"pass": "passed", "fail": "failed"}.get(str(outcome), "inconclusive")
-        counts[key] += 1
+        tally[{"pass": "passed", "fail": "failed"}.get(str(outcome), "inconclusive")] += 1
+    counts.update(tally)
     finished = len(rows)
     progress = progress or {}
     in_flight = int(progress.get("inFlight") or 0)
+    skipped = int(progress.get("skipped") or 0)
     counts["installing"] = int(progress.get("installing") or 0)
     counts["verifying"] = int(progress.get("verifying") or 0)
-    counts["skipped"] = int(progress.get("skipped") or 0)
-    known = int(total) if total is not None else finished + in_flight
-    counts["vms"] = max(known, finished + in_flight)
+    counts["skipped"] = skipped
     counts["finished"] = finished
-    counts["notStarted"] = max(0, counts["vms"] - finished - in_flight - counts["skipped"])
+    if total is None and not finished and not in_flight:
+        # a ring not resolved yet: its size is not known (never a misleading 0)
+        counts["vms"] = counts["notStarted"] = None
+        return counts
+    vms = max(int(total) if total is not None else finished + in_flight, finished + in_flight)
+    counts["vms"] = vms
+    counts["notStarted"] = max(0, vms - finished - in_flight - skipped)
     return counts
 
 

@@ -78,8 +78,10 @@ def test_cli_starts_shows_approves_and_halts_a_rollout(held: Any) -> None:
     manifest = shown["waitingFor"]["manifestHash"]
     code, human, _ = cli(p, "show", rid)
     assert code == 0 and f"rollouts approve {rid} ring1 --manifest {manifest}" in human
-    # (the phase is not compared: the rollout may still be settling Ring 0 between the two reads)
-    assert any(line.split()[:2] == ["ring0", "direct"] for line in human.splitlines()), human
+    # each ring says what it does now, and its VMs (all three of Ring 0, none left to start)
+    [ring0] = [line.split() for line in human.splitlines() if line.startswith("ring0  ")][:1]
+    assert ring0[-7:-5] == ["3", "3"] and ring0[-2:] == ["0", "pass"], human
+    assert any(line.startswith("ring1  waiting for approval until ") for line in human.splitlines()), human
     assert any(line.split()[:2] == ["ring0", "r0-web-1"] for line in human.splitlines()), human  # per-VM rows
 
     # Refusals: exit 1 with the API's code and message; nothing approved.
