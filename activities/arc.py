@@ -26,8 +26,9 @@ in a final 200 is not done (§2.7). A terminal result is completed from Resource
 machine's summary row of this install (by ``installationActivityId``, else the newest one that
 started at/after the run) and that run's ``…/softwarepatches`` rows. While rows are missing the
 poll answers ``done: false`` with ``error.code = PatchRowsMissing`` (the orchestrator polls
-again); once :data:`ARG_ROWS_GRACE` has passed since the install ended it answers ``done`` with a
-result that has **no** ``patches`` key (``patchDetail`` says why): inconclusive, never a pass.
+again; a *failed* install is answered at once: its verdict needs no patch list); once
+:data:`ARG_ROWS_GRACE` has passed since the install ended it answers ``done`` with a result that
+has **no** ``patches`` key (``patchDetail`` says why): inconclusive, never a pass.
 
 **Health**: ``agentStatus`` (``Connected``, else inconclusive), ``lastStatusChange``, the OS the
 agent reports, and the ring's HTTP probes; there is no power state or VM agent on Arc. Batches
@@ -303,7 +304,12 @@ def poll_install_arc(clients: Any, ledger: Any, payload: Mapping[str, Any], *,
         lro = dict(summary.get("properties") or {})
     ended = parse_time(lro.get("lastModifiedDateTime")) or parse_time(lro.get("startDateTime"))
     expected = arc.reported_patch_count(lro)
-    if patches is None and expected:
+    failing = (str(lro.get("status") or "").lower() == "failed" or int(lro.get("failedPatchCount") or 0) > 0
+               or str(lro.get("rebootStatus") or "").lower() == "failed")
+    if patches is None and expected and failing:
+        # The install failed: that verdict needs no patch list, so it is not delayed by the rows' lag.
+        result = arc.install_result(lro, None, missing_reason="per-patch rows not awaited: the install failed")
+    elif patches is None and expected:
         waited_out = now is not None and ended is not None and now >= ended + ARG_ROWS_GRACE
         if not waited_out:
             return {"done": False, "result": None, "error": graph_error or {
