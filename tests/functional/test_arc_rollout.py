@@ -11,6 +11,8 @@ the later rings (VMs and an Arc machine held at ``ring1-hold``) are never patche
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,11 @@ pytestmark = pytest.mark.functional
 START = "2026-11-16T06:00:00Z"
 INITIATOR = "dave@contoso.com"
 ARC = f"/subscriptions/{sc.SUB}/resourceGroups/{sc.RG}/providers/Microsoft.HybridCompute/machines"
+ROLE = json.loads((Path(__file__).resolve().parents[2] / "infra" / "role-actions.json").read_text(encoding="utf-8"))
+# The app runs as an identity holding only the least-privilege roles' actions (403 otherwise).
+GRANTED = (set(ROLE["actions"]) | set(ROLE["subscriptionScope"]["actions"])
+           | set(ROLE["subscriptionScope"]["dynamicScopeActions"]))
+ARC_ACTIONS = {a for a in GRANTED if a.startswith("Microsoft.HybridCompute/")}
 
 
 def _scenario() -> dict[str, Any]:
@@ -36,6 +43,8 @@ def _scenario() -> dict[str, Any]:
     ]
     scope = doc["subscriptions"][0]["dynamicScopes"][0]["filter"]
     scope["resourceTypes"] = ["Microsoft.Compute/virtualMachines", "Microsoft.HybridCompute/machines"]
+    doc["auth"] = {"identities": [{"name": "patchrings-app", "token": "arc-least-privilege-token-01",
+                                   "default": True, "actions": sorted(GRANTED)}]}
     return copy.deepcopy(doc)
 
 
@@ -96,3 +105,12 @@ def test_arc_machines_through_dry_run_compliance_and_a_halting_rollout(held: Any
     assert p.arm.vm("r1-arc-1").tags["patchRing"] == "ring1-hold"  # never promoted
     assert not [r for r in p.arm.recorder.find() if "/providers/Microsoft.Resources/tags/" in r.path
                 and r.method in ("PATCH", "PUT")]
+
+    # 4. least privilege on Arc traffic: nothing was refused, and every HybridCompute action the
+    #    roles grant was needed (infra/role-actions.json; the static twin is tests/unit/infra)
+    records = p.arm.recorder.records
+    refused = [f"{r.method} {r.path} -> {r.status}" for r in records
+               if r.status in (401, 403) or r.error_code == "AuthorizationFailed"]
+    assert refused == []
+    used = {r.action for r in records}
+    assert {a for a in used if str(a).startswith("Microsoft.HybridCompute/")} == ARC_ACTIONS, sorted(ARC_ACTIONS)
