@@ -397,3 +397,57 @@ def test_api_versions_the_sdk_default_passes_others_are_refused(arm_factory):
     for version in ("2020-08-15-preview", "2022-12-27", "2024-07-10", "2025-01-13", "2026-09-01"):
         ok = client.send_request(HttpRequest("GET", f"{ARC_IDS}/arc-win-01", params={"api-version": version}))
         assert ok.status_code == 200, version
+
+
+def test_agent_status_from_faults_timeline_and_control_api_and_health_endpoint(arm_factory):
+    """The ways a scenario or a test disconnects an Arc agent, and the machine's app health endpoint."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    scenario = arc_scenario(
+        faults=[{"type": "vmAgentNotReady", "vms": ["arc-lin-01"]}],
+        timeline=[{"at": "2026-11-16T07:00:00Z", "vms": ["arc-win-*"], "agentStatus": "Disconnected",
+                   "health": "Unhealthy"}],
+    )
+    arm = arm_factory(scenario)
+    client = hc(arm)
+    assert client.machines.get("rg-arc", "arc-lin-01").properties.status == "Disconnected"  # the fault, at start
+    assert client.machines.get("rg-arc", "arc-win-01").properties.status == "Connected"
+    url = arm.sim.health_url("arc-win-01")
+    with urllib.request.urlopen(url) as resp:
+        assert resp.status == 200
+    arm.advance_to(arm.sim.clock.now().replace(hour=7))
+    machine = client.machines.get("rg-arc", "arc-win-01")
+    assert machine.properties.status == "Disconnected"
+    assert machine.properties.last_status_change.isoformat().startswith("2026-11-16T07:00:00")
+    with pytest.raises(urllib.error.HTTPError) as unhealthy:
+        urllib.request.urlopen(url)
+    assert unhealthy.value.code == 503
+    # the control API reconnects it (and refuses a VM-only field for an Arc machine)
+    context = ssl.create_default_context(cafile=str(arm.sim.ca_path))
+
+    def post(name: str, body: dict[str, Any]) -> int:
+        request = urllib.request.Request(f"{arm.sim.endpoint}/_sim/vms/{name}", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=context) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert post("arc-win-01", {"agentStatus": "Connected", "health": "Healthy"}) == 200
+    assert post("arc-win-01", {"powerState": "deallocated"}) == 400
+    assert post("arc-win-01", {"agentStatus": "Sleeping"}) == 400
+    assert client.machines.get("rg-arc", "arc-win-01").properties.status == "Connected"
+    with urllib.request.urlopen(arm.sim.endpoint + "/_sim/fleet", context=context) as resp:
+        fleet = json.loads(resp.read())
+    arc = {m["name"]: m for m in fleet["arcMachines"]}
+    assert arc["arc-win-01"]["status"] == "Connected" and arc["arc-lin-01"]["status"] == "Disconnected"
+    assert arc["arc-win-01"]["kind"] == "arc" and "arc-win-01" not in {v["name"] for v in fleet["vms"]}
+    # PATCH honours the patch mode under osProfile (Microsoft.HybridCompute/machines/write)
+    client.machines.update("rg-arc", "arc-win-01", {"properties": {"osProfile": {"windowsConfiguration": {
+        "patchSettings": {"patchMode": "AutomaticByOS"}}}}})
+    updated = client.machines.get("rg-arc", "arc-win-01")
+    assert updated.properties.os_profile.windows_configuration.patch_settings.patch_mode == "AutomaticByOS"
