@@ -71,6 +71,10 @@ __all__ = [
 #: Graph before the result is taken without them (inconclusive). Resource Graph's lag is
 #: undocumented (§5.8); the simulator's default is 3 minutes.
 ARG_ROWS_GRACE = timedelta(minutes=30)
+#: Pages the last Arc machine list of a subscription took (a cost hint, per process, as
+#: ``activities.compute._LIST_PAGES`` for VMs): a few Arc canaries in a subscription of thousands
+#: of machines are read one by one instead of listing every page.
+_ARC_PAGES: dict[str, int] = {}
 _DONE = frozenset({"succeeded", "failed", "completedwithwarnings"})
 HttpGet = Callable[[str, float], tuple[int, str]]
 
@@ -100,6 +104,7 @@ def list_machines(clients: Any, subscription: str) -> tuple[list[dict[str, Any]]
         if status_of(exc) == 404 or (status_of(exc) == 409 and "registration" in code.lower()):
             return [], max(pages, 1)
         raise
+    _ARC_PAGES[subscription.lower()] = max(pages, 1)
     return out, max(pages, 1)
 
 
@@ -132,20 +137,23 @@ def arc_health_samples(clients: Any, members: list[Mapping[str, Any]], probes: l
     """Health samples of many Arc machines, keyed by lower-case id: one paged machine list per
     subscription (the agent status is in the list, so every Arc sample is a *full* one), or a
     GET per machine when a subscription holds a single member. A failed list leaves its machines
-    with a ``readError`` (unknown, never healthy); a machine missing from its list is ``deleted``."""
+    with a ``readError`` (unknown, never healthy); a machine missing from its list is ``deleted``.
+    When the subscription's list is known to take more pages than there are members to sample,
+    they are read one by one instead."""
     by_sub: dict[str, list[Mapping[str, Any]]] = {}
     for member in members:
         by_sub.setdefault(_parts(member)[0].lower(), []).append(member)
     machines: dict[str, dict[str, Any] | None] = {}
     errors: dict[str, tuple[str, bool]] = {}
     for sub, group in by_sub.items():
-        if len(group) == 1:
-            member = group[0]
-            try:
-                machines[str(member["id"]).lower()] = get_machine(clients, member)
-            except AzureError as exc:
-                info = error_info(exc)
-                errors[str(member["id"]).lower()] = (f"{info['code']}: {info['message']}", info.get("status") == 404)
+        if len(group) == 1 or len(group) < _ARC_PAGES.get(sub, 1):  # cheaper one by one
+            for member in group:
+                try:
+                    machines[str(member["id"]).lower()] = get_machine(clients, member)
+                except AzureError as exc:
+                    info = error_info(exc)
+                    errors[str(member["id"]).lower()] = (f"{info['code']}: {info['message']}",
+                                                         info.get("status") == 404)
             continue
         try:
             listed, _ = list_machines(clients, sub)

@@ -356,3 +356,18 @@ def test_check_vm_health_reads_one_arc_machine_with_a_get(tmp_path: Path) -> Non
     sample = check_vm_health_core(clients, {"vm": arc_member("srv-01"), "probes": []})
     assert sample["agentStatus"] == "Expired" and sample["lastStatusChange"] == "2026-11-16T05:00:00Z"
     assert len(transport.requests) == 1
+
+
+def test_a_few_arc_canaries_in_a_large_subscription_are_read_one_by_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from activities import arc
+
+    monkeypatch.setitem(arc._ARC_PAGES, SUB.lower(), 5)  # the last list took 5 pages
+    clients, transport = clients_for(tmp_path, [
+        ("GET", "/machines/srv-01?", (200, {}, machine("srv-01", "ring0"))),
+        ("GET", "/machines/srv-02?", (200, {}, machine("srv-02", "ring0"))),
+    ])
+    checks = [{"vm": arc_member("srv-01"), "full": True}, {"vm": arc_member("srv-02"), "full": False}]
+    samples = check_vm_health_batch_core(clients, {"checks": checks, "probes": []})["samples"]
+    assert [s["agentStatus"] for s in samples] == ["Connected", "Connected"]
+    assert len(transport.requests) == 2  # two GETs, not five list pages
