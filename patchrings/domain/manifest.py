@@ -101,7 +101,7 @@ class Manifest:
     cutoff: str | None = None
     coverage: tuple[str, ...] = ()
     #: ``KB<n>`` / ``name=version`` -> ``{title?, name?, version?, classifications}`` (not hashed)
-    details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def content(self) -> dict[str, Any]:
