@@ -60,6 +60,7 @@ and ``Cross-Origin-Opener-Policy: same-origin``; HTML and JSON are ``Cache-Contr
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -380,10 +381,11 @@ async def ui_guarded(run: Any) -> func.HttpResponse:
 def api_handler(function: Any) -> Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]]:
     """The HTTP API's own entry point ``(req, client)`` behind a registered function, taking the
     durable client object (the durable decorator's wrapper takes the binding's JSON string and
-    keeps the user's function as ``__wrapped__``). The UI routes keep the API's route parameter
+    keeps the user's function as ``__wrapped__``, ``functools.wraps``). The UI routes keep the API's route parameter
     names (``id``, ``ring``, ``decision``), so the API handler reads them unchanged."""
     user = function._function.get_user_function() if hasattr(function, "_function") else function
-    handler: Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]] = getattr(user, "__wrapped__", user)
+    # Unwrapped to the end: registering a blueprint again wraps the middleware again.
+    handler: Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]] = inspect.unwrap(user)
     return handler
 
 

@@ -252,7 +252,8 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
 
 def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory: Any, browser: Any) -> None:
     """The local platform (``make demo``): no App Service authentication, the page sends the name
-    from ``?as=`` (or its "act as" form) as ``X-PatchRings-Approver`` and says it is not authenticated."""
+    from ``?as=`` (or its "act as" form) as ``X-PatchRings-Approver``, says it is not
+    authenticated, and an approval from the page is recorded under that name."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -270,3 +271,26 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     expect(page.locator("#me-name")).to_have_text("carol@contoso.com")
     expect(page.locator("#me")).to_contain_text("approver of ring2")
     assert "as=carol%40contoso.com" in page.url or "as=carol@contoso.com" in page.url
+
+    # The demo's way to decide: the page sends the name it shows; the rollout appears in the list.
+    page.get_by_label("Act as").fill("bob@contoso.com")
+    page.get_by_role("button", name="Use").click()
+    expect(page.locator("#me-name")).to_have_text("bob@contoso.com")
+    found: dict[str, Any] = {}
+
+    def waiting_for_ring1() -> bool:
+        items = p.api("GET", "/api/rollouts").json.get("rollouts") or []
+        found.update(items[0] if items else {})
+        return (found.get("waitingFor") or {}).get("ring") == "ring1"
+
+    p.wait_for(waiting_for_ring1, timeout=300)
+    link = page.get_by_role("link", name=found["id"])
+    with page.expect_navigation():
+        link.click()
+    shown = page.locator("#shown-hash")
+    expect(shown).to_have_text(found["waitingFor"]["manifestHash"])
+    page.get_by_role("button", name="Approve ring1").click()
+    expect(page.locator("#action-message")).to_contain_text("submitted")
+    rows = [a for a in p.api("GET", f"/api/rollouts/{found['id']}").json["approvals"] if a.get("approver")]
+    assert [(a["approver"], a["manifestHash"], a["outcome"]) for a in rows][:1] == [
+        ("bob@contoso.com", found["waitingFor"]["manifestHash"], "submitted")]

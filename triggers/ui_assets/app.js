@@ -373,7 +373,8 @@
         append(el, h("ol", { class: "timeline", id: "timeline" }, rings.map(function (r, i) {
           var gate = obj(r.gate);
           var current = r.current === true || r.name === currentRing;
-          var counts = Object.keys(obj(r.counts)).map(function (k) { return h("li", null, h("span", { class: "muted", text: k + " " }), str(r.counts[k])); });
+          var counts = Object.keys(obj(r.counts)).filter(function (k) { return r.counts[k] !== null && r.counts[k] !== undefined; })
+            .map(function (k) { return h("li", null, h("span", { class: "muted", text: k + " " }), str(r.counts[k])); });
           var reasons = arr(r.gateReasons).length ? arr(r.gateReasons) : arr(gate.reasons);
           var progress = obj(r.progress);
           var edge = tone(gate.outcome || r.phase);
@@ -385,7 +386,7 @@
             h("p", { class: "muted" }, str(r.patching || "") + (r.patching ? " patching" : ""),
               progress.waves ? " · wave " + str(progress.wave || 1) + " of " + str(progress.waves) : "",
               progress.step ? " · " + str(progress.step) : "",
-              r.until ? [" · until ", time(r.until)] : "", r.opened ? " · opened" : ""),
+              r.until && str(r.phaseText).indexOf(str(r.until)) < 0 ? [" · until ", time(r.until)] : "", r.opened ? " · opened" : ""),
             counts.length ? h("ul", { class: "counts", "aria-label": "counts of " + r.name }, counts) : null,
             waves(r),
             runs(r),

@@ -209,6 +209,20 @@ def test_the_ui_routes_reach_the_apis_own_handlers() -> None:
         handler = ui.api_handler(function)
         assert asyncio.iscoroutinefunction(handler)
         assert list(handler.__code__.co_varnames[:2]) == ["req", "client"]
+    # wrapped again (the telemetry wrapper, the durable client middleware): still the API's own function
+    import functools
+
+    original = ui.api_handler(http_api.rollout_status)
+
+    @functools.wraps(original)
+    async def middleware(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the UI must call the API's function, not a wrapper expecting the binding string")
+
+    @functools.wraps(middleware)
+    async def telemetry(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not this either")
+
+    assert ui.api_handler(telemetry) is original
 
 
 def test_a_refusal_is_json_naming_the_field() -> None:
