@@ -44,6 +44,15 @@ Who gets in (``access``), decided on every request, fail closed:
 3. **Anything else** (authentication off in Azure, or locally without the fallback): every UI
    route answers 403 (the HTML says why), assets included. Nothing is readable anonymously.
 
+In Azure (``infra/modules/app-auth.bicep``: ``requireAuthentication``, ``Return401``) a browser that
+has not signed in gets App Service's 401 before the app sees it, so the link to hand people is
+``https://<app>/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/<id>`` (App Service's
+login endpoint; after sign-in its session cookie carries every later request, and the app never
+sees a token). For a browser session to name a plan approver written as a UPN, the app
+registration must issue the ``upn`` optional claim in ID tokens (the v2.0 issuer leaves it out;
+otherwise list approvers by object id or ``tid/oid``), and the authorization policy must admit
+browser sessions of the app's own registration, not only CLI access tokens.
+
 CSRF: App Service's session cookie travels with cross-site requests, so every state-changing
 route requires (a) the custom header ``X-PatchRings-CSRF: 1`` (a cross-origin page cannot send it
 without a CORS preflight, which this app never grants; an HTML form cannot send it at all),
@@ -74,7 +83,7 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
-from patchrings.errors import ApprovalForbidden, PatchRingsError
+from patchrings.errors import ApprovalForbidden, NotFound, PatchRingsError
 from triggers import deps, http_api
 from triggers.identity import FALLBACK_HEADER, PRINCIPAL_HEADER, Caller, caller_from_headers
 
@@ -198,8 +207,7 @@ def shell(url: str) -> str:
 def serve_asset(name: str, version: str | None, if_none_match: str | None) -> func.HttpResponse:
     item = asset(name)
     if item is None or name == SHELL:
-        return func.HttpResponse("not found", status_code=404,
-                                 headers=_headers({**NO_STORE, "Content-Type": "text/plain; charset=utf-8"}))
+        return error_response(NotFound(f"no asset {name[:64]!r}", field="name"))
     etag = f'"{item.version}"'
     cache = IMMUTABLE if version == item.version else "no-cache"
     headers = _headers({"Content-Type": item.content_type, "ETag": etag, "Cache-Control": cache})

@@ -166,7 +166,8 @@ def test_assets_have_their_types_versions_and_security_headers() -> None:
                                          route={"name": name}))
         assert same.status_code == 304 and not same.get_body()
     for name in ("index.html", "../ui.py", "..%2Fui.py", "APP.JS", "missing.js", ".app.js"):
-        assert call(ui.ui_asset, request(f"/api/ui/assets/{name}", route={"name": name})).status_code == 404, name
+        missing = call(ui.ui_asset, request(f"/api/ui/assets/{name}", route={"name": name}))
+        assert (missing.status_code, body(missing)["error"]["field"]) == (404, "name"), name
 
 
 def test_the_shell_follows_the_route_prefix_and_has_no_inline_script_or_style() -> None:
