@@ -41,6 +41,7 @@ LEDGER_EVENT = "ledger_record_event"
 LEDGER_READ_GATE = "ledger_read_gate"
 LEDGER_CHECK_DECISION = "ledger_check_decision"
 NOTIFY = "notify"
+MANIFEST_DIFF = "manifest_diff"  # later rings' assessments vs Ring 0's manifest (activities/manifest_diff.py)
 
 # External events raised into a rollout instance.
 EV_APPROVAL = "ApprovalDecision"

@@ -127,6 +127,8 @@ class Rollout:
         self.pinned_reboot: dict[str, str] = {}
         # a rollout-halted notification went out for the current halt (cleared by a resume)
         self.halt_notified = False
+        # the manifest_diff answer for the later rings (kept whole in the ledger's rollout row)
+        self.manifest_diff: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -250,6 +252,26 @@ class Rollout:
             self.st.note(iso(self.now), f"notification {kind} could not be sent: {_first_line(err)}")
             self.publish()
 
+    def diff_manifest(self, ring: str) -> Gen:
+        """What each later ring's machines would install against the manifest (``manifest_diff``,
+        once, READ retries): shown to approvers in the status / API; unavailable is a note, never
+        a failure."""
+        try:
+            diff = yield from self.activity(
+                names.MANIFEST_DIFF,
+                {"rolloutId": self.rollout_id, "plan": self.plan, "manifest": self.manifest, "fromRing": ring,
+                 "now": iso(self.now)},
+            )
+            diff = diff if isinstance(diff, dict) else {}
+            if diff.get("error"):
+                raise ValueError(str((diff["error"] or {}).get("message") or diff["error"]))
+        except Exception as err:
+            diff = {"unavailable": True, "reason": f"diff unavailable: {_first_line(err)}"[:300], "rings": []}
+            self.st.note(iso(self.now), f"manifest {(self.manifest or {}).get('hash')}: {diff['reason']}")
+        self.manifest_diff = diff
+        self.st.set_manifest_diff(diff)
+        self.publish()
+
     def ledger_ring(self, ring: str, state: str, **fields: Any) -> Gen:
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_RING_RUN,
@@ -284,6 +306,7 @@ class Rollout:
                 "manifestHash": (self.manifest or {}).get("hash"),
                 # the full pinned manifest: the guard compares configurations with it (issue 13.16)
                 **({"manifest": self.manifest} if self.manifest else {}),
+                **({"manifestDiff": self.manifest_diff} if self.manifest_diff else {}),
                 **({"status": self.st.doc} if final else {}),
             },
         )
@@ -400,7 +423,8 @@ class Rollout:
         if index == 0:
             self.manifest = outcome.get("manifest") or build_manifest_dict([], [])
             self.st.set_manifest(self.manifest)
-            # the full manifest (with titles) in the ledger now: the API shows it to approvers
+            yield from self.diff_manifest(ring)
+            # the full manifest (with titles) and its diff in the ledger now: the API shows them
             yield from self.ledger_rollout("running")
         self.st.set_counts(ring, outcome.get("counts") or {})
         return outcome.get("gate") or gate_for(self.plan, ring, [])

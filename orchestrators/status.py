@@ -138,6 +138,11 @@ class RolloutStatus:
         """Keep the manifest's hash and content size (the full list is in the ledger/output)."""
         self.doc["manifest"] = summarize_manifest(manifest)
 
+    def set_manifest_diff(self, diff: dict[str, Any]) -> None:
+        """Per later ring, counts of what its machines would install vs the manifest (the lists
+        are in the ledger's rollout row; the API shows them)."""
+        self.doc["manifestDiff"] = diff_summary(diff)
+
     def add_approval(self, entry: dict[str, Any]) -> None:
         self.doc["approvals"].append(entry)
 
@@ -262,6 +267,9 @@ def _trim(doc: dict[str, Any], stage: tuple[int, ...]) -> dict[str, Any]:
     halted = doc.get("halted")
     if isinstance(halted, dict):
         out["halted"] = _short_dict(halted, text)
+    diff = doc.get("manifestDiff")
+    if isinstance(diff, dict):
+        out["manifestDiff"] = _short_dict(diff, text, max(items, 1))
     out["outcome"] = _short(doc.get("outcome"), max(text, 200))
     out["reason"] = _short(doc.get("reason"), text)
     out["rings"] = [_trim_ring(r, runs, reasons, text, items) for r in doc.get("rings") or []]
@@ -572,3 +580,41 @@ def manifest_details(results: list[dict[str, Any]], manifest: dict[str, Any]) ->
             if key in wanted_pkgs and key not in out:
                 out[key] = {"classifications": classes}
     return out
+
+
+_DIFF_COUNTS = ("machines", "assessed", "notAssessed", "wouldInstall", "notInManifestCount",
+                "inManifestNotApplicableCount")
+
+
+def diff_summary(diff: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The small form of a ``manifest_diff`` answer for the custom status: counts per ring."""
+    if not isinstance(diff, dict):
+        return None
+    if diff.get("unavailable"):
+        return {"unavailable": True, "reason": _short(diff.get("reason"), 200)}
+    rings = []
+    for entry in diff.get("rings") or []:
+        if not isinstance(entry, dict):
+            continue
+        item: dict[str, Any] = {"ring": entry.get("ring")}
+        if entry.get("error"):
+            error = entry["error"] if isinstance(entry["error"], dict) else {"message": str(entry["error"])}
+            item["error"] = _short(f"{error.get('code') or ''} {error.get('message') or ''}".strip(), 200)
+        else:
+            item.update({k: entry.get(k) for k in _DIFF_COUNTS if k in entry})
+        rings.append(item)
+    return {"rings": rings[:20]}
+
+
+def diff_view(diff: dict[str, Any] | None, summary: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The manifest's diff per later ring for the API: the ledger's full answer (lists of at
+    most 20 short entries each), else the status document's counts."""
+    if not isinstance(diff, dict):
+        return summary if isinstance(summary, dict) else None
+    if diff.get("unavailable"):
+        return {"unavailable": True, "reason": diff.get("reason"), "rings": []}
+    rings = []
+    for entry in diff.get("rings") or []:
+        if isinstance(entry, dict):
+            rings.append({k: v for k, v in entry.items() if k not in ("queries", "pages")})
+    return {"rings": rings, "maxAgeHours": diff.get("maxAgeHours")}

@@ -43,7 +43,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import names
-from orchestrators.status import HALTED, manifest_view, ring_view
+from orchestrators.status import HALTED, diff_view, manifest_view, ring_view
 from patchrings.domain.approval import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -348,6 +348,8 @@ async def _status(req: func.HttpRequest, rollout_id: str, client: Any) -> func.H
                                current=ring.get("name") == doc.get("currentRing")))
     body["rings"] = views
     body["manifest"] = manifest_view((rollout_row or {}).get("manifest"), doc.get("manifest"))
+    if body["manifest"] is not None:
+        body["manifest"]["diff"] = diff_view((rollout_row or {}).get("manifestDiff"), doc.get("manifestDiff"))
     return json_response(body)
 
 

@@ -86,6 +86,10 @@ def test_the_status_api_shows_moving_counts_platform_times_and_notifies_a_halt(h
     assert sorted(k["kb"] for k in manifest["windows"]) == sorted(f"KB{k}" for k in (sc.KB_OLD, sc.KB_CRIT))
     assert all(k["title"] and k["classifications"] for k in manifest["windows"]), manifest
     assert [p_["package"] for p_ in manifest["linux"]] == [sc.OPENSSL]
+    # the diff against what each later ring's machines would install (manifest_diff, asked once)
+    diff = manifest["diff"]
+    assert [r["ring"] for r in diff["rings"]] == ["ring1", "ring2"], diff
+    assert all(r.get("error") or r["machines"] == 2 for r in diff["rings"]), diff
     # no stale copy: the ledger's rollout row follows the live state and carries no old document
     assert view["ledger"]["rollout"]["state"] == view["state"] == "waiting"
     assert "status" not in view["ledger"]["rollout"]

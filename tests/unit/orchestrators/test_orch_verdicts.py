@@ -134,7 +134,10 @@ from orchestrators import wave as wave_mod  # noqa: E402
 
 def raw(builder: Any) -> Callable[..., Any]:
     """The user's generator function behind a blueprint's ``orchestration_trigger``."""
-    handle = builder._function.get_user_function()
+    import inspect
+
+    # unwrap decorators that use functools.wraps (e.g. the log-context wrapper of patchrings.telemetry)
+    handle = inspect.unwrap(builder._function.get_user_function())
     for cell in handle.__closure__ or ():
         fn = cell.cell_contents
         if callable(fn) and getattr(fn, "__name__", "") not in ("handle",) and hasattr(fn, "__code__"):

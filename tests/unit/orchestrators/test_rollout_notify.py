@@ -155,8 +155,11 @@ def plan(on_timeout: str = "reject") -> dict[str, Any]:
                                     "onTimeout": on_timeout}}]}
 
 
-def handler(gates: dict[str, str], notify: Callable[[Any], Any] | None = None) -> Handler:
+def handler(gates: dict[str, str], notify: Callable[[Any], Any] | None = None,
+            diff: Callable[[Any], Any] | None = None) -> Handler:
     def answer(kind: str, name: str, payload: Any) -> Any:
+        if name == names.MANIFEST_DIFF:
+            return diff(payload) if diff else {"rings": []}
         if name == names.LOAD_PLAN:
             return plan()
         if name == names.RING_DIRECT:
@@ -243,3 +246,36 @@ def test_a_halt_request_notifies_rollout_halted_once() -> None:
     assert kinds.count("rollout-halted") == 1 and kinds[-1] == "rollout-completed"
     halted = next(n for n in ctx.notifications() if n["kind"] == "rollout-halted")
     assert halted["data"]["by"] == "bob@contoso.com" and halted["data"]["reason"] == "incident"
+
+
+def test_the_manifest_diff_is_asked_once_for_the_later_rings_and_shown_in_the_status() -> None:
+    asked: list[Any] = []
+
+    def diff(payload: Any) -> Any:
+        asked.append(payload)
+        return {"rings": [{"ring": "ring1", "machines": 4, "assessed": 3, "notAssessed": 1, "wouldInstall": 2,
+                           "notInManifest": [{"patch": "KB999", "machines": 1}], "notInManifestCount": 1,
+                           "inManifestNotApplicable": [], "inManifestNotApplicableCount": 0}]}
+
+    ctx = FakeContext({}, handler({"ring0": "pass", "ring1": "pass"}, diff=diff), {})
+    ctx.run()
+    [payload] = asked
+    assert payload["fromRing"] == "ring0" and payload["manifest"]["hash"] == "m-1" and payload["now"]
+    waiting = next(s for s in ctx.statuses if (s.get("waitingFor") or {}).get("what") == "approval")
+    assert waiting["manifestDiff"] == {"rings": [{"ring": "ring1", "machines": 4, "assessed": 3, "notAssessed": 1,
+                                                  "wouldInstall": 2, "notInManifestCount": 1,
+                                                  "inManifestNotApplicableCount": 0}]}
+    written = [p for _, n, p in ctx.calls if n == names.LEDGER_ROLLOUT and p.get("manifestDiff")]
+    assert written and written[0]["manifestDiff"]["rings"][0]["notInManifest"] == [{"patch": "KB999", "machines": 1}]
+
+
+def test_an_unavailable_diff_is_a_note_never_a_failure() -> None:
+    def broken(payload: Any) -> Any:
+        raise RuntimeError("Resource Graph throttled")
+
+    ctx = FakeContext({}, handler({"ring0": "pass", "ring1": "pass"}, diff=broken), {})
+    out = ctx.run()
+    assert out["state"] == "halted" and "not approved" in out["outcome"]  # the approval timed out, as before
+    doc = ctx.statuses[-1]
+    assert doc["manifestDiff"]["unavailable"] is True
+    assert any("diff unavailable: Resource Graph throttled" in n["text"] for n in doc["notes"])
