@@ -451,3 +451,19 @@ def test_agent_status_from_faults_timeline_and_control_api_and_health_endpoint(a
         "patchSettings": {"patchMode": "AutomaticByOS"}}}}})
     updated = client.machines.get("rg-arc", "arc-win-01")
     assert updated.properties.os_profile.windows_configuration.patch_settings.patch_mode == "AutomaticByOS"
+
+
+def test_scenario_validation_names_bad_arc_fields_and_duplicate_names():
+    from datetime import UTC, datetime
+
+    from emulator.arm.fleet import Fleet
+    from emulator.arm.scenario import ScenarioError, load_scenario
+
+    bad = arc_scenario()
+    bad["subscriptions"][0]["resourceGroups"][2]["arcMachines"][0]["status"] = "Offline"
+    with pytest.raises(ScenarioError, match=r"resourceGroups\[2\]\.arcMachines\[0\]\.status: 'Offline' is not one of"):
+        load_scenario(bad)
+    clash = arc_scenario()
+    clash["subscriptions"][0]["resourceGroups"][2]["arcMachines"][0]["name"] = "win-01"
+    with pytest.raises(ScenarioError, match="'win-01' is used twice"):
+        Fleet.from_scenario(load_scenario(clash), now=datetime(2026, 11, 16, tzinfo=UTC))
