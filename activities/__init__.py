@@ -39,12 +39,19 @@ Additions to it (all optional for callers, all additive for readers):
   from Resource Graph, with patches and reboot state; ``collect_run_results`` is the fallback.
 * ``collect_run_results`` entries are the wave's ``VmInstall`` shape ``{vm, name, os, state,
   result, error}`` with ``state`` ``done|running|missing|unreadable``, plus ``applyUpdate``.
+* Logs: every activity invocation runs with its input's ``rolloutId`` / ``ring`` (or the rollout
+  part of its ``runId``) bound as the log context, so each log line carries the rollout
+  (``patchrings/telemetry.py``: ``telemetry.configure()`` instruments the blueprints; an entry
+  point can also say so itself with ``@with_log_context`` under its ``activity_trigger``). An
+  activity whose input names no rollout logs without one: pass ``rolloutId`` in its input.
 * ``ledger_read_gate``: ``{correlationId, ring?}`` → ``{"authorised", "reason", "rolloutId"}``
   (the guard's fail-closed question), or ``{rolloutId, ring, manifestHash}`` → the accepted
   approval bound to exactly that (see :mod:`activities.ledger`).
 """
 
 from typing import Any, Dict  # noqa: UP035 -- typing.Dict on purpose, see Payload
+
+from patchrings.telemetry import activity_context as with_log_context
 
 # The annotation every activity entry point uses for its input. It must be ``typing.Dict``, not
 # ``dict[str, Any]``: the Python worker's ``validate_function_params`` refuses PEP 585 aliases
@@ -53,3 +60,5 @@ from typing import Any, Dict  # noqa: UP035 -- typing.Dict on purpose, see Paylo
 Payload = Dict[str, Any]  # noqa: UP006 -- the worker refuses dict[str, Any]; see above
 
 MODULES = ("plan", "compute", "tags", "maintenance", "ledger")
+
+__all__ = ["MODULES", "Payload", "with_log_context"]

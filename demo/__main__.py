@@ -46,6 +46,7 @@ from rich.panel import Panel
 from demo import ui
 from emulator.clock_http import ClockClient
 from emulator.platform import LocalPlatform
+from patchrings.telemetry import ContextFilter, KeyValueFormatter
 
 T = TypeVar("T")
 
@@ -392,8 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(state_dir, ignore_errors=True)
     (state_dir / "logs").mkdir(parents=True)
     log_file = state_dir / "logs" / "platform.log"
-    logging.basicConfig(level=logging.INFO, filename=log_file,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # key=value lines, each with the rollout / ring / function it belongs to (patchrings/telemetry.py)
+    log_handler = logging.FileHandler(log_file, encoding="utf-8")
+    log_handler.setFormatter(KeyValueFormatter())
+    log_handler.addFilter(ContextFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler])
     plan = REPO / "demo" / "plan.json"
     settings = {"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true", "PATCHRINGS_PLAN_PATH": str(plan)}
 

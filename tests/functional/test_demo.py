@@ -64,6 +64,17 @@ def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
     assert "(built)" not in out and "never pinned (its gate did not pass)" in summary
     assert re.search(r"^ring0\s+r0-web-02\s+not started", out, re.M), out[-4000:]
     assert "/subscriptions/" not in out.split("Rollout summary", 1)[0].rsplit("PatchRings demo", 1)[-1]
+    # structured logs: key=value lines; every line an activity or orchestrator of the rollout wrote names it
+    rollout = re.search(r"^Rollout (\S+) started\.", out, re.M)
+    assert rollout, out[:2000]
+    lines = (REPO / ".local" / "demo" / "logs" / "platform.log").read_text(encoding="utf-8").splitlines()
+    assert lines and all(line.startswith("time=") and " level=" in line and " msg=" in line for line in lines)
+    app_lines = [line for line in lines if re.search(r" function=(start_install|wave_orchestrator|rollout_orchestrator)"
+                                                     r" ", line)]
+    assert any("function=start_install" in line for line in app_lines), "\n".join(lines[-50:])
+    assert any("function=wave_orchestrator" in line for line in app_lines), "\n".join(lines[-50:])
+    assert all(f"rollout={rollout.group(1)} " in line for line in app_lines), [
+        line for line in app_lines if f"rollout={rollout.group(1)} " not in line][:3]
     assert re.search(r"mc-ring1 run at .*: Cancelled", out), out[-2000:]
     assert re.search(r"mc-ring2 run at .*: Cancelled", out), out[-2000:]
     assert "VMs patched by it: 0" in out
