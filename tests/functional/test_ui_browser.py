@@ -253,7 +253,7 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
 def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory: Any, browser: Any) -> None:
     """The local platform (``make demo``): no App Service authentication, the page sends the name
     from ``?as=`` (or its "act as" form) as ``X-PatchRings-Approver``, says it is not
-    authenticated, and an approval from the page is recorded under that name."""
+    authenticated, and an approval, a halt and a resume from the page are recorded under that name."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -294,3 +294,22 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     rows = [a for a in p.api("GET", f"/api/rollouts/{found['id']}").json["approvals"] if a.get("approver")]
     assert [(a["approver"], a["manifestHash"], a["outcome"]) for a in rows][:1] == [
         ("bob@contoso.com", found["waitingFor"]["manifestHash"], "submitted")]
+
+    # Halt, then resume, from the page (each recorded under the page's name).
+    def state() -> str:
+        return str(p.api("GET", f"/api/rollouts/{found['id']}").json.get("state"))
+
+    page.get_by_label("Reason (recorded)").fill("checking a report")
+    page.get_by_role("button", name="Halt rollout").click()
+    expect(page.locator("#action-message")).to_contain_text("Halt requested")
+    p.wait_for(lambda: state() == "halted", timeout=300)
+    resume = page.get_by_role("button", name="Resume rollout")
+    expect(resume).to_be_enabled()
+    expect(page.get_by_role("button", name="Halt rollout")).to_have_count(0)
+    page.get_by_label("Reason (recorded)").fill("the report was fine")
+    resume.click()
+    expect(page.locator("#action-message")).to_contain_text("Resume requested")
+    p.wait_for(lambda: state() != "halted", timeout=300)
+    ledger = page.locator("#decisions-ledger")
+    expect(ledger.locator("tbody tr", has_text="checking a report")).to_contain_text("bob@contoso.com")
+    expect(ledger.locator("tbody tr", has_text="the report was fine").first).to_contain_text("resume")

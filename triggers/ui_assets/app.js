@@ -154,7 +154,7 @@
   function listPage(main) {
     document.title = "Rollouts - PatchRings";
     var section = h("section", { id: "section-list" });
-    var status = h("p", { class: "muted", role: "status", id: "list-status" });
+    var status = h("p", { class: "muted", id: "list-status" });
     clear(main);
     append(main, [h("h1", { id: "list-title", text: "Rollouts" }), status, section]);
     function load() {
@@ -202,7 +202,7 @@
       S[k] = h("section", { id: "section-" + k });
     });
     var message = h("div", { id: "action-message", class: "message", role: "status", "aria-live": "polite" });
-    var updated = h("p", { class: "muted", id: "updated", role: "status" });
+    var updated = h("p", { class: "muted", id: "updated" });  // not live: it changes on every refresh
     // VM section: the filter survives refreshes; only the table body is redrawn.
     var filter = h("input", { type: "search", id: "vm-filter", name: "vm-filter", placeholder: "name, ring, state, reason…",
       "aria-controls": "vm-table", oninput: function () { applyFilter(); } });
