@@ -203,7 +203,7 @@ async def _ledger(call: Callable[..., Any], *args: Any) -> Any:
 async def rollouts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """GET: list rollouts. POST: start one (``{"dryRun"?, "plan"?, "reason"?}``)."""
     if req.method.upper() == "GET":
-        return await guarded(lambda: _list(client))
+        return await guarded(lambda: _list(req, client))
     return await guarded(lambda: _start(req, client))
 
 
@@ -217,7 +217,8 @@ def _instant(value: Any) -> str | None:
         return str(value)
 
 
-async def _list(client: Any) -> func.HttpResponse:
+async def _list(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    base = base_url(req)
     items = []
     for status in await list_rollouts(client):
         doc = custom_status(status)
@@ -231,8 +232,9 @@ async def _list(client: Any) -> func.HttpResponse:
                 "currentRing": doc.get("currentRing"),
                 "dryRun": doc.get("dryRun"),
                 "initiator": doc.get("initiator"),
-                "waitingFor": doc.get("waitingFor"),
+                "waitingFor": absolute_links(doc.get("waitingFor"), base),
                 "outcome": doc.get("outcome"),
+                "url": f"{base}/api/rollouts/{status.instance_id}",
             }
         )
     items.sort(key=lambda i: str(i["createdTime"] or ""), reverse=True)

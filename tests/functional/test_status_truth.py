@@ -10,6 +10,8 @@ ledger's rollout row is not a stale copy; a halt notifies ``rollout-halted`` thr
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -104,6 +106,11 @@ def test_the_status_api_shows_moving_counts_platform_times_and_notifies_a_halt(h
     assert accepted["approver"] == "alice@contoso.com" and accepted["verdict"] == "approve"
     assert START <= accepted["decidedAt"] <= view["status"]["updatedAt"], accepted
     assert accepted["decidedAt"] < "2026-11-18T00:00:00Z" and accepted["decidedAt"].endswith("Z")
+    # one time format, and every recorded time the platform's: no offsets, no wall-clock date
+    text = json.dumps(view)
+    assert "+00:00" not in text
+    wall = datetime.now(UTC).strftime("%Y-%m-%dT")
+    assert wall not in text or wall.startswith("2026-11-1"), [m for m in text.split('"') if m.startswith(wall)][:5]
 
     # A halt tells people through the notify activity (CloudEvent on the topic); a second gets 409.
     halted = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "incident 42"}, who="bob@contoso.com")
