@@ -6,6 +6,11 @@ on ``Microsoft.HybridCompute/machines``); ``GET /api/compliance`` then reports, 
 machines with missing Critical/Security patches from ``patchassessmentresources`` and the Arc
 machine in no ring; the real rollout finds a bad patch on an Arc canary of Ring 0 and halts, so
 the later rings (VMs and an Arc machine held at ``ring1-hold``) are never patched or promoted.
+With the bad patch withdrawn, a second rollout passes: Ring 0's manifest is built from the Arc
+canaries' Resource Graph patch rows, Ring 1 (a VM and an Arc machine, promoted by retag into a
+dynamic scope that selects both kinds) is patched by its scheduled run and gated from Resource
+Graph rows, Ring 2 is opened by a dynamic scope the app creates for both kinds. Throughout, the
+app runs as an identity holding only the least-privilege roles' actions.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def _scenario() -> dict[str, Any]:
     group["vms"] = [v for v in group["vms"] if v["name"] in ("r0-web-1", "r1-web-1", "r2-web-1")]
     group["arcMachines"] = [
         {"name": "r0-arc-1", "os": "Windows", "tags": {"patchRing": "ring0"}},
+        {"name": "r0-arc-2", "os": "Linux", "tags": {"patchRing": "ring0"}},
         {"name": "r1-arc-1", "os": "Linux", "tags": {"patchRing": "ring1-hold"}},
         {"name": "lab-arc-1", "os": "Linux", "tags": {"role": "lab"}},
     ]
@@ -65,11 +71,11 @@ def test_arc_machines_through_dry_run_compliance_and_a_halting_rollout(held: Any
     dry = d.until_done(d.start(who=INITIATOR, dryRun=True)).output
     assert dry["state"] == "dry-run-completed", dry
     by_ring = {r["ring"]: r for r in dry["rings"]}
-    assert sorted(v["name"] for v in by_ring["ring0"]["vms"]) == ["r0-arc-1", "r0-web-1"]
+    assert sorted(v["name"] for v in by_ring["ring0"]["vms"]) == ["r0-arc-1", "r0-arc-2", "r0-web-1"]
     assert sorted(v["name"] for v in by_ring["ring1"]["vms"]) == ["r1-arc-1", "r1-web-1"]
     assessed = {r.path.rstrip("/").split("/")[-2] for r in p.arm.recorder.find(method="POST")
                 if r.path.lower().endswith("/assesspatches") and "/microsoft.hybridcompute/" in r.path.lower()}
-    assert assessed == {"r0-arc-1", "r1-arc-1"}
+    assert assessed == {"r0-arc-1", "r0-arc-2", "r1-arc-1"}
     assert installs(p) == []
 
     # 2. compliance: assessments from Resource Graph (paged queries, not a read per machine)
@@ -96,17 +102,42 @@ def test_arc_machines_through_dry_run_compliance_and_a_halting_rollout(held: Any
     assert gate["outcome"] == "fail"
     arc_reasons = [r["reason"] for r in gate["reasons"] if r["vm"].lower() == f"{ARC}/r0-arc-1".lower()]
     assert "install: 1 patch(es) failed to install" in arc_reasons, gate  # from errorDetails + counts
-    assert gate["counts"]["passed"] == 1  # the VM canary passed
     arc_posts = [r for r in installs(p) if "/microsoft.hybridcompute/" in r.path.lower()]
-    assert [vm_name(r) for r in arc_posts] == ["r0-arc-1"]  # once, on HybridCompute
-    assert sorted(vm_name(r) for r in installs(p)) == ["r0-arc-1", "r0-web-1"]
-    assert "maintenanceRunId" not in (arc_posts[0].body or {}).get("linuxParameters", {})
+    assert [vm_name(r) for r in arc_posts].count("r0-arc-1") == 1  # once, on HybridCompute
+    assert {vm_name(r) for r in installs(p)} <= {"r0-arc-1", "r0-arc-2", "r0-web-1"}
+    assert all("maintenanceRunId" not in (r.body or {}).get("linuxParameters", {}) for r in arc_posts)
     assert p.arm.vm("r1-arc-1").installed == set() and p.arm.vm("r1-web-1").installed == set()
     assert p.arm.vm("r1-arc-1").tags["patchRing"] == "ring1-hold"  # never promoted
     assert not [r for r in p.arm.recorder.find() if "/providers/Microsoft.Resources/tags/" in r.path
                 and r.method in ("PATCH", "PUT")]
 
-    # 4. least privilege on Arc traffic: nothing was refused, and every HybridCompute action the
+    # 4. the bad patch withdrawn, a second rollout passes all three rings with Arc members
+    p.arm.faults.clear()
+    rid = d.start(who=INITIATOR)
+    for ring, who in (("ring1", "alice@contoso.com"), ("ring2", "carol@contoso.com")):
+        waiting = d.until_waiting(rid, "approval", ring)
+        assert d.decide(rid, ring, "approve", waiting["waitingFor"]["manifestHash"], who).status == 202
+    out = d.until_done(rid).output
+    assert out["state"] == "completed" and out["outcome"] == "passed", out
+    manifest = out["manifest"]
+    assert sc.KB_OLD in manifest["windows"]["kbNumbers"] and sc.OPENSSL in manifest["linux"]["packages"]
+    assert {"openssl", "openssl=3.0.2-0ubuntu1.19"} & set(p.arm.vm("r1-arc-1").installed)
+    assert p.arm.vm("r1-arc-1").tags["patchRing"] == "ring1-hold"  # promoted, then closed again
+    rows = d.api("GET", f"/api/rollouts/{rid}").json["ledger"]["vmResults"]
+    ring1 = {r["vm"].rsplit("/", 1)[-1]: r for r in rows["ring1"]}
+    assert sorted(ring1) == ["r1-arc-1", "r1-web-1"]
+    assert all(r["verdict"]["outcome"] == "pass" for r in ring1.values()), ring1
+    # Ring 1's run was read from Resource Graph (its Arc machine has no instance view to fall back to)
+    assert not p.arm.recorder.find(method="GET", path_contains="/virtualMachines/r1-arc-1")
+    run_queries = [r for r in p.arm.recorder.find(method="POST", path_contains="/Microsoft.ResourceGraph/resources")
+                   if "maintenanceRunId" in str((r.body or {}).get("query"))]
+    assert run_queries
+    scopes = [r.body for r in p.arm.recorder.find(method="PUT")
+              if "/configurationassignments/" in r.path.lower() and "/resourcegroups/" not in r.path.lower()]
+    assert scopes and all("Microsoft.HybridCompute/machines" in (b or {})["properties"]["filter"]["resourceTypes"]
+                          for b in scopes)
+
+    # 5. least privilege on Arc traffic: nothing was refused, and every HybridCompute action the
     #    roles grant was needed (infra/role-actions.json; the static twin is tests/unit/infra)
     records = p.arm.recorder.records
     refused = [f"{r.method} {r.path} -> {r.status}" for r in records
