@@ -50,7 +50,11 @@ SUPPORTED
 
 Configuration: the scenario's ``resourceGraph`` object (``propagationMinutes``,
 ``retentionDays``, ``assessmentRetentionDays``, ``quota``, ``quotaWindowSeconds``,
-``enforceQuota``, ``retryAfterOn429``; validated by the scenario schema), or at run time with
+``enforceQuota``, ``retryAfterOn429``; ``initialAssessment``: every machine that can be reached
+has a periodic assessment from an hour before the simulator's start, so compliance views have
+data; ``assessAfterInstall``: every install (direct or scheduled) ends with an assessment that
+replaces the machine's ``…/latest`` rows, as a run "starts and ends with an assessment" (§3.5) --
+both default false so existing scenarios keep their rows; validated by the scenario schema), or at run time with
 :func:`configure` (tests).
 
 LIMITATIONS: no ``resources`` / ``maintenanceresources`` tables (a query on them is a 400, never
@@ -79,7 +83,17 @@ if TYPE_CHECKING:
     from emulator.arm.schedule import Run
     from emulator.arm.server import ArmSimulator
 
-__all__ = ["API_VERSIONS", "COLUMNS", "HANDLERS", "ResourceGraphOptions", "configure", "options_for", "table_rows"]
+__all__ = [
+    "API_VERSIONS",
+    "COLUMNS",
+    "HANDLERS",
+    "ResourceGraphOptions",
+    "assess_after_install",
+    "configure",
+    "initial_assessments",
+    "options_for",
+    "table_rows",
+]
 
 API_VERSIONS = ["2019-04-01", "2020-04-01-preview", "2021-03-01", "2021-06-01-preview", "2022-10-01", "2024-04-01"]
 # The api-version check for the routes named "arg.*" (ARM's 400 for any other version).
@@ -105,6 +119,8 @@ class ResourceGraphOptions:
     quota_window: timedelta = timedelta(seconds=5)
     enforce_quota: bool = False
     retry_after_on_429: bool = True
+    initial_assessment: bool = False  # every Connected/running machine was assessed an hour before the start
+    assess_after_install: bool = False  # an install ends with an assessment (§3.5), replacing …/latest
     used: dict[str, list[datetime]] = field(default_factory=dict)  # principal -> query instants
 
     @classmethod
@@ -118,6 +134,8 @@ class ResourceGraphOptions:
             quota_window=timedelta(seconds=float(doc.get("quotaWindowSeconds", 5))),
             enforce_quota=bool(doc.get("enforceQuota", False)),
             retry_after_on_429=bool(doc.get("retryAfterOn429", True)),
+            initial_assessment=bool(doc.get("initialAssessment", False)),
+            assess_after_install=bool(doc.get("assessAfterInstall", False)),
         )
 
 
@@ -138,6 +156,32 @@ def configure(sim: ArmSimulator, **changes: Any) -> ResourceGraphOptions:
             raise TypeError(f"unknown Resource Graph option {key!r}")
         setattr(opts, key, value)
     return opts
+
+
+# ----------------------------------------------------------------------------------- assessments
+def initial_assessments(sim: ArmSimulator) -> None:
+    """``initialAssessment``: give every reachable machine a periodic assessment from an hour ago."""
+    if not options_for(sim).initial_assessment:
+        return
+    from emulator.arm.fleet import stable_uuid
+    from emulator.arm.patching import assessment_result
+
+    at = sim.clock.now() - timedelta(hours=1)
+    for vm in sim.fleet.all_machines():
+        if vm.patchable and vm.last_assessment is None:
+            vm.last_assessment = assessment_result(vm, sim.fleet.available_patches(vm), start=at,
+                                                   activity_id=stable_uuid("assessment", vm.id, "initial"))
+
+
+def assess_after_install(sim: ArmSimulator, vm: Any, plan: InstallPlan) -> None:
+    """``assessAfterInstall``: the install's closing assessment replaces the machine's ``…/latest`` rows."""
+    if not options_for(sim).assess_after_install:
+        return
+    from emulator.arm.fleet import stable_uuid
+    from emulator.arm.patching import assessment_result
+
+    vm.last_assessment = assessment_result(vm, sim.fleet.available_patches(vm), start=plan.end,
+                                           activity_id=stable_uuid("assessment", plan.activity_id))
 
 
 # ----------------------------------------------------------------------------------- rows

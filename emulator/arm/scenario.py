@@ -143,6 +143,8 @@ SCENARIO_SCHEMA: dict[str, Any] = {
                 "quotaWindowSeconds": {"type": "number", "minimum": 0},
                 "enforceQuota": {"type": "boolean"},
                 "retryAfterOn429": {"type": "boolean"},
+                "initialAssessment": {"type": "boolean"},
+                "assessAfterInstall": {"type": "boolean"},
             },
         },
         "events": {

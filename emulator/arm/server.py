@@ -129,6 +129,7 @@ class ArmSimulator:
             fault=self.faults.for_delivery,
         )
         self.schedule = ScheduleEngine(self, self.scenario.get("events"))
+        resourcegraph.initial_assessments(self)
         self._runner: web.AppRunner | None = None
         self._health_runner: web.AppRunner | None = None
         self.endpoint = ""
@@ -304,6 +305,7 @@ class ArmSimulator:
         vm.installed.update(plan.installed_keys)
         vm.last_installation = plan.summary()
         vm.install_count += 1
+        resourcegraph.assess_after_install(self, vm, plan)
         if plan.becomes_unhealthy:
             vm.health = "Unhealthy"
             if plan.recover_after_minutes:

@@ -467,3 +467,30 @@ def test_scenario_validation_names_bad_arc_fields_and_duplicate_names():
     clash["subscriptions"][0]["resourceGroups"][2]["arcMachines"][0]["name"] = "win-01"
     with pytest.raises(ScenarioError, match="'win-01' is used twice"):
         Fleet.from_scenario(load_scenario(clash), now=datetime(2026, 11, 16, tzinfo=UTC))
+
+
+ASSESSMENTS = ("patchassessmentresources | where type endswith '/patchassessmentresults' "
+               "| extend machineId = tostring(split(tolower(id), '/patchassessmentresults/')[0]) "
+               "| extend counts = properties.availablePatchCountByClassification "
+               "| project id, machineId, at = todatetime(properties.lastModifiedDateTime), "
+               "critical = toint(counts.critical), security = toint(counts.security) | order by id asc")
+
+
+def test_initial_assessment_and_assessment_after_install(arm_factory):
+    """``resourceGraph.initialAssessment`` gives compliance views data from the start (periodic
+    assessment); ``assessAfterInstall`` replaces a machine's latest row when an install ends."""
+    arm = arm_factory(arc_scenario(resourceGraph={"initialAssessment": True, "assessAfterInstall": True}))
+    rows = {r["machineId"].rsplit("/", 1)[-1]: r for r in _arg(arm, ASSESSMENTS)}
+    # every reachable machine, VMs and Arc; not the disconnected one
+    assert set(rows) == {"win-01", "win-02", "lin-01", "lin-02", "arc-win-01", "arc-lin-01"}
+    assert (rows["arc-win-01"]["critical"], rows["arc-win-01"]["security"]) == (1, 1)
+    assert rows["arc-win-01"]["at"].startswith("2026-11-16T05:00:00")
+    lro(arm, hc(arm).machines.begin_install_patches(
+        "rg-arc", "arc-win-01", {"maximumDuration": "PT2H", "rebootSetting": "IfRequired",
+                                 "windowsParameters": {"classificationsToInclude": ["Critical", "Security"]}}))
+    ended = arm.now()
+    arm.advance_to(ended + timedelta(minutes=3))
+    after = {r["machineId"].rsplit("/", 1)[-1]: r for r in _arg(arm, ASSESSMENTS)}
+    assert (after["arc-win-01"]["critical"], after["arc-win-01"]["security"]) == (0, 0)
+    assert after["arc-win-01"]["at"].startswith(ended.strftime("%Y-%m-%dT%H:%M"))
+    assert after["arc-lin-01"] == rows["arc-lin-01"]  # untouched
