@@ -189,6 +189,11 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
     expect(page.locator("#manifest-kbs")).to_contain_text("KB5048667")
     expect(page.locator("#manifest-packages")).to_contain_text("openssl")
     expect(page.locator("#shown-hash")).to_have_text(shown_hash)
+    diff = (found["doc"].get("manifest") or {}).get("diff") or {}
+    for entry in diff.get("rings") or []:  # what each later ring's machines would install vs the manifest
+        if "machines" in entry:
+            expect(page.locator(f"#manifest-diff .ring-diff[data-ring={entry['ring']}]")).to_contain_text(
+                f"{entry['machines']} machine(s), {entry['assessed']} assessed")
     expect(page.locator("#may-decide")).to_have_text("You may approve or reject.")
     approve = page.get_by_role("button", name="Approve ring1")
     expect(approve).to_be_enabled()

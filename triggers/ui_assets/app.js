@@ -172,7 +172,7 @@
     if (!items.length) return h("p", { text: "No rollouts yet." });
     var rows = items.map(function (it) {
       var w = obj(it.waitingFor);
-      var waiting = w.what ? [str(w.what), w.ring ? " " + w.ring : "", w.until ? " until " : "", w.until ? time(w.until) : null] : "-";
+      var waiting = w.what ? [str(w.what), w.ring ? " of " + w.ring : "", w.until ? " until " : "", w.until ? time(w.until) : null] : "-";
       var href = it.pagePath || (BASE + "/rollouts/" + encodeURIComponent(it.id));
       return h("tr", null,
         h("th", { scope: "row" }, h("a", { href: href, text: it.id })),
@@ -570,11 +570,52 @@
     return any ? out : null;
   }
   function diffView(diff) {
-    // Generic: {ring: {added: [...], removed: [...], ...}} or a list of {ring, ...}, or anything else.
+    var d = obj(diff);
+    if (d.unavailable) return h("p", { id: "manifest-diff", text: "Comparison unavailable: " + str(d.reason || "unknown reason") });
+    if (Array.isArray(d.rings)) {
+      // manifest_diff: per later ring, what its machines' latest assessments would install vs the manifest
+      if (!d.rings.length) return h("p", { id: "manifest-diff", class: "muted", text: "No later rings to compare." });
+      return h("div", { id: "manifest-diff" }, d.rings.map(ringDiff),
+        d.maxAgeHours ? h("p", { class: "muted", text: "Assessments older than " + d.maxAgeHours + " h count as not assessed." }) : null);
+    }
+    // Anything else: {ring: {...}} or a list, shown as it is.
     if (Array.isArray(diff)) {
       return h("ul", { class: "plain", id: "manifest-diff" }, diff.map(function (d) { return h("li", null, valueView(d)); }));
     }
     return h("div", { id: "manifest-diff" }, valueView(diff));
+  }
+  function ringDiff(entry) {
+    var e = obj(entry);
+    var ring = str(e.ring);
+    var head = h("h4", { text: ring });
+    if (e.error) return h("div", { class: "ring-diff", "data-ring": ring }, head,
+      h("p", { class: "error", text: "Could not compare: " + (typeof e.error === "object" ? str(e.error.message || e.error.code) : str(e.error)) }));
+    var notAssessed = arr(e.notAssessedMachines);
+    var summary = str(e.machines) + " machine(s), " + str(e.assessed) + " assessed" +
+      (e.notAssessed ? " (" + e.notAssessed + " not assessed" + (notAssessed.length ? ": " + notAssessed.join(", ") : "") + ")" : "") +
+      "; " + str(e.wouldInstall) + " would install " + str(e.wouldInstallPatches) + " manifest patch(es).";
+    var rows = [];
+    arr(e.notInManifest).forEach(function (x) {
+      x = obj(x);
+      rows.push(h("tr", null, h("th", { scope: "row", class: "mono", text: str(x.patch) }),
+        h("td", null, h("span", { class: "badge tone-warn", text: "+ not in the manifest" })),
+        h("td", { text: str(x.machines) + " machine(s) would otherwise install it" })));
+    });
+    arr(e.inManifestNotApplicable).forEach(function (x) {
+      x = obj(x);
+      rows.push(h("tr", null, h("th", { scope: "row", class: "mono", text: str(x.patch) }),
+        h("td", null, h("span", { class: "badge tone-idle", text: "\u2212 in the manifest, not applicable" })),
+        h("td", { text: str(x.reason || "") })));
+    });
+    var more = [];
+    if ((e.notInManifestCount || 0) > arr(e.notInManifest).length) more.push(e.notInManifestCount + " not in the manifest in all");
+    if ((e.inManifestNotApplicableCount || 0) > arr(e.inManifestNotApplicable).length) more.push(e.inManifestNotApplicableCount + " not applicable in all");
+    return h("div", { class: "ring-diff", "data-ring": ring }, head, h("p", { text: summary }),
+      rows.length ? h("div", { class: "table-wrap" }, h("table", null,
+        h("caption", { text: "How " + ring + " differs from the manifest" + (more.length ? " (" + more.join(", ") + ")" : "") }),
+        h("thead", null, h("tr", null, ["Patch", "Difference", "Detail"].map(function (t) { return h("th", { scope: "col", text: t }); }))),
+        h("tbody", null, rows)))
+        : h("p", { class: "muted", text: e.assessed ? "No difference: what its assessed machines would install is in the manifest." : "Nothing to compare yet." }));
   }
   function valueView(v) {
     if (Array.isArray(v)) {
