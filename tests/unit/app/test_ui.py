@@ -277,3 +277,27 @@ def test_every_ui_route_is_anonymous_at_the_functions_level_and_fails_closed_its
         "ui/api/rollouts/{id}/halt": (["POST"], "anonymous"),
         "ui/api/rollouts/{id}/resume": (["POST"], "anonymous"),
     }
+
+
+def test_text_colours_meet_wcag_aa_contrast() -> None:
+    """Every text/background pair the style sheet uses is at least 4.5:1 (WCAG 2 AA, normal text)."""
+    import re
+
+    css = (REPO / "triggers" / "ui_assets" / "app.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def ratio(a: str, b: str) -> float:
+        high, low = sorted((luminance(colours[a]), luminance(colours[b])), reverse=True)
+        return (high + 0.05) / (low + 0.05)
+
+    pairs = [("fg", "bg"), ("fg", "panel"), ("muted", "bg"), ("muted", "panel"), ("muted", "attention-bg"),
+             ("link", "bg"), ("link", "panel"), ("ok-fg", "ok-bg"), ("bad-fg", "bad-bg"), ("warn-fg", "warn-bg"),
+             ("info-fg", "info-bg"), ("idle-fg", "idle-bg"), ("on-button", "primary-bg"), ("on-button", "danger-bg"),
+             ("bad-fg", "bg"), ("ok-fg", "bg")]
+    low = {f"{a} on {b}": round(ratio(a, b), 2) for a, b in pairs if ratio(a, b) < 4.5}
+    assert low == {}
