@@ -26,8 +26,10 @@ returned in ``failed`` with ``error.code == "Deferred"`` (``retryable: true``) a
 default pace one activity writes about ``WRITE_BURST + WRITES_PER_SECOND * BUDGET_SECONDS`` =
 2,980 VMs of one subscription.
 
-Output ``{"written": int, "failed": [{"vm", "error"}], "deferred": int, "pacing": {"waitedSeconds",
-"holds"}}``; a failure on one VM never stops the others. Old outputs had ``changed`` /
+Output ``{"written": int, "failed": [{"vm", "error"}], "deferred": int, "pacing": {"seconds",
+"waitedSeconds", "holds"}}`` (``seconds``: the activity's duration; ``waitedSeconds``: the time its
+calls slept for a slot, summed over the workers; ``holds``: pauses ARM's header asked for); a failure
+on one VM never stops the others. Old outputs had ``changed`` /
 ``unchanged`` id lists; they are gone (the ring-gate summary counts ``written``).
 
 Remember the T-40 rule: a tag change lands in a scheduled run only if it is made before T-40;
@@ -108,7 +110,8 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
     value = str(payload["value"])
     vm_ids = [str(v) for v in payload.get("vmIds") or []]
     budget = min(float(payload.get("budgetSeconds") or BUDGET_SECONDS), BUDGET_SECONDS)
-    deadline = clock() + budget
+    began = clock()
+    deadline = began + budget
     failed: list[dict[str, Any]] = []
     targets: list[tuple[str, str]] = []
     for vm_id in vm_ids:
@@ -138,7 +141,8 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
             written += 1
         else:
             failed.append({"vm": vm_id, "error": outcome})
-    pacing = {"waitedSeconds": round(sum(p.waited for p in used.values()), 1),
+    pacing = {"seconds": round(clock() - began, 1),
+              "waitedSeconds": round(sum(p.waited for p in used.values()), 1),
               "holds": sum(p.holds for p in used.values())}
     log.info("retag %s=%s: %d written, %d failed (%d deferred); pacing %s", tag, value, written,
              len(failed) - deferred, deferred, pacing)
