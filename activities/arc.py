@@ -193,17 +193,31 @@ def _quota(headers: Mapping[str, str]) -> None:
     _respect_quota(headers)
 
 
-def arc_install_from_graph(clients: Any, machine_id: str, *, activity_id: str | None,
-                           since: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
-    """This install's summary row and per-patch entries from Resource Graph (two queries).
+def arc_install_from_graph(clients: Any, machine_id: str, *, activity_id: str | None, since: Any,
+                           with_patches: bool = True) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    """This install's summary row and per-patch entries from Resource Graph.
 
-    The summary row is the machine's row whose run GUID (``name``) or ``installationActivityId``
-    is ``activity_id``, else its newest row that started at/after ``since``. Returns
-    ``(summary, patches)``; ``(None, None)`` when no row is there yet and ``(summary, None)`` when
-    the summary row reports patches whose rows have not arrived.
+    With ``activity_id`` (the LRO result's ``installationActivityId``) the per-patch rows of that
+    run GUID are asked for first: one query, and when they are there the answer is
+    ``(None, patches)`` (the LRO result is the summary). Otherwise (or while they are missing)
+    the machine's summary rows are read and the one whose run GUID (``name``) or
+    ``installationActivityId`` is ``activity_id`` -- else the newest that started at/after
+    ``since`` -- is taken, then its per-patch rows (the GUID link is an inference, §5.3, so it is
+    re-checked against the summary row). Returns ``(summary, patches)``; ``(None, None)`` when no
+    row is there yet and ``(summary, None)`` when the summary reports patches whose rows have not
+    arrived (or ``with_patches`` is false: one query, for the check before an install).
     """
     send = _arg_send(clients)
     subscription = parse_resource_id(machine_id).subscription
+    if activity_id and with_patches:
+        try:
+            fast, _ = rg.query_all(send, rg.patch_rows_query([str(activity_id)]), [subscription.lower()],
+                                   on_quota=_quota)
+        except ValueError:  # not a GUID-like id: the summary rows below decide
+            fast = []
+        mine = [r for r in fast if rg.machine_of(str(r.get("id", ""))) == machine_id.lower()]
+        if mine:
+            return None, rg.install_result({}, mine)["patches"]
     rows, _ = rg.query_all(send, rg.machine_installs_query([machine_id]), [subscription.lower()],
                            on_quota=_quota)
     wanted = str(activity_id or "").lower()
@@ -223,7 +237,7 @@ def arc_install_from_graph(clients: Any, machine_id: str, *, activity_id: str | 
         return None, None
     run = str(chosen.get("run") or chosen.get("name") or "").lower()
     result = rg.install_result(chosen, [])
-    if not run or not rg.is_terminal(chosen):
+    if not run or not rg.is_terminal(chosen) or not with_patches:
         return chosen, None
     patch_rows, _ = rg.query_all(send, rg.patch_rows_query([run]), [subscription.lower()], on_quota=_quota)
     if not patch_rows and arc.reported_patch_count(result):
@@ -253,7 +267,8 @@ def precheck_install_arc(clients: Any, member: Mapping[str, Any],
     if since is None:
         return None, machine, None
     try:
-        summary, _ = arc_install_from_graph(clients, str(member["id"]), activity_id=None, since=since)
+        summary, _ = arc_install_from_graph(clients, str(member["id"]), activity_id=None, since=since,
+                                            with_patches=False)
     except (AzureError, ValueError, RuntimeError) as exc:  # Resource Graph is a hint here, the claim decides
         log.warning("Resource Graph check before installPatches on %s failed: %s", member["id"], exc)
         return None, machine, None

@@ -250,7 +250,10 @@ def test_arc_install_is_sent_once_through_hybridcompute_and_completed_from_resou
     late = poll_install_core(clients, ledger, {**poll, "now": "2026-11-16T06:41:00Z"})  # ARG has no rows yet
     assert late["done"] is False and late["error"]["code"] == "PatchRowsMissing"
     graph["rows"], graph["patches"] = [_summary_row()], [PATCH_ROW]
+    before = len([r for r in transport.requests if "ResourceGraph" in r.url])
     done = poll_install_core(clients, ledger, {**poll, "now": "2026-11-16T06:45:00Z"})
+    # the run GUID is the LRO's installationActivityId: one per-patch query, no summary query
+    assert len([r for r in transport.requests if "ResourceGraph" in r.url]) - before == 1
     assert done["done"] is True and done["error"] is None
     result = done["result"]
     assert result["patches"] == [{"patchId": "kb5031364", "name": "2023-11 Cumulative Update", "version": None,
