@@ -1,5 +1,10 @@
 """Compute activities: ring membership, installPatches / assessPatches, VM health.
 
+Members are Azure VMs and Azure Arc-enabled servers (issue 12): every record carries ``kind``
+(``vm`` / ``arc``) besides ``id``. The same activities take both; an Arc member is handed to
+:mod:`activities.arc` (HybridCompute's installPatches / assessPatches, results completed from
+Resource Graph, agent-status health) with the same once-only claim in the ledger.
+
 Why these are split into start + poll: installPatches runs for up to hours; an activity only
 *starts* it and returns the LRO continuation token, and ``poll_install`` performs exactly one
 status check per call between durable timers (see :mod:`patchrings.arm.lro`). No activity ever

@@ -1,5 +1,12 @@
 """Resource Graph activities: a scheduled run's per-VM results with their patch lists.
 
+Azure VMs and Arc-enabled servers alike (issue 12): the summary query matches
+``type endswith '/patchinstallationresults'``, which holds ``microsoft.compute/virtualmachines/…``
+and ``microsoft.hybridcompute/machines/…`` rows (arc-and-resource-graph.md §5.1), and rows are
+keyed by the lower-cased machine id, whatever its provider. For an Arc machine Resource Graph is
+the only source of a run's result (it has no instance view), so a row still missing after the
+orchestrator's re-queries stays *missing* (inconclusive), never passes.
+
 ``collect_run_results_arg`` ``{correlationId, vms: [VmRef]}`` → ``{"results": [VmInstall...],
 "queries", "pages", "source": "resourceGraph"}``. Each entry is the wave's ``VmInstall`` shape
 ``{vm, name, os, state, result, error}`` (as ``collect_run_results``), ``result`` a
