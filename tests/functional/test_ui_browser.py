@@ -258,7 +258,8 @@ def test_approve_ring1_from_the_page_and_watch_it_promote(platform_factory: Any,
 def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory: Any, browser: Any) -> None:
     """The local platform (``make demo``): no App Service authentication, the page sends the name
     from ``?as=`` (or its "act as" form) as ``X-PatchRings-Approver``, says it is not
-    authenticated, and an approval, a halt and a resume from the page are recorded under that name."""
+    authenticated, and an approval, a halt and a resume from the page are recorded under that name;
+    a dry run's page lists what each ring's machines would install."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -318,3 +319,16 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     ledger = page.locator("#decisions-ledger")
     expect(ledger.locator("tbody tr", has_text="checking a report")).to_contain_text("bob@contoso.com")
     expect(ledger.locator("tbody tr", has_text="the report was fine").first).to_contain_text("resume")
+
+    # A dry run's page lists, per ring and machine, what would be installed.
+    started = p.api("POST", "/api/rollouts", {"dryRun": True}, headers={"X-PatchRings-Approver": "bob@contoso.com"})
+    assert started.status == 202, started
+    dry_id = started.json["id"]
+    p.wait_for(lambda: p.api("GET", f"/api/rollouts/{dry_id}").json.get("runtimeStatus") == "Completed", timeout=300)
+    output = p.api("GET", f"/api/rollouts/{dry_id}").json["output"]
+    page.goto(f"{ui}/rollouts/{dry_id}")
+    for ring in output["rings"]:
+        section = page.locator(f"#section-dryrun .dry-ring[data-ring={ring['ring']}]")
+        expect(section.locator(".dry-vms tbody tr")).to_have_count(len(ring["vms"]))
+        expect(section).to_contain_text(f"{ring['summary']['vms']} machine(s), {ring['summary']['assessed']} assessed")
+    shot(page, "dry-run")

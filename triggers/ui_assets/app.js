@@ -198,7 +198,7 @@
     state.rolloutId = id;
     document.title = id + " - PatchRings";
     var S = {};
-    ["summary", "decision", "controls", "timeline", "vms", "manifest", "decisions"].forEach(function (k) {
+    ["summary", "decision", "controls", "timeline", "dryrun", "vms", "manifest", "decisions"].forEach(function (k) {
       S[k] = h("section", { id: "section-" + k });
     });
     var message = h("div", { id: "action-message", class: "message", role: "status", "aria-live": "polite" });
@@ -235,7 +235,7 @@
 
     clear(main);
     append(main, [h("h1", { id: "summary-title", text: "Rollout " + id }), updated, message,
-      S.summary, S.decision, S.controls, S.timeline, S.vms, S.manifest, S.decisions]);
+      S.summary, S.decision, S.controls, S.timeline, S.dryrun, S.vms, S.manifest, S.decisions]);
 
     function say(text, ok) {
       message.className = "message " + (ok ? "ok" : "error");
@@ -274,6 +274,7 @@
       drawDecision(S.decision, doc, waiting, viewer);
       drawControls(S.controls, doc, st, viewer);
       drawTimeline(S.timeline, doc, st);
+      drawDryRun(S.dryrun, doc, st);
       drawVms(doc, st);
       drawManifest(S.manifest, doc, st);
       drawDecisions(S.decisions, doc, st);
@@ -435,6 +436,48 @@
           h("td", null, r.reasons.length ? h("ul", { class: "reasons" }, r.reasons.map(function (x) { return h("li", null, reasonText(x)); })) : "")));
       });
       applyFilter();
+    }
+
+    function drawDryRun(el, doc, st) {
+      var out = obj(doc.output);
+      var rings = arr(out.rings).filter(function (r) { return r && typeof r === "object" && Array.isArray(r.vms); });
+      renderIf(el, rings, function () {
+        if (!rings.length) return;
+        append(el, h("h2", { id: "dryrun-title", text: "Dry run: what each ring would install" }));
+        rings.forEach(function (r) {
+          var sum = obj(r.summary);
+          var reasons = obj(sum.filteredByReason);
+          append(el, h("div", { class: "dry-ring", "data-ring": str(r.ring) },
+            h("h3", { text: str(r.ring) + (r.patching ? " (" + r.patching + " patching)" : "") }),
+            h("p", null, str(sum.vms) + " machine(s), " + str(sum.assessed) + " assessed; " + str(sum.wouldInstall) +
+              " patch installation(s) would happen" + (sum.filtered ? ", " + sum.filtered + " filtered out (" +
+              Object.keys(reasons).map(function (k) { return k + " " + reasons[k]; }).join(", ") + ")" : "") +
+              (sum.errors ? "; " + sum.errors + " error(s)" : "") + (r.basis ? ". Basis: " + r.basis : "") + "."),
+            arr(r.warnings).length ? h("ul", { class: "reasons" }, arr(r.warnings).map(function (w) { return h("li", null, reasonText(w)); })) : null,
+            arr(sum.patches).length ? h("div", { class: "table-wrap" }, h("table", { class: "dry-patches" },
+              h("caption", { text: "Patches " + str(r.ring) + " would install" }),
+              h("thead", null, h("tr", null, ["Patch", "Classification", "Machines"].map(function (t) { return h("th", { scope: "col", text: t }); }))),
+              h("tbody", null, arr(sum.patches).map(function (x) {
+                x = obj(x);
+                return h("tr", null, h("th", { scope: "row", class: "mono", text: str(x.patch) }),
+                  h("td", { text: arr(x.classifications).join(", ") || "-" }), h("td", { text: str(x.vms) }));
+              })))) : h("p", { class: "muted", text: "Nothing would be installed." }),
+            h("div", { class: "table-wrap" }, h("table", { class: "dry-vms" },
+              h("caption", { text: "Per machine in " + str(r.ring) }),
+              h("thead", null, h("tr", null, ["Machine", "Kind", "OS", "Assessed", "Would install", "Filtered", "Patches"]
+                .map(function (t) { return h("th", { scope: "col", text: t }); }))),
+              h("tbody", null, arr(r.vms).map(function (v) {
+                v = obj(v);
+                var list = arr(v.wouldInstall).map(function (x) { return str(obj(x).patch || x); });
+                return h("tr", { "data-vm": str(v.name) }, h("th", { scope: "row" }, h("span", { title: str(v.vm), text: str(v.name || shortName(v.vm)) })),
+                  h("td", { text: str(v.kind || "vm") }), h("td", { text: str(v.os || "-") }),
+                  h("td", null, v.assessed ? badge("ok", "yes") : badge("missing", v.error ? "no: " + str(obj(v.error).message || obj(v.error).code || "") : "no")),
+                  h("td", { text: str(v.wouldInstallCount !== undefined ? v.wouldInstallCount : list.length) }),
+                  h("td", { text: str(v.filteredCount || 0) }),
+                  h("td", { class: "mono", text: list.slice(0, 10).join(", ") + (list.length > 10 ? ", \u2026" : "") }));
+              }))))));
+        });
+      });
     }
 
     function drawManifest(el, doc, st) {
