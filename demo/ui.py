@@ -18,6 +18,7 @@ for, problems first, with a "... N more" line for the rest.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +57,14 @@ NARROW = 100  # below this many columns the optional columns (patching, os, ...)
 
 
 def _status_doc(view: dict[str, Any]) -> dict[str, Any]:
-    """The state document: the live custom status (kept after the end), else the final output."""
+    """The rollout document to render.
+
+    ``GET /api/rollouts/{id}`` answers the rings, manifest, approvals and what it waits for at its
+    top level (with per-ring phase texts, moving counts and per-VM rows); older answers only had
+    them in the orchestration's custom status (``status``) or output.
+    """
+    if isinstance(view.get("rings"), list):
+        return view
     for key in ("status", "customStatus", "output", "rollout"):
         inner = view.get(key)
         if isinstance(inner, dict) and "rings" in inner:
@@ -120,38 +128,48 @@ def _fitted(title: str, columns: list[str], rows: list[list[Any]], width: int) -
 
 
 # --------------------------------------------------------------------------- per-VM rows
+def _row(ring: str, entry: dict[str, Any]) -> dict[str, Any]:
+    verdict = _dict(entry.get("verdict"))
+    result = _dict(entry.get("result"))
+    full_id = entry.get("id") or entry.get("vm") or verdict.get("vm") or ""
+    install = entry.get("installStatus") or result.get("status") or entry.get("install") or entry.get("state")
+    return {
+        "ring": ring or str(entry.get("ring") or ""),
+        "id": str(full_id),
+        "name": str(entry.get("name") or verdict.get("name") or short_name(full_id)),
+        "os": " ".join(x for x in (str(entry.get("os") or ""), "(arc)" if entry.get("kind") == "arc" else "") if x),
+        "install": str(install or ""),
+        "health": str(verdict.get("health") or entry.get("health") or ""),
+        "outcome": str(verdict.get("outcome") or entry.get("outcome") or ""),
+        "reasons": list(verdict.get("reasons") or entry.get("reasons") or []),
+    }
+
+
+def _gate_reasons(ring: dict[str, Any]) -> list[Any]:
+    return list((ring.get("gate") or {}).get("reasons") or ring.get("gateReasons") or [])
+
+
 def vm_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-VM rows: the API's ``vms`` list if it has one, else the ledger part of the view.
+    """Per-VM rows: each ring's ``vms`` in the API's answer, else a ``vms`` list, else the ledger part.
 
     VMs a gate names as never started (error budget spent, skipped) get a row too, so the
     table and the counts include them.
     """
-    rows: list[dict[str, Any]] = []
-    api_rows = view.get("vms")
+    doc = _status_doc(view)
+    rings = [r for r in doc.get("rings", []) or [] if isinstance(r, dict)]
     entries: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(api_rows, list):
-        entries = [(str(e.get("ring") or ""), e) for e in api_rows if isinstance(e, dict)]
+    if any(isinstance(r.get("vms"), list) and r["vms"] for r in rings):
+        entries = [(str(r.get("name")), e) for r in rings for e in r.get("vms") or [] if isinstance(e, dict)]
+    elif isinstance(view.get("vms"), list):
+        entries = [(str(e.get("ring") or ""), e) for e in view["vms"] if isinstance(e, dict)]
     else:
         by_ring = (view.get("ledger") or {}).get("vmResults") or {}
         if isinstance(by_ring, dict):
             entries = [(str(ring), e) for ring, items in by_ring.items() for e in (items or []) if isinstance(e, dict)]
-    for ring, entry in entries:
-        verdict = _dict(entry.get("verdict"))
-        result = _dict(entry.get("result"))
-        full_id = entry.get("id") or entry.get("vm") or verdict.get("vm") or ""
-        rows.append({
-            "ring": ring or str(entry.get("ring") or ""),
-            "id": str(full_id),
-            "name": str(entry.get("name") or verdict.get("name") or short_name(full_id)),
-            "os": str(entry.get("os") or ""),
-            "install": str(result.get("status") or entry.get("install") or entry.get("state") or ""),
-            "health": str(verdict.get("health") or entry.get("health") or ""),
-            "outcome": str(verdict.get("outcome") or entry.get("outcome") or ""),
-            "reasons": list(verdict.get("reasons") or entry.get("reasons") or []),
-        })
+    rows = [_row(ring, entry) for ring, entry in entries]
     seen = {(r["ring"], r["name"].lower()) for r in rows}
-    for ring in _status_doc(view).get("rings", []) or []:
-        for reason in ((ring.get("gate") or {}).get("reasons") or []):
+    for ring in rings:
+        for reason in _gate_reasons(ring):
             if not isinstance(reason, dict):
                 continue
             text = str(reason.get("reason", ""))
@@ -165,61 +183,100 @@ def vm_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def ring_counts(ring: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Per-ring figures, VMs not started included.
+    """Per-ring figures, VMs not started included: total, passed, failed, unclear, not started.
 
-    From the orchestrator's counts (``vms``, ``install:ok``, ``health:unhealthy``, ``skipped``...)
-    when it has published them; while a ring runs and its counts are still empty, from the per-VM
-    rows the ledger already has (they move as waves finish); the ring's member count otherwise.
+    From the API's moving counts (``vms``, ``passed``, ``failed``, ``inconclusive``,
+    ``notStarted``, ``skipped``...) when it has them; from older documents' counts
+    (``install:ok``, ``health:unhealthy``...) and the gate's counts otherwise; and never fewer
+    than the per-VM rows show (a VM a gate names as never started counts as not started).
+    Unknown figures are ``""``; a total known only from the rows so far is ``"N+"``.
     """
     counts = ring.get("counts") or {}
     gate_counts = (ring.get("gate") or {}).get("counts") or {}
     mine = [r for r in rows or [] if r["ring"] == ring.get("name")]
-    members = next((v for v in (_int(ring.get("members")), _int(counts.get("members")), _int(counts.get("total")))
-                    if v is not None), None)
-    vms = _int(counts.get("vms"))
-    started = vms if vms is not None else _int(gate_counts.get("total"))
-    total_candidates = [v for v in (members, (started or 0) + (_int(counts.get("skipped")) or 0)
-                                    if started is not None else None, len(mine) or None) if v is not None]
-    total: Any = max(total_candidates) if total_candidates else ""
-    if total_candidates == [len(mine)] and str(ring.get("phase") or "") not in ("passed", "failed", "completed"):
-        total = f"{len(mine)}+"  # only the rows written so far are known: at least that many
-    if counts.get("install:ok") is not None or vms is not None:
-        installed: Any = counts.get("install:ok", 0)
-        failed: Any = counts.get("install:failed", 0)
-        unhealthy: Any = counts.get("health:unhealthy", 0)
-        unclear: Any = (counts.get("install:inconclusive", 0) or 0) + (counts.get("health:unknown", 0) or 0)
+    row_not_started = sum(1 for r in mine if r["install"] == "not started")
+    row_count = {
+        "passed": sum(1 for r in mine if r["outcome"].lower() == "pass"),
+        "failed": sum(1 for r in mine if r["outcome"].lower() == "fail" or "fail" in r["install"].lower()
+                      or r["health"].lower() == "unhealthy"),
+        "inconclusive": sum(1 for r in mine if r["outcome"].lower() == "inconclusive"),
+    }
+    if "passed" in counts or "notStarted" in counts:  # the API's moving counts
+        figures = {k: _int(counts.get(k)) or 0 for k in ("passed", "failed", "inconclusive")}
+        not_started = (_int(counts.get("notStarted")) or 0) + (_int(counts.get("skipped")) or 0)
+        in_flight = (_int(counts.get("installing")) or 0) + (_int(counts.get("verifying")) or 0)
+        declared = _int(counts.get("vms"))
+    elif counts or gate_counts:  # an older document: the orchestrator's raw counts and the gate's
+        failed = _int(gate_counts.get("failed"))
+        if failed is None:
+            failed = (_int(counts.get("install:failed")) or 0) + (_int(counts.get("health:unhealthy")) or 0)
+        passed = _int(gate_counts.get("passed"))
+        if passed is None:
+            passed = max((_int(counts.get("install:ok")) or 0) - (_int(counts.get("health:unhealthy")) or 0), 0)
+        unclear = _int(gate_counts.get("inconclusive"))
+        if unclear is None:
+            unclear = (_int(counts.get("install:inconclusive")) or 0) + (_int(counts.get("health:unknown")) or 0)
+        figures = {"passed": passed, "failed": failed, "inconclusive": unclear}
+        not_started = _int(counts.get("skipped")) or 0
+        in_flight = 0
+        vms = _int(counts.get("vms"))
+        declared = vms + not_started if vms is not None else _int(gate_counts.get("total"))
     elif mine:
-        installed = sum(1 for r in mine if r["install"].lower() in ("succeeded", "ok"))
-        failed = sum(1 for r in mine if "fail" in r["install"].lower())
-        unhealthy = sum(1 for r in mine if r["health"].lower() == "unhealthy")
-        unclear = sum(1 for r in mine if r["outcome"].lower() == "inconclusive")
+        figures, not_started, in_flight, declared = dict(row_count), 0, 0, None
     else:
-        installed = failed = unhealthy = unclear = ""
-    return {"total": total, "installed": installed, "failed": failed, "unhealthy": unhealthy,
-            "inconclusive": unclear}
+        members = _int(ring.get("members"))
+        return {"total": members if members is not None else "", "passed": "", "failed": "", "inconclusive": "",
+                "notStarted": ""}
+    if declared is None and not mine and not (sum(figures.values()) + not_started + in_flight):
+        members = _int(ring.get("members"))  # nothing known yet (a ring not resolved): blanks, not zeros
+        return {"total": members if members is not None else "", "passed": "", "failed": "", "inconclusive": "",
+                "notStarted": ""}
+    for key, value in row_count.items():
+        figures[key] = max(figures[key], value)
+    not_started = max(not_started, row_not_started)
+    candidates = [v for v in (declared, _int(ring.get("members")), _int(counts.get("members")),
+                              sum(figures.values()) + not_started + in_flight, len(mine)) if v is not None]
+    total: Any = max(candidates) if candidates else ""
+    if declared is None and _int(ring.get("members")) is None and total == len(mine) > 0 and \
+            str(ring.get("phase") or "") not in ("passed", "failed", "completed"):
+        total = f"{len(mine)}+"  # only the rows written so far are known: at least that many
+    return {"total": total, **figures, "notStarted": not_started}
 
 
 def _style(phase: str | None) -> str:
     return PHASE_STYLE.get((phase or "").lower(), "white")
 
 
-def phase_text(ring: dict[str, Any]) -> str:
-    """``installing wave 2 of 3``, ``awaiting approval until 2026-11-17 09:55Z``... from what is there."""
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def phase_text(ring: dict[str, Any], width: int = 160) -> str:
+    """What the ring is doing: the API's ``phaseText`` (wide) or a short form (narrow), else built.
+
+    ``installing wave 1 of 3: waiting before the first health check until 2026-11-16 07:00Z`` at
+    160 columns, ``installing wave 1/3 until 07:00Z`` at 80.
+    """
     phase = str(ring.get("phase") or "")
-    text = phase.replace("-", " ")
+    progress = _dict(ring.get("progress"))
     detail = ring.get("phaseDetail") or ring.get("detail")
     if isinstance(detail, dict):
-        wave, waves = _int(detail.get("wave")), _int(detail.get("waves"))
-        until = detail.get("until")
+        progress = {**detail, **progress}
         detail = detail.get("text") or detail.get("description")
-    else:
-        wave, waves, until = _int(ring.get("wave")), _int(ring.get("waves")), ring.get("until")
-    if isinstance(detail, str) and detail:
-        text = detail if phase.replace("-", " ") in detail else f"{text}: {detail}"
-    elif wave is not None and "wave" not in text:
-        text += f" wave {wave}" + (f" of {waves}" if waves else "")
+    wave = _int(progress.get("wave")) if progress else _int(ring.get("wave"))
+    waves = _int(progress.get("waves")) if progress else _int(ring.get("waves"))
+    until = ring.get("until") or progress.get("until")
+    full = ring.get("phaseText")
+    if isinstance(full, str) and full and width >= NARROW:
+        return _ISO.sub(lambda m: short_time(m.group(0)), full)
+    text = phase.replace("-", " ")
+    if isinstance(detail, str) and detail and width >= NARROW:
+        text = detail if text in detail else f"{text}: {detail}"
+    if wave is not None and "wave" not in text:
+        text += (f" wave {wave}/{waves}" if waves and width < NARROW
+                 else f" wave {wave}" + (f" of {waves}" if waves else ""))
     if until and "until" not in text:
-        text += f" until {short_time(until)}"
+        short = short_time(until)
+        text += f" until {short[5:] if width < NARROW else short}"  # 11-17 09:55Z at 80 columns
     return text
 
 
@@ -228,8 +285,8 @@ def rings_table(view: dict[str, Any], width: int = 80) -> Table:
     doc = _status_doc(view)
     rows = vm_rows(view)
     wide = width >= NARROW
-    columns = ["ring"] + (["patching"] if wide else []) + ["phase", "VMs", "patched", "failed", "unhealthy",
-                                                          "unclear", "gate"]
+    columns = ["ring"] + (["patching"] if wide else []) + ["phase", "VMs", "passed", "failed", "unclear",
+                                                          "not started", "gate"]
     table = _table("Rings", columns, phase={"ratio": 1, "overflow": "fold"})
     for ring in doc.get("rings", []) or []:
         counts = ring_counts(ring, rows)
@@ -238,12 +295,12 @@ def rings_table(view: dict[str, Any], width: int = 80) -> Table:
         if wide:
             cells.append(str(ring.get("patching") or ""))
         cells += [
-            Text(phase_text(ring), style=_style(ring.get("phase"))),
+            Text(phase_text(ring, width), style=_style(ring.get("phase"))),
             str(counts["total"]),
-            str(counts["installed"]),
+            str(counts["passed"]),
             str(counts["failed"]),
-            str(counts["unhealthy"]),
             str(counts["inconclusive"]),
+            str(counts["notStarted"]),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "white")),
         ]
         table.add_row(*cells)
@@ -316,17 +373,20 @@ def gate_panel(view: dict[str, Any], width: int = 80) -> Panel | None:
     return Panel(Group(*lines), title="Gate decisions", box=box.ROUNDED)
 
 
-def _manifest_items(manifest: dict[str, Any], key: str, fallback: str) -> list[str]:
-    items = manifest.get(key) or manifest.get(fallback) or []
+def _manifest_items(manifest: dict[str, Any], *keys: str, windows: bool = False) -> list[str]:
+    """``KB5048667`` / ``curl=7.81.0-1ubuntu1.20`` labels from the first of ``keys`` the manifest has."""
+    items: list[Any] = next((manifest[k] for k in keys if isinstance(manifest.get(k), list)), [])
     out: list[str] = []
-    for item in items if isinstance(items, list) else []:
+    for item in items:
         if isinstance(item, dict):
-            ident = item.get("kbId") or item.get("kb") or item.get("name") or item.get("id") or ""
+            ident = str(item.get("kb") or item.get("kbId") or item.get("package") or item.get("name")
+                        or item.get("id") or "")
             version = item.get("version")
-            label = f"KB{ident}" if key == "windowsKbs" and str(ident).isdigit() else str(ident)
-            out.append(f"{label}={version}" if version and key != "windowsKbs" else label)
+            if version and "=" not in ident and not windows:
+                ident = f"{ident}={version}"
         else:
-            out.append(f"KB{item}" if key == "windowsKbs" and str(item).isdigit() else str(item))
+            ident = str(item)
+        out.append(f"KB{ident}" if windows and ident.isdigit() else ident)
     return out
 
 
@@ -335,8 +395,8 @@ def manifest_line(doc: dict[str, Any], width: int = 80) -> str:
     manifest = doc.get("manifest") or {}
     if not manifest:
         return ""
-    kbs = _manifest_items(manifest, "windowsKbs", "kbs")
-    packages = _manifest_items(manifest, "linuxPackages", "packages")
+    kbs = _manifest_items(manifest, "windows", "windowsKbs", "kbs", windows=True)
+    packages = _manifest_items(manifest, "linux", "linuxPackages", "packages")
     n_kbs = manifest.get("windowsCount", len(kbs))
     n_packages = manifest.get("linuxCount", len(packages))
     budget = 3 if width < NARROW else 8
@@ -355,7 +415,7 @@ def header(view: dict[str, Any], simulated_now: str, width: int = 80, page_url: 
     doc = _status_doc(view)
     waiting = doc.get("waitingFor") or view.get("waitingFor") or {}
     parts = [
-        f"rollout [bold]{doc.get('rolloutId', view.get('id', '?'))}[/]",
+        f"rollout [bold]{doc.get('rolloutId') or view.get('id') or '?'}[/]",
         f"state [bold]{doc.get('state', '?')}[/]   simulated time {simulated_now}",
     ]
     line = manifest_line(doc, width)
@@ -419,25 +479,39 @@ def render(view: dict[str, Any], simulated_now: str, *, width: int = 80, height:
 
 
 # --------------------------------------------------------------------------- the end
+_DECIDED = ("accepted", "rejected", "timed-out", "expired")
+
+
 def _approvals(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Accepted decisions per ring: the status document keeps only the newest few, the ledger all."""
+    """The decision that counted, per ring: an accepted (or final) one over a merely submitted one.
+
+    From the API's ``approvals`` (all of them, with ``outcome``), the ledger part, and an older
+    status document's (which keeps only the newest few, marked ``accepted``).
+    """
+    items: list[dict[str, Any]] = []
+    for source in ((view.get("ledger") or {}).get("approvals"), _status_doc(view).get("approvals"),
+                   view.get("approvals")):
+        items += [a for a in source or [] if isinstance(a, dict)] if isinstance(source, list) else []
     found: dict[str, dict[str, Any]] = {}
-    ledger = (view.get("ledger") or {}).get("approvals") or []
-    for item in ledger if isinstance(ledger, list) else []:
-        if isinstance(item, dict) and item.get("outcome") in ("accepted", "rejected", "timed-out", "expired"):
-            found[str(item.get("ring"))] = item
-    for item in _status_doc(view).get("approvals", []) or []:
-        if isinstance(item, dict) and (item.get("accepted") or str(item.get("ring")) not in found):
-            found[str(item.get("ring"))] = item
+    for item in items:
+        ring = str(item.get("ring"))
+        final = item.get("accepted") is True or item.get("outcome") in _DECIDED
+        if final or ring not in found:  # a submitted one never hides the decision that counted
+            found[ring] = item
     return found
 
 
 def summary_table(view: dict[str, Any], width: int = 80) -> Group:
-    """Per ring: VMs, patched, failed, unhealthy, gate, who approved, simulated duration; then the manifest."""
+    """Per ring: VMs, passed, failed, not started, gate, who approved, simulated duration; then the manifest.
+
+    (Unclear VMs too when the width allows; the rings table above always has them.)
+    """
     doc = _status_doc(view)
     rows = vm_rows(view)
     approvals = _approvals(view)
-    columns = ["ring", "VMs", "patched", "failed", "unhealthy", "gate", "approved by", "took"]
+    wide = width >= NARROW
+    columns = ["ring", "VMs", "passed", "failed"] + (["unclear"] if wide else []) + ["not started", "gate",
+                                                                                   "approved by", "took"]
     table = _table("Rollout summary", columns, **{"approved by": {"overflow": "fold"}})
     # what is left of the line for the approver once the other columns have their width
     room = width - 3 * (len(columns) - 1) - sum(len(c) for c in columns if c != "approved by") - 2
@@ -454,9 +528,10 @@ def summary_table(view: dict[str, Any], width: int = 80) -> Group:
         table.add_row(
             str(ring.get("name")),
             str(counts["total"]),
-            str(counts["installed"]),
+            str(counts["passed"]),
             str(counts["failed"]),
-            str(counts["unhealthy"]),
+            *([str(counts["inconclusive"])] if wide else []),
+            str(counts["notStarted"]),
             Text(gate, style=OUTCOME_STYLE.get(gate, "white")),
             who or "-",
             str(ring.get("duration") or _duration(ring) or "-"),

@@ -59,10 +59,10 @@ def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
     # at 80 columns: whole headers, short VM names, Ring 0's 6 VMs counted (2 never started), no "(built)"
     summary = out.split("Rollout summary", 1)[1].split("\nRollout ended", 1)[0]
     assert max(len(line) for line in summary.splitlines()) <= 80, summary
-    assert re.search(r"^ring\s+VMs\s+patched\s+failed\s+unhealthy\s+gate\s+approved by\s+took\s*$", summary, re.M)
-    assert re.search(r"^ring0\s+6\s+4\s+0\s+1\s+fail\s", summary, re.M), summary
+    assert re.search(r"^ring\s+VMs\s+passed\s+failed\s+not started\s+gate\s+approved by\s+took\s*$", summary, re.M)
+    assert re.search(r"^ring0\s+6\s+3\s+1\s+2\s+fail\s", summary, re.M), summary
     assert "(built)" not in out and "never pinned (its gate did not pass)" in summary
-    assert re.search(r"^ring0\s+r0-web-02\s+not started", out, re.M), out[-4000:]
+    assert len(re.findall(r"^ring0\s+r0-\S+\s+not started", out, re.M)) == 2, out[-4000:]
     assert "/subscriptions/" not in out.split("Rollout summary", 1)[0].rsplit("PatchRings demo", 1)[-1]
     # structured logs: key=value lines; every line an activity or orchestrator of the rollout wrote names it
     rollout = re.search(r"^Rollout (\S+) started\.", out, re.M)
