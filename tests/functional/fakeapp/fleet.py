@@ -384,6 +384,13 @@ def notify(payload: Payload) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+def manifest_diff(payload: Payload) -> dict[str, Any]:
+    """Later rings' machines vs the manifest (activities/manifest_diff.py): counts only here."""
+    FLEET.record("manifest_diff", payload)
+    return {"rings": []}
+
+
+@bp.activity_trigger(input_name="payload")
 def ledger_check_decision(payload: Payload) -> dict[str, Any]:
     """The real check (activities.ledger) over this fleet's approvals, which the API wrote."""
     from activities.ledger import ledger_check_decision_core
