@@ -50,7 +50,7 @@ def _vm(name: str, os: str, ring: str, zone: str) -> dict[str, Any]:
 
 
 def _scenario() -> dict[str, Any]:
-    """Six healthy VMs, two per ring (Ring 1 held), the sample's schedules, catalog and event wiring."""
+    """Six healthy VMs, two per ring (Ring 1 held), one Arc-enabled server in Ring 0, the sample's schedules, catalog and event wiring."""
     sample = yaml.safe_load((REPO / "emulator" / "arm" / "scenarios" / "sample.yaml").read_text(encoding="utf-8"))
     subscription = sample["subscriptions"][0]
     patching = next(rg for rg in subscription["resourceGroups"] if rg["name"] == CONFIG_GROUP)
@@ -68,7 +68,9 @@ def _scenario() -> dict[str, Any]:
                     _vm("r0-win-1", "Windows", "ring0", "1"), _vm("r0-lnx-1", "Linux", "ring0", "2"),
                     _vm("r1-win-1", "Windows", "ring1-hold", "1"), _vm("r1-lnx-1", "Linux", "ring1-hold", "2"),
                     _vm("r2-win-1", "Windows", "ring2", "1"), _vm("r2-lnx-1", "Linux", "ring2", "3"),
-                ]},
+                ],
+                 # An Arc-enabled server in Ring 0, so the HybridCompute grants are exercised too.
+                 "arcMachines": [{"name": "r0-arc-1", "os": "Linux", "tags": {"patchRing": "ring0"}}]},
             ],
             # Ring 1's dynamic scope exists (retag promotion); Ring 2's is created by the app.
             "dynamicScopes": [copy.deepcopy(d) for d in subscription["dynamicScopes"] if d["name"] == "ds-ring1"],
