@@ -5,7 +5,8 @@ reproducible run after run, so every random decision is drawn from ``Random(f"{s
 (independent of request order) and every fault may be limited with ``times`` / ``count``.
 
 SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``tags``, ``os``,
-``probability``, ``times``):
+``probability``, ``times``; the machine selectors match Arc-enabled servers
+(``Microsoft.HybridCompute/machines``) as well as VMs):
 
 * ``patchFails`` (``patch``: KB number / ``KB…`` / package name / ``pkg=ver``) -- the patch ends
   ``Failed``, the result status is ``Failed`` with a ``PatchInstallationFailed`` error;
@@ -16,7 +17,8 @@ SUPPORTED fault types (scenario ``faults:``; selectors ``vms`` (name globs), ``t
 * ``operationFails`` (``operation``, ``code``, ``message``) -- the installPatches/assessPatches LRO
   itself ends ``Failed`` (the SDK poller raises ``HttpResponseError`` with that code);
 * ``slowInstall`` (``factor``) -- every patch takes ``factor`` times longer (window overruns);
-* ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start;
+* ``vmAgentNotReady`` / ``deallocated`` -- applied to the VM state at start (on an Arc-enabled
+  server: its agent starts ``Disconnected``);
 * request faults, with the selectors ``action`` (RBAC action glob, e.g.
   ``Microsoft.Maintenance/applyUpdates/write``), ``method``, ``pathContains``, ``after`` (let N
   matching requests pass first), ``count``, ``probability``, ``from`` / ``until``:
