@@ -161,7 +161,9 @@ class DemoRun:
         """The live view at the console's size; ``full``: every VM row (the last frame, kept on screen)."""
         width = self.console.width
         height = None if full or not self.console.is_terminal else self.console.height
-        url = page_url(self.platform, self.rollout_id) if self.rollout_id else None
+        links = self.view.get("links")
+        url = (links.get("page") if isinstance(links, dict) else None) or (
+            page_url(self.platform, self.rollout_id) if self.rollout_id else None)
         # the last frame leaves the notifications to the section printed after the summary
         events = None if full else self.events
         return ui.render(self.view, self.now(), width=width, height=height, events=events, page_url=url)

@@ -426,8 +426,8 @@ def header(view: dict[str, Any], simulated_now: str, width: int = 80, page_url: 
         ring = f" ({waiting.get('ring')})" if waiting.get("ring") else ""
         until = f" until {short_time(waiting.get('until'))}" if waiting.get("until") else ""
         parts.append(f"waiting for [yellow]{what}[/]{ring}{until}")
-    if page_url:
-        parts.append(f"operator page {page_url}")
+    if page_url and len(page_url) + len("operator page ") <= width - 4:
+        parts.append(f"operator page {page_url}")  # only when it fits: a wrapped link cannot be clicked
     return Panel("\n".join(parts), title="PatchRings demo", box=box.ROUNDED)
 
 

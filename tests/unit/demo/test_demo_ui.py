@@ -104,6 +104,9 @@ def test_awaiting_approval_header_names_the_ring_deadline_manifest_contents_and_
     assert "manifest 0545a0c241d8f8c9: 3 KBs (KB5048667, KB5048685, KB5048710), 4" in out
     assert "curl=7.81.0-1ubuntu1.20" in out
     assert "operator page http://127.0.0.1:7071/api/ui/rollouts/r1" in out
+    long_link = "http://127.0.0.1:7071/api/ui/rollouts/" + "x" * 60  # would wrap at 80: left out
+    assert "operator page" not in render_text(name, 80, page_url=long_link)
+    assert f"operator page {long_link}" in render_text(name, 160, page_url=long_link)
     assert re.search(r"^ring1\s+awaiting approval", out, re.M), out
     if name.startswith("api-"):  # the deadline is tomorrow: the short form keeps the date
         assert re.search(r"^\s+until 11-17\b", out, re.M), out
