@@ -107,7 +107,9 @@ def select_patches(vm: Vm, available: list[Patch], parameters: dict[str, Any]) -
             if patch.kb_id in kb_out or _globs_match(name_out, patch.name):
                 out.append((patch, "Excluded"))
                 continue
-            if p.get("excludeKbsRequiringReboot") and patch.reboot_behavior == "AlwaysRequiresReboot":
+            # Compute 2026-04-01 WindowsParameters: "Filters out Kbs that don't have an
+            # InstallationRebootBehavior of 'NeverReboots' when this is set to true."
+            if p.get("excludeKbsRequiringReboot") and patch.reboot_behavior != "NeverReboots":
                 out.append((patch, "Excluded"))
                 continue
             by_class = bool(classes) and any(windows_classification_key(c) in classes for c in patch.classifications)

@@ -15,7 +15,7 @@ semantics as in update-manager-domain.md §6 and the staged-patching runbook the
 * **Excludes win**: Windows ``kbNumbersToExclude``, ``patchNameMasksToExclude`` (globs on the
   title) and ``excludeKbsRequiringReboot`` (the swagger: "Filters out Kbs that don't have an
   InstallationRebootBehavior of 'NeverReboots'", so ``CanRequestReboot`` and an unknown behaviour
-  are filtered too; the local simulator filters only ``AlwaysRequiresReboot``); Linux
+  are filtered too; the local simulator applies the same rule); Linux
   ``packageNameMasksToExclude`` (``name`` or ``name=version`` globs).
 * A patch is a **candidate** when its classification is in ``classificationsToInclude`` **or** an
   include names it (``kbNumbersToInclude`` / ``packageNameMasksToInclude``); with neither list

@@ -328,3 +328,23 @@ def test_windows_results_name_update_categories_while_filters_use_the_enum(arm_f
         for p in result.patches for c in p.classifications
     )
     validate("compute", "VirtualMachineInstallPatchesResult", raw_result(arm, "win-02"))
+
+
+def test_exclude_kbs_requiring_reboot_keeps_only_never_reboots():
+    """Compute 2026-04-01 ``WindowsParameters.excludeKbsRequiringReboot``: "Filters out Kbs that
+    don't have an InstallationRebootBehavior of 'NeverReboots'" -- CanRequestReboot and an unknown
+    behaviour are filtered too, not only AlwaysRequiresReboot."""
+    from datetime import UTC, datetime
+
+    from emulator.arm.fleet import Patch, Vm
+    from emulator.arm.patching import select_patches
+
+    def kb(kb_id: str, reboot: str) -> Patch:
+        return Patch(os="Windows", name=f"KB{kb_id}", classifications=["Security"],
+                     published=datetime(2026, 11, 10, tzinfo=UTC), reboot_behavior=reboot, minutes=1, kb_id=kb_id)
+
+    vm = Vm(subscription=SUB, resource_group="rg", name="w", os="Windows", location="westeurope")
+    available = [kb("1", "AlwaysRequiresReboot"), kb("2", "CanRequestReboot"), kb("3", "NeverReboots"), kb("4", "")]
+    params = {"windowsParameters": {"classificationsToInclude": ["Security"], "excludeKbsRequiringReboot": True}}
+    picked = {p.kb_id: state for p, state in select_patches(vm, available, params)}
+    assert picked == {"1": "Excluded", "2": "Excluded", "3": "Selected", "4": "Excluded"}
