@@ -235,3 +235,23 @@ def test_with_a_connection_string_the_app_loggers_and_spans_are_exported(fresh_s
     with telemetry.bind(rolloutId="ro-9", ring="ring2", function="pin_manifest"):
         processor.on_start(span)
     assert stamped == {"rolloutId": "ro-9", "ring": "ring2", "function": "pin_manifest"}
+
+
+def test_an_entry_point_can_bind_itself_with_the_activities_decorator(capture: Capture, fresh_state: None) -> None:
+    from activities import with_log_context
+    from emulator.host.indexing import worker_validate
+
+    bp = df.Blueprint()
+
+    @bp.activity_trigger(input_name="payload")
+    @with_log_context
+    def retag_vms(payload: Payload) -> Dict[str, Any]:  # noqa: UP006
+        log.info("retagging")
+        return {}
+
+    assert telemetry.instrument(bp) == 0  # already bound by its decorator: not wrapped twice
+    functions, _ = app_with(bp)
+    worker_validate(list(functions.values()))
+    functions["retag_vms"].get_user_function()(payload={"rolloutId": "ro-8", "ring": "ring1", "vmIds": []})
+    record = [r for r in capture.records if r.name == log.name][-1]
+    assert (record.rolloutId, record.ring, record.function) == ("ro-8", "ring1", "retag_vms")  # type: ignore[attr-defined]
