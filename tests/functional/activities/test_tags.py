@@ -7,6 +7,7 @@ only (throttled requests, calls, results), never elapsed time.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from collections.abc import Iterator
@@ -106,14 +107,18 @@ def _clients(sim: SimHandle) -> AzureClients:
 
 @pytest.fixture
 def sim_factory(tmp_path: Path) -> Iterator[Any]:
+    """Simulators whose skip clock is held: the buckets refill in real time only (an idle skip
+    clock would jump to the next scheduled run and refill every bucket between two requests)."""
     running: list[tuple[SimHandle, AzureClients]] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(doc: dict[str, Any]) -> tuple[SimHandle, AzureClients]:
-        handle = SimHandle(tmp_path / f"arm{len(running)}", doc)
-        running.append((handle, _clients(handle)))
-        return running[-1]
+        def start(doc: dict[str, Any]) -> tuple[SimHandle, AzureClients]:
+            handle = SimHandle(tmp_path / f"arm{len(running)}", doc)
+            stack.enter_context(handle.clock.hold())
+            running.append((handle, _clients(handle)))
+            return running[-1]
 
-    yield start
+        yield start
     for handle, clients in running:
         clients.close()
         handle.stop()
@@ -162,37 +167,42 @@ def test_a_merge_answered_without_the_value_is_a_failure(sim_factory: Any) -> No
     assert out["written"] == 0 and out["failed"][0]["error"]["code"] == "TagNotApplied", out
 
 
-WRITES = {"writes": {"size": 10, "refillPerSecond": 20}}
+# Small enough that eight unpaced workers empty it even on a loaded machine (20 writes need
+# ~0.8 s each to stay under 10 tokens + 5/s), large enough that the pacer's burst plus eight
+# requests bunched by a slow scheduler still fit.
+WRITES = {"writes": {"size": 10, "refillPerSecond": 5}}
 
 
 def test_paced_retag_stays_under_the_write_bucket(sim_factory: Any) -> None:
-    sim, clients = sim_factory(scenario(40, WRITES))
-    pacer = Pacer(12.0, 2, reserve=3, server_refill=20.0)
-    out = retag_vms_core(clients, {"vmIds": bulk(40), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
-    assert (out["written"], out["failed"]) == (40, []), out
+    sim, clients = sim_factory(scenario(20, WRITES))
+    pacer = Pacer(3.0, 2, reserve=0)
+    out = retag_vms_core(clients, {"vmIds": bulk(20), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
+    assert (out["written"], out["failed"]) == (20, []), out
     assert sim.sim.recorder.find(status=429) == []
-    assert pacer.calls == 40
+    assert pacer.calls == 20
 
 
 def test_unpaced_the_same_retag_is_throttled(sim_factory: Any) -> None:
     # the control for the test above: eight workers without pacing empty the bucket at once
-    sim, clients = sim_factory(scenario(40, WRITES))
+    sim, clients = sim_factory(scenario(20, WRITES))
     pacer = Pacer(1e6, 10_000, reserve=0)
-    out = retag_vms_core(clients, {"vmIds": bulk(40), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
-    assert out["written"] == 40, out  # the SDK waits for Retry-After and gets through ...
+    out = retag_vms_core(clients, {"vmIds": bulk(20), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
+    assert out["written"] == 20, out  # the SDK waits for Retry-After and gets through ...
     assert len(sim.sim.recorder.find(status=429)) > 0  # ... after throttled requests
 
 
 def test_pacer_follows_arms_remaining_header(sim_factory: Any) -> None:
     # The bucket is nearly empty before the retag starts (another writer of the same principal):
-    # the local pacer alone would send 30 writes at 50/s into 10 tokens refilling 10/s.
-    sim, clients = sim_factory(scenario(50, {"writes": {"size": 30, "refillPerSecond": 10}}))
-    drain = retag_vms_core(clients, {"vmIds": bulk(50)[30:], "tag": "other", "value": "x"},
+    # with no local limit at all, the eight workers would send 12 writes into ~8 tokens refilling
+    # 2/s. ARM's header (remaining < reserve) holds the rest until the bucket has refilled; with
+    # reserve >= the workers in flight no request can find the bucket empty.
+    sim, clients = sim_factory(scenario(34, {"writes": {"size": 30, "refillPerSecond": 2}}))
+    drain = retag_vms_core(clients, {"vmIds": bulk(34)[12:], "tag": "other", "value": "x"},
                            pacers=lambda _s: Pacer(1e6, 10_000, reserve=0))
-    assert drain["written"] == 20 and sim.sim.recorder.find(status=429) == []
-    pacer = Pacer(50.0, 1, reserve=9, server_refill=10.0)
-    out = retag_vms_core(clients, {"vmIds": bulk(30), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
-    assert (out["written"], out["failed"]) == (30, []), out
+    assert drain["written"] == 22 and sim.sim.recorder.find(status=429) == []
+    pacer = Pacer(1e6, 10_000, reserve=8, server_refill=2.0)
+    out = retag_vms_core(clients, {"vmIds": bulk(12), "tag": "ring", "value": "ring1"}, pacers=lambda _s: pacer)
+    assert (out["written"], out["failed"]) == (12, []), out
     assert sim.sim.recorder.find(status=429) == []
     assert pacer.holds > 0 and out["pacing"]["holds"] == pacer.holds
 
