@@ -447,6 +447,8 @@ def notifications_table(events: list[dict[str, Any]] | None, width: int = 80, li
         rollout = str(data.get("rolloutId") or "")
         if rollout:  # one line each: the rollout is the one on screen, its long id says nothing here
             message = message.replace(f" of rollout {rollout}", "").replace(f"rollout {rollout}", "rollout")
+        if ring and message.startswith(f"ring {ring} "):
+            message = message[len(f"ring {ring} "):]  # the ring has its own column
         rows.append([short_time(event.get("time") or data.get("time")), kind, str(ring or "-"), message])
     table = _fitted("Notifications", ["time", "type", "ring", "message"], rows, width)
     return table
