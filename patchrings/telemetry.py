@@ -26,7 +26,9 @@ What it does, and why this way:
   ``configure_azure_monitor`` only when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set (Azure;
   off locally), for the ``patchrings`` loggers (the app's own; the SDKs' per-request HTTP logging
   stays out of the bill), with a span processor that stamps the bound fields on every span (the
-  ARM calls the Azure SDK instrumentation records become dependencies carrying ``rolloutId``).
+  ARM calls the Azure SDK instrumentation records become dependencies carrying ``rolloutId``),
+  authenticated with the app's managed identity when ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING``
+  says ``Authorization=AAD`` (infra/ disables key-based ingestion).
   Any failure there is logged and start-up continues with plain logs: telemetry never stops the app.
 
 One rollout end to end in Application Insights::
@@ -56,6 +58,7 @@ from typing import Any
 log = logging.getLogger("patchrings.telemetry")
 
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+AUTH_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 #: The loggers exported to Application Insights (every app module logs under ``patchrings.``).
 APP_LOGGER = "patchrings"
 #: The fields bound per invocation, in the order the key=value formatter prints them.
@@ -306,6 +309,24 @@ def _context_span_processor() -> Any:
     return RolloutSpanProcessor()
 
 
+def _ingestion_credential(env: Mapping[str, str]) -> dict[str, Any]:
+    """``credential=`` for Entra ID ingestion when the Functions host is told to use it.
+
+    infra/ creates the Application Insights resource with local (key) authentication disabled and
+    sets ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD`` (``;ClientId=<id>`` for a
+    user-assigned identity), which the host reads; the exporter needs the same as a credential, or
+    every upload is refused (401).
+    """
+    auth = {k.strip().lower(): v.strip() for k, _, v in
+            (part.partition("=") for part in (env.get(AUTH_SETTING) or "").split(";") if part.strip())}
+    if auth.get("authorization", "").lower() != "aad":
+        return {}
+    from azure.identity import ManagedIdentityCredential
+
+    client_id = auth.get("clientid")
+    return {"credential": ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()}
+
+
 def configure(environ: Mapping[str, str] | None = None,
               configure_azure_monitor: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Set up logging / tracing once per worker process; never raises.
@@ -337,6 +358,7 @@ def configure(environ: Mapping[str, str] | None = None,
             connection_string=connection,
             logger_name=APP_LOGGER,
             span_processors=[_context_span_processor()],
+            **_ingestion_credential(env),
         )
         # the exporter's handler (on the app's logger) gets the fields as attributes: custom dimensions
         _state["filtered"] += attach(list(logging.getLogger(APP_LOGGER).handlers))

@@ -255,3 +255,19 @@ def test_an_entry_point_can_bind_itself_with_the_activities_decorator(capture: C
     functions["retag_vms"].get_user_function()(payload={"rolloutId": "ro-8", "ring": "ring1", "vmIds": []})
     record = [r for r in capture.records if r.name == log.name][-1]
     assert (record.rolloutId, record.ring, record.function) == ("ro-8", "ring1", "retag_vms")  # type: ignore[attr-defined]
+
+
+def test_entra_ingestion_uses_the_managed_identity_as_the_host_is_told(fresh_state: None) -> None:
+    """infra/ disables key ingestion (DisableLocalAuth) and sets Authorization=AAD for the host."""
+    from azure.identity import ManagedIdentityCredential
+
+    calls: list[dict[str, Any]] = []
+    env = {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+           "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD"}
+    assert telemetry.configure(environ=env, configure_azure_monitor=lambda **kw: calls.append(kw))["azureMonitor"]
+    assert isinstance(calls[0]["credential"], ManagedIdentityCredential)
+    assert telemetry._ingestion_credential({}) == {}
+    client = "ClientId=11111111-2222-3333-4444-555555555555"
+    auth = {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"Authorization=AAD;{client}"}
+    user_assigned = telemetry._ingestion_credential(auth)
+    assert isinstance(user_assigned["credential"], ManagedIdentityCredential)
