@@ -27,10 +27,12 @@ default pace one activity writes about ``WRITE_BURST + WRITES_PER_SECOND * BUDGE
 2,980 VMs of one subscription.
 
 Output ``{"written": int, "failed": [{"vm", "error"}], "deferred": int, "pacing": {"seconds",
-"waitedSeconds", "holds"}}`` (``seconds``: the activity's duration; ``waitedSeconds``: the time its
-calls slept for a slot, summed over the workers; ``holds``: pauses ARM's header asked for); a failure
-on one VM never stops the others. Old outputs had ``changed`` /
-``unchanged`` id lists; they are gone (the ring-gate summary counts ``written``).
+"waitedSeconds", "holds"}}``: ``seconds`` is the activity's duration, ``waitedSeconds`` the time its
+calls slept for a slot (summed over the workers) and ``holds`` the pauses ARM's header asked for,
+both counted on the shared pacers while this activity ran (a concurrent retag of the same
+subscription in this process adds to them). A failure on one VM never stops the others. Old
+outputs had ``changed`` / ``unchanged`` id lists; they are gone (the ring-gate summary counts
+``written``).
 
 Remember the T-40 rule: a tag change lands in a scheduled run only if it is made before T-40;
 the orchestrator decides *when* to call this.
@@ -124,6 +126,8 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
         if subscription.lower() not in used:
             used[subscription.lower()] = pacers(subscription)
 
+    before = {key: (p.waited, p.holds) for key, p in used.items()}  # pacers outlive the activity
+
     def pacer_of(target: tuple[str, str]) -> Pacer:
         return used[target[1].lower()]
 
@@ -142,8 +146,8 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
         else:
             failed.append({"vm": vm_id, "error": outcome})
     pacing = {"seconds": round(clock() - began, 1),
-              "waitedSeconds": round(sum(p.waited for p in used.values()), 1),
-              "holds": sum(p.holds for p in used.values())}
+              "waitedSeconds": round(sum(p.waited - before[k][0] for k, p in used.items()), 1),
+              "holds": sum(p.holds - before[k][1] for k, p in used.items())}
     log.info("retag %s=%s: %d written, %d failed (%d deferred); pacing %s", tag, value, written,
              len(failed) - deferred, deferred, pacing)
     return {"written": written, "failed": failed, "deferred": deferred, "pacing": pacing}
