@@ -290,9 +290,8 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
         return (found.get("waitingFor") or {}).get("ring") == "ring1"
 
     p.wait_for(waiting_for_ring1, timeout=300)
-    link = page.get_by_role("link", name=found["id"])
-    with page.expect_navigation():
-        link.click()
+    expect(page.get_by_role("link", name=found["id"])).to_be_visible()  # the list shows it
+    page.goto(f"{ui}/rollouts/{found['id']}")
     shown = page.locator("#shown-hash")
     expect(shown).to_have_text(found["waitingFor"]["manifestHash"])
     page.get_by_role("button", name="Approve ring1").click()
@@ -301,10 +300,14 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     assert [(a["approver"], a["manifestHash"], a["outcome"]) for a in rows][:1] == [
         ("bob@contoso.com", found["waitingFor"]["manifestHash"], "submitted")]
 
-    # Halt, then resume, from the page (each recorded under the page's name).
+    # Halt, then resume, from the page (each recorded under the page's name): as alice, who
+    # approves Ring 1 and Ring 2, so she may resume wherever the rollout halts.
     def state() -> str:
         return str(p.api("GET", f"/api/rollouts/{found['id']}").json.get("state"))
 
+    page.get_by_label("Act as").fill("alice@contoso.com")
+    page.get_by_role("button", name="Use").click()
+    expect(page.locator("#me-name")).to_have_text("alice@contoso.com")
     page.get_by_label("Reason (recorded)").fill("checking a report")
     page.get_by_role("button", name="Halt rollout").click()
     expect(page.locator("#action-message")).to_contain_text("Halt requested")
@@ -317,7 +320,7 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     expect(page.locator("#action-message")).to_contain_text("Resume requested")
     p.wait_for(lambda: state() != "halted", timeout=300)
     ledger = page.locator("#decisions-ledger")
-    expect(ledger.locator("tbody tr", has_text="checking a report")).to_contain_text("bob@contoso.com")
+    expect(ledger.locator("tbody tr", has_text="checking a report")).to_contain_text("alice@contoso.com")
     expect(ledger.locator("tbody tr", has_text="the report was fine").first).to_contain_text("resume")
 
     # A dry run's page lists, per ring and machine, what would be installed.

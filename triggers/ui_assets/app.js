@@ -11,7 +11,8 @@
   var BASE = (document.querySelector('meta[name="patchrings-base"]') || {}).content || "/api/ui";
   var REFRESH_MS = 3000;
   var LOCAL_KEY = "patchrings.as";
-  var state = { me: null, meError: null, view: null, rolloutId: null, timer: null, busy: false };
+  // gen: the current view's generation; a replaced view's pending refresh stops instead of polling on.
+  var state = { me: null, meError: null, view: null, rolloutId: null, timer: null, busy: false, gen: 0 };
 
   // ------------------------------------------------------------------ DOM helpers
   function h(tag, attrs) {
@@ -153,18 +154,21 @@
   // ------------------------------------------------------------------ list page
   function listPage(main) {
     document.title = "Rollouts - PatchRings";
+    var gen = ++state.gen;
     var section = h("section", { id: "section-list" });
     var status = h("p", { class: "muted", id: "list-status" });
     clear(main);
     append(main, [h("h1", { id: "list-title", text: "Rollouts" }), status, section]);
     function load() {
+      if (gen !== state.gen) return;
       call("GET", "/api/rollouts").then(function (res) {
+        if (gen !== state.gen) return;
         if (!res.ok) { status.textContent = errorText(res); return; }
         var items = arr(obj(res.body).rollouts);
         status.textContent = items.length + " rollout(s); refreshed every " + REFRESH_MS / 1000 + " s.";
         renderIf(section, items, function (el) { append(el, rolloutTable(items)); });
       }).catch(function (e) { status.textContent = "Could not load rollouts: " + e; })
-        .then(function () { schedule(load); });
+        .then(function () { if (gen === state.gen) schedule(load); });
     }
     load();
   }
@@ -196,6 +200,7 @@
   // ------------------------------------------------------------------ rollout page
   function rolloutPage(main, id) {
     state.rolloutId = id;
+    var gen = ++state.gen;
     document.title = id + " - PatchRings";
     var S = {};
     ["summary", "decision", "controls", "timeline", "dryrun", "vms", "manifest", "decisions"].forEach(function (k) {
@@ -254,8 +259,10 @@
     }
 
     function load(now) {
+      if (gen !== state.gen) return;
       if (state.timer) { clearTimeout(state.timer); state.timer = null; }
       call("GET", "/api/rollouts/" + encodeURIComponent(id)).then(function (res) {
+        if (gen !== state.gen) return;
         if (!res.ok) { updated.textContent = errorText(res); return; }
         var doc = obj(res.body);
         state.view = doc;
@@ -263,7 +270,7 @@
         updated.textContent = "Updated " + (doc.lastUpdatedTime || "") + " (rollout time); this page refreshes every " +
           REFRESH_MS / 1000 + " s.";
       }).catch(function (e) { updated.textContent = "Could not load the rollout: " + e; })
-        .then(function () { if (!now || !state.timer) schedule(load); });
+        .then(function () { if (gen === state.gen && (!now || !state.timer)) schedule(load); });
     }
 
     function draw(doc) {
@@ -703,6 +710,7 @@
 
   function start() {
     if (state.timer) { clearTimeout(state.timer); state.timer = null; }
+    state.gen++;
     var main = document.getElementById("main");
     call("GET", "/me").then(function (res) {
       state.me = res.ok ? res.body : null;
