@@ -335,3 +335,7 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
         expect(section.locator(".dry-vms tbody tr")).to_have_count(len(ring["vms"]))
         expect(section).to_contain_text(f"{ring['summary']['vms']} machine(s), {ring['summary']['assessed']} assessed")
     shot(page, "dry-run")
+
+    # An unknown rollout: the API's 404, said out loud.
+    page.goto(f"{ui}/rollouts/ro-missing")
+    expect(page.get_by_role("alert")).to_contain_text("no rollout 'ro-missing'")

@@ -263,7 +263,11 @@
       if (state.timer) { clearTimeout(state.timer); state.timer = null; }
       call("GET", "/api/rollouts/" + encodeURIComponent(id)).then(function (res) {
         if (gen !== state.gen) return;
-        if (!res.ok) { updated.textContent = errorText(res); return; }
+        if (!res.ok) {
+          updated.textContent = "";
+          if (message.textContent !== errorText(res)) say(errorText(res), false);
+          return;
+        }
         var doc = obj(res.body);
         state.view = doc;
         draw(doc);
