@@ -284,8 +284,22 @@ def _render_manifest(view: Any, summary: Any, out: TextIO) -> None:
                  if isinstance(p, dict)]
         if rows:
             print_table(None, ("PATCH", "TITLE", "CLASSIFICATIONS"), rows, stream=out)
+        diff = view.get("diff") if isinstance(view.get("diff"), dict) else None
+        if diff and diff.get("unavailable"):
+            print(f"diff against later rings: {diff.get('reason') or 'unavailable'}\n", file=out)
+        elif diff and diff.get("rings"):
+            diff_rows: list[tuple[Any, ...]] = [
+                (r.get("ring"), r.get("machines"), r.get("assessed"), r.get("wouldInstall"),
+                 r.get("notInManifestCount"), _short_text(_error_text(r.get("error")), 40))
+                for r in diff["rings"] if isinstance(r, dict)]
+            print_table("what later rings would install", ("RING", "MACHINES", "ASSESSED", "WOULD INSTALL",
+                                                           "NOT IN MANIFEST", "ERROR"), diff_rows, stream=out)
     elif isinstance(summary, dict):
         print_fields("manifest", [(k, v) for k, v in summary.items() if not isinstance(v, dict)], stream=out)
+
+
+def _error_text(error: Any) -> Any:
+    return error.get("message") or error.get("code") if isinstance(error, dict) else error
 
 
 def _short_text(value: Any, limit: int = 80) -> str | None:

@@ -229,7 +229,9 @@ def test_show_renders_the_ring_views_manifest_and_approvals_of_the_api(monkeypat
                                   "reasons": []}]}],
               "manifest": {"hash": "0545a0c2", "windows": [{"kb": "KB5044284", "title": "2026-11 Cumulative Update",
                                                             "classifications": ["Security"]}],
-                           "linux": [{"package": "openssl=3.0.13-1", "classifications": []}]},
+                           "linux": [{"package": "openssl=3.0.13-1", "classifications": []}],
+                           "diff": {"rings": [{"ring": "ring1", "machines": 4, "assessed": 3, "wouldInstall": 2,
+                                               "notInManifestCount": 1}]}},
               "approvals": [{"decidedAt": "2026-11-16T07:00:00Z", "ring": "ring1", "verdict": "approve",
                              "outcome": "accepted", "approver": "alice@contoso.com"}]}
     code, out, _ = run(["rollouts", "show", "ro-1"], FakeApi(status), monkeypatch=monkeypatch)
@@ -239,6 +241,7 @@ def test_show_renders_the_ring_views_manifest_and_approvals_of_the_api(monkeypat
     assert ring.split()[-7:] == ["9", "3", "0", "0", "3", "3", "-"]
     assert any(line.split()[:3] == ["KB5044284", "2026-11", "Cumulative"] and "Security" in line for line in lines)
     assert any(line.startswith("openssl=3.0.13-1") for line in lines)
+    assert any(line.split() == ["ring1", "4", "3", "2", "1", "-"] for line in lines), out
     assert any(line.split()[:3] == ["ring0", "r0-web-1", "pass"] for line in lines)
     assert any(line.split()[:5] == ["2026-11-16T07:00:00Z", "ring1", "approve", "accepted", "alice@contoso.com"]
                for line in lines)
