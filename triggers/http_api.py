@@ -356,13 +356,12 @@ async def _status(req: func.HttpRequest, rollout_id: str, client: Any) -> func.H
 
 
 def base_url(req: func.HttpRequest) -> str:
-    """``scheme://host[:port]`` of the request, for absolute links (the orchestrator keeps paths)."""
+    """``scheme://host[:port]`` of the request, for absolute links (the orchestrator keeps paths).
+
+    From the URL the Functions host hands over (the public host name on App Service); forwarded
+    headers are not trusted, so a caller cannot make the API link elsewhere."""
     parts = urlsplit(str(req.url or ""))
-    forwarded = req.headers.get("X-Forwarded-Host") if req.headers else None
-    host = str(forwarded or parts.netloc or "localhost").split(",")[0].strip()
-    proto = req.headers.get("X-Forwarded-Proto") if req.headers else None
-    scheme = str(proto or parts.scheme or "https").split(",")[0].strip()
-    return f"{scheme}://{host}"
+    return f"{parts.scheme or 'https'}://{parts.netloc or 'localhost'}"
 
 
 def absolute_links(waiting: Any, base: str) -> Any:
