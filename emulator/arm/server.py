@@ -30,6 +30,7 @@ import asyncio
 import fnmatch
 import json
 import random
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -77,6 +78,15 @@ _HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
+
+
+_SUB_IN_PATH = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
+
+
+def _subscription_in(path: str) -> str:
+    """The subscription a request path is under ('' for tenant-level paths)."""
+    match = _SUB_IN_PATH.match(path)
+    return match.group(1) if match else ""
 
 class ArmSimulator:
     """See the module docstring. Construct, ``await start()``, use ``endpoint``/``client_settings``."""
@@ -573,7 +583,10 @@ class ArmSimulator:
                     route.name, api_version, location=self._location_of(params), locations=self._locations()
                 )
             self._authorize(identity, route.action, path)
-            allowed, throttle_headers, wait = self.throttle.take(params.get("sub", ""), identity, request.method, now)
+            # Tags at scope routes carry the scope, not ``sub``: bucket them with the subscription they
+            # write into (ARM's buckets are per subscription, whatever the provider).
+            sub = params.get("sub") or _subscription_in(path)
+            allowed, throttle_headers, wait = self.throttle.take(sub, identity, request.method, now)
             headers.update(throttle_headers)
             if not allowed:
                 fault_name = "throttled"
@@ -581,7 +594,7 @@ class ArmSimulator:
                     429,
                     "TooManyRequests",
                     f"Number of {(request.method.upper() == 'GET' and 'read') or 'write'} requests for "
-                    f"subscription '{params.get('sub', '')}' and principal '{identity}' exceeded the "
+                    f"subscription '{sub}' and principal '{identity}' exceeded the "
                     f"limit; retry after {wait} seconds.",
                     headers={"Retry-After": str(wait)},
                 )

@@ -334,3 +334,13 @@ def test_the_shared_clock_is_mounted_at_admin_clock(arm):
     assert call("GET", "/admin/clock")[1]["leases"]
     assert call("DELETE", f"/admin/clock/lease/{lease['leaseId']}")[0] in (200, 204)
     assert arm.sim.recorder.find(path_contains="/admin/clock") == []  # not ARM: never recorded
+
+
+def test_tag_writes_at_a_resource_scope_draw_from_their_subscriptions_write_bucket(arm):
+    """ARM's write bucket is per subscription whatever the provider: a Tags API write at a VM's
+    scope and a VM PATCH in the same subscription share one bucket (the tags route has no ``sub``
+    parameter; it used to fall into a bucket of its own)."""
+    arm.resources().tags.begin_update_at_scope(
+        VM_PATH, {"operation": "Merge", "properties": {"tags": {"owner": "ops"}}}).result()
+    buckets = {key for key in arm.sim.throttle._buckets if key[2] == "writes"}
+    assert buckets and all(sub == SUB.lower() for sub, _principal, _kind in buckets)
