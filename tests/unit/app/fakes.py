@@ -119,8 +119,11 @@ class FakeLedger:
         return True
 
     def approvals(self, rollout_id: str) -> list[dict[str, Any]]:
-        rows = [r for (rid, _), r in self.approval_rows.items() if rid == rollout_id]
-        return sorted(rows, key=lambda r: (str(r.get("at") or ""), r["decisionId"]))
+        """In the order recorded, as the real ledger returns them (storage timestamps)."""
+        return [r for (rid, _), r in self.approval_rows.items() if rid == rollout_id]
+
+    def vm_results(self, rollout_id: str, ring: str) -> list[dict[str, Any]]:
+        return [r for (rid, rg, _), r in self.vm_rows.items() if rid == rollout_id and rg == ring]
 
     def record_vm_results(self, rollout_id: str, ring: str, run_id: str, results: list[dict[str, Any]]) -> int:
         for result in results:
