@@ -108,8 +108,9 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:
     """This instance's custom status, read by the status API (issue 9): how many VMs are in each
-    health phase, the phase most VMs are in, and until when it lasts (the latest next check of
-    the VMs in that phase: for stay-healthy, when they have held for healthyStateDuration)."""
+    health phase, the phase most VMs are in, and until when it lasts at the latest (wait: the
+    first check; elastic: the elastic limit; stay-healthy: when they have held for
+    healthyStateDuration)."""
     phases: dict[str, int] = {}
     for tracker in trackers.values():
         phases[tracker.state.phase] = phases.get(tracker.state.phase, 0) + 1
@@ -122,6 +123,8 @@ def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, Healt
             continue
         if current == "stayHealthy" and state.healthy_since is not None:
             ends.append(state.healthy_since + tracker.policy.healthy_state)
+        elif current == "elastic":
+            ends.append(tracker.elastic_deadline)  # polling until healthy, at the latest until then
         elif state.next_check_at is not None:
             ends.append(state.next_check_at)
     context.set_custom_status({"step": "verifying", "vms": vms, "checked": len(trackers), "healthPhases": phases,

@@ -239,6 +239,11 @@ def test_wave_polls_with_the_read_policy_and_never_retries_the_install_start() -
     assert all(c.retry is retries.READ for c in named(ctx, "poll_install"))
     assert len(named(ctx, "poll_install")) == 3  # a failed poll round is a round without news
     assert out["results"][0]["state"] == "done"
+    # what the status API reads by this wave's instance id (issue 9): it moves as the wave does
+    steps = [(s["step"], s["installing"], s["states"]) for s in ctx.statuses]
+    assert steps[0] == ("starting", 1, {}) and ("polling", 1, {}) in steps
+    assert steps[-1] == ("verifying", 0, {"done": 1})
+    assert all(s["nextPollAt"].endswith("Z") for s in ctx.statuses if s["step"] == "polling")
 
 
 def test_wave_polls_a_60_minute_install_7_times_first_at_its_expected_duration() -> None:
@@ -337,6 +342,25 @@ def _healthy(vm_id: str, *, partial: bool = False, power: str = "running") -> di
     if partial:
         doc.update(vmAgent=None, partial=True)
     return doc
+
+
+def test_verify_publishes_its_health_phase_and_until_when_for_the_status_api() -> None:
+    """Issue 9: the API reads this status by the instance id: the phase most VMs are in and until
+    when it lasts (stay-healthy: healthy since + healthyStateDuration), then done."""
+    vms = [vm("a"), vm("b")]
+    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+            "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        return {"samples": [_healthy(c["vm"]["id"], partial=not c["full"]) for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    phases = [s["healthPhase"] for s in ctx.statuses]
+    assert phases[0] == "wait" and "stayHealthy" in phases and phases[-1] == "done"
+    assert all(s["vms"] == 2 and s["step"] == "verifying" for s in ctx.statuses)
+    holding = [s for s in ctx.statuses if s["healthPhase"] == "stayHealthy"]
+    assert len({s["until"] for s in holding}) == 1 and holding[0]["until"].endswith("Z")
 
 
 def test_verify_reads_a_whole_round_in_one_activity_with_full_samples_only_at_the_ends_of_the_phases() -> None:
