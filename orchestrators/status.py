@@ -12,6 +12,14 @@ keeps the newest few approvals / notes / runs, a manifest *summary* (hash, count
 packages: the full manifest is in the ledger and the output) and short texts, then trims further in
 stages until the UTF-16 size is at most ``STATUS_BUDGET`` (10 KB; the limit is 16 KB) whatever the fleet,
 manifest or plan size.
+
+The API's view (issue 9): a running ring names the child orchestration doing its work
+(``instance``: ring_direct ``{rollout}:{ring}[:attempt]``, run_results ``{rollout}:{ring}:run:{n}``);
+ring_direct, wave and verify publish a small custom status of their own (wave n of m, VMs
+installing / verifying, health phase and until when), which the HTTP API reads by those
+deterministic ids, so counts move while a ring runs without this document or the rollout's history
+growing. :func:`ring_view`, :func:`manifest_view` and :func:`diff_view` build what
+``GET /api/rollouts/{id}`` shows from this document, the children's statuses and the ledger.
 """
 
 from __future__ import annotations

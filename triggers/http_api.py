@@ -11,7 +11,9 @@ trusted only when ``WEBSITE_AUTH_ENABLED=True``), matched to plan approvers by U
 (``PATCHRINGS_APPROVER_HEADER_FALLBACK=true``, no Easy Auth, not hosted in Azure). The
 orchestrator accepts a raised decision or resume only when it matches the ``submitted`` row this
 API wrote (same id, approver, ring, manifest, verdict), so events raised around this API through
-the Durable webhooks are refused.
+the Durable webhooks are refused. The API stamps no time of its own on decisions, halts or resumes:
+it cannot read the orchestration's clock (the platform's time, simulated locally); the rollout
+stamps ``decidedAt`` / ``at`` when it takes them.
 
 Hostile input gets 4xx, never 500: route ids are checked (strict charset, at most 256
 characters, no leading ``@``) before they reach the durable client's URLs; bodies are bounded in
@@ -21,7 +23,11 @@ weaken the deployed plan (``triggers/inline_plans.py``).
 Routes (all under ``/api``, FUNCTION auth level):
 
 * ``POST rollouts`` — start (``{"dryRun"?, "plan"?, "reason"?}``), 202;
-* ``GET rollouts`` — list; ``GET rollouts/{id}`` — status from custom status + ledger;
+* ``GET rollouts`` — list; ``GET rollouts/{id}`` — the rollout at a glance (issue 9): each ring's
+  phase and what it does now until when, counts read from the running ring's child orchestrations
+  (deterministic instance ids) that include VMs not started, per-VM rows (short ``name``, full
+  ``id``), the manifest's contents and diff, approvals; times RFC 3339 ``Z``, links absolute
+  (built from the request URL; the orchestrator keeps paths);
 * ``POST rollouts/{id}/rings/{ring}/approve`` and ``.../reject`` — ``{"manifestHash", "comment"?}``;
 * ``POST rollouts/{id}/halt`` (``{"reason"?}``, any authenticated caller) and
   ``POST rollouts/{id}/resume`` (``{"reason"?}``, an approver of the ring it resumes at);
