@@ -561,7 +561,7 @@ class Rollout:
         deadline = decision_deadline(pre, margin)
         run = {"correlationId": pre.correlation_id, "start": pre.start, "decisionDeadline": iso(deadline)}
         self.st.add_run(ring, run)
-        self.st.set_phase(ring, "gating-run", iso(self.now))
+        self.st.set_phase(ring, "gating-run", iso(self.now), until=iso(deadline))
         self.publish()
         reasons: list[str] = []
         if self.approved.get(ring) is None and plan_view.approval(self.plan, ring).get("mode") == "manual":
@@ -663,6 +663,7 @@ class Rollout:
         """
         end = parse_iso(run_end) if run_end else parse_iso(pre.end) if pre.end else self.now + timedelta(hours=4)
         until = end + POST_EVENT_GRACE
+        self.st.set_phase(ring, "run-authorised", iso(self.now), until=iso(until))
         self.st.wait_for("post-maintenance event", until=iso(until), ring=ring, correlationId=pre.correlation_id)
         self.publish()
         try:

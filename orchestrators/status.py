@@ -508,16 +508,17 @@ def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[s
         total = None
     gate = ring.get("gate") if isinstance(ring.get("gate"), dict) else None
     phase = str(ring.get("phase") or "pending")
+    shown = dict(ring)
     if halted and current and phase not in ("passed", "failed", "inconclusive", "rejected"):
-        phase_out = "halted"
-    else:
-        phase_out = phase
+        # the halt's own deadline (resume by) is in waitingFor; the phase's deadline no longer holds
+        shown.update(phase="halted", until=None)
+        progress = None
     view = {
         "name": ring.get("name"),
         "patching": ring.get("patching"),
-        "phase": phase_out,
-        "phaseText": phase_text({**ring, "phase": phase_out}, progress),
-        "until": ring_until(ring, progress),
+        "phase": shown["phase"] or "pending",
+        "phaseText": phase_text(shown, progress),
+        "until": ring_until(shown, progress),
         "current": current,
         "progress": progress or None,
         "counts": ring_counts(total, [v for v in vms if v["outcome"] != "pending"], progress),

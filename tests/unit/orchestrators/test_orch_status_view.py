@@ -44,8 +44,9 @@ def test_stay_healthy_and_approval_say_until_when() -> None:
     assert phase_text(st.ring("ring1")) == "waiting for approval until 2026-11-17T07:00:00Z"
     st.set_phase("ring1", "promoting", "2026-11-16T08:00:00Z")
     assert "until" not in st.ring("ring1")  # a phase's deadline does not outlive it
-    halted = ring_view({"name": "ring1", "phase": "promoted"}, [], halted=True, current=True)
-    assert halted["phase"] == "halted"
+    halted = ring_view({"name": "ring1", "phase": "awaiting-approval", "until": "2026-11-17T07:00:00Z"}, [],
+                       halted=True, current=True)
+    assert (halted["phase"], halted["phaseText"], halted["until"]) == ("halted", "halted", None)
 
 
 def test_manifest_view_lists_kbs_with_titles_and_classifications() -> None:
