@@ -117,6 +117,18 @@ def test_http_routes_and_event_grid_trigger() -> None:
         "plans/validate": (["POST"], "function"),
         "events": (["OPTIONS", "POST"], "function"),  # Event Grid WebHook delivery when App Service auth is on
         "openapi.json": (["GET"], "function"),  # the OpenAPI 3.1 document (triggers/openapi.py)
+        "compliance": (["GET"], "function"),  # missing Critical/Security patches per ring (issue 12)
+        # The operator page: anonymous at the Functions level (no key in a browser), gated by the
+        # App Service principal inside every route (triggers/ui.py; fail closed otherwise).
+        "ui": (["GET"], "anonymous"),
+        "ui/rollouts/{id}": (["GET"], "anonymous"),
+        "ui/assets/{name}": (["GET"], "anonymous"),
+        "ui/me": (["GET"], "anonymous"),
+        "ui/api/rollouts": (["GET"], "anonymous"),
+        "ui/api/rollouts/{id}": (["GET"], "anonymous"),
+        "ui/api/rollouts/{id}/rings/{ring}/{decision}": (["POST"], "anonymous"),
+        "ui/api/rollouts/{id}/halt": (["POST"], "anonymous"),
+        "ui/api/rollouts/{id}/resume": (["POST"], "anonymous"),
     }
     assert triggers["on_maintenance_event"] == "eventGridTrigger"
 
