@@ -25,7 +25,7 @@ from orchestrators import names, plan_view, retries
 from orchestrators.status import count_verdicts, manifest_details
 from orchestrators.timeutil import iso, parse_duration
 from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
-from patchrings.domain.rate import ErrorBudget, RateControl, plan_waves, spread_order
+from patchrings.domain.rate import ErrorBudget, RateControl, spread_order
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.ring_direct")
@@ -50,7 +50,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     by_id = {vm["id"]: vm for vm in vms}
 
     rate = RateControl.from_dict(plan_view.effective(plan, ring_name, "rate"))
-    waves = plan_waves(vms, rate.concurrency(len(vms))) if vms else []
+    waves = rate.waves(vms)  # equal waves of maxConcurrency, or geometric (1, 2, 4, ...) when the plan says so
     budget = ErrorBudget.for_ring(rate, len(vms))
     base_install = plan_view.effective(plan, ring_name, "install")
     parameters = install_parameters(base_install, spec.get("startedAt"), spec.get("manifest"))

@@ -31,6 +31,11 @@ RETAG_ROUNDS = 4  # per-VM retag failures are retried this many rounds in all ..
 RETAG_PAUSE = timedelta(seconds=30)  # ... 30 s, 60 s, 90 s apart
 
 
+def _code(failure: dict[str, Any]) -> str | None:
+    error = failure.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)
 def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec: dict[str, Any] = context.get_input() or {}
@@ -52,16 +57,26 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         if tag.get("name") and value is not None and members:
             pending = [vm["id"] for vm in members]
             failed: list[dict[str, Any]] = []
-            for round_ in range(RETAG_ROUNDS):
-                if round_:  # a per-VM failure comes back in ``failed``, not as an exception: retry it here
-                    yield context.create_timer(context.current_utc_datetime + RETAG_PAUSE * round_)
+            round_ = 0
+            while round_ < RETAG_ROUNDS:
                 result = yield context.call_activity_with_retry(
-                    names.RETAG, write, {"vmIds": pending, "tag": tag["name"], "value": value})
-                out["changed"] += len((result or {}).get("changed") or [])
+                    names.RETAG, write, {"vmIds": pending, "tag": tag["name"], "value": value,
+                                         "rolloutId": spec.get("rolloutId"), "ring": ring})
+                # retag_vms merge-writes without reading first: "written" (the merge is idempotent);
+                # "changed" is what older activity versions reported.
+                out["changed"] += int((result or {}).get("written") or 0) + len((result or {}).get("changed") or [])
                 failed = list((result or {}).get("failed") or [])
-                pending = [str(f.get("vm")) for f in failed]
+                before, pending = len(pending), [str(f.get("vm")) for f in failed]
                 if not pending:
                     break
+                if len(pending) < before and all(_code(f) == "Deferred" for f in failed):
+                    # The activity ran out of its time budget with writes still to start (paced per
+                    # subscription): go on at once, without spending a round -- progress is bounded
+                    # because every call writes some VMs or stops being deferred-only.
+                    continue
+                round_ += 1
+                if round_ < RETAG_ROUNDS:  # a per-VM failure comes back in ``failed``: retry it here
+                    yield context.create_timer(context.current_utc_datetime + RETAG_PAUSE * round_)
             out["failed"] = failed[:MAX_ISSUES]
             if failed:
                 # Never report a gate as opened or closed while VMs are on the wrong side of it: the
@@ -73,7 +88,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     f"{first.get('code') if isinstance(first, dict) else first}")
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
-            names.SET_ASSIGNMENT, write, {"plan": plan, "ring": ring, "present": opening})
+            names.SET_ASSIGNMENT, write, {"plan": plan, "ring": ring, "present": opening,
+                                          "rolloutId": spec.get("rolloutId")})
         out["changed"] = int(bool((result or {}).get("changed")))
 
     if opening and plan_view.patching(ring_doc) == "scheduled":

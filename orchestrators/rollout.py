@@ -208,7 +208,8 @@ class Rollout:
 
     def activity(self, name: str, payload: dict[str, Any], policy: Any = retries.READ) -> Gen:
         """One activity call with the host retrying it under ``policy`` (``orchestrators.retries``)."""
-        result = yield self.ctx.call_activity_with_retry(name, policy, payload)
+        # The rollout id rides along so every activity's log lines carry it (patchrings.telemetry).
+        result = yield self.ctx.call_activity_with_retry(name, policy, {"rolloutId": self.rollout_id, **payload})
         return result
 
     def recorded(self, kind: str, raw: dict[str, Any]) -> Gen:
@@ -635,7 +636,8 @@ class Rollout:
         probes = policy.get("probes") or []
         try:
             samples = yield self.ctx.task_all(
-                [self.ctx.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": vm, "probes": probes})
+                [self.ctx.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": vm, "probes": probes,
+                                                                                  "rolloutId": self.rollout_id})
                  for vm in vms]
             )
         except Exception as err:  # unreadable after retries: unknown, so the run is not authorised
@@ -919,7 +921,7 @@ class Rollout:
         count = self.attempts[f"gate:{ring}"] = self.attempts.get(f"gate:{ring}", 0) + 1
         result = yield self.ctx.call_sub_orchestrator(
             names.RING_GATE,
-            {"plan": self.plan, "ring": ring, "open": open_},
+            {"plan": self.plan, "ring": ring, "open": open_, "rolloutId": self.rollout_id},
             f"{self.rollout_id}:{ring}:{'open' if open_ else 'close'}:{count}",
         )
         result = result or {}

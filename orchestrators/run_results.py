@@ -116,7 +116,8 @@ def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any
         try:
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,
-                {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since")},
+                {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since"),
+                 "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")},
             )
         except Exception as exc:
             arg_error = str(exc)[:300]
@@ -142,7 +143,8 @@ def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any
     try:
         collected = yield context.call_activity_with_retry(
             names.COLLECT_RESULTS, retries.READ,
-            {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since")},
+            {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since"),
+                 "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")},
         )
     except Exception as exc:
         error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}

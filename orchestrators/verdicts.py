@@ -29,6 +29,7 @@ _UNREADABLE_STATES = {
     "missing": "no result for this VM in the maintenance run",
     "running": "the install was still running when results were collected",
     "unreadable": "the VM's install result could not be read",
+    "unreachable": "the machine could not be reached (its Arc agent is not Connected); nothing was installed",
 }
 
 

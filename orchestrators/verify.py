@@ -87,7 +87,8 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             checks = [{"vm": by_id[v], "full": trackers[v].wants_full} for v in chunk]
             try:
                 answer = yield context.call_activity_with_retry(
-                    names.CHECK_HEALTH_BATCH, retries.READ, {"checks": checks, "probes": probes})
+                    names.CHECK_HEALTH_BATCH, retries.READ,
+                    {"checks": checks, "probes": probes, "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")})
                 got = list((answer or {}).get("samples") or [])
                 if len(got) != len(chunk):
                     raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")

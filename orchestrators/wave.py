@@ -144,7 +144,10 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             elif error.get("retryable") and attempts < START_ATTEMPTS:
                 retry.append(vm)  # nothing was sent (throttled, transient): try again shortly
             else:
-                results[vm["id"]] = _entry(vm, "refused", None, error or None)
+                # An Arc machine whose agent is not Connected was never sent an install: unknown,
+                # not failed (the gate is inconclusive for it, never passed).
+                results[vm["id"]] = _entry(vm, "unreachable" if error.get("unreachable") else "refused", None,
+                                           error or None)
         to_start = retry
         if to_start:
             yield context.create_timer(context.current_utc_datetime + START_RETRY)
@@ -273,7 +276,8 @@ def _resend(
                 open_tokens[vm_id] = start["token"]
         elif not error.get("retryable"):
             open_tokens.pop(vm_id, None)
-            results[vm_id] = _entry(by_id[vm_id], "refused", None, error or None)
+            results[vm_id] = _entry(by_id[vm_id], "unreachable" if error.get("unreachable") else "refused", None,
+                                    error or None)
     if not context.is_replaying:
         log.info("re-sent installPatches to %d VM(s) whose first POST never took effect", len(vm_ids))
 

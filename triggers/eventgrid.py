@@ -231,7 +231,9 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
         event.configuration_id,
         event.event_type,
         f"{event.correlation_id}@{format_instant(event.start)}",  # one row per (run, announced start)
-        {**payload, "ring": ring.name, "receivedAt": format_instant(datetime.now(UTC))},
+        # The event's own time (Event Grid's envelope: the platform's clock, simulated or Azure's);
+        # the worker's wall clock only when the envelope has none.
+        {**payload, "ring": ring.name, "receivedAt": format_instant(event.event_time or datetime.now(UTC))},
     )
     log.info("%s event %s of %s: %s", event.kind, event.correlation_id, ring.name, "; ".join(actions) or "none")
     return {"action": "routed", "ring": ring.name, "actions": actions, "event": payload}

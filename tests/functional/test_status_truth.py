@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.functional import platform_scenario as sc
-from tests.functional.platform_driver import driver
+from tests.functional.platform_driver import driver, ledger
 
 pytestmark = pytest.mark.functional
 
@@ -111,6 +111,11 @@ def test_the_status_api_shows_moving_counts_platform_times_and_notifies_a_halt(h
     assert "+00:00" not in text
     wall = datetime.now(UTC).strftime("%Y-%m-%dT")
     assert wall not in text or wall.startswith("2026-11-1"), [m for m in text.split('"') if m.startswith(wall)][:5]
+
+    # The trigger's event rows carry the event's own (platform) time, not the worker's wall clock.
+    rows = ledger(p).events(f"{sc.MC}/mc-ring1")
+    assert rows, "Ring 1's maintenance events were recorded"
+    assert all(START <= str(r["receivedAt"]) < "2026-11-18T00:00:00Z" for r in rows), rows
 
     # A halt tells people through the notify activity (CloudEvent on the topic); a second gets 409.
     halted = d.api("POST", f"/api/rollouts/{rid}/halt", {"reason": "incident 42"}, who="bob@contoso.com")

@@ -547,3 +547,14 @@ def test_ring0_manifest_counts_only_passing_vms_and_promotion_refuses_uncovered_
     lenient = {**PLAN, "rings": [dict(r, gate={**(r.get("gate") or {}), "allowUncoveredOs": True})
                                  if r["name"] == "ring1" else r for r in PLAN["rings"]]}
     assert coverage_refusal(lenient, "ring1", manifest, ring1) == []
+
+
+def test_an_unreachable_arc_machine_is_inconclusive_not_failed() -> None:
+    """wave.py records ``unreachable`` when the install was refused before sending because the Arc
+    agent is not Connected (``error.unreachable``): nothing was installed, so the machine's outcome
+    is unknown -- the gate can't pass on it, and it doesn't spend the error budget as a failure."""
+    machines = [vm("arc")]
+    installs = [{"vm": machines[0]["id"], "state": "unreachable", "result": None,
+                 "error": {"code": "ArcAgentNotConnected", "message": "agent Disconnected", "unreachable": True}}]
+    [verdict] = verdicts_for(PLAN, "ring0", machines, installs, {})
+    assert verdict["outcome"] == "inconclusive" and "Arc agent is not Connected" in verdict["reasons"][0]
