@@ -29,6 +29,9 @@ classification, arc-and-resource-graph.md §2.6 / §7): input ``{"vms": [VmRef],
 output ``{"machines": {<lower-case id>: {"at", "os", "available": [patch]}}, "queries", "pages"}``
 holding only machines whose assessment row exists, has no errors and is not older than ``since``
 (one paged query for all of them), or ``{"error": {...}}``.
+
+``ring_compliance`` (same blueprint, so function_app.py needs no new line): the dry run's
+compliance section of one ring; contract and core in :mod:`activities.compliance`.
 """
 
 from __future__ import annotations
@@ -164,3 +167,12 @@ def manifest_diff(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def read_assessments(payload: Payload) -> dict[str, Any]:
     return read_assessments_core(deps().clients, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ring_compliance(payload: Payload) -> dict[str, Any]:
+    """The dry run's compliance section of one ring (:mod:`activities.compliance`; registered here
+    so function_app.py needs no new blueprint)."""
+    from activities.compliance import ring_compliance_core
+
+    return ring_compliance_core(deps().clients, payload)

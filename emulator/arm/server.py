@@ -33,7 +33,8 @@ import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -561,6 +562,9 @@ class ArmSimulator:
         fault_name: str | None = None
         slow: RequestFault | None = None
         headers: dict[str, str] = {
+            # the server's clock, as ARM and Resource Graph send it: the simulated time (aiohttp
+            # would otherwise stamp the real wall clock); the compliance view reads it as "now"
+            "Date": format_datetime(now.astimezone(UTC), usegmt=True),
             "x-ms-request-id": self.new_id(),
             "x-ms-correlation-request-id": request.headers.get("x-ms-client-request-id") or self.new_id(),
         }

@@ -163,3 +163,31 @@ def test_the_route_answers_the_view(configured: None, tmp_path: Path, monkeypatc
     schema = {**proposed["schemas"]["ComplianceView"], "$defs": proposed["schemas"]}
     text = json.dumps(schema).replace("#/components/schemas/", "#/$defs/")
     jsonschema.Draft202012Validator(json.loads(text)).validate(doc)
+
+
+def test_now_is_resource_graphs_date_unless_as_of_is_given(tmp_path: Path) -> None:
+    """Without ``asOf`` the ages are computed against the server's clock (the ``Date`` header of
+    Resource Graph's answer), not the worker's: on the local platform that is the simulated time."""
+    script = fleet_script([ROWS])
+    plain = script[-1][2]
+
+    def dated(request: Any) -> tuple[int, dict[str, str], Any]:
+        status, headers, doc = plain(request)
+        return status, {**headers, "Date": "Mon, 16 Nov 2026 12:00:00 GMT"}, doc
+
+    clients, _ = clients_for(tmp_path, [*script[:-1], ("POST", script[-1][1], dated)])
+    view = compliance.compliance_core(clients, PLAN.to_dict())
+    assert (view["asOf"], view["asOfSource"]) == ("2026-11-16T12:00:00Z", "resourceGraph")
+    web = {m["name"]: m for r in view["rings"] for m in r["machines"]}["web-01"]
+    assert web["assessmentAgeHours"] == 3.0  # not the weeks the worker's wall clock would say
+
+    clients, _ = clients_for(tmp_path, fleet_script([ROWS]))
+    given = compliance.compliance_core(clients, PLAN.to_dict(), as_of=AS_OF + timedelta(hours=1))
+    assert (given["asOf"], given["asOfSource"]) == ("2026-11-16T13:00:00Z", "request")
+
+
+def test_server_time_parses_imf_fixdate_only() -> None:
+    from activities.compliance import server_time
+
+    assert server_time({"date": "Mon, 16 Nov 2026 12:00:00 GMT"}) == AS_OF
+    assert server_time({"Date": "yesterday"}) is None and server_time({}) is None
