@@ -16,6 +16,14 @@ Ring 0's dry run first can pass later rings
 ``manifest = patchrings.domain.selection.projected_manifest(ring0_output)``: they then list exactly
 what that pin would install on them.
 
+Compliance section (issue 12): ``compliance`` = the ring's entry of the compliance view
+(:mod:`activities.compliance`, the core ``GET /api/compliance`` uses, called through the
+``ring_compliance`` activity): ``{ring, members, missingCriticalOrSecurity, notAssessed, stale,
+error, machines: [{id, name, kind, os, status, critical, security, rebootPending, lastAssessedAt,
+assessmentAgeHours}], asOf, asOfSource, staleAfterHours, resourceGraph}``, the first ring's also
+``unassigned: {count, machines}`` (machines no ring selects), or ``{ring, error}``; ages against
+the orchestration's time (the platform's). ``summary.compliance`` has its counts.
+
 Input ``{rolloutId, plan, ring, startedAt?, manifest?}`` (``startedAt`` defaults to the
 orchestration's start). Output ``{ring, patching, basis, vms: [...], summary: {...}, warnings: [...]}``;
 each VM ``{vm, name, os, zone, assessed, status, error, availablePatchCount, wouldInstallCount,
@@ -49,6 +57,8 @@ POLL = timedelta(minutes=1)
 ASSESS_DEADLINE = timedelta(hours=1)
 #: the activity (activities/manifest_diff.py) reading machines' latest assessments from Resource Graph
 READ_ASSESSMENTS = getattr(names, "READ_ASSESSMENTS", "read_assessments")
+#: the activity (registered on activities/manifest_diff.py's blueprint) answering a ring's compliance section
+RING_COMPLIANCE = getattr(names, "RING_COMPLIANCE", "ring_compliance")
 #: how long to wait for Resource Graph rows of assessments that came without a patch list (Arc)
 ROWS_DEADLINE = timedelta(minutes=20)
 ROWS_POLL = timedelta(minutes=2)
@@ -109,13 +119,49 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     planner: dict[str, Any] | None = None
     if first and plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])) == "direct":
         planner = yield from _plan_first_ring(context, spec, len(vms), started_at)
+    compliance = yield from _compliance(context, spec, vms, first)
     summary = ring_listing_summary(out)
     summary["withoutPatchDetail"] = sum(1 for o in out if not o["patchDetail"])
     warnings = notes + list((planner or {}).get("warnings") or [])
+    if compliance.get("error"):
+        why = compliance["error"].get("message") or compliance["error"].get("code")
+        warnings.append(f"compliance could not be read from Resource Graph ({str(why)[:200]})")
     summary["warnings"] = warnings  # the rollout records the summary in its status: the warnings show there
+    summary["compliance"] = _compliance_counts(compliance)
     return {"ring": spec["ring"], "patching": plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])),
             "basis": basis, "cutoff": None if manifest else started_at, "vms": out,
-            "summary": summary, "planner": planner, "warnings": warnings}
+            "summary": summary, "planner": planner, "warnings": warnings, "compliance": compliance}
+
+
+def _compliance(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
+                first: bool) -> Any:
+    """The ring's compliance section (issue 12; :mod:`activities.compliance`, the core of
+    ``GET /api/compliance``): its machines missing Critical / Security patches and each one's last
+    assessment age, from ``patchassessmentresources`` as Resource Graph shows them now (this dry
+    run's own assessments once propagated), ages against this orchestration's time. The first
+    ring's section also lists the machines in no ring at all (it resolves every ring; later rings
+    reuse the members resolved above: one paged query, no listing). Never fails the dry run."""
+    payload: dict[str, Any] = {"plan": spec["plan"], "ring": spec["ring"], "asOf": iso(context.current_utc_datetime),
+                               "unassigned": first}
+    if not first:
+        payload["members"] = vms
+    try:
+        answer = yield context.call_activity_with_retry(RING_COMPLIANCE, retries.READ, payload)
+    except Exception as exc:  # a dry run reports, it never fails on this read
+        answer = {"ring": spec["ring"], "error": {"code": "ComplianceUnavailable",
+                                                  "message": (str(exc).strip().splitlines() or ["?"])[0][:300]}}
+    return dict(answer or {})
+
+
+def _compliance_counts(section: dict[str, Any]) -> dict[str, Any]:
+    """What the rollout's status shows of a ring's compliance section (no machine lists)."""
+    if section.get("error") and "machines" not in section:
+        return {"error": section["error"]}
+    out = {key: section.get(key) for key in ("members", "missingCriticalOrSecurity", "notAssessed", "stale",
+                                             "asOf")}
+    if isinstance(section.get("unassigned"), dict):
+        out["unassigned"] = section["unassigned"].get("count")
+    return out
 
 
 def _has_patch_list(result: dict[str, Any]) -> bool:

@@ -38,7 +38,9 @@ def scenario() -> dict[str, Any]:
     # Resource Graph, 5 simulated minutes late
     doc["subscriptions"][0]["resourceGroups"][0]["arcMachines"] = [
         {"name": "r0-arc-1", "os": "Linux", "status": "Connected", "tags": {"patchRing": "ring0"},
-         "resourceGraphLagMinutes": 5}]
+         "resourceGraphLagMinutes": 5},
+        # in no ring at all: the compliance section lists it (issue 12)
+        {"name": "lab-arc-1", "os": "Windows", "tags": {"role": "lab"}}]
     return doc
 
 
@@ -102,7 +104,40 @@ def test_dry_run_lists_what_each_ring_would_install(platform: Any) -> None:
     status = d.api("GET", f"/api/rollouts/{rid}")
     assert status.status == 200 and status.json["state"] == "dry-run-completed"
 
+    check_compliance(p, d, out)
     check_manifest_diff(p, out)
+
+
+def check_compliance(p: Any, d: Any, dry_run: dict[str, Any]) -> None:
+    """Issue 12: the dry run's compliance section per ring (missing Critical / Security patches
+    from ``patchassessmentresources``, each machine's assessment age, machines in no ring), read
+    through the ``ring_compliance`` activity; then ``GET /api/compliance`` without ``asOf`` ages
+    against the platform's time (Resource Graph's ``Date``), not the worker's wall clock."""
+    rings = {r["ring"]: r for r in dry_run["rings"]}
+    section = rings["ring0"]["compliance"]
+    assert section["error"] is None and section["asOfSource"] == "request", section
+    assert START <= section["asOf"] < "2026-11-17T00:00:00Z"  # the orchestration's (simulated) time
+    machines = {m["name"]: m for m in section["machines"]}
+    assert sorted(machines) == sorted([*sc.RING0, "r0-arc-1"])
+    win = machines["r0-web-1"]
+    assert (win["kind"], win["status"], win["critical"], win["security"]) == ("vm", "missing-patches", 1, 2), win
+    assert machines["r0-arc-1"]["kind"] == "arc" and machines["r0-arc-1"]["status"] == "missing-patches"
+    assert all(m["assessmentAgeHours"] is not None and m["assessmentAgeHours"] < 2 for m in machines.values())
+    assert section["missingCriticalOrSecurity"] == 4 and section["resourceGraph"]["queries"] == 1
+    assert [m["name"] for m in section["unassigned"]["machines"]] == ["lab-arc-1"]
+    assert rings["ring0"]["summary"]["compliance"] == {
+        "members": 4, "missingCriticalOrSecurity": 4, "notAssessed": 0, "stale": 0, "asOf": section["asOf"],
+        "unassigned": 1}
+    later = rings["ring1"]["compliance"]
+    assert later["members"] == 2 and "unassigned" not in later and later["missingCriticalOrSecurity"] == 2, later
+
+    # GET /api/compliance with no asOf: "now" is the simulator's Date (2026-11-16), not December's wall clock
+    view = d.api("GET", "/api/compliance").json
+    assert view["asOfSource"] == "resourceGraph", view
+    assert START <= view["asOf"] < "2026-11-17T00:00:00Z", view["asOf"]
+    ages = [m["assessmentAgeHours"] for r in view["rings"] for m in r["machines"]]
+    assert ages and all(a is not None and a < 24 for a in ages), ages  # minutes / hours, not weeks
+    assert [m["name"] for m in view["unassigned"]["machines"]] == ["lab-arc-1"]
 
 
 def check_manifest_diff(p: Any, dry_run: dict[str, Any]) -> None:
