@@ -34,6 +34,16 @@ Inputs (all JSON dicts; other keys are stored as columns, nested values as JSON)
   ``submitted`` (domain ``match_recorded``)? When it does not, a refusal row (``outcome:
   "refused"``, ``reason``, the event's fields) is appended, keyed by a hash of the input so a
   retried activity writes it once. The orchestrator accepts only matching events (issue 13.13).
+* ``ledger_record_quarantine`` ``{rolloutId, ring, runId?, planName, planHash?, manifestHash?,
+  manifest?, reason, at}`` -> ``{"written": bool, "entry": {...}|None}``: after a *failed* gate,
+  reads that ring's per-VM rows and records the patches they blame (domain
+  ``quarantine.suspects``) as the plan's quarantine entry ``<rolloutId>:<ring>`` (create-only,
+  so a retry never undoes a release); ``entry`` None when nothing was installed to blame.
+* ``ledger_read_quarantine`` ``{planName, release?: [ids], by?, at?, reason?}`` ->
+  ``{"entries": [active entries], "exclusions": {kbNumbersToExclude, packageNameMasksToExclude},
+  "released": [ids released now or before], "unknown": [ids the plan does not have]}``: releases
+  the named entries first (a person's explicit request, carried in the rollout input), then
+  answers what the next Ring 0 must exclude.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import azure.durable_functions as df
 
 from activities import Payload
 from activities.deps import deps
+from patchrings.domain import quarantine
 from patchrings.domain.approval import match_recorded
 
 bp = df.Blueprint()
@@ -55,8 +66,10 @@ __all__ = [
     "bp",
     "ledger_check_decision_core",
     "ledger_read_gate_core",
+    "ledger_read_quarantine_core",
     "ledger_record_approval_core",
     "ledger_record_event_core",
+    "ledger_record_quarantine_core",
     "ledger_record_ring_run_core",
     "ledger_record_rollout_core",
     "ledger_record_vm_results_core",
@@ -237,6 +250,59 @@ def _string_list(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
     return [str(v) for v in value if isinstance(v, str)][:1000]
+
+
+def ledger_record_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Record what a failed gate blames (see the module docstring); idempotent."""
+    rollout_id = str(payload["rolloutId"])
+    ring = str(payload["ring"])
+    plan_name = str(payload.get("planName") or "")
+    if not plan_name:
+        raise ValueError("ledger_record_quarantine needs planName")
+    existing = ledger.quarantine(plan_name, quarantine.entry_id(rollout_id, ring))
+    if existing is not None:  # a retry: the first record stands (and a release stays a release)
+        return {"written": False, "entry": existing}
+    run_id = str(payload.get("runId") or "")
+    rows = [r for r in ledger.vm_results(rollout_id, ring) if not run_id or str(r.get("runId") or "") == run_id]
+    manifest = payload.get("manifest") if isinstance(payload.get("manifest"), Mapping) else None
+    found = quarantine.suspects(rows, manifest)
+    if found.empty:
+        return {"written": False, "entry": None, "source": found.source, "failedVms": list(found.vms)}
+    entry = quarantine.new_entry(
+        plan_name=plan_name, plan_hash=payload.get("planHash"), rollout_id=rollout_id, ring=ring, found=found,
+        reason=str(payload.get("reason") or f"ring {ring} failed its gate"), at=str(payload.get("at") or ""),
+        manifest_hash=payload.get("manifestHash"),
+    )
+    written = ledger.record_quarantine(plan_name, entry["id"], entry)
+    if not written:  # recorded concurrently: answer what is there
+        return {"written": False, "entry": ledger.quarantine(plan_name, entry["id"]) or entry}
+    return {"written": True, "entry": entry}
+
+
+def ledger_read_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Release what a person asked to release, then the plan's active entries and exclusions."""
+    plan_name = str(payload.get("planName") or "")
+    if not plan_name:
+        raise ValueError("ledger_read_quarantine needs planName")
+    released: list[str] = []
+    unknown: list[str] = []
+    for entry_id in payload.get("release") or []:
+        row = ledger.release_quarantine(plan_name, str(entry_id), by=str(payload.get("by") or "unknown"),
+                                        at=payload.get("at"), reason=payload.get("reason"))
+        (released if row is not None else unknown).append(str(entry_id))
+    entries = quarantine.active(ledger.quarantines(plan_name))
+    return {"entries": entries, "exclusions": quarantine.exclusions(entries), "released": released,
+            "unknown": unknown}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
+    return ledger_record_quarantine_core(deps().ledger, payload)
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
+    return ledger_read_quarantine_core(deps().ledger, payload)
 
 
 @bp.activity_trigger(input_name="payload")

@@ -40,6 +40,8 @@ LEDGER_APPROVAL = "ledger_record_approval"
 LEDGER_EVENT = "ledger_record_event"
 LEDGER_READ_GATE = "ledger_read_gate"
 LEDGER_CHECK_DECISION = "ledger_check_decision"
+LEDGER_RECORD_QUARANTINE = "ledger_record_quarantine"  # patches a failed gate blames (issue 11)
+LEDGER_READ_QUARANTINE = "ledger_read_quarantine"  # what the next Ring 0 excludes; releases
 NOTIFY = "notify"
 MANIFEST_DIFF = "manifest_diff"  # later rings' assessments vs Ring 0's manifest (activities/manifest_diff.py)
 

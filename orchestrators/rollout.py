@@ -54,6 +54,7 @@ from orchestrators.verdicts import (
     promotion_target,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.domain.quarantine import parse_release, with_exclusions
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.errors import PatchRingsError
 
@@ -129,6 +130,9 @@ class Rollout:
         self.halt_notified = False
         # the manifest_diff answer for the later rings (kept whole in the ledger's rollout row)
         self.manifest_diff: dict[str, Any] | None = None
+        # the plan's quarantine as read at the start (issue 11): active entries and what Ring 0
+        # excludes because of them (``patchrings.domain.quarantine``)
+        self.quarantine: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -308,6 +312,7 @@ class Rollout:
                 # the full pinned manifest: the guard compares configurations with it (issue 13.16)
                 **({"manifest": self.manifest} if self.manifest else {}),
                 **({"manifestDiff": self.manifest_diff} if self.manifest_diff else {}),
+                **({"quarantine": self.quarantine_summary()} if self.quarantine.get("entries") else {}),
                 **({"status": self.st.doc} if final else {}),
             },
         )
@@ -354,6 +359,7 @@ class Rollout:
         # ``finally`` block would swallow it; every *orchestration* failure arrives as an
         # Exception thrown into the generator, which the last clause catches.
         try:
+            yield from self.read_quarantine()
             while index < len(ring_list):
                 ring = ring_list[index]
                 try:
@@ -406,7 +412,8 @@ class Rollout:
             names.RING_DIRECT,
             {
                 "rolloutId": self.rollout_id,
-                "plan": self.plan,
+                # Ring 0 never re-installs what a failed gate quarantined (issue 11)
+                "plan": self.plan_excluding_quarantine(ring) if index == 0 else self.plan,
                 "ring": ring,
                 "runId": run_id,
                 "startedAt": iso(self.started_at),
@@ -719,6 +726,7 @@ class Rollout:
             outcome=outcome, reasons=reasons, counts=gate.get("counts"),
             pagePath=f"/api/ui/rollouts/{self.rollout_id}")
         if outcome == "fail":
+            yield from self.record_quarantine(ring, reasons)
             raise Stop(HALTED, f"ring {ring} failed its gate")
         # Inconclusive: never passes by itself; a person decides (the next ring's approvers).
         names_ = plan_view.ring_names(self.plan)
@@ -1083,6 +1091,101 @@ class Rollout:
             self.st.note(iso(self.now), f"ring {ring}: its approval could not be re-validated after the resume "
                                         f"({why}); a new approval is needed")
             self.publish()
+
+    # ------------------------------------------------------------------ quarantine (issue 11)
+    def plan_name(self) -> str:
+        return str(self.plan.get("name") or "default")
+
+    def read_quarantine(self) -> Gen:
+        """Before Ring 0: release what the input asks to release, then read what to exclude.
+
+        Fail closed: a quarantine that cannot be read (after READ retries) fails the rollout
+        before anything is installed; Ring 0 must not re-install a patch it may not know is bad.
+        The release (``releaseQuarantine``: entry ids) is a person's explicit request: only a
+        rollout started by a person (not ``system:...``) may carry one; it is recorded in the
+        ledger with who and the platform's time.
+        """
+        release, refused = parse_release(self.spec.get("releaseQuarantine"))
+        by = str(self.initiator or "")
+        if release and (not by or by.lower().startswith("system:")):
+            refused, release = "releaseQuarantine needs a rollout started by a person", []
+        if refused:
+            self.st.note(iso(self.now), f"quarantine release refused: {refused}")
+        try:
+            answer = yield from self.activity(
+                names.LEDGER_READ_QUARANTINE,
+                {"planName": self.plan_name(), "release": release, "by": by, "at": iso(self.now),
+                 "reason": f"released by rollout {self.rollout_id}"} if release else {"planName": self.plan_name()},
+                retries.WRITE if release else retries.READ,
+            )
+        except Exception as err:
+            raise Stop(FAILED, f"the quarantine of plan {self.plan_name()} could not be read "
+                               f"({_first_line(err)}); nothing was installed") from err
+        answer = answer if isinstance(answer, dict) else {}
+        for entry_id in answer.get("released") or []:
+            self.st.note(iso(self.now), f"quarantine {entry_id} released by {by}")
+        if answer.get("unknown"):
+            self.st.note(iso(self.now), f"quarantine release: plan {self.plan_name()} has no entry "
+                                        f"{', '.join(str(u) for u in answer['unknown'][:5])}")
+        entries = [e for e in answer.get("entries") or [] if isinstance(e, dict)]
+        excluded = answer.get("exclusions") if isinstance(answer.get("exclusions"), dict) else {}
+        self.quarantine = {"entries": entries, "exclusions": excluded or {}}
+        if entries:
+            patches = list((excluded or {}).get("kbNumbersToExclude") or []) + list(
+                (excluded or {}).get("packageNameMasksToExclude") or [])
+            shown = ", ".join((f"KB{p}" if p.isdigit() else p) for p in patches[:10])
+            self.st.note(iso(self.now), f"ring {plan_view.ring_names(self.plan)[0]}: {len(patches)} quarantined "
+                                        f"patch(es) excluded ({shown}{', ...' if len(patches) > 10 else ''}) "
+                                        f"from {len(entries)} failed gate(s), e.g. {entries[0].get('id')} at "
+                                        f"{entries[0].get('at')}; release: releaseQuarantine")
+        self.publish()
+
+    def quarantine_summary(self) -> dict[str, Any]:
+        """What the ledger's rollout row keeps of the quarantine this rollout honoured."""
+        return {"entries": [str(e.get("id")) for e in self.quarantine.get("entries") or []][:50],
+                "exclusions": self.quarantine.get("exclusions") or {}}
+
+    def plan_excluding_quarantine(self, ring: str) -> dict[str, Any]:
+        """The plan with ``ring``'s install block excluding the quarantined patches (a copy: the
+        plan's hash and the plan every other ring reads stay as loaded)."""
+        excluded = self.quarantine.get("exclusions") or {}
+        if not (excluded.get("kbNumbersToExclude") or excluded.get("packageNameMasksToExclude")):
+            return self.plan
+        install = with_exclusions(plan_view.effective(self.plan, ring, "install"), excluded)
+        rings = [{**r, "install": install} if r.get("name") == ring else r for r in plan_view.rings(self.plan)]
+        return {**self.plan, "rings": rings}
+
+    def record_quarantine(self, ring: str, reasons: list[str]) -> Gen:
+        """A failed gate: record the patches it blames so the next cycle's Ring 0 excludes them.
+
+        Never fatal (the halt goes on whatever happens here): a record that cannot be written is
+        a loud note and an error log line; the people notified of the halt decide."""
+        why = f"ring {ring} of rollout {self.rollout_id} failed its gate" + (f": {reasons[0]}" if reasons else "")
+        try:
+            answer = yield from self.activity(
+                names.LEDGER_RECORD_QUARANTINE,
+                {"rolloutId": self.rollout_id, "ring": ring, "runId": f"{self.rollout_id}:{ring}"
+                 if plan_view.patching(plan_view.ring(self.plan, ring)) != "scheduled" else None,
+                 "planName": self.plan_name(), "planHash": self.plan.get("hash"),
+                 "manifestHash": (self.manifest or {}).get("hash"), "manifest": self.manifest,
+                 "reason": why, "at": iso(self.now)},
+                retries.WRITE,
+            )
+        except Exception as err:
+            self.st.note(iso(self.now), f"ring {ring}: THE BAD PATCHES COULD NOT BE QUARANTINED: {_first_line(err)}")
+            self.publish()
+            if not self.ctx.is_replaying:
+                log.error("rollout %s: quarantine of ring %s not recorded: %s", self.rollout_id, ring, err)
+            return
+        entry = (answer or {}).get("entry") if isinstance(answer, dict) else None
+        if isinstance(entry, dict):
+            patches = [f"KB{k}" for k in entry.get("kbs") or []] + list(entry.get("packages") or [])
+            self.st.note(iso(self.now), f"ring {ring}: quarantined {', '.join(patches[:10])}"
+                                        f"{' ...' if len(patches) > 10 else ''} ({entry.get('source')}): the next "
+                                        f"rollout's Ring 0 excludes them until released (entry {entry.get('id')})")
+        else:
+            self.st.note(iso(self.now), f"ring {ring}: nothing was installed to quarantine")
+        self.publish()
 
     # ------------------------------------------------------------------ dry run
     def dry_run(self) -> Gen:

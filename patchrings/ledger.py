@@ -36,11 +36,17 @@ table                  PartitionKey                   RowKey
 ``<prefix>Approvals``  rollout id                     decision id
 ``<prefix>Events``     configuration id (lower-case)  event type ``|`` event id
 ``<prefix>Installs``   run id                         VM id (lower-case)
+``<prefix>Quarantine`` plan name (lower-case)         entry id (``<rollout id>:<ring>``)
 =====================  =============================  ==================================
 
 ``Runs`` indexes ring-run rows that carry an ``authorised`` flag by run id (a scheduled run's
 correlationId), so the fail-closed guard, which knows only the run, finds the decision of
 whichever rollout owns it with one partition query.
+
+``Quarantine`` holds the patches a failed gate blamed (``patchrings.domain.quarantine``), per
+plan, so the next cycle's Ring 0 excludes them: created once (create-only: a retried record
+cannot undo a release), released by a person (a MERGE of ``released`` / ``releasedBy`` /
+``releasedAt`` / ``releaseReason``).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key"]
 
-TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs")
+TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs", "Quarantine")
 
 _KEY_UNSAFE = re.compile(r"[/\\#?%|\x00-\x1f\x7f-\x9f]")
 _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
@@ -335,3 +341,31 @@ class Ledger:
 
     def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
         return self._get("Installs", escape_key(run_id), _id_key(vm_id))
+
+    # ------------------------------------------------------------------ quarantine (issue 11)
+    def record_quarantine(self, plan_name: str, entry_id: str, fields: Mapping[str, Any]) -> bool:
+        """Create a quarantine entry of ``plan_name`` (create-only; ``False``: it existed already)."""
+        row = {**fields, "planName": plan_name, "id": entry_id}
+        return self._append("Quarantine", escape_key(plan_name.lower()), escape_key(entry_id), row)
+
+    def quarantine(self, plan_name: str, entry_id: str) -> dict[str, Any] | None:
+        return self._get("Quarantine", escape_key(plan_name.lower()), escape_key(entry_id))
+
+    def quarantines(self, plan_name: str) -> list[dict[str, Any]]:
+        """Every entry of the plan, released ones included (oldest first by their ``at``)."""
+        rows = self._partition("Quarantine", escape_key(plan_name.lower()))
+        return sorted(rows, key=lambda r: (str(r.get("at") or ""), str(r.get("id") or "")))
+
+    def release_quarantine(self, plan_name: str, entry_id: str, *, by: str, at: str | None,
+                           reason: str | None = None) -> dict[str, Any] | None:
+        """Mark an entry released (idempotent: a released entry keeps its first release).
+
+        Returns the entry as it is now, or None when the plan has no such entry."""
+        row = self.quarantine(plan_name, entry_id)
+        if row is None:
+            return None
+        if row.get("released"):
+            return row
+        fields = {"released": True, "releasedBy": by, "releasedAt": at, "releaseReason": reason}
+        self._upsert("Quarantine", escape_key(plan_name.lower()), escape_key(entry_id), fields)
+        return {**row, **{k: v for k, v in fields.items() if v is not None}}
