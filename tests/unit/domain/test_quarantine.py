@@ -3,6 +3,8 @@ Ring 0 excludes, how a release is asked for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from patchrings.domain import quarantine as q
@@ -65,7 +67,7 @@ def test_entries_exclusions_and_release() -> None:
 
 
 def test_with_exclusions_keeps_the_plans_own_excludes() -> None:
-    install = {"rebootSetting": "IfRequired",
+    install: dict[str, Any] = {"rebootSetting": "IfRequired",
                "windowsParameters": {"classificationsToInclude": ["Security"], "kbNumbersToExclude": ["KB5048667"]},
                "linuxParameters": {"classificationsToInclude": ["Security"]}}
     out = q.with_exclusions(install, {"kbNumbersToExclude": ["5048667", "5000001"],
