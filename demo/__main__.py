@@ -378,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auto-approve", action="store_true", help=f"approve as {DEMO_APPROVER}")
     parser.add_argument("--pace", type=float, default=0.2, help="real seconds per simulated jump")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many real seconds")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the end, keep the platform (page, API, topic) up until Ctrl-C")
     args = parser.parse_args(argv)
     # Ctrl-C and `kill` both end in the same clean shutdown (platform.stop() terminates Azurite,
     # which runs in its own session). SIGINT is reset explicitly: a shell that starts the demo
@@ -425,6 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             explain(console, platform, view, later)
             show_notifications(console, platform)
             lease.release()
+            if args.keep_running:
+                # look around afterwards: the page, the API, `python -m patchrings rollouts ...`
+                console.print(f"Still serving (Ctrl-C to stop): page {page_url(platform, str(view.get('id') or ''))}\n"
+                              f"CLI: PATCHRINGS_API_URL={platform.base_url} PATCHRINGS_API_KEY={platform.function_key}"
+                              " python -m patchrings rollouts list", soft_wrap=True)
+                while True:
+                    time.sleep(3600)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted: stopping the platform.[/]")
         return 130

@@ -466,10 +466,23 @@ def ring_until(ring: dict[str, Any], progress: dict[str, Any] | None = None) -> 
     return str(ring["until"]) if ring.get("until") else None
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: The gate reason of a VM a direct ring never started (``orchestrators.verdicts.gate_for``).
+NOT_STARTED_REASON = "not started"
+
+
 def ring_counts(total: int | None, rows: list[dict[str, Any]],
-                progress: dict[str, Any] | None) -> dict[str, int | None]:
-    """Counts that include VMs not started: finished VMs by outcome (ledger rows), those in flight
-    (the running wave's own status), and the rest as ``notStarted``."""
+                progress: dict[str, Any] | None, skipped: int = 0) -> dict[str, int | None]:
+    """Counts that include VMs not started and always add up:
+
+    ``vms == passed + failed + inconclusive + inFlight + skipped + notStarted`` where the first
+    three are finished VMs by outcome (ledger rows), ``inFlight`` the VMs of the running wave (of
+    which ``installing`` / ``verifying`` say what they do now), ``skipped`` the VMs the ring will
+    never start (its error budget was spent, or a halt stopped its waves) and ``notStarted`` the
+    VMs not reached yet (a ring not run, a cancelled run). ``finished`` is the first three's sum."""
     counts: dict[str, int | None] = {"passed": 0, "failed": 0, "inconclusive": 0}
     tally = {"passed": 0, "failed": 0, "inconclusive": 0}
     for row in rows:
@@ -479,34 +492,64 @@ def ring_counts(total: int | None, rows: list[dict[str, Any]],
     finished = len(rows)
     progress = progress or {}
     in_flight = int(progress.get("inFlight") or 0)
-    skipped = int(progress.get("skipped") or 0)
+    skipped = max(int(progress.get("skipped") or 0), skipped)
     counts["installing"] = int(progress.get("installing") or 0)
     counts["verifying"] = int(progress.get("verifying") or 0)
+    counts["inFlight"] = in_flight
     counts["skipped"] = skipped
     counts["finished"] = finished
-    if total is None and not finished and not in_flight:
+    if total is None and not finished and not in_flight and not skipped:
         # a ring not resolved yet: its size is not known (never a misleading 0)
         counts["vms"] = counts["notStarted"] = None
         return counts
-    vms = max(int(total) if total is not None else finished + in_flight, finished + in_flight)
+    vms = max(int(total) if total is not None else 0, finished + in_flight + skipped)
     counts["vms"] = vms
-    counts["notStarted"] = max(0, vms - finished - in_flight - skipped)
+    counts["notStarted"] = vms - finished - in_flight - skipped
     return counts
+
+
+def _ring_total(ring: dict[str, Any], progress: dict[str, Any] | None) -> int | None:
+    """The ring's size: the running child's own count, else the most any record says (the
+    orchestrator's ``counts.vms`` counts verdicts only, so the VMs it skipped are added; a
+    scheduled ring's ``members`` come from opening its gate)."""
+    if progress and _int(progress.get("vms")) is not None:
+        return _int(progress.get("vms"))
+    counts_doc: dict[str, Any] = ring["counts"] if isinstance(ring.get("counts"), dict) else {}
+    members = ring.get("members")
+    if isinstance(members, dict):
+        members = members.get("count")
+    known = [n for n in (_int(counts_doc.get("vms")), _int(members)) if n is not None]
+    if _int(counts_doc.get("vms")) is not None:
+        known.append(int(counts_doc["vms"]) + (_int(counts_doc.get("skipped")) or 0))
+    return max(known) if known else None
+
+
+def skipped_rows(gate: dict[str, Any] | None, known: set[str]) -> list[dict[str, Any]]:
+    """Rows for the VMs the gate names as never started (not in the ledger: nothing ran there)."""
+    rows = []
+    for reason in (gate or {}).get("reasons") or []:
+        if not isinstance(reason, dict):
+            continue
+        vm_id = str(reason.get("vm") or "")
+        if vm_id and vm_id not in known and str(reason.get("reason") or "").startswith(NOT_STARTED_REASON):
+            known.add(vm_id)
+            rows.append({"name": short_name(vm_id), "id": vm_id, "kind": vm_kind(vm_id), "os": None,
+                         "install": "not-started", "installStatus": None, "health": None,
+                         "outcome": "not-started", "reasons": [str(reason.get("reason"))[:300]], "runId": None})
+    return rows
 
 
 def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[str, Any] | None = None,
               *, halted: bool = False, current: bool = False) -> dict[str, Any]:
     """One ring as the API shows it: phase (+ text and until), moving counts, per-VM rows, gate."""
     vms = [vm_row(r) for r in rows]
-    vms.sort(key=lambda v: (v["outcome"] == "pass", v["name"].lower()))
-    counts_doc = ring.get("counts") or {}
-    total = progress.get("vms") if progress and progress.get("vms") is not None else (
-        counts_doc.get("vms") if counts_doc.get("vms") else ring.get("members"))
-    if isinstance(total, dict):
-        total = total.get("count")
-    if not isinstance(total, int):
-        total = None
     gate = ring.get("gate") if isinstance(ring.get("gate"), dict) else None
+    never = skipped_rows(gate, {v["id"] for v in vms})
+    vms.extend(never)
+    vms.sort(key=lambda v: (v["outcome"] == "pass", v["name"].lower()))
+    counts_doc: dict[str, Any] = ring["counts"] if isinstance(ring.get("counts"), dict) else {}
+    total = _ring_total(ring, progress)
+    skipped = max(_int(counts_doc.get("skipped")) or 0, len(never))
     phase = str(ring.get("phase") or "pending")
     shown = dict(ring)
     if halted and current and phase not in ("passed", "failed", "inconclusive", "rejected"):
@@ -521,7 +564,8 @@ def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[s
         "until": ring_until(shown, progress),
         "current": current,
         "progress": progress or None,
-        "counts": ring_counts(total, [v for v in vms if v["outcome"] != "pending"], progress),
+        "counts": ring_counts(total, [v for v in vms if v["outcome"] not in ("pending", "not-started")], progress,
+                              skipped),
         "gate": gate,
         "gateReasons": [r for r in (gate or {}).get("reasons") or []][:MAX_REASONS],
         "target": ring.get("target"),

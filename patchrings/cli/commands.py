@@ -251,10 +251,16 @@ def _render_ring_views(views: list[dict[str, Any]], out: TextIO) -> None:
     for ring in views:
         counts: dict[str, Any] = ring["counts"] if isinstance(ring.get("counts"), dict) else {}
         gate: dict[str, Any] = ring["gate"] if isinstance(ring.get("gate"), dict) else {}
-        in_flight = (counts.get("installing") or 0) + (counts.get("verifying") or 0)
+        in_flight = counts.get("inFlight")
+        if in_flight is None:  # an older API: what its running wave does now
+            in_flight = (counts.get("installing") or 0) + (counts.get("verifying") or 0)
+        # never started (error budget spent, halted) and not reached yet: both not started
+        not_started = counts.get("notStarted")
+        if not_started is not None or counts.get("skipped"):
+            not_started = (not_started or 0) + (counts.get("skipped") or 0)
         rows.append((ring.get("name"), ring.get("phaseText") or ring.get("phase"), counts.get("vms"),
                      counts.get("passed"), counts.get("failed"), counts.get("inconclusive"), in_flight,
-                     counts.get("notStarted"), gate.get("outcome")))
+                     not_started, gate.get("outcome")))
     print_table("rings", ("RING", "NOW", "VMS", "PASS", "FAIL", "INCONCL", "RUNNING", "NOT STARTED", "GATE"), rows,
                 stream=out)
 

@@ -96,7 +96,7 @@ def test_a_running_ring_shows_wave_n_of_m_and_counts_read_from_its_children(ledg
     ring0, ring1 = view["rings"]
     assert ring0["phaseText"] == "installing wave 2 of 3: polling"
     assert ring0["counts"] == {"vms": 7, "passed": 3, "failed": 0, "inconclusive": 0, "installing": 2,
-                               "verifying": 1, "skipped": 0, "finished": 3, "notStarted": 1}
+                               "verifying": 1, "inFlight": 3, "skipped": 0, "finished": 3, "notStarted": 1}
     assert (ring0["vms"][0]["name"], ring0["vms"][0]["id"]) == ("web-0", f"{VM}/web-0")
     assert ring1["counts"]["vms"] is None and ring1["phaseText"] == "not started"
     assert "status" not in view["ledger"]["rollout"]  # the stale copy is not shown

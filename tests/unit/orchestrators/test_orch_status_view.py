@@ -29,7 +29,7 @@ def test_counts_move_while_a_wave_runs_and_include_vms_not_started() -> None:
     view = ring_view(ring, finished, progress, current=True)
     assert view["phaseText"] == "installing wave 2 of 4: polling"
     assert view["counts"] == {"vms": 10, "passed": 3, "failed": 0, "inconclusive": 0, "installing": 2,
-                              "verifying": 1, "skipped": 0, "finished": 3, "notStarted": 4}
+                              "verifying": 1, "inFlight": 3, "skipped": 0, "finished": 3, "notStarted": 4}
     assert [v["name"] for v in view["vms"]] == ["web-10", "web-11", "web-12"]
 
 
