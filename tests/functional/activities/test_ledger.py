@@ -195,3 +195,44 @@ def test_an_authorised_gate_carries_the_pinned_manifest_and_reboot_setting(ledge
     ledger_record_rollout_core(ledger, {"rolloutId": "r7", "manifest": {**manifest, "hash": "0000000000000000"}})
     gate = ledger_read_gate_core(ledger, {"correlationId": run})
     assert gate["authorised"] is True and gate["manifestHash"] == manifest["hash"] and "manifest" not in gate
+
+
+def test_quarantine_record_read_and_release(ledger: Ledger) -> None:
+    """A failed gate's quarantine (issue 11): blamed from the ring's VM rows, created once (a retry
+    neither duplicates nor undoes a release), per plan, released by a person with who and when."""
+    from activities.ledger import ledger_read_quarantine_core, ledger_record_quarantine_core
+
+    run = "rq:ring0"
+    ledger.record_vm_results("rq", "ring0", run, [
+        {"vm": f"{VM}a", "name": "web-01a", "result": {"installed": ["KB5048685"], "failed": ["KB5048667"]},
+         "verdict": {"outcome": "fail"}},
+        {"vm": f"{VM}b", "name": "web-01b", "result": {"installed": ["KB5048667", "KB5048685"]},
+         "verdict": {"outcome": "pass"}},
+    ])
+    ledger.record_vm_results("rq", "ring0", "other-run", [
+        {"vm": f"{VM}c", "result": {"failed": ["KB1111111"]}, "verdict": {"outcome": "fail"}}])
+    payload = {"rolloutId": "rq", "ring": "ring0", "runId": run, "planName": "Plan-Q", "planHash": "h1",
+               "reason": "ring ring0 failed its gate", "at": "2026-11-16T07:00:00Z"}
+    first = ledger_record_quarantine_core(ledger, payload)
+    assert first["written"] is True
+    assert first["entry"]["kbs"] == ["5048667"] and first["entry"]["source"] == "failed-patches"
+    assert first["entry"]["failedVms"] == ["web-01a"]
+    assert ledger_record_quarantine_core(ledger, payload)["written"] is False  # an activity retry
+
+    # plan names compare case-insensitively; another plan has its own quarantine
+    read = ledger_read_quarantine_core(ledger, {"planName": "plan-q"})
+    assert [e["id"] for e in read["entries"]] == ["rq:ring0"]
+    assert read["exclusions"] == {"kbNumbersToExclude": ["5048667"], "packageNameMasksToExclude": []}
+    assert ledger_read_quarantine_core(ledger, {"planName": "other"})["entries"] == []
+
+    released = ledger_read_quarantine_core(ledger, {"planName": "Plan-Q", "release": ["rq:ring0", "nope"],
+                                                    "by": "dave@contoso.com", "at": "2026-11-17T08:00:00Z"})
+    assert released["released"] == ["rq:ring0"] and released["unknown"] == ["nope"]
+    assert released["entries"] == [] and released["exclusions"]["kbNumbersToExclude"] == []
+    row = ledger.quarantine("Plan-Q", "rq:ring0") or {}
+    assert row["releasedBy"] == "dave@contoso.com" and row["releasedAt"] == "2026-11-17T08:00:00Z"
+    # a retried record after the release keeps it released
+    assert ledger_record_quarantine_core(ledger, payload)["entry"]["released"] is True
+    # a failure before anything was installed blames nothing: no entry
+    nothing = ledger_record_quarantine_core(ledger, {**payload, "rolloutId": "rq2"})
+    assert nothing["entry"] is None and ledger.quarantine("Plan-Q", "rq2:ring0") is None
