@@ -57,6 +57,7 @@ from typing import Any
 
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
+from azure.core.polling.base_polling import LocationPolling
 
 from activities import Payload
 from activities import arc as arc_ops
@@ -546,9 +547,10 @@ def _observed_install(summary: Mapping[str, Any] | None, since: datetime | None)
 def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     """One status check of a VM's install: ``{"done", "result", "error"}``.
 
-    With a token: one LRO status GET (+ the final GET of the result). Without one (the install
-    was observed, or its POST had an ambiguous outcome): the instance view's install summary,
-    accepted only when it started at or after the run started.
+    With a token: one GET of the LRO's ``Location`` (its last answer is the result, see
+    :func:`_poll_install_lro`). Without one (the install was observed, or its POST had an
+    ambiguous outcome): the instance view's install summary, accepted only when it started at or
+    after the run started.
     """
     vm = payload["vm"]
     if is_arc(vm):
@@ -561,10 +563,7 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
         token = (record or {}).get("token")
     sub, rg, name = _vm_parts(vm)
     if token:
-        poller = clients.compute(sub).virtual_machines.begin_install_patches(
-            rg, name, None, continuation_token=token, polling=OneShotARMPolling()
-        )
-        step = poll_once(poller)
+        step = _poll_install_lro(clients, sub, rg, name, str(token))
         if step.done:
             final = (step.result or {}).get("status") if step.result else "OperationFailed"
             _best_effort(ledger.update_install, run_id, str(vm["id"]), {"state": "done", "final": final})
@@ -595,6 +594,32 @@ def poll_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) -> 
                           "message": "the VM's last install predates this run; waiting for this run's install"}}
     _best_effort(ledger.update_install, run_id, str(vm["id"]), {"state": "done", "final": summary.get("status")})
     return {"done": True, "result": summary_as_result(summary), "error": None}
+
+
+def _poll_install_lro(clients: Any, sub: str, rg: str, name: str, token: str) -> Any:
+    """One check of an installPatches LRO in **one** GET where possible (issue 11).
+
+    The 202 of installPatches carries ``Location`` (final-state-via: location, ComputeRP
+    ``VirtualMachines_InstallPatches``); a GET of it answers 202 while the install runs and 200
+    with the ``VirtualMachineInstallPatchesResult`` when it is done (azure-core's
+    ``LocationPolling``: "polls Location until it gets a non-202, then uses that body as the
+    result", azure-arm-contracts.md §3.1). So each poll is one GET and the last one carries the
+    result, instead of an Azure-AsyncOperation GET plus a final GET of ``Location``.
+
+    A Location GET answered with an error status (not 404, which the caller turns into the
+    instance-view fallback) says nothing certain about *why*: that poll is redone the
+    Azure-AsyncOperation way, which tells a Failed/Canceled operation (done, with its error)
+    from a failed status check (not done). Only such error answers cost the extra call.
+    """
+    vms = clients.compute(sub).virtual_machines
+    poller = vms.begin_install_patches(
+        rg, name, None, continuation_token=token, polling=OneShotARMPolling(lro_algorithms=[LocationPolling()])
+    )
+    step = poll_once(poller)
+    if step.done or step.error is None or step.error.get("status") == 404:
+        return step
+    poller = vms.begin_install_patches(rg, name, None, continuation_token=token, polling=OneShotARMPolling())
+    return poll_once(poller)
 
 
 # ------------------------------------------------------------------------------ assess (dry run)

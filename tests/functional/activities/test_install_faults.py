@@ -243,7 +243,7 @@ def test_poll_faults_never_finish_an_install_or_post_again(make: Any, kind: str)
     persistent = kind in ("403", "429-throughout")
     status = kind.split("-", maxsplit=1)[0]
     arm, clients, ledger = make(forbidden("Microsoft.Compute/locations/operations/read") if kind == "403"
-                                else fault(status, path="/operations/", count=None if persistent else 1))
+                                else fault(status, path="/operation", count=None if persistent else 1))
     with arm.clock.hold():
         started = start_install_core(clients, ledger, timed("run-poll", START))
         out = poll_install_core(clients, ledger, {"runId": "run-poll", "vm": payload("run-poll")["vm"],

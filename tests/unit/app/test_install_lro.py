@@ -64,8 +64,8 @@ def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
         ("GET", "/instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
-        ("GET", "/operations/op1", [(200, {}, {"status": "InProgress"}), (200, {}, {"status": "Succeeded"})]),
-        ("GET", "/operationResults/op1", (200, {}, RESULT)),
+        ("GET", "/operationResults/op1", [(202, {"Location": f"{OPS}/operationResults/op1", "Retry-After": "1"}, None),
+                                          (200, {}, RESULT)]),
     ])
     ledger = FakeLedger()
     started = start_install_core(clients, ledger, payload())
@@ -77,36 +77,44 @@ def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
     transport.requests.clear()
     first = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": started["token"]})
     assert first == {"done": False, "result": None, "error": None}
-    assert methods(transport) == ["GET op1"]
+    assert methods(transport) == ["GET op1"]  # Location (operationResults): one GET per poll (issue 11)
+    assert transport.requests[0].url.split("?")[0] == f"{OPS}/operationResults/op1"
 
     transport.requests.clear()
     second = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": started["token"]})
     assert second["done"] is True and second["error"] is None
     assert second["result"]["installedPatchCount"] == 1
-    assert [r.url.split("?")[0] for r in transport.requests] == [f"{OPS}/operations/op1",
-                                                                 f"{OPS}/operationResults/op1"]
+    # the poll that sees the install done carries its result: no second GET
+    assert [r.url.split("?")[0] for r in transport.requests] == [f"{OPS}/operationResults/op1"]
     assert (ledger.install("run-1", VM) or {})["state"] == "done"
     assert poller_threads() == []
 
 
 def test_failed_operation_is_done_with_its_error(tmp_path: Path) -> None:
-    clients, _ = make_clients(tmp_path, [
+    clients, transport = make_clients(tmp_path, [
         ("GET", "/instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operationResults/op1", (500, {}, {"error": {"code": "PatchInstallFailed", "message": "boom"}})),
         ("GET", "/operations/op1", (200, {}, {"status": "Failed",
                                               "error": {"code": "PatchInstallFailed", "message": "boom"}})),
     ])
     ledger = FakeLedger()
     token = start_install_core(clients, ledger, payload())["token"]
+    transport.requests.clear()
     out = poll_install_core(clients, ledger, {"runId": "run-1", "vm": payload()["vm"], "token": token})
     assert out["done"] is True and out["result"] is None
     assert out["error"]["code"] == "PatchInstallFailed"
+    # an error answer on Location is re-checked the Azure-AsyncOperation way, which tells a failed
+    # operation (done) from a failed check (not done)
+    assert [r.url.split("?")[0].rsplit("/", 2)[-2] for r in transport.requests][-2:] == ["operationResults",
+                                                                                         "operations"]
 
 
 def test_failed_status_check_is_not_done(tmp_path: Path) -> None:
     clients, _ = make_clients(tmp_path, [
         ("GET", "/instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
+        ("GET", "/operationResults/op1", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
         ("GET", "/operations/op1", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
     ])
     ledger = FakeLedger()
@@ -252,7 +260,7 @@ def test_expired_operation_record_falls_back_to_the_instance_view(tmp_path: Path
     clients, transport = make_clients(tmp_path, [
         ("GET", "/instanceView", [view(), view(finished)]),
         ("POST", "/installPatches", ACCEPTED),
-        ("GET", "/operations/op1", (404, {}, {"error": {"code": "NotFound", "message": "expired"}})),
+        ("GET", "/operationResults/op1", (404, {}, {"error": {"code": "NotFound", "message": "expired"}})),
     ])
     ledger = FakeLedger()
     token = start_install_core(clients, ledger, payload())["token"]
