@@ -1,0 +1,81 @@
+"""Repeat harm (issue 11) on the local platform: a bad patch halts the rollout at Ring 0's gate,
+the halt is remembered as a quarantine in the ledger, and the next cycle's rollout of the same
+plan does not install the bad patch on Ring 0 again (re-harm = 0), while Ring 0 still patches.
+
+One scenario checks it end to end: the real app, the ARM simulator (installPatches honours
+``kbNumbersToExclude``) and Azurite, on one skip clock held from before the platform starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.functional import platform_scenario as sc
+from tests.functional.platform_driver import driver, installs, ledger, vm_name
+
+pytestmark = pytest.mark.functional
+
+START = "2026-11-16T06:00:00Z"
+
+
+@pytest.fixture
+def held(platform_factory: Any) -> Any:
+    from emulator.clock import make_clock
+
+    holds: list[Any] = []
+
+    def start(scenario: dict[str, Any]) -> Any:
+        clock = make_clock("skip", start=START)
+        hold = clock.hold()
+        hold.__enter__()
+        holds.append(hold)
+        return platform_factory(scenario=scenario, clock=clock)
+
+    yield start
+    for hold in holds:
+        hold.__exit__(None, None, None)
+
+
+def test_a_bad_patch_is_not_installed_again_by_the_next_cycles_ring0(held: Any) -> None:
+    fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}
+    p = held(sc.scenario(faults=[fault]))
+    d = driver(p)
+
+    # cycle 1: the bad patch fails on r0-web-1, Ring 0's gate fails, the rollout halts
+    first = d.start(who="dave@contoso.com")
+    out = d.until_done(first).output
+    assert out["state"] == "halted" and "ring0 failed its gate" in out["outcome"], out
+    harmed_first = [r for r in installs(p) if vm_name(r) == "r0-web-1"]
+    assert harmed_first, "cycle 1 installed on r0-web-1"
+    cycle1 = len(installs(p))
+
+    # the ledger remembers what the failed gate blamed, per plan, with when and why
+    lg = ledger(p)
+    plan_name = str((lg.rollout(first) or {}).get("planName"))
+    [entry] = lg.quarantines(plan_name)
+    assert entry["id"] == f"{first}:ring0" and entry["rolloutId"] == first and entry["released"] is False
+    assert sc.KB_OLD in entry["kbs"] and entry["by"] == "system:gate-failed"
+    assert entry["at"] >= START and "r0-web-1" in entry["failedVms"]
+    status = d.doc(first)
+    assert any("quarantined" in n["text"] and f"KB{sc.KB_OLD}" in n["text"] for n in status["notes"]), status
+
+    # cycle 2: the next rollout of the plan; Ring 0 runs and waits for Ring 1's approval
+    second = d.start(who="dave@contoso.com")
+    waiting = d.until_waiting(second, "approval", "ring1")
+    assert waiting["rings"][0]["gate"]["outcome"] == "pass", waiting["rings"][0]
+    again = installs(p)[cycle1:]
+    assert sorted(vm_name(r) for r in again if (r.body or {}).get("windowsParameters")) == ["r0-web-1", "r0-web-2"]
+    for record in again:
+        wp = (record.body or {}).get("windowsParameters")
+        if wp:  # every Windows install of cycle 2 excludes the quarantined KB
+            assert sc.KB_OLD in [str(k).upper().removeprefix("KB") for k in wp.get("kbNumbersToExclude") or []]
+    # re-harm = 0: the bad patch reached no VM in cycle 2 (it never installed on r0-web-1, and
+    # nothing failed), and the manifest that later rings would get does not carry it
+    assert not any(sc.KB_OLD in k for k in p.arm.vm("r0-web-1").installed)
+    assert sc.KB_OLD not in (d.doc(second).get("manifest") or {}).get("windows", {}).get("kbNumbers", [])
+    assert sc.OPENSSL in p.arm.vm("r0-app-1").installed  # Ring 0 still patched what was not blamed
+    assert any("quarantined patch(es) excluded" in n["text"] for n in waiting["notes"]), waiting["notes"]
+    row = lg.rollout(second) or {}
+    assert row.get("quarantine", {}).get("entries") == [entry["id"]]
