@@ -23,6 +23,13 @@ The CloudEvent (CloudEvents 1.0, what Event Grid's CloudEvents input schema take
      "data": {"kind", "severity", "message", "rolloutId", "ring", ...input data,
               "pageUrl"?, "approveUrl"? (absolute, when a base URL is known)}}
 
+``pageUrl`` is a link for a person's browser. With App Service authentication on (settings:
+``WEBSITE_AUTH_ENABLED=True``, ``Settings.platform_auth_enabled``) App Service answers a browser that
+has not signed in with 401 (``infra/modules/app-auth.bicep``: ``Return401``), so the link goes
+through its login endpoint, ``{base}/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/{id}``
+(:func:`person_link`), and lands on the page after sign-in; otherwise it is the page itself.
+``approveUrl`` is the API's POST route (for scripts), always plain.
+
 Delivery is at least once: the activity may run again after a crash or retry and publish the same
 event again; the id stays the same, so an Event Grid subscriber (or anything downstream) drops the
 repeat by ``(source, id)``.
@@ -36,6 +43,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 __all__ = [
     "KINDS",
@@ -43,7 +51,9 @@ __all__ = [
     "build_cloud_event",
     "event_id",
     "event_type",
+    "login_path",
     "normalise",
+    "person_link",
     "webhook_body",
 ]
 
@@ -132,12 +142,32 @@ def _absolute(base: str | None, path: Any) -> str | None:
     return base.rstrip("/") + path
 
 
+#: App Service authentication's sign-in endpoint for Microsoft Entra ID.
+LOGIN_ENDPOINT = "/.auth/login/aad"
+
+
+def login_path(path: str) -> str:
+    """``/.auth/login/aad?post_login_redirect_uri=<path>``: App Service signs the person in and then
+    redirects to ``path`` (a path on the app itself, so no ``allowedExternalRedirectUrls`` needed)."""
+    return f"{LOGIN_ENDPOINT}?post_login_redirect_uri={quote(path, safe='/')}"
+
+
+def person_link(base: str | None, path: Any, *, sign_in: bool = False) -> str | None:
+    """The absolute link to hand a person for an app path: through App Service's login endpoint
+    when ``sign_in`` (App Service authentication is on), else the path itself; None without a
+    base URL or a path."""
+    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+        return None
+    return _absolute(base, login_path(path) if sign_in else path)
+
+
 def build_cloud_event(
-    payload: Mapping[str, Any], *, link_base: str | None = None, now: str | None = None
+    payload: Mapping[str, Any], *, link_base: str | None = None, now: str | None = None, sign_in: bool = False
 ) -> dict[str, Any]:
     """The CloudEvent (JSON form) for a ``notify`` input; see the module docstring.
 
     ``link_base`` makes ``data.pagePath``/``data.approvePath`` absolute (``pageUrl``/``approveUrl``);
+    ``sign_in`` (App Service authentication on) makes ``pageUrl`` go through its login endpoint;
     ``now`` (RFC 3339) is the time used when the input carries none.
     """
     n = normalise(payload)
@@ -149,8 +179,9 @@ def build_cloud_event(
         "ring": n["ring"],
         **{k: v for k, v in n["data"].items() if k not in ("kind", "severity", "message", "rolloutId", "ring")},
     }
-    for path_key, url_key in (("pagePath", "pageUrl"), ("approvePath", "approveUrl")):
-        url = _absolute(link_base, data.get(path_key))
+    links = {"pageUrl": person_link(link_base, data.get("pagePath"), sign_in=sign_in),
+             "approveUrl": _absolute(link_base, data.get("approvePath"))}
+    for url_key, url in links.items():
         if url and url_key not in data:
             data[url_key] = url
     source = f"{SOURCE_ROOT}/rollouts/{_segment(n['rolloutId'])}" if n["rolloutId"] else SOURCE_ROOT

@@ -65,6 +65,7 @@ from patchrings.errors import (
     RequestInvalid,
     RolloutConflict,
 )
+from patchrings.notifications import person_link
 from triggers import deps
 from triggers.identity import FALLBACK_HEADER, Caller, caller_from_headers
 from triggers.inline_plans import check_inline_plan
@@ -238,7 +239,7 @@ async def _list(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                 "currentRing": doc.get("currentRing"),
                 "dryRun": doc.get("dryRun"),
                 "initiator": doc.get("initiator"),
-                "waitingFor": absolute_links(doc.get("waitingFor"), base),
+                "waitingFor": absolute_links(doc.get("waitingFor"), base, sign_in=_sign_in()),
                 "outcome": doc.get("outcome"),
                 "url": f"{base}/api/rollouts/{status.instance_id}",
             }
@@ -284,7 +285,7 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     location = f"{base_url(req)}/api/rollouts/{rollout_id}"
     return json_response(
         {"id": rollout_id, "dryRun": dry_run, "initiator": initiator, "statusUrl": location,
-         "pageUrl": f"{base_url(req)}/api/ui/rollouts/{rollout_id}"},
+         "pageUrl": person_link(base_url(req), f"/api/ui/rollouts/{rollout_id}", sign_in=_sign_in())},
         202,
         headers={"Location": location},
     )
@@ -309,7 +310,8 @@ async def _status(req: func.HttpRequest, rollout_id: str, client: Any) -> func.H
     status = await _require(client, rollout_id)
     doc = custom_status(status)
     base = base_url(req)
-    waiting = absolute_links(doc.get("waitingFor"), base)
+    sign_in = _sign_in()
+    waiting = absolute_links(doc.get("waitingFor"), base, sign_in=sign_in)
     body: dict[str, Any] = {
         "id": rollout_id,
         "runtimeStatus": runtime_status(status),
@@ -320,7 +322,9 @@ async def _status(req: func.HttpRequest, rollout_id: str, client: Any) -> func.H
         "outcome": doc.get("outcome"),
         "halted": doc.get("halted"),
         "waitingFor": waiting,
-        "links": {"self": f"{base}/api/rollouts/{rollout_id}", "page": f"{base}/api/ui/rollouts/{rollout_id}"},
+        # the page is for a person: through App Service's login endpoint when its authentication is on
+        "links": {"self": f"{base}/api/rollouts/{rollout_id}",
+                  "page": person_link(base, f"/api/ui/rollouts/{rollout_id}", sign_in=sign_in)},
         "status": {**doc, "waitingFor": waiting} if doc else doc,
         "output": status.output,
     }
@@ -370,14 +374,23 @@ def base_url(req: func.HttpRequest) -> str:
     return f"{parts.scheme or 'https'}://{parts.netloc or 'localhost'}"
 
 
-def absolute_links(waiting: Any, base: str) -> Any:
-    """``waitingFor`` with its ``...Url`` paths made absolute."""
+def _sign_in() -> bool:
+    """Links for a person go through App Service's login endpoint (settings only: App Service
+    authentication on, ``WEBSITE_AUTH_ENABLED=True``; it answers a browser not signed in 401)."""
+    return bool(getattr(deps.settings(), "platform_auth_enabled", False))
+
+
+def absolute_links(waiting: Any, base: str, *, sign_in: bool = False) -> Any:
+    """``waitingFor`` with its ``...Url`` paths made absolute (``pagePath`` -> ``pageUrl``, a
+    person's link: through App Service's login endpoint when ``sign_in``)."""
     if not isinstance(waiting, dict):
         return waiting
     out = dict(waiting)
     for key, value in waiting.items():
         if key.endswith(("Url", "Path")) and isinstance(value, str) and value.startswith("/"):
-            out[key[:-4] + "Url" if key.endswith("Path") else key] = base + value
+            url_key = key[:-4] + "Url" if key.endswith("Path") else key
+            out[url_key] = (person_link(base, value, sign_in=sign_in) if url_key == "pageUrl"
+                            else base + value)
     return out
 
 

@@ -83,6 +83,7 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
+from patchrings import notifications
 from patchrings.errors import ApprovalForbidden, NotFound, PatchRingsError
 from triggers import deps, http_api
 from triggers.identity import FALLBACK_HEADER, PRINCIPAL_HEADER, Caller, caller_from_headers
@@ -227,7 +228,7 @@ def mode() -> str:
 
 
 def login_path(page: str) -> str:
-    return f"/.auth/login/aad?post_login_redirect_uri={quote(page, safe='/')}"
+    return notifications.login_path(page)
 
 
 def identify(req: func.HttpRequest) -> Caller:
