@@ -50,7 +50,8 @@ def _vm(name: str, os: str, ring: str, zone: str) -> dict[str, Any]:
 
 
 def _scenario() -> dict[str, Any]:
-    """Six healthy VMs, two per ring (Ring 1 held), one Arc-enabled server in Ring 0, the sample's schedules, catalog and event wiring."""
+    """Six healthy VMs, two per ring (Ring 1 held), one Arc-enabled server in Ring 0, the sample's
+    schedules, catalog and event wiring."""
     sample = yaml.safe_load((REPO / "emulator" / "arm" / "scenarios" / "sample.yaml").read_text(encoding="utf-8"))
     subscription = sample["subscriptions"][0]
     patching = next(rg for rg in subscription["resourceGroups"] if rg["name"] == CONFIG_GROUP)
