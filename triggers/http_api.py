@@ -395,9 +395,18 @@ def absolute_links(waiting: Any, base: str, *, sign_in: bool = False) -> Any:
 
 
 def approvals_view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every decision, resume and halt the ledger holds, oldest first, in one flat shape."""
+    """Every decision, resume and halt the ledger holds, oldest first, in one flat shape.
+
+    A request the API recorded as ``submitted`` (no time: the HTTP side has no platform clock)
+    is left out once the rollout has recorded what it did with the same request (same ring,
+    verdict, approver and manifest hash): one line per decision, with the rollout's time. A
+    submission the rollout has not acted on yet stays (``outcome: submitted``)."""
     out = []
+    acted = [_decision_key(row) for row in rows if row.get("outcome") not in (None, "submitted")]
     for row in rows:
+        if row.get("outcome") == "submitted" and _decision_key(row) in acted:
+            acted.remove(_decision_key(row))
+            continue
         decision: dict[str, Any] = row["decision"] if isinstance(row.get("decision"), dict) else {}
         out.append({
             "id": row.get("decisionId"),
@@ -411,6 +420,13 @@ def approvals_view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "at": row.get("at"),
         })
     return out
+
+
+def _decision_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    decision: dict[str, Any] = row["decision"] if isinstance(row.get("decision"), dict) else {}
+    return (row.get("ring") or decision.get("ring"), decision.get("verdict") or row.get("verdict"),
+            str(decision.get("approver") or row.get("approver") or "").lower(),
+            decision.get("manifestHash") or row.get("manifestHash"))
 
 
 async def _child_status(client: Any, instance_id: Any) -> dict[str, Any]:

@@ -376,6 +376,27 @@
       });
     }
 
+    // The API's counts add up: vms = passed + failed + inconclusive + inFlight + skipped + notStarted.
+    // Shown in that order with words; zero in-flight figures are left out unless the ring runs.
+    var COUNT_LABELS = [["vms", "VMs"], ["passed", "passed"], ["failed", "failed"], ["inconclusive", "inconclusive"],
+      ["inFlight", "in flight"], ["installing", "installing"], ["verifying", "verifying"],
+      ["skipped", "never started"], ["notStarted", "not started"]];
+    var KNOWN_COUNTS = COUNT_LABELS.map(function (p) { return p[0]; }).concat(["finished"]);
+    function countItems(c) {
+      var running = (c.inFlight || 0) + (c.installing || 0) + (c.verifying || 0) > 0;
+      var pairs = COUNT_LABELS.filter(function (p) {
+        var v = c[p[0]];
+        if (v === null || v === undefined) { return false; }
+        if (!running && (p[0] === "inFlight" || p[0] === "installing" || p[0] === "verifying")) { return false; }
+        return !(p[0] === "skipped" && !v);
+      });
+      // an older API's counts (install:ok...) are still shown as they are
+      Object.keys(c).forEach(function (k) {
+        if (KNOWN_COUNTS.indexOf(k) < 0 && c[k] !== null && c[k] !== undefined) { pairs.push([k, k]); }
+      });
+      return pairs.map(function (p) { return h("li", null, h("span", { class: "muted", text: p[1] + " " }), str(c[p[0]])); });
+    }
+
     function drawTimeline(el, doc, st) {
       var rings = arr(doc.rings).length ? arr(doc.rings) : arr(st.rings);
       var currentRing = st.currentRing || doc.currentRing;
@@ -385,8 +406,7 @@
         append(el, h("ol", { class: "timeline", id: "timeline" }, rings.map(function (r, i) {
           var gate = obj(r.gate);
           var current = r.current === true || r.name === currentRing;
-          var counts = Object.keys(obj(r.counts)).filter(function (k) { return r.counts[k] !== null && r.counts[k] !== undefined; })
-            .map(function (k) { return h("li", null, h("span", { class: "muted", text: k + " " }), str(r.counts[k])); });
+          var counts = countItems(obj(r.counts));
           var reasons = arr(r.gateReasons).length ? arr(r.gateReasons) : arr(gate.reasons);
           var progress = obj(r.progress);
           var edge = tone(gate.outcome || r.phase);

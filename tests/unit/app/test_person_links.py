@@ -68,3 +68,19 @@ def test_the_api_page_links_follow_the_setting(auth: bool) -> None:
 
     _, listed = call(http_api.rollouts, request("/api/rollouts", route={}), SimpleNamespace(get_status_all=listing))
     assert listed["rollouts"][0]["waitingFor"]["pageUrl"] == page
+
+
+def test_approvals_show_one_line_per_decision_with_the_rollouts_time() -> None:
+    # recorded from the happy demo's ledger: the API's "submitted" row (no time: the HTTP side has
+    # no platform clock), then the rollout's "accepted" row for the same request
+    submitted = {"decisionId": "78c2", "approver": "demo-approver@contoso.com", "ring": "ring1",
+                 "manifestHash": "0545a0c241d8f8c9", "verdict": "approve", "comment": "ok", "outcome": "submitted"}
+    accepted = {"ring": "ring1", "manifestHash": "0545a0c241d8f8c9", "outcome": "accepted",
+                "at": "2026-11-16T09:55:22Z", "approver": "demo-approver@contoso.com", "verdict": "approve",
+                "decision": {"approver": "demo-approver@contoso.com", "comment": "ok", "ring": "ring1",
+                             "decidedAt": "2026-11-16T09:55:22Z", "manifestHash": "0545a0c241d8f8c9",
+                             "verdict": "approve"}, "decisionId": "3519"}
+    pending = {**submitted, "decisionId": "8a97", "ring": "ring2"}
+    view = http_api.approvals_view([submitted, accepted, pending])
+    assert [(a["ring"], a["outcome"], a["decidedAt"]) for a in view] == [
+        ("ring1", "accepted", "2026-11-16T09:55:22Z"), ("ring2", "submitted", None)]
