@@ -521,6 +521,9 @@ def _ring_total(ring: dict[str, Any], progress: dict[str, Any] | None) -> int | 
     known = [n for n in (_int(counts_doc.get("vms")), _int(members)) if n is not None]
     if _int(counts_doc.get("vms")) is not None:
         known.append(int(counts_doc["vms"]) + (_int(counts_doc.get("skipped")) or 0))
+    dry = ring.get("dryRun")
+    if isinstance(dry, dict) and _int(dry.get("vms")) is not None:
+        known.append(int(dry["vms"]))  # a dry run's ring: its VMs, none started
     return max(known) if known else None
 
 

@@ -228,6 +228,8 @@ def _render_show(args: argparse.Namespace, answer: Any, out: TextIO) -> None:
     else:
         _render_doc_rings(doc, out)
     _render_manifest(body.get("manifest"), doc.get("manifest"), out)
+    if doc.get("dryRun"):
+        _render_dry_run(body.get("output"), doc, out)
     if views:
         rows = [(r.get("name"), v.get("name"), v.get("outcome") or v.get("install"), v.get("health"),
                  _short_text((v.get("reasons") or [None])[0]))
@@ -313,6 +315,48 @@ def _short_text(value: Any, limit: int = 80) -> str | None:
         return None
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _patch_text(item: Any) -> str:
+    return str(item.get("patch") or item.get("key") or "") if isinstance(item, dict) else str(item)
+
+
+def _render_dry_run(output: Any, doc: dict[str, Any], out: TextIO) -> None:
+    """What a dry run found: per ring, then per VM, what the plan WOULD install (after the
+    classification, pin and publish-date filters) with counts; from its output once it ended,
+    else the rings' summaries in the status document."""
+    rings = [r for r in (output.get("rings") if isinstance(output, dict) else None) or [] if isinstance(r, dict)]
+    if not rings:
+        summaries = [(r.get("name"), r["dryRun"]) for r in doc.get("rings") or []
+                     if isinstance(r, dict) and isinstance(r.get("dryRun"), dict)]
+        if summaries:
+            print_table("dry run: what each ring would install", ("RING", "VMS", "ASSESSED", "WOULD INSTALL",
+                                                                  "FILTERED", "ERRORS"),
+                        [(name, s.get("vms"), s.get("assessed"), s.get("wouldInstall"), s.get("filtered"),
+                          s.get("errors")) for name, s in summaries], stream=out)
+        return
+    ring_rows: list[tuple[Any, ...]] = []
+    vm_rows: list[tuple[Any, ...]] = []
+    for ring in rings:
+        vms = [v for v in ring.get("vms") or [] if isinstance(v, dict)]
+        ring_rows.append((ring.get("ring"), ring.get("patching"), len(vms),
+                          sum(1 for v in vms if v.get("assessed")),
+                          sum(int(v.get("wouldInstallCount") or 0) for v in vms),
+                          sum(int(v.get("filteredCount") or 0) for v in vms),
+                          sum(1 for v in vms if v.get("error"))))
+        for vm in vms:
+            patches = [_patch_text(p) for p in vm.get("wouldInstall") or []]
+            error = vm.get("error")
+            detail = (f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else error) or (
+                ", ".join(patches) if patches else "-")
+            vm_rows.append((ring.get("ring"), vm.get("name") or str(vm.get("vm") or "").rsplit("/", 1)[-1],
+                            vm.get("os"), vm.get("availablePatchCount"), vm.get("wouldInstallCount"),
+                            vm.get("filteredCount"), _short_text(detail, 60)))
+    print_table("dry run: what each ring would install", ("RING", "PATCHING", "VMS", "ASSESSED", "WOULD INSTALL",
+                                                          "FILTERED", "ERRORS"), ring_rows, stream=out)
+    if vm_rows:
+        print_table("dry run: per VM (WOULD = patches it would install)",
+                    ("RING", "VM", "OS", "AVAILABLE", "WOULD", "FILTERED", "WOULD INSTALL"), vm_rows, stream=out)
 
 
 def _render_vms(ledger_doc: Any, out: TextIO) -> None:

@@ -247,6 +247,29 @@ def test_show_renders_the_ring_views_manifest_and_approvals_of_the_api(monkeypat
                for line in lines)
 
 
+def test_show_of_a_dry_run_lists_what_each_ring_and_vm_would_install(monkeypatch: Any) -> None:
+    # shaped as recorded from the demo platform (GET /api/rollouts/{dry run id}: output.rings[].vms[])
+    def vm(name: str, os_name: str, patches: list[str]) -> dict[str, Any]:
+        return {"vm": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{name}",
+                "name": name, "os": os_name, "assessed": True, "availablePatchCount": len(patches) + 1,
+                "wouldInstallCount": len(patches), "filteredCount": 1, "error": None,
+                "wouldInstall": [{"patch": p, "key": p.split()[0]} for p in patches]}
+    status = {"id": "ro-d", "state": "dry-run-completed", "runtimeStatus": "Completed",
+              "status": {"dryRun": True, "rings": []},
+              "rings": [{"name": "ring1", "phase": "assessed", "phaseText": "assessed (dry run)",
+                         "counts": {"vms": 2, "passed": 0, "failed": 0, "inconclusive": 0, "notStarted": 2}}],
+              "output": {"rings": [{"ring": "ring1", "patching": "scheduled", "vms": [
+                  vm("r1-web-01", "Windows", ["KB5049001 2026-11 Out-of-band Update"]),
+                  vm("r1-app-01", "Linux", [])]}]}}
+    code, out, _ = run(["rollouts", "show", "ro-d"], FakeApi(status), monkeypatch=monkeypatch)
+    lines = out.splitlines()
+    assert code == 0
+    assert any(line.split() == ["ring1", "scheduled", "2", "2", "1", "2", "0"] for line in lines), out
+    assert any(line.split() == ["ring1", "r1-web-01", "Windows", "2", "1", "1", "KB5049001", "2026-11",
+                                "Out-of-band", "Update"] for line in lines), out
+    assert any(line.split() == ["ring1", "r1-app-01", "Linux", "1", "0", "1", "-"] for line in lines), out
+
+
 def test_plain_table_aligns_columns() -> None:
     assert plain_table(("A", "LONGER"), [("xyz", None), (True, ["p", "q"])]).splitlines() == [
         "A    LONGER", "---  ------", "xyz  -", "yes  p, q"]

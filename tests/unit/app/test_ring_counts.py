@@ -79,3 +79,9 @@ def test_scheduled_cancelled_and_unresolved_rings() -> None:
     # members not resolved yet: unknown, never a misleading 0
     counts = ring_view({"name": "ring2", "phase": "pending", "counts": {}}, [])["counts"]
     assert counts["vms"] is None and counts["notStarted"] is None, counts
+
+
+def test_a_dry_run_ring_counts_its_vms_as_not_started() -> None:
+    ring = {"name": "ring1", "phase": "assessed", "counts": {}, "dryRun": {"vms": 11, "assessed": 11}}
+    counts = ring_view(ring, [])["counts"]
+    assert (counts["vms"], counts["notStarted"]) == (11, 11) and adds_up(counts), counts
