@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 
 from demo import ui
@@ -101,6 +102,19 @@ def _is_terminal(view: dict[str, Any]) -> bool:
     doc = _doc(view)
     runtime = str(view.get("runtimeStatus", "")).lower()
     return str(doc.get("state", "")).lower() in TERMINAL or runtime in ("completed", "failed", "terminated")
+
+
+def manifest_lines(view: dict[str, Any], limit: int = 8) -> list[str]:
+    """What the approver signs, from the API's ``manifest``: KBs with their titles, packages as
+    ``name=version`` (at most ``limit`` lines; the page and ``rollouts show`` list them all)."""
+    manifest = view.get("manifest") if isinstance(view.get("manifest"), dict) else {}
+    assert isinstance(manifest, dict)
+    lines = [f"{w.get('kb')} {w.get('title') or ''}".rstrip() for w in manifest.get("windows") or []
+             if isinstance(w, dict)]
+    lines += [str(p.get("package")) for p in manifest.get("linux") or [] if isinstance(p, dict)]
+    if len(lines) > limit:
+        lines = [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more (see the page)"]
+    return lines
 
 
 def page_url(platform: LocalPlatform, rollout_id: str) -> str:
@@ -238,6 +252,7 @@ class DemoRun:
             Panel(
                 f"Ring [bold]{ring}[/] waits for approval of manifest [bold]{manifest}[/] "
                 f"(until {ui.short_time(waiting.get('until'))}).\n"
+                + "".join(f"  {escape(line)}\n" for line in manifest_lines(self.view)) +
                 f"Approvers: {', '.join(waiting.get('approvers') or [])}\n"
                 f"Decide on the operator page (first line below; locally ?as= names the approver you act "
                 f"as) or from another terminal with the curl command (second line; reject: same URL "

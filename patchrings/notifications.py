@@ -52,6 +52,7 @@ __all__ = [
     "event_id",
     "event_type",
     "login_path",
+    "manifest_lines",
     "normalise",
     "person_link",
     "webhook_body",
@@ -202,6 +203,26 @@ def build_cloud_event(
     return event
 
 
+def manifest_lines(manifest: Any, limit: int = 12) -> list[str]:
+    """What an approver signs, for a person: ``KB<n> <title>`` and ``name=version`` (at most
+    ``limit``, then how many more). Takes the API's manifest view (``windows: [{kb, title}]``,
+    ``linux: [{package}]``) or the status summary (``windowsKbs``, ``linuxPackages``)."""
+    if not isinstance(manifest, Mapping):
+        return []
+    lines: list[str] = []
+    for item in manifest.get("windows") or manifest.get("windowsKbs") or []:
+        if isinstance(item, Mapping):
+            lines.append(f"{item.get('kb')} {item.get('title') or ''}".strip())
+        else:
+            text = str(item)
+            lines.append(text if text.upper().startswith("KB") else f"KB{text}")
+    for item in manifest.get("linux") or manifest.get("linuxPackages") or []:
+        lines.append(str(item.get("package")) if isinstance(item, Mapping) else str(item))
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"and {len(lines) - limit} more"]
+    return [_text(line, 200) for line in lines]
+
+
 def webhook_body(event: Mapping[str, Any]) -> dict[str, Any]:
     """A ``{"text": ...}`` body for a Teams or Slack incoming webhook (both accept it): one title
     line, the message, the deadline when there is one, and the page link (absolute) when known."""
@@ -224,6 +245,9 @@ def webhook_body(event: Mapping[str, Any]) -> dict[str, Any]:
             lines.append(json.dumps(extra, sort_keys=True, default=str)[:MAX_MESSAGE])
     if data.get("deadline"):
         lines.append(f"Deadline: {data['deadline']}")
+    contents = manifest_lines(data.get("manifest"))
+    if contents:
+        lines.append("Manifest: " + "; ".join(contents))
     reasons = data.get("reasons")
     if isinstance(reasons, list) and reasons:
         lines.extend(f"- {str(r)[:300]}" for r in reasons[:MAX_REASONS])

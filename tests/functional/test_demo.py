@@ -122,6 +122,10 @@ def test_demo_waits_for_a_person_and_the_printed_command_approves() -> None:
     assert pages == [200, 200], out[-3000:]  # the operator page, printed for each of the two approvals
     assert "Rollout ended: completed" in out
     assert "alice@contoso.com" in out.split("Rollout summary", 1)[1]
+    # the prompt shows what is signed: KBs with their titles and packages as name=version
+    prompt = out.split("Approval needed", 1)[1].split("curl -sS", 1)[0]
+    assert "KB5048667 2026-11 Cumulative Update for Windows Server 2022" in prompt, prompt
+    assert "openssl=3.0.2-0ubuntu1.19" in prompt, prompt
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])

@@ -84,3 +84,16 @@ def test_approvals_show_one_line_per_decision_with_the_rollouts_time() -> None:
     view = http_api.approvals_view([submitted, accepted, pending])
     assert [(a["ring"], a["outcome"], a["decidedAt"]) for a in view] == [
         ("ring1", "accepted", "2026-11-16T09:55:22Z"), ("ring2", "submitted", None)]
+
+
+def test_the_webhook_approval_prompt_lists_what_is_signed_when_the_event_carries_it() -> None:
+    payload = {"kind": "approval-waiting", "id": "e2", "rolloutId": RID, "ring": "ring1", "severity": "warning",
+               "message": "waits for approval of manifest 0545a0c241d8f8c9",
+               "data": {"manifestHash": "0545a0c241d8f8c9", "pagePath": PAGE,
+                        "manifest": {"windows": [{"kb": "KB5048667", "title": "2026-11 Cumulative Update"}],
+                                     "linux": [{"package": "openssl=3.0.2-0ubuntu1.19"}]}}}
+    text = webhook_body(build_cloud_event(payload, link_base=HOST))["text"]
+    assert "Manifest: KB5048667 2026-11 Cumulative Update; openssl=3.0.2-0ubuntu1.19" in text, text
+    # the status document's summary shape too
+    summary = {**payload, "data": {"manifest": {"windowsKbs": ["5048667"], "linuxPackages": ["curl=7.81"]}}}
+    assert "Manifest: KB5048667; curl=7.81" in webhook_body(build_cloud_event(summary))["text"]
