@@ -7,7 +7,12 @@ Waves follow the domain's ``plan_waves`` (maxConcurrency, spread across zones / 
 sets); each wave is a sub-orchestration so history stays bounded for 5,000-VM rings; no new wave
 starts once the domain's ``ErrorBudget`` says maxErrors is exceeded (in-flight installs finish).
 
-Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, buildManifest?, vms?}``; output a
+Install polling (issue 11): each wave answers the longest install it saw done per OS
+(``installSeconds``); the next wave gets these as ``expectedInstallSeconds`` and polls each
+install first then, so after the first wave an install costs one status check.
+
+Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, buildManifest?, vms?,
+expectedInstallSeconds?}``; output a
 small summary ``{gate, manifest, healthSample, counts, skipped, budget, halted}``: per-VM results
 and verdicts stay in this instance's history and the ledger, so the rollout's history does not
 grow with the ring's size.
@@ -62,6 +67,9 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     verdicts: list[dict[str, Any]] = []
     skipped: list[str] = []
     halted = False
+    # Expected install durations per OS (seconds), learned from each wave's longest install and
+    # handed to the next wave so it polls once, when its installs should be done (issue 11).
+    learned: dict[str, Any] = _initial_expected(spec.get("expectedInstallSeconds"))
 
     def progress(index: int, step: str) -> None:
         # What the API shows while the ring runs (read by this instance's deterministic id):
@@ -99,11 +107,15 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 "pollSeconds": poll_seconds,
                 "runStartedAt": run_started_at,
                 "deadline": iso(deadline),
+                "expectedInstallSeconds": dict(learned) or None,
             },
             f"{context.instance_id}:w{index}",
         )
         wave_results = (outcome or {}).get("results") or []
         wave_verdicts = (outcome or {}).get("verdicts") or []
+        for os_key, seconds in ((outcome or {}).get("installSeconds") or {}).items():
+            if isinstance(seconds, (int, float)) and seconds > 0:
+                learned[str(os_key).lower()] = seconds
         results.extend(wave_results)
         verdicts.extend(wave_verdicts)
         for verdict in wave_verdicts:
@@ -146,7 +158,17 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         "skipped": len(skipped),
         "budget": {"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
         "halted": halted,
+        "installSeconds": learned,  # per OS, for a later direct ring's expectedInstallSeconds
     }
+
+
+def _initial_expected(raw: Any) -> dict[str, Any]:
+    """The caller's expected install durations (``{os: seconds}`` or one number for every OS)."""
+    if isinstance(raw, dict):
+        return {str(k).lower(): v for k, v in raw.items() if isinstance(v, (int, float)) and v > 0}
+    if isinstance(raw, (int, float)) and raw > 0:
+        return {"windows": raw, "linux": raw}
+    return {}
 
 
 def health_sample(vms: list[dict[str, Any]], size: int = HEALTH_SAMPLE) -> list[dict[str, Any]]:

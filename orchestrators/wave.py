@@ -24,16 +24,22 @@ Fail fast (issue 11): ``start_install`` answers a started install with ``baselin
 health sample from the instance view it read before the POST (and the ring's probes); the wave
 hands these to verify, which fails a VM healthy before patching after two unhealthy samples.
 
-Install polling (issue 11): installs are polled on the schedule of
-:func:`~patchrings.domain.results.next_install_poll` -- one look 5 minutes in, then at the
-expected duration (``expectedInstallSeconds`` when the caller learned one, else a quarter of
-``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds`` doubling up to 8
-minutes -- instead of every ``pollSeconds`` from the start.
+Install polling (issue 11): each VM is polled on its own schedule
+(:func:`~patchrings.domain.results.next_install_poll`) -- first at its OS's expected duration
+(``expectedInstallSeconds`` learned by the ring from its earlier waves, else a quarter of that
+OS's ``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds`` doubling up to 8
+minutes -- instead of every ``pollSeconds`` from the start; a round polls only the VMs due.
 
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
-pollSeconds, deadline, runStartedAt, expectedInstallSeconds?}``; output ``{results: [VmInstall], verdicts: [VmVerdict
-dict]}`` where ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image
-family, for Ring 0's coverage in the manifest).
+pollSeconds, deadline, runStartedAt, expectedInstallSeconds?}`` (seconds, or ``{os: seconds}``);
+output ``{results: [VmInstall], verdicts: [VmVerdict dict], installSeconds: {os: seconds}}`` where
+``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family,
+for Ring 0's coverage in the manifest) and ``installSeconds`` is the longest install per OS seen
+done (the ring learns it for its next waves).
+
+Bounded history (issue 11): ``result.patches`` is cut to the installed and failed patches and the
+fields read after the wave (:func:`_lean`): what ring_direct replays per VM is its counts, status
+and the manifest-relevant patch keys, not the VM's whole patch inventory.
 """
 
 from __future__ import annotations
@@ -153,16 +159,21 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield context.create_timer(context.current_utc_datetime + START_RETRY)
 
     installs_started = context.current_utc_datetime
-    expected = _expected(spec, parameters)
-    if open_tokens:  # the first look (see next_install_poll), not a status check at once
-        first = next_install_poll(installs_started, installs_started, expected, poll)
-        if deadline is not None and first > deadline:
-            first = deadline
-        progress("polling", first)
-        yield context.create_timer(first)
+    # Each VM's own poll schedule (see next_install_poll): first at its OS's expected duration.
+    expected_of = {vm_id: _expected(spec, parameters, by_id[vm_id].get("os")) for vm_id in open_tokens}
+    next_at = {vm_id: next_install_poll(installs_started, installs_started, expected_of[vm_id], poll)
+               for vm_id in open_tokens}
+    seen_done: dict[str, float] = {}  # OS -> longest install seen done in this wave (seconds), learned by the ring
     while open_tokens:
+        wake = min(next_at[v] for v in open_tokens)
+        if deadline is not None and wake > deadline:
+            wake = deadline
+        if wake > context.current_utc_datetime:
+            progress("polling", wake)
+            yield context.create_timer(wake)
         now = context.current_utc_datetime
-        polling = list(open_tokens)
+        at_deadline = deadline is not None and now >= deadline
+        polling = [v for v in open_tokens if at_deadline or next_at[v] <= now]
         try:
             polls = yield context.task_all(
                 [
@@ -186,18 +197,21 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 open_tokens.pop(vm_id)
                 state = "done" if poll_result.get("result") is not None else "failed"
                 results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
+                if state == "done":
+                    os_key = str(by_id[vm_id].get("os") or "").lower()
+                    seen_done[os_key] = max(seen_done.get(os_key, 0.0), (now - installs_started).total_seconds())
             else:
                 if poll_result.get("error"):
                     last_error[vm_id] = poll_result["error"]
                 if poll_result.get("resend"):
                     resend.append(vm_id)
+                next_at[vm_id] = next_install_poll(installs_started, now, expected_of[vm_id], poll)
         if resend:
             yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,
                                start_input=start_input)
         if not open_tokens:
             break
-        now = context.current_utc_datetime
-        if deadline is not None and now >= deadline:
+        if at_deadline and deadline is not None:
             for vm_id in list(open_tokens):
                 open_tokens.pop(vm_id)
                 results[vm_id] = _entry(
@@ -208,13 +222,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                      "message": f"no result by {iso(deadline)}" + _last(last_error.get(vm_id))},
                 )
             break
-        next_poll = next_install_poll(installs_started, now, expected, poll)
-        if deadline is not None and next_poll > deadline:
-            next_poll = deadline
-        progress("polling", next_poll)
-        yield context.create_timer(next_poll)
 
-    ordered = [results[vm["id"]] for vm in vms]
+    ordered = [_lean(results[vm["id"]]) for vm in vms]
     progress("verifying")
     if not context.is_replaying:
         log.info("wave %s of %s: %d installs finished", spec.get("wave"), spec.get("ring"), len(ordered))
@@ -232,20 +241,25 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         },
         f"{context.instance_id}:verify",
     )
-    return {"results": ordered, "verdicts": (verification or {}).get("verdicts", [])}
+    return {"results": ordered, "verdicts": (verification or {}).get("verdicts", []), "installSeconds": seen_done}
 
 
-def _expected(spec: dict[str, Any], parameters: dict[str, Any]) -> timedelta:
-    """The wave's expected install duration: ``expectedInstallSeconds`` (learned by the caller,
-    optional) or from the longest ``maximumDuration`` of its parameters (domain rule)."""
-    maxima = []
-    for params in parameters.values():
-        try:
-            maxima.append(parse_duration(params["maximumDuration"]))
-        except (TypeError, KeyError, ValueError):
-            continue  # no (valid) maximumDuration for this OS: the domain default applies
-    learned = timedelta(seconds=float(spec["expectedInstallSeconds"])) if spec.get("expectedInstallSeconds") else None
-    return expected_install_duration(max(maxima) if maxima else None, learned)
+def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) -> timedelta:
+    """A VM's expected install duration: ``expectedInstallSeconds`` (learned by the caller from
+    earlier waves: a number, or ``{os: seconds}``) or from its OS's ``maximumDuration`` (domain rule)."""
+    own = install_parameters_for({"os": os_name}, parameters) or {}
+    try:
+        maximum: timedelta | None = parse_duration(own["maximumDuration"])
+    except (TypeError, KeyError, ValueError):
+        maximum = None  # no (valid) maximumDuration for this OS: the domain default applies
+    raw: Any = spec.get("expectedInstallSeconds")
+    if isinstance(raw, dict):
+        raw = install_parameters_for({"os": os_name}, raw)
+    try:
+        learned = timedelta(seconds=float(raw)) if raw else None
+    except (TypeError, ValueError):
+        learned = None
+    return expected_install_duration(maximum, learned)
 
 
 def _resend(
@@ -287,6 +301,37 @@ def _last(error: dict[str, Any] | None) -> str:
     if not error:
         return ""
     return f"; last seen: {error.get('code')}: {error.get('message')}"
+
+
+#: The per-patch fields anything after the wave reads (verdicts, manifest and its details, ledger row).
+_PATCH_FIELDS = ("kbId", "name", "version", "classifications", "installationState")
+#: Only these installation states say something about the manifest (installed = evidence,
+#: failed = suspect); NotSelected / Excluded / Pending / Available entries are dropped.
+_MANIFEST_STATES = ("installed", "failed")
+
+
+def _lean(entry: dict[str, Any]) -> dict[str, Any]:
+    """A VM's install entry as the wave hands it on (issue 11, bounded history): the result's
+    counts and status as they are, its ``patches`` cut to the installed / failed ones and to the
+    fields the verdict, the manifest and the ledger row read (classifications at most 5, names
+    at most 200 characters). A missing ``patches`` stays missing (an instance-view summary is
+    never a pass, ``has_patch_detail``)."""
+    result = entry.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("patches"), list):
+        return entry
+    patches = []
+    for patch in result["patches"]:
+        if not isinstance(patch, dict):
+            continue
+        if str(patch.get("installationState") or "").lower() not in _MANIFEST_STATES:
+            continue
+        lean = {k: patch[k] for k in _PATCH_FIELDS if patch.get(k) is not None}
+        if isinstance(lean.get("name"), str):
+            lean["name"] = lean["name"][:200]
+        if isinstance(lean.get("classifications"), list):
+            lean["classifications"] = lean["classifications"][:5]
+        patches.append(lean)
+    return {**entry, "result": {**result, "patches": patches}}
 
 
 def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str, Any]:

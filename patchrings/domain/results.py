@@ -45,21 +45,23 @@ InstallOutcome = Literal["ok", "failed", "inconclusive"]
 UNCERTAIN_START_GRACE = timedelta(minutes=15)
 
 
-#: Install polling (issue 11). An install is looked at once shortly after its start (a quick or
-#: no-op install, an early failure), then at its *expected* duration, then with backing-off gaps
-#: (``base``, 2 x base, 4 x base ... each at most :data:`INSTALL_POLL_CAP`: an install that ends between
-#: two polls is seen at most 8 minutes late), instead of every
-#: ``base`` from the start: a 60-minute install costs 7 status checks, not 31.
-INSTALL_FIRST_LOOK = timedelta(minutes=5)
+#: Install polling (issue 11). An install is looked at first at its *expected* duration (a
+#: duration learned from earlier waves of the ring, else a quarter of ``maximumDuration``), then
+#: with backing-off gaps (``base``, 2 x base, 4 x base ... each at most :data:`INSTALL_POLL_CAP`:
+#: an install that ends between two polls is seen at most 8 minutes late), instead of every
+#: ``base`` from the start: a 60-minute install costs 6 status checks without a learned duration
+#: (not 31) and 1 with one. There is no early look: a quick failure is seen at the expected
+#: duration, which only delays a verdict the gate would give anyway (nothing else is installed
+#: meanwhile: the wave waits for all its installs).
 INSTALL_POLL_CAP = timedelta(minutes=8)
 #: The expected duration when nothing was learned: a quarter of ``maximumDuration``, at most this.
 DEFAULT_EXPECTED_INSTALL = timedelta(minutes=30)
 
 
 def expected_install_duration(maximum: timedelta | None, learned: timedelta | None = None) -> timedelta:
-    """How long an install is expected to take: a learned figure (e.g. the median of earlier
-    waves' installs) when there is one, else ``min(maximumDuration / 4, 30 min)``; never more than
-    ``maximumDuration``."""
+    """How long an install is expected to take: a learned figure (e.g. the longest install of
+    the ring's previous wave on that OS) when there is one, else ``min(maximumDuration / 4, 30
+    min)``; never more than ``maximumDuration``."""
     if learned is not None and learned > timedelta(0):
         return min(learned, maximum) if maximum else learned
     if maximum is not None and maximum > timedelta(0):
@@ -71,13 +73,10 @@ def next_install_poll(started: datetime, now: datetime, expected: timedelta,
                       base: timedelta = timedelta(minutes=2)) -> datetime:
     """The first instant of the install's poll schedule after ``now`` (pure: replay-safe).
 
-    Schedule, as offsets from ``started``: :data:`INSTALL_FIRST_LOOK` (when before ``expected``),
-    ``expected``, then ``expected + base``, ``+ 2 base``, ``+ 4 base`` ..., gaps capped at
-    :data:`INSTALL_POLL_CAP`."""
+    Schedule, as offsets from ``started``: ``expected``, then ``expected + base``, ``+ 2 base``,
+    ``+ 4 base`` ..., gaps capped at :data:`INSTALL_POLL_CAP`."""
     base = max(base, timedelta(seconds=1))
-    if expected > INSTALL_FIRST_LOOK and now < started + INSTALL_FIRST_LOOK:
-        return started + INSTALL_FIRST_LOOK
-    at = started + expected
+    at = started + max(expected, timedelta(seconds=1))
     gap = base
     while at <= now:
         at += gap

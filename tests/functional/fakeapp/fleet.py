@@ -416,3 +416,19 @@ def check_vm_health_batch(payload: Payload) -> dict[str, Any]:
         samples.append({"vm": vm.id, "powerState": "PowerState/stopped" if sick else "PowerState/running",
                         "vmAgent": "Ready", "appHealth": None, "probes": [], "readError": None})
     return {"samples": samples}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
+    """The plan's quarantine (issue 11 repeat harm): the fake fleet keeps none unless one was recorded."""
+    FLEET.record("ledger_read_quarantine", payload)
+    entries = [dict(p.get("entry") or {}) for p in FLEET.called("ledger_record_quarantine")
+               if p.get("planName") == payload.get("planName") and p.get("entry")]
+    return {"entries": entries, "exclusions": {"kbNumbersToExclude": [], "packageNameMasksToExclude": []},
+            "released": [], "unknown": []}
+
+
+@bp.activity_trigger(input_name="payload")
+def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
+    FLEET.record("ledger_record_quarantine", payload)
+    return {"written": True, "entry": None}

@@ -33,20 +33,21 @@ def test_expected_duration_is_learned_or_a_quarter_of_the_maximum_capped_at_30_m
     assert expected_install_duration(timedelta(hours=1), 90 * MIN) == 60 * MIN  # never past the maximum
 
 
-def test_a_60_minute_install_takes_7_status_checks_not_31():
+def test_a_60_minute_install_takes_6_status_checks_not_31_and_1_once_learned():
     polls = schedule(expected_install_duration(timedelta(hours=2)), 60 * MIN)
-    assert polls == [5, 30, 32, 36, 44, 52, 60]
+    assert polls == [30, 32, 36, 44, 52, 60]  # first at the expected duration: no early look
+    assert schedule(expected_install_duration(timedelta(hours=2), 60 * MIN), 60 * MIN) == [60]
     assert len([m for m in range(2, 62, 2)]) + 1 == 31  # the old cadence: every 2 minutes (+ done)
 
 
 def test_gaps_back_off_to_at_most_8_minutes():
     polls = schedule(30 * MIN, 180 * MIN)
     gaps = [b - a for a, b in pairwise(polls)]
-    assert max(gaps) <= 25  # 5 -> 30 is the only longer step (the expected duration)
+    assert polls[0] == 30 and max(gaps) <= 8
     assert gaps[-3:] == [8, 8, 8]
 
 
-def test_a_short_expected_duration_skips_the_first_look():
+def test_a_short_expected_duration_is_the_first_look():
     assert schedule(4 * MIN, 10 * MIN)[:3] == [4, 6, 10]
 
 

@@ -246,8 +246,8 @@ def test_wave_polls_with_the_read_policy_and_never_retries_the_install_start() -
     assert all(s["nextPollAt"].endswith("Z") for s in ctx.statuses if s["step"] == "polling")
 
 
-def test_wave_polls_a_60_minute_install_7_times_first_at_its_expected_duration() -> None:
-    """Issue 11: 5 min, the expected duration (PT2H / 4 = 30 min), then backing off; not every 2 min."""
+def test_wave_polls_a_60_minute_install_6_times_first_at_its_expected_duration() -> None:
+    """Issue 11: the expected duration (PT2H / 4 = 30 min), then backing off; not every 2 min."""
     spec = {**WAVE_SPEC, "parameters": {"Windows": {"rebootSetting": "IfRequired", "maximumDuration": "PT2H"}}}
     done_at = T0 + timedelta(minutes=60)
     seen: list[int] = []
@@ -261,8 +261,9 @@ def test_wave_polls_a_60_minute_install_7_times_first_at_its_expected_duration()
         return {"verdicts": []}
 
     out = drive(raw(wave_mod.wave_orchestrator), ScriptedContext(spec), answer)
-    assert seen == [5, 30, 32, 36, 44, 52, 60]
+    assert seen == [30, 32, 36, 44, 52, 60]
     assert out["results"][0]["state"] == "done"
+    assert out["installSeconds"] == {"windows": 3600.0}  # what the ring learns for its next waves
 
 
 def test_wave_uses_a_learned_expected_duration_and_never_polls_past_the_deadline() -> None:
@@ -278,8 +279,31 @@ def test_wave_uses_a_learned_expected_duration_and_never_polls_past_the_deadline
         return {"verdicts": []}
 
     out = drive(raw(wave_mod.wave_orchestrator), ScriptedContext(spec), answer)
-    assert seen == [5, 50, 52, 56, 60]
+    assert seen == [50, 52, 56, 60]
     assert out["results"][0]["state"] == "timeout"
+
+
+def test_wave_polls_each_vm_at_its_own_os_learned_duration_once() -> None:
+    """Issue 11: with durations learned per OS, a Windows (50 min) and a Linux (10 min) install
+    are each polled once, when they are done, and each OS's longest install is handed back."""
+    spec = {**WAVE_SPEC, "vms": [vm("w"), vm("l", "Linux")],
+            "parameters": {"Windows": {"maximumDuration": "PT2H"}, "Linux": {"maximumDuration": "PT2H"}},
+            "expectedInstallSeconds": {"Windows": 50 * 60, "linux": 10 * 60}}
+    done_at = {vm("w")["id"]: T0 + timedelta(minutes=50), vm("l")["id"]: T0 + timedelta(minutes=10)}
+    seen: list[tuple[str, int]] = []
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "start_install":
+            return {"state": "started", "token": "tok", "error": None}
+        if call.name == "poll_install":
+            seen.append((call.payload["vm"]["name"], round((ctx.current_utc_datetime - T0).total_seconds() / 60)))
+            ok = ctx.current_utc_datetime >= done_at[call.payload["vm"]["id"]]
+            return {"done": True, "result": ok_result()} if ok else {"done": False}
+        return {"verdicts": []}
+
+    out = drive(raw(wave_mod.wave_orchestrator), ScriptedContext(spec), answer)
+    assert seen == [("l", 10), ("w", 50)]
+    assert out["installSeconds"] == {"linux": 600.0, "windows": 3000.0}
 
 
 def test_wave_hands_the_health_before_each_install_to_verify_for_fail_fast() -> None:
