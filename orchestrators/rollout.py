@@ -29,7 +29,8 @@ LIMITATIONS (and what covers them):
   collecting results at the window's end plus ``POST_EVENT_GRACE``; a lost pre-event means the
   guard cancels that run (fail closed) and the rollout targets the next one.
 * A halt during a direct ring takes effect between waves (installs in flight finish).
-* "Previous ring still healthy" re-checks a sample of up to 50 passing VMs spread across zones.
+* "Previous ring still healthy" re-checks a sample of up to 50 passing VMs spread across zones,
+  in bulk (``check_vm_health_batch``, one activity per burst of ``PREVIOUS_RING_BURST`` VMs).
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
 MAX_MISSED_RUNS = 3
 # Longest single durable timer (below the SDK's 6-day maximum short timer; see Rollout.timer).
 MAX_TIMER = timedelta(days=5)
+# The previous ring's re-check reads at most this many VMs per check_vm_health_batch activity, one
+# burst at a time, BURST_PAUSE apart (ARM's per-subscription read bucket: 250, refilling 25/s).
+PREVIOUS_RING_BURST = 200
+BURST_PAUSE = timedelta(seconds=10)
 # Whole attempts at closing one ring's gate (each with CLOSE retries inside), and the pause between.
 CLOSE_ATTEMPTS = 3
 CLOSE_PAUSE = timedelta(minutes=5)
@@ -641,12 +646,23 @@ class Rollout:
             return {"outcome": "healthy", "reasons": [], "notes": [], "removed": [], "inconclusive": []}
         policy = plan_view.effective(self.plan, ring, "health")
         probes = policy.get("probes") or []
+        samples: list[Any] = []
         try:
-            samples = yield self.ctx.task_all(
-                [self.ctx.call_activity_with_retry(names.CHECK_HEALTH, retries.READ, {"vm": vm, "probes": probes,
-                                                                                  "rolloutId": self.rollout_id})
-                 for vm in vms]
-            )
+            # Bulk reads (issue 11): one check_vm_health_batch per burst of at most
+            # PREVIOUS_RING_BURST VMs (full samples: the agent and Application Health count here),
+            # bursts one after the other, BURST_PAUSE apart, so ARM's read bucket never empties.
+            for first in range(0, len(vms), PREVIOUS_RING_BURST):
+                if first:
+                    yield self.ctx.create_timer(self.now + BURST_PAUSE)
+                chunk = vms[first:first + PREVIOUS_RING_BURST]
+                answer = yield self.ctx.call_activity_with_retry(
+                    names.CHECK_HEALTH_BATCH, retries.READ,
+                    {"checks": [{"vm": vm, "full": True} for vm in chunk], "probes": probes,
+                     "rolloutId": self.rollout_id, "ring": ring})
+                got = list((answer or {}).get("samples") or []) if isinstance(answer, dict) else []
+                if len(got) != len(chunk):
+                    raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")
+                samples.extend(got)
         except Exception as err:  # unreadable after retries: unknown, so the run is not authorised
             return {"outcome": "error", "reasons": [f"previous ring {ring}: health could not be read: "
                                                     f"{_first_line(err)}"], "notes": [], "removed": [],
