@@ -133,6 +133,9 @@ def _row(ring: str, entry: dict[str, Any]) -> dict[str, Any]:
     result = _dict(entry.get("result"))
     full_id = entry.get("id") or entry.get("vm") or verdict.get("vm") or ""
     install = entry.get("installStatus") or result.get("status") or entry.get("install") or entry.get("state")
+    outcome = str(verdict.get("outcome") or entry.get("outcome") or "")
+    if outcome == "not-started":  # the API's row for a VM its gate names as never started
+        install, outcome = "not started", ""
     return {
         "ring": ring or str(entry.get("ring") or ""),
         "id": str(full_id),
@@ -140,7 +143,7 @@ def _row(ring: str, entry: dict[str, Any]) -> dict[str, Any]:
         "os": " ".join(x for x in (str(entry.get("os") or ""), "(arc)" if entry.get("kind") == "arc" else "") if x),
         "install": str(install or ""),
         "health": str(verdict.get("health") or entry.get("health") or ""),
-        "outcome": str(verdict.get("outcome") or entry.get("outcome") or ""),
+        "outcome": outcome,
         "reasons": list(verdict.get("reasons") or entry.get("reasons") or []),
     }
 
@@ -204,7 +207,9 @@ def ring_counts(ring: dict[str, Any], rows: list[dict[str, Any]] | None = None) 
     if "passed" in counts or "notStarted" in counts:  # the API's moving counts
         figures = {k: _int(counts.get(k)) or 0 for k in ("passed", "failed", "inconclusive")}
         not_started = (_int(counts.get("notStarted")) or 0) + (_int(counts.get("skipped")) or 0)
-        in_flight = (_int(counts.get("installing")) or 0) + (_int(counts.get("verifying")) or 0)
+        in_flight = _int(counts.get("inFlight"))
+        if in_flight is None:  # an older API: what the running wave does now
+            in_flight = (_int(counts.get("installing")) or 0) + (_int(counts.get("verifying")) or 0)
         declared = _int(counts.get("vms"))
     elif counts or gate_counts:  # an older document: the orchestrator's raw counts and the gate's
         failed = _int(gate_counts.get("failed"))

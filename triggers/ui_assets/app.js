@@ -383,6 +383,8 @@
       ["skipped", "never started"], ["notStarted", "not started"]];
     var KNOWN_COUNTS = COUNT_LABELS.map(function (p) { return p[0]; }).concat(["finished"]);
     function countItems(c) {
+      if ((c.vms === null || c.vms === undefined) && !c.finished && !c.inFlight && !c.skipped &&
+          ("vms" in c || "notStarted" in c)) { return []; }  // a ring not resolved yet: its size is unknown
       var running = (c.inFlight || 0) + (c.installing || 0) + (c.verifying || 0) > 0;
       var pairs = COUNT_LABELS.filter(function (p) {
         var v = c[p[0]];
