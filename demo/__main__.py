@@ -363,9 +363,25 @@ def explain(console: Console, platform: LocalPlatform, view: dict[str, Any], lat
                          + (f" ({run.cancel_reason})" if run.cancel_reason else "")
                          + f"; VMs patched by it: {len(run.plans)}")
         outside = sorted(name for name in ring0 if not name.startswith("r0-"))
+        lines.extend(f"  {text}" for text in counts_lines(view))
         lines.append(f"installPatches reached only Ring 0 VMs ({len(ring0)}): "
                      + ("yes" if not outside else f"NO, also {', '.join(outside)}"))
         console.print(Panel("\n".join(lines), title="Halted: what happened to the later rings", border_style="red"))
+
+
+def counts_lines(view: dict[str, Any]) -> list[str]:
+    """``ring0: 6 VMs = 3 passed + 1 failed + 2 never started``, straight from the API's ring
+    counts (which add up: vms = passed + failed + inconclusive + inFlight + skipped + notStarted)."""
+    labels = (("passed", "passed"), ("failed", "failed"), ("inconclusive", "inconclusive"),
+              ("inFlight", "in flight"), ("skipped", "never started"), ("notStarted", "not started"))
+    lines = []
+    for ring in view.get("rings") or []:
+        counts = ring.get("counts") if isinstance(ring, dict) else None
+        if not isinstance(counts, dict) or not isinstance(counts.get("vms"), int):
+            continue
+        parts = [f"{counts[k]} {label}" for k, label in labels if isinstance(counts.get(k), int) and counts[k]]
+        lines.append(f"{ring.get('name')}: {counts['vms']} VMs = {' + '.join(parts) or '0'}")
+    return lines
 
 
 def show_notifications(console: Console, platform: LocalPlatform) -> None:

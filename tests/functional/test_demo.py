@@ -63,6 +63,8 @@ def test_bad_patch_demo_halts_and_shows_later_runs_cancelled() -> None:
     assert re.search(r"^ring0\s+6\s+3\s+1\s+2\s+fail\s", summary, re.M), summary
     assert "(built)" not in out and "never pinned (its gate did not pass)" in summary
     assert len(re.findall(r"^ring0\s+r0-\S+\s+not started", out, re.M)) == 2, out[-4000:]
+    # the API's own counts (GET /api/rollouts/{id}, printed as they are) add up, never-started VMs included
+    assert "ring0: 6 VMs = 3 passed + 1 failed + 2 never started" in out, out[-3000:]
     assert "/subscriptions/" not in out.split("Rollout summary", 1)[0].rsplit("PatchRings demo", 1)[-1]
     # structured logs: key=value lines; every line an activity or orchestrator of the rollout wrote names it
     rollout = re.search(r"^Rollout (\S+) started\.", out, re.M)
