@@ -285,11 +285,14 @@ def measure_history(size: int) -> dict[str, Any]:
         wall = time.perf_counter() - started
         assert final.runtime_status.value == "Completed", final.output
 
-        def sizes() -> dict[str, int]:
+        def sizes() -> dict[str, tuple[int, int]]:
             assert ht.host.engine is not None
-            return {iid: len(inst.history) for iid, inst in ht.host.engine.instances.items()}
+            return {iid: (len(inst.history), len(json.dumps(list(inst.history), default=str)))
+                    for iid, inst in ht.host.engine.instances.items()}
 
-        histories: dict[str, int] = ht.run_sync(sizes)
+        measured: dict[str, tuple[int, int]] = ht.run_sync(sizes)
+        histories = {iid: n for iid, (n, _) in measured.items()}
+        replayed = {iid: b for iid, (_, b) in measured.items()}
         return {
             "vms": size,
             "installs": len(f.called("start_install")),
@@ -297,6 +300,10 @@ def measure_history(size: int) -> dict[str, Any]:
             "parentHistory": histories.get(rid, 0),
             "maxHistory": max(histories.values()),
             "maxChildHistory": max((n for iid, n in histories.items() if iid != rid), default=0),
+            # bytes of history JSON each replay of an instance reads (issue 11: bounded history)
+            "maxReplayedBytes": max(replayed.values()),
+            "maxReplayedBytesInstance": max(replayed, key=lambda k: replayed[k]),
+            "parentReplayedBytes": replayed.get(rid, 0),
             "wallSeconds": round(wall, 2),
         }
     finally:
@@ -316,8 +323,11 @@ def _history(sizes: list[int]) -> list[dict[str, Any]]:
         per_vm = row["parentHistory"] / row["vms"]
         row["parentEventsPerVm"] = round(per_vm, 3)
         row["wallPerVmRatio"] = round((row["wallSeconds"] / row["vms"]) / (base["wallSeconds"] / base["vms"]), 3)
+        row["maxReplayedBytesRatio"] = round(row["maxReplayedBytes"] / base["maxReplayedBytes"], 3)
         print(f"   {row['vms']:>6} {row['instances']:>9} {row['parentHistory']:>11} {row['maxChildHistory']:>14} "
-              f"{per_vm:>18.3f} {row['wallSeconds']:>7} {row['wallPerVmRatio']:>19}")
+              f"{per_vm:>18.3f} {row['wallSeconds']:>7} {row['wallPerVmRatio']:>19}  max replayed bytes "
+              f"{row['maxReplayedBytes']} (x{row['maxReplayedBytesRatio']} of the smallest; "
+              f"{row['maxReplayedBytesInstance'].rsplit(':', 1)[-1]})")
     return rows
 
 

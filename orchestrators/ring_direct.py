@@ -30,6 +30,7 @@ from orchestrators import names, plan_view, retries
 from orchestrators.status import count_verdicts, manifest_details
 from orchestrators.timeutil import iso, parse_duration
 from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
+from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
 from patchrings.domain.rate import ErrorBudget, RateControl, spread_order
 
 bp = df.Blueprint()
@@ -120,17 +121,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         verdicts.extend(wave_verdicts)
         for verdict in wave_verdicts:
             budget.record(str(verdict.get("vm")), verdict_ok(verdict))
-        yield context.call_activity_with_retry(
-            names.LEDGER_VM_RESULTS,
-            retries.WRITE,
-            {
-                "rolloutId": spec.get("rolloutId"),
-                "ring": ring_name,
-                "runId": spec.get("runId"),
-                "results": [_compact(r) for r in wave_results],
-                "verdicts": wave_verdicts,
-            },
-        )
+        # The wave wrote its per-VM rows to the ledger itself (issue 11: they are not replayed here twice).
         if not context.is_replaying:
             log.info(
                 "ring %s wave %d/%d done: %d errors of %d allowed",
@@ -183,41 +174,3 @@ def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any
     gate = yield context.call_activity_with_retry(names.LEDGER_READ_GATE, retries.READ,
                                                   {"rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")})
     return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))
-
-
-# Most installed patches named in a VM's ledger row (the rest are counted in ``installedMore``).
-INSTALLED_IN_ROW = 30
-
-
-def _compact(entry: dict[str, Any]) -> dict[str, Any]:
-    """A VM's install outcome without the full per-patch list (the ledger keeps rows small), but
-    with a short list of what was installed (issue 13.7): ``KB<n>`` for Windows, ``name=version``
-    for Linux, at most ``INSTALLED_IN_ROW`` of them, plus ``installedMore`` when there are more."""
-    result = entry.get("result") or {}
-    if not isinstance(result, dict):
-        return {**entry, "result": None}
-    summary = {k: v for k, v in result.items() if k != "patches"}
-    patches = result.get("patches")
-    if isinstance(patches, list):
-        installed = _installed(patches)
-        summary["installed"] = installed[:INSTALLED_IN_ROW]
-        if len(installed) > INSTALLED_IN_ROW:
-            summary["installedMore"] = len(installed) - INSTALLED_IN_ROW
-    return {**entry, "result": summary}
-
-
-def _installed(patches: list[Any]) -> list[str]:
-    """``KB<n>`` / ``name=version`` of the patches whose installationState is Installed (sorted)."""
-    out: set[str] = set()
-    for patch in patches:
-        if not isinstance(patch, dict) or str(patch.get("installationState") or "").lower() != "installed":
-            continue
-        kb = str(patch.get("kbId") or "").strip()
-        if kb:
-            out.add(kb if kb.upper().startswith("KB") else f"KB{kb}")
-            continue
-        name = str(patch.get("name") or "").strip()
-        version = str(patch.get("version") or "").strip()
-        if name:
-            out.add(f"{name}={version}" if version else name)
-    return sorted(out)

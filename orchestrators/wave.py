@@ -241,7 +241,15 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         },
         f"{context.instance_id}:verify",
     )
-    return {"results": ordered, "verdicts": (verification or {}).get("verdicts", []), "installSeconds": seen_done}
+    verdicts = (verification or {}).get("verdicts", [])
+    # Per-VM rows go to the ledger from here (idempotent upsert), so the ring replays them once.
+    yield context.call_activity_with_retry(
+        names.LEDGER_VM_RESULTS,
+        retries.WRITE,
+        {"rolloutId": spec.get("rolloutId"), "ring": ring_name, "runId": spec.get("runId"),
+         "results": [_compact(r) for r in ordered], "verdicts": verdicts},
+    )
+    return {"results": ordered, "verdicts": verdicts, "installSeconds": seen_done}
 
 
 def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) -> timedelta:
@@ -344,3 +352,41 @@ def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str,
         "result": result,
         "error": error,
     }
+
+
+# Most installed patches named in a VM's ledger row (the rest are counted in ``installedMore``).
+INSTALLED_IN_ROW = 30
+
+
+def _compact(entry: dict[str, Any]) -> dict[str, Any]:
+    """A VM's install outcome without the full per-patch list (the ledger keeps rows small), but
+    with a short list of what was installed (issue 13.7): ``KB<n>`` for Windows, ``name=version``
+    for Linux, at most ``INSTALLED_IN_ROW`` of them, plus ``installedMore`` when there are more."""
+    result = entry.get("result") or {}
+    if not isinstance(result, dict):
+        return {**entry, "result": None}
+    summary = {k: v for k, v in result.items() if k != "patches"}
+    patches = result.get("patches")
+    if isinstance(patches, list):
+        installed = _installed(patches)
+        summary["installed"] = installed[:INSTALLED_IN_ROW]
+        if len(installed) > INSTALLED_IN_ROW:
+            summary["installedMore"] = len(installed) - INSTALLED_IN_ROW
+    return {**entry, "result": summary}
+
+
+def _installed(patches: list[Any]) -> list[str]:
+    """``KB<n>`` / ``name=version`` of the patches whose installationState is Installed (sorted)."""
+    out: set[str] = set()
+    for patch in patches:
+        if not isinstance(patch, dict) or str(patch.get("installationState") or "").lower() != "installed":
+            continue
+        kb = str(patch.get("kbId") or "").strip()
+        if kb:
+            out.add(kb if kb.upper().startswith("KB") else f"KB{kb}")
+            continue
+        name = str(patch.get("name") or "").strip()
+        version = str(patch.get("version") or "").strip()
+        if name:
+            out.add(f"{name}={version}" if version else name)
+    return sorted(out)
