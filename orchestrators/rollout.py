@@ -55,8 +55,12 @@ from orchestrators.verdicts import (
     promotion_target,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.domain.health import HealthPolicy
+from patchrings.domain.planner import estimate_ring
 from patchrings.domain.quarantine import parse_release, with_exclusions
+from patchrings.domain.rate import RateControl
 from patchrings.domain.recurrence import next_occurrence, parse_window
+from patchrings.domain.results import expected_install_duration
 from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
@@ -138,6 +142,8 @@ class Rollout:
         # the plan's quarantine as read at the start (issue 11): active entries and what Ring 0
         # excludes because of them (``patchrings.domain.quarantine``)
         self.quarantine: dict[str, Any] = {}
+        # issue 11's planner estimate for Ring 0 against the next ring's T-40 (None: not estimated)
+        self.planner: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -318,6 +324,7 @@ class Rollout:
                 **({"manifest": self.manifest} if self.manifest else {}),
                 **({"manifestDiff": self.manifest_diff} if self.manifest_diff else {}),
                 **({"quarantine": self.quarantine_summary()} if self.quarantine.get("entries") else {}),
+                **({"planner": self.planner} if self.planner else {}),
                 **({"status": self.st.doc} if final else {}),
             },
         )
@@ -365,6 +372,7 @@ class Rollout:
         # Exception thrown into the generator, which the last clause catches.
         try:
             yield from self.read_quarantine()
+            yield from self.plan_first_ring()
             while index < len(ring_list):
                 ring = ring_list[index]
                 try:
@@ -1203,6 +1211,47 @@ class Rollout:
             self.st.note(iso(self.now), f"ring {ring}: nothing was installed to quarantine")
         self.publish()
 
+    # ------------------------------------------------------------------ planner (issue 11)
+    def plan_first_ring(self) -> Gen:
+        """Can Ring 0 finish before the next ring's T-40 (less ``promotion.t40Margin``)? The
+        domain planner's estimate (``patchrings.domain.planner.estimate_ring``, as the dry run
+        computes it), its warnings as notes in the status, the estimate on the ledger row.
+
+        Only when the next ring is scheduled (a direct next ring has no T-40). Advisory: a read
+        that fails is a note, never a failure. Ring 0's size comes from ``resolve_ring_members``
+        with ``countOnly`` (the VM list is not kept: the rollout's history stays small; Ring 0
+        resolves its own members when it starts).
+        """
+        rings = plan_view.ring_names(self.plan)
+        if len(rings) < 2:
+            return
+        ring, next_ring = rings[0], rings[1]
+        next_doc = plan_view.ring(self.plan, next_ring)
+        configuration = plan_view.configuration_of(next_doc)
+        if plan_view.patching(plan_view.ring(self.plan, ring)) != "direct" or \
+                plan_view.patching(next_doc) != "scheduled" or not configuration:
+            return
+        try:
+            members = yield from self.activity(names.RESOLVE_MEMBERS,
+                                               {"plan": self.plan, "ring": ring, "countOnly": True})
+            members = members if isinstance(members, dict) else {}
+            count = int(members["count"]) if isinstance(members.get("count"), int) else len(members.get("vms") or [])
+            config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration})
+            window = (config or {}).get("window") or {}
+        except Exception as err:
+            self.st.note(iso(self.now), f"planner: whether {ring} finishes before {next_ring}'s T-40 is unknown "
+                                        f"({_first_line(err)[:200]})")
+            self.publish()
+            return
+        run = next_run(window, self.now) if window else None
+        margin = plan_view.promotion(self.plan).get("t40Margin") or "PT5M"
+        self.planner = ring_estimate(self.plan, ring, next_ring, count=count, start=self.now,
+                                     next_run_start=parse_iso(run["runStart"]) if run else None,
+                                     margin=parse_duration(margin, timedelta(minutes=5)))
+        for warning in planner_notes(self.planner):
+            self.st.note(iso(self.now), f"planner: {warning}")
+        self.publish()
+
     # ------------------------------------------------------------------ dry run
     def dry_run(self) -> Gen:
         rings = plan_view.ring_names(self.plan)
@@ -1246,6 +1295,39 @@ def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
         return None
     return {"runStart": iso(occurrence.start), "runEnd": iso(occurrence.end), "runName": occurrence.name,
             "t40": iso(occurrence.start - timedelta(minutes=40)), "meetsT40": True}
+
+
+def ring_estimate(plan: dict[str, Any], ring: str, next_ring: str, *, count: int, start: datetime,
+                  next_run_start: datetime | None, margin: timedelta) -> dict[str, Any]:
+    """The planner's estimate for a direct ``ring`` of ``count`` VMs from ``start`` against
+    ``next_ring``'s run at ``next_run_start`` (the same inputs as the dry run's)."""
+    install = plan_view.effective(plan, ring, "install")
+    return estimate_ring(
+        ring, count,
+        rate=RateControl.from_dict(plan_view.effective(plan, ring, "rate")),
+        health=HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")),
+        install_expected=expected_install_duration(parse_duration(install.get("maximumDuration"),
+                                                                  timedelta(hours=2))),
+        start=start, next_ring=next_ring, next_run_start=next_run_start, t40_margin=margin,
+        approval_needed=plan_view.approval(plan, next_ring).get("mode", "none") != "none",
+    ).to_dict()
+
+
+def planner_notes(estimate: dict[str, Any]) -> list[str]:
+    """The estimate's warnings as short status notes (a note is cut at a few hundred characters,
+    so a missed T-40 is restated with the fix first; the full text is on the ledger row)."""
+    out = []
+    for text in estimate.get("warnings") or []:
+        warning = str(text)
+        if estimate.get("fits") is False and " cannot finish before " in warning:
+            fit = estimate.get("minConcurrencyToFit")
+            fix = f"maxConcurrency >= {fit} would fit" if fit else "no concurrency fits: start earlier"
+            warning = (f"{estimate.get('ring')} misses {estimate.get('nextRing')}'s run at "
+                       f"{estimate.get('nextRunStart')}: {fix}; it needs {estimate.get('needs')} "
+                       f"({len(estimate.get('waves') or [])} waves), finishing {estimate.get('finishesAt')}, "
+                       f"after T-40 less the margin ({estimate.get('landBy')})")
+        out.append(warning)
+    return out
 
 
 def _reason_text(reason: Any) -> str:
