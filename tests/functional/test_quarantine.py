@@ -79,3 +79,8 @@ def test_a_bad_patch_is_not_installed_again_by_the_next_cycles_ring0(held: Any) 
     assert any("quarantined patch(es) excluded" in n["text"] for n in waiting["notes"]), waiting["notes"]
     row = lg.rollout(second) or {}
     assert row.get("quarantine", {}).get("entries") == [entry["id"]]
+    # the planner's estimate at the start (issue 11): Ring 0 against Ring 1's next run at 12:00
+    planner = row.get("planner") or {}
+    assert planner.get("ring") == "ring0" and planner.get("nextRing") == "ring1", planner
+    assert planner.get("nextRunStart", "").endswith("T12:00:00Z") and planner.get("fits") is True, planner
+    assert [n for n in waiting["notes"] if n["text"].startswith("planner: ")] or not planner.get("warnings")
