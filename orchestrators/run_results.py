@@ -19,6 +19,11 @@ the gate: an instance view carries neither the patch list nor the reboot state, 
 are *inconclusive*, never passed (``patchrings.domain.results``); a machine with no result at all
 is inconclusive too.
 
+Bounded history (issue 11): health is verified in sub-orchestrations of at most
+:data:`VERIFY_CHUNK` VMs running side by side (staggered so their full reads do not burst
+together), so no verify instance grows with the ring's size; lookups by VM id are dictionaries,
+not scans per VM (a replayed orchestrator repeats them on every episode).
+
 Input ``{rolloutId, plan, ring, correlationId, since}``; output ``{gate, healthSample, counts}``.
 """
 
@@ -34,6 +39,7 @@ from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
 from orchestrators.verdicts import gate_for, verdict_passed
+from orchestrators.verify import BURST_PAUSE, READ_BURST
 
 bp = df.Blueprint()
 
@@ -43,10 +49,20 @@ bp = df.Blueprint()
 ARG_REQUERY_DELAYS = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=15))
 
 
-def install_entry(vms: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
-    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in)."""
+#: At most this many VMs per verify sub-orchestration (issue 11, bounded history): a verify
+#: instance's history grows with its read chunks per round (verify.READ_BURST), so 500 VMs keep
+#: it to a few hundred events whatever the ring's size; the chunks run side by side.
+VERIFY_CHUNK = 500
+
+
+def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in);
+    ``vms`` may be given as ``{lower-case id: VmRef}`` (one lookup, not a scan per entry)."""
     vm_id = str(entry.get("vm") or "")
-    vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
+    if isinstance(vms, dict):
+        vm = vms.get(vm_id.lower(), {"id": vm_id})
+    else:
+        vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
     error = entry.get("error")
     if not error and not entry.get("result"):
         error = {"code": "NoResult", "message": "no result for this VM in the run"}
@@ -79,18 +95,14 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # Read by the status API through this instance's id (issue 9): what the ring is doing now.
     context.set_custom_status({"step": "collecting", "vms": len(vms)})
     collected = yield from collect_results(context, spec, vms, notes)
-    installs = [install_entry(vms, r) for r in collected]
+    vm_by_id = {vm["id"].lower(): vm for vm in vms}
+    installs = [install_entry(vm_by_id, r) for r in collected]
     seen = {i["vm"].lower() for i in installs}
-    installs.extend(install_entry(vms, {"vm": vm["id"], "state": "missing"}) for vm in vms
+    installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": "missing"}) for vm in vms
                     if vm["id"].lower() not in seen)
-    context.set_custom_status({"step": "verifying", "vms": len(vms), "verifyInstance": f"{context.instance_id}:verify"})
-    verification = yield context.call_sub_orchestrator(
-        names.VERIFY,
-        {"rolloutId": spec.get("rolloutId"), "plan": plan, "ring": ring, "vms": vms, "installs": installs,
-         "decide": False},
-        f"{context.instance_id}:verify",
-    )
-    verdicts = (verification or {}).get("verdicts") or []
+    context.set_custom_status({"step": "verifying", "vms": len(vms), "verifyInstance": f"{context.instance_id}:verify",
+                               "verifyInstances": max(1, -(-len(vms) // VERIFY_CHUNK))})
+    verdicts = yield from verify_in_chunks(context, spec, vms, installs)
     try:
         yield context.call_activity_with_retry(
             names.LEDGER_VM_RESULTS, retries.WRITE,
@@ -99,10 +111,35 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         )
     except Exception as exc:
         notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {str(exc)[:300]}"})
-    passed = [vm for vm in vms if any(verdict_passed(v) and str(v["vm"]).lower() == vm["id"].lower()
-                                      for v in verdicts)]
+    passed_ids = {str(v["vm"]).lower() for v in verdicts if verdict_passed(v)}
+    passed = [vm for vm in vms if vm["id"].lower() in passed_ids]
     return {"gate": gate_for(plan, ring, verdicts, notes=notes), "healthSample": health_sample(passed),
             "counts": count_verdicts(verdicts)}
+
+
+def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
+                     installs: list[dict[str, Any]]) -> Generator[Any, Any, list[dict[str, Any]]]:
+    """Verify the ring in sub-orchestrations of at most :data:`VERIFY_CHUNK` VMs, side by side.
+
+    Chunk ``i`` starts ``i x`` (its read bursts x ``verify.BURST_PAUSE``) later (``startDelaySeconds``),
+    so the chunks' rounds of full reads follow one another as one verify's bursts would, instead
+    of emptying ARM's per-subscription read bucket together. The first chunk keeps the instance
+    id ``<this>:verify`` (what the status API follows); the others are ``<this>:verify:<i>``."""
+    by_vm = {str(i["vm"]).lower(): i for i in installs}
+    chunks = [vms[first:first + VERIFY_CHUNK] for first in range(0, len(vms), VERIFY_CHUNK)] or [[]]
+    tasks = []
+    delay = 0
+    for index, chunk in enumerate(chunks):
+        doc: dict[str, Any] = {"rolloutId": spec.get("rolloutId"), "plan": spec["plan"], "ring": spec["ring"],
+                               "vms": chunk, "decide": False,
+                               "installs": [by_vm[vm["id"].lower()] for vm in chunk if vm["id"].lower() in by_vm]}
+        if delay:
+            doc["startDelaySeconds"] = delay
+        suffix = "" if index == 0 else f":{index}"
+        tasks.append(context.call_sub_orchestrator(names.VERIFY, doc, f"{context.instance_id}:verify{suffix}"))
+        delay += -(-len(chunk) // READ_BURST) * int(BURST_PAUSE.total_seconds())
+    answers = yield context.task_all(tasks)
+    return [v for answer in answers or [] for v in ((answer or {}).get("verdicts") or [])]
 
 
 def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],

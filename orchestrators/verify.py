@@ -20,7 +20,11 @@ Fail fast (issue 11): ``baselines`` (optional, ``{vm id: health sample}``, taken
 ``start_install`` from the instance view it reads anyway before the POST) marks the VMs that were
 healthy before patching; those fail at once after two consecutive unhealthy samples.
 
-Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?}``;
+``startDelaySeconds`` (optional): wait this long before the health phases start (run_results
+staggers its chunks of a large ring this way).
+
+Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?,
+startDelaySeconds?}``;
 output ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
 """
 
@@ -57,6 +61,9 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     policy = HealthPolicy.from_dict(plan_view.effective(plan, ring_name, "health"))
     probes = [p.to_dict() for p in policy.probes]
 
+    delay = int(spec.get("startDelaySeconds") or 0)
+    if delay > 0:  # a later chunk of a large ring (run_results): its reads follow the earlier chunks'
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
     installed = {i["vm"].lower() for i in installs if i.get("state") in ("done", "not-needed")}
     checked = [vm for vm in vms if vm["id"].lower() in installed]
     start = context.current_utc_datetime

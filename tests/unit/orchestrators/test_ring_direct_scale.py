@@ -72,3 +72,73 @@ def test_a_wave_hands_on_only_installed_and_failed_patches_with_the_fields_read_
     assert out["results"][0]["result"]["installedPatchCount"] == 1  # counts and status untouched
     # verify judges the same lean entries (a patch list is still there: detail for the verdict)
     assert named(ctx, "verify_orchestrator")[0].payload["installs"][0]["result"]["patches"] == patches
+
+
+# ------------------------------------------------------------------ scheduled rings: verify in chunks
+from orchestrators import run_results as run_results_mod  # noqa: E402
+from orchestrators import verify as verify_mod  # noqa: E402
+from tests.unit.orchestrators.test_orch_verdicts import run_spec  # noqa: E402
+
+
+class IdContext(ScriptedContext):
+    """Also records the instance id each sub-orchestration is started with."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__(payload)
+        self.sub_ids: list[str | None] = []
+
+    def call_sub_orchestrator(self, name: str, payload: Any = None, instance_id: str | None = None) -> Call:
+        self.sub_ids.append(instance_id)
+        return super().call_sub_orchestrator(name, payload, instance_id)
+
+
+def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_of_at_most_500() -> None:
+    vms = [vm(f"s{i:04d}") for i in range(1100)]
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "resolve_ring_members":
+            return {"vms": vms}
+        if call.name == "collect_run_results_arg":
+            return {"results": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
+        if call.name == "verify_orchestrator":
+            return {"verdicts": [{"vm": v["id"], "install": "ok", "health": "healthy", "outcome": "pass",
+                                  "reasons": []} for v in call.payload["vms"]]}
+        return {}
+
+    ctx = IdContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    chunks = named(ctx, "verify_orchestrator")
+    assert [len(c.payload["vms"]) for c in chunks] == [500, 500, 100]
+    assert [len(c.payload["installs"]) for c in chunks] == [500, 500, 100]  # each chunk its own installs
+    assert [c.payload.get("startDelaySeconds", 0) for c in chunks] == [0, 30, 60]  # 3 read bursts of 10 s each
+    assert ctx.sub_ids == ["inst:verify", "inst:verify:1", "inst:verify:2"]
+    assert out["counts"]["vms"] == 1100 and out["gate"]["outcome"] == "pass"
+    assert len(out["healthSample"]) == 50
+    ledger = named(ctx, "ledger_record_vm_results")[0].payload
+    assert len(ledger["verdicts"]) == 1100
+
+
+def test_verify_waits_its_start_delay_before_the_health_phases() -> None:
+    spec = {"plan": PLAN, "ring": "ring1", "vms": [vm("a")], "decide": False, "startDelaySeconds": 30,
+            "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
+    first: list[float] = []
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if not first:
+            first.append((ctx.current_utc_datetime - ctx_start).total_seconds())
+        return {"samples": [{"vm": c["vm"]["id"], "powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy",
+                             "probes": [], "readError": None} for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    ctx_start = ctx.current_utc_datetime
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    wait = plan_view_wait("ring1")
+    assert first == [30 + wait]  # the wait phase starts after the delay
+    assert out["verdicts"][0]["outcome"] == "pass"
+
+
+def plan_view_wait(ring: str) -> float:
+    from orchestrators import plan_view
+    from patchrings.domain.health import HealthPolicy
+
+    return HealthPolicy.from_dict(plan_view.effective(PLAN, ring, "health")).wait.total_seconds()
