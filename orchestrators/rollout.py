@@ -1120,8 +1120,11 @@ class Rollout:
     def plan_name(self) -> str:
         return str(self.plan.get("name") or "default")
 
-    def read_quarantine(self) -> Gen:
+    def read_quarantine(self, *, release_allowed: bool = True) -> Gen:
         """Before Ring 0: release what the input asks to release, then read what to exclude.
+
+        A dry run reads (``release_allowed=False``: it changes nothing) so that Ring 0's
+        would-install lists leave the quarantined patches out, as the real run will.
 
         Fail closed: a quarantine that cannot be read (after READ retries) fails the rollout
         before anything is installed; Ring 0 must not re-install a patch it may not know is bad.
@@ -1133,6 +1136,8 @@ class Rollout:
         by = str(self.initiator or "")
         if release and (not by or by.lower().startswith("system:")):
             refused, release = "releaseQuarantine needs a rollout started by a person", []
+        if release and not release_allowed:
+            refused, release = "a dry run releases nothing", []
         if refused:
             self.st.note(iso(self.now), f"quarantine release refused: {refused}")
         try:
@@ -1255,11 +1260,19 @@ class Rollout:
     # ------------------------------------------------------------------ dry run
     def dry_run(self) -> Gen:
         rings = plan_view.ring_names(self.plan)
+        plan = self.plan
+        if rings:
+            try:
+                yield from self.read_quarantine(release_allowed=False)
+                plan = self.plan_excluding_quarantine(rings[0])
+            except Stop as stop:  # a dry run reports, it never fails on this read
+                self.st.note(iso(self.now), f"{stop.outcome}: Ring 0 is listed without its exclusions")
+                self.publish()
         outcomes = yield self.ctx.task_all(
             [
                 self.ctx.call_sub_orchestrator(
                     names.DRY_RUN_RING,
-                    {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring},
+                    {"rolloutId": self.rollout_id, "plan": plan, "ring": ring},
                     f"{self.rollout_id}:{ring}:dry-run",
                 )
                 for ring in rings

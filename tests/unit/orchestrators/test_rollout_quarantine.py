@@ -117,3 +117,21 @@ def test_a_person_releases_by_the_rollout_input_a_system_start_cannot() -> None:
     ctx.run()
     assert "release" not in seen[0]
     assert any("releaseQuarantine needs a rollout started by a person" in t for t in notes(ctx))
+
+
+def test_a_dry_run_lists_ring0_without_the_quarantine_and_releases_nothing() -> None:
+    seen: list[Any] = []
+
+    def read(payload: Any) -> Any:
+        seen.append(payload)
+        return {"entries": [ENTRY], "exclusions": EXCLUDED}
+
+    spec = {"initiator": "dave@contoso.com", "dryRun": True, "releaseQuarantine": ["ro-old:ring0"]}
+    ctx = FakeContext(spec, with_quarantine({}, read), {})
+    out = ctx.run()
+    assert out["state"] == "dry-run-completed"
+    assert seen == [{"rolloutId": "ro-test", "planName": "test"}]  # no release in a dry run
+    dry = {p["ring"]: p for _, n, p in ctx.calls if n == names.DRY_RUN_RING}
+    install = next(r for r in dry["ring0"]["plan"]["rings"] if r["name"] == "ring0")["install"]
+    assert "5048667" in install["windowsParameters"]["kbNumbersToExclude"]
+    assert any("a dry run releases nothing" in t for t in notes(ctx))
