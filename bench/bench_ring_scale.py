@@ -19,7 +19,10 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
 3. **History per instance** -- the real orchestrators with the in-memory fake activities of
    ``tests/functional/fakeapp`` on a one-ring plan of N VMs in waves of 50: the largest history of
    any instance stays flat and the parent grows with the number of waves only.
-   ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it).
+   ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it). Also per kind of instance
+   (rollout, ring, wave, verify): max events and max replayed bytes (the history JSON a replay reads).
+4. **History of a scheduled ring** -- the same with Ring 1 (scheduled) of ``size`` VMs: the
+   run_results instance and its verify chunks. ``BENCH_SCHEDULED_SIZES=100,1000`` (default: skipped).
 
 Results: ``bench/results/ring_scale.json`` (this module's own file, also when run through
 ``python -m bench``).
@@ -291,6 +294,7 @@ def measure_history(size: int) -> dict[str, Any]:
                     for iid, inst in ht.host.engine.instances.items()}
 
         measured: dict[str, tuple[int, int]] = ht.run_sync(sizes)
+        byk = _by_kind(measured, rid)
         histories = {iid: n for iid, (n, _) in measured.items()}
         replayed = {iid: b for iid, (_, b) in measured.items()}
         return {
@@ -304,12 +308,108 @@ def measure_history(size: int) -> dict[str, Any]:
             "maxReplayedBytes": max(replayed.values()),
             "maxReplayedBytesInstance": max(replayed, key=lambda k: replayed[k]),
             "parentReplayedBytes": replayed.get(rid, 0),
+            "byKind": byk,
             "wallSeconds": round(wall, 2),
         }
     finally:
         ht.stop()
         clock.close()
         deps.reset()
+
+
+def _kind(iid: str, rid: str) -> str:
+    """The orchestration an instance id belongs to (ids are deterministic: ``rid:ring:w3:verify``)."""
+    if iid == rid:
+        return "rollout"
+    tail = iid[len(rid) + 1:] if iid.startswith(rid + ":") else iid
+    parts = tail.split(":")
+    if "verify" in parts:
+        return "verify"
+    if any(p.startswith("w") and p[1:].isdigit() for p in parts):
+        return "wave"
+    return "ring" if len(parts) == 1 else ":".join(["ring", *parts[1:2]])
+
+
+def _by_kind(measured: dict[str, tuple[int, int]], rid: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for iid, (events, size) in measured.items():
+        row = out.setdefault(_kind(iid, rid), {"instances": 0, "maxEvents": 0, "maxReplayedBytes": 0})
+        row["instances"] += 1
+        row["maxEvents"] = max(row["maxEvents"], events)
+        row["maxReplayedBytes"] = max(row["maxReplayedBytes"], size)
+    return out
+
+
+def measure_scheduled_history(size: int) -> dict[str, Any]:
+    """History per instance of a *scheduled* ring of ``size`` VMs (Ring 1 of the default plan, fake
+    activities): the run_results instance and its verify chunks, after Ring 1's run is decided."""
+    from emulator.clock import make_clock
+    from emulator.host.testing import HostThread
+    from patchrings.domain.plan import load_plan
+    from patchrings.settings import Settings
+    from tests.functional.fakeapp import fleet
+    from tests.functional.fakeapp.driver import Driver, maintenance_event
+    from triggers import deps
+
+    plan = load_plan_file_dict()
+    f = fleet.reset(load_plan(plan).to_dict())
+    for i, (name, os_name, tag) in enumerate([("r0-win-1", "Windows", "ring0"), ("r0-lnx-1", "Linux", "ring0"),
+                                              ("r2-win-1", "Windows", "ring2")]):
+        f.add(name, os_name, str(i % 3 + 1), tag)
+    for i in range(size):
+        f.add(f"r1-vm-{i:05d}", "Windows" if i % 2 else "Linux", str(i % 3 + 1), "ring1-hold")
+    clock = make_clock("skip", start=START)
+    ht = HostThread(APP, clock).start()
+    deps.override(settings=Settings(approver_header_fallback=True), plan=load_plan(plan), ledger=f)
+    try:
+        d = Driver(ht)
+        started = time.perf_counter()
+        with clock.hold():
+            rid = d.start(who="bench@contoso.com")
+            doc = d.until_waiting(rid, "approval", "ring1")
+            decided = d.decide(rid, "ring1", "approve", doc["waitingFor"]["manifestHash"], APPROVERS["ring1"])
+            assert decided.status == 202, decided
+            doc = d.until_waiting(rid, "pre-maintenance event", "ring1")
+            start = doc["rings"][[r["name"] for r in doc["rings"]].index("ring1")]["target"]["runStart"]
+            assert d.deliver(maintenance_event("pre", "mc-ring1", start)) == 202
+            d.until_waiting(rid, "post-maintenance event", "ring1")
+            assert d.deliver(maintenance_event("post", "mc-ring1", start)) == 202
+            d.until_waiting(rid, "approval", "ring2")
+        wall = time.perf_counter() - started
+
+        def sizes() -> dict[str, tuple[int, int]]:
+            assert ht.host.engine is not None
+            return {iid: (len(inst.history), len(json.dumps(list(inst.history), default=str)))
+                    for iid, inst in ht.host.engine.instances.items()}
+
+        measured: dict[str, tuple[int, int]] = ht.run_sync(sizes)
+        kinds = _by_kind(measured, rid)
+        return {"vms": size, "instances": len(measured), "maxHistory": max(n for n, _ in measured.values()),
+                "maxReplayedBytes": max(b for _, b in measured.values()), "byKind": kinds,
+                "wallSeconds": round(wall, 2)}
+    finally:
+        ht.stop()
+        clock.close()
+        deps.reset()
+
+
+def load_plan_file_dict() -> dict[str, Any]:
+    from patchrings.domain.plan import load_plan_file
+
+    plan = load_plan_file(REPO / "plans" / "default.json").to_dict()
+    plan.pop("hash", None)
+    return plan
+
+
+def _scheduled(sizes: list[int]) -> list[dict[str, Any]]:
+    rows = [measure_scheduled_history(size) for size in sizes]
+    for row in rows:
+        row["maxReplayedBytesRatio"] = round(row["maxReplayedBytes"] / rows[0]["maxReplayedBytes"], 3)
+        print(f"   scheduled ring of {row['vms']} VMs: {row['instances']} instances, max events {row['maxHistory']}, "
+              f"max replayed bytes {row['maxReplayedBytes']} (x{row['maxReplayedBytesRatio']}); by kind "
+              + ", ".join(f"{k} {v['instances']}x max {v['maxEvents']} ev / {v['maxReplayedBytes']} B"
+                          for k, v in sorted(row["byKind"].items())))
+    return rows
 
 
 def _history(sizes: list[int]) -> list[dict[str, Any]]:
@@ -341,7 +441,9 @@ def run() -> dict[str, Any]:
     print(f"   detection latency: {detection['detectionMinutesAfterInstall']} simulated minutes after the bad install "
           f"({detection['healthReadsOfSickVm']} health reads of the sick VM; outcome {detection['outcome']})")
     history_sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50").split(",") if s.strip()]
-    result = {"armCalls": arm, "detection": detection, "history": _history(history_sizes)}
+    scheduled_sizes = [int(s) for s in os.environ.get("BENCH_SCHEDULED_SIZES", "").split(",") if s.strip()]
+    result = {"armCalls": arm, "detection": detection, "history": _history(history_sizes),
+              "scheduledHistory": _scheduled(scheduled_sizes)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ring_scale.json").write_text(json.dumps(result, indent=2, default=str))
     print("   saved bench/results/ring_scale.json")

@@ -11,8 +11,14 @@ Install polling (issue 11): each wave answers the longest install it saw done pe
 (``installSeconds``); the next wave gets these as ``expectedInstallSeconds`` and polls each
 install first then, so after the first wave an install costs one status check.
 
+Bounded history (issue 11): waves hand back packed verdicts (passing VMs as indexes into the
+wave's VMs, see ``verdicts.pack_verdicts``) and per-VM install results only when this ring builds
+the manifest; every :data:`WAVES_PER_EXECUTION` waves the instance continues as new with its
+state in ``carry`` (its VMs, packed verdicts, learned durations, skipped, halted, next wave), so
+its history stays a bounded number of events however many waves the ring has.
+
 Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, buildManifest?, vms?,
-expectedInstallSeconds?}``; output a
+expectedInstallSeconds?, wavesPerExecution?, carry?}``; output a
 small summary ``{gate, manifest, healthSample, counts, skipped, budget, halted}``: per-VM results
 and verdicts stay in this instance's history and the ledger, so the rollout's history does not
 grow with the ring's size.
@@ -29,7 +35,15 @@ import azure.durable_functions as df
 from orchestrators import names, plan_view, retries
 from orchestrators.status import count_verdicts, manifest_details
 from orchestrators.timeutil import iso, parse_duration
-from orchestrators.verdicts import build_manifest_dict, gate_for, install_parameters, verdict_ok, verdict_passed
+from orchestrators.verdicts import (
+    build_manifest_dict,
+    gate_for,
+    install_parameters,
+    pack_verdicts,
+    unpack_verdicts,
+    verdict_ok,
+    verdict_passed,
+)
 from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
 from patchrings.domain.rate import ErrorBudget, RateControl, spread_order
 
@@ -40,6 +54,10 @@ log = logging.getLogger("patchrings.orchestrators.ring_direct")
 INSTALL_GRACE = timedelta(minutes=30)
 # How many passing VMs the rollout re-checks before authorising the next ring's run.
 HEALTH_SAMPLE = 50
+#: Waves per execution of this instance before it continues as new (issue 11, bounded history):
+#: a wave costs the ring about 12 history events, so 60 waves stay well under 1,000 events; a
+#: 10,000-VM ring in waves of 50 runs in 4 executions.
+WAVES_PER_EXECUTION = 60
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
@@ -48,12 +66,15 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     plan: dict[str, Any] = spec["plan"]
     ring_name: str = spec["ring"]
 
-    vms: list[dict[str, Any]] | None = spec.get("vms")
+    carry: dict[str, Any] = spec.get("carry") or {}  # state of the earlier executions (continue-as-new)
+    vms: list[dict[str, Any]] | None = carry.get("vms", spec.get("vms"))
     if vms is None:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                          {"plan": plan, "ring": ring_name})
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}
+    keep_results = bool(spec.get("buildManifest"))  # only Ring 0's manifest reads per-VM install results
+    per_execution = max(1, int(spec.get("wavesPerExecution") or WAVES_PER_EXECUTION))
 
     rate = RateControl.from_dict(plan_view.effective(plan, ring_name, "rate"))
     waves = rate.waves(vms)  # equal waves of maxConcurrency, or geometric (1, 2, 4, ...) when the plan says so
@@ -63,14 +84,17 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     max_duration = parse_duration(base_install.get("maximumDuration"), timedelta(hours=2))
     poll_seconds = int(spec.get("pollSeconds") or 120)
 
-    run_started_at = iso(context.current_utc_datetime)
-    results: list[dict[str, Any]] = []
-    verdicts: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    halted = False
+    run_started_at = str(carry.get("runStartedAt") or iso(context.current_utc_datetime))
+    results: list[dict[str, Any]] = list(carry.get("results") or [])
+    verdicts: list[dict[str, Any]] = unpack_verdicts(vms, carry["verdicts"]) if carry.get("verdicts") else []
+    for verdict in verdicts:
+        budget.record(str(verdict.get("vm")), verdict_ok(verdict))
+    skipped: list[str] = list(carry.get("skipped") or [])
+    halted = bool(carry.get("halted"))
+    first_wave = int(carry.get("next") or 0)
     # Expected install durations per OS (seconds), learned from each wave's longest install and
     # handed to the next wave so it polls once, when its installs should be done (issue 11).
-    learned: dict[str, Any] = _initial_expected(spec.get("expectedInstallSeconds"))
+    learned: dict[str, Any] = carry.get("learned") or _initial_expected(spec.get("expectedInstallSeconds"))
 
     def progress(index: int, step: str) -> None:
         # What the API shows while the ring runs (read by this instance's deterministic id):
@@ -83,8 +107,18 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             "counts": count_verdicts(verdicts),
         })
 
-    progress(0, "resolving" if not waves else "installing")
+    progress(first_wave, "resolving" if not waves else "installing")
     for index, wave in enumerate(waves):
+        if index < first_wave:
+            continue  # run by an earlier execution of this instance
+        if index >= first_wave + per_execution and budget.may_start_more() and not halted:
+            # Bounded history (issue 11): a fresh execution every `per_execution` waves, carrying
+            # the ring's state (its VMs, packed verdicts, learned durations) in its input.
+            context.continue_as_new({**spec, "carry": {
+                "vms": vms, "runStartedAt": run_started_at, "next": index, "learned": learned,
+                "verdicts": pack_verdicts(vms, verdicts), "results": results if keep_results else [],
+                "skipped": skipped, "halted": halted}})
+            return None
         if not budget.may_start_more() or halted:
             skipped.extend(wave)
             continue
@@ -94,6 +128,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             skipped.extend(wave)
             continue
         progress(index, "installing")
+        wave_vms = [by_id[vm_id] for vm_id in wave]
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
         outcome = yield context.call_sub_orchestrator(
             names.WAVE,
@@ -103,21 +138,24 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 "ring": ring_name,
                 "runId": spec.get("runId"),
                 "wave": index,
-                "vms": [by_id[vm_id] for vm_id in wave],
+                "vms": wave_vms,
                 "parameters": parameters,
                 "pollSeconds": poll_seconds,
                 "runStartedAt": run_started_at,
                 "deadline": iso(deadline),
                 "expectedInstallSeconds": dict(learned) or None,
+                "keepResults": keep_results,
             },
             f"{context.instance_id}:w{index}",
         )
         wave_results = (outcome or {}).get("results") or []
-        wave_verdicts = (outcome or {}).get("verdicts") or []
+        wave_verdicts = unpack_verdicts(wave_vms, outcome) if isinstance(outcome, dict) and "packed" in outcome \
+            else list((outcome or {}).get("verdicts") or [])
         for os_key, seconds in ((outcome or {}).get("installSeconds") or {}).items():
             if isinstance(seconds, (int, float)) and seconds > 0:
                 learned[str(os_key).lower()] = seconds
-        results.extend(wave_results)
+        if keep_results:
+            results.extend(wave_results)
         verdicts.extend(wave_verdicts)
         for verdict in wave_verdicts:
             budget.record(str(verdict.get("vm")), verdict_ok(verdict))

@@ -75,6 +75,47 @@ def _describe(entry: Mapping[str, Any], text: str) -> str:
     return f"{text}: {error}" if error else text
 
 
+_VERDICT_KEYS = {"vm", "name", "install", "health", "outcome", "reasons"}
+
+
+def pack_verdicts(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Verdicts in a form whose size does not grow with the *passing* VMs' ids (issue 11, bounded
+    history): a plain passing verdict (no reasons) becomes its VM's index in ``vms``, grouped by
+    ``install|health``; every other verdict is kept whole. :func:`unpack_verdicts` (with the same
+    ``vms``) gives back the same verdicts, ordered as ``vms``."""
+    index = {str(vm["id"]): i for i, vm in enumerate(vms)}
+    passed: dict[str, list[int]] = {}
+    other: list[dict[str, Any]] = []
+    for verdict in verdicts:
+        i = index.get(str(verdict.get("vm")))
+        if (i is not None and verdict.get("outcome") == "pass" and not verdict.get("reasons")
+                and set(verdict) <= _VERDICT_KEYS and (verdict.get("name") or None) == (vms[i].get("name") or None)):
+            passed.setdefault(f"{verdict.get('install')}|{verdict.get('health')}", []).append(i)
+        else:
+            other.append(verdict)
+    return {"packed": True, "verdicts": other, "passed": passed}
+
+
+def unpack_verdicts(vms: list[dict[str, Any]], doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The verdicts of :func:`pack_verdicts` (a doc without ``packed`` is taken as it is)."""
+    if not doc.get("packed"):
+        return list(doc.get("verdicts") or [])
+    index = {str(vm["id"]): i for i, vm in enumerate(vms)}
+    placed: list[tuple[int, int, dict[str, Any]]] = []
+    for order, verdict in enumerate(doc.get("verdicts") or []):
+        placed.append((index.get(str(verdict.get("vm")), len(vms)), order, verdict))
+    for key, indexes in (doc.get("passed") or {}).items():
+        install, _, health = str(key).partition("|")
+        for i in indexes:
+            vm = vms[int(i)]
+            stub: dict[str, Any] = {"vm": vm["id"], "install": install, "health": health, "outcome": "pass",
+                                    "reasons": []}
+            if vm.get("name"):
+                stub["name"] = vm["name"]
+            placed.append((int(i), -1, stub))
+    return [verdict for _, _, verdict in sorted(placed, key=lambda p: (p[0], p[1]))]
+
+
 def verdict_ok(verdict: Mapping[str, Any]) -> bool:
     """True unless the VM failed (inconclusive VMs do not consume the error budget)."""
     return verdict.get("outcome") != "fail"

@@ -31,8 +31,10 @@ OS's ``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds``
 minutes -- instead of every ``pollSeconds`` from the start; a round polls only the VMs due.
 
 Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
-pollSeconds, deadline, runStartedAt, expectedInstallSeconds?}`` (seconds, or ``{os: seconds}``);
-output ``{results: [VmInstall], verdicts: [VmVerdict dict], installSeconds: {os: seconds}}`` where
+pollSeconds, deadline, runStartedAt, expectedInstallSeconds?, keepResults?}`` (seconds, or
+``{os: seconds}``); output ``{packed, verdicts, passed, results: [VmInstall], installSeconds: {os:
+seconds}}`` (verdicts packed by ``verdicts.pack_verdicts``: read them with ``unpack_verdicts``;
+``results`` empty unless ``keepResults``, default true) where
 ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family,
 for Ring 0's coverage in the manifest) and ``installSeconds`` is the longest install per OS seen
 done (the ring learns it for its next waves).
@@ -52,6 +54,7 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
 from orchestrators.timeutil import iso, parse_iso
+from orchestrators.verdicts import pack_verdicts
 from patchrings.domain.health import HealthPolicy
 from patchrings.domain.results import expected_install_duration, next_install_poll
 from patchrings.domain.timeutil import parse_duration
@@ -249,7 +252,10 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         {"rolloutId": spec.get("rolloutId"), "ring": ring_name, "runId": spec.get("runId"),
          "results": [_compact(r) for r in ordered], "verdicts": verdicts},
     )
-    return {"results": ordered, "verdicts": verdicts, "installSeconds": seen_done}
+    # Bounded history (issue 11): passing VMs go back as indexes; install results only when the
+    # ring builds a manifest from them (``keepResults``, default true).
+    keep = spec.get("keepResults", True)
+    return {**pack_verdicts(vms, verdicts), "results": ordered if keep else [], "installSeconds": seen_done}
 
 
 def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) -> timedelta:

@@ -142,3 +142,77 @@ def plan_view_wait(ring: str) -> float:
     from patchrings.domain.health import HealthPolicy
 
     return HealthPolicy.from_dict(plan_view.effective(PLAN, ring, "health")).wait.total_seconds()
+
+
+# ------------------------------------------------------------------ packed verdicts, continue-as-new
+from orchestrators.verdicts import pack_verdicts, unpack_verdicts  # noqa: E402
+
+
+def test_packed_verdicts_keep_passing_vms_as_indexes_and_unpack_to_the_same_verdicts() -> None:
+    vms = [vm(f"p{i}") for i in range(5)]
+    verdicts = [
+        {"vm": vms[0]["id"], "name": "p0", "install": "ok", "health": "healthy", "outcome": "pass", "reasons": []},
+        {"vm": vms[1]["id"], "name": "p1", "install": "failed", "health": "skipped", "outcome": "fail",
+         "reasons": ["install: boom"]},
+        {"vm": vms[2]["id"], "name": "p2", "install": "ok", "health": "not-needed", "outcome": "pass", "reasons": []},
+        {"vm": vms[3]["id"], "name": "p3", "install": "ok", "health": "healthy", "outcome": "pass",
+         "reasons": ["note"]},  # a pass with a reason stays whole
+        {"vm": vms[4]["id"], "name": "p4", "install": "ok", "health": "healthy", "outcome": "pass", "reasons": []},
+    ]
+    packed = pack_verdicts(vms, verdicts)
+    assert packed["passed"] == {"ok|healthy": [0, 4], "ok|not-needed": [2]}
+    assert [v["name"] for v in packed["verdicts"]] == ["p1", "p3"]
+    assert unpack_verdicts(vms, packed) == verdicts
+    assert unpack_verdicts(vms, {"verdicts": verdicts}) == verdicts  # an unpacked answer is taken as it is
+
+
+class CanContext(ScriptedContext):
+    """Records continue_as_new (the drive loop ends when the generator returns)."""
+
+    def __init__(self, payload: Any) -> None:
+        super().__init__(payload)
+        self.continued: list[Any] = []
+
+    def continue_as_new(self, payload: Any) -> None:
+        self.continued.append(payload)
+
+
+def test_a_ring_continues_as_new_every_k_waves_and_ends_with_the_same_summary() -> None:
+    """Issue 11 item 3: 7 waves with 3 waves per execution = 3 executions; the gate, counts,
+    budget and learned durations are those of one long execution."""
+    vms = [vm(f"c{i}", "Windows") for i in range(14)]  # maxConcurrency 2 -> 7 waves
+    spec = {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "vms": vms,
+            "startedAt": "2026-11-16T06:00:00Z", "wavesPerExecution": 3, "buildManifest": True}
+    bad = vms[5]["id"]
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == wave_mod.names.WAVE:
+            wave_vms = call.payload["vms"]
+            verdicts = [{"vm": v["id"], "name": v["name"], "install": "ok", "health": "healthy", "outcome": "pass",
+                         "reasons": []} if v["id"] != bad else
+                        {"vm": v["id"], "name": v["name"], "install": "inconclusive", "health": "skipped",
+                         "outcome": "inconclusive", "reasons": ["install: unreadable"]} for v in wave_vms]
+            return {**pack_verdicts(wave_vms, verdicts), "installSeconds": {"windows": 100.0 * call.payload["wave"]},
+                    "results": [{"vm": v["id"], "os": "Windows", "state": "done", "result": ok_result()}
+                                for v in wave_vms] if call.payload["keepResults"] else []}
+        return {}
+
+    executions, waves_seen = 0, []
+    payload: Any = spec
+    out = None
+    while True:
+        ctx = CanContext(payload)
+        out = drive(raw(ring_direct_mod.ring_direct_orchestrator), ctx, answer)
+        executions += 1
+        waves_seen += [w.payload["wave"] for w in named(ctx, wave_mod.names.WAVE)]
+        if not ctx.continued:
+            break
+        assert out is None and len(ctx.continued) == 1
+        payload = ctx.continued[0]
+        assert payload["carry"]["runStartedAt"] == "2026-11-16T06:00:00Z"  # the run's start is kept
+    assert executions == 3 and waves_seen == list(range(7))
+    assert out is not None
+    assert out["counts"]["vms"] == 14 and out["counts"]["skipped"] == 0
+    assert out["gate"]["outcome"] == "inconclusive" and out["gate"]["counts"]["passed"] == 13
+    assert out["installSeconds"] == {"windows": 600.0}
+    assert len(out["manifest"]["sources"]) == 13  # the manifest saw every wave's results
