@@ -291,8 +291,10 @@ def ledger_read_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict
                                         at=payload.get("at"), reason=payload.get("reason"))
         (released if row is not None else unknown).append(str(entry_id))
     entries = quarantine.active(ledger.quarantines(plan_name))
-    return {"entries": entries, "exclusions": quarantine.exclusions(entries), "released": released,
-            "unknown": unknown}
+    # the exclusions cover every active entry; the entries themselves (for notes) are the newest
+    # 50, so the rollout's history stays bounded however many cycles failed unreleased
+    return {"entries": entries[-50:], "activeCount": len(entries), "exclusions": quarantine.exclusions(entries),
+            "released": released, "unknown": unknown}
 
 
 @bp.activity_trigger(input_name="payload")
