@@ -1163,9 +1163,10 @@ class Rollout:
             patches = list((excluded or {}).get("kbNumbersToExclude") or []) + list(
                 (excluded or {}).get("packageNameMasksToExclude") or [])
             shown = ", ".join((f"KB{p}" if p.isdigit() else p) for p in patches[:10])
+            gates = answer.get("activeCount") or len(entries)
             self.st.note(iso(self.now), f"ring {plan_view.ring_names(self.plan)[0]}: {len(patches)} quarantined "
                                         f"patch(es) excluded ({shown}{', ...' if len(patches) > 10 else ''}) "
-                                        f"from {len(entries)} failed gate(s), e.g. {entries[0].get('id')} at "
+                                        f"from {gates} failed gate(s), e.g. {entries[0].get('id')} at "
                                         f"{entries[0].get('at')}; release: releaseQuarantine")
         self.publish()
 
