@@ -38,8 +38,9 @@ import azure.durable_functions as df
 from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
-from orchestrators.verdicts import gate_for, verdict_passed
+from orchestrators.verdicts import gate_for, unpack_verdicts, verdict_passed
 from orchestrators.verify import BURST_PAUSE, READ_BURST
+from orchestrators.wave import _lean
 
 bp = df.Blueprint()
 
@@ -66,14 +67,14 @@ def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: 
     error = entry.get("error")
     if not error and not entry.get("result"):
         error = {"code": "NoResult", "message": "no result for this VM in the run"}
-    return {
+    return _lean({
         "vm": vm["id"],
         "name": entry.get("name") or vm.get("name"),
         "os": entry.get("os") or vm.get("os"),
         "state": entry.get("state") or "missing",
         "result": entry.get("result"),
         "error": error,
-    }
+    })
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RUN_RESULTS)
@@ -102,15 +103,9 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     if vm["id"].lower() not in seen)
     context.set_custom_status({"step": "verifying", "vms": len(vms), "verifyInstance": f"{context.instance_id}:verify",
                                "verifyInstances": max(1, -(-len(vms) // VERIFY_CHUNK))})
-    verdicts = yield from verify_in_chunks(context, spec, vms, installs)
-    try:
-        yield context.call_activity_with_retry(
-            names.LEDGER_VM_RESULTS, retries.WRITE,
-            {"rolloutId": spec.get("rolloutId"), "ring": ring, "runId": spec["correlationId"],
-             "results": installs, "verdicts": verdicts},
-        )
-    except Exception as exc:
-        notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {str(exc)[:300]}"})
+    verdicts, ledger_errors = yield from verify_in_chunks(context, spec, vms, installs)
+    if ledger_errors:
+        notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {ledger_errors[0]}"})
     passed_ids = {str(v["vm"]).lower() for v in verdicts if verdict_passed(v)}
     passed = [vm for vm in vms if vm["id"].lower() in passed_ids]
     return {"gate": gate_for(plan, ring, verdicts, notes=notes), "healthSample": health_sample(passed),
@@ -118,20 +113,23 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
-                     installs: list[dict[str, Any]]) -> Generator[Any, Any, list[dict[str, Any]]]:
+                     installs: list[dict[str, Any]]) -> Generator[Any, Any, tuple[list[dict[str, Any]], list[str]]]:
     """Verify the ring in sub-orchestrations of at most :data:`VERIFY_CHUNK` VMs, side by side.
 
     Chunk ``i`` starts ``i x`` (its read bursts x ``verify.BURST_PAUSE``) later (``startDelaySeconds``),
     so the chunks' rounds of full reads follow one another as one verify's bursts would, instead
     of emptying ARM's per-subscription read bucket together. The first chunk keeps the instance
-    id ``<this>:verify`` (what the status API follows); the others are ``<this>:verify:<i>``."""
+    id ``<this>:verify`` (what the status API follows); the others are ``<this>:verify:<i>``.
+    Each chunk writes its own per-VM ledger rows and answers packed verdicts, so this instance
+    replays neither the rows nor the passing VMs' verdicts. Returns ``(verdicts, ledger errors)``."""
     by_vm = {str(i["vm"]).lower(): i for i in installs}
     chunks = [vms[first:first + VERIFY_CHUNK] for first in range(0, len(vms), VERIFY_CHUNK)] or [[]]
     tasks = []
     delay = 0
     for index, chunk in enumerate(chunks):
         doc: dict[str, Any] = {"rolloutId": spec.get("rolloutId"), "plan": spec["plan"], "ring": spec["ring"],
-                               "vms": chunk, "decide": False,
+                               "vms": chunk, "decide": False, "pack": True,
+                               "ledger": {"runId": spec["correlationId"]},
                                "installs": [by_vm[vm["id"].lower()] for vm in chunk if vm["id"].lower() in by_vm]}
         if delay:
             doc["startDelaySeconds"] = delay
@@ -139,7 +137,13 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, An
         tasks.append(context.call_sub_orchestrator(names.VERIFY, doc, f"{context.instance_id}:verify{suffix}"))
         delay += -(-len(chunk) // READ_BURST) * int(BURST_PAUSE.total_seconds())
     answers = yield context.task_all(tasks)
-    return [v for answer in answers or [] for v in ((answer or {}).get("verdicts") or [])]
+    verdicts: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for chunk, answer in zip(chunks, answers or [], strict=False):
+        verdicts.extend(unpack_verdicts(chunk, answer or {}))
+        if (answer or {}).get("ledgerError"):
+            errors.append(str(answer["ledgerError"]))
+    return verdicts, errors
 
 
 def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],

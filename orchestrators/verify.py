@@ -21,10 +21,12 @@ Fail fast (issue 11): ``baselines`` (optional, ``{vm id: health sample}``, taken
 healthy before patching; those fail at once after two consecutive unhealthy samples.
 
 ``startDelaySeconds`` (optional): wait this long before the health phases start (run_results
-staggers its chunks of a large ring this way).
+staggers its chunks of a large ring this way). ``ledger: {runId}`` (optional): write the per-VM
+rows (installs + verdicts) to the ledger here, answering ``ledgerError`` when that fails;
+``pack: true``: verdicts packed (``verdicts.pack_verdicts``; read with ``unpack_verdicts``).
 
 Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?,
-startDelaySeconds?}``;
+startDelaySeconds?, ledger?, pack?}``;
 output ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
 """
 
@@ -38,7 +40,7 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
 from orchestrators.timeutil import iso
-from orchestrators.verdicts import gate_for, verdicts_for
+from orchestrators.verdicts import gate_for, pack_verdicts, verdicts_for
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthTracker, evaluate_sample
 
 bp = df.Blueprint()
@@ -111,7 +113,19 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     gate = gate_for(plan, ring_name, verdicts) if spec.get("decide") else None
     if not context.is_replaying:
         log.info("verified %d VMs of ring %s", len(verdicts), ring_name)
-    return {"verdicts": verdicts, "gate": gate}
+    out: dict[str, Any] = {"verdicts": verdicts, "gate": gate}
+    ledger = spec.get("ledger")
+    if isinstance(ledger, dict):  # run_results' chunks write their own per-VM rows (bounded history)
+        try:
+            yield context.call_activity_with_retry(
+                names.LEDGER_VM_RESULTS, retries.WRITE,
+                {"rolloutId": spec.get("rolloutId"), "ring": ring_name, "runId": ledger.get("runId"),
+                 "results": installs, "verdicts": verdicts})
+        except Exception as exc:  # the caller turns this into an inconclusive gate note
+            out["ledgerError"] = str(exc)[:300]
+    if spec.get("pack"):
+        out.update(pack_verdicts(vms, verdicts))
+    return out
 
 
 def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:

@@ -12,6 +12,7 @@ from orchestrators import wave as wave_mod
 from tests.unit.orchestrators.test_orch_verdicts import (
     PLAN,
     WAVE_SPEC,
+    ActivityFailed,
     Call,
     ScriptedContext,
     drive,
@@ -75,6 +76,7 @@ def test_a_wave_hands_on_only_installed_and_failed_patches_with_the_fields_read_
 
 
 # ------------------------------------------------------------------ scheduled rings: verify in chunks
+from orchestrators import retries  # noqa: E402
 from orchestrators import run_results as run_results_mod  # noqa: E402
 from orchestrators import verify as verify_mod  # noqa: E402
 from tests.unit.orchestrators.test_orch_verdicts import run_spec  # noqa: E402
@@ -101,8 +103,9 @@ def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_of_at_most_500
         if call.name == "collect_run_results_arg":
             return {"results": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
         if call.name == "verify_orchestrator":
-            return {"verdicts": [{"vm": v["id"], "install": "ok", "health": "healthy", "outcome": "pass",
-                                  "reasons": []} for v in call.payload["vms"]]}
+            chunk = call.payload["vms"]
+            return pack_verdicts(chunk, [{"vm": v["id"], "name": v["name"], "install": "ok", "health": "healthy",
+                                          "outcome": "pass", "reasons": []} for v in chunk])
         return {}
 
     ctx = IdContext(run_spec())
@@ -114,8 +117,29 @@ def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_of_at_most_500
     assert ctx.sub_ids == ["inst:verify", "inst:verify:1", "inst:verify:2"]
     assert out["counts"]["vms"] == 1100 and out["gate"]["outcome"] == "pass"
     assert len(out["healthSample"]) == 50
-    ledger = named(ctx, "ledger_record_vm_results")[0].payload
-    assert len(ledger["verdicts"]) == 1100
+    # each chunk writes its own ledger rows and answers packed verdicts (nothing per VM replayed here)
+    assert all(c.payload["ledger"] == {"runId": run_spec()["correlationId"]} and c.payload["pack"] for c in chunks)
+    assert named(ctx, "ledger_record_vm_results") == []
+
+
+def test_a_verify_chunk_writes_its_rows_and_reports_a_failed_write() -> None:
+    spec = {"plan": PLAN, "ring": "ring1", "vms": [vm("a")], "decide": False, "rolloutId": "r",
+            "ledger": {"runId": "run-1"}, "pack": True,
+            "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
+    healthy = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "ledger_record_vm_results":
+            raise ActivityFailed("table down")
+        return {"samples": [{"vm": c["vm"]["id"], **healthy} for c in call.payload["checks"]]}
+
+    ctx = ScriptedContext(spec)
+    out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
+    write = named(ctx, "ledger_record_vm_results")[0]
+    assert write.retry is retries.WRITE and write.payload["runId"] == "run-1"
+    assert write.payload["results"] == spec["installs"] and len(write.payload["verdicts"]) == 1
+    assert out["ledgerError"] == "table down"
+    assert out["packed"] and out["passed"] == {"ok|healthy": [0]}
 
 
 def test_verify_waits_its_start_delay_before_the_health_phases() -> None:
