@@ -34,7 +34,8 @@ Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: para
 pollSeconds, deadline, runStartedAt, expectedInstallSeconds?, keepResults?}`` (seconds, or
 ``{os: seconds}``); output ``{packed, verdicts, passed, results: [VmInstall], installSeconds: {os:
 seconds}}`` (verdicts packed by ``verdicts.pack_verdicts``: read them with ``unpack_verdicts``;
-``results`` empty unless ``keepResults``, default true) where
+``results`` -- each VM's ``vm, os, image, state, result.patches``, what the manifest reads -- empty
+unless ``keepResults``, default true) where
 ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family,
 for Ring 0's coverage in the manifest) and ``installSeconds`` is the longest install per OS seen
 done (the ring learns it for its next waves).
@@ -255,7 +256,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # Bounded history (issue 11): passing VMs go back as indexes; install results only when the
     # ring builds a manifest from them (``keepResults``, default true).
     keep = spec.get("keepResults", True)
-    return {**pack_verdicts(vms, verdicts), "results": ordered if keep else [], "installSeconds": seen_done}
+    return {**pack_verdicts(vms, verdicts), "results": [_manifest_part(r) for r in ordered] if keep else [],
+            "installSeconds": seen_done}
 
 
 def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) -> timedelta:
@@ -346,6 +348,15 @@ def _lean(entry: dict[str, Any]) -> dict[str, Any]:
             lean["classifications"] = lean["classifications"][:5]
         patches.append(lean)
     return {**entry, "result": {**result, "patches": patches}}
+
+
+def _manifest_part(entry: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest reads of a VM's install entry (``vm, os, image, state, result.patches``):
+    its verdict is decided already, so counts, status and errors stay in the ledger row."""
+    result = entry.get("result")
+    patches = result.get("patches") if isinstance(result, dict) else None
+    return {"vm": entry.get("vm"), "os": entry.get("os"), "image": entry.get("image"), "state": entry.get("state"),
+            "result": {"patches": patches} if isinstance(patches, list) else None}
 
 
 def _entry(vm: dict[str, Any], state: str, result: Any, error: Any) -> dict[str, Any]:

@@ -70,9 +70,13 @@ def test_a_wave_hands_on_only_installed_and_failed_patches_with_the_fields_read_
     assert len(patches) == 40 and {p["installationState"] for p in patches} == {"Installed", "Failed"}
     assert all(set(p) == {"kbId", "name", "version", "classifications", "installationState"} for p in patches)
     assert all(len(p["name"]) == 200 and len(p["classifications"]) == 5 for p in patches)
-    assert out["results"][0]["result"]["installedPatchCount"] == 1  # counts and status untouched
-    # verify judges the same lean entries (a patch list is still there: detail for the verdict)
-    assert named(ctx, "verify_orchestrator")[0].payload["installs"][0]["result"]["patches"] == patches
+    assert out["results"][0]["result"] == {"patches": patches}  # the ring (manifest) reads only the patches
+    # verify judges the lean entries with their counts and status (and a patch list: detail for the verdict)
+    judged = named(ctx, "verify_orchestrator")[0].payload["installs"][0]["result"]
+    assert judged["patches"] == patches and judged["installedPatchCount"] == 1 and judged["status"] == "Succeeded"
+    # the wave's ledger row: counts and status, the installed KBs, not the patch list
+    row = named(ctx, "ledger_record_vm_results")[0].payload["results"][0]["result"]
+    assert row["installedPatchCount"] == 1 and "patches" not in row and len(row["installed"]) == 20
 
 
 # ------------------------------------------------------------------ scheduled rings: verify in chunks
