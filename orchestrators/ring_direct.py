@@ -58,6 +58,10 @@ HEALTH_SAMPLE = 50
 #: a wave costs the ring about 12 history events, so 60 waves stay well under 1,000 events; a
 #: 10,000-VM ring in waves of 50 runs in 4 executions.
 WAVES_PER_EXECUTION = 60
+#: At most this many VMs per wave instance (issue 11): a wave of maxConcurrency 500 runs as 5
+#: wave instances side by side, each about 6 history events per VM (start, first poll) + a few
+#: hundred for its polls and verify, so no wave instance passes 2,000 events.
+WAVE_SLICE = 100
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
@@ -130,30 +134,41 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         progress(index, "installing")
         wave_vms = [by_id[vm_id] for vm_id in wave]
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
-        outcome = yield context.call_sub_orchestrator(
-            names.WAVE,
-            {
-                "rolloutId": spec.get("rolloutId"),
-                "plan": plan,
-                "ring": ring_name,
-                "runId": spec.get("runId"),
-                "wave": index,
-                "vms": wave_vms,
-                "parameters": parameters,
-                "pollSeconds": poll_seconds,
-                "runStartedAt": run_started_at,
-                "deadline": iso(deadline),
-                "expectedInstallSeconds": dict(learned) or None,
-                "keepResults": keep_results,
-            },
-            f"{context.instance_id}:w{index}",
-        )
-        wave_results = (outcome or {}).get("results") or []
-        wave_verdicts = unpack_verdicts(wave_vms, outcome) if isinstance(outcome, dict) and "packed" in outcome \
-            else list((outcome or {}).get("verdicts") or [])
-        for os_key, seconds in ((outcome or {}).get("installSeconds") or {}).items():
-            if isinstance(seconds, (int, float)) and seconds > 0:
-                learned[str(os_key).lower()] = seconds
+        # A wave larger than WAVE_SLICE runs as several wave instances side by side (same start,
+        # same deadline): each instance's history grows with its VMs (start + polls per VM).
+        slices = [wave_vms[first:first + WAVE_SLICE] for first in range(0, len(wave_vms), WAVE_SLICE)]
+        outcomes = yield context.task_all([
+            context.call_sub_orchestrator(
+                names.WAVE,
+                {
+                    "rolloutId": spec.get("rolloutId"),
+                    "plan": plan,
+                    "ring": ring_name,
+                    "runId": spec.get("runId"),
+                    "wave": index,
+                    "vms": part,
+                    "parameters": parameters,
+                    "pollSeconds": poll_seconds,
+                    "runStartedAt": run_started_at,
+                    "deadline": iso(deadline),
+                    "expectedInstallSeconds": dict(learned) or None,
+                    "keepResults": keep_results,
+                },
+                f"{context.instance_id}:w{index}" + (f".{k}" if k else ""),
+            )
+            for k, part in enumerate(slices)
+        ])
+        wave_results: list[dict[str, Any]] = []
+        wave_verdicts: list[dict[str, Any]] = []
+        seen: dict[str, float] = {}
+        for part, outcome in zip(slices, outcomes or [], strict=False):
+            wave_results.extend((outcome or {}).get("results") or [])
+            wave_verdicts.extend(unpack_verdicts(part, outcome) if isinstance(outcome, dict) and "packed" in outcome
+                                 else list((outcome or {}).get("verdicts") or []))
+            for os_key, seconds in ((outcome or {}).get("installSeconds") or {}).items():
+                if isinstance(seconds, (int, float)) and seconds > 0:
+                    seen[str(os_key).lower()] = max(seen.get(str(os_key).lower(), 0.0), float(seconds))
+        learned.update(seen)
         if keep_results:
             results.extend(wave_results)
         verdicts.extend(wave_verdicts)

@@ -244,3 +244,31 @@ def test_a_ring_continues_as_new_every_k_waves_and_ends_with_the_same_summary() 
     assert out["gate"]["outcome"] == "inconclusive" and out["gate"]["counts"]["passed"] == 13
     assert out["installSeconds"] == {"windows": 600.0}
     assert len(out["manifest"]["sources"]) == 13  # the manifest saw every wave's results
+
+
+def test_a_wave_of_250_vms_runs_as_three_wave_instances_side_by_side() -> None:
+    import copy
+
+    plan = copy.deepcopy(PLAN)
+    plan["rings"][0]["rate"] = {"maxConcurrency": 250, "maxErrors": 0}
+    vms = [vm(f"b{i:03d}", "Windows" if i % 2 else "Linux") for i in range(250)]
+    spec = {"rolloutId": "r", "plan": plan, "ring": "ring0", "runId": "r:ring0", "vms": vms,
+            "startedAt": "2026-11-16T06:00:00Z"}
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == wave_mod.names.WAVE:
+            part = call.payload["vms"]
+            verdicts = [{"vm": v["id"], "name": v["name"], "install": "ok", "health": "healthy", "outcome": "pass",
+                         "reasons": []} for v in part]
+            return {**pack_verdicts(part, verdicts), "results": [],
+                    "installSeconds": {"windows": 1000.0 + len(part), "linux": 300.0}}
+        return {}
+
+    ctx = IdContext(spec)
+    out = drive(raw(ring_direct_mod.ring_direct_orchestrator), ctx, answer)
+    waves = named(ctx, wave_mod.names.WAVE)
+    assert [len(w.payload["vms"]) for w in waves] == [100, 100, 50]
+    assert ctx.sub_ids == ["inst:w0", "inst:w0.1", "inst:w0.2"]
+    assert len({w.payload["deadline"] for w in waves}) == 1  # one wave: same deadline
+    assert out["counts"]["vms"] == 250 and out["gate"]["outcome"] == "pass"
+    assert out["installSeconds"] == {"windows": 1100.0, "linux": 300.0}  # the longest of the slices
