@@ -151,13 +151,15 @@ def notify_core(
     post: Poster | None = None,
     publish: Publisher | None = None,
     link_base: str | None = None,
+    sign_in: bool | None = None,
     publish_budget: float = PUBLISH_BUDGET_SECONDS,
     webhook_budget: float = NOTIFY_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Log the notification, publish it to the topic and post it to the webhook. Never raises.
 
-    ``webhook`` / ``publish`` / ``link_base`` default to what the settings configure (``publish``
-    is ``None`` when no topic is configured); tests pass their own.
+    ``webhook`` / ``publish`` / ``link_base`` / ``sign_in`` default to what the settings configure
+    (``publish`` is ``None`` when no topic is configured; ``sign_in`` is App Service authentication
+    being on, so the page link goes through its login endpoint); tests pass their own.
     """
     try:
         doc = {"source": "patchrings", **dict(payload)}
@@ -166,16 +168,20 @@ def notify_core(
         doc, line = {"source": "patchrings", "unserialisable": str(exc)}, repr(payload)
     log.error("PATCHRINGS ALERT %s", line)
     result: dict[str, Any] = {"logged": True, "posted": False}
-    configured = _configured() if webhook is None or publish is None or link_base is None else {}
+    configured = (_configured() if webhook is None or publish is None or link_base is None or sign_in is None
+                  else {})
     if webhook is None:
         webhook = configured.get("webhook") or ""
     if publish is None:
         publish = configured.get("publish")
     if link_base is None:
         link_base = configured.get("link_base")
+    if sign_in is None:
+        sign_in = bool(configured.get("sign_in"))
     try:
         event: dict[str, Any] | None = build_cloud_event(
-            payload if isinstance(payload, Mapping) else {}, link_base=link_base, now=_rfc3339_now())
+            payload if isinstance(payload, Mapping) else {}, link_base=link_base, now=_rfc3339_now(),
+            sign_in=sign_in)
     except Exception as exc:  # a malformed input must not stop the log line or the webhook
         log.warning("notify: could not build the event: %s", _error_text(exc))
         event = None
@@ -227,10 +233,12 @@ def _configured() -> dict[str, Any]:
                 def publish(event: dict[str, Any]) -> None:
                     publish_cloud_event(client, event)
         return {"webhook": settings.notify_webhook or "", "publish": publish,
-                "link_base": getattr(settings, "link_base_url", None)}
+                "link_base": getattr(settings, "link_base_url", None),
+                "sign_in": bool(getattr(settings, "platform_auth_enabled", False))}
     except Exception as exc:  # a notification must never fail for want of settings
         log.warning("notify: settings unavailable (%s); logging and webhook only", _error_text(exc))
-        return {"webhook": os.environ.get(NOTIFY_WEBHOOK_SETTING, ""), "publish": None, "link_base": None}
+        return {"webhook": os.environ.get(NOTIFY_WEBHOOK_SETTING, ""), "publish": None, "link_base": None,
+                "sign_in": False}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -44,7 +44,16 @@ import azure.durable_functions as df
 
 from orchestrators import names, plan_view, retries
 from orchestrators.inbox import EventInbox, RunEvent
-from orchestrators.status import COMPLETED, DRY_RUN_DONE, FAILED, HALTED, RolloutStatus, approve_url, bounded
+from orchestrators.status import (
+    COMPLETED,
+    DRY_RUN_DONE,
+    FAILED,
+    HALTED,
+    RolloutStatus,
+    approve_url,
+    bounded,
+    manifest_view,
+)
 from orchestrators.timeutil import iso, parse_duration, parse_iso
 from orchestrators.verdicts import (
     build_manifest_dict,
@@ -801,6 +810,8 @@ class Rollout:
             f"until {iso(pending.deadline)}" + (f" ({why})" if why else ""),
             deadline=iso(pending.deadline), manifestHash=manifest_hash, approvers=list(policy.approvers)[:25],
             approvePath=approve_url(self.rollout_id, ring), pagePath=f"/api/ui/rollouts/{self.rollout_id}",
+            # What the approver signs, not just its hash: KBs with titles, name=version packages.
+            manifest=_manifest_for_people(self.manifest),
             **({"reason": why} if why else {}))
         timer = self.timer(pending.deadline)
         while True:
@@ -1424,3 +1435,7 @@ def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:
     return {"mode": "manual", "approvers": approvers, "timeout": timeout, "onTimeout": "reject"}
 
 
+def _manifest_for_people(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The first 20 KBs and packages of the manifest view (a notification stays small)."""
+    view = manifest_view(manifest) or {}
+    return {"hash": view.get("hash"), **{k: list(view.get(k) or [])[:20] for k in ("windows", "linux")}}

@@ -22,7 +22,8 @@ weaken the deployed plan (``triggers/inline_plans.py``).
 
 Routes (all under ``/api``, FUNCTION auth level):
 
-* ``POST rollouts`` — start (``{"dryRun"?, "plan"?, "reason"?}``), 202;
+* ``POST rollouts`` — start (``{"dryRun"?, "plan"?, "reason"?, "releaseQuarantine"?}``), 202;
+  ``releaseQuarantine`` (quarantine entry ids) only from an approver of the first manual ring;
 * ``GET rollouts`` — list; ``GET rollouts/{id}`` — the rollout at a glance (issue 9): each ring's
   phase and what it does now until when, counts read from the running ring's child orchestrations
   (deterministic instance ids) that include VMs not started, per-VM rows (short ``name``, full
@@ -56,6 +57,7 @@ from patchrings.domain.approval import (
     check_decision,
 )
 from patchrings.domain.plan import load_plan
+from patchrings.domain.quarantine import parse_release
 from patchrings.domain.timeutil import format_instant
 from patchrings.errors import (
     ApprovalConflict,
@@ -250,9 +252,13 @@ async def _list(req: func.HttpRequest, client: Any) -> func.HttpResponse:
 
 async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     body = json_body(req)
-    unknown = sorted(set(body) - {"dryRun", "plan", "reason"})
+    unknown = sorted(set(body) - {"dryRun", "plan", "reason", "releaseQuarantine"})
     if unknown:
-        raise RequestInvalid(f"unknown field {unknown[0]!r}; allowed: dryRun, plan, reason", field=unknown[0])
+        raise RequestInvalid(f"unknown field {unknown[0]!r}; allowed: dryRun, plan, reason, releaseQuarantine",
+                             field=unknown[0])
+    release, refused = parse_release(body.get("releaseQuarantine"))
+    if refused:
+        raise RequestInvalid(refused, field="releaseQuarantine")
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise RequestInvalid("dryRun must be true or false", field="dryRun")
@@ -273,15 +279,25 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                 field="dryRun",
                 details={"active": active},
             )
-    who = caller(req, required=False)
+    who = caller(req, required=bool(release))
     initiator = who.name if who else None
+    if release:
+        # Releasing a quarantined patch lets Ring 0 install it again: a person's decision, taken
+        # by someone who may approve a ring (the first manual ring's approvers), never by a key.
+        approvers = _resume_approvers(None)
+        if dry_run:
+            raise RequestInvalid("a dry run releases nothing; start a rollout to release", field="releaseQuarantine")
+        if who is None or not approvers or who.matching_entry(approvers) is None:
+            raise ApprovalForbidden(
+                f"{initiator or 'an unauthenticated caller'} may not release quarantined patches; "
+                "an approver of the first manual ring must", field="releaseQuarantine",
+                details={"approvers": approvers})
     rollout_id = f"ro-{uuid.uuid4().hex[:12]}"
-    await client.start_new(
-        names.ROLLOUT,
-        rollout_id,
-        {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
-         "trigger": {"kind": "manual"}},
-    )
+    start_input: dict[str, Any] = {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
+                                   "trigger": {"kind": "manual"}}
+    if release:
+        start_input["releaseQuarantine"] = release
+    await client.start_new(names.ROLLOUT, rollout_id, start_input)
     location = f"{base_url(req)}/api/rollouts/{rollout_id}"
     return json_response(
         {"id": rollout_id, "dryRun": dry_run, "initiator": initiator, "statusUrl": location,

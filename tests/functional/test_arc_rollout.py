@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.functional import platform_scenario as sc
-from tests.functional.platform_driver import driver, installs, vm_name
+from tests.functional.platform_driver import driver, installs, ledger, vm_name
 
 pytestmark = pytest.mark.functional
 
@@ -111,9 +111,14 @@ def test_arc_machines_through_dry_run_compliance_and_a_halting_rollout(held: Any
     assert not [r for r in p.arm.recorder.find() if "/providers/Microsoft.Resources/tags/" in r.path
                 and r.method in ("PATCH", "PUT")]
 
-    # 4. the bad patch withdrawn, a second rollout passes all three rings with Arc members
+    # 4. the bad patch withdrawn, a second rollout passes all three rings with Arc members. The
+    #    failed gate quarantined what it blamed; only an approver may release it, through the API.
     p.arm.faults.clear()
-    rid = d.start(who=INITIATOR)
+    quarantined = [e["id"] for e in ledger(p).quarantines("default") if not e.get("releasedBy")]
+    assert quarantined, "the failed gate quarantined the patches it blamed"
+    refused = d.api("POST", "/api/rollouts", {"releaseQuarantine": quarantined}, who=INITIATOR)
+    assert refused.status == 403 and refused.json["error"]["field"] == "releaseQuarantine", refused
+    rid = d.start(who="bob@contoso.com", releaseQuarantine=quarantined)
     for ring, who in (("ring1", "alice@contoso.com"), ("ring2", "carol@contoso.com")):
         waiting = d.until_waiting(rid, "approval", ring)
         assert d.decide(rid, ring, "approve", waiting["waitingFor"]["manifestHash"], who).status == 202

@@ -61,8 +61,9 @@ def injected(p: Any, status: int | None = None) -> list[Any]:
 
 # ---------------------------------------------------------------------- 13.2: retries, close-down
 def test_six_503s_on_a_get_right_after_a_retag_do_not_fail_the_rollout(held: Any) -> None:
-    # The configuration GET the promotion makes after retagging Ring 1 (the pin's GET passes first).
-    fault = {"type": "httpError", "status": 503, "method": "GET", "pathContains": MC1, "after": 1, "count": 6,
+    # The configuration GET the promotion makes after retagging Ring 1 (the planner's read at the
+    # start and the pin's GET pass first).
+    fault = {"type": "httpError", "status": 503, "method": "GET", "pathContains": MC1, "after": 2, "count": 6,
              "retryAfter": 1}
     p = held(sc.scenario(faults=[fault]))
     d = driver(p)
@@ -77,9 +78,9 @@ def test_six_503s_on_a_get_right_after_a_retag_do_not_fail_the_rollout(held: Any
 
 
 def test_a_rollout_that_fails_closes_the_gate_and_records_failed(held: Any) -> None:
-    # Every configuration GET after the pin fails: the promotion of Ring 1 cannot finish after
+    # Every configuration GET after the planner's and the pin's fails: the promotion of Ring 1 cannot finish after
     # its VMs were retagged open.
-    fault = {"type": "httpError", "status": 503, "method": "GET", "pathContains": MC1, "after": 1, "retryAfter": 1}
+    fault = {"type": "httpError", "status": 503, "method": "GET", "pathContains": MC1, "after": 2, "retryAfter": 1}
     p = held(sc.scenario(faults=[fault]))
     d = driver(p)
     rid = d.start(who=INITIATOR)

@@ -21,6 +21,8 @@ CONTRACT = {
     "ledger_record_approval", "ledger_record_event", "ledger_read_gate",
     # issue 13 additions: decisions checked against the ledger (13.13), loud cancel failures (13.1)
     "ledger_check_decision", "notify",
+    # issue 11: a failed gate's patches quarantined for the next cycle
+    "ledger_record_quarantine", "ledger_read_quarantine",
 }
 
 

@@ -189,7 +189,10 @@ def test_an_approval_that_waits_notifies_with_deadline_hash_and_links_then_the_t
     assert waiting["data"] == {"deadline": "2026-11-16T10:00:00Z", "manifestHash": "m-1",
                                "approvers": ["alice@contoso.com"],
                                "approvePath": "/api/rollouts/ro-test/rings/ring1/approve",
-                               "pagePath": "/api/ui/rollouts/ro-test"}
+                               "pagePath": "/api/ui/rollouts/ro-test",
+                               # what the approver signs, not only its hash
+                               "manifest": {"hash": "m-1", "windows": [{"kb": "KB5044284", "title": None,
+                                                                        "classifications": []}], "linux": []}}
     assert sent[1]["data"]["reason"].startswith("ring ring1 not approved")
     # deterministic ids: the same run (a replay) sends the same ids, and every event has its own
     again = FakeContext({"initiator": "dave@contoso.com"}, handler({"ring0": "pass", "ring1": "pass"}), {})
