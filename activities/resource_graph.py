@@ -9,7 +9,9 @@ orchestrator's re-queries stays *missing* (inconclusive), never passes.
 
 ``collect_run_results_arg`` ``{correlationId, vms: [VmRef]}`` → ``{"results": [VmInstall...],
 "queries", "pages", "source": "resourceGraph"}``. Each entry is the wave's ``VmInstall`` shape
-``{vm, name, os, state, result, error}`` (as ``collect_run_results``), ``result`` a
+``{vm, name, os, state, result, error}`` (as ``collect_run_results``) plus ``lastAssessment``
+(the machine's latest ``patchassessmentresources`` row: when, status, reboot pending, missing
+Critical/Security and other counts; ``None`` when it has none; context for people, never a pass), ``result`` a
 ``VirtualMachineInstallPatchesResult``-shaped dict with ``patches[]`` and ``rebootStatus`` read
 from ``patchinstallationresources`` (``source: "resourceGraph"``), so the domain's
 ``classify_install`` can judge it fully. ``state``:
@@ -121,7 +123,39 @@ def collect_run_results_arg_core(clients: Any, payload: Mapping[str, Any]) -> di
             run = str(row.get("run") or rg.run_of_patch_row(str(row.get("id", "")))).lower()
             patch_rows.setdefault(run, []).append(row)
     results = [_entry(vm, latest.get(str(vm["id"]).lower()), patch_rows) for vm in vms]
+    # Each machine's latest assessment (patchassessmentresources, one paged query for all of them):
+    # what the machine still misses after the run and whether it waits for a reboot. Reported with
+    # the result, never a reason to pass; an unreadable table leaves it out (the run's rows decide).
+    try:
+        rows, n = rg.query_all(send, rg.assessment_query(), subscriptions, on_quota=_respect_quota)
+        queries += 1
+        pages += n
+        assessed = {str(r.get("machineId") or rg.machine_of(str(r.get("id", "")))).lower(): r for r in rows}
+        for entry in results:
+            found = assessed.get(str(entry["vm"]).lower())
+            entry["lastAssessment"] = _last_assessment(found) if found is not None else None
+    except Exception as exc:  # the assessment is context, not the verdict: say so and go on
+        log.warning("latest assessments unreadable for run %s: %s", correlation_id, str(exc)[:200])
+        for entry in results:
+            entry["lastAssessment"] = {"error": "Resource Graph patchassessmentresources could not be read"}
     return {"results": results, "queries": queries, "pages": pages, "source": "resourceGraph"}
+
+
+def _last_assessment(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a ``…/patchAssessmentResults/latest`` row a person reads beside the result."""
+    raw_props = row.get("properties")
+    props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
+    raw_counts = props.get("availablePatchCountByClassification")
+    counts: Mapping[str, Any] = raw_counts if isinstance(raw_counts, Mapping) else {}
+    return {
+        "at": props.get("lastModifiedDateTime") or props.get("startDateTime"),
+        "status": props.get("status"),
+        "rebootPending": props.get("rebootPending"),
+        "missingCriticalOrSecurity": int(counts.get("critical") or 0) + int(counts.get("security") or 0),
+        "missingOther": sum(int(v or 0) for k, v in counts.items() if k not in ("critical", "security")
+                            and isinstance(v, int | float)),
+        "error": props.get("errorDetails") or None,
+    }
 
 
 def _entry(vm: Mapping[str, Any], row: dict[str, Any] | None,

@@ -97,17 +97,27 @@ def test_results_with_patches_after_the_lag_in_two_queries(sim: SimHandle, arg_c
     assert by_name["web-01"]["error"]["code"] == "NoResourceGraphRow"
     found = sim.sim.run(run)
     assert found is not None
-    advance_to(sim, max(p.end for p in found.plans.values()) + resourcegraph.options_for(sim.sim).propagation)
+    # web-01's latest assessment (an hour before the run's end): it still misses one Security update
+    end = max(p.end for p in found.plans.values())
+    sim.sim.vm("web-01").last_assessment = {
+        "startDateTime": (end - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), "rebootPending": True,
+        "availablePatches": [{"name": "KB1", "kbId": "1", "classifications": ["Security"]}]}
+    advance_to(sim, end + resourcegraph.options_for(sim.sim).propagation)
     before = len(arg_posts(sim))
     out = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
-    assert (out["queries"], out["pages"], out["source"]) == (2, 2, "resourceGraph")
-    assert len(arg_posts(sim)) - before == 2  # one summary query + one per-patch query, not one per VM
+    assert (out["queries"], out["pages"], out["source"]) == (3, 3, "resourceGraph")
+    # one summary query, one per-patch query and one for the latest assessments, not one per VM
+    assert len(arg_posts(sim)) - before == 3
     by_name = {r["name"]: r for r in out["results"]}
     assert [by_name[n]["state"] for n in RING0] == ["done", "done", "missing"]
     web1 = by_name["web-01"]["result"]
     assert web1["source"] == "resourceGraph" and web1["maintenanceRunId"] == run
     assert web1["status"] == "Succeeded" and web1["rebootStatus"] in ("Completed", "NotNeeded")
     assert [(p["kbId"], p["installationState"]) for p in web1["patches"]] == [("5034123", "Installed")]
+    # the machine's latest assessment rides along (context for people, never a pass)
+    assert by_name["web-01"]["lastAssessment"]["missingCriticalOrSecurity"] == 1
+    assert by_name["web-01"]["lastAssessment"]["rebootPending"] is True
+    assert by_name["web-02"]["lastAssessment"] is None  # never assessed
     web2 = by_name["web-02"]["result"]
     assert [(p["name"], p["version"], p["installationState"]) for p in web2["patches"]] == [
         ("openssl", "3.0.13", "Installed")]
@@ -126,7 +136,8 @@ def test_pages_are_followed(sim: SimHandle, arg_clients: AzureClients, monkeypat
     monkeypatch.setattr(rg, "MAX_PAGE", 1)
     paged = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()})
     assert paged["results"] == whole["results"]
-    assert paged["queries"] == 2 and paged["pages"] == 4  # 2 summary rows + 2 per-patch rows, one a page
+    # 2 summary rows + 2 per-patch rows, one a page, and the (empty) latest-assessment answer
+    assert paged["queries"] == 3 and paged["pages"] == 5
 
 
 @pytest.mark.parametrize("target", [
