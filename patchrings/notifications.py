@@ -51,6 +51,7 @@ __all__ = [
     "build_cloud_event",
     "event_id",
     "event_type",
+    "is_local_path",
     "login_path",
     "manifest_lines",
     "normalise",
@@ -147,17 +148,30 @@ def _absolute(base: str | None, path: Any) -> str | None:
 LOGIN_ENDPOINT = "/.auth/login/aad"
 
 
+LOGIN_FALLBACK_PATH = "/api/ui"
+
+
+def is_local_path(path: Any) -> bool:
+    """True for a path on this app only: starts with one ``/``, not ``//`` or ``/\\`` (which a
+    browser reads as another host), no control characters, at most 2,048 characters."""
+    return (isinstance(path, str) and 0 < len(path) <= 2048 and path.startswith("/")
+            and not path.startswith(("//", "/\\")) and not any(ord(c) < 32 or ord(c) == 127 for c in path))
+
+
 def login_path(path: str) -> str:
     """``/.auth/login/aad?post_login_redirect_uri=<path>``: App Service signs the person in and then
-    redirects to ``path`` (a path on the app itself, so no ``allowedExternalRedirectUrls`` needed)."""
-    return f"{LOGIN_ENDPOINT}?post_login_redirect_uri={quote(path, safe='/')}"
+    redirects to ``path`` (a path on the app itself, so no ``allowedExternalRedirectUrls`` needed).
+    Never an open redirect: anything but a local path (:func:`is_local_path`) becomes the
+    operator page's root, and the path is percent-encoded (``?``, ``#``, ``:``, ``\\``, ``%``)."""
+    target = path if is_local_path(path) else LOGIN_FALLBACK_PATH
+    return f"{LOGIN_ENDPOINT}?post_login_redirect_uri={quote(target, safe='/')}"
 
 
 def person_link(base: str | None, path: Any, *, sign_in: bool = False) -> str | None:
     """The absolute link to hand a person for an app path: through App Service's login endpoint
     when ``sign_in`` (App Service authentication is on), else the path itself; None without a
     base URL or a path."""
-    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+    if not is_local_path(path):
         return None
     return _absolute(base, login_path(path) if sign_in else path)
 

@@ -104,9 +104,17 @@ async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
         return await handler()
     except PatchRingsError as err:
         return error_response(err)
-    except Exception as err:  # an unexpected failure still answers JSON
-        log.exception("request failed")
-        return json_response({"error": {"code": "InternalError", "message": f"{type(err).__name__}: {err}"}}, 500)
+    except Exception:  # an unexpected failure still answers JSON
+        return internal_error(log)
+
+
+def internal_error(logger: logging.Logger) -> func.HttpResponse:
+    """A 500 that says nothing about the failure (an SDK error can carry URLs, account names or
+    response bodies): the detail goes to the log under a reference the answer names."""
+    ref = uuid.uuid4().hex[:12]
+    logger.exception("request failed (reference %s)", ref)
+    return json_response({"error": {"code": "InternalError", "message": f"internal error (reference {ref}); "
+                                    "the app's log has the detail", "details": {"reference": ref}}}, 500)
 
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -116,6 +124,7 @@ MAX_ID = 256
 # ``mw-pre-...``) and a little more; never ``@`` (entity ids), ``/``, ``?``, ``#``, ``%`` or
 # spaces, which would change the durable client's request URL.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$")
+_RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,599}$")
 _RING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -259,6 +268,12 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
     release, refused = parse_release(body.get("releaseQuarantine"))
     if refused:
         raise RequestInvalid(refused, field="releaseQuarantine")
+    hostile = next((r for r in release if not _RELEASE_ID.match(r)), None)
+    if hostile is not None:
+        # Entry ids are "<rollout id>:<ring>": nothing else reaches the ledger's keys.
+        raise RequestInvalid(f"releaseQuarantine: {hostile[:80]!r} is not a quarantine entry id "
+                             "(<rollout id>:<ring>: letters, digits, '.', '_', ':' or '-')",
+                             field="releaseQuarantine")
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise RequestInvalid("dryRun must be true or false", field="dryRun")
@@ -271,6 +286,21 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
         inline = load_plan(body["plan"], source="request")
         check_inline_plan(inline, deployed, enabled=deps.settings().inline_plans)
         plan = inline.to_dict()
+    if release and dry_run:
+        raise RequestInvalid("a dry run releases nothing; start a rollout to release", field="releaseQuarantine")
+    # Who first (and before any state is revealed): a key holder who may not release learns
+    # nothing about active rollouts and starts nothing.
+    who = caller(req, required=bool(release))
+    initiator = who.name if who else None
+    if release:
+        # Releasing a quarantined patch lets Ring 0 install it again: a person's decision, taken
+        # by someone who may approve a ring (the first manual ring's approvers), never by a key.
+        approvers = _resume_approvers(None)
+        if who is None or not approvers or who.matching_entry(approvers) is None:
+            raise ApprovalForbidden(
+                f"{initiator or 'an unauthenticated caller'} may not release quarantined patches; "
+                "an approver of the first manual ring must", field="releaseQuarantine",
+                details={"approvers": approvers})
     if not dry_run:
         active = await active_rollouts(client)
         if active:
@@ -279,19 +309,6 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                 field="dryRun",
                 details={"active": active},
             )
-    who = caller(req, required=bool(release))
-    initiator = who.name if who else None
-    if release:
-        # Releasing a quarantined patch lets Ring 0 install it again: a person's decision, taken
-        # by someone who may approve a ring (the first manual ring's approvers), never by a key.
-        approvers = _resume_approvers(None)
-        if dry_run:
-            raise RequestInvalid("a dry run releases nothing; start a rollout to release", field="releaseQuarantine")
-        if who is None or not approvers or who.matching_entry(approvers) is None:
-            raise ApprovalForbidden(
-                f"{initiator or 'an unauthenticated caller'} may not release quarantined patches; "
-                "an approver of the first manual ring must", field="releaseQuarantine",
-                details={"approvers": approvers})
     rollout_id = f"ro-{uuid.uuid4().hex[:12]}"
     start_input: dict[str, Any] = {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
                                    "trigger": {"kind": "manual"}}

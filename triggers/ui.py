@@ -382,9 +382,8 @@ async def ui_guarded(run: Any) -> func.HttpResponse:
         return await run()  # type: ignore[no-any-return]
     except PatchRingsError as err:
         return error_response(err)
-    except Exception as err:
-        log.exception("UI request failed")
-        return json_response({"error": {"code": "InternalError", "message": f"{type(err).__name__}: {err}"}}, 500)
+    except Exception:
+        return secure(http_api.internal_error(log))
 
 
 def api_handler(function: Any) -> Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]]:

@@ -15,6 +15,14 @@
   var state = { me: null, meError: null, view: null, rolloutId: null, timer: null, busy: false, gen: 0 };
 
   // ------------------------------------------------------------------ DOM helpers
+  // Links and sources only ever point at this app: a value that is not a local path (another
+  // host, "//host", "/\\host", "javascript:", "data:") becomes "#", whatever the data said.
+  var URL_ATTRS = { href: true, src: true, action: true, formaction: true, xlink_href: true };
+  function localHref(v) {
+    var s = String(v);
+    if (s.charAt(0) !== "/" || s.charAt(1) === "/" || s.charAt(1) === "\\" || /[\u0000-\u001f\u007f]/.test(s)) return "#";
+    return s;
+  }
   function h(tag, attrs) {
     var el = document.createElement(tag);
     if (attrs) {
@@ -24,6 +32,7 @@
         if (k === "class") el.className = v;
         else if (k === "text") el.textContent = String(v);
         else if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
+        else if (URL_ATTRS[k]) el.setAttribute(k, localHref(v));
         else el.setAttribute(k, v === true ? "" : String(v));
       });
     }
