@@ -19,7 +19,8 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
 3. **History per instance** -- the real orchestrators with the in-memory fake activities of
    ``tests/functional/fakeapp`` on a one-ring plan of N VMs in waves of 50: the largest history of
    any instance stays flat and the parent grows with the number of waves only.
-   ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it). Also per kind of instance
+   ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it); ``BENCH_HISTORY_WAVE`` its
+   maxConcurrency (default 50). Also per kind of instance
    (rollout, ring, wave, verify): max events and max replayed bytes (the history JSON a replay reads).
 4. **History of a scheduled ring** -- the same with Ring 1 (scheduled) of ``size`` VMs: the
    run_results instance and its verify chunks. ``BENCH_SCHEDULED_SIZES=100,1000`` (default: skipped).
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "tests" / "functional" / "fakeapp"
 RESULTS = Path(__file__).resolve().parent / "results"
 START = "2026-11-16T06:00:00Z"
-WAVE = 50
+WAVE = int(os.environ.get("BENCH_HISTORY_WAVE", "50"))  # the history plan's maxConcurrency
 APPROVERS = {"ring1": "alice@contoso.com", "ring2": "carol@contoso.com"}
 
 
