@@ -415,8 +415,16 @@ def ui_home(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name(name="ui_rollout_page")
 @bp.route(route="ui/rollouts/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def ui_rollout_page(req: func.HttpRequest) -> func.HttpResponse:
-    """One rollout's page (the script loads its data from ``ui/api/rollouts/{id}``)."""
-    return page_gate(req) or _html(shell(req.url))
+    """One rollout's page (the script loads its data from ``ui/api/rollouts/{id}``); an id the API
+    would refuse gets a 400 page naming ``id`` (after the sign-in gate, so it reveals nothing)."""
+    refused = page_gate(req)
+    if refused is not None:
+        return refused
+    try:
+        http_api.route_id(req)
+    except PatchRingsError as err:
+        return _refusal_page("Not a rollout id", f"{err.field}: {err.message}", 400)
+    return _html(shell(req.url))
 
 
 @bp.function_name(name="ui_asset")

@@ -163,9 +163,18 @@ def test_odd_rollout_ids_on_the_pages_json_route_are_400_naming_id_and_reach_no_
     assert_page_headers(resp)
 
 
+@pytest.mark.parametrize("rid", ["<script>alert(1)</script>", "ro-1?x", "../x", "a" * 300, '"><b>'])
+def test_the_rollout_page_for_an_odd_id_is_a_400_page_that_escapes_it(rid: str) -> None:
+    resp = call(ui.ui_rollout_page, request("/api/ui/rollouts/x", route={"id": rid}))
+    assert resp.status_code == 400
+    text = resp.get_body().decode()
+    assert "<script>alert" not in text and "<b>" not in text and "id:" in text
+    assert_page_headers(resp)
+
+
 def test_the_shell_escapes_what_the_request_url_puts_in_it() -> None:
     hostile = '/api"><script>alert(1)</script>/ui/rollouts/x'
-    resp = call(ui.ui_rollout_page, request("", url=HOST + hostile, route={"id": "<script>alert(1)</script>"}))
+    resp = call(ui.ui_rollout_page, request("", url=HOST + hostile, route={"id": "ro-1"}))
     assert resp.status_code == 200
     text = resp.get_body().decode()
     assert "<script>alert" not in text and "&lt;script&gt;" in text
