@@ -237,6 +237,23 @@ def manifest_lines(manifest: Any, limit: int = 12) -> list[str]:
     return [_text(line, 200) for line in lines]
 
 
+_WEB_LINK = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/[^\s<>|\[\]()]*$")
+_CHAT_LINKS = (("<", "\u2039"), (">", "\u203a"), ("](", "] ("), ("://", "[:]//"))
+
+
+def chat_safe(value: Any) -> str:
+    """Free text (a halt reason, a gate reason, a VM or tag name, a KB title) made inert for a
+    Teams or Slack message, so nobody can post a link or a mention through PatchRings' bot:
+    ``<`` ``>`` become single angle quotation marks U+2039 U+203A (Slack's ``<url|text>`` links
+    and ``<!channel>`` mentions, Teams' HTML), ``](`` loses its meaning (Markdown links) and
+    ``://`` is defanged to ``[:]//`` (bare URLs are not auto-linked). The message's own page
+    link is added separately, unchanged."""
+    text = str(value)
+    for old, new in _CHAT_LINKS:
+        text = text.replace(old, new)
+    return text
+
+
 def webhook_body(event: Mapping[str, Any]) -> dict[str, Any]:
     """A ``{"text": ...}`` body for a Teams or Slack incoming webhook (both accept it): one title
     line, the message, the deadline when there is one, and the page link (absolute) when known."""
@@ -247,26 +264,29 @@ def webhook_body(event: Mapping[str, Any]) -> dict[str, Any]:
     title = kind.replace("-", " ").capitalize() or "Notification"
     where = []
     if data.get("rolloutId"):
-        where.append(f"rollout {data['rolloutId']}")
+        where.append(f"rollout {chat_safe(data['rolloutId'])}")
     if data.get("ring"):
-        where.append(f"ring {data['ring']}")
-    lines = [f"PatchRings {severity.upper()}: {title}" + (f" ({', '.join(where)})" if where else "")]
+        where.append(f"ring {chat_safe(data['ring'])}")
+    head = f"PatchRings {chat_safe(severity.upper())}: {chat_safe(title)}"
+    lines = [head + (f" ({', '.join(where)})" if where else "")]
     if data.get("message"):
-        lines.append(str(data["message"]))
+        lines.append(chat_safe(data["message"]))
     else:
         extra = {k: v for k, v in data.items() if k not in ("kind", "severity", "message", "rolloutId", "ring")}
         if extra:
-            lines.append(json.dumps(extra, sort_keys=True, default=str)[:MAX_MESSAGE])
+            lines.append(chat_safe(json.dumps(extra, sort_keys=True, default=str)[:MAX_MESSAGE]))
     if data.get("deadline"):
-        lines.append(f"Deadline: {data['deadline']}")
+        lines.append(f"Deadline: {chat_safe(data['deadline'])}")
     contents = manifest_lines(data.get("manifest"))
     if contents:
-        lines.append("Manifest: " + "; ".join(contents))
+        lines.append("Manifest: " + "; ".join(chat_safe(c) for c in contents))
     reasons = data.get("reasons")
     if isinstance(reasons, list) and reasons:
-        lines.extend(f"- {str(r)[:300]}" for r in reasons[:MAX_REASONS])
+        lines.extend(f"- {chat_safe(str(r)[:300])}" for r in reasons[:MAX_REASONS])
+    # The page link: the app's own (an absolute URL on the configured base, or a local path);
+    # anything else in the event is dropped rather than posted.
     link = data.get("pageUrl") or data.get("pagePath")
-    if link:
+    if isinstance(link, str) and (is_local_path(link) or _WEB_LINK.match(link)):
         lines.append(f"Open: {link}")
     # Two line breaks: Teams renders a single "\n" inside text as a space.
     return {"text": "\n\n".join(lines)}
