@@ -99,6 +99,7 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".html": "text/html; charset=utf-8",
 }
+_BASE_PATH = re.compile(r"^(?:/[A-Za-z0-9._~-]+)*/ui$", re.IGNORECASE)
 _ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\.(js|css|svg)$")
 
 CSRF_HEADER = "X-PatchRings-CSRF"
@@ -189,7 +190,10 @@ def ui_base(url: str) -> str:
     """The path the page lives under (``/api/ui``; the route prefix may differ), from a request URL."""
     path = urlsplit(url).path
     match = re.match(r"^(.*?/ui)(?:/|$)", path, re.IGNORECASE)
-    return match.group(1) if match else "/api/ui"
+    base = match.group(1) if match else "/api/ui"
+    # Only plain path segments: "//host/..." or odd characters would make the shell load its
+    # script and data from another host and the sign-in/out links leave the app.
+    return base if _BASE_PATH.match(base) else "/api/ui"
 
 
 def shell(url: str) -> str:

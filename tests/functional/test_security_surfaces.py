@@ -209,3 +209,20 @@ def test_path_tricks_on_the_ui_routes_serve_nothing(app_host: Any, path: str) ->
         assert leak not in text, (path, leak)
     if resp.json and isinstance(resp.json.get("error"), dict):  # the app answered: it names the field
         assert resp.json["error"].get("field") in ("name", "id"), resp.json
+
+
+def test_a_cross_origin_preflight_for_a_decision_is_not_granted(app_host: Any) -> None:
+    """The CSRF header works only because no cross-origin page may send it: the host grants no
+    CORS preflight (infra/ configures no CORS), so the browser never sends the POST."""
+    resp = http_call("OPTIONS", f"{app_host.base_url}/api/ui/api/rollouts/ro-1/rings/ring1/approve",
+                     headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
+                              "Access-Control-Request-Headers": "x-patchrings-csrf,content-type"})
+    allowed = {k.lower(): v for k, v in resp.headers.items()}
+    assert "access-control-allow-origin" not in allowed and "access-control-allow-headers" not in allowed, allowed
+    # and a simple cross-site POST (no custom header) is refused before anything happens
+    forged = http_call("POST", f"{app_host.base_url}/api/ui/api/rollouts/ro-1/rings/ring1/approve",
+                       body={"manifestHash": "abc"},
+                       headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site",
+                                "X-PatchRings-Approver": "alice@contoso.com"})
+    assert forged.status == 403 and forged.json["error"]["field"] == "X-PatchRings-CSRF", forged.json
+    assert "access-control-allow-origin" not in {k.lower() for k in forged.headers}

@@ -172,12 +172,26 @@ def test_the_rollout_page_for_an_odd_id_is_a_400_page_that_escapes_it(rid: str) 
     assert_page_headers(resp)
 
 
+@pytest.mark.parametrize("path", ["//evil.example/api/ui", "/\\evil.example/api/ui/rollouts/ro-1",
+                                  "/api/%2F%2Fevil.example/ui", "/a b/ui", "/api/ui"])
+def test_the_pages_base_path_never_names_another_host(path: str) -> None:
+    assert ui.ui_base(HOST + path) == "/api/ui"
+    resp = call(ui.ui_home, request("", url=HOST + path))
+    text = resp.get_body().decode()
+    assert 'src="/api/ui/assets/app.js?v=' in text and "evil" not in text
+    me = call(ui.ui_me, request("", url=HOST + path, headers={"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com")}))
+    assert me.status_code == 403  # the local default settings: no App Service authentication
+    deps.override(settings=AUTH_ON)
+    me = call(ui.ui_me, request("", url=HOST + path, headers={"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com")}))
+    assert json.loads(me.get_body())["signOut"] == "/.auth/logout?post_logout_redirect_uri=/api/ui"
+
+
 def test_the_shell_escapes_what_the_request_url_puts_in_it() -> None:
     hostile = '/api"><script>alert(1)</script>/ui/rollouts/x'
     resp = call(ui.ui_rollout_page, request("", url=HOST + hostile, route={"id": "ro-1"}))
     assert resp.status_code == 200
     text = resp.get_body().decode()
-    assert "<script>alert" not in text and "&lt;script&gt;" in text
+    assert "<script>alert" not in text and "alert(1)" not in text  # the odd base is not used at all
     assert len(re.findall(r"<script\b", text)) == 1  # the app's own script tag, nothing else
     assert_page_headers(resp)
 
