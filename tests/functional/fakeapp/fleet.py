@@ -408,6 +408,10 @@ def check_vm_health_batch(payload: Payload) -> dict[str, Any]:
     for check in payload.get("checks") or []:
         FLEET.record("check_vm_health", {"vm": check["vm"], "probes": payload.get("probes") or []})
         vm = FLEET.vm(check["vm"])
+        if vm.deleted:  # as the real batch answers a VM missing from its subscription's list
+            samples.append({"vm": vm.id, "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
+                            "readError": "NotFound: the VM is not in its subscription's VM list", "deleted": True})
+            continue
         if vm.unreadable:
             samples.append({"vm": vm.id, "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
                             "readError": "instance view unavailable"})
