@@ -136,6 +136,8 @@ class Rollout:
         self.approved: dict[str, str] = {}
         self.opened: list[str] = []
         self.healthy_vms: dict[str, list[dict[str, Any]]] = {}
+        # the longest install per OS a direct ring saw: a later direct ring polls once per install
+        self.install_seconds: dict[str, Any] = {}
         self.attempts: dict[str, int] = {}
         self.windows: dict[str, dict[str, Any]] = {}
         self.refused_events: list[tuple[str, RunEvent, str]] = []
@@ -441,6 +443,7 @@ class Rollout:
                 "startedAt": iso(self.started_at),
                 "manifest": self.manifest if index > 0 else None,
                 "buildManifest": index == 0,
+                "expectedInstallSeconds": dict(self.install_seconds) or None,
             },
             child,
         )
@@ -450,6 +453,7 @@ class Rollout:
             yield self._halt()
             self.check_halt()
         self.healthy_vms[ring] = list(outcome.get("healthSample") or [])
+        self.install_seconds.update(outcome.get("installSeconds") or {})
         if index == 0:
             self.manifest = outcome.get("manifest") or build_manifest_dict([], [])
             self.st.set_manifest(self.manifest)

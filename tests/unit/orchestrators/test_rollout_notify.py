@@ -282,3 +282,25 @@ def test_an_unavailable_diff_is_a_note_never_a_failure() -> None:
     doc = ctx.statuses[-1]
     assert doc["manifestDiff"]["unavailable"] is True
     assert any("diff unavailable: Resource Graph throttled" in n["text"] for n in doc["notes"])
+
+
+def test_a_later_direct_ring_polls_with_the_install_durations_ring0_learned() -> None:
+    """Issue 11 (calls per VM): Ring 0 reports the longest install it saw per OS; the next direct
+    ring gets them as ``expectedInstallSeconds`` and polls each install once, from its first wave."""
+    base = handler({"ring0": "pass", "ring1": "pass"})
+
+    def answer(kind: str, name: str, payload: Any) -> Any:
+        out = base(kind, name, payload)
+        if name == names.RING_DIRECT and payload["ring"] == "ring0":
+            out["installSeconds"] = {"windows": 2400, "linux": 600}
+        return out
+
+    decision = {"decisionId": "d1", "approver": "alice@contoso.com", "ring": "ring1", "manifestHash": "m-1",
+                "verdict": "approve"}
+    ctx = FakeContext({"initiator": "dave@contoso.com"}, answer,
+                      {names.EV_APPROVAL: [(T0 + timedelta(minutes=30), decision)]})
+    ctx.run()
+    directs = [p for _, n, p in ctx.calls if n == names.RING_DIRECT]
+    assert [p["ring"] for p in directs] == ["ring0", "ring1"]
+    assert directs[0]["expectedInstallSeconds"] is None  # nothing learned yet
+    assert directs[1]["expectedInstallSeconds"] == {"windows": 2400, "linux": 600}
