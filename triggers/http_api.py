@@ -50,6 +50,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import names
+from orchestrators.ring_direct import WAVE_SLICE
 from orchestrators.status import HALTED, diff_view, manifest_view, ring_view
 from patchrings.domain.approval import (
     ApprovalPolicy,
@@ -87,9 +88,15 @@ Handler = Callable[..., Awaitable[func.HttpResponse]]
 
 
 # ---------------------------------------------------------------------- JSON plumbing
+# Every API answer: data about rollouts, approvers and machines is never stored by a browser or
+# a proxy, and never sniffed as anything but JSON.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps(body, default=str), status_code=status, mimetype="application/json", headers=headers
+        json.dumps(body, default=str), status_code=status, mimetype="application/json",
+        headers={**API_HEADERS, **(headers or {})},
     )
 
 
@@ -484,18 +491,29 @@ async def ring_progress(client: Any, ring: dict[str, Any]) -> dict[str, Any] | N
         return None
     progress: dict[str, Any] = {k: top[k] for k in ("wave", "waves", "vms", "skipped", "step") if k in top}
     if phase == "installing":
-        wave = await _child_status(client, top.get("waveInstance"))
+        first = top.get("waveInstance")
+        wave = await _child_status(client, first)
         if wave:
-            progress["inFlight"] = int(wave.get("vms") or 0)
-            if wave.get("step") == "verifying":
-                health = await _child_status(client, f"{top.get('waveInstance')}:verify")
-                progress.update(step="verifying", verifying=int(wave.get("vms") or 0),
+            # A wave larger than ring_direct.WAVE_SLICE runs as several instances side by side
+            # (``…:w{n}``, ``…:w{n}.1``, …): every slice's counts are summed.
+            slices = [wave]
+            in_flight = int(top.get("inFlight") or 0)
+            for k in range(1, -(-in_flight // WAVE_SLICE) if in_flight > WAVE_SLICE else 1):
+                part = await _child_status(client, f"{first}.{k}")
+                if part:
+                    slices.append(part)
+            progress["inFlight"] = max(in_flight, sum(int(w.get("vms") or 0) for w in slices))
+            if all(w.get("step") == "verifying" for w in slices):
+                health = await _child_status(client, f"{first}:verify")
+                progress.update(step="verifying", verifying=progress["inFlight"],
                                 healthPhase=health.get("healthPhase"), until=health.get("until"))
             else:
-                progress.update(step=wave.get("step") or "installing", installing=int(wave.get("installing") or 0),
-                                nextPollAt=wave.get("nextPollAt"))
-                states = wave.get("states") or {}
-                progress["verifying"] = sum(int(v) for k, v in states.items() if k in ("done", "not-needed"))
+                progress.update(step=wave.get("step") or "installing",
+                                installing=sum(int(w.get("installing") or 0) for w in slices),
+                                nextPollAt=min((str(w["nextPollAt"]) for w in slices if w.get("nextPollAt")),
+                                               default=None))
+                progress["verifying"] = sum(int(v) for w in slices for k, v in (w.get("states") or {}).items()
+                                            if k in ("done", "not-needed"))
     elif top.get("step") == "verifying":
         health = await _child_status(client, top.get("verifyInstance"))
         progress.update(verifying=int(top.get("vms") or 0), inFlight=int(top.get("vms") or 0),

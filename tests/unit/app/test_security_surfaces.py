@@ -397,3 +397,12 @@ def test_compliance_refuses_bad_parameters_naming_them(params: dict[str, str], f
     resp = call(compliance.compliance, request("/api/compliance", params=params))
     assert 400 <= resp.status_code < 500, resp.get_body()
     assert error(resp)["field"] == field
+    assert resp.headers["Cache-Control"] == "no-store" and resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_api_answers_are_never_cached_or_sniffed() -> None:
+    for resp in (http_api.json_response({"a": 1}), http_api.json_response({}, 202, {"Location": "/x"}),
+                 start({"releaseQuarantine": "x"})):
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.mimetype == "application/json"
