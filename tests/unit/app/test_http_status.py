@@ -103,6 +103,33 @@ def test_a_running_ring_shows_wave_n_of_m_and_counts_read_from_its_children(ledg
     assert view["links"] == {"self": f"{HOST}/api/rollouts/{RID}", "page": f"{HOST}/api/ui/rollouts/{RID}"}
 
 
+def test_a_wave_run_as_several_slices_counts_every_slice(ledger: FakeLedger) -> None:
+    """A wave larger than ring_direct.WAVE_SLICE runs as instances ``…:w{n}``, ``…:w{n}.1``, …
+    side by side: the ring's counts add every slice up, not just the first one's."""
+    doc = {"state": "running", "currentRing": "ring0", "updatedAt": "2026-11-16T06:40:00Z",
+           "rings": [{"name": "ring0", "phase": "installing", "instance": f"{RID}:ring0", "counts": {}},
+                     {"name": "ring1", "phase": "pending", "counts": {}}],
+           "waitingFor": None, "manifest": None, "approvals": []}
+    wave = f"{RID}:ring0:w0"
+    client = FakeClient({
+        RID: status("rollout_orchestrator", "Running", doc),
+        f"{RID}:ring0": status("ring_direct_orchestrator", "Running", {
+            "step": "installing", "wave": 1, "waves": 1, "vms": 250, "finished": 0, "skipped": 0,
+            "inFlight": 250, "waveInstance": wave}),
+        wave: status("wave_orchestrator", "Running", {"step": "polling", "vms": 100, "installing": 90,
+                                                      "states": {"done": 10}, "nextPollAt": "2026-11-16T06:45:00Z"}),
+        f"{wave}.1": status("wave_orchestrator", "Running", {"step": "polling", "vms": 100, "installing": 100,
+                                                             "states": {}, "nextPollAt": "2026-11-16T06:44:00Z"}),
+        f"{wave}.2": status("wave_orchestrator", "Running", {"step": "polling", "vms": 50, "installing": 45,
+                                                             "states": {"not-needed": 5}}),
+    })
+    ledger.record_rollout(RID, {"state": "running"})
+    code, view = call(http_api.rollout_status, request(f"/api/rollouts/{RID}"), client)
+    assert code == 200
+    counts = view["rings"][0]["counts"]
+    assert (counts["inFlight"], counts["installing"], counts["verifying"]) == (250, 235, 15), counts
+
+
 def test_waiting_for_approval_links_are_absolute(ledger: FakeLedger) -> None:
     waiting = {"what": "approval", "until": "2026-11-17T06:00:00Z", "ring": "ring1",
                "approveUrl": f"/api/rollouts/{RID}/rings/ring1/approve",
