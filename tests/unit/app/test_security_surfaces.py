@@ -235,6 +235,19 @@ def test_a_signed_in_non_approver_is_refused_and_the_refusal_is_recorded(demo_pl
     assert [r["outcome"] for r in demo_plan.rows] == ["refused"]
 
 
+@pytest.mark.parametrize("ring, decision, field", [
+    ("ring1%3F", "approve", "ring"), ("../ring1", "approve", "ring"), ("<b>", "approve", "ring"),
+    ("r" * 64, "approve", "ring"),
+    ("ring1", "approve/../halt", "decision"), ("ring1", "APPROVE%00", "decision"), ("ring1", "promote", "decision"),
+])
+def test_odd_ring_or_decision_in_the_route_is_refused_naming_it(ring: str, decision: str, field: str) -> None:
+    req = request("/api/ui/api/rollouts/ro-1/rings/x/y", method="POST",
+                  headers={**CSRF_OK, "X-PatchRings-Approver": "alice@contoso.com"}, body={"manifestHash": "abc"},
+                  route={"id": "ro-1", "ring": ring, "decision": decision})
+    resp = call(ui.ui_decide, req, Untouchable())
+    assert resp.status_code in (400, 404) and error(resp)["field"] == field
+
+
 @pytest.mark.parametrize("raw, field", [
     (b"[" * 200 + b"]" * 200, "body"),
     (b"{" + b'"a":{' * 100 + b"}" * 101, "body"),
