@@ -419,3 +419,21 @@ def test_api_answers_are_never_cached_or_sniffed() -> None:
         assert resp.headers["Cache-Control"] == "no-store"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert resp.mimetype == "application/json"
+
+
+# ---------------------------------------------------------------------- the header fallback in Azure
+@pytest.mark.parametrize("hosted", [{"WEBSITE_INSTANCE_ID": "abc123"}, {"WEBSITE_SITE_NAME": "func-pr"},
+                                    {"WEBSITE_AUTH_ENABLED": "True"}])
+def test_the_header_fallback_turned_on_in_azure_names_nobody_on_the_page(hosted: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "default.json").write_text("{}")
+    env = {"PATCHRINGS_LEDGER_ACCOUNT_URL": "https://a.table.core.windows.net",
+           "PATCHRINGS_APPROVER_HEADER_FALLBACK": "true", **hosted}
+    settings = Settings.from_env(env, app_dir=tmp_path)
+    assert settings.approver_header_fallback and not settings.header_fallback_allowed
+    deps.override(settings=settings)
+    resp = call(ui.ui_me, request("/api/ui/me", headers={"X-PatchRings-Approver": "alice@contoso.com"}))
+    assert resp.status_code == 403 and error(resp)["field"] == "X-MS-CLIENT-PRINCIPAL"
+    release = start({"releaseQuarantine": ["ro-1:ring0"]}, {"X-PatchRings-Approver": "alice@contoso.com"})
+    assert release.status_code == 403 and error(release)["field"] == "X-MS-CLIENT-PRINCIPAL"
