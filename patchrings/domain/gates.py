@@ -176,11 +176,13 @@ def decide_gate(
     unsure = [v for v in vs if v.outcome == "inconclusive"]
     passed = [v for v in vs if v.outcome == "pass"]
     budget = rate.error_budget(total) if (rate is not None and tolerate_errors) else 0
-    reasons: list[dict[str, str]] = []
+    # Ring-level findings (no VM: results unreadable, membership incomplete...) come first: they
+    # explain the whole ring, and a bounded status keeps only the first few reasons.
+    reasons: list[dict[str, str]] = [dict(r) for r in extra_reasons if not r.get("vm")]
     for v in failed + unsure:
         for r in v.reasons or (f"{v.outcome}",):
             reasons.append({"vm": v.vm, "reason": r})
-    reasons.extend(dict(r) for r in extra_reasons)
+    reasons.extend(dict(r) for r in extra_reasons if r.get("vm"))
     counts = {
         "total": total,
         "passed": len(passed),
