@@ -259,6 +259,7 @@ def build_manifest(
     suspect: dict[str, str] = {}  # key -> reason (excluded whatever other VMs say)
     unproven: dict[str, str] = {}  # key -> reason (excluded unless a passing VM installed it)
     sources: list[str] = []
+    seen_sources: set[str] = set()  # O(1) membership: a 10,000-VM ring0 would scan the list per VM
     coverage: set[str] = set()
     for item in install_results:
         raw_vm = item.get("vm")
@@ -287,7 +288,8 @@ def build_manifest(
                     described.setdefault(key, _details(key, patch))
                 else:
                     unproven.setdefault(key, f"installed only on {vm}, which {_unproven(verdict)}")
-        if counts and vm not in sources:
+        if counts and vm not in seen_sources:
+            seen_sources.add(vm)
             sources.append(vm)
             coverage.add(vm_family(os_name, item.get("image")))
 
