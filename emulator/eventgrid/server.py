@@ -159,8 +159,8 @@ class EventGridTopic:
                           f"schema topic; use {BATCH_CONTENT_TYPE}", "InputJsonInvalid")
         try:
             doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            return _error(400, "BadRequest", f"the body is not valid JSON: {exc}", "InputJsonInvalid")
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            return _error(400, "BadRequest", f"the body is not valid JSON: {str(exc)[:200]}", "InputJsonInvalid")
         if media == BATCH_CONTENT_TYPE:
             if not isinstance(doc, list):
                 return _error(400, "BadRequest", "a cloudevents-batch body must be a JSON array", "InputJsonInvalid")
