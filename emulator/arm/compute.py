@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 from emulator.arm.fleet import Vm
+from emulator.arm.listing import check_scope, in_scope, page
 from emulator.arm.patching import (
     InstallPlan,
     assessment_result,
@@ -68,16 +69,9 @@ def _vm_or_404(sim: ArmSimulator, call: Call) -> Vm:
     p = call.params
     vm = sim.fleet.find_vm(p["sub"], p["rg"], p["vm"])
     if vm is None:
-        _check_scope(sim, p["sub"], p["rg"])
+        check_scope(sim, p["sub"], p["rg"])
         raise ArmError.not_found("Microsoft.Compute/virtualMachines", p["vm"], p["rg"])
     return vm
-
-
-def _check_scope(sim: ArmSimulator, sub: str, rg: str | None = None) -> None:
-    if not sim.fleet.has_subscription(sub):
-        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-    if rg is not None and not sim.fleet.has_resource_group(sub, rg):
-        raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
 
 
 def _status(
@@ -278,33 +272,14 @@ def get_vm(sim: ArmSimulator, call: Call) -> Reply:
     return Reply(200, vm_body(sim, _vm_or_404(sim, call), expand_instance_view=_expand(call)))
 
 
-def _page(sim: ArmSimulator, call: Call, vms: list[Vm]) -> Reply:
-    size = sim.page_size
-    try:
-        skip = int(call.query.get("$skiptoken", "0"))
-    except ValueError:
-        raise ArmError.bad_request("The $skiptoken is invalid.", code="InvalidSkipToken") from None
-    page = vms[skip : skip + size]
-    body: dict[str, Any] = {"value": [vm_body(sim, vm, expand_instance_view=_expand(call)) for vm in page]}
-    if skip + size < len(vms):
-        query = {k: v for k, v in call.query.items() if k != "$skiptoken"}
-        query["$skiptoken"] = str(skip + size)
-        body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
-    return Reply(200, body)
-
-
 def list_vms(sim: ArmSimulator, call: Call) -> Reply:
-    _check_scope(sim, call.params["sub"], call.params["rg"])
-    prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-    vms = sorted((vm for key, vm in sim.fleet.vms.items() if key.startswith(prefix)), key=lambda v: v.id.lower())
-    return _page(sim, call, vms)
+    vms = in_scope(sim, sim.fleet.vms, call, by_group=True)
+    return page(sim, call, vms, lambda vm: vm_body(sim, vm, expand_instance_view=_expand(call)))
 
 
 def list_all_vms(sim: ArmSimulator, call: Call) -> Reply:
-    _check_scope(sim, call.params["sub"])
-    prefix = f"/subscriptions/{call.params['sub']}/".lower()
-    vms = sorted((vm for key, vm in sim.fleet.vms.items() if key.startswith(prefix)), key=lambda v: v.id.lower())
-    return _page(sim, call, vms)
+    vms = in_scope(sim, sim.fleet.vms, call, by_group=False)
+    return page(sim, call, vms, lambda vm: vm_body(sim, vm, expand_instance_view=_expand(call)))
 
 
 def get_instance_view(sim: ArmSimulator, call: Call) -> Reply:

@@ -76,6 +76,7 @@ from emulator.arm import apiversions
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 from emulator.arm.fleet import Vm, stable_uuid
+from emulator.arm.listing import check_scope, in_scope, page
 from emulator.arm.patching import InstallPlan, assessment_result, parse_iso_duration, plan_install
 
 if TYPE_CHECKING:
@@ -263,18 +264,11 @@ def _assess_result(vm: Vm, op: ArcOperation, assessment: dict[str, Any] | None) 
 
 
 # ----------------------------------------------------------------------------------- lookups
-def _check_scope(sim: ArmSimulator, sub: str, rg: str | None = None) -> None:
-    if not sim.fleet.has_subscription(sub):
-        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-    if rg is not None and not sim.fleet.has_resource_group(sub, rg):
-        raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
-
-
 def _machine_or_404(sim: ArmSimulator, call: Call) -> Vm:
     p = call.params
     machine = sim.fleet.find_machine(p["sub"], p["rg"], p["machine"])
     if machine is None:
-        _check_scope(sim, p["sub"], p["rg"])
+        check_scope(sim, p["sub"], p["rg"])
         raise ArmError.not_found(_TYPE, p["machine"], p["rg"])
     return machine
 
@@ -284,33 +278,12 @@ def get_machine(sim: ArmSimulator, call: Call) -> Reply:
     return Reply(200, machine_body(sim, _machine_or_404(sim, call)))
 
 
-def _page(sim: ArmSimulator, call: Call, machines: list[Vm]) -> Reply:
-    size = sim.page_size
-    try:
-        skip = int(call.query.get("$skiptoken", "0"))
-    except ValueError:
-        raise ArmError.bad_request("The $skiptoken is invalid.", code="InvalidSkipToken") from None
-    page = machines[skip : skip + size]
-    body: dict[str, Any] = {"value": [machine_body(sim, m) for m in page]}
-    if skip + size < len(machines):
-        query = {k: v for k, v in call.query.items() if k != "$skiptoken"}
-        query["$skiptoken"] = str(skip + size)
-        body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
-    return Reply(200, body)
-
-
 def list_machines(sim: ArmSimulator, call: Call) -> Reply:
-    _check_scope(sim, call.params["sub"], call.params["rg"])
-    prefix = f"/subscriptions/{call.params['sub']}/resourcegroups/{call.params['rg']}/".lower()
-    found = sorted((m for k, m in sim.fleet.machines.items() if k.startswith(prefix)), key=lambda m: m.id.lower())
-    return _page(sim, call, found)
+    return page(sim, call, in_scope(sim, sim.fleet.machines, call, by_group=True), lambda m: machine_body(sim, m))
 
 
 def list_all_machines(sim: ArmSimulator, call: Call) -> Reply:
-    _check_scope(sim, call.params["sub"])
-    prefix = f"/subscriptions/{call.params['sub']}/".lower()
-    found = sorted((m for k, m in sim.fleet.machines.items() if k.startswith(prefix)), key=lambda m: m.id.lower())
-    return _page(sim, call, found)
+    return page(sim, call, in_scope(sim, sim.fleet.machines, call, by_group=False), lambda m: machine_body(sim, m))
 
 
 def update_machine(sim: ArmSimulator, call: Call) -> Reply:
