@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 from emulator.arm.fleet import Vm
-from emulator.arm.listing import check_scope, in_scope, page
+from emulator.arm.listing import check_scope, in_scope, lro_result, page
 from emulator.arm.patching import (
     InstallPlan,
     assessment_result,
@@ -491,16 +491,7 @@ def operation_status(sim: ArmSimulator, call: Call) -> Reply:
 
 def operation_result(sim: ArmSimulator, call: Call) -> Reply:
     op = _operation(sim, call)
-    if op.status == "InProgress":
-        return Reply(
-            202,
-            None,
-            {
-                "Location": f"{call.base_url}{call.path}?{urlencode({'api-version': call.api_version})}",
-                "Retry-After": str(sim.retry_after),
-            },
-        )
-    return Reply(200, op.result)
+    return lro_result(sim, call, running=op.status == "InProgress", result=op.result)
 
 
 HANDLERS = {

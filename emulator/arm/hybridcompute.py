@@ -76,7 +76,7 @@ from emulator.arm import apiversions
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 from emulator.arm.fleet import Vm, stable_uuid
-from emulator.arm.listing import check_scope, in_scope, page
+from emulator.arm.listing import check_scope, in_scope, lro_result, page
 from emulator.arm.patching import InstallPlan, assessment_result, parse_iso_duration, plan_install
 
 if TYPE_CHECKING:
@@ -475,16 +475,7 @@ def operation_result(sim: ArmSimulator, call: Call) -> Reply:
     op = sim.arc_operations.get(call.params["op"].lower())
     if op is None or op.subscription.lower() != call.params["sub"].lower():
         raise ArmError(404, "NotFound", f"The operation '{call.params['op']}' was not found.")
-    if op.status == "InProgress":
-        return Reply(
-            202,
-            None,
-            {
-                "Location": f"{call.base_url}{call.path}?{urlencode({'api-version': call.api_version})}",
-                "Retry-After": str(sim.retry_after),
-            },
-        )
-    return Reply(200, op.result)
+    return lro_result(sim, call, running=op.status == "InProgress", result=op.result)
 
 
 HANDLERS = {

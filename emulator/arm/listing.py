@@ -1,6 +1,7 @@
-"""What every ARM list operation of the simulator shares: the scope check (subscription, then
-resource group, with ARM's 404 codes) and paging (``$skiptoken`` offsets, a ``nextLink`` that
-keeps the caller's other query parameters, ``sim.page_size`` items a page)."""
+"""What the simulator's ARM providers share: the scope check (subscription, then resource group,
+with ARM's 404 codes), paging (``$skiptoken`` offsets, a ``nextLink`` that keeps the caller's other
+query parameters, ``sim.page_size`` items a page) and an LRO result URL's answer (202 with
+``Location`` / ``Retry-After`` while running, 200 with the result when done)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,11 @@ def page(sim: ArmSimulator, call: Call, items: list[T], render: Callable[[T], di
         query["$skiptoken"] = str(skip + size)
         body["nextLink"] = f"{call.base_url}{call.path}?{urlencode(query)}"
     return Reply(200, body)
+
+
+def lro_result(sim: ArmSimulator, call: Call, *, running: bool, result: Any) -> Reply:
+    """A long-running operation's result URL: 202 pointing at itself while it runs, then 200."""
+    if running:
+        location = f"{call.base_url}{call.path}?{urlencode({'api-version': call.api_version})}"
+        return Reply(202, None, {"Location": location, "Retry-After": str(sim.retry_after)})
+    return Reply(200, result)
