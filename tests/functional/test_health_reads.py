@@ -19,22 +19,6 @@ pytestmark = pytest.mark.functional
 START = "2026-11-16T06:00:00Z"
 
 
-@pytest.fixture
-def held(platform_factory: Any) -> Any:
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any]) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
 
 
 def instance_views(p: Any, name: str) -> list[Any]:

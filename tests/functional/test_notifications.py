@@ -112,23 +112,6 @@ def test_notify_through_the_host_lands_in_the_topic_once_per_receiver(probe_plat
     assert [e["id"] for e in p.published_events(type="PatchRings.CancelFailed")] == [events[2]["id"]]
 
 
-@pytest.fixture
-def held(platform_factory: Any) -> Iterator[Any]:
-    """A platform whose skip clock is held from before it starts (as in test_platform_rollout)."""
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any]) -> Any:
-        clock = make_clock("skip", start="2026-11-16T06:00:00Z")
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
 
 
 def test_a_rollout_that_halts_on_a_failed_gate_publishes_gate_failed_and_rollout_halted(held: Any) -> None:

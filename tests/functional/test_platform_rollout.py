@@ -21,27 +21,6 @@ START = "2026-11-16T06:00:00Z"
 INITIATOR = "dave@contoso.com"
 
 
-@pytest.fixture
-def held(platform_factory: Any) -> Any:
-    """``held(scenario)`` -> a started platform whose skip clock is held from before it starts.
-
-    Why: the simulator's schedules would otherwise run the clock ahead (hours of simulated time)
-    between the platform starting and the test taking the hold, making outcomes depend on timing.
-    """
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock, **kwargs)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
 
 
 def approve(d: Driver, rid: str, ring: str, who: str) -> dict[str, Any]:

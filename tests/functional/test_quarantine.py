@@ -20,22 +20,6 @@ pytestmark = pytest.mark.functional
 START = "2026-11-16T06:00:00Z"
 
 
-@pytest.fixture
-def held(platform_factory: Any) -> Any:
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any]) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
 
 
 def test_a_bad_patch_is_not_installed_again_by_the_next_cycles_ring0(held: Any) -> None:

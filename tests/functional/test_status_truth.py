@@ -24,23 +24,6 @@ pytestmark = pytest.mark.functional
 START = "2026-11-16T06:00:00Z"
 
 
-@pytest.fixture
-def held(platform_factory: Any) -> Any:
-    """A started platform whose skip clock is held from before it starts (see test_platform_rollout)."""
-    from emulator.clock import make_clock
-
-    holds: list[Any] = []
-
-    def start(scenario: dict[str, Any], **kwargs: Any) -> Any:
-        clock = make_clock("skip", start=START)
-        hold = clock.hold()
-        hold.__enter__()
-        holds.append(hold)
-        return platform_factory(scenario=scenario, clock=clock, **kwargs)
-
-    yield start
-    for hold in holds:
-        hold.__exit__(None, None, None)
 
 
 def test_the_status_api_shows_moving_counts_platform_times_and_notifies_a_halt(held: Any) -> None:
