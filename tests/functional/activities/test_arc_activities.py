@@ -202,7 +202,8 @@ def test_a_scheduled_ring_of_arc_machines_is_gated_from_resource_graph(
     sim.clock.advance_until(lambda: sim.clock.now() >= ready, timeout=60)
     out = collect_run_results_arg_core(arc_clients, {"correlationId": run, "vms": members})
     results = by_name(out["results"], "vm")
-    assert out["queries"] == 2 and [results[n]["state"] for n in ("srv-10", "srv-11")] == ["done", "done"]
+    # one summary query, one per-patch query, one for the machines' latest assessments
+    assert out["queries"] == 3 and [results[n]["state"] for n in ("srv-10", "srv-11")] == ["done", "done"]
     assert [p["kbId"] for p in results["srv-10"]["result"]["patches"]] == ["5034123"]
     assert [p["name"] for p in results["srv-11"]["result"]["patches"]] == ["openssl"]
     assert all(classify_install(r["result"]).outcome == "ok" for r in out["results"])
