@@ -352,13 +352,28 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     except AzureError as exc:
         return _started("refused", None, error_info(exc, code="InstanceViewUnavailable"))
     summary = install_summary(view)
-    observed = _observed_install(summary, since)
-    claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")),
-             "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
-    if observed:
-        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, "observed": summary})
-        return _started("already-done" if observed == "done" else "already-started", None)
+    out = _claim_and_send(clients, ledger, payload, since, observed=_observed_install(summary, since),
+                          evidence={"observed": summary})
+    if out.get("state") == "started":
+        out["baseline"] = _baseline(view, vm, payload.get("probes") or [])
+    return out
 
+
+_NOTHING: Mapping[str, Any] = {}
+
+
+def _claim_and_send(clients: Any, ledger: Any, payload: Mapping[str, Any], since: datetime | None, *,
+                    observed: str | None, evidence: Mapping[str, Any] = _NOTHING,
+                    claim_extra: Mapping[str, Any] = _NOTHING) -> dict[str, Any]:
+    """Once-only, shared by VMs and Arc machines: an install already seen on the machine is
+    recorded, not sent; otherwise the ledger claim decides who sends (create-only row), and the
+    claim is released if the POST provably never left."""
+    vm_id, run_id = str(payload["vm"]["id"]), str(payload["runId"])
+    claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")), **claim_extra,
+             "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
+    if observed:  # ``evidence``: what showed the install (the VM's instance-view summary)
+        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, **evidence})
+        return _started("already-done" if observed == "done" else "already-started", None)
     try:
         claimed = ledger.record_install(run_id, vm_id, {**claim, "state": "posting"})
     except AzureError as exc:
@@ -366,34 +381,17 @@ def start_install_core(clients: Any, ledger: Any, payload: Mapping[str, Any]) ->
     if not claimed:
         record = _best_effort(ledger.install, run_id, vm_id) or {}
         return _started("already-started", record.get("token"))
-    out = _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
-    if out.get("state") == "started":
-        out["baseline"] = _baseline(view, vm, payload.get("probes") or [])
-    return out
+    return _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
 
 
 def _start_install_arc(clients: Any, ledger: Any, payload: Mapping[str, Any], since: datetime | None) -> dict[str, Any]:
     """:func:`start_install_core` for an Arc-enabled server (see :mod:`activities.arc`): the
     machine's agent must be Connected; Resource Graph stands in for the instance view."""
     vm = payload["vm"]
-    vm_id = str(vm["id"])
-    run_id = str(payload["runId"])
     observed, machine, refusal = arc_ops.precheck_install_arc(clients, vm, since)
     if refusal is not None:
         return _started("refused", None, refusal)
-    claim = {"rolloutId": payload.get("rolloutId"), "ring": str(payload.get("ring")), "kind": "arc",
-             "runStartedAt": since.isoformat() if since else None, "claimedAt": payload.get("now")}
-    if observed:
-        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed})
-        return _started("already-done" if observed == "done" else "already-started", None)
-    try:
-        claimed = ledger.record_install(run_id, vm_id, {**claim, "state": "posting"})
-    except AzureError as exc:
-        return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
-    if not claimed:
-        record = _best_effort(ledger.install, run_id, vm_id) or {}
-        return _started("already-started", record.get("token"))
-    out = _send(clients, ledger, payload, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
+    out = _claim_and_send(clients, ledger, payload, since, observed=observed, claim_extra={"kind": "arc"})
     if out.get("state") == "started":
         out["baseline"] = arc_ops.arc_health_sample(machine, vm, list(payload.get("probes") or []),
                                                     default_http_get, run_probe)
