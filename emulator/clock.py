@@ -223,16 +223,23 @@ class Clock:
         woken: list[bool] = []
 
         def wake() -> None:  # called by a jump, with the clock's lock held
-            # Count the sleeper as busy from the jump until it has resumed: otherwise the gap
-            # between "woken" and "running again" looks idle and the clock could jump twice.
-            self.enter_busy()
-            woken.append(True)
-
             def _set() -> None:
                 if not future.done():
                     future.set_result(None)
 
-            loop.call_soon_threadsafe(_set)
+            if loop.is_closed():
+                # The sleeper's host stopped (a simulated crash) and abandoned it: nobody will
+                # resume it, so it must neither count as busy nor make the jump fail.
+                return
+            # Count the sleeper as busy from the jump until it has resumed: otherwise the gap
+            # between "woken" and "running again" looks idle and the clock could jump twice.
+            self.enter_busy()
+            woken.append(True)
+            try:
+                loop.call_soon_threadsafe(_set)
+            except RuntimeError:  # closed between the check and the call
+                woken.pop()
+                self.exit_busy()
 
         seq = self._register(when, wake)
         try:
@@ -241,7 +248,10 @@ class Clock:
             self._unregister(seq)
             if woken:
                 # One more loop turn lets the resumed code enter its own busy() section first.
-                loop.call_soon(self.exit_busy)
+                try:
+                    loop.call_soon(self.exit_busy)
+                except RuntimeError:  # the loop is closing under an abandoned sleeper
+                    self.exit_busy()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep a simulated interval."""

@@ -576,6 +576,9 @@ class DurableEngine:
 
     def _arm_timer(self, inst: Instance, seq: int, fire_at: datetime) -> None:
         key = (inst.instance_id, seq)
+        old = self._timers.get(key)
+        if old is not None and not old.done():
+            old.cancel()  # re-armed (a recovery): an orphan would outlive stop() and fire twice
         self._timers[key] = asyncio.get_running_loop().create_task(
             self._timer(inst.instance_id, inst.execution_id, seq, fire_at), name=f"timer-{seq}"
         )

@@ -202,3 +202,39 @@ def test_a_busy_follower_blocks_jumps_and_its_next_due_counts_as_a_sleeper() -> 
     clock.follower_report(lease, seq=3, busy=False, next_due=None, seen=START + timedelta(minutes=30))
     assert done.wait(5)
     clock.close()
+
+
+def test_a_sleeper_abandoned_on_a_closed_loop_neither_breaks_a_jump_nor_stays_busy() -> None:
+    """A crashed host closes its loop under a pending timer; the clock must go on without it.
+
+    (CI once failed here: the next jump woke the dead sleeper, whose ``call_soon_threadsafe``
+    raised "Event loop is closed" in the test thread.)
+    """
+    clock = make_clock("skip", start=START)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def abandoned() -> None:
+        started.set()
+        await clock.sleep_until(START + timedelta(hours=1))
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    with clock.hold():
+        thread.start()
+        asyncio.run_coroutine_threadsafe(abandoned(), loop)
+        assert started.wait(5)
+        deadline = time.monotonic() + 5
+        while clock.next_due() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()  # the sleeper is never cancelled: abandoned, as a crashed host leaves it
+        hits: list[int] = []
+
+        def ticker() -> None:
+            clock.sleep_until_blocking(START + timedelta(hours=2))
+            hits.append(1)
+
+        threading.Thread(target=ticker, daemon=True).start()
+        clock.advance_until(lambda: bool(hits), timeout=5)
+    assert clock.now() == START + timedelta(hours=2)
