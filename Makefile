@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo [SCENARIO=happy|bad-patch] [AUTO_APPROVE=1]   run a complete three-ring rollout locally"
-	@echo "make test                                               lint, types and the whole test suite"
+	@echo "make test                                               lint, import contracts, types and the whole test suite"
 	@echo "make bench                                              benchmarks (ratios, see bench/README.md)"
 
 # The Python worker's own function-loading code (azure-functions-runtime, the code the Azure
@@ -49,8 +49,11 @@ chromium:
 	  echo "      install it with: sudo apt-get install -y chromium chromium-driver"; \
 	fi
 
+# ruff, then the import contracts (pyproject.toml [tool.importlinter]: which layer may import which,
+# drawn in docs/architecture.md). The architecture tests (tests/architecture) run with pytest.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy .
@@ -71,4 +74,4 @@ bench: bootstrap
 	$(PY) -m bench
 
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
