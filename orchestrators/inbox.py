@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from patchrings.domain.arm_ids import last_segment, same_arm_id
+
+__all__ = ["POST", "PRE", "EventInbox", "RunEvent", "decode_payload", "same_arm_id"]
+
 PRE = "pre"
 POST = "post"
 
@@ -33,13 +37,6 @@ def decode_payload(value: Any) -> dict[str, Any] | None:
             except ValueError:
                 return None
     return value if isinstance(value, dict) else None
-
-
-def same_arm_id(a: str | None, b: str | None) -> bool:
-    """ARM ids are case-insensitive and sometimes carry a trailing slash."""
-    if not a or not b:
-        return False
-    return a.rstrip("/").lower() == b.rstrip("/").lower()
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class RunEvent:
     @property
     def run_name(self) -> str:
         """The run name at the end of the correlationId (``.../applyUpdates/<yyyyMMddHHmmss>``)."""
-        return self.correlation_id.rstrip("/").rsplit("/", 1)[-1]
+        return last_segment(self.correlation_id)
 
     @classmethod
     def from_payload(cls, payload: Any) -> RunEvent | None:

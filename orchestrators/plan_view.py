@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrators.inbox import same_arm_id
+from patchrings.domain.arm_ids import same_arm_id
 
 
 def rings(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from patchrings.domain.arm_ids import last_segment, normalize_arm_id
 from patchrings.domain.timeutil import format_instant, parse_instant
 from patchrings.errors import EventRejected
 
@@ -74,7 +75,7 @@ class MaintenanceEvent:
 
     @property
     def configuration_name(self) -> str:
-        return self.configuration_id.rstrip("/").rsplit("/", 1)[-1]
+        return last_segment(self.configuration_id)
 
     @property
     def run_key(self) -> str:
@@ -125,11 +126,6 @@ class MaintenanceEvent:
             subject=d.get("subject"),
             schema=d.get("schema", "eventgrid"),
         )
-
-
-def normalize_arm_id(arm_id: str) -> str:
-    """Lower-case, single leading slash, no trailing slash."""
-    return "/" + arm_id.strip().strip("/").lower()
 
 
 def _time(data: Mapping[str, Any], key: str, label: str, *, required: bool) -> datetime | None:

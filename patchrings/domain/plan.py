@@ -34,6 +34,7 @@ from typing import Any, Literal
 import jsonschema
 
 from patchrings.domain.approval import ApprovalPolicy
+from patchrings.domain.arm_ids import same_arm_id, subscription_of
 from patchrings.domain.health import HealthPolicy
 from patchrings.domain.rate import RateControl
 from patchrings.domain.timeutil import DurationError, format_duration, parse_duration
@@ -117,13 +118,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def same_arm_id(a: str | None, b: str | None) -> bool:
-    """ARM ids compare case-insensitively (and ignore a trailing slash)."""
-    if not a or not b:
-        return False
-    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
-
-
 # --------------------------------------------------------------------------------------------
 # types
 
@@ -194,8 +188,10 @@ class Members:
         """The subscription of the maintenance configuration, parsed from its id."""
         if not self.maintenance_configuration_id:
             return None
-        parts = self.maintenance_configuration_id.strip("/").split("/")
-        return parts[1] if len(parts) > 1 else None
+        try:
+            return subscription_of(self.maintenance_configuration_id)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)

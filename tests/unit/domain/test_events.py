@@ -143,3 +143,26 @@ def test_deeply_nested_or_oddly_typed_fields_never_crash_the_parser():
     ev = parse_maintenance_event(raw)
     assert ev.kind == "pre" and ev.event_time is None
     assert ev.subject == "{'not': 'a string'}" and len(ev.status or "") == 100
+
+
+def test_arm_ids_one_module() -> None:
+    from patchrings.domain import arm_ids
+
+    mc = "/subscriptions/S-1/resourceGroups/RG/providers/Microsoft.Maintenance/maintenanceConfigurations/mc"
+    assert arm_ids.same_arm_id(mc.upper() + "/", " " + mc)
+    assert not arm_ids.same_arm_id("", "")
+    assert not arm_ids.same_arm_id(None, mc)
+    assert arm_ids.subscription_of(mc) == "S-1"
+    assert arm_ids.subscription_of("https://m/subscriptions/abc/providers/x?api-version=1") == "abc"
+    with pytest.raises(ValueError):
+        arm_ids.subscription_of("/resourceGroups/rg")
+    assert arm_ids.resource_group_of(mc) == "RG"
+    assert arm_ids.resource_group_of("/subscriptions/s") is None
+    assert arm_ids.last_segment(mc + "/") == "mc"
+    assert arm_ids.last_segment(None) == ""
+    assert arm_ids.normalize_arm_id(" /A/B/ ") == "/a/b"
+    parsed = arm_ids.parse_resource_id(mc)
+    assert (parsed.subscription, parsed.resource_group, parsed.name) == ("S-1", "RG", "mc")
+    assert parsed.full_type == "Microsoft.Maintenance/maintenanceConfigurations"
+    with pytest.raises(ValueError):
+        arm_ids.parse_resource_id("not-an-id")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from orchestrators.inbox import EventInbox, RunEvent, decode_payload, same_arm_id
+from orchestrators.inbox import EventInbox, RunEvent, decode_payload
+from patchrings.domain.arm_ids import same_arm_id
 
 pytestmark = pytest.mark.unit
 
