@@ -1,0 +1,245 @@
+"""Typed inputs and outputs of the ring-level sub-orchestrations (issue 10).
+
+One frozen dataclass per input of ``ring_direct``, ``wave``, ``verify``, ``run_results``,
+``ring_gate`` and ``dry_run_ring`` (and their outputs, which callers read field by field),
+mirroring the JSON each receives and answers today key for key; :mod:`patchrings.boundary.codec`
+turns them into that JSON and back (``to_payload`` / ``from_payload``: camelCase keys, ``None``
+optionals absent unless a field says ``keep_none`` because the sender writes the key as ``null``).
+
+The ring, not the plan (issue 10): every input carries ``ring_spec`` (JSON ``ringSpec``), the
+resolved ring document (``Plan.ring(name).to_dict()``: every setting with the plan's defaults
+merged), next to the older ``plan`` (the whole ``Plan.to_dict()``) it replaces. A receiver uses
+``ringSpec`` when present and falls back to ``plan`` (transition: senders switch to ``ringSpec``,
+then ``plan`` goes). The first ring's dry run still reads the whole plan (it lists the machines in
+no ring and plans against the next ring's schedule).
+
+Instants stay the strings the senders write (``YYYY-MM-DDTHH:MM:SSZ``), not ``datetime``, so the
+JSON stays byte-compatible. Pure Python: no ``azure`` imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DryRunRingInput",
+    "DryRunRingOutput",
+    "RingDirectCarry",
+    "RingDirectInput",
+    "RingDirectOutput",
+    "RingGateInput",
+    "RingGateOutput",
+    "RunResultsInput",
+    "RunResultsOutput",
+    "VerifyInput",
+    "VerifyLedger",
+    "VerifyOutput",
+    "WaveInput",
+    "WaveOutput",
+]
+
+#: a field whose ``None`` is written as ``null`` (the sender writes the key even when it is empty)
+_NULL = {"keep_none": True}
+
+
+# ---------------------------------------------------------------------------------- ring_direct
+
+
+@dataclass(frozen=True)
+class RingDirectCarry:
+    """The state a direct ring hands its next execution when it continues as new (bounded
+    history): its VMs, packed verdicts, learned install durations, skipped, halted, next wave."""
+
+    vms: list[dict[str, Any]]
+    run_started_at: str
+    next: int
+    learned: dict[str, Any]
+    verdicts: dict[str, Any]  # ``verdicts.pack_verdicts`` of the verdicts so far
+    results: list[dict[str, Any]]
+    skipped: list[str]
+    halted: bool
+
+
+@dataclass(frozen=True)
+class RingDirectInput:
+    """``ring_direct``: install a direct ring wave by wave (sent by the rollout)."""
+
+    ring: str
+    rollout_id: str | None = None
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    run_id: str | None = None
+    started_at: str | None = None  # the rollout's start: Windows' maxPatchPublishDate for Ring 0
+    manifest: dict[str, Any] | None = field(default=None, metadata=_NULL)  # later rings: the pin
+    build_manifest: bool | None = None
+    vms: list[dict[str, Any]] | None = None  # the ring's members when the caller resolved them
+    expected_install_seconds: Any = field(default=None, metadata=_NULL)  # {os: seconds} or seconds
+    waves_per_execution: int | None = None
+    poll_seconds: int | None = None
+    carry: RingDirectCarry | None = None
+
+
+@dataclass(frozen=True)
+class RingDirectOutput:
+    """What the rollout reads of a direct ring: a small summary whatever the ring's size."""
+
+    gate: dict[str, Any]
+    manifest: dict[str, Any] | None = field(default=None, metadata=_NULL)
+    health_sample: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    skipped: int = 0
+    budget: dict[str, Any] = field(default_factory=dict)
+    halted: bool = False
+    install_seconds: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------- wave
+
+
+@dataclass(frozen=True)
+class WaveInput:
+    """``wave``: start installPatches on a slice of a wave's VMs, poll them, verify (sent by ring_direct)."""
+
+    rollout_id: str | None = None
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    ring: str | None = None
+    run_id: str | None = None
+    wave: int | None = None
+    vms: list[dict[str, Any]] | None = None
+    parameters: dict[str, Any] | None = None  # installPatches parameters per OS
+    poll_seconds: int | None = None
+    run_started_at: str | None = None
+    deadline: str | None = None
+    expected_install_seconds: Any = field(default=None, metadata=_NULL)  # {os: seconds} or seconds
+    keep_results: bool | None = None  # absent: true
+
+
+@dataclass(frozen=True)
+class WaveOutput:
+    """A wave's answer: verdicts packed (``verdicts.pack_verdicts``), install results when kept,
+    the longest install per OS seen done."""
+
+    packed: bool
+    verdicts: list[dict[str, Any]]
+    passed: dict[str, list[int]]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    install_seconds: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True)
+class VerifyLedger:
+    """Where verify writes its per-VM rows itself (run_results' chunks)."""
+
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyInput:
+    """``verify``: the health phases and verdicts of a set of VMs after their installs
+    (sent by wave and run_results)."""
+
+    rollout_id: str | None = None
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    ring: str | None = None
+    vms: list[dict[str, Any]] | None = None
+    installs: list[dict[str, Any]] | None = None
+    decide: bool | None = None
+    baselines: dict[str, Any] | None = None  # {vm id: health sample before the install}
+    start_delay_seconds: int | None = None
+    ledger: VerifyLedger | None = None
+    pack: bool | None = None
+
+
+@dataclass(frozen=True)
+class VerifyOutput:
+    """Verify's answer: verdicts (packed when asked), the gate when asked to decide."""
+
+    verdicts: list[dict[str, Any]]
+    gate: dict[str, Any] | None = field(default=None, metadata=_NULL)
+    ledger_error: str | None = None
+    packed: bool | None = None
+    passed: dict[str, list[int]] | None = None
+
+
+# ---------------------------------------------------------------------------------- run_results
+
+
+@dataclass(frozen=True)
+class RunResultsInput:
+    """``run_results``: a scheduled run's per-VM results, verification and gate (sent by the rollout)."""
+
+    ring: str
+    correlation_id: str
+    rollout_id: str | None = None
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResultsOutput:
+    gate: dict[str, Any]
+    health_sample: list[dict[str, Any]]
+    counts: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------- ring_gate
+
+
+@dataclass(frozen=True)
+class RingGateInput:
+    """``ring_gate``: open or close one ring's gate (sent by the rollout)."""
+
+    ring: str
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    opening: bool | None = field(default=None, metadata={"key": "open"})
+    rollout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RingGateOutput:
+    mode: str
+    members: int | None = field(default=None, metadata=_NULL)
+    value: str | None = field(default=None, metadata=_NULL)
+    changed: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    schedule_issues: list[dict[str, Any]] | None = None
+    schedule_issue_count: int | None = None
+
+
+# ---------------------------------------------------------------------------------- dry_run
+
+
+@dataclass(frozen=True)
+class DryRunRingInput:
+    """``dry_run_ring``: list what a ring would install, installing nothing (sent by the rollout).
+
+    ``plan`` is needed for the first ring only (its compliance section lists the machines in no
+    ring; its planner reads the next ring's schedule and the promotion margin)."""
+
+    ring: str
+    rollout_id: str | None = None
+    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] | None = None
+    started_at: str | None = None
+    manifest: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DryRunRingOutput:
+    ring: str
+    patching: str
+    basis: str
+    cutoff: str | None = field(default=None, metadata=_NULL)
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    planner: dict[str, Any] | None = field(default=None, metadata=_NULL)
+    warnings: list[Any] = field(default_factory=list)
+    compliance: dict[str, Any] = field(default_factory=dict)
