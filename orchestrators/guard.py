@@ -44,10 +44,10 @@ import azure.durable_functions as df
 
 from orchestrators import names, retries
 from orchestrators.inbox import RunEvent
-from orchestrators.timeutil import iso, parse_duration
 from patchrings.domain import deadlines
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.manifest import Manifest
+from patchrings.domain.timeutil import duration_or, iso
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.guard")
@@ -283,8 +283,8 @@ class Guard:
             self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
 
     def run(self) -> Gen:
-        margin = parse_duration(self.spec.get("cancelMargin"), timedelta(minutes=2))
-        lead = parse_duration(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
+        margin = duration_or(self.spec.get("cancelMargin"), timedelta(minutes=2))
+        lead = duration_or(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
         try:
             cancel_by = deadlines.cancel_deadline(MaintenanceEvent.from_dict(self.event.to_dict()))
         except Exception as err:  # no usable start: nothing to wait for, cancel at once (fail closed)

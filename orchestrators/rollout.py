@@ -54,7 +54,6 @@ from orchestrators.status import (
     bounded,
     manifest_view,
 )
-from orchestrators.timeutil import iso, parse_duration, parse_iso
 from orchestrators.verdicts import (
     build_manifest_dict,
     coverage_refusal,
@@ -70,6 +69,7 @@ from patchrings.domain.quarantine import parse_release, with_exclusions
 from patchrings.domain.rate import RateControl
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.domain.results import expected_install_duration
+from patchrings.domain.timeutil import duration_or, iso, parse_instant
 from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
@@ -479,10 +479,10 @@ class Rollout:
         while True:
             if not target.get("runStart"):
                 target = yield from self.retarget(ring, configuration_id, self.now, None)
-            run_start = parse_iso(target["runStart"])
+            run_start = parse_instant(target["runStart"])
             window = self.windows.get(ring)
             following = next_run(window, run_start) if window else None
-            keep = parse_iso(following["runStart"]) if following else None
+            keep = parse_instant(following["runStart"]) if following else None
             wait_until = max(run_start + PRE_EVENT_GRACE, self.now)
             self.st.set_phase(ring, "waiting-for-run", iso(self.now), until=iso(wait_until))
             self.st.wait_for(
@@ -591,7 +591,7 @@ class Rollout:
 
     def gate_run(self, index: int, ring: str, pre: RunEvent) -> Gen:
         """Decide a scheduled run at its pre-event: authorise it or cancel it (fail closed)."""
-        margin = parse_duration(plan_view.promotion(self.plan).get("cancelMargin"), timedelta(minutes=2))
+        margin = duration_or(plan_view.promotion(self.plan).get("cancelMargin"), timedelta(minutes=2))
         deadline = decision_deadline(pre, margin)
         run = {"correlationId": pre.correlation_id, "start": pre.start, "decisionDeadline": iso(deadline)}
         self.st.add_run(ring, run)
@@ -707,7 +707,8 @@ class Rollout:
         The window's end is the one computed from the configuration (``run_end``), not what the
         event claims.
         """
-        end = parse_iso(run_end) if run_end else parse_iso(pre.end) if pre.end else self.now + timedelta(hours=4)
+        claimed = run_end or pre.end
+        end = parse_instant(claimed) if claimed else self.now + timedelta(hours=4)
         until = end + POST_EVENT_GRACE
         self.st.set_phase(ring, "run-authorised", iso(self.now), until=iso(until))
         self.st.wait_for("post-maintenance event", until=iso(until), ring=ring, correlationId=pre.correlation_id)
@@ -923,12 +924,12 @@ class Rollout:
             reboot = _reboot_setting((config or {}).get("installPatches"))
             if reboot:
                 self.pinned_reboot[ring] = reboot
-            margin = parse_duration(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
+            margin = duration_or(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
             # Every write of the promotion (pin, retag / assignment) has landed by now, so the run
             # targeted is the first whose T-40 (minus the margin) is still ahead (issue 14.8).
             target = promotion_target((config or {}).get("window") or {}, self.now, margin)
             skipped = (target or {}).get("skippedRun") or {}
-            if pinned_at is not None and skipped.get("t40") and pinned_at > parse_iso(skipped["t40"]):
+            if pinned_at is not None and skipped.get("t40") and pinned_at > parse_instant(skipped["t40"]):
                 # AUM cancels a run whose configuration is edited less than 40 minutes before it.
                 target["skippedRunCancelledByEdit"] = True
                 target["reason"] = (f"{target.get('reason')}; the manifest pin at {iso(pinned_at)} landed after that "
@@ -1267,8 +1268,8 @@ class Rollout:
         run = next_run(window, self.now) if window else None
         margin = plan_view.promotion(self.plan).get("t40Margin") or "PT5M"
         self.planner = ring_estimate(self.plan, ring, next_ring, count=count, start=self.now,
-                                     next_run_start=parse_iso(run["runStart"]) if run else None,
-                                     margin=parse_duration(margin, timedelta(minutes=5)))
+                                     next_run_start=parse_instant(run["runStart"]) if run else None,
+                                     margin=duration_or(margin, timedelta(minutes=5)))
         for warning in planner_notes(self.planner):
             self.st.note(iso(self.now), f"planner: {warning}")
         self.publish()
@@ -1335,7 +1336,7 @@ def ring_estimate(plan: dict[str, Any], ring: str, next_ring: str, *, count: int
         ring, count,
         rate=RateControl.from_dict(plan_view.effective(plan, ring, "rate")),
         health=HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")),
-        install_expected=expected_install_duration(parse_duration(install.get("maximumDuration"),
+        install_expected=expected_install_duration(duration_or(install.get("maximumDuration"),
                                                                   timedelta(hours=2))),
         start=start, next_ring=next_ring, next_run_start=next_run_start, t40_margin=margin,
         approval_needed=plan_view.approval(plan, next_ring).get("mode", "none") != "none",

@@ -59,3 +59,56 @@ def test_instants_are_utc_aware():
     assert format_instant(datetime(2023, 5, 9, 14, 0, 0, 5, tzinfo=UTC)) == "2023-05-09T14:00:00.000005Z"
     with pytest.raises(ValueError):
         parse_instant("")
+
+
+# -- the one grammar (issue 10): what the old orchestrators/timeutil accepted and the domain did not
+
+
+@pytest.mark.parametrize("text", ["PT1.5H", "P1.5D", "PT2.5M", "03:55", "1:00:00", "90", 90, 1.5])
+def test_fractional_units_hh_mm_and_bare_seconds_are_not_durations(text):
+    with pytest.raises(DurationError):
+        parse_duration(text)
+
+
+def test_weeks_are_durations():
+    assert parse_duration("P1W") == timedelta(weeks=1)
+    assert parse_duration("P1WT1H") == timedelta(days=7, hours=1)
+
+
+def test_duration_or_default_only_when_absent():
+    from patchrings.domain.timeutil import duration_or
+
+    assert duration_or(None, timedelta(minutes=2)) == timedelta(minutes=2)
+    assert duration_or("", timedelta(minutes=2)) == timedelta(minutes=2)
+    assert duration_or("PT5M", timedelta(minutes=2)) == timedelta(minutes=5)
+    with pytest.raises(DurationError):
+        duration_or("PT1.5H", timedelta(minutes=2))
+
+
+@pytest.mark.parametrize(("text", "expected"), [("03:55", timedelta(hours=3, minutes=55)),
+                                                ("1:00:30", timedelta(hours=1, seconds=30)),
+                                                (" 23:59 ", timedelta(hours=23, minutes=59))])
+def test_maintenance_window_duration_is_hh_mm(text, expected):
+    from patchrings.domain.timeutil import parse_maintenance_duration
+
+    assert parse_maintenance_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["PT4H", "00:00", "1:60", "1:00:60", "", None, 3600])
+def test_maintenance_window_duration_refuses_other_forms(text):
+    from patchrings.domain.timeutil import parse_maintenance_duration
+
+    with pytest.raises(ValueError):
+        parse_maintenance_duration(text)
+
+
+def test_one_instant_writer_whole_seconds_or_microseconds():
+    from patchrings.domain.timeutil import iso
+
+    precise = datetime(2023, 5, 9, 14, 0, 0, 371747, tzinfo=UTC)
+    assert format_instant(precise) == "2023-05-09T14:00:00.371747Z"
+    assert format_instant(precise, whole_seconds=True) == "2023-05-09T14:00:00Z"
+    assert iso(precise) == "2023-05-09T14:00:00Z"
+    assert iso(datetime(2023, 5, 9, 16, 0, tzinfo=timezone(timedelta(hours=2)))) == "2023-05-09T14:00:00Z"
+    assert iso(datetime(2023, 5, 9, 14, 0)) == "2023-05-09T14:00:00Z"  # naive is UTC
+    assert parse_instant(iso(precise)) == precise.replace(microsecond=0)
