@@ -5,9 +5,15 @@ Tiers (markers are applied by folder, so every test is in exactly one):
 * ``unit``       -- tests/unit: pure code, no processes, no network;
 * ``emulator``   -- tests/emulator: the local platform itself (clock, host, ARM simulator);
 * ``functional`` -- tests/functional: the unmodified app on the local host, against the ARM
-  simulator and Azurite, asserting on recorded ARM calls and on the ledger.
+  simulator and Azurite, asserting on recorded ARM calls and on the ledger;
+* ``architecture`` -- tests/architecture: guards as code (layers, orchestrator determinism, these
+  tiers); they read source files, they run nothing.
 
-Run one tier with ``pytest -m unit`` (or ``make unit`` / ``make functional``).
+Run one tier with ``pytest -m unit`` (or ``make unit`` / ``make functional``). A test file outside
+the four folders fails, and so does a unit test that asks for a running platform (the ``platform``
+/ ``platform_factory`` fixtures below); tests/architecture/test_tiers.py refuses, statically, the
+imports that start servers or emulator processes in tests/unit. ``bench/`` is not a tier: it is
+outside ``testpaths`` and runs with ``make bench``.
 """
 
 from __future__ import annotations
@@ -25,15 +31,46 @@ DEFAULT_PLAN = REPO / "plans" / "default.json"
 # A fixed simulated start keeps schedules (and therefore test outcomes) reproducible.
 DEFAULT_START = "2026-11-16T06:00:00Z"
 
-_TIERS = {"unit": "unit", "emulator": "emulator", "functional": "functional"}
+# folder under tests/ -> marker (declared in pyproject.toml [tool.pytest.ini_options])
+TIERS = {"unit": "unit", "emulator": "emulator", "functional": "functional", "architecture": "architecture"}
+# Fixtures that start the local platform (host, ARM simulator, Azurite): not for the unit tier.
+PLATFORM_FIXTURES = frozenset({"platform", "platform_factory"})
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of a test file: the marker of its first folder under tests/, or None."""
+    try:
+        parts = path.resolve().relative_to(REPO / "tests").parts
+    except ValueError:  # not under tests/ (e.g. a path given on the command line)
+        return None
+    return TIERS.get(parts[0]) if len(parts) > 1 else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-        tier = _TIERS.get(parts[0]) if parts else None
+        tier = tier_of(Path(str(item.fspath)))
         if tier and not item.get_closest_marker(tier):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    path = Path(str(item.fspath))
+    under_tests = path.resolve().is_relative_to(REPO / "tests")
+    tier = tier_of(path)
+    if under_tests and tier is None:
+        pytest.fail(
+            f"{path.relative_to(REPO)} is in no test tier: put it under tests/unit, tests/functional, "
+            "tests/emulator or tests/architecture (tests/conftest.py)",
+            pytrace=False,
+        )
+    if tier == "unit":
+        used = PLATFORM_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if used:
+            pytest.fail(
+                f"{item.nodeid}: a unit test starts no platform (fixture {', '.join(sorted(used))}); "
+                "move it to tests/functional",
+                pytrace=False,
+            )
 
 
 @pytest.fixture
