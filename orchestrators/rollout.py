@@ -42,7 +42,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
+from orchestrators import names, retries
 from orchestrators.inbox import EventInbox, RunEvent
 from orchestrators.status import (
     COMPLETED,
@@ -63,13 +63,12 @@ from orchestrators.verdicts import (
     promotion_target,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
-from patchrings.domain.health import HealthPolicy
+from patchrings.domain.plan import Plan, Ring
 from patchrings.domain.planner import estimate_ring
 from patchrings.domain.quarantine import parse_release, with_exclusions
-from patchrings.domain.rate import RateControl
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.domain.results import expected_install_duration
-from patchrings.domain.timeutil import duration_or, iso, parse_instant
+from patchrings.domain.timeutil import duration_or, format_duration, iso, parse_instant
 from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
@@ -127,7 +126,10 @@ class Rollout:
         self.rollout_id = context.instance_id
         self.started_at = context.current_utc_datetime
         self.initiator: str | None = spec.get("initiator")
-        self.plan: dict[str, Any] = {}
+        # the resolved plan: ``plan`` its JSON (``Plan.to_dict()`` as load_plan returned it, what
+        # travels to sub-orchestrations and activities), ``resolved`` the same as a ``Plan``
+        self._plan: dict[str, Any] = {}
+        self.resolved = Plan.from_resolved({"name": "", "rings": []})
         self.status: RolloutStatus | None = None
         self.inbox = EventInbox()
         self.halt_task: Any = None
@@ -157,6 +159,19 @@ class Rollout:
         self.planner: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self._plan
+
+    @plan.setter
+    def plan(self, doc: dict[str, Any]) -> None:
+        """Set the plan JSON and its typed form once (no re-validation: it was loaded already)."""
+        self._plan = doc
+        self.resolved = Plan.from_resolved(doc)
+
+    def ring_of(self, name: str) -> Ring:
+        return self.resolved.ring(name)
+
     @property
     def now(self) -> datetime:
         return self.ctx.current_utc_datetime  # type: ignore[no-any-return]
@@ -374,8 +389,7 @@ class Rollout:
         if self.spec.get("dryRun"):
             return (yield from self.dry_run())
 
-        ring_list = plan_view.ring_names(plan)
-        index = 0
+        current: Ring | None = self.resolved.rings[0] if self.resolved.rings else None
         state, outcome = COMPLETED, "passed"
         # The close-down below runs on every way out (the "finally" path). It is not a Python
         # ``finally``: the SDK closes a suspended generator with GeneratorExit, and a yield in a
@@ -384,13 +398,13 @@ class Rollout:
         try:
             yield from self.read_quarantine()
             yield from self.plan_first_ring()
-            while index < len(ring_list):
-                ring = ring_list[index]
+            while current is not None:
+                ring = current
                 try:
-                    yield from self.do_ring(index, ring)
-                    index += 1
+                    yield from self.do_ring(ring)
+                    current = self.resolved.next_ring(ring.name)
                 except Halted as halt:
-                    yield from self.on_halt(ring, halt)
+                    yield from self.on_halt(ring.name, halt)
                     # Resumed: redo this ring from its gate (approvals already given stay valid).
         except Stop as stop:
             state, outcome = stop.state, stop.outcome
@@ -412,17 +426,17 @@ class Rollout:
             "rings": [{"name": r["name"], "phase": r["phase"], "gate": r["gate"]} for r in self.st.doc["rings"]],
         }
 
-    def do_ring(self, index: int, ring: str) -> Gen:
-        ring_doc = plan_view.ring(self.plan, ring)
+    def do_ring(self, spec: Ring) -> Gen:
+        ring, index = spec.name, spec.index
         self.check_halt()
         if index > 0:
             yield from self.approve(ring)
-            yield from self.promote(ring, ring_doc)
-        if plan_view.patching(ring_doc) == "scheduled":
-            gate = yield from self.scheduled_ring(index, ring, ring_doc)
+            yield from self.promote(spec)
+        if spec.scheduled:
+            gate = yield from self.scheduled_ring(spec)
         else:
             gate = yield from self.direct_ring(index, ring)
-        yield from self.after_gate(index, ring, gate)
+        yield from self.after_gate(ring, gate)
 
     # ------------------------------------------------------------------ direct rings
     def direct_ring(self, index: int, ring: str) -> Gen:
@@ -464,7 +478,7 @@ class Rollout:
         return outcome.get("gate") or gate_for(self.plan, ring, [])
 
     # ------------------------------------------------------------------ scheduled rings
-    def scheduled_ring(self, index: int, ring: str, ring_doc: dict[str, Any]) -> Gen:
+    def scheduled_ring(self, spec: Ring) -> Gen:
         """Wait for the ring's targeted run, gate it, collect it; after any miss, re-target.
 
         The target is always a run computed from the configuration's schedule (issue 13.6): after
@@ -473,7 +487,8 @@ class Rollout:
         ``patchrings.domain.recurrence``); it never waits blind. Only the pre-event of exactly
         that run is accepted (issue 13.14); others are refused and recorded.
         """
-        configuration_id = plan_view.configuration_of(ring_doc) or ""
+        ring = spec.name
+        configuration_id = spec.configuration_id or ""
         target = dict(self.st.ring(ring).get("target") or {})
         missed = 0
         while True:
@@ -506,7 +521,7 @@ class Rollout:
                     raise Stop(HALTED, f"ring {ring}: {missed} scheduled runs missed or cancelled (last: {why})")
                 target = yield from self.retarget(ring, configuration_id, after, why)
                 continue
-            run_ok = yield from self.gate_run(index, ring, pre)
+            run_ok = yield from self.gate_run(ring, pre)
             if not run_ok:
                 # gate_run may have waited for a person (issue 13.5): target a run still ahead
                 after = max(after, self.now - PRE_EVENT_GRACE)
@@ -589,20 +604,21 @@ class Rollout:
                     timer.cancel()
                 return found
 
-    def gate_run(self, index: int, ring: str, pre: RunEvent) -> Gen:
+    def gate_run(self, ring: str, pre: RunEvent) -> Gen:
         """Decide a scheduled run at its pre-event: authorise it or cancel it (fail closed)."""
-        margin = duration_or(plan_view.promotion(self.plan).get("cancelMargin"), timedelta(minutes=2))
+        margin = self.resolved.promotion.cancel_margin
         deadline = decision_deadline(pre, margin)
         run = {"correlationId": pre.correlation_id, "start": pre.start, "decisionDeadline": iso(deadline)}
         self.st.add_run(ring, run)
         self.st.set_phase(ring, "gating-run", iso(self.now), until=iso(deadline))
         self.publish()
         reasons: list[str] = []
-        if self.approved.get(ring) is None and plan_view.approval(self.plan, ring).get("mode") == "manual":
+        if self.approved.get(ring) is None and self.ring_of(ring).approval.required:
             reasons.append("ring is not approved")
         if self.halt_task is not None and self.halt_task.is_completed:
             reasons.append("rollout is halted")
-        previous = plan_view.ring_names(self.plan)[index - 1] if index > 0 else None
+        before = self.resolved.previous_ring(ring)
+        previous = before.name if before else None
         check: dict[str, Any] = {}
         if previous and not reasons:
             check = yield from self.previous_ring_health(previous, ring)
@@ -665,7 +681,7 @@ class Rollout:
         vms = self.healthy_vms.get(ring) or []
         if not vms:
             return {"outcome": "healthy", "reasons": [], "notes": [], "removed": [], "inconclusive": []}
-        policy = plan_view.effective(self.plan, ring, "health")
+        policy = self.ring_of(ring).health.to_dict()
         probes = policy.get("probes") or []
         samples: list[Any] = []
         try:
@@ -746,7 +762,7 @@ class Rollout:
         return summary.get("gate") or gate_for(self.plan, ring, [])
 
     # ------------------------------------------------------------------ gates and approvals
-    def after_gate(self, index: int, ring: str, gate: dict[str, Any]) -> Gen:
+    def after_gate(self, ring: str, gate: dict[str, Any]) -> Gen:
         self.st.set_gate(ring, gate)
         outcome = gate.get("outcome")
         self.st.set_phase(ring, {"pass": "passed", "fail": "failed"}.get(str(outcome), "inconclusive"), iso(self.now))
@@ -767,11 +783,10 @@ class Rollout:
             yield from self.record_quarantine(ring, reasons)
             raise Stop(HALTED, f"ring {ring} failed its gate")
         # Inconclusive: never passes by itself; a person decides (the next ring's approvers).
-        names_ = plan_view.ring_names(self.plan)
-        if index + 1 >= len(names_):
+        following = self.resolved.next_ring(ring)
+        if following is None:
             raise Stop(HALTED, f"ring {ring} gate inconclusive (last ring): needs investigation")
-        next_ring = names_[index + 1]
-        yield from self.approve(next_ring, force=True, why=f"ring {ring} gate inconclusive")
+        yield from self.approve(following.name, force=True, why=f"ring {ring} gate inconclusive")
 
     def approve(self, ring: str, *, force: bool = False, why: str | None = None,
                 need_accept: list[dict[str, Any]] | None = None) -> Gen:
@@ -784,14 +799,14 @@ class Rollout:
         manifest_hash = str((self.manifest or {}).get("hash") or "none")
         if self.approved.get(ring) == manifest_hash and not need_accept:
             return
-        block = plan_view.approval(self.plan, ring)
-        if block.get("mode") != "manual":
+        policy = self.ring_of(ring).approval
+        if not policy.required:
             if not force:
                 return
-            block = _fallback_approval(self.plan, ring)
+            block = _fallback_approval(self.resolved)
             if not block.get("approvers"):
                 raise Stop(HALTED, f"{why}; no approvers are configured to decide")
-        policy = ApprovalPolicy.from_dict(block)
+            policy = ApprovalPolicy.from_dict(block)
         pending = ApprovalRequest.create(self.rollout_id, ring, manifest_hash, policy, self.now)
         self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
         self.st.wait_for(
@@ -895,13 +910,14 @@ class Rollout:
         self.approved[ring] = manifest_hash
 
     # ------------------------------------------------------------------ promotion and gates
-    def promote(self, ring: str, ring_doc: dict[str, Any]) -> Gen:
+    def promote(self, spec: Ring) -> Gen:
         """Pin the manifest into the ring, open its gate, and say which run that targets."""
+        ring = spec.name
         self.st.set_phase(ring, "promoting", iso(self.now))
         self.publish()
         yield from self.check_coverage(ring)
-        configuration_id = plan_view.configuration_of(ring_doc)
-        scheduled = plan_view.patching(ring_doc) == "scheduled"
+        configuration_id = spec.configuration_id
+        scheduled = spec.scheduled
         pinned_at = None
         if scheduled and configuration_id and self.manifest is not None:
             pinned = yield from self.activity(
@@ -909,7 +925,7 @@ class Rollout:
             )
             if (pinned or {}).get("changed", True):
                 pinned_at = self.now  # the configuration write has landed by now
-        mode = plan_view.open_mode(ring_doc)
+        mode = spec.open_mode
         if mode != "none" and ring not in self.opened:
             # Counted as open *before* the write: an open that fails half-way (some VMs retagged)
             # must still be closed by the close-down path.
@@ -924,7 +940,7 @@ class Rollout:
             reboot = _reboot_setting((config or {}).get("installPatches"))
             if reboot:
                 self.pinned_reboot[ring] = reboot
-            margin = duration_or(plan_view.promotion(self.plan).get("t40Margin"), timedelta(minutes=5))
+            margin = self.resolved.promotion.t40_margin
             # Every write of the promotion (pin, retag / assignment) has landed by now, so the run
             # targeted is the first whose T-40 (minus the margin) is still ahead (issue 14.8).
             target = promotion_target((config or {}).get("window") or {}, self.now, margin)
@@ -1093,9 +1109,9 @@ class Rollout:
         recorded = yield from self.recorded("resume", payload)
         if not recorded.get("accepted"):
             return str(recorded.get("reason"))
-        block = plan_view.approval(self.plan, ring)
-        allowed = list(block.get("approvers") or []) if block.get("mode") == "manual" else []
-        allowed = allowed or list(_fallback_approval(self.plan, ring).get("approvers") or [])
+        policy = self.ring_of(ring).approval
+        allowed = list(policy.approvers) if policy.required else []
+        allowed = allowed or list(_fallback_approval(self.resolved).get("approvers") or [])
         # the plan entry (UPN or object id) the API matched, recorded in the same ledger row
         who = str(payload.get("approver") or payload.get("by") or "")
         if allowed and who.lower() not in {a.lower() for a in allowed}:
@@ -1180,7 +1196,7 @@ class Rollout:
                 (excluded or {}).get("packageNameMasksToExclude") or [])
             shown = ", ".join((f"KB{p}" if p.isdigit() else p) for p in patches[:10])
             gates = answer.get("activeCount") or len(entries)
-            self.st.note(iso(self.now), f"ring {plan_view.ring_names(self.plan)[0]}: {len(patches)} quarantined "
+            self.st.note(iso(self.now), f"ring {self.resolved.ring_names[0]}: {len(patches)} quarantined "
                                         f"patch(es) excluded ({shown}{', ...' if len(patches) > 10 else ''}) "
                                         f"from {gates} failed gate(s), e.g. {entries[0].get('id')} at "
                                         f"{entries[0].get('at')}; release: releaseQuarantine")
@@ -1197,8 +1213,8 @@ class Rollout:
         excluded = self.quarantine.get("exclusions") or {}
         if not (excluded.get("kbNumbersToExclude") or excluded.get("packageNameMasksToExclude")):
             return self.plan
-        install = with_exclusions(plan_view.effective(self.plan, ring, "install"), excluded)
-        rings = [{**r, "install": install} if r.get("name") == ring else r for r in plan_view.rings(self.plan)]
+        install = with_exclusions(self.ring_of(ring).install, excluded)
+        rings = [{**r, "install": install} if r.get("name") == ring else r for r in self.plan.get("rings") or []]
         return {**self.plan, "rings": rings}
 
     def record_quarantine(self, ring: str, reasons: list[str]) -> Gen:
@@ -1211,7 +1227,7 @@ class Rollout:
             answer = yield from self.activity(
                 names.LEDGER_RECORD_QUARANTINE,
                 {"rolloutId": self.rollout_id, "ring": ring, "runId": f"{self.rollout_id}:{ring}"
-                 if plan_view.patching(plan_view.ring(self.plan, ring)) != "scheduled" else None,
+                 if not self.ring_of(ring).scheduled else None,
                  "planName": self.plan_name(), "planHash": self.plan.get("hash"),
                  "manifestHash": (self.manifest or {}).get("hash"), "manifest": self.manifest,
                  "reason": why, "at": iso(self.now)},
@@ -1244,14 +1260,13 @@ class Rollout:
         with ``countOnly`` (the VM list is not kept: the rollout's history stays small; Ring 0
         resolves its own members when it starts).
         """
-        rings = plan_view.ring_names(self.plan)
-        if len(rings) < 2:
+        first = self.resolved.rings[0] if self.resolved.rings else None
+        following = self.resolved.next_ring(first.name) if first else None
+        if first is None or following is None:
             return
-        ring, next_ring = rings[0], rings[1]
-        next_doc = plan_view.ring(self.plan, next_ring)
-        configuration = plan_view.configuration_of(next_doc)
-        if plan_view.patching(plan_view.ring(self.plan, ring)) != "direct" or \
-                plan_view.patching(next_doc) != "scheduled" or not configuration:
+        ring, next_ring = first.name, following.name
+        configuration = following.configuration_id
+        if not first.direct or not following.scheduled or not configuration:
             return
         try:
             members = yield from self.activity(names.RESOLVE_MEMBERS,
@@ -1266,17 +1281,16 @@ class Rollout:
             self.publish()
             return
         run = next_run(window, self.now) if window else None
-        margin = plan_view.promotion(self.plan).get("t40Margin") or "PT5M"
-        self.planner = ring_estimate(self.plan, ring, next_ring, count=count, start=self.now,
+        self.planner = ring_estimate(self.resolved, ring, next_ring, count=count, start=self.now,
                                      next_run_start=parse_instant(run["runStart"]) if run else None,
-                                     margin=duration_or(margin, timedelta(minutes=5)))
+                                     margin=self.resolved.promotion.t40_margin)
         for warning in planner_notes(self.planner):
             self.st.note(iso(self.now), f"planner: {warning}")
         self.publish()
 
     # ------------------------------------------------------------------ dry run
     def dry_run(self) -> Gen:
-        rings = plan_view.ring_names(self.plan)
+        rings = self.resolved.ring_names
         plan = self.plan
         if rings:
             try:
@@ -1327,19 +1341,19 @@ def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
             "t40": iso(occurrence.start - timedelta(minutes=40)), "meetsT40": True}
 
 
-def ring_estimate(plan: dict[str, Any], ring: str, next_ring: str, *, count: int, start: datetime,
+def ring_estimate(plan: Plan, ring: str, next_ring: str, *, count: int, start: datetime,
                   next_run_start: datetime | None, margin: timedelta) -> dict[str, Any]:
     """The planner's estimate for a direct ``ring`` of ``count`` VMs from ``start`` against
     ``next_ring``'s run at ``next_run_start`` (the same inputs as the dry run's)."""
-    install = plan_view.effective(plan, ring, "install")
+    spec = plan.ring(ring)
     return estimate_ring(
         ring, count,
-        rate=RateControl.from_dict(plan_view.effective(plan, ring, "rate")),
-        health=HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")),
-        install_expected=expected_install_duration(duration_or(install.get("maximumDuration"),
-                                                                  timedelta(hours=2))),
+        rate=spec.rate,
+        health=spec.health,
+        install_expected=expected_install_duration(duration_or(spec.install.get("maximumDuration"),
+                                                                timedelta(hours=2))),
         start=start, next_ring=next_ring, next_run_start=next_run_start, t40_margin=margin,
-        approval_needed=plan_view.approval(plan, next_ring).get("mode", "none") != "none",
+        approval_needed=plan.ring(next_ring).approval.required,
     ).to_dict()
 
 
@@ -1428,15 +1442,14 @@ def _not_accepted(vms: list[dict[str, Any]], accepted: list[str]) -> list[str]:
             if vm["id"].lower() not in ok and str(vm.get("name") or "").lower() not in ok]
 
 
-def _fallback_approval(plan: dict[str, Any], ring: str) -> dict[str, Any]:
+def _fallback_approval(plan: Plan) -> dict[str, Any]:
     """Approvers for an inconclusive gate on a ring without manual approval: any listed approver."""
     approvers: list[str] = []
     timeout = "P1D"
-    for name in plan_view.ring_names(plan):
-        block = plan_view.approval(plan, name)
-        if block.get("mode") == "manual":
-            approvers.extend(a for a in block.get("approvers") or [] if a not in approvers)
-            timeout = block.get("timeout") or timeout
+    for spec in plan.rings:
+        if spec.approval.required:
+            approvers.extend(a for a in spec.approval.approvers if a not in approvers)
+            timeout = format_duration(spec.approval.timeout)
     return {"mode": "manual", "approvers": approvers, "timeout": timeout, "onTimeout": "reject"}
 
 

@@ -326,7 +326,21 @@ class Plan:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Plan:
+        """Validate ``doc`` (schema and semantic rules) and build it: :func:`load_plan`."""
         return load_plan(doc)
+
+    @classmethod
+    def from_resolved(cls, doc: Mapping[str, Any]) -> Plan:
+        """The plan of an already resolved and validated document (``Plan.to_dict()``, e.g. what
+        the ``load_plan`` activity returned to an orchestrator), without re-running validation.
+
+        Orchestrators hold the plan as that JSON and need typed rings from it on every replay;
+        the schema check (and its regular expressions) already ran when the plan was loaded.
+        ``Plan.from_resolved(p.to_dict()) == p``. The document is trusted: a section a ring does
+        not carry is resolved against the document's ``defaults`` and the built-in defaults as
+        :func:`load_plan` does; nothing is checked.
+        """
+        return _build(doc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +597,11 @@ def load_plan(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
     errors = validate_plan(doc)
     if errors:
         raise PlanInvalid(errors, source=source)
+    return _build(doc, source=source)
+
+
+def _build(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
+    """The :class:`Plan` of a document that is already valid (no validation here)."""
     defaults = copy.deepcopy(dict(doc.get("defaults", {})))
     rings: list[Ring] = []
     for i, raw in enumerate(doc["rings"]):
@@ -591,8 +610,8 @@ def load_plan(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
             Ring(
                 name=raw["name"],
                 index=i,
-                members=Members.from_dict(raw["members"]),
-                patching=raw["patching"],
+                members=Members.from_dict(raw.get("members") or {}),
+                patching=raw.get("patching", "direct"),
                 open_mode=open_doc.get("mode", "none"),
                 rate=RateControl.from_dict(_ring_section(defaults, raw, "rate")),
                 health=HealthPolicy.from_dict(_ring_section(defaults, raw, "health")),
@@ -606,7 +625,7 @@ def load_plan(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
         )
     promo = deep_merge(BUILTIN_PROMOTION, doc.get("promotion", {}))
     return Plan(
-        version=int(doc["version"]),
+        version=int(doc.get("version", PLAN_VERSION)),
         name=doc["name"],
         rings=tuple(rings),
         promotion=Promotion(parse_duration(promo["t40Margin"]), parse_duration(promo["cancelMargin"])),

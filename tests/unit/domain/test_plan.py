@@ -294,3 +294,27 @@ def test_allow_uncovered_os_defaults_false_and_round_trips_without_changing_othe
     bad = copy.deepcopy(raw)
     bad["rings"][1]["gate"] = {"allowUncoveredOs": "yes"}
     assert any("allowUncoveredOs" in e["field"] for e in validate_plan(bad))
+
+
+def test_from_resolved_builds_the_same_plan_without_validating(monkeypatch):
+    from patchrings.domain import plan as plan_module
+    from patchrings.domain.plan import Plan
+
+    for path in [DEFAULT, *sorted((REPO / "plans" / "examples").glob("*.json"))]:
+        loaded = load_plan_file(path)
+        resolved = loaded.to_dict()
+
+        def no_validation(doc):
+            raise AssertionError("from_resolved must not validate again")
+
+        monkeypatch.setattr(plan_module, "validate_plan", no_validation)
+        again = Plan.from_resolved(resolved)
+        monkeypatch.undo()
+        assert again == loaded and again.to_dict() == resolved
+        for ring in again:
+            nxt, prev = again.next_ring(ring.name), again.previous_ring(ring.name)
+            assert (nxt.name if nxt else None) == (again.ring_names[ring.index + 1]
+                                                   if ring.index + 1 < len(again.rings) else None)
+            assert (prev.name if prev else None) == (again.ring_names[ring.index - 1] if ring.index else None)
+    with pytest.raises(PlanInvalid):
+        Plan.from_dict({"version": 1, "name": "x", "rings": []})  # from_dict still validates
