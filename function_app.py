@@ -22,13 +22,14 @@ from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
-from patchrings import telemetry
-from triggers import compliance, deps, eventgrid, http_api, ui
+from patchrings import deps, telemetry
+from triggers import compliance, eventgrid, http_api, ui
 from triggers import openapi as openapi_document
 
 telemetry.configure()  # structured logs; Application Insights when a connection string is set
-deps.settings()  # raises SettingsInvalid naming every bad PATCHRINGS_* setting
-deps.plan()  # raises PlanInvalid naming every bad plan field
+# A fresh start: forget anything built before, then validate now: SettingsInvalid / PlanInvalid
+# name every bad PATCHRINGS_* setting or plan field, and the app does not start.
+deps.load()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -2,7 +2,7 @@
 
 Each module exports a ``df.Blueprint`` named ``bp`` (``function_app.py`` registers them) whose
 activity functions are thin wrappers: they fetch the process-wide dependencies from
-:func:`activities.deps.deps` and call a plain ``*_core`` function that takes those dependencies
+:mod:`patchrings.deps` and call a plain ``*_core`` function that takes those dependencies
 as arguments. Tests call the cores with fakes or simulator-backed clients.
 
 Activity names and JSON shapes are the contract in docs/architecture.md ("Activity contract").

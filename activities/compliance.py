@@ -253,6 +253,6 @@ def ring_compliance_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, 
 
 def ring_compliance(payload: Payload) -> dict[str, Any]:
     """Entry point body (registered on ``activities/manifest_diff.py``'s blueprint)."""
-    from activities.deps import deps
+    from patchrings import deps
 
-    return ring_compliance_core(deps().clients, payload)
+    return ring_compliance_core(deps.clients(), payload)

@@ -61,8 +61,8 @@ from azure.core.polling.base_polling import LocationPolling
 
 from activities import Payload
 from activities import arc as arc_ops
-from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
+from patchrings import deps
 from patchrings.arm.errors import error_info, status_of
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
@@ -711,32 +711,30 @@ def check_vm_health_core(
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
-    return resolve_ring_members_core(deps().clients, payload)
+    return resolve_ring_members_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def start_install(payload: Payload) -> dict[str, Any]:
-    d = deps()
-    return start_install_core(d.clients, d.ledger, payload)
+    return start_install_core(deps.clients(), deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def poll_install(payload: Payload) -> dict[str, Any]:
-    d = deps()
-    return poll_install_core(d.clients, d.ledger, payload)
+    return poll_install_core(deps.clients(), deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def start_assess(payload: Payload) -> dict[str, Any]:
-    return start_assess_core(deps().clients, payload)
+    return start_assess_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def poll_assess(payload: Payload) -> dict[str, Any]:
-    return poll_assess_core(deps().clients, payload)
+    return poll_assess_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def check_vm_health(payload: Payload) -> dict[str, Any]:
-    return check_vm_health_core(deps().clients, payload)
+    return check_vm_health_core(deps.clients(), payload)
 

@@ -24,7 +24,7 @@ from azure.core.exceptions import AzureError
 from activities import Payload
 from activities import arc as arc_ops
 from activities.compute import _LIST_PAGES, HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
-from activities.deps import deps
+from patchrings import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.lro import to_wire
@@ -119,4 +119,4 @@ def check_vm_health_batch_core(
 
 @bp.activity_trigger(input_name="payload")
 def check_vm_health_batch(payload: Payload) -> dict[str, Any]:
-    return check_vm_health_batch_core(deps().clients, payload)
+    return check_vm_health_batch_core(deps.clients(), payload)

@@ -56,7 +56,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import Payload
-from activities.deps import deps
+from patchrings import deps
 from patchrings.domain import quarantine
 from patchrings.domain.approval import match_recorded
 
@@ -299,44 +299,44 @@ def ledger_read_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_record_quarantine_core(deps().ledger, payload)
+    return ledger_record_quarantine_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_read_quarantine_core(deps().ledger, payload)
+    return ledger_read_quarantine_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_check_decision(payload: Payload) -> dict[str, Any]:
-    return ledger_check_decision_core(deps().ledger, payload)
+    return ledger_check_decision_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_rollout(payload: Payload) -> dict[str, Any]:
-    return ledger_record_rollout_core(deps().ledger, payload)
+    return ledger_record_rollout_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_ring_run(payload: Payload) -> dict[str, Any]:
-    return ledger_record_ring_run_core(deps().ledger, payload)
+    return ledger_record_ring_run_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_vm_results(payload: Payload) -> dict[str, Any]:
-    return ledger_record_vm_results_core(deps().ledger, payload)
+    return ledger_record_vm_results_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_approval(payload: Payload) -> dict[str, Any]:
-    return ledger_record_approval_core(deps().ledger, payload)
+    return ledger_record_approval_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_event(payload: Payload) -> dict[str, Any]:
-    return ledger_record_event_core(deps().ledger, payload)
+    return ledger_record_event_core(deps.ledger(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_gate(payload: Payload) -> dict[str, Any]:
-    return ledger_read_gate_core(deps().ledger, payload)
+    return ledger_read_gate_core(deps.ledger(), payload)

@@ -41,8 +41,8 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
 from activities import Payload
-from activities.deps import deps
 from activities.plan import assignment_name, plan_ring
+from patchrings import deps
 from patchrings.arm.errors import error_info, retry_after_seconds
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_apply_update_id, parse_resource_id, same_arm_id
@@ -368,24 +368,24 @@ def _apply_update(clients: Any, rid: Any, run_name: str, entry: dict[str, Any]) 
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def get_configuration(payload: Payload) -> dict[str, Any]:
-    return get_configuration_core(deps().clients, payload)
+    return get_configuration_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def pin_manifest(payload: Payload) -> dict[str, Any]:
-    return pin_manifest_core(deps().clients, payload)
+    return pin_manifest_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def set_ring_assignment(payload: Payload) -> dict[str, Any]:
-    return set_ring_assignment_core(deps().clients, payload)
+    return set_ring_assignment_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def cancel_run(payload: Payload) -> dict[str, Any]:
-    return cancel_run_core(deps().clients, payload)
+    return cancel_run_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def collect_run_results(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_core(deps().clients, payload)
+    return collect_run_results_core(deps.clients(), payload)

@@ -46,9 +46,9 @@ from azure.core.exceptions import AzureError
 
 from activities import Payload
 from activities.compute import resolve_ring_members_core
-from activities.deps import deps
 from activities.plan import plan_ring
 from activities.resource_graph import _respect_quota, _sender
+from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.assessments import assessment_query, assessments_by_machine
 from patchrings.arm.errors import error_info
@@ -161,12 +161,12 @@ def read_assessments_core(clients: Any, payload: Mapping[str, Any]) -> dict[str,
 
 @bp.activity_trigger(input_name="payload")
 def manifest_diff(payload: Payload) -> dict[str, Any]:
-    return manifest_diff_core(deps().clients, payload)
+    return manifest_diff_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
 def read_assessments(payload: Payload) -> dict[str, Any]:
-    return read_assessments_core(deps().clients, payload)
+    return read_assessments_core(deps.clients(), payload)
 
 
 @bp.activity_trigger(input_name="payload")
@@ -175,4 +175,4 @@ def ring_compliance(payload: Payload) -> dict[str, Any]:
     so function_app.py needs no new blueprint)."""
     from activities.compliance import ring_compliance_core
 
-    return ring_compliance_core(deps().clients, payload)
+    return ring_compliance_core(deps.clients(), payload)

@@ -221,13 +221,12 @@ def _configured() -> dict[str, Any]:
     """Webhook URL, topic publisher and link base from the validated settings; the raw
     ``PATCHRINGS_NOTIFY_WEBHOOK`` (and no topic) when the settings cannot be read."""
     try:
-        from activities.deps import deps
+        from patchrings import deps
 
-        current = deps()
-        settings = current.settings
+        settings = deps.settings()
         publish: Publisher | None = None
         if getattr(settings, "notify_topic_endpoint", None):
-            builder = getattr(current.clients, "event_grid_publisher", None)
+            builder = getattr(deps.clients(), "event_grid_publisher", None)
             client = builder() if builder is not None else None
             if client is not None:
                 def publish(event: dict[str, Any]) -> None:

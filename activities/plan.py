@@ -19,7 +19,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities.deps import deps
+from patchrings import deps
 from patchrings.domain.plan import Plan, check_inline_plan, load_plan_file
 from patchrings.domain.plan import load_plan as load_plan_doc
 from patchrings.errors import PatchRingsError, PlanForbidden
@@ -65,4 +65,4 @@ def assignment_name(ring: Any) -> str:
 
 @bp.activity_trigger(input_name="payload")
 def load_plan(payload: Any) -> dict[str, Any]:
-    return load_plan_core(deps().settings, payload if isinstance(payload, Mapping) else None)
+    return load_plan_core(deps.settings(), payload if isinstance(payload, Mapping) else None)

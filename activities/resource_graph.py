@@ -39,7 +39,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from activities import Payload
-from activities.deps import deps
+from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.ids import parse_apply_update_id
 from patchrings.clients import subscription_of
@@ -185,4 +185,4 @@ def _entry(vm: Mapping[str, Any], row: dict[str, Any] | None,
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def collect_run_results_arg(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_arg_core(deps().clients, payload)
+    return collect_run_results_arg_core(deps.clients(), payload)

@@ -50,7 +50,7 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
 from activities import Payload
-from activities.deps import deps
+from patchrings import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, map_paced
 from patchrings.arm.ids import parse_resource_id
@@ -187,4 +187,4 @@ def _merge_one(clients: Any, target: tuple[str, str], *, tag: str, value: str,
 
 @bp.activity_trigger(input_name="payload")
 def retag_vms(payload: Payload) -> dict[str, Any]:
-    return retag_vms_core(deps().clients, payload)
+    return retag_vms_core(deps.clients(), payload)

@@ -270,7 +270,7 @@ def measure_history(size: int) -> dict[str, Any]:
     from patchrings.settings import Settings
     from tests.functional.fakeapp import fleet
     from tests.functional.fakeapp.driver import Driver
-    from triggers import deps
+    from patchrings import deps
 
     plan = _history_plan()
     f = fleet.reset(load_plan(plan).to_dict())
@@ -350,7 +350,7 @@ def measure_scheduled_history(size: int) -> dict[str, Any]:
     from patchrings.settings import Settings
     from tests.functional.fakeapp import fleet
     from tests.functional.fakeapp.driver import Driver, maintenance_event
-    from triggers import deps
+    from patchrings import deps
 
     plan = load_plan_file_dict()
     f = fleet.reset(load_plan(plan).to_dict())

@@ -34,9 +34,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.compliance import DEFAULT_STALE_HOURS, MAX_STALE_HOURS, ResourceGraphUnavailable, compliance_core
+from patchrings import deps
 from patchrings.arm.vms import parse_time
 from patchrings.errors import RequestInvalid
-from triggers import deps
 from triggers.http_api import guarded, json_response
 
 bp = df.Blueprint()
@@ -83,9 +83,7 @@ async def compliance(req: func.HttpRequest) -> func.HttpResponse:
     async def handle() -> func.HttpResponse:
         plan = deps.plan()
         as_of, stale, ring = _params(req, list(plan.ring_names))
-        from activities.deps import deps as activity_deps
-
-        clients = activity_deps().clients
+        clients = deps.clients()
         view = await asyncio.to_thread(compliance_core, clients, plan.to_dict(), as_of=as_of, stale_after=stale,
                                        only_ring=ring)
         return json_response(view)

@@ -50,11 +50,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from orchestrators import names
+from patchrings import deps
 from patchrings.arm.ids import parse_apply_update_id, same_arm_id
 from patchrings.domain.events import instance_id_for, parse_maintenance_event
 from patchrings.domain.timeutil import format_duration, format_instant
 from patchrings.errors import EventRejected
-from triggers import deps
 from triggers.rollouts import active_rollouts, exists
 
 bp = df.Blueprint()

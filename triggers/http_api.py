@@ -52,6 +52,7 @@ import azure.functions as func
 from orchestrators import names
 from orchestrators.ring_direct import WAVE_SLICE
 from orchestrators.status import HALTED, diff_view, manifest_view, ring_view
+from patchrings import deps
 from patchrings.domain.approval import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -69,7 +70,6 @@ from patchrings.errors import (
     RolloutConflict,
 )
 from patchrings.notifications import person_link
-from triggers import deps
 from triggers.identity import FALLBACK_HEADER, Caller, caller_from_headers
 from triggers.inline_plans import check_inline_plan
 from triggers.rollouts import (

@@ -83,9 +83,9 @@ from urllib.parse import quote, urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
-from patchrings import notifications
+from patchrings import deps, notifications
 from patchrings.errors import ApprovalForbidden, NotFound, PatchRingsError
-from triggers import deps, http_api
+from triggers import http_api
 from triggers.identity import FALLBACK_HEADER, PRINCIPAL_HEADER, Caller, caller_from_headers
 
 bp = df.Blueprint()

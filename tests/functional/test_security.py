@@ -27,7 +27,7 @@ from patchrings.domain.plan import load_plan, load_plan_file
 from patchrings.settings import Settings
 from tests.functional.fakeapp import fleet
 from tests.functional.fakeapp.driver import Driver, correlation_id, maintenance_event
-from triggers import deps
+from patchrings import deps
 
 pytestmark = pytest.mark.functional
 

@@ -169,7 +169,7 @@ def app_host() -> Iterator[Any]:
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
     from patchrings.domain.plan import load_plan_file
-    from triggers import deps
+    from patchrings import deps
 
     deps.reset()
     deps.override(settings=Settings(approver_header_fallback=True), plan=load_plan_file(REPO / "demo" / "plan.json"))

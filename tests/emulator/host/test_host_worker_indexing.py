@@ -32,7 +32,7 @@ LEDGER = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey
 @pytest.fixture
 def app_settings() -> Iterator[None]:
     """Valid PATCHRINGS_* settings that need no network (the app validates them at import)."""
-    from triggers import deps
+    from patchrings import deps
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("PATCHRINGS_")}
     for key in saved:

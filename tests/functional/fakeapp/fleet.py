@@ -168,7 +168,7 @@ def load_plan(payload: Payload) -> dict[str, Any]:
         # the real check (activities.plan) of a plan carried in the rollout's input (issue 13.9)
         from activities.plan import checked_input_plan
         from patchrings.domain.plan import Plan
-        from triggers import deps
+        from patchrings import deps
 
         return checked_input_plan(payload["plan"], Plan.from_dict(FLEET.plan), enabled=deps.settings().inline_plans)
     return FLEET.plan

@@ -1,4 +1,4 @@
-"""The activity bindings: registered under the contract's names, and thin wrappers over deps()."""
+"""The activity bindings: registered under the contract's names, and thin wrappers over patchrings.deps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from activities import compute, ledger, maintenance, notify, plan, tags
-from activities.deps import Deps, set_deps
+from patchrings import deps
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
 
@@ -27,11 +27,11 @@ CONTRACT = {
 
 
 @pytest.fixture
-def fake_deps() -> Iterator[Deps]:
-    d = Deps(settings=Settings(ledger_account_url="https://x"), clients=object(), _ledger=FakeLedger())  # type: ignore[arg-type]
-    set_deps(d)
-    yield d
-    set_deps(None)
+def fake_ledger() -> Iterator[FakeLedger]:
+    ledger = FakeLedger()
+    deps.override(settings=Settings(ledger_account_url="https://x"), clients=object(), ledger=ledger)
+    yield ledger
+    deps.reset()
 
 
 def functions(module: Any) -> list[Any]:
@@ -60,10 +60,10 @@ def _user_function(module: Any, name: str) -> Any:
     raise KeyError(name)
 
 
-def test_wrappers_use_the_process_deps(fake_deps: Deps) -> None:
+def test_wrappers_use_the_process_deps(fake_ledger: FakeLedger) -> None:
     record = _user_function(ledger, "ledger_record_rollout")
     assert record({"rolloutId": "r1", "state": "running"}) == {"written": True}
-    assert fake_deps.ledger.rollout("r1") == {"rolloutId": "r1", "state": "running"}
+    assert fake_ledger.rollout("r1") == {"rolloutId": "r1", "state": "running"}
     load = _user_function(plan, "load_plan")
     loaded = load({})
     assert loaded["hash"] and loaded["rings"]

@@ -22,7 +22,8 @@ import pytest
 from patchrings.domain.plan import Plan
 from patchrings.settings import Settings
 from tests.unit.app.test_arc import ARC_RG, SUB, VM_RG, clients_for, listing, machine, vm
-from triggers import compliance, deps
+from patchrings import deps
+from triggers import compliance
 
 pytestmark = pytest.mark.unit
 
@@ -148,10 +149,7 @@ def test_bad_parameters_are_4xx_naming_the_field(configured: None, params: dict[
 
 def test_the_route_answers_the_view(configured: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clients, _ = clients_for(tmp_path, fleet_script([ROWS]))
-    from activities import deps as activity_deps
-
-    fake = type("D", (), {"clients": clients})()
-    monkeypatch.setattr(activity_deps, "deps", lambda: fake)
+    deps.override(clients=clients)
     resp = call({"asOf": "2026-11-16T12:00:00Z", "ring": "ring0"})
     assert resp.status_code == 200 and resp.mimetype == "application/json"
     doc = json.loads(resp.get_body())

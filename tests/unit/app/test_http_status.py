@@ -20,7 +20,8 @@ import pytest
 from patchrings.domain.plan import load_plan_file
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
-from triggers import deps, http_api
+from patchrings import deps
+from triggers import http_api
 
 pytestmark = pytest.mark.unit
 

@@ -199,16 +199,16 @@ def test_topic_settings_are_validated(tmp_path: Path) -> None:
 def test_with_app_service_authentication_on_the_page_link_goes_through_sign_in() -> None:
     """In Azure, App Service authentication answers unauthenticated requests 401, so a person's
     link must go through its login endpoint; the notify activity takes that from the settings."""
-    from activities.deps import Deps, set_deps
+    from patchrings import deps
 
     posted: list[bytes] = []
     settings = Settings(ledger_account_url="https://x", notify_webhook="https://hooks.example/x",
                         platform_auth_enabled=True, public_base_url="https://app.example.net")
-    set_deps(Deps(settings=settings, clients=object(), _ledger=None))  # type: ignore[arg-type]
+    deps.override(settings=settings, clients=object())
     try:
         notify_core(APPROVAL, post=lambda url, body, timeout: posted.append(body) or 200)
     finally:
-        set_deps(None)
+        deps.reset()
     text = json.loads(posted[0])["text"]
     assert (f"Open: https://app.example.net/.auth/login/aad?post_login_redirect_uri=/api/ui/rollouts/{ROLLOUT}"
             in text), text

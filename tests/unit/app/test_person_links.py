@@ -14,7 +14,8 @@ from patchrings.notifications import build_cloud_event, person_link, webhook_bod
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
 from tests.unit.app.test_http_status import HOST, REPO, RID, FakeClient, call, request, status
-from triggers import deps, http_api
+from patchrings import deps
+from triggers import http_api
 
 pytestmark = pytest.mark.unit
 

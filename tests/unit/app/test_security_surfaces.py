@@ -26,7 +26,8 @@ import pytest
 from patchrings import notifications
 from patchrings.domain.plan import load_plan_file
 from patchrings.settings import Settings
-from triggers import compliance, deps, http_api, ui
+from patchrings import deps
+from triggers import compliance, http_api, ui
 
 pytestmark = pytest.mark.unit
 

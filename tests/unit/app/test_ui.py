@@ -19,7 +19,8 @@ import pytest
 from patchrings.domain.plan import load_plan_file
 from patchrings.errors import ApprovalForbidden
 from patchrings.settings import Settings
-from triggers import deps, http_api, ui
+from patchrings import deps
+from triggers import http_api, ui
 from triggers.identity import Caller
 
 pytestmark = pytest.mark.unit

@@ -35,7 +35,7 @@ ENV = {
 
 def _import_app(env: dict[str, str]) -> Any:
     """Import a fresh ``function_app`` with exactly ``env`` as its PATCHRINGS_* settings."""
-    from triggers import deps
+    from patchrings import deps
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("PATCHRINGS_")}
     for key in saved:
