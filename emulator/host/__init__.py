@@ -5,10 +5,41 @@ CDN), yet the app must run locally unmodified and the tests must exercise *real*
 replay. This package runs ``function_app.py`` through the same SDK entry points the Functions
 host and Python worker use, following ``shared/reference/durable-host-protocol.md``.
 
-Modules: ``indexing`` (import + index the app), ``engine`` (episodes, actions, retries,
-timers, activities), ``history`` (DTFx events), ``store`` (SQLite), ``durable_api`` (the
-durable HTTP API), ``triggers`` (HTTP / Event Grid / admin / timer), ``invocation``
-(calling trigger functions), ``server`` (:class:`FunctionsHost`), ``cli``
+Module map
+----------
+The app and its functions:
+
+* ``indexing`` -- import ``function_app.py`` and index its functions as the worker does
+  (:class:`AppIndex`, :class:`FunctionEntry`, the worker's own loader as a parity check).
+* ``invocation`` -- call a trigger function (bindings in, ``func.Context``).
+* ``triggers`` -- HTTP routes, Event Grid webhook, ``/admin/functions``, timer triggers.
+
+The durable engine (:class:`~emulator.host.engine.DurableEngine`), split along its seams:
+
+* ``engine`` -- ``DurableEngine`` assembled from the parts below; lifecycle (start, bounded
+  stop), recovery after a restart (re-arm timers, re-run in-flight activities) and the
+  scheduler (which instance runs next, batch delay while activities are in flight). Re-exports
+  ``ACTIVE``, ``TERMINAL``, ``EngineError``, ``Instance``.
+* ``instance`` -- the :class:`Instance` record (its ``meta()`` is the persisted row), the
+  ``ACTIVE`` / ``TERMINAL`` statuses, :class:`EngineError` (code + HTTP status).
+* ``core`` -- :class:`EngineCore`, the shared state and its primitives: inboxes and the ready
+  set, durable timers, busy accounting for the clock, persistence and change watchers
+  (``wait_changed``), forgetting an instance, and ``still_wanted`` -- the one "is this result
+  still wanted" check (instance exists, same execution, task still pending, not ended) used by
+  timers, activities, episodes and parent notification.
+* ``replay`` -- :class:`Replay`: one episode (batching, the context JSON, the SDK handle on the
+  orchestrator thread) and applying it (bookkeeping, retries, determinism check, scheduling
+  actions, custom-status limit, completion / failure / continue-as-new, notifying a parent),
+  processing a terminate message, failing an instance on a host error.
+* ``client_ops`` -- :class:`ClientOps`: start, raise event, terminate, suspend, resume, purge,
+  restart, get / require.
+* ``activity_runner`` -- :class:`ActivityRunner`: the activity queue, worker tasks and thread
+  pool, invoking an activity through the ``activityTrigger`` codec, failure text and stack; it
+  reaches the engine only through :class:`ActivityHost`.
+* ``history`` -- DTFx history events and timestamps; ``store`` -- SQLite persistence.
+
+Around it: ``durable_api`` (the durable HTTP API and the client binding), ``sdk_session`` (one
+SDK aiohttp session per event loop), ``server`` (:class:`FunctionsHost`), ``cli``
 (``python -m emulator start``), ``testing`` (:class:`HostThread` for pytest).
 
 SUPPORTED

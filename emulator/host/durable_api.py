@@ -28,7 +28,8 @@ from aiohttp import web
 
 from emulator.clock import clock_exempt
 from emulator.host import history as h
-from emulator.host.engine import TERMINAL, DurableEngine, EngineError, Instance
+from emulator.host.engine import DurableEngine
+from emulator.host.instance import TERMINAL, EngineError, Instance
 
 __all__ = ["TASK_HUB", "DurableApi", "client_binding", "management_urls"]
 
@@ -429,7 +430,7 @@ class DurableApi:
                 new_id = self.engine.restart(instance_id, _flag(request, "restartWithNewInstanceId", True))
                 return _json(new_id, 202)
             elif op == "rewind":
-                self.engine._require(instance_id)
+                self.engine.require(instance_id)
                 return _json({"Message": "rewind is not supported by the local host", "code": "NOT_SUPPORTED"},
                              501)
             else:
