@@ -24,8 +24,13 @@ assessmentAgeHours}], asOf, asOfSource, staleAfterHours, resourceGraph}``, the f
 ``unassigned: {count, machines}`` (machines no ring selects), or ``{ring, error}``; ages against
 the orchestration's time (the platform's). ``summary.compliance`` has its counts.
 
-Input ``{rolloutId, plan, ring, startedAt?, manifest?}`` (``startedAt`` defaults to the
-orchestration's start). Output ``{ring, patching, basis, vms: [...], summary: {...}, warnings: [...]}``;
+Input :class:`~patchrings.boundary.rings.DryRunRingInput` ``{rolloutId, ringSpec, plan?, ring,
+startedAt?, manifest?}`` (``startedAt`` defaults to the orchestration's start). The ring's own
+settings come from ``ringSpec`` (or, during the transition, its entry in ``plan``); the whole
+``plan`` is read only for the first ring (its compliance section lists the machines in no ring,
+its planner reads the next ring's schedule and the promotion margin): without it the ring is
+listed as a later one. Output :class:`~patchrings.boundary.rings.DryRunRingOutput` ``{ring, patching, basis, cutoff,
+vms: [...], summary: {...}, planner, warnings: [...], compliance}``;
 each VM ``{vm, name, os, zone, assessed, status, error, availablePatchCount, wouldInstallCount,
 filteredCount, filteredByReason, wouldInstall: [{patch, key, classifications, publishedDate?}],
 filtered: [{patch, reason}] (first 20)}``; ``summary`` adds up the ring
@@ -39,17 +44,17 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
-from orchestrators.timeutil import iso
-from orchestrators.verdicts import install_parameters
+from orchestrators import names, retries
+from orchestrators.verdicts import install_parameters, ring_input, ring_of, ring_spec_from_plan, ring_spec_of
 from orchestrators.wave import install_parameters_for
-from patchrings.domain.health import HealthPolicy
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import DryRunRingInput, DryRunRingOutput
+from patchrings.domain.plan import Ring
 from patchrings.domain.planner import estimate_ring
-from patchrings.domain.rate import RateControl
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.domain.results import expected_install_duration
 from patchrings.domain.selection import available_of, machine_listing, ring_listing_summary
-from patchrings.domain.timeutil import parse_duration, parse_instant
+from patchrings.domain.timeutil import iso, parse_duration, parse_instant
 
 bp = df.Blueprint()
 
@@ -66,15 +71,18 @@ ROWS_POLL = timedelta(minutes=2)
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)
 def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    started_at = spec.get("startedAt") or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
+    spec = from_payload(DryRunRingInput, context.get_input() or {})
+    ring_name = spec.ring
+    # The ring's document (issue 10): its install rules and patching; the plan only for the first ring.
+    ring = ring_of(ring_spec_of(spec.ring_spec, spec.plan, ring_name), ring_name)
+    started_at = spec.started_at or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                     {"plan": spec["plan"], "ring": spec["ring"]})
+                                                     ring_input(spec.ring_spec, spec.plan, ring_name))
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
-    run_id = f"{spec.get('rolloutId')}:{spec['ring']}:assess"
+    run_id = f"{spec.rollout_id}:{ring_name}:assess"
     starts = yield context.task_all(
         [context.call_activity_with_retry(names.START_ASSESS, retries.WRITE,
-                                          {"rolloutId": spec.get("rolloutId"), "ring": spec["ring"],
+                                          {"rolloutId": spec.rollout_id, "ring": ring_name,
                                            "runId": run_id, "vm": vm}) for vm in vms]
     )
     tokens = {vm["id"]: (s or {}).get("token") for vm, s in zip(vms, starts, strict=True)
@@ -99,10 +107,9 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         results[vm_id] = {"error": {"code": "AssessDeadlineExceeded", "message": "no assessment result in time"}}
     notes = yield from _patch_lists_from_resource_graph(context, vms, results, started_at)
 
-    manifest = spec.get("manifest") or None
-    base_install = plan_view.effective(spec["plan"], spec["ring"], "install")
-    parameters = install_parameters(base_install, None if manifest else started_at, manifest)
-    first = plan_view.ring_names(spec["plan"])[:1] == [spec["ring"]]
+    manifest = spec.manifest or None
+    parameters = install_parameters(ring.install, None if manifest else started_at, manifest)
+    first = _ring_names(spec.plan)[:1] == [ring_name]
     basis = ("manifest" if manifest else "ring rules" if first else
              "ring rules (upper bound: this ring installs only the manifest Ring 0 validates)")
     out = []
@@ -117,8 +124,8 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     "patchDetail": detail, "patchSource": result.get("patchSource") or "assessPatches", **listing,
                     "error": entry.get("error") or result.get("error")})
     planner: dict[str, Any] | None = None
-    if first and plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])) == "direct":
-        planner = yield from _plan_first_ring(context, spec, len(vms), started_at)
+    if first and spec.plan is not None and ring.patching == "direct":
+        planner = yield from _plan_first_ring(context, spec.plan, ring, len(vms), started_at)
     compliance = yield from _compliance(context, spec, vms, first)
     summary = ring_listing_summary(out)
     summary["withoutPatchDetail"] = sum(1 for o in out if not o["patchDetail"])
@@ -128,12 +135,16 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         warnings.append(f"compliance could not be read from Resource Graph ({str(why)[:200]})")
     summary["warnings"] = warnings  # the rollout records the summary in its status: the warnings show there
     summary["compliance"] = _compliance_counts(compliance)
-    return {"ring": spec["ring"], "patching": plan_view.patching(plan_view.ring(spec["plan"], spec["ring"])),
-            "basis": basis, "cutoff": None if manifest else started_at, "vms": out,
-            "summary": summary, "planner": planner, "warnings": warnings, "compliance": compliance}
+    return to_payload(DryRunRingOutput(ring=ring_name, patching=ring.patching, basis=basis,
+                                       cutoff=None if manifest else started_at, vms=out, summary=summary,
+                                       planner=planner, warnings=warnings, compliance=compliance))
 
 
-def _compliance(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
+def _ring_names(plan: dict[str, Any] | None) -> list[str]:
+    return [str(r.get("name")) for r in (plan or {}).get("rings") or []]
+
+
+def _compliance(context: df.DurableOrchestrationContext, spec: DryRunRingInput, vms: list[dict[str, Any]],
                 first: bool) -> Any:
     """The ring's compliance section (issue 12; :mod:`activities.compliance`, the core of
     ``GET /api/compliance``): its machines missing Critical / Security patches and each one's last
@@ -141,14 +152,14 @@ def _compliance(context: df.DurableOrchestrationContext, spec: dict[str, Any], v
     run's own assessments once propagated), ages against this orchestration's time. The first
     ring's section also lists the machines in no ring at all (it resolves every ring; later rings
     reuse the members resolved above: one paged query, no listing). Never fails the dry run."""
-    payload: dict[str, Any] = {"plan": spec["plan"], "ring": spec["ring"], "asOf": iso(context.current_utc_datetime),
-                               "unassigned": first}
+    payload = ring_input(spec.ring_spec, spec.plan, spec.ring, asOf=iso(context.current_utc_datetime),
+                         unassigned=first)
     if not first:
         payload["members"] = vms
     try:
         answer = yield context.call_activity_with_retry(RING_COMPLIANCE, retries.READ, payload)
     except Exception as exc:  # a dry run reports, it never fails on this read
-        answer = {"ring": spec["ring"], "error": {"code": "ComplianceUnavailable",
+        answer = {"ring": spec.ring, "error": {"code": "ComplianceUnavailable",
                                                   "message": (str(exc).strip().splitlines() or ["?"])[0][:300]}}
     return dict(answer or {})
 
@@ -208,19 +219,20 @@ def _patch_lists_from_resource_graph(context: df.DurableOrchestrationContext, vm
     return []
 
 
-def _plan_first_ring(context: df.DurableOrchestrationContext, spec: dict[str, Any], vm_count: int,
+def _plan_first_ring(context: df.DurableOrchestrationContext, plan: dict[str, Any], own: Ring, vm_count: int,
                      started_at: str) -> Any:
     """Issue 11's planner for Ring 0: can it finish before the next ring's T-40 (less the margin)?
-    The next ring's next run comes from its maintenance configuration's window."""
-    plan = spec["plan"]
-    ring = spec["ring"]
-    names_ = plan_view.ring_names(plan)
+    The next ring's next run comes from its maintenance configuration's window (``plan``: the
+    whole plan, for the next ring and the promotion margin)."""
+    ring = own.name
+    names_ = _ring_names(plan)
     next_ring = names_[names_.index(ring) + 1] if names_.index(ring) + 1 < len(names_) else None
+    following = ring_of(ring_spec_from_plan(plan, next_ring), next_ring) if next_ring else None
     start = parse_instant(started_at)
     next_run = None
     warnings: list[str] = []
-    configuration = plan_view.configuration_of(plan_view.ring(plan, next_ring)) if next_ring else None
-    if next_ring and configuration and plan_view.patching(plan_view.ring(plan, next_ring)) == "scheduled":
+    configuration = following.configuration_id if following else None
+    if next_ring and configuration and following and following.patching == "scheduled":
         try:
             config = yield context.call_activity_with_retry(names.GET_CONFIGURATION, retries.READ,
                                                             {"configurationId": configuration})
@@ -230,15 +242,15 @@ def _plan_first_ring(context: df.DurableOrchestrationContext, spec: dict[str, An
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             warnings.append(f"{next_ring}'s schedule could not be read ({why}): "
                             f"whether {ring} finishes before its T-40 is unknown")
-    install = plan_view.effective(plan, ring, "install")
-    margin = plan_view.promotion(plan).get("t40Margin") or "PT5M"
+    promotion = plan.get("promotion")
+    margin = (promotion if isinstance(promotion, dict) else {}).get("t40Margin") or "PT5M"
     estimate = estimate_ring(
         ring, vm_count,
-        rate=RateControl.from_dict(plan_view.effective(plan, ring, "rate")),
-        health=HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")),
-        install_expected=expected_install_duration(parse_duration(install.get("maximumDuration") or "PT2H")),
+        rate=own.rate,
+        health=own.health,
+        install_expected=expected_install_duration(parse_duration(own.install.get("maximumDuration") or "PT2H")),
         start=start, next_ring=next_ring, next_run_start=next_run, t40_margin=parse_duration(margin),
-        approval_needed=bool(next_ring) and plan_view.approval(plan, str(next_ring)).get("mode", "none") != "none",
+        approval_needed=following is not None and following.approval.mode != "none",
     ).to_dict()
     estimate["warnings"] = warnings + estimate["warnings"]
     return estimate

@@ -17,35 +17,43 @@ the manifest; every :data:`WAVES_PER_EXECUTION` waves the instance continues as 
 state in ``carry`` (its VMs, packed verdicts, learned durations, skipped, halted, next wave), so
 its history stays a bounded number of events however many waves the ring has.
 
-Input ``{rolloutId, plan, ring, runId, startedAt, manifest?, buildManifest?, vms?,
-expectedInstallSeconds?, wavesPerExecution?, carry?}``; output a
-small summary ``{gate, manifest, healthSample, counts, skipped, budget, halted}``: per-VM results
-and verdicts stay in this instance's history and the ledger, so the rollout's history does not
-grow with the ring's size.
+Input :class:`~patchrings.boundary.rings.RingDirectInput` ``{rolloutId, ringSpec (or, during
+the transition, plan), ring, runId, startedAt, manifest?, buildManifest?, vms?,
+expectedInstallSeconds?, wavesPerExecution?, carry?}``; output
+:class:`~patchrings.boundary.rings.RingDirectOutput`, a small summary ``{gate, manifest,
+healthSample, counts, skipped, budget, halted, installSeconds}``: per-VM results and verdicts stay
+in this instance's history and the ledger, so the rollout's history does not grow with the ring's
+size. Its waves get the ring's document (``ringSpec``), never the plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
+from orchestrators import names, retries
 from orchestrators.status import count_verdicts, manifest_details
-from orchestrators.timeutil import iso, parse_duration
 from orchestrators.verdicts import (
     build_manifest_dict,
     gate_for,
     install_parameters,
     pack_verdicts,
+    ring_input,
+    ring_of,
+    ring_spec_of,
     unpack_verdicts,
     verdict_ok,
     verdict_passed,
 )
 from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
-from patchrings.domain.rate import ErrorBudget, RateControl, spread_order
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput
+from patchrings.domain.rate import ErrorBudget, spread_order
+from patchrings.domain.timeutil import duration_or, iso
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.ring_direct")
@@ -66,39 +74,41 @@ WAVE_SLICE = 100
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
 def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    plan: dict[str, Any] = spec["plan"]
-    ring_name: str = spec["ring"]
+    spec = from_payload(RingDirectInput, context.get_input() or {})
+    ring_name = spec.ring
+    # The ring's resolved document: what this ring and its waves read (issue 10: not the plan).
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name)
+    ring = ring_of(ring_spec)
 
-    carry: dict[str, Any] = spec.get("carry") or {}  # state of the earlier executions (continue-as-new)
-    vms: list[dict[str, Any]] | None = carry.get("vms", spec.get("vms"))
+    carry = spec.carry  # state of the earlier executions (continue-as-new)
+    vms: list[dict[str, Any]] | None = carry.vms if carry is not None else spec.vms
     if vms is None:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                         {"plan": plan, "ring": ring_name})
+                                                         ring_input(spec.ring_spec, spec.plan, ring_name))
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}
-    keep_results = bool(spec.get("buildManifest"))  # only Ring 0's manifest reads per-VM install results
-    per_execution = max(1, int(spec.get("wavesPerExecution") or WAVES_PER_EXECUTION))
+    keep_results = bool(spec.build_manifest)  # only Ring 0's manifest reads per-VM install results
+    per_execution = max(1, int(spec.waves_per_execution or WAVES_PER_EXECUTION))
 
-    rate = RateControl.from_dict(plan_view.effective(plan, ring_name, "rate"))
+    rate = ring.rate
     waves = rate.waves(vms)  # equal waves of maxConcurrency, or geometric (1, 2, 4, ...) when the plan says so
     budget = ErrorBudget.for_ring(rate, len(vms))
-    base_install = plan_view.effective(plan, ring_name, "install")
-    parameters = install_parameters(base_install, spec.get("startedAt"), spec.get("manifest"))
-    max_duration = parse_duration(base_install.get("maximumDuration"), timedelta(hours=2))
-    poll_seconds = int(spec.get("pollSeconds") or 120)
+    base_install = ring.install
+    parameters = install_parameters(base_install, spec.started_at, spec.manifest)
+    max_duration = duration_or(base_install.get("maximumDuration"), timedelta(hours=2))
+    poll_seconds = int(spec.poll_seconds or 120)
 
-    run_started_at = str(carry.get("runStartedAt") or iso(context.current_utc_datetime))
-    results: list[dict[str, Any]] = list(carry.get("results") or [])
-    verdicts: list[dict[str, Any]] = unpack_verdicts(vms, carry["verdicts"]) if carry.get("verdicts") else []
+    run_started_at = str((carry.run_started_at if carry else None) or iso(context.current_utc_datetime))
+    results: list[dict[str, Any]] = list(carry.results if carry else [])
+    verdicts: list[dict[str, Any]] = unpack_verdicts(vms, carry.verdicts) if carry and carry.verdicts else []
     for verdict in verdicts:
         budget.record(str(verdict.get("vm")), verdict_ok(verdict))
-    skipped: list[str] = list(carry.get("skipped") or [])
-    halted = bool(carry.get("halted"))
-    first_wave = int(carry.get("next") or 0)
+    skipped: list[str] = list(carry.skipped if carry else [])
+    halted = bool(carry.halted) if carry else False
+    first_wave = int(carry.next or 0) if carry else 0
     # Expected install durations per OS (seconds), learned from each wave's longest install and
     # handed to the next wave so it polls once, when its installs should be done (issue 11).
-    learned: dict[str, Any] = carry.get("learned") or _initial_expected(spec.get("expectedInstallSeconds"))
+    learned: dict[str, Any] = (carry.learned if carry else None) or _initial_expected(spec.expected_install_seconds)
 
     def progress(index: int, step: str) -> None:
         # What the API shows while the ring runs (read by this instance's deterministic id):
@@ -118,10 +128,10 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         if index >= first_wave + per_execution and budget.may_start_more() and not halted:
             # Bounded history (issue 11): a fresh execution every `per_execution` waves, carrying
             # the ring's state (its VMs, packed verdicts, learned durations) in its input.
-            context.continue_as_new({**spec, "carry": {
-                "vms": vms, "runStartedAt": run_started_at, "next": index, "learned": learned,
-                "verdicts": pack_verdicts(vms, verdicts), "results": results if keep_results else [],
-                "skipped": skipped, "halted": halted}})
+            context.continue_as_new(to_payload(dataclasses.replace(spec, carry=RingDirectCarry(
+                vms=vms, run_started_at=run_started_at, next=index, learned=learned,
+                verdicts=pack_verdicts(vms, verdicts), results=results if keep_results else [],
+                skipped=skipped, halted=halted))))
             return None
         if not budget.may_start_more() or halted:
             skipped.extend(wave)
@@ -140,20 +150,20 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         outcomes = yield context.task_all([
             context.call_sub_orchestrator(
                 names.WAVE,
-                {
-                    "rolloutId": spec.get("rolloutId"),
-                    "plan": plan,
-                    "ring": ring_name,
-                    "runId": spec.get("runId"),
-                    "wave": index,
-                    "vms": part,
-                    "parameters": parameters,
-                    "pollSeconds": poll_seconds,
-                    "runStartedAt": run_started_at,
-                    "deadline": iso(deadline),
-                    "expectedInstallSeconds": dict(learned) or None,
-                    "keepResults": keep_results,
-                },
+                to_payload(WaveInput(
+                    rollout_id=spec.rollout_id,
+                    ring_spec=ring_spec,
+                    ring=ring_name,
+                    run_id=spec.run_id,
+                    wave=index,
+                    vms=part,
+                    parameters=parameters,
+                    poll_seconds=poll_seconds,
+                    run_started_at=run_started_at,
+                    deadline=iso(deadline),
+                    expected_install_seconds=dict(learned) or None,
+                    keep_results=keep_results,
+                )),
                 f"{context.instance_id}:w{index}" + (f".{k}" if k else ""),
             )
             for k, part in enumerate(slices)
@@ -187,23 +197,23 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
     # Decide here and hand the rollout a small summary: its history stays small however large
     # the ring is (per-VM results and verdicts are in this instance's history and the ledger).
-    gate = gate_for(plan, ring_name, verdicts, skipped=skipped)
-    manifest = build_manifest_dict(results, verdicts) if spec.get("buildManifest") else None
+    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped)
+    manifest = build_manifest_dict(results, verdicts) if spec.build_manifest else None
     if manifest is not None:
         # titles and classifications of what it pins, for the people who approve it (issue 9)
         manifest["details"] = manifest_details(results, manifest)
     progress(max(len(waves) - 1, 0), "done")
     passed = [by_id[str(v["vm"])] for v in verdicts if verdict_passed(v) and str(v["vm"]) in by_id]
-    return {
-        "gate": gate,
-        "manifest": manifest,
-        "healthSample": health_sample(passed),
-        "counts": {**count_verdicts(verdicts), "skipped": len(skipped), "waves": len(waves)},
-        "skipped": len(skipped),
-        "budget": {"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
-        "halted": halted,
-        "installSeconds": learned,  # per OS, for a later direct ring's expectedInstallSeconds
-    }
+    return to_payload(RingDirectOutput(
+        gate=gate,
+        manifest=manifest,
+        health_sample=health_sample(passed),
+        counts={**count_verdicts(verdicts), "skipped": len(skipped), "waves": len(waves)},
+        skipped=len(skipped),
+        budget={"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
+        halted=halted,
+        install_seconds=learned,  # per OS, for a later direct ring's expectedInstallSeconds
+    ))
 
 
 def _initial_expected(raw: Any) -> dict[str, Any]:
@@ -222,8 +232,8 @@ def health_sample(vms: list[dict[str, Any]], size: int = HEALTH_SAMPLE) -> list[
     return [by_id[vm_id] for vm_id in spread_order(vms)[:size]]
 
 
-def _halt_requested(context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> Any:
+def _halt_requested(context: df.DurableOrchestrationContext, spec: RingDirectInput) -> Any:
     """Has the HTTP API flagged a halt for this rollout in the ledger? (read via an activity)."""
     gate = yield context.call_activity_with_retry(names.LEDGER_READ_GATE, retries.READ,
-                                                  {"rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")})
+                                                  {"rolloutId": spec.rollout_id, "ring": spec.ring})
     return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))

@@ -11,8 +11,10 @@ per-VM failures instead of raising, so those VMs are retagged again in later rou
 failed after the last round make this orchestration *fail* (the rollout's close-down path then
 retries the close and names a gate left open) rather than report a half-open or half-closed gate.
 
-Input ``{plan, ring, open: bool}``; output ``{members, mode, value, changed, failed,
-scheduleIssues: [{vm, issue}] (at most 25), scheduleIssueCount}``.
+Input :class:`~patchrings.boundary.rings.RingGateInput` ``{ringSpec (or, during the transition,
+plan), ring, open: bool, rolloutId}``; output :class:`~patchrings.boundary.rings.RingGateOutput`
+``{members, mode, value, changed, failed, scheduleIssues: [{vm, issue}] (at most 25),
+scheduleIssueCount}``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
+from orchestrators import names, retries
+from orchestrators.verdicts import ring_input, ring_of, ring_spec_of
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import RingGateInput, RingGateOutput
 
 bp = df.Blueprint()
 
@@ -38,19 +43,21 @@ def _code(failure: dict[str, Any]) -> str | None:
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)
 def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    plan, ring, opening = spec["plan"], spec["ring"], bool(spec.get("open"))
-    ring_doc = plan_view.ring(plan, ring)
-    mode = plan_view.open_mode(ring_doc)
+    spec = from_payload(RingGateInput, context.get_input() or {})
+    ring, opening = spec.ring, bool(spec.opening)
+    # The ring's document (issue 10: not the plan): its open mode, tag and patching.
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring)
+    ring_doc = ring_of(ring_spec, ring)
+    mode = ring_doc.open_mode
     write = retries.WRITE if opening else retries.CLOSE
     out: dict[str, Any] = {"mode": mode, "members": None, "value": None, "changed": 0, "failed": []}
 
     members: list[dict[str, Any]] | None = None
     if mode == "retag":
-        tag = plan_view.tag_selector(ring_doc) or {}
+        tag = ring_doc.members.tag.to_dict() if ring_doc.members.tag else {}
         resolved = yield context.call_activity_with_retry(
             names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
-            {"plan": plan, "ring": ring, "includeHold": True})
+            ring_input(spec.ring_spec, spec.plan, ring, includeHold=True))
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
@@ -61,7 +68,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             while round_ < RETAG_ROUNDS:
                 result = yield context.call_activity_with_retry(
                     names.RETAG, write, {"vmIds": pending, "tag": tag["name"], "value": value,
-                                         "rolloutId": spec.get("rolloutId"), "ring": ring})
+                                         "rolloutId": spec.rollout_id, "ring": ring})
                 # retag_vms merge-writes without reading first: "written" (the merge is idempotent);
                 # "changed" is what older activity versions reported.
                 out["changed"] += int((result or {}).get("written") or 0) + len((result or {}).get("changed") or [])
@@ -88,18 +95,21 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     f"{first.get('code') if isinstance(first, dict) else first}")
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
-            names.SET_ASSIGNMENT, write, {"plan": plan, "ring": ring, "present": opening,
-                                          "rolloutId": spec.get("rolloutId")})
+            names.SET_ASSIGNMENT, write, ring_input(spec.ring_spec, spec.plan, ring, present=opening,
+                                                       rolloutId=spec.rollout_id))
         out["changed"] = int(bool((result or {}).get("changed")))
 
-    if opening and plan_view.patching(ring_doc) == "scheduled":
+    if opening and ring_doc.patching == "scheduled":
         if members is None:
             resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                              {"plan": plan, "ring": ring})
+                                                              ring_input(spec.ring_spec, spec.plan, ring))
             members = list((resolved or {}).get("vms") or [])
         issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
                   for vm in members if vm.get("scheduleIssue")]
         out["scheduleIssues"] = issues[:MAX_ISSUES]
         out["scheduleIssueCount"] = len(issues)
     out["members"] = len(members) if members is not None else None
-    return out
+    return to_payload(RingGateOutput(mode=out["mode"], members=out["members"], value=out["value"],
+                                     changed=out["changed"], failed=out["failed"],
+                                     schedule_issues=out.get("scheduleIssues"),
+                                     schedule_issue_count=out.get("scheduleIssueCount")))

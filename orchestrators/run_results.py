@@ -24,7 +24,10 @@ Bounded history (issue 11): health is verified in sub-orchestrations of at most
 together), so no verify instance grows with the ring's size; lookups by VM id are dictionaries,
 not scans per VM (a replayed orchestrator repeats them on every episode).
 
-Input ``{rolloutId, plan, ring, correlationId, since}``; output ``{gate, healthSample, counts}``.
+Input :class:`~patchrings.boundary.rings.RunResultsInput` ``{rolloutId, ringSpec (or, during the
+transition, plan), ring, correlationId, since}``; output
+:class:`~patchrings.boundary.rings.RunResultsOutput` ``{gate, healthSample, counts}``. Its verify
+chunks get the ring's document (``ringSpec``), never the plan.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ import azure.durable_functions as df
 from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
-from orchestrators.verdicts import gate_for, unpack_verdicts, verdict_passed
+from orchestrators.verdicts import gate_for, ring_input, ring_spec_of, unpack_verdicts, verdict_passed
 from orchestrators.verify import BURST_PAUSE, READ_BURST
 from orchestrators.wave import _lean
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import RunResultsInput, RunResultsOutput, VerifyInput, VerifyLedger
 
 bp = df.Blueprint()
 
@@ -79,16 +84,18 @@ def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RUN_RESULTS)
 def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    plan, ring = spec["plan"], spec["ring"]
+    spec = from_payload(RunResultsInput, context.get_input() or {})
+    ring = spec.ring
+    # The ring's document (issue 10: not the plan): its gate settings, and what its verify chunks read.
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring)
     notes: list[dict[str, str]] = []
     try:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                         {"plan": plan, "ring": ring})
+                                                         ring_input(spec.ring_spec, spec.plan, ring))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
-        return {"gate": gate_for(plan, ring, [], notes=[{"vm": "", "reason": reason}]), "healthSample": [],
-                "counts": count_verdicts([])}
+        return to_payload(RunResultsOutput(gate=gate_for(ring_spec, ring, [], notes=[{"vm": "", "reason": reason}]),
+                                           health_sample=[], counts=count_verdicts([])))
     vms = list((members or {}).get("vms") or [])
     if (members or {}).get("error"):
         error = members["error"]
@@ -103,17 +110,18 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     if vm["id"].lower() not in seen)
     context.set_custom_status({"step": "verifying", "vms": len(vms), "verifyInstance": f"{context.instance_id}:verify",
                                "verifyInstances": max(1, -(-len(vms) // VERIFY_CHUNK))})
-    verdicts, ledger_errors = yield from verify_in_chunks(context, spec, vms, installs)
+    verdicts, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, vms, installs)
     if ledger_errors:
         notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {ledger_errors[0]}"})
     passed_ids = {str(v["vm"]).lower() for v in verdicts if verdict_passed(v)}
     passed = [vm for vm in vms if vm["id"].lower() in passed_ids]
-    return {"gate": gate_for(plan, ring, verdicts, notes=notes), "healthSample": health_sample(passed),
-            "counts": count_verdicts(verdicts)}
+    return to_payload(RunResultsOutput(gate=gate_for(ring_spec, ring, verdicts, notes=notes),
+                                       health_sample=health_sample(passed), counts=count_verdicts(verdicts)))
 
 
-def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
-                     installs: list[dict[str, Any]]) -> Generator[Any, Any, tuple[list[dict[str, Any]], list[str]]]:
+def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsInput, ring_spec: dict[str, Any],
+                     vms: list[dict[str, Any]], installs: list[dict[str, Any]],
+                     ) -> Generator[Any, Any, tuple[list[dict[str, Any]], list[str]]]:
     """Verify the ring in sub-orchestrations of at most :data:`VERIFY_CHUNK` VMs, side by side.
 
     Chunk ``i`` starts ``i x`` (its read bursts x ``verify.BURST_PAUSE``) later (``startDelaySeconds``),
@@ -127,14 +135,14 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, An
     tasks = []
     delay = 0
     for index, chunk in enumerate(chunks):
-        doc: dict[str, Any] = {"rolloutId": spec.get("rolloutId"), "plan": spec["plan"], "ring": spec["ring"],
-                               "vms": chunk, "decide": False, "pack": True,
-                               "ledger": {"runId": spec["correlationId"]},
-                               "installs": [by_vm[vm["id"].lower()] for vm in chunk if vm["id"].lower() in by_vm]}
-        if delay:
-            doc["startDelaySeconds"] = delay
+        doc = VerifyInput(rollout_id=spec.rollout_id, ring_spec=ring_spec, ring=spec.ring,
+                          vms=chunk, decide=False, pack=True,
+                          ledger=VerifyLedger(run_id=spec.correlation_id),
+                          installs=[by_vm[vm["id"].lower()] for vm in chunk if vm["id"].lower() in by_vm],
+                          start_delay_seconds=delay or None)
         suffix = "" if index == 0 else f":{index}"
-        tasks.append(context.call_sub_orchestrator(names.VERIFY, doc, f"{context.instance_id}:verify{suffix}"))
+        tasks.append(context.call_sub_orchestrator(names.VERIFY, to_payload(doc),
+                                                   f"{context.instance_id}:verify{suffix}"))
         delay += -(-len(chunk) // READ_BURST) * int(BURST_PAUSE.total_seconds())
     answers = yield context.task_all(tasks)
     verdicts: list[dict[str, Any]] = []
@@ -146,7 +154,7 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: dict[str, An
     return verdicts, errors
 
 
-def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any], vms: list[dict[str, Any]],
+def collect_results(context: df.DurableOrchestrationContext, spec: RunResultsInput, vms: list[dict[str, Any]],
                     notes: list[dict[str, str]]) -> Generator[Any, Any, list[dict[str, Any]]]:
     """Per-VM entries: Resource Graph first (re-queried while rows are late), instance views for the rest."""
     done: dict[str, dict[str, Any]] = {}
@@ -157,8 +165,8 @@ def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any
         try:
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,
-                {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since"),
-                 "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")},
+                {"correlationId": spec.correlation_id, "vms": pending, "since": spec.since,
+                 "rolloutId": spec.rollout_id, "ring": spec.ring},
             )
         except Exception as exc:
             arg_error = str(exc)[:300]
@@ -184,8 +192,8 @@ def collect_results(context: df.DurableOrchestrationContext, spec: dict[str, Any
     try:
         collected = yield context.call_activity_with_retry(
             names.COLLECT_RESULTS, retries.READ,
-            {"correlationId": spec["correlationId"], "vms": pending, "since": spec.get("since"),
-                 "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")},
+            {"correlationId": spec.correlation_id, "vms": pending, "since": spec.since,
+             "rolloutId": spec.rollout_id, "ring": spec.ring},
         )
     except Exception as exc:
         error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}

@@ -4,6 +4,12 @@ Why: orchestrators move plain dicts across the durable boundary, while the decis
 install result is judged, when a gate passes, what goes into the manifest, when a run must be
 decided) belong to :mod:`patchrings.domain`. These helpers translate between the two so the
 orchestrator modules read as the flow they implement. Pure and deterministic.
+
+The ring, not the plan (issue 10): the ring-level helpers take a ring's *source*, either the
+resolved ring document a sub-orchestration receives as ``ringSpec`` (``Plan.ring(name).to_dict()``)
+or, during the transition, the whole plan dict (``Plan.to_dict()``) it is looked up in;
+:func:`ring_of` turns either into the domain :class:`~patchrings.domain.plan.Ring` without
+re-validating the plan.
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrators import plan_view
-from orchestrators.inbox import RunEvent
 from patchrings.domain import deadlines
+from patchrings.domain.approval import ApprovalPolicy
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.gates import decide_gate, vm_verdict
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
 from patchrings.domain.manifest import Manifest, build_manifest, uncovered_vms
+from patchrings.domain.plan import Members, Ring, deep_merge
 from patchrings.domain.rate import RateControl
 from patchrings.domain.results import InstallVerdict
 
@@ -33,19 +39,101 @@ _UNREADABLE_STATES = {
 }
 
 
-def install_rules(plan: dict[str, Any], ring: str) -> InstallRules:
-    return HealthPolicy.from_dict(plan_view.effective(plan, ring, "health")).installation
+#: The ring settings a plan's ``defaults`` (and top-level blocks) are merged under.
+_RING_SECTIONS = ("rate", "health", "install", "approval", "gate")
+
+
+def ring_spec_from_plan(plan: Mapping[str, Any], ring: str) -> dict[str, Any]:
+    """``ring``'s document in a plan dict with the plan's defaults merged under its settings (the
+    transition fallback for a caller that still sends the whole plan: a resolved plan's rings
+    already carry their defaults, so this is that ring's ``ringSpec``). Raises KeyError."""
+    for entry in plan.get("rings") or []:
+        if entry.get("name") == ring:
+            break
+    else:
+        raise KeyError(f"plan has no ring {ring!r}")
+    doc = dict(entry)
+    defaults = plan.get("defaults")
+    for key in _RING_SECTIONS:
+        merged: dict[str, Any] = {}
+        for layer in ((defaults or {}).get(key) if isinstance(defaults, Mapping) else None, plan.get(key),
+                      entry.get(key)):
+            if isinstance(layer, Mapping):
+                merged = deep_merge(merged, layer)
+        if merged or key in entry:
+            doc[key] = merged
+    return doc
+
+
+def ring_spec_of(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str) -> dict[str, Any]:
+    """A sub-orchestration's ring document: its ``ringSpec``, else (transition) looked up in its ``plan``."""
+    if ring_spec is not None:
+        return dict(ring_spec)
+    if plan is None:
+        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
+    return ring_spec_from_plan(plan, ring)
+
+
+def ring_input(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str,
+               **extra: Any) -> dict[str, Any]:
+    """The input of an activity that reads one ring of the plan (``resolve_ring_members``,
+    ``set_ring_assignment``, ``ring_compliance``): ``{ringSpec, ring, **extra}`` (issue 10), or,
+    while the caller still sends the whole plan, the older ``{plan, ring, **extra}``."""
+    if plan is not None:
+        return {"plan": plan, "ring": ring, **extra}
+    if ring_spec is None:
+        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
+    return {"ringSpec": dict(ring_spec), "ring": ring, **extra}
+
+
+def _source(source: Mapping[str, Any], ring: str) -> Mapping[str, Any]:
+    """A ring document from a ring's source: a plan dict (it has ``rings``) or the ring's document."""
+    return ring_spec_from_plan(source, ring) if "rings" in source else source
+
+
+def ring_of(source: Mapping[str, Any], ring: str = "") -> Ring:
+    """The domain :class:`Ring` of a ring document (``ringSpec``) or of ``ring`` in a plan dict.
+
+    Built from the already resolved document, without validating a plan (issue 10). ``index`` is
+    -1: a ring document does not say where the ring stands in its plan.
+    TODO(H4a): ``Ring.from_dict`` in patchrings/domain/plan.py, then this calls it."""
+    doc = _source(source, ring)
+    opened = doc.get("open") or {}
+    if isinstance(opened, str):
+        opened = {"mode": opened}
+    gate = doc.get("gate") or {}
+    return Ring(
+        name=str(doc.get("name") or ring),
+        index=-1,
+        members=Members.from_dict(doc.get("members") or {}),
+        patching=str(doc.get("patching") or "direct"),  # type: ignore[arg-type]  # a resolved ring's value
+        open_mode=str(opened.get("mode") or "none"),  # type: ignore[arg-type]
+        rate=RateControl.from_dict(doc.get("rate") or {}),
+        health=HealthPolicy.from_dict(doc.get("health") or {}),
+        approval=ApprovalPolicy.from_dict(doc.get("approval") or {"mode": "none"}),
+        install=dict(doc.get("install") or {}),
+        tolerate_errors=bool(gate.get("tolerateErrors", False)),
+        allow_uncovered_os=bool(gate.get("allowUncoveredOs", False)),
+        description=doc.get("description"),
+        assignment_name=opened.get("assignmentName"),
+    )
+
+
+def install_rules(source: Mapping[str, Any], ring: str = "") -> InstallRules:
+    """The ring's installation rules (``source``: its ring document or the plan dict)."""
+    return ring_of(source, ring).health.installation
 
 
 def verdicts_for(
-    plan: dict[str, Any],
+    source: Mapping[str, Any],
     ring: str,
     vms: list[dict[str, Any]],
     installs: list[dict[str, Any]],
     health: Mapping[str, HealthState],
 ) -> list[dict[str, Any]]:
-    """One ``VmVerdict`` dict per VM from its install entry and (if checked) its health state."""
-    rules = install_rules(plan, ring)
+    """One ``VmVerdict`` dict per VM from its install entry and (if checked) its health state
+    (``source``: the ring's document or the plan dict)."""
+    rules = install_rules(source, ring)
     by_vm = {str(i.get("vm")).lower(): i for i in installs}
     health_by_vm = {k.lower(): v for k, v in health.items()}
     out = []
@@ -126,25 +214,24 @@ def verdict_passed(verdict: Mapping[str, Any]) -> bool:
 
 
 def gate_for(
-    plan: dict[str, Any],
+    source: Mapping[str, Any],
     ring: str,
     verdicts: list[dict[str, Any]],
     *,
     skipped: list[str] | None = None,
     notes: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The ring's gate decision (domain ``decide_gate``) as a dict.
+    """The ring's gate decision (domain ``decide_gate``) as a dict (``source``: the ring's
+    document or the plan dict).
 
     ``notes`` (``{vm, reason}``) are ring-level findings (unreadable membership, results not
     recorded...): each forces at least *inconclusive*."""
-    ring_doc = plan_view.ring(plan, ring)
-    rate = RateControl.from_dict(plan_view.effective(plan, ring, "rate"))
-    tolerate = bool((ring_doc.get("gate") or {}).get("tolerateErrors", False))
+    spec = ring_of(source, ring)
     extra = [
         {"vm": vm_id, "reason": "not started: the ring's error budget (maxErrors) was exceeded"}
         for vm_id in (skipped or [])
     ] + [dict(n) for n in (notes or [])]
-    return decide_gate(ring, verdicts, rate, tolerate_errors=tolerate, extra_reasons=extra).to_dict()
+    return decide_gate(ring, verdicts, spec.rate, tolerate_errors=spec.tolerate_errors, extra_reasons=extra).to_dict()
 
 
 def install_parameters(
@@ -173,14 +260,12 @@ def build_manifest_dict(
 
 
 def coverage_refusal(
-    plan: dict[str, Any], ring: str, manifest: Mapping[str, Any] | None, vms: list[dict[str, Any]]
+    source: Mapping[str, Any], ring: str, manifest: Mapping[str, Any] | None, vms: list[dict[str, Any]]
 ) -> list[dict[str, str]]:
     """Why ``ring`` may not be promoted: its VMs whose OS / image family Ring 0 did not cover
     (``{vm, family, reason}``; empty = promote). Refused by default; a plan may opt out with the
-    ring's (or defaults') ``gate.allowUncoveredOs: true`` (field pending in the plan schema)."""
-    ring_gate = plan_view.ring(plan, ring).get("gate") or {}
-    default_gate = (plan.get("defaults") or {}).get("gate") or {}
-    if bool(ring_gate.get("allowUncoveredOs", default_gate.get("allowUncoveredOs", False))):
+    ring's (or defaults') ``gate.allowUncoveredOs: true`` (``source``: the ring's document or the plan dict)."""
+    if ring_of(source, ring).allow_uncovered_os:
         return []
     return uncovered_vms(manifest or {}, vms)
 
@@ -268,9 +353,13 @@ def previous_ring_check(
     return {"outcome": outcome, "reasons": reasons, "notes": notes, "removed": removed, "inconclusive": unsure}
 
 
-def decision_deadline(event: RunEvent, margin: timedelta) -> datetime:
-    """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin."""
-    return deadlines.decision_deadline(MaintenanceEvent.from_dict(event.to_dict()), margin)
+def decision_deadline(event: MaintenanceEvent | Any, margin: timedelta) -> datetime:
+    """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin.
+    ``event``: a :class:`MaintenanceEvent` (or, during the transition, anything with ``to_dict``
+    giving its document, e.g. the inbox's older ``RunEvent``)."""
+    if not isinstance(event, MaintenanceEvent):
+        event = MaintenanceEvent.from_dict(event.to_dict())
+    return deadlines.decision_deadline(event, margin)
 
 
 def promotion_target(window: Mapping[str, Any], now: datetime, margin: timedelta) -> dict[str, Any]:

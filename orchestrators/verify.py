@@ -25,9 +25,10 @@ staggers its chunks of a large ring this way). ``ledger: {runId}`` (optional): w
 rows (installs + verdicts) to the ledger here, answering ``ledgerError`` when that fails;
 ``pack: true``: verdicts packed (``verdicts.pack_verdicts``; read with ``unpack_verdicts``).
 
-Input ``{rolloutId, plan, ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?,
-startDelaySeconds?, ledger?, pack?}``;
-output ``{verdicts: [VmVerdict dict], gate: GateDecision dict | None}``.
+Input :class:`~patchrings.boundary.rings.VerifyInput` ``{rolloutId, ringSpec (or, during the
+transition, plan), ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?,
+startDelaySeconds?, ledger?, pack?}``; output :class:`~patchrings.boundary.rings.VerifyOutput`
+``{verdicts: [VmVerdict dict], gate: GateDecision dict | None, ledgerError?, packed?, passed?}``.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
-from orchestrators.timeutil import iso
-from orchestrators.verdicts import gate_for, pack_verdicts, verdicts_for
-from patchrings.domain.health import HealthPolicy, HealthSample, HealthTracker, evaluate_sample
+from orchestrators import names, retries
+from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, ring_spec_of, verdicts_for
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import VerifyInput, VerifyOutput
+from patchrings.domain.health import HealthSample, HealthTracker, evaluate_sample
+from patchrings.domain.timeutil import iso
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.verify")
@@ -55,21 +58,22 @@ BURST_PAUSE = timedelta(seconds=10)
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.VERIFY)
 def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    plan: dict[str, Any] = spec.get("plan") or {}
-    ring_name: str = spec.get("ring") or ""
-    vms: list[dict[str, Any]] = spec.get("vms") or []
-    installs: list[dict[str, Any]] = spec.get("installs") or []
-    policy = HealthPolicy.from_dict(plan_view.effective(plan, ring_name, "health"))
+    spec = from_payload(VerifyInput, context.get_input() or {})
+    ring_name: str = spec.ring or ""
+    # The ring's document (issue 10: not the plan): its health policy, install rules and gate.
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan or {}, ring_name)
+    vms: list[dict[str, Any]] = spec.vms or []
+    installs: list[dict[str, Any]] = spec.installs or []
+    policy = ring_of(ring_spec).health
     probes = [p.to_dict() for p in policy.probes]
 
-    delay = int(spec.get("startDelaySeconds") or 0)
+    delay = int(spec.start_delay_seconds or 0)
     if delay > 0:  # a later chunk of a large ring (run_results): its reads follow the earlier chunks'
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
     installed = {i["vm"].lower() for i in installs if i.get("state") in ("done", "not-needed")}
     checked = [vm for vm in vms if vm["id"].lower() in installed]
     start = context.current_utc_datetime
-    baselines = {str(k).lower(): v for k, v in (spec.get("baselines") or {}).items() if isinstance(v, dict)}
+    baselines = {str(k).lower(): v for k, v in (spec.baselines or {}).items() if isinstance(v, dict)}
 
     def healthy_before(vm_id: str) -> bool:
         sample = baselines.get(vm_id.lower())
@@ -97,7 +101,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             try:
                 answer = yield context.call_activity_with_retry(
                     names.CHECK_HEALTH_BATCH, retries.READ,
-                    {"checks": checks, "probes": probes, "rolloutId": spec.get("rolloutId"), "ring": spec.get("ring")})
+                    {"checks": checks, "probes": probes, "rolloutId": spec.rollout_id, "ring": spec.ring})
                 got = list((answer or {}).get("samples") or [])
                 if len(got) != len(chunk):
                     raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")
@@ -109,23 +113,24 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
     _progress(context, trackers, len(vms))
     health = {vm_id: t.state for vm_id, t in trackers.items()}
-    verdicts = verdicts_for(plan, ring_name, vms, installs, health)
-    gate = gate_for(plan, ring_name, verdicts) if spec.get("decide") else None
+    verdicts = verdicts_for(ring_spec, ring_name, vms, installs, health)
+    gate = gate_for(ring_spec, ring_name, verdicts) if spec.decide else None
     if not context.is_replaying:
         log.info("verified %d VMs of ring %s", len(verdicts), ring_name)
-    out: dict[str, Any] = {"verdicts": verdicts, "gate": gate}
-    ledger = spec.get("ledger")
-    if isinstance(ledger, dict):  # run_results' chunks write their own per-VM rows (bounded history)
+    ledger_error: str | None = None
+    if spec.ledger is not None:  # run_results' chunks write their own per-VM rows (bounded history)
         try:
             yield context.call_activity_with_retry(
                 names.LEDGER_VM_RESULTS, retries.WRITE,
-                {"rolloutId": spec.get("rolloutId"), "ring": ring_name, "runId": ledger.get("runId"),
+                {"rolloutId": spec.rollout_id, "ring": ring_name, "runId": spec.ledger.run_id,
                  "results": installs, "verdicts": verdicts})
         except Exception as exc:  # the caller turns this into an inconclusive gate note
-            out["ledgerError"] = str(exc)[:300]
-    if spec.get("pack"):
-        out.update(pack_verdicts(vms, verdicts))
-    return out
+            ledger_error = str(exc)[:300]
+    if spec.pack:
+        packed = pack_verdicts(vms, verdicts)
+        return to_payload(VerifyOutput(verdicts=packed["verdicts"], gate=gate, ledger_error=ledger_error,
+                                       packed=packed["packed"], passed=packed["passed"]))
+    return to_payload(VerifyOutput(verdicts=verdicts, gate=gate, ledger_error=ledger_error))
 
 
 def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:

@@ -30,12 +30,13 @@ Install polling (issue 11): each VM is polled on its own schedule
 OS's ``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds`` doubling up to 8
 minutes -- instead of every ``pollSeconds`` from the start; a round polls only the VMs due.
 
-Input ``{rolloutId, plan, ring, runId, wave, vms: [VmRef], parameters: {os: params},
-pollSeconds, deadline, runStartedAt, expectedInstallSeconds?, keepResults?}`` (seconds, or
-``{os: seconds}``); output ``{packed, verdicts, passed, results: [VmInstall], installSeconds: {os:
-seconds}}`` (verdicts packed by ``verdicts.pack_verdicts``: read them with ``unpack_verdicts``;
-``results`` -- each VM's ``vm, os, image, state, result.patches``, what the manifest reads -- empty
-unless ``keepResults``, default true) where
+Input :class:`~patchrings.boundary.rings.WaveInput` ``{rolloutId, ringSpec (or, during the
+transition, plan), ring, runId, wave, vms: [VmRef], parameters: {os: params}, pollSeconds,
+deadline, runStartedAt, expectedInstallSeconds?, keepResults?}`` (seconds, or ``{os: seconds}``);
+output :class:`~patchrings.boundary.rings.WaveOutput` ``{packed, verdicts, passed, results:
+[VmInstall], installSeconds: {os: seconds}}`` (verdicts packed by ``verdicts.pack_verdicts``: read
+them with ``unpack_verdicts``; ``results`` -- each VM's ``vm, os, image, state, result.patches``,
+what the manifest reads -- empty unless ``keepResults``, default true) where
 ``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family,
 for Ring 0's coverage in the manifest) and ``installSeconds`` is the longest install per OS seen
 done (the ring learns it for its next waves).
@@ -53,12 +54,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators import names, plan_view, retries
-from orchestrators.timeutil import iso, parse_iso
-from orchestrators.verdicts import pack_verdicts
-from patchrings.domain.health import HealthPolicy
+from orchestrators import names, retries
+from orchestrators.verdicts import pack_verdicts, ring_of, ring_spec_of
+from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
 from patchrings.domain.results import expected_install_duration, next_install_poll
-from patchrings.domain.timeutil import parse_duration
+from patchrings.domain.timeutil import iso, parse_duration, parse_instant
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.orchestrators.wave")
@@ -81,11 +82,11 @@ def install_parameters_for(vm: dict[str, Any], parameters: dict[str, Any]) -> di
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.WAVE)
 def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
-    spec: dict[str, Any] = context.get_input() or {}
-    vms: list[dict[str, Any]] = spec.get("vms") or []
-    parameters: dict[str, Any] = spec.get("parameters") or {}
-    poll = timedelta(seconds=int(spec.get("pollSeconds") or DEFAULT_POLL_SECONDS))
-    deadline = parse_iso(spec["deadline"]) if spec.get("deadline") else None
+    spec = from_payload(WaveInput, context.get_input() or {})
+    vms: list[dict[str, Any]] = spec.vms or []
+    parameters: dict[str, Any] = spec.parameters or {}
+    poll = timedelta(seconds=int(spec.poll_seconds or DEFAULT_POLL_SECONDS))
+    deadline = parse_instant(spec.deadline) if spec.deadline else None
 
     results: dict[str, dict[str, Any]] = {}
     to_start: list[dict[str, Any]] = []
@@ -97,18 +98,19 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         else:
             to_start.append(vm)
 
-    ring_name = str(spec.get("ring") or "")
-    plan = spec.get("plan")
-    policy = HealthPolicy.from_dict(plan_view.effective(plan, ring_name, "health")) if plan else None
+    ring_name = str(spec.ring or "")
+    # The ring's document (issue 10: not the plan): its health probes go with each start.
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name) if spec.ring_spec or spec.plan else None
+    policy = ring_of(ring_spec).health if ring_spec else None
     probes = [p.to_dict() for p in policy.probes] if policy else []
     baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)
 
     def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
-        doc = {
-            "rolloutId": spec.get("rolloutId"),
-            "ring": spec.get("ring"),
-            "runId": spec.get("runId"),
-            "runStartedAt": spec.get("runStartedAt"),
+        doc: dict[str, Any] = {
+            "rolloutId": spec.rollout_id,
+            "ring": spec.ring,
+            "runId": spec.run_id,
+            "runStartedAt": spec.run_started_at,
             "now": iso(context.current_utc_datetime),
             "vm": vm,
             "parameters": install_parameters_for(vm, parameters),
@@ -184,7 +186,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     context.call_activity_with_retry(
                         names.POLL_INSTALL,
                         retries.READ,
-                        {"runId": spec.get("runId"), "runStartedAt": spec.get("runStartedAt"),
+                        {"runId": spec.run_id, "runStartedAt": spec.run_started_at,
                          "now": iso(now), "vm": by_id[vm_id], "token": open_tokens[vm_id]},
                     )
                     for vm_id in polling
@@ -192,7 +194,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             )
         except Exception as exc:  # still failing after READ's attempts: a round without news
             if not context.is_replaying:
-                log.warning("wave %s of %s: poll round failed: %s", spec.get("wave"), spec.get("ring"), exc)
+                log.warning("wave %s of %s: poll round failed: %s", spec.wave, spec.ring, exc)
             polls = [{"done": False} for _ in polling]
         resend: list[str] = []
         for vm_id, polled in zip(polling, polls, strict=True):
@@ -230,19 +232,19 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     ordered = [_lean(results[vm["id"]]) for vm in vms]
     progress("verifying")
     if not context.is_replaying:
-        log.info("wave %s of %s: %d installs finished", spec.get("wave"), spec.get("ring"), len(ordered))
+        log.info("wave %s of %s: %d installs finished", spec.wave, spec.ring, len(ordered))
 
     verification = yield context.call_sub_orchestrator(
         names.VERIFY,
-        {
-            "rolloutId": spec.get("rolloutId"),
-            "plan": spec.get("plan"),
-            "ring": spec.get("ring"),
-            "vms": vms,
-            "installs": ordered,
-            "decide": False,
-            "baselines": baselines,
-        },
+        to_payload(VerifyInput(
+            rollout_id=spec.rollout_id,
+            ring_spec=ring_spec,
+            ring=spec.ring,
+            vms=vms,
+            installs=ordered,
+            decide=False,
+            baselines=baselines,
+        )),
         f"{context.instance_id}:verify",
     )
     verdicts = (verification or {}).get("verdicts", [])
@@ -250,17 +252,19 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     yield context.call_activity_with_retry(
         names.LEDGER_VM_RESULTS,
         retries.WRITE,
-        {"rolloutId": spec.get("rolloutId"), "ring": ring_name, "runId": spec.get("runId"),
+        {"rolloutId": spec.rollout_id, "ring": ring_name, "runId": spec.run_id,
          "results": [_compact(r) for r in ordered], "verdicts": verdicts},
     )
     # Bounded history (issue 11): passing VMs go back as indexes; install results only when the
     # ring builds a manifest from them (``keepResults``, default true).
-    keep = spec.get("keepResults", True)
-    return {**pack_verdicts(vms, verdicts), "results": [_manifest_part(r) for r in ordered] if keep else [],
-            "installSeconds": seen_done}
+    keep = spec.keep_results is not False
+    packed = pack_verdicts(vms, verdicts)
+    return to_payload(WaveOutput(packed=packed["packed"], verdicts=packed["verdicts"], passed=packed["passed"],
+                                 results=[_manifest_part(r) for r in ordered] if keep else [],
+                                 install_seconds=seen_done))
 
 
-def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) -> timedelta:
+def _expected(spec: WaveInput, parameters: dict[str, Any], os_name: Any) -> timedelta:
     """A VM's expected install duration: ``expectedInstallSeconds`` (learned by the caller from
     earlier waves: a number, or ``{os: seconds}``) or from its OS's ``maximumDuration`` (domain rule)."""
     own = install_parameters_for({"os": os_name}, parameters) or {}
@@ -268,7 +272,7 @@ def _expected(spec: dict[str, Any], parameters: dict[str, Any], os_name: Any) ->
         maximum: timedelta | None = parse_duration(own["maximumDuration"])
     except (TypeError, KeyError, ValueError):
         maximum = None  # no (valid) maximumDuration for this OS: the domain default applies
-    raw: Any = spec.get("expectedInstallSeconds")
+    raw: Any = spec.expected_install_seconds
     if isinstance(raw, dict):
         raw = install_parameters_for({"os": os_name}, raw)
     try:
