@@ -562,10 +562,16 @@ class Clock:
             if self._virtual != after or self.mode != "skip":
                 return self.now()
             self._watchers.append((loop, future))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(future, timeout)
-        with self._cond, contextlib.suppress(ValueError):
-            self._watchers.remove((loop, future))
+        try:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # arrives once the future is already done (a stopping server's long-poll went on)
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            pass
+        finally:  # also when cancelled: a closed loop's watcher must not stay registered
+            with self._cond, contextlib.suppress(ValueError):
+                self._watchers.remove((loop, future))
         return self.now()
 
     def _drive(self) -> None:

@@ -238,3 +238,29 @@ def test_a_sleeper_abandoned_on_a_closed_loop_neither_breaks_a_jump_nor_stays_bu
         threading.Thread(target=ticker, daemon=True).start()
         clock.advance_until(lambda: bool(hits), timeout=5)
     assert clock.now() == START + timedelta(hours=2)
+
+
+def test_a_cancelled_time_long_poll_ends_and_forgets_its_watcher() -> None:
+    """``wait_changed`` cancelled (a stopping server) ends cancelled even when time moved in the same
+    loop turn (Python 3.11's ``wait_for`` returned instead), and leaves no watcher behind."""
+    clock = make_clock("skip", start=START)
+
+    async def cancelled(after_change: bool) -> tuple[bool, int]:
+        poll = asyncio.create_task(clock.wait_changed(START, 30))
+        sleeper = asyncio.create_task(clock.sleep_until(START + timedelta(hours=1)))
+        await asyncio.sleep(0.01)
+        if after_change:
+            assert clock.advance()  # resolves the poll's future (via the loop)
+            await asyncio.sleep(0)
+        poll.cancel()
+        done, _ = await asyncio.wait([poll], timeout=2)
+        sleeper.cancel()
+        await asyncio.gather(sleeper, return_exceptions=True)
+        return poll in done and poll.cancelled(), len(clock._watchers)
+
+    try:
+        with clock.hold():
+            assert asyncio.run(cancelled(after_change=False)) == (True, 0)
+            assert asyncio.run(cancelled(after_change=True)) == (True, 0)
+    finally:
+        clock.close()
