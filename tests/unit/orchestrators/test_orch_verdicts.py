@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrators import plan_view
 from orchestrators.inbox import RunEvent
 from orchestrators.verdicts import (
     build_manifest_dict,
@@ -20,11 +19,17 @@ from orchestrators.verdicts import (
 )
 from orchestrators.wave import install_parameters_for
 from patchrings.domain.health import HealthState
-from patchrings.domain.plan import load_plan_file
+from patchrings.domain.plan import Plan, Ring, load_plan_file
 
 pytestmark = pytest.mark.unit
 
 PLAN = load_plan_file(Path(__file__).resolve().parents[3] / "plans" / "default.json").to_dict()
+
+
+def ring_doc(name: str) -> Ring:
+    """The domain ``Ring`` of the default plan (its effective install / health settings)."""
+    return Plan.from_resolved(PLAN).ring(name)
+
 T0 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 
 
@@ -74,7 +79,7 @@ def test_gate_fails_on_any_failure_and_names_skipped_vms() -> None:
 
 
 def test_ring0_parameters_pin_windows_to_the_rollout_start() -> None:
-    base = plan_view.effective(PLAN, "ring0", "install")
+    base = ring_doc("ring0").install
     params = install_parameters(base, "2026-11-16T06:00:00Z", None)
     assert params["Windows"]["windowsParameters"]["maxPatchPublishDate"] == "2026-11-16T06:00:00Z"
     assert "linuxParameters" not in params["Windows"] and "windowsParameters" not in params["Linux"]
@@ -89,7 +94,7 @@ def test_later_rings_install_exactly_the_manifest() -> None:
                                                        "installationState": "Installed"}]}}]
     passed = [{"vm": r["vm"], "install": "ok", "health": "healthy"} for r in results]
     manifest = build_manifest_dict(results, passed)
-    params = install_parameters(plan_view.effective(PLAN, "ring1", "install"), "2026-11-16T06:00:00Z", manifest)
+    params = install_parameters(ring_doc("ring1").install, "2026-11-16T06:00:00Z", manifest)
     assert params["Windows"]["windowsParameters"]["kbNumbersToInclude"] == ["5048667"]
     assert "maxPatchPublishDate" not in params["Windows"]["windowsParameters"]
     assert params["Linux"]["linuxParameters"]["packageNameMasksToInclude"] == ["openssl=3.0.2"]
@@ -491,7 +496,7 @@ from orchestrators.verdicts import previous_ring_check  # noqa: E402
 
 HEALTHY: dict[str, Any] = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [],
                            "readError": None}
-POLICY = plan_view.effective(PLAN, "ring0", "health")
+POLICY = ring_doc("ring0").health.to_dict()
 
 
 def test_a_deleted_canary_leaves_the_sample_with_a_note() -> None:
