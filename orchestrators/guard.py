@@ -28,7 +28,7 @@ Timeline (``cancel_by`` = ``min(cancellationCutOff, start - 10 min)``; see
 
 Every decision is also written to the ledger as an event (``guard:<decision>``).
 
-Input ``{event: RunEvent dict, ring, cancelMargin, decisionLead?}``; output ``{correlationId, ring,
+Input ``{event: MaintenanceEvent.to_dict(), ring, cancelMargin, decisionLead?}``; output ``{correlationId, ring,
 decision, gate, cancel, attempts, configuration?, decidedAt, cancelBy, reason}`` with decision
 ``allowed`` | ``cancelled`` | ``cancel-failed`` | ``ignored``.
 """
@@ -43,7 +43,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.inbox import RunEvent
+from orchestrators.inbox import event_document
 from patchrings.domain import deadlines
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.manifest import Manifest
@@ -110,17 +110,27 @@ def install_drift(install_patches: Mapping[str, Any] | None, gate: Mapping[str, 
 class Guard:
     """One guard run (a class so the steps read in order; all state is orchestration-local)."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, spec: Mapping[str, Any], event: RunEvent) -> None:
+    def __init__(self, context: df.DurableOrchestrationContext, spec: Mapping[str, Any],
+                 event: Mapping[str, Any]) -> None:
         self.ctx = context
         self.spec = spec
-        self.event = event
+        # the run's ids are all the guard needs to cancel; its times only set the deadline, and
+        # an event whose times are unusable is cancelled at once (fail closed)
+        self.correlation_id = str(event["correlationId"])
+        self.configuration_id = str(event["maintenanceConfigurationId"])
+        self.event: MaintenanceEvent | None = None
+        self.event_error: str | None = None
+        try:
+            self.event = MaintenanceEvent.from_dict(event)
+        except Exception as err:
+            self.event_error = str(err)
         self.ring = spec.get("ring")
-        self.status: dict[str, Any] = {"correlationId": event.correlation_id, "ring": self.ring, "decision": None}
+        self.status: dict[str, Any] = {"correlationId": self.correlation_id, "ring": self.ring, "decision": None}
         self.attempts: list[dict[str, Any]] = []
 
     @property
     def now(self) -> datetime:
-        return self.ctx.current_utc_datetime
+        return self.ctx.current_utc_datetime  # type: ignore[no-any-return]
 
     def publish(self, **fields: Any) -> None:
         self.status.update(fields)
@@ -147,7 +157,7 @@ class Guard:
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         gate, error = yield from self.bounded(
             names.LEDGER_READ_GATE,
-            {"correlationId": self.event.correlation_id, "configurationId": self.event.configuration_id,
+            {"correlationId": self.correlation_id, "configurationId": self.configuration_id,
              "ring": self.ring},
             until,
         )
@@ -159,7 +169,7 @@ class Guard:
         """Reasons to refuse an authorised run because its configuration drifted (empty = fine)."""
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         config, error = yield from self.bounded(
-            names.GET_CONFIGURATION, {"configurationId": self.event.configuration_id}, until
+            names.GET_CONFIGURATION, {"configurationId": self.configuration_id}, until
         )
         if error is not None:
             return [f"the ring's maintenance configuration could not be read to verify its pins: {error}"], None
@@ -184,7 +194,7 @@ class Guard:
             started = self.now
             pending.append((self.ctx.call_activity(
                 names.CANCEL_RUN,
-                {"correlationId": self.event.correlation_id, "report": True, "budgetSeconds": budget},
+                {"correlationId": self.correlation_id, "report": True, "budgetSeconds": budget},
             ), started))
             limit = min(cancel_by, started + timedelta(seconds=budget) + ATTEMPT_GRACE)
             done = yield from self.first_answer(pending, limit)
@@ -249,8 +259,8 @@ class Guard:
             yield self.ctx.call_activity_with_retry(
                 names.LEDGER_EVENT,
                 retries.WRITE,
-                {"configurationId": self.event.configuration_id, "eventType": f"guard:{decision}",
-                 "eventId": self.event.correlation_id, "correlationId": self.event.correlation_id,
+                {"configurationId": self.configuration_id, "eventType": f"guard:{decision}",
+                 "eventId": self.correlation_id, "correlationId": self.correlation_id,
                  "ring": self.ring, "decision": decision, "reason": reason, "guard": self.ctx.instance_id,
                  "at": iso(self.now), "cancel": result.get("cancel"), "attempts": self.attempts,
                  "rolloutId": (result.get("gate") or {}).get("rolloutId")},
@@ -260,7 +270,7 @@ class Guard:
 
     def alarm(self, reason: str, result: Mapping[str, Any]) -> Gen:
         """The cancel could not land: the run may patch ungated. Say so everywhere."""
-        message = (f"COULD NOT CANCEL run {self.event.correlation_id} of ring {self.ring}: it was not "
+        message = (f"COULD NOT CANCEL run {self.correlation_id} of ring {self.ring}: it was not "
                    f"authorised ({reason}) and may patch ungated; last cancel answer: "
                    f"{(result.get('cancel') or {}).get('status')}: {(result.get('cancel') or {}).get('message')}")
         self.publish(alert=message)
@@ -273,8 +283,8 @@ class Guard:
                 {"kind": "cancel-failed", "id": str(self.ctx.new_uuid()),
                  "rolloutId": str((result.get("gate") or {}).get("rolloutId") or ""), "ring": self.ring,
                  "severity": "error", "message": message, "time": iso(self.now),
-                 "data": {"correlationId": self.event.correlation_id,
-                          "configurationId": self.event.configuration_id, "guard": self.ctx.instance_id,
+                 "data": {"correlationId": self.correlation_id,
+                          "configurationId": self.configuration_id, "guard": self.ctx.instance_id,
                           "attempts": self.attempts, "reason": reason[:500],
                           "cancel": {"status": (result.get("cancel") or {}).get("status"),
                                      "message": str((result.get("cancel") or {}).get("message") or "")[:300]}}},
@@ -286,7 +296,9 @@ class Guard:
         margin = duration_or(self.spec.get("cancelMargin"), timedelta(minutes=2))
         lead = duration_or(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
         try:
-            cancel_by = deadlines.cancel_deadline(MaintenanceEvent.from_dict(self.event.to_dict()))
+            if self.event is None:
+                raise ValueError(self.event_error or "no usable event")
+            cancel_by = deadlines.cancel_deadline(self.event)
         except Exception as err:  # no usable start: nothing to wait for, cancel at once (fail closed)
             cancel_by = self.now + lead
             self.publish(deadlineError=str(err)[:300])
@@ -314,11 +326,11 @@ class Guard:
             cancel = yield from self.cancel(cancel_by)
             decision = "cancelled" if str(cancel.get("status")) in CANCELLED else "cancel-failed"
         reason = "; ".join(reasons) if reasons else str(gate.get("reason") or "authorised")
-        result = {"correlationId": self.event.correlation_id, "ring": self.ring, "decision": decision,
+        result = {"correlationId": self.correlation_id, "ring": self.ring, "decision": decision,
                   "reason": reason, "gate": gate, "cancel": cancel, "attempts": self.attempts,
                   "configuration": configuration, "decidedAt": iso(self.now), "cancelBy": iso(cancel_by)}
         if not self.ctx.is_replaying:
-            log.info("guard %s: run %s %s (%s)", self.ctx.instance_id, self.event.correlation_id, decision, reason)
+            log.info("guard %s: run %s %s (%s)", self.ctx.instance_id, self.correlation_id, decision, reason)
         if decision == "cancel-failed":
             yield from self.alarm(reason, result)
         yield from self.record(decision, reason, result)
@@ -330,7 +342,7 @@ class Guard:
 def run_guard(context: df.DurableOrchestrationContext) -> Gen:
     """The guard's generator (undecorated, so tests can drive it with a fake context)."""
     spec: dict[str, Any] = context.get_input() or {}
-    event = RunEvent.from_payload(spec.get("event"))
+    event = event_document(spec.get("event"))
     if event is None:
         return {"decision": "ignored", "reason": "not a usable pre-maintenance event"}
     result = yield from Guard(context, spec, event).run()

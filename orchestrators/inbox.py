@@ -11,13 +11,16 @@ on every replay from the same event sequence, so its state stays deterministic.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from patchrings.domain.arm_ids import last_segment, same_arm_id
+from patchrings.domain.arm_ids import same_arm_id
+from patchrings.domain.events import MaintenanceEvent
+from patchrings.domain.timeutil import iso, parse_instant
+from patchrings.errors import EventRejected
 
-__all__ = ["POST", "PRE", "EventInbox", "RunEvent", "decode_payload", "same_arm_id"]
+__all__ = ["POST", "PRE", "EventInbox", "MaintenanceEvent", "RunEvent", "decode_payload", "event_document",
+           "event_from_payload", "event_key", "same_arm_id"]
 
 PRE = "pre"
 POST = "post"
@@ -39,71 +42,54 @@ def decode_payload(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-@dataclass(frozen=True)
+#: keys of older payloads (short names) and the domain key each stands for
+_SHORT_KEYS = {"configurationId": "maintenanceConfigurationId", "start": "startDateTime",
+               "end": "endDateTime", "cancellationCutoff": "cancellationCutOffDateTime"}
+
+
+def event_document(payload: Any) -> dict[str, Any] | None:
+    """A raised maintenance event as the domain's ``MaintenanceEvent.to_dict()`` document (short
+    key names of older payloads mapped, ``kind`` lower-cased); None unless it names a kind
+    (pre / post), a correlationId and a maintenance configuration."""
+    data = decode_payload(payload)
+    if not data:
+        return None
+    doc = dict(data)
+    for short, long in _SHORT_KEYS.items():
+        if not doc.get(long) and doc.get(short):
+            doc[long] = doc[short]
+    doc["kind"] = str(doc.get("kind") or "").lower()
+    if doc["kind"] not in (PRE, POST) or not doc.get("correlationId") or not doc.get("maintenanceConfigurationId"):
+        return None
+    return doc
+
+
+def event_from_payload(payload: Any) -> MaintenanceEvent | None:
+    """The :class:`MaintenanceEvent` an external-event payload carries (the trigger raises
+    ``MaintenanceEvent.to_dict()``), or None when it is not a usable one (no kind, ids or a
+    valid ``startDateTime``)."""
+    doc = event_document(payload)
+    if doc is None:
+        return None
+    try:
+        return MaintenanceEvent.from_dict(doc)
+    except (EventRejected, ValueError, TypeError, KeyError, OverflowError):
+        return None
+
+
+def event_key(event: MaintenanceEvent) -> tuple[str, str, str]:
+    """De-duplication key: (correlationId, kind), plus the start for a pre-event, so a forged
+    pre-event that reuses a real run's correlationId with another start cannot make the real
+    one look like a duplicate."""
+    start = event.start.strftime("%Y%m%d%H%M%S") if event.kind == PRE else ""
+    return (event.correlation_id.lower(), event.kind, start)
+
+
 class RunEvent:
-    """The fields of a pre/post maintenance event that the rollout acts on."""
+    """Transition alias (issue 10): ``RunEvent.from_payload`` is :func:`event_from_payload`, which
+    returns the domain's :class:`MaintenanceEvent`. Delete once nobody calls it."""
 
-    kind: str
-    correlation_id: str
-    configuration_id: str
-    start: str | None
-    end: str | None
-    cancellation_cutoff: str | None
-    status: str | None
-    raw: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """De-duplication key: (correlationId, kind), plus the start for a pre-event, so a forged
-        pre-event that reuses a real run's correlationId with another start cannot make the real
-        one look like a duplicate."""
-        start = ""
-        if self.kind == PRE and self.start:
-            try:
-                start = _instant(self.start).strftime("%Y%m%d%H%M%S")
-            except ValueError:
-                start = str(self.start)
-        return (self.correlation_id.lower(), self.kind, start)
-
-    @property
-    def run_name(self) -> str:
-        """The run name at the end of the correlationId (``.../applyUpdates/<yyyyMMddHHmmss>``)."""
-        return last_segment(self.correlation_id)
-
-    @classmethod
-    def from_payload(cls, payload: Any) -> RunEvent | None:
-        """Build from the trigger's payload; None when it is not a usable maintenance event."""
-        data = decode_payload(payload)
-        if not data:
-            return None
-        # The domain's MaintenanceEvent.to_dict() keys, or the short keys of to_dict() below.
-        kind = str(data.get("kind") or "").lower()
-        correlation_id = data.get("correlationId")
-        configuration_id = data.get("maintenanceConfigurationId") or data.get("configurationId")
-        if kind not in (PRE, POST) or not correlation_id or not configuration_id:
-            return None
-        return cls(
-            kind=kind,
-            correlation_id=str(correlation_id),
-            configuration_id=str(configuration_id),
-            start=data.get("startDateTime") or data.get("start"),
-            end=data.get("endDateTime") or data.get("end"),
-            cancellation_cutoff=data.get("cancellationCutOffDateTime") or data.get("cancellationCutoff"),
-            status=data.get("status"),
-            raw=data,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """In the domain's ``MaintenanceEvent.to_dict()`` key names (what the trigger raises)."""
-        return {
-            "kind": self.kind,
-            "correlationId": self.correlation_id,
-            "maintenanceConfigurationId": self.configuration_id,
-            "startDateTime": self.start,
-            "endDateTime": self.end,
-            "cancellationCutOffDateTime": self.cancellation_cutoff,
-            "status": self.status,
-        }
+    from_payload = staticmethod(event_from_payload)
 
 
 class EventInbox:
@@ -111,30 +97,31 @@ class EventInbox:
 
     def __init__(self) -> None:
         self._seen: set[tuple[str, str, str]] = set()
-        self._pending: list[RunEvent] = []
+        self._pending: list[MaintenanceEvent] = []
         self.duplicates = 0
         self.rejected = 0
 
-    def offer(self, payload: Any) -> RunEvent | None:
+    def offer(self, payload: Any) -> MaintenanceEvent | None:
         """Accept one delivery; returns the event if it is new, None for duplicates/garbage."""
-        event = RunEvent.from_payload(payload)
+        event = event_from_payload(payload)
         if event is None:
             self.rejected += 1
             return None
-        if event.key in self._seen:
+        key = event_key(event)
+        if key in self._seen:
             self.duplicates += 1
             return None
-        self._seen.add(event.key)
+        self._seen.add(key)
         self._pending.append(event)
         return event
 
-    def take_pre(self, configuration_id: str, not_before: str | None = None) -> RunEvent | None:
+    def take_pre(self, configuration_id: str, not_before: str | None = None) -> MaintenanceEvent | None:
         """The earliest unconsumed pre-event of ``configuration_id`` for a run starting at or
         after ``not_before`` (ISO instant); older runs are left for the fail-closed guard."""
         for event in self._pending:
             if event.kind != PRE or not same_arm_id(event.configuration_id, configuration_id):
                 continue
-            if not_before and event.start and _instant(event.start) < _instant(not_before):
+            if not_before and event.start < parse_instant(not_before):
                 continue
             self._pending.remove(event)
             return event
@@ -147,7 +134,7 @@ class EventInbox:
         *,
         tolerance: timedelta = timedelta(minutes=5),
         keep_start: datetime | None = None,
-    ) -> tuple[RunEvent | None, list[tuple[RunEvent, str]]]:
+    ) -> tuple[MaintenanceEvent | None, list[tuple[MaintenanceEvent, str]]]:
         """The pre-event of exactly the run the rollout computed (issue 13.14), and the refused ones.
 
         A pre-event of ``configuration_id`` matches when its correlationId is
@@ -159,17 +146,15 @@ class EventInbox:
         """
         prefix = configuration_id.rstrip("/").lower() + "/providers/microsoft.maintenance/applyupdates/"
         wanted = run_start.astimezone(UTC).strftime("%Y%m%d%H%M%S")
-        match: RunEvent | None = None
-        refused: list[tuple[RunEvent, str]] = []
+        match: MaintenanceEvent | None = None
+        refused: list[tuple[MaintenanceEvent, str]] = []
         for event in list(self._pending):
             if event.kind != PRE or not same_arm_id(event.configuration_id, configuration_id):
                 continue
-            start = _maybe_instant(event.start)
+            start = event.start
             reason = None
             if not event.correlation_id.lower().startswith(prefix) or "/" in event.run_name:
                 reason = "its correlationId is not a run of this maintenance configuration"
-            elif start is None:
-                reason = "it has no valid startDateTime"
             elif event.run_name != start.strftime("%Y%m%d%H%M%S"):
                 reason = f"its run name {event.run_name} is not the start it claims ({_fmt(start)})"
             elif keep_start is not None and abs(start - keep_start) <= tolerance and event.run_name != wanted:
@@ -185,7 +170,7 @@ class EventInbox:
                 refused.append((event, reason))
         return match, refused
 
-    def take_post(self, correlation_id: str) -> RunEvent | None:
+    def take_post(self, correlation_id: str) -> MaintenanceEvent | None:
         """The post-event of one run, even if it arrived before that run's pre-event."""
         for event in self._pending:
             if event.kind == POST and event.correlation_id.lower() == correlation_id.lower():
@@ -193,26 +178,6 @@ class EventInbox:
                 return event
         return None
 
-    def mark_seen(self, event: RunEvent) -> None:
-        """Record an event handled elsewhere so a redelivery is recognised as a duplicate."""
-        self._seen.add(event.key)
-
-
-def _maybe_instant(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return _instant(str(text))
-    except ValueError:
-        return None
-
 
 def _fmt(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return iso(value)

@@ -43,7 +43,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.inbox import EventInbox, RunEvent
+from orchestrators.inbox import EventInbox
 from orchestrators.status import (
     COMPLETED,
     DRY_RUN_DONE,
@@ -63,12 +63,13 @@ from orchestrators.verdicts import (
     promotion_target,
 )
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.plan import Plan, Ring
 from patchrings.domain.planner import estimate_ring
 from patchrings.domain.quarantine import parse_release, with_exclusions
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.domain.results import expected_install_duration
-from patchrings.domain.timeutil import duration_or, format_duration, iso, parse_instant
+from patchrings.domain.timeutil import duration_or, format_duration, format_instant, iso, parse_instant
 from patchrings.errors import PatchRingsError
 
 bp = df.Blueprint()
@@ -142,7 +143,7 @@ class Rollout:
         self.install_seconds: dict[str, Any] = {}
         self.attempts: dict[str, int] = {}
         self.windows: dict[str, dict[str, Any]] = {}
-        self.refused_events: list[tuple[str, RunEvent, str]] = []
+        self.refused_events: list[tuple[str, MaintenanceEvent, str]] = []
         # ring -> VM ids / names of the previous ring an approver of ``ring`` accepted as
         # inconclusive (issue 13.5; from the Approvals row the API recorded, never the raw event)
         self.accepted: dict[str, list[str]] = {}
@@ -566,13 +567,14 @@ class Rollout:
             ring, event, reason = self.refused_events.pop(0)
             self.st.doc["events"]["refused"] = self.st.doc["events"].get("refused", 0) + 1
             self.st.note(iso(self.now), f"ring {ring}: refused pre-event {event.run_name} "
-                                        f"(start {event.start}): {reason}")
+                                        f"(start {format_instant(event.start)}): {reason}")
             self.publish()
             yield from self.activity(
                 names.LEDGER_EVENT,
                 {"configurationId": event.configuration_id, "eventType": "PreMaintenanceEventRefused",
-                 "eventId": f"{event.correlation_id}@{event.start}", "rolloutId": self.rollout_id, "ring": ring,
-                 "correlationId": event.correlation_id, "startDateTime": event.start, "outcome": "refused",
+                 "eventId": f"{event.correlation_id}@{format_instant(event.start)}", "rolloutId": self.rollout_id,
+                 "ring": ring, "correlationId": event.correlation_id, "startDateTime": format_instant(event.start),
+                 "outcome": "refused",
                  "reason": reason, "at": iso(self.now)},
                 retries.WRITE,
             )
@@ -604,11 +606,12 @@ class Rollout:
                     timer.cancel()
                 return found
 
-    def gate_run(self, ring: str, pre: RunEvent) -> Gen:
+    def gate_run(self, ring: str, pre: MaintenanceEvent) -> Gen:
         """Decide a scheduled run at its pre-event: authorise it or cancel it (fail closed)."""
         margin = self.resolved.promotion.cancel_margin
         deadline = decision_deadline(pre, margin)
-        run = {"correlationId": pre.correlation_id, "start": pre.start, "decisionDeadline": iso(deadline)}
+        run = {"correlationId": pre.correlation_id, "start": format_instant(pre.start),
+               "decisionDeadline": iso(deadline)}
         self.st.add_run(ring, run)
         self.st.set_phase(ring, "gating-run", iso(self.now), until=iso(deadline))
         self.publish()
@@ -717,14 +720,13 @@ class Rollout:
         used = [a for a in accepted if a in set(check.get("inconclusive") or [])]
         return {**check, "accepted": used}
 
-    def collect_run(self, ring: str, pre: RunEvent, run_end: str | None = None) -> Gen:
+    def collect_run(self, ring: str, pre: MaintenanceEvent, run_end: str | None = None) -> Gen:
         """After an authorised run: wait for its post-event, collect per-VM results, verify.
 
         The window's end is the one computed from the configuration (``run_end``), not what the
         event claims.
         """
-        claimed = run_end or pre.end
-        end = parse_instant(claimed) if claimed else self.now + timedelta(hours=4)
+        end = parse_instant(run_end) if run_end else pre.end or self.now + timedelta(hours=4)
         until = end + POST_EVENT_GRACE
         self.st.set_phase(ring, "run-authorised", iso(self.now), until=iso(until))
         self.st.wait_for("post-maintenance event", until=iso(until), ring=ring, correlationId=pre.correlation_id)
@@ -753,7 +755,7 @@ class Rollout:
         summary = yield self.ctx.call_sub_orchestrator(
             names.RUN_RESULTS,
             {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "correlationId": pre.correlation_id,
-             "since": pre.start},
+             "since": format_instant(pre.start)},
             child,
         )
         summary = summary or {}

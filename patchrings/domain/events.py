@@ -78,6 +78,11 @@ class MaintenanceEvent:
         return last_segment(self.configuration_id)
 
     @property
+    def run_name(self) -> str:
+        """The run name at the end of the correlationId (``.../applyUpdates/<yyyyMMddHHmmss>``)."""
+        return last_segment(self.correlation_id)
+
+    @property
     def run_key(self) -> str:
         """The correlation id normalised for comparisons and ledger keys."""
         return normalize_arm_id(self.correlation_id)

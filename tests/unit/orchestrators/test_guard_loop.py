@@ -386,3 +386,19 @@ def test_notify_logs_and_posts_best_effort(caplog: pytest.LogCaptureFixture) -> 
     assert notify_core({"kind": "x"}, webhook="https://hooks.example/x", post=boom)["posted"] is False
     assert notify_core({"kind": "x"}, webhook="file:///etc/passwd")["posted"] is False
     assert notify_core({"kind": "x"}, webhook="") == {"logged": True, "posted": False}
+
+
+# ---------------------------------------------------------------------- unusable events (issue 10)
+def test_an_event_without_a_usable_start_is_cancelled_at_once_not_ignored() -> None:
+    """The guard holds the domain's MaintenanceEvent; one it cannot build (no valid start) still
+    names a run, and that run is cancelled at once (fail closed), as before the refactor."""
+    s = spec()
+    del s["event"]["startDateTime"]
+    now = START - timedelta(minutes=40)
+    ctx = FakeContext(s, now, fleet())
+    out = ctx.run()
+    assert out["decision"] == "cancelled" and out["correlationId"] == RUN
+    assert "startDateTime is required" in ctx.statuses[0]["deadlineError"]
+    assert ctx.called(names.LEDGER_READ_GATE)[0][0] == now  # decided at once
+    assert FakeContext({**s, "event": {"kind": "other", "correlationId": RUN}}, now, fleet()).run() == {
+        "decision": "ignored", "reason": "not a usable pre-maintenance event"}

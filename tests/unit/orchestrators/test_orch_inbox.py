@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from orchestrators.inbox import EventInbox, RunEvent, decode_payload
+from orchestrators.inbox import EventInbox, decode_payload, event_from_payload
 from patchrings.domain.arm_ids import same_arm_id
+from patchrings.domain.timeutil import format_instant
 
 pytestmark = pytest.mark.unit
 
@@ -37,18 +38,23 @@ def test_decode_accepts_dicts_json_text_and_double_encoded_text() -> None:
 
 
 def test_run_event_reads_domain_and_short_keys() -> None:
-    long = RunEvent.from_payload(event("pre"))
-    short = RunEvent.from_payload({"kind": "PRE", "correlationId": "c", "configurationId": MC, "start": "x"})
-    assert long is not None and long.cancellation_cutoff == "2026-11-16T11:50:00Z"
-    assert short is not None and short.kind == "pre" and short.start == "x"
-    assert RunEvent.from_payload({"kind": "other", "correlationId": "c", "configurationId": MC}) is None
-    assert RunEvent.from_payload({"kind": "pre"}) is None
+    # issue 10: the inbox holds the domain's MaintenanceEvent (times are datetimes; an event
+    # without a valid startDateTime is not a usable event: refused at the door, counted as rejected)
+    long = event_from_payload(event("pre"))
+    short = event_from_payload({"kind": "PRE", "correlationId": "c", "configurationId": MC,
+                                "start": "2026-11-16T12:00:00Z"})
+    assert long is not None and format_instant(long.cancellation_cutoff) == "2026-11-16T11:50:00Z"
+    assert short is not None and short.kind == "pre" and format_instant(short.start) == "2026-11-16T12:00:00Z"
+    assert short.configuration_id == MC
+    assert event_from_payload({"kind": "PRE", "correlationId": "c", "configurationId": MC, "start": "x"}) is None
+    assert event_from_payload({"kind": "other", "correlationId": "c", "configurationId": MC}) is None
+    assert event_from_payload({"kind": "pre"}) is None
 
 
 def test_round_trip_through_to_dict() -> None:
-    original = RunEvent.from_payload(event("post"))
+    original = event_from_payload(event("post"))
     assert original is not None
-    again = RunEvent.from_payload(original.to_dict())
+    again = event_from_payload(original.to_dict())
     assert again is not None
     assert (again.kind, again.correlation_id, again.configuration_id, again.status) == (
         "post", original.correlation_id, MC, "Succeeded")
@@ -83,7 +89,7 @@ def test_runs_before_the_target_are_left_for_the_guard() -> None:
     assert inbox.take_pre(MC, not_before="2026-11-16T12:00:00Z") is None
     inbox.offer(event("pre"))
     taken = inbox.take_pre(MC, not_before="2026-11-16T12:00:00Z")
-    assert taken is not None and taken.start == "2026-11-16T12:00:00Z"
+    assert taken is not None and format_instant(taken.start) == "2026-11-16T12:00:00Z"
 
 
 def test_other_configurations_do_not_match() -> None:
@@ -116,8 +122,8 @@ def test_take_pre_for_accepts_only_the_computed_run_and_refuses_the_rest() -> No
     ]
     assert all(inbox.offer(e) is not None for e in offered)  # forged start != duplicate of the real one
     match, refused = inbox.take_pre_for(MC, target, keep_start=following)
-    assert match is not None and match.start == "2026-11-17T12:00:00Z"
-    reasons = {e.run_name + "@" + str(e.start): why for e, why in refused}
+    assert match is not None and format_instant(match.start) == "2026-11-17T12:00:00Z"
+    reasons = {e.run_name + "@" + format_instant(e.start): why for e, why in refused}
     assert len(refused) == 4
     assert "not the run the rollout computed" in reasons["20990106120000@2099-01-06T12:00:00Z"]
     assert "is not the start it claims" in reasons["20261117120000@2099-01-06T12:00:00Z"]
