@@ -35,7 +35,7 @@ import azure.functions as func
 
 from activities.compliance import DEFAULT_STALE_HOURS, MAX_STALE_HOURS, ResourceGraphUnavailable, compliance_core
 from patchrings import deps
-from patchrings.arm.vms import parse_time
+from patchrings.domain.timeutil import parse_instant
 from patchrings.errors import RequestInvalid
 from triggers.http_api import guarded, json_response
 
@@ -69,10 +69,13 @@ def _params(req: func.HttpRequest, ring_names: list[str]) -> tuple[datetime | No
     as_of: datetime | None = None  # the server's time: Resource Graph's Date header (activities/compliance.py)
     text = params.get("asOf")
     if text is not None:
-        parsed = parse_time(text) if text.endswith("Z") and "T" in text else None
-        if parsed is None:
-            raise RequestInvalid("asOf must be an RFC 3339 UTC instant such as 2026-11-16T06:00:00Z", field="asOf")
-        as_of = parsed
+        try:
+            if not (text.endswith("Z") and "T" in text):
+                raise ValueError(text)
+            as_of = parse_instant(text)
+        except (ValueError, OverflowError) as err:
+            raise RequestInvalid("asOf must be an RFC 3339 UTC instant such as 2026-11-16T06:00:00Z",
+                                 field="asOf") from err
     return as_of, timedelta(hours=stale_hours), ring
 
 

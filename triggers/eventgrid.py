@@ -51,8 +51,10 @@ import azure.functions as func
 
 from orchestrators import names
 from patchrings import deps
-from patchrings.arm.ids import parse_apply_update_id, same_arm_id
+from patchrings.arm.ids import parse_apply_update_id
+from patchrings.domain.arm_ids import last_segment, same_arm_id
 from patchrings.domain.events import instance_id_for, parse_maintenance_event
+from patchrings.domain.recurrence import run_name
 from patchrings.domain.timeutil import format_duration, format_instant
 from patchrings.errors import EventRejected
 from triggers.rollouts import active_rollouts, exists
@@ -90,12 +92,15 @@ def run_id_problem(event: Any) -> str | None:
 #: How far an event's start may be from the instant its run name spells (time zone offsets are at
 #: most 14 h: the name may be local time rather than UTC).
 RUN_NAME_SLACK = timedelta(hours=14)
+#: ``yyyyMMddHHmmss``, what :func:`patchrings.domain.recurrence.run_name` writes
+RUN_NAME_FORMAT = "%Y%m%d%H%M%S"
 
 
 def run_name_instant(correlation_id: str) -> datetime | None:
-    """The instant a run name ``.../applyUpdates/yyyyMMddHHmmss`` spells (None when it spells none)."""
+    """The instant a run name ``.../applyUpdates/yyyyMMddHHmmss`` spells (None when it spells none):
+    the inverse of :func:`patchrings.domain.recurrence.run_name`."""
     try:
-        return datetime.strptime(correlation_id.rstrip("/").rsplit("/", 1)[-1], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        return datetime.strptime(last_segment(correlation_id), RUN_NAME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -103,7 +108,7 @@ def run_name_instant(correlation_id: str) -> datetime | None:
 def guard_id_for(event: Any) -> str:
     """One guard per (run, announced start): a forged pre-event for a real run with another start
     cannot take the real pre-event's guard (it gets a guard of its own, which can only cancel)."""
-    return f"{GUARD_PREFIX}{instance_id_for(event)}-{event.start.strftime('%Y%m%d%H%M%S')}"
+    return f"{GUARD_PREFIX}{instance_id_for(event)}-{run_name(event.start)}"
 
 
 def envelope_of(event: Any) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def already_recorded(ledger: Any, event: Any) -> bool:
     start = format_instant(event.start)
     for row in ledger.events(event.configuration_id):
         if (row.get("kind") == event.kind
-                and str(row.get("correlationId", "")).lower() == event.correlation_id.lower()
+                and same_arm_id(str(row.get("correlationId", "")), event.correlation_id)
                 and str(row.get("startDateTime") or start) == start):
             return True
     return False
