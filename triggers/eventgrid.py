@@ -53,7 +53,7 @@ from orchestrators import names
 from patchrings import deps
 from patchrings.arm.ids import parse_apply_update_id
 from patchrings.domain.arm_ids import last_segment, same_arm_id
-from patchrings.domain.events import instance_id_for, parse_maintenance_event
+from patchrings.domain.events import MaintenanceEvent, instance_id_for, parse_maintenance_event
 from patchrings.domain.recurrence import run_name
 from patchrings.domain.timeutil import format_duration, format_instant
 from patchrings.errors import EventRejected
@@ -66,7 +66,7 @@ GUARD_PREFIX = "guard-"
 MAX_CORRELATION_ID = 512
 
 
-def run_id_problem(event: Any) -> str | None:
+def run_id_problem(event: MaintenanceEvent) -> str | None:
     """Why an event's correlationId is not a run of the configuration it names, or None."""
     correlation_id = event.correlation_id
     if len(correlation_id) > MAX_CORRELATION_ID:
@@ -105,7 +105,7 @@ def run_name_instant(correlation_id: str) -> datetime | None:
         return None
 
 
-def guard_id_for(event: Any) -> str:
+def guard_id_for(event: MaintenanceEvent) -> str:
     """One guard per (run, announced start): a forged pre-event for a real run with another start
     cannot take the real pre-event's guard (it gets a guard of its own, which can only cancel)."""
     return f"{GUARD_PREFIX}{instance_id_for(event)}-{run_name(event.start)}"
@@ -141,12 +141,7 @@ def _iso(value: Any) -> Any:
     return format_instant(value) if isinstance(value, datetime) else value
 
 
-def run_event_payload(event: Any) -> dict[str, Any]:
-    """The JSON the orchestrators receive: the domain's ``MaintenanceEvent.to_dict()``."""
-    return event.to_dict()  # type: ignore[no-any-return]
-
-
-def already_recorded(ledger: Any, event: Any) -> bool:
+def already_recorded(ledger: Any, event: MaintenanceEvent) -> bool:
     """True when this (correlationId, kind, start) was already fully handled (it is in the ledger).
 
     The start is part of it: a forged event for a real run with another start, recorded first,
@@ -174,7 +169,10 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
                                                 "field": "data.correlationId"}}
     plan = deps.plan()
     ring = plan.ring_for_configuration(event.configuration_id)
-    payload = run_event_payload(event)
+    # The one JSON form of the event (``MaintenanceEvent.to_dict()``, read back by the inbox with
+    # ``MaintenanceEvent.from_dict``): the rollout's trigger, the guard's input, the raised event
+    # and the ledger row all carry this document.
+    payload = event.to_dict()
     if ring is None:
         log.info("event for unknown configuration %s acknowledged", event.configuration_id)
         return {"action": "ignored", "reason": "configuration not in the plan", "event": payload}
