@@ -45,8 +45,9 @@ import azure.durable_functions as df
 from orchestrators import names, retries
 from orchestrators.inbox import event_document
 from patchrings.domain import deadlines
-from patchrings.domain.events import MaintenanceEvent
+from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
 from patchrings.domain.manifest import Manifest
+from patchrings.domain.plan import DEFAULT_CANCEL_MARGIN
 from patchrings.domain.timeutil import duration_or, iso
 
 bp = df.Blueprint()
@@ -54,8 +55,8 @@ log = logging.getLogger("patchrings.orchestrators.guard")
 
 Gen = Generator[Any, Any, Any]
 
-# The run will not patch after any of these.
-CANCELLED = ("Cancelled", "AlreadyCancelled", "NotFound")
+# The run will not patch after any of these (one definition: the domain's).
+CANCELLED = CANCELLED_RUN_STATUSES
 ALERT_EVENT = "guard:cancel-failed"
 # How long past its own budget an attempt may take before the next one goes out.
 ATTEMPT_GRACE = timedelta(seconds=5)
@@ -293,7 +294,7 @@ class Guard:
             self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
 
     def run(self) -> Gen:
-        margin = duration_or(self.spec.get("cancelMargin"), timedelta(minutes=2))
+        margin = duration_or(self.spec.get("cancelMargin"), DEFAULT_CANCEL_MARGIN)
         lead = duration_or(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
         try:
             if self.event is None:

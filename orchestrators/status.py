@@ -100,6 +100,28 @@ class RolloutStatus:
         }
         return cls(doc)
 
+    # ------------------------------------------------------------------ reading
+    @property
+    def state(self) -> str:
+        return str(self.doc["state"])
+
+    @property
+    def outcome(self) -> str | None:
+        return self.doc.get("outcome")
+
+    @property
+    def current_ring(self) -> str | None:
+        return self.doc.get("currentRing")
+
+    def touch(self, at: str) -> None:
+        """The document changed at ``at`` (published now)."""
+        self.doc["updatedAt"] = at
+
+    def count_event(self, kind: str) -> None:
+        """One more maintenance event of ``kind`` (``duplicates``, ``refused``) not acted on."""
+        events = self.doc["events"]
+        events[kind] = int(events.get(kind, 0)) + 1
+
     # ------------------------------------------------------------------ rings
     def ring(self, name: str) -> dict[str, Any]:
         for ring in self.doc["rings"]:
@@ -118,6 +140,20 @@ class RolloutStatus:
         entry.update({k: v for k, v in extra.items() if not (k in ("until", "instance") and v is None)})
         self.doc["currentRing"] = ring
         self.doc["updatedAt"] = at
+
+    def set_target(self, ring: str, target: dict[str, Any] | None) -> None:
+        """The scheduled run the ring targets (``next_run`` / ``promotion_target`` shape)."""
+        self.ring(ring)["target"] = target
+
+    def set_opened(self, ring: str, opened: bool) -> None:
+        """Whether the ring's gate is open (retag / assignment done and not closed again)."""
+        self.ring(ring)["opened"] = opened
+
+    def set_members(self, ring: str, members: Any, schedule_issues: list[dict[str, Any]]) -> None:
+        """The ring's size as its gate saw it and the VMs a scheduled run will not patch."""
+        entry = self.ring(ring)
+        entry["members"] = members
+        entry["scheduleIssues"] = schedule_issues
 
     def set_counts(self, ring: str, counts: dict[str, int]) -> None:
         self.ring(ring)["counts"] = dict(counts)
@@ -191,6 +227,11 @@ class RolloutStatus:
         self.doc["halted"] = {"at": at, "by": by, "reason": reason}
         self.doc["state"] = HALTED
         self.doc["waitingFor"] = None
+
+    def wait_for_resume(self, until: str, ring: str | None) -> None:
+        """Halted, waiting for a Resume until ``until`` (the state stays ``halted``)."""
+        self.wait_for("resume", until=until, ring=ring)
+        self.doc["state"] = HALTED
 
     def resume(self, at: str, by: str | None) -> None:
         self.note(at, f"resumed by {by or 'unknown'}")

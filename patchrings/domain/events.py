@@ -31,6 +31,9 @@ EventSchema = Literal["eventgrid", "cloudevents"]
 PRE_EVENT = "Microsoft.Maintenance.PreMaintenanceEvent"
 POST_EVENT = "Microsoft.Maintenance.PostMaintenanceEvent"
 _KINDS: dict[str, EventKind] = {PRE_EVENT.lower(): "pre", POST_EVENT.lower(): "post"}
+#: ``cancel_run`` answers after which a scheduled run will not patch (the rollout and the guard
+#: both decide "cancelled" on these; anything else -- TooLate, Refused, Failed -- it may patch).
+CANCELLED_RUN_STATUSES = ("Cancelled", "AlreadyCancelled", "NotFound")
 #: Longest correlation / configuration id accepted: ARM ids are far shorter, and the ledger keys
 #: and durable instance ids built from them must stay well inside Azure Table's 1 KiB key limit.
 MAX_ID_LENGTH = 512

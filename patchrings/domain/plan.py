@@ -74,7 +74,12 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "gate": {"tolerateErrors": False},
 }
 
-BUILTIN_PROMOTION = {"t40Margin": "PT5M", "cancelMargin": "PT2M"}
+#: The promotion margins a plan gets when it sets none (plans/README.md), defined once: land a
+#: promotion this long before T-40, decide a scheduled run this long before its cancel deadline.
+DEFAULT_T40_MARGIN = timedelta(minutes=5)
+DEFAULT_CANCEL_MARGIN = timedelta(minutes=2)
+BUILTIN_PROMOTION = {"t40Margin": format_duration(DEFAULT_T40_MARGIN),
+                     "cancelMargin": format_duration(DEFAULT_CANCEL_MARGIN)}
 
 #: ``rebootSetting`` forms the Maintenance API returns (Azure/azure-rest-api-specs#27409) → request form
 REBOOT_SETTINGS = {
@@ -255,8 +260,8 @@ class Promotion:
     """Safety margins for the schedule: land promotions ``t40Margin`` before T-40, decide
     ``cancelMargin`` before the cancel deadline."""
 
-    t40_margin: timedelta = timedelta(minutes=5)
-    cancel_margin: timedelta = timedelta(minutes=2)
+    t40_margin: timedelta = DEFAULT_T40_MARGIN
+    cancel_margin: timedelta = DEFAULT_CANCEL_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
         return {"t40Margin": format_duration(self.t40_margin), "cancelMargin": format_duration(self.cancel_margin)}
