@@ -24,8 +24,9 @@ LIMITATIONS (and what covers them):
 
 * azure-functions-durable 1.7.0 buffers only *one* event per name that arrives while nothing
   waits for it (the workarounds are in ``orchestrators/waits.py``). The trigger raises each
-  recorded (correlationId, kind) once and only for scheduled rings, and the rollout keeps one waiter per name, so this needs two distinct events for the
-  same rollout inside one busy stretch. If it happens anyway: a lost post-event is replaced by
+  recorded (correlationId, kind) once and only for scheduled rings, and the rollout keeps one
+  waiter per name, so this needs two distinct events for the same rollout inside one busy
+  stretch. If it happens anyway: a lost post-event is replaced by
   collecting results at the window's end plus ``POST_EVENT_GRACE``; a lost pre-event means the
   guard cancels that run (fail closed) and the rollout targets the next one.
 * A halt during a direct ring takes effect between waves (installs in flight finish).
