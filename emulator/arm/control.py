@@ -19,31 +19,31 @@ listener ``GET /vms/{name}/health``.
 Arc-enabled servers have health endpoints too (``/vms/{name}/health``: the app's own probe, which
 does not depend on the Arc agent).
 
+The handlers receive the :class:`~emulator.arm.backends.control.ControlBackend` (the Python
+control API), never the server.
+
 LIMITATIONS: no authentication -- loopback only.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from emulator.arm.backends.control import ControlBackend
 from emulator.arm.errors import error_body
 from emulator.clock import parse_instant
-
-if TYPE_CHECKING:
-    from emulator.arm.server import ArmSimulator
 
 __all__ = ["add_control_routes", "vm_health"]
 
 
-def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
+def add_control_routes(app: web.Application, control: ControlBackend) -> None:
     """Register the ``/_sim/...`` routes on the simulator's HTTPS app."""
 
     async def requests(request: web.Request) -> web.Response:
         q = request.query
-        found = sim.recorder.find(
+        found = control.recorder.find(
             method=q.get("method"),
             path_contains=q.get("path_contains"),
             action=q.get("action"),
@@ -52,17 +52,17 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
         return web.json_response([r.to_dict() for r in found])
 
     async def fleet(request: web.Request) -> web.Response:
-        return web.json_response(sim.fleet_state())
+        return web.json_response(control.fleet_state())
 
     async def runs(request: web.Request) -> web.Response:
-        return web.json_response([r.to_dict() for r in sim.runs])
+        return web.json_response([r.to_dict() for r in control.runs])
 
     async def events(request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "published": sim.events.published,
-                "deliveries": sim.deliveries,
-                "validations": sim.events.validations,
+                "published": control.core.events.published,
+                "deliveries": control.deliveries,
+                "validations": control.core.events.validations,
             }
         )
 
@@ -70,7 +70,7 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
         body = await request.json()
         try:
             agent = body.get("vmAgent")
-            sim.set_vm_state(
+            control.set_vm_state(
                 request.match_info["name"],
                 health=body.get("health"),
                 power_state=body.get("powerState"),
@@ -89,19 +89,19 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
         if body.get("start"):
             start = parse_instant(body["start"])
         elif body.get("inMinutes") is not None:
-            start = sim.clock.now() + timedelta(minutes=float(body["inMinutes"]))
+            start = control.core.clock.now() + timedelta(minutes=float(body["inMinutes"]))
         try:
-            correlation = sim.fire_run(request.match_info["name"], start)
+            correlation = control.fire_run(request.match_info["name"], start)
         except KeyError as exc:
             return web.json_response(error_body("NotFound", str(exc)), status=404)
         return web.json_response({"correlationId": correlation})
 
     async def validate(request: web.Request) -> web.Response:
-        ok = sim.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
+        ok = control.core.events.confirm_validation(request.match_info["name"], request.query.get("code", ""))
         return web.json_response({"validated": ok}, status=200 if ok else 404)
 
     async def list_faults(request: web.Request) -> web.Response:
-        return web.json_response(sim.fault_list())
+        return web.json_response(control.fault_list())
 
     async def add_fault(request: web.Request) -> web.Response:
         try:
@@ -109,7 +109,7 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
         except ValueError:
             return web.json_response(error_body("BadRequest", "the body must be one fault object (JSON)"), status=400)
         try:
-            index = sim.add_fault(body)
+            index = control.add_fault(body)
         except ValueError as exc:
             return web.json_response(error_body("BadRequest", str(exc)), status=400)
         return web.json_response({"index": index, "fault": body}, status=201)
@@ -119,12 +119,12 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
             index = int(request.match_info["index"])
         except ValueError:
             return web.json_response(error_body("BadRequest", "the fault index must be an integer"), status=400)
-        if not sim.remove_fault(index):
+        if not control.remove_fault(index):
             return web.json_response(error_body("NotFound", f"no fault with index {index}"), status=404)
         return web.json_response({"removed": index})
 
     async def clear_faults(request: web.Request) -> web.Response:
-        return web.json_response({"removed": sim.clear_faults()})
+        return web.json_response({"removed": control.clear_faults()})
 
     app.router.add_get("/_sim/faults", list_faults)
     app.router.add_post("/_sim/faults", add_fault)
@@ -139,9 +139,9 @@ def add_control_routes(app: web.Application, sim: ArmSimulator) -> None:
     app.router.add_post("/_sim/maintenanceConfigurations/{name}/fire", fire)
 
 
-async def vm_health(sim: ArmSimulator, request: web.Request) -> web.Response:
+async def vm_health(control: ControlBackend, request: web.Request) -> web.Response:
     """``GET /vms/{name}/health``: 200 while the VM is running and healthy, else 503."""
-    vm = sim.fleet.vm_by_name(request.match_info["name"])
+    vm = control.core.fleet.vm_by_name(request.match_info["name"])
     if vm is None:
         return web.json_response({"status": "NotFound"}, status=404)
     if vm.power_state != "running":

@@ -57,6 +57,10 @@ replaces the machine's ``…/latest`` rows, as a run "starts and ends with an as
 both default false so existing scenarios keep their rows; validated by the scenario schema), or at run time with
 :func:`configure` (tests).
 
+The rows, the query engine, paging and the quota live in
+:class:`emulator.arm.backends.resourcegraph.ResourceGraphBackend`; this module is the thin HTTP
+layer above it, plus the module-level helpers tests use (:func:`options_for`, :func:`configure`).
+
 LIMITATIONS: no ``resources`` / ``maintenanceresources`` tables (a query on them is a 400, never
 an empty answer); no ``InProgress`` rows while an install runs; rows
 are computed at query time from the run records, so a ``$skipToken`` resumes against the current
@@ -66,27 +70,23 @@ hierarchy.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from emulator.arm import apiversions
+from emulator.arm.backends import HasBackends
+from emulator.arm.backends.resourcegraph import COLUMNS, TABLES, ResourceGraphBackend, ResourceGraphOptions
 from emulator.arm.calls import Call, Reply
-from emulator.arm.errors import ArmError
-from emulator.arm.kql import KqlError, compile_query, to_json_value
 
 if TYPE_CHECKING:
+    from emulator.arm.fleet import Vm
     from emulator.arm.patching import InstallPlan
-    from emulator.arm.schedule import Run
-    from emulator.arm.server import ArmSimulator
 
 __all__ = [
     "API_VERSIONS",
     "COLUMNS",
     "HANDLERS",
+    "TABLES",
     "ResourceGraphOptions",
     "assess_after_install",
     "configure",
@@ -99,392 +99,41 @@ API_VERSIONS = ["2019-04-01", "2020-04-01-preview", "2021-03-01", "2021-06-01-pr
 # The api-version check for the routes named "arg.*" (ARM's 400 for any other version).
 apiversions.register_provider("arg", "Microsoft.ResourceGraph", "resources", API_VERSIONS)
 
-COLUMNS = ["id", "name", "type", "tenantId", "kind", "location", "resourceGroup", "subscriptionId", "managedBy",
-           "sku", "plan", "properties", "tags", "identity", "zones", "extendedLocation"]
-TABLES = ("patchinstallationresources", "patchassessmentresources")
-MAX_TOP = 1000
-DEFAULT_TOP = 100
-_INVALID = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix the "
-            "error before retrying.")
-_VM_TYPE = "microsoft.compute/virtualmachines"
-_ARC_TYPE = "microsoft.hybridcompute/machines"
+Owner = HasBackends | ResourceGraphBackend
 
 
-@dataclass
-class ResourceGraphOptions:
-    propagation: timedelta = timedelta(minutes=3)
-    retention: timedelta = timedelta(days=30)
-    assessment_retention: timedelta = timedelta(days=7)
-    quota: int = 15
-    quota_window: timedelta = timedelta(seconds=5)
-    enforce_quota: bool = False
-    retry_after_on_429: bool = True
-    initial_assessment: bool = False  # every Connected/running machine was assessed an hour before the start
-    assess_after_install: bool = False  # an install ends with an assessment (§3.5), replacing …/latest
-    used: dict[str, list[datetime]] = field(default_factory=dict)  # principal -> query instants
-
-    @classmethod
-    def from_scenario(cls, doc: dict[str, Any] | None) -> ResourceGraphOptions:
-        doc = doc or {}
-        return cls(
-            propagation=timedelta(minutes=float(doc.get("propagationMinutes", 3))),
-            retention=timedelta(days=float(doc.get("retentionDays", 30))),
-            assessment_retention=timedelta(days=float(doc.get("assessmentRetentionDays", 7))),
-            quota=int(doc.get("quota", 15)),
-            quota_window=timedelta(seconds=float(doc.get("quotaWindowSeconds", 5))),
-            enforce_quota=bool(doc.get("enforceQuota", False)),
-            retry_after_on_429=bool(doc.get("retryAfterOn429", True)),
-            initial_assessment=bool(doc.get("initialAssessment", False)),
-            assess_after_install=bool(doc.get("assessAfterInstall", False)),
-        )
+def _backend(owner: Owner) -> ResourceGraphBackend:
+    """The Resource Graph backend of a simulator (anything with ``backends``) or the backend itself."""
+    return owner if isinstance(owner, ResourceGraphBackend) else owner.backends.resourcegraph
 
 
-def options_for(sim: ArmSimulator) -> ResourceGraphOptions:
-    """The simulator's Resource Graph options (created from the scenario on first use)."""
-    found = getattr(sim, "_resource_graph_options", None)
-    if found is None:
-        found = ResourceGraphOptions.from_scenario(sim.scenario.get("resourceGraph"))
-        sim._resource_graph_options = found  # type: ignore[attr-defined]
-    return found  # type: ignore[no-any-return]
+def options_for(owner: Owner) -> ResourceGraphOptions:
+    """The simulator's Resource Graph options (from the scenario's ``resourceGraph``)."""
+    return _backend(owner).options
 
 
-def configure(sim: ArmSimulator, **changes: Any) -> ResourceGraphOptions:
+def configure(owner: Owner, **changes: Any) -> ResourceGraphOptions:
     """Change options at run time, e.g. ``configure(sim, propagation=timedelta(minutes=20))``."""
-    opts = options_for(sim)
-    for key, value in changes.items():
-        if not hasattr(opts, key):
-            raise TypeError(f"unknown Resource Graph option {key!r}")
-        setattr(opts, key, value)
-    return opts
+    return _backend(owner).configure(**changes)
 
 
-# ----------------------------------------------------------------------------------- assessments
-def initial_assessments(sim: ArmSimulator) -> None:
+def initial_assessments(owner: Owner) -> None:
     """``initialAssessment``: give every reachable machine a periodic assessment from an hour ago."""
-    if not options_for(sim).initial_assessment:
-        return
-    from emulator.arm.fleet import stable_uuid
-    from emulator.arm.patching import assessment_result
-
-    at = sim.clock.now() - timedelta(hours=1)
-    for vm in sim.fleet.all_machines():
-        if vm.patchable and vm.last_assessment is None:
-            vm.last_assessment = assessment_result(vm, sim.fleet.available_patches(vm), start=at,
-                                                   activity_id=stable_uuid("assessment", vm.id, "initial"))
+    _backend(owner).initial_assessments()
 
 
-def assess_after_install(sim: ArmSimulator, vm: Any, plan: InstallPlan) -> None:
+def assess_after_install(owner: Owner, vm: Vm, plan: InstallPlan) -> None:
     """``assessAfterInstall``: the install's closing assessment replaces the machine's ``…/latest`` rows."""
-    if not options_for(sim).assess_after_install:
-        return
-    from emulator.arm.fleet import stable_uuid
-    from emulator.arm.patching import assessment_result
-
-    vm.last_assessment = assessment_result(vm, sim.fleet.available_patches(vm), start=plan.end,
-                                           activity_id=stable_uuid("assessment", plan.activity_id))
+    _backend(owner).assess_after_install(vm, plan)
 
 
-# ----------------------------------------------------------------------------------- rows
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def _base_row(sim: ArmSimulator, row_id: str, name: str, rtype: str, *, vm_id: str, location: str) -> dict[str, Any]:
-    parts = vm_id.split("/")
-    return {
-        "id": row_id, "name": name, "type": rtype, "tenantId": sim.scenario.get("tenantId") or "",
-        "kind": "", "location": location, "resourceGroup": parts[4].lower() if len(parts) > 4 else "",
-        "subscriptionId": parts[2] if len(parts) > 2 else "", "managedBy": "", "sku": None, "plan": None,
-        "properties": {}, "tags": None, "identity": None, "zones": None, "extendedLocation": None,
-    }
-
-
-def _service(os_name: str) -> str:
-    return "WU-WSUS" if os_name == "Windows" else "APT"
-
-
-def _type_prefix(vm: Any) -> str:
-    """``microsoft.compute/virtualmachines`` or, for an Arc machine, ``microsoft.hybridcompute/machines``."""
-    return _ARC_TYPE if vm is not None and vm.is_arc else _VM_TYPE
-
-
-def _lag(sim: ArmSimulator, vm_id: str, opts: ResourceGraphOptions) -> timedelta:
-    """The propagation delay of one machine's rows: the scenario's plus the machine's own lag."""
-    vm = sim.fleet.vm(vm_id)
-    extra = float(getattr(vm, "resource_graph_lag_minutes", 0) or 0) if vm is not None else 0.0
-    return opts.propagation + timedelta(minutes=extra)
-
-
-def _installation_rows(sim: ArmSimulator, run: Run | None, plan: InstallPlan) -> list[dict[str, Any]]:
-    """Summary + per-patch rows of one install: a scheduled run's (``run``) or a direct one (``None``)."""
-    vm = sim.fleet.vm(plan.vm_id)
-    os_name = vm.os if vm else "Windows"
-    location = vm.location if vm else ""
-    prefix = _type_prefix(vm)
-    summary_id = f"{plan.vm_id}/patchInstallationResults/{plan.activity_id}"
-    summary = _base_row(sim, summary_id, plan.activity_id, f"{prefix}/patchinstallationresults",
-                        vm_id=plan.vm_id, location=location)
-    details = list((plan.error or {}).get("details") or [])[:5]
-    summary["properties"] = {
-        "status": plan.status,
-        "installationActivityId": plan.activity_id,
-        "maintenanceWindowExceeded": plan.window_exceeded,
-        "lastModifiedDateTime": _iso(plan.end),
-        "notSelectedPatchCount": plan.counts["NotSelected"],
-        "installedPatchCount": plan.counts["Installed"],
-        "excludedPatchCount": plan.counts["Excluded"],
-        "pendingPatchCount": plan.counts["Pending"],
-        "failedPatchCount": plan.counts["Failed"],
-        "patchServiceUsed": _service(os_name),
-        "startDateTime": _iso(plan.start),
-        "rebootStatus": plan.reboot_status,
-        "startedBy": "Platform" if run is not None else "User",
-        "osType": os_name,
-        "errorDetails": [{"code": d.get("code"), "message": d.get("message")} for d in details] or None,
-        "maintenanceRunId": run.correlation_id if run is not None else None,
-    }
-    rows = [summary]
-    for patch, state in plan.patches:
-        row = _base_row(sim, f"{summary_id}/softwarePatches/{patch.patch_id}", patch.patch_id,
-                        f"{prefix}/patchinstallationresults/softwarepatches", vm_id=plan.vm_id, location=location)
-        props: dict[str, Any] = {
-            "installationState": state,
-            "lastModifiedDateTime": _iso(plan.end),
-            "publishedDateTime": _iso(patch.published) if patch.os == "Windows" else None,
-            "classifications": _classifications(patch),
-            "rebootRequired": patch.needs_reboot,
-            "rebootBehavior": patch.reboot_behavior,
-            "patchName": patch.name if patch.os == "Linux" else f"{patch.name} (KB{patch.kb_id})",
-        }
-        if patch.os == "Windows":
-            props["kbId"] = patch.kb_id
-        else:
-            props["version"] = patch.version
-        row["properties"] = props
-        rows.append(row)
-    return rows
-
-
-def _classifications(patch: Any) -> list[str]:
-    from emulator.arm.patching import _result_classifications
-
-    return _result_classifications(patch) or (["Updates"] if patch.os == "Windows" else ["Others"])
-
-
-def _assessment_rows(sim: ArmSimulator, now: datetime, opts: ResourceGraphOptions) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for vm in sim.fleet.all_machines():
-        result = vm.last_assessment
-        if not isinstance(result, dict) or not result.get("startDateTime"):
-            continue
-        try:
-            at = datetime.fromisoformat(str(result["startDateTime"]).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if not at + _lag(sim, vm.id, opts) <= now < at + opts.assessment_retention:
-            continue
-        prefix = _type_prefix(vm)
-        summary_id = f"{vm.id}/patchAssessmentResults/latest"
-        summary = _base_row(sim, summary_id, "latest", f"{prefix}/patchassessmentresults", vm_id=vm.id,
-                            location=vm.location)
-        counts = {k: 0 for k in ("security", "critical", "updateRollup", "featurePack", "servicePack",
-                                 "definition", "tools", "updates", "other")}
-        patches = [p for p in result.get("availablePatches") or [] if isinstance(p, dict)]
-        for p in patches:
-            for c in p.get("classifications") or []:
-                key = str(c).lower().replace(" updates", "").replace(" ", "")
-                match = next((k for k in counts if k.lower() == key or k.lower() + "s" == key), "other")
-                counts[match] += 1
-        summary["properties"] = {
-            "rebootPending": bool(result.get("rebootPending")), "patchServiceUsed": _service(vm.os),
-            "osType": vm.os, "startDateTime": result["startDateTime"], "lastModifiedDateTime": result["startDateTime"],
-            "startedBy": "User", "errorDetails": None, "availablePatchCountByClassification": counts,
-        }
-        rows.append(summary)
-        for p in patches:
-            row = _base_row(sim, f"{summary_id}/softwarePatches/{p.get('patchId')}", str(p.get("patchId")),
-                            f"{prefix}/patchassessmentresults/softwarepatches", vm_id=vm.id,
-                            location=vm.location)
-            props = {"patchName": p.get("name"), "classifications": p.get("classifications") or [],
-                     "rebootBehavior": p.get("rebootBehavior"), "lastModifiedDateTime": p.get("lastModifiedDateTime"),
-                     "rebootRequired": p.get("rebootBehavior") in ("AlwaysRequiresReboot", "CanRequestReboot")}
-            if vm.os == "Windows":
-                props.update(kbId=p.get("kbId"), publishedDateTime=p.get("publishedDate"))
-            else:
-                props["version"] = p.get("version")
-            row["properties"] = props
-            rows.append(row)
-    return rows
-
-
-def table_rows(sim: ArmSimulator, table: str, now: datetime) -> list[dict[str, Any]]:
+def table_rows(owner: Owner, table: str, now: datetime) -> list[dict[str, Any]]:
     """Every row of ``table`` visible at ``now`` (propagation delay and retention applied)."""
-    opts = options_for(sim)
-    if table == "patchassessmentresources":
-        return _assessment_rows(sim, now, opts)
-    rows: list[dict[str, Any]] = []
-    for run in list(sim.schedule.runs.values()):
-        for plan in list(run.plans.values()):
-            if plan.end + _lag(sim, plan.vm_id, opts) <= now < plan.end + opts.retention:
-                rows.extend(_installation_rows(sim, run, plan))
-    for plan in _direct_installs(sim):
-        if plan.end + _lag(sim, plan.vm_id, opts) <= now < plan.end + opts.retention:
-            rows.extend(_installation_rows(sim, None, plan))
-    return rows
+    return _backend(owner).table_rows(table, now)
 
 
-def _direct_installs(sim: ArmSimulator) -> list[InstallPlan]:
-    """Finished on-demand installPatches (Compute VMs and Arc machines) whose install ran.
-
-    An operation that failed as a whole (``operationFails``, an Arc agent not Connected) installed
-    nothing and leaves no row."""
-    plans: list[InstallPlan] = []
-    for op in list(sim.operations.values()) + list(getattr(sim, "arc_operations", {}).values()):
-        if op.kind == "installPatches" and op.plan is not None and op.status == "Succeeded" and op.failure is None:
-            plans.append(op.plan)
-    return plans
-
-
-# ----------------------------------------------------------------------------------- endpoint
-def _bad_query(sim: ArmSimulator, exc: KqlError | None, message: str | None = None) -> ArmError:
-    detail: dict[str, Any] = {"code": "InvalidQuery", "message": _INVALID}
-    details = [detail]
-    if exc is not None:
-        extra: dict[str, Any] = {"code": exc.code if exc.code != "InvalidQuery" else "ParserFailure",
-                                 "message": str(exc)}
-        if exc.code == "UnknownFunction":
-            extra["message"] = str(exc)
-        if exc.token is not None:
-            extra.update(line=1, characterPositionInLine=exc.position if exc.position is not None else -1,
-                         token=exc.token)
-        details.append(extra)
-    elif message:
-        details.append({"code": "InvalidQuery", "message": message})
-    return ArmError(400, "BadRequest", _support_message(sim), details=details)
-
-
-def _support_message(sim: ArmSimulator) -> str:
-    return (f"Please provide below info when asking for support: timestamp = {_iso(sim.clock.now())}, "
-            f"correlationId = {sim.new_id()}.")
-
-
-def _quota(sim: ArmSimulator, identity: str, now: datetime) -> tuple[bool, dict[str, str]]:
-    opts = options_for(sim)
-    used = [t for t in opts.used.get(identity, []) if now - t < opts.quota_window]
-    allowed = not opts.enforce_quota or len(used) < opts.quota
-    if allowed:
-        used.append(now)
-    opts.used[identity] = used
-    remaining = max(0, opts.quota - len(used))
-    resets = opts.quota_window - (now - used[0]) if used else opts.quota_window
-    seconds = max(0, int(resets.total_seconds()))
-    hms = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return allowed, {"x-ms-user-quota-remaining": str(remaining), "x-ms-user-quota-resets-after": hms}
-
-
-def _token(offset: int, fingerprint: str) -> str:
-    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
-    return base64.b64encode(raw).decode()
-
-
-def _untoken(text: Any) -> tuple[int, str] | None:
-    try:
-        doc = json.loads(base64.b64decode(str(text), validate=True))
-        return int(doc["o"]), str(doc["f"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _column_type(values: list[Any]) -> str:
-    for v in values:
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            return "boolean"
-        if isinstance(v, int):
-            return "integer"
-        if isinstance(v, float):
-            return "number"
-        if isinstance(v, (dict, list)):
-            return "object"
-        if isinstance(v, datetime):
-            return "datetime"
-        return "string"
-    return "string"
-
-
-def query_resources(sim: ArmSimulator, call: Call) -> Reply:
-    now = sim.clock.now()
-    body = call.require_body()
-    allowed, headers = _quota(sim, call.identity, now)
-    if not allowed:
-        opts = options_for(sim)
-        extra = {"Retry-After": str(max(1, int(opts.quota_window.total_seconds())))} if opts.retry_after_on_429 else {}
-        raise ArmError(429, "RateLimiting", _support_message(sim), details=[{
-            "code": "RateLimiting",
-            "message": "Client application has been throttled and should not attempt to repeat the request until an "
-                       "amount of time has elapsed. Please see https://aka.ms/resourcegraph-throttling for help."}],
-            headers={**headers, **extra})
-    text = body.get("query")
-    if not isinstance(text, str) or not text.strip():
-        raise _bad_query(sim, None, "The 'query' field is required.")
-    subscriptions = body.get("subscriptions")
-    groups = body.get("managementGroups")
-    if subscriptions and groups:
-        raise ArmError(400, "BadRequest", "Only one of 'subscriptions' or 'managementGroups' may be specified.")
-    if subscriptions is not None and not (isinstance(subscriptions, list)
-                                          and all(isinstance(s, str) for s in subscriptions)):
-        raise ArmError(400, "BadRequest", "'subscriptions' must be an array of subscription ids.")
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise ArmError(400, "BadRequest", "'options' must be an object.")
-    top = options.get("$top")
-    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= MAX_TOP):
-        raise ArmError(400, "BadRequest", f"The '$top' option must be an integer between 1 and {MAX_TOP}.")
-    skip = options.get("$skip") or 0
-    if not isinstance(skip, int) or skip < 0:
-        raise ArmError(400, "BadRequest", "The '$skip' option must be a non-negative integer.")
-    result_format = options.get("resultFormat") or "objectArray"
-    if result_format not in ("objectArray", "table"):
-        raise ArmError(400, "BadRequest", "The 'resultFormat' option must be 'objectArray' or 'table'.")
-    try:
-        compiled = compile_query(text, {t: COLUMNS for t in TABLES}, now=now)
-    except KqlError as exc:
-        raise _bad_query(sim, exc) from None
-    rows = table_rows(sim, compiled.table, now)
-    if subscriptions:
-        wanted = {s.lower() for s in subscriptions}
-        rows = [r for r in rows if str(r.get("subscriptionId", "")).lower() in wanted]
-    rows.sort(key=lambda r: str(r["id"]).lower())  # the store's natural order
-    try:
-        result = compiled.run(rows, now)
-    except Exception as exc:  # a runtime evaluation failure is ARG's 500
-        raise ArmError(500, "InternalServerError", "An unexpected query execution error occurred.") from exc
-    scope = json.dumps([text, sorted(s.lower() for s in subscriptions or [])])
-    fingerprint = hashlib.sha256(scope.encode()).hexdigest()[:16]
-    if options.get("$skipToken"):
-        parsed = _untoken(options["$skipToken"])
-        if parsed is None or parsed[1] != fingerprint:
-            raise ArmError(400, "BadRequest", "The $skipToken is invalid or does not belong to this query and scope.")
-        offset = parsed[0]
-    else:
-        offset = 0 if compiled.limited else skip
-    page_size = top or DEFAULT_TOP
-    page = result[offset:offset + page_size]
-    more = offset + len(page) < len(result)
-    pageable = not compiled.limited and "id" in compiled.columns
-    answer: dict[str, Any] = {"totalRecords": len(result), "count": len(page),
-                              "resultTruncated": "true" if more and not pageable else "false", "facets": []}
-    if more and pageable:
-        answer["$skipToken"] = _token(offset + len(page), fingerprint)
-    data = [{c: to_json_value(r.get(c)) for c in compiled.columns} for r in page]
-    if result_format == "table":
-        answer["data"] = {
-            "columns": [{"name": c, "type": _column_type([r.get(c) for r in page])} for c in compiled.columns],
-            "rows": [[row[c] for c in compiled.columns] for row in data],
-        }
-    else:
-        answer["data"] = data
+def query_resources(backend: ResourceGraphBackend, call: Call) -> Reply:
+    answer, headers = backend.resources(call.require_body(), call.identity)
     return Reply(200, answer, headers)
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,7 @@ from emulator.arm.patching import InstallPlan, activity_id, plan_install
 from emulator.arm.recurrence import Occurrence, next_occurrence, run_name
 
 if TYPE_CHECKING:
-    from emulator.arm.server import ArmSimulator
+    from emulator.arm.backends.core import Core
 
 __all__ = ["Run", "ScheduleEngine"]
 
@@ -146,9 +147,22 @@ class Run:
 
 
 class ScheduleEngine:
-    def __init__(self, sim: ArmSimulator, options: dict[str, Any] | None = None) -> None:
+    """The runs of every configuration (the Maintenance backend owns one, see the module docstring).
+
+    ``apply_update(vm_id, run, status)`` writes a VM's ``applyUpdates/{run}`` record (the
+    Maintenance backend's :meth:`~emulator.arm.backends.maintenance.MaintenanceBackend.set_vm_apply_update`).
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        options: dict[str, Any] | None = None,
+        *,
+        apply_update: Callable[[str, Run, str], None],
+    ) -> None:
         options = options or {}
-        self.sim = sim
+        self.core = core
+        self._apply_update = apply_update
         self.freeze = timedelta(minutes=float(options.get("freezeMinutesBefore", 40)))
         pinned = options.get("preEventLeadMinutes", options.get("preEventMinutesBefore"))
         self.pre_lead: timedelta | None = None if pinned is None else timedelta(minutes=float(pinned))
@@ -164,7 +178,7 @@ class ScheduleEngine:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_all(self) -> None:
-        for config in list(self.sim.fleet.configurations.values()):
+        for config in list(self.core.fleet.configurations.values()):
             self.restart(config)
 
     def restart(self, config: MaintenanceConfiguration) -> None:
@@ -172,13 +186,13 @@ class ScheduleEngine:
         self.stop(config.id)
         if config.scope.lower() != "inguestpatch":
             return
-        self._loops[config.id.lower()] = self.sim.spawn(self._loop(config.id, config.generation))
+        self._loops[config.id.lower()] = self.core.spawn(self._loop(config.id, config.generation))
 
     def configuration_edited(self, config: MaintenanceConfiguration) -> list[Run]:
         """Auto-cancel the configuration's created, not yet started runs (an edit after their T-40)."""
         if not self.cancel_on_late_edit:
             return []
-        now = self.sim.clock.now()
+        now = self.core.clock.now()
         cancelled = []
         for run in self.runs.values():
             if run.config_id.lower() != config.id.lower() or run.status != "Pending" or run.cancelled_at is not None:
@@ -195,13 +209,13 @@ class ScheduleEngine:
 
     def mark_cancelled(self, run: Run, reason: str) -> None:
         """Cancel a pending run now: its records read ``Cancelled`` at once; at T0 nothing installs."""
-        now = self.sim.clock.now()
+        now = self.core.clock.now()
         run.cancelled_at = now
         run.cancel_reason = reason
         run.status = "Cancelled"
         run.last_update = now
         for vm_id in run.vm_ids:
-            self.sim.set_vm_apply_update(vm_id, run, "Cancelled")
+            self._apply_update(vm_id, run, "Cancelled")
 
     def stop(self, config_id: str) -> None:
         task = self._loops.pop(config_id.lower(), None)
@@ -212,7 +226,7 @@ class ScheduleEngine:
         """How long before its start a run's pre-event is published (pinned, or seeded in 30..40 min)."""
         if self.pre_lead is not None:
             return self.pre_lead
-        rng = random.Random(f"{self.sim.seed}/pre-event/{correlation_id.lower()}")
+        rng = random.Random(f"{self.core.seed}/pre-event/{correlation_id.lower()}")
         return timedelta(seconds=30 * 60 + round(rng.random() * 600))
 
     def run(self, correlation_id: str) -> Run | None:
@@ -221,29 +235,29 @@ class ScheduleEngine:
     def fire(self, config: MaintenanceConfiguration, start: datetime) -> str:
         """Schedule an extra run of ``config`` at ``start`` (tests/demos); returns its correlationId."""
         occ = Occurrence(start=start, end=start + config.window.duration)
-        self.sim.spawn(self._run(config.id, occ))
+        self.core.spawn(self._run(config.id, occ))
         return f"{config.id}/providers/microsoft.maintenance/applyupdates/{run_name(start)}"
 
     # -- the loop -------------------------------------------------------------------------------
     async def _loop(self, config_id: str, generation: int) -> None:
-        clock = self.sim.clock
+        clock = self.core.clock
         after = clock.now() + self.freeze - timedelta(microseconds=1)
         while True:
-            config = self.sim.fleet.configuration(config_id)
+            config = self.core.fleet.configuration(config_id)
             if config is None or config.generation != generation:
                 return
             occ = next_occurrence(config.window, after)
             if occ is None:
                 return
             await clock.sleep_until(occ.start - self.freeze)
-            self.sim.spawn(self._run(config_id, occ))
+            self.core.spawn(self._run(config_id, occ))
             after = occ.start
 
     async def _run(self, config_id: str, occ: Occurrence) -> None:
-        clock = self.sim.clock
+        clock = self.core.clock
         await clock.sleep_until(occ.start - self.freeze)
         with clock.busy():
-            config = self.sim.fleet.configuration(config_id)
+            config = self.core.fleet.configuration(config_id)
             if config is None:
                 return
             run = Run(
@@ -257,12 +271,12 @@ class ScheduleEngine:
             )
             if run.correlation_id.lower() in self.runs:
                 return  # a fired run and the schedule may coincide
-            run.vm_ids = [vm.id for vm in self.sim.fleet.assigned_vms(config.id)]
+            run.vm_ids = [vm.id for vm in self.core.fleet.assigned_vms(config.id)]
             if self.freeze_parameters:
                 run.parameters = config.install_patches
             self.runs[run.correlation_id.lower()] = run
             for vm_id in run.vm_ids:
-                self.sim.set_vm_apply_update(vm_id, run, "Pending")
+                self._apply_update(vm_id, run, "Pending")
             if run.correlation_id.lower() in self.precancelled:
                 self.mark_cancelled(run, "Maintenance cancelled using cancellation API before the run was scheduled")
         pre_lead = self.pre_event_lead(run.correlation_id)
@@ -274,27 +288,27 @@ class ScheduleEngine:
         if (
             self.system_cancel
             and pre_lead > self.pre_deadline
-            and self.sim.events.has_subscribers(PRE, config.id, config.name)
+            and self.core.events.has_subscribers(PRE, config.id, config.name)
         ):
             await clock.sleep_until(occ.start - self.pre_deadline)
             with clock.busy():
-                if run.cancelled_at is None and not self.sim.events.was_delivered(PRE, run.correlation_id):
+                if run.cancelled_at is None and not self.core.events.was_delivered(PRE, run.correlation_id):
                     failure = f"Maintenance cancelled due to internal platform failure at {_iso(clock.now())}"
                     self.mark_cancelled(run, failure)
         await clock.sleep_until(occ.start - timedelta(minutes=15))
         with clock.busy():  # machines must be powered on at least 15 minutes before the run
             for vm_id in run.vm_ids:
-                vm = self.sim.fleet.vm(vm_id)
+                vm = self.core.fleet.vm(vm_id)
                 if vm is not None and vm.power_state != "running":
                     run.not_running_at_t15.add(vm_id.lower())
         await clock.sleep_until(occ.start)
         with clock.busy():
-            config = self.sim.fleet.configuration(config_id) or config
+            config = self.core.fleet.configuration(config_id) or config
             run.last_update = clock.now()
             if run.cancelled_at is not None:
                 run.status = "Cancelled"
                 for vm_id in run.vm_ids:
-                    self.sim.set_vm_apply_update(vm_id, run, "Cancelled")
+                    self._apply_update(vm_id, run, "Cancelled")
                 if self.post_on_cancel:
                     self._publish(POST, run, config, status="Cancelled")
                 return
@@ -302,7 +316,7 @@ class ScheduleEngine:
             parameters = run.parameters if run.parameters is not None else config.install_patches
             eligible: list[Vm] = []
             for vm_id in run.vm_ids:
-                vm = self.sim.fleet.vm(vm_id)
+                vm = self.core.fleet.vm(vm_id)
                 if vm is None:
                     run.skipped[vm_id] = "ResourceNotFound: the VM no longer exists"
                     continue
@@ -311,7 +325,7 @@ class ScheduleEngine:
                     reason = "VMNotRunning: the VM was not running 15 minutes before the scheduled run"
                 if reason:
                     run.skipped[vm.id] = reason
-                    self.sim.set_vm_apply_update(vm.id, run, "Completed")
+                    self._apply_update(vm.id, run, "Completed")
                     continue
                 eligible.append(vm)
             for group in _update_domain_waves(eligible):
@@ -320,26 +334,26 @@ class ScheduleEngine:
                 for vm in group.members:
                     plan = plan_install(
                         vm,
-                        self.sim.fleet.available_patches(vm),
+                        self.core.fleet.available_patches(vm),
                         parameters,
                         start=group_start,
                         activity_id=activity_id(vm.id, run.correlation_id),
                         duration_limit=occ.end - group_start,
-                        reboot_minutes=self.sim.reboot_minutes,
+                        reboot_minutes=self.core.reboot_minutes,
                         maintenance_run_id=run.correlation_id,
-                        **self.sim.faults.for_install(vm),
+                        **self.core.faults.for_install(vm),
                     )
                     run.plans[vm.id] = plan
                     vm.busy_operation = run.correlation_id
                     vm.last_installation = plan.summary(in_progress=True, now=clock.now())
-                    self.sim.set_vm_apply_update(vm.id, run, "InProgress")
+                    self._apply_update(vm.id, run, "InProgress")
         for plan in sorted(run.plans.values(), key=lambda p: (p.end, p.vm_id)):
             await clock.sleep_until(plan.end)
             with clock.busy():
-                vm = self.sim.fleet.vm(plan.vm_id)
+                vm = self.core.fleet.vm(plan.vm_id)
                 if vm is not None:
-                    self.sim.apply_install(vm, plan)
-                    self.sim.set_vm_apply_update(vm.id, run, "Completed")
+                    self.core.apply_install(vm, plan)
+                    self._apply_update(vm.id, run, "Completed")
         with clock.busy():
             run.status = "Completed"
             run.last_update = clock.now()
@@ -397,4 +411,4 @@ class ScheduleEngine:
         data["resourceSubscriptionIds"] = subscriptions
         if status is not None:
             data["status"] = status
-        self.sim.events.publish(event_type, config_id=config.id, config_name=config.name, data=data)
+        self.core.events.publish(event_type, config_id=config.id, config_name=config.name, data=data)

@@ -2,10 +2,15 @@
 
 Why: the app must reach Azure only through the real SDK clients, and locally those clients need
 something that answers like Azure -- TLS, bearer auth, ARM error bodies, LROs, throttling,
-maintenance schedules and events, failures included. :class:`ArmSimulator` composes the parts:
+maintenance schedules and events, failures included. :class:`ArmSimulator` is the HTTP app and
+the wiring; the dependency runs one way (server → handlers → backends → state, see
+:mod:`emulator.arm.backends`):
 
 * :mod:`routes` (paths, RBAC actions), :mod:`compute`, :mod:`hybridcompute` (Arc-enabled servers),
-  :mod:`tags`, :mod:`maintenance`, :mod:`resourcegraph` (handlers),
+  :mod:`tags`, :mod:`maintenance`, :mod:`resourcegraph`, :mod:`control` (thin handlers, each
+  called with its backend),
+* :mod:`emulator.arm.backends` (one backend per provider on a shared ``Core``: state, lifecycle,
+  methods named after the SDK operations),
 * :mod:`fleet` (state), :mod:`patching` (patch world), :mod:`schedule` (runs) with its own
   schedule oracle :mod:`recurrence` (never the app's), :mod:`events`,
 * :mod:`apiversions` (registered api-versions), :mod:`faults`, :mod:`throttle`, :mod:`recorder`,
@@ -32,32 +37,33 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
-from emulator.arm import compute, hybridcompute, maintenance, resourcegraph, tags
+from emulator.arm import compute, control, hybridcompute, maintenance, resourcegraph, tags
 from emulator.arm.apiversions import check_api_version
+from emulator.arm.backends import Backends, Core
+from emulator.arm.backends.compute import Operation
+from emulator.arm.backends.hybridcompute import ArcOperation
 from emulator.arm.calls import Call, Reply
-from emulator.arm.control import add_control_routes, vm_health
 from emulator.arm.errors import ArmError
-from emulator.arm.events import EventBus, EventSubscription
+from emulator.arm.events import EventBus
 from emulator.arm.faults import Faults, RequestFault
 from emulator.arm.fleet import Fleet, Vm, stable_uuid
 from emulator.arm.patching import InstallPlan
 from emulator.arm.recorder import Recorder
 from emulator.arm.routes import ROUTES, Route, match_route
-from emulator.arm.scenario import ScenarioError, load_scenario, validate_fault
+from emulator.arm.scenario import load_scenario
 from emulator.arm.schedule import Run, ScheduleEngine
 from emulator.arm.throttle import Throttle
 from emulator.arm.tls import make_server_context
-from emulator.clock import Clock, busy_middleware, parse_instant
+from emulator.clock import Clock, busy_middleware
 from emulator.clock_http import add_clock_routes
 
 
@@ -67,18 +73,21 @@ def _routes_named(name: str) -> list[Route]:
 
 __all__ = ["ArmSimulator"]
 
-_HANDLERS: dict[str, Callable[[ArmSimulator, Call], Reply]] = {
-    **compute.HANDLERS,
-    **hybridcompute.HANDLERS,
-    **tags.HANDLERS,
-    **maintenance.HANDLERS,
-    **resourcegraph.HANDLERS,
-}
 
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
+def _dispatch_table(backends: Backends) -> dict[str, Callable[[Call], Reply]]:
+    """Route name -> handler bound to its provider's backend (the handlers never see the server)."""
+    table: dict[str, Callable[[Call], Reply]] = {}
+    bound: list[tuple[dict[str, Any], Any]] = [
+        (compute.HANDLERS, backends.compute),
+        (hybridcompute.HANDLERS, backends.hybridcompute),
+        (tags.HANDLERS, backends.tags),
+        (maintenance.HANDLERS, backends.maintenance),
+        (resourcegraph.HANDLERS, backends.resourcegraph),
+    ]
+    for handlers, backend in bound:
+        for name, handler in handlers.items():
+            table[name] = partial(handler, backend)
+    return table
 
 
 _SUB_IN_PATH = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
@@ -88,6 +97,7 @@ def _subscription_in(path: str) -> str:
     """The subscription a request path is under ('' for tenant-level paths)."""
     match = _SUB_IN_PATH.match(path)
     return match.group(1) if match else ""
+
 
 class ArmSimulator:
     """See the module docstring. Construct, ``await start()``, use ``endpoint``/``client_settings``."""
@@ -107,45 +117,91 @@ class ArmSimulator:
         self.state_dir = Path(state_dir)
         self._port = port
         self._health_port = health_port
-        self.seed = int(self.scenario.get("seed", 1))
-        self._ids = random.Random(f"{self.seed}/ids")
-        self.fleet = Fleet.from_scenario(self.scenario, now=clock.now())
-        self.faults = Faults(self.scenario.get("faults", []), self.seed, now=clock.now)
-        self.faults.apply_initial(self.fleet)
-        self._apply_initial_arc_faults()
-        self.throttle = Throttle(self.scenario.get("throttling"))
         self.recorder = Recorder()
-        lro = self.scenario.get("lro") or {}
-        self.retry_after = int(lro.get("retryAfterSeconds", 1))
-        self.assess_minutes = float(lro.get("assessMinutes", 2))
-        self.reboot_minutes = float(lro.get("rebootMinutes", 5))
-        self.page_size = int((self.scenario.get("paging") or {}).get("pageSize", 50))
-        maintenance_options = self.scenario.get("maintenance") or {}
-        self.reboot_setting_style = maintenance_options.get("rebootSettingStyle", "request")
-        self.enforce_guest_limits = bool(maintenance_options.get("enforceGuestWindowLimits", True))
+        self.core = Core(self.scenario, clock)
+        self.backends = Backends.build(self.core, self.recorder)
+        self.seed = self.core.seed
+        self.fleet: Fleet = self.core.fleet
+        self.faults: Faults = self.core.faults
+        self.events: EventBus = self.core.events
+        self.control = self.backends.control
+        self.throttle = Throttle(self.scenario.get("throttling"))
         # ARM refuses api-versions a provider does not register (apiversions.py); scenarios may opt out
         self.check_api_versions = bool((self.scenario.get("apiVersions") or {}).get("enforce", True))
         self.identities = self._identities()
-        self.operations: dict[str, compute.Operation] = {}
-        self.arc_operations: dict[str, hybridcompute.ArcOperation] = {}  # lower id -> Arc LRO
-        self.apply_updates: dict[str, dict[str, Any]] = {}  # lower id -> ApplyUpdate body
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.events = EventBus(
-            [EventSubscription.from_scenario(s) for s in self.scenario.get("eventSubscriptions", [])],
-            clock,
-            spawn=self.spawn,
-            seed=self.seed,
-            options=self.scenario.get("events"),
-            fault=self.faults.for_delivery,
-        )
-        self.schedule = ScheduleEngine(self, self.scenario.get("events"))
-        resourcegraph.initial_assessments(self)
+        self._handlers = _dispatch_table(self.backends)
         self._runner: web.AppRunner | None = None
         self._health_runner: web.AppRunner | None = None
         self.endpoint = ""
-        self.health_base_url = ""
         self.ca_path = self.state_dir / "ca.pem"
+
+    # -- the backends' state, under the names tests and tools use -------------------------------
+    @property
+    def operations(self) -> dict[str, Operation]:
+        """Compute LROs (lower id -> record), :attr:`ComputeBackend.operations`."""
+        return self.backends.compute.operations
+
+    @property
+    def arc_operations(self) -> dict[str, ArcOperation]:
+        """HybridCompute LROs (lower id -> record), :attr:`HybridComputeBackend.operations`."""
+        return self.backends.hybridcompute.operations
+
+    @property
+    def apply_updates(self) -> dict[str, dict[str, Any]]:
+        """VMs' ``applyUpdates`` records (lower id -> body), :attr:`MaintenanceBackend.apply_updates`."""
+        return self.backends.maintenance.apply_updates
+
+    @property
+    def schedule(self) -> ScheduleEngine:
+        return self.backends.maintenance.schedule
+
+    @property
+    def retry_after(self) -> int:
+        return self.core.retry_after
+
+    @retry_after.setter
+    def retry_after(self, value: int) -> None:
+        self.core.retry_after = value
+
+    @property
+    def assess_minutes(self) -> float:
+        return self.core.assess_minutes
+
+    @assess_minutes.setter
+    def assess_minutes(self, value: float) -> None:
+        self.core.assess_minutes = value
+
+    @property
+    def reboot_minutes(self) -> float:
+        return self.core.reboot_minutes
+
+    @reboot_minutes.setter
+    def reboot_minutes(self, value: float) -> None:
+        self.core.reboot_minutes = value
+
+    @property
+    def page_size(self) -> int:
+        return self.core.page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self.core.page_size = value
+
+    @property
+    def reboot_setting_style(self) -> str:
+        return str(self.backends.maintenance.reboot_setting_style)
+
+    @reboot_setting_style.setter
+    def reboot_setting_style(self, value: str) -> None:
+        self.backends.maintenance.reboot_setting_style = value
+
+    @property
+    def enforce_guest_limits(self) -> bool:
+        return self.backends.maintenance.enforce_guest_limits
+
+    @enforce_guest_limits.setter
+    def enforce_guest_limits(self, value: bool) -> None:
+        self.backends.maintenance.enforce_guest_limits = value
 
     # -- identities -----------------------------------------------------------------------------
     def _identities(self) -> dict[str, dict[str, Any]]:
@@ -193,10 +249,10 @@ class ArmSimulator:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.core.loop = asyncio.get_running_loop()
         ssl_context, self.ca_path = make_server_context(self.state_dir)
         app = web.Application(middlewares=[busy_middleware(self.clock)], client_max_size=16 * 1024 * 1024)
-        add_control_routes(app, self)
+        control.add_control_routes(app, self.control)
         add_clock_routes(app, self.clock)  # /admin/clock: the shared clock over HTTP (issue 14.11)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -206,7 +262,7 @@ class ArmSimulator:
         port = self._runner.addresses[0][1]
         self.endpoint = f"https://127.0.0.1:{port}"
         health = web.Application(middlewares=[busy_middleware(self.clock)])
-        health.router.add_get("/vms/{name}/health", partial(vm_health, self))
+        health.router.add_get("/vms/{name}/health", partial(control.vm_health, self.control))
         self._health_runner = web.AppRunner(health, access_log=None, handle_signals=False)
         await self._health_runner.setup()
         await web.TCPSite(self._health_runner, "127.0.0.1", self._health_port).start()
@@ -214,162 +270,59 @@ class ArmSimulator:
         self.events.validation_url_base = self.endpoint
         self.client_config_path.write_text(json.dumps(self.client_settings, indent=2) + "\n")
         self.schedule.start_all()
-        for entry in self.scenario.get("timeline", []):
-            self.spawn(self._scripted(entry))
+        self.core.start_timeline()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except BaseException:
-                pass
+        await self.core.cancel_tasks()
         await self.events.close()
         for runner in (self._runner, self._health_runner):
             if runner is not None:
                 await runner.cleanup()
         self._runner = self._health_runner = None
 
-    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        """Run background work (LRO progress, schedules, deliveries) on the simulator's loop.
-
-        The clock counts the new task as busy from this call until the task has taken its first
-        step (normally registering its ``sleep_until``): otherwise a skip clock, seeing nothing
-        busy and no sleeper yet, could jump past the task's due time on a loaded machine.
-        """
-        self.clock.enter_busy()
-        inner = asyncio.ensure_future(coro)
-
-        async def first_step_then_release() -> None:
-            try:
-                await asyncio.sleep(0)  # the inner task's first step runs before this resumes
-            finally:
-                self.clock.exit_busy()
-
-        self._tasks.add(inner)
-        inner.add_done_callback(self._tasks.discard)
-        guard = asyncio.ensure_future(first_step_then_release())
-        self._tasks.add(guard)
-        guard.add_done_callback(self._tasks.discard)
-        return inner
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run background work on the simulator's loop (:meth:`Core.spawn`)."""
+        return self.core.spawn(coro)
 
     def _in_loop(self, fn: Callable[[], Any]) -> Any:
-        """Call ``fn`` on the simulator's loop (tests call the Python API from other threads)."""
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            return fn()
-        try:
-            if asyncio.get_running_loop() is loop:
-                return fn()
-        except RuntimeError:
-            pass
-
-        async def call() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+        return self.core.in_loop(fn)
 
     def new_id(self) -> str:
-        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        return self.core.new_id()
 
     # -- health endpoints -----------------------------------------------------------------------
     @property
+    def health_base_url(self) -> str:
+        return self.control.health_base_url
+
+    @health_base_url.setter
+    def health_base_url(self, value: str) -> None:
+        self.control.health_base_url = value
+
+    @property
     def health_url_template(self) -> str:
-        return f"{self.health_base_url}/vms/{{vmName}}/health"
+        return self.control.health_url_template
 
     def health_url(self, vm_name: str) -> str:
-        return f"{self.health_base_url}/vms/{quote(vm_name)}/health"
+        return self.control.health_url(vm_name)
 
-    # -- state changes shared by LROs and the schedule engine -----------------------------------
-    def start_operation(self, op: compute.Operation) -> None:
-        self.operations[op.id.lower()] = op
+    # -- state changes shared by LROs and the schedule engine (the backends own them) -----------
+    def start_operation(self, op: Operation) -> None:
+        self.backends.compute.start_operation(op)
 
-        async def finish() -> None:
-            await self.clock.sleep_until(op.end)
-            with self.clock.busy():
-                compute.finish_operation(self, op)
-
-        self.spawn(finish())
-
-    def start_arc_operation(self, op: hybridcompute.ArcOperation) -> None:
-        self.arc_operations[op.id.lower()] = op
-
-        async def finish() -> None:
-            await self.clock.sleep_until(op.end)
-            with self.clock.busy():
-                hybridcompute.finish_operation(self, op)
-
-        self.spawn(finish())
-
-    def _apply_initial_arc_faults(self) -> None:
-        """``vmAgentNotReady`` / ``deallocated`` on an Arc machine: its agent is Disconnected at start."""
-        now = self.clock.now()
-        for machine in self.fleet.machines.values():
-            hit = self.faults._take("vmAgentNotReady", machine) + self.faults._take("deallocated", machine)
-            if hit:
-                machine.set_agent_status("Disconnected", now)
+    def start_arc_operation(self, op: ArcOperation) -> None:
+        self.backends.hybridcompute.start_operation(op)
 
     def apply_install(self, vm: Vm, plan: InstallPlan) -> None:
         """An install finished: patches land, the summary updates, faults take effect."""
-        vm.installed.update(plan.installed_keys)
-        vm.last_installation = plan.summary()
-        vm.install_count += 1
-        resourcegraph.assess_after_install(self, vm, plan)
-        if plan.becomes_unhealthy:
-            vm.health = "Unhealthy"
-            if plan.recover_after_minutes:
-                self.spawn(self._recover(vm, self.clock.now() + timedelta(minutes=plan.recover_after_minutes)))
-        if vm.busy_operation in (plan.activity_id, plan.maintenance_run_id):
-            vm.busy_operation = None
-
-    async def _scripted(self, entry: dict[str, Any]) -> None:
-        """A scenario ``timeline`` entry: change matching VMs at a simulated instant."""
-        await self.clock.sleep_until(parse_instant(entry["at"]))
-        with self.clock.busy():
-            for vm in self.fleet.all_machines():
-                if not any(fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in entry["vms"]):
-                    continue
-                if "agentStatus" in entry and vm.is_arc:
-                    vm.set_agent_status(entry["agentStatus"], self.clock.now())
-                if vm.is_arc and ("powerState" in entry or "vmAgent" in entry):
-                    continue  # Arc machines have an agent status instead
-                if "health" in entry:
-                    vm.health = entry["health"]
-                if "powerState" in entry:
-                    vm.power_state = entry["powerState"]
-                if "vmAgent" in entry:
-                    vm.vm_agent_ready = entry["vmAgent"] == "Ready"
-                for name, value in (entry.get("tags") or {}).items():
-                    vm.tags = {k: v for k, v in vm.tags.items() if k.lower() != name.lower()}
-                    if value is not None:
-                        vm.tags[name] = value
-
-    async def _recover(self, vm: Vm, when: datetime) -> None:
-        await self.clock.sleep_until(when)
-        with self.clock.busy():
-            if vm.health == "Unhealthy":
-                vm.health = "Healthy"
+        self.core.apply_install(vm, plan)
 
     def set_vm_apply_update(self, vm_id: str, run: Run, status: str) -> None:
-        """A VM's ``applyUpdates/{run}`` record, with only the swagger's fields (``ApplyUpdate``:
-        id, name, type, properties.status / resourceId / lastUpdateTime). Why a VM was skipped is
-        kept on the run (``Run.skipped``, control API), not in the ARM record."""
-        record_id = f"{vm_id}/providers/Microsoft.Maintenance/applyUpdates/{run.name}"
-        self.apply_updates[record_id.lower()] = {
-            "id": record_id,
-            "name": run.name,
-            "type": "Microsoft.Maintenance/applyUpdates",
-            "properties": {"status": status, "resourceId": vm_id, "lastUpdateTime": _iso(self.clock.now())},
-        }
+        self.backends.maintenance.set_vm_apply_update(vm_id, run, status)
 
-    # -- Python control API ---------------------------------------------------------------------
+    # -- Python control API (:class:`~emulator.arm.backends.control.ControlBackend`) ------------
     def vm(self, name: str) -> Vm:
-        vm = self.fleet.vm_by_name(name)
-        if vm is None:
-            raise KeyError(f"no VM named {name!r}")
-        return vm
+        return self.control.vm(name)
 
     def set_vm_state(
         self,
@@ -380,135 +333,46 @@ class ArmSimulator:
         vm_agent_ready: bool | None = None,
         agent_status: str | None = None,
     ) -> None:
-        vm = self.vm(name)
-        if agent_status is not None and not vm.is_arc:
-            raise ValueError(f"agentStatus: {name!r} is an Azure VM; use powerState / vmAgent")
-        if vm.is_arc and (power_state is not None or vm_agent_ready is not None):
-            raise ValueError(f"powerState/vmAgent: {name!r} is an Arc-enabled server; use agentStatus")
-
-        def change() -> None:
-            if agent_status is not None:
-                if agent_status not in ("Connected", "Disconnected", "Expired", "Error", "AwaitingConnection"):
-                    raise ValueError(
-                        "agentStatus must be Connected, Disconnected, Expired, Error or AwaitingConnection"
-                    )
-                vm.set_agent_status(agent_status, self.clock.now())
-            if health is not None:
-                if health not in ("Healthy", "Unhealthy", "Unknown"):
-                    raise ValueError("health must be Healthy, Unhealthy or Unknown")
-                vm.health = health
-            if power_state is not None:
-                if power_state not in ("running", "deallocated", "stopped"):
-                    raise ValueError("powerState must be running, deallocated or stopped")
-                vm.power_state = power_state
-            if vm_agent_ready is not None:
-                vm.vm_agent_ready = vm_agent_ready
-
-        self._in_loop(change)
+        self.control.set_vm_state(
+            name, health=health, power_state=power_state, vm_agent_ready=vm_agent_ready, agent_status=agent_status
+        )
 
     def set_vm_health(self, name: str, health: str) -> None:
         self.set_vm_state(name, health=health)
 
     def fire_run(self, configuration: str, start: datetime | None = None) -> str:
         """Schedule an extra run of a configuration (default: 41 min from now); returns its correlationId."""
-        config = self.fleet.configuration_by_name(configuration)
-        if config is None:
-            raise KeyError(f"no maintenance configuration {configuration!r}")
-        when = start or (self.clock.now() + timedelta(minutes=41)).replace(second=0, microsecond=0)
-        return str(self._in_loop(lambda: self.schedule.fire(config, when)))
+        return self.control.fire_run(configuration, start)
 
-    # -- faults at run time ----------------------------------------------------------------------
     def add_fault(self, fault: dict[str, Any]) -> int:
         """Inject a fault now (validated like a scenario's); returns its index for :meth:`remove_fault`."""
-        try:
-            validate_fault(fault)
-        except ScenarioError as exc:
-            raise ValueError(str(exc).replace("fault: invalid scenario:\n  faults[0]", "fault")) from None
-        if fault["type"] in ("vmAgentNotReady", "deallocated"):
-            raise ValueError(
-                f"fault: {fault['type']} applies at start only; change a running VM with POST /_sim/vms/{{name}}"
-            )
-        return int(self._in_loop(lambda: self.faults.add(fault)))
+        return self.control.add_fault(fault)
 
     def remove_fault(self, index: int) -> bool:
-        return bool(self._in_loop(lambda: self.faults.remove(index)))
+        return self.control.remove_fault(index)
 
     def clear_faults(self) -> int:
-        return int(self._in_loop(self.faults.clear))
+        return self.control.clear_faults()
 
     def fault_list(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._in_loop(self.faults.describe)
-        return result
+        return self.control.fault_list()
 
     @property
     def runs(self) -> list[Run]:
         """Every run created so far (snapshot taken on the simulator's loop; safe from any thread)."""
-        runs: list[Run] = self._in_loop(lambda: list(self.schedule.runs.values()))
-        return sorted(runs, key=lambda r: (r.start, r.config_id.lower()))
+        return self.control.runs
 
     def run(self, correlation_id: str) -> Run | None:
-        return self.schedule.run(correlation_id)
+        return self.control.run(correlation_id)
 
     @property
     def deliveries(self) -> list[dict[str, Any]]:
         """Event deliveries (one entry per attempt), oldest first."""
-        return list(self._in_loop(lambda: list(self.events.log)))
+        return self.control.deliveries
 
     def fleet_state(self) -> dict[str, Any]:
         """VMs, configurations and assignments as plain JSON (what ``GET /_sim/fleet`` returns)."""
-        return dict(self._in_loop(self._fleet_state))
-
-    def _fleet_state(self) -> dict[str, Any]:
-        return {
-            "time": _iso(self.clock.now()),
-            "vms": [
-                {
-                    "name": vm.name,
-                    "id": vm.id,
-                    "os": vm.os,
-                    "location": vm.location,
-                    "zone": vm.zone,
-                    "tags": dict(vm.tags),
-                    "powerState": vm.power_state,
-                    "vmAgentReady": vm.vm_agent_ready,
-                    "health": vm.health,
-                    "installedPatches": sorted(vm.installed),
-                    "availablePatches": [p.key for p in self.fleet.available_patches(vm)],
-                    "lastPatchInstallationSummary": vm.last_installation,
-                    "installCount": vm.install_count,
-                    "healthUrl": self.health_url(vm.name) if self.health_base_url else None,
-                }
-                for vm in sorted(self.fleet.vms.values(), key=lambda v: v.id.lower())
-            ],
-            "arcMachines": [
-                {
-                    "name": m.name,
-                    "id": m.id,
-                    "kind": "arc",
-                    "os": m.os,
-                    "osName": m.os_name,
-                    "osSku": m.os_sku,
-                    "location": m.location,
-                    "tags": dict(m.tags),
-                    "status": m.agent_status,
-                    "lastStatusChange": _iso(m.last_status_change) if m.last_status_change else None,
-                    "health": m.health,
-                    "installedPatches": sorted(m.installed),
-                    "availablePatches": [p.key for p in self.fleet.available_patches(m)],
-                    "lastPatchInstallationSummary": m.last_installation,
-                    "installCount": m.install_count,
-                    "healthUrl": self.health_url(m.name) if self.health_base_url else None,
-                }
-                for m in sorted(self.fleet.machines.values(), key=lambda v: v.id.lower())
-            ],
-            "maintenanceConfigurations": [
-                maintenance.configuration_body(self, c) for c in self.fleet.configurations.values()
-            ],
-            "assignments": [
-                {"id": a.id, "configurationId": a.configuration_id, "scope": a.scope_id, "filter": a.filter}
-                for a in self.fleet.assignments.values()
-            ],
-        }
+        return self.control.fleet_state()
 
     def _locations(self) -> list[str]:
         found = {vm.location for vm in self.fleet.all_machines()} | {
@@ -531,7 +395,6 @@ class ArmSimulator:
         locations = self._locations()
         return locations[0] if locations else "global"
 
-    # -- control routes -------------------------------------------------------------------------
     # -- the ARM pipeline -----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         now = self.clock.now()
@@ -633,7 +496,7 @@ class ArmSimulator:
                 api_version=api_version,
                 base_url=self.endpoint,
             )
-            reply = _HANDLERS[route.name](self, call)
+            reply = self._handlers[route.name](call)
             status, payload = reply.status, reply.body
             headers.update(reply.headers)
             error_code = None

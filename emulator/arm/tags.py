@@ -6,56 +6,21 @@ that are VMs, maintenance configurations, resource groups or subscriptions of th
 answer 200 + ``TagsResource`` (the SDK's LRO pollers accept a direct 200, contracts §6). The
 50-tags limit answers 400 ``InvalidTag``.
 
+The tag sets live in :class:`emulator.arm.backends.tags.TagsBackend`; this module is the thin HTTP
+layer above it.
+
 LIMITATIONS: tags of other resource types are not stored (404).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from emulator.arm.backends.tags import TagsBackend
 from emulator.arm.calls import Call, Reply
 from emulator.arm.errors import ArmError
 
-if TYPE_CHECKING:
-    from emulator.arm.server import ArmSimulator
-
 __all__ = ["HANDLERS"]
-
-_MAX_TAGS = 50
-
-
-def _read(sim: ArmSimulator, scope: str) -> dict[str, str]:
-    vm = sim.fleet.vm(scope)
-    if vm is not None:
-        return vm.tags
-    config = sim.fleet.configuration(scope)
-    if config is not None:
-        return config.tags
-    key = scope.lower().rstrip("/")
-    parts = key.split("/")
-    is_sub = len(parts) == 3 and sim.fleet.has_subscription(parts[2])
-    is_rg = len(parts) == 5 and parts[3] == "resourcegroups" and sim.fleet.has_resource_group(parts[2], parts[4])
-    if is_sub or is_rg:
-        return sim.fleet.tags_by_scope.setdefault(key, {})
-    raise ArmError(404, "ResourceNotFound", f"The resource '{scope}' was not found.")
-
-
-def _write(sim: ArmSimulator, scope: str, tags: dict[str, str]) -> None:
-    if len(tags) > _MAX_TAGS:
-        raise ArmError(
-            400,
-            "InvalidTag",
-            f"The scope '{scope}' would have {len(tags)} tags; at most {_MAX_TAGS} are allowed per resource.",
-        )
-    vm = sim.fleet.vm(scope)
-    if vm is not None:
-        vm.tags = dict(tags)
-        return
-    config = sim.fleet.configuration(scope)
-    if config is not None:
-        config.tags = dict(tags)
-        return
-    sim.fleet.tags_by_scope[scope.lower().rstrip("/")] = dict(tags)
 
 
 def _resource(scope: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -80,56 +45,29 @@ def _tags_from(body: Any) -> dict[str, str]:
     return tags
 
 
-def _set_case_insensitive(current: dict[str, str], name: str, value: str) -> None:
-    for existing in list(current):
-        if existing.lower() == name.lower():
-            del current[existing]
-    current[name] = value
-
-
-def get_tags(sim: ArmSimulator, call: Call) -> Reply:
+def get_tags(backend: TagsBackend, call: Call) -> Reply:
     scope = call.params["scope"]
-    return Reply(200, _resource(scope, _read(sim, scope)))
+    return Reply(200, _resource(scope, backend.get_at_scope(scope)))
 
 
-def put_tags(sim: ArmSimulator, call: Call) -> Reply:
+def put_tags(backend: TagsBackend, call: Call) -> Reply:
     scope = call.params["scope"]
-    _read(sim, scope)
+    backend.get_at_scope(scope)
     tags = _tags_from(call.require_body())
-    _write(sim, scope, tags)
-    return Reply(200, _resource(scope, tags))
+    return Reply(200, _resource(scope, backend.create_or_update_at_scope(scope, tags)))
 
 
-def patch_tags(sim: ArmSimulator, call: Call) -> Reply:
+def patch_tags(backend: TagsBackend, call: Call) -> Reply:
     scope = call.params["scope"]
     body = call.require_body()
-    current = dict(_read(sim, scope))
+    backend.get_at_scope(scope)
     given = _tags_from(body)
     operation = str(body.get("operation") or "")
-    if operation.lower() == "replace":
-        current = dict(given)
-    elif operation.lower() == "merge":
-        for name, value in given.items():
-            _set_case_insensitive(current, name, value)
-    elif operation.lower() == "delete":
-        for name, value in given.items():
-            for existing in list(current):
-                if existing.lower() == name.lower() and (not value or current[existing] == value):
-                    del current[existing]
-    else:
-        raise ArmError(
-            400,
-            "InvalidRequestContent",
-            f"'operation' must be Merge, Replace or Delete, got {operation or 'nothing'!r}.",
-        )
-    _write(sim, scope, current)
-    return Reply(200, _resource(scope, current))
+    return Reply(200, _resource(scope, backend.update_at_scope(scope, operation, given)))
 
 
-def delete_tags(sim: ArmSimulator, call: Call) -> Reply:
-    scope = call.params["scope"]
-    _read(sim, scope)
-    _write(sim, scope, {})
+def delete_tags(backend: TagsBackend, call: Call) -> Reply:
+    backend.delete_at_scope(call.params["scope"])
     return Reply(200, None)
 
 

@@ -266,14 +266,14 @@ def test_official_instance_view_and_get_examples_validate_our_bodies(arm):
 
     vm = arm.sim.vm("win-01")
     install(arm, "win-01", WIN_ALL)
-    ours = arm.call(lambda: instance_view(arm.sim, vm))
+    ours = arm.call(lambda: instance_view(arm.sim.backends.compute, vm))
     validate("compute", "VirtualMachineInstanceView", ours)
     theirs = example("compute/examples/2026-04-01/VirtualMachine_Get_InstanceView.json")["responses"]["200"]["body"]
     assert set(theirs["patchStatus"]) == set(ours["patchStatus"])
     assert set(theirs["patchStatus"]["lastPatchInstallationSummary"]) == set(
         ours["patchStatus"]["lastPatchInstallationSummary"]
     )
-    body = arm.call(lambda: vm_body(arm.sim, vm, expand_instance_view=True))
+    body = arm.call(lambda: vm_body(arm.sim.backends.compute, vm, expand_instance_view=True))
     validate("compute", "VirtualMachine", body)
     get = example("compute/examples/2026-04-01/VirtualMachine_Get.json")["responses"]["200"]["body"]
     assert {"name", "id", "type", "location", "tags", "properties"} <= set(get) & set(body)
