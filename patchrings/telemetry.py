@@ -298,7 +298,7 @@ def _quote(value: str) -> str:
 def _context_span_processor() -> Any:
     from opentelemetry.sdk.trace import SpanProcessor
 
-    class RolloutSpanProcessor(SpanProcessor):  # type: ignore[misc]
+    class RolloutSpanProcessor(SpanProcessor):
         """Stamps the bound log context on every span started inside an invocation."""
 
         def on_start(self, span: Any, parent_context: Any = None) -> None:

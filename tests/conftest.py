@@ -7,7 +7,7 @@ Tiers (markers are applied by folder, so every test is in exactly one):
 * ``functional`` -- tests/functional: the unmodified app on the local host, against the ARM
   simulator and Azurite, asserting on recorded ARM calls and on the ledger;
 * ``architecture`` -- tests/architecture: guards as code (layers, orchestrator determinism, these
-  tiers); they read source files, they run nothing.
+  tiers); static checks of the source, no app, no platform.
 
 Run one tier with ``pytest -m unit`` (or ``make unit`` / ``make functional``). A test file outside
 the four folders fails, and so does a unit test that asks for a running platform (the ``platform``

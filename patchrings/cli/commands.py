@@ -59,9 +59,9 @@ def _common_options() -> argparse.ArgumentParser:
 def add_rollouts_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``rollouts`` and its verbs to a subparsers object."""
     common = _common_options()
-    parser = sub.add_parser("rollouts", parents=[common],
-                            help="list, inspect, start, approve, halt rollouts over the HTTP API",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "rollouts", parents=[common], help="list, inspect, start, approve, halt rollouts over the HTTP API",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     verbs.add_parser("list", parents=[common], help="list rollouts, newest first")
     show = verbs.add_parser("show", parents=[common], help="a rollout's rings, gates, manifest, approvals, waits")

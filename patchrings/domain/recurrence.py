@@ -43,6 +43,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import win_tz
@@ -215,7 +216,7 @@ def parse_recur_every(text: str) -> Recurrence:
     return Recurrence(unit="month", every=every, ordinal=ordinal, ordinal_weekday=weekday, offset_days=offset)
 
 
-def parse_window(window: dict) -> MaintenanceWindow:
+def parse_window(window: dict[str, Any]) -> MaintenanceWindow:
     """Parse an ARM ``maintenanceWindow`` dict; raises ``ValueError`` naming the bad field."""
     if not isinstance(window, dict):
         raise ValueError("maintenanceWindow: expected an object")
