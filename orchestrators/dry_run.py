@@ -45,8 +45,16 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import install_parameters, ring_input, ring_of, ring_spec_from_plan, ring_spec_of
+from orchestrators.verdicts import install_parameters, ring_named_by, ring_of, ring_spec_from_plan, ring_spec_of
 from orchestrators.wave import install_parameters_for
+from patchrings.boundary.activities import (
+    GetConfigurationInput,
+    ReadAssessmentsInput,
+    ResolveMembersInput,
+    RingComplianceInput,
+    StartAssessInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import DryRunRingInput, DryRunRingOutput
 from patchrings.domain.plan import Ring
@@ -77,13 +85,14 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     ring = ring_of(ring_spec_of(spec.ring_spec, spec.plan, ring_name), ring_name)
     started_at = spec.started_at or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                     ring_input(spec.ring_spec, spec.plan, ring_name))
+                                                     activity_payload(ResolveMembersInput(
+                                                         ring=ring_name, **ring_named_by(spec.ring_spec, spec.plan))))
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
     run_id = f"{spec.rollout_id}:{ring_name}:assess"
     starts = yield context.task_all(
         [context.call_activity_with_retry(names.START_ASSESS, retries.WRITE,
-                                          {"rolloutId": spec.rollout_id, "ring": ring_name,
-                                           "runId": run_id, "vm": vm}) for vm in vms]
+                                          activity_payload(StartAssessInput(rollout_id=spec.rollout_id, ring=ring_name,
+                                                                            run_id=run_id, vm=vm))) for vm in vms]
     )
     tokens = {vm["id"]: (s or {}).get("token") for vm, s in zip(vms, starts, strict=True)
               if (s or {}).get("state") in ("started", "already-started", "already-done")}
@@ -152,10 +161,9 @@ def _compliance(context: df.DurableOrchestrationContext, spec: DryRunRingInput, 
     run's own assessments once propagated), ages against this orchestration's time. The first
     ring's section also lists the machines in no ring at all (it resolves every ring; later rings
     reuse the members resolved above: one paged query, no listing). Never fails the dry run."""
-    payload = ring_input(spec.ring_spec, spec.plan, spec.ring, asOf=iso(context.current_utc_datetime),
-                         unassigned=first)
-    if not first:
-        payload["members"] = vms
+    payload = activity_payload(RingComplianceInput(
+        ring=spec.ring, as_of=iso(context.current_utc_datetime), unassigned=first,
+        members=None if first else vms, **ring_named_by(spec.ring_spec, spec.plan)))
     try:
         answer = yield context.call_activity_with_retry(RING_COMPLIANCE, retries.READ, payload)
     except Exception as exc:  # a dry run reports, it never fails on this read
@@ -197,7 +205,8 @@ def _patch_lists_from_resource_graph(context: df.DurableOrchestrationContext, vm
     pending = waiting()
     deadline = context.current_utc_datetime + ROWS_DEADLINE
     while pending:
-        read = yield context.call_activity_with_retry(READ_ASSESSMENTS, retries.READ, {"vms": pending, "since": since})
+        read = yield context.call_activity_with_retry(READ_ASSESSMENTS, retries.READ,
+                                                      activity_payload(ReadAssessmentsInput(vms=pending, since=since)))
         if (read or {}).get("error"):
             return [f"patch lists of {len(pending)} machine(s) could not be read from Resource Graph "
                     f"({str(read['error'].get('message') or read['error'].get('code'))[:200]})"]
@@ -235,7 +244,8 @@ def _plan_first_ring(context: df.DurableOrchestrationContext, plan: dict[str, An
     if next_ring and configuration and following and following.patching == "scheduled":
         try:
             config = yield context.call_activity_with_retry(names.GET_CONFIGURATION, retries.READ,
-                                                            {"configurationId": configuration})
+                                                            activity_payload(GetConfigurationInput(
+                                                                configuration_id=configuration)))
             occurrence = next_occurrence(parse_window(dict((config or {}).get("window") or {})), start)
             next_run = occurrence.start if occurrence else None
         except Exception as exc:  # a dry run reports, it never fails on this read

@@ -42,7 +42,7 @@ from orchestrators.verdicts import (
     gate_for,
     install_parameters,
     pack_verdicts,
-    ring_input,
+    ring_named_by,
     ring_of,
     ring_spec_of,
     unpack_verdicts,
@@ -50,6 +50,7 @@ from orchestrators.verdicts import (
     verdict_passed,
 )
 from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
+from patchrings.boundary.activities import LedgerReadGateInput, ResolveMembersInput
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput
 from patchrings.domain.rate import ErrorBudget, spread_order
@@ -83,8 +84,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     carry = spec.carry  # state of the earlier executions (continue-as-new)
     vms: list[dict[str, Any]] | None = carry.vms if carry is not None else spec.vms
     if vms is None:
-        members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                         ring_input(spec.ring_spec, spec.plan, ring_name))
+        resolve = ResolveMembersInput(ring=ring_name, **ring_named_by(spec.ring_spec, spec.plan))
+        members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ, to_payload(resolve))
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}
     keep_results = bool(spec.build_manifest)  # only Ring 0's manifest reads per-VM install results
@@ -234,6 +235,6 @@ def health_sample(vms: list[dict[str, Any]], size: int = HEALTH_SAMPLE) -> list[
 
 def _halt_requested(context: df.DurableOrchestrationContext, spec: RingDirectInput) -> Any:
     """Has the HTTP API flagged a halt for this rollout in the ledger? (read via an activity)."""
-    gate = yield context.call_activity_with_retry(names.LEDGER_READ_GATE, retries.READ,
-                                                  {"rolloutId": spec.rollout_id, "ring": spec.ring})
+    read = LedgerReadGateInput(rollout_id=spec.rollout_id, ring=spec.ring)
+    gate = yield context.call_activity_with_retry(names.LEDGER_READ_GATE, retries.READ, to_payload(read))
     return bool(((gate or {}).get("rollout") or {}).get("haltRequested"))

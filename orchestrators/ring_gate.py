@@ -25,7 +25,13 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import ring_input, ring_of, ring_spec_of
+from orchestrators.verdicts import ring_named_by, ring_of, ring_spec_of
+from patchrings.boundary.activities import (
+    ResolveMembersInput,
+    RetagVmsInput,
+    SetRingAssignmentInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingGateInput, RingGateOutput
 
@@ -57,7 +63,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         tag = ring_doc.members.tag.to_dict() if ring_doc.members.tag else {}
         resolved = yield context.call_activity_with_retry(
             names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
-            ring_input(spec.ring_spec, spec.plan, ring, includeHold=True))
+            activity_payload(ResolveMembersInput(ring=ring, include_hold=True,
+                                                 **ring_named_by(spec.ring_spec, spec.plan))))
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
@@ -67,8 +74,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             round_ = 0
             while round_ < RETAG_ROUNDS:
                 result = yield context.call_activity_with_retry(
-                    names.RETAG, write, {"vmIds": pending, "tag": tag["name"], "value": value,
-                                         "rolloutId": spec.rollout_id, "ring": ring})
+                    names.RETAG, write, activity_payload(RetagVmsInput(
+                        vm_ids=pending, tag=tag["name"], value=value, rollout_id=spec.rollout_id, ring=ring)))
                 # retag_vms merge-writes without reading first: "written" (the merge is idempotent);
                 # "changed" is what older activity versions reported.
                 out["changed"] += int((result or {}).get("written") or 0) + len((result or {}).get("changed") or [])
@@ -95,14 +102,15 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     f"{first.get('code') if isinstance(first, dict) else first}")
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
-            names.SET_ASSIGNMENT, write, ring_input(spec.ring_spec, spec.plan, ring, present=opening,
-                                                       rolloutId=spec.rollout_id))
+            names.SET_ASSIGNMENT, write, activity_payload(SetRingAssignmentInput(
+                ring=ring, present=opening, rollout_id=spec.rollout_id, **ring_named_by(spec.ring_spec, spec.plan))))
         out["changed"] = int(bool((result or {}).get("changed")))
 
     if opening and ring_doc.patching == "scheduled":
         if members is None:
+            resolve = ResolveMembersInput(ring=ring, **ring_named_by(spec.ring_spec, spec.plan))
             resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                              ring_input(spec.ring_spec, spec.plan, ring))
+                                                              activity_payload(resolve))
             members = list((resolved or {}).get("vms") or [])
         issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
                   for vm in members if vm.get("scheduleIssue")]

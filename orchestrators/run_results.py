@@ -41,9 +41,15 @@ import azure.durable_functions as df
 from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
-from orchestrators.verdicts import gate_for, ring_input, ring_spec_of, unpack_verdicts, verdict_passed
+from orchestrators.verdicts import gate_for, ring_named_by, ring_spec_of, unpack_verdicts, verdict_passed
 from orchestrators.verify import BURST_PAUSE, READ_BURST
 from orchestrators.wave import _lean
+from patchrings.boundary.activities import (
+    CollectRunResultsArgInput,
+    CollectRunResultsInput,
+    ResolveMembersInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RunResultsInput, RunResultsOutput, VerifyInput, VerifyLedger
 
@@ -91,7 +97,8 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     notes: list[dict[str, str]] = []
     try:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                         ring_input(spec.ring_spec, spec.plan, ring))
+                                                         activity_payload(ResolveMembersInput(
+                                                             ring=ring, **ring_named_by(spec.ring_spec, spec.plan))))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
         return to_payload(RunResultsOutput(gate=gate_for(ring_spec, ring, [], notes=[{"vm": "", "reason": reason}]),
@@ -165,8 +172,9 @@ def collect_results(context: df.DurableOrchestrationContext, spec: RunResultsInp
         try:
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,
-                {"correlationId": spec.correlation_id, "vms": pending, "since": spec.since,
-                 "rolloutId": spec.rollout_id, "ring": spec.ring},
+                activity_payload(CollectRunResultsArgInput(
+                    correlation_id=spec.correlation_id, vms=pending, since=spec.since, rollout_id=spec.rollout_id,
+                    ring=spec.ring)),
             )
         except Exception as exc:
             arg_error = str(exc)[:300]
@@ -192,8 +200,9 @@ def collect_results(context: df.DurableOrchestrationContext, spec: RunResultsInp
     try:
         collected = yield context.call_activity_with_retry(
             names.COLLECT_RESULTS, retries.READ,
-            {"correlationId": spec.correlation_id, "vms": pending, "since": spec.since,
-             "rolloutId": spec.rollout_id, "ring": spec.ring},
+            activity_payload(CollectRunResultsInput(
+                correlation_id=spec.correlation_id, vms=pending, since=spec.since, rollout_id=spec.rollout_id,
+                ring=spec.ring)),
         )
     except Exception as exc:
         error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}

@@ -74,16 +74,16 @@ def ring_spec_of(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | 
     return ring_spec_from_plan(plan, ring)
 
 
-def ring_input(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str,
-               **extra: Any) -> dict[str, Any]:
-    """The input of an activity that reads one ring of the plan (``resolve_ring_members``,
-    ``set_ring_assignment``, ``ring_compliance``): ``{ringSpec, ring, **extra}`` (issue 10), or,
-    while the caller still sends the whole plan, the older ``{plan, ring, **extra}``."""
+def ring_named_by(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How an activity that reads one ring (``resolve_ring_members``, ``set_ring_assignment``,
+    ``ring_compliance``; patchrings.boundary.activities) is told which: the keyword arguments
+    ``ring_spec=`` (JSON ``ringSpec``, issue 10) or, while the caller still sends the whole plan,
+    the older ``plan=`` (the activities read ``ringSpec`` once they accept it)."""
     if plan is not None:
-        return {"plan": plan, "ring": ring, **extra}
+        return {"plan": dict(plan)}
     if ring_spec is None:
-        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
-    return {"ringSpec": dict(ring_spec), "ring": ring, **extra}
+        raise KeyError("neither ringSpec nor plan given")
+    return {"ring_spec": dict(ring_spec)}
 
 
 def _source(source: Mapping[str, Any], ring: str) -> Mapping[str, Any]:

@@ -35,12 +35,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import azure.durable_functions as df
 
 from orchestrators import names, retries
 from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, ring_spec_of, verdicts_for
+from patchrings.boundary.activities import (
+    CheckHealthBatchInput,
+    HealthCheck,
+    LedgerRecordVmResultsInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, VerifyOutput
 from patchrings.domain.health import HealthSample, HealthTracker, evaluate_sample
@@ -97,11 +103,12 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             if first:  # let ARM's per-subscription read bucket refill before the next burst
                 yield context.create_timer(context.current_utc_datetime + BURST_PAUSE)
             chunk = batch[first:first + READ_BURST]
-            checks = [{"vm": by_id[v], "full": trackers[v].wants_full} for v in chunk]
+            checks = [HealthCheck(vm=by_id[v], full=trackers[v].wants_full) for v in chunk]
             try:
                 answer = yield context.call_activity_with_retry(
                     names.CHECK_HEALTH_BATCH, retries.READ,
-                    {"checks": checks, "probes": probes, "rolloutId": spec.rollout_id, "ring": spec.ring})
+                    activity_payload(CheckHealthBatchInput(checks=checks, probes=probes, rollout_id=spec.rollout_id,
+                                                           ring=spec.ring)))
                 got = list((answer or {}).get("samples") or [])
                 if len(got) != len(chunk):
                     raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")
@@ -122,8 +129,9 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         try:
             yield context.call_activity_with_retry(
                 names.LEDGER_VM_RESULTS, retries.WRITE,
-                {"rolloutId": spec.rollout_id, "ring": ring_name, "runId": spec.ledger.run_id,
-                 "results": installs, "verdicts": verdicts})
+                activity_payload(LedgerRecordVmResultsInput(
+                    rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.ledger.run_id,
+                    results=installs, verdicts=verdicts)))
         except Exception as exc:  # the caller turns this into an inconclusive gate note
             ledger_error = str(exc)[:300]
     if spec.pack:

@@ -50,12 +50,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import azure.durable_functions as df
 
 from orchestrators import names, retries
 from orchestrators.verdicts import pack_verdicts, ring_of, ring_spec_of
+from patchrings.boundary.activities import (
+    LedgerRecordVmResultsInput,
+    PollInstallInput,
+    StartInstallInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
 from patchrings.domain.results import expected_install_duration, next_install_poll
@@ -106,19 +112,17 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)
 
     def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "rolloutId": spec.rollout_id,
-            "ring": spec.ring,
-            "runId": spec.run_id,
-            "runStartedAt": spec.run_started_at,
-            "now": iso(context.current_utc_datetime),
-            "vm": vm,
-            "parameters": install_parameters_for(vm, parameters),
-            "probes": probes,
-        }
-        if resend:
-            doc["resend"] = True
-        return doc
+        return activity_payload(StartInstallInput(
+            rollout_id=spec.rollout_id,
+            ring=spec.ring,
+            run_id=cast(str, spec.run_id),  # always sent by ring_direct
+            run_started_at=spec.run_started_at,
+            now=iso(context.current_utc_datetime),
+            vm=vm,
+            parameters=install_parameters_for(vm, parameters),
+            probes=probes,
+            resend=True if resend else None,
+        ))
 
     open_tokens: dict[str, str | None] = {}
 
@@ -186,8 +190,9 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     context.call_activity_with_retry(
                         names.POLL_INSTALL,
                         retries.READ,
-                        {"runId": spec.run_id, "runStartedAt": spec.run_started_at,
-                         "now": iso(now), "vm": by_id[vm_id], "token": open_tokens[vm_id]},
+                        activity_payload(PollInstallInput(
+                            run_id=spec.run_id, run_started_at=spec.run_started_at, now=iso(now),
+                            vm=by_id[vm_id], token=open_tokens[vm_id])),
                     )
                     for vm_id in polling
                 ]
@@ -252,8 +257,9 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     yield context.call_activity_with_retry(
         names.LEDGER_VM_RESULTS,
         retries.WRITE,
-        {"rolloutId": spec.rollout_id, "ring": ring_name, "runId": spec.run_id,
-         "results": [_compact(r) for r in ordered], "verdicts": verdicts},
+        activity_payload(LedgerRecordVmResultsInput(
+            rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.run_id,
+            results=[_compact(r) for r in ordered], verdicts=verdicts)),
     )
     # Bounded history (issue 11): passing VMs go back as indexes; install results only when the
     # ring builds a manifest from them (``keepResults``, default true).
