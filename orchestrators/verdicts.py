@@ -353,12 +353,8 @@ def previous_ring_check(
     return {"outcome": outcome, "reasons": reasons, "notes": notes, "removed": removed, "inconclusive": unsure}
 
 
-def decision_deadline(event: MaintenanceEvent | Any, margin: timedelta) -> datetime:
-    """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin.
-    ``event``: a :class:`MaintenanceEvent` (or, during the transition, anything with ``to_dict``
-    giving its document, e.g. the inbox's older ``RunEvent``)."""
-    if not isinstance(event, MaintenanceEvent):
-        event = MaintenanceEvent.from_dict(event.to_dict())
+def decision_deadline(event: MaintenanceEvent, margin: timedelta) -> datetime:
+    """When a scheduled run's gate must be decided: min(cutoff, start - 10 min) - margin."""
     return deadlines.decision_deadline(event, margin)
 
 

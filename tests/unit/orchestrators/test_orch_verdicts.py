@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrators.inbox import RunEvent
+from orchestrators.inbox import event_from_payload
 from orchestrators.verdicts import (
     build_manifest_dict,
     decision_deadline,
@@ -103,12 +103,12 @@ def test_later_rings_install_exactly_the_manifest() -> None:
 
 
 def test_decision_deadline_is_min_of_cutoff_and_t10_minus_margin() -> None:
-    late_cutoff = RunEvent.from_payload({"kind": "pre", "correlationId": "c", "maintenanceConfigurationId": "m",
-                                         "startDateTime": "2026-11-16T12:00:00Z",
-                                         "cancellationCutOffDateTime": "2026-11-16T11:59:00Z"})
-    early_cutoff = RunEvent.from_payload({"kind": "pre", "correlationId": "c", "maintenanceConfigurationId": "m",
-                                          "startDateTime": "2026-11-16T12:00:00Z",
-                                          "cancellationCutOffDateTime": "2026-11-16T11:30:00Z"})
+    late_cutoff = event_from_payload({"kind": "pre", "correlationId": "c", "maintenanceConfigurationId": "m",
+                                     "startDateTime": "2026-11-16T12:00:00Z",
+                                     "cancellationCutOffDateTime": "2026-11-16T11:59:00Z"})
+    early_cutoff = event_from_payload({"kind": "pre", "correlationId": "c", "maintenanceConfigurationId": "m",
+                                      "startDateTime": "2026-11-16T12:00:00Z",
+                                      "cancellationCutOffDateTime": "2026-11-16T11:30:00Z"})
     assert late_cutoff is not None and early_cutoff is not None
     margin = timedelta(minutes=2)
     assert decision_deadline(late_cutoff, margin) == datetime(2026, 11, 16, 11, 48, tzinfo=UTC)
