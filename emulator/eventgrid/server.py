@@ -1,11 +1,14 @@
-"""The local Event Grid topic's HTTPS server (see the package docstring for what it supports)."""
+"""The local Event Grid topic's HTTPS server (see the package docstring for what it supports).
+
+The thin HTTP layer: auth, api-version, size and CloudEvents validation, Event Grid's error shape;
+the topic's state is :class:`emulator.eventgrid.backend.TopicBackend`.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
 import re
-import threading
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.arm.tls import make_server_context
+from emulator.eventgrid.backend import TopicBackend
 
 __all__ = ["API_VERSIONS", "MAX_BATCH_BYTES", "EventGridTopic", "validate_cloud_event"]
 
@@ -85,11 +89,13 @@ class EventGridTopic:
         self.max_batch_bytes = max_batch_bytes
         self.ca_path = self.state_dir / "ca.pem"
         self.url = ""
-        self._events: list[dict[str, Any]] = []
-        self._faults: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self.backend = TopicBackend()
         self._runner: web.AppRunner | None = None
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
+        """How many requests reached ``/api/events``."""
+        return self.backend.requests
 
     @property
     def endpoint(self) -> str:
@@ -99,8 +105,7 @@ class EventGridTopic:
     @property
     def events(self) -> list[dict[str, Any]]:
         """A copy of every accepted event, in publish order."""
-        with self._lock:
-            return [dict(e) for e in self._events]
+        return self.backend.events
 
     async def start(self) -> None:
         ssl_context, self.ca_path = make_server_context(self.state_dir)
@@ -134,8 +139,7 @@ class EventGridTopic:
         return False
 
     async def _publish(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            self.requests += 1
+        self.backend.count_request()
         if request.method != "POST":
             return _error(405, "MethodNotAllowed", f"{request.method} is not allowed on /api/events; use POST")
         version = request.query.get("api-version")
@@ -176,12 +180,11 @@ class EventGridTopic:
             if len(json.dumps(event).encode("utf-8")) > self.max_batch_bytes:
                 return _error(413, "RequestEntityTooLarge",
                               f"event at index {index} exceeds {self.max_batch_bytes} bytes")
-        fault = self._next_fault()
+        fault = self.backend.next_fault()
         if fault is not None and fault.get("mode") == "status":
             status = int(fault.get("status", 503))
             return _error(status, "InjectedFault", f"injected {status}")
-        with self._lock:
-            self._events.extend(events)
+        self.backend.publish_events(events)
         if fault is not None and fault.get("mode") == "accept-then-drop" and request.transport is not None:
             request.transport.abort()  # recorded, but the publisher never hears back
         return web.Response(status=200)
@@ -189,38 +192,17 @@ class EventGridTopic:
     async def _not_found(self, request: web.Request) -> web.Response:
         return _error(404, "NotFound", f"no such endpoint: {request.path}; publish to /api/events")
 
-    def _next_fault(self) -> dict[str, Any] | None:
-        with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault["count"] = int(fault.get("count", 1)) - 1
-            if fault["count"] <= 0:
-                self._faults.pop(0)
-            return fault
-
     # ------------------------------------------------------------------ /_sim
     async def _list(self, request: web.Request) -> web.Response:
-        events = self.events
-        wanted_type, wanted_source = request.query.get("type"), request.query.get("source")
-        if wanted_type:
-            events = [e for e in events if e.get("type") == wanted_type]
-        if wanted_source:
-            events = [e for e in events if e.get("source") == wanted_source]
-        if request.query.get("dedupe", "").lower() in ("1", "true", "yes"):
-            seen: set[tuple[str, str]] = set()
-            unique = []
-            for event in events:
-                key = (str(event.get("source")), str(event.get("id")))
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(event)
-            events = unique
+        events = self.backend.list_events(
+            event_type=request.query.get("type"),
+            source=request.query.get("source"),
+            dedupe=request.query.get("dedupe", "").lower() in ("1", "true", "yes"),
+        )
         return web.json_response({"events": events})
 
     async def _clear(self, request: web.Request) -> web.Response:
-        with self._lock:
-            self._events.clear()
+        self.backend.clear_events()
         return web.Response(status=204)
 
     async def _add_fault(self, request: web.Request) -> web.Response:
@@ -228,19 +210,12 @@ class EventGridTopic:
             fault = await request.json()
         except ValueError:
             return _error(400, "BadRequest", "the body must be a JSON object")
-        if not isinstance(fault, dict) or fault.get("mode") not in ("status", "accept-then-drop"):
-            return _error(400, "BadRequest", "mode must be 'status' or 'accept-then-drop'")
-        count = fault.get("count", 1)
-        if not isinstance(count, int) or count < 1:
-            return _error(400, "BadRequest", "count must be a positive integer")
-        if fault["mode"] == "status" and not (isinstance(fault.get("status", 503), int)
-                                              and 400 <= fault.get("status", 503) <= 599):
-            return _error(400, "BadRequest", "status must be an integer 400-599")
-        with self._lock:
-            self._faults.append(dict(fault))
-        return web.json_response({"faults": len(self._faults)}, status=201)
+        try:
+            queued = self.backend.add_fault(fault)
+        except ValueError as exc:
+            return _error(400, "BadRequest", str(exc))
+        return web.json_response({"faults": queued}, status=201)
 
     async def _clear_faults(self, request: web.Request) -> web.Response:
-        with self._lock:
-            self._faults.clear()
+        self.backend.clear_faults()
         return web.Response(status=204)

@@ -10,8 +10,10 @@ Layers of ``emulator.arm`` (``emulator/arm/backends/__init__.py``), each importi
 4. state and models -- everything else (``fleet``, ``patching``, ``events``, ``faults``, ``kql``,
    ``recurrence``, ``scenario``, ``calls``, ``errors``, ...).
 
-And no emulator module imports the app (``patchrings``, ``activities``, ``orchestrators``,
-``triggers``): the simulator has its own schedule code (``emulator/arm/recurrence.py``).
+The local Event Grid topic has the same shape: ``emulator.eventgrid.server`` over
+``emulator.eventgrid.backend``. And no emulator module imports the app (``patchrings``,
+``activities``, ``orchestrators``, ``triggers``): the simulator has its own schedule code
+(``emulator/arm/recurrence.py``).
 """
 
 from __future__ import annotations
@@ -140,6 +142,12 @@ def test_handlers_are_called_with_their_backend_not_the_server() -> None:
     for module in sorted(HANDLERS):
         source = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
         assert "ArmSimulator" not in source, module
+
+
+def test_the_event_grid_topic_backend_is_below_its_server() -> None:
+    modules = _modules(EMULATOR / "eventgrid")
+    assert "emulator.eventgrid.server" not in modules["emulator.eventgrid.backend"]
+    assert not any(_under(name, ("aiohttp",)) for name in modules["emulator.eventgrid.backend"])
 
 
 def test_no_emulator_module_imports_the_app() -> None:
