@@ -44,6 +44,8 @@ import azure.durable_functions as df
 
 from orchestrators import names, retries
 from orchestrators.inbox import event_document
+from patchrings.boundary.codec import from_payload
+from patchrings.boundary.rollout import GuardInput
 from patchrings.domain import deadlines
 from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
 from patchrings.domain.manifest import Manifest
@@ -111,7 +113,7 @@ def install_drift(install_patches: Mapping[str, Any] | None, gate: Mapping[str, 
 class Guard:
     """One guard run (a class so the steps read in order; all state is orchestration-local)."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, spec: Mapping[str, Any],
+    def __init__(self, context: df.DurableOrchestrationContext, spec: GuardInput,
                  event: Mapping[str, Any]) -> None:
         self.ctx = context
         self.spec = spec
@@ -125,7 +127,7 @@ class Guard:
             self.event = MaintenanceEvent.from_dict(event)
         except Exception as err:
             self.event_error = str(err)
-        self.ring = spec.get("ring")
+        self.ring = spec.ring
         self.status: dict[str, Any] = {"correlationId": self.correlation_id, "ring": self.ring, "decision": None}
         self.attempts: list[dict[str, Any]] = []
 
@@ -294,8 +296,8 @@ class Guard:
             self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
 
     def run(self) -> Gen:
-        margin = duration_or(self.spec.get("cancelMargin"), DEFAULT_CANCEL_MARGIN)
-        lead = duration_or(self.spec.get("decisionLead"), deadlines.GUARD_LEAD)
+        margin = duration_or(self.spec.cancel_margin, DEFAULT_CANCEL_MARGIN)
+        lead = duration_or(self.spec.decision_lead, deadlines.GUARD_LEAD)
         try:
             if self.event is None:
                 raise ValueError(self.event_error or "no usable event")
@@ -342,8 +344,8 @@ class Guard:
 
 def run_guard(context: df.DurableOrchestrationContext) -> Gen:
     """The guard's generator (undecorated, so tests can drive it with a fake context)."""
-    spec: dict[str, Any] = context.get_input() or {}
-    event = event_document(spec.get("event"))
+    spec = from_payload(GuardInput, context.get_input() or {})
+    event = event_document(spec.event)
     if event is None:
         return {"decision": "ignored", "reason": "not a usable pre-maintenance event"}
     result = yield from Guard(context, spec, event).run()

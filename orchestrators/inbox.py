@@ -19,7 +19,7 @@ from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.timeutil import iso, parse_instant
 from patchrings.errors import EventRejected
 
-__all__ = ["POST", "PRE", "EventInbox", "MaintenanceEvent", "RunEvent", "decode_payload", "event_document",
+__all__ = ["POST", "PRE", "EventInbox", "MaintenanceEvent", "decode_payload", "event_document",
            "event_from_payload", "event_key", "same_arm_id"]
 
 PRE = "pre"
@@ -83,13 +83,6 @@ def event_key(event: MaintenanceEvent) -> tuple[str, str, str]:
     one look like a duplicate."""
     start = event.start.strftime("%Y%m%d%H%M%S") if event.kind == PRE else ""
     return (event.correlation_id.lower(), event.kind, start)
-
-
-class RunEvent:
-    """Transition alias (issue 10): ``RunEvent.from_payload`` is :func:`event_from_payload`, which
-    returns the domain's :class:`MaintenanceEvent`. Delete once nobody calls it."""
-
-    from_payload = staticmethod(event_from_payload)
 
 
 class EventInbox:

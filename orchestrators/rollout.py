@@ -95,7 +95,7 @@ class Rollout(ScheduledSteps):
     """The rollout: the flow over its rings (the steps are in the ``rollout_*`` modules)."""
 
     def run(self) -> Gen:
-        carried = self.spec.get("plan")
+        carried = self.input.plan
         try:
             # The deployed plan file, or the plan carried in the input checked against it exactly as
             # the API checks it: a direct start through the Durable client (system / master key)
@@ -117,14 +117,14 @@ class Rollout(ScheduledSteps):
             plan=plan,
             initiator=self.initiator,
             started_at=iso(self.started_at),
-            dry_run=bool(self.spec.get("dryRun")),
-            trigger=self.spec.get("trigger"),
-            reason=self.spec.get("reason"),
+            dry_run=bool(self.input.dry_run),
+            trigger=self.input.trigger,
+            reason=self.input.reason,
         )
         self.publish()
         yield from self.ledger_rollout("running")
 
-        if self.spec.get("dryRun"):
+        if self.input.dry_run:
             return (yield from self.dry_run())
 
         current: Ring | None = self.resolved.rings[0] if self.resolved.rings else None

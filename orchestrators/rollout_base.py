@@ -27,6 +27,8 @@ from orchestrators.status import (
     bounded,
 )
 from orchestrators.waits import Waits
+from patchrings.boundary.codec import from_payload
+from patchrings.boundary.rollout import RolloutInput
 from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
 from patchrings.domain.plan import Plan, Ring
 from patchrings.domain.recurrence import next_occurrence, parse_window
@@ -71,10 +73,11 @@ class RolloutBase:
 
     def __init__(self, context: df.DurableOrchestrationContext, spec: dict[str, Any]) -> None:
         self.ctx = context
-        self.spec = spec
+        # the input, read once through the boundary's codec (patchrings.boundary.rollout)
+        self.input = from_payload(RolloutInput, spec)
         self.rollout_id = context.instance_id
         self.started_at = context.current_utc_datetime
-        self.initiator: str | None = spec.get("initiator")
+        self.initiator: str | None = self.input.initiator
         # the resolved plan: ``plan`` its JSON (``Plan.to_dict()`` as load_plan returned it, what
         # travels to sub-orchestrations and activities), ``resolved`` the same as a ``Plan``
         self._plan: dict[str, Any] = {}
@@ -215,7 +218,7 @@ class RolloutBase:
                 "planName": self.plan.get("name"),
                 "startedAt": iso(self.started_at),
                 "at": iso(self.now),
-                "dryRun": bool(self.spec.get("dryRun")),
+                "dryRun": bool(self.input.dry_run),
                 "manifestHash": (self.manifest or {}).get("hash"),
                 # the full pinned manifest: the guard compares configurations with it (issue 13.16)
                 **({"manifest": self.manifest} if self.manifest else {}),

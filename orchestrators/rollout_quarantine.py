@@ -33,7 +33,7 @@ class QuarantineSteps(RolloutBase):
         rollout started by a person (not ``system:...``) may carry one; it is recorded in the
         ledger with who and the platform's time.
         """
-        release, refused = parse_release(self.spec.get("releaseQuarantine"))
+        release, refused = parse_release(self.input.release_quarantine)
         by = str(self.initiator or "")
         if release and (not by or by.lower().startswith("system:")):
             refused, release = "releaseQuarantine needs a rollout started by a person", []

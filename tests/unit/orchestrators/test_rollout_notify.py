@@ -304,3 +304,19 @@ def test_a_later_direct_ring_polls_with_the_install_durations_ring0_learned() ->
     assert [p["ring"] for p in directs] == ["ring0", "ring1"]
     assert directs[0]["expectedInstallSeconds"] is None  # nothing learned yet
     assert directs[1]["expectedInstallSeconds"] == {"windows": 2400, "linux": 600}
+
+
+def test_the_rollout_and_guard_inputs_read_what_their_senders_send() -> None:
+    """patchrings.boundary.rollout: the JSON the HTTP API / Event Grid trigger start them with."""
+    from patchrings.boundary.codec import from_payload, to_payload
+    from patchrings.boundary.rollout import GuardInput, RolloutInput
+
+    api = {"initiator": "dave@contoso.com", "dryRun": False, "plan": None, "reason": "monthly",
+           "trigger": {"kind": "manual"}, "releaseQuarantine": ["ro-old:ring0"]}
+    typed = from_payload(RolloutInput, api)
+    assert (typed.initiator, typed.dry_run, typed.plan, typed.reason) == ("dave@contoso.com", False, None, "monthly")
+    assert typed.trigger == {"kind": "manual"} and typed.release_quarantine == ["ro-old:ring0"]
+    assert to_payload(typed) == {k: v for k, v in api.items() if v is not None}
+    assert from_payload(RolloutInput, {}) == RolloutInput()
+    guard = from_payload(GuardInput, {"event": {"kind": "pre"}, "ring": "ring1", "cancelMargin": "PT2M", "x": 1})
+    assert guard == GuardInput(event={"kind": "pre"}, ring="ring1", cancel_margin="PT2M")
