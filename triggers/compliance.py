@@ -37,7 +37,7 @@ from activities.compliance import DEFAULT_STALE_HOURS, MAX_STALE_HOURS, Resource
 from patchrings import deps
 from patchrings.domain.timeutil import parse_instant
 from patchrings.errors import RequestInvalid
-from triggers.http_api import guarded, json_response
+from triggers.http_io import guarded, json_response
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.triggers.compliance")

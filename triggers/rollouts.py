@@ -13,6 +13,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names
+from patchrings.errors import NotFound
 
 ACTIVE = (
     df.OrchestrationRuntimeStatus.Running,
@@ -57,6 +58,14 @@ async def find_rollout(client: Any, instance_id: str) -> Any | None:
     status = await client.get_status(instance_id)
     if not status or runtime_status(status) is None or not is_rollout(status):
         return None
+    return status
+
+
+async def require_rollout(client: Any, instance_id: str) -> Any:
+    """:func:`find_rollout`, or :class:`NotFound` naming ``id`` (a 404 for the API and the page)."""
+    status = await find_rollout(client, instance_id)
+    if status is None:
+        raise NotFound(f"no rollout {instance_id!r}", field="id")
     return status
 
 

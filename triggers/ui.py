@@ -2,7 +2,9 @@
 
 What it is: a small static page (``triggers/ui_assets/``: one HTML shell, one CSS file, one
 vanilla-JS file; no framework, no build step, nothing fetched from the internet) over JSON routes
-that reuse the HTTP API's own handlers (``triggers/http_api.py``). Why not server-rendered htmx:
+that call the HTTP API's own handlers (``triggers/rollout_views.py`` for the list and status
+documents, ``triggers/decisions.py`` for decisions, halts and resumes; ``triggers/http_api.py``
+routes to the same functions). Why not server-rendered htmx:
 the JSON API is already the one source of truth (the CLI and the demo read the same shapes), a
 second rendering of the status in Python would drift from it, and a static page keeps the
 Content-Security-Policy strict (``script-src 'self'``, no inline script or style, no ``eval``).
@@ -19,9 +21,10 @@ Routes (all ``auth_level=ANONYMOUS`` at the Functions level; *this module* decid
   why not) and ``pagePath``;
 * ``POST ui/api/rollouts/{id}/rings/{ring}/approve|reject`` (``{"manifestHash", "comment"?}``),
   ``POST ui/api/rollouts/{id}/halt`` and ``.../resume`` (``{"reason"?}``): handed to the API's
-  handlers unchanged, so identity, approver, self-approval, stale-manifest (409) and ledger rules
-  are exactly the API's. The page sends the manifest hash it *shows* (captured when the approval
-  form was drawn), so a manifest that changed under the reader is refused, never approved blind.
+  handlers (``triggers/decisions.py``) unchanged, so identity, approver, self-approval,
+  stale-manifest (409) and ledger rules are exactly the API's. The page sends the manifest hash
+  it *shows* (captured when the approval form was drawn), so a manifest that changed under the
+  reader is refused, never approved blind.
 
 Who gets in (``access``), decided on every request, fail closed:
 
@@ -69,11 +72,9 @@ and ``Cross-Origin-Opener-Policy: same-origin``; HTML and JSON are ``Cache-Contr
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -85,8 +86,10 @@ import azure.functions as func
 
 from patchrings import deps, notifications
 from patchrings.errors import ApprovalForbidden, NotFound, PatchRingsError
-from triggers import http_api
+from triggers import decisions
+from triggers.http_io import internal_error, route_id
 from triggers.identity import FALLBACK_HEADER, PRINCIPAL_HEADER, Caller, caller_from_headers
+from triggers.rollout_views import list_view, status_view
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.triggers.ui")
@@ -139,7 +142,8 @@ def error_response(err: PatchRingsError) -> func.HttpResponse:
 
 
 def secure(resp: func.HttpResponse) -> func.HttpResponse:
-    """An API handler's answer with the page's security and caching headers added."""
+    """An answer built by the API's plumbing (``http_io.internal_error``) with the page's security
+    and caching headers added."""
     headers = {k: v for k, v in resp.headers.items()}
     headers.update(_headers(NO_STORE))
     if not any(k.lower() == "content-type" for k in headers):
@@ -342,17 +346,12 @@ def viewer(who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def resume_approvers(ring: Any) -> list[str]:
-    """Who may resume at ``ring`` (the API's rule: that ring's approvers, else the next manual ring's)."""
+    """Who may resume at ``ring``: the API's rule (:func:`triggers.decisions.resume_approvers`: that
+    ring's approvers, else the next manual ring's); ``[]`` when the deployed plan cannot be read."""
     try:
-        plan = deps.plan()
+        return decisions.resume_approvers(ring)
     except PatchRingsError:
         return []
-    names = [r.name for r in plan.rings]
-    start = names.index(str(ring)) if ring in names else 0
-    for candidate in plan.rings[start:]:
-        if candidate.approval.required:
-            return list(candidate.approval.approvers)
-    return []
 
 
 def approver_of(who: Caller) -> list[str]:
@@ -387,25 +386,7 @@ async def ui_guarded(run: Any) -> func.HttpResponse:
     except PatchRingsError as err:
         return error_response(err)
     except Exception:
-        return secure(http_api.internal_error(log))
-
-
-def api_handler(function: Any) -> Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]]:
-    """The HTTP API's own entry point ``(req, client)`` behind a registered function, taking the
-    durable client object (the durable decorator's wrapper takes the binding's JSON string and
-    keeps the user's function as ``__wrapped__``, ``functools.wraps``). The UI routes keep the API's route parameter
-    names (``id``, ``ring``, ``decision``), so the API handler reads them unchanged."""
-    user = function._function.get_user_function() if hasattr(function, "_function") else function
-    # Unwrapped to the end: registering a blueprint again wraps the middleware again.
-    handler: Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]] = inspect.unwrap(user)
-    return handler
-
-
-def _json_of(resp: func.HttpResponse) -> Any:
-    try:
-        return json.loads(resp.get_body() or b"null")
-    except ValueError:
-        return None
+        return secure(internal_error(log))
 
 
 # ---------------------------------------------------------------------- routes: pages and assets
@@ -425,7 +406,7 @@ def ui_rollout_page(req: func.HttpRequest) -> func.HttpResponse:
     if refused is not None:
         return refused
     try:
-        http_api.route_id(req)
+        route_id(req)
     except PatchRingsError as err:
         return _refusal_page("Not a rollout id", f"{err.field}: {err.message}", 400)
     return _html(shell(req.url))
@@ -461,15 +442,12 @@ async def ui_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
     async def run() -> func.HttpResponse:
         identify(req)
-        resp = await api_handler(http_api.rollouts)(req, client)
-        body = _json_of(resp)
-        if resp.status_code == 200 and isinstance(body, dict):
-            base = ui_base(req.url)
-            for item in body.get("rollouts") or []:
-                if isinstance(item, dict) and item.get("id"):
-                    item.setdefault("pagePath", f"{base}/rollouts/{item['id']}")
-            return json_response(body)
-        return secure(resp)
+        body = await list_view(req, client)
+        base = ui_base(req.url)
+        for item in body.get("rollouts") or []:
+            if isinstance(item, dict) and item.get("id"):
+                item.setdefault("pagePath", f"{base}/rollouts/{item['id']}")
+        return json_response(body)
 
     return await ui_guarded(run)
 
@@ -482,14 +460,11 @@ async def ui_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClien
 
     async def run() -> func.HttpResponse:
         who = identify(req)
-        rollout_id = http_api.route_id(req)
-        resp = await api_handler(http_api.rollout_status)(req, client)
-        body = _json_of(resp)
-        if resp.status_code == 200 and isinstance(body, dict):
-            body["viewer"] = viewer(who, body)
-            body.setdefault("pagePath", f"{ui_base(req.url)}/rollouts/{rollout_id}")
-            return json_response(body)
-        return secure(resp)
+        rollout_id = route_id(req)
+        body = await status_view(req, rollout_id, client)
+        body["viewer"] = viewer(who, body)
+        body.setdefault("pagePath", f"{ui_base(req.url)}/rollouts/{rollout_id}")
+        return json_response(body)
 
     return await ui_guarded(run)
 
@@ -504,7 +479,7 @@ async def ui_decide(req: func.HttpRequest, client: df.DurableOrchestrationClient
     async def run() -> func.HttpResponse:
         check_csrf(req)
         identify(req)
-        return secure(await api_handler(http_api.decide_ring)(req, client))
+        return json_response(await decisions.decide(req, client), 202)
 
     return await ui_guarded(run)
 
@@ -518,7 +493,7 @@ async def ui_halt(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     async def run() -> func.HttpResponse:
         check_csrf(req)
         identify(req)
-        return secure(await api_handler(http_api.halt_rollout)(req, client))
+        return json_response(await decisions.halt_or_resume(req, client, halt=True), 202)
 
     return await ui_guarded(run)
 
@@ -532,6 +507,6 @@ async def ui_resume(req: func.HttpRequest, client: df.DurableOrchestrationClient
     async def run() -> func.HttpResponse:
         check_csrf(req)
         identify(req)
-        return secure(await api_handler(http_api.resume_rollout)(req, client))
+        return json_response(await decisions.halt_or_resume(req, client, halt=False), 202)
 
     return await ui_guarded(run)

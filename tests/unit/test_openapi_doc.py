@@ -99,15 +99,15 @@ def _all_error_codes() -> set[str]:
 
 def test_error_codes_are_the_error_hierarchy() -> None:
     documented = set(DOC["components"]["schemas"]["ErrorBody"]["properties"]["error"]["properties"]["code"]["enum"])
-    assert documented == _all_error_codes() | {"InternalError"}  # InternalError: http_api.guarded's 500
+    assert documented == _all_error_codes() | {"InternalError"}  # InternalError: http_io.guarded's 500
 
 
 def test_path_parameter_patterns_are_the_apis_own() -> None:
-    from triggers import http_api
+    from triggers import http_io
 
     params = DOC["components"]["parameters"]
-    assert params["RolloutId"]["schema"]["pattern"] == http_api._ID.pattern
-    assert params["Ring"]["schema"]["pattern"] == http_api._RING.pattern
+    assert params["RolloutId"]["schema"]["pattern"] == http_io._ID.pattern
+    assert params["Ring"]["schema"]["pattern"] == http_io._RING.pattern
 
 
 def test_served_document_names_the_origin_it_was_fetched_from() -> None:

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from patchrings import deps
 from patchrings.domain.plan import load_plan_file
 from patchrings.notifications import build_cloud_event, person_link, webhook_body
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
 from tests.unit.app.test_http_status import HOST, REPO, RID, FakeClient, call, request, status
-from patchrings import deps
-from triggers import http_api
+from triggers import http_api, rollout_views
 
 pytestmark = pytest.mark.unit
 
@@ -82,7 +82,7 @@ def test_approvals_show_one_line_per_decision_with_the_rollouts_time() -> None:
                              "decidedAt": "2026-11-16T09:55:22Z", "manifestHash": "0545a0c241d8f8c9",
                              "verdict": "approve"}, "decisionId": "3519"}
     pending = {**submitted, "decisionId": "8a97", "ring": "ring2"}
-    view = http_api.approvals_view([submitted, accepted, pending])
+    view = rollout_views.approvals_view([submitted, accepted, pending])
     assert [(a["ring"], a["outcome"], a["decidedAt"]) for a in view] == [
         ("ring1", "accepted", "2026-11-16T09:55:22Z"), ("ring2", "submitted", None)]
 

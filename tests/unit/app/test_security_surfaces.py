@@ -23,11 +23,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from patchrings import notifications
+from patchrings import deps, notifications
 from patchrings.domain.plan import load_plan_file
 from patchrings.settings import Settings
-from patchrings import deps
-from triggers import compliance, http_api, ui
+from triggers import compliance, http_api, http_io, ui
 
 pytestmark = pytest.mark.unit
 
@@ -415,7 +414,7 @@ def test_compliance_refuses_bad_parameters_naming_them(params: dict[str, str], f
 
 
 def test_api_answers_are_never_cached_or_sniffed() -> None:
-    for resp in (http_api.json_response({"a": 1}), http_api.json_response({}, 202, {"Location": "/x"}),
+    for resp in (http_io.json_response({"a": 1}), http_io.json_response({}, 202, {"Location": "/x"}),
                  start({"releaseQuarantine": "x"})):
         assert resp.headers["Cache-Control"] == "no-store"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"

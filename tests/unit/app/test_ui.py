@@ -16,10 +16,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from patchrings import deps
 from patchrings.domain.plan import load_plan_file
 from patchrings.errors import ApprovalForbidden
 from patchrings.settings import Settings
-from patchrings import deps
 from triggers import http_api, ui
 from triggers.identity import Caller
 
@@ -205,26 +205,80 @@ def test_viewer_says_who_may_decide_and_why_not() -> None:
 
 
 def test_the_ui_routes_reach_the_apis_own_handlers() -> None:
-    """The UI hands reads and decisions to the API's entry points (same rules, one place)."""
-    for function in (http_api.rollouts, http_api.rollout_status, http_api.decide_ring,
-                     http_api.halt_rollout, http_api.resume_rollout):
-        handler = ui.api_handler(function)
-        assert asyncio.iscoroutinefunction(handler)
-        assert list(handler.__code__.co_varnames[:2]) == ["req", "client"]
-    # wrapped again (the telemetry wrapper, the durable client middleware): still the API's own function
-    import functools
+    """The UI hands reads and decisions to the API's own handlers (same rules, one place:
+    triggers/rollout_views.py and triggers/decisions.py, which the API's routes call too), never to
+    the API's registered route functions: for the same request both answer alike."""
+    import ast
+    from types import SimpleNamespace
 
-    original = ui.api_handler(http_api.rollout_status)
+    from orchestrators import names
+    from tests.unit.app.fakes import FakeLedger
+    from triggers import decisions, rollout_views
 
-    @functools.wraps(original)
-    async def middleware(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the UI must call the API's function, not a wrapper expecting the binding string")
+    tree = ast.parse(Path(ui.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {f"{node.module}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for a in node.names}
+    assert not any("http_api" in str(name) for name in imported)
+    assert ui.list_view is http_api.list_view is rollout_views.list_view
+    assert ui.status_view is http_api.status_view is rollout_views.status_view
+    assert ui.decisions.decide is http_api.decide is decisions.decide
+    assert ui.decisions.halt_or_resume is http_api.halt_or_resume is decisions.halt_or_resume
 
-    @functools.wraps(middleware)
-    async def telemetry(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("not this either")
+    ledger = FakeLedger()
+    deps.override(ledger=ledger)
+    waiting = {"what": "approval", "ring": "ring1", "approvers": ["bob@contoso.com"],
+               "request": None, "pagePath": "/api/ui/rollouts/ro-1"}
+    doc = {"state": "waiting", "currentRing": "ring1", "initiator": "dave@contoso.com", "waitingFor": waiting,
+           "rings": [{"name": "ring0", "phase": "done"}, {"name": "ring1", "phase": "waiting"}]}
+    running = SimpleNamespace(name="rollout_orchestrator", instance_id="ro-1", runtime_status="Running",
+                              custom_status=doc, created_time="2026-11-16T06:00:00Z",
+                              last_updated_time="2026-11-16T06:40:00Z", output=None)
+    raised: list[tuple[str, str, Any]] = []
 
-    assert ui.api_handler(telemetry) is original
+    async def get_status(instance_id: str) -> Any:
+        return running if instance_id == "ro-1" else SimpleNamespace(runtime_status=None, custom_status=None)
+
+    async def get_status_all() -> list[Any]:
+        return [running]
+
+    async def raise_event(instance_id: str, name: str, payload: Any) -> None:
+        raised.append((instance_id, name, payload))
+
+    client = SimpleNamespace(get_status=get_status, get_status_all=get_status_all, raise_event=raise_event)
+    page = {"X-PatchRings-Approver": "carol@contoso.com", "X-PatchRings-CSRF": "1",
+            "Content-Type": "application/json"}
+
+    def both(api: Any, mine: Any, path: str, route: dict[str, str], method: str = "GET",
+             payload: Any = None) -> tuple[func.HttpResponse, func.HttpResponse]:
+        return (call(api, request(f"/api/{path}", method=method, headers=page, body=payload, route=route), client),
+                call(mine, request(f"/api/ui/api/{path}", method=method, headers=page, body=payload, route=route),
+                     client))
+
+    api, mine = both(http_api.rollouts, ui.ui_rollouts, "rollouts", {})
+    assert api.status_code == mine.status_code == 200
+    assert [{k: v for k, v in item.items() if k != "pagePath"} for item in body(mine)["rollouts"]] == \
+        body(api)["rollouts"]
+    api, mine = both(http_api.rollout_status, ui.ui_rollout, "rollouts/ro-1", {"id": "ro-1"})
+    assert api.status_code == mine.status_code == 200
+    assert {k: v for k, v in body(mine).items() if k not in ("viewer", "pagePath")} == body(api)
+    api, mine = both(http_api.rollout_status, ui.ui_rollout, "rollouts/ro-9", {"id": "ro-9"})
+    assert api.status_code == mine.status_code == 404 and body(api) == body(mine)
+    # carol approves nothing here: the same refusal, recorded once per request
+    decide = {"id": "ro-1", "ring": "ring1", "decision": "approve"}
+    api, mine = both(http_api.decide_ring, ui.ui_decide, "rollouts/ro-1/rings/ring1/approve", decide, "POST",
+                     {"manifestHash": "abc"})
+    assert api.status_code == mine.status_code == 403 and body(api) == body(mine)
+    refused = [{k: v for k, v in row.items() if k != "decisionId"} for row in ledger.approvals("ro-1")]
+    assert len(refused) == 2 and refused[0] == refused[1] and refused[0]["outcome"] == "refused"
+    # a halt by anyone signed in: the same answer and the same event, ids aside
+    api, mine = both(http_api.halt_rollout, ui.ui_halt, "rollouts/ro-1/halt", {"id": "ro-1"}, "POST", {})
+    assert api.status_code == mine.status_code == 202
+    assert {k: v for k, v in body(api).items() if k != "haltId"} == {k: v for k, v in body(mine).items()
+                                                                      if k != "haltId"}
+    assert [(r[0], r[1]) for r in raised] == [("ro-1", names.EV_HALT)] * 2
+    assert {k: v for k, v in raised[0][2].items() if k != "haltId"} == {k: v for k, v in raised[1][2].items()
+                                                                         if k != "haltId"}
 
 
 def test_a_refusal_is_json_naming_the_field() -> None:
