@@ -219,6 +219,14 @@ class Ring:
     description: str | None = None
     assignment_name: str | None = None
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], index: int = -1) -> Ring:
+        """A ring from its resolved document (``Ring.to_dict()``, the ``ringSpec`` a rollout sends
+        its ring-level sub-orchestrations), without validating a plan (it was, when loaded).
+        ``index`` is -1 unless given: a ring document does not say where it stands in its plan.
+        ``Ring.from_dict(r.to_dict(), r.index) == r``."""
+        return _ring_from(doc, index, {})
+
     @property
     def configuration_id(self) -> str | None:
         return self.members.maintenance_configuration_id
@@ -608,26 +616,7 @@ def load_plan(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
 def _build(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
     """The :class:`Plan` of a document that is already valid (no validation here)."""
     defaults = copy.deepcopy(dict(doc.get("defaults", {})))
-    rings: list[Ring] = []
-    for i, raw in enumerate(doc["rings"]):
-        open_doc = raw.get("open", {"mode": "none"})
-        rings.append(
-            Ring(
-                name=raw["name"],
-                index=i,
-                members=Members.from_dict(raw.get("members") or {}),
-                patching=raw.get("patching", "direct"),
-                open_mode=open_doc.get("mode", "none"),
-                rate=RateControl.from_dict(_ring_section(defaults, raw, "rate")),
-                health=HealthPolicy.from_dict(_ring_section(defaults, raw, "health")),
-                approval=ApprovalPolicy.from_dict(_ring_section(defaults, raw, "approval")),
-                install=_normalize_install(_ring_section(defaults, raw, "install")),
-                tolerate_errors=bool(_ring_section(defaults, raw, "gate").get("tolerateErrors", False)),
-                allow_uncovered_os=bool(_ring_section(defaults, raw, "gate").get("allowUncoveredOs", False)),
-                description=raw.get("description"),
-                assignment_name=open_doc.get("assignmentName"),
-            )
-        )
+    rings = [_ring_from(raw, i, defaults) for i, raw in enumerate(doc["rings"])]
     promo = deep_merge(BUILTIN_PROMOTION, doc.get("promotion", {}))
     return Plan(
         version=int(doc.get("version", PLAN_VERSION)),
@@ -637,6 +626,28 @@ def _build(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
         defaults=defaults,
         description=doc.get("description"),
         source=source,
+    )
+
+
+def _ring_from(raw: Mapping[str, Any], index: int, defaults: Mapping[str, Any]) -> Ring:
+    """The :class:`Ring` of one ring document, resolved against ``defaults`` (no validation)."""
+    opened = raw.get("open") or {"mode": "none"}
+    if isinstance(opened, str):  # a hand-written ring document may say just the mode
+        opened = {"mode": opened}
+    return Ring(
+        name=raw["name"],
+        index=index,
+        members=Members.from_dict(raw.get("members") or {}),
+        patching=raw.get("patching", "direct"),
+        open_mode=opened.get("mode", "none"),
+        rate=RateControl.from_dict(_ring_section(defaults, raw, "rate")),
+        health=HealthPolicy.from_dict(_ring_section(defaults, raw, "health")),
+        approval=ApprovalPolicy.from_dict(_ring_section(defaults, raw, "approval")),
+        install=_normalize_install(_ring_section(defaults, raw, "install")),
+        tolerate_errors=bool(_ring_section(defaults, raw, "gate").get("tolerateErrors", False)),
+        allow_uncovered_os=bool(_ring_section(defaults, raw, "gate").get("allowUncoveredOs", False)),
+        description=raw.get("description"),
+        assignment_name=opened.get("assignmentName"),
     )
 
 

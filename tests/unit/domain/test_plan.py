@@ -318,3 +318,16 @@ def test_from_resolved_builds_the_same_plan_without_validating(monkeypatch):
             assert (prev.name if prev else None) == (again.ring_names[ring.index - 1] if ring.index else None)
     with pytest.raises(PlanInvalid):
         Plan.from_dict({"version": 1, "name": "x", "rings": []})  # from_dict still validates
+
+
+def test_ring_from_dict_round_trips_a_ring_spec():
+    from patchrings.domain.plan import Ring
+
+    for path in [DEFAULT, *sorted((REPO / "plans" / "examples").glob("*.json"))]:
+        for ring in load_plan_file(path):
+            spec = ring.to_dict()
+            assert Ring.from_dict(spec, ring.index) == ring
+            assert Ring.from_dict(spec).index == -1 and Ring.from_dict(spec).to_dict() == spec
+    short = Ring.from_dict({"name": "r", "patching": "scheduled", "open": "retag",
+                            "members": {"tag": {"name": "ring", "value": "1", "holdValue": "hold"}}})
+    assert short.open_mode == "retag" and short.scheduled and short.members.tag is not None
