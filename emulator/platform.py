@@ -118,6 +118,19 @@ def http_call(
         return HttpResult(err.code, dict(err.headers), err.read())
 
 
+def host_arguments(*, app_dir: Path, port: int, storage: str, function_key: str, clock: str, ready_file: Path,
+                   settings: dict[str, str]) -> list[str]:
+    """The ``python -m emulator start`` arguments of a host process.
+
+    Values go as ``--option=value``: a generated key may start with ``-`` (``token_urlsafe``), which
+    argparse takes for an option when it is a separate argument (the host then exits with 2).
+    """
+    argv = [f"--app={app_dir}", f"--port={port}", f"--storage={storage}", f"--function-key={function_key}",
+            f"--clock={clock}", f"--ready-file={ready_file}"]
+    argv += [f"--setting={name}={value}" for name, value in settings.items()]
+    return argv
+
+
 class LocalPlatform:
     """ARM simulator + Functions host (one loop, shared clock) + Azurite."""
 
@@ -257,12 +270,9 @@ class LocalPlatform:
             raise RuntimeError("the host process is already running")
         ready = self.state_dir / "host-ready.json"
         ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "emulator", "start", "--app", str(self.app_dir),
-                "--port", str(self.host_port), "--storage", self.storage,
-                "--function-key", self.function_key, "--clock", f"follow={self.clock_server.url}",
-                "--ready-file", str(ready)]
-        for name, value in self.settings.items():
-            argv += ["--setting", f"{name}={value}"]
+        argv = [sys.executable, "-m", "emulator", "start", *host_arguments(
+            app_dir=self.app_dir, port=self.host_port, storage=self.storage, function_key=self.function_key,
+            clock=f"follow={self.clock_server.url}", ready_file=ready, settings=self.settings)]
         self.host_starts += 1
         log_path = self.state_dir / "host.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
