@@ -10,10 +10,11 @@ Tiers (markers are applied by folder, so every test is in exactly one):
   tiers); static checks of the source, no app, no platform.
 
 Run one tier with ``pytest -m unit`` (or ``make unit`` / ``make functional``). A test file outside
-the four folders fails, and so does a unit test that asks for a running platform (the ``platform``
-/ ``platform_factory`` fixtures below); tests/architecture/test_tiers.py refuses, statically, the
-imports that start servers or emulator processes in tests/unit. ``bench/`` is not a tier: it is
-outside ``testpaths`` and runs with ``make bench``.
+the four folders fails, so does a test marked for another tier than its folder's, and so does a
+unit test that asks for a running platform (the ``platform`` / ``platform_factory`` fixtures
+below); tests/architecture/test_tiers.py refuses, statically, the imports that start servers or
+emulator processes in tests/unit. ``bench/`` is not a tier: it is outside ``testpaths`` and runs
+with ``make bench``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(
             f"{path.relative_to(REPO)} is in no test tier: put it under tests/unit, tests/functional, "
             "tests/emulator or tests/architecture (tests/conftest.py)",
+            pytrace=False,
+        )
+    foreign = [m for m in TIERS.values() if m != tier and item.get_closest_marker(m)]
+    if tier and foreign:
+        pytest.fail(
+            f"{item.nodeid}: marked {', '.join(foreign)} but lives in tests/{tier}: the folder is the tier",
             pytrace=False,
         )
     if tier == "unit":

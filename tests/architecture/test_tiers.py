@@ -150,8 +150,13 @@ def test_the_unit_import_rule_allows_pure_emulator_modules() -> None:
     assert server_imports(source) == []
 
 
-def _item(relative: str, fixtures: list[str]) -> pytest.Item:
-    return SimpleNamespace(fspath=REPO / relative, fixturenames=fixtures, nodeid=f"{relative}::t")  # type: ignore[return-value]
+def _item(relative: str, fixtures: list[str], markers: tuple[str, ...] = ()) -> pytest.Item:
+    return SimpleNamespace(  # type: ignore[return-value]
+        fspath=REPO / relative,
+        fixturenames=fixtures,
+        nodeid=f"{relative}::t",
+        get_closest_marker=lambda name: getattr(pytest.mark, name) if name in markers else None,
+    )
 
 
 def test_conftest_fails_a_unit_test_that_asks_for_a_platform() -> None:
@@ -166,3 +171,9 @@ def test_conftest_fails_a_unit_test_that_asks_for_a_platform() -> None:
 def test_conftest_fails_a_test_outside_the_tiers() -> None:
     with pytest.raises(pytest.fail.Exception, match="in no test tier"):
         conftest.pytest_runtest_setup(_item("tests/test_stray.py", []))
+
+
+def test_conftest_fails_a_test_marked_for_another_tier() -> None:
+    with pytest.raises(pytest.fail.Exception, match="the folder is the tier"):
+        conftest.pytest_runtest_setup(_item("tests/unit/test_x.py", [], ("unit", "functional")))
+    conftest.pytest_runtest_setup(_item("tests/unit/test_x.py", [], ("unit", "slow")))
