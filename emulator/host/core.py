@@ -2,7 +2,8 @@
 
 Why a base class: replay (:mod:`emulator.host.replay`), client operations
 (:mod:`emulator.host.client_ops`) and the scheduler (:mod:`emulator.host.engine`) all change the
-same instance state machine; they are mixins over :class:`EngineCore`, which owns that state
+same instance state machine. Replay and client operations are mixins over :class:`EngineCore`,
+and :class:`~emulator.host.engine.DurableEngine` (the scheduler) combines them. The base owns that state
 (instances, inboxes, the ready set, durable timers, the busy count, change watchers) and the few
 operations on it that must be done one way only: enqueue an event, arm a timer, persist, forget
 an instance, and decide whether a late result is still wanted (:meth:`EngineCore.still_wanted`).

@@ -126,6 +126,7 @@ def _dups(caught: list[warnings.WarningMessage]) -> int:
     """
     return sum(1 for w in caught if _DUPLICATE.search(str(w.message)))
 
+
 class Replay(EngineCore):
     """Episodes and their application to the instance state (a mixin of :class:`DurableEngine`)."""
 
