@@ -44,6 +44,7 @@ from orchestrators import names, retries
 from orchestrators.rollout_base import (
     BURST_PAUSE,
     CANCELLED,
+    PLAN_TRANSITION,
     POST_EVENT_GRACE,
     PREVIOUS_RING_BURST,
     RESUME_WINDOW,
@@ -68,6 +69,8 @@ from orchestrators.verdicts import (
     gate_for,
 )
 from orchestrators.waits import MAX_TIMER, Halted, forget_buffered_event
+from patchrings.boundary.codec import to_payload
+from patchrings.boundary.rings import DryRunRingInput, RingDirectInput
 from patchrings.domain.plan import Ring
 from patchrings.domain.timeutil import iso
 
@@ -185,17 +188,20 @@ class Rollout(ScheduledSteps):
         yield from self.ledger_ring(ring, "installing", runId=run_id)
         outcome = yield self.ctx.call_sub_orchestrator(
             names.RING_DIRECT,
-            {
-                "rolloutId": self.rollout_id,
-                # Ring 0 never re-installs what a failed gate quarantined (issue 11)
-                "plan": self.plan_excluding_quarantine(ring) if index == 0 else self.plan,
-                "ring": ring,
-                "runId": run_id,
-                "startedAt": iso(self.started_at),
-                "manifest": self.manifest if index > 0 else None,
-                "buildManifest": index == 0,
-                "expectedInstallSeconds": dict(self.install_seconds) or None,
-            },
+            to_payload(RingDirectInput(
+                ring=ring,
+                rollout_id=self.rollout_id,
+                # Ring 0 never re-installs what a failed gate quarantined (issue 11). The ring's own
+                # document (ringSpec) is what ring_direct reads; the plan rides along only while
+                # the transition lasts (PLAN_TRANSITION)
+                ring_spec=self.ring_spec_excluding_quarantine(ring) if index == 0 else self.ring_spec(ring),
+                plan=(self.plan_excluding_quarantine(ring) if index == 0 else self.plan) if PLAN_TRANSITION else None,
+                run_id=run_id,
+                started_at=iso(self.started_at),
+                manifest=self.manifest if index > 0 else None,
+                build_manifest=index == 0,
+                expected_install_seconds=dict(self.install_seconds) or None,
+            )),
             child,
         )
         outcome = outcome or {}
@@ -337,10 +343,17 @@ class Rollout(ScheduledSteps):
             [
                 self.ctx.call_sub_orchestrator(
                     names.DRY_RUN_RING,
-                    {"rolloutId": self.rollout_id, "plan": plan, "ring": ring},
+                    to_payload(DryRunRingInput(
+                        ring=ring,
+                        rollout_id=self.rollout_id,
+                        # the first ring's dry run also reads the plan (machines in no ring, the
+                        # next ring's schedule); every ring gets its own document
+                        plan=plan if index == 0 or PLAN_TRANSITION else None,
+                        ring_spec=self.ring_spec_excluding_quarantine(ring) if index == 0 else self.ring_spec(ring),
+                    )),
                     f"{self.rollout_id}:{ring}:dry-run",
                 )
-                for ring in rings
+                for index, ring in enumerate(rings)
             ]
         )
         for ring, outcome in zip(rings, outcomes, strict=True):

@@ -58,6 +58,13 @@ CLOSE_PAUSE = timedelta(minutes=5)
 
 Gen = Generator[Any, Any, Any]
 
+#: Issue 10 transition: ring-level sub-orchestrations get their ring's document (``ringSpec``) and
+#: read it; while True the whole plan still rides along (``plan``) because their activities name
+#: the ring by the plan while one is given (``verdicts.ring_named_by``) and not every receiver of
+#: ``resolve_ring_members`` reads ``ringSpec`` yet (tests/functional/fakeapp/fleet.py). Set False
+#: (and delete) once they do: then only the first ring's dry run still gets the plan.
+PLAN_TRANSITION = True
+
 
 class Stop(Exception):
     """The rollout ends here (gate failed, approval rejected...) with a final state."""
@@ -122,6 +129,11 @@ class RolloutBase:
 
     def ring_of(self, name: str) -> Ring:
         return self.resolved.ring(name)
+
+    def ring_spec(self, name: str) -> dict[str, Any]:
+        """The resolved document of ring ``name`` (``Ring.to_dict()``): what a ring-level
+        sub-orchestration or activity gets as ``ringSpec`` instead of the whole plan (issue 10)."""
+        return self.ring_of(name).to_dict()
 
     @property
     def now(self) -> datetime:

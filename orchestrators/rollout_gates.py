@@ -10,6 +10,7 @@ from orchestrators.rollout_approvals import ApprovalSteps
 from orchestrators.rollout_base import (
     CLOSE_ATTEMPTS,
     CLOSE_PAUSE,
+    PLAN_TRANSITION,
     Gen,
     Stop,
     first_line,
@@ -22,6 +23,8 @@ from orchestrators.verdicts import (
     coverage_refusal,
     promotion_target,
 )
+from patchrings.boundary.codec import to_payload
+from patchrings.boundary.rings import RingGateInput
 from patchrings.domain.plan import Ring
 from patchrings.domain.timeutil import iso, parse_instant
 
@@ -102,7 +105,8 @@ class GateSteps(ApprovalSteps):
         count = self.attempts[f"gate:{ring}"] = self.attempts.get(f"gate:{ring}", 0) + 1
         result = yield self.ctx.call_sub_orchestrator(
             names.RING_GATE,
-            {"plan": self.plan, "ring": ring, "open": open_, "rolloutId": self.rollout_id},
+            to_payload(RingGateInput(ring=ring, ring_spec=self.ring_spec(ring), opening=open_,
+                                     rollout_id=self.rollout_id, plan=self.plan if PLAN_TRANSITION else None)),
             f"{self.rollout_id}:{ring}:{'open' if open_ else 'close'}:{count}",
         )
         result = result or {}

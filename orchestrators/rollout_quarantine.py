@@ -81,6 +81,15 @@ class QuarantineSteps(RolloutBase):
         rings = [{**r, "install": install} if r.get("name") == ring else r for r in self.plan.get("rings") or []]
         return {**self.plan, "rings": rings}
 
+    def ring_spec_excluding_quarantine(self, ring: str) -> dict[str, Any]:
+        """``ring``'s document (``ringSpec``) with its install block excluding the quarantined
+        patches (what Ring 0 installs; the plan and every other ring stay as loaded)."""
+        spec = self.ring_spec(ring)
+        excluded = self.quarantine.get("exclusions") or {}
+        if not (excluded.get("kbNumbersToExclude") or excluded.get("packageNameMasksToExclude")):
+            return spec
+        return {**spec, "install": with_exclusions(self.ring_of(ring).install, excluded)}
+
     def record_quarantine(self, ring: str, reasons: list[str]) -> Gen:
         """A failed gate: record the patches it blames so the next cycle's Ring 0 excludes them.
 

@@ -11,6 +11,7 @@ from orchestrators.rollout_base import (
     BURST_PAUSE,
     CANCELLED,
     MAX_MISSED_RUNS,
+    PLAN_TRANSITION,
     POST_EVENT_GRACE,
     PRE_EVENT_GRACE,
     PREVIOUS_RING_BURST,
@@ -30,6 +31,8 @@ from orchestrators.verdicts import (
     previous_ring_check,
 )
 from orchestrators.waits import Halted
+from patchrings.boundary.codec import to_payload
+from patchrings.boundary.rings import RunResultsInput
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.plan import Ring
 from patchrings.domain.timeutil import format_instant, iso, parse_instant
@@ -311,8 +314,9 @@ class ScheduledSteps(GateSteps):
         self.publish()
         summary = yield self.ctx.call_sub_orchestrator(
             names.RUN_RESULTS,
-            {"rolloutId": self.rollout_id, "plan": self.plan, "ring": ring, "correlationId": pre.correlation_id,
-             "since": format_instant(pre.start)},
+            to_payload(RunResultsInput(ring=ring, correlation_id=pre.correlation_id, rollout_id=self.rollout_id,
+                                       ring_spec=self.ring_spec(ring), since=format_instant(pre.start),
+                                       plan=self.plan if PLAN_TRANSITION else None)),
             child,
         )
         summary = summary or {}

@@ -82,6 +82,12 @@ def test_the_next_rollout_excludes_the_quarantine_in_ring0_only() -> None:
     assert install["linuxParameters"]["packageNameMasksToExclude"] == ["openssl=3.0.2"]
     assert ring0["plan"]["hash"] == "p-1"  # same plan; only Ring 0's install block differs
     assert all("install" not in r for r in ring0["plan"]["rings"] if r["name"] != "ring0")
+    # issue 10: the ring's own document (ringSpec, what ring_direct reads) carries the same exclusions
+    spec = ring0["ringSpec"]["install"]
+    assert spec["windowsParameters"] == install["windowsParameters"]
+    assert spec["linuxParameters"]["packageNameMasksToExclude"] == ["openssl=3.0.2"]
+    [diff] = calls(ctx, names.MANIFEST_DIFF)  # the plan the later rings are compared with is as loaded
+    assert diff["plan"]["hash"] == "p-1" and all("install" not in r for r in diff["plan"]["rings"])
     assert any("2 quarantined patch(es) excluded (KB5048667, openssl=3.0.2)" in t for t in notes(ctx))
     rows = [p for p in calls(ctx, names.LEDGER_ROLLOUT) if p.get("quarantine")]
     assert rows and rows[-1]["quarantine"] == {"entries": ["ro-old:ring0"], "exclusions": EXCLUDED}
