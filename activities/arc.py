@@ -50,6 +50,8 @@ from patchrings.arm.errors import error_info, status_of
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
 from patchrings.arm.vms import parse_time
+from patchrings.boundary.activities import PollInstallInput
+from patchrings.ports import ComputeGateway, InstallLedger, MachineGateway, ResourceGraphGateway
 
 log = logging.getLogger("patchrings.activities.arc")
 
@@ -85,7 +87,7 @@ def _parts(member: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 # ------------------------------------------------------------------------------ reads
-def list_machines(clients: Any, subscription: str) -> tuple[list[dict[str, Any]], int]:
+def list_machines(clients: ComputeGateway, subscription: str) -> tuple[list[dict[str, Any]], int]:
     """Every Arc machine of a subscription (REST JSON), paged: ``(machines, pages)``.
 
     A subscription where HybridCompute is not registered has no Arc machines: ARM answers 409
@@ -108,7 +110,7 @@ def list_machines(clients: Any, subscription: str) -> tuple[list[dict[str, Any]]
     return out, max(pages, 1)
 
 
-def get_machine(clients: Any, member: Mapping[str, Any]) -> dict[str, Any]:
+def get_machine(clients: ComputeGateway, member: Mapping[str, Any]) -> dict[str, Any]:
     sub, rg_name, name = _parts(member)
     return to_wire(clients.hybrid_compute(sub).machines.get(rg_name, name)) or {}
 
@@ -131,7 +133,7 @@ def arc_health_sample(machine: Mapping[str, Any] | None, member: Mapping[str, An
     return sample
 
 
-def arc_health_samples(clients: Any, members: list[Mapping[str, Any]], probes: list[Any], http_get: HttpGet,
+def arc_health_samples(clients: ComputeGateway, members: list[Mapping[str, Any]], probes: list[Any], http_get: HttpGet,
                        run_probe: Callable[..., dict[str, Any]], *,
                        map_many: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
     """Health samples of many Arc machines, keyed by lower-case id: one paged machine list per
@@ -181,7 +183,7 @@ def arc_health_samples(clients: Any, members: list[Mapping[str, Any]], probes: l
 
 
 # ------------------------------------------------------------------------------ Resource Graph
-def _arg_send(clients: Any) -> rg.Send:
+def _arg_send(clients: ResourceGraphGateway) -> rg.Send:
     from activities.resource_graph import _sender  # one sender (quota handling) for the app
 
     return _sender(clients)
@@ -193,7 +195,7 @@ def _quota(headers: Mapping[str, str]) -> None:
     _respect_quota(headers)
 
 
-def arc_install_from_graph(clients: Any, machine_id: str, *, activity_id: str | None, since: Any,
+def arc_install_from_graph(clients: ResourceGraphGateway, machine_id: str, *, activity_id: str | None, since: Any,
                            with_patches: bool = True) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """This install's summary row and per-patch entries from Resource Graph.
 
@@ -246,7 +248,7 @@ def arc_install_from_graph(clients: Any, machine_id: str, *, activity_id: str | 
 
 
 # ------------------------------------------------------------------------------ install
-def precheck_install_arc(clients: Any, member: Mapping[str, Any],
+def precheck_install_arc(clients: MachineGateway, member: Mapping[str, Any],
                          since: Any) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
     """Check-before-act for an Arc install: ``(observed, machine, refusal)``.
 
@@ -277,26 +279,27 @@ def precheck_install_arc(clients: Any, member: Mapping[str, Any],
     return ("done" if rg.is_terminal(summary) else "started"), machine, None
 
 
-def post_install_arc(clients: Any, member: Mapping[str, Any], parameters: dict[str, Any], **kwargs: Any) -> Any:
+def post_install_arc(clients: ComputeGateway, member: Mapping[str, Any], parameters: dict[str, Any],
+                     **kwargs: Any) -> Any:
     """``begin_install_patches`` on the machine (one POST; the caller controls retries)."""
     sub, rg_name, name = _parts(member)
     return clients.hybrid_compute(sub).machines.begin_install_patches(
         rg_name, name, arc.arc_install_parameters(parameters), **kwargs)
 
 
-def poll_install_arc(clients: Any, ledger: Any, payload: Mapping[str, Any], *,
+def poll_install_arc(clients: MachineGateway, ledger: InstallLedger, spec: PollInstallInput, *,
                      best_effort: Callable[..., Any]) -> dict[str, Any]:
     """One status check of an Arc install, completed from Resource Graph (module doc)."""
-    member = payload["vm"]
+    member = spec.vm
     member_id = str(member["id"])
-    run_id = str(payload.get("runId"))
-    now = parse_time(payload.get("now"))
-    token = payload.get("token")
+    run_id = str(spec.run_id)
+    now = parse_time(spec.now)
+    token = spec.token
     record = None
     if not token:
         record = best_effort(ledger.install, run_id, member_id)
         token = (record or {}).get("token")
-    since = parse_time(payload.get("runStartedAt")) or parse_time((record or {}).get("runStartedAt"))
+    since = parse_time(spec.run_started_at) or parse_time((record or {}).get("runStartedAt"))
     lro: dict[str, Any] | None = None
     if token:
         sub, rg_name, name = _parts(member)
@@ -349,12 +352,12 @@ def poll_install_arc(clients: Any, ledger: Any, payload: Mapping[str, Any], *,
 
 
 # ------------------------------------------------------------------------------ assess (dry run)
-def start_assess_arc(clients: Any, member: Mapping[str, Any]) -> Any:
+def start_assess_arc(clients: ComputeGateway, member: Mapping[str, Any]) -> Any:
     sub, rg_name, name = _parts(member)
     return clients.hybrid_compute(sub).machines.begin_assess_patches(rg_name, name, polling=OneShotARMPolling())
 
 
-def poll_assess_arc(clients: Any, member: Mapping[str, Any], token: str) -> dict[str, Any]:
+def poll_assess_arc(clients: ComputeGateway, member: Mapping[str, Any], token: str) -> dict[str, Any]:
     """One status check of an Arc assessment: ``{"done", "result", "error"}``; the result adds the
     Compute-shaped counts (``criticalAndSecurityPatchCount`` / ``otherPatchCount``) to Arc's
     per-classification ones, so the dry run's summary reads both kinds alike."""

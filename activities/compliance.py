@@ -41,11 +41,15 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from activities import Payload
+from activities.plan import ring_from_spec
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import error_info
 from patchrings.arm.vms import parse_time
+from patchrings.boundary.activities import ResolveMembersInput, RingComplianceInput, activity_input
 from patchrings.clients import subscription_of
+from patchrings.domain.plan import Plan, Ring
 from patchrings.errors import PatchRingsError
+from patchrings.ports import FleetGateway, ResourceGraphGateway
 
 log = logging.getLogger("patchrings.activities.compliance")
 
@@ -129,7 +133,7 @@ def _ring_entry(name: str, members: list[dict[str, Any]] | None, error: Any, row
     }
 
 
-def _assessments(clients: Any, subscriptions: list[str]) -> tuple[dict[str, dict[str, Any]], int, int,
+def _assessments(clients: ResourceGraphGateway, subscriptions: list[str]) -> tuple[dict[str, dict[str, Any]], int, int,
                                                                   datetime | None]:
     """Every machine's latest assessment row in ``subscriptions`` (paged; < 300 subscriptions per
     query, §4.5), the query and page counts, and the server time of the first answer."""
@@ -174,19 +178,27 @@ def _now(as_of: datetime | None, server: datetime | None) -> tuple[datetime, str
     return datetime.now(UTC), "workerClock"
 
 
-def compliance_core(clients: Any, plan: Mapping[str, Any], *, as_of: datetime | None = None,
+def compliance_core(clients: FleetGateway, plan: Mapping[str, Any], *, as_of: datetime | None = None,
                     stale_after: timedelta = timedelta(hours=DEFAULT_STALE_HOURS),
                     only_ring: str | None = None) -> dict[str, Any]:
     """The compliance view of ``plan`` (a plan dict): every ring (or ``only_ring``) and the
     machines in no ring. ``as_of`` None: Resource Graph's ``Date``, else the wall clock."""
-    from activities.compute import member_ref, resolve_ring_members_core
+    # validated once (raises PlanInvalid as before); each ring is resolved from its typed Ring
+    return _compliance(clients, Plan.from_dict(plan).rings, as_of=as_of, stale_after=stale_after,
+                       only_ring=only_ring)
+
+
+def _compliance(clients: FleetGateway, rings: tuple[Ring, ...] | list[Ring], *, as_of: datetime | None,
+                stale_after: timedelta, only_ring: str | None) -> dict[str, Any]:
+    from activities.members import member_ref, resolve_ring_members_core
 
     listed: dict[str, list[dict[str, Any]]] = {}
     ring_members: list[tuple[str, list[dict[str, Any]] | None, dict[str, Any] | None]] = []
-    for ring in plan.get("rings") or []:
-        name = str(ring["name"])
+    for ring in rings:
+        name = str(ring.name)
         try:
-            resolved = resolve_ring_members_core(clients, {"plan": plan, "ring": name}, listed=listed)
+            resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=name, ring_spec=ring.to_dict()),
+                                                 listed=listed)
         except (AzureError, ValueError) as exc:
             ring_members.append((name, None, error_info(exc)))
             continue
@@ -217,26 +229,35 @@ def compliance_core(clients: Any, plan: Mapping[str, Any], *, as_of: datetime | 
     }
 
 
-def ring_compliance_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``ring_compliance`` activity (see the module docstring)."""
-    ring = str(payload.get("ring") or "")
+def ring_compliance_core(clients: FleetGateway, payload: RingComplianceInput | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ring_compliance`` activity (see the module docstring).
+
+    The ring is named by ``ringSpec`` (or ``plan`` + ``ring``); the whole ``plan`` is needed only
+    for the first ring's ``unassigned`` section (the machines in no ring of the plan)."""
+    spec = activity_input(RingComplianceInput, payload)
+    ring = str(spec.ring or "")
     try:
-        plan = payload["plan"]
-        as_of = parse_time(payload["asOf"]) if payload.get("asOf") else None
-        hours = float(payload.get("staleAfterHours") or DEFAULT_STALE_HOURS)
+        as_of = parse_time(spec.as_of) if spec.as_of else None
+        hours = float(spec.stale_after_hours or DEFAULT_STALE_HOURS)
         if not 1 <= hours <= MAX_STALE_HOURS:
             raise ValueError(f"staleAfterHours must be from 1 to {MAX_STALE_HOURS}")
         stale = timedelta(hours=hours)
-        if payload.get("unassigned") or payload.get("members") is None:
-            view = compliance_core(clients, plan, as_of=as_of, stale_after=stale, only_ring=ring)
+        if spec.unassigned or spec.members is None:
+            if spec.plan is not None:
+                view = compliance_core(clients, spec.plan, as_of=as_of, stale_after=stale, only_ring=ring)
+            elif spec.ring_spec is not None and not spec.unassigned:
+                view = _compliance(clients, [ring_from_spec(spec.ring_spec, ring)], as_of=as_of, stale_after=stale,
+                                   only_ring=ring)
+            else:
+                raise KeyError("plan")
             if not view["rings"]:
                 raise ValueError(f"the plan has no ring {ring!r}")
             out: dict[str, Any] = {**view["rings"][0], "asOf": view["asOf"], "asOfSource": view["asOfSource"],
                                    "staleAfterHours": view["staleAfterHours"], "resourceGraph": view["resourceGraph"]}
-            if payload.get("unassigned"):
+            if spec.unassigned:
                 out["unassigned"] = view["unassigned"]
             return out
-        members = [dict(m) for m in payload.get("members") or []]
+        members = [dict(m) for m in spec.members or []]
         subscriptions = sorted({subscription_of(str(m["id"])).lower() for m in members})
         rows, queries, pages, server = _assessments(clients, subscriptions)
         now, source = _now(as_of, server)
@@ -255,4 +276,4 @@ def ring_compliance(payload: Payload) -> dict[str, Any]:
     """Entry point body (registered on ``activities/manifest_diff.py``'s blueprint)."""
     from patchrings import deps
 
-    return ring_compliance_core(deps.clients(), payload)
+    return ring_compliance_core(deps.clients(), activity_input(RingComplianceInput, payload))

@@ -23,13 +23,23 @@ from azure.core.exceptions import AzureError
 
 from activities import Payload
 from activities import arc as arc_ops
-from activities.compute import _LIST_PAGES, HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
+from activities.compute import HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
+from activities.members import _LIST_PAGES
 from patchrings import deps
 from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.lro import to_wire
 from patchrings.arm.machines import is_arc
 from patchrings.arm.vms import power_state
+from patchrings.boundary.activities import (
+    CheckHealthBatchInput,
+    CheckHealthBatchOutput,
+    CheckHealthInput,
+    HealthCheck,
+    activity_input,
+    activity_payload,
+)
+from patchrings.ports import ComputeGateway, MachineGateway
 
 bp = df.Blueprint()
 
@@ -38,7 +48,7 @@ __all__ = ["bp", "check_vm_health_batch_core"]
 
 
 
-def _status_only_power(clients: Any, subscription: str) -> dict[str, str | None]:
+def _status_only_power(clients: ComputeGateway, subscription: str) -> dict[str, str | None]:
     """Power state of every VM in a subscription: ``list_all(statusOnly=true)``, paged.
 
     The Compute spec documents ``statusOnly=true`` on the subscription list as "fetching run time
@@ -59,7 +69,8 @@ def _status_only_power(clients: Any, subscription: str) -> dict[str, str | None]
 
 
 def check_vm_health_batch_core(
-    clients: Any, payload: Mapping[str, Any], *, http_get: HttpGet = default_http_get
+    clients: MachineGateway, payload: CheckHealthBatchInput | Mapping[str, Any], *,
+    http_get: HttpGet = default_http_get
 ) -> dict[str, Any]:
     """Health samples of many VMs in one activity: ``{checks: [{vm, full}], probes}`` -> ``{samples}``.
 
@@ -70,18 +81,19 @@ def check_vm_health_batch_core(
     app's own endpoints, not ARM). A list that fails leaves its VMs with a ``readError``
     (unknown, never healthy); a VM missing from its subscription's list is ``deleted``.
     """
-    checks = list(payload.get("checks") or [])
-    probes = payload.get("probes") or []
-    arc_members = [c["vm"] for c in checks if is_arc(c["vm"])]
+    spec = activity_input(CheckHealthBatchInput, payload)
+    checks = list(spec.checks)
+    probes = spec.probes or []
+    arc_members: list[Mapping[str, Any]] = [c.vm for c in checks if is_arc(c.vm)]
     arc_samples = (arc_ops.arc_health_samples(clients, arc_members, list(probes), http_get, run_probe,
                                               map_many=map_bounded) if arc_members else {})
     cheap_by_sub: dict[str, list[Mapping[str, Any]]] = {}
     for check in checks:
-        if is_arc(check["vm"]):
+        if is_arc(check.vm):
             continue
-        if not check.get("full", True):
-            sub = _vm_parts(check["vm"])[0].lower()
-            cheap_by_sub.setdefault(sub, []).append(check["vm"])
+        if not check.full:
+            sub = _vm_parts(check.vm)[0].lower()
+            cheap_by_sub.setdefault(sub, []).append(check.vm)
     power: dict[str, str | None] = {}
     failed: dict[str, str] = {}
     listed: set[str] = set()
@@ -95,13 +107,13 @@ def check_vm_health_batch_core(
             info = error_info(exc)
             failed[sub] = f"{info['code']}: {info['message']}"
 
-    def one(check: Mapping[str, Any]) -> dict[str, Any]:
-        vm = check["vm"]
+    def one(check: HealthCheck) -> dict[str, Any]:
+        vm = check.vm
         if is_arc(vm):
             return arc_samples[str(vm["id"]).lower()]
         sub = _vm_parts(vm)[0].lower()
-        if check.get("full", True) or (sub not in listed and sub not in failed):
-            return check_vm_health_core(clients, {"vm": vm, "probes": probes}, http_get=http_get)
+        if check.full or (sub not in listed and sub not in failed):
+            return check_vm_health_core(clients, CheckHealthInput(vm=vm, probes=list(probes)), http_get=http_get)
         sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
                                   "probes": [], "readError": None, "partial": True}
         key = str(vm["id"]).lower()
@@ -114,9 +126,9 @@ def check_vm_health_batch_core(
         sample["probes"] = [run_probe(p, vm, http_get) for p in probes]
         return sample
 
-    return {"samples": map_bounded(one, checks)}
+    return activity_payload(CheckHealthBatchOutput(samples=map_bounded(one, checks)))
 
 
 @bp.activity_trigger(input_name="payload")
 def check_vm_health_batch(payload: Payload) -> dict[str, Any]:
-    return check_vm_health_batch_core(deps.clients(), payload)
+    return check_vm_health_batch_core(deps.clients(), activity_input(CheckHealthBatchInput, payload))

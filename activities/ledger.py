@@ -57,8 +57,22 @@ import azure.durable_functions as df
 
 from activities import Payload
 from patchrings import deps
+from patchrings.boundary.activities import (
+    LedgerCheckDecisionInput,
+    LedgerReadGateInput,
+    LedgerReadQuarantineInput,
+    LedgerRecordApprovalInput,
+    LedgerRecordEventInput,
+    LedgerRecordQuarantineInput,
+    LedgerRecordRingRunInput,
+    LedgerRecordRolloutInput,
+    LedgerRecordVmResultsInput,
+    activity_input,
+    activity_payload,
+)
 from patchrings.domain import quarantine
 from patchrings.domain.approval import match_recorded
+from patchrings.ports import LedgerStore
 
 bp = df.Blueprint()
 
@@ -84,26 +98,39 @@ def _rest(payload: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in keys}
 
 
-def ledger_record_rollout_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    return {"written": ledger.record_rollout(str(payload["rolloutId"]), _rest(payload, "rolloutId"))}
+def _required(value: Any, key: str) -> Any:
+    """A required input value; a missing one fails as the dict lookup it replaces did."""
+    if value is None:
+        raise KeyError(key)
+    return value
 
 
-def ledger_record_ring_run_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    fields = _rest(payload, "rolloutId", "ring", "runId")
-    written = ledger.record_ring_run(str(payload["rolloutId"]), str(payload["ring"]), str(payload["runId"]), fields)
+def ledger_record_rollout_core(ledger: LedgerStore,
+                               payload: LedgerRecordRolloutInput | Mapping[str, Any]) -> dict[str, Any]:
+    spec = activity_input(LedgerRecordRolloutInput, payload)
+    return {"written": ledger.record_rollout(str(spec.rollout_id), _rest(activity_payload(spec), "rolloutId"))}
+
+
+def ledger_record_ring_run_core(ledger: LedgerStore,
+                                payload: LedgerRecordRingRunInput | Mapping[str, Any]) -> dict[str, Any]:
+    spec = activity_input(LedgerRecordRingRunInput, payload)
+    fields = _rest(activity_payload(spec), "rolloutId", "ring", "runId")
+    written = ledger.record_ring_run(str(spec.rollout_id), str(spec.ring), str(spec.run_id), fields)
     return {"written": written}
 
 
-def ledger_record_vm_results_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    verdicts = {str(v.get("vm") or "").lower(): v for v in payload.get("verdicts") or [] if isinstance(v, Mapping)}
+def ledger_record_vm_results_core(ledger: LedgerStore,
+                                  payload: LedgerRecordVmResultsInput | Mapping[str, Any]) -> dict[str, Any]:
+    spec = activity_input(LedgerRecordVmResultsInput, payload)
+    verdicts = {str(v.get("vm") or "").lower(): v for v in spec.verdicts or [] if isinstance(v, Mapping)}
     rows: dict[str, dict[str, Any]] = {}
-    for result in payload.get("results") or []:
+    for result in spec.results or []:
         vm = str(result.get("vm") or result.get("id") or "")
         rows[vm.lower()] = {**result, "vm": vm}
     for key, verdict in verdicts.items():
         rows.setdefault(key, {"vm": str(verdict.get("vm"))})["verdict"] = dict(verdict)
     count = ledger.record_vm_results(
-        str(payload["rolloutId"]), str(payload["ring"]), str(payload.get("runId") or ""), list(rows.values())
+        str(spec.rollout_id), str(spec.ring), str(spec.run_id or ""), list(rows.values())
     )
     return {"written": count > 0, "count": count}
 
@@ -116,27 +143,30 @@ def decision_id(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-def ledger_record_approval_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    fields = _rest(payload, "rolloutId", "decisionId")
-    decision = payload.get("decision")
+def ledger_record_approval_core(ledger: LedgerStore,
+                                payload: LedgerRecordApprovalInput | Mapping[str, Any]) -> dict[str, Any]:
+    spec = activity_input(LedgerRecordApprovalInput, payload)
+    doc = activity_payload(spec)  # every key as sent: the columns, and the id's hash without decisionId
+    fields = _rest(doc, "rolloutId", "decisionId")
+    decision = doc.get("decision")
     if isinstance(decision, Mapping):  # the orchestrator passes ApprovalDecision.to_dict()
         fields.setdefault("approver", decision.get("approver"))
         fields.setdefault("verdict", decision.get("verdict"))
-    return {"written": ledger.record_approval(str(payload["rolloutId"]), decision_id(payload), fields)}
+    return {"written": ledger.record_approval(str(spec.rollout_id), decision_id(doc), fields)}
 
 
-def ledger_record_event_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    fields = _rest(payload, "configurationId", "eventType", "eventId")
-    written = ledger.record_event(
-        str(payload["configurationId"]), str(payload["eventType"]), str(payload["eventId"]), fields
-    )
+def ledger_record_event_core(ledger: LedgerStore,
+                             payload: LedgerRecordEventInput | Mapping[str, Any]) -> dict[str, Any]:
+    spec = activity_input(LedgerRecordEventInput, payload)
+    fields = _rest(activity_payload(spec), "configurationId", "eventType", "eventId")
+    written = ledger.record_event(str(spec.configuration_id), str(spec.event_type), str(spec.event_id), fields)
     return {"written": written}
 
 
-def run_gate(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def run_gate(ledger: LedgerStore, spec: LedgerReadGateInput) -> dict[str, Any]:
     """Is this exact run authorised? Fail closed: anything but a clear yes is a no."""
-    run_id = str(payload["correlationId"])
-    ring = payload.get("ring")
+    run_id = str(spec.correlation_id)
+    ring = spec.ring
     rows = [r for r in ledger.run_gates(run_id) if ring is None or str(r.get("ring")).lower() == str(ring).lower()]
     for row in rows:
         if row.get("authorised") is not True:
@@ -158,7 +188,7 @@ def run_gate(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"authorised": False, "rolloutId": None, "reason": f"no rollout authorised run {run_id}"}
 
 
-def _pinned(ledger: Any, row: Mapping[str, Any], rollout: Mapping[str, Any]) -> dict[str, Any]:
+def _pinned(ledger: LedgerStore, row: Mapping[str, Any], rollout: Mapping[str, Any]) -> dict[str, Any]:
     """What the guard compares the configuration's install parameters with (issue 13.16).
 
     ``manifestHash`` of the authorised run; the rollout's pinned ``manifest`` (its KBs / package
@@ -185,13 +215,14 @@ def _pinned(ledger: Any, row: Mapping[str, Any], rollout: Mapping[str, Any]) -> 
     return out
 
 
-def ledger_read_gate_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def ledger_read_gate_core(ledger: LedgerStore, payload: LedgerReadGateInput | Mapping[str, Any]) -> dict[str, Any]:
     """The guard's run gate (``correlationId``) or the approval bound to (rollout, ring, manifest)."""
-    if payload.get("correlationId"):
-        return run_gate(ledger, payload)
-    rollout_id = str(payload["rolloutId"])
-    ring = str(payload["ring"])
-    manifest_hash = payload.get("manifestHash")
+    spec = activity_input(LedgerReadGateInput, payload)
+    if spec.correlation_id:
+        return run_gate(ledger, spec)
+    rollout_id = str(_required(spec.rollout_id, "rolloutId"))
+    ring = str(_required(spec.ring, "ring"))
+    manifest_hash = spec.manifest_hash
     # Only decisions the rollout accepted count ("submitted"/"refused" rows are the API's log).
     bound = [
         a for a in ledger.approvals(rollout_id)
@@ -214,13 +245,16 @@ _EVENT_FIELDS = ("decisionId", "resumeId", "approver", "by", "ring", "manifestHa
                  "decidedAt", "reason")
 
 
-def ledger_check_decision_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def ledger_check_decision_core(ledger: LedgerStore,
+                               payload: LedgerCheckDecisionInput | Mapping[str, Any]) -> dict[str, Any]:
     """Accept a raised decision only if the API recorded it as submitted; log a refusal otherwise."""
-    rollout_id = str(payload["rolloutId"])
-    kind = str(payload.get("kind") or "approval")
-    event = payload.get("event") if isinstance(payload.get("event"), Mapping) else {}
+    spec = activity_input(LedgerCheckDecisionInput, payload)
+    rollout_id = str(spec.rollout_id)
+    kind = str(spec.kind or "approval")
+    event = spec.event if isinstance(spec.event, Mapping) else {}
     assert isinstance(event, Mapping)
-    row, reason = match_recorded(kind, event, ledger.approvals(rollout_id))
+    recorded: list[Mapping[str, Any]] = list(ledger.approvals(rollout_id))
+    row, reason = match_recorded(kind, event, recorded)
     if row is not None:
         out: dict[str, Any] = {"accepted": True, "reason": "", "decisionId": row.get("decisionId")}
         accepted = _string_list(row.get("acceptInconclusive"))
@@ -235,7 +269,7 @@ def ledger_check_decision_core(ledger: Any, payload: Mapping[str, Any]) -> dict[
     refusal_id = "refused-" + decision_id({"kind": kind, "event": dict(event), "rolloutId": rollout_id})
     ledger.record_approval(rollout_id, refusal_id, {
         **fields, "kind": kind, "outcome": "refused", "reason": reason, "source": "orchestrator",
-        "at": payload.get("at"),
+        "at": spec.at,
     })
     return {"accepted": False, "reason": reason, "decisionId": event.get("decisionId") or event.get("resumeId")}
 
@@ -252,26 +286,28 @@ def _string_list(value: Any) -> list[str]:
     return [str(v) for v in value if isinstance(v, str)][:1000]
 
 
-def ledger_record_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def ledger_record_quarantine_core(ledger: LedgerStore,
+                                  payload: LedgerRecordQuarantineInput | Mapping[str, Any]) -> dict[str, Any]:
     """Record what a failed gate blames (see the module docstring); idempotent."""
-    rollout_id = str(payload["rolloutId"])
-    ring = str(payload["ring"])
-    plan_name = str(payload.get("planName") or "")
+    spec = activity_input(LedgerRecordQuarantineInput, payload)
+    rollout_id = str(spec.rollout_id)
+    ring = str(spec.ring)
+    plan_name = str(spec.plan_name or "")
     if not plan_name:
         raise ValueError("ledger_record_quarantine needs planName")
     existing = ledger.quarantine(plan_name, quarantine.entry_id(rollout_id, ring))
     if existing is not None:  # a retry: the first record stands (and a release stays a release)
         return {"written": False, "entry": existing}
-    run_id = str(payload.get("runId") or "")
+    run_id = str(spec.run_id or "")
     rows = [r for r in ledger.vm_results(rollout_id, ring) if not run_id or str(r.get("runId") or "") == run_id]
-    manifest = payload.get("manifest") if isinstance(payload.get("manifest"), Mapping) else None
+    manifest = spec.manifest if isinstance(spec.manifest, Mapping) else None
     found = quarantine.suspects(rows, manifest)
     if found.empty:
         return {"written": False, "entry": None, "source": found.source, "failedVms": list(found.vms)}
     entry = quarantine.new_entry(
-        plan_name=plan_name, plan_hash=payload.get("planHash"), rollout_id=rollout_id, ring=ring, found=found,
-        reason=str(payload.get("reason") or f"ring {ring} failed its gate"), at=str(payload.get("at") or ""),
-        manifest_hash=payload.get("manifestHash"),
+        plan_name=plan_name, plan_hash=spec.plan_hash, rollout_id=rollout_id, ring=ring, found=found,
+        reason=str(spec.reason or f"ring {ring} failed its gate"), at=str(spec.at or ""),
+        manifest_hash=spec.manifest_hash,
     )
     written = ledger.record_quarantine(plan_name, entry["id"], entry)
     if not written:  # recorded concurrently: answer what is there
@@ -279,16 +315,18 @@ def ledger_record_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> di
     return {"written": True, "entry": entry}
 
 
-def ledger_read_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def ledger_read_quarantine_core(ledger: LedgerStore,
+                                payload: LedgerReadQuarantineInput | Mapping[str, Any]) -> dict[str, Any]:
     """Release what a person asked to release, then the plan's active entries and exclusions."""
-    plan_name = str(payload.get("planName") or "")
+    spec = activity_input(LedgerReadQuarantineInput, payload)
+    plan_name = str(spec.plan_name or "")
     if not plan_name:
         raise ValueError("ledger_read_quarantine needs planName")
     released: list[str] = []
     unknown: list[str] = []
-    for entry_id in payload.get("release") or []:
-        row = ledger.release_quarantine(plan_name, str(entry_id), by=str(payload.get("by") or "unknown"),
-                                        at=payload.get("at"), reason=payload.get("reason"))
+    for entry_id in spec.release or []:
+        row = ledger.release_quarantine(plan_name, str(entry_id), by=str(spec.by or "unknown"),
+                                        at=spec.at, reason=spec.reason)
         (released if row is not None else unknown).append(str(entry_id))
     entries = quarantine.active(ledger.quarantines(plan_name))
     # the exclusions cover every active entry; the entries themselves (for notes) are the newest
@@ -299,44 +337,44 @@ def ledger_read_quarantine_core(ledger: Any, payload: Mapping[str, Any]) -> dict
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_record_quarantine_core(deps.ledger(), payload)
+    return ledger_record_quarantine_core(deps.ledger(), activity_input(LedgerRecordQuarantineInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_read_quarantine_core(deps.ledger(), payload)
+    return ledger_read_quarantine_core(deps.ledger(), activity_input(LedgerReadQuarantineInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_check_decision(payload: Payload) -> dict[str, Any]:
-    return ledger_check_decision_core(deps.ledger(), payload)
+    return ledger_check_decision_core(deps.ledger(), activity_input(LedgerCheckDecisionInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_rollout(payload: Payload) -> dict[str, Any]:
-    return ledger_record_rollout_core(deps.ledger(), payload)
+    return ledger_record_rollout_core(deps.ledger(), activity_input(LedgerRecordRolloutInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_ring_run(payload: Payload) -> dict[str, Any]:
-    return ledger_record_ring_run_core(deps.ledger(), payload)
+    return ledger_record_ring_run_core(deps.ledger(), activity_input(LedgerRecordRingRunInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_vm_results(payload: Payload) -> dict[str, Any]:
-    return ledger_record_vm_results_core(deps.ledger(), payload)
+    return ledger_record_vm_results_core(deps.ledger(), activity_input(LedgerRecordVmResultsInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_approval(payload: Payload) -> dict[str, Any]:
-    return ledger_record_approval_core(deps.ledger(), payload)
+    return ledger_record_approval_core(deps.ledger(), activity_input(LedgerRecordApprovalInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_event(payload: Payload) -> dict[str, Any]:
-    return ledger_record_event_core(deps.ledger(), payload)
+    return ledger_record_event_core(deps.ledger(), activity_input(LedgerRecordEventInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_gate(payload: Payload) -> dict[str, Any]:
-    return ledger_read_gate_core(deps.ledger(), payload)
+    return ledger_read_gate_core(deps.ledger(), activity_input(LedgerReadGateInput, payload))

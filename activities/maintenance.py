@@ -41,16 +41,26 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
 from activities import Payload
-from activities.plan import assignment_name, plan_ring
+from activities.plan import assignment_name, input_ring
 from patchrings import deps
 from patchrings.arm.errors import error_info, retry_after_seconds
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_apply_update_id, parse_resource_id, same_arm_id
 from patchrings.arm.lro import to_wire
 from patchrings.arm.vms import FINISHED_PATCH_STATES, install_summary, parse_time, summary_as_result
+from patchrings.boundary.activities import (
+    CancelRunInput,
+    CollectRunResultsInput,
+    GetConfigurationInput,
+    PinManifestInput,
+    SetRingAssignmentInput,
+    activity_input,
+)
 from patchrings.clients import ForeignHostRefused
 from patchrings.domain.manifest import Manifest
+from patchrings.domain.plan import Ring
 from patchrings.errors import ArmTargetRefused, PatchRingsError
+from patchrings.ports import MaintenanceGateway, RunGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.maintenance")
@@ -84,20 +94,22 @@ def _body(doc: Mapping[str, Any]) -> io.BytesIO:
     return io.BytesIO(json.dumps(doc).encode("utf-8"))
 
 
-def _configuration(clients: Any, configuration_id: str) -> dict[str, Any]:
+def _configuration(clients: MaintenanceGateway, configuration_id: str) -> dict[str, Any]:
     rid = parse_resource_id(configuration_id)
     ops = clients.maintenance(rid.subscription).maintenance_configurations
     return dict(ops.get(rid.resource_group, rid.name, cls=_raw))
 
 
 # ------------------------------------------------------------------------------ configurations
-def get_configuration_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def get_configuration_core(clients: MaintenanceGateway,
+                           payload: GetConfigurationInput | Mapping[str, Any]) -> dict[str, Any]:
     """The configuration's window and installPatches (for deadlines and pin checks)."""
-    doc = _configuration(clients, str(payload["configurationId"]))
+    spec = activity_input(GetConfigurationInput, payload)
+    doc = _configuration(clients, str(spec.configuration_id))
     props = doc.get("properties") or {}
     window = props.get("maintenanceWindow") or {}
     return {
-        "id": doc.get("id") or payload["configurationId"],
+        "id": doc.get("id") or spec.configuration_id,
         "name": doc.get("name"),
         "maintenanceScope": props.get("maintenanceScope"),
         "window": {key: window.get(key) for key in
@@ -106,10 +118,11 @@ def get_configuration_core(clients: Any, payload: Mapping[str, Any]) -> dict[str
     }
 
 
-def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def pin_manifest_core(clients: MaintenanceGateway, payload: PinManifestInput | Mapping[str, Any]) -> dict[str, Any]:
     """Write the manifest into the configuration's include lists unless it is already there."""
-    configuration_id = str(payload["configurationId"])
-    manifest = Manifest.from_dict(payload["manifest"])
+    spec = activity_input(PinManifestInput, payload)
+    configuration_id = str(spec.configuration_id)
+    manifest = Manifest.from_dict(spec.manifest)
     doc = _configuration(clients, configuration_id)
     props = dict(doc.get("properties") or {})
     if manifest.is_pinned_in(props.get("installPatches")):
@@ -126,7 +139,7 @@ def pin_manifest_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------ assignments
-def dynamic_scope_filter(ring: Any) -> dict[str, Any]:
+def dynamic_scope_filter(ring: Ring) -> dict[str, Any]:
     """The dynamic-scope ``filter`` selecting the ring's members (its tag at the open value): Azure
     VMs and Arc-enabled servers, both of which dynamic scopes take (arc-and-resource-graph.md §3.3)."""
     members = ring.members
@@ -157,26 +170,28 @@ def _norm_filter(filt: Mapping[str, Any] | None) -> Any:
     return out
 
 
-def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def set_ring_assignment_core(clients: MaintenanceGateway,
+                             payload: SetRingAssignmentInput | Mapping[str, Any]) -> dict[str, Any]:
     """Create (``present``) or delete the ring's configuration assignment(s), check-before-act.
 
     A ring with a tag selector gets a subscription-level dynamic scope per subscription; a ring
     without one gets resource-level assignments for the VMs in ``vmIds``.
     """
-    ring = plan_ring(payload["plan"], str(payload["ring"]))
+    spec = activity_input(SetRingAssignmentInput, payload)
+    ring = input_ring(spec.ring_spec, spec.plan, str(spec.ring))
     configuration_id = ring.configuration_id
     if not configuration_id:
         raise ValueError(f"ring {ring.name!r} has no maintenanceConfigurationId to assign")
-    present = bool(payload.get("present", True))
+    present = True if spec.present is None else bool(spec.present)
     name = assignment_name(ring)
     subscriptions = list(ring.members.subscriptions) or [parse_resource_id(configuration_id).subscription]
     changed: list[str] = []
-    if ring.members.tag is None and not ring.members.resource_groups and not payload.get("vmIds"):
+    if ring.members.tag is None and not ring.members.resource_groups and not spec.vm_ids:
         # Without a tag, resource groups or explicit VMs the dynamic scope would select every VM
         # in the subscription: never open a gate that wide by accident.
         raise ValueError(f"ring {ring.name!r}: refusing a subscription-wide dynamic scope; give the ring a tag "
                          "selector or resourceGroups, or pass vmIds for resource-level assignments")
-    if ring.members.tag is not None or not payload.get("vmIds"):
+    if ring.members.tag is not None or not spec.vm_ids:
         wanted_filter = dynamic_scope_filter(ring)
         wanted = {"properties": {"maintenanceConfigurationId": configuration_id, "filter": wanted_filter},
                   "location": ""}
@@ -194,7 +209,7 @@ def set_ring_assignment_core(clients: Any, payload: Mapping[str, Any]) -> dict[s
                 ops.delete(name, cls=_raw)
                 changed.append(f"/subscriptions/{sub}/providers/Microsoft.Maintenance/configurationAssignments/{name}")
     else:
-        for vm_id in payload["vmIds"]:
+        for vm_id in spec.vm_ids:
             rid = parse_resource_id(str(vm_id))
             ops = clients.maintenance(rid.subscription).configuration_assignments
             args = (rid.resource_group, *_provider_of(rid), rid.name, name)
@@ -231,7 +246,7 @@ def _get_or_none(get: Any) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------ runs
-def cancel_run_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def cancel_run_core(clients: MaintenanceGateway, payload: CancelRunInput | Mapping[str, Any]) -> dict[str, Any]:
     """Cancel one scheduled run (fail-closed gate): one PUT, straight away.
 
     Statuses: ``Cancelled`` / ``AlreadyCancelled`` / ``NotFound`` (nothing will patch), ``TooLate``
@@ -239,9 +254,10 @@ def cancel_run_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     and with ``report`` ``Failed`` (outcome unknown; ``retryable`` says whether trying again can
     help, ``retryAfter`` is the server's Retry-After in seconds when it sent one).
     """
-    raw_id = payload.get("correlationId")
-    report = bool(payload.get("report"))
-    budget = payload.get("budgetSeconds")
+    spec = activity_input(CancelRunInput, payload)
+    raw_id = spec.correlation_id
+    report = bool(spec.report)
+    budget = spec.budget_seconds
     try:
         parse_apply_update_id(str(raw_id) if raw_id is not None else "")
     except ValueError as exc:
@@ -306,24 +322,26 @@ def _json(response: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def collect_run_results_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def collect_run_results_core(clients: RunGateway,
+                             payload: CollectRunResultsInput | Mapping[str, Any]) -> dict[str, Any]:
     """Per-VM results of a scheduled run, in the wave's ``VmInstall`` shape plus ``applyUpdate``.
 
     ``state`` is ``done`` (an install that started at/after ``since`` finished), ``running``,
     ``missing`` (no install of this run on the VM: not in the run, cancelled, or not reported)
     or ``unreadable``.
     """
-    correlation_id = str(payload["correlationId"])
+    spec = activity_input(CollectRunResultsInput, payload)
+    correlation_id = str(spec.correlation_id)
     try:
         _, run_name = parse_apply_update_id(correlation_id)
     except ValueError as exc:  # never build a request from an id that is not a schedule run's
         raise ArmTargetRefused(str(exc), field="correlationId") from None
-    since = parse_time(payload.get("since"))
-    vms = list(payload.get("vms") or [])
+    since = parse_time(spec.since)
+    vms = list(spec.vms or [])
     return {"results": map_bounded(lambda vm: _collect_one(clients, vm, run_name, since), vms)}
 
 
-def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any) -> dict[str, Any]:
+def _collect_one(clients: RunGateway, vm: Mapping[str, Any], run_name: str, since: Any) -> dict[str, Any]:
     """One VM's result of the run (never raises: read failures are ``unreadable``)."""
     rid = parse_resource_id(str(vm["id"]))
     entry: dict[str, Any] = {"vm": vm["id"], "name": vm.get("name"), "os": vm.get("os"),
@@ -351,7 +369,7 @@ def _collect_one(clients: Any, vm: Mapping[str, Any], run_name: str, since: Any)
     return entry
 
 
-def _apply_update(clients: Any, rid: Any, run_name: str, entry: dict[str, Any]) -> None:
+def _apply_update(clients: MaintenanceGateway, rid: Any, run_name: str, entry: dict[str, Any]) -> None:
     """The machine's applyUpdates record of the run into ``entry`` (never raises)."""
     try:
         record = clients.maintenance(rid.subscription).apply_updates.get(
@@ -368,24 +386,24 @@ def _apply_update(clients: Any, rid: Any, run_name: str, entry: dict[str, Any]) 
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def get_configuration(payload: Payload) -> dict[str, Any]:
-    return get_configuration_core(deps.clients(), payload)
+    return get_configuration_core(deps.clients(), activity_input(GetConfigurationInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def pin_manifest(payload: Payload) -> dict[str, Any]:
-    return pin_manifest_core(deps.clients(), payload)
+    return pin_manifest_core(deps.clients(), activity_input(PinManifestInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def set_ring_assignment(payload: Payload) -> dict[str, Any]:
-    return set_ring_assignment_core(deps.clients(), payload)
+    return set_ring_assignment_core(deps.clients(), activity_input(SetRingAssignmentInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def cancel_run(payload: Payload) -> dict[str, Any]:
-    return cancel_run_core(deps.clients(), payload)
+    return cancel_run_core(deps.clients(), activity_input(CancelRunInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def collect_run_results(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_core(deps.clients(), payload)
+    return collect_run_results_core(deps.clients(), activity_input(CollectRunResultsInput, payload))

@@ -45,19 +45,26 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
 from activities import Payload
-from activities.compute import resolve_ring_members_core
-from activities.plan import plan_ring
+from activities.members import resolve_ring_members_core
 from activities.resource_graph import _respect_quota, _sender
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.assessments import assessment_query, assessments_by_machine
 from patchrings.arm.errors import error_info
 from patchrings.arm.ids import parse_resource_id
+from patchrings.boundary.activities import (
+    ManifestDiffInput,
+    ReadAssessmentsInput,
+    ResolveMembersInput,
+    RingComplianceInput,
+    activity_input,
+)
 from patchrings.domain.manifest import Manifest
 from patchrings.domain.manifest_diff import ring_diff
-from patchrings.domain.plan import Plan
+from patchrings.domain.plan import Plan, Ring
 from patchrings.domain.selection import normalize_patch
 from patchrings.errors import PatchRingsError
+from patchrings.ports import FleetGateway, ResourceGraphGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.manifest_diff")
@@ -77,43 +84,50 @@ def _now(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def manifest_diff_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def _required(value: Any, key: str) -> Any:
+    """A required input value; a missing one fails as the dict lookup it replaces did."""
+    if value is None:
+        raise KeyError(key)
+    return value
+
+
+def manifest_diff_core(clients: FleetGateway, payload: ManifestDiffInput | Mapping[str, Any]) -> dict[str, Any]:
     """The diff for every ring after ``fromRing`` (see the module docstring)."""
+    spec = activity_input(ManifestDiffInput, payload)
     field = "plan"
     try:
-        plan = Plan.from_dict(payload["plan"])
+        plan = Plan.from_dict(_required(spec.plan, "plan"))  # validated once; its rings go on typed
         names = plan.ring_names
         field = "fromRing"
-        start = [n.lower() for n in names].index(str(payload["fromRing"]).lower()) + 1
+        start = [n.lower() for n in names].index(str(_required(spec.from_ring, "fromRing")).lower()) + 1
         field = "manifest"
-        manifest = Manifest.from_dict(payload["manifest"]).to_dict()
+        manifest = Manifest.from_dict(_required(spec.manifest, "manifest")).to_dict()
         field = "maxAgeHours"
-        max_age = timedelta(hours=float(payload.get("maxAgeHours") or DEFAULT_MAX_AGE_HOURS))
+        max_age = timedelta(hours=float(spec.max_age_hours or DEFAULT_MAX_AGE_HOURS))
     except (KeyError, ValueError, TypeError, AttributeError, PatchRingsError) as exc:
         return {"error": {"code": "RequestInvalid", "field": field, "message": f"manifest_diff input {field}: {exc}"}}
-    now = _now(payload.get("now"))
+    now = _now(spec.now)
     rings = []
     send = None
     for name in names[start:]:
         try:
             if send is None:
                 send = _sender(clients)
-            rings.append(_ring(clients, send, payload["plan"], name, manifest=manifest, now=now,
-                               max_age=max_age))
+            rings.append(_ring(clients, send, plan.ring(name), manifest=manifest, now=now, max_age=max_age))
         except (AzureError, PatchRingsError, RuntimeError, ValueError, OSError) as exc:
             log.warning("manifest_diff: ring %s unreadable: %s", name, exc,
-                        extra={"rolloutId": payload.get("rolloutId")})
+                        extra={"rolloutId": spec.rollout_id})
             rings.append({"ring": name, "error": error_info(exc)})
     return {"rings": rings, "maxAgeHours": max_age.total_seconds() / 3600, "recencyChecked": now is not None}
 
 
-def _ring(clients: Any, send: Any, plan: Mapping[str, Any], name: str, *, manifest: dict[str, Any],
+def _ring(clients: FleetGateway, send: Any, ring: Ring, *, manifest: dict[str, Any],
           now: datetime | None, max_age: timedelta) -> dict[str, Any]:
-    members = resolve_ring_members_core(clients, {"plan": plan, "ring": name})
+    name = ring.name
+    members = resolve_ring_members_core(clients, ResolveMembersInput(ring=name, ring_spec=ring.to_dict()))
     if members.get("error"):
         return {"ring": name, "error": members["error"]}
     vms = list(members.get("vms") or [])
-    ring = plan_ring(plan, name)
     queries = pages = 0
     found = {}
     if vms:
@@ -135,12 +149,14 @@ def _ring(clients: Any, send: Any, plan: Mapping[str, Any], name: str, *, manife
     return out
 
 
-def read_assessments_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def read_assessments_core(clients: ResourceGraphGateway,
+                          payload: ReadAssessmentsInput | Mapping[str, Any]) -> dict[str, Any]:
     """Latest assessments of ``vms`` from Resource Graph (see the module docstring)."""
-    vms = [vm for vm in payload.get("vms") or [] if isinstance(vm, Mapping) and vm.get("id")]
+    spec = activity_input(ReadAssessmentsInput, payload)
+    vms = [vm for vm in spec.vms or [] if isinstance(vm, Mapping) and vm.get("id")]
     if not vms:
         return {"machines": {}, "queries": 0, "pages": 0}
-    since = _now(payload.get("since"))
+    since = _now(spec.since)
     try:
         subscriptions = sorted({parse_resource_id(str(vm["id"])).subscription.lower() for vm in vms})
         groups = {parse_resource_id(str(vm["id"])).resource_group or "" for vm in vms}
@@ -161,12 +177,12 @@ def read_assessments_core(clients: Any, payload: Mapping[str, Any]) -> dict[str,
 
 @bp.activity_trigger(input_name="payload")
 def manifest_diff(payload: Payload) -> dict[str, Any]:
-    return manifest_diff_core(deps.clients(), payload)
+    return manifest_diff_core(deps.clients(), activity_input(ManifestDiffInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def read_assessments(payload: Payload) -> dict[str, Any]:
-    return read_assessments_core(deps.clients(), payload)
+    return read_assessments_core(deps.clients(), activity_input(ReadAssessmentsInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -175,4 +191,4 @@ def ring_compliance(payload: Payload) -> dict[str, Any]:
     so function_app.py needs no new blueprint)."""
     from activities.compliance import ring_compliance_core
 
-    return ring_compliance_core(deps.clients(), payload)
+    return ring_compliance_core(deps.clients(), activity_input(RingComplianceInput, payload))

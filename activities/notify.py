@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 import azure.durable_functions as df
 
 from activities import Payload
+from patchrings.boundary.activities import NotifyInput, activity_input, activity_payload
+from patchrings.boundary.codec import BoundaryInvalid
 from patchrings.notifications import build_cloud_event, webhook_body
 
 bp = df.Blueprint()
@@ -145,7 +147,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def notify_core(
-    payload: Mapping[str, Any],
+    payload: NotifyInput | Mapping[str, Any],
     *,
     webhook: str | None = None,
     post: Poster | None = None,
@@ -161,6 +163,8 @@ def notify_core(
     (``publish`` is ``None`` when no topic is configured; ``sign_in`` is App Service authentication
     being on, so the page link goes through its login endpoint); tests pass their own.
     """
+    if isinstance(payload, NotifyInput):  # published as sent: every key, the typed and the rest
+        payload = activity_payload(payload)
     try:
         doc = {"source": "patchrings", **dict(payload)}
         line = json.dumps(doc, sort_keys=True, default=str)
@@ -242,4 +246,8 @@ def _configured() -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def notify(payload: Payload) -> dict[str, Any]:
-    return notify_core(payload or {})
+    try:
+        spec: NotifyInput | Mapping[str, Any] = activity_input(NotifyInput, payload or {})
+    except BoundaryInvalid:  # not an object: logged as it came (a notification never raises)
+        spec = payload
+    return notify_core(spec)

@@ -20,21 +20,27 @@ from typing import Any
 import azure.durable_functions as df
 
 from patchrings import deps
-from patchrings.domain.plan import Plan, check_inline_plan, load_plan_file
+from patchrings.boundary.activities import LoadPlanInput, activity_input
+from patchrings.domain.approval import ApprovalPolicy
+from patchrings.domain.health import HealthPolicy
+from patchrings.domain.plan import Members, Plan, Ring, check_inline_plan, load_plan_file
 from patchrings.domain.plan import load_plan as load_plan_doc
+from patchrings.domain.rate import RateControl
 from patchrings.errors import PatchRingsError, PlanForbidden
 from patchrings.settings import Settings
 
 bp = df.Blueprint()
 
-__all__ = ["assignment_name", "bp", "checked_input_plan", "load_plan", "load_plan_core", "plan_ring"]
+__all__ = ["assignment_name", "bp", "checked_input_plan", "input_ring", "load_plan", "load_plan_core", "plan_ring",
+           "ring_from_spec"]
 
 
-def load_plan_core(settings: Settings, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_plan_core(settings: Settings, payload: LoadPlanInput | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The validated plan at ``PATCHRINGS_PLAN_PATH`` as a dict (raises ``PlanInvalid``), or the
     plan in ``payload["plan"]`` if it passes the inline-plan check against it (``PlanForbidden``)."""
+    spec = activity_input(LoadPlanInput, payload or {})
     deployed = load_plan_file(settings.plan_file)
-    doc = (payload or {}).get("plan")
+    doc = spec.plan
     if doc is None:
         return deployed.to_dict()
     return checked_input_plan(doc, deployed, enabled=settings.inline_plans)
@@ -53,12 +59,49 @@ def checked_input_plan(doc: Any, deployed: Plan, *, enabled: bool) -> dict[str, 
     return inline.to_dict()
 
 
-def plan_ring(plan: Mapping[str, Any], ring: str) -> Any:
+def plan_ring(plan: Mapping[str, Any], ring: str) -> Ring:
     """The resolved ``Ring`` called ``ring`` from a plan dict (as carried by orchestrations)."""
     return Plan.from_dict(plan).ring(ring)
 
 
-def assignment_name(ring: Any) -> str:
+def ring_from_spec(doc: Mapping[str, Any], ring: str = "") -> Ring:
+    """The domain :class:`Ring` of a resolved ring document (``ringSpec``: ``Ring.to_dict()`` of
+    the plan ``load_plan`` validated, defaults merged), without validating a plan again (issue 10).
+
+    ``index`` is -1: a ring document does not say where the ring stands in its plan.
+    TODO(issue 10): ``Ring.from_dict`` in patchrings/domain/plan.py (orchestrators/verdicts.py
+    ``ring_of`` builds the same), then this calls it."""
+    opened = doc.get("open") or {}
+    if isinstance(opened, str):
+        opened = {"mode": opened}
+    gate = doc.get("gate") or {}
+    return Ring(
+        name=str(doc.get("name") or ring),
+        index=-1,
+        members=Members.from_dict(doc.get("members") or {}),
+        patching=doc.get("patching") or "direct",
+        open_mode=opened.get("mode") or "none",
+        rate=RateControl.from_dict(doc.get("rate") or {}),
+        health=HealthPolicy.from_dict(doc.get("health") or {}),
+        approval=ApprovalPolicy.from_dict(doc.get("approval") or {"mode": "none"}),
+        install=dict(doc.get("install") or {}),
+        tolerate_errors=bool(gate.get("tolerateErrors", False)),
+        allow_uncovered_os=bool(gate.get("allowUncoveredOs", False)),
+        description=doc.get("description"),
+        assignment_name=opened.get("assignmentName"),
+    )
+
+
+def input_ring(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str) -> Ring:
+    """The ring an activity input names: its ``ringSpec``, else (transition) ``ring`` in its ``plan``."""
+    if ring_spec is not None:
+        return ring_from_spec(ring_spec, ring)
+    if plan is None:
+        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
+    return plan_ring(plan, ring)
+
+
+def assignment_name(ring: Ring) -> str:
     """A ring's configuration-assignment name: ``open.assignmentName`` or ``patchrings-<ring>``."""
     return str(ring.assignment_name or f"patchrings-{ring.name}")
 

@@ -42,8 +42,10 @@ from activities import Payload
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.ids import parse_apply_update_id
+from patchrings.boundary.activities import CollectRunResultsArgInput, activity_input
 from patchrings.clients import subscription_of
 from patchrings.errors import ArmTargetRefused
+from patchrings.ports import ResourceGraphGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.resource_graph")
@@ -68,7 +70,7 @@ def _respect_quota(headers: Mapping[str, str]) -> None:
         time.sleep(min(MAX_QUOTA_WAIT_SECONDS, _hms_seconds(lowered.get("x-ms-user-quota-resets-after"))))
 
 
-def _sender(clients: Any) -> rg.Send:
+def _sender(clients: ResourceGraphGateway) -> rg.Send:
     from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
     client = clients.resource_graph()
@@ -86,14 +88,16 @@ def _sender(clients: Any) -> rg.Send:
     return send
 
 
-def collect_run_results_arg_core(clients: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+def collect_run_results_arg_core(clients: ResourceGraphGateway,
+                                 payload: CollectRunResultsArgInput | Mapping[str, Any]) -> dict[str, Any]:
     """Per-VM results of a scheduled run from Resource Graph (see the module docstring)."""
-    correlation_id = str(payload["correlationId"])
+    spec = activity_input(CollectRunResultsArgInput, payload)
+    correlation_id = str(spec.correlation_id)
     try:
         parse_apply_update_id(correlation_id)
     except ValueError as exc:  # never put anything but a schedule run id into a query
         raise ArmTargetRefused(str(exc), field="correlationId") from None
-    vms = list(payload.get("vms") or [])
+    vms = list(spec.vms or [])
     if not vms:
         return {"results": [], "queries": 0, "pages": 0, "source": "resourceGraph"}
     subscriptions = sorted({subscription_of(str(vm["id"])).lower() for vm in vms})
@@ -185,4 +189,4 @@ def _entry(vm: Mapping[str, Any], row: dict[str, Any] | None,
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def collect_run_results_arg(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_arg_core(deps.clients(), payload)
+    return collect_run_results_arg_core(deps.clients(), activity_input(CollectRunResultsArgInput, payload))

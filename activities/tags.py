@@ -55,6 +55,8 @@ from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, map_paced
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
+from patchrings.boundary.activities import RetagVmsInput, activity_input
+from patchrings.ports import TagsGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.tags")
@@ -100,7 +102,7 @@ def _remaining(response: Any) -> int | None:
         return None
 
 
-def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
+def retag_vms_core(clients: TagsGateway, payload: RetagVmsInput | Mapping[str, Any], *,
                    pacers: Callable[[str], Pacer] = pacer_for,
                    clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Merge tag ``tag`` = ``value`` onto every VM in ``vmIds``, paced (see module docstring).
@@ -108,10 +110,11 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
     ``pacers`` maps a subscription id to its pacer and ``clock`` is the pacers' time base (both
     injectable for tests); ``payload["budgetSeconds"]`` may shorten the budget, never lengthen it.
     """
-    tag = str(payload["tag"])
-    value = str(payload["value"])
-    vm_ids = [str(v) for v in payload.get("vmIds") or []]
-    budget = min(float(payload.get("budgetSeconds") or BUDGET_SECONDS), BUDGET_SECONDS)
+    spec = activity_input(RetagVmsInput, payload)
+    tag = str(spec.tag)
+    value = str(spec.value)
+    vm_ids = [str(v) for v in spec.vm_ids or []]
+    budget = min(float(spec.budget_seconds or BUDGET_SECONDS), BUDGET_SECONDS)
     began = clock()
     deadline = began + budget
     failed: list[dict[str, Any]] = []
@@ -153,7 +156,7 @@ def retag_vms_core(clients: Any, payload: Mapping[str, Any], *,
     return {"written": written, "failed": failed, "deferred": deferred, "pacing": pacing}
 
 
-def _merge_one(clients: Any, target: tuple[str, str], *, tag: str, value: str,
+def _merge_one(clients: TagsGateway, target: tuple[str, str], *, tag: str, value: str,
                pacer: Pacer) -> bool | dict[str, Any]:
     """True when ARM accepted the Merge of ``tag=value`` on ``target`` (VM id, subscription),
     else the error; never raises."""
@@ -187,4 +190,4 @@ def _merge_one(clients: Any, target: tuple[str, str], *, tag: str, value: str,
 
 @bp.activity_trigger(input_name="payload")
 def retag_vms(payload: Payload) -> dict[str, Any]:
-    return retag_vms_core(deps.clients(), payload)
+    return retag_vms_core(deps.clients(), activity_input(RetagVmsInput, payload))

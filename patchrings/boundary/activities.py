@@ -200,8 +200,8 @@ class PollOutput:
 
     done: bool
     result: dict[str, Any] | None = field(default=None, metadata=_NULL)
+    resend: bool | None = None  # before ``error``: the key order ``poll_install`` has always written
     error: dict[str, Any] | None = field(default=None, metadata=_NULL)
-    resend: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -345,11 +345,11 @@ class CollectRunResultsArgInput:
 class ManifestDiffInput:
     """``manifest_diff``: later rings' latest assessments against Ring 0's manifest."""
 
-    plan: dict[str, Any]
-    from_ring: str
+    plan: dict[str, Any] | None = None  # required: the core answers RequestInvalid without it
+    from_ring: str | None = None  # required, likewise
     manifest: dict[str, Any] | None = field(default=None, metadata=_NULL)
     now: str | None = None
-    max_age_hours: float | None = None
+    max_age_hours: Any = None  # hours (a number); a bad value is the core's RequestInvalid
     rollout_id: str | None = None
 
 

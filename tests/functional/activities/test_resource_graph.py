@@ -192,7 +192,7 @@ def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() ->
             return {"results": [{"vm": v["id"], "state": "done", "result": summary} for v in call.payload["vms"]]}
         if call.name == "verify_orchestrator":
             p = call.payload
-            return {"verdicts": verdicts_for(p["plan"], p["ring"], p["vms"], p["installs"], {})}
+            return {"verdicts": verdicts_for(p.get("ringSpec") or p["plan"], p["ring"], p["vms"], p["installs"], {})}
         return {"written": True}
 
     ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
@@ -227,7 +227,7 @@ def test_all_rows_present_pass_without_timers_or_fallback() -> None:
         if call.name == "verify_orchestrator":
             p = call.payload
             return {"verdicts": [{**v, "health": "healthy", "outcome": v["install"]} for v in
-                                 verdicts_for(p["plan"], p["ring"], p["vms"], p["installs"], {})]}
+                                 verdicts_for(p.get("ringSpec") or p["plan"], p["ring"], p["vms"], p["installs"], {})]}
         return {"written": True}
 
     ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "correlationId": RUN})

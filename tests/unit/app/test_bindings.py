@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from activities import compute, ledger, maintenance, notify, plan, tags
+from activities import compute, ledger, maintenance, members, notify, plan, tags
 from patchrings import deps
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
@@ -51,6 +51,14 @@ def test_every_contract_activity_is_registered_once() -> None:
             assert len(bindings) == 1, fn.get_function_name()
             names.append(fn.get_function_name())
     assert sorted(names) == sorted(CONTRACT)
+
+
+def test_member_resolution_has_its_own_blueprint() -> None:
+    """``resolve_ring_members`` lives in activities/members.py (issue 10). Until function_app.py
+    registers ``members.bp``, compute's blueprint carries the same function (the contract test
+    above counts it there once)."""
+    assert [fn.get_function_name() for fn in functions(members)] == ["resolve_ring_members"]
+    assert "resolve_ring_members" in [fn.get_function_name() for fn in functions(compute)]
 
 
 def _user_function(module: Any, name: str) -> Any:

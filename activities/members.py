@@ -1,0 +1,206 @@
+"""``resolve_ring_members``: which VMs and Arc-enabled servers a ring holds (issue 10: its own module).
+
+Members are Azure VMs and Azure Arc-enabled servers (issue 12): every record (``VmRef``) carries
+``kind`` (``vm`` / ``arc``) besides ``id``; Arc records add ``agentStatus`` and
+``lastStatusChange``. A ring is named by its resolved document (``ringSpec``, what the
+orchestrators hold) or, during the transition, by ``plan`` + ``ring`` (the whole plan is then
+validated again to read one ring; callers are switching to ``ringSpec``).
+
+The compliance view and the manifest diff resolve rings with the same core
+(:func:`resolve_ring_members_core`), so a ring is the same set of machines everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import azure.durable_functions as df
+from azure.core.exceptions import HttpResponseError
+
+from activities import Payload
+from activities import arc as arc_ops
+from activities.plan import assignment_name, input_ring
+from patchrings import deps
+from patchrings.arm.errors import status_of
+from patchrings.arm.fanout import map_bounded
+from patchrings.arm.ids import parse_resource_id, same_arm_id
+from patchrings.arm.lro import to_wire
+from patchrings.arm.machines import arc_ref, is_arc
+from patchrings.arm.vms import dynamic_scope_matches, tag_value, vm_ref
+from patchrings.boundary.activities import ResolveMembersInput, ResolveMembersOutput, activity_input, activity_payload
+from patchrings.domain.plan import Ring
+from patchrings.ports import ComputeGateway, FleetGateway
+
+bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.members")
+
+__all__ = ["bp", "member_ref", "resolve_ring_members", "resolve_ring_members_core",
+           "subscription_fleet"]
+
+#: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
+#: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
+#: subscription of thousands of VMs reads them one by one instead of listing (issue 11).
+_LIST_PAGES: dict[str, int] = {}
+
+#: One member of the fleet being resolved: its record and its tags, by lower-cased id.
+Fleet = dict[str, tuple[dict[str, Any], dict[str, Any]]]
+
+
+def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInput | Mapping[str, Any], *,
+                              listed: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Members of a ring: its tag selector (value or hold value) and/or its configuration's members.
+
+    ``listed`` (optional) caches each subscription's listing across calls (the compliance view
+    resolves every ring of a plan from one listing per subscription).
+
+    The configuration's members are its resource-level assignments plus the VMs its dynamic
+    scopes (subscription-level assignments with a ``filter``) select. The plan's
+    ``subscriptions``/``resourceGroups``/``locations``/``osTypes`` narrow both.
+
+    Any read that fails (403, throttled or 5xx after the SDK's retries, connection lost) raises:
+    a partial member list would verify or patch a ring with VMs silently missing. Callers run
+    this activity with ``retries.READ`` and treat a final failure as inconclusive.
+    """
+    spec = activity_input(ResolveMembersInput, payload)
+    ring = input_ring(spec.ring_spec, spec.plan, spec.ring)
+    members = ring.members
+    configuration_id = members.maintenance_configuration_id
+    subscriptions = list(members.subscriptions)
+    if not subscriptions and configuration_id:
+        subscriptions = [parse_resource_id(configuration_id).subscription]
+    if not subscriptions:
+        return activity_payload(ResolveMembersOutput(vms=[], error={
+            "code": "NoSubscription", "message": f"ring {ring.name!r} names no subscription or configuration"}))
+
+    groups = {g.lower() for g in members.resource_groups}
+    locations = {loc.replace(" ", "").lower() for loc in members.locations}
+    os_types = {o.lower() for o in members.os_types}
+
+    fleet: Fleet = {}
+    for sub in subscriptions:
+        key = sub.lower()
+        wires = listed[key] if listed is not None and key in listed else subscription_fleet(clients, sub)
+        if listed is not None:
+            listed[key] = wires
+        for wire in wires:
+            _consider(wire, fleet, groups=groups, locations=locations, os_types=os_types)
+
+    selected: set[str] = set()
+    if members.tag:
+        wanted = {members.tag.value} | ({members.tag.hold_value} if members.tag.hold_value else set())
+        selected |= {key for key, (_, tags) in fleet.items() if tag_value(tags, members.tag.name) in wanted}
+    if configuration_id:
+        selected |= _configuration_members(clients, ring, subscriptions, fleet)
+    return activity_payload(ResolveMembersOutput(
+        vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
+
+
+def subscription_fleet(clients: ComputeGateway, subscription: str) -> list[dict[str, Any]]:
+    """Every VM and Arc-enabled server of a subscription, as REST JSON (two paged lists).
+
+    VMs come from ``list_all(statusOnly=true)`` (how list-all returns the power state;
+    ``$expand=instanceView`` on list-all needs a ``$filter`` in Azure), Arc machines from
+    HybridCompute's ``list_by_subscription`` (:func:`activities.arc.list_machines`: a subscription
+    without the HybridCompute provider registered simply has none).
+    """
+    out: list[dict[str, Any]] = []
+    pages = 0
+    for page in clients.compute(subscription).virtual_machines.list_all(status_only="true").by_page():
+        pages += 1
+        out.extend(to_wire(vm) or {} for vm in page)
+    _LIST_PAGES[subscription.lower()] = max(pages, 1)
+    machines, _ = arc_ops.list_machines(clients, subscription)
+    return out + machines
+
+
+def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """The member record of a listed resource: :func:`vm_ref` or, for Arc, :func:`arc_ref`."""
+    return arc_ref(wire) if is_arc(str(wire.get("id") or "")) else vm_ref(wire)
+
+
+def _consider(vm: Any, fleet: Fleet, *, groups: set[str], locations: set[str], os_types: set[str]) -> None:
+    """Add one listed VM or Arc machine to ``fleet`` when the plan's resource groups / locations /
+    OS types allow."""
+    wire = to_wire(vm) or {}
+    ref = member_ref(wire)
+    rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
+    if groups and rg not in groups:
+        return
+    if locations and str(ref.get("location") or "").replace(" ", "").lower() not in locations:
+        return
+    if os_types and str(ref.get("os") or "").lower() not in os_types:
+        return
+    fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
+
+
+def _configuration_members(clients: FleetGateway, ring: Ring, subscriptions: list[str], fleet: Fleet) -> set[str]:
+    """VMs a ring's maintenance configuration covers, using only supported ARM reads.
+
+    * dynamic scopes: the within-subscription assignment list (documented as not implemented
+      in some API versions, so failures are tolerated) plus a direct GET of the ring's own
+      assignment (``open.assignmentName`` / ``patchrings-<ring>``);
+    * resource-level assignments: the within-subscription list, and for rings without a tag
+      selector (their configuration *is* their membership) each candidate VM's own assignment
+      list, fanned out. In Azure, Resource Graph (``maintenanceresources``) answers this in one
+      query; it is not available locally.
+    """
+    configuration_id = ring.configuration_id
+    filters: list[Any] = []
+    assigned: set[str] = set()
+
+    def consider(doc: Any) -> None:
+        props = (to_wire(doc) or {}).get("properties") or {}
+        if not same_arm_id(props.get("maintenanceConfigurationId"), configuration_id):
+            return
+        if props.get("filter") is not None:
+            filters.append(props["filter"])
+        elif props.get("resourceId"):
+            assigned.add(str(props["resourceId"]).lower())
+
+    for sub in subscriptions:
+        maintenance = clients.maintenance(sub)
+        try:
+            for doc in maintenance.configuration_assignments_within_subscription.list():
+                consider(doc)
+        except HttpResponseError as exc:
+            _tolerate_absent(exc)
+        try:
+            consider(maintenance.configuration_assignments_for_subscriptions.get(assignment_name(ring)))
+        except HttpResponseError as exc:
+            _tolerate_absent(exc)
+    if ring.members.tag is None:
+        def vm_assignments(key: str) -> bool:
+            rid = parse_resource_id(fleet[key][0]["id"])
+            provider, kind = (("Microsoft.HybridCompute", "machines") if is_arc(fleet[key][0])
+                              else ("Microsoft.Compute", "virtualMachines"))
+            try:
+                docs = clients.maintenance(rid.subscription).configuration_assignments.list(
+                    rid.resource_group, provider, kind, rid.name)
+                return any(same_arm_id(((to_wire(d) or {}).get("properties") or {}).get("maintenanceConfigurationId"),
+                                       configuration_id) for d in docs)
+            except HttpResponseError as exc:
+                _tolerate_absent(exc)
+                return False
+
+        keys = sorted(fleet)
+        assigned |= {key for key, hit in zip(keys, map_bounded(vm_assignments, keys), strict=True) if hit}
+    selected = {key for key in assigned if key in fleet}
+    for filt in filters:
+        selected |= {key for key, (ref, tags) in fleet.items() if dynamic_scope_matches(filt, ref, tags=tags)}
+    return selected
+
+
+def _tolerate_absent(exc: HttpResponseError) -> None:
+    """Swallow an answer that means *nothing there* (404, or a list the API version does not
+    implement: 400/405/501); re-raise anything else (403, 429, 5xx...), so the activity fails
+    and is retried instead of silently resolving a ring with members missing (fail closed)."""
+    if status_of(exc) not in (400, 404, 405, 501):
+        raise exc
+
+
+# ------------------------------------------------------------------------------ binding
+@bp.activity_trigger(input_name="payload")
+def resolve_ring_members(payload: Payload) -> dict[str, Any]:
+    return resolve_ring_members_core(deps.clients(), activity_input(ResolveMembersInput, payload))
