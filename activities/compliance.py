@@ -46,7 +46,7 @@ from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import error_info
 from patchrings.arm.vms import parse_time
 from patchrings.boundary.activities import ResolveMembersInput, RingComplianceInput, activity_input
-from patchrings.clients import subscription_of
+from patchrings.domain.arm_ids import subscription_of
 from patchrings.domain.plan import Plan, Ring
 from patchrings.errors import PatchRingsError
 from patchrings.ports import FleetGateway, ResourceGraphGateway

@@ -41,9 +41,8 @@ import azure.durable_functions as df
 from activities import Payload
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
-from patchrings.arm.ids import parse_apply_update_id
+from patchrings.arm.ids import parse_apply_update_id, subscription_of
 from patchrings.boundary.activities import CollectRunResultsArgInput, activity_input
-from patchrings.clients import subscription_of
 from patchrings.errors import ArmTargetRefused
 from patchrings.ports import ResourceGraphGateway
 

@@ -30,7 +30,6 @@ durable timers) with connect/read timeouts no longer than the budget (:func:`dea
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
+from patchrings.domain.arm_ids import subscription_of  # re-exported: one subscription-of-an-id (issue 10)
 from patchrings.errors import ArmTargetRefused
 from patchrings.settings import ARM_AUTH_STATIC_TOKEN, PUBLIC_ARM_ENDPOINT, Settings
 
@@ -80,7 +80,6 @@ TABLE_LIMITS: dict[str, Any] = {"retry_total": 3, "retry_backoff_max": 10, "conn
 # Used for calls that are not about one subscription (e.g. a cancel PUT sent by absolute path):
 # the pipeline never puts the client's subscription into such a URL.
 _ANY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-_SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([^/?#]+)", re.IGNORECASE)
 
 
 # The shortest budget a deadline-bound call is given (below it a TLS handshake cannot complete).
@@ -113,13 +112,13 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-class ForeignHostRefused(ClientAuthenticationError):  # type: ignore[misc]
+class ForeignHostRefused(ClientAuthenticationError):
     """A request to a host other than the configured ARM endpoint: refused before any token is
     attached or any byte is sent. A ``ClientAuthenticationError`` so azure-core's RetryPolicy
     propagates it at once instead of retrying."""
 
 
-class ArmEndpointOnlyPolicy(ARMChallengeAuthenticationPolicy):  # type: ignore[misc]
+class ArmEndpointOnlyPolicy(ARMChallengeAuthenticationPolicy):
     """ARM's bearer-token policy that only authenticates requests to the configured endpoint."""
 
     def __init__(self, credential: TokenCredential, *scopes: str, endpoint: str, **kwargs: Any) -> None:
@@ -140,14 +139,6 @@ class ArmEndpointOnlyPolicy(ARMChallengeAuthenticationPolicy):  # type: ignore[m
                 f"only the configured ARM endpoint {self.endpoint} is trusted"
             )
         super().on_request(request)
-
-
-def subscription_of(resource_id: str) -> str:
-    """The subscription id in an ARM resource id or path (ValueError if there is none)."""
-    match = _SUBSCRIPTION_IN_PATH.search(resource_id)
-    if not match:
-        raise ValueError(f"no /subscriptions/<id> segment in {resource_id!r}")
-    return match.group(1)
 
 
 class StaticTokenCredential:
@@ -376,7 +367,7 @@ class AzureClients:
             if client is None:
                 client = EventGridPublisherClient(endpoint, self.credential, **kwargs)
                 self._cache[key] = client
-            return client  # type: ignore[no-any-return]
+            return client
 
     # ------------------------------------------------------------------ Table storage
     def table_service(self) -> TableServiceClient:

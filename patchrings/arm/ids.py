@@ -1,58 +1,18 @@
-"""ARM resource ids: parse and compare them the way ARM does (case-insensitively)."""
+"""ARM ids at the Azure edge: the strict ``applyUpdates`` run-id parser (issue 10).
+
+Reading and comparing ids (``parse_resource_id``, ``same_arm_id``, ``subscription_of``...) is
+pure and lives once in :mod:`patchrings.domain.arm_ids`; the names are re-exported here so the
+gateway's callers keep one import. What stays here is the parser the cancel and the Resource
+Graph queries need before any request is built from event data.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-__all__ = ["ResourceId", "parse_apply_update_id", "parse_resource_id", "same_arm_id"]
+from patchrings.domain.arm_ids import ResourceId, parse_resource_id, same_arm_id, subscription_of
 
-_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)"
-    r"(?:/resourceGroups/(?P<rg>[^/]+)"
-    r"(?:/providers/(?P<provider>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?)?)?/?$",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class ResourceId:
-    """The parts of ``/subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}``."""
-
-    id: str
-    subscription: str
-    resource_group: str | None
-    provider: str | None
-    type: str | None
-    name: str | None
-    rest: str | None
-
-    @property
-    def full_type(self) -> str:
-        return f"{self.provider}/{self.type}"
-
-
-def parse_resource_id(resource_id: str) -> ResourceId:
-    """Parse an ARM id (ValueError naming the id when it is not one)."""
-    match = _ID.match(resource_id.strip())
-    if not match:
-        raise ValueError(f"not an ARM resource id: {resource_id!r}")
-    return ResourceId(
-        id=resource_id.strip(),
-        subscription=match.group("sub"),
-        resource_group=match.group("rg"),
-        provider=match.group("provider"),
-        type=match.group("type"),
-        name=match.group("name"),
-        rest=match.group("rest"),
-    )
-
-
-def same_arm_id(a: str | None, b: str | None) -> bool:
-    """ARM ids compare case-insensitively (and ignore a trailing slash)."""
-    if a is None or b is None:
-        return False
-    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+__all__ = ["ResourceId", "parse_apply_update_id", "parse_resource_id", "same_arm_id", "subscription_of"]
 
 
 # A scheduled run of a maintenance configuration (the event's ``correlationId``, the cancel target):

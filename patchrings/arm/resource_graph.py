@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from azure.mgmt.core.tools import parse_resource_id as parse_arm_id
+
 __all__ = [
     "MAX_PAGE",
     "RUN_BATCH",
@@ -132,9 +134,9 @@ def machine_of(row_id: str) -> str:
 
 
 def run_of_patch_row(row_id: str) -> str:
-    """The run GUID (lower-case) of a ``…/patchInstallationResults/<GUID>/softwarePatches/<p>`` id."""
-    parts = str(row_id).lower().split("/")
-    return parts[10] if len(parts) > 10 else ""
+    """The run GUID (lower-case) of a ``…/patchInstallationResults/<GUID>/softwarePatches/<p>`` id
+    (the machine's first child resource name, as ``azure.mgmt.core.tools.parse_resource_id`` reads it)."""
+    return str(parse_arm_id(str(row_id)).get("child_name_1") or "").lower()
 
 
 Send = Callable[[str, list[str], "str | None"], "tuple[Mapping[str, Any], Mapping[str, str]]"]
