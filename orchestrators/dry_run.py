@@ -82,11 +82,12 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(DryRunRingInput, context.get_input() or {})
     ring_name = spec.ring
     # The ring's document (issue 10): its install rules and patching; the plan only for the first ring.
-    ring = ring_of(ring_spec_of(spec.ring_spec, spec.plan, ring_name), ring_name)
+    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name)
+    ring = ring_of(ring_spec, ring_name)
     started_at = spec.started_at or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                      activity_payload(ResolveMembersInput(
-                                                         ring=ring_name, **ring_named_by(spec.ring_spec, spec.plan))))
+                                                         ring=ring_name, **ring_named_by(ring_spec, spec.plan))))
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
     run_id = f"{spec.rollout_id}:{ring_name}:assess"
     starts = yield context.task_all(
@@ -135,7 +136,7 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     planner: dict[str, Any] | None = None
     if first and spec.plan is not None and ring.patching == "direct":
         planner = yield from _plan_first_ring(context, spec.plan, ring, len(vms), started_at)
-    compliance = yield from _compliance(context, spec, vms, first)
+    compliance = yield from _compliance(context, spec, ring_spec, vms, first)
     summary = ring_listing_summary(out)
     summary["withoutPatchDetail"] = sum(1 for o in out if not o["patchDetail"])
     warnings = notes + list((planner or {}).get("warnings") or [])
@@ -153,17 +154,18 @@ def _ring_names(plan: dict[str, Any] | None) -> list[str]:
     return [str(r.get("name")) for r in (plan or {}).get("rings") or []]
 
 
-def _compliance(context: df.DurableOrchestrationContext, spec: DryRunRingInput, vms: list[dict[str, Any]],
-                first: bool) -> Any:
+def _compliance(context: df.DurableOrchestrationContext, spec: DryRunRingInput, ring_spec: dict[str, Any],
+                vms: list[dict[str, Any]], first: bool) -> Any:
     """The ring's compliance section (issue 12; :mod:`activities.compliance`, the core of
     ``GET /api/compliance``): its machines missing Critical / Security patches and each one's last
     assessment age, from ``patchassessmentresources`` as Resource Graph shows them now (this dry
     run's own assessments once propagated), ages against this orchestration's time. The first
     ring's section also lists the machines in no ring at all (it resolves every ring; later rings
-    reuse the members resolved above: one paged query, no listing). Never fails the dry run."""
+    reuse the members resolved above: one paged query, no listing). Never fails the dry run.
+    The ring is named by ``ringSpec``; only the first ring's input carries the whole plan."""
     payload = activity_payload(RingComplianceInput(
-        ring=spec.ring, as_of=iso(context.current_utc_datetime), unassigned=first,
-        members=None if first else vms, **ring_named_by(spec.ring_spec, spec.plan)))
+        ring=spec.ring, ring_spec=ring_spec, plan=spec.plan if first else None,
+        as_of=iso(context.current_utc_datetime), unassigned=first, members=None if first else vms))
     try:
         answer = yield context.call_activity_with_retry(RING_COMPLIANCE, retries.READ, payload)
     except Exception as exc:  # a dry run reports, it never fails on this read

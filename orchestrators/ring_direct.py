@@ -84,7 +84,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     carry = spec.carry  # state of the earlier executions (continue-as-new)
     vms: list[dict[str, Any]] | None = carry.vms if carry is not None else spec.vms
     if vms is None:
-        resolve = ResolveMembersInput(ring=ring_name, **ring_named_by(spec.ring_spec, spec.plan))
+        resolve = ResolveMembersInput(ring=ring_name, **ring_named_by(ring_spec, spec.plan))
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ, to_payload(resolve))
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}

@@ -64,7 +64,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         resolved = yield context.call_activity_with_retry(
             names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
             activity_payload(ResolveMembersInput(ring=ring, include_hold=True,
-                                                 **ring_named_by(spec.ring_spec, spec.plan))))
+                                                 **ring_named_by(ring_spec, spec.plan))))
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
@@ -103,12 +103,12 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
             names.SET_ASSIGNMENT, write, activity_payload(SetRingAssignmentInput(
-                ring=ring, present=opening, rollout_id=spec.rollout_id, **ring_named_by(spec.ring_spec, spec.plan))))
+                ring=ring, present=opening, rollout_id=spec.rollout_id, **ring_named_by(ring_spec, spec.plan))))
         out["changed"] = int(bool((result or {}).get("changed")))
 
     if opening and ring_doc.patching == "scheduled":
         if members is None:
-            resolve = ResolveMembersInput(ring=ring, **ring_named_by(spec.ring_spec, spec.plan))
+            resolve = ResolveMembersInput(ring=ring, **ring_named_by(ring_spec, spec.plan))
             resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                               activity_payload(resolve))
             members = list((resolved or {}).get("vms") or [])

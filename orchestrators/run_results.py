@@ -98,7 +98,7 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     try:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                          activity_payload(ResolveMembersInput(
-                                                             ring=ring, **ring_named_by(spec.ring_spec, spec.plan))))
+                                                             ring=ring, **ring_named_by(ring_spec, spec.plan))))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
         return to_payload(RunResultsOutput(gate=gate_for(ring_spec, ring, [], notes=[{"vm": "", "reason": reason}]),

@@ -19,13 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from patchrings.domain import deadlines
-from patchrings.domain.approval import ApprovalPolicy
 from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.gates import decide_gate, vm_verdict
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
 from patchrings.domain.manifest import Manifest, build_manifest, uncovered_vms
-from patchrings.domain.plan import Members, Ring, deep_merge
-from patchrings.domain.rate import RateControl
+from patchrings.domain.plan import Ring, deep_merge
 from patchrings.domain.results import InstallVerdict
 
 # Install states (wave/collect entries) that are not a finished installPatches result.
@@ -74,16 +72,16 @@ def ring_spec_of(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | 
     return ring_spec_from_plan(plan, ring)
 
 
-def ring_named_by(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None) -> dict[str, Any]:
-    """How an activity that reads one ring (``resolve_ring_members``, ``set_ring_assignment``,
-    ``ring_compliance``; patchrings.boundary.activities) is told which: the keyword arguments
-    ``ring_spec=`` (JSON ``ringSpec``, issue 10) or, while the caller still sends the whole plan,
-    the older ``plan=`` (the activities read ``ringSpec`` once they accept it)."""
+def ring_named_by(ring_spec: Mapping[str, Any], plan: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How an activity that reads one ring (``resolve_ring_members``, ``set_ring_assignment``;
+    patchrings.boundary.activities) is told which: the keyword argument ``ring_spec=`` (JSON
+    ``ringSpec``, issue 10: the activity reads it, never re-validating a plan), plus ``plan=``
+    while the sub-orchestration's caller still sends the whole plan (transition: a test fake
+    may still read it; it goes with the ``plan`` fallback)."""
+    named: dict[str, Any] = {"ring_spec": dict(ring_spec)}
     if plan is not None:
-        return {"plan": dict(plan)}
-    if ring_spec is None:
-        raise KeyError("neither ringSpec nor plan given")
-    return {"ring_spec": dict(ring_spec)}
+        named["plan"] = dict(plan)
+    return named
 
 
 def _source(source: Mapping[str, Any], ring: str) -> Mapping[str, Any]:
@@ -92,31 +90,11 @@ def _source(source: Mapping[str, Any], ring: str) -> Mapping[str, Any]:
 
 
 def ring_of(source: Mapping[str, Any], ring: str = "") -> Ring:
-    """The domain :class:`Ring` of a ring document (``ringSpec``) or of ``ring`` in a plan dict.
-
-    Built from the already resolved document, without validating a plan (issue 10). ``index`` is
-    -1: a ring document does not say where the ring stands in its plan.
-    TODO(H4a): ``Ring.from_dict`` in patchrings/domain/plan.py, then this calls it."""
+    """The domain :class:`Ring` of a ring document (``ringSpec``) or of ``ring`` in a plan dict:
+    :meth:`Ring.from_dict`, built from the already resolved document without validating a plan
+    (issue 10)."""
     doc = _source(source, ring)
-    opened = doc.get("open") or {}
-    if isinstance(opened, str):
-        opened = {"mode": opened}
-    gate = doc.get("gate") or {}
-    return Ring(
-        name=str(doc.get("name") or ring),
-        index=-1,
-        members=Members.from_dict(doc.get("members") or {}),
-        patching=str(doc.get("patching") or "direct"),  # type: ignore[arg-type]  # a resolved ring's value
-        open_mode=str(opened.get("mode") or "none"),  # type: ignore[arg-type]
-        rate=RateControl.from_dict(doc.get("rate") or {}),
-        health=HealthPolicy.from_dict(doc.get("health") or {}),
-        approval=ApprovalPolicy.from_dict(doc.get("approval") or {"mode": "none"}),
-        install=dict(doc.get("install") or {}),
-        tolerate_errors=bool(gate.get("tolerateErrors", False)),
-        allow_uncovered_os=bool(gate.get("allowUncoveredOs", False)),
-        description=doc.get("description"),
-        assignment_name=opened.get("assignmentName"),
-    )
+    return Ring.from_dict(doc if doc.get("name") else {**doc, "name": ring})
 
 
 def install_rules(source: Mapping[str, Any], ring: str = "") -> InstallRules:

@@ -183,7 +183,8 @@ def test_ring_direct_reads_ring_spec_as_it_read_the_plan_and_hands_waves_the_rin
     out_ring = drive(raw(ring_direct_mod.ring_direct_orchestrator), by_ring, _direct_answer)
     assert out_ring == out_plan and out_ring["gate"]["outcome"] == "pass"
     assert named(by_ring, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "ring": "ring0"}
-    assert named(by_plan, names.RESOLVE_MEMBERS)[0].payload == {"plan": PLAN, "ring": "ring0"}  # transition
+    # transition: the plan a caller still sends rides along (a fake may read it); ringSpec is what counts
+    assert named(by_plan, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "plan": PLAN, "ring": "ring0"}
     waves = named(by_ring, names.WAVE) + named(by_plan, names.WAVE)
     assert waves and all(w.payload["ringSpec"] == RING0 and "plan" not in w.payload for w in waves)
     assert [w.payload for w in named(by_ring, names.WAVE)] == [w.payload for w in named(by_plan, names.WAVE)]
@@ -278,3 +279,21 @@ def test_a_later_rings_dry_run_needs_only_its_ring_spec() -> None:
     [compliance] = named(ctx, dry_run_mod.RING_COMPLIANCE)
     assert compliance.payload["ringSpec"] == RING1 and compliance.payload["members"] == [vm("a")]
     assert "plan" not in compliance.payload
+
+
+def test_the_first_rings_dry_run_also_sends_the_plan_for_the_machines_in_no_ring() -> None:
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == names.RESOLVE_MEMBERS:
+            return {"vms": [vm("a")]}
+        if call.name == names.START_ASSESS:
+            return {"state": "started", "token": "t"}
+        if call.name == names.POLL_ASSESS:
+            return {"done": True, "result": {"status": "Succeeded", "availablePatches": []}}
+        return {"ring": "ring0", "members": 1}
+
+    ctx = ScriptedContext({"rolloutId": "r", "plan": PLAN, "ringSpec": RING0, "ring": "ring0", "startedAt": T})
+    out = drive(raw(dry_run_mod.dry_run_ring_orchestrator), ctx, answer)
+    assert out["ring"] == "ring0" and out["planner"] is not None  # Ring 0 is direct: the planner ran
+    [compliance] = named(ctx, dry_run_mod.RING_COMPLIANCE)
+    assert compliance.payload["ringSpec"] == RING0 and compliance.payload["plan"] == PLAN
+    assert compliance.payload["unassigned"] is True and "members" not in compliance.payload
