@@ -52,12 +52,13 @@ import azure.functions as func
 from orchestrators import names
 from patchrings import deps
 from patchrings.arm.ids import parse_apply_update_id
+from patchrings.boundary.rollout import GuardInput, RolloutInput
 from patchrings.domain.arm_ids import last_segment, same_arm_id
 from patchrings.domain.events import MaintenanceEvent, instance_id_for, parse_maintenance_event
 from patchrings.domain.recurrence import run_name
 from patchrings.domain.timeutil import format_duration, format_instant
 from patchrings.errors import EventRejected
-from triggers.rollouts import active_rollouts, exists
+from triggers.rollouts import active_rollouts, exists, start_guard, start_rollout
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.triggers.eventgrid")
@@ -189,15 +190,11 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
             actions.append(f"rollout {active[0]} is active; no second rollout started")
         else:
             try:
-                await client.start_new(
-                    names.ROLLOUT,
-                    instance_id,
-                    {
-                        "initiator": "system:maintenance-event",
-                        "reason": f"pre-maintenance event of {ring.name}",
-                        "trigger": {"kind": "event", **payload},
-                    },
-                )
+                await start_rollout(client, instance_id, RolloutInput(
+                    initiator="system:maintenance-event",
+                    reason=f"pre-maintenance event of {ring.name}",
+                    trigger={"kind": "event", **payload},
+                ))
                 actions.append(f"started rollout {instance_id}")
                 active = [instance_id]
             except Exception:
@@ -208,15 +205,11 @@ async def handle_event(raw: dict[str, Any], client: Any) -> dict[str, Any]:
         guard_id = guard_id_for(event)
         if not await exists(client, guard_id):
             try:
-                await client.start_new(
-                    names.GUARD,
-                    guard_id,
-                    {
-                        "event": payload,
-                        "ring": ring.name,
-                        "cancelMargin": format_duration(plan.promotion.cancel_margin),
-                    },
-                )
+                await start_guard(client, guard_id, GuardInput(
+                    event=payload,
+                    ring=ring.name,
+                    cancel_margin=format_duration(plan.promotion.cancel_margin),
+                ))
                 actions.append(f"started guard {guard_id}")
             except Exception:
                 if not await exists(client, guard_id):

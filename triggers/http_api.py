@@ -48,8 +48,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from orchestrators import names
 from patchrings import deps
+from patchrings.boundary.rollout import RolloutInput
 from patchrings.domain.plan import load_plan
 from patchrings.domain.quarantine import parse_release
 from patchrings.errors import ApprovalForbidden, RequestInvalid, RolloutConflict
@@ -58,7 +58,7 @@ from triggers.decisions import decide, halt_or_resume, resume_approvers
 from triggers.http_io import caller, guarded, json_body, json_response, optional_text, route_id
 from triggers.inline_plans import check_inline_plan
 from triggers.rollout_views import base_url, links_sign_in, list_view, status_view
-from triggers.rollouts import active_rollouts
+from triggers.rollouts import active_rollouts, start_rollout
 
 bp = df.Blueprint()
 
@@ -132,11 +132,9 @@ async def _start(req: func.HttpRequest, client: Any) -> func.HttpResponse:
                 details={"active": active},
             )
     rollout_id = f"ro-{uuid.uuid4().hex[:12]}"
-    start_input: dict[str, Any] = {"initiator": initiator, "dryRun": dry_run, "plan": plan, "reason": reason,
-                                   "trigger": {"kind": "manual"}}
-    if release:
-        start_input["releaseQuarantine"] = release
-    await client.start_new(names.ROLLOUT, rollout_id, start_input)
+    await start_rollout(client, rollout_id, RolloutInput(
+        initiator=initiator, dry_run=dry_run, plan=plan, reason=reason, trigger={"kind": "manual"},
+        release_quarantine=release or None))
     location = f"{base_url(req)}/api/rollouts/{rollout_id}"
     return json_response(
         {"id": rollout_id, "dryRun": dry_run, "initiator": initiator, "statusUrl": location,

@@ -13,6 +13,8 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names
+from patchrings.boundary.codec import to_payload
+from patchrings.boundary.rollout import GuardInput, RolloutInput
 from patchrings.errors import NotFound
 
 ACTIVE = (
@@ -67,6 +69,16 @@ async def require_rollout(client: Any, instance_id: str) -> Any:
     if status is None:
         raise NotFound(f"no rollout {instance_id!r}", field="id")
     return status
+
+
+async def start_rollout(client: Any, instance_id: str, spec: RolloutInput) -> None:
+    """Start a rollout orchestration: its typed input becomes JSON here, once (the codec)."""
+    await client.start_new(names.ROLLOUT, instance_id, to_payload(spec))
+
+
+async def start_guard(client: Any, instance_id: str, spec: GuardInput) -> None:
+    """Start the fail-closed guard of one scheduled run: its typed input becomes JSON here, once."""
+    await client.start_new(names.GUARD, instance_id, to_payload(spec))
 
 
 async def list_rollouts(client: Any) -> list[Any]:

@@ -159,3 +159,60 @@ def test_halting_an_ended_or_halted_rollout_is_a_409_naming_the_state(ledger: Fa
     assert client.raised == []
     [refused] = ledger.approvals(RID)
     assert refused["outcome"] == "refused" and "at" not in refused  # no HTTP-side time stamp
+
+
+class Starter(FakeClient):
+    """A durable client that records what is started (nothing is running)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.started: list[tuple[str, str, Any]] = []
+
+    async def start_new(self, name: str, instance_id: str, payload: Any) -> None:
+        self.started.append((name, instance_id, payload))
+
+    async def get_status_by(self, runtime_status: Any) -> list[Any]:
+        return []
+
+
+class EventLedger(FakeLedger):
+    def events(self, configuration_id: str) -> list[dict[str, Any]]:
+        return [row for key, row in self.event_rows.items() if key[0] == configuration_id.lower()]
+
+
+def test_starts_carry_the_typed_inputs_json(ledger: FakeLedger) -> None:
+    """POST /api/rollouts and Ring 0's pre-maintenance event start the rollout (and the event its
+    guard) with patchrings.boundary.rollout's JSON: the dataclass through the codec (null fields
+    absent), the event as ``MaintenanceEvent.to_dict()``."""
+    from orchestrators import names
+    from patchrings.domain.events import instance_id_for, parse_maintenance_event
+    from patchrings.domain.timeutil import format_duration
+    from triggers import eventgrid
+
+    client = Starter()
+    code, answer = call(http_api.rollouts, request("/api/rollouts", "POST", route={}, body={"dryRun": True}), client)
+    assert code == 202
+    assert client.started == [(names.ROLLOUT, answer["id"], {"initiator": "bob@contoso.com", "dryRun": True,
+                                                             "trigger": {"kind": "manual"}})]
+
+    deps.override(ledger=EventLedger())
+    plan = deps.plan()
+    mc = plan.rings[0].configuration_id
+    assert mc
+    raw = {"id": "e-1", "topic": mc, "subject": mc, "eventType": "Microsoft.Maintenance.PreMaintenanceEvent",
+           "eventTime": "2026-11-16T05:30:00Z", "dataVersion": "1.0",
+           "data": {"correlationId": f"{mc}/providers/Microsoft.Maintenance/applyUpdates/20261116060000",
+                    "maintenanceConfigurationId": mc, "startDateTime": "2026-11-16T06:00:00Z",
+                    "endDateTime": "2026-11-16T09:55:00Z", "status": "Pending",
+                    "resourceSubscriptionIds": ["00000000-0000-0000-0000-000000000001"]}}
+    client = Starter()
+    routed = asyncio.run(eventgrid.handle_event(raw, client))
+    assert routed["action"] == "routed", routed
+    event = parse_maintenance_event(raw)
+    assert client.started == [
+        (names.ROLLOUT, instance_id_for(event), {"initiator": "system:maintenance-event",
+                                                 "reason": "pre-maintenance event of ring0",
+                                                 "trigger": {"kind": "event", **event.to_dict()}}),
+        (names.GUARD, eventgrid.guard_id_for(event), {"event": event.to_dict(), "ring": "ring0",
+                                                      "cancelMargin": format_duration(plan.promotion.cancel_margin)}),
+    ]
