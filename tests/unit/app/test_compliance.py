@@ -19,10 +19,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from patchrings import deps
 from patchrings.domain.plan import Plan
 from patchrings.settings import Settings
 from tests.unit.app.test_arc import ARC_RG, SUB, VM_RG, clients_for, listing, machine, vm
-from patchrings import deps
 from triggers import compliance
 
 pytestmark = pytest.mark.unit

@@ -17,10 +17,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from patchrings import deps
 from patchrings.domain.plan import load_plan_file
 from patchrings.settings import Settings
 from tests.unit.app.fakes import FakeLedger
-from patchrings import deps
 from triggers import http_api
 
 pytestmark = pytest.mark.unit
