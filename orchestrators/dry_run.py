@@ -40,7 +40,7 @@ filtered: [{patch, reason}] (first 20)}``; ``summary`` adds up the ring
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import azure.durable_functions as df
 
@@ -49,6 +49,7 @@ from orchestrators.verdicts import install_parameters, ring_named_by, ring_of, r
 from orchestrators.wave import install_parameters_for
 from patchrings.boundary.activities import (
     GetConfigurationInput,
+    PollAssessInput,
     ReadAssessmentsInput,
     ResolveMembersInput,
     RingComplianceInput,
@@ -103,8 +104,10 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     while tokens:
         polls = yield context.task_all(
             [context.call_activity_with_retry(names.POLL_ASSESS, retries.READ,
-                                              {"runId": run_id, "vm": next(v for v in vms if v["id"] == vm_id),
-                                               "token": token}) for vm_id, token in tokens.items()]
+                                              activity_payload(PollAssessInput(
+                                                  run_id=run_id, vm=next(v for v in vms if v["id"] == vm_id),
+                                                  token=cast(str, token))))  # a started assessment has one
+             for vm_id, token in tokens.items()]
         )
         for vm_id, poll in zip(list(tokens), polls, strict=True):
             if (poll or {}).get("done"):
