@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import requests
@@ -66,7 +66,8 @@ def _response(request: Any, status: int, headers: dict[str, str], body: Any) -> 
 
 
 class FakeLedger:
-    """The subset of :class:`patchrings.ledger.Ledger` the activity cores use, in memory."""
+    """What the activity cores use of :class:`patchrings.ledger.Ledger`, in memory: it satisfies
+    :class:`patchrings.ports.LedgerStore` structurally (tests/unit/activities/test_ports.py)."""
 
     def __init__(self) -> None:
         self.installs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -74,33 +75,35 @@ class FakeLedger:
         self.runs: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.approval_rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.vm_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.event_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.quarantine_rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
         row = self.installs.get((run_id, vm_id.lower()))
         return dict(row) if row else None
 
-    def record_install(self, run_id: str, vm_id: str, fields: dict[str, Any]) -> bool:
+    def record_install(self, run_id: str, vm_id: str, fields: Mapping[str, Any]) -> bool:
         key = (run_id, vm_id.lower())
         if key in self.installs:
             return False
         self.installs[key] = {k: v for k, v in fields.items() if v is not None}
         return True
 
-    def update_install(self, run_id: str, vm_id: str, fields: dict[str, Any]) -> bool:
+    def update_install(self, run_id: str, vm_id: str, fields: Mapping[str, Any]) -> bool:
         self.installs.setdefault((run_id, vm_id.lower()), {}).update({k: v for k, v in fields.items() if v is not None})
         return True
 
     def delete_install(self, run_id: str, vm_id: str) -> None:
         self.installs.pop((run_id, vm_id.lower()), None)
 
-    def record_rollout(self, rollout_id: str, fields: dict[str, Any]) -> bool:
+    def record_rollout(self, rollout_id: str, fields: Mapping[str, Any]) -> bool:
         self.rollouts.setdefault(rollout_id, {"rolloutId": rollout_id}).update(fields)
         return True
 
     def rollout(self, rollout_id: str) -> dict[str, Any] | None:
         return self.rollouts.get(rollout_id)
 
-    def record_ring_run(self, rollout_id: str, ring: str, run_id: str, fields: dict[str, Any]) -> bool:
+    def record_ring_run(self, rollout_id: str, ring: str, run_id: str, fields: Mapping[str, Any]) -> bool:
         row = self.runs.setdefault((rollout_id, ring, run_id), {"rolloutId": rollout_id, "ring": ring, "runId": run_id})
         row.update(fields)
         return True
@@ -111,7 +114,7 @@ class FakeLedger:
     def run_gates(self, run_id: str) -> list[dict[str, Any]]:
         return [r for (_, _, run), r in self.runs.items() if run.lower() == run_id.lower() and "authorised" in r]
 
-    def record_approval(self, rollout_id: str, decision_id: str, fields: dict[str, Any]) -> bool:
+    def record_approval(self, rollout_id: str, decision_id: str, fields: Mapping[str, Any]) -> bool:
         key = (rollout_id, decision_id)
         if key in self.approval_rows:
             return False
@@ -125,8 +128,44 @@ class FakeLedger:
     def vm_results(self, rollout_id: str, ring: str) -> list[dict[str, Any]]:
         return [r for (rid, rg, _), r in self.vm_rows.items() if rid == rollout_id and rg == ring]
 
-    def record_vm_results(self, rollout_id: str, ring: str, run_id: str, results: list[dict[str, Any]]) -> int:
-        for result in results:
+    def record_vm_results(self, rollout_id: str, ring: str, run_id: str,
+                          results: Iterable[Mapping[str, Any]]) -> int:
+        rows = list(results)
+        for result in rows:
             row = self.vm_rows.setdefault((rollout_id, ring, str(result["vm"]).lower()), {})
             row.update({**result, "runId": run_id})
-        return len(results)
+        return len(rows)
+
+    def record_event(self, configuration_id: str, event_type: str, event_id: str,
+                     fields: Mapping[str, Any]) -> bool:
+        key = (configuration_id.lower(), event_type, event_id.lower())
+        if key in self.event_rows:
+            return False
+        self.event_rows[key] = {**fields, "configurationId": configuration_id, "eventType": event_type,
+                                "eventId": event_id}
+        return True
+
+    def record_quarantine(self, plan_name: str, entry_id: str, fields: Mapping[str, Any]) -> bool:
+        key = (plan_name.lower(), entry_id)
+        if key in self.quarantine_rows:
+            return False
+        self.quarantine_rows[key] = dict(fields)
+        return True
+
+    def quarantine(self, plan_name: str, entry_id: str) -> dict[str, Any] | None:
+        row = self.quarantine_rows.get((plan_name.lower(), entry_id))
+        return dict(row) if row is not None else None
+
+    def quarantines(self, plan_name: str) -> list[dict[str, Any]]:
+        rows = [dict(r) for (plan, _), r in self.quarantine_rows.items() if plan == plan_name.lower()]
+        return sorted(rows, key=lambda r: (str(r.get("at") or ""), str(r.get("id") or "")))
+
+    def release_quarantine(self, plan_name: str, entry_id: str, *, by: str, at: str | None,
+                           reason: str | None = None) -> dict[str, Any] | None:
+        row = self.quarantine_rows.get((plan_name.lower(), entry_id))
+        if row is None:
+            return None
+        if not row.get("released"):
+            row.update({k: v for k, v in {"released": True, "releasedBy": by, "releasedAt": at,
+                                          "releaseReason": reason}.items() if v is not None})
+        return dict(row)

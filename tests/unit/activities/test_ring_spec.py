@@ -1,0 +1,94 @@
+"""The ring, not the plan (issue 10): an activity told which ring by its resolved document
+(``ringSpec``) does exactly what it did when given the whole plan, without validating the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from activities import plan as plan_activities
+from activities.compliance import ring_compliance_core
+from activities.maintenance import set_ring_assignment_core
+from activities.members import resolve_ring_members_core
+from patchrings.domain.plan import Plan
+from tests.unit.app.test_arc import PLAN, SUB, clients_for, listing, machine, vm
+from tests.unit.app.test_compliance import ROWS, fleet_script
+
+pytestmark = pytest.mark.unit
+
+
+def spec_of(ring: str) -> dict[str, Any]:
+    return Plan.from_dict(PLAN).ring(ring).to_dict()
+
+
+def fleet() -> list[tuple[str, str, Any]]:
+    return [
+        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"), vm("app-01", "ring1-hold"))),
+        ("GET", "/Microsoft.HybridCompute/machines", listing(machine("srv-01", "ring0"), machine("srv-02", "ring1"))),
+        ("GET", "/configurationAssignments?", (200, {}, {"value": []})),
+        ("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "none"}})),
+    ]
+
+
+@pytest.mark.parametrize("ring", ["ring0", "ring1"])
+def test_members_from_the_ring_spec_are_the_members_from_the_plan(tmp_path: Path, ring: str) -> None:
+    by_plan, plan_transport = clients_for(tmp_path, fleet())
+    by_spec, spec_transport = clients_for(tmp_path, fleet())
+    expected = resolve_ring_members_core(by_plan, {"plan": PLAN, "ring": ring})
+    ring_spec = spec_of(ring)
+    with mock.patch.object(Plan, "from_dict", side_effect=AssertionError("the plan was validated again")):
+        got = resolve_ring_members_core(by_spec, {"ringSpec": ring_spec, "ring": ring, "rolloutId": "r"})
+    assert got == expected and got["vms"]
+    assert [(r.method, r.url) for r in spec_transport.requests] == [(r.method, r.url) for r in plan_transport.requests]
+
+
+def test_the_ring_spec_round_trips_to_the_same_ring() -> None:
+    for ring in Plan.from_dict(PLAN):
+        rebuilt = plan_activities.ring_from_spec(ring.to_dict())
+        assert rebuilt.to_dict() == ring.to_dict()
+        assert (rebuilt.members, rebuilt.configuration_id, rebuilt.assignment_name) == (
+            ring.members, ring.configuration_id, ring.assignment_name)
+
+
+def test_neither_ring_spec_nor_plan_is_an_error() -> None:
+    with pytest.raises(KeyError, match="ringSpec"):
+        plan_activities.input_ring(None, None, "ring0")
+
+
+def body(request: Any) -> Any:
+    raw = request.body
+    return raw.getvalue() if hasattr(raw, "getvalue") else raw
+
+
+def test_set_ring_assignment_from_the_ring_spec_sends_what_the_plan_sent(tmp_path: Path) -> None:
+    script = [("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "x"}})),
+              ("PUT", "/configurationAssignments/", (200, {}, {"id": "x"}))]
+    by_plan, plan_transport = clients_for(tmp_path, list(script))
+    by_spec, spec_transport = clients_for(tmp_path, list(script))
+    expected = set_ring_assignment_core(by_plan, {"plan": PLAN, "ring": "ring1", "present": True, "rolloutId": "r"})
+    got = set_ring_assignment_core(by_spec, {"ringSpec": spec_of("ring1"), "ring": "ring1", "present": True,
+                                             "rolloutId": "r"})
+    assert got == expected and got["changed"] is True
+    assert [(r.method, r.url, body(r)) for r in spec_transport.requests] == [
+        (r.method, r.url, body(r)) for r in plan_transport.requests]
+
+
+def test_a_later_rings_compliance_needs_no_plan(tmp_path: Path) -> None:
+    """The dry run sends later rings ``{ringSpec, ring, asOf, unassigned: false, members}``."""
+    clients, _ = clients_for(tmp_path, fleet_script([ROWS]))
+    members = [{"id": ROWS[0]["machineId"], "name": "web-01", "kind": "vm", "os": "Windows"}]
+    out = ring_compliance_core(clients, {"ringSpec": spec_of("ring1"), "ring": "ring1",
+                                         "asOf": "2026-11-16T12:00:00Z", "unassigned": False, "members": members})
+    assert "error" not in out or out["error"] is None
+    assert out["ring"] == "ring1" and out["members"] == 1
+
+
+def test_the_first_rings_unassigned_section_still_needs_the_plan(tmp_path: Path) -> None:
+    clients, _ = clients_for(tmp_path, fleet_script([ROWS]))
+    out = ring_compliance_core(clients, {"ringSpec": spec_of("ring0"), "ring": "ring0",
+                                         "asOf": "2026-11-16T12:00:00Z", "unassigned": True})
+    assert out["error"]["code"] == "KeyError"
+    assert SUB  # the scripted subscription (unused here: nothing was read)
