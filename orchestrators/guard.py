@@ -44,6 +44,14 @@ import azure.durable_functions as df
 
 from orchestrators import names, retries
 from orchestrators.inbox import event_document
+from patchrings.boundary.activities import (
+    CancelRunInput,
+    GetConfigurationInput,
+    LedgerReadGateInput,
+    LedgerRecordEventInput,
+    NotifyInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload
 from patchrings.boundary.rollout import GuardInput
 from patchrings.domain import deadlines
@@ -160,8 +168,8 @@ class Guard:
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         gate, error = yield from self.bounded(
             names.LEDGER_READ_GATE,
-            {"correlationId": self.correlation_id, "configurationId": self.configuration_id,
-             "ring": self.ring},
+            activity_payload(LedgerReadGateInput(correlation_id=self.correlation_id,
+                                                 configuration_id=self.configuration_id, ring=self.ring)),
             until,
         )
         if error is not None:
@@ -172,7 +180,8 @@ class Guard:
         """Reasons to refuse an authorised run because its configuration drifted (empty = fine)."""
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         config, error = yield from self.bounded(
-            names.GET_CONFIGURATION, {"configurationId": self.configuration_id}, until
+            names.GET_CONFIGURATION, activity_payload(GetConfigurationInput(configuration_id=self.configuration_id)),
+            until
         )
         if error is not None:
             return [f"the ring's maintenance configuration could not be read to verify its pins: {error}"], None
@@ -197,7 +206,8 @@ class Guard:
             started = self.now
             pending.append((self.ctx.call_activity(
                 names.CANCEL_RUN,
-                {"correlationId": self.correlation_id, "report": True, "budgetSeconds": budget},
+                activity_payload(CancelRunInput(correlation_id=self.correlation_id, report=True,
+                                                budget_seconds=budget)),
             ), started))
             limit = min(cancel_by, started + timedelta(seconds=budget) + ATTEMPT_GRACE)
             done = yield from self.first_answer(pending, limit)
@@ -262,11 +272,13 @@ class Guard:
             yield self.ctx.call_activity_with_retry(
                 names.LEDGER_EVENT,
                 retries.WRITE,
-                {"configurationId": self.configuration_id, "eventType": f"guard:{decision}",
-                 "eventId": self.correlation_id, "correlationId": self.correlation_id,
-                 "ring": self.ring, "decision": decision, "reason": reason, "guard": self.ctx.instance_id,
-                 "at": iso(self.now), "cancel": result.get("cancel"), "attempts": self.attempts,
-                 "rolloutId": (result.get("gate") or {}).get("rolloutId")},
+                activity_payload(LedgerRecordEventInput(
+                    configuration_id=self.configuration_id, event_type=f"guard:{decision}",
+                    event_id=self.correlation_id,
+                    columns={"correlationId": self.correlation_id, "ring": self.ring, "decision": decision,
+                             "reason": reason, "guard": self.ctx.instance_id, "at": iso(self.now),
+                             "cancel": result.get("cancel"), "attempts": self.attempts,
+                             "rolloutId": (result.get("gate") or {}).get("rolloutId")})),
             )
         except Exception as err:
             self.publish(ledgerError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
@@ -283,14 +295,16 @@ class Guard:
             # contract NOTIFY: a deterministic id (a retry or replay publishes the same event)
             yield self.ctx.call_activity(
                 names.NOTIFY,
-                {"kind": "cancel-failed", "id": str(self.ctx.new_uuid()),
-                 "rolloutId": str((result.get("gate") or {}).get("rolloutId") or ""), "ring": self.ring,
-                 "severity": "error", "message": message, "time": iso(self.now),
-                 "data": {"correlationId": self.correlation_id,
+                activity_payload(NotifyInput(
+                    kind="cancel-failed", id=str(self.ctx.new_uuid()),
+                    rollout_id=str((result.get("gate") or {}).get("rolloutId") or ""), ring=self.ring,
+                    severity="error", message=message, time=iso(self.now),
+                    data={"correlationId": self.correlation_id,
                           "configurationId": self.configuration_id, "guard": self.ctx.instance_id,
                           "attempts": self.attempts, "reason": reason[:500],
                           "cancel": {"status": (result.get("cancel") or {}).get("status"),
-                                     "message": str((result.get("cancel") or {}).get("message") or "")[:300]}}},
+                                     "message": str((result.get("cancel") or {}).get("message") or "")[:300]}},
+                    rest={"ring": None} if self.ring is None else {})),
             )
         except Exception as err:  # best effort: an unregistered or failing notify must not hide the rest
             self.publish(notifyError=str(err).splitlines()[0][:300] if str(err) else type(err).__name__)

@@ -69,6 +69,7 @@ from orchestrators.verdicts import (
     gate_for,
 )
 from orchestrators.waits import MAX_TIMER, Halted, forget_buffered_event
+from patchrings.boundary.activities import LoadPlanInput, ManifestDiffInput
 from patchrings.boundary.codec import to_payload
 from patchrings.boundary.rings import DryRunRingInput, RingDirectInput
 from patchrings.domain.plan import Ring
@@ -104,7 +105,7 @@ class Rollout(ScheduledSteps):
             # the API checks it: a direct start through the Durable client (system / master key)
             # must not bypass the inline-plan rules (issue 13.9). Not an Azure call, and an invalid
             # or refused plan stays so: no retry.
-            plan = yield self.ctx.call_activity(names.LOAD_PLAN, {"plan": carried} if carried else {})
+            plan = yield self.ctx.call_activity(names.LOAD_PLAN, to_payload(LoadPlanInput(plan=carried or None)))
         except Exception as err:  # an invalid or refused plan: end visibly, nothing was touched
             self.status = RolloutStatus.new(rollout_id=self.rollout_id, plan={}, initiator=self.initiator,
                                             started_at=iso(self.started_at), dry_run=False)
@@ -227,8 +228,8 @@ class Rollout(ScheduledSteps):
         try:
             diff = yield from self.activity(
                 names.MANIFEST_DIFF,
-                {"rolloutId": self.rollout_id, "plan": self.plan, "manifest": self.manifest, "fromRing": ring,
-                 "now": iso(self.now)},
+                ManifestDiffInput(plan=self.plan, from_ring=ring, manifest=self.manifest, now=iso(self.now),
+                                  rollout_id=self.rollout_id),
             )
             diff = diff if isinstance(diff, dict) else {}
             if diff.get("error"):

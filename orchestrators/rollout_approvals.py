@@ -19,6 +19,7 @@ from orchestrators.status import (
     approve_url,
     manifest_view,
 )
+from patchrings.boundary.activities import LedgerReadGateInput, LedgerRecordApprovalInput
 from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
 from patchrings.domain.plan import Plan
 from patchrings.domain.timeutil import format_duration, iso
@@ -112,9 +113,10 @@ class ApprovalSteps(PlannerSteps):
                 self.publish()
                 yield from self.activity(
                     names.LEDGER_APPROVAL,
-                    {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
-                     "decisionId": f"{raw.get('decisionId')}:refused", "decision": decision.to_dict(),
-                     "outcome": "refused", "reason": reason, "at": iso(self.now)},
+                    LedgerRecordApprovalInput(
+                        rollout_id=self.rollout_id, decision_id=f"{raw.get('decisionId')}:refused",
+                        columns={"ring": ring, "manifestHash": manifest_hash, "decision": decision.to_dict(),
+                                 "outcome": "refused", "reason": reason, "at": iso(self.now)}),
                     retries.WRITE,
                 )
                 continue
@@ -137,9 +139,9 @@ class ApprovalSteps(PlannerSteps):
         self.publish()
         yield from self.activity(
             names.LEDGER_APPROVAL,
-            {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash,
-             "decision": accepted, "outcome": "accepted", "at": iso(self.now),
-             **({"acceptInconclusive": accept_list} if accept_list else {})},
+            LedgerRecordApprovalInput(rollout_id=self.rollout_id, columns={
+                "ring": ring, "manifestHash": manifest_hash, "decision": accepted, "outcome": "accepted",
+                "at": iso(self.now), **({"acceptInconclusive": accept_list} if accept_list else {})}),
             retries.WRITE,
         )
         if not decision.approved:
@@ -163,9 +165,9 @@ class ApprovalSteps(PlannerSteps):
             reason = f"{who or 'an unknown caller'} is not an approver of ring {ring}"
             yield from self.activity(
                 names.LEDGER_APPROVAL,
-                {"rolloutId": self.rollout_id, "ring": ring, "kind": "resume", "by": who, "outcome": "refused",
-                 "reason": reason, "resumeId": payload.get("resumeId") or payload.get("decisionId"),
-                 "at": iso(self.now)},
+                LedgerRecordApprovalInput(rollout_id=self.rollout_id, columns={
+                    "ring": ring, "kind": "resume", "by": who, "outcome": "refused", "reason": reason,
+                    "resumeId": payload.get("resumeId") or payload.get("decisionId"), "at": iso(self.now)}),
                 retries.WRITE,
             )
             return reason
@@ -182,7 +184,8 @@ class ApprovalSteps(PlannerSteps):
             return
         try:
             gate = yield from self.activity(
-                names.LEDGER_READ_GATE, {"rolloutId": self.rollout_id, "ring": ring, "manifestHash": manifest_hash}
+                names.LEDGER_READ_GATE,
+                LedgerReadGateInput(rollout_id=self.rollout_id, ring=ring, manifest_hash=manifest_hash)
             )
         except Exception as err:
             gate = {"decision": None, "error": first_line(err)}

@@ -27,6 +27,15 @@ from orchestrators.status import (
     bounded,
 )
 from orchestrators.waits import Waits
+from patchrings.boundary.activities import (
+    CancelRunInput,
+    LedgerCheckDecisionInput,
+    LedgerRecordRingRunInput,
+    LedgerRecordRolloutInput,
+    NotifyInput,
+    ResolveMembersInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import from_payload
 from patchrings.boundary.rollout import RolloutInput
 from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
@@ -130,6 +139,13 @@ class RolloutBase:
     def ring_of(self, name: str) -> Ring:
         return self.resolved.ring(name)
 
+    def resolve_members(self, ring: str, *, count_only: bool | None = None) -> ResolveMembersInput:
+        """``resolve_ring_members`` of ``ring``: its ring document (the plan too while
+        ``PLAN_TRANSITION``: a receiver that still reads the plan finds it)."""
+        return ResolveMembersInput(ring=ring, ring_spec=self.ring_spec(ring),
+                                   plan=self.plan if PLAN_TRANSITION else None, rollout_id=self.rollout_id,
+                                   count_only=count_only)
+
     def ring_spec(self, name: str) -> dict[str, Any]:
         """The resolved document of ring ``name`` (``Ring.to_dict()``): what a ring-level
         sub-orchestration or activity gets as ``ringSpec`` instead of the whole plan (issue 10)."""
@@ -153,10 +169,14 @@ class RolloutBase:
         if not self.ctx.is_replaying:
             log.info("rollout %s: " + text, self.rollout_id, *args)
 
-    def activity(self, name: str, payload: dict[str, Any], policy: Any = retries.READ) -> Gen:
-        """One activity call with the host retrying it under ``policy`` (``orchestrators.retries``)."""
+    def activity(self, name: str, value: Any, policy: Any = retries.READ) -> Gen:
+        """One activity call with the host retrying it under ``policy`` (``orchestrators.retries``).
+
+        ``value``: the activity's input dataclass (``patchrings.boundary.activities``), turned into
+        its JSON by ``activity_payload``."""
         # The rollout id rides along so every activity's log lines carry it (patchrings.telemetry).
-        result = yield self.ctx.call_activity_with_retry(name, policy, {"rolloutId": self.rollout_id, **payload})
+        result = yield self.ctx.call_activity_with_retry(name, policy,
+                                                         {"rolloutId": self.rollout_id, **_payload(value)})
         return result
 
     def recorded(self, kind: str, raw: dict[str, Any]) -> Gen:
@@ -169,7 +189,8 @@ class RolloutBase:
         try:
             result = yield from self.activity(
                 names.LEDGER_CHECK_DECISION,
-                {"rolloutId": self.rollout_id, "kind": kind, "event": decision_fields(raw), "at": iso(self.now)},
+                LedgerCheckDecisionInput(rollout_id=self.rollout_id, kind=kind, event=decision_fields(raw),
+                                         at=iso(self.now)),
                 retries.WRITE,
             )
         except Exception as err:
@@ -180,7 +201,9 @@ class RolloutBase:
         """Cancel a scheduled run (``WRITE`` retries); a cancel that cannot land is an answer, not a
         crash: ``{"status": "Failed", "message"}``, which callers report loudly (the guard keeps trying)."""
         try:
-            result = yield from self.activity(names.CANCEL_RUN, {"correlationId": correlation_id}, retries.WRITE)
+            result = yield from self.activity(
+                names.CANCEL_RUN, CancelRunInput(correlation_id=correlation_id, rollout_id=self.rollout_id),
+                retries.WRITE)
         except Exception as err:
             result = {"status": "Failed", "message": first_line(err)}
         return result
@@ -192,10 +215,11 @@ class RolloutBase:
         event and receivers dedupe. No retry and never fatal: the activity does not raise, and if
         it fails anyway the rollout notes it and goes on (it never waits on anyone's inbox).
         """
-        payload = {"kind": kind, "id": str(self.ctx.new_uuid()), "rolloutId": self.rollout_id, "ring": ring,
-                   "severity": severity, "message": message[:1000], "data": data, "time": iso(self.now)}
+        notice = NotifyInput(kind=kind, id=str(self.ctx.new_uuid()), rollout_id=self.rollout_id, ring=ring,
+                             severity=severity, message=message[:1000], data=data, time=iso(self.now),
+                             rest={"ring": None} if ring is None else {})  # a rollout-wide notice: "ring": null
         try:
-            yield self.ctx.call_activity(names.NOTIFY, payload)
+            yield self.ctx.call_activity(names.NOTIFY, activity_payload(notice))
         except Exception as err:
             self.st.note(iso(self.now), f"notification {kind} could not be sent: {first_line(err)}")
             self.publish()
@@ -204,14 +228,12 @@ class RolloutBase:
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_RING_RUN,
             retries.WRITE,
-            {
-                "rolloutId": self.rollout_id,
-                "ring": ring,
-                "runId": fields.pop("runId", f"{self.rollout_id}:{ring}"),
-                "state": state,
-                "at": iso(self.now),
-                **fields,
-            },
+            activity_payload(LedgerRecordRingRunInput(
+                rollout_id=self.rollout_id,
+                ring=ring,
+                run_id=fields.pop("runId", f"{self.rollout_id}:{ring}"),
+                columns={"state": state, "at": iso(self.now), **fields},
+            )),
         )
 
     def ledger_rollout(self, state: str, outcome: str | None = None, policy: Any = retries.WRITE,
@@ -221,8 +243,7 @@ class RolloutBase:
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_ROLLOUT,
             policy,
-            {
-                "rolloutId": self.rollout_id,
+            activity_payload(LedgerRecordRolloutInput(rollout_id=self.rollout_id, columns={
                 "state": state,
                 "outcome": outcome,
                 "initiator": self.initiator,
@@ -238,7 +259,7 @@ class RolloutBase:
                 **({"quarantine": self.quarantine_summary()} if self.quarantine.get("entries") else {}),
                 **({"planner": self.planner} if self.planner else {}),
                 **({"status": self.st.doc} if final else {}),
-            },
+            })),
         )
 
     def plan_name(self) -> str:
@@ -251,6 +272,11 @@ class RolloutBase:
 
 
 # ---------------------------------------------------------------------- helpers
+def _payload(value: Any) -> dict[str, Any]:
+    """An activity input as JSON: its dataclass through ``activity_payload`` (a dict as it is)."""
+    return dict(value) if isinstance(value, dict) else activity_payload(value)
+
+
 def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
     """The first run of a configuration's ``maintenanceWindow`` starting strictly after ``after``
     (every recurrence AUM supports, ``patchrings.domain.recurrence``); None if it expired or the

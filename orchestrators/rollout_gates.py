@@ -23,6 +23,7 @@ from orchestrators.verdicts import (
     coverage_refusal,
     promotion_target,
 )
+from patchrings.boundary.activities import GetConfigurationInput, PinManifestInput
 from patchrings.boundary.codec import to_payload
 from patchrings.boundary.rings import RingGateInput
 from patchrings.domain.plan import Ring
@@ -41,7 +42,9 @@ class GateSteps(ApprovalSteps):
         pinned_at = None
         if scheduled and configuration_id and self.manifest is not None:
             pinned = yield from self.activity(
-                names.PIN_MANIFEST, {"configurationId": configuration_id, "manifest": self.manifest}, retries.WRITE
+                names.PIN_MANIFEST,
+                PinManifestInput(configuration_id=configuration_id, manifest=self.manifest, rollout_id=self.rollout_id),
+                retries.WRITE
             )
             if (pinned or {}).get("changed", True):
                 pinned_at = self.now  # the configuration write has landed by now
@@ -55,7 +58,9 @@ class GateSteps(ApprovalSteps):
             self.note_gate(ring, opened)
         self.st.set_opened(ring, mode != "none")
         if scheduled and configuration_id:
-            config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
+            config = yield from self.activity(
+                names.GET_CONFIGURATION,
+                GetConfigurationInput(configuration_id=configuration_id, rollout_id=self.rollout_id))
             self.windows[ring] = (config or {}).get("window") or {}
             reboot = _reboot_setting((config or {}).get("installPatches"))
             if reboot:
@@ -83,7 +88,7 @@ class GateSteps(ApprovalSteps):
         """Halt before opening ``ring`` if it holds an OS / image family Ring 0 did not cover
         (issue 13.7: the manifest was never validated there and would pin it to nothing), unless
         the plan's ``gate.allowUncoveredOs`` says otherwise (``verdicts.coverage_refusal``)."""
-        members = yield from self.activity(names.RESOLVE_MEMBERS, {"plan": self.plan, "ring": ring})
+        members = yield from self.activity(names.RESOLVE_MEMBERS, self.resolve_members(ring))
         vms = list((members or {}).get("vms") or [])
         refused = coverage_refusal(self.plan, ring, self.manifest, vms)
         if not refused:

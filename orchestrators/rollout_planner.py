@@ -13,6 +13,7 @@ from orchestrators.rollout_base import (
     next_run,
 )
 from orchestrators.rollout_quarantine import QuarantineSteps
+from patchrings.boundary.activities import GetConfigurationInput
 from patchrings.domain.plan import Plan
 from patchrings.domain.planner import estimate_ring
 from patchrings.domain.results import expected_install_duration
@@ -39,11 +40,12 @@ class PlannerSteps(QuarantineSteps):
         if not first.direct or not following.scheduled or not configuration:
             return
         try:
-            members = yield from self.activity(names.RESOLVE_MEMBERS,
-                                               {"plan": self.plan, "ring": ring, "countOnly": True})
+            members = yield from self.activity(names.RESOLVE_MEMBERS, self.resolve_members(ring, count_only=True))
             members = members if isinstance(members, dict) else {}
             count = int(members["count"]) if isinstance(members.get("count"), int) else len(members.get("vms") or [])
-            config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration})
+            config = yield from self.activity(
+                names.GET_CONFIGURATION,
+                GetConfigurationInput(configuration_id=configuration, rollout_id=self.rollout_id))
             window = (config or {}).get("window") or {}
         except Exception as err:
             self.st.note(iso(self.now), f"planner: whether {ring} finishes before {next_ring}'s T-40 is unknown "

@@ -16,6 +16,7 @@ from orchestrators.rollout_base import (
 from orchestrators.status import (
     FAILED,
 )
+from patchrings.boundary.activities import LedgerReadQuarantineInput, LedgerRecordQuarantineInput
 from patchrings.domain.quarantine import parse_release, with_exclusions
 from patchrings.domain.timeutil import iso
 
@@ -44,8 +45,9 @@ class QuarantineSteps(RolloutBase):
         try:
             answer = yield from self.activity(
                 names.LEDGER_READ_QUARANTINE,
-                {"planName": self.plan_name(), "release": release, "by": by, "at": iso(self.now),
-                 "reason": f"released by rollout {self.rollout_id}"} if release else {"planName": self.plan_name()},
+                LedgerReadQuarantineInput(plan_name=self.plan_name(), release=release, by=by, at=iso(self.now),
+                                          reason=f"released by rollout {self.rollout_id}", rollout_id=self.rollout_id)
+                if release else LedgerReadQuarantineInput(plan_name=self.plan_name(), rollout_id=self.rollout_id),
                 retries.WRITE if release else retries.READ,
             )
         except Exception as err:
@@ -99,11 +101,12 @@ class QuarantineSteps(RolloutBase):
         try:
             answer = yield from self.activity(
                 names.LEDGER_RECORD_QUARANTINE,
-                {"rolloutId": self.rollout_id, "ring": ring, "runId": f"{self.rollout_id}:{ring}"
-                 if not self.ring_of(ring).scheduled else None,
-                 "planName": self.plan_name(), "planHash": self.plan.get("hash"),
-                 "manifestHash": (self.manifest or {}).get("hash"), "manifest": self.manifest,
-                 "reason": why, "at": iso(self.now)},
+                LedgerRecordQuarantineInput(
+                    rollout_id=self.rollout_id, ring=ring,
+                    run_id=f"{self.rollout_id}:{ring}" if not self.ring_of(ring).scheduled else None,
+                    plan_name=self.plan_name(), plan_hash=self.plan.get("hash"),
+                    manifest_hash=(self.manifest or {}).get("hash"), manifest=self.manifest,
+                    reason=why, at=iso(self.now)),
                 retries.WRITE,
             )
         except Exception as err:

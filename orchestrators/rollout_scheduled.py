@@ -31,6 +31,13 @@ from orchestrators.verdicts import (
     previous_ring_check,
 )
 from orchestrators.waits import Halted
+from patchrings.boundary.activities import (
+    CheckHealthBatchInput,
+    GetConfigurationInput,
+    HealthCheck,
+    LedgerRecordEventInput,
+    activity_payload,
+)
 from patchrings.boundary.codec import to_payload
 from patchrings.boundary.rings import RunResultsInput
 from patchrings.domain.events import MaintenanceEvent
@@ -100,7 +107,9 @@ class ScheduledSteps(GateSteps):
 
     def retarget(self, ring: str, configuration_id: str, after: datetime, why: str | None) -> Gen:
         """The ring's next run after ``after``, computed from its configuration as it is now."""
-        config = yield from self.activity(names.GET_CONFIGURATION, {"configurationId": configuration_id})
+        config = yield from self.activity(
+            names.GET_CONFIGURATION,
+            GetConfigurationInput(configuration_id=configuration_id, rollout_id=self.rollout_id))
         window = (config or {}).get("window") or {}
         self.windows[ring] = window
         target = next_run(window, after) if window else None
@@ -131,11 +140,12 @@ class ScheduledSteps(GateSteps):
             self.publish()
             yield from self.activity(
                 names.LEDGER_EVENT,
-                {"configurationId": event.configuration_id, "eventType": "PreMaintenanceEventRefused",
-                 "eventId": f"{event.correlation_id}@{format_instant(event.start)}", "rolloutId": self.rollout_id,
-                 "ring": ring, "correlationId": event.correlation_id, "startDateTime": format_instant(event.start),
-                 "outcome": "refused",
-                 "reason": reason, "at": iso(self.now)},
+                LedgerRecordEventInput(
+                    configuration_id=event.configuration_id, event_type="PreMaintenanceEventRefused",
+                    event_id=f"{event.correlation_id}@{format_instant(event.start)}",
+                    columns={"rolloutId": self.rollout_id, "ring": ring, "correlationId": event.correlation_id,
+                             "startDateTime": format_instant(event.start), "outcome": "refused", "reason": reason,
+                             "at": iso(self.now)}),
                 retries.WRITE,
             )
 
@@ -257,8 +267,9 @@ class ScheduledSteps(GateSteps):
                 chunk = vms[first:first + PREVIOUS_RING_BURST]
                 answer = yield self.ctx.call_activity_with_retry(
                     names.CHECK_HEALTH_BATCH, retries.READ,
-                    {"checks": [{"vm": vm, "full": True} for vm in chunk], "probes": probes,
-                     "rolloutId": self.rollout_id, "ring": ring})
+                    activity_payload(CheckHealthBatchInput(
+                        checks=[HealthCheck(vm=vm, full=True) for vm in chunk], probes=probes,
+                        rollout_id=self.rollout_id, ring=ring)))
                 got = list((answer or {}).get("samples") or []) if isinstance(answer, dict) else []
                 if len(got) != len(chunk):
                     raise ValueError(f"{len(got)} health samples for {len(chunk)} VMs")
