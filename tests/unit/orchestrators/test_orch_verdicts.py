@@ -30,6 +30,11 @@ def ring_doc(name: str) -> Ring:
     """The domain ``Ring`` of the default plan (its effective install / health settings)."""
     return Plan.from_resolved(PLAN).ring(name)
 
+
+#: the rings' resolved documents, the ``ringSpec`` a ring-level sub-orchestration receives (issue 10)
+RING0 = ring_doc("ring0").to_dict()
+RING1 = ring_doc("ring1").to_dict()
+
 T0 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 
 
@@ -220,7 +225,7 @@ def named(ctx: ScriptedContext, name: str) -> list[Call]:
     return [c for c in ctx.calls if c.name == name]
 
 
-WAVE_SPEC = {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "wave": 0,
+WAVE_SPEC = {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "wave": 0,
              "vms": [vm("a")], "parameters": {"Windows": {"rebootSetting": "IfRequired"}}, "pollSeconds": 120,
              "runStartedAt": "2026-11-16T06:00:00Z", "deadline": "2026-11-16T08:30:00Z"}
 
@@ -351,7 +356,7 @@ def test_wave_resends_only_when_the_poll_says_the_first_post_never_took_effect()
 
 
 def test_verify_checks_health_with_the_read_policy_and_an_unreadable_check_is_never_healthy() -> None:
-    spec = {"plan": PLAN, "ring": "ring0", "vms": [vm("a")], "decide": True,
+    spec = {"ringSpec": RING0, "ring": "ring0", "vms": [vm("a")], "decide": True,
             "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
@@ -377,7 +382,7 @@ def test_verify_publishes_its_health_phase_and_until_when_for_the_status_api() -
     """Issue 9: the API reads this status by the instance id: the phase most VMs are in and until
     when it lasts (stay-healthy: healthy since + healthyStateDuration), then done."""
     vms = [vm("a"), vm("b")]
-    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+    spec = {"ringSpec": RING0, "ring": "ring0", "vms": vms, "decide": False,
             "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
@@ -396,7 +401,7 @@ def test_verify_reads_a_whole_round_in_one_activity_with_full_samples_only_at_th
     """Issue 11: one batch activity per round (not one per VM); cheap samples between the full
     ones at the end of the wait phase and at the end of the stay-healthy phase; 4 rounds, not 16."""
     vms = [vm("a"), vm("b"), vm("c")]
-    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+    spec = {"ringSpec": RING0, "ring": "ring0", "vms": vms, "decide": False,
             "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
@@ -413,7 +418,7 @@ def test_verify_reads_a_whole_round_in_one_activity_with_full_samples_only_at_th
 
 def test_verify_reads_a_large_round_in_bursts_of_200_with_a_pause_between() -> None:
     vms = [vm(f"v{i:03d}") for i in range(450)]
-    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+    spec = {"ringSpec": RING0, "ring": "ring0", "vms": vms, "decide": False,
             "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
     times: list[datetime] = []
 
@@ -434,7 +439,7 @@ def test_verify_fails_a_vm_healthy_before_patching_after_two_unhealthy_samples()
     sample (one pollInterval after the end of the wait phase), not after elasticDuration; a VM
     with no baseline keeps the elastic phase."""
     vms = [vm("a"), vm("b")]
-    spec = {"plan": PLAN, "ring": "ring0", "vms": vms, "decide": False,
+    spec = {"ringSpec": RING0, "ring": "ring0", "vms": vms, "decide": False,
             "installs": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms],
             "baselines": {vm("a")["id"]: _healthy(vm("a")["id"])}}
 
@@ -454,7 +459,7 @@ def test_verify_fails_a_vm_healthy_before_patching_after_two_unhealthy_samples()
 
 
 def run_spec() -> dict[str, Any]:
-    return {"rolloutId": "r", "plan": PLAN, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
+    return {"rolloutId": "r", "ringSpec": RING1, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
             "correlationId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/"
                              "maintenanceConfigurations/mc/providers/Microsoft.Maintenance/applyUpdates/20261116060000"}
 

@@ -10,7 +10,8 @@ import pytest
 from orchestrators import ring_direct as ring_direct_mod
 from orchestrators import wave as wave_mod
 from tests.unit.orchestrators.test_orch_verdicts import (
-    PLAN,
+    RING0,
+    RING1,
     WAVE_SPEC,
     ActivityFailed,
     Call,
@@ -19,6 +20,7 @@ from tests.unit.orchestrators.test_orch_verdicts import (
     named,
     ok_result,
     raw,
+    ring_doc,
     vm,
 )
 
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.unit
 
 def test_each_wave_gets_the_install_durations_the_previous_wave_saw() -> None:
     vms = [vm(f"v{i}", "Windows" if i % 2 else "Linux") for i in range(6)]
-    spec = {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "vms": vms,
+    spec = {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "vms": vms,
             "startedAt": "2026-11-16T06:00:00Z"}
     seen = iter([{"windows": 3000.0, "linux": 600.0}, {"windows": 2880.0}, {}])
 
@@ -127,7 +129,7 @@ def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_of_at_most_500
 
 
 def test_a_verify_chunk_writes_its_rows_and_reports_a_failed_write() -> None:
-    spec = {"plan": PLAN, "ring": "ring1", "vms": [vm("a")], "decide": False, "rolloutId": "r",
+    spec = {"ringSpec": RING1, "ring": "ring1", "vms": [vm("a")], "decide": False, "rolloutId": "r",
             "ledger": {"runId": "run-1"}, "pack": True,
             "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
     healthy = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
@@ -147,7 +149,7 @@ def test_a_verify_chunk_writes_its_rows_and_reports_a_failed_write() -> None:
 
 
 def test_verify_waits_its_start_delay_before_the_health_phases() -> None:
-    spec = {"plan": PLAN, "ring": "ring1", "vms": [vm("a")], "decide": False, "startDelaySeconds": 30,
+    spec = {"ringSpec": RING1, "ring": "ring1", "vms": [vm("a")], "decide": False, "startDelaySeconds": 30,
             "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
     first: list[float] = []
 
@@ -160,16 +162,14 @@ def test_verify_waits_its_start_delay_before_the_health_phases() -> None:
     ctx = ScriptedContext(spec)
     ctx_start = ctx.current_utc_datetime
     out = drive(raw(verify_mod.verify_orchestrator), ctx, answer)
-    wait = plan_view_wait("ring1")
+    wait = health_wait("ring1")
     assert first == [30 + wait]  # the wait phase starts after the delay
     assert out["verdicts"][0]["outcome"] == "pass"
 
 
-def plan_view_wait(ring: str) -> float:
-    from orchestrators import plan_view
-    from patchrings.domain.health import HealthPolicy
-
-    return HealthPolicy.from_dict(plan_view.effective(PLAN, ring, "health")).wait.total_seconds()
+def health_wait(ring: str) -> float:
+    """The ring's health wait phase (seconds), from the domain ``Ring`` of the default plan."""
+    return ring_doc(ring).health.wait.total_seconds()
 
 
 # ------------------------------------------------------------------ packed verdicts, continue-as-new
@@ -209,7 +209,7 @@ def test_a_ring_continues_as_new_every_k_waves_and_ends_with_the_same_summary() 
     """Issue 11 item 3: 7 waves with 3 waves per execution = 3 executions; the gate, counts,
     budget and learned durations are those of one long execution."""
     vms = [vm(f"c{i}", "Windows") for i in range(14)]  # maxConcurrency 2 -> 7 waves
-    spec = {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "vms": vms,
+    spec = {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "vms": vms,
             "startedAt": "2026-11-16T06:00:00Z", "wavesPerExecution": 3, "buildManifest": True}
     bad = vms[5]["id"]
 
@@ -249,10 +249,9 @@ def test_a_ring_continues_as_new_every_k_waves_and_ends_with_the_same_summary() 
 def test_a_wave_of_250_vms_runs_as_three_wave_instances_side_by_side() -> None:
     import copy
 
-    plan = copy.deepcopy(PLAN)
-    plan["rings"][0]["rate"] = {"maxConcurrency": 250, "maxErrors": 0}
+    ring0 = {**copy.deepcopy(RING0), "rate": {"maxConcurrency": 250, "maxErrors": 0}}
     vms = [vm(f"b{i:03d}", "Windows" if i % 2 else "Linux") for i in range(250)]
-    spec = {"rolloutId": "r", "plan": plan, "ring": "ring0", "runId": "r:ring0", "vms": vms,
+    spec = {"rolloutId": "r", "ringSpec": ring0, "ring": "ring0", "runId": "r:ring0", "vms": vms,
             "startedAt": "2026-11-16T06:00:00Z"}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:

@@ -39,7 +39,7 @@ class Ctx:
 
 
 def run(answers: list[dict[str, Any]], members: int = 5) -> tuple[Ctx, Any, BaseException | None]:
-    ctx = Ctx({"plan": PLAN, "ring": "ring1", "open": True, "rolloutId": "ro-1"})
+    ctx = Ctx({"ringSpec": PLAN["rings"][0], "ring": "ring1", "open": True, "rolloutId": "ro-1"})
     user = inspect.unwrap(ring_gate.ring_gate_orchestrator._function.get_user_function())
     gen = getattr(user, "orchestrator_function", user)(ctx)
     prefix = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines"

@@ -56,6 +56,11 @@ pytestmark = pytest.mark.unit
 
 RING0 = Plan.from_resolved(PLAN).ring("ring0").to_dict()
 RING1 = Plan.from_resolved(PLAN).ring("ring1").to_dict()
+
+
+def by_plan(spec: dict[str, Any]) -> dict[str, Any]:
+    """The same input as an older caller sends it: the whole plan instead of ``ringSpec``."""
+    return {**{k: v for k, v in spec.items() if k != "ringSpec"}, "plan": PLAN}
 T = "2026-11-16T06:00:00Z"
 RUN = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc/providers/"
        "Microsoft.Maintenance/applyUpdates/20261116060000")
@@ -80,7 +85,7 @@ INPUTS: list[tuple[type, dict[str, Any]]] = [
                  "vms": [vm("a")], "parameters": {"Windows": {"rebootSetting": "IfRequired"}, "Linux": None},
                  "pollSeconds": 120, "runStartedAt": T, "deadline": "2026-11-16T08:30:00Z",
                  "expectedInstallSeconds": None, "keepResults": True}),
-    (WaveInput, {**WAVE_SPEC, "expectedInstallSeconds": {"windows": 600.0}, "keepResults": False}),
+    (WaveInput, {**by_plan(WAVE_SPEC), "expectedInstallSeconds": {"windows": 600.0}, "keepResults": False}),
     (VerifyInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "vms": [vm("a")],
                    "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}], "decide": False,
                    "baselines": {vm("a")["id"]: {"powerState": "running"}}}),
@@ -177,17 +182,17 @@ def _direct_answer(call: Call, ctx: ScriptedContext) -> Any:
 
 def test_ring_direct_reads_ring_spec_as_it_read_the_plan_and_hands_waves_the_ring_spec() -> None:
     base = {"rolloutId": "r", "ring": "ring0", "runId": "r:ring0", "startedAt": T, "buildManifest": True}
-    by_plan = ScriptedContext({**base, "plan": PLAN})
-    by_ring = ScriptedContext({**base, "ringSpec": RING0})
-    out_plan = drive(raw(ring_direct_mod.ring_direct_orchestrator), by_plan, _direct_answer)
-    out_ring = drive(raw(ring_direct_mod.ring_direct_orchestrator), by_ring, _direct_answer)
+    old = ScriptedContext({**base, "plan": PLAN})
+    new = ScriptedContext({**base, "ringSpec": RING0})
+    out_plan = drive(raw(ring_direct_mod.ring_direct_orchestrator), old, _direct_answer)
+    out_ring = drive(raw(ring_direct_mod.ring_direct_orchestrator), new, _direct_answer)
     assert out_ring == out_plan and out_ring["gate"]["outcome"] == "pass"
-    assert named(by_ring, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "ring": "ring0"}
+    assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "ring": "ring0"}
     # transition: the plan a caller still sends rides along (a fake may read it); ringSpec is what counts
-    assert named(by_plan, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "plan": PLAN, "ring": "ring0"}
-    waves = named(by_ring, names.WAVE) + named(by_plan, names.WAVE)
+    assert named(old, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "plan": PLAN, "ring": "ring0"}
+    waves = named(new, names.WAVE) + named(old, names.WAVE)
     assert waves and all(w.payload["ringSpec"] == RING0 and "plan" not in w.payload for w in waves)
-    assert [w.payload for w in named(by_ring, names.WAVE)] == [w.payload for w in named(by_plan, names.WAVE)]
+    assert [w.payload for w in named(new, names.WAVE)] == [w.payload for w in named(old, names.WAVE)]
 
 
 def test_wave_reads_its_probes_from_ring_spec_and_hands_verify_the_ring_spec() -> None:
@@ -198,14 +203,13 @@ def test_wave_reads_its_probes_from_ring_spec_and_hands_verify_the_ring_spec() -
             return {"done": True, "result": ok_result()}
         return {"verdicts": [VERDICT]}
 
-    spec = {k: v for k, v in WAVE_SPEC.items() if k != "plan"}
-    by_plan, by_ring = ScriptedContext(dict(WAVE_SPEC)), ScriptedContext({**spec, "ringSpec": RING0})
-    out_plan = drive(raw(wave_mod.wave_orchestrator), by_plan, answer)
-    out_ring = drive(raw(wave_mod.wave_orchestrator), by_ring, answer)
+    old, new = ScriptedContext(by_plan(WAVE_SPEC)), ScriptedContext(dict(WAVE_SPEC))
+    assert new.payload["ringSpec"] == RING0
+    out_plan = drive(raw(wave_mod.wave_orchestrator), old, answer)
+    out_ring = drive(raw(wave_mod.wave_orchestrator), new, answer)
     assert out_ring == out_plan
-    assert [c.payload for c in named(by_ring, names.START_INSTALL)] == \
-        [c.payload for c in named(by_plan, names.START_INSTALL)]
-    for ctx in (by_plan, by_ring):
+    assert [c.payload for c in named(new, names.START_INSTALL)] == [c.payload for c in named(old, names.START_INSTALL)]
+    for ctx in (old, new):
         [verify] = named(ctx, names.VERIFY)
         assert verify.payload["ringSpec"] == RING0 and "plan" not in verify.payload
 
@@ -232,13 +236,13 @@ def test_run_results_hands_its_verify_chunks_the_ring_spec() -> None:
             return {"verdicts": [VERDICT]}
         return {"results": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
 
-    spec = {k: v for k, v in run_spec().items() if k != "plan"}
-    by_plan, by_ring = ScriptedContext(run_spec()), ScriptedContext({**spec, "ringSpec": RING1})
-    out_plan = drive(raw(run_results_mod.run_results_orchestrator), by_plan, answer)
-    out_ring = drive(raw(run_results_mod.run_results_orchestrator), by_ring, answer)
+    old, new = ScriptedContext(by_plan(run_spec())), ScriptedContext(run_spec())
+    assert new.payload["ringSpec"] == RING1
+    out_plan = drive(raw(run_results_mod.run_results_orchestrator), old, answer)
+    out_ring = drive(raw(run_results_mod.run_results_orchestrator), new, answer)
     assert out_ring == out_plan
-    assert named(by_ring, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING1, "ring": "ring1"}
-    for ctx in (by_plan, by_ring):
+    assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING1, "ring": "ring1"}
+    for ctx in (old, new):
         [chunk] = named(ctx, names.VERIFY)
         assert chunk.payload["ringSpec"] == RING1 and "plan" not in chunk.payload
         assert chunk.payload["ledger"] == {"runId": run_spec()["correlationId"]}
