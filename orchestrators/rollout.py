@@ -72,6 +72,7 @@ from orchestrators.waits import MAX_TIMER, Halted, forget_buffered_event
 from patchrings.boundary.activities import LoadPlanInput, ManifestDiffInput
 from patchrings.boundary.codec import to_payload
 from patchrings.boundary.rings import DryRunRingInput, RingDirectInput
+from patchrings.domain.arm_ids import last_segment
 from patchrings.domain.plan import Ring
 from patchrings.domain.timeutil import iso
 
@@ -377,7 +378,7 @@ def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 def _reason_text(reason: Any) -> str:
     """A gate reason (``{vm, reason}``) as one short line with the VM's short name."""
     if isinstance(reason, dict):
-        vm = str(reason.get("vm") or "").rstrip("/").rsplit("/", 1)[-1]
+        vm = last_segment(str(reason.get("vm") or ""))
         text = str(reason.get("reason") or "")
         return (f"{vm}: {text}" if vm else text)[:300]
     return str(reason)[:300]

@@ -176,7 +176,7 @@ class RolloutBase:
         its JSON by ``activity_payload``."""
         # The rollout id rides along so every activity's log lines carry it (patchrings.telemetry).
         result = yield self.ctx.call_activity_with_retry(name, policy,
-                                                         {"rolloutId": self.rollout_id, **_payload(value)})
+                                                         {"rolloutId": self.rollout_id, **activity_payload(value)})
         return result
 
     def recorded(self, kind: str, raw: dict[str, Any]) -> Gen:
@@ -272,11 +272,6 @@ class RolloutBase:
 
 
 # ---------------------------------------------------------------------- helpers
-def _payload(value: Any) -> dict[str, Any]:
-    """An activity input as JSON: its dataclass through ``activity_payload`` (a dict as it is)."""
-    return dict(value) if isinstance(value, dict) else activity_payload(value)
-
-
 def next_run(window: dict[str, Any], after: datetime) -> dict[str, Any] | None:
     """The first run of a configuration's ``maintenanceWindow`` starting strictly after ``after``
     (every recurrence AUM supports, ``patchrings.domain.recurrence``); None if it expired or the

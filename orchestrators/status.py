@@ -28,6 +28,8 @@ import copy
 import json
 from typing import Any
 
+from patchrings.domain.arm_ids import last_segment
+
 MAX_REASONS = 25
 # Custom status budget in UTF-16 bytes of its JSON (the extension's limit is 16 KB).
 STATUS_BUDGET = 10 * 1024
@@ -442,8 +444,7 @@ HEALTH_PHASE_TEXT = {"wait": "waiting before the first health check", "elastic":
 
 def short_name(vm_id: Any) -> str:
     """The last segment of an ARM id (``.../virtualMachines/web-1`` -> ``web-1``)."""
-    text = str(vm_id or "")
-    return text.rstrip("/").rsplit("/", 1)[-1] if text else ""
+    return last_segment(str(vm_id or ""))
 
 
 def vm_kind(vm_id: Any, kind: Any = None) -> str:
