@@ -1,6 +1,6 @@
 """ISO-8601 durations and UTC timestamps, the two time shapes that cross the durable boundary.
 
-The one time module of the app (issue 10: ``orchestrators/timeutil.py`` is gone); one grammar each.
+The one time module of the app (issue 10: the orchestrators' own copy and its grammar are gone); one grammar each.
 
 Durations (:func:`parse_duration`): plans, Azure payloads and orchestrator inputs all carry
 durations such as ``PT30M`` or ``P1D``; months and years have no fixed length, so a duration used
