@@ -140,3 +140,29 @@ def test_realistic_manifest_status_is_small() -> None:
     st.set_manifest({"hash": "h" * 16, "windows": {"kbNumbers": [f"50{i:05d}" for i in range(20)]},
                      "linux": {"packages": [f"pkg{i}=1.0.{i}-0ubuntu1" for i in range(80)]}})
     assert status_size(bounded(st.doc)) < 4 * 1024
+
+
+def test_the_rollout_changes_the_document_only_through_these_methods() -> None:
+    """Issue 10: what the rollout used to write into ``doc`` directly, each a method now."""
+    st = new()
+    st.touch("2026-11-16T06:05:00Z")
+    assert st.doc["updatedAt"] == "2026-11-16T06:05:00Z"
+    st.count_event("duplicates")
+    st.count_event("refused")
+    st.count_event("refused")
+    assert st.doc["events"] == {"duplicates": 1, "ignored": 0, "refused": 2}
+    target = {"runStart": "2026-11-17T12:00:00Z", "runEnd": "2026-11-17T15:55:00Z"}
+    st.set_target("ring1", target)
+    st.set_opened("ring1", True)
+    st.set_members("ring1", 12, [{"vm": "web-1", "issue": "patchMode"}])
+    ring1 = st.ring("ring1")
+    assert ring1["target"] == target and ring1["opened"] is True
+    assert ring1["members"] == 12 and ring1["scheduleIssues"] == [{"vm": "web-1", "issue": "patchMode"}]
+    st.set_phase("ring1", "promoted", "2026-11-16T06:06:00Z")
+    assert st.current_ring == "ring1" and st.state == "running" and st.outcome is None
+    st.halt("2026-11-16T06:07:00Z", "bob@contoso.com", "incident")
+    st.wait_for_resume("2026-11-30T06:07:00Z", "ring1")
+    assert st.state == "halted" and st.doc["waitingFor"]["what"] == "resume"
+    assert st.doc["waitingFor"]["until"] == "2026-11-30T06:07:00Z" and st.doc["waitingFor"]["ring"] == "ring1"
+    st.finish("halted", "2026-11-30T06:07:00Z", "incident")
+    assert st.outcome == "incident"
