@@ -366,7 +366,7 @@ def run_guard(context: df.DurableOrchestrationContext) -> Gen:
     return result
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.GUARD)
+@bp.orchestration_trigger(context_name="context", orchestration=names.GUARD)  # type: ignore[untyped-decorator]
 def guard_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     result = yield from run_guard(context)
     return result

@@ -366,7 +366,7 @@ class Rollout(ScheduledSteps):
         return {"rolloutId": self.rollout_id, "state": DRY_RUN_DONE, "rings": outcomes}
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.ROLLOUT)
+@bp.orchestration_trigger(context_name="context", orchestration=names.ROLLOUT)  # type: ignore[untyped-decorator]
 def rollout_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = context.get_input() or {}
     if isinstance(spec, str):
