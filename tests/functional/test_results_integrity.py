@@ -38,7 +38,7 @@ PARAMS = {"rebootSetting": "IfRequired",
 
 
 def healthy() -> HealthState:
-    from orchestrators.timeutil import parse_iso
+    from patchrings.domain.timeutil import parse_instant as parse_iso
 
     return HealthState(phase="done", outcome="healthy", reasons=(), next_check_at=None, started_at=parse_iso(START))
 

@@ -167,8 +167,8 @@ def load_plan(payload: Payload) -> dict[str, Any]:
     if payload.get("plan"):
         # the real check (activities.plan) of a plan carried in the rollout's input (issue 13.9)
         from activities.plan import checked_input_plan
-        from patchrings.domain.plan import Plan
         from patchrings import deps
+        from patchrings.domain.plan import Plan
 
         return checked_input_plan(payload["plan"], Plan.from_dict(FLEET.plan), enabled=deps.settings().inline_plans)
     return FLEET.plan
@@ -177,7 +177,8 @@ def load_plan(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("resolve_ring_members", payload)
-    tag = _ring(payload["plan"], payload["ring"])["members"]["tag"]
+    ring = payload.get("ringSpec") or _ring(payload["plan"], payload["ring"])
+    tag = ring["members"]["tag"]
     wanted = {tag["value"], tag.get("holdValue")} - {None}
     vms = [vm.ref() for vm in FLEET.vms.values() if vm.tags.get(tag["name"]) in wanted]
     return {"vms": sorted(vms, key=lambda v: v["id"])}
