@@ -266,11 +266,11 @@ def _history_plan() -> dict[str, Any]:
 def measure_history(size: int) -> dict[str, Any]:
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
+    from patchrings import deps
     from patchrings.domain.plan import load_plan
     from patchrings.settings import Settings
     from tests.functional.fakeapp import fleet
     from tests.functional.fakeapp.driver import Driver
-    from patchrings import deps
 
     plan = _history_plan()
     f = fleet.reset(load_plan(plan).to_dict())
@@ -346,11 +346,11 @@ def measure_scheduled_history(size: int) -> dict[str, Any]:
     activities): the run_results instance and its verify chunks, after Ring 1's run is decided."""
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
+    from patchrings import deps
     from patchrings.domain.plan import load_plan
     from patchrings.settings import Settings
     from tests.functional.fakeapp import fleet
     from tests.functional.fakeapp.driver import Driver, maintenance_event
-    from patchrings import deps
 
     plan = load_plan_file_dict()
     f = fleet.reset(load_plan(plan).to_dict())

@@ -78,7 +78,7 @@ ROWS_DEADLINE = timedelta(minutes=20)
 ROWS_POLL = timedelta(minutes=2)
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)
+@bp.orchestration_trigger(context_name="context", orchestration=names.DRY_RUN_RING)  # type: ignore[untyped-decorator]
 def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(DryRunRingInput, context.get_input() or {})
     ring_name = spec.ring

@@ -73,7 +73,7 @@ WAVES_PER_EXECUTION = 60
 WAVE_SLICE = 100
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)
+@bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)  # type: ignore[untyped-decorator]
 def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RingDirectInput, context.get_input() or {})
     ring_name = spec.ring

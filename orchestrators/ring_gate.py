@@ -47,7 +47,7 @@ def _code(failure: dict[str, Any]) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)
+@bp.orchestration_trigger(context_name="context", orchestration=names.RING_GATE)  # type: ignore[untyped-decorator]
 def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RingGateInput, context.get_input() or {})
     ring, opening = spec.ring, bool(spec.opening)

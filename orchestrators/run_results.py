@@ -88,7 +88,7 @@ def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: 
     })
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.RUN_RESULTS)
+@bp.orchestration_trigger(context_name="context", orchestration=names.RUN_RESULTS)  # type: ignore[untyped-decorator]
 def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RunResultsInput, context.get_input() or {})
     ring = spec.ring

@@ -62,7 +62,7 @@ READ_BURST = 200
 BURST_PAUSE = timedelta(seconds=10)
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.VERIFY)
+@bp.orchestration_trigger(context_name="context", orchestration=names.VERIFY)  # type: ignore[untyped-decorator]
 def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(VerifyInput, context.get_input() or {})
     ring_name: str = spec.ring or ""

@@ -86,7 +86,7 @@ def install_parameters_for(vm: dict[str, Any], parameters: dict[str, Any]) -> di
     return None
 
 
-@bp.orchestration_trigger(context_name="context", orchestration=names.WAVE)
+@bp.orchestration_trigger(context_name="context", orchestration=names.WAVE)  # type: ignore[untyped-decorator]
 def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(WaveInput, context.get_input() or {})
     vms: list[dict[str, Any]] = spec.vms or []

@@ -33,11 +33,11 @@ from hypothesis import strategies as st
 
 from emulator.clock import make_clock
 from emulator.host.testing import HostThread
+from patchrings import deps
 from patchrings.domain.plan import load_plan, load_plan_file
 from patchrings.settings import Settings
 from tests.functional.fakeapp import fleet
 from tests.functional.fakeapp.driver import Driver, maintenance_event
-from patchrings import deps
 
 pytestmark = pytest.mark.functional
 

@@ -23,11 +23,11 @@ import pytest
 from emulator.clock import make_clock
 from emulator.host.testing import HostThread
 from emulator.platform import HttpResult, http_call
+from patchrings import deps
 from patchrings.domain.plan import load_plan, load_plan_file
 from patchrings.settings import Settings
 from tests.functional.fakeapp import fleet
 from tests.functional.fakeapp.driver import Driver, correlation_id, maintenance_event
-from patchrings import deps
 
 pytestmark = pytest.mark.functional
 

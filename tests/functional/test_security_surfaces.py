@@ -168,8 +168,8 @@ def app_host() -> Iterator[Any]:
     routes need neither the ARM simulator nor Azurite to refuse."""
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
-    from patchrings.domain.plan import load_plan_file
     from patchrings import deps
+    from patchrings.domain.plan import load_plan_file
 
     deps.reset()
     deps.override(settings=Settings(approver_header_fallback=True), plan=load_plan_file(REPO / "demo" / "plan.json"))
