@@ -135,7 +135,7 @@ def arc_health_sample(machine: Mapping[str, Any] | None, member: Mapping[str, An
 
 def arc_health_samples(clients: ComputeGateway, members: list[Mapping[str, Any]], probes: list[Any], http_get: HttpGet,
                        run_probe: Callable[..., dict[str, Any]], *,
-                       map_many: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+                       map_many: Callable[..., list[Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Health samples of many Arc machines, keyed by lower-case id: one paged machine list per
     subscription (the agent status is in the list, so every Arc sample is a *full* one), or a
     GET per machine when a subscription holds a single member. A failed list leaves its machines

@@ -1,4 +1,5 @@
-"""Compute activities: ring membership, installPatches / assessPatches, VM health.
+"""Compute activities: installPatches / assessPatches and VM health (ring membership is
+:mod:`activities.members`).
 
 Members are Azure VMs and Azure Arc-enabled servers (issue 12): every record carries ``kind``
 (``vm`` / ``arc``) besides ``id``. The same activities take both; an Arc member is handed to
