@@ -21,11 +21,8 @@ import azure.durable_functions as df
 
 from patchrings import deps
 from patchrings.boundary.activities import LoadPlanInput, activity_input
-from patchrings.domain.approval import ApprovalPolicy
-from patchrings.domain.health import HealthPolicy
-from patchrings.domain.plan import Members, Plan, Ring, check_inline_plan, load_plan_file
+from patchrings.domain.plan import Plan, Ring, check_inline_plan, load_plan_file
 from patchrings.domain.plan import load_plan as load_plan_doc
-from patchrings.domain.rate import RateControl
 from patchrings.errors import PatchRingsError, PlanForbidden
 from patchrings.settings import Settings
 
@@ -66,30 +63,9 @@ def plan_ring(plan: Mapping[str, Any], ring: str) -> Ring:
 
 def ring_from_spec(doc: Mapping[str, Any], ring: str = "") -> Ring:
     """The domain :class:`Ring` of a resolved ring document (``ringSpec``: ``Ring.to_dict()`` of
-    the plan ``load_plan`` validated, defaults merged), without validating a plan again (issue 10).
-
-    ``index`` is -1: a ring document does not say where the ring stands in its plan.
-    TODO(issue 10): ``Ring.from_dict`` in patchrings/domain/plan.py (orchestrators/verdicts.py
-    ``ring_of`` builds the same), then this calls it."""
-    opened = doc.get("open") or {}
-    if isinstance(opened, str):
-        opened = {"mode": opened}
-    gate = doc.get("gate") or {}
-    return Ring(
-        name=str(doc.get("name") or ring),
-        index=-1,
-        members=Members.from_dict(doc.get("members") or {}),
-        patching=doc.get("patching") or "direct",
-        open_mode=opened.get("mode") or "none",
-        rate=RateControl.from_dict(doc.get("rate") or {}),
-        health=HealthPolicy.from_dict(doc.get("health") or {}),
-        approval=ApprovalPolicy.from_dict(doc.get("approval") or {"mode": "none"}),
-        install=dict(doc.get("install") or {}),
-        tolerate_errors=bool(gate.get("tolerateErrors", False)),
-        allow_uncovered_os=bool(gate.get("allowUncoveredOs", False)),
-        description=doc.get("description"),
-        assignment_name=opened.get("assignmentName"),
-    )
+    the plan ``load_plan`` validated, defaults merged), without validating a plan again (issue 10):
+    :meth:`Ring.from_dict`, named ``ring`` when the document carries no name."""
+    return Ring.from_dict(doc if doc.get("name") else {**doc, "name": ring})
 
 
 def input_ring(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str) -> Ring:
