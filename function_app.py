@@ -17,6 +17,7 @@ from activities import health as health_activities
 from activities import ledger as ledger_activities
 from activities import maintenance as maintenance_activities
 from activities import manifest_diff as manifest_diff_activities
+from activities import members as members_activities
 from activities import notify as notify_activities
 from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
@@ -43,6 +44,7 @@ for blueprint_module in (
     guard,
     dry_run,
     compute_activities,
+    members_activities,
     health_activities,
     tags_activities,
     maintenance_activities,

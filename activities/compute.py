@@ -605,11 +605,3 @@ def poll_assess(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def check_vm_health(payload: Payload) -> dict[str, Any]:
     return check_vm_health_core(deps.clients(), activity_input(CheckHealthInput, payload))
-
-
-# Transition (issue 10): ``resolve_ring_members`` lives in activities/members.py with its own
-# blueprint. Until function_app.py registers ``activities.members.bp``, this blueprint carries its
-# function too (remove this line in the same change that registers members.bp: the worker refuses
-# a function name registered twice).
-bp._function_builders.extend(members.bp._function_builders)
-

@@ -41,7 +41,7 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
 from activities import Payload
-from activities.plan import assignment_name, input_ring
+from activities.plan import assignment_name, ring_from_spec
 from patchrings import deps
 from patchrings.arm.errors import error_info, retry_after_seconds
 from patchrings.arm.fanout import map_bounded
@@ -178,7 +178,7 @@ def set_ring_assignment_core(clients: MaintenanceGateway,
     without one gets resource-level assignments for the VMs in ``vmIds``.
     """
     spec = activity_input(SetRingAssignmentInput, payload)
-    ring = input_ring(spec.ring_spec, spec.plan, str(spec.ring))
+    ring = ring_from_spec(spec.ring_spec, str(spec.ring))
     configuration_id = ring.configuration_id
     if not configuration_id:
         raise ValueError(f"ring {ring.name!r} has no maintenanceConfigurationId to assign")

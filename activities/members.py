@@ -21,7 +21,7 @@ from azure.core.exceptions import HttpResponseError
 
 from activities import Payload
 from activities import arc as arc_ops
-from activities.plan import assignment_name, input_ring
+from activities.plan import assignment_name, ring_from_spec
 from patchrings import deps
 from patchrings.arm.errors import status_of
 from patchrings.arm.fanout import map_bounded
@@ -64,7 +64,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     this activity with ``retries.READ`` and treat a final failure as inconclusive.
     """
     spec = activity_input(ResolveMembersInput, payload)
-    ring = input_ring(spec.ring_spec, spec.plan, spec.ring)
+    ring = ring_from_spec(spec.ring_spec, spec.ring)
     members = ring.members
     configuration_id = members.maintenance_configuration_id
     subscriptions = list(members.subscriptions)

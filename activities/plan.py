@@ -28,7 +28,7 @@ from patchrings.settings import Settings
 
 bp = df.Blueprint()
 
-__all__ = ["assignment_name", "bp", "checked_input_plan", "input_ring", "load_plan", "load_plan_core", "plan_ring",
+__all__ = ["assignment_name", "bp", "checked_input_plan", "load_plan", "load_plan_core",
            "ring_from_spec"]
 
 
@@ -56,25 +56,11 @@ def checked_input_plan(doc: Any, deployed: Plan, *, enabled: bool) -> dict[str, 
     return inline.to_dict()
 
 
-def plan_ring(plan: Mapping[str, Any], ring: str) -> Ring:
-    """The resolved ``Ring`` called ``ring`` from a plan dict (as carried by orchestrations)."""
-    return Plan.from_dict(plan).ring(ring)
-
-
 def ring_from_spec(doc: Mapping[str, Any], ring: str = "") -> Ring:
     """The domain :class:`Ring` of a resolved ring document (``ringSpec``: ``Ring.to_dict()`` of
     the plan ``load_plan`` validated, defaults merged), without validating a plan again (issue 10):
     :meth:`Ring.from_dict`, named ``ring`` when the document carries no name."""
     return Ring.from_dict(doc if doc.get("name") else {**doc, "name": ring})
-
-
-def input_ring(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str) -> Ring:
-    """The ring an activity input names: its ``ringSpec``, else (transition) ``ring`` in its ``plan``."""
-    if ring_spec is not None:
-        return ring_from_spec(ring_spec, ring)
-    if plan is None:
-        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
-    return plan_ring(plan, ring)
 
 
 def assignment_name(ring: Ring) -> str:

@@ -45,7 +45,7 @@ from typing import Any, cast
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import install_parameters, ring_named_by, ring_of, ring_spec_from_plan, ring_spec_of
+from orchestrators.verdicts import install_parameters, ring_of, ring_spec_from_plan
 from orchestrators.wave import install_parameters_for
 from patchrings.boundary.activities import (
     GetConfigurationInput,
@@ -83,12 +83,12 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(DryRunRingInput, context.get_input() or {})
     ring_name = spec.ring
     # The ring's document (issue 10): its install rules and patching; the plan only for the first ring.
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name)
+    ring_spec = dict(spec.ring_spec)
     ring = ring_of(ring_spec, ring_name)
     started_at = spec.started_at or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                      activity_payload(ResolveMembersInput(
-                                                         ring=ring_name, **ring_named_by(ring_spec, spec.plan))))
+                                                         ring=ring_name, ring_spec=ring_spec)))
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
     run_id = f"{spec.rollout_id}:{ring_name}:assess"
     starts = yield context.task_all(

@@ -42,9 +42,7 @@ from orchestrators.verdicts import (
     gate_for,
     install_parameters,
     pack_verdicts,
-    ring_named_by,
     ring_of,
-    ring_spec_of,
     unpack_verdicts,
     verdict_ok,
     verdict_passed,
@@ -78,13 +76,13 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RingDirectInput, context.get_input() or {})
     ring_name = spec.ring
     # The ring's resolved document: what this ring and its waves read (issue 10: not the plan).
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name)
+    ring_spec = dict(spec.ring_spec)
     ring = ring_of(ring_spec)
 
     carry = spec.carry  # state of the earlier executions (continue-as-new)
     vms: list[dict[str, Any]] | None = carry.vms if carry is not None else spec.vms
     if vms is None:
-        resolve = ResolveMembersInput(ring=ring_name, **ring_named_by(ring_spec, spec.plan))
+        resolve = ResolveMembersInput(ring=ring_name, ring_spec=ring_spec)
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ, to_payload(resolve))
         vms = list((members or {}).get("vms") or [])
     by_id = {vm["id"]: vm for vm in vms}

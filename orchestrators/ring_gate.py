@@ -25,7 +25,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import ring_named_by, ring_of, ring_spec_of
+from orchestrators.verdicts import ring_of
 from patchrings.boundary.activities import (
     ResolveMembersInput,
     RetagVmsInput,
@@ -52,7 +52,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RingGateInput, context.get_input() or {})
     ring, opening = spec.ring, bool(spec.opening)
     # The ring's document (issue 10: not the plan): its open mode, tag and patching.
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring)
+    ring_spec = dict(spec.ring_spec)
     ring_doc = ring_of(ring_spec, ring)
     mode = ring_doc.open_mode
     write = retries.WRITE if opening else retries.CLOSE
@@ -64,7 +64,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         resolved = yield context.call_activity_with_retry(
             names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
             activity_payload(ResolveMembersInput(ring=ring, include_hold=True,
-                                                 **ring_named_by(ring_spec, spec.plan))))
+                                                 ring_spec=ring_spec)))
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
         out["value"] = value
@@ -103,12 +103,12 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
             names.SET_ASSIGNMENT, write, activity_payload(SetRingAssignmentInput(
-                ring=ring, present=opening, rollout_id=spec.rollout_id, **ring_named_by(ring_spec, spec.plan))))
+                ring=ring, present=opening, rollout_id=spec.rollout_id, ring_spec=ring_spec)))
         out["changed"] = int(bool((result or {}).get("changed")))
 
     if opening and ring_doc.patching == "scheduled":
         if members is None:
-            resolve = ResolveMembersInput(ring=ring, **ring_named_by(ring_spec, spec.plan))
+            resolve = ResolveMembersInput(ring=ring, ring_spec=ring_spec)
             resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                               activity_payload(resolve))
             members = list((resolved or {}).get("vms") or [])

@@ -44,7 +44,6 @@ from orchestrators import names, retries
 from orchestrators.rollout_base import (
     BURST_PAUSE,
     CANCELLED,
-    PLAN_TRANSITION,
     POST_EVENT_GRACE,
     PREVIOUS_RING_BURST,
     RESUME_WINDOW,
@@ -193,11 +192,9 @@ class Rollout(ScheduledSteps):
             to_payload(RingDirectInput(
                 ring=ring,
                 rollout_id=self.rollout_id,
-                # Ring 0 never re-installs what a failed gate quarantined (issue 11). The ring's own
-                # document (ringSpec) is what ring_direct reads; the plan rides along only while
-                # the transition lasts (PLAN_TRANSITION)
+                # Ring 0 never re-installs what a failed gate quarantined (issue 11): its ring
+                # document (ringSpec, all ring_direct reads) carries the exclusions
                 ring_spec=self.ring_spec_excluding_quarantine(ring) if index == 0 else self.ring_spec(ring),
-                plan=(self.plan_excluding_quarantine(ring) if index == 0 else self.plan) if PLAN_TRANSITION else None,
                 run_id=run_id,
                 started_at=iso(self.started_at),
                 manifest=self.manifest if index > 0 else None,
@@ -220,7 +217,7 @@ class Rollout(ScheduledSteps):
             # the full manifest (with titles) and its diff in the ledger now: the API shows them
             yield from self.ledger_rollout("running")
         self.st.set_counts(ring, outcome.get("counts") or {})
-        return outcome.get("gate") or gate_for(self.plan, ring, [])
+        return outcome.get("gate") or gate_for(self.ring_spec(ring), ring, [])
 
     def diff_manifest(self, ring: str) -> Gen:
         """What each later ring's machines would install against the manifest (``manifest_diff``,
@@ -350,7 +347,7 @@ class Rollout(ScheduledSteps):
                         rollout_id=self.rollout_id,
                         # the first ring's dry run also reads the plan (machines in no ring, the
                         # next ring's schedule); every ring gets its own document
-                        plan=plan if index == 0 or PLAN_TRANSITION else None,
+                        plan=plan if index == 0 else None,
                         ring_spec=self.ring_spec_excluding_quarantine(ring) if index == 0 else self.ring_spec(ring),
                     )),
                     f"{self.rollout_id}:{ring}:dry-run",

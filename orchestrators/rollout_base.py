@@ -67,14 +67,6 @@ CLOSE_PAUSE = timedelta(minutes=5)
 
 Gen = Generator[Any, Any, Any]
 
-#: Issue 10 transition: ring-level sub-orchestrations get their ring's document (``ringSpec``) and
-#: read it; while True the whole plan still rides along (``plan``) because their activities name
-#: the ring by the plan while one is given (``verdicts.ring_named_by``) and not every receiver of
-#: ``resolve_ring_members`` reads ``ringSpec`` yet (tests/functional/fakeapp/fleet.py). Set False
-#: (and delete) once they do: then only the first ring's dry run still gets the plan.
-PLAN_TRANSITION = True
-
-
 class Stop(Exception):
     """The rollout ends here (gate failed, approval rejected...) with a final state."""
 
@@ -140,10 +132,8 @@ class RolloutBase:
         return self.resolved.ring(name)
 
     def resolve_members(self, ring: str, *, count_only: bool | None = None) -> ResolveMembersInput:
-        """``resolve_ring_members`` of ``ring``: its ring document (the plan too while
-        ``PLAN_TRANSITION``: a receiver that still reads the plan finds it)."""
-        return ResolveMembersInput(ring=ring, ring_spec=self.ring_spec(ring),
-                                   plan=self.plan if PLAN_TRANSITION else None, rollout_id=self.rollout_id,
+        """``resolve_ring_members`` of ``ring``: named by its ring document, never the plan."""
+        return ResolveMembersInput(ring=ring, ring_spec=self.ring_spec(ring), rollout_id=self.rollout_id,
                                    count_only=count_only)
 
     def ring_spec(self, name: str) -> dict[str, Any]:

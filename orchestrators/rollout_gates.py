@@ -10,7 +10,6 @@ from orchestrators.rollout_approvals import ApprovalSteps
 from orchestrators.rollout_base import (
     CLOSE_ATTEMPTS,
     CLOSE_PAUSE,
-    PLAN_TRANSITION,
     Gen,
     Stop,
     first_line,
@@ -90,7 +89,7 @@ class GateSteps(ApprovalSteps):
         the plan's ``gate.allowUncoveredOs`` says otherwise (``verdicts.coverage_refusal``)."""
         members = yield from self.activity(names.RESOLVE_MEMBERS, self.resolve_members(ring))
         vms = list((members or {}).get("vms") or [])
-        refused = coverage_refusal(self.plan, ring, self.manifest, vms)
+        refused = coverage_refusal(self.ring_spec(ring), ring, self.manifest, vms)
         if not refused:
             return
         families = sorted({str(r.get("family")) for r in refused})
@@ -111,7 +110,7 @@ class GateSteps(ApprovalSteps):
         result = yield self.ctx.call_sub_orchestrator(
             names.RING_GATE,
             to_payload(RingGateInput(ring=ring, ring_spec=self.ring_spec(ring), opening=open_,
-                                     rollout_id=self.rollout_id, plan=self.plan if PLAN_TRANSITION else None)),
+                                     rollout_id=self.rollout_id)),
             f"{self.rollout_id}:{ring}:{'open' if open_ else 'close'}:{count}",
         )
         result = result or {}

@@ -11,7 +11,6 @@ from orchestrators.rollout_base import (
     BURST_PAUSE,
     CANCELLED,
     MAX_MISSED_RUNS,
-    PLAN_TRANSITION,
     POST_EVENT_GRACE,
     PRE_EVENT_GRACE,
     PREVIOUS_RING_BURST,
@@ -326,14 +325,13 @@ class ScheduledSteps(GateSteps):
         summary = yield self.ctx.call_sub_orchestrator(
             names.RUN_RESULTS,
             to_payload(RunResultsInput(ring=ring, correlation_id=pre.correlation_id, rollout_id=self.rollout_id,
-                                       ring_spec=self.ring_spec(ring), since=format_instant(pre.start),
-                                       plan=self.plan if PLAN_TRANSITION else None)),
+                                       ring_spec=self.ring_spec(ring), since=format_instant(pre.start))),
             child,
         )
         summary = summary or {}
         self.healthy_vms[ring] = list(summary.get("healthSample") or [])
         self.st.set_counts(ring, summary.get("counts") or {})
-        return summary.get("gate") or gate_for(self.plan, ring, [])
+        return summary.get("gate") or gate_for(self.ring_spec(ring), ring, [])
 
 
 def _previous_note(previous: str | None, check: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import azure.durable_functions as df
 from orchestrators import names, retries
 from orchestrators.ring_direct import health_sample
 from orchestrators.status import count_verdicts
-from orchestrators.verdicts import gate_for, ring_named_by, ring_spec_of, unpack_verdicts, verdict_passed
+from orchestrators.verdicts import gate_for, unpack_verdicts, verdict_passed
 from orchestrators.verify import BURST_PAUSE, READ_BURST
 from orchestrators.wave import _lean
 from patchrings.boundary.activities import (
@@ -93,12 +93,12 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(RunResultsInput, context.get_input() or {})
     ring = spec.ring
     # The ring's document (issue 10: not the plan): its gate settings, and what its verify chunks read.
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring)
+    ring_spec = dict(spec.ring_spec)
     notes: list[dict[str, str]] = []
     try:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
                                                          activity_payload(ResolveMembersInput(
-                                                             ring=ring, **ring_named_by(ring_spec, spec.plan))))
+                                                             ring=ring, ring_spec=ring_spec)))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
         return to_payload(RunResultsOutput(gate=gate_for(ring_spec, ring, [], notes=[{"vm": "", "reason": reason}]),

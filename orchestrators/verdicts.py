@@ -63,27 +63,6 @@ def ring_spec_from_plan(plan: Mapping[str, Any], ring: str) -> dict[str, Any]:
     return doc
 
 
-def ring_spec_of(ring_spec: Mapping[str, Any] | None, plan: Mapping[str, Any] | None, ring: str) -> dict[str, Any]:
-    """A sub-orchestration's ring document: its ``ringSpec``, else (transition) looked up in its ``plan``."""
-    if ring_spec is not None:
-        return dict(ring_spec)
-    if plan is None:
-        raise KeyError(f"neither ringSpec nor plan given for ring {ring!r}")
-    return ring_spec_from_plan(plan, ring)
-
-
-def ring_named_by(ring_spec: Mapping[str, Any], plan: Mapping[str, Any] | None) -> dict[str, Any]:
-    """How an activity that reads one ring (``resolve_ring_members``, ``set_ring_assignment``;
-    patchrings.boundary.activities) is told which: the keyword argument ``ring_spec=`` (JSON
-    ``ringSpec``, issue 10: the activity reads it, never re-validating a plan), plus ``plan=``
-    while the sub-orchestration's caller still sends the whole plan (transition: a test fake
-    may still read it; it goes with the ``plan`` fallback)."""
-    named: dict[str, Any] = {"ring_spec": dict(ring_spec)}
-    if plan is not None:
-        named["plan"] = dict(plan)
-    return named
-
-
 def _source(source: Mapping[str, Any], ring: str) -> Mapping[str, Any]:
     """A ring document from a ring's source: a plan dict (it has ``rings``) or the ring's document."""
     return ring_spec_from_plan(source, ring) if "rings" in source else source

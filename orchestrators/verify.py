@@ -40,7 +40,7 @@ from typing import Any, cast
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, ring_spec_of, verdicts_for
+from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, verdicts_for
 from patchrings.boundary.activities import (
     CheckHealthBatchInput,
     HealthCheck,
@@ -67,7 +67,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(VerifyInput, context.get_input() or {})
     ring_name: str = spec.ring or ""
     # The ring's document (issue 10: not the plan): its health policy, install rules and gate.
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan or {}, ring_name)
+    ring_spec = dict(spec.ring_spec)
     vms: list[dict[str, Any]] = spec.vms or []
     installs: list[dict[str, Any]] = spec.installs or []
     policy = ring_of(ring_spec).health

@@ -55,7 +55,7 @@ from typing import Any, cast
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import pack_verdicts, ring_of, ring_spec_of
+from orchestrators.verdicts import pack_verdicts, ring_of
 from patchrings.boundary.activities import (
     LedgerRecordVmResultsInput,
     PollInstallInput,
@@ -106,7 +106,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
     ring_name = str(spec.ring or "")
     # The ring's document (issue 10: not the plan): its health probes go with each start.
-    ring_spec = ring_spec_of(spec.ring_spec, spec.plan, ring_name) if spec.ring_spec or spec.plan else None
+    ring_spec = dict(spec.ring_spec)
     policy = ring_of(ring_spec).health if ring_spec else None
     probes = [p.to_dict() for p in policy.probes] if policy else []
     baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)

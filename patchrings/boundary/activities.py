@@ -135,13 +135,13 @@ class LoadPlanInput:
 
 @dataclass(frozen=True)
 class ResolveMembersInput:
-    """``resolve_ring_members``: the ring's members, named by ``ringSpec`` (or, during the
-    transition, ``plan`` + ``ring``). ``includeHold`` / ``countOnly`` are sent by some callers
-    and carried, not read (the tag selector always includes the hold value)."""
+    """``resolve_ring_members``: the ring's members, named by ``ringSpec`` (its resolved document;
+    never the whole plan, so nothing re-validates a plan to read one ring). ``includeHold`` /
+    ``countOnly`` are sent by some callers and carried, not read (the tag selector always
+    includes the hold value)."""
 
     ring: str
-    ring_spec: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)
     rollout_id: str | None = None
     include_hold: bool | None = None
     count_only: bool | None = None
@@ -296,11 +296,10 @@ class PinManifestInput:
 @dataclass(frozen=True)
 class SetRingAssignmentInput:
     """``set_ring_assignment``: create / delete a ring's configuration assignment(s); the ring is
-    named by ``ringSpec`` (or, during the transition, ``plan`` + ``ring``)."""
+    named by ``ringSpec`` (its resolved document)."""
 
     ring: str
-    ring_spec: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)
     present: bool | None = None  # absent: true
     vm_ids: list[str] | None = None
     rollout_id: str | None = None

@@ -6,12 +6,10 @@ mirroring the JSON each receives and answers today key for key; :mod:`patchrings
 turns them into that JSON and back (``to_payload`` / ``from_payload``: camelCase keys, ``None``
 optionals absent unless a field says ``keep_none`` because the sender writes the key as ``null``).
 
-The ring, not the plan (issue 10): every input carries ``ring_spec`` (JSON ``ringSpec``), the
-resolved ring document (``Plan.ring(name).to_dict()``: every setting with the plan's defaults
-merged), next to the older ``plan`` (the whole ``Plan.to_dict()``) it replaces. A receiver uses
-``ringSpec`` when present and falls back to ``plan`` (transition: senders switch to ``ringSpec``,
-then ``plan`` goes). The first ring's dry run still reads the whole plan (it lists the machines in
-no ring and plans against the next ring's schedule).
+The ring, not the plan (issue 10): every input carries ``ring_spec`` (JSON ``ringSpec``, required),
+the resolved ring document (``Plan.ring(name).to_dict()``: every setting with the plan's defaults
+merged); the whole plan no longer travels. Only the first ring's dry run also gets the plan (it
+lists the machines in no ring and plans against the next ring's schedule).
 
 Instants stay the strings the senders write (``YYYY-MM-DDTHH:MM:SSZ``), not ``datetime``, so the
 JSON stays byte-compatible. Pure Python: no ``azure`` imports.
@@ -67,8 +65,7 @@ class RingDirectInput:
 
     ring: str
     rollout_id: str | None = None
-    plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     run_id: str | None = None
     started_at: str | None = None  # the rollout's start: Windows' maxPatchPublishDate for Ring 0
     manifest: dict[str, Any] | None = field(default=None, metadata=_NULL)  # later rings: the pin
@@ -102,8 +99,7 @@ class WaveInput:
     """``wave``: start installPatches on a slice of a wave's VMs, poll them, verify (sent by ring_direct)."""
 
     rollout_id: str | None = None
-    plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     ring: str | None = None
     run_id: str | None = None
     wave: int | None = None
@@ -144,8 +140,7 @@ class VerifyInput:
     (sent by wave and run_results)."""
 
     rollout_id: str | None = None
-    plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     ring: str | None = None
     vms: list[dict[str, Any]] | None = None
     installs: list[dict[str, Any]] | None = None
@@ -177,8 +172,7 @@ class RunResultsInput:
     ring: str
     correlation_id: str
     rollout_id: str | None = None
-    plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     since: str | None = None
 
 
@@ -197,8 +191,7 @@ class RingGateInput:
     """``ring_gate``: open or close one ring's gate (sent by the rollout)."""
 
     ring: str
-    plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     opening: bool | None = field(default=None, metadata={"key": "open"})
     rollout_id: str | None = None
 
@@ -227,7 +220,7 @@ class DryRunRingInput:
     ring: str
     rollout_id: str | None = None
     plan: dict[str, Any] | None = None
-    ring_spec: dict[str, Any] | None = None
+    ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     started_at: str | None = None
     manifest: dict[str, Any] | None = None
 

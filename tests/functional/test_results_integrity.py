@@ -29,6 +29,7 @@ from tests.functional.activities.conftest import (  # noqa: F401 -- fixtures
     azurite,
     clients,
 )
+from tests.ring_inputs import named_ring
 
 pytestmark = pytest.mark.functional
 
@@ -63,7 +64,7 @@ def install(sim: SimHandle, api: AzureClients, ledger: Ledger, vm: dict[str, Any
 def test_direct_results_carry_patches_and_reboot_state_and_scheduled_ones_are_inconclusive(
     arm: SimHandle, clients: AzureClients, arm_ledger: Ledger  # noqa: F811 -- fixtures
 ) -> None:
-    ring0 = [vm for vm in resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})["vms"]
+    ring0 = [vm for vm in resolve_ring_members_core(clients, {**named_ring(PLAN, "ring0")})["vms"]
              if vm["powerState"] == "running"]
     assert {vm["os"] for vm in ring0} == {"Windows", "Linux"}
     assert all(vm["image"] for vm in ring0)  # VmRef.image: the family Ring 0 covers
@@ -82,7 +83,7 @@ def test_direct_results_carry_patches_and_reboot_state_and_scheduled_ones_are_in
     assert sorted(manifest["coverage"]) == sorted(f"{vm['os']}/{vm['image'].lower()}" for vm in ring0)
 
     # Ring 1's VMs have the same families as Ring 0's: nothing refuses their promotion
-    ring1 = resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring1"})["vms"]
+    ring1 = resolve_ring_members_core(clients, {**named_ring(PLAN, "ring1")})["vms"]
     assert ring1 and coverage_refusal(PLAN, "ring1", manifest, ring1) == []
     # without a passing Linux VM in Ring 0, Ring 1's Linux VM is refused
     windows_only = build_manifest_dict(entries, [v for v in verdicts if v["vm"] == ring0[0]["id"]])

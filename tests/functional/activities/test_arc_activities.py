@@ -32,6 +32,7 @@ from patchrings.domain.plan import Plan
 from patchrings.domain.results import classify_install
 from patchrings.ledger import Ledger
 from tests.functional.activities.conftest import MC_RING1, SCENARIO, START, SUB, SimHandle
+from tests.ring_inputs import named_ring
 
 pytestmark = pytest.mark.functional
 
@@ -116,7 +117,7 @@ def by_name(records: list[dict[str, Any]], key: str = "name") -> dict[str, dict[
 def test_a_mixed_ring_is_patched_directly_and_judged_from_resource_graph(
         sim: SimHandle, arc_clients: AzureClients) -> None:
     ledger = Ledger.from_clients(arc_clients)
-    members = resolve_ring_members_core(arc_clients, {"plan": PLAN, "ring": "ring0"})["vms"]
+    members = resolve_ring_members_core(arc_clients, {**named_ring(PLAN, "ring0")})["vms"]
     assert [(m["name"], m["kind"]) for m in members] == [
         ("srv-01", "arc"), ("srv-02", "arc"), ("srv-03", "arc"), ("web-01", "vm")]
     refs = by_name(members)
@@ -182,7 +183,7 @@ def test_a_mixed_ring_is_patched_directly_and_judged_from_resource_graph(
 
 def test_a_scheduled_ring_of_arc_machines_is_gated_from_resource_graph(
         sim: SimHandle, arc_clients: AzureClients) -> None:
-    members = resolve_ring_members_core(arc_clients, {"plan": PLAN, "ring": "ring1"})["vms"]
+    members = resolve_ring_members_core(arc_clients, {**named_ring(PLAN, "ring1")})["vms"]
     assert [(m["name"], m["kind"]) for m in members] == [("srv-10", "arc"), ("srv-11", "arc")]
     run = sim.sim.fire_run("ring1")
 
@@ -223,20 +224,20 @@ def test_arc_machines_are_promoted_by_retag_and_by_resource_level_assignments(
     retag = retag_vms_core(arc_clients, {"vmIds": [srv20], "tag": "ring", "value": "ring1-hold"})
     assert retag["failed"] == [] and retag["written"] == 1
     assert sim.sim.recorder.find(method="PATCH", path_contains="/machines/srv-20/providers/Microsoft.Resources/tags/")
-    ring1 = resolve_ring_members_core(arc_clients, {"plan": PLAN, "ring": "ring1"})["vms"]
+    ring1 = resolve_ring_members_core(arc_clients, {**named_ring(PLAN, "ring1")})["vms"]
     assert "srv-20" in [m["name"] for m in ring1]  # the hold value is a ring1 member too
 
-    opened = set_ring_assignment_core(arc_clients, {"plan": PLAN, "ring": "ring2", "present": True,
+    opened = set_ring_assignment_core(arc_clients, {**named_ring(PLAN, "ring2"), "present": True,
                                                     "vmIds": [srv20]})
     assert opened["changed"] is True
     puts = sim.sim.recorder.find(method="PUT", path_contains="/machines/srv-20/providers/Microsoft.Maintenance/"
                                                              "configurationAssignments/")
     assert len(puts) == 1
-    again = set_ring_assignment_core(arc_clients, {"plan": PLAN, "ring": "ring2", "present": True, "vmIds": [srv20]})
+    again = set_ring_assignment_core(arc_clients, {**named_ring(PLAN, "ring2"), "present": True, "vmIds": [srv20]})
     assert again["changed"] is False  # check-before-act
-    ring2 = resolve_ring_members_core(arc_clients, {"plan": PLAN, "ring": "ring2"})["vms"]
+    ring2 = resolve_ring_members_core(arc_clients, {**named_ring(PLAN, "ring2")})["vms"]
     assert "srv-20" in [m["name"] for m in ring2]
-    closed = set_ring_assignment_core(arc_clients, {"plan": PLAN, "ring": "ring2", "present": False, "vmIds": [srv20]})
+    closed = set_ring_assignment_core(arc_clients, {**named_ring(PLAN, "ring2"), "present": False, "vmIds": [srv20]})
     assert closed["changed"] is True
-    ring2 = resolve_ring_members_core(arc_clients, {"plan": PLAN, "ring": "ring2"})["vms"]
+    ring2 = resolve_ring_members_core(arc_clients, {**named_ring(PLAN, "ring2")})["vms"]
     assert "srv-20" not in [m["name"] for m in ring2]

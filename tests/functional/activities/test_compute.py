@@ -19,6 +19,7 @@ from activities.plan import Plan
 from patchrings.clients import AzureClients
 from patchrings.ledger import Ledger
 from tests.functional.activities.conftest import PLAN, START, SimHandle, vm_id
+from tests.ring_inputs import named_ring
 
 pytestmark = pytest.mark.functional
 
@@ -41,13 +42,13 @@ def install_posts(arm: SimHandle, name: str) -> int:
 
 
 def test_resolve_ring_members_by_tag_and_hold_value(arm: SimHandle, clients: AzureClients) -> None:
-    ring0 = resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring0"})["vms"]
+    ring0 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring0")})["vms"]
     assert [v["name"] for v in ring0] == ["db-01", "web-01", "web-02"]
     web1 = next(v for v in ring0 if v["name"] == "web-01")
     assert web1["os"] == "Windows" and web1["zone"] == "1" and web1["location"] == "westeurope"
     assert web1["powerState"] == "running"
     assert next(v for v in ring0 if v["name"] == "db-01")["powerState"] == "deallocated"
-    ring1 = resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring1"})["vms"]
+    ring1 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring1")})["vms"]
     assert [v["name"] for v in ring1] == ["app-01", "app-02"]
     assert ring1[0]["scheduleIssue"] is None
     assert "bypassPlatformSafetyChecksOnUserSchedule" in ring1[1]["scheduleIssue"]
@@ -214,7 +215,7 @@ def test_membership_listing_teaches_the_health_batch_what_a_list_costs(arm: SimH
     for cheap samples: resolve_ring_members records the page count it saw."""
     _LIST_PAGES.clear()
     arm.sim.page_size = 1  # every VM a page of its own
-    ring0 = resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring0"})["vms"]
+    ring0 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring0")})["vms"]
     sub = vm_id("web-01").split("/")[2].lower()
     assert _LIST_PAGES[sub] == len(arm.sim.fleet.vms) > 2
     arm.sim.recorder.clear()

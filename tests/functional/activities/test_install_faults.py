@@ -22,6 +22,7 @@ from patchrings.clients import AzureClients
 from patchrings.ledger import Ledger
 from patchrings.settings import Settings
 from tests.functional.activities.conftest import SCENARIO, START, SUB, SimHandle, vm_id
+from tests.ring_inputs import named_ring
 
 pytestmark = pytest.mark.functional
 
@@ -297,7 +298,7 @@ def test_members_survive_a_transient_fault(make: Any, kind: str) -> None:
     from tests.functional.activities.conftest import PLAN
 
     _, clients, _ = make(fault(kind, path="/providers/Microsoft.Compute/virtualMachines"))
-    vms = resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})["vms"]
+    vms = resolve_ring_members_core(clients, {**named_ring(PLAN, "ring0")})["vms"]
     assert [v["name"] for v in vms] == RING0_NAMES
 
 
@@ -311,7 +312,7 @@ def test_members_that_cannot_be_read_fail_the_activity_instead_of_shrinking_the_
 
     _, clients, _ = make(forbidden(action))
     with pytest.raises(HttpResponseError):
-        resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring1"})
+        resolve_ring_members_core(clients, {**named_ring(PLAN, "ring1")})
 
 
 @pytest.mark.parametrize("kind", ["403", "429"])

@@ -19,6 +19,7 @@ from activities.plan import Plan
 from activities.tags import retag_vms_core
 from patchrings.clients import AzureClients
 from tests.functional.activities.conftest import MC_RING1, PLAN, SUB, SimHandle, vm_id
+from tests.ring_inputs import named_ring
 
 pytestmark = pytest.mark.functional
 
@@ -33,7 +34,7 @@ def writes(arm: SimHandle, method: str, needle: str) -> int:
 
 def test_ring_assignment_create_and_delete(arm: SimHandle, clients: AzureClients) -> None:
     path = f"/subscriptions/{SUB}/providers/Microsoft.Maintenance/configurationAssignments/patchrings-ring1"
-    payload = {"plan": plan(), "ring": "ring1", "present": True}
+    payload = {**named_ring(plan(), "ring1"), "present": True}
     assert set_ring_assignment_core(clients, payload) == {"changed": True, "assignments": [path]}
     assert set_ring_assignment_core(clients, payload)["changed"] is False
     put = arm.sim.recorder.find(method="PUT", path_contains="configurationAssignments/patchrings-ring1")
@@ -47,10 +48,10 @@ def test_ring_assignment_create_and_delete(arm: SimHandle, clients: AzureClients
     from activities.compute import resolve_ring_members_core
 
     retag_vms_core(clients, {"vmIds": [vm_id("app-01")], "tag": "ring", "value": "ring1"})
-    names = [v["name"] for v in resolve_ring_members_core(clients, {"plan": plan(), "ring": "ring1"})["vms"]]
+    names = [v["name"] for v in resolve_ring_members_core(clients, {**named_ring(plan(), "ring1")})["vms"]]
     assert names == ["app-01", "app-02"]
 
-    gone = {"plan": plan(), "ring": "ring1", "present": False}
+    gone = {**named_ring(plan(), "ring1"), "present": False}
     assert set_ring_assignment_core(clients, gone)["changed"] is True
     assert set_ring_assignment_core(clients, gone)["changed"] is False
     assert writes(arm, "DELETE", "configurationAssignments/patchrings-ring1") == 1
@@ -125,9 +126,9 @@ def untagged_plan() -> dict[str, Any]:
 def test_resource_level_assignments_for_a_ring_without_tag(arm: SimHandle, clients: AzureClients) -> None:
     untagged = untagged_plan()
     with pytest.raises(ValueError, match="subscription-wide"):
-        set_ring_assignment_core(clients, {"plan": untagged, "ring": "only", "present": True})
+        set_ring_assignment_core(clients, {**named_ring(untagged, "only"), "present": True})
     vms = [vm_id("app-01"), vm_id("app-02")]
-    payload = {"plan": untagged, "ring": "only", "present": True, "vmIds": vms}
+    payload = {**named_ring(untagged, "only"), "present": True, "vmIds": vms}
     assert set_ring_assignment_core(clients, payload) == {"changed": True, "assignments": vms}
     assert set_ring_assignment_core(clients, payload)["changed"] is False
     assert writes(arm, "PUT", "/providers/Microsoft.Maintenance/configurationAssignments/pr-only") == 2
@@ -141,6 +142,6 @@ def test_resource_level_assignments_count_as_members(arm: SimHandle, clients: Az
 
     untagged = untagged_plan()
     vms = [vm_id("app-01"), vm_id("app-02")]
-    set_ring_assignment_core(clients, {"plan": untagged, "ring": "only", "present": True, "vmIds": vms})
-    members = resolve_ring_members_core(clients, {"plan": untagged, "ring": "only"})["vms"]
+    set_ring_assignment_core(clients, {**named_ring(untagged, "only"), "present": True, "vmIds": vms})
+    members = resolve_ring_members_core(clients, {**named_ring(untagged, "only")})["vms"]
     assert [v["name"] for v in members] == ["app-01", "app-02"]

@@ -192,10 +192,10 @@ def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() ->
             return {"results": [{"vm": v["id"], "state": "done", "result": summary} for v in call.payload["vms"]]}
         if call.name == "verify_orchestrator":
             p = call.payload
-            return {"verdicts": verdicts_for(p.get("ringSpec") or p["plan"], p["ring"], p["vms"], p["installs"], {})}
+            return {"verdicts": verdicts_for(p["ringSpec"], p["ring"], p["vms"], p["installs"], {})}
         return {"written": True}
 
-    ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
+    ctx = h.ScriptedContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
                              "correlationId": RUN})
     start = ctx.current_utc_datetime
     out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
@@ -227,10 +227,10 @@ def test_all_rows_present_pass_without_timers_or_fallback() -> None:
         if call.name == "verify_orchestrator":
             p = call.payload
             return {"verdicts": [{**v, "health": "healthy", "outcome": v["install"]} for v in
-                                 verdicts_for(p.get("ringSpec") or p["plan"], p["ring"], p["vms"], p["installs"], {})]}
+                                 verdicts_for(p["ringSpec"], p["ring"], p["vms"], p["installs"], {})]}
         return {"written": True}
 
-    ctx = h.ScriptedContext({"rolloutId": "r", "plan": h.PLAN, "ring": "ring1", "correlationId": RUN})
+    ctx = h.ScriptedContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "correlationId": RUN})
     start = ctx.current_utc_datetime
     out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
     assert ctx.current_utc_datetime == start and h.named(ctx, "collect_run_results") == []

@@ -1,5 +1,6 @@
-"""The ring, not the plan (issue 10): an activity told which ring by its resolved document
-(``ringSpec``) does exactly what it did when given the whole plan, without validating the plan."""
+"""The ring, not the plan (issue 10): an activity is told which ring by its resolved document
+(``ringSpec``) and never validates a plan to read it; a caller sending the whole plan instead is
+refused, naming ``ringSpec``."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from activities import plan as plan_activities
 from activities.compliance import ring_compliance_core
 from activities.maintenance import set_ring_assignment_core
 from activities.members import resolve_ring_members_core
+from patchrings.boundary.codec import BoundaryInvalid
 from patchrings.domain.plan import Plan
 from tests.unit.app.test_arc import PLAN, SUB, clients_for, listing, machine, vm
 from tests.unit.app.test_compliance import ROWS, fleet_script
 
 pytestmark = pytest.mark.unit
+
+
+MEMBERS = {"ring0": ["srv-01", "web-01"], "ring1": ["app-01", "srv-02"]}
+MC_RING1 = str(Plan.from_dict(PLAN).ring("ring1").configuration_id)
 
 
 def spec_of(ring: str) -> dict[str, Any]:
@@ -35,14 +41,13 @@ def fleet() -> list[tuple[str, str, Any]]:
 
 @pytest.mark.parametrize("ring", ["ring0", "ring1"])
 def test_members_from_the_ring_spec_are_the_members_from_the_plan(tmp_path: Path, ring: str) -> None:
-    by_plan, plan_transport = clients_for(tmp_path, fleet())
     by_spec, spec_transport = clients_for(tmp_path, fleet())
-    expected = resolve_ring_members_core(by_plan, {"plan": PLAN, "ring": ring})
     ring_spec = spec_of(ring)
     with mock.patch.object(Plan, "from_dict", side_effect=AssertionError("the plan was validated again")):
         got = resolve_ring_members_core(by_spec, {"ringSpec": ring_spec, "ring": ring, "rolloutId": "r"})
-    assert got == expected and got["vms"]
-    assert [(r.method, r.url) for r in spec_transport.requests] == [(r.method, r.url) for r in plan_transport.requests]
+    # the tag selector of the ring (its hold value included) across VMs and Arc machines
+    assert sorted(v["name"] for v in got["vms"]) == MEMBERS[ring]
+    assert [r.method for r in spec_transport.requests] and {r.method for r in spec_transport.requests} == {"GET"}
 
 
 def test_the_ring_spec_round_trips_to_the_same_ring() -> None:
@@ -53,9 +58,13 @@ def test_the_ring_spec_round_trips_to_the_same_ring() -> None:
             ring.members, ring.configuration_id, ring.assignment_name)
 
 
-def test_neither_ring_spec_nor_plan_is_an_error() -> None:
-    with pytest.raises(KeyError, match="ringSpec"):
-        plan_activities.input_ring(None, None, "ring0")
+@pytest.mark.parametrize("core", [resolve_ring_members_core, set_ring_assignment_core])
+def test_a_plan_instead_of_the_ring_spec_is_refused_naming_it(tmp_path: Path, core: Any) -> None:
+    clients, transport = clients_for(tmp_path, fleet())
+    with pytest.raises(BoundaryInvalid) as caught:
+        core(clients, {"plan": PLAN, "ring": "ring1", "present": True})
+    assert caught.value.field == "ringSpec"
+    assert transport.requests == []  # nothing was read or written
 
 
 def body(request: Any) -> Any:
@@ -66,14 +75,14 @@ def body(request: Any) -> Any:
 def test_set_ring_assignment_from_the_ring_spec_sends_what_the_plan_sent(tmp_path: Path) -> None:
     script = [("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "x"}})),
               ("PUT", "/configurationAssignments/", (200, {}, {"id": "x"}))]
-    by_plan, plan_transport = clients_for(tmp_path, list(script))
     by_spec, spec_transport = clients_for(tmp_path, list(script))
-    expected = set_ring_assignment_core(by_plan, {"plan": PLAN, "ring": "ring1", "present": True, "rolloutId": "r"})
     got = set_ring_assignment_core(by_spec, {"ringSpec": spec_of("ring1"), "ring": "ring1", "present": True,
                                              "rolloutId": "r"})
-    assert got == expected and got["changed"] is True
-    assert [(r.method, r.url, body(r)) for r in spec_transport.requests] == [
-        (r.method, r.url, body(r)) for r in plan_transport.requests]
+    assert got["changed"] is True
+    assert [r.method for r in spec_transport.requests] == ["GET", "PUT"]
+    put = spec_transport.requests[-1]
+    assert "configurationAssignments/patchrings-ring1" in put.url
+    assert MC_RING1.lower() in str(body(put)).lower()
 
 
 def test_a_later_rings_compliance_needs_no_plan(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from patchrings.clients import AzureClients
 from patchrings.domain.plan import Plan
 from patchrings.domain.results import classify_install
 from patchrings.settings import Settings
+from tests.ring_inputs import named_ring
 from tests.unit.app.fakes import FakeLedger, ScriptedTransport
 
 pytestmark = pytest.mark.unit
@@ -142,7 +143,7 @@ def test_a_tag_ring_holds_vms_and_arc_machines_with_their_kind(tmp_path: Path) -
             machine("srv-01", "ring0"), machine("srv-02", "ring0", status="Disconnected", os_type="linux"),
             machine("srv-03", "ring1"))),
     ])
-    members = resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})["vms"]
+    members = resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))["vms"]
     assert [(m["name"], m["kind"]) for m in members] == [("srv-01", "arc"), ("srv-02", "arc"), ("web-01", "vm")]
     assert members[1]["os"] == "Linux" and members[1]["agentStatus"] == "Disconnected"
     arc_lists = [r for r in transport.requests if "/Microsoft.HybridCompute/machines" in r.url]
@@ -158,7 +159,7 @@ def test_a_subscription_without_hybridcompute_registered_has_no_arc_members(tmp_
         ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"))),
         ("GET", "/Microsoft.HybridCompute/machines", unregistered),
     ])
-    assert [m["kind"] for m in resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})["vms"]] == ["vm"]
+    assert [m["kind"] for m in resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))["vms"]] == ["vm"]
 
 
 def test_an_arc_list_that_fails_fails_the_resolution(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_an_arc_list_that_fails_fails_the_resolution(tmp_path: Path) -> None:
          (403, {}, {"error": {"code": "AuthorizationFailed", "message": "no"}})),
     ])
     with pytest.raises(Exception, match=r"AuthorizationFailed"):
-        resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring0"})
+        resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))
 
 
 def test_configuration_members_include_arc_machines_of_a_dynamic_scope(tmp_path: Path) -> None:
@@ -183,7 +184,7 @@ def test_configuration_members_include_arc_machines_of_a_dynamic_scope(tmp_path:
         ("GET", "/configurationAssignments?", (200, {}, {"value": [scope]})),
         ("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "none"}})),
     ])
-    members = resolve_ring_members_core(clients, {"plan": PLAN, "ring": "ring1"})["vms"]
+    members = resolve_ring_members_core(clients, named_ring(PLAN, "ring1"))["vms"]
     assert [(m["name"], m["kind"]) for m in members] == [("srv-09", "arc")]
 
 

@@ -45,7 +45,7 @@ def functions(module: Any) -> list[Any]:
 
 def test_every_contract_activity_is_registered_once() -> None:
     names: list[str] = []
-    for module in (compute, ledger, maintenance, notify, plan, tags):
+    for module in (compute, ledger, maintenance, members, notify, plan, tags):
         for fn in functions(module):
             bindings = [b for b in fn.get_bindings() if b.type == "activityTrigger"]
             assert len(bindings) == 1, fn.get_function_name()
@@ -54,11 +54,10 @@ def test_every_contract_activity_is_registered_once() -> None:
 
 
 def test_member_resolution_has_its_own_blueprint() -> None:
-    """``resolve_ring_members`` lives in activities/members.py (issue 10). Until function_app.py
-    registers ``members.bp``, compute's blueprint carries the same function (the contract test
-    above counts it there once)."""
+    """``resolve_ring_members`` lives in activities/members.py (issue 10), registered by
+    function_app.py as ``members.bp`` and nowhere else (the worker refuses a name twice)."""
     assert [fn.get_function_name() for fn in functions(members)] == ["resolve_ring_members"]
-    assert "resolve_ring_members" in [fn.get_function_name() for fn in functions(compute)]
+    assert "resolve_ring_members" not in [fn.get_function_name() for fn in functions(compute)]
 
 
 def _user_function(module: Any, name: str) -> Any:

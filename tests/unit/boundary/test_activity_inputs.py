@@ -24,9 +24,9 @@ MANIFEST = {"hash": "m1", "windows": {"kbNumbersToInclude": ["5031356"]}}
 CASES: list[tuple[type, dict[str, Any]]] = [
     (b.LoadPlanInput, {}),
     (b.LoadPlanInput, {"plan": PLAN}),
-    # rollout.activity adds rolloutId; ring_input sends {plan, ring, **extra} or {ringSpec, ring, **extra}
-    (b.ResolveMembersInput, {"rolloutId": "r1", "plan": PLAN, "ring": "ring0"}),
-    (b.ResolveMembersInput, {"rolloutId": "r1", "plan": PLAN, "ring": "ring0", "countOnly": True}),
+    # rollout.activity adds rolloutId; the ring is named by its document {ringSpec, ring, **extra}
+    (b.ResolveMembersInput, {"rolloutId": "r1", "ringSpec": RING, "ring": "ring0"}),
+    (b.ResolveMembersInput, {"rolloutId": "r1", "ringSpec": RING, "ring": "ring0", "countOnly": True}),
     (b.ResolveMembersInput, {"ringSpec": RING, "ring": "ring0", "includeHold": True}),
     (b.ResolveMembersInput, {"ringSpec": RING, "ring": "ring0"}),
     (b.StartInstallInput, {"rolloutId": "r1", "ring": "ring0", "runId": "r1:ring0", "runStartedAt": NOW,
@@ -46,7 +46,7 @@ CASES: list[tuple[type, dict[str, Any]]] = [
     (b.GetConfigurationInput, {"rolloutId": "r1", "configurationId": "/subscriptions/s1/x/c1"}),
     (b.GetConfigurationInput, {"configurationId": "/subscriptions/s1/x/c1"}),
     (b.PinManifestInput, {"rolloutId": "r1", "configurationId": "/subscriptions/s1/x/c1", "manifest": MANIFEST}),
-    (b.SetRingAssignmentInput, {"plan": PLAN, "ring": "ring1", "present": True, "rolloutId": "r1"}),
+    (b.SetRingAssignmentInput, {"ringSpec": RING, "ring": "ring0", "present": True, "rolloutId": "r1"}),
     (b.SetRingAssignmentInput, {"ringSpec": RING, "ring": "ring0", "present": False, "rolloutId": "r1",
                                 "vmIds": [VM["id"]]}),
     (b.CancelRunInput, {"rolloutId": "r1", "correlationId": "run-1"}),
@@ -128,7 +128,9 @@ def test_typed_fields() -> None:
     batch = b.activity_input(b.CheckHealthBatchInput, {"checks": [{"vm": VM}]})
     assert batch.checks == [b.HealthCheck(vm=VM, full=True)]
     members = b.activity_input(b.ResolveMembersInput, {"ringSpec": RING, "ring": "ring0"})
-    assert members.ring_spec == RING and members.plan is None
+    assert members.ring_spec == RING
+    with pytest.raises(BoundaryInvalid, match="ringSpec"):  # the whole plan no longer names a ring
+        b.activity_input(b.ResolveMembersInput, {"plan": PLAN, "ring": "ring0"})
 
 
 def test_a_missing_required_key_is_named() -> None:

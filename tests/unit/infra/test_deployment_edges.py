@@ -85,9 +85,9 @@ def test_a_dynamic_scope_must_match_the_plan() -> None:
 
 
 def test_the_rollout_role_can_read_the_scope_the_app_looks_up() -> None:
-    """The app GETs the ring's subscription-level assignment by that name (compute.py)."""
-    compute = (REPO / "activities" / "compute.py").read_text(encoding="utf-8")
-    assert "configuration_assignments_for_subscriptions.get(assignment_name(ring))" in compute
+    """The app GETs the ring's subscription-level assignment by that name (members.py)."""
+    members = (REPO / "activities" / "members.py").read_text(encoding="utf-8")
+    assert "configuration_assignments_for_subscriptions.get(assignment_name(ring))" in members
 
 
 # ------------------------------------------------------------------ Flex Consumption scale bound

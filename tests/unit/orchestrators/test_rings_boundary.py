@@ -3,8 +3,8 @@
 * the JSON each orchestration is sent (and answers) today round-trips through its dataclass
   unchanged: ``to_payload(from_payload(X, doc)) == doc``;
 * a missing required key is refused naming it (``BoundaryInvalid``);
-* the receivers read the ring from ``ringSpec`` (the resolved ring document) exactly as from the
-  whole plan, and hand ``ringSpec``, never the plan, to the orchestrations they start.
+* the receivers read the ring from ``ringSpec`` (the resolved ring document; a caller sending the
+  whole plan instead is refused) and hand ``ringSpec``, never the plan, to what they start.
 """
 
 from __future__ import annotations
@@ -58,9 +58,6 @@ RING0 = Plan.from_resolved(PLAN).ring("ring0").to_dict()
 RING1 = Plan.from_resolved(PLAN).ring("ring1").to_dict()
 
 
-def by_plan(spec: dict[str, Any]) -> dict[str, Any]:
-    """The same input as an older caller sends it: the whole plan instead of ``ringSpec``."""
-    return {**{k: v for k, v in spec.items() if k != "ringSpec"}, "plan": PLAN}
 T = "2026-11-16T06:00:00Z"
 RUN = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Maintenance/maintenanceConfigurations/mc/providers/"
        "Microsoft.Maintenance/applyUpdates/20261116060000")
@@ -70,7 +67,7 @@ GATE = {"ring": "ring0", "outcome": "pass", "reasons": [], "counts": {"pass": 1}
 # The JSON each sender writes today (rollout -> ring_direct / run_results / ring_gate / dry_run_ring,
 # ring_direct -> wave and its own next execution, wave -> verify, run_results -> verify).
 INPUTS: list[tuple[type, dict[str, Any]]] = [
-    (RingDirectInput, {"rolloutId": "r", "plan": PLAN, "ring": "ring0", "runId": "r:ring0", "startedAt": T,
+    (RingDirectInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "startedAt": T,
                        "manifest": None, "buildManifest": True, "expectedInstallSeconds": None}),
     (RingDirectInput, {"rolloutId": "r", "ringSpec": RING1, "ring": "ring1", "runId": "r:ring1", "startedAt": T,
                        "manifest": {"hash": "h", "windows": {"kbNumbers": ["5048667"]}}, "buildManifest": False,
@@ -85,18 +82,17 @@ INPUTS: list[tuple[type, dict[str, Any]]] = [
                  "vms": [vm("a")], "parameters": {"Windows": {"rebootSetting": "IfRequired"}, "Linux": None},
                  "pollSeconds": 120, "runStartedAt": T, "deadline": "2026-11-16T08:30:00Z",
                  "expectedInstallSeconds": None, "keepResults": True}),
-    (WaveInput, {**by_plan(WAVE_SPEC), "expectedInstallSeconds": {"windows": 600.0}, "keepResults": False}),
+    (WaveInput, {**WAVE_SPEC, "expectedInstallSeconds": {"windows": 600.0}, "keepResults": False}),
     (VerifyInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "vms": [vm("a")],
                    "installs": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}], "decide": False,
                    "baselines": {vm("a")["id"]: {"powerState": "running"}}}),
     (VerifyInput, {"rolloutId": "r", "ringSpec": RING1, "ring": "ring1", "vms": [vm("a")], "decide": False,
                    "pack": True, "ledger": {"runId": RUN}, "installs": [], "startDelaySeconds": 10}),
-    (VerifyInput, {"plan": PLAN, "ring": "ring0", "vms": [vm("a")], "decide": True, "installs": []}),
-    (RunResultsInput, {"rolloutId": "r", "plan": PLAN, "ring": "ring1", "correlationId": RUN, "since": T}),
+    (VerifyInput, {"ringSpec": RING0, "ring": "ring0", "vms": [vm("a")], "decide": True, "installs": []}),
     (RunResultsInput, {"rolloutId": "r", "ringSpec": RING1, "ring": "ring1", "correlationId": RUN, "since": T}),
-    (RingGateInput, {"plan": PLAN, "ring": "ring1", "open": True, "rolloutId": "r"}),
+    (RingGateInput, {"ringSpec": RING1, "ring": "ring1", "open": True, "rolloutId": "r"}),
     (RingGateInput, {"ringSpec": RING1, "ring": "ring1", "open": False, "rolloutId": "r"}),
-    (DryRunRingInput, {"rolloutId": "r", "plan": PLAN, "ring": "ring0"}),
+    (DryRunRingInput, {"rolloutId": "r", "plan": PLAN, "ringSpec": RING0, "ring": "ring0"}),
     (DryRunRingInput, {"rolloutId": "r", "ringSpec": RING1, "ring": "ring1", "startedAt": T,
                        "manifest": {"hash": "h"}}),
 ]
@@ -131,12 +127,20 @@ def test_todays_json_round_trips_unchanged(cls: type, doc: dict[str, Any]) -> No
 
 
 @pytest.mark.parametrize(("cls", "doc", "missing"), [
-    (RingDirectInput, {"plan": PLAN}, "ring"),
-    (RunResultsInput, {"ring": "ring1", "since": T}, "correlationId"),
-    (RunResultsInput, {"correlationId": RUN}, "ring"),
-    (RingGateInput, {"plan": PLAN, "open": True}, "ring"),
-    (DryRunRingInput, {"plan": PLAN}, "ring"),
-    (RingDirectInput, {"ring": "ring0", "carry": {"runStartedAt": T, "next": 1, "learned": {}, "verdicts": {},
+    (RingDirectInput, {"ringSpec": RING0}, "ring"),
+    # the whole plan no longer names a ring's settings: a caller that sends it instead is refused
+    (RingDirectInput, {"ring": "ring0", "plan": PLAN}, "ringSpec"),
+    (WaveInput, {"ring": "ring0", "plan": PLAN}, "ringSpec"),
+    (VerifyInput, {"ring": "ring0", "plan": PLAN}, "ringSpec"),
+    (RunResultsInput, {"ring": "ring1", "correlationId": RUN, "plan": PLAN}, "ringSpec"),
+    (RingGateInput, {"ring": "ring1", "open": True, "plan": PLAN}, "ringSpec"),
+    (DryRunRingInput, {"ring": "ring0", "plan": PLAN}, "ringSpec"),
+    (RunResultsInput, {"ring": "ring1", "since": T, "ringSpec": RING1}, "correlationId"),
+    (RunResultsInput, {"correlationId": RUN, "ringSpec": RING1}, "ring"),
+    (RingGateInput, {"ringSpec": RING1, "open": True}, "ring"),
+    (DryRunRingInput, {"plan": PLAN, "ringSpec": RING0}, "ring"),
+    (RingDirectInput, {"ring": "ring0", "ringSpec": RING0,
+                       "carry": {"runStartedAt": T, "next": 1, "learned": {}, "verdicts": {},
                                                   "results": [], "skipped": [], "halted": False}}, "carry.vms"),
     (RingDirectCarry, {"vms": [], "next": 1, "learned": {}, "verdicts": {}, "results": [], "skipped": [],
                        "halted": False}, "runStartedAt"),
@@ -153,10 +157,12 @@ def test_a_missing_required_key_is_refused_naming_it(cls: type, doc: dict[str, A
     assert caught.value.field == missing and missing in str(caught.value)
 
 
-@pytest.mark.parametrize("cls", [WaveInput, VerifyInput, VerifyLedger])
-def test_inputs_without_required_keys_still_refuse_what_is_not_an_object(cls: type) -> None:
-    # every key optional, as each receiver reads it today (only a key written as null stays, as null)
-    assert {k: v for k, v in to_payload(from_payload(cls, {})).items() if v is not None} == {}
+@pytest.mark.parametrize(("cls", "least"), [(WaveInput, {"ringSpec": RING0}), (VerifyInput, {"ringSpec": RING0}),
+                                             (VerifyLedger, {})])
+def test_inputs_without_other_required_keys_still_refuse_what_is_not_an_object(cls: type,
+                                                                               least: dict[str, Any]) -> None:
+    # every other key optional, as each receiver reads it (only a key written as null stays, as null)
+    assert {k: v for k, v in to_payload(from_payload(cls, least)).items() if v is not None} == least
     with pytest.raises(BoundaryInvalid):
         from_payload(cls, ["not", "an", "object"])
 
@@ -182,17 +188,12 @@ def _direct_answer(call: Call, ctx: ScriptedContext) -> Any:
 
 def test_ring_direct_reads_ring_spec_as_it_read_the_plan_and_hands_waves_the_ring_spec() -> None:
     base = {"rolloutId": "r", "ring": "ring0", "runId": "r:ring0", "startedAt": T, "buildManifest": True}
-    old = ScriptedContext({**base, "plan": PLAN})
     new = ScriptedContext({**base, "ringSpec": RING0})
-    out_plan = drive(raw(ring_direct_mod.ring_direct_orchestrator), old, _direct_answer)
     out_ring = drive(raw(ring_direct_mod.ring_direct_orchestrator), new, _direct_answer)
-    assert out_ring == out_plan and out_ring["gate"]["outcome"] == "pass"
+    assert out_ring["gate"]["outcome"] == "pass"
     assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "ring": "ring0"}
-    # transition: the plan a caller still sends rides along (a fake may read it); ringSpec is what counts
-    assert named(old, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "plan": PLAN, "ring": "ring0"}
-    waves = named(new, names.WAVE) + named(old, names.WAVE)
+    waves = named(new, names.WAVE)
     assert waves and all(w.payload["ringSpec"] == RING0 and "plan" not in w.payload for w in waves)
-    assert [w.payload for w in named(new, names.WAVE)] == [w.payload for w in named(old, names.WAVE)]
 
 
 def test_wave_reads_its_probes_from_ring_spec_and_hands_verify_the_ring_spec() -> None:
@@ -203,15 +204,12 @@ def test_wave_reads_its_probes_from_ring_spec_and_hands_verify_the_ring_spec() -
             return {"done": True, "result": ok_result()}
         return {"verdicts": [VERDICT]}
 
-    old, new = ScriptedContext(by_plan(WAVE_SPEC)), ScriptedContext(dict(WAVE_SPEC))
+    new = ScriptedContext(dict(WAVE_SPEC))
     assert new.payload["ringSpec"] == RING0
-    out_plan = drive(raw(wave_mod.wave_orchestrator), old, answer)
-    out_ring = drive(raw(wave_mod.wave_orchestrator), new, answer)
-    assert out_ring == out_plan
-    assert [c.payload for c in named(new, names.START_INSTALL)] == [c.payload for c in named(old, names.START_INSTALL)]
-    for ctx in (old, new):
-        [verify] = named(ctx, names.VERIFY)
-        assert verify.payload["ringSpec"] == RING0 and "plan" not in verify.payload
+    drive(raw(wave_mod.wave_orchestrator), new, answer)
+    assert named(new, names.START_INSTALL)
+    [verify] = named(new, names.VERIFY)
+    assert verify.payload["ringSpec"] == RING0 and "plan" not in verify.payload
 
 
 def test_verify_decides_from_ring_spec_as_from_the_plan() -> None:
@@ -223,9 +221,8 @@ def test_verify_decides_from_ring_spec_as_from_the_plan() -> None:
 
     base = {"ring": "ring0", "vms": [a], "decide": True,
             "installs": [{"vm": a["id"], "state": "done", "result": ok_result()}]}
-    out_plan = drive(raw(verify_mod.verify_orchestrator), ScriptedContext({**base, "plan": PLAN}), answer)
     out_ring = drive(raw(verify_mod.verify_orchestrator), ScriptedContext({**base, "ringSpec": RING0}), answer)
-    assert out_ring == out_plan and out_ring["gate"]["outcome"] == "pass"
+    assert out_ring["gate"]["outcome"] == "pass"
 
 
 def test_run_results_hands_its_verify_chunks_the_ring_spec() -> None:
@@ -236,16 +233,13 @@ def test_run_results_hands_its_verify_chunks_the_ring_spec() -> None:
             return {"verdicts": [VERDICT]}
         return {"results": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
 
-    old, new = ScriptedContext(by_plan(run_spec())), ScriptedContext(run_spec())
+    new = ScriptedContext(run_spec())
     assert new.payload["ringSpec"] == RING1
-    out_plan = drive(raw(run_results_mod.run_results_orchestrator), old, answer)
-    out_ring = drive(raw(run_results_mod.run_results_orchestrator), new, answer)
-    assert out_ring == out_plan
+    drive(raw(run_results_mod.run_results_orchestrator), new, answer)
     assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING1, "ring": "ring1"}
-    for ctx in (old, new):
-        [chunk] = named(ctx, names.VERIFY)
-        assert chunk.payload["ringSpec"] == RING1 and "plan" not in chunk.payload
-        assert chunk.payload["ledger"] == {"runId": run_spec()["correlationId"]}
+    [chunk] = named(new, names.VERIFY)
+    assert chunk.payload["ringSpec"] == RING1 and "plan" not in chunk.payload
+    assert chunk.payload["ledger"] == {"runId": run_spec()["correlationId"]}
 
 
 def test_ring_gate_reads_mode_and_tag_from_ring_spec() -> None:
@@ -257,13 +251,11 @@ def test_ring_gate_reads_mode_and_tag_from_ring_spec() -> None:
             return {"vms": [vm("a")]}
         return {"written": 1, "failed": []}
 
-    outs = []
-    for source in ({"plan": {"name": "p", "rings": [ring]}}, {"ringSpec": ring}):
-        ctx = ScriptedContext({**source, "ring": "ring1", "open": False, "rolloutId": "r"})
-        outs.append(drive(raw(ring_gate.ring_gate_orchestrator), ctx, answer))
-        [retag] = named(ctx, names.RETAG)
-        assert retag.payload["value"] == "ring1-hold" and retag.payload["tag"] == "patchRing"
-    assert outs[0] == outs[1] == {"mode": "retag", "members": 1, "value": "ring1-hold", "changed": 1, "failed": []}
+    ctx = ScriptedContext({"ringSpec": ring, "ring": "ring1", "open": False, "rolloutId": "r"})
+    out = drive(raw(ring_gate.ring_gate_orchestrator), ctx, answer)
+    [retag] = named(ctx, names.RETAG)
+    assert retag.payload["value"] == "ring1-hold" and retag.payload["tag"] == "patchRing"
+    assert out == {"mode": "retag", "members": 1, "value": "ring1-hold", "changed": 1, "failed": []}
 
 
 def test_a_later_rings_dry_run_needs_only_its_ring_spec() -> None:
