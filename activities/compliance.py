@@ -45,7 +45,11 @@ from activities.plan import ring_from_spec
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import error_info
 from patchrings.arm.vms import parse_time
-from patchrings.boundary.activities import ResolveMembersInput, RingComplianceInput, activity_input
+from patchrings.boundary.activities import (
+    ResolveMembersInput,
+    RingComplianceInput,
+)
+from patchrings.boundary.codec import from_payload
 from patchrings.domain.arm_ids import subscription_of
 from patchrings.domain.plan import Plan, Ring
 from patchrings.errors import PatchRingsError
@@ -234,7 +238,7 @@ def ring_compliance_core(clients: FleetGateway, payload: RingComplianceInput | M
 
     The ring is named by ``ringSpec`` (or ``plan`` + ``ring``); the whole ``plan`` is needed only
     for the first ring's ``unassigned`` section (the machines in no ring of the plan)."""
-    spec = activity_input(RingComplianceInput, payload)
+    spec = from_payload(RingComplianceInput, payload)
     ring = str(spec.ring or "")
     try:
         as_of = parse_time(spec.as_of) if spec.as_of else None
@@ -276,4 +280,4 @@ def ring_compliance(payload: Payload) -> dict[str, Any]:
     """Entry point body (registered on ``activities/manifest_diff.py``'s blueprint)."""
     from patchrings import deps
 
-    return ring_compliance_core(deps.clients(), activity_input(RingComplianceInput, payload))
+    return ring_compliance_core(deps.clients(), from_payload(RingComplianceInput, payload))

@@ -87,9 +87,8 @@ from patchrings.boundary.activities import (
     StartAssessInput,
     StartInstallInput,
     StartOutput,
-    activity_input,
-    activity_payload,
 )
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.domain.plan import normalize_reboot_setting
 from patchrings.domain.results import UNCERTAIN_START_GRACE
 from patchrings.ports import ComputeGateway, InstallLedger, MachineGateway
@@ -154,7 +153,7 @@ def _instance_view(clients: ComputeGateway, vm: Mapping[str, Any]) -> dict[str, 
 
 def _started(state: str, token: str | None, error: dict[str, Any] | None = None, *,
              uncertain: bool | None = None) -> dict[str, Any]:
-    return activity_payload(StartOutput(state=state, token=token, error=error, uncertain=uncertain))
+    return to_payload(StartOutput(state=state, token=token, error=error, uncertain=uncertain))
 
 
 UNCERTAIN_STATES = frozenset({"posting", "unknown"})
@@ -192,7 +191,7 @@ def start_install_core(clients: MachineGateway, ledger: InstallLedger,
     ``resend: true`` (with ``now``) asks to re-send an uncertain start: done only when the POST
     provably never took effect, and at most once per (run, VM).
     """
-    spec = activity_input(StartInstallInput, payload)
+    spec = from_payload(StartInstallInput, payload)
     vm = spec.vm
     vm_id = str(vm["id"])
     run_id = str(spec.run_id)
@@ -413,7 +412,7 @@ def poll_install_core(clients: MachineGateway, ledger: InstallLedger,
     ambiguous outcome): the instance view's install summary, accepted only when it started at or
     after the run started.
     """
-    spec = activity_input(PollInstallInput, payload)
+    spec = from_payload(PollInstallInput, payload)
     vm = spec.vm
     if is_arc(vm):
         return arc_ops.poll_install_arc(clients, ledger, spec, best_effort=_best_effort)
@@ -461,7 +460,7 @@ def poll_install_core(clients: MachineGateway, ledger: InstallLedger,
 def _polled(done: bool, result: dict[str, Any] | None, error: dict[str, Any] | None = None, *,
             resend: bool | None = None) -> dict[str, Any]:
     """A poll's answer: ``{done, result, error}`` (+ ``resend``)."""
-    return activity_payload(PollOutput(done=done, result=result, resend=resend, error=error))
+    return to_payload(PollOutput(done=done, result=result, resend=resend, error=error))
 
 
 def _poll_install_lro(clients: ComputeGateway, sub: str, rg: str, name: str, token: str) -> Any:
@@ -494,7 +493,7 @@ def _poll_install_lro(clients: ComputeGateway, sub: str, rg: str, name: str, tok
 def start_assess_core(clients: ComputeGateway, payload: StartAssessInput | Mapping[str, Any]) -> dict[str, Any]:
     """Start assessPatches (read-only on the VM, so no once-only bookkeeping is needed); on an Arc
     machine through HybridCompute."""
-    spec = activity_input(StartAssessInput, payload)
+    spec = from_payload(StartAssessInput, payload)
     sub, rg, name = _vm_parts(spec.vm)
     try:
         if is_arc(spec.vm):
@@ -510,7 +509,7 @@ def start_assess_core(clients: ComputeGateway, payload: StartAssessInput | Mappi
 
 def poll_assess_core(clients: ComputeGateway, payload: PollAssessInput | Mapping[str, Any]) -> dict[str, Any]:
     """One status check of an assessment: ``{"done", "result", "error"}``."""
-    spec = activity_input(PollAssessInput, payload)
+    spec = from_payload(PollAssessInput, payload)
     if is_arc(spec.vm):
         return arc_ops.poll_assess_arc(clients, spec.vm, str(spec.token))
     sub, rg, name = _vm_parts(spec.vm)
@@ -560,7 +559,7 @@ def check_vm_health_core(
     deleted canary can leave the previous ring's health sample instead of blocking every
     later ring (issue 13 item 5).
     """
-    spec = activity_input(CheckHealthInput, payload)
+    spec = from_payload(CheckHealthInput, payload)
     vm = spec.vm
     if is_arc(vm):
         return arc_ops.arc_health_samples(clients, [vm], list(spec.probes or []), http_get,
@@ -584,24 +583,24 @@ def check_vm_health_core(
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def start_install(payload: Payload) -> dict[str, Any]:
-    return start_install_core(deps.clients(), deps.ledger(), activity_input(StartInstallInput, payload))
+    return start_install_core(deps.clients(), deps.ledger(), from_payload(StartInstallInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def poll_install(payload: Payload) -> dict[str, Any]:
-    return poll_install_core(deps.clients(), deps.ledger(), activity_input(PollInstallInput, payload))
+    return poll_install_core(deps.clients(), deps.ledger(), from_payload(PollInstallInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def start_assess(payload: Payload) -> dict[str, Any]:
-    return start_assess_core(deps.clients(), activity_input(StartAssessInput, payload))
+    return start_assess_core(deps.clients(), from_payload(StartAssessInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def poll_assess(payload: Payload) -> dict[str, Any]:
-    return poll_assess_core(deps.clients(), activity_input(PollAssessInput, payload))
+    return poll_assess_core(deps.clients(), from_payload(PollAssessInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def check_vm_health(payload: Payload) -> dict[str, Any]:
-    return check_vm_health_core(deps.clients(), activity_input(CheckHealthInput, payload))
+    return check_vm_health_core(deps.clients(), from_payload(CheckHealthInput, payload))

@@ -36,9 +36,8 @@ from patchrings.boundary.activities import (
     CheckHealthBatchOutput,
     CheckHealthInput,
     HealthCheck,
-    activity_input,
-    activity_payload,
 )
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.ports import ComputeGateway, MachineGateway
 
 bp = df.Blueprint()
@@ -81,7 +80,7 @@ def check_vm_health_batch_core(
     app's own endpoints, not ARM). A list that fails leaves its VMs with a ``readError``
     (unknown, never healthy); a VM missing from its subscription's list is ``deleted``.
     """
-    spec = activity_input(CheckHealthBatchInput, payload)
+    spec = from_payload(CheckHealthBatchInput, payload)
     checks = list(spec.checks)
     probes = spec.probes or []
     arc_members: list[Mapping[str, Any]] = [c.vm for c in checks if is_arc(c.vm)]
@@ -126,9 +125,9 @@ def check_vm_health_batch_core(
         sample["probes"] = [run_probe(p, vm, http_get) for p in probes]
         return sample
 
-    return activity_payload(CheckHealthBatchOutput(samples=map_bounded(one, checks)))
+    return to_payload(CheckHealthBatchOutput(samples=map_bounded(one, checks)))
 
 
 @bp.activity_trigger(input_name="payload")
 def check_vm_health_batch(payload: Payload) -> dict[str, Any]:
-    return check_vm_health_batch_core(deps.clients(), activity_input(CheckHealthBatchInput, payload))
+    return check_vm_health_batch_core(deps.clients(), from_payload(CheckHealthBatchInput, payload))

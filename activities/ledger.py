@@ -67,9 +67,8 @@ from patchrings.boundary.activities import (
     LedgerRecordRingRunInput,
     LedgerRecordRolloutInput,
     LedgerRecordVmResultsInput,
-    activity_input,
-    activity_payload,
 )
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.domain import quarantine
 from patchrings.domain.approval import match_recorded
 from patchrings.ports import LedgerStore
@@ -107,21 +106,21 @@ def _required(value: Any, key: str) -> Any:
 
 def ledger_record_rollout_core(ledger: LedgerStore,
                                payload: LedgerRecordRolloutInput | Mapping[str, Any]) -> dict[str, Any]:
-    spec = activity_input(LedgerRecordRolloutInput, payload)
-    return {"written": ledger.record_rollout(str(spec.rollout_id), _rest(activity_payload(spec), "rolloutId"))}
+    spec = from_payload(LedgerRecordRolloutInput, payload)
+    return {"written": ledger.record_rollout(str(spec.rollout_id), _rest(to_payload(spec), "rolloutId"))}
 
 
 def ledger_record_ring_run_core(ledger: LedgerStore,
                                 payload: LedgerRecordRingRunInput | Mapping[str, Any]) -> dict[str, Any]:
-    spec = activity_input(LedgerRecordRingRunInput, payload)
-    fields = _rest(activity_payload(spec), "rolloutId", "ring", "runId")
+    spec = from_payload(LedgerRecordRingRunInput, payload)
+    fields = _rest(to_payload(spec), "rolloutId", "ring", "runId")
     written = ledger.record_ring_run(str(spec.rollout_id), str(spec.ring), str(spec.run_id), fields)
     return {"written": written}
 
 
 def ledger_record_vm_results_core(ledger: LedgerStore,
                                   payload: LedgerRecordVmResultsInput | Mapping[str, Any]) -> dict[str, Any]:
-    spec = activity_input(LedgerRecordVmResultsInput, payload)
+    spec = from_payload(LedgerRecordVmResultsInput, payload)
     verdicts = {str(v.get("vm") or "").lower(): v for v in spec.verdicts or [] if isinstance(v, Mapping)}
     rows: dict[str, dict[str, Any]] = {}
     for result in spec.results or []:
@@ -145,8 +144,8 @@ def decision_id(payload: Mapping[str, Any]) -> str:
 
 def ledger_record_approval_core(ledger: LedgerStore,
                                 payload: LedgerRecordApprovalInput | Mapping[str, Any]) -> dict[str, Any]:
-    spec = activity_input(LedgerRecordApprovalInput, payload)
-    doc = activity_payload(spec)  # every key as sent: the columns, and the id's hash without decisionId
+    spec = from_payload(LedgerRecordApprovalInput, payload)
+    doc = to_payload(spec)  # every key as sent: the columns, and the id's hash without decisionId
     fields = _rest(doc, "rolloutId", "decisionId")
     decision = doc.get("decision")
     if isinstance(decision, Mapping):  # the orchestrator passes ApprovalDecision.to_dict()
@@ -157,8 +156,8 @@ def ledger_record_approval_core(ledger: LedgerStore,
 
 def ledger_record_event_core(ledger: LedgerStore,
                              payload: LedgerRecordEventInput | Mapping[str, Any]) -> dict[str, Any]:
-    spec = activity_input(LedgerRecordEventInput, payload)
-    fields = _rest(activity_payload(spec), "configurationId", "eventType", "eventId")
+    spec = from_payload(LedgerRecordEventInput, payload)
+    fields = _rest(to_payload(spec), "configurationId", "eventType", "eventId")
     written = ledger.record_event(str(spec.configuration_id), str(spec.event_type), str(spec.event_id), fields)
     return {"written": written}
 
@@ -217,7 +216,7 @@ def _pinned(ledger: LedgerStore, row: Mapping[str, Any], rollout: Mapping[str, A
 
 def ledger_read_gate_core(ledger: LedgerStore, payload: LedgerReadGateInput | Mapping[str, Any]) -> dict[str, Any]:
     """The guard's run gate (``correlationId``) or the approval bound to (rollout, ring, manifest)."""
-    spec = activity_input(LedgerReadGateInput, payload)
+    spec = from_payload(LedgerReadGateInput, payload)
     if spec.correlation_id:
         return run_gate(ledger, spec)
     rollout_id = str(_required(spec.rollout_id, "rolloutId"))
@@ -248,7 +247,7 @@ _EVENT_FIELDS = ("decisionId", "resumeId", "approver", "by", "ring", "manifestHa
 def ledger_check_decision_core(ledger: LedgerStore,
                                payload: LedgerCheckDecisionInput | Mapping[str, Any]) -> dict[str, Any]:
     """Accept a raised decision only if the API recorded it as submitted; log a refusal otherwise."""
-    spec = activity_input(LedgerCheckDecisionInput, payload)
+    spec = from_payload(LedgerCheckDecisionInput, payload)
     rollout_id = str(spec.rollout_id)
     kind = str(spec.kind or "approval")
     event = spec.event if isinstance(spec.event, Mapping) else {}
@@ -289,7 +288,7 @@ def _string_list(value: Any) -> list[str]:
 def ledger_record_quarantine_core(ledger: LedgerStore,
                                   payload: LedgerRecordQuarantineInput | Mapping[str, Any]) -> dict[str, Any]:
     """Record what a failed gate blames (see the module docstring); idempotent."""
-    spec = activity_input(LedgerRecordQuarantineInput, payload)
+    spec = from_payload(LedgerRecordQuarantineInput, payload)
     rollout_id = str(spec.rollout_id)
     ring = str(spec.ring)
     plan_name = str(spec.plan_name or "")
@@ -318,7 +317,7 @@ def ledger_record_quarantine_core(ledger: LedgerStore,
 def ledger_read_quarantine_core(ledger: LedgerStore,
                                 payload: LedgerReadQuarantineInput | Mapping[str, Any]) -> dict[str, Any]:
     """Release what a person asked to release, then the plan's active entries and exclusions."""
-    spec = activity_input(LedgerReadQuarantineInput, payload)
+    spec = from_payload(LedgerReadQuarantineInput, payload)
     plan_name = str(spec.plan_name or "")
     if not plan_name:
         raise ValueError("ledger_read_quarantine needs planName")
@@ -337,44 +336,44 @@ def ledger_read_quarantine_core(ledger: LedgerStore,
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_record_quarantine_core(deps.ledger(), activity_input(LedgerRecordQuarantineInput, payload))
+    return ledger_record_quarantine_core(deps.ledger(), from_payload(LedgerRecordQuarantineInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
-    return ledger_read_quarantine_core(deps.ledger(), activity_input(LedgerReadQuarantineInput, payload))
+    return ledger_read_quarantine_core(deps.ledger(), from_payload(LedgerReadQuarantineInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_check_decision(payload: Payload) -> dict[str, Any]:
-    return ledger_check_decision_core(deps.ledger(), activity_input(LedgerCheckDecisionInput, payload))
+    return ledger_check_decision_core(deps.ledger(), from_payload(LedgerCheckDecisionInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_rollout(payload: Payload) -> dict[str, Any]:
-    return ledger_record_rollout_core(deps.ledger(), activity_input(LedgerRecordRolloutInput, payload))
+    return ledger_record_rollout_core(deps.ledger(), from_payload(LedgerRecordRolloutInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_ring_run(payload: Payload) -> dict[str, Any]:
-    return ledger_record_ring_run_core(deps.ledger(), activity_input(LedgerRecordRingRunInput, payload))
+    return ledger_record_ring_run_core(deps.ledger(), from_payload(LedgerRecordRingRunInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_vm_results(payload: Payload) -> dict[str, Any]:
-    return ledger_record_vm_results_core(deps.ledger(), activity_input(LedgerRecordVmResultsInput, payload))
+    return ledger_record_vm_results_core(deps.ledger(), from_payload(LedgerRecordVmResultsInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_approval(payload: Payload) -> dict[str, Any]:
-    return ledger_record_approval_core(deps.ledger(), activity_input(LedgerRecordApprovalInput, payload))
+    return ledger_record_approval_core(deps.ledger(), from_payload(LedgerRecordApprovalInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_record_event(payload: Payload) -> dict[str, Any]:
-    return ledger_record_event_core(deps.ledger(), activity_input(LedgerRecordEventInput, payload))
+    return ledger_record_event_core(deps.ledger(), from_payload(LedgerRecordEventInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def ledger_read_gate(payload: Payload) -> dict[str, Any]:
-    return ledger_read_gate_core(deps.ledger(), activity_input(LedgerReadGateInput, payload))
+    return ledger_read_gate_core(deps.ledger(), from_payload(LedgerReadGateInput, payload))

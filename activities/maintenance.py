@@ -54,8 +54,8 @@ from patchrings.boundary.activities import (
     GetConfigurationInput,
     PinManifestInput,
     SetRingAssignmentInput,
-    activity_input,
 )
+from patchrings.boundary.codec import from_payload
 from patchrings.clients import ForeignHostRefused
 from patchrings.domain.manifest import Manifest
 from patchrings.domain.plan import Ring
@@ -104,7 +104,7 @@ def _configuration(clients: MaintenanceGateway, configuration_id: str) -> dict[s
 def get_configuration_core(clients: MaintenanceGateway,
                            payload: GetConfigurationInput | Mapping[str, Any]) -> dict[str, Any]:
     """The configuration's window and installPatches (for deadlines and pin checks)."""
-    spec = activity_input(GetConfigurationInput, payload)
+    spec = from_payload(GetConfigurationInput, payload)
     doc = _configuration(clients, str(spec.configuration_id))
     props = doc.get("properties") or {}
     window = props.get("maintenanceWindow") or {}
@@ -120,7 +120,7 @@ def get_configuration_core(clients: MaintenanceGateway,
 
 def pin_manifest_core(clients: MaintenanceGateway, payload: PinManifestInput | Mapping[str, Any]) -> dict[str, Any]:
     """Write the manifest into the configuration's include lists unless it is already there."""
-    spec = activity_input(PinManifestInput, payload)
+    spec = from_payload(PinManifestInput, payload)
     configuration_id = str(spec.configuration_id)
     manifest = Manifest.from_dict(spec.manifest)
     doc = _configuration(clients, configuration_id)
@@ -177,7 +177,7 @@ def set_ring_assignment_core(clients: MaintenanceGateway,
     A ring with a tag selector gets a subscription-level dynamic scope per subscription; a ring
     without one gets resource-level assignments for the VMs in ``vmIds``.
     """
-    spec = activity_input(SetRingAssignmentInput, payload)
+    spec = from_payload(SetRingAssignmentInput, payload)
     ring = ring_from_spec(spec.ring_spec, str(spec.ring))
     configuration_id = ring.configuration_id
     if not configuration_id:
@@ -254,7 +254,7 @@ def cancel_run_core(clients: MaintenanceGateway, payload: CancelRunInput | Mappi
     and with ``report`` ``Failed`` (outcome unknown; ``retryable`` says whether trying again can
     help, ``retryAfter`` is the server's Retry-After in seconds when it sent one).
     """
-    spec = activity_input(CancelRunInput, payload)
+    spec = from_payload(CancelRunInput, payload)
     raw_id = spec.correlation_id
     report = bool(spec.report)
     budget = spec.budget_seconds
@@ -330,7 +330,7 @@ def collect_run_results_core(clients: RunGateway,
     ``missing`` (no install of this run on the VM: not in the run, cancelled, or not reported)
     or ``unreadable``.
     """
-    spec = activity_input(CollectRunResultsInput, payload)
+    spec = from_payload(CollectRunResultsInput, payload)
     correlation_id = str(spec.correlation_id)
     try:
         _, run_name = parse_apply_update_id(correlation_id)
@@ -386,24 +386,24 @@ def _apply_update(clients: MaintenanceGateway, rid: Any, run_name: str, entry: d
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def get_configuration(payload: Payload) -> dict[str, Any]:
-    return get_configuration_core(deps.clients(), activity_input(GetConfigurationInput, payload))
+    return get_configuration_core(deps.clients(), from_payload(GetConfigurationInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def pin_manifest(payload: Payload) -> dict[str, Any]:
-    return pin_manifest_core(deps.clients(), activity_input(PinManifestInput, payload))
+    return pin_manifest_core(deps.clients(), from_payload(PinManifestInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def set_ring_assignment(payload: Payload) -> dict[str, Any]:
-    return set_ring_assignment_core(deps.clients(), activity_input(SetRingAssignmentInput, payload))
+    return set_ring_assignment_core(deps.clients(), from_payload(SetRingAssignmentInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def cancel_run(payload: Payload) -> dict[str, Any]:
-    return cancel_run_core(deps.clients(), activity_input(CancelRunInput, payload))
+    return cancel_run_core(deps.clients(), from_payload(CancelRunInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def collect_run_results(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_core(deps.clients(), activity_input(CollectRunResultsInput, payload))
+    return collect_run_results_core(deps.clients(), from_payload(CollectRunResultsInput, payload))

@@ -57,8 +57,8 @@ from patchrings.boundary.activities import (
     ReadAssessmentsInput,
     ResolveMembersInput,
     RingComplianceInput,
-    activity_input,
 )
+from patchrings.boundary.codec import from_payload
 from patchrings.domain.manifest import Manifest
 from patchrings.domain.manifest_diff import ring_diff
 from patchrings.domain.plan import Plan, Ring
@@ -93,7 +93,7 @@ def _required(value: Any, key: str) -> Any:
 
 def manifest_diff_core(clients: FleetGateway, payload: ManifestDiffInput | Mapping[str, Any]) -> dict[str, Any]:
     """The diff for every ring after ``fromRing`` (see the module docstring)."""
-    spec = activity_input(ManifestDiffInput, payload)
+    spec = from_payload(ManifestDiffInput, payload)
     field = "plan"
     try:
         plan = Plan.from_dict(_required(spec.plan, "plan"))  # validated once; its rings go on typed
@@ -152,7 +152,7 @@ def _ring(clients: FleetGateway, send: Any, ring: Ring, *, manifest: dict[str, A
 def read_assessments_core(clients: ResourceGraphGateway,
                           payload: ReadAssessmentsInput | Mapping[str, Any]) -> dict[str, Any]:
     """Latest assessments of ``vms`` from Resource Graph (see the module docstring)."""
-    spec = activity_input(ReadAssessmentsInput, payload)
+    spec = from_payload(ReadAssessmentsInput, payload)
     vms = [vm for vm in spec.vms or [] if isinstance(vm, Mapping) and vm.get("id")]
     if not vms:
         return {"machines": {}, "queries": 0, "pages": 0}
@@ -177,12 +177,12 @@ def read_assessments_core(clients: ResourceGraphGateway,
 
 @bp.activity_trigger(input_name="payload")
 def manifest_diff(payload: Payload) -> dict[str, Any]:
-    return manifest_diff_core(deps.clients(), activity_input(ManifestDiffInput, payload))
+    return manifest_diff_core(deps.clients(), from_payload(ManifestDiffInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
 def read_assessments(payload: Payload) -> dict[str, Any]:
-    return read_assessments_core(deps.clients(), activity_input(ReadAssessmentsInput, payload))
+    return read_assessments_core(deps.clients(), from_payload(ReadAssessmentsInput, payload))
 
 
 @bp.activity_trigger(input_name="payload")
@@ -191,4 +191,4 @@ def ring_compliance(payload: Payload) -> dict[str, Any]:
     so function_app.py needs no new blueprint)."""
     from activities.compliance import ring_compliance_core
 
-    return ring_compliance_core(deps.clients(), activity_input(RingComplianceInput, payload))
+    return ring_compliance_core(deps.clients(), from_payload(RingComplianceInput, payload))

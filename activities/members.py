@@ -29,7 +29,11 @@ from patchrings.arm.ids import parse_resource_id, same_arm_id
 from patchrings.arm.lro import to_wire
 from patchrings.arm.machines import arc_ref, is_arc
 from patchrings.arm.vms import dynamic_scope_matches, tag_value, vm_ref
-from patchrings.boundary.activities import ResolveMembersInput, ResolveMembersOutput, activity_input, activity_payload
+from patchrings.boundary.activities import (
+    ResolveMembersInput,
+    ResolveMembersOutput,
+)
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.domain.plan import Ring
 from patchrings.ports import ComputeGateway, FleetGateway
 
@@ -63,7 +67,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     a partial member list would verify or patch a ring with VMs silently missing. Callers run
     this activity with ``retries.READ`` and treat a final failure as inconclusive.
     """
-    spec = activity_input(ResolveMembersInput, payload)
+    spec = from_payload(ResolveMembersInput, payload)
     ring = ring_from_spec(spec.ring_spec, spec.ring)
     members = ring.members
     configuration_id = members.maintenance_configuration_id
@@ -71,7 +75,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     if not subscriptions and configuration_id:
         subscriptions = [parse_resource_id(configuration_id).subscription]
     if not subscriptions:
-        return activity_payload(ResolveMembersOutput(vms=[], error={
+        return to_payload(ResolveMembersOutput(vms=[], error={
             "code": "NoSubscription", "message": f"ring {ring.name!r} names no subscription or configuration"}))
 
     groups = {g.lower() for g in members.resource_groups}
@@ -93,7 +97,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
         selected |= {key for key, (_, tags) in fleet.items() if tag_value(tags, members.tag.name) in wanted}
     if configuration_id:
         selected |= _configuration_members(clients, ring, subscriptions, fleet)
-    return activity_payload(ResolveMembersOutput(
+    return to_payload(ResolveMembersOutput(
         vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
 
 
@@ -203,4 +207,4 @@ def _tolerate_absent(exc: HttpResponseError) -> None:
 # ------------------------------------------------------------------------------ binding
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
-    return resolve_ring_members_core(deps.clients(), activity_input(ResolveMembersInput, payload))
+    return resolve_ring_members_core(deps.clients(), from_payload(ResolveMembersInput, payload))

@@ -42,8 +42,10 @@ from urllib.parse import urlsplit
 import azure.durable_functions as df
 
 from activities import Payload
-from patchrings.boundary.activities import NotifyInput, activity_input, activity_payload
-from patchrings.boundary.codec import BoundaryInvalid
+from patchrings.boundary.activities import (
+    NotifyInput,
+)
+from patchrings.boundary.codec import BoundaryInvalid, from_payload, to_payload
 from patchrings.notifications import build_cloud_event, webhook_body
 
 bp = df.Blueprint()
@@ -164,7 +166,7 @@ def notify_core(
     being on, so the page link goes through its login endpoint); tests pass their own.
     """
     if isinstance(payload, NotifyInput):  # published as sent: every key, the typed and the rest
-        payload = activity_payload(payload)
+        payload = to_payload(payload)
     try:
         doc = {"source": "patchrings", **dict(payload)}
         line = json.dumps(doc, sort_keys=True, default=str)
@@ -247,7 +249,7 @@ def _configured() -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def notify(payload: Payload) -> dict[str, Any]:
     try:
-        spec: NotifyInput | Mapping[str, Any] = activity_input(NotifyInput, payload or {})
+        spec: NotifyInput | Mapping[str, Any] = from_payload(NotifyInput, payload or {})
     except BoundaryInvalid:  # not an object: logged as it came (a notification never raises)
         spec = payload
     return notify_core(spec)

@@ -20,7 +20,10 @@ from typing import Any
 import azure.durable_functions as df
 
 from patchrings import deps
-from patchrings.boundary.activities import LoadPlanInput, activity_input
+from patchrings.boundary.activities import (
+    LoadPlanInput,
+)
+from patchrings.boundary.codec import from_payload
 from patchrings.domain.plan import Plan, Ring, check_inline_plan, load_plan_file
 from patchrings.domain.plan import load_plan as load_plan_doc
 from patchrings.errors import PatchRingsError, PlanForbidden
@@ -35,7 +38,7 @@ __all__ = ["assignment_name", "bp", "checked_input_plan", "load_plan", "load_pla
 def load_plan_core(settings: Settings, payload: LoadPlanInput | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The validated plan at ``PATCHRINGS_PLAN_PATH`` as a dict (raises ``PlanInvalid``), or the
     plan in ``payload["plan"]`` if it passes the inline-plan check against it (``PlanForbidden``)."""
-    spec = activity_input(LoadPlanInput, payload or {})
+    spec = from_payload(LoadPlanInput, payload or {})
     deployed = load_plan_file(settings.plan_file)
     doc = spec.plan
     if doc is None:

@@ -42,7 +42,10 @@ from activities import Payload
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.ids import parse_apply_update_id, subscription_of
-from patchrings.boundary.activities import CollectRunResultsArgInput, activity_input
+from patchrings.boundary.activities import (
+    CollectRunResultsArgInput,
+)
+from patchrings.boundary.codec import from_payload
 from patchrings.errors import ArmTargetRefused
 from patchrings.ports import ResourceGraphGateway
 
@@ -90,7 +93,7 @@ def _sender(clients: ResourceGraphGateway) -> rg.Send:
 def collect_run_results_arg_core(clients: ResourceGraphGateway,
                                  payload: CollectRunResultsArgInput | Mapping[str, Any]) -> dict[str, Any]:
     """Per-VM results of a scheduled run from Resource Graph (see the module docstring)."""
-    spec = activity_input(CollectRunResultsArgInput, payload)
+    spec = from_payload(CollectRunResultsArgInput, payload)
     correlation_id = str(spec.correlation_id)
     try:
         parse_apply_update_id(correlation_id)
@@ -188,4 +191,4 @@ def _entry(vm: Mapping[str, Any], row: dict[str, Any] | None,
 # ------------------------------------------------------------------------------ bindings
 @bp.activity_trigger(input_name="payload")
 def collect_run_results_arg(payload: Payload) -> dict[str, Any]:
-    return collect_run_results_arg_core(deps.clients(), activity_input(CollectRunResultsArgInput, payload))
+    return collect_run_results_arg_core(deps.clients(), from_payload(CollectRunResultsArgInput, payload))

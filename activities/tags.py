@@ -55,7 +55,10 @@ from patchrings.arm.errors import error_info
 from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, map_paced
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
-from patchrings.boundary.activities import RetagVmsInput, activity_input
+from patchrings.boundary.activities import (
+    RetagVmsInput,
+)
+from patchrings.boundary.codec import from_payload
 from patchrings.ports import TagsGateway
 
 bp = df.Blueprint()
@@ -110,7 +113,7 @@ def retag_vms_core(clients: TagsGateway, payload: RetagVmsInput | Mapping[str, A
     ``pacers`` maps a subscription id to its pacer and ``clock`` is the pacers' time base (both
     injectable for tests); ``payload["budgetSeconds"]`` may shorten the budget, never lengthen it.
     """
-    spec = activity_input(RetagVmsInput, payload)
+    spec = from_payload(RetagVmsInput, payload)
     tag = str(spec.tag)
     value = str(spec.value)
     vm_ids = [str(v) for v in spec.vm_ids or []]
@@ -190,4 +193,4 @@ def _merge_one(clients: TagsGateway, target: tuple[str, str], *, tag: str, value
 
 @bp.activity_trigger(input_name="payload")
 def retag_vms(payload: Payload) -> dict[str, Any]:
-    return retag_vms_core(deps.clients(), activity_input(RetagVmsInput, payload))
+    return retag_vms_core(deps.clients(), from_payload(RetagVmsInput, payload))

@@ -54,7 +54,6 @@ from patchrings.boundary.activities import (
     ResolveMembersInput,
     RingComplianceInput,
     StartAssessInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import DryRunRingInput, DryRunRingOutput
@@ -87,13 +86,13 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     ring = ring_of(ring_spec, ring_name)
     started_at = spec.started_at or iso(context.current_utc_datetime)  # the cutoff: the rollout's start
     members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                     activity_payload(ResolveMembersInput(
+                                                     to_payload(ResolveMembersInput(
                                                          ring=ring_name, ring_spec=ring_spec)))
     vms: list[dict[str, Any]] = list((members or {}).get("vms") or [])
     run_id = f"{spec.rollout_id}:{ring_name}:assess"
     starts = yield context.task_all(
         [context.call_activity_with_retry(names.START_ASSESS, retries.WRITE,
-                                          activity_payload(StartAssessInput(rollout_id=spec.rollout_id, ring=ring_name,
+                                          to_payload(StartAssessInput(rollout_id=spec.rollout_id, ring=ring_name,
                                                                             run_id=run_id, vm=vm))) for vm in vms]
     )
     tokens = {vm["id"]: (s or {}).get("token") for vm, s in zip(vms, starts, strict=True)
@@ -104,7 +103,7 @@ def dry_run_ring_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     while tokens:
         polls = yield context.task_all(
             [context.call_activity_with_retry(names.POLL_ASSESS, retries.READ,
-                                              activity_payload(PollAssessInput(
+                                              to_payload(PollAssessInput(
                                                   run_id=run_id, vm=next(v for v in vms if v["id"] == vm_id),
                                                   token=cast(str, token))))  # a started assessment has one
              for vm_id, token in tokens.items()]
@@ -166,7 +165,7 @@ def _compliance(context: df.DurableOrchestrationContext, spec: DryRunRingInput, 
     ring's section also lists the machines in no ring at all (it resolves every ring; later rings
     reuse the members resolved above: one paged query, no listing). Never fails the dry run.
     The ring is named by ``ringSpec``; only the first ring's input carries the whole plan."""
-    payload = activity_payload(RingComplianceInput(
+    payload = to_payload(RingComplianceInput(
         ring=spec.ring, ring_spec=ring_spec, plan=spec.plan if first else None,
         as_of=iso(context.current_utc_datetime), unassigned=first, members=None if first else vms))
     try:
@@ -211,7 +210,7 @@ def _patch_lists_from_resource_graph(context: df.DurableOrchestrationContext, vm
     deadline = context.current_utc_datetime + ROWS_DEADLINE
     while pending:
         read = yield context.call_activity_with_retry(READ_ASSESSMENTS, retries.READ,
-                                                      activity_payload(ReadAssessmentsInput(vms=pending, since=since)))
+                                                      to_payload(ReadAssessmentsInput(vms=pending, since=since)))
         if (read or {}).get("error"):
             return [f"patch lists of {len(pending)} machine(s) could not be read from Resource Graph "
                     f"({str(read['error'].get('message') or read['error'].get('code'))[:200]})"]
@@ -249,7 +248,7 @@ def _plan_first_ring(context: df.DurableOrchestrationContext, plan: dict[str, An
     if next_ring and configuration and following and following.patching == "scheduled":
         try:
             config = yield context.call_activity_with_retry(names.GET_CONFIGURATION, retries.READ,
-                                                            activity_payload(GetConfigurationInput(
+                                                            to_payload(GetConfigurationInput(
                                                                 configuration_id=configuration)))
             occurrence = next_occurrence(parse_window(dict((config or {}).get("window") or {})), start)
             next_run = occurrence.start if occurrence else None

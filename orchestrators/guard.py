@@ -50,9 +50,8 @@ from patchrings.boundary.activities import (
     LedgerReadGateInput,
     LedgerRecordEventInput,
     NotifyInput,
-    activity_payload,
 )
-from patchrings.boundary.codec import from_payload
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rollout import GuardInput
 from patchrings.domain import deadlines
 from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
@@ -168,7 +167,7 @@ class Guard:
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         gate, error = yield from self.bounded(
             names.LEDGER_READ_GATE,
-            activity_payload(LedgerReadGateInput(correlation_id=self.correlation_id,
+            to_payload(LedgerReadGateInput(correlation_id=self.correlation_id,
                                                  configuration_id=self.configuration_id, ring=self.ring)),
             until,
         )
@@ -180,7 +179,7 @@ class Guard:
         """Reasons to refuse an authorised run because its configuration drifted (empty = fine)."""
         until = min(self.now + deadlines.GUARD_READ_BUDGET, cancel_by - deadlines.CANCEL_ATTEMPT_CAP)
         config, error = yield from self.bounded(
-            names.GET_CONFIGURATION, activity_payload(GetConfigurationInput(configuration_id=self.configuration_id)),
+            names.GET_CONFIGURATION, to_payload(GetConfigurationInput(configuration_id=self.configuration_id)),
             until
         )
         if error is not None:
@@ -206,7 +205,7 @@ class Guard:
             started = self.now
             pending.append((self.ctx.call_activity(
                 names.CANCEL_RUN,
-                activity_payload(CancelRunInput(correlation_id=self.correlation_id, report=True,
+                to_payload(CancelRunInput(correlation_id=self.correlation_id, report=True,
                                                 budget_seconds=budget)),
             ), started))
             limit = min(cancel_by, started + timedelta(seconds=budget) + ATTEMPT_GRACE)
@@ -272,7 +271,7 @@ class Guard:
             yield self.ctx.call_activity_with_retry(
                 names.LEDGER_EVENT,
                 retries.WRITE,
-                activity_payload(LedgerRecordEventInput(
+                to_payload(LedgerRecordEventInput(
                     configuration_id=self.configuration_id, event_type=f"guard:{decision}",
                     event_id=self.correlation_id,
                     columns={"correlationId": self.correlation_id, "ring": self.ring, "decision": decision,
@@ -295,7 +294,7 @@ class Guard:
             # contract NOTIFY: a deterministic id (a retry or replay publishes the same event)
             yield self.ctx.call_activity(
                 names.NOTIFY,
-                activity_payload(NotifyInput(
+                to_payload(NotifyInput(
                     kind="cancel-failed", id=str(self.ctx.new_uuid()),
                     rollout_id=str((result.get("gate") or {}).get("rolloutId") or ""), ring=self.ring,
                     severity="error", message=message, time=iso(self.now),

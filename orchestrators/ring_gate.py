@@ -30,7 +30,6 @@ from patchrings.boundary.activities import (
     ResolveMembersInput,
     RetagVmsInput,
     SetRingAssignmentInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingGateInput, RingGateOutput
@@ -63,7 +62,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         tag = ring_doc.members.tag.to_dict() if ring_doc.members.tag else {}
         resolved = yield context.call_activity_with_retry(
             names.RESOLVE_MEMBERS, retries.READ if opening else retries.CLOSE,
-            activity_payload(ResolveMembersInput(ring=ring, include_hold=True,
+            to_payload(ResolveMembersInput(ring=ring, include_hold=True,
                                                  ring_spec=ring_spec)))
         members = list((resolved or {}).get("vms") or [])
         value = tag.get("value") if opening else tag.get("holdValue")
@@ -74,7 +73,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             round_ = 0
             while round_ < RETAG_ROUNDS:
                 result = yield context.call_activity_with_retry(
-                    names.RETAG, write, activity_payload(RetagVmsInput(
+                    names.RETAG, write, to_payload(RetagVmsInput(
                         vm_ids=pending, tag=tag["name"], value=value, rollout_id=spec.rollout_id, ring=ring)))
                 # retag_vms merge-writes without reading first: "written" (the merge is idempotent);
                 # "changed" is what older activity versions reported.
@@ -102,7 +101,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     f"{first.get('code') if isinstance(first, dict) else first}")
     elif mode == "enableConfiguration":
         result = yield context.call_activity_with_retry(
-            names.SET_ASSIGNMENT, write, activity_payload(SetRingAssignmentInput(
+            names.SET_ASSIGNMENT, write, to_payload(SetRingAssignmentInput(
                 ring=ring, present=opening, rollout_id=spec.rollout_id, ring_spec=ring_spec)))
         out["changed"] = int(bool((result or {}).get("changed")))
 
@@ -110,7 +109,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         if members is None:
             resolve = ResolveMembersInput(ring=ring, ring_spec=ring_spec)
             resolved = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                              activity_payload(resolve))
+                                                              to_payload(resolve))
             members = list((resolved or {}).get("vms") or [])
         issues = [{"vm": vm.get("name") or vm["id"], "issue": vm["scheduleIssue"]}
                   for vm in members if vm.get("scheduleIssue")]

@@ -34,9 +34,8 @@ from patchrings.boundary.activities import (
     LedgerRecordRolloutInput,
     NotifyInput,
     ResolveMembersInput,
-    activity_payload,
 )
-from patchrings.boundary.codec import from_payload
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rollout import RolloutInput
 from patchrings.domain.events import CANCELLED_RUN_STATUSES, MaintenanceEvent
 from patchrings.domain.plan import Plan, Ring
@@ -163,10 +162,10 @@ class RolloutBase:
         """One activity call with the host retrying it under ``policy`` (``orchestrators.retries``).
 
         ``value``: the activity's input dataclass (``patchrings.boundary.activities``), turned into
-        its JSON by ``activity_payload``."""
+        its JSON by ``to_payload``."""
         # The rollout id rides along so every activity's log lines carry it (patchrings.telemetry).
         result = yield self.ctx.call_activity_with_retry(name, policy,
-                                                         {"rolloutId": self.rollout_id, **activity_payload(value)})
+                                                         {"rolloutId": self.rollout_id, **to_payload(value)})
         return result
 
     def recorded(self, kind: str, raw: dict[str, Any]) -> Gen:
@@ -209,7 +208,7 @@ class RolloutBase:
                              severity=severity, message=message[:1000], data=data, time=iso(self.now),
                              rest={"ring": None} if ring is None else {})  # a rollout-wide notice: "ring": null
         try:
-            yield self.ctx.call_activity(names.NOTIFY, activity_payload(notice))
+            yield self.ctx.call_activity(names.NOTIFY, to_payload(notice))
         except Exception as err:
             self.st.note(iso(self.now), f"notification {kind} could not be sent: {first_line(err)}")
             self.publish()
@@ -218,7 +217,7 @@ class RolloutBase:
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_RING_RUN,
             retries.WRITE,
-            activity_payload(LedgerRecordRingRunInput(
+            to_payload(LedgerRecordRingRunInput(
                 rollout_id=self.rollout_id,
                 ring=ring,
                 run_id=fields.pop("runId", f"{self.rollout_id}:{ring}"),
@@ -233,7 +232,7 @@ class RolloutBase:
         yield self.ctx.call_activity_with_retry(
             names.LEDGER_ROLLOUT,
             policy,
-            activity_payload(LedgerRecordRolloutInput(rollout_id=self.rollout_id, columns={
+            to_payload(LedgerRecordRolloutInput(rollout_id=self.rollout_id, columns={
                 "state": state,
                 "outcome": outcome,
                 "initiator": self.initiator,

@@ -35,7 +35,6 @@ from patchrings.boundary.activities import (
     GetConfigurationInput,
     HealthCheck,
     LedgerRecordEventInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import to_payload
 from patchrings.boundary.rings import RunResultsInput
@@ -266,7 +265,7 @@ class ScheduledSteps(GateSteps):
                 chunk = vms[first:first + PREVIOUS_RING_BURST]
                 answer = yield self.ctx.call_activity_with_retry(
                     names.CHECK_HEALTH_BATCH, retries.READ,
-                    activity_payload(CheckHealthBatchInput(
+                    to_payload(CheckHealthBatchInput(
                         checks=[HealthCheck(vm=vm, full=True) for vm in chunk], probes=probes,
                         rollout_id=self.rollout_id, ring=ring)))
                 got = list((answer or {}).get("samples") or []) if isinstance(answer, dict) else []

@@ -48,7 +48,6 @@ from patchrings.boundary.activities import (
     CollectRunResultsArgInput,
     CollectRunResultsInput,
     ResolveMembersInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RunResultsInput, RunResultsOutput, VerifyInput, VerifyLedger
@@ -97,7 +96,7 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     notes: list[dict[str, str]] = []
     try:
         members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ,
-                                                         activity_payload(ResolveMembersInput(
+                                                         to_payload(ResolveMembersInput(
                                                              ring=ring, ring_spec=ring_spec)))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
@@ -172,7 +171,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: RunResultsInp
         try:
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,
-                activity_payload(CollectRunResultsArgInput(
+                to_payload(CollectRunResultsArgInput(
                     correlation_id=spec.correlation_id, vms=pending, since=spec.since, rollout_id=spec.rollout_id,
                     ring=spec.ring)),
             )
@@ -200,7 +199,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: RunResultsInp
     try:
         collected = yield context.call_activity_with_retry(
             names.COLLECT_RESULTS, retries.READ,
-            activity_payload(CollectRunResultsInput(
+            to_payload(CollectRunResultsInput(
                 correlation_id=spec.correlation_id, vms=pending, since=spec.since, rollout_id=spec.rollout_id,
                 ring=spec.ring)),
         )

@@ -45,7 +45,6 @@ from patchrings.boundary.activities import (
     CheckHealthBatchInput,
     HealthCheck,
     LedgerRecordVmResultsInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, VerifyOutput
@@ -107,7 +106,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             try:
                 answer = yield context.call_activity_with_retry(
                     names.CHECK_HEALTH_BATCH, retries.READ,
-                    activity_payload(CheckHealthBatchInput(checks=checks, probes=probes, rollout_id=spec.rollout_id,
+                    to_payload(CheckHealthBatchInput(checks=checks, probes=probes, rollout_id=spec.rollout_id,
                                                            ring=spec.ring)))
                 got = list((answer or {}).get("samples") or [])
                 if len(got) != len(chunk):
@@ -129,7 +128,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         try:
             yield context.call_activity_with_retry(
                 names.LEDGER_VM_RESULTS, retries.WRITE,
-                activity_payload(LedgerRecordVmResultsInput(
+                to_payload(LedgerRecordVmResultsInput(
                     rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.ledger.run_id,
                     results=installs, verdicts=verdicts)))
         except Exception as exc:  # the caller turns this into an inconclusive gate note

@@ -60,7 +60,6 @@ from patchrings.boundary.activities import (
     LedgerRecordVmResultsInput,
     PollInstallInput,
     StartInstallInput,
-    activity_payload,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
@@ -112,7 +111,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)
 
     def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
-        return activity_payload(StartInstallInput(
+        return to_payload(StartInstallInput(
             rollout_id=spec.rollout_id,
             ring=spec.ring,
             run_id=cast(str, spec.run_id),  # always sent by ring_direct
@@ -190,7 +189,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     context.call_activity_with_retry(
                         names.POLL_INSTALL,
                         retries.READ,
-                        activity_payload(PollInstallInput(
+                        to_payload(PollInstallInput(
                             run_id=spec.run_id, run_started_at=spec.run_started_at, now=iso(now),
                             vm=by_id[vm_id], token=open_tokens[vm_id])),
                     )
@@ -257,7 +256,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     yield context.call_activity_with_retry(
         names.LEDGER_VM_RESULTS,
         retries.WRITE,
-        activity_payload(LedgerRecordVmResultsInput(
+        to_payload(LedgerRecordVmResultsInput(
             rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.run_id,
             results=[_compact(r) for r in ordered], verdicts=verdicts)),
     )

@@ -6,31 +6,22 @@ docs/architecture.md, "Activity contract"); :mod:`patchrings.boundary.codec` tur
 JSON and back: camelCase keys, ``None`` optionals absent unless a field says ``keep_none`` (the
 sender writes the key even when it is empty, e.g. ``runStartedAt: null``).
 
-Two things the codec alone does not do, handled here by :func:`activity_input` /
-:func:`activity_payload` (use them for every activity dataclass; for one without a *rest* field
-they are exactly ``from_payload`` / ``to_payload``):
-
-* **open inputs**: the ledger's record activities store every key they do not name as a column,
-  and ``notify`` publishes its whole input, so their dataclasses have one *rest* field
-  (``metadata={"rest": True}``) holding the other keys, written back at the top level;
-  it also remembers a named key that came as ``null``, so the JSON written back is the JSON read;
-* a VM record (``VmRef``) stays a dict: it grows additive keys (``kind``, ``scheduleIssue``,
-  ``agentStatus``...) that must ride along unchanged.
+Open inputs: the ledger's record activities store every key they do not name as a column, and
+``notify`` publishes its whole input, so their dataclasses have one *rest* field
+(``metadata={"rest": True}``, see the codec) holding the other keys. A VM record (``VmRef``)
+stays a dict: it grows additive keys (``kind``, ``scheduleIssue``, ``agentStatus``...) that must
+ride along unchanged.
 
 The ring, not the plan: ``resolve_ring_members`` and ``set_ring_assignment`` take ``ring_spec``
 (JSON ``ringSpec``), the resolved ring document (``Plan.ring(name).to_dict()``, every setting
-with the plan's defaults merged), instead of the whole plan; ``plan`` is still accepted while
-callers switch (then it goes). Pure Python: no ``azure`` imports.
+with the plan's defaults merged), instead of the whole plan. Pure Python: no ``azure`` imports.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from patchrings.boundary.codec import from_payload, json_key, to_payload
 
 __all__ = [
     "CancelRunInput",
@@ -66,8 +57,6 @@ __all__ = [
     "StartAssessInput",
     "StartInstallInput",
     "StartOutput",
-    "activity_input",
-    "activity_payload",
 ]
 
 T = TypeVar("T")
@@ -76,47 +65,10 @@ T = TypeVar("T")
 _NULL: Mapping[str, Any] = {"keep_none": True}
 #: the field that holds every key the dataclass does not name (written back at the top level);
 #: its own JSON key is one no payload uses, so the codec never fills it
-_REST: Mapping[str, Any] = {"rest": True, "key": "\x00rest"}
+_REST: Mapping[str, Any] = {"rest": True}
 
 #: A VM / Arc machine record as ``resolve_ring_members`` answers it (``VmRef``): kept a dict.
 VmRef = dict[str, Any]
-
-
-# ---------------------------------------------------------------------------------- codec helpers
-
-
-def _rest_field(cls: type) -> dataclasses.Field[Any] | None:
-    return next((f for f in dataclasses.fields(cls) if f.metadata.get("rest")), None)
-
-
-def _named_keys(cls: type) -> frozenset[str]:
-    return frozenset(json_key(f) for f in dataclasses.fields(cls) if not f.metadata.get("rest"))
-
-
-def activity_input(cls: type[T], data: Any, *, where: str = "") -> T:
-    """``from_payload(cls, data)``; a *rest* field (module doc) gets every key ``cls`` does not name."""
-    if isinstance(data, cls):
-        return data
-    value = from_payload(cls, data, where=where)
-    rest = _rest_field(cls)
-    if rest is None:
-        return value
-    named = _named_keys(cls)
-    # the keys ``cls`` does not name, and those it names that came as null (the codec would drop
-    # them on the way back): so ``activity_payload`` writes the very keys it was given
-    extra = {key: item for key, item in data.items() if key not in named or item is None}
-    return dataclasses.replace(value, **{rest.name: extra})  # type: ignore[type-var]  # cls is a dataclass
-
-
-def activity_payload(value: Any) -> dict[str, Any]:
-    """``to_payload(value)``; a *rest* field's keys are written back at the top level."""
-    out: dict[str, Any] = to_payload(value)
-    rest = _rest_field(type(value))
-    if rest is not None:
-        out.pop(json_key(rest), None)
-        for key, item in (getattr(value, rest.name) or {}).items():
-            out.setdefault(key, item)
-    return out
 
 
 # ---------------------------------------------------------------------------------- plan

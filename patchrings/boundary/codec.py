@@ -16,7 +16,11 @@ Rules (kept small on purpose, so the JSON stays byte-compatible with the documen
   recursively; anything else (str, int, float, bool, dict, Any) passes through unchanged;
 * reading, unknown keys are ignored (a newer caller may send more: at-least-once delivery across
   a deployment means both versions meet) and a missing required key raises
-  :class:`BoundaryInvalid` naming the field.
+  :class:`BoundaryInvalid` naming the field;
+* an *open* input (the ledger's record activities store every key they do not name as a column;
+  ``notify`` publishes its whole input) declares one ``dict`` field with ``metadata={"rest": True}``:
+  reading, it receives every key the dataclass does not name (and a named key that came as
+  ``null``, so the JSON written back is the JSON read); writing, its keys go back at the top level.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ import typing
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union, overload
 
 from patchrings.domain.timeutil import format_instant, parse_instant
 from patchrings.errors import PatchRingsError
 
 __all__ = ["BoundaryInvalid", "from_payload", "json_key", "to_payload"]
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
 
@@ -58,15 +65,29 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _rest_field(cls: type) -> dataclasses.Field[Any] | None:
+    return next((f for f in dataclasses.fields(cls) if f.metadata.get("rest")), None)
+
+
+@overload
+def to_payload(value: DataclassInstance) -> dict[str, Any]: ...
+@overload
+def to_payload(value: Any) -> Any: ...
 def to_payload(value: Any) -> Any:
     """A dataclass (or a list / dict holding them) as JSON-ready data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
         for field in dataclasses.fields(value):
             item = getattr(value, field.name)
+            if field.metadata.get("rest"):
+                rest = dict(item or {})
+                continue
             if item is None and not field.metadata.get("keep_none"):
                 continue
             out[json_key(field)] = to_payload(item)
+        for key, item in rest.items():
+            out.setdefault(key, to_payload(item))
         return out
     if isinstance(value, datetime):
         return format_instant(value)
@@ -86,8 +107,10 @@ def from_payload(cls: type[T], data: Any, *, where: str = "") -> T:
                               field=where or None)
     hints = _hints(cls)  # type: ignore[arg-type]  # classes are hashable
     kwargs: dict[str, Any] = {}
+    rest = _rest_field(cls)
+    named = {json_key(f) for f in dataclasses.fields(cls) if not f.metadata.get("rest")}  # type: ignore[arg-type]
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if not field.init:
+        if not field.init or field is rest:
             continue
         key = json_key(field)
         path = f"{where}.{key}" if where else key
@@ -95,6 +118,8 @@ def from_payload(cls: type[T], data: Any, *, where: str = "") -> T:
             kwargs[field.name] = _convert(hints[field.name], data[key], path)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise BoundaryInvalid(f"{cls.__name__}: {path} is required", field=path)
+    if rest is not None:
+        kwargs[rest.name] = {key: item for key, item in data.items() if key not in named or item is None}
     return cls(**kwargs)
 
 

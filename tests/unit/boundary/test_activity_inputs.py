@@ -101,12 +101,12 @@ CASES: list[tuple[type, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("cls", "payload"), CASES, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CASES)])
 def test_what_a_caller_sends_round_trips_unchanged(cls: type, payload: dict[str, Any]) -> None:
-    typed = b.activity_input(cls, payload)
+    typed = from_payload(cls, payload)
     assert isinstance(typed, cls)
-    back = b.activity_payload(typed)
+    back = to_payload(typed)
     assert back == payload
     assert json.dumps(back, sort_keys=True) == json.dumps(payload, sort_keys=True)
-    assert b.activity_input(cls, back) == typed
+    assert from_payload(cls, back) == typed
 
 
 @pytest.mark.parametrize(("cls", "payload"), [(c, p) for c, p in CASES if not any(
@@ -116,31 +116,31 @@ def test_without_a_rest_field_the_codec_alone_round_trips(cls: type, payload: di
 
 
 def test_open_inputs_keep_their_columns_and_name_their_ids() -> None:
-    row = b.activity_input(b.LedgerRecordRingRunInput,
+    row = from_payload(b.LedgerRecordRingRunInput,
                            {"rolloutId": "r1", "ring": "ring0", "runId": "r1:ring0", "state": "s", "at": NOW})
     assert (row.rollout_id, row.ring, row.run_id) == ("r1", "ring0", "r1:ring0")
     assert row.columns == {"state": "s", "at": NOW}
 
 
 def test_typed_fields() -> None:
-    start = b.activity_input(b.StartInstallInput, CASES[6][1])
+    start = from_payload(b.StartInstallInput, CASES[6][1])
     assert start.vm == VM and start.run_id == "r1:ring0" and start.resend is None
-    batch = b.activity_input(b.CheckHealthBatchInput, {"checks": [{"vm": VM}]})
+    batch = from_payload(b.CheckHealthBatchInput, {"checks": [{"vm": VM}]})
     assert batch.checks == [b.HealthCheck(vm=VM, full=True)]
-    members = b.activity_input(b.ResolveMembersInput, {"ringSpec": RING, "ring": "ring0"})
+    members = from_payload(b.ResolveMembersInput, {"ringSpec": RING, "ring": "ring0"})
     assert members.ring_spec == RING
     with pytest.raises(BoundaryInvalid, match="ringSpec"):  # the whole plan no longer names a ring
-        b.activity_input(b.ResolveMembersInput, {"plan": PLAN, "ring": "ring0"})
+        from_payload(b.ResolveMembersInput, {"plan": PLAN, "ring": "ring0"})
 
 
 def test_a_missing_required_key_is_named() -> None:
     with pytest.raises(BoundaryInvalid, match="runId"):
-        b.activity_input(b.StartInstallInput, {"vm": VM})
+        from_payload(b.StartInstallInput, {"vm": VM})
     with pytest.raises(BoundaryInvalid, match="rolloutId"):
-        b.activity_input(b.LedgerRecordRolloutInput, {"state": "x"})
+        from_payload(b.LedgerRecordRolloutInput, {"state": "x"})
 
 
 def test_outputs_keep_the_documented_nulls() -> None:
-    assert b.activity_payload(b.StartOutput(state="refused")) == {"state": "refused", "token": None, "error": None}
-    assert b.activity_payload(b.PollOutput(done=False)) == {"done": False, "result": None, "error": None}
-    assert b.activity_payload(b.ResolveMembersOutput(vms=[VM])) == {"vms": [VM]}
+    assert to_payload(b.StartOutput(state="refused")) == {"state": "refused", "token": None, "error": None}
+    assert to_payload(b.PollOutput(done=False)) == {"done": False, "result": None, "error": None}
+    assert to_payload(b.ResolveMembersOutput(vms=[VM])) == {"vms": [VM]}

@@ -70,3 +70,19 @@ def test_json_key_rules() -> None:
 
     keys = [json_key(f) for f in fields(Input)]
     assert keys == ["rolloutId", "ring", "startedAt", "vms", "runId", "plan", "carry"]
+
+
+@dataclass(frozen=True)
+class Open:
+    rollout_id: str
+    ring: str | None = None
+    rest: dict[str, Any] = field(default_factory=dict, metadata={"rest": True})
+
+
+def test_an_open_input_keeps_every_key_it_does_not_name_and_its_nulls() -> None:
+    doc: dict[str, Any] = {"rolloutId": "r", "ring": None, "state": "running", "counts": {"pass": 1}}
+    value = from_payload(Open, doc)
+    assert value.rollout_id == "r" and value.ring is None
+    assert value.rest == {"ring": None, "state": "running", "counts": {"pass": 1}}
+    assert to_payload(value) == doc  # the JSON written back is the JSON read
+    assert to_payload(Open("r", rest={"rolloutId": "other"})) == {"rolloutId": "r"}  # named keys win
