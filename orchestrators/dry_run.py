@@ -57,12 +57,12 @@ from patchrings.boundary.activities import (
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import DryRunRingInput, DryRunRingOutput
-from patchrings.domain.plan import Ring
+from patchrings.domain.plan import DEFAULT_T40_MARGIN, Ring
 from patchrings.domain.planner import estimate_ring
 from patchrings.domain.recurrence import next_occurrence, parse_window
 from patchrings.domain.results import expected_install_duration
 from patchrings.domain.selection import available_of, machine_listing, ring_listing_summary
-from patchrings.domain.timeutil import iso, parse_duration, parse_instant
+from patchrings.domain.timeutil import format_duration, iso, parse_duration, parse_instant
 
 bp = df.Blueprint()
 
@@ -257,7 +257,7 @@ def _plan_first_ring(context: df.DurableOrchestrationContext, plan: dict[str, An
             warnings.append(f"{next_ring}'s schedule could not be read ({why}): "
                             f"whether {ring} finishes before its T-40 is unknown")
     promotion = plan.get("promotion")
-    margin = (promotion if isinstance(promotion, dict) else {}).get("t40Margin") or "PT5M"
+    margin = (promotion if isinstance(promotion, dict) else {}).get("t40Margin") or format_duration(DEFAULT_T40_MARGIN)
     estimate = estimate_ring(
         ring, vm_count,
         rate=own.rate,

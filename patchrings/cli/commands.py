@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from patchrings.cli.client import ApiClient, ApiError
 from patchrings.cli.render import print_fields, print_table
+from patchrings.domain.arm_ids import last_segment
 
 ENV_URL = "PATCHRINGS_API_URL"
 ENV_KEY = "PATCHRINGS_API_KEY"
@@ -349,7 +350,7 @@ def _render_dry_run(output: Any, doc: dict[str, Any], out: TextIO) -> None:
             error = vm.get("error")
             detail = (f"{error.get('code')}: {error.get('message')}" if isinstance(error, dict) else error) or (
                 ", ".join(patches) if patches else "-")
-            vm_rows.append((ring.get("ring"), vm.get("name") or str(vm.get("vm") or "").rsplit("/", 1)[-1],
+            vm_rows.append((ring.get("ring"), vm.get("name") or last_segment(vm.get("vm")),
                             vm.get("os"), vm.get("availablePatchCount"), vm.get("wouldInstallCount"),
                             vm.get("filteredCount"), _short_text(detail, 60)))
     print_table("dry run: what each ring would install", ("RING", "PATCHING", "VMS", "ASSESSED", "WOULD INSTALL",
@@ -371,7 +372,7 @@ def _render_vms(ledger_doc: Any, out: TextIO) -> None:
                 continue
             verdict: dict[str, Any] = row["verdict"] if isinstance(row.get("verdict"), dict) else {}
             reasons = verdict.get("reasons") or []
-            rows.append((ring, str(row.get("vm") or "").rstrip("/").rsplit("/", 1)[-1] or None,
+            rows.append((ring, last_segment(row.get("vm")) or None,
                          verdict.get("outcome") or row.get("status") or row.get("state"),
                          _short_text(reasons[0] if isinstance(reasons, list) and reasons else None)))
     if rows:

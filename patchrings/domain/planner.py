@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from patchrings.domain.health import HealthPolicy
+from patchrings.domain.plan import DEFAULT_T40_MARGIN
 from patchrings.domain.rate import RateControl, wave_sizes
 from patchrings.domain.timeutil import format_duration, format_instant
 
@@ -89,7 +90,7 @@ def estimate_ring(
     start: datetime,
     next_ring: str | None = None,
     next_run_start: datetime | None = None,
-    t40_margin: timedelta = timedelta(minutes=5),
+    t40_margin: timedelta = DEFAULT_T40_MARGIN,
     approval_needed: bool = False,
 ) -> RingPlanEstimate:
     """Ring 0's duration from ``start`` and whether it lands before ``next_run_start``'s T-40

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from patchrings.domain.arm_ids import last_segment
+
 __all__ = [
     "MAX_PATCHES",
     "Suspects",
@@ -96,7 +98,7 @@ def _failed(row: Mapping[str, Any]) -> bool:
 
 
 def _short(row: Mapping[str, Any]) -> str:
-    return str(row.get("name") or str(row.get("vm") or "").rstrip("/").rsplit("/", 1)[-1])
+    return str(row.get("name") or last_segment(row.get("vm")))
 
 
 def suspects(rows: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any] | None = None) -> Suspects:

@@ -48,6 +48,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import win_tz
 
+from patchrings.domain.timeutil import parse_maintenance_duration
+
 __all__ = [
     "MaintenanceWindow",
     "Occurrence",
@@ -144,19 +146,6 @@ def _parse_local(field: str, text: object) -> datetime:
     raise ValueError(f"{field}: expected 'yyyy-MM-dd HH:mm', got {text!r}")
 
 
-def _parse_duration(text: object) -> timedelta:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text.strip()) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(f"duration: expected 'HH:mm', got {text!r}")
-    hours, minutes, seconds = int(match[1]), int(match[2]), int(match[3] or 0)
-    if minutes >= 60 or seconds >= 60:
-        raise ValueError(f"duration: minutes and seconds must be below 60, got {text!r}")
-    value = timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
-        raise ValueError(f"duration: must be positive, got {text!r}")
-    return value
-
-
 def _weekday(token: str) -> int:
     name = token.strip().lower()
     for index, day in enumerate(_WEEKDAYS):
@@ -221,7 +210,7 @@ def parse_window(window: dict[str, Any]) -> MaintenanceWindow:
     if not isinstance(window, dict):
         raise ValueError("maintenanceWindow: expected an object")
     start = _parse_local("startDateTime", window.get("startDateTime"))
-    duration = _parse_duration(window.get("duration"))
+    duration = parse_maintenance_duration(window.get("duration"))
     time_zone = str(window.get("timeZone") or "")
     resolve_time_zone(time_zone)
     recur = window.get("recurEvery")

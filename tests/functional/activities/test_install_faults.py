@@ -129,13 +129,16 @@ def test_a_500_whose_install_did_start_is_never_sent_again(make: Any) -> None:
                                  "pathContains": "installPatches", "count": 1})
     assert start_install_core(clients, ledger, timed("run-applied", START))["uncertain"] is True
     # The POST *was* applied after all (ARM answered 500 after accepting it): the VM's install
-    # of this run shows up in its instance view.
+    # of this run shows up in its instance view. Time is held from here: between two calls of
+    # this test the simulator is idle, and a skip clock would otherwise jump to the install's
+    # end (a slow, loaded machine made this 'already-done' in a full run).
     vm = payload("run-applied")["vm"]
     rg, name = "rg-web", vm["name"]
-    clients.compute(SUB).virtual_machines.begin_install_patches(rg, name, PARAMS, polling=False)
-    polled = tokenless_poll(clients, ledger, "run-applied", LATER)
-    assert polled["done"] is False and "resend" not in polled
-    forced = start_install_core(clients, ledger, timed("run-applied", LATER, resend=True))
+    with arm.clock.hold():
+        clients.compute(SUB).virtual_machines.begin_install_patches(rg, name, PARAMS, polling=False)
+        polled = tokenless_poll(clients, ledger, "run-applied", LATER)
+        assert polled["done"] is False and "resend" not in polled
+        forced = start_install_core(clients, ledger, timed("run-applied", LATER, resend=True))
     assert forced["state"] == "already-started"
     assert [p.status for p in posts(arm)] == [500, 202]  # the failed one and the applied one: no third
 
