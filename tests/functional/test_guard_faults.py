@@ -245,20 +245,27 @@ class FaultProxy:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _fault(self, conn: socket.socket, mode: str, *, received: bool = False) -> None:
+        """Answer the request on ``conn`` as ``mode`` says (an error answer, or a dropped connection)."""
+        self.faulted += 1
+        try:
+            if mode in ("500", "503"):
+                if not received:
+                    conn.recv(65536)
+                body = b'{"odata.error":{"code":"ServerBusy","message":{"value":"injected"}}}'
+                head = (f"HTTP/1.1 {mode} Injected\r\nContent-Type: application/json\r\n"
+                        f"retry-after-ms: {RETRY_AFTER_MS}\r\n"
+                        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+                conn.sendall(head.encode() + body)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
     def _serve(self, conn: socket.socket) -> None:
         mode = self.mode
         if mode != "pass":
-            self.faulted += 1
-            try:
-                if mode in ("500", "503"):
-                    conn.recv(65536)
-                    body = b'{"odata.error":{"code":"ServerBusy","message":{"value":"injected"}}}'
-                    head = (f"HTTP/1.1 {mode} Injected\r\nContent-Type: application/json\r\n"
-                            f"retry-after-ms: {RETRY_AFTER_MS}\r\n"
-                            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n")
-                    conn.sendall(head.encode() + body)
-            finally:
-                conn.close()
+            self._fault(conn, mode)
             return
         try:
             upstream = socket.create_connection(self.target)
@@ -269,6 +276,13 @@ class FaultProxy:
         def pump(src: socket.socket, dst: socket.socket) -> None:
             try:
                 while data := src.recv(65536):
+                    mode = self.mode
+                    if src is conn and mode != "pass":
+                        # a request on a connection opened before the fault (keep-alive: the
+                        # app's one Table client reuses its pool) is faulted too
+                        self._fault(conn, mode, received=True)
+                        upstream.close()
+                        return
                     dst.sendall(data)
             except OSError:
                 pass

@@ -27,6 +27,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import notify
+from patchrings import deps
+
+deps.load()  # a composition root starts from this host's settings (as function_app.py does)
 
 bp = df.Blueprint()
 
