@@ -98,7 +98,7 @@ class RolloutStatus:
             "halted": None,
             "outcome": None,
             "notes": [],
-            "events": {"duplicates": 0, "ignored": 0},
+            "events": {"duplicates": 0},
         }
         return cls(doc)
 
