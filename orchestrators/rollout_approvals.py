@@ -1,5 +1,6 @@
 """The rollout's approvals: a manual approval bound to the manifest raced with its timeout (and a
-Halt), checked against what the HTTP API recorded; the checks a Resume must pass."""
+Halt), checked against what the HTTP API recorded; the checks a Resume must pass; and the person's
+decision a ``quarantine.onBadManifest: wait`` plan asks for before Ring 0 (issue 11)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,26 @@ from orchestrators.rollout_base import (
 )
 from orchestrators.rollout_planner import PlannerSteps
 from orchestrators.status import (
+    FAILED,
     HALTED,
     approve_url,
     manifest_view,
 )
-from patchrings.boundary.activities import LedgerReadGateInput, LedgerRecordApprovalInput
-from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision, timeout_decision
+from patchrings.boundary.activities import (
+    LedgerCheckDecisionInput,
+    LedgerReadGateInput,
+    LedgerReadQuarantineInput,
+    LedgerRecordApprovalInput,
+)
+from patchrings.domain.approval import (
+    RELEASE_QUARANTINE,
+    ApprovalPolicy,
+    ApprovalRequest,
+    check_decision,
+    timeout_decision,
+)
 from patchrings.domain.plan import Plan
+from patchrings.domain.quarantine import decision_token, parse_release
 from patchrings.domain.timeutil import format_duration, iso
 from patchrings.errors import PatchRingsError
 
@@ -149,6 +163,178 @@ class ApprovalSteps(PlannerSteps):
             raise Stop(HALTED, f"ring {ring} not approved: {decision.approver} {decision.verdict}ed"
                        + (f" ({decision.comment})" if decision.comment else ""))
         self.approved[ring] = manifest_hash
+
+    def await_quarantine_decision(self) -> Gen:
+        """``quarantine.onBadManifest: wait`` with active entries: Ring 0 does not start until a
+        person decides (issue 11), with the ring approvals' machinery and rules.
+
+        The request is an approval of Ring 0 bound to the quarantine's :func:`decision_token`
+        (``waitingFor.manifestHash``; ``waitingFor.kind: "quarantine"``), decided by the approvers
+        of the plan's first manual ring (:meth:`Plan.quarantine_approval`): the API's approve /
+        reject, identity and self-approval rules and its recorded ``submitted`` row apply as for
+        any ring. *approve* installs Ring 0 without the quarantined patches; *approve* with
+        ``releaseQuarantine`` (entry ids of this request, as the API recorded them) releases
+        those entries in the ledger, by that person, and Ring 0 installs as the plan says (less
+        any entry not released); *reject*, or no decision before the deadline, ends the rollout
+        halted with nothing installed. A Halt ends it too (before any ring: nothing to resume).
+        """
+        ring = self.resolved.ring_names[0]
+        entries = list(self.quarantine.get("entries") or [])
+        excluded = self.quarantine.get("exclusions") or {}
+        policy = self.resolved.quarantine_approval()
+        if policy is None:  # validation refuses such a plan; fail closed if one gets here anyway
+            raise Stop(HALTED, f"quarantine.onBadManifest is wait but no ring takes manual approval: nobody "
+                               f"can decide; ring {ring} not started, nothing installed")
+        token = decision_token(entries)
+        ids = [str(e.get("id")) for e in entries]
+        patches = list(excluded.get("kbNumbersToExclude") or []) + list(excluded.get("packageNameMasksToExclude") or [])
+        shown = ", ".join((f"KB{p}" if str(p).isdigit() else str(p)) for p in patches[:10])
+        why = (f"{len(patches)} quarantined patch(es) ({shown}{', ...' if len(patches) > 10 else ''}) from "
+               f"{len(ids)} failed gate(s): approve = install ring {ring} without them; approve with "
+               f"releaseQuarantine = release those entries and install as the plan says; reject = end the "
+               f"rollout, nothing installed")
+        pending = ApprovalRequest.create(self.rollout_id, ring, token, policy, self.now)
+        self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
+        self.st.wait_for(
+            "approval",
+            until=iso(pending.deadline),
+            ring=ring,
+            manifest_hash=token,
+            approvers=list(policy.approvers),
+            approve_url=approve_url(self.rollout_id, ring),
+            rejectUrl=approve_url(self.rollout_id, ring, "reject"),
+            request=pending.to_dict(),
+            reason=why,
+            kind="quarantine",
+            quarantine={"entries": ids[:20], "entryCount": len(ids), "exclusions": excluded},
+        )
+        self.publish()
+        yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=token, kind="quarantine",
+                                    quarantineEntries=ids[:50])
+        yield from self.notify(
+            "approval-waiting", ring, "warning",
+            f"rollout {self.rollout_id} waits before ring {ring} for a decision on the quarantine "
+            f"{token} until {iso(pending.deadline)} ({why})",
+            deadline=iso(pending.deadline), manifestHash=token, approvers=list(policy.approvers)[:25],
+            approvePath=approve_url(self.rollout_id, ring), pagePath=f"/api/ui/rollouts/{self.rollout_id}",
+            decisionKind="quarantine", quarantine={"entries": ids[:20], "exclusions": excluded}, reason=why)
+        timer = self.waits.timer(pending.deadline)
+        release: list[str] = []
+        while True:
+            event_task = self.waits.event(names.EV_APPROVAL)
+            winner = event_task
+            if not event_task.is_completed:
+                winner = yield from self.waits.race(event_task, timer)
+            if winner is timer and self.now < pending.deadline:
+                timer = self.waits.timer(pending.deadline)  # one piece of a long wait elapsed
+                continue
+            if winner is timer:
+                decision = timeout_decision(pending)
+                accepted = decision.to_dict()
+                break
+            raw = decode(self.waits.consume(names.EV_APPROVAL))
+            recorded = yield from self._recorded_quarantine_decision(raw)
+            refused: dict[str, Any] | None = None
+            if not recorded.get("accepted"):
+                refused = {"code": "DecisionNotSubmitted", "message": recorded.get("reason")}
+            else:
+                try:
+                    decision = check_decision(policy, pending, raw, self.initiator)
+                except PatchRingsError as err:
+                    refused = err.to_dict()["error"]
+                else:
+                    release, bad = parse_release(raw.get(RELEASE_QUARANTINE))
+                    unknown = [r for r in release if r not in ids]
+                    if bad or unknown:
+                        refused = {"code": "ReleaseInvalid", "message": bad or (
+                            f"releaseQuarantine names entries this decision was not asked about: "
+                            f"{', '.join(unknown[:5])} (entries: {', '.join(ids[:10])})")}
+                    elif release and not decision.approved:
+                        refused = {"code": "ReleaseInvalid",
+                                   "message": "releaseQuarantine goes with approve (a rejection installs nothing)"}
+            if refused is not None:
+                release = []
+                self.st.add_approval({**decision_fields(raw), "accepted": False, "at": iso(self.now),
+                                      "kind": "quarantine", "error": refused})
+                self.st.note(iso(self.now), f"ring {ring}: refused a quarantine decision: {refused.get('message')}")
+                self.publish()
+                yield from self.activity(
+                    names.LEDGER_APPROVAL,
+                    LedgerRecordApprovalInput(
+                        rollout_id=self.rollout_id, decision_id=f"{raw.get('decisionId') or 'unknown'}:refused",
+                        columns={"ring": ring, "kind": "quarantine", "manifestHash": token,
+                                 "decision": decision_fields(raw), "outcome": "refused",
+                                 "reason": str(refused.get("message"))[:500], "at": iso(self.now)}),
+                    retries.WRITE,
+                )
+                continue
+            timer.cancel()
+            accepted = decision.to_dict()
+            accepted["decidedAt"] = iso(self.now)  # the platform's time, as for ring approvals
+            break
+        choice = "reject" if not decision.approved else ("release" if release else "exclude")
+        self.st.stop_waiting()
+        self.st.add_approval({**accepted, "accepted": True, "at": iso(self.now), "kind": "quarantine",
+                              "choice": choice, **({RELEASE_QUARANTINE: release} if release else {})})
+        self.publish()
+        yield from self.activity(
+            names.LEDGER_APPROVAL,
+            LedgerRecordApprovalInput(rollout_id=self.rollout_id, columns={
+                "ring": ring, "kind": "quarantine", "manifestHash": token, "decision": accepted,
+                "outcome": "accepted", "choice": choice, "quarantineEntries": ids[:50], "at": iso(self.now),
+                **({RELEASE_QUARANTINE: release} if release else {})}),
+            retries.WRITE,
+        )
+        who = decision.approver
+        if choice == "reject":
+            self.st.set_phase(ring, "rejected", iso(self.now))
+            raise Stop(HALTED, f"ring {ring} not started: {who} {decision.verdict}ed the quarantine decision "
+                               f"{token}" + (f" ({decision.comment})" if decision.comment else "")
+                       + "; nothing was installed")
+        self.st.set_phase(ring, "pending", iso(self.now))
+        if choice == "exclude":
+            self.st.note(iso(self.now), f"ring {ring}: {who} decided to install without the {len(patches)} "
+                                        f"quarantined patch(es) ({shown})")
+            self.publish()
+            return
+        try:
+            answer = yield from self.activity(
+                names.LEDGER_READ_QUARANTINE,
+                LedgerReadQuarantineInput(plan_name=self.plan_name(), release=release, by=who, at=iso(self.now),
+                                          reason=f"released by {who}'s decision in rollout {self.rollout_id}",
+                                          rollout_id=self.rollout_id),
+                retries.WRITE,
+            )
+        except Exception as err:
+            raise Stop(FAILED, f"the quarantine release {who} decided could not be recorded ({first_line(err)}); "
+                               f"nothing was installed") from err
+        answer = answer if isinstance(answer, dict) else {}
+        left = [e for e in answer.get("entries") or [] if isinstance(e, dict)]
+        now_excluded = answer.get("exclusions") if isinstance(answer.get("exclusions"), dict) else {}
+        self.quarantine = {"entries": left, "exclusions": (now_excluded or {}) if left else {}}
+        for entry_id in answer.get("released") or []:
+            self.st.note(iso(self.now), f"quarantine {entry_id} released by {who}")
+        left_patches = list((now_excluded or {}).get("kbNumbersToExclude") or []) + list(
+            (now_excluded or {}).get("packageNameMasksToExclude") or [])
+        self.st.note(iso(self.now), f"ring {ring}: {who} released {len(release)} quarantine entr(y/ies); ring {ring} "
+                                    + (f"still excludes {len(left_patches)} patch(es) of entries not released"
+                                       if left else "installs as the plan says"))
+        self.publish()
+
+    def _recorded_quarantine_decision(self, raw: dict[str, Any]) -> Gen:
+        """:meth:`recorded` for a quarantine decision: the event's ``releaseQuarantine`` goes to
+        the check too, so only a release the API recorded for this decision counts."""
+        event = {**decision_fields(raw), **({RELEASE_QUARANTINE: raw[RELEASE_QUARANTINE]}
+                                            if raw.get(RELEASE_QUARANTINE) is not None else {})}
+        try:
+            result = yield from self.activity(
+                names.LEDGER_CHECK_DECISION,
+                LedgerCheckDecisionInput(rollout_id=self.rollout_id, kind="approval", event=event, at=iso(self.now)),
+                retries.WRITE,
+            )
+        except Exception as err:
+            result = {"accepted": False, "reason": f"the ledger could not be read: {first_line(err)}"}
+        return result or {"accepted": False, "reason": "no answer"}
 
     def check_resume(self, ring: str, payload: dict[str, Any]) -> Gen:
         """None if a Resume may be accepted, else why not: it must match a resume the API recorded

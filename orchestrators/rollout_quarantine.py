@@ -1,5 +1,10 @@
 """The rollout's quarantine steps (issue 11): release what a person asks, read what Ring 0 must
-exclude (fail closed), and record the patches a failed gate blames for the next cycle."""
+exclude (fail closed), and record the patches a failed gate blames for the next cycle.
+
+With the plan's ``quarantine.onBadManifest: wait`` and active entries, the rollout does not start
+Ring 0 until a person decides (:meth:`QuarantineSteps.await_quarantine_decision`, implemented with
+the ring approvals in ``rollout_approvals``): install Ring 0 without the patches, release them, or
+reject the rollout."""
 
 from __future__ import annotations
 
@@ -72,6 +77,18 @@ class QuarantineSteps(RolloutBase):
                                         f"from {gates} failed gate(s), e.g. {entries[0].get('id')} at "
                                         f"{entries[0].get('at')}; release: releaseQuarantine")
         self.publish()
+        if entries and self.resolved.quarantine.wait:
+            if release_allowed:
+                yield from self.await_quarantine_decision()
+            else:
+                self.st.note(iso(self.now), f"quarantine.onBadManifest is wait: a real run waits for a person's "
+                                            f"decision before ring {self.resolved.ring_names[0]}")
+                self.publish()
+
+    def await_quarantine_decision(self) -> Gen:
+        """Wait before Ring 0 for a person's decision on the quarantine (``rollout_approvals``)."""
+        raise NotImplementedError  # the rollout composes ApprovalSteps, which implements it
+        yield  # pragma: no cover
 
     def plan_excluding_quarantine(self, ring: str) -> dict[str, Any]:
         """The plan with ``ring``'s install block excluding the quarantined patches (a copy: the

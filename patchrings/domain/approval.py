@@ -378,4 +378,26 @@ def match_recorded(kind: str, event: Mapping[str, Any], rows: list[Mapping[str, 
         if not _same(event.get(key), row.get(key), fold=fold):
             return None, (f"decision {event_id!r} does not match what was submitted: {key} is "
                           f"{event.get(key)!r}, the API recorded {row.get(key)!r}")
+    # a quarantine decision's release (issue 11): exactly the entries the person submitted, so a
+    # raised event can neither add a release to an approval nor drop one
+    if _id_list(event.get(RELEASE_QUARANTINE)) != _id_list(row.get(RELEASE_QUARANTINE)):
+        return None, (f"decision {event_id!r} does not match what was submitted: {RELEASE_QUARANTINE} is "
+                      f"{_id_list(event.get(RELEASE_QUARANTINE))!r}, the API recorded "
+                      f"{_id_list(row.get(RELEASE_QUARANTINE))!r}")
     return row, ""
+
+
+#: the approve body's field that releases quarantine entries in a quarantine decision (issue 11)
+RELEASE_QUARANTINE = "releaseQuarantine"
+
+
+def _id_list(value: Any) -> list[str]:
+    """A list of ids as stored in a row (a list, or its JSON text), sorted and de-duplicated."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else [value]
+        except ValueError:
+            return [value]
+    if not isinstance(value, list | tuple):
+        return []
+    return sorted({str(v).strip() for v in value if str(v).strip()})

@@ -36,6 +36,7 @@ import jsonschema
 from patchrings.domain.approval import ApprovalPolicy
 from patchrings.domain.arm_ids import same_arm_id, subscription_of
 from patchrings.domain.health import HealthPolicy
+from patchrings.domain.quarantine import QuarantinePolicy
 from patchrings.domain.rate import RateControl
 from patchrings.domain.timeutil import DurationError, format_duration, parse_duration
 from patchrings.errors import NotFound, PlanForbidden, PlanInvalid
@@ -286,6 +287,8 @@ class Plan:
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     source: str | None = field(default=None, compare=False)
+    #: what the next rollout does about patches a failed gate quarantined (issue 11)
+    quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
 
     def __iter__(self) -> Iterator[Ring]:
         return iter(self.rings)
@@ -317,12 +320,25 @@ class Plan:
         idx = self.ring(name).index
         return self.rings[idx - 1] if idx > 0 else None
 
+    def quarantine_approval(self) -> ApprovalPolicy | None:
+        """Who decides a ``quarantine.onBadManifest: wait`` and for how long: the approvers of the
+        first ring that takes manual approval, the plan's ``quarantine.timeout`` (else that ring's
+        approval timeout), always rejecting on timeout. None when no ring takes manual approval
+        (validation refuses ``wait`` then)."""
+        for r in self.rings:
+            if r.approval.required and r.approval.approvers:
+                return ApprovalPolicy(mode="manual", approvers=r.approval.approvers,
+                                      timeout=self.quarantine.timeout or r.approval.timeout, on_timeout="reject")
+        return None
+
     def _body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "name": self.name}
         if self.description:
             out["description"] = self.description
         out["defaults"] = copy.deepcopy(self.defaults)
         out["promotion"] = self.promotion.to_dict()
+        if not self.quarantine.is_default:  # only when set, so plans without it keep their hash
+            out["quarantine"] = self.quarantine.to_dict()
         out["rings"] = [r.to_dict() for r in self.rings]
         return out
 
@@ -569,6 +585,14 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
             if d > MAX_INSTALL_DURATION or d < timedelta(minutes=30):
                 err(f"{ip}.maximumDuration", "must be between PT30M and PT4H (Azure installPatches limits)")
 
+    quarantine = doc.get("quarantine") or {}
+    if quarantine.get("onBadManifest") == "wait" and not any(
+            _ring_section(defaults, ring, "approval").get("mode") == "manual" for ring in doc["rings"]):
+        err("quarantine.onBadManifest", "wait needs a person to decide, and no ring takes manual approval "
+                                        "(its approvers decide): give a ring approval.mode manual, or use exclude")
+    if "timeout" in quarantine and _safe_duration(quarantine["timeout"]) == timedelta(0):
+        err("quarantine.timeout", "must be longer than zero")
+
     margin_keys = doc.get("promotion", {})
     for key in ("t40Margin", "cancelMargin"):
         if key in margin_keys and _safe_duration(margin_keys[key]) > timedelta(minutes=30):
@@ -626,6 +650,7 @@ def _build(doc: Mapping[str, Any], *, source: str | None = None) -> Plan:
         defaults=defaults,
         description=doc.get("description"),
         source=source,
+        quarantine=QuarantinePolicy.from_dict(doc.get("quarantine")),
     )
 
 
@@ -733,6 +758,9 @@ def plan_weakenings(inline: Plan, deployed: Plan) -> list[dict[str, str]]:
         return problems
     for i, (mine, theirs) in enumerate(zip(inline.rings, deployed.rings, strict=False)):
         problems.extend(_ring_weakenings(i, mine, theirs))
+    if inline.quarantine != deployed.quarantine:
+        problems.append({"field": "plan.quarantine",
+                         "message": f"must be the deployed plan's quarantine ({deployed.quarantine.to_dict()})"})
     if inline.promotion.to_dict() != deployed.promotion.to_dict():
         problems.append({"field": "plan.promotion", "message": "must be the deployed plan's promotion margins"})
     return problems

@@ -20,22 +20,39 @@ Which patches (:func:`suspects`), from the failed ring's per-VM ledger rows:
 3. else the manifest the rollout carried (a later ring's run installs exactly that);
 4. nothing at all (the failure happened before anything was installed): no entry.
 
+What the next rollout does about an active entry is the plan's choice (:class:`QuarantinePolicy`,
+the plan's ``quarantine.onBadManifest``): ``exclude`` (the default) leaves the patches out of
+Ring 0; ``wait`` holds the rollout before Ring 0 until a person decides (the approvers of the
+plan's first manual ring, the timeout rejecting): proceed without the patches, release them
+(Ring 0 installs as the plan says), or reject the rollout (nothing installed). The decision is
+bound to the entries it was asked about (:func:`decision_token`), as a ring approval is bound to
+its manifest.
+
 Pure: no I/O, no clocks; the caller passes the platform's time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
+
+from patchrings.domain.timeutil import format_duration, parse_duration
 
 from patchrings.domain.arm_ids import last_segment
 
 __all__ = [
+    "EXCLUDE",
     "MAX_PATCHES",
+    "WAIT",
+    "QuarantinePolicy",
     "Suspects",
     "active",
+    "decision_token",
     "entry_id",
     "exclusions",
     "new_entry",
@@ -48,6 +65,52 @@ __all__ = [
 MAX_PATCHES = 200
 _KB = re.compile(r"^(?:KB)?(\d{4,10})$", re.IGNORECASE)
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_:~-]{0,200}=[A-Za-z0-9.+_:~*-]{1,200}$")
+
+
+OnBadManifest = Literal["exclude", "wait"]
+EXCLUDE: OnBadManifest = "exclude"
+WAIT: OnBadManifest = "wait"
+
+
+@dataclass(frozen=True)
+class QuarantinePolicy:
+    """The plan's ``quarantine`` block: what the next rollout does while entries are active.
+
+    ``timeout``: how long a ``wait`` lasts (None: the first manual ring's approval timeout); it
+    always rejects when it runs out (nothing quarantined is installed because nobody answered)."""
+
+    on_bad_manifest: OnBadManifest = EXCLUDE
+    timeout: timedelta | None = None
+
+    @property
+    def wait(self) -> bool:
+        return self.on_bad_manifest == WAIT
+
+    @property
+    def is_default(self) -> bool:
+        return self == QuarantinePolicy()
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any] | None) -> QuarantinePolicy:
+        doc = doc or {}
+        mode = WAIT if doc.get("onBadManifest") == WAIT else EXCLUDE
+        timeout = doc.get("timeout")
+        return cls(mode, parse_duration(timeout) if timeout else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"onBadManifest": self.on_bad_manifest}
+        if self.timeout is not None:
+            out["timeout"] = format_duration(self.timeout)
+        return out
+
+
+def decision_token(entries: Iterable[Mapping[str, Any]]) -> str:
+    """What a person's quarantine decision is bound to (the ``manifestHash`` of its approval
+    request): the active entries' ids and patches, so a decision taken while looking at one set
+    of entries never applies to another. ``q-`` + 12 hex digits of a sha256."""
+    body = sorted((str(e.get("id") or ""), sorted(str(k) for k in _list(e.get("kbs"))),
+                   sorted(str(p) for p in _list(e.get("packages")))) for e in entries if isinstance(e, Mapping))
+    return "q-" + hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,22 @@ def test_match_recorded_approval_and_resume() -> None:
                           "outcome": "submitted"}]
     assert match_recorded("resume", {"resumeId": "r2", "by": "Bob", "approver": "oid-1"}, with_entry)[0]
     assert match_recorded("resume", {"resumeId": "r2", "by": "Bob", "approver": "oid-2"}, with_entry)[0] is None
+
+
+def test_match_recorded_binds_a_quarantine_release_to_what_the_api_recorded() -> None:
+    from patchrings.domain.approval import match_recorded
+
+    row = {"decisionId": "q1", "approver": "alice@contoso.com", "ring": "ring0", "manifestHash": "q-abc",
+           "verdict": "approve", "outcome": "submitted", "releaseQuarantine": '["ro-1:ring0", "ro-2:ring0"]'}
+    plain = {**row, "decisionId": "q2", "releaseQuarantine": None}
+    event = {k: row[k] for k in ("decisionId", "approver", "ring", "manifestHash", "verdict")}
+    # the same entries (stored as JSON text, any order) match
+    assert match_recorded("approval", {**event, "releaseQuarantine": ["ro-2:ring0", "ro-1:ring0"]}, [row])[0]
+    # an event that drops, narrows or adds a release is refused
+    for release in (None, ["ro-1:ring0"], ["ro-1:ring0", "ro-2:ring0", "ro-3:ring0"]):
+        found, reason = match_recorded("approval", {**event, "releaseQuarantine": release}, [row])
+        assert found is None and "releaseQuarantine" in reason, release
+    found, reason = match_recorded("approval", {**event, "decisionId": "q2", "releaseQuarantine": ["ro-1:ring0"]},
+                                   [plain])
+    assert found is None and "releaseQuarantine" in reason
+    assert match_recorded("approval", {**event, "decisionId": "q2"}, [plain])[0] is plain

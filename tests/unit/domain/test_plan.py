@@ -331,3 +331,47 @@ def test_ring_from_dict_round_trips_a_ring_spec():
     short = Ring.from_dict({"name": "r", "patching": "scheduled", "open": "retag",
                             "members": {"tag": {"name": "ring", "value": "1", "holdValue": "hold"}}})
     assert short.open_mode == "retag" and short.scheduled and short.members.tag is not None
+
+
+def test_quarantine_on_bad_manifest_defaults_to_exclude_and_round_trips_without_changing_other_hashes() -> None:
+    from patchrings.domain.plan import plan_weakenings
+
+    raw = base()
+    plain = load_plan(copy.deepcopy(raw))
+    assert not plain.quarantine.wait and "quarantine" not in plain.to_dict()
+    assert load_plan({**copy.deepcopy(raw), "quarantine": {"onBadManifest": "exclude"}}).hash == plain.hash
+    waiting = load_plan({**copy.deepcopy(raw), "quarantine": {"onBadManifest": "wait", "timeout": "PT8H"}})
+    assert waiting.quarantine.wait and waiting.to_dict()["quarantine"] == {"onBadManifest": "wait", "timeout": "PT8H"}
+    assert load_plan(waiting.to_dict()) == waiting and waiting.hash != plain.hash
+    # who decides: the first manual ring's approvers, the plan's timeout, always rejecting
+    policy = waiting.quarantine_approval()
+    first_manual = next(r for r in waiting.rings if r.approval.required)
+    assert policy is not None and policy.approvers == first_manual.approval.approvers
+    assert policy.timeout == timedelta(hours=8) and policy.on_timeout == "reject"
+    assert load_plan({**copy.deepcopy(raw), "quarantine": {"onBadManifest": "wait"}}).quarantine_approval().timeout \
+        == first_manual.approval.timeout  # type: ignore[union-attr]
+    # an inline plan keeps the deployed choice (either way)
+    assert [p["field"] for p in plan_weakenings(plain, waiting)] == ["plan.quarantine"]
+    assert [p["field"] for p in plan_weakenings(waiting, plain)] == ["plan.quarantine"]
+
+
+@pytest.mark.parametrize("quarantine, field, fragment", [
+    ({"onBadManifest": "later"}, "quarantine.onBadManifest", "must be one of: exclude"),
+    ({"onBadManifest": "wait", "when": 1}, "quarantine.when", "unknown field; allowed here: onBadManifest, timeout"),
+    ({"onBadManifest": "wait", "timeout": "soon"}, "quarantine.timeout", "ISO-8601 duration"),
+    ({"onBadManifest": "wait", "timeout": "PT0S"}, "quarantine.timeout", "longer than zero"),
+    ("wait", "quarantine", "must be an object"),
+])
+def test_quarantine_errors_name_the_field(quarantine: object, field: str, fragment: str) -> None:
+    errors = errors_of({**base(), "quarantine": quarantine})
+    assert fragment in errors.get(field, ""), errors
+
+
+def test_quarantine_wait_needs_a_ring_with_manual_approval() -> None:
+    doc = base()
+    for ring in doc["rings"]:
+        ring.pop("approval", None)
+    doc.setdefault("defaults", {})["approval"] = {"mode": "none"}
+    assert errors_of(doc) == {}
+    doc["quarantine"] = {"onBadManifest": "wait"}
+    assert "no ring takes manual approval" in errors_of(doc)["quarantine.onBadManifest"]

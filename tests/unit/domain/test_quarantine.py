@@ -84,3 +84,19 @@ def test_parse_release() -> None:
     assert q.parse_release(None) == ([], None)
     assert q.parse_release(["r1:ring0", "r1:ring0"]) == (["r1:ring0"], None)
     assert q.parse_release("r1:ring0")[1] and q.parse_release([""])[1] and q.parse_release(["x"] * 101)[1]
+
+
+def test_the_quarantine_policy_and_the_decision_token() -> None:
+    from datetime import timedelta
+
+    assert q.QuarantinePolicy.from_dict(None) == q.QuarantinePolicy() and q.QuarantinePolicy().is_default
+    waiting = q.QuarantinePolicy.from_dict({"onBadManifest": "wait", "timeout": "P2D"})
+    assert waiting.wait and waiting.timeout == timedelta(days=2)
+    assert waiting.to_dict() == {"onBadManifest": "wait", "timeout": "P2D"}
+    one = {"id": "ro-1:ring0", "kbs": ["5048667"], "packages": []}
+    two = {"id": "ro-2:ring0", "kbs": [], "packages": ["openssl=3.0.2"]}
+    token = q.decision_token([one, two])
+    assert token.startswith("q-") and len(token) == 14
+    assert q.decision_token([two, one]) == token  # order does not matter
+    assert q.decision_token([one]) != token  # another set of entries is another decision
+    assert q.decision_token([{**one, "kbs": ["5048668"]}, two]) != token
