@@ -2,18 +2,23 @@
 the halt is remembered as a quarantine in the ledger, and the next cycle's rollout of the same
 plan does not install the bad patch on Ring 0 again (re-harm = 0), while Ring 0 still patches.
 
-One scenario checks it end to end: the real app, the ARM simulator (installPatches honours
+With the plan's ``quarantine.onBadManifest: wait`` the next cycle does not start Ring 0 until an
+approver decides; decisions that are forged (raised around the API) or unauthorised are refused.
+
+Each scenario checks it end to end: the real app, the ARM simulator (installPatches honours
 ``kbNumbersToExclude``) and Azurite, on one skip clock held from before the platform starts.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.functional import platform_scenario as sc
-from tests.functional.platform_driver import driver, installs, ledger, vm_name
+from tests.functional.platform_driver import PlatformHost, driver, installs, ledger, vm_name
 
 pytestmark = pytest.mark.functional
 
@@ -68,3 +73,65 @@ def test_a_bad_patch_is_not_installed_again_by_the_next_cycles_ring0(held: Any) 
     assert planner.get("ring") == "ring0" and planner.get("nextRing") == "ring1", planner
     assert planner.get("nextRunStart", "").endswith("T12:00:00Z") and planner.get("fits") is True, planner
     assert [n for n in waiting["notes"] if n["text"].startswith("planner: ")] or not planner.get("warnings")
+
+
+def _waiting_plan() -> dict[str, Any]:
+    plan = json.loads((Path(__file__).resolve().parents[2] / "plans" / "default.json").read_text())
+    plan["quarantine"] = {"onBadManifest": "wait"}
+    return plan  # type: ignore[no-any-return]
+
+
+def test_with_on_bad_manifest_wait_the_next_cycle_waits_for_a_person_and_refuses_forged_decisions(
+        held: Any) -> None:
+    fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}
+    p = held(sc.scenario(faults=[fault]), plan=_waiting_plan())
+    d = driver(p)
+
+    # cycle 1: nothing is quarantined yet, so nothing to wait for; the gate fails on the bad patch
+    first = d.start(who="dave@contoso.com")
+    out = d.until_done(first).output
+    assert out["state"] == "halted" and "ring0 failed its gate" in out["outcome"], out
+    lg = ledger(p)
+    [entry] = lg.quarantines(str((lg.rollout(first) or {}).get("planName")))
+    cycle1 = len(installs(p))
+
+    # cycle 2: the rollout does not start Ring 0; it waits for a person, says for what and until when
+    second = d.start(who="dave@contoso.com")
+    doc = d.until_waiting(second, "approval", "ring0")
+    waiting = doc["waitingFor"]
+    assert waiting["kind"] == "quarantine" and waiting["quarantine"]["entries"] == [entry["id"]], waiting
+    assert waiting["manifestHash"].startswith("q-") and waiting["until"] > START
+    assert waiting["approvers"] == ["alice@contoso.com", "bob@contoso.com"]  # the first manual ring's
+    assert len(installs(p)) == cycle1, "nothing is installed while the rollout waits"
+    token = waiting["manifestHash"]
+
+    # refused: a caller who is not an approver, the rollout's own initiator, a stale token
+    assert d.decide(second, "ring0", "approve", token, "mallory@contoso.com").status == 403
+    assert d.decide(second, "ring0", "approve", token, "dave@contoso.com").status == 403
+    assert d.decide(second, "ring0", "approve", "q-000000000000", "alice@contoso.com").status == 409
+    # a decision raised around the API (Durable webhook, system key) is refused by the rollout
+    forged = {"decisionId": "forged-1", "approver": "alice@contoso.com", "ring": "ring0", "manifestHash": token,
+              "verdict": "approve", "comment": ""}
+    p.loop.call(PlatformHost(p).client().raise_event(second, "ApprovalDecision", forged))
+
+    def refused() -> Any:
+        approvals = d.doc(second).get("approvals") or []
+        return [a for a in approvals if a.get("decisionId") == "forged-1" and a.get("accepted") is False]
+
+    assert d.until(refused)[0]["error"]["code"] == "DecisionNotSubmitted"
+    assert (d.doc(second).get("waitingFor") or {}).get("kind") == "quarantine"  # still waiting
+    assert len(installs(p)) == cycle1
+
+    # a person decides: install Ring 0 without the quarantined patch
+    assert d.decide(second, "ring0", "approve", token, "alice@contoso.com", "install without it").status == 202
+    after = d.until_waiting(second, "approval", "ring1")
+    assert after["rings"][0]["gate"]["outcome"] == "pass", after["rings"][0]
+    decided = [a for a in after["approvals"] if a.get("kind") == "quarantine" and a.get("accepted")]
+    assert decided[-1]["approver"] == "alice@contoso.com" and decided[-1]["choice"] == "exclude"
+    rows = [r for r in lg.approvals(second) if r.get("kind") == "quarantine"]
+    assert {r.get("outcome") for r in rows} >= {"accepted", "refused"}, rows
+    # re-harm = 0: cycle 2 excluded the bad patch on every Windows install, and r0-web-1 never got it
+    again = installs(p)[cycle1:]
+    assert again and all(sc.KB_OLD in [str(k).upper().removeprefix("KB") for k in wp.get("kbNumbersToExclude") or []]
+                         for wp in ((r.body or {}).get("windowsParameters") for r in again) if wp)
+    assert not any(sc.KB_OLD in k for k in p.arm.vm("r0-web-1").installed)
