@@ -24,11 +24,24 @@ Fail fast (issue 11): ``start_install`` answers a started install with ``baselin
 health sample from the instance view it read before the POST (and the ring's probes); the wave
 hands these to verify, which fails a VM healthy before patching after two unhealthy samples.
 
-Install polling (issue 11): each VM is polled on its own schedule
-(:func:`~patchrings.domain.results.next_install_poll`) -- first at its OS's expected duration
-(``expectedInstallSeconds`` learned by the ring from its earlier waves, else a quarter of that
-OS's ``maximumDuration``, at most 30 minutes), then with gaps of ``pollSeconds`` doubling up to 8
-minutes -- instead of every ``pollSeconds`` from the start; a round polls only the VMs due.
+Paced starts (issue 11): the wave does not start all its installs in one fan-out. It starts them
+in bursts (:func:`~patchrings.domain.rate.start_bursts`: at most ``burst`` VMs of each
+subscription), with a durable timer of ``pause`` after each burst, from
+:func:`~patchrings.domain.rate.start_pacing`: all the slices of a wave running side by side take
+at most half of ARM's per-principal read and write buckets per burst (100 starts with the default
+buckets, 20 per slice of a 500-VM wave) and pause until the buckets have refilled (10 s). The
+input's ``slices`` / ``startBurst`` / ``startPauseSeconds`` set it when present (read with
+``getattr`` until :class:`~patchrings.boundary.rings.WaveInput` declares them); else five slices
+are assumed. Refused-but-retryable starts are retried a minute later, paced the same way.
+
+Install polling (issue 11): each VM is polled on its own schedule, from its own start (so the
+polls are spread like the bursts, never a whole wave's reads at once):
+:func:`~patchrings.domain.install_polling.install_poll_at`. In a later wave of the ring (an
+``expectedInstallSeconds`` learned from the earlier waves) first at that duration, then gaps of
+``pollSeconds`` doubling up to 8 minutes; in the first wave (nothing learned) first at a quarter of
+the OS's ``maximumDuration`` (at most 30 minutes), then the offset doubles (gaps at most 30
+minutes): an install of up to an hour is seen in 2 looks. A round polls only the VMs due. What
+the ring learns (``installSeconds``) is :func:`~patchrings.domain.install_polling.learned_install_seconds`.
 
 Input :class:`~patchrings.boundary.rings.WaveInput` ``{rolloutId, ringSpec (or, during the
 transition, plan), ring, runId, wave, vms: [VmRef], parameters: {os: params}, pollSeconds,
@@ -63,7 +76,9 @@ from patchrings.boundary.activities import (
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
-from patchrings.domain.results import expected_install_duration, next_install_poll
+from patchrings.domain.install_polling import install_poll_at, learned_install_seconds
+from patchrings.domain.rate import start_bursts, start_pacing
+from patchrings.domain.results import expected_install_duration
 from patchrings.domain.timeutil import iso, parse_duration, parse_instant
 
 bp = df.Blueprint()
@@ -136,43 +151,59 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
     last_error: dict[str, dict[str, Any]] = {}  # the latest poll's error per VM, for the timeout reason
     by_id = {vm["id"]: vm for vm in vms}
+    # Paced starts (issue 11): bursts per subscription sized from ARM's buckets, a durable timer
+    # between them (patchrings.domain.rate.start_pacing); each VM's polls follow its own start.
+    pacing = start_pacing(_int_or_none(getattr(spec, "slices", None)),
+                          burst=_int_or_none(getattr(spec, "start_burst", None)),
+                          pause_seconds=_int_or_none(getattr(spec, "start_pause_seconds", None)))
+    started_at: dict[str, Any] = {}  # VM -> when its start answered (its poll schedule's origin)
     attempts = 0
     progress("starting")
     while to_start:
         attempts += 1
-        try:
-            # Not retried by the host: the POST is once-only (see the module docstring).
-            starts = yield context.task_all([context.call_activity(names.START_INSTALL, start_input(vm))
-                                             for vm in to_start])
-        except Exception as exc:  # an activity failed outright; a re-run is safe (ledger claim)
-            failure = {"code": "StartActivityFailed", "message": str(exc)[:300], "retryable": True}
-            starts = [{"state": "refused", "token": None, "error": failure} for _ in to_start]
         retry: list[dict[str, Any]] = []
-        for vm, answer in zip(to_start, starts, strict=True):
-            start = answer or {}
-            state = start.get("state")
-            error = start.get("error") or {}
-            if state in ("started", "already-started", "already-done"):
-                open_tokens[vm["id"]] = start.get("token")
-                if isinstance(start.get("baseline"), dict):
-                    baselines[vm["id"]] = start["baseline"]
-            elif error.get("retryable") and attempts < START_ATTEMPTS:
-                retry.append(vm)  # nothing was sent (throttled, transient): try again shortly
-            else:
-                # An Arc machine whose agent is not Connected was never sent an install: unknown,
-                # not failed (the gate is inconclusive for it, never passed).
-                results[vm["id"]] = _entry(vm, "unreachable" if error.get("unreachable") else "refused", None,
-                                           error or None)
+        pending = to_start
+        for number, burst in enumerate(start_bursts([_subscription(vm) for vm in pending], pacing.burst)):
+            if number:
+                yield context.create_timer(context.current_utc_datetime + timedelta(seconds=pacing.pause_seconds))
+            batch = [pending[i] for i in burst]
+            try:
+                # Not retried by the host: the POST is once-only (see the module docstring).
+                starts = yield context.task_all([context.call_activity(names.START_INSTALL, start_input(vm))
+                                                 for vm in batch])
+            except Exception as exc:  # an activity failed outright; a re-run is safe (ledger claim)
+                failure = {"code": "StartActivityFailed", "message": str(exc)[:300], "retryable": True}
+                starts = [{"state": "refused", "token": None, "error": failure} for _ in batch]
+            answered = context.current_utc_datetime
+            for vm, answer in zip(batch, starts, strict=True):
+                start = answer or {}
+                state = start.get("state")
+                error = start.get("error") or {}
+                if state in ("started", "already-started", "already-done"):
+                    open_tokens[vm["id"]] = start.get("token")
+                    started_at[vm["id"]] = answered
+                    if isinstance(start.get("baseline"), dict):
+                        baselines[vm["id"]] = start["baseline"]
+                elif error.get("retryable") and attempts < START_ATTEMPTS:
+                    retry.append(vm)  # nothing was sent (throttled, transient): try again shortly
+                else:
+                    # An Arc machine whose agent is not Connected was never sent an install: unknown,
+                    # not failed (the gate is inconclusive for it, never passed).
+                    results[vm["id"]] = _entry(vm, "unreachable" if error.get("unreachable") else "refused", None,
+                                               error or None)
+            to_start = [vm for vm in pending if vm["id"] not in open_tokens and vm["id"] not in results]
+            progress("starting")
         to_start = retry
         if to_start:
             yield context.create_timer(context.current_utc_datetime + START_RETRY)
 
-    installs_started = context.current_utc_datetime
-    # Each VM's own poll schedule (see next_install_poll): first at its OS's expected duration.
+    # Each VM's own poll schedule from its own start (patchrings.domain.install_polling): the
+    # first wave's (no learned duration) from a floor, doubling; a later wave's from the learned one.
     expected_of = {vm_id: _expected(spec, parameters, by_id[vm_id].get("os")) for vm_id in open_tokens}
-    next_at = {vm_id: next_install_poll(installs_started, installs_started, expected_of[vm_id], poll)
+    next_at = {vm_id: _next_look(started_at[vm_id], started_at[vm_id], expected_of[vm_id], poll)
                for vm_id in open_tokens}
-    seen_done: dict[str, float] = {}  # OS -> longest install seen done in this wave (seconds), learned by the ring
+    running_at: dict[str, Any] = {}  # VM -> the last look that found its install running
+    seen_done: dict[str, float] = {}  # OS -> longest install learned in this wave (seconds), for the ring
     while open_tokens:
         wake = min(next_at[v] for v in open_tokens)
         if deadline is not None and wake > deadline:
@@ -209,13 +240,16 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
                 if state == "done":
                     os_key = str(by_id[vm_id].get("os") or "").lower()
-                    seen_done[os_key] = max(seen_done.get(os_key, 0.0), (now - installs_started).total_seconds())
+                    took = learned_install_seconds(started_at[vm_id], running_at.get(vm_id), now)
+                    seen_done[os_key] = max(seen_done.get(os_key, 0.0), took)
             else:
                 if poll_result.get("error"):
                     last_error[vm_id] = poll_result["error"]
+                else:
+                    running_at[vm_id] = now
                 if poll_result.get("resend"):
                     resend.append(vm_id)
-                next_at[vm_id] = next_install_poll(installs_started, now, expected_of[vm_id], poll)
+                next_at[vm_id] = _next_look(started_at[vm_id], now, expected_of[vm_id], poll)
         if resend:
             yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,
                                start_input=start_input)
@@ -269,9 +303,10 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                  install_seconds=seen_done))
 
 
-def _expected(spec: WaveInput, parameters: dict[str, Any], os_name: Any) -> timedelta:
-    """A VM's expected install duration: ``expectedInstallSeconds`` (learned by the caller from
-    earlier waves: a number, or ``{os: seconds}``) or from its OS's ``maximumDuration`` (domain rule)."""
+def _expected(spec: WaveInput, parameters: dict[str, Any], os_name: Any) -> tuple[timedelta, bool]:
+    """A VM's first look and whether it was learned: ``expectedInstallSeconds`` (learned by the
+    caller from earlier waves: a number, or ``{os: seconds}``), else the first-wave floor from
+    its OS's ``maximumDuration`` (domain rule, :func:`expected_install_duration`)."""
     own = install_parameters_for({"os": os_name}, parameters) or {}
     try:
         maximum: timedelta | None = parse_duration(own["maximumDuration"])
@@ -284,7 +319,33 @@ def _expected(spec: WaveInput, parameters: dict[str, Any], os_name: Any) -> time
         learned = timedelta(seconds=float(raw)) if raw else None
     except (TypeError, ValueError):
         learned = None
-    return expected_install_duration(maximum, learned)
+    if learned is not None and learned <= timedelta(0):
+        learned = None
+    return expected_install_duration(maximum, learned), learned is not None
+
+
+def _next_look(started: Any, now: Any, expected: tuple[timedelta, bool], base: timedelta) -> Any:
+    """The next look at an install (first-wave or learned schedule, domain rule)."""
+    return install_poll_at(started, now, expected[0], learned=expected[1], base=base)
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An optional count from the wave's input (absent, null or not a number: ``None``)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _subscription(vm: dict[str, Any]) -> str:
+    """The subscription id in a VM's ARM id (ARM's buckets are per subscription)."""
+    parts = str(vm.get("id") or "").split("/")
+    lower = [p.lower() for p in parts]
+    if "subscriptions" in lower and lower.index("subscriptions") + 1 < len(parts):
+        return parts[lower.index("subscriptions") + 1].lower()
+    return ""
 
 
 def _resend(

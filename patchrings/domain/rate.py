@@ -275,3 +275,71 @@ class ErrorBudget:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ErrorBudget:
         return cls(int(doc["maxErrors"]), list(doc.get("failed", [])), list(doc.get("succeeded", [])))
+
+
+# ----------------------------------------------------------------------------- install starts
+#: ARM's token buckets per region, subscription and principal (azure-arm-contracts.md §7; the
+#: simulator's ``emulator/arm/throttle.py`` DEFAULT_BUCKETS): (size, refill per second).
+ARM_READ_BUCKET = (250, 25.0)
+ARM_WRITE_BUCKET = (200, 10.0)
+#: What one install start costs in ARM calls, by kind: the instance view read for the once-only
+#: check and the fail-fast baseline, and the installPatches POST (activities/compute.py).
+START_CALLS = {"reads": 1, "writes": 1}
+#: The share of a bucket the install starts of one ring may take in one burst, per subscription:
+#: half, so a burst never leaves the app's principal with less than half of either bucket for
+#: everything else it runs at the same time (polls, health reads, another ring's retag).
+START_BUDGET_SHARE = 0.5
+#: How many wave instances (slices of ``WAVE_SLICE`` VMs) are assumed to start side by side when
+#: the caller does not say (``WaveInput.slices``): a wave of 500 VMs. A caller that runs more
+#: must say so, or the slices together exceed the budget.
+ASSUMED_SLICES = 5
+
+
+@dataclass(frozen=True)
+class StartPacing:
+    """How one wave instance starts its installs: at most ``burst`` VMs of one subscription at
+    once, then ``pause`` before the next burst (counted from the end of the previous one)."""
+
+    burst: int
+    pause_seconds: int
+
+
+def start_pacing(slices: int | None = None, *, burst: int | None = None,
+                 pause_seconds: int | None = None) -> StartPacing:
+    """The burst plan of one of ``slices`` wave instances that start installs side by side.
+
+    Per subscription, a burst of all the slices together takes at most :data:`START_BUDGET_SHARE`
+    of ARM's read and write buckets (100 starts with the default buckets: 100 writes of 200, 100
+    reads of 250); each slice takes its share of that (``budget // slices``, at least 1). The pause
+    is the time the buckets need to refill what one burst of all slices took (100 writes at
+    10/s: 10 s), so the buckets are full again at each burst: the starts never run the principal's
+    buckets below half, however large the wave. ``burst`` / ``pause_seconds`` (the wave's input,
+    when given) replace the computed ones; values below 1 / 0 are raised to them.
+    """
+    side_by_side = max(1, int(slices or ASSUMED_SLICES))
+    budget = min(int(size * START_BUDGET_SHARE) // max(START_CALLS[kind], 1)
+                 for kind, (size, _) in (("reads", ARM_READ_BUCKET), ("writes", ARM_WRITE_BUCKET)))
+    own = max(1, int(burst)) if burst else max(1, budget // side_by_side)
+    if pause_seconds is not None:
+        return StartPacing(own, max(0, int(pause_seconds)))
+    used = own * side_by_side
+    pause = max(math.ceil(used * START_CALLS[kind] / refill)
+                for kind, (_, refill) in (("reads", ARM_READ_BUCKET), ("writes", ARM_WRITE_BUCKET)))
+    return StartPacing(own, pause)
+
+
+def start_bursts(subscriptions: Sequence[str], burst: int) -> list[list[int]]:
+    """Split a wave's starts (one subscription id per VM, in wave order) into bursts: burst ``k``
+    takes the ``k``-th ``burst`` VMs of every subscription (ARM's buckets are per subscription),
+    in wave order. Indexes into ``subscriptions``; every index once; no empty bursts."""
+    size = max(1, int(burst))
+    seen: dict[str, int] = {}
+    bursts: list[list[int]] = []
+    for index, sub in enumerate(subscriptions):
+        key = str(sub or "").lower()
+        k = seen.get(key, 0) // size
+        seen[key] = seen.get(key, 0) + 1
+        while len(bursts) <= k:
+            bursts.append([])
+        bursts[k].append(index)
+    return bursts

@@ -131,3 +131,46 @@ def test_waves_properties_on_random_fleets(seed):
         assert len(set(doms)) >= min(len(wave), available), (wave, remaining)
         for d in doms:
             remaining[d] -= 1
+
+
+# ------------------------------------------------------------------ paced install starts (issue 11, W2)
+from patchrings.domain.rate import (  # noqa: E402
+    ARM_READ_BUCKET,
+    ARM_WRITE_BUCKET,
+    StartPacing,
+    start_bursts,
+    start_pacing,
+)
+
+
+def test_start_pacing_divides_half_of_arms_buckets_among_the_slices() -> None:
+    assert start_pacing(1) == StartPacing(100, 10)  # 100 writes of 200, refilled at 10/s in 10 s
+    assert start_pacing(5) == StartPacing(20, 10)  # a 500-VM wave as five 100-VM slices
+    assert start_pacing(10) == StartPacing(10, 10)
+    assert start_pacing() == start_pacing(5)  # not said: a 500-VM wave is assumed
+    assert start_pacing(500) == StartPacing(1, 50)  # never below one start per burst: longer pauses
+    assert start_pacing(3, burst=7) == StartPacing(7, 3)  # 21 writes at 10/s
+    assert start_pacing(3, burst=7, pause_seconds=60) == StartPacing(7, 60)
+    assert start_pacing(0, burst=0, pause_seconds=-1) == StartPacing(20, 0)
+
+
+@pytest.mark.parametrize("slices", [1, 2, 3, 5, 7, 10])
+def test_paced_starts_of_all_slices_never_take_more_than_half_of_either_bucket(slices: int) -> None:
+    """A token-bucket check of the plan: all slices burst together, every burst, for 1,000 starts."""
+    pacing = start_pacing(slices)
+    for size, refill in (ARM_READ_BUCKET, ARM_WRITE_BUCKET):
+        tokens, lowest = float(size), float(size)
+        for _ in range(1000 // (pacing.burst * slices) + 1):
+            tokens -= pacing.burst * slices
+            lowest = min(lowest, tokens)
+            tokens = min(float(size), tokens + pacing.pause_seconds * refill)
+        assert lowest >= size / 2
+
+
+def test_start_bursts_take_the_next_vms_of_each_subscription() -> None:
+    subs = ["a", "a", "b", "A", "b", "c", "a"]
+    assert start_bursts(subs, 2) == [[0, 1, 2, 4, 5], [3, 6]]
+    assert start_bursts(subs, 100) == [list(range(7))]
+    assert start_bursts([], 5) == []
+    got = start_bursts(["s"] * 45, 20)
+    assert [len(b) for b in got] == [20, 20, 5] and sorted(i for b in got for i in b) == list(range(45))

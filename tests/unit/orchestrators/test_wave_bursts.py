@@ -1,0 +1,231 @@
+"""Waves that do not burst ARM, and first-wave installs in few looks (issue 11), on the real wave
+orchestrator driven by a scripted context: which starts go out together, the durable timers
+between them, and each VM's looks at its install from its own start."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrators import wave as wave_mod
+from patchrings.domain.plan import Plan, load_plan_file
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+RING0 = Plan.from_resolved(load_plan_file(Path(__file__).resolve().parents[3] / "plans" / "default.json")
+                           .to_dict()).ring("ring0").to_dict()
+
+
+def vm(i: int, os_name: str = "Windows", sub: str = "s1") -> dict[str, Any]:
+    return {"id": f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm{i:03d}",
+            "name": f"vm{i:03d}", "os": os_name}
+
+
+def ok_result() -> dict[str, Any]:
+    return {"status": "Succeeded", "installedPatchCount": 1, "failedPatchCount": 0, "pendingPatchCount": 0,
+            "rebootStatus": "Completed", "maintenanceWindowExceeded": False,
+            "patches": [{"kbId": "5048667", "name": "CU", "installationState": "Installed"}]}
+
+
+def spec(vms: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    params = {"rebootSetting": "IfRequired", "maximumDuration": "PT2H"}
+    return {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "wave": 0, "vms": vms,
+            "parameters": {"Windows": params, "Linux": params}, "pollSeconds": 120,
+            "runStartedAt": "2026-11-16T06:00:00Z", "deadline": "2026-11-16T08:30:00Z", **extra}
+
+
+class Call:
+    def __init__(self, name: str, payload: Any) -> None:
+        self.name, self.payload = name, payload
+
+
+class Ctx:
+    def __init__(self, payload: Any) -> None:
+        self.payload, self.current_utc_datetime = payload, T0
+        self.is_replaying, self.instance_id = False, "inst"
+        self.log: list[tuple[datetime, str, Any]] = []  # (time, "timer" | activity name, payload or instant)
+
+    def get_input(self) -> Any:
+        return self.payload
+
+    def set_custom_status(self, status: Any) -> None:
+        pass
+
+    def call_activity(self, name: str, payload: Any = None) -> Call:
+        return Call(name, payload)
+
+    def call_activity_with_retry(self, name: str, retry: Any, payload: Any = None) -> Call:
+        return Call(name, payload)
+
+    def call_sub_orchestrator(self, name: str, payload: Any = None, instance_id: str | None = None) -> Call:
+        return Call(name, payload)
+
+    def task_all(self, tasks: list[Call]) -> tuple[str, list[Call]]:
+        return ("all", tasks)
+
+    def create_timer(self, at: datetime) -> tuple[str, datetime]:
+        return ("timer", at)
+
+
+def raw(builder: Any) -> Callable[..., Any]:
+    handle = inspect.unwrap(builder._function.get_user_function())
+    for cell in handle.__closure__ or ():
+        fn = cell.cell_contents
+        if callable(fn) and getattr(fn, "__name__", "") != "handle" and hasattr(fn, "__code__"):
+            return fn  # type: ignore[no-any-return]
+    raise AssertionError("no user function found")
+
+
+def run(ctx: Ctx, answer: Callable[[Call, Ctx], Any], *, start_seconds: float = 0) -> Any:
+    """Drive the wave; each start burst takes ``start_seconds`` of (simulated) time to answer."""
+    gen = raw(wave_mod.wave_orchestrator)(ctx)
+    value: Any = None
+    for _ in range(100_000):
+        try:
+            step = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(step, tuple) and step[0] == "timer":
+            assert step[1] >= ctx.current_utc_datetime
+            ctx.log.append((ctx.current_utc_datetime, "timer", step[1]))
+            ctx.current_utc_datetime, value = step[1], None
+            continue
+        calls = list(step[1]) if isinstance(step, tuple) else [step]
+        for c in calls:
+            ctx.log.append((ctx.current_utc_datetime, c.name, c.payload))
+        results = [answer(c, ctx) for c in calls]
+        if calls and calls[0].name == "start_install":
+            ctx.current_utc_datetime += timedelta(seconds=start_seconds)
+        value = results if isinstance(step, tuple) else results[0]
+    raise AssertionError("the wave did not finish")
+
+
+def done_after(minutes: dict[str, float] | float) -> Callable[[Call, Ctx], Any]:
+    """Installs that end ``minutes`` after their start (per VM name, or all the same)."""
+    started: dict[str, datetime] = {}
+
+    def answer(call: Call, ctx: Ctx) -> Any:
+        if call.name == "start_install":
+            started[call.payload["vm"]["name"]] = ctx.current_utc_datetime
+            return {"state": "started", "token": "tok", "error": None}
+        if call.name == "poll_install":
+            name = call.payload["vm"]["name"]
+            took = minutes[name] if isinstance(minutes, dict) else minutes
+            done = ctx.current_utc_datetime >= started[name] + timedelta(minutes=took)
+            return {"done": True, "result": ok_result()} if done else {"done": False}
+        return {"verdicts": []}
+
+    return answer
+
+
+def bursts(ctx: Ctx) -> list[tuple[datetime, int]]:
+    """(instant, number of starts) per burst of start_install calls."""
+    out: dict[datetime, int] = {}
+    for at, name, _ in ctx.log:
+        if name == "start_install":
+            out[at] = out.get(at, 0) + 1
+    return sorted(out.items())
+
+
+def test_a_100_vm_slice_starts_in_bursts_of_20_with_a_durable_timer_of_10_s_between() -> None:
+    """Defaults (no slices given: 5 slices of a 500-VM wave assumed): 20 starts per burst, 10 s."""
+    ctx = Ctx(spec([vm(i) for i in range(100)]))
+    out = run(ctx, done_after(45), start_seconds=3)
+    got = bursts(ctx)
+    assert [n for _, n in got] == [20] * 5
+    gaps = [(b - a).total_seconds() for (a, _), (b, _) in pairwise(got)]
+    assert gaps == [13.0] * 4  # the burst's own 3 s, then the 10 s pause from its end
+    assert all(r["state"] == "done" for r in out["results"])
+
+
+def test_slices_given_divide_the_budget_and_a_burst_given_wins() -> None:
+    ctx = Ctx(spec([vm(i) for i in range(100)], slices=2))
+    wave_mod_spec = wave_mod.from_payload(wave_mod.WaveInput, ctx.payload)
+    if not hasattr(wave_mod_spec, "slices"):
+        pytest.skip("WaveInput has no slices field yet (patchrings/boundary/rings.py, W1)")
+    run(ctx, done_after(45))
+    assert [n for _, n in bursts(ctx)] == [50, 50]
+    ctx = Ctx(spec([vm(i) for i in range(10)], startBurst=4, startPauseSeconds=30))
+    run(ctx, done_after(45))
+    got = bursts(ctx)
+    assert [n for _, n in got] == [4, 4, 2] and (got[1][0] - got[0][0]).total_seconds() == 30
+
+
+def test_bursts_are_per_subscription() -> None:
+    """ARM's buckets are per subscription: 20 of each subscription go together."""
+    ctx = Ctx(spec([vm(i, sub="s1") for i in range(30)] + [vm(100 + i, sub="s2") for i in range(30)]))
+    run(ctx, done_after(45))
+    assert [n for _, n in bursts(ctx)] == [40, 20]
+
+
+def test_each_vm_is_polled_from_its_own_start_so_polls_follow_the_bursts() -> None:
+    ctx = Ctx(spec([vm(i) for i in range(40)]))
+    run(ctx, done_after(45))
+    first, second = (at for at, _ in bursts(ctx))
+    polls: dict[str, list[datetime]] = {}
+    for at, name, payload in ctx.log:
+        if name == "poll_install":
+            polls.setdefault(payload["vm"]["name"], []).append(at)
+    assert polls["vm000"] == [first + timedelta(minutes=30), first + timedelta(minutes=60)]
+    assert polls["vm020"] == [second + timedelta(minutes=30), second + timedelta(minutes=60)]
+    rounds = {at for at, name, _ in ctx.log if name == "poll_install"}
+    assert len(rounds) == 4  # two bursts x two looks: never all 40 VMs at once
+
+
+@pytest.mark.parametrize(("minutes", "looks"), [(2, 1), (29, 1), (45, 2), (60, 2), (75, 3), (110, 4)])
+def test_first_wave_looks_at_an_install_few_times(minutes: float, looks: int) -> None:
+    """No learned duration: 30 min (PT2H / 4), then the offset doubles (gaps at most 30 min)."""
+    ctx = Ctx(spec([vm(0)]))
+    out = run(ctx, done_after(minutes))
+    assert sum(1 for _, name, _ in ctx.log if name == "poll_install") == looks
+    assert out["results"][0]["state"] == "done"
+
+
+def test_the_ring_learns_the_middle_of_a_wide_first_wave_bracket_and_a_later_wave_looks_once() -> None:
+    ctx = Ctx(spec([vm(0), vm(1, "Linux")]))
+    out = run(ctx, done_after({"vm000": 45, "vm001": 2}))
+    # Windows: running at 30, done at 60 -> 45 min; Linux: done at its first look (30) -> 30 min
+    assert out["installSeconds"] == {"windows": 2700.0, "linux": 1800.0}
+    later = Ctx(spec([vm(2), vm(3, "Linux")], expectedInstallSeconds=out["installSeconds"]))
+    again = run(later, done_after({"vm002": 45, "vm003": 2}))
+    assert sum(1 for _, name, _ in later.log if name == "poll_install") == 2  # one look each
+    assert again["installSeconds"] == {"windows": 2700.0, "linux": 1800.0}
+
+
+def test_a_later_wave_keeps_the_learned_schedule_and_learns_its_narrow_bracket_end() -> None:
+    ctx = Ctx(spec([vm(0)], expectedInstallSeconds={"Windows": 45 * 60}))
+    out = run(ctx, done_after(50))
+    assert [round((at - T0).total_seconds() / 60) for at, name, _ in ctx.log if name == "poll_install"] == [45, 47, 51]
+    assert out["installSeconds"] == {"windows": 51 * 60.0}  # bracket 47-51 (4 min): its end
+
+
+def test_the_deadline_still_caps_the_first_wave_schedule() -> None:
+    ctx = Ctx(spec([vm(0)], deadline="2026-11-16T07:10:00Z"))
+    out = run(ctx, done_after(200))
+    assert [round((at - T0).total_seconds() / 60) for at, name, _ in ctx.log if name == "poll_install"] == [30, 60, 70]
+    assert out["results"][0]["state"] == "timeout"
+
+
+def test_refused_retryable_starts_are_retried_in_bursts_too() -> None:
+    tries: dict[str, int] = {}
+    inner = done_after(45)
+
+    def answer(call: Call, ctx: Ctx) -> Any:
+        if call.name == "start_install":
+            name = call.payload["vm"]["name"]
+            tries[name] = tries.get(name, 0) + 1
+            if tries[name] == 1 and int(name[2:]) % 2:
+                return {"state": "refused", "token": None, "error": {"code": "TooManyRequests", "retryable": True}}
+        return inner(call, ctx)
+
+    ctx = Ctx(spec([vm(i) for i in range(50)]))
+    out = run(ctx, answer)
+    assert [n for _, n in bursts(ctx)] == [20, 20, 10, 20, 5]  # 25 refused: retried a minute later, paced
+    assert all(r["state"] == "done" for r in out["results"])
