@@ -135,3 +135,16 @@ def test_with_on_bad_manifest_wait_the_next_cycle_waits_for_a_person_and_refuses
     assert again and all(sc.KB_OLD in [str(k).upper().removeprefix("KB") for k in wp.get("kbNumbersToExclude") or []]
                          for wp in ((r.body or {}).get("windowsParameters") for r in again) if wp)
     assert not any(sc.KB_OLD in k for k in p.arm.vm("r0-web-1").installed)
+
+    # cycle 3 (after cycle 2 ends at Ring 1): the entry is still active, so it waits again; a
+    # rejection ends the rollout with nothing installed
+    assert d.decide(second, "ring1", "reject", after["waitingFor"]["manifestHash"], "bob@contoso.com").status == 202
+    assert d.until_done(second).output["state"] == "halted"
+    cycle2 = len(installs(p))
+    third = d.start(who="dave@contoso.com")
+    waiting = d.until_waiting(third, "approval", "ring0")["waitingFor"]
+    assert waiting["manifestHash"] == token  # the same entries: the same decision token
+    assert d.decide(third, "ring0", "reject", token, "bob@contoso.com", "not this week").status == 202
+    out = d.until_done(third).output
+    assert out["state"] == "halted" and "nothing was installed" in out["outcome"], out
+    assert len(installs(p)) == cycle2
