@@ -13,8 +13,8 @@ The compliance view and the manifest diff resolve rings with the same core
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 import azure.durable_functions as df
 from azure.core.exceptions import HttpResponseError
@@ -30,18 +30,22 @@ from patchrings.arm.lro import to_wire
 from patchrings.arm.machines import arc_ref, is_arc
 from patchrings.arm.vms import dynamic_scope_matches, tag_value, vm_ref
 from patchrings.boundary.activities import (
+    PlanRingWavesInput,
+    PlanRingWavesOutput,
+    ReadWaveMembersInput,
+    ReadWaveMembersOutput,
     ResolveMembersInput,
     ResolveMembersOutput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
-from patchrings.domain.plan import Ring
+from patchrings.domain.plan import Ring, short_hash
 from patchrings.ports import ComputeGateway, FleetGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
-__all__ = ["bp", "member_ref", "resolve_ring_members", "resolve_ring_members_core",
-           "subscription_fleet"]
+__all__ = ["WavePlanStore", "bp", "member_ref", "plan_ring_waves", "plan_ring_waves_core", "read_wave_members",
+           "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core", "subscription_fleet"]
 
 #: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
 #: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
@@ -204,7 +208,82 @@ def _tolerate_absent(exc: HttpResponseError) -> None:
         raise exc
 
 
+# ------------------------------------------------------------------------------ wave plans (issue 11)
+class WavePlanStore(Protocol):
+    """The ledger's wave-plan rows (:class:`patchrings.ledger.Ledger`, ``Waves`` table)."""
+
+    def wave_plan(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def record_wave_plan(self, run_id: str, plan: Mapping[str, Any],
+                         slices: Iterable[tuple[int, int, list[dict[str, Any]]]]) -> dict[str, Any]: ...
+
+    def wave_slice(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None: ...
+
+
+def _plan_answer(plan: Mapping[str, Any]) -> dict[str, Any]:
+    return to_payload(PlanRingWavesOutput(
+        count=int(plan.get("count") or 0), waves=[int(n) for n in plan.get("waves") or []],
+        slice_size=int(plan.get("sliceSize") or 0), hash=str(plan.get("hash") or ""),
+        by_os={str(k): int(v) for k, v in (plan.get("byOs") or {}).items()}, error=plan.get("error") or None))
+
+
+def plan_ring_waves_core(clients: FleetGateway, ledger: WavePlanStore,
+                         payload: PlanRingWavesInput | Mapping[str, Any]) -> dict[str, Any]:
+    """Resolve a direct ring's members, plan its waves and keep both in the ledger; answer counts.
+
+    Check before act (at-least-once): a run whose plan row exists answers that plan, so a retried
+    or replayed call never re-resolves a ring whose membership changed meanwhile. Otherwise the
+    members (:func:`resolve_ring_members_core`) are split into the ring's waves (its ``rate``:
+    ``plan_waves``, spread across zones / availability sets), each wave into slices of at most
+    ``sliceSize`` VMs, written to the ``Waves`` table before the plan row (create-only, the
+    first planner wins). The answer holds no VM: ``{count, waves, sliceSize, byOs, hash}``."""
+    spec = payload if isinstance(payload, PlanRingWavesInput) else from_payload(PlanRingWavesInput, payload)
+    existing = ledger.wave_plan(spec.run_id)
+    if existing is not None:
+        return _plan_answer(existing)
+    resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=spec.ring, ring_spec=spec.ring_spec,
+                                                                      rollout_id=spec.rollout_id))
+    vms: list[dict[str, Any]] = list(resolved.get("vms") or [])
+    if resolved.get("error"):
+        # nowhere to look: nothing is planned (a later call looks again), the ring says why
+        return to_payload(PlanRingWavesOutput(count=0, waves=[], slice_size=spec.slice_size, hash="",
+                                              error=resolved["error"]))
+    ring = ring_from_spec(spec.ring_spec, spec.ring)
+    by_id = {str(vm["id"]): vm for vm in vms}
+    waves = ring.rate.waves(vms)
+    size = max(1, int(spec.slice_size or 100))
+    slices = [(index, part, [by_id[vm_id] for vm_id in wave[first:first + size]])
+              for index, wave in enumerate(waves) for part, first in enumerate(range(0, len(wave), size))]
+    by_os: dict[str, int] = {}
+    for vm in vms:
+        key = str(vm.get("os") or "unknown")
+        by_os[key] = by_os.get(key, 0) + 1
+    plan = {"count": len(vms), "waves": [len(w) for w in waves], "sliceSize": size, "byOs": by_os,
+            "hash": short_hash({"waves": waves, "sliceSize": size})}
+    return _plan_answer(ledger.record_wave_plan(spec.run_id, plan, slices))
+
+
+def read_wave_members_core(ledger: WavePlanStore, payload: ReadWaveMembersInput | Mapping[str, Any]) -> dict[str, Any]:
+    """The VmRefs of one slice of one planned wave (a read: retried by the caller). A slice the
+    plan does not hold raises: a ring must never install a wave it cannot name."""
+    spec = payload if isinstance(payload, ReadWaveMembersInput) else from_payload(ReadWaveMembersInput, payload)
+    vms = ledger.wave_slice(spec.run_id, spec.plan_hash, spec.wave, spec.slice)
+    if vms is None:
+        raise LookupError(f"run {spec.run_id}: plan {spec.plan_hash} has no wave {spec.wave} slice {spec.slice}")
+    return to_payload(ReadWaveMembersOutput(vms=vms))
+
+
 # ------------------------------------------------------------------------------ binding
+@bp.activity_trigger(input_name="payload")
+def plan_ring_waves(payload: Payload) -> dict[str, Any]:
+    return plan_ring_waves_core(deps.clients(), deps.ledger(), from_payload(PlanRingWavesInput, payload))
+
+
+@bp.activity_trigger(input_name="payload")
+def read_wave_members(payload: Payload) -> dict[str, Any]:
+    return read_wave_members_core(deps.ledger(), from_payload(ReadWaveMembersInput, payload))
+
+
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     return resolve_ring_members_core(deps.clients(), from_payload(ResolveMembersInput, payload))

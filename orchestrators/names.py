@@ -21,6 +21,8 @@ RING_GATE = "ring_gate_orchestrator"
 # Activities (docs/architecture.md "Activity contract").
 LOAD_PLAN = "load_plan"
 RESOLVE_MEMBERS = "resolve_ring_members"
+PLAN_RING_WAVES = "plan_ring_waves"  # a direct ring's members and waves into the ledger, counts back (issue 11)
+READ_WAVE_MEMBERS = "read_wave_members"  # one slice (<= 100 VMs) of a planned wave from the ledger (issue 11)
 START_INSTALL = "start_install"
 POLL_INSTALL = "poll_install"
 START_ASSESS = "start_assess"

@@ -29,6 +29,7 @@ size. Its waves get the ring's document (``ringSpec``), never the plan.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -41,14 +42,13 @@ from orchestrators.verdicts import (
     build_manifest_dict,
     gate_for,
     install_parameters,
-    pack_verdicts,
     ring_of,
     unpack_verdicts,
     verdict_ok,
     verdict_passed,
 )
 from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
-from patchrings.boundary.activities import LedgerReadGateInput, ResolveMembersInput
+from patchrings.boundary.activities import LedgerReadGateInput, PlanRingWavesInput, ReadWaveMembersInput
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput
 from patchrings.domain.rate import ErrorBudget, spread_order
@@ -69,6 +69,14 @@ WAVES_PER_EXECUTION = 60
 #: wave instances side by side, each about 6 history events per VM (start, first poll) + a few
 #: hundred for its polls and verify, so no wave instance passes 2,000 events.
 WAVE_SLICE = 100
+#: ... and at most this many VMs' waves per execution (issue 11, bounded replayed bytes): each VM
+#: costs the ring its VmRef twice (read from the ledger, handed to its wave) and, in Ring 0, its
+#: lean install entry; 500 VMs keep one execution's history near half a megabyte.
+VMS_PER_EXECUTION = 500
+#: Most VMs a gate names as not started (the rest are counted in one ring-level reason).
+MAX_SKIPPED = 100
+#: Most manifest sources named (the first by id; ``sourceCount`` says how many there are).
+MAX_SOURCES = 100
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.RING_DIRECT)  # type: ignore[untyped-decorator]
@@ -78,74 +86,129 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # The ring's resolved document: what this ring and its waves read (issue 10: not the plan).
     ring_spec = dict(spec.ring_spec)
     ring = ring_of(ring_spec)
+    run_id = str(spec.run_id or context.instance_id)
 
     carry = spec.carry  # state of the earlier executions (continue-as-new)
-    vms: list[dict[str, Any]] | None = carry.vms if carry is not None else spec.vms
-    if vms is None:
-        resolve = ResolveMembersInput(ring=ring_name, ring_spec=ring_spec)
-        members = yield context.call_activity_with_retry(names.RESOLVE_MEMBERS, retries.READ, to_payload(resolve))
-        vms = list((members or {}).get("vms") or [])
-    by_id = {vm["id"]: vm for vm in vms}
+    # The ring's VMs are held here only when the caller gave them (``vms``) or an older execution
+    # carried them; otherwise they stay in the ledger (issue 11): ``plan_ring_waves`` resolves the
+    # members, plans the waves and answers counts, each wave's slices are read back when it starts.
+    vms: list[dict[str, Any]] | None = carry.vms if carry is not None and carry.vms is not None else spec.vms
+    plan: dict[str, Any] = dict(carry.plan) if carry is not None and carry.plan else {}
+    if vms is None and not plan:
+        planned = yield context.call_activity_with_retry(names.PLAN_RING_WAVES, retries.WRITE, to_payload(
+            PlanRingWavesInput(ring=ring_name, run_id=run_id, ring_spec=ring_spec, slice_size=WAVE_SLICE,
+                               rollout_id=spec.rollout_id)))
+        plan = dict(planned or {})
     keep_results = bool(spec.build_manifest)  # only Ring 0's manifest reads per-VM install results
     per_execution = max(1, int(spec.waves_per_execution or WAVES_PER_EXECUTION))
 
     rate = ring.rate
-    waves = rate.waves(vms)  # equal waves of maxConcurrency, or geometric (1, 2, 4, ...) when the plan says so
-    budget = ErrorBudget.for_ring(rate, len(vms))
+    if vms is not None:
+        by_id = {vm["id"]: vm for vm in vms}
+        planned_ids = rate.waves(vms)  # equal waves of maxConcurrency, or geometric (1, 2, 4, ...)
+        wave_ids: list[list[str]] | None = planned_ids
+        sizes = [len(w) for w in planned_ids]
+        total, slice_size = len(vms), WAVE_SLICE
+    else:
+        by_id, wave_ids = {}, None
+        sizes = [int(n) for n in plan.get("waves") or []]
+        total, slice_size = int(plan.get("count") or 0), max(1, int(plan.get("sliceSize") or WAVE_SLICE))
+    budget = ErrorBudget.for_ring(rate, total)
     base_install = ring.install
     parameters = install_parameters(base_install, spec.started_at, spec.manifest)
     max_duration = duration_or(base_install.get("maximumDuration"), timedelta(hours=2))
     poll_seconds = int(spec.poll_seconds or 120)
 
     run_started_at = str((carry.run_started_at if carry else None) or iso(context.current_utc_datetime))
-    results: list[dict[str, Any]] = list(carry.results if carry else [])
-    verdicts: list[dict[str, Any]] = unpack_verdicts(vms, carry.verdicts) if carry and carry.verdicts else []
-    for verdict in verdicts:
+    # Verdicts: every one that is not a plain pass kept whole (in wave order), plain passes counted.
+    others: list[dict[str, Any]] = []
+    passed: dict[str, int] = {}
+    if carry is not None and carry.verdicts:
+        if "counts" in carry.verdicts:
+            others = list(carry.verdicts.get("verdicts") or [])
+            passed = {str(k): int(v) for k, v in (carry.verdicts.get("counts") or {}).items()}
+        elif vms is not None:  # an older execution's carry: packed as indexes into the ring's VMs
+            others, passed = _split(unpack_verdicts(vms, carry.verdicts))
+    for verdict in others:
         budget.record(str(verdict.get("vm")), verdict_ok(verdict))
+    results: list[dict[str, Any]] = list(carry.results if carry else [])
+    shapes = {_shape(r) for r in results if r.get("verdict") is not None and verdict_passed(r["verdict"])}
+    sample: list[dict[str, Any]] = list(carry.sample if carry else [])
+    sources: list[str] = list(carry.sources if carry else [])
+    source_count = int(carry.source_count if carry else 0)
     skipped: list[str] = list(carry.skipped if carry else [])
+    skipped_count = int(carry.skipped_count if carry else 0) or len(skipped)
     halted = bool(carry.halted) if carry else False
     first_wave = int(carry.next or 0) if carry else 0
     # Expected install durations per OS (seconds), learned from each wave's longest install and
     # handed to the next wave so it polls once, when its installs should be done (issue 11).
     learned: dict[str, Any] = (carry.learned if carry else None) or _initial_expected(spec.expected_install_seconds)
 
+    def finished() -> int:
+        return len(others) + sum(passed.values())
+
     def progress(index: int, step: str) -> None:
         # What the API shows while the ring runs (read by this instance's deterministic id):
         # small and fixed-size whatever the ring's size.
         context.set_custom_status({
-            "ring": ring_name, "step": step, "wave": index + 1, "waves": len(waves), "vms": len(vms),
-            "finished": len(verdicts), "skipped": len(skipped),
-            "inFlight": len(waves[index]) if step == "installing" and index < len(waves) else 0,
+            "ring": ring_name, "step": step, "wave": index + 1, "waves": len(sizes), "vms": total,
+            "finished": finished(), "skipped": skipped_count,
+            "inFlight": sizes[index] if step == "installing" and index < len(sizes) else 0,
             "waveInstance": f"{context.instance_id}:w{index}" if step == "installing" else None,
-            "counts": count_verdicts(verdicts),
+            "counts": _counts(others, passed),
         })
 
-    progress(first_wave, "resolving" if not waves else "installing")
-    for index, wave in enumerate(waves):
+    def slices_of(index: int) -> Any:
+        """The VmRefs of wave ``index`` in slices of at most ``slice_size`` (read from the ledger)."""
+        if wave_ids is not None:
+            wave_vms = [by_id[vm_id] for vm_id in wave_ids[index]]
+            return [wave_vms[first:first + slice_size] for first in range(0, len(wave_vms), slice_size)]
+        answers = yield context.task_all([
+            context.call_activity_with_retry(names.READ_WAVE_MEMBERS, retries.READ, to_payload(ReadWaveMembersInput(
+                run_id=run_id, plan_hash=str(plan.get("hash") or ""), wave=index, slice=part,
+                rollout_id=spec.rollout_id, ring=ring_name)))
+            for part in range(-(-sizes[index] // slice_size))
+        ])
+        return [list((answer or {}).get("vms") or []) for answer in answers or []]
+
+    def skip(index: int) -> Any:
+        """Wave ``index`` is not started: counted, and its VMs named while fewer than MAX_SKIPPED are."""
+        nonlocal skipped_count
+        skipped_count += sizes[index]
+        if len(skipped) < MAX_SKIPPED:
+            parts = yield from slices_of(index)
+            skipped.extend([vm["id"] for part in parts for vm in part][:MAX_SKIPPED - len(skipped)])
+
+    progress(first_wave, "resolving" if not sizes else "installing")
+    ran = 0  # VMs this execution started waves for
+    for index in range(len(sizes)):
         if index < first_wave:
             continue  # run by an earlier execution of this instance
-        if index >= first_wave + per_execution and budget.may_start_more() and not halted:
-            # Bounded history (issue 11): a fresh execution every `per_execution` waves, carrying
-            # the ring's state (its VMs, packed verdicts, learned durations) in its input.
+        if ((index >= first_wave + per_execution or ran >= VMS_PER_EXECUTION)
+                and budget.may_start_more() and not halted):
+            # Bounded history (issue 11): a fresh execution every `per_execution` waves or
+            # VMS_PER_EXECUTION VMs, carrying counts, indexes and bounded lists (never the VMs).
             context.continue_as_new(to_payload(dataclasses.replace(spec, carry=RingDirectCarry(
-                vms=vms, run_started_at=run_started_at, next=index, learned=learned,
-                verdicts=pack_verdicts(vms, verdicts), results=results if keep_results else [],
-                skipped=skipped, halted=halted))))
+                run_started_at=run_started_at, next=index, learned=learned,
+                verdicts={"packed": True, "verdicts": others, "counts": passed},
+                results=results if keep_results else [], skipped=skipped, skipped_count=skipped_count,
+                halted=halted, plan=plan or None, sample=sample, sources=sources, source_count=source_count,
+                vms=carry.vms if carry is not None else None))))
             return None
         if not budget.may_start_more() or halted:
-            skipped.extend(wave)
+            yield from skip(index)
             continue
         if index > 0 and (yield from _halt_requested(context, spec)):
             # A halt stops new waves; in-flight installs of earlier waves have finished.
             halted = True
-            skipped.extend(wave)
+            yield from skip(index)
             continue
         progress(index, "installing")
-        wave_vms = [by_id[vm_id] for vm_id in wave]
+        slices = yield from slices_of(index)
+        ran += sizes[index]
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
         # A wave larger than WAVE_SLICE runs as several wave instances side by side (same start,
         # same deadline): each instance's history grows with its VMs (start + polls per VM).
-        slices = [wave_vms[first:first + WAVE_SLICE] for first in range(0, len(wave_vms), WAVE_SLICE)]
         outcomes = yield context.task_all([
             context.call_sub_orchestrator(
                 names.WAVE,
@@ -170,7 +233,9 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         wave_results: list[dict[str, Any]] = []
         wave_verdicts: list[dict[str, Any]] = []
         seen: dict[str, float] = {}
+        refs: dict[str, dict[str, Any]] = {}
         for part, outcome in zip(slices, outcomes or [], strict=False):
+            refs.update((vm["id"], vm) for vm in part)
             wave_results.extend((outcome or {}).get("results") or [])
             wave_verdicts.extend(unpack_verdicts(part, outcome) if isinstance(outcome, dict) and "packed" in outcome
                                  else list((outcome or {}).get("verdicts") or []))
@@ -178,41 +243,121 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 if isinstance(seconds, (int, float)) and seconds > 0:
                     seen[str(os_key).lower()] = max(seen.get(str(os_key).lower(), 0.0), float(seconds))
         learned.update(seen)
-        if keep_results:
-            results.extend(wave_results)
-        verdicts.extend(wave_verdicts)
+        wave_others, wave_passed = _split(wave_verdicts)
+        others.extend(wave_others)
+        for key, count in wave_passed.items():
+            passed[key] = passed.get(key, 0) + count
         for verdict in wave_verdicts:
             budget.record(str(verdict.get("vm")), verdict_ok(verdict))
+        # The health sample so far: spread_order's first HEALTH_SAMPLE of the passing VMs. A VM's
+        # place in that order only moves back as VMs are added, so keeping the first ones of each
+        # wave's merge is the sample of all of them (and the carry stays at HEALTH_SAMPLE VMs).
+        sample = health_sample(sample + [refs[str(v["vm"])] for v in wave_verdicts
+                                         if verdict_passed(v) and str(v["vm"]) in refs])
+        if keep_results:
+            by_vm = {str(v.get("vm")): v for v in wave_verdicts}
+            new_sources = [str(r.get("vm")) for r in wave_results
+                           if verdict_passed(by_vm.get(str(r.get("vm"))) or {})]
+            source_count += len(new_sources)
+            sources = sorted(set(sources) | set(new_sources), key=str.lower)[:MAX_SOURCES]
+            _keep(results, shapes, wave_results, by_vm)
         # The wave wrote its per-VM rows to the ledger itself (issue 11: they are not replayed here twice).
         if not context.is_replaying:
             log.info(
                 "ring %s wave %d/%d done: %d errors of %d allowed",
                 ring_name,
                 index + 1,
-                len(waves),
+                len(sizes),
                 budget.errors,
                 budget.max_errors,
             )
 
     # Decide here and hand the rollout a small summary: its history stays small however large
-    # the ring is (per-VM results and verdicts are in this instance's history and the ledger).
-    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped)
-    manifest = build_manifest_dict(results, verdicts) if spec.build_manifest else None
-    if manifest is not None:
+    # the ring is (per-VM results and verdicts are in the waves' histories and the ledger).
+    verdicts = others + _passes(passed)
+    unnamed = skipped_count - len(skipped)
+    notes = [{"vm": "", "reason": f"{unnamed} more VM(s) not started: the ring's error budget (maxErrors) "
+                                  "was exceeded or the rollout was halted"}] if unnamed > 0 else None
+    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped, notes=notes)
+    manifest = None
+    if spec.build_manifest:
+        manifest = build_manifest_dict(results, [r["verdict"] for r in results if r.get("verdict") is not None])
         # titles and classifications of what it pins, for the people who approve it (issue 9)
         manifest["details"] = manifest_details(results, manifest)
-    progress(max(len(waves) - 1, 0), "done")
-    passed = [by_id[str(v["vm"])] for v in verdicts if verdict_passed(v) and str(v["vm"]) in by_id]
+        # its sources: the first MAX_SOURCES by id and how many there are (issue 11: the rollout
+        # replays this manifest several times; the ledger's VM rows name every one)
+        manifest["sources"] = list(sources)
+        manifest["sourceCount"] = source_count
+    progress(max(len(sizes) - 1, 0), "done")
     return to_payload(RingDirectOutput(
         gate=gate,
         manifest=manifest,
-        health_sample=health_sample(passed),
-        counts={**count_verdicts(verdicts), "skipped": len(skipped), "waves": len(waves)},
-        skipped=len(skipped),
+        health_sample=sample,
+        counts={**_counts(others, passed), "skipped": skipped_count, "waves": len(sizes)},
+        skipped=skipped_count,
         budget={"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
         halted=halted,
         install_seconds=learned,  # per OS, for a later direct ring's expectedInstallSeconds
     ))
+
+
+def _split(verdicts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Verdicts as (every one that is not a plain pass, whole; plain passes counted by
+    ``install|health``): what the gate, the counts and the budget read of them."""
+    others: list[dict[str, Any]] = []
+    passed: dict[str, int] = {}
+    for verdict in verdicts:
+        if verdict.get("outcome") == "pass" and not verdict.get("reasons"):
+            key = f"{verdict.get('install')}|{verdict.get('health')}"
+            passed[key] = passed.get(key, 0) + 1
+        else:
+            others.append(verdict)
+    return others, passed
+
+
+def _passes(passed: dict[str, int]) -> list[dict[str, Any]]:
+    """Stand-ins for the counted plain passes (the gate counts them; it lists only the others)."""
+    out: list[dict[str, Any]] = []
+    for key, count in sorted(passed.items()):
+        install, _, health = key.partition("|")
+        out.extend({"vm": f"passed:{key}:{i}", "install": install, "health": health, "outcome": "pass",
+                    "reasons": []} for i in range(count))
+    return out
+
+
+def _counts(others: list[dict[str, Any]], passed: dict[str, int]) -> dict[str, int]:
+    """``count_verdicts`` of the others plus the counted passes."""
+    counts = count_verdicts(others)
+    counts["vms"] = counts.get("vms", 0) + sum(passed.values())
+    for key, count in passed.items():
+        install, _, health = key.partition("|")
+        for facet, value in (("install", install), ("health", health)):
+            if value and value != "None":
+                counts[f"{facet}:{value}"] = counts.get(f"{facet}:{value}", 0) + count
+    return counts
+
+
+def _shape(entry: dict[str, Any]) -> str:
+    """What a passing VM's install entry tells the manifest: its OS, image and patch list."""
+    result = entry.get("result")
+    patches = result.get("patches") if isinstance(result, dict) else None
+    return json.dumps([str(entry.get("os") or "").lower(), entry.get("image"), patches], sort_keys=True)
+
+
+def _keep(results: list[dict[str, Any]], shapes: set[str], wave_results: list[dict[str, Any]],
+          by_vm: dict[str, dict[str, Any]]) -> None:
+    """Keep what Ring 0's manifest needs of a wave's install entries (issue 11, bounded carry):
+    every entry of a VM that did not pass, whole; of the passing ones, the first of each distinct
+    OS / image / patch list (the manifest's patches, exclusions, coverage and details are the
+    same). Each kept entry carries its verdict."""
+    for entry in wave_results:
+        verdict = by_vm.get(str(entry.get("vm")))
+        if verdict is not None and verdict_passed(verdict):
+            shape = _shape(entry)
+            if shape in shapes:
+                continue
+            shapes.add(shape)
+        results.append({**entry, "verdict": verdict} if verdict is not None else dict(entry))
 
 
 def _initial_expected(raw: Any) -> dict[str, Any]:

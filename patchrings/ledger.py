@@ -37,7 +37,14 @@ table                  PartitionKey                   RowKey
 ``<prefix>Events``     configuration id (lower-case)  event type ``|`` event id
 ``<prefix>Installs``   run id                         VM id (lower-case)
 ``<prefix>Quarantine`` plan name (lower-case)         entry id (``<rollout id>:<ring>``)
+``<prefix>Waves``      run id (lower-case)            ``plan`` / plan hash ``|w<wave>.<slice>``
 =====================  =============================  ==================================
+
+``Waves`` (issue 11, bounded history) holds a direct ring run's membership and wave plan, so the
+ring orchestration carries counts and indexes instead of every VM: one ``plan`` row (count,
+wave sizes, slice size, per-OS counts, the plan's hash; created once, so a retried planner
+answers the first plan) and one row per wave slice (at most a slice's VmRefs, JSON), keyed by
+the plan's hash, so two planners racing never mix their slices.
 
 ``Runs`` indexes ring-run rows that carry an ``authorised`` flag by run id (a scheduled run's
 correlationId), so the fail-closed guard, which knows only the run, finds the decision of
@@ -66,9 +73,9 @@ if TYPE_CHECKING:
 
     from patchrings.clients import AzureClients
 
-__all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key"]
+__all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key", "wave_slice_key"]
 
-TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs", "Quarantine")
+TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs", "Quarantine", "Waves")
 
 _KEY_UNSAFE = re.compile(r"[/\\#?%|\x00-\x1f\x7f-\x9f]")
 _PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
@@ -369,3 +376,45 @@ class Ledger:
         fields = {"released": True, "releasedBy": by, "releasedAt": at, "releaseReason": reason}
         self._upsert("Quarantine", escape_key(plan_name.lower()), escape_key(entry_id), fields)
         return {**row, **{k: v for k, v in fields.items() if v is not None}}
+
+    # ------------------------------------------------------------------ wave plans (issue 11)
+    def wave_plan(self, run_id: str) -> dict[str, Any] | None:
+        """The wave plan of a direct ring run (its ``plan`` row), or None before it is written."""
+        return self._get("Waves", _id_key(run_id), "plan")
+
+    def record_wave_plan(self, run_id: str, plan: Mapping[str, Any],
+                         slices: Iterable[tuple[int, int, list[dict[str, Any]]]]) -> dict[str, Any]:
+        """Write a run's wave slices (``(wave, slice, vms)``), then its ``plan`` row, create-only.
+
+        Returns the plan that holds: this one, or the one another planner wrote first (its
+        slices are keyed by its own hash, so the two never mix)."""
+        pk = bound_key(_id_key(run_id))
+        digest = str(plan["hash"])
+        table = self.table("Waves")
+        batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        size = 0
+        for wave, part, vms in slices:
+            entity = {"PartitionKey": pk, "RowKey": bound_key(wave_slice_key(digest, wave, part)),
+                      **encode_fields({"wave": wave, "slice": part, "vms": vms})}
+            entity_size = _size(entity)
+            if batch and (len(batch) >= _BATCH_OPS or size + entity_size > _BATCH_BYTES):
+                table.submit_transaction(batch)
+                batch, size = [], 0
+            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+            size += entity_size
+        if batch:
+            table.submit_transaction(batch)
+        if self._append("Waves", _id_key(run_id), "plan", {**plan, "runId": run_id}):
+            return {**plan, "runId": run_id}
+        first = self.wave_plan(run_id)
+        return first if first is not None else {**plan, "runId": run_id}
+
+    def wave_slice(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None:
+        """The VmRefs of one slice of one wave of a run's plan (None: no such slice)."""
+        row = self._get("Waves", _id_key(run_id), wave_slice_key(plan_hash, wave, part))
+        return None if row is None else list(row.get("vms") or [])
+
+
+def wave_slice_key(plan_hash: str, wave: int, part: int) -> str:
+    """The RowKey of one wave slice of a plan: ``<hash>|w<wave>.<slice>`` (zero-padded, sortable)."""
+    return f"{escape_key(plan_hash)}|w{int(wave):05d}.{int(part):03d}"

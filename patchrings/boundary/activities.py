@@ -45,10 +45,14 @@ __all__ = [
     "ManifestDiffInput",
     "NotifyInput",
     "PinManifestInput",
+    "PlanRingWavesInput",
+    "PlanRingWavesOutput",
     "PollAssessInput",
     "PollInstallInput",
     "PollOutput",
     "ReadAssessmentsInput",
+    "ReadWaveMembersInput",
+    "ReadWaveMembersOutput",
     "ResolveMembersInput",
     "ResolveMembersOutput",
     "RetagVmsInput",
@@ -105,6 +109,49 @@ class ResolveMembersOutput:
 
     vms: list[VmRef]
     error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PlanRingWavesInput:
+    """``plan_ring_waves`` (issue 11, bounded history): resolve a direct ring's members, plan its
+    waves (the ring's ``rate``: ``plan_waves`` / ``spread_order``) and write them to the ledger
+    in slices of at most ``sliceSize`` VMs, once per ``runId`` (a retry answers the first plan)."""
+
+    ring: str
+    run_id: str
+    ring_spec: dict[str, Any] = field(kw_only=True)
+    slice_size: int = 100
+    rollout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanRingWavesOutput:
+    """Counts only: ``{count, waves: [wave sizes], sliceSize, byOs: {os: n}, hash}`` (+ ``error``
+    when the ring names nowhere to look); the VMs stay in the ledger (``read_wave_members``)."""
+
+    count: int
+    waves: list[int]
+    slice_size: int
+    hash: str
+    by_os: dict[str, int] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReadWaveMembersInput:
+    """``read_wave_members``: the VmRefs of one slice (at most ``sliceSize``) of one planned wave."""
+
+    run_id: str
+    plan_hash: str
+    wave: int
+    slice: int = 0
+    rollout_id: str | None = None
+    ring: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadWaveMembersOutput:
+    vms: list[VmRef]
 
 
 @dataclass(frozen=True)

@@ -47,16 +47,30 @@ _NULL = {"keep_none": True}
 @dataclass(frozen=True)
 class RingDirectCarry:
     """The state a direct ring hands its next execution when it continues as new (bounded
-    history): its VMs, packed verdicts, learned install durations, skipped, halted, next wave."""
+    history, issue 11): counts, indexes and a few bounded lists, never the ring's VM list.
 
-    vms: list[dict[str, Any]]
+    ``plan`` is ``plan_ring_waves``' answer (count, wave sizes, slice size, hash: the VMs stay in
+    the ledger); ``verdicts`` ``{packed, verdicts: [every verdict that is not a plain pass],
+    counts: {"install|health": n}}`` (plain passes counted); ``results`` the install entries the
+    manifest reads (Ring 0: non-passing VMs whole, passing ones one per distinct OS / image /
+    patch list, each with its ``verdict``); ``sample`` the health sample so far (at most 50
+    VmRefs); ``sources`` / ``sourceCount`` the manifest's first sources by id and their number;
+    ``skipped`` the VMs named as not started (at most 100) of ``skippedCount``. ``vms``: only an
+    older execution's carry (the ring's VMs, with ``verdicts`` packed as indexes into them)."""
+
     run_started_at: str
     next: int
     learned: dict[str, Any]
-    verdicts: dict[str, Any]  # ``verdicts.pack_verdicts`` of the verdicts so far
+    verdicts: dict[str, Any]
     results: list[dict[str, Any]]
     skipped: list[str]
     halted: bool
+    vms: list[dict[str, Any]] | None = None
+    plan: dict[str, Any] | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    source_count: int = 0
+    skipped_count: int = 0
 
 
 @dataclass(frozen=True)

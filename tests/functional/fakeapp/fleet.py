@@ -68,6 +68,7 @@ class Fleet:
     vm_results_: list[dict[str, Any]] = field(default_factory=list)
     events_: list[dict[str, Any]] = field(default_factory=list)
     window: dict[str, Any] = field(default_factory=lambda: dict(WINDOW))  # every configuration's schedule
+    wave_plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> plan + slices (issue 11)
     fail_gate_read: bool = False
     fail_load_plan: bool = False
     refuse_once: set[str] = field(default_factory=set)  # VM names whose first start is a transient refusal
@@ -177,11 +178,49 @@ def load_plan(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("resolve_ring_members", payload)
+    return {"vms": _members(payload)}
+
+
+def _members(payload: Payload) -> list[dict[str, Any]]:
     ring = payload.get("ringSpec") or _ring(payload["plan"], payload["ring"])
     tag = ring["members"]["tag"]
     wanted = {tag["value"], tag.get("holdValue")} - {None}
     vms = [vm.ref() for vm in FLEET.vms.values() if vm.tags.get(tag["name"]) in wanted]
-    return {"vms": sorted(vms, key=lambda v: v["id"])}
+    return sorted(vms, key=lambda v: v["id"])
+
+
+@bp.activity_trigger(input_name="payload")
+def plan_ring_waves(payload: Payload) -> dict[str, Any]:
+    """As activities.members.plan_ring_waves: members and waves kept here, counts answered;
+    a second call for the same run answers the first plan (check before act)."""
+    from patchrings.domain.plan import Ring, short_hash
+
+    FLEET.record("plan_ring_waves", payload)
+    with FLEET.lock:
+        known = FLEET.wave_plans.get(payload["runId"])
+        if known is None:
+            vms = _members(payload)
+            by_id = {vm["id"]: vm for vm in vms}
+            waves = Ring.from_dict(payload["ringSpec"]).rate.waves(vms)
+            size = int(payload.get("sliceSize") or 100)
+            by_os: dict[str, int] = {}
+            for vm in vms:
+                by_os[vm["os"]] = by_os.get(vm["os"], 0) + 1
+            known = {"count": len(vms), "waves": [len(w) for w in waves], "sliceSize": size, "byOs": by_os,
+                     "hash": short_hash({"waves": waves, "sliceSize": size}),
+                     "slices": {(i, k): [by_id[v] for v in wave[first:first + size]]
+                                for i, wave in enumerate(waves) for k, first in enumerate(range(0, len(wave), size))}}
+            FLEET.wave_plans[payload["runId"]] = known
+    return {k: v for k, v in known.items() if k != "slices"}
+
+
+@bp.activity_trigger(input_name="payload")
+def read_wave_members(payload: Payload) -> dict[str, Any]:
+    FLEET.record("read_wave_members", payload)
+    with FLEET.lock:
+        known = FLEET.wave_plans[payload["runId"]]
+        assert known["hash"] == payload["planHash"], payload
+        return {"vms": copy.deepcopy(known["slices"][(int(payload["wave"]), int(payload.get("slice") or 0))])}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -20,7 +20,7 @@ from orchestrators import ring_direct as ring_direct_mod
 from orchestrators import run_results as run_results_mod
 from orchestrators import verify as verify_mod
 from orchestrators import wave as wave_mod
-from orchestrators.verdicts import ring_spec_from_plan
+from orchestrators.verdicts import ring_of, ring_spec_from_plan
 from patchrings.boundary.codec import BoundaryInvalid, from_payload, to_payload
 from patchrings.boundary.rings import (
     DryRunRingInput,
@@ -75,9 +75,20 @@ INPUTS: list[tuple[type, dict[str, Any]]] = [
     (RingDirectInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "startedAt": T,
                        "manifest": None, "buildManifest": True, "expectedInstallSeconds": None, "vms": [vm("a")],
                        "wavesPerExecution": 2, "pollSeconds": 60,
-                       "carry": {"vms": [vm("a")], "runStartedAt": T, "next": 2, "learned": {"windows": 600.0},
+                       "carry": {"runStartedAt": T, "next": 2, "learned": {"windows": 600.0},
                                  "verdicts": {"packed": True, "verdicts": [], "passed": {"ok|healthy": [0]}},
-                                 "results": [], "skipped": [], "halted": False}}),
+                                 "results": [], "skipped": [], "halted": False, "vms": [vm("a")],
+                                 "sample": [], "sources": [], "sourceCount": 0, "skippedCount": 0}}),
+    # issue 11: the carry of a ring whose VMs stay in the ledger (plan_ring_waves): counts, no VMs
+    (RingDirectInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "startedAt": T,
+                       "manifest": None, "buildManifest": True, "expectedInstallSeconds": None,
+                       "carry": {"runStartedAt": T, "next": 60, "learned": {"windows": 600.0},
+                                 "verdicts": {"packed": True, "verdicts": [], "counts": {"ok|healthy": 500}},
+                                 "results": [], "skipped": [], "halted": False,
+                                 "plan": {"count": 10000, "waves": [50] * 200, "sliceSize": 100, "hash": "h",
+                                          "byOs": {"Windows": 10000}},
+                                 "sample": [vm("a")], "sources": [vm("a")["id"]], "sourceCount": 500,
+                                 "skippedCount": 0}}),
     (WaveInput, {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "wave": 0,
                  "vms": [vm("a")], "parameters": {"Windows": {"rebootSetting": "IfRequired"}, "Linux": None},
                  "pollSeconds": 120, "runStartedAt": T, "deadline": "2026-11-16T08:30:00Z",
@@ -140,8 +151,8 @@ def test_todays_json_round_trips_unchanged(cls: type, doc: dict[str, Any]) -> No
     (RingGateInput, {"ringSpec": RING1, "open": True}, "ring"),
     (DryRunRingInput, {"plan": PLAN, "ringSpec": RING0}, "ring"),
     (RingDirectInput, {"ring": "ring0", "ringSpec": RING0,
-                       "carry": {"runStartedAt": T, "next": 1, "learned": {}, "verdicts": {},
-                                                  "results": [], "skipped": [], "halted": False}}, "carry.vms"),
+                       "carry": {"runStartedAt": T, "learned": {}, "verdicts": {},
+                                                  "results": [], "skipped": [], "halted": False}}, "carry.next"),
     (RingDirectCarry, {"vms": [], "next": 1, "learned": {}, "verdicts": {}, "results": [], "skipped": [],
                        "halted": False}, "runStartedAt"),
     (RingDirectOutput, {"manifest": None}, "gate"),
@@ -176,8 +187,15 @@ def test_the_ring_spec_a_plan_fallback_finds_is_the_ring_document() -> None:
 
 # ------------------------------------------------------------------ receivers: ringSpec, not the plan
 def _direct_answer(call: Call, ctx: ScriptedContext) -> Any:
-    if call.name == names.RESOLVE_MEMBERS:
-        return {"vms": [vm("a"), vm("b"), vm("c")]}
+    members = [vm("a"), vm("b"), vm("c")]
+    if call.name == names.PLAN_RING_WAVES:  # issue 11: the members and waves stay in the ledger
+        waves = ring_of(call.payload["ringSpec"]).rate.waves(members)
+        return {"count": 3, "waves": [len(w) for w in waves], "sliceSize": call.payload["sliceSize"], "hash": "h",
+                "byOs": {"Windows": 3}}
+    if call.name == names.READ_WAVE_MEMBERS:
+        by_id = {m["id"]: m for m in members}
+        wave = ring_of(RING0).rate.waves(members)[call.payload["wave"]]
+        return {"vms": [by_id[i] for i in wave]}
     if call.name == names.WAVE:
         return {"results": [{"vm": v["id"], "os": v["os"], "state": "done", "result": ok_result()}
                             for v in call.payload["vms"]],
@@ -191,7 +209,8 @@ def test_ring_direct_reads_ring_spec_as_it_read_the_plan_and_hands_waves_the_rin
     new = ScriptedContext({**base, "ringSpec": RING0})
     out_ring = drive(raw(ring_direct_mod.ring_direct_orchestrator), new, _direct_answer)
     assert out_ring["gate"]["outcome"] == "pass"
-    assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING0, "ring": "ring0"}
+    assert named(new, names.PLAN_RING_WAVES)[0].payload == {"ringSpec": RING0, "ring": "ring0", "runId": "r:ring0",
+                                                            "sliceSize": 100, "rolloutId": "r"}
     waves = named(new, names.WAVE)
     assert waves and all(w.payload["ringSpec"] == RING0 and "plan" not in w.payload for w in waves)
 
