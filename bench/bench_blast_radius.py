@@ -14,6 +14,13 @@ Linux, zones 1-3) and 2 VMs in each of Rings 1 and 2, once per Ring 0 rate contr
   inputs). *Detection latency* = simulated minutes from the end of a harmed VM's install to the
   app's last health read of it (its verdict), from the durable histories; the largest over the
   harmed VMs is reported.
+* **The next cycle** -- on the same platform, after the bad run halted: the next morning's rollout
+  of the same plan (``quarantine.onBadManifest`` as the plan says: ``exclude`` by default) runs
+  Ring 0 until it halts or waits for Ring 1's approval (the VMs the bad run harmed repaired first,
+  as a person would). *Re-harm* = VMs whose cycle-2 install
+  installed the patch the failed gate quarantined or turned unhealthy (goal 0): the halt is
+  carried into the next cycle (issue 11, "remember a bad manifest"). Measured on the simulator's
+  install plans of cycle 2's installs, with the exclusions the app sent.
 * **Good patch** -- the same fleet without the fault, both approvals given as soon as asked.
   *Ring 0 time / lower bound*: Ring 0's sub-orchestration from start to end against
   sum over its waves (longest install of the wave, from the simulator) + waves x (waitDuration +
@@ -25,10 +32,7 @@ Linux, zones 1-3) and 2 VMs in each of Rings 1 and 2, once per Ring 0 rate contr
 
 The rollout starts at 01:00 UTC, so a Ring 0 at its lower bound can make Ring 1's 12:00 window.
 
-``orchestrators/ring_direct.py`` (not this module's owner's file) may not pass ``waveSchedule`` to
-``plan_waves`` yet; then the bench does, for the geometric row only, by substituting the one call
-in the in-process host (``scheduleAppliedBy: "bench"`` in the results) -- the same call as the
-one-line change handed to the lead. ``BENCH_BLAST_SCHEDULES=5,10%,geometric`` picks rows.
+``BENCH_BLAST_SCHEDULES=5,10%,geometric`` picks rows.
 
 Results: ``bench/results/blast_radius.json`` (this module's own file; ``python -m bench`` also
 writes ``bench_blast_radius.json``).
@@ -36,12 +40,9 @@ writes ``bench_blast_radius.json``).
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,29 +72,6 @@ def _ts(value: Any) -> datetime:
     parsed = value if isinstance(value, datetime) else parse_time(str(value))
     assert parsed is not None, value
     return parsed
-
-
-@contextmanager
-def _schedule_applied(rate: dict[str, Any]) -> Iterator[str]:
-    """Make the in-process ring_direct honour ``waveSchedule`` if it does not yet."""
-    import orchestrators.ring_direct as rd
-    from patchrings.domain import rate as rate_mod
-
-    source = inspect.getsource(rd)
-    schedule = rate.get("waveSchedule", "equal")
-    if schedule == "equal" or "wave_schedule" in source or ".waves(" in source:
-        yield "app"
-        return
-    original = rd.plan_waves
-
-    def scheduled(vms: Any, size: Any) -> list[list[str]]:
-        return rate_mod.plan_waves(vms, size, schedule)
-
-    rd.plan_waves = scheduled  # type: ignore[assignment]
-    try:
-        yield "bench"
-    finally:
-        rd.plan_waves = original  # type: ignore[assignment]
 
 
 def _platform(rate: dict[str, Any], faults: list[dict[str, Any]], tag: str) -> tuple[Any, dict[str, str]]:
@@ -169,6 +147,46 @@ def _drive(platform: Any, *, approve: bool) -> tuple[str, dict[str, Any]]:
     return rid, d.status(rid).output or {}
 
 
+def _next_cycle(platform: Any, bad_kb: str, harmed: list[str]) -> dict[str, Any]:
+    """The next cycle's rollout on the same platform, until it ends or waits for Ring 1 (re-harm).
+
+    The VMs the bad run harmed are repaired first (the simulator would keep them unhealthy for
+    ever, and Ring 0's gate would fail on them again whatever the rollout installs)."""
+    from tests.functional.platform_driver import driver, installs
+
+    for name in harmed:
+        platform.arm.control.set_vm_state(name, health="Healthy")
+    d = driver(platform)
+    before = set(platform.arm.operations)
+    sent = len(installs(platform))
+    rid = d.start(who="bench@contoso.com")
+
+    def step() -> Any:
+        if d.runtime(rid) in TERMINAL:
+            return "done"
+        waiting = d.doc(rid).get("waitingFor") or {}
+        return "waiting" if waiting.get("what") == "approval" and waiting.get("ring") != "ring0" else None
+
+    reached = d.until(step, timeout=WAIT_SECONDS)
+    doc = d.doc(rid)
+    ops = [op for key, op in platform.arm.operations.items() if key not in before
+           and op.kind == "installPatches" and op.plan is not None]
+    reharmed = sorted({op.vm_id.rsplit("/", 1)[-1].lower() for op in ops
+                       if op.plan.becomes_unhealthy or any(bad_kb in k for k in op.plan.installed_keys)})
+    bodies = [(r.body or {}).get("windowsParameters") for r in installs(platform)[sent:]]
+    windows = [wp for wp in bodies if wp]
+    excluding = [wp for wp in windows
+                 if bad_kb in [str(k).upper().removeprefix("KB") for k in wp.get("kbNumbersToExclude") or []]]
+    gate = ((doc.get("rings") or [{}])[0].get("gate") or {}).get("outcome")
+    return {
+        "onBadManifest": (_plan(None).get("quarantine") or {}).get("onBadManifest", "exclude"),
+        "reached": "ring1-approval" if reached == "waiting" else "ended",
+        "state": doc.get("state"), "ring0Gate": gate, "repairedBeforeCycle": len(harmed), "installs": len(ops),
+        "windowsInstallsExcludingBadPatch": f"{len(excluding)}/{len(windows)}",
+        "reHarm": len(reharmed), "reHarmedVms": reharmed,
+    }
+
+
 def measure_bad(label: str, rate: dict[str, Any]) -> dict[str, Any]:
     from emulator.host import history as h
     from tests.functional.platform_scenario import KB_OLD
@@ -176,14 +194,14 @@ def measure_bad(label: str, rate: dict[str, Any]) -> dict[str, Any]:
     fault = {"type": "unhealthyAfterPatch", "patch": KB_OLD, "os": "Windows"}
     platform, os_of = _platform(rate, [fault], f"bad-{label.strip('%')}")
     started = time.perf_counter()
-    with _schedule_applied(rate) as applied_by:
-        platform.start()
-        try:
-            rid, out = _drive(platform, approve=False)
-            instances = _instances(platform)
-            plans = _install_plans(platform)
-        finally:
-            platform.stop()
+    platform.start()
+    try:
+        rid, out = _drive(platform, approve=False)
+        instances = _instances(platform)
+        plans = _install_plans(platform)
+        next_cycle = _next_cycle(platform, KB_OLD, sorted(n for n, p in plans.items() if p.becomes_unhealthy))
+    finally:
+        platform.stop()
     waves = _waves(instances, rid)
     affected = {name for name, os_name in os_of.items() if os_name == "Windows" and name.startswith("r0-")}
     harmed = sorted(name for name, plan in plans.items() if plan.becomes_unhealthy)
@@ -198,13 +216,15 @@ def measure_bad(label: str, rate: dict[str, Any]) -> dict[str, Any]:
         if reads:
             latencies[name] = _minutes(_ts(max(reads)) - plans[name].end)
     return {
-        "rate": rate, "scheduleAppliedBy": applied_by, "outcome": f"{out.get('state')}/{out.get('outcome')}"[:300],
+        "rate": rate, "outcome": f"{out.get('state')}/{out.get('outcome')}"[:300],
         "waveSizes": [len(w) for w in waves], "wavesRun": len(waves),
         "harmed": len(harmed), "harmedVms": harmed, "lowerBound": bound,
         "harmedOverLowerBound": round(len(harmed) / bound, 3) if bound else None,
         "installs": len(plans),
         "detectionMinutesAfterInstall": max(latencies.values()) if latencies else None,
         "detectionByVm": latencies,
+        "nextCycle": next_cycle,
+        "nextCycleReHarm": next_cycle["reHarm"],
         "wallSeconds": round(time.perf_counter() - started, 1),
     }
 
@@ -223,15 +243,14 @@ def measure_good(label: str, rate: dict[str, Any]) -> dict[str, Any]:
     per_wave = _phase_minutes(plan, "waitDuration", 5) + _phase_minutes(plan, "healthyStateDuration", 15)
     margin = timedelta(minutes=5)  # the plan's promotion.t40Margin (BUILTIN_PROMOTION)
     started = time.perf_counter()
-    with _schedule_applied(rate) as applied_by:
-        platform.start()
-        try:
-            rid, out = _drive(platform, approve=True)
-            instances = _instances(platform)
-            plans = _install_plans(platform)
-            run_plans = [(run.config_name, p) for run in platform.arm.runs for p in run.plans.values()]
-        finally:
-            platform.stop()
+    platform.start()
+    try:
+        rid, out = _drive(platform, approve=True)
+        instances = _instances(platform)
+        plans = _install_plans(platform)
+        run_plans = [(run.config_name, p) for run in platform.arm.runs for p in run.plans.values()]
+    finally:
+        platform.stop()
     waves = _waves(instances, rid)
     t0 = _ts(instances[rid]["created"])
     ring0 = instances[f"{rid}:ring0"]
@@ -250,7 +269,7 @@ def measure_good(label: str, rate: dict[str, Any]) -> dict[str, Any]:
         shift = used - best
     bound = full - shift
     return {
-        "rate": rate, "scheduleAppliedBy": applied_by, "outcome": f"{out.get('state')}/{out.get('outcome')}"[:300],
+        "rate": rate, "outcome": f"{out.get('state')}/{out.get('outcome')}"[:300],
         "waveSizes": [len(w) for w in waves], "wavesRun": len(waves),
         "ring0Minutes": ring0_minutes, "ring0LowerBoundMinutes": round(ring0_bound, 1),
         "ring0OverLowerBound": round(ring0_minutes / ring0_bound, 3) if ring0_bound else None,
@@ -268,7 +287,7 @@ def run() -> dict[str, Any]:
     print(f"   Ring 0: {SIZES[0]} VMs (half Windows); bad patch: the Windows security update -> unhealthy; "
           f"maxErrors 0; start {START}")
     print(f"   {'schedule':>10} {'waves (bad run)':>24} {'harmed':>6} {'bound':>5} {'ratio':>5} {'detect min':>10} "
-          f"{'ring0 min':>9} {'/bound':>6} {'fleet h':>7} {'/bound':>6} {'by':>5}")
+          f"{'ring0 min':>9} {'/bound':>6} {'fleet h':>7} {'/bound':>6} {'re-harm':>7}")
     for label in labels:
         rate = ROWS[label]
         bad = measure_bad(label, rate)
@@ -277,7 +296,7 @@ def run() -> dict[str, Any]:
         print(f"   {label:>10} {str(bad['waveSizes'])[:24]:>24} {bad['harmed']:>6} {bad['lowerBound']:>5} "
               f"{bad['harmedOverLowerBound']!s:>5} {bad['detectionMinutesAfterInstall']!s:>10} "
               f"{good['ring0Minutes']:>9} {good['ring0OverLowerBound']!s:>6} {good['fullFleetHours']:>7} "
-              f"{good['fullFleetOverLowerBound']!s:>6} {good['scheduleAppliedBy']:>5}")
+              f"{good['fullFleetOverLowerBound']!s:>6} {bad['nextCycleReHarm']!s:>7}")
     result = {"start": START, "sizes": list(SIZES), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "blast_radius.json").write_text(json.dumps(result, indent=2, default=str))
