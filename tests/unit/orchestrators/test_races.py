@@ -180,3 +180,40 @@ def test_a_resume_by_someone_who_may_not_approve_the_ring_is_refused() -> None:
     refused = [p for p in ctx.called(names.LEDGER_APPROVAL) if p.get("kind") == "resume"]
     assert refused and refused[0]["outcome"] == "refused" and "mallory" in refused[0]["reason"]
     assert [c["kind"] for c in ctx.called(names.LEDGER_CHECK_DECISION)] == ["resume"]
+
+
+# ---------------------------------------------------------------------- quarantine decision (issue 11)
+def quarantine_rollout(events: dict[str, list[tuple[datetime, Any]]]) -> tuple[RaceContext, dict[str, Any]]:
+    from tests.unit.orchestrators.test_rollout_quarantine import active_read, waiting_plan
+
+    ctx = RaceContext({"initiator": "system:maintenance-event"}, waiting_plan(active_read), events)
+    return ctx, ctx.run()
+
+
+def q_decision(at: timedelta, verdict: str = "approve", token: str | None = None,
+               did: str = "q1") -> tuple[datetime, dict[str, Any]]:
+    from tests.unit.orchestrators.test_rollout_quarantine import TOKEN
+
+    return (T0 + at, {"decisionId": did, "approver": ALICE, "ring": "ring0", "manifestHash": token or TOKEN,
+                      "verdict": verdict, "comment": ""})
+
+
+def test_a_quarantine_decision_after_its_timeout_wins_nothing_and_nothing_is_installed() -> None:
+    ctx, out = quarantine_rollout({names.EV_APPROVAL: [q_decision(timedelta(hours=5))]})
+    assert out["state"] == "halted" and "system:timeout" in out["outcome"], out
+    assert ctx.called(names.LEDGER_CHECK_DECISION) == [] and ctx.called(names.RING_DIRECT) == []
+    assert any(t.at == T0 + timedelta(hours=4) for t in ctx.timers)
+
+
+def test_a_decision_on_other_quarantine_entries_is_refused_and_ring1_needs_its_own_approval() -> None:
+    # a decision bound to another set of entries (another token) is refused; the right one is
+    # taken; the taken event is consumed, so Ring 1 waits for its own approval (then times out)
+    ctx, out = quarantine_rollout({names.EV_APPROVAL: [q_decision(timedelta(minutes=30), token="q-000000000000",
+                                                                  did="stale"),
+                                                       q_decision(timedelta(hours=1))]})
+    assert out["state"] == "halted" and out["outcome"].startswith("ring ring1 not approved: system:timeout"), out
+    refused, taken, ring1 = approvals(ctx)
+    assert refused["accepted"] is False and refused["error"]["code"] == "ApprovalConflict"
+    assert taken["accepted"] is True and taken["kind"] == "quarantine" and taken["choice"] == "exclude"
+    assert ring1["ring"] == "ring1" and ring1["approver"] == "system:timeout"
+    assert [p["ring"] for p in ctx.called(names.RING_DIRECT)] == ["ring0"]
