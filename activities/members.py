@@ -36,16 +36,20 @@ from patchrings.boundary.activities import (
     ReadWaveMembersOutput,
     ResolveMembersInput,
     ResolveMembersOutput,
+    RingCoverageInput,
+    RingCoverageOutput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.domain.manifest import uncovered_vms
 from patchrings.domain.plan import Ring, short_hash
 from patchrings.ports import ComputeGateway, FleetGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
-__all__ = ["WavePlanStore", "bp", "member_ref", "plan_ring_waves", "plan_ring_waves_core", "read_wave_members",
-           "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core", "subscription_fleet"]
+__all__ = ["WavePlanStore", "bp", "coverage_answer", "member_ref", "plan_ring_waves", "plan_ring_waves_core",
+           "read_wave_members", "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core",
+           "ring_coverage", "ring_coverage_core", "subscription_fleet"]
 
 #: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
 #: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
@@ -273,7 +277,34 @@ def read_wave_members_core(ledger: WavePlanStore, payload: ReadWaveMembersInput 
     return to_payload(ReadWaveMembersOutput(vms=vms))
 
 
+#: Most uncovered machines ``ring_coverage`` names (the rest are counted).
+COVERAGE_NAMED = 100
+
+
+def coverage_answer(ring: Ring, manifest: Mapping[str, Any] | None, vms: list[dict[str, Any]]) -> dict[str, Any]:
+    """``ring_coverage``'s answer from a ring's members (also the fake fleet's)."""
+    refused = [] if ring.allow_uncovered_os else uncovered_vms(manifest or {}, vms)
+    return to_payload(RingCoverageOutput(members=len(vms), refused_count=len(refused),
+                                         families=sorted({str(r["family"]) for r in refused}),
+                                         refused=refused[:COVERAGE_NAMED]))
+
+
+def ring_coverage_core(clients: FleetGateway, payload: RingCoverageInput | Mapping[str, Any]) -> dict[str, Any]:
+    """The ring's machines of OS / image families Ring 0 did not cover (issue 13.7), resolved and
+    judged here so the rollout reads counts and the first :data:`COVERAGE_NAMED` (issue 11)."""
+    spec = payload if isinstance(payload, RingCoverageInput) else from_payload(RingCoverageInput, payload)
+    resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=spec.ring, ring_spec=spec.ring_spec,
+                                                                      rollout_id=spec.rollout_id))
+    return coverage_answer(ring_from_spec(spec.ring_spec, spec.ring), spec.manifest,
+                           list(resolved.get("vms") or []))
+
+
 # ------------------------------------------------------------------------------ binding
+@bp.activity_trigger(input_name="payload")
+def ring_coverage(payload: Payload) -> dict[str, Any]:
+    return ring_coverage_core(deps.clients(), from_payload(RingCoverageInput, payload))
+
+
 @bp.activity_trigger(input_name="payload")
 def plan_ring_waves(payload: Payload) -> dict[str, Any]:
     return plan_ring_waves_core(deps.clients(), deps.ledger(), from_payload(PlanRingWavesInput, payload))

@@ -21,12 +21,18 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
    any instance stays flat and the parent grows with the number of waves only.
    ``BENCH_RING_SIZES=5,50,500`` (default ``5,50``; empty skips it); ``BENCH_HISTORY_WAVE`` its
    maxConcurrency (default 50). Also per kind of instance
-   (rollout, ring, wave, verify): max events and max replayed bytes (the history JSON a replay reads).
+   (rollout, ring, wave, verify): max events and max replayed bytes (the history JSON a replay reads;
+   an execution that continued as new is measured when it ended), and the largest history of
+   each kind by event type. ``BENCH_BEFORE_TREE=<dir>`` runs the same part first in another
+   checkout (e.g. ``git archive <commit>`` with this file copied in) and reports before / after
+   per kind, in one run.
 4. **History of a scheduled ring** -- the same with Ring 1 (scheduled) of ``size`` VMs: the
    run_results instance and its verify chunks. ``BENCH_SCHEDULED_SIZES=100,1000`` (default: skipped).
 
+``BENCH_PARTS=3`` runs only the listed parts (default ``1,2,3,4``).
+
 Results: ``bench/results/ring_scale.json`` (this module's own file, also when run through
-``python -m bench``).
+``python -m bench``), or ``bench/results/$BENCH_OUT``.
 """
 
 from __future__ import annotations
@@ -263,6 +269,40 @@ def _history_plan() -> dict[str, Any]:
     return plan
 
 
+#: (events, bytes) of each execution an instance ended by continuing as new, per instance id:
+#: the engine clears an instance's history then, so the final history alone would hide them.
+_EARLIER: dict[str, tuple[int, int]] = {}
+
+
+def _watch_continue_as_new() -> None:
+    """Record the size of every execution that continues as new (once per process)."""
+    from emulator.host.replay import Replay
+
+    if getattr(Replay, "_bench_watched", False):
+        return
+    original = Replay._continue_as_new
+
+    def watched(self: Any, inst: Any, input_text: Any, now: Any) -> None:
+        size = (len(inst.history), len(json.dumps(list(inst.history), default=str)))
+        old = _EARLIER.get(inst.instance_id, (0, 0))
+        _EARLIER[inst.instance_id] = (max(old[0], size[0]), max(old[1], size[1]))
+        original(self, inst, input_text, now)
+
+    Replay._continue_as_new = watched  # type: ignore[method-assign]
+    Replay._bench_watched = True  # type: ignore[attr-defined]
+
+
+def _breakdown(history: list[dict[str, Any]], top: int = 6) -> list[dict[str, Any]]:
+    """Bytes of history JSON by (event type, name): what a replay of the instance reads most."""
+    from emulator.host import history as h
+
+    per: Counter[tuple[str, str]] = Counter()
+    for event in history:
+        kind = h.EVENT_NAMES.get(int(event.get("EventType") or 0), str(event.get("EventType")))
+        per[(kind, str(event.get("Name") or ""))] += len(json.dumps(event, default=str))
+    return [{"event": k[0], "name": k[1], "bytes": n} for k, n in per.most_common(top)]
+
+
 def measure_history(size: int) -> dict[str, Any]:
     from emulator.clock import make_clock
     from emulator.host.testing import HostThread
@@ -273,6 +313,8 @@ def measure_history(size: int) -> dict[str, Any]:
     from tests.functional.fakeapp.driver import Driver
 
     plan = _history_plan()
+    _watch_continue_as_new()
+    _EARLIER.clear()
     f = fleet.reset(load_plan(plan).to_dict())
     for i in range(size):
         f.add(f"r0-vm-{i:05d}", "Windows" if i % 2 else "Linux", str(i % 3 + 1), "ring0")
@@ -289,13 +331,26 @@ def measure_history(size: int) -> dict[str, Any]:
         wall = time.perf_counter() - started
         assert final.runtime_status.value == "Completed", final.output
 
+        breakdown: dict[str, list[dict[str, Any]]] = {}
+
         def sizes() -> dict[str, tuple[int, int]]:
             assert ht.host.engine is not None
-            return {iid: (len(inst.history), len(json.dumps(list(inst.history), default=str)))
-                    for iid, inst in ht.host.engine.instances.items()}
+            out: dict[str, tuple[int, int]] = {}
+            largest: dict[str, tuple[int, str]] = {}
+            for iid, inst in ht.host.engine.instances.items():
+                final = (len(inst.history), len(json.dumps(list(inst.history), default=str)))
+                earlier = _EARLIER.get(iid, (0, 0))
+                out[iid] = (max(final[0], earlier[0]), max(final[1], earlier[1]))
+                kind = _kind(iid, rid)
+                if final[1] > largest.get(kind, (-1, ""))[0]:
+                    largest[kind] = (final[1], iid)
+            for kind, (_, iid) in largest.items():
+                breakdown[kind] = _breakdown(list(ht.host.engine.instances[iid].history))
+            return out
 
         measured: dict[str, tuple[int, int]] = ht.run_sync(sizes)
         byk = _by_kind(measured, rid)
+        executions = {iid: n for iid, n in _EARLIER.items()}
         histories = {iid: n for iid, (n, _) in measured.items()}
         replayed = {iid: b for iid, (_, b) in measured.items()}
         return {
@@ -310,6 +365,10 @@ def measure_history(size: int) -> dict[str, Any]:
             "maxReplayedBytesInstance": max(replayed, key=lambda k: replayed[k]),
             "parentReplayedBytes": replayed.get(rid, 0),
             "byKind": byk,
+            # the largest final history of each kind, by event type (an execution that continued
+            # as new counts in maxReplayedBytes above, measured when it ended)
+            "bytesByEvent": breakdown,
+            "instancesThatContinuedAsNew": len(executions),
             "wallSeconds": round(wall, 2),
         }
     finally:
@@ -432,22 +491,86 @@ def _history(sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def _history_in(tree: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """Part 3 run by this module in another checkout of the app (``BENCH_BEFORE_TREE``: e.g. a
+    ``git archive`` of the commit before a change, with this file copied into its ``bench/``)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_PARTS": "3", "BENCH_RING_SIZES": ",".join(map(str, sizes)),
+           "BENCH_OUT": "_before.json", "BENCH_BEFORE_TREE": ""}
+    print(f"   before: part 3 in {tree}")
+    subprocess.run([sys.executable, "-m", "bench.bench_ring_scale"], cwd=tree, env=env, check=True)
+    rows: list[dict[str, Any]] = json.loads((tree / "bench" / "results" / "_before.json").read_text())["history"]
+    return rows
+
+
+def _before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per size and kind of instance: max events and max replayed bytes before and after, and
+    the after / before ratio."""
+    out = []
+    for b, a in zip(before, after, strict=True):
+        kinds = {}
+        for kind in sorted(set(b["byKind"]) | set(a["byKind"])):
+            kb, ka = b["byKind"].get(kind, {}), a["byKind"].get(kind, {})
+            kinds[kind] = {
+                "maxEventsBefore": kb.get("maxEvents"), "maxEventsAfter": ka.get("maxEvents"),
+                "maxReplayedBytesBefore": kb.get("maxReplayedBytes"),
+                "maxReplayedBytesAfter": ka.get("maxReplayedBytes"),
+                "bytesRatio": round(ka["maxReplayedBytes"] / kb["maxReplayedBytes"], 3)
+                if kb.get("maxReplayedBytes") and ka.get("maxReplayedBytes") else None,
+            }
+        out.append({"vms": a["vms"], "maxReplayedBytesBefore": b["maxReplayedBytes"],
+                    "maxReplayedBytesAfter": a["maxReplayedBytes"],
+                    "ratio": round(a["maxReplayedBytes"] / b["maxReplayedBytes"], 3),
+                    "maxEventsBefore": b["maxHistory"], "maxEventsAfter": a["maxHistory"], "byKind": kinds})
+    return out
+
+
+def _print_before_after(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        print(f"   {row['vms']} VMs: max replayed bytes {row['maxReplayedBytesBefore']} -> "
+              f"{row['maxReplayedBytesAfter']} (x{row['ratio']}); max events {row['maxEventsBefore']} -> "
+              f"{row['maxEventsAfter']}")
+        for kind, k in row["byKind"].items():
+            print(f"      {kind:>8}: events {k['maxEventsBefore']} -> {k['maxEventsAfter']}, bytes "
+                  f"{k['maxReplayedBytesBefore']} -> {k['maxReplayedBytesAfter']} (x{k['bytesRatio']})")
+
+
 def run() -> dict[str, Any]:
-    ring_sizes = tuple(int(s) for s in os.environ.get("BENCH_ARM_RINGS", "6,10,10").split(","))
-    assert len(ring_sizes) == 3, "BENCH_ARM_RINGS needs three sizes"
-    concurrency = int(os.environ["BENCH_ARM_CONCURRENCY"]) if os.environ.get("BENCH_ARM_CONCURRENCY") else None
-    arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
-    _print_arm(arm)
-    detection = measure_detection()
-    print(f"   detection latency: {detection['detectionMinutesAfterInstall']} simulated minutes after the bad install "
-          f"({detection['healthReadsOfSickVm']} health reads of the sick VM; outcome {detection['outcome']})")
-    history_sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50").split(",") if s.strip()]
-    scheduled_sizes = [int(s) for s in os.environ.get("BENCH_SCHEDULED_SIZES", "").split(",") if s.strip()]
-    result = {"armCalls": arm, "detection": detection, "history": _history(history_sizes),
-              "scheduledHistory": _scheduled(scheduled_sizes)}
+    """``BENCH_PARTS`` (default ``1,2,3,4``) picks the parts; ``BENCH_OUT`` the results file name."""
+    parts = {p.strip() for p in os.environ.get("BENCH_PARTS", "1,2,3,4").split(",") if p.strip()}
+    result: dict[str, Any] = {}
+    if "1" in parts:
+        ring_sizes = tuple(int(s) for s in os.environ.get("BENCH_ARM_RINGS", "6,10,10").split(","))
+        assert len(ring_sizes) == 3, "BENCH_ARM_RINGS needs three sizes"
+        concurrency = int(os.environ["BENCH_ARM_CONCURRENCY"]) if os.environ.get("BENCH_ARM_CONCURRENCY") else None
+        arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
+        _print_arm(arm)
+        result["armCalls"] = arm
+    if "2" in parts:
+        detection = measure_detection()
+        print(f"   detection latency: {detection['detectionMinutesAfterInstall']} simulated minutes after the bad "
+              f"install ({detection['healthReadsOfSickVm']} health reads of the sick VM; outcome "
+              f"{detection['outcome']})")
+        result["detection"] = detection
+    if "3" in parts:
+        history_sizes = [int(s) for s in os.environ.get("BENCH_RING_SIZES", "5,50").split(",") if s.strip()]
+        result["historyWave"] = WAVE
+        before_tree = os.environ.get("BENCH_BEFORE_TREE")
+        if before_tree:  # the same part in an older tree first (same run, same machine): before / after
+            result["historyBefore"] = _history_in(Path(before_tree), history_sizes)
+        result["history"] = _history(history_sizes)
+        if before_tree:
+            result["beforeAfter"] = _before_after(result["historyBefore"], result["history"])
+            _print_before_after(result["beforeAfter"])
+    if "4" in parts:
+        scheduled_sizes = [int(s) for s in os.environ.get("BENCH_SCHEDULED_SIZES", "").split(",") if s.strip()]
+        result["scheduledHistory"] = _scheduled(scheduled_sizes)
+    out = os.environ.get("BENCH_OUT") or "ring_scale.json"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ring_scale.json").write_text(json.dumps(result, indent=2, default=str))
-    print("   saved bench/results/ring_scale.json")
+    (RESULTS / out).write_text(json.dumps(result, indent=2, default=str))
+    print(f"   saved bench/results/{out}")
     return result
 
 

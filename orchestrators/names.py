@@ -22,6 +22,7 @@ RING_GATE = "ring_gate_orchestrator"
 LOAD_PLAN = "load_plan"
 RESOLVE_MEMBERS = "resolve_ring_members"
 PLAN_RING_WAVES = "plan_ring_waves"  # a direct ring's members and waves into the ledger, counts back (issue 11)
+RING_COVERAGE = "ring_coverage"  # a ring's machines Ring 0 did not cover: counts + the first 100 (issue 11)
 READ_WAVE_MEMBERS = "read_wave_members"  # one slice (<= 100 VMs) of a planned wave from the ledger (issue 11)
 START_INSTALL = "start_install"
 POLL_INSTALL = "poll_install"

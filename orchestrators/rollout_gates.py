@@ -19,11 +19,15 @@ from orchestrators.status import (
     HALTED,
 )
 from orchestrators.verdicts import (
-    coverage_refusal,
     promotion_target,
 )
-from patchrings.boundary.activities import GetConfigurationInput, PinManifestInput
-from patchrings.boundary.codec import to_payload
+from patchrings.boundary.activities import (
+    GetConfigurationInput,
+    PinManifestInput,
+    RingCoverageInput,
+    RingCoverageOutput,
+)
+from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingGateInput
 from patchrings.domain.plan import Ring
 from patchrings.domain.timeutil import iso, parse_instant
@@ -86,18 +90,23 @@ class GateSteps(ApprovalSteps):
     def check_coverage(self, ring: str) -> Gen:
         """Halt before opening ``ring`` if it holds an OS / image family Ring 0 did not cover
         (issue 13.7: the manifest was never validated there and would pin it to nothing), unless
-        the plan's ``gate.allowUncoveredOs`` says otherwise (``verdicts.coverage_refusal``)."""
-        members = yield from self.activity(names.RESOLVE_MEMBERS, self.resolve_members(ring))
-        vms = list((members or {}).get("vms") or [])
-        refused = coverage_refusal(self.ring_spec(ring), ring, self.manifest, vms)
-        if not refused:
+        the plan's ``gate.allowUncoveredOs`` says otherwise (``ring_coverage``: the domain's
+        ``uncovered_vms``)."""
+        # Judged by the activity (issue 11): the rollout reads counts and the first 100 machines,
+        # never the ring's member list.
+        answer = yield from self.activity(names.RING_COVERAGE, RingCoverageInput(
+            ring=ring, ring_spec=self.ring_spec(ring), manifest=self.manifest, rollout_id=self.rollout_id))
+        coverage = from_payload(RingCoverageOutput, answer or {})
+        refused = coverage.refused
+        if not coverage.refused_count:
             return
-        families = sorted({str(r.get("family")) for r in refused})
+        families = coverage.families
         covered = list((self.manifest or {}).get("coverage") or [])
-        outcome = (f"ring {ring} not opened: {len(refused)} VM(s) of OS / image families Ring 0 did not cover "
-                   f"({', '.join(families[:10])}; Ring 0 covered {', '.join(covered[:10]) or 'nothing'}), e.g. "
-                   f"{refused[0].get('reason')}; set the ring's gate.allowUncoveredOs to promote anyway")
-        self.st.set_phase(ring, "coverage-refused", iso(self.now), uncovered=len(refused))
+        outcome = (f"ring {ring} not opened: {coverage.refused_count} VM(s) of OS / image families Ring 0 did not "
+                   f"cover ({', '.join(families[:10])}; Ring 0 covered {', '.join(covered[:10]) or 'nothing'}), e.g. "
+                   f"{refused[0].get('reason') if refused else ''}; set the ring's gate.allowUncoveredOs to promote "
+                   "anyway")
+        self.st.set_phase(ring, "coverage-refused", iso(self.now), uncovered=coverage.refused_count)
         self.st.note(iso(self.now), outcome)
         self.publish()
         yield from self.ledger_ring(ring, "coverage-refused", reason=outcome, families=families, covered=covered,

@@ -57,6 +57,8 @@ __all__ = [
     "ResolveMembersOutput",
     "RetagVmsInput",
     "RingComplianceInput",
+    "RingCoverageInput",
+    "RingCoverageOutput",
     "SetRingAssignmentInput",
     "StartAssessInput",
     "StartInstallInput",
@@ -152,6 +154,29 @@ class ReadWaveMembersInput:
 @dataclass(frozen=True)
 class ReadWaveMembersOutput:
     vms: list[VmRef]
+
+
+@dataclass(frozen=True)
+class RingCoverageInput:
+    """``ring_coverage`` (issue 11): the ring's machines whose OS / image family Ring 0's manifest
+    did not cover, answered as counts and the first few, so the rollout never holds the ring's
+    member list (the ring's ``gate.allowUncoveredOs`` lets every family through)."""
+
+    ring: str
+    ring_spec: dict[str, Any] = field(kw_only=True)
+    manifest: dict[str, Any] | None = field(default=None, metadata=_NULL)
+    rollout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RingCoverageOutput:
+    """``{members, refusedCount, families: [uncovered families, sorted], refused: [{vm, family,
+    reason}] (the first 100)}``."""
+
+    members: int = 0
+    refused_count: int = 0
+    families: list[str] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

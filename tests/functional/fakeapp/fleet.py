@@ -215,6 +215,16 @@ def plan_ring_waves(payload: Payload) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+def ring_coverage(payload: Payload) -> dict[str, Any]:
+    """As activities.members.ring_coverage: the ring's uncovered machines, counted (the real judge)."""
+    from activities.members import coverage_answer
+    from patchrings.domain.plan import Ring
+
+    FLEET.record("ring_coverage", payload)
+    return coverage_answer(Ring.from_dict(payload["ringSpec"]), payload.get("manifest"), _members(payload))
+
+
+@bp.activity_trigger(input_name="payload")
 def read_wave_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("read_wave_members", payload)
     with FLEET.lock:
