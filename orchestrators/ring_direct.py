@@ -11,18 +11,28 @@ Install polling (issue 11): each wave answers the longest install it saw done pe
 (``installSeconds``); the next wave gets these as ``expectedInstallSeconds`` and polls each
 install first then, so after the first wave an install costs one status check.
 
-Bounded history (issue 11): waves hand back packed verdicts (passing VMs as indexes into the
-wave's VMs, see ``verdicts.pack_verdicts``) and per-VM install results only when this ring builds
-the manifest; every :data:`WAVES_PER_EXECUTION` waves the instance continues as new with its
-state in ``carry`` (its VMs, packed verdicts, learned durations, skipped, halted, next wave), so
-its history stays a bounded number of events however many waves the ring has.
+Bounded history (issue 11): the ring's members stay in the ledger, not in this instance's
+history. ``plan_ring_waves`` resolves them, plans the waves (the domain's ``plan_waves``) and
+writes them to the ledger in slices of at most :data:`WAVE_SLICE` VMs, answering counts only
+(``{count, waves: [sizes], sliceSize, byOs, hash}``); each wave reads its slices back
+(``read_wave_members``) when it starts. Waves hand back packed verdicts (passing VMs as indexes
+into the slice, ``verdicts.pack_verdicts``) and per-VM install results only when this ring builds
+the manifest. Every :data:`WAVES_PER_EXECUTION` waves or :data:`VMS_PER_EXECUTION` VMs the
+instance continues as new with its state in ``carry``: the plan's counts, verdicts that are not
+plain passes (passes counted), the health sample so far (at most :data:`HEALTH_SAMPLE` VMs),
+Ring 0's manifest inputs (non-passing VMs' entries, one passing entry per distinct OS / image /
+patch list), the first :data:`MAX_SOURCES` sources, learned durations, skipped, halted, next
+wave -- never the VM list, so both its events and its replayed bytes stay bounded however large
+the ring is. The manifest names its first sources and counts them (``sourceCount``); a gate past
+its budget names the first :data:`MAX_SKIPPED` VMs not started and counts the rest. A caller (a
+test) may still hand the ring its VMs (``vms``): then nothing is planned in the ledger.
 
 Input :class:`~patchrings.boundary.rings.RingDirectInput` ``{rolloutId, ringSpec (or, during
 the transition, plan), ring, runId, startedAt, manifest?, buildManifest?, vms?,
-expectedInstallSeconds?, wavesPerExecution?, carry?}``; output
+expectedInstallSeconds?, wavesPerExecution?, pollSeconds?, carry?}``; output
 :class:`~patchrings.boundary.rings.RingDirectOutput`, a small summary ``{gate, manifest,
 healthSample, counts, skipped, budget, halted, installSeconds}``: per-VM results and verdicts stay
-in this instance's history and the ledger, so the rollout's history does not grow with the ring's
+in the waves' histories and the ledger, so the rollout's history does not grow with the ring's
 size. Its waves get the ring's document (``ringSpec``), never the plan.
 """
 
