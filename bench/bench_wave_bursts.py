@@ -128,6 +128,9 @@ def _tally(records: list[Any], operations: dict[str, Any], ring0: list[tuple[str
         "callsPerVm": round(len(records) / size, 2),
         "throttled": len(throttled),
         "throttledByOperation": dict(sorted(Counter(r.operation or r.method for r in throttled).items())),
+        # when (simulated minutes after the rollout's start) and by what: starts, polls or health reads
+        "throttledByMinute": {f"{m:g}": n for m, n in sorted(Counter(
+            round((r.time - start).total_seconds() / 60, 1) for r in throttled).items())},
         "vmAddressedPerVm": {
             os_name: {"total": round(sum(c.values()) / max(count_os[os_name], 1), 2),
                       **{op: round(n / max(count_os[os_name], 1), 2) for op, n in sorted(c.items())}}

@@ -32,7 +32,9 @@ at most half of ARM's per-principal read and write buckets per burst (100 starts
 buckets, 20 per slice of a 500-VM wave) and pause until the buckets have refilled (10 s). The
 input's ``slices`` / ``startBurst`` / ``startPauseSeconds`` set it when present (read with
 ``getattr`` until :class:`~patchrings.boundary.rings.WaveInput` declares them); else five slices
-are assumed. Refused-but-retryable starts are retried a minute later, paced the same way.
+are assumed. Refused-but-retryable starts are retried a minute later, paced the same way. The
+health reads after the installs are paced the same way: one verify instance per burst, each
+started ``pause`` after the one before (``<wave>:verify``, ``<wave>:verify:1`` ...).
 
 Install polling (issue 11): each VM is polled on its own schedule, from its own start (so the
 polls are spread like the bursts, never a whole wave's reads at once):
@@ -272,20 +274,31 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     if not context.is_replaying:
         log.info("wave %s of %s: %d installs finished", spec.wave, spec.ring, len(ordered))
 
-    verification = yield context.call_sub_orchestrator(
-        names.VERIFY,
-        to_payload(VerifyInput(
-            rollout_id=spec.rollout_id,
-            ring_spec=ring_spec,
-            ring=spec.ring,
-            vms=vms,
-            installs=ordered,
-            decide=False,
-            baselines=baselines,
-        )),
-        f"{context.instance_id}:verify",
-    )
-    verdicts = (verification or {}).get("verdicts", [])
+    # Health reads paced like the starts (issue 11): one verify instance per start burst, each
+    # ``pause`` after the one before (verify's startDelaySeconds); its rounds keep that offset, so
+    # the slices side by side never read more instance views at once than they started installs.
+    # One burst: one verify instance, ``<wave>:verify`` (what the status API follows).
+    chunks = start_bursts([_subscription(vm) for vm in vms], pacing.burst) or [[]]
+    outcomes = yield context.task_all([
+        context.call_sub_orchestrator(
+            names.VERIFY,
+            to_payload(VerifyInput(
+                rollout_id=spec.rollout_id,
+                ring_spec=ring_spec,
+                ring=spec.ring,
+                vms=[vms[i] for i in chunk],
+                installs=[ordered[i] for i in chunk],
+                decide=False,
+                baselines={vms[i]["id"]: baselines[vms[i]["id"]] for i in chunk if vms[i]["id"] in baselines},
+                start_delay_seconds=number * pacing.pause_seconds or None,
+            )),
+            f"{context.instance_id}:verify" + (f":{number}" if number else ""),
+        )
+        for number, chunk in enumerate(chunks)
+    ])
+    position = {vm["id"]: i for i, vm in enumerate(vms)}
+    verdicts = sorted((v for outcome in outcomes or [] for v in (outcome or {}).get("verdicts", [])),
+                      key=lambda v: position.get(v.get("vm"), len(vms)))
     # Per-VM rows go to the ledger from here (idempotent upsert), so the ring replays them once.
     yield context.call_activity_with_retry(
         names.LEDGER_VM_RESULTS,

@@ -65,7 +65,7 @@ class Ctx:
         return Call(name, payload)
 
     def call_sub_orchestrator(self, name: str, payload: Any = None, instance_id: str | None = None) -> Call:
-        return Call(name, payload)
+        return Call(name, {**payload, "_instance": instance_id})
 
     def task_all(self, tasks: list[Call]) -> tuple[str, list[Call]]:
         return ("all", tasks)
@@ -229,3 +229,26 @@ def test_refused_retryable_starts_are_retried_in_bursts_too() -> None:
     out = run(ctx, answer)
     assert [n for _, n in bursts(ctx)] == [20, 20, 10, 20, 5]  # 25 refused: retried a minute later, paced
     assert all(r["state"] == "done" for r in out["results"])
+
+
+def test_health_reads_are_paced_like_the_starts_one_verify_instance_per_burst() -> None:
+    verdict = {"outcome": "pass", "install": "ok", "health": "healthy"}
+
+    def answer(call: Call, ctx: Ctx) -> Any:
+        if call.name == "verify_orchestrator":
+            return {"verdicts": [{**verdict, "vm": v["id"], "name": v["name"]} for v in call.payload["vms"]]}
+        return inner(call, ctx)
+
+    inner = done_after(45)
+    vms = [vm(i) for i in range(50)]
+    ctx = Ctx(spec(vms))
+    out = run(ctx, answer)
+    verifies = [payload for _, name, payload in ctx.log if name == "verify_orchestrator"]
+    assert [len(p["vms"]) for p in verifies] == [20, 20, 10]
+    assert [p.get("startDelaySeconds") for p in verifies] == [None, 10, 20]
+    assert [p["_instance"] for p in verifies] == ["inst:verify", "inst:verify:1", "inst:verify:2"]
+    assert all(set(p["baselines"]) <= {v["id"] for v in p["vms"]} for p in verifies)
+    assert out["passed"] == {"ok|healthy": list(range(50))}  # every VM's verdict, in the wave's order
+    small = Ctx(spec(vms[:3]))
+    run(small, answer)
+    assert [p["_instance"] for _, name, p in small.log if name == "verify_orchestrator"] == ["inst:verify"]
