@@ -47,9 +47,11 @@ from patchrings.ports import ComputeGateway, FleetGateway
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
-__all__ = ["WavePlanStore", "bp", "coverage_answer", "member_ref", "plan_ring_waves", "plan_ring_waves_core",
-           "read_wave_members", "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core",
-           "ring_coverage", "ring_coverage_core", "subscription_fleet"]
+__all__ = [
+    "WavePlanStore", "bp", "count_only", "coverage_answer", "member_ref", "plan_ring_waves", "plan_ring_waves_core",
+    "read_wave_members", "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core",
+    "ring_coverage", "ring_coverage_core", "subscription_fleet",
+]
 
 #: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
 #: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
@@ -317,4 +319,12 @@ def read_wave_members(payload: Payload) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
-    return resolve_ring_members_core(deps.clients(), from_payload(ResolveMembersInput, payload))
+    spec = from_payload(ResolveMembersInput, payload)
+    answer = resolve_ring_members_core(deps.clients(), spec)
+    return count_only(answer) if spec.count_only else answer
+
+
+def count_only(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """``countOnly`` (issue 11): the members' number, no VM (the caller's history stays small)."""
+    return to_payload(ResolveMembersOutput(vms=[], error=answer.get("error") or None,
+                                           count=len(answer.get("vms") or [])))

@@ -94,9 +94,9 @@ class LoadPlanInput:
 @dataclass(frozen=True)
 class ResolveMembersInput:
     """``resolve_ring_members``: the ring's members, named by ``ringSpec`` (its resolved document;
-    never the whole plan, so nothing re-validates a plan to read one ring). ``includeHold`` /
-    ``countOnly`` are sent by some callers and carried, not read (the tag selector always
-    includes the hold value)."""
+    never the whole plan, so nothing re-validates a plan to read one ring). ``countOnly``: answer
+    ``{vms: [], count}`` (issue 11: the rollout's planner needs Ring 0's size, not its VMs).
+    ``includeHold`` is carried, not read (the tag selector always includes the hold value)."""
 
     ring: str
     ring_spec: dict[str, Any] = field(kw_only=True)
@@ -107,10 +107,12 @@ class ResolveMembersInput:
 
 @dataclass(frozen=True)
 class ResolveMembersOutput:
-    """``{"vms": [VmRef...]}``, with ``error`` when the ring names nowhere to look."""
+    """``{"vms": [VmRef...]}``, with ``error`` when the ring names nowhere to look; ``count``
+    (and no VM) when asked ``countOnly``."""
 
     vms: list[VmRef]
     error: dict[str, Any] | None = None
+    count: int | None = None
 
 
 @dataclass(frozen=True)

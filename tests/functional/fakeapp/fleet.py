@@ -178,6 +178,8 @@ def load_plan(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def resolve_ring_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("resolve_ring_members", payload)
+    if payload.get("countOnly"):  # as activities.members answers it (issue 11)
+        return {"vms": [], "count": len(_members(payload))}
     return {"vms": _members(payload)}
 
 

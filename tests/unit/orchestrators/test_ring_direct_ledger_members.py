@@ -197,3 +197,15 @@ def test_a_ring_past_its_budget_names_the_first_hundred_skipped_and_counts_the_r
     assert len(not_started) == 100
     assert any(r["vm"] == "" and r["reason"].startswith("250 more VM(s) not started") for r in out["gate"]["reasons"])
     assert out["gate"]["outcome"] == "fail"
+
+
+def test_resolve_ring_members_count_only_answers_the_number_and_no_vm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollout's planner asks Ring 0's size with ``countOnly``: no VM enters its history."""
+    from patchrings import deps
+
+    fleet = [vmz(f"c{i:03d}", "Windows", "1") for i in range(30)]
+    resolving(monkeypatch, fleet)
+    monkeypatch.setattr(deps, "clients", object)
+    payload = {"ring": "ring0", "ringSpec": ring(), "countOnly": True}
+    assert members_mod.resolve_ring_members(payload) == {"vms": [], "count": 30}
+    assert len(members_mod.resolve_ring_members({**payload, "countOnly": None})["vms"]) == 30
