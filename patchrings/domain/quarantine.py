@@ -12,7 +12,10 @@ install exactly the manifest Ring 0 built, so an excluded patch reaches no ring.
 Which patches (:func:`suspects`), from the failed ring's per-VM ledger rows:
 
 1. the patches the failed VMs' results name as failed (``result.failed``: ``KB<n>`` /
-   ``name=version``), when their rows carry them;
+   ``name=version``, or the KB numbers of ``result.error.details``: ``target`` and ``Failed to
+   install KB<n>`` messages, as ``installPatches`` reports them), when their rows carry them --
+   e.g. a VM that retries only the patch that failed before installs nothing else, so rule 2
+   would find nothing;
 2. else the patches installed on the failed VMs; when a failed VM reports a failed patch it does
    not name (``failedPatchCount > 0``) or installed nothing, the failing patch is not in its own
    list, so everything the failed run installed on any VM of the ring is added (the failed run's
@@ -177,7 +180,7 @@ def suspects(rows: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any] | No
     named: list[Any] = []
     for row in failed:
         result = _result(row)
-        named += _list(result.get("failed")) + _list(result.get("failedPatches"))
+        named += _list(result.get("failed")) + _list(result.get("failedPatches")) + _error_kbs(result)
     kbs, packages = _split(named)
     if kbs or packages:
         return _bounded(kbs, packages, "failed-patches", vms)
@@ -210,6 +213,24 @@ def suspects(rows: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any] | No
         if kbs or packages:
             return _bounded(kbs, packages, "manifest", vms)
     return Suspects((), (), "none", vms)
+
+
+_KB_IN_TEXT = re.compile(r"\bKB(\d{4,10})\b", re.IGNORECASE)
+
+
+def _error_kbs(result: Mapping[str, Any]) -> list[str]:
+    """KB numbers an install's error names (``error.details[].target`` / ``message``, e.g.
+    ``{"target": "KB5048667", "message": "Failed to install KB5048667."}``); at most 50."""
+    error = result.get("error")
+    if not isinstance(error, Mapping):
+        return []
+    found: list[str] = []
+    for detail in _list(error.get("details"))[:50]:
+        if not isinstance(detail, Mapping):
+            continue
+        for text in (detail.get("target"), detail.get("message")):
+            found += [f"KB{kb}" for kb in _KB_IN_TEXT.findall(str(text or ""))]
+    return found[:50]
 
 
 def _int(value: Any) -> int:

@@ -148,3 +148,37 @@ def test_with_on_bad_manifest_wait_the_next_cycle_waits_for_a_person_and_refuses
     out = d.until_done(third).output
     assert out["state"] == "halted" and "nothing was installed" in out["outcome"], out
     assert len(installs(p)) == cycle2
+
+
+def test_with_on_bad_manifest_wait_a_person_may_release_the_entries_and_ring0_installs_as_planned(
+        held: Any) -> None:
+    import triggers.decisions
+
+    if not hasattr(triggers.decisions, "release_quarantine"):
+        pytest.skip("the approve body's releaseQuarantine is not accepted by triggers/decisions.py yet")
+    fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}
+    p = held(sc.scenario(faults=[fault]), plan=_waiting_plan())
+    d = driver(p)
+    first = d.start(who="dave@contoso.com")
+    assert d.until_done(first).output["state"] == "halted"
+    lg = ledger(p)
+    plan_name = str((lg.rollout(first) or {}).get("planName"))
+    [entry] = lg.quarantines(plan_name)
+    cycle1 = len(installs(p))
+
+    second = d.start(who="dave@contoso.com")
+    token = d.until_waiting(second, "approval", "ring0")["waitingFor"]["manifestHash"]
+    release = {"manifestHash": token, "releaseQuarantine": [entry["id"]]}
+    # a release goes with approve only, and only names entries of this decision
+    assert d.api("POST", f"/api/rollouts/{second}/rings/ring0/reject", release, who="alice@contoso.com").status == 400
+    assert d.api("POST", f"/api/rollouts/{second}/rings/ring0/approve", release, who="alice@contoso.com").status == 202
+    # released by that person in the ledger; Ring 0 installs as the plan says (the bad patch fails
+    # again on r0-web-1: the person asked for it) and the new failure is quarantined again
+    out = d.until_done(second).output
+    assert out["state"] == "halted" and "ring0 failed its gate" in out["outcome"], out
+    entries = {e["id"]: e for e in lg.quarantines(plan_name)}
+    assert entries[entry["id"]]["released"] is True and f"{second}:ring0" in entries
+    rows = [r for r in lg.approvals(second) if r.get("kind") == "quarantine" and r.get("outcome") == "accepted"]
+    assert rows and rows[-1].get("choice") == "release", rows
+    windows = [(r.body or {}).get("windowsParameters") for r in installs(p)[cycle1:]]
+    assert windows and not any(sc.KB_OLD in str(wp.get("kbNumbersToExclude") or []) for wp in windows if wp)

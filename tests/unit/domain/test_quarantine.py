@@ -100,3 +100,15 @@ def test_the_quarantine_policy_and_the_decision_token() -> None:
     assert q.decision_token([two, one]) == token  # order does not matter
     assert q.decision_token([one]) != token  # another set of entries is another decision
     assert q.decision_token([{**one, "kbs": ["5048668"]}, two]) != token
+
+
+def test_the_kbs_an_install_error_names_are_failed_patches() -> None:
+    # a VM that retries only the patch that failed before installs nothing: its error names it
+    error = {"code": "PatchInstallationFailed", "message": "1 error/s reported on VM 'w1'.",
+             "details": [{"code": "PatchInstallationFailed", "message": "Failed to install KB5048667.",
+                          "target": "KB5048667"}, {"message": "see KB 12 or kb99999999999 (not KBs)"}]}
+    rows = [row("w1", "fail", [], failedPatchCount=1, error=error), row("w2", "pass", [])]
+    found = q.suspects(rows)
+    assert found.kbs == ("5048667",) and found.source == "failed-patches"
+    # a passing VM's error (none here) or a failed VM without details changes nothing
+    assert q.suspects([row("w1", "fail", [], failedPatchCount=1, error={"code": "X"})]).empty
