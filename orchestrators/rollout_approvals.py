@@ -193,6 +193,12 @@ class ApprovalSteps(PlannerSteps):
                f"{len(ids)} failed gate(s): approve = install ring {ring} without them; approve with "
                f"releaseQuarantine = release those entries and install as the plan says; reject = end the "
                f"rollout, nothing installed")
+        # what the status and the notification show (bounded: the status stays far below 16 KB;
+        # every entry and patch is in the ledger's Quarantine table)
+        shown_quarantine = {
+            "entries": ids[:20], "entryCount": len(ids), "patchCount": len(patches),
+            "exclusions": {k: list(excluded.get(k) or [])[:20]
+                           for k in ("kbNumbersToExclude", "packageNameMasksToExclude")}}
         pending = ApprovalRequest.create(self.rollout_id, ring, token, policy, self.now)
         self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
         self.st.wait_for(
@@ -206,7 +212,7 @@ class ApprovalSteps(PlannerSteps):
             request=pending.to_dict(),
             reason=why,
             kind="quarantine",
-            quarantine={"entries": ids[:20], "entryCount": len(ids), "exclusions": excluded},
+            quarantine=shown_quarantine,
         )
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=token, kind="quarantine",
@@ -217,7 +223,7 @@ class ApprovalSteps(PlannerSteps):
             f"{token} until {iso(pending.deadline)} ({why})",
             deadline=iso(pending.deadline), manifestHash=token, approvers=list(policy.approvers)[:25],
             approvePath=approve_url(self.rollout_id, ring), pagePath=f"/api/ui/rollouts/{self.rollout_id}",
-            decisionKind="quarantine", quarantine={"entries": ids[:20], "exclusions": excluded}, reason=why)
+            decisionKind="quarantine", quarantine=shown_quarantine, reason=why)
         timer = self.waits.timer(pending.deadline)
         release: list[str] = []
         while True:

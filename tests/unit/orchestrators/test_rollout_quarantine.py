@@ -6,6 +6,7 @@ Stepped with the fake context of ``test_rollout_notify`` (virtual clock, scripte
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -317,3 +318,16 @@ def test_wait_without_active_entries_or_in_a_dry_run_does_not_wait() -> None:
     ctx = FakeContext({"initiator": "dave@contoso.com", "dryRun": True}, waiting_plan(active_read), {})
     assert ctx.run()["state"] == "dry-run-completed"
     assert any("a real run waits for a person's decision before ring ring0" in t for t in notes(ctx))
+
+
+def test_the_waiting_status_stays_bounded_with_many_quarantined_patches() -> None:
+    many = {"kbNumbersToExclude": [str(5000000 + i) for i in range(200)],
+            "packageNameMasksToExclude": [f"pkg{i}=1.0.{i}" for i in range(200)]}
+    entries = [{**ENTRY, "id": f"ro-{i:03d}:ring0", "at": f"2026-11-{i % 15 + 1:02d}T07:00:00Z"} for i in range(50)]
+    ctx = FakeContext({"initiator": "system:maintenance-event"},
+                      waiting_plan(lambda p: {"entries": entries, "exclusions": many}), {})
+    assert ctx.run()["state"] == "halted"  # nobody decided: the timeout rejects
+    shown = WaitingStatus(ctx).waiting["quarantine"]
+    assert shown["entryCount"] == 50 and len(shown["entries"]) == 20 and shown["patchCount"] == 400
+    assert all(len(v) == 20 for v in shown["exclusions"].values())
+    assert len(json.dumps(WaitingStatus(ctx).doc)) < 10_000
