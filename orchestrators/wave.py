@@ -166,7 +166,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         retry: list[dict[str, Any]] = []
         pending = to_start
         for number, burst in enumerate(start_bursts([_subscription(vm) for vm in pending], pacing.burst)):
-            if number:
+            if number and pacing.pause_seconds:
                 yield context.create_timer(context.current_utc_datetime + timedelta(seconds=pacing.pause_seconds))
             batch = [pending[i] for i in burst]
             try:
