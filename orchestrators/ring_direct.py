@@ -235,6 +235,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     deadline=iso(deadline),
                     expected_install_seconds=dict(learned) or None,
                     keep_results=keep_results,
+                    slices=len(slices),
                 )),
                 f"{context.instance_id}:w{index}" + (f".{k}" if k else ""),
             )

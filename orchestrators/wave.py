@@ -155,9 +155,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     by_id = {vm["id"]: vm for vm in vms}
     # Paced starts (issue 11): bursts per subscription sized from ARM's buckets, a durable timer
     # between them (patchrings.domain.rate.start_pacing); each VM's polls follow its own start.
-    pacing = start_pacing(_int_or_none(getattr(spec, "slices", None)),
-                          burst=_int_or_none(getattr(spec, "start_burst", None)),
-                          pause_seconds=_int_or_none(getattr(spec, "start_pause_seconds", None)))
+    pacing = start_pacing(_int_or_none(spec.slices), burst=_int_or_none(spec.start_burst),
+                          pause_seconds=_int_or_none(spec.start_pause_seconds))
     started_at: dict[str, Any] = {}  # VM -> when its start answered (its poll schedule's origin)
     attempts = 0
     progress("starting")

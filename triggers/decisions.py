@@ -28,7 +28,8 @@ import azure.functions as func
 from orchestrators import names
 from orchestrators.status import HALTED
 from patchrings import deps
-from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest, check_decision
+from patchrings.domain.approval import RELEASE_QUARANTINE, ApprovalPolicy, ApprovalRequest, check_decision
+from patchrings.domain.quarantine import parse_release
 from patchrings.errors import (
     ApprovalConflict,
     ApprovalForbidden,
@@ -72,6 +73,9 @@ async def decide(req: func.HttpRequest, client: Any) -> dict[str, Any]:
         accept = accept_inconclusive(body)
         if accept is not None:
             decision["acceptInconclusive"] = accept
+        release = release_quarantine(body, verdict)
+        if release is not None:
+            decision[RELEASE_QUARANTINE] = release
         who = caller(req, required=True)
         assert who is not None
         decision["approver"] = who.name
@@ -88,6 +92,9 @@ async def decide(req: func.HttpRequest, client: Any) -> dict[str, Any]:
         else:
             # Nothing pending: identity is still checked first against the ring's plan approvers.
             policy = _plan_policy(ring) or policy
+        if release is not None and waiting.get("kind") != "quarantine":
+            raise ApprovalConflict("releaseQuarantine applies only while the rollout waits for a quarantine "
+                                   "decision (waitingFor.kind quarantine)", field=RELEASE_QUARANTINE)
         # The decision carries the plan's own approver entry (UPN, oid or tid/oid) the caller matched.
         decision["approver"] = who.matching_entry(policy.approvers) or who.name
         initiator = doc.get("initiator")
@@ -132,6 +139,22 @@ def accept_inconclusive(body: dict[str, Any]) -> list[str] | None:
         if item.strip() not in out:
             out.append(item.strip())
     return out
+
+
+def release_quarantine(body: dict[str, Any], verdict: str) -> list[str] | None:
+    """The optional ``releaseQuarantine`` of an approve body (issue 11): the quarantine entry ids
+    to release in a quarantine decision (at most 100 strings of 1-600 characters); None when absent."""
+    value = body.get(RELEASE_QUARANTINE)
+    if value is None:
+        return None
+    ids, refused = parse_release(value)
+    if refused or not ids:
+        raise RequestInvalid(refused or "releaseQuarantine must name at least one quarantine entry",
+                             field=RELEASE_QUARANTINE)
+    if verdict != "approve":
+        raise RequestInvalid("releaseQuarantine goes with approve (a rejection installs nothing)",
+                             field=RELEASE_QUARANTINE)
+    return ids
 
 
 def _decision_fields(decision: dict[str, Any]) -> dict[str, Any]:

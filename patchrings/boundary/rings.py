@@ -124,6 +124,11 @@ class WaveInput:
     deadline: str | None = None
     expected_install_seconds: Any = field(default=None, metadata=_NULL)  # {os: seconds} or seconds
     keep_results: bool | None = None  # absent: true
+    # ARM pacing (issue 11): how many wave instances start installs side by side (they share the
+    # subscription's buckets), and an explicit burst size / pause overriding the domain's plan
+    slices: int | None = None
+    start_burst: int | None = None
+    start_pause_seconds: int | None = None
 
 
 @dataclass(frozen=True)

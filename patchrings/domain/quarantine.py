@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from patchrings.domain.timeutil import format_duration, parse_duration
-
 from patchrings.domain.arm_ids import last_segment
+from patchrings.domain.timeutil import format_duration, parse_duration
 
 __all__ = [
     "EXCLUDE",

@@ -152,10 +152,6 @@ def test_with_on_bad_manifest_wait_the_next_cycle_waits_for_a_person_and_refuses
 
 def test_with_on_bad_manifest_wait_a_person_may_release_the_entries_and_ring0_installs_as_planned(
         held: Any) -> None:
-    import triggers.decisions
-
-    if not hasattr(triggers.decisions, "release_quarantine"):
-        pytest.skip("the approve body's releaseQuarantine is not accepted by triggers/decisions.py yet")
     fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"]}
     p = held(sc.scenario(faults=[fault]), plan=_waiting_plan())
     d = driver(p)

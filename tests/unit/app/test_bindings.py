@@ -23,6 +23,8 @@ CONTRACT = {
     "ledger_check_decision", "notify",
     # issue 11: a failed gate's patches quarantined for the next cycle
     "ledger_record_quarantine", "ledger_read_quarantine",
+    # issue 11: a ring's members live in the ledger (planned waves read back slice by slice)
+    "plan_ring_waves", "read_wave_members", "ring_coverage",
 }
 
 
@@ -56,7 +58,8 @@ def test_every_contract_activity_is_registered_once() -> None:
 def test_member_resolution_has_its_own_blueprint() -> None:
     """``resolve_ring_members`` lives in activities/members.py (issue 10), registered by
     function_app.py as ``members.bp`` and nowhere else (the worker refuses a name twice)."""
-    assert [fn.get_function_name() for fn in functions(members)] == ["resolve_ring_members"]
+    assert sorted(fn.get_function_name() for fn in functions(members)) == [
+        "plan_ring_waves", "read_wave_members", "resolve_ring_members", "ring_coverage"]
     assert "resolve_ring_members" not in [fn.get_function_name() for fn in functions(compute)]
 
 
