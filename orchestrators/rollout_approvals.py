@@ -41,6 +41,23 @@ from patchrings.errors import PatchRingsError
 
 
 class ApprovalSteps(PlannerSteps):
+    def next_decision(self, deadline: Any, timer: Any) -> Gen:
+        """The next ``ApprovalDecision`` raised before ``deadline`` as ``(raw, timer)``, or
+        ``(None, timer)`` once the deadline has passed. A long wait is slept in pieces (the SDK caps
+        a timer; ``waits.timer``), so an elapsed piece before the deadline arms the next one.
+        Shared by ring approvals and the quarantine decision (same race, same timer discipline)."""
+        while True:
+            event_task = self.waits.event(names.EV_APPROVAL)
+            winner = event_task
+            if not event_task.is_completed:
+                winner = yield from self.waits.race(event_task, timer)
+            if winner is timer and self.now < deadline:
+                timer = self.waits.timer(deadline)  # one piece of a long wait elapsed
+                continue
+            if winner is timer:
+                return None, timer
+            return decode(self.waits.consume(names.EV_APPROVAL)), timer
+
     def approve(self, ring: str, *, force: bool = False, why: str | None = None,
                 need_accept: list[dict[str, Any]] | None = None) -> Gen:
         """Wait for a manual approval of ``ring`` bound to the manifest, raced with its timeout.
@@ -88,18 +105,11 @@ class ApprovalSteps(PlannerSteps):
             **({"reason": why} if why else {}))
         timer = self.waits.timer(pending.deadline)
         while True:
-            event_task = self.waits.event(names.EV_APPROVAL)
-            winner = event_task
-            if not event_task.is_completed:
-                winner = yield from self.waits.race(event_task, timer)
-            if winner is timer and self.now < pending.deadline:
-                timer = self.waits.timer(pending.deadline)  # one piece of a long wait elapsed
-                continue
-            if winner is timer:
+            raw, timer = yield from self.next_decision(pending.deadline, timer)
+            if raw is None:
                 decision = timeout_decision(pending)
                 accepted = decision.to_dict()
                 break
-            raw = decode(self.waits.consume(names.EV_APPROVAL))
             recorded = yield from self.recorded("approval", raw)
             if not recorded.get("accepted"):
                 refused = {**decision_fields(raw), "accepted": False, "at": iso(self.now),
@@ -227,18 +237,11 @@ class ApprovalSteps(PlannerSteps):
         timer = self.waits.timer(pending.deadline)
         release: list[str] = []
         while True:
-            event_task = self.waits.event(names.EV_APPROVAL)
-            winner = event_task
-            if not event_task.is_completed:
-                winner = yield from self.waits.race(event_task, timer)
-            if winner is timer and self.now < pending.deadline:
-                timer = self.waits.timer(pending.deadline)  # one piece of a long wait elapsed
-                continue
-            if winner is timer:
+            raw, timer = yield from self.next_decision(pending.deadline, timer)
+            if raw is None:
                 decision = timeout_decision(pending)
                 accepted = decision.to_dict()
                 break
-            raw = decode(self.waits.consume(names.EV_APPROVAL))
             recorded = yield from self._recorded_quarantine_decision(raw)
             refused: dict[str, Any] | None = None
             if not recorded.get("accepted"):
