@@ -343,14 +343,7 @@ class ComputeBackend:
     def start_operation(self, op: Operation) -> None:
         """Record an LRO and finish it at its end time on the shared clock."""
         self.operations[op.id.lower()] = op
-        clock = self.core.clock
-
-        async def finish() -> None:
-            await clock.sleep_until(op.end)
-            with clock.busy():
-                self.finish_operation(op)
-
-        self.core.spawn(finish())
+        self.core.at(op.end, lambda: self.finish_operation(op))
 
     def finish_operation(self, op: Operation) -> None:
         """Complete an LRO at its end time (called inside ``clock.busy()``)."""

@@ -97,6 +97,18 @@ class Core:
         guard.add_done_callback(self.tasks.discard)
         return inner
 
+    def at(self, when: Any, fn: Callable[[], Any]) -> asyncio.Task[Any]:
+        """Call ``fn`` once the shared clock reaches ``when``, inside ``clock.busy()`` (an LRO
+        finishing at its end time: Compute's and HybridCompute's operations alike)."""
+        clock = self.clock
+
+        async def due() -> None:
+            await clock.sleep_until(when)
+            with clock.busy():
+                fn()
+
+        return self.spawn(due())
+
     def in_loop(self, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` on the simulator's loop (tests call the Python API from other threads)."""
         loop = self.loop

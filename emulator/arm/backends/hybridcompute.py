@@ -309,14 +309,7 @@ class HybridComputeBackend:
     def start_operation(self, op: ArcOperation) -> None:
         """Record an Arc LRO and finish it at its end time on the shared clock."""
         self.operations[op.id.lower()] = op
-        clock = self.core.clock
-
-        async def finish() -> None:
-            await clock.sleep_until(op.end)
-            with clock.busy():
-                self.finish_operation(op)
-
-        self.core.spawn(finish())
+        self.core.at(op.end, lambda: self.finish_operation(op))
 
     def finish_operation(self, op: ArcOperation) -> None:
         """Complete an Arc LRO at its end time (called inside ``clock.busy()``)."""
