@@ -118,10 +118,12 @@ class ApiClient:
         return self.request("POST", "rollouts", body)
 
     def decide(self, rollout_id: str, ring: str, verdict: str, manifest_hash: str,
-               comment: str | None = None) -> Any:
+               comment: str | None = None, *, release_quarantine: list[str] | None = None) -> Any:
         body: dict[str, Any] = {"manifestHash": manifest_hash}
         if comment:
             body["comment"] = comment
+        if release_quarantine:
+            body["releaseQuarantine"] = list(release_quarantine)
         return self.request("POST", f"rollouts/{_segment(rollout_id)}/rings/{_segment(ring)}/{verdict}", body)
 
     def halt(self, rollout_id: str, reason: str | None = None) -> Any:

@@ -82,6 +82,10 @@ def add_rollouts_parser(sub: Any) -> argparse.ArgumentParser:
         decide.add_argument("--manifest", required=True, metavar="HASH",
                             help="the manifest hash you reviewed (rollouts show ID: waiting for ... manifest)")
         decide.add_argument("--comment")
+        if verdict == "approve":
+            decide.add_argument("--release-quarantine", dest="release_quarantine", nargs="+", metavar="ENTRY",
+                                help="while the rollout waits for a quarantine decision: release these entries "
+                                     "and install as the plan says (rollouts show ID lists them)")
     for verb, help_text in (("halt", "halt a rollout (later rings stay closed)"),
                             ("resume", "resume a halted rollout (an approver of the ring it resumes at)")):
         action = verbs.add_parser(verb, parents=[common], help=help_text)
@@ -169,7 +173,8 @@ def _call(args: argparse.Namespace, api: ApiClient) -> Any:
         return api.start(dry_run=verb == "dry-run" or bool(getattr(args, "dry_run", False)), plan=plan,
                          reason=args.reason)
     if verb in ("approve", "reject"):
-        return api.decide(args.id, args.ring, verb, args.manifest, args.comment)
+        return api.decide(args.id, args.ring, verb, args.manifest, args.comment,
+                          release_quarantine=getattr(args, "release_quarantine", None))
     if verb == "halt":
         return api.halt(args.id, args.reason)
     if verb == "resume":
@@ -217,8 +222,9 @@ def _render_show(args: argparse.Namespace, answer: Any, out: TextIO) -> None:
     ], stream=out)
     waiting = body.get("waitingFor") or doc.get("waitingFor")
     if isinstance(waiting, dict) and waiting.get("what"):
-        print_fields("waiting for", [(k, waiting.get(k)) for k in ("what", "ring", "until", "manifestHash", "approvers",
-                                                                    "approveUrl") if waiting.get(k) is not None],
+        print_fields("waiting for", [(k, waiting.get(k)) for k in ("what", "kind", "ring", "until", "manifestHash",
+                                                                    "approvers", "approveUrl", "reason",
+                                                                    "quarantine") if waiting.get(k) is not None],
                      stream=out)
         if waiting.get("what") == "approval" and waiting.get("ring") and waiting.get("manifestHash"):
             print(f"  to decide: python -m patchrings rollouts approve {body.get('id')} {waiting['ring']} "
