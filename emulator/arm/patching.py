@@ -13,7 +13,10 @@ SUPPORTED
   Windows Update category names as in the official examples (``Security Updates``,
   ``Critical Updates``, ``Update Rollups``, ``Definition Updates``, ...).
 * Linux: ``classificationsToInclude``, ``packageNameMasksToInclude`` / ``packageNameMasksToExclude``
-  with ``name=version`` pinning (globs allowed in both parts).
+  as the Linux patch extension reads them (``PackageFilter``): case-sensitive globs, ``name=version``
+  pins versions in *includes* only; an exclude's version part is ignored (every version of the
+  package is excluded); a mask with two ``=`` is ignored. The Compute swagger's description
+  "Format: packageName_packageVersion" is not what the extension parses.
 * ``rebootSetting`` (``IfRequired``/``Never``/``Always`` and the service spellings),
   ``maximumDuration`` / the schedule's window: the last 10 min (Windows) / 15 min (Linux) are kept
   for the reboot; patches that do not fit stay ``Pending`` and ``maintenanceWindowExceeded`` is true.
@@ -74,12 +77,28 @@ def _globs_match(masks: list[str], text: str) -> bool:
     return any(fnmatch.fnmatchcase(text.lower(), m.lower()) for m in masks)
 
 
-def _package_mask_match(masks: list[str], patch: Patch) -> bool:
+#: architecture suffixes the Linux patch extension strips before matching a mask (PackageFilter)
+_ARCH_SUFFIXES = (".x86_64", ".noarch", ".i686")
+
+
+def _package_mask_match(masks: list[str], patch: Patch, *, versions: bool = True) -> bool:
+    """Azure's Linux patch extension's rule (Azure/LinuxPatchExtension
+    ``core/src/core_logic/PackageFilter.py``): a mask is ``name`` or ``name=version``, both parts
+    case-sensitive ``fnmatch`` globs, the name also tried without its architecture suffix; a mask
+    with more than one ``=`` is ignored. Version matching applies to *inclusions* only: an
+    exclusion ``name=version`` excludes every version of ``name`` (the extension logs "Package
+    exclusions do not support version matching"), so ``versions=False`` for excludes."""
     for mask in masks:
-        name_mask, _, version_mask = mask.partition("=")
-        if not fnmatch.fnmatchcase(patch.package.lower(), name_mask.strip().lower()):
+        parts = str(mask).split("=")
+        if len(parts) > 2:
             continue
-        if version_mask and not fnmatch.fnmatchcase(patch.version.lower(), version_mask.strip().lower()):
+        name_mask = parts[0].strip()
+        version_mask = parts[1].strip() if len(parts) == 2 else ""
+        name = patch.package
+        bare = next((name[: -len(s)] for s in _ARCH_SUFFIXES if name.endswith(s)), name)
+        if not (fnmatch.fnmatchcase(name, name_mask) or fnmatch.fnmatchcase(bare, name_mask)):
+            continue
+        if versions and version_mask and not fnmatch.fnmatchcase(patch.version, version_mask):
             continue
         return True
     return False
@@ -127,7 +146,7 @@ def select_patches(vm: Vm, available: list[Patch], parameters: dict[str, Any]) -
         chosen: dict[str, Patch] = {}
         states: dict[str, str] = {}
         for patch in available:
-            if _package_mask_match(pkg_out, patch):
+            if _package_mask_match(pkg_out, patch, versions=False):
                 states[patch.key] = "Excluded"
                 continue
             by_class = bool(classes) and any(c.lower() in classes for c in patch.classifications)

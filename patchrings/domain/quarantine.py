@@ -279,13 +279,19 @@ def active(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def exclusions(entries: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """The union of the active entries' patches as install exclusions (sorted, de-duplicated):
-    ``{"kbNumbersToExclude": [...], "packageNameMasksToExclude": ["name=version", ...]}``."""
+    ``{"kbNumbersToExclude": [...], "packageNameMasksToExclude": ["name", ...]}``.
+
+    A Linux entry blames ``name=version``, but the exclusion names the package only: Azure's Linux
+    patch extension ignores the version part of an exclusion (Azure/LinuxPatchExtension
+    ``PackageFilter``: "Package exclusions do not support version matching"), so every version of
+    the package is held back until an approver releases the entry. Sending the name says exactly
+    what Azure will do."""
     kbs: set[str] = set()
     packages: set[str] = set()
     for entry in active(entries):
         more_kbs, more_packages = _split(_list(entry.get("kbs")) + _list(entry.get("packages")))
         kbs |= more_kbs
-        packages |= more_packages
+        packages |= {p.split("=", 1)[0] for p in more_packages}
     return {"kbNumbersToExclude": sorted(kbs, key=lambda k: (len(k), k)),
             "packageNameMasksToExclude": sorted(packages)}
 

@@ -16,7 +16,8 @@ semantics as in update-manager-domain.md §6 and the staged-patching runbook the
   title) and ``excludeKbsRequiringReboot`` (the swagger: "Filters out Kbs that don't have an
   InstallationRebootBehavior of 'NeverReboots'", so ``CanRequestReboot`` and an unknown behaviour
   are filtered too; the local simulator applies the same rule); Linux
-  ``packageNameMasksToExclude`` (``name`` or ``name=version`` globs).
+  ``packageNameMasksToExclude`` (``name`` globs; the version part of ``name=version`` is ignored
+  as Azure's Linux patch extension ignores it: every version of the package is excluded).
 * A patch is a **candidate** when its classification is in ``classificationsToInclude`` **or** an
   include names it (``kbNumbersToInclude`` / ``packageNameMasksToInclude``); with neither list
   given, every available patch is a candidate. Windows ``patchNameMasksToInclude`` narrows.
@@ -168,12 +169,26 @@ def _title_match(masks: list[str], name: str) -> bool:
     return _globs(masks, name) or _globs(masks, _KB_IN_NAME.sub("", name))
 
 
-def _package_match(masks: Iterable[str], name: str, version: str) -> bool:
+#: architecture suffixes Azure's Linux patch extension strips before matching a mask
+_ARCH_SUFFIXES = (".x86_64", ".noarch", ".i686")
+
+
+def _package_match(masks: Iterable[str], name: str, version: str, *, versions: bool = True) -> bool:
+    """The Linux patch extension's mask rule (Azure/LinuxPatchExtension ``PackageFilter``), so a
+    dry run says what Azure will do: ``name`` or ``name=version``, case-sensitive globs, the name
+    also tried without its architecture suffix, a mask with two ``=`` ignored. Versions are
+    matched for includes only; an exclude's version is ignored (``versions=False``): Azure
+    excludes every version of the package."""
+    bare = next((name[: -len(s)] for s in _ARCH_SUFFIXES if name.endswith(s)), name)
     for mask in masks:
-        name_mask, has_version, version_mask = str(mask).partition("=")
-        if not fnmatch.fnmatchcase(name.lower(), name_mask.strip().lower()):
+        parts = str(mask).split("=")
+        if len(parts) > 2:
             continue
-        if has_version and not fnmatch.fnmatchcase(version.lower(), version_mask.strip().lower()):
+        name_mask = parts[0].strip()
+        if not (fnmatch.fnmatchcase(name, name_mask) or fnmatch.fnmatchcase(bare, name_mask)):
+            continue
+        if versions and len(parts) == 2 and parts[1].strip() \
+                and not fnmatch.fnmatchcase(version, parts[1].strip()):
             continue
         return True
     return False
@@ -236,7 +251,7 @@ def _select_linux(sel: Selection, patches: list[dict[str, Any]], p: dict[str, An
     candidates: list[dict[str, Any]] = []
     for patch in patches:
         name, version = str(patch.get("name") or ""), str(patch.get("version") or "")
-        if _package_match(pkg_out, name, version):
+        if _package_match(pkg_out, name, version, versions=False):
             sel.filtered.append({**patch, "reason": "excluded"})
             continue
         by_class = any(_class_key("Linux", c) in classes for c in patch["classifications"])

@@ -187,6 +187,19 @@ def test_linux_package_pinning(arm):
     assert states(result)["openssl=3.0.2-0ubuntu1.18"] == "NotSelected"  # the newest version wins
 
 
+def test_linux_masks_follow_the_patch_extension(arm):
+    """Azure/LinuxPatchExtension PackageFilter: an exclusion's version part is ignored (every
+    version of the package is excluded), masks are case-sensitive, a mask with two '=' is
+    ignored; inclusions pin versions."""
+    result = install(arm, "lin-01", {**LIN_ALL, "linuxParameters": {
+        **LIN_ALL["linuxParameters"], "packageNameMasksToExclude": ["openssl=3.0.2-0ubuntu1.18"]}})
+    assert states(result)["openssl=3.0.2-0ubuntu1.19"] == "Excluded"
+    assert states(result)["openssl=3.0.2-0ubuntu1.18"] == "Excluded"
+    result = install(arm, "lin-02", {"rebootSetting": "IfRequired", "linuxParameters": {
+        "packageNameMasksToInclude": ["OpenSSL", "curl=7.81.0-1ubuntu1.19=x"]}})
+    assert {k: v for k, v in states(result).items() if v != "NotSelected"} == {}
+
+
 def test_maximum_duration_leaves_patches_pending(arm):
     # PT40M minus the 10 min Windows reboot reserve leaves 30 min: the 30-min CU fits, nothing after it
     result = install(arm, "win-01", {**WIN_ALL, "maximumDuration": "PT40M"})
