@@ -71,6 +71,7 @@ and ``Cross-Origin-Opener-Policy: same-origin``; HTML and JSON are ``Cache-Contr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -85,6 +86,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from patchrings import deps, notifications
+from patchrings.domain.approval import RELEASE_QUARANTINE
 from patchrings.errors import ApprovalForbidden, NotFound, PatchRingsError
 from triggers import decisions
 from triggers.http_io import internal_error, route_id
@@ -331,6 +333,10 @@ def viewer(who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
                 out["decideReason"] = "you started this rollout: you may reject it, another approver must approve it"
             else:
                 out["mayApprove"] = True
+        if waiting.get("kind") == "quarantine":
+            # a quarantine decision (issue 11): releasing entries goes with approve (the API's rule)
+            out["decisionKind"] = "quarantine"
+            out["mayRelease"] = out["mayApprove"]
     else:
         out["decideReason"] = "no approval is pending"
     if active and state != "halted":
@@ -343,6 +349,83 @@ def viewer(who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
         else:
             out["resumeReason"] = f"only an approver of {ring} may resume ({', '.join(approvers)})"
     return out
+
+
+# ---------------------------------------------------------------------- the quarantine (issue 11)
+# What the page shows of a quarantine entry (the ledger row's other columns stay in the ledger).
+QUARANTINE_FIELDS = ("id", "rolloutId", "ring", "kbs", "packages", "source", "failedVms", "reason", "by", "at",
+                     "manifestHash", "released", "releasedBy", "releasedAt", "releaseReason")
+MAX_QUARANTINE_SHOWN = 50
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _ids(value: Any) -> list[str]:
+    return [str(v) for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def quarantine_ids(rollout_id: str, body: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """The quarantine entries a rollout's page is about: the ids its pending quarantine decision
+    names (``waitingFor.quarantine.entries``; the checkboxes), and every id the rollout touched
+    (honoured at its start, decided on, released)."""
+    status = _dict(body.get("status"))
+    waiting = _dict(body.get("waitingFor") or status.get("waitingFor"))
+    deciding = _ids(_dict(waiting.get("quarantine")).get("entries")) if waiting.get("kind") == "quarantine" else []
+    ledger = _dict(body.get("ledger"))
+    touched = set(deciding) | set(_ids(_dict(_dict(ledger.get("rollout")).get("quarantine")).get("entries")))
+    for raw in ledger.get("approvals") or []:
+        row = _dict(raw)
+        touched |= set(_ids(row.get("quarantineEntries"))) | set(_ids(row.get(RELEASE_QUARANTINE)))
+    for raw in status.get("approvals") or []:
+        touched |= set(_ids(_dict(raw).get(RELEASE_QUARANTINE)))
+    return deciding, touched
+
+
+def quarantine_view(rollout_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The quarantine entries of the rollout's plan that its page shows (issue 11), read from the
+    ledger's Quarantine table: those its pending decision is about (``decision``: the ids the
+    page offers to release), those it honoured, decided on or released, and those its own failed
+    gate recorded; each with its patches, why, from which rollout and ring, when, and whether
+    (by whom, when) it was released. None when the rollout has nothing to do with a quarantine."""
+    deciding, touched = quarantine_ids(rollout_id, body)
+    status = _dict(body.get("status"))
+    plan_name = (_dict(_dict(body.get("ledger")).get("rollout")).get("planName")
+                 or _dict(status.get("plan")).get("name"))
+    if not plan_name:
+        return ({"decision": deciding, "entries": [], "error": "the rollout's plan is not known yet"}
+                if deciding else None)
+    try:
+        rows = deps.ledger().quarantines(str(plan_name))
+    except Exception as err:  # the status is still useful; the page says the details are missing
+        log.warning("could not read the quarantine of plan %s: %s", plan_name, type(err).__name__)
+        return ({"planName": plan_name, "decision": deciding, "entries": [],
+                 "error": f"the ledger's quarantine could not be read ({type(err).__name__})"}
+                if deciding or touched else None)
+    mine = [r for r in rows if str(r.get("id")) in touched or r.get("rolloutId") == rollout_id]
+    if not mine and not deciding:
+        return None
+    # the entries of the pending decision first (in its order), then the others, newest first
+    order = {entry: i for i, entry in enumerate(deciding)}
+    mine.sort(key=lambda r: str(r.get("at") or ""), reverse=True)
+    mine.sort(key=lambda r: order.get(str(r.get("id")), len(order)))
+    entries = [{k: r[k] for k in QUARANTINE_FIELDS if r.get(k) is not None} for r in mine[:MAX_QUARANTINE_SHOWN]]
+    return {"planName": plan_name, "decision": deciding, "entries": entries,
+            **({"entriesOmitted": len(mine) - MAX_QUARANTINE_SHOWN} if len(mine) > MAX_QUARANTINE_SHOWN else {})}
+
+
+def with_releases(body: dict[str, Any]) -> None:
+    """Each decision line (``approvals``, the API's flat view) with what the ledger's row of the
+    same decision says about a quarantine: ``kind``, ``choice`` and the ``releaseQuarantine`` ids."""
+    rows = {str(_dict(r).get("decisionId")): _dict(r) for r in _dict(body.get("ledger")).get("approvals") or []}
+    for item in body.get("approvals") or []:
+        row = rows.get(str(_dict(item).get("id")))
+        if not row:
+            continue
+        for key in ("kind", "choice", RELEASE_QUARANTINE):
+            if row.get(key) is not None and key not in item:
+                item[key] = row[key]
 
 
 def resume_approvers(ring: Any) -> list[str]:
@@ -463,6 +546,10 @@ async def ui_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClien
         rollout_id = route_id(req)
         body = await status_view(req, rollout_id, client)
         body["viewer"] = viewer(who, body)
+        quarantine = await asyncio.to_thread(quarantine_view, rollout_id, body)
+        if quarantine is not None:
+            body["quarantine"] = quarantine
+        with_releases(body)
         body.setdefault("pagePath", f"{ui_base(req.url)}/rollouts/{rollout_id}")
         return json_response(body)
 

@@ -346,3 +346,119 @@ def test_locally_the_page_names_you_from_as_and_the_act_as_form(platform_factory
     # An unknown rollout: the API's 404, said out loud.
     page.goto(f"{ui}/rollouts/ro-missing")
     expect(page.get_by_role("alert")).to_contain_text("no rollout 'ro-missing'")
+
+
+def _waiting_plan() -> dict[str, Any]:
+    """The default plan with ``quarantine.onBadManifest: wait`` (issue 11): with an active entry
+    the next rollout does not start Ring 0 until a person decides."""
+    plan = json.loads((REPO / "plans" / "default.json").read_text())
+    plan["quarantine"] = {"onBadManifest": "wait"}
+    return plan  # type: ignore[no-any-return]
+
+
+def test_release_a_quarantined_entry_from_the_page_by_keyboard(held: Any, browser: Any) -> None:
+    """Issue 11 on the page: a failed gate quarantines the patch it blames; the next rollout waits
+    for a person before Ring 0. The page lists the entry (patches, why, from which rollout and ring,
+    when) with a labelled checkbox; a non-approver and the initiator are told why they cannot
+    decide; an approver ticks the entry and approves with the keyboard; the request is the CLI's
+    (``releaseQuarantine``, bound to the ``q-...`` hash the page shows); Ring 0 then installs the
+    released patch (its vendor fixed it: the fault fires once), the rollout goes on to Ring 1, and
+    the entry reads back released, by that approver, through the page's API and the ledger."""
+    from playwright.sync_api import expect
+
+    from tests.functional import platform_scenario as sc
+    from tests.functional.platform_driver import driver, ledger
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    fault = {"type": "patchFails", "patch": sc.KB_OLD, "vms": ["r0-web-1"], "times": 1}
+    p = held(sc.scenario(faults=[fault]), plan=_waiting_plan())
+    d = driver(p)
+
+    # cycle 1: the bad patch fails on r0-web-1, Ring 0's gate fails, its patches are quarantined
+    first = d.start(who="dave@contoso.com")
+    assert d.until_done(first).output["state"] == "halted"
+    lg = ledger(p)
+    plan_name = str((lg.rollout(first) or {}).get("planName"))
+    [entry] = lg.quarantines(plan_name)
+    assert entry["released"] is False and sc.KB_OLD in entry["kbs"]
+
+    # cycle 2 (started by bob, an approver): it waits for a person before Ring 0
+    second = d.start(who="bob@contoso.com")
+    waiting = d.until_waiting(second, "approval", "ring0")["waitingFor"]
+    assert waiting["kind"] == "quarantine" and waiting["quarantine"]["entries"] == [entry["id"]]
+    token = waiting["manifestHash"]
+    ui = f"{p.base_url}/api/ui"
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    # carol approves ring2 only: she sees the entry and why she cannot decide
+    page.goto(f"{ui}/rollouts/{second}?as=carol@contoso.com")
+    expect(page.locator("#decision-title")).to_have_text("Quarantine decision before ring0")
+    expect(page.locator("#shown-hash")).to_have_text(token)
+    row = page.locator(f"#quarantine-entries tbody tr[data-entry='{entry['id']}']")
+    expect(row).to_contain_text(f"KB{sc.KB_OLD}")
+    expect(row).to_contain_text(first)  # from which rollout ...
+    expect(row).to_contain_text("ring0")  # ... and ring
+    expect(row).to_contain_text(str(entry["reason"])[:40])  # why
+    expect(row.locator("time")).to_have_attribute("datetime", entry["at"])  # when
+    expect(page.get_by_label(f"Release {entry['id']}")).to_be_disabled()
+    expect(page.locator("#may-decide")).to_contain_text("not an approver of ring0")
+    expect(page.get_by_role("button", name="Approve ring0")).to_be_disabled()
+    # bob started the rollout: he may reject, never approve (nor release)
+    page.get_by_label("Act as").fill("bob@contoso.com")
+    page.get_by_role("button", name="Use").click()
+    expect(page.locator("#me-name")).to_have_text("bob@contoso.com")
+    expect(page.locator("#may-decide")).to_contain_text("you started this rollout")
+    expect(page.get_by_role("button", name="Reject ring0")).to_be_enabled()
+    expect(page.get_by_label(f"Release {entry['id']}")).to_be_disabled()
+
+    # alice approves ring1: she ticks the entry with the keyboard and approves with Enter
+    page.get_by_label("Act as").fill("alice@contoso.com")
+    page.get_by_role("button", name="Use").click()
+    expect(page.locator("#me-name")).to_have_text("alice@contoso.com")
+    box = page.get_by_label(f"Release {entry['id']}")
+    expect(box).to_be_enabled()
+    expect(page.locator("#release-summary")).to_contain_text("Nothing ticked: approve installs ring0 without")
+    box.focus()
+    page.keyboard.press("Space")
+    expect(box).to_be_checked()
+    expect(page.locator("#release-summary")).to_contain_text(f"Approve releases 1 of 1 entry ({entry['id']})")
+    assert page.evaluate(UNLABELLED) == [] and page.evaluate(HEADERS_WITHOUT_SCOPE) == 0
+    shot(page, "quarantine-decision")
+    comment = page.get_by_label("Comment (recorded with your decision)")
+    comment.fill("vendor fixed KB" + sc.KB_OLD)
+    comment.press("Tab")
+    approve = page.get_by_role("button", name="Approve ring0")
+    expect(approve).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#action-message")).to_contain_text(
+        f"Approved ring0 (decision {token}) releasing {entry['id']}: submitted")
+
+    # the request the API recorded is the CLI's: approve, bound to the token, releasing the entry
+    submitted = [r for r in lg.approvals(second) if r.get("outcome") == "submitted" and r.get("kind") != "halt"]
+    assert [(r["verdict"], r["approver"], r["manifestHash"], r["releaseQuarantine"]) for r in submitted] == [
+        ("approve", "alice@contoso.com", token, [entry["id"]])]
+
+    # the rollout goes on: Ring 0 installs the released patch, passes, and Ring 1 waits
+    after = d.until_waiting(second, "approval", "ring1")
+    assert after["rings"][0]["gate"]["outcome"] == "pass", after["rings"][0]
+    assert any(sc.KB_OLD in k for k in p.arm.vm("r0-web-1").installed)
+    # the entry is gone from the quarantine: read back through the page's API and the ledger
+    seen = d.api("GET", f"/api/ui/api/rollouts/{second}", who="alice@contoso.com").json
+    [shown] = [e for e in seen["quarantine"]["entries"] if e["id"] == entry["id"]]
+    assert (shown["released"], shown["releasedBy"]) == (True, "alice@contoso.com") and shown["releasedAt"]
+    assert seen["quarantine"]["decision"] == []  # nothing left to decide
+    assert [e for e in lg.quarantines(plan_name) if not e.get("released")] == []
+    accepted = [a for a in seen["approvals"] if a.get("kind") == "quarantine" and a.get("outcome") == "accepted"]
+    assert [(a["choice"], a["releaseQuarantine"]) for a in accepted] == [("release", [entry["id"]])]
+
+    # the page says so: the entry released by alice, the decision's release in the decisions
+    state = page.locator(f"#quarantine-state tbody tr[data-entry='{entry['id']}']")
+    expect(state).to_contain_text("released by alice@contoso.com")
+    expect(page.locator("#decisions-ledger tbody tr", has_text=f"released {entry['id']}").first).to_contain_text(
+        "alice@contoso.com")
+    expect(page.locator("#ring-ring1 .phase")).to_have_attribute("data-phase", "awaiting-approval")
+    shot(page, "quarantine-released")
+    assert errors == []

@@ -62,8 +62,8 @@
   }
 
   var TONES = {
-    ok: ["passed", "pass", "promoted", "completed", "succeeded", "healthy", "ok", "done", "approved", "accepted", "assessed"],
-    bad: ["failed", "fail", "rejected", "halted", "terminated", "unhealthy", "error", "refused", "coverage-refused", "cancelled", "canceled"],
+    ok: ["released", "passed", "pass", "promoted", "completed", "succeeded", "healthy", "ok", "done", "approved", "accepted", "assessed"],
+    bad: ["quarantined", "failed", "fail", "rejected", "halted", "terminated", "unhealthy", "error", "refused", "coverage-refused", "cancelled", "canceled"],
     warn: ["awaiting-approval", "waiting", "inconclusive", "pending-approval", "warning", "unreadable", "missing", "timeout"],
     info: ["installing", "running", "waiting-for-run", "gating-run", "run-authorised", "collecting-and-verifying",
       "promoting", "polling", "verifying", "collecting", "stay-healthy", "submitted", "in-progress"]
@@ -212,7 +212,7 @@
     var gen = ++state.gen;
     document.title = id + " - PatchRings";
     var S = {};
-    ["summary", "decision", "controls", "timeline", "dryrun", "vms", "manifest", "decisions"].forEach(function (k) {
+    ["summary", "decision", "quarantine", "controls", "timeline", "dryrun", "vms", "manifest", "decisions"].forEach(function (k) {
       S[k] = h("section", { id: "section-" + k });
     });
     var message = h("div", { id: "action-message", class: "message", role: "status", "aria-live": "polite" });
@@ -249,7 +249,7 @@
 
     clear(main);
     append(main, [h("h1", { id: "summary-title", text: "Rollout " + id }), updated, message,
-      S.summary, S.decision, S.controls, S.timeline, S.dryrun, S.vms, S.manifest, S.decisions]);
+      S.summary, S.decision, S.quarantine, S.controls, S.timeline, S.dryrun, S.vms, S.manifest, S.decisions]);
 
     function say(text, ok) {
       message.className = "message " + (ok ? "ok" : "error");
@@ -292,6 +292,7 @@
       var viewer = obj(doc.viewer);
       drawSummary(S.summary, doc, st, waiting);
       drawDecision(S.decision, doc, waiting, viewer);
+      drawQuarantine(S.quarantine, doc, waiting);
       drawControls(S.controls, doc, st, viewer);
       drawTimeline(S.timeline, doc, st);
       drawDryRun(S.dryrun, doc, st);
@@ -323,7 +324,10 @@
 
     function drawDecision(el, doc, waiting, viewer) {
       var pending = waiting.what === "approval";
-      var key = pending ? [waiting.ring, waiting.manifestHash, viewer.mayApprove, viewer.mayReject, viewer.decideReason] : null;
+      var quarantine = pending && waiting.kind === "quarantine";
+      var q = obj(doc.quarantine);
+      var key = pending ? [waiting.ring, waiting.manifestHash, waiting.kind, viewer.mayApprove, viewer.mayReject,
+        viewer.decideReason, quarantine ? [q.decision, arr(q.entries).map(function (e) { return [obj(e).id, obj(e).released]; }), q.error] : null] : null;
       renderIf(el, key, function () {
         if (!pending) return;
         // The hash the page SHOWS is the hash the decision is bound to: captured here, sent as is.
@@ -331,28 +335,129 @@
         var ring = str(waiting.ring);
         var comment = h("textarea", { id: "decision-comment", name: "comment", rows: 2, maxlength: 4096,
           "aria-describedby": "decision-help" });
+        // A quarantine decision (issue 11): the entries it is about, each with a checkbox; the
+        // ticked ones go in the approve body's releaseQuarantine (what the CLI's
+        // --release-quarantine sends). Nothing ticked: approve installs without their patches.
+        var release = quarantine ? releaseChoice(waiting, q, viewer) : null;
+        function body() {
+          var out = { manifestHash: shownHash, comment: comment.value };
+          var chosen = release ? release.chosen() : [];
+          if (chosen.length) out.releaseQuarantine = chosen;
+          return out;
+        }
         var approve = h("button", { type: "button", class: "primary", id: "approve", disabled: !viewer.mayApprove,
+          "aria-describedby": release ? "release-summary" : null,
           text: "Approve " + ring, onclick: function () {
+            var sent = body();
+            var what = sent.releaseQuarantine ? " releasing " + sent.releaseQuarantine.join(", ") : "";
             act(approve, "/api/rollouts/" + encodeURIComponent(id) + "/rings/" + encodeURIComponent(ring) + "/approve",
-              { manifestHash: shownHash, comment: comment.value }, "Approved " + ring + " (manifest " + shownHash + "): submitted.");
+              sent, "Approved " + ring + " (" + (quarantine ? "decision " : "manifest ") + shownHash + ")" + what + ": submitted.");
           } });
         var reject = h("button", { type: "button", class: "danger", id: "reject", disabled: !viewer.mayReject,
           text: "Reject " + ring, onclick: function () {
             act(reject, "/api/rollouts/" + encodeURIComponent(id) + "/rings/" + encodeURIComponent(ring) + "/reject",
-              { manifestHash: shownHash, comment: comment.value }, "Rejected " + ring + " (manifest " + shownHash + "): submitted.");
+              { manifestHash: shownHash, comment: comment.value },
+              "Rejected " + ring + " (" + (quarantine ? "decision " : "manifest ") + shownHash + "): submitted.");
           } });
-        var may = viewer.mayApprove ? "You may approve or reject." : (viewer.mayReject ? "You may reject; " : "You may not decide: ") +
-          (viewer.decideReason || "");
+        var may = viewer.mayApprove ? (quarantine ? "You may approve (releasing the entries you tick) or reject." : "You may approve or reject.")
+          : (viewer.mayReject ? "You may reject; " : "You may not decide: ") + (viewer.decideReason || "");
+        var intro = quarantine
+          ? h("p", null, "Ring ", h("strong", { text: ring }), " has not started: patches a failed gate quarantined are active. ",
+            "The decision is bound to ", h("code", { id: "shown-hash", text: shownHash }),
+            waiting.until ? [" and due before ", time(waiting.until), " (no decision by then rejects)"] : "",
+            ". Approvers: " + arr(waiting.approvers).join(", ") + ".")
+          : h("p", null, "Promote ", h("strong", { text: ring }), " with manifest ", h("code", { id: "shown-hash", text: shownHash }),
+            waiting.until ? [" before ", time(waiting.until)] : "", ". Approvers: " + arr(waiting.approvers).join(", ") + ".");
         append(el, h("div", { class: "panel attention" },
-          h("h2", { id: "decision-title", text: "Approval needed: " + ring }),
-          h("p", null, "Promote ", h("strong", { text: ring }), " with manifest ", h("code", { id: "shown-hash", text: shownHash }),
-            waiting.until ? [" before ", time(waiting.until)] : "", ". Approvers: " + arr(waiting.approvers).join(", ") + "."),
+          h("h2", { id: "decision-title", text: quarantine ? "Quarantine decision before " + ring : "Approval needed: " + ring }),
+          intro,
           h("p", { id: "may-decide", text: may }),
-          h("form", { onsubmit: function (ev) { ev.preventDefault(); } },
+          h("form", { class: release ? "wide" : null, onsubmit: function (ev) { ev.preventDefault(); } },
+            release ? release.el : null,
             h("label", { for: "decision-comment", text: "Comment (recorded with your decision)" }), comment,
-            h("p", { id: "decision-help", class: "muted", text: "The decision is bound to manifest " + shownHash +
-              " as shown; if the rollout's pending manifest has changed the API refuses it." }),
+            h("p", { id: "decision-help", class: "muted", text: quarantine
+              ? "The decision is bound to " + shownHash + " (the entries listed); if the rollout's quarantine has changed the API refuses it."
+              : "The decision is bound to manifest " + shownHash + " as shown; if the rollout's pending manifest has changed the API refuses it." }),
             h("div", { class: "buttons" }, approve, reject))));
+      });
+    }
+
+    // The entries of a pending quarantine decision, one labelled checkbox each (keyboard: Tab to
+    // a box, Space to tick it). Entry details come from the ledger (doc.quarantine); an id the
+    // status names but the ledger did not return is still offered, by its id.
+    function releaseChoice(waiting, q, viewer) {
+      var wq = obj(waiting.quarantine);
+      var ids = arr(q.decision).length ? arr(q.decision) : arr(wq.entries);
+      var byId = {};
+      arr(q.entries).forEach(function (e) { byId[str(obj(e).id)] = obj(e); });
+      var boxes = [];
+      var summary = h("p", { id: "release-summary", class: "muted", "aria-live": "polite" });
+      function chosen() { return boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }); }
+      function say() {
+        var c = chosen();
+        summary.textContent = c.length
+          ? "Approve releases " + c.length + " of " + ids.length + " entr" + (c.length === 1 ? "y" : "ies") + " (" + c.join(", ") +
+            "): their patches are no longer quarantined and " + str(waiting.ring) + " installs them" +
+            (c.length < ids.length ? "; it still leaves out the patches of the entries not ticked." : " as the plan says.")
+          : "Nothing ticked: approve installs " + str(waiting.ring) + " without the quarantined patches (" +
+            str(wq.patchCount !== undefined ? wq.patchCount : "?") + " patch(es) of " + ids.length + " entr" + (ids.length === 1 ? "y" : "ies") + ").";
+      }
+      var rows = ids.map(function (entryId, i) {
+        var e = byId[str(entryId)] || {};
+        var box = h("input", { type: "checkbox", id: "release-" + i, name: "releaseQuarantine", value: str(entryId),
+          disabled: !viewer.mayRelease, "aria-describedby": "release-why-" + i, onchange: say });
+        boxes.push(box);
+        var patches = arr(e.kbs).map(function (k) { return "KB" + str(k).replace(/^KB/i, ""); }).concat(arr(e.packages).map(str));
+        return h("tr", { "data-entry": str(entryId) },
+          h("td", { class: "pick" }, box, h("label", { for: "release-" + i, class: "check", text: "Release " + str(entryId) })),
+          h("td", { class: "mono", text: patches.length ? patches.join(", ") : "-" }),
+          h("td", { id: "release-why-" + i }, str(e.reason || "-"),
+            arr(e.failedVms).length ? h("span", { class: "muted", text: " (failed: " + arr(e.failedVms).join(", ") + ")" }) : ""),
+          h("td", null, e.rolloutId ? h("a", { href: BASE + "/rollouts/" + encodeURIComponent(e.rolloutId), text: e.rolloutId }) : "-",
+            e.ring ? " / " + str(e.ring) : ""),
+          h("td", null, time(e.at)));
+      });
+      say();
+      var el = h("fieldset", { class: "release", id: "quarantine-release" },
+        h("legend", { text: "Quarantined entries: tick those to release" }),
+        q.error ? h("p", { class: "error", text: "Entry details unavailable: " + str(q.error) }) : null,
+        h("div", { class: "table-wrap" }, h("table", { id: "quarantine-entries" },
+          h("caption", { text: "Patches a failed gate blamed; " + str(waiting.ring) + " leaves them out unless released" +
+            (wq.entryCount > ids.length ? " (first " + ids.length + " of " + wq.entryCount + " entries)" : "") }),
+          h("thead", null, h("tr", null, ["Release", "Patches", "Why", "From rollout / ring", "When"].map(function (t) {
+            return h("th", { scope: "col", text: t }); }))),
+          h("tbody", null, rows))),
+        summary);
+      return { el: el, chosen: chosen };
+    }
+
+    // The quarantine entries this rollout honoured, decided on, released or recorded (issue 11).
+    function drawQuarantine(el, doc, waiting) {
+      var q = obj(doc.quarantine);
+      var deciding = waiting.what === "approval" && waiting.kind === "quarantine";
+      var entries = arr(q.entries);
+      renderIf(el, deciding ? null : [entries, q.error], function () {
+        if (deciding || (!entries.length && !q.error)) return;
+        append(el, h("h2", { id: "quarantine-title", text: "Quarantine" + (q.planName ? " of plan " + q.planName : "") }));
+        if (q.error) append(el, h("p", { class: "error", text: "Quarantine unavailable: " + str(q.error) }));
+        if (!entries.length) return;
+        append(el, h("div", { class: "table-wrap" }, h("table", { id: "quarantine-state" },
+          h("caption", { text: "Entries this rollout honoured, decided on or recorded; an active entry's patches are left out of Ring 0." }),
+          h("thead", null, h("tr", null, ["Entry", "State", "Patches", "Why", "From rollout / ring", "When"].map(function (t) {
+            return h("th", { scope: "col", text: t }); }))),
+          h("tbody", null, entries.map(function (e) {
+            e = obj(e);
+            var patches = arr(e.kbs).map(function (k) { return "KB" + str(k).replace(/^KB/i, ""); }).concat(arr(e.packages).map(str));
+            return h("tr", { "data-entry": str(e.id) },
+              h("th", { scope: "row", class: "mono", text: str(e.id) }),
+              h("td", null, e.released ? [badge("released"), " by " + str(e.releasedBy || "?"), e.releasedAt ? [" at ", time(e.releasedAt)] : ""]
+                : badge("quarantined")),
+              h("td", { class: "mono", text: patches.join(", ") || "-" }),
+              h("td", { text: str(e.reason || "-") }),
+              h("td", null, e.rolloutId ? h("a", { href: BASE + "/rollouts/" + encodeURIComponent(e.rolloutId), text: e.rolloutId }) : "-",
+                e.ring ? " / " + str(e.ring) : ""),
+              h("td", null, time(e.at)));
+          })))));
       });
     }
 
@@ -724,12 +829,15 @@
         return h("tr", null,
           h("td", null, time(pick("at") || pick("decidedAt"))),
           h("td", { text: str(pick("ring") || "-") }),
-          h("td", null, badge(pick("verdict") || pick("kind") || "-")),
+          h("td", null, badge(pick("verdict") || pick("kind") || "-"),
+            pick("kind") === "quarantine" ? h("span", { class: "muted", text: " quarantine" + (pick("choice") ? ": " + pick("choice") : "") }) : ""),
           h("td", { text: str(pick("approver") || pick("by") || r.claimedBy || "-") }),
-          h("td", null, pick("outcome") ? badge(pick("outcome")) : (r.accepted === false ? badge("refused") : "-"),
+          h("td", null, pick("outcome") ? badge(pick("outcome")) : (r.accepted === false ? badge("refused") : (r.accepted === true ? badge("accepted") : "-")),
             err.message ? h("span", { class: "muted", text: " " + err.message }) : ""),
           h("td", null, pick("manifestHash") ? h("code", { text: str(pick("manifestHash")) }) : "-"),
-          h("td", { text: str(pick("comment") || pick("reason") || "") }));
+          h("td", null, str(pick("comment") || pick("reason") || ""),
+            arr(pick("releaseQuarantine")).length ? h("span", { class: "released", text: (pick("comment") || pick("reason") ? " · " : "") +
+              "released " + arr(pick("releaseQuarantine")).join(", ") }) : ""));
       }))));
   }
 
