@@ -18,8 +18,15 @@ Routes (all ``auth_level=ANONYMOUS`` at the Functions level; *this module* decid
 * ``GET ui/me``: who you are, where that came from, and the rings of the deployed plan you approve;
 * ``GET ui/api/rollouts`` and ``GET ui/api/rollouts/{id}``: the API's list and status documents,
   the status with a ``viewer`` block (may you approve / reject the pending ring, halt, resume, and
-  why not) and ``pagePath``;
-* ``POST ui/api/rollouts/{id}/rings/{ring}/approve|reject`` (``{"manifestHash", "comment"?}``),
+  why not; ``mayRelease`` for a quarantine decision) and ``pagePath``; when the rollout waits on
+  a quarantine decision, or honoured, decided on, released or recorded quarantine entries (issue
+  11), a ``quarantine`` block (:func:`quarantine_view`: each entry's patches, why, from which
+  rollout and ring, when, released by whom; ``decision``: the ids the pending decision may
+  release), and each decision line carries the ledger row's ``kind`` / ``choice`` /
+  ``releaseQuarantine``;
+* ``POST ui/api/rollouts/{id}/rings/{ring}/approve|reject`` (``{"manifestHash", "comment"?,
+  "releaseQuarantine"?}``: the ticked entries of a quarantine decision, as the CLI's
+  ``--release-quarantine`` sends them),
   ``POST ui/api/rollouts/{id}/halt`` and ``.../resume`` (``{"reason"?}``): handed to the API's
   handlers (``triggers/decisions.py``) unchanged, so identity, approver, self-approval,
   stale-manifest (409) and ledger rules are exactly the API's. The page sends the manifest hash

@@ -356,3 +356,152 @@ def test_text_colours_meet_wcag_aa_contrast() -> None:
              ("bad-fg", "bg"), ("ok-fg", "bg")]
     low = {f"{a} on {b}": round(ratio(a, b), 2) for a, b in pairs if ratio(a, b) < 4.5}
     assert low == {}
+
+
+# ---------------------------------------------------------------------- releasing a quarantine (issue 11)
+ENTRY: dict[str, Any] = {
+    "id": "ro-old:ring0", "planName": "demo", "rolloutId": "ro-old", "ring": "ring0", "kbs": ["5048667"],
+    "packages": [], "source": "failed-patches", "failedVms": ["r0-web-1"], "manifestHash": "m1",
+    "reason": "ring ring0 of rollout ro-old failed its gate", "by": "system:gate-failed",
+    "at": "2026-11-15T07:20:00Z", "released": False, "internalColumn": "not shown"}
+
+
+def quarantine_wait(ids: list[str]) -> dict[str, Any]:
+    from patchrings.domain.approval import ApprovalPolicy, ApprovalRequest
+
+    policy = ApprovalPolicy(mode="manual", approvers=("bob@contoso.com",))
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 16, 7, 20, tzinfo=UTC)
+    request = ApprovalRequest.create("ro-1", "ring0", "q-0123456789ab", policy, now)
+    return {"what": "approval", "kind": "quarantine", "ring": "ring0", "manifestHash": "q-0123456789ab",
+            "approvers": ["bob@contoso.com"], "request": request.to_dict(),
+            "quarantine": {"entries": ids, "entryCount": len(ids), "patchCount": 1}}
+
+
+def quarantine_client(doc: dict[str, Any]) -> tuple[Any, list[tuple[str, str, Any]]]:
+    from types import SimpleNamespace
+
+    running = SimpleNamespace(name="rollout_orchestrator", instance_id="ro-1", runtime_status="Running",
+                              custom_status=doc, created_time="2026-11-16T07:20:00Z",
+                              last_updated_time="2026-11-16T07:20:00Z", output=None)
+    raised: list[tuple[str, str, Any]] = []
+
+    async def get_status(instance_id: str) -> Any:
+        return running if instance_id == "ro-1" else SimpleNamespace(runtime_status=None, custom_status=None)
+
+    async def raise_event(instance_id: str, name: str, payload: Any) -> None:
+        raised.append((instance_id, name, payload))
+
+    return SimpleNamespace(get_status=get_status, raise_event=raise_event), raised
+
+
+def test_viewer_of_a_quarantine_decision_may_release_only_when_it_may_approve() -> None:
+    waiting = quarantine_wait(["ro-old:ring0"])
+    doc: dict[str, Any] = {"runtimeStatus": "Running", "state": "waiting", "waitingFor": waiting,
+           "status": {"initiator": "dave@contoso.com", "waitingFor": waiting}}
+    bob = ui.viewer(Caller("fallback-header", upn="bob@contoso.com"), doc)
+    assert (bob["decisionKind"], bob["mayApprove"], bob["mayRelease"]) == ("quarantine", True, True)
+    carol = ui.viewer(Caller("fallback-header", upn="carol@contoso.com"), doc)
+    assert carol["mayRelease"] is False and "not an approver of ring0" in carol["decideReason"]
+    own = ui.viewer(Caller("fallback-header", upn="bob@contoso.com"),
+                    {**doc, "status": {**doc["status"], "initiator": "bob@contoso.com"}})
+    assert (own["mayReject"], own["mayRelease"]) == (True, False) and "another approver" in own["decideReason"]
+    ring = ui.viewer(Caller("fallback-header", upn="bob@contoso.com"), status_doc())
+    assert "mayRelease" not in ring and "decisionKind" not in ring  # an ordinary ring approval
+
+
+def test_quarantine_view_lists_the_entries_a_rollout_is_about_with_their_details() -> None:
+    from tests.unit.app.fakes import FakeLedger
+
+    ledger = FakeLedger()
+    deps.override(ledger=ledger)
+    newer = {**ENTRY, "id": "ro-mid:ring0", "rolloutId": "ro-mid", "at": "2026-11-15T19:00:00Z", "kbs": ["5049981"]}
+    unrelated = {**ENTRY, "id": "ro-older:ring0", "rolloutId": "ro-older", "at": "2026-11-01T07:00:00Z",
+                 "released": True, "releasedBy": "alice@contoso.com"}
+    own = {**ENTRY, "id": "ro-1:ring0", "rolloutId": "ro-1", "at": "2026-11-16T09:00:00Z"}
+    for row in (ENTRY, newer, unrelated, own):
+        ledger.record_quarantine("demo", str(row["id"]), row)
+    ledger.record_quarantine("other-plan", "ro-x:ring0", {**ENTRY, "id": "ro-x:ring0"})
+    waiting = quarantine_wait(["ro-old:ring0", "ro-mid:ring0"])
+    body = {"waitingFor": waiting, "status": {"plan": {"name": "demo"}, "waitingFor": waiting},
+            "ledger": {"rollout": {"planName": "demo"}, "approvals": []}}
+
+    view = ui.quarantine_view("ro-1", body)
+    assert view is not None and view["planName"] == "demo" and view["decision"] == ["ro-old:ring0", "ro-mid:ring0"]
+    # the decision's entries first, in its order; then what this rollout's own failed gate recorded
+    assert [e["id"] for e in view["entries"]] == ["ro-old:ring0", "ro-mid:ring0", "ro-1:ring0"]
+    first = view["entries"][0]
+    assert (first["kbs"], first["reason"], first["rolloutId"], first["ring"], first["at"]) == (
+        ["5048667"], ENTRY["reason"], "ro-old", "ring0", "2026-11-15T07:20:00Z")
+    assert "internalColumn" not in first and set(first) <= set(ui.QUARANTINE_FIELDS)
+
+    # after the decision: the entries it released (the ledger's Approvals row), as they are now
+    ledger.release_quarantine("demo", "ro-old:ring0", by="bob@contoso.com", at="2026-11-16T07:30:00Z")
+    decided = {"waitingFor": None, "status": {"plan": {"name": "demo"}},
+               "ledger": {"rollout": {"planName": "demo"}, "approvals": [
+                   {"decisionId": "d1", "kind": "quarantine", "outcome": "accepted", "choice": "release",
+                    "quarantineEntries": ["ro-old:ring0", "ro-mid:ring0"], "releaseQuarantine": ["ro-old:ring0"]}]}}
+    view = ui.quarantine_view("ro-1", decided)
+    assert view is not None and view["decision"] == []
+    shown = {e["id"]: e for e in view["entries"]}
+    assert set(shown) == {"ro-old:ring0", "ro-mid:ring0", "ro-1:ring0"}
+    assert (shown["ro-old:ring0"]["released"], shown["ro-old:ring0"]["releasedBy"]) == (True, "bob@contoso.com")
+    assert shown["ro-mid:ring0"]["released"] is False
+
+    # a rollout that never met a quarantine: nothing; a ledger that cannot be read: said, not raised
+    assert ui.quarantine_view("ro-2", {"status": {"plan": {"name": "demo"}}, "ledger": {}}) is None
+
+    class Broken(FakeLedger):
+        def quarantines(self, plan_name: str) -> list[dict[str, Any]]:
+            raise ConnectionError("table service down")
+
+    deps.override(ledger=Broken())
+    broken = ui.quarantine_view("ro-1", body)
+    assert broken is not None and broken["entries"] == [] and "ConnectionError" in broken["error"]
+    assert broken["decision"] == ["ro-old:ring0", "ro-mid:ring0"]  # the page still offers the ids
+
+
+def test_approve_from_the_page_releases_the_ticked_entries_through_the_apis_handler() -> None:
+    """The page's request is the CLI's (``releaseQuarantine`` on approve, bound to the ``q-``
+    hash): the API's handler records it and raises it unchanged; the page's status document
+    carries the entries' details and, afterwards, the release on the decision line."""
+    from orchestrators import names
+    from tests.unit.app.fakes import FakeLedger
+
+    ledger = FakeLedger()
+    deps.override(ledger=ledger, settings=LOCAL)
+    ledger.record_quarantine("demo", "ro-old:ring0", ENTRY)
+    ledger.record_rollout("ro-1", {"planName": "demo"})
+    waiting = quarantine_wait(["ro-old:ring0"])
+    doc = {"state": "waiting", "currentRing": "ring0", "initiator": "dave@contoso.com", "waitingFor": waiting,
+           "plan": {"name": "demo"}, "rings": [{"name": "ring0", "phase": "awaiting-approval"}]}
+    client, raised = quarantine_client(doc)
+    page = {"X-PatchRings-Approver": "bob@contoso.com", "X-PatchRings-CSRF": "1", "Content-Type": "application/json"}
+
+    seen = body(call(ui.ui_rollout, request("/api/ui/api/rollouts/ro-1", headers=page, route={"id": "ro-1"}), client))
+    assert seen["viewer"]["mayRelease"] is True
+    assert seen["quarantine"]["decision"] == ["ro-old:ring0"]
+    assert seen["quarantine"]["entries"][0]["kbs"] == ["5048667"]
+
+    route = {"id": "ro-1", "ring": "ring0", "decision": "approve"}
+    sent = {"manifestHash": "q-0123456789ab", "comment": "vendor fixed it", "releaseQuarantine": ["ro-old:ring0"]}
+    resp = call(ui.ui_decide, request("/api/ui/api/rollouts/ro-1/rings/ring0/approve", method="POST",
+                                      headers=page, body=sent, route=route), client)
+    assert resp.status_code == 202, body(resp)
+    [(rollout, event, decision)] = raised
+    assert (rollout, event) == ("ro-1", names.EV_APPROVAL)
+    assert (decision["verdict"], decision["approver"], decision["manifestHash"], decision["releaseQuarantine"]) == (
+        "approve", "bob@contoso.com", "q-0123456789ab", ["ro-old:ring0"])
+    [row] = ledger.approvals("ro-1")
+    assert (row["outcome"], row["releaseQuarantine"]) == ("submitted", ["ro-old:ring0"])
+    # the decision line of the page's document names what it released (from the ledger's row)
+    seen = body(call(ui.ui_rollout, request("/api/ui/api/rollouts/ro-1", headers=page, route={"id": "ro-1"}), client))
+    [line] = seen["approvals"]
+    assert (line["outcome"], line["releaseQuarantine"]) == ("submitted", ["ro-old:ring0"])
+
+    # the API's rules hold on the page: a release goes with approve only
+    reject = call(ui.ui_decide, request("/api/ui/api/rollouts/ro-1/rings/ring0/reject", method="POST", headers=page,
+                                        body=sent, route={**route, "decision": "reject"}), client)
+    assert (reject.status_code, body(reject)["error"]["field"]) == (400, "releaseQuarantine")
+    assert len(raised) == 1
