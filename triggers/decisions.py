@@ -209,6 +209,18 @@ async def halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> d
             if state == HALTED:
                 raise RolloutConflict(f"rollout {rollout_id} is already halted", field="id",
                                       details={"state": state, "runtimeStatus": runtime_status(status)})
+            pending = await _requested_halt(rollout_id)
+            if pending is not None:
+                # requested, not taken yet (the rollout takes it when it next acts): told, not
+                # answered 202 again with a second event and a second ledger row of a halt
+                by = pending.get("haltedBy")
+                why = pending.get("haltReason")
+                raise RolloutConflict(
+                    f"a halt of rollout {rollout_id} is already requested"
+                    + (f" (by {by}" + (f": {why}" if why else "") + ")" if by else "")
+                    + "; the rollout takes it when it next acts", field="id",
+                    details={"state": state, "runtimeStatus": runtime_status(status), "haltRequested": True,
+                             **({"haltedBy": by} if by else {}), **({"haltReason": why} if why else {})})
             row["ring"] = doc.get("currentRing")
         else:
             if state != HALTED:
@@ -248,6 +260,18 @@ async def halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> d
         await asyncio.to_thread(ledger.record_rollout, rollout_id, {"haltRequested": False})
         await client.raise_event(rollout_id, names.EV_RESUME, payload)
     return {"id": rollout_id, "requested": "halt" if halt else "resume", **payload}
+
+
+async def _requested_halt(rollout_id: str) -> dict[str, Any] | None:
+    """The ledger's rollout row when a halt was requested through this API and no resume since
+    (``haltRequested``), else None. A ledger that cannot be read stops no halt (halting is the
+    safe direction; the halt's own ledger write then decides)."""
+    try:
+        row = await asyncio.to_thread(deps.ledger().rollout, rollout_id)
+    except Exception:
+        log.warning("could not read the rollout row of %s to tell a repeated halt", rollout_id)
+        return None
+    return row if isinstance(row, dict) and row.get("haltRequested") is True else None
 
 
 def resume_approvers(ring: Any) -> list[str]:

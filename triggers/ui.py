@@ -326,7 +326,8 @@ def viewer(who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
     active = str(doc.get("runtimeStatus") or "") in ("Running", "Pending", "ContinuedAsNew")
     initiator = status.get("initiator")
     out: dict[str, Any] = {**who.to_dict(), "mode": mode(), "mayApprove": False, "mayReject": False,
-                           "decideReason": None, "mayHalt": False, "mayResume": False, "resumeReason": None}
+                           "decideReason": None, "mayHalt": False, "haltReason": None, "mayResume": False,
+                           "resumeReason": None}
     if waiting.get("what") == "approval":
         approvers = [str(a) for a in waiting.get("approvers") or []]
         entry = who.matching_entry(approvers)
@@ -346,7 +347,13 @@ def viewer(who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
             out["mayRelease"] = out["mayApprove"]
     else:
         out["decideReason"] = "no approval is pending"
-    if active and state != "halted":
+    requested = _dict(_dict(doc.get("ledger")).get("rollout"))
+    if active and state != "halted" and requested.get("haltRequested") is True:
+        # the API answers a second halt 409 until the rollout takes the first (or a resume)
+        by = requested.get("haltedBy")
+        out["haltReason"] = ("a halt is already requested" + (f" by {by}" if by else "")
+                             + "; the rollout takes it when it next acts")
+    elif active and state != "halted":
         out["mayHalt"] = True
     if active and state == "halted":
         ring = waiting.get("ring") or status.get("currentRing") or doc.get("currentRing")

@@ -462,9 +462,9 @@
     }
 
     function drawControls(el, doc, st, viewer) {
-      var key = [viewer.mayHalt, viewer.mayResume, viewer.resumeReason, doc.state];
+      var key = [viewer.mayHalt, viewer.haltReason, viewer.mayResume, viewer.resumeReason, doc.state];
       renderIf(el, key, function () {
-        if (!viewer.mayHalt && !viewer.mayResume && !viewer.resumeReason) return;
+        if (!viewer.mayHalt && !viewer.haltReason && !viewer.mayResume && !viewer.resumeReason) return;
         var reason = h("input", { type: "text", id: "control-reason", name: "reason", maxlength: 4096, size: 40 });
         var buttons = [];
         if (viewer.mayHalt) {
@@ -483,10 +483,11 @@
         }
         append(el, h("div", { class: "panel" },
           h("h2", { id: "controls-title", text: "Halt or resume" }),
+          viewer.haltReason ? h("p", { id: "halt-reason", text: "Halt: " + viewer.haltReason + "." }) : null,
           viewer.resumeReason ? h("p", { text: viewer.resumeReason }) : null,
-          h("form", { onsubmit: function (ev) { ev.preventDefault(); } },
+          buttons.length ? h("form", { onsubmit: function (ev) { ev.preventDefault(); } },
             h("label", { for: "control-reason", text: "Reason (recorded)" }), reason,
-            h("div", { class: "buttons" }, buttons))));
+            h("div", { class: "buttons" }, buttons)) : null));
       });
     }
 

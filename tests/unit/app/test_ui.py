@@ -271,14 +271,23 @@ def test_the_ui_routes_reach_the_apis_own_handlers() -> None:
     assert api.status_code == mine.status_code == 403 and body(api) == body(mine)
     refused = [{k: v for k, v in row.items() if k != "decisionId"} for row in ledger.approvals("ro-1")]
     assert len(refused) == 2 and refused[0] == refused[1] and refused[0]["outcome"] == "refused"
-    # a halt by anyone signed in: the same answer and the same event, ids aside
-    api, mine = both(http_api.halt_rollout, ui.ui_halt, "rollouts/ro-1/halt", {"id": "ro-1"}, "POST", {})
+    # a halt by anyone signed in: the same answer and the same event, ids aside (each route
+    # against a rollout row that has no halt requested yet: a repeated halt is a 409, below)
+    halt = request("/api/rollouts/ro-1/halt", method="POST", headers=page, body={}, route={"id": "ro-1"})
+    api = call(http_api.halt_rollout, halt, client)
+    deps.override(ledger=FakeLedger())
+    mine = call(ui.ui_halt, request("/api/ui/api/rollouts/ro-1/halt", method="POST", headers=page, body={},
+                                    route={"id": "ro-1"}), client)
     assert api.status_code == mine.status_code == 202
     assert {k: v for k, v in body(api).items() if k != "haltId"} == {k: v for k, v in body(mine).items()
                                                                       if k != "haltId"}
     assert [(r[0], r[1]) for r in raised] == [("ro-1", names.EV_HALT)] * 2
     assert {k: v for k, v in raised[0][2].items() if k != "haltId"} == {k: v for k, v in raised[1][2].items()
                                                                          if k != "haltId"}
+    # halted but not taken yet: both routes tell a repeated halt alike, and raise nothing
+    api, mine = both(http_api.halt_rollout, ui.ui_halt, "rollouts/ro-1/halt", {"id": "ro-1"}, "POST", {})
+    assert api.status_code == mine.status_code == 409 and body(api) == body(mine)
+    assert len(raised) == 2
 
 
 def test_a_refusal_is_json_naming_the_field() -> None:
@@ -505,3 +514,49 @@ def test_approve_from_the_page_releases_the_ticked_entries_through_the_apis_hand
                                         body=sent, route={**route, "decision": "reject"}), client)
     assert (reject.status_code, body(reject)["error"]["field"]) == (400, "releaseQuarantine")
     assert len(raised) == 1
+
+
+def test_a_repeated_halt_while_one_is_requested_is_a_409_naming_it_and_the_page_says_so() -> None:
+    """Issue 9: a halt the rollout has not taken yet (it takes it when it next acts) answers a
+    second halt 409 with a JSON body naming the pending halt, recorded as refused, no second
+    event; a resume clears it, and the next halt is accepted again. The page's viewer offers no
+    Halt button meanwhile and says why."""
+    from orchestrators import names
+    from tests.unit.app.fakes import FakeLedger
+
+    ledger = FakeLedger()
+    deps.override(ledger=ledger, settings=LOCAL)
+    doc: dict[str, Any] = {"state": "installing", "currentRing": "ring0", "rings": []}
+    client, raised = quarantine_client(doc)
+    alice = {"X-PatchRings-Approver": "alice@contoso.com"}
+
+    def halt(reason: str) -> func.HttpResponse:
+        return call(http_api.halt_rollout, request("/api/rollouts/ro-1/halt", method="POST", headers=alice,
+                                                   body={"reason": reason}, route={"id": "ro-1"}), client)
+
+    assert halt("alerts in ring 0").status_code == 202
+    again = halt("me too")
+    assert again.status_code == 409
+    error = body(again)["error"]
+    assert (error["code"], error["field"]) == ("RolloutConflict", "id")
+    assert "already requested (by alice@contoso.com: alerts in ring 0)" in error["message"]
+    assert error["details"] == {"state": "installing", "runtimeStatus": "Running", "haltRequested": True,
+                                "haltedBy": "alice@contoso.com", "haltReason": "alerts in ring 0"}
+    assert [name for _, name, _ in raised] == [names.EV_HALT]
+    rows = ledger.approvals("ro-1")
+    assert [(r["verdict"], r["outcome"]) for r in rows] == [("halt", "submitted"), ("halt", "refused")]
+
+    # the page: no Halt button while one is pending, and why
+    seen = ui.viewer(Caller("fallback-header", upn="bob@contoso.com"),
+                     {"runtimeStatus": "Running", "state": "installing", "status": doc,
+                      "ledger": {"rollout": ledger.rollout("ro-1")}})
+    assert seen["mayHalt"] is False and "already requested by alice@contoso.com" in seen["haltReason"]
+
+    # the rollout takes it (halted), a resume clears the request, and a new halt is accepted
+    doc["state"] = "halted"
+    resumed = call(http_api.resume_rollout, request("/api/rollouts/ro-1/resume", method="POST", headers=alice,
+                                                    body={}, route={"id": "ro-1"}), client)
+    assert resumed.status_code == 202, body(resumed)
+    doc["state"] = "installing"
+    assert halt("again, for good").status_code == 202
+    assert [name for _, name, _ in raised] == [names.EV_HALT, names.EV_RESUME, names.EV_HALT]
