@@ -25,6 +25,11 @@ from patchrings.domain.health import HealthState
 from patchrings.domain.rate import RateControl
 from patchrings.domain.results import InstallOutcome, InstallVerdict, classify_install
 
+# How a caller names a ring member that was never started (``extra_reasons``: ``{vm, reason}``
+# whose reason starts with this, e.g. "not started: the ring's error budget (maxErrors) was
+# exceeded"); the gate counts them (``notStarted``) and its summary says how many.
+NOT_STARTED = "not started"
+
 HealthOutcome = Literal["healthy", "unhealthy", "unknown", "skipped"]
 VmOutcome = Literal["pass", "fail", "inconclusive"]
 GateOutcome = Literal["pass", "fail", "inconclusive"]
@@ -163,7 +168,10 @@ def decide_gate(
 
     ``rate`` and ``tolerate_errors`` default to the ring's own settings when ``ring`` is a
     ``Ring``. ``extra_reasons`` (``{vm, reason}``) are ring-level findings the caller adds, e.g.
-    "budget exceeded: 3 VMs never started"; they force at least *inconclusive*.
+    "budget exceeded: 3 VMs never started"; they force at least *inconclusive*. Members named
+    there as never started (a reason beginning :data:`NOT_STARTED`, no verdict of their own) are
+    counted (``counts.notStarted``) and the summary says how many, so a 6-member ring halted
+    after 4 reads "1 of 4 VM(s) failed (no failures tolerated); 2 not started".
     """
     vs = [v if isinstance(v, VmVerdict) else VmVerdict.from_dict(v) for v in verdicts]
     name = _ring_name(ring)
@@ -183,24 +191,29 @@ def decide_gate(
         for r in v.reasons or (f"{v.outcome}",):
             reasons.append({"vm": v.vm, "reason": r})
     reasons.extend(dict(r) for r in extra_reasons if r.get("vm"))
+    verified = {v.vm.lower() for v in vs}
+    not_started = {str(r["vm"]).lower() for r in extra_reasons
+                   if r.get("vm") and str(r.get("reason") or "").startswith(NOT_STARTED)} - verified
     counts = {
         "total": total,
         "passed": len(passed),
         "failed": len(failed),
         "inconclusive": len(unsure),
         "errorBudget": budget,
+        "notStarted": len(not_started),
     }
+    tail = f"; {len(not_started)} not started" if not_started else ""
     if total == 0:
-        return GateDecision(name, "inconclusive", "no VMs were verified in this ring", tuple(reasons), counts)
+        return GateDecision(name, "inconclusive", "no VMs were verified in this ring" + tail, tuple(reasons), counts)
     if len(failed) > budget:
         summary = f"{len(failed)} of {total} VM(s) failed"
         summary += f" (error budget {budget})" if tolerate_errors else " (no failures tolerated)"
-        return GateDecision(name, "fail", summary, tuple(reasons), counts)
+        return GateDecision(name, "fail", summary + tail, tuple(reasons), counts)
     if unsure or extra_reasons:
         summary = f"{len(unsure)} of {total} VM(s) could not be verified; a person must decide"
         if not unsure:
             summary = "ring-level signals are incomplete; a person must decide"
-        return GateDecision(name, "inconclusive", summary, tuple(reasons), counts)
+        return GateDecision(name, "inconclusive", summary + tail, tuple(reasons), counts)
     summary = f"all {total} VM(s) installed cleanly and stayed healthy"
     if failed:
         summary = f"{len(passed)} of {total} VM(s) clean; {len(failed)} failure(s) within error budget {budget}"
