@@ -183,7 +183,9 @@ def _plan_policy(ring: str) -> ApprovalPolicy | None:
 
 async def halt_or_resume(req: func.HttpRequest, client: Any, *, halt: bool) -> dict[str, Any]:
     """Halt (any authenticated caller) or resume (an approver of the ring it resumes at) a rollout;
-    recorded before the event is raised. The answer's body (202)."""
+    recorded before the event is raised. The answer's body (202). A halt of a rollout that has
+    ended, is halted, or has a halt requested that it has not taken yet (the ledger's
+    ``haltRequested``, cleared by a resume) is a 409 :class:`RolloutConflict` naming why."""
     rollout_id = route_id(req)
     action_id = uuid.uuid4().hex
     row: dict[str, Any] = {"decisionId": action_id, "verdict": "halt" if halt else "resume",

@@ -34,7 +34,8 @@ Routes (all under ``/api``, FUNCTION auth level):
   ``id``), the manifest's contents and diff, approvals; times RFC 3339 ``Z``, links absolute
   (built from the request URL; the orchestrator keeps paths);
 * ``POST rollouts/{id}/rings/{ring}/approve`` and ``.../reject`` — ``{"manifestHash", "comment"?}``;
-* ``POST rollouts/{id}/halt`` (``{"reason"?}``, any authenticated caller) and
+* ``POST rollouts/{id}/halt`` (``{"reason"?}``, any authenticated caller; a repeated halt -- the
+  rollout already halted, or a halt requested and not yet taken -- is a 409 naming it) and
   ``POST rollouts/{id}/resume`` (``{"reason"?}``, an approver of the ring it resumes at);
 * ``POST plans/validate`` — a plan document, or ``{"plan": {...}}``.
 """
