@@ -405,6 +405,10 @@ def quarantine_view(rollout_id: str, body: dict[str, Any]) -> dict[str, Any] | N
     (by whom, when) it was released. None when the rollout has nothing to do with a quarantine."""
     deciding, touched = quarantine_ids(rollout_id, body)
     status = _dict(body.get("status"))
+    failed_gate = any(_dict(_dict(r).get("gate")).get("outcome") == "fail"
+                      for r in (body.get("rings") or status.get("rings") or []))
+    if not deciding and not touched and not failed_gate:
+        return None  # no quarantine to show, and none this rollout could have recorded: no read
     plan_name = (_dict(_dict(body.get("ledger")).get("rollout")).get("planName")
                  or _dict(status.get("plan")).get("name"))
     if not plan_name:

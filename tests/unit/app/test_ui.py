@@ -458,14 +458,23 @@ def test_quarantine_view_lists_the_entries_a_rollout_is_about_with_their_details
     assert (shown["ro-old:ring0"]["released"], shown["ro-old:ring0"]["releasedBy"]) == (True, "bob@contoso.com")
     assert shown["ro-mid:ring0"]["released"] is False
 
-    # a rollout that never met a quarantine: nothing; a ledger that cannot be read: said, not raised
-    assert ui.quarantine_view("ro-2", {"status": {"plan": {"name": "demo"}}, "ledger": {}}) is None
+    # a rollout whose own gate failed shows the entry it recorded; one that never met a
+    # quarantine shows nothing (and reads nothing, below); a ledger that cannot be read: said
+    def gated(outcome: str) -> dict[str, Any]:
+        return {"status": {"plan": {"name": "demo"}}, "ledger": {},
+                "rings": [{"name": "ring0", "gate": {"outcome": outcome}}]}
+
+    failed = gated("fail")
+    view = ui.quarantine_view("ro-1", failed)
+    assert view is not None and [e["id"] for e in view["entries"]] == ["ro-1:ring0"] and view["decision"] == []
+    assert ui.quarantine_view("ro-2", failed) is None  # its gate failed, but it recorded nothing
 
     class Broken(FakeLedger):
         def quarantines(self, plan_name: str) -> list[dict[str, Any]]:
             raise ConnectionError("table service down")
 
     deps.override(ledger=Broken())
+    assert ui.quarantine_view("ro-2", gated("pass")) is None  # not read at all: the broken ledger is never asked
     broken = ui.quarantine_view("ro-1", body)
     assert broken is not None and broken["entries"] == [] and "ConnectionError" in broken["error"]
     assert broken["decision"] == ["ro-old:ring0", "ro-mid:ring0"]  # the page still offers the ids
