@@ -20,7 +20,7 @@ from typing import Any
 
 from patchrings.domain import deadlines
 from patchrings.domain.events import MaintenanceEvent
-from patchrings.domain.gates import decide_gate, vm_verdict
+from patchrings.domain.gates import NOT_STARTED, decide_gate, vm_verdict
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
 from patchrings.domain.manifest import Manifest, build_manifest, uncovered_vms
 from patchrings.domain.plan import Ring, deep_merge
@@ -185,7 +185,7 @@ def gate_for(
     recorded...): each forces at least *inconclusive*."""
     spec = ring_of(source, ring)
     extra = [
-        {"vm": vm_id, "reason": "not started: the ring's error budget (maxErrors) was exceeded"}
+        {"vm": vm_id, "reason": f"{NOT_STARTED}: the ring's error budget (maxErrors) was exceeded"}
         for vm_id in (skipped or [])
     ] + [dict(n) for n in (notes or [])]
     return decide_gate(ring, verdicts, spec.rate, tolerate_errors=spec.tolerate_errors, extra_reasons=extra).to_dict()

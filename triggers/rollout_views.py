@@ -182,6 +182,9 @@ def approvals_view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "comment": decision.get("comment") or row.get("comment") or row.get("reason"),
             "decidedAt": decision.get("decidedAt") or row.get("decidedAt"),
             "at": row.get("at"),
+            # a quarantine decision (issue 11): its kind, the approver's choice and the entries
+            # it released, so the API and the CLI show a release as the page does
+            **{key: row[key] for key in ("kind", "choice", "releaseQuarantine") if row.get(key) is not None},
         })
     return out
 

@@ -176,5 +176,9 @@ def test_with_on_bad_manifest_wait_a_person_may_release_the_entries_and_ring0_in
     assert entries[entry["id"]]["released"] is True and f"{second}:ring0" in entries
     rows = [r for r in lg.approvals(second) if r.get("kind") == "quarantine" and r.get("outcome") == "accepted"]
     assert rows and rows[-1].get("choice") == "release", rows
+    # the API (and so the CLI) shows the release in the rollout's approvals, as the page does
+    view = d.api("GET", f"/api/rollouts/{second}", who="alice@contoso.com").json
+    shown = [a for a in view["approvals"] if a.get("kind") == "quarantine" and a.get("outcome") == "accepted"]
+    assert shown and shown[-1]["choice"] == "release" and shown[-1]["releaseQuarantine"] == [entry["id"]], shown
     windows = [(r.body or {}).get("windowsParameters") for r in installs(p)[cycle1:]]
     assert windows and not any(sc.KB_OLD in str(wp.get("kbNumbersToExclude") or []) for wp in windows if wp)
