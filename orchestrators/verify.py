@@ -34,21 +34,29 @@ startDelaySeconds?, ledger?, pack?}``; output :class:`~patchrings.boundary.rings
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, verdicts_for
+from orchestrators.ring_direct import health_sample
+from orchestrators.status import count_verdicts
+from orchestrators.verdicts import gate_for, pack_verdicts, ring_of, verdict_passed, verdicts_for
+from orchestrators.wave import _lean as lean
 from patchrings.boundary.activities import (
     CheckHealthBatchInput,
+    CollectRunResultsArgInput,
+    CollectRunResultsInput,
     HealthCheck,
     LedgerRecordVmResultsInput,
+    ReadWaveMembersInput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
-from patchrings.boundary.rings import VerifyInput, VerifyOutput
-from patchrings.domain.health import HealthSample, HealthTracker, evaluate_sample
+from patchrings.boundary.rings import VerifyCollect, VerifyInput, VerifyOutput, VerifySummary
+from patchrings.domain.health import HealthSample, HealthState, HealthTracker, evaluate_sample
 from patchrings.domain.timeutil import iso
 
 bp = df.Blueprint()
@@ -69,12 +77,63 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     ring_spec = dict(spec.ring_spec)
     vms: list[dict[str, Any]] = spec.vms or []
     installs: list[dict[str, Any]] = spec.installs or []
-    policy = ring_of(ring_spec).health
-    probes = [p.to_dict() for p in policy.probes]
 
     delay = int(spec.start_delay_seconds or 0)
     if delay > 0:  # a later chunk of a large ring (run_results): its reads follow the earlier chunks'
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
+    arg = ArgOutcome()
+    if spec.members is not None:  # a scheduled ring's chunk: its VMs from the ledger (issue 11)
+        try:
+            read = yield context.call_activity_with_retry(names.READ_WAVE_MEMBERS, retries.READ, to_payload(
+                ReadWaveMembersInput(run_id=spec.members.run_id, plan_hash=spec.members.plan_hash,
+                                     wave=spec.members.wave, slice=spec.members.slice,
+                                     rollout_id=spec.rollout_id, ring=spec.ring)))
+            vms = list((read or {}).get("vms") or [])
+        except Exception as exc:  # nothing is known of these VMs: never a pass
+            count = spec.members.count
+            reason = (f"{count if count is not None else 'the'} member(s) of slice {spec.members.slice} could not be "
+                      f"read from the ledger: {str(exc)[:300]}")
+            return to_payload(VerifyOutput(verdicts=[], summary=VerifySummary(notes=[{"vm": "", "reason": reason}])))
+    if spec.collect is not None:  # a scheduled ring's chunk collects its own VMs' results
+        context.set_custom_status({"step": "collecting", "vms": len(vms)})
+        collected = yield from collect_results(context, spec, vms, arg)
+        vm_by_id = {vm["id"].lower(): vm for vm in vms}
+        installs = [install_entry(vm_by_id, r) for r in collected]
+        seen = {str(i["vm"]).lower() for i in installs}
+        installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": "missing"}) for vm in vms
+                        if vm["id"].lower() not in seen)
+
+    health = yield from health_phases(context, spec, ring_spec, vms, installs)
+    verdicts = verdicts_for(ring_spec, ring_name, vms, installs, health)
+    gate = gate_for(ring_spec, ring_name, verdicts) if spec.decide else None
+    if not context.is_replaying:
+        log.info("verified %d VMs of ring %s", len(verdicts), ring_name)
+    ledger_error: str | None = None
+    if spec.ledger is not None:  # run_results' chunks write their own per-VM rows (bounded history)
+        try:
+            yield context.call_activity_with_retry(
+                names.LEDGER_VM_RESULTS, retries.WRITE,
+                to_payload(LedgerRecordVmResultsInput(
+                    rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.ledger.run_id,
+                    results=installs, verdicts=verdicts)))
+        except Exception as exc:  # the caller turns this into an inconclusive gate note
+            ledger_error = str(exc)[:300]
+    if spec.summary:
+        return to_payload(VerifyOutput(verdicts=[], gate=gate, ledger_error=ledger_error,
+                                       summary=summarize(vms, verdicts, arg, spec.sample_size)))
+    if spec.pack:
+        packed = pack_verdicts(vms, verdicts)
+        return to_payload(VerifyOutput(verdicts=packed["verdicts"], gate=gate, ledger_error=ledger_error,
+                                       packed=packed["packed"], passed=packed["passed"]))
+    return to_payload(VerifyOutput(verdicts=verdicts, gate=gate, ledger_error=ledger_error))
+
+
+def health_phases(context: df.DurableOrchestrationContext, spec: VerifyInput, ring_spec: dict[str, Any],
+                  vms: list[dict[str, Any]], installs: list[dict[str, Any]],
+                  ) -> Generator[Any, Any, dict[str, HealthState]]:
+    """Run the three health phases for the VMs whose install finished; their states by VM id."""
+    policy = ring_of(ring_spec).health
+    probes = [p.to_dict() for p in policy.probes]
     installed = {i["vm"].lower() for i in installs if i.get("state") in ("done", "not-needed")}
     checked = [vm for vm in vms if vm["id"].lower() in installed]
     start = context.current_utc_datetime
@@ -118,26 +177,122 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             trackers[vm_id].observe(now, sample or {"readError": "no health sample returned"})
 
     _progress(context, trackers, len(vms))
-    health = {vm_id: t.state for vm_id, t in trackers.items()}
-    verdicts = verdicts_for(ring_spec, ring_name, vms, installs, health)
-    gate = gate_for(ring_spec, ring_name, verdicts) if spec.decide else None
-    if not context.is_replaying:
-        log.info("verified %d VMs of ring %s", len(verdicts), ring_name)
-    ledger_error: str | None = None
-    if spec.ledger is not None:  # run_results' chunks write their own per-VM rows (bounded history)
+    return {vm_id: t.state for vm_id, t in trackers.items()}
+
+
+# ------------------------------------------------------------------ a scheduled ring's chunk (issue 11)
+#: Waits before re-querying Resource Graph for machines whose rows of the run are not there yet
+#: (ARG's propagation delay is undocumented, arc-and-resource-graph.md §5.8: never gate on the
+#: first empty answer). 2 + 5 + 10 + 15 = 32 minutes after the first query, then the fallback.
+ARG_REQUERY_DELAYS = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=15))
+
+#: Most verdicts a chunk's summary names whole (the others are counted; the ledger has every row).
+MAX_NAMED = 100
+
+
+@dataclass
+class ArgOutcome:
+    """What a chunk's Resource Graph queries left open (the gate states it)."""
+
+    pending: int = 0
+    queries: int = 0
+    error: str | None = None
+
+
+def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``collect_run_results`` entry in the wave's ``VmInstall`` shape (name/os filled in);
+    ``vms`` may be given as ``{lower-case id: VmRef}`` (one lookup, not a scan per entry)."""
+    vm_id = str(entry.get("vm") or "")
+    if isinstance(vms, dict):
+        vm = vms.get(vm_id.lower(), {"id": vm_id})
+    else:
+        vm = next((v for v in vms if v["id"].lower() == vm_id.lower()), {"id": vm_id})
+    error = entry.get("error")
+    if not error and not entry.get("result"):
+        error = {"code": "NoResult", "message": "no result for this VM in the run"}
+    return lean({
+        "vm": vm["id"],
+        "name": entry.get("name") or vm.get("name"),
+        "os": entry.get("os") or vm.get("os"),
+        "state": entry.get("state") or "missing",
+        "result": entry.get("result"),
+        "error": error,
+    })
+
+
+def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, vms: list[dict[str, Any]],
+                    arg: ArgOutcome) -> Generator[Any, Any, list[dict[str, Any]]]:
+    """Per-VM entries of the run for ``vms``: Resource Graph first (one query per 1,000 rows,
+    re-queried while rows are late), instance views for the rest (their gap stated by the caller
+    from ``arg``: never a pass)."""
+    collect = cast(VerifyCollect, spec.collect)
+    done: dict[str, dict[str, Any]] = {}
+    pending = list(vms)
+    attempt = 0
+    while pending:
         try:
-            yield context.call_activity_with_retry(
-                names.LEDGER_VM_RESULTS, retries.WRITE,
-                to_payload(LedgerRecordVmResultsInput(
-                    rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.ledger.run_id,
-                    results=installs, verdicts=verdicts)))
-        except Exception as exc:  # the caller turns this into an inconclusive gate note
-            ledger_error = str(exc)[:300]
-    if spec.pack:
-        packed = pack_verdicts(vms, verdicts)
-        return to_payload(VerifyOutput(verdicts=packed["verdicts"], gate=gate, ledger_error=ledger_error,
-                                       packed=packed["packed"], passed=packed["passed"]))
-    return to_payload(VerifyOutput(verdicts=verdicts, gate=gate, ledger_error=ledger_error))
+            answer = yield context.call_activity_with_retry(
+                names.COLLECT_RESULTS_ARG, retries.READ,
+                to_payload(CollectRunResultsArgInput(
+                    correlation_id=collect.correlation_id, vms=pending, since=collect.since,
+                    rollout_id=spec.rollout_id, ring=spec.ring)),
+            )
+        except Exception as exc:
+            arg.error = str(exc)[:300]
+            break
+        arg.queries = attempt + 1
+        for entry in (answer or {}).get("results") or []:
+            if entry.get("state") == "done" and entry.get("result"):
+                done[str(entry.get("vm") or "").lower()] = entry
+        pending = [vm for vm in vms if vm["id"].lower() not in done]
+        if not pending or attempt >= len(ARG_REQUERY_DELAYS):
+            break
+        yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[attempt])
+        attempt += 1
+    out = [done[vm["id"].lower()] for vm in vms if vm["id"].lower() in done]
+    if not pending:
+        return out
+    if arg.error is None:
+        arg.pending = len(pending)
+        arg.queries = attempt + 1
+    try:
+        collected = yield context.call_activity_with_retry(
+            names.COLLECT_RESULTS, retries.READ,
+            to_payload(CollectRunResultsInput(
+                correlation_id=collect.correlation_id, vms=pending, since=collect.since,
+                rollout_id=spec.rollout_id, ring=spec.ring)),
+        )
+    except Exception as exc:
+        error = {"code": "ResultsUnreadable", "message": str(exc)[:300]}
+        collected = {"results": [{"vm": vm["id"], "state": "unreadable", "error": error} for vm in pending]}
+    out.extend((collected or {}).get("results") or [])
+    return out
+
+
+def summarize(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], arg: ArgOutcome,
+              sample_size: int | None = None) -> VerifySummary:
+    """A chunk's bounded answer: the first :data:`MAX_NAMED` verdicts that are not a plain pass,
+    the others counted, plain passes counted, every verdict's counts, a passing health sample."""
+    named: list[dict[str, Any]] = []
+    omitted: dict[str, int] = {}
+    passed: dict[str, int] = {}
+    passing: list[dict[str, Any]] = []
+    by_id = {str(vm["id"]): vm for vm in vms}
+    for verdict in verdicts:
+        if verdict.get("outcome") == "pass" and not verdict.get("reasons"):
+            key = f"{verdict.get('install')}|{verdict.get('health')}"
+            passed[key] = passed.get(key, 0) + 1
+        elif len(named) < MAX_NAMED:
+            named.append(verdict)
+        else:
+            key = f"{verdict.get('outcome')}|{verdict.get('install')}|{verdict.get('health')}"
+            omitted[key] = omitted.get(key, 0) + 1
+        if verdict_passed(verdict) and str(verdict.get("vm")) in by_id:
+            passing.append(by_id[str(verdict.get("vm"))])
+    return VerifySummary(vms=len(verdicts), named=named, omitted=omitted, passed=passed,
+                         counts=count_verdicts(verdicts),
+                         health_sample=health_sample(passing, *([sample_size] if sample_size else [])),
+                         arg_pending=arg.pending, arg_queries=arg.queries, arg_error=arg.error)
 
 
 def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:

@@ -28,11 +28,15 @@ __all__ = [
     "RingDirectOutput",
     "RingGateInput",
     "RingGateOutput",
+    "RingGateSlice",
     "RunResultsInput",
     "RunResultsOutput",
+    "VerifyCollect",
     "VerifyInput",
     "VerifyLedger",
+    "VerifyMembers",
     "VerifyOutput",
+    "VerifySummary",
     "WaveInput",
     "WaveOutput",
 ]
@@ -154,6 +158,27 @@ class VerifyLedger:
 
 
 @dataclass(frozen=True)
+class VerifyMembers:
+    """Where a chunk of a scheduled ring reads its VMs (issue 11, bounded history): one slice of
+    the members ``plan_ring_waves`` kept in the ledger under ``runId`` (``count``: its size)."""
+
+    run_id: str
+    plan_hash: str
+    wave: int = 0
+    slice: int = 0
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class VerifyCollect:
+    """A chunk collects its own VMs' results of a scheduled run (Resource Graph, re-queries,
+    instance-view fallback) instead of receiving ``installs``."""
+
+    correlation_id: str
+    since: str | None = None
+
+
+@dataclass(frozen=True)
 class VerifyInput:
     """``verify``: the health phases and verdicts of a set of VMs after their installs
     (sent by wave and run_results)."""
@@ -168,6 +193,33 @@ class VerifyInput:
     start_delay_seconds: int | None = None
     ledger: VerifyLedger | None = None
     pack: bool | None = None
+    members: VerifyMembers | None = None  # read the VMs from the ledger (vms then absent)
+    collect: VerifyCollect | None = None  # collect the installs here (installs then absent)
+    summary: bool | None = None  # answer a VerifySummary, no per-VM verdicts
+    sample_size: int | None = None  # the summary's health sample: at most this many VMs
+
+
+@dataclass(frozen=True)
+class VerifySummary:
+    """A chunk's answer to run_results (issue 11): counts and the gate's inputs, bounded.
+
+    ``named``: the first verdicts that are not a plain pass (whole); ``omitted``: the rest of
+    them counted by ``outcome|install|health``; ``passed``: plain passes counted by
+    ``install|health``; ``counts``: ``count_verdicts`` of every verdict; ``healthSample``: up to
+    ``HEALTH_SAMPLE`` passing VmRefs; ``argPending`` / ``argQueries`` / ``argError``: VMs still
+    without a Resource Graph row after ``argQueries`` queries (or why Resource Graph could not
+    be read); ``notes``: chunk-level findings (members unreadable...), each forces inconclusive."""
+
+    vms: int = 0
+    named: list[dict[str, Any]] = field(default_factory=list)
+    omitted: dict[str, int] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    health_sample: list[dict[str, Any]] = field(default_factory=list)
+    arg_pending: int = 0
+    arg_queries: int = 0
+    arg_error: str | None = None
+    notes: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -179,6 +231,7 @@ class VerifyOutput:
     ledger_error: str | None = None
     packed: bool | None = None
     passed: dict[str, list[int]] | None = None
+    summary: VerifySummary | None = None
 
 
 # ---------------------------------------------------------------------------------- run_results
@@ -206,13 +259,28 @@ class RunResultsOutput:
 
 
 @dataclass(frozen=True)
+class RingGateSlice:
+    """One slice of a ring's members (``plan_ring_waves`` in the ledger under ``runId``) that a
+    ``ring_gate`` instance retags (``value``; absent: read for schedule issues only), issue 11."""
+
+    run_id: str
+    plan_hash: str
+    wave: int = 0
+    slice: int = 0
+    value: str | None = None
+    issues: bool | None = None  # report the slice's scheduleIssue VMs
+
+
+@dataclass(frozen=True)
 class RingGateInput:
-    """``ring_gate``: open or close one ring's gate (sent by the rollout)."""
+    """``ring_gate``: open or close one ring's gate (sent by the rollout), or -- with ``slice``
+    -- one slice of it (sent by ring_gate itself)."""
 
     ring: str
     ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     opening: bool | None = field(default=None, metadata={"key": "open"})
     rollout_id: str | None = None
+    slice: RingGateSlice | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +292,7 @@ class RingGateOutput:
     failed: list[dict[str, Any]] = field(default_factory=list)
     schedule_issues: list[dict[str, Any]] | None = None
     schedule_issue_count: int | None = None
+    failed_count: int | None = None  # a slice's failed VMs (``failed`` names the first few)
 
 
 # ---------------------------------------------------------------------------------- dry_run

@@ -468,23 +468,24 @@ def run_spec() -> dict[str, Any]:
 
 
 def test_run_results_reads_with_read_and_writes_with_write_and_fails_closed() -> None:
-    def answer(call: Call, ctx: ScriptedContext) -> Any:
-        if call.name == "resolve_ring_members":
-            return {"vms": [vm("a")]}
-        if call.name in ("collect_run_results", "ledger_record_vm_results"):
-            raise ActivityFailed(f"{call.name} down")
-        # the verify chunk writes the per-VM rows itself and says when that failed (issue 11)
-        return {"verdicts": [{"vm": vm("a")["id"], "install": "inconclusive", "health": "skipped",
-                              "outcome": "inconclusive", "reasons": ["install: unreadable"]}],
-                "ledgerError": "ledger_record_vm_results down"}
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
 
-    ctx = ScriptedContext(run_spec())
-    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
-    assert named(ctx, "resolve_ring_members")[0].retry is retries.READ
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == "collect_run_results_arg":
+            return {"results": []}  # no row of the run: re-queried, then the instance-view fallback
+        return {"written": True}
+
+    ctx = ChunkContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx,
+                with_chunks(answer, [vm("a")], fail=("collect_run_results", "ledger_record_vm_results")))
+    assert named(ctx, "plan_ring_waves")[0].retry is retries.READ
+    assert named(ctx, "read_wave_members")[0].retry is retries.READ
     assert named(ctx, "collect_run_results")[0].retry is retries.READ
+    # the verify chunk writes the per-VM rows itself and says when that failed (issue 11)
     verify_input = named(ctx, "verify_orchestrator")[0].payload
     assert verify_input["ledger"] == {"runId": run_spec()["correlationId"]}
-    assert verify_input["installs"][0]["state"] == "unreadable"
+    write = named(ctx, "ledger_record_vm_results")[0]
+    assert write.retry is retries.WRITE and write.payload["results"][0]["state"] == "unreadable"
     assert out["gate"]["outcome"] == "inconclusive"
     assert any("could not be written to the ledger" in r["reason"] for r in out["gate"]["reasons"])
 

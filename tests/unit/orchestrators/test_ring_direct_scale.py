@@ -100,32 +100,37 @@ class IdContext(ScriptedContext):
         return super().call_sub_orchestrator(name, payload, instance_id)
 
 
-def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_of_at_most_500() -> None:
+def test_a_1100_vm_scheduled_ring_is_verified_in_staggered_chunks_that_read_their_own_members() -> None:
+    """Issue 11: run_results plans the members into the ledger and holds no VM; chunks of at most
+    VERIFY_CHUNK read their own slice, collect their own results (one Resource Graph query each),
+    write their own rows and answer summaries."""
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
+
     vms = [vm(f"s{i:04d}") for i in range(1100)]
+    healthy = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
-        if call.name == "resolve_ring_members":
-            return {"vms": vms}
         if call.name == "collect_run_results_arg":
-            return {"results": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in vms]}
-        if call.name == "verify_orchestrator":
-            chunk = call.payload["vms"]
-            return pack_verdicts(chunk, [{"vm": v["id"], "name": v["name"], "install": "ok", "health": "healthy",
-                                          "outcome": "pass", "reasons": []} for v in chunk])
-        return {}
+            return {"results": [{"vm": v["id"], "state": "done", "result": ok_result()} for v in call.payload["vms"]]}
+        if call.name == "check_vm_health_batch":
+            return {"samples": [{"vm": c["vm"]["id"], **healthy} for c in call.payload["checks"]]}
+        return {"written": True}
 
-    ctx = IdContext(run_spec())
-    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    ctx = ChunkContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(answer, vms))
+    size = run_results_mod.VERIFY_CHUNK
     chunks = named(ctx, "verify_orchestrator")
-    assert [len(c.payload["vms"]) for c in chunks] == [500, 500, 100]
-    assert [len(c.payload["installs"]) for c in chunks] == [500, 500, 100]  # each chunk its own installs
-    assert [c.payload.get("startDelaySeconds", 0) for c in chunks] == [0, 30, 60]  # 3 read bursts of 10 s each
-    assert ctx.sub_ids == ["inst:verify", "inst:verify:1", "inst:verify:2"]
+    sizes = [size] * (1100 // size) + ([1100 % size] if 1100 % size else [])
+    assert [c.payload["members"]["count"] for c in chunks] == sizes
+    assert all("vms" not in c.payload and "installs" not in c.payload for c in chunks)  # no VM in this history
+    pause = int(verify_mod.BURST_PAUSE.total_seconds())
+    assert [c.payload.get("startDelaySeconds", 0) for c in chunks] == [i * pause for i in range(len(sizes))]
+    assert ctx.sub_ids == ["inst:verify"] + [f"inst:verify:{i}" for i in range(1, len(sizes))]
+    assert [len(c.payload["vms"]) for c in named(ctx, "collect_run_results_arg")] == sizes  # a query per chunk
+    assert sum(len(c.payload["results"]) for c in named(ctx, "ledger_record_vm_results")) == 1100
     assert out["counts"]["vms"] == 1100 and out["gate"]["outcome"] == "pass"
+    assert out["gate"]["counts"]["passed"] == 1100
     assert len(out["healthSample"]) == 50
-    # each chunk writes its own ledger rows and answers packed verdicts (nothing per VM replayed here)
-    assert all(c.payload["ledger"] == {"runId": run_spec()["correlationId"]} and c.payload["pack"] for c in chunks)
-    assert named(ctx, "ledger_record_vm_results") == []
 
 
 def test_a_verify_chunk_writes_its_rows_and_reports_a_failed_write() -> None:

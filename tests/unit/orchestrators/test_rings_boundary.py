@@ -245,33 +245,38 @@ def test_verify_decides_from_ring_spec_as_from_the_plan() -> None:
 
 
 def test_run_results_hands_its_verify_chunks_the_ring_spec() -> None:
-    def answer(call: Call, ctx: ScriptedContext) -> Any:
-        if call.name == names.RESOLVE_MEMBERS:
-            return {"vms": [vm("a")]}
-        if call.name == names.VERIFY:
-            return {"verdicts": [VERDICT]}
-        return {"results": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
 
-    new = ScriptedContext(run_spec())
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        if call.name == names.CHECK_HEALTH_BATCH:
+            return {"samples": [{"vm": c["vm"]["id"], "powerState": "running", "vmAgent": "Ready",
+                                 "appHealth": "Healthy", "probes": [], "readError": None}
+                                for c in call.payload["checks"]]}
+        if call.name == names.COLLECT_RESULTS_ARG:
+            return {"results": [{"vm": vm("a")["id"], "state": "done", "result": ok_result()}]}
+        return {"written": True}
+
+    new = ChunkContext(run_spec())
     assert new.payload["ringSpec"] == RING1
-    drive(raw(run_results_mod.run_results_orchestrator), new, answer)
-    assert named(new, names.RESOLVE_MEMBERS)[0].payload == {"ringSpec": RING1, "ring": "ring1"}
+    drive(raw(run_results_mod.run_results_orchestrator), new, with_chunks(answer, [vm("a")]))
+    [plan] = named(new, names.PLAN_RING_WAVES)
+    assert plan.payload["ringSpec"] == run_results_mod.one_wave(RING1) and plan.payload["ring"] == "ring1"
     [chunk] = named(new, names.VERIFY)
     assert chunk.payload["ringSpec"] == RING1 and "plan" not in chunk.payload
     assert chunk.payload["ledger"] == {"runId": run_spec()["correlationId"]}
 
 
 def test_ring_gate_reads_mode_and_tag_from_ring_spec() -> None:
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
+
     ring = {"name": "ring1", "patching": "scheduled", "open": {"mode": "retag"},
             "members": {"tag": {"name": "patchRing", "value": "ring1", "holdValue": "ring1-hold"}}}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
-        if call.name == names.RESOLVE_MEMBERS:
-            return {"vms": [vm("a")]}
         return {"written": 1, "failed": []}
 
-    ctx = ScriptedContext({"ringSpec": ring, "ring": "ring1", "open": False, "rolloutId": "r"})
-    out = drive(raw(ring_gate.ring_gate_orchestrator), ctx, answer)
+    ctx = ChunkContext({"ringSpec": ring, "ring": "ring1", "open": False, "rolloutId": "r"})
+    out = drive(raw(ring_gate.ring_gate_orchestrator), ctx, with_chunks(answer, [vm("a")]))
     [retag] = named(ctx, names.RETAG)
     assert retag.payload["value"] == "ring1-hold" and retag.payload["tag"] == "patchRing"
     assert out == {"mode": "retag", "members": 1, "value": "ring1-hold", "changed": 1, "failed": []}
