@@ -25,10 +25,20 @@ staggers its chunks of a large ring this way). ``ledger: {runId}`` (optional): w
 rows (installs + verdicts) to the ledger here, answering ``ledgerError`` when that fails;
 ``pack: true``: verdicts packed (``verdicts.pack_verdicts``; read with ``unpack_verdicts``).
 
+A scheduled ring's chunk (run_results, issue 11 bounded history): ``members: {runId, planHash,
+wave, slice, count}`` reads the chunk's VMs from the ledger (``read_wave_members``; unreadable:
+the summary's note makes the gate inconclusive), ``collect: {correlationId, since}`` collects
+their results here (:func:`collect_results`: Resource Graph, re-queried after
+:data:`ARG_REQUERY_DELAYS` while rows are late, then instance views, whose gap the caller states
+from the summary's ``argPending`` / ``argError``), and ``summary: true`` answers a bounded
+:class:`~patchrings.boundary.rings.VerifySummary` (:func:`summarize`) instead of verdicts, so
+neither this instance's answer nor its caller's history grows with the ring.
+
 Input :class:`~patchrings.boundary.rings.VerifyInput` ``{rolloutId, ringSpec (or, during the
 transition, plan), ring, vms: [VmRef], installs: [VmInstall], decide: bool, baselines?,
-startDelaySeconds?, ledger?, pack?}``; output :class:`~patchrings.boundary.rings.VerifyOutput`
-``{verdicts: [VmVerdict dict], gate: GateDecision dict | None, ledgerError?, packed?, passed?}``.
+startDelaySeconds?, ledger?, pack?, members?, collect?, summary?, sampleSize?}``; output
+:class:`~patchrings.boundary.rings.VerifyOutput` ``{verdicts: [VmVerdict dict], gate: GateDecision
+dict | None, ledgerError?, packed?, passed?, summary?}``.
 """
 
 from __future__ import annotations

@@ -153,6 +153,11 @@ def test_a_hostile_correlation_id_never_reaches_a_query(sim: SimHandle, arg_clie
 
 
 # ------------------------------------------------------------------ the orchestrator's use of it
+def _healthy(call: Any) -> dict[str, Any]:
+    return {"samples": [{"vm": c["vm"]["id"], "powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy",
+                         "probes": [], "readError": None} for c in call.payload["checks"]]}
+
+
 def _orchestrator_helpers() -> Any:
     from tests.unit.orchestrators import test_orch_verdicts as helpers
 
@@ -173,13 +178,14 @@ def _done(vm: dict[str, Any]) -> dict[str, Any]:
 def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() -> None:
     h = _orchestrator_helpers()
     from orchestrators import run_results as run_results_mod
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
 
     a, b = h.vm("a"), h.vm("b")
     arg_answers: list[list[str]] = []
 
     def answer(call: Any, ctx: Any) -> Any:
-        if call.name == "resolve_ring_members":
-            return {"vms": [a, b]}
+        if call.name == "check_vm_health_batch":
+            return _healthy(call)
         if call.name == "collect_run_results_arg":
             arg_answers.append([v["name"] for v in call.payload["vms"]])
             # a's rows arrive on the second query; b never gets a row
@@ -190,22 +196,20 @@ def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() ->
         if call.name == "collect_run_results":
             summary = {"status": "Succeeded", "source": "instanceView", "patches": []}
             return {"results": [{"vm": v["id"], "state": "done", "result": summary} for v in call.payload["vms"]]}
-        if call.name == "verify_orchestrator":
-            p = call.payload
-            return {"verdicts": verdicts_for(p["ringSpec"], p["ring"], p["vms"], p["installs"], {})}
         return {"written": True}
 
-    ctx = h.ScriptedContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
-                             "correlationId": RUN})
+    ctx = ChunkContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "since": "2026-11-16T06:00:00Z",
+                        "correlationId": RUN})
     start = ctx.current_utc_datetime
-    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
+    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(answer, [a, b]))
     delays = run_results_mod.ARG_REQUERY_DELAYS
     assert arg_answers == [["a", "b"], ["a", "b"]] + [["b"]] * (len(delays) - 1)
-    assert ctx.current_utc_datetime == start + sum(delays, timedelta())  # waited on durable timers
+    # the verify chunk waited on durable timers (then ran its health phases)
+    assert ctx.current_utc_datetime >= start + sum(delays, timedelta())
     assert [c.retry for c in h.named(ctx, "collect_run_results_arg")] == [h.retries.READ] * (len(delays) + 1)
     fallback = h.named(ctx, "collect_run_results")
     assert len(fallback) == 1 and [v["name"] for v in fallback[0].payload["vms"]] == ["b"]
-    installs = {i["vm"]: i for i in h.named(ctx, "verify_orchestrator")[0].payload["installs"]}
+    installs = {i["vm"]: i for i in h.named(ctx, "ledger_record_vm_results")[0].payload["results"]}
     assert installs[a["id"]]["result"]["source"] == "resourceGraph"
     assert installs[b["id"]]["result"]["source"] == "instanceView"
     assert out["gate"]["outcome"] == "inconclusive"  # b's instance-view result never passes
@@ -216,24 +220,20 @@ def test_late_rows_are_requeried_on_timers_then_fall_back_to_instance_views() ->
 def test_all_rows_present_pass_without_timers_or_fallback() -> None:
     h = _orchestrator_helpers()
     from orchestrators import run_results as run_results_mod
+    from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
 
     a, b = h.vm("a"), h.vm("b")
 
     def answer(call: Any, ctx: Any) -> Any:
-        if call.name == "resolve_ring_members":
-            return {"vms": [a, b]}
+        if call.name == "check_vm_health_batch":
+            return _healthy(call)
         if call.name == "collect_run_results_arg":
             return {"results": [_done(v) for v in call.payload["vms"]]}
-        if call.name == "verify_orchestrator":
-            p = call.payload
-            return {"verdicts": [{**v, "health": "healthy", "outcome": v["install"]} for v in
-                                 verdicts_for(p["ringSpec"], p["ring"], p["vms"], p["installs"], {})]}
         return {"written": True}
 
-    ctx = h.ScriptedContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "correlationId": RUN})
-    start = ctx.current_utc_datetime
-    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, answer)
-    assert ctx.current_utc_datetime == start and h.named(ctx, "collect_run_results") == []
+    ctx = ChunkContext({"rolloutId": "r", "ringSpec": h.RING1, "ring": "ring1", "correlationId": RUN})
+    out = h.drive(h.raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(answer, [a, b]))
+    assert len(h.named(ctx, "collect_run_results_arg")) == 1 and h.named(ctx, "collect_run_results") == []
     assert out["gate"]["outcome"] == "pass", out["gate"]
     assert gate_for(h.PLAN, "ring1", [])["outcome"] != "pass"  # an empty ring is never a pass either
 

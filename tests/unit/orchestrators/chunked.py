@@ -64,6 +64,7 @@ def with_chunks(answer: Answer, members: list[dict[str, Any]], *, fail: tuple[st
             child.current_utc_datetime = ctx.current_utc_datetime
             out = drive(raw(module), child, wrapped)
             ctx.calls.extend(child.calls)
+            ctx.current_utc_datetime = max(ctx.current_utc_datetime, child.current_utc_datetime)
             if children is not None:
                 children.append(child)
             return out
