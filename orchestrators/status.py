@@ -442,6 +442,30 @@ HEALTH_PHASE_TEXT = {"wait": "waiting before the first health check", "elastic":
                      "stayHealthy": "stay-healthy"}
 
 
+def verify_instances(first: str, count: int) -> list[str]:
+    """The instance ids of a run's verify instances side by side (a scheduled ring's chunks,
+    ``run_results``' ``verifyInstance`` / ``verifyInstances``; a wave's read bursts): ``first``,
+    then ``first:1``, ``first:2`` ... -- not only the ids that end with ``:verify``."""
+    return [first] + [f"{first}:{i}" for i in range(1, max(1, int(count)))]
+
+
+def merged_health(statuses: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several verify instances' custom statuses (``verify._progress``) as one: VMs per health
+    phase summed, the phase most VMs are in, and the latest ``until`` among the instances whose
+    own phase it is (the phase lasts until its last instance leaves it)."""
+    phases: dict[str, int] = {}
+    checked = 0
+    for status in statuses:
+        checked += int(status.get("checked") or 0)
+        for phase, n in (status.get("healthPhases") or {}).items():
+            phases[str(phase)] = phases.get(str(phase), 0) + int(n or 0)
+    open_phases = {k: v for k, v in phases.items() if k != "done"}
+    current = max(open_phases, key=lambda k: (open_phases[k], k)) if open_phases else ("done" if phases else None)
+    until = max((str(s["until"]) for s in statuses if s.get("healthPhase") == current and s.get("until")),
+                default=None)
+    return {"healthPhases": phases, "healthPhase": current, "until": until, "checked": checked}
+
+
 def short_name(vm_id: Any) -> str:
     """The last segment of an ARM id (``.../virtualMachines/web-1`` -> ``web-1``)."""
     return last_segment(str(vm_id or ""))

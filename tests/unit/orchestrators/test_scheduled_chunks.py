@@ -136,3 +136,28 @@ def test_a_chunk_summary_names_at_most_max_named_verdicts() -> None:
     assert len(summary.named) == verify_mod.MAX_NAMED
     assert summary.omitted == {"fail|ok|unhealthy": 150 - verify_mod.MAX_NAMED}
     assert summary.counts["vms"] == 150 and summary.health_sample == []
+
+
+# ------------------------------------------------------------------ the status API's view of the chunks
+from orchestrators.status import merged_health, verify_instances  # noqa: E402
+
+
+def test_every_verify_instance_of_a_run_is_named_not_only_the_first() -> None:
+    ctx, _ = run(fleet(run_results_mod.VERIFY_CHUNK * 2 + 1), answers())
+    first = ctx.statuses[-1]
+    assert verify_instances(first["verifyInstance"], first["verifyInstances"]) == ctx.sub_ids
+    assert verify_instances("w:verify", 0) == ["w:verify"]
+
+
+def test_merged_health_sums_phases_and_waits_for_the_last_chunk() -> None:
+    chunks = [{"checked": 200, "healthPhases": {"stayHealthy": 150, "done": 50}, "healthPhase": "stayHealthy",
+               "until": "2026-11-16T13:00:00Z"},
+              {"checked": 200, "healthPhases": {"stayHealthy": 120, "elastic": 80}, "healthPhase": "stayHealthy",
+               "until": "2026-11-16T13:10:00Z"},
+              {"checked": 10, "healthPhases": {"elastic": 10}, "healthPhase": "elastic",
+               "until": "2026-11-16T14:00:00Z"}]
+    merged = merged_health(chunks)
+    assert merged["healthPhases"] == {"stayHealthy": 270, "done": 50, "elastic": 90} and merged["checked"] == 410
+    assert merged["healthPhase"] == "stayHealthy" and merged["until"] == "2026-11-16T13:10:00Z"
+    assert merged_health([{"healthPhases": {"done": 3}, "healthPhase": "done"}])["healthPhase"] == "done"
+    assert merged_health([])["healthPhase"] is None
