@@ -6,7 +6,7 @@ summary: how many members, what changed, what failed, and which VMs will not fol
 maintenance schedule (their patch settings, ``scheduleIssue``).
 
 Bounded history at any size (issue 11): this instance holds no VM either. ``plan_ring_waves``
-resolves the members once into the ledger (``Waves`` table, under ``<this instance>:members``, as
+resolves the members once into the ledger (``Waves`` table, under ``run_results.members_run_id``, as
 one wave in slices of :data:`GATE_SLICE`) and answers counts; each slice is then retagged (or, for
 ``enableConfiguration``, read for its schedule issues) by a ``ring_gate`` instance of its own
 (``<this>:s<i>``, input ``slice``), one after the other (the retag activity paces its writes per
@@ -34,7 +34,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.run_results import one_wave
+from orchestrators.run_results import members_run_id, one_wave
 from orchestrators.verdicts import ring_of
 from patchrings.boundary.activities import (
     PlanRingWavesInput,
@@ -88,7 +88,7 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     issue_count = 0
     retag = mode == "retag" and bool(tag.get("name")) and value is not None
     if mode == "retag" or issues_wanted:
-        run_id = f"{context.instance_id}:members"
+        run_id = members_run_id(context)
         plan = yield context.call_activity_with_retry(
             names.PLAN_RING_WAVES, retries.READ if opening else retries.CLOSE, to_payload(PlanRingWavesInput(
                 ring=ring, run_id=run_id, ring_spec=one_wave(ring_spec), slice_size=GATE_SLICE,

@@ -6,7 +6,7 @@ replays). The rollout gets back a small summary.
 
 Bounded history at any size (issue 11): this instance holds **no VM**. ``plan_ring_waves`` (the
 direct ring's planner, activities/members.py) resolves the ring's members once and keeps them in
-the ledger's ``Waves`` table in slices of :data:`VERIFY_CHUNK` VMs (under ``<this instance>:members``,
+the ledger's ``Waves`` table in slices of :data:`VERIFY_CHUNK` VMs (under :func:`members_run_id`,
 as one wave: the ring's ``rate`` does not apply to a run the platform already made), answering
 counts. Each slice is one ``verify`` chunk (sub-orchestration, side by side, staggered so their
 reads do not burst together) that reads its own members (``read_wave_members``), collects its own
@@ -62,9 +62,10 @@ from patchrings.boundary.rings import (
     VerifyOutput,
     VerifySummary,
 )
+from patchrings.domain.timeutil import iso
 
-__all__ = ["ARG_REQUERY_DELAYS", "MAX_GATE_NAMED", "VERIFY_CHUNK", "bp", "install_entry", "one_wave",
-           "run_results_orchestrator"]
+__all__ = ["ARG_REQUERY_DELAYS", "MAX_GATE_NAMED", "VERIFY_CHUNK", "bp", "install_entry", "members_run_id",
+           "one_wave", "run_results_orchestrator"]
 
 bp = df.Blueprint()
 
@@ -80,6 +81,13 @@ MAX_GATE_NAMED = 100
 _STAND_IN = "counted:"
 
 
+def members_run_id(context: df.DurableOrchestrationContext) -> str:
+    """Where an instance keeps its ring's members in the ledger's Waves table: its id and the
+    start of its execution (deterministic on replay; a new execution under a reused id plans anew
+    instead of answering an older plan)."""
+    return f"{context.instance_id}:members@{iso(context.current_utc_datetime)}"
+
+
 def one_wave(ring_spec: dict[str, Any]) -> dict[str, Any]:
     """The ring's document planned as one wave (``plan_ring_waves`` then only slices it): the
     run already happened, the ring's ``rate`` has nothing to pace here."""
@@ -93,9 +101,10 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # The ring's document (issue 10: not the plan): its gate settings, and what its verify chunks read.
     ring_spec = dict(spec.ring_spec)
     notes: list[dict[str, str]] = []
+    run_id = members_run_id(context)
     try:
         plan = yield context.call_activity_with_retry(names.PLAN_RING_WAVES, retries.READ, to_payload(
-            PlanRingWavesInput(ring=ring, run_id=f"{context.instance_id}:members", ring_spec=one_wave(ring_spec),
+            PlanRingWavesInput(ring=ring, run_id=run_id, ring_spec=one_wave(ring_spec),
                                slice_size=VERIFY_CHUNK, rollout_id=spec.rollout_id)))
     except Exception as exc:
         reason = f"the ring's members could not be resolved: {str(exc)[:300]}"
@@ -113,8 +122,8 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # Read by the status API through this instance's id (issue 9): what the ring is doing now.
     context.set_custom_status({"step": "verifying", "vms": count, "verifyInstance": f"{context.instance_id}:verify",
                                "verifyInstances": len(slices)})
-    summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, str(plan.get("hash") or ""),
-                                                           slices)
+    summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, run_id,
+                                                           plan_hash=str(plan.get("hash") or ""), slices=slices)
     arg_notes(summaries, notes)
     for summary in summaries:
         notes.extend(summary.notes)
@@ -126,7 +135,7 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsInput, ring_spec: dict[str, Any],
-                     plan_hash: str, slices: list[tuple[int, int, int]],
+                     run_id: str, *, plan_hash: str, slices: list[tuple[int, int, int]],
                      ) -> Generator[Any, Any, tuple[list[VerifySummary], list[str]]]:
     """One verify chunk per planned slice ``(wave, slice, VMs)``, side by side.
 
@@ -143,7 +152,7 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsIn
     for index, (wave, part, n) in enumerate(slices):
         doc = VerifyInput(rollout_id=spec.rollout_id, ring_spec=ring_spec, ring=spec.ring, decide=False,
                           summary=True, ledger=VerifyLedger(run_id=spec.correlation_id),
-                          members=VerifyMembers(run_id=f"{context.instance_id}:members", plan_hash=plan_hash,
+                          members=VerifyMembers(run_id=run_id, plan_hash=plan_hash,
                                                 wave=wave, slice=part, count=n),
                           collect=VerifyCollect(correlation_id=spec.correlation_id, since=spec.since),
                           start_delay_seconds=delay or None, sample_size=share)

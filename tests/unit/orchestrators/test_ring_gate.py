@@ -79,7 +79,7 @@ def drive(ctx: Ctx, vms: list[dict[str, Any]], answers: list[dict[str, Any]]) ->
             value = {"count": len(vms), "waves": [len(vms)] if vms else [], "sliceSize": payload["sliceSize"],
                      "hash": "h1"}
         elif name == names.READ_WAVE_MEMBERS:
-            assert payload["planHash"] == "h1" and payload["runId"] == "ro-1:ring1:open:1:members"
+            assert payload["planHash"] == "h1" and payload["runId"] == "ro-1:ring1:open:1:members@2026-11-16T06:00:00Z"
             size = ring_gate.GATE_SLICE
             value = {"vms": vms[payload["slice"] * size:(payload["slice"] + 1) * size]}
         else:
@@ -138,7 +138,8 @@ def test_a_large_ring_is_retagged_slice_by_slice_and_its_instance_holds_no_vm() 
     answers = [{"written": n, "failed": []} for n in (500, 500, 200)]
     out = drive(ctx, vms, answers)
     [plan] = [p for n, p in ctx.calls if n == names.PLAN_RING_WAVES]
-    assert plan["runId"] == "ro-1:ring1:open:1:members" and plan["sliceSize"] == ring_gate.GATE_SLICE
+    assert plan["runId"] == "ro-1:ring1:open:1:members@2026-11-16T06:00:00Z"  # this execution's own plan
+    assert plan["sliceSize"] == ring_gate.GATE_SLICE
     assert plan["ringSpec"]["rate"]["maxConcurrency"] == "100%"  # one wave: only sliced
     subs = [p for n, p in ctx.calls if n == names.RING_GATE]
     assert [p["_instance"] for p in subs] == [f"ro-1:ring1:open:1:s{i}" for i in range(3)]
