@@ -17,7 +17,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
+    known = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
+    # ``ring_scale`` and ``bench_ring_scale`` name the same benchmark
+    names = [a if a.startswith("bench_") else f"bench_{a}" for a in argv] or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     for name in names:
