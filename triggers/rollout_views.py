@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from orchestrators.ring_direct import WAVE_SLICE
-from orchestrators.status import HALTED, diff_view, manifest_view, ring_view
+from orchestrators.status import HALTED, diff_view, manifest_view, merged_health, ring_view, verify_instances
 from patchrings import deps
 from patchrings.domain.timeutil import format_instant
 from patchrings.notifications import person_link
@@ -231,7 +231,9 @@ async def ring_progress(client: Any, ring: dict[str, Any]) -> dict[str, Any] | N
                     slices.append(part)
             progress["inFlight"] = max(in_flight, sum(int(w.get("vms") or 0) for w in slices))
             if all(w.get("step") == "verifying" for w in slices):
-                health = await _child_status(client, f"{first}:verify")
+                # each slice verifies in one instance per read burst (``<slice>:verify``, ``…:verify:1``, …)
+                parents = [str(first)] + [f"{first}.{k}" for k in range(1, len(slices))]
+                health = merged_health(await _burst_statuses(client, parents))
                 progress.update(step="verifying", verifying=progress["inFlight"],
                                 healthPhase=health.get("healthPhase"), until=health.get("until"))
             else:
@@ -241,8 +243,47 @@ async def ring_progress(client: Any, ring: dict[str, Any]) -> dict[str, Any] | N
                                                default=None))
                 progress["verifying"] = sum(int(v) for w in slices for k, v in (w.get("states") or {}).items()
                                             if k in ("done", "not-needed"))
-    elif top.get("step") == "verifying":
-        health = await _child_status(client, top.get("verifyInstance"))
+    elif top.get("step") == "verifying" and isinstance(top.get("verifyInstance"), str):
+        # a scheduled ring verifies in chunks side by side (run_results: ``verifyInstance``,
+        # ``verifyInstances``): their progress merged, at most MAX_CHILD_READS of them read
+        chunks = verify_instances(top["verifyInstance"], int(top.get("verifyInstances") or 1))
+        read = spread(chunks, MAX_CHILD_READS)
+        statuses = await asyncio.gather(*(_child_status(client, i) for i in read))
+        health = merged_health([s for s in statuses if s])
         progress.update(verifying=int(top.get("vms") or 0), inFlight=int(top.get("vms") or 0),
-                        healthPhase=health.get("healthPhase"), until=health.get("until"))
+                        healthPhase=health.get("healthPhase"), until=health.get("until"),
+                        verifyChunks=len(chunks), verifyChunksRead=len(read))
     return progress
+
+
+#: Most child instances one status request reads for a ring's verify progress (a 10,000-VM
+#: scheduled ring has 50 chunks: a request reads an even spread of them, first and last included).
+MAX_CHILD_READS = 20
+
+
+def spread(ids: list[str], most: int) -> list[str]:
+    """At most ``most`` of ``ids``, evenly spread, the first and the last included (chunks start
+    staggered: the first are furthest along, the last decides the latest ``until``)."""
+    if len(ids) <= most:
+        return list(ids)
+    if most <= 1:
+        return ids[:1]
+    return [ids[round(i * (len(ids) - 1) / (most - 1))] for i in range(most)]
+
+
+async def _burst_statuses(client: Any, parents: list[str]) -> list[dict[str, Any]]:
+    """The verify instances of a direct wave's slices: ``<slice>:verify``, then ``…:verify:1``,
+    ``…:verify:2`` … until one is not there (the wave does not say how many), at most
+    :data:`MAX_CHILD_READS` reads in all."""
+    out: list[dict[str, Any]] = []
+    budget = MAX_CHILD_READS
+    for parent in parents:
+        number = 0
+        while budget > 0:
+            budget -= 1
+            status = await _child_status(client, f"{parent}:verify" + (f":{number}" if number else ""))
+            if not status:
+                break
+            out.append(status)
+            number += 1
+    return out
