@@ -21,6 +21,7 @@ from activities import members as members_activities
 from activities import notify as notify_activities
 from activities import plan as plan_activities
 from activities import resource_graph as resource_graph_activities
+from activities import run_results_stage as run_results_stage_activities
 from activities import tags as tags_activities
 from orchestrators import dry_run, guard, ring_direct, ring_gate, rollout, run_results, verify, wave
 from patchrings import deps, telemetry
@@ -53,6 +54,7 @@ for blueprint_module in (
     resource_graph_activities,
     notify_activities,
     manifest_diff_activities,
+    run_results_stage_activities,
     eventgrid,
     http_api,
     openapi_document,

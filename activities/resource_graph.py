@@ -24,7 +24,11 @@ from ``patchinstallationresources`` (``source: "resourceGraph"``), so the domain
 The orchestrator re-queries ``running``/``missing`` machines after durable timers and, after the
 last attempt, reads their instance views as a fallback whose gap is stated
 (``orchestrators/run_results.py``). Queries are per run, not per VM: one summary query and one
-per-patch query per 100 runs, each paged at 1,000 rows (:mod:`patchrings.arm.resource_graph`).
+per-patch query per 100 runs, each paged at 1,000 rows (:mod:`patchrings.arm.resource_graph`);
+a call for at most :data:`FILTER_MAX` machines (a verify chunk's late rows) names them in the
+summary and assessment queries instead of paging through the whole run. A scheduled ring's
+rows are normally read once for the whole ring by ``stage_run_results``
+(``activities/run_results_stage.py``), which uses the same queries and shaping.
 A failed query raises (the orchestrator's ``retries.READ`` policy retries it).
 """
 
@@ -52,7 +56,8 @@ from patchrings.ports import ResourceGraphGateway
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.resource_graph")
 
-__all__ = ["bp", "collect_run_results_arg_core"]
+__all__ = ["FILTER_MAX", "Counter", "add_assessments", "bp", "checked_run", "collect_run_results_arg_core",
+           "entry_of", "patch_rows_of", "run_rows", "sender"]
 
 MAX_QUOTA_WAIT_SECONDS = 10.0
 
@@ -90,53 +95,98 @@ def _sender(clients: ResourceGraphGateway) -> rg.Send:
     return send
 
 
+#: A request for at most this many machines names them in the query (``in~`` batches of
+#: ``rg.MACHINE_BATCH``) instead of paging through the whole run: a verify chunk's late rows,
+#: or a chunk's own query when staging failed (issue 11).
+FILTER_MAX = 2 * rg.MACHINE_BATCH
+
+
 def collect_run_results_arg_core(clients: ResourceGraphGateway,
                                  payload: CollectRunResultsArgInput | Mapping[str, Any]) -> dict[str, Any]:
     """Per-VM results of a scheduled run from Resource Graph (see the module docstring)."""
     spec = from_payload(CollectRunResultsArgInput, payload)
-    correlation_id = str(spec.correlation_id)
-    try:
-        parse_apply_update_id(correlation_id)
-    except ValueError as exc:  # never put anything but a schedule run id into a query
-        raise ArmTargetRefused(str(exc), field="correlationId") from None
+    correlation_id = checked_run(spec.correlation_id)
     vms = list(spec.vms or [])
     if not vms:
         return {"results": [], "queries": 0, "pages": 0, "source": "resourceGraph"}
     subscriptions = sorted({subscription_of(str(vm["id"])).lower() for vm in vms})
     send = _sender(clients)
-    summaries, pages = rg.query_all(send, rg.summary_query(correlation_id), subscriptions,
-                                    on_quota=_respect_quota)
-    queries = 1
-    wanted = {str(vm["id"]).lower() for vm in vms}
+    ids = sorted({str(vm["id"]).lower() for vm in vms})
+    named = len(ids) <= FILTER_MAX and all(rg.is_machine_id(i) for i in ids)
+    batches: list[list[str] | None] = (
+        [ids[i:i + rg.MACHINE_BATCH] for i in range(0, len(ids), rg.MACHINE_BATCH)] if named else [None])
+    counter = Counter()
+    latest = run_rows(send, correlation_id, subscriptions, set(ids), counter, batches=batches)
+    patch_rows = patch_rows_of(send, latest, subscriptions, counter)
+    results = [_entry(vm, latest.get(str(vm["id"]).lower()), patch_rows) for vm in vms]
+    add_assessments(send, subscriptions, results, counter, batches=batches, correlation_id=correlation_id)
+    return {"results": results, "queries": counter.queries, "pages": counter.pages, "source": "resourceGraph"}
+
+
+class Counter:
+    """Resource Graph requests of one activity call (queries, and pages: one request each)."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.pages = 0
+
+    def run(self, send: rg.Send, query: str, subscriptions: list[str]) -> list[dict[str, Any]]:
+        rows, pages = rg.query_all(send, query, subscriptions, on_quota=_respect_quota)
+        self.queries += 1
+        self.pages += pages
+        return rows
+
+
+def checked_run(correlation_id: str) -> str:
+    """The run id, refused unless it is a schedule run id (nothing else goes into a query)."""
+    try:
+        parse_apply_update_id(str(correlation_id))
+    except ValueError as exc:
+        raise ArmTargetRefused(str(exc), field="correlationId") from None
+    return str(correlation_id)
+
+
+def run_rows(send: rg.Send, correlation_id: str, subscriptions: list[str], wanted: set[str], counter: Counter, *,
+             batches: list[list[str] | None] | None = None) -> dict[str, dict[str, Any]]:
+    """The latest summary row of the run per wanted machine (lower-case id): the run's rows paged
+    (``batches`` ``[None]``), or the named machines' rows (``in~`` batches)."""
     latest: dict[str, dict[str, Any]] = {}
-    for row in summaries:
-        machine = str(row.get("machineId") or rg.machine_of(str(row.get("id", ""))))
-        if machine not in wanted:
-            continue
-        props = row.get("properties") or {}
-        seen = latest.get(machine)
-        if seen is None or str(props.get("lastModifiedDateTime") or "") > str(
-                (seen.get("properties") or {}).get("lastModifiedDateTime") or ""):
-            latest[machine] = row
+    for batch in batches or [None]:
+        for row in counter.run(send, rg.summary_query(correlation_id, batch), subscriptions):
+            machine = str(row.get("machineId") or rg.machine_of(str(row.get("id", "")))).lower()
+            if machine not in wanted:
+                continue
+            props = row.get("properties") or {}
+            seen = latest.get(machine)
+            if seen is None or str(props.get("lastModifiedDateTime") or "") > str(
+                    (seen.get("properties") or {}).get("lastModifiedDateTime") or ""):
+                latest[machine] = row
+    return latest
+
+
+def patch_rows_of(send: rg.Send, latest: Mapping[str, dict[str, Any]], subscriptions: list[str],
+                  counter: Counter) -> dict[str, list[dict[str, Any]]]:
+    """The per-patch rows of the terminal runs among ``latest``, by run GUID (``in~`` batches of
+    ``rg.RUN_BATCH`` runs: issue 12's rule, the patch tables cannot be joined)."""
     runs = sorted({str(row.get("run") or "").lower() for row in latest.values() if rg.is_terminal(row)} - {""})
     patch_rows: dict[str, list[dict[str, Any]]] = {}
     for start in range(0, len(runs), rg.RUN_BATCH):
-        rows, n = rg.query_all(send, rg.patch_rows_query(runs[start:start + rg.RUN_BATCH]), subscriptions,
-                               on_quota=_respect_quota)
-        queries += 1
-        pages += n
-        for row in rows:
+        for row in counter.run(send, rg.patch_rows_query(runs[start:start + rg.RUN_BATCH]), subscriptions):
             run = str(row.get("run") or rg.run_of_patch_row(str(row.get("id", "")))).lower()
             patch_rows.setdefault(run, []).append(row)
-    results = [_entry(vm, latest.get(str(vm["id"]).lower()), patch_rows) for vm in vms]
-    # Each machine's latest assessment (patchassessmentresources, one paged query for all of them):
-    # what the machine still misses after the run and whether it waits for a reboot. Reported with
-    # the result, never a reason to pass; an unreadable table leaves it out (the run's rows decide).
+    return patch_rows
+
+
+def add_assessments(send: rg.Send, subscriptions: list[str], results: list[dict[str, Any]], counter: Counter, *,
+                    batches: list[list[str] | None] | None, correlation_id: str) -> None:
+    """Each machine's latest assessment (``patchassessmentresources``): what the machine still
+    misses after the run and whether it waits for a reboot. Reported with the result, never a
+    reason to pass; an unreadable table leaves it out (the run's rows decide)."""
     try:
-        rows, n = rg.query_all(send, rg.assessment_query(), subscriptions, on_quota=_respect_quota)
-        queries += 1
-        pages += n
-        assessed = {str(r.get("machineId") or rg.machine_of(str(r.get("id", "")))).lower(): r for r in rows}
+        assessed: dict[str, dict[str, Any]] = {}
+        for batch in batches or [None]:
+            for r in counter.run(send, rg.assessment_query(batch), subscriptions):
+                assessed[str(r.get("machineId") or rg.machine_of(str(r.get("id", "")))).lower()] = r
         for entry in results:
             found = assessed.get(str(entry["vm"]).lower())
             entry["lastAssessment"] = _last_assessment(found) if found is not None else None
@@ -144,7 +194,6 @@ def collect_run_results_arg_core(clients: ResourceGraphGateway,
         log.warning("latest assessments unreadable for run %s: %s", correlation_id, str(exc)[:200])
         for entry in results:
             entry["lastAssessment"] = {"error": "Resource Graph patchassessmentresources could not be read"}
-    return {"results": results, "queries": queries, "pages": pages, "source": "resourceGraph"}
 
 
 def _last_assessment(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,6 +235,17 @@ def _entry(vm: Mapping[str, Any], row: dict[str, Any] | None,
         return entry
     entry.update(state="done", result=result)
     return entry
+
+
+def entry_of(vm: Mapping[str, Any], row: dict[str, Any] | None,
+             patch_rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One VM's ``VmInstall`` entry from its summary row and the runs' per-patch rows."""
+    return _entry(vm, row, patch_rows)
+
+
+def sender(clients: ResourceGraphGateway) -> rg.Send:
+    """The SDK's Resource Graph call as :func:`patchrings.arm.resource_graph.query_all`'s ``send``."""
+    return _sender(clients)
 
 
 # ------------------------------------------------------------------------------ bindings

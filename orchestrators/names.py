@@ -54,3 +54,5 @@ EV_MAINTENANCE = "MaintenanceEvent"
 EV_HALT = "Halt"
 EV_RESUME = "Resume"
 CHECK_HEALTH_BATCH = "check_vm_health_batch"  # many VMs per call, full or cheap samples (issue 11)
+STAGE_RUN_RESULTS = "stage_run_results"  # a run's Resource Graph rows once per ring, per slice (issue 11)
+READ_STAGED_RESULTS = "read_staged_results"  # one slice's staged rows from the ledger (issue 11)

@@ -24,11 +24,16 @@ orchestration: the gate turns *inconclusive* with the reason (unreadable members
 a chunk's --, unreadable results, results not recorded), so a person decides and nothing passes
 on missing evidence.
 
-Where the results come from (issue 12): Azure Resource Graph (``collect_run_results_arg``: the
-run's ``patchinstallationresources`` summary rows with their per-patch rows and reboot state, one
-query per 1,000 rows, not one read per VM; with chunks, one query per chunk per attempt: O(VMs /
-:data:`VERIFY_CHUNK`)). Resource Graph lags behind the run's end, so machines without a finished
-row are re-queried after durable timers (:data:`ARG_REQUERY_DELAYS`, about half an hour in all).
+Where the results come from (issue 12): Azure Resource Graph: the run's
+``patchinstallationresources`` summary rows with their per-patch rows and reboot state, read
+**once for the ring** before the chunks start (``stage_run_results``, :func:`stage_results`:
+one request per 1,000 summary rows, per-patch rows per 100 runs, assessments per 1,000 rows) and
+staged in the ledger per slice; each chunk reads its slice's entries (``read_staged_results``, one
+ledger read). Resource Graph lags behind the run's end, so a chunk's machines without a finished
+row are re-queried after durable timers (:data:`ARG_REQUERY_DELAYS`, about half an hour in all;
+the staged read counts as the first query), naming only those machines
+(``collect_run_results_arg``). If staging fails, every chunk queries for its own VMs from the
+start, as before (no safety change).
 Machines still without one -- or all of them when Resource Graph cannot be read -- fall back to
 ``collect_run_results`` (instance views). That fallback's gap is stated in the gate: an instance
 view carries neither the patch list nor the reboot state, so those machines are *inconclusive*,
@@ -41,6 +46,7 @@ healthSample, counts}``. Its verify chunks get the ring's document (``ringSpec``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -50,7 +56,7 @@ from orchestrators import names, retries
 from orchestrators.ring_direct import HEALTH_SAMPLE, health_sample
 from orchestrators.verdicts import gate_for
 from orchestrators.verify import ARG_REQUERY_DELAYS, BURST_PAUSE, READ_BURST, install_entry
-from patchrings.boundary.activities import PlanRingWavesInput
+from patchrings.boundary.activities import PlanRingWavesInput, StageRunResultsInput, StageRunResultsOutput
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import (
     RunResultsInput,
@@ -64,10 +70,11 @@ from patchrings.boundary.rings import (
 )
 from patchrings.domain.timeutil import iso
 
-__all__ = ["ARG_REQUERY_DELAYS", "MAX_GATE_NAMED", "VERIFY_CHUNK", "bp", "install_entry", "members_run_id",
-           "one_wave", "run_results_orchestrator"]
+__all__ = ["ARG_REQUERY_DELAYS", "MAX_GATE_NAMED", "MAX_STAGE_CALLS", "VERIFY_CHUNK", "bp", "install_entry",
+           "members_run_id", "one_wave", "run_results_orchestrator", "stage_results"]
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.orchestrators.run_results")
 
 #: At most this many VMs per verify chunk (issue 11, bounded history): a chunk's history holds its
 #: members, its results and its health rounds, about 4 KB per VM on the fake fleet, so 200 VMs keep
@@ -119,11 +126,13 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     slices = [(wave, part, min(size, n - part * size))
               for wave, n in enumerate(int(n) for n in plan.get("waves") or [])
               for part in range(-(-n // size))]
+    plan_hash = str(plan.get("hash") or "")
+    staged = (yield from stage_results(context, spec, run_id, plan_hash)) if slices else False
     # Read by the status API through this instance's id (issue 9): what the ring is doing now.
     context.set_custom_status({"step": "verifying", "vms": count, "verifyInstance": f"{context.instance_id}:verify",
                                "verifyInstances": len(slices)})
-    summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, run_id,
-                                                           plan_hash=str(plan.get("hash") or ""), slices=slices)
+    summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, run_id, plan_hash=plan_hash,
+                                                           slices=slices, staged=staged)
     arg_notes(summaries, notes)
     for summary in summaries:
         notes.extend(summary.notes)
@@ -134,8 +143,38 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                        counts=sum_counts(summaries)))
 
 
+#: Most calls of ``stage_run_results`` per run (each resumes where the one before stopped for its
+#: time budget; 10,000 VMs stage in one call on the simulator).
+MAX_STAGE_CALLS = 5
+
+
+def stage_results(context: df.DurableOrchestrationContext, spec: RunResultsInput, run_id: str,
+                  plan_hash: str) -> Generator[Any, Any, bool]:
+    """The run's Resource Graph rows read once for the ring and staged in the ledger per slice
+    (``stage_run_results``, called again while it answers ``complete: false``). True when it
+    answered at least once: chunks then read their slice's entries from the ledger first (a slice
+    not staged reads as such, and that chunk queries for itself). False when it could not stage
+    at all: every chunk queries Resource Graph for its own VMs, as without staging (no safety change)."""
+    answered = False
+    for _ in range(MAX_STAGE_CALLS):
+        try:
+            answer = yield context.call_activity_with_retry(names.STAGE_RUN_RESULTS, retries.READ, to_payload(
+                StageRunResultsInput(correlation_id=spec.correlation_id, run_id=run_id, plan_hash=plan_hash,
+                                     since=spec.since, rollout_id=spec.rollout_id, ring=spec.ring)))
+            out = from_payload(StageRunResultsOutput, answer or {})
+        except Exception as exc:
+            if not context.is_replaying:
+                log.warning("results of run %s not staged (%s); chunks query for themselves",
+                            spec.correlation_id, str(exc)[:200])
+            return answered
+        answered = True
+        if out.complete:
+            break
+    return answered
+
+
 def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsInput, ring_spec: dict[str, Any],
-                     run_id: str, *, plan_hash: str, slices: list[tuple[int, int, int]],
+                     run_id: str, *, plan_hash: str, slices: list[tuple[int, int, int]], staged: bool = False,
                      ) -> Generator[Any, Any, tuple[list[VerifySummary], list[str]]]:
     """One verify chunk per planned slice ``(wave, slice, VMs)``, side by side.
 
@@ -154,7 +193,8 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsIn
                           summary=True, ledger=VerifyLedger(run_id=spec.correlation_id),
                           members=VerifyMembers(run_id=run_id, plan_hash=plan_hash,
                                                 wave=wave, slice=part, count=n),
-                          collect=VerifyCollect(correlation_id=spec.correlation_id, since=spec.since),
+                          collect=VerifyCollect(correlation_id=spec.correlation_id, since=spec.since,
+                                                staged=staged or None),
                           start_delay_seconds=delay or None, sample_size=share)
         suffix = "" if index == 0 else f":{index}"
         tasks.append(context.call_sub_orchestrator(names.VERIFY, to_payload(doc),

@@ -62,10 +62,12 @@ from patchrings.boundary.activities import (
     CollectRunResultsInput,
     HealthCheck,
     LedgerRecordVmResultsInput,
+    ReadStagedResultsInput,
+    ReadStagedResultsOutput,
     ReadWaveMembersInput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
-from patchrings.boundary.rings import VerifyCollect, VerifyInput, VerifyOutput, VerifySummary
+from patchrings.boundary.rings import VerifyCollect, VerifyInput, VerifyMembers, VerifyOutput, VerifySummary
 from patchrings.domain.health import HealthSample, HealthState, HealthTracker, evaluate_sample
 from patchrings.domain.timeutil import iso
 
@@ -239,6 +241,18 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
     done: dict[str, dict[str, Any]] = {}
     pending = list(vms)
     attempt = 0
+    staged = (yield from staged_results(context, spec)) if collect.staged and spec.members is not None else None
+    if staged is not None:  # the ring's query, staged by run_results: it counts as this chunk's first
+        wanted = {vm["id"].lower() for vm in vms}
+        for entry in staged:
+            key = str(entry.get("vm") or "").lower()
+            if key in wanted and entry.get("state") == "done" and entry.get("result"):
+                done[key] = entry
+        pending = [vm for vm in vms if vm["id"].lower() not in done]
+        arg.queries = 1
+        if pending:
+            yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[0])
+            attempt = 1
     while pending:
         try:
             answer = yield context.call_activity_with_retry(
@@ -277,6 +291,21 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
         collected = {"results": [{"vm": vm["id"], "state": "unreadable", "error": error} for vm in pending]}
     out.extend((collected or {}).get("results") or [])
     return out
+
+
+def staged_results(context: df.DurableOrchestrationContext,
+                   spec: VerifyInput) -> Generator[Any, Any, list[dict[str, Any]] | None]:
+    """This chunk's slice of the run's Resource Graph entries as run_results staged them (one
+    ledger read); None when the slice is not staged or cannot be read (the chunk then queries
+    Resource Graph itself, as without staging)."""
+    members = cast(VerifyMembers, spec.members)
+    try:
+        answer = yield context.call_activity_with_retry(names.READ_STAGED_RESULTS, retries.READ, to_payload(
+            ReadStagedResultsInput(run_id=members.run_id, plan_hash=members.plan_hash, wave=members.wave,
+                                   slice=members.slice, rollout_id=spec.rollout_id, ring=spec.ring)))
+        return from_payload(ReadStagedResultsOutput, answer or {}).results
+    except Exception:
+        return None
 
 
 def summarize(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], arg: ArgOutcome,

@@ -44,7 +44,9 @@ table                  PartitionKey                   RowKey
 ring orchestration carries counts and indexes instead of every VM: one ``plan`` row (count,
 wave sizes, slice size, per-OS counts, the plan's hash; created once, so a retried planner
 answers the first plan) and one row per wave slice (at most a slice's VmRefs, JSON), keyed by
-the plan's hash, so two planners racing never mix their slices.
+the plan's hash, so two planners racing never mix their slices. A scheduled run's Resource Graph
+entries are staged beside the slices (``stage_run_results``): per slice an index row
+``<hash>|r<wave>.<slice>`` and its parts ``…|p<n>``, plus a ``<hash>|stage`` progress row.
 
 ``Runs`` indexes ring-run rows that carry an ``authorised`` flag by run id (a scheduled run's
 correlationId), so the fail-closed guard, which knows only the run, finds the decision of
@@ -73,7 +75,8 @@ if TYPE_CHECKING:
 
     from patchrings.clients import AzureClients
 
-__all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key", "wave_slice_key"]
+__all__ = ["TABLES", "Ledger", "bound_key", "decode_entity", "encode_fields", "escape_key", "staged_key",
+           "wave_slice_key"]
 
 TABLES = ("Rollouts", "RingRuns", "Runs", "VmResults", "Approvals", "Events", "Installs", "Quarantine", "Waves")
 
@@ -413,6 +416,95 @@ class Ledger:
         """The VmRefs of one slice of one wave of a run's plan (None: no such slice)."""
         row = self._get("Waves", _id_key(run_id), wave_slice_key(plan_hash, wave, part))
         return None if row is None else list(row.get("vms") or [])
+
+
+    # ------------------------------------------------------------------ staged run results (issue 11)
+    def record_staged_results(self, run_id: str, plan_hash: str, wave: int, part: int,
+                              entries: list[dict[str, Any]]) -> int:
+        """Stage one planned slice's Resource Graph entries beside its members (``Waves``, same
+        partition): the entries in parts of at most :data:`_STAGE_PART` JSON characters, then the
+        slice's index row ``{parts, vms}`` (written last: a slice without it is not staged; a
+        re-run overwrites the same rows). Returns the number of parts."""
+        pk = bound_key(_id_key(run_id))
+        base = staged_key(plan_hash, wave, part)
+        parts: list[list[dict[str, Any]]] = [[]]
+        size = 0
+        for entry in entries:
+            n = len(json.dumps(entry, separators=(",", ":")))
+            if parts[-1] and size + n > _STAGE_PART:
+                parts.append([])
+                size = 0
+            parts[-1].append(entry)
+            size += n
+        table = self.table("Waves")
+        batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        for index, chunk in enumerate(parts):
+            entity = {"PartitionKey": pk, "RowKey": bound_key(f"{base}|p{index:03d}"),
+                      **encode_fields({"results": chunk})}
+            batch.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            if len(batch) >= 2:  # a part holds up to _STAGE_PART characters: two per transaction
+                table.submit_transaction(batch)
+                batch = []
+        if batch:
+            table.submit_transaction(batch)
+        self._upsert("Waves", _id_key(run_id), base, {"parts": len(parts), "vms": len(entries), "staged": True})
+        return len(parts)
+
+    def staged_results(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None:
+        """One slice's staged entries (one range query: its index row and parts), None when the
+        slice is not (completely) staged."""
+        base = staged_key(plan_hash, wave, part)
+        rows = self.table("Waves").query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": bound_key(_id_key(run_id)), "lo": base, "hi": base + "~"})
+        index: dict[str, Any] | None = None
+        parts: dict[str, list[dict[str, Any]]] = {}
+        for entity in rows:
+            key = str(entity.get("RowKey"))
+            row = decode_entity(entity)
+            if key == base:
+                index = row
+            elif key.startswith(base + "|p"):
+                parts[key] = list(row.get("results") or []) if isinstance(row.get("results"), list) else []
+        if index is None or not index.get("staged"):
+            return None
+        wanted = [f"{base}|p{i:03d}" for i in range(int(index.get("parts") or 0))]
+        if any(key not in parts for key in wanted):
+            return None
+        out = [entry for key in wanted for entry in parts[key]]
+        return out if len(out) == int(index.get("vms") or 0) else None
+
+    def staged_slices(self, run_id: str, plan_hash: str) -> set[tuple[int, int]]:
+        """The ``(wave, slice)`` pairs of a plan whose results are staged (their index rows)."""
+        prefix = f"{escape_key(plan_hash)}|r"
+        rows = self.table("Waves").query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": bound_key(_id_key(run_id)), "lo": prefix, "hi": prefix + "~"},
+            select=["RowKey", "staged"])
+        out: set[tuple[int, int]] = set()
+        for entity in rows:
+            match = _STAGED_INDEX.match(str(entity.get("RowKey"))[len(prefix):])
+            if match and entity.get("staged"):
+                out.add((int(match.group(1)), int(match.group(2))))
+        return out
+
+    def staging(self, run_id: str, plan_hash: str) -> dict[str, Any] | None:
+        """The staging's progress row of a plan (``complete``, ``queries``, ``pages``), or None."""
+        return self._get("Waves", _id_key(run_id), f"{escape_key(plan_hash)}|stage")
+
+    def record_staging(self, run_id: str, plan_hash: str, fields: Mapping[str, Any]) -> bool:
+        return self._upsert("Waves", _id_key(run_id), f"{escape_key(plan_hash)}|stage", fields)
+
+
+#: JSON characters per staged part row (under the row budget with the JSON columns' overhead).
+_STAGE_PART = 300_000
+_STAGED_INDEX = re.compile(r"^(\d{5})\.(\d{3})$")
+
+
+def staged_key(plan_hash: str, wave: int, part: int) -> str:
+    """The RowKey of one slice's staged results index row: ``<hash>|r<wave>.<slice>`` (its parts
+    add ``|p<n>``; ``r`` sorts apart from the slices' ``w`` rows)."""
+    return f"{escape_key(plan_hash)}|r{int(wave):05d}.{int(part):03d}"
 
 
 def wave_slice_key(plan_hash: str, wave: int, part: int) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "RUN_BATCH",
     "assessment_query",
     "install_result",
+    "is_machine_id",
     "kql_string",
     "machine_installs_query",
     "machine_of",
@@ -54,13 +55,17 @@ def kql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def summary_query(correlation_id: str) -> str:
-    """The run's summary rows (one per machine): id, machine id (lower-case), run GUID, properties."""
+def summary_query(correlation_id: str, machine_ids: Sequence[str] | None = None) -> str:
+    """The run's summary rows (one per machine): id, machine id (lower-case), run GUID, properties;
+    with ``machine_ids`` (at most :data:`MACHINE_BATCH`) only those machines' rows (a chunk's late
+    rows re-queried without paging through the whole run, issue 11)."""
+    only = f"| where machineId in~ ({_machine_literals(machine_ids)})\n" if machine_ids is not None else ""
     return (
         "patchinstallationresources\n"
         "| where type endswith '/patchinstallationresults'\n"
         f"| where tostring(properties.maintenanceRunId) =~ {kql_string(correlation_id)}\n"
         "| extend machineId = tostring(split(tolower(id), '/patchinstallationresults/')[0])\n"
+        f"{only}"
         "| project id, machineId, run = name, properties\n"
         "| order by id asc"
     )
@@ -115,16 +120,24 @@ def machine_installs_query(machine_ids: Sequence[str]) -> str:
     )
 
 
-def assessment_query() -> str:
+def assessment_query(machine_ids: Sequence[str] | None = None) -> str:
     """The latest assessment summary of every machine (VMs and Arc) in the queried subscriptions
-    (§7(c)): missing Critical / Security counts and when the machine was last assessed."""
+    (§7(c)): missing Critical / Security counts and when the machine was last assessed; with
+    ``machine_ids`` (at most :data:`MACHINE_BATCH`) only those machines'."""
+    only = f"| where machineId in~ ({_machine_literals(machine_ids)})\n" if machine_ids is not None else ""
     return (
         "patchassessmentresources\n"
         "| where type endswith '/patchassessmentresults'\n"
         "| extend machineId = tostring(split(tolower(id), '/patchassessmentresults/')[0])\n"
+        f"{only}"
         "| project id, machineId, properties\n"
         "| order by id asc"
     )
+
+
+def is_machine_id(value: str) -> bool:
+    """Whether ``value`` is a VM or Arc machine id a query may name (:func:`summary_query`'s filter)."""
+    return bool(_MACHINE_ID.match(str(value)))
 
 
 def machine_of(row_id: str) -> str:

@@ -521,3 +521,51 @@ class NotifyInput:
     data: dict[str, Any] | None = None
     time: str | None = None
     rest: dict[str, Any] = field(default_factory=dict, metadata=_REST)
+
+
+# ---------------------------------------------------------------------------------- staged run results (issue 11)
+
+
+@dataclass(frozen=True)
+class StageRunResultsInput:
+    """``stage_run_results``: a scheduled run's per-VM Resource Graph results, queried once for
+    the whole ring (paged, 1,000 rows per page) and written to the ledger per planned slice of
+    ``plan_ring_waves`` (``runId`` / ``planHash``), where each verify chunk reads its own."""
+
+    correlation_id: str
+    run_id: str
+    plan_hash: str
+    since: str | None = field(default=None, metadata=_NULL)
+    rollout_id: str | None = None
+    ring: str | None = None
+
+
+@dataclass(frozen=True)
+class StageRunResultsOutput:
+    """``complete``: every planned slice is staged (else call again: it resumes where it
+    stopped); ``slices`` planned / ``staged`` so far; ``done``: VMs with a finished row staged by
+    this call; ``queries`` / ``pages``: Resource Graph requests of this call."""
+
+    complete: bool
+    slices: int = 0
+    staged: int = 0
+    done: int = 0
+    queries: int = 0
+    pages: int = 0
+
+
+@dataclass(frozen=True)
+class ReadStagedResultsInput:
+    """``read_staged_results``: one planned slice's staged entries (``None`` when not staged)."""
+
+    run_id: str
+    plan_hash: str
+    wave: int
+    slice: int = 0
+    rollout_id: str | None = None
+    ring: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadStagedResultsOutput:
+    results: list[dict[str, Any]] | None = field(default=None, metadata=_NULL)

@@ -176,6 +176,7 @@ class VerifyCollect:
 
     correlation_id: str
     since: str | None = None
+    staged: bool | None = None  # run_results staged the run's rows: read this slice's from the ledger first
 
 
 @dataclass(frozen=True)
