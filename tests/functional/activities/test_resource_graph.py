@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from activities.resource_graph import collect_run_results_arg_core
+from activities.run_results_stage import read_staged_results_core, stage_run_results_core
 from emulator.arm import resourcegraph
 from orchestrators.verdicts import gate_for, verdicts_for
 from patchrings.clients import AzureClients
 from patchrings.domain.results import NO_PATCH_DETAIL, classify_install
 from patchrings.errors import ArmTargetRefused
+from patchrings.ledger import Ledger
 from patchrings.settings import Settings
 from tests.functional.activities.conftest import PLAN, SCENARIO, SUB, SimHandle, vm_id
 
@@ -150,6 +152,86 @@ def test_a_hostile_correlation_id_never_reaches_a_query(sim: SimHandle, arg_clie
     with pytest.raises(ArmTargetRefused):
         collect_run_results_arg_core(arg_clients, {"correlationId": target, "vms": refs()})
     assert arg_posts(sim) == []
+
+
+# ------------------------------------------------------------------ staged once for the ring (issue 11)
+def _plan(ledger: Ledger, run_id: str, size: int) -> str:
+    """The members as ``plan_ring_waves`` keeps them: one wave in slices of ``size``."""
+    vms = refs()
+    slices = [(0, part, vms[first:first + size]) for part, first in enumerate(range(0, len(vms), size))]
+    ledger.record_wave_plan(run_id, {"count": len(vms), "waves": [len(vms)], "sliceSize": size, "hash": "p1"},
+                            slices)
+    return "p1"
+
+
+def test_staging_reads_the_run_once_and_each_chunk_reads_its_slice(
+        sim: SimHandle, arg_clients: AzureClients, ledger: Ledger) -> None:
+    run = finished_run(sim)
+    advance_to(sim, sim.clock.now() + timedelta(hours=1))
+    run_id = "ro:ring1:run:members@x"
+    plan_hash = _plan(ledger, run_id, 2)  # two slices: web-01 + web-02, db-01
+    per_vm = {r["vm"]: r for r in collect_run_results_arg_core(arg_clients, {"correlationId": run,
+                                                                             "vms": refs()})["results"]}
+    before = len(arg_posts(sim))
+    out = stage_run_results_core(arg_clients, ledger, {"correlationId": run, "runId": run_id, "planHash": plan_hash})
+    assert (out["complete"], out["slices"], out["staged"], out["done"]) == (True, 2, 2, 2)
+    # the run's summary rows once, the latest assessments once, the per-patch rows of the one
+    # slice with finished runs (db-01 has no row): 3 requests for the ring, not 3 per chunk
+    assert out["queries"] == len(arg_posts(sim)) - before == 3
+    staged = [read_staged_results_core(ledger, {"runId": run_id, "planHash": plan_hash, "wave": 0, "slice": part})
+              for part in (0, 1)]
+    # each chunk's slice holds the same entries as a query for its own VMs would have answered
+    assert [[e["vm"] for e in s["results"]] for s in staged] == [[vm_id("web-01"), vm_id("web-02")],
+                                                                [vm_id("db-01")]]
+    assert [e for s in staged for e in s["results"]] == [per_vm[r["id"]] for r in refs()]
+    # check before act: a staged plan answers without a query
+    again = stage_run_results_core(arg_clients, ledger, {"correlationId": run, "runId": run_id,
+                                                         "planHash": plan_hash})
+    assert again["complete"] and again["queries"] == 0 and len(arg_posts(sim)) - before == 3
+    assert read_staged_results_core(ledger, {"runId": run_id, "planHash": "other", "wave": 0})["results"] is None
+
+
+def test_staging_stops_for_its_time_budget_and_goes_on_where_it_stopped(
+        sim: SimHandle, arg_clients: AzureClients, ledger: Ledger) -> None:
+    run = finished_run(sim)
+    advance_to(sim, sim.clock.now() + timedelta(hours=1))
+    run_id = "ro:ring1:run:members@y"
+    plan_hash = _plan(ledger, run_id, 1)  # three slices of one VM
+    payload = {"correlationId": run, "runId": run_id, "planHash": plan_hash}
+    first = stage_run_results_core(arg_clients, ledger, payload, budget=-1)  # stops after one slice
+    assert (first["complete"], first["staged"]) == (False, 1)
+    second = stage_run_results_core(arg_clients, ledger, payload, budget=-1)
+    third = stage_run_results_core(arg_clients, ledger, payload, budget=-1)
+    assert [(o["complete"], o["staged"]) for o in (second, third)] == [(False, 2), (True, 3)]
+    whole = {r["vm"]: r for r in collect_run_results_arg_core(arg_clients, {"correlationId": run,
+                                                                            "vms": refs()})["results"]}
+    for part, ref in enumerate(refs()):
+        got = read_staged_results_core(ledger, {"runId": run_id, "planHash": plan_hash, "wave": 0, "slice": part})
+        assert got["results"] == [whole[ref["id"]]]
+    assert ledger.staging(run_id, plan_hash)["complete"] is True  # type: ignore[index]
+
+
+def test_staging_refuses_a_hostile_run_id_and_an_unknown_plan(
+        sim: SimHandle, arg_clients: AzureClients, ledger: Ledger) -> None:
+    with pytest.raises(ArmTargetRefused):
+        stage_run_results_core(arg_clients, ledger, {"correlationId": "https://evil.example/x", "runId": "r",
+                                                     "planHash": "p"})
+    run = finished_run(sim)
+    with pytest.raises(LookupError):
+        stage_run_results_core(arg_clients, ledger, {"correlationId": run, "runId": "nowhere", "planHash": "p"})
+    assert arg_posts(sim) == []
+
+
+def test_a_chunks_late_vms_are_named_in_the_query_not_paged_through_the_run(
+        sim: SimHandle, arg_clients: AzureClients) -> None:
+    run = finished_run(sim)
+    advance_to(sim, sim.clock.now() + timedelta(hours=1))
+    before = len(arg_posts(sim))
+    out = collect_run_results_arg_core(arg_clients, {"correlationId": run, "vms": refs()[:1]})
+    posts = arg_posts(sim)[before:]
+    assert out["results"][0]["state"] == "done" and out["queries"] == len(posts) == 3
+    summary = json.dumps(posts[0].body)
+    assert "in~" in summary and vm_id("web-01").lower() in summary and "web-02" not in summary
 
 
 # ------------------------------------------------------------------ the orchestrator's use of it

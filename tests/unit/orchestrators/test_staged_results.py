@@ -1,0 +1,169 @@
+"""A scheduled ring's Resource Graph rows staged once for the ring (issue 11): ``run_results``
+calls ``stage_run_results`` before its chunks; each chunk reads its slice from the ledger
+(``read_staged_results``) and queries Resource Graph only for its VMs whose rows were late,
+keeping the 2/5/10/15-minute re-queries and the instance-view fallback (never a pass). If
+staging fails, every chunk queries for itself, as before."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from orchestrators import names, retries
+from orchestrators import run_results as run_results_mod
+from tests.unit.orchestrators.chunked import ChunkContext, with_chunks
+from tests.unit.orchestrators.test_orch_verdicts import (
+    ActivityFailed,
+    Call,
+    ScriptedContext,
+    drive,
+    named,
+    ok_result,
+    raw,
+    run_spec,
+    vm,
+)
+
+pytestmark = pytest.mark.unit
+
+HEALTHY: dict[str, Any] = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
+
+
+def fleet(n: int) -> list[dict[str, Any]]:
+    return [vm(f"s{i:05d}") for i in range(n)]
+
+
+class Staging:
+    """The staging activity and the ledger's staged slices, as the real ones answer: the run's
+    rows of ``members`` minus those ``late`` at staging time (they arrive on the first re-query
+    unless ``never``); ``incomplete``: calls that stop for their time budget first."""
+
+    def __init__(self, members: list[dict[str, Any]], *, late: set[str] = frozenset(),  # type: ignore[assignment]
+                 never: set[str] = frozenset(), incomplete: int = 0, fail: tuple[str, ...] = (),  # type: ignore[assignment]
+                 unstaged: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.members = members
+        self.late, self.never, self.incomplete, self.fail, self.unstaged = late, never, incomplete, fail, unstaged
+        self.slices: dict[int, list[dict[str, Any]]] = {}
+
+    def entry(self, v: dict[str, Any], *, staging: bool) -> dict[str, Any]:
+        if v["name"] in self.never or (staging and v["name"] in self.late):
+            return {"vm": v["id"], "state": "missing", "result": None, "error": {"code": "NoResourceGraphRow"}}
+        return {"vm": v["id"], "state": "done", "result": ok_result(), "error": None}
+
+    def __call__(self, call: Call, ctx: ScriptedContext) -> Any:
+        if call.name in self.fail:
+            raise ActivityFailed(f"{call.name} down")
+        if call.name == names.STAGE_RUN_RESULTS:
+            size = run_results_mod.VERIFY_CHUNK
+            for part in range(-(-len(self.members) // size)):
+                if part not in self.unstaged:
+                    self.slices[part] = [self.entry(v, staging=True)
+                                         for v in self.members[part * size:(part + 1) * size]]
+            if self.incomplete:
+                self.incomplete -= 1
+                return {"complete": False, "slices": len(self.slices), "staged": 0}
+            return {"complete": True, "slices": len(self.slices), "staged": len(self.slices)}
+        if call.name == names.READ_STAGED_RESULTS:
+            return {"results": self.slices.get(call.payload["slice"])}
+        if call.name == names.COLLECT_RESULTS_ARG:
+            return {"results": [self.entry(v, staging=False) for v in call.payload["vms"]]}
+        if call.name == names.COLLECT_RESULTS:
+            return {"results": [{"vm": v["id"], "state": "done",
+                                 "result": {"status": "Succeeded", "source": "instanceView", "patches": []}}
+                                for v in call.payload["vms"]]}
+        if call.name == names.CHECK_HEALTH_BATCH:
+            return {"samples": [{"vm": c["vm"]["id"], **HEALTHY} for c in call.payload["checks"]]}
+        return {"written": True}
+
+
+def run(staging: Staging) -> tuple[ChunkContext, dict[str, Any]]:
+    ctx = ChunkContext(run_spec())
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(staging, staging.members))
+    return ctx, out
+
+
+def arg_vms(ctx: ChunkContext) -> list[list[str]]:
+    return [[v["name"] for v in c.payload["vms"]] for c in named(ctx, names.COLLECT_RESULTS_ARG)]
+
+
+def test_all_rows_staged_no_chunk_queries_resource_graph() -> None:
+    staging = Staging(fleet(450))
+    ctx, out = run(staging)
+    assert len(named(ctx, names.STAGE_RUN_RESULTS)) == 1
+    reads = named(ctx, names.READ_STAGED_RESULTS)
+    assert [c.payload["slice"] for c in reads] == [0, 1, 2]  # one ledger read per chunk
+    assert [c.retry for c in reads] == [retries.READ] * 3
+    assert arg_vms(ctx) == [] and named(ctx, names.COLLECT_RESULTS) == []
+    assert out["gate"]["outcome"] == "pass", out["gate"]
+    assert out["counts"]["vms"] == 450
+    stage = named(ctx, names.STAGE_RUN_RESULTS)[0].payload
+    plan = named(ctx, names.PLAN_RING_WAVES)[0].payload
+    assert (stage["runId"], stage["planHash"]) == (plan["runId"], "h")
+
+
+def test_late_rows_are_requeried_by_their_chunk_only_naming_them() -> None:
+    vms = fleet(450)
+    late = {vms[250]["name"], vms[260]["name"]}  # both in the second chunk
+    ctx, out = run(Staging(vms, late=late))
+    assert arg_vms(ctx) == [sorted(late)]  # one re-query, by the one chunk, for its two late VMs
+    assert out["gate"]["outcome"] == "pass", out["gate"]  # their rows came on the re-query
+
+
+def test_rows_late_past_every_requery_fall_back_and_stay_inconclusive() -> None:
+    vms = fleet(30)
+    never = {vms[3]["name"]}
+    ctx = ChunkContext(run_spec())
+    start = ctx.current_utc_datetime
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(Staging(vms, never=never), vms))
+    delays = run_results_mod.ARG_REQUERY_DELAYS
+    assert arg_vms(ctx) == [sorted(never)] * len(delays)  # the staged read counts as the first query
+    fallback = named(ctx, names.COLLECT_RESULTS)
+    assert [[v["name"] for v in c.payload["vms"]] for c in fallback] == [sorted(never)]
+    assert out["gate"]["outcome"] == "inconclusive"
+    reasons = " ".join(r["reason"] for r in out["gate"]["reasons"])
+    assert f"after {len(delays) + 1} queries" in reasons and "never a pass" in reasons
+    assert ctx.current_utc_datetime >= start + sum(delays, timedelta())  # every re-query waited its timer
+
+
+def test_a_staging_that_stops_for_its_budget_is_called_again() -> None:
+    ctx, out = run(Staging(fleet(250), incomplete=2))
+    assert len(named(ctx, names.STAGE_RUN_RESULTS)) == 3
+    assert arg_vms(ctx) == [] and out["gate"]["outcome"] == "pass"
+
+
+def test_staging_down_every_chunk_queries_for_itself_as_before() -> None:
+    vms = fleet(450)
+    ctx, out = run(Staging(vms, fail=(names.STAGE_RUN_RESULTS,)))
+    assert named(ctx, names.READ_STAGED_RESULTS) == []
+    assert [len(n) for n in arg_vms(ctx)] == [200, 200, 50]
+    assert out["gate"]["outcome"] == "pass"
+
+
+def test_an_unstaged_or_unreadable_slice_queries_for_itself() -> None:
+    vms = fleet(450)
+    ctx, _ = run(Staging(vms, unstaged={1}))
+    assert [len(n) for n in arg_vms(ctx)] == [200]  # only the second chunk, for all its VMs
+    ctx, out = run(Staging(vms, fail=(names.READ_STAGED_RESULTS,)))
+    assert [len(n) for n in arg_vms(ctx)] == [200, 200, 50]
+    assert out["gate"]["outcome"] == "pass"
+
+
+def test_a_staged_row_never_passes_a_vm_of_another_chunk() -> None:
+    """A staged slice holding a VM that is not the chunk's (never expected) does not count for it."""
+    vms = fleet(20)
+    staging = Staging(vms)
+    original = staging.__call__
+
+    def answer(call: Call, ctx: ScriptedContext) -> Any:
+        out = original(call, ctx)
+        if call.name == names.READ_STAGED_RESULTS:
+            stranger = vm("stranger")
+            return {"results": [e for e in out["results"] if not e["vm"].endswith("s00001")]
+                    + [{"vm": stranger["id"], "state": "done", "result": ok_result()}]}
+        return out
+
+    ctx = ChunkContext(run_spec())
+    drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(answer, vms))
+    assert arg_vms(ctx)[0] == ["s00001"]
