@@ -236,3 +236,30 @@ def test_quarantine_record_read_and_release(ledger: Ledger) -> None:
     # a failure before anything was installed blames nothing: no entry
     nothing = ledger_record_quarantine_core(ledger, {**payload, "rolloutId": "rq2"})
     assert nothing["entry"] is None and ledger.quarantine("Plan-Q", "rq2:ring0") is None
+
+
+def test_staged_results_split_into_parts_read_back_whole_and_only_once_indexed(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice's staged Resource Graph entries (issue 11): parts under the row budget, the index
+    row last; a slice without its index row (or missing a part) is not staged."""
+    from patchrings import ledger as ledger_mod
+
+    run_id = "ro:ring1:run:members@2026-11-16T06:00:00Z"
+    patches = [{"name": f"pkg-{i}", "version": "1.0." + str(i), "installationState": "Installed"} for i in range(40)]
+    entries = [{"vm": f"{VM}-{n}", "state": "done", "result": {"status": "Succeeded", "patches": patches}}
+               for n in range(200)]
+    monkeypatch.setattr(ledger_mod, "_STAGE_PART", 100_000)  # ~600 KB of entries: several parts
+    assert ledger.staged_results(run_id, "h1", 0, 0) is None
+    parts = ledger.record_staged_results(run_id, "h1", 0, 0, entries)
+    assert parts >= 5
+    assert ledger.staged_results(run_id, "h1", 0, 0) == entries
+    ledger.record_staged_results(run_id, "h1", 0, 1, entries[:3])
+    assert ledger.staged_slices(run_id, "h1") == {(0, 0), (0, 1)}
+    assert ledger.staged_slices(run_id, "h2") == set()
+    # a part gone (a write that died half-way is re-run, never read as a short slice)
+    ledger.table("Waves").delete_entity(ledger_mod.bound_key(escape_key(run_id.lower())),
+                                        ledger_mod.staged_key("h1", 0, 0) + "|p003")
+    assert ledger.staged_results(run_id, "h1", 0, 0) is None
+    assert ledger.staging(run_id, "h1") is None
+    ledger.record_staging(run_id, "h1", {"complete": True, "queries": 3})
+    assert ledger.staging(run_id, "h1") == {"complete": True, "queries": 3}
