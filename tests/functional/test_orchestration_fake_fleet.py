@@ -290,8 +290,11 @@ def test_duplicate_and_reordered_events_apply_once(run: Any) -> None:
         scheduled_run(d, rid, "ring2", "mc-ring2")
         final = d.until_done(rid)
     assert final.output["outcome"] == "passed", final.output
-    collected = f.called("collect_run_results_arg") + f.called("collect_run_results")
+    collected = f.called("stage_run_results") + f.called("collect_run_results_arg") + f.called("collect_run_results")
     assert len({p["correlationId"] for p in collected}) == 2  # each run's results collected, once per run
+    # staged once per run for the ring, read by the chunks from the ledger: no chunk queried (issue 11)
+    assert len(f.called("stage_run_results")) == 2 and f.called("read_staged_results")
+    assert f.called("collect_run_results_arg") == []
     runs = [r for r in f.ring_runs_ if r.get("state") == "authorised"]
     assert len(runs) == 2
     # each distinct (kind, run) is in the ledger once; redeliveries were not raised again

@@ -488,3 +488,28 @@ def ledger_read_quarantine(payload: Payload) -> dict[str, Any]:
 def ledger_record_quarantine(payload: Payload) -> dict[str, Any]:
     FLEET.record("ledger_record_quarantine", payload)
     return {"written": True, "entry": None}
+
+
+@bp.activity_trigger(input_name="payload")
+def stage_run_results(payload: Payload) -> dict[str, Any]:
+    """As activities.run_results_stage.stage_run_results: the run's entries of every planned slice
+    kept here (the fake fleet's Resource Graph has every row at once); check before act."""
+    FLEET.record("stage_run_results", payload)
+    with FLEET.lock:
+        known = FLEET.wave_plans[payload["runId"]]
+        assert known["hash"] == payload["planHash"], payload
+        staged = known.setdefault("staged", {})
+        for key, vms in known["slices"].items():
+            if key not in staged:
+                staged[key] = _run_results({"correlationId": payload["correlationId"], "vms": vms})["results"]
+        return {"complete": True, "slices": len(known["slices"]), "staged": len(staged), "queries": 2, "pages": 2}
+
+
+@bp.activity_trigger(input_name="payload")
+def read_staged_results(payload: Payload) -> dict[str, Any]:
+    FLEET.record("read_staged_results", payload)
+    with FLEET.lock:
+        known = FLEET.wave_plans[payload["runId"]]
+        staged = known.get("staged") or {} if known["hash"] == payload["planHash"] else {}
+        found = staged.get((int(payload["wave"]), int(payload.get("slice") or 0)))
+        return {"results": copy.deepcopy(found)}
