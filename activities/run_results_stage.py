@@ -11,8 +11,9 @@ from :mod:`activities.resource_graph`), so the ring costs
 its chunk size. Each chunk then reads its own entries from the ledger (one read) and re-queries
 Resource Graph only for its VMs still without a finished row (``verify.collect_results``).
 
-``stage_run_results`` ``{correlationId, runId, planHash, since?}`` (``runId`` / ``planHash``: the
-members ``plan_ring_waves`` planned) → ``{complete, slices, staged, done, queries, pages}``:
+``stage_run_results`` ``{correlationId, runId, planHash, since?, restage?}`` (``runId`` /
+``planHash``: the members ``plan_ring_waves`` planned) → ``{complete, slices, staged, pending,
+done, queries, pages}``:
 
 * **check before act**: a plan already staged completely answers at once (no query); slices
   staged by an earlier call are not staged again (re-running is idempotent: the same rows);
@@ -22,7 +23,10 @@ members ``plan_ring_waves`` planned) → ``{complete, slices, staged, done, quer
   one page per 1,000 rows);
 * each slice's entries (``VmInstall`` + ``lastAssessment``, as ``collect_run_results_arg``) are
   written with :meth:`patchrings.ledger.Ledger.record_staged_results`; entries that are not
-  ``done`` are staged too (a chunk re-queries them: late rows are inconclusive, never a pass).
+  ``done`` are staged too (late rows are inconclusive, never a pass) and counted (``pending``);
+* ``restage: true`` (Resource Graph lagging for many machines: ``run_results`` re-stages on its
+  re-query schedule before the chunks start) queries the run again and rewrites the slices that
+  had rows missing; a chunk re-queries its own few late machines itself.
 
 ``read_staged_results`` ``{runId, planHash, wave, slice}`` → ``{results: [entry] | null}``
 (``null``: not staged -- the chunk then queries Resource Graph for its VMs itself).
@@ -81,7 +85,7 @@ class StagedResultsStore(Protocol):
 
     def staged_results(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None: ...
 
-    def staged_slices(self, run_id: str, plan_hash: str) -> set[tuple[int, int]]: ...
+    def staged_slices(self, run_id: str, plan_hash: str) -> dict[tuple[int, int], int]: ...
 
     def staging(self, run_id: str, plan_hash: str) -> dict[str, Any] | None: ...
 
@@ -109,10 +113,15 @@ def stage_run_results_core(clients: ResourceGraphGateway, ledger: StagedResultsS
     if plan is None or str(plan.get("hash") or "") != spec.plan_hash:
         raise LookupError(f"run {spec.run_id}: no plan {spec.plan_hash} to stage results for")
     slices = planned_slices(plan)
-    if progress is not None and progress.get("complete"):
-        return to_payload(StageRunResultsOutput(complete=True, slices=len(slices), staged=len(slices)))
     staged = ledger.staged_slices(spec.run_id, spec.plan_hash)
-    todo = [s for s in slices if s not in staged]
+    if progress is not None and progress.get("complete") and not spec.restage:
+        return to_payload(StageRunResultsOutput(complete=True, slices=len(slices), staged=len(slices),
+                                                pending=sum(staged.values())))
+    # restage: the slices whose rows were missing; the restaged ones are marked in the progress row
+    # (``restaged``: slice keys of this round) so a call resumed after its budget skips them
+    round_done = set(str(k) for k in (progress or {}).get("restaged") or []) if spec.restage else set()
+    todo = [s for s in slices if s not in staged
+            or (spec.restage and staged[s] > 0 and f"{s[0]}.{s[1]}" not in round_done)]
     members: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for wave, part in todo:
         vms = ledger.wave_slice(spec.run_id, spec.plan_hash, wave, part)
@@ -143,16 +152,21 @@ def stage_run_results_core(clients: ResourceGraphGateway, ledger: StagedResultsS
                 done += entry["state"] == "done"
                 entries.append(entry)
             ledger.record_staged_results(spec.run_id, spec.plan_hash, key[0], key[1], entries)
-            staged = staged | {key}
-    complete = all(s in staged for s in slices)
+            staged[key] = sum(1 for e in entries if e["state"] != "done")
+            round_done.add(f"{key[0]}.{key[1]}")
+    complete = all(s in staged for s in slices) and (
+        not spec.restage or all(f"{w}.{p}" in round_done for (w, p) in todo))
     previous = progress or {}
     ledger.record_staging(spec.run_id, spec.plan_hash, {
-        "complete": complete, "correlationId": correlation_id,
+        "complete": all(s in staged for s in slices), "correlationId": correlation_id,
+        # a restage round is over once complete: the next round starts afresh
+        "restaged": sorted(round_done) if spec.restage and not complete else [],
         "queries": int(previous.get("queries") or 0) + counter.queries,
         "pages": int(previous.get("pages") or 0) + counter.pages})
     log.info("staged %d of %d slices of run %s (%d queries, %d pages)", len(staged), len(slices), correlation_id,
              counter.queries, counter.pages)
-    return to_payload(StageRunResultsOutput(complete=complete, slices=len(slices), staged=len(staged), done=done,
+    return to_payload(StageRunResultsOutput(complete=complete, slices=len(slices), staged=len(staged),
+                                            pending=sum(staged.values()), done=done,
                                             queries=counter.queries, pages=counter.pages))
 
 

@@ -127,7 +127,8 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
               for wave, n in enumerate(int(n) for n in plan.get("waves") or [])
               for part in range(-(-n // size))]
     plan_hash = str(plan.get("hash") or "")
-    staged = (yield from stage_results(context, spec, run_id, plan_hash)) if slices else False
+    context.set_custom_status({"step": "collecting", "vms": count})
+    staged = (yield from stage_results(context, spec, run_id, plan_hash)) if slices else 0
     # Read by the status API through this instance's id (issue 9): what the ring is doing now.
     context.set_custom_status({"step": "verifying", "vms": count, "verifyInstance": f"{context.instance_id}:verify",
                                "verifyInstances": len(slices)})
@@ -143,38 +144,48 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                        counts=sum_counts(summaries)))
 
 
-#: Most calls of ``stage_run_results`` per run (each resumes where the one before stopped for its
-#: time budget; 10,000 VMs stage in one call on the simulator).
+#: Most calls of ``stage_run_results`` per staging round (each resumes where the one before
+#: stopped for its time budget; 10,000 VMs stage in one call on the simulator).
 MAX_STAGE_CALLS = 5
 
 
 def stage_results(context: df.DurableOrchestrationContext, spec: RunResultsInput, run_id: str,
-                  plan_hash: str) -> Generator[Any, Any, bool]:
+                  plan_hash: str, chunk: int = VERIFY_CHUNK) -> Generator[Any, Any, int]:
     """The run's Resource Graph rows read once for the ring and staged in the ledger per slice
-    (``stage_run_results``, called again while it answers ``complete: false``). True when it
-    answered at least once: chunks then read their slice's entries from the ledger first (a slice
-    not staged reads as such, and that chunk queries for itself). False when it could not stage
-    at all: every chunk queries Resource Graph for its own VMs, as without staging (no safety change)."""
-    answered = False
-    for _ in range(MAX_STAGE_CALLS):
-        try:
-            answer = yield context.call_activity_with_retry(names.STAGE_RUN_RESULTS, retries.READ, to_payload(
-                StageRunResultsInput(correlation_id=spec.correlation_id, run_id=run_id, plan_hash=plan_hash,
-                                     since=spec.since, rollout_id=spec.rollout_id, ring=spec.ring)))
-            out = from_payload(StageRunResultsOutput, answer or {})
-        except Exception as exc:
-            if not context.is_replaying:
-                log.warning("results of run %s not staged (%s); chunks query for themselves",
-                            spec.correlation_id, str(exc)[:200])
-            return answered
-        answered = True
-        if out.complete:
-            break
-    return answered
+    (``stage_run_results``, called again while it answers ``complete: false``). While more than
+    ``chunk`` VMs (one chunk's worth: Resource Graph lags for the run as a whole) have no finished
+    row, the ring is staged again on the re-query schedule (:data:`ARG_REQUERY_DELAYS`) before the
+    chunks start; fewer late rows are re-queried by their chunks, naming those machines.
+
+    Returns how many ring-wide queries were staged (each chunk's re-query schedule goes on from
+    there), 0 when staging never answered: every chunk then queries Resource Graph for its own
+    VMs, as without staging (no safety change). A slice not staged reads as such, and its chunk
+    queries for itself."""
+    rounds = 0
+    while True:
+        out: StageRunResultsOutput | None = None
+        for _ in range(MAX_STAGE_CALLS):
+            try:
+                answer = yield context.call_activity_with_retry(names.STAGE_RUN_RESULTS, retries.READ, to_payload(
+                    StageRunResultsInput(correlation_id=spec.correlation_id, run_id=run_id, plan_hash=plan_hash,
+                                         since=spec.since, rollout_id=spec.rollout_id, ring=spec.ring,
+                                         restage=True if rounds else None)))
+                out = from_payload(StageRunResultsOutput, answer or {})
+            except Exception as exc:
+                if not context.is_replaying:
+                    log.warning("results of run %s not staged (%s); chunks query for themselves",
+                                spec.correlation_id, str(exc)[:200])
+                return rounds
+            if out.complete:
+                break
+        rounds += 1
+        if out is None or out.pending <= chunk or rounds > len(ARG_REQUERY_DELAYS):
+            return rounds
+        yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[rounds - 1])
 
 
 def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsInput, ring_spec: dict[str, Any],
-                     run_id: str, *, plan_hash: str, slices: list[tuple[int, int, int]], staged: bool = False,
+                     run_id: str, *, plan_hash: str, slices: list[tuple[int, int, int]], staged: int = 0,
                      ) -> Generator[Any, Any, tuple[list[VerifySummary], list[str]]]:
     """One verify chunk per planned slice ``(wave, slice, VMs)``, side by side.
 

@@ -242,18 +242,22 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
     pending = list(vms)
     attempt = 0
     staged = (yield from staged_results(context, spec)) if collect.staged and spec.members is not None else None
-    if staged is not None:  # the ring's query, staged by run_results: it counts as this chunk's first
+    requery = True
+    if staged is not None:  # the ring's queries, staged by run_results: they count as this chunk's first
         wanted = {vm["id"].lower() for vm in vms}
         for entry in staged:
             key = str(entry.get("vm") or "").lower()
             if key in wanted and entry.get("state") == "done" and entry.get("result"):
                 done[key] = entry
         pending = [vm for vm in vms if vm["id"].lower() not in done]
-        arg.queries = 1
-        if pending:
-            yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[0])
-            attempt = 1
-    while pending:
+        rounds = max(1, int(collect.staged or 1))
+        arg.queries = rounds
+        attempt = rounds - 1
+        requery = rounds <= len(ARG_REQUERY_DELAYS)
+        if pending and requery:
+            yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[rounds - 1])
+            attempt = rounds
+    while pending and requery:
         try:
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,

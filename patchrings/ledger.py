@@ -447,7 +447,9 @@ class Ledger:
                 batch = []
         if batch:
             table.submit_transaction(batch)
-        self._upsert("Waves", _id_key(run_id), base, {"parts": len(parts), "vms": len(entries), "staged": True})
+        pending = sum(1 for e in entries if e.get("state") != "done" or not e.get("result"))
+        self._upsert("Waves", _id_key(run_id), base,
+                     {"parts": len(parts), "vms": len(entries), "pending": pending, "staged": True})
         return len(parts)
 
     def staged_results(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None:
@@ -474,18 +476,19 @@ class Ledger:
         out = [entry for key in wanted for entry in parts[key]]
         return out if len(out) == int(index.get("vms") or 0) else None
 
-    def staged_slices(self, run_id: str, plan_hash: str) -> set[tuple[int, int]]:
-        """The ``(wave, slice)`` pairs of a plan whose results are staged (their index rows)."""
+    def staged_slices(self, run_id: str, plan_hash: str) -> dict[tuple[int, int], int]:
+        """The ``(wave, slice)`` pairs of a plan whose results are staged (their index rows), each
+        with how many of its entries had no finished row (``pending``)."""
         prefix = f"{escape_key(plan_hash)}|r"
         rows = self.table("Waves").query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
             parameters={"pk": bound_key(_id_key(run_id)), "lo": prefix, "hi": prefix + "~"},
-            select=["RowKey", "staged"])
-        out: set[tuple[int, int]] = set()
+            select=["RowKey", "staged", "pending"])
+        out: dict[tuple[int, int], int] = {}
         for entity in rows:
             match = _STAGED_INDEX.match(str(entity.get("RowKey"))[len(prefix):])
             if match and entity.get("staged"):
-                out.add((int(match.group(1)), int(match.group(2))))
+                out[(int(match.group(1)), int(match.group(2)))] = int(entity.get("pending") or 0)
         return out
 
     def staging(self, run_id: str, plan_hash: str) -> dict[str, Any] | None:

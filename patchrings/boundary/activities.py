@@ -538,17 +538,20 @@ class StageRunResultsInput:
     since: str | None = field(default=None, metadata=_NULL)
     rollout_id: str | None = None
     ring: str | None = None
+    restage: bool | None = None  # query again for the slices staged with rows missing (Resource Graph lag)
 
 
 @dataclass(frozen=True)
 class StageRunResultsOutput:
-    """``complete``: every planned slice is staged (else call again: it resumes where it
-    stopped); ``slices`` planned / ``staged`` so far; ``done``: VMs with a finished row staged by
-    this call; ``queries`` / ``pages``: Resource Graph requests of this call."""
+    """``complete``: every planned slice is staged (and, with ``restage``, every slice that had
+    rows missing staged again); else call again: it resumes where it stopped. ``slices`` planned /
+    ``staged`` so far; ``pending``: staged VMs without a finished row; ``done``: VMs with a
+    finished row staged by this call; ``queries`` / ``pages``: Resource Graph requests of this call."""
 
     complete: bool
     slices: int = 0
     staged: int = 0
+    pending: int = 0
     done: int = 0
     queries: int = 0
     pages: int = 0

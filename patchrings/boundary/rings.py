@@ -176,7 +176,9 @@ class VerifyCollect:
 
     correlation_id: str
     since: str | None = None
-    staged: bool | None = None  # run_results staged the run's rows: read this slice's from the ledger first
+    # run_results staged the run's rows (this many ring-wide queries): read this slice's from the
+    # ledger first; the re-query schedule goes on from there
+    staged: int | None = None
 
 
 @dataclass(frozen=True)

@@ -254,8 +254,10 @@ def test_staged_results_split_into_parts_read_back_whole_and_only_once_indexed(
     assert parts >= 5
     assert ledger.staged_results(run_id, "h1", 0, 0) == entries
     ledger.record_staged_results(run_id, "h1", 0, 1, entries[:3])
-    assert ledger.staged_slices(run_id, "h1") == {(0, 0), (0, 1)}
-    assert ledger.staged_slices(run_id, "h2") == set()
+    assert ledger.staged_slices(run_id, "h1") == {(0, 0): 0, (0, 1): 0}  # slice -> entries without a row
+    assert ledger.staged_slices(run_id, "h2") == {}
+    ledger.record_staged_results(run_id, "h1", 0, 1, [*entries[:2], {"vm": f"{VM}-x", "state": "missing"}])
+    assert ledger.staged_slices(run_id, "h1")[(0, 1)] == 1
     # a part gone (a write that died half-way is re-run, never read as a short slice)
     ledger.table("Waves").delete_entity(ledger_mod.bound_key(escape_key(run_id.lower())),
                                         ledger_mod.staged_key("h1", 0, 0) + "|p003")

@@ -211,6 +211,26 @@ def test_staging_stops_for_its_time_budget_and_goes_on_where_it_stopped(
     assert ledger.staging(run_id, plan_hash)["complete"] is True  # type: ignore[index]
 
 
+def test_a_restage_queries_again_for_the_slices_with_rows_missing(
+        sim: SimHandle, arg_clients: AzureClients, ledger: Ledger) -> None:
+    run = finished_run(sim)  # web-01 finished last: its rows have not propagated yet
+    run_id = "ro:ring1:run:members@z"
+    plan_hash = _plan(ledger, run_id, 1)
+    payload = {"correlationId": run, "runId": run_id, "planHash": plan_hash}
+    early = stage_run_results_core(arg_clients, ledger, payload)
+    assert early["complete"] and early["pending"] == 2  # web-01 late, db-01 never patched
+    found = sim.sim.run(run)
+    assert found is not None
+    advance_to(sim, max(p.end for p in found.plans.values()) + resourcegraph.options_for(sim.sim).propagation)
+    assert stage_run_results_core(arg_clients, ledger, payload)["queries"] == 0  # staged: no query without restage
+    later = stage_run_results_core(arg_clients, ledger, {**payload, "restage": True})
+    # done 1: only the slices with a row missing (web-01's, db-01's) were queried and written again
+    assert (later["complete"], later["pending"], later["done"]) == (True, 1, 1)
+    web1 = read_staged_results_core(ledger, {**payload, "wave": 0, "slice": 0})["results"]
+    assert web1 is not None and web1[0]["state"] == "done" and web1[0]["result"]["patches"]
+    assert ledger.staged_slices(run_id, plan_hash) == {(0, 0): 0, (0, 1): 0, (0, 2): 1}
+
+
 def test_staging_refuses_a_hostile_run_id_and_an_unknown_plan(
         sim: SimHandle, arg_clients: AzureClients, ledger: Ledger) -> None:
     with pytest.raises(ArmTargetRefused):

@@ -502,7 +502,8 @@ def stage_run_results(payload: Payload) -> dict[str, Any]:
         for key, vms in known["slices"].items():
             if key not in staged:
                 staged[key] = _run_results({"correlationId": payload["correlationId"], "vms": vms})["results"]
-        return {"complete": True, "slices": len(known["slices"]), "staged": len(staged), "queries": 2, "pages": 2}
+        return {"complete": True, "slices": len(known["slices"]), "staged": len(staged), "pending": 0,
+                "queries": 2, "pages": 2}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -28,7 +28,8 @@ from tests.unit.orchestrators.test_orch_verdicts import (
 
 pytestmark = pytest.mark.unit
 
-HEALTHY: dict[str, Any] = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [], "readError": None}
+HEALTHY: dict[str, Any] = {"powerState": "running", "vmAgent": "Ready", "appHealth": "Healthy", "probes": [],
+                           "readError": None}
 
 
 def fleet(n: int) -> list[dict[str, Any]]:
@@ -37,8 +38,9 @@ def fleet(n: int) -> list[dict[str, Any]]:
 
 class Staging:
     """The staging activity and the ledger's staged slices, as the real ones answer: the run's
-    rows of ``members`` minus those ``late`` at staging time (they arrive on the first re-query
-    unless ``never``); ``incomplete``: calls that stop for their time budget first."""
+    rows of ``members`` minus those ``late`` at the first staging (they arrive on the first
+    re-query, the ring's or a chunk's) and those that ``never`` arrive; ``incomplete``: calls that
+    stop for their time budget first."""
 
     def __init__(self, members: list[dict[str, Any]], *, late: set[str] = frozenset(),  # type: ignore[assignment]
                  never: set[str] = frozenset(), incomplete: int = 0, fail: tuple[str, ...] = (),  # type: ignore[assignment]
@@ -46,6 +48,7 @@ class Staging:
         self.members = members
         self.late, self.never, self.incomplete, self.fail, self.unstaged = late, never, incomplete, fail, unstaged
         self.slices: dict[int, list[dict[str, Any]]] = {}
+        self.stage_payloads: list[dict[str, Any]] = []
 
     def entry(self, v: dict[str, Any], *, staging: bool) -> dict[str, Any]:
         if v["name"] in self.never or (staging and v["name"] in self.late):
@@ -56,15 +59,18 @@ class Staging:
         if call.name in self.fail:
             raise ActivityFailed(f"{call.name} down")
         if call.name == names.STAGE_RUN_RESULTS:
+            self.stage_payloads.append(call.payload)
             size = run_results_mod.VERIFY_CHUNK
+            first = not call.payload.get("restage")
             for part in range(-(-len(self.members) // size)):
                 if part not in self.unstaged:
-                    self.slices[part] = [self.entry(v, staging=True)
+                    self.slices[part] = [self.entry(v, staging=first)
                                          for v in self.members[part * size:(part + 1) * size]]
+            pending = sum(1 for entries in self.slices.values() for e in entries if e["state"] != "done")
             if self.incomplete:
                 self.incomplete -= 1
-                return {"complete": False, "slices": len(self.slices), "staged": 0}
-            return {"complete": True, "slices": len(self.slices), "staged": len(self.slices)}
+                return {"complete": False, "slices": len(self.slices), "staged": 0, "pending": pending}
+            return {"complete": True, "slices": len(self.slices), "staged": len(self.slices), "pending": pending}
         if call.name == names.READ_STAGED_RESULTS:
             return {"results": self.slices.get(call.payload["slice"])}
         if call.name == names.COLLECT_RESULTS_ARG:
@@ -167,3 +173,29 @@ def test_a_staged_row_never_passes_a_vm_of_another_chunk() -> None:
     ctx = ChunkContext(run_spec())
     drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(answer, vms))
     assert arg_vms(ctx)[0] == ["s00001"]
+
+
+def test_a_run_lagging_as_a_whole_is_restaged_for_the_ring_not_requeried_per_chunk() -> None:
+    vms = fleet(450)
+    late = {v["name"] for v in vms[:300]}  # more than one chunk's worth: Resource Graph lags for the run
+    staging = Staging(vms, late=late)
+    ctx = ChunkContext(run_spec())
+    start = ctx.current_utc_datetime
+    out = drive(raw(run_results_mod.run_results_orchestrator), ctx, with_chunks(staging, vms))
+    assert [p.get("restage") for p in staging.stage_payloads] == [None, True]
+    assert arg_vms(ctx) == [] and out["gate"]["outcome"] == "pass", out["gate"]
+    assert ctx.current_utc_datetime >= start + run_results_mod.ARG_REQUERY_DELAYS[0]
+    # the chunks were told how many ring-wide queries were made
+    assert {c.payload["collect"]["staged"] for c in ctx.calls if c.name == names.VERIFY} == {2}
+
+
+def test_rows_that_never_come_for_the_whole_ring_fall_back_after_the_rings_requeries() -> None:
+    vms = fleet(450)
+    delays = run_results_mod.ARG_REQUERY_DELAYS
+    ctx, out = run(Staging(vms, never={v["name"] for v in vms}))
+    assert len(named(ctx, names.STAGE_RUN_RESULTS)) == len(delays) + 1
+    assert arg_vms(ctx) == []  # no chunk re-queried: the ring's re-queries were spent already
+    assert sorted(len(c.payload["vms"]) for c in named(ctx, names.COLLECT_RESULTS)) == [50, 200, 200]
+    assert out["gate"]["outcome"] == "inconclusive"
+    reasons = " ".join(r["reason"] for r in out["gate"]["reasons"])
+    assert f"for 450 VM(s) after {len(delays) + 1} queries" in reasons
