@@ -57,7 +57,7 @@ bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.resource_graph")
 
 __all__ = ["FILTER_MAX", "Counter", "add_assessments", "bp", "checked_run", "collect_run_results_arg_core",
-           "entry_of", "patch_rows_of", "run_rows", "sender"]
+           "entry_of", "patch_rows_for", "patch_rows_of", "run_rows", "sender"]
 
 MAX_QUOTA_WAIT_SECONDS = 10.0
 
@@ -171,9 +171,17 @@ def patch_rows_of(send: rg.Send, latest: Mapping[str, dict[str, Any]], subscript
     runs = sorted({str(row.get("run") or "").lower() for row in latest.values() if rg.is_terminal(row)} - {""})
     patch_rows: dict[str, list[dict[str, Any]]] = {}
     for start in range(0, len(runs), rg.RUN_BATCH):
-        for row in counter.run(send, rg.patch_rows_query(runs[start:start + rg.RUN_BATCH]), subscriptions):
-            run = str(row.get("run") or rg.run_of_patch_row(str(row.get("id", "")))).lower()
-            patch_rows.setdefault(run, []).append(row)
+        patch_rows.update(patch_rows_for(send, runs[start:start + rg.RUN_BATCH], subscriptions, counter))
+    return patch_rows
+
+
+def patch_rows_for(send: rg.Send, runs: list[str], subscriptions: list[str],
+                   counter: Counter) -> dict[str, list[dict[str, Any]]]:
+    """The per-patch rows of at most ``rg.RUN_BATCH`` runs (one paged query), by run GUID."""
+    patch_rows: dict[str, list[dict[str, Any]]] = {}
+    for row in counter.run(send, rg.patch_rows_query(runs), subscriptions):
+        run = str(row.get("run") or rg.run_of_patch_row(str(row.get("id", "")))).lower()
+        patch_rows.setdefault(run, []).append(row)
     return patch_rows
 
 

@@ -47,11 +47,12 @@ from activities.resource_graph import (
     add_assessments,
     checked_run,
     entry_of,
-    patch_rows_of,
+    patch_rows_for,
     run_rows,
     sender,
 )
 from patchrings import deps
+from patchrings.arm import resource_graph as rg
 from patchrings.arm.ids import subscription_of
 from patchrings.boundary.activities import (
     ReadStagedResultsInput,
@@ -134,26 +135,51 @@ def stage_run_results_core(clients: ResourceGraphGateway, ledger: StagedResultsS
     if everyone:
         subscriptions = sorted({subscription_of(str(vm["id"])).lower() for vm in everyone})
         send = sender(clients)
-        wanted = {str(vm["id"]).lower() for vm in everyone}
+        # restaging: what a slice staged before stays (finished rows, the latest assessments);
+        # only machines without a finished row are looked at again
+        prior: dict[str, dict[str, Any]] = {}
+        for key in todo:
+            if key in staged:
+                prior.update({str(e.get("vm")).lower(): e
+                              for e in ledger.staged_results(spec.run_id, spec.plan_hash, *key) or []})
+        wanted = {str(vm["id"]).lower() for vm in everyone} - {m for m, e in prior.items() if _finished(e)}
         latest = run_rows(send, correlation_id, subscriptions, wanted, counter)
-        assessments: list[dict[str, Any]] = [{"vm": vm["id"]} for vm in everyone]
-        add_assessments(send, subscriptions, assessments, counter, batches=None, correlation_id=correlation_id)
-        assessed = {str(a["vm"]).lower(): a.get("lastAssessment") for a in assessments}
-        for wrote, key in enumerate(todo):
-            if wrote and clock() - started > limit:  # stop between slices; the next call goes on
+        assessed: dict[str, Any] = {m: e.get("lastAssessment") for m, e in prior.items()}
+        fresh = [{"vm": vm["id"]} for vm in everyone if str(vm["id"]).lower() not in prior]
+        if fresh:
+            add_assessments(send, subscriptions, fresh, counter, batches=None, correlation_id=correlation_id)
+            assessed.update({str(a["vm"]).lower(): a.get("lastAssessment") for a in fresh})
+        # the per-patch rows of the slices' newly finished runs, RUN_BATCH runs a query across slices,
+        # each slice written once its runs are read; the budget is checked between queries
+        runs_of = {key: sorted({str(latest[m].get("run") or "").lower() for m in _ids(members[key])
+                                if m in latest and rg.is_terminal(latest[m])} - {""}) for key in todo}
+        order = list(dict.fromkeys(run for key in todo for run in runs_of[key]))
+        patch_rows: dict[str, list[dict[str, Any]]] = {}
+        fetched: set[str] = set()
+        left = list(todo)
+        wrote = 0
+        position = 0
+        while left:
+            for key in [k for k in left if all(r in fetched for r in runs_of[k])]:
+                entries = []
+                for vm in members[key]:
+                    m = str(vm["id"]).lower()
+                    kept = m in prior and _finished(prior[m])
+                    entry = prior[m] if kept else entry_of(vm, latest.get(m), patch_rows)
+                    entry["lastAssessment"] = assessed.get(m)
+                    done += entry["state"] == "done" and not kept
+                    entries.append(entry)
+                ledger.record_staged_results(spec.run_id, spec.plan_hash, key[0], key[1], entries)
+                staged[key] = sum(1 for e in entries if not _finished(e))
+                round_done.add(f"{key[0]}.{key[1]}")
+                left.remove(key)
+                wrote += 1
+            batch = order[position:position + rg.RUN_BATCH]
+            if not left or not batch or (wrote and clock() - started > limit):  # the next call goes on
                 break
-            vms = members[key]
-            rows = {m: latest[m] for m in (str(vm["id"]).lower() for vm in vms) if m in latest}
-            patch_rows = patch_rows_of(send, rows, subscriptions, counter)
-            entries = []
-            for vm in vms:
-                entry = entry_of(vm, rows.get(str(vm["id"]).lower()), patch_rows)
-                entry["lastAssessment"] = assessed.get(str(vm["id"]).lower())
-                done += entry["state"] == "done"
-                entries.append(entry)
-            ledger.record_staged_results(spec.run_id, spec.plan_hash, key[0], key[1], entries)
-            staged[key] = sum(1 for e in entries if e["state"] != "done")
-            round_done.add(f"{key[0]}.{key[1]}")
+            position += len(batch)
+            patch_rows.update(patch_rows_for(send, batch, subscriptions, counter))
+            fetched.update(batch)
     complete = all(s in staged for s in slices) and (
         not spec.restage or all(f"{w}.{p}" in round_done for (w, p) in todo))
     previous = progress or {}
@@ -168,6 +194,14 @@ def stage_run_results_core(clients: ResourceGraphGateway, ledger: StagedResultsS
     return to_payload(StageRunResultsOutput(complete=complete, slices=len(slices), staged=len(staged),
                                             pending=sum(staged.values()), done=done,
                                             queries=counter.queries, pages=counter.pages))
+
+
+def _finished(entry: Mapping[str, Any]) -> bool:
+    return entry.get("state") == "done" and bool(entry.get("result"))
+
+
+def _ids(vms: list[dict[str, Any]]) -> list[str]:
+    return [str(vm["id"]).lower() for vm in vms]
 
 
 def read_staged_results_core(ledger: StagedResultsStore,
