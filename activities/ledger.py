@@ -123,15 +123,34 @@ def ledger_record_vm_results_core(ledger: LedgerStore,
     spec = from_payload(LedgerRecordVmResultsInput, payload)
     verdicts = {str(v.get("vm") or "").lower(): v for v in spec.verdicts or [] if isinstance(v, Mapping)}
     rows: dict[str, dict[str, Any]] = {}
+    staged = _staged_patches(ledger, spec)
     for result in spec.results or []:
         vm = str(result.get("vm") or result.get("id") or "")
         rows[vm.lower()] = {**result, "vm": vm}
+        inner = result.get("result")
+        if isinstance(inner, Mapping) and inner.get("patchesStaged"):
+            patches = staged.get(vm.lower())
+            if patches is None:  # never a row without the patches it stands for: fail, the caller retries
+                raise LookupError(f"no staged patch list for {vm}")
+            rows[vm.lower()]["result"] = {**{k: v for k, v in inner.items() if k != "patchesStaged"},
+                                          "patches": patches}
     for key, verdict in verdicts.items():
         rows.setdefault(key, {"vm": str(verdict.get("vm"))})["verdict"] = dict(verdict)
     count = ledger.record_vm_results(
         str(spec.rollout_id), str(spec.ring), str(spec.run_id or ""), list(rows.values())
     )
     return {"written": count > 0, "count": count}
+
+
+def _staged_patches(ledger: Any, spec: LedgerRecordVmResultsInput) -> dict[str, list[Any]]:
+    """The patch lists of the staged slice the results point to (issue 11), by VM id (lower-case)."""
+    if spec.staged is None or not any(isinstance(r.get("result"), Mapping) and r["result"].get("patchesStaged")
+                                      for r in spec.results or []):
+        return {}
+    ref = spec.staged
+    entries = ledger.staged_results(ref.run_id, ref.plan_hash, ref.wave, ref.slice) or []
+    return {str(e.get("vm") or "").lower(): list((e.get("result") or {}).get("patches") or [])
+            for e in entries if isinstance(e.get("result"), Mapping)}
 
 
 def decision_id(payload: Mapping[str, Any]) -> str:

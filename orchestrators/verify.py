@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
@@ -127,7 +127,9 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 names.LEDGER_VM_RESULTS, retries.WRITE,
                 to_payload(LedgerRecordVmResultsInput(
                     rollout_id=cast(str, spec.rollout_id), ring=ring_name, run_id=spec.ledger.run_id,
-                    results=installs, verdicts=verdicts)))
+                    results=[_patches_staged(i) if str(i.get("vm") or "").lower() in arg.staged else i
+                             for i in installs],
+                    verdicts=verdicts, staged=_staged_ref(spec) if arg.staged else None)))
         except Exception as exc:  # the caller turns this into an inconclusive gate note
             ledger_error = str(exc)[:300]
     if spec.summary:
@@ -209,6 +211,7 @@ class ArgOutcome:
     pending: int = 0
     queries: int = 0
     error: str | None = None
+    staged: set[str] = field(default_factory=set)  # VMs (lower-case ids) whose entry was read from the staged rows
 
 
 def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +252,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
             key = str(entry.get("vm") or "").lower()
             if key in wanted and entry.get("state") == "done" and entry.get("result"):
                 done[key] = entry
+                arg.staged.add(key)
         pending = [vm for vm in vms if vm["id"].lower() not in done]
         rounds = max(1, int(collect.staged or 1))
         arg.queries = rounds
@@ -297,16 +301,29 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
     return out
 
 
+def _patches_staged(install: dict[str, Any]) -> dict[str, Any]:
+    """An install entry read from the staged rows, for the ledger write: its patch list left out
+    (the write takes it from the same staged rows), so the chunk's history carries it once."""
+    result = install.get("result")
+    if not isinstance(result, dict) or "patches" not in result:
+        return install
+    return {**install, "result": {**{k: v for k, v in result.items() if k != "patches"}, "patchesStaged": True}}
+
+
+def _staged_ref(spec: VerifyInput) -> ReadStagedResultsInput:
+    members = cast(VerifyMembers, spec.members)
+    return ReadStagedResultsInput(run_id=members.run_id, plan_hash=members.plan_hash, wave=members.wave,
+                                  slice=members.slice, rollout_id=spec.rollout_id, ring=spec.ring)
+
+
 def staged_results(context: df.DurableOrchestrationContext,
                    spec: VerifyInput) -> Generator[Any, Any, list[dict[str, Any]] | None]:
     """This chunk's slice of the run's Resource Graph entries as run_results staged them (one
     ledger read); None when the slice is not staged or cannot be read (the chunk then queries
     Resource Graph itself, as without staging)."""
-    members = cast(VerifyMembers, spec.members)
     try:
-        answer = yield context.call_activity_with_retry(names.READ_STAGED_RESULTS, retries.READ, to_payload(
-            ReadStagedResultsInput(run_id=members.run_id, plan_hash=members.plan_hash, wave=members.wave,
-                                   slice=members.slice, rollout_id=spec.rollout_id, ring=spec.ring)))
+        answer = yield context.call_activity_with_retry(names.READ_STAGED_RESULTS, retries.READ,
+                                                        to_payload(_staged_ref(spec)))
         return from_payload(ReadStagedResultsOutput, answer or {}).results
     except Exception:
         return None

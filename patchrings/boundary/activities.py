@@ -433,6 +433,9 @@ class LedgerRecordVmResultsInput:
     run_id: str | None = field(default=None, metadata=_NULL)
     results: list[dict[str, Any]] | None = None
     verdicts: list[Any] | None = None
+    # results marked ``patchesStaged`` take their patch list from this staged slice (issue 11:
+    # a verify chunk's history carries the patch lists once, not twice)
+    staged: ReadStagedResultsInput | None = None
 
 
 @dataclass(frozen=True)

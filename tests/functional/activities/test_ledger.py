@@ -265,3 +265,26 @@ def test_staged_results_split_into_parts_read_back_whole_and_only_once_indexed(
     assert ledger.staging(run_id, "h1") is None
     ledger.record_staging(run_id, "h1", {"complete": True, "queries": 3})
     assert ledger.staging(run_id, "h1") == {"complete": True, "queries": 3}
+
+
+def test_vm_results_marked_patches_staged_take_their_patch_lists_from_the_staged_rows(ledger: Ledger) -> None:
+    """A verify chunk's ledger write leaves staged patch lists out of its history (issue 11); the
+    activity writes each row with the patch list from the staged slice, and refuses a row whose
+    staged list it cannot find (the caller retries, then states the write failed)."""
+    from activities.ledger import ledger_record_vm_results_core
+
+    run_id = "ro:ring1:run:members@2026-11-16T06:00:00Z"
+    patches = [{"kbId": "5048667", "installationState": "Installed"}]
+    ledger.record_staged_results(run_id, "h1", 0, 0, [
+        {"vm": VM, "state": "done", "result": {"status": "Succeeded", "patches": patches}}])
+    staged = {"runId": run_id, "planHash": "h1", "wave": 0, "slice": 0}
+    row = {"vm": VM, "state": "done", "result": {"status": "Succeeded", "patchesStaged": True}}
+    verdict = {"vm": VM, "outcome": "pass", "reasons": []}
+    assert ledger_record_vm_results_core(ledger, {"rolloutId": "ro-s", "ring": "ring1", "runId": "run-1",
+                                                  "results": [row], "verdicts": [verdict], "staged": staged})["written"]
+    [written] = ledger.vm_results("ro-s", "ring1")
+    assert written["result"] == {"status": "Succeeded", "patches": patches}
+    assert written["verdict"]["outcome"] == "pass"
+    with pytest.raises(LookupError):
+        ledger_record_vm_results_core(ledger, {"rolloutId": "ro-s", "ring": "ring1", "runId": "run-1",
+                                               "results": [row], "staged": {**staged, "slice": 1}})

@@ -36,6 +36,11 @@ def fleet(n: int) -> list[dict[str, Any]]:
     return [vm(f"s{i:05d}") for i in range(n)]
 
 
+def chunk_sizes(n: int) -> list[int]:
+    size = run_results_mod.VERIFY_CHUNK
+    return [min(size, n - first) for first in range(0, n, size)]
+
+
 class Staging:
     """The staging activity and the ledger's staged slices, as the real ones answer: the run's
     rows of ``members`` minus those ``late`` at the first staging (they arrive on the first
@@ -99,8 +104,8 @@ def test_all_rows_staged_no_chunk_queries_resource_graph() -> None:
     ctx, out = run(staging)
     assert len(named(ctx, names.STAGE_RUN_RESULTS)) == 1
     reads = named(ctx, names.READ_STAGED_RESULTS)
-    assert [c.payload["slice"] for c in reads] == [0, 1, 2]  # one ledger read per chunk
-    assert [c.retry for c in reads] == [retries.READ] * 3
+    assert [c.payload["slice"] for c in reads] == list(range(len(chunk_sizes(450))))  # one ledger read per chunk
+    assert {c.retry for c in reads} == {retries.READ}
     assert arg_vms(ctx) == [] and named(ctx, names.COLLECT_RESULTS) == []
     assert out["gate"]["outcome"] == "pass", out["gate"]
     assert out["counts"]["vms"] == 450
@@ -111,7 +116,7 @@ def test_all_rows_staged_no_chunk_queries_resource_graph() -> None:
 
 def test_late_rows_are_requeried_by_their_chunk_only_naming_them() -> None:
     vms = fleet(450)
-    late = {vms[250]["name"], vms[260]["name"]}  # both in the second chunk
+    late = {vms[250]["name"], vms[260]["name"]}  # both in one chunk
     ctx, out = run(Staging(vms, late=late))
     assert arg_vms(ctx) == [sorted(late)]  # one re-query, by the one chunk, for its two late VMs
     assert out["gate"]["outcome"] == "pass", out["gate"]  # their rows came on the re-query
@@ -143,16 +148,16 @@ def test_staging_down_every_chunk_queries_for_itself_as_before() -> None:
     vms = fleet(450)
     ctx, out = run(Staging(vms, fail=(names.STAGE_RUN_RESULTS,)))
     assert named(ctx, names.READ_STAGED_RESULTS) == []
-    assert [len(n) for n in arg_vms(ctx)] == [200, 200, 50]
+    assert [len(n) for n in arg_vms(ctx)] == chunk_sizes(450)
     assert out["gate"]["outcome"] == "pass"
 
 
 def test_an_unstaged_or_unreadable_slice_queries_for_itself() -> None:
     vms = fleet(450)
     ctx, _ = run(Staging(vms, unstaged={1}))
-    assert [len(n) for n in arg_vms(ctx)] == [200]  # only the second chunk, for all its VMs
+    assert [len(n) for n in arg_vms(ctx)] == [chunk_sizes(450)[1]]  # only the second chunk, for all its VMs
     ctx, out = run(Staging(vms, fail=(names.READ_STAGED_RESULTS,)))
-    assert [len(n) for n in arg_vms(ctx)] == [200, 200, 50]
+    assert [len(n) for n in arg_vms(ctx)] == chunk_sizes(450)
     assert out["gate"]["outcome"] == "pass"
 
 
@@ -195,7 +200,26 @@ def test_rows_that_never_come_for_the_whole_ring_fall_back_after_the_rings_reque
     ctx, out = run(Staging(vms, never={v["name"] for v in vms}))
     assert len(named(ctx, names.STAGE_RUN_RESULTS)) == len(delays) + 1
     assert arg_vms(ctx) == []  # no chunk re-queried: the ring's re-queries were spent already
-    assert sorted(len(c.payload["vms"]) for c in named(ctx, names.COLLECT_RESULTS)) == [50, 200, 200]
+    assert sorted(len(c.payload["vms"]) for c in named(ctx, names.COLLECT_RESULTS)) == sorted(chunk_sizes(450))
     assert out["gate"]["outcome"] == "inconclusive"
     reasons = " ".join(r["reason"] for r in out["gate"]["reasons"])
     assert f"for 450 VM(s) after {len(delays) + 1} queries" in reasons
+
+
+def test_the_ledger_write_takes_staged_patch_lists_from_the_staged_rows_not_the_history() -> None:
+    vms = fleet(30)
+    late = {vms[7]["name"]}
+    ctx, out = run(Staging(vms, late=late))
+    assert out["gate"]["outcome"] == "pass"
+    write = named(ctx, names.LEDGER_VM_RESULTS)[0].payload
+    by_name = {r["vm"].rsplit("/", 1)[-1]: r["result"] for r in write["results"]}
+    staged = [name for name in by_name if name not in late]
+    # staged entries: no patch list in the chunk's history, a marker the write resolves
+    assert all("patches" not in by_name[n] and by_name[n]["patchesStaged"] for n in staged)
+    # the late VM's entry came from the chunk's own query: its patches travel as before
+    assert by_name[vms[7]["name"]]["patches"] and "patchesStaged" not in by_name[vms[7]["name"]]
+    plan = named(ctx, names.PLAN_RING_WAVES)[0].payload
+    assert (write["staged"]["runId"], write["staged"]["planHash"], write["staged"]["slice"]) == (
+        plan["runId"], "h", 0)
+    # the verdicts were judged on the whole entries (patches and all) before the write
+    assert all(v["outcome"] == "pass" for v in write["verdicts"])
