@@ -142,7 +142,7 @@ def ledger_record_vm_results_core(ledger: LedgerStore,
     return {"written": count > 0, "count": count}
 
 
-def _staged_patches(ledger: Any, spec: LedgerRecordVmResultsInput) -> dict[str, list[Any]]:
+def _staged_patches(ledger: LedgerStore, spec: LedgerRecordVmResultsInput) -> dict[str, list[Any]]:
     """The patch lists of the staged slice the results point to (issue 11), by VM id (lower-case)."""
     if spec.staged is None or not any(isinstance(r.get("result"), Mapping) and r["result"].get("patchesStaged")
                                       for r in spec.results or []):

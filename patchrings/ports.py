@@ -133,6 +133,8 @@ class LedgerStore(InstallLedger, Protocol):
     def release_quarantine(self, plan_name: str, entry_id: str, *, by: str, at: str | None,
                            reason: str | None = None) -> dict[str, Any] | None: ...
 
+    def staged_results(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None: ...
+
 
 if TYPE_CHECKING:  # mypy checks that the real gateways satisfy the protocols; nothing runs
     from patchrings.clients import AzureClients
