@@ -77,6 +77,7 @@ class FakeLedger:
         self.vm_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.event_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.quarantine_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.staged: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
 
     def install(self, run_id: str, vm_id: str) -> dict[str, Any] | None:
         row = self.installs.get((run_id, vm_id.lower()))
@@ -169,3 +170,7 @@ class FakeLedger:
             row.update({k: v for k, v in {"released": True, "releasedBy": by, "releasedAt": at,
                                           "releaseReason": reason}.items() if v is not None})
         return dict(row)
+
+    def staged_results(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None:
+        rows = self.staged.get((run_id, plan_hash, wave, part))
+        return [dict(r) for r in rows] if rows is not None else None
