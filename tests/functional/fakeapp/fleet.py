@@ -144,9 +144,10 @@ def _result(vm: Vm, parameters: dict[str, Any] | None) -> dict[str, Any]:
     patches: list[dict[str, Any]] = copy.deepcopy(WINDOWS_PATCHES if vm.os == "Windows" else LINUX_PATCHES)
     wp = (parameters or {}).get("windowsParameters") or {}
     lp = (parameters or {}).get("linuxParameters") or {}
-    if wp.get("kbNumbersToInclude"):
+    # each OS reads its own parameters (a pinned manifest carries both lists)
+    if vm.os == "Windows" and wp.get("kbNumbersToInclude"):
         patches = [p for p in patches if p["kbId"] in wp["kbNumbersToInclude"]]
-    if lp.get("packageNameMasksToInclude"):
+    if vm.os != "Windows" and lp.get("packageNameMasksToInclude"):
         patches = [p for p in patches if f"{p['name']}={p['version']}" in lp["packageNameMasksToInclude"]]
     if vm.bad:
         for p in patches:
