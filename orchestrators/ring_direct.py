@@ -39,7 +39,6 @@ size. Its waves get the ring's document (``ringSpec``), never the plan.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -57,10 +56,10 @@ from orchestrators.verdicts import (
     verdict_ok,
     verdict_passed,
 )
-from orchestrators.wave import INSTALLED_IN_ROW, _compact  # noqa: F401  (the ledger row; the wave writes it)
+from orchestrators.wave import INSTALLED_IN_ROW, _compact, result_shape  # noqa: F401  (the ledger row: the wave)
 from patchrings.boundary.activities import LedgerReadGateInput, PlanRingWavesInput, ReadWaveMembersInput
 from patchrings.boundary.codec import from_payload, to_payload
-from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput
+from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput, WaveMembers
 from patchrings.domain.rate import ErrorBudget, spread_order
 from patchrings.domain.timeutil import duration_or, iso
 
@@ -149,6 +148,9 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     skipped: list[str] = list(carry.skipped if carry else [])
     skipped_count = int(carry.skipped_count if carry else 0) or len(skipped)
     halted = bool(carry.halted) if carry else False
+    # slices whose members the wave could not read (issue 11, item 2): never installed, gate notes
+    unread: list[dict[str, Any]] = list((carry.unread if carry else None) or [])
+    unread_count = int((carry.unread_count if carry else None) or 0)
     first_wave = int(carry.next or 0) if carry else 0
     # Expected install durations per OS (seconds), learned from each wave's longest install and
     # handed to the next wave so it polls once, when its installs should be done (issue 11).
@@ -168,26 +170,35 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             "counts": _counts(others, passed),
         })
 
-    def slices_of(index: int) -> Any:
-        """The VmRefs of wave ``index`` in slices of at most ``slice_size`` (read from the ledger)."""
+    def parts_of(index: int) -> list[tuple[int, list[dict[str, Any]] | None, int]]:
+        """Wave ``index``'s slices of at most ``slice_size`` VMs: ``(slice, VmRefs, count)``, the
+        VmRefs only when this ring holds them (``vms``); else they stay in the ledger (issue 11)."""
         if wave_ids is not None:
             wave_vms = [by_id[vm_id] for vm_id in wave_ids[index]]
-            return [wave_vms[first:first + slice_size] for first in range(0, len(wave_vms), slice_size)]
-        answers = yield context.task_all([
-            context.call_activity_with_retry(names.READ_WAVE_MEMBERS, retries.READ, to_payload(ReadWaveMembersInput(
-                run_id=run_id, plan_hash=str(plan.get("hash") or ""), wave=index, slice=part,
-                rollout_id=spec.rollout_id, ring=ring_name)))
-            for part in range(-(-sizes[index] // slice_size))
-        ])
-        return [list((answer or {}).get("vms") or []) for answer in answers or []]
+            return [(k, wave_vms[first:first + slice_size], len(wave_vms[first:first + slice_size]))
+                    for k, first in enumerate(range(0, len(wave_vms), slice_size))]
+        return [(k, None, min(slice_size, sizes[index] - first))
+                for k, first in enumerate(range(0, sizes[index], slice_size))]
 
     def skip(index: int) -> Any:
-        """Wave ``index`` is not started: counted, and its VMs named while fewer than MAX_SKIPPED are."""
+        """Wave ``index`` is not started: counted, and its VMs named while fewer than MAX_SKIPPED
+        are (only the slices needed for that are read)."""
         nonlocal skipped_count
         skipped_count += sizes[index]
-        if len(skipped) < MAX_SKIPPED:
-            parts = yield from slices_of(index)
-            skipped.extend([vm["id"] for part in parts for vm in part][:MAX_SKIPPED - len(skipped)])
+        for part, held, _ in parts_of(index):
+            if len(skipped) >= MAX_SKIPPED:
+                break
+            members = held
+            if members is None:
+                try:
+                    answer = yield context.call_activity_with_retry(
+                        names.READ_WAVE_MEMBERS, retries.READ, to_payload(ReadWaveMembersInput(
+                            run_id=run_id, plan_hash=str(plan.get("hash") or ""), wave=index, slice=part,
+                            rollout_id=spec.rollout_id, ring=ring_name)))
+                except Exception:  # unnamed: still counted (the gate's note says how many)
+                    break
+                members = list((answer or {}).get("vms") or [])
+            skipped.extend(vm["id"] for vm in members[:MAX_SKIPPED - len(skipped)])
 
     progress(first_wave, "resolving" if not sizes else "installing")
     ran = 0  # VMs this execution started waves for
@@ -203,7 +214,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 verdicts={"packed": True, "verdicts": others, "counts": passed},
                 results=results if keep_results else [], skipped=skipped, skipped_count=skipped_count,
                 halted=halted, plan=plan or None, sample=sample, sources=sources, source_count=source_count,
-                vms=carry.vms if carry is not None else None))))
+                vms=carry.vms if carry is not None else None, unread=unread or None,
+                unread_count=unread_count or None))))
             return None
         if not budget.may_start_more() or halted:
             yield from skip(index)
@@ -214,7 +226,7 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             yield from skip(index)
             continue
         progress(index, "installing")
-        slices = yield from slices_of(index)
+        slices = parts_of(index)
         ran += sizes[index]
         deadline = context.current_utc_datetime + max_duration + INSTALL_GRACE
         # A wave larger than WAVE_SLICE runs as several wave instances side by side (same start,
@@ -228,7 +240,11 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     ring=ring_name,
                     run_id=spec.run_id,
                     wave=index,
-                    vms=part,
+                    # Issue 11, item 2: the slice by reference (the wave reads it from the
+                    # ledger); its VMs only when this ring was given them
+                    vms=members,
+                    members=WaveMembers(plan_hash=str(plan.get("hash") or ""), slice=k, count=count)
+                    if members is None else None,
                     parameters=parameters,
                     poll_seconds=poll_seconds,
                     run_started_at=run_started_at,
@@ -236,42 +252,55 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     expected_install_seconds=dict(learned) or None,
                     keep_results=keep_results,
                     slices=len(slices),
+                    # bounded answers: the whole wave hands back at most about HEALTH_SAMPLE VMs
+                    # for the sample and MAX_SOURCES source ids (exact for a wave of one slice)
+                    sample_size=-(-HEALTH_SAMPLE // len(slices)),
+                    sources_wanted=-(-MAX_SOURCES // len(slices)) if keep_results else None,
                 )),
                 f"{context.instance_id}:w{index}" + (f".{k}" if k else ""),
             )
-            for k, part in enumerate(slices)
+            for k, members, count in slices
         ])
         wave_results: list[dict[str, Any]] = []
-        wave_verdicts: list[dict[str, Any]] = []
+        wave_sample: list[dict[str, Any]] = []
+        wave_sources: list[str] = []
+        wave_others: list[dict[str, Any]] = []
         seen: dict[str, float] = {}
-        refs: dict[str, dict[str, Any]] = {}
-        for part, outcome in zip(slices, outcomes or [], strict=False):
-            refs.update((vm["id"], vm) for vm in part)
-            wave_results.extend((outcome or {}).get("results") or [])
-            wave_verdicts.extend(unpack_verdicts(part, outcome) if isinstance(outcome, dict) and "packed" in outcome
-                                 else list((outcome or {}).get("verdicts") or []))
-            for os_key, seconds in ((outcome or {}).get("installSeconds") or {}).items():
+        for (k, _, count), outcome in zip(slices, outcomes or [], strict=False):
+            doc: dict[str, Any] = outcome if isinstance(outcome, dict) else {}
+            # A packed answer's passes are counted from their indexes: no VM id needed here.
+            part_others, part_passed = _split(list(doc.get("verdicts") or []))
+            wave_others.extend(part_others)
+            for key, count_passed in part_passed.items():
+                passed[key] = passed.get(key, 0) + count_passed
+            for key, indexes in (doc.get("passed") or {}).items():
+                passed[str(key)] = passed.get(str(key), 0) + len(indexes or [])
+            wave_results.extend(doc.get("results") or [])
+            wave_sample.extend(doc.get("sample") or [])
+            wave_sources.extend(str(v) for v in doc.get("sources") or [])
+            source_count += int(doc.get("sourceCount") or 0)
+            if doc.get("unread"):
+                unread_count += int(doc["unread"].get("count") or count)
+                if len(unread) < MAX_SKIPPED:
+                    error = doc["unread"].get("error") or {}
+                    unread.append({"vm": "", "reason": (
+                        f"wave {index + 1} slice {k}: {int(doc['unread'].get('count') or count)} VM(s) not installed: "
+                        f"the wave could not read its members from the ledger ({error.get('message') or error})")})
+            for os_key, seconds in (doc.get("installSeconds") or {}).items():
                 if isinstance(seconds, (int, float)) and seconds > 0:
                     seen[str(os_key).lower()] = max(seen.get(str(os_key).lower(), 0.0), float(seconds))
         learned.update(seen)
-        wave_others, wave_passed = _split(wave_verdicts)
         others.extend(wave_others)
-        for key, count in wave_passed.items():
-            passed[key] = passed.get(key, 0) + count
-        for verdict in wave_verdicts:
+        for verdict in wave_others:  # plain passes never touch the budget
             budget.record(str(verdict.get("vm")), verdict_ok(verdict))
         # The health sample so far: spread_order's first HEALTH_SAMPLE of the passing VMs. A VM's
         # place in that order only moves back as VMs are added, so keeping the first ones of each
-        # wave's merge is the sample of all of them (and the carry stays at HEALTH_SAMPLE VMs).
-        sample = health_sample(sample + [refs[str(v["vm"])] for v in wave_verdicts
-                                         if verdict_passed(v) and str(v["vm"]) in refs])
+        # slice's (the wave's ``sample``) is the sample of all of them (exact for one-slice waves;
+        # a wave of n slices hands back HEALTH_SAMPLE / n of each) and the carry stays bounded.
+        sample = health_sample(sample + wave_sample)
         if keep_results:
-            by_vm = {str(v.get("vm")): v for v in wave_verdicts}
-            new_sources = [str(r.get("vm")) for r in wave_results
-                           if verdict_passed(by_vm.get(str(r.get("vm"))) or {})]
-            source_count += len(new_sources)
-            sources = sorted(set(sources) | set(new_sources), key=str.lower)[:MAX_SOURCES]
-            _keep(results, shapes, wave_results, by_vm)
+            sources = sorted(set(sources) | set(wave_sources), key=str.lower)[:MAX_SOURCES]
+            _keep(results, shapes, wave_results)
         # The wave wrote its per-VM rows to the ledger itself (issue 11: they are not replayed here twice).
         if not context.is_replaying:
             log.info(
@@ -288,8 +317,11 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     verdicts = others + _passes(passed)
     unnamed = skipped_count - len(skipped)
     notes = [{"vm": "", "reason": f"{unnamed} more VM(s) not started: the ring's error budget (maxErrors) "
-                                  "was exceeded or the rollout was halted"}] if unnamed > 0 else None
-    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped, notes=notes)
+                                  "was exceeded or the rollout was halted"}] if unnamed > 0 else []
+    if len(unread) >= MAX_SKIPPED:  # slices past the first MAX_SKIPPED are counted only
+        notes.append({"vm": "", "reason": f"{unread_count} VM(s) in all not installed: their wave slices could "
+                                          "not be read from the ledger"})
+    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped, notes=unread + notes or None)
     manifest = None
     if spec.build_manifest:
         manifest = build_manifest_dict(results, [r["verdict"] for r in results if r.get("verdict") is not None])
@@ -304,7 +336,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         gate=gate,
         manifest=manifest,
         health_sample=sample,
-        counts={**_counts(others, passed), "skipped": skipped_count, "waves": len(sizes)},
+        counts={**_counts(others, passed), "skipped": skipped_count, "waves": len(sizes),
+                **({"unread": unread_count} if unread_count else {})},
         skipped=skipped_count,
         budget={"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
         halted=halted,
@@ -350,25 +383,22 @@ def _counts(others: list[dict[str, Any]], passed: dict[str, int]) -> dict[str, i
 
 def _shape(entry: dict[str, Any]) -> str:
     """What a passing VM's install entry tells the manifest: its OS, image and patch list."""
-    result = entry.get("result")
-    patches = result.get("patches") if isinstance(result, dict) else None
-    return json.dumps([str(entry.get("os") or "").lower(), entry.get("image"), patches], sort_keys=True)
+    return result_shape(entry)
 
 
-def _keep(results: list[dict[str, Any]], shapes: set[str], wave_results: list[dict[str, Any]],
-          by_vm: dict[str, dict[str, Any]]) -> None:
+def _keep(results: list[dict[str, Any]], shapes: set[str], wave_results: list[dict[str, Any]]) -> None:
     """Keep what Ring 0's manifest needs of a wave's install entries (issue 11, bounded carry):
     every entry of a VM that did not pass, whole; of the passing ones, the first of each distinct
     OS / image / patch list (the manifest's patches, exclusions, coverage and details are the
-    same). Each kept entry carries its verdict."""
+    same). Each entry carries its verdict (the wave's ``summarise`` kept the same per slice)."""
     for entry in wave_results:
-        verdict = by_vm.get(str(entry.get("vm")))
-        if verdict is not None and verdict_passed(verdict):
+        verdict = entry.get("verdict")
+        if isinstance(verdict, dict) and verdict_passed(verdict):
             shape = _shape(entry)
             if shape in shapes:
                 continue
             shapes.add(shape)
-        results.append({**entry, "verdict": verdict} if verdict is not None else dict(entry))
+        results.append(dict(entry))
 
 
 def _initial_expected(raw: Any) -> dict[str, Any]:

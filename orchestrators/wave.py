@@ -63,6 +63,7 @@ and the manifest-relevant patch keys, not the VM's whole patch inventory.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any, cast
@@ -70,16 +71,23 @@ from typing import Any, cast
 import azure.durable_functions as df
 
 from orchestrators import names, retries
-from orchestrators.verdicts import pack_verdicts, ring_of
+from orchestrators.verdicts import pack_verdicts, ring_of, verdict_passed
 from patchrings.boundary.activities import (
     LedgerRecordVmResultsInput,
     PollInstallInput,
+    ReadWaveMembersInput,
     StartInstallInput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
-from patchrings.domain.install_polling import install_poll_at, learned_install_seconds
-from patchrings.domain.rate import start_bursts, start_pacing
+from patchrings.domain.install_polling import (
+    follower_poll_at,
+    install_poll_at,
+    learned_install_seconds,
+    pick_scouts,
+    scout_expected,
+)
+from patchrings.domain.rate import spread_order, start_bursts, start_pacing
 from patchrings.domain.results import expected_install_duration
 from patchrings.domain.timeutil import iso, parse_duration, parse_instant
 
@@ -106,6 +114,16 @@ def install_parameters_for(vm: dict[str, Any], parameters: dict[str, Any]) -> di
 def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     spec = from_payload(WaveInput, context.get_input() or {})
     vms: list[dict[str, Any]] = spec.vms or []
+    if spec.members is not None:
+        # Issue 11, item 2: the slice's VMs come from the ledger, not through the ring's history.
+        try:
+            read = yield context.call_activity_with_retry(
+                names.READ_WAVE_MEMBERS, retries.READ, to_payload(ReadWaveMembersInput(
+                    run_id=str(spec.run_id or ""), plan_hash=spec.members.plan_hash, wave=int(spec.wave or 0),
+                    slice=spec.members.slice, rollout_id=spec.rollout_id, ring=spec.ring)))
+            vms = list((read or {}).get("vms") or [])
+        except Exception as exc:  # still failing after READ's attempts: nothing is installed
+            return _unread(context, spec, exc)
     parameters: dict[str, Any] = spec.parameters or {}
     poll = timedelta(seconds=int(spec.poll_seconds or DEFAULT_POLL_SECONDS))
     deadline = parse_instant(spec.deadline) if spec.deadline else None
@@ -201,6 +219,13 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # Each VM's own poll schedule from its own start (patchrings.domain.install_polling): the
     # first wave's (no learned duration) from a floor, doubling; a later wave's from the learned one.
     expected_of = {vm_id: _expected(spec, parameters, by_id[vm_id].get("os")) for vm_id in open_tokens}
+    # Scouts (issue 11, item 6): in a first wave, the first started VM of each OS is looked at on
+    # the fine schedule; once it is seen done, the others of its OS are looked at their own start
+    # + its duration (install_polling.follower_poll_at) instead of the coarse first-wave schedule.
+    scouts = _scouts([(vm["id"], vm.get("os")) for vm in vms if vm["id"] in open_tokens and
+                      not expected_of[vm["id"]][1]])
+    for vm_id in scouts.values():
+        expected_of[vm_id] = (scout_expected(expected_of[vm_id][0]), True)
     next_at = {vm_id: _next_look(started_at[vm_id], started_at[vm_id], expected_of[vm_id], poll)
                for vm_id in open_tokens}
     running_at: dict[str, Any] = {}  # VM -> the last look that found its install running
@@ -233,6 +258,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 log.warning("wave %s of %s: poll round failed: %s", spec.wave, spec.ring, exc)
             polls = [{"done": False} for _ in polling]
         resend: list[str] = []
+        scouted: dict[str, float] = {}  # OS -> its scout's install, seen done in this round
         for vm_id, polled in zip(polling, polls, strict=True):
             poll_result = polled or {}
             if poll_result.get("done"):
@@ -243,6 +269,8 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                     os_key = str(by_id[vm_id].get("os") or "").lower()
                     took = learned_install_seconds(started_at[vm_id], running_at.get(vm_id), now)
                     seen_done[os_key] = max(seen_done.get(os_key, 0.0), took)
+                    if scouts.get(os_key) == vm_id:
+                        scouted[os_key] = took
             else:
                 if poll_result.get("error"):
                     last_error[vm_id] = poll_result["error"]
@@ -251,6 +279,14 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 if poll_result.get("resend"):
                     resend.append(vm_id)
                 next_at[vm_id] = _next_look(started_at[vm_id], now, expected_of[vm_id], poll)
+        for os_key, took in scouted.items():
+            learned_now = timedelta(seconds=took)
+            looked = set(polling)
+            for vm_id in open_tokens:
+                if not expected_of[vm_id][1] and str(by_id[vm_id].get("os") or "").lower() == os_key:
+                    expected_of[vm_id] = (learned_now, True)
+                    next_at[vm_id] = follower_poll_at(started_at[vm_id], now, learned_now,
+                                                      looked_now=vm_id in looked, base=poll)
         if resend:
             yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,
                                start_input=start_input)
@@ -310,9 +346,68 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # ring builds a manifest from them (``keepResults``, default true).
     keep = spec.keep_results is not False
     packed = pack_verdicts(vms, verdicts)
+    summary = summarise(vms, verdicts, [_manifest_part(r) for r in ordered] if keep else None,
+                        sample_size=spec.sample_size, sources_wanted=spec.sources_wanted)
     return to_payload(WaveOutput(packed=packed["packed"], verdicts=packed["verdicts"], passed=packed["passed"],
-                                 results=[_manifest_part(r) for r in ordered] if keep else [],
-                                 install_seconds=seen_done))
+                                 install_seconds=seen_done, **summary))
+
+
+def summarise(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], results: list[dict[str, Any]] | None, *,
+              sample_size: int | None, sources_wanted: int | None) -> dict[str, Any]:
+    """What a wave hands its ring besides the packed verdicts (issue 11, item 2: the ring does not
+    hold the slice's VMs), bounded whatever the slice's size: ``count``; ``sample``, the first
+    ``sample_size`` passing VMs in spread order (the ring's health sample merges them:
+    ``spread_order`` keeps a VM's place as VMs are added); and when ``results`` (the manifest's
+    entries, in slice order) are kept: each kept one with its ``verdict`` -- every VM that did not
+    pass, and of the passing ones the first of each distinct OS / image / patch list (what the
+    manifest reads is the same) -- ``sources``, the first ``sources_wanted`` passing VMs by id, and
+    ``sourceCount``, all of them. ``sample_size`` / ``sources_wanted`` absent: none (an older ring)."""
+    by_vm = {str(v.get("vm")): v for v in verdicts}
+    passing = [vm for vm in vms if verdict_passed(by_vm.get(str(vm["id"])) or {})]
+    refs = {str(vm["id"]): vm for vm in passing}
+    sample = [refs[vm_id] for vm_id in spread_order(passing)[:max(0, int(sample_size or 0))]]
+    out: dict[str, Any] = {"count": len(vms), "sample": sample}
+    if results is None:
+        return {**out, "results": []}
+    kept: list[dict[str, Any]] = []
+    shapes: set[str] = set()
+    for entry in results:
+        verdict = by_vm.get(str(entry.get("vm")))
+        if verdict is not None and verdict_passed(verdict):
+            shape = result_shape(entry)
+            if shape in shapes:
+                continue
+            shapes.add(shape)
+        kept.append({**entry, "verdict": verdict} if verdict is not None else dict(entry))
+    ids = sorted((str(vm["id"]) for vm in passing), key=str.lower)
+    return {**out, "results": kept, "sources": ids[:max(0, int(sources_wanted or 0))], "source_count": len(ids)}
+
+
+def result_shape(entry: dict[str, Any]) -> str:
+    """What a passing VM's install entry tells the manifest: its OS, image and patch list."""
+    result = entry.get("result")
+    patches = result.get("patches") if isinstance(result, dict) else None
+    return json.dumps([str(entry.get("os") or "").lower(), entry.get("image"), patches], sort_keys=True)
+
+
+def _unread(context: df.DurableOrchestrationContext, spec: WaveInput, exc: Exception) -> Any:
+    """The wave's answer when its slice could not be read from the ledger (issue 11, item 2):
+    nothing was installed; ``unread`` ``{count, error}`` tells the ring, which makes its gate
+    inconclusive with a reason naming the slice (never passed); the status says so too."""
+    count = int(spec.members.count) if spec.members is not None else 0
+    error = {"code": "WaveMembersUnreadable", "message": str(exc)[:300]}
+    context.set_custom_status({"step": "members-unreadable", "vms": count, "installing": 0,
+                               "states": {"unread": count}, "error": error})
+    if not context.is_replaying:
+        log.warning("wave %s of %s: slice %s unreadable, %d VM(s) not installed: %s", spec.wave, spec.ring,
+                    spec.members.slice if spec.members else None, count, exc)
+    return to_payload(WaveOutput(packed=True, verdicts=[], passed={}, count=count, sample=[],
+                                 unread={"count": count, "error": error}))
+
+
+def _scouts(started: list[tuple[str, Any]]) -> dict[str, str]:
+    """The first-wave scouts of the VMs started (``(id, os)`` in start order): one per OS."""
+    return pick_scouts((vm_id, str(os_name or "")) for vm_id, os_name in started)
 
 
 def _expected(spec: WaveInput, parameters: dict[str, Any], os_name: Any) -> tuple[timedelta, bool]:

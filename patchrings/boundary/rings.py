@@ -38,6 +38,7 @@ __all__ = [
     "VerifyOutput",
     "VerifySummary",
     "WaveInput",
+    "WaveMembers",
     "WaveOutput",
 ]
 
@@ -75,6 +76,10 @@ class RingDirectCarry:
     sources: list[str] = field(default_factory=list)
     source_count: int = 0
     skipped_count: int = 0
+    # wave slices whose members could not be read (issue 11, item 2): ring-level gate notes (at
+    # most 100) and the number of VMs in them (never installed: inconclusive, never passed)
+    unread: list[dict[str, Any]] | None = None
+    unread_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,25 @@ class RingDirectOutput:
 
 
 @dataclass(frozen=True)
+class WaveMembers:
+    """Where a wave instance's VMs are (issue 11, item 2): slice ``slice`` of wave ``wave`` (the
+    wave input's) of the plan ``plan_hash`` that ``plan_ring_waves`` wrote to the ledger for the
+    run ``run_id`` (the wave input's); ``count`` VMs (what the plan said: a slice the wave cannot
+    read is that many VMs never installed)."""
+
+    plan_hash: str
+    slice: int
+    count: int
+
+
+@dataclass(frozen=True)
 class WaveInput:
-    """``wave``: start installPatches on a slice of a wave's VMs, poll them, verify (sent by ring_direct)."""
+    """``wave``: start installPatches on a slice of a wave's VMs, poll them, verify (sent by ring_direct).
+
+    ``members`` names the slice in the ledger (the wave reads it with ``read_wave_members``): what
+    ring_direct sends, so no VM passes through the ring's history (issue 11). ``vms`` is the
+    older form, the VMs themselves: a wave started by a ring given its VMs (``RingDirectInput.vms``,
+    tests) or before the change (in flight across a deploy); ``members`` wins when both are set."""
 
     rollout_id: str | None = None
     ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
@@ -122,6 +144,7 @@ class WaveInput:
     run_id: str | None = None
     wave: int | None = None
     vms: list[dict[str, Any]] | None = None
+    members: WaveMembers | None = None
     parameters: dict[str, Any] | None = None  # installPatches parameters per OS
     poll_seconds: int | None = None
     run_started_at: str | None = None
@@ -133,6 +156,11 @@ class WaveInput:
     slices: int | None = None
     start_burst: int | None = None
     start_pause_seconds: int | None = None
+    # What the ring asks back besides verdicts (issue 11, bounded history): at most ``sample_size``
+    # passing VMs for its health sample (spread_order's first), at most ``sources_wanted`` ids of
+    # the manifest's sources (the first by id); absent: all of them (an older caller)
+    sample_size: int | None = None
+    sources_wanted: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,14 @@ class WaveOutput:
     passed: dict[str, list[int]]
     results: list[dict[str, Any]] = field(default_factory=list)
     install_seconds: dict[str, float] = field(default_factory=dict)
+    # issue 11, item 2 (the ring does not hold the slice's VMs): how many VMs the slice held, the
+    # passing ones for the ring's health sample, the manifest's sources (first by id) and their
+    # number; ``unread`` ``{count, error}`` when the slice could not be read (nothing installed)
+    count: int | None = None
+    sample: list[dict[str, Any]] | None = None
+    sources: list[str] | None = None
+    source_count: int | None = None
+    unread: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------- verify

@@ -19,10 +19,22 @@ last look that found it running and by the look that found it done. A first-wave
 upper end would make every later wave wait up to a whole gap; at the middle it costs a later
 wave one or two more looks at most (gaps of 2, 4 minutes). A bracket of a learned schedule is
 narrow (at most 8 minutes): its end is learned, as before.
+
+**Scouts** (issue 11, item 6: the first-wave schedule made a bad patch's detection 8 simulated
+minutes later). In a first wave, one VM per OS per slice -- the first started of that OS
+(:func:`pick_scouts`) -- is looked at on the fine schedule: first at :data:`SCOUT_FIRST_LOOK` (or
+the floor, if shorter), then gaps of ``base`` doubling up to 8 minutes (the learned schedule with
+that first look: :func:`scout_expected`). The others of its OS keep the coarse first-wave
+schedule until the scout is seen done; then its duration is known and each of them is looked at
+its own start + that duration (:func:`follower_poll_at`): at once for those started with the
+scout, later for those started in later bursts -- the looks follow the paced starts, so the
+slice's reads stay spread as its starts were. Cost: a scout's extra looks (a 10-minute install:
+5, 7, 11 instead of 30), about two per OS per slice of up to 100 VMs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from patchrings.domain.results import next_install_poll
@@ -31,6 +43,38 @@ from patchrings.domain.results import next_install_poll
 FIRST_WAVE_GAP_CAP = timedelta(minutes=30)
 #: A learned-schedule bracket at most this wide is learned by its end (the look that saw it done).
 NARROW_BRACKET = timedelta(minutes=8)
+#: A first-wave scout's first look (issue 11, item 6): then gaps of ``base`` doubling up to 8 minutes.
+SCOUT_FIRST_LOOK = timedelta(minutes=5)
+
+
+def pick_scouts(vms: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The scouts of a first-wave slice: OS (lower-cased) -> the id of its first VM in ``vms``
+    (``(id, os)`` pairs in start order: the started VMs only)."""
+    scouts: dict[str, str] = {}
+    for vm_id, os_name in vms:
+        scouts.setdefault(str(os_name or "").lower(), vm_id)
+    return scouts
+
+
+def scout_expected(floor: timedelta) -> timedelta:
+    """A scout's first look, as the ``expected`` of the learned schedule: :data:`SCOUT_FIRST_LOOK`,
+    or the first-wave floor when that is sooner."""
+    return min(SCOUT_FIRST_LOOK, floor) if floor > timedelta(0) else SCOUT_FIRST_LOOK
+
+
+def follower_poll_at(started: datetime, seen: datetime, learned: timedelta, *, looked_now: bool = False,
+                     base: timedelta = timedelta(minutes=2)) -> datetime:
+    """A follower's next look once its OS's scout was seen done at ``seen`` after ``learned``:
+    its own start + ``learned`` when that is still to come (it started in a later burst than the
+    scout); else at once (``seen``: it started with the scout, its install should be done too),
+    or, if it was looked at in that same round (``looked_now``), the learned schedule's next
+    instant (start + ``learned`` + ``base``, doubling)."""
+    at = started + learned
+    if at > seen:
+        return at
+    if not looked_now:
+        return seen
+    return next_install_poll(started, seen, learned, base)
 
 
 def first_wave_poll(started: datetime, now: datetime, floor: timedelta) -> datetime:
@@ -62,6 +106,42 @@ def learned_install_seconds(started: datetime, running_at: datetime | None, done
     if running_at is None or running_at <= started or done_at - running_at <= NARROW_BRACKET:
         return end.total_seconds()
     return ((running_at - started) + (done_at - running_at) / 2).total_seconds()
+
+
+def first_wave_with_scout(durations: list[timedelta], floor: timedelta, *, starts: list[timedelta] | None = None,
+                          base: timedelta = timedelta(minutes=2)) -> tuple[list[int], timedelta]:
+    """A first-wave slice of one OS with a scout (the first VM): the looks each install costs and
+    when the last is seen done (offset from the first start); ``starts`` are the VMs' start
+    offsets (default: all at 0). The table the unit tests and the docs quote."""
+    t0 = datetime(2000, 1, 1, tzinfo=UTC)
+    starts = starts or [timedelta(0)] * len(durations)
+    started = [t0 + s for s in starts]
+    looks = [0] * len(durations)
+    expected = [scout_expected(floor) if i == 0 else floor for i in range(len(durations))]
+    learned = [i == 0 for i in range(len(durations))]
+    next_at = [install_poll_at(started[i], started[i], expected[i], learned=learned[i], base=base)
+               for i in range(len(durations))]
+    open_ = set(range(len(durations)))
+    last = t0
+    while open_:
+        now = min(next_at[i] for i in open_)
+        due = sorted(i for i in open_ if next_at[i] <= now)
+        scout_done = False
+        for i in due:
+            looks[i] += 1
+            if now - started[i] >= durations[i]:
+                open_.discard(i)
+                last = max(last, now)
+                if i == 0:
+                    scout_done = True
+            else:
+                next_at[i] = install_poll_at(started[i], now, expected[i], learned=learned[i], base=base)
+        if scout_done:
+            took = now - started[0]
+            for i in sorted(open_):
+                expected[i], learned[i] = took, True
+                next_at[i] = follower_poll_at(started[i], now, took, looked_now=i in due, base=base)
+    return looks, last - t0
 
 
 def polls_until_seen(duration: timedelta, expected: timedelta, *, learned: bool,

@@ -18,8 +18,8 @@ from activities import members as members_mod
 from orchestrators import names
 from orchestrators import ring_direct as ring_direct_mod
 from orchestrators.ring_direct import health_sample
-from orchestrators.verdicts import pack_verdicts
 from tests.unit.orchestrators.test_orch_verdicts import RING0, Call, ScriptedContext, drive, named, ok_result, raw
+from tests.unit.orchestrators.test_ring_direct_scale import wave_answer
 
 pytestmark = pytest.mark.unit
 
@@ -47,6 +47,16 @@ class Store:
 
     def wave_slice(self, run_id: str, plan_hash: str, wave: int, part: int) -> list[dict[str, Any]] | None:
         return self.slices.get((run_id.lower(), plan_hash, wave, part))
+
+
+def slice_of(store: Store, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """A wave's VMs: its own ``vms`` (a ring given its VMs), else its slice read from the ledger
+    as the wave reads it (``members``: the ring never hands them over, issue 11 item 2)."""
+    if payload.get("vms") is not None:
+        return list(payload["vms"])
+    ref = payload["members"]
+    return list(members_mod.read_wave_members_core(store, {"runId": payload["runId"], "planHash": ref["planHash"],
+                                                           "wave": payload["wave"], "slice": ref["slice"]})["vms"])
 
 
 def resolving(monkeypatch: pytest.MonkeyPatch, fleet: list[dict[str, Any]]) -> list[Any]:
@@ -136,17 +146,17 @@ def test_a_1200_vm_ring_from_the_ledger_decides_as_from_its_vm_list_and_never_ca
         if call.name == names.READ_WAVE_MEMBERS:
             return members_mod.read_wave_members_core(store, call.payload)
         if call.name == names.WAVE:
-            part = call.payload["vms"]
+            part = slice_of(store, call.payload)
             verdicts = [{"vm": v["id"], "name": v["name"], "install": "ok", "health": "healthy", "outcome": "pass",
                          "reasons": []} if v["id"] not in sick else
                         {"vm": v["id"], "name": v["name"], "install": "inconclusive", "health": "skipped",
                          "outcome": "inconclusive", "reasons": ["install: unreadable"]} for v in part]
-            return {**pack_verdicts(part, verdicts), "installSeconds": {"windows": 600.0},
-                    "results": [{"vm": v["id"], "os": v["os"], "state": "done",
-                                 "result": {"patches": ok_result("5048667" if v["os"] == "Windows" else "")["patches"]
-                                            if v["os"] == "Windows" else
-                                            [{"name": "openssl", "version": "3", "installationState": "Installed"}]}}
-                                for v in part] if call.payload["keepResults"] else []}
+            return wave_answer(part, verdicts, call.payload, installSeconds={"windows": 600.0}, results=[
+                {"vm": v["id"], "os": v["os"], "state": "done",
+                 "result": {"patches": ok_result("5048667" if v["os"] == "Windows" else "")["patches"]
+                            if v["os"] == "Windows" else
+                            [{"name": "openssl", "version": "3", "installationState": "Installed"}]}}
+                for v in part])
         return {}
 
     base = {"rolloutId": "r", "ringSpec": ring(50, 5), "ring": "ring0", "runId": "r:ring0",
@@ -188,7 +198,7 @@ def test_a_ring_past_its_budget_names_the_first_hundred_skipped_and_counts_the_r
             return members_mod.read_wave_members_core(store, call.payload)
         if call.name == names.WAVE:  # the first wave fails: the budget (0) is exceeded
             return {"verdicts": [{"vm": v["id"], "install": "failed", "health": "skipped", "outcome": "fail",
-                                  "reasons": ["install: boom"]} for v in call.payload["vms"]]}
+                                  "reasons": ["install: boom"]} for v in slice_of(store, call.payload)]}
         return {}
 
     out, _ = _run({"rolloutId": "r", "ringSpec": ring(50), "ring": "ring0", "runId": "r:ring0"}, answer)

@@ -27,6 +27,23 @@ from tests.unit.orchestrators.test_orch_verdicts import (
 pytestmark = pytest.mark.unit
 
 
+def wave_answer(part: list[dict[str, Any]], verdicts: list[dict[str, Any]], payload: dict[str, Any], *,
+                results: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    """A fake wave's answer in the real contract (issue 11, item 2): packed verdicts plus the
+    bounded summary the wave itself builds (``wave.summarise``: count, sample, kept results,
+    sources) from the slice ``part`` and what the ring asked (sampleSize / sourcesWanted)."""
+    from orchestrators.verdicts import pack_verdicts
+    from patchrings.boundary.codec import to_payload
+    from patchrings.boundary.rings import WaveOutput
+
+    packed = pack_verdicts(part, verdicts)
+    keep = payload.get("keepResults") is not False and results is not None
+    summary = wave_mod.summarise(part, verdicts, results if keep else None, sample_size=payload.get("sampleSize"),
+                                 sources_wanted=payload.get("sourcesWanted"))
+    return {**to_payload(WaveOutput(packed=True, verdicts=packed["verdicts"], passed=packed["passed"], **summary)),
+            **extra}
+
+
 def test_each_wave_gets_the_install_durations_the_previous_wave_saw() -> None:
     vms = [vm(f"v{i}", "Windows" if i % 2 else "Linux") for i in range(6)]
     spec = {"rolloutId": "r", "ringSpec": RING0, "ring": "ring0", "runId": "r:ring0", "vms": vms,
@@ -225,9 +242,10 @@ def test_a_ring_continues_as_new_every_k_waves_and_ends_with_the_same_summary() 
                          "reasons": []} if v["id"] != bad else
                         {"vm": v["id"], "name": v["name"], "install": "inconclusive", "health": "skipped",
                          "outcome": "inconclusive", "reasons": ["install: unreadable"]} for v in wave_vms]
-            return {**pack_verdicts(wave_vms, verdicts), "installSeconds": {"windows": 100.0 * call.payload["wave"]},
-                    "results": [{"vm": v["id"], "os": "Windows", "state": "done", "result": ok_result()}
-                                for v in wave_vms] if call.payload["keepResults"] else []}
+            return wave_answer(wave_vms, verdicts, call.payload,
+                               installSeconds={"windows": 100.0 * call.payload["wave"]},
+                               results=[{"vm": v["id"], "os": "Windows", "state": "done", "result": ok_result()}
+                                        for v in wave_vms])
         return {}
 
     executions, waves_seen = 0, []

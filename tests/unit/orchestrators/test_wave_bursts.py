@@ -163,37 +163,73 @@ def test_bursts_are_per_subscription() -> None:
 
 
 def test_each_vm_is_polled_from_its_own_start_so_polls_follow_the_bursts() -> None:
+    """The scout (vm000, first started) on the fine schedule; the others at 30 min (coarse), then,
+    once the scout is seen done at 51 min, at their own start + 51 min: the second burst's looks
+    stay 10 s after the first's, as their starts were."""
     ctx = Ctx(spec([vm(i) for i in range(40)]))
     run(ctx, done_after(45))
     first, second = (at for at, _ in bursts(ctx))
     polls: dict[str, list[datetime]] = {}
+    rounds: dict[datetime, int] = {}
     for at, name, payload in ctx.log:
         if name == "poll_install":
             polls.setdefault(payload["vm"]["name"], []).append(at)
-    assert polls["vm000"] == [first + timedelta(minutes=30), first + timedelta(minutes=60)]
-    assert polls["vm020"] == [second + timedelta(minutes=30), second + timedelta(minutes=60)]
-    rounds = {at for at, name, _ in ctx.log if name == "poll_install"}
-    assert len(rounds) == 4  # two bursts x two looks: never all 40 VMs at once
+            rounds[at] = rounds.get(at, 0) + 1
+    assert [round((at - first).total_seconds() / 60) for at in polls["vm000"]] == [5, 7, 11, 19, 27, 35, 43, 51]
+    assert polls["vm001"] == [first + timedelta(minutes=30), first + timedelta(minutes=51)]
+    assert polls["vm020"] == [second + timedelta(minutes=30), second + timedelta(minutes=51)]
+    assert max(rounds.values()) == 20  # never more looks at once than a burst of starts
 
 
-@pytest.mark.parametrize(("minutes", "looks"), [(2, 1), (29, 1), (45, 2), (60, 2), (75, 3), (110, 4)])
-def test_first_wave_looks_at_an_install_few_times(minutes: float, looks: int) -> None:
-    """No learned duration: 30 min (PT2H / 4), then the offset doubles (gaps at most 30 min)."""
-    ctx = Ctx(spec([vm(0)]))
+# Looks per install in a first-wave slice of 10 VMs of one OS started together (PT2H): the scout's
+# (5 min, then 2, 4, 8, 8 ... min) and each other VM's (30 min, then doubling, until the scout is
+# seen done: then at once). Before the scouts, every VM looked like the others do (column 3 = the
+# old one-VM figure); their looks end no later than before and at most one gap after the scout's.
+@pytest.mark.parametrize(("minutes", "scout", "others", "seen_by"), [
+    (2, 1, 1, 5), (29, 6, 1, 35), (45, 8, 2, 51), (60, 10, 2, 67), (75, 11, 3, 75), (110, 16, 4, 115)])
+def test_first_wave_looks_scout_fine_others_coarse_then_at_once(minutes: float, scout: int, others: int,
+                                                                seen_by: int) -> None:
+    from patchrings.domain.install_polling import first_wave_with_scout
+
+    ctx = Ctx(spec([vm(i) for i in range(10)]))
     out = run(ctx, done_after(minutes))
-    assert sum(1 for _, name, _ in ctx.log if name == "poll_install") == looks
-    assert out["results"][0]["state"] == "done"
+    looks: dict[str, int] = {}
+    for _, name, payload in ctx.log:
+        if name == "poll_install":
+            looks[payload["vm"]["name"]] = looks.get(payload["vm"]["name"], 0) + 1
+    assert looks["vm000"] == scout and {looks[f"vm{i:03d}"] for i in range(1, 10)} == {others}
+    assert all(r["state"] == "done" for r in out["results"])
+    last = max(at for at, name, _ in ctx.log if name == "poll_install")
+    assert last == T0 + timedelta(minutes=seen_by)  # the whole slice seen done (then verify starts)
+    # the domain's table says the same (what the docs quote)
+    table, all_seen = first_wave_with_scout([timedelta(minutes=minutes)] * 10, timedelta(minutes=30))
+    assert table == [scout] + [others] * 9 and all_seen == timedelta(minutes=seen_by)
 
 
-def test_the_ring_learns_the_middle_of_a_wide_first_wave_bracket_and_a_later_wave_looks_once() -> None:
+def test_a_later_wave_has_no_scout_and_the_ring_learns_the_scouts_narrow_bracket() -> None:
     ctx = Ctx(spec([vm(0), vm(1, "Linux")]))
     out = run(ctx, done_after({"vm000": 45, "vm001": 2}))
-    # Windows: running at 30, done at 60 -> 45 min; Linux: done at its first look (30) -> 30 min
-    assert out["installSeconds"] == {"windows": 2700.0, "linux": 1800.0}
-    later = Ctx(spec([vm(2), vm(3, "Linux")], expectedInstallSeconds=out["installSeconds"]))
-    again = run(later, done_after({"vm002": 45, "vm003": 2}))
-    assert sum(1 for _, name, _ in later.log if name == "poll_install") == 2  # one look each
-    assert again["installSeconds"] == {"windows": 2700.0, "linux": 1800.0}
+    # both are their OS's scout: Windows seen done at 51 (bracket 43-51: its end), Linux at 5
+    assert out["installSeconds"] == {"windows": 3060.0, "linux": 300.0}
+    later = Ctx(spec([vm(2), vm(3, "Linux"), vm(4)], expectedInstallSeconds=out["installSeconds"]))
+    again = run(later, done_after({"vm002": 45, "vm003": 2, "vm004": 45}))
+    assert sum(1 for _, name, _ in later.log if name == "poll_install") == 3  # one look each, no scout
+    assert again["installSeconds"] == {"windows": 3060.0, "linux": 300.0}
+
+
+def test_a_failed_scout_leaves_the_others_on_the_coarse_schedule() -> None:
+    inner = done_after(45)
+
+    def answer(call: Call, ctx: Ctx) -> Any:
+        if call.name == "poll_install" and call.payload["vm"]["name"] == "vm000":
+            return {"done": True, "result": None, "error": {"code": "InstallFailed"}}
+        return inner(call, ctx)
+
+    ctx = Ctx(spec([vm(i) for i in range(3)]))
+    out = run(ctx, answer)
+    looks = [round((at - T0).total_seconds() / 60) for at, name, p in ctx.log
+             if name == "poll_install" and p["vm"]["name"] == "vm001"]
+    assert looks == [30, 60] and [r["state"] for r in out["results"]] == ["failed", "done", "done"]
 
 
 def test_a_later_wave_keeps_the_learned_schedule_and_learns_its_narrow_bracket_end() -> None:
@@ -206,8 +242,14 @@ def test_a_later_wave_keeps_the_learned_schedule_and_learns_its_narrow_bracket_e
 def test_the_deadline_still_caps_the_first_wave_schedule() -> None:
     ctx = Ctx(spec([vm(0)], deadline="2026-11-16T07:10:00Z"))
     out = run(ctx, done_after(200))
-    assert [round((at - T0).total_seconds() / 60) for at, name, _ in ctx.log if name == "poll_install"] == [30, 60, 70]
+    looks = [round((at - T0).total_seconds() / 60) for at, name, _ in ctx.log if name == "poll_install"]
+    assert looks == [5, 7, 11, 19, 27, 35, 43, 51, 59, 67, 70]  # a scout, cut at the deadline (70 min)
     assert out["results"][0]["state"] == "timeout"
+    ctx = Ctx(spec([vm(0), vm(1)], deadline="2026-11-16T07:10:00Z"))
+    out = run(ctx, done_after(200))
+    assert [round((at - T0).total_seconds() / 60) for at, name, p in ctx.log
+            if name == "poll_install" and p["vm"]["name"] == "vm001"] == [30, 60, 70]  # the coarse one
+    assert [r["state"] for r in out["results"]] == ["timeout", "timeout"]
 
 
 def test_refused_retryable_starts_are_retried_in_bursts_too() -> None:
