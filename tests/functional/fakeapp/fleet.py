@@ -72,6 +72,7 @@ class Fleet:
     fail_gate_read: bool = False
     fail_load_plan: bool = False
     refuse_once: set[str] = field(default_factory=set)  # VM names whose first start is a transient refusal
+    unreadable_slices: set[tuple[int, int]] = field(default_factory=set)  # (wave, slice) read_wave_members fails
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     # ------------------------------------------------------------------ set-up
@@ -230,6 +231,8 @@ def ring_coverage(payload: Payload) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 def read_wave_members(payload: Payload) -> dict[str, Any]:
     FLEET.record("read_wave_members", payload)
+    if (int(payload["wave"]), int(payload.get("slice") or 0)) in FLEET.unreadable_slices:
+        raise RuntimeError("the ledger's Waves table is unavailable")  # every attempt (issue 11, item 2)
     with FLEET.lock:
         known = FLEET.wave_plans[payload["runId"]]
         assert known["hash"] == payload["planHash"], payload
