@@ -34,8 +34,8 @@ The rollout starts at 01:00 UTC, so a Ring 0 at its lower bound can make Ring 1'
 
 ``BENCH_BLAST_SCHEDULES=5,10%,geometric`` picks rows.
 
-Results: ``bench/results/blast_radius.json`` (this module's own file; ``python -m bench`` also
-writes ``bench_blast_radius.json``).
+Results: ``bench/results/blast_radius.json`` (this module's own file, or ``$BENCH_OUT``;
+``python -m bench`` also writes ``bench_blast_radius.json``).
 """
 
 from __future__ import annotations
@@ -105,16 +105,36 @@ def _instances(platform: Any) -> dict[str, Any]:
 
 
 def _waves(instances: dict[str, Any], rid: str) -> list[list[str]]:
-    """VM names of Ring 0's waves, in the order the app ran them."""
+    """VM names of Ring 0's waves, in the order the app ran them: each wave instance's (and
+    slice's, ``w3.1``) members -- the ``read_wave_members`` answer in its history (issue 11, item
+    2: the ring hands a wave a reference, not its VMs), or its input's ``vms`` (an older wave)."""
+    from emulator.host import history as h
+
     prefix = f"{rid}:ring0:w"
-    found = []
+    found: dict[int, list[tuple[int, list[str]]]] = {}
     for iid, inst in instances.items():
-        if iid.startswith(prefix) and iid[len(prefix):].isdigit():
-            doc = json.loads(inst["input"] or "{}")
-            while isinstance(doc, str):  # the host keeps the input as JSON text of JSON text
-                doc = json.loads(doc)
-            found.append((int(iid[len(prefix):]), [str(vm["id"]).rsplit("/", 1)[-1].lower() for vm in doc["vms"]]))
-    return [names for _, names in sorted(found)]
+        tail = iid[len(prefix):] if iid.startswith(prefix) else ""
+        wave, _, part = tail.partition(".")
+        if not wave.isdigit() or (part and not part.isdigit()):
+            continue
+        doc = _json(inst["input"] or "{}")
+        vms = doc.get("vms")
+        if vms is None:
+            scheduled = {ev["EventId"] for ev in inst["history"] if ev.get("EventType") == h.TASK_SCHEDULED
+                         and ev.get("Name") == "read_wave_members"}
+            answers = [_json(ev.get("Result") or "{}") for ev in inst["history"]
+                       if ev.get("EventType") == h.TASK_COMPLETED and ev.get("TaskScheduledId") in scheduled]
+            vms = [vm for answer in answers for vm in answer.get("vms") or []]
+        found.setdefault(int(wave), []).append(
+            (int(part or 0), [str(vm["id"]).rsplit("/", 1)[-1].lower() for vm in vms]))
+    return [[name for _, names in sorted(found[w]) for name in names] for w in sorted(found)]
+
+
+def _json(text: Any) -> dict[str, Any]:
+    doc = text
+    while isinstance(doc, str):  # the host keeps inputs and results as JSON text (of JSON text)
+        doc = json.loads(doc)
+    return doc if isinstance(doc, dict) else {}
 
 
 def _install_plans(platform: Any) -> dict[str, Any]:
@@ -299,8 +319,9 @@ def run() -> dict[str, Any]:
               f"{good['fullFleetOverLowerBound']!s:>6} {bad['nextCycleReHarm']!s:>7}")
     result = {"start": START, "sizes": list(SIZES), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "blast_radius.json").write_text(json.dumps(result, indent=2, default=str))
-    print("   saved bench/results/blast_radius.json")
+    name = os.environ.get("BENCH_OUT") or "blast_radius.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str))
+    print(f"   saved bench/results/{name}")
     return result
 
 

@@ -9,8 +9,13 @@ run stops when Ring 0 is over (the rollout waits for Ring 1's approval). Twice, 
 * **before** -- the wave as it was: every slice starts all its installs in one fan-out, and the
   first wave polls at 30 minutes then every 2, 4, 8, 8 ... minutes (the in-process
   ``orchestrators.wave`` has ``start_pacing`` / ``_next_look`` substituted for the run);
+* **noScouts** -- paced as now, the first-wave schedule of ``install_polling`` for every VM (the
+  wave of the session before the scouts: ``orchestrators.wave._scouts`` answers none);
 * **after** -- the wave as it is: bursts from ``rate.start_pacing`` (five slices assumed unless
-  the ring passes ``slices``) and the first-wave schedule of ``install_polling``.
+  the ring passes ``slices``), the first-wave schedule for most VMs and a scout per OS per slice
+  on the fine one (issue 11, item 6).
+
+``BENCH_WAVE_MODES=before,noScouts,after`` (default all three) picks the runs.
 
 Reported per run (from the simulator's recorder; helpers of ``bench_ring_scale`` by import):
 throttled requests (429) in Ring 0's phase, by operation; ARM calls per VM in the phase and the
@@ -19,7 +24,7 @@ simulated minutes from the first to the last installPatches POST (what the pacin
 Ring 0's simulated duration (rollout start to the approval wait); the ratios after / before.
 ``BENCH_WAVE_VMS=200`` (default; comma-separated for several sizes) sets ``N``.
 
-Results: ``bench/results/wave_bursts.json``.
+Results: ``bench/results/wave_bursts.json`` (or ``bench/results/$BENCH_OUT``).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def _unpaced() -> Iterator[None]:
     from patchrings.domain.rate import StartPacing
     from patchrings.domain.results import next_install_poll
 
-    pacing, look = getattr(wave, "start_pacing"), getattr(wave, "_next_look")  # noqa: B009
+    pacing, look, scouts = getattr(wave, "start_pacing"), getattr(wave, "_next_look"), getattr(wave, "_scouts")  # noqa: B009
 
     def all_at_once(*_: Any, **__: Any) -> StartPacing:
         return StartPacing(10**6, 0)
@@ -58,21 +63,40 @@ def _unpaced() -> Iterator[None]:
 
     setattr(wave, "start_pacing", all_at_once)  # noqa: B010
     setattr(wave, "_next_look", old_look)  # noqa: B010
+    setattr(wave, "_scouts", _none)  # noqa: B010
     try:
         yield
     finally:
         setattr(wave, "start_pacing", pacing)  # noqa: B010
         setattr(wave, "_next_look", look)  # noqa: B010
+        setattr(wave, "_scouts", scouts)  # noqa: B010
 
 
-def measure(size: int, *, paced: bool) -> dict[str, Any]:
+def _none(*_: Any, **__: Any) -> dict[str, str]:
+    return {}
+
+
+@contextmanager
+def _no_scouts() -> Iterator[None]:
+    """The paced wave of the session before the scouts: every VM on the first-wave schedule."""
+    import orchestrators.wave as wave
+
+    scouts = getattr(wave, "_scouts")  # noqa: B009
+    setattr(wave, "_scouts", _none)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(wave, "_scouts", scouts)  # noqa: B010
+
+
+def measure(size: int, *, paced: bool, scouts: bool = True) -> dict[str, Any]:
     from emulator.clock import make_clock
     from emulator.platform import LocalPlatform
     from tests.functional.platform_driver import driver
 
     scenario, members = _arm_fleet((size, 1, 1))
     plan = _plan(CONCURRENCY)
-    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-wave-bursts-{os.getpid()}-{size}-{int(paced)}"
+    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-wave-bursts-{os.getpid()}-{size}-{int(paced)}{int(scouts)}"
     state.mkdir(parents=True, exist_ok=True)
     plan_path = state / "plan.json"
     plan_path.write_text(json.dumps(plan))
@@ -80,7 +104,7 @@ def measure(size: int, *, paced: bool) -> dict[str, Any]:
                              settings={"PATCHRINGS_APPROVER_HEADER_FALLBACK": "true",
                                        "PATCHRINGS_PLAN_PATH": str(plan_path)})
     started = time.perf_counter()
-    with (_unpaced() if not paced else _nothing()):
+    with (_unpaced() if not paced else _no_scouts() if not scouts else _nothing()):
         platform.start()
         try:
             d = driver(platform)
@@ -93,7 +117,7 @@ def measure(size: int, *, paced: bool) -> dict[str, Any]:
         finally:
             platform.stop()
     wall = time.perf_counter() - started
-    return _tally(records, operations, members["ring0"], size, paced, wall, runtime)
+    return {**_tally(records, operations, members["ring0"], size, paced, wall, runtime), "scouts": paced and scouts}
 
 
 @contextmanager
@@ -149,40 +173,58 @@ def _ratio(after: Any, before: Any) -> float | None:
     return round(after / before, 3)
 
 
+MODES = {"before": {"paced": False}, "noScouts": {"paced": True, "scouts": False}, "after": {"paced": True}}
+
+
 def run(sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
     sizes = sizes or tuple(int(s) for s in os.environ.get("BENCH_WAVE_VMS", "200").split(",") if s.strip())
+    modes = [m.strip() for m in os.environ.get("BENCH_WAVE_MODES", ",".join(MODES)).split(",") if m.strip()]
     rows = []
     for size in sizes:
-        before = measure(size, paced=False)
-        after = measure(size, paced=True)
-        win_b = before["vmAddressedPerVm"].get("Windows", {}).get("total")
-        win_a = after["vmAddressedPerVm"].get("Windows", {}).get("total")
-        rows.append({"vms": size, "before": before, "after": after, "ratios": {
-            "throttled": _ratio(after["throttled"], before["throttled"]),
-            "callsPerVm": _ratio(after["callsPerVm"], before["callsPerVm"]),
-            "windowsVmCalls": _ratio(win_a, win_b),
-            "ring0Minutes": _ratio(after["ring0Minutes"], before["ring0Minutes"]),
-        }})
-        _print(rows[-1])
+        row: dict[str, Any] = {"vms": size}
+        for mode in modes:
+            row[mode] = measure(size, **MODES[mode])
+        ratios: dict[str, Any] = {}
+        for base in ("before", "noScouts"):
+            if base in row and "after" in row:
+                b, a = row[base], row["after"]
+                ratios[f"after/{base}"] = {
+                    "throttled": _ratio(a["throttled"], b["throttled"]),
+                    "callsPerVm": _ratio(a["callsPerVm"], b["callsPerVm"]),
+                    "extraCallsPerVm": round(a["callsPerVm"] - b["callsPerVm"], 3),
+                    "windowsVmCalls": _ratio(_win(a), _win(b)),
+                    "ring0Minutes": _ratio(a["ring0Minutes"], b["ring0Minutes"]),
+                }
+        row["ratios"] = ratios
+        rows.append(row)
+        _print(row, modes)
     out = {"bench": "wave_bursts", "concurrency": CONCURRENCY, "rows": rows,
            "machine": f"{os.cpu_count()} CPUs", "start": START}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "wave_bursts.json").write_text(json.dumps(out, indent=2) + "\n")
+    name = os.environ.get("BENCH_OUT") or "wave_bursts.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"   saved bench/results/{name}")
     return out
 
 
-def _print(row: dict[str, Any]) -> None:
+def _win(r: dict[str, Any]) -> Any:
+    return r["vmAddressedPerVm"].get("Windows", {}).get("total")
+
+
+def _print(row: dict[str, Any], modes: list[str]) -> None:
+    first = row[modes[0]]
     print(f"   Ring 0 of {row['vms']} VMs at maxConcurrency {CONCURRENCY} (one first wave, "
-          f"{row['before']['slices']} slices)")
-    print(f"   {'':>7} {'429s':>6} {'calls/VM':>8} {'Windows VM':>10} {'Linux VM':>8} {'POST spread':>11} "
+          f"{first['slices']} slices)")
+    print(f"   {'':>9} {'429s':>6} {'calls/VM':>8} {'Windows VM':>10} {'Linux VM':>8} {'POST spread':>11} "
           f"{'Ring 0 min':>10}")
-    for label in ("before", "after"):
+    for label in modes:
         r = row[label]
         win = r["vmAddressedPerVm"].get("Windows", {}).get("total", 0)
         lin = r["vmAddressedPerVm"].get("Linux", {}).get("total", 0)
-        print(f"   {label:>7} {r['throttled']:>6} {r['callsPerVm']:>8} {win:>10} {lin:>8} "
+        print(f"   {label:>9} {r['throttled']:>6} {r['callsPerVm']:>8} {win:>10} {lin:>8} "
               f"{r['postSpreadMinutes']!s:>11} {r['ring0Minutes']!s:>10}")
-    print(f"   ratios after/before: {row['ratios']}")
+    for key, ratios in row["ratios"].items():
+        print(f"   {key}: {ratios}")
 
 
 if __name__ == "__main__":

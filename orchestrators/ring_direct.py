@@ -14,10 +14,14 @@ install first then, so after the first wave an install costs one status check.
 Bounded history (issue 11): the ring's members stay in the ledger, not in this instance's
 history. ``plan_ring_waves`` resolves them, plans the waves (the domain's ``plan_waves``) and
 writes them to the ledger in slices of at most :data:`WAVE_SLICE` VMs, answering counts only
-(``{count, waves: [sizes], sliceSize, byOs, hash}``); each wave reads its slices back
-(``read_wave_members``) when it starts. Waves hand back packed verdicts (passing VMs as indexes
-into the slice, ``verdicts.pack_verdicts``) and per-VM install results only when this ring builds
-the manifest. Every :data:`WAVES_PER_EXECUTION` waves or :data:`VMS_PER_EXECUTION` VMs the
+(``{count, waves: [sizes], sliceSize, byOs, hash}``); each wave instance gets a reference to its
+slice (``members: {planHash, slice, count}``, issue 11 item 2) and reads it itself
+(``read_wave_members``), so no VM passes through this instance's history. Waves hand back packed
+verdicts (plain passes counted here from their indexes) and a bounded summary: their share of the
+health sample and, when this ring builds the manifest, the install entries it needs (one passing
+entry per OS / image / patch list) and their share of its first sources. A slice a wave could not
+read (``unread``) is a gate note (inconclusive, never passed) and ``counts.unread``. Every
+:data:`WAVES_PER_EXECUTION` waves or :data:`VMS_PER_EXECUTION` VMs the
 instance continues as new with its state in ``carry``: the plan's counts, verdicts that are not
 plain passes (passes counted), the health sample so far (at most :data:`HEALTH_SAMPLE` VMs),
 Ring 0's manifest inputs (non-passing VMs' entries, one passing entry per distinct OS / image /

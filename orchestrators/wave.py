@@ -44,17 +44,31 @@ polls are spread like the bursts, never a whole wave's reads at once):
 the OS's ``maximumDuration`` (at most 30 minutes), then the offset doubles (gaps at most 30
 minutes): an install of up to an hour is seen in 2 looks. A round polls only the VMs due. What
 the ring learns (``installSeconds``) is :func:`~patchrings.domain.install_polling.learned_install_seconds`.
+Scouts (issue 11, item 6): in a first wave the first started VM of each OS is looked at on the
+fine schedule (5 minutes, then gaps of ``pollSeconds`` doubling up to 8 minutes); once it is seen
+done, the others of its OS still running are looked at their own start + its duration
+(:func:`~patchrings.domain.install_polling.follower_poll_at`): a bad patch's VMs reach verify about
+when the scout's install is seen done, not a coarse gap later.
+
+Members (issue 11, item 2): ring_direct hands a wave ``members`` ``{planHash, slice, count}``,
+not its VMs; the wave reads them first (``read_wave_members``, ``retries.READ``). A slice it
+cannot read installs nothing: the answer is ``unread`` ``{count, error}`` (status step
+``members-unreadable``) and the ring's gate is inconclusive with the slice named, never passed.
 
 Input :class:`~patchrings.boundary.rings.WaveInput` ``{rolloutId, ringSpec (or, during the
-transition, plan), ring, runId, wave, vms: [VmRef], parameters: {os: params}, pollSeconds,
-deadline, runStartedAt, expectedInstallSeconds?, keepResults?}`` (seconds, or ``{os: seconds}``);
-output :class:`~patchrings.boundary.rings.WaveOutput` ``{packed, verdicts, passed, results:
-[VmInstall], installSeconds: {os: seconds}}`` (verdicts packed by ``verdicts.pack_verdicts``: read
-them with ``unpack_verdicts``; ``results`` -- each VM's ``vm, os, image, state, result.patches``,
-what the manifest reads -- empty unless ``keepResults``, default true) where
-``VmInstall = {vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family,
-for Ring 0's coverage in the manifest) and ``installSeconds`` is the longest install per OS seen
-done (the ring learns it for its next waves).
+transition, plan), ring, runId, wave, members: {planHash, slice, count} (or vms: [VmRef]),
+parameters: {os: params}, pollSeconds, deadline, runStartedAt, expectedInstallSeconds?,
+keepResults?, slices?, sampleSize?, sourcesWanted?}`` (seconds, or ``{os: seconds}``); output
+:class:`~patchrings.boundary.rings.WaveOutput` ``{packed, verdicts, passed, results: [VmInstall],
+installSeconds: {os: seconds}, count, sample, sources?, sourceCount?, unread?}`` (verdicts packed
+by ``verdicts.pack_verdicts``: a plain pass is its index in the slice; ``results`` -- ``vm, os,
+image, state, result.patches, verdict``, what the manifest reads, every VM that did not pass and
+one passing VM per OS / image / patch list -- empty unless ``keepResults``, default true;
+``sample`` the first ``sampleSize`` passing VMs in spread order; ``sources`` the first
+``sourcesWanted`` passing VM ids, ``sourceCount`` all: :func:`summarise`) where ``VmInstall =
+{vm, name, os, image, state, result, error}`` (``image``: the VmRef's image family, for Ring 0's
+coverage in the manifest) and ``installSeconds`` is the longest install per OS seen done (the
+ring learns it for its next waves).
 
 Bounded history (issue 11): ``result.patches`` is cut to the installed and failed patches and the
 fields read after the wave (:func:`_lean`): what ring_direct replays per VM is its counts, status
