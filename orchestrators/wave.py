@@ -281,9 +281,10 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 results[vm_id] = _entry(by_id[vm_id], state, poll_result.get("result"), poll_result.get("error"))
                 if state == "done":
                     os_key = str(by_id[vm_id].get("os") or "").lower()
-                    took = learned_install_seconds(started_at[vm_id], running_at.get(vm_id), now)
+                    scout = scouts.get(os_key) == vm_id
+                    took = learned_install_seconds(started_at[vm_id], running_at.get(vm_id), now, middle=scout)
                     seen_done[os_key] = max(seen_done.get(os_key, 0.0), took)
-                    if scouts.get(os_key) == vm_id:
+                    if scout:
                         scouted[os_key] = took
             else:
                 if poll_result.get("error"):
@@ -300,6 +301,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 if not expected_of[vm_id][1] and str(by_id[vm_id].get("os") or "").lower() == os_key:
                     expected_of[vm_id] = (learned_now, True)
                     next_at[vm_id] = follower_poll_at(started_at[vm_id], now, learned_now,
+                                                      scout_started=started_at[scouts[os_key]],
                                                       looked_now=vm_id in looked, base=poll)
         if resend:
             yield from _resend(context, resend, by_id=by_id, open_tokens=open_tokens, results=results,

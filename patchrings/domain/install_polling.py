@@ -62,18 +62,17 @@ def scout_expected(floor: timedelta) -> timedelta:
     return min(SCOUT_FIRST_LOOK, floor) if floor > timedelta(0) else SCOUT_FIRST_LOOK
 
 
-def follower_poll_at(started: datetime, seen: datetime, learned: timedelta, *, looked_now: bool = False,
-                     base: timedelta = timedelta(minutes=2)) -> datetime:
-    """A follower's next look once its OS's scout was seen done at ``seen`` after ``learned``:
-    its own start + ``learned`` when that is still to come (it started in a later burst than the
-    scout); else at once (``seen``: it started with the scout, its install should be done too),
-    or, if it was looked at in that same round (``looked_now``), the learned schedule's next
-    instant (start + ``learned`` + ``base``, doubling)."""
-    at = started + learned
-    if at > seen:
+def follower_poll_at(started: datetime, seen: datetime, learned: timedelta, *, scout_started: datetime,
+                     looked_now: bool = False, base: timedelta = timedelta(minutes=2)) -> datetime:
+    """A follower's next look once its OS's scout (started at ``scout_started``) was seen done at
+    ``seen``, its install having taken about ``learned``: at once for a follower started with the
+    scout, later by as much as it started after the scout (the looks keep the spacing of the paced
+    starts), and never before its own start + ``learned``. A follower looked at in that same
+    round (``looked_now``) and still running goes on with the learned schedule instead (start +
+    ``learned``, then gaps of ``base`` doubling)."""
+    at = max(started + learned, seen + max(started - scout_started, timedelta(0)))
+    if at > seen or not looked_now:
         return at
-    if not looked_now:
-        return seen
     return next_install_poll(started, seen, learned, base)
 
 
@@ -97,13 +96,16 @@ def install_poll_at(started: datetime, now: datetime, expected: timedelta, *, le
     return first_wave_poll(started, now, expected)
 
 
-def learned_install_seconds(started: datetime, running_at: datetime | None, done_at: datetime) -> float:
+def learned_install_seconds(started: datetime, running_at: datetime | None, done_at: datetime, *,
+                            middle: bool = False) -> float:
     """What a done install teaches the ring (seconds after its start): the middle of the bracket
     (last look that found it running, look that found it done] when that is wider than
-    :data:`NARROW_BRACKET`, else its end; the end too when no look found it running (seen done at
-    the first look: a later wave looks there again, one call)."""
+    :data:`NARROW_BRACKET` (or ``middle``: a scout's, issue 11 item 6 -- its fine bracket's end
+    is up to 8 minutes late, which every later wave would wait), else its end; the end too when
+    no look found it running (seen done at the first look: a later wave looks there again, one
+    call)."""
     end = done_at - started
-    if running_at is None or running_at <= started or done_at - running_at <= NARROW_BRACKET:
+    if running_at is None or running_at <= started or (done_at - running_at <= NARROW_BRACKET and not middle):
         return end.total_seconds()
     return ((running_at - started) + (done_at - running_at) / 2).total_seconds()
 
@@ -140,7 +142,8 @@ def first_wave_with_scout(durations: list[timedelta], floor: timedelta, *, start
             took = now - started[0]
             for i in sorted(open_):
                 expected[i], learned[i] = took, True
-                next_at[i] = follower_poll_at(started[i], now, took, looked_now=i in due, base=base)
+                next_at[i] = follower_poll_at(started[i], now, took, scout_started=started[0], looked_now=i in due,
+                                              base=base)
     return looks, last - t0
 
 

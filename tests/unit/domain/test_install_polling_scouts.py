@@ -12,6 +12,7 @@ from patchrings.domain.install_polling import (
     first_wave_with_scout,
     follower_poll_at,
     install_poll_at,
+    learned_install_seconds,
     pick_scouts,
     polls_until_seen,
     scout_expected,
@@ -43,15 +44,23 @@ def test_a_scout_looks_at_5_minutes_then_the_old_gaps() -> None:
     assert polls_until_seen(45 * MIN, FLOOR, learned=False) == 2  # the coarse schedule's
 
 
-def test_a_follower_is_looked_at_its_own_start_plus_the_scouts_duration() -> None:
-    seen, took = T0 + 51 * MIN, 51 * MIN  # the scout started at T0, seen done at 51 min
+def test_a_follower_is_looked_at_once_the_scout_is_seen_done_spaced_as_its_start() -> None:
+    seen, took = T0 + 51 * MIN, 47 * MIN  # the scout started at T0, seen done at 51 min (learned 47)
     later = T0 + timedelta(seconds=10)  # started in the next burst: 10 s after the scout
-    assert follower_poll_at(later, seen, took) == later + took  # spaced as the starts were
-    assert follower_poll_at(T0, seen, took) == seen  # started with the scout: at once
+    assert follower_poll_at(T0, seen, took, scout_started=T0) == seen  # started with the scout: at once
+    assert follower_poll_at(later, seen, took, scout_started=T0) == seen + timedelta(seconds=10)  # spaced
+    # never before its own start + the learned duration
+    assert follower_poll_at(T0, seen, 55 * MIN, scout_started=T0) == T0 + 55 * MIN
     # looked at in the same round (and still running): the learned schedule's next instant
-    assert follower_poll_at(T0, seen, took, looked_now=True) == seen + 2 * MIN
+    assert follower_poll_at(T0, seen, took, scout_started=T0, looked_now=True) == T0 + 53 * MIN
     # started before the scout (a retried start): at once, not in the past
-    assert follower_poll_at(T0 - MIN, seen, took) == seen
+    assert follower_poll_at(T0 - MIN, seen, took, scout_started=T0) == seen
+
+
+def test_a_scout_teaches_the_middle_of_its_bracket() -> None:
+    assert learned_install_seconds(T0, T0 + 43 * MIN, T0 + 51 * MIN) == 51 * 60  # a narrow bracket: its end
+    assert learned_install_seconds(T0, T0 + 43 * MIN, T0 + 51 * MIN, middle=True) == 47 * 60  # a scout's
+    assert learned_install_seconds(T0, None, T0 + 5 * MIN, middle=True) == 5 * 60  # done at its first look
 
 
 @pytest.mark.parametrize(("minutes", "scout", "others", "all_seen", "coarse_seen"), [

@@ -280,8 +280,8 @@ def test_wave_polls_a_60_minute_install_twice_in_the_first_wave() -> None:
     assert seen == [30, 60]
     assert out["results"][1]["state"] == "done"
     # what the ring learns for its next waves: the longest of b's bracket middle (30-60: 45 min)
-    # and the scout's narrow bracket end (59-67: 67 min)
-    assert out["installSeconds"] == {"windows": 4020.0}
+    # and the scout's bracket middle (59-67: 63 min)
+    assert out["installSeconds"] == {"windows": 3780.0}
 
 
 def test_wave_uses_a_learned_expected_duration_and_never_polls_past_the_deadline() -> None:

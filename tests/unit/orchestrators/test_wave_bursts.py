@@ -206,15 +206,16 @@ def test_first_wave_looks_scout_fine_others_coarse_then_at_once(minutes: float, 
     assert table == [scout] + [others] * 9 and all_seen == timedelta(minutes=seen_by)
 
 
-def test_a_later_wave_has_no_scout_and_the_ring_learns_the_scouts_narrow_bracket() -> None:
+def test_a_later_wave_has_no_scout_and_the_ring_learns_the_middle_of_the_scouts_bracket() -> None:
     ctx = Ctx(spec([vm(0), vm(1, "Linux")]))
     out = run(ctx, done_after({"vm000": 45, "vm001": 2}))
-    # both are their OS's scout: Windows seen done at 51 (bracket 43-51: its end), Linux at 5
-    assert out["installSeconds"] == {"windows": 3060.0, "linux": 300.0}
+    # both are their OS's scout: Windows seen done at 51 (bracket 43-51: its middle, 47 min, not
+    # its end: every later wave would wait the end's lateness), Linux at its first look (5)
+    assert out["installSeconds"] == {"windows": 2820.0, "linux": 300.0}
     later = Ctx(spec([vm(2), vm(3, "Linux"), vm(4)], expectedInstallSeconds=out["installSeconds"]))
     again = run(later, done_after({"vm002": 45, "vm003": 2, "vm004": 45}))
     assert sum(1 for _, name, _ in later.log if name == "poll_install") == 3  # one look each, no scout
-    assert again["installSeconds"] == {"windows": 3060.0, "linux": 300.0}
+    assert again["installSeconds"] == {"windows": 2820.0, "linux": 300.0}
 
 
 def test_a_failed_scout_leaves_the_others_on_the_coarse_schedule() -> None:

@@ -132,7 +132,8 @@ def test_the_wave_reads_its_slice_first_with_read_retries() -> None:
 
 
 def test_a_wave_that_cannot_read_its_slice_installs_nothing_and_says_so() -> None:
-    spec = {**{k: v for k, v in WAVE_SPEC.items() if k != "vms"}, "members": {"planHash": "h", "slice": 1, "count": 100}}
+    spec = {**{k: v for k, v in WAVE_SPEC.items() if k != "vms"},
+            "members": {"planHash": "h", "slice": 1, "count": 100}}
 
     def answer(call: Call, ctx: ScriptedContext) -> Any:
         if call.name == names.READ_WAVE_MEMBERS:
