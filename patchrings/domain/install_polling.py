@@ -25,11 +25,12 @@ minutes later). In a first wave, one VM per OS per slice -- the first started of
 (:func:`pick_scouts`) -- is looked at on the fine schedule: first at :data:`SCOUT_FIRST_LOOK` (or
 the floor, if shorter), then gaps of ``base`` doubling up to 8 minutes (the learned schedule with
 that first look: :func:`scout_expected`). The others of its OS keep the coarse first-wave
-schedule until the scout is seen done; then its duration is known and each of them is looked at
-its own start + that duration (:func:`follower_poll_at`): at once for those started with the
-scout, later for those started in later bursts -- the looks follow the paced starts, so the
-slice's reads stay spread as its starts were. Cost: a scout's extra looks (a 10-minute install:
-5, 7, 11 instead of 30), about two per OS per slice of up to 100 VMs.
+schedule until the scout is seen done; then their installs should be done too and each of them
+is looked at (:func:`follower_poll_at`): at once for those started with the scout, later by as
+much as they started after it -- the looks follow the paced starts, so the slice's reads stay
+spread as its starts were. The ring learns the middle of the scout's bracket (``middle`` in
+:func:`learned_install_seconds`). Cost: a scout's extra looks (a 45-minute install: 8 instead of
+2), one scout per OS per slice of up to 100 VMs (:func:`first_wave_with_scout` is the table).
 """
 
 from __future__ import annotations
