@@ -43,7 +43,7 @@ log = logging.getLogger("emulator.host")
 class ActivityHost(Protocol):
     """What the activity runner needs from the engine (implemented by :class:`~emulator.host.core.EngineCore`)."""
 
-    stats: dict[str, int]
+    stats: dict[str, float]
 
     def still_wanted(self, instance_id: str, execution_id: str, seq: int | None = None) -> Instance | None: ...
 

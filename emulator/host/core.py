@@ -57,7 +57,9 @@ class EngineCore:
         self.store = store
         self.instances: dict[str, Instance] = {}
         self.max_batch_delay = max_batch_delay
-        self.stats = {"episodes": 0, "replayed_events": 0, "activities": 0, "duplicate_completions": 0}
+        # orchestrator_cpu_seconds: CPU time of orchestrator episodes (replay.cpu_timed), issue 11
+        self.stats: dict[str, float] = {"episodes": 0, "replayed_events": 0, "activities": 0,
+                                        "duplicate_completions": 0, "orchestrator_cpu_seconds": 0.0}
         self._episode_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orchestrator")
         self.activities = ActivityRunner(self, index, clock, workers=activity_workers, client_json=client_json)
         self._ready: dict[str, None] = {}

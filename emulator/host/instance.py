@@ -52,6 +52,8 @@ class Instance:
     inbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     inbox_since: float = 0.0
     version: str = ""
+    #: CPU seconds this host process spent running the instance's episodes (not persisted)
+    cpu_seconds: float = 0.0
 
     def meta(self) -> dict[str, Any]:
         return {

@@ -38,7 +38,7 @@ from emulator.host import history as h
 from emulator.host.core import EngineCore
 from emulator.host.instance import EngineError, Instance
 
-__all__ = ["CUSTOM_STATUS_LIMIT_KB", "OrchestrationFailure", "Replay", "custom_status_error",
+__all__ = ["CUSTOM_STATUS_LIMIT_KB", "OrchestrationFailure", "Replay", "cpu_timed", "custom_status_error",
            "invoke_orchestrator"]
 
 log = logging.getLogger("emulator.host")
@@ -113,6 +113,18 @@ def invoke_orchestrator(handle: Any, context_json: str) -> tuple[str | None, Exc
             return handle(context_json), None, _dups(caught)
         except Exception as exc:  # the SDK's out-of-proc failure protocol
             return None, exc, _dups(caught)
+
+
+def cpu_timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """``fn(*args)`` and the CPU seconds this thread spent in it (``time.thread_time``).
+
+    Episodes run on the engine's one orchestrator thread, so this is the CPU time of orchestrator
+    code (the SDK's replay of the context JSON included) and nothing else: activities, the ARM
+    simulator and the host's own bookkeeping run on other threads (issue 11: replay CPU).
+    """
+    began = time.thread_time()
+    value = fn(*args)
+    return value, time.thread_time() - began
 
 
 _DUPLICATE = re.compile(r"Potential duplicate Task completion for TaskId: (-?\d+)$")
@@ -192,9 +204,11 @@ class Replay(EngineCore):
         else:
             context_json = self._context_json(inst, new_events)
             loop = asyncio.get_running_loop()
-            state_json, error, dups = await loop.run_in_executor(
-                self._episode_pool, invoke_orchestrator, entry.user_function, context_json
+            (state_json, error, dups), cpu = await loop.run_in_executor(
+                self._episode_pool, cpu_timed, invoke_orchestrator, entry.user_function, context_json
             )
+            inst.cpu_seconds += cpu  # not persisted: a measurement of this host process
+            self.stats["orchestrator_cpu_seconds"] += cpu
             if dups:
                 self.stats["duplicate_completions"] += dups
                 log.error("instance %s: %d duplicate task completion(s): host/SDK id mismatch",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -365,3 +366,35 @@ def test_scale_clock_runs_timers_faster_than_real_time(host_factory) -> None:
     hist = ht.history(status.instance_id)
     elapsed = h.parse_ts(hist[-1]["Timestamp"]) - h.parse_ts(hist[0]["Timestamp"])
     assert timedelta(hours=1) <= elapsed < timedelta(hours=3)
+
+
+def test_orchestrator_cpu_is_counted_per_instance_and_in_total(basic: HostThread) -> None:
+    """Issue 11 (replay CPU): every episode's orchestrator CPU time is added to its instance and
+    to the engine's total; the bench reads both."""
+    engine = basic.host.engine
+    assert engine is not None
+    before = basic.run_sync(lambda: engine.stats["orchestrator_cpu_seconds"])
+    status = run(basic, "fanout", 300)
+    assert status.runtime_status.value == "Completed"
+
+    def read() -> tuple[float, float, int]:
+        inst = engine.instances[status.instance_id]
+        return inst.cpu_seconds, engine.stats["orchestrator_cpu_seconds"], inst.episodes
+
+    cpu, total, episodes = basic.run_sync(read)
+    assert episodes >= 2 and cpu > 0  # replaying a 300-task fan-out is not free
+    assert total - before >= cpu
+
+
+def test_cpu_timed_counts_this_threads_cpu_not_its_sleep() -> None:
+    from emulator.host.replay import cpu_timed
+
+    def burn(seconds: float) -> str:
+        began = time.thread_time()
+        while time.thread_time() - began < seconds:
+            pass
+        return "burnt"
+
+    assert cpu_timed(burn, 0.02)[0] == "burnt" and cpu_timed(burn, 0.02)[1] >= 0.02
+    value, cpu = cpu_timed(time.sleep, 0.2)
+    assert value is None and cpu < 0.1  # asleep, the thread uses (almost) no CPU
