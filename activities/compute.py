@@ -146,9 +146,10 @@ def _run_started_at(spec: StartInstallInput | PollInstallInput,
     return parse_time(windows.get("maxPatchPublishDate"))
 
 
-def _instance_view(clients: ComputeGateway, vm: Mapping[str, Any]) -> dict[str, Any]:
+def _instance_view(clients: ComputeGateway, vm: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The VM's instance view; ``kwargs`` go to the SDK call (e.g. a ``raw_response_hook``)."""
     sub, rg, name = _vm_parts(vm)
-    return to_wire(clients.compute(sub).virtual_machines.instance_view(rg, name)) or {}
+    return to_wire(clients.compute(sub).virtual_machines.instance_view(rg, name, **kwargs)) or {}
 
 
 def _started(state: str, token: str | None, error: dict[str, Any] | None = None, *,
@@ -549,7 +550,8 @@ def run_probe(probe: Mapping[str, Any], vm: Mapping[str, Any], http_get: HttpGet
 
 
 def check_vm_health_core(
-    clients: MachineGateway, payload: CheckHealthInput | Mapping[str, Any], *, http_get: HttpGet = default_http_get
+    clients: MachineGateway, payload: CheckHealthInput | Mapping[str, Any], *, http_get: HttpGet = default_http_get,
+    response_hook: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """One health sample of a VM: power state, VM agent, Application Health, HTTP probes.
 
@@ -557,7 +559,8 @@ def check_vm_health_core(
     never as healthy); probes still run, since they do not depend on ARM. A VM that no longer
     exists (404 on its instance view) is marked ``deleted: true`` as well (additive field), so a
     deleted canary can leave the previous ring's health sample instead of blocking every
-    later ring (issue 13 item 5).
+    later ring (issue 13 item 5). ``response_hook`` sees every HTTP answer of the read (the
+    health batch feeds ARM's remaining-reads header to its pacer with it).
     """
     spec = from_payload(CheckHealthInput, payload)
     vm = spec.vm
@@ -567,7 +570,8 @@ def check_vm_health_core(
     sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
                               "probes": [], "readError": None}
     try:
-        view = _instance_view(clients, vm)
+        view = (_instance_view(clients, vm, raw_response_hook=response_hook) if response_hook
+                else _instance_view(clients, vm))
         sample.update(powerState=power_state(view), vmAgent=vm_agent_status(view), appHealth=app_health(view))
     except AzureError as exc:
         info = error_info(exc)

@@ -11,11 +11,25 @@ order of ``checks``; a cheap sample carries ``partial: true``.
 Arc-enabled servers (issue 12) are sampled from one paged HybridCompute machine list per
 subscription (agent status, last status change, OS; :func:`activities.arc.arc_health_samples`):
 the list carries everything an Arc sample has, so every Arc sample is a full one.
+
+Paced reads (issue 11: 0 throttled at 10,000 VMs): every ARM read of a batch -- each instance
+view, each page of a statusOnly list -- first takes a slot from the subscription's read pacer
+(:func:`patchrings.arm.fanout.read_pacer`: shared by every health batch of this worker process,
+a burst then a steady rate under ARM's read refill, and a hold when ARM's remaining-reads header
+falls below a reserve; see fanout's docstring for why not a durable-entity budget). Reads start
+only within :data:`BUDGET_SECONDS` (well inside the 10-minute ``functionTimeout``); a VM whose read
+could not start by then gets a *deferred* sample (``deferred: true``, ``readError`` saying so, no
+probes run): not a reading at all. The health tracker (``patchrings.domain.health``) takes no
+decision on it and asks for the VM again :data:`~patchrings.domain.health.DEFER_RETRY` later, so
+the verify orchestrator's next round picks it up; a gate never judges a VM on a deferred sample.
+Each batch logs its pacing (seconds, seconds its reads waited, ARM holds, deferred).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import azure.durable_functions as df
@@ -27,7 +41,7 @@ from activities.compute import HttpGet, _vm_parts, check_vm_health_core, default
 from activities.members import _LIST_PAGES
 from patchrings import deps
 from patchrings.arm.errors import error_info
-from patchrings.arm.fanout import map_bounded
+from patchrings.arm.fanout import Pacer, map_bounded, read_pacer, remaining_reads
 from patchrings.arm.lro import to_wire
 from patchrings.arm.machines import is_arc
 from patchrings.arm.vms import power_state
@@ -41,14 +55,39 @@ from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.ports import ComputeGateway, MachineGateway
 
 bp = df.Blueprint()
+log = logging.getLogger("patchrings.activities.health")
 
-__all__ = ["bp", "check_vm_health_batch_core"]
+__all__ = ["BUDGET_SECONDS", "bp", "check_vm_health_batch_core", "deferred_sample"]
+
+#: Reads start within this many seconds of the activity's start (probes and reads in flight
+#: finish after it: 8 workers x 10-second probe timeouts stay far inside the 10-minute timeout).
+BUDGET_SECONDS = 240.0
 
 
+def deferred_sample(vm: Mapping[str, Any], budget: float, *, partial: bool) -> dict[str, Any]:
+    """The answer for a VM whose read could not start within the budget: no reading at all."""
+    sample: dict[str, Any] = {
+        "vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None, "probes": [],
+        "readError": f"Deferred: not read within the activity's {budget:g}-second read budget (paced "
+                     "ARM reads); read again in the next round",
+        "deferred": True}
+    if partial:
+        sample["partial"] = True
+    return sample
 
 
-def _status_only_power(clients: ComputeGateway, subscription: str) -> dict[str, str | None]:
-    """Power state of every VM in a subscription: ``list_all(statusOnly=true)``, paged.
+def _observer(pacer: Pacer) -> Callable[[Any], None]:
+    def observe(response: Any) -> None:  # every HTTP answer, 429s the SDK retries included
+        pacer.observe(remaining_reads(response))
+
+    return observe
+
+
+def _status_only_power(clients: ComputeGateway, subscription: str, pacer: Pacer | None = None,
+                       deadline: float | None = None) -> dict[str, str | None] | None:
+    """Power state of every VM in a subscription: ``list_all(statusOnly=true)``, paged; each page
+    takes a slot from ``pacer`` first. None when a page could not start before ``deadline``
+    (the list is incomplete: its VMs' samples are deferred).
 
     The Compute spec documents ``statusOnly=true`` on the subscription list as "fetching run time
     status of all Virtual Machines"; ``$expand=instanceView`` on the resource-group list is only
@@ -58,7 +97,17 @@ def _status_only_power(clients: ComputeGateway, subscription: str) -> dict[str, 
     """
     out: dict[str, str | None] = {}
     pages = 0
-    for page in clients.compute(subscription).virtual_machines.list_all(status_only="true").by_page():
+    kwargs: dict[str, Any] = {"raw_response_hook": _observer(pacer)} if pacer is not None else {}
+    pager = clients.compute(subscription).virtual_machines.list_all(status_only="true", **kwargs).by_page()
+    while True:
+        if pages and getattr(pager, "continuation_token", "more") is None:
+            break  # the last page had no nextLink: no slot for a request that will not be sent
+        if pacer is not None and not pacer.acquire(deadline):
+            return None
+        try:
+            page = next(pager)
+        except StopIteration:
+            break
         pages += 1
         for vm in page:
             wire = to_wire(vm) or {}
@@ -69,7 +118,8 @@ def _status_only_power(clients: ComputeGateway, subscription: str) -> dict[str, 
 
 def check_vm_health_batch_core(
     clients: MachineGateway, payload: CheckHealthBatchInput | Mapping[str, Any], *,
-    http_get: HttpGet = default_http_get
+    http_get: HttpGet = default_http_get, pacers: Callable[[str], Pacer] = read_pacer,
+    clock: Callable[[], float] = time.monotonic, budget_seconds: float = BUDGET_SECONDS,
 ) -> dict[str, Any]:
     """Health samples of many VMs in one activity: ``{checks: [{vm, full}], probes}`` -> ``{samples}``.
 
@@ -79,8 +129,22 @@ def check_vm_health_batch_core(
     pages than there are VMs to check), plus the HTTP probes, which stay per VM (they are the
     app's own endpoints, not ARM). A list that fails leaves its VMs with a ``readError``
     (unknown, never healthy); a VM missing from its subscription's list is ``deleted``.
+
+    Every ARM read is paced (module doc): ``pacers`` maps a subscription id to its read pacer,
+    ``clock`` is the pacers' time base and ``budget_seconds`` the read budget (injectable for
+    tests); VMs whose read could not start within it get a :func:`deferred_sample`.
     """
     spec = from_payload(CheckHealthBatchInput, payload)
+    began = clock()
+    deadline = began + min(float(budget_seconds), BUDGET_SECONDS)
+    used: dict[str, Pacer] = {}
+
+    def pacer_of(subscription: str) -> Pacer:
+        key = subscription.lower()
+        if key not in used:
+            used[key] = pacers(subscription)
+        return used[key]
+
     checks = list(spec.checks)
     probes = spec.probes or []
     arc_members: list[Mapping[str, Any]] = [c.vm for c in checks if is_arc(c.vm)]
@@ -93,14 +157,22 @@ def check_vm_health_batch_core(
         if not check.full:
             sub = _vm_parts(check.vm)[0].lower()
             cheap_by_sub.setdefault(sub, []).append(check.vm)
+    for sub in {_vm_parts(c.vm)[0].lower() for c in checks if not is_arc(c.vm)}:
+        pacer_of(sub)
+    before = {key: (p.waited, p.holds) for key, p in used.items()}  # pacers outlive the activity
     power: dict[str, str | None] = {}
     failed: dict[str, str] = {}
     listed: set[str] = set()
+    unlisted: set[str] = set()  # lists that could not finish within the budget: deferred
     for sub, vms in cheap_by_sub.items():
         if _LIST_PAGES.get(sub, 1) > len(vms):
             continue  # cheaper one by one (below)
         try:
-            power.update(_status_only_power(clients, sub))
+            got = _status_only_power(clients, sub, pacer_of(sub), deadline)
+            if got is None:
+                unlisted.add(sub)
+                continue
+            power.update(got)
             listed.add(sub)
         except AzureError as exc:
             info = error_info(exc)
@@ -111,8 +183,14 @@ def check_vm_health_batch_core(
         if is_arc(vm):
             return arc_samples[str(vm["id"]).lower()]
         sub = _vm_parts(vm)[0].lower()
+        if not check.full and sub in unlisted:
+            return deferred_sample(vm, deadline - began, partial=True)
         if check.full or (sub not in listed and sub not in failed):
-            return check_vm_health_core(clients, CheckHealthInput(vm=vm, probes=list(probes)), http_get=http_get)
+            pacer = pacer_of(sub)
+            if not pacer.acquire(deadline):
+                return deferred_sample(vm, deadline - began, partial=not check.full)
+            return check_vm_health_core(clients, CheckHealthInput(vm=vm, probes=list(probes)), http_get=http_get,
+                                        response_hook=_observer(pacer))
         sample: dict[str, Any] = {"vm": vm["id"], "powerState": None, "vmAgent": None, "appHealth": None,
                                   "probes": [], "readError": None, "partial": True}
         key = str(vm["id"]).lower()
@@ -125,7 +203,13 @@ def check_vm_health_batch_core(
         sample["probes"] = [run_probe(p, vm, http_get) for p in probes]
         return sample
 
-    return to_payload(CheckHealthBatchOutput(samples=map_bounded(one, checks)))
+    samples = map_bounded(one, checks)
+    deferred = sum(1 for sample in samples if sample.get("deferred"))
+    log.info("health batch of %d VMs: %d deferred; pacing %.1f s, reads waited %.1f s, %d ARM holds",
+             len(checks), deferred, clock() - began,
+             sum(p.waited - before.get(k, (0.0, 0))[0] for k, p in used.items()),
+             sum(p.holds - before.get(k, (0.0, 0))[1] for k, p in used.items()))
+    return to_payload(CheckHealthBatchOutput(samples=samples))
 
 
 @bp.activity_trigger(input_name="payload")

@@ -16,6 +16,21 @@ same principal) slow it down as well: below ``reserve`` remaining tokens every c
 ARM's bucket has refilled back to ``reserve``. :func:`map_paced` is :func:`map_bounded` with a
 pacer per key (subscription) and a deadline: items not started by then come back as ``None``
 (the caller reports them as deferred), so an activity stays well inside the functions timeout.
+
+Reads (issue 11): :func:`read_pacer` is the per-subscription *read* pacer of this worker
+process, shared by every activity that reads ARM in bulk (the health batch's instance views and
+statusOnly list pages): :data:`READ_BURST` at once, then :data:`READS_PER_SECOND` -- under ARM's
+read bucket (250 refilling 25/s per subscription and principal) -- and a hold whenever ARM's
+``x-ms-ratelimit-remaining-subscription-reads`` falls below :data:`READ_RESERVE`.
+
+Why per process plus ARM's header, not a shared budget (a durable entity or a storage-backed
+bucket): ARM's header already *is* the shared budget -- every response says how many tokens the
+subscription's bucket for this principal has left, whoever spent them -- so a pacer that stops
+below a reserve adapts to other activities, other scaled-out app instances and other tools of
+the same identity at no extra cost, while a durable entity would add a round trip and history
+events per grant (or per batch of grants) on the hot path and still not see other tools. The
+structural bounds cap what a burst can do before the first answers arrive: a process starts at
+most ``READ_BURST`` reads at once, and the orchestrators cap how many VMs one activity takes.
 """
 
 from __future__ import annotations
@@ -26,12 +41,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["FANOUT_WORKERS", "Pacer", "map_bounded", "map_paced"]
+__all__ = ["ARM_READ_REFILL", "FANOUT_WORKERS", "READS_PER_SECOND", "READ_BURST", "READ_RESERVE",
+           "REMAINING_READS_HEADER", "Pacer", "map_bounded", "map_paced", "read_pacer", "read_pacers",
+           "remaining_reads"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 FANOUT_WORKERS = 8
+
+READS_PER_SECOND = 20.0  # ARM refills 25 reads/s per subscription and principal: 5/s left for others
+READ_BURST = 125  # half of ARM's 250-token read bucket
+READ_RESERVE = 50  # > the reads a process keeps in flight: below this many remaining, wait for ARM
+ARM_READ_REFILL = 25.0
+REMAINING_READS_HEADER = "x-ms-ratelimit-remaining-subscription-reads"
 
 
 def map_bounded(fn: Callable[[T], R], items: Iterable[T], *, workers: int = FANOUT_WORKERS) -> list[R]:
@@ -57,8 +80,9 @@ class Pacer:
     is back at ``reserve``; the local bucket is emptied and does not refill during that hold, and
     callers already asleep on a slot queue again behind it (no burst when it ends). Calls already
     in flight cannot be recalled, so ``reserve`` should exceed the calls a pool keeps in flight.
-    ``calls``, ``waited`` (seconds callers slept) and ``holds`` (feedback pauses) are the limiter's
-    cost, for logs and benchmarks. ``clock`` / ``sleep`` are injectable for tests.
+    ``calls``, ``waited`` (seconds callers slept, summed over the callers), ``stalled`` (wall
+    seconds during which at least one caller was waiting for its slot) and ``holds`` (feedback
+    pauses) are the limiter's cost, for logs and benchmarks. ``clock`` / ``sleep`` are injectable for tests.
     """
 
     def __init__(self, rate: float, burst: int, *, reserve: int = 40, server_refill: float = 10.0,
@@ -80,7 +104,10 @@ class Pacer:
         self._generation = 0  # bumped by every new hold: slots reserved before it are void
         self.calls = 0
         self.waited = 0.0
+        self.stalled = 0.0
         self.holds = 0
+        self._sleepers = 0
+        self._stall_began = 0.0
 
     def _refill(self, now: float) -> None:
         if now > self._at:
@@ -104,13 +131,29 @@ class Pacer:
                 self._tokens -= 1
                 generation = self._generation
             if ready > now:
-                self._sleep(ready - now)
+                self._enter_stall(now)
+                try:
+                    self._sleep(ready - now)
+                finally:
+                    self._leave_stall()
             with self._lock:
                 if generation == self._generation:
                     self.calls += 1
                     self.waited += self._clock() - entered
                     return True
             # ARM asked for a pause while this caller slept: its slot is void, queue again
+
+    def _enter_stall(self, now: float) -> None:
+        with self._lock:
+            if self._sleepers == 0:
+                self._stall_began = now
+            self._sleepers += 1
+
+    def _leave_stall(self) -> None:
+        with self._lock:
+            self._sleepers -= 1
+            if self._sleepers == 0:
+                self.stalled += max(0.0, self._clock() - self._stall_began)
 
     def observe(self, remaining: int | None) -> None:
         """ARM's ``x-ms-ratelimit-remaining-subscription-*`` value from a response (None: absent)."""
@@ -142,3 +185,33 @@ def map_paced(fn: Callable[[T], R], items: Iterable[T], *, pacer_of: Callable[[T
         return fn(item)
 
     return map_bounded(paced, items, workers=workers)
+
+
+_READ_PACERS: dict[str, Pacer] = {}
+_READ_PACERS_LOCK = threading.Lock()
+
+
+def read_pacer(subscription: str) -> Pacer:
+    """The read pacer of ``subscription`` in this process (created on first use; module doc)."""
+    key = subscription.lower()
+    with _READ_PACERS_LOCK:
+        pacer = _READ_PACERS.get(key)
+        if pacer is None:
+            pacer = _READ_PACERS[key] = Pacer(READS_PER_SECOND, READ_BURST, reserve=READ_RESERVE,
+                                              server_refill=ARM_READ_REFILL)
+        return pacer
+
+
+def read_pacers() -> dict[str, Pacer]:
+    """This process's read pacers by lower-case subscription id (their counters: the limiter's cost)."""
+    with _READ_PACERS_LOCK:
+        return dict(_READ_PACERS)
+
+
+def remaining_reads(response: object) -> int | None:
+    """ARM's remaining-reads header of a pipeline response (a ``raw_response_hook`` argument)."""
+    headers = getattr(getattr(response, "http_response", None), "headers", None) or {}
+    try:
+        return int(str(headers.get(REMAINING_READS_HEADER)))
+    except (TypeError, ValueError):
+        return None

@@ -31,6 +31,11 @@ Fewer reads, faster detection (issue 11):
   install start took) and is unhealthy after it in :data:`FAIL_FAST_SAMPLES` consecutive samples
   fails at once: the elastic phase is for VMs that were not yet healthy, not for ones the patch
   broke. An unreadable sample neither extends nor breaks the streak; a healthy one breaks it.
+* **Deferred samples.** A sample marked ``deferred`` was never taken: the health batch's paced
+  reads could not start it within the activity's budget (``activities/health.py``). It is not a
+  reading -- neither unknown nor anything else -- so the tracker decides nothing on it and asks
+  for the VM again :data:`DEFER_RETRY` later (a durable timer, so an activity that deferred
+  everything at once cannot spin the orchestrator). Every phase still ends on a real sample.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ AppHealthRule = Literal["required", "ifPresent", "ignore"]
 HOLD_CHECKS = 3
 #: Consecutive unhealthy samples after patching that fail a VM which was healthy before it.
 FAIL_FAST_SAMPLES = 2
+#: How long after a deferred sample (module doc) the VM is due again.
+DEFER_RETRY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,7 @@ class HealthSample:
     (``PowerState/running``, ``ProvisioningState/succeeded``, ``Ready``, ``Not Ready``...).
     ``app_health`` ``None`` means the Application Health extension is not installed.
     ``read_error`` set means the signals could not be read at all.
+    ``deferred`` marks a read that was never made (paced reads out of budget, module doc).
     ``partial`` marks a *cheap* sample (issue 11): a bulk read that carries the power state and
     the HTTP probes but not the VM agent or Application Health (the subscription's VM list with
     ``statusOnly=true``); those two signals are then not judged, and such a sample never proves a
@@ -192,6 +200,7 @@ class HealthSample:
     agent_status: str | None = None
     last_status_change: str | None = None
     os: str | None = None
+    deferred: bool = False
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> HealthSample:
@@ -207,6 +216,7 @@ class HealthSample:
             agent_status=doc.get("agentStatus"),
             last_status_change=doc.get("lastStatusChange"),
             os=doc.get("os"),
+            deferred=bool(doc.get("deferred", False)),
         )
 
     @property
@@ -224,6 +234,8 @@ class HealthSample:
         }
         if self.partial:
             out["partial"] = True
+        if self.deferred:
+            out["deferred"] = True
         if self.is_arc:
             out.update(kind="arc", agentStatus=self.agent_status, lastStatusChange=self.last_status_change,
                        os=self.os)
@@ -415,6 +427,9 @@ class HealthTracker:
         st = self.state
         if st.done:
             return st
+        if sample.deferred:  # never taken: no decision, due again shortly (module doc)
+            self.state = replace(st, next_check_at=max(at, st.next_check_at or at) + DEFER_RETRY)
+            return self.state
         wait_end = self.start + self.policy.wait
         if at < wait_end:
             self.state = replace(st, phase="wait", next_check_at=wait_end)

@@ -214,3 +214,34 @@ def test_without_a_healthy_baseline_the_elastic_phase_runs_its_course():
         assert st.phase == "elastic", m
     st = t.observe(minutes(35), SICK)
     assert st.outcome == "unhealthy" and "elasticDuration" in st.reasons[0]
+
+
+DEFERRED = HealthSample(read_error="Deferred: not read within the budget", deferred=True)
+
+
+def test_a_deferred_sample_is_no_reading_the_vm_is_due_again_shortly():
+    """Issue 11 (paced reads): a read that never started decides nothing -- not the end of the
+    wait, not the elastic deadline, not the end of the hold -- and the VM is asked for again."""
+    from patchrings.domain.health import DEFER_RETRY
+
+    t = HealthTracker(POLICY, T0)
+    st = t.observe(minutes(5), DEFERRED)  # the end of the wait phase, not read
+    assert (st.phase, st.samples, st.next_check_at) == ("wait", 0, minutes(5) + DEFER_RETRY)
+    assert t.wants_full
+    st = t.observe(minutes(5) + DEFER_RETRY, HEALTHY)
+    assert st.phase == "stayHealthy" and st.healthy_since == minutes(5) + DEFER_RETRY
+    hold_end = st.healthy_since + POLICY.healthy_state
+    t2 = HealthTracker(POLICY, T0)
+    for m in (5, 7, 9, 11, 13):
+        t2.observe(minutes(m), SICK)
+    st = t2.observe(minutes(15), DEFERRED)  # the elastic deadline passes without a reading
+    assert not st.done and st.next_check_at == minutes(15) + DEFER_RETRY
+    assert t2.observe(minutes(15) + DEFER_RETRY, SICK).outcome == "unhealthy"
+    since = t.state.healthy_since
+    t.observe(since + timedelta(minutes=2), HEALTHY)
+    t.observe(since + timedelta(minutes=4), HEALTHY)
+    st = t.observe(hold_end, DEFERRED)  # the hold's final full sample, not read: no verdict
+    assert not st.done and st.unknown_while_holding == 0 and t.wants_full
+    assert t.observe(hold_end + DEFER_RETRY, HEALTHY).outcome == "healthy"
+    assert HealthSample.from_dict(DEFERRED.to_dict()) == DEFERRED
+    assert evaluate_sample(POLICY, DEFERRED)[0] == "unknown"  # elsewhere (no tracker): never healthy
