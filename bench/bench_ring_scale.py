@@ -11,8 +11,14 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
    and the VM-addressed ones also to their VM (by path; compute async-operation polls through the
    simulator's operation table). Reported per ring: calls per VM (all calls of the phase / the
    ring's VMs), calls per VM by operation, VM-addressed calls per Windows / Linux VM, and
-   throttled requests (429) in the whole run. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes,
-   ``BENCH_ARM_CONCURRENCY`` Ring 0's maxConcurrency (default: the plan's, 2).
+   throttled requests (429) in the whole run. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes
+   (``20,490,490;20,5000,4980``: one platform run per size, one after the other, and the
+   orchestrator CPU ratio of the last against the first), ``BENCH_ARM_CONCURRENCY`` Ring 0's
+   maxConcurrency (default: the plan's, 2). Also from the same run: orchestrator CPU (the host's
+   per-episode thread CPU time, ``engine.stats`` / ``Instance.cpu_seconds``) in all and per VM,
+   history events and replayed bytes per instance of the real app (largest, by kind), and the
+   limiter's time cost from the pacers' own counters (``stalled``: real seconds during which a
+   call waited for its slot; the ARM read pacers of the health batches and the tag write pacers).
 2. **Detection latency** -- one Ring 0 VM turns unhealthy after its install (the simulator's
    ``unhealthyAfterPatch`` fault): simulated minutes from the end of its install to the app's
    last health read of it (its verdict), from the durable histories.
@@ -118,6 +124,10 @@ def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> 
     from tests.functional.platform_driver import driver
 
     scenario, members = _arm_fleet(sizes)
+    _watch_continue_as_new()
+    _EARLIER.clear()
+    pacers_before = _pacer_counters()
+    cpu_before = time.process_time()
     state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ring-scale-{os.getpid()}"
     plan_path = state / "plan.json"
     state.mkdir(parents=True, exist_ok=True)
@@ -145,9 +155,99 @@ def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> 
         out = final.output or {}
         records = recorder.records
         operations = dict(platform.arm.operations)
+        assert platform.loop is not None
+        engine = platform.loop.call(_engine_figures(platform.host.engine, rid), timeout=900)
+        process_cpu = time.process_time() - cpu_before
     finally:
         platform.stop()
-    return _tally(records, operations, marks, members, out, wall, sizes, concurrency)
+    row = _tally(records, operations, marks, members, out, wall, sizes, concurrency)
+    vms = sum(sizes)
+    cpu = engine.pop("orchestratorCpuSeconds")
+    row["cpu"] = {
+        # CPU time of orchestrator code (the SDK's replay included), the host's one episode thread
+        "orchestratorCpuSeconds": round(cpu, 2),
+        "orchestratorCpuMsPerVm": round(cpu * 1000 / max(vms, 1), 3),
+        "maxInstanceCpuSeconds": engine.pop("maxInstanceCpuSeconds"),
+        "maxInstanceCpu": engine.pop("maxInstanceCpu"),
+        "cpuByKind": engine.pop("cpuByKind"),
+        "episodes": engine.pop("episodes"),
+        # everything in this process (simulator, Azurite client, activities, host) for scale
+        "processCpuSeconds": round(process_cpu, 1),
+    }
+    row["history"] = engine
+    row["pacing"] = _pacing_cost(pacers_before, _pacer_counters(), wall)
+    return row
+
+
+def _pacer_counters() -> dict[str, dict[str, float]]:
+    """The ARM pacers of this process (the activities run in it): read pacers (health batches) and
+    the tag write pacers, by kind and subscription, with their counters."""
+    from activities import tags
+    from patchrings.arm.fanout import read_pacers
+
+    out: dict[str, dict[str, float]] = {}
+    for kind, pacers in (("reads", read_pacers()), ("writes", dict(tags._PACERS))):
+        for sub, p in pacers.items():
+            out[f"{kind}:{sub}"] = {"calls": p.calls, "waited": p.waited, "holds": p.holds,
+                                    "stalled": getattr(p, "stalled", 0.0)}
+    return out
+
+
+def _pacing_cost(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                 wall: float) -> dict[str, Any]:
+    """The limiter's time cost in this run, from the pacers' own counters (real seconds)."""
+    out: dict[str, Any] = {}
+    for key, now in sorted(after.items()):
+        was = before.get(key, {"calls": 0, "waited": 0.0, "holds": 0, "stalled": 0.0})
+        kind = key.split(":", 1)[0]
+        row = out.setdefault(kind, {"pacedCalls": 0, "stalledSeconds": 0.0, "waitedSecondsSummed": 0.0,
+                                    "armHolds": 0})
+        row["pacedCalls"] += int(now["calls"] - was["calls"])
+        row["stalledSeconds"] = round(row["stalledSeconds"] + now["stalled"] - was["stalled"], 1)
+        row["waitedSecondsSummed"] = round(row["waitedSecondsSummed"] + now["waited"] - was["waited"], 1)
+        row["armHolds"] += int(now["holds"] - was["holds"])
+    for row in out.values():
+        row["stalledShareOfWall"] = round(row["stalledSeconds"] / wall, 3) if wall else None
+    return out
+
+
+async def _engine_figures(engine: Any, rid: str) -> dict[str, Any]:
+    """Per instance of the real app: history events, replayed bytes (an execution that continued
+    as new counts as it ended) and orchestrator CPU; the largest of each, and by kind."""
+    events: dict[str, int] = {}
+    replayed: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    for iid, inst in engine.instances.items():
+        earlier = _EARLIER.get(iid, (0, 0))
+        events[iid] = max(len(inst.history), earlier[0])
+        replayed[iid] = max(len(json.dumps(list(inst.history), default=str)), earlier[1])
+        cpu[iid] = float(getattr(inst, "cpu_seconds", 0.0))
+    by_kind: dict[str, dict[str, Any]] = {}
+    for iid, count in events.items():
+        kind = _kind(iid, rid)
+        row = by_kind.setdefault(kind, {"instances": 0, "maxEvents": 0, "maxReplayedBytes": 0,
+                                        "cpuSeconds": 0.0, "maxCpuSeconds": 0.0})
+        row["instances"] += 1
+        row["maxEvents"] = max(row["maxEvents"], count)
+        row["maxReplayedBytes"] = max(row["maxReplayedBytes"], replayed[iid])
+        row["cpuSeconds"] += cpu[iid]
+        row["maxCpuSeconds"] = max(row["maxCpuSeconds"], cpu[iid])
+    for row in by_kind.values():
+        row["cpuSeconds"] = round(row["cpuSeconds"], 3)
+        row["maxCpuSeconds"] = round(row["maxCpuSeconds"], 3)
+    top_events = max(events, key=lambda k: events[k])
+    top_bytes = max(replayed, key=lambda k: replayed[k])
+    top_cpu = max(cpu, key=lambda k: cpu[k])
+    return {
+        "instances": len(events),
+        "maxEvents": events[top_events], "maxEventsInstance": top_events,
+        "maxReplayedBytes": replayed[top_bytes], "maxReplayedBytesInstance": top_bytes,
+        "byKind": by_kind,
+        "orchestratorCpuSeconds": float(engine.stats.get("orchestrator_cpu_seconds", 0.0)),
+        "maxInstanceCpuSeconds": round(cpu[top_cpu], 3), "maxInstanceCpu": top_cpu,
+        "cpuByKind": {k: v["cpuSeconds"] for k, v in sorted(by_kind.items())},
+        "episodes": int(engine.stats.get("episodes", 0)),
+    }
 
 
 def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
@@ -201,6 +301,17 @@ def _print_arm(row: dict[str, Any]) -> None:
         lin = r["vmAddressedPerVm"].get("Linux", {}).get("total", 0)
         print(f"   {ring:>5} {r['vms']:>4} {r['callsPerVm']:>8} {win:>10} {lin:>8}  "
               + ", ".join(f"{op} {n}" for op, n in top))
+    if "cpu" in row:
+        cpu, hist = row["cpu"], row["history"]
+        print(f"   orchestrator CPU {cpu['orchestratorCpuSeconds']} s ({cpu['orchestratorCpuMsPerVm']} ms per VM, "
+              f"{cpu['episodes']} episodes; largest instance {cpu['maxInstanceCpuSeconds']} s); process CPU "
+              f"{cpu['processCpuSeconds']} s; wall {row['wallSeconds']} s")
+        print(f"   history: {hist['instances']} instances, max events {hist['maxEvents']} "
+              f"({hist['maxEventsInstance'].rsplit(':', 2)[-1]}), max replayed bytes {hist['maxReplayedBytes']} "
+              f"({hist['maxReplayedBytesInstance'].rsplit(':', 2)[-1]})")
+        for kind, p in row["pacing"].items():
+            print(f"   pacing {kind}: {p['pacedCalls']} paced calls, stalled {p['stalledSeconds']} s "
+                  f"({p['stalledShareOfWall']} of the wall time), {p['armHolds']} ARM holds")
 
 
 # ----------------------------------------------------------------------------- detection latency
@@ -537,17 +648,31 @@ def _print_before_after(rows: list[dict[str, Any]]) -> None:
                   f"{k['maxReplayedBytesBefore']} -> {k['maxReplayedBytesAfter']} (x{k['bytesRatio']})")
 
 
+def _cpu_ratio(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    a, b = small["cpu"]["orchestratorCpuSeconds"], large["cpu"]["orchestratorCpuSeconds"]
+    return {"vms": [sum(small["sizes"]), sum(large["sizes"])],
+            "vmsRatio": round(sum(large["sizes"]) / sum(small["sizes"]), 2),
+            "orchestratorCpuSeconds": [a, b], "ratio": round(b / a, 2) if a else None}
+
+
 def run() -> dict[str, Any]:
     """``BENCH_PARTS`` (default ``1,2,3,4``) picks the parts; ``BENCH_OUT`` the results file name."""
     parts = {p.strip() for p in os.environ.get("BENCH_PARTS", "1,2,3,4").split(",") if p.strip()}
     result: dict[str, Any] = {}
     if "1" in parts:
-        ring_sizes = tuple(int(s) for s in os.environ.get("BENCH_ARM_RINGS", "6,10,10").split(","))
-        assert len(ring_sizes) == 3, "BENCH_ARM_RINGS needs three sizes"
         concurrency = int(os.environ["BENCH_ARM_CONCURRENCY"]) if os.environ.get("BENCH_ARM_CONCURRENCY") else None
-        arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
-        _print_arm(arm)
-        result["armCalls"] = arm
+        runs = []
+        for text in os.environ.get("BENCH_ARM_RINGS", "6,10,10").split(";"):
+            ring_sizes = tuple(int(s) for s in text.split(","))
+            assert len(ring_sizes) == 3, "BENCH_ARM_RINGS needs three sizes (runs separated by ';')"
+            arm = measure_arm((ring_sizes[0], ring_sizes[1], ring_sizes[2]), concurrency)
+            _print_arm(arm)
+            runs.append(arm)
+        result["armCalls"] = runs[-1]
+        if len(runs) > 1:  # replay CPU of the largest run against the smallest, in one run
+            result["armRuns"] = runs
+            result["cpuRatio"] = _cpu_ratio(runs[0], runs[-1])
+            print(f"   orchestrator CPU x{result['cpuRatio']['ratio']} for x{result['cpuRatio']['vmsRatio']} VMs")
     if "2" in parts:
         detection = measure_detection()
         print(f"   detection latency: {detection['detectionMinutesAfterInstall']} simulated minutes after the bad "
