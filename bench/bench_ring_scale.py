@@ -103,6 +103,20 @@ def _vm_of(record: Any, operations: dict[str, Any]) -> str | None:
 TERMINAL = ("Completed", "Failed", "Terminated")
 #: Real seconds a phase may take: throttled requests wait their Retry-After in real time.
 WAIT_SECONDS = float(os.environ.get("BENCH_WAIT_SECONDS", "3600"))
+#: The clock API refuses an advance with timeoutSeconds > 3600 (400), and ClockClient.advance_until
+#: then retries for ever without moving time: longer waits are taken in pieces of this many seconds.
+_UNTIL_PIECE = 3000.0
+
+
+def _until(d: Any, predicate: Any, timeout: float = WAIT_SECONDS) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        piece = min(_UNTIL_PIECE, max(deadline - time.monotonic(), 1.0))
+        try:
+            return d.until(predicate, timeout=piece)
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _until_waiting(d: Any, rid: str, ring: str) -> dict[str, Any]:
@@ -115,7 +129,7 @@ def _until_waiting(d: Any, rid: str, ring: str) -> dict[str, Any]:
             raise RuntimeError(f"rollout ended while waiting for {ring}'s approval: {str(doc)[:2000]}")
         return None
 
-    return d.until(check, timeout=WAIT_SECONDS)  # type: ignore[no-any-return]
+    return _until(d, check)  # type: ignore[no-any-return]
 
 
 def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> dict[str, Any]:
@@ -148,7 +162,7 @@ def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> 
             marks.append(len(recorder))
             result = d.decide(rid, ring, "approve", doc["waitingFor"]["manifestHash"], APPROVERS[ring])
             assert result.status == 202, result
-        d.until(lambda: d.runtime(rid) in TERMINAL, timeout=WAIT_SECONDS)
+        _until(d, lambda: d.runtime(rid) in TERMINAL)
         final = d.status(rid)
         marks.append(len(recorder))
         wall = time.perf_counter() - started
