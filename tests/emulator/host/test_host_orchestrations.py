@@ -383,7 +383,7 @@ def test_orchestrator_cpu_is_counted_per_instance_and_in_total(basic: HostThread
 
     cpu, total, episodes = basic.run_sync(read)
     assert episodes >= 2 and cpu > 0  # replaying a 300-task fan-out is not free
-    assert total - before >= cpu
+    assert total - before >= cpu - 1e-9  # float sums: the total also holds this instance's episodes
 
 
 def test_cpu_timed_counts_this_threads_cpu_not_its_sleep() -> None:
