@@ -74,6 +74,16 @@ class _BadRequest(Exception):
         self.message = message
 
 
+#: the longest ``timeoutSeconds`` the clock API accepts for one call (a longer wait is several calls)
+MAX_TIMEOUT_SECONDS = 3600
+
+
+def _wait_for(deadline: float) -> float:
+    """One call's ``timeoutSeconds`` toward ``deadline`` (monotonic): at least 1 s, at most what
+    the API accepts -- a longer ``advance_until`` used to send more, get a 400 and retry for ever
+    without moving time."""
+    return min(max(deadline - time.monotonic(), 1), MAX_TIMEOUT_SECONDS)
+
 def parse_duration(text: str) -> timedelta:
     """ISO-8601 duration with weeks, days, hours, minutes, seconds (``PT1H30M``, ``P1DT2H``).
 
@@ -123,7 +133,7 @@ def _ttl(body: dict[str, Any], *, required: bool) -> float | None:
 
 def _timeout(body: dict[str, Any]) -> float:
     value = body.get("timeoutSeconds", 60)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_SECONDS:
         raise _BadRequest("timeoutSeconds", "timeoutSeconds must be a number > 0 and <= 3600")
     return float(value)
 
@@ -377,13 +387,13 @@ class ClockClient:
                 return value
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not reached by simulated {self.state()['now']}")
-            status, _ = self.advance(untilIdle=True, timeoutSeconds=max(deadline - time.monotonic(), 1))
+            status, _ = self.advance(untilIdle=True, timeoutSeconds=_wait_for(deadline))
             if status != 200:
                 continue
             value = predicate()  # the state reached while settling must be seen before time moves
             if value:
                 return value
-            status, answer = self.advance(next=True, timeoutSeconds=max(deadline - time.monotonic(), 1))
+            status, answer = self.advance(next=True, timeoutSeconds=_wait_for(deadline))
             if status == 200 and pace:
                 time.sleep(pace)
             elif status != 200 and (answer or {}).get("error", {}).get("code") == "NothingDue":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from emulator.clock import RemoteClock, make_clock, parse_instant
-from emulator.clock_http import ClockClient, ClockServer, parse_duration
+from emulator.clock_http import MAX_TIMEOUT_SECONDS, ClockClient, ClockServer, _wait_for, parse_duration
 from emulator.platform import LoopThread
 
 pytestmark = pytest.mark.emulator
@@ -274,3 +275,25 @@ def test_the_clock_api_of_a_follower_acts_on_the_authority(authority: Authority)
         loop.call(server.stop())
         loop.close()
         follower.close()
+
+
+def test_advance_until_longer_than_the_apis_limit_still_moves_time(authority: Authority) -> None:
+    """An ``advance_until`` with a timeout beyond the API's 3,600 s per call used to send it,
+    get 400 and retry for ever without moving time (a 10,000-VM bench waits for hours)."""
+    state: list[str] = []
+
+    async def flow() -> None:
+        await authority.clock.sleep_until(START + timedelta(hours=2))
+        state.append("done")
+
+    assert _wait_for(time.monotonic() + 7200) == MAX_TIMEOUT_SECONDS
+    with authority.clock.hold():
+        future = asyncio.run_coroutine_threadsafe(flow(), authority.loop.loop)
+        # in a thread, so the old endless retry fails this test instead of hanging the suite
+        waiter = threading.Thread(target=authority.client.advance_until, args=(lambda: "done" in state,),
+                                  kwargs={"timeout": 7200}, daemon=True)
+        waiter.start()
+        future.result(timeout=60)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive()
+    assert authority.clock.now() == START + timedelta(hours=2)
