@@ -60,6 +60,10 @@ MAX_MISSED_RUNS = 3
 # burst at a time, BURST_PAUSE apart (ARM's per-subscription read bucket: 250, refilling 25/s).
 PREVIOUS_RING_BURST = 200
 BURST_PAUSE = timedelta(seconds=10)
+#: a previous-ring health read the paced batch deferred (issue 11) is asked again this many
+#: times, this long apart, before it counts as unreadable (inconclusive)
+DEFERRED_REREADS = 3
+DEFERRED_PAUSE = timedelta(minutes=1)
 # Whole attempts at closing one ring's gate (each with CLOSE retries inside), and the pause between.
 CLOSE_ATTEMPTS = 3
 CLOSE_PAUSE = timedelta(minutes=5)

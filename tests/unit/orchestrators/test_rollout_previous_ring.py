@@ -88,3 +88,35 @@ def test_an_unreadable_burst_or_a_short_answer_never_authorises() -> None:
     assert result["outcome"] == "error" and "health could not be read: ARM unavailable" in result["reasons"][0]
     _, short = check(3, lambda name, payload: {"samples": samples(name, payload)["samples"][:2]})
     assert short["outcome"] == "error" and "2 health samples for 3 VMs" in short["reasons"][0]
+
+
+def deferred_for(times: int) -> Any:
+    """r0-1's read is deferred by the paced batch ``times`` times, then made."""
+    seen = {"r0-1": 0}
+
+    def answer(name: str, payload: Any) -> Any:
+        special: dict[str, dict[str, Any]] = {}
+        if any(c["vm"]["name"] == "r0-1" for c in payload["checks"]) and seen["r0-1"] < times:
+            seen["r0-1"] += 1
+            special["r0-1"] = {"deferred": True, "readError": "deferred: no read slot", "powerState": None,
+                               "vmAgent": None}
+        return samples(name, payload, special)
+    return answer
+
+
+def test_a_deferred_read_is_asked_again_for_that_vm_only() -> None:
+    from orchestrators.rollout_base import DEFERRED_PAUSE
+    ctx, result = check(4, deferred_for(2))
+    assert result["outcome"] == "healthy", result
+    batches = [(at, p) for at, n, p in ctx.calls if n == names.CHECK_HEALTH_BATCH]
+    assert [[c["vm"]["name"] for c in p["checks"]] for _, p in batches] == [
+        ["r0-0", "r0-1", "r0-2", "r0-3"], ["r0-1"], ["r0-1"]]
+    assert [at for at, _ in batches] == [T0, T0 + DEFERRED_PAUSE, T0 + 2 * DEFERRED_PAUSE]
+
+
+def test_a_read_deferred_every_time_is_inconclusive_never_healthy() -> None:
+    from orchestrators.rollout_base import DEFERRED_REREADS
+    ctx, result = check(3, deferred_for(DEFERRED_REREADS + 1))
+    assert result["outcome"] != "healthy", result
+    assert result["inconclusive"] == [f"{VMS}r0-1"], result
+    assert len([n for _, n, _ in ctx.calls if n == names.CHECK_HEALTH_BATCH]) == 1 + DEFERRED_REREADS
