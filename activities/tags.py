@@ -41,7 +41,6 @@ the orchestrator decides *when* to call this.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,7 +51,7 @@ from azure.core.exceptions import AzureError
 from activities import Payload
 from patchrings import deps
 from patchrings.arm.errors import error_info
-from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, map_paced
+from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, PacerRegistry, map_paced
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
 from patchrings.boundary.activities import (
@@ -64,8 +63,8 @@ from patchrings.ports import TagsGateway
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.tags")
 
-__all__ = ["BUDGET_SECONDS", "WRITES_PER_SECOND", "WRITE_BURST", "WRITE_RESERVE", "bp", "pacer_for",
-           "retag_vms", "retag_vms_core"]
+__all__ = ["BUDGET_SECONDS", "WRITES_PER_SECOND", "WRITE_BURST", "WRITE_RESERVE", "bp", "pacer_for", "retag_vms",
+           "retag_vms_core", "write_pacers"]
 
 WRITES_PER_SECOND = 8.0  # ARM refills 10 writes/s per subscription and principal: 2/s left for others
 WRITE_BURST = 100  # half of ARM's 200-token write bucket
@@ -74,19 +73,18 @@ ARM_WRITE_REFILL = 10.0
 BUDGET_SECONDS = 360.0  # writes start within 6 minutes; in-flight ones finish well before 10
 REMAINING_HEADER = "x-ms-ratelimit-remaining-subscription-writes"
 
-_PACERS: dict[str, Pacer] = {}
-_PACERS_LOCK = threading.Lock()
+_PACERS = PacerRegistry(lambda: Pacer(WRITES_PER_SECOND, WRITE_BURST, reserve=WRITE_RESERVE,
+                                      server_refill=ARM_WRITE_REFILL))
 
 
 def pacer_for(subscription: str) -> Pacer:
     """The write pacer of ``subscription`` in this process (created on first use)."""
-    key = subscription.lower()
-    with _PACERS_LOCK:
-        pacer = _PACERS.get(key)
-        if pacer is None:
-            pacer = _PACERS[key] = Pacer(WRITES_PER_SECOND, WRITE_BURST, reserve=WRITE_RESERVE,
-                                         server_refill=ARM_WRITE_REFILL)
-        return pacer
+    return _PACERS(subscription)
+
+
+def write_pacers() -> dict[str, Pacer]:
+    """This process's tag write pacers by lower-case subscription id (the limiter's cost)."""
+    return _PACERS.all()
 
 
 def _tag_value(tags: Mapping[str, Any], name: str) -> Any:

@@ -200,7 +200,7 @@ def _pacer_counters() -> dict[str, dict[str, float]]:
     from patchrings.arm.fanout import read_pacers
 
     out: dict[str, dict[str, float]] = {}
-    for kind, pacers in (("reads", read_pacers()), ("writes", dict(tags._PACERS))):
+    for kind, pacers in (("reads", read_pacers()), ("writes", tags.write_pacers())):
         for sub, p in pacers.items():
             out[f"{kind}:{sub}"] = {"calls": p.calls, "waited": p.waited, "holds": p.holds,
                                     "stalled": getattr(p, "stalled", 0.0)}

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["ARM_READ_REFILL", "FANOUT_WORKERS", "READS_PER_SECOND", "READ_BURST", "READ_RESERVE",
-           "REMAINING_READS_HEADER", "Pacer", "map_bounded", "map_paced", "read_pacer", "read_pacers",
+           "REMAINING_READS_HEADER", "Pacer", "PacerRegistry", "map_bounded", "map_paced", "read_pacer", "read_pacers",
            "remaining_reads"]
 
 T = TypeVar("T")
@@ -187,25 +187,41 @@ def map_paced(fn: Callable[[T], R], items: Iterable[T], *, pacer_of: Callable[[T
     return map_bounded(paced, items, workers=workers)
 
 
-_READ_PACERS: dict[str, Pacer] = {}
-_READ_PACERS_LOCK = threading.Lock()
+class PacerRegistry:
+    """One :class:`Pacer` per subscription in this worker process, made on first use with the same
+    settings (the read pacers here, the tag write pacers in ``activities.tags``)."""
+
+    def __init__(self, make: Callable[[], Pacer]) -> None:
+        self._make = make
+        self._pacers: dict[str, Pacer] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, subscription: str) -> Pacer:
+        key = subscription.lower()
+        with self._lock:
+            pacer = self._pacers.get(key)
+            if pacer is None:
+                pacer = self._pacers[key] = self._make()
+            return pacer
+
+    def all(self) -> dict[str, Pacer]:
+        """The pacers by lower-case subscription id (their counters: the limiter's cost)."""
+        with self._lock:
+            return dict(self._pacers)
+
+
+_READ_PACERS = PacerRegistry(lambda: Pacer(READS_PER_SECOND, READ_BURST, reserve=READ_RESERVE,
+                                           server_refill=ARM_READ_REFILL))
 
 
 def read_pacer(subscription: str) -> Pacer:
     """The read pacer of ``subscription`` in this process (created on first use; module doc)."""
-    key = subscription.lower()
-    with _READ_PACERS_LOCK:
-        pacer = _READ_PACERS.get(key)
-        if pacer is None:
-            pacer = _READ_PACERS[key] = Pacer(READS_PER_SECOND, READ_BURST, reserve=READ_RESERVE,
-                                              server_refill=ARM_READ_REFILL)
-        return pacer
+    return _READ_PACERS(subscription)
 
 
 def read_pacers() -> dict[str, Pacer]:
     """This process's read pacers by lower-case subscription id (their counters: the limiter's cost)."""
-    with _READ_PACERS_LOCK:
-        return dict(_READ_PACERS)
+    return _READ_PACERS.all()
 
 
 def remaining_reads(response: object) -> int | None:
