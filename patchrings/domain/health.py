@@ -35,7 +35,11 @@ Fewer reads, faster detection (issue 11):
   reads could not start it within the activity's budget (``activities/health.py``). It is not a
   reading -- neither unknown nor anything else -- so the tracker decides nothing on it and asks
   for the VM again :data:`DEFER_RETRY` later (a durable timer, so an activity that deferred
-  everything at once cannot spin the orchestrator). Every phase still ends on a real sample.
+  everything at once cannot spin the orchestrator). Deferral is bounded: once the phase's own end
+  has passed (the elastic deadline; the stay-healthy hold's end), at most
+  :data:`MAX_LATE_DEFERRALS` deferred samples in a row are waited for; the next one counts as the
+  unreadable sample it is (``unknown``), so a subscription whose reads stay starved ends the VM
+  *inconclusive* instead of keeping the verification (and its history) going for ever.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ HOLD_CHECKS = 3
 FAIL_FAST_SAMPLES = 2
 #: How long after a deferred sample (module doc) the VM is due again.
 DEFER_RETRY = timedelta(seconds=30)
+#: Deferred samples in a row still waited for once the phase's end has passed (module doc).
+MAX_LATE_DEFERRALS = 4
 
 
 @dataclass(frozen=True)
@@ -340,6 +346,7 @@ class HealthState:
     last_signal: SignalState | None = None
     last_reasons: tuple[str, ...] = ()
     unhealthy_streak: int = 0
+    deferred_in_a_row: int = 0
 
     @property
     def done(self) -> bool:
@@ -419,6 +426,12 @@ class HealthTracker:
             return True
         return st.next_check_at >= st.healthy_since + self.policy.healthy_state
 
+    def _phase_end(self, st: HealthState) -> datetime:
+        """Where the current phase ends: the hold's end while staying healthy, else the elastic deadline."""
+        if st.phase == "stayHealthy" and st.healthy_since is not None:
+            return st.healthy_since + self.policy.healthy_state
+        return self.elastic_deadline
+
     def observe(self, at: datetime, sample: HealthSample | Mapping[str, Any]) -> HealthState:
         """Feed one sample taken at ``at``; returns the new state (also kept in ``state``)."""
         at = parse_instant(at)
@@ -427,9 +440,13 @@ class HealthTracker:
         st = self.state
         if st.done:
             return st
-        if sample.deferred:  # never taken: no decision, due again shortly (module doc)
-            self.state = replace(st, next_check_at=max(at, st.next_check_at or at) + DEFER_RETRY)
-            return self.state
+        if sample.deferred:  # never taken: no decision, due again shortly -- within bounds (module doc)
+            if at < self._phase_end(st) or st.deferred_in_a_row < MAX_LATE_DEFERRALS:
+                self.state = replace(st, next_check_at=max(at, st.next_check_at or at) + DEFER_RETRY,
+                                     deferred_in_a_row=st.deferred_in_a_row + 1)
+                return self.state
+            sample = replace(sample, deferred=False)  # starved past the phase's end: unreadable
+        st = replace(st, deferred_in_a_row=0)
         wait_end = self.start + self.policy.wait
         if at < wait_end:
             self.state = replace(st, phase="wait", next_check_at=wait_end)

@@ -245,3 +245,26 @@ def test_a_deferred_sample_is_no_reading_the_vm_is_due_again_shortly():
     assert t.observe(hold_end + DEFER_RETRY, HEALTHY).outcome == "healthy"
     assert HealthSample.from_dict(DEFERRED.to_dict()) == DEFERRED
     assert evaluate_sample(POLICY, DEFERRED)[0] == "unknown"  # elsewhere (no tracker): never healthy
+
+
+@pytest.mark.parametrize("healthy_first", [False, True])
+def test_reads_starved_for_ever_end_the_vm_inconclusive_not_a_loop(healthy_first: bool) -> None:
+    """Deferral is bounded (review finding): once the phase's end has passed, only
+    MAX_LATE_DEFERRALS deferred samples in a row are waited for; then the VM ends on an
+    unreadable sample -- never healthy -- instead of verify looping (and growing) for ever."""
+    from patchrings.domain.health import DEFER_RETRY, MAX_LATE_DEFERRALS
+
+    t = HealthTracker(POLICY, T0)
+    at = minutes(5)
+    if healthy_first:
+        t.observe(at, HEALTHY)  # in the stay-healthy phase from here
+        at += timedelta(minutes=2)
+    samples = 0
+    while not t.state.done and samples < 1000:
+        t.observe(at, DEFERRED)
+        samples += 1
+        at = t.state.next_check_at or at + DEFER_RETRY
+    st = t.state
+    assert st.done and st.outcome != "healthy", st
+    limit = (POLICY.healthy_state if healthy_first else POLICY.elastic) / DEFER_RETRY
+    assert samples <= limit + MAX_LATE_DEFERRALS + 2, samples
