@@ -204,6 +204,9 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsIn
     delay = 0
     # each chunk's share of the ring's health sample, twice over (the spread is chosen here)
     share = min(HEALTH_SAMPLE, max(5, -(-2 * HEALTH_SAMPLE // max(1, len(slices)))))
+    # and of the gate's named verdicts, twice over too: the gate names at most MAX_GATE_NAMED (the
+    # rest are counted), so a ring where every VM fails does not bring every chunk's verdicts back
+    named_share = max(1, -(-2 * MAX_GATE_NAMED // max(1, len(slices))))
     for index, (wave, part, n) in enumerate(slices):
         doc = VerifyInput(rollout_id=spec.rollout_id, ring_spec=ring_spec, ring=spec.ring, decide=False,
                           summary=True, ledger=VerifyLedger(run_id=spec.correlation_id),
@@ -211,7 +214,7 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsIn
                                                 wave=wave, slice=part, count=n),
                           collect=VerifyCollect(correlation_id=spec.correlation_id, since=spec.since,
                                                 staged=staged or None),
-                          start_delay_seconds=delay or None, sample_size=share)
+                          start_delay_seconds=delay or None, sample_size=share, named_size=named_share)
         suffix = "" if index == 0 else f":{index}"
         tasks.append(context.call_sub_orchestrator(names.VERIFY, to_payload(doc),
                                                    f"{context.instance_id}:verify{suffix}"))

@@ -134,7 +134,7 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             ledger_error = str(exc)[:300]
     if spec.summary:
         return to_payload(VerifyOutput(verdicts=[], gate=gate, ledger_error=ledger_error,
-                                       summary=summarize(vms, verdicts, arg, spec.sample_size)))
+                                       summary=summarize(vms, verdicts, arg, spec.sample_size, spec.named_size)))
     if spec.pack:
         packed = pack_verdicts(vms, verdicts)
         return to_payload(VerifyOutput(verdicts=packed["verdicts"], gate=gate, ledger_error=ledger_error,
@@ -330,9 +330,12 @@ def staged_results(context: df.DurableOrchestrationContext,
 
 
 def summarize(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], arg: ArgOutcome,
-              sample_size: int | None = None) -> VerifySummary:
-    """A chunk's bounded answer: the first :data:`MAX_NAMED` verdicts that are not a plain pass,
-    the others counted, plain passes counted, every verdict's counts, a passing health sample."""
+              sample_size: int | None = None, named_size: int | None = None) -> VerifySummary:
+    """A chunk's bounded answer: the first ``named_size`` (default :data:`MAX_NAMED`) verdicts that
+    are not a plain pass, the others counted, plain passes counted, every verdict's counts, a
+    passing health sample. The parent sets ``named_size`` to its share of the gate's names, so a
+    ring where every VM fails does not bring every chunk's verdicts back into its history."""
+    limit = MAX_NAMED if named_size is None else max(1, min(named_size, MAX_NAMED))
     named: list[dict[str, Any]] = []
     omitted: dict[str, int] = {}
     passed: dict[str, int] = {}
@@ -342,7 +345,7 @@ def summarize(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], arg: Ar
         if verdict.get("outcome") == "pass" and not verdict.get("reasons"):
             key = f"{verdict.get('install')}|{verdict.get('health')}"
             passed[key] = passed.get(key, 0) + 1
-        elif len(named) < MAX_NAMED:
+        elif len(named) < limit:
             named.append(verdict)
         else:
             key = f"{verdict.get('outcome')}|{verdict.get('install')}|{verdict.get('health')}"

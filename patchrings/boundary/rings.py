@@ -236,6 +236,7 @@ class VerifyInput:
     collect: VerifyCollect | None = None  # collect the installs here (installs then absent)
     summary: bool | None = None  # answer a VerifySummary, no per-VM verdicts
     sample_size: int | None = None  # the summary's health sample: at most this many VMs
+    named_size: int | None = None  # the summary's named verdicts: at most this many (absent: MAX_NAMED)
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,26 @@ def test_merged_health_sums_phases_and_waits_for_the_last_chunk() -> None:
     assert merged["healthPhase"] == "stayHealthy" and merged["until"] == "2026-11-16T13:10:00Z"
     assert merged_health([{"healthPhases": {"done": 3}, "healthPhase": "done"}])["healthPhase"] == "done"
     assert merged_health([])["healthPhase"] is None
+
+
+def test_when_every_vm_fails_each_chunk_names_only_its_share_of_the_gates_list() -> None:
+    """Review finding: a chunk named up to MAX_NAMED (= the chunk's size) verdicts, so a ring
+    where everything fails brought every verdict back into run_results' history. Each chunk now
+    names at most its share (twice over) of the gate's MAX_GATE_NAMED; counts stay exact."""
+    vms = fleet(1000)
+    ctx, out = run(vms, answers(sick={v["name"] for v in vms}))
+    chunks = -(-1000 // run_results_mod.VERIFY_CHUNK)
+    share = -(-2 * run_results_mod.MAX_GATE_NAMED // chunks)
+    sizes = {c.payload.get("namedSize") for c in named(ctx, names.VERIFY)}
+    assert sizes == {share} and share < run_results_mod.VERIFY_CHUNK
+    assert out["gate"]["counts"]["failed"] == 1000 and out["gate"]["outcome"] == "fail"
+    assert len({r["vm"] for r in out["gate"]["reasons"] if r["vm"]}) == run_results_mod.MAX_GATE_NAMED
+
+
+def test_summarize_names_at_most_the_share_it_is_given_and_counts_the_rest() -> None:
+    vms = fleet(30)
+    verdicts = [{"vm": v["id"], "outcome": "fail", "install": "failed", "health": "healthy", "reasons": ["x"]}
+                for v in vms]
+    summary = verify_mod.summarize(vms, verdicts, verify_mod.ArgOutcome(), named_size=4)
+    assert len(summary.named) == 4 and sum(summary.omitted.values()) == 26 and summary.vms == 30
+    assert len(verify_mod.summarize(vms, verdicts, verify_mod.ArgOutcome()).named) == 30
