@@ -436,9 +436,10 @@ def quarantine_view(rollout_id: str, body: dict[str, Any]) -> dict[str, Any] | N
 def with_releases(body: dict[str, Any]) -> None:
     """Each decision line (``approvals``, the API's flat view) with what the ledger's row of the
     same decision says about a quarantine: ``kind``, ``choice`` and the ``releaseQuarantine`` ids."""
-    rows = {str(_dict(r).get("decisionId")): _dict(r) for r in _dict(body.get("ledger")).get("approvals") or []}
+    rows = {str(_dict(r)["decisionId"]): _dict(r) for r in _dict(body.get("ledger")).get("approvals") or []
+            if _dict(r).get("decisionId")}  # a row without an id matches no line
     for item in body.get("approvals") or []:
-        row = rows.get(str(_dict(item).get("id")))
+        row = rows.get(str(_dict(item).get("id"))) if _dict(item).get("id") else None
         if not row:
             continue
         for key in ("kind", "choice", RELEASE_QUARANTINE):

@@ -569,3 +569,14 @@ def test_a_repeated_halt_while_one_is_requested_is_a_409_naming_it_and_the_page_
     doc["state"] = "installing"
     assert halt("again, for good").status_code == 202
     assert [name for _, name, _ in raised] == [names.EV_HALT, names.EV_RESUME, names.EV_HALT]
+
+
+def test_with_releases_matches_decision_lines_by_id_only() -> None:
+    """A ledger row or a decision line without an id must not lend its release to another."""
+    body: dict[str, Any] = {
+        "ledger": {"approvals": [{"kind": "quarantine", "choice": "release", "releaseQuarantine": ["r1:ring0"]},
+                                 {"decisionId": "d2", "kind": "quarantine", "choice": "exclude"}]},
+        "approvals": [{"id": None, "verdict": "approve"}, {"id": "d2", "verdict": "approve"}]}
+    ui.with_releases(body)
+    assert "releaseQuarantine" not in body["approvals"][0] and "choice" not in body["approvals"][0]
+    assert body["approvals"][1]["choice"] == "exclude" and "releaseQuarantine" not in body["approvals"][1]
