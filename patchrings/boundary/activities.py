@@ -47,6 +47,7 @@ __all__ = [
     "PinManifestInput",
     "PlanRingWavesInput",
     "PlanRingWavesOutput",
+    "PlannedSlice",
     "PollAssessInput",
     "PollInstallInput",
     "PollOutput",
@@ -142,8 +143,9 @@ class PlanRingWavesOutput:
 
 
 @dataclass(frozen=True)
-class ReadWaveMembersInput:
-    """``read_wave_members``: the VmRefs of one slice (at most ``sliceSize``) of one planned wave."""
+class PlannedSlice:
+    """One slice of one wave that ``plan_ring_waves`` planned into the ledger: the address every
+    per-slice read uses (its members, its staged results)."""
 
     run_id: str
     plan_hash: str
@@ -151,6 +153,11 @@ class ReadWaveMembersInput:
     slice: int = 0
     rollout_id: str | None = None
     ring: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadWaveMembersInput(PlannedSlice):
+    """``read_wave_members``: the VmRefs of one slice (at most ``sliceSize``) of one planned wave."""
 
 
 @dataclass(frozen=True)
@@ -561,15 +568,8 @@ class StageRunResultsOutput:
 
 
 @dataclass(frozen=True)
-class ReadStagedResultsInput:
+class ReadStagedResultsInput(PlannedSlice):
     """``read_staged_results``: one planned slice's staged entries (``None`` when not staged)."""
-
-    run_id: str
-    plan_hash: str
-    wave: int
-    slice: int = 0
-    rollout_id: str | None = None
-    ring: str | None = None
 
 
 @dataclass(frozen=True)
