@@ -58,6 +58,31 @@ class ApprovalSteps(PlannerSteps):
                 return None, timer
             return decode(self.waits.consume(names.EV_APPROVAL)), timer
 
+    def _open_wait(self, ring: str, token: str, policy: ApprovalPolicy, why: str | None,
+                   **extra: Any) -> ApprovalRequest:
+        """Open a wait for a person on ``ring``, bound to ``token`` (a manifest hash or a quarantine
+        decision token): the pending request, the ring's phase and the status's ``waitingFor``.
+
+        One place for both kinds of wait (ring approval, quarantine decision), so what the status,
+        the operator page and the API show of a wait cannot drift between them; ``extra`` carries
+        what only one kind has (``inconclusive``; ``kind`` and ``quarantine``).
+        """
+        pending = ApprovalRequest.create(self.rollout_id, ring, token, policy, self.now)
+        self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
+        self.st.wait_for(
+            "approval",
+            until=iso(pending.deadline),
+            ring=ring,
+            manifest_hash=token,
+            approvers=list(policy.approvers),
+            approve_url=approve_url(self.rollout_id, ring),
+            rejectUrl=approve_url(self.rollout_id, ring, "reject"),
+            request=pending.to_dict(),
+            reason=why,
+            **extra,
+        )
+        return pending
+
     def approve(self, ring: str, *, force: bool = False, why: str | None = None,
                 need_accept: list[dict[str, Any]] | None = None) -> Gen:
         """Wait for a manual approval of ``ring`` bound to the manifest, raced with its timeout.
@@ -77,21 +102,10 @@ class ApprovalSteps(PlannerSteps):
             if not block.get("approvers"):
                 raise Stop(HALTED, f"{why}; no approvers are configured to decide")
             policy = ApprovalPolicy.from_dict(block)
-        pending = ApprovalRequest.create(self.rollout_id, ring, manifest_hash, policy, self.now)
-        self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
-        self.st.wait_for(
-            "approval",
-            until=iso(pending.deadline),
-            ring=ring,
-            manifest_hash=manifest_hash,
-            approvers=list(policy.approvers),
-            approve_url=approve_url(self.rollout_id, ring),
-            rejectUrl=approve_url(self.rollout_id, ring, "reject"),
-            request=pending.to_dict(),
-            reason=why,
+        pending = self._open_wait(
+            ring, manifest_hash, policy, why,
             **({"inconclusive": [{"id": vm["id"], "name": vm.get("name")} for vm in need_accept[:50]]}
-               if need_accept else {}),
-        )
+               if need_accept else {}))
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=manifest_hash)
         yield from self.notify(
@@ -209,21 +223,7 @@ class ApprovalSteps(PlannerSteps):
             "entries": ids[:20], "entryCount": len(ids), "patchCount": len(patches),
             "exclusions": {k: list(excluded.get(k) or [])[:20]
                            for k in ("kbNumbersToExclude", "packageNameMasksToExclude")}}
-        pending = ApprovalRequest.create(self.rollout_id, ring, token, policy, self.now)
-        self.st.set_phase(ring, "awaiting-approval", iso(self.now), until=iso(pending.deadline))
-        self.st.wait_for(
-            "approval",
-            until=iso(pending.deadline),
-            ring=ring,
-            manifest_hash=token,
-            approvers=list(policy.approvers),
-            approve_url=approve_url(self.rollout_id, ring),
-            rejectUrl=approve_url(self.rollout_id, ring, "reject"),
-            request=pending.to_dict(),
-            reason=why,
-            kind="quarantine",
-            quarantine=shown_quarantine,
-        )
+        pending = self._open_wait(ring, token, policy, why, kind="quarantine", quarantine=shown_quarantine)
         self.publish()
         yield from self.ledger_ring(ring, "awaiting-approval", manifestHash=token, kind="quarantine",
                                     quarantineEntries=ids[:50])
