@@ -464,8 +464,7 @@ class _Parser:
         tok = self.tok
         if tok.kind in ("str", "num", "timespan"):
             self.next()
-            value = tok.value
-            return lambda r, e: value
+            return _const(tok.value)
         if self.is_op("("):
             self.next()
             inner = self.expr()
@@ -801,8 +800,20 @@ def _negated(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return lambda a, b: not fn(a, b)
 
 
+class _Const:
+    """A literal: evaluates to ``value`` (recognisable, so ``in`` / ``in~`` over literals can use a set)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, r: Row, e: Env) -> Any:
+        return self.value
+
+
 def _const(value: Any) -> Expr:
-    return lambda r, e: value
+    return _Const(value)
 
 
 def _ago(now: datetime, span: Any) -> datetime | None:
@@ -822,6 +833,29 @@ def _compare(op: str, left: Expr, right: Expr) -> Expr:
 
 
 def _in(left: Expr, items: Sequence[Expr], ci: bool, neg: bool) -> Expr:
+    if items and all(isinstance(i, _Const) for i in items):
+        values = [i.value for i in items if isinstance(i, _Const)]
+        if ci:
+            # ``in~`` over literals: the same test as ``=~`` against each (string forms, lower-cased)
+            lowered = frozenset(_tostring(v).lower() for v in values if v is not None)
+
+            def run_ci(r: Row, e: Env) -> bool:
+                value = left(r, e)
+                return (value is not None and _tostring(value).lower() in lowered) != neg
+
+            return run_ci
+        if all(isinstance(v, str) for v in values):
+            exact = frozenset(values)
+
+            def run_str(r: Row, e: Env) -> bool:
+                value = left(r, e)
+                if value is None:
+                    return neg
+                found = value in exact if isinstance(value, str) else any(_eq(value, c) for c in exact)
+                return found != neg
+
+            return run_str
+
     def run(r: Row, e: Env) -> bool:
         value = left(r, e)
         candidates: list[Any] = []

@@ -38,18 +38,48 @@ SUPPORTED
   resourceGroup, subscriptionId, managedBy, sku, plan, properties, tags, identity, zones,
   extendedLocation``; ``type`` and ``resourceGroup`` lower-case, ``id`` in its original casing;
   ``properties.maintenanceRunId`` = the run's correlationId (the community-observed join key, §5.6).
+* Table ``resources``: one row per VM (``microsoft.compute/virtualmachines``) and per Arc-enabled
+  server (``microsoft.hybridcompute/machines``), with the standard columns. ``properties`` is the
+  resource's ARM GET ``properties`` from the provider's own serialiser (``ComputeBackend.vm_body``,
+  ``HybridComputeBackend.machine_body``), so the two cannot drift; a VM's also carries
+  ``properties.extended.instanceView`` ``{computerName, osName, osVersion, hyperVGeneration,
+  powerState: {code: "PowerState/running" | "PowerState/stopped" | "PowerState/deallocated", level:
+  "Info", displayStatus: "VM running" | …}}`` as ARG publishes it. ARG has no application health:
+  a VM that turned unhealthy after a patch (``unhealthyAfterPatch``) still shows
+  ``PowerState/running``; only its instance view's ``vmHealth`` / extension substatus say otherwise.
+  ``tags`` keep each key's casing as written (MicrosoftDocs/azure-docs#57888: Azure treats tag names
+  case-insensitively but keeps the casing it was given) and KQL's ``tags['k']`` is a case-sensitive
+  member access, so ``tags['patchRing']`` misses a machine tagged ``PatchRing``; a query that must
+  match any casing lower-cases the bag: ``parse_json(tolower(tostring(tags)))['patchring']``.
+* **Staleness of ``resources``**: each row is the resource as it was ``resourcesLagSeconds`` (default
+  60) simulated seconds ago, plus the machine's ``resourceGraphLagMinutes``: tag writes (any API),
+  power-state and agent-status changes (control API, timeline, faults), creation and deletion all
+  lag; a deleted machine's row stays until the lag has passed. Sources: ARG is kept current by ARM's
+  change notifications plus a periodic full scan for missed ones (learn.microsoft.com, "Overview of
+  Azure Resource Graph", *How Resource Graph is kept current*); its stated goal is 95 % of changes
+  within 1 minute (doc author in MicrosoftDocs/azure-docs#19879, quoted in lawrencegripper/azbrowse#40;
+  "95 % under 30 s, no upper bound" per an Azure engineer in Azure/azure-dev#540), and support has
+  answered "up to 30 hours" for new or deleted resources (ansible-collections/azure#1994). The
+  default takes the slower goal for *every* change; a machine's own lag models the tail. Changes
+  are stamped when they happen (each machine's class is swapped for a watching subclass, see the
+  backend); a tag dict edited in place, or a machine added/removed at run time, is stamped when a
+  query first sees it. State per machine is a short list of versions pruned beyond the lag.
 * The KQL subset of :mod:`emulator.arm.kql`; anything else → 400 ``BadRequest`` with details
   ``InvalidQuery`` + ``ParserFailure`` / ``UnknownFunction`` (§4.6).
 * **Propagation delay**: a machine's rows appear ``propagationMinutes`` (default 3) simulated
   minutes after its install or assessment ends, plus the machine's own ``resourceGraphLagMinutes``
   (scenario, VMs and Arc machines: "late rows" for one machine); **retention** 30 days
   (installations) / 7 days (assessments).
-* Quota headers ``x-ms-user-quota-remaining`` / ``x-ms-user-quota-resets-after`` on every answer,
-  per principal (15 per 5 s by default); only with ``enforceQuota`` does a spent quota answer 429
-  ``RateLimiting`` (with ``Retry-After`` unless ``retryAfterOn429`` is false, §4.5).
+* Quota as Azure enforces it (§4.5): per principal, 15 queries (each page counts) per 5 s window by
+  default; the next one is a 429 ``RateLimiting`` with ``Retry-After`` = the seconds until a unit frees
+  (unless ``retryAfterOn429`` is false). Headers ``x-ms-user-quota-remaining`` /
+  ``x-ms-user-quota-resets-after`` on every answer. A query leaves the window when the window has
+  passed in simulated *or* real time (as :mod:`emulator.arm.throttle` refills): under the skip clock
+  the SDK's ``Retry-After`` sleep is real time. ``enforceQuota: false`` is an explicit opt-out
+  (headers only) for a scenario about something else.
 
 Configuration: the scenario's ``resourceGraph`` object (``propagationMinutes``,
-``retentionDays``, ``assessmentRetentionDays``, ``quota``, ``quotaWindowSeconds``,
+``resourcesLagSeconds``, ``retentionDays``, ``assessmentRetentionDays``, ``quota``, ``quotaWindowSeconds``,
 ``enforceQuota``, ``retryAfterOn429``; ``initialAssessment``: every machine that can be reached
 has a periodic assessment from an hour before the simulator's start, so compliance views have
 data; ``assessAfterInstall``: every install (direct or scheduled) ends with an assessment that
@@ -61,8 +91,11 @@ The rows, the query engine, paging and the quota live in
 :class:`emulator.arm.backends.resourcegraph.ResourceGraphBackend`; this module is the thin HTTP
 layer above it, plus the module-level helpers tests use (:func:`options_for`, :func:`configure`).
 
-LIMITATIONS: no ``resources`` / ``maintenanceresources`` tables (a query on them is a 400, never
-an empty answer); no ``InProgress`` rows while an install runs; rows
+LIMITATIONS: no ``maintenanceresources`` / ``resourcecontainers`` or other tables (a query on them
+is a 400, never an empty answer); ``resources`` holds only VMs and Arc machines (no disks, NICs,
+resource groups), has no ``systemData`` and models one lag for every kind of change (in Azure a
+change ARM is not notified of, e.g. a guest shutdown, may wait for the next full scan); no
+``InProgress`` rows while an install runs; rows
 are computed at query time from the run records, so a ``$skipToken`` resumes against the current
 data (as in Azure, changes between pages can shift rows); no facets, no management-group
 hierarchy.

@@ -132,11 +132,12 @@ SCENARIO_SCHEMA: dict[str, Any] = {
             },
         },
         "eventSubscriptions": {"type": "array", "items": {"$ref": "#/$defs/eventSubscription"}},
-        "resourceGraph": {  # emulator/arm/resourcegraph.py: propagation, retention, quota
+        "resourceGraph": {  # emulator/arm/resourcegraph.py: propagation, retention, quota, staleness
             "type": "object",
             "additionalProperties": False,
             "properties": {
                 "propagationMinutes": {"type": "number", "minimum": 0},
+                "resourcesLagSeconds": {"type": "number", "minimum": 0},
                 "retentionDays": {"type": "number", "minimum": 0},
                 "assessmentRetentionDays": {"type": "number", "minimum": 0},
                 "quota": {"type": "integer", "minimum": 1},

@@ -1,12 +1,16 @@
 """The Resource Graph backend: rows of ``patchinstallationresources`` / ``patchassessmentresources``
-computed from the other providers' records, the KQL subset, paging tokens and the per-principal quota.
+computed from the other providers' records, the ``resources`` table's lagging versions of each VM and
+Arc machine, the KQL subset, paging tokens and the per-principal quota.
 
 State: :class:`ResourceGraphOptions` (from the scenario's ``resourceGraph``, changed at run time by
-:func:`emulator.arm.resourcegraph.configure`) and the quota's query instants. Rows are read from the
-Maintenance backend's runs, the Compute and HybridCompute backends' finished installs and each
-machine's last assessment, so nothing is copied. The one method named after the SDK is
-:meth:`ResourceGraphBackend.resources` (``ResourceGraphClient.resources``); :mod:`emulator.arm.resourcegraph`
-is the HTTP layer above it and documents the behaviour.
+:func:`emulator.arm.resourcegraph.configure`) and the quota's query instants. Patch rows are read from
+the Maintenance backend's runs, the Compute and HybridCompute backends' finished installs and each
+machine's last assessment, so nothing is copied. ``resources`` rows are versions: each machine keeps
+the rows it had since the newest change older than the lag (:class:`_Tracked`), serialised by the
+Compute / HybridCompute backends when the change is published; its class is swapped for a watching
+subclass (:func:`_watched_class`) so a change is stamped at the instant it happens. The one method
+named after the SDK is :meth:`ResourceGraphBackend.resources` (``ResourceGraphClient.resources``);
+:mod:`emulator.arm.resourcegraph` is the HTTP layer above it and documents the behaviour.
 
 SUPPORTED / LIMITATIONS: see :mod:`emulator.arm.resourcegraph`.
 """
@@ -16,14 +20,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import time
+import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from emulator.arm.backends.core import Core
 from emulator.arm.backends.core import iso as _iso
 from emulator.arm.errors import ArmError
-from emulator.arm.fleet import stable_uuid
+from emulator.arm.fleet import Vm, stable_uuid
 from emulator.arm.kql import KqlError, compile_query, to_json_value
 from emulator.arm.patching import _result_classifications, assessment_result
 
@@ -38,13 +45,21 @@ __all__ = ["COLUMNS", "TABLES", "ResourceGraphBackend", "ResourceGraphOptions"]
 
 COLUMNS = ["id", "name", "type", "tenantId", "kind", "location", "resourceGroup", "subscriptionId", "managedBy",
            "sku", "plan", "properties", "tags", "identity", "zones", "extendedLocation"]
-TABLES = ("patchinstallationresources", "patchassessmentresources")
+TABLES = ("patchinstallationresources", "patchassessmentresources", "resources")
 MAX_TOP = 1000
 DEFAULT_TOP = 100
 _INVALID = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix the "
             "error before retrying.")
 _VM_TYPE = "microsoft.compute/virtualmachines"
 _ARC_TYPE = "microsoft.hybridcompute/machines"
+# The ``resources`` table's default staleness: ARG's published goal is 95 % of changes within 1 minute
+# (MicrosoftDocs/azure-docs#19879; 30 s per Azure/azure-dev#540), with no upper bound. The simulator
+# takes the slower published figure for every change; the tail is the per-machine knob.
+DEFAULT_RESOURCES_LAG_SECONDS = 60.0
+_PAST = datetime.min.replace(tzinfo=UTC)  # "before the simulator started": the fleet's initial state
+# Vm fields whose change ARG publishes (tags, power state, an Arc agent's status, the model's few mutable fields)
+_WATCHED = frozenset({"tags", "power_state", "agent_status", "last_status_change", "patch_mode", "size",
+                      "location", "zone", "os_name", "os_version", "os_sku", "agent_version"})
 
 
 @dataclass
@@ -54,11 +69,13 @@ class ResourceGraphOptions:
     assessment_retention: timedelta = timedelta(days=7)
     quota: int = 15
     quota_window: timedelta = timedelta(seconds=5)
-    enforce_quota: bool = False
+    enforce_quota: bool = True  # Azure always enforces it; ``enforceQuota: false`` is an explicit opt-out
     retry_after_on_429: bool = True
     initial_assessment: bool = False  # every Connected/running machine was assessed an hour before the start
     assess_after_install: bool = False  # an install ends with an assessment (§3.5), replacing …/latest
-    used: dict[str, list[datetime]] = field(default_factory=dict)  # principal -> query instants
+    resources_lag: timedelta = timedelta(seconds=DEFAULT_RESOURCES_LAG_SECONDS)  # the ``resources`` table's staleness
+    # principal -> (simulated, real monotonic) instants of its queries in the current window
+    used: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
 
     @classmethod
     def from_scenario(cls, doc: dict[str, Any] | None) -> ResourceGraphOptions:
@@ -69,10 +86,11 @@ class ResourceGraphOptions:
             assessment_retention=timedelta(days=float(doc.get("assessmentRetentionDays", 7))),
             quota=int(doc.get("quota", 15)),
             quota_window=timedelta(seconds=float(doc.get("quotaWindowSeconds", 5))),
-            enforce_quota=bool(doc.get("enforceQuota", False)),
+            enforce_quota=bool(doc.get("enforceQuota", True)),
             retry_after_on_429=bool(doc.get("retryAfterOn429", True)),
             initial_assessment=bool(doc.get("initialAssessment", False)),
             assess_after_install=bool(doc.get("assessAfterInstall", False)),
+            resources_lag=timedelta(seconds=float(doc.get("resourcesLagSeconds", DEFAULT_RESOURCES_LAG_SECONDS))),
         )
 
 
@@ -121,6 +139,50 @@ def _column_type(values: list[Any]) -> str:
 
 
 
+@dataclass
+class _Snapshot:
+    """One published version of a resource: from ``at`` on (plus the lag) ARG shows ``row`` (None: gone)."""
+
+    at: datetime
+    fingerprint: tuple[Any, ...] | None
+    row: dict[str, Any] | None
+
+
+@dataclass
+class _Tracked:
+    """A VM's or Arc machine's versions, oldest first, pruned to the newest one older than the lag."""
+
+    history: list[_Snapshot]
+    extra_lag: timedelta = timedelta(0)
+    pending: datetime | None = None  # a watched field changed at this instant; snapshot taken lazily
+
+
+def _fingerprint(vm: Vm) -> tuple[Any, ...]:
+    """What a row depends on that can change at run time (compared at query time: in-place tag edits)."""
+    return (tuple(vm.tags.items()), vm.power_state, vm.agent_status, vm.last_status_change, vm.patch_mode,
+            vm.size, vm.location, vm.zone, vm.os_name, vm.os_version, vm.os_sku, vm.agent_version)
+
+
+def _watched_class(backend: ResourceGraphBackend) -> type[Vm]:
+    """A subclass of :class:`Vm` whose instances tell ``backend`` *before* a watched field changes.
+
+    Why: the Compute, HybridCompute, Tags and control backends, the scenario timeline and faults all
+    assign ``vm.tags`` / ``vm.power_state`` / ``vm.agent_status`` directly. Swapping each machine's
+    class (per simulator, not a global patch) records the instant of every such change without
+    touching those writers, so a row's staleness is measured from the change, not from the next query.
+    The class holds the backend weakly: a stopped simulator's backend is not kept alive by its VMs."""
+    ref = weakref.ref(backend)
+
+    def __setattr__(self: Vm, name: str, value: Any) -> None:
+        if name in _WATCHED:
+            owner = ref()
+            if owner is not None and name in self.__dict__ and self.__dict__[name] != value:
+                owner._before_change(self)
+        object.__setattr__(self, name, value)
+
+    return type("WatchedVm", (Vm,), {"__setattr__": __setattr__, "__module__": __name__})
+
+
 class ResourceGraphBackend:
     """See the module docstring. Registers its closing assessment with the core's install listeners."""
 
@@ -139,6 +201,12 @@ class ResourceGraphBackend:
         self.options = ResourceGraphOptions.from_scenario(core.scenario.get("resourceGraph"))
         core.on_install(self.assess_after_install)
         self.initial_assessments()
+        # the ``resources`` table: versions per machine (lower id), the machines present at the start
+        self._tracked: dict[str, _Tracked] = {}
+        self._initial = {vm.id.lower() for vm in core.fleet.all_machines()}
+        self._watch_class = _watched_class(self)
+        for vm in core.fleet.all_machines():
+            self._watch(vm)
 
     def configure(self, **changes: Any) -> ResourceGraphOptions:
         """Change options at run time, e.g. ``configure(propagation=timedelta(minutes=20))``."""
@@ -167,6 +235,110 @@ class ResourceGraphBackend:
         vm.last_assessment = assessment_result(vm, self.core.fleet.available_patches(vm), start=plan.end,
                                                activity_id=stable_uuid("assessment", plan.activity_id))
 
+
+    # -- the ``resources`` table ------------------------------------------------------------------
+    def _watch(self, vm: Vm) -> None:
+        if type(vm) is Vm:
+            vm.__class__ = self._watch_class
+
+    def _extra_lag(self, vm: Vm) -> timedelta:
+        return timedelta(minutes=float(getattr(vm, "resource_graph_lag_minutes", 0) or 0))
+
+    def _track(self, vm: Vm, *, since: datetime) -> _Tracked:
+        """Start tracking ``vm`` with its current state as published from ``since``."""
+        tracked = _Tracked(history=[_Snapshot(since, _fingerprint(vm), self.resource_row(vm))],
+                           extra_lag=self._extra_lag(vm))
+        self._tracked[vm.id.lower()] = tracked
+        return tracked
+
+    def _before_change(self, vm: Vm) -> None:
+        """A watched field of ``vm`` is about to change (its current values are still the old ones)."""
+        now = self.core.clock.now()
+        key = vm.id.lower()
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            tracked = self._track(vm, since=_PAST if key in self._initial else now)
+        elif tracked.pending is not None and tracked.pending < now:
+            self._publish(vm, tracked, tracked.pending)  # the state it had from the earlier change until now
+        if tracked.pending is None or tracked.pending < now:
+            tracked.pending = now
+
+    def _publish(self, vm: Vm, tracked: _Tracked, at: datetime) -> None:
+        tracked.pending = None
+        fingerprint = _fingerprint(vm)
+        if tracked.history[-1].fingerprint != fingerprint:
+            tracked.history.append(_Snapshot(at, fingerprint, self.resource_row(vm)))
+        tracked.extra_lag = self._extra_lag(vm)
+
+    def resource_row(self, vm: Vm) -> dict[str, Any]:
+        """A VM's or Arc machine's ``resources`` row now: its ARM GET body (the one serialiser each provider
+        has) in ARG's columns, plus, for a VM, ``properties.extended.instanceView`` as ARG publishes it."""
+        if vm.is_arc:
+            body = self.hybridcompute.machine_body(vm)
+            properties = body["properties"]
+        else:
+            body = self.compute.vm_body(vm)
+            view = self.compute.instance_view(vm)
+            power = next((s for s in view["statuses"] if str(s["code"]).startswith("PowerState/")), None)
+            properties = {**body["properties"], "extended": {"instanceView": {
+                "computerName": view.get("computerName"), "osName": view.get("osName"),
+                "osVersion": view.get("osVersion"), "hyperVGeneration": view.get("hyperVGeneration"),
+                "powerState": {k: power[k] for k in ("code", "level", "displayStatus")} if power else None,
+            }}}
+        parts = vm.id.split("/")
+        return {
+            "id": body["id"], "name": body["name"], "type": str(body["type"]).lower(),
+            "tenantId": self.core.scenario.get("tenantId") or "", "kind": body.get("kind") or "",
+            "location": body.get("location") or "", "resourceGroup": parts[4].lower(),
+            "subscriptionId": parts[2], "managedBy": body.get("managedBy") or "", "sku": body.get("sku"),
+            "plan": body.get("plan"), "properties": properties, "tags": body.get("tags") or {},
+            "identity": body.get("identity"), "zones": body.get("zones"),
+            "extendedLocation": body.get("extendedLocation"),
+        }
+
+    def _resources_rows(self, now: datetime, opts: ResourceGraphOptions) -> list[dict[str, Any]]:
+        """Each machine's newest version at or before ``now - lag``; one pass over each short history.
+
+        Changes made through a watched field were stamped when they happened; anything else (a tag
+        dict edited in place, a machine added or removed at run time) is stamped when first seen here."""
+        fleet = self.core.fleet
+        present: dict[str, Vm] = {**fleet.vms, **fleet.machines}
+        rows: list[dict[str, Any]] = []
+        for key, vm in present.items():
+            tracked = self._tracked.get(key)
+            if tracked is None:
+                self._watch(vm)
+                tracked = self._track(vm, since=_PAST if key in self._initial else now)
+            elif tracked.pending is not None:
+                self._publish(vm, tracked, tracked.pending)
+            elif tracked.history[-1].fingerprint != _fingerprint(vm):
+                self._publish(vm, tracked, now)
+            row = self._visible(tracked, now - opts.resources_lag - tracked.extra_lag)
+            if row is not None:
+                rows.append(row)
+        for key in [k for k in self._tracked if k not in present]:
+            tracked = self._tracked[key]
+            if tracked.history[-1].row is not None:
+                tracked.history.append(_Snapshot(now, None, None))  # deleted: the row stays until the lag passes
+            row = self._visible(tracked, now - opts.resources_lag - tracked.extra_lag)
+            if row is not None:
+                rows.append(row)
+            elif len(tracked.history) == 1:
+                del self._tracked[key]  # gone for good, and published as gone
+        return rows
+
+    @staticmethod
+    def _visible(tracked: _Tracked, cutoff: datetime) -> dict[str, Any] | None:
+        """The newest version at or before ``cutoff`` (older ones are pruned: never visible again)."""
+        history = tracked.history
+        index = len(history) - 1
+        while index >= 0 and history[index].at > cutoff:
+            index -= 1
+        if index < 0:
+            return None  # created after the cutoff: not in ARG yet
+        if index > 0:
+            del history[:index]
+        return history[0].row
 
     def _base_row(self, row_id: str, name: str, rtype: str, *, vm_id: str, location: str) -> dict[str, Any]:
         parts = vm_id.split("/")
@@ -288,6 +460,8 @@ class ResourceGraphBackend:
         opts = self.options
         if table == "patchassessmentresources":
             return self._assessment_rows(now, opts)
+        if table == "resources":
+            return self._resources_rows(now, opts)
         rows: list[dict[str, Any]] = []
         for run in list(self.maintenance.schedule.runs.values()):
             for plan in list(run.plans.values()):
@@ -333,28 +507,38 @@ class ResourceGraphBackend:
                 f"correlationId = {self.core.new_id()}.")
 
 
-    def _quota(self, identity: str, now: datetime) -> tuple[bool, dict[str, str]]:
+    def _quota(self, identity: str, now: datetime) -> tuple[bool, dict[str, str], int]:
+        """Take one unit of ``identity``'s quota: (allowed, the quota headers, seconds until a unit frees).
+
+        A query leaves the window once ``quotaWindowSeconds`` have passed in simulated *or* real time,
+        as ARM's throttle refills (:mod:`emulator.arm.throttle`): under the skip clock the SDK sleeps
+        ``Retry-After`` real seconds while simulated time stands still, and that wait must count."""
         opts = self.options
-        used = [t for t in opts.used.get(identity, []) if now - t < opts.quota_window]
+        window = opts.quota_window.total_seconds()
+        real = time.monotonic()
+
+        def age(entry: tuple[datetime, float]) -> float:
+            return max((now - entry[0]).total_seconds(), real - entry[1], 0.0)
+
+        used = [e for e in opts.used.get(identity, []) if age(e) < window]
         allowed = not opts.enforce_quota or len(used) < opts.quota
         if allowed:
-            used.append(now)
+            used.append((now, real))
         opts.used[identity] = used
         remaining = max(0, opts.quota - len(used))
-        resets = opts.quota_window - (now - used[0]) if used else opts.quota_window
-        seconds = max(0, int(resets.total_seconds()))
+        resets = max(0.0, window - age(used[0])) if used else window
+        seconds = math.ceil(resets)
         hms = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        return allowed, {"x-ms-user-quota-remaining": str(remaining), "x-ms-user-quota-resets-after": hms}
+        return allowed, {"x-ms-user-quota-remaining": str(remaining), "x-ms-user-quota-resets-after": hms}, seconds
 
 
     def resources(self, body: dict[str, Any], identity: str) -> tuple[dict[str, Any], dict[str, str]]:
         """``resources(query)``: a ``QueryResponse`` and the quota headers (ARM errors raised)."""
         now = self.core.clock.now()
-        allowed, headers = self._quota(identity, now)
+        allowed, headers, resets = self._quota(identity, now)
         if not allowed:
             opts = self.options
-            wait = str(max(1, int(opts.quota_window.total_seconds())))
-            extra = {"Retry-After": wait} if opts.retry_after_on_429 else {}
+            extra = {"Retry-After": str(max(1, resets))} if opts.retry_after_on_429 else {}
             raise ArmError(429, "RateLimiting", self._support_message(), details=[{
                 "code": "RateLimiting",
                 "message": "Client application has been throttled and should not attempt to repeat the request "

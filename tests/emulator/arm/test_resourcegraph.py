@@ -130,7 +130,7 @@ def test_paging_with_skip_token_and_take(arm: Running) -> None:
     ("patchinstallationresources | join (resources) on id", "ParserFailure", "join"),
     ("patchinstallationresources | mv-expand properties", "ParserFailure", "mv-expand"),
     ("patchinstallationresources | where nosuchcolumn == 1", "ParserFailure", "nosuchcolumn"),
-    ("resources | project id", "ParserFailure", "resources"),
+    ("maintenanceresources | project id", "ParserFailure", "maintenanceresources"),
 ])
 def test_anything_outside_the_subset_is_arg_s_400(arm: Running, text: str, code: str, token: str) -> None:
     with pytest.raises(HttpResponseError) as caught:
