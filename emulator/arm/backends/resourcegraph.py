@@ -203,7 +203,7 @@ class ResourceGraphBackend:
         self.initial_assessments()
         # the ``resources`` table: versions per machine (lower id), the machines present at the start
         self._tracked: dict[str, _Tracked] = {}
-        self._initial = {vm.id.lower() for vm in core.fleet.all_machines()}
+        self._initial = {vm.id.lower(): vm for vm in core.fleet.all_machines()}
         self._watch_class = _watched_class(self)
         for vm in core.fleet.all_machines():
             self._watch(vm)
@@ -316,6 +316,9 @@ class ResourceGraphBackend:
             row = self._visible(tracked, now - opts.resources_lag - tracked.extra_lag)
             if row is not None:
                 rows.append(row)
+        for key, vm in self._initial.items():  # there from the start, removed before any query saw it
+            if key not in present and key not in self._tracked:
+                self._track(vm, since=_PAST)
         for key in [k for k in self._tracked if k not in present]:
             tracked = self._tracked[key]
             if tracked.history[-1].row is not None:
@@ -325,6 +328,7 @@ class ResourceGraphBackend:
                 rows.append(row)
             elif len(tracked.history) == 1:
                 del self._tracked[key]  # gone for good, and published as gone
+                self._initial.pop(key, None)
         return rows
 
     @staticmethod
@@ -545,6 +549,13 @@ class ResourceGraphBackend:
                            "until an amount of time has elapsed. Please see https://aka.ms/resourcegraph-throttling "
                            "for help."}],
                 headers={**headers, **extra})
+        try:
+            return self._answer(body, now), headers
+        except ArmError as exc:  # a refused query spent its unit too: the headers are on every answer
+            exc.headers = {**headers, **exc.headers}
+            raise
+
+    def _answer(self, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         text = body.get("query")
         if not isinstance(text, str) or not text.strip():
             raise self._bad_query(None, "The 'query' field is required.")
@@ -606,4 +617,4 @@ class ResourceGraphBackend:
             }
         else:
             answer["data"] = data
-        return answer, headers
+        return answer
