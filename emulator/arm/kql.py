@@ -21,7 +21,11 @@ SUPPORTED (§6.3 of the reference, the parts the app and the documented samples 
   ``tolower``, ``toupper``, ``strcat``, ``split(s, sep[, i])`` (the 3-argument form returns a
   one-element array, §5.7), ``parse_json``/``todynamic``, ``isnull``, ``isnotnull``, ``isempty``,
   ``isnotempty``, ``iff``/``iif``, ``coalesce``, ``array_length``, ``now()``, ``ago(7d)``;
-* dynamic access ``properties.a.b``, ``x['k']``, ``x[10]`` (case-sensitive keys, missing → null);
+* output column names as Kusto derives them: ``a.b`` → ``a_b``, ``tostring(a.b)`` → ``a_b`` (the
+  REST spec's "Access a properties field" example), ``count()`` → ``count_``, else ``Column<n>``;
+* dynamic access ``properties.a.b``, ``x['k']``, ``x[10]`` (case-sensitive keys, missing → null: so
+  ``tags['patchRing']`` does not find a tag written ``PatchRing``; ``parse_json(tolower(tostring(tags)))``
+  gives a bag with lower-case keys);
   string literals in single or double quotes, numbers, timespans (``7d``, ``12h``, ``30m``,
   ``10s``), ``true``/``false``, ``//`` comments, multi-line text.
 
@@ -597,6 +601,9 @@ class _Parser:
                 before = self.i
                 value = self.expr()
                 used = self.toks[before:self.i]
+                if (len(used) > 3 and used[0].kind == "ident" and used[1].text == "(" and used[-1].text == ")"
+                        and used[0].text in _SCALARS):
+                    used = used[2:-1]  # ``tostring(properties.a.b)`` is named after its path, as Kusto does
                 is_path = all(t.kind == "ident" or t.text == "." for t in used)
                 name = "_".join(t.text for t in used if t.kind == "ident") if is_path else f"Column{len(items) + 1}"
                 items.append((name, value))

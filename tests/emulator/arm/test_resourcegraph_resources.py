@@ -253,6 +253,11 @@ def test_membership_query_spans_vms_and_arc_and_tag_names_are_case_sensitive(
     by_type = query(arm, "resources | summarize n = count() by type | order by type asc")["data"]
     assert by_type == [{"type": "microsoft.compute/virtualmachines", "n": 4},
                        {"type": "microsoft.hybridcompute/machines", "n": 2}]
+    # the spec's "Access a properties field" example: a column named after the path inside tostring()
+    by_os = query(arm, "resources | where type =~ 'Microsoft.Compute/virtualMachines' "
+                       "| summarize count() by tostring(properties.storageProfile.osDisk.osType)")["data"]
+    assert sorted(by_os, key=str) == [{"properties_storageProfile_osDisk_osType": "Linux", "count_": 2},
+                                      {"properties_storageProfile_osDisk_osType": "Windows", "count_": 2}]
 
 
 @pytest.mark.parametrize(("text", "token"), [
