@@ -23,6 +23,7 @@ import json
 import math
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -163,21 +164,69 @@ def _fingerprint(vm: Vm) -> tuple[Any, ...]:
             vm.size, vm.location, vm.zone, vm.os_name, vm.os_version, vm.os_sku, vm.agent_version)
 
 
+class _WatchedTags(dict[str, str]):
+    """A machine's tag dict that announces in-place edits (``vm.tags[k] = v``, ``del``, ``update`` ...)
+    before they happen, as the scenario timeline does after replacing the dict."""
+
+    def __init__(self, items: dict[str, str], before_change: Callable[[], None]) -> None:
+        super().__init__(items)
+        self._before_change = before_change
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if self.get(key, _MISSING) != value:
+            self._before_change()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._before_change()
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._before_change()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, str]:
+        self._before_change()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._before_change()
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._before_change()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._before_change()
+        return super().setdefault(key, default)
+
+
+_MISSING = object()
+
+
 def _watched_class(backend: ResourceGraphBackend) -> type[Vm]:
     """A subclass of :class:`Vm` whose instances tell ``backend`` *before* a watched field changes.
 
     Why: the Compute, HybridCompute, Tags and control backends, the scenario timeline and faults all
-    assign ``vm.tags`` / ``vm.power_state`` / ``vm.agent_status`` directly. Swapping each machine's
-    class (per simulator, not a global patch) records the instant of every such change without
-    touching those writers, so a row's staleness is measured from the change, not from the next query.
-    The class holds the backend weakly: a stopped simulator's backend is not kept alive by its VMs."""
+    assign ``vm.tags`` / ``vm.power_state`` / ``vm.agent_status`` directly (the timeline also edits the
+    tag dict in place). Swapping each machine's class (per simulator, not a global patch) and its tag
+    dict for a :class:`_WatchedTags` records the instant of every such change without touching those
+    writers, so a row's staleness is measured from the change, not from the next query. The class
+    holds the backend weakly: a stopped simulator's backend is not kept alive by its VMs."""
     ref = weakref.ref(backend)
 
+    def before_change(vm: Vm) -> None:
+        owner = ref()
+        if owner is not None:
+            owner._before_change(vm)
+
     def __setattr__(self: Vm, name: str, value: Any) -> None:
-        if name in _WATCHED:
-            owner = ref()
-            if owner is not None and name in self.__dict__ and self.__dict__[name] != value:
-                owner._before_change(self)
+        if name in _WATCHED and name in self.__dict__ and self.__dict__[name] != value:
+            before_change(self)
+        if name == "tags" and type(value) is dict:
+            value = _WatchedTags(value, lambda: before_change(self))
         object.__setattr__(self, name, value)
 
     return type("WatchedVm", (Vm,), {"__setattr__": __setattr__, "__module__": __name__})
@@ -240,6 +289,7 @@ class ResourceGraphBackend:
     def _watch(self, vm: Vm) -> None:
         if type(vm) is Vm:
             vm.__class__ = self._watch_class
+            vm.tags = dict(vm.tags)  # wrapped by the watching class's __setattr__ (equal: no change recorded)
 
     def _extra_lag(self, vm: Vm) -> timedelta:
         return timedelta(minutes=float(getattr(vm, "resource_graph_lag_minutes", 0) or 0))

@@ -12,7 +12,7 @@ skip clock, except where a test lets the SDK sleep a real ``Retry-After``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -177,6 +177,26 @@ def test_one_machine_can_lag_longer_and_two_changes_publish_in_order(arm_factory
     assert names(query(arm, ring2)["data"]) == ["win-01"]
     arm.advance_to(t0 + timedelta(minutes=32))
     assert names(query(arm, ring2)["data"]) == ["win-01", "win-02"]
+
+
+def test_a_change_counts_from_when_it_happened_not_from_the_next_query(arm_factory: Callable[..., Running]) -> None:
+    """The scenario timeline stops one VM and adds a tag to another (in place) at 06:10; the first query
+    comes a second before the lag has passed, the next one at the lag."""
+    at = datetime(2026, 11, 16, 6, 10, tzinfo=UTC)
+    arm = arm_factory(scenario(timeline=[
+        {"at": "2026-11-16T06:10:00Z", "vms": ["win-02"], "powerState": "stopped"},
+        {"at": "2026-11-16T06:10:00Z", "vms": ["lin-02"], "tags": {"wave": "early"}}]))
+    text = ("resources | where name in ('win-02', 'lin-02') | project id, name, wave = tostring(tags['wave']), "
+            "power = tostring(properties.extended.instanceView.powerState.code) | order by name asc")
+
+    def rows() -> list[tuple[str, str, str]]:
+        return [(r["name"], r["wave"], r["power"]) for r in query(arm, text)["data"]]
+
+    arm.advance_to(at + LAG - timedelta(seconds=1))
+    assert arm.sim.vm("win-02").power_state == "stopped" and arm.sim.vm("lin-02").tags["wave"] == "early"
+    assert rows() == [("lin-02", "", "PowerState/running"), ("win-02", "", "PowerState/running")]
+    arm.advance_to(at + LAG)
+    assert rows() == [("lin-02", "early", "PowerState/running"), ("win-02", "", "PowerState/stopped")]
 
 
 def test_creation_and_deletion_lag_too(arm_factory: Callable[..., Running]) -> None:
