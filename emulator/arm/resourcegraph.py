@@ -61,9 +61,10 @@ SUPPORTED
   "95 % under 30 s, no upper bound" per an Azure engineer in Azure/azure-dev#540), and support has
   answered "up to 30 hours" for new or deleted resources (ansible-collections/azure#1994). The
   default takes the slower goal for *every* change; a machine's own lag models the tail. Changes
-  are stamped when they happen (each machine's class is swapped for a watching subclass, see the
-  backend); a tag dict edited in place, or a machine added/removed at run time, is stamped when a
-  query first sees it. State per machine is a short list of versions pruned beyond the lag.
+  are stamped when they happen (each machine's class and tag dict are swapped for watching ones, see
+  the backend); a machine added or removed at run time (the simulator has no VM PUT/DELETE) is
+  stamped when a query first sees it. State per machine is a short list of versions pruned beyond
+  the lag; a query walks each list once.
 * The KQL subset of :mod:`emulator.arm.kql`; anything else → 400 ``BadRequest`` with details
   ``InvalidQuery`` + ``ParserFailure`` / ``UnknownFunction`` (§4.6).
 * **Propagation delay**: a machine's rows appear ``propagationMinutes`` (default 3) simulated
