@@ -11,10 +11,12 @@ contracts stay as they are. Calls go through azure-mgmt-hybridcompute 10.0.0
 for (run, machine) answers ``already-started``/``already-done``; otherwise the machine is read
 (its agent must be ``Connected``: a disconnected or expired agent cannot run an install, so the
 start is refused with ``error.code = ArcAgentNotConnected`` and ``error.unreachable: true``,
-never sent), Resource Graph is asked for an install summary row of this machine that started at
-or after the run started (``already-done``/``already-started``: the check-before-act an instance
-view gives for VMs), then a create-only claim is taken and the POST sent once with the SDK's
-resending retries off (429 only is retried). **Gap**: Resource Graph lags (minutes), so the
+never sent; and the ring's member rule is re-applied to the live machine: one that left the ring
+since Resource Graph listed it answers ``left-ring``, never sent, as for VMs), Resource Graph is
+asked for an install summary row of this machine that started at or after the run started
+(``already-done``/``already-started``: the check-before-act an instance view gives for VMs),
+then a create-only claim is taken and the POST sent once with the SDK's resending retries off
+(429 only is retried). **Gap**: Resource Graph lags (minutes), so the
 check-before-act only sees installs older than the lag; the ledger claim is what makes the POST
 once-only. An uncertain start (5xx / lost answer) is **never re-sent** on an Arc machine:
 without an instance view there is no prompt proof that the POST did not take effect, so it is

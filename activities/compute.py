@@ -16,9 +16,15 @@ crash or runs twice concurrently:
 
 1. an install record for (runId, VM) in the ledger means it was already sent (or is being
    sent): return ``already-started`` with its token;
-2. otherwise the VM's instance view is checked: an install ``InProgress`` (someone else's, or
-   ours whose record was lost) gives ``already-started``; one finished after the run started
-   gives ``already-done``;
+2. otherwise the VM is read live -- one GET with ``$expand=instanceView``, the model and its
+   instance view together (issue 11) -- and the ring's member rule (``memberRule``, the ring's
+   ``members`` document) is applied to it again: the wave's members come from Azure Resource
+   Graph, which lags, so a VM retagged out of the ring (or moved out of its scope) a moment ago
+   may still be listed; such a machine is **not installed** and answers ``left-ring`` (error
+   code ``LeftRing``, recorded in the ledger's install row; the wave neither verifies it nor
+   counts it, never passes it). Then the instance view: an install ``InProgress`` (someone
+   else's, or ours whose record was lost) gives ``already-started``; one finished after the run
+   started gives ``already-done``;
 3. otherwise a *claim* row is inserted (create-only, so two concurrent attempts cannot both
    win) **before** the POST, and the token is merged into it right after. A POST that was
    definitely refused (4xx, connection never made) deletes the claim so a later attempt may
@@ -26,7 +32,7 @@ crash or runs twice concurrently:
    followed through the instance view instead (``token: None``).
 
 A ``started`` answer carries ``baseline`` (additive): the VM's health sample taken from the
-instance view read in step 2, plus the HTTP probes given as ``probes`` (optional input): the
+instance view read in step 2 (the same GET), plus the HTTP probes given as ``probes`` (optional input): the
 verify orchestrator fails a VM that was healthy before patching fast (issue 11).
 
 ``runStartedAt`` (optional input, ISO UTC) is the reference time for "finished after the run
@@ -60,11 +66,11 @@ import azure.durable_functions as df
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 from azure.core.polling.base_polling import LocationPolling
 
-from activities import Payload, members
+from activities import Payload
 from activities import arc as arc_ops
 
 # Membership moved to :mod:`activities.members` (issue 10); these names stay importable from here.
-from activities.members import member_ref, resolve_ring_members_core, subscription_fleet
+from activities.members import member_ref, resolve_ring_members_core
 from patchrings import deps
 from patchrings.arm.errors import error_info, status_of
 from patchrings.arm.ids import parse_resource_id
@@ -89,6 +95,7 @@ from patchrings.boundary.activities import (
     StartOutput,
 )
 from patchrings.boundary.codec import from_payload, to_payload
+from patchrings.domain.membership import LEFT_RING, MemberRule
 from patchrings.domain.plan import normalize_reboot_setting
 from patchrings.domain.results import UNCERTAIN_START_GRACE
 from patchrings.ports import ComputeGateway, InstallLedger, MachineGateway
@@ -105,7 +112,6 @@ __all__ = [
     "resolve_ring_members_core",
     "start_assess_core",
     "start_install_core",
-    "subscription_fleet",
 ]
 
 PROBE_TIMEOUT_CAP = 10  # seconds: a health probe must never hold an activity for long
@@ -114,8 +120,6 @@ THROTTLE_WAIT_CAP = 10.0  # seconds per wait: activities must stay short
 
 HttpGet = Callable[[str, float], tuple[int, str]]
 
-#: the per-subscription list cost hint lives with member resolution (shared with health)
-_LIST_PAGES = members._LIST_PAGES
 
 
 # ------------------------------------------------------------------------------ machines
@@ -209,15 +213,51 @@ def start_install_core(clients: MachineGateway, ledger: InstallLedger,
     if is_arc(vm):
         return _start_install_arc(clients, ledger, spec, since)
     try:
-        view = _instance_view(clients, vm)
+        model = _vm_with_view(clients, vm)
     except AzureError as exc:
         return _started("refused", None, error_info(exc, code="InstanceViewUnavailable"))
+    left = _left_ring(spec, model)
+    if left is not None:
+        return _left(ledger, spec, left)
+    view = (model.get("properties") or {}).get("instanceView") or {}
     summary = install_summary(view)
     out = _claim_and_send(clients, ledger, spec, since, observed=_observed_install(summary, since),
                           evidence={"observed": summary})
     if out.get("state") == "started":
         out["baseline"] = _baseline(view, vm, spec.probes or [])
     return out
+
+
+def _vm_with_view(clients: ComputeGateway, vm: Mapping[str, Any]) -> dict[str, Any]:
+    """The VM's live model with its instance view: one GET (``$expand=instanceView``)."""
+    sub, rg, name = _vm_parts(vm)
+    return to_wire(clients.compute(sub).virtual_machines.get(rg, name, expand="instanceView")) or {}
+
+
+def _left_ring(spec: StartInstallInput, model: Mapping[str, Any]) -> str | None:
+    """Why the live machine is no longer selected by the ring's rule (``memberRule``), or None.
+
+    The wave's members came from Resource Graph, which lags: a VM retagged out of the ring (or
+    moved out of its scope) a moment ago may still have been listed. The live model decides."""
+    if spec.member_rule is None:
+        return None
+    rule = MemberRule.from_members(spec.member_rule)
+    ref = member_ref(model)
+    return rule.left_because(resource_group=parse_resource_id(str(spec.vm["id"])).resource_group,
+                             location=ref.get("location"), os=ref.get("os"), tags=model.get("tags") or {})
+
+
+def _left(ledger: InstallLedger, spec: StartInstallInput, reason: str) -> dict[str, Any]:
+    """``left-ring``: nothing sent; recorded in the ledger's install row (best effort), so a re-run
+    answers the same and the run's rows say why the machine was not installed."""
+    vm_id, run_id = str(spec.vm["id"]), str(spec.run_id)
+    error = {"code": "LeftRing", "retryable": False, "status": None,
+             "message": f"not installed: the machine left ring {spec.ring!r} ({reason})"}
+    _best_effort(ledger.record_install, run_id, vm_id, {
+        "rolloutId": spec.rollout_id, "ring": str(spec.ring), "state": LEFT_RING, "claimedAt": spec.now,
+        "error": error})
+    log.info("installPatches not sent to %s: %s", vm_id, error["message"])
+    return _started(LEFT_RING, None, error)
 
 
 _NOTHING: Mapping[str, Any] = {}
@@ -251,6 +291,9 @@ def _start_install_arc(clients: MachineGateway, ledger: InstallLedger, spec: Sta
     machine's agent must be Connected; Resource Graph stands in for the instance view."""
     vm = spec.vm
     observed, machine, refusal = arc_ops.precheck_install_arc(clients, vm, since)
+    left = _left_ring(spec, machine) if machine is not None else None
+    if left is not None:
+        return _left(ledger, spec, left)
     if refusal is not None:
         return _started("refused", None, refusal)
     out = _claim_and_send(clients, ledger, spec, since, observed=observed, claim_extra={"kind": "arc"})
@@ -270,6 +313,8 @@ def _baseline(view: Mapping[str, Any], vm: Mapping[str, Any], probes: list[Any])
 
 def _answer_for(record: Mapping[str, Any]) -> dict[str, Any]:
     """What a re-run answers for an existing install record (``uncertain`` when it is)."""
+    if record.get("state") == LEFT_RING:
+        return _started(LEFT_RING, None, record.get("error") if isinstance(record.get("error"), dict) else None)
     return _started("already-done" if record.get("state") == "done" else "already-started", record.get("token"),
                     uncertain=True if _uncertain(record) else None)
 

@@ -8,6 +8,15 @@ validated again to read one ring; callers are switching to ``ringSpec``).
 
 The compliance view and the manifest diff resolve rings with the same core
 (:func:`resolve_ring_members_core`), so a ring is the same set of machines everywhere.
+
+Where members come from (issue 11: a few calls per VM at any subscription size): one paged
+Resource Graph query on the ``resources`` table per resolution, filtered server-side as far as
+that can never drop a member and re-checked row by row with the ring's
+:class:`~patchrings.domain.membership.MemberRule` (the core's docstring). Each resolution reads
+that ring's rows only: the planner's count of every ring, ``plan_ring_waves`` and
+``ring_coverage`` cost ``ceil(rows / 1000)`` requests each, not the subscription's list pages.
+Resource Graph lags the live resources by seconds; the install's pre-check
+(:func:`activities.compute.start_install_core`) re-applies the rule to the live VM.
 """
 
 from __future__ import annotations
@@ -20,15 +29,16 @@ import azure.durable_functions as df
 from azure.core.exceptions import HttpResponseError
 
 from activities import Payload
-from activities import arc as arc_ops
 from activities.plan import assignment_name, ring_from_spec
+from activities.resource_graph import _sender
 from patchrings import deps
+from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import status_of
 from patchrings.arm.fanout import map_bounded
 from patchrings.arm.ids import parse_resource_id, same_arm_id
 from patchrings.arm.lro import to_wire
 from patchrings.arm.machines import arc_ref, is_arc
-from patchrings.arm.vms import dynamic_scope_matches, tag_value, vm_ref
+from patchrings.arm.vms import dynamic_scope_matches, vm_ref
 from patchrings.boundary.activities import (
     PlanRingWavesInput,
     PlanRingWavesOutput,
@@ -41,41 +51,53 @@ from patchrings.boundary.activities import (
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.domain.manifest import uncovered_vms
+from patchrings.domain.membership import MemberRule
 from patchrings.domain.plan import Ring, short_hash
-from patchrings.ports import ComputeGateway, FleetGateway
+from patchrings.ports import FleetGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
 __all__ = [
-    "WavePlanStore", "bp", "count_only", "coverage_answer", "member_ref", "plan_ring_waves", "plan_ring_waves_core",
+    "QUOTA_WAIT_SECONDS", "WavePlanStore", "bp", "count_only", "coverage_answer", "member_ref", "plan_ring_waves",
+    "plan_ring_waves_core",
     "read_wave_members", "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core",
-    "ring_coverage", "ring_coverage_core", "subscription_fleet",
+    "ring_coverage", "ring_coverage_core",
 ]
 
-#: Pages the last ``statusOnly`` list of a subscription took (a cost hint only, per process, set
-#: by ``resolve_ring_members`` and ``check_vm_health_batch``): a wave of a few canaries in a
-#: subscription of thousands of VMs reads them one by one instead of listing (issue 11).
-_LIST_PAGES: dict[str, int] = {}
+#: Longest wait for Resource Graph's quota before a resolution fails (and is retried by the caller).
+QUOTA_WAIT_SECONDS = 60.0
 
 #: One member of the fleet being resolved: its record and its tags, by lower-cased id.
 Fleet = dict[str, tuple[dict[str, Any], dict[str, Any]]]
 
 
 def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInput | Mapping[str, Any], *,
-                              listed: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+                              listed: dict[str, list[dict[str, Any]]] | None = None,
+                              send: rg.Send | None = None, gate: rg.QuotaGate | None = None) -> dict[str, Any]:
     """Members of a ring: its tag selector (value or hold value) and/or its configuration's members.
 
-    ``listed`` (optional) caches each subscription's listing across calls (the compliance view
-    resolves every ring of a plan from one listing per subscription).
+    Where they come from (issue 11): one paged Resource Graph query on the ``resources`` table
+    (:func:`patchrings.arm.resource_graph.members_query`, 1,000 rows a page, VMs and Arc machines of
+    the ring's subscriptions), filtered server-side as far as KQL can without ever dropping a
+    member (resource groups; the tag value as a substring of the tags when the ring is selected by
+    tag alone), then every row re-checked with the ring's :class:`MemberRule` -- so the query costs
+    rows, never a wrong member, and a ring of 20 VMs in a subscription of 10,000 is one request,
+    not the subscription's 200 list pages. Resource Graph is seconds stale: safety does not rest on
+    this list (the install's pre-check re-applies the rule to the live VM, ``left-ring``).
 
-    The configuration's members are its resource-level assignments plus the VMs its dynamic
-    scopes (subscription-level assignments with a ``filter``) select. The plan's
-    ``subscriptions``/``resourceGroups``/``locations``/``osTypes`` narrow both.
+    ``listed`` (optional) caches each query's rows across calls (the compliance view resolves
+    every ring of a plan); ``send`` replaces the SDK's Resource Graph call and ``gate`` the
+    process's quota gate (tests).
 
-    Any read that fails (403, throttled or 5xx after the SDK's retries, connection lost) raises:
-    a partial member list would verify or patch a ring with VMs silently missing. Callers run
-    this activity with ``retries.READ`` and treat a final failure as inconclusive.
+    The configuration's members are its resource-level assignments plus the machines its dynamic
+    scopes (subscription-level assignments with a ``filter``) select, evaluated on the same rows.
+    The plan's ``subscriptions``/``resourceGroups``/``locations``/``osTypes`` narrow both.
+
+    Any read that fails (403, throttled or 5xx after the SDK's retries, quota not back within
+    :data:`QUOTA_WAIT_SECONDS`, connection lost) raises: a partial member list would verify or
+    patch a ring with VMs silently missing. Callers run this activity with ``retries.READ`` and
+    treat a final failure as inconclusive.
     """
     spec = from_payload(ResolveMembersInput, payload)
     ring = ring_from_spec(spec.ring_spec, spec.ring)
@@ -87,46 +109,35 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     if not subscriptions:
         return to_payload(ResolveMembersOutput(vms=[], error={
             "code": "NoSubscription", "message": f"ring {ring.name!r} names no subscription or configuration"}))
+    rule = MemberRule.from_members(members.to_dict())
+    if not members.tag and not configuration_id:
+        return to_payload(ResolveMembersOutput(vms=[]))
 
-    groups = {g.lower() for g in members.resource_groups}
-    locations = {loc.replace(" ", "").lower() for loc in members.locations}
-    os_types = {o.lower() for o in members.os_types}
+    # A configuration may hold machines without the tag: then every machine in scope is a candidate.
+    query = rg.members_query(tag_values=None if configuration_id else rule.tag_values,
+                             resource_groups=members.resource_groups)
+    scopes = sorted({sub.lower() for sub in subscriptions})
+    cache_key = ",".join(scopes) + "\n" + query
+    if listed is not None and cache_key in listed:
+        rows = listed[cache_key]
+    else:
+        quota = gate or rg.QUOTA
+        sender = rg.paced(send or _sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
+        rows, pages = rg.query_all(sender, query, scopes)
+        log.info("ring %s: %d Resource Graph row(s) in %d page(s)", ring.name, len(rows), pages)
+        if listed is not None:
+            listed[cache_key] = rows
 
     fleet: Fleet = {}
-    for sub in subscriptions:
-        key = sub.lower()
-        wires = listed[key] if listed is not None and key in listed else subscription_fleet(clients, sub)
-        if listed is not None:
-            listed[key] = wires
-        for wire in wires:
-            _consider(wire, fleet, groups=groups, locations=locations, os_types=os_types)
-
+    for row in rows:
+        _consider(row, fleet, rule)
     selected: set[str] = set()
     if members.tag:
-        wanted = {members.tag.value} | ({members.tag.hold_value} if members.tag.hold_value else set())
-        selected |= {key for key, (_, tags) in fleet.items() if tag_value(tags, members.tag.name) in wanted}
+        selected |= {key for key, (_, tags) in fleet.items() if rule.tag_selects(tags)}
     if configuration_id:
         selected |= _configuration_members(clients, ring, subscriptions, fleet)
     return to_payload(ResolveMembersOutput(
         vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
-
-
-def subscription_fleet(clients: ComputeGateway, subscription: str) -> list[dict[str, Any]]:
-    """Every VM and Arc-enabled server of a subscription, as REST JSON (two paged lists).
-
-    VMs come from ``list_all(statusOnly=true)`` (how list-all returns the power state;
-    ``$expand=instanceView`` on list-all needs a ``$filter`` in Azure), Arc machines from
-    HybridCompute's ``list_by_subscription`` (:func:`activities.arc.list_machines`: a subscription
-    without the HybridCompute provider registered simply has none).
-    """
-    out: list[dict[str, Any]] = []
-    pages = 0
-    for page in clients.compute(subscription).virtual_machines.list_all(status_only="true").by_page():
-        pages += 1
-        out.extend(to_wire(vm) or {} for vm in page)
-    _LIST_PAGES[subscription.lower()] = max(pages, 1)
-    machines, _ = arc_ops.list_machines(clients, subscription)
-    return out + machines
 
 
 def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,17 +145,15 @@ def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:
     return arc_ref(wire) if is_arc(str(wire.get("id") or "")) else vm_ref(wire)
 
 
-def _consider(vm: Any, fleet: Fleet, *, groups: set[str], locations: set[str], os_types: set[str]) -> None:
-    """Add one listed VM or Arc machine to ``fleet`` when the plan's resource groups / locations /
-    OS types allow."""
-    wire = to_wire(vm) or {}
+def _consider(row: Mapping[str, Any], fleet: Fleet, rule: MemberRule) -> None:
+    """Add one Resource Graph row (a VM or an Arc machine) to ``fleet`` when the ring's rule has it
+    in scope (resource groups / locations / OS types): the client-side re-check of every row."""
+    if str(row.get("type") or "").lower() not in (rg.VM_TYPE, rg.ARC_TYPE):
+        return
+    wire = rg.member_wire(row)
     ref = member_ref(wire)
-    rg = (parse_resource_id(ref["id"]).resource_group or "").lower()
-    if groups and rg not in groups:
-        return
-    if locations and str(ref.get("location") or "").replace(" ", "").lower() not in locations:
-        return
-    if os_types and str(ref.get("os") or "").lower() not in os_types:
+    group = parse_resource_id(ref["id"]).resource_group
+    if not rule.in_scope(resource_group=group, location=ref.get("location"), os=ref.get("os")):
         return
     fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
 
@@ -234,7 +243,8 @@ def _plan_answer(plan: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plan_ring_waves_core(clients: FleetGateway, ledger: WavePlanStore,
-                         payload: PlanRingWavesInput | Mapping[str, Any]) -> dict[str, Any]:
+                         payload: PlanRingWavesInput | Mapping[str, Any], *,
+                         send: rg.Send | None = None) -> dict[str, Any]:
     """Resolve a direct ring's members, plan its waves and keep both in the ledger; answer counts.
 
     Check before act (at-least-once): a run whose plan row exists answers that plan, so a retried
@@ -248,7 +258,7 @@ def plan_ring_waves_core(clients: FleetGateway, ledger: WavePlanStore,
     if existing is not None:
         return _plan_answer(existing)
     resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=spec.ring, ring_spec=spec.ring_spec,
-                                                                      rollout_id=spec.rollout_id))
+                                                                      rollout_id=spec.rollout_id), send=send)
     vms: list[dict[str, Any]] = list(resolved.get("vms") or [])
     if resolved.get("error"):
         # nowhere to look: nothing is planned (a later call looks again), the ring says why
@@ -291,12 +301,13 @@ def coverage_answer(ring: Ring, manifest: Mapping[str, Any] | None, vms: list[di
                                          refused=refused[:COVERAGE_NAMED]))
 
 
-def ring_coverage_core(clients: FleetGateway, payload: RingCoverageInput | Mapping[str, Any]) -> dict[str, Any]:
+def ring_coverage_core(clients: FleetGateway, payload: RingCoverageInput | Mapping[str, Any], *,
+                       send: rg.Send | None = None) -> dict[str, Any]:
     """The ring's machines of OS / image families Ring 0 did not cover (issue 13.7), resolved and
     judged here so the rollout reads counts and the first :data:`COVERAGE_NAMED` (issue 11)."""
     spec = payload if isinstance(payload, RingCoverageInput) else from_payload(RingCoverageInput, payload)
     resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=spec.ring, ring_spec=spec.ring_spec,
-                                                                      rollout_id=spec.rollout_id))
+                                                                      rollout_id=spec.rollout_id), send=send)
     return coverage_answer(ring_from_spec(spec.ring_spec, spec.ring), spec.manifest,
                            list(resolved.get("vms") or []))
 

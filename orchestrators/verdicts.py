@@ -23,6 +23,7 @@ from patchrings.domain.events import MaintenanceEvent
 from patchrings.domain.gates import NOT_STARTED, decide_gate, vm_verdict
 from patchrings.domain.health import HealthPolicy, HealthSample, HealthState, InstallRules, evaluate_sample
 from patchrings.domain.manifest import Manifest, build_manifest, uncovered_vms
+from patchrings.domain.membership import LEFT_RING
 from patchrings.domain.plan import Ring, deep_merge
 from patchrings.domain.results import InstallVerdict
 
@@ -89,7 +90,10 @@ def verdicts_for(
     health: Mapping[str, HealthState],
 ) -> list[dict[str, Any]]:
     """One ``VmVerdict`` dict per VM from its install entry and (if checked) its health state
-    (``source``: the ring's document or the plan dict)."""
+    (``source``: the ring's document or the plan dict). A VM whose entry is ``left-ring`` (the
+    install's live pre-check found it no longer selected by the ring's rule: nothing was sent) gets
+    none: it is neither passed nor failed nor inconclusive, and not counted in the ring's total or
+    against its error budget; its entry stays in the ledger's per-VM rows."""
     rules = install_rules(source, ring)
     by_vm = {str(i.get("vm")).lower(): i for i in installs}
     health_by_vm = {k.lower(): v for k, v in health.items()}
@@ -97,6 +101,8 @@ def verdicts_for(
     for vm in vms:
         entry = by_vm.get(vm["id"].lower())
         install: InstallVerdict | Mapping[str, Any] | None
+        if entry is not None and entry.get("state") == LEFT_RING:
+            continue  # not installed, no longer a member (start_install's live pre-check): not judged
         if entry is None:
             install = InstallVerdict("inconclusive", ("no install outcome recorded",), {})
         elif entry.get("state") in _FAILED_STATES:

@@ -101,6 +101,7 @@ from patchrings.domain.install_polling import (
     pick_scouts,
     scout_expected,
 )
+from patchrings.domain.membership import LEFT_RING
 from patchrings.domain.rate import spread_order, start_bursts, start_pacing
 from patchrings.domain.results import expected_install_duration
 from patchrings.domain.timeutil import iso, parse_duration, parse_instant
@@ -157,6 +158,9 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     ring_spec = dict(spec.ring_spec)
     policy = ring_of(ring_spec).health if ring_spec else None
     probes = [p.to_dict() for p in policy.probes] if policy else []
+    # The ring's member rule: start_install re-applies it to the live machine (issue 11: the wave's
+    # members come from Resource Graph, which lags; a machine that left the ring is not installed).
+    member_rule = ring_of(ring_spec).members.to_dict() if ring_spec else None
     baselines: dict[str, Any] = {}  # health before the install, per VM started now (fail fast)
 
     def start_input(vm: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
@@ -170,6 +174,7 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             parameters=install_parameters_for(vm, parameters),
             probes=probes,
             resend=True if resend else None,
+            member_rule=member_rule,
         ))
 
     open_tokens: dict[str, str | None] = {}
@@ -212,7 +217,12 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 start = answer or {}
                 state = start.get("state")
                 error = start.get("error") or {}
-                if state in ("started", "already-started", "already-done"):
+                if state == LEFT_RING:
+                    # Not installed: the live machine is no longer selected by the ring's rule. Not
+                    # verified, not judged (no verdict: never passed, never counted against maxErrors);
+                    # its entry goes to the ledger's per-VM rows and the wave's status counts it.
+                    results[vm["id"]] = _entry(vm, LEFT_RING, None, error or None)
+                elif state in ("started", "already-started", "already-done"):
                     open_tokens[vm["id"]] = start.get("token")
                     started_at[vm["id"]] = answered
                     if isinstance(start.get("baseline"), dict):

@@ -16,27 +16,58 @@ runs by run GUID (segment 10 of the lower-cased id) in ``in~`` batches of at mos
 ``$skipToken``: one request per 1,000 rows, never one per machine. Literals are quoted with
 :func:`kql_string`; ids that go into a query are validated first.
 
-Pure except :func:`query_all`, which drives a caller-supplied ``send`` (the SDK call).
+Ring members and cheap power states (issue 11: a few calls per VM at any subscription size):
+:func:`members_query` is a ring's member rule as KQL on the ``resources`` table (VMs and Arc
+machines): the resource groups exactly (``resourceGroup`` is lower-case in ARG, ``in~``), the tag
+selector coarsely (``tostring(tags) contains <value>``: any key, case-insensitive substring, a
+*superset* of the rule -- tag names are case-insensitive in Azure but ``tags['k']`` is not in KQL
+-- and left out when a value is not plain text), locations and OS types not at all. Rows are
+always re-checked client-side with :class:`patchrings.domain.membership.MemberRule`, so a coarse
+query costs rows, never a wrong member. :func:`power_query` reads the power state of up to
+:data:`IDS_PER_QUERY` VMs by id (``properties.extended.instanceView.powerState.code``).
+:func:`member_wire` turns a projected row back into the REST shape ``vm_ref`` / ``arc_ref`` read.
+
+ARG's quota is per principal (15 queries per 5 s in the docs' example, §4.5): :class:`QuotaGate`
+(one per process, :data:`QUOTA`) reads ``x-ms-user-quota-remaining`` / ``-resets-after`` from
+every answer and holds the next query until the window resets when none remain; a 429 (the SDK
+does not retry one without ``Retry-After``) is waited out the same way. :func:`paced` wraps a
+``send`` with it; a query that cannot start before the caller's deadline raises
+:class:`QuotaDeferred` (the health batch answers *deferred*, never unknown or healthy).
+
+Pure except :func:`query_all` and :func:`paced`, which drive a caller-supplied ``send`` (the SDK call).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from azure.mgmt.core.tools import parse_resource_id as parse_arm_id
 
+from patchrings.arm.errors import status_of
+
 __all__ = [
+    "IDS_PER_QUERY",
     "MAX_PAGE",
+    "QUOTA",
     "RUN_BATCH",
+    "QuotaDeferred",
+    "QuotaGate",
     "assessment_query",
     "install_result",
     "is_machine_id",
     "kql_string",
     "machine_installs_query",
     "machine_of",
+    "member_wire",
+    "members_query",
+    "paced",
     "patch_rows_query",
+    "power_code",
+    "power_query",
     "query_all",
     "run_of_patch_row",
     "summary_query",
@@ -240,3 +271,212 @@ def install_result(summary: Mapping[str, Any], patch_rows: Iterable[Mapping[str,
 def is_terminal(summary: Mapping[str, Any]) -> bool:
     props = summary.get("properties") if isinstance(summary.get("properties"), Mapping) else summary
     return str((props or {}).get("status") or "").lower() in TERMINAL
+
+
+# ------------------------------------------------------------------------------ resources (issue 11)
+VM_TYPE = "microsoft.compute/virtualmachines"
+ARC_TYPE = "microsoft.hybridcompute/machines"
+#: VM ids per power-state query: 100 ids of ~150 characters keep the query text near 16 KB. No
+#: documented limit on ARG's query text was found; the docs' guidance (§4.5) is to group ids into
+#: ``in~`` lists rather than query per resource, and the app's other id lists use the same size.
+IDS_PER_QUERY = MACHINE_BATCH
+#: Tag values sent to ARG as a ``contains`` filter: plain text only, so the value appears verbatim
+#: in ``tostring(tags)``'s JSON whatever the key's casing (anything else: no server-side tag filter).
+_PLAIN = re.compile(r"^[A-Za-z0-9 _.:/@+=,-]{1,256}$")
+
+_MEMBER_COLUMNS = (
+    "| project id, name, type, location, resourceGroup, tags, zones,\n"
+    "  osType = properties.storageProfile.osDisk.osType,\n"
+    "  imageReference = properties.storageProfile.imageReference,\n"
+    "  windowsPatchSettings = properties.osProfile.windowsConfiguration.patchSettings,\n"
+    "  linuxPatchSettings = properties.osProfile.linuxConfiguration.patchSettings,\n"
+    "  availabilitySet = properties.availabilitySet,\n"
+    "  powerState = properties.extended.instanceView.powerState.code,\n"
+    "  status = properties.status, lastStatusChange = properties.lastStatusChange,\n"
+    "  osName = properties.osName, osVersion = properties.osVersion, osSku = properties.osSku,\n"
+    "  machineOsType = properties.osType\n"
+)
+
+
+def members_query(*, tag_values: Iterable[str] | None = None, resource_groups: Iterable[str] = ()) -> str:
+    """VMs and Arc machines that may be members (a superset; module doc), ordered by id.
+
+    ``tag_values``: the ring's tag value and hold value (None: no tag filter, e.g. a ring whose
+    configuration selects members); a value that is not plain text drops the tag filter.
+    ``resource_groups``: the plan's resource groups (quoted with :func:`kql_string`).
+    """
+    lines = ["resources",
+             f"| where type =~ '{VM_TYPE}' or type =~ '{ARC_TYPE}'"]
+    groups = sorted({str(g).lower() for g in resource_groups})
+    if groups:  # ARG's resourceGroup is lower-case; in~ is case-insensitive anyway
+        lines.append(f"| where resourceGroup in~ ({', '.join(kql_string(g) for g in groups)})")
+    values = sorted(set(tag_values)) if tag_values is not None else []
+    if values and all(_PLAIN.match(v) for v in values):
+        lines.append("| where " + " or ".join(f"tostring(tags) contains {kql_string(v)}" for v in values))
+    return "\n".join(lines) + "\n" + _MEMBER_COLUMNS + "| order by id asc"
+
+
+def power_query(vm_ids: Sequence[str]) -> str:
+    """The power state of the given VMs (at most :data:`IDS_PER_QUERY`), by id."""
+    if not vm_ids or len(vm_ids) > IDS_PER_QUERY:
+        raise ValueError(f"1..{IDS_PER_QUERY} VM ids per query, got {len(vm_ids)}")
+    return (
+        "resources\n"
+        f"| where type =~ '{VM_TYPE}'\n"
+        f"| where id in~ ({_machine_literals(vm_ids)})\n"
+        "| project id, powerState = tostring(properties.extended.instanceView.powerState.code)\n"
+        "| order by id asc"
+    )
+
+
+def _given(value: Any) -> Any:
+    """A projected cell: KQL's ``tostring(null)`` is ``''``; both mean *not there*."""
+    return None if value is None or value == "" else value
+
+
+def member_wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`members_query` row in the REST shape of a VM GET (with its power state as an
+    instance-view status) or of an Arc machine GET: what ``vm_ref`` / ``arc_ref`` read."""
+    kind = str(row.get("type") or "").lower()
+    out: dict[str, Any] = {"id": str(row.get("id")), "name": row.get("name"), "type": row.get("type"),
+                           "location": row.get("location"), "tags": dict(row.get("tags") or {})}
+    if row.get("zones"):
+        out["zones"] = list(row["zones"])
+    if kind == ARC_TYPE:
+        out["properties"] = {key: _given(row.get(col)) for key, col in (
+            ("status", "status"), ("lastStatusChange", "lastStatusChange"), ("osName", "osName"),
+            ("osVersion", "osVersion"), ("osSku", "osSku"), ("osType", "machineOsType"))}
+        return out
+    props: dict[str, Any] = {"storageProfile": {"osDisk": {"osType": _given(row.get("osType"))}}}
+    if isinstance(row.get("imageReference"), Mapping):
+        props["storageProfile"]["imageReference"] = dict(row["imageReference"])
+    for key, col in (("windowsConfiguration", "windowsPatchSettings"), ("linuxConfiguration", "linuxPatchSettings")):
+        if isinstance(row.get(col), Mapping):
+            props["osProfile"] = {key: {"patchSettings": dict(row[col])}}
+            break
+    if isinstance(row.get("availabilitySet"), Mapping):
+        props["availabilitySet"] = dict(row["availabilitySet"])
+    power = _given(row.get("powerState"))
+    if power:
+        props["instanceView"] = {"statuses": [{"code": str(power)}]}
+    out["properties"] = props
+    return out
+
+
+def power_code(value: Any) -> str | None:
+    """``PowerState/running`` -> ``running``; None when ARG has no power state for the VM."""
+    text = str(_given(value) or "")
+    if not text:
+        return None
+    return text.split("/", 1)[1] if text.lower().startswith("powerstate/") else text
+
+
+class QuotaDeferred(RuntimeError):
+    """A Resource Graph query could not start before the caller's deadline (quota exhausted)."""
+
+
+def _hms(text: Any) -> float | None:
+    try:
+        h, m, s = (float(x) for x in str(text).split(":"))
+    except (TypeError, ValueError):
+        return None
+    return max(h * 3600 + m * 60 + s, 0.0)
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str]:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return dict(headers) if headers else {}
+
+
+class QuotaGate:
+    """ARG's per-principal quota as this process sees it (module doc).
+
+    :meth:`observe` takes an answer's headers: the queries left in the window and when it resets.
+    :meth:`acquire` takes one query from what is left; when none is, it waits for the reset (plus
+    ``margin``) unless that comes after ``deadline`` (False: the caller defers). Before any answer,
+    and after a reset, queries go. ``throttled`` (429s seen) and ``waited`` (seconds slept) are the
+    gate's cost, for logs and benchmarks. ``clock`` / ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 margin: float = 0.2, default_wait: float = 5.0) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.margin = margin
+        self.default_wait = default_wait
+        self._remaining: int | None = None
+        self._reset_at = 0.0
+        self.queries = 0
+        self.throttled = 0
+        self.waited = 0.0
+
+    def now(self) -> float:
+        """The gate's time base (deadlines given to :meth:`acquire` are on it)."""
+        return self._clock()
+
+    def observe(self, headers: Mapping[str, str], *, throttled: bool = False) -> None:
+        lowered = {str(k).lower(): v for k, v in headers.items()}
+        now = self._clock()
+        resets = _hms(lowered.get("x-ms-user-quota-resets-after"))
+        try:
+            remaining: int | None = int(str(lowered.get("x-ms-user-quota-remaining")).strip())
+        except (TypeError, ValueError):
+            remaining = None
+        with self._lock:
+            if throttled:
+                self.throttled += 1
+                remaining = 0
+                if resets is None:
+                    retry = _hms(f"0:0:{lowered.get('retry-after')}") if lowered.get("retry-after") else None
+                    resets = retry if retry is not None else self.default_wait
+            if remaining is None:
+                return
+            self._remaining = remaining
+            self._reset_at = now + (resets if resets is not None else self.default_wait)
+
+    def acquire(self, deadline: float | None = None) -> bool:
+        while True:
+            with self._lock:
+                now = self._clock()
+                if self._remaining is None or now >= self._reset_at:
+                    self._remaining = None
+                if self._remaining is None or self._remaining > 0:
+                    if self._remaining is not None:
+                        self._remaining -= 1
+                    self.queries += 1
+                    return True
+                wait = self._reset_at - now + self.margin
+            if deadline is not None and now + wait > deadline:
+                return False
+            self._sleep(wait)
+            with self._lock:
+                self.waited += wait
+
+
+#: The process's gate: the quota is per principal, and every activity of a worker shares its identity.
+QUOTA = QuotaGate()
+
+
+def paced(send: Send, gate: QuotaGate = QUOTA, *, deadline: float | None = None, attempts: int = 4) -> Send:
+    """``send`` behind ``gate``: each query waits for the quota; a 429 is waited out and sent again
+    (at most ``attempts`` times); :class:`QuotaDeferred` when the quota does not allow a query
+    before ``deadline``."""
+
+    def wrapped(query: str, subscriptions: list[str], token: str | None) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+        for attempt in range(attempts):
+            if not gate.acquire(deadline):
+                raise QuotaDeferred("Resource Graph quota: no query possible before the deadline")
+            try:
+                page, headers = send(query, subscriptions, token)
+            except Exception as exc:
+                if status_of(exc) != 429 or attempt + 1 == attempts:
+                    raise
+                gate.observe(_headers_of(exc), throttled=True)
+                continue
+            gate.observe(headers)
+            return page, headers
+        raise AssertionError("unreachable")
+
+    return wrapped

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from patchrings.arm.ids import parse_resource_id
+from patchrings.domain.membership import tag_value  # the one tag rule (ring membership, scopes)
 
 __all__ = [
     "app_health",
@@ -74,14 +75,6 @@ def app_health(instance_view: Mapping[str, Any] | None) -> str | None:
             if "applicationhealthstate" in sub_code.lower():
                 return str(status.get("displayStatus") or sub_code.rsplit("/", 1)[-1])
         return "unknown"
-    return None
-
-
-def tag_value(tags: Mapping[str, Any] | None, name: str) -> str | None:
-    """A tag's value; tag *names* are case-insensitive in Azure, values are not."""
-    for key, value in (tags or {}).items():
-        if key.lower() == name.lower():
-            return None if value is None else str(value)
     return None
 
 

@@ -201,6 +201,9 @@ class StartInstallInput:
     parameters: dict[str, Any] | None = None
     probes: list[Any] | None = None
     resend: bool | None = None
+    #: the ring's member rule (its ``members`` document, ``Ring.members.to_dict()``): the pre-check
+    #: re-applies it to the live machine, which is not installed when it has left the ring (issue 11)
+    member_rule: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from activities.maintenance import set_ring_assignment_core
 from activities.members import resolve_ring_members_core
 from patchrings.boundary.codec import BoundaryInvalid
 from patchrings.domain.plan import Plan
-from tests.unit.app.test_arc import PLAN, SUB, clients_for, listing, machine, vm
+from tests.unit.activities.graph_fake import FakeGraph
+from tests.unit.app.test_arc import PLAN, SUB, clients_for, machine, vm
 from tests.unit.app.test_compliance import ROWS, fleet_script
 
 pytestmark = pytest.mark.unit
@@ -31,9 +32,10 @@ def spec_of(ring: str) -> dict[str, Any]:
 
 
 def fleet() -> list[tuple[str, str, Any]]:
+    graph = FakeGraph([vm("web-01", "ring0"), vm("app-01", "ring1-hold"), machine("srv-01", "ring0"),
+                       machine("srv-02", "ring1")])
     return [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"), vm("app-01", "ring1-hold"))),
-        ("GET", "/Microsoft.HybridCompute/machines", listing(machine("srv-01", "ring0"), machine("srv-02", "ring1"))),
+        ("POST", "/Microsoft.ResourceGraph/resources", graph.responder),
         ("GET", "/configurationAssignments?", (200, {}, {"value": []})),
         ("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "none"}})),
     ]
@@ -47,7 +49,10 @@ def test_members_from_the_ring_spec_are_the_members_from_the_plan(tmp_path: Path
         got = resolve_ring_members_core(by_spec, {"ringSpec": ring_spec, "ring": ring, "rolloutId": "r"})
     # the tag selector of the ring (its hold value included) across VMs and Arc machines
     assert sorted(v["name"] for v in got["vms"]) == MEMBERS[ring]
-    assert [r.method for r in spec_transport.requests] and {r.method for r in spec_transport.requests} == {"GET"}
+    # reads only: the Resource Graph query (a POST that changes nothing) and the maintenance GETs
+    assert [r.method for r in spec_transport.requests]
+    assert all(r.method == "GET" or r.url.lower().split("?")[0].endswith("/microsoft.resourcegraph/resources")
+               for r in spec_transport.requests)
 
 
 def test_the_ring_spec_round_trips_to_the_same_ring() -> None:
