@@ -64,8 +64,10 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     # The raw requests are the cancel of a run, sent to its correlationId (no SDK operation).
     ("send_arm_request", "GET"): {f"{_AU}/read"},
     ("send_arm_request", "PUT"): {f"{_AU}/write"},
-    # Resource Graph: scheduled runs' per-VM results (patchinstallationresources), one POST per page.
-    ("resource_graph", "resources"): {"Microsoft.ResourceGraph/resources/read"},
+    # Resource Graph: scheduled runs' per-VM results (patchinstallationresources), ring members and
+    # power states (resources), one POST per page. ARG returns only the rows of resources the caller
+    # may read, so a query over a subscription's VMs and Arc machines needs their read actions there.
+    ("resource_graph", "resources"): {"Microsoft.ResourceGraph/resources/read", f"{_VM}/read", f"{_ARC}/read"},
 }
 for _group in (
     "configuration_assignments",
