@@ -86,9 +86,10 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     not the subscription's 200 list pages. Resource Graph is seconds stale: safety does not rest on
     this list (the install's pre-check re-applies the rule to the live VM, ``left-ring``).
 
-    ``listed`` (optional) caches each query's rows across calls (the compliance view resolves
-    every ring of a plan); ``send`` replaces the SDK's Resource Graph call and ``gate`` the
-    process's quota gate (tests).
+    ``listed`` (optional, the compliance view, which resolves every ring of a plan and also needs
+    the machines in no ring): every machine of each subscription, read once by subscription id and
+    shared across calls (REST-shaped rows, :func:`patchrings.arm.resource_graph.member_wire`);
+    ``send`` replaces the SDK's Resource Graph call and ``gate`` the process's quota gate (tests).
 
     The configuration's members are its resource-level assignments plus the machines its dynamic
     scopes (subscription-level assignments with a ``filter``) select, evaluated on the same rows.
@@ -113,24 +114,30 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     if not members.tag and not configuration_id:
         return to_payload(ResolveMembersOutput(vms=[]))
 
-    # A configuration may hold machines without the tag: then every machine in scope is a candidate.
-    query = rg.members_query(tag_values=None if configuration_id else rule.tag_values,
-                             resource_groups=members.resource_groups)
     scopes = sorted({sub.lower() for sub in subscriptions})
-    cache_key = ",".join(scopes) + "\n" + query
-    if listed is not None and cache_key in listed:
-        rows = listed[cache_key]
+    quota = gate or rg.QUOTA
+    sender = rg.paced(send or _sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
+    wires: list[dict[str, Any]] = []
+    if listed is not None:
+        # The compliance view: every machine of each subscription once (it also needs the machines
+        # in no ring), by subscription id, shared by every ring it resolves.
+        for sub in scopes:
+            if sub not in listed:
+                rows, pages = rg.query_all(sender, rg.members_query(), [sub])
+                log.info("subscription %s: %d Resource Graph row(s) in %d page(s)", sub, len(rows), pages)
+                listed[sub] = [rg.member_wire(row) for row in rows]
+            wires.extend(listed[sub])
     else:
-        quota = gate or rg.QUOTA
-        sender = rg.paced(send or _sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
+        # A configuration may hold machines without the tag: then every machine in scope is a candidate.
+        query = rg.members_query(tag_values=None if configuration_id else rule.tag_values,
+                                 resource_groups=members.resource_groups)
         rows, pages = rg.query_all(sender, query, scopes)
         log.info("ring %s: %d Resource Graph row(s) in %d page(s)", ring.name, len(rows), pages)
-        if listed is not None:
-            listed[cache_key] = rows
+        wires = [rg.member_wire(row) for row in rows]
 
     fleet: Fleet = {}
-    for row in rows:
-        _consider(row, fleet, rule)
+    for wire in wires:
+        _consider(wire, fleet, rule)
     selected: set[str] = set()
     if members.tag:
         selected |= {key for key, (_, tags) in fleet.items() if rule.tag_selects(tags)}
@@ -145,12 +152,12 @@ def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:
     return arc_ref(wire) if is_arc(str(wire.get("id") or "")) else vm_ref(wire)
 
 
-def _consider(row: Mapping[str, Any], fleet: Fleet, rule: MemberRule) -> None:
-    """Add one Resource Graph row (a VM or an Arc machine) to ``fleet`` when the ring's rule has it
-    in scope (resource groups / locations / OS types): the client-side re-check of every row."""
-    if str(row.get("type") or "").lower() not in (rg.VM_TYPE, rg.ARC_TYPE):
+def _consider(wire: Mapping[str, Any], fleet: Fleet, rule: MemberRule) -> None:
+    """Add one VM or Arc machine (a Resource Graph row in REST shape, :func:`rg.member_wire`) to
+    ``fleet`` when the ring's rule has it in scope (resource groups / locations / OS types): the
+    client-side re-check of every row."""
+    if str(wire.get("type") or "").lower() not in (rg.VM_TYPE, rg.ARC_TYPE):
         return
-    wire = rg.member_wire(row)
     ref = member_ref(wire)
     group = parse_resource_id(ref["id"]).resource_group
     if not rule.in_scope(resource_group=group, location=ref.get("location"), os=ref.get("os")):

@@ -36,6 +36,7 @@ from patchrings.domain.plan import Plan
 from patchrings.domain.results import classify_install
 from patchrings.settings import Settings
 from tests.ring_inputs import named_ring
+from tests.unit.activities.graph_fake import FakeGraph
 from tests.unit.app.fakes import FakeLedger, ScriptedTransport
 
 pytestmark = pytest.mark.unit
@@ -136,36 +137,32 @@ def test_an_arc_result_without_patch_rows_never_passes_and_errordetails_fail_it(
 
 
 # ----------------------------------------------------------------------------- membership
+def graph_of(*resources: dict[str, Any]) -> tuple[str, str, Any]:
+    """Resource Graph's ``resources`` table over these VMs / machines (issue 11: members come from it)."""
+    return ("POST", "/providers/Microsoft.ResourceGraph/resources", FakeGraph(resources).responder)
+
+
 def test_a_tag_ring_holds_vms_and_arc_machines_with_their_kind(tmp_path: Path) -> None:
-    clients, transport = clients_for(tmp_path, [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"), vm("web-02", None))),
-        ("GET", "/Microsoft.HybridCompute/machines", listing(
-            machine("srv-01", "ring0"), machine("srv-02", "ring0", status="Disconnected", os_type="linux"),
-            machine("srv-03", "ring1"))),
-    ])
+    clients, transport = clients_for(tmp_path, [graph_of(
+        vm("web-01", "ring0"), vm("web-02", None), machine("srv-01", "ring0"),
+        machine("srv-02", "ring0", status="Disconnected", os_type="linux"), machine("srv-03", "ring1"))])
     members = resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))["vms"]
     assert [(m["name"], m["kind"]) for m in members] == [("srv-01", "arc"), ("srv-02", "arc"), ("web-01", "vm")]
     assert members[1]["os"] == "Linux" and members[1]["agentStatus"] == "Disconnected"
-    arc_lists = [r for r in transport.requests if "/Microsoft.HybridCompute/machines" in r.url]
-    assert len(arc_lists) == 1 and urlsplit(arc_lists[0].url).path == (
-        f"/subscriptions/{SUB}/providers/Microsoft.HybridCompute/machines")
+    # one Resource Graph query for VMs and Arc machines together, no list of either
+    assert [urlsplit(r.url).path for r in transport.requests] == ["/providers/Microsoft.ResourceGraph/resources"]
+    assert "microsoft.hybridcompute/machines" in body_of(transport.requests[0])["query"]
 
 
-def test_a_subscription_without_hybridcompute_registered_has_no_arc_members(tmp_path: Path) -> None:
-    unregistered: tuple[int, dict[str, str], Any] = (409, {}, {"error": {"code": "MissingSubscriptionRegistration",
-                                        "message": "The subscription is not registered to use namespace "
-                                                   "'Microsoft.HybridCompute'."}})
-    clients, _ = clients_for(tmp_path, [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"))),
-        ("GET", "/Microsoft.HybridCompute/machines", unregistered),
-    ])
+def test_a_subscription_without_arc_machines_has_vm_members_only(tmp_path: Path) -> None:
+    clients, transport = clients_for(tmp_path, [graph_of(vm("web-01", "ring0"))])
     assert [m["kind"] for m in resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))["vms"]] == ["vm"]
+    assert not [r for r in transport.requests if "HybridCompute" in r.url]
 
 
-def test_an_arc_list_that_fails_fails_the_resolution(tmp_path: Path) -> None:
+def test_a_resource_graph_query_that_fails_fails_the_resolution(tmp_path: Path) -> None:
     clients, _ = clients_for(tmp_path, [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"))),
-        ("GET", "/Microsoft.HybridCompute/machines",
+        ("POST", "/providers/Microsoft.ResourceGraph/resources",
          (403, {}, {"error": {"code": "AuthorizationFailed", "message": "no"}})),
     ])
     with pytest.raises(Exception, match=r"AuthorizationFailed"):
@@ -179,8 +176,7 @@ def test_configuration_members_include_arc_machines_of_a_dynamic_scope(tmp_path:
                  "resourceTypes": ["Microsoft.HybridCompute/machines"],
                  "tagSettings": {"tags": {"ring": ["ring1-open"]}, "filterOperator": "Any"}}}}
     clients, _ = clients_for(tmp_path, [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("app-01", "ring1-open"))),
-        ("GET", "/Microsoft.HybridCompute/machines", listing(machine("srv-09", "ring1-open"))),
+        graph_of(vm("app-01", "ring1-open"), machine("srv-09", "ring1-open")),
         ("GET", "/configurationAssignments?", (200, {}, {"value": [scope]})),
         ("GET", "/configurationAssignments/", (404, {}, {"error": {"code": "NotFound", "message": "none"}})),
     ])

@@ -22,7 +22,8 @@ import pytest
 from patchrings import deps
 from patchrings.domain.plan import Plan
 from patchrings.settings import Settings
-from tests.unit.app.test_arc import ARC_RG, SUB, VM_RG, clients_for, listing, machine, vm
+from tests.unit.activities.graph_fake import FakeGraph
+from tests.unit.app.test_arc import ARC_RG, SUB, VM_RG, clients_for, machine, vm
 from triggers import compliance
 
 pytestmark = pytest.mark.unit
@@ -70,13 +71,18 @@ def graph(pages: list[list[dict[str, Any]]]) -> Any:
 
 
 def fleet_script(pages: list[list[dict[str, Any]]]) -> list[tuple[str, str, Any]]:
-    return [
-        ("GET", "/Microsoft.Compute/virtualMachines", listing(vm("web-01", "ring0"), vm("web-07", None))),
-        ("GET", "/Microsoft.HybridCompute/machines", listing(
-            machine("srv-01", "ring1"), machine("srv-02", "ring1-hold"), machine("srv-03", "ring1"),
-            machine("srv-09", None))),
-        ("POST", "/providers/Microsoft.ResourceGraph/resources", graph(pages)),
-    ]
+    """The fleet in Resource Graph's ``resources`` table (members, issue 11) and the assessments in
+    ``patchassessmentresources`` (``pages``), both answered by the one ARG endpoint."""
+    resources = FakeGraph([vm("web-01", "ring0"), vm("web-07", None), machine("srv-01", "ring1"),
+                           machine("srv-02", "ring1-hold"), machine("srv-03", "ring1"), machine("srv-09", None)])
+    assessments = graph(pages)
+
+    def answer(request: Any) -> tuple[int, dict[str, str], Any]:
+        if "patchassessmentresources" in json.loads(request.body)["query"]:
+            return assessments(request)
+        return resources.responder(request)
+
+    return [("POST", "/providers/Microsoft.ResourceGraph/resources", answer)]
 
 
 def test_the_view_per_ring_with_ages_and_machines_in_no_ring(tmp_path: Path) -> None:
@@ -97,10 +103,10 @@ def test_the_view_per_ring_with_ages_and_machines_in_no_ring(tmp_path: Path) -> 
     unassigned = view["unassigned"]
     assert [(m["name"], m["kind"], m["status"]) for m in unassigned["machines"]] == [
         ("srv-09", "arc", "missing-patches"), ("web-07", "vm", "not-assessed")]
-    # one VM list + one Arc list for both rings, and one paged query (2 pages), not one per machine
-    urls = [r.url for r in transport.requests]
-    assert sum("/Microsoft.Compute/virtualMachines" in u for u in urls) == 1
-    assert sum("/Microsoft.HybridCompute/machines" in u for u in urls) == 1
+    # one resources query (VMs and Arc machines) for both rings, and one paged assessment query
+    # (2 pages), not one per machine
+    queries = [json.loads(r.body)["query"] for r in transport.requests]
+    assert sum(q.startswith("resources") for q in queries) == 1 and len(queries) == 3
     assert view["resourceGraph"] == {"queries": 1, "pages": 2}
     assert view["asOf"] == "2026-11-16T12:00:00Z" and view["subscriptions"] == [SUB.lower()]
 

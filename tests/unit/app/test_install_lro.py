@@ -30,11 +30,20 @@ RESULT = {"status": "Succeeded", "installationActivityId": "op1", "rebootStatus"
 START = "2026-11-16T06:00:00Z"
 
 
-def view(summary: dict[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
+def view(summary: dict[str, Any] | None = None) -> Any:
+    """The VM's instance view: as ``GET …/instanceView`` answers it, or inside the VM's model for
+    ``GET …/vm1?$expand=instanceView`` (start_install's one read, issue 11)."""
     body: dict[str, Any] = {"statuses": [{"code": "PowerState/running"}]}
     if summary:
         body["patchStatus"] = {"lastPatchInstallationSummary": summary}
-    return 200, {}, body
+
+    def answer(request: Any) -> tuple[int, dict[str, str], Any]:
+        if request.url.split("?")[0].lower().endswith("/instanceview"):
+            return 200, {}, body
+        return 200, {}, {"id": VM, "name": "vm1", "location": "westeurope", "tags": {},
+                         "properties": {"storageProfile": {"osDisk": {"osType": "Windows"}}, "instanceView": body}}
+
+    return answer
 
 
 def make_clients(tmp_path: Path, script: list[tuple[str, str, Any]]) -> tuple[AzureClients, ScriptedTransport]:
@@ -62,7 +71,7 @@ def poller_threads() -> list[threading.Thread]:
 
 def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
         ("GET", "/operationResults/op1", [(202, {"Location": f"{OPS}/operationResults/op1", "Retry-After": "1"}, None),
                                           (200, {}, RESULT)]),
@@ -70,7 +79,7 @@ def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
     ledger = FakeLedger()
     started = start_install_core(clients, ledger, payload())
     assert started["state"] == "started" and started["token"]
-    assert methods(transport) == ["GET instanceView", "POST installPatches"]
+    assert methods(transport) == ["GET vm1", "POST installPatches"]  # the VM with its instance view, one GET
     assert json.loads(transport.requests[1].content)["rebootSetting"] == "IfRequired"
     assert (ledger.install("run-1", VM) or {})["token"] == started["token"]
 
@@ -92,7 +101,7 @@ def test_start_then_one_status_check_per_poll(tmp_path: Path) -> None:
 
 def test_failed_operation_is_done_with_its_error(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
         ("GET", "/operationResults/op1", (500, {}, {"error": {"code": "PatchInstallFailed", "message": "boom"}})),
         ("GET", "/operations/op1", (200, {}, {"status": "Failed",
@@ -112,7 +121,7 @@ def test_failed_operation_is_done_with_its_error(tmp_path: Path) -> None:
 
 def test_failed_status_check_is_not_done(tmp_path: Path) -> None:
     clients, _ = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
         ("GET", "/operationResults/op1", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
         ("GET", "/operations/op1", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
@@ -140,16 +149,16 @@ def test_existing_record_means_no_request_at_all(tmp_path: Path) -> None:
     ],
 )
 def test_instance_view_shows_an_install_of_this_run(tmp_path: Path, summary: dict[str, Any], state: str) -> None:
-    clients, transport = make_clients(tmp_path, [("GET", "/instanceView", view(summary))])
+    clients, transport = make_clients(tmp_path, [("GET", "instanceView", view(summary))])
     ledger = FakeLedger()
     assert start_install_core(clients, ledger, payload())["state"] == state
-    assert methods(transport) == ["GET instanceView"]
+    assert methods(transport) == ["GET vm1"]
     assert ledger.install("run-1", VM) is not None
 
 
 def test_old_finished_install_does_not_block(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
+        ("GET", "instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
         ("POST", "/installPatches", ACCEPTED),
     ])
     assert start_install_core(clients, FakeLedger(), payload())["state"] == "started"
@@ -158,7 +167,7 @@ def test_old_finished_install_does_not_block(tmp_path: Path) -> None:
 
 def test_conflict_is_refused_and_frees_the_claim(tmp_path: Path) -> None:
     clients, _ = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", (409, {}, {"error": {"code": "Conflict", "message": "busy"}})),
     ])
     ledger = FakeLedger()
@@ -171,7 +180,7 @@ def test_unreachable_arm_is_refused_and_frees_the_claim(tmp_path: Path) -> None:
     def refuse(request: Any) -> Any:
         raise ServiceRequestError("connection refused")
 
-    clients, _ = make_clients(tmp_path, [("GET", "/instanceView", view()), ("POST", "/installPatches", refuse)])
+    clients, _ = make_clients(tmp_path, [("GET", "instanceView", view()), ("POST", "/installPatches", refuse)])
     ledger = FakeLedger()
     out = start_install_core(clients, ledger, payload())
     assert out["state"] == "refused" and out["error"]["retryable"] is True
@@ -180,7 +189,7 @@ def test_unreachable_arm_is_refused_and_frees_the_claim(tmp_path: Path) -> None:
 
 def test_ambiguous_failure_keeps_the_claim_and_never_reposts(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", (500, {}, {"error": {"code": "InternalError", "message": "oops"}})),
     ])
     ledger = FakeLedger()
@@ -198,7 +207,7 @@ def test_ambiguous_failure_keeps_the_claim_and_never_reposts(tmp_path: Path) -> 
 def test_throttled_post_is_retried(tmp_path: Path) -> None:
     throttled = (429, {"Retry-After": "0"}, {"error": {"code": "TooManyRequests", "message": "slow down"}})
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", [throttled, ACCEPTED]),
     ])
     assert start_install_core(clients, FakeLedger(), payload())["state"] == "started"
@@ -208,7 +217,7 @@ def test_throttled_post_is_retried(tmp_path: Path) -> None:
 def test_tokenless_poll_uses_the_instance_view_of_this_run_only(tmp_path: Path) -> None:
     old = {"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z", "installedPatchCount": 9}
     new = {"status": "Failed", "startTime": "2026-11-16T06:01:00Z", "installedPatchCount": 1, "failedPatchCount": 1}
-    clients, _ = make_clients(tmp_path, [("GET", "/instanceView", [view(old), view(new)])])
+    clients, _ = make_clients(tmp_path, [("GET", "instanceView", [view(old), view(new)])])
     ledger = FakeLedger()
     ledger.record_install("run-1", VM, {"state": "unknown", "runStartedAt": START})
     vm = payload()["vm"]
@@ -242,7 +251,7 @@ def test_unreadable_ledger_means_no_post(tmp_path: Path) -> None:
 
 
 def test_lost_token_write_still_reports_the_started_install(tmp_path: Path) -> None:
-    script = [("GET", "/instanceView", view()), ("POST", "/installPatches", ACCEPTED)]
+    script = [("GET", "instanceView", view()), ("POST", "/installPatches", ACCEPTED)]
     clients, transport = make_clients(tmp_path, script)
     ledger = BrokenLedger("update_install")
     out = start_install_core(clients, ledger, payload())
@@ -258,7 +267,7 @@ def test_lost_token_write_still_reports_the_started_install(tmp_path: Path) -> N
 def test_expired_operation_record_falls_back_to_the_instance_view(tmp_path: Path) -> None:
     finished = {"status": "Succeeded", "startTime": "2026-11-16T06:05:00Z", "installedPatchCount": 2}
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", [view(), view(finished)]),
+        ("GET", "instanceView", [view(), view(finished)]),
         ("POST", "/installPatches", ACCEPTED),
         ("GET", "/operationResults/op1", (404, {}, {"error": {"code": "NotFound", "message": "expired"}})),
     ])
@@ -283,7 +292,7 @@ def tokenless_poll(clients: AzureClients, ledger: FakeLedger, now: str) -> dict[
 def test_claim_without_post_is_resent_once_after_the_grace(tmp_path: Path) -> None:
     # the activity died between its claim and its POST: a claim row, no token, nothing on the VM
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", ACCEPTED),
     ])
     ledger = FakeLedger()
@@ -308,7 +317,7 @@ def test_claim_without_post_is_resent_once_after_the_grace(tmp_path: Path) -> No
 def test_a_500_that_was_applied_is_never_resent(tmp_path: Path) -> None:
     running = {"status": "InProgress", "startTime": "2026-11-16T06:00:30Z"}
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", [view(), view(running)]),
+        ("GET", "instanceView", [view(), view(running)]),
         ("POST", "/installPatches", (500, {}, {"error": {"code": "InternalError", "message": "oops"}})),
     ])
     ledger = FakeLedger()
@@ -323,7 +332,7 @@ def test_a_500_that_was_applied_is_never_resent(tmp_path: Path) -> None:
 
 def test_a_500_that_was_not_applied_is_resent_once(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
+        ("GET", "instanceView", view({"status": "Succeeded", "startTime": "2026-10-01T00:00:00Z"})),
         ("POST", "/installPatches", [(500, {}, {"error": {"code": "InternalError", "message": "oops"}}), ACCEPTED]),
     ])
     ledger = FakeLedger()
@@ -337,7 +346,7 @@ def test_a_500_that_was_not_applied_is_resent_once(tmp_path: Path) -> None:
 
 def test_an_uncertain_resend_is_never_resent_again(tmp_path: Path) -> None:
     clients, transport = make_clients(tmp_path, [
-        ("GET", "/instanceView", view()),
+        ("GET", "instanceView", view()),
         ("POST", "/installPatches", (503, {}, {"error": {"code": "ServiceUnavailable", "message": "later"}})),
     ])
     ledger = FakeLedger()
@@ -350,7 +359,7 @@ def test_an_uncertain_resend_is_never_resent_again(tmp_path: Path) -> None:
 
 
 def test_concurrent_resend_attempts_send_once(tmp_path: Path) -> None:
-    clients, transport = make_clients(tmp_path, [("GET", "/instanceView", view()),
+    clients, transport = make_clients(tmp_path, [("GET", "instanceView", view()),
                                                   ("POST", "/installPatches", ACCEPTED)])
     ledger = FakeLedger()
     ledger.record_install("run-1", VM, {"state": "posting", "claimedAt": START, "runStartedAt": START})

@@ -14,6 +14,7 @@ from patchrings.arm.assessments import assessment_query, assessments_by_machine
 from patchrings.domain.manifest import Manifest
 from patchrings.domain.manifest_diff import ring_diff
 from patchrings.domain.plan import load_plan
+from tests.unit.activities.graph_fake import FakeGraph
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +72,8 @@ class Pager:
 
 
 class Fleet:
-    """compute / hybrid_compute / resource_graph fakes over one subscription."""
+    """compute / hybrid_compute / resource_graph fakes over one subscription (members from the
+    ``resources`` table, :class:`FakeGraph`; ``fail_graph`` fails the assessment queries)."""
 
     def __init__(self, vms: list[dict[str, Any]], arc: list[dict[str, Any]], rows: list[dict[str, Any]],
                  page_size: int = 4, fail_graph: bool = False) -> None:
@@ -102,12 +104,17 @@ class Fleet:
         class Graph:
             def resources(self, request: Any, cls: Any) -> Any:
                 token = request.options.skip_token
+                if str(request.query).startswith("resources"):  # ring members (issue 11): the resources table
+                    body, headers = FakeGraph(fleet.vms + fleet.arc).send(
+                        request.query, list(request.subscriptions or []), token)
+                    http = type("R", (), {"text": lambda self: json.dumps(body), "headers": headers})()
+                    return cls(type("P", (), {"http_response": http})(), None, None)
                 fleet.queries.append((request.query, list(request.subscriptions or []), token))
                 if fleet.fail_graph:
                     raise HttpResponseError(message="Forbidden", response=None)
                 start = int(token or 0)
                 page = fleet.rows[start:start + fleet.page_size]
-                body: dict[str, Any] = {"data": page, "count": len(page), "totalRecords": len(fleet.rows)}
+                body = {"data": page, "count": len(page), "totalRecords": len(fleet.rows)}
                 if start + fleet.page_size < len(fleet.rows):
                     body["$skipToken"] = str(start + fleet.page_size)
                 http = type("R", (), {"text": lambda self: json.dumps(body), "headers": {}})()
