@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -392,20 +393,29 @@ def _headers_of(exc: BaseException) -> Mapping[str, str]:
 class QuotaGate:
     """ARG's per-principal quota as this process sees it (module doc).
 
-    :meth:`observe` takes an answer's headers: the queries left in the window and when it resets.
-    :meth:`acquire` takes one query from what is left; when none is, it waits for the reset (plus
-    ``margin``) unless that comes after ``deadline`` (False: the caller defers). Before any answer,
-    and after a reset, queries go. ``throttled`` (429s seen) and ``waited`` (seconds slept) are the
-    gate's cost, for logs and benchmarks. ``clock`` / ``sleep`` are injectable for tests.
+    Two bounds, both waited for: this process starts at most ``limit`` queries per ``window``
+    seconds (below the documented 15 per 5 s, so a burst of health batches never trips the quota
+    before the first answer is in), and when an answer said ``x-ms-user-quota-remaining`` is 0
+    (queries of the same principal elsewhere count too), nothing starts until its
+    ``x-ms-user-quota-resets-after`` (plus ``margin``). A 429 counts as 0 remaining (its
+    ``Retry-After``, else ``default_wait``). :meth:`acquire` waits for a slot unless the slot
+    comes after ``deadline`` (False: the caller defers). ``queries``, ``throttled`` (429s seen) and
+    ``waited`` (seconds slept) are the gate's cost, for logs and benchmarks. ``clock`` / ``sleep``
+    are injectable for tests.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 margin: float = 0.2, default_wait: float = 5.0) -> None:
+                 limit: int = 12, window: float = 5.0, margin: float = 0.2, default_wait: float = 5.0) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError(f"a quota gate needs limit >= 1 and window > 0, got {limit}, {window}")
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self.limit = limit
+        self.window = window
         self.margin = margin
         self.default_wait = default_wait
+        self._starts: deque[float] = deque()
         self._remaining: int | None = None
         self._reset_at = 0.0
         self.queries = 0
@@ -436,18 +446,27 @@ class QuotaGate:
             self._remaining = remaining
             self._reset_at = now + (resets if resets is not None else self.default_wait)
 
+    def _wait_for(self, now: float) -> float:
+        """Seconds until a query may start (0: now); called under the lock."""
+        while self._starts and self._starts[0] <= now - self.window:
+            self._starts.popleft()
+        wait = self._starts[0] + self.window - now if len(self._starts) >= self.limit else 0.0
+        if self._remaining is not None and self._remaining <= 0 and now < self._reset_at:
+            wait = max(wait, self._reset_at - now)
+        return wait
+
     def acquire(self, deadline: float | None = None) -> bool:
         while True:
             with self._lock:
                 now = self._clock()
-                if self._remaining is None or now >= self._reset_at:
-                    self._remaining = None
-                if self._remaining is None or self._remaining > 0:
+                wait = self._wait_for(now)
+                if wait <= 0:
+                    self._starts.append(now)
                     if self._remaining is not None:
-                        self._remaining -= 1
+                        self._remaining -= 1 if now < self._reset_at else 0
                     self.queries += 1
                     return True
-                wait = self._reset_at - now + self.margin
+                wait += self.margin
             if deadline is not None and now + wait > deadline:
                 return False
             self._sleep(wait)

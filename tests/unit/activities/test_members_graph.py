@@ -144,3 +144,17 @@ def test_member_wire_gives_vm_ref_what_a_vm_get_gives_it() -> None:
     projected = FakeGraph([body]).send(rg.members_query(tag_values=None), [SUB], None)[0]["data"][0]
     assert member_ref(rg.member_wire(projected)) == member_ref(body)
     assert row["properties"]["extended"]["instanceView"]["powerState"]["code"] == "PowerState/running"
+
+
+def test_the_gate_starts_at_most_its_limit_per_window_before_any_answer_says_so() -> None:
+    clock = FakeClock()
+    gate = rg.QuotaGate(clock=clock, sleep=clock.sleep, limit=12, window=5.0)
+    starts = []
+    for _ in range(30):
+        assert gate.acquire()
+        starts.append(clock.now)
+    assert all(sum(1 for t in starts if s <= t < s + 5.0) <= 12 for s in starts)
+    assert gate.queries == 30 and gate.waited >= 10.0
+    # a deadline before the next slot: refused at once, nothing slept
+    slept = len(clock.slept)
+    assert gate.acquire(deadline=clock.now + 1.0) is False and len(clock.slept) == slept
