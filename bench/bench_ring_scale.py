@@ -11,7 +11,9 @@ Two measurements, both reported as counts and ratios taken in one run (issue 11)
    and the VM-addressed ones also to their VM (by path; compute async-operation polls through the
    simulator's operation table). Reported per ring: calls per VM (all calls of the phase / the
    ring's VMs), calls per VM by operation, VM-addressed calls per Windows / Linux VM, and
-   throttled requests (429) in the whole run. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes
+   throttled requests (429) in the whole run. ``BENCH_FLEET_EXTRA=N`` adds N VMs of no ring to the
+   same subscription (half tagged ``patchRing: none``, half untagged): what a ring costs in a large
+   subscription without thousands of ring members. ``BENCH_ARM_RINGS=6,10,10`` sets the ring sizes
    (``20,490,490;20,5000,4980``: one platform run per size, one after the other, and the
    orchestrator CPU ratio of the last against the first), ``BENCH_ARM_CONCURRENCY`` Ring 0's
    maxConcurrency (default: the plan's, 2). Also from the same run: orchestrator CPU (the host's
@@ -59,8 +61,14 @@ APPROVERS = {"ring1": "alice@contoso.com", "ring2": "carol@contoso.com"}
 
 
 # ----------------------------------------------------------------------------- ARM calls per VM
-def _arm_fleet(sizes: tuple[int, int, int]) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
-    """The functional scenario with ``sizes`` VMs per ring (half Windows, half Linux)."""
+#: VMs in the same subscription that belong to no ring (``BENCH_FLEET_EXTRA``): Ring 0's cost in a
+#: large subscription without thousands of ring members (half tagged ``patchRing: none``, half untagged).
+FLEET_EXTRA = int(os.environ.get("BENCH_FLEET_EXTRA", "0") or 0)
+
+
+def _arm_fleet(sizes: tuple[int, int, int], extra: int = 0) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+    """The functional scenario with ``sizes`` VMs per ring (half Windows, half Linux) and ``extra``
+    VMs of no ring in the same subscription and resource group."""
     from tests.functional import platform_scenario as sc
 
     scenario = sc.scenario()
@@ -74,6 +82,9 @@ def _arm_fleet(sizes: tuple[int, int, int]) -> tuple[dict[str, Any], dict[str, l
             name = f"{ring[0]}{ring[-1]}-vm-{i:04d}"
             members[ring].append((name, os_name))
             vms.append({"name": name, "os": os_name, "zone": str(i % 3 + 1), "tags": {"patchRing": tag}})
+    for i in range(extra):
+        vms.append({"name": f"xx-vm-{i:05d}", "os": "Windows" if i % 2 == 0 else "Linux", "zone": str(i % 3 + 1),
+                    "tags": {"patchRing": "none"} if i % 2 == 0 else {}})
     group["vms"] = vms
     return scenario, members
 
@@ -137,7 +148,7 @@ def measure_arm(sizes: tuple[int, int, int], concurrency: int | None = None) -> 
     from emulator.platform import LocalPlatform
     from tests.functional.platform_driver import driver
 
-    scenario, members = _arm_fleet(sizes)
+    scenario, members = _arm_fleet(sizes, FLEET_EXTRA)
     _watch_continue_as_new()
     _EARLIER.clear()
     pacers_before = _pacer_counters()
@@ -296,6 +307,7 @@ def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
         }
     return {
         "sizes": list(sizes),
+        "fleetExtra": FLEET_EXTRA,
         "ring0MaxConcurrency": concurrency or 2,
         "outcome": f"{out.get('state')}/{out.get('outcome')}",
         "totalCalls": len(records),
@@ -306,7 +318,8 @@ def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
 
 
 def _print_arm(row: dict[str, Any]) -> None:
-    print(f"   ARM calls per VM per ring (ring sizes {row['sizes']}, Ring 0 maxConcurrency "
+    print(f"   ARM calls per VM per ring (ring sizes {row['sizes']}, {row.get('fleetExtra', 0)} more VMs of no ring in "
+          f"the subscription, Ring 0 maxConcurrency "
           f"{row['ring0MaxConcurrency']}; outcome {row['outcome']}; throttled (429) {row['throttled']})")
     print(f"   {'ring':>5} {'VMs':>4} {'calls/VM':>8} {'Windows VM':>10} {'Linux VM':>8}  top operations per VM")
     for ring, r in row["rings"].items():
