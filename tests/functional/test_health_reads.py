@@ -2,7 +2,8 @@
 
 A Ring 0 VM that was healthy before its install and is unhealthy after it fails on its second
 unhealthy sample (the elastic phase is for VMs that were not yet healthy), and a healthy ring is
-verified with a few instance views per VM plus bulk ``statusOnly`` lists, not 16 reads per VM.
+verified with a few instance views per VM plus cheap power-state samples from Resource Graph by id,
+not 16 reads per VM (and no list of the subscription).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ START = "2026-11-16T06:00:00Z"
 
 
 def instance_views(p: Any, name: str) -> list[Any]:
-    return [r for r in p.arm.recorder.find(method="GET") if f"/{name}/instanceview" in r.path.lower()]
+    """Reads of the VM's instance view: ``GET …/instanceView``, or the VM with ``$expand=instanceView``
+    (the install's pre-check, one GET: issue 11)."""
+    return [r for r in p.arm.recorder.find(method="GET")
+            if r.path.lower().endswith(f"/{name}/instanceview")
+            or (r.path.lower().endswith(f"/virtualmachines/{name}") and r.operation == "vm.get")]
 
 
 def test_a_vm_healthy_before_patching_fails_fast_after_two_unhealthy_samples(held: Any) -> None:
@@ -46,4 +51,5 @@ def test_a_healthy_wave_is_verified_with_few_instance_views_per_vm(held: Any) ->
     for name in sc.RING0:
         # before the install, end of the wait phase, end of the stay-healthy phase (was 17)
         assert len(instance_views(p, name)) == 3, name
-    assert p.arm.recorder.find(operation="vm.list_all")  # the cheap samples in between
+    assert p.arm.recorder.find(operation="arg.resources")  # the cheap samples in between (and members)
+    assert not p.arm.recorder.find(operation="vm.list_all")  # never a list of the subscription

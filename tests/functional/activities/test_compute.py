@@ -14,7 +14,7 @@ from activities.compute import (
     start_assess_core,
     start_install_core,
 )
-from activities.health import _LIST_PAGES, check_vm_health_batch_core
+from activities.health import check_vm_health_batch_core
 from activities.plan import Plan
 from patchrings.clients import AzureClients
 from patchrings.ledger import Ledger
@@ -155,23 +155,24 @@ def test_health_healthy_unhealthy_and_unreadable(arm: SimHandle, clients: AzureC
     assert missing["powerState"] is None
 
 
-def test_health_batch_reads_cheap_samples_in_one_list_and_full_ones_per_vm(arm: SimHandle,
-                                                                          clients: AzureClients) -> None:
-    """Issue 11: cheap samples of a whole wave cost one paged statusOnly list per subscription (not
-    one instance view per VM); full ones read each VM's instance view; probes stay per VM."""
-    _LIST_PAGES.clear()
+def test_health_batch_reads_cheap_samples_in_one_graph_query_and_full_ones_per_vm(arm: SimHandle,
+                                                                                 clients: AzureClients) -> None:
+    """Issue 11: cheap samples of a whole wave cost one Resource Graph query by id (not one instance
+    view per VM, not a list of the subscription); full ones read each VM's instance view; probes
+    stay per VM. A VM Resource Graph does not have is unknown, never healthy."""
     probes = [{"url": arm.sim.health_url_template, "expectStatus": 200, "timeoutSeconds": 5}]
+    arm.sim.page_size = 1  # a subscription whose VM list would take a page per VM: not read at all
     arm.sim.recorder.clear()
     cheap = check_vm_health_batch_core(clients, {"probes": probes, "checks": [
         {"vm": vmref("web-01"), "full": False}, {"vm": vmref("db-01", "Linux"), "full": False},
         {"vm": vmref("nope-01"), "full": False}]})
     ops = [r.operation for r in arm.sim.recorder.records]
-    assert ops.count("vm.list_all") >= 1 and "vm.instance_view" not in ops
+    assert ops == ["arg.resources"]
     web, db, ghost = cheap["samples"]
     assert web["partial"] and web["powerState"] == "running" and web["probes"][0]["ok"] is True
     assert web["vmAgent"] is None and web["readError"] is None
     assert db["powerState"] == "deallocated"
-    assert ghost["deleted"] and ghost["readError"]
+    assert ghost["powerState"] is None and ghost["readError"] and not ghost.get("deleted")
 
     arm.sim.recorder.clear()
     full = check_vm_health_batch_core(clients, {"probes": [], "checks": [
@@ -179,17 +180,6 @@ def test_health_batch_reads_cheap_samples_in_one_list_and_full_ones_per_vm(arm: 
     assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"] * 2
     assert [s.get("partial") for s in full["samples"]] == [None, None]
     assert full["samples"][0]["vmAgent"] == "Ready"
-
-
-def test_health_batch_reads_one_by_one_when_the_list_would_cost_more_pages(arm: SimHandle,
-                                                                           clients: AzureClients) -> None:
-    _LIST_PAGES.clear()
-    _LIST_PAGES[vm_id("web-01").split("/")[2].lower()] = 40  # a subscription of thousands of VMs
-    arm.sim.recorder.clear()
-    out = check_vm_health_batch_core(clients, {"probes": [], "checks": [{"vm": vmref("web-01"), "full": False}]})
-    assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"]
-    assert out["samples"][0]["powerState"] == "running"
-    _LIST_PAGES.clear()
 
 
 def test_a_started_install_carries_the_health_before_it_from_the_same_instance_view(
@@ -207,19 +197,16 @@ def test_a_started_install_carries_the_health_before_it_from_the_same_instance_v
     assert (base["powerState"], base["vmAgent"], base["readError"]) == ("running", "Ready", None)
     assert base["probes"][0]["ok"] is True
     ops = [r.operation for r in arm.sim.recorder.records]
-    assert ops.count("vm.instance_view") == 1 and ops.count("vm.install_patches") == 1
+    # one read of the VM with its instance view (the once-only check, the ring's rule, the baseline)
+    assert ops.count("vm.get") == 1 and "vm.instance_view" not in ops and ops.count("vm.install_patches") == 1
 
 
-def test_membership_listing_teaches_the_health_batch_what_a_list_costs(arm: SimHandle, clients: AzureClients) -> None:
-    """A subscription whose statusOnly list takes more pages than a wave has VMs is not listed
-    for cheap samples: resolve_ring_members records the page count it saw."""
-    _LIST_PAGES.clear()
-    arm.sim.page_size = 1  # every VM a page of its own
-    ring0 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring0")})["vms"]
-    sub = vm_id("web-01").split("/")[2].lower()
-    assert _LIST_PAGES[sub] == len(arm.sim.fleet.vms) > 2
+def test_membership_is_one_graph_query_whatever_the_subscription_list_would_cost(arm: SimHandle,
+                                                                                 clients: AzureClients) -> None:
+    """Issue 11: a ring's members come from one Resource Graph query (its rows only), not from
+    the subscription's VM list (here a page per VM)."""
+    arm.sim.page_size = 1
     arm.sim.recorder.clear()
-    out = check_vm_health_batch_core(clients, {"probes": [], "checks": [{"vm": v, "full": False} for v in ring0[:2]]})
-    assert [r.operation for r in arm.sim.recorder.records] == ["vm.instance_view"] * 2
-    assert [s["powerState"] for s in out["samples"]] == [v["powerState"] for v in ring0[:2]]
-    _LIST_PAGES.clear()
+    ring0 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring0")})["vms"]
+    assert [v["name"] for v in ring0] == ["db-01", "web-01", "web-02"]
+    assert [r.operation for r in arm.sim.recorder.records] == ["arg.resources"]

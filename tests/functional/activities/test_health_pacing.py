@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from activities.health import _LIST_PAGES, check_vm_health_batch_core
+from activities.health import check_vm_health_batch_core
+from patchrings.arm import resource_graph as rg
 from patchrings.arm.fanout import Pacer
 from patchrings.clients import AzureClients
 from patchrings.settings import Settings
@@ -113,26 +114,26 @@ def test_reads_not_started_within_the_budget_are_deferred_samples(sim_factory: A
     assert len(sim.sim.recorder.find(operation="vm.instance_view")) == 4
 
 
-def test_each_list_page_takes_a_slot_and_a_list_out_of_budget_defers_its_cheap_samples(sim_factory: Any) -> None:
+def test_cheap_samples_are_one_graph_query_and_a_quota_out_of_budget_defers_them(sim_factory: Any) -> None:
+    """Issue 11: cheap samples take no ARM read slot (Resource Graph by id, its own per-principal
+    quota); a query the quota does not allow within the budget defers them, never unknown."""
     sim, clients = sim_factory(scenario(12))
-    sim.sim.page_size = 5
-    _LIST_PAGES.clear()
+    sim.sim.page_size = 5  # the subscription's VM list would take 3 pages: not read
     pacer = Pacer(1e6, 10_000, reserve=0)
     out = check_vm_health_batch_core(clients, {"probes": [], "checks": checks(12, full=False)},
-                                     pacers=lambda _s: pacer)
-    pages = len(sim.sim.recorder.find(operation="vm.list_all"))
-    assert pages == len(sim.sim.fleet.vms) // 5 + (1 if len(sim.sim.fleet.vms) % 5 else 0) > 2
-    assert pacer.calls == pages  # one slot per page sent, none for the page after the last
+                                     pacers=lambda _s: pacer, gate=rg.QuotaGate())
+    assert [r.operation for r in sim.sim.recorder.records if r.operation != "arg.resources"] == []
+    assert len(sim.sim.recorder.find(operation="arg.resources")) == 1 and pacer.calls == 0
     assert all(s["partial"] and s["powerState"] == "running" for s in out["samples"])
 
     now = [0.0]
-    slow = Pacer(1.0, 2, reserve=0, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    spent = rg.QuotaGate(clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    spent.observe({"x-ms-user-quota-remaining": "0", "x-ms-user-quota-resets-after": "00:05:00"})
     sim.sim.recorder.clear()
     out = check_vm_health_batch_core(clients, {"probes": [], "checks": checks(12, full=False)},
-                                     pacers=lambda _s: slow, clock=lambda: now[0], budget_seconds=1.5)
-    assert all(s.get("deferred") and s["partial"] for s in out["samples"])  # the list did not finish
-    assert len(sim.sim.recorder.find(operation="vm.list_all")) == 3  # slots at 0, 0, 1
-    _LIST_PAGES.clear()
+                                     pacers=lambda _s: pacer, clock=lambda: now[0], budget_seconds=1.5, gate=spent)
+    assert all(s.get("deferred") and s["partial"] for s in out["samples"])  # not read: deferred
+    assert sim.sim.recorder.find(operation="arg.resources") == [] and now[0] == 0.0
 
 
 def test_the_pacers_stall_counter_is_wall_time_with_someone_waiting() -> None:
