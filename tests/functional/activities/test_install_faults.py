@@ -236,7 +236,8 @@ def test_start_survives_a_transient_instance_view_fault_and_posts_once(make: Any
 
 
 def test_start_with_a_forbidden_instance_view_sends_nothing(make: Any) -> None:
-    arm, clients, ledger = make(forbidden("Microsoft.Compute/virtualMachines/instanceView/read"))
+    # the pre-check reads the VM with its instance view (GET $expand=instanceView: issue 11)
+    arm, clients, ledger = make(forbidden("Microsoft.Compute/virtualMachines/read"))
     out = start_install_core(clients, ledger, timed("run-iv403", START))
     assert out["state"] == "refused" and out["error"]["code"] == "InstanceViewUnavailable"
     assert posts(arm) == [] and ledger.install("run-iv403", vm_id("web-02")) is None
@@ -300,12 +301,16 @@ def test_members_survive_a_transient_fault(make: Any, kind: str) -> None:
     from activities.compute import resolve_ring_members_core
     from tests.functional.activities.conftest import PLAN
 
-    _, clients, _ = make(fault(kind, path="/providers/Microsoft.Compute/virtualMachines"))
+    arm, clients, _ = make(fault(kind, path="/providers/Microsoft.ResourceGraph/resources"))
     vms = resolve_ring_members_core(clients, {**named_ring(PLAN, "ring0")})["vms"]
     assert [v["name"] for v in vms] == RING0_NAMES
+    assert len(arm.sim.recorder.find(operation="arg.resources")) >= 1  # members come from Resource Graph
 
 
-@pytest.mark.parametrize("action", ["Microsoft.Compute/virtualMachines/read",
+# Members come from Resource Graph (issue 11): a refused query fails the activity. (Azure's Resource
+# Graph leaves out the rows of resources the identity cannot read instead of refusing; the fleet
+# reader role grants the VM and Arc machine reads on each subscription for that reason.)
+@pytest.mark.parametrize("action", ["Microsoft.ResourceGraph/resources/read",
                                     "Microsoft.Maintenance/configurationAssignments/read"])
 def test_members_that_cannot_be_read_fail_the_activity_instead_of_shrinking_the_ring(make: Any, action: str) -> None:
     from azure.core.exceptions import HttpResponseError
