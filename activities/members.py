@@ -115,6 +115,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
         return to_payload(ResolveMembersOutput(vms=[]))
 
     scopes = sorted({sub.lower() for sub in subscriptions})
+    filters, assigned = _configuration_reads(clients, ring, subscriptions) if configuration_id else ([], set())
     quota = gate or rg.QUOTA
     sender = rg.paced(send or _sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
     wires: list[dict[str, Any]] = []
@@ -128,9 +129,10 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
                 listed[sub] = [rg.member_wire(row) for row in rows]
             wires.extend(listed[sub])
     else:
-        # A configuration may hold machines without the tag: then every machine in scope is a candidate.
-        query = rg.members_query(tag_values=None if configuration_id else rule.tag_values,
-                                 resource_groups=members.resource_groups)
+        # Server-side: the ring's tag values, its dynamic scopes' tag values and its assigned ids
+        # (a superset of its members); every machine in scope when that cannot be said.
+        values, ids = _candidates(ring, rule, filters, assigned)
+        query = rg.members_query(tag_values=values, resource_groups=members.resource_groups, ids=ids)
         rows, pages = rg.query_all(sender, query, scopes)
         log.info("ring %s: %d Resource Graph row(s) in %d page(s)", ring.name, len(rows), pages)
         wires = [rg.member_wire(row) for row in rows]
@@ -142,7 +144,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     if members.tag:
         selected |= {key for key, (_, tags) in fleet.items() if rule.tag_selects(tags)}
     if configuration_id:
-        selected |= _configuration_members(clients, ring, subscriptions, fleet)
+        selected |= _configuration_members(clients, ring, fleet, filters, assigned)
     return to_payload(ResolveMembersOutput(
         vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
 
@@ -165,16 +167,13 @@ def _consider(wire: Mapping[str, Any], fleet: Fleet, rule: MemberRule) -> None:
     fleet[ref["id"].lower()] = (ref, dict(wire.get("tags") or {}))
 
 
-def _configuration_members(clients: FleetGateway, ring: Ring, subscriptions: list[str], fleet: Fleet) -> set[str]:
-    """VMs a ring's maintenance configuration covers, using only supported ARM reads.
+def _configuration_reads(clients: FleetGateway, ring: Ring, subscriptions: list[str]) -> tuple[list[Any], set[str]]:
+    """The ring's configuration's dynamic-scope filters and resource-level assignments (lower-case
+    resource ids), using only supported ARM reads:
 
-    * dynamic scopes: the within-subscription assignment list (documented as not implemented
-      in some API versions, so failures are tolerated) plus a direct GET of the ring's own
-      assignment (``open.assignmentName`` / ``patchrings-<ring>``);
-    * resource-level assignments: the within-subscription list, and for rings without a tag
-      selector (their configuration *is* their membership) each candidate VM's own assignment
-      list, fanned out. In Azure, Resource Graph (``maintenanceresources``) answers this in one
-      query; it is not available locally.
+    * the within-subscription assignment list (documented as not implemented in some API
+      versions, so failures are tolerated) plus a direct GET of the ring's own subscription-level
+      assignment (``open.assignmentName`` / ``patchrings-<ring>``).
     """
     configuration_id = ring.configuration_id
     filters: list[Any] = []
@@ -200,6 +199,43 @@ def _configuration_members(clients: FleetGateway, ring: Ring, subscriptions: lis
             consider(maintenance.configuration_assignments_for_subscriptions.get(assignment_name(ring)))
         except HttpResponseError as exc:
             _tolerate_absent(exc)
+    return filters, assigned
+
+
+#: Most resource-level assignments named in the members query (``id in~``); more: no server-side filter.
+NAMED_ASSIGNMENTS = 200
+
+
+def _candidates(ring: Ring, rule: MemberRule, filters: list[Any],
+                assigned: set[str]) -> tuple[set[str] | None, set[str]]:
+    """What the members query may filter on server-side without losing a member: ``(tag values,
+    ids)`` whose rows are a superset of the ring's, or ``(None, ...)`` when only every machine in
+    scope is (a ring whose configuration alone is its membership, a dynamic scope without tags,
+    too many assignments to name)."""
+    if ring.configuration_id is None:
+        return set(rule.tag_values), set()
+    if ring.members.tag is None or len(assigned) > NAMED_ASSIGNMENTS:
+        return None, set()
+    values = set(rule.tag_values)
+    for filt in filters:
+        wanted = ((filt or {}).get("tagSettings") or {}).get("tags") or {}
+        if not wanted or any(not vals for vals in wanted.values()):
+            return None, set()  # a scope that selects machines whatever their tags
+        values |= {str(v) for vals in wanted.values() for v in vals}
+    if not all(rg.is_machine_id(a) for a in assigned):
+        return None, set()
+    return values, set(assigned)
+
+
+def _configuration_members(clients: FleetGateway, ring: Ring, fleet: Fleet, filters: list[Any],
+                           assigned: set[str]) -> set[str]:
+    """The machines of ``fleet`` the ring's maintenance configuration covers: its resource-level
+    assignments and the machines its dynamic scopes select; for rings without a tag selector (their
+    configuration *is* their membership) also each candidate's own assignment list, fanned out. In
+    Azure, Resource Graph (``maintenanceresources``) answers this in one query; it is not
+    available locally."""
+    configuration_id = ring.configuration_id
+    assigned = set(assigned)
     if ring.members.tag is None:
         def vm_assignments(key: str) -> bool:
             rid = parse_resource_id(fleet[key][0]["id"])

@@ -299,12 +299,16 @@ _MEMBER_COLUMNS = (
 )
 
 
-def members_query(*, tag_values: Iterable[str] | None = None, resource_groups: Iterable[str] = ()) -> str:
+def members_query(*, tag_values: Iterable[str] | None = None, resource_groups: Iterable[str] = (),
+                  ids: Iterable[str] = ()) -> str:
     """VMs and Arc machines that may be members (a superset; module doc), ordered by id.
 
-    ``tag_values``: the ring's tag value and hold value (None: no tag filter, e.g. a ring whose
-    configuration selects members); a value that is not plain text drops the tag filter.
-    ``resource_groups``: the plan's resource groups (quoted with :func:`kql_string`).
+    ``tag_values``: tag values of which a member carries one (the ring's value and hold value, its
+    configuration's dynamic-scope values; None: no tag filter, e.g. a ring whose configuration
+    alone selects members); a value that is not plain text drops the tag filter. ``ids``: machines
+    that are members whatever their tags (resource-level assignments, at most
+    :data:`IDS_PER_QUERY` x 2), or'ed with the tag filter. ``resource_groups``: the plan's
+    resource groups (quoted with :func:`kql_string`).
     """
     lines = ["resources",
              f"| where type =~ '{VM_TYPE}' or type =~ '{ARC_TYPE}'"]
@@ -313,7 +317,11 @@ def members_query(*, tag_values: Iterable[str] | None = None, resource_groups: I
         lines.append(f"| where resourceGroup in~ ({', '.join(kql_string(g) for g in groups)})")
     values = sorted(set(tag_values)) if tag_values is not None else []
     if values and all(_PLAIN.match(v) for v in values):
-        lines.append("| where " + " or ".join(f"tostring(tags) contains {kql_string(v)}" for v in values))
+        terms = [f"tostring(tags) contains {kql_string(v)}" for v in values]
+        named = sorted({str(i).lower() for i in ids})
+        for first in range(0, len(named), MACHINE_BATCH):
+            terms.append(f"id in~ ({_machine_literals(named[first:first + MACHINE_BATCH])})")
+        lines.append("| where " + " or ".join(terms))
     return "\n".join(lines) + "\n" + _MEMBER_COLUMNS + "| order by id asc"
 
 

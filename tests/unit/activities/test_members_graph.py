@@ -158,3 +158,60 @@ def test_the_gate_starts_at_most_its_limit_per_window_before_any_answer_says_so(
     # a deadline before the next slot: refused at once, nothing slept
     slept = len(clock.slept)
     assert gate.acquire(deadline=clock.now + 1.0) is False and len(clock.slept) == slept
+
+
+class Assignments:
+    """The maintenance reads of a ring's configuration (assignment list, the ring's own assignment)."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+        self.configuration_assignments_within_subscription = self
+        self.configuration_assignments_for_subscriptions = self
+
+    def maintenance(self, sub: str) -> Any:
+        return self
+
+    def list(self) -> list[dict[str, Any]]:
+        return self.docs
+
+    def get(self, name: str) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+        error = ResourceNotFoundError(message="none")
+        error.status_code = 404
+        raise error
+
+
+MC = f"/subscriptions/{SUB}/resourceGroups/rg-maint/providers/Microsoft.Maintenance/maintenanceConfigurations/mc1"
+CONFIG_RING = {"tag": {"name": "patchRing", "value": "ring1", "holdValue": "ring1-hold"}, "subscriptions": [SUB],
+               "maintenanceConfigurationId": MC}
+
+
+def scope(tags: dict[str, list[str]] | None) -> dict[str, Any]:
+    settings = {"tags": tags, "filterOperator": "Any"} if tags is not None else None
+    return {"properties": {"maintenanceConfigurationId": MC, "filter": {
+        "resourceTypes": ["Microsoft.Compute/virtualMachines"], **({"tagSettings": settings} if settings else {})}}}
+
+
+def test_a_configuration_ring_reads_only_its_candidates_not_the_subscription() -> None:
+    assigned = vm("assigned", {})  # a resource-level assignment: a member whatever its tags
+    docs = [scope({"patchRing": ["ring1"]}),
+            {"properties": {"maintenanceConfigurationId": MC, "resourceId": assigned["id"]}}]
+    fleet = [vm("tagged", {"patchRing": "ring1"}), vm("held", {"patchRing": "ring1-hold"}), assigned,
+             vm("scoped", {"owner": "x", "patchRing": "ring1"})] + [vm(f"x-{i:04d}", {"patchRing": "none"})
+                                                                   for i in range(2500)]
+    graph = FakeGraph(fleet)
+    got = resolve_ring_members_core(Assignments(docs), {"ring": "ring1", "ringSpec": spec(CONFIG_RING)["ringSpec"]
+                                                        | {"name": "ring1"}},  # type: ignore[arg-type]
+                                    send=graph.send, gate=rg.QuotaGate())
+    assert sorted(v["name"] for v in got["vms"]) == ["assigned", "held", "scoped", "tagged"]
+    assert len(graph.queries) == 1  # 4 candidate rows: one page, not the subscription's 3 pages
+    assert "id in~ (" in graph.queries[0] and "contains 'ring1'" in graph.queries[0]
+
+
+def test_a_dynamic_scope_without_tags_makes_every_machine_in_scope_a_candidate() -> None:
+    graph = FakeGraph([vm("untagged", {})] + [vm(f"x-{i:04d}", {"patchRing": "none"}) for i in range(1500)])
+    got = resolve_ring_members_core(Assignments([scope(None)]),  # type: ignore[arg-type]
+                                    {"ring": "ring1", "ringSpec": spec(CONFIG_RING)["ringSpec"] | {"name": "ring1"}},
+                                    send=graph.send, gate=rg.QuotaGate())
+    assert len(got["vms"]) == 1501 and len(graph.queries) == 2  # every VM in scope, paged
+    assert "tostring(tags)" not in graph.queries[0]
