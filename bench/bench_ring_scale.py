@@ -275,6 +275,16 @@ async def _engine_figures(engine: Any, rid: str) -> dict[str, Any]:
     }
 
 
+def _arg_kind(record: Any) -> str:
+    """What a Resource Graph request asked: ring members, power states (cheap health samples),
+    assessments, install results."""
+    query = str((record.body or {}).get("query") or "") if isinstance(record.body, dict) else ""
+    head = query.lstrip().split("\n", 1)[0].strip().lower()
+    if head == "resources":
+        return "powerStates" if "powerState = tostring" in query and "osType" not in query else "members"
+    return {"patchassessmentresources": "assessments", "patchinstallationresources": "installResults"}.get(head, head)
+
+
 def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
            members: dict[str, list[tuple[str, str]]], out: dict[str, Any], wall: float,
            sizes: tuple[int, int, int], concurrency: int | None) -> dict[str, Any]:
@@ -301,6 +311,9 @@ def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
                           **{op: round(n / max(count_os[os_name], 1), 2) for op, n in sorted(c.items())}}
                 for os_name, c in per_os.items() if count_os[os_name]
             },
+            # Resource Graph requests (pages) of the phase by what they asked (issue 11)
+            "resourceGraphByQuery": dict(sorted(Counter(_arg_kind(r) for r in phase
+                                                        if r.operation == "arg.resources").items())),
             "throttled": sum(1 for r in phase if r.status == 429),
             "throttledByOperation": dict(sorted(Counter(r.operation or r.method for r in phase
                                                         if r.status == 429).items())),
@@ -328,6 +341,9 @@ def _print_arm(row: dict[str, Any]) -> None:
         lin = r["vmAddressedPerVm"].get("Linux", {}).get("total", 0)
         print(f"   {ring:>5} {r['vms']:>4} {r['callsPerVm']:>8} {win:>10} {lin:>8}  "
               + ", ".join(f"{op} {n}" for op, n in top))
+        if r.get("resourceGraphByQuery"):
+            print(f"   {'':>5} Resource Graph requests: "
+                  + ", ".join(f"{kind} {n}" for kind, n in r["resourceGraphByQuery"].items()))
     if "cpu" in row:
         cpu, hist = row["cpu"], row["history"]
         print(f"   orchestrator CPU {cpu['orchestratorCpuSeconds']} s ({cpu['orchestratorCpuMsPerVm']} ms per VM, "
