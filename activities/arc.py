@@ -75,9 +75,9 @@ __all__ = [
 #: Graph before the result is taken without them (inconclusive). Resource Graph's lag is
 #: undocumented (§5.8); the simulator's default is 3 minutes.
 ARG_ROWS_GRACE = timedelta(minutes=30)
-#: Pages the last Arc machine list of a subscription took (a cost hint, per process, as
-#: ``activities.compute._LIST_PAGES`` for VMs): a few Arc canaries in a subscription of thousands
-#: of machines are read one by one instead of listing every page.
+#: Pages the last Arc machine list of a subscription took (a cost hint, per process): a few Arc
+#: canaries in a subscription of thousands of machines are read one by one instead of listing
+#: every page (Arc health samples; VM members and cheap samples come from Resource Graph).
 _ARC_PAGES: dict[str, int] = {}
 _DONE = frozenset({"succeeded", "failed", "completedwithwarnings"})
 HttpGet = Callable[[str, float], tuple[int, str]]

@@ -11,7 +11,7 @@ unreadable sample (unknown, never healthy), not a failed orchestration.
 Fewer ARM calls (issue 11): each round is **one** ``check_vm_health_batch`` activity for every VM
 due, not one activity (and one instance-view GET) per VM. The tracker says which VMs need a full
 sample (the end of the wait phase, the elastic phase, the end of the stay-healthy phase) and which
-a cheap one (in between: one paged ``statusOnly`` VM list per subscription plus the probes).
+a cheap one (in between: the power states from Resource Graph by id, 100 VMs a query, plus the probes).
 
 Rounds of more than :data:`READ_BURST` VMs are read in chunks, one after the other, with a short
 durable timer between them, so a 700-VM ring does not empty ARM's read bucket in one burst.

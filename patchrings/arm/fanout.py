@@ -18,9 +18,10 @@ pacer per key (subscription) and a deadline: items not started by then come back
 (the caller reports them as deferred), so an activity stays well inside the functions timeout.
 
 Reads (issue 11): :func:`read_pacer` is the per-subscription *read* pacer of this worker
-process, shared by every activity that reads ARM in bulk (the health batch's instance views and
-statusOnly list pages): :data:`READ_BURST` at once, then :data:`READS_PER_SECOND` -- under ARM's
-read bucket (250 refilling 25/s per subscription and principal) -- and a hold whenever ARM's
+process, shared by every activity that reads ARM in bulk (the health batch's instance views;
+Resource Graph has its own per-principal quota gate, ``patchrings.arm.resource_graph.QUOTA``):
+:data:`READ_BURST` at once, then :data:`READS_PER_SECOND` -- under ARM's read bucket (250
+refilling 25/s per subscription and principal) -- and a hold whenever ARM's
 ``x-ms-ratelimit-remaining-subscription-reads`` falls below :data:`READ_RESERVE`.
 
 Why per process plus ARM's header, not a shared budget (a durable entity or a storage-backed
