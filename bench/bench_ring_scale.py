@@ -285,6 +285,22 @@ def _arg_kind(record: Any) -> str:
     return {"patchassessmentresources": "assessments", "patchinstallationresources": "installResults"}.get(head, head)
 
 
+#: The tag value each ring's VMs carry in the bench fleet (``_arm_fleet``), as the app's member
+#: queries send it (``tostring(tags) contains '<value>'``).
+_RING_TAG = {"ring0": "ring0", "ring1": "ring1-hold", "ring2": "ring2"}
+
+
+def _asks_about(record: Any, ring: str, ring_vms: set[str]) -> bool:
+    """Whether a Resource Graph request asks about ``ring``: its members by its tag value, or any of
+    its VMs by id (power states, assessments, install results)."""
+    query = str((record.body or {}).get("query") or "") if isinstance(record.body, dict) else ""
+    lower = query.lower()
+    tag = _RING_TAG[ring]
+    if f"'{tag}'" in lower or f'"{tag}"' in lower:
+        return True
+    return any(f"/virtualmachines/{name}'" in lower or f'/virtualmachines/{name}"' in lower for name in ring_vms)
+
+
 def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
            members: dict[str, list[tuple[str, str]]], out: dict[str, Any], wall: float,
            sizes: tuple[int, int, int], concurrency: int | None) -> dict[str, Any]:
@@ -301,10 +317,16 @@ def _tally(records: list[Any], operations: dict[str, Any], marks: list[int],
             if vm in ring_vms:
                 per_os[os_of[vm]][r.operation or r.method] += 1
         count_os = Counter(os_name for _, os_name in members[ring])
+        own = sum(1 for r in phase if _vm_of(r, operations) in ring_vms
+                  or (r.operation == "arg.resources" and _asks_about(r, ring, ring_vms)))
         rings[ring] = {
             "vms": len(members[ring]),
             "calls": len(phase),
             "callsPerVm": round(len(phase) / vms, 2),
+            # the phase's calls that are this ring's own work: addressed to its VMs, or Resource Graph
+            # requests about its members (its tag value) or its VMs (by id); the rest of the phase is
+            # other rings' work done meanwhile (the next ring's coverage, manifest diff, assignments)
+            "ownCallsPerVm": round(own / vms, 2),
             "byOperationPerVm": {op: round(n / vms, 2) for op, n in sorted(by_op.items())},
             "vmAddressedPerVm": {
                 os_name: {"total": round(sum(c.values()) / max(count_os[os_name], 1), 2),
@@ -334,12 +356,13 @@ def _print_arm(row: dict[str, Any]) -> None:
     print(f"   ARM calls per VM per ring (ring sizes {row['sizes']}, {row.get('fleetExtra', 0)} more VMs of no ring in "
           f"the subscription, Ring 0 maxConcurrency "
           f"{row['ring0MaxConcurrency']}; outcome {row['outcome']}; throttled (429) {row['throttled']})")
-    print(f"   {'ring':>5} {'VMs':>4} {'calls/VM':>8} {'Windows VM':>10} {'Linux VM':>8}  top operations per VM")
+    print(f"   {'ring':>5} {'VMs':>4} {'calls/VM':>8} {'own/VM':>6} {'Windows VM':>10} {'Linux VM':>8}  "
+          "top operations per VM")
     for ring, r in row["rings"].items():
         top = sorted(r["byOperationPerVm"].items(), key=lambda kv: -kv[1])[:5]
         win = r["vmAddressedPerVm"].get("Windows", {}).get("total", 0)
         lin = r["vmAddressedPerVm"].get("Linux", {}).get("total", 0)
-        print(f"   {ring:>5} {r['vms']:>4} {r['callsPerVm']:>8} {win:>10} {lin:>8}  "
+        print(f"   {ring:>5} {r['vms']:>4} {r['callsPerVm']:>8} {r.get('ownCallsPerVm', ''):>6} {win:>10} {lin:>8}  "
               + ", ".join(f"{op} {n}" for op, n in top))
         if r.get("resourceGraphByQuery"):
             print(f"   {'':>5} Resource Graph requests: "

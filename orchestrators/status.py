@@ -29,6 +29,7 @@ import json
 from typing import Any
 
 from patchrings.domain.arm_ids import last_segment
+from patchrings.domain.membership import LEFT_RING
 
 MAX_REASONS = 25
 # Custom status budget in UTF-16 bytes of its JSON (the extension's limit is 16 KB).
@@ -495,7 +496,9 @@ def vm_row(row: dict[str, Any]) -> dict[str, Any]:
         "install": verdict.get("install") or row.get("state"),
         "installStatus": result.get("status"),
         "health": verdict.get("health"),
-        "outcome": verdict.get("outcome") or ("pending" if not verdict else None),
+        # a VM the install's live read found no longer in the ring (ARG was stale) is never judged
+        "outcome": verdict.get("outcome") or (LEFT_RING if row.get("state") == LEFT_RING
+                                              else "pending" if not verdict else None),
         "reasons": reasons,
         "runId": row.get("runId"),
     }
@@ -618,7 +621,8 @@ def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[s
     vms.sort(key=lambda v: (v["outcome"] == "pass", v["name"].lower()))
     counts_doc: dict[str, Any] = ring["counts"] if isinstance(ring.get("counts"), dict) else {}
     total = _ring_total(ring, progress)
-    skipped = max(_int(counts_doc.get("skipped")) or 0, len(never))
+    # VMs that left the ring before their install (``left-ring``) were never started: skipped
+    skipped = max(_int(counts_doc.get("skipped")) or 0, len(never)) + sum(1 for v in vms if v["outcome"] == LEFT_RING)
     phase = str(ring.get("phase") or "pending")
     shown = dict(ring)
     if halted and current and phase not in ("passed", "failed", "inconclusive", "rejected"):
@@ -633,8 +637,8 @@ def ring_view(ring: dict[str, Any], rows: list[dict[str, Any]], progress: dict[s
         "until": ring_until(shown, progress),
         "current": current,
         "progress": progress or None,
-        "counts": ring_counts(total, [v for v in vms if v["outcome"] not in ("pending", "not-started")], progress,
-                              skipped),
+        "counts": ring_counts(total, [v for v in vms if v["outcome"] not in ("pending", "not-started", LEFT_RING)],
+                              progress, skipped),
         "gate": gate,
         "gateReasons": [r for r in (gate or {}).get("reasons") or []][:MAX_REASONS],
         "target": ring.get("target"),

@@ -62,3 +62,11 @@ def test_a_vm_retagged_out_of_ring0_while_resource_graph_lists_it_is_not_patched
     rows = {r["vm"].rsplit("/", 1)[-1]: r for r in status.json["ledger"]["vmResults"]["ring0"]}
     assert rows[LEAVER]["state"] == "left-ring" and not rows[LEAVER].get("verdict"), rows[LEAVER]
     assert "left ring" in str(rows[LEAVER].get("error")), rows[LEAVER]
+
+    # ... and the status shows it as left-ring: never judged, counted as skipped, counts adding up
+    view = status.json["rings"][0]
+    shown = {v["name"]: v for v in view["vms"]}
+    assert shown[LEAVER]["outcome"] == "left-ring", shown[LEAVER]
+    c = view["counts"]
+    assert c["skipped"] == 1 and c["passed"] == len(sc.RING0) - 1, c
+    assert c["vms"] == c["passed"] + c["failed"] + c["inconclusive"] + c["inFlight"] + c["skipped"] + c["notStarted"], c
