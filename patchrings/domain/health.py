@@ -190,8 +190,8 @@ class HealthSample:
     ``read_error`` set means the signals could not be read at all.
     ``deferred`` marks a read that was never made (paced reads out of budget, module doc).
     ``partial`` marks a *cheap* sample (issue 11): a bulk read that carries the power state and
-    the HTTP probes but not the VM agent or Application Health (the subscription's VM list with
-    ``statusOnly=true``); those two signals are then not judged, and such a sample never proves a
+    the HTTP probes but not the VM agent or Application Health (Resource Graph's power state by
+    id, at least a minute stale); those two signals are then not judged, and such a sample never proves a
     VM healthy on its own (see :attr:`HealthTracker.wants_full`).
     """
 
