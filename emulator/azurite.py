@@ -4,7 +4,9 @@ Why a process and not a fake: the ledger uses the real azure-data-tables client,
 is Microsoft's own emulator for that API (key escaping, batch rules, entity size limits), so
 the same code path runs locally and against a real storage account.
 
-SUPPORTED: start on a free loopback port, wait until it accepts connections, the well-known
+SUPPORTED: start on a free loopback port (held from the moment it is picked until ``stop()``, see
+:func:`reserve_port`, so parallel test workers never start two servers on one port), wait until
+it accepts connections, the well-known
 development account connection string, stop (terminating the whole process group) on
 ``stop()``, on interpreter exit, and when used as a context manager.
 
@@ -21,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +45,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reserve_port() -> tuple[int, socket.socket | None]:
+    """A free loopback port the OS picks, and a socket that holds it until the caller closes it.
+
+    Why: :func:`free_port` lets go of the port at once, so between picking it and a server
+    listening on it another process (a parallel test worker, ``pytest -n``) or an outgoing
+    connection can be given the same port. The holder is bound with ``SO_REUSEADDR`` and never
+    listens: while it is open the kernel hands the port to no ``bind(port 0)`` and to no outgoing
+    connection, and a server that also sets ``SO_REUSEADDR`` (aiohttp and Node do on Linux) can
+    still listen on it -- also again after a restart on the same port. Close the holder when the
+    server is gone for good. Those are Linux's rules; elsewhere the holder is ``None`` (a plain
+    :func:`free_port`).
+    """
+    if not sys.platform.startswith("linux"):
+        return free_port(), None
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+    except OSError:
+        holder.close()
+        raise
+    return int(holder.getsockname()[1]), holder
+
+
 def find_azurite_table() -> str:
     """Locate the ``azurite-table`` launcher: the repository's node_modules first, then PATH."""
     local = REPO / "node_modules" / ".bin" / "azurite-table"
@@ -58,7 +85,11 @@ class Azurite:
 
     def __init__(self, state_dir: Path, *, port: int | None = None, in_memory: bool = False) -> None:
         self.state_dir = Path(state_dir)
-        self.port = port or free_port()
+        self._port_holder: socket.socket | None = None
+        if port:
+            self.port = port
+        else:
+            self.port, self._port_holder = reserve_port()
         self.in_memory = in_memory
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Path = self.state_dir / "azurite.log"
@@ -111,17 +142,22 @@ class Azurite:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+            if proc is None or proc.poll() is not None:
+                return
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        finally:
+            holder, self._port_holder = self._port_holder, None
+            if holder is not None:
+                holder.close()
 
     def __enter__(self) -> Azurite:
         return self.start()

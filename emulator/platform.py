@@ -8,7 +8,9 @@ Azurite runs as a child process; it keeps no time of its own that matters.
 Wiring (the same settings the app would get in Azure, pointed at local endpoints):
 
 1. pick the host's port and function key first, so the simulator's Event Grid subscriptions
-   can target ``${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=...``;
+   can target ``${FUNCTIONS_HOST}/runtime/webhooks/eventgrid?functionName=...``; the port is
+   held from then until ``stop()`` (:func:`emulator.azurite.reserve_port`), so platforms started
+   side by side (``pytest -n 2``) never pick the same one;
 2. start Azurite -> ``PATCHRINGS_LEDGER_CONNECTION``;
 3. start the simulator -> its ``client_settings`` (``PATCHRINGS_ARM_*``);
 4. start the local Event Grid topic (:mod:`emulator.eventgrid`; it accepts the simulator's token)
@@ -54,7 +56,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from emulator.azurite import Azurite, free_port
+from emulator.azurite import Azurite, reserve_port
 from emulator.clock import Clock, make_clock
 from emulator.clock_http import ClockClient, ClockServer
 
@@ -159,7 +161,14 @@ class LocalPlatform:
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="patchrings-"))
         self.storage = storage
         self.extra_settings = dict(settings or {})
-        self.host_port = host_port or free_port()
+        # The host's port is picked before anything starts (the simulator's Event Grid subscriptions
+        # name it) and held until stop(): no parallel test worker or outgoing connection can take it
+        # meanwhile, nor while the host restarts on it (restart_host, kill_host/start_host).
+        self._host_port_holder: Any = None
+        if host_port:
+            self.host_port = host_port
+        else:
+            self.host_port, self._host_port_holder = reserve_port()
         self.arm_port = arm_port
         self.function_key = secrets.token_urlsafe(24)
         self.use_azurite = use_azurite
@@ -398,6 +407,9 @@ class LocalPlatform:
         if self._hold is not None:
             self._hold.__exit__(None, None, None)
             self._hold = None
+        if self._host_port_holder is not None:
+            self._host_port_holder.close()
+            self._host_port_holder = None
         self.clock.close()
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
