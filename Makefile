@@ -8,6 +8,11 @@ PY     := $(VENV)/bin/python
 SCENARIO ?= happy
 AUTO_APPROVE ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): 2 matches CI's 2 cores; TEST_WORKERS=0 runs every test in one process.
+# --dist loadgroup hands tests out one at a time, except the groups tests/conftest.py forms (a file
+# whose tests share a module-scoped platform, or a fixed folder such as .local/demo) run on one worker.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
 
 .PHONY: help bootstrap chromium test lint typecheck unit functional demo bench clean
 
@@ -59,13 +64,13 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy .
 
 test: bootstrap lint typecheck
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m unit $(XDIST) $(PYTEST_ARGS)
 
 functional: bootstrap
-	$(PY) -m pytest -q -m functional $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m functional $(XDIST) $(PYTEST_ARGS)
 
 demo: bootstrap
 	$(PY) -m demo --scenario $(SCENARIO) $(if $(AUTO_APPROVE),--auto-approve,)

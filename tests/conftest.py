@@ -15,11 +15,22 @@ unit test that asks for a running platform (the ``platform`` / ``platform_factor
 below); tests/architecture/test_tiers.py refuses, statically, the imports that start servers or
 emulator processes in tests/unit. ``bench/`` is not a tier: it is outside ``testpaths`` and runs
 with ``make bench``.
+
+Parallel runs: ``make test`` runs ``pytest -n 2 --dist loadgroup`` (pytest-xdist). Every platform a
+test starts is its own (ports picked by the OS and held, :func:`emulator.azurite.reserve_port`;
+state under the test's ``tmp_path``; ledgers in the test's own Azurite or table prefix), so tests
+are handed to the workers one at a time -- except the tests that share something beyond
+themselves, which run on one worker, in file order, as one *group* (:func:`parallel_groups`):
+the tests of a file that use a class-, module- or package-scoped fixture, and the files of
+:data:`SHARED_PLACES`. :class:`GroupScheduling` does the handing out.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +81,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             f"{item.nodeid}: marked {', '.join(foreign)} but lives in tests/{tier}: the folder is the tier",
             pytrace=False,
         )
+    shared = shared_fixtures_of(item)
+    if shared and os.environ.get("PYTEST_XDIST_WORKER") and parallel_group(_relative(item.nodeid)) is None:
+        pytest.fail(
+            f"{item.nodeid}: uses {', '.join(shared)} (class/module/package scope) but its file is in no "
+            "parallel group: tests/conftest.py's parallel_group did not see it; teach it how the fixture "
+            "is asked for",
+            pytrace=False,
+        )
     if tier == "unit":
         used = PLATFORM_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if used:
@@ -78,6 +97,173 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 "move it to tests/functional",
                 pytrace=False,
             )
+
+
+# ---------------------------------------------------------------------------- parallel runs (xdist)
+# Test files whose tests share a fixed place outside their tmp_path: one group each.
+# test_demo.py: `python -m demo` owns REPO/.local/demo (it empties it first; a test reads its log).
+SHARED_PLACES = {"tests/functional/test_demo.py": "REPO/.local/demo"}
+# Fixtures of these scopes outlive a test, so the tests that use one share its state (and on two
+# workers it would be started twice). Session-scoped fixtures need no group: each worker has its own.
+SHARED_SCOPES = frozenset({"class", "module", "package"})
+# Work handed out first (then collection order): groups, largest first, then single tests by tier,
+# slowest tier first, so the last tests handed out are short ones and both workers finish together.
+TIER_ORDER = ("functional", "emulator", "architecture", "unit")
+
+
+def _fixture_definitions(path: Path) -> dict[str, tuple[str, bool, set[str]]]:
+    """``name -> (scope, autouse, arguments)`` of every ``@pytest.fixture`` in a file (statically;
+    a scope that is not a string literal counts as shared)."""
+    found: dict[str, tuple[str, bool, set[str]]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call else decorator
+            if not (isinstance(target, ast.Attribute) and target.attr == "fixture") and not (
+                    isinstance(target, ast.Name) and target.id == "fixture"):
+                continue
+            scope, autouse, name = "function", False, node.name
+            for keyword in call.keywords if call else []:
+                value = keyword.value.value if isinstance(keyword.value, ast.Constant) else None
+                if keyword.arg == "scope":
+                    scope = value if isinstance(value, str) else "dynamic"
+                elif keyword.arg == "autouse":
+                    autouse = value is True
+                elif keyword.arg == "name" and isinstance(value, str):
+                    name = value
+            found[name] = (scope, autouse, {a.arg for a in node.args.args + node.args.kwonlyargs})
+    return found
+
+
+def _names_used(path: Path) -> set[str]:
+    """Every parameter name of a file, and the strings given to ``usefixtures`` / ``getfixturevalue`` /
+    ``parametrize`` (a fixture asked for by name, or ``indirect``); ``xdist_group`` if it is named."""
+    used: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.arg):
+            used.add(node.arg)
+        elif isinstance(node, ast.Attribute) and node.attr == "xdist_group":
+            used.add("xdist_group")
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+                "usefixtures", "getfixturevalue", "parametrize"):
+            used.update(n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return used
+
+
+@functools.cache
+def parallel_group(relative: str) -> str | None:
+    """The group a test file's tests run in on parallel workers (None: each test on any worker).
+
+    Decided from the source, statically, because xdist's controller process does not collect tests:
+    a file of :data:`SHARED_PLACES`; a file that asks for (directly, or through another fixture) a
+    class-, module- or package-scoped fixture defined in it or in a conftest.py above it, or that
+    sees an autouse one; a file that names ``xdist_group``. A superset of what
+    :func:`shared_fixtures_of` finds at collection (checked at each test's set-up).
+    """
+    if relative in SHARED_PLACES:
+        return SHARED_PLACES[relative]
+    path = REPO / relative
+    if not path.is_file() or not relative.startswith("tests/"):
+        return None
+    visible: dict[str, tuple[str, bool, set[str]]] = {}
+    for folder in reversed(path.parents):
+        if folder == REPO or not folder.is_relative_to(REPO / "tests"):
+            continue
+        if (folder / "conftest.py").is_file():
+            visible.update(_fixture_definitions(folder / "conftest.py"))
+    visible.update(_fixture_definitions(path))
+    shared = {name for name, (scope, _, _) in visible.items() if scope in SHARED_SCOPES or scope == "dynamic"}
+    grew = True
+    while grew:  # a fixture that asks for a shared one shares its state too
+        more = {name for name, (_, _, args) in visible.items() if name not in shared and args & shared}
+        shared |= more
+        grew = bool(more)
+    used = _names_used(path)
+    if "xdist_group" in used or shared & used or any(visible[name][1] for name in shared):
+        return relative
+    return None
+
+
+def shared_fixtures_of(item: pytest.Item) -> list[str]:
+    """The class-, module- or package-scoped fixtures a collected test uses (pytest's own view)."""
+    info = getattr(item, "_fixtureinfo", None)
+    return sorted(name for name, definitions in getattr(info, "name2fixturedefs", {}).items()
+                  if any(getattr(d, "scope", "function") in SHARED_SCOPES for d in definitions))
+
+
+def _relative(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def work_order(units: dict[str, dict[str, bool]]) -> list[str]:
+    """The order work units are handed out in: groups (a group's name has no ``::``; largest first),
+    then single tests (their node ids) by tier, slowest tier first, each in collection order."""
+    position = {scope: i for i, scope in enumerate(units)}
+
+    def key(scope: str) -> tuple[int, int, int]:
+        if "::" not in scope:
+            return (0, -len(units[scope]), position[scope])
+        tier = tier_of(REPO / _relative(scope))
+        rank = TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+        return (1 + rank, 0, position[scope])
+
+    return sorted(units, key=key)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` uses :class:`GroupScheduling` (xdist's own loadgroup marks a test by
+    suffixing ``item._nodeid``, which pytest 9 no longer reads: its groups would be ignored)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return _group_scheduling()(config, log)
+
+
+@functools.cache
+def _group_scheduling() -> type:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        """One work unit per test, or per group (:func:`parallel_group`), handed out in
+        :func:`work_order`; a worker is given more when at most 2 of its tests are left
+        (xdist's LoadScopeScheduling, whose ``schedule`` this is with the order changed)."""
+
+        collection: list[str] | None
+
+        def _split_scope(self, nodeid: str) -> str:
+            return parallel_group(_relative(nodeid)) or nodeid
+
+        def schedule(self) -> None:
+            assert self.collection_is_completed
+            if self.collection is not None:  # started already: top up every worker
+                for node in self.nodes:
+                    self._reschedule(node)
+                return
+            if not self._check_nodes_have_same_collection():
+                self.log("**Different tests collected, aborting run**")
+                return
+            self.collection = list(next(iter(self.registered_collections.values())))
+            if not self.collection:
+                return
+            units: dict[str, dict[str, bool]] = {}
+            for nodeid in self.collection:
+                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+            for scope in work_order(units):
+                self.workqueue[scope] = units[scope]
+            for _ in range(max(0, len(self.nodes) - len(self.workqueue))):
+                unused, _assigned = self.assigned_work.popitem()
+                unused.shutdown()
+            for node in self.nodes:
+                self._assign_work_unit(node)
+            for node in self.nodes:
+                self._reschedule(node)
+            if not self.workqueue:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return GroupScheduling
 
 
 @pytest.fixture
