@@ -197,15 +197,16 @@ def _relative(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def work_order(units: dict[str, dict[str, bool]]) -> list[str]:
-    """The order work units are handed out in: groups (a group's name has no ``::``; largest first),
-    then single tests (their node ids) by tier, slowest tier first, each in collection order."""
+def work_order(units: dict[str, list[int]], nodeids: list[str]) -> list[str]:
+    """The order work units are handed out in: groups (largest first), then single tests by tier,
+    slowest tier first, each in collection order (a unit is named by its group, or by its first test's
+    node id when it is a single test)."""
     position = {scope: i for i, scope in enumerate(units)}
 
     def key(scope: str) -> tuple[int, int, int]:
-        if "::" not in scope:
+        if parallel_group(_relative(nodeids[units[scope][0]])) is not None:
             return (0, -len(units[scope]), position[scope])
-        tier = tier_of(REPO / _relative(scope))
+        tier = tier_of(REPO / _relative(nodeids[units[scope][0]]))
         rank = TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
         return (1 + rank, 0, position[scope])
 
@@ -214,8 +215,10 @@ def work_order(units: dict[str, dict[str, bool]]) -> list[str]:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` uses :class:`GroupScheduling` (xdist's own loadgroup marks a test by
-    suffixing ``item._nodeid``, which pytest 9 no longer reads: its groups would be ignored)."""
+    """``--dist loadgroup`` uses :class:`GroupScheduling`. Why not xdist's own: its loadgroup marks
+    a test by suffixing ``item._nodeid``, which pytest 9 no longer reads (its groups were ignored),
+    and its scope schedulers track tests by node id, so tests that share one (schemathesis' generated
+    operations) ran once instead of once each."""
     if config.getvalue("dist") != "loadgroup":
         return None
     return _group_scheduling()(config, log)
@@ -226,14 +229,16 @@ def _group_scheduling() -> type:
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        """One work unit per test, or per group (:func:`parallel_group`), handed out in
-        :func:`work_order`; a worker is given more when at most 2 of its tests are left
-        (xdist's LoadScopeScheduling, whose ``schedule`` this is with the order changed)."""
+        """xdist's LoadScopeScheduling with work units of test *indices* (node ids may repeat): one
+        unit per group (:func:`parallel_group`) or per single test, handed out in :func:`work_order`;
+        a worker is given another unit when at most 2 of its tests are left."""
 
         collection: list[str] | None
 
-        def _split_scope(self, nodeid: str) -> str:
-            return parallel_group(_relative(nodeid)) or nodeid
+        def _unit_of(self, index: int) -> str:
+            assert self.collection is not None
+            nodeid = self.collection[index]
+            return parallel_group(_relative(nodeid)) or f"{nodeid}#{index}"
 
         def schedule(self) -> None:
             assert self.collection_is_completed
@@ -247,11 +252,11 @@ def _group_scheduling() -> type:
             self.collection = list(next(iter(self.registered_collections.values())))
             if not self.collection:
                 return
-            units: dict[str, dict[str, bool]] = {}
-            for nodeid in self.collection:
-                units.setdefault(self._split_scope(nodeid), {})[nodeid] = False
-            for scope in work_order(units):
-                self.workqueue[scope] = units[scope]
+            units: dict[str, list[int]] = {}
+            for index in range(len(self.collection)):
+                units.setdefault(self._unit_of(index), []).append(index)
+            for scope in work_order(units, self.collection):
+                self.workqueue[scope] = dict.fromkeys(units[scope], False)
             for _ in range(max(0, len(self.nodes) - len(self.workqueue))):
                 unused, _assigned = self.assigned_work.popitem()
                 unused.shutdown()
@@ -262,6 +267,26 @@ def _group_scheduling() -> type:
             if not self.workqueue:
                 for node in self.nodes:
                     node.shutdown()
+
+        def _assign_work_unit(self, node: Any) -> None:
+            scope, unit = self.workqueue.popitem(last=False)
+            self.assigned_work.setdefault(node, {})[scope] = unit
+            node.send_runtest_some([index for index, done in unit.items() if not done])
+
+        def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+            self.assigned_work[node][self._unit_of(item_index)][item_index] = True
+            self._reschedule(node)
+
+        def remove_node(self, node: Any) -> str | None:
+            workload = self.assigned_work.pop(node)
+            pending = [index for unit in workload.values() for index, done in unit.items() if not done]
+            if not pending:
+                return None
+            self.workqueue.update(workload)  # a crashed worker's unfinished units go back
+            for other in self.assigned_work:
+                self._reschedule(other)
+            assert self.collection is not None
+            return self.collection[pending[0]]
 
     return GroupScheduling
 
