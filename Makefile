@@ -18,7 +18,7 @@ XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist 
 
 help:
 	@echo "make demo [SCENARIO=happy|bad-patch] [AUTO_APPROVE=1]   run a complete three-ring rollout locally"
-	@echo "make test                                               lint, import contracts, types and the whole test suite"
+	@echo "make test [TEST_WORKERS=2|0]                            lint, import contracts, types and the whole test suite (on 2 processes; 0: in one)"
 	@echo "make bench                                              benchmarks (ratios, see bench/README.md)"
 
 # The Python worker's own function-loading code (azure-functions-runtime, the code the Azure
