@@ -562,6 +562,10 @@ def ring_counts(total: int | None, rows: list[dict[str, Any]],
     progress = progress or {}
     in_flight = int(progress.get("inFlight") or 0)
     skipped = max(int(progress.get("skipped") or 0), skipped)
+    if total is not None:
+        # A wave writes its VMs' rows to the ledger before the ring moves on, and the ring's status
+        # counts them in flight until it does: such a VM is finished, never counted twice.
+        in_flight = min(in_flight, max(0, int(total) - finished - skipped))
     counts["installing"] = int(progress.get("installing") or 0)
     counts["verifying"] = int(progress.get("verifying") or 0)
     counts["inFlight"] = in_flight

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from emulator.azurite import reserve_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from host_http import http
@@ -28,12 +29,6 @@ APP = Path(__file__).parent / "apps" / "rollout"
 
 
 DURABLE_KEY = "persistence-test-durabletask-key"  # the durabletask_extension system key
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def launch(port: int, storage: Path, log: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -77,7 +72,9 @@ def poll(port: int, iid: str, predicate: Any, timeout: float = 60.0) -> dict[str
 
 
 def test_sigkill_mid_rollout_resumes_without_losing_history(tmp_path: Path) -> None:
-    port, storage = free_port(), tmp_path / "durable.sqlite"
+    # held until the end: the host is started again on this port after the SIGKILL
+    port, holder = reserve_port()
+    storage = tmp_path / "durable.sqlite"
     log, out = tmp_path / "side-effects.log", tmp_path / "host.out"
     proc = launch(port, storage, log, out)
     try:
@@ -99,6 +96,8 @@ def test_sigkill_mid_rollout_resumes_without_losing_history(tmp_path: Path) -> N
     finally:
         proc.kill()
         proc.wait(timeout=10)
+        if holder is not None:
+            holder.close()
 
     assert final["runtimeStatus"] == "Completed", out.read_text()[-3000:]
     printed = out.read_text()

@@ -66,6 +66,16 @@ def test_a_running_direct_ring_counts_in_flight_and_waves_not_reached() -> None:
     assert adds_up(counts), counts
 
 
+def test_a_finished_wave_whose_rows_are_in_the_ledger_is_not_also_in_flight() -> None:
+    # between the wave writing its rows and the ring moving on, the ring's status still says
+    # inFlight 2 for the last wave: seen by the status API under load (4 VMs in a 3-VM ring)
+    ring = {"name": "ring0", "patching": "direct", "phase": "installing", "counts": {}}
+    progress = {"wave": 2, "waves": 2, "vms": 3, "skipped": 0, "inFlight": 2, "installing": 0, "verifying": 2}
+    counts = ring_view(ring, [row("a", "pass"), row("b", "pass"), row("c", "pass")], progress)["counts"]
+    assert (counts["vms"], counts["finished"], counts["inFlight"], counts["notStarted"]) == (3, 3, 0, 0), counts
+    assert adds_up(counts), counts
+
+
 def test_scheduled_cancelled_and_unresolved_rings() -> None:
     # a scheduled ring: every member has a verdict (a missing result is inconclusive)
     scheduled = {"name": "ring1", "patching": "scheduled", "phase": "inconclusive", "members": 3,
