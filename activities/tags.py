@@ -4,13 +4,29 @@ Why the Tags API (``tags/default`` at the VM's scope, operation *Merge*) and not
 Merge changes exactly one tag name and leaves the VM model untouched, needs only
 ``Microsoft.Resources/tags/write``, and works for any resource type a dynamic scope selects.
 
-One call per VM, no read first (issue 11): a Merge of ``{tag: value}`` is idempotent (Tags API,
+One write per VM; a read first only for a ring's gate (issue 11). A Merge of ``{tag: value}`` is idempotent (Tags API,
 ``Tags_UpdateAtScope``: "merge ... updating the values of tags with existing names"), so a re-run
 after a crash writes the same value again and changes nothing; a read before every write only
 doubled the calls. The answer is the resulting tag set (``TagsResource``): the activity checks it
 carries ``tag=value`` (a policy ``modify`` effect could rewrite it: reported as failed,
 ``TagNotApplied``) but cannot tell whether the value was already there, so it reports VMs as
 *written*, not as changed / unchanged.
+
+Check before act (issue 11, ``memberRule`` + ``opening`` in the input, which ``ring_gate`` always
+sends): the gate's members come from Resource Graph, which is about a minute stale, so a VM an
+operator moved out of the ring (``ring1-hold`` -> ``excluded``) a moment ago may still be listed.
+Writing the open value on it would pull it *into* the ring's dynamic scope. So each VM is read
+live first -- one GET of the VM (Arc: the machine), the same read and the same rule
+(:class:`~patchrings.domain.membership.MemberRule`) as ``start_install``'s pre-check -- and
+written only when :func:`patchrings.domain.gates.gate_write_refusal` allows it: opening, the rule
+still selects it; closing, it still carries the open value (or already the hold value). A VM
+refused is not written and is answered in ``leftRing`` (not a failure: never retried). Why a VM
+GET and not ``GET tags/default``: it costs the same one read, needs no role action beyond the
+``virtualMachines/read`` / ``machines/read`` the role already holds (a tags GET needs
+``Microsoft.Resources/tags/read``), and it carries the location, OS and resource group the rule
+checks besides the tag. A VM that is gone (404 on the read) left the ring too; any other failed
+read is that VM's failure (the gate retries it in its rounds). The reads are paced by the
+per-subscription read pacer (``patchrings.arm.fanout.read_pacer``) on top of the write pacer.
 
 Pacing (``patchrings.arm.fanout.Pacer``, one per subscription, shared by every retag running in
 this worker process): ``WRITE_BURST`` writes at once, then ``WRITES_PER_SECOND`` -- under ARM's
@@ -26,7 +42,9 @@ returned in ``failed`` with ``error.code == "Deferred"`` (``retryable: true``) a
 default pace one activity writes about ``WRITE_BURST + WRITES_PER_SECOND * BUDGET_SECONDS`` =
 2,980 VMs of one subscription.
 
-Output ``{"written": int, "failed": [{"vm", "error"}], "deferred": int, "pacing": {"seconds",
+Output ``{"written": int, "failed": [{"vm", "error"}], "deferred": int, "leftRing": [{"vm", "reason"}]
+(the first :data:`MAX_LEFT`), "leftRingCount": int, "leftRingIds": [ids] (all; the caller keeps them
+in the ledger, bounded by its slice), "pacing": {"seconds",
 "waitedSeconds", "holds"}}``: ``seconds`` is the activity's duration, ``waitedSeconds`` the time its
 calls slept for a slot (summed over the workers) and ``holds`` the pauses ARM's header asked for,
 both counted on the shared pacers while this activity ran (a concurrent retag of the same
@@ -43,28 +61,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import azure.durable_functions as df
 from azure.core.exceptions import AzureError
 
 from activities import Payload
+from activities.members import member_ref
 from patchrings import deps
-from patchrings.arm.errors import error_info
-from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, PacerRegistry, map_paced
+from patchrings.arm.errors import error_info, status_of
+from patchrings.arm.fanout import FANOUT_WORKERS, Pacer, PacerRegistry, map_paced, read_pacer, remaining_reads
 from patchrings.arm.ids import parse_resource_id
 from patchrings.arm.lro import OneShotARMPolling, poll_once, to_wire
+from patchrings.arm.machines import is_arc
 from patchrings.boundary.activities import (
     RetagVmsInput,
 )
 from patchrings.boundary.codec import from_payload
-from patchrings.ports import TagsGateway
+from patchrings.domain.gates import gate_write_refusal
+from patchrings.domain.membership import MemberRule
+from patchrings.ports import ComputeGateway, TagsGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.tags")
 
-__all__ = ["BUDGET_SECONDS", "WRITES_PER_SECOND", "WRITE_BURST", "WRITE_RESERVE", "bp", "pacer_for", "retag_vms",
-           "retag_vms_core", "write_pacers"]
+__all__ = ["BUDGET_SECONDS", "MAX_LEFT", "WRITES_PER_SECOND", "WRITE_BURST", "WRITE_RESERVE", "RetagGateway", "bp",
+           "pacer_for", "retag_vms", "retag_vms_core", "write_pacers"]
 
 WRITES_PER_SECOND = 8.0  # ARM refills 10 writes/s per subscription and principal: 2/s left for others
 WRITE_BURST = 100  # half of ARM's 200-token write bucket
@@ -72,6 +95,26 @@ WRITE_RESERVE = 40  # > FANOUT_WORKERS in flight: below this many remaining, wai
 ARM_WRITE_REFILL = 10.0
 BUDGET_SECONDS = 360.0  # writes start within 6 minutes; in-flight ones finish well before 10
 REMAINING_HEADER = "x-ms-ratelimit-remaining-subscription-writes"
+MAX_LEFT = 25  # left-ring VMs named with their reason in one answer (all are counted and listed by id)
+
+
+class RetagGateway(TagsGateway, ComputeGateway, Protocol):
+    """The Tags API, and the VM / Arc machine reads of the gate's check before each write."""
+
+
+@dataclass(frozen=True)
+class _Check:
+    """The gate's check before act (``gate_write_refusal``'s arguments but the machine)."""
+
+    rule: MemberRule
+    opening: bool
+    open_value: str
+    hold_value: str | None
+
+
+@dataclass(frozen=True)
+class _Left:
+    reason: str
 
 _PACERS = PacerRegistry(lambda: Pacer(WRITES_PER_SECOND, WRITE_BURST, reserve=WRITE_RESERVE,
                                       server_refill=ARM_WRITE_REFILL))
@@ -103,17 +146,32 @@ def _remaining(response: Any) -> int | None:
         return None
 
 
-def retag_vms_core(clients: TagsGateway, payload: RetagVmsInput | Mapping[str, Any], *,
+def _check_of(spec: RetagVmsInput) -> _Check | None:
+    if spec.member_rule is None:
+        return None
+    raw = spec.member_rule.get("tag")
+    doc: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    opening = bool(spec.opening)
+    open_value = str(spec.value) if opening or doc.get("value") is None else str(doc["value"])
+    hold = doc.get("holdValue")
+    return _Check(MemberRule.from_members(spec.member_rule), opening, open_value,
+                  None if hold is None else str(hold))
+
+
+def retag_vms_core(clients: RetagGateway | TagsGateway, payload: RetagVmsInput | Mapping[str, Any], *,
                    pacers: Callable[[str], Pacer] = pacer_for,
-                   clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                   clock: Callable[[], float] = time.monotonic,
+                   read_pacers: Callable[[str], Pacer] = read_pacer) -> dict[str, Any]:
     """Merge tag ``tag`` = ``value`` onto every VM in ``vmIds``, paced (see module docstring).
 
-    ``pacers`` maps a subscription id to its pacer and ``clock`` is the pacers' time base (both
-    injectable for tests); ``payload["budgetSeconds"]`` may shorten the budget, never lengthen it.
+    ``pacers`` / ``read_pacers`` map a subscription id to its write / read pacer and ``clock`` is
+    the pacers' time base (all injectable for tests); ``payload["budgetSeconds"]`` may shorten the
+    budget, never lengthen it. With ``memberRule`` each VM is read live and checked first.
     """
     spec = from_payload(RetagVmsInput, payload)
     tag = str(spec.tag)
     value = str(spec.value)
+    check = _check_of(spec)
     vm_ids = [str(v) for v in spec.vm_ids or []]
     budget = min(float(spec.budget_seconds or BUDGET_SECONDS), BUDGET_SECONDS)
     began = clock()
@@ -135,11 +193,20 @@ def retag_vms_core(clients: TagsGateway, payload: RetagVmsInput | Mapping[str, A
     def pacer_of(target: tuple[str, str]) -> Pacer:
         return used[target[1].lower()]
 
-    outcomes = map_paced(lambda t: _merge_one(clients, t, tag=tag, value=value, pacer=pacer_of(t)), targets,
-                         pacer_of=pacer_of, deadline=deadline, workers=FANOUT_WORKERS)
+    def one(t: tuple[str, str]) -> bool | dict[str, Any] | _Left | None:
+        if check is not None:
+            seen = _live_check(clients, t, check, read_pacers(t[1]), deadline)
+            if seen is not True:
+                return seen
+        return _merge_one(clients, t, tag=tag, value=value, pacer=pacer_of(t))
+
+    outcomes = map_paced(one, targets, pacer_of=pacer_of, deadline=deadline, workers=FANOUT_WORKERS)
     written = deferred = 0
+    left: list[dict[str, Any]] = []
     for (vm_id, _), outcome in zip(targets, outcomes, strict=True):
-        if outcome is None:
+        if isinstance(outcome, _Left):
+            left.append({"vm": vm_id, "reason": outcome.reason})
+        elif outcome is None:
             deferred += 1
             failed.append({"vm": vm_id, "error": {
                 "code": "Deferred", "status": None, "retryable": True,
@@ -152,12 +219,47 @@ def retag_vms_core(clients: TagsGateway, payload: RetagVmsInput | Mapping[str, A
     pacing = {"seconds": round(clock() - began, 1),
               "waitedSeconds": round(sum(p.waited - before[k][0] for k, p in used.items()), 1),
               "holds": sum(p.holds - before[k][1] for k, p in used.items())}
-    log.info("retag %s=%s: %d written, %d failed (%d deferred); pacing %s", tag, value, written,
-             len(failed) - deferred, deferred, pacing)
-    return {"written": written, "failed": failed, "deferred": deferred, "pacing": pacing}
+    log.info("retag %s=%s: %d written, %d failed (%d deferred), %d left the ring; pacing %s", tag, value,
+             written, len(failed) - deferred, deferred, len(left), pacing)
+    out: dict[str, Any] = {"written": written, "failed": failed, "deferred": deferred, "pacing": pacing}
+    if check is not None:
+        out.update(leftRing=left[:MAX_LEFT], leftRingCount=len(left), leftRingIds=[x["vm"] for x in left])
+    return out
 
 
-def _merge_one(clients: TagsGateway, target: tuple[str, str], *, tag: str, value: str,
+def _live_check(clients: Any, target: tuple[str, str], check: _Check, pacer: Pacer,
+                deadline: float) -> bool | dict[str, Any] | _Left | None:
+    """Read the machine live (one GET, paced) and apply the gate's rule: True (write it), a
+    :class:`_Left` (do not), an error (the read failed) or None (no read slot within the budget:
+    deferred); never raises."""
+    vm_id, subscription = target
+    if not pacer.acquire(deadline):
+        return None
+
+    def observe(response: Any) -> None:
+        pacer.observe(remaining_reads(response))
+
+    try:
+        ref = parse_resource_id(vm_id)
+        if is_arc(vm_id):
+            model = clients.hybrid_compute(subscription).machines.get(ref.resource_group, ref.name,
+                                                                      raw_response_hook=observe)
+        else:
+            model = clients.compute(subscription).virtual_machines.get(ref.resource_group, ref.name,
+                                                                       raw_response_hook=observe)
+        wire = to_wire(model) or {}
+    except (AzureError, ValueError) as exc:
+        if isinstance(exc, AzureError) and status_of(exc) == 404:
+            return _Left("the machine is gone (404 on its live read)")
+        return error_info(exc)
+    member = member_ref({**wire, "id": wire.get("id") or vm_id})
+    reason = gate_write_refusal(check.rule, opening=check.opening, open_value=check.open_value,
+                                hold_value=check.hold_value, resource_group=ref.resource_group,
+                                location=member.get("location"), os=member.get("os"), tags=wire.get("tags") or {})
+    return True if reason is None else _Left(reason)
+
+
+def _merge_one(clients: Any, target: tuple[str, str], *, tag: str, value: str,
                pacer: Pacer) -> bool | dict[str, Any]:
     """True when ARM accepted the Merge of ``tag=value`` on ``target`` (VM id, subscription),
     else the error; never raises."""

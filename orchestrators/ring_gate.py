@@ -13,6 +13,13 @@ one wave in slices of :data:`GATE_SLICE`) and answers counts; each slice is then
 subscription; slices side by side would burst), which reads its VMs (``read_wave_members``) and
 answers counts, the first failures and the first schedule issues.
 
+Check before act (issue 11): the members are Resource Graph's (about a minute stale), so each
+slice sends ``retag_vms`` the ring's member rule: the activity reads every VM live first and does
+not write one that left the ring meanwhile (opening: the rule no longer selects it; closing: it no
+longer carries the open value -- someone retagged it). Those VMs come back as ``leftRing``: not a
+failure, not retried, counted (``leftRingCount``) and named (the first :data:`MAX_ISSUES`) in the
+gate's answer.
+
 Every call retries (``orchestrators.retries``): reads ``READ``; writes ``WRITE`` when opening and
 ``CLOSE`` when closing (a failing rollout must never leave a gate open). ``retag_vms`` reports
 per-VM failures instead of raising, so those VMs are retagged again in later rounds; VMs still
@@ -22,7 +29,7 @@ retries the close and names a gate left open) rather than report a half-open or 
 Input :class:`~patchrings.boundary.rings.RingGateInput` ``{ringSpec (or, during the transition,
 plan), ring, open: bool, rolloutId, slice?}``; output :class:`~patchrings.boundary.rings.RingGateOutput`
 ``{members, mode, value, changed, failed, scheduleIssues: [{vm, issue}] (at most 25),
-scheduleIssueCount}``.
+scheduleIssueCount, leftRing: [{vm, reason}] (at most 25), leftRingCount}``.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     failed_count = 0
     issues: list[dict[str, Any]] = []
     issue_count = 0
+    left: list[dict[str, Any]] = []
+    left_count = 0
     retag = mode == "retag" and bool(tag.get("name")) and value is not None
     if mode == "retag" or issues_wanted:
         run_id = members_run_id(context)
@@ -114,6 +123,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 failed_count += int(out.failed_count or len(out.failed))
                 issues.extend((out.schedule_issues or [])[:MAX_ISSUES - len(issues)])
                 issue_count += int(out.schedule_issue_count or 0)
+                left.extend((out.left_ring or [])[:MAX_ISSUES - len(left)])
+                left_count += int(out.left_ring_count or 0)
     if failed_count:
         # Never report a gate as opened or closed while VMs are on the wrong side of it: the
         # rollout's close-down path retries a failed close and names a gate left open.
@@ -124,7 +135,8 @@ def ring_gate_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             f"{first.get('code') if isinstance(first, dict) else first}")
     return to_payload(RingGateOutput(mode=mode, members=members, value=value, changed=changed, failed=[],
                                      schedule_issues=issues if issues_wanted else None,
-                                     schedule_issue_count=issue_count if issues_wanted else None))
+                                     schedule_issue_count=issue_count if issues_wanted else None,
+                                     left_ring=left if retag else None, left_ring_count=left_count if retag else None))
 
 
 def gate_slice(context: df.DurableOrchestrationContext, spec: RingGateInput,
@@ -142,17 +154,24 @@ def gate_slice(context: df.DurableOrchestrationContext, spec: RingGateInput,
     members = list((read or {}).get("vms") or [])
     changed = 0
     failed: list[dict[str, Any]] = []
+    left: list[dict[str, Any]] = []
+    left_count = 0
     tag = ring_doc.members.tag.name if ring_doc.members.tag else None
+    member_rule = ring_doc.members.to_dict()
     if tag and part.value is not None and members:
         pending = [vm["id"] for vm in members]
         round_ = 0
         while round_ < RETAG_ROUNDS:
             result = yield context.call_activity_with_retry(
                 names.RETAG, write, to_payload(RetagVmsInput(
-                    vm_ids=pending, tag=tag, value=part.value, rollout_id=spec.rollout_id, ring=spec.ring)))
-            # retag_vms merge-writes without reading first: "written" (the merge is idempotent);
-            # "changed" is what older activity versions reported.
+                    vm_ids=pending, tag=tag, value=part.value, rollout_id=spec.rollout_id, ring=spec.ring,
+                    member_rule=member_rule, opening=opening)))
+            # retag_vms reads each VM live, then merge-writes: "written" (the merge is idempotent);
+            # "changed" is what older activity versions reported. VMs that left the ring meanwhile
+            # are not written and not failed: counted, the first few named, never retried.
             changed += int((result or {}).get("written") or 0) + len((result or {}).get("changed") or [])
+            left.extend(list((result or {}).get("leftRing") or [])[:MAX_ISSUES - len(left)])
+            left_count += int((result or {}).get("leftRingCount") or 0)
             failed = list((result or {}).get("failed") or [])
             before, pending = len(pending), [str(f.get("vm")) for f in failed]
             if not pending:
@@ -170,4 +189,6 @@ def gate_slice(context: df.DurableOrchestrationContext, spec: RingGateInput,
     return to_payload(RingGateOutput(mode=ring_doc.open_mode, members=len(members), value=part.value,
                                      changed=changed, failed=failed[:MAX_ISSUES], failed_count=len(failed),
                                      schedule_issues=issues[:MAX_ISSUES] if part.issues else None,
-                                     schedule_issue_count=len(issues) if part.issues else None))
+                                     schedule_issue_count=len(issues) if part.issues else None,
+                                     left_ring=left if part.value is not None else None,
+                                     left_ring_count=left_count if part.value is not None else None))

@@ -307,6 +307,13 @@ class RetagVmsInput:
     budget_seconds: float | None = None
     rollout_id: str | None = None
     ring: str | None = None
+    #: the ring's member rule (``Ring.members.to_dict()``): when present, each machine is read live
+    #: first and written only while the rule still holds it (``gates.gate_write_refusal``; issue 11:
+    #: the gate's members come from Resource Graph, which lags). Absent: write without a read.
+    member_rule: dict[str, Any] | None = None
+    #: with ``member_rule``: True when ``value`` opens the ring, False when it closes it (parks the
+    #: machine at the hold value; only machines still at the open value are written)
+    opening: bool | None = None
 
 
 # ---------------------------------------------------------------------------------- maintenance

@@ -333,6 +333,10 @@ class RingGateOutput:
     schedule_issues: list[dict[str, Any]] | None = None
     schedule_issue_count: int | None = None
     failed_count: int | None = None  # a slice's failed VMs (``failed`` names the first few)
+    #: retag only (issue 11): VMs not written because the live read found them out of the ring
+    #: (``[{vm, reason}]``, the first 25) and how many
+    left_ring: list[dict[str, Any]] | None = None
+    left_ring_count: int | None = None
 
 
 # ---------------------------------------------------------------------------------- dry_run

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from patchrings.domain.health import HealthState
+from patchrings.domain.membership import MemberRule, tag_value
 from patchrings.domain.rate import RateControl
 from patchrings.domain.results import InstallOutcome, InstallVerdict, classify_install
 
@@ -218,3 +219,39 @@ def decide_gate(
     if failed:
         summary = f"{len(passed)} of {total} VM(s) clean; {len(failed)} failure(s) within error budget {budget}"
     return GateDecision(name, "pass", summary, tuple(reasons), counts)
+
+
+# ------------------------------------------------------------------ the gate's tag writes (issue 11)
+
+
+def gate_write_refusal(rule: MemberRule, *, opening: bool, open_value: str, hold_value: str | None,
+                       resource_group: str | None, location: Any, os: Any,
+                       tags: Mapping[str, Any] | None) -> str | None:
+    """Why a retag gate must *not* write this machine (live model), or None when it may.
+
+    The gate's members come from Resource Graph, which lags: a machine retagged out of the ring a
+    moment ago may still be listed. So before each write the live model is checked; the machine
+    must be in the ring's scope (:meth:`MemberRule.in_scope`) and its tag must hold
+
+    * **opening** (write ``open_value``): the hold value or already the open value -- the ring's
+      tag still selects it. Opening must never pull a machine *into* the ring;
+    * **closing** (write ``hold_value``): the open value the gate wrote (or already the hold
+      value: the write changes nothing). Someone who retagged it meanwhile keeps their tag.
+
+    The tag decides even for a ring that also has a maintenance configuration (where
+    :meth:`MemberRule.left_because` cannot): the gate's write *is* the tag, and the dynamic scope
+    selects by it. A refused machine is *left-ring*: not written, not a failure, not retried.
+    """
+    if not rule.in_scope(resource_group=resource_group, location=location, os=os):
+        return (f"out of the ring's scope now (resource group {resource_group!r}, location {location!r}, "
+                f"OS {os!r})")
+    if rule.tag_name is None:
+        return None
+    now = tag_value(tags, rule.tag_name)
+    allowed = {open_value, *((hold_value,) if hold_value is not None else ())}
+    if now in allowed:
+        return None
+    if opening:
+        return f"tag {rule.tag_name!r} is {now!r} now, the ring selects {' or '.join(repr(v) for v in sorted(allowed))}"
+    return (f"tag {rule.tag_name!r} is {now!r} now, not the open value {open_value!r} the gate wrote: "
+            f"retagged by someone else, left as it is")

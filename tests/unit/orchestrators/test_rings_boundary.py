@@ -279,7 +279,10 @@ def test_ring_gate_reads_mode_and_tag_from_ring_spec() -> None:
     out = drive(raw(ring_gate.ring_gate_orchestrator), ctx, with_chunks(answer, [vm("a")]))
     [retag] = named(ctx, names.RETAG)
     assert retag.payload["value"] == "ring1-hold" and retag.payload["tag"] == "patchRing"
-    assert out == {"mode": "retag", "members": 1, "value": "ring1-hold", "changed": 1, "failed": []}
+    # check before act (issue 11): the activity gets the ring's rule and the direction
+    assert retag.payload["memberRule"] == ring["members"] and retag.payload["opening"] is False
+    assert out == {"mode": "retag", "members": 1, "value": "ring1-hold", "changed": 1, "failed": [],
+                   "leftRing": [], "leftRingCount": 0}
 
 
 def test_a_later_rings_dry_run_needs_only_its_ring_spec() -> None:
