@@ -64,6 +64,7 @@ from orchestrators.wave import INSTALLED_IN_ROW, _compact, result_shape  # noqa:
 from patchrings.boundary.activities import LedgerReadGateInput, PlanRingWavesInput, ReadWaveMembersInput
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import RingDirectCarry, RingDirectInput, RingDirectOutput, WaveInput, WaveMembers
+from patchrings.domain.gates import MAX_LEFT_NAMED
 from patchrings.domain.rate import ErrorBudget, spread_order
 from patchrings.domain.timeutil import duration_or, iso
 
@@ -155,6 +156,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     # slices whose members the wave could not read (issue 11, item 2): never installed, gate notes
     unread: list[dict[str, Any]] = list((carry.unread if carry else None) or [])
     unread_count = int((carry.unread_count if carry else None) or 0)
+    left_count = int((carry.left_ring_count if carry else None) or 0)  # members that left the ring (issue 11)
+    left_names: list[str] = list((carry.left_ring if carry else None) or [])
     first_wave = int(carry.next or 0) if carry else 0
     # Expected install durations per OS (seconds), learned from each wave's longest install and
     # handed to the next wave so it polls once, when its installs should be done (issue 11).
@@ -219,7 +222,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                 results=results if keep_results else [], skipped=skipped, skipped_count=skipped_count,
                 halted=halted, plan=plan or None, sample=sample, sources=sources, source_count=source_count,
                 vms=carry.vms if carry is not None else None, unread=unread or None,
-                unread_count=unread_count or None))))
+                unread_count=unread_count or None, left_ring_count=left_count or None,
+                left_ring=left_names or None))))
             return None
         if not budget.may_start_more() or halted:
             yield from skip(index)
@@ -274,6 +278,14 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             doc: dict[str, Any] = outcome if isinstance(outcome, dict) else {}
             # A packed answer's passes are counted from their indexes: no VM id needed here.
             part_others, part_passed = _split(list(doc.get("verdicts") or []))
+            if not doc.get("unread"):
+                # Members that left the ring before their install get no verdict (issue 11): the
+                # slice's count minus its verdicts, unless the wave counts and names them itself.
+                judged = len(part_others) + sum(part_passed.values()) + sum(
+                    len(v or []) for v in (doc.get("passed") or {}).values())
+                gone = doc.get("leftRingCount")
+                left_count += int(gone) if gone is not None else max(0, int(doc.get("count") or count) - judged)
+                left_names.extend(str(n) for n in (doc.get("leftRing") or [])[:MAX_LEFT_NAMED - len(left_names)])
             wave_others.extend(part_others)
             for key, count_passed in part_passed.items():
                 passed[key] = passed.get(key, 0) + count_passed
@@ -325,7 +337,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     if len(unread) >= MAX_SKIPPED:  # slices past the first MAX_SKIPPED are counted only
         notes.append({"vm": "", "reason": f"{unread_count} VM(s) in all not installed: their wave slices could "
                                           "not be read from the ledger"})
-    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped, notes=unread + notes or None)
+    gate = gate_for(ring_spec, ring_name, verdicts, skipped=skipped, notes=unread + notes or None,
+                    left_ring=left_count, left_names=left_names, planned=total)
     manifest = None
     if spec.build_manifest:
         manifest = build_manifest_dict(results, [r["verdict"] for r in results if r.get("verdict") is not None])
@@ -341,7 +354,8 @@ def ring_direct_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         manifest=manifest,
         health_sample=sample,
         counts={**_counts(others, passed), "skipped": skipped_count, "waves": len(sizes),
-                **({"unread": unread_count} if unread_count else {})},
+                **({"unread": unread_count} if unread_count else {}),
+                **({"leftRing": left_count} if left_count else {})},
         skipped=skipped_count,
         budget={"maxErrors": budget.max_errors, "errors": budget.errors, "exceeded": budget.exceeded},
         halted=halted,

@@ -183,18 +183,24 @@ def gate_for(
     *,
     skipped: list[str] | None = None,
     notes: list[dict[str, str]] | None = None,
+    left_ring: int = 0,
+    left_names: list[str] | None = None,
+    planned: int | None = None,
 ) -> dict[str, Any]:
     """The ring's gate decision (domain ``decide_gate``) as a dict (``source``: the ring's
     document or the plan dict).
 
     ``notes`` (``{vm, reason}``) are ring-level findings (unreadable membership, results not
-    recorded...): each forces at least *inconclusive*."""
+    recorded...): each forces at least *inconclusive*. ``left_ring`` members of ``planned`` left
+    the ring before their install (issue 11; ``left_names`` the first few): counted and named in
+    the gate, which is at best inconclusive when more left than ``gates.left_ring_allowance``."""
     spec = ring_of(source, ring)
     extra = [
         {"vm": vm_id, "reason": f"{NOT_STARTED}: the ring's error budget (maxErrors) was exceeded"}
         for vm_id in (skipped or [])
     ] + [dict(n) for n in (notes or [])]
-    return decide_gate(ring, verdicts, spec.rate, tolerate_errors=spec.tolerate_errors, extra_reasons=extra).to_dict()
+    return decide_gate(ring, verdicts, spec.rate, tolerate_errors=spec.tolerate_errors, extra_reasons=extra,
+                       left_ring=left_ring, left_names=left_names or (), planned=planned).to_dict()
 
 
 def install_parameters(

@@ -80,6 +80,9 @@ class RingDirectCarry:
     # most 100) and the number of VMs in them (never installed: inconclusive, never passed)
     unread: list[dict[str, Any]] | None = None
     unread_count: int | None = None
+    #: members that left the ring before their install (issue 11): how many, the first few named
+    left_ring_count: int | None = None
+    left_ring: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,10 @@ class WaveOutput:
     sources: list[str] | None = None
     source_count: int | None = None
     unread: dict[str, Any] | None = None
+    #: the slice's members that left the ring before their install (issue 11): how many, the first
+    #: few by name (absent: the ring infers the count from ``count`` and the verdicts)
+    left_ring_count: int | None = None
+    left_ring: list[str] | None = None
 
 
 # ---------------------------------------------------------------------------------- verify

@@ -13,10 +13,18 @@ Per VM, the install verdict (``results.classify_install``) and the health outcom
   budget).
 
 Every decision carries per-VM reasons so the status API and the ledger can say *why*.
+
+Evidence that shrank (issue 11): a member that *left the ring* before its install (the live
+pre-check; a scheduled ring's gate that did not open it) is not judged -- but it is counted
+(``counts.leftRing``) and named in a reason ("N VM(s) left the ring before their install; not
+judged"). When more left than :func:`left_ring_allowance` (the larger of the ring's ``maxErrors``
+and 10% of the planned members, rounded up), the gate is at best *inconclusive*: the few VMs still judged do
+not stand for the ring a person approved (:func:`evidence_shrank`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -164,6 +172,9 @@ def decide_gate(
     *,
     tolerate_errors: bool | None = None,
     extra_reasons: Sequence[dict[str, str]] = (),
+    left_ring: int = 0,
+    left_names: Sequence[str] = (),
+    planned: int | None = None,
 ) -> GateDecision:
     """Decide pass / fail / inconclusive for ``ring`` (a ``Ring`` or its name).
 
@@ -204,21 +215,59 @@ def decide_gate(
         "notStarted": len(not_started),
     }
     tail = f"; {len(not_started)} not started" if not_started else ""
+    shrank = False
+    if left_ring > 0:
+        members = planned if planned is not None else total + left_ring
+        allowed = left_ring_allowance(members, rate)
+        shrank = evidence_shrank(left_ring, members, rate)
+        counts["leftRing"] = left_ring
+        named = ", ".join(str(n) for n in list(left_names)[:MAX_LEFT_NAMED])
+        more = f" (e.g. {named})" if named else ""
+        text = f"{left_ring} VM(s) left the ring before their install; not judged{more}"
+        if shrank:
+            text += (f"; more than {allowed} of {members} planned member(s) (the larger of maxErrors and 10%): "
+                     "the VMs still judged do not stand for the ring, a person must decide")
+        reasons.insert(0, {"vm": "", "reason": text})
+        tail += f"; {left_ring} left the ring"
     if total == 0:
         return GateDecision(name, "inconclusive", "no VMs were verified in this ring" + tail, tuple(reasons), counts)
     if len(failed) > budget:
         summary = f"{len(failed)} of {total} VM(s) failed"
         summary += f" (error budget {budget})" if tolerate_errors else " (no failures tolerated)"
         return GateDecision(name, "fail", summary + tail, tuple(reasons), counts)
-    if unsure or extra_reasons:
+    if unsure or extra_reasons or shrank:
         summary = f"{len(unsure)} of {total} VM(s) could not be verified; a person must decide"
         if not unsure:
             summary = "ring-level signals are incomplete; a person must decide"
+        if shrank and not unsure and not extra_reasons:
+            summary = (f"only {total} of {total + left_ring} VM(s) were judged (the others left the ring); "
+                       "a person must decide")
         return GateDecision(name, "inconclusive", summary + tail, tuple(reasons), counts)
     summary = f"all {total} VM(s) installed cleanly and stayed healthy"
     if failed:
         summary = f"{len(passed)} of {total} VM(s) clean; {len(failed)} failure(s) within error budget {budget}"
-    return GateDecision(name, "pass", summary, tuple(reasons), counts)
+    return GateDecision(name, "pass", summary + tail, tuple(reasons), counts)
+
+
+#: Most left-ring VMs a gate reason names (the rest are counted).
+MAX_LEFT_NAMED = 10
+#: The share of a ring's planned members that may leave it before the gate stops trusting the rest.
+LEFT_RING_SHARE = 0.10
+
+
+def left_ring_allowance(planned: int, rate: RateControl | None) -> int:
+    """How many of ``planned`` members may leave the ring with the gate still judging the rest:
+    the larger of the ring's ``maxErrors`` (resolved on the planned members) and 10% of them,
+    rounded *up* to whole VMs (so one VM an operator moves out of a 3-VM ring does not stop the
+    rollout; 3 of 20 do)."""
+    max_errors = rate.error_budget(planned) if rate is not None else 0
+    return max(int(max_errors), math.ceil(LEFT_RING_SHARE * planned - 1e-9))
+
+
+def evidence_shrank(left: int, planned: int, rate: RateControl | None) -> bool:
+    """True when more members left the ring than :func:`left_ring_allowance`: the gate must not
+    pass on the rest (it is *inconclusive*, a person decides)."""
+    return left > left_ring_allowance(planned, rate)
 
 
 # ------------------------------------------------------------------ the gate's tag writes (issue 11)
