@@ -39,8 +39,17 @@ Machines still without one -- or all of them when Resource Graph cannot be read 
 view carries neither the patch list nor the reboot state, so those machines are *inconclusive*,
 never passed (``patchrings.domain.results``); a machine with no result at all is inconclusive too.
 
+VMs the gate did not open (issue 11): the opening ``ring_gate`` read each member live and did not
+retag the ones that had left the ring (``leftRing``), so the run's dynamic scope never held them;
+Resource Graph, about a minute stale, may still list them as members here. The rollout hands their
+ids (``gateLeft``, at most 25) and count (``gateLeftCount``) in; each chunk marks those it holds
+``left-ring`` (not collected, not judged) and the gate counts them all and names the first few
+(``gates.decide_gate``: inconclusive when more left than the larger of maxErrors and 10% of the
+planned members). Leavers past the 25 named that Resource Graph still lists have no result: they
+are inconclusive, never passed.
+
 Input :class:`~patchrings.boundary.rings.RunResultsInput` ``{rolloutId, ringSpec, ring,
-correlationId, since}``; output :class:`~patchrings.boundary.rings.RunResultsOutput` ``{gate,
+correlationId, since, gateLeft?, gateLeftCount?}``; output :class:`~patchrings.boundary.rings.RunResultsOutput` ``{gate,
 healthSample, counts}``. Its verify chunks get the ring's document (``ringSpec``), never the plan.
 """
 
@@ -139,12 +148,16 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                "verifyInstances": len(slices)})
     summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, run_id, plan_hash=plan_hash,
                                                            slices=slices, staged=staged)
+    left_ids = [str(v) for v in spec.gate_left or []]
+    left_count = max(int(spec.gate_left_count or 0), len(left_ids))
     arg_notes(summaries, notes)
     for summary in summaries:
         notes.extend(summary.notes)
     if ledger_errors:
         notes.append({"vm": "", "reason": f"per-VM results could not be written to the ledger: {ledger_errors[0]}"})
-    return to_payload(RunResultsOutput(gate=gate_of(ring_spec, ring, summaries, notes),
+    gate = gate_of(ring_spec, ring, summaries, notes, left_count=left_count,
+                   left_names=[v.rsplit("/", 1)[-1] for v in left_ids], planned=max(count, left_count))
+    return to_payload(RunResultsOutput(gate=gate,
                                        health_sample=health_sample([vm for s in summaries for vm in s.health_sample]),
                                        counts=sum_counts(summaries)))
 
@@ -213,7 +226,7 @@ def verify_in_chunks(context: df.DurableOrchestrationContext, spec: RunResultsIn
                           members=VerifyMembers(run_id=run_id, plan_hash=plan_hash,
                                                 wave=wave, slice=part, count=n),
                           collect=VerifyCollect(correlation_id=spec.correlation_id, since=spec.since,
-                                                staged=staged or None),
+                                                staged=staged or None, left=list(spec.gate_left or []) or None),
                           start_delay_seconds=delay or None, sample_size=share, named_size=named_share)
         suffix = "" if index == 0 else f":{index}"
         tasks.append(context.call_sub_orchestrator(names.VERIFY, to_payload(doc),
@@ -248,7 +261,8 @@ def arg_notes(summaries: list[VerifySummary], notes: list[dict[str, str]]) -> No
 
 
 def gate_of(ring_spec: dict[str, Any], ring: str, summaries: list[VerifySummary],
-            notes: list[dict[str, str]]) -> dict[str, Any]:
+            notes: list[dict[str, str]], *, left_count: int = 0, left_names: list[str] | None = None,
+            planned: int | None = None) -> dict[str, Any]:
     """The ring's gate from its chunks' summaries: ``gate_for`` over the named verdicts plus
     stand-ins for the counted ones (so the outcome and counts are those of every verdict), the
     stand-ins' reasons replaced by one that counts them (the ledger has their rows)."""
@@ -273,7 +287,8 @@ def gate_of(ring_spec: dict[str, Any], ring: str, summaries: list[VerifySummary]
             install, _, health = key.partition("|")
             stand_ins.extend({"vm": f"{_STAND_IN}{key}:{i}", "install": install, "health": health,
                               "outcome": "pass", "reasons": []} for i in range(int(n)))
-    gate = gate_for(ring_spec, ring, named + stand_ins, notes=notes)
+    gate = gate_for(ring_spec, ring, named + stand_ins, notes=notes, left_ring=left_count, left_names=left_names,
+                    planned=planned)
     if counted:
         reasons = [r for r in gate.get("reasons") or [] if not str(r.get("vm") or "").startswith(_STAND_IN)]
         reasons.append({"vm": "", "reason": f"{sum(counted.values())} more VM(s) failed or could not be verified "

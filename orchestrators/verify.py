@@ -69,6 +69,7 @@ from patchrings.boundary.activities import (
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyCollect, VerifyInput, VerifyMembers, VerifyOutput, VerifySummary
 from patchrings.domain.health import HealthSample, HealthState, HealthTracker, evaluate_sample
+from patchrings.domain.membership import LEFT_RING
 from patchrings.domain.timeutil import iso
 
 bp = df.Blueprint()
@@ -108,9 +109,16 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             return to_payload(VerifyOutput(verdicts=[], summary=VerifySummary(notes=[{"vm": "", "reason": reason}])))
     if spec.collect is not None:  # a scheduled ring's chunk collects its own VMs' results
         context.set_custom_status({"step": "collecting", "vms": len(vms)})
-        collected = yield from collect_results(context, spec, vms, arg)
+        # VMs the gate did not open (they had left the ring, issue 11): the run never held them
+        gone = {str(v).lower() for v in spec.collect.left or []}
+        held = [vm for vm in vms if vm["id"].lower() not in gone]
+        collected = yield from collect_results(context, spec, held, arg)
         vm_by_id = {vm["id"].lower(): vm for vm in vms}
         installs = [install_entry(vm_by_id, r) for r in collected]
+        installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": LEFT_RING, "error": {
+            "code": "LeftRing", "retryable": False, "status": None,
+            "message": "not patched: the ring's gate did not open it (it had left the ring)"}})
+            for vm in vms if vm["id"].lower() in gone)
         seen = {str(i["vm"]).lower() for i in installs}
         installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": "missing"}) for vm in vms
                         if vm["id"].lower() not in seen)

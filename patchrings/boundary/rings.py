@@ -222,6 +222,9 @@ class VerifyCollect:
     # run_results staged the run's rows (this many ring-wide queries): read this slice's from the
     # ledger first; the re-query schedule goes on from there
     staged: int | None = None
+    #: VMs the ring's gate did not open because they had left the ring (issue 11; ids, at most 25):
+    #: not collected, not verified, not judged (``left-ring``)
+    left: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,10 @@ class RunResultsInput:
     rollout_id: str | None = None
     ring_spec: dict[str, Any] = field(kw_only=True)  # JSON ringSpec: the resolved ring
     since: str | None = None
+    #: the opening gate's ``leftRing`` VM ids (at most 25) and ``leftRingCount`` (issue 11): VMs it
+    #: did not retag into the run's dynamic scope, so the run did not patch them
+    gate_left: list[str] | None = None
+    gate_left_count: int | None = None
 
 
 @dataclass(frozen=True)
