@@ -100,6 +100,8 @@ class RolloutBase:
         self.manifest: dict[str, Any] | None = None
         self.approved: dict[str, str] = {}
         self.opened: list[str] = []
+        # ring -> the VMs its opening gate did not retag (left the ring, issue 11): ids (<= 25), count
+        self.gate_left: dict[str, tuple[list[str], int]] = {}
         self.healthy_vms: dict[str, list[dict[str, Any]]] = {}
         # the longest install per OS a direct ring saw: a later direct ring polls once per install
         self.install_seconds: dict[str, Any] = {}

@@ -132,6 +132,11 @@ class GateSteps(ApprovalSteps):
         """Record the ring's size and the VMs a scheduled run will not patch (patch settings)."""
         issues = opened.get("scheduleIssues") or []
         self.st.set_members(ring, opened.get("members"), issues)
+        left = [str(x.get("vm")) for x in opened.get("leftRing") or [] if x.get("vm")]
+        self.gate_left[ring] = (left, int(opened.get("leftRingCount") or len(left)))
+        if left:
+            self.st.note(iso(self.now), f"ring {ring}: {self.gate_left[ring][1]} VM(s) left the ring before the gate "
+                                        f"opened; not retagged (e.g. {left[0].rsplit('/', 1)[-1]})")
         if issues:
             self.st.note(iso(self.now), f"ring {ring}: {opened.get('scheduleIssueCount')} VM(s) will not follow "
                                         f"the schedule (e.g. {issues[0]['vm']}: {issues[0]['issue']})")

@@ -344,7 +344,9 @@ class ScheduledSteps(GateSteps):
         summary = yield self.ctx.call_sub_orchestrator(
             names.RUN_RESULTS,
             to_payload(RunResultsInput(ring=ring, correlation_id=pre.correlation_id, rollout_id=self.rollout_id,
-                                       ring_spec=self.ring_spec(ring), since=format_instant(pre.start))),
+                                       ring_spec=self.ring_spec(ring), since=format_instant(pre.start),
+                                       gate_left=self.gate_left.get(ring, ([], 0))[0] or None,
+                                       gate_left_count=self.gate_left.get(ring, ([], 0))[1] or None)),
             child,
         )
         summary = summary or {}

@@ -56,9 +56,12 @@ def test_the_gate_does_not_pull_a_vm_that_left_back_into_its_ring(held: Any) -> 
     _retag(p, "excluded")  # the operator takes it out of Ring 1 before the gate opens
     writes_before = len(p.arm.recorder.find(method="PATCH", path_contains=TAGS))
     assert d.decide(rid, "ring1", "approve", doc["waitingFor"]["manifestHash"], "alice@contoso.com").status == 202
-    d.until_waiting(rid, "approval", "ring2")
+    waiting = d.until_waiting(rid, "approval", "ring2")
 
     assert p.arm.vm(LEAVER).tags.get("patchRing") == "excluded", "the gate re-tagged a VM that had left the ring"
+    # Ring 1's verification knows the leaver was never opened: left-ring, not a missing result
+    gate = waiting["rings"][1]["gate"]
+    assert gate["outcome"] == "pass" and gate["counts"]["leftRing"] == 1, gate
     gate_writes = p.arm.recorder.find(method="PATCH", path_contains=TAGS)[writes_before:]
     assert not [r for r in gate_writes if f"/{LEAVER}/" in r.path], "a tag write reached the leaver"
     # the other Ring 1 members were opened as before (read live, then written)
