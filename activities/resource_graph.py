@@ -50,7 +50,7 @@ from patchrings.boundary.activities import (
     CollectRunResultsArgInput,
 )
 from patchrings.boundary.codec import from_payload
-from patchrings.errors import ArmTargetRefused
+from patchrings.errors import ArmTargetRefused, ResourceGraphIncomplete
 from patchrings.ports import ResourceGraphGateway
 
 bp = df.Blueprint()
@@ -77,6 +77,20 @@ def _respect_quota(headers: Mapping[str, str]) -> None:
         time.sleep(min(MAX_QUOTA_WAIT_SECONDS, _hms_seconds(lowered.get("x-ms-user-quota-resets-after"))))
 
 
+def _page_of(text: str | None) -> dict[str, Any]:
+    """A 2xx body as a ``QueryResponse`` dict; an empty or non-JSON body is a failed read, never
+    an answer without rows (issue 11: it would pass as *no members / no results*)."""
+    if not text or not text.strip():
+        raise ResourceGraphIncomplete("Resource Graph answered an empty body")
+    try:
+        page = json.loads(text)
+    except ValueError:
+        raise ResourceGraphIncomplete(f"Resource Graph answered a body that is not JSON: {text[:80]!r}") from None
+    if not isinstance(page, dict):
+        raise ResourceGraphIncomplete(f"Resource Graph answered a JSON {type(page).__name__}, not a QueryResponse")
+    return page
+
+
 def _sender(clients: ResourceGraphGateway) -> rg.Send:
     from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
@@ -84,7 +98,7 @@ def _sender(clients: ResourceGraphGateway) -> rg.Send:
 
     def raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> tuple[dict[str, Any], dict[str, str]]:
         http = pipeline_response.http_response
-        return json.loads(http.text() or "{}"), dict(http.headers)
+        return _page_of(http.text()), dict(http.headers)
 
     def send(query: str, subscriptions: list[str], token: str | None) -> tuple[dict[str, Any], dict[str, str]]:
         options = QueryRequestOptions(top=rg.MAX_PAGE, skip_token=token, result_format="objectArray")

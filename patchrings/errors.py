@@ -146,3 +146,17 @@ class PlanForbidden(PatchRingsError):
 
 
 __all__ += ["PlanForbidden"]
+
+
+class ResourceGraphIncomplete(PatchRingsError, RuntimeError):
+    """A Resource Graph answer cannot be taken as the whole answer: a page without a ``data``
+    list (or an empty / non-JSON body), ``resultTruncated`` for a query paged by ``$skipToken``,
+    or fewer / more rows than the first page's ``totalRecords`` (twice in a row). The read
+    failed: callers treat it as inconclusive, never as *fewer rows* (issue 11). A
+    ``RuntimeError`` too, so every caller that already catches a failed read catches it."""
+
+    code = "ResourceGraphIncomplete"
+    http_status = 502
+
+
+__all__ += ["ResourceGraphIncomplete"]

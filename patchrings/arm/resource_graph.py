@@ -49,6 +49,7 @@ from typing import Any
 from azure.mgmt.core.tools import parse_resource_id as parse_arm_id
 
 from patchrings.arm.errors import status_of
+from patchrings.errors import ResourceGraphIncomplete
 
 __all__ = [
     "IDS_PER_QUERY",
@@ -193,23 +194,66 @@ def query_all(send: Send, query: str, subscriptions: list[str], *, max_pages: in
 
     ``send(query, subscriptions, skip_token)`` returns the page (a ``QueryResponse`` as a dict) and
     the response headers; ``on_quota(headers)`` is called between pages (back off on quota 0).
+
+    Fails closed (:class:`~patchrings.errors.ResourceGraphIncomplete`, issue 11): member lists and
+    results read from here are denominators, so a short answer must never pass as the whole one.
+    A page whose ``data`` is not a list, a ``resultTruncated`` answer (every query here projects
+    ``id`` and pages by ``$skipToken``, so ARG truncating it means rows were dropped, §4.4), or a
+    row count that differs from the first page's ``totalRecords`` raise. Rows that change between
+    page calls can shift pages (§4.4: a duplicate or a skipped row), so a count mismatch re-reads
+    the query once from the start; a second mismatch raises. Pages that do not give
+    ``totalRecords`` (older answers, some fakes) are checked for the rest only.
     """
+    rows, pages, expected = _read_all(send, query, subscriptions, max_pages=max_pages, on_quota=on_quota)
+    if expected is None or expected == len(rows):
+        return rows, pages
+    first = (len(rows), expected)
+    rows, more, expected = _read_all(send, query, subscriptions, max_pages=max_pages, on_quota=on_quota)
+    pages += more
+    if expected is None or expected == len(rows):
+        return rows, pages
+    raise ResourceGraphIncomplete(
+        f"Resource Graph answered {len(rows)} row(s) of totalRecords {expected} twice in a row "
+        f"(first read: {first[0]} of {first[1]}); the answer is not complete", details={
+            "reads": [{"rows": first[0], "totalRecords": first[1]}, {"rows": len(rows), "totalRecords": expected}]})
+
+
+def _read_all(send: Send, query: str, subscriptions: list[str], *, max_pages: int,
+              on_quota: Callable[[Mapping[str, str]], None] | None) -> tuple[list[dict[str, Any]], int, int | None]:
+    """One paged read: (rows, pages, the first page's ``totalRecords`` or None when absent)."""
     rows: list[dict[str, Any]] = []
     token: str | None = None
     pages = 0
+    expected: int | None = None
     while True:
         page, headers = send(query, subscriptions, token)
         pages += 1
+        if not isinstance(page, Mapping):
+            raise ResourceGraphIncomplete(f"Resource Graph answered a {type(page).__name__}, not a QueryResponse")
         data = page.get("data")
-        if isinstance(data, list):
-            rows.extend(r for r in data if isinstance(r, dict))
-        elif data is not None:
-            raise ValueError("Resource Graph answered in table format; objectArray was expected")
+        if not isinstance(data, list):
+            if isinstance(data, Mapping) and "columns" in data:
+                raise ResourceGraphIncomplete("Resource Graph answered in table format; objectArray was expected")
+            raise ResourceGraphIncomplete(
+                f"Resource Graph page {pages} has no data list ({type(data).__name__}); the answer is not complete")
+        if str(page.get("resultTruncated", "false")).lower() == "true":
+            raise ResourceGraphIncomplete(
+                f"Resource Graph truncated the answer (resultTruncated, totalRecords "
+                f"{page.get('totalRecords')!r}, {len(rows) + len(data)} row(s) read): rows would be missing")
+        if pages == 1 and page.get("totalRecords") is not None:
+            try:
+                expected = int(page["totalRecords"])
+            except (TypeError, ValueError):
+                raise ResourceGraphIncomplete(
+                    f"Resource Graph totalRecords is not a number: {page.get('totalRecords')!r}") from None
+        if any(not isinstance(r, dict) for r in data):
+            raise ResourceGraphIncomplete("Resource Graph answered a row that is not an object (objectArray expected)")
+        rows.extend(data)
         token = page.get("$skipToken") or page.get("skipToken") or page.get("skip_token")
         if not token:
-            return rows, pages
+            return rows, pages, expected
         if pages >= max_pages:
-            raise RuntimeError(f"Resource Graph paging did not end after {max_pages} pages")
+            raise ResourceGraphIncomplete(f"Resource Graph paging did not end after {max_pages} pages")
         if on_quota is not None:
             on_quota(headers)
 
