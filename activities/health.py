@@ -104,12 +104,19 @@ def _graph_power(send: rg.Send, vm_ids: list[str], deadline: float, gate: rg.Quo
 
     Returns ``(power, deferred, failed)``: the power state by lower-case id of every VM in an
     answer (None when ARG has none for it), the ids whose query could not start before
-    ``deadline`` (quota), and an error text per id whose query failed."""
+    ``deadline`` (quota), and an error text per id whose query failed or that is not a VM id a
+    query may name (checked one by one: such an id never fails the others' query)."""
     power: dict[str, str | None] = {}
     deferred: set[str] = set()
     failed: dict[str, str] = {}
     gated = rg.paced(send, gate, deadline=deadline)
-    ids = sorted({vm_id.lower() for vm_id in vm_ids})
+    ids = []
+    for vm_id in sorted({vm_id.lower() for vm_id in vm_ids}):
+        # one by one: an id no query may name is that VM's unknown sample, never its chunk's (issue 11)
+        if rg.is_machine_id(vm_id) and "/microsoft.compute/virtualmachines/" in vm_id:
+            ids.append(vm_id)
+        else:
+            failed[vm_id] = "InvalidMachineId: not a VM id a Resource Graph query may name"
     for first in range(0, len(ids), rg.IDS_PER_QUERY):
         chunk = ids[first:first + rg.IDS_PER_QUERY]
         scopes = sorted({subscription_of(vm_id).lower() for vm_id in chunk})

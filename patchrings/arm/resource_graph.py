@@ -123,9 +123,15 @@ def patch_rows_query(run_ids: Sequence[str]) -> str:
 
 
 MACHINE_BATCH = 100  # machine ids per ``in~`` list (§4.5: group ids into one query, not one per machine)
+#: A VM or Arc machine id a query may name. Resource group names are what Azure allows: 1-90
+#: letters or digits of any script (.NET ``Char.IsLetterOrDigit``: ``rg-café`` is a valid group),
+#: ``_ ( ) - .``, not ending in a period; machine names letters / digits of any script, ``_ . -``.
+#: The shape is checked so that only machine ids go into a query; safety comes from
+#: :func:`kql_string`'s quoting, not from this pattern (issue 11: an ASCII-only pattern refused
+#: valid ids, and one refused id failed its whole query).
 _MACHINE_ID = re.compile(
-    r"^/subscriptions/[0-9A-Za-z-]{1,64}/resourcegroups/[A-Za-z0-9._()\-]{1,90}/providers/"
-    r"(microsoft\.compute/virtualmachines|microsoft\.hybridcompute/machines)/[A-Za-z0-9._\-]{1,80}$",
+    r"^/subscriptions/[0-9A-Za-z-]{1,64}/resourcegroups/[\w()\-.]{0,89}[\w()\-]/providers/"
+    r"(microsoft\.compute/virtualmachines|microsoft\.hybridcompute/machines)/[\w.\-]{1,80}$",
     re.IGNORECASE,
 )
 
