@@ -253,11 +253,22 @@ def _left(ledger: InstallLedger, spec: StartInstallInput, reason: str) -> dict[s
     vm_id, run_id = str(spec.vm["id"]), str(spec.run_id)
     error = {"code": "LeftRing", "retryable": False, "status": None,
              "message": f"not installed: the machine left ring {spec.ring!r} ({reason})"}
-    _best_effort(ledger.record_install, run_id, vm_id, {
+    recorded = _best_effort(ledger.record_install, run_id, vm_id, {
         "rolloutId": spec.rollout_id, "ring": str(spec.ring), "state": LEFT_RING, "claimedAt": spec.now,
         "error": error})
+    if recorded is False:  # a twin start created the row first (it may have sent): its record answers
+        return _lost_create(ledger, run_id, vm_id, _started(LEFT_RING, None, error))
     log.info("installPatches not sent to %s: %s", vm_id, error["message"])
     return _started(LEFT_RING, None, error)
+
+
+def _lost_create(ledger: InstallLedger, run_id: str, vm_id: str, fallback: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a start whose create-only ledger row lost to a concurrent twin's: the twin's
+    record decides (``left-ring``, ``already-started`` with its token, ``already-done``), never
+    this start's own view (issue 11: a twin that POSTed must not be reported as *left the ring*,
+    the machine would be patched but not judged). ``fallback`` when the record cannot be read."""
+    record = _best_effort(ledger.install, run_id, vm_id)
+    return _answer_for(record) if record else fallback
 
 
 _NOTHING: Mapping[str, Any] = {}
@@ -273,15 +284,16 @@ def _claim_and_send(clients: MachineGateway, ledger: InstallLedger, spec: StartI
     claim = {"rolloutId": spec.rollout_id, "ring": str(spec.ring), **claim_extra,
              "runStartedAt": since.isoformat() if since else None, "claimedAt": spec.now}
     if observed:  # ``evidence``: what showed the install (the VM's instance-view summary)
-        _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, **evidence})
-        return _started("already-done" if observed == "done" else "already-started", None)
+        answer = _started("already-done" if observed == "done" else "already-started", None)
+        if _best_effort(ledger.record_install, run_id, vm_id, {**claim, "state": observed, **evidence}) is False:
+            return _lost_create(ledger, run_id, vm_id, answer)
+        return answer
     try:
         claimed = ledger.record_install(run_id, vm_id, {**claim, "state": "posting"})
     except AzureError as exc:
         return _started("refused", None, error_info(exc, code="LedgerUnavailable"))
-    if not claimed:
-        record = _best_effort(ledger.install, run_id, vm_id) or {}
-        return _started("already-started", record.get("token"))
+    if not claimed:  # a twin claimed first: its row answers (``left-ring`` included, not *already-started*)
+        return _lost_create(ledger, run_id, vm_id, _started("already-started", None))
     return _send(clients, ledger, spec, release=lambda: _best_effort(ledger.delete_install, run_id, vm_id))
 
 
