@@ -186,15 +186,9 @@ def arc_health_samples(clients: ComputeGateway, members: list[Mapping[str, Any]]
 
 # ------------------------------------------------------------------------------ Resource Graph
 def _arg_send(clients: ResourceGraphGateway) -> rg.Send:
-    from activities.resource_graph import _sender  # one sender (quota handling) for the app
+    from activities.resource_graph import _sender  # one sender (paced on the quota gate) for the app
 
     return _sender(clients)
-
-
-def _quota(headers: Mapping[str, str]) -> None:
-    from activities.resource_graph import _respect_quota
-
-    _respect_quota(headers)
 
 
 def arc_install_from_graph(clients: ResourceGraphGateway, machine_id: str, *, activity_id: str | None, since: Any,
@@ -215,15 +209,13 @@ def arc_install_from_graph(clients: ResourceGraphGateway, machine_id: str, *, ac
     subscription = parse_resource_id(machine_id).subscription
     if activity_id and with_patches:
         try:
-            fast, _ = rg.query_all(send, rg.patch_rows_query([str(activity_id)]), [subscription.lower()],
-                                   on_quota=_quota)
+            fast, _ = rg.query_all(send, rg.patch_rows_query([str(activity_id)]), [subscription.lower()])
         except ValueError:  # not a GUID-like id: the summary rows below decide
             fast = []
         mine = [r for r in fast if rg.machine_of(str(r.get("id", ""))) == machine_id.lower()]
         if mine:
             return None, rg.install_result({}, mine)["patches"]
-    rows, _ = rg.query_all(send, rg.machine_installs_query([machine_id]), [subscription.lower()],
-                           on_quota=_quota)
+    rows, _ = rg.query_all(send, rg.machine_installs_query([machine_id]), [subscription.lower()])
     wanted = str(activity_id or "").lower()
     chosen: dict[str, Any] | None = None
     for row in rows:
@@ -243,7 +235,7 @@ def arc_install_from_graph(clients: ResourceGraphGateway, machine_id: str, *, ac
     result = rg.install_result(chosen, [])
     if not run or not rg.is_terminal(chosen) or not with_patches:
         return chosen, None
-    patch_rows, _ = rg.query_all(send, rg.patch_rows_query([run]), [subscription.lower()], on_quota=_quota)
+    patch_rows, _ = rg.query_all(send, rg.patch_rows_query([run]), [subscription.lower()])
     if not patch_rows and arc.reported_patch_count(result):
         return chosen, None
     return chosen, rg.install_result(chosen, patch_rows)["patches"]

@@ -141,7 +141,7 @@ def _assessments(clients: ResourceGraphGateway, subscriptions: list[str]) -> tup
                                                                   datetime | None]:
     """Every machine's latest assessment row in ``subscriptions`` (paged; < 300 subscriptions per
     query, §4.5), the query and page counts, and the server time of the first answer."""
-    from activities.resource_graph import _respect_quota, _sender
+    from activities.resource_graph import _sender
 
     rows: dict[str, dict[str, Any]] = {}
     queries = pages = 0
@@ -160,8 +160,7 @@ def _assessments(clients: ResourceGraphGateway, subscriptions: list[str]) -> tup
     sender: Callable[..., Any] = timed
     for start in range(0, len(subscriptions), 100):
         try:
-            found, n = rg.query_all(sender, rg.assessment_query(), subscriptions[start:start + 100],
-                                    on_quota=_respect_quota)
+            found, n = rg.query_all(sender, rg.assessment_query(), subscriptions[start:start + 100])
         except (AzureError, RuntimeError, ValueError) as exc:
             info = error_info(exc)
             raise ResourceGraphUnavailable(

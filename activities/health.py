@@ -51,7 +51,7 @@ from azure.core.exceptions import AzureError
 from activities import Payload
 from activities import arc as arc_ops
 from activities.compute import HttpGet, _vm_parts, check_vm_health_core, default_http_get, run_probe
-from activities.resource_graph import _sender
+from activities.resource_graph import _raw_sender
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import error_info
@@ -183,7 +183,7 @@ def check_vm_health_batch_core(
     unlisted: set[str] = set()  # queries that could not start within the budget: deferred
     failed: dict[str, str] = {}
     if cheap:
-        power, unlisted, failed = _graph_power(send or _sender(clients), cheap, deadline, quota)
+        power, unlisted, failed = _graph_power(send or _raw_sender(clients), cheap, deadline, quota)
 
     def one(check: HealthCheck) -> dict[str, Any]:
         vm = check.vm

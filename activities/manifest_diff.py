@@ -46,7 +46,7 @@ from azure.core.exceptions import AzureError
 
 from activities import Payload
 from activities.members import resolve_ring_members_core
-from activities.resource_graph import _respect_quota, _sender
+from activities.resource_graph import _sender
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.assessments import assessment_query, assessments_by_machine
@@ -133,7 +133,7 @@ def _ring(clients: FleetGateway, send: Any, ring: Ring, *, manifest: dict[str, A
     if vms:
         subscriptions = sorted({parse_resource_id(str(vm["id"])).subscription.lower() for vm in vms})
         groups = {parse_resource_id(str(vm["id"])).resource_group or "" for vm in vms}
-        rows, pages = rg.query_all(send, assessment_query(groups), subscriptions, on_quota=_respect_quota)
+        rows, pages = rg.query_all(send, assessment_query(groups), subscriptions)
         queries = 1
         found = assessments_by_machine(rows)
     assessments = {}
@@ -160,7 +160,7 @@ def read_assessments_core(clients: ResourceGraphGateway,
     try:
         subscriptions = sorted({parse_resource_id(str(vm["id"])).subscription.lower() for vm in vms})
         groups = {parse_resource_id(str(vm["id"])).resource_group or "" for vm in vms}
-        rows, pages = rg.query_all(_sender(clients), assessment_query(groups), subscriptions, on_quota=_respect_quota)
+        rows, pages = rg.query_all(_sender(clients), assessment_query(groups), subscriptions)
     except (AzureError, PatchRingsError, RuntimeError, ValueError, OSError) as exc:
         log.warning("read_assessments: unreadable: %s", exc)
         return {"error": error_info(exc)}

@@ -30,7 +30,7 @@ from azure.core.exceptions import HttpResponseError
 
 from activities import Payload
 from activities.plan import assignment_name, ring_from_spec
-from activities.resource_graph import _sender
+from activities.resource_graph import _raw_sender
 from patchrings import deps
 from patchrings.arm import resource_graph as rg
 from patchrings.arm.errors import status_of
@@ -117,7 +117,7 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     scopes = sorted({sub.lower() for sub in subscriptions})
     filters, assigned = _configuration_reads(clients, ring, subscriptions) if configuration_id else ([], set())
     quota = gate or rg.QUOTA
-    sender = rg.paced(send or _sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
+    sender = rg.paced(send or _raw_sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
     wires: list[dict[str, Any]] = []
     if listed is not None:
         # The compliance view: every machine of each subscription once (it also needs the machines

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,24 +58,6 @@ log = logging.getLogger("patchrings.activities.resource_graph")
 __all__ = ["FILTER_MAX", "Counter", "add_assessments", "bp", "checked_run", "collect_run_results_arg_core",
            "entry_of", "patch_rows_for", "patch_rows_of", "run_rows", "sender"]
 
-MAX_QUOTA_WAIT_SECONDS = 10.0
-
-
-def _hms_seconds(text: str | None) -> float:
-    try:
-        h, m, s = (float(x) for x in str(text).split(":"))
-    except (TypeError, ValueError):
-        return 1.0
-    return h * 3600 + m * 60 + s
-
-
-def _respect_quota(headers: Mapping[str, str]) -> None:
-    """ARG's quota is per principal (§4.5): at 0 remaining, wait for the reset before the next page."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if str(lowered.get("x-ms-user-quota-remaining", "1")).strip() == "0":
-        time.sleep(min(MAX_QUOTA_WAIT_SECONDS, _hms_seconds(lowered.get("x-ms-user-quota-resets-after"))))
-
-
 def _page_of(text: str | None) -> dict[str, Any]:
     """A 2xx body as a ``QueryResponse`` dict; an empty or non-JSON body is a failed read, never
     an answer without rows (issue 11: it would pass as *no members / no results*)."""
@@ -91,7 +72,17 @@ def _page_of(text: str | None) -> dict[str, Any]:
     return page
 
 
-def _sender(clients: ResourceGraphGateway) -> rg.Send:
+def _sender(clients: ResourceGraphGateway, gate: rg.QuotaGate | None = None) -> rg.Send:
+    """The app's Resource Graph call, behind the process's quota gate (:func:`rg.paced` on
+    :data:`rg.QUOTA` unless ``gate``): every query waits for ARG's per-principal quota and a 429
+    without ``Retry-After`` (which azure-core does not retry) is waited out and sent again, so no
+    caller sends unpaced (issue 11). Callers with a deadline (health, members) pace
+    :func:`_raw_sender` themselves with it."""
+    return rg.paced(_raw_sender(clients), gate or rg.QUOTA)
+
+
+def _raw_sender(clients: ResourceGraphGateway) -> rg.Send:
+    """The SDK's Resource Graph call, unpaced: only for callers that wrap it in :func:`rg.paced`."""
     from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
     client = clients.resource_graph()
@@ -145,7 +136,7 @@ class Counter:
         self.pages = 0
 
     def run(self, send: rg.Send, query: str, subscriptions: list[str]) -> list[dict[str, Any]]:
-        rows, pages = rg.query_all(send, query, subscriptions, on_quota=_respect_quota)
+        rows, pages = rg.query_all(send, query, subscriptions)
         self.queries += 1
         self.pages += pages
         return rows
@@ -266,7 +257,8 @@ def entry_of(vm: Mapping[str, Any], row: dict[str, Any] | None,
 
 
 def sender(clients: ResourceGraphGateway) -> rg.Send:
-    """The SDK's Resource Graph call as :func:`patchrings.arm.resource_graph.query_all`'s ``send``."""
+    """The SDK's Resource Graph call as :func:`patchrings.arm.resource_graph.query_all`'s ``send``
+    (paced on the process's quota gate, :func:`_sender`)."""
     return _sender(clients)
 
 

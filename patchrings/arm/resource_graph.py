@@ -32,7 +32,14 @@ ARG's quota is per principal (15 queries per 5 s in the docs' example, §4.5): :
 every answer and holds the next query until the window resets when none remain; a 429 (the SDK
 does not retry one without ``Retry-After``) is waited out the same way. :func:`paced` wraps a
 ``send`` with it; a query that cannot start before the caller's deadline raises
-:class:`QuotaDeferred` (the health batch answers *deferred*, never unknown or healthy).
+:class:`QuotaDeferred` (the health batch answers *deferred*, never unknown or healthy). Every
+query of the app takes the gate: the one SDK sender (``activities.resource_graph._sender``) is
+paced; only the health batch and member resolution wrap the raw call themselves, with their
+deadline.
+
+Answers fail closed (:func:`query_all`, issue 11): a page without a ``data`` list, a truncated
+answer or a row count short of ``totalRecords`` (after one re-read) raises
+:class:`~patchrings.errors.ResourceGraphIncomplete`, never passes as fewer rows.
 
 Pure except :func:`query_all` and :func:`paced`, which drive a caller-supplied ``send`` (the SDK call).
 """
