@@ -202,7 +202,7 @@ def _compliance(clients: FleetGateway, rings: tuple[Ring, ...] | list[Ring], *, 
         try:
             resolved = resolve_ring_members_core(clients, ResolveMembersInput(ring=name, ring_spec=ring.to_dict()),
                                                  listed=listed)
-        except (AzureError, ValueError) as exc:
+        except (AzureError, PatchRingsError, RuntimeError, ValueError) as exc:  # incomplete answers, quota too
             ring_members.append((name, None, error_info(exc)))
             continue
         ring_members.append((name, list(resolved.get("vms") or []), resolved.get("error")))

@@ -17,12 +17,24 @@ that ring's rows only: the planner's count of every ring, ``plan_ring_waves`` an
 ``ring_coverage`` cost ``ceil(rows / 1000)`` requests each, not the subscription's list pages.
 Resource Graph lags the live resources by seconds; the install's pre-check
 (:func:`activities.compute.start_install_core`) re-applies the rule to the live VM.
+
+Resource Graph answers only the rows the identity can read, so a missing read role gives a
+smaller ring, not a 403 (issue 11). Each resolution therefore first probes every subscription it
+queries (:func:`read_probe`: the first page of ``virtualMachines.list_all``, which needs
+``Microsoft.Compute/virtualMachines/read`` on the subscription -- the "Fleet Reader" role); a
+refusal raises, so the caller's read fails (inconclusive) instead of verifying a smaller ring.
+
+LIMITATION: the probe proves subscription-level VM reads only. Visibility that is partial --
+read granted on some resource groups only, Arc machines (``Microsoft.HybridCompute/machines/read``)
+without VMs -- cannot be detected this way: ARG still answers the visible rows. What would detect
+it: results rows (run results, assessments, which name machines whatever the member list) for
+machines that are not among the members, turned into an inconclusive ring; not done here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import azure.durable_functions as df
@@ -59,10 +71,21 @@ bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
 __all__ = [
-    "QUOTA_WAIT_SECONDS", "WavePlanStore", "bp", "count_only", "coverage_answer", "member_ref", "plan_ring_waves",
+    "QUOTA_WAIT_SECONDS",
+    "WavePlanStore",
+    "bp",
+    "count_only",
+    "coverage_answer",
+    "member_ref",
+    "plan_ring_waves",
     "plan_ring_waves_core",
-    "read_wave_members", "read_wave_members_core", "resolve_ring_members", "resolve_ring_members_core",
-    "ring_coverage", "ring_coverage_core",
+    "read_probe",
+    "read_wave_members",
+    "read_wave_members_core",
+    "resolve_ring_members",
+    "resolve_ring_members_core",
+    "ring_coverage",
+    "ring_coverage_core",
 ]
 
 #: Longest wait for Resource Graph's quota before a resolution fails (and is retried by the caller).
@@ -74,7 +97,8 @@ Fleet = dict[str, tuple[dict[str, Any], dict[str, Any]]]
 
 def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInput | Mapping[str, Any], *,
                               listed: dict[str, list[dict[str, Any]]] | None = None,
-                              send: rg.Send | None = None, gate: rg.QuotaGate | None = None) -> dict[str, Any]:
+                              send: rg.Send | None = None, gate: rg.QuotaGate | None = None,
+                              probe: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Members of a ring: its tag selector (value or hold value) and/or its configuration's members.
 
     Where they come from (issue 11): one paged Resource Graph query on the ``resources`` table
@@ -89,7 +113,10 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     ``listed`` (optional, the compliance view, which resolves every ring of a plan and also needs
     the machines in no ring): every machine of each subscription, read once by subscription id and
     shared across calls (REST-shaped rows, :func:`patchrings.arm.resource_graph.member_wire`);
-    ``send`` replaces the SDK's Resource Graph call and ``gate`` the process's quota gate (tests).
+    ``send`` replaces the SDK's Resource Graph call and ``gate`` the process's quota gate (tests);
+    ``probe(subscription)`` is the read-role probe (module doc; :func:`read_probe` unless ``send``
+    is given, as tests give a table without a subscription behind it), called once per
+    subscription per resolution before its rows are read.
 
     The configuration's members are its resource-level assignments plus the machines its dynamic
     scopes (subscription-level assignments with a ``filter``) select, evaluated on the same rows.
@@ -118,12 +145,15 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
     filters, assigned = _configuration_reads(clients, ring, subscriptions) if configuration_id else ([], set())
     quota = gate or rg.QUOTA
     sender = rg.paced(send or _raw_sender(clients), quota, deadline=quota.now() + QUOTA_WAIT_SECONDS)
+    check = probe if probe is not None else (read_probe(clients) if send is None else None)
     wires: list[dict[str, Any]] = []
     if listed is not None:
         # The compliance view: every machine of each subscription once (it also needs the machines
         # in no ring), by subscription id, shared by every ring it resolves.
         for sub in scopes:
             if sub not in listed:
+                if check is not None:
+                    check(sub)
                 rows, pages = rg.query_all(sender, rg.members_query(), [sub])
                 log.info("subscription %s: %d Resource Graph row(s) in %d page(s)", sub, len(rows), pages)
                 listed[sub] = [rg.member_wire(row) for row in rows]
@@ -133,6 +163,9 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
         # (a superset of its members); every machine in scope when that cannot be said.
         values, ids = _candidates(ring, rule, filters, assigned)
         query = rg.members_query(tag_values=values, resource_groups=members.resource_groups, ids=ids)
+        if check is not None:
+            for sub in scopes:
+                check(sub)
         rows, pages = rg.query_all(sender, query, scopes)
         log.info("ring %s: %d Resource Graph row(s) in %d page(s)", ring.name, len(rows), pages)
         wires = [rg.member_wire(row) for row in rows]
@@ -147,6 +180,23 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
         selected |= _configuration_members(clients, ring, fleet, filters, assigned)
     return to_payload(ResolveMembersOutput(
         vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
+
+
+def read_probe(clients: FleetGateway) -> Callable[[str], None]:
+    """The read-role probe (module doc): one request per subscription, the first page of its VM
+    list, which ARM authorizes on the subscription (``Microsoft.Compute/virtualMachines/read``).
+    A refusal (403 ``AuthorizationFailed``) raises: Resource Graph would have answered fewer rows."""
+
+    def probe(subscription: str) -> None:
+        pages = clients.compute(subscription).virtual_machines.list_all().by_page()
+        try:
+            next(iter(next(pages, [])), None)
+        except HttpResponseError as exc:
+            log.warning("subscription %s: the identity may not list its VMs (%s); Resource Graph would "
+                        "answer fewer rows, so the resolution fails", subscription, str(exc)[:200])
+            raise
+
+    return probe
 
 
 def member_ref(wire: Mapping[str, Any]) -> dict[str, Any]:

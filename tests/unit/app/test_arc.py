@@ -68,8 +68,13 @@ def clients_for(tmp_path: Path, script: list[tuple[str, str, Any]]) -> tuple[Azu
     ca.write_text("pem")
     settings = Settings(arm_endpoint="https://127.0.0.1:8443", arm_auth="static-token", arm_static_token="t",
                         arm_ca_bundle=str(ca), ledger_connection="AccountName=a;AccountKey=b")
-    transport = ScriptedTransport(script)
+    transport = ScriptedTransport([*script, VM_LIST])
     return AzureClients(settings, transport=transport), transport
+
+
+#: The subscription's VM list, first page: what member resolution's read-role probe asks for
+#: (``activities.members.read_probe``); answered unless a test scripts it first (a 403, say).
+VM_LIST = ("GET", "/providers/Microsoft.Compute/virtualMachines?", (200, {}, {"value": []}))
 
 
 def machine(name: str, ring: str | None, *, status: str = "Connected", os_type: str = "windows") -> dict[str, Any]:
@@ -150,8 +155,10 @@ def test_a_tag_ring_holds_vms_and_arc_machines_with_their_kind(tmp_path: Path) -
     assert [(m["name"], m["kind"]) for m in members] == [("srv-01", "arc"), ("srv-02", "arc"), ("web-01", "vm")]
     assert members[1]["os"] == "Linux" and members[1]["agentStatus"] == "Disconnected"
     # one Resource Graph query for VMs and Arc machines together, no list of either
-    assert [urlsplit(r.url).path for r in transport.requests] == ["/providers/Microsoft.ResourceGraph/resources"]
-    assert "microsoft.hybridcompute/machines" in body_of(transport.requests[0])["query"]
+    assert [urlsplit(r.url).path for r in transport.requests] == [  # the read-role probe, then the one query
+        f"/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines",
+        "/providers/Microsoft.ResourceGraph/resources"]
+    assert "microsoft.hybridcompute/machines" in body_of(transport.requests[1])["query"]
 
 
 def test_a_subscription_without_arc_machines_has_vm_members_only(tmp_path: Path) -> None:

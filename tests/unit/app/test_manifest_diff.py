@@ -84,7 +84,7 @@ class Fleet:
         fleet = self
 
         class VirtualMachines:
-            def list_all(self, status_only: str) -> Pager:
+            def list_all(self, status_only: str | None = None) -> Pager:
                 return Pager(fleet.vms)
 
         return type("C", (), {"virtual_machines": VirtualMachines()})()
