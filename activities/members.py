@@ -20,8 +20,10 @@ Resource Graph lags the live resources by seconds; the install's pre-check
 
 Resource Graph answers only the rows the identity can read, so a missing read role gives a
 smaller ring, not a 403 (issue 11). Each resolution therefore first probes every subscription it
-queries (:func:`read_probe`: the first page of ``virtualMachines.list_all``, which needs
-``Microsoft.Compute/virtualMachines/read`` on the subscription -- the "Fleet Reader" role); a
+queries (:func:`read_probe`: a GET of a VM in a resource group that does not exist, which ARM
+authorizes on that scope before it looks the group up: 404 when the identity holds
+``Microsoft.Compute/virtualMachines/read`` on the subscription -- the "Fleet Reader" role --, 403
+``AuthorizationFailed`` when it does not; one small request, never a list of the subscription); a
 refusal raises, so the caller's read fails (inconclusive) instead of verifying a smaller ring.
 
 LIMITATION: the probe proves subscription-level VM reads only. Visibility that is partial --
@@ -65,12 +67,14 @@ from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.domain.manifest import uncovered_vms
 from patchrings.domain.membership import MemberRule
 from patchrings.domain.plan import Ring, short_hash
+from patchrings.errors import ResourceGraphIncomplete
 from patchrings.ports import FleetGateway
 
 bp = df.Blueprint()
 log = logging.getLogger("patchrings.activities.members")
 
 __all__ = [
+    "PROBE_GROUP",
     "QUOTA_WAIT_SECONDS",
     "WavePlanStore",
     "bp",
@@ -182,19 +186,28 @@ def resolve_ring_members_core(clients: FleetGateway, payload: ResolveMembersInpu
         vms=sorted((fleet[key][0] for key in selected), key=lambda v: str(v["id"]).lower())))
 
 
+#: The resource group and VM the read-role probe asks for (module doc): names no fleet uses.
+PROBE_GROUP = "patchrings-read-probe"
+
+
 def read_probe(clients: FleetGateway) -> Callable[[str], None]:
-    """The read-role probe (module doc): one request per subscription, the first page of its VM
-    list, which ARM authorizes on the subscription (``Microsoft.Compute/virtualMachines/read``).
-    A refusal (403 ``AuthorizationFailed``) raises: Resource Graph would have answered fewer rows."""
+    """The read-role probe (module doc): one GET per subscription of a VM in a resource group that
+    does not exist (:data:`PROBE_GROUP`). 404 means the identity may read VMs anywhere in the
+    subscription; a 403 ``AuthorizationFailed`` (or any other answer: it proves nothing) raises,
+    since Resource Graph would have answered fewer rows."""
 
     def probe(subscription: str) -> None:
-        pages = clients.compute(subscription).virtual_machines.list_all().by_page()
         try:
-            next(iter(next(pages, [])), None)
+            clients.compute(subscription).virtual_machines.get(PROBE_GROUP, PROBE_GROUP)
         except HttpResponseError as exc:
-            log.warning("subscription %s: the identity may not list its VMs (%s); Resource Graph would "
+            if status_of(exc) == 404:
+                return
+            log.warning("subscription %s: the identity may not read its VMs (%s); Resource Graph would "
                         "answer fewer rows, so the resolution fails", subscription, str(exc)[:200])
             raise
+        raise ResourceGraphIncomplete(
+            f"subscription {subscription}: the read-role probe found resource group {PROBE_GROUP!r} with a VM "
+            f"{PROBE_GROUP!r}; it cannot tell whether the identity reads the whole subscription")
 
     return probe
 

@@ -14,6 +14,7 @@ from azure.core.exceptions import HttpResponseError
 
 from activities import compliance
 from activities.members import resolve_ring_members_core
+from patchrings.errors import ResourceGraphIncomplete
 from tests.ring_inputs import named_ring
 from tests.unit.app.test_arc import PLAN, SUB, clients_for, graph_of, machine, vm
 from tests.unit.app.test_compliance import PLAN as COMPLIANCE_PLAN
@@ -21,7 +22,7 @@ from tests.unit.app.test_compliance import fleet_script
 
 pytestmark = pytest.mark.unit
 
-REFUSED = ("GET", "/providers/Microsoft.Compute/virtualMachines?", (403, {}, {"error": {
+REFUSED = ("GET", "/resourceGroups/patchrings-read-probe/", (403, {}, {"error": {
     "code": "AuthorizationFailed",
     "message": f"The client 'patchrings' with object id 'x' does not have authorization to perform action "
                f"'Microsoft.Compute/virtualMachines/read' over scope '/subscriptions/{SUB}' "
@@ -42,7 +43,8 @@ def test_an_allowed_probe_is_one_request_per_subscription_and_members_follow(tmp
     members = resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))["vms"]
     assert sorted(m["name"] for m in members) == ["srv-01", "web-01"]
     gets = [urlsplit(r.url).path for r in transport.requests if r.method == "GET"]
-    assert gets == [f"/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines"]
+    assert gets == [f"/subscriptions/{SUB}/resourceGroups/patchrings-read-probe/providers/Microsoft.Compute/"
+                    "virtualMachines/patchrings-read-probe"]
 
 
 def test_the_compliance_view_fails_when_the_probe_is_refused(tmp_path: Path) -> None:
@@ -53,3 +55,11 @@ def test_the_compliance_view_fails_when_the_probe_is_refused(tmp_path: Path) -> 
                                  for r in view["rings"])
     queries = [json.loads(r.body)["query"] for r in transport.requests if r.method == "POST"]
     assert not any(q.startswith("resources") for q in queries)  # no member list was read
+
+
+def test_a_probe_answer_that_proves_nothing_fails_closed(tmp_path: Path) -> None:
+    found = ("GET", "/resourceGroups/patchrings-read-probe/", (200, {}, {"id": "x", "name": "patchrings-read-probe"}))
+    clients, transport = clients_for(tmp_path, [found, graph_of(vm("web-01", "ring0"))])
+    with pytest.raises(ResourceGraphIncomplete):
+        resolve_ring_members_core(clients, named_ring(PLAN, "ring0"))
+    assert [r.method for r in transport.requests] == ["GET"]

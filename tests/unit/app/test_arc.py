@@ -72,9 +72,11 @@ def clients_for(tmp_path: Path, script: list[tuple[str, str, Any]]) -> tuple[Azu
     return AzureClients(settings, transport=transport), transport
 
 
-#: The subscription's VM list, first page: what member resolution's read-role probe asks for
-#: (``activities.members.read_probe``); answered unless a test scripts it first (a 403, say).
-VM_LIST = ("GET", "/providers/Microsoft.Compute/virtualMachines?", (200, {}, {"value": []}))
+#: Member resolution's read-role probe (``activities.members.read_probe``): a VM in a resource
+#: group that does not exist, 404 as ARM answers an identity that may read the subscription's
+#: VMs; answered unless a test scripts it first (a 403, say).
+VM_LIST = ("GET", "/resourceGroups/patchrings-read-probe/", (404, {}, {"error": {
+    "code": "ResourceGroupNotFound", "message": "Resource group 'patchrings-read-probe' could not be found."}}))
 
 
 def machine(name: str, ring: str | None, *, status: str = "Connected", os_type: str = "windows") -> dict[str, Any]:
@@ -156,7 +158,8 @@ def test_a_tag_ring_holds_vms_and_arc_machines_with_their_kind(tmp_path: Path) -
     assert members[1]["os"] == "Linux" and members[1]["agentStatus"] == "Disconnected"
     # one Resource Graph query for VMs and Arc machines together, no list of either
     assert [urlsplit(r.url).path for r in transport.requests] == [  # the read-role probe, then the one query
-        f"/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines",
+        f"/subscriptions/{SUB}/resourceGroups/patchrings-read-probe/providers/Microsoft.Compute/"
+        "virtualMachines/patchrings-read-probe",
         "/providers/Microsoft.ResourceGraph/resources"]
     assert "microsoft.hybridcompute/machines" in body_of(transport.requests[1])["query"]
 

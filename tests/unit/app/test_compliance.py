@@ -108,8 +108,8 @@ def test_the_view_per_ring_with_ages_and_machines_in_no_ring(tmp_path: Path) -> 
     queries = [json.loads(r.body)["query"] for r in transport.requests if r.method == "POST"]
     assert sum(q.startswith("resources") for q in queries) == 1 and len(queries) == 3
     # and one read-role probe of the subscription (activities.members.read_probe)
-    assert [r.url.split("?")[0].rsplit("/", 1)[-1] for r in transport.requests if r.method == "GET"] == [
-        "virtualMachines"]
+    assert [r.url.split("?")[0].rsplit("/", 3)[-3:] for r in transport.requests if r.method == "GET"] == [
+        ["Microsoft.Compute", "virtualMachines", "patchrings-read-probe"]]
     assert view["resourceGraph"] == {"queries": 1, "pages": 2}
     assert view["asOf"] == "2026-11-16T12:00:00Z" and view["subscriptions"] == [SUB.lower()]
 

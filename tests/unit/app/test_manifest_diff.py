@@ -84,8 +84,13 @@ class Fleet:
         fleet = self
 
         class VirtualMachines:
-            def list_all(self, status_only: str | None = None) -> Pager:
+            def list_all(self, status_only: str) -> Pager:
                 return Pager(fleet.vms)
+
+            def get(self, group: str, name: str) -> Any:  # the read-role probe: no such group (404)
+                error = HttpResponseError(message=f"Resource group '{group}' could not be found.")
+                error.status_code = 404
+                raise error
 
         return type("C", (), {"virtual_machines": VirtualMachines()})()
 
