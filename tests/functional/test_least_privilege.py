@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from activities.members import PROBE_GROUP
 from emulator.arm.routes import operation_action
 from emulator.platform import LocalPlatform
 
@@ -214,11 +215,23 @@ def test_subscription_level_requests_are_covered_by_the_fleet_reader_role(traffi
 
 
 def test_resource_group_requests_stay_in_the_plans_resource_groups(traffic: dict[str, Any]) -> None:
-    """The rollout scopes to grant are the ring VMs' and the configurations' resource groups."""
+    """The rollout scopes to grant are the ring VMs' and the configurations' resource groups (and
+    the read-role probe's group, which does not exist: the fleet-reader role authorizes it)."""
     groups = set()
     for record in traffic["records"]:
         parts = record.path.lower().split("/")
-        if "resourcegroups" in parts:
+        if "resourcegroups" in parts and parts[parts.index("resourcegroups") + 1] != PROBE_GROUP:
             at = parts.index("resourcegroups")
             groups.add((parts[at - 1], parts[at + 1]))
     assert groups == {(traffic["subscription"].lower(), VM_GROUP), (traffic["subscription"].lower(), CONFIG_GROUP)}
+
+
+def test_member_resolution_probes_the_fleet_reader_role(traffic: dict[str, Any]) -> None:
+    """Resource Graph answers only what the identity can read, so each resolution first GETs a VM
+    in a resource group that does not exist (issue 11): outside the rollout role's resource groups,
+    only the fleet-reader role's subscription-level VM read authorizes it, and the answer is 404."""
+    probes = [r for r in traffic["records"] if f"/resourcegroups/{PROBE_GROUP}/" in r.path.lower()]
+    assert probes, "no resolution probed the read role"
+    assert {(r.method, r.status, operation_action(r.method, r.path)) for r in probes} == {
+        ("GET", 404, "Microsoft.Compute/virtualMachines/read")}
+    assert "Microsoft.Compute/virtualMachines/read" in FLEET_ACTIONS
