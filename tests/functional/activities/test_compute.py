@@ -209,4 +209,7 @@ def test_membership_is_one_graph_query_whatever_the_subscription_list_would_cost
     arm.sim.recorder.clear()
     ring0 = resolve_ring_members_core(clients, {**named_ring(plan(), "ring0")})["vms"]
     assert [v["name"] for v in ring0] == ["db-01", "web-01", "web-02"]
-    assert [r.operation for r in arm.sim.recorder.records] == ["arg.resources"]
+    # the subscription-scope read-role probe (one GET of a VM that does not exist: 404), then the query
+    records = arm.sim.recorder.records
+    assert [r.operation for r in records] == ["vm.get", "arg.resources"]
+    assert records[0].status == 404 and "/virtualMachines/patchrings-read-probe" in records[0].path
