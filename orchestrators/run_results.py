@@ -148,8 +148,10 @@ def run_results_orchestrator(context: df.DurableOrchestrationContext) -> Any:
                                "verifyInstances": len(slices)})
     summaries, ledger_errors = yield from verify_in_chunks(context, spec, ring_spec, run_id, plan_hash=plan_hash,
                                                            slices=slices, staged=staged)
-    left_ids = [str(v) for v in spec.gate_left or []]
-    left_count = max(int(spec.gate_left_count or 0), len(left_ids))
+    # the gate's leavers, less those the run patched all the same (judged on their rows, not left)
+    judged = {str(v).lower() for summary in summaries for v in summary.left_judged}
+    left_ids = [str(v) for v in spec.gate_left or [] if str(v).lower() not in judged]
+    left_count = max(int(spec.gate_left_count or 0) - len(judged), len(left_ids))
     arg_notes(summaries, notes)
     for summary in summaries:
         notes.extend(summary.notes)

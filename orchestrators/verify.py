@@ -109,16 +109,19 @@ def verify_orchestrator(context: df.DurableOrchestrationContext) -> Any:
             return to_payload(VerifyOutput(verdicts=[], summary=VerifySummary(notes=[{"vm": "", "reason": reason}])))
     if spec.collect is not None:  # a scheduled ring's chunk collects its own VMs' results
         context.set_custom_status({"step": "collecting", "vms": len(vms)})
-        # VMs the gate did not open (they had left the ring, issue 11): the run never held them
+        # VMs the gate did not retag (they had left the ring, issue 11). Their rows are still read:
+        # one the run did patch (the configuration's own member, another scope) is judged on its
+        # result like any other; only one without a row is left-ring. Never waited for.
         gone = {str(v).lower() for v in spec.collect.left or []}
-        held = [vm for vm in vms if vm["id"].lower() not in gone]
-        collected = yield from collect_results(context, spec, held, arg)
+        collected = yield from collect_results(context, spec, vms, arg, optional=gone)
         vm_by_id = {vm["id"].lower(): vm for vm in vms}
         installs = [install_entry(vm_by_id, r) for r in collected]
+        found = {str(r.get("vm") or "").lower() for r in collected}
+        arg.left_judged = [vm["id"] for vm in vms if vm["id"].lower() in gone and vm["id"].lower() in found]
         installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": LEFT_RING, "error": {
             "code": "LeftRing", "retryable": False, "status": None,
             "message": "not patched: the ring's gate did not open it (it had left the ring)"}})
-            for vm in vms if vm["id"].lower() in gone)
+            for vm in vms if vm["id"].lower() in gone and vm["id"].lower() not in found)
         seen = {str(i["vm"]).lower() for i in installs}
         installs.extend(install_entry(vm_by_id, {"vm": vm["id"], "state": "missing"}) for vm in vms
                         if vm["id"].lower() not in seen)
@@ -220,6 +223,9 @@ class ArgOutcome:
     queries: int = 0
     error: str | None = None
     staged: set[str] = field(default_factory=set)  # VMs (lower-case ids) whose entry was read from the staged rows
+    # VMs the gate did not retag whose run still has a result row (a configuration's own member, or a
+    # scope that still selects it): Update Manager patched them, so they are judged, never left-ring
+    left_judged: list[str] = field(default_factory=list)
 
 
 def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any]:
@@ -244,13 +250,20 @@ def install_entry(vms: list[dict[str, Any]] | dict[str, dict[str, Any]], entry: 
 
 
 def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, vms: list[dict[str, Any]],
-                    arg: ArgOutcome) -> Generator[Any, Any, list[dict[str, Any]]]:
+                    arg: ArgOutcome, *, optional: set[str] | frozenset[str] = frozenset(),
+                    ) -> Generator[Any, Any, list[dict[str, Any]]]:
     """Per-VM entries of the run for ``vms``: Resource Graph first (one query per 1,000 rows,
     re-queried while rows are late), instance views for the rest (their gap stated by the caller
-    from ``arg``: never a pass)."""
+    from ``arg``: never a pass). ``optional`` (lower-case ids): VMs whose rows are taken when
+    Resource Graph has them but never waited for nor read otherwise (the run may not hold them)."""
     collect = cast(VerifyCollect, spec.collect)
     done: dict[str, dict[str, Any]] = {}
-    pending = list(vms)
+
+    def missing(done: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ask = [vm for vm in vms if vm["id"].lower() not in done]
+        return ask, [vm for vm in ask if vm["id"].lower() not in optional]
+
+    ask, pending = missing(done)
     attempt = 0
     staged = (yield from staged_results(context, spec)) if collect.staged and spec.members is not None else None
     requery = True
@@ -261,7 +274,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
             if key in wanted and entry.get("state") == "done" and entry.get("result"):
                 done[key] = entry
                 arg.staged.add(key)
-        pending = [vm for vm in vms if vm["id"].lower() not in done]
+        ask, pending = missing(done)
         rounds = max(1, int(collect.staged or 1))
         arg.queries = rounds
         attempt = rounds - 1
@@ -274,7 +287,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
             answer = yield context.call_activity_with_retry(
                 names.COLLECT_RESULTS_ARG, retries.READ,
                 to_payload(CollectRunResultsArgInput(
-                    correlation_id=collect.correlation_id, vms=pending, since=collect.since,
+                    correlation_id=collect.correlation_id, vms=ask, since=collect.since,
                     rollout_id=spec.rollout_id, ring=spec.ring)),
             )
         except Exception as exc:
@@ -284,7 +297,7 @@ def collect_results(context: df.DurableOrchestrationContext, spec: VerifyInput, 
         for entry in (answer or {}).get("results") or []:
             if entry.get("state") == "done" and entry.get("result"):
                 done[str(entry.get("vm") or "").lower()] = entry
-        pending = [vm for vm in vms if vm["id"].lower() not in done]
+        ask, pending = missing(done)
         if not pending or attempt >= len(ARG_REQUERY_DELAYS):
             break
         yield context.create_timer(context.current_utc_datetime + ARG_REQUERY_DELAYS[attempt])
@@ -363,7 +376,8 @@ def summarize(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], arg: Ar
     return VerifySummary(vms=len(verdicts), named=named, omitted=omitted, passed=passed,
                          counts=count_verdicts(verdicts),
                          health_sample=health_sample(passing, *([sample_size] if sample_size else [])),
-                         arg_pending=arg.pending, arg_queries=arg.queries, arg_error=arg.error)
+                         arg_pending=arg.pending, arg_queries=arg.queries, arg_error=arg.error,
+                         left_judged=list(arg.left_judged))
 
 
 def _progress(context: df.DurableOrchestrationContext, trackers: dict[str, HealthTracker], vms: int) -> None:

@@ -270,6 +270,8 @@ class VerifySummary:
     arg_queries: int = 0
     arg_error: str | None = None
     notes: list[dict[str, str]] = field(default_factory=list)
+    #: VMs the gate did not retag (``gateLeft``) that the run patched all the same: judged, not left
+    left_judged: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,34 @@ def test_many_left_at_the_gate_make_the_ring_inconclusive() -> None:
     gate = out["gate"]
     assert gate["outcome"] == "inconclusive" and gate["counts"]["leftRing"] == 5, gate  # 5 > ceil(3)
     assert gate["counts"]["total"] == 25
+
+
+class PatchedLeaver(Staging):
+    """The run holds one VM the gate refused (a configuration's own member with no ring tag, or a
+    scope that still selects it): Update Manager patched it, and its install failed."""
+
+    def __init__(self, members: list[dict[str, Any]], bad: str) -> None:
+        super().__init__(members)
+        self.bad = bad
+
+    def entry(self, v: dict[str, Any], *, staging: bool) -> dict[str, Any]:
+        if v["name"] == self.bad:
+            return {"vm": v["id"], "state": "done", "error": None, "result": {
+                "status": "Failed", "installedPatchCount": 0, "failedPatchCount": 1, "pendingPatchCount": 0,
+                "rebootStatus": "Completed", "maintenanceWindowExceeded": False,
+                "patches": [{"kbId": "5048667", "name": "CU", "installationState": "Failed"}]}}
+        return super().entry(v, staging=staging)
+
+
+def test_a_vm_the_gate_refused_but_the_run_patched_is_judged_on_its_result() -> None:
+    # review finding (HIGH): the gate's tag check refuses a configuration-only member, the run
+    # patches it anyway; its failed install must fail the ring, never vanish as "left the ring"
+    vms = fleet(30)
+    bad = vms[3]
+    for spec in (run_spec(), {**run_spec(), "gateLeft": [bad["id"]], "gateLeftCount": 1}):
+        ctx = ChunkContext(spec)
+        out = drive(raw(run_results_mod.run_results_orchestrator), ctx,
+                    with_chunks(PatchedLeaver(vms, bad["name"]), vms))
+        gate = out["gate"]
+        assert gate["outcome"] == "fail", gate
+        assert gate["counts"]["total"] == 30 and not gate["counts"].get("leftRing"), gate
