@@ -290,8 +290,13 @@ def gate_write_refusal(rule: MemberRule, *, opening: bool, open_value: str, hold
     The tag decides even for a ring that also has a maintenance configuration (where
     :meth:`MemberRule.left_because` cannot): the gate's write *is* the tag, and the dynamic scope
     selects by it. A refused machine is *left-ring*: not written, not a failure, not retried.
+
+    Scope is checked when opening only. Closing writes the hold value back on any machine that
+    still carries the open value, whatever its scope reads now (an Arc machine without ``osType``,
+    a moved resource group): otherwise it would keep the open value, and the ring's dynamic scope
+    would patch it after the gate said closed.
     """
-    if not rule.in_scope(resource_group=resource_group, location=location, os=os):
+    if opening and not rule.in_scope(resource_group=resource_group, location=location, os=os):
         return (f"out of the ring's scope now (resource group {resource_group!r}, location {location!r}, "
                 f"OS {os!r})")
     if rule.tag_name is None:

@@ -39,6 +39,8 @@ def refusal(rule: MemberRule, opening: bool, tag: str | None, rg: str = "rg-a") 
     (BY_TAG, False, "quarantine", "rg-a", False),  # someone retagged it meanwhile: keeps it
     (BY_TAG, False, None, "rg-a", False),
     (WITH_CONFIG, False, "excluded", "rg-a", False),
+    # closing ignores scope: a machine still at the open value never keeps it after the gate closes
+    (BY_TAG, False, "ring1", "rg-b", True),
 ])
 def test_gate_write_refusal_table(rule: MemberRule, opening: bool, tag: str | None, rg: str, written: bool) -> None:
     reason = refusal(rule, opening, tag, rg)
@@ -51,5 +53,8 @@ def test_a_ring_without_a_tag_checks_scope_only() -> None:
     rule = MemberRule.from_members({"resourceGroups": ["rg-a"]})
     assert gate_write_refusal(rule, opening=True, open_value="v", hold_value=None, resource_group="rg-a",
                               location="x", os="Linux", tags={}) is None
-    assert gate_write_refusal(rule, opening=False, open_value="v", hold_value=None, resource_group="rg-b",
+    assert gate_write_refusal(rule, opening=True, open_value="v", hold_value=None, resource_group="rg-b",
                               location="x", os="Linux", tags={}) is not None
+    # closing is never refused for scope (review finding: the open value must not outlive the gate)
+    assert gate_write_refusal(rule, opening=False, open_value="v", hold_value=None, resource_group="rg-b",
+                              location="x", os="Linux", tags={}) is None
