@@ -94,6 +94,7 @@ from patchrings.boundary.activities import (
 )
 from patchrings.boundary.codec import from_payload, to_payload
 from patchrings.boundary.rings import VerifyInput, WaveInput, WaveOutput
+from patchrings.domain.gates import MAX_LEFT_NAMED
 from patchrings.domain.install_polling import (
     follower_poll_at,
     install_poll_at,
@@ -374,8 +375,12 @@ def wave_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     packed = pack_verdicts(vms, verdicts)
     summary = summarise(vms, verdicts, [_manifest_part(r) for r in ordered] if keep else None,
                         sample_size=spec.sample_size, sources_wanted=spec.sources_wanted)
+    # members that left the ring before their install: counted and named by the wave that saw them,
+    # so the ring's gate need not infer them from its counts (and can name them)
+    left = [str(vm.get("name") or vm["id"]) for vm in vms if (results.get(vm["id"]) or {}).get("state") == LEFT_RING]
     return to_payload(WaveOutput(packed=packed["packed"], verdicts=packed["verdicts"], passed=packed["passed"],
-                                 install_seconds=seen_done, **summary))
+                                 install_seconds=seen_done, left_ring_count=len(left) or None,
+                                 left_ring=left[:MAX_LEFT_NAMED] or None, **summary))
 
 
 def summarise(vms: list[dict[str, Any]], verdicts: list[dict[str, Any]], results: list[dict[str, Any]] | None, *,

@@ -58,6 +58,8 @@ def test_a_vm_retagged_out_of_ring0_while_resource_graph_lists_it_is_not_patched
 
     gate = waiting["rings"][0]["gate"]
     assert gate["outcome"] == "pass" and gate["counts"]["total"] == len(sc.RING0) - 1, gate
+    # the wave that saw it leave counts and names it (the gate's reason says which VM)
+    assert gate["counts"]["leftRing"] == 1 and any(LEAVER in str(r.get("reason")) for r in gate["reasons"]), gate
     status = d.api("GET", f"/api/rollouts/{rid}")
     rows = {r["vm"].rsplit("/", 1)[-1]: r for r in status.json["ledger"]["vmResults"]["ring0"]}
     assert rows[LEAVER]["state"] == "left-ring" and not rows[LEAVER].get("verdict"), rows[LEAVER]
